@@ -1,0 +1,48 @@
+# Lambdaflow: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+PIPELINE ?= pipelines/examples/quickstart.yaml
+SERVICES := deploy/dev/services.sh
+GOTEST_FLAGS ?= -count=1 -timeout 30m
+BENCH ?= .
+BENCHTIME ?= 1x
+BENCHCOUNT ?= 3
+
+.PHONY: run build test test-go lint services services-down bench fuzz clean
+
+## run: the example pipeline on embedded defaults (nothing else to install)
+run:
+	$(GO) run ./cmd/lambdaflow run -c $(PIPELINE)
+
+## build: the binary into bin/
+build:
+	$(GO) build -o bin/lambdaflow ./cmd/lambdaflow
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## test: installs and starts what the tests need, then runs every test
+test: lint services
+	set -a; source <($(SERVICES) env); set +a; \
+	LF_REQUIRE_SERVICES=1 $(GO) test $(GOTEST_FLAGS) ./...
+
+## services: start PostgreSQL, Cassandra and OpenSearch for the tests (idempotent)
+services:
+	$(SERVICES) up
+
+services-down:
+	$(SERVICES) down
+
+## bench: every benchmark, several runs each (medians go in BENCHMARKS.md)
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem ./...
+
+## fuzz: a short run of each fuzz target
+fuzz:
+	$(GO) test ./pipelines -run '^$$' -fuzz FuzzLoad -fuzztime 30s
+	$(GO) test ./ingest -run '^$$' -fuzz FuzzDecode -fuzztime 30s
+	$(GO) test ./broker -run '^$$' -fuzz FuzzDecodeEntry -fuzztime 30s
+
+clean:
+	rm -rf bin data

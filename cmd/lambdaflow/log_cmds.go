@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+type topicsAnswer struct {
+	Topics []struct {
+		Name       string `json:"name"`
+		Events     int64  `json:"events"`
+		Bytes      int64  `json:"bytes"`
+		Replicas   int    `json:"replicas"`
+		Retention  string `json:"retention"`
+		Partitions []struct {
+			Partition   int   `json:"partition"`
+			FirstOffset int64 `json:"first_offset"`
+			LastOffset  int64 `json:"last_offset"`
+			Bytes       int64 `json:"bytes"`
+		} `json:"partitions"`
+	} `json:"topics"`
+}
+
+func topicsCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
+	fs := newFlags("topics", "[--json]", std)
+	conn := clientFlags(fs, env)
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := conn().getJSON(ctx, "/v1/topics", nil, &raw); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(std.out, raw)
+	}
+	var a topicsAnswer
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tFIRST-OFFSET\tLAST-OFFSET\tEVENTS\tBYTES")
+	for _, t := range a.Topics {
+		for _, p := range t.Partitions {
+			n := int64(0)
+			if p.LastOffset >= 0 {
+				n = p.LastOffset - p.FirstOffset + 1
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", t.Name, p.Partition, p.FirstOffset, p.LastOffset, n, p.Bytes)
+		}
+	}
+	return tw.Flush()
+}
+
+type lagAnswer struct {
+	Consumers []struct {
+		Consumer   string  `json:"consumer"`
+		Topic      string  `json:"topic"`
+		Partition  int     `json:"partition"`
+		Offset     int64   `json:"offset"`
+		EndOffset  int64   `json:"end_offset"`
+		Lag        int64   `json:"lag"`
+		LagSeconds float64 `json:"lag_seconds"`
+	} `json:"consumers"`
+}
+
+func lagCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
+	fs := newFlags("lag", "[--json]", std)
+	conn := clientFlags(fs, env)
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := conn().getJSON(ctx, "/v1/lag", nil, &raw); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(std.out, raw)
+	}
+	var a lagAnswer
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONSUMER\tTOPIC\tPARTITION\tOFFSET\tEND-OFFSET\tLAG\tLAG-SECONDS")
+	for _, c := range a.Consumers {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.3f\n", c.Consumer, c.Topic, c.Partition, c.Offset, c.EndOffset, c.Lag, c.LagSeconds)
+	}
+	return tw.Flush()
+}
+
+func printJSON(w io.Writer, raw []byte) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// produceCmd sends NDJSON from stdin in batches. Each batch carries an
+// Idempotency-Key, so a batch retried after a timeout or 503 lands once even
+// when its events have no ids of their own.
+func produceCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
+	fs := newFlags("produce", "TOPIC", std)
+	conn := clientFlags(fs, env)
+	batch := fs.Int("batch", 1000, "events per request")
+	retries := fs.Int("retries", 10, "retries of a request answered 429/503")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	if *batch < 1 {
+		return fmt.Errorf("--batch must be at least 1, got %d", *batch)
+	}
+	topic := pos[0]
+	c := conn()
+	run := make([]byte, 8)
+	if _, err := rand.Read(run); err != nil {
+		return err
+	}
+	runID := hex.EncodeToString(run)
+	sc := bufio.NewScanner(std.in)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	var body bytes.Buffer
+	var lines, sent, dups, seq int
+	flush := func() error {
+		if lines == 0 {
+			return nil
+		}
+		h := http.Header{"Content-Type": {"application/x-ndjson"}, "Idempotency-Key": {runID + "-" + strconv.Itoa(seq)}}
+		var ans struct {
+			Accepted int `json:"accepted"`
+			Results  []struct {
+				Duplicate bool `json:"duplicate"`
+			} `json:"results"`
+		}
+		for attempt := 0; ; attempt++ {
+			err := c.postJSON(ctx, "/v1/topics/"+url.PathEscape(topic)+"/events", body.Bytes(), h, &ans)
+			if err == nil {
+				break
+			}
+			wait, ok := retryable(err)
+			if !ok || attempt >= *retries {
+				return fmt.Errorf("batch %d (input lines %d-%d): %w", seq, sent+dups+1, sent+dups+lines, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		sent += ans.Accepted
+		dups += len(ans.Results) - ans.Accepted
+		seq++
+		lines = 0
+		body.Reset()
+		return nil
+	}
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		body.Write(line)
+		body.WriteByte('\n')
+		lines++
+		if lines >= *batch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading stdin: %w", err)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(std.err, "produced %d events to %s (%d duplicates)\n", sent, topic, dups)
+	return nil
+}
+
+type eventsAnswer struct {
+	Events []json.RawMessage `json:"events"`
+	Next   map[string]int64  `json:"next"`
+}
+
+// tailCmd prints a topic's events as NDJSON, oldest first per partition.
+func tailCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
+	fs := newFlags("tail", "TOPIC [--from OFFSET|TIME] [-f]", std)
+	conn := clientFlags(fs, env)
+	from := fs.String("from", "", "start at this offset (in every partition) or RFC 3339 time; default: the last 10 events of each partition")
+	partition := fs.Int("partition", -1, "only this partition")
+	follow := fs.Bool("f", false, "keep waiting for new events")
+	limit := fs.Int("n", 0, "stop after this many events (0: no limit)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	q := url.Values{}
+	if *from != "" {
+		if _, err := strconv.ParseInt(*from, 10, 64); err != nil {
+			if _, err := time.Parse(time.RFC3339Nano, *from); err != nil {
+				return fmt.Errorf("--from %q: want an offset or an RFC 3339 time", *from)
+			}
+		}
+		q.Set("from", *from)
+	} else {
+		q.Set("last", "10")
+	}
+	if *partition >= 0 {
+		q.Set("partition", strconv.Itoa(*partition))
+	}
+	c := conn()
+	path := "/v1/topics/" + url.PathEscape(pos[0]) + "/events"
+	printed := 0
+	for {
+		q.Set("limit", "1000")
+		var ans eventsAnswer
+		if err := c.getJSON(ctx, path, q, &ans); err != nil {
+			return err
+		}
+		for _, e := range ans.Events {
+			std.out.Write(append(e, '\n'))
+			printed++
+			if *limit > 0 && printed >= *limit {
+				return nil
+			}
+		}
+		if len(ans.Next) > 0 {
+			q.Del("from")
+			q.Del("last")
+			q.Del("partition")
+			for p, o := range ans.Next {
+				q.Set("offset."+p, strconv.FormatInt(o, 10))
+			}
+			if *partition >= 0 {
+				q.Set("partition", strconv.Itoa(*partition))
+			}
+		}
+		if len(ans.Events) > 0 {
+			continue
+		}
+		if !*follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/console"
+	"github.com/lambdaflow/lambdaflow/ingest"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/serving"
+)
+
+// The roles a process can run; `run` without --role runs them all.
+var allRoles = []string{"ingest", "speed", "batch", "sinks", "serve"}
+
+// module is one role's long-running part. Run returns when ctx is done, after
+// a soft stop (drain, checkpoint), or with the error that stopped it.
+type module interface {
+	Run(ctx context.Context) error
+}
+
+func runCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
+	fs := newFlags("run", "[-c FILE] [--role ROLES]", std)
+	file := fs.String("c", envOr(env, "LAMBDAFLOW_CONFIG", "lambdaflow.yaml"), "pipeline file (env LAMBDAFLOW_CONFIG)")
+	roles := fs.String("role", "all", "comma-separated roles to run: "+strings.Join(allRoles, ", ")+", or all")
+	listen := fs.String("listen", "", "override http.listen")
+	logFormat := fs.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(std.err, *logFormat, *logLevel)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	selected, err := parseRoles(*roles)
+	if err != nil {
+		return err
+	}
+	p, err := pipelines.Load(*file, env)
+	if err != nil {
+		var errs pipelines.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				fmt.Fprintln(std.err, e)
+			}
+			return &exitError{code: 1, err: fmt.Errorf("%s: %d errors; nothing started", *file, len(errs))}
+		}
+		return err
+	}
+	if *listen != "" {
+		p.HTTP.Listen = *listen
+	}
+	return serve(ctx, p, selected, logger, std)
+}
+
+func parseRoles(s string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, r := range strings.Split(s, ",") {
+		r = strings.TrimSpace(r)
+		if r == "all" {
+			for _, a := range allRoles {
+				out[a] = true
+			}
+			continue
+		}
+		known := false
+		for _, a := range allRoles {
+			known = known || a == r
+		}
+		if !known {
+			return nil, fmt.Errorf("%w: unknown role %q (roles: %s, all)", errUsage, r, strings.Join(allRoles, ", "))
+		}
+		out[r] = true
+	}
+	return out, nil
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "auto":
+		if isTerminal(w) {
+			return slog.New(slog.NewTextHandler(w, opts)), nil
+		}
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want auto, text or json", format)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// serve runs the selected roles of pipeline p until ctx is done, then stops
+// in order: the HTTP server first (in-flight ingest requests get their
+// answers), then the modules (drain, flush, checkpoint), then the log.
+func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, logger *slog.Logger, std stdio) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	preg := prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": p.Name}, reg)
+
+	ln, err := net.Listen("tcp", p.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", p.HTTP.Listen, err)
+	}
+	defer ln.Close()
+
+	b, err := broker.Open(ctx, p, broker.Options{Logger: logger.With("component", "broker"), Registerer: preg})
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	defer b.Close()
+	if err := b.EnsureTopics(ctx); err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	health := console.NewHealth()
+	health.Add("log", b.Ready)
+	health.Register(mux)
+	readAuth := console.NewReadAuth(p.Auth.ReadTokens)
+	mux.Handle("GET /metrics", readAuth.Wrap(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+
+	var modules []namedModule
+	if roles["ingest"] {
+		in, err := ingest.New(p, ingest.BrokerLog(b), ingest.Options{Logger: logger.With("component", "ingest"), Registerer: preg})
+		if err != nil {
+			return err
+		}
+		// GET on the same path is the message browser (console), which the
+		// mux prefers for GET as the more specific pattern.
+		mux.Handle("/v1/topics/{topic}/events", in.Handler())
+		health.Add("ingest", func(context.Context) error {
+			if !in.Ready() {
+				return errors.New("rebuilding the dedup index")
+			}
+			return nil
+		})
+		modules = append(modules, namedModule{"ingest", in})
+	}
+	store := serving.NewStore(p)
+	if roles["serve"] {
+		api := console.NewAPI(p, b)
+		api.Register(mux, readAuth.Wrap)
+		serving.NewHandler(p, store, serving.NewMetrics(preg)).Register(mux, readAuth.Wrap)
+	}
+
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	modCtx, stopModules := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopModules()
+	g, gctx := errgroup.WithContext(modCtx)
+	for _, m := range modules {
+		g.Go(func() error {
+			if err := m.m.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", m.name, err)
+			}
+			return nil
+		})
+	}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ln) }()
+
+	url := "http://" + ln.Addr().String()
+	logger.Info("lambdaflow running", "pipeline", p.Name, "roles", roleList(roles), "http", url, "data_dir", p.DataDir)
+	fmt.Fprintf(std.err, "\nLambdaflow %q is running.\n  ingest   POST %s/v1/topics/{topic}/events\n  query    GET  %s/v1/views/{view}\n  console  %s/\n  metrics  %s/metrics\nTry:\n  curl -s -XPOST %s/v1/topics/%s/events -d '%s'\n\n",
+		p.Name, url, url, url, url, url, firstTopic(p), exampleEvent(p))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("stopping: draining requests, flushing and checkpointing")
+	case err := <-httpErr:
+		runErr = fmt.Errorf("http: %w", err)
+	case <-gctx.Done():
+		// A module failed; stop the rest.
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		logger.Warn("http shutdown", "err", err)
+	}
+	stopModules()
+	if err := g.Wait(); err != nil && runErr == nil {
+		runErr = err
+	}
+	logger.Info("stopped")
+	return runErr
+}
+
+type namedModule struct {
+	name string
+	m    module
+}
+
+func roleList(roles map[string]bool) string {
+	var out []string
+	for _, r := range allRoles {
+		if roles[r] {
+			out = append(out, r)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+func firstTopic(p *pipelines.Pipeline) string {
+	if len(p.Topics) == 0 {
+		return "TOPIC"
+	}
+	return p.Topics[0].Name
+}
+
+// exampleEvent builds a valid event for the first topic, for the banner.
+func exampleEvent(p *pipelines.Pipeline) string {
+	if len(p.Topics) == 0 {
+		return "{}"
+	}
+	t := p.Topics[0]
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, f := range t.Schema {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:", f.Name)
+		switch f.Type {
+		case pipelines.TypeString:
+			fmt.Fprintf(&b, "%q", "a")
+		case pipelines.TypeLong, pipelines.TypeInt:
+			b.WriteString("1")
+		case pipelines.TypeDouble:
+			b.WriteString("0.5")
+		case pipelines.TypeBool:
+			b.WriteString("true")
+		case pipelines.TypeTimestamp:
+			fmt.Fprintf(&b, "%q", time.Now().UTC().Format(time.RFC3339))
+		}
+	}
+	b.WriteByte('}')
+	return b.String()
+}

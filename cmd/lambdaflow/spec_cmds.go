@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// validateCmd checks every file and reports every error of each, so one run
+// shows all that needs fixing.
+func validateCmd(_ context.Context, args []string, std stdio, env lookupEnv) error {
+	fs := newFlags("validate", "FILE…", std)
+	files, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	failed := 0
+	for _, f := range files {
+		if _, err := pipelines.Load(f, env); err != nil {
+			failed++
+			var errs pipelines.Errors
+			if errors.As(err, &errs) {
+				for _, e := range errs {
+					fmt.Fprintln(std.err, e)
+				}
+				continue
+			}
+			fmt.Fprintf(std.err, "%s: %v\n", f, err)
+			continue
+		}
+		fmt.Fprintf(std.out, "%s: ok\n", f)
+	}
+	if failed > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d of %d files invalid", failed, len(files))}
+	}
+	return nil
+}
+
+func schemaCmd(_ context.Context, args []string, std stdio, _ lookupEnv) error {
+	fs := newFlags("schema", "", std)
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	s, err := pipelines.JSONSchema()
+	if err != nil {
+		return err
+	}
+	_, err = std.out.Write(append(s, '\n'))
+	return err
+}

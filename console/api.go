@@ -1,0 +1,343 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// Log is what the console reads from the broker.
+type Log interface {
+	Topics(ctx context.Context) ([]broker.TopicInfo, error)
+	Lag(ctx context.Context) ([]broker.Lag, error)
+	Fetch(ctx context.Context, topic string, partition int, from broker.Position, max int) ([]broker.Entry, error)
+}
+
+// API serves the read API over the log: GET /v1/topics, GET /v1/lag and the
+// message browser GET /v1/topics/{topic}/events.
+type API struct {
+	log    Log
+	topics map[string]pipelines.Topic // every log topic by name
+}
+
+// NewAPI returns the log read API for the pipeline's topics, view topics and
+// dead-letter topics.
+func NewAPI(p *pipelines.Pipeline, log Log) *API {
+	a := &API{log: log, topics: map[string]pipelines.Topic{}}
+	for _, t := range p.LogTopics() {
+		a.topics[t.Name] = t
+	}
+	return a
+}
+
+// Register mounts the routes on mux, each wrapped by wrap (read auth).
+func (a *API) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handler) {
+	mux.Handle("GET /v1/topics", wrap(http.HandlerFunc(a.listTopics)))
+	mux.Handle("GET /v1/lag", wrap(http.HandlerFunc(a.lag)))
+	mux.Handle("GET /v1/topics/{topic}/events", wrap(http.HandlerFunc(a.events)))
+}
+
+func (a *API) listTopics(w http.ResponseWriter, r *http.Request) {
+	ts, err := a.log.Topics(r.Context())
+	if err != nil {
+		writeLogError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"topics": ts})
+}
+
+func (a *API) lag(w http.ResponseWriter, r *http.Request) {
+	lags, err := a.log.Lag(r.Context())
+	if err != nil {
+		writeLogError(w, err)
+		return
+	}
+	if lags == nil {
+		lags = []broker.Lag{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"consumers": lags})
+}
+
+// Limits of one page of the message browser.
+const (
+	defaultPage = 100
+	maxPage     = 10000
+)
+
+// events pages through a topic's events. Parameters:
+//
+//	partition=P         only partition P (default: all)
+//	from=OFFSET|TIME    start at this offset in each partition, or at the
+//	                    first event ingested at or after this RFC 3339 time
+//	last=N              the last N events of each partition
+//	offset.P=O          continue partition P at offset O (from "next")
+//	limit=N             at most N events in all (default 100, max 10000)
+//	format=ndjson       answer NDJSON, one event a line, as a download
+//
+// The answer is {"events": [...], "next": {"P": offset, ...}}: pass next
+// back as offset.P to read on.
+func (a *API) events(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("topic")
+	t, ok := a.topics[name]
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown topic %q", name))
+		return
+	}
+	q := r.URL.Query()
+	limit := defaultPage
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPage {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("parameter \"limit\": want 1 to %d, got %q", maxPage, s))
+			return
+		}
+		limit = n
+	}
+	parts := make([]int, 0, t.Partitions)
+	if s := q.Get("partition"); s != "" {
+		p, err := strconv.Atoi(s)
+		if err != nil || p < 0 || p >= t.Partitions {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("parameter \"partition\": topic %q has partitions 0 to %d, got %q", name, t.Partitions-1, s))
+			return
+		}
+		parts = append(parts, p)
+	} else {
+		for p := 0; p < t.Partitions; p++ {
+			parts = append(parts, p)
+		}
+	}
+	starts, err := a.startPositions(r.Context(), t, parts, q)
+	if err != nil {
+		var le logError
+		if errors.As(err, &le) {
+			writeLogError(w, le.err)
+			return
+		}
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	type item struct {
+		partition int
+		offset    int64
+		e         pipelines.Event
+	}
+	var items []item
+	next := map[string]int64{}
+	perPart := limit
+	for _, p := range parts {
+		entries, err := a.log.Fetch(r.Context(), name, p, starts[p].position(), perPart)
+		if err != nil {
+			writeLogError(w, err)
+			return
+		}
+		nextOff := int64(-1)
+		if !starts[p].byTime {
+			nextOff = starts[p].offset
+		}
+		n := 0
+		for _, en := range entries {
+			for i, e := range en.Events {
+				if n >= perPart {
+					break
+				}
+				items = append(items, item{p, en.Offset + int64(i), e})
+				nextOff = en.Offset + int64(i) + 1
+				n++
+			}
+		}
+		if nextOff >= 0 {
+			next[strconv.Itoa(p)] = nextOff
+		}
+	}
+	// Oldest first across partitions, by event time then partition, so a
+	// page reads like the topic's history.
+	sort.SliceStable(items, func(i, j int) bool {
+		if items[i].e.Time != items[j].e.Time {
+			return items[i].e.Time < items[j].e.Time
+		}
+		return items[i].partition < items[j].partition
+	})
+	if len(items) > limit {
+		// Keep the next offsets consistent with what was cut.
+		for _, it := range items[limit:] {
+			key := strconv.Itoa(it.partition)
+			if o, ok := next[key]; !ok || it.offset < o {
+				next[key] = it.offset
+			}
+		}
+		items = items[:limit]
+	}
+	ndjson := q.Get("format") == "ndjson"
+	buf := make([]byte, 0, 256*len(items)+64)
+	if !ndjson {
+		buf = append(buf, `{"events":[`...)
+	}
+	for i, it := range items {
+		if i > 0 && !ndjson {
+			buf = append(buf, ',')
+		}
+		buf = appendEventRecord(buf, t.Schema, it.partition, it.offset, it.e)
+		if ndjson {
+			buf = append(buf, '\n')
+		}
+	}
+	if ndjson {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name+".ndjson"))
+		w.Write(buf)
+		return
+	}
+	buf = append(buf, `],"next":`...)
+	nb, _ := json.Marshal(next)
+	buf = append(buf, nb...)
+	buf = append(buf, "}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(buf)
+}
+
+// appendEventRecord writes one browsed event with where it is in the log.
+func appendEventRecord(buf []byte, schema pipelines.Schema, partition int, offset int64, e pipelines.Event) []byte {
+	buf = append(buf, `{"partition":`...)
+	buf = strconv.AppendInt(buf, int64(partition), 10)
+	buf = append(buf, `,"offset":`...)
+	buf = strconv.AppendInt(buf, offset, 10)
+	buf = append(buf, `,"id":`...)
+	buf = pipelines.AppendJSONString(buf, e.ID)
+	buf = append(buf, `,"time":`...)
+	buf = pipelines.AppendValueJSON(buf, pipelines.TypeTimestamp, pipelines.Value{I: e.Time, Valid: true})
+	buf = append(buf, `,"ingest_time":`...)
+	buf = pipelines.AppendValueJSON(buf, pipelines.TypeTimestamp, pipelines.Value{I: e.Ingest, Valid: true})
+	buf = append(buf, `,"event":`...)
+	buf = pipelines.AppendEventJSON(buf, schema, e.Values)
+	return append(buf, '}')
+}
+
+// start is where the browser reads a partition from: an offset or a time.
+type start struct {
+	offset int64
+	time   time.Time
+	byTime bool
+}
+
+func (s start) position() broker.Position {
+	if s.byTime {
+		return broker.FromTime(s.time)
+	}
+	return broker.FromOffset(s.offset)
+}
+
+// logError marks a failure of the log (not of the request).
+type logError struct{ err error }
+
+func (e logError) Error() string { return e.err.Error() }
+
+// startPositions resolves where to read each partition from.
+func (a *API) startPositions(ctx context.Context, t pipelines.Topic, parts []int, q map[string][]string) (map[int]start, error) {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[len(v)-1]
+		}
+		return ""
+	}
+	out := map[int]start{}
+	from, last := get("from"), get("last")
+	if from != "" && last != "" {
+		return nil, errors.New("parameters \"from\" and \"last\" exclude each other")
+	}
+	var ends map[int]broker.PartitionInfo
+	if last != "" || from == "" {
+		ts, err := a.log.Topics(ctx)
+		if err != nil {
+			return nil, logError{err}
+		}
+		ends = map[int]broker.PartitionInfo{}
+		for _, ti := range ts {
+			if ti.Name == t.Name {
+				for _, pi := range ti.Partitions {
+					ends[pi.Partition] = pi
+				}
+			}
+		}
+	}
+	for _, p := range parts {
+		if s := get("offset." + strconv.Itoa(p)); s != "" {
+			o, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || o < 0 {
+				return nil, fmt.Errorf("parameter \"offset.%d\": want an offset, got %q", p, s)
+			}
+			out[p] = start{offset: o}
+			continue
+		}
+		switch {
+		case last != "":
+			n, err := strconv.ParseInt(last, 10, 64)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("parameter \"last\": want a count, got %q", last)
+			}
+			pi := ends[p]
+			o := pi.EndOffset - n
+			if o < pi.FirstOffset {
+				o = pi.FirstOffset
+			}
+			if o < 0 {
+				o = 0
+			}
+			out[p] = start{offset: o}
+		case from != "":
+			if o, err := strconv.ParseInt(from, 10, 64); err == nil {
+				if o < 0 {
+					return nil, fmt.Errorf("parameter \"from\": offset must be ≥ 0, got %d", o)
+				}
+				out[p] = start{offset: o}
+				continue
+			}
+			tm, err := time.Parse(time.RFC3339Nano, from)
+			if err != nil {
+				return nil, fmt.Errorf("parameter \"from\": want an offset or an RFC 3339 time, got %q", from)
+			}
+			out[p] = start{time: tm, byTime: true}
+		default:
+			pi := ends[p]
+			o := pi.FirstOffset
+			if o < 0 {
+				o = pi.EndOffset
+			}
+			out[p] = start{offset: o}
+		}
+	}
+	return out, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// writeLogError answers a failure of the log: 503 with Retry-After when it is
+// unavailable, 500 otherwise.
+func writeLogError(w http.ResponseWriter, err error) {
+	if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "log unavailable: "+err.Error())
+		return
+	}
+	if errors.Is(err, broker.ErrUnknownTopic) {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	writeError(w, http.StatusInternalServerError, strings.TrimSpace(err.Error()))
+}

@@ -1,0 +1,167 @@
+package pipelines
+
+import (
+	"time"
+)
+
+// Pipeline is one pipeline file, version 1. Field tags drive decoding, validation
+// and the JSON Schema alike: `yaml` names the key, `doc` documents it, `default`
+// is applied before decoding, `enum` lists the accepted values.
+type Pipeline struct {
+	Version int       `yaml:"version" doc:"Format version of this file; must be 1." required:"true"`
+	Name    string    `yaml:"name" doc:"Pipeline name: lowercase letters, digits, '_' and '-'; used in metric labels." required:"true"`
+	DataDir string    `yaml:"data_dir" default:"./data" doc:"Directory for the embedded broker store, the lake and checkpoints."`
+	HTTP    HTTP      `yaml:"http" doc:"The HTTP listener for ingest, queries, the console and metrics."`
+	Broker  Broker    `yaml:"broker" doc:"The log: embedded NATS JetStream by default, or an external cluster."`
+	Ingest  Ingest    `yaml:"ingest" doc:"HTTP ingest limits and idempotency."`
+	Auth    Auth      `yaml:"auth" doc:"Bearer-token authentication. Off when no token is configured."`
+	Topics  []Topic   `yaml:"topics" doc:"Topics: each is a partitioned, replicated log of typed events." required:"true"`
+	Views   []View    `yaml:"views" doc:"Windowed views computed by both the speed and the batch layer."`
+	Lake    Lake      `yaml:"lake" doc:"The Parquet lake written by the batch layer."`
+	Sinks   []Sink    `yaml:"sinks" doc:"Deliveries of topics and views to external stores."`
+
+	// File is the path the pipeline was loaded from, for messages.
+	File string `yaml:"-"`
+}
+
+// HTTP configures the single HTTP listener.
+type HTTP struct {
+	Listen string `yaml:"listen" default:"127.0.0.1:8080" doc:"host:port to listen on."`
+}
+
+// Broker configures the log.
+type Broker struct {
+	URL      string   `yaml:"url" doc:"Empty: run an embedded nats-server under data_dir. Otherwise comma-separated nats:// URLs of an external cluster."`
+	Replicas int      `yaml:"replicas" default:"1" enum:"1,3" doc:"Replicas of every partition stream (1 or 3)."`
+	Sync     string   `yaml:"sync" default:"always" enum:"always,interval" doc:"Embedded server only: 'always' fsyncs every append before it is acknowledged; 'interval' lets JetStream sync every two minutes (faster, loses acknowledged events on power failure)."`
+	Listen   string   `yaml:"listen" doc:"Embedded server only: host:port where other processes (roles, nats CLI) reach it. Empty: in-process only."`
+	Creds    string   `yaml:"creds" doc:"External cluster: path to a NATS credentials file."`
+	User     string   `yaml:"user" doc:"External cluster: user name."`
+	Password string   `yaml:"password" doc:"External cluster: password."`
+	Token    string   `yaml:"token" doc:"External cluster: authentication token."`
+	TLS      TLS      `yaml:"tls" doc:"External cluster: TLS settings."`
+	Prefix   string   `yaml:"prefix" default:"LF" doc:"Prefix of stream and subject names, so several pipelines share one cluster."`
+	_        struct{} `yaml:"-"`
+}
+
+// TLS configures a TLS client.
+type TLS struct {
+	CA   string `yaml:"ca" doc:"PEM file of the CA that signed the servers' certificates."`
+	Cert string `yaml:"cert" doc:"PEM client certificate, for mutual TLS."`
+	Key  string `yaml:"key" doc:"PEM client key, for mutual TLS."`
+}
+
+// Ingest configures HTTP ingest.
+type Ingest struct {
+	MaxBodyBytes int64    `yaml:"max_body_bytes" default:"16777216" doc:"Largest request body accepted; larger requests get 413."`
+	MaxInFlight  int      `yaml:"max_in_flight" default:"65536" doc:"Events decoded but not yet acknowledged, across requests; past it ingest answers 429 with Retry-After."`
+	DedupWindow  Duration `yaml:"dedup_window" default:"10m" doc:"How long an event id is remembered, across restarts; a repeat within it is answered duplicate and not appended."`
+	DedupMaxIDs  int      `yaml:"dedup_max_ids" default:"5000000" doc:"Most ids remembered per topic; the oldest are forgotten first."`
+	Linger       Duration `yaml:"linger" default:"1ms" doc:"Longest an event waits to be grouped with others into one log entry."`
+	MaxBatch     int      `yaml:"max_batch" default:"1000" doc:"Most events in one log entry."`
+}
+
+// Auth configures bearer tokens.
+type Auth struct {
+	ReadTokens []string `yaml:"read_tokens" doc:"Tokens accepted for reads (queries, topics, lag, the console). Empty: reads are open."`
+}
+
+// Topic is a partitioned log of events of one schema.
+type Topic struct {
+	Name        string   `yaml:"name" required:"true" doc:"Topic name: lowercase letters, digits and '_'; used in stream, file and table names."`
+	Partitions  int      `yaml:"partitions" default:"1" doc:"Number of partitions (each is one JetStream stream), 1 to 1024."`
+	Retention   Duration `yaml:"retention" default:"168h" doc:"How long the log keeps events."`
+	MaxBytes    ByteSize `yaml:"max_bytes" doc:"Most bytes the log keeps per partition (e.g. 10GiB); 0 means no limit."`
+	Key         string   `yaml:"key" doc:"Field whose value picks the partition; empty spreads by event id."`
+	Time        string   `yaml:"time" doc:"Event-time field (timestamp: RFC 3339 or epoch millis). Empty: ingest time."`
+	Schema      Schema   `yaml:"schema" required:"true" doc:"Field name to type: string, long, int, double, bool, timestamp. A trailing '?' makes a field optional; or {type: T, required: false}."`
+	WriteTokens []string `yaml:"write_tokens" doc:"Tokens accepted for writes to this topic. Empty: writes are open."`
+	Pos         Pos      `yaml:"-"`
+}
+
+// View is a windowed aggregation of one topic.
+type View struct {
+	Name       string      `yaml:"name" required:"true" doc:"View name: lowercase letters, digits and '_'; used in table and index names."`
+	From       string      `yaml:"from" required:"true" doc:"The topic the view reads."`
+	Where      string      `yaml:"where" doc:"Boolean expression over the event's fields; events for which it is false are skipped."`
+	GroupBy    []string    `yaml:"group_by" doc:"Fields the view groups by."`
+	Window     Window      `yaml:"window" required:"true" doc:"Event-time window."`
+	Aggregates Aggregates  `yaml:"aggregates" required:"true" doc:"Output column name to aggregate: count(), sum(f), min(f), max(f), avg(f), count_distinct(f), quantile(f, q), first(f), last(f)."`
+	Batch      ViewBatch   `yaml:"batch" doc:"Batch-layer recomputation of the view."`
+	Retention  Duration    `yaml:"retention" default:"24h" doc:"How long the speed layer keeps final windows after they close."`
+	Pos        Pos         `yaml:"-"`
+}
+
+// Window defines how events are assigned to windows.
+type Window struct {
+	Type     string   `yaml:"type" required:"true" enum:"tumbling,hopping,session" doc:"tumbling (size), hopping (size, slide) or session (gap)."`
+	Size     Duration `yaml:"size" doc:"Window length (tumbling, hopping)."`
+	Slide    Duration `yaml:"slide" doc:"Distance between window starts (hopping)."`
+	Gap      Duration `yaml:"gap" doc:"Inactivity that closes a session (session)."`
+	Lateness Duration `yaml:"lateness" doc:"How far behind the newest event time an event may arrive and still count in the speed layer."`
+}
+
+// ViewBatch configures the batch recomputation of a view.
+type ViewBatch struct {
+	Schedule string `yaml:"schedule" doc:"Cron expression (5 fields, or @every 10m) on which closed windows are recomputed from the lake. Empty: only on request."`
+}
+
+// Lake configures the Parquet lake.
+type Lake struct {
+	Dir     string   `yaml:"dir" doc:"Lake root; default <data_dir>/lake."`
+	Roll    LakeRoll `yaml:"roll" doc:"When a lake file is closed."`
+	Compact Compact  `yaml:"compact" doc:"Compaction of small files within an hour."`
+}
+
+// LakeRoll says when a lake file is closed.
+type LakeRoll struct {
+	MaxRows int      `yaml:"max_rows" default:"1000000" doc:"Rows after which a file is closed."`
+	MaxAge  Duration `yaml:"max_age" default:"5m" doc:"Age after which an open file is closed."`
+}
+
+// Compact configures compaction.
+type Compact struct {
+	MinFiles int      `yaml:"min_files" default:"4" doc:"Compact an hour once it holds this many files."`
+	Interval Duration `yaml:"interval" default:"10m" doc:"How often to look for hours to compact."`
+}
+
+// Sink delivers topics and views to an external store.
+type Sink struct {
+	Name        string    `yaml:"name" required:"true" doc:"Sink name; also its consumer and dead-letter topic name."`
+	Type        string    `yaml:"type" required:"true" enum:"postgres,duckdb,cassandra,elasticsearch" doc:"Target kind."`
+	From        []string  `yaml:"from" required:"true" doc:"Topics and views this sink delivers."`
+	DSN         string    `yaml:"dsn" doc:"postgres: connection string."`
+	Path        string    `yaml:"path" doc:"duckdb: database file; default <data_dir>/warehouse.duckdb."`
+	Hosts       []string  `yaml:"hosts" doc:"cassandra: contact points host:port."`
+	Keyspace    string    `yaml:"keyspace" doc:"cassandra: keyspace."`
+	Consistency string    `yaml:"consistency" default:"local_quorum" enum:"any,one,two,three,quorum,all,local_quorum,each_quorum,local_one" doc:"cassandra: write consistency."`
+	TTL         Duration  `yaml:"ttl" doc:"cassandra: time to live of written rows; 0 keeps them."`
+	URLs        []string  `yaml:"urls" doc:"elasticsearch: node URLs."`
+	Index       string    `yaml:"index" doc:"elasticsearch: index name pattern; {name} is the topic or view, {yyyy.MM.dd} a date from event time. Default {name}."`
+	Username    string    `yaml:"username" doc:"elasticsearch: basic-auth user."`
+	Password    string    `yaml:"password" doc:"elasticsearch: basic-auth password."`
+	Create      bool      `yaml:"create" default:"true" doc:"Create keyspaces, tables, indices and templates that are missing."`
+	Batch       SinkBatch `yaml:"batch" doc:"Batching of writes."`
+	Pos         Pos       `yaml:"-"`
+}
+
+// SinkBatch configures sink batching and retry.
+type SinkBatch struct {
+	MaxRows    int      `yaml:"max_rows" default:"5000" doc:"Most rows in one write."`
+	MaxWait    Duration `yaml:"max_wait" default:"500ms" doc:"Longest a row waits for its batch to fill."`
+	MaxRetries int      `yaml:"max_retries" default:"10" doc:"Retries of a transient failure before the batch is retried from the log."`
+}
+
+// Pos is a position in the pipeline file.
+type Pos struct {
+	Line, Col int
+}
+
+// Duration is a time.Duration written as "90s", "5m", "168h" or "7d".
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ByteSize is a size in bytes written as 1024, "64KiB", "10MB" or "2GiB".
+type ByteSize int64

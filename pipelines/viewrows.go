@@ -1,0 +1,144 @@
+package pipelines
+
+// Every view also has a topic of its own in the log: the speed layer appends a
+// row for each window it finalises and the batch layer a row for each window it
+// recomputes. Sinks deliver views by reading that topic like any other, so a
+// view sink gets a durable position, lag, retries and dead letters for free,
+// and a later row for the same window (a batch correction) overwrites the
+// earlier one through the sink's upsert.
+
+// Columns every view row starts with.
+const (
+	ColWindowStart = "window_start"
+	ColWindowEnd   = "window_end"
+)
+
+// DeadLetterSuffix names a sink's dead-letter topic: <sink>_dlq.
+const DeadLetterSuffix = "_dlq"
+
+// TopicByName returns the named user topic, or nil.
+func (p *Pipeline) TopicByName(name string) *Topic {
+	for i := range p.Topics {
+		if p.Topics[i].Name == name {
+			return &p.Topics[i]
+		}
+	}
+	return nil
+}
+
+// ViewByName returns the named view, or nil.
+func (p *Pipeline) ViewByName(name string) *View {
+	for i := range p.Views {
+		if p.Views[i].Name == name {
+			return &p.Views[i]
+		}
+	}
+	return nil
+}
+
+// AggregateType is the type of an aggregate's output column given the type of
+// its input field: count and count_distinct give long, avg and quantile
+// double, sum keeps long for integer input and double otherwise, and min, max,
+// first and last keep the field's type.
+func AggregateType(a Aggregate, field FieldType) FieldType {
+	switch a.Func {
+	case "count", "count_distinct":
+		return TypeLong
+	case "avg", "quantile":
+		return TypeDouble
+	case "sum":
+		if field == TypeLong || field == TypeInt {
+			return TypeLong
+		}
+		return TypeDouble
+	default:
+		return field
+	}
+}
+
+// ViewSchema is the schema of a view's rows: window_start, window_end, the
+// group-by fields, then the aggregates, in file order. Aggregates are
+// optional (an empty window has no min), group-by fields keep their topic's
+// requiredness.
+func ViewSchema(v *View, from *Topic) Schema {
+	s := Schema{
+		{Name: ColWindowStart, Type: TypeTimestamp, Required: true},
+		{Name: ColWindowEnd, Type: TypeTimestamp, Required: true},
+	}
+	for _, g := range v.GroupBy {
+		if i := from.Schema.Index(g); i >= 0 {
+			f := from.Schema[i]
+			s = append(s, Field{Name: f.Name, Type: f.Type, Required: f.Required})
+		}
+	}
+	for _, a := range v.Aggregates {
+		var ft FieldType
+		if i := from.Schema.Index(a.Field); i >= 0 {
+			ft = from.Schema[i].Type
+		}
+		s = append(s, Field{Name: a.Name, Type: AggregateType(a, ft)})
+	}
+	return s
+}
+
+// ViewTopic is the log topic holding a view's rows. It has the view's name and
+// one partition per partition of the source topic, keyed by nothing (rows
+// of one window group go to the partition their events came from).
+func (p *Pipeline) ViewTopic(v *View) Topic {
+	from := p.TopicByName(v.From)
+	t := Topic{Name: v.Name, Partitions: 1, Retention: v.Retention, Time: ColWindowStart}
+	if from != nil {
+		t.Partitions = from.Partitions
+		t.Retention = from.Retention
+		t.Schema = ViewSchema(v, from)
+	}
+	if t.Retention <= 0 {
+		t.Retention = Duration(168 * 3600e9)
+	}
+	return t
+}
+
+// DeadLetterSchema is the schema of a sink's dead-letter topic.
+var deadLetterSchema = Schema{
+	{Name: "source", Type: TypeString, Required: true},
+	{Name: "partition", Type: TypeLong, Required: true},
+	{Name: "offset", Type: TypeLong, Required: true},
+	{Name: "record", Type: TypeString, Required: true},
+	{Name: "error", Type: TypeString, Required: true},
+	{Name: "time", Type: TypeTimestamp, Required: true},
+}
+
+// DeadLetterTopic is the log topic holding the records sink s could never
+// write, with the reason and the time.
+func (p *Pipeline) DeadLetterTopic(s *Sink) Topic {
+	return Topic{
+		Name: s.Name + DeadLetterSuffix, Partitions: 1, Time: "time",
+		Retention: Duration(30 * 24 * 3600e9),
+		Schema:    append(Schema(nil), deadLetterSchema...),
+	}
+}
+
+// LogTopics lists every topic the log must hold: the user topics, one per
+// view and one dead-letter topic per sink.
+func (p *Pipeline) LogTopics() []Topic {
+	out := append([]Topic(nil), p.Topics...)
+	for i := range p.Views {
+		out = append(out, p.ViewTopic(&p.Views[i]))
+	}
+	for i := range p.Sinks {
+		out = append(out, p.DeadLetterTopic(&p.Sinks[i]))
+	}
+	return out
+}
+
+// SourceTopic returns the log topic behind a sink source name: a user topic
+// or a view's topic. ok is false when neither exists.
+func (p *Pipeline) SourceTopic(name string) (t Topic, isView bool, ok bool) {
+	if tp := p.TopicByName(name); tp != nil {
+		return *tp, false, true
+	}
+	if v := p.ViewByName(name); v != nil {
+		return p.ViewTopic(v), true, true
+	}
+	return Topic{}, false, false
+}

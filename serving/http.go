@@ -1,0 +1,235 @@
+package serving
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// Handler serves GET /v1/views and GET /v1/views/{view}.
+type Handler struct {
+	store   *Store
+	schemas map[string]pipelines.Schema // view name → row schema
+	now     func() time.Time
+	metrics *metrics
+}
+
+// NewHandler returns the query API over store. The pipeline gives each
+// view's row schema, used to parse filters and to encode values.
+func NewHandler(p *pipelines.Pipeline, store *Store, m *Metrics) *Handler {
+	h := &Handler{store: store, schemas: map[string]pipelines.Schema{}, now: time.Now}
+	if m != nil {
+		h.metrics = m.m
+	}
+	for i := range p.Views {
+		v := &p.Views[i]
+		if t := p.TopicByName(v.From); t != nil {
+			h.schemas[v.Name] = pipelines.ViewSchema(v, t)
+		}
+	}
+	return h
+}
+
+// Register mounts the handler's routes on mux.
+func (h *Handler) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handler) {
+	mux.Handle("GET /v1/views", wrap(http.HandlerFunc(h.list)))
+	mux.Handle("GET /v1/views/{view}", wrap(http.HandlerFunc(h.query)))
+}
+
+type viewInfo struct {
+	Name       string   `json:"name"`
+	From       string   `json:"from"`
+	GroupBy    []string `json:"group_by"`
+	Window     string   `json:"window"`
+	Aggregates []string `json:"aggregates"`
+	Horizon    *string  `json:"horizon"`
+	Drift      uint64   `json:"drift_windows"`
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	out := struct {
+		Views []viewInfo `json:"views"`
+	}{Views: []viewInfo{}}
+	for _, name := range h.store.Views() {
+		v := h.store.View(name)
+		vi := viewInfo{Name: v.Name, From: v.From, GroupBy: append([]string{}, v.GroupBy...), Window: v.Window.Type, Drift: h.store.Drift(name)}
+		for _, a := range v.Aggregates {
+			vi.Aggregates = append(vi.Aggregates, a.Name)
+		}
+		if hz, ok := h.store.Horizon(name); ok {
+			s := formatTime(hz)
+			vi.Horizon = &s
+		}
+		out.Views = append(out.Views, vi)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// ParseFilter turns query parameters into a Filter for view: group-by field
+// names filter by value, from and to bound window starts (RFC 3339).
+func (h *Handler) ParseFilter(view string, q map[string][]string) (Filter, error) {
+	v := h.store.View(view)
+	schema := h.schemas[view]
+	f := Filter{Group: map[int]pipelines.Value{}}
+	for k, vals := range q {
+		if len(vals) == 0 {
+			continue
+		}
+		val := vals[len(vals)-1]
+		switch k {
+		case "from", "to":
+			t, err := time.Parse(time.RFC3339Nano, val)
+			if err != nil {
+				return Filter{}, fmt.Errorf("parameter %q: %q is not an RFC 3339 time", k, val)
+			}
+			if k == "from" {
+				f.From = t.UnixMicro()
+			} else {
+				f.To = t.UnixMicro()
+			}
+			continue
+		case "token":
+			continue
+		}
+		gi := -1
+		for i, g := range v.GroupBy {
+			if g == k {
+				gi = i
+			}
+		}
+		if gi < 0 {
+			return Filter{}, fmt.Errorf("parameter %q: not a group-by field of view %q (group_by: %s)", k, view, strings.Join(v.GroupBy, ", "))
+		}
+		fi := schema.Index(k)
+		pv, err := parseValue(schema[fi].Type, val)
+		if err != nil {
+			return Filter{}, fmt.Errorf("parameter %q: %w", k, err)
+		}
+		f.Group[gi] = pv
+	}
+	if f.From != 0 && f.To != 0 && f.To <= f.From {
+		return Filter{}, fmt.Errorf("parameter \"to\" must be after \"from\"")
+	}
+	return f, nil
+}
+
+func parseValue(t pipelines.FieldType, s string) (pipelines.Value, error) {
+	switch t {
+	case pipelines.TypeString:
+		return pipelines.Value{S: s, Valid: true}, nil
+	case pipelines.TypeLong, pipelines.TypeInt:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return pipelines.Value{}, fmt.Errorf("%q is not an integer", s)
+		}
+		return pipelines.Value{I: n, Valid: true}, nil
+	case pipelines.TypeDouble:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return pipelines.Value{}, fmt.Errorf("%q is not a number", s)
+		}
+		return pipelines.Value{F: f, Valid: true}, nil
+	case pipelines.TypeBool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return pipelines.Value{}, fmt.Errorf("%q is not true or false", s)
+		}
+		v := pipelines.Value{Valid: true}
+		if b {
+			v.I = 1
+		}
+		return v, nil
+	case pipelines.TypeTimestamp:
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return pipelines.Value{}, fmt.Errorf("%q is not an RFC 3339 time", s)
+		}
+		return pipelines.Value{I: tm.UnixMicro(), Valid: true}, nil
+	}
+	return pipelines.Value{}, fmt.Errorf("unsupported type %s", t)
+}
+
+func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	name := r.PathValue("view")
+	if h.store.View(name) == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("unknown view %q", name)})
+		return
+	}
+	f, err := h.ParseFilter(name, r.URL.Query())
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	rows, hz, hasHz, _ := h.store.Query(name, f)
+	var buf []byte
+	buf = append(buf, `{"view":`...)
+	buf = strconv.AppendQuote(buf, name)
+	buf = append(buf, `,"horizon":`...)
+	if hasHz {
+		buf = strconv.AppendQuote(buf, formatTime(hz))
+	} else {
+		buf = append(buf, "null"...)
+	}
+	buf = append(buf, `,"rows":[`...)
+	schema := h.schemas[name]
+	for i, row := range rows {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = AppendRowJSON(buf, schema, row)
+	}
+	buf = append(buf, "]}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(buf)
+	if h.metrics != nil {
+		h.metrics.observe(name, time.Since(start))
+	}
+}
+
+// AppendRowJSON encodes a row as a JSON object: window_start, window_end, the
+// group-by fields, the aggregates, layer and final.
+func AppendRowJSON(buf []byte, schema pipelines.Schema, row Row) []byte {
+	buf = append(buf, `{"window_start":`...)
+	buf = strconv.AppendQuote(buf, formatTime(row.Start))
+	buf = append(buf, `,"window_end":`...)
+	buf = strconv.AppendQuote(buf, formatTime(row.End))
+	col := 2
+	for _, v := range row.Group {
+		buf = appendField(buf, schema, col, v)
+		col++
+	}
+	for _, v := range row.Aggs {
+		buf = appendField(buf, schema, col, v)
+		col++
+	}
+	buf = append(buf, `,"layer":"`...)
+	buf = append(buf, row.Layer...)
+	buf = append(buf, `","final":`...)
+	buf = strconv.AppendBool(buf, row.Final)
+	return append(buf, '}')
+}
+
+func appendField(buf []byte, schema pipelines.Schema, col int, v pipelines.Value) []byte {
+	if col >= len(schema) {
+		return buf
+	}
+	f := schema[col]
+	buf = append(buf, ',')
+	buf = strconv.AppendQuote(buf, f.Name)
+	buf = append(buf, ':')
+	return pipelines.AppendValueJSON(buf, f.Type, v)
+}
+
+func formatTime(us int64) string { return pipelines.FormatTime(us) }
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
