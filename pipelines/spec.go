@@ -8,17 +8,17 @@ import (
 // and the JSON Schema alike: `yaml` names the key, `doc` documents it, `default`
 // is applied before decoding, `enum` lists the accepted values.
 type Pipeline struct {
-	Version int       `yaml:"version" doc:"Format version of this file; must be 1." required:"true"`
-	Name    string    `yaml:"name" doc:"Pipeline name: lowercase letters, digits, '_' and '-'; used in metric labels." required:"true"`
-	DataDir string    `yaml:"data_dir" default:"./data" doc:"Directory for the embedded broker store, the lake and checkpoints."`
-	HTTP    HTTP      `yaml:"http" doc:"The HTTP listener for ingest, queries, the console and metrics."`
-	Broker  Broker    `yaml:"broker" doc:"The log: embedded NATS JetStream by default, or an external cluster."`
-	Ingest  Ingest    `yaml:"ingest" doc:"HTTP ingest limits and idempotency."`
-	Auth    Auth      `yaml:"auth" doc:"Bearer-token authentication. Off when no token is configured."`
-	Topics  []Topic   `yaml:"topics" doc:"Topics: each is a partitioned, replicated log of typed events." required:"true"`
-	Views   []View    `yaml:"views" doc:"Windowed views computed by both the speed and the batch layer."`
-	Lake    Lake      `yaml:"lake" doc:"The Parquet lake written by the batch layer."`
-	Sinks   []Sink    `yaml:"sinks" doc:"Deliveries of topics and views to external stores."`
+	Version int     `yaml:"version" doc:"Format version of this file; must be 1." required:"true"`
+	Name    string  `yaml:"name" doc:"Pipeline name: lowercase letters, digits, '_' and '-'; used in metric labels." required:"true"`
+	DataDir string  `yaml:"data_dir" default:"./data" doc:"Directory for the embedded broker store, the lake and checkpoints."`
+	HTTP    HTTP    `yaml:"http" doc:"The HTTP listener for ingest, queries, the console and metrics."`
+	Broker  Broker  `yaml:"broker" doc:"The log: embedded NATS JetStream by default, or an external cluster."`
+	Ingest  Ingest  `yaml:"ingest" doc:"HTTP ingest limits and idempotency."`
+	Auth    Auth    `yaml:"auth" doc:"Bearer-token authentication. Off when no token is configured."`
+	Topics  []Topic `yaml:"topics" doc:"Topics: each is a partitioned, replicated log of typed events." required:"true"`
+	Views   []View  `yaml:"views" doc:"Windowed views computed by both the speed and the batch layer."`
+	Lake    Lake    `yaml:"lake" doc:"The Parquet lake written by the batch layer."`
+	Sinks   []Sink  `yaml:"sinks" doc:"Deliveries of topics and views to external stores."`
 
 	// File is the path the pipeline was loaded from, for messages.
 	File string `yaml:"-"`
@@ -81,15 +81,15 @@ type Topic struct {
 
 // View is a windowed aggregation of one topic.
 type View struct {
-	Name       string      `yaml:"name" required:"true" doc:"View name: lowercase letters, digits and '_'; used in table and index names."`
-	From       string      `yaml:"from" required:"true" doc:"The topic the view reads."`
-	Where      string      `yaml:"where" doc:"Boolean expression over the event's fields; events for which it is false are skipped."`
-	GroupBy    []string    `yaml:"group_by" doc:"Fields the view groups by."`
-	Window     Window      `yaml:"window" required:"true" doc:"Event-time window."`
-	Aggregates Aggregates  `yaml:"aggregates" required:"true" doc:"Output column name to aggregate: count(), sum(f), min(f), max(f), avg(f), count_distinct(f), quantile(f, q), first(f), last(f)."`
-	Batch      ViewBatch   `yaml:"batch" doc:"Batch-layer recomputation of the view."`
-	Retention  Duration    `yaml:"retention" default:"24h" doc:"How long the speed layer keeps final windows after they close."`
-	Pos        Pos         `yaml:"-"`
+	Name       string     `yaml:"name" required:"true" doc:"View name: lowercase letters, digits and '_'; used in table and index names."`
+	From       string     `yaml:"from" required:"true" doc:"The topic the view reads."`
+	Where      string     `yaml:"where" doc:"Boolean expression over the event's fields; events for which it is false are skipped."`
+	GroupBy    []string   `yaml:"group_by" doc:"Fields the view groups by."`
+	Window     Window     `yaml:"window" required:"true" doc:"Event-time window."`
+	Aggregates Aggregates `yaml:"aggregates" required:"true" doc:"Output column name to aggregate: count(), sum(f), min(f), max(f), avg(f), count_distinct(f), quantile(f, q), first(f), last(f)."`
+	Batch      ViewBatch  `yaml:"batch" doc:"Batch-layer recomputation of the view."`
+	Retention  Duration   `yaml:"retention" default:"24h" doc:"How long the speed layer keeps final windows after they close."`
+	Pos        Pos        `yaml:"-"`
 }
 
 // Window defines how events are assigned to windows.

@@ -1,0 +1,318 @@
+package pipelines
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// quantiles estimates quantile(field, q). Up to qExactMax values it keeps the
+// values themselves and answers exactly; past that it is a DDSketch (Masson,
+// Rim, Lee, VLDB 2019) with relative accuracy ddAlpha: every answer is within
+// 1% of the true value at the same rank. Positive and negative values have a
+// logarithmic bucket store each, and zeros a count of their own.
+//
+// Merging adds bucket counts, and which mode a state is in depends only on
+// how many values it has seen, so any grouping of partial states gives the
+// same buckets and the same answers.
+type quantiles struct {
+	n        uint64
+	min, max float64
+	exact    []float64 // while n ≤ qExactMax
+	sk       *ddSketch // past qExactMax
+}
+
+// ddSketch is the sketch proper, allocated only when a state outgrows its
+// exact values, since most states of a fine-grained view never do.
+type ddSketch struct {
+	zero     uint64
+	pos, neg ddStore
+}
+
+const (
+	qExactMax = 16
+	ddAlpha   = 0.01
+	ddGamma   = (1 + ddAlpha) / (1 - ddAlpha)
+	// ddLnGamma is ln(ddGamma), written out because math.Log is not a
+	// constant expression; a test checks it.
+	ddLnGamma = 0.020000666706669435
+	// ddMaxBins bounds a store: past it the buckets of the smallest
+	// magnitudes are folded together (ddGamma^2048 ≈ 6e17, so only values
+	// more than 17 orders of magnitude below the largest lose accuracy).
+	ddMaxBins = 2048
+)
+
+// ddStore holds bucket counts for indexes off … off+len(bins)-1.
+type ddStore struct {
+	off  int32
+	hi   int32 // the largest index added; its bucket is never empty
+	bins []uint64
+}
+
+// ddIndex returns the bucket of x > 0: ⌈log_γ x⌉, so bucket i holds
+// (γ^(i-1), γ^i].
+func ddIndex(x float64) int32 {
+	if x > math.MaxFloat64 {
+		x = math.MaxFloat64
+	}
+	return int32(math.Ceil(math.Log(x) / ddLnGamma))
+}
+
+// ddValue is the representative of bucket i, within ddAlpha of everything in it.
+func ddValue(i int32) float64 {
+	return 2 * math.Exp(float64(i)*ddLnGamma) / (ddGamma + 1)
+}
+
+func (q *quantiles) add(x float64) {
+	if q.n == 0 || x < q.min {
+		q.min = x
+	}
+	if q.n == 0 || x > q.max {
+		q.max = x
+	}
+	q.n++
+	if q.n <= qExactMax {
+		q.exact = append(q.exact, x)
+		return
+	}
+	if q.sk == nil {
+		q.toSketch()
+	}
+	q.sk.insert(x, 1)
+}
+
+func (q *quantiles) toSketch() {
+	q.sk = new(ddSketch)
+	for _, v := range q.exact {
+		q.sk.insert(v, 1)
+	}
+	q.exact = nil
+}
+
+func (sk *ddSketch) insert(x float64, c uint64) {
+	switch {
+	case x > 0:
+		sk.pos.add(ddIndex(x), c)
+	case x < 0:
+		sk.neg.add(ddIndex(-x), c)
+	default:
+		sk.zero += c
+	}
+}
+
+func (s *ddStore) add(k int32, c uint64) {
+	if len(s.bins) == 0 {
+		s.off, s.hi = k, k
+		s.bins = append(s.bins[:0], c)
+		return
+	}
+	if k > s.hi {
+		s.hi = k
+	}
+	lo := s.hi - ddMaxBins + 1
+	if k < lo {
+		k = lo
+	}
+	if s.off < lo {
+		s.fold(lo)
+	}
+	end := s.off + int32(len(s.bins))
+	switch {
+	case k >= end && int(k-s.off) < cap(s.bins):
+		// The spare capacity may hold counts fold left behind.
+		n := len(s.bins)
+		s.bins = s.bins[:k-s.off+1]
+		clear(s.bins[n:])
+	case k >= end:
+		// Grow upwards with an eighth of slack: less than append's
+		// doubling, since a view may hold many sketches.
+		n := int(k-s.off) + 1
+		nb := make([]uint64, n, n+n/8+4)
+		copy(nb, s.bins)
+		s.bins = nb
+	case k < s.off:
+		// Grow downwards with the same slack, never below lo.
+		newOff := max(k-int32(len(s.bins))/8-4, lo)
+		n := int(end - newOff)
+		nb := make([]uint64, n, n+n/8)
+		copy(nb[s.off-newOff:], s.bins)
+		s.bins, s.off = nb, newOff
+	}
+	s.bins[k-s.off] += c
+}
+
+// fold moves the counts of buckets below lo into bucket lo.
+func (s *ddStore) fold(lo int32) {
+	n := int(lo - s.off)
+	var c uint64
+	if n >= len(s.bins) {
+		for _, b := range s.bins {
+			c += b
+		}
+		s.bins = append(s.bins[:0], c)
+		s.off = lo
+		return
+	}
+	for _, b := range s.bins[:n] {
+		c += b
+	}
+	s.bins = s.bins[n:]
+	s.off = lo
+	s.bins[0] += c
+}
+
+func (s *ddStore) merge(o *ddStore) {
+	for i, c := range o.bins {
+		if c != 0 {
+			s.add(o.off+int32(i), c)
+		}
+	}
+}
+
+// merge adds o into q; o is not changed.
+func (q *quantiles) merge(o *quantiles) {
+	if o.n == 0 {
+		return
+	}
+	if q.n == 0 || o.min < q.min {
+		q.min = o.min
+	}
+	if q.n == 0 || o.max > q.max {
+		q.max = o.max
+	}
+	q.n += o.n
+	if q.n <= qExactMax {
+		q.exact = append(q.exact, o.exact...)
+		return
+	}
+	if q.sk == nil {
+		q.toSketch()
+	}
+	if o.sk == nil {
+		for _, v := range o.exact {
+			q.sk.insert(v, 1)
+		}
+		return
+	}
+	q.sk.zero += o.sk.zero
+	q.sk.pos.merge(&o.sk.pos)
+	q.sk.neg.merge(&o.sk.neg)
+}
+
+// quantile returns the value at 0-based rank ⌊p·(n−1)⌋ of the sorted values
+// (exactly, or within ddAlpha), clamped to the exact minimum and maximum.
+// ok is false when no value was added.
+func (q *quantiles) quantile(p float64) (v float64, ok bool) {
+	if q.n == 0 {
+		return 0, false
+	}
+	rank := uint64(p * float64(q.n-1))
+	if q.sk == nil {
+		var buf [qExactMax]float64
+		vs := append(buf[:0], q.exact...)
+		slices.SortFunc(vs, compareFloat) // -0 before 0, whatever the arrival order
+		return vs[rank], true
+	}
+	sk := q.sk
+	v = q.max
+	var seen uint64
+	found := false
+	for i := len(sk.neg.bins) - 1; i >= 0 && !found; i-- {
+		if seen += sk.neg.bins[i]; seen > rank {
+			v, found = -ddValue(sk.neg.off+int32(i)), true
+		}
+	}
+	if !found {
+		if seen += sk.zero; seen > rank {
+			v, found = 0, true
+		}
+	}
+	for i := 0; i < len(sk.pos.bins) && !found; i++ {
+		if seen += sk.pos.bins[i]; seen > rank {
+			v, found = ddValue(sk.pos.off+int32(i)), true
+		}
+	}
+	return min(max(v, q.min), q.max), true
+}
+
+func (q *quantiles) appendBinary(b []byte) []byte {
+	b = binary.AppendUvarint(b, q.n)
+	if q.n == 0 {
+		return b
+	}
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(q.min))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(q.max))
+	if q.sk == nil {
+		for _, v := range q.exact {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+		}
+		return b
+	}
+	b = binary.AppendUvarint(b, q.sk.zero)
+	b = q.sk.pos.appendBinary(b)
+	return q.sk.neg.appendBinary(b)
+}
+
+// appendBinary writes the non-empty range of buckets: first index, count of
+// buckets, then each bucket's count.
+func (s *ddStore) appendBinary(b []byte) []byte {
+	lo, hi := 0, len(s.bins)
+	for lo < hi && s.bins[lo] == 0 {
+		lo++
+	}
+	for hi > lo && s.bins[hi-1] == 0 {
+		hi--
+	}
+	b = binary.AppendVarint(b, int64(s.off)+int64(lo))
+	b = binary.AppendUvarint(b, uint64(hi-lo))
+	for _, c := range s.bins[lo:hi] {
+		b = binary.AppendUvarint(b, c)
+	}
+	return b
+}
+
+func (q *quantiles) readBinary(r *reader) error {
+	*q = quantiles{n: r.uvarint()}
+	if q.n == 0 {
+		return r.err
+	}
+	q.min = math.Float64frombits(r.uint64())
+	q.max = math.Float64frombits(r.uint64())
+	if q.n <= qExactMax {
+		q.exact = make([]float64, q.n)
+		for i := range q.exact {
+			q.exact[i] = math.Float64frombits(r.uint64())
+		}
+		return r.err
+	}
+	q.sk = &ddSketch{zero: r.uvarint()}
+	total := q.sk.zero
+	for _, s := range []*ddStore{&q.sk.pos, &q.sk.neg} {
+		off := r.varint()
+		n := r.uvarint()
+		if r.err != nil {
+			return r.err
+		}
+		if n > ddMaxBins || off < math.MinInt32 || off+int64(n) > math.MaxInt32 {
+			return fmt.Errorf("quantile store of %d buckets at %d out of range", n, off)
+		}
+		if n == 0 {
+			continue
+		}
+		s.off = int32(off)
+		s.bins = make([]uint64, n)
+		for i := range s.bins {
+			s.bins[i] = r.uvarint()
+			total += s.bins[i]
+		}
+		s.hi = s.off + int32(n) - 1
+		if s.bins[n-1] == 0 || s.bins[0] == 0 {
+			return fmt.Errorf("quantile store with empty edge bucket")
+		}
+	}
+	if r.err == nil && total != q.n {
+		return fmt.Errorf("quantile sketch counts %d values, header says %d", total, q.n)
+	}
+	return r.err
+}

@@ -1,0 +1,72 @@
+package pipelines
+
+import (
+	"path/filepath"
+	"reflect"
+	"slices"
+	"testing"
+)
+
+// TestExamplesLoad keeps every example valid with an empty environment: each
+// ${VAR} in them has a default.
+func TestExamplesLoad(t *testing.T) {
+	files, err := filepath.Glob("examples/*.yaml")
+	if err != nil || len(files) < 3 {
+		t.Fatalf("examples: %v, %v", files, err)
+	}
+	for _, f := range files {
+		if _, err := Load(f, mapEnv(nil)); err != nil {
+			t.Errorf("%s:\n%v", f, err)
+		}
+	}
+}
+
+// TestQuickstart pins what `make run` relies on: only embedded parts, and
+// every aggregate function in one view.
+func TestQuickstart(t *testing.T) {
+	p, err := Load("examples/quickstart.yaml", mapEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.DataDir != "./data" || p.HTTP.Listen != "127.0.0.1:8080" || p.Broker.URL != "" {
+		t.Errorf("data_dir %q, listen %q, broker url %q", p.DataDir, p.HTTP.Listen, p.Broker.URL)
+	}
+	if len(p.Topics) != 1 || p.Topics[0].Name != "metrics" || p.Topics[0].Partitions != 4 {
+		t.Errorf("topics = %+v", p.Topics)
+	}
+	if len(p.Views) != 1 {
+		t.Fatalf("views = %+v", p.Views)
+	}
+	v := p.Views[0]
+	if v.Name != "cpu_by_region" || v.Window.Type != "tumbling" || v.Window.Size.String() != "1m" || v.Batch.Schedule != "*/5 * * * *" {
+		t.Errorf("view = %+v", v)
+	}
+	var funcs []string
+	for _, a := range v.Aggregates {
+		funcs = append(funcs, a.Func)
+	}
+	slices.Sort(funcs)
+	want := slices.Sorted(slices.Values(aggFuncs))
+	if !reflect.DeepEqual(funcs, want) {
+		t.Errorf("aggregate functions = %v, want all of %v", funcs, want)
+	}
+	if len(p.Sinks) != 1 || p.Sinks[0].Type != "duckdb" || p.Sinks[0].Name != "warehouse" ||
+		!reflect.DeepEqual(p.Sinks[0].From, []string{"metrics", "cpu_by_region"}) {
+		t.Errorf("sinks = %+v", p.Sinks)
+	}
+
+	p, err = Load("examples/quickstart.yaml", mapEnv(map[string]string{"LAMBDAFLOW_DATA": "/srv/lf"}))
+	if err != nil || p.DataDir != "/srv/lf" {
+		t.Errorf("with LAMBDAFLOW_DATA: data_dir %q, %v", p.DataDir, err)
+	}
+}
+
+func TestOpsMetricsDSN(t *testing.T) {
+	p, err := Load("examples/ops-metrics.yaml", mapEnv(map[string]string{"WAREHOUSE_DSN": "postgres://x@db/ops"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Sinks[0].DSN != "postgres://x@db/ops" {
+		t.Errorf("dsn = %q", p.Sinks[0].DSN)
+	}
+}

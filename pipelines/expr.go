@@ -1,0 +1,485 @@
+package pipelines
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+)
+
+// A where expression is expr-lang (https://expr-lang.org) over the event's
+// fields as typed variables: string → string, long and int → int64, double →
+// float64, bool → bool, timestamp → time.Time in UTC. An optional field is a
+// pointer that is nil when the event lacks it, so `bytes > 0` fails at run
+// time on such an event while `bytes != nil && bytes > 0` and
+// `(bytes ?? 0) > 0` do not. now() is disabled and date() works in UTC,
+// because a where must give the same answer in the speed and the batch layer
+// whenever it runs.
+
+// ExprError is a where expression that does not compile or type-check.
+// Line and Col (1-based) locate the problem inside the expression.
+type ExprError struct {
+	Line, Col int
+	Msg       string
+	Snippet   string // the expression with a marker under the problem
+}
+
+func (e *ExprError) Error() string {
+	return fmt.Sprintf("%s (at %d:%d in the expression)", e.Msg, e.Line, e.Col)
+}
+
+// CheckWhere type-checks a where expression against a schema without building
+// a plan, so validation can report it. It returns nil or an *ExprError.
+func CheckWhere(where string, schema Schema) error {
+	_, err := compileWhere(where, schema)
+	return err
+}
+
+type where struct {
+	prog   *vm.Program
+	fast   fastPred     // nil unless the expression is in the native subset
+	fields []whereField // fields the expression reads
+	pool   sync.Pool    // *Matcher for Plan.Match
+}
+
+type whereField struct {
+	name  string
+	field int
+	typ   FieldType
+}
+
+// fieldRefs records the identifiers an expression uses, so that Match fills
+// only those fields into the environment.
+type fieldRefs map[string]bool
+
+func (r fieldRefs) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok {
+		r[id.Value] = true
+	}
+}
+
+func compileWhere(src string, schema Schema) (*where, error) {
+	types := make(map[string]any, len(schema))
+	for _, f := range schema {
+		types[f.Name] = exprType(f)
+	}
+	refs := fieldRefs{}
+	prog, err := expr.Compile(src,
+		expr.Env(types),
+		expr.AsBool(),
+		expr.DisableBuiltin("now"),
+		expr.Timezone("UTC"),
+		expr.Patch(refs),
+	)
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			return nil, &ExprError{Line: fe.Line, Col: fe.Column + 1, Msg: exprTypeNames.Replace(fe.Message), Snippet: fe.Snippet}
+		}
+		return nil, &ExprError{Line: 1, Col: 1, Msg: exprTypeNames.Replace(err.Error())}
+	}
+	w := &where{prog: prog, fast: compileFast(prog.Node(), schema)}
+	for i, f := range schema {
+		if refs[f.Name] {
+			w.fields = append(w.fields, whereField{name: f.Name, field: i, typ: f.Type})
+		}
+	}
+	w.pool.New = func() any { return newMatcher(w) }
+	return w, nil
+}
+
+// exprTypeNames rewrites the checker's Go type names into the pipeline file's,
+// so messages speak the user's language: "mismatched types double and string".
+var exprTypeNames = strings.NewReplacer(
+	"*float64", "optional double", "*int64", "optional long", "*string", "optional string",
+	"*bool", "optional bool", "*time.Time", "optional timestamp",
+	"float64", "double", "int64", "long", "time.Time", "timestamp",
+)
+
+// exprType is the value whose type the checker gives a field.
+func exprType(f Field) any {
+	var v any
+	switch f.Type {
+	case TypeString:
+		v = pick[any](f.Required, "", (*string)(nil))
+	case TypeDouble:
+		v = pick[any](f.Required, 0.0, (*float64)(nil))
+	case TypeBool:
+		v = pick[any](f.Required, false, (*bool)(nil))
+	case TypeTimestamp:
+		v = pick[any](f.Required, time.Time{}, (*time.Time)(nil))
+	default:
+		v = pick[any](f.Required, int64(0), (*int64)(nil))
+	}
+	return v
+}
+
+// Matcher evaluates a plan's where expression with its own VM and
+// environment, so repeated calls allocate nothing for repeated values. It is
+// not safe for concurrent use; use one per goroutine, or Plan.Match.
+type Matcher struct {
+	w     *where
+	vm    vm.VM
+	env   map[string]any
+	last  []Value // the values boxed in env, to skip re-boxing repeats
+	boxed []bool
+}
+
+func newMatcher(w *where) *Matcher {
+	m := &Matcher{w: w}
+	if w != nil {
+		m.env = make(map[string]any, len(w.fields))
+		m.last = make([]Value, len(w.fields))
+		m.boxed = make([]bool, len(w.fields))
+		for _, f := range w.fields {
+			m.env[f.name] = nil
+		}
+	}
+	return m
+}
+
+// NewMatcher returns a Matcher for this plan, for a goroutine that matches
+// many events.
+func (p *Plan) NewMatcher() *Matcher { return newMatcher(p.where) }
+
+// Match reports whether the event passes the view's where expression (true
+// when there is none). An error means the expression failed on this event,
+// e.g. by comparing a missing optional field; the event should be counted
+// as rejected, not aggregated. Match is safe for concurrent use.
+func (p *Plan) Match(e *Event) (bool, error) {
+	if p.where == nil {
+		return true, nil
+	}
+	if p.where.fast != nil {
+		if r, ok := p.where.fast(e.Values); ok {
+			return r, nil
+		}
+	}
+	m := p.where.pool.Get().(*Matcher)
+	ok, err := m.Match(e)
+	p.where.pool.Put(m)
+	if err != nil {
+		return false, fmt.Errorf("view %q: where: %w", p.view, err)
+	}
+	return ok, nil
+}
+
+// Match is Plan.Match without the pool.
+func (m *Matcher) Match(e *Event) (bool, error) {
+	if m.w == nil {
+		return true, nil
+	}
+	if m.w.fast != nil {
+		if r, ok := m.w.fast(e.Values); ok {
+			return r, nil
+		}
+	}
+	return m.run(e)
+}
+
+// run evaluates the expression on the VM.
+func (m *Matcher) run(e *Event) (bool, error) {
+	for i, f := range m.w.fields {
+		var v *Value
+		if f.field < len(e.Values) && e.Values[f.field].Valid {
+			v = &e.Values[f.field]
+		}
+		if v == nil {
+			if m.boxed[i] || m.last[i].Valid {
+				m.env[f.name] = nil
+				m.last[i], m.boxed[i] = Value{}, false
+			}
+			continue
+		}
+		if m.boxed[i] && sameValue(f.typ, &m.last[i], v) {
+			continue
+		}
+		m.env[f.name] = box(f.typ, v)
+		m.last[i], m.boxed[i] = *v, true
+	}
+	out, err := m.vm.Run(m.w.prog, m.env)
+	if err != nil {
+		return false, err
+	}
+	b, _ := out.(bool)
+	return b, nil
+}
+
+func sameValue(t FieldType, a, b *Value) bool {
+	switch t {
+	case TypeString:
+		return a.S == b.S
+	case TypeDouble:
+		return math.Float64bits(a.F) == math.Float64bits(b.F)
+	}
+	return a.I == b.I
+}
+
+func box(t FieldType, v *Value) any {
+	switch t {
+	case TypeString:
+		return v.S
+	case TypeDouble:
+		return v.F
+	case TypeBool:
+		return v.I != 0
+	case TypeTimestamp:
+		return time.UnixMicro(v.I).UTC()
+	}
+	return v.I
+}
+
+// fastPred evaluates a where expression natively. ok is false when it meets
+// what it leaves to the VM (a null compared with anything but nil), so that
+// the VM gives the answer, or the error, it always gives.
+type fastPred func(vs []Value) (result, ok bool)
+
+type cmpOp uint8
+
+const (
+	opEq cmpOp = iota
+	opNe
+	opLt
+	opLe
+	opGt
+	opGe
+)
+
+func parseCmpOp(s string) (op cmpOp, ok bool) {
+	switch s {
+	case "==":
+		return opEq, true
+	case "!=":
+		return opNe, true
+	case "<":
+		return opLt, true
+	case "<=":
+		return opLe, true
+	case ">":
+		return opGt, true
+	case ">=":
+		return opGe, true
+	}
+	return 0, false
+}
+
+// flip is the operator with its operands swapped: 0 < x is x > 0.
+func (op cmpOp) flip() cmpOp {
+	switch op {
+	case opLt:
+		return opGt
+	case opLe:
+		return opGe
+	case opGt:
+		return opLt
+	case opGe:
+		return opLe
+	}
+	return op
+}
+
+// compileFast compiles the checked, optimised expression to native code when
+// it only combines comparisons of a field with a literal by &&, || and !
+// (the usual filter, e.g. `cpu >= 0 && region == "eu"`), which skips the VM's
+// boxing and dispatch. It returns nil for anything else. Checking has already
+// happened, so types match.
+func compileFast(n ast.Node, schema Schema) fastPred {
+	switch n := n.(type) {
+	case *ast.BoolNode:
+		b := n.Value
+		return func([]Value) (bool, bool) { return b, true }
+	case *ast.IdentifierNode:
+		i := schema.Index(n.Value)
+		if i < 0 || schema[i].Type != TypeBool || !schema[i].Required {
+			return nil
+		}
+		return func(vs []Value) (bool, bool) {
+			if i >= len(vs) || !vs[i].Valid {
+				return false, false
+			}
+			return vs[i].I != 0, true
+		}
+	case *ast.UnaryNode:
+		if n.Operator != "!" && n.Operator != "not" {
+			return nil
+		}
+		x := compileFast(n.Node, schema)
+		if x == nil {
+			return nil
+		}
+		return func(vs []Value) (bool, bool) {
+			r, ok := x(vs)
+			return !r, ok
+		}
+	case *ast.BinaryNode:
+		switch n.Operator {
+		case "&&", "and", "||", "or":
+			l, r := compileFast(n.Left, schema), compileFast(n.Right, schema)
+			if l == nil || r == nil {
+				return nil
+			}
+			if n.Operator == "&&" || n.Operator == "and" {
+				return func(vs []Value) (bool, bool) {
+					if a, ok := l(vs); !ok || !a {
+						return false, ok
+					}
+					return r(vs)
+				}
+			}
+			return func(vs []Value) (bool, bool) {
+				if a, ok := l(vs); !ok || a {
+					return a, ok
+				}
+				return r(vs)
+			}
+		}
+		op, ok := parseCmpOp(n.Operator)
+		if !ok {
+			return nil
+		}
+		if id, ok := n.Left.(*ast.IdentifierNode); ok {
+			return compileCompare(id.Value, op, n.Right, schema)
+		}
+		if id, ok := n.Right.(*ast.IdentifierNode); ok {
+			return compileCompare(id.Value, op.flip(), n.Left, schema)
+		}
+	}
+	return nil
+}
+
+// literal returns the value of a literal node: int, float64, string, bool,
+// or nil for the nil literal; ok is false for anything else.
+func literal(n ast.Node) (v any, ok bool) {
+	switch n := n.(type) {
+	case *ast.IntegerNode:
+		return n.Value, true
+	case *ast.FloatNode:
+		return n.Value, true
+	case *ast.StringNode:
+		return n.Value, true
+	case *ast.BoolNode:
+		return n.Value, true
+	case *ast.NilNode:
+		return nil, true
+	case *ast.ConstantNode:
+		switch c := n.Value.(type) {
+		case int, float64, string, bool:
+			return c, true
+		}
+	case *ast.UnaryNode:
+		if n.Operator == "-" {
+			switch x := n.Node.(type) {
+			case *ast.IntegerNode:
+				return -x.Value, true
+			case *ast.FloatNode:
+				return -x.Value, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// compileCompare compiles `field op literal` with expr's semantics: mixed
+// int and float compare as floats, strings byte-wise, and nil equals only a
+// null field.
+func compileCompare(name string, op cmpOp, lit ast.Node, schema Schema) fastPred {
+	i := schema.Index(name)
+	v, ok := literal(lit)
+	if i < 0 || !ok {
+		return nil
+	}
+	if v == nil {
+		if op != opEq && op != opNe {
+			return nil
+		}
+		isNull := op == opEq
+		return func(vs []Value) (bool, bool) {
+			null := i >= len(vs) || !vs[i].Valid
+			return null == isNull, true
+		}
+	}
+	// get returns the field's value, or ok = false for a null, which the
+	// VM handles.
+	get := func(vs []Value) (*Value, bool) {
+		if i >= len(vs) || !vs[i].Valid {
+			return nil, false
+		}
+		return &vs[i], true
+	}
+	switch t := schema[i].Type; {
+	case t == TypeString:
+		s, ok := v.(string)
+		if !ok {
+			return nil
+		}
+		return func(vs []Value) (bool, bool) {
+			x, ok := get(vs)
+			return ok && compareOp(op, x.S, s), ok
+		}
+	case t == TypeBool:
+		b, ok := v.(bool)
+		if !ok || (op != opEq && op != opNe) {
+			return nil
+		}
+		want := int64(0)
+		if b {
+			want = 1
+		}
+		return func(vs []Value) (bool, bool) {
+			x, ok := get(vs)
+			return ok && compareOp(op, x.I&1, want), ok
+		}
+	case t == TypeDouble:
+		var f float64
+		switch l := v.(type) {
+		case int:
+			f = float64(l)
+		case float64:
+			f = l
+		default:
+			return nil
+		}
+		return func(vs []Value) (bool, bool) {
+			x, ok := get(vs)
+			return ok && compareOp(op, x.F, f), ok
+		}
+	case t == TypeLong || t == TypeInt:
+		switch l := v.(type) {
+		case int:
+			n := int64(l)
+			return func(vs []Value) (bool, bool) {
+				x, ok := get(vs)
+				return ok && compareOp(op, x.I, n), ok
+			}
+		case float64:
+			return func(vs []Value) (bool, bool) {
+				x, ok := get(vs)
+				return ok && compareOp(op, float64(x.I), l), ok
+			}
+		}
+	}
+	return nil
+}
+
+func compareOp[T int64 | float64 | string](op cmpOp, a, b T) bool {
+	switch op {
+	case opEq:
+		return a == b
+	case opNe:
+		return a != b
+	case opLt:
+		return a < b
+	case opLe:
+		return a <= b
+	case opGt:
+		return a > b
+	}
+	return a >= b
+}

@@ -1,0 +1,634 @@
+package pipelines
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Name rules. Topic, view and sink names become stream, subject, file, table
+// and index names, so they are lowercase and free of separators; the JSON
+// Schema states the same patterns.
+const (
+	namePattern         = `^[a-z][a-z0-9_]{0,62}$`
+	nameRule            = "1 to 63 lowercase letters, digits or '_', starting with a letter"
+	pipelineNamePattern = `^[a-z][a-z0-9_-]{0,62}$`
+	pipelineNameRule    = "1 to 63 lowercase letters, digits, '_' or '-', starting with a letter"
+	// Field names are column names in the lake and in sinks. A leading '_' is
+	// kept for the columns Lambdaflow adds (_id, _offset, ...).
+	fieldNamePattern = `^[A-Za-z][A-Za-z0-9_]{0,62}$`
+	fieldNameRule    = "1 to 63 letters, digits or '_', starting with a letter"
+	prefixPattern    = `^[A-Za-z][A-Za-z0-9_]{0,31}$`
+	prefixRule       = "1 to 32 letters, digits or '_', starting with a letter"
+	// A sink's dead-letter topic is <name>_dlq, which must itself be a valid
+	// topic name.
+	sinkNamePattern = `^[a-z][a-z0-9_]{0,58}$`
+	sinkNameRule    = "1 to 59 lowercase letters, digits or '_', starting with a letter"
+	keyspacePattern = `^[a-z][a-z0-9_]{0,47}$`
+	keyspaceRule    = "1 to 48 lowercase letters, digits or '_', starting with a letter"
+)
+
+var (
+	nameRe         = regexp.MustCompile(namePattern)
+	pipelineNameRe = regexp.MustCompile(pipelineNamePattern)
+	fieldNameRe    = regexp.MustCompile(fieldNamePattern)
+	prefixRe       = regexp.MustCompile(prefixPattern)
+	sinkNameRe     = regexp.MustCompile(sinkNamePattern)
+	keyspaceRe     = regexp.MustCompile(keyspacePattern)
+)
+
+// reservedColumns are the columns every view row has besides its group-by
+// fields and aggregates (see DESIGN.md, the query API and sinks).
+var reservedColumns = []string{ColWindowStart, ColWindowEnd, "layer"}
+
+// validator collects the problems of one decoded pipeline.
+type validator struct {
+	file string
+	pos  positions
+	errs Errors
+}
+
+// validate checks a decoded pipeline: every field and every cross-reference.
+// Each check is one method; to add one, write it and list it here. Checks
+// report through errorf, which finds the position of a path, and stay quiet
+// about values that already failed to decode.
+func validate(p *Pipeline, pos positions) Errors {
+	v := &validator{file: p.File, pos: pos}
+	checks := []func(*validator, *Pipeline){
+		(*validator).checkTags,
+		(*validator).checkHeader,
+		(*validator).checkHTTP,
+		(*validator).checkBroker,
+		(*validator).checkIngest,
+		(*validator).checkAuth,
+		(*validator).checkTopics,
+		(*validator).checkViews,
+		(*validator).checkLake,
+		(*validator).checkSinks,
+	}
+	for _, check := range checks {
+		check(v, p)
+	}
+	return v.errs
+}
+
+// errorf reports a problem with the value at path. A path that is not in the
+// file (a missing key) is reported at its nearest ancestor that is.
+func (v *validator) errorf(path, format string, args ...any) {
+	for q := path; ; q = parentPath(q) {
+		if v.pos.bad[q] {
+			return
+		}
+		if q == "" {
+			break
+		}
+	}
+	v.report(v.posOf(path), path, format, args...)
+}
+
+// keyErrorf reports a problem with the key at path, such as a bad column
+// name; it is independent of whether the value decoded.
+func (v *validator) keyErrorf(path, format string, args ...any) {
+	p, ok := v.pos.key[path]
+	if !ok {
+		p = v.posOf(path)
+	}
+	v.report(p, path, format, args...)
+}
+
+func (v *validator) report(p Pos, path, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.file, Line: p.Line, Col: p.Col, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) posOf(path string) Pos {
+	for q := path; ; q = parentPath(q) {
+		if p, ok := v.pos.val[q]; ok {
+			return p
+		}
+		if q == "" {
+			return Pos{Line: 1, Col: 1}
+		}
+	}
+}
+
+// present reports whether path was written in the file.
+func (v *validator) present(path string) bool {
+	_, ok := v.pos.val[path]
+	return ok
+}
+
+func (v *validator) positive(path string, d Duration) {
+	if d <= 0 {
+		v.errorf(path, "must be positive, got %s", d)
+	}
+}
+
+func (v *validator) notNegative(path string, d Duration) {
+	if d < 0 {
+		v.errorf(path, "must not be negative, got %s", d)
+	}
+}
+
+func (v *validator) atLeast(path string, n, lowest int64) {
+	if n < lowest {
+		if lowest == 1 {
+			v.errorf(path, "must be positive, got %d", n)
+		} else {
+			v.errorf(path, "must be at least %d, got %d", lowest, n)
+		}
+	}
+}
+
+func (v *validator) name(path, name string, re *regexp.Regexp, rule string) {
+	if name != "" && !re.MatchString(name) {
+		v.errorf(path, "must be %s; got %s", rule, quote(name))
+	}
+}
+
+// notBlank reports list items that are empty strings.
+func (v *validator) notBlank(path string, items []string) {
+	for i, s := range items {
+		if strings.TrimSpace(s) == "" {
+			v.errorf(indexPath(path, i), "must not be empty")
+		}
+	}
+}
+
+// checkTags applies the `required` and `enum` tags to every struct of the
+// pipeline.
+func (v *validator) checkTags(p *Pipeline) {
+	v.tags(reflect.ValueOf(p).Elem(), "")
+}
+
+func (v *validator) tags(s reflect.Value, path string) {
+	for _, f := range fieldsOf(s.Type()) {
+		fv, fp := s.Field(f.index), keyPath(path, f.name)
+		empty := fv.IsZero() || fv.Kind() == reflect.Slice && fv.Len() == 0
+		if f.required && empty {
+			switch {
+			case !v.present(fp):
+				v.errorf(fp, "is required")
+			case fv.Kind() == reflect.String || fv.Kind() == reflect.Slice:
+				v.errorf(fp, "must not be empty")
+			}
+			continue
+		}
+		if len(f.enum) > 0 {
+			var got string
+			switch fv.Kind() {
+			case reflect.String:
+				got = fv.String()
+			default:
+				got = strconv.FormatInt(fv.Int(), 10)
+			}
+			if !slices.Contains(f.enum, got) {
+				shown := got
+				if fv.Kind() == reflect.String {
+					shown = quote(got)
+				}
+				v.errorf(fp, "must be one of %s; got %s%s", strings.Join(f.enum, ", "), shown, didYouMean(got, f.enum))
+			}
+		}
+		switch {
+		case fv.Kind() == reflect.Struct && fv.Type() != posType:
+			v.tags(fv, fp)
+		case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct &&
+			fv.Type() != schemaType && fv.Type() != aggregatesType:
+			for i := range fv.Len() {
+				v.tags(fv.Index(i), indexPath(fp, i))
+			}
+		}
+	}
+}
+
+func (v *validator) checkHeader(p *Pipeline) {
+	if p.Version != 1 && (p.Version != 0 || v.present("version")) {
+		v.errorf("version", "must be 1, got %d", p.Version)
+	}
+	v.name("name", p.Name, pipelineNameRe, pipelineNameRule)
+	if p.DataDir == "" {
+		v.errorf("data_dir", "must not be empty")
+	}
+}
+
+func (v *validator) checkHTTP(p *Pipeline) {
+	v.hostPort("http.listen", p.HTTP.Listen)
+}
+
+// hostPort checks a listen or contact address.
+func (v *validator) hostPort(path, s string) {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		v.errorf(path, "must be host:port, e.g. 127.0.0.1:8080; got %s", quote(s))
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.errorf(path, "port must be a number from 0 to 65535; got %s", quote(port))
+	}
+}
+
+func (v *validator) checkBroker(p *Pipeline) {
+	b := p.Broker
+	if b.URL != "" {
+		for u := range strings.SplitSeq(b.URL, ",") {
+			u = strings.TrimSpace(u)
+			pu, err := url.Parse(u)
+			if err != nil || pu.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, pu.Scheme) {
+				v.errorf("broker.url", "invalid server URL %s: want nats://host:port (or tls://, ws://, wss://), comma-separated", quote(u))
+			}
+		}
+		for _, key := range []string{"listen", "sync"} {
+			if v.present("broker." + key) {
+				v.errorf("broker."+key, "only applies to the embedded server (broker.url is set)")
+			}
+		}
+	} else {
+		for _, key := range []string{"creds", "user", "password", "token", "tls"} {
+			if v.present("broker." + key) {
+				v.errorf("broker."+key, "only applies to an external cluster (broker.url is empty)")
+			}
+		}
+	}
+	if b.Listen != "" {
+		v.hostPort("broker.listen", b.Listen)
+	}
+	if b.User != "" && b.Password == "" {
+		v.errorf("broker.password", "is required with user")
+	}
+	if b.Password != "" && b.User == "" {
+		v.errorf("broker.user", "is required with password")
+	}
+	if b.TLS.Cert != "" && b.TLS.Key == "" {
+		v.errorf("broker.tls.key", "is required with cert")
+	}
+	if b.TLS.Key != "" && b.TLS.Cert == "" {
+		v.errorf("broker.tls.cert", "is required with key")
+	}
+	v.name("broker.prefix", b.Prefix, prefixRe, prefixRule)
+	if b.Prefix == "" {
+		v.errorf("broker.prefix", "must not be empty")
+	}
+}
+
+func (v *validator) checkIngest(p *Pipeline) {
+	in := p.Ingest
+	v.atLeast("ingest.max_body_bytes", in.MaxBodyBytes, 1)
+	v.atLeast("ingest.max_in_flight", int64(in.MaxInFlight), 1)
+	v.positive("ingest.dedup_window", in.DedupWindow)
+	v.atLeast("ingest.dedup_max_ids", int64(in.DedupMaxIDs), 1)
+	v.notNegative("ingest.linger", in.Linger)
+	v.atLeast("ingest.max_batch", int64(in.MaxBatch), 1)
+}
+
+func (v *validator) checkAuth(p *Pipeline) {
+	v.notBlank("auth.read_tokens", p.Auth.ReadTokens)
+}
+
+func (v *validator) checkTopics(p *Pipeline) {
+	first := map[string]string{} // name -> path of its first use
+	for i := range p.Topics {
+		t := &p.Topics[i]
+		path := indexPath("topics", i)
+		v.name(path+".name", t.Name, nameRe, nameRule)
+		if prev, dup := first[t.Name]; dup && t.Name != "" {
+			v.errorf(path+".name", "duplicate topic name %s (first on line %d)", quote(t.Name), v.posOf(prev).Line)
+		} else if t.Name != "" {
+			first[t.Name] = path + ".name"
+		}
+		if t.Partitions < 1 || t.Partitions > 1024 {
+			v.errorf(path+".partitions", "must be between 1 and 1024, got %d", t.Partitions)
+		}
+		v.positive(path+".retention", t.Retention)
+		v.checkSchema(path+".schema", t.Schema)
+		if t.Key != "" && t.Schema.Index(t.Key) < 0 {
+			v.errorf(path+".key", "unknown field %s%s", quote(t.Key), didYouMean(t.Key, fieldNames(t.Schema)))
+		}
+		if t.Time != "" {
+			if j := t.Schema.Index(t.Time); j < 0 {
+				v.errorf(path+".time", "unknown field %s%s", quote(t.Time), didYouMean(t.Time, fieldNames(t.Schema)))
+			} else if ft := t.Schema[j].Type; ft != 0 && ft != TypeTimestamp && ft != TypeLong {
+				v.errorf(path+".time", "field %s is %s; the time field must be timestamp or long (epoch millis)", quote(t.Time), ft)
+			}
+		}
+		v.notBlank(path+".write_tokens", t.WriteTokens)
+	}
+}
+
+func (v *validator) checkSchema(path string, s Schema) {
+	seen := map[string]string{} // lower-case name -> name
+	for _, f := range s {
+		fp := keyPath(path, f.Name)
+		if !fieldNameRe.MatchString(f.Name) {
+			v.keyErrorf(fp, "field name must be %s", fieldNameRule)
+		}
+		if prev, dup := seen[strings.ToLower(f.Name)]; dup {
+			v.keyErrorf(fp, "same name as %s apart from case; SQL column names ignore case", quote(prev))
+		} else {
+			seen[strings.ToLower(f.Name)] = f.Name
+		}
+	}
+}
+
+func fieldNames(s Schema) []string {
+	out := make([]string, len(s))
+	for i, f := range s {
+		out[i] = f.Name
+	}
+	return out
+}
+
+func (v *validator) checkViews(p *Pipeline) {
+	topics := map[string]int{}
+	for i, t := range p.Topics {
+		if _, dup := topics[t.Name]; !dup {
+			topics[t.Name] = i
+		}
+	}
+	first := map[string]string{}
+	for i := range p.Views {
+		w := &p.Views[i]
+		path := indexPath("views", i)
+		v.name(path+".name", w.Name, nameRe, nameRule)
+		if j, ok := topics[w.Name]; ok && w.Name != "" {
+			v.errorf(path+".name", "%s is already a topic name (line %d)", quote(w.Name), v.posOf(indexPath("topics", j)+".name").Line)
+		} else if prev, dup := first[w.Name]; dup && w.Name != "" {
+			v.errorf(path+".name", "duplicate view name %s (first on line %d)", quote(w.Name), v.posOf(prev).Line)
+		} else if w.Name != "" {
+			first[w.Name] = path + ".name"
+		}
+		var topic *Topic
+		if j, ok := topics[w.From]; ok {
+			topic = &p.Topics[j]
+		} else if w.From != "" {
+			if slices.ContainsFunc(p.Views, func(o View) bool { return o.Name == w.From }) {
+				v.errorf(path+".from", "%s is a view; a view reads a topic", quote(w.From))
+			} else {
+				v.errorf(path+".from", "unknown topic %s%s", quote(w.From), didYouMean(w.From, topicNames(p)))
+			}
+		}
+		v.checkView(path, w, topic)
+	}
+}
+
+func topicNames(p *Pipeline) []string {
+	out := make([]string, len(p.Topics))
+	for i, t := range p.Topics {
+		out[i] = t.Name
+	}
+	return out
+}
+
+// checkView checks one view; topic is the topic it reads, nil when from does
+// not name one.
+func (v *validator) checkView(path string, w *View, topic *Topic) {
+	v.checkWhere(path+".where", w, topic)
+	v.checkGroupBy(path+".group_by", w, topic)
+	v.checkWindow(path+".window", w.Window)
+	v.checkAggregates(path+".aggregates", w, topic)
+	if s := w.Batch.Schedule; s != "" {
+		parser := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+		if _, err := parser.Parse(s); err != nil {
+			v.errorf(path+".batch.schedule", "invalid cron schedule: %v", err)
+		}
+	}
+	v.positive(path+".retention", w.Retention)
+}
+
+// checkWhere parses and type-checks a view's filter expression against its
+// topic's schema (topic is nil when from is unknown: nothing to check against).
+func (v *validator) checkWhere(path string, w *View, topic *Topic) {
+	if !v.present(path) {
+		return
+	}
+	if strings.TrimSpace(w.Where) == "" {
+		v.errorf(path, "must not be blank; leave where out to keep every event")
+		return
+	}
+	if topic == nil {
+		return
+	}
+	if err := CheckWhere(w.Where, topic.Schema); err != nil {
+		v.errorf(path, "%v", err)
+	}
+}
+
+func (v *validator) checkGroupBy(path string, w *View, topic *Topic) {
+	seen := map[string]bool{}
+	for i, g := range w.GroupBy {
+		gp := indexPath(path, i)
+		switch {
+		case g == "":
+			v.errorf(gp, "must not be empty")
+		case slices.Contains(reservedColumns, g):
+			v.errorf(gp, "%s is a reserved column (%s)", quote(g), strings.Join(reservedColumns, ", "))
+		case seen[g]:
+			v.errorf(gp, "duplicate field %s", quote(g))
+		case topic != nil && topic.Schema.Index(g) < 0:
+			v.errorf(gp, "unknown field %s in topic %s%s", quote(g), quote(topic.Name), didYouMean(g, fieldNames(topic.Schema)))
+		}
+		seen[g] = true
+	}
+}
+
+// checkWindow checks the window of a view. A hopping window's size need not be
+// a multiple of its slide: each event simply falls into every window that
+// covers it, ceil(size/slide) or floor(size/slide) of them.
+func (v *validator) checkWindow(path string, w Window) {
+	size, slide, gap := path+".size", path+".slide", path+".gap"
+	need := func(p string, d Duration) {
+		if d == 0 && !v.present(p) {
+			v.errorf(p, "is required for %s windows", w.Type)
+		} else {
+			v.positive(p, d)
+		}
+	}
+	refuse := func(p string, d Duration, why string) {
+		if d != 0 || v.present(p) {
+			v.errorf(p, "%s windows have no %s (%s)", w.Type, p[strings.LastIndexByte(p, '.')+1:], why)
+		}
+	}
+	switch w.Type {
+	case "tumbling":
+		need(size, w.Size)
+		refuse(slide, w.Slide, "use type: hopping")
+		refuse(gap, w.Gap, "use type: session")
+	case "hopping":
+		need(size, w.Size)
+		need(slide, w.Slide)
+		if w.Size > 0 && w.Slide > w.Size {
+			v.errorf(slide, "must not exceed size (%s), got %s", w.Size, w.Slide)
+		}
+		refuse(gap, w.Gap, "use type: session")
+	case "session":
+		need(gap, w.Gap)
+		refuse(size, w.Size, "a gap of inactivity closes them")
+		refuse(slide, w.Slide, "a gap of inactivity closes them")
+	}
+	v.notNegative(path+".lateness", w.Lateness)
+}
+
+func (v *validator) checkAggregates(path string, w *View, topic *Topic) {
+	for _, a := range w.Aggregates {
+		ap := keyPath(path, a.Name)
+		if !nameRe.MatchString(a.Name) {
+			v.keyErrorf(ap, "output name must be %s", nameRule)
+		}
+		if slices.Contains(reservedColumns, a.Name) {
+			v.keyErrorf(ap, "%s is a reserved column (%s)", quote(a.Name), strings.Join(reservedColumns, ", "))
+		}
+		for _, g := range w.GroupBy {
+			if strings.EqualFold(g, a.Name) {
+				v.keyErrorf(ap, "collides with group_by field %s", quote(g))
+			}
+		}
+		if a.Func == "quantile" && !(a.Arg > 0 && a.Arg < 1) {
+			v.errorf(ap, "quantile's q must be between 0 and 1 (exclusive), got %g", a.Arg)
+		}
+		if topic == nil || a.Field == "" {
+			continue
+		}
+		j := topic.Schema.Index(a.Field)
+		if j < 0 {
+			v.errorf(ap, "unknown field %s in topic %s%s", quote(a.Field), quote(topic.Name), didYouMean(a.Field, fieldNames(topic.Schema)))
+			continue
+		}
+		ft := topic.Schema[j].Type
+		numeric := ft == TypeLong || ft == TypeInt || ft == TypeDouble
+		switch {
+		case ft == 0: // unknown type, already reported
+		case (a.Func == "sum" || a.Func == "avg" || a.Func == "quantile") && !numeric:
+			v.errorf(ap, "%s needs a numeric field (long, int or double); %s is %s", a.Func, quote(a.Field), ft)
+		case (a.Func == "min" || a.Func == "max") && !numeric && ft != TypeTimestamp:
+			v.errorf(ap, "%s needs a numeric or timestamp field; %s is %s", a.Func, quote(a.Field), ft)
+		}
+	}
+}
+
+func (v *validator) checkLake(p *Pipeline) {
+	l := p.Lake
+	v.atLeast("lake.roll.max_rows", int64(l.Roll.MaxRows), 1)
+	v.positive("lake.roll.max_age", l.Roll.MaxAge)
+	v.atLeast("lake.compact.min_files", int64(l.Compact.MinFiles), 2)
+	v.positive("lake.compact.interval", l.Compact.Interval)
+}
+
+// sinkOnly lists the sink keys that belong to one sink type.
+var sinkOnly = []struct{ key, typ string }{
+	{"dsn", "postgres"},
+	{"path", "duckdb"},
+	{"hosts", "cassandra"}, {"keyspace", "cassandra"}, {"consistency", "cassandra"}, {"ttl", "cassandra"},
+	{"urls", "elasticsearch"}, {"index", "elasticsearch"}, {"username", "elasticsearch"}, {"password", "elasticsearch"},
+}
+
+func (v *validator) checkSinks(p *Pipeline) {
+	// Topics and views share the log's namespace with the sinks' dead-letter
+	// topics.
+	logNames := map[string]string{} // name -> path of its name
+	for i, t := range p.Topics {
+		if _, dup := logNames[t.Name]; !dup {
+			logNames[t.Name] = indexPath("topics", i) + ".name"
+		}
+	}
+	for i, w := range p.Views {
+		if _, dup := logNames[w.Name]; !dup {
+			logNames[w.Name] = indexPath("views", i) + ".name"
+		}
+	}
+	targets := topicNames(p)
+	for _, w := range p.Views {
+		targets = append(targets, w.Name)
+	}
+	first := map[string]string{}
+	for i := range p.Sinks {
+		s := &p.Sinks[i]
+		path := indexPath("sinks", i)
+		v.name(path+".name", s.Name, sinkNameRe, sinkNameRule)
+		dlq := s.Name + DeadLetterSuffix
+		if other, ok := logNames[dlq]; ok && s.Name != "" {
+			v.errorf(path+".name", "the sink's dead-letter topic %s collides with %s (line %d)", quote(dlq), strings.TrimSuffix(other, ".name"), v.posOf(other).Line)
+		} else if prev, dup := first[s.Name]; dup && s.Name != "" {
+			v.errorf(path+".name", "duplicate sink name %s (first on line %d)", quote(s.Name), v.posOf(prev).Line)
+		} else if s.Name != "" {
+			first[s.Name] = path + ".name"
+		}
+		seen := map[string]bool{}
+		for j, f := range s.From {
+			fp := indexPath(path+".from", j)
+			switch {
+			case f == "":
+				v.errorf(fp, "must not be empty")
+			case seen[f]:
+				v.errorf(fp, "duplicate %s", quote(f))
+			case !slices.Contains(targets, f):
+				v.errorf(fp, "unknown topic or view %s%s", quote(f), didYouMean(f, targets))
+			}
+			seen[f] = true
+		}
+		v.checkSinkType(path, s)
+		v.atLeast(path+".batch.max_rows", int64(s.Batch.MaxRows), 1)
+		v.notNegative(path+".batch.max_wait", s.Batch.MaxWait)
+		v.atLeast(path+".batch.max_retries", int64(s.Batch.MaxRetries), 0)
+	}
+}
+
+// checkSinkType checks the keys that depend on the sink type.
+func (v *validator) checkSinkType(path string, s *Sink) {
+	known := true
+	switch s.Type {
+	case "postgres":
+		if s.DSN == "" {
+			v.errorf(path+".dsn", "is required for postgres sinks")
+		}
+	case "duckdb":
+	case "cassandra":
+		if len(s.Hosts) == 0 {
+			v.errorf(path+".hosts", "is required for cassandra sinks")
+		}
+		for j, h := range s.Hosts {
+			hp := indexPath(path+".hosts", j)
+			if h == "" {
+				v.errorf(hp, "must not be empty")
+			} else if strings.Contains(h, ":") {
+				v.hostPort(hp, h)
+			}
+		}
+		if s.Keyspace == "" {
+			v.errorf(path+".keyspace", "is required for cassandra sinks")
+		}
+		v.name(path+".keyspace", s.Keyspace, keyspaceRe, keyspaceRule)
+		v.notNegative(path+".ttl", s.TTL)
+	case "elasticsearch":
+		if len(s.URLs) == 0 {
+			v.errorf(path+".urls", "is required for elasticsearch sinks")
+		}
+		for j, u := range s.URLs {
+			pu, err := url.Parse(u)
+			if err != nil || pu.Host == "" || pu.Scheme != "http" && pu.Scheme != "https" {
+				v.errorf(indexPath(path+".urls", j), "must be an http:// or https:// URL, got %s", quote(u))
+			}
+		}
+		if s.Username != "" && s.Password == "" {
+			v.errorf(path+".password", "is required with username")
+		}
+		if v.present(path+".index") && s.Index == "" {
+			v.errorf(path+".index", "must not be empty")
+		}
+	default:
+		known = false // the enum check reports it
+	}
+	if !known {
+		return
+	}
+	for _, o := range sinkOnly {
+		if o.typ != s.Type && v.present(path+"."+o.key) {
+			v.errorf(path+"."+o.key, "only applies to %s sinks", o.typ)
+		}
+	}
+}
