@@ -371,8 +371,22 @@ func (p *Plan) Merge(dst, src *State) {
 }
 
 // Finalize returns the aggregates' values in the view's order, typed as
-// Columns says. Empty min, max, avg, first, last and quantile are null; empty
-// count, sum and count_distinct are 0. The state is not changed.
+// Columns says. The state is not changed. Semantics, identical in both layers:
+//   - Null values (and NaN doubles) are skipped by every aggregate except
+//     count(), which counts events; count(f) counts non-null values.
+//   - Empty min, max, avg, first, last and quantile are null; empty count,
+//     sum and count_distinct are 0.
+//   - sum of long/int is exact in 128 bits and saturates at the int64 limits;
+//     sum of double is the exact sum rounded once to the nearest double, so
+//     it does not depend on order or partitioning; avg is that sum / count.
+//   - min/max of double put -0 below +0; strings compare byte-wise.
+//   - first/last take the value of the event with the smallest/largest event
+//     time; ties go to the smaller/larger event id, then the smaller/larger
+//     value, so arrival order never matters.
+//   - count_distinct is exact up to 1024 distinct values (64-bit hashes),
+//     then a HyperLogLog (p=14, standard error 0.8%).
+//   - quantile(f, q) is the value at 0-based rank ⌊q·(n−1)⌋ of the sorted
+//     values: exact up to 16 values, then within 1% (DDSketch).
 func (p *Plan) Finalize(s *State) []Value {
 	return p.AppendFinal(make([]Value, 0, len(p.aggs)), s)
 }
@@ -458,6 +472,27 @@ func int128Float(lo, hi uint64) float64 {
 
 // stateVersion is the first byte of a marshalled State. Bump it when the
 // encoding or the value hashes change.
+//
+// Encoding, version 1: the version byte, the plan signature (8 bytes LE, a
+// hash of the aggregates' kinds, input types and arguments), then per
+// aggregate in view order (uv = uvarint, v = zig-zag varint, u64 = 8 bytes LE,
+// str = uv length + bytes):
+//
+//	count, count(f)    uv n
+//	sum (int)          uv lo, uv hi (128-bit two's complement)
+//	sum (double)       exact sum: byte flags (1 +Inf, 2 -Inf, 4 big), v exp,
+//	                   then 3 × u64 limbs, or byte sign+1, uv len, magnitude
+//	avg (int)          uv n, uv lo, uv hi
+//	avg (double)       uv n, exact sum
+//	min/max            uv n, then if n > 0: u64 value (double as bits) or str
+//	count_distinct     byte 0 (no values) or 1, then byte 0 + uv count +
+//	                   sorted u64 hashes (XXH64, seed 0), or byte 1 + 16384
+//	                   register bytes
+//	quantile           byte 0 or 1, then uv n; if n > 0: u64 min, u64 max,
+//	                   then n ≤ 16: n × u64 values; else uv zeros and per
+//	                   store (positive, negative): v first index, uv buckets,
+//	                   uv count each
+//	first/last         uv n, then if n > 0: v time, str id, str or u64 value
 const stateVersion = 1
 
 // ErrStateMismatch is returned when a marshalled state was written by a plan

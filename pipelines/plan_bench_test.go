@@ -187,31 +187,40 @@ func BenchmarkPlanSteps(b *testing.B) {
 }
 
 // BenchmarkPlanStateBytes reports the heap bytes of one (key, window) state
-// of the DESIGN view after k events, and its checkpoint size.
+// after k events, and its checkpoint size, for the DESIGN view and for its
+// count/sum/min/max/avg part alone.
 func BenchmarkPlanStateBytes(b *testing.B) {
-	p := mustCompile(b, designView())
+	basic := designView()
+	basic.Aggregates = basic.Aggregates[:4]
 	es := benchEvents(1 << 12)
-	for _, k := range []int{1, 10, 100, 1000, 10000} {
-		b.Run(fmt.Sprint("events-", k), func(b *testing.B) {
-			// Capped: the figure is bytes per state, not time.
-			states := make([]*State, min(b.N, 20000))
-			var before, after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			for i := range states {
-				s := p.NewState()
-				for j := range k {
-					p.Update(s, &es[(i*k+j)%len(es)])
+	for _, c := range []struct {
+		name string
+		v    *View
+		ks   []int
+	}{{"design-view", designView(), []int{1, 10, 100, 1000, 10000}}, {"count-avg-max-sum", basic, []int{1}}} {
+		p := mustCompile(b, c.v)
+		for _, k := range c.ks {
+			b.Run(fmt.Sprintf("%s/events-%d", c.name, k), func(b *testing.B) {
+				// Capped: the figure is bytes per state, not time.
+				states := make([]*State, min(b.N, 20000))
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				for i := range states {
+					s := p.NewState()
+					for j := range k {
+						p.Update(s, &es[(i*k+j)%len(es)])
+					}
+					states[i] = s
 				}
-				states[i] = s
-			}
-			runtime.GC()
-			runtime.ReadMemStats(&after)
-			enc, _ := states[0].MarshalBinary()
-			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(states)), "heap-B/state")
-			b.ReportMetric(float64(len(enc)), "checkpoint-B/state")
-			runtime.KeepAlive(states)
-		})
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				enc, _ := states[0].MarshalBinary()
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(states)), "heap-B/state")
+				b.ReportMetric(float64(len(enc)), "checkpoint-B/state")
+				runtime.KeepAlive(states)
+			})
+		}
 	}
 }
 
