@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -121,7 +120,7 @@ func TestSchemaPatternsAgreeWithParsers(t *testing.T) {
 // schema accept what Load accepts.
 func TestExamplesMatchJSONSchema(t *testing.T) {
 	s := loadJSONSchema(t)
-	files, _ := filepath.Glob("examples/*.yaml")
+	files, _ := exampleFiles()
 	files = append(files, "testdata/valid.yaml")
 	if len(files) < 4 {
 		t.Fatalf("found only %v", files)
