@@ -1,0 +1,245 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// ErrUnavailable is returned (wrapped, with the cause) when the log cannot
+// be reached or does not answer in time. Nothing is known about whether an
+// append that failed with it was stored; ingest answers 503.
+var ErrUnavailable = errors.New("broker: log unavailable")
+
+const (
+	// appendAttempt bounds one publish; a leader election in a cluster
+	// takes a few seconds, after which the append is retried.
+	appendAttempt = 5 * time.Second
+	// appendBudget bounds an Append whose ctx has no deadline.
+	appendBudget = 15 * time.Second
+)
+
+var payloadPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// Append writes events, all of one partition of topic, as one log entry and
+// returns the offset of the first; the others follow it. It returns only
+// after JetStream acknowledged the entry: fsynced on an embedded server with
+// sync "always", stored on a quorum of a replicated stream. Every event's
+// Values must be in the order of the topic's schema; Event.Ingest is
+// ignored, the entry is stamped with the broker clock instead.
+//
+// The broker numbers events itself and stores with the expectation of the
+// stream's last sequence, so writers in other processes never produce
+// overlapping offsets: on a conflict Append re-reads the end of the log and
+// retries. A retry of an append whose acknowledgement was lost is
+// recognised by its message id and not stored twice.
+//
+// Appends to one partition are serialised (a pipelined append could not
+// tell another writer's entry from its own predecessor by sequence alone);
+// appends to different partitions run in parallel. Safe for concurrent use.
+//
+// Errors: ErrUnknownTopic, ErrUnknownPartition, ErrUnavailable when the log
+// is down or ctx's deadline (15 s without one) passes first, ctx.Err() when
+// ctx is cancelled, ErrClosed.
+func (b *Broker) Append(ctx context.Context, topicName string, part int, events []pipelines.Event) (int64, error) {
+	t, p, err := b.partition(topicName, part)
+	if err != nil {
+		return 0, err
+	}
+	if b.isClosed() {
+		return 0, ErrClosed
+	}
+	n := len(events)
+	if n == 0 {
+		return 0, fmt.Errorf("broker: append to %q partition %d: no events", topicName, part)
+	}
+	if n > MaxEntryEvents {
+		return 0, fmt.Errorf("broker: append to %q partition %d: %d events, at most %d fit one entry", topicName, part, n, MaxEntryEvents)
+	}
+	schema := t.spec.Schema
+	minTime := events[0].Time
+	for i := range events {
+		if len(events[i].Values) != len(schema) {
+			return 0, fmt.Errorf("broker: append to %q partition %d: event %d (id %q) has %d values, the schema %d fields",
+				topicName, part, i, events[i].ID, len(events[i].Values), len(schema))
+		}
+		minTime = min(minTime, events[i].Time)
+	}
+	start := time.Now()
+	bufp := payloadPool.Get().(*[]byte)
+	defer payloadPool.Put(bufp)
+	payload := AppendEntry((*bufp)[:0], schema, b.now().UnixMicro(), events)
+	*bufp = payload
+	// MaxPayload is 0 until the first connection; the server refuses
+	// oversized entries then.
+	if limit := b.nc.MaxPayload(); limit > 0 && int64(len(payload))+1024 > limit {
+		return 0, fmt.Errorf("broker: append to %q partition %d: entry of %d bytes exceeds the server's max payload %d; append fewer events at once",
+			topicName, part, len(payload), limit)
+	}
+
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, appendBudget)
+		defer cancel()
+	}
+	select {
+	case p.sem <- struct{}{}:
+	case <-ctx.Done():
+		return 0, b.ctxErr(ctx, p, nil)
+	}
+	defer func() { <-p.sem }()
+
+	id := nuid.Next()
+	backoff := 25 * time.Millisecond
+	conflicts := 0
+	for {
+		off, err := b.appendOnce(ctx, p, payload, id, n, minTime)
+		if err == nil {
+			p.m.appends.Inc()
+			p.m.events.Add(float64(n))
+			p.m.bytes.Add(float64(len(payload)))
+			b.metrics.appendSeconds.Observe(time.Since(start).Seconds())
+			return off, nil
+		}
+		switch {
+		case ctx.Err() != nil:
+			return 0, b.ctxErr(ctx, p, err)
+		case wrongLastSequence(err) && conflicts < 8:
+			// Another writer appended, or our own earlier attempt landed:
+			// re-read the end and retry at once.
+			conflicts++
+			b.log.Debug("broker: append conflict, re-reading the end of the log", "topic", p.topic, "partition", p.index, "err", err)
+			continue
+		case wrongLastSequence(err) || transient(err):
+			// Past a few conflicts in a row, back off so that competing
+			// writers do not keep colliding.
+			b.log.Debug("broker: append retry", "topic", p.topic, "partition", p.index, "err", err)
+			timer := time.NewTimer(backoff)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				timer.Stop()
+				return 0, b.ctxErr(ctx, p, err)
+			}
+			backoff = min(2*backoff, time.Second)
+		case b.isClosed():
+			return 0, fmt.Errorf("broker: append to %q partition %d: %w (%w)", p.topic, p.index, ErrClosed, err)
+		default:
+			return 0, fmt.Errorf("broker: append to %q partition %d: %w", p.topic, p.index, err)
+		}
+	}
+}
+
+func (b *Broker) ctxErr(ctx context.Context, p *partition, last error) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return fmt.Errorf("broker: append to %q partition %d: %w", p.topic, p.index, ctx.Err())
+	}
+	if last == nil {
+		last = ctx.Err()
+	}
+	return fmt.Errorf("%w: append to %q partition %d: %w", ErrUnavailable, p.topic, p.index, last)
+}
+
+// appendOnce makes one attempt; the caller holds p.sem.
+func (b *Broker) appendOnce(ctx context.Context, p *partition, payload []byte, id string, n int, minTime int64) (int64, error) {
+	st, err := b.streamOf(ctx, p)
+	if err != nil {
+		return 0, err
+	}
+	if !p.known {
+		info, err := st.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		end, err := b.endAt(ctx, st, p, info.State.LastSeq)
+		if err != nil {
+			return 0, err
+		}
+		p.lastSeq, p.next, p.known = info.State.LastSeq, end, true
+	}
+	msg := &nats.Msg{
+		Subject: p.subject,
+		Data:    payload,
+		Header: nats.Header{
+			HeaderOffset:  []string{strconv.FormatInt(p.next, 10)},
+			HeaderCount:   []string{strconv.Itoa(n)},
+			HeaderMinTime: []string{strconv.FormatInt(minTime, 10)},
+		},
+	}
+	actx, cancel := context.WithTimeout(ctx, appendAttempt)
+	defer cancel()
+	ack, err := b.js.PublishMsg(actx, msg, jetstream.WithExpectLastSequence(p.lastSeq), jetstream.WithMsgID(id))
+	if err != nil {
+		// The entry may still be stored; find out from the log next time.
+		p.known = false
+		return 0, err
+	}
+	if ack.Duplicate {
+		// An earlier attempt was stored and its acknowledgement lost; its
+		// header holds the offsets it was given.
+		p.known = false
+		m, err := st.GetMsg(ctx, ack.Sequence)
+		if err != nil {
+			return 0, err
+		}
+		off, _, _, err := parseHeaders(m.Header)
+		if err != nil {
+			return 0, fmt.Errorf("entry %d: %w", ack.Sequence, err)
+		}
+		return off, nil
+	}
+	off := p.next
+	p.lastSeq, p.next = ack.Sequence, p.next+int64(n)
+	p.markMu.Lock()
+	p.markSeq, p.markEnd, p.markDirty = p.lastSeq, p.next, true
+	p.markMu.Unlock()
+	return off, nil
+}
+
+func wrongLastSequence(err error) bool {
+	var je jetstream.JetStreamError
+	if errors.As(err, &je) && je.APIError() != nil {
+		c := je.APIError().ErrorCode
+		return c == jetstream.JSErrCodeStreamWrongLastSequence || c == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+	}
+	return false
+}
+
+// transient reports whether err means the log is (maybe briefly) out of
+// reach rather than that the request was wrong.
+func transient(err error) bool {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrReconnectBufExceeded),
+		errors.Is(err, nats.ErrNoServers),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return true
+	}
+	var je jetstream.JetStreamError
+	if errors.As(err, &je) && je.APIError() != nil {
+		return je.APIError().Code >= 500
+	}
+	return false
+}
+
+// unavailable marks transient errors with ErrUnavailable, keeping the cause.
+func unavailable(err error) error {
+	if err != nil && transient(err) && !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}

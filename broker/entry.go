@@ -1,0 +1,379 @@
+package broker
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// Entry format constants; docs/log-format.md is the specification.
+const (
+	entryMagic0  = 'L'
+	entryMagic1  = 'F'
+	entryVersion = 1
+
+	// flagNulls says every event carries a null bitmap. Writers set it only
+	// when some value of the entry is null, so dense entries pay nothing.
+	flagNulls = 1 << 0
+
+	// maxEntryFields bounds the field list so that a corrupt count cannot
+	// make the decoder allocate without limit.
+	maxEntryFields = 4096
+)
+
+// MaxEntryEvents is the most events one entry (one Append) may hold. It also
+// bounds how far the broker skips offsets when the log of a partition has
+// been emptied by retention and its exact end is unknown (see
+// docs/log-format.md, "Offsets after retention").
+const MaxEntryEvents = 1 << 16
+
+// ErrCorruptEntry is returned (wrapped) by DecodeEntry for payloads that are
+// not a well-formed entry: wrong magic, truncated, unknown types, trailing bytes.
+var ErrCorruptEntry = errors.New("broker: corrupt log entry")
+
+// ErrSchemaMismatch is returned (wrapped) by DecodeEntry when a field of the
+// entry cannot be read as the type the current schema gives it, e.g. a
+// string field that became a long.
+var ErrSchemaMismatch = errors.New("broker: entry field type does not match the schema")
+
+// AppendEntry appends to dst the encoding of one log entry holding events,
+// all of one topic with the given schema, and returns the extended slice.
+// Each event's Values are in schema order; a missing trailing value or one
+// with Valid false is written as null, extra values are ignored. ingest
+// (UTC microseconds) is stored once for the whole entry; the events' own
+// Ingest fields are not written.
+func AppendEntry(dst []byte, schema pipelines.Schema, ingest int64, events []pipelines.Event) []byte {
+	nulls := false
+	for i := range events {
+		if hasNull(len(schema), events[i].Values) {
+			nulls = true
+			break
+		}
+	}
+	var flags byte
+	if nulls {
+		flags |= flagNulls
+	}
+	dst = append(dst, entryMagic0, entryMagic1, entryVersion, flags)
+	dst = binary.AppendVarint(dst, ingest)
+	dst = binary.AppendUvarint(dst, uint64(len(events)))
+	dst = binary.AppendUvarint(dst, uint64(len(schema)))
+	for _, f := range schema {
+		dst = binary.AppendUvarint(dst, uint64(len(f.Name)))
+		dst = append(dst, f.Name...)
+		dst = append(dst, wireType(f.Type))
+	}
+	prevTime := ingest
+	bitmapLen := (len(schema) + 7) / 8
+	for i := range events {
+		ev := &events[i]
+		dst = binary.AppendUvarint(dst, uint64(len(ev.ID)))
+		dst = append(dst, ev.ID...)
+		// Times of one entry are close together, so deltas keep them short.
+		dst = binary.AppendVarint(dst, ev.Time-prevTime)
+		prevTime = ev.Time
+		if nulls {
+			start := len(dst)
+			for range bitmapLen {
+				dst = append(dst, 0)
+			}
+			for j := range schema {
+				if j >= len(ev.Values) || !ev.Values[j].Valid {
+					dst[start+j/8] |= 1 << (j % 8)
+				}
+			}
+		}
+		for j, f := range schema {
+			if j >= len(ev.Values) || !ev.Values[j].Valid {
+				continue
+			}
+			v := &ev.Values[j]
+			switch f.Type {
+			case pipelines.TypeString:
+				dst = binary.AppendUvarint(dst, uint64(len(v.S)))
+				dst = append(dst, v.S...)
+			case pipelines.TypeDouble:
+				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v.F))
+			case pipelines.TypeBool:
+				if v.I != 0 {
+					dst = append(dst, 1)
+				} else {
+					dst = append(dst, 0)
+				}
+			case pipelines.TypeTimestamp:
+				// Timestamp fields usually equal or sit near the event time
+				// (the event time is often read from one of them).
+				dst = binary.AppendVarint(dst, v.I-ev.Time)
+			default: // long, int and anything integer-like
+				dst = binary.AppendVarint(dst, v.I)
+			}
+		}
+	}
+	return dst
+}
+
+func hasNull(n int, vals []pipelines.Value) bool {
+	if len(vals) < n {
+		return true
+	}
+	for j := range n {
+		if !vals[j].Valid {
+			return true
+		}
+	}
+	return false
+}
+
+// entryField is one field as an entry declares it, with where it lands in
+// the reader's schema (-1: not in the schema, skipped).
+type entryField struct {
+	typ    pipelines.FieldType
+	target int
+	conv   convKind
+}
+
+type convKind uint8
+
+const (
+	convNone     convKind = iota // same member of Value
+	convToDouble                 // integer-like written, double read
+)
+
+// DecodeEntry decodes one log entry into events of schema (the topic's
+// current schema), appending to dst[:0] so that a caller may reuse dst's
+// capacity; the returned events replace whatever dst held. Fields are
+// matched by name: a schema field the entry does not have is null, an
+// entry field the schema does not have is skipped. Integer-like types
+// (long, int, bool, timestamp) read as each other or as double; any other
+// type change is ErrSchemaMismatch. Every event gets the entry's ingest time.
+//
+// All values of the entry share one backing array and all strings share one
+// copy of data, so data may be reused after the call and decoding costs two
+// allocations per entry, not per event.
+func DecodeEntry(data []byte, schema pipelines.Schema, dst []pipelines.Event) ([]pipelines.Event, error) {
+	dst = dst[:0]
+	d := decoder{buf: data}
+	if len(data) < 4 || data[0] != entryMagic0 || data[1] != entryMagic1 {
+		return dst, fmt.Errorf("%w: bad magic", ErrCorruptEntry)
+	}
+	if data[2] != entryVersion {
+		return dst, fmt.Errorf("%w: unsupported version %d", ErrCorruptEntry, data[2])
+	}
+	flags := data[3]
+	if flags&^flagNulls != 0 {
+		return dst, fmt.Errorf("%w: unknown flags %#x", ErrCorruptEntry, flags)
+	}
+	d.pos = 4
+	ingest := d.varint()
+	count := d.uvarint()
+	nfields := d.uvarint()
+	if d.err != nil {
+		return dst, d.err
+	}
+	// Every event takes at least two bytes (id length, time delta).
+	if count > uint64(len(data)-d.pos)/2 || count > MaxEntryEvents {
+		return dst, fmt.Errorf("%w: event count %d exceeds payload", ErrCorruptEntry, count)
+	}
+	if nfields > maxEntryFields || nfields > uint64(len(data)-d.pos)/2 {
+		return dst, fmt.Errorf("%w: field count %d exceeds payload", ErrCorruptEntry, nfields)
+	}
+	// One conversion gives every string of the entry a stable backing.
+	str := string(data)
+	var fieldsArr [32]entryField
+	fields := fieldsArr[:0]
+	for range nfields {
+		n := d.length()
+		if d.err != nil {
+			return dst, d.err
+		}
+		name := str[d.pos : d.pos+n]
+		d.pos += n
+		if d.pos >= len(data) {
+			return dst, fmt.Errorf("%w: truncated field list", ErrCorruptEntry)
+		}
+		typ, ok := fieldType(data[d.pos])
+		if !ok {
+			return dst, fmt.Errorf("%w: field %q has unknown type %d", ErrCorruptEntry, name, data[d.pos])
+		}
+		d.pos++
+		f := entryField{typ: typ, target: schema.Index(name)}
+		if f.target >= 0 {
+			want := schema[f.target].Type
+			switch {
+			case want == typ:
+			case integerLike(typ) && integerLike(want):
+			case integerLike(typ) && want == pipelines.TypeDouble:
+				f.conv = convToDouble
+			default:
+				return dst, fmt.Errorf("%w: field %q is %s in the entry and %s in the schema", ErrSchemaMismatch, name, typ, want)
+			}
+		}
+		fields = append(fields, f)
+	}
+	if cap(dst) < int(count) {
+		dst = make([]pipelines.Event, 0, count)
+	}
+	width := len(schema)
+	values := make([]pipelines.Value, int(count)*width)
+	bitmapLen := (len(fields) + 7) / 8
+	prevTime := ingest
+	for i := range int(count) {
+		n := d.length()
+		if d.err != nil {
+			return dst, d.err
+		}
+		id := str[d.pos : d.pos+n]
+		d.pos += n
+		t := prevTime + d.varint()
+		prevTime = t
+		var bitmap []byte
+		if flags&flagNulls != 0 {
+			if len(data)-d.pos < bitmapLen {
+				return dst, fmt.Errorf("%w: truncated null bitmap", ErrCorruptEntry)
+			}
+			bitmap = data[d.pos : d.pos+bitmapLen]
+			d.pos += bitmapLen
+		}
+		row := values[i*width : (i+1)*width : (i+1)*width]
+		for j := range fields {
+			if bitmap != nil && bitmap[j/8]&(1<<(j%8)) != 0 {
+				continue
+			}
+			f := &fields[j]
+			var v pipelines.Value
+			switch f.typ {
+			case pipelines.TypeString:
+				n := d.length()
+				if d.err != nil {
+					return dst, d.err
+				}
+				v.S = str[d.pos : d.pos+n]
+				d.pos += n
+			case pipelines.TypeDouble:
+				if len(data)-d.pos < 8 {
+					return dst, fmt.Errorf("%w: truncated double", ErrCorruptEntry)
+				}
+				v.F = math.Float64frombits(binary.LittleEndian.Uint64(data[d.pos:]))
+				d.pos += 8
+			case pipelines.TypeBool:
+				if d.pos >= len(data) {
+					return dst, fmt.Errorf("%w: truncated bool", ErrCorruptEntry)
+				}
+				b := data[d.pos]
+				d.pos++
+				if b > 1 {
+					return dst, fmt.Errorf("%w: bool value %d", ErrCorruptEntry, b)
+				}
+				v.I = int64(b)
+			case pipelines.TypeTimestamp:
+				v.I = t + d.varint()
+			default:
+				v.I = d.varint()
+			}
+			if d.err != nil {
+				return dst, d.err
+			}
+			if f.target < 0 {
+				continue
+			}
+			if f.conv == convToDouble {
+				v.F, v.I = float64(v.I), 0
+			}
+			v.Valid = true
+			row[f.target] = v
+		}
+		dst = append(dst, pipelines.Event{ID: id, Time: t, Ingest: ingest, Values: row})
+	}
+	if d.pos != len(data) {
+		return dst[:0], fmt.Errorf("%w: %d trailing bytes", ErrCorruptEntry, len(data)-d.pos)
+	}
+	return dst, nil
+}
+
+// Wire type codes, fixed by docs/log-format.md whatever the numbering of
+// pipelines.FieldType.
+var wireTypes = [...]pipelines.FieldType{
+	1: pipelines.TypeString,
+	2: pipelines.TypeLong,
+	3: pipelines.TypeInt,
+	4: pipelines.TypeDouble,
+	5: pipelines.TypeBool,
+	6: pipelines.TypeTimestamp,
+}
+
+// wireType returns t's code; 0, which readers refuse, for an unknown type.
+func wireType(t pipelines.FieldType) byte {
+	for code, ft := range wireTypes {
+		if code > 0 && ft == t {
+			return byte(code)
+		}
+	}
+	return 0
+}
+
+func fieldType(code byte) (pipelines.FieldType, bool) {
+	if code == 0 || int(code) >= len(wireTypes) {
+		return 0, false
+	}
+	return wireTypes[code], true
+}
+
+func integerLike(t pipelines.FieldType) bool {
+	return t == pipelines.TypeLong || t == pipelines.TypeInt || t == pipelines.TypeBool || t == pipelines.TypeTimestamp
+}
+
+// decoder reads varints and lengths from buf; the first failure sticks in
+// err so that the hot loop checks once per value, not per read.
+type decoder struct {
+	buf []byte
+	pos int
+	err error
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.buf[d.pos:])
+	if n <= 0 {
+		d.err = fmt.Errorf("%w: bad varint at byte %d", ErrCorruptEntry, d.pos)
+		return 0
+	}
+	d.pos += n
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	b := d.buf[d.pos:]
+	// One-byte lengths and counts are the common case.
+	if len(b) > 0 && b[0] < 0x80 {
+		d.pos++
+		return uint64(b[0])
+	}
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		d.err = fmt.Errorf("%w: bad varint at byte %d", ErrCorruptEntry, d.pos)
+		return 0
+	}
+	d.pos += n
+	return v
+}
+
+// length reads a length prefix and checks that many bytes follow.
+func (d *decoder) length() int {
+	n := d.uvarint()
+	if d.err != nil {
+		return 0
+	}
+	if n > uint64(len(d.buf)-d.pos) {
+		d.err = fmt.Errorf("%w: length %d at byte %d exceeds payload", ErrCorruptEntry, n, d.pos)
+		return 0
+	}
+	return int(n)
+}

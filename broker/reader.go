@@ -1,0 +1,408 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// Position says where reading starts. Build one with FromOffset, FromTime,
+// FromStart or FromEnd.
+type Position struct {
+	kind   posKind
+	offset int64
+	t      time.Time
+}
+
+type posKind uint8
+
+const (
+	posStart posKind = iota
+	posEnd
+	posOffset
+	posTime
+)
+
+// FromOffset starts at the event with offset o (the first event still held
+// if o was removed by retention; the next appended event if o is not yet
+// written, skipping events before o).
+func FromOffset(o int64) Position { return Position{kind: posOffset, offset: o} }
+
+// FromTime starts at the first entry the log stored at or after t (the
+// entry's store time, close to its ingest time; not its events' times).
+func FromTime(t time.Time) Position { return Position{kind: posTime, t: t} }
+
+// FromStart starts at the first event still held.
+func FromStart() Position { return Position{kind: posStart} }
+
+// FromEnd starts at the next event appended after the Reader is created.
+func FromEnd() Position { return Position{kind: posEnd} }
+
+func (p Position) String() string {
+	switch p.kind {
+	case posEnd:
+		return "end"
+	case posOffset:
+		return fmt.Sprintf("offset %d", p.offset)
+	case posTime:
+		return "time " + p.t.UTC().Format(time.RFC3339Nano)
+	default:
+		return "start"
+	}
+}
+
+// Entry is one log entry, decoded.
+type Entry struct {
+	Topic     string
+	Partition int
+	// Offset is the offset of Events[0]; the others follow it.
+	Offset int64
+	// Seq is the entry's JetStream stream sequence.
+	Seq uint64
+	// Ingest is the entry's ingest time, UTC microseconds.
+	Ingest int64
+	// Events are in the topic's current schema.
+	Events []pipelines.Event
+}
+
+// End returns the offset after the entry's last event.
+func (e Entry) End() int64 { return e.Offset + int64(len(e.Events)) }
+
+// Reader reads one partition in order. Next and Close may be called from
+// different goroutines; Next itself is not for concurrent use.
+type Reader struct {
+	b      *Broker
+	schema pipelines.Schema
+	p      *partition
+	it     jetstream.MessagesContext
+	// minOffset: events before it are dropped (the start position fell
+	// inside an entry, or beyond the end).
+	minOffset int64
+	closeOnce sync.Once
+}
+
+// Reader opens a reader of topic's partition starting at from. It follows
+// the log: Next waits for entries appended later. Close it when done
+// (Broker.Close closes open readers).
+func (b *Broker) Reader(ctx context.Context, topicName string, part int, from Position) (*Reader, error) {
+	t, p, err := b.partition(topicName, part)
+	if err != nil {
+		return nil, err
+	}
+	if b.isClosed() {
+		return nil, ErrClosed
+	}
+	st, err := b.streamOf(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	seq, minOffset, err := b.resolve(ctx, st, p, from)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := b.js.OrderedConsumer(ctx, p.stream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   seq,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: reader %q/%d: %w", topicName, part, unavailable(err))
+	}
+	// Bound buffered entries by bytes: entries of a thousand events are
+	// common, and the default of 500 messages could hold hundreds of MB.
+	it, err := cons.Messages(jetstream.PullMaxBytes(16 << 20))
+	if err != nil {
+		return nil, fmt.Errorf("broker: reader %q/%d: %w", topicName, part, unavailable(err))
+	}
+	r := &Reader{b: b, schema: t.spec.Schema, p: p, it: it, minOffset: minOffset}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		r.stop()
+		return nil, ErrClosed
+	}
+	b.readers[r] = struct{}{}
+	b.mu.Unlock()
+	return r, nil
+}
+
+// Next returns the next entry, waiting until one is appended or ctx is
+// done (then ctx.Err()). After Close it returns ErrClosed. An entry that
+// cannot be decoded is returned as an error wrapping ErrCorruptEntry or
+// ErrSchemaMismatch; the next call goes on after it.
+func (r *Reader) Next(ctx context.Context) (Entry, error) {
+	for {
+		msg, err := r.it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return Entry{}, ErrClosed
+			}
+			if ctx.Err() != nil {
+				return Entry{}, ctx.Err()
+			}
+			return Entry{}, fmt.Errorf("broker: read %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return Entry{}, fmt.Errorf("broker: read %q/%d: %w", r.p.topic, r.p.index, err)
+		}
+		e, err := decodeMsg(r.p, r.schema, md.Sequence.Stream, msg.Headers(), msg.Data(), r.minOffset)
+		if err != nil {
+			return Entry{}, err
+		}
+		if len(e.Events) > 0 {
+			return e, nil
+		}
+	}
+}
+
+// Close stops the reader; a blocked Next returns ErrClosed.
+func (r *Reader) Close() error {
+	r.stop()
+	r.b.mu.Lock()
+	delete(r.b.readers, r)
+	r.b.mu.Unlock()
+	return nil
+}
+
+func (r *Reader) stop() {
+	r.closeOnce.Do(func() {
+		r.it.Stop()
+		// Wait for the subscription's goroutines so that nothing outlives
+		// the reader. nats.go closes the channel Closed returns only if the
+		// subscription is already gone when Closed is called (for
+		// Messages iterators), and a later call also releases earlier
+		// ones, so ask again until it is.
+		c, ok := r.it.(interface{ Closed() <-chan struct{} })
+		if !ok {
+			return
+		}
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			t := time.NewTimer(2 * time.Millisecond)
+			select {
+			case <-c.Closed():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		r.b.log.Warn("broker: reader did not stop within 5s", "topic", r.p.topic, "partition", r.p.index)
+	})
+}
+
+// Fetch returns up to max events of topic's partition from from on, as
+// entries (the last one cut to fit), without waiting for new ones. It is
+// for browsing the log; consumers use a Reader.
+func (b *Broker) Fetch(ctx context.Context, topicName string, part int, from Position, max int) ([]Entry, error) {
+	t, p, err := b.partition(topicName, part)
+	if err != nil {
+		return nil, err
+	}
+	if b.isClosed() {
+		return nil, ErrClosed
+	}
+	if max <= 0 {
+		return nil, nil
+	}
+	st, err := b.streamOf(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	seq, minOffset, err := b.resolve(ctx, st, p, from)
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	total := 0
+	for total < max {
+		m, err := b.getAtOrAfter(ctx, st, p, seq)
+		if err != nil {
+			return nil, err
+		}
+		if m == nil {
+			break
+		}
+		e, err := decodeMsg(p, t.spec.Schema, m.Sequence, m.Header, m.Data, minOffset)
+		if err != nil {
+			return nil, err
+		}
+		seq = m.Sequence + 1
+		if len(e.Events) == 0 {
+			continue
+		}
+		if len(e.Events) > max-total {
+			e.Events = e.Events[:max-total]
+		}
+		total += len(e.Events)
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// decodeMsg decodes one stored entry, dropping events before minOffset.
+func decodeMsg(p *partition, schema pipelines.Schema, seq uint64, h nats.Header, data []byte, minOffset int64) (Entry, error) {
+	off, count, _, err := parseHeaders(h)
+	if err != nil {
+		return Entry{}, fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, seq, err)
+	}
+	if off+count <= minOffset {
+		return Entry{Topic: p.topic, Partition: p.index, Offset: off + count, Seq: seq}, nil
+	}
+	events, err := DecodeEntry(data, schema, nil)
+	if err != nil {
+		return Entry{}, fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, seq, err)
+	}
+	if int64(len(events)) != count {
+		return Entry{}, fmt.Errorf("broker: %q/%d entry %d: %w: header count %d, payload %d events", p.topic, p.index, seq, ErrCorruptEntry, count, len(events))
+	}
+	e := Entry{Topic: p.topic, Partition: p.index, Offset: off, Seq: seq, Ingest: events[0].Ingest, Events: events}
+	if skip := minOffset - off; skip > 0 {
+		e.Events = e.Events[skip:]
+		e.Offset += skip
+	}
+	return e, nil
+}
+
+// resolve turns a position into the stream sequence to start at and the
+// smallest offset to deliver.
+func (b *Broker) resolve(ctx context.Context, st jetstream.Stream, p *partition, from Position) (uint64, int64, error) {
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("broker: %q/%d: stream info: %w", p.topic, p.index, unavailable(err))
+	}
+	s := info.State
+	next := s.LastSeq + 1
+	switch from.kind {
+	case posStart:
+		return max(s.FirstSeq, 1), 0, nil
+	case posEnd:
+		return next, 0, nil
+	case posOffset:
+		end, err := b.endAt(ctx, st, p, s.LastSeq)
+		if err != nil {
+			return 0, 0, err
+		}
+		m, err := b.seekOffset(ctx, st, p, s, end, from.offset)
+		if err != nil || m == nil {
+			// Nothing at or before the offset: start at the first entry.
+			return max(s.FirstSeq, 1), from.offset, err
+		}
+		off, count, _, _ := parseHeaders(m.Header)
+		if from.offset < off+count {
+			return m.Sequence, from.offset, nil
+		}
+		return m.Sequence + 1, from.offset, nil
+	default:
+		m, err := b.seek(ctx, st, p, s, func(m *jetstream.RawStreamMsg) (bool, error) {
+			return m.Time.Before(from.t), nil
+		})
+		if err != nil || m == nil {
+			return max(s.FirstSeq, 1), 0, err
+		}
+		return m.Sequence + 1, 0, nil
+	}
+}
+
+// seek returns the last entry for which before is true, or nil when it is
+// false for the first entry held (or none is held). before must be true
+// for a prefix of the stream and false after it: offsets and store times
+// grow with the sequence. It reads O(log n) entries; sequences may have
+// gaps where entries were removed.
+func (b *Broker) seek(ctx context.Context, st jetstream.Stream, p *partition, s jetstream.StreamState,
+	before func(*jetstream.RawStreamMsg) (bool, error)) (*jetstream.RawStreamMsg, error) {
+	if s.Msgs == 0 {
+		return nil, nil
+	}
+	lo, err := b.getAtOrAfter(ctx, st, p, s.FirstSeq)
+	if err != nil || lo == nil {
+		return nil, err
+	}
+	ok, err := before(lo)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, lo.Sequence, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	hi := s.LastSeq
+	for lo.Sequence < hi {
+		mid := lo.Sequence + (hi-lo.Sequence+1)/2
+		m, err := b.getAtOrAfter(ctx, st, p, mid)
+		if err != nil {
+			return nil, err
+		}
+		if m == nil || m.Sequence > hi {
+			hi = mid - 1
+			continue
+		}
+		ok, err := before(m)
+		if err != nil {
+			return nil, fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, m.Sequence, err)
+		}
+		if ok {
+			lo = m
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo, nil
+}
+
+// seekOffset returns the entry holding offset target, or the last entry
+// before it; nil when the first entry held starts after it. end is the
+// partition's end offset. Entries are usually of similar size, so it probes
+// where the offset should be by interpolation, alternating with bisection to
+// keep the worst case at O(log n) reads: a consumer's lag costs a few reads,
+// not twenty.
+func (b *Broker) seekOffset(ctx context.Context, st jetstream.Stream, p *partition, s jetstream.StreamState, end, target int64) (*jetstream.RawStreamMsg, error) {
+	if s.Msgs == 0 {
+		return nil, nil
+	}
+	lo, err := b.getAtOrAfter(ctx, st, p, s.FirstSeq)
+	if err != nil || lo == nil {
+		return nil, err
+	}
+	loOff, _, _, err := parseHeaders(lo.Header)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, lo.Sequence, err)
+	}
+	if loOff > target {
+		return nil, nil
+	}
+	// Invariant: lo holds an offset <= target; every entry after hiSeq
+	// starts at hiOff or later, and hiOff > target.
+	hiSeq, hiOff := s.LastSeq, end
+	for step := 0; lo.Sequence < hiSeq; step++ {
+		width := hiSeq - lo.Sequence
+		mid := lo.Sequence + (width+1)/2
+		if step%2 == 0 && hiOff > loOff {
+			frac := float64(target-loOff) / float64(hiOff-loOff)
+			mid = lo.Sequence + uint64(frac*float64(width+1))
+		}
+		mid = min(max(mid, lo.Sequence+1), hiSeq)
+		m, err := b.getAtOrAfter(ctx, st, p, mid)
+		if err != nil {
+			return nil, err
+		}
+		if m == nil || m.Sequence > hiSeq {
+			hiSeq = mid - 1
+			continue
+		}
+		off, _, _, err := parseHeaders(m.Header)
+		if err != nil {
+			return nil, fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, m.Sequence, err)
+		}
+		if off <= target {
+			lo, loOff = m, off
+		} else {
+			hiSeq, hiOff = mid-1, off
+		}
+	}
+	return lo, nil
+}

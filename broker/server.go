@@ -1,0 +1,387 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// ErrClosed is returned by operations on a closed Broker or Reader.
+var ErrClosed = errors.New("broker: closed")
+
+// readyTimeout bounds Ready.
+const readyTimeout = 3 * time.Second
+
+// Options are the dependencies a Broker gets from its owner.
+type Options struct {
+	// Logger receives the broker's and the embedded nats-server's messages.
+	// Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for ingest times and lag. Nil means time.Now.
+	Now func() time.Time
+	// Registerer gets the broker's metrics (one Broker per registry: the
+	// names are fixed). Nil means they are not exported.
+	Registerer prometheus.Registerer
+}
+
+// Broker is the log of one pipeline: its topics' partitions on JetStream,
+// the committed offsets of its consumers and their lag. All methods are
+// safe for concurrent use; Close must be the last call.
+type Broker struct {
+	p        *pipelines.Pipeline
+	log      *slog.Logger
+	now      func() time.Time
+	prefix   string // stream name prefix, e.g. "LF"
+	subject  string // subject prefix, e.g. "lf"
+	replicas int
+
+	ns *server.Server // nil when connected to an external cluster
+	nc *nats.Conn
+	js jetstream.JetStream
+
+	topics    map[string]*topic
+	logTopics []pipelines.Topic // every topic of the log, in order
+	metrics   *metrics
+
+	kvMu      sync.Mutex
+	offsetsKV jetstream.KeyValue
+
+	lagMu    sync.Mutex
+	lagCache map[lagKey]int64 // (topic, partition, offset) -> Lf-Min-Time
+
+	mu      sync.Mutex
+	closed  bool
+	readers map[*Reader]struct{}
+
+	stop    chan struct{}  // closed by Close; stops the marker loop
+	wg      sync.WaitGroup // the marker loop
+	ncDone  chan struct{}  // closed when the connection is closed
+	closeMu sync.Mutex
+}
+
+// Open connects to the pipeline's log: an embedded nats-server under
+// <data_dir>/broker when p.Broker.URL is empty, otherwise the external
+// cluster at the comma-separated URLs, which it reconnects to forever. It does
+// not create streams; call EnsureTopics. p must not change while the Broker
+// is open.
+func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, error) {
+	b := &Broker{
+		p:        p,
+		log:      opts.Logger,
+		now:      opts.Now,
+		prefix:   p.Broker.Prefix,
+		replicas: p.Broker.Replicas,
+		topics:   make(map[string]*topic, len(p.Topics)),
+		lagCache: make(map[lagKey]int64),
+		readers:  make(map[*Reader]struct{}),
+		stop:     make(chan struct{}),
+		ncDone:   make(chan struct{}),
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	if b.prefix == "" {
+		b.prefix = "LF"
+	}
+	if b.replicas <= 0 {
+		b.replicas = 1
+	}
+	b.subject = strings.ToLower(b.prefix)
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg, b)
+	if err != nil {
+		return nil, err
+	}
+	b.metrics = m
+	// The log holds the user topics and the ones the pipeline derives: a
+	// topic of rows per view and a dead-letter topic per sink.
+	b.logTopics = p.LogTopics()
+	for i := range b.logTopics {
+		b.topics[b.logTopics[i].Name] = newTopic(b, &b.logTopics[i])
+	}
+
+	if p.Broker.URL == "" {
+		err = b.startEmbedded()
+	} else {
+		err = b.connectExternal(ctx)
+	}
+	if err != nil {
+		b.metrics.unregister()
+		return nil, err
+	}
+	b.js, err = jetstream.New(b.nc)
+	if err != nil {
+		b.shutdown()
+		return nil, fmt.Errorf("broker: jetstream: %w", err)
+	}
+	b.wg.Add(1)
+	go b.markerLoop()
+	return b, nil
+}
+
+// connOptions are common to the embedded and the external connection.
+func (b *Broker) connOptions() []nats.Option {
+	return []nats.Option{
+		nats.Name("lambdaflow " + b.p.Name),
+		// Appends must fail fast while disconnected (ingest answers 503);
+		// buffering them would deliver them after their callers gave up.
+		nats.ReconnectBufSize(-1),
+		nats.ClosedHandler(func(*nats.Conn) { close(b.ncDone) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				b.log.Warn("broker: disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.log.Info("broker: reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			b.log.Warn("broker: async error", "err", err)
+		}),
+	}
+}
+
+func (b *Broker) startEmbedded() error {
+	bp := b.p.Broker
+	so := &server.Options{
+		ServerName: "lambdaflow",
+		JetStream:  true,
+		StoreDir:   filepath.Join(b.p.DataDir, "broker"),
+		SyncAlways: bp.Sync == "" || bp.Sync == "always",
+		NoSigs:     true,
+		DontListen: bp.Listen == "",
+		// Entries of many events exceed the 1 MiB default.
+		MaxPayload: 8 << 20,
+	}
+	if bp.Listen != "" {
+		host, port, err := net.SplitHostPort(bp.Listen)
+		if err != nil {
+			return fmt.Errorf("broker: listen %q: %w", bp.Listen, err)
+		}
+		so.Host = host
+		if so.Port, err = strconv.Atoi(port); err != nil {
+			return fmt.Errorf("broker: listen %q: %w", bp.Listen, err)
+		}
+	}
+	ns, err := server.NewServer(so)
+	if err != nil {
+		return fmt.Errorf("broker: embedded nats-server: %w", err)
+	}
+	ns.SetLoggerV2(serverLogger{b.log}, false, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return fmt.Errorf("broker: embedded nats-server under %s did not start within 30s", so.StoreDir)
+	}
+	b.ns = ns
+	opts := append(b.connOptions(), nats.InProcessServer(ns))
+	b.nc, err = nats.Connect("", opts...)
+	if err != nil {
+		b.ns.Shutdown()
+		b.ns.WaitForShutdown()
+		return fmt.Errorf("broker: connect to embedded nats-server: %w", err)
+	}
+	return nil
+}
+
+func (b *Broker) connectExternal(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	bp := b.p.Broker
+	opts := append(b.connOptions(),
+		nats.MaxReconnects(-1),
+		// Start even when the cluster is down: Ready reports it and
+		// appends fail with ErrUnavailable until it is back.
+		nats.RetryOnFailedConnect(true),
+		nats.CustomReconnectDelay(func(attempts int) time.Duration {
+			d := 100 * time.Millisecond << min(attempts, 6) // up to 6.4 s
+			return d/2 + rand.N(d/2)
+		}),
+	)
+	if bp.Creds != "" {
+		opts = append(opts, nats.UserCredentials(bp.Creds))
+	}
+	if bp.User != "" {
+		opts = append(opts, nats.UserInfo(bp.User, bp.Password))
+	}
+	if bp.Token != "" {
+		opts = append(opts, nats.Token(bp.Token))
+	}
+	if bp.TLS.CA != "" {
+		opts = append(opts, nats.RootCAs(bp.TLS.CA))
+	}
+	if bp.TLS.Cert != "" || bp.TLS.Key != "" {
+		opts = append(opts, nats.ClientCert(bp.TLS.Cert, bp.TLS.Key))
+	}
+	urls := strings.Join(strings.Fields(strings.ReplaceAll(bp.URL, ",", " ")), ",")
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		return fmt.Errorf("broker: connect to %s: %w", redactURLs(urls), err)
+	}
+	b.nc = nc
+	return nil
+}
+
+// redactURLs hides passwords in URLs for messages.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		if at := strings.LastIndex(u, "@"); at >= 0 {
+			if s := strings.Index(u, "://"); s >= 0 && s < at {
+				parts[i] = u[:s+3] + "***" + u[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// Close stops open Readers, writes the end-offset markers of the
+// partitions this Broker appended to, drains the connection and shuts the
+// embedded server down. It is safe to call more than once.
+func (b *Broker) Close() error {
+	b.closeMu.Lock()
+	defer b.closeMu.Unlock()
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	readers := make([]*Reader, 0, len(b.readers))
+	for r := range b.readers {
+		readers = append(readers, r)
+	}
+	b.mu.Unlock()
+	for _, r := range readers {
+		r.Close()
+	}
+	close(b.stop)
+	b.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	b.writeMarkers(ctx)
+	cancel()
+	b.metrics.unregister()
+	b.shutdown()
+	return nil
+}
+
+func (b *Broker) shutdown() {
+	if b.nc != nil {
+		if err := b.nc.Drain(); err != nil {
+			b.nc.Close()
+		}
+		select {
+		case <-b.ncDone:
+		case <-time.After(35 * time.Second): // past nats' own drain timeout
+			b.nc.Close()
+		}
+	}
+	if b.ns != nil {
+		b.ns.Shutdown()
+		b.ns.WaitForShutdown()
+	}
+}
+
+func (b *Broker) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// Ready returns nil when JetStream answers within ctx and 3 s, otherwise an
+// error wrapping ErrUnavailable that names what is down (the connection, or
+// JetStream behind it).
+func (b *Broker) Ready(ctx context.Context) error {
+	if b.isClosed() {
+		return ErrClosed
+	}
+	// A request sent just before the connection broke is never answered;
+	// a health check must not wait for the caller's whole deadline.
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if st := b.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("%w: nats connection %s", ErrUnavailable, strings.ToLower(st.String()))
+	}
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("%w: jetstream: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// JetStream returns the JetStream handle for uses the broker does not
+// cover. Streams and buckets whose names start with the prefix belong to
+// the broker; do not change them.
+func (b *Broker) JetStream() jetstream.JetStream { return b.js }
+
+// KV returns the key-value bucket <prefix>_<bucket>, creating it (file
+// storage, the configured replicas, one revision per key) or updating it.
+// Other layers keep their checkpoints there.
+func (b *Broker) KV(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   b.prefix + "_" + bucket,
+		Storage:  jetstream.FileStorage,
+		Replicas: b.replicas,
+		History:  1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: key-value bucket %s_%s: %w", b.prefix, bucket, unavailable(err))
+	}
+	return kv, nil
+}
+
+// ObjectStore returns the object store <prefix>_<bucket>, creating it (file
+// storage, the configured replicas) or updating it.
+func (b *Broker) ObjectStore(ctx context.Context, bucket string) (jetstream.ObjectStore, error) {
+	os, err := b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:   b.prefix + "_" + bucket,
+		Storage:  jetstream.FileStorage,
+		Replicas: b.replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: object store %s_%s: %w", b.prefix, bucket, unavailable(err))
+	}
+	return os, nil
+}
+
+// serverLogger sends the embedded nats-server's log to slog.
+type serverLogger struct{ log *slog.Logger }
+
+func (l serverLogger) Noticef(format string, v ...any) {
+	l.log.Info("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Warnf(format string, v ...any) {
+	l.log.Warn("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Fatalf(format string, v ...any) {
+	l.log.Error("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Errorf(format string, v ...any) {
+	l.log.Error("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Debugf(format string, v ...any) {
+	l.log.Debug("nats-server: " + fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Tracef(string, ...any) {}
