@@ -369,8 +369,10 @@ func (b *Broker) ObjectStore(ctx context.Context, bucket string) (jetstream.Obje
 // serverLogger sends the embedded nats-server's log to slog.
 type serverLogger struct{ log *slog.Logger }
 
+// Noticef goes to debug: the embedded server's start-up banner and routine
+// notices would drown the pipeline's own log at info.
 func (l serverLogger) Noticef(format string, v ...any) {
-	l.log.Info("nats-server: " + fmt.Sprintf(format, v...))
+	l.log.Debug("nats-server: " + fmt.Sprintf(format, v...))
 }
 func (l serverLogger) Warnf(format string, v ...any) {
 	l.log.Warn("nats-server: " + fmt.Sprintf(format, v...))
