@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -130,51 +129,61 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		offset    int64
 		e         pipelines.Event
 	}
-	var items []item
-	next := map[string]int64{}
-	perPart := limit
+	// Each partition's events in offset order; a page merges them by event
+	// time, always taking the head of a partition, so that what a page keeps
+	// of each partition is a prefix and "next" resumes exactly after it.
+	queues := make([][]item, 0, len(parts))
 	for _, p := range parts {
-		entries, err := a.log.Fetch(r.Context(), name, p, starts[p].position(), perPart)
+		entries, err := a.log.Fetch(r.Context(), name, p, starts[p].position(), limit)
 		if err != nil {
 			writeLogError(w, err)
 			return
 		}
-		nextOff := int64(-1)
-		if !starts[p].byTime {
-			nextOff = starts[p].offset
-		}
-		n := 0
+		var q []item
 		for _, en := range entries {
 			for i, e := range en.Events {
-				if n >= perPart {
-					break
-				}
-				items = append(items, item{p, en.Offset + int64(i), e})
-				nextOff = en.Offset + int64(i) + 1
-				n++
+				q = append(q, item{p, en.Offset + int64(i), e})
 			}
 		}
-		if nextOff >= 0 {
-			next[strconv.Itoa(p)] = nextOff
+		queues = append(queues, q)
+	}
+	next := map[string]int64{}
+	var ends map[int]int64 // end offsets, looked up only when needed
+	for i, p := range parts {
+		switch {
+		case len(queues[i]) > 0:
+			next[strconv.Itoa(p)] = queues[i][0].offset
+		case !starts[p].byTime:
+			next[strconv.Itoa(p)] = starts[p].offset
+		default:
+			// Nothing at or after the time: resume at the end.
+			if ends == nil {
+				if ends, err = a.endOffsets(r.Context(), name); err != nil {
+					writeLogError(w, err)
+					return
+				}
+			}
+			next[strconv.Itoa(p)] = ends[p]
 		}
 	}
-	// Oldest first across partitions, by event time then partition, so a
-	// page reads like the topic's history.
-	sort.SliceStable(items, func(i, j int) bool {
-		if items[i].e.Time != items[j].e.Time {
-			return items[i].e.Time < items[j].e.Time
-		}
-		return items[i].partition < items[j].partition
-	})
-	if len(items) > limit {
-		// Keep the next offsets consistent with what was cut.
-		for _, it := range items[limit:] {
-			key := strconv.Itoa(it.partition)
-			if o, ok := next[key]; !ok || it.offset < o {
-				next[key] = it.offset
+	var items []item
+	for len(items) < limit {
+		best := -1
+		for i, q := range queues {
+			if len(q) == 0 {
+				continue
+			}
+			if best < 0 || q[0].e.Time < queues[best][0].e.Time {
+				best = i
 			}
 		}
-		items = items[:limit]
+		if best < 0 {
+			break
+		}
+		it := queues[best][0]
+		queues[best] = queues[best][1:]
+		items = append(items, it)
+		next[strconv.Itoa(it.partition)] = it.offset + 1
 	}
 	ndjson := q.Get("format") == "ndjson"
 	buf := make([]byte, 0, 256*len(items)+64)
@@ -202,6 +211,23 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	buf = append(buf, "}\n"...)
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(buf)
+}
+
+// endOffsets returns the end offset of each partition of a topic.
+func (a *API) endOffsets(ctx context.Context, topic string) (map[int]int64, error) {
+	ts, err := a.log.Topics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]int64{}
+	for _, ti := range ts {
+		if ti.Name == topic {
+			for _, pi := range ti.Partitions {
+				out[pi.Partition] = pi.EndOffset
+			}
+		}
+	}
+	return out, nil
 }
 
 // appendEventRecord writes one browsed event with where it is in the log.

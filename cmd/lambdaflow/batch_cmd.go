@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/lambdaflow/lambdaflow/batch"
+)
+
+// batchCmd starts a recomputation on the running process and follows its
+// progress: a bar on a terminal, plain lines otherwise.
+func batchCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
+	if len(args) == 0 || args[0] != "run" {
+		fmt.Fprintln(std.err, "usage: lambdaflow batch run VIEW [--from T --to T]")
+		return errUsage
+	}
+	fs := newFlags("batch run", "VIEW [--from T --to T]", std)
+	conn := clientFlags(fs, env)
+	from := fs.String("from", "", "first window start to recompute, RFC 3339 (default: all the lake holds)")
+	to := fs.String("to", "", "recompute windows starting before this time, RFC 3339")
+	detach := fs.Bool("detach", false, "start the job and print its id without waiting")
+	pos, err := parseFlags(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	q := url.Values{}
+	for name, v := range map[string]string{"from": *from, "to": *to} {
+		if v == "" {
+			continue
+		}
+		if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
+			return fmt.Errorf("--%s %q: want an RFC 3339 time", name, v)
+		}
+		q.Set(name, v)
+	}
+	c := conn()
+	path := "/v1/views/" + url.PathEscape(pos[0]) + "/recompute"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var started struct {
+		Job string `json:"job"`
+	}
+	if err := c.postJSON(ctx, path, nil, nil, &started); err != nil {
+		return err
+	}
+	if *detach {
+		fmt.Fprintln(std.out, started.Job)
+		return nil
+	}
+	term := isTerminal(std.out)
+	var last batch.JobStatus
+	for {
+		var st batch.JobStatus
+		if err := c.getJSON(ctx, "/v1/jobs/"+url.PathEscape(started.Job), nil, &st); err != nil {
+			return err
+		}
+		if term || st.Done != last.Done || st.State != last.State {
+			batch.RenderProgress(std.out, term, st)
+		}
+		last = st
+		if st.Finished() {
+			if term {
+				fmt.Fprintln(std.out)
+			}
+			if st.State == batch.JobFailed {
+				return fmt.Errorf("job %s failed: %s", st.ID, st.Error)
+			}
+			fmt.Fprintf(std.out, "job %s succeeded: %d rows read, %d windows written\n", st.ID, st.Rows, st.Windows)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped following job %s (it goes on): %w", started.Job, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
