@@ -40,7 +40,8 @@ type Row struct {
 
 // Target is one sink's adapter to its database. It stays thin: batching,
 // retries with backoff, dead-lettering and metrics are the runner's, wrapped
-// around it. Methods are called from one goroutine at a time per target.
+// around it. Methods are called from one goroutine at a time per target
+// (Write and Ping may overlap for a ConcurrentWriter).
 type Target interface {
 	// Prepare makes the table ready for writes: creates it (and its keyspace,
 	// index template…) when the sink has create: true, and adds columns that
@@ -57,6 +58,15 @@ type Target interface {
 	Ping(ctx context.Context) error
 	// Close releases connections.
 	Close() error
+}
+
+// ConcurrentWriter is implemented by a Target whose Write and Ping are safe
+// to call from several goroutines at once (a connection pool). The runner
+// then writes the batches of different partitions in parallel instead of
+// one at a time; Prepare stays serialised and happens before any Write to
+// its table.
+type ConcurrentWriter interface {
+	ConcurrentWrites() bool
 }
 
 // ErrPermanent marks an error that retrying cannot fix.

@@ -22,6 +22,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/ingest"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/serving"
+	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
 // The roles a process can run; `run` without --role runs them all.
@@ -165,6 +166,28 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 			return nil
 		})
 		modules = append(modules, namedModule{"ingest", in})
+	}
+	if roles["sinks"] {
+		var runners []*sinks.Runner
+		for i := range p.Sinks {
+			spec := &p.Sinks[i]
+			sinkLog := logger.With("component", "sink", "sink", spec.Name)
+			target, err := openTarget(ctx, p, spec, sinkLog)
+			if err != nil {
+				return fmt.Errorf("sink %q: %w", spec.Name, err)
+			}
+			defer target.Close()
+			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: preg})
+			if err != nil {
+				return err
+			}
+			health.Add("sink "+spec.Name, r.Health)
+			runners = append(runners, r)
+			modules = append(modules, namedModule{"sink " + spec.Name, r})
+		}
+		h := sinks.Handler(runners)
+		mux.Handle("/v1/sinks", readAuth.Wrap(h))
+		mux.Handle("/v1/sinks/", readAuth.Wrap(h))
 	}
 	store := serving.NewStore(p)
 	if roles["serve"] {

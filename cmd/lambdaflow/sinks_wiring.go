@@ -1,0 +1,29 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/sinks/cassandra"
+	"github.com/lambdaflow/lambdaflow/sinks/elasticsearch"
+	"github.com/lambdaflow/lambdaflow/sinks/warehouse"
+)
+
+// openTarget connects a sink's database adapter by its type. The switch is
+// the only place that knows every target: no registry, no init().
+func openTarget(ctx context.Context, p *pipelines.Pipeline, spec *pipelines.Sink, logger *slog.Logger) (sinks.Target, error) {
+	switch spec.Type {
+	case "postgres":
+		return warehouse.NewPostgres(ctx, spec, logger)
+	case "duckdb":
+		return warehouse.NewDuckDB(ctx, spec, p.DataDir, logger)
+	case "cassandra":
+		return cassandra.New(ctx, spec, logger)
+	case "elasticsearch":
+		return elasticsearch.New(ctx, spec, logger)
+	}
+	return nil, fmt.Errorf("sink %q: unknown type %q", spec.Name, spec.Type)
+}

@@ -1,0 +1,523 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// Fields of a dead-letter event, in the order of the dead-letter topic's
+// schema (pipelines.Pipeline.DeadLetterTopic).
+const (
+	dlSource = iota
+	dlPartition
+	dlOffset
+	dlRecord
+	dlError
+	dlTime
+	dlFields
+)
+
+const (
+	// maxRecordBytes bounds the record kept in a dead letter so that one
+	// huge row cannot make its dead letter exceed the log's message size.
+	maxRecordBytes = 256 << 10
+	// maxDeadLetterEntryBytes bounds the dead letters appended as one entry.
+	maxDeadLetterEntryBytes = 512 << 10
+)
+
+// timeLayout writes timestamps in records: RFC 3339, UTC, microseconds, the
+// precision of the log.
+const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
+
+// DeadLetter is one record a sink's target rejected for good.
+type DeadLetter struct {
+	// DLQOffset is the dead letter's offset in the dead-letter topic.
+	DLQOffset int64 `json:"dlq_offset"`
+	// Source, Partition and Offset locate the record in the log.
+	Source    string `json:"source"`
+	Partition int    `json:"partition"`
+	Offset    int64  `json:"offset"`
+	// Record is the row as a JSON object keyed by column name; null when the
+	// log entry itself could not be decoded.
+	Record json.RawMessage `json:"record"`
+	// Error is why the target rejected it.
+	Error string `json:"error"`
+	// Time is when it was dead-lettered.
+	Time time.Time `json:"time"`
+}
+
+// deadLetter appends the rejected rows of a batch of src to the dead-letter
+// topic, retrying until ctx ends: a rejected row must never be dropped.
+func (r *Runner) deadLetter(ctx context.Context, src *source, rows []Row, rejected RowErrors) error {
+	now := r.opts.Now().UTC().UnixMicro()
+	events := make([]pipelines.Event, len(rejected))
+	for i, re := range rejected {
+		row := &rows[re.Index]
+		rec := encodeRecord(src.table.Columns, row.Values)
+		id := fmt.Sprintf("%s/%d/%d", row.Source, row.Partition, row.Offset)
+		events[i] = deadLetterEvent(id, row.Source, row.Partition, row.Offset, rec, re.Err.Error(), now)
+		r.logger.Warn("record dead-lettered", "source", row.Source, "partition", row.Partition,
+			"offset", row.Offset, "error", re.Err)
+	}
+	if _, err := r.appendDeadLetters(ctx, events); err != nil {
+		return err
+	}
+	src.m.deadLetters.Add(float64(len(events)))
+	return nil
+}
+
+func deadLetterEvent(id, source string, part int, off int64, record []byte, reason string, now int64) pipelines.Event {
+	if len(record) > maxRecordBytes {
+		reason += fmt.Sprintf(" (record of %d bytes truncated to %d)", len(record), maxRecordBytes)
+		record = record[:maxRecordBytes]
+	}
+	return pipelines.Event{
+		ID:   id,
+		Time: now,
+		Values: []pipelines.Value{
+			dlSource:    {S: source, Valid: true},
+			dlPartition: {I: int64(part), Valid: true},
+			dlOffset:    {I: off, Valid: true},
+			dlRecord:    {S: string(record), Valid: true},
+			dlError:     {S: reason, Valid: true},
+			dlTime:      {I: now, Valid: true},
+		},
+	}
+}
+
+// appendDeadLetters appends events to the dead-letter topic in entries of
+// bounded size, retrying each until ctx ends. It returns the offset of the
+// first event appended.
+func (r *Runner) appendDeadLetters(ctx context.Context, events []pipelines.Event) (int64, error) {
+	first := int64(-1)
+	for len(events) > 0 {
+		n, size := 0, 0
+		for n < len(events) && (n == 0 || size+len(events[n].Values[dlRecord].S) < maxDeadLetterEntryBytes) && n < broker.MaxEntryEvents {
+			size += len(events[n].Values[dlRecord].S) + len(events[n].Values[dlError].S)
+			n++
+		}
+		for attempt := 1; ; attempt++ {
+			off, err := r.log.Append(ctx, r.dlq, 0, events[:n])
+			if err == nil {
+				if first < 0 {
+					first = off
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				return first, ctx.Err()
+			}
+			if fatal(err) {
+				return first, err
+			}
+			r.logger.Warn("appending dead letters failed; retrying", "topic", r.dlq, "error", err)
+			if !r.sleep(ctx, attempt) {
+				return first, ctx.Err()
+			}
+		}
+		events = events[n:]
+	}
+	return first, nil
+}
+
+// encodeRecord writes a row as a JSON object keyed by column name, in column
+// order: strings as strings (or {"base64": "…"} when they are not valid
+// UTF-8), integers and doubles as numbers (NaN and
+// infinities as the strings "NaN", "+Inf", "-Inf"), bools as booleans,
+// timestamps as RFC 3339 strings with microseconds, nulls as null. A row
+// without values (an undecodable entry) is null.
+func encodeRecord(cols pipelines.Schema, vals []pipelines.Value) []byte {
+	if vals == nil {
+		return []byte("null")
+	}
+	b := make([]byte, 0, 32*len(cols))
+	b = append(b, '{')
+	for i, c := range cols {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, c.Name)
+		b = append(b, ':')
+		var v pipelines.Value
+		if i < len(vals) {
+			v = vals[i]
+		}
+		if !v.Valid {
+			b = append(b, "null"...)
+			continue
+		}
+		switch c.Type {
+		case pipelines.TypeString:
+			if utf8.ValidString(v.S) {
+				b = appendJSONString(b, v.S)
+			} else {
+				// JSON text cannot carry these bytes; keep them exactly,
+				// so that a replay writes what the log holds.
+				b = append(b, `{"base64":"`...)
+				b = base64.StdEncoding.AppendEncode(b, []byte(v.S))
+				b = append(b, `"}`...)
+			}
+		case pipelines.TypeLong, pipelines.TypeInt:
+			b = strconv.AppendInt(b, v.I, 10)
+		case pipelines.TypeDouble:
+			switch {
+			case math.IsNaN(v.F):
+				b = append(b, `"NaN"`...)
+			case math.IsInf(v.F, 1):
+				b = append(b, `"+Inf"`...)
+			case math.IsInf(v.F, -1):
+				b = append(b, `"-Inf"`...)
+			default:
+				b = strconv.AppendFloat(b, v.F, 'g', -1, 64)
+			}
+		case pipelines.TypeBool:
+			b = strconv.AppendBool(b, v.I != 0)
+		case pipelines.TypeTimestamp:
+			b = append(b, '"')
+			b = time.UnixMicro(v.I).UTC().AppendFormat(b, timeLayout)
+			b = append(b, '"')
+		default:
+			b = append(b, "null"...)
+		}
+	}
+	return append(b, '}')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+}
+
+// decodeRecord reads a record written by encodeRecord back into values in
+// cols order. Columns the record lacks (added since) are null; keys the
+// table lacks (dropped since) are ignored.
+func decodeRecord(cols pipelines.Schema, rec []byte) ([]pipelines.Value, error) {
+	dec := json.NewDecoder(bytes.NewReader(rec))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
+		return nil, fmt.Errorf("record is not a JSON object: %w", err)
+	}
+	if obj == nil {
+		return nil, errors.New("record is null: the log entry could not be decoded")
+	}
+	vals := make([]pipelines.Value, len(cols))
+	for i, c := range cols {
+		raw, ok := obj[c.Name]
+		if !ok || raw == nil {
+			continue
+		}
+		v, err := decodeValue(c.Type, raw)
+		if err != nil {
+			return nil, fmt.Errorf("record field %q: %w", c.Name, err)
+		}
+		vals[i] = v
+	}
+	return vals, nil
+}
+
+func decodeValue(t pipelines.FieldType, raw any) (pipelines.Value, error) {
+	switch t {
+	case pipelines.TypeString:
+		switch x := raw.(type) {
+		case string:
+			return pipelines.Value{S: x, Valid: true}, nil
+		case map[string]any:
+			if s, ok := x["base64"].(string); ok && len(x) == 1 {
+				b, err := base64.StdEncoding.DecodeString(s)
+				if err != nil {
+					return pipelines.Value{}, err
+				}
+				return pipelines.Value{S: string(b), Valid: true}, nil
+			}
+		}
+	case pipelines.TypeLong, pipelines.TypeInt:
+		if n, ok := raw.(json.Number); ok {
+			i, err := strconv.ParseInt(string(n), 10, 64)
+			if err != nil {
+				return pipelines.Value{}, err
+			}
+			return pipelines.Value{I: i, Valid: true}, nil
+		}
+	case pipelines.TypeDouble:
+		switch x := raw.(type) {
+		case json.Number:
+			f, err := strconv.ParseFloat(string(x), 64)
+			if err != nil {
+				return pipelines.Value{}, err
+			}
+			return pipelines.Value{F: f, Valid: true}, nil
+		case string:
+			switch x {
+			case "NaN":
+				return pipelines.Value{F: math.NaN(), Valid: true}, nil
+			case "+Inf":
+				return pipelines.Value{F: math.Inf(1), Valid: true}, nil
+			case "-Inf":
+				return pipelines.Value{F: math.Inf(-1), Valid: true}, nil
+			}
+		}
+	case pipelines.TypeBool:
+		if x, ok := raw.(bool); ok {
+			var i int64
+			if x {
+				i = 1
+			}
+			return pipelines.Value{I: i, Valid: true}, nil
+		}
+	case pipelines.TypeTimestamp:
+		switch x := raw.(type) {
+		case string:
+			ts, err := time.Parse(time.RFC3339Nano, x)
+			if err != nil {
+				return pipelines.Value{}, err
+			}
+			return pipelines.Value{I: ts.UnixMicro(), Valid: true}, nil
+		case json.Number:
+			i, err := strconv.ParseInt(string(x), 10, 64)
+			if err != nil {
+				return pipelines.Value{}, err
+			}
+			return pipelines.Value{I: i, Valid: true}, nil
+		}
+	}
+	return pipelines.Value{}, fmt.Errorf("%v is not a %s", raw, t)
+}
+
+func decodeDeadLetter(ev *pipelines.Event, dlqOffset int64) DeadLetter {
+	v := ev.Values
+	if len(v) < dlFields {
+		v = append(v, make([]pipelines.Value, dlFields-len(v))...)
+	}
+	rec := json.RawMessage(v[dlRecord].S)
+	if !json.Valid(rec) {
+		rec, _ = json.Marshal(v[dlRecord].S) // a truncated record is kept as text
+	}
+	return DeadLetter{
+		DLQOffset: dlqOffset,
+		Source:    v[dlSource].S,
+		Partition: int(v[dlPartition].I),
+		Offset:    v[dlOffset].I,
+		Record:    rec,
+		Error:     v[dlError].S,
+		Time:      time.UnixMicro(v[dlTime].I).UTC(),
+	}
+}
+
+// DeadLetters lists up to limit dead letters not yet replayed, oldest first.
+func (r *Runner) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	pos, _, err := r.log.Committed(ctx, ReplayConsumerName(r.spec), r.dlq, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sink %q: dead letters: %w", r.spec.Name, err)
+	}
+	var out []DeadLetter
+	for len(out) < limit {
+		entries, err := r.log.Fetch(ctx, r.dlq, 0, broker.FromOffset(pos), limit-len(out))
+		if err != nil {
+			return nil, fmt.Errorf("sink %q: dead letters: %w", r.spec.Name, err)
+		}
+		if len(entries) == 0 {
+			break
+		}
+		start := pos
+		for _, e := range entries {
+			for i := range e.Events {
+				off := e.Offset + int64(i)
+				if off < pos || len(out) >= limit {
+					continue
+				}
+				out = append(out, decodeDeadLetter(&e.Events[i], off))
+				pos = off + 1
+			}
+		}
+		if pos == start {
+			break
+		}
+	}
+	return out, nil
+}
+
+// replayChunk is how many dead letters Replay writes at a time.
+const replayChunk = 1000
+
+// Replay writes the dead letters not yet replayed (those after the committed
+// offset of consumer "sink.<name>.replay") through the target again, for
+// after the cause was fixed. Records the target rejects again go back to the
+// dead-letter topic with the new error and count as failed; the position is
+// committed after each chunk. A transient failure is retried
+// batch.max_retries times, then Replay stops and returns it, having
+// committed what it finished. Dead letters appended while it runs may wait
+// for the next Replay. Replay may run beside Run.
+//
+// The event time of a replayed row (used, e.g., for date-pattern index
+// names) is window_start for a view and the topic's time field for a topic;
+// a topic timed by ingest time gets the time it was dead-lettered.
+func (r *Runner) Replay(ctx context.Context) (replayed, failed int, err error) {
+	r.replayMu.Lock()
+	defer r.replayMu.Unlock()
+	consumer := ReplayConsumerName(r.spec)
+	if err := r.log.Register(ctx, consumer, r.dlq); err != nil {
+		return 0, 0, fmt.Errorf("sink %q: replay: %w", r.spec.Name, err)
+	}
+	pos, _, err := r.log.Committed(ctx, consumer, r.dlq, 0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sink %q: replay: %w", r.spec.Name, err)
+	}
+	// Records that fail again are appended at the end: stop before the
+	// first of them, or Replay would chase its own tail.
+	stopAt := int64(math.MaxInt64)
+	for pos < stopAt {
+		entries, err := r.log.Fetch(ctx, r.dlq, 0, broker.FromOffset(pos), replayChunk)
+		if err != nil {
+			return replayed, failed, fmt.Errorf("sink %q: replay: %w", r.spec.Name, err)
+		}
+		var items []replayItem
+		next := pos
+		for _, e := range entries {
+			for i := range e.Events {
+				off := e.Offset + int64(i)
+				if off < pos || off >= stopAt {
+					continue
+				}
+				items = append(items, replayItem{dl: decodeDeadLetter(&e.Events[i], off)})
+				next = off + 1
+			}
+		}
+		if len(items) == 0 {
+			break
+		}
+		ok, bad, first, err := r.replayChunk(ctx, items)
+		if err != nil {
+			return replayed, failed, fmt.Errorf("sink %q: replay: %w", r.spec.Name, err)
+		}
+		if first >= 0 {
+			stopAt = min(stopAt, first)
+		}
+		if err := r.log.Commit(ctx, consumer, r.dlq, 0, next, items[len(items)-1].dl.Time.UnixMicro()); err != nil {
+			return replayed, failed, fmt.Errorf("sink %q: replay: %w", r.spec.Name, err)
+		}
+		replayed += ok
+		failed += bad
+		pos = next
+	}
+	if replayed+failed > 0 {
+		r.logger.Info("dead letters replayed", "replayed", replayed, "failed", failed)
+	}
+	return replayed, failed, nil
+}
+
+type replayItem struct {
+	dl  DeadLetter
+	src *source
+	row int   // index into its source's rows, or -1
+	err error // why it cannot be written, or was rejected again
+}
+
+// replayChunk writes one chunk of dead letters, source by source, then
+// appends those that failed again. Nothing is appended unless every source
+// was written, so a transient failure leaves the chunk to be replayed whole.
+func (r *Runner) replayChunk(ctx context.Context, items []replayItem) (ok, bad int, first int64, err error) {
+	bySource := make(map[*source][]Row)
+	for i := range items {
+		it := &items[i]
+		it.row = -1
+		it.src = r.sourceByName(it.dl.Source)
+		if it.src == nil {
+			it.err = fmt.Errorf("replay: sink %q no longer delivers %q", r.spec.Name, it.dl.Source)
+			continue
+		}
+		vals, err := decodeRecord(it.src.table.Columns, it.dl.Record)
+		if err != nil {
+			it.err = fmt.Errorf("replay: %w", err)
+			continue
+		}
+		row := Row{Values: vals, Source: it.dl.Source, Partition: it.dl.Partition, Offset: it.dl.Offset}
+		row.Time = it.src.rowTime(vals, it.dl.Time)
+		it.row = len(bySource[it.src])
+		bySource[it.src] = append(bySource[it.src], row)
+	}
+	rejected := make(map[*source]map[int]error)
+	for _, src := range r.sources {
+		rows := bySource[src]
+		if len(rows) == 0 {
+			continue
+		}
+		errs, err := r.writeBounded(ctx, src, rows)
+		if err != nil {
+			return 0, 0, -1, err
+		}
+		m := make(map[int]error, len(errs))
+		for _, e := range errs {
+			m[e.Index] = e.Err
+		}
+		rejected[src] = m
+		src.m.written.Add(float64(len(rows) - len(errs)))
+	}
+	now := r.opts.Now().UTC().UnixMicro()
+	var again []pipelines.Event
+	for i := range items {
+		it := &items[i]
+		if it.err == nil {
+			it.err = rejected[it.src][it.row]
+		}
+		if it.err == nil {
+			ok++
+			continue
+		}
+		bad++
+		if it.src != nil {
+			it.src.m.deadLetters.Inc()
+		}
+		id := fmt.Sprintf("%s/%d/%d@%d", it.dl.Source, it.dl.Partition, it.dl.Offset, it.dl.DLQOffset)
+		again = append(again, deadLetterEvent(id, it.dl.Source, it.dl.Partition, it.dl.Offset, it.dl.Record, it.err.Error(), now))
+	}
+	first = -1
+	if len(again) > 0 {
+		first, err = r.appendDeadLetters(ctx, again)
+		if err != nil {
+			return 0, 0, -1, err
+		}
+	}
+	return ok, bad, first, nil
+}
+
+func (r *Runner) sourceByName(name string) *source {
+	for _, s := range r.sources {
+		if s.name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// rowTime recovers a row's event time from its values: window_start for a
+// view, the topic's time field for a topic, else fallback.
+func (s *source) rowTime(vals []pipelines.Value, fallback time.Time) int64 {
+	field := s.topic.Time
+	if s.view {
+		field = pipelines.ColWindowStart
+	}
+	if field != "" {
+		if i := s.table.Columns.Index(field); i >= 0 && i < len(vals) && vals[i].Valid {
+			return vals[i].I
+		}
+	}
+	return fallback.UnixMicro()
+}

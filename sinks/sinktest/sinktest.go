@@ -1,0 +1,132 @@
+// Package sinktest is the conformance suite every sink target passes against
+// its real engine, through the real sinks.Runner on a real (embedded) broker:
+// rows equal the source exactly, redelivery changes nothing, an engine outage
+// loses and duplicates nothing, a poison record is dead-lettered while the
+// rest lands, replay after the fix, and a new nullable field adds a column.
+//
+// A target's test provides a Harness and calls Run:
+//
+//	func TestConformance(t *testing.T) {
+//		dsn := sinktest.Service(t, "LF_TEST_POSTGRES_DSN", "postgres")
+//		sinktest.Run(t, sinktest.Harness{Sink: …, NewTarget: …, ReadAll: …, Poison: …})
+//	}
+//
+// It must not know any engine: what differs between them is the Harness's.
+package sinktest
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/sinks"
+)
+
+// Harness adapts one target to the suite. Sink, NewTarget, ReadAll and
+// Poison are required.
+type Harness struct {
+	// Sink returns the sink spec of one test case: its Type and the fields
+	// that reach the engine (DSN, Path, Hosts, Keyspace, URLs, Index…),
+	// pointing at a namespace (database schema, keyspace, index prefix,
+	// file) that no other case uses and that holds no table yet. The suite
+	// sets Name, From, Create and Batch itself.
+	Sink func(t *testing.T) pipelines.Sink
+	// NewTarget opens the target of spec; p is the case's pipeline, its
+	// DataDir a fresh directory. The suite closes every target it opens and
+	// never holds two targets of one case open at once.
+	NewTarget func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target
+	// ReadAll returns every row of table as the engine holds it, through the
+	// open target (type-assert it) or a connection of its own: column name
+	// to nil, string, int64, float64, bool or time.Time. A missing column
+	// means null; other integer and float types and non-UTC times are
+	// accepted and normalised. Row order does not matter.
+	ReadAll func(t *testing.T, target sinks.Target, spec *pipelines.Sink, table sinks.Table) []map[string]any
+	// Poison returns a value that the target rejects for good (it returns a
+	// RowErrors for it, or ErrPermanent for a batch of one) in a nullable
+	// column of type ft: any of string, long, int, double, bool, timestamp.
+	// PostgreSQL, for instance, rejects a string holding a NUL byte.
+	Poison func(t *testing.T) (ft pipelines.FieldType, v pipelines.Value)
+
+	// Outage, when set, stops the engine and returns a function that starts
+	// it again and returns once it answers. Nil skips the outage case (an
+	// embedded engine).
+	Outage func(t *testing.T) (restart func())
+	// Fix, when set, makes the engine accept the poison value from now on
+	// (alters a column, a mapping…). When nil, the suite replays through a
+	// target that replaces the poison value with a clean one, as a fixed
+	// producer would have sent.
+	Fix func(t *testing.T, target sinks.Target, spec *pipelines.Sink, table sinks.Table)
+	// TimePrecision is the precision the engine keeps timestamps at (e.g.
+	// time.Millisecond for Cassandra's timestamp); expected times are
+	// truncated to it. Zero means microseconds, the precision of the log.
+	TimePrecision time.Duration
+	// Timeout bounds each wait of the suite (rows landing, the engine
+	// recovering). Zero means 90s.
+	Timeout time.Duration
+}
+
+func (h *Harness) check(t *testing.T) {
+	t.Helper()
+	if h.Sink == nil || h.NewTarget == nil || h.ReadAll == nil || h.Poison == nil {
+		t.Fatal("sinktest: Harness needs Sink, NewTarget, ReadAll and Poison")
+	}
+	if h.TimePrecision <= 0 {
+		h.TimePrecision = time.Microsecond
+	}
+	if h.Timeout <= 0 {
+		h.Timeout = 90 * time.Second
+	}
+}
+
+// Run runs every case of the suite as a subtest of t.
+func Run(t *testing.T, h Harness) {
+	h.check(t)
+	t.Run("TopicRowsEqualSource", func(t *testing.T) { testTopicRows(t, h) })
+	t.Run("ViewRowsEqualSource", func(t *testing.T) { testViewRows(t, h) })
+	t.Run("RedeliveryChangesNothing", func(t *testing.T) { testRedelivery(t, h) })
+	t.Run("EngineOutage", func(t *testing.T) {
+		if h.Outage == nil {
+			t.Skip("sinktest: the harness cannot stop its engine (Harness.Outage is nil)")
+		}
+		testOutage(t, h)
+	})
+	t.Run("PoisonRecordDeadLettered", func(t *testing.T) { testPoison(t, h) })
+	t.Run("NewNullableField", func(t *testing.T) { testNewField(t, h) })
+}
+
+// Service returns the value of the environment variable that points the
+// tests at a real service (LF_TEST_POSTGRES_DSN…). When it is unset the test
+// is skipped with a message naming the script that starts the service, or
+// fails when LF_REQUIRE_SERVICES=1 (make test, CI).
+func Service(t testing.TB, envVar, service string) string {
+	t.Helper()
+	if v := os.Getenv(envVar); v != "" {
+		return v
+	}
+	msg := fmt.Sprintf("%s is not set: start %s with `deploy/dev/services.sh up %s` and "+
+		"`eval \"$(deploy/dev/services.sh env)\"`", envVar, service, service)
+	if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
+		t.Fatal(msg + " (LF_REQUIRE_SERVICES=1)")
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// CheckFor calls f until it returns nil, failing t with f's last error
+// after timeout.
+func CheckFor(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}

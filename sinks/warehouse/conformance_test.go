@@ -1,0 +1,196 @@
+package warehouse
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
+}
+
+// pgAdmin connects to the test database, or skips.
+func pgAdmin(t testing.TB) (dsn string, admin *pgxpool.Pool) {
+	t.Helper()
+	dsn = sinktest.Service(t, "LF_TEST_POSTGRES_DSN", "postgres")
+	admin, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	t.Cleanup(admin.Close)
+	return dsn, admin
+}
+
+// pgSchema creates an empty schema for one test, dropped at its end, and
+// returns a DSN whose search_path points at it.
+func pgSchema(t testing.TB, dsn string, admin *pgxpool.Pool) string {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "lf_test_" + hex.EncodeToString(b[:])
+	ctx := context.Background()
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Logf("drop schema %s: %v", schema, err)
+		}
+	})
+	return withSearchPath(dsn, schema)
+}
+
+func withSearchPath(dsn, schema string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " search_path=" + schema
+}
+
+// postgresScript runs deploy/dev/postgres.sh.
+func postgresScript(t testing.TB, action string) {
+	t.Helper()
+	script, err := filepath.Abs("../../deploy/dev/postgres.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(script, action)
+	cmd.Env = os.Environ()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", script, action, err, out)
+	}
+}
+
+func TestPostgresConformance(t *testing.T) {
+	dsn, admin := pgAdmin(t)
+	ctx := context.Background()
+	sinktest.Run(t, sinktest.Harness{
+		Sink: func(t *testing.T) pipelines.Sink {
+			return pipelines.Sink{Type: "postgres", DSN: pgSchema(t, dsn, admin)}
+		},
+		NewTarget: func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
+			pg, err := NewPostgres(ctx, spec, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pg
+		},
+		ReadAll: func(t *testing.T, tg sinks.Target, spec *pipelines.Sink, table sinks.Table) []map[string]any {
+			return pgReadAll(t, tg.(*Postgres).Pool(), table.Name)
+		},
+		Poison: func(t *testing.T) (pipelines.FieldType, pipelines.Value) {
+			return pipelines.TypeString, pipelines.Value{S: "nul\x00byte"}
+		},
+		Outage: func(t *testing.T) func() {
+			postgresScript(t, "stop")
+			return func() { postgresScript(t, "start") }
+		},
+	})
+}
+
+// pgReadAll reads a whole table, retrying while PostgreSQL comes back.
+func pgReadAll(t testing.TB, pool *pgxpool.Pool, table string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	sinktest.CheckFor(t, 30*time.Second, func() error {
+		rows, err := pool.Query(context.Background(), "SELECT * FROM "+quote(table))
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, pgx.RowToMap)
+		return err
+	})
+	return out
+}
+
+func TestDuckDBConformance(t *testing.T) {
+	ctx := context.Background()
+	sinktest.Run(t, sinktest.Harness{
+		Sink: func(t *testing.T) pipelines.Sink {
+			// No path: the file goes under the case's own data_dir.
+			return pipelines.Sink{Type: "duckdb"}
+		},
+		NewTarget: func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
+			d, err := NewDuckDB(ctx, spec, p.DataDir, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
+		},
+		ReadAll: func(t *testing.T, tg sinks.Target, spec *pipelines.Sink, table sinks.Table) []map[string]any {
+			return sqlReadAll(t, tg.(*DuckDB).DB(), table.Name)
+		},
+		Poison: func(t *testing.T) (pipelines.FieldType, pipelines.Value) {
+			// DuckDB's appender would store invalid UTF-8 as NULL; the
+			// target rejects it instead.
+			return pipelines.TypeString, pipelines.Value{S: "bad \xff utf-8"}
+		},
+	})
+}
+
+// sqlReadAll reads a whole table through database/sql.
+func sqlReadAll(t testing.TB, db *sql.DB, table string) []map[string]any {
+	t.Helper()
+	rows, err := db.QueryContext(context.Background(), "SELECT * FROM "+quote(table))
+	if err != nil {
+		t.Fatalf("reading %s: %v", table, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		m := make(map[string]any, len(cols))
+		for i, c := range cols {
+			m[c] = vals[i]
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
