@@ -8,8 +8,9 @@ import (
 )
 
 // metrics are shared by every runner registered on one registerer: each
-// runner binds its own label values. Labels are pipeline, sink and source,
-// never anything taken from a record.
+// runner binds its own label values. Labels are sink and source, never
+// anything taken from a record; the process adds pipeline to every metric by
+// wrapping the registerer.
 type metrics struct {
 	written      *prometheus.CounterVec
 	retries      *prometheus.CounterVec
@@ -27,7 +28,7 @@ type sourceMetrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	labels := []string{"pipeline", "sink", "source"}
+	labels := []string{"sink", "source"}
 	m := &metrics{
 		written: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambdaflow_sink_rows_written_total",
@@ -49,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lambdaflow_sink_up",
 			Help: "1 while a sink delivers, 0 once a write has failed batch.max_retries times in a row.",
-		}, []string{"pipeline", "sink"}),
+		}, []string{"sink"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -94,11 +95,11 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 	return c, fmt.Errorf("registering sink metrics: %w", err)
 }
 
-func (m *metrics) forSource(pipeline, sink, source string) sourceMetrics {
+func (m *metrics) forSource(sink, source string) sourceMetrics {
 	return sourceMetrics{
-		written:      m.written.WithLabelValues(pipeline, sink, source),
-		retries:      m.retries.WithLabelValues(pipeline, sink, source),
-		deadLetters:  m.deadLetters.WithLabelValues(pipeline, sink, source),
-		batchSeconds: m.batchSeconds.WithLabelValues(pipeline, sink, source),
+		written:      m.written.WithLabelValues(sink, source),
+		retries:      m.retries.WithLabelValues(sink, source),
+		deadLetters:  m.deadLetters.WithLabelValues(sink, source),
+		batchSeconds: m.batchSeconds.WithLabelValues(sink, source),
 	}
 }

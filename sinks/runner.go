@@ -183,10 +183,10 @@ func NewRunner(p *pipelines.Pipeline, spec *pipelines.Sink, target Target, log L
 		} else {
 			src.table = TopicTable(p.TopicByName(name))
 		}
-		src.m = m.forSource(p.Name, spec.Name, name)
+		src.m = m.forSource(spec.Name, name)
 		r.sources = append(r.sources, src)
 	}
-	r.health.up = m.up.WithLabelValues(p.Name, spec.Name)
+	r.health.up = m.up.WithLabelValues(spec.Name)
 	r.health.up.Set(1)
 	return r, nil
 }

@@ -48,6 +48,7 @@ func commands() []command {
 		{"tail", "TOPIC [--from OFFSET|TIME] [-f]", "print a topic's events", tailCmd},
 		{"query", "VIEW [--where k=v] [--from T --to T]", "query a view", queryCmd},
 		{"batch", "run VIEW [--from T --to T]", "recompute a view from the lake now", batchCmd},
+		{"dlq", "list|replay SINK", "list or replay a sink's dead letters", dlqCmd},
 		{"version", "", "print the version", versionCmd},
 	}
 }

@@ -1,0 +1,125 @@
+package cassandra
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
+)
+
+// TestConformance runs the shared sink suite against the real Cassandra.
+func TestConformance(t *testing.T) {
+	hosts := sinktest.Service(t, "LF_TEST_CASSANDRA_HOSTS", "cassandra")
+	sinktest.Run(t, sinktest.Harness{
+		Sink: func(t *testing.T) pipelines.Sink {
+			ks := testKeyspace()
+			t.Cleanup(func() { dropKeyspace(t, strings.Split(hosts, ","), ks) })
+			return pipelines.Sink{Type: "cassandra", Hosts: strings.Split(hosts, ","), Keyspace: ks, Consistency: "local_quorum"}
+		},
+		NewTarget: func(t *testing.T, _ *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
+			s, err := New(context.Background(), spec, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		ReadAll: func(t *testing.T, target sinks.Target, _ *pipelines.Sink, table sinks.Table) []map[string]any {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rows, err := readAll(ctx, target.(*Sink), table)
+			if err != nil {
+				t.Fatalf("reading %s: %v", table.Name, err)
+			}
+			out := make([]map[string]any, len(rows))
+			for i, r := range rows {
+				m := make(map[string]any, len(r))
+				for j, f := range table.Columns {
+					m[f.Name] = goValue(f.Type, r[j])
+				}
+				out[i] = m
+			}
+			return out
+		},
+		// An int out of range is refused before it is sent; it survives
+		// the dead-letter record's JSON, unlike invalid UTF-8.
+		Poison: func(*testing.T) (pipelines.FieldType, pipelines.Value) {
+			return pipelines.TypeInt, pipelines.Value{I: math.MaxInt32 + 1, Valid: true}
+		},
+		Outage:        outage(hosts),
+		TimePrecision: time.Millisecond,
+		Timeout:       3 * time.Minute,
+	})
+}
+
+func goValue(t pipelines.FieldType, v pipelines.Value) any {
+	if !v.Valid {
+		return nil
+	}
+	switch t {
+	case pipelines.TypeString:
+		return v.S
+	case pipelines.TypeDouble:
+		return v.F
+	case pipelines.TypeBool:
+		return v.I != 0
+	case pipelines.TypeTimestamp:
+		return time.UnixMicro(v.I).UTC()
+	}
+	return v.I
+}
+
+// outage stops and restarts Cassandra with deploy/dev/cassandra.sh, when that
+// script runs the Cassandra the tests use (it does for make test and CI);
+// nil otherwise, which skips the case.
+func outage(hosts string) func(t *testing.T) func() {
+	const script = "../../deploy/dev/cassandra.sh"
+	if hosts != "127.0.0.1:"+envOr("LF_CASSANDRA_PORT", "9042") || exec.Command(script, "status").Run() != nil {
+		return nil
+	}
+	return func(t *testing.T) func() {
+		if out, err := exec.Command(script, "stop").CombinedOutput(); err != nil {
+			t.Fatalf("%s stop: %v\n%s", script, err, out)
+		}
+		return func() {
+			if out, err := exec.Command(script, "start").CombinedOutput(); err != nil {
+				t.Fatalf("%s start: %v\n%s", script, err, out)
+			}
+		}
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// dropKeyspace removes a test's keyspace with a session of its own, as the
+// suite has closed its targets by then.
+func dropKeyspace(t *testing.T, hosts []string, ks string) {
+	s, err := New(context.Background(), &pipelines.Sink{Name: "cleanup", Hosts: hosts, Keyspace: ks}, nil)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer s.Close()
+	sess, err := s.conn()
+	if err != nil {
+		t.Logf("drop keyspace %s: %v", ks, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := sess.Query(fmt.Sprintf("DROP KEYSPACE IF EXISTS %s", quote(ks))).WithContext(ctx).Exec(); err != nil {
+		t.Logf("drop keyspace %s: %v", ks, err)
+	}
+}

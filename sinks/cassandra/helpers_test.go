@@ -1,0 +1,164 @@
+package cassandra
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/sinks"
+)
+
+// testHosts returns the Cassandra the tests run against, from
+// LF_TEST_CASSANDRA_HOSTS; without it the test is skipped, or fails under
+// LF_REQUIRE_SERVICES=1 (make test, CI).
+func testHosts(tb testing.TB) []string {
+	tb.Helper()
+	h := os.Getenv("LF_TEST_CASSANDRA_HOSTS")
+	if h == "" {
+		msg := "LF_TEST_CASSANDRA_HOSTS is not set: run deploy/dev/services.sh up cassandra && eval \"$(deploy/dev/services.sh env)\""
+		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
+			tb.Fatal(msg)
+		}
+		tb.Skip(msg)
+	}
+	return strings.Split(h, ",")
+}
+
+// testKeyspace is a fresh keyspace name, so tests never see each other's
+// tables.
+func testKeyspace() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "lft_" + hex.EncodeToString(b[:])
+}
+
+func testLogger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ tb testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.tb.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// newTestSink returns a sink on a fresh keyspace that is dropped after the
+// test; edit changes the spec before the sink is made.
+func newTestSink(tb testing.TB, edit func(*pipelines.Sink)) *Sink {
+	tb.Helper()
+	spec := &pipelines.Sink{
+		Name: "cass_test", Type: "cassandra", Hosts: testHosts(tb),
+		Keyspace: testKeyspace(), Consistency: "local_quorum", Create: true,
+	}
+	if edit != nil {
+		edit(spec)
+	}
+	s, err := New(context.Background(), spec, testLogger(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if sess, err := s.conn(); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := sess.Query("DROP KEYSPACE IF EXISTS " + quote(spec.Keyspace)).WithContext(ctx).Exec(); err != nil {
+				tb.Logf("drop keyspace %s: %v", spec.Keyspace, err)
+			}
+		}
+		_ = s.Close()
+	})
+	return s
+}
+
+// readAll reads every row of t back as values in t's column order, sorted by
+// key; timestamps come back as microseconds (whole milliseconds).
+func readAll(ctx context.Context, s *Sink, t sinks.Table) ([][]pipelines.Value, error) {
+	sess, err := s.conn()
+	if err != nil {
+		return nil, err
+	}
+	cols := make([]string, len(t.Columns))
+	for i, f := range t.Columns {
+		cols[i] = quote(f.Name)
+	}
+	q := fmt.Sprintf("SELECT %s FROM %s.%s", strings.Join(cols, ", "), quote(s.keyspace), quote(t.Name))
+	iter := sess.Query(q).WithContext(ctx).PageSize(5000).Iter()
+	var out [][]pipelines.Value
+	for {
+		dest := make([]any, len(t.Columns))
+		for i, f := range t.Columns {
+			switch f.Type {
+			case pipelines.TypeString:
+				dest[i] = new(*string)
+			case pipelines.TypeLong:
+				dest[i] = new(*int64)
+			case pipelines.TypeInt:
+				dest[i] = new(*int32)
+			case pipelines.TypeDouble:
+				dest[i] = new(*float64)
+			case pipelines.TypeBool:
+				dest[i] = new(*bool)
+			case pipelines.TypeTimestamp:
+				dest[i] = new(*time.Time)
+			}
+		}
+		if !iter.Scan(dest...) {
+			break
+		}
+		row := make([]pipelines.Value, len(dest))
+		for i, d := range dest {
+			switch p := d.(type) {
+			case **string:
+				if *p != nil {
+					row[i] = pipelines.Value{S: **p, Valid: true}
+				}
+			case **int64:
+				if *p != nil {
+					row[i] = pipelines.Value{I: **p, Valid: true}
+				}
+			case **int32:
+				if *p != nil {
+					row[i] = pipelines.Value{I: int64(**p), Valid: true}
+				}
+			case **float64:
+				if *p != nil {
+					row[i] = pipelines.Value{F: **p, Valid: true}
+				}
+			case **bool:
+				if *p != nil {
+					row[i] = pipelines.Value{Valid: true}
+					if **p {
+						row[i].I = 1
+					}
+				}
+			case **time.Time:
+				if *p != nil {
+					row[i] = pipelines.Value{I: (*p).UnixMicro(), Valid: true}
+				}
+			}
+		}
+		out = append(out, row)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, err
+	}
+	sortRows(t, out)
+	return out, nil
+}
+
+// sortRows orders rows by their key values.
+func sortRows(t sinks.Table, rows [][]pipelines.Value) {
+	idx, _ := columnIndexes(t, t.Key)
+	slices.SortFunc(rows, func(a, b []pipelines.Value) int {
+		return strings.Compare(string(appendKey(nil, a, idx)), string(appendKey(nil, b, idx)))
+	})
+}

@@ -1,0 +1,185 @@
+package elasticsearch
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/olivere/elastic/v7"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/sinks"
+)
+
+// testURL returns the OpenSearch the tests run against, from
+// LF_TEST_OPENSEARCH_URL; without it the test is skipped, or fails under
+// LF_REQUIRE_SERVICES=1 (make test, CI).
+func testURL(tb testing.TB) string {
+	tb.Helper()
+	u := os.Getenv("LF_TEST_OPENSEARCH_URL")
+	if u == "" {
+		msg := "LF_TEST_OPENSEARCH_URL is not set: run deploy/dev/services.sh up opensearch && eval \"$(deploy/dev/services.sh env)\""
+		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
+			tb.Fatal(msg)
+		}
+		tb.Skip(msg)
+	}
+	return u
+}
+
+// testPrefix is a fresh index name prefix, so tests never see each other's
+// indices or templates.
+func testPrefix() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return "lft_" + hex.EncodeToString(b[:]) + "_"
+}
+
+func testLogger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ tb testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.tb.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// newTestSink returns a sink whose index pattern is "<fresh prefix>" +
+// pattern (default "{name}"); its indices and templates are deleted after
+// the test.
+func newTestSink(tb testing.TB, pattern string, edit func(*pipelines.Sink)) *Sink {
+	tb.Helper()
+	if pattern == "" {
+		pattern = "{name}"
+	}
+	prefix := testPrefix()
+	spec := &pipelines.Sink{Name: "es_test", Type: "elasticsearch", URLs: []string{testURL(tb)}, Index: prefix + pattern, Create: true}
+	if edit != nil {
+		edit(spec)
+	}
+	s, err := New(context.Background(), spec, testLogger(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		cleanupPrefix(tb, s.client, prefix)
+		_ = s.Close()
+	})
+	return s
+}
+
+// cleanupPrefix deletes the indices and index templates named prefix*.
+func cleanupPrefix(tb testing.TB, c *elastic.Client, prefix string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.DeleteIndex(prefix + "*").Do(ctx); err != nil && !elastic.IsNotFound(err) {
+		tb.Logf("delete indices %s*: %v", prefix, err)
+	}
+	resp, err := c.PerformRequest(ctx, elastic.PerformRequestOptions{Method: http.MethodGet, Path: "/_index_template/" + prefix + "*"})
+	if err != nil {
+		if !elastic.IsNotFound(err) {
+			tb.Logf("list templates %s*: %v", prefix, err)
+		}
+		return
+	}
+	var list struct {
+		IndexTemplates []struct{ Name string } `json:"index_templates"`
+	}
+	if err := json.Unmarshal(resp.Body, &list); err != nil {
+		tb.Logf("list templates: %v", err)
+		return
+	}
+	for _, t := range list.IndexTemplates {
+		if _, err := c.IndexDeleteIndexTemplate(t.Name).Do(ctx); err != nil {
+			tb.Logf("delete template %s: %v", t.Name, err)
+		}
+	}
+}
+
+// doc is one document as read back.
+type readDoc struct {
+	Index  string
+	ID     string
+	Values map[string]any // column name to string, int64, float64, bool, time.Time; nil when null
+}
+
+// readAll refreshes and reads every document of t's indices; values are
+// decoded by the column's type from _source, and a topic's _id column comes
+// from the document _id.
+func readAll(ctx context.Context, s *Sink, t sinks.Table) ([]readDoc, error) {
+	pattern := s.pattern.wildcard(t.Name)
+	if _, err := s.client.Refresh(pattern).Do(ctx); err != nil && !elastic.IsNotFound(err) {
+		return nil, fmt.Errorf("refresh %s: %w", pattern, err)
+	}
+	res, err := s.client.Search(pattern).IgnoreUnavailable(true).AllowNoIndices(true).
+		Query(elastic.NewMatchAllQuery()).Size(10000).Do(ctx)
+	if err != nil {
+		if elastic.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("search %s: %w", pattern, err)
+	}
+	var out []readDoc
+	for _, h := range res.Hits.Hits {
+		dec := json.NewDecoder(bytes.NewReader(h.Source))
+		dec.UseNumber()
+		var src map[string]any
+		if err := dec.Decode(&src); err != nil {
+			return nil, fmt.Errorf("document %s: %w", h.Id, err)
+		}
+		d := readDoc{Index: h.Index, ID: h.Id, Values: make(map[string]any, len(t.Columns))}
+		for _, c := range t.Columns {
+			if c.Name == sinks.ColID && idIsColumn(t) {
+				d.Values[c.Name] = h.Id
+				continue
+			}
+			v, err := decodeValue(c.Type, src[c.Name])
+			if err != nil {
+				return nil, fmt.Errorf("document %s, field %s: %w", h.Id, c.Name, err)
+			}
+			d.Values[c.Name] = v
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func decodeValue(t pipelines.FieldType, v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	switch t {
+	case pipelines.TypeString:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+	case pipelines.TypeLong, pipelines.TypeInt:
+		if n, ok := v.(json.Number); ok {
+			return n.Int64()
+		}
+	case pipelines.TypeDouble:
+		if n, ok := v.(json.Number); ok {
+			return n.Float64()
+		}
+	case pipelines.TypeBool:
+		if b, ok := v.(bool); ok {
+			return b, nil
+		}
+	case pipelines.TypeTimestamp:
+		if s, ok := v.(string); ok {
+			return time.Parse(time.RFC3339Nano, s)
+		}
+	}
+	return nil, fmt.Errorf("%T %v is not a %v", v, v, t)
+}

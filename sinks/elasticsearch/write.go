@@ -1,0 +1,390 @@
+package elasticsearch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/olivere/elastic/v7"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/sinks"
+)
+
+// maxIDBytes is Elasticsearch's limit on a document _id.
+const maxIDBytes = 512
+
+// doc is one row ready for the bulk API.
+type doc struct {
+	row   int // index into the rows passed to Write
+	index string
+	id    string
+	body  []byte
+}
+
+// Write indexes rows with the bulk API, each under its deterministic _id,
+// so writing a row again replaces its document. Within one call a later row
+// for the same document replaces an earlier one before anything is sent.
+// Refresh is left to the index's refresh interval.
+//
+// Items refused with 429 (es_rejected_execution_exception: the node's write
+// queue is full) are resent a few times with backoff; if some are still
+// refused, or an item fails for a reason that is not the document's fault
+// (shard unavailable, index read-only), Write returns a transient error and
+// the runner retries the batch. Documents the cluster refuses (a value that
+// does not fit the mapping: mapper_parsing_exception, illegal_argument_exception,
+// any other 400) and rows that cannot be made a document (NaN, an _id too
+// long) come back as sinks.RowErrors, the rest written.
+func (s *Sink) Write(ctx context.Context, t sinks.Table, rows []sinks.Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	enc, err := newEncoder(t)
+	if err != nil {
+		return fmt.Errorf("elasticsearch sink %q: table %s: %w: %w", s.spec.Name, t.Name, err, sinks.ErrPermanent)
+	}
+	var rowErrs sinks.RowErrors
+	docs := make([]doc, 0, len(rows))
+	pos := make(map[[2]string]int, len(rows)) // index, _id -> position in docs
+	for i, r := range rows {
+		d, err := enc.doc(r)
+		if err != nil {
+			rowErrs = append(rowErrs, sinks.RowError{Index: i, Err: err})
+			continue
+		}
+		d.row = i
+		d.index = s.pattern.index(t.Name, r.Time)
+		k := [2]string{d.index, d.id}
+		if j, ok := pos[k]; ok {
+			docs[j] = d // the later row wins, in the earlier one's place
+			continue
+		}
+		pos[k] = len(docs)
+		docs = append(docs, d)
+	}
+
+	refused, err := s.bulkAll(ctx, docs)
+	if err != nil {
+		return fmt.Errorf("elasticsearch sink %q: write %s: %w", s.spec.Name, t.Name, err)
+	}
+	rowErrs = append(rowErrs, refused...)
+	if len(rowErrs) > 0 {
+		slices.SortFunc(rowErrs, func(a, b sinks.RowError) int { return a.Index - b.Index })
+		return rowErrs
+	}
+	return nil
+}
+
+// bulkAll sends docs in bulk requests of at most maxBulkBytes, cut so that
+// bulkInFlight of them run at once: a node indexes one bulk's shard request
+// on one write thread, so a single request leaves the other cores idle
+// while the client waits.
+func (s *Sink) bulkAll(ctx context.Context, docs []doc) (sinks.RowErrors, error) {
+	per := max(minBulkDocs, (len(docs)+bulkInFlight-1)/bulkInFlight)
+	var chunks [][]doc
+	for start := 0; start < len(docs); {
+		end, size := start, 0
+		for end < len(docs) && end-start < per && (end == start || size+len(docs[end].body) < maxBulkBytes) {
+			size += len(docs[end].body) + len(docs[end].id) + len(docs[end].index) + 48
+			end++
+		}
+		chunks = append(chunks, docs[start:end])
+		start = end
+	}
+	if len(chunks) == 1 {
+		return s.bulkWithRetry(ctx, chunks[0])
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		refused sinks.RowErrors
+		first   error
+		wg      sync.WaitGroup
+	)
+	work := make(chan []doc)
+	for range min(bulkInFlight, len(chunks)) {
+		wg.Go(func() {
+			for c := range work {
+				bad, err := s.bulkWithRetry(ctx, c)
+				mu.Lock()
+				refused = append(refused, bad...)
+				if err != nil && first == nil {
+					first = err
+					cancel()
+				}
+				mu.Unlock()
+			}
+		})
+	}
+feed:
+	for _, c := range chunks {
+		select {
+		case work <- c:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	if first != nil {
+		return nil, first
+	}
+	return refused, nil
+}
+
+// bulkWithRetry indexes docs, resending the items refused with 429. It
+// returns the documents refused for good, or an error when the batch must be
+// retried.
+func (s *Sink) bulkWithRetry(ctx context.Context, docs []doc) (sinks.RowErrors, error) {
+	var refused sinks.RowErrors
+	wait := s.backoff
+	for attempt := 0; ; attempt++ {
+		rejected, bad, err := s.bulk(ctx, docs)
+		if err != nil {
+			return nil, err
+		}
+		refused = append(refused, bad...)
+		if len(rejected) == 0 {
+			return refused, nil
+		}
+		if attempt == rejectedRetries {
+			return nil, fmt.Errorf("%d documents still rejected for load (429) after %d retries", len(rejected), rejectedRetries)
+		}
+		s.log.Debug("bulk items rejected for load, resending", "items", len(rejected), "attempt", attempt+1)
+		// Full jitter, so that sinks rejected together do not come back
+		// together.
+		d := wait/2 + rand.N(wait/2+1)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(d):
+		}
+		wait *= 2
+		docs = rejected
+	}
+}
+
+// bulk sends one bulk request. It returns the documents refused with 429,
+// the documents refused for good, and an error when the request failed as a
+// whole or an item failed for a reason the document is not to blame for.
+func (s *Sink) bulk(ctx context.Context, docs []doc) (rejected []doc, refused sinks.RowErrors, err error) {
+	b := s.client.Bulk()
+	for i := range docs {
+		b.Add(elastic.NewBulkIndexRequest().Index(docs[i].index).Id(docs[i].id).Doc(json.RawMessage(docs[i].body)))
+	}
+	resp, err := b.Do(ctx)
+	if err != nil {
+		var e *elastic.Error
+		if errors.As(err, &e) && e.Status == http.StatusTooManyRequests {
+			return docs, nil, nil
+		}
+		return nil, nil, err
+	}
+	if !resp.Errors {
+		return nil, nil, nil
+	}
+	if len(resp.Items) != len(docs) {
+		return nil, nil, fmt.Errorf("bulk answered %d items for %d documents", len(resp.Items), len(docs))
+	}
+	var other error
+	for i, item := range resp.Items {
+		it := item["index"]
+		if it == nil || it.Error == nil && it.Status < 300 {
+			continue
+		}
+		typ, reason := "", ""
+		if it.Error != nil {
+			typ, reason = it.Error.Type, it.Error.Reason
+		}
+		switch {
+		case it.Status == http.StatusTooManyRequests || typ == "es_rejected_execution_exception":
+			rejected = append(rejected, docs[i])
+		case it.Status == http.StatusBadRequest:
+			refused = append(refused, sinks.RowError{Index: docs[i].row,
+				Err: fmt.Errorf("index %s, _id %s: %s: %s", docs[i].index, docs[i].id, typ, reason)})
+		case other == nil:
+			other = fmt.Errorf("index %s, _id %s: status %d: %s: %s", docs[i].index, docs[i].id, it.Status, typ, reason)
+		}
+	}
+	if other != nil {
+		return nil, nil, other
+	}
+	return rejected, refused, nil
+}
+
+// encoder turns rows of one table into documents.
+type encoder struct {
+	t      sinks.Table
+	keys   []string // JSON object keys, `"name":`, per column; "" to skip
+	keyIdx []int
+	idCol  int // column holding the _id, or -1
+}
+
+func newEncoder(t sinks.Table) (*encoder, error) {
+	e := &encoder{t: t, keys: make([]string, len(t.Columns)), idCol: -1}
+	if idIsColumn(t) {
+		e.idCol = t.Columns.Index(sinks.ColID)
+	}
+	for i, f := range t.Columns {
+		if i == e.idCol {
+			continue
+		}
+		k, _ := json.Marshal(f.Name)
+		e.keys[i] = string(k) + ":"
+	}
+	for _, k := range t.Key {
+		i := t.Columns.Index(k)
+		if i < 0 {
+			return nil, fmt.Errorf("key column %q is not a column", k)
+		}
+		e.keyIdx = append(e.keyIdx, i)
+	}
+	if len(e.keyIdx) == 0 {
+		return nil, fmt.Errorf("no key")
+	}
+	return e, nil
+}
+
+// doc encodes one row. Nulls are left out of the document.
+func (e *encoder) doc(r sinks.Row) (doc, error) {
+	if len(r.Values) != len(e.t.Columns) {
+		return doc{}, fmt.Errorf("row has %d values, table %s has %d columns", len(r.Values), e.t.Name, len(e.t.Columns))
+	}
+	var d doc
+	if e.idCol >= 0 {
+		v := r.Values[e.idCol]
+		if !v.Valid || v.S == "" {
+			return doc{}, fmt.Errorf("empty %s", sinks.ColID)
+		}
+		d.id = v.S
+	} else {
+		id := []byte{'['}
+		for j, i := range e.keyIdx {
+			if j > 0 {
+				id = append(id, ',')
+			}
+			var err error
+			if id, err = appendValue(id, e.t.Columns[i].Type, r.Values[i]); err != nil {
+				return doc{}, fmt.Errorf("column %q: %w", e.t.Columns[i].Name, err)
+			}
+		}
+		d.id = string(append(id, ']'))
+	}
+	if len(d.id) > maxIDBytes {
+		return doc{}, fmt.Errorf("_id is %d bytes, Elasticsearch allows %d", len(d.id), maxIDBytes)
+	}
+	b := make([]byte, 0, 32*len(r.Values))
+	b = append(b, '{')
+	first := true
+	for i, v := range r.Values {
+		if e.keys[i] == "" || !v.Valid {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, e.keys[i]...)
+		var err error
+		if b, err = appendValue(b, e.t.Columns[i].Type, v); err != nil {
+			return doc{}, fmt.Errorf("column %q: %w", e.t.Columns[i].Name, err)
+		}
+	}
+	d.body = append(b, '}')
+	return d, nil
+}
+
+// timeLayout is RFC 3339 with all six digits of microseconds, so _source
+// holds the exact event time.
+const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
+
+// appendValue appends v as JSON; null when it is missing.
+func appendValue(b []byte, t pipelines.FieldType, v pipelines.Value) ([]byte, error) {
+	if !v.Valid {
+		return append(b, "null"...), nil
+	}
+	switch t {
+	case pipelines.TypeString:
+		return appendString(b, v.S), nil
+	case pipelines.TypeLong, pipelines.TypeInt:
+		return strconv.AppendInt(b, v.I, 10), nil
+	case pipelines.TypeDouble:
+		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
+			return nil, fmt.Errorf("%v cannot be written as JSON", v.F)
+		}
+		return strconv.AppendFloat(b, v.F, 'g', -1, 64), nil
+	case pipelines.TypeBool:
+		return strconv.AppendBool(b, v.I != 0), nil
+	case pipelines.TypeTimestamp:
+		b = append(b, '"')
+		b = time.UnixMicro(v.I).UTC().AppendFormat(b, timeLayout)
+		return append(b, '"'), nil
+	}
+	return nil, fmt.Errorf("unsupported type %v", t)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string the way encoding/json does
+// (invalid UTF-8 becomes U+FFFD) without its reflection and allocations.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		// U+2028 and U+2029 are valid JSON but break JavaScript readers.
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
