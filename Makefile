@@ -3,7 +3,8 @@ SHELL := /bin/bash
 GO ?= go
 PIPELINE ?= pipelines/examples/quickstart.yaml
 SERVICES := deploy/dev/services.sh
-GOTEST_FLAGS ?= -count=1 -timeout 30m
+# -p 1: packages share the dev services, and some tests stop and restart them.
+GOTEST_FLAGS ?= -count=1 -p 1 -timeout 30m
 BENCH ?= .
 BENCHTIME ?= 1x
 BENCHCOUNT ?= 3
@@ -24,8 +25,10 @@ lint:
 
 ## test: installs and starts what the tests need, then runs every test
 test: lint services
+	deploy/dev/test-tools.sh
+	mkdir -p artifacts
 	set -a; source <($(SERVICES) env); set +a; \
-	LF_REQUIRE_SERVICES=1 $(GO) test $(GOTEST_FLAGS) ./...
+	LF_REQUIRE_SERVICES=1 LF_ARTIFACTS_DIR=$(CURDIR)/artifacts $(GO) test $(GOTEST_FLAGS) ./...
 
 ## services: start PostgreSQL, Cassandra and OpenSearch for the tests (idempotent)
 services:
