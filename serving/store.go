@@ -126,6 +126,27 @@ func (s *Store) PutSpeed(view string, rows []Row) {
 	}
 }
 
+// DeleteSpeed removes the speed rows of windows that no longer exist, each
+// identified by its Group and Start: a session window that merged into
+// another or whose start moved earlier.
+func (s *Store) DeleteSpeed(view string, rows []Row) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.views[view]
+	if v == nil {
+		return
+	}
+	for _, r := range rows {
+		g := groupKey(r.Group)
+		if set := v.speed[g]; set != nil {
+			delete(set, r.Start)
+			if len(set) == 0 {
+				delete(v.speed, g)
+			}
+		}
+	}
+}
+
 // EvictSpeed drops speed rows of windows that ended before the given time;
 // the speed layer calls it when final windows pass their retention.
 func (s *Store) EvictSpeed(view string, endBefore int64) int {

@@ -23,6 +23,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/serving"
 	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/speed"
 )
 
 // The roles a process can run; `run` without --role runs them all.
@@ -190,6 +191,13 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		mux.Handle("/v1/sinks/", readAuth.Wrap(h))
 	}
 	store := serving.NewStore(p)
+	if roles["speed"] {
+		sp, err := speed.New(p, speed.BrokerLog(b), speedStore{store}, speed.Options{Logger: logger.With("component", "speed"), Registerer: preg})
+		if err != nil {
+			return err
+		}
+		modules = append(modules, namedModule{"speed", sp})
+	}
 	if roles["serve"] {
 		api := console.NewAPI(p, b)
 		api.Register(mux, readAuth.Wrap)

@@ -1,0 +1,321 @@
+package pipetest
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/lambdaflow/lambdaflow/ingest"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/serving"
+	"github.com/lambdaflow/lambdaflow/speed"
+)
+
+// maxMismatches bounds the mismatches reported for one step.
+const maxMismatches = 10
+
+// Run runs the pipeline test files and writes a report to w: for each
+// failing case what failed, then a line per file. It returns the number of
+// failed cases. err is for a file that cannot be run at all (unreadable, not
+// a test file, a pipeline that does not load: a *FormatError names the line)
+// and stops the run; so does ctx ending.
+func Run(ctx context.Context, files []string, w io.Writer) (failed int, err error) {
+	for _, path := range files {
+		tf, err := load(path)
+		if err != nil {
+			return failed, err
+		}
+		n := 0
+		for _, tc := range tf.cases {
+			if err := ctx.Err(); err != nil {
+				return failed, err
+			}
+			where, problems, err := runCase(ctx, tf, tc)
+			if err != nil {
+				return failed, err
+			}
+			if len(problems) > 0 {
+				n++
+				fmt.Fprintf(w, "--- FAIL: %s: case %q (line %d)\n    %s:\n", path, tc.name, tc.line, where)
+				for _, p := range problems {
+					fmt.Fprintf(w, "        %s\n", strings.ReplaceAll(p, "\n", "\n        "))
+				}
+			}
+		}
+		if n > 0 {
+			fmt.Fprintf(w, "FAIL %s: %d of %d cases failed\n", path, n, len(tf.cases))
+		} else {
+			fmt.Fprintf(w, "ok   %s: %d cases\n", path, len(tf.cases))
+		}
+		failed += n
+	}
+	return failed, nil
+}
+
+// runCase runs one case on a fresh speed layer and serving store. It stops
+// at the first step that fails and returns that step and what failed.
+func runCase(ctx context.Context, tf *testFile, tc *testCase) (where string, problems []string, err error) {
+	store := serving.NewStore(tf.pipeline)
+	local, err := speed.NewLocal(tf.pipeline, servingStore{store}, tf.start, tf.idle)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", tf.path, err)
+	}
+	for i, st := range tc.steps {
+		if err := ctx.Err(); err != nil {
+			return "", nil, err
+		}
+		switch st.kind {
+		case stepEvents:
+			if err := appendEvents(local, st); err != nil {
+				return fmt.Sprintf("step %d, events (line %d)", i+1, st.line), []string{err.Error()}, nil
+			}
+		case stepAdvance:
+			local.Advance(st.advance)
+		case stepWatermark:
+			local.AdvanceWatermark(st.watermark)
+		case stepExpect:
+			if problems := check(store, local, st.expect); len(problems) > 0 {
+				return fmt.Sprintf("step %d, expect %s (line %d)", i+1, st.expect.view.Name, st.line), problems, nil
+			}
+		}
+	}
+	return "", nil, nil
+}
+
+// appendEvents appends a step's events: one entry per partition, in order.
+func appendEvents(local *speed.Local, st *step) error {
+	now := local.Now().UnixMicro()
+	t := st.topic
+	parts := max(t.Partitions, 1)
+	byPart := make([][]pipelines.Event, parts)
+	keyField := t.Schema.Index(t.Key)
+	for _, es := range st.events {
+		e := pipelines.Event{ID: es.id, Time: now, Ingest: now, Values: slices.Clone(es.values)}
+		if es.hasTime {
+			e.Time = es.time
+		}
+		p := st.partition
+		if p < 0 {
+			key := e.ID
+			if keyField >= 0 && e.Values[keyField].Valid {
+				key = canonical(t.Schema[keyField].Type, e.Values[keyField])
+			}
+			p = ingest.Partition(key, parts)
+		}
+		byPart[p] = append(byPart[p], e)
+	}
+	for p, evs := range byPart {
+		if len(evs) > 0 {
+			if err := local.Append(t.Name, p, evs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// canonical is the text of a key value by which ingest places an event
+// (see the ingest package doc, "Partitioning").
+func canonical(t pipelines.FieldType, v pipelines.Value) string {
+	switch t {
+	case pipelines.TypeString:
+		return v.S
+	case pipelines.TypeDouble:
+		return strconv.FormatFloat(v.F, 'g', -1, 64)
+	case pipelines.TypeBool:
+		return strconv.FormatBool(v.I != 0)
+	}
+	return strconv.FormatInt(v.I, 10)
+}
+
+// check compares a view with an expectation and describes each mismatch.
+func check(store *serving.Store, local *speed.Local, ex *expectation) []string {
+	var problems []string
+	if ex.late != nil {
+		if got := local.Engine(ex.view.Name).Stats().Late; got != *ex.late {
+			problems = append(problems, fmt.Sprintf("late events: want %d, got %d", *ex.late, got))
+		}
+	}
+	if !ex.checkRows {
+		return problems
+	}
+	got, _, _, _ := store.Query(ex.view.Name, serving.Filter{})
+	ng := len(ex.view.GroupBy)
+	slices.SortStableFunc(got, func(a, b serving.Row) int { return compareRows(ex.schema, a, b) })
+	want := sortExpected(ex, ng)
+	if len(got) != len(want) {
+		p := fmt.Sprintf("want %d rows, got %d:", len(want), len(got))
+		for _, r := range got {
+			p += "\n    " + string(serving.AppendRowJSON(nil, ex.schema, r))
+		}
+		return append(problems, p)
+	}
+	for i, w := range want {
+		g := got[i]
+		for _, c := range w.cols {
+			if len(problems) >= maxMismatches {
+				return append(problems, "(more mismatches not shown)")
+			}
+			if msg := checkColumn(ex.schema, c, g); msg != "" {
+				problems = append(problems, fmt.Sprintf("row %d (line %d; %s): column %q: %s", i+1, w.line, rowLabel(ex.schema, ng, g), c.name, msg))
+			}
+		}
+	}
+	return problems
+}
+
+// sortExpected orders the expected rows like the view's rows when each
+// names its window_start and every group-by field.
+func sortExpected(ex *expectation, ng int) []expectRow {
+	rows := slices.Clone(ex.rows)
+	key := func(r expectRow) (serving.Row, bool) {
+		out := serving.Row{Group: make([]pipelines.Value, ng)}
+		found := 0
+		for _, c := range r.cols {
+			switch {
+			case c.col == 0 && !c.null:
+				out.Start = c.value.I
+				found++
+			case c.col >= 2 && c.col < 2+ng:
+				if !c.null {
+					out.Group[c.col-2] = c.value
+				}
+				found++
+			}
+		}
+		return out, found == 1+ng
+	}
+	for _, r := range rows {
+		if _, ok := key(r); !ok {
+			return rows
+		}
+	}
+	slices.SortStableFunc(rows, func(a, b expectRow) int {
+		ka, _ := key(a)
+		kb, _ := key(b)
+		return compareRows(ex.schema, ka, kb)
+	})
+	return rows
+}
+
+// compareRows orders rows by window start, then group values in their
+// natural order (null first).
+func compareRows(schema pipelines.Schema, a, b serving.Row) int {
+	if c := cmp.Compare(a.Start, b.Start); c != 0 {
+		return c
+	}
+	for i := range min(len(a.Group), len(b.Group)) {
+		x, y := a.Group[i], b.Group[i]
+		if x.Valid != y.Valid {
+			if !x.Valid {
+				return -1
+			}
+			return 1
+		}
+		var c int
+		switch schema[2+i].Type {
+		case pipelines.TypeString:
+			c = strings.Compare(x.S, y.S)
+		case pipelines.TypeDouble:
+			c = cmp.Compare(x.F, y.F)
+		default:
+			c = cmp.Compare(x.I, y.I)
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// rowLabel names a row by its window and group, for messages.
+func rowLabel(schema pipelines.Schema, ng int, r serving.Row) string {
+	var b strings.Builder
+	b.WriteString("window_start ")
+	b.WriteString(pipelines.FormatTime(r.Start))
+	for i := range min(ng, len(r.Group)) {
+		fmt.Fprintf(&b, ", %s %s", schema[2+i].Name, pipelines.AppendValueJSON(nil, schema[2+i].Type, r.Group[i]))
+	}
+	return b.String()
+}
+
+// checkColumn compares one expected column with a row; "" when it matches.
+func checkColumn(schema pipelines.Schema, c expectCol, r serving.Row) string {
+	if c.col < 0 {
+		if r.Final != c.final {
+			return fmt.Sprintf("want %t, got %t", c.final, r.Final)
+		}
+		return ""
+	}
+	var got pipelines.Value
+	switch ng := len(r.Group); {
+	case c.col == 0:
+		got = pipelines.Value{I: r.Start, Valid: true}
+	case c.col == 1:
+		got = pipelines.Value{I: r.End, Valid: true}
+	case c.col < 2+ng:
+		got = r.Group[c.col-2]
+	default:
+		if i := c.col - 2 - ng; i < len(r.Aggs) {
+			got = r.Aggs[i]
+		}
+	}
+	typ := schema[c.col].Type
+	gotText := string(pipelines.AppendValueJSON(nil, typ, got))
+	wantText := "null"
+	if !c.null {
+		wantText = string(pipelines.AppendValueJSON(nil, typ, c.value))
+	}
+	if c.approx {
+		wantText = fmt.Sprintf("%s within %g%%", strconv.FormatFloat(c.value.F, 'g', -1, 64), c.within*100)
+	}
+	if !matches(typ, c, got) {
+		return fmt.Sprintf("want %s, got %s", wantText, gotText)
+	}
+	return ""
+}
+
+func matches(typ pipelines.FieldType, c expectCol, got pipelines.Value) bool {
+	if c.null || !got.Valid {
+		return c.null == !got.Valid
+	}
+	switch {
+	case c.approx:
+		g := got.F
+		if typ != pipelines.TypeDouble {
+			g = float64(got.I)
+		}
+		return g == c.value.F || math.Abs(g-c.value.F) <= c.within*math.Abs(c.value.F)
+	case typ == pipelines.TypeString:
+		return got.S == c.value.S
+	case typ == pipelines.TypeDouble:
+		return got.F == c.value.F || math.Abs(got.F-c.value.F) <= c.within*math.Abs(c.value.F)
+	}
+	return got.I == c.value.I
+}
+
+// servingStore adapts a serving store to the speed layer's Store.
+type servingStore struct{ s *serving.Store }
+
+func toServing(rows []speed.Row) []serving.Row {
+	out := make([]serving.Row, len(rows))
+	for i, r := range rows {
+		out[i] = serving.Row{Start: r.Start, End: r.End, Group: r.Group, Aggs: r.Aggs, Final: r.Final}
+	}
+	return out
+}
+
+func (a servingStore) PutSpeed(view string, rows []speed.Row) { a.s.PutSpeed(view, toServing(rows)) }
+
+func (a servingStore) DeleteSpeed(view string, rows []speed.Row) {
+	a.s.DeleteSpeed(view, toServing(rows))
+}
+
+func (a servingStore) EvictSpeed(view string, endBefore int64) int {
+	return a.s.EvictSpeed(view, endBefore)
+}

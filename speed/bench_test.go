@@ -1,0 +1,382 @@
+package speed
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// benchPipeline is the quickstart example: a where, a 1m tumbling window
+// by region and one aggregate of every function, and two simpler views of
+// the same topic for comparison.
+func benchPipeline(b *testing.B, dir, listen string) *pipelines.Pipeline {
+	b.Helper()
+	p, err := pipelines.Load("../pipelines/examples/quickstart.yaml", func(k string) (string, bool) {
+		if k == "LAMBDAFLOW_DATA" {
+			return dir, true
+		}
+		return "", false
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.Broker.Listen = listen
+	basic := p.Views[0]
+	basic.Name, basic.Where = "basic", ""
+	basic.Aggregates = pipelines.Aggregates{
+		{Name: "events", Func: "count"},
+		{Name: "bytes", Func: "sum", Field: "bytes"},
+		{Name: "min_cpu", Func: "min", Field: "cpu"},
+		{Name: "max_cpu", Func: "max", Field: "cpu"},
+		{Name: "avg_cpu", Func: "avg", Field: "cpu"},
+	}
+	byHost := basic
+	byHost.Name, byHost.GroupBy = "by_host", []string{"host"}
+	p.Views = append(p.Views, basic, byHost)
+	return p
+}
+
+// benchEntries encodes entries of n events of the quickstart topic, 1,000
+// events per second of event time over 1,000 hosts in 10 regions, as
+// ingest would append them.
+func benchEntries(p *pipelines.Pipeline, entries, n int) [][]byte {
+	t := p.TopicByName("metrics")
+	rng := rand.New(rand.NewPCG(9, 9))
+	out := make([][]byte, entries)
+	at := base
+	for i := range out {
+		evs := make([]pipelines.Event, n)
+		for j := range evs {
+			at += 1000
+			h := rng.IntN(1000)
+			evs[j] = pipelines.Event{ID: strconv.Itoa(i*n + j), Time: at, Values: []pipelines.Value{
+				{I: at, Valid: true}, {S: "host-" + strconv.Itoa(h), Valid: true}, {S: "region-" + strconv.Itoa(h%10), Valid: true},
+				{F: rng.Float64(), Valid: true}, {I: rng.Int64N(100000), Valid: true},
+			}}
+		}
+		out[i] = broker.AppendEntry(nil, t.Schema, at, evs)
+	}
+	return out
+}
+
+// BenchmarkDecodePlan is the speed layer's work per event: decode a log
+// entry (1,000 events) and run a view's plan on it (match, key, windows,
+// update; a Flush per entry shows changed windows and finalises closed
+// ones), against decoding alone in the same run.
+func BenchmarkDecodePlan(b *testing.B) {
+	p := benchPipeline(b, b.TempDir(), "")
+	schema := p.TopicByName("metrics").Schema
+	const perEntry = 1000
+	data := benchEntries(p, 64, perEntry)
+	var evs []pipelines.Event
+	decode := func(i int) {
+		var err error
+		evs, err = broker.DecodeEntry(data[i%len(data)], schema, evs)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The baseline: decoding alone, timed in this run.
+	baseline := func(n int) time.Duration {
+		start := time.Now()
+		for i := range n {
+			decode(i)
+		}
+		return time.Since(start)
+	}
+	b.Run("decode-only", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data[0])))
+		took := baseline(b.N)
+		b.ReportMetric(float64(b.N*perEntry)/took.Seconds(), "events/s")
+	})
+	for _, view := range []string{"cpu_by_region", "basic", "by_host"} {
+		b.Run(view, func(b *testing.B) {
+			v := p.ViewByName(view)
+			plan, err := pipelines.Compile(v, p.TopicByName(v.From))
+			if err != nil {
+				b.Fatal(err)
+			}
+			e := NewEngine(plan, 1)
+			var out Output
+			b.StopTimer()
+			dec := baseline(max(b.N, 64))
+			b.StartTimer()
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data[0])))
+			start := time.Now()
+			off := int64(0)
+			for i := range b.N {
+				decode(i)
+				// Entries repeat: shift them on in event time so that
+				// windows keep closing as in a live stream.
+				shift := int64(i/len(data)) * int64(len(data)) * perEntry * 1000
+				for j := range evs {
+					evs[j].Time += shift
+				}
+				e.Process(0, off, evs)
+				off += perEntry
+				e.Flush(&out)
+			}
+			took := time.Since(start)
+			perSec := float64(b.N*perEntry) / took.Seconds()
+			decPerSec := float64(max(b.N, 64)*perEntry) / dec.Seconds()
+			b.ReportMetric(perSec, "events/s")
+			b.ReportMetric(decPerSec, "decode-events/s")
+			b.ReportMetric(perSec/decPerSec, "ratio")
+		})
+	}
+}
+
+// BenchmarkStateMemory holds one open window for each of 1M distinct keys
+// and reports the heap it takes (runtime.MemStats, after GC).
+func BenchmarkStateMemory(b *testing.B) {
+	p := benchPipeline(b, b.TempDir(), "")
+	for _, c := range []struct{ name, view string }{
+		{"count-sum-min-max-avg", "by_host"},
+		// every aggregate function: count_distinct and quantile keep a
+		// sketch per window, first and last a string and an id
+		{"quickstart-aggregates", "cpu_by_region"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			v := *p.ViewByName(c.view)
+			v.GroupBy = []string{"host"}
+			plan, err := pipelines.Compile(&v, p.TopicByName("metrics"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			const keys = 1_000_000
+			for range b.N {
+				evs := make([]pipelines.Event, 1000)
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				e := NewEngine(plan, 1)
+				for k := 0; k < keys; k += len(evs) {
+					for j := range evs {
+						host := fmt.Sprintf("host-%07d", k+j)
+						evs[j] = pipelines.Event{ID: host, Time: base + int64(j), Values: []pipelines.Value{
+							{I: base, Valid: true}, {S: host, Valid: true}, {S: "eu", Valid: true}, {F: 0.5, Valid: true}, {I: 100, Valid: true},
+						}}
+					}
+					e.Process(0, int64(k), evs)
+					// No Flush: measure the state alone.
+					e.dirty, e.arena = e.dirty[:0], e.arena[:0]
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				if e.OpenWindows() != keys {
+					b.Fatalf("%d windows, want %d", e.OpenWindows(), keys)
+				}
+				heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+				b.ReportMetric(heap/1e6, "MB")
+				b.ReportMetric(heap/keys, "B/key")
+				runtime.KeepAlive(e)
+			}
+		})
+	}
+}
+
+// probeStore is a Store that notes when each probe row first shows.
+type probeStore struct {
+	mu      sync.Mutex
+	visible map[int]time.Time
+}
+
+func (s *probeStore) PutSpeed(_ string, rows []Row) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range rows {
+		if g := r.Group[0].S; strings.HasPrefix(g, "probe-") {
+			n, _ := strconv.Atoi(g[len("probe-"):])
+			if _, ok := s.visible[n]; !ok {
+				s.visible[n] = now
+			}
+		}
+	}
+}
+
+func (s *probeStore) DeleteSpeed(string, []Row)    {}
+func (s *probeStore) EvictSpeed(string, int64) int { return 0 }
+
+// BenchmarkIngestToVisible appends 50,000 events/s (entries of 100 events
+// on 4 partitions, fsync before ack) to an embedded broker for 3 s while
+// the speed layer runs, and measures from each Append's return to the
+// moment a row of that entry shows in the store: every entry carries one
+// probe event of a region of its own.
+func BenchmarkIngestToVisible(b *testing.B) {
+	for range b.N {
+		p := benchPipeline(b, b.TempDir(), "")
+		p.Views = p.Views[:1] // cpu_by_region
+		ctx, cancel := context.WithCancel(context.Background())
+		bk, err := broker.Open(ctx, p, broker.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := bk.EnsureTopics(ctx); err != nil {
+			b.Fatal(err)
+		}
+		store := &probeStore{visible: map[int]time.Time{}}
+		s, err := New(p, BrokerLog(bk), store, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+
+		const (
+			rate     = 50000
+			perEntry = 100
+			parts    = 4
+			duration = 3 * time.Second
+		)
+		interval := time.Second * perEntry / rate // 2 ms
+		appended := map[int]time.Time{}
+		started := map[int]time.Time{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		seq := 0
+		start := time.Now()
+		tick := time.NewTicker(interval)
+		at := base
+		for time.Since(start) < duration {
+			<-tick.C
+			// Catch up on ticks a busy machine dropped, to hold the rate.
+			for seq < int(time.Since(start)/interval) {
+				evs := make([]pipelines.Event, perEntry)
+				for j := range evs {
+					at += int64(time.Second/rate) / 1000
+					region := "region-" + strconv.Itoa(j%10)
+					if j == 0 {
+						region = "probe-" + strconv.Itoa(seq)
+					}
+					evs[j] = pipelines.Event{ID: strconv.Itoa(seq*perEntry + j), Time: at, Values: []pipelines.Value{
+						{I: at, Valid: true}, {S: "host-" + strconv.Itoa(j), Valid: true}, {S: region, Valid: true},
+						{F: 0.5, Valid: true}, {I: 100, Valid: true},
+					}}
+				}
+				n := seq
+				seq++
+				wg.Add(1)
+				// Appends of different partitions run in parallel, as
+				// ingest's group commit does.
+				go func() {
+					defer wg.Done()
+					t0 := time.Now()
+					if _, err := bk.Append(ctx, "metrics", n%parts, evs); err != nil {
+						b.Error(err)
+						return
+					}
+					mu.Lock()
+					appended[n], started[n] = time.Now(), t0
+					mu.Unlock()
+				}()
+			}
+		}
+		tick.Stop()
+		wg.Wait()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			store.mu.Lock()
+			n := len(store.visible)
+			store.mu.Unlock()
+			if n >= seq || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+		bk.Close()
+
+		// lat: from the Append's return (the ingest ack) to visible, 0 when
+		// the row showed first; full: from the start of the Append, its
+		// fsync included.
+		var lat, full []time.Duration
+		store.mu.Lock()
+		for n, t := range appended {
+			if v, ok := store.visible[n]; ok {
+				lat = append(lat, max(v.Sub(t), 0))
+				full = append(full, v.Sub(started[n]))
+			}
+		}
+		store.mu.Unlock()
+		if len(lat) < seq {
+			b.Fatalf("%d of %d entries became visible", len(lat), seq)
+		}
+		slices.Sort(lat)
+		slices.Sort(full)
+		q := func(d []time.Duration, f float64) float64 { return float64(d[int(f*float64(len(d)-1))]) / 1e6 }
+		b.ReportMetric(q(lat, 0.5), "p50-ms")
+		b.ReportMetric(q(lat, 0.99), "p99-ms")
+		b.ReportMetric(q(full, 0.5), "append-start-p50-ms")
+		b.ReportMetric(q(full, 0.99), "append-start-p99-ms")
+		b.ReportMetric(float64(seq*perEntry)/duration.Seconds(), "events/s")
+	}
+}
+
+// BenchmarkCheckpoint encodes the state of 100,000 open windows (the
+// quickstart view's aggregates, one window per host) and restores it.
+func BenchmarkCheckpoint(b *testing.B) {
+	p := benchPipeline(b, b.TempDir(), "")
+	v := *p.ViewByName("cpu_by_region")
+	v.GroupBy = []string{"host"}
+	p.Views = []pipelines.View{v}
+	plan, err := pipelines.Compile(&p.Views[0], p.TopicByName("metrics"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const keys = 100_000
+	e := NewEngine(plan, 4)
+	evs := make([]pipelines.Event, 1000)
+	for k := 0; k < keys; k += len(evs) {
+		for j := range evs {
+			host := fmt.Sprintf("host-%07d", k+j)
+			evs[j] = pipelines.Event{ID: host, Time: base + int64(j), Values: []pipelines.Value{
+				{I: base, Valid: true}, {S: host, Valid: true}, {S: "eu", Valid: true}, {F: 0.5, Valid: true}, {I: 100, Valid: true},
+			}}
+		}
+		e.Process(k/len(evs)%4, int64(k), evs)
+	}
+	em := newEmitter(p, &p.Views[0], &probeStore{})
+	var data []byte
+	b.Run("encode", func(b *testing.B) {
+		for range b.N {
+			data, err = encodeCheckpoint(data[:0], v.Name, 1, 0, e, em)
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(int64(len(data)))
+		b.ReportMetric(float64(len(data))/keys, "B/window")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/keys, "ns/window")
+	})
+	b.Run("restore", func(b *testing.B) {
+		for range b.N {
+			h, r, err := decodeCheckpoint(data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e2 := NewEngine(plan, 4)
+			e2.wm = h.watermark
+			if err := restoreWindows(e2, r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(int64(len(data)))
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/keys, "ns/window")
+	})
+}

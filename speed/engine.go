@@ -1,0 +1,457 @@
+package speed
+
+import (
+	"container/heap"
+	"math"
+	"slices"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// Engine computes one view on the stream of its topic: it assigns events to
+// windows, keeps the aggregate state of every open window, tracks the
+// watermark (see watermark.go) and finalises the windows it passes. It is
+// pure: no log, no clock, no goroutines; the caller feeds it entries, tells
+// it which partitions are idle and collects what changed with Flush. The
+// speed layer, pipeline tests and benchmarks all drive the same Engine.
+//
+// An Engine is not safe for concurrent use.
+type Engine struct {
+	plan     *pipelines.Plan
+	matcher  *pipelines.Matcher
+	lateness int64
+	gap      int64 // session views: µs
+	session  bool
+	ncols    int
+	ngroup   int
+	parts    []partState
+	wm       int64 // the view's watermark; noWatermark before the first
+
+	// Tumbling and hopping views: the open windows by start, and the same
+	// sorted by end for finalisation.
+	windows map[int64]*window
+	byEnd   []*window
+	last    *window // the window of the previous event: the common case
+
+	// Session views: the open sessions of each key, and a heap of the
+	// earliest session end of each key for finalisation.
+	keys    map[string]*sessionKey
+	closing endHeap
+
+	dirty     []dirtyRef    // windowed slots changed since the last Flush
+	arena     []byte        // the keys of dirty, reset by Flush
+	dirtyKeys []*sessionKey // session keys changed since the last Flush
+	gone      []keyedWindow // session windows that vanished since the last Flush
+
+	stats Stats
+	nopen int // open (group, window) states
+
+	keyBuf   []byte
+	twBuf    []pipelines.TimeWindow
+	goneBuf  []pipelines.TimeWindow
+	closeBuf []pipelines.Session
+}
+
+// Stats counts the events an Engine has seen since it was created.
+type Stats struct {
+	Events   uint64 // every event of the topic
+	Matched  uint64 // events that passed the view's where
+	Late     uint64 // matched events left out of at least one window because it was final
+	Rejected uint64 // events on which the where expression failed
+}
+
+// window is one open tumbling or hopping window and its groups.
+type window struct {
+	pipelines.TimeWindow
+	groups map[string]*slot
+}
+
+// slot is the state of one group in one window; its key is the window's
+// map key. A slot is 112 bytes: every byte counts a million times over with
+// a million keys.
+type slot struct {
+	state pipelines.State
+	dirty bool
+}
+
+// dirtyRef is a slot changed since the last Flush, its window, and where
+// its key sits in the engine's key arena (copied there rather than
+// allocated as a string per changed slot).
+type dirtyRef struct {
+	w      *window
+	s      *slot
+	at, to uint32
+}
+
+// sessionKey holds the open sessions of one group key.
+type sessionKey struct {
+	key    string
+	ss     sessionList
+	queued int64 // the end this key waits under in the closing heap; MaxInt64 if none
+	dirty  bool
+	closed bool // every session was finalised and the key removed
+}
+
+// keyedWindow is one window of one group: the group's key (as Plan.Key
+// encodes it) and the window's bounds.
+type keyedWindow struct {
+	key string
+	pipelines.TimeWindow
+}
+
+// Output is what an Engine reports from Flush. Its slices are reused by the
+// next Flush into the same Output; the rows' Group and Aggs are not, so the
+// caller may keep those.
+type Output struct {
+	// Open holds the current values of open windows that changed.
+	Open []Row
+	// Final holds the windows that became final, each for the last time.
+	Final []Row
+	// Gone holds session windows that no longer exist under their start,
+	// because the session absorbed another or grew backwards; their rows
+	// must be removed where they were shown. Only Start, End, Key and Group
+	// are set.
+	Gone []Row
+	// Watermark is the view's watermark after the Flush (UTC µs), valid
+	// when HasWatermark.
+	Watermark    int64
+	HasWatermark bool
+
+	vals []pipelines.Value
+}
+
+// Row is one window of one group of a view, as the speed layer reports it.
+type Row struct {
+	Start, End int64             // window bounds, UTC µs, End exclusive
+	Key        string            // the group key as Plan.Key encodes it; set on final and session rows
+	Group      []pipelines.Value // group-by values in group_by order
+	Aggs       []pipelines.Value // aggregate values in the view's order
+	Final      bool              // the window is closed; this is its last value
+}
+
+// NewEngine returns an engine for plan over a topic of the given number of
+// partitions, with the view's lateness.
+func NewEngine(plan *pipelines.Plan, partitions int) *Engine {
+	e := &Engine{
+		plan:     plan,
+		matcher:  plan.NewMatcher(),
+		lateness: plan.Window().Lateness.D().Microseconds(),
+		session:  plan.Session(),
+		gap:      plan.Window().Gap.D().Microseconds(),
+		ncols:    len(plan.Columns()),
+		ngroup:   len(plan.GroupBy()),
+		parts:    make([]partState, max(partitions, 1)),
+		wm:       noWatermark,
+		windows:  map[int64]*window{},
+		keys:     map[string]*sessionKey{},
+	}
+	return e
+}
+
+// Plan returns the engine's plan.
+func (e *Engine) Plan() *pipelines.Plan { return e.plan }
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats { return e.stats }
+
+// Partitions returns the number of partitions the engine reads.
+func (e *Engine) Partitions() int { return len(e.parts) }
+
+// Next returns the offset of the next event the engine expects from
+// partition part.
+func (e *Engine) Next(part int) int64 { return e.parts[part].next }
+
+// MaxTime returns the newest event time seen in partition part; ok is false
+// before its first event.
+func (e *Engine) MaxTime(part int) (t int64, ok bool) {
+	return e.parts[part].maxTime, e.parts[part].seen
+}
+
+// Watermark returns the view's watermark (UTC µs); ok is false before there
+// is one.
+func (e *Engine) Watermark() (int64, bool) { return e.wm, e.wm != noWatermark }
+
+// OpenWindows returns how many (group, window) states the engine holds.
+func (e *Engine) OpenWindows() int { return e.nopen }
+
+// Process adds the events of one log entry of partition part, whose first
+// event has the given offset. Events before the partition's next offset
+// were processed already and are skipped, so replaying an entry twice
+// counts it once. An entry makes an idle partition active again.
+func (e *Engine) Process(part int, offset int64, events []pipelines.Event) {
+	p := &e.parts[part]
+	if skip := p.next - offset; skip > 0 {
+		if skip >= int64(len(events)) {
+			return
+		}
+		events = events[skip:]
+		offset = p.next
+	}
+	if len(events) == 0 {
+		return
+	}
+	p.idle = false
+	bound := max(p.watermark(e.lateness), e.wm)
+	for i := range events {
+		ev := &events[i]
+		e.stats.Events++
+		switch ok, err := e.matcher.Match(ev); {
+		case err != nil:
+			e.stats.Rejected++
+		case ok:
+			e.stats.Matched++
+			if e.session {
+				e.addSession(ev, bound)
+			} else {
+				e.addWindowed(ev, bound)
+			}
+		}
+		if !p.seen || ev.Time > p.maxTime {
+			p.maxTime, p.seen = ev.Time, true
+			bound = max(p.watermark(e.lateness), e.wm)
+		}
+	}
+	p.next = offset + int64(len(events))
+}
+
+// addWindowed adds a matched event to its tumbling or hopping windows,
+// except those that end at or before bound: they are final (or will be
+// before this partition could add to them), so the event is late for them.
+func (e *Engine) addWindowed(ev *pipelines.Event, bound int64) {
+	e.keyBuf = e.plan.Key(ev, e.keyBuf)
+	e.twBuf = e.plan.Windows(ev.Time, e.twBuf[:0])
+	late := false
+	for _, tw := range e.twBuf {
+		if tw.End <= bound {
+			late = true
+			continue
+		}
+		w := e.window(tw)
+		s := w.groups[string(e.keyBuf)]
+		if s == nil {
+			s = &slot{state: *e.plan.NewState()}
+			w.groups[string(e.keyBuf)] = s
+			e.nopen++
+		}
+		e.plan.Update(&s.state, ev)
+		if !s.dirty {
+			s.dirty = true
+			e.markDirty(w, s, e.keyBuf)
+		}
+	}
+	if late {
+		e.stats.Late++
+	}
+}
+
+func (e *Engine) markDirty(w *window, s *slot, key []byte) {
+	at := len(e.arena)
+	e.arena = append(e.arena, key...)
+	e.dirty = append(e.dirty, dirtyRef{w: w, s: s, at: uint32(at), to: uint32(len(e.arena))})
+}
+
+// window returns the open window tw, creating it.
+func (e *Engine) window(tw pipelines.TimeWindow) *window {
+	if w := e.last; w != nil && w.Start == tw.Start && w.End == tw.End {
+		return w
+	}
+	w := e.windows[tw.Start]
+	if w == nil {
+		w = &window{TimeWindow: tw, groups: map[string]*slot{}}
+		e.windows[tw.Start] = w
+		i, _ := slices.BinarySearchFunc(e.byEnd, w, compareWindows)
+		e.byEnd = slices.Insert(e.byEnd, i, w)
+	}
+	e.last = w
+	return w
+}
+
+func compareWindows(a, b *window) int {
+	if a.End != b.End {
+		return cmpInt(a.End, b.End)
+	}
+	return cmpInt(a.Start, b.Start)
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// addSession adds a matched event to its key's sessions unless it is before
+// bound: a session that reached the watermark is final, and an event at or
+// after the watermark can never touch one (sessions are [first, last+gap)).
+func (e *Engine) addSession(ev *pipelines.Event, bound int64) {
+	if ev.Time < bound {
+		e.stats.Late++
+		return
+	}
+	e.keyBuf = e.plan.Key(ev, e.keyBuf)
+	k := e.keys[string(e.keyBuf)]
+	if k == nil {
+		k = &sessionKey{key: string(e.keyBuf), queued: math.MaxInt64}
+		e.keys[k.key] = k
+	}
+	n := len(k.ss)
+	e.goneBuf = k.ss.addEvent(e.plan, e.gap, ev, e.goneBuf[:0])
+	e.nopen += len(k.ss) - n
+	for _, g := range e.goneBuf {
+		e.gone = append(e.gone, keyedWindow{key: k.key, TimeWindow: g})
+	}
+	e.touch(k)
+}
+
+// touch marks a session key changed and keeps its place in the closing heap.
+func (e *Engine) touch(k *sessionKey) {
+	if !k.dirty {
+		k.dirty = true
+		e.dirtyKeys = append(e.dirtyKeys, k)
+	}
+	if first := k.ss[0].End; first < k.queued {
+		k.queued = first
+		heap.Push(&e.closing, closingItem{end: first, key: k})
+	}
+}
+
+// SetIdle marks partition part idle (it no longer holds the watermark back)
+// or active. Process makes a partition active by itself.
+func (e *Engine) SetIdle(part int, idle bool) { e.parts[part].idle = idle }
+
+// Idle reports whether partition part is marked idle.
+func (e *Engine) Idle(part int) bool { return e.parts[part].idle }
+
+// AdvanceWatermark moves the view's watermark to at least t, as if every
+// partition had passed it. Pipeline tests use it to close windows; events
+// before it become late.
+func (e *Engine) AdvanceWatermark(t int64) { e.wm = max(e.wm, t) }
+
+// Flush moves the watermark, finalises the windows that end at or before
+// it and fills out with what changed since the previous Flush: final rows,
+// the current values of changed open windows and vanished session windows.
+func (e *Engine) Flush(out *Output) {
+	out.Open, out.Final, out.Gone, out.vals = out.Open[:0], out.Final[:0], out.Gone[:0], nil
+	e.wm = combineWatermarks(e.parts, e.lateness, e.wm)
+	out.Watermark, out.HasWatermark = e.wm, e.wm != noWatermark
+	if e.session {
+		e.finalizeSessions(out)
+	} else {
+		e.finalizeWindows(out)
+	}
+	for _, d := range e.dirty {
+		if d.s.dirty {
+			d.s.dirty = false
+			out.Open = append(out.Open, e.row(out, d.w.TimeWindow, e.arena[d.at:d.to], "", &d.s.state, false))
+		}
+	}
+	clear(e.dirty)
+	e.dirty, e.arena = e.dirty[:0], e.arena[:0]
+	for _, k := range e.dirtyKeys {
+		k.dirty = false
+		if k.closed {
+			continue
+		}
+		for _, s := range k.ss {
+			out.Open = append(out.Open, e.row(out, s.TimeWindow, []byte(k.key), k.key, s.State, false))
+		}
+	}
+	clear(e.dirtyKeys)
+	e.dirtyKeys = e.dirtyKeys[:0]
+	for _, g := range e.gone {
+		out.Gone = append(out.Gone, Row{Start: g.Start, End: g.End, Key: g.key, Group: e.group([]byte(g.key))})
+	}
+	clear(e.gone)
+	e.gone = e.gone[:0]
+}
+
+func (e *Engine) finalizeWindows(out *Output) {
+	n := 0
+	for n < len(e.byEnd) && e.byEnd[n].End <= e.wm {
+		w := e.byEnd[n]
+		n++
+		delete(e.windows, w.Start)
+		if e.last == w {
+			e.last = nil
+		}
+		e.nopen -= len(w.groups)
+		for key, s := range w.groups {
+			s.dirty = false
+			out.Final = append(out.Final, e.row(out, w.TimeWindow, []byte(key), key, &s.state, true))
+		}
+	}
+	if n > 0 {
+		e.byEnd = slices.Delete(e.byEnd, 0, n)
+	}
+}
+
+func (e *Engine) finalizeSessions(out *Output) {
+	for e.closing.Len() > 0 && e.closing[0].end <= e.wm {
+		it := heap.Pop(&e.closing).(closingItem)
+		k := it.key
+		if k.closed || it.end != k.queued {
+			continue // stale: the key was re-queued under an earlier end
+		}
+		k.queued = math.MaxInt64
+		e.closeBuf = k.ss.closeUntil(e.wm, e.closeBuf[:0])
+		e.nopen -= len(e.closeBuf)
+		for _, s := range e.closeBuf {
+			out.Final = append(out.Final, e.row(out, s.TimeWindow, []byte(k.key), k.key, s.State, true))
+		}
+		clear(e.closeBuf)
+		if len(k.ss) == 0 {
+			k.closed = true
+			delete(e.keys, k.key)
+			continue
+		}
+		k.queued = k.ss[0].End
+		heap.Push(&e.closing, closingItem{end: k.queued, key: k})
+	}
+}
+
+// row builds one output row; its values live in out's shared backing array.
+// keyText is the key as a string when the caller has one (Row.Key), else "".
+func (e *Engine) row(out *Output, tw pipelines.TimeWindow, key []byte, keyText string, st *pipelines.State, final bool) Row {
+	group := e.group(key)
+	if cap(out.vals)-len(out.vals) < e.ncols {
+		out.vals = make([]pipelines.Value, 0, max(256, 4*e.ncols))
+	}
+	start := len(out.vals)
+	out.vals = e.plan.AppendFinal(out.vals, st)
+	aggs := out.vals[start:len(out.vals):len(out.vals)]
+	return Row{Start: tw.Start, End: tw.End, Key: keyText, Group: group, Aggs: aggs, Final: final}
+}
+
+// group decodes a group key.
+func (e *Engine) group(key []byte) []pipelines.Value {
+	g, err := e.plan.DecodeKey(key)
+	if err != nil {
+		// Unreachable: keys come from Plan.Key, or from a checkpoint whose
+		// keys were decoded once when it was restored.
+		return make([]pipelines.Value, e.ngroup)
+	}
+	return g
+}
+
+// closingItem is a session key waiting in the heap under its earliest end.
+type closingItem struct {
+	end int64
+	key *sessionKey
+}
+
+type endHeap []closingItem
+
+func (h endHeap) Len() int           { return len(h) }
+func (h endHeap) Less(i, j int) bool { return h[i].end < h[j].end }
+func (h endHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *endHeap) Push(x any)        { *h = append(*h, x.(closingItem)) }
+func (h *endHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = closingItem{}
+	*h = old[:len(old)-1]
+	return it
+}

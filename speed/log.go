@@ -1,0 +1,129 @@
+package speed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// Log is what the speed layer needs of the log. BrokerLog adapts a
+// *broker.Broker. All methods must be safe for concurrent use; errors
+// wrapping broker.ErrUnavailable are retried, others stop the view.
+type Log interface {
+	// Read opens a reader of topic's partition from offset from (or the
+	// first event still held, if retention removed it). The reader follows
+	// the log: Next waits for entries appended later.
+	Read(ctx context.Context, topic string, part int, from int64) (EntryReader, error)
+	// Fetch returns the entries of topic's partition from offset from on,
+	// holding at most max events, without waiting for new ones; none at
+	// the end of the log.
+	Fetch(ctx context.Context, topic string, part int, from int64, max int) ([]broker.Entry, error)
+	// Append writes events as one entry of topic's partition and returns
+	// the offset of the first once it is durable.
+	Append(ctx context.Context, topic string, part int, events []pipelines.Event) (int64, error)
+	// Register makes consumer show in the lag of every partition of topic.
+	Register(ctx context.Context, consumer, topic string) error
+	// Commit records consumer's position in a partition (the next offset)
+	// and the event time of the last event it consumed, for lag.
+	Commit(ctx context.Context, consumer, topic string, part int, offset, eventTime int64) error
+	// LoadCheckpoint returns the object name of bucket; ok is false when
+	// there is none.
+	LoadCheckpoint(ctx context.Context, bucket, name string) (data []byte, ok bool, err error)
+	// SaveCheckpoint replaces the object name of bucket atomically: a
+	// later LoadCheckpoint returns either the old or the new data whole,
+	// whatever happens during the call.
+	SaveCheckpoint(ctx context.Context, bucket, name string, data []byte) error
+}
+
+// EntryReader reads one partition in order.
+type EntryReader interface {
+	// Next returns the next entry, waiting for one; ctx.Err() when ctx
+	// ends first, broker.ErrClosed once the log is closed.
+	Next(ctx context.Context) (broker.Entry, error)
+	Close() error
+}
+
+// BrokerLog adapts a broker to Log. Checkpoints go to JetStream object
+// stores of the broker (one bucket per pipeline, one object per view).
+func BrokerLog(b *broker.Broker) Log {
+	return &brokerLog{b: b, stores: map[string]jetstream.ObjectStore{}}
+}
+
+type brokerLog struct {
+	b      *broker.Broker
+	mu     sync.Mutex
+	stores map[string]jetstream.ObjectStore
+}
+
+func (l *brokerLog) Read(ctx context.Context, topic string, part int, from int64) (EntryReader, error) {
+	r, err := l.b.Reader(ctx, topic, part, broker.FromOffset(from))
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (l *brokerLog) Fetch(ctx context.Context, topic string, part int, from int64, max int) ([]broker.Entry, error) {
+	return l.b.Fetch(ctx, topic, part, broker.FromOffset(from), max)
+}
+
+func (l *brokerLog) Append(ctx context.Context, topic string, part int, events []pipelines.Event) (int64, error) {
+	return l.b.Append(ctx, topic, part, events)
+}
+
+func (l *brokerLog) Register(ctx context.Context, consumer, topic string) error {
+	return l.b.Register(ctx, consumer, topic)
+}
+
+func (l *brokerLog) Commit(ctx context.Context, consumer, topic string, part int, offset, eventTime int64) error {
+	return l.b.Commit(ctx, consumer, topic, part, offset, eventTime)
+}
+
+func (l *brokerLog) store(ctx context.Context, bucket string) (jetstream.ObjectStore, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s := l.stores[bucket]; s != nil {
+		return s, nil
+	}
+	s, err := l.b.ObjectStore(ctx, bucket)
+	if err != nil {
+		return nil, err
+	}
+	l.stores[bucket] = s
+	return s, nil
+}
+
+func (l *brokerLog) LoadCheckpoint(ctx context.Context, bucket, name string) ([]byte, bool, error) {
+	s, err := l.store(ctx, bucket)
+	if err != nil {
+		return nil, false, err
+	}
+	data, err := s.GetBytes(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: load checkpoint %s/%s: %w", broker.ErrUnavailable, bucket, name, err)
+	}
+	return data, true, nil
+}
+
+func (l *brokerLog) SaveCheckpoint(ctx context.Context, bucket, name string, data []byte) error {
+	s, err := l.store(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	// The object store writes the chunks under a new id and then the
+	// metadata that points at them, and only then purges the old chunks,
+	// so a reader sees the old object or the new one, never a mix.
+	if _, err := s.PutBytes(ctx, name, data); err != nil {
+		return fmt.Errorf("%w: save checkpoint %s/%s: %w", broker.ErrUnavailable, bucket, name, err)
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package speed
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// memLog is a Log in memory, for tests of the speed layer's own logic.
+type memLog struct {
+	mu          sync.Mutex
+	parts       map[string][]*memPart
+	checkpoints map[string][]byte
+	commits     map[string]int64
+	saves       int
+}
+
+type memPart struct {
+	entries []broker.Entry
+	end     int64
+	grew    chan struct{} // closed and replaced on every append
+}
+
+func newMemLog(p *pipelines.Pipeline) *memLog {
+	l := &memLog{parts: map[string][]*memPart{}, checkpoints: map[string][]byte{}, commits: map[string]int64{}}
+	for _, t := range p.LogTopics() {
+		for range max(t.Partitions, 1) {
+			l.parts[t.Name] = append(l.parts[t.Name], &memPart{grew: make(chan struct{})})
+		}
+	}
+	return l
+}
+
+func (l *memLog) part(topic string, part int) (*memPart, error) {
+	ps, ok := l.parts[topic]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", broker.ErrUnknownTopic, topic)
+	}
+	if part < 0 || part >= len(ps) {
+		return nil, fmt.Errorf("%w: %d", broker.ErrUnknownPartition, part)
+	}
+	return ps[part], nil
+}
+
+func (l *memLog) Append(_ context.Context, topic string, part int, events []pipelines.Event) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, err := l.part(topic, part)
+	if err != nil {
+		return 0, err
+	}
+	off := p.end
+	p.entries = append(p.entries, broker.Entry{Topic: topic, Partition: part, Offset: off, Events: slices.Clone(events)})
+	p.end += int64(len(events))
+	close(p.grew)
+	p.grew = make(chan struct{})
+	return off, nil
+}
+
+// entriesFrom returns the entries holding offsets from on, the first cut.
+func (p *memPart) entriesFrom(from int64) []broker.Entry {
+	var out []broker.Entry
+	for _, e := range p.entries {
+		if e.End() <= from {
+			continue
+		}
+		if e.Offset < from {
+			e.Events = e.Events[from-e.Offset:]
+			e.Offset = from
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func (l *memLog) Fetch(_ context.Context, topic string, part int, from int64, max int) ([]broker.Entry, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, err := l.part(topic, part)
+	if err != nil {
+		return nil, err
+	}
+	var out []broker.Entry
+	n := 0
+	for _, e := range p.entriesFrom(from) {
+		if n >= max {
+			break
+		}
+		if len(e.Events) > max-n {
+			e.Events = e.Events[:max-n]
+		}
+		n += len(e.Events)
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+type memReader struct {
+	l     *memLog
+	topic string
+	part  int
+	next  int64
+}
+
+func (l *memLog) Read(_ context.Context, topic string, part int, from int64) (EntryReader, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.part(topic, part); err != nil {
+		return nil, err
+	}
+	return &memReader{l: l, topic: topic, part: part, next: from}, nil
+}
+
+func (r *memReader) Next(ctx context.Context) (broker.Entry, error) {
+	for {
+		r.l.mu.Lock()
+		p, _ := r.l.part(r.topic, r.part)
+		es := p.entriesFrom(r.next)
+		grew := p.grew
+		r.l.mu.Unlock()
+		if len(es) > 0 {
+			r.next = es[0].End()
+			return es[0], nil
+		}
+		select {
+		case <-ctx.Done():
+			return broker.Entry{}, ctx.Err()
+		case <-grew:
+		}
+	}
+}
+
+func (r *memReader) Close() error { return nil }
+
+func (l *memLog) Register(context.Context, string, string) error { return nil }
+
+func (l *memLog) Commit(_ context.Context, consumer, topic string, part int, offset, _ int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.commits[fmt.Sprintf("%s/%s/%d", consumer, topic, part)] = offset
+	return nil
+}
+
+func (l *memLog) committed(consumer, topic string, part int) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.commits[fmt.Sprintf("%s/%s/%d", consumer, topic, part)]
+}
+
+func (l *memLog) LoadCheckpoint(_ context.Context, bucket, name string) ([]byte, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d, ok := l.checkpoints[bucket+"/"+name]
+	return slices.Clone(d), ok, nil
+}
+
+func (l *memLog) SaveCheckpoint(_ context.Context, bucket, name string, data []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.checkpoints[bucket+"/"+name] = slices.Clone(data)
+	l.saves++
+	return nil
+}
+
+func (l *memLog) checkpointsSaved() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.saves
+}
+
+// viewRows returns the rows of a view's log topic, all partitions.
+func (l *memLog) viewRows(topic string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, p := range l.parts[topic] {
+		n += int(p.end)
+	}
+	return n
+}

@@ -1,0 +1,290 @@
+package speed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// Options are the dependencies a Speed gets from its owner.
+type Options struct {
+	// Logger gets the speed layer's messages. Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for idleness and checkpoint ages; event time drives
+	// everything else. It is called from several goroutines. Nil means
+	// time.Now.
+	Now func() time.Time
+	// Registerer gets the speed layer's metrics. Nil means a private
+	// registry (not exported).
+	Registerer prometheus.Registerer
+	// CheckpointInterval is how often each view checkpoints; zero means
+	// DefaultCheckpointInterval.
+	CheckpointInterval time.Duration
+	// Idle is how long a caught-up partition may go without events before
+	// the watermark stops waiting for it; zero means DefaultIdle.
+	Idle time.Duration
+
+	// tick, when set, gives each view the channel that replaces its real
+	// ticker, which makes it look at idleness, the watermark and
+	// checkpoints (tests drive it along with a fake clock).
+	tick func(view string) <-chan time.Time
+}
+
+// DefaultCheckpointInterval is how often a view checkpoints by default.
+const DefaultCheckpointInterval = 10 * time.Second
+
+// tickInterval is how often a view looks at idleness and checkpoints when
+// no entry arrives.
+const tickInterval = 100 * time.Millisecond
+
+// Speed is the speed layer of one pipeline: every view computed on the
+// stream. Create it with New and run it with Run.
+type Speed struct {
+	p       *pipelines.Pipeline
+	log     Log
+	store   Store
+	logger  *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	opts    Options
+	bucket  string
+	views   []*viewSpec
+}
+
+// viewSpec is one view and what New compiled for it.
+type viewSpec struct {
+	view     *pipelines.View
+	topic    *pipelines.Topic
+	plan     *pipelines.Plan
+	def      uint64
+	consumer string
+	m        *viewMetrics
+}
+
+// New prepares the speed layer of pipeline p: it compiles every view (an
+// error names the view that does not compile) and registers the metrics.
+// p must have its defaults filled and must not change afterwards.
+func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Speed, error) {
+	if p == nil || log == nil || store == nil {
+		return nil, errors.New("speed: New needs a pipeline, a log and a store")
+	}
+	s := &Speed{p: p, log: log, store: store, logger: opts.Logger, now: opts.Now, opts: opts,
+		bucket: "speed_" + p.Name}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.opts.CheckpointInterval <= 0 {
+		s.opts.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if s.opts.Idle <= 0 {
+		s.opts.Idle = DefaultIdle
+	}
+	specs, err := compileViews(p)
+	if err != nil {
+		return nil, err
+	}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	for _, vs := range specs {
+		vs.m = s.metrics.forView(vs.view.Name)
+	}
+	s.views = specs
+	return s, nil
+}
+
+func compileViews(p *pipelines.Pipeline) ([]*viewSpec, error) {
+	var specs []*viewSpec
+	for i := range p.Views {
+		v := &p.Views[i]
+		t := p.TopicByName(v.From)
+		if t == nil {
+			return nil, fmt.Errorf("speed: view %q reads unknown topic %q", v.Name, v.From)
+		}
+		plan, err := pipelines.Compile(v, t)
+		if err != nil {
+			return nil, fmt.Errorf("speed: %w", err)
+		}
+		specs = append(specs, &viewSpec{view: v, topic: t, plan: plan, def: definitionHash(v, t), consumer: "speed." + v.Name})
+	}
+	return specs, nil
+}
+
+// Run computes every view until ctx is done, then stops softly: each view
+// finishes the entry in hand, makes its final rows durable and checkpoints.
+// A view whose log fails is restarted from its last checkpoint, which
+// gives the same results (see the package doc). Run returns nil after a
+// soft stop, or the first error that stopped a view for good (a checkpoint
+// it cannot read, a topic the log does not have); the other views then
+// stop softly too.
+func (s *Speed) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, vs := range s.views {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.runView(ctx, vs); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// runView runs one view, restarting it from its checkpoint after a failure
+// of the log, until ctx is done.
+func (s *Speed) runView(ctx context.Context, vs *viewSpec) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := s.runViewOnce(ctx, vs)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !retryable(err) {
+			return err
+		}
+		s.logger.Warn("speed: view failed; restarting from its checkpoint", "view", vs.view.Name, "err", err, "in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// retryable reports whether a view that failed with err should be
+// restarted: the log was unavailable, a reader stopped, or the checkpoint
+// could not be stored, all of which may pass. A checkpoint that cannot be
+// read, or a topic the log does not have, will not.
+func retryable(err error) bool {
+	switch {
+	case errors.Is(err, ErrCorruptCheckpoint), errors.Is(err, ErrCheckpointVersion),
+		errors.Is(err, broker.ErrUnknownTopic), errors.Is(err, broker.ErrUnknownPartition),
+		errors.Is(err, broker.ErrClosed):
+		return false
+	}
+	return true
+}
+
+func (s *Speed) runViewOnce(ctx context.Context, vs *viewSpec) error {
+	r, err := s.restore(ctx, vs)
+	if err != nil {
+		return err
+	}
+	return r.run(ctx)
+}
+
+// restore builds a view's engine and emitter from its checkpoint (or
+// fresh), shows the final rows still within retention again and registers
+// the view's consumer.
+func (s *Speed) restore(ctx context.Context, vs *viewSpec) (*viewRun, error) {
+	v := vs.view
+	if err := s.log.Register(ctx, vs.consumer, vs.topic.Name); err != nil {
+		return nil, fmt.Errorf("speed: view %q: register consumer: %w", v.Name, err)
+	}
+	e := NewEngine(vs.plan, max(vs.topic.Partitions, 1))
+	em := newEmitter(s.p, v, s.store)
+	em.append = s.log.Append
+	r := &viewRun{s: s, vs: vs, e: e, em: em, lastCheckpoint: s.now()}
+
+	data, ok, err := s.log.LoadCheckpoint(ctx, s.bucket, v.Name)
+	if err != nil {
+		return nil, fmt.Errorf("speed: view %q: %w", v.Name, err)
+	}
+	if !ok {
+		s.logger.Info("speed: no checkpoint; computing the view from the start of the log", "view", v.Name)
+		return r, nil
+	}
+	h, cr, err := decodeCheckpoint(data)
+	if err == nil && h.def != vs.def {
+		s.logger.Warn("speed: the view's definition changed since its checkpoint; recomputing it from the start of the log", "view", v.Name)
+		return r, nil
+	}
+	if err == nil {
+		err = r.restoreFrom(h, cr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("speed: view %q: checkpoint %s/%s: %w", v.Name, s.bucket, v.Name, err)
+	}
+	if err := r.showRetained(ctx, h); err != nil {
+		return nil, err
+	}
+	next := make([]int64, len(h.parts))
+	for i, p := range h.parts {
+		next[i] = p.next
+	}
+	s.logger.Info("speed: restored checkpoint", "view", v.Name, "windows", e.OpenWindows(),
+		"saved_at", time.UnixMicro(h.savedAt).UTC(), "offsets", next)
+	return r, nil
+}
+
+// showRetained reads the view's final rows still within retention back
+// from its log topic into the store, as they were before the restart.
+func (r *viewRun) showRetained(ctx context.Context, h checkpointHeader) error {
+	em, ng := r.em, len(r.vs.plan.GroupBy())
+	cutoff := em.cutoff(r.e.wm)
+	em.evicted = cutoff
+	for p := range min(em.parts, len(h.retain)) {
+		from, to := h.retain[p], h.viewEnds[p]
+		for from < to {
+			entries, err := r.s.log.Fetch(ctx, em.topic, p, from, 10000)
+			if err != nil {
+				return fmt.Errorf("speed: view %q: read final rows back from topic %q: %w", em.view, em.topic, err)
+			}
+			if len(entries) == 0 {
+				break
+			}
+			var rows []Row
+			for _, ent := range entries {
+				maxEnd, first := int64(noWatermark), int64(-1)
+				for i, ev := range ent.Events {
+					off := ent.Offset + int64(i)
+					if off >= to || !strings.HasPrefix(ev.ID, speedIDPrefix) || len(ev.Values) < 2+ng {
+						continue
+					}
+					row := Row{Start: ev.Values[0].I, End: ev.Values[1].I, Group: ev.Values[2 : 2+ng], Aggs: ev.Values[2+ng:], Final: true}
+					if first < 0 {
+						first = off
+					}
+					maxEnd = max(maxEnd, row.End)
+					if row.End >= cutoff {
+						rows = append(rows, row)
+					}
+				}
+				if first >= 0 && maxEnd >= cutoff {
+					em.marks[p] = append(em.marks[p], mark{offset: first, maxEnd: maxEnd})
+				}
+				from = ent.End()
+			}
+			if len(rows) > 0 {
+				em.store.PutSpeed(em.view, rows)
+			}
+		}
+	}
+	return nil
+}

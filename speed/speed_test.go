@@ -1,0 +1,186 @@
+package speed
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// fakeClock is an injected clock that moves only when told to.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// checkFor polls cond until it holds or the timeout passes.
+func checkFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// running is a Speed running in the background with a fake clock and a
+// tick the test sends.
+type running struct {
+	s      *Speed
+	clock  *fakeClock
+	ticks  map[string]chan time.Time
+	reg    *prometheus.Registry
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startSpeed(t *testing.T, p *pipelines.Pipeline, log Log, store Store) *running {
+	t.Helper()
+	r := &running{clock: &fakeClock{t: timeAt(0)}, ticks: map[string]chan time.Time{}, reg: prometheus.NewRegistry(), done: make(chan error, 1)}
+	for _, v := range p.Views {
+		r.ticks[v.Name] = make(chan time.Time)
+	}
+	tick := func(view string) <-chan time.Time { return r.ticks[view] }
+	s, err := New(p, log, store, Options{Now: r.clock.Now, Registerer: r.reg, CheckpointInterval: 10 * time.Second, Idle: 5 * time.Second, tick: tick})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.s = s
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- s.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// tickAll delivers one tick to every view.
+func (r *running) tickAll() {
+	for _, c := range r.ticks {
+		c <- time.Time{}
+	}
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	if err := <-r.done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
+	p := testPipeline(t, pipelineOpts{partitions: 2, lateness: "0s"})
+	log := newMemLog(p)
+	store := newMemStore()
+	r := startSpeed(t, p, log, store)
+
+	// Partition 0 only: partition 1 holds the watermark back until it has
+	// been idle for 5 s on the clock.
+	if _, err := log.Append(t.Context(), "metrics", 0, []pipelines.Event{
+		ev("a", 10*sec, "h1", "eu", 0.5, 100), ev("b", 20*sec, "h2", "eu", 0.7, 200), ev("c", 70*sec, "h1", "us", 0.1, 1),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, "open rows", func() bool { return strings.Count(store.dump("all"), "final=false") == 2 })
+	if strings.Contains(store.dump("all"), "final=true") {
+		t.Fatal("a final row while partition 1 holds the watermark back")
+	}
+	r.clock.Advance(5 * time.Second)
+	r.tickAll()
+	checkFor(t, 10*time.Second, "the final row of [15:00, 15:01)", func() bool {
+		return strings.Contains(store.dump("all"), "[2026-01-02T15:00:00Z 2026-01-02T15:01:00Z) eu|0|0; final=true => |2|0 |300|0")
+	})
+	if n := log.viewRows("all"); n != 1 {
+		t.Fatalf("%d rows in the view's topic, want the 1 final row", n)
+	}
+
+	// A checkpoint is due after 10 s; the consumer's offsets are committed.
+	r.clock.Advance(10 * time.Second)
+	r.tickAll()
+	checkFor(t, 10*time.Second, "the commit after a checkpoint", func() bool { return log.committed("speed.all", "metrics", 0) == 3 })
+
+	if got := metricValue(r.s.metrics.events.WithLabelValues("all")); got != 3 {
+		t.Errorf("lambdaflow_speed_events_total{view=all} = %v, want 3", got)
+	}
+	if got := metricValue(r.s.metrics.stateWindows.WithLabelValues("all")); got != 1 {
+		t.Errorf("lambdaflow_speed_state_windows{view=all} = %v, want 1", got)
+	}
+	if got, want := metricValue(r.s.metrics.watermark.WithLabelValues("all")), float64(base+70*sec)/1e6; got != want {
+		t.Errorf("lambdaflow_speed_watermark_seconds{view=all} = %v, want %v", got, want)
+	}
+
+	// An event for the final window is late.
+	if _, err := log.Append(t.Context(), "metrics", 1, []pipelines.Event{ev("d", 30*sec, "h3", "eu", 0.5, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, "the late event counted", func() bool {
+		return metricValue(r.s.metrics.late.WithLabelValues("all")) == 1
+	})
+
+	// Soft stop checkpoints; a new process shows the same rows at once.
+	want := store.dump("all")
+	saves := log.checkpointsSaved()
+	r.stop(t)
+	if log.checkpointsSaved() <= saves {
+		t.Fatal("no checkpoint on soft stop")
+	}
+	store2 := newMemStore()
+	startSpeed(t, p, log, store2)
+	checkFor(t, 10*time.Second, "the restored rows", func() bool { return store2.dump("all") == want })
+}
+
+func TestSpeedNewErrors(t *testing.T) {
+	p := testPipeline(t, pipelineOpts{})
+	if _, err := New(p, nil, newMemStore(), Options{}); err == nil {
+		t.Error("New without a log: no error")
+	}
+	bad := *p
+	bad.Views = append([]pipelines.View(nil), p.Views...)
+	bad.Views[0].From = "nope"
+	if _, err := New(&bad, newMemLog(p), newMemStore(), Options{}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("unknown topic: err %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := New(p, newMemLog(p), newMemStore(), Options{Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(p, newMemLog(p), newMemStore(), Options{Registerer: reg}); err == nil {
+		t.Error("a second speed layer on one registry: no error")
+	}
+}
+
+// metricValue reads a counter or gauge.
+func metricValue(m prometheus.Metric) float64 {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		return -1
+	}
+	if d.Counter != nil {
+		return d.Counter.GetValue()
+	}
+	return d.Gauge.GetValue()
+}
