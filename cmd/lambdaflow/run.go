@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lambdaflow/lambdaflow/batch"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/console"
 	"github.com/lambdaflow/lambdaflow/ingest"
@@ -191,6 +192,16 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		mux.Handle("/v1/sinks/", readAuth.Wrap(h))
 	}
 	store := serving.NewStore(p)
+	if roles["batch"] {
+		bt, err := batch.New(p, b, store, batch.Options{Logger: logger.With("component", "batch"), Registerer: preg})
+		if err != nil {
+			return err
+		}
+		mux.Handle("/v1/views/{view}/recompute", readAuth.Wrap(bt.Handler()))
+		mux.Handle("/v1/jobs", readAuth.Wrap(bt.Handler()))
+		mux.Handle("/v1/jobs/", readAuth.Wrap(bt.Handler()))
+		modules = append(modules, namedModule{"batch", bt})
+	}
 	if roles["speed"] {
 		sp, err := speed.New(p, speed.BrokerLog(b), speedStore{store}, speed.Options{Logger: logger.With("component", "speed"), Registerer: preg})
 		if err != nil {
@@ -202,6 +213,9 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		api := console.NewAPI(p, b)
 		api.Register(mux, readAuth.Wrap)
 		serving.NewHandler(p, store, serving.NewMetrics(preg)).Register(mux, readAuth.Wrap)
+		// The console's page and assets are public; the data it shows comes
+		// from the API, which asks for a token when reads need one.
+		mux.Handle("GET /", console.UI())
 	}
 
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}

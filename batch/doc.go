@@ -1,0 +1,14 @@
+// Package batch is the batch layer: the lake writer, which copies every
+// topic from the log into an immutable Parquet lake exactly once
+// (docs/lake-format.md), compaction of the lake's small files, and the
+// jobs, scheduled by cron or requested over HTTP, that recompute each view
+// from the lake with the view's compiled plan — the same code as the speed
+// layer — and hand the result to the serving store, advancing the view's
+// batch horizon, and to the view's log topic, so that sinks get the
+// corrections.
+//
+// It reads the log and appends to it through the small Log interface and
+// writes results through the Store interface; it never serves queries nor
+// touches the speed layer's state. One process at a time may run the lake
+// writer of a lake (the batch role is a singleton); any number may read it.
+package batch

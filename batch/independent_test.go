@@ -1,0 +1,123 @@
+package batch
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// pyReader reads a lake directory the way a user would, with pyarrow's
+// Hive-partitioned dataset reader, and prints the row count, the distinct
+// id count and the sorted ids.
+const pyReader = `
+import sys, pyarrow.dataset as ds, duckdb
+d = ds.dataset(sys.argv[1], format="parquet", partitioning="hive")
+t = d.to_table(columns=["_id", "_partition", "_offset", "_event_time"])
+ids = t.column("_id").to_pylist()
+print(t.num_rows, len(set(ids)))
+con = duckdb.connect()
+n, = con.execute("select count(*) from read_parquet(?, hive_partitioning=true)", [sys.argv[1] + "/**/*.parquet"]).fetchone()
+print(n)
+for i in sorted(ids): print(i)
+`
+
+// checkIndependent checks the lake directory of one topic with pyarrow and
+// DuckDB: exactly the ids of evs, each once. It skips when python3 lacks
+// them, unless LF_REQUIRE_SERVICES=1.
+func checkIndependent(t *testing.T, dir string, evs []pipelines.Event) {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err == nil {
+		err = exec.Command(py, "-c", "import pyarrow, duckdb").Run()
+	}
+	if err != nil {
+		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("independent reader: python3 with pyarrow and duckdb is required (pip install pyarrow duckdb): %v", err)
+		}
+		t.Logf("skipping the independent reader check: python3 with pyarrow and duckdb not found (pip install pyarrow duckdb)")
+		return
+	}
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(py, "-c", pyReader, dir)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("independent reader: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := make([]string, len(evs))
+	for i, e := range evs {
+		want[i] = e.ID
+	}
+	slices.Sort(want)
+	head := fmt.Sprintf("%d %d", len(evs), len(evs))
+	if lines[0] != head || lines[1] != fmt.Sprint(len(evs)) {
+		t.Fatalf("pyarrow: rows and distinct ids %q, duckdb rows %q; want %q and %d", lines[0], lines[1], head, len(evs))
+	}
+	if !slices.Equal(lines[2:], want) {
+		t.Fatalf("pyarrow: ids differ from the appended ones")
+	}
+}
+
+// pyViewSQL computes testView over the lake with DuckDB.
+const pyViewSQL = `
+import sys, duckdb
+con = duckdb.connect()
+rows = con.execute("""
+select epoch_us(time_bucket(interval 1 minute, _event_time)) as s, region,
+       count(*), avg(cpu), max(cpu), min(cpu), coalesce(sum(bytes), 0), count(distinct host)
+from read_parquet(?, hive_partitioning=true)
+where cpu >= 0 and epoch_us(time_bucket(interval 1 minute, _event_time)) + 60000000 <= ?
+group by all order by 1, 2""", [sys.argv[1] + "/**/*.parquet", int(sys.argv[2])]).fetchall()
+for r in rows: print(*r, sep="\t")
+`
+
+// checkDuckDB checks batch rows against SQL run by DuckDB over the lake.
+func checkDuckDB(t *testing.T, dir string, rows []windowRow) {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err == nil {
+		err = exec.Command(py, "-c", "import duckdb").Run()
+	}
+	if err != nil {
+		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("DuckDB check: python3 with duckdb is required (pip install pyarrow duckdb): %v", err)
+		}
+		t.Logf("skipping the DuckDB check: python3 with duckdb not found (pip install pyarrow duckdb)")
+		return
+	}
+	horizon := int64(math.MinInt64)
+	for _, r := range rows {
+		horizon = max(horizon, r.start+60_000_000)
+	}
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(py, "-c", pyViewSQL, dir, fmt.Sprint(horizon))
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("DuckDB: %v\n%s", err, stderr.String())
+	}
+	var want []windowRow
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		f := strings.Split(line, "\t")
+		var r windowRow
+		var n, b, h int64
+		var avg, mx, mn float64
+		fmt.Sscan(f[0], &r.start)
+		r.region = f[1]
+		fmt.Sscan(f[2], &n)
+		fmt.Sscan(f[3], &avg)
+		fmt.Sscan(f[4], &mx)
+		fmt.Sscan(f[5], &mn)
+		fmt.Sscan(f[6], &b)
+		fmt.Sscan(f[7], &h)
+		r.aggs = []pipelines.Value{{I: n, Valid: true}, {F: avg, Valid: true}, {F: mx, Valid: true}, {F: mn, Valid: true}, {I: b, Valid: true}, {I: h, Valid: true}}
+		want = append(want, r)
+	}
+	sameRows(t, "batch vs DuckDB", rows, want)
+}

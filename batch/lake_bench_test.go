@@ -1,0 +1,139 @@
+package batch
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// exampleSchema is the metrics topic of DESIGN.md.
+var exampleSchema = pipelines.Schema{
+	{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
+	{Name: "host", Type: pipelines.TypeString, Required: true},
+	{Name: "region", Type: pipelines.TypeString, Required: true},
+	{Name: "cpu", Type: pipelines.TypeDouble, Required: true},
+	{Name: "bytes", Type: pipelines.TypeLong, Required: true},
+}
+
+// exampleEvents makes n events of exampleSchema: 1,000 hosts in 8 regions,
+// one event per host about every second, ids numbered per client, entries
+// of 100 events sharing an ingest time as the broker stamps them.
+func exampleEvents(n int, seed uint64) []pipelines.Event {
+	r := rand.New(rand.NewPCG(seed, 1))
+	regions := []string{"eu-west", "eu-central", "us-east", "us-west", "ap-south", "ap-east", "sa-east", "af-south"}
+	hosts := make([]string, 1000)
+	for i := range hosts {
+		hosts[i] = fmt.Sprintf("host-%04d", i)
+	}
+	base := int64(1_767_225_600_000_000) // 2026-01-01T00:00:00Z
+	vals := make([]pipelines.Value, n*len(exampleSchema))
+	evs := make([]pipelines.Event, n)
+	for i := range evs {
+		h := r.IntN(len(hosts))
+		t := base + int64(i)*1000 + r.Int64N(500)
+		v := vals[i*5 : i*5+5 : i*5+5]
+		v[0] = pipelines.Value{I: t, Valid: true}
+		v[1] = pipelines.Value{S: hosts[h], Valid: true}
+		v[2] = pipelines.Value{S: regions[h%len(regions)], Valid: true}
+		v[3] = pipelines.Value{F: float64(r.IntN(10000)) / 100, Valid: true}
+		v[4] = pipelines.Value{I: r.Int64N(1 << 20), Valid: true}
+		ingest := base + int64(i/100*100)*1000 + 20000
+		evs[i] = pipelines.Event{ID: fmt.Sprintf("%s-%010d", hosts[h], i), Time: t, Ingest: ingest, Values: v}
+	}
+	return evs
+}
+
+// rawRow is the same lake row as a Go struct, for parquet-go's fastest
+// path (GenericWriter[T]) with the same encodings and codec.
+type rawRow struct {
+	TS        int64   `parquet:"ts,timestamp(microsecond:utc),delta,zstd"`
+	Host      string  `parquet:"host,dict,zstd"`
+	Region    string  `parquet:"region,dict,zstd"`
+	CPU       float64 `parquet:"cpu,zstd"`
+	Bytes     int64   `parquet:"bytes,delta,zstd"`
+	ID        string  `parquet:"_id,plain,zstd"`
+	Partition int32   `parquet:"_partition,dict,zstd"`
+	Offset    int64   `parquet:"_offset,delta,zstd"`
+	EventTime int64   `parquet:"_event_time,timestamp(microsecond:utc),delta,zstd"`
+	Ingest    int64   `parquet:"_ingest_time,timestamp(microsecond:utc),delta,zstd"`
+}
+
+const benchRows = 1_000_000
+
+// BenchmarkLakeWrite compares the lake's file writer with raw parquet-go
+// writing the same rows from Go structs, in the same run.
+func BenchmarkLakeWrite(b *testing.B) {
+	evs := exampleEvents(benchRows, 1)
+	dir := b.TempDir()
+	b.Run("lake", func(b *testing.B) {
+		ls, err := newLakeSchema(exampleSchema)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.SetBytes(benchRows) // "MB/s" reads as million rows/s
+		var size int64
+		cpu0 := cpuTime()
+		for b.Loop() {
+			fw, err := createFile(ls, filepath.Join(dir, "lake.parquet"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range evs {
+				if err := fw.add(&evs[i], 0, int64(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := fw.finish(); err != nil {
+				b.Fatal(err)
+			}
+			st, _ := os.Stat(fw.tmp)
+			size = st.Size()
+		}
+		b.ReportMetric(float64(size)/benchRows, "B/row")
+		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		b.ReportMetric(float64(benchRows)*float64(b.N)/(cpuTime()-cpu0).Seconds(), "rows/cpu-s")
+	})
+	b.Run("raw", func(b *testing.B) {
+		rows := make([]rawRow, len(evs))
+		for i, e := range evs {
+			rows[i] = rawRow{TS: e.Values[0].I, Host: e.Values[1].S, Region: e.Values[2].S, CPU: e.Values[3].F,
+				Bytes: e.Values[4].I, ID: e.ID, Offset: int64(i), EventTime: e.Time, Ingest: e.Ingest}
+		}
+		b.ReportAllocs()
+		b.SetBytes(benchRows)
+		var size int64
+		cpu0 := cpuTime()
+		for b.Loop() {
+			path := filepath.Join(dir, "raw.parquet")
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := parquet.NewGenericWriter[rawRow](f, parquet.DataPageVersion(1), parquet.PageBufferSize(1<<20))
+			for off := 0; off < len(rows); off += chunkRows {
+				if _, err := w.Write(rows[off:min(off+chunkRows, len(rows))]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := w.Close(); err != nil {
+				b.Fatal(err)
+			}
+			if err := f.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+			st, _ := os.Stat(path)
+			size = st.Size()
+		}
+		b.ReportMetric(float64(size)/benchRows, "B/row")
+		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		b.ReportMetric(float64(benchRows)*float64(b.N)/(cpuTime()-cpu0).Seconds(), "rows/cpu-s")
+	})
+}

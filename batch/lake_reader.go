@@ -1,0 +1,417 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// ErrCorruptFile is returned (wrapped, naming the file) for a lake file
+// that cannot be read or does not hold what the manifest says it holds.
+// A job that meets one fails rather than compute a wrong result.
+var ErrCorruptFile = errors.New("lake: corrupt file")
+
+// readBatchRows is how many rows one callback of scanFile carries.
+const readBatchRows = 64 << 10
+
+// scanBatch is a batch of rows read from one lake file. Its slices are
+// reused by the next batch; strings stay valid (they point into buffers
+// the garbage collector keeps alive).
+type scanBatch struct {
+	Events  []pipelines.Event
+	Parts   []int32
+	Offsets []int64
+}
+
+// scanOptions select what scanFile decodes.
+type scanOptions struct {
+	// Fields marks the schema fields to decode (nil: all); the others are
+	// left null, which saves decoding columns a plan does not read.
+	Fields []bool
+	// IDs decodes _id (first and last use it to break ties).
+	IDs bool
+}
+
+// scanFile reads the lake file fe (of the topic lake tl) with Arrow
+// columnar reads and calls fn for each batch of rows. Columns are matched
+// to the topic's current schema by name: a field the file lacks (added to
+// the topic later) reads as null; integer-like types read as each other.
+// The file must hold exactly fe.Rows rows of fe's partition and offset
+// range; anything else is ErrCorruptFile.
+func (tl *topicLake) scanFile(ctx context.Context, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) error {
+	path := tl.filePath(fe.Path)
+	err := scanParquet(ctx, path, tl.topic.Schema, fe, opts, fn)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Replaced by compaction after our manifest was read: the file
+		// waits out its grace period under a hidden name.
+		err = scanParquet(ctx, replacedName(path), tl.topic.Schema, fe, opts, fn)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("%w %s: the manifest lists it but it is gone", ErrCorruptFile, path)
+		}
+	}
+	return err
+}
+
+func (tl *topicLake) filePath(rel string) string {
+	return tl.dir + string(os.PathSeparator) + rel
+}
+
+func scanParquet(ctx context.Context, path string, schema pipelines.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
+	corrupt := func(format string, args ...any) error {
+		return fmt.Errorf("%w %s: %s", ErrCorruptFile, path, fmt.Sprintf(format, args...))
+	}
+	// Malformed pages can panic deep in the decoder; a panic here means
+	// a bad file, never a reason to bring the process down.
+	defer func() {
+		if r := recover(); r != nil {
+			err = corrupt("%v", r)
+		}
+	}()
+	// The whole-file checksum first: a damaged page could otherwise
+	// decode to plausible, wrong values (zstd frames carry no checksum
+	// here, and Arrow does not check page CRCs). Reading the file once
+	// more costs little next to decoding it, and warms the page cache.
+	if fe.CRC32C != 0 {
+		sum, err := fileSum(path)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			return corrupt("%v", err)
+		}
+		if sum != fe.CRC32C {
+			return corrupt("checksum %08x, the manifest says %08x", sum, fe.CRC32C)
+		}
+	}
+	pf, err := file.OpenParquetFile(path, false)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return corrupt("%v", err)
+	}
+	defer pf.Close()
+	if got := pf.NumRows(); got != fe.Rows {
+		return corrupt("holds %d rows, the manifest says %d", got, fe.Rows)
+	}
+	fileSchema := pf.MetaData().Schema
+	colIndex := func(name string) int { return fileSchema.ColumnIndexByName(name) }
+	props := pqarrow.ArrowReadProperties{BatchSize: readBatchRows}
+	for _, f := range schema {
+		// Strings as dictionaries: indices into a small dictionary instead
+		// of a copy of every value, which is most of the cost of a read.
+		if c := colIndex(f.Name); c >= 0 && f.Type == pipelines.TypeString {
+			props.SetReadDict(c, true)
+		}
+	}
+	fr, err := pqarrow.NewFileReader(pf, props, memory.DefaultAllocator)
+	if err != nil {
+		return corrupt("%v", err)
+	}
+	// cols lists the file columns to read; target says where each lands:
+	// 0..n-1 schema fields, -1.. the metadata columns.
+	const (
+		tID = -1 - iota
+		tPart
+		tOffset
+		tEventTime
+		tIngest
+	)
+	var cols, target []int
+	for i, f := range schema {
+		if opts.Fields != nil && !opts.Fields[i] {
+			continue
+		}
+		if c := colIndex(f.Name); c >= 0 {
+			cols = append(cols, c)
+			target = append(target, i)
+		}
+	}
+	for _, m := range []struct {
+		name string
+		t    int
+		want bool
+	}{{ColID, tID, opts.IDs || opts.Fields == nil}, {ColPartition, tPart, true}, {ColOffset, tOffset, true},
+		{ColEventTime, tEventTime, true}, {ColIngestTime, tIngest, true}} {
+		if !m.want {
+			continue
+		}
+		c := colIndex(m.name)
+		if c < 0 {
+			return corrupt("no column %s", m.name)
+		}
+		cols = append(cols, c)
+		target = append(target, m.t)
+	}
+	width := len(schema)
+	b := &scanBatch{}
+	var values []pipelines.Value
+	var rows int64
+	for rg := range pf.NumRowGroups() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		tbl, err := fr.ReadRowGroups(ctx, cols, []int{rg})
+		if err != nil {
+			return corrupt("row group %d: %v", rg, err)
+		}
+		tr := array.NewTableReader(tbl, readBatchRows)
+		for tr.Next() {
+			rec := tr.RecordBatch()
+			n := int(rec.NumRows())
+			// Every batch of a file writes the same fields in every row
+			// (nulls included), and fields the file lacks are never
+			// written, so values need no clearing between batches.
+			if cap(values) < n*width {
+				values = make([]pipelines.Value, n*width)
+			}
+			values = values[:n*width]
+			b.Events = resize(b.Events, n)
+			b.Parts = resize(b.Parts, n)
+			b.Offsets = resize(b.Offsets, n)
+			for i := range n {
+				b.Events[i] = pipelines.Event{Values: values[i*width : (i+1)*width : (i+1)*width]}
+			}
+			for ci, col := range rec.Columns() {
+				t := target[ci]
+				if t >= 0 {
+					if err := fillField(b.Events, t, schema[t].Type, col); err != nil {
+						tr.Release()
+						tbl.Release()
+						return corrupt("column %s: %v", schema[t].Name, err)
+					}
+					continue
+				}
+				if err := fillMeta(b, t, col); err != nil {
+					tr.Release()
+					tbl.Release()
+					return corrupt("column %s: %v", rec.ColumnName(ci), err)
+				}
+			}
+			for i := range n {
+				if t := b.Events[i].Time; t < fe.Hour || t >= fe.Hour+hourMicros {
+					tr.Release()
+					tbl.Release()
+					return corrupt("row with event time %d is outside the file's hour", t)
+				}
+				if b.Parts[i] != int32(fe.Partition) || b.Offsets[i] < fe.First || b.Offsets[i] > fe.Last {
+					tr.Release()
+					tbl.Release()
+					return corrupt("row of partition %d offset %d is outside the file's range p%d [%d, %d]",
+						b.Parts[i], b.Offsets[i], fe.Partition, fe.First, fe.Last)
+				}
+			}
+			rows += int64(n)
+			if err := fn(b); err != nil {
+				tr.Release()
+				tbl.Release()
+				return err
+			}
+		}
+		err = tr.Err()
+		tr.Release()
+		tbl.Release()
+		if err != nil {
+			return corrupt("row group %d: %v", rg, err)
+		}
+	}
+	if rows != fe.Rows {
+		return corrupt("read %d rows, the manifest says %d", rows, fe.Rows)
+	}
+	return nil
+}
+
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// fillField copies an Arrow column into field t of the events.
+func fillField(evs []pipelines.Event, t int, typ pipelines.FieldType, col arrow.Array) error {
+	nulls := col.NullN() > 0
+	switch a := col.(type) {
+	case *array.Dictionary:
+		dict, ok := a.Dictionary().(*array.String)
+		if !ok || typ != pipelines.TypeString {
+			return fmt.Errorf("%s in the file, %s in the schema", col.DataType(), typ)
+		}
+		// Convert each dictionary entry once.
+		words := make([]string, dict.Len())
+		for i := range words {
+			words[i] = dict.Value(i)
+		}
+		switch ix := a.Indices().(type) {
+		case *array.Int32:
+			return fillDict(evs, t, words, ix.Int32Values(), a)
+		case *array.Int16:
+			return fillDict(evs, t, words, ix.Int16Values(), a)
+		case *array.Int8:
+			return fillDict(evs, t, words, ix.Int8Values(), a)
+		case *array.Int64:
+			return fillDict(evs, t, words, ix.Int64Values(), a)
+		default:
+			return fmt.Errorf("dictionary indices of type %s", ix.DataType())
+		}
+	case *array.String:
+		if typ != pipelines.TypeString {
+			return fmt.Errorf("string in the file, %s in the schema", typ)
+		}
+		for i := range evs {
+			if nulls && a.IsNull(i) {
+				evs[i].Values[t] = pipelines.Value{}
+				continue
+			}
+			evs[i].Values[t] = pipelines.Value{S: a.Value(i), Valid: true}
+		}
+	case *array.Float64:
+		if typ != pipelines.TypeDouble {
+			return fmt.Errorf("double in the file, %s in the schema", typ)
+		}
+		vs := a.Float64Values()
+		for i := range evs {
+			if nulls && a.IsNull(i) {
+				evs[i].Values[t] = pipelines.Value{}
+				continue
+			}
+			evs[i].Values[t] = pipelines.Value{F: vs[i], Valid: true}
+		}
+	case *array.Int64:
+		return fillInt(evs, t, typ, a.Int64Values(), a)
+	case *array.Timestamp:
+		vs := a.TimestampValues()
+		return fillInt(evs, t, typ, *(*[]int64)(unsafePointer(&vs)), a)
+	case *array.Int32:
+		vs := a.Int32Values()
+		if !integerLike(typ) && typ != pipelines.TypeDouble {
+			return fmt.Errorf("int in the file, %s in the schema", typ)
+		}
+		for i := range evs {
+			if nulls && a.IsNull(i) {
+				evs[i].Values[t] = pipelines.Value{}
+				continue
+			}
+			if typ == pipelines.TypeDouble {
+				evs[i].Values[t] = pipelines.Value{F: float64(vs[i]), Valid: true}
+			} else {
+				evs[i].Values[t] = pipelines.Value{I: int64(vs[i]), Valid: true}
+			}
+		}
+	case *array.Boolean:
+		if !integerLike(typ) {
+			return fmt.Errorf("bool in the file, %s in the schema", typ)
+		}
+		for i := range evs {
+			if nulls && a.IsNull(i) {
+				evs[i].Values[t] = pipelines.Value{}
+				continue
+			}
+			var v int64
+			if a.Value(i) {
+				v = 1
+			}
+			evs[i].Values[t] = pipelines.Value{I: v, Valid: true}
+		}
+	default:
+		return fmt.Errorf("unexpected Arrow type %s", col.DataType())
+	}
+	return nil
+}
+
+func integerLike(t pipelines.FieldType) bool {
+	return t == pipelines.TypeLong || t == pipelines.TypeInt || t == pipelines.TypeBool || t == pipelines.TypeTimestamp
+}
+
+func fillInt(evs []pipelines.Event, t int, typ pipelines.FieldType, vs []int64, a arrow.Array) error {
+	if !integerLike(typ) && typ != pipelines.TypeDouble {
+		return fmt.Errorf("long in the file, %s in the schema", typ)
+	}
+	nulls := a.NullN() > 0
+	for i := range evs {
+		if nulls && a.IsNull(i) {
+			evs[i].Values[t] = pipelines.Value{}
+			continue
+		}
+		if typ == pipelines.TypeDouble {
+			evs[i].Values[t] = pipelines.Value{F: float64(vs[i]), Valid: true}
+		} else {
+			evs[i].Values[t] = pipelines.Value{I: vs[i], Valid: true}
+		}
+	}
+	return nil
+}
+
+// fillMeta copies a metadata column into the batch.
+func fillMeta(b *scanBatch, t int, col arrow.Array) error {
+	if col.NullN() > 0 {
+		return errors.New("metadata column holds nulls")
+	}
+	switch t {
+	case -1: // _id
+		a, ok := col.(*array.String)
+		if !ok {
+			return fmt.Errorf("type %s, want string", col.DataType())
+		}
+		for i := range b.Events {
+			b.Events[i].ID = a.Value(i)
+		}
+	case -2: // _partition
+		a, ok := col.(*array.Int32)
+		if !ok {
+			return fmt.Errorf("type %s, want int32", col.DataType())
+		}
+		copy(b.Parts, a.Int32Values())
+	default:
+		var vs []int64
+		switch a := col.(type) {
+		case *array.Int64:
+			vs = a.Int64Values()
+		case *array.Timestamp:
+			ts := a.TimestampValues()
+			vs = *(*[]int64)(unsafePointer(&ts))
+		default:
+			return fmt.Errorf("type %s, want int64", col.DataType())
+		}
+		switch t {
+		case -3:
+			copy(b.Offsets, vs)
+		case -4:
+			for i := range b.Events {
+				b.Events[i].Time = vs[i]
+			}
+		case -5:
+			for i := range b.Events {
+				b.Events[i].Ingest = vs[i]
+			}
+		}
+	}
+	return nil
+}
+
+// fillDict sets field t of the events from dictionary indices.
+func fillDict[I int8 | int16 | int32 | int64](evs []pipelines.Event, t int, words []string, idx []I, a arrow.Array) error {
+	nulls := a.NullN() > 0
+	for i := range evs {
+		if nulls && a.IsNull(i) {
+			evs[i].Values[t] = pipelines.Value{}
+			continue
+		}
+		j := int(idx[i])
+		if j < 0 || j >= len(words) {
+			return fmt.Errorf("dictionary index %d out of range", j)
+		}
+		evs[i].Values[t] = pipelines.Value{S: words[j], Valid: true}
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package batch
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// Metadata columns every lake row carries after the topic's own fields;
+// docs/lake-format.md is the specification.
+const (
+	ColID         = "_id"
+	ColPartition  = "_partition"
+	ColOffset     = "_offset"
+	ColEventTime  = "_event_time"
+	ColIngestTime = "_ingest_time"
+)
+
+// metaColumns is the number of metadata columns after the topic's fields.
+const metaColumns = 5
+
+// lakeSchema is the Parquet schema of one topic's lake files: the topic's
+// fields in pipeline order, then the metadata columns.
+type lakeSchema struct {
+	fields pipelines.Schema
+	schema *parquet.Schema
+	// optional[i] says column i may hold nulls (definition level 1).
+	optional []bool
+}
+
+// newLakeSchema builds the Parquet schema for a topic schema. The schema is
+// made from a Go struct type built at run time, because parquet.Group orders
+// columns by name and the lake keeps the pipeline file's order.
+func newLakeSchema(fields pipelines.Schema) (*lakeSchema, error) {
+	sf := make([]reflect.StructField, 0, len(fields)+metaColumns)
+	ls := &lakeSchema{fields: fields}
+	for i, f := range fields {
+		switch f.Name {
+		case ColID, ColPartition, ColOffset, ColEventTime, ColIngestTime:
+			return nil, fmt.Errorf("lake: topic field %q collides with a lake metadata column", f.Name)
+		}
+		t, tag, err := columnOf(f.Type)
+		if err != nil {
+			return nil, fmt.Errorf("lake: field %q: %w", f.Name, err)
+		}
+		opt := ""
+		if !f.Required {
+			opt = ",optional"
+		}
+		sf = append(sf, reflect.StructField{
+			Name: "F" + strconv.Itoa(i),
+			Type: t,
+			Tag:  reflect.StructTag(`parquet:"` + f.Name + opt + tag + `"`),
+		})
+		ls.optional = append(ls.optional, !f.Required)
+	}
+	meta := []struct {
+		name string
+		t    reflect.Type
+		tag  string
+	}{
+		// Ids are unique, so a dictionary never pays; zstd over plain
+		// values beat delta byte arrays on numbered ids (3.6 vs 4.8 B/row).
+		{ColID, reflect.TypeFor[string](), ",plain,zstd"},
+		{ColPartition, reflect.TypeFor[int32](), ",dict,zstd"},
+		{ColOffset, reflect.TypeFor[int64](), ",delta,zstd"},
+		{ColEventTime, reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd"},
+		{ColIngestTime, reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd"},
+	}
+	for i, m := range meta {
+		sf = append(sf, reflect.StructField{
+			Name: "M" + strconv.Itoa(i),
+			Type: m.t,
+			Tag:  reflect.StructTag(`parquet:"` + m.name + m.tag + `"`),
+		})
+		ls.optional = append(ls.optional, false)
+	}
+	var err error
+	func() {
+		// SchemaOf panics on tags it cannot honour; the tags above are
+		// fixed, so a panic here is a bug, reported as an error all the same.
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("lake: building the Parquet schema: %v", r)
+			}
+		}()
+		ls.schema = parquet.SchemaOf(reflect.New(reflect.StructOf(sf)).Elem().Interface())
+	}()
+	if err != nil {
+		return nil, err
+	}
+	return ls, nil
+}
+
+// columnOf maps a field type to its Go carrier type and Parquet tag options.
+func columnOf(t pipelines.FieldType) (reflect.Type, string, error) {
+	switch t {
+	case pipelines.TypeString:
+		return reflect.TypeFor[string](), ",dict,zstd", nil
+	case pipelines.TypeLong:
+		// Delta packing stores small or slowly changing integers (counts,
+		// sizes, counters) in a few bits each; zstd then finds repeats.
+		return reflect.TypeFor[int64](), ",delta,zstd", nil
+	case pipelines.TypeInt:
+		return reflect.TypeFor[int32](), ",delta,zstd", nil
+	case pipelines.TypeDouble:
+		return reflect.TypeFor[float64](), ",zstd", nil
+	case pipelines.TypeBool:
+		return reflect.TypeFor[bool](), ",zstd", nil
+	case pipelines.TypeTimestamp:
+		return reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd", nil
+	}
+	return nil, "", fmt.Errorf("unsupported type %v", t)
+}

@@ -1,0 +1,373 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// LakeConsumer is the consumer name under which lake writers commit.
+const LakeConsumer = "lake"
+
+// maxOpenHours bounds the hour files one partition keeps open: events
+// spread over more hours (a backfill, a clock gone wild) close the files
+// early rather than hold many row groups in memory.
+const maxOpenHours = 16
+
+// lakeLog is what a lake writer needs of the log: read a partition,
+// commit its position (for lag and retention) and register as a consumer.
+type lakeLog interface {
+	Reader(ctx context.Context, topic string, partition int, from broker.Position) (*broker.Reader, error)
+	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
+	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
+	Register(ctx context.Context, consumer, topic string) error
+}
+
+// topicLake is one topic's lake: its directory, schema and manifest. The
+// lake writer, compaction and readers of the topic share it.
+type topicLake struct {
+	topic *pipelines.Topic
+	dir   string
+	ls    *lakeSchema
+	ms    *manifestStore
+}
+
+func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
+	ls, err := newLakeSchema(t.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("topic %s: %w", t.Name, err)
+	}
+	dir := filepath.Join(lakeDir, t.Name)
+	ms, err := openManifestStore(dir, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	return &topicLake{topic: t, dir: dir, ls: ls, ms: ms}, nil
+}
+
+// recover brings the directory in line with the manifest after a crash:
+// temporary files are removed, data files the manifest does not list
+// (renamed before a crash stopped the manifest commit) are removed, and
+// files compaction replaced are hidden. It must run before the topic's
+// writer and compaction start, and only in the process that writes the lake.
+func (tl *topicLake) recover(log *slog.Logger) error {
+	m := tl.ms.snapshot()
+	live := make(map[string]bool, len(m.Files))
+	for _, f := range m.Files {
+		live[filepath.FromSlash(f.Path)] = true
+	}
+	replaced := make(map[string]bool, len(m.Replaced))
+	for _, r := range m.Replaced {
+		replaced[filepath.FromSlash(r.Path)] = true
+	}
+	dirs := map[string]bool{}
+	err := filepath.WalkDir(tl.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(tl.dir, path)
+		name := d.Name()
+		switch {
+		case rel == manifestName:
+			return nil
+		case strings.HasSuffix(name, ".tmp"):
+			log.Info("lake: removing unfinished file", "file", path)
+		case strings.HasSuffix(name, ".parquet") && !strings.HasPrefix(name, "."):
+			if live[rel] {
+				return nil
+			}
+			if replaced[rel] {
+				// Replaced by compaction, but the crash came before it was hidden.
+				dirs[filepath.Dir(path)] = true
+				return os.Rename(path, replacedName(path))
+			}
+			log.Info("lake: removing file the manifest does not list (written before a crash)", "file", path)
+		case strings.HasSuffix(name, ".replaced"):
+			orig := filepath.Join(filepath.Dir(rel), strings.TrimSuffix(strings.TrimPrefix(name, "."), ".replaced"))
+			if replaced[orig] {
+				return nil
+			}
+		default:
+			return nil
+		}
+		dirs[filepath.Dir(path)] = true
+		return os.Remove(path)
+	})
+	if err != nil {
+		return fmt.Errorf("lake: recovering %s: %w", tl.dir, err)
+	}
+	for d := range dirs {
+		if err := syncDir(d); err != nil {
+			return fmt.Errorf("lake: recovering %s: %w", tl.dir, err)
+		}
+	}
+	return nil
+}
+
+// lakeWriter copies one topic from the log into its lake.
+type lakeWriter struct {
+	tl      *topicLake
+	log     lakeLog
+	logger  *slog.Logger
+	now     func() time.Time
+	roll    pipelines.LakeRoll
+	poll    time.Duration
+	metrics *metrics
+}
+
+// run writes every partition until ctx is done, then closes the open files
+// durably and commits (soft stop). A partition whose writer fails restarts
+// from the manifest after a pause; run returns only when ctx is done.
+func (w *lakeWriter) run(ctx context.Context) error {
+	if err := w.log.Register(ctx, LakeConsumer, w.tl.topic.Name); err != nil && ctx.Err() == nil {
+		w.logger.Warn("lake: registering consumer", "topic", w.tl.topic.Name, "err", err)
+	}
+	var wg sync.WaitGroup
+	for p := range w.tl.topic.Partitions {
+		wg.Go(func() {
+			backoff := w.poll
+			for {
+				err := w.runPartition(ctx, p)
+				if ctx.Err() != nil {
+					return
+				}
+				w.logger.Error("lake: partition writer failed; restarting from the manifest",
+					"topic", w.tl.topic.Name, "partition", p, "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, 30*time.Second)
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+// openFlush is the part of a partition read but not yet in the lake: the
+// events of offsets [first, end), spread over hour files.
+type openFlush struct {
+	first, end int64
+	files      map[int64]*hourFile
+	rows       int
+	opened     time.Time
+	ingest     int64 // ingest time of the last entry
+	eventTime  int64 // event time of the last event
+	committed  int64 // the offset last committed to the log
+}
+
+type hourFile struct {
+	fw               *fileWriter
+	minTime, maxTime int64
+	rows             int64
+}
+
+func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
+	topic := w.tl.topic.Name
+	next := w.tl.ms.snapshot().partition(part).Next
+	// The manifest, not the committed offset, says what the lake holds;
+	// the commit can lag it by one flush after a crash.
+	if committed, ok, err := w.log.Committed(ctx, LakeConsumer, topic, part); err == nil && (!ok || committed != next) {
+		if ok && committed > next {
+			w.logger.Warn("lake: committed offset is past the lake's manifest; rewriting from the manifest",
+				"topic", topic, "partition", part, "committed", committed, "manifest_next", next)
+		}
+		if err := w.log.Commit(ctx, LakeConsumer, topic, part, next, 0); err != nil {
+			w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
+		}
+	}
+	r, err := w.log.Reader(ctx, topic, part, broker.FromOffset(next))
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	fl := &openFlush{first: next, end: next, committed: next, files: map[int64]*hourFile{}}
+	defer func() {
+		for _, hf := range fl.files {
+			hf.fw.abort()
+		}
+	}()
+	for {
+		ectx, cancel := context.WithTimeout(ctx, w.poll)
+		e, err := r.Next(ectx)
+		cancel()
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			// Soft stop: what was read goes into the lake before returning,
+			// and the position is committed even if the last flush's
+			// commit was cut short by the cancellation.
+			sctx := context.WithoutCancel(ctx)
+			if err := w.flush(sctx, part, fl); err != nil {
+				return err
+			}
+			if fl.committed != fl.first {
+				if err := w.log.Commit(sctx, LakeConsumer, topic, part, fl.first, fl.eventTime); err != nil {
+					w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
+				}
+			}
+			return nil
+		case errors.Is(err, context.DeadlineExceeded):
+			if fl.rows > 0 && w.now().Sub(fl.opened) >= w.roll.MaxAge.D() {
+				if err := w.flush(ctx, part, fl); err != nil {
+					return err
+				}
+			}
+			continue
+		case errors.Is(err, broker.ErrCorruptEntry), errors.Is(err, broker.ErrSchemaMismatch):
+			// The entry's events cannot be decoded, so they can never reach
+			// the lake; stopping here would stop the lake for good.
+			w.logger.Error("lake: skipping an entry that cannot be decoded", "topic", topic, "partition", part, "err", err)
+			w.metrics.skipped.WithLabelValues(topic).Inc()
+			continue
+		default:
+			return err
+		}
+		if err := w.add(part, fl, &e); err != nil {
+			return err
+		}
+		if fl.rows >= w.roll.MaxRows || len(fl.files) > maxOpenHours ||
+			(fl.rows > 0 && w.now().Sub(fl.opened) >= w.roll.MaxAge.D()) {
+			if err := w.flush(ctx, part, fl); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// add puts an entry's events not yet in the lake into the open flush.
+func (w *lakeWriter) add(part int, fl *openFlush, e *broker.Entry) error {
+	for i := range e.Events {
+		off := e.Offset + int64(i)
+		if off < fl.end {
+			continue // already in the lake or in this flush
+		}
+		ev := &e.Events[i]
+		h := hourOf(ev.Time)
+		hf := fl.files[h]
+		if hf == nil {
+			// The final name needs the flush's last offset, unknown yet;
+			// the file is created under a provisional name and renamed on commit.
+			fw, err := createFile(w.tl.ls, filepath.Join(w.tl.dir, hourPath(h), fmt.Sprintf("p%d-%d-open.parquet", part, fl.first)))
+			if err != nil {
+				return err
+			}
+			hf = &hourFile{fw: fw, minTime: ev.Time, maxTime: ev.Time}
+			fl.files[h] = hf
+		}
+		if err := hf.fw.add(ev, int32(part), off); err != nil {
+			return err
+		}
+		hf.rows++
+		hf.minTime = min(hf.minTime, ev.Time)
+		hf.maxTime = max(hf.maxTime, ev.Time)
+		if fl.rows == 0 {
+			fl.opened = w.now()
+		}
+		fl.rows++
+		fl.end = off + 1
+		fl.eventTime = ev.Time
+	}
+	if e.End() > fl.end {
+		// Offsets skipped by the log (retention) are covered by this flush.
+		fl.end = e.End()
+	}
+	fl.ingest = e.Ingest
+	return nil
+}
+
+// flush makes the open flush part of the lake: every hour file is closed
+// and fsynced, renamed to its final name, the directories fsynced, then the
+// manifest commits the whole offset range at once, and only then the
+// consumer's position moves. A crash before the manifest commit leaves
+// files that recovery removes; after it, the range is in the lake once.
+func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
+	if fl.end == fl.first {
+		return nil
+	}
+	topic := w.tl.topic.Name
+	last := fl.end - 1
+	var entries []FileEntry
+	var renamed []string
+	dirs := map[string]bool{}
+	fail := func(err error) error {
+		for _, p := range renamed {
+			os.Remove(p)
+		}
+		return err
+	}
+	for h, hf := range fl.files {
+		if err := hf.fw.finish(); err != nil {
+			return fail(err)
+		}
+		rel := hourPath(h) + "/" + fileName(part, fl.first, last)
+		final := filepath.Join(w.tl.dir, filepath.FromSlash(rel))
+		if err := os.Rename(hf.fw.tmp, final); err != nil {
+			return fail(fmt.Errorf("lake: %w", err))
+		}
+		delete(fl.files, h)
+		renamed = append(renamed, final)
+		dirs[filepath.Dir(final)] = true
+		st, err := os.Stat(final)
+		if err != nil {
+			return fail(fmt.Errorf("lake: %w", err))
+		}
+		entries = append(entries, FileEntry{
+			Path: rel, Hour: h, Partition: part, First: fl.first, Last: last,
+			Rows: hf.rows, Bytes: st.Size(), CRC32C: hf.fw.sum.Sum32(), MinTime: hf.minTime, MaxTime: hf.maxTime,
+		})
+	}
+	// New hour directories need their parents' entries durable as well.
+	for d := range dirs {
+		for _, x := range []string{d, filepath.Dir(d), w.tl.dir} {
+			if err := syncDir(x); err != nil {
+				return fail(fmt.Errorf("lake: %w", err))
+			}
+		}
+	}
+	_, err := w.tl.ms.update(func(m *Manifest) error {
+		if got := m.partition(part).Next; got != fl.first {
+			return fmt.Errorf("lake: %s/%d: manifest is at offset %d, flush starts at %d", topic, part, got, fl.first)
+		}
+		for i := range entries {
+			entries[i].Added = m.Version
+		}
+		m.Files = append(m.Files, entries...)
+		m.setPartition(PartitionState{Partition: part, Next: fl.end, Ingest: fl.ingest})
+		return nil
+	})
+	if err != nil {
+		return fail(err)
+	}
+	w.metrics.lakeRows.WithLabelValues(topic).Add(float64(fl.rows))
+	w.metrics.lakeFiles.WithLabelValues(topic).Add(float64(len(entries)))
+	// The commit only reports progress (lag, retention); a failed one is
+	// repaired by the next flush or the next start.
+	if err := w.log.Commit(ctx, LakeConsumer, topic, part, fl.end, fl.eventTime); err != nil {
+		w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
+	} else {
+		fl.committed = fl.end
+	}
+	w.logger.Debug("lake: flushed", "topic", topic, "partition", part, "first", fl.first, "last", last,
+		"rows", fl.rows, "files", len(entries))
+	fl.first, fl.rows = fl.end, 0
+	return nil
+}

@@ -1,0 +1,289 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
+
+	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/serving"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		// Re-executed by TestLakeKill9 as the lake writer process.
+		os.Exit(lakeChild())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// fakeClock is an injected clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// t0 is the start of the tests' event times: 2026-01-01T00:00:00Z.
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func testSchema() pipelines.Schema {
+	return pipelines.Schema{
+		{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
+		{Name: "host", Type: pipelines.TypeString, Required: true},
+		{Name: "region", Type: pipelines.TypeString, Required: true},
+		{Name: "cpu", Type: pipelines.TypeDouble},
+		{Name: "bytes", Type: pipelines.TypeLong},
+	}
+}
+
+func testTopic(name string, partitions int) pipelines.Topic {
+	return pipelines.Topic{
+		Name: name, Partitions: partitions, Retention: pipelines.Duration(168 * time.Hour),
+		Key: "host", Time: "ts", Schema: testSchema(),
+	}
+}
+
+// testView is the DESIGN.md example view, minus the sketches' tolerance
+// problems: count, sum, min, max, avg, count_distinct per region and minute.
+func testView(name, from string) pipelines.View {
+	return pipelines.View{
+		Name: name, From: from, Where: "cpu >= 0", GroupBy: []string{"region"},
+		Window: pipelines.Window{Type: "tumbling", Size: pipelines.Duration(time.Minute), Lateness: pipelines.Duration(30 * time.Second)},
+		Aggregates: pipelines.Aggregates{
+			{Name: "events", Func: "count"},
+			{Name: "avg_cpu", Func: "avg", Field: "cpu"},
+			{Name: "max_cpu", Func: "max", Field: "cpu"},
+			{Name: "min_cpu", Func: "min", Field: "cpu"},
+			{Name: "bytes", Func: "sum", Field: "bytes"},
+			{Name: "hosts", Func: "count_distinct", Field: "host"},
+		},
+		Retention: pipelines.Duration(24 * time.Hour),
+	}
+}
+
+func testPipeline(dir string, topics []pipelines.Topic, views []pipelines.View) *pipelines.Pipeline {
+	return &pipelines.Pipeline{
+		Version: 1, Name: "test", DataDir: dir,
+		Broker: pipelines.Broker{Replicas: 1, Sync: "always", Prefix: "LF"},
+		Topics: topics, Views: views,
+		Lake: pipelines.Lake{
+			Roll:    pipelines.LakeRoll{MaxRows: 1000, MaxAge: pipelines.Duration(5 * time.Minute)},
+			Compact: pipelines.Compact{MinFiles: 4, Interval: pipelines.Duration(10 * time.Minute)},
+		},
+	}
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// openBroker opens a broker on p with clock now, creates its topics (the
+// views' too) and closes it at the end of the test.
+func openBroker(t testing.TB, p *pipelines.Pipeline, now func() time.Time) *broker.Broker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The log holds the views' topics too.
+	bp := *p
+	bp.Topics = p.LogTopics()
+	b, err := broker.Open(ctx, &bp, broker.Options{Now: now, Registerer: prometheus.NewRegistry(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("broker.Open: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if err := b.EnsureTopics(ctx); err != nil {
+		t.Fatalf("EnsureTopics: %v", err)
+	}
+	return b
+}
+
+// event i of a deterministic stream: id "<prefix>-<i>", 8 hosts in 3
+// regions, event time at + i·step.
+func testEvent(prefix string, i int, at time.Time, step time.Duration) pipelines.Event {
+	ts := at.Add(time.Duration(i) * step).UnixMicro()
+	regions := []string{"eu-west", "us-east", "ap-south"}
+	h := i % 8
+	ev := pipelines.Event{
+		ID: fmt.Sprintf("%s-%d", prefix, i), Time: ts,
+		Values: []pipelines.Value{
+			{I: ts, Valid: true},
+			{S: fmt.Sprintf("host-%d", h), Valid: true},
+			{S: regions[h%3], Valid: true},
+			{F: float64(i%97) + 0.25, Valid: true},
+			{I: int64(i%1000) * 10, Valid: true},
+		},
+	}
+	if i%11 == 0 {
+		ev.Values[4] = pipelines.Value{} // some nulls
+	}
+	return ev
+}
+
+// appendEvents appends events to topic, partitioned by host as ingest
+// would, in entries of up to 100 events, and returns how many went to
+// each partition.
+func appendEvents(t testing.TB, b *broker.Broker, topic string, parts int, evs []pipelines.Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	byPart := make([][]pipelines.Event, parts)
+	for _, e := range evs {
+		p := int(e.Values[1].S[len(e.Values[1].S)-1]-'0') % parts
+		byPart[p] = append(byPart[p], e)
+	}
+	for p, pe := range byPart {
+		for len(pe) > 0 {
+			k := min(len(pe), 100)
+			if _, err := b.Append(ctx, topic, p, pe[:k]); err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+			pe = pe[k:]
+		}
+	}
+}
+
+// checkFor polls f until it returns nil or timeout passes.
+func checkFor(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startBatch runs b.Run until the test ends (soft stop) and returns a
+// func that stops it early and returns Run's error.
+func startBatch(t testing.TB, b *Batch) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// waitLake waits until the lake holds every partition of topic up to the
+// given next offsets. When clk is not nil it moves past max_age at every
+// look, so that open files are closed.
+func waitLake(t testing.TB, b *Batch, clk *fakeClock, topic string, want map[int]int64) {
+	t.Helper()
+	checkFor(t, 60*time.Second, func() error {
+		if clk != nil {
+			clk.Add(b.p.Lake.Roll.MaxAge.D())
+		}
+		m := b.Manifest(topic)
+		for p, n := range want {
+			if got := m.partition(p).Next; got < n {
+				return fmt.Errorf("partition %d: lake at %d, want %d", p, got, n)
+			}
+		}
+		return nil
+	})
+}
+
+// logEnds returns the end offset of each partition of topic.
+func logEnds(t testing.TB, b *broker.Broker, topic string) map[int]int64 {
+	t.Helper()
+	infos, err := b.Topics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]int64{}
+	for _, ti := range infos {
+		if ti.Name == topic {
+			for _, pi := range ti.Partitions {
+				out[pi.Partition] = pi.EndOffset
+			}
+		}
+	}
+	return out
+}
+
+// readLake reads every live file of the manifest through the lake reader
+// and returns the ids, failing on a duplicate.
+func readLake(t testing.TB, b *Batch, topic string) map[string]pipelines.Event {
+	t.Helper()
+	tl := b.lakes[topic]
+	m, unpin := tl.ms.pin()
+	defer unpin()
+	out := map[string]pipelines.Event{}
+	for _, fe := range m.Files {
+		err := tl.scanFile(context.Background(), fe, scanOptions{}, func(sb *scanBatch) error {
+			for _, e := range sb.Events {
+				if _, dup := out[e.ID]; dup {
+					return fmt.Errorf("duplicate id %s (file %s)", e.ID, fe.Path)
+				}
+				e.Values = append([]pipelines.Value(nil), e.Values...)
+				out[e.ID] = e
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+var _ Store = (*serving.Store)(nil)
+
+// counterValue reads a counter or gauge.
+func counterValue(t testing.TB, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Counter != nil {
+		return d.Counter.GetValue()
+	}
+	return d.Gauge.GetValue()
+}

@@ -1,0 +1,511 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/serving"
+)
+
+// Bounds of "all time" for window-start ranges, with room to add a window
+// size without overflow.
+const (
+	minTime = math.MinInt64 / 4
+	maxTime = math.MaxInt64 / 4
+)
+
+const hourMicros = int64(time.Hour / time.Microsecond)
+
+// span is a range [from, to) of window starts (UTC µs).
+type span struct{ from, to int64 }
+
+// viewJob is what the batch layer keeps for one view: its compiled plan,
+// schedule and last result. Runs of one view hold sem, so they never
+// interleave.
+type viewJob struct {
+	v      *pipelines.View
+	topic  *pipelines.Topic
+	plan   *pipelines.Plan
+	sched  cron.Schedule // nil: only on request
+	tl     *topicLake
+	dir    string
+	fields []bool // topic fields the plan reads
+	ids    bool   // the plan reads event ids (first, last)
+	sem    chan struct{}
+	st     *viewState // owned by the run holding sem
+	// published is the horizon (UTC µs) of the last result, for readers
+	// outside runs; noHorizon before the first.
+	published atomic.Int64
+}
+
+const noHorizon = math.MinInt64
+
+// horizon returns the view's published horizon.
+func (vj *viewJob) horizon() (int64, bool) {
+	h := vj.published.Load()
+	return h, h != noHorizon
+}
+
+// sessionLookback is how far before a range of session starts a run reads,
+// so that a session that began earlier is seen to begin earlier (and is
+// left out) rather than cut in two. Sessions longer than this are split;
+// docs/lake-format.md says so.
+func sessionLookback(gap time.Duration) int64 {
+	return max(int64(time.Hour/time.Microsecond), 10*int64(gap/time.Microsecond))
+}
+
+func (b *Batch) newViewJob(v *pipelines.View) (*viewJob, error) {
+	t := b.p.TopicByName(v.From)
+	if t == nil {
+		return nil, fmt.Errorf("batch: view %s reads unknown topic %q", v.Name, v.From)
+	}
+	plan, err := pipelines.Compile(v, t)
+	if err != nil {
+		return nil, fmt.Errorf("batch: %w", err)
+	}
+	vj := &viewJob{v: v, topic: t, plan: plan, tl: b.lakes[t.Name], sem: make(chan struct{}, 1),
+		dir: b.viewDirOf(v.Name)}
+	if s := strings.TrimSpace(v.Batch.Schedule); s != "" {
+		vj.sched, err = cron.ParseStandard(s)
+		if err != nil {
+			return nil, fmt.Errorf("batch: view %s: batch.schedule %q: %w", v.Name, s, err)
+		}
+	}
+	vj.fields, vj.ids = fieldsRead(v, t.Schema)
+	vj.st, err = readViewFile(vj.dir, v, t)
+	if err != nil {
+		return nil, err
+	}
+	vj.published.Store(noHorizon)
+	if vj.st.hasHorizon {
+		vj.published.Store(vj.st.horizon)
+	}
+	if vj.st.hasHorizon && b.store != nil {
+		b.store.PutBatch(v.Name, minTime, maxTime, vj.st.horizon, vj.st.sortedRows())
+	}
+	return vj, nil
+}
+
+func (b *Batch) viewDirOf(view string) string {
+	return b.viewDir + "/" + view
+}
+
+// fieldsRead marks the topic fields a view reads: group-by fields,
+// aggregate fields and every field named in the where expression (found
+// by scanning its identifiers, which may mark a field that only appears
+// inside a string literal: harmless, it is just decoded).
+func fieldsRead(v *pipelines.View, schema pipelines.Schema) (fields []bool, ids bool) {
+	fields = make([]bool, len(schema))
+	mark := func(name string) {
+		if i := schema.Index(name); i >= 0 {
+			fields[i] = true
+		}
+	}
+	for _, g := range v.GroupBy {
+		mark(g)
+	}
+	for _, a := range v.Aggregates {
+		mark(a.Field)
+		if a.Func == "first" || a.Func == "last" {
+			ids = true
+		}
+	}
+	for _, tok := range strings.FieldsFunc(v.Where, func(r rune) bool {
+		return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) {
+		mark(tok)
+	}
+	return fields, ids
+}
+
+// completeUntil returns an ingest time C such that every entry of the
+// topic ingested at or before C is in the manifest m: a partition whose
+// manifest reaches the end of its log is complete up to now; another is
+// complete up to the ingest time of its last entry in the lake (entries of
+// a partition are stamped in order by the broker).
+func (b *Batch) completeUntil(ctx context.Context, vj *viewJob, m *Manifest) int64 {
+	now := b.now().UnixMicro()
+	c := now
+	ends := map[int]int64{}
+	var infoErr error
+	if b.log != nil {
+		infos, err := b.log.Topics(ctx)
+		infoErr = err
+		for _, ti := range infos {
+			if ti.Name == vj.topic.Name {
+				for _, pi := range ti.Partitions {
+					ends[pi.Partition] = pi.EndOffset
+				}
+			}
+		}
+	}
+	if infoErr != nil {
+		b.logger.Warn("batch: cannot read the log's end offsets; the horizon follows the lake's last entries", "err", infoErr)
+	}
+	for p := range vj.topic.Partitions {
+		ps := m.partition(p)
+		if end, ok := ends[p]; ok && ps.Next >= end {
+			continue
+		}
+		c = min(c, ps.Ingest)
+	}
+	return c
+}
+
+// runJob runs one recomputation of vj for job j; rng, when not nil, adds
+// a range of window starts to recompute.
+func (b *Batch) runJob(ctx context.Context, vj *viewJob, j *job, rng *span) error {
+	select {
+	case vj.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("batch: view %s: cancelled while queued: %w", vj.v.Name, ctx.Err())
+	}
+	defer func() { <-vj.sem }()
+	startedAt := b.now()
+	j.started = time.Now()
+	j.update(func(s *JobStatus) { s.State, s.StartedAt = JobRunning, &startedAt })
+	err := b.recompute(ctx, vj, j, rng)
+	finished := b.now()
+	elapsed := time.Since(j.started)
+	b.metrics.jobSeconds.WithLabelValues(vj.v.Name).Observe(elapsed.Seconds())
+	if err != nil {
+		b.metrics.jobFailures.WithLabelValues(vj.v.Name).Inc()
+		b.logger.Error("batch: job failed", "view", vj.v.Name, "job", j.snapshot().ID, "err", err)
+		j.update(func(s *JobStatus) { s.State, s.Error, s.FinishedAt = JobFailed, err.Error(), &finished })
+		return nil
+	}
+	s := j.snapshot()
+	b.metrics.rowsPerSecond.WithLabelValues(vj.v.Name).Set(s.RowsPerSecond)
+	b.metrics.lastSuccess.WithLabelValues(vj.v.Name).Set(float64(finished.UnixMilli()) / 1e3)
+	if h, ok := vj.horizon(); ok {
+		b.metrics.horizonAge.WithLabelValues(vj.v.Name).Set(finished.Sub(time.UnixMicro(h)).Seconds())
+	}
+	b.logger.Info("batch: job done", "view", vj.v.Name, "job", s.ID, "hours", s.Total, "rows", s.Rows,
+		"windows", s.Windows, "seconds", elapsed.Seconds())
+	j.update(func(s *JobStatus) { s.State, s.FinishedAt, s.ETASeconds = JobSucceeded, &finished, 0 })
+	return nil
+}
+
+// reach is how far before an event's time a window holding it may start.
+func (vj *viewJob) reach() int64 {
+	if vj.plan.Session() {
+		return sessionLookback(vj.v.Window.Gap.D())
+	}
+	return int64(vj.v.Window.Size.D() / time.Microsecond)
+}
+
+// spans decides which window starts a run recomputes, given the manifest
+// it reads and the new horizon h: everything on a first run; otherwise the
+// windows that closed since the last horizon, the windows of every hour
+// that got lake files since the last run (late events), and rng.
+func (vj *viewJob) spans(m *Manifest, h int64, rng *span) []span {
+	st := vj.st
+	reach := vj.reach()
+	var out []span
+	if !st.hasHorizon {
+		out = append(out, span{minTime, h})
+	} else {
+		out = append(out, span{st.horizon - reach, h})
+		for _, f := range m.Files {
+			if f.Added > st.lakeVersion && f.Hour < h {
+				out = append(out, span{f.Hour - reach, f.Hour + hourMicros})
+			}
+		}
+	}
+	if rng != nil {
+		out = append(out, *rng)
+	}
+	return mergeSpans(out)
+}
+
+func mergeSpans(in []span) []span {
+	slices.SortFunc(in, func(a, b span) int { return cmpInt(a.from, b.from) })
+	var out []span
+	for _, s := range in {
+		if s.to <= s.from {
+			continue
+		}
+		if n := len(out); n > 0 && s.from <= out[n-1].to {
+			out[n-1].to = max(out[n-1].to, s.to)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// eventRange is the range of event times the windows of sp (closed by h)
+// can hold.
+func (vj *viewJob) eventRange(sp span, h int64) (int64, int64) {
+	if vj.plan.Session() {
+		return sp.from - vj.reach(), h
+	}
+	// Windows start on multiples of the slide (the size for tumbling
+	// windows), counted from the Unix epoch.
+	slide := int64(vj.v.Window.Size.D() / time.Microsecond)
+	if vj.v.Window.Type == "hopping" && vj.v.Window.Slide > 0 {
+		slide = int64(vj.v.Window.Slide.D() / time.Microsecond)
+	}
+	first := ceilDiv(sp.from, slide) * slide
+	last := floorDiv(sp.to-1, slide) * slide
+	return first, min(last+vj.reach(), h)
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
+}
+
+func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
+
+// recompute is one run: read, compute, then publish in the order that
+// keeps a failure harmless: the view's log topic first (sinks upsert, so a
+// repeat is harmless), then the durable view file (which moves the
+// run's bookkeeping forward), then the serving store.
+func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) error {
+	m, unpin := vj.tl.ms.pin()
+	defer unpin()
+	h := b.completeUntil(ctx, vj, m) - int64(vj.v.Window.Lateness.D()/time.Microsecond)
+	if vj.st.hasHorizon && h < vj.st.horizon {
+		h = vj.st.horizon
+	}
+	spans := vj.spans(m, h, rng)
+	// Hours to read, per span, for progress.
+	hoursOf := make([][]int64, len(spans))
+	total := 0
+	for i, sp := range spans {
+		from, to := vj.eventRange(sp, h)
+		if from >= to {
+			continue
+		}
+		for _, hr := range m.Hours() {
+			if hr+hourMicros > from && hr < to {
+				hoursOf[i] = append(hoursOf[i], hr)
+			}
+		}
+		total += len(hoursOf[i])
+	}
+	j.progress(0, total, 0)
+	c := newComputer(vj, j, total)
+	results := make([][]serving.Row, len(spans))
+	for i, sp := range spans {
+		rows, err := c.span(ctx, m, sp, h, hoursOf[i])
+		if err != nil {
+			return err
+		}
+		results[i] = rows
+	}
+	n := 0
+	for _, rows := range results {
+		n += len(rows)
+	}
+	j.update(func(s *JobStatus) { s.Windows = n })
+	if err := b.appendViewRows(ctx, vj, j.snapshot().ID, results); err != nil {
+		return err
+	}
+	prevHorizon, hadHorizon := vj.st.horizon, vj.st.hasHorizon
+	for i, sp := range spans {
+		vj.st.replace(sp.from, sp.to, results[i], vj.plan)
+	}
+	vj.st.horizon, vj.st.hasHorizon, vj.st.lakeVersion = h, true, m.Version
+	if err := writeViewFile(vj.dir, vj.v, vj.topic, vj.st); err != nil {
+		// Keep memory in line with disk: the next run starts from the
+		// old bookkeeping and redoes this one's work.
+		vj.st.horizon, vj.st.hasHorizon = prevHorizon, hadHorizon
+		if st, rerr := readViewFile(vj.dir, vj.v, vj.topic); rerr == nil {
+			vj.st = st
+		}
+		return err
+	}
+	if b.store != nil {
+		// The horizon moves with the last span, which holds the windows
+		// that closed since the last run; until then it stays put, so no
+		// window shows neither layer.
+		hz := prevHorizon
+		if !hadHorizon {
+			hz = minTime
+		}
+		for i, sp := range spans {
+			if i == len(spans)-1 {
+				hz = h
+			}
+			b.store.PutBatch(vj.v.Name, sp.from, sp.to, hz, results[i])
+		}
+		if len(spans) == 0 {
+			b.store.PutBatch(vj.v.Name, 0, 0, h, nil)
+		}
+	}
+	vj.published.Store(h)
+	hz := time.UnixMicro(h).UTC()
+	j.update(func(s *JobStatus) { s.Horizon = &hz })
+	return nil
+}
+
+// computer runs a view's plan over lake files.
+type computer struct {
+	vj    *viewJob
+	j     *job
+	match *pipelines.Matcher
+	total int
+	done  int
+	rows  int64
+	key   []byte
+	wins  []pipelines.TimeWindow
+	gone  []pipelines.TimeWindow
+}
+
+func newComputer(vj *viewJob, j *job, total int) *computer {
+	return &computer{vj: vj, j: j, match: vj.plan.NewMatcher(), total: total}
+}
+
+// span computes the windows starting in sp and ending at or before h from
+// the files of hours.
+func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hours []int64) ([]serving.Row, error) {
+	plan := c.vj.plan
+	evFrom, evTo := c.vj.eventRange(sp, h)
+	states := map[int64]map[string]*pipelines.State{}
+	ends := map[int64]int64{}
+	sessions := map[string]*pipelines.Sessions{}
+	session := plan.Session()
+	opts := scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}
+	for _, hr := range hours {
+		for _, fe := range m.FilesIn(hr, hr+1) {
+			err := c.vj.tl.scanFile(ctx, fe, opts, func(b *scanBatch) error {
+				for i := range b.Events {
+					e := &b.Events[i]
+					if e.Time < evFrom || e.Time >= evTo {
+						continue
+					}
+					if ok, err := c.match.Match(e); err != nil || !ok {
+						continue
+					}
+					c.key = plan.Key(e, c.key[:0])
+					if session {
+						ss := sessions[string(c.key)]
+						if ss == nil {
+							ss = new(pipelines.Sessions)
+							sessions[string(c.key)] = ss
+						}
+						_, c.gone = plan.AddSession(ss, e, c.gone[:0])
+						continue
+					}
+					c.wins = plan.Windows(e.Time, c.wins[:0])
+					for _, w := range c.wins {
+						if w.Start < sp.from || w.Start >= sp.to || w.End > h {
+							continue
+						}
+						byKey := states[w.Start]
+						if byKey == nil {
+							byKey = map[string]*pipelines.State{}
+							states[w.Start] = byKey
+							ends[w.Start] = w.End
+						}
+						st := byKey[string(c.key)]
+						if st == nil {
+							st = plan.NewState()
+							byKey[string(c.key)] = st
+						}
+						plan.Update(st, e)
+					}
+				}
+				c.rows += int64(len(b.Events))
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("batch: view %s: %w", c.vj.v.Name, err)
+			}
+		}
+		c.done++
+		c.j.progress(c.done, c.total, c.rows)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	var rows []serving.Row
+	row := func(start, end int64, key string, st *pipelines.State) error {
+		g, err := plan.DecodeKey([]byte(key))
+		if err != nil {
+			return fmt.Errorf("batch: view %s: %w", c.vj.v.Name, err)
+		}
+		rows = append(rows, serving.Row{Start: start, End: end, Group: g, Aggs: plan.Finalize(st), Final: true})
+		return nil
+	}
+	for start, byKey := range states {
+		for k, st := range byKey {
+			if err := row(start, ends[start], k, st); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for k, ss := range sessions {
+		for _, s := range ss.List() {
+			if s.Start >= sp.from && s.Start < sp.to && s.End <= h {
+				if err := row(s.Start, s.End, k, s.State); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	slices.SortFunc(rows, func(a, b serving.Row) int { return cmpInt(a.Start, b.Start) })
+	return rows, nil
+}
+
+// appendViewRows appends a run's rows to the view's log topic, so that
+// sinks deliver the corrections. A row goes to the partition its group
+// hashes to.
+func (b *Batch) appendViewRows(ctx context.Context, vj *viewJob, jobID string, results [][]serving.Row) error {
+	if b.log == nil {
+		return nil
+	}
+	vt := b.p.ViewTopic(vj.v)
+	parts := max(vt.Partitions, 1)
+	byPart := make([][]pipelines.Event, parts)
+	n := 0
+	for _, rows := range results {
+		for _, r := range rows {
+			vals := make([]pipelines.Value, 0, 2+len(r.Group)+len(r.Aggs))
+			vals = append(vals, pipelines.Value{I: r.Start, Valid: true}, pipelines.Value{I: r.End, Valid: true})
+			vals = append(vals, r.Group...)
+			vals = append(vals, r.Aggs...)
+			hsh := fnv.New32a()
+			hsh.Write([]byte(groupString(r.Group)))
+			p := int(hsh.Sum32() % uint32(parts))
+			byPart[p] = append(byPart[p], pipelines.Event{
+				ID: fmt.Sprintf("%s/%d", jobID, n), Time: r.Start, Values: vals,
+			})
+			n++
+		}
+	}
+	const chunk = 1000
+	for p, evs := range byPart {
+		for len(evs) > 0 {
+			k := min(len(evs), chunk)
+			_, err := b.log.Append(ctx, vt.Name, p, evs[:k])
+			if errors.Is(err, broker.ErrUnknownTopic) {
+				// A log opened without the views' topics: the serving store
+				// still gets the rows, sinks do not.
+				b.logger.Warn("batch: the log has no topic for the view; its rows reach no sink", "view", vj.v.Name, "err", err)
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("batch: view %s: appending rows to its log topic: %w", vj.v.Name, err)
+			}
+			evs = evs[k:]
+		}
+	}
+	return nil
+}
