@@ -283,6 +283,12 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 	if vj.st.hasHorizon && h < vj.st.horizon {
 		h = vj.st.horizon
 	}
+	if !vj.st.hasHorizon && h <= 0 {
+		// No partition is in the lake yet: nothing is complete, and a
+		// horizon at the epoch would only confuse readers. It stays unset.
+		j.progress(0, 0, 0)
+		return nil
+	}
 	spans := vj.spans(m, h, rng)
 	// Hours to read, per span, for progress.
 	hoursOf := make([][]int64, len(spans))

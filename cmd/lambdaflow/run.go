@@ -158,9 +158,8 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		if err != nil {
 			return err
 		}
-		// GET on the same path is the message browser (console), which the
-		// mux prefers for GET as the more specific pattern.
-		mux.Handle("/v1/topics/{topic}/events", in.Handler())
+		// GET on the same path is the message browser (console).
+		mux.Handle("POST /v1/topics/{topic}/events", in.Handler())
 		health.Add("ingest", func(context.Context) error {
 			if !in.Ready() {
 				return errors.New("rebuilding the dedup index")
@@ -173,7 +172,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		var runners []*sinks.Runner
 		for i := range p.Sinks {
 			spec := &p.Sinks[i]
-			sinkLog := logger.With("component", "sink", "sink", spec.Name)
+			sinkLog := logger.With("component", "sink")
 			target, err := openTarget(ctx, p, spec, sinkLog)
 			if err != nil {
 				return fmt.Errorf("sink %q: %w", spec.Name, err)
@@ -188,8 +187,9 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 			modules = append(modules, namedModule{"sink " + spec.Name, r})
 		}
 		h := sinks.Handler(runners)
-		mux.Handle("/v1/sinks", readAuth.Wrap(h))
-		mux.Handle("/v1/sinks/", readAuth.Wrap(h))
+		for _, route := range []string{"GET /v1/sinks", "GET /v1/sinks/{sink}/dlq", "POST /v1/sinks/{sink}/dlq/replay"} {
+			mux.Handle(route, readAuth.Wrap(h))
+		}
 	}
 	store := serving.NewStore(p)
 	if roles["batch"] {
@@ -197,9 +197,10 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		if err != nil {
 			return err
 		}
-		mux.Handle("/v1/views/{view}/recompute", readAuth.Wrap(bt.Handler()))
-		mux.Handle("/v1/jobs", readAuth.Wrap(bt.Handler()))
-		mux.Handle("/v1/jobs/", readAuth.Wrap(bt.Handler()))
+		jobs := bt.Handler()
+		for _, route := range []string{"POST /v1/views/{view}/recompute", "GET /v1/jobs", "GET /v1/jobs/{id}"} {
+			mux.Handle(route, readAuth.Wrap(jobs))
+		}
 		modules = append(modules, namedModule{"batch", bt})
 	}
 	if roles["speed"] {
