@@ -18,7 +18,7 @@ func testServer(t *testing.T) (*Store, http.Handler) {
 	p := testPipeline(t)
 	s := NewStore(p)
 	mux := http.NewServeMux()
-	NewHandler(p, s, NewMetrics(prometheus.NewRegistry())).Register(mux, func(h http.Handler) http.Handler { return h })
+	NewHandler(p, s, NewMetrics(prometheus.NewRegistry(), s)).Register(mux, func(h http.Handler) http.Handler { return h })
 	return s, mux
 }
 

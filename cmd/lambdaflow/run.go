@@ -213,7 +213,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	if roles["serve"] {
 		api := console.NewAPI(p, b)
 		api.Register(mux, readAuth.Wrap)
-		serving.NewHandler(p, store, serving.NewMetrics(preg)).Register(mux, readAuth.Wrap)
+		serving.NewHandler(p, store, serving.NewMetrics(preg, store)).Register(mux, readAuth.Wrap)
 		// The console's page and assets are public; the data it shows comes
 		// from the API, which asks for a token when reads need one.
 		mux.Handle("GET /", console.UI())

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -130,20 +131,42 @@ func (t *top) sample(ctx context.Context) (*topSample, error) {
 	// Metrics add late events and rates; without them top still shows the
 	// log and the lag.
 	s.metrics, _ = t.c.getMetrics(ctx)
-	var ready struct {
+	s.ready = t.c.readiness(ctx)
+	return s, nil
+}
+
+// readiness summarises /readyz: "ready", or "not ready: " and the parts
+// that are down.
+func (c *client) readiness(ctx context.Context) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/readyz", nil)
+	if err != nil {
+		return "readiness unknown: " + err.Error()
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "readiness unknown: " + err.Error()
+	}
+	defer resp.Body.Close()
+	var ans struct {
 		Status string   `json:"status"`
 		Parts  []string `json:"parts"`
 	}
-	if err := t.c.getJSON(ctx, "/readyz", nil, &ready); err == nil {
-		s.ready = ready.Status
-	} else {
-		s.ready = "not ready"
-		var ae *apiError
-		if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable {
-			s.ready = "not ready: " + ae.Message
-		}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ans); err != nil {
+		return fmt.Sprintf("readiness unknown: %d", resp.StatusCode)
 	}
-	return s, nil
+	if resp.StatusCode == http.StatusOK {
+		return ans.Status
+	}
+	return "not ready: " + strings.Join(ans.Parts, ", ")
+}
+
+// oneLine makes an error message fit a table cell: one line, at most n runes.
+func oneLine(msg string, n int) string {
+	msg = strings.Join(strings.Fields(msg), " ")
+	if r := []rune(msg); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return msg
 }
 
 // optionalPart tells a part the process does not run (404: here is false)
@@ -336,7 +359,7 @@ func renderTop(w io.Writer, addr string, prev, cur *topSample) {
 				}
 				state := string(j.State)
 				if j.Error != "" {
-					state += ": " + j.Error
+					state += ": " + oneLine(j.Error, 60)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.0f\t%s\n", j.ID, j.View, state, progressBar(j.Done, j.Total, j.State == batch.JobSucceeded), j.Rows, j.RowsPerSecond, eta)
 			}
@@ -344,7 +367,7 @@ func renderTop(w io.Writer, addr string, prev, cur *topSample) {
 	}
 
 	if cur.sinks != nil {
-		section("SINK\tTYPE\tHEALTH\tWRITTEN\tWRITTEN/S\tRETRIES\tDEAD LETTERS", func(tw io.Writer) {
+		section("SINK\tTYPE\tHEALTH\tWRITTEN\tWRITTEN/S\tRETRIES\tDEAD LETTERS\tERROR", func(tw io.Writer) {
 			if len(cur.sinks) == 0 {
 				fmt.Fprintln(tw, "(no sinks)")
 			}
@@ -358,9 +381,9 @@ func renderTop(w io.Writer, addr string, prev, cur *topSample) {
 				})
 				health := "healthy"
 				if !s.Healthy {
-					health = "FAILING: " + s.Error
+					health = "FAILING"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%.0f\t%.0f\n", s.Name, s.Type, health, written, rate(wr, ok), retries, dead)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%.0f\t%.0f\t%s\n", s.Name, s.Type, health, written, rate(wr, ok), retries, dead, oneLine(s.Error, 70))
 			}
 		})
 	}

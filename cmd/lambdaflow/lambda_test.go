@@ -1,0 +1,164 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+type viewAnswer struct {
+	View    string           `json:"view"`
+	Horizon *string          `json:"horizon"`
+	Rows    []map[string]any `json:"rows"`
+}
+
+func queryView(t *testing.T, s *server, view string) viewAnswer {
+	t.Helper()
+	resp, err := http.Get(s.url("/v1/views/" + view))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var a viewAnswer
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func post(t *testing.T, s *server, topic, ndjson string) {
+	t.Helper()
+	resp, err := http.Post(s.url("/v1/topics/"+topic+"/events"), "application/x-ndjson", strings.NewReader(ndjson))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("post: %d %s", resp.StatusCode, body)
+	}
+}
+
+// rowsString renders rows compactly for exact comparison.
+func rowsString(rows []map[string]any) string {
+	var b strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%v %v n=%v total=%v slowest=%v %v final=%v\n", r["window_start"], r["page"], r["n"], r["total"], r["slowest"], r["layer"], r["final"])
+	}
+	return b.String()
+}
+
+func metricValue(t *testing.T, s *server, series string) string {
+	t.Helper()
+	resp, err := http.Get(s.url("/metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		return ""
+	}
+	return string(m[1])
+}
+
+func waitFor(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %v after 60s", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestLateEventsCorrectedByBatch is the point of the Lambda architecture:
+// an event that arrives after the speed layer closed its window is counted
+// late there, lands in the lake, and the next batch run puts it in the view.
+func TestLateEventsCorrectedByBatch(t *testing.T) {
+	s := startServer(t, "testdata/lambda.yaml", t.TempDir())
+	post(t, s, "clicks", `{"id":"1","ts":"2026-03-01T10:00:05Z","page":"a","ms":10}
+{"id":"2","ts":"2026-03-01T10:00:15Z","page":"a","ms":30}
+{"id":"3","ts":"2026-03-01T10:00:25Z","page":"b","ms":5}
+{"id":"4","ts":"2026-03-01T10:02:00Z","page":"a","ms":7}
+`)
+	// The event at 10:02 moves the watermark past 10:01: the 10:00 windows
+	// are final in the speed layer.
+	want := `2026-03-01T10:00:00Z a n=2 total=40 slowest=30 speed final=true
+2026-03-01T10:00:00Z b n=1 total=5 slowest=5 speed final=true
+2026-03-01T10:02:00Z a n=1 total=7 slowest=7 speed final=false
+`
+	waitFor(t, "speed rows", func() error {
+		got := rowsString(queryView(t, s, "per_page").Rows)
+		if got != want {
+			return fmt.Errorf("rows:\n%s", got)
+		}
+		return nil
+	})
+	if a := queryView(t, s, "per_page"); a.Horizon != nil {
+		t.Fatalf("horizon %v before any batch run, want null", *a.Horizon)
+	}
+
+	// Late: 10:00:40 for page a, after its window closed.
+	post(t, s, "clicks", `{"id":"5","ts":"2026-03-01T10:00:40Z","page":"a","ms":100}`+"\n")
+	waitFor(t, "late event counted", func() error {
+		if v := metricValue(t, s, `lambdaflow_speed_late_events_total{pipeline="lambda",view="per_page"}`); v != "1" {
+			return fmt.Errorf("late events %q", v)
+		}
+		return nil
+	})
+	if got := rowsString(queryView(t, s, "per_page").Rows); got != want {
+		t.Fatalf("the speed layer changed a final window for a late event:\n%s", got)
+	}
+
+	// Once the lake holds all five events, a batch run corrects the view.
+	waitFor(t, "lake caught up", func() error {
+		var lag lagAnswer
+		resp, err := http.Get(s.url("/v1/lag"))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(&lag)
+		for _, c := range lag.Consumers {
+			if c.Consumer == "lake" && c.Topic == "clicks" {
+				if c.Offset == 5 && c.Lag == 0 {
+					return nil
+				}
+				return fmt.Errorf("lake at offset %d, lag %d", c.Offset, c.Lag)
+			}
+		}
+		return fmt.Errorf("no lake consumer in %+v", lag)
+	})
+	out, errOut, code := runCLI(t, "", "batch", "run", "per_page", "--addr", s.addr)
+	if code != 0 || !strings.Contains(out, "succeeded") {
+		t.Fatalf("batch run: exit %d\n%s%s", code, out, errOut)
+	}
+	a := queryView(t, s, "per_page")
+	if a.Horizon == nil {
+		t.Fatal("no horizon after the batch run")
+	}
+	wantBatch := `2026-03-01T10:00:00Z a n=3 total=140 slowest=100 batch final=true
+2026-03-01T10:00:00Z b n=1 total=5 slowest=5 batch final=true
+2026-03-01T10:02:00Z a n=1 total=7 slowest=7 batch final=true
+`
+	if got := rowsString(a.Rows); got != wantBatch {
+		t.Fatalf("after the batch run:\n%s\nwant:\n%s", got, wantBatch)
+	}
+	// The two layers differ on exactly one closed window: drift 1.
+	if v := metricValue(t, s, `lambdaflow_view_drift_windows_total{pipeline="lambda",view="per_page"}`); v != "1" {
+		t.Errorf("drift %q, want 1", v)
+	}
+	s.stop()
+}
