@@ -1,0 +1,135 @@
+// Package ingest is Lambdaflow's HTTP ingest: it decodes request bodies
+// once, validates every event against its topic's schema, places each
+// event in a partition, groups events of concurrent requests into log
+// entries (group commit) and answers only once the log has made every
+// event of the request durable.
+//
+// It owns the endpoint POST /v1/topics/{topic}/events, the per-topic dedup
+// index of event ids and the batching in front of the log. It must not
+// keep events anywhere but in memory on their way to the log, nor answer
+// 200 for an event the log has not acknowledged; it knows the log only
+// through the Log interface (BrokerLog adapts package broker).
+//
+// # Request
+//
+// The body is one JSON object, a JSON array of objects, or NDJSON (objects
+// separated by newlines), told apart by the first non-space byte: '[' is an
+// array, '{' one object or several. Content-Type may be application/json,
+// application/x-ndjson or absent (415 otherwise); it does not change how
+// the body is read. Content-Encoding must be absent or identity.
+//
+// Each object is one flat event; its keys are the topic's schema fields:
+//
+//   - long and int take integral JSON numbers in range (int is 32-bit);
+//     1.0 and 1e3 are integral, 1.5 is not.
+//   - double takes any JSON number.
+//   - bool takes true or false; string a JSON string (valid UTF-8; a lone
+//     \u surrogate becomes U+FFFD).
+//   - timestamp takes an RFC 3339 string or epoch milliseconds as a number
+//     (up to 3 decimals, reaching microseconds), years 0001 to 9999.
+//   - null, or leaving a field out, is allowed only for optional fields.
+//   - a key that is not in the schema is rejected, so that a typo in a
+//     producer is an error and not silently lost data; so are nested
+//     objects and arrays, and a key given twice.
+//
+// The key "id" is reserved for the event id: a non-empty string (if the
+// schema also has a field named id, the value fills both, and the event id
+// is its text). An event without an id gets one from the header
+// Idempotency-Key: K, as "K:i" where i is the event's 0-based index in the
+// request; without the header a unique one is generated (26 characters,
+// ULID-like, time-ordered). The event time is the topic's time field, or
+// the ingest time when the topic has none or an optional one is absent.
+//
+// Every event is validated before anything is appended: a single bad
+// event rejects the whole request with 400 and nothing is written.
+//
+// # Answers
+//
+// 200, once every event is durable (fsynced on an embedded broker with
+// sync always; on a quorum with replicas 3), results in request order:
+//
+//	{"accepted": 2, "results": [{"partition": 0, "offset": 7, "duplicate": false},
+//	                            {"partition": 3, "offset": 12, "duplicate": true}]}
+//
+// accepted counts the events appended by this request; a duplicate carries
+// the partition and offset where its id first landed.
+//
+// Every error answer is a JSON object with "error". A 400 for a bad event
+// adds the 0-based "record", the "field" when one is at fault, and for
+// bodies that are not a JSON array the 1-based "line" where the record
+// starts; the message repeats them:
+//
+//	{"error": "line 4: record 3: field \"cpu\": expected double, got string", "record": 3, "line": 4, "field": "cpu"}
+//
+// Statuses: 400 bad body (also empty); 401 without a valid bearer token
+// where the topic has write_tokens (with WWW-Authenticate: Bearer); 403 for
+// a token of auth.read_tokens, which may read but not write; 404 unknown
+// topic; 405 other methods; 413 body over ingest.max_body_bytes, a request
+// of more events than ingest.max_in_flight, or an event over 512 KiB;
+// 415 other content types; 429 when ingest.max_in_flight events are already
+// waiting for the log; 503 while ingest starts or stops and when the log is
+// unavailable; 500 when the log refused an append for another reason. 429
+// and 503 carry Retry-After.
+//
+// A 503 or 500 after the log failed means some events of the request may be
+// durable and others not. Retry the same request with the same ids (or the
+// same Idempotency-Key): the durable ones are answered as duplicates and
+// only the rest is appended.
+//
+// # Authentication
+//
+// A topic with write_tokens needs "Authorization: Bearer <token>" with one
+// of them; tokens are compared as SHA-256 digests in constant time. A topic
+// without write_tokens is open.
+//
+// # Partitioning
+//
+// An event goes to partition FNV-1a-32(key) mod partitions, where key is
+// the canonical text of the value of the topic's key field: a string is its
+// UTF-8 bytes; long, int and timestamp (UTC microseconds) are decimal
+// ("-42"); bool is "true" or "false"; double is Go's
+// strconv.FormatFloat(v, 'g', -1, 64) ("0.1", "1e+21"). Events without a
+// key field, or with a null key, are placed by their event id the same
+// way. Partition exposes the function for producers that write to the log
+// directly.
+//
+// # Deduplication
+//
+// Per topic, ingest remembers where each client-given id (its own or from
+// Idempotency-Key) landed, for ingest.dedup_window (default 10m) and at most
+// ingest.dedup_max_ids ids (default 5,000,000; the oldest are forgotten
+// first, as 16-byte hashes, ~70 bytes each). A repeat within the window is
+// answered duplicate and not appended, also within one request. A request
+// whose id another request is appending waits for that one's outcome and
+// appends the event itself only if it failed. Generated ids are not
+// remembered (nobody can repeat them). The index is rebuilt from the last
+// dedup_window of the log when Run starts, before Ready, so that retries
+// across a restart land once; the log does not tell generated ids from
+// given ones, so the rebuilt index holds both.
+//
+// # Group commit
+//
+// Each partition has a batcher: events of concurrent requests are gathered
+// into one log entry of at most ingest.max_batch events (and about 512 KiB)
+// and written with one Append. One Append per partition runs at a time:
+// the broker serialises a partition's appends anyway, a second one in
+// flight measured no faster, and one keeps a partition's entries in the
+// order their requests were accepted. An entry is sent once the previous
+// Append has returned and it is full or its oldest event has waited
+// ingest.linger (default 1ms). While an Append runs the next entry fills,
+// so under load entries are sent back to back; when the log is idle the
+// first events wait up to linger for company, which keeps entries large
+// (one fsync each) instead of spending an fsync on the first small
+// request. Memory is bounded by ingest.max_in_flight events across
+// requests; the queue in front of each batcher is bounded too.
+//
+// # Metrics
+//
+// lambdaflow_ingest_events_total{topic}, lambdaflow_ingest_bytes_total{topic},
+// lambdaflow_ingest_duplicates_total{topic},
+// lambdaflow_ingest_rejects_total{topic,reason} (reason invalid, too_large,
+// unauthorized, overloaded, unavailable, unknown_topic; the topic label is
+// empty for unknown_topic, so URLs cannot create label values),
+// lambdaflow_ingest_ack_seconds (arrival to 200) and
+// lambdaflow_ingest_batch_events (events per log entry).
+package ingest

@@ -1,0 +1,234 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// metricsTopic is the topic of the DESIGN example.
+func metricsTopic(partitions int) *pipelines.Topic {
+	return &pipelines.Topic{
+		Name:       "metrics",
+		Partitions: partitions,
+		Key:        "host",
+		Time:       "ts",
+		Schema: pipelines.Schema{
+			{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
+			{Name: "host", Type: pipelines.TypeString, Required: true},
+			{Name: "region", Type: pipelines.TypeString, Required: true},
+			{Name: "cpu", Type: pipelines.TypeDouble, Required: true},
+			{Name: "bytes", Type: pipelines.TypeLong, Required: true},
+		},
+	}
+}
+
+// testPipeline is a pipeline with the loader's defaults filled in.
+func testPipeline(dir string, topics ...pipelines.Topic) *pipelines.Pipeline {
+	return &pipelines.Pipeline{
+		Version: 1,
+		Name:    "test",
+		DataDir: dir,
+		Broker:  pipelines.Broker{Replicas: 1, Sync: "always", Prefix: "LF"},
+		Ingest: pipelines.Ingest{
+			MaxBodyBytes: 16 << 20,
+			MaxInFlight:  65536,
+			DedupWindow:  pipelines.Duration(10 * 60e9),
+			DedupMaxIDs:  5_000_000,
+			Linger:       pipelines.Duration(1e6),
+			MaxBatch:     1000,
+		},
+		Topics: topics,
+	}
+}
+
+// clock is a settable clock for Options.Now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// harness runs an Ingest on a log until the test ends.
+type harness struct {
+	t      testing.TB
+	p      *pipelines.Pipeline
+	in     *Ingest
+	reg    *prometheus.Registry
+	clock  *clock
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startIngest builds an Ingest on log, runs it and waits until it is
+// ready. Stop it with stop, or let the test's cleanup do it.
+func startIngest(t testing.TB, p *pipelines.Pipeline, log Log, opts Options) *harness {
+	t.Helper()
+	h := &harness{t: t, p: p, reg: prometheus.NewRegistry(), clock: newClock(), done: make(chan error, 1)}
+	if opts.Now == nil {
+		opts.Now = h.clock.Now
+	}
+	opts.Registerer = h.reg
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	in, err := New(p, log, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	h.in = in
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- in.Run(ctx) }()
+	waitFor(t, 30*time.Second, func() error {
+		select {
+		case err := <-h.done:
+			h.done <- err
+			return fmt.Errorf("Run returned %v", err)
+		default:
+		}
+		if !in.Ready() {
+			return errors.New("not ready")
+		}
+		return nil
+	})
+	t.Cleanup(h.stop)
+	return h
+}
+
+// stop ends Run and waits for it; it may be called more than once.
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	if err := <-h.done; err != nil {
+		h.t.Errorf("Run: %v", err)
+	}
+}
+
+// reply is a decoded 200 answer.
+type reply struct {
+	Accepted int           `json:"accepted"`
+	Results  []eventResult `json:"results"`
+}
+
+type eventResult struct {
+	Partition int   `json:"partition"`
+	Offset    int64 `json:"offset"`
+	Duplicate bool  `json:"duplicate"`
+}
+
+// post sends a request through the handler and returns status and body.
+func (h *harness) post(topic, body string, header ...string) (int, string, http.Header) {
+	h.t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/v1/topics/"+topic+"/events", strings.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.in.Handler().ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String(), rec.Header()
+}
+
+// postOK posts and requires 200, returning the decoded reply.
+func (h *harness) postOK(topic, body string, header ...string) reply {
+	h.t.Helper()
+	code, out, _ := h.post(topic, body, header...)
+	if code != http.StatusOK {
+		h.t.Fatalf("POST %s: %d %s", topic, code, out)
+	}
+	var r reply
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		h.t.Fatalf("reply %q: %v", out, err)
+	}
+	return r
+}
+
+// waitFor polls f until it returns nil, failing the test after timeout.
+func waitFor(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// testWriter sends log output to the test log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// counter reads a counter of the harness' registry.
+func (h *harness) counter(name string, labels ...string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return 0
+}
