@@ -148,10 +148,10 @@ func TestIngestBodyForms(t *testing.T) {
 	if !reflect.DeepEqual(got[2], wantC) {
 		t.Fatalf("log event 2:\ngot  %+v\nwant %+v", got[2], wantC)
 	}
-	if v := h.counter("lambdaflow_ingest_events_total", "topic", "metrics"); v != 7 {
+	if v := h.counter("lambdaflow_ingest_events_total", "topic", "metrics"); v != 8 {
 		t.Fatalf("events_total %v", v)
 	}
-	if v := h.counter("lambdaflow_ingest_ack_seconds"); v != 4 {
+	if v := h.counter("lambdaflow_ingest_ack_seconds"); v != 5 {
 		t.Fatalf("ack_seconds count %v", v)
 	}
 	wantBytes := 0
