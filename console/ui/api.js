@@ -1,0 +1,125 @@
+// The console's only way to the pipeline: the same HTTP API every client
+// uses. Reads carry the bearer token the user entered (kept for the browser
+// session only); a 401 asks for one.
+
+const TOKEN_KEY = "lambdaflow.token";
+
+export function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+export function setToken(t) {
+  if (t) sessionStorage.setItem(TOKEN_KEY, t);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+// ApiError carries the status, so callers can tell "not wired" (404) from
+// "needs a token" (401) from a failure.
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+let onUnauthorized = () => {};
+
+// whenUnauthorized sets what happens when a read answers 401 (the token
+// prompt); the failing call still rejects.
+export function whenUnauthorized(fn) {
+  onUnauthorized = fn;
+}
+
+export async function request(method, path, { accept = "application/json" } = {}) {
+  const headers = { Accept: accept };
+  const t = token();
+  if (t) headers.Authorization = "Bearer " + t;
+  let resp;
+  try {
+    resp = await fetch(path, { method, headers, cache: "no-store" });
+  } catch (e) {
+    throw new ApiError(0, "lambdaflow is not reachable: " + e.message);
+  }
+  if (resp.status === 401) onUnauthorized();
+  if (!resp.ok) {
+    let msg = resp.statusText;
+    try {
+      const body = await resp.json();
+      if (body && body.error) msg = body.error;
+    } catch (_) {
+      // not JSON: keep the status text
+    }
+    throw new ApiError(resp.status, msg);
+  }
+  return resp;
+}
+
+export async function getJSON(path) {
+  return (await request("GET", path)).json();
+}
+
+export async function postJSON(path) {
+  return (await request("POST", path)).json();
+}
+
+export async function getText(path, accept) {
+  return (await request("GET", path, { accept })).text();
+}
+
+// optional turns "this layer does not run here" (404) into null, so pages
+// can say so instead of failing.
+export async function optional(promise) {
+  try {
+    return await promise;
+  } catch (e) {
+    if (e.status === 404) return null;
+    throw e;
+  }
+}
+
+// parseMetrics reads the Prometheus text format into samples
+// {name, labels, value}; only lambdaflow_ series are kept.
+export function parseMetrics(text) {
+  const out = [];
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("lambdaflow_")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels = {};
+    if (m[2]) {
+      const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+      let l;
+      while ((l = re.exec(m[2]))) labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+    }
+    out.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+// Metrics answers sums of samples by name and label filter.
+export class Metrics {
+  constructor(samples) {
+    this.samples = samples || [];
+  }
+  select(name, filter = {}) {
+    return this.samples.filter(
+      (s) => s.name === name && Object.entries(filter).every(([k, v]) => s.labels[k] === v),
+    );
+  }
+  sum(name, filter) {
+    return this.select(name, filter).reduce((a, s) => a + s.value, 0);
+  }
+  has(name) {
+    return this.samples.some((s) => s.name === name);
+  }
+  // by sums name per value of label.
+  by(name, label, filter) {
+    const out = {};
+    for (const s of this.select(name, filter)) out[s.labels[label]] = (out[s.labels[label]] || 0) + s.value;
+    return out;
+  }
+  pipeline() {
+    const s = this.samples.find((s) => s.labels.pipeline);
+    return s ? s.labels.pipeline : "";
+  }
+}

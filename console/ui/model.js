@@ -1,0 +1,124 @@
+// The model keeps the last samples of the pipeline's state (topics, lag,
+// metrics, views, jobs, sinks) and derives rates and trends from them: the
+// API reports positions and counters, the console turns successive samples
+// into throughput.
+
+import { Metrics } from "./api.js";
+
+const KEEP = 90; // samples: three minutes at the 2 s refresh
+const RATE_SPAN_MS = 10_000; // rates are averaged over about this long
+
+export class Model {
+  constructor() {
+    this.samples = [];
+    this.views = null; // GET /v1/views, or null when serving is not here
+    this.jobs = null; // GET /v1/jobs, or null when batch is not here
+    this.sinks = null; // GET /v1/sinks, or null when sinks are not here
+    this.ready = null; // GET /readyz answer
+    this.error = null; // the last refresh's failure
+  }
+
+  push(sample) {
+    this.samples.push(sample);
+    if (this.samples.length > KEEP) this.samples.shift();
+  }
+
+  get latest() {
+    return this.samples[this.samples.length - 1] || { t: Date.now(), topics: [], lag: [], metrics: new Metrics([]) };
+  }
+
+  // rate is the per-second change of value(sample) over the last few
+  // samples; null until there are two.
+  rate(value) {
+    const n = this.samples.length;
+    if (n < 2) return null;
+    const last = this.samples[n - 1];
+    let i = n - 2;
+    while (i > 0 && last.t - this.samples[i].t < RATE_SPAN_MS) i--;
+    const first = this.samples[i];
+    const a = value(first);
+    const b = value(last);
+    if (a === undefined || b === undefined || a === null || b === null) return null;
+    const dt = (last.t - first.t) / 1000;
+    if (dt <= 0) return null;
+    return Math.max(0, (b - a) / dt);
+  }
+
+  // series is value(sample) over every kept sample (undefined ones skipped).
+  series(value) {
+    return this.samples.map(value).filter((v) => v !== undefined && v !== null);
+  }
+
+  topic(name, sample = this.latest) {
+    return sample.topics.find((t) => t.name === name);
+  }
+
+  topicRate(name) {
+    return this.rate((s) => {
+      const t = this.topic(name, s);
+      return t ? t.partitions.reduce((a, p) => a + p.end_offset, 0) : undefined;
+    });
+  }
+
+  partitionRate(name, partition) {
+    return this.rate((s) => {
+      const t = this.topic(name, s);
+      const p = t && t.partitions.find((p) => p.partition === partition);
+      return p ? p.end_offset : undefined;
+    });
+  }
+
+  lagRow(sample, c, topic, partition) {
+    return sample.lag.find((l) => l.consumer === c && l.topic === topic && l.partition === partition);
+  }
+
+  // consumerRate is how fast a consumer's committed offset moves, summed
+  // over partitions (of one partition when given).
+  consumerRate(consumer, topic, partition) {
+    return this.rate((s) => {
+      const rows = s.lag.filter(
+        (l) => l.consumer === consumer && (!topic || l.topic === topic) && (partition === undefined || l.partition === partition),
+      );
+      return rows.length ? rows.reduce((a, l) => a + l.offset, 0) : undefined;
+    });
+  }
+
+  lagTrend(consumer, topic, partition) {
+    return this.series((s) => {
+      const l = this.lagRow(s, consumer, topic, partition);
+      return l ? l.lag : undefined;
+    });
+  }
+
+  metricRate(name, filter) {
+    return this.rate((s) => (s.metrics.has(name) ? s.metrics.sum(name, filter) : undefined));
+  }
+
+  // consumers lists each consumer of a topic with its lag summed over
+  // partitions and its worst lag in seconds.
+  consumersOf(topic) {
+    const out = new Map();
+    for (const l of this.latest.lag) {
+      if (l.topic !== topic) continue;
+      const c = out.get(l.consumer) || { consumer: l.consumer, topic, lag: 0, lag_seconds: 0, offset: 0, end_offset: 0 };
+      c.lag += l.lag;
+      c.offset += l.offset;
+      c.end_offset += l.end_offset;
+      c.lag_seconds = Math.max(c.lag_seconds, l.lag_seconds);
+      out.set(l.consumer, c);
+    }
+    return [...out.values()];
+  }
+}
+
+// worstFirst orders lag rows: oldest unconsumed event first, then most
+// events behind, then by name so the order is stable between refreshes.
+export function worstFirst(a, b) {
+  return (
+    b.lag_seconds - a.lag_seconds ||
+    b.lag - a.lag ||
+    a.consumer.localeCompare(b.consumer) ||
+    a.topic.localeCompare(b.topic) ||
+    (a.partition || 0) - (b.partition || 0)
+  );
+}
