@@ -1,12 +1,13 @@
 # Lambdaflow: the two commands a newcomer needs are `make run` and `make test`.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 GO ?= go
 PIPELINE ?= pipelines/examples/quickstart.yaml
 SERVICES := deploy/dev/services.sh
 # -p 1: packages share the dev services, and some tests stop and restart them.
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 30m
 BENCH ?= .
-BENCHTIME ?= 1x
+BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 
 .PHONY: run build test test-go lint services services-down bench fuzz clean
@@ -37,9 +38,11 @@ services:
 services-down:
 	$(SERVICES) down
 
-## bench: every benchmark, several runs each (medians go in BENCHMARKS.md)
-bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem ./...
+## bench: every benchmark, several runs each (medians go in BENCHMARKS.md); output also in artifacts/bench.txt
+bench: services
+	mkdir -p artifacts
+	set -a; source <($(SERVICES) env); set +a; \
+	$(GO) test -p 1 -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem -timeout 60m ./... | tee artifacts/bench.txt
 
 ## fuzz: a short run of each fuzz target
 fuzz:
