@@ -49,6 +49,7 @@ func commands() []command {
 		{"query", "VIEW [--where k=v] [--from T --to T]", "query a view", queryCmd},
 		{"batch", "run VIEW [--from T --to T]", "recompute a view from the lake now", batchCmd},
 		{"dlq", "list|replay SINK", "list or replay a sink's dead letters", dlqCmd},
+		{"top", "[-n N] [--once]", "live rates, lag, late events, jobs and sinks of a running process", topCmd},
 		{"version", "", "print the version", versionCmd},
 	}
 }
@@ -134,6 +135,21 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// parseArgs parses args as parseFlags does and checks that they hold at
+// least min positional arguments, and at most max unless max is negative;
+// otherwise it prints the usage and returns errUsage.
+func parseArgs(fs *flag.FlagSet, args []string, min, max int) ([]string, error) {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) < min || max >= 0 && len(pos) > max {
+		fs.Usage()
+		return nil, errUsage
+	}
+	return pos, nil
 }
 
 func versionCmd(_ context.Context, args []string, std stdio, _ lookupEnv) error {

@@ -72,6 +72,7 @@ export function bytes(n) {
 // "3m 12s", "2h 05m", "3d 4h".
 export function seconds(sec) {
   if (sec === null || sec === undefined || Number.isNaN(sec)) return "–";
+  if (sec > 0 && sec < 1) return Math.max(1, Math.round(sec * 1000)) + " ms";
   if (sec < 10) return rateFmt.format(sec) + " s";
   if (sec < 60) return Math.round(sec) + " s";
   const m = Math.floor(sec / 60);

@@ -120,8 +120,10 @@ function graph(model, navigate) {
   const topics = model.latest.topics.filter((t) => !viewNames.has(t.name) && !dlqNames.has(t.name));
   const m = model.latest.metrics;
 
-  const consumers = new Map(); // name → topics it reads
+  const consumers = new Map(); // name → topics it reads, of those drawn
+  const drawn = new Set(topics.map((t) => t.name));
   for (const l of model.latest.lag) {
+    if (!drawn.has(l.topic)) continue; // e.g. a sink's replay of its dead letters
     if (!consumers.has(l.consumer)) consumers.set(l.consumer, new Set());
     consumers.get(l.consumer).add(l.topic);
   }

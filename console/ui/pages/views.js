@@ -199,18 +199,19 @@ function chart(rows, groupBy, agg, horizon) {
   const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, id: "view-chart-svg", role: "img", "aria-label": `${agg} per window` });
   // Regions: batch up to the horizon, speed after it.
   const hx = hz === null ? L : Math.min(Math.max(X(hz), L), W - R);
-  if (hx > L) svg.append(s("rect", { class: "region batch", x: L, y: T, width: hx - L, height: H - T - B }), s("text", { class: "region-label batch", x: L + 8, y: T + 14 }, "BATCH"));
-  if (hx < W - R) svg.append(s("rect", { class: "region speed", x: hx, y: T, width: W - R - hx, height: H - T - B }), s("text", { class: "region-label speed", x: W - R - 8, y: T + 14, "text-anchor": "end" }, "SPEED"));
+  if (hx > L) svg.append(s("rect", { class: "region batch", x: L, y: T, width: hx - L, height: H - T - B }), s("text", { class: "region-label batch", x: L + 8, y: H - B - 8 }, "BATCH"));
+  if (hx < W - R) svg.append(s("rect", { class: "region speed", x: hx, y: T, width: W - R - hx, height: H - T - B }), s("text", { class: "region-label speed", x: W - R - 8, y: H - B - 8, "text-anchor": "end" }, "SPEED"));
 
   const axis = s("g", { class: "axis" });
   for (let i = 0; i <= 4; i++) {
     const v = y0 + ((y1 - y0) * i) / 4;
     axis.append(s("line", { x1: L, x2: W - R, y1: Y(v), y2: Y(v) }), s("text", { x: L - 8, y: Y(v) + 4, "text-anchor": "end" }, short(v)));
   }
-  const ticks = 6;
-  for (let i = 0; i <= ticks; i++) {
-    const t = x0 + ((x1 - x0) * i) / ticks;
-    axis.append(s("text", { x: X(t), y: H - 12, "text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle" }, tickLabel(t, x1 - x0)));
+  // Time ticks on whole steps (a minute, five, an hour…), at most eight.
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 360, 720, 1440, 2880, 10080].map((m) => m * 60_000);
+  const step = steps.find((st) => (x1 - x0) / st <= 8) || steps[steps.length - 1];
+  for (let t = Math.ceil(x0 / step) * step; t <= x1; t += step) {
+    axis.append(s("line", { x1: X(t), x2: X(t), y1: H - B, y2: H - B + 4 }), s("text", { x: X(t), y: H - 12, "text-anchor": "middle" }, tickLabel(t, x1 - x0)));
   }
   svg.append(axis);
 
@@ -256,7 +257,10 @@ function chart(rows, groupBy, agg, horizon) {
         "g",
         { class: "horizon", "data-horizon": horizon },
         s("line", { x1: hx, x2: hx, y1: T - 6, y2: H - B }),
-        s("text", { x: hx + 6, y: T - 10 }, "horizon " + time(horizon).slice(11)),
+        // Near the right edge the label goes left of the line.
+        hx > W - R - 150
+          ? s("text", { x: hx - 6, y: T - 10, "text-anchor": "end" }, "horizon " + time(horizon).slice(11))
+          : s("text", { x: hx + 6, y: T - 10 }, "horizon " + time(horizon).slice(11)),
       ),
     );
   }

@@ -1,0 +1,412 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// The console tests load the web console in headless Chromium against the
+// shared process and compare what the pages show with the API's answers.
+// Every subtest leaves a screenshot in the artifacts directory.
+
+// findChromium returns the browser to drive: LF_CHROMIUM, or Debian's
+// chromium (apt-get install -y chromium), or a Chrome on the PATH.
+func findChromium() string {
+	if p := os.Getenv("LF_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// browser is one headless Chromium tab and the JavaScript errors it saw.
+type browser struct {
+	ctx    context.Context
+	mu     sync.Mutex
+	errors []string
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	path := findChromium()
+	if path == "" {
+		msg := "no chromium on this machine (apt-get install -y chromium, or set LF_CHROMIUM)"
+		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1440, 900),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	b := &browser{}
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			msg := e.ExceptionDetails.Text
+			if e.ExceptionDetails.Exception != nil {
+				msg += " " + e.ExceptionDetails.Exception.Description
+			}
+			b.mu.Lock()
+			b.errors = append(b.errors, msg)
+			b.mu.Unlock()
+		}
+	}))
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	b.ctx = ctx
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start %s: %v", path, err)
+	}
+	return b
+}
+
+// jsErrors returns and forgets the uncaught exceptions so far.
+func (b *browser) jsErrors() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.errors
+	b.errors = nil
+	return out
+}
+
+// eval runs expr in the page and decodes its JSON value into out.
+func (b *browser) eval(t *testing.T, expr string, out any) {
+	t.Helper()
+	if err := b.tryEval(expr, out); err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+}
+
+func (b *browser) tryEval(expr string, out any) error {
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](expr))
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// waitFor polls the page until expr is true.
+func (b *browser) waitFor(t *testing.T, what, expr string) {
+	t.Helper()
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var ok bool
+		if err := b.tryEval("!!("+expr+")", &ok); err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("the page never showed %s (%s)", what, expr)
+		}
+		return nil
+	})
+}
+
+// open goes to a console page (a hash route).
+func (b *browser) open(t *testing.T, p *process, route string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(p.url+"/#/"+route)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// screenshot saves the whole page as <artifacts>/console-<name>.png.
+func (b *browser) screenshot(t *testing.T, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	path := filepath.Join(artifacts, "console-"+name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Error(err)
+		return
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+func TestConsole(t *testing.T) {
+	p, f := sharedPipeline(t)
+	b := newBrowser(t)
+	t.Cleanup(func() {
+		if errs := b.jsErrors(); len(errs) > 0 {
+			t.Errorf("JavaScript exceptions: %v", errs)
+		}
+	})
+
+	t.Run("token prompt", func(t *testing.T) {
+		b.open(t, p, "consumers")
+		b.waitFor(t, "the token prompt", `document.getElementById("token-dialog").open`)
+		b.screenshot(t, "token")
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		defer cancel()
+		err := chromedp.Do(ctx,
+			chromedp.SendKeys(chromedp.CSS("#token-input"), p.token),
+			chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.waitFor(t, "data after the token", `Number(document.body.dataset.samples) > 0 && document.getElementById("ready") !== null`)
+	})
+
+	t.Run("lag table", func(t *testing.T) {
+		defer b.screenshot(t, "consumers")
+		b.open(t, p, "consumers")
+		var api lagAnswer
+		p.getJSON(t, "/v1/lag", &api)
+		if len(api.Consumers) == 0 {
+			t.Skip("no consumers in /v1/lag: the layers are not wired into `lambdaflow run` yet")
+		}
+		b.waitFor(t, "every consumer row", fmt.Sprintf(`document.querySelectorAll("#lag tr.lag-row").length === %d`, len(api.Consumers)))
+		var rows []struct {
+			Consumer, Topic                              string
+			Partition, Offset, End, Lag                  int64
+			LagSeconds                                   float64
+			OffsetText, EndText, LagText, LagSecondsText string
+		}
+		b.eval(t, `[...document.querySelectorAll("#lag tr.lag-row")].map(r => ({
+			Consumer: r.dataset.consumer, Topic: r.dataset.topic, Partition: Number(r.dataset.partition),
+			Offset: Number(r.querySelector(".offset").dataset.value), End: Number(r.querySelector(".end").dataset.value),
+			Lag: Number(r.querySelector(".lag").dataset.value), LagSeconds: Number(r.querySelector(".lag-seconds").dataset.value),
+			OffsetText: r.querySelector(".offset").textContent, EndText: r.querySelector(".end").textContent,
+			LagText: r.querySelector(".lag").textContent, LagSecondsText: r.querySelector(".lag-seconds").textContent}))`, &rows)
+		p.getJSON(t, "/v1/lag", &api)
+		want := map[string]lagRow{}
+		for _, l := range api.Consumers {
+			want[fmt.Sprintf("%s/%s/%d", l.Consumer, l.Topic, l.Partition)] = l
+		}
+		for i, r := range rows {
+			k := fmt.Sprintf("%s/%s/%d", r.Consumer, r.Topic, r.Partition)
+			w, ok := want[k]
+			if !ok {
+				t.Errorf("row %s is not in /v1/lag", k)
+				continue
+			}
+			// Positions are exact; the age of a stuck consumer's oldest
+			// event grows while we look.
+			if r.Offset != w.Offset || r.End != w.EndOffset || r.Lag != w.Lag || math.Abs(r.LagSeconds-w.LagSeconds) > 5 {
+				t.Errorf("row %s shows offset %d, end %d, lag %d (%.1f s); the API says %d, %d, %d (%.1f s)", k, r.Offset, r.End, r.Lag, r.LagSeconds, w.Offset, w.EndOffset, w.Lag, w.LagSeconds)
+			}
+			if strings.ReplaceAll(r.LagText, ",", "") != strconv.FormatInt(r.Lag, 10) || strings.ReplaceAll(r.OffsetText, ",", "") != strconv.FormatInt(r.Offset, 10) {
+				t.Errorf("row %s: text %q, %q does not show lag %d, offset %d", k, r.LagText, r.OffsetText, r.Lag, r.Offset)
+			}
+			if i > 0 && rows[i-1].LagSeconds < r.LagSeconds {
+				t.Errorf("rows not worst first: %s (%.1f s) after %s/%s/%d (%.1f s)", k, r.LagSeconds, rows[i-1].Consumer, rows[i-1].Topic, rows[i-1].Partition, rows[i-1].LagSeconds)
+			}
+		}
+		if f.sinks && rows[0].Consumer != stuckSink {
+			t.Errorf("worst row is %s, want the stuck %s", rows[0].Consumer, stuckSink)
+		}
+	})
+
+	t.Run("message browser", func(t *testing.T) {
+		defer b.screenshot(t, "messages")
+		part := f.events[0].partition()
+		q := url.Values{"topic": {seedTopic}, "partition": {strconv.Itoa(part)}, "from": {"0"}, "limit": {"100"}}
+		b.open(t, p, "messages?"+q.Encode())
+		var api browseAnswer
+		p.getJSON(t, fmt.Sprintf("/v1/topics/%s/events?partition=%d&from=0&limit=100", seedTopic, part), &api)
+		b.waitFor(t, "the messages", fmt.Sprintf(`document.querySelectorAll("#msg-list details.message").length === %d`, len(api.Events)))
+		var shown []struct {
+			Partition, Offset int
+			ID, JSON          string
+		}
+		b.eval(t, `[...document.querySelectorAll("#msg-list details.message")].map(d => ({
+			Partition: Number(d.dataset.partition), Offset: Number(d.dataset.offset), ID: d.dataset.id,
+			JSON: d.querySelector("pre.json").textContent}))`, &shown)
+		for i, s := range shown {
+			w := api.Events[i]
+			var ev map[string]any
+			if err := json.Unmarshal([]byte(s.JSON), &ev); err != nil {
+				t.Errorf("message %d: pretty JSON %q does not parse: %v", i, s.JSON, err)
+			}
+			if s.Partition != w.Partition || int64(s.Offset) != w.Offset || s.ID != w.ID || !reflect.DeepEqual(ev, w.Event) {
+				t.Errorf("message %d shows %+v, the API says %+v", i, s, w)
+			}
+		}
+		var href string
+		b.eval(t, `document.getElementById("msg-download").getAttribute("href")`, &href)
+		u, err := url.Parse(href)
+		if err != nil || u.Path != "/v1/topics/"+seedTopic+"/events" || u.Query().Get("format") != "ndjson" || u.Query().Get("partition") != strconv.Itoa(part) || u.Query().Get("from") != "0" {
+			t.Errorf("download link %q, want the same selection with format=ndjson", href)
+		}
+
+		// By time: everything ingested since the seed.
+		q = url.Values{"topic": {seedTopic}, "partition": {strconv.Itoa(part)}, "from": {f.seededAt.Add(-time.Second).Format(time.RFC3339)}, "limit": {"100"}}
+		b.open(t, p, "messages?"+q.Encode())
+		b.waitFor(t, "the messages by time", fmt.Sprintf(`document.querySelectorAll("#msg-list details.message").length === %d`, len(f.byPartition(part))))
+	})
+
+	t.Run("topics", func(t *testing.T) {
+		defer b.screenshot(t, "topics")
+		b.open(t, p, "topics")
+		b.waitFor(t, "the topic", `document.querySelector('.topic[data-topic="metrics"] .topic-events')`)
+		var a topicsAnswer
+		p.getJSON(t, "/v1/topics", &a)
+		var shown struct {
+			Events int64
+			Ends   []int64
+		}
+		b.eval(t, `({Events: Number(document.querySelector('.topic[data-topic="metrics"] .topic-events').dataset.value),
+			Ends: [...document.querySelectorAll('.topic[data-topic="metrics"] tr[data-partition] td.end')].map(td => Number(td.textContent.replaceAll(",", "")))})`, &shown)
+		for _, tp := range a.Topics {
+			if tp.Name != seedTopic {
+				continue
+			}
+			var ends []int64
+			for _, pt := range tp.Partitions {
+				ends = append(ends, pt.EndOffset)
+			}
+			if shown.Events != tp.Events || !reflect.DeepEqual(shown.Ends, ends) {
+				t.Errorf("topics page shows %d events, end offsets %v; the API says %d, %v", shown.Events, shown.Ends, tp.Events, ends)
+			}
+		}
+	})
+
+	t.Run("recompute", func(t *testing.T) {
+		if !f.batch {
+			t.Skip("GET /v1/jobs answers 404: the batch layer is not wired into `lambdaflow run` yet")
+		}
+		defer b.screenshot(t, "jobs")
+		b.open(t, p, "jobs")
+		b.waitFor(t, "the recompute button", `document.querySelector("#recompute-view option")`)
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		defer cancel()
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#recompute"))); err != nil {
+			t.Fatal(err)
+		}
+		b.waitFor(t, "the started job", `document.getElementById("recompute-job")`)
+		var id string
+		b.eval(t, `document.getElementById("recompute-job").textContent`, &id)
+		b.waitFor(t, "the job succeeding", fmt.Sprintf(`document.querySelector('tr.job-row[data-job=%q][data-state="succeeded"]')`, id))
+		var job jobStatus
+		p.getJSON(t, "/v1/jobs/"+url.PathEscape(id), &job)
+		if job.State != "succeeded" || job.View != seedView {
+			t.Errorf("the API says job %s is %+v", id, job)
+		}
+	})
+
+	t.Run("view chart", func(t *testing.T) {
+		defer b.screenshot(t, "views")
+		var api viewAnswer
+		p.getJSON(t, "/v1/views/"+seedView, &api)
+		if len(api.Rows) == 0 {
+			t.Skip("the view has no rows: neither the speed nor the batch layer is wired into `lambdaflow run` yet")
+		}
+		if f.speed && api.Horizon != nil {
+			// Windows past the horizon, so the chart shows both layers.
+			f.postFresh(t, p)
+			p.getJSON(t, "/v1/views/"+seedView, &api)
+		}
+		b.open(t, p, "views?view="+seedView+"&agg=avg_cpu")
+		b.waitFor(t, "every point", fmt.Sprintf(`document.querySelectorAll("#view-chart-svg .point").length === %d`, len(api.Rows)))
+		type point struct {
+			Window, Group, Layer string
+			Value                float64
+		}
+		var shown []point
+		b.eval(t, `[...document.querySelectorAll("#view-chart-svg .point")].map(e => ({
+			Window: e.dataset.windowStart, Group: e.dataset.group, Layer: e.dataset.layer, Value: Number(e.dataset.value)}))`, &shown)
+		p.getJSON(t, "/v1/views/"+seedView, &api)
+		var want []point
+		for _, r := range api.Rows {
+			want = append(want, point{r.WindowStart, r.Region, r.Layer, r.AvgCPU})
+		}
+		byKey := func(ps []point) {
+			sort.Slice(ps, func(i, j int) bool { return ps[i].Window+ps[i].Group < ps[j].Window+ps[j].Group })
+		}
+		byKey(shown)
+		byKey(want)
+		if len(shown) != len(want) {
+			t.Errorf("chart has %d points, the API %d rows", len(shown), len(want))
+		}
+		for i := range min(len(shown), len(want)) {
+			s, w := shown[i], want[i]
+			if s.Window != w.Window || s.Group != w.Group || s.Layer != w.Layer || math.Abs(s.Value-w.Value) > 1e-9 {
+				t.Errorf("chart point %+v, the API says %+v", s, w)
+			}
+		}
+		if api.Horizon != nil {
+			var hz string
+			b.eval(t, `(document.querySelector("#view-chart-svg .horizon") || {dataset: {}}).dataset.horizon || ""`, &hz)
+			var layers []string
+			b.eval(t, `[...new Set([...document.querySelectorAll("#view-chart-svg .point")].map(e => e.dataset.layer))].sort()`, &layers)
+			t.Logf("horizon %s; layers on the chart: %v", *api.Horizon, layers)
+			if hz != "" && hz != *api.Horizon {
+				t.Errorf("chart horizon %q, the API says %q", hz, *api.Horizon)
+			}
+		}
+		var tableRows int
+		b.eval(t, `document.querySelectorAll("#view-table tr.view-row").length`, &tableRows)
+		if tableRows != len(api.Rows) {
+			t.Errorf("table has %d rows, the API %d", tableRows, len(api.Rows))
+		}
+	})
+
+	t.Run("sinks", func(t *testing.T) {
+		if !f.sinks {
+			t.Skip("GET /v1/sinks answers 404: the sinks are not wired into `lambdaflow run` yet")
+		}
+		defer b.screenshot(t, "sinks")
+		b.open(t, p, "sinks?dlq=warehouse")
+		b.waitFor(t, "both sinks", `document.querySelectorAll(".sink[data-sink]").length === 2`)
+		var health map[string]string
+		b.eval(t, `Object.fromEntries([...document.querySelectorAll(".sink[data-sink]")].map(e => [e.dataset.sink, e.dataset.healthy]))`, &health)
+		if want := map[string]string{"warehouse": "true", "archive": "false"}; !reflect.DeepEqual(health, want) {
+			t.Errorf("sink health shown %v, want %v", health, want)
+		}
+		b.waitFor(t, "the warehouse's dead letters (none)", `document.querySelector("#dlq h2") && document.querySelector("#dlq").textContent.includes("No dead letters")`)
+	})
+
+	t.Run("overview graph", func(t *testing.T) {
+		defer b.screenshot(t, "overview")
+		b.open(t, p, "overview")
+		b.waitFor(t, "the pipeline graph", `document.querySelector('#pipeline-graph [data-node="topic:metrics"]')`)
+		var api lagAnswer
+		p.getJSON(t, "/v1/lag", &api)
+		for _, l := range api.Consumers {
+			if l.Topic != seedTopic {
+				continue
+			}
+			sel := fmt.Sprintf(`#pipeline-graph .edge[data-from="topic:%s"][data-to="consumer:%s"]`, l.Topic, l.Consumer)
+			b.waitFor(t, "the edge to "+l.Consumer, `document.querySelector('`+sel+`')`)
+		}
+		b.waitFor(t, "the view node", fmt.Sprintf(`document.querySelector('#pipeline-graph [data-node="view:%s"]')`, seedView))
+	})
+}

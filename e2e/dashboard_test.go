@@ -1,0 +1,356 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+const dashboardFile = "../deploy/grafana/lambdaflow.json"
+
+// metricName finds the metric names a PromQL expression uses; parsing
+// loosely is enough, every name of ours starts with lambdaflow_.
+var metricName = regexp.MustCompile(`\blambdaflow_[a-zA-Z0-9_]+`)
+
+// dashboard is the part of a Grafana dashboard the tests look at.
+type dashboard struct {
+	UID        string `json:"uid"`
+	Templating struct {
+		List []struct {
+			Name       string          `json:"name"`
+			Type       string          `json:"type"`
+			Query      json.RawMessage `json:"query"`
+			Datasource json.RawMessage `json:"datasource"`
+		} `json:"list"`
+	} `json:"templating"`
+	Panels []panel `json:"panels"`
+}
+
+type panel struct {
+	ID         int                      `json:"id"`
+	Type       string                   `json:"type"`
+	Title      string                   `json:"title"`
+	Datasource json.RawMessage          `json:"datasource"`
+	GridPos    struct{ H, W, X, Y int } `json:"gridPos"`
+	Targets    []struct {
+		Expr       string          `json:"expr"`
+		Datasource json.RawMessage `json:"datasource"`
+	} `json:"targets"`
+	Panels []panel `json:"panels"`
+}
+
+func loadDashboard(t *testing.T) (dashboard, []panel) {
+	t.Helper()
+	data, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&d); err != nil {
+		t.Fatalf("%s: %v", dashboardFile, err)
+	}
+	var all []panel
+	var walk func([]panel)
+	walk = func(ps []panel) {
+		for _, p := range ps {
+			all = append(all, p)
+			walk(p.Panels)
+		}
+	}
+	walk(d.Panels)
+	return d, all
+}
+
+// dashboardMetrics maps every metric name the dashboard's expressions use to
+// the panels that use it.
+func dashboardMetrics(t *testing.T) map[string][]string {
+	t.Helper()
+	d, panels := loadDashboard(t)
+	out := map[string][]string{}
+	for _, p := range panels {
+		for _, tg := range p.Targets {
+			for _, n := range metricName.FindAllString(tg.Expr, -1) {
+				out[n] = append(out[n], p.Title)
+			}
+		}
+	}
+	for _, v := range d.Templating.List {
+		for _, n := range metricName.FindAllString(string(v.Query), -1) {
+			out[n] = append(out[n], "variable "+v.Name)
+		}
+	}
+	return out
+}
+
+// TestDashboardShape checks what Grafana needs to import the dashboard and
+// what makes it usable on any Prometheus: a data source variable, a pipeline
+// variable every query filters on, unique panel ids, no overlapping panels.
+func TestDashboardShape(t *testing.T) {
+	d, panels := loadDashboard(t)
+	vars := map[string]string{}
+	for _, v := range d.Templating.List {
+		vars[v.Name] = v.Type
+	}
+	if vars["datasource"] != "datasource" || vars["pipeline"] != "query" {
+		t.Errorf("variables %v: want datasource (datasource) and pipeline (query)", vars)
+	}
+	if d.UID == "" {
+		t.Error("no uid")
+	}
+	ids := map[int]string{}
+	type cell struct{ x, y int }
+	used := map[cell]string{}
+	selector := regexp.MustCompile(`lambdaflow_[a-zA-Z0-9_]+(\{[^}]*\})?`)
+	for _, p := range panels {
+		if prev, ok := ids[p.ID]; ok {
+			t.Errorf("panels %q and %q share id %d", prev, p.Title, p.ID)
+		}
+		ids[p.ID] = p.Title
+		if p.GridPos.W <= 0 || p.GridPos.H <= 0 || p.GridPos.X+p.GridPos.W > 24 {
+			t.Errorf("panel %q: gridPos %+v", p.Title, p.GridPos)
+		}
+		for x := p.GridPos.X; x < p.GridPos.X+p.GridPos.W; x++ {
+			for y := p.GridPos.Y; y < p.GridPos.Y+p.GridPos.H; y++ {
+				if other, ok := used[cell{x, y}]; ok {
+					t.Errorf("panels %q and %q overlap at %d,%d", other, p.Title, x, y)
+					y, x = 1<<30, 1<<30
+				}
+				used[cell{x, y}] = p.Title
+			}
+		}
+		if p.Type == "row" {
+			continue
+		}
+		if !strings.Contains(string(p.Datasource), "${datasource}") {
+			t.Errorf("panel %q: datasource %s, want ${datasource}", p.Title, p.Datasource)
+		}
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			for _, sel := range selector.FindAllString(tg.Expr, -1) {
+				if !strings.Contains(sel, `pipeline=~"$pipeline"`) {
+					t.Errorf("panel %q: %s does not filter on the pipeline variable", p.Title, sel)
+				}
+			}
+		}
+	}
+}
+
+// TestDashboardMetricsExist runs a pipeline with data flowing through every
+// layer and checks that every metric the dashboard queries is at /metrics
+// (histograms through their _bucket, _sum and _count series).
+func TestDashboardMetricsExist(t *testing.T) {
+	used := dashboardMetrics(t)
+	p := startT(t, "dashboard", "pipeline.yaml", "e2e-dashboard-token")
+
+	layers := probeLayers(t, p)
+	// Data through every path: accepted events (two rounds, so the lake
+	// writes two files per partition and compacts them), a duplicate, a
+	// rejected request, a late event, a query, a batch run.
+	_, evs := newEvents(time.Now())
+	var first, second []map[string]any
+	for i, e := range evs {
+		// Both rounds cover every host, so every partition gets two files.
+		if i < len(evs)/2 {
+			first = append(first, e.json())
+		} else {
+			second = append(second, e.json())
+		}
+	}
+	p.post(t, seedTopic, first)
+	p.post(t, seedTopic, first[:1]) // a duplicate
+	if layers["batch"] {
+		waitLake(t, p) // the first round's files are closed: the second opens new ones
+	}
+	p.post(t, seedTopic, second)
+	resp, _, err := p.do(http.MethodPost, "/v1/topics/"+seedTopic+"/events", strings.NewReader(`{"host":"x"}`), http.Header{"Content-Type": {"application/json"}})
+	if err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("invalid event: %v %v, want 400", resp, err)
+	}
+	if layers["speed"] {
+		// Older than every window the speed layer has closed: late.
+		late := evs[0]
+		late.ID, late.TS = "e2e-late", evs[0].TS.Add(-time.Hour)
+		p.post(t, seedTopic, []map[string]any{late.json()})
+	}
+	var v viewAnswer
+	p.getJSON(t, "/v1/views/"+seedView, &v)
+	if layers["batch"] {
+		waitLake(t, p)
+		resp, body, err := p.do(http.MethodPost, "/v1/views/"+seedView+"/recompute", nil, nil)
+		if err != nil || resp.StatusCode/100 != 2 {
+			t.Fatalf("recompute: %v %s", err, body)
+		}
+	}
+
+	// Wait until the metrics of every running layer are there.
+	var missing map[string][]string
+	var mfs map[string]*dto.MetricFamily
+	err = poll(t.Context(), 60*time.Second, 500*time.Millisecond, func() error {
+		var err error
+		if mfs, err = scrape(p); err != nil {
+			return err
+		}
+		missing = map[string][]string{}
+		for name := range used {
+			if layer := layerOf(name); layers[layer] && !exported(mfs, name) {
+				missing[layer] = append(missing[layer], name)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("missing at /metrics: %v", missing)
+		}
+		return nil
+	})
+	for _, layer := range []string{"ingest", "log", "speed", "batch", "serving", "sinks"} {
+		t.Run(layer, func(t *testing.T) {
+			if !layers[layer] {
+				t.Skipf("the %s layer is not wired into `lambdaflow run` yet; its dashboard metrics are not checked", layer)
+			}
+			names := missing[layer]
+			sort.Strings(names)
+			for _, n := range names {
+				t.Errorf("%s (used by %q) is not at /metrics", n, used[n])
+			}
+		})
+	}
+	if err != nil {
+		t.Log(err)
+	}
+}
+
+// waitLake waits until the lake writer has committed every event (its
+// files are closed).
+func waitLake(t *testing.T, p *process) {
+	t.Helper()
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		var lag lagAnswer
+		p.getJSON(t, "/v1/lag", &lag)
+		for _, l := range lag.Consumers {
+			if l.Consumer == "lake" && l.Lag > 0 {
+				return fmt.Errorf("lake writer %d events behind on %s/%d", l.Lag, l.Topic, l.Partition)
+			}
+		}
+		return nil
+	})
+}
+
+// probeLayers finds which layers the process runs, by their endpoints and
+// consumers.
+func probeLayers(t *testing.T, p *process) map[string]bool {
+	t.Helper()
+	layers := map[string]bool{"ingest": true, "log": true, "serving": true}
+	if err := p.tryGetJSON("/v1/jobs", &struct{}{}); err == nil {
+		layers["batch"] = true
+	} else if !isNotFound(err) {
+		t.Fatal(err)
+	}
+	if err := p.tryGetJSON("/v1/sinks", &struct{}{}); err == nil {
+		layers["sinks"] = true
+	} else if !isNotFound(err) {
+		t.Fatal(err)
+	}
+	// Consumers register as their layer starts.
+	_ = poll(t.Context(), 10*time.Second, 200*time.Millisecond, func() error {
+		var lag lagAnswer
+		if err := p.tryGetJSON("/v1/lag", &lag); err != nil {
+			return err
+		}
+		for _, l := range lag.Consumers {
+			if strings.HasPrefix(l.Consumer, "speed.") {
+				layers["speed"] = true
+			}
+		}
+		if !layers["speed"] {
+			return fmt.Errorf("no speed consumer")
+		}
+		return nil
+	})
+	return layers
+}
+
+// layerOf names the layer that exports a metric, by its prefix.
+func layerOf(name string) string {
+	for prefix, layer := range map[string]string{
+		"lambdaflow_ingest_":   "ingest",
+		"lambdaflow_log_":      "log",
+		"lambdaflow_consumer_": "log",
+		"lambdaflow_speed_":    "speed",
+		"lambdaflow_lake_":     "batch",
+		"lambdaflow_batch_":    "batch",
+		"lambdaflow_serving_":  "serving",
+		"lambdaflow_view_":     "serving",
+		"lambdaflow_sink_":     "sinks",
+	} {
+		if strings.HasPrefix(name, prefix) {
+			return layer
+		}
+	}
+	return "unknown"
+}
+
+// exported reports whether name is a family at /metrics, or a series of a
+// histogram family (name_bucket, name_sum, name_count).
+func exported(mfs map[string]*dto.MetricFamily, name string) bool {
+	if mf, ok := mfs[name]; ok && len(mf.GetMetric()) > 0 {
+		return true
+	}
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok {
+			if mf, ok := mfs[base]; ok && len(mf.GetMetric()) > 0 && (mf.GetType() == dto.MetricType_HISTOGRAM || (suffix != "_bucket" && mf.GetType() == dto.MetricType_SUMMARY)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func scrape(p *process) (map[string]*dto.MetricFamily, error) {
+	resp, body, err := p.do(http.MethodGet, "/metrics", nil, http.Header{"Accept": {"text/plain"}})
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %d", resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(bytes.NewReader(body))
+}
+
+// TestMetricsLabelledByPipeline checks the process wraps every layer's
+// metrics with the pipeline label, which the dashboard filters on.
+func TestMetricsLabelledByPipeline(t *testing.T) {
+	p, _ := sharedPipeline(t)
+	mfs, err := scrape(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mf := range mfs {
+		if !strings.HasPrefix(name, "lambdaflow_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			ok := false
+			for _, lp := range m.GetLabel() {
+				ok = ok || (lp.GetName() == "pipeline" && lp.GetValue() == "e2e")
+			}
+			if !ok {
+				t.Errorf("%s%v has no pipeline=\"e2e\" label", name, m.GetLabel())
+				break
+			}
+		}
+	}
+}

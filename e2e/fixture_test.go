@@ -1,0 +1,360 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	seedTopic  = "metrics"
+	seedView   = "cpu_by_region"
+	partitions = 4
+	// stuckSink can never reach its database (testdata/pipeline.yaml).
+	stuckSink = "sink.archive"
+)
+
+// event is one seeded event, with what the test expects of it.
+type event struct {
+	ID     string
+	TS     time.Time
+	Host   string
+	Region string
+	CPU    float64
+	Bytes  int64
+}
+
+func (e event) json() map[string]any {
+	return map[string]any{"id": e.ID, "ts": e.TS.Format(time.RFC3339), "host": e.Host, "region": e.Region, "cpu": e.CPU, "bytes": e.Bytes}
+}
+
+// partition is the documented partitioner: FNV-1a 32 of the key's text
+// modulo the partition count.
+func (e event) partition() int {
+	h := fnv.New32a()
+	h.Write([]byte(e.Host))
+	return int(h.Sum32() % partitions)
+}
+
+// fixture is what the shared process was seeded with and which layers it
+// runs.
+type fixture struct {
+	base     time.Time // first window start
+	seededAt time.Time // just before the events were posted
+	events   []event
+	// offsets[i] is the partition and offset ingest answered for events[i].
+	offsets [][2]int64
+	// Layers found running: consumers in /v1/lag, /v1/jobs, /v1/sinks.
+	speed, lake, sinks, batch bool
+}
+
+// newEvents makes 6 one-minute windows × 4 hosts, a few minutes ago, in
+// two regions; every value differs so that a mix-up shows.
+func newEvents(now time.Time) (time.Time, []event) {
+	base := now.UTC().Truncate(time.Minute).Add(-8 * time.Minute)
+	var evs []event
+	for m := 0; m < 6; m++ {
+		for h := 1; h <= 4; h++ {
+			region := "eu"
+			if h > 2 {
+				region = "us"
+			}
+			evs = append(evs, event{
+				ID:     fmt.Sprintf("e2e-%d-%d", m, h),
+				TS:     base.Add(time.Duration(m)*time.Minute + time.Duration(h*7)*time.Second),
+				Host:   fmt.Sprintf("web-%d", h),
+				Region: region,
+				CPU:    math.Round((0.1*float64(h)+0.01*float64(m))*1000) / 1000,
+				Bytes:  int64(100*h + m),
+			})
+		}
+	}
+	return base, evs
+}
+
+// seed posts the events to the shared process and waits until every layer
+// that runs has consumed them.
+func seed(p *process) (*fixture, error) {
+	f := &fixture{}
+	f.base, f.events = newEvents(time.Now())
+	f.seededAt = time.Now().UTC()
+	var body bytes.Buffer
+	for _, e := range f.events {
+		b, _ := json.Marshal(e.json())
+		body.Write(b)
+		body.WriteByte('\n')
+	}
+	resp, data, err := p.do(http.MethodPost, "/v1/topics/"+seedTopic+"/events", &body, http.Header{"Content-Type": {"application/x-ndjson"}})
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("seed: POST: %d %s", resp.StatusCode, data)
+	}
+	var ans ingestAnswer
+	if err := json.Unmarshal(data, &ans); err != nil {
+		return nil, fmt.Errorf("seed: %w: %s", err, data)
+	}
+	if ans.Accepted != len(f.events) || len(ans.Results) != len(f.events) {
+		return nil, fmt.Errorf("seed: accepted %d of %d: %s", ans.Accepted, len(f.events), data)
+	}
+	for _, r := range ans.Results {
+		f.offsets = append(f.offsets, [2]int64{int64(r.Partition), r.Offset})
+	}
+
+	if err := p.tryGetJSON("/v1/jobs", &struct{}{}); err == nil {
+		f.batch = true
+	} else if !isNotFound(err) {
+		return nil, err
+	}
+	if err := p.tryGetJSON("/v1/sinks", &struct{}{}); err == nil {
+		f.sinks = true
+	} else if !isNotFound(err) {
+		return nil, err
+	}
+
+	// Consumed: every consumer but the stuck sink at the log end. Consumers
+	// register when their layer starts, so give them a moment to appear.
+	err = poll(context.Background(), 90*time.Second, 250*time.Millisecond, func() error {
+		var err error
+		f.speed, f.lake, err = caughtUp(p)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("seed: consumers did not catch up: %w", err)
+	}
+	if f.speed {
+		// The speed layer commits its offsets with its checkpoint, after
+		// the rows are in the store; check the rows too.
+		err = poll(context.Background(), 30*time.Second, 250*time.Millisecond, func() error {
+			var v viewAnswer
+			if err := p.tryGetJSON("/v1/views/"+seedView, &v); err != nil {
+				return err
+			}
+			if len(v.Rows) != len(f.windows()) {
+				return fmt.Errorf("view has %d rows, want %d", len(v.Rows), len(f.windows()))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("seed: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// caughtUp reports an error while a consumer other than the stuck sink is
+// behind, and which layers have consumers.
+func caughtUp(p *process) (speed, lake bool, err error) {
+	var lag lagAnswer
+	if err := p.tryGetJSON("/v1/lag", &lag); err != nil {
+		return false, false, err
+	}
+	for _, l := range lag.Consumers {
+		speed = speed || strings.HasPrefix(l.Consumer, "speed.")
+		lake = lake || l.Consumer == "lake"
+		if l.Topic == seedTopic && l.Consumer != stuckSink && l.Lag != 0 {
+			return speed, lake, fmt.Errorf("%s on %s/%d: lag %d", l.Consumer, l.Topic, l.Partition, l.Lag)
+		}
+	}
+	return speed, lake, nil
+}
+
+// waitConsumed waits until every consumer but the stuck sink is at the end.
+func waitConsumed(t *testing.T, p *process) {
+	t.Helper()
+	checkFor(t, 60*time.Second, 250*time.Millisecond, func() error {
+		_, _, err := caughtUp(p)
+		return err
+	})
+}
+
+// endOffsets is each partition's expected end offset.
+func (f *fixture) endOffsets() map[int]int64 {
+	out := map[int]int64{}
+	for p := 0; p < partitions; p++ {
+		out[p] = 0
+	}
+	for _, e := range f.events {
+		out[e.partition()]++
+	}
+	return out
+}
+
+// byPartition is the events of partition p in offset order (their order in
+// the request, as the log keeps a partition's order).
+func (f *fixture) byPartition(p int) []event {
+	var out []event
+	for _, e := range f.events {
+		if e.partition() == p {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// window is the expected row of one window and region, computed here,
+// independently of both layers.
+type window struct {
+	Start, End time.Time
+	Region     string
+	Events     int64
+	AvgCPU     float64
+	MaxCPU     float64
+	Bytes      int64
+	Hosts      int64
+}
+
+func (f *fixture) windows() []window {
+	type key struct {
+		start  time.Time
+		region string
+	}
+	acc := map[key]*window{}
+	hosts := map[key]map[string]bool{}
+	for _, e := range f.events {
+		k := key{e.TS.Truncate(time.Minute), e.Region}
+		w := acc[k]
+		if w == nil {
+			w = &window{Start: k.start, End: k.start.Add(time.Minute), Region: e.Region, MaxCPU: math.Inf(-1)}
+			acc[k] = w
+			hosts[k] = map[string]bool{}
+		}
+		w.Events++
+		w.AvgCPU += e.CPU
+		w.MaxCPU = math.Max(w.MaxCPU, e.CPU)
+		w.Bytes += e.Bytes
+		hosts[k][e.Host] = true
+	}
+	var out []window
+	for k, w := range acc {
+		w.AvgCPU /= float64(w.Events)
+		w.Hosts = int64(len(hosts[k]))
+		out = append(out, *w)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Start.Equal(out[j].Start) {
+			return out[i].Start.Before(out[j].Start)
+		}
+		return out[i].Region < out[j].Region
+	})
+	return out
+}
+
+// The API's answers, decoded strictly enough to compare.
+
+type topicsAnswer struct {
+	Topics []struct {
+		Name       string `json:"name"`
+		Events     int64  `json:"events"`
+		Bytes      int64  `json:"bytes"`
+		Retention  string `json:"retention"`
+		Replicas   int    `json:"replicas"`
+		Partitions []struct {
+			Partition   int   `json:"partition"`
+			FirstOffset int64 `json:"first_offset"`
+			LastOffset  int64 `json:"last_offset"`
+			EndOffset   int64 `json:"end_offset"`
+			Bytes       int64 `json:"bytes"`
+			Entries     int64 `json:"entries"`
+		} `json:"partitions"`
+	} `json:"topics"`
+}
+
+type lagRow struct {
+	Consumer   string  `json:"consumer"`
+	Topic      string  `json:"topic"`
+	Partition  int     `json:"partition"`
+	Offset     int64   `json:"offset"`
+	EndOffset  int64   `json:"end_offset"`
+	Lag        int64   `json:"lag"`
+	LagSeconds float64 `json:"lag_seconds"`
+}
+
+type lagAnswer struct {
+	Consumers []lagRow `json:"consumers"`
+}
+
+type browsed struct {
+	Partition  int            `json:"partition"`
+	Offset     int64          `json:"offset"`
+	ID         string         `json:"id"`
+	Time       string         `json:"time"`
+	IngestTime string         `json:"ingest_time"`
+	Event      map[string]any `json:"event"`
+}
+
+type browseAnswer struct {
+	Events []browsed        `json:"events"`
+	Next   map[string]int64 `json:"next"`
+}
+
+type viewRow struct {
+	WindowStart string  `json:"window_start"`
+	WindowEnd   string  `json:"window_end"`
+	Region      string  `json:"region"`
+	Events      int64   `json:"events"`
+	AvgCPU      float64 `json:"avg_cpu"`
+	MaxCPU      float64 `json:"max_cpu"`
+	Bytes       int64   `json:"bytes"`
+	Hosts       int64   `json:"hosts"`
+	Layer       string  `json:"layer"`
+	Final       bool    `json:"final"`
+}
+
+type viewAnswer struct {
+	View    string    `json:"view"`
+	Horizon *string   `json:"horizon"`
+	Rows    []viewRow `json:"rows"`
+}
+
+type jobStatus struct {
+	ID    string `json:"id"`
+	View  string `json:"view"`
+	State string `json:"state"`
+	Done  int    `json:"done"`
+	Total int    `json:"total"`
+	Rows  int64  `json:"rows"`
+	Error string `json:"error"`
+}
+
+// postFresh publishes a few events of the current minute, after a batch run:
+// their window lies past the horizon, so the view answers it from the speed
+// layer. The fixture keeps them, so expectations stay exact.
+func (f *fixture) postFresh(t *testing.T, p *process) {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Second)
+	var evs []event
+	var body []map[string]any
+	for h := 1; h <= 4; h++ {
+		region := "eu"
+		if h > 2 {
+			region = "us"
+		}
+		e := event{ID: fmt.Sprintf("e2e-fresh-%d-%d", now.Unix(), h), TS: now.Add(-time.Duration(h) * time.Second), Host: fmt.Sprintf("web-%d", h),
+			Region: region, CPU: 0.5 + 0.05*float64(h), Bytes: int64(1000 * h)}
+		evs = append(evs, e)
+		body = append(body, e.json())
+	}
+	p.post(t, seedTopic, body)
+	f.events = append(f.events, evs...)
+	want := len(f.windows())
+	checkFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		var v viewAnswer
+		if err := p.tryGetJSON("/v1/views/"+seedView, &v); err != nil {
+			return err
+		}
+		if len(v.Rows) != want {
+			return fmt.Errorf("view has %d rows, want %d after the fresh events", len(v.Rows), want)
+		}
+		return nil
+	})
+}
