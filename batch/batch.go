@@ -109,6 +109,14 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 		return nil, fmt.Errorf("batch: metrics: %w", err)
 	}
 	b.metrics = m
+	var topicNames, viewNames []string
+	for i := range p.Topics {
+		topicNames = append(topicNames, p.Topics[i].Name)
+	}
+	for i := range p.Views {
+		viewNames = append(viewNames, p.Views[i].Name)
+	}
+	m.init(topicNames, viewNames)
 	b.jobs = newJobTable(opts.JobHistory)
 	b.lakeDir = p.Lake.Dir
 	if b.lakeDir == "" {

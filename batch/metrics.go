@@ -62,3 +62,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
+
+// init creates every topic's and view's series at zero, so that a lake that
+// never wrote or a view that never ran shows as such (and can be alerted on:
+// a last-success time of 0 means never) instead of being absent.
+func (m *metrics) init(topics, views []string) {
+	for _, t := range topics {
+		m.lakeRows.WithLabelValues(t)
+		m.lakeFiles.WithLabelValues(t)
+		m.compactions.WithLabelValues(t)
+		m.skipped.WithLabelValues(t)
+	}
+	for _, v := range views {
+		m.jobSeconds.WithLabelValues(v)
+		m.rowsPerSecond.WithLabelValues(v)
+		m.lastSuccess.WithLabelValues(v)
+		m.jobFailures.WithLabelValues(v)
+	}
+}
