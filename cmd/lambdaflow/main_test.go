@@ -64,6 +64,31 @@ func freePort(t *testing.T) string {
 // until /readyz answers 200.
 func startServer(t *testing.T, file, dataDir string, extraEnv ...string) *server {
 	t.Helper()
+	s := launch(t, file, dataDir, extraEnv...)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(s.url("/readyz"))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("lambdaflow exited before it was ready:\n%s", s.logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lambdaflow not ready after 60s:\n%s", s.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// launch starts `lambdaflow run -c file` on a free port without waiting.
+func launch(t *testing.T, file, dataDir string, extraEnv ...string) *server {
+	t.Helper()
 	addr := freePort(t)
 	cmd := exec.Command(binary, "run", "-c", file, "--listen", addr, "--log-format", "json")
 	cmd.Env = append(os.Environ(), "LF_DATA="+dataDir)
@@ -84,25 +109,7 @@ func startServer(t *testing.T, file, dataDir string, extraEnv ...string) *server
 			t.Logf("server log:\n%s", s.logs.String())
 		}
 	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s
-			}
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("lambdaflow exited before it was ready:\n%s", s.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lambdaflow not ready after 60s:\n%s", s.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return s
 }
 
 func (s *server) url(path string) string { return "http://" + s.addr + path }
