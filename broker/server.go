@@ -2,8 +2,10 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -76,7 +78,10 @@ type Broker struct {
 
 // Open connects to the pipeline's log: an embedded nats-server under
 // <data_dir>/broker when p.Broker.URL is empty, otherwise the external
-// cluster at the comma-separated URLs, which it reconnects to forever. It does
+// cluster at the comma-separated URLs, which it reconnects to forever. A
+// cluster that cannot be reached does not fail Open (Ready reports it); a
+// server that refuses the credentials or the TLS settings does, with an
+// error that says which settings to check. It does
 // not create streams; call EnsureTopics. p must not change while the Broker
 // is open.
 func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, error) {
@@ -154,7 +159,9 @@ func (b *Broker) connOptions() []nats.Option {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			b.log.Info("broker: reconnected", "url", nc.ConnectedUrlRedacted())
+			// Not ConnectedUrlRedacted: it keeps a token (the user part
+			// of the URL) and the user name.
+			b.log.Info("broker: reconnected", "url", redactURLs(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			b.log.Warn("broker: async error", "err", err)
@@ -212,10 +219,11 @@ func (b *Broker) connectExternal(ctx context.Context) error {
 	}
 	bp := b.p.Broker
 	opts := append(b.connOptions(),
+		// Also after Open, when the cluster was down at the start.
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			b.log.Info("broker: connected", "url", redactURLs(nc.ConnectedUrl()))
+		}),
 		nats.MaxReconnects(-1),
-		// Start even when the cluster is down: Ready reports it and
-		// appends fail with ErrUnavailable until it is back.
-		nats.RetryOnFailedConnect(true),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
 			d := 100 * time.Millisecond << min(attempts, 6) // up to 6.4 s
 			return d/2 + rand.N(d/2)
@@ -237,15 +245,71 @@ func (b *Broker) connectExternal(ctx context.Context) error {
 		opts = append(opts, nats.ClientCert(bp.TLS.Cert, bp.TLS.Key))
 	}
 	urls := strings.Join(strings.Fields(strings.ReplaceAll(bp.URL, ",", " ")), ",")
+	// One pass over the servers first: a server that refuses the
+	// credentials or the TLS settings is a configuration error, which
+	// RetryOnFailedConnect would hide behind a reconnect loop with Open
+	// reporting success.
 	nc, err := nats.Connect(urls, opts...)
+	if err != nil && !refused(err) {
+		// Start even when the cluster is down: Ready reports it and
+		// appends fail with ErrUnavailable until it is back.
+		nc, err = nats.Connect(urls, append(opts, nats.RetryOnFailedConnect(true))...)
+	}
 	if err != nil {
-		return fmt.Errorf("broker: connect to %s: %w", redactURLs(urls), err)
+		return fmt.Errorf("broker: connect to %s: %w", redactURLs(urls), explain(err))
 	}
 	b.nc = nc
 	return nil
 }
 
-// redactURLs hides passwords in URLs for messages.
+// refused reports whether a failed connect was refused by a server that
+// was reached: wrong credentials or TLS settings, or a credentials file
+// that cannot be read. Retrying cannot fix those.
+func refused(err error) bool {
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return false
+	}
+	return authFailed(err) || tlsFailed(err) ||
+		errors.Is(err, nats.ErrSecureConnRequired) ||
+		errors.Is(err, nats.ErrSecureConnWanted) ||
+		errors.Is(err, fs.ErrNotExist) ||
+		errors.Is(err, fs.ErrPermission)
+}
+
+func authFailed(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) ||
+		errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) ||
+		errors.Is(err, nats.ErrAccountAuthExpired)
+}
+
+// tlsFailed reports a failed TLS handshake, including a server that hangs
+// up right after it (or sends an alert) because it wants a client
+// certificate.
+func tlsFailed(err error) bool {
+	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "remote error" {
+		return true // a TLS alert from the server
+	}
+	return errors.Is(err, nats.ErrTLS)
+}
+
+// explain prefixes a refused connect's error with what to check in the
+// configuration.
+func explain(err error) error {
+	switch {
+	case authFailed(err):
+		return fmt.Errorf("authorization failed (check broker.user and broker.password, broker.token or broker.creds): %w", err)
+	case tlsFailed(err):
+		if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+			return fmt.Errorf("the server's TLS certificate is not trusted (check broker.tls.ca): %w", err)
+		}
+		return fmt.Errorf("TLS handshake failed (if the server requires a client certificate, check broker.tls.cert and broker.tls.key): %w", err)
+	}
+	return err
+}
+
+// redactURLs hides the credentials in URLs (user:password or a token) for
+// messages.
 func redactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, u := range parts {
