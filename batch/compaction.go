@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -77,7 +78,7 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 	}
 	slices.SortFunc(keys, func(a, b group) int {
 		if a.hour != b.hour {
-			return cmpInt(a.hour, b.hour)
+			return cmp.Compare(a.hour, b.hour)
 		}
 		return a.part - b.part
 	})

@@ -288,26 +288,12 @@ func fillField(evs []pipelines.Event, t int, typ pipelines.FieldType, col arrow.
 			evs[i].Values[t] = pipelines.Value{F: vs[i], Valid: true}
 		}
 	case *array.Int64:
-		return fillInt(evs, t, typ, a.Int64Values(), a)
+		return fillInt(evs, t, typ, "long", a.Int64Values(), a)
 	case *array.Timestamp:
 		vs := a.TimestampValues()
-		return fillInt(evs, t, typ, *(*[]int64)(unsafePointer(&vs)), a)
+		return fillInt(evs, t, typ, "long", *(*[]int64)(unsafePointer(&vs)), a)
 	case *array.Int32:
-		vs := a.Int32Values()
-		if !integerLike(typ) && typ != pipelines.TypeDouble {
-			return fmt.Errorf("int in the file, %s in the schema", typ)
-		}
-		for i := range evs {
-			if nulls && a.IsNull(i) {
-				evs[i].Values[t] = pipelines.Value{}
-				continue
-			}
-			if typ == pipelines.TypeDouble {
-				evs[i].Values[t] = pipelines.Value{F: float64(vs[i]), Valid: true}
-			} else {
-				evs[i].Values[t] = pipelines.Value{I: int64(vs[i]), Valid: true}
-			}
-		}
+		return fillInt(evs, t, typ, "int", a.Int32Values(), a)
 	case *array.Boolean:
 		if !integerLike(typ) {
 			return fmt.Errorf("bool in the file, %s in the schema", typ)
@@ -333,9 +319,12 @@ func integerLike(t pipelines.FieldType) bool {
 	return t == pipelines.TypeLong || t == pipelines.TypeInt || t == pipelines.TypeBool || t == pipelines.TypeTimestamp
 }
 
-func fillInt(evs []pipelines.Event, t int, typ pipelines.FieldType, vs []int64, a arrow.Array) error {
+// fillInt copies an integer column (of type file, as the error names it)
+// into field t of the events: as integers, or as doubles into a double
+// field.
+func fillInt[I int32 | int64](evs []pipelines.Event, t int, typ pipelines.FieldType, file string, vs []I, a arrow.Array) error {
 	if !integerLike(typ) && typ != pipelines.TypeDouble {
-		return fmt.Errorf("long in the file, %s in the schema", typ)
+		return fmt.Errorf("%s in the file, %s in the schema", file, typ)
 	}
 	nulls := a.NullN() > 0
 	for i := range evs {
@@ -346,7 +335,7 @@ func fillInt(evs []pipelines.Event, t int, typ pipelines.FieldType, vs []int64, 
 		if typ == pipelines.TypeDouble {
 			evs[i].Values[t] = pipelines.Value{F: float64(vs[i]), Valid: true}
 		} else {
-			evs[i].Values[t] = pipelines.Value{I: vs[i], Valid: true}
+			evs[i].Values[t] = pipelines.Value{I: int64(vs[i]), Valid: true}
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -131,23 +132,13 @@ func (m *Manifest) FilesIn(from, to int64) []FileEntry {
 func sortFiles(fs []FileEntry) {
 	slices.SortFunc(fs, func(a, b FileEntry) int {
 		if a.Hour != b.Hour {
-			return cmpInt(a.Hour, b.Hour)
+			return cmp.Compare(a.Hour, b.Hour)
 		}
 		if a.Partition != b.Partition {
 			return a.Partition - b.Partition
 		}
-		return cmpInt(a.First, b.First)
+		return cmp.Compare(a.First, b.First)
 	})
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ErrCorruptManifest is returned (wrapped, naming the file) when a manifest

@@ -1,10 +1,10 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"slices"
 	"strings"
@@ -230,7 +230,7 @@ func (vj *viewJob) spans(m *Manifest, h int64, rng *span) []span {
 }
 
 func mergeSpans(in []span) []span {
-	slices.SortFunc(in, func(a, b span) int { return cmpInt(a.from, b.from) })
+	slices.SortFunc(in, func(a, b span) int { return cmp.Compare(a.from, b.from) })
 	var out []span
 	for _, s := range in {
 		if s.to <= s.from {
@@ -466,13 +466,13 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 			}
 		}
 	}
-	slices.SortFunc(rows, func(a, b serving.Row) int { return cmpInt(a.Start, b.Start) })
+	slices.SortFunc(rows, func(a, b serving.Row) int { return cmp.Compare(a.Start, b.Start) })
 	return rows, nil
 }
 
 // appendViewRows appends a run's rows to the view's log topic, so that
-// sinks deliver the corrections. A row goes to the partition its group
-// hashes to.
+// sinks deliver the corrections. A row goes to the partition of its group
+// (pipelines.ViewRowPartition), where the speed layer put its own row.
 func (b *Batch) appendViewRows(ctx context.Context, vj *viewJob, jobID string, results [][]serving.Row) error {
 	if b.log == nil {
 		return nil
@@ -487,9 +487,7 @@ func (b *Batch) appendViewRows(ctx context.Context, vj *viewJob, jobID string, r
 			vals = append(vals, pipelines.Value{I: r.Start, Valid: true}, pipelines.Value{I: r.End, Valid: true})
 			vals = append(vals, r.Group...)
 			vals = append(vals, r.Aggs...)
-			hsh := fnv.New32a()
-			hsh.Write([]byte(groupString(r.Group)))
-			p := int(hsh.Sum32() % uint32(parts))
+			p := pipelines.ViewRowPartition(r.Group, parts)
 			byPart[p] = append(byPart[p], pipelines.Event{
 				ID: fmt.Sprintf("%s/%d", jobID, n), Time: r.Start, Values: vals,
 			})

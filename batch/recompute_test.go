@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -204,7 +205,7 @@ func streaming(t *testing.T, p *pipelines.Pipeline, view string, evs []pipelines
 func sortRows(rs []windowRow) {
 	slices.SortFunc(rs, func(a, b windowRow) int {
 		if a.start != b.start {
-			return cmpInt(a.start, b.start)
+			return cmp.Compare(a.start, b.start)
 		}
 		return strings.Compare(a.region, b.region)
 	})

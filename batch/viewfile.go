@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,7 +85,7 @@ func (s *viewState) sortedRows() []serving.Row {
 	}
 	slices.SortFunc(keys, func(a, b rowKey) int {
 		if a.start != b.start {
-			return cmpInt(a.start, b.start)
+			return cmp.Compare(a.start, b.start)
 		}
 		switch {
 		case a.group < b.group:

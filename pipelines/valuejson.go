@@ -63,8 +63,10 @@ func AppendEventJSON(buf []byte, schema Schema, values []Value) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// AppendJSONString appends s as a JSON string. Invalid UTF-8 is replaced by
-// U+FFFD so the output is always valid JSON.
+// AppendJSONString appends s as a JSON string the way encoding/json does,
+// without its reflection and allocations: invalid UTF-8 is replaced by
+// U+FFFD so the output is always valid JSON, and U+2028 and U+2029 are
+// escaped. '<', '>' and '&' are written as they are.
 func AppendJSONString(buf []byte, s string) []byte {
 	buf = append(buf, '"')
 	start := 0
@@ -96,6 +98,14 @@ func AppendJSONString(buf []byte, s string) []byte {
 		if r == utf8.RuneError && size == 1 {
 			buf = append(buf, s[start:i]...)
 			buf = append(buf, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		// U+2028 and U+2029 are valid JSON but break JavaScript readers.
+		if r == '\u2028' || r == '\u2029' {
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
 			i += size
 			start = i
 			continue

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -525,60 +524,17 @@ func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
-// parseValue reads a scalar as a value of type t.
+// parseValue reads a scalar as a value of type t (pipelines.ParseValue).
 func parseValue(t pipelines.FieldType, n *yaml.Node) (pipelines.Value, error) {
 	if n.Kind != yaml.ScalarNode {
 		return pipelines.Value{}, fmt.Errorf("want a %s, got a %s", t, kindName(n))
 	}
-	s := n.Value
-	switch t {
-	case pipelines.TypeString:
-		return pipelines.Value{S: s, Valid: true}, nil
-	case pipelines.TypeLong, pipelines.TypeInt:
-		i, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return pipelines.Value{}, fmt.Errorf("%q is not an integer", s)
-		}
-		if t == pipelines.TypeInt && (i < math.MinInt32 || i > math.MaxInt32) {
-			return pipelines.Value{}, fmt.Errorf("%d does not fit an int", i)
-		}
-		return pipelines.Value{I: i, Valid: true}, nil
-	case pipelines.TypeDouble:
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return pipelines.Value{}, fmt.Errorf("%q is not a number", s)
-		}
-		return pipelines.Value{F: f, Valid: true}, nil
-	case pipelines.TypeBool:
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return pipelines.Value{}, fmt.Errorf("%q is not true or false", s)
-		}
-		v := pipelines.Value{Valid: true}
-		if b {
-			v.I = 1
-		}
-		return v, nil
-	case pipelines.TypeTimestamp:
-		us, err := parseTime(n)
-		if err != nil {
-			return pipelines.Value{}, err
-		}
-		return pipelines.Value{I: us, Valid: true}, nil
-	}
-	return pipelines.Value{}, fmt.Errorf("unsupported type %s", t)
+	return pipelines.ParseValue(t, n.Value)
 }
 
 // parseTime reads RFC 3339 or epoch milliseconds as UTC microseconds.
 func parseTime(n *yaml.Node) (int64, error) {
-	if ms, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
-		return ms * 1000, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, n.Value)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not an RFC 3339 time or epoch milliseconds", n.Value)
-	}
-	return t.UnixMicro(), nil
+	return pipelines.ParseTime(n.Value)
 }
 
 func kindName(n *yaml.Node) string {

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lambdaflow/lambdaflow/ingest"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/serving"
 	"github.com/lambdaflow/lambdaflow/speed"
@@ -93,7 +92,10 @@ func appendEvents(local *speed.Local, st *step) error {
 	t := st.topic
 	parts := max(t.Partitions, 1)
 	byPart := make([][]pipelines.Event, parts)
-	keyField := t.Schema.Index(t.Key)
+	keyField, keyType := t.Schema.Index(t.Key), pipelines.FieldType(0)
+	if keyField >= 0 {
+		keyType = t.Schema[keyField].Type
+	}
 	for _, es := range st.events {
 		e := pipelines.Event{ID: es.id, Time: now, Ingest: now, Values: slices.Clone(es.values)}
 		if es.hasTime {
@@ -101,11 +103,7 @@ func appendEvents(local *speed.Local, st *step) error {
 		}
 		p := st.partition
 		if p < 0 {
-			key := e.ID
-			if keyField >= 0 && e.Values[keyField].Valid {
-				key = canonical(t.Schema[keyField].Type, e.Values[keyField])
-			}
-			p = ingest.Partition(key, parts)
+			p = pipelines.EventPartition(&e, keyField, keyType, parts)
 		}
 		byPart[p] = append(byPart[p], e)
 	}
@@ -117,20 +115,6 @@ func appendEvents(local *speed.Local, st *step) error {
 		}
 	}
 	return nil
-}
-
-// canonical is the text of a key value by which ingest places an event
-// (see the ingest package doc, "Partitioning").
-func canonical(t pipelines.FieldType, v pipelines.Value) string {
-	switch t {
-	case pipelines.TypeString:
-		return v.S
-	case pipelines.TypeDouble:
-		return strconv.FormatFloat(v.F, 'g', -1, 64)
-	case pipelines.TypeBool:
-		return strconv.FormatBool(v.I != 0)
-	}
-	return strconv.FormatInt(v.I, 10)
 }
 
 // check compares a view with an expectation and describes each mismatch.

@@ -106,7 +106,7 @@ func (h *Handler) ParseFilter(view string, q map[string][]string) (Filter, error
 			return Filter{}, fmt.Errorf("parameter %q: not a group-by field of view %q (group_by: %s)", k, view, strings.Join(v.GroupBy, ", "))
 		}
 		fi := schema.Index(k)
-		pv, err := parseValue(schema[fi].Type, val)
+		pv, err := pipelines.ParseValue(schema[fi].Type, val)
 		if err != nil {
 			return Filter{}, fmt.Errorf("parameter %q: %w", k, err)
 		}
@@ -116,42 +116,6 @@ func (h *Handler) ParseFilter(view string, q map[string][]string) (Filter, error
 		return Filter{}, fmt.Errorf("parameter \"to\" must be after \"from\"")
 	}
 	return f, nil
-}
-
-func parseValue(t pipelines.FieldType, s string) (pipelines.Value, error) {
-	switch t {
-	case pipelines.TypeString:
-		return pipelines.Value{S: s, Valid: true}, nil
-	case pipelines.TypeLong, pipelines.TypeInt:
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return pipelines.Value{}, fmt.Errorf("%q is not an integer", s)
-		}
-		return pipelines.Value{I: n, Valid: true}, nil
-	case pipelines.TypeDouble:
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return pipelines.Value{}, fmt.Errorf("%q is not a number", s)
-		}
-		return pipelines.Value{F: f, Valid: true}, nil
-	case pipelines.TypeBool:
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return pipelines.Value{}, fmt.Errorf("%q is not true or false", s)
-		}
-		v := pipelines.Value{Valid: true}
-		if b {
-			v.I = 1
-		}
-		return v, nil
-	case pipelines.TypeTimestamp:
-		tm, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return pipelines.Value{}, fmt.Errorf("%q is not an RFC 3339 time", s)
-		}
-		return pipelines.Value{I: tm.UnixMicro(), Valid: true}, nil
-	}
-	return pipelines.Value{}, fmt.Errorf("unsupported type %s", t)
 }
 
 func (h *Handler) query(w http.ResponseWriter, r *http.Request) {

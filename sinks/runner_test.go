@@ -64,7 +64,7 @@ func newRunnerOn(t *testing.T, p *pipelines.Pipeline, b *broker.Broker, target s
 		opts.Now, opts.After = clock.Now, clock.After
 	}
 	if opts.Logger == nil {
-		opts.Logger = testLogger(t)
+		opts.Logger = sinktest.Logger(t)
 	}
 	r, err := sinks.NewRunner(p, &p.Sinks[0], target, b, opts)
 	if err != nil {
@@ -176,10 +176,10 @@ func TestRowErrorsDeadLettered(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("dead letters %q, want %q", got, want)
 	}
-	if n := metricValue(t, reg, "lambdaflow_sink_dead_letters_total"); n != 4 {
+	if n := sinktest.MetricSum(t, reg, "lambdaflow_sink_dead_letters_total"); n != 4 {
 		t.Errorf("dead_letters_total %v, want 4", n)
 	}
-	if n := metricValue(t, reg, "lambdaflow_sink_rows_written_total"); n != 21 {
+	if n := sinktest.MetricSum(t, reg, "lambdaflow_sink_rows_written_total"); n != 21 {
 		t.Errorf("rows_written_total %v, want 21", n)
 	}
 }
@@ -239,7 +239,7 @@ func TestRetryBackoffAndHealth(t *testing.T) {
 		if got := asked[i]; got != want {
 			t.Errorf("backoff %d = %v, want %v", i, got, want)
 		}
-		up := metricValue(t, reg, "lambdaflow_sink_up")
+		up := sinktest.MetricSum(t, reg, "lambdaflow_sink_up")
 		err := r.Health(context.Background())
 		if i < 3 && (err != nil || up != 1) {
 			t.Errorf("after %d failures: Health %v, up %v; want healthy (max_retries 3)", i, err, up)
@@ -253,10 +253,10 @@ func TestRetryBackoffAndHealth(t *testing.T) {
 	if err := r.Health(context.Background()); err != nil {
 		t.Errorf("Health after recovery: %v", err)
 	}
-	if up := metricValue(t, reg, "lambdaflow_sink_up"); up != 1 {
+	if up := sinktest.MetricSum(t, reg, "lambdaflow_sink_up"); up != 1 {
 		t.Errorf("lambdaflow_sink_up %v after recovery, want 1", up)
 	}
-	if n := metricValue(t, reg, "lambdaflow_sink_retries_total"); n != 5 {
+	if n := sinktest.MetricSum(t, reg, "lambdaflow_sink_retries_total"); n != 5 {
 		t.Errorf("retries_total %v, want 5", n)
 	}
 	if batches, rows, _ := fake.snapshot(); rows != 3 || len(batches) != 1 {
@@ -376,7 +376,7 @@ func TestMetricsShared(t *testing.T) {
 			t.Fatalf("runner %d on a shared registry: %v", i, err)
 		}
 	}
-	if up := metricValue(t, reg, "lambdaflow_sink_up"); up != 2 {
+	if up := sinktest.MetricSum(t, reg, "lambdaflow_sink_up"); up != 2 {
 		t.Errorf("lambdaflow_sink_up sums to %v, want 2 series of 1", up)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
@@ -36,6 +38,33 @@ type Row struct {
 	Source    string
 	Partition int
 	Offset    int64
+}
+
+// AppendKey appends an encoding of the values at idx of vals (a row's key
+// columns) that differs whenever the values differ: each value is tagged
+// null or not, and strings are length-prefixed. A missing value is null.
+// Targets use it to find the rows of one key within a Write, where the
+// later row must win.
+func AppendKey(b []byte, vals []pipelines.Value, idx []int) []byte {
+	for _, i := range idx {
+		var v pipelines.Value
+		if i < len(vals) {
+			v = vals[i]
+		}
+		if !v.Valid {
+			b = append(b, 0)
+			continue
+		}
+		b = append(b, 1)
+		b = strconv.AppendInt(b, v.I, 36)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, math.Float64bits(v.F), 36)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(len(v.S)), 10)
+		b = append(b, ':')
+		b = append(b, v.S...)
+	}
+	return b
 }
 
 // Target is one sink's adapter to its database. It stays thin: batching,

@@ -143,7 +143,7 @@ func (em *emitter) flushPending(ctx context.Context) error {
 	}
 	byPart := make([][]Row, em.parts)
 	for _, r := range em.pending {
-		p := viewRowPartition(r.Group, em.parts)
+		p := pipelines.ViewRowPartition(r.Group, em.parts)
 		byPart[p] = append(byPart[p], r)
 	}
 	for p, rows := range byPart {
@@ -227,20 +227,4 @@ func rowID(r Row) string {
 	b = append(b, '/')
 	b = strconv.AppendUint(b, h.Sum64(), 16)
 	return string(b)
-}
-
-// viewRowPartition is the partition of a view row's group in the view's log
-// topic: FNV-1a 32 of a text form of the group values, modulo partitions.
-// The batch layer places its corrections by the same rule.
-func viewRowPartition(group []pipelines.Value, parts int) int {
-	if parts <= 1 {
-		return 0
-	}
-	h := fnv.New32a()
-	b := make([]byte, 0, 32)
-	for _, v := range group {
-		b = fmt.Appendf(b, "%t|%d|%x|%q;", v.Valid, v.I, math.Float64bits(v.F), v.S)
-	}
-	h.Write(b)
-	return int(h.Sum32() % uint32(parts))
 }

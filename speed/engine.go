@@ -1,6 +1,7 @@
 package speed
 
 import (
+	"cmp"
 	"container/heap"
 	"math"
 	"slices"
@@ -268,19 +269,9 @@ func (e *Engine) window(tw pipelines.TimeWindow) *window {
 
 func compareWindows(a, b *window) int {
 	if a.End != b.End {
-		return cmpInt(a.End, b.End)
+		return cmp.Compare(a.End, b.End)
 	}
-	return cmpInt(a.Start, b.Start)
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return cmp.Compare(a.Start, b.Start)
 }
 
 // addSession adds a matched event to its key's sessions unless it is before

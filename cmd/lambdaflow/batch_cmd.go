@@ -21,23 +21,13 @@ func batchCmd(ctx context.Context, args []string, std stdio, env lookupEnv) erro
 	from := fs.String("from", "", "first window start to recompute, RFC 3339 (default: all the lake holds)")
 	to := fs.String("to", "", "recompute windows starting before this time, RFC 3339")
 	detach := fs.Bool("detach", false, "start the job and print its id without waiting")
-	pos, err := parseFlags(fs, args[1:])
+	pos, err := parseArgs(fs, args[1:], 1, 1)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
-	}
 	q := url.Values{}
-	for name, v := range map[string]string{"from": *from, "to": *to} {
-		if v == "" {
-			continue
-		}
-		if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
-			return fmt.Errorf("--%s %q: want an RFC 3339 time", name, v)
-		}
-		q.Set(name, v)
+	if err := timeParams(q, *from, *to); err != nil {
+		return err
 	}
 	c := conn()
 	path := "/v1/views/" + url.PathEscape(pos[0]) + "/recompute"

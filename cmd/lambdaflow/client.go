@@ -106,8 +106,49 @@ func (c *client) getJSON(ctx context.Context, path string, q url.Values, out any
 	return c.do(ctx, http.MethodGet, path, nil, nil, out)
 }
 
+// getOrPrint GETs path. With asJSON it prints the answer's JSON, indented,
+// to w and reports false; otherwise it decodes the answer into ans and
+// reports true. It reports false with every error.
+func (c *client) getOrPrint(ctx context.Context, path string, q url.Values, asJSON bool, w io.Writer, ans any) (bool, error) {
+	if !asJSON {
+		err := c.getJSON(ctx, path, q, ans)
+		return err == nil, err
+	}
+	var raw json.RawMessage
+	if err := c.getJSON(ctx, path, q, &raw); err != nil {
+		return false, err
+	}
+	return false, printJSON(w, raw)
+}
+
+// timeParams validates the --from and --to flags (RFC 3339) and sets those
+// given as the from and to parameters of q.
+func timeParams(q url.Values, from, to string) error {
+	for _, p := range [...]struct{ name, v string }{{"from", from}, {"to", to}} {
+		if p.v == "" {
+			continue
+		}
+		if _, err := time.Parse(time.RFC3339Nano, p.v); err != nil {
+			return fmt.Errorf("--%s %q: want an RFC 3339 time", p.name, p.v)
+		}
+		q.Set(p.name, p.v)
+	}
+	return nil
+}
+
 func (c *client) postJSON(ctx context.Context, path string, body []byte, header http.Header, out any) error {
 	return c.do(ctx, http.MethodPost, path, bytes.NewReader(body), header, out)
+}
+
+// printJSON writes raw JSON to w, indented, with a newline.
+func printJSON(w io.Writer, raw []byte) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
 }
 
 // retryable reports whether err is an overload or outage answer worth retrying,

@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"strconv"
 	"text/tabwriter"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
 // dlqCmd lists or replays a sink's dead letters.
@@ -21,13 +22,9 @@ func dlqCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 	conn := clientFlags(fs, env)
 	limit := fs.Int("limit", 100, "list: most dead letters to show")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	pos, err := parseFlags(fs, args[1:])
+	pos, err := parseArgs(fs, args[1:], 1, 1)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	c := conn()
 	base := "/v1/sinks/" + url.PathEscape(pos[0]) + "/dlq"
@@ -45,25 +42,10 @@ func dlqCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 		}
 		return nil
 	}
-	var raw json.RawMessage
-	if err := c.getJSON(ctx, base, url.Values{"limit": {strconv.Itoa(*limit)}}, &raw); err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(std.out, raw)
-	}
 	var ans struct {
-		DeadLetters []struct {
-			DLQOffset int64           `json:"dlq_offset"`
-			Source    string          `json:"source"`
-			Partition int             `json:"partition"`
-			Offset    int64           `json:"offset"`
-			Record    json.RawMessage `json:"record"`
-			Error     string          `json:"error"`
-			Time      time.Time       `json:"time"`
-		} `json:"dead_letters"`
+		DeadLetters []sinks.DeadLetter `json:"dead_letters"`
 	}
-	if err := json.Unmarshal(raw, &ans); err != nil {
+	if ok, err := c.getOrPrint(ctx, base, url.Values{"limit": {strconv.Itoa(*limit)}}, *asJSON, std.out, &ans); !ok {
 		return err
 	}
 	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)

@@ -8,29 +8,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"text/tabwriter"
 	"time"
-)
 
-type topicsAnswer struct {
-	Topics []struct {
-		Name       string `json:"name"`
-		Events     int64  `json:"events"`
-		Bytes      int64  `json:"bytes"`
-		Replicas   int    `json:"replicas"`
-		Retention  string `json:"retention"`
-		Partitions []struct {
-			Partition   int   `json:"partition"`
-			FirstOffset int64 `json:"first_offset"`
-			LastOffset  int64 `json:"last_offset"`
-			Bytes       int64 `json:"bytes"`
-		} `json:"partitions"`
-	} `json:"topics"`
-}
+	"github.com/lambdaflow/lambdaflow/broker"
+)
 
 func topicsCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
 	fs := newFlags("topics", "[--json]", std)
@@ -39,15 +24,10 @@ func topicsCmd(ctx context.Context, args []string, std stdio, env lookupEnv) err
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	if err := conn().getJSON(ctx, "/v1/topics", nil, &raw); err != nil {
-		return err
+	var a struct {
+		Topics []broker.TopicInfo `json:"topics"`
 	}
-	if *asJSON {
-		return printJSON(std.out, raw)
-	}
-	var a topicsAnswer
-	if err := json.Unmarshal(raw, &a); err != nil {
+	if ok, err := conn().getOrPrint(ctx, "/v1/topics", nil, *asJSON, std.out, &a); !ok {
 		return err
 	}
 	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
@@ -64,16 +44,9 @@ func topicsCmd(ctx context.Context, args []string, std stdio, env lookupEnv) err
 	return tw.Flush()
 }
 
+// lagAnswer is the answer of GET /v1/lag.
 type lagAnswer struct {
-	Consumers []struct {
-		Consumer   string  `json:"consumer"`
-		Topic      string  `json:"topic"`
-		Partition  int     `json:"partition"`
-		Offset     int64   `json:"offset"`
-		EndOffset  int64   `json:"end_offset"`
-		Lag        int64   `json:"lag"`
-		LagSeconds float64 `json:"lag_seconds"`
-	} `json:"consumers"`
+	Consumers []broker.Lag `json:"consumers"`
 }
 
 func lagCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
@@ -83,15 +56,8 @@ func lagCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	if err := conn().getJSON(ctx, "/v1/lag", nil, &raw); err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(std.out, raw)
-	}
 	var a lagAnswer
-	if err := json.Unmarshal(raw, &a); err != nil {
+	if ok, err := conn().getOrPrint(ctx, "/v1/lag", nil, *asJSON, std.out, &a); !ok {
 		return err
 	}
 	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
@@ -102,16 +68,6 @@ func lagCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 	return tw.Flush()
 }
 
-func printJSON(w io.Writer, raw []byte) error {
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, raw, "", "  "); err != nil {
-		return err
-	}
-	buf.WriteByte('\n')
-	_, err := w.Write(buf.Bytes())
-	return err
-}
-
 // produceCmd sends NDJSON from stdin in batches. Each batch carries an
 // Idempotency-Key, so a batch retried after a timeout or 503 lands once even
 // when its events have no ids of their own.
@@ -120,13 +76,9 @@ func produceCmd(ctx context.Context, args []string, std stdio, env lookupEnv) er
 	conn := clientFlags(fs, env)
 	batch := fs.Int("batch", 1000, "events per request")
 	retries := fs.Int("retries", 10, "retries of a request answered 429/503")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	if *batch < 1 {
 		return fmt.Errorf("--batch must be at least 1, got %d", *batch)
@@ -212,13 +164,9 @@ func tailCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error
 	partition := fs.Int("partition", -1, "only this partition")
 	follow := fs.Bool("f", false, "keep waiting for new events")
 	limit := fs.Int("n", 0, "stop after this many events (0: no limit)")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	q := url.Values{}
 	if *from != "" {

@@ -12,13 +12,9 @@ import (
 // shows all that needs fixing.
 func validateCmd(_ context.Context, args []string, std stdio, env lookupEnv) error {
 	fs := newFlags("validate", "FILE…", std)
-	files, err := parseFlags(fs, args)
+	files, err := parseArgs(fs, args, 1, -1)
 	if err != nil {
 		return err
-	}
-	if len(files) == 0 {
-		fs.Usage()
-		return errUsage
 	}
 	failed := 0
 	for _, f := range files {

@@ -10,13 +10,9 @@ import (
 // testCmd runs pipeline test files: events in, view rows out, in process.
 func testCmd(ctx context.Context, args []string, std stdio, _ lookupEnv) error {
 	fs := newFlags("test", "FILE…", std)
-	files, err := parseFlags(fs, args)
+	files, err := parseArgs(fs, args, 1, -1)
 	if err != nil {
 		return err
-	}
-	if len(files) == 0 {
-		fs.Usage()
-		return errUsage
 	}
 	failed, err := pipetest.Run(ctx, files, std.out)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 	"text/tabwriter"
-	"time"
 )
 
 type multiFlag []string
@@ -24,13 +23,9 @@ func queryCmd(ctx context.Context, args []string, std stdio, env lookupEnv) erro
 	from := fs.String("from", "", "first window start, RFC 3339")
 	to := fs.String("to", "", "window starts before this time, RFC 3339")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	q := url.Values{}
 	for _, w := range where {
@@ -40,28 +35,15 @@ func queryCmd(ctx context.Context, args []string, std stdio, env lookupEnv) erro
 		}
 		q.Set(k, v)
 	}
-	for name, v := range map[string]string{"from": *from, "to": *to} {
-		if v == "" {
-			continue
-		}
-		if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
-			return fmt.Errorf("--%s %q: want an RFC 3339 time", name, v)
-		}
-		q.Set(name, v)
-	}
-	var raw json.RawMessage
-	if err := conn().getJSON(ctx, "/v1/views/"+url.PathEscape(pos[0]), q, &raw); err != nil {
+	if err := timeParams(q, *from, *to); err != nil {
 		return err
-	}
-	if *asJSON {
-		return printJSON(std.out, raw)
 	}
 	var ans struct {
 		View    string            `json:"view"`
 		Horizon *string           `json:"horizon"`
 		Rows    []json.RawMessage `json:"rows"`
 	}
-	if err := json.Unmarshal(raw, &ans); err != nil {
+	if ok, err := conn().getOrPrint(ctx, "/v1/views/"+url.PathEscape(pos[0]), q, *asJSON, std.out, &ans); !ok {
 		return err
 	}
 	horizon := "none (no batch run yet)"

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
 func str(s string) pipelines.Value  { return pipelines.Value{S: s, Valid: true} }
@@ -18,18 +19,6 @@ func i64(i int64) pipelines.Value   { return pipelines.Value{I: i, Valid: true} 
 func f64(f float64) pipelines.Value { return pipelines.Value{F: f, Valid: true} }
 
 var null pipelines.Value
-
-// allTypesTopic has one field of every type, and _id.
-func allTypesTopic(name string) sinks.Table {
-	return sinks.TopicTable(&pipelines.Topic{Name: name, Schema: pipelines.Schema{
-		{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
-		{Name: "host", Type: pipelines.TypeString, Required: true},
-		{Name: "bytes", Type: pipelines.TypeLong},
-		{Name: "port", Type: pipelines.TypeInt},
-		{Name: "cpu", Type: pipelines.TypeDouble},
-		{Name: "up", Type: pipelines.TypeBool},
-	}})
-}
 
 // viewTable is a view grouped by region with two aggregates.
 func viewTable(name string) sinks.Table {
@@ -52,18 +41,10 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func rowsOf(vals ...[]pipelines.Value) []sinks.Row {
-	out := make([]sinks.Row, len(vals))
-	for i, v := range vals {
-		out[i] = sinks.Row{Values: v, Time: v[0].I, Source: "test", Offset: int64(i)}
-	}
-	return out
-}
-
 func TestTopicUpsertExactValues(t *testing.T) {
 	s := newTestSink(t, nil)
 	ctx := ctxT(t)
-	tab := allTypesTopic("metrics")
+	tab := sinktest.AllTypesTopic("metrics")
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +53,7 @@ func TestTopicUpsertExactValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts := time.Date(2024, 3, 1, 12, 30, 0, 123_000_000, time.UTC).UnixMicro()
-	rows := rowsOf(
+	rows := sinktest.Rows(
 		[]pipelines.Value{i64(ts), str("a"), i64(math.MaxInt64), i64(math.MaxInt32), f64(0.1), i64(1), str("e1")},
 		[]pipelines.Value{i64(ts + 1000), str("b ü ✓"), i64(math.MinInt64), i64(math.MinInt32), f64(-1e300), i64(0), str("e2")},
 		[]pipelines.Value{i64(-1_000), str(""), null, null, null, null, str("e3")},
@@ -93,7 +74,7 @@ func TestTopicUpsertExactValues(t *testing.T) {
 	}
 
 	// A redelivered event whose optional fields are now missing clears them.
-	upd := rowsOf([]pipelines.Value{i64(ts), str("a2"), null, null, null, null, str("e1")})
+	upd := sinktest.Rows([]pipelines.Value{i64(ts), str("a2"), null, null, null, null, str("e1")})
 	if err := s.Write(ctx, tab, upd); err != nil {
 		t.Fatal(err)
 	}
@@ -111,11 +92,11 @@ func TestTopicUpsertExactValues(t *testing.T) {
 func TestTimestampsKeepMilliseconds(t *testing.T) {
 	s := newTestSink(t, nil)
 	ctx := ctxT(t)
-	tab := allTypesTopic("metrics")
+	tab := sinktest.AllTypesTopic("metrics")
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)
 	}
-	rows := rowsOf(
+	rows := sinktest.Rows(
 		[]pipelines.Value{i64(1_700_000_000_123_456), str("a"), null, null, null, null, str("e1")},
 		[]pipelines.Value{i64(-1_500), str("a"), null, null, null, null, str("e2")},
 	)
@@ -166,7 +147,7 @@ func TestViewTableKeyAndUpsert(t *testing.T) {
 	// A correction for one window, twice in one call: the last one wins.
 	fix1 := []pipelines.Value{i64(w), i64(w + m), str("r1"), i64(1000), null}
 	fix2 := []pipelines.Value{i64(w), i64(w + m), str("r1"), i64(999), f64(2.5)}
-	if err := s.Write(ctx, tab, rowsOf(fix2, fix1, fix2)); err != nil {
+	if err := s.Write(ctx, tab, sinktest.Rows(fix2, fix1, fix2)); err != nil {
 		t.Fatal(err)
 	}
 	want[250] = fix2
@@ -204,7 +185,7 @@ func TestViewWithoutGroupBy(t *testing.T) {
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)
 	}
-	rows := rowsOf([]pipelines.Value{i64(60e6), i64(120e6), i64(7)}, []pipelines.Value{i64(0), i64(60e6), i64(3)})
+	rows := sinktest.Rows([]pipelines.Value{i64(60e6), i64(120e6), i64(7)}, []pipelines.Value{i64(0), i64(60e6), i64(3)})
 	if err := s.Write(ctx, tab, rows); err != nil {
 		t.Fatal(err)
 	}
@@ -221,11 +202,11 @@ func TestTTL(t *testing.T) {
 	const ttl = time.Hour
 	s := newTestSink(t, func(sp *pipelines.Sink) { sp.TTL = pipelines.Duration(ttl) })
 	ctx := ctxT(t)
-	tab := allTypesTopic("metrics")
+	tab := sinktest.AllTypesTopic("metrics")
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)
 	}
-	rows := rowsOf([]pipelines.Value{i64(1), str("a"), i64(5), null, null, null, str("e1")})
+	rows := sinktest.Rows([]pipelines.Value{i64(1), str("a"), i64(5), null, null, null, str("e1")})
 	if err := s.Write(ctx, tab, rows); err != nil {
 		t.Fatal(err)
 	}
@@ -243,11 +224,11 @@ func TestTTL(t *testing.T) {
 func TestNewNullableFieldAddsColumn(t *testing.T) {
 	s := newTestSink(t, nil)
 	ctx := ctxT(t)
-	tab := allTypesTopic("metrics")
+	tab := sinktest.AllTypesTopic("metrics")
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)
 	}
-	old := rowsOf([]pipelines.Value{i64(1000), str("a"), null, null, null, null, str("e1")})
+	old := sinktest.Rows([]pipelines.Value{i64(1000), str("a"), null, null, null, null, str("e1")})
 	if err := s.Write(ctx, tab, old); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +243,7 @@ func TestNewNullableFieldAddsColumn(t *testing.T) {
 	if err := s.Prepare(ctx, grown); err != nil { // again: nothing left to add
 		t.Fatal(err)
 	}
-	nw := rowsOf([]pipelines.Value{i64(2000), str("b"), null, null, null, null, str("z1"), str("e2")})
+	nw := sinktest.Rows([]pipelines.Value{i64(2000), str("b"), null, null, null, null, str("z1"), str("e2")})
 	if err := s.Write(ctx, grown, nw); err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +260,7 @@ func TestNewNullableFieldAddsColumn(t *testing.T) {
 	}
 
 	// A field whose type changed cannot be altered in place.
-	changed := allTypesTopic("metrics")
+	changed := sinktest.AllTypesTopic("metrics")
 	changed.Columns[2].Type = pipelines.TypeString
 	if err := s.Prepare(ctx, changed); !errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Prepare with a changed type: %v, want ErrPermanent", err)
@@ -310,11 +291,11 @@ func TestPoisonRowsAreRowErrors(t *testing.T) {
 		rows = append(rows, sinks.Row{Values: v, Time: v[0].I})
 	}
 	// An int out of range is refused before sending.
-	itab := allTypesTopic("t")
+	itab := sinktest.AllTypesTopic("t")
 	if err := s.Prepare(ctx, itab); err != nil {
 		t.Fatal(err)
 	}
-	irows := rowsOf(
+	irows := sinktest.Rows(
 		[]pipelines.Value{i64(1), str("a"), null, i64(math.MaxInt32 + 1), null, null, str("e1")},
 		[]pipelines.Value{i64(1), str("a"), null, i64(5), null, null, str("e2")},
 	)
@@ -352,7 +333,7 @@ func TestPoisonRowsAreRowErrors(t *testing.T) {
 		if i == 22 {
 			host = "h\xc3\x28"
 		}
-		trows = append(trows, rowsOf([]pipelines.Value{i64(1), str(host), null, null, null, null, str(fmt.Sprintf("t%d", i))})...)
+		trows = append(trows, sinktest.Rows([]pipelines.Value{i64(1), str(host), null, null, null, null, str(fmt.Sprintf("t%d", i))})...)
 	}
 	sess, _ := s.conn()
 	var parts [][]int
@@ -375,7 +356,7 @@ func TestPoisonRowsAreRowErrors(t *testing.T) {
 
 func TestCreateFalseMissingTable(t *testing.T) {
 	s := newTestSink(t, func(sp *pipelines.Sink) { sp.Create = false })
-	err := s.Prepare(ctxT(t), allTypesTopic("nope"))
+	err := s.Prepare(ctxT(t), sinktest.AllTypesTopic("nope"))
 	if err == nil || errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Prepare of a missing table without create: %v, want a transient error", err)
 	}
@@ -383,7 +364,7 @@ func TestCreateFalseMissingTable(t *testing.T) {
 
 func TestDownIsTransient(t *testing.T) {
 	testHosts(t)
-	s, err := New(context.Background(), &pipelines.Sink{Name: "down", Hosts: []string{"127.0.0.1:1"}, Keyspace: "x", Create: true}, testLogger(t))
+	s, err := New(context.Background(), &pipelines.Sink{Name: "down", Hosts: []string{"127.0.0.1:1"}, Keyspace: "x", Create: true}, sinktest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +373,7 @@ func TestDownIsTransient(t *testing.T) {
 	if err := s.Ping(ctx); err == nil || errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Ping: %v, want a transient error", err)
 	}
-	err = s.Write(ctx, allTypesTopic("t"), rowsOf([]pipelines.Value{i64(1), str("a"), null, null, null, null, str("e1")}))
+	err = s.Write(ctx, sinktest.AllTypesTopic("t"), sinktest.Rows([]pipelines.Value{i64(1), str("a"), null, null, null, null, str("e1")}))
 	if err == nil || errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Write: %v, want a transient error", err)
 	}

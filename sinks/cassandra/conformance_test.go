@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +23,7 @@ func TestConformance(t *testing.T) {
 			return pipelines.Sink{Type: "cassandra", Hosts: strings.Split(hosts, ","), Keyspace: ks, Consistency: "local_quorum"}
 		},
 		NewTarget: func(t *testing.T, _ *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
-			s, err := New(context.Background(), spec, testLogger(t))
+			s, err := New(context.Background(), spec, sinktest.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -42,7 +40,7 @@ func TestConformance(t *testing.T) {
 			for i, r := range rows {
 				m := make(map[string]any, len(r))
 				for j, f := range table.Columns {
-					m[f.Name] = goValue(f.Type, r[j])
+					m[f.Name] = sinktest.GoValue(f.Type, r[j])
 				}
 				out[i] = m
 			}
@@ -53,54 +51,10 @@ func TestConformance(t *testing.T) {
 		Poison: func(*testing.T) (pipelines.FieldType, pipelines.Value) {
 			return pipelines.TypeInt, pipelines.Value{I: math.MaxInt32 + 1, Valid: true}
 		},
-		Outage:        outage(hosts),
+		Outage:        sinktest.DevOutage("../../deploy/dev/cassandra.sh", hosts, "LF_CASSANDRA_PORT", "9042"),
 		TimePrecision: time.Millisecond,
 		Timeout:       3 * time.Minute,
 	})
-}
-
-func goValue(t pipelines.FieldType, v pipelines.Value) any {
-	if !v.Valid {
-		return nil
-	}
-	switch t {
-	case pipelines.TypeString:
-		return v.S
-	case pipelines.TypeDouble:
-		return v.F
-	case pipelines.TypeBool:
-		return v.I != 0
-	case pipelines.TypeTimestamp:
-		return time.UnixMicro(v.I).UTC()
-	}
-	return v.I
-}
-
-// outage stops and restarts Cassandra with deploy/dev/cassandra.sh, when that
-// script runs the Cassandra the tests use (it does for make test and CI);
-// nil otherwise, which skips the case.
-func outage(hosts string) func(t *testing.T) func() {
-	const script = "../../deploy/dev/cassandra.sh"
-	if hosts != "127.0.0.1:"+envOr("LF_CASSANDRA_PORT", "9042") || exec.Command(script, "status").Run() != nil {
-		return nil
-	}
-	return func(t *testing.T) func() {
-		if out, err := exec.Command(script, "stop").CombinedOutput(); err != nil {
-			t.Fatalf("%s stop: %v\n%s", script, err, out)
-		}
-		return func() {
-			if out, err := exec.Command(script, "start").CombinedOutput(); err != nil {
-				t.Fatalf("%s start: %v\n%s", script, err, out)
-			}
-		}
-	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 // dropKeyspace removes a test's keyspace with a session of its own, as the

@@ -2,11 +2,7 @@ package cassandra
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -14,42 +10,19 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
 // testHosts returns the Cassandra the tests run against, from
-// LF_TEST_CASSANDRA_HOSTS; without it the test is skipped, or fails under
-// LF_REQUIRE_SERVICES=1 (make test, CI).
+// LF_TEST_CASSANDRA_HOSTS (sinktest.Service).
 func testHosts(tb testing.TB) []string {
 	tb.Helper()
-	h := os.Getenv("LF_TEST_CASSANDRA_HOSTS")
-	if h == "" {
-		msg := "LF_TEST_CASSANDRA_HOSTS is not set: run deploy/dev/services.sh up cassandra && eval \"$(deploy/dev/services.sh env)\""
-		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
-			tb.Fatal(msg)
-		}
-		tb.Skip(msg)
-	}
-	return strings.Split(h, ",")
+	return strings.Split(sinktest.Service(tb, "LF_TEST_CASSANDRA_HOSTS", "cassandra"), ",")
 }
 
 // testKeyspace is a fresh keyspace name, so tests never see each other's
 // tables.
-func testKeyspace() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return "lft_" + hex.EncodeToString(b[:])
-}
-
-func testLogger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct{ tb testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.tb.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
+func testKeyspace() string { return sinktest.UniqueName("lft_") }
 
 // newTestSink returns a sink on a fresh keyspace that is dropped after the
 // test; edit changes the spec before the sink is made.
@@ -62,7 +35,7 @@ func newTestSink(tb testing.TB, edit func(*pipelines.Sink)) *Sink {
 	if edit != nil {
 		edit(spec)
 	}
-	s, err := New(context.Background(), spec, testLogger(tb))
+	s, err := New(context.Background(), spec, sinktest.Logger(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -159,6 +132,6 @@ func readAll(ctx context.Context, s *Sink, t sinks.Table) ([][]pipelines.Value, 
 func sortRows(t sinks.Table, rows [][]pipelines.Value) {
 	idx, _ := columnIndexes(t, t.Key)
 	slices.SortFunc(rows, func(a, b []pipelines.Value) int {
-		return strings.Compare(string(appendKey(nil, a, idx)), string(appendKey(nil, b, idx)))
+		return strings.Compare(string(sinks.AppendKey(nil, a, idx)), string(sinks.AppendKey(nil, b, idx)))
 	})
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"sync"
 
 	"github.com/gocql/gocql"
@@ -71,7 +70,7 @@ func (s *Sink) Write(ctx context.Context, t sinks.Table, rows []sinks.Row) error
 			continue
 		}
 		args[i] = a
-		kb = appendKey(kb[:0], r.Values, keyIdx)
+		kb = sinks.AppendKey(kb[:0], r.Values, keyIdx)
 		last[string(kb)] = i
 	}
 	parts := partitions(rows, args, last, keyIdx, partIdx)
@@ -90,11 +89,11 @@ func partitions(rows []sinks.Row, args [][]any, last map[string]int, keyIdx, par
 		if args[i] == nil {
 			continue
 		}
-		kb = appendKey(kb[:0], r.Values, keyIdx)
+		kb = sinks.AppendKey(kb[:0], r.Values, keyIdx)
 		if last[string(kb)] != i {
 			continue // replaced by a later row of this call
 		}
-		kb = appendKey(kb[:0], r.Values, partIdx)
+		kb = sinks.AppendKey(kb[:0], r.Values, partIdx)
 		g, ok := groups[string(kb)]
 		if !ok {
 			g = len(out)
@@ -340,26 +339,4 @@ func bindRow(t sinks.Table, vals []pipelines.Value) ([]any, error) {
 		}
 	}
 	return out, nil
-}
-
-// appendKey encodes the values at idx so that different keys give
-// different bytes: each value is tagged null or not and strings are
-// length-prefixed.
-func appendKey(b []byte, vals []pipelines.Value, idx []int) []byte {
-	for _, i := range idx {
-		v := vals[i]
-		if !v.Valid {
-			b = append(b, 0)
-			continue
-		}
-		b = append(b, 1)
-		b = strconv.AppendInt(b, v.I, 36)
-		b = append(b, ':')
-		b = strconv.AppendUint(b, math.Float64bits(v.F), 36)
-		b = append(b, ':')
-		b = strconv.AppendInt(b, int64(len(v.S)), 10)
-		b = append(b, ':')
-		b = append(b, v.S...)
-	}
-	return b
 }

@@ -10,66 +10,27 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
-// Each benchmark iteration writes benchRows rows in Writes of benchBatch
-// (the runner's default max_rows) and, taking turns batch by batch so that
-// both see the same load, the same rows through a baseline: one raw
-// olivere bulk request per batch of documents built as maps, into an index
-// of the same mapping. It reports docs/s of both and their ratio.
-const (
-	benchRows  = 100_000
-	benchBatch = 5000
-)
-
-func benchTopicRows(iter, n int) []sinks.Row {
-	base := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
-	rows := make([]sinks.Row, n)
-	for i := range rows {
-		ts := base + int64(i)*1000
-		rows[i] = sinks.Row{Time: ts, Values: []pipelines.Value{
-			i64(ts), str(fmt.Sprintf("host-%d", i%50)), i64(int64(i) * 1024),
-			i64(int64(i % 65536)), f64(float64(i%100) / 3), i64(int64(i % 2)),
-			str(fmt.Sprintf("it%d-ev%d", iter, i)),
-		}}
-	}
-	return rows
-}
-
+// Each benchmark iteration writes sinktest.BenchRows rows in Writes of
+// sinktest.BenchBatch and, taking turns batch by batch so that both see the
+// same load, the same rows through a baseline: one raw olivere bulk request
+// per batch of documents built as maps, into an index of the same mapping.
+// It reports docs/s of both and their ratio.
 func BenchmarkWriteTopic(b *testing.B) {
 	s := newTestSink(b, "", nil)
 	ctx := context.Background()
-	tab, raw := allTypesTopic("bench"), allTypesTopic("bench_raw")
+	tab, raw := sinktest.AllTypesTopic("bench"), sinktest.AllTypesTopic("bench_raw")
 	for _, t := range []sinks.Table{tab, raw} {
 		if err := s.Prepare(ctx, t); err != nil {
 			b.Fatal(err)
 		}
 	}
 	rawIndex := s.pattern.index(raw.Name, 0)
-	var sinkTime, rawTime time.Duration
-	b.ReportAllocs()
-	iter := 0
-	for b.Loop() {
-		rows := benchTopicRows(iter, benchRows)
-		iter++
-		for off := 0; off < len(rows); off += benchBatch {
-			batch := rows[off : off+benchBatch]
-			start := time.Now()
-			if err := s.Write(ctx, tab, batch); err != nil {
-				b.Fatal(err)
-			}
-			sinkTime += time.Since(start)
-			start = time.Now()
-			if err := rawBulk(ctx, s.client, rawIndex, raw, batch); err != nil {
-				b.Fatal(err)
-			}
-			rawTime += time.Since(start)
-		}
-	}
-	n := float64(iter * benchRows)
-	b.ReportMetric(n/sinkTime.Seconds(), "docs/s")
-	b.ReportMetric(n/rawTime.Seconds(), "baseline_docs/s")
-	b.ReportMetric(rawTime.Seconds()/sinkTime.Seconds(), "speedup")
+	sinktest.BenchAgainstBaseline(b, "docs", sinktest.BenchTopicRows,
+		func(batch []sinks.Row) error { return s.Write(ctx, tab, batch) },
+		func(batch []sinks.Row) error { return rawBulk(ctx, s.client, rawIndex, raw, batch) })
 }
 
 // rawBulk is what a program would write by hand with olivere: a map per

@@ -4,8 +4,6 @@ import (
 	"context"
 	"math"
 	"net/url"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -32,7 +30,7 @@ func TestConformance(t *testing.T) {
 			return pipelines.Sink{Type: "elasticsearch", URLs: []string{u}, Index: prefix + "{name}"}
 		},
 		NewTarget: func(t *testing.T, _ *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
-			s, err := New(context.Background(), spec, testLogger(t))
+			s, err := New(context.Background(), spec, sinktest.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,35 +54,16 @@ func TestConformance(t *testing.T) {
 		Poison: func(*testing.T) (pipelines.FieldType, pipelines.Value) {
 			return pipelines.TypeInt, pipelines.Value{I: math.MaxInt32 + 1, Valid: true}
 		},
-		Outage:  outage(u),
+		Outage:  sinktest.DevOutage("../../deploy/dev/opensearch.sh", urlHost(u), "LF_OPENSEARCH_PORT", "9200"),
 		Timeout: 3 * time.Minute,
 	})
 }
 
-// outage stops and restarts OpenSearch with deploy/dev/opensearch.sh, when
-// that script runs the OpenSearch the tests use (it does for make test and
-// CI); nil otherwise, which skips the case.
-func outage(u string) func(t *testing.T) func() {
-	const script = "../../deploy/dev/opensearch.sh"
+// urlHost is the host:port of u, "" when u is not a URL.
+func urlHost(u string) string {
 	pu, err := url.Parse(u)
-	if err != nil || pu.Host != "127.0.0.1:"+envOr("LF_OPENSEARCH_PORT", "9200") || exec.Command(script, "status").Run() != nil {
-		return nil
+	if err != nil {
+		return ""
 	}
-	return func(t *testing.T) func() {
-		if out, err := exec.Command(script, "stop").CombinedOutput(); err != nil {
-			t.Fatalf("%s stop: %v\n%s", script, err, out)
-		}
-		return func() {
-			if out, err := exec.Command(script, "start").CombinedOutput(); err != nil {
-				t.Fatalf("%s start: %v\n%s", script, err, out)
-			}
-		}
-	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
+	return pu.Host
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
 func str(s string) pipelines.Value  { return pipelines.Value{S: s, Valid: true} }
@@ -24,17 +25,6 @@ func i64(i int64) pipelines.Value   { return pipelines.Value{I: i, Valid: true} 
 func f64(f float64) pipelines.Value { return pipelines.Value{F: f, Valid: true} }
 
 var null pipelines.Value
-
-func allTypesTopic(name string) sinks.Table {
-	return sinks.TopicTable(&pipelines.Topic{Name: name, Schema: pipelines.Schema{
-		{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
-		{Name: "host", Type: pipelines.TypeString, Required: true},
-		{Name: "bytes", Type: pipelines.TypeLong},
-		{Name: "port", Type: pipelines.TypeInt},
-		{Name: "cpu", Type: pipelines.TypeDouble},
-		{Name: "up", Type: pipelines.TypeBool},
-	}})
-}
 
 func viewTable(name string) sinks.Table {
 	return sinks.Table{
@@ -56,14 +46,6 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func rowsOf(vals ...[]pipelines.Value) []sinks.Row {
-	out := make([]sinks.Row, len(vals))
-	for i, v := range vals {
-		out[i] = sinks.Row{Values: v, Time: v[0].I, Source: "test", Offset: int64(i)}
-	}
-	return out
-}
-
 // want turns rows into what readAll returns, keyed by document _id.
 func want(t sinks.Table, rows []sinks.Row) map[string]map[string]any {
 	enc, _ := newEncoder(t)
@@ -75,21 +57,7 @@ func want(t sinks.Table, rows []sinks.Row) map[string]map[string]any {
 		}
 		m := map[string]any{}
 		for i, c := range t.Columns {
-			v := r.Values[i]
-			switch {
-			case !v.Valid:
-				m[c.Name] = nil
-			case c.Type == pipelines.TypeString:
-				m[c.Name] = v.S
-			case c.Type == pipelines.TypeDouble:
-				m[c.Name] = v.F
-			case c.Type == pipelines.TypeBool:
-				m[c.Name] = v.I != 0
-			case c.Type == pipelines.TypeTimestamp:
-				m[c.Name] = time.UnixMicro(v.I).UTC()
-			default:
-				m[c.Name] = v.I
-			}
+			m[c.Name] = sinktest.GoValue(c.Type, r.Values[i])
 		}
 		out[d.id] = m
 	}
@@ -111,14 +79,14 @@ func byID(t *testing.T, docs []readDoc) map[string]map[string]any {
 func TestTopicUpsertExactValues(t *testing.T) {
 	s := newTestSink(t, "", nil)
 	ctx := ctxT(t)
-	tab := allTypesTopic("metrics")
+	tab := sinktest.AllTypesTopic("metrics")
 	for range 2 { // Prepare is idempotent
 		if err := s.Prepare(ctx, tab); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ts := time.Date(2024, 3, 1, 12, 30, 0, 123_456_000, time.UTC).UnixMicro()
-	rows := rowsOf(
+	rows := sinktest.Rows(
 		[]pipelines.Value{i64(ts), str("a"), i64(math.MaxInt64), i64(math.MaxInt32), f64(0.1), i64(1), str("e1")},
 		[]pipelines.Value{i64(ts + 1), str("b \"ü\" \\ ✓\n\x01"), i64(math.MinInt64), i64(math.MinInt32), f64(-2.2250738585072014e-308), i64(0), str("e2")},
 		[]pipelines.Value{i64(-1), str(""), null, null, null, null, str("e/3 ?#%")},
@@ -149,7 +117,7 @@ func TestTopicUpsertExactValues(t *testing.T) {
 	}
 
 	// A redelivered event whose optional fields are now missing loses them.
-	upd := rowsOf([]pipelines.Value{i64(ts), str("a2"), null, null, null, null, str("e1")})
+	upd := sinktest.Rows([]pipelines.Value{i64(ts), str("a2"), null, null, null, null, str("e1")})
 	if err := s.Write(ctx, tab, upd); err != nil {
 		t.Fatal(err)
 	}
@@ -165,13 +133,13 @@ func TestTopicUpsertExactValues(t *testing.T) {
 func TestDatePatternIndices(t *testing.T) {
 	s := newTestSink(t, "{name}-{yyyy.MM.dd}", nil)
 	ctx := ctxT(t)
-	tab := allTypesTopic("metrics")
+	tab := sinktest.AllTypesTopic("metrics")
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)
 	}
 	d1 := time.Date(2024, 3, 1, 23, 59, 59, 999_999_000, time.UTC).UnixMicro()
 	d2 := time.Date(2024, 3, 2, 0, 0, 0, 0, time.UTC).UnixMicro()
-	rows := rowsOf(
+	rows := sinktest.Rows(
 		[]pipelines.Value{i64(d1), str("a"), i64(1), null, null, null, str("e1")},
 		[]pipelines.Value{i64(d2), str("b"), i64(2), null, null, null, str("e2")},
 	)
@@ -210,7 +178,7 @@ func TestDatePatternIndices(t *testing.T) {
 		}
 	}
 	d3 := time.Date(2024, 3, 3, 0, 0, 0, 0, time.UTC).UnixMicro()
-	nw := rowsOf([]pipelines.Value{i64(d3), str("c"), null, null, null, null, str("z"), str("e3")})
+	nw := sinktest.Rows([]pipelines.Value{i64(d3), str("c"), null, null, null, null, str("z"), str("e3")})
 	if err := s.Write(ctx, grown, nw); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +186,7 @@ func TestDatePatternIndices(t *testing.T) {
 		t.Errorf("a new index maps zone as %q", typ)
 	}
 	// A field whose type changed cannot be remapped.
-	changed := allTypesTopic("metrics")
+	changed := sinktest.AllTypesTopic("metrics")
 	changed.Columns[2].Type = pipelines.TypeString
 	if err := s.Prepare(ctx, changed); !errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Prepare with a changed type: %v, want ErrPermanent", err)
@@ -234,7 +202,7 @@ func TestViewDocumentIDs(t *testing.T) {
 	}
 	w := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC).UnixMicro()
 	m := time.Minute.Microseconds()
-	rows := rowsOf(
+	rows := sinktest.Rows(
 		[]pipelines.Value{i64(w), i64(w + m), str("eu"), i64(1), f64(1)},
 		[]pipelines.Value{i64(w), i64(w + m), str(`e","u`), i64(2), null}, // would collide if joined naively
 		[]pipelines.Value{i64(w), i64(w + m), null, i64(3), null},         // a null group is a group
@@ -272,12 +240,12 @@ func TestViewDocumentIDs(t *testing.T) {
 func TestPoisonRowsAreRowErrors(t *testing.T) {
 	s := newTestSink(t, "", nil)
 	ctx := ctxT(t)
-	tab := allTypesTopic("metrics")
+	tab := sinktest.AllTypesTopic("metrics")
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)
 	}
 	// The pipeline now says bytes is a string, but the index maps a long.
-	changed := allTypesTopic("metrics")
+	changed := sinktest.AllTypesTopic("metrics")
 	changed.Columns[2].Type = pipelines.TypeString
 	var rows []sinks.Row
 	for i := range 20 {
@@ -327,13 +295,13 @@ func TestRejectedItemsAreResent(t *testing.T) {
 	s := newTestSink(t, "", func(sp *pipelines.Sink) { sp.URLs = []string{proxy.URL} })
 	s.backoff = time.Millisecond
 	ctx := ctxT(t)
-	tab := allTypesTopic("metrics")
+	tab := sinktest.AllTypesTopic("metrics")
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)
 	}
 	var rows []sinks.Row
 	for i := range 10 {
-		rows = append(rows, rowsOf([]pipelines.Value{i64(int64(i)), str("h"), i64(int64(i)), null, null, null, str(string(rune('a' + i)))})...)
+		rows = append(rows, sinktest.Rows([]pipelines.Value{i64(int64(i)), str("h"), i64(int64(i)), null, null, null, str(string(rune('a' + i)))})...)
 	}
 	if err := s.Write(ctx, tab, rows); err != nil {
 		t.Fatal(err)
@@ -360,7 +328,7 @@ func TestRejectedItemsAreResent(t *testing.T) {
 
 func TestDownIsTransient(t *testing.T) {
 	testURL(t)
-	s, err := New(context.Background(), &pipelines.Sink{Name: "down", URLs: []string{"http://127.0.0.1:1"}, Create: true}, testLogger(t))
+	s, err := New(context.Background(), &pipelines.Sink{Name: "down", URLs: []string{"http://127.0.0.1:1"}, Create: true}, sinktest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,10 +337,10 @@ func TestDownIsTransient(t *testing.T) {
 	if err := s.Ping(ctx); err == nil || errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Ping: %v, want a transient error", err)
 	}
-	if err := s.Prepare(ctx, allTypesTopic("t")); err == nil || errors.Is(err, sinks.ErrPermanent) {
+	if err := s.Prepare(ctx, sinktest.AllTypesTopic("t")); err == nil || errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Prepare: %v, want a transient error", err)
 	}
-	err = s.Write(ctx, allTypesTopic("t"), rowsOf([]pipelines.Value{i64(1), str("a"), null, null, null, null, str("e1")}))
+	err = s.Write(ctx, sinktest.AllTypesTopic("t"), sinktest.Rows([]pipelines.Value{i64(1), str("a"), null, null, null, null, str("e1")}))
 	if err == nil || errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Write: %v, want a transient error", err)
 	}
@@ -380,7 +348,7 @@ func TestDownIsTransient(t *testing.T) {
 
 func TestPrepareRefusesBadIndexName(t *testing.T) {
 	s := newTestSink(t, "", nil)
-	if err := s.Prepare(ctxT(t), allTypesTopic("Metrics")); !errors.Is(err, sinks.ErrPermanent) {
+	if err := s.Prepare(ctxT(t), sinktest.AllTypesTopic("Metrics")); !errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Prepare(Metrics): %v, want ErrPermanent", err)
 	}
 }

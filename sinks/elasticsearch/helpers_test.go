@@ -3,14 +3,9 @@ package elasticsearch
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,42 +13,19 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
 // testURL returns the OpenSearch the tests run against, from
-// LF_TEST_OPENSEARCH_URL; without it the test is skipped, or fails under
-// LF_REQUIRE_SERVICES=1 (make test, CI).
+// LF_TEST_OPENSEARCH_URL (sinktest.Service).
 func testURL(tb testing.TB) string {
 	tb.Helper()
-	u := os.Getenv("LF_TEST_OPENSEARCH_URL")
-	if u == "" {
-		msg := "LF_TEST_OPENSEARCH_URL is not set: run deploy/dev/services.sh up opensearch && eval \"$(deploy/dev/services.sh env)\""
-		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
-			tb.Fatal(msg)
-		}
-		tb.Skip(msg)
-	}
-	return u
+	return sinktest.Service(tb, "LF_TEST_OPENSEARCH_URL", "opensearch")
 }
 
 // testPrefix is a fresh index name prefix, so tests never see each other's
 // indices or templates.
-func testPrefix() string {
-	var b [5]byte
-	_, _ = rand.Read(b[:])
-	return "lft_" + hex.EncodeToString(b[:]) + "_"
-}
-
-func testLogger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct{ tb testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.tb.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
+func testPrefix() string { return sinktest.UniqueName("lft_") + "_" }
 
 // newTestSink returns a sink whose index pattern is "<fresh prefix>" +
 // pattern (default "{name}"); its indices and templates are deleted after
@@ -68,7 +40,7 @@ func newTestSink(tb testing.TB, pattern string, edit func(*pipelines.Sink)) *Sin
 	if edit != nil {
 		edit(spec)
 	}
-	s, err := New(context.Background(), spec, testLogger(tb))
+	s, err := New(context.Background(), spec, sinktest.Logger(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}

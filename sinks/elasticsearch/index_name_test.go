@@ -1,7 +1,6 @@
 package elasticsearch
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 )
@@ -34,23 +33,6 @@ func TestIndexPattern(t *testing.T) {
 	for _, bad := range []string{"{name", "{name}}", "{yyyy.mm}", "{host}", "{}"} {
 		if _, err := parseIndexPattern(bad); err == nil {
 			t.Errorf("parseIndexPattern(%q) accepted", bad)
-		}
-	}
-}
-
-func TestAppendStringMatchesEncodingJSON(t *testing.T) {
-	for _, s := range []string{"", "plain", `q"b\`, "tab\tnl\ncr\r\x00\x1f", "é ✓ 😀", "bad \xff\xfe utf8", "\u2028\u2029", "<&>"} {
-		got := appendString(nil, s)
-		var back string
-		if err := json.Unmarshal(got, &back); err != nil {
-			t.Errorf("%q encodes to invalid JSON %s: %v", s, got, err)
-			continue
-		}
-		want, _ := json.Marshal(s)
-		var wantBack string
-		_ = json.Unmarshal(want, &wantBack)
-		if back != wantBack {
-			t.Errorf("%q round-trips to %q, encoding/json to %q", s, back, wantBack)
 		}
 	}
 }

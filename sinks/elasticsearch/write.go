@@ -9,10 +9,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/olivere/elastic/v7"
 
@@ -308,83 +306,32 @@ func (e *encoder) doc(r sinks.Row) (doc, error) {
 }
 
 // timeLayout is RFC 3339 with all six digits of microseconds, so _source
-// holds the exact event time.
+// holds the exact event time. It is not pipelines.TimeLayout, which drops
+// trailing zeros: a view document's _id holds window_start in this form
+// (["eu","2024-03-01T12:00:00.000000Z"]), and another form would give the
+// windows already indexed new _ids, so that their next correction would add
+// a second document instead of replacing the first.
 const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
 
-// appendValue appends v as JSON; null when it is missing.
+// appendValue appends v as JSON, as pipelines.AppendValueJSON does but for
+// timestamps (timeLayout) and for what JSON cannot hold, which is an error
+// here instead of null: a document must hold the row's values.
 func appendValue(b []byte, t pipelines.FieldType, v pipelines.Value) ([]byte, error) {
 	if !v.Valid {
 		return append(b, "null"...), nil
 	}
 	switch t {
-	case pipelines.TypeString:
-		return appendString(b, v.S), nil
-	case pipelines.TypeLong, pipelines.TypeInt:
-		return strconv.AppendInt(b, v.I, 10), nil
-	case pipelines.TypeDouble:
-		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
-			return nil, fmt.Errorf("%v cannot be written as JSON", v.F)
-		}
-		return strconv.AppendFloat(b, v.F, 'g', -1, 64), nil
-	case pipelines.TypeBool:
-		return strconv.AppendBool(b, v.I != 0), nil
 	case pipelines.TypeTimestamp:
 		b = append(b, '"')
 		b = time.UnixMicro(v.I).UTC().AppendFormat(b, timeLayout)
 		return append(b, '"'), nil
+	case pipelines.TypeDouble:
+		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
+			return nil, fmt.Errorf("%v cannot be written as JSON", v.F)
+		}
+	case pipelines.TypeString, pipelines.TypeLong, pipelines.TypeInt, pipelines.TypeBool:
+	default:
+		return nil, fmt.Errorf("unsupported type %v", t)
 	}
-	return nil, fmt.Errorf("unsupported type %v", t)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string the way encoding/json does
-// (invalid UTF-8 becomes U+FFFD) without its reflection and allocations.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		// U+2028 and U+2029 are valid JSON but break JavaScript readers.
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return pipelines.AppendValueJSON(b, t, v), nil
 }

@@ -27,7 +27,7 @@ func testTopicRows(t *testing.T, h Harness) {
 	table, _ := e.tables()
 	e.waitRows(tg, table, h.expected(table, events))
 	rn.stop(t)
-	if got := metricSum(t, rn.reg, "lambdaflow_sink_rows_written_total"); got != 300 {
+	if got := MetricSum(t, rn.reg, "lambdaflow_sink_rows_written_total"); got != 300 {
 		t.Errorf("lambdaflow_sink_rows_written_total = %v, want 300", got)
 	}
 	e.checkLag()
@@ -74,7 +74,7 @@ func testRedelivery(t *testing.T, h Harness) {
 	rn = e.start(tg)
 	e.waitCommitted(h.Timeout)
 	rn.stop(t)
-	if got, want := metricSum(t, rn.reg, "lambdaflow_sink_rows_written_total"), float64(len(events)+len(rows)); got != want {
+	if got, want := MetricSum(t, rn.reg, "lambdaflow_sink_rows_written_total"), float64(len(events)+len(rows)); got != want {
 		t.Errorf("second delivery wrote %v rows, want %v (all of them again)", got, want)
 	}
 	e.checkRows(tg, table, wantTopic)
@@ -103,7 +103,7 @@ func testOutage(t *testing.T, h Harness) {
 		e.appendByPartition(topicName, events[i:i+20])
 	}
 	CheckFor(t, h.Timeout, func() error {
-		if up := metricSum(t, rn.reg, "lambdaflow_sink_up"); up != 0 {
+		if up := MetricSum(t, rn.reg, "lambdaflow_sink_up"); up != 0 {
 			return fmt.Errorf("lambdaflow_sink_up = %v during the outage, want 0", up)
 		}
 		return nil
@@ -122,10 +122,10 @@ func testOutage(t *testing.T, h Harness) {
 	table, _ := e.tables()
 	e.waitRows(tg, table, h.expected(table, events))
 	CheckFor(t, h.Timeout, func() error { return rn.r.Health(context.Background()) })
-	if up := metricSum(t, rn.reg, "lambdaflow_sink_up"); up != 1 {
+	if up := MetricSum(t, rn.reg, "lambdaflow_sink_up"); up != 1 {
 		t.Errorf("lambdaflow_sink_up = %v after recovery, want 1", up)
 	}
-	if r := metricSum(t, rn.reg, "lambdaflow_sink_retries_total"); r == 0 {
+	if r := MetricSum(t, rn.reg, "lambdaflow_sink_retries_total"); r == 0 {
 		t.Errorf("lambdaflow_sink_retries_total = 0 after an outage")
 	}
 	rn.stop(t)
@@ -168,7 +168,7 @@ func testPoison(t *testing.T, h Harness) {
 	table, _ := e.tables()
 	good := append(append([]pipelines.Event(nil), events[:bad]...), events[bad+1:]...)
 	e.waitRows(tg, table, h.expected(table, good))
-	if n := metricSum(t, rn.reg, "lambdaflow_sink_dead_letters_total"); n != 1 {
+	if n := MetricSum(t, rn.reg, "lambdaflow_sink_dead_letters_total"); n != 1 {
 		t.Errorf("lambdaflow_sink_dead_letters_total = %v, want 1", n)
 	}
 	rn.stop(t)
@@ -314,8 +314,9 @@ func testNewField(t *testing.T, h Harness) {
 	rn.stop(t)
 }
 
-// metricSum sums every series of a metric family in reg.
-func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// MetricSum sums every series of the metric family name in reg: counter
+// and gauge values, and the sample counts of histograms.
+func MetricSum(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -332,6 +333,8 @@ func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 				sum += m.Counter.GetValue()
 			case m.Gauge != nil:
 				sum += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.Histogram.GetSampleCount())
 			}
 		}
 	}

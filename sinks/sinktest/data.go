@@ -103,17 +103,10 @@ func genEvents(prefix string, first, n int) []pipelines.Event {
 	return out
 }
 
-// partitionOf spreads events over the topic's partitions by host, as
-// ingest would by key.
+// partitionOf is the partition of an event of the suite's topic, by its key
+// field host, as ingest places it (pipelines.EventPartition).
 func partitionOf(ev pipelines.Event, partitions int) int {
-	var h int
-	for _, c := range ev.Values[1].S {
-		h = h*31 + int(c)
-	}
-	if h < 0 {
-		h = -h
-	}
-	return h % partitions
+	return pipelines.EventPartition(&ev, 1, pipelines.TypeString, partitions)
 }
 
 // appendByPartition appends events to topic, each to its key's partition.
@@ -221,8 +214,20 @@ func (h *Harness) expected(table sinks.Table, events []pipelines.Event) map[stri
 	return out
 }
 
-// goValue is a log value as ReadAll must return it.
+// goValue is a log value as ReadAll must return it: GoValue, with times
+// truncated to the engine's precision.
 func (h *Harness) goValue(t pipelines.FieldType, v pipelines.Value) any {
+	g := GoValue(t, v)
+	if tm, ok := g.(time.Time); ok {
+		return tm.Truncate(h.TimePrecision)
+	}
+	return g
+}
+
+// GoValue is the Go value of a log value of type t, as a Harness's ReadAll
+// returns it: nil for null, string, int64 (long and int), float64, bool, or
+// time.Time in UTC (timestamp).
+func GoValue(t pipelines.FieldType, v pipelines.Value) any {
 	if !v.Valid {
 		return nil
 	}
@@ -236,7 +241,7 @@ func (h *Harness) goValue(t pipelines.FieldType, v pipelines.Value) any {
 	case pipelines.TypeBool:
 		return v.I != 0
 	case pipelines.TypeTimestamp:
-		return time.UnixMicro(v.I).UTC().Truncate(h.TimePrecision)
+		return time.UnixMicro(v.I).UTC()
 	}
 	return nil
 }

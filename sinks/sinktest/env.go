@@ -87,17 +87,7 @@ func (e *env) reopen() {
 	e.openBroker()
 }
 
-func (e *env) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-// testWriter sends log lines to t.Log, so they show with the failing case.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(b), "\n"))
-	return len(b), nil
-}
+func (e *env) logger() *slog.Logger { return Logger(e.t) }
 
 func (e *env) topic(name string) pipelines.Topic {
 	t, _, ok := e.p.SourceTopic(name)

@@ -11,12 +11,17 @@
 //		sinktest.Run(t, sinktest.Harness{Sink: …, NewTarget: …, ReadAll: …, Poison: …})
 //	}
 //
+// It also holds what the targets' own tests share, so that each target
+// keeps only what is its engine's: Service, UniqueName, Logger and
+// DevOutage to reach the real engine; AllTypesTopic, Rows and GoValue for
+// tests that write to a target directly; MetricSum; and BenchTopicRows and
+// BenchAgainstBaseline for the write benchmarks against each engine's
+// hand-written baseline.
+//
 // It must not know any engine: what differs between them is the Harness's.
 package sinktest
 
 import (
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -94,24 +99,6 @@ func Run(t *testing.T, h Harness) {
 	})
 	t.Run("PoisonRecordDeadLettered", func(t *testing.T) { testPoison(t, h) })
 	t.Run("NewNullableField", func(t *testing.T) { testNewField(t, h) })
-}
-
-// Service returns the value of the environment variable that points the
-// tests at a real service (LF_TEST_POSTGRES_DSN…). When it is unset the test
-// is skipped with a message naming the script that starts the service, or
-// fails when LF_REQUIRE_SERVICES=1 (make test, CI).
-func Service(t testing.TB, envVar, service string) string {
-	t.Helper()
-	if v := os.Getenv(envVar); v != "" {
-		return v
-	}
-	msg := fmt.Sprintf("%s is not set: start %s with `deploy/dev/services.sh up %s` and "+
-		"`eval \"$(deploy/dev/services.sh env)\"`", envVar, service, service)
-	if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
-		t.Fatal(msg + " (LF_REQUIRE_SERVICES=1)")
-	}
-	t.Skip(msg)
-	return ""
 }
 
 // CheckFor calls f until it returns nil, failing t with f's last error

@@ -2,15 +2,11 @@ package warehouse
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
-	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,17 +21,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(b), "\n"))
-	return len(b), nil
 }
 
 // pgAdmin connects to the test database, or skips.
@@ -54,9 +39,7 @@ func pgAdmin(t testing.TB) (dsn string, admin *pgxpool.Pool) {
 // returns a DSN whose search_path points at it.
 func pgSchema(t testing.TB, dsn string, admin *pgxpool.Pool) string {
 	t.Helper()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "lf_test_" + hex.EncodeToString(b[:])
+	schema := sinktest.UniqueName("lf_test_")
 	ctx := context.Background()
 	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatalf("create schema: %v", err)
@@ -102,7 +85,7 @@ func TestPostgresConformance(t *testing.T) {
 			return pipelines.Sink{Type: "postgres", DSN: pgSchema(t, dsn, admin)}
 		},
 		NewTarget: func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
-			pg, err := NewPostgres(ctx, spec, testLogger(t))
+			pg, err := NewPostgres(ctx, spec, sinktest.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,7 +127,7 @@ func TestDuckDBConformance(t *testing.T) {
 			return pipelines.Sink{Type: "duckdb"}
 		},
 		NewTarget: func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
-			d, err := NewDuckDB(ctx, spec, p.DataDir, testLogger(t))
+			d, err := NewDuckDB(ctx, spec, p.DataDir, sinktest.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,9 +147,15 @@ func TestDuckDBConformance(t *testing.T) {
 // sqlReadAll reads a whole table through database/sql.
 func sqlReadAll(t testing.TB, db *sql.DB, table string) []map[string]any {
 	t.Helper()
-	rows, err := db.QueryContext(context.Background(), "SELECT * FROM "+quote(table))
+	return sqlQuery(t, db, "SELECT * FROM "+quote(table))
+}
+
+// sqlQuery runs q and returns its rows, column name to value.
+func sqlQuery(t testing.TB, db *sql.DB, q string) []map[string]any {
+	t.Helper()
+	rows, err := db.QueryContext(context.Background(), q)
 	if err != nil {
-		t.Fatalf("reading %s: %v", table, err)
+		t.Fatalf("%s: %v", q, err)
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -154,12 +153,12 @@ func plan(t sinks.Table, rows []sinks.Row, limits engineLimits) (write []int, re
 	last := make(map[string]int, len(rows))
 	var kb []byte
 	for i := range rows {
-		kb = appendKey(kb[:0], rows[i].Values, keyIdx)
+		kb = sinks.AppendKey(kb[:0], rows[i].Values, keyIdx)
 		last[string(kb)] = i
 	}
 	write = make([]int, 0, len(last))
 	for i := range rows {
-		kb = appendKey(kb[:0], rows[i].Values, keyIdx)
+		kb = sinks.AppendKey(kb[:0], rows[i].Values, keyIdx)
 		if last[string(kb)] != i {
 			continue // superseded by a later row of the batch
 		}
@@ -170,29 +169,6 @@ func plan(t sinks.Table, rows []sinks.Row, limits engineLimits) (write []int, re
 		write = append(write, i)
 	}
 	return write, rejected, nil
-}
-
-// appendKey encodes the key values of a row, unambiguously.
-func appendKey(b []byte, vals []pipelines.Value, keyIdx []int) []byte {
-	for _, k := range keyIdx {
-		var v pipelines.Value
-		if k < len(vals) {
-			v = vals[k]
-		}
-		if !v.Valid {
-			b = append(b, 0)
-			continue
-		}
-		b = append(b, 1)
-		b = strconv.AppendInt(b, v.I, 36)
-		b = append(b, ':')
-		b = strconv.AppendUint(b, math.Float64bits(v.F), 36)
-		b = append(b, ':')
-		b = strconv.AppendInt(b, int64(len(v.S)), 10)
-		b = append(b, ':')
-		b = append(b, v.S...)
-	}
-	return b
 }
 
 // isolate writes the rows at idx with write; when that fails with an error

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
 // allTypes is a topic table with a column of every type.
@@ -47,7 +48,7 @@ func engines(t *testing.T) []engine {
 	duck := engine{
 		name: "duckdb",
 		target: func(t *testing.T, create bool) sinks.Target {
-			d, err := NewDuckDB(context.Background(), &pipelines.Sink{Name: "w", Type: "duckdb", Create: create}, t.TempDir(), testLogger(t))
+			d, err := NewDuckDB(context.Background(), &pipelines.Sink{Name: "w", Type: "duckdb", Create: create}, t.TempDir(), sinktest.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,7 +74,7 @@ func engines(t *testing.T) []engine {
 		name: "postgres",
 		target: func(t *testing.T, create bool) sinks.Target {
 			spec := &pipelines.Sink{Name: "w", Type: "postgres", Create: create, DSN: pgSchema(t, dsn, admin)}
-			pg, err := NewPostgres(context.Background(), spec, testLogger(t))
+			pg, err := NewPostgres(context.Background(), spec, sinktest.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -175,33 +176,6 @@ func columnTypes(t *testing.T, e engine, tg sinks.Target, table string) string {
 		parts = append(parts, fmt.Sprintf("%v %v", r["name"], r["type"]))
 	}
 	return strings.Join(parts, ", ")
-}
-
-func sqlQuery(t *testing.T, db *sql.DB, q string) []map[string]any {
-	t.Helper()
-	rows, err := db.Query(q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []map[string]any
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		m := make(map[string]any)
-		for i, c := range cols {
-			m[c] = vals[i]
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 // TestTimestamptzExact: every microsecond survives, whatever the session's
@@ -336,7 +310,7 @@ func TestAddColumn(t *testing.T) {
 func TestDuckDBFile(t *testing.T) {
 	dataDir := t.TempDir()
 	ctx := context.Background()
-	d, err := NewDuckDB(ctx, &pipelines.Sink{Name: "w", Type: "duckdb", Create: true}, dataDir, testLogger(t))
+	d, err := NewDuckDB(ctx, &pipelines.Sink{Name: "w", Type: "duckdb", Create: true}, dataDir, sinktest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +341,7 @@ func TestDuckDBFile(t *testing.T) {
 	}
 
 	other := filepath.Join(t.TempDir(), "sub", "mine.duckdb")
-	d2, err := NewDuckDB(ctx, &pipelines.Sink{Name: "w", Type: "duckdb", Path: other}, dataDir, testLogger(t))
+	d2, err := NewDuckDB(ctx, &pipelines.Sink{Name: "w", Type: "duckdb", Path: other}, dataDir, sinktest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +358,7 @@ func TestDuckDBFile(t *testing.T) {
 // transient error: neither RowErrors nor ErrPermanent.
 func TestPostgresDown(t *testing.T) {
 	pg, err := NewPostgres(context.Background(), &pipelines.Sink{Name: "w", Type: "postgres", Create: true,
-		DSN: "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"}, testLogger(t))
+		DSN: "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"}, sinktest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
