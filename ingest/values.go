@@ -304,22 +304,5 @@ func canonical(t pipelines.FieldType, v pipelines.Value) string {
 		return v.S
 	}
 	var buf [32]byte
-	return string(appendCanonical(buf[:0], t, v))
-}
-
-// appendCanonical appends the canonical text of a non-null value: strings are
-// themselves; long, int and timestamp (UTC microseconds) are decimal; bool is
-// true or false; double is the shortest decimal that round-trips
-// (strconv 'g', -1).
-func appendCanonical(b []byte, t pipelines.FieldType, v pipelines.Value) []byte {
-	switch t {
-	case pipelines.TypeString:
-		return append(b, v.S...)
-	case pipelines.TypeDouble:
-		return strconv.AppendFloat(b, v.F, 'g', -1, 64)
-	case pipelines.TypeBool:
-		return strconv.AppendBool(b, v.I != 0)
-	default:
-		return strconv.AppendInt(b, v.I, 10)
-	}
+	return string(pipelines.AppendCanonical(buf[:0], t, v))
 }
