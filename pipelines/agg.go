@@ -2,9 +2,6 @@ package pipelines
 
 import (
 	"cmp"
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"math"
 	"strings"
 )
@@ -52,56 +49,60 @@ func classOf(t FieldType) valClass {
 }
 
 // aggOp is one compiled aggregate: its kind and where its state lives inside
-// a State. The slots it uses, by kind:
+// a State's block (see stateLayout). The slots it uses, by kind ("count" is
+// the field's count of non-null values and "min"/"max" its extremes, shared
+// through the field's fieldStat):
 //
-//	count, count(f)      w: n
+//	count()              w: n
+//	count(f)             count
 //	sum (int)            w: lo, hi (128-bit)
 //	sum (double)         f: exact sum
-//	avg (int)            w: n, lo, hi
-//	avg (double)         w: n; f: exact sum
-//	min/max (int, dbl)   w: n, value (double as its bits)
-//	min/max (string)     w: n; s: value
-//	count_distinct       x: *distinct (nil until the first value)
-//	quantile             x: *quantiles (nil until the first value)
-//	first/last           w: n, time, value; s: id[, value when string]
+//	avg (int)            count; w: lo, hi
+//	avg (double)         count; f: exact sum
+//	min/max              count; v: min or max (a word, an S slot for strings)
+//	count_distinct       w: the one hash seen so far (0: none); x: D slot,
+//	                     the set once there are two
+//	quantile             count; mn, mx: words of its min and max (the
+//	                     field's min and max for doubles, own words holding
+//	                     doubles otherwise); x: Q slot, nil up to qInline values
+//	first/last           count; w: time[, value]; s: the id, or for strings
+//	                     makePair(id, value)
 type aggOp struct {
-	kind  aggKind
-	class valClass
-	typ   FieldType // the input field's type
-	field int       // index in the schema; -1 for count()
-	q     float64
-	w     int32
-	s     int32
-	f     int32
-	x     int32
+	kind      aggKind
+	class     valClass
+	typ       FieldType // the input field's type
+	field     int       // index in the schema; -1 for count()
+	q         float64
+	st        int32 // index in Plan.stats; -1 for count(), sum, count_distinct
+	n         int32 // word: the field's count
+	v         int32
+	w         int32
+	s         int32
+	f         int32
+	x         int32
+	mn, mx    int32
+	ownMinMax bool // quantile of a non-double field: mn, mx are its own
+	// upd: what Update then does to the field's stats (statNone if another
+	// op does it), whose min and max slots (or -1) are copied here.
+	upd              statUpdate
+	statMin, statMax int32
 }
 
-// State is the aggregate state of one (group key, window): every aggregate of
-// its plan. It is created by Plan.NewState and changed only through its
-// plan's methods; it is not safe for concurrent use. A State keeps copies of
-// the strings it retains, so events and their buffers may be reused.
-type State struct {
-	p *Plan
-	w []uint64
-	s []string
-	f []fsum
-	x []any
-}
+// statUpdate is how an op counts a value into its field's stats, specialised
+// so Update switches once.
+type statUpdate uint8
 
-// NewState returns the empty state of all the plan's aggregates.
-func (p *Plan) NewState() *State {
-	s := &State{p: p, w: make([]uint64, p.nw)}
-	if p.ns > 0 {
-		s.s = make([]string, p.ns)
-	}
-	if p.nf > 0 {
-		s.f = make([]fsum, p.nf)
-	}
-	if p.nx > 0 {
-		s.x = make([]any, p.nx)
-	}
-	return s
-}
+const (
+	statNone statUpdate = iota
+	statCount
+	statMinInt
+	statMaxInt
+	statMinMaxInt
+	statMinFloat
+	statMaxFloat
+	statMinMaxFloat
+	statString // min and/or max of a string field
+)
 
 // value returns the event's non-null value of a field, or nil. NaN counts as
 // null: no aggregate could order or sum it meaningfully.
@@ -119,124 +120,207 @@ func value(e *Event, field int, class valClass) *Value {
 // Update adds one event to the state. The caller has already checked Match
 // and assigned the event to this state's key and window.
 func (p *Plan) Update(s *State, e *Event) {
-	for i := range p.aggs {
-		op := &p.aggs[i]
+	w := p.words(s)
+	for i := range p.upd {
+		op := &p.upd[i]
 		if op.kind == aggCount {
-			s.w[op.w]++
+			w[op.w]++
 			continue
 		}
 		v := value(e, op.field, op.class)
 		if v == nil {
 			continue
 		}
-		w := s.w[op.w:]
 		switch op.kind {
-		case aggCountField:
-			w[0]++
-		case aggSumInt:
-			addInt128(w, v.I)
-		case aggSumFloat:
-			s.f[op.f].add(v.F)
-		case aggAvgInt:
-			w[0]++
-			addInt128(w[1:], v.I)
-		case aggAvgFloat:
-			w[0]++
-			s.f[op.f].add(v.F)
-		case aggMinInt:
-			if w[0] == 0 || v.I < int64(w[1]) {
-				w[1] = uint64(v.I)
-			}
-			w[0]++
-		case aggMaxInt:
-			if w[0] == 0 || v.I > int64(w[1]) {
-				w[1] = uint64(v.I)
-			}
-			w[0]++
-		case aggMinFloat:
-			if w[0] == 0 || floatLess(v.F, math.Float64frombits(w[1])) {
-				w[1] = math.Float64bits(v.F)
-			}
-			w[0]++
-		case aggMaxFloat:
-			if w[0] == 0 || floatLess(math.Float64frombits(w[1]), v.F) {
-				w[1] = math.Float64bits(v.F)
-			}
-			w[0]++
-		case aggMinString:
-			if w[0] == 0 || v.S < s.s[op.s] {
-				s.s[op.s] = strings.Clone(v.S)
-			}
-			w[0]++
-		case aggMaxString:
-			if w[0] == 0 || v.S > s.s[op.s] {
-				s.s[op.s] = strings.Clone(v.S)
-			}
-			w[0]++
+		case aggSumInt, aggAvgInt:
+			addInt128(w[op.w:], v.I)
+		case aggSumFloat, aggAvgFloat:
+			p.fsums(s)[op.f].add(v.F)
 		case aggDistinct:
-			d, _ := s.x[op.x].(*distinct)
-			if d == nil {
-				d = new(distinct)
-				s.x[op.x] = d
-			}
-			d.add(hashValue(op.typ, v))
-		case aggQuantile:
-			q, _ := s.x[op.x].(*quantiles)
-			if q == nil {
-				q = new(quantiles)
-				s.x[op.x] = q
-			}
-			if op.class == classFloat {
-				q.add(v.F)
+			if d := p.distinctSet(s, op.x); d != nil {
+				d.add(hashValue(op.typ, v))
 			} else {
-				q.add(float64(v.I))
+				p.addDistinct(s, w, op, hashValue(op.typ, v))
 			}
+		case aggQuantile:
+			x := v.F
+			if op.class != classFloat {
+				x = float64(v.I)
+			}
+			p.addQuantile(s, w, op, x)
 		case aggFirst, aggLast:
-			updateFirstLast(s, op, e.Time, e.ID, v)
+			p.updateFirstLast(s, w, op, e.Time, e.ID, v)
 		}
+		// The field's count and extremes, after every aggregate that
+		// reads them.
+		if op.upd == statNone {
+			continue
+		}
+		n := w[op.n]
+		switch op.upd {
+		case statMinInt:
+			if n == 0 || v.I < int64(w[op.statMin]) {
+				w[op.statMin] = uint64(v.I)
+			}
+		case statMaxInt:
+			if n == 0 || v.I > int64(w[op.statMax]) {
+				w[op.statMax] = uint64(v.I)
+			}
+		case statMinMaxInt:
+			if n == 0 || v.I < int64(w[op.statMin]) {
+				w[op.statMin] = uint64(v.I)
+			}
+			if n == 0 || v.I > int64(w[op.statMax]) {
+				w[op.statMax] = uint64(v.I)
+			}
+		case statMinFloat:
+			if x := math.Float64bits(v.F); n == 0 || floatKey(x) < floatKey(w[op.statMin]) {
+				w[op.statMin] = x
+			}
+		case statMaxFloat:
+			if x := math.Float64bits(v.F); n == 0 || floatKey(x) > floatKey(w[op.statMax]) {
+				w[op.statMax] = x
+			}
+		case statMinMaxFloat:
+			x := math.Float64bits(v.F)
+			k := floatKey(x)
+			if n == 0 || k < floatKey(w[op.statMin]) {
+				w[op.statMin] = x
+			}
+			if n == 0 || k > floatKey(w[op.statMax]) {
+				w[op.statMax] = x
+			}
+		case statString:
+			p.updateStringExtremes(s, op, n, v.S)
+		}
+		w[op.n] = n + 1
+	}
+}
+
+// addQuantile is Update of a quantile.
+func (p *Plan) addQuantile(s *State, w []uint64, op *aggOp, x float64) {
+	q := p.quantileSet(s, op.x)
+	if q != nil && q.sk != nil && !op.ownMinMax {
+		q.sk.insert(x, 1) // the common case of a busy window
+		return
+	}
+	h := quantileHead(w, op)
+	if nq := qAdd(q, h, x); nq != q {
+		p.setQuantileSet(s, op.x, nq)
+	}
+	if op.ownMinMax {
+		h.add(x)
+		w[op.mn], w[op.mx] = math.Float64bits(h.min), math.Float64bits(h.max)
+	}
+}
+
+func (p *Plan) updateStringExtremes(s *State, op *aggOp, n uint64, v string) {
+	strs := p.strs(s)
+	if op.statMin >= 0 && (n == 0 || v < strs[op.statMin]) {
+		strs[op.statMin] = p.intern(strs, v)
+	}
+	if op.statMax >= 0 && (n == 0 || v > strs[op.statMax]) {
+		strs[op.statMax] = p.intern(strs, v)
+	}
+}
+
+// quantileHead returns a quantile's count, min and max from the words.
+func quantileHead(w []uint64, op *aggOp) qhead {
+	return qhead{n: w[op.n], min: math.Float64frombits(w[op.mn]), max: math.Float64frombits(w[op.mx])}
+}
+
+// addDistinct adds a hash to a count_distinct: inline while it is the only
+// one, then in a distinct set.
+func (p *Plan) addDistinct(s *State, w []uint64, op *aggOp, h uint64) {
+	if d := p.distinctSet(s, op.x); d != nil {
+		d.add(h)
+		return
+	}
+	if h == 0 {
+		h = hashZero
+	}
+	switch w[op.w] {
+	case 0:
+		w[op.w] = h
+	case h:
+	default:
+		d := new(distinct)
+		d.add(w[op.w])
+		d.add(h)
+		p.setDistinctSet(s, op.x, d)
+		w[op.w] = 0
 	}
 }
 
 // updateFirstLast keeps the value of the event with the smallest (first) or
 // largest (last) event time; equal times are ordered by event id, then by
 // value, so the result never depends on arrival order or partitioning.
-func updateFirstLast(s *State, op *aggOp, t int64, id string, v *Value) {
-	w := s.w[op.w:]
-	if w[0] > 0 {
-		c := cmp.Compare(t, int64(w[1]))
+func (p *Plan) updateFirstLast(s *State, w []uint64, op *aggOp, t int64, id string, v *Value) {
+	if w[op.n] > 0 {
+		c := cmp.Compare(t, int64(w[op.w]))
 		if c == 0 {
-			c = strings.Compare(id, s.s[op.s])
-		}
-		if c == 0 {
-			c = compareStored(op, v, w[2], s.s[op.s+1:])
+			sid, sval := storedIDValue(op, p.strs(s))
+			if c = strings.Compare(id, sid); c == 0 {
+				c = compareValue(op, v, w[op.w:], sval)
+			}
 		}
 		if (op.kind == aggFirst && c >= 0) || (op.kind == aggLast && c <= 0) {
-			w[0]++
 			return
 		}
 	}
-	w[0]++
-	w[1] = uint64(t)
-	s.s[op.s] = strings.Clone(id)
+	w[op.w] = uint64(t)
+	strs := p.strs(s)
 	switch op.class {
-	case classInt:
-		w[2] = uint64(v.I)
-	case classFloat:
-		w[2] = math.Float64bits(v.F)
 	case classString:
-		s.s[op.s+1] = strings.Clone(v.S)
+		strs[op.s] = p.internPair(strs, id, v.S)
+		return
+	case classInt:
+		w[op.w+1] = uint64(v.I)
+	case classFloat:
+		w[op.w+1] = math.Float64bits(v.F)
 	}
+	strs[op.s] = p.intern(strs, id)
 }
 
-// compareStored compares v with the value stored in word w or strs[0].
-func compareStored(op *aggOp, v *Value, w uint64, strs []string) int {
+// storedIDValue returns a first/last's stored event id and, for strings, its
+// value.
+func storedIDValue(op *aggOp, strs []string) (id, val string) {
+	if op.class == classString {
+		return splitPair(strs[op.s])
+	}
+	return strs[op.s], ""
+}
+
+// compareFirstLast orders the (time, id, value) that a first/last keeps in
+// two states, a's against b's.
+func compareFirstLast(op *aggOp, aw []uint64, astrs []string, bw []uint64, bstrs []string) int {
+	if c := cmp.Compare(int64(aw[op.w]), int64(bw[op.w])); c != 0 {
+		return c
+	}
+	aid, aval := storedIDValue(op, astrs)
+	bid, bval := storedIDValue(op, bstrs)
+	if c := strings.Compare(aid, bid); c != 0 {
+		return c
+	}
 	switch op.class {
 	case classInt:
-		return cmp.Compare(v.I, int64(w))
+		return cmp.Compare(int64(aw[op.w+1]), int64(bw[op.w+1]))
 	case classFloat:
-		return compareFloat(v.F, math.Float64frombits(w))
+		return compareFloat(math.Float64frombits(aw[op.w+1]), math.Float64frombits(bw[op.w+1]))
 	}
-	return strings.Compare(v.S, strs[0])
+	return strings.Compare(aval, bval)
+}
+
+// compareValue compares v with a first/last's stored value: w[1] (w starts
+// at its words) or str.
+func compareValue(op *aggOp, v *Value, w []uint64, str string) int {
+	switch op.class {
+	case classInt:
+		return cmp.Compare(v.I, int64(w[1]))
+	case classFloat:
+		return compareFloat(v.F, math.Float64frombits(w[1]))
+	}
+	return strings.Compare(v.S, str)
 }
 
 // compareFloat is floatLess as a three-way comparison.
@@ -248,6 +332,13 @@ func compareFloat(a, b float64) int {
 		return 1
 	}
 	return 0
+}
+
+// floatKey maps a double's bits to an integer in the order of floatLess
+// (for all but NaN): positives get the sign bit set, negatives all bits
+// flipped, so -0 comes just below +0.
+func floatKey(bits uint64) uint64 {
+	return bits ^ (uint64(int64(bits)>>63) | 1<<63)
 }
 
 // floatLess orders doubles with -0 before +0, so min and max pick the same
@@ -279,95 +370,103 @@ func addInt128Words(w []uint64, lo, hi uint64) {
 // Merge adds src into dst. Both must come from this plan; src is unchanged
 // and may be used again. Merging is associative and commutative: any
 // grouping of partial states of the same events finalizes to the same values.
+// Strings are shared, not copied: a state's strings are never changed.
 func (p *Plan) Merge(dst, src *State) {
-	for i := range p.aggs {
-		op := &p.aggs[i]
-		w, o := dst.w[op.w:], src.w[op.w:]
+	w, o := p.words(dst), p.words(src)
+	for i := range p.upd {
+		op := &p.upd[i]
 		switch op.kind {
-		case aggCount, aggCountField:
-			w[0] += o[0]
-		case aggSumInt:
-			addInt128Words(w, o[0], o[1])
-		case aggSumFloat:
-			dst.f[op.f].merge(&src.f[op.f])
-		case aggAvgInt:
-			w[0] += o[0]
-			addInt128Words(w[1:], o[1], o[2])
-		case aggAvgFloat:
-			w[0] += o[0]
-			dst.f[op.f].merge(&src.f[op.f])
-		case aggMinInt, aggMaxInt, aggMinFloat, aggMaxFloat:
-			if o[0] == 0 {
-				continue
-			}
-			take := w[0] == 0
-			if !take {
-				switch op.kind {
-				case aggMinInt:
-					take = int64(o[1]) < int64(w[1])
-				case aggMaxInt:
-					take = int64(o[1]) > int64(w[1])
-				case aggMinFloat:
-					take = floatLess(math.Float64frombits(o[1]), math.Float64frombits(w[1]))
-				case aggMaxFloat:
-					take = floatLess(math.Float64frombits(w[1]), math.Float64frombits(o[1]))
-				}
-			}
-			if take {
-				w[1] = o[1]
-			}
-			w[0] += o[0]
-		case aggMinString, aggMaxString:
-			if o[0] == 0 {
-				continue
-			}
-			a, b := dst.s[op.s], src.s[op.s]
-			if w[0] == 0 || (op.kind == aggMinString && b < a) || (op.kind == aggMaxString && b > a) {
-				dst.s[op.s] = b
-			}
-			w[0] += o[0]
+		case aggCount:
+			w[op.w] += o[op.w]
+		case aggSumInt, aggAvgInt:
+			addInt128Words(w[op.w:], o[op.w], o[op.w+1])
+		case aggSumFloat, aggAvgFloat:
+			p.fsums(dst)[op.f].merge(&p.fsums(src)[op.f])
 		case aggDistinct:
-			od, _ := src.x[op.x].(*distinct)
-			if od == nil {
-				continue
-			}
-			d, _ := dst.x[op.x].(*distinct)
-			if d == nil {
-				d = new(distinct)
-				dst.x[op.x] = d
-			}
-			d.merge(od)
+			p.mergeDistinct(dst, w, src, o, op)
 		case aggQuantile:
-			oq, _ := src.x[op.x].(*quantiles)
-			if oq == nil {
-				continue
+			h, oh := quantileHead(w, op), quantileHead(o, op)
+			q := p.quantileSet(dst, op.x)
+			if nq := qMerge(q, h, p.quantileSet(src, op.x), oh); nq != q {
+				p.setQuantileSet(dst, op.x, nq)
 			}
-			q, _ := dst.x[op.x].(*quantiles)
-			if q == nil {
-				q = new(quantiles)
-				dst.x[op.x] = q
+			if op.ownMinMax {
+				h.merge(oh)
+				w[op.mn], w[op.mx] = math.Float64bits(h.min), math.Float64bits(h.max)
 			}
-			q.merge(oq)
 		case aggFirst, aggLast:
-			if o[0] == 0 {
+			if o[op.n] == 0 {
 				continue
 			}
-			n := w[0]
-			v := Value{Valid: true}
-			switch op.class {
-			case classInt:
-				v.I = int64(o[2])
-			case classFloat:
-				v.F = math.Float64frombits(o[2])
-			case classString:
-				v.S = src.s[op.s+1]
+			strs, ostrs := p.strs(dst), p.strs(src)
+			c := compareFirstLast(op, o, ostrs, w, strs)
+			take := w[op.n] == 0 || (op.kind == aggFirst && c < 0) || (op.kind == aggLast && c > 0)
+			if take {
+				w[op.w] = o[op.w]
+				if op.class != classString {
+					w[op.w+1] = o[op.w+1]
+				}
+				strs[op.s] = ostrs[op.s]
 			}
-			// Strings in src are owned by src and immutable, so
-			// updateFirstLast's copy is redundant here but harmless.
-			updateFirstLast(dst, op, int64(o[1]), src.s[op.s], &v)
-			w[0] = n + o[0]
 		}
 	}
+	for i := range p.stats {
+		st := &p.stats[i]
+		on := o[st.n]
+		if on == 0 {
+			continue
+		}
+		n := w[st.n]
+		w[st.n] = n + on
+		switch st.class {
+		case classInt:
+			if st.min >= 0 && (n == 0 || int64(o[st.min]) < int64(w[st.min])) {
+				w[st.min] = o[st.min]
+			}
+			if st.max >= 0 && (n == 0 || int64(o[st.max]) > int64(w[st.max])) {
+				w[st.max] = o[st.max]
+			}
+		case classFloat:
+			if st.min >= 0 && (n == 0 || floatLess(math.Float64frombits(o[st.min]), math.Float64frombits(w[st.min]))) {
+				w[st.min] = o[st.min]
+			}
+			if st.max >= 0 && (n == 0 || floatLess(math.Float64frombits(w[st.max]), math.Float64frombits(o[st.max]))) {
+				w[st.max] = o[st.max]
+			}
+		case classString:
+			if st.min < 0 && st.max < 0 {
+				continue
+			}
+			strs, ostrs := p.strs(dst), p.strs(src)
+			if st.min >= 0 && (n == 0 || ostrs[st.min] < strs[st.min]) {
+				strs[st.min] = ostrs[st.min]
+			}
+			if st.max >= 0 && (n == 0 || ostrs[st.max] > strs[st.max]) {
+				strs[st.max] = ostrs[st.max]
+			}
+		}
+	}
+}
+
+// mergeDistinct adds src's count_distinct into dst's.
+func (p *Plan) mergeDistinct(dst *State, w []uint64, src *State, o []uint64, op *aggOp) {
+	od := p.distinctSet(src, op.x)
+	if od == nil {
+		if h := o[op.w]; h != 0 {
+			p.addDistinct(dst, w, op, h)
+		}
+		return
+	}
+	d := p.distinctSet(dst, op.x)
+	if d == nil {
+		d = new(distinct)
+		if h := w[op.w]; h != 0 {
+			d.add(h)
+		}
+		p.setDistinctSet(dst, op.x, d)
+		w[op.w] = 0
+	}
+	d.merge(od)
 }
 
 // Finalize returns the aggregates' values in the view's order, typed as
@@ -393,62 +492,69 @@ func (p *Plan) Finalize(s *State) []Value {
 
 // AppendFinal is Finalize appending to dst, for callers that reuse a buffer.
 func (p *Plan) AppendFinal(dst []Value, s *State) []Value {
+	w := p.words(s)
 	for i := range p.aggs {
 		op := &p.aggs[i]
-		w := s.w[op.w:]
 		var v Value
 		switch op.kind {
-		case aggCount, aggCountField:
-			v = Value{I: int64(w[0]), Valid: true}
+		case aggCount:
+			v = Value{I: int64(w[op.w]), Valid: true}
+		case aggCountField:
+			v = Value{I: int64(w[op.n]), Valid: true}
 		case aggSumInt:
-			v = Value{I: int128Clamp(w[0], w[1]), Valid: true}
+			v = Value{I: int128Clamp(w[op.w], w[op.w+1]), Valid: true}
 		case aggSumFloat:
-			v = Value{F: s.f[op.f].value(), Valid: true}
+			v = Value{F: p.fsums(s)[op.f].value(), Valid: true}
 		case aggAvgInt:
-			if w[0] > 0 {
-				v = Value{F: int128Float(w[1], w[2]) / float64(w[0]), Valid: true}
+			if n := w[op.n]; n > 0 {
+				v = Value{F: int128Float(w[op.w], w[op.w+1]) / float64(n), Valid: true}
 			}
 		case aggAvgFloat:
-			if w[0] > 0 {
-				v = Value{F: s.f[op.f].value() / float64(w[0]), Valid: true}
+			if n := w[op.n]; n > 0 {
+				v = Value{F: p.fsums(s)[op.f].value() / float64(n), Valid: true}
 			}
 		case aggMinInt, aggMaxInt:
-			if w[0] > 0 {
-				v = Value{I: int64(w[1]), Valid: true}
+			if w[op.n] > 0 {
+				v = Value{I: int64(w[op.v]), Valid: true}
 			}
 		case aggMinFloat, aggMaxFloat:
-			if w[0] > 0 {
-				v = Value{F: math.Float64frombits(w[1]), Valid: true}
+			if w[op.n] > 0 {
+				v = Value{F: math.Float64frombits(w[op.v]), Valid: true}
 			}
 		case aggMinString, aggMaxString:
-			if w[0] > 0 {
-				v = Value{S: s.s[op.s], Valid: true}
+			if w[op.n] > 0 {
+				v = Value{S: p.strs(s)[op.v], Valid: true}
 			}
 		case aggDistinct:
-			v = Value{Valid: true}
-			if d, _ := s.x[op.x].(*distinct); d != nil {
-				v.I = d.count()
-			}
+			v = Value{I: p.distinctCount(s, w, op), Valid: true}
 		case aggQuantile:
-			if q, _ := s.x[op.x].(*quantiles); q != nil {
-				v.F, v.Valid = q.quantile(op.q)
-			}
+			v.F, v.Valid = qValue(p.quantileSet(s, op.x), quantileHead(w, op), op.q)
 		case aggFirst, aggLast:
-			if w[0] > 0 {
+			if w[op.n] > 0 {
 				v.Valid = true
 				switch op.class {
 				case classInt:
-					v.I = int64(w[2])
+					v.I = int64(w[op.w+1])
 				case classFloat:
-					v.F = math.Float64frombits(w[2])
+					v.F = math.Float64frombits(w[op.w+1])
 				case classString:
-					v.S = s.s[op.s+1]
+					_, v.S = splitPair(p.strs(s)[op.s])
 				}
 			}
 		}
 		dst = append(dst, v)
 	}
 	return dst
+}
+
+func (p *Plan) distinctCount(s *State, w []uint64, op *aggOp) int64 {
+	if d := p.distinctSet(s, op.x); d != nil {
+		return d.count()
+	}
+	if w[op.w] != 0 {
+		return 1
+	}
+	return 0
 }
 
 // int128Clamp returns a 128-bit sum as int64, saturated at the int64 limits.
@@ -468,280 +574,4 @@ func int128Float(lo, hi uint64) float64 {
 		return float64(int64(lo))
 	}
 	return bigToFloat(int192ToBig([3]uint64{lo, hi, uint64(int64(hi) >> 63)}), 0)
-}
-
-// stateVersion is the first byte of a marshalled State. Bump it when the
-// encoding or the value hashes change.
-//
-// Encoding, version 1: the version byte, the plan signature (8 bytes LE, a
-// hash of the aggregates' kinds, input types and arguments), then per
-// aggregate in view order (uv = uvarint, v = zig-zag varint, u64 = 8 bytes LE,
-// str = uv length + bytes):
-//
-//	count, count(f)    uv n
-//	sum (int)          uv lo, uv hi (128-bit two's complement)
-//	sum (double)       exact sum: byte flags (1 +Inf, 2 -Inf, 4 big), v exp,
-//	                   then 3 × u64 limbs, or byte sign+1, uv len, magnitude
-//	avg (int)          uv n, uv lo, uv hi
-//	avg (double)       uv n, exact sum
-//	min/max            uv n, then if n > 0: u64 value (double as bits) or str
-//	count_distinct     byte 0 (no values) or 1, then byte 0 + uv count +
-//	                   sorted u64 hashes (XXH64, seed 0), or byte 1 + 16384
-//	                   register bytes
-//	quantile           byte 0 or 1, then uv n; if n > 0: u64 min, u64 max,
-//	                   then n ≤ 16: n × u64 values; else uv zeros and per
-//	                   store (positive, negative): v first index, uv buckets,
-//	                   uv count each
-//	first/last         uv n, then if n > 0: v time, str id, str or u64 value
-const stateVersion = 1
-
-// ErrStateMismatch is returned when a marshalled state was written by a plan
-// with different aggregates.
-var ErrStateMismatch = errors.New("state was written by a different view definition")
-
-// MarshalBinary encodes the state for checkpoints and for shipping partial
-// states between processes: a version byte, the plan's signature (so a state
-// cannot be read into a plan with other aggregates), then each aggregate.
-func (s *State) MarshalBinary() ([]byte, error) {
-	return s.AppendBinary(nil)
-}
-
-// AppendBinary is MarshalBinary appending to b.
-func (s *State) AppendBinary(b []byte) ([]byte, error) {
-	p := s.p
-	b = append(b, stateVersion)
-	b = binary.LittleEndian.AppendUint64(b, p.sig)
-	for i := range p.aggs {
-		op := &p.aggs[i]
-		w := s.w[op.w:]
-		switch op.kind {
-		case aggCount, aggCountField:
-			b = binary.AppendUvarint(b, w[0])
-		case aggSumInt:
-			b = binary.AppendUvarint(b, w[0])
-			b = binary.AppendUvarint(b, w[1])
-		case aggSumFloat:
-			b = s.f[op.f].appendBinary(b)
-		case aggAvgInt:
-			b = binary.AppendUvarint(b, w[0])
-			b = binary.AppendUvarint(b, w[1])
-			b = binary.AppendUvarint(b, w[2])
-		case aggAvgFloat:
-			b = binary.AppendUvarint(b, w[0])
-			b = s.f[op.f].appendBinary(b)
-		case aggMinInt, aggMaxInt, aggMinFloat, aggMaxFloat:
-			b = binary.AppendUvarint(b, w[0])
-			if w[0] > 0 {
-				b = binary.LittleEndian.AppendUint64(b, w[1])
-			}
-		case aggMinString, aggMaxString:
-			b = binary.AppendUvarint(b, w[0])
-			if w[0] > 0 {
-				b = appendString(b, s.s[op.s])
-			}
-		case aggDistinct:
-			d, _ := s.x[op.x].(*distinct)
-			if d == nil {
-				b = append(b, 0)
-				continue
-			}
-			b = append(b, 1)
-			b = d.appendBinary(b)
-		case aggQuantile:
-			q, _ := s.x[op.x].(*quantiles)
-			if q == nil {
-				b = append(b, 0)
-				continue
-			}
-			b = append(b, 1)
-			b = q.appendBinary(b)
-		case aggFirst, aggLast:
-			b = binary.AppendUvarint(b, w[0])
-			if w[0] == 0 {
-				continue
-			}
-			b = binary.AppendVarint(b, int64(w[1]))
-			b = appendString(b, s.s[op.s])
-			if op.class == classString {
-				b = appendString(b, s.s[op.s+1])
-			} else {
-				b = binary.LittleEndian.AppendUint64(b, w[2])
-			}
-		}
-	}
-	return b, nil
-}
-
-// UnmarshalBinary replaces the state with a marshalled one written by a plan
-// with the same aggregates (the state's own plan, from NewState).
-func (s *State) UnmarshalBinary(data []byte) error {
-	p := s.p
-	if p == nil {
-		return errors.New("unmarshal state: state has no plan; use Plan.NewState")
-	}
-	n := p.NewState()
-	if err := n.read(data); err != nil {
-		return fmt.Errorf("view %q: unmarshal state: %w", p.view, err)
-	}
-	*s = *n
-	return nil
-}
-
-// UnmarshalState decodes a state written by State.MarshalBinary.
-func (p *Plan) UnmarshalState(data []byte) (*State, error) {
-	s := p.NewState()
-	if err := s.read(data); err != nil {
-		return nil, fmt.Errorf("view %q: unmarshal state: %w", p.view, err)
-	}
-	return s, nil
-}
-
-func (s *State) read(data []byte) error {
-	p := s.p
-	r := &reader{b: data}
-	if v := r.byte(); r.err == nil && v != stateVersion {
-		return fmt.Errorf("unsupported state version %d (this build reads %d)", v, stateVersion)
-	}
-	if sig := r.uint64(); r.err == nil && sig != p.sig {
-		return ErrStateMismatch
-	}
-	for i := range p.aggs {
-		if r.err != nil {
-			break
-		}
-		op := &p.aggs[i]
-		w := s.w[op.w:]
-		switch op.kind {
-		case aggCount, aggCountField:
-			w[0] = r.uvarint()
-		case aggSumInt:
-			w[0], w[1] = r.uvarint(), r.uvarint()
-		case aggSumFloat:
-			if err := s.f[op.f].readBinary(r); err != nil {
-				return err
-			}
-		case aggAvgInt:
-			w[0], w[1], w[2] = r.uvarint(), r.uvarint(), r.uvarint()
-		case aggAvgFloat:
-			w[0] = r.uvarint()
-			if err := s.f[op.f].readBinary(r); err != nil {
-				return err
-			}
-		case aggMinInt, aggMaxInt, aggMinFloat, aggMaxFloat:
-			if w[0] = r.uvarint(); w[0] > 0 {
-				w[1] = r.uint64()
-			}
-		case aggMinString, aggMaxString:
-			if w[0] = r.uvarint(); w[0] > 0 {
-				s.s[op.s] = r.string()
-			}
-		case aggDistinct:
-			if r.byte() == 1 {
-				d := new(distinct)
-				if err := d.readBinary(r); err != nil {
-					return err
-				}
-				s.x[op.x] = d
-			}
-		case aggQuantile:
-			if r.byte() == 1 {
-				q := new(quantiles)
-				if err := q.readBinary(r); err != nil {
-					return err
-				}
-				s.x[op.x] = q
-			}
-		case aggFirst, aggLast:
-			if w[0] = r.uvarint(); w[0] == 0 {
-				continue
-			}
-			w[1] = uint64(r.varint())
-			s.s[op.s] = r.string()
-			if op.class == classString {
-				s.s[op.s+1] = r.string()
-			} else {
-				w[2] = r.uint64()
-			}
-		}
-	}
-	if r.err != nil {
-		return r.err
-	}
-	if len(r.b) != 0 {
-		return fmt.Errorf("%d trailing bytes", len(r.b))
-	}
-	return nil
-}
-
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-// reader decodes the state format. The first failure sticks in err, and
-// every later read returns zero, so decoders check err once at the end.
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail() {
-	if r.err == nil {
-		r.err = errShort
-	}
-	r.b = nil
-}
-
-func (r *reader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail()
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *reader) uint64() uint64 {
-	if len(r.b) < 8 {
-		r.fail()
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) bytes(n int) []byte {
-	if n < 0 || len(r.b) < n {
-		r.fail()
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) string() string {
-	return string(r.bytes(int(r.uvarint())))
 }

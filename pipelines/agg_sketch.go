@@ -7,20 +7,30 @@ import (
 	"slices"
 )
 
-// quantiles estimates quantile(field, q). Up to qExactMax values it keeps the
-// values themselves and answers exactly; past that it is a DDSketch (Masson,
-// Rim, Lee, VLDB 2019) with relative accuracy ddAlpha: every answer is within
-// 1% of the true value at the same rank. Positive and negative values have a
-// logarithmic bucket store each, and zeros a count of their own.
+// quantiles estimates quantile(field, q). A state keeps the number of values
+// and their exact minimum and maximum (a qhead) in its words; while there are
+// at most qInline values those are the values themselves, and there is no
+// quantiles at all, which is what most states of a fine-grained view need.
+// Past that, quantiles holds every value while n ≤ qExactMax and answers
+// exactly; past that it is a DDSketch (Masson, Rim, Lee, VLDB 2019) with
+// relative accuracy ddAlpha: every answer is within 1% of the true value at
+// the same rank. Positive and negative values have a logarithmic bucket store
+// each, and zeros a count of their own.
 //
 // Merging adds bucket counts, and which mode a state is in depends only on
 // how many values it has seen, so any grouping of partial states gives the
 // same buckets and the same answers.
 type quantiles struct {
+	exact []float64 // every value while qInline < n ≤ qExactMax
+	sk    *ddSketch // past qExactMax
+}
+
+// qhead is the part of a quantile state kept inline: the number of values
+// and their minimum and maximum, ordered by floatLess (-0 before +0) so that
+// they are the values themselves when n ≤ qInline, whatever their order.
+type qhead struct {
 	n        uint64
 	min, max float64
-	exact    []float64 // while n ≤ qExactMax
-	sk       *ddSketch // past qExactMax
 }
 
 // ddSketch is the sketch proper, allocated only when a state outgrows its
@@ -31,6 +41,7 @@ type ddSketch struct {
 }
 
 const (
+	qInline   = 2
 	qExactMax = 16
 	ddAlpha   = 0.01
 	ddGamma   = (1 + ddAlpha) / (1 - ddAlpha)
@@ -66,22 +77,57 @@ func ddValue(i int32) float64 {
 	return 2 * math.Exp(float64(i)*ddLnGamma) / (ddGamma + 1)
 }
 
-func (q *quantiles) add(x float64) {
-	if q.n == 0 || x < q.min {
-		q.min = x
+// add counts x into the head.
+func (h *qhead) add(x float64) {
+	if h.n == 0 || floatLess(x, h.min) {
+		h.min = x
 	}
-	if q.n == 0 || x > q.max {
-		q.max = x
+	if h.n == 0 || floatLess(h.max, x) {
+		h.max = x
 	}
-	q.n++
-	if q.n <= qExactMax {
-		q.exact = append(q.exact, x)
+	h.n++
+}
+
+// merge adds o's head into h.
+func (h *qhead) merge(o qhead) {
+	if o.n == 0 {
 		return
 	}
-	if q.sk == nil {
-		q.toSketch()
+	if h.n == 0 || floatLess(o.min, h.min) {
+		h.min = o.min
 	}
-	q.sk.insert(x, 1)
+	if h.n == 0 || floatLess(h.max, o.max) {
+		h.max = o.max
+	}
+	h.n += o.n
+}
+
+// inline returns the values of a head with n ≤ qInline, sorted, in buf.
+func (h qhead) inline(buf *[qInline]float64) []float64 {
+	buf[0], buf[1] = h.min, h.max
+	return buf[:min(h.n, qInline)]
+}
+
+// qAdd adds x to the quantile state (q, h), h being the head before x, and
+// returns the new q; the caller then adds x to h.
+func qAdd(q *quantiles, h qhead, x float64) *quantiles {
+	switch n := h.n + 1; {
+	case n <= qInline:
+		return q
+	case q == nil:
+		// n is qInline+1: the inline values move out with x.
+		var buf [qInline]float64
+		q = &quantiles{exact: make([]float64, 0, 4)}
+		q.exact = append(append(q.exact, h.inline(&buf)...), x)
+	case n <= qExactMax:
+		q.exact = append(q.exact, x)
+	default:
+		if q.sk == nil {
+			q.toSketch()
+		}
+		q.sk.insert(x, 1)
+	}
+	return q
 }
 
 func (q *quantiles) toSketch() {
@@ -172,52 +218,69 @@ func (s *ddStore) merge(o *ddStore) {
 	}
 }
 
-// merge adds o into q; o is not changed.
-func (q *quantiles) merge(o *quantiles) {
-	if o.n == 0 {
-		return
+// qMerge adds the quantile state (o, oh) into (q, h) and returns the new q;
+// the caller then merges the heads. o is not changed.
+func qMerge(q *quantiles, h qhead, o *quantiles, oh qhead) *quantiles {
+	if oh.n == 0 {
+		return q
 	}
-	if q.n == 0 || o.min < q.min {
-		q.min = o.min
+	n := h.n + oh.n
+	if n <= qInline {
+		return q
 	}
-	if q.n == 0 || o.max > q.max {
-		q.max = o.max
+	var obuf [qInline]float64
+	var ovals []float64 // o's values, unless it is a sketch
+	switch {
+	case o == nil:
+		ovals = oh.inline(&obuf)
+	case o.sk == nil:
+		ovals = o.exact
 	}
-	q.n += o.n
-	if q.n <= qExactMax {
-		q.exact = append(q.exact, o.exact...)
-		return
+	if q == nil {
+		var buf [qInline]float64
+		q = &quantiles{exact: make([]float64, 0, min(n, qExactMax))}
+		q.exact = append(q.exact, h.inline(&buf)...)
+	}
+	if n <= qExactMax {
+		q.exact = append(q.exact, ovals...)
+		return q
 	}
 	if q.sk == nil {
 		q.toSketch()
 	}
-	if o.sk == nil {
-		for _, v := range o.exact {
+	if ovals != nil || o.sk == nil {
+		for _, v := range ovals {
 			q.sk.insert(v, 1)
 		}
-		return
+		return q
 	}
 	q.sk.zero += o.sk.zero
 	q.sk.pos.merge(&o.sk.pos)
 	q.sk.neg.merge(&o.sk.neg)
+	return q
 }
 
-// quantile returns the value at 0-based rank ⌊p·(n−1)⌋ of the sorted values
-// (exactly, or within ddAlpha), clamped to the exact minimum and maximum.
-// ok is false when no value was added.
-func (q *quantiles) quantile(p float64) (v float64, ok bool) {
-	if q.n == 0 {
+// qValue returns the value at 0-based rank ⌊p·(n−1)⌋ of the sorted values
+// of (q, h) (exactly, or within ddAlpha), clamped to the exact minimum and
+// maximum. ok is false when no value was added.
+func qValue(q *quantiles, h qhead, p float64) (v float64, ok bool) {
+	if h.n == 0 {
 		return 0, false
 	}
-	rank := uint64(p * float64(q.n-1))
-	if q.sk == nil {
+	rank := uint64(p * float64(h.n-1))
+	if q == nil || q.sk == nil {
 		var buf [qExactMax]float64
-		vs := append(buf[:0], q.exact...)
-		slices.SortFunc(vs, compareFloat) // -0 before 0, whatever the arrival order
-		return vs[rank], true
+		var vs []float64
+		if q == nil {
+			vs = h.inline((*[qInline]float64)(buf[:qInline]))
+		} else {
+			vs = append(buf[:0], q.exact...)
+			slices.SortFunc(vs, compareFloat) // -0 before 0, whatever the arrival order
+		}
+		return vs[min(rank, uint64(len(vs)-1))], true
 	}
 	sk := q.sk
-	v = q.max
+	v = h.max
 	var seen uint64
 	found := false
 	for i := len(sk.neg.bins) - 1; i >= 0 && !found; i-- {
@@ -235,17 +298,26 @@ func (q *quantiles) quantile(p float64) (v float64, ok bool) {
 			v, found = ddValue(sk.pos.off+int32(i)), true
 		}
 	}
-	return min(max(v, q.min), q.max), true
+	return min(max(v, h.min), h.max), true
 }
 
-func (q *quantiles) appendBinary(b []byte) []byte {
-	b = binary.AppendUvarint(b, q.n)
-	if q.n == 0 {
+// qAppendBinary writes the quantile state (q, h): n, then if n > 0 the
+// minimum, the maximum and either the values (n ≤ qExactMax) or the sketch.
+func qAppendBinary(b []byte, q *quantiles, h qhead) []byte {
+	b = binary.AppendUvarint(b, h.n)
+	if h.n == 0 {
 		return b
 	}
-	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(q.min))
-	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(q.max))
-	if q.sk == nil {
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(h.min))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(h.max))
+	var buf [qInline]float64
+	switch {
+	case q == nil:
+		for _, v := range h.inline(&buf) {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+		}
+		return b
+	case q.sk == nil:
 		for _, v := range q.exact {
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 		}
@@ -274,30 +346,41 @@ func (s *ddStore) appendBinary(b []byte) []byte {
 	return b
 }
 
-func (q *quantiles) readBinary(r *reader) error {
-	*q = quantiles{n: r.uvarint()}
-	if q.n == 0 {
-		return r.err
+// qReadBinary reads what qAppendBinary wrote. While the values are exact,
+// the head's minimum and maximum are taken from them (states written before
+// heads ordered zeros may have either zero in the header).
+func qReadBinary(r *reader) (q *quantiles, h qhead, err error) {
+	n := r.uvarint()
+	if n == 0 {
+		return nil, h, r.err
 	}
-	q.min = math.Float64frombits(r.uint64())
-	q.max = math.Float64frombits(r.uint64())
-	if q.n <= qExactMax {
-		q.exact = make([]float64, q.n)
-		for i := range q.exact {
-			q.exact[i] = math.Float64frombits(r.uint64())
+	hmin := math.Float64frombits(r.uint64())
+	hmax := math.Float64frombits(r.uint64())
+	if n <= qExactMax {
+		vs := make([]float64, n)
+		for i := range vs {
+			vs[i] = math.Float64frombits(r.uint64())
+			h.add(vs[i])
 		}
-		return r.err
+		if r.err != nil {
+			return nil, h, r.err
+		}
+		if n > qInline {
+			q = &quantiles{exact: vs}
+		}
+		return q, h, nil
 	}
-	q.sk = &ddSketch{zero: r.uvarint()}
+	h = qhead{n: n, min: hmin, max: hmax}
+	q = &quantiles{sk: &ddSketch{zero: r.uvarint()}}
 	total := q.sk.zero
 	for _, s := range []*ddStore{&q.sk.pos, &q.sk.neg} {
 		off := r.varint()
 		n := r.uvarint()
 		if r.err != nil {
-			return r.err
+			return nil, h, r.err
 		}
 		if n > ddMaxBins || off < math.MinInt32 || off+int64(n) > math.MaxInt32 {
-			return fmt.Errorf("quantile store of %d buckets at %d out of range", n, off)
+			return nil, h, fmt.Errorf("quantile store of %d buckets at %d out of range", n, off)
 		}
 		if n == 0 {
 			continue
@@ -310,11 +393,11 @@ func (q *quantiles) readBinary(r *reader) error {
 		}
 		s.hi = s.off + int32(n) - 1
 		if s.bins[n-1] == 0 || s.bins[0] == 0 {
-			return fmt.Errorf("quantile store with empty edge bucket")
+			return nil, h, fmt.Errorf("quantile store with empty edge bucket")
 		}
 	}
-	if r.err == nil && total != q.n {
-		return fmt.Errorf("quantile sketch counts %d values, header says %d", total, q.n)
+	if r.err == nil && total != h.n {
+		return nil, h, fmt.Errorf("quantile sketch counts %d values, header says %d", total, h.n)
 	}
-	return r.err
+	return q, h, r.err
 }

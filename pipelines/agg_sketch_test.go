@@ -7,6 +7,20 @@ import (
 	"testing"
 )
 
+// qacc is a quantile state on its own, as a State keeps one: the head
+// (count, min, max) and what spills past it.
+type qacc struct {
+	h qhead
+	q *quantiles
+}
+
+func (a *qacc) add(x float64) {
+	a.q = qAdd(a.q, a.h, x)
+	a.h.add(x)
+}
+
+func (a *qacc) quantile(p float64) (float64, bool) { return qValue(a.q, a.h, p) }
+
 func TestAggSketchConstants(t *testing.T) {
 	if ddLnGamma != math.Log(ddGamma) {
 		t.Errorf("ddLnGamma = %v, want ln(%v) = %v", ddLnGamma, ddGamma, math.Log(ddGamma))
@@ -30,7 +44,7 @@ func TestAggQuantileAccuracy(t *testing.T) {
 	qs := []float64{0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1}
 	for name, gen := range dists {
 		xs := make([]float64, n)
-		var q quantiles
+		var q qacc
 		for i := range xs {
 			xs[i] = gen()
 			q.add(xs[i])
@@ -52,12 +66,12 @@ func TestAggQuantileAccuracy(t *testing.T) {
 				t.Errorf("%s: q=%v got %v, want %v (error %.3f%%)", name, p, got, want, 100*rel)
 			}
 		}
-		t.Logf("%-20s worst relative error %.4f%%, %d+%d buckets", name, 100*worst, len(q.sk.pos.bins), len(q.sk.neg.bins))
+		t.Logf("%-20s worst relative error %.4f%%, %d+%d buckets", name, 100*worst, len(q.q.sk.pos.bins), len(q.q.sk.neg.bins))
 	}
 }
 
 func TestAggQuantileExactSmall(t *testing.T) {
-	var q quantiles
+	var q qacc
 	for _, x := range []float64{5, -1, 3, 0, 2} {
 		q.add(x)
 	}
@@ -66,7 +80,7 @@ func TestAggQuantileExactSmall(t *testing.T) {
 			t.Errorf("quantile(%v) = %v, want %v", p, got, want)
 		}
 	}
-	if _, ok := new(quantiles).quantile(0.5); ok {
+	if _, ok := new(qacc).quantile(0.5); ok {
 		t.Error("empty sketch has a quantile")
 	}
 }
@@ -75,7 +89,7 @@ func TestAggQuantileBoundedBuckets(t *testing.T) {
 	// Values over the whole float64 range fold the smallest magnitudes
 	// instead of growing without bound; quantiles within the top 17 orders
 	// of magnitude (γ^2048) stay accurate.
-	var q quantiles
+	var q qacc
 	rng := rand.New(rand.NewPCG(23, 24))
 	xs := make([]float64, 50_000)
 	for i := range xs {
@@ -83,8 +97,8 @@ func TestAggQuantileBoundedBuckets(t *testing.T) {
 		q.add(xs[i])
 	}
 	q.add(math.Inf(1))
-	if len(q.sk.pos.bins) > ddMaxBins {
-		t.Errorf("%d buckets, bound %d", len(q.sk.pos.bins), ddMaxBins)
+	if len(q.q.sk.pos.bins) > ddMaxBins {
+		t.Errorf("%d buckets, bound %d", len(q.q.sk.pos.bins), ddMaxBins)
 	}
 	slices.Sort(xs)
 	for _, p := range []float64{0.99, 0.999} {

@@ -28,6 +28,11 @@
 //     of slide.
 //   - Durations are Go durations plus whole days ("7d", "1d12h").
 //
+// It also holds the rules that every package must apply alike, so that
+// each exists once: how an event and a view row pick their partition
+// (partition.go), how values are written as JSON (valuejson.go) and read
+// from text (valuetext.go).
+//
 // This package imports nothing else of Lambdaflow: every other package
 // imports it. It does no I/O beyond reading the file it is asked to load and
 // keeps no global state.

@@ -28,8 +28,10 @@ type Plan struct {
 	where            *where
 	group            []keyField
 	aggs             []aggOp
+	upd              []aggOp     // the aggregates Update and Merge visit: see planUpdate
+	stats            []fieldStat // per field: what its aggregates share
+	layout           stateLayout
 	columns          []Column
-	nw, ns, nf, nx   int
 	sig              uint64
 }
 
@@ -125,6 +127,10 @@ func Compile(v *View, t *Topic) (*Plan, error) {
 		fmt.Fprintf(&sig, "%d:%d:%d:%x;", op.kind, op.typ, op.class, math.Float64bits(op.q))
 	}
 	p.sig = hashString(sig.String())
+	p.planUpdate()
+	if err := p.buildLayout(); err != nil {
+		return fail("aggregates", v.Pos, err)
+	}
 	return p, nil
 }
 
@@ -166,10 +172,11 @@ func (p *Plan) compileWindow(w Window) error {
 
 // compileAggregate checks one aggregate and lays out its state slots.
 func (p *Plan) compileAggregate(a Aggregate, schema Schema) (aggOp, FieldType, error) {
-	op := aggOp{field: -1, q: a.Arg}
+	op := aggOp{field: -1, q: a.Arg, st: -1, n: -1, v: -1, w: -1, s: -1, f: -1, x: -1, mn: -1, mx: -1}
+	l := &p.layout
 	if a.Func == "count" && a.Field == "" {
 		op.kind = aggCount
-		op.w = p.alloc(&p.nw, 1)
+		op.w = p.alloc(&l.nw, 1)
 		return op, TypeLong, nil
 	}
 	if a.Field == "" {
@@ -185,10 +192,15 @@ func (p *Plan) compileAggregate(a Aggregate, schema Schema) (aggOp, FieldType, e
 	notNumeric := func() (aggOp, FieldType, error) {
 		return op, 0, fmt.Errorf("%s(%s): field %q is %s; %s needs long, int or double", a.Func, a.Field, a.Field, op.typ, a.Func)
 	}
+	// counted uses the field's shared count of non-null values.
+	counted := func() {
+		op.st = int32(p.stat(op.field, op.class))
+		op.n = p.stats[op.st].n
+	}
 	switch a.Func {
 	case "count":
 		op.kind = aggCountField
-		op.w = p.alloc(&p.nw, 1)
+		counted()
 		return op, TypeLong, nil
 	case "sum":
 		if !numeric {
@@ -196,28 +208,29 @@ func (p *Plan) compileAggregate(a Aggregate, schema Schema) (aggOp, FieldType, e
 		}
 		if op.class == classFloat {
 			op.kind = aggSumFloat
-			op.f = p.alloc(&p.nf, 1)
+			op.f = p.alloc(&l.nf, 1)
 			return op, TypeDouble, nil
 		}
 		op.kind = aggSumInt
-		op.w = p.alloc(&p.nw, 2)
+		op.w = p.alloc(&l.nw, 2)
 		return op, TypeLong, nil
 	case "avg":
 		if !numeric {
 			return notNumeric()
 		}
+		counted()
 		if op.class == classFloat {
 			op.kind = aggAvgFloat
-			op.w = p.alloc(&p.nw, 1)
-			op.f = p.alloc(&p.nf, 1)
+			op.f = p.alloc(&l.nf, 1)
 		} else {
 			op.kind = aggAvgInt
-			op.w = p.alloc(&p.nw, 3)
+			op.w = p.alloc(&l.nw, 2)
 		}
 		return op, TypeDouble, nil
 	case "min", "max":
-		op.w = p.alloc(&p.nw, 2)
 		isMin := a.Func == "min"
+		counted()
+		op.v = p.statSlot(int(op.st), isMin)
 		switch op.class {
 		case classInt:
 			op.kind = pick(isMin, aggMinInt, aggMaxInt)
@@ -225,12 +238,12 @@ func (p *Plan) compileAggregate(a Aggregate, schema Schema) (aggOp, FieldType, e
 			op.kind = pick(isMin, aggMinFloat, aggMaxFloat)
 		case classString:
 			op.kind = pick(isMin, aggMinString, aggMaxString)
-			op.s = p.alloc(&p.ns, 1)
 		}
 		return op, op.typ, nil
 	case "count_distinct":
 		op.kind = aggDistinct
-		op.x = p.alloc(&p.nx, 1)
+		op.w = p.alloc(&l.nw, 1)
+		op.x = p.alloc(&l.nd, 1)
 		return op, TypeLong, nil
 	case "quantile":
 		if !numeric {
@@ -240,15 +253,76 @@ func (p *Plan) compileAggregate(a Aggregate, schema Schema) (aggOp, FieldType, e
 			return op, 0, fmt.Errorf("quantile(%s, %v): q must be between 0 and 1", a.Field, a.Arg)
 		}
 		op.kind = aggQuantile
-		op.x = p.alloc(&p.nx, 1)
+		counted()
+		if op.class == classFloat {
+			op.mn = p.statSlot(int(op.st), true)
+			op.mx = p.statSlot(int(op.st), false)
+		} else {
+			// The field's min and max are integers; the quantile's are
+			// doubles, kept apart.
+			op.ownMinMax = true
+			op.mn = p.alloc(&l.nw, 2)
+			op.mx = op.mn + 1
+		}
+		op.x = p.alloc(&l.nq, 1)
 		return op, TypeDouble, nil
 	case "first", "last":
 		op.kind = pick(a.Func == "first", aggFirst, aggLast)
-		op.w = p.alloc(&p.nw, 3)
-		op.s = p.alloc(&p.ns, pick(op.class == classString, int32(2), 1))
+		counted()
+		if op.class == classString {
+			op.w = p.alloc(&l.nw, 1)
+			op.s = p.allocStr(strPair)
+		} else {
+			op.w = p.alloc(&l.nw, 2)
+			op.s = p.allocStr(strPlain)
+		}
 		return op, op.typ, nil
 	}
 	return op, 0, fmt.Errorf("unknown function %q (want count, sum, min, max, avg, count_distinct, quantile, first or last)", a.Func)
+}
+
+// planUpdate lists the aggregates Update visits: those with state of their
+// own (count(f), min and max have none beyond their field's stats). The last
+// of them to read a field's stats updates them, after its own work, so every
+// aggregate sees the stats as they were before the event; a field read only
+// by count(f), min or max gets one of those for it.
+func (p *Plan) planUpdate() {
+	for _, op := range p.aggs {
+		switch op.kind {
+		case aggCountField, aggMinInt, aggMaxInt, aggMinFloat, aggMaxFloat, aggMinString, aggMaxString:
+		default:
+			p.upd = append(p.upd, op)
+		}
+	}
+	for st := range p.stats {
+		last := -1
+		for i, op := range p.upd {
+			if op.st == int32(st) {
+				last = i
+			}
+		}
+		if last < 0 {
+			for _, op := range p.aggs {
+				if op.st == int32(st) {
+					p.upd = append(p.upd, op)
+					break
+				}
+			}
+			last = len(p.upd) - 1
+		}
+		op, fs := &p.upd[last], &p.stats[st]
+		op.statMin, op.statMax = fs.min, fs.max
+		switch hasMin, hasMax := fs.min >= 0, fs.max >= 0; {
+		case !hasMin && !hasMax:
+			op.upd = statCount
+		case fs.class == classString:
+			op.upd = statString
+		case fs.class == classInt:
+			op.upd = pick(hasMin && hasMax, statMinMaxInt, pick(hasMin, statMinInt, statMaxInt))
+		default:
+			op.upd = pick(hasMin && hasMax, statMinMaxFloat, pick(hasMin, statMinFloat, statMaxFloat))
+		}
+	}
 }
 
 func pick[T any](c bool, a, b T) T {
