@@ -188,75 +188,75 @@ func (fw *fileWriter) drain() error {
 }
 
 // column builds the values of field i of evs into vals. There is one loop
-// per type, so that the type switch runs once per column, not per value.
+// per type, so that the type switch runs once per column, not per value;
+// the loops leave out definition levels, which only optional columns need
+// (required ones ignore them): Level is not inlined, and calling it for
+// every value cost a fifth of the writer's time.
 func (fw *fileWriter) column(i int, evs []pipelines.Event, vals []parquet.Value) error {
-	opt := fw.ls.optional[i]
-	// Optional columns tell nulls from values by definition level; required
-	// ones ignore levels, so they skip Level, which is not inlined and
-	// cost a fifth of the writer's time.
-	level := func(pv parquet.Value) parquet.Value {
-		if opt {
-			return pv.Level(0, 1, i)
-		}
-		return pv
-	}
-	null := func(j int) error {
-		if !opt {
-			return fmt.Errorf("lake: event %q: required field %q is missing", evs[j].ID, fw.ls.fields[i].Name)
-		}
-		vals[j] = parquet.Value{}.Level(0, 0, i)
-		return nil
-	}
+	nulls := false
 	switch fw.ls.fields[i].Type {
 	case pipelines.TypeString:
 		for j := range evs {
-			if i >= len(evs[j].Values) || !evs[j].Values[i].Valid {
-				if err := null(j); err != nil {
-					return err
-				}
+			vs := evs[j].Values
+			if i >= len(vs) || !vs[i].Valid {
+				nulls, vals[j] = true, parquet.Value{}
 				continue
 			}
-			vals[j] = level(parquet.ByteArrayValue(bytesOf(evs[j].Values[i].S)))
+			vals[j] = parquet.ByteArrayValue(bytesOf(vs[i].S))
 		}
 	case pipelines.TypeLong, pipelines.TypeTimestamp:
 		for j := range evs {
-			if i >= len(evs[j].Values) || !evs[j].Values[i].Valid {
-				if err := null(j); err != nil {
-					return err
-				}
+			vs := evs[j].Values
+			if i >= len(vs) || !vs[i].Valid {
+				nulls, vals[j] = true, parquet.Value{}
 				continue
 			}
-			vals[j] = level(parquet.Int64Value(evs[j].Values[i].I))
+			vals[j] = parquet.Int64Value(vs[i].I)
 		}
 	case pipelines.TypeInt:
 		for j := range evs {
-			if i >= len(evs[j].Values) || !evs[j].Values[i].Valid {
-				if err := null(j); err != nil {
-					return err
-				}
+			vs := evs[j].Values
+			if i >= len(vs) || !vs[i].Valid {
+				nulls, vals[j] = true, parquet.Value{}
 				continue
 			}
-			vals[j] = level(parquet.Int32Value(int32(evs[j].Values[i].I)))
+			vals[j] = parquet.Int32Value(int32(vs[i].I))
 		}
 	case pipelines.TypeDouble:
 		for j := range evs {
-			if i >= len(evs[j].Values) || !evs[j].Values[i].Valid {
-				if err := null(j); err != nil {
-					return err
-				}
+			vs := evs[j].Values
+			if i >= len(vs) || !vs[i].Valid {
+				nulls, vals[j] = true, parquet.Value{}
 				continue
 			}
-			vals[j] = level(parquet.DoubleValue(evs[j].Values[i].F))
+			vals[j] = parquet.DoubleValue(vs[i].F)
 		}
 	case pipelines.TypeBool:
 		for j := range evs {
-			if i >= len(evs[j].Values) || !evs[j].Values[i].Valid {
-				if err := null(j); err != nil {
-					return err
-				}
+			vs := evs[j].Values
+			if i >= len(vs) || !vs[i].Valid {
+				nulls, vals[j] = true, parquet.Value{}
 				continue
 			}
-			vals[j] = level(parquet.BooleanValue(evs[j].Values[i].I != 0))
+			vals[j] = parquet.BooleanValue(vs[i].I != 0)
+		}
+	}
+	if !fw.ls.optional[i] {
+		if nulls {
+			for j := range evs {
+				if vs := evs[j].Values; i >= len(vs) || !vs[i].Valid {
+					return fmt.Errorf("lake: event %q: required field %q is missing", evs[j].ID, fw.ls.fields[i].Name)
+				}
+			}
+		}
+		return nil
+	}
+	// Optional columns tell nulls from values by definition level.
+	for j := range evs {
+		if vs := evs[j].Values; i >= len(vs) || !vs[i].Valid {
+			vals[j] = parquet.Value{}.Level(0, 0, i)
+		} else {
+			vals[j] = vals[j].Level(0, 1, i)
 		}
 	}
 	return nil

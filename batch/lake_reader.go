@@ -1,15 +1,16 @@
 package batch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
@@ -21,12 +22,16 @@ import (
 // A job that meets one fails rather than compute a wrong result.
 var ErrCorruptFile = errors.New("lake: corrupt file")
 
-// readBatchRows is how many rows one callback of scanFile carries.
-const readBatchRows = 64 << 10
+// readBatchRows is how many rows one callback of scanFile carries. Small
+// enough that a batch's events (about 200 bytes a row for five fields)
+// stay in cache while they are filled column by column and then read by
+// the plan: 64Ki-row batches read 15-20% slower (BenchmarkRecompute);
+// 4Ki to 16Ki rows measured the same.
+const readBatchRows = 16 << 10
 
 // scanBatch is a batch of rows read from one lake file. Its slices are
-// reused by the next batch; strings stay valid (they point into buffers
-// the garbage collector keeps alive).
+// reused by the next batch; strings stay valid (they are copies, never
+// pointers into the reader's recycled buffers).
 type scanBatch struct {
 	Events  []pipelines.Event
 	Parts   []int32
@@ -40,6 +45,10 @@ type scanOptions struct {
 	Fields []bool
 	// IDs decodes _id (first and last use it to break ties).
 	IDs bool
+	// Ingest decodes _ingest_time (always when Fields is nil); otherwise
+	// Event.Ingest is left zero, which saves decoding a column no plan
+	// reads.
+	Ingest bool
 }
 
 // scanFile reads the lake file fe (of the topic lake tl) with Arrow
@@ -114,7 +123,7 @@ func scanParquet(ctx context.Context, path string, schema pipelines.Schema, fe F
 			props.SetReadDict(c, true)
 		}
 	}
-	fr, err := pqarrow.NewFileReader(pf, props, memory.DefaultAllocator)
+	fr, err := pqarrow.NewFileReader(pf, props, new(readPool))
 	if err != nil {
 		return corrupt("%v", err)
 	}
@@ -142,87 +151,93 @@ func scanParquet(ctx context.Context, path string, schema pipelines.Schema, fe F
 		t    int
 		want bool
 	}{{ColID, tID, opts.IDs || opts.Fields == nil}, {ColPartition, tPart, true}, {ColOffset, tOffset, true},
-		{ColEventTime, tEventTime, true}, {ColIngestTime, tIngest, true}} {
+		{ColEventTime, tEventTime, true}, {ColIngestTime, tIngest, opts.Ingest || opts.Fields == nil}} {
+		c := colIndex(m.name)
+		// A file without _ingest_time is bad also for a reader that skips it.
+		if c < 0 && (m.want || m.t == tIngest) {
+			return corrupt("no column %s", m.name)
+		}
 		if !m.want {
 			continue
-		}
-		c := colIndex(m.name)
-		if c < 0 {
-			return corrupt("no column %s", m.name)
 		}
 		cols = append(cols, c)
 		target = append(target, m.t)
 	}
 	width := len(schema)
 	b := &scanBatch{}
+	dicts := make([]dictWords, width)
 	var values []pipelines.Value
 	var rows int64
-	for rg := range pf.NumRowGroups() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		tbl, err := fr.ReadRowGroups(ctx, cols, []int{rg})
+	// laid is how many events of b point into values; events keep their
+	// Values slices from batch to batch.
+	laid := 0
+	readGroup := func(rg int) error {
+		// A streaming reader decodes readBatchRows rows at a time into
+		// buffers of that size; reading the whole row group as a table
+		// first allocated all of it (and more while its buffers grew).
+		rr, err := fr.GetRecordReader(ctx, cols, []int{rg})
 		if err != nil {
 			return corrupt("row group %d: %v", rg, err)
 		}
-		tr := array.NewTableReader(tbl, readBatchRows)
-		for tr.Next() {
-			rec := tr.RecordBatch()
+		defer rr.Release()
+		for rr.Next() {
+			rec := rr.RecordBatch()
 			n := int(rec.NumRows())
 			// Every batch of a file writes the same fields in every row
 			// (nulls included), and fields the file lacks are never
 			// written, so values need no clearing between batches.
 			if cap(values) < n*width {
 				values = make([]pipelines.Value, n*width)
+				laid = 0
 			}
 			values = values[:n*width]
+			if cap(b.Events) < n {
+				laid = 0
+			}
 			b.Events = resize(b.Events, n)
 			b.Parts = resize(b.Parts, n)
 			b.Offsets = resize(b.Offsets, n)
-			for i := range n {
+			for i := laid; i < n; i++ {
 				b.Events[i] = pipelines.Event{Values: values[i*width : (i+1)*width : (i+1)*width]}
 			}
+			laid = max(laid, n)
 			for ci, col := range rec.Columns() {
 				t := target[ci]
 				if t >= 0 {
-					if err := fillField(b.Events, t, schema[t].Type, col); err != nil {
-						tr.Release()
-						tbl.Release()
+					if err := fillField(b.Events, t, schema[t].Type, col, &dicts[t]); err != nil {
 						return corrupt("column %s: %v", schema[t].Name, err)
 					}
 					continue
 				}
 				if err := fillMeta(b, t, col); err != nil {
-					tr.Release()
-					tbl.Release()
 					return corrupt("column %s: %v", rec.ColumnName(ci), err)
 				}
 			}
 			for i := range n {
 				if t := b.Events[i].Time; t < fe.Hour || t >= fe.Hour+hourMicros {
-					tr.Release()
-					tbl.Release()
 					return corrupt("row with event time %d is outside the file's hour", t)
 				}
 				if b.Parts[i] != int32(fe.Partition) || b.Offsets[i] < fe.First || b.Offsets[i] > fe.Last {
-					tr.Release()
-					tbl.Release()
 					return corrupt("row of partition %d offset %d is outside the file's range p%d [%d, %d]",
 						b.Parts[i], b.Offsets[i], fe.Partition, fe.First, fe.Last)
 				}
 			}
 			rows += int64(n)
 			if err := fn(b); err != nil {
-				tr.Release()
-				tbl.Release()
 				return err
 			}
 		}
-		err = tr.Err()
-		tr.Release()
-		tbl.Release()
-		if err != nil {
+		if err := rr.Err(); err != nil {
 			return corrupt("row group %d: %v", rg, err)
+		}
+		return nil
+	}
+	for rg := range pf.NumRowGroups() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := readGroup(rg); err != nil {
+			return err
 		}
 	}
 	if rows != fe.Rows {
@@ -238,8 +253,9 @@ func resize[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// fillField copies an Arrow column into field t of the events.
-func fillField(evs []pipelines.Event, t int, typ pipelines.FieldType, col arrow.Array) error {
+// fillField copies an Arrow column into field t of the events; dw keeps
+// the column's last dictionary.
+func fillField(evs []pipelines.Event, t int, typ pipelines.FieldType, col arrow.Array, dw *dictWords) error {
 	nulls := col.NullN() > 0
 	switch a := col.(type) {
 	case *array.Dictionary:
@@ -247,11 +263,9 @@ func fillField(evs []pipelines.Event, t int, typ pipelines.FieldType, col arrow.
 		if !ok || typ != pipelines.TypeString {
 			return fmt.Errorf("%s in the file, %s in the schema", col.DataType(), typ)
 		}
-		// Convert each dictionary entry once.
-		words := make([]string, dict.Len())
-		for i := range words {
-			words[i] = dict.Value(i)
-		}
+		// Convert each dictionary entry once (and once per file while
+		// batches repeat the dictionary).
+		words := dw.of(dict)
 		switch ix := a.Indices().(type) {
 		case *array.Int32:
 			return fillDict(evs, t, words, ix.Int32Values(), a)
@@ -268,12 +282,13 @@ func fillField(evs []pipelines.Event, t int, typ pipelines.FieldType, col arrow.
 		if typ != pipelines.TypeString {
 			return fmt.Errorf("string in the file, %s in the schema", typ)
 		}
+		data, offs := ownStrings(a)
 		for i := range evs {
 			if nulls && a.IsNull(i) {
 				evs[i].Values[t] = pipelines.Value{}
 				continue
 			}
-			evs[i].Values[t] = pipelines.Value{S: a.Value(i), Valid: true}
+			evs[i].Values[t] = pipelines.Value{S: data[offs[i]:offs[i+1]], Valid: true}
 		}
 	case *array.Float64:
 		if typ != pipelines.TypeDouble {
@@ -352,8 +367,9 @@ func fillMeta(b *scanBatch, t int, col arrow.Array) error {
 		if !ok {
 			return fmt.Errorf("type %s, want string", col.DataType())
 		}
+		data, offs := ownStrings(a)
 		for i := range b.Events {
-			b.Events[i].ID = a.Value(i)
+			b.Events[i].ID = data[offs[i]:offs[i+1]]
 		}
 	case -2: // _partition
 		a, ok := col.(*array.Int32)
@@ -403,4 +419,46 @@ func fillDict[I int8 | int16 | int32 | int64](evs []pipelines.Event, t int, word
 		evs[i].Values[t] = pipelines.Value{S: words[j], Valid: true}
 	}
 	return nil
+}
+
+// ownStrings copies the bytes of a's values into one string of their own
+// (the Arrow buffers are recycled when the next batch is read) and
+// returns it with the offsets of the values in it: value i is
+// data[offs[i]:offs[i+1]].
+func ownStrings(a *array.String) (data string, offs []int32) {
+	offs = a.ValueOffsets()
+	data = string(a.ValueBytes())
+	if base := offs[0]; base != 0 {
+		rel := make([]int32, len(offs))
+		for i, o := range offs {
+			rel[i] = o - base
+		}
+		offs = rel
+	}
+	return data, offs
+}
+
+// dictWords holds the words of the last dictionary of one string column,
+// so that batches repeating it reuse them instead of copying them again.
+type dictWords struct {
+	raw   []byte  // the dictionary's bytes
+	offs  []int32 // and offsets
+	words []string
+}
+
+// of returns dict's words, as strings of their own.
+func (d *dictWords) of(dict *array.String) []string {
+	offs, raw := dict.ValueOffsets(), dict.ValueBytes()
+	if d.words != nil && bytes.Equal(raw, d.raw) && slices.Equal(offs, d.offs) {
+		return d.words
+	}
+	d.raw = append(d.raw[:0], raw...)
+	d.offs = append(d.offs[:0], offs...)
+	data, rel := ownStrings(dict)
+	words := make([]string, dict.Len())
+	for i := range words {
+		words[i] = data[rel[i]:rel[i+1]]
+	}
+	d.words = words
+	return words
 }

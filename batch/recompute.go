@@ -387,6 +387,8 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 	ends := map[int64]int64{}
 	sessions := map[string]*pipelines.Sessions{}
 	session := plan.Session()
+	var curStart int64
+	var curByKey map[string]*pipelines.State
 	opts := scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}
 	for _, hr := range hours {
 		for _, fe := range m.FilesIn(hr, hr+1) {
@@ -414,11 +416,17 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 						if w.Start < sp.from || w.Start >= sp.to || w.End > h {
 							continue
 						}
-						byKey := states[w.Start]
-						if byKey == nil {
-							byKey = map[string]*pipelines.State{}
-							states[w.Start] = byKey
-							ends[w.Start] = w.End
+						// Rows are mostly in time order, so most fall in the
+						// window of the row before: skip its lookup.
+						byKey := curByKey
+						if byKey == nil || w.Start != curStart {
+							byKey = states[w.Start]
+							if byKey == nil {
+								byKey = map[string]*pipelines.State{}
+								states[w.Start] = byKey
+								ends[w.Start] = w.End
+							}
+							curStart, curByKey = w.Start, byKey
 						}
 						st := byKey[string(c.key)]
 						if st == nil {

@@ -113,7 +113,7 @@ func TestLateEventsCorrectedByBatch(t *testing.T) {
 	// Late: 10:00:40 for page a, after its window closed.
 	post(t, s, "clicks", `{"id":"5","ts":"2026-03-01T10:00:40Z","page":"a","ms":100}`+"\n")
 	waitFor(t, "late event counted", func() error {
-		if v := metricValue(t, s, `lambdaflow_speed_late_events_total{pipeline="lambda",view="per_page"}`); v != "1" {
+		if v := metricValue(t, s, `lambdaflow_speed_late_events_total{component="speed",pipeline="lambda",view="per_page"}`); v != "1" {
 			return fmt.Errorf("late events %q", v)
 		}
 		return nil
@@ -157,7 +157,7 @@ func TestLateEventsCorrectedByBatch(t *testing.T) {
 		t.Fatalf("after the batch run:\n%s\nwant:\n%s", got, wantBatch)
 	}
 	// The two layers differ on exactly one closed window: drift 1.
-	if v := metricValue(t, s, `lambdaflow_view_drift_windows_total{pipeline="lambda",view="per_page"}`); v != "1" {
+	if v := metricValue(t, s, `lambdaflow_view_drift_windows_total{component="serving",pipeline="lambda",view="per_page"}`); v != "1" {
 		t.Errorf("drift %q, want 1", v)
 	}
 	s.stop()

@@ -128,7 +128,11 @@ func isTerminal(w io.Writer) bool {
 func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, logger *slog.Logger, std stdio) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	preg := prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": p.Name}, reg)
+	// Every metric of the pipeline carries pipeline and component labels;
+	// the packages add only their own (topic, partition, view, sink…).
+	preg := func(component string) prometheus.Registerer {
+		return prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": p.Name, "component": component}, reg)
+	}
 
 	ln, err := net.Listen("tcp", p.HTTP.Listen)
 	if err != nil {
@@ -136,7 +140,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	}
 	defer ln.Close()
 
-	b, err := broker.Open(ctx, p, broker.Options{Logger: logger.With("component", "broker"), Registerer: preg})
+	b, err := broker.Open(ctx, p, broker.Options{Logger: logger.With("component", "broker"), Registerer: preg("log")})
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}
@@ -154,7 +158,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 
 	var modules []namedModule
 	if roles["ingest"] {
-		in, err := ingest.New(p, ingest.BrokerLog(b), ingest.Options{Logger: logger.With("component", "ingest"), Registerer: preg})
+		in, err := ingest.New(p, ingest.BrokerLog(b), ingest.Options{Logger: logger.With("component", "ingest"), Registerer: preg("ingest")})
 		if err != nil {
 			return err
 		}
@@ -170,6 +174,9 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	}
 	if roles["sinks"] {
 		var runners []*sinks.Runner
+		// One wrapped registerer for every sink: the runners share their
+		// metric families and label them by sink.
+		sinkReg := preg("sinks")
 		for i := range p.Sinks {
 			spec := &p.Sinks[i]
 			sinkLog := logger.With("component", "sink")
@@ -178,7 +185,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 				return fmt.Errorf("sink %q: %w", spec.Name, err)
 			}
 			defer target.Close()
-			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: preg})
+			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: sinkReg})
 			if err != nil {
 				return err
 			}
@@ -193,7 +200,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	}
 	store := serving.NewStore(p)
 	if roles["batch"] {
-		bt, err := batch.New(p, b, store, batch.Options{Logger: logger.With("component", "batch"), Registerer: preg})
+		bt, err := batch.New(p, b, store, batch.Options{Logger: logger.With("component", "batch"), Registerer: preg("batch")})
 		if err != nil {
 			return err
 		}
@@ -204,7 +211,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		modules = append(modules, namedModule{"batch", bt})
 	}
 	if roles["speed"] {
-		sp, err := speed.New(p, speed.BrokerLog(b), speedStore{store}, speed.Options{Logger: logger.With("component", "speed"), Registerer: preg})
+		sp, err := speed.New(p, speed.BrokerLog(b), speedStore{store}, speed.Options{Logger: logger.With("component", "speed"), Registerer: preg("speed")})
 		if err != nil {
 			return err
 		}
@@ -213,7 +220,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	if roles["serve"] {
 		api := console.NewAPI(p, b)
 		api.Register(mux, readAuth.Wrap)
-		serving.NewHandler(p, store, serving.NewMetrics(preg, store)).Register(mux, readAuth.Wrap)
+		serving.NewHandler(p, store, serving.NewMetrics(preg("serving"), store)).Register(mux, readAuth.Wrap)
 		// The console's page and assets are public; the data it shows comes
 		// from the API, which asks for a token when reads need one.
 		mux.Handle("GET /", console.UI())
