@@ -13,8 +13,8 @@ BENCHCOUNT ?= 3
 .PHONY: run build test test-go lint services services-down bench fuzz clean
 
 ## run: the example pipeline on embedded defaults (nothing else to install)
-run:
-	$(GO) run ./cmd/lambdaflow run -c $(PIPELINE)
+run: build
+	bin/lambdaflow run -c $(PIPELINE)
 
 ## build: the binary into bin/
 build:
