@@ -44,11 +44,15 @@ bench: services
 	set -a; source <($(SERVICES) env); set +a; \
 	$(GO) test -p 1 -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem -timeout 60m ./... | tee artifacts/bench.txt
 
-## fuzz: a short run of each fuzz target
+## fuzz: a short run of each fuzz target (FUZZTIME each)
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./pipelines -run '^$$' -fuzz FuzzLoad -fuzztime 30s
-	$(GO) test ./ingest -run '^$$' -fuzz FuzzDecode -fuzztime 30s
-	$(GO) test ./broker -run '^$$' -fuzz FuzzDecodeEntry -fuzztime 30s
+	$(GO) test ./pipelines -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pipelines -run '^$$' -fuzz '^FuzzAggUnmarshal$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzRFC3339$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./broker -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./batch -run '^$$' -fuzz '^FuzzReadManifest$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin data
