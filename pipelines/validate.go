@@ -313,8 +313,10 @@ func (v *validator) checkTopics(p *Pipeline) {
 		if t.Time != "" {
 			if j := t.Schema.Index(t.Time); j < 0 {
 				v.errorf(path+".time", "unknown field %s%s", quote(t.Time), didYouMean(t.Time, fieldNames(t.Schema)))
-			} else if ft := t.Schema[j].Type; ft != 0 && ft != TypeTimestamp && ft != TypeLong {
-				v.errorf(path+".time", "field %s is %s; the time field must be timestamp or long (epoch millis)", quote(t.Time), ft)
+			} else if ft := t.Schema[j].Type; ft != 0 && ft != TypeTimestamp {
+				// A timestamp field takes epoch milliseconds as well as RFC 3339,
+				// so events that carry millis need no other type.
+				v.errorf(path+".time", "field %s is %s; the time field must be a timestamp (it accepts RFC 3339 strings and epoch milliseconds)", quote(t.Time), ft)
 			}
 		}
 		v.notBlank(path+".write_tokens", t.WriteTokens)
