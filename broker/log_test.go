@@ -637,3 +637,23 @@ func TestSeekOffset(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxBytesIsALimitNotAReservation: topics whose max_bytes add up to far
+// more than the disk are created, and keep accepting appends; JetStream
+// would otherwise reserve every stream's MaxBytes against the free disk.
+func TestMaxBytesIsALimitNotAReservation(t *testing.T) {
+	tp := testTopic("big", 4)
+	tp.MaxBytes = pipelines.ByteSize(100 << 40) // 100 TiB per partition
+	b := openBroker(t, testPipeline(t.TempDir(), tp), Options{})
+	off, err := b.Append(context.Background(), "big", 3, testEvents("e", 0, 2, 1))
+	if err != nil || off != 0 {
+		t.Fatalf("Append: %d, %v", off, err)
+	}
+	infos, err := b.Topics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if infos[0].MaxBytes != 100<<40 || infos[0].Events != 2 {
+		t.Fatalf("topic info %+v", infos[0])
+	}
+}

@@ -180,6 +180,13 @@ func (b *Broker) startEmbedded() error {
 		DontListen: bp.Listen == "",
 		// Entries of many events exceed the 1 MiB default.
 		MaxPayload: 8 << 20,
+		// A topic's max_bytes is a retention limit, as in Kafka, not a
+		// reservation. JetStream counts every stream's MaxBytes against
+		// its store limit, which it sizes from the free disk, so without
+		// this a pipeline whose limits add up to more than the free disk
+		// could not create its topics. A disk that really fills still
+		// fails appends, which ingest answers with 503.
+		JetStreamMaxStore: 1 << 50,
 	}
 	if bp.Listen != "" {
 		host, port, err := net.SplitHostPort(bp.Listen)
