@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestExamplesStart runs every example pipeline with all roles until it
+// serves, then stops it with SIGINT: a file that validates must also start,
+// whatever its sinks' databases are doing (they show in /readyz, not as a
+// failure to start).
+func TestExamplesStart(t *testing.T) {
+	files, err := filepath.Glob("../../pipelines/examples/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, ".test.yaml") {
+			continue
+		}
+		n++
+		abs, _ := filepath.Abs(f)
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			dir := t.TempDir()
+			addr := freePort(t)
+			cmd := exec.Command(binary, "run", "-c", abs, "--listen", addr)
+			cmd.Dir = dir // examples with data_dir ./data write here
+			cmd.Env = append(os.Environ(), "LAMBDAFLOW_DATA="+filepath.Join(dir, "data"))
+			var logs bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &logs, &logs
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			defer func() {
+				cmd.Process.Kill()
+				<-done
+			}()
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				resp, err := http.Get("http://" + addr + "/healthz")
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						break
+					}
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("exited before serving (%v):\n%s", err, logs.String())
+				case <-time.After(50 * time.Millisecond):
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not serving after 60s:\n%s", logs.String())
+				}
+			}
+			cmd.Process.Signal(os.Interrupt)
+			select {
+			case err := <-done:
+				done <- err // for the deferred wait
+				if err != nil {
+					t.Fatalf("exit after SIGINT: %v\n%s", err, logs.String())
+				}
+			case <-time.After(60 * time.Second):
+				t.Fatalf("did not stop within 60s of SIGINT:\n%s", logs.String())
+			}
+		})
+	}
+	if n != 3 {
+		t.Fatalf("%d example pipelines, want 3", n)
+	}
+}
