@@ -65,13 +65,26 @@ func freePort(t *testing.T) string {
 func startServer(t *testing.T, file, dataDir string, extraEnv ...string) *server {
 	t.Helper()
 	s := launch(t, file, dataDir, extraEnv...)
+	waitReady(t, s)
+	return s
+}
+
+// launch starts `lambdaflow run -c file` on a free port without waiting.
+func launch(t *testing.T, file, dataDir string, extraEnv ...string) *server {
+	t.Helper()
+	return launchArgs(t, nil, file, dataDir, extraEnv...)
+}
+
+// waitReady waits until s answers /readyz with 200.
+func waitReady(t *testing.T, s *server) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(s.url("/readyz"))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return s
+				return
 			}
 		}
 		select {
@@ -86,11 +99,11 @@ func startServer(t *testing.T, file, dataDir string, extraEnv ...string) *server
 	}
 }
 
-// launch starts `lambdaflow run -c file` on a free port without waiting.
-func launch(t *testing.T, file, dataDir string, extraEnv ...string) *server {
+// launchArgs is launch with extra arguments to run.
+func launchArgs(t *testing.T, args []string, file, dataDir string, extraEnv ...string) *server {
 	t.Helper()
 	addr := freePort(t)
-	cmd := exec.Command(binary, "run", "-c", file, "--listen", addr, "--log-format", "json")
+	cmd := exec.Command(binary, append([]string{"run", "-c", file, "--listen", addr, "--log-format", "json"}, args...)...)
 	cmd.Env = append(os.Environ(), "LF_DATA="+dataDir)
 	cmd.Env = append(cmd.Env, extraEnv...)
 	s := &server{t: t, cmd: cmd, addr: addr, logs: &bytes.Buffer{}, done: make(chan struct{})}

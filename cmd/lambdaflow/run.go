@@ -48,7 +48,7 @@ func runCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 	}
 	logger, err := newLogger(std.err, *logFormat, *logLevel)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return &exitError{code: 2, err: err}
 	}
 	selected, err := parseRoles(*roles)
 	if err != nil {
@@ -86,7 +86,7 @@ func parseRoles(s string) (map[string]bool, error) {
 			known = known || a == r
 		}
 		if !known {
-			return nil, fmt.Errorf("%w: unknown role %q (roles: %s, all)", errUsage, r, strings.Join(allRoles, ", "))
+			return nil, &exitError{code: 2, err: fmt.Errorf("unknown role %q (roles: %s, all)", r, strings.Join(allRoles, ", "))}
 		}
 		out[r] = true
 	}
