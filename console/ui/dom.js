@@ -74,9 +74,11 @@ export function seconds(sec) {
   if (sec === null || sec === undefined || Number.isNaN(sec)) return "–";
   if (sec > 0 && sec < 1) return Math.max(1, Math.round(sec * 1000)) + " ms";
   if (sec < 10) return rateFmt.format(sec) + " s";
-  if (sec < 60) return Math.round(sec) + " s";
-  const m = Math.floor(sec / 60);
-  if (m < 60) return `${m}m ${String(Math.round(sec % 60)).padStart(2, "0")}s`;
+  // Round once, up front, so 59.6 s reads "1m 00s", never "60 s" or "0m 60s".
+  const whole = Math.round(sec);
+  if (whole < 60) return whole + " s";
+  const m = Math.floor(whole / 60);
+  if (m < 60) return `${m}m ${String(whole % 60).padStart(2, "0")}s`;
   const hr = Math.floor(m / 60);
   if (hr < 48) return `${hr}h ${String(m % 60).padStart(2, "0")}m`;
   return `${Math.floor(hr / 24)}d ${hr % 24}h`;
