@@ -129,19 +129,23 @@ func fieldsRead(v *pipelines.View, schema pipelines.Schema) (fields []bool, ids 
 	return fields, ids
 }
 
-// completeUntil returns an ingest time C such that every entry of the
-// topic ingested at or before C is in the manifest m: a partition whose
-// manifest reaches the end of its log is complete up to now; another is
-// complete up to the ingest time of its last entry in the lake (entries of
-// a partition are stamped in order by the broker).
+// completeUntil returns the lake's event-time watermark: the time up to
+// which the lake holds the topic's events by the same rule the speed layer
+// uses for its watermark, so that a window the batch layer calls closed is
+// one the speed layer calls final too, and an event arriving for it later is
+// late for both (and corrected by the next run). Per partition it is the
+// newest event time among the partition's lake files. Partitions that are
+// still being written hold it back (the minimum over them); partitions the
+// lake holds up to the end of the log are idle and left out, as the speed
+// layer leaves out idle partitions; when every partition is idle it is the
+// newest event time of all. 0 means nothing is complete yet.
 func (b *Batch) completeUntil(ctx context.Context, vj *viewJob, m *Manifest) int64 {
-	now := b.now().UnixMicro()
-	c := now
 	ends := map[int]int64{}
-	var infoErr error
 	if b.log != nil {
 		infos, err := b.log.Topics(ctx)
-		infoErr = err
+		if err != nil {
+			b.logger.Warn("batch: cannot read the log's end offsets; every partition counts as still written", "err", err)
+		}
 		for _, ti := range infos {
 			if ti.Name == vj.topic.Name {
 				for _, pi := range ti.Partitions {
@@ -150,17 +154,27 @@ func (b *Batch) completeUntil(ctx context.Context, vj *viewJob, m *Manifest) int
 			}
 		}
 	}
-	if infoErr != nil {
-		b.logger.Warn("batch: cannot read the log's end offsets; the horizon follows the lake's last entries", "err", infoErr)
+	newest := map[int]int64{}
+	for _, f := range m.Files {
+		newest[f.Partition] = max(newest[f.Partition], f.MaxTime)
 	}
+	busy, idle := int64(math.MaxInt64), int64(0)
+	anyBusy := false
 	for p := range vj.topic.Partitions {
 		ps := m.partition(p)
 		if end, ok := ends[p]; ok && ps.Next >= end {
+			idle = max(idle, newest[p])
 			continue
 		}
-		c = min(c, ps.Ingest)
+		if _, ok := newest[p]; !ok {
+			return 0 // a partition with events, none of them in the lake yet
+		}
+		busy, anyBusy = min(busy, newest[p]), true
 	}
-	return c
+	if anyBusy {
+		return busy
+	}
+	return idle
 }
 
 // runJob runs one recomputation of vj for job j; rng, when not nil, adds
@@ -216,7 +230,10 @@ func (vj *viewJob) spans(m *Manifest, h int64, rng *span) []span {
 	if !st.hasHorizon {
 		out = append(out, span{minTime, h})
 	} else {
-		out = append(out, span{st.horizon - reach, h})
+		if h > st.horizon {
+			// The windows closed since the last run.
+			out = append(out, span{st.horizon - reach, h})
+		}
 		for _, f := range m.Files {
 			if f.Added > st.lakeVersion && f.Hour < h {
 				out = append(out, span{f.Hour - reach, f.Hour + hourMicros})

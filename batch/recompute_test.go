@@ -261,8 +261,9 @@ func TestRecomputeEqualsIndependent(t *testing.T) {
 		t.Fatalf("job %+v", s)
 	}
 	got, h := e.batchRows("cpu_by_region")
-	// The lake is complete up to now; windows closed 30s (lateness) ago.
-	if want := e.clk.Now().Add(-30 * time.Second).UnixMicro(); h != want {
+	// The lake's watermark is its newest event time; windows closed 30s
+	// (lateness) before it.
+	if want := evs[len(evs)-1].Time - (30 * time.Second).Microseconds(); h != want {
 		t.Fatalf("horizon %v, want %v", time.UnixMicro(h), time.UnixMicro(want))
 	}
 	sameRows(t, "batch vs independent", got, independent(evs, h))
@@ -311,8 +312,10 @@ func TestLateEventsCorrected(t *testing.T) {
 		t.Errorf("second run read %d hours, want 1 (the hour that got late events)", s.Total)
 	}
 	after, h2 := e.batchRows("cpu_by_region")
-	if h2 <= h {
-		t.Errorf("horizon did not advance: %v → %v", time.UnixMicro(h), time.UnixMicro(h2))
+	if h2 != h {
+		// Late events carry old event times: the lake's watermark, and so
+		// the horizon, stays where the newest events put it.
+		t.Errorf("horizon moved from %v to %v on late events only", time.UnixMicro(h), time.UnixMicro(h2))
 	}
 	all := append(slices.Clone(evs), late...)
 	sameRows(t, "after the late events", after, independent(all, h2))
@@ -352,11 +355,11 @@ func TestLateEventsCorrected(t *testing.T) {
 // lake is incomplete.
 func TestHorizonMerge(t *testing.T) {
 	e := newEnv(t)
-	// Now 02:00:30: windows up to 02:00 are closed (lateness 30s).
+	// Events up to 02:00:30: windows up to 02:00 are closed (lateness 30s).
 	e.clk.Set(t0.Add(2*time.Hour + 30*time.Second))
 	var evs []pipelines.Event
-	for i := range 1300 {
-		evs = append(evs, testEvent("e", i, t0.Add(time.Hour+40*time.Minute), time.Second)) // to 02:01:40
+	for i := range 1231 {
+		evs = append(evs, testEvent("e", i, t0.Add(time.Hour+40*time.Minute), time.Second)) // to 02:00:30
 	}
 	e.add(evs)
 	region := func(s string) []pipelines.Value { return []pipelines.Value{{S: s, Valid: true}} }
@@ -394,13 +397,22 @@ func TestHorizonMerge(t *testing.T) {
 		t.Errorf("window 01:59 is %+v, want the batch row", r)
 	}
 
-	// A lake that lags the log holds the horizon back to its last entry.
+	// A partition the lake has not written to the end holds the watermark
+	// back to its newest event in the lake; an idle one does not.
 	m := e.b.Manifest("metrics")
 	lag := m.clone()
 	lag.Partitions[0].Next--
-	lag.Partitions[0].Ingest = t0.Add(90 * time.Minute).UnixMicro()
-	if c := e.b.completeUntil(context.Background(), e.b.views["cpu_by_region"], lag); c != lag.Partitions[0].Ingest {
-		t.Errorf("complete until %v, want the lagging partition's last ingest", time.UnixMicro(c))
+	var newest0 int64
+	lag.Files = slices.DeleteFunc(slices.Clone(lag.Files), func(f FileEntry) bool {
+		return f.Partition == 0 && f.Hour >= t0.Add(2*time.Hour).UnixMicro() // as if 02:00 were not written yet
+	})
+	for _, f := range lag.Files {
+		if f.Partition == 0 {
+			newest0 = max(newest0, f.MaxTime)
+		}
+	}
+	if c := e.b.completeUntil(context.Background(), e.b.views["cpu_by_region"], lag); c != newest0 || c >= t0.Add(2*time.Hour).UnixMicro() {
+		t.Errorf("complete until %v, want the lagging partition's newest event in the lake, %v", time.UnixMicro(c).UTC(), time.UnixMicro(newest0).UTC())
 	}
 }
 
