@@ -14,23 +14,14 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/internal/natstest"
 	"github.com/lambdaflow/lambdaflow/internal/netns"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testenv.CheckFor(t, timeout, 200*time.Millisecond, f)
 }
 
 func connect(t *testing.T, urls string) (*nats.Conn, jetstream.JetStream) {

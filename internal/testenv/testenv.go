@@ -8,6 +8,7 @@ package testenv
 import (
 	"os"
 	"testing"
+	"time"
 )
 
 // RequireVar is the environment variable that turns a skip for a missing
@@ -26,4 +27,23 @@ func Missing(t testing.TB, msg string) {
 		t.Fatal(msg + " (" + RequireVar + "=1)")
 	}
 	t.Skip(msg)
+}
+
+// CheckFor polls f every `every` until it returns nil, and fails t with f's
+// last error once timeout has passed: how tests wait for what a real
+// service does in its own time (an election, a catch-up), never by
+// sleeping and hoping.
+func CheckFor(t testing.TB, timeout, every time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(every)
+	}
 }
