@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lambdaflow/lambdaflow/api"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -27,7 +28,7 @@ type Log interface {
 	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
 	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
-	Topics(ctx context.Context) ([]broker.TopicInfo, error)
+	Topics(ctx context.Context) ([]api.Topic, error)
 	Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error)
 }
 

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"github.com/lambdaflow/lambdaflow/api"
 	"strconv"
 	"sync"
 	"time"
@@ -91,7 +92,7 @@ type lagCollector struct {
 
 	mu   sync.Mutex
 	at   time.Time
-	last []Lag
+	last []api.Lag
 }
 
 func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -96,7 +96,6 @@ type topicState struct {
 	topic    *pipelines.Topic
 	dec      *decoder
 	part     partitioner
-	auth     authorizer
 	dedup    *dedupIndex
 	batchers []*batcher
 	m        *topicMetrics
@@ -144,7 +143,6 @@ func New(p *pipelines.Pipeline, log Log, opts Options) (*Ingest, error) {
 	if perPartition <= 0 {
 		perPartition = appendsInFlight
 	}
-	readTokens := newTokenSet(p.Auth.ReadTokens)
 	for i := range p.Topics {
 		t := &p.Topics[i]
 		if t.Time != "" {
@@ -156,7 +154,6 @@ func New(p *pipelines.Pipeline, log Log, opts Options) (*Ingest, error) {
 			topic: t,
 			dec:   newDecoder(t),
 			part:  newPartitioner(t),
-			auth:  authorizer{write: newTokenSet(t.WriteTokens), read: readTokens},
 			dedup: newDedupIndex(p.Ingest.DedupWindow.D().Microseconds(), p.Ingest.DedupMaxIDs),
 			m:     m.forTopic(t.Name),
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/lambdaflow/lambdaflow/api"
 	"strings"
 	"testing"
 
@@ -223,7 +224,7 @@ func testPoison(t *testing.T, h Harness) {
 	}
 }
 
-func checkDeadLetter(t *testing.T, dl sinks.DeadLetter, table sinks.Table, ev event.Event, part int, off int64) {
+func checkDeadLetter(t *testing.T, dl api.DeadLetter, table sinks.Table, ev event.Event, part int, off int64) {
 	t.Helper()
 	if dl.Source != topicName || dl.Partition != part || dl.Offset != off {
 		t.Errorf("dead letter from %s/%d@%d, want %s/%d@%d", dl.Source, dl.Partition, dl.Offset, topicName, part, off)
