@@ -65,7 +65,7 @@ const appendsInFlight = 1
 var errNotReady = errors.New("ingest: not ready")
 
 // Ingest serves the HTTP ingest endpoint of one pipeline. Create it with
-// New, start it with Run, serve Handler. It is safe for concurrent use.
+// New, start it with Run, mount its Routes. It is safe for concurrent use.
 type Ingest struct {
 	p       *pipelines.Pipeline
 	log     Log
