@@ -447,3 +447,95 @@ func assertKeys(t *testing.T, what string, obj map[string]json.RawMessage, keys 
 		t.Errorf("%s keys = %v, want %v", what, got, want)
 	}
 }
+
+// TestAPIStats checks GET /v1/stats against the other endpoints and the
+// seeded events: the log's numbers equal /v1/topics and /v1/lag, and every
+// running part counts exactly what it did.
+func TestAPIStats(t *testing.T) {
+	p, f := sharedPipeline(t)
+	waitConsumed(t, p)
+	var raw map[string]json.RawMessage
+	got(0, p.api.Get(bg, "/v1/stats", nil, &raw))(t)
+	assertKeys(t, "stats", raw, "pipeline", "time", "topics", "consumers", "ingest", "views", "batch", "sinks")
+
+	before := got(p.api.Lag(bg))(t)
+	st := got(p.api.Stats(bg))(t)
+	topics := got(p.api.Topics(bg))(t)
+	if st.Pipeline != "e2e" || time.Since(st.Time) > time.Minute {
+		t.Errorf("pipeline %q at %s", st.Pipeline, st.Time)
+	}
+	// Nothing moves once consumed: the log's numbers are /v1/topics' and
+	// the positions /v1/lag's.
+	if len(st.Topics) != len(topics) {
+		t.Fatalf("%d topics, /v1/topics has %d", len(st.Topics), len(topics))
+	}
+	for i, tp := range topics {
+		var ends []int64
+		for _, pt := range tp.Partitions {
+			ends = append(ends, pt.EndOffset)
+		}
+		s := st.Topics[i]
+		if s.Name != tp.Name || s.Events != tp.Events || s.Bytes != tp.Bytes || !slices.Equal(s.EndOffsets, ends) {
+			t.Errorf("topic %+v, /v1/topics says %s %d events %d bytes ends %v", s, tp.Name, tp.Events, tp.Bytes, ends)
+		}
+	}
+	if !reflect.DeepEqual(positions(st.Consumers), positions(before)) {
+		t.Errorf("consumers %v, /v1/lag says %v", positions(st.Consumers), positions(before))
+	}
+
+	// Every event of the seeded topic came through this process's ingest.
+	var appended int64
+	for _, tp := range topics {
+		if tp.Name == seedTopic {
+			appended = tp.EndOffset()
+		}
+	}
+	if appended != int64(len(f.events)) {
+		t.Fatalf("the log holds %d events of %s, the fixture posted %d", appended, seedTopic, len(f.events))
+	}
+	if st.Ingest == nil {
+		t.Fatal("no ingest numbers, though ingest runs")
+	}
+	for _, it := range st.Ingest.Topics {
+		if it.Topic == seedTopic && (it.Events != uint64(appended) || it.Bytes == 0) {
+			t.Errorf("ingest into %s: %+v, want %d events", seedTopic, it, appended)
+		}
+	}
+	if st.Ingest.Events < uint64(appended) || st.Ingest.Requests == 0 || st.Ingest.InFlight != 0 {
+		t.Errorf("ingest %+v: want ≥ %d events, some requests, none in flight", *st.Ingest, appended)
+	}
+	if f.speed {
+		if len(st.Views) != 1 || st.Views[0].View != seedView || st.Views[0].Events != uint64(appended) || st.Views[0].Watermark == nil {
+			t.Errorf("views %+v, want %s with %d events and a watermark", st.Views, seedView, appended)
+		}
+	}
+	if f.batch {
+		jobs := got(p.api.Jobs(bg))(t)
+		want := map[api.JobState]int{}
+		for _, j := range jobs {
+			want[j.State]++
+		}
+		if st.Batch == nil || !reflect.DeepEqual(st.Batch.Jobs, want) {
+			t.Errorf("batch %+v, want jobs %v", st.Batch, want)
+		}
+		for _, l := range st.Batch.Lake {
+			if l.Topic == seedTopic && f.lake && (l.Rows != uint64(appended) || l.Files == 0) {
+				t.Errorf("lake of %s: %+v, want %d rows in ≥ 1 file", seedTopic, l, appended)
+			}
+		}
+	}
+	if f.sinks {
+		sinks := map[string]api.SinkStats{}
+		for _, s := range st.Sinks {
+			sinks[s.Sink] = s
+		}
+		// The warehouse wrote every event; the archive never reaches its
+		// database.
+		if w := sinks["warehouse"]; !w.Healthy || w.Rows != uint64(appended) || w.DeadLetters != 0 || w.Batches == 0 {
+			t.Errorf("warehouse %+v, want healthy with %d rows", w, appended)
+		}
+		if a := sinks["archive"]; a.Healthy || a.Rows != 0 {
+			t.Errorf("archive %+v, want failing with no rows", a)
+		}
+	}
+}
