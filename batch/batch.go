@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/lambdaflow/lambdaflow/api"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
 
 	"github.com/prometheus/client_golang/prometheus"
 

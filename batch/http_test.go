@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/lambdaflow/lambdaflow/api"
-	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/lambdaflow/lambdaflow/api"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
 )
 
 // ErrUnknownView is returned (wrapped) for a view the pipeline lacks.

@@ -2,10 +2,11 @@ package batch
 
 import (
 	"fmt"
-	"github.com/lambdaflow/lambdaflow/api"
 	"io"
 	"strings"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
 )
 
 // barWidth is the number of cells of the progress bar.

@@ -5,12 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/lambdaflow/lambdaflow/api"
 	"math"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
 
 	"github.com/robfig/cron/v3"
 

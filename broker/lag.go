@@ -5,8 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/lambdaflow/lambdaflow/api"
 	"slices"
+
+	"github.com/lambdaflow/lambdaflow/api"
 
 	"github.com/nats-io/nats.go/jetstream"
 )

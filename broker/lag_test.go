@@ -2,11 +2,12 @@ package broker
 
 import (
 	"encoding/json"
-	"github.com/lambdaflow/lambdaflow/api"
 	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
 
 	"github.com/prometheus/client_golang/prometheus"
 )

@@ -3,10 +3,11 @@ package broker
 import (
 	"context"
 	"fmt"
-	"github.com/lambdaflow/lambdaflow/api"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
 
 	"github.com/prometheus/client_golang/prometheus"
 )

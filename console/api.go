@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/lambdaflow/lambdaflow/api"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"

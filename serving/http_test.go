@@ -8,9 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func testServer(t *testing.T) (*Store, http.Handler) {

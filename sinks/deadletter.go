@@ -7,11 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/lambdaflow/lambdaflow/api"
 	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/lambdaflow/lambdaflow/api"
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"

@@ -3,13 +3,14 @@ package sinks_test
 import (
 	"encoding/json"
 	"errors"
-	"github.com/lambdaflow/lambdaflow/api"
-	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"

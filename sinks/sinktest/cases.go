@@ -4,9 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/lambdaflow/lambdaflow/api"
 	"strings"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/api"
 
 	"github.com/prometheus/client_golang/prometheus"
 
