@@ -17,12 +17,19 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	WriteRaw(w, status, append(b, '\n'))
 }
 
+// Header values every JSON answer shares; never modified, so one slice
+// serves every answer without an allocation each.
+var (
+	jsonType = []string{"application/json"}
+	nosniff  = []string{"nosniff"}
+)
+
 // WriteRaw answers status with body, JSON encoded by the caller (handlers
 // on hot paths append their answers by hand).
 func WriteRaw(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Content-Type"] = jsonType
+	h["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(status)
 	w.Write(body) // an error means the client went away: nothing to do
 }
