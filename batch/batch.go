@@ -10,10 +10,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
 )
 
@@ -26,8 +29,8 @@ type Log interface {
 	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
 	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
-	Topics(ctx context.Context) ([]broker.TopicInfo, error)
-	Append(ctx context.Context, topic string, partition int, events []pipelines.Event) (int64, error)
+	Topics(ctx context.Context) ([]api.Topic, error)
+	Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error)
 }
 
 // Store is what the batch layer needs of the serving store: install a

@@ -11,10 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 const base = int64(1_700_000_000_000_000) // µs
@@ -45,7 +48,7 @@ func idRange(prefix string, from, to int) []string {
 	return out
 }
 
-func mustAppend(t testing.TB, b *Broker, topic string, part int, events []pipelines.Event, want int64) {
+func mustAppend(t testing.TB, b *Broker, topic string, part int, events []event.Event, want int64) {
 	t.Helper()
 	off, err := b.Append(ctxT(t, 20*time.Second), topic, part, events)
 	if err != nil {
@@ -76,7 +79,7 @@ func TestAppendAndRead(t *testing.T) {
 			t.Fatalf("entry %d: seq %d topic %q partition %d ingest %d", i, e.Seq, e.Topic, e.Partition, e.Ingest)
 		}
 	}
-	var got []pipelines.Event
+	var got []event.Event
 	for _, e := range entries {
 		got = append(got, e.Events...)
 	}
@@ -175,11 +178,11 @@ func TestAppendAndRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantInfo := []TopicInfo{{
+	wantInfo := []api.Topic{{
 		Name:   "metrics",
 		Events: 29,
 		Bytes:  infos[0].Bytes,
-		Partitions: []PartitionInfo{
+		Partitions: []api.Partition{
 			{Partition: 0, FirstOffset: 0, LastOffset: 25, EndOffset: 26, Bytes: infos[0].Partitions[0].Bytes, Entries: 4},
 			{Partition: 1, FirstOffset: 0, LastOffset: 2, EndOffset: 3, Bytes: infos[0].Partitions[1].Bytes, Entries: 1},
 			{Partition: 2, FirstOffset: -1, LastOffset: -1, EndOffset: 0, Bytes: 0, Entries: 0},
@@ -348,7 +351,7 @@ func TestRetentionGaps(t *testing.T) {
 	if infos, err = b.Topics(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if pi := infos[0].Partitions[0]; pi != (PartitionInfo{Partition: 0, FirstOffset: -1, LastOffset: -1, EndOffset: 10}) {
+	if pi := infos[0].Partitions[0]; pi != (api.Partition{Partition: 0, FirstOffset: -1, LastOffset: -1, EndOffset: 10}) {
 		t.Fatalf("emptied partition: %+v", pi)
 	}
 	mustAppend(t, b, "metrics", 0, testEvents("e", 10, 1, base), 10)

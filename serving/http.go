@@ -1,20 +1,22 @@
 package serving
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Handler serves GET /v1/views and GET /v1/views/{view}.
 type Handler struct {
 	store   *Store
-	schemas map[string]pipelines.Schema // view name → row schema
+	schemas map[string]event.Schema // view name → row schema
 	now     func() time.Time
 	metrics *metrics
 }
@@ -22,7 +24,7 @@ type Handler struct {
 // NewHandler returns the query API over store. The pipeline gives each
 // view's row schema, used to parse filters and to encode values.
 func NewHandler(p *pipelines.Pipeline, store *Store, m *Metrics) *Handler {
-	h := &Handler{store: store, schemas: map[string]pipelines.Schema{}, now: time.Now}
+	h := &Handler{store: store, schemas: map[string]event.Schema{}, now: time.Now}
 	if m != nil {
 		h.metrics = m.m
 	}
@@ -35,29 +37,20 @@ func NewHandler(p *pipelines.Pipeline, store *Store, m *Metrics) *Handler {
 	return h
 }
 
-// Register mounts the handler's routes on mux.
-func (h *Handler) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handler) {
-	mux.Handle("GET /v1/views", wrap(http.HandlerFunc(h.list)))
-	mux.Handle("GET /v1/views/{view}", wrap(http.HandlerFunc(h.query)))
-}
-
-type viewInfo struct {
-	Name       string   `json:"name"`
-	From       string   `json:"from"`
-	GroupBy    []string `json:"group_by"`
-	Window     string   `json:"window"`
-	Aggregates []string `json:"aggregates"`
-	Horizon    *string  `json:"horizon"`
-	Drift      uint64   `json:"drift_windows"`
+// Routes returns the query API: GET /v1/views and GET /v1/views/{view},
+// both reads.
+func (h *Handler) Routes() []httpapi.Route {
+	return []httpapi.Route{
+		{Pattern: "GET /v1/views", Access: httpapi.Read, Handler: http.HandlerFunc(h.list)},
+		{Pattern: "GET /v1/views/{view}", Access: httpapi.Read, Handler: http.HandlerFunc(h.query)},
+	}
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
-	out := struct {
-		Views []viewInfo `json:"views"`
-	}{Views: []viewInfo{}}
+	out := api.Views{Views: []api.ViewInfo{}}
 	for _, name := range h.store.Views() {
 		v := h.store.View(name)
-		vi := viewInfo{Name: v.Name, From: v.From, GroupBy: append([]string{}, v.GroupBy...), Window: v.Window.Type, Drift: h.store.Drift(name)}
+		vi := api.ViewInfo{Name: v.Name, From: v.From, GroupBy: append([]string{}, v.GroupBy...), Window: v.Window.Type, Drift: h.store.Drift(name)}
 		for _, a := range v.Aggregates {
 			vi.Aggregates = append(vi.Aggregates, a.Name)
 		}
@@ -67,7 +60,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Views = append(out.Views, vi)
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 }
 
 // ParseFilter turns query parameters into a Filter for view: group-by field
@@ -75,7 +68,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) ParseFilter(view string, q map[string][]string) (Filter, error) {
 	v := h.store.View(view)
 	schema := h.schemas[view]
-	f := Filter{Group: map[int]pipelines.Value{}}
+	f := Filter{Group: map[int]event.Value{}}
 	for k, vals := range q {
 		if len(vals) == 0 {
 			continue
@@ -83,9 +76,9 @@ func (h *Handler) ParseFilter(view string, q map[string][]string) (Filter, error
 		val := vals[len(vals)-1]
 		switch k {
 		case "from", "to":
-			t, err := time.Parse(time.RFC3339Nano, val)
+			t, err := httpapi.ParseTime(val)
 			if err != nil {
-				return Filter{}, fmt.Errorf("parameter %q: %q is not an RFC 3339 time", k, val)
+				return Filter{}, fmt.Errorf("parameter %q: %w", k, err)
 			}
 			if k == "from" {
 				f.From = t.UnixMicro()
@@ -106,7 +99,7 @@ func (h *Handler) ParseFilter(view string, q map[string][]string) (Filter, error
 			return Filter{}, fmt.Errorf("parameter %q: not a group-by field of view %q (group_by: %s)", k, view, strings.Join(v.GroupBy, ", "))
 		}
 		fi := schema.Index(k)
-		pv, err := pipelines.ParseValue(schema[fi].Type, val)
+		pv, err := event.ParseValue(schema[fi].Type, val)
 		if err != nil {
 			return Filter{}, fmt.Errorf("parameter %q: %w", k, err)
 		}
@@ -122,12 +115,12 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name := r.PathValue("view")
 	if h.store.View(name) == nil {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("unknown view %q", name)})
+		httpapi.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown view %q", name))
 		return
 	}
 	f, err := h.ParseFilter(name, r.URL.Query())
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		httpapi.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	rows, hz, hasHz, _ := h.store.Query(name, f)
@@ -149,8 +142,7 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
 		buf = AppendRowJSON(buf, schema, row)
 	}
 	buf = append(buf, "]}\n"...)
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(buf)
+	httpapi.WriteRaw(w, http.StatusOK, buf)
 	if h.metrics != nil {
 		h.metrics.observe(name, time.Since(start))
 	}
@@ -158,7 +150,7 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
 
 // AppendRowJSON encodes a row as a JSON object: window_start, window_end, the
 // group-by fields, the aggregates, layer and final.
-func AppendRowJSON(buf []byte, schema pipelines.Schema, row Row) []byte {
+func AppendRowJSON(buf []byte, schema event.Schema, row Row) []byte {
 	buf = append(buf, `{"window_start":`...)
 	buf = strconv.AppendQuote(buf, formatTime(row.Start))
 	buf = append(buf, `,"window_end":`...)
@@ -179,7 +171,7 @@ func AppendRowJSON(buf []byte, schema pipelines.Schema, row Row) []byte {
 	return append(buf, '}')
 }
 
-func appendField(buf []byte, schema pipelines.Schema, col int, v pipelines.Value) []byte {
+func appendField(buf []byte, schema event.Schema, col int, v event.Value) []byte {
 	if col >= len(schema) {
 		return buf
 	}
@@ -187,13 +179,7 @@ func appendField(buf []byte, schema pipelines.Schema, col int, v pipelines.Value
 	buf = append(buf, ',')
 	buf = strconv.AppendQuote(buf, f.Name)
 	buf = append(buf, ':')
-	return pipelines.AppendValueJSON(buf, f.Type, v)
+	return event.AppendValueJSON(buf, f.Type, v)
 }
 
-func formatTime(us int64) string { return pipelines.FormatTime(us) }
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
-}
+func formatTime(us int64) string { return event.FormatTime(us) }

@@ -10,16 +10,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 func testServer(t *testing.T) (*Store, http.Handler) {
 	t.Helper()
 	p := testPipeline(t)
 	s := NewStore(p)
-	mux := http.NewServeMux()
-	NewHandler(p, s, NewMetrics(prometheus.NewRegistry(), s)).Register(mux, func(h http.Handler) http.Handler { return h })
-	return s, mux
+	routes := NewHandler(p, s, NewMetrics(prometheus.NewRegistry(), s)).Routes()
+	return s, httpapi.Handler(httpapi.NewAuth(p), routes)
 }
 
 func get(t *testing.T, h http.Handler, target string) (int, string) {
@@ -39,7 +39,7 @@ func TestQueryJSONShape(t *testing.T) {
 	s, h := testServer(t)
 	s.PutSpeed("cpu", []Row{
 		row(0, "eu", 1, 2, 0.25, true),
-		{Start: base + minute, End: base + 2*minute, Group: []pipelines.Value{str("us"), null()}, Aggs: []pipelines.Value{long(1), null()}},
+		{Start: base + minute, End: base + 2*minute, Group: []event.Value{str("us"), null()}, Aggs: []event.Value{long(1), null()}},
 	})
 	code, body := get(t, h, "/v1/views/cpu")
 	want := `{"view":"cpu","horizon":null,"rows":[` +

@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -35,7 +39,7 @@ func TestHTTPDeadLettersAndReplay(t *testing.T) {
 	waitCommitted(t, b, "t", 0, 10)
 	stop()
 
-	srv := httptest.NewServer(sinks.Handler([]*sinks.Runner{r}))
+	srv := httptest.NewServer(httpapi.Handler(httpapi.NewAuth(p), sinks.Routes([]*sinks.Runner{r})))
 	defer srv.Close()
 	call := func(method, path string, wantStatus int, out any) {
 		t.Helper()
@@ -58,7 +62,7 @@ func TestHTTPDeadLettersAndReplay(t *testing.T) {
 		}
 	}
 
-	var list struct{ Sinks []sinks.SinkStatus }
+	var list struct{ Sinks []api.SinkStatus }
 	call("GET", "/v1/sinks", 200, &list)
 	if len(list.Sinks) != 1 || list.Sinks[0].Name != "s" || !list.Sinks[0].Healthy || list.Sinks[0].Sources[0] != "t" {
 		t.Errorf("GET /v1/sinks = %+v", list)
@@ -66,7 +70,7 @@ func TestHTTPDeadLettersAndReplay(t *testing.T) {
 
 	var dlq struct {
 		Sink        string
-		DeadLetters []sinks.DeadLetter `json:"dead_letters"`
+		DeadLetters []api.DeadLetter `json:"dead_letters"`
 	}
 	call("GET", "/v1/sinks/s/dlq?limit=1", 200, &dlq)
 	if len(dlq.DeadLetters) != 1 || dlq.DeadLetters[0].Offset != 2 || dlq.DeadLetters[0].DLQOffset != 0 {
@@ -126,13 +130,13 @@ func TestReplayUndecodableRecord(t *testing.T) {
 	fake := newFake()
 	r, b := newRunner(t, p, fake, nil, sinks.Options{})
 	dlq := p.DeadLetterTopic(&p.Sinks[0]).Name
-	ev := func(source, rec string) pipelines.Event {
-		return pipelines.Event{ID: "x", Time: 1, Values: []pipelines.Value{
+	ev := func(source, rec string) event.Event {
+		return event.Event{ID: "x", Time: 1, Values: []event.Value{
 			{S: source, Valid: true}, {I: 0, Valid: true}, {I: 0, Valid: true},
 			{S: rec, Valid: true}, {S: "old", Valid: true}, {I: 1, Valid: true},
 		}}
 	}
-	appendEvents(t, b, dlq, 0, []pipelines.Event{
+	appendEvents(t, b, dlq, 0, []event.Event{
 		ev("t", `{"n":1,"s":"ok","_id":"a"}`),
 		ev("t", `null`),
 		ev("gone", `{"n":2}`),

@@ -1,0 +1,86 @@
+package event
+
+// FieldType is the type of a topic field.
+type FieldType uint8
+
+// Field types. Times are UTC microseconds since the Unix epoch.
+const (
+	TypeString FieldType = iota + 1
+	TypeLong
+	TypeInt
+	TypeDouble
+	TypeBool
+	TypeTimestamp
+)
+
+var typeNames = map[FieldType]string{
+	TypeString: "string", TypeLong: "long", TypeInt: "int",
+	TypeDouble: "double", TypeBool: "bool", TypeTimestamp: "timestamp",
+}
+
+// String returns the type's name as written in a pipeline file.
+func (t FieldType) String() string {
+	if s, ok := typeNames[t]; ok {
+		return s
+	}
+	return "unknown"
+}
+
+// ParseFieldType parses a type name; "boolean" is accepted for bool.
+func ParseFieldType(s string) (FieldType, bool) {
+	if s == "boolean" {
+		return TypeBool, true
+	}
+	for t, n := range typeNames {
+		if n == s {
+			return t, true
+		}
+	}
+	return 0, false
+}
+
+// Field is one field of a topic schema.
+type Field struct {
+	Name     string
+	Type     FieldType
+	Required bool
+	Pos      Pos // where the pipeline file declares it; zero for fields Lambdaflow adds
+}
+
+// Pos is a 1-based line and column in a pipeline file.
+type Pos struct {
+	Line, Col int
+}
+
+// Schema is the ordered list of a topic's fields. Order is the order of the
+// pipeline file; it fixes column order in the lake and in sink tables.
+type Schema []Field
+
+// Index returns the position of the named field, or -1.
+func (s Schema) Index(name string) int {
+	for i := range s {
+		if s[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Value is one field value of an event. Which member holds it depends on the
+// field type: S for string; I for long, int, bool (0 or 1) and timestamp
+// (UTC microseconds); F for double. Valid is false for a missing (null) value.
+type Value struct {
+	S     string
+	I     int64
+	F     float64
+	Valid bool
+}
+
+// Event is one decoded event of a topic. Values are in the order of the
+// topic's current schema.
+type Event struct {
+	ID     string
+	Time   int64 // event time, UTC microseconds
+	Ingest int64 // ingest time, UTC microseconds
+	Values []Value
+}

@@ -1,0 +1,49 @@
+package event
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+func TestParseValue(t *testing.T) {
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 678_000_000, time.UTC).UnixMicro()
+	ok := func(typ FieldType, s string, want Value) {
+		t.Helper()
+		got, err := ParseValue(typ, s)
+		if err != nil {
+			t.Errorf("ParseValue(%v, %q): %v", typ, s, err)
+			return
+		}
+		if got != want {
+			t.Errorf("ParseValue(%v, %q) = %+v, want %+v", typ, s, got, want)
+		}
+	}
+	bad := func(typ FieldType, s, msg string) {
+		t.Helper()
+		if _, err := ParseValue(typ, s); err == nil || err.Error() != msg {
+			t.Errorf("ParseValue(%v, %q) error %v, want %q", typ, s, err, msg)
+		}
+	}
+	ok(TypeString, "", Value{Valid: true})
+	ok(TypeString, "eu west", Value{S: "eu west", Valid: true})
+	ok(TypeLong, "-9223372036854775808", Value{I: math.MinInt64, Valid: true})
+	ok(TypeInt, "2147483647", Value{I: math.MaxInt32, Valid: true})
+	ok(TypeDouble, "1e3", Value{F: 1000, Valid: true})
+	ok(TypeDouble, "42", Value{F: 42, Valid: true})
+	ok(TypeBool, "true", Value{I: 1, Valid: true})
+	ok(TypeBool, "0", Value{Valid: true})
+	ok(TypeTimestamp, "2026-01-02T03:04:05.678Z", Value{I: ts, Valid: true})
+	ok(TypeTimestamp, "2026-01-02T05:04:05.678+02:00", Value{I: ts, Valid: true})
+	ok(TypeTimestamp, "1767323045678", Value{I: ts, Valid: true})
+	ok(TypeTimestamp, "-1", Value{I: -1000, Valid: true})
+
+	bad(TypeLong, "lots", `"lots" is not an integer`)
+	bad(TypeLong, "1.5", `"1.5" is not an integer`)
+	bad(TypeInt, "2147483648", "2147483648 does not fit an int")
+	bad(TypeDouble, "x", `"x" is not a number`)
+	bad(TypeBool, "yes", `"yes" is not true or false`)
+	bad(TypeTimestamp, "yesterday", `"yesterday" is not an RFC 3339 time or epoch milliseconds`)
+	bad(TypeTimestamp, "9223372036854775807", `"9223372036854775807" is out of range as epoch milliseconds`)
+	bad(FieldType(99), "x", "unsupported type unknown")
+}

@@ -1,0 +1,456 @@
+package plan
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/expr"
+)
+
+// Plan is a view compiled once into pure functions over events: filter
+// (Match), group key (Key), window assignment (Windows, AddSession) and
+// aggregate state (NewState, Update, Merge, Finalize). The speed layer runs
+// it on the stream and the batch layer over the lake; since both run the same
+// functions and merging is order-independent, both compute the same values
+// for a closed window.
+//
+// A Plan is immutable after Compile and safe for concurrent use; the States
+// it creates are not.
+type Plan struct {
+	view   string
+	from   string
+	schema event.Schema
+	window pipelines.Window
+
+	kind             windowKind
+	size, slide, gap int64       // µs
+	where            *expr.Where // nil: every event matches
+	group            []keyField
+	aggs             []aggOp
+	upd              []aggOp     // the aggregates Update and Merge visit: see planUpdate
+	stats            []fieldStat // per field: what its aggregates share
+	layout           stateLayout
+	columns          []Column
+	sig              uint64
+}
+
+type windowKind uint8
+
+const (
+	windowTumbling windowKind = iota + 1
+	windowHopping
+	windowSession
+)
+
+// maxHops bounds the windows one event lands in for a hopping view
+// (size/slide), which multiplies the state and the work per event.
+const maxHops = 1024
+
+type keyField struct {
+	name  string
+	field int
+	typ   event.FieldType
+}
+
+// Column is one output column of a plan: a group-by field or an aggregate.
+type Column struct {
+	Name string
+	Type event.FieldType
+}
+
+// PlanError is a view that cannot be compiled. Part names what is wrong
+// ("window", "where", "group_by", `aggregate "p95"`) and Pos locates it in the
+// pipeline file when known.
+type PlanError struct {
+	View string
+	Part string
+	Pos  pipelines.Pos
+	Err  error
+}
+
+func (e *PlanError) Error() string {
+	return fmt.Sprintf("view %q: %s: %v", e.View, e.Part, e.Err)
+}
+
+func (e *PlanError) Unwrap() error { return e.Err }
+
+// Compile compiles view v over topic t. It checks everything a plan depends
+// on: the window, the where expression (types included), the group-by fields
+// and each aggregate's function, field and argument.
+func Compile(v *pipelines.View, t *pipelines.Topic) (*Plan, error) {
+	p := &Plan{view: v.Name, from: t.Name, schema: t.Schema, window: v.Window}
+	fail := func(part string, pos pipelines.Pos, err error) (*Plan, error) {
+		return nil, &PlanError{View: v.Name, Part: part, Pos: pos, Err: err}
+	}
+	if v.From != "" && v.From != t.Name {
+		return fail("from", v.Pos, fmt.Errorf("view reads topic %q, compiled against %q", v.From, t.Name))
+	}
+	if err := p.compileWindow(v.Window); err != nil {
+		return fail("window", v.Pos, err)
+	}
+	if strings.TrimSpace(v.Where) != "" {
+		w, err := expr.Compile(v.Where, t.Schema)
+		if err != nil {
+			return fail("where", v.Pos, err)
+		}
+		p.where = w
+	}
+	for _, name := range v.GroupBy {
+		i := t.Schema.Index(name)
+		if i < 0 {
+			return fail("group_by", v.Pos, fmt.Errorf("unknown field %q", name))
+		}
+		for _, g := range p.group {
+			if g.name == name {
+				return fail("group_by", v.Pos, fmt.Errorf("field %q listed twice", name))
+			}
+		}
+		p.group = append(p.group, keyField{name: name, field: i, typ: t.Schema[i].Type})
+	}
+	if len(v.Aggregates) == 0 {
+		return fail("aggregates", v.Pos, errors.New("a view needs at least one aggregate"))
+	}
+	var sig strings.Builder
+	seen := make(map[string]bool, len(v.Aggregates))
+	for _, a := range v.Aggregates {
+		if seen[a.Name] {
+			return fail(fmt.Sprintf("aggregate %q", a.Name), a.Pos, errors.New("name used twice"))
+		}
+		seen[a.Name] = true
+		op, out, err := p.compileAggregate(a, t.Schema)
+		if err != nil {
+			return fail(fmt.Sprintf("aggregate %q", a.Name), a.Pos, err)
+		}
+		p.aggs = append(p.aggs, op)
+		p.columns = append(p.columns, Column{Name: a.Name, Type: out})
+		fmt.Fprintf(&sig, "%d:%d:%d:%x;", op.kind, op.typ, op.class, math.Float64bits(op.q))
+	}
+	p.sig = hashString(sig.String())
+	p.planUpdate()
+	if err := p.buildLayout(); err != nil {
+		return fail("aggregates", v.Pos, err)
+	}
+	return p, nil
+}
+
+func (p *Plan) compileWindow(w pipelines.Window) error {
+	micros := func(name string, d pipelines.Duration) (int64, error) {
+		us := d.D().Microseconds()
+		if us <= 0 {
+			return 0, fmt.Errorf("%s must be at least 1µs, got %v", name, d.D())
+		}
+		return us, nil
+	}
+	var err error
+	switch w.Type {
+	case "tumbling":
+		p.kind = windowTumbling
+		p.size, err = micros("size", w.Size)
+	case "hopping":
+		p.kind = windowHopping
+		if p.size, err = micros("size", w.Size); err != nil {
+			return err
+		}
+		if p.slide, err = micros("slide", w.Slide); err != nil {
+			return err
+		}
+		switch {
+		case p.slide > p.size:
+			return fmt.Errorf("slide %v is longer than size %v: events between windows would be dropped", w.Slide.D(), w.Size.D())
+		case p.size/p.slide > maxHops:
+			return fmt.Errorf("size/slide is %d: each event would land in more than %d windows", p.size/p.slide, maxHops)
+		}
+	case "session":
+		p.kind = windowSession
+		p.gap, err = micros("gap", w.Gap)
+	default:
+		return fmt.Errorf("unknown window type %q (want tumbling, hopping or session)", w.Type)
+	}
+	return err
+}
+
+// compileAggregate checks one aggregate and lays out its state slots.
+func (p *Plan) compileAggregate(a pipelines.Aggregate, schema event.Schema) (aggOp, event.FieldType, error) {
+	op := aggOp{field: -1, q: a.Arg, st: -1, n: -1, v: -1, w: -1, s: -1, f: -1, x: -1, mn: -1, mx: -1}
+	l := &p.layout
+	if a.Func == "count" && a.Field == "" {
+		op.kind = aggCount
+		op.w = p.alloc(&l.nw, 1)
+		return op, event.TypeLong, nil
+	}
+	if a.Field == "" {
+		return op, 0, fmt.Errorf("%s() needs a field", a.Func)
+	}
+	op.field = schema.Index(a.Field)
+	if op.field < 0 {
+		return op, 0, fmt.Errorf("unknown field %q", a.Field)
+	}
+	op.typ = schema[op.field].Type
+	op.class = classOf(op.typ)
+	numeric := op.typ == event.TypeLong || op.typ == event.TypeInt || op.typ == event.TypeDouble
+	notNumeric := func() (aggOp, event.FieldType, error) {
+		return op, 0, fmt.Errorf("%s(%s): field %q is %s; %s needs long, int or double", a.Func, a.Field, a.Field, op.typ, a.Func)
+	}
+	// counted uses the field's shared count of non-null values.
+	counted := func() {
+		op.st = int32(p.stat(op.field, op.class))
+		op.n = p.stats[op.st].n
+	}
+	switch a.Func {
+	case "count":
+		op.kind = aggCountField
+		counted()
+		return op, event.TypeLong, nil
+	case "sum":
+		if !numeric {
+			return notNumeric()
+		}
+		if op.class == classFloat {
+			op.kind = aggSumFloat
+			op.f = p.alloc(&l.nf, 1)
+			return op, event.TypeDouble, nil
+		}
+		op.kind = aggSumInt
+		op.w = p.alloc(&l.nw, 2)
+		return op, event.TypeLong, nil
+	case "avg":
+		if !numeric {
+			return notNumeric()
+		}
+		counted()
+		if op.class == classFloat {
+			op.kind = aggAvgFloat
+			op.f = p.alloc(&l.nf, 1)
+		} else {
+			op.kind = aggAvgInt
+			op.w = p.alloc(&l.nw, 2)
+		}
+		return op, event.TypeDouble, nil
+	case "min", "max":
+		isMin := a.Func == "min"
+		counted()
+		op.v = p.statSlot(int(op.st), isMin)
+		switch op.class {
+		case classInt:
+			op.kind = pick(isMin, aggMinInt, aggMaxInt)
+		case classFloat:
+			op.kind = pick(isMin, aggMinFloat, aggMaxFloat)
+		case classString:
+			op.kind = pick(isMin, aggMinString, aggMaxString)
+		}
+		return op, op.typ, nil
+	case "count_distinct":
+		op.kind = aggDistinct
+		op.w = p.alloc(&l.nw, 1)
+		op.x = p.alloc(&l.nd, 1)
+		return op, event.TypeLong, nil
+	case "quantile":
+		if !numeric {
+			return notNumeric()
+		}
+		if !(a.Arg >= 0 && a.Arg <= 1) {
+			return op, 0, fmt.Errorf("quantile(%s, %v): q must be between 0 and 1", a.Field, a.Arg)
+		}
+		op.kind = aggQuantile
+		counted()
+		if op.class == classFloat {
+			op.mn = p.statSlot(int(op.st), true)
+			op.mx = p.statSlot(int(op.st), false)
+		} else {
+			// The field's min and max are integers; the quantile's are
+			// doubles, kept apart.
+			op.ownMinMax = true
+			op.mn = p.alloc(&l.nw, 2)
+			op.mx = op.mn + 1
+		}
+		op.x = p.alloc(&l.nq, 1)
+		return op, event.TypeDouble, nil
+	case "first", "last":
+		op.kind = pick(a.Func == "first", aggFirst, aggLast)
+		counted()
+		if op.class == classString {
+			op.w = p.alloc(&l.nw, 1)
+			op.s = p.allocStr(strPair)
+		} else {
+			op.w = p.alloc(&l.nw, 2)
+			op.s = p.allocStr(strPlain)
+		}
+		return op, op.typ, nil
+	}
+	return op, 0, fmt.Errorf("unknown function %q (want count, sum, min, max, avg, count_distinct, quantile, first or last)", a.Func)
+}
+
+// planUpdate lists the aggregates Update visits: those with state of their
+// own (count(f), min and max have none beyond their field's stats). The last
+// of them to read a field's stats updates them, after its own work, so every
+// aggregate sees the stats as they were before the event; a field read only
+// by count(f), min or max gets one of those for it.
+func (p *Plan) planUpdate() {
+	for _, op := range p.aggs {
+		switch op.kind {
+		case aggCountField, aggMinInt, aggMaxInt, aggMinFloat, aggMaxFloat, aggMinString, aggMaxString:
+		default:
+			p.upd = append(p.upd, op)
+		}
+	}
+	for st := range p.stats {
+		last := -1
+		for i, op := range p.upd {
+			if op.st == int32(st) {
+				last = i
+			}
+		}
+		if last < 0 {
+			for _, op := range p.aggs {
+				if op.st == int32(st) {
+					p.upd = append(p.upd, op)
+					break
+				}
+			}
+			last = len(p.upd) - 1
+		}
+		op, fs := &p.upd[last], &p.stats[st]
+		op.statMin, op.statMax = fs.min, fs.max
+		switch hasMin, hasMax := fs.min >= 0, fs.max >= 0; {
+		case !hasMin && !hasMax:
+			op.upd = statCount
+		case fs.class == classString:
+			op.upd = statString
+		case fs.class == classInt:
+			op.upd = pick(hasMin && hasMax, statMinMaxInt, pick(hasMin, statMinInt, statMaxInt))
+		default:
+			op.upd = pick(hasMin && hasMax, statMinMaxFloat, pick(hasMin, statMinFloat, statMaxFloat))
+		}
+	}
+}
+
+func pick[T any](c bool, a, b T) T {
+	if c {
+		return a
+	}
+	return b
+}
+
+func (p *Plan) alloc(n *int, k int32) int32 {
+	at := int32(*n)
+	*n += int(k)
+	return at
+}
+
+// NewMatcher returns a Matcher of the view's where expression, for a
+// goroutine that matches many events.
+func (p *Plan) NewMatcher() *expr.Matcher { return p.where.NewMatcher() }
+
+// Match reports whether the event passes the view's where expression (true
+// when there is none). An error means the expression failed on this event,
+// e.g. by comparing a missing optional field; the event should be counted
+// as rejected, not aggregated. Match is safe for concurrent use.
+func (p *Plan) Match(e *event.Event) (bool, error) {
+	if p.where == nil {
+		return true, nil
+	}
+	ok, err := p.where.Match(e)
+	if err != nil {
+		return false, fmt.Errorf("view %q: where: %w", p.view, err)
+	}
+	return ok, nil
+}
+
+// View returns the name of the compiled view.
+func (p *Plan) View() string { return p.view }
+
+// Window returns the view's window definition.
+func (p *Plan) Window() pipelines.Window { return p.window }
+
+// Session reports whether the view has session windows: those are assigned
+// per key with AddSession, not with Windows.
+func (p *Plan) Session() bool { return p.kind == windowSession }
+
+// GroupBy returns the group-by columns in key order, typed as in the schema.
+func (p *Plan) GroupBy() []Column {
+	cs := make([]Column, len(p.group))
+	for i, g := range p.group {
+		cs[i] = Column{Name: g.name, Type: g.typ}
+	}
+	return cs
+}
+
+// Columns returns the aggregate columns in the view's order with the types
+// Finalize gives them: count and count_distinct long; sum long for long and
+// int fields, double for double; avg and quantile double; min, max, first
+// and last the field's type.
+func (p *Plan) Columns() []Column {
+	return append([]Column(nil), p.columns...)
+}
+
+// Key appends the event's group key to buf[:0] and returns it. The key is a
+// compact binary encoding of the group-by values, stable across processes
+// and versions of this format, so string(key) serves as a map key and keys
+// can be stored in checkpoints. Per field: a byte 0 for null or 1, then
+// string: uvarint length and bytes; long, int, timestamp: zig-zag varint;
+// bool: one byte; double: 8 bytes little-endian IEEE bits, with -0 folded
+// into 0 and all NaNs into one.
+func (p *Plan) Key(e *event.Event, buf []byte) []byte {
+	buf = buf[:0]
+	for _, g := range p.group {
+		if g.field >= len(e.Values) || !e.Values[g.field].Valid {
+			buf = append(buf, 0)
+			continue
+		}
+		v := &e.Values[g.field]
+		buf = append(buf, 1)
+		switch g.typ {
+		case event.TypeString:
+			buf = binary.AppendUvarint(buf, uint64(len(v.S)))
+			buf = append(buf, v.S...)
+		case event.TypeDouble:
+			buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(canonicalFloat(v.F)))
+		case event.TypeBool:
+			buf = append(buf, byte(v.I&1))
+		default:
+			buf = binary.AppendVarint(buf, v.I)
+		}
+	}
+	return buf
+}
+
+// ErrBadKey is returned by DecodeKey for bytes that Key did not produce for
+// this plan.
+var ErrBadKey = errors.New("malformed group key")
+
+// DecodeKey returns the group-by values encoded in a key made by Key, in
+// GroupBy order.
+func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
+	vs := make([]event.Value, len(p.group))
+	r := &reader{b: key}
+	for i, g := range p.group {
+		switch r.byte() {
+		case 0:
+			continue
+		case 1:
+		default:
+			return nil, fmt.Errorf("%w: field %q", ErrBadKey, g.name)
+		}
+		v := &vs[i]
+		v.Valid = true
+		switch g.typ {
+		case event.TypeString:
+			v.S = r.string()
+		case event.TypeDouble:
+			v.F = math.Float64frombits(r.uint64())
+		case event.TypeBool:
+			v.I = int64(r.byte() & 1)
+		default:
+			v.I = r.varint()
+		}
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes", ErrBadKey, len(key))
+	}
+	return vs, nil
+}
