@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/client"
 	"github.com/lambdaflow/lambdaflow/internal/netns"
 )
 
@@ -69,18 +70,11 @@ func (n *node) post(t *testing.T, key string, events []map[string]any, timeout t
 		b, _ := json.Marshal(e)
 		body.Write(append(b, '\n'))
 	}
-	client := http.Client{Timeout: 5 * time.Second}
+	c := client.New(n.url, "", &http.Client{Timeout: 5 * time.Second})
 	checkFor(t, timeout, 250*time.Millisecond, func() error {
-		req, _ := http.NewRequest(http.MethodPost, n.url+"/v1/topics/metrics/events", bytes.NewReader(body.Bytes()))
-		req.Header.Set("Idempotency-Key", key)
-		resp, err := client.Do(req)
+		ans, err := c.Publish(context.Background(), "metrics", body.Bytes(), "application/x-ndjson", key)
 		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		var ans ingestAnswer
-		if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil || resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("POST to %s: %d %v", n.host.Label, resp.StatusCode, err)
+			return fmt.Errorf("POST to %s: %w", n.host.Label, err)
 		}
 		// Events that landed on an earlier try whose answer was lost
 		// come back as duplicates: every event has a result either way.
@@ -93,21 +87,11 @@ func (n *node) post(t *testing.T, key string, events []map[string]any, timeout t
 
 // events returns the number of events in the topic as a node sees it.
 func (n *node) events() (int64, error) {
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(n.url + "/v1/topics")
+	topics, err := client.New(n.url, "", &http.Client{Timeout: 5 * time.Second}).Topics(context.Background())
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	var ans struct {
-		Topics []struct {
-			Name   string `json:"name"`
-			Events int64  `json:"events"`
-		} `json:"topics"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
-		return 0, err
-	}
-	for _, tp := range ans.Topics {
+	for _, tp := range topics {
 		if tp.Name == "metrics" {
 			return tp.Events, nil
 		}
