@@ -252,14 +252,14 @@ func TestHelmChart(t *testing.T) {
 			"--set", "metrics.serviceMonitor.enabled=true",
 			"--set", "deployments.sinks.autoscaling.enabled=true",
 			"--set", `deployments.sinks.autoscaling.consumer=sink\\..*`, // --set unescapes one backslash
-			"--set", "deployments.ingest.autoscaling.enabled=true"}, base...)...)
+			"--set", "deployments.speed.roles={speed}", "--set", "deployments.speed.autoscaling.enabled=true"}, base...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		kubeconform(t, schemaDir, out)
 		objs := decodeAll(t, out)
-		if k := kinds(objs); k["ScaledObject"] != 2 || k["ServiceMonitor"] != 1 {
-			t.Fatalf("rendered kinds %v, want 2 ScaledObjects and a ServiceMonitor", k)
+		if k := kinds(objs); k["ScaledObject"] != 2 || k["ServiceMonitor"] != 1 || k["Deployment"] != 4 {
+			t.Fatalf("rendered kinds %v, want 4 Deployments, 2 ScaledObjects and a ServiceMonitor", k)
 		}
 		for _, o := range objs {
 			if o.Kind == "ScaledObject" && o.Metadata.Name == "lf-lambdaflow-sinks" {
@@ -268,7 +268,7 @@ func TestHelmChart(t *testing.T) {
 					t.Fatalf("ScaledObject query %q does not select %s", q, want)
 				}
 			}
-			if o.Kind == "Deployment" && (o.Metadata.Name == "lf-lambdaflow-sinks" || o.Metadata.Name == "lf-lambdaflow-ingest") && o.Spec["replicas"] != nil {
+			if o.Kind == "Deployment" && (o.Metadata.Name == "lf-lambdaflow-sinks" || o.Metadata.Name == "lf-lambdaflow-speed") && o.Spec["replicas"] != nil {
 				t.Fatalf("%s sets replicas although KEDA scales it", o.Metadata.Name)
 			}
 		}
@@ -276,7 +276,7 @@ func TestHelmChart(t *testing.T) {
 
 	t.Run("hpa on an external metric", func(t *testing.T) {
 		out, err := helm(t, append([]string{"template", "lf", chart,
-			"--set", "autoscaling.mode=hpa", "--set", "deployments.ingest.autoscaling.enabled=true"}, base...)...)
+			"--set", "autoscaling.mode=hpa", "--set", "deployments.sinks.autoscaling.enabled=true"}, base...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,7 +294,8 @@ func TestHelmChart(t *testing.T) {
 			{[]string{"--set", "nats.enabled=false"}, "broker.url is required when nats.enabled is false"},
 			{append([]string{"--set", "deployments.ingest.roles={ingest,speedy}"}, base...), `deployments.ingest.roles: unknown role "speedy"`},
 			{append([]string{"--set", "deployments.views.replicas=2"}, base...), "deployments.views: persistence with a ReadWriteOnce volume needs replicas: 1"},
-			{append([]string{"--set", "autoscaling.mode=magic", "--set", "deployments.ingest.autoscaling.enabled=true"}, base...), `autoscaling.mode "magic": want keda or hpa`},
+			{append([]string{"--set", "autoscaling.mode=magic", "--set", "deployments.sinks.autoscaling.enabled=true"}, base...), `autoscaling.mode "magic": want keda or hpa`},
+			{append([]string{"--set", "deployments.views.autoscaling.enabled=true"}, base...), "deployments.views: autoscaling and persistence do not mix"},
 		} {
 			_, err := helm(t, append([]string{"template", "lf", chart}, tc.set...)...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
