@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -58,6 +59,7 @@ type Broker struct {
 	js jetstream.JetStream
 
 	topics    map[string]*topic
+	idSeeds   [2]maphash.Seed   // of the dedup indexes' id hashes
 	logTopics []pipelines.Topic // every topic of the log, in order
 	metrics   *metrics
 
@@ -99,6 +101,7 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 		readers:  make(map[*Reader]struct{}),
 		stop:     make(chan struct{}),
 		ncDone:   make(chan struct{}),
+		idSeeds:  [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)

@@ -58,6 +58,8 @@ type partition struct {
 	known   bool
 	lastSeq uint64
 	next    int64
+	// dedup is the index of ids for AppendUnique, built on first use.
+	dedup *dedupIndex
 
 	// Guarded by markMu: the last acknowledged append's end, for the marker.
 	markMu    sync.Mutex

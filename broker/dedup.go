@@ -1,0 +1,325 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Deduplication of event ids (AppendUnique) is kept per partition, in the
+// log itself: an index of the ids the partition holds, built from its
+// entries by whichever process appends. Every append expects the stream's
+// last sequence (see Append), so before an entry is stored the appender
+// has read every entry before it; when another process appended in
+// between, the expectation fails, the appender reads the entries it has
+// not seen, drops the events whose ids they hold and tries again. So a
+// retry through any ingest process lands once, without a coordinator and
+// without a key-value write per event: one process appending alone pays a
+// map lookup per event, two processes pay a read of each other's entries.
+
+// idHash identifies an event id in the index: two independently seeded
+// 64-bit hashes. Keeping 16 bytes instead of the id string bounds the index
+// whatever the ids look like; a false duplicate needs a 128-bit collision
+// (~1e-25 at five million ids).
+type idHash [2]uint64
+
+// idOrigin is where an id was first stored.
+type idOrigin struct {
+	offset int64
+	at     int64 // ingest time of its entry, UTC µs
+}
+
+type fifoEntry struct {
+	h  idHash
+	at int64
+}
+
+// dedupIndex remembers the ids of one partition's entries up to seq, for
+// the dedup window and at most maxIDs ids, oldest forgotten first. It is
+// guarded by its partition's sem.
+type dedupIndex struct {
+	window int64 // µs
+	maxIDs int
+	ids    map[idHash]idOrigin
+	order  []fifoEntry // insertion order, oldest first from head
+	head   int
+	seq    uint64 // every entry up to this stream sequence is indexed
+}
+
+func (b *Broker) hashID(id string) idHash {
+	return idHash{maphash.String(b.idSeeds[0], id), maphash.String(b.idSeeds[1], id)}
+}
+
+func (x *dedupIndex) lookup(h idHash, horizon int64) (idOrigin, bool) {
+	o, ok := x.ids[h]
+	return o, ok && o.at >= horizon
+}
+
+// insert remembers h unless it is remembered already (the first landing
+// of an id is its origin); the caller evicts.
+func (x *dedupIndex) insert(h idHash, o idOrigin) {
+	if old, ok := x.ids[h]; ok && old.at >= o.at-x.window {
+		return
+	}
+	x.ids[h] = o
+	x.order = append(x.order, fifoEntry{h: h, at: o.at})
+}
+
+// evict forgets ids past the window or beyond maxIDs, oldest first. An id
+// remembered again after it expired has a newer fifo entry too; only the
+// entry matching the map's time deletes it.
+func (x *dedupIndex) evict(now int64) {
+	horizon := now - x.window
+	for x.head < len(x.order) {
+		e := x.order[x.head]
+		if e.at >= horizon && len(x.order)-x.head <= x.maxIDs {
+			break
+		}
+		if o, ok := x.ids[e.h]; ok && o.at == e.at {
+			delete(x.ids, e.h)
+		}
+		x.order[x.head] = fifoEntry{}
+		x.head++
+	}
+	if x.head > 1024 && x.head*2 >= len(x.order) {
+		n := copy(x.order, x.order[x.head:])
+		clear(x.order[n:])
+		x.order = x.order[:n]
+		x.head = 0
+	}
+}
+
+// dedupLimits returns the window (µs) and the ids kept per partition of a
+// topic with parts partitions: ingest.dedup_max_ids is per topic.
+func (b *Broker) dedupLimits(parts int) (int64, int) {
+	w := b.p.Ingest.DedupWindow.D().Microseconds()
+	if w <= 0 {
+		w = 0
+	}
+	n := b.p.Ingest.DedupMaxIDs
+	if n <= 0 {
+		n = 5_000_000
+	}
+	return w, max(n/max(parts, 1), 1)
+}
+
+// PrepareDedup builds the id index of topic's partition from the entries
+// it holds within ingest.dedup_window (at most ingest.dedup_max_ids events
+// of the topic), unless it is built already. AppendUnique builds it on
+// first use; ingest calls this at start so that it is ready before the
+// first request.
+func (b *Broker) PrepareDedup(ctx context.Context, topicName string, part int) error {
+	_, p, err := b.partition(topicName, part)
+	if err != nil {
+		return err
+	}
+	if b.isClosed() {
+		return ErrClosed
+	}
+	select {
+	case p.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.sem }()
+	_, err = b.dedupIndexOf(ctx, p)
+	return err
+}
+
+// dedupIndexOf returns p's index, building it first; the caller holds
+// p.sem. The index then knows every entry up to p.lastSeq, so the append
+// that follows can expect it.
+func (b *Broker) dedupIndexOf(ctx context.Context, p *partition) (*dedupIndex, error) {
+	if p.dedup != nil {
+		return p.dedup, nil
+	}
+	t := b.topics[p.topic]
+	window, maxIDs := b.dedupLimits(len(t.parts))
+	x := &dedupIndex{window: window, maxIDs: maxIDs, ids: map[idHash]idOrigin{}}
+	if window > 0 {
+		st, err := b.streamOf(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("broker: %q/%d: stream info: %w", p.topic, p.index, unavailable(err))
+		}
+		end, err := b.endAt(ctx, st, p, info.State.LastSeq)
+		if err != nil {
+			return nil, err
+		}
+		p.lastSeq, p.next, p.known = info.State.LastSeq, end, true
+		from, err := b.dedupScanStart(ctx, st, p, info.State, end, x)
+		if err != nil {
+			return nil, err
+		}
+		if from > 0 {
+			x.seq = from - 1
+		}
+		if _, err := b.catchUp(ctx, st, p, x, info.State.LastSeq, nil); err != nil {
+			return nil, err
+		}
+		p.lastSeq, p.next = info.State.LastSeq, end
+		b.log.Debug("broker: dedup index built", "topic", p.topic, "partition", p.index, "ids", len(x.ids))
+	}
+	x.seq = p.lastSeq
+	p.dedup = x
+	return x, nil
+}
+
+// dedupScanStart returns the first sequence worth indexing: the first
+// entry stored within the window, or the entry holding the maxIDs-th last
+// event if that is later.
+func (b *Broker) dedupScanStart(ctx context.Context, st jetstream.Stream, p *partition, s jetstream.StreamState, end int64, x *dedupIndex) (uint64, error) {
+	if s.Msgs == 0 {
+		return s.LastSeq + 1, nil
+	}
+	since := b.now().Add(-time.Duration(x.window) * time.Microsecond)
+	m, err := b.seek(ctx, st, p, s, func(m *jetstream.RawStreamMsg) (bool, error) {
+		return m.Time.Before(since), nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	from := max(s.FirstSeq, 1)
+	if m != nil {
+		from = m.Sequence + 1
+	}
+	if first := end - int64(x.maxIDs); first > 0 {
+		m, err := b.seekOffset(ctx, st, p, s, end, first)
+		if err != nil {
+			return 0, err
+		}
+		if m != nil && m.Sequence > from {
+			from = m.Sequence
+		}
+	}
+	return from, nil
+}
+
+// catchUp indexes the entries after x.seq up to seq and moves p's append
+// position to the last of them. When one of them carries a message id of
+// mine (an earlier attempt of the append in progress that was stored
+// although its acknowledgement was lost), it returns that entry's first
+// offset and its index in mine.
+func (b *Broker) catchUp(ctx context.Context, st jetstream.Stream, p *partition, x *dedupIndex, seq uint64, mine []string) (found *landed, err error) {
+	if x.seq >= seq {
+		return nil, nil
+	}
+	schema := b.topics[p.topic].spec.Schema
+	err = b.scanEntries(ctx, st, p, x.seq+1, seq, func(m *jetstream.RawStreamMsg) error {
+		off, count, _, err := parseHeaders(m.Header)
+		if err != nil {
+			return fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, m.Sequence, err)
+		}
+		p.lastSeq, p.next, p.known = m.Sequence, off+count, true
+		x.seq = m.Sequence
+		if id := m.Header.Get(nats.MsgIdHdr); id != "" && found == nil {
+			for k, mid := range mine {
+				if mid == id {
+					found = &landed{attempt: k, offset: off, seq: m.Sequence}
+				}
+			}
+		}
+		events, err := DecodeEntry(m.Data, schema, nil)
+		if err != nil {
+			// Its ids cannot be known; the events are unreadable for
+			// every consumer too.
+			b.log.Warn("broker: dedup index skips an entry it cannot decode", "topic", p.topic, "partition", p.index, "seq", m.Sequence, "err", err)
+			return nil
+		}
+		at := m.Time.UnixMicro()
+		if len(events) > 0 {
+			at = events[0].Ingest
+		}
+		for i := range events {
+			x.insert(b.hashID(events[i].ID), idOrigin{offset: off + int64(i), at: at})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	x.seq = max(x.seq, seq)
+	x.evict(b.now().UnixMicro())
+	return found, nil
+}
+
+// landed is an attempt of the append in progress found in the log.
+type landed struct {
+	attempt int
+	offset  int64
+	seq     uint64
+}
+
+// scanDirect is the largest number of entries catchUp reads one request
+// each; more are read with a consumer.
+const scanDirect = 32
+
+// scanEntries calls fn for every entry of p with a sequence in [from, to],
+// in order.
+func (b *Broker) scanEntries(ctx context.Context, st jetstream.Stream, p *partition, from, to uint64, fn func(*jetstream.RawStreamMsg) error) error {
+	if from > to {
+		return nil
+	}
+	if to-from < scanDirect {
+		for seq := from; seq <= to; {
+			m, err := b.getAtOrAfter(ctx, st, p, seq)
+			if err != nil {
+				return err
+			}
+			if m == nil || m.Sequence > to {
+				return nil
+			}
+			if err := fn(m); err != nil {
+				return err
+			}
+			seq = m.Sequence + 1
+		}
+		return nil
+	}
+	cons, err := b.js.OrderedConsumer(ctx, p.stream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   from,
+	})
+	if err != nil {
+		return fmt.Errorf("broker: %q/%d: read entries %d-%d: %w", p.topic, p.index, from, to, unavailable(err))
+	}
+	for {
+		batch, err := cons.FetchNoWait(256)
+		if err != nil {
+			return fmt.Errorf("broker: %q/%d: read entries %d-%d: %w", p.topic, p.index, from, to, unavailable(err))
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			md, err := msg.Metadata()
+			if err != nil {
+				return fmt.Errorf("broker: %q/%d: read entries: %w", p.topic, p.index, err)
+			}
+			if md.Sequence.Stream > to {
+				continue
+			}
+			rm := &jetstream.RawStreamMsg{Subject: msg.Subject(), Sequence: md.Sequence.Stream, Header: msg.Headers(), Data: msg.Data(), Time: md.Timestamp}
+			if err := fn(rm); err != nil {
+				return err
+			}
+			if md.Sequence.Stream == to {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("broker: %q/%d: read entries %d-%d: %w", p.topic, p.index, from, to, unavailable(err))
+		}
+		if n == 0 {
+			// Nothing more is held (retention removed the rest).
+			return nil
+		}
+	}
+}
