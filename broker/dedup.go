@@ -213,7 +213,7 @@ func (b *Broker) catchUp(ctx context.Context, st jetstream.Stream, p *partition,
 		return nil, nil
 	}
 	schema := b.topics[p.topic].spec.Schema
-	err = b.scanEntries(ctx, st, p, x.seq+1, seq, func(m *jetstream.RawStreamMsg) error {
+	last, err := b.scanEntries(ctx, st, p, x.seq+1, seq, func(m *jetstream.RawStreamMsg) error {
 		off, count, _, err := parseHeaders(m.Header)
 		if err != nil {
 			return fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, m.Sequence, err)
@@ -246,6 +246,19 @@ func (b *Broker) catchUp(ctx context.Context, st jetstream.Stream, p *partition,
 	if err != nil {
 		return nil, err
 	}
+	if last < seq {
+		// The entries after last were not delivered. Unless retention
+		// removed them (it removes from the front), an id they hold would
+		// be missed: fail, and the append reads them again.
+		info, err := st.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("broker: %q/%d: stream info: %w", p.topic, p.index, unavailable(err))
+		}
+		s := info.State
+		if s.Msgs > 0 && max(s.FirstSeq, last+1) <= min(s.LastSeq, seq) {
+			return nil, fmt.Errorf("%w: %q/%d: entries %d-%d were not delivered", ErrUnavailable, p.topic, p.index, last+1, seq)
+		}
+	}
 	x.seq = max(x.seq, seq)
 	x.evict(b.now().UnixMicro())
 	return found, nil
@@ -263,63 +276,70 @@ type landed struct {
 const scanDirect = 32
 
 // scanEntries calls fn for every entry of p with a sequence in [from, to],
-// in order.
-func (b *Broker) scanEntries(ctx context.Context, st jetstream.Stream, p *partition, from, to uint64, fn func(*jetstream.RawStreamMsg) error) error {
+// in order, and returns the last sequence it looked at: to, or less when
+// the entries after it were not delivered (removed by retention, or not
+// answered in time).
+func (b *Broker) scanEntries(ctx context.Context, st jetstream.Stream, p *partition, from, to uint64, fn func(*jetstream.RawStreamMsg) error) (uint64, error) {
 	if from > to {
-		return nil
+		return to, nil
 	}
+	last := from - 1
 	if to-from < scanDirect {
 		for seq := from; seq <= to; {
 			m, err := b.getAtOrAfter(ctx, st, p, seq)
 			if err != nil {
-				return err
+				return last, err
 			}
-			if m == nil || m.Sequence > to {
-				return nil
+			if m == nil {
+				return last, nil
+			}
+			if m.Sequence > to {
+				return to, nil
 			}
 			if err := fn(m); err != nil {
-				return err
+				return last, err
 			}
+			last = m.Sequence
 			seq = m.Sequence + 1
 		}
-		return nil
+		return to, nil
 	}
 	cons, err := b.js.OrderedConsumer(ctx, p.stream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   from,
 	})
 	if err != nil {
-		return fmt.Errorf("broker: %q/%d: read entries %d-%d: %w", p.topic, p.index, from, to, unavailable(err))
+		return last, fmt.Errorf("broker: %q/%d: read entries %d-%d: %w", p.topic, p.index, from, to, unavailable(err))
 	}
 	for {
 		batch, err := cons.FetchNoWait(256)
 		if err != nil {
-			return fmt.Errorf("broker: %q/%d: read entries %d-%d: %w", p.topic, p.index, from, to, unavailable(err))
+			return last, fmt.Errorf("broker: %q/%d: read entries %d-%d: %w", p.topic, p.index, from, to, unavailable(err))
 		}
 		n := 0
 		for msg := range batch.Messages() {
 			n++
 			md, err := msg.Metadata()
 			if err != nil {
-				return fmt.Errorf("broker: %q/%d: read entries: %w", p.topic, p.index, err)
+				return last, fmt.Errorf("broker: %q/%d: read entries: %w", p.topic, p.index, err)
 			}
 			if md.Sequence.Stream > to {
-				continue
+				return to, nil
 			}
 			rm := &jetstream.RawStreamMsg{Subject: msg.Subject(), Sequence: md.Sequence.Stream, Header: msg.Headers(), Data: msg.Data(), Time: md.Timestamp}
 			if err := fn(rm); err != nil {
-				return err
+				return last, err
 			}
-			if md.Sequence.Stream == to {
-				return nil
+			last = md.Sequence.Stream
+			if last == to {
+				return to, nil
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("broker: %q/%d: read entries %d-%d: %w", p.topic, p.index, from, to, unavailable(err))
+			return last, fmt.Errorf("broker: %q/%d: read entries %d-%d: %w", p.topic, p.index, from, to, unavailable(err))
 		}
 		if n == 0 {
-			// Nothing more is held (retention removed the rest).
-			return nil
+			return last, nil
 		}
 	}
 }

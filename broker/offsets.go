@@ -27,6 +27,13 @@ type commitRecord struct {
 	CommittedAt int64 `json:"committed_at,omitempty"`
 	// Registered marks a key written by Register before any commit.
 	Registered bool `json:"registered,omitempty"`
+	// Owner and Epoch name the process and lease that wrote the record
+	// (see Lease); an owned consumer's commits are fenced by them.
+	Owner string `json:"owner,omitempty"`
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Checkpoint names the object holding the consumer's state at Offset,
+	// for consumers that keep one (the speed layer).
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 // endMarker is the value of a partition's end marker in the offsets bucket.

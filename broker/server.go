@@ -65,6 +65,7 @@ type Broker struct {
 
 	kvMu      sync.Mutex
 	offsetsKV jetstream.KeyValue
+	cm        *clusterMetrics // once Join ran
 
 	lagMu    sync.Mutex
 	lagCache map[lagKey]int64 // (topic, partition, offset) -> Lf-Min-Time
@@ -492,6 +493,11 @@ func (b *Broker) JetStream() jetstream.JetStream { return b.js }
 // on a cluster it waits, within ctx, until the bucket can be placed.
 // Other layers keep their checkpoints there.
 func (b *Broker) KV(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	return b.kv(ctx, bucket, 0)
+}
+
+// kv is KV with keys that expire ttl after their last write (0: never).
+func (b *Broker) kv(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
 	err := b.whileForming(ctx, "bucket "+b.prefix+"_"+bucket, func() (err error) {
 		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -499,6 +505,7 @@ func (b *Broker) KV(ctx context.Context, bucket string) (jetstream.KeyValue, err
 			Storage:  jetstream.FileStorage,
 			Replicas: b.replicas,
 			History:  1,
+			TTL:      ttl,
 		})
 		return err
 	})
