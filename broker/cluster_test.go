@@ -408,4 +408,6 @@ func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
 func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as)}
 }
-func (h teeHandler) WithGroup(g string) slog.Handler { return teeHandler{h.a.WithGroup(g), h.b.WithGroup(g)} }
+func (h teeHandler) WithGroup(g string) slog.Handler {
+	return teeHandler{h.a.WithGroup(g), h.b.WithGroup(g)}
+}
