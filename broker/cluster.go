@@ -116,6 +116,7 @@ type group struct {
 	parts    int
 	run      func(context.Context, *Lease) error
 	held     map[int]*holding
+	stopped  bool // by Ownership.Stop: takes nothing more
 }
 
 // holding is a partition this node owns and the run working on it.
@@ -176,35 +177,73 @@ func (n *Node) ID() string {
 	return n.id
 }
 
-// Own runs run for each partition of consumer this node is assigned, from
-// now until Close: run gets a Lease and a context that ends when the
-// partition is taken away (the assignment moved, the lease was lost or the
-// node closes); it should then stop softly (commit what it finished, with
-// the Lease) and return. If run returns while the partition is still owned
-// it is called again after a backoff. topics are the topics the consumer
-// reads; partition p stands for partition p of each (the consumer's
-// partitions are as many as its largest topic has). Own may be called once
-// per consumer.
-func (n *Node) Own(consumer string, topics []string, run func(ctx context.Context, l *Lease) error) error {
+// Own runs run for each partition of consumer this node is assigned, until
+// the returned Ownership is stopped or the node closes: run gets a Lease and
+// a context that ends when the partition is taken away (the assignment
+// moved, the lease was lost, Stop or Close); it should then stop softly
+// (commit what it finished, with the Lease) and return. If run returns
+// while the partition is still owned it is called again after a backoff.
+// topics are the topics the consumer reads; partition p stands for
+// partition p of each (the consumer has as many partitions as its largest
+// topic); no topics make a task of one partition that commits nothing (a
+// scheduler that must run in one process). One Own per consumer at a time.
+func (n *Node) Own(consumer string, topics []string, run func(ctx context.Context, l *Lease) error) (*Ownership, error) {
 	parts := 0
 	for _, t := range topics {
 		tp, ok := n.b.topics[t]
 		if !ok {
-			return fmt.Errorf("%w %q (consumer %s)", ErrUnknownTopic, t, consumer)
+			return nil, fmt.Errorf("%w %q (consumer %s)", ErrUnknownTopic, t, consumer)
 		}
 		parts = max(parts, len(tp.parts))
 	}
 	if len(topics) == 0 {
-		parts = 1 // a singleton task: one partition, nothing to commit
+		parts = 1
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, dup := n.groups[consumer]; dup {
-		return fmt.Errorf("broker: consumer %s is owned already", consumer)
+		return nil, fmt.Errorf("broker: consumer %s is owned already", consumer)
 	}
-	n.groups[consumer] = &group{consumer: consumer, topics: slices.Clone(topics), parts: parts, run: run, held: map[int]*holding{}}
+	g := &group{consumer: consumer, topics: slices.Clone(topics), parts: parts, run: run, held: map[int]*holding{}}
+	n.groups[consumer] = g
 	n.poke()
-	return nil
+	return &Ownership{n: n, g: g}, nil
+}
+
+// Ownership is a consumer run by Node.Own.
+type Ownership struct {
+	n *Node
+	g *group
+}
+
+// Stop ends the runs of the consumer's partitions (softly: each run's
+// context ends and Stop waits for it to return), gives the partitions
+// back and stops taking any. It is safe to call more than once.
+func (o *Ownership) Stop() {
+	n := o.n
+	n.mu.Lock()
+	o.g.stopped = true
+	if n.groups[o.g.consumer] == o.g {
+		delete(n.groups, o.g.consumer)
+	}
+	var all []*holding
+	for _, h := range o.g.held {
+		all = append(all, h)
+	}
+	n.mu.Unlock()
+	for _, h := range all {
+		h.cancel()
+	}
+	for _, h := range all {
+		<-h.done
+	}
+	// Say at once that this node no longer runs the consumer, so that the
+	// others take its partitions without waiting for the next heartbeat.
+	ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+	defer cancel()
+	if err := n.heartbeat(ctx); err != nil && n.ctx.Err() == nil {
+		n.log.Debug("cluster: heartbeat after stopping a consumer", "consumer", o.g.consumer, "err", err)
+	}
 }
 
 func (n *Node) poke() {
@@ -223,18 +262,13 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closing = true
-	var all []*holding
+	var owned []*Ownership
 	for _, g := range n.groups {
-		for _, h := range g.held {
-			all = append(all, h)
-		}
+		owned = append(owned, &Ownership{n: n, g: g})
 	}
 	n.mu.Unlock()
-	for _, h := range all {
-		h.cancel()
-	}
-	for _, h := range all {
-		<-h.done
+	for _, o := range owned {
+		o.Stop()
 	}
 	n.cancel()
 	n.wg.Wait()
@@ -332,17 +366,27 @@ func (n *Node) rebalanceLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(rebalanceEvery)
 	defer t.Stop()
+	kicked := false
 	for {
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+		if kicked {
+			// A consumer was added or stopped: tell the others now, so
+			// that they count this node in (or out) at their next look.
+			if err := n.heartbeat(ctx); err != nil && n.ctx.Err() == nil {
+				n.log.Debug("cluster: heartbeat", "node", n.ID(), "err", err)
+			}
+		}
 		if err := n.rebalance(ctx); err != nil && n.ctx.Err() == nil {
 			n.log.Warn("cluster: rebalance", "node", n.ID(), "err", err)
 		}
 		cancel()
+		kicked = false
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
 		case <-n.kick:
+			kicked = true
 		}
 	}
 }
@@ -514,10 +558,10 @@ func (n *Node) acquire(ctx context.Context, g *group, p int, o ownEntry) error {
 		}
 	}
 	n.mu.Lock()
-	if n.closing || n.id != me || g.held[p] != nil {
+	if n.closing || n.id != me || g.held[p] != nil || g.stopped {
 		n.mu.Unlock()
 		n.release(g, p, l)
-		return errors.New("the node is closing or fenced")
+		return errors.New("the node is closing or fenced, or the consumer stopped")
 	}
 	rctx, cancel := context.WithCancel(n.ctx)
 	h := &holding{lease: l, cancel: cancel, done: make(chan struct{})}
