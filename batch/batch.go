@@ -26,12 +26,20 @@ import (
 // view rows to the views' topics. *broker.Broker implements it.
 type Log interface {
 	Reader(ctx context.Context, topic string, partition int, from broker.Position) (*broker.Reader, error)
-	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
-	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
 	Topics(ctx context.Context) ([]api.Topic, error)
 	Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error)
 }
+
+// Owner runs work for the partitions of a consumer that this process owns
+// among the processes running the batch role: *broker.Node. The lake
+// writer's partitions are shared this way (consumer "lake", partition p of
+// every topic).
+type Owner interface {
+	Own(consumer string, topics []string, run func(context.Context, *broker.Lease) error) (*broker.Ownership, error)
+}
+
+var _ Owner = (*broker.Node)(nil)
 
 // Store is what the batch layer needs of the serving store: install a
 // run's rows (which advances the horizon). *serving.Store implements it.
@@ -63,6 +71,9 @@ type Options struct {
 	CompactGrace time.Duration
 	// JobHistory is how many finished jobs GET /v1/jobs keeps; zero means 100.
 	JobHistory int
+	// Owner hands out the lake's partitions this process writes; required
+	// by Run.
+	Owner Owner
 }
 
 // Batch is the batch layer of one pipeline. Its methods are safe for
@@ -75,6 +86,7 @@ type Batch struct {
 	now     func() time.Time
 	poll    time.Duration
 	grace   time.Duration
+	owner   Owner
 	metrics *metrics
 	lakeDir string
 	viewDir string
@@ -92,7 +104,7 @@ type Batch struct {
 func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, error) {
 	b := &Batch{
 		p: p, log: log, store: store, logger: opts.Logger, now: opts.Now,
-		poll: opts.Poll, grace: opts.CompactGrace,
+		poll: opts.Poll, grace: opts.CompactGrace, owner: opts.Owner,
 		lakes: map[string]*topicLake{}, views: map[string]*viewJob{},
 	}
 	if b.logger == nil {
@@ -144,15 +156,15 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 }
 
 // Run runs the lake writers, compaction and the scheduler until ctx is
-// done. On the way out (soft stop) each lake writer closes its open files
-// durably and commits, and a running job is cancelled (it leaves the
-// previous result in place). Run returns nil after a soft stop, or the
-// error that stopped it.
+// done. The lake's partitions are shared with every other process running
+// the batch role: this one writes and compacts the partitions it owns
+// (Options.Owner). On the way out (soft stop) each lake writer closes its
+// open files durably and commits, its partitions are given back, and a
+// running job is cancelled (it leaves the previous result in place). Run
+// returns nil after a soft stop, or the error that stopped it.
 func (b *Batch) Run(ctx context.Context) error {
-	for _, tl := range b.lakes {
-		if err := tl.recover(b.logger); err != nil {
-			return err
-		}
+	if b.owner == nil {
+		return errors.New("batch: no owner of partitions (Options.Owner)")
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
@@ -166,18 +178,20 @@ func (b *Batch) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, tl := range b.lakes {
-		roll := b.p.Lake.Roll
-		if roll.MaxRows <= 0 {
-			roll.MaxRows = 1_000_000
+	var topics []string
+	for i := range b.p.Topics {
+		name := b.p.Topics[i].Name
+		if err := b.log.Register(ctx, LakeConsumer, name); err != nil && ctx.Err() == nil {
+			b.logger.Warn("lake: registering consumer", "topic", name, "err", err)
 		}
-		if roll.MaxAge <= 0 {
-			roll.MaxAge = pipelines.Duration(5 * time.Minute)
+		topics = append(topics, name)
+	}
+	var lake *broker.Ownership
+	if len(topics) > 0 {
+		var err error
+		if lake, err = b.owner.Own(LakeConsumer, topics, b.writeLake); err != nil {
+			return fmt.Errorf("batch: %w", err)
 		}
-		w := &lakeWriter{tl: tl, log: b.log, logger: b.logger, now: b.now, roll: roll, poll: b.poll, metrics: b.metrics}
-		wg.Go(func() { report(w.run(runCtx)) })
-		c := &compactor{tl: tl, logger: b.logger, now: b.now, cfg: b.p.Lake.Compact, grace: b.grace, metrics: b.metrics}
-		wg.Go(func() { report(c.run(runCtx, b.poll)) })
 	}
 	wg.Go(func() { report(b.schedule(runCtx)) })
 	wg.Go(func() { report(b.jobs.run(runCtx)) })
@@ -186,9 +200,47 @@ func (b *Batch) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	if lake != nil {
+		lake.Stop()
+	}
 	cancel()
 	wg.Wait()
 	return err
+}
+
+// writeLake writes and compacts partition lease.Partition() of every topic
+// that has it, while the lease holds.
+func (b *Batch) writeLake(ctx context.Context, lease *broker.Lease) error {
+	part := lease.Partition()
+	roll := b.p.Lake.Roll
+	if roll.MaxRows <= 0 {
+		roll.MaxRows = 1_000_000
+	}
+	if roll.MaxAge <= 0 {
+		roll.MaxAge = pipelines.Duration(5 * time.Minute)
+	}
+	var wg sync.WaitGroup
+	for _, tl := range b.lakes {
+		if part >= max(tl.topic.Partitions, 1) {
+			continue
+		}
+		// Leftovers of a writer of this partition that died are removed
+		// before writing; other partitions' files may be in the making
+		// in other processes.
+		if err := tl.recoverPartition(b.logger, part); err != nil {
+			return err
+		}
+		w := &lakeWriter{tl: tl, log: b.log, logger: b.logger, now: b.now, roll: roll, poll: b.poll, metrics: b.metrics}
+		wg.Go(func() { w.runOwned(ctx, part, lease) })
+		c := &compactor{tl: tl, logger: b.logger, now: b.now, cfg: b.p.Lake.Compact, grace: b.grace, metrics: b.metrics, parts: []int{part}, lease: lease}
+		wg.Go(func() {
+			if err := c.run(ctx, b.poll); err != nil && ctx.Err() == nil {
+				b.logger.Error("lake: compaction stopped", "topic", tl.topic.Name, "partition", part, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	return nil
 }
 
 // Manifest returns the current manifest of a topic's lake, or nil for an

@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
@@ -24,12 +24,11 @@ const LakeConsumer = "lake"
 // early rather than hold many row groups in memory.
 const maxOpenHours = 16
 
-// lakeLog is what a lake writer needs of the log: read a partition,
-// commit its position (for lag and retention) and register as a consumer.
+// lakeLog is what a lake writer needs of the log: read a partition and
+// register as a consumer (for the lag listing). It commits through the
+// partition's lease.
 type lakeLog interface {
 	Reader(ctx context.Context, topic string, partition int, from broker.Position) (*broker.Reader, error)
-	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
-	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
 }
 
@@ -60,7 +59,16 @@ func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
 // (renamed before a crash stopped the manifest commit) are removed, and
 // files compaction replaced are hidden. It must run before the topic's
 // writer and compaction start, and only in the process that writes the lake.
-func (tl *topicLake) recover(log *slog.Logger) error {
+func (tl *topicLake) recover(log *slog.Logger) error { return tl.recoverPartition(log, -1) }
+
+// recoverPartition is recover for the files of one partition (all of them
+// when part is negative): what the process that takes a partition over
+// does, since other processes may be writing the others' files.
+func (tl *topicLake) recoverPartition(log *slog.Logger, part int) error {
+	prefix := ""
+	if part >= 0 {
+		prefix = "p" + strconv.Itoa(part) + "-"
+	}
 	m := tl.ms.snapshot()
 	live := make(map[string]bool, len(m.Files))
 	for _, f := range m.Files {
@@ -83,6 +91,9 @@ func (tl *topicLake) recover(log *slog.Logger) error {
 		}
 		rel, _ := filepath.Rel(tl.dir, path)
 		name := d.Name()
+		if prefix != "" && !strings.HasPrefix(strings.TrimPrefix(name, "."), prefix) {
+			return nil
+		}
 		switch {
 		case rel == manifestName:
 			return nil
@@ -131,36 +142,28 @@ type lakeWriter struct {
 	metrics *metrics
 }
 
-// run writes every partition until ctx is done, then closes the open files
-// durably and commits (soft stop). A partition whose writer fails restarts
-// from the manifest after a pause; run returns only when ctx is done.
-func (w *lakeWriter) run(ctx context.Context) error {
-	if err := w.log.Register(ctx, LakeConsumer, w.tl.topic.Name); err != nil && ctx.Err() == nil {
-		w.logger.Warn("lake: registering consumer", "topic", w.tl.topic.Name, "err", err)
+// runOwned writes partition part while lease holds it, restarting from the
+// manifest after a pause when the writer fails, until ctx is done.
+func (w *lakeWriter) runOwned(ctx context.Context, part int, lease *broker.Lease) {
+	backoff := w.poll
+	for {
+		err := w.runPartition(ctx, part, lease)
+		if ctx.Err() != nil || errors.Is(err, errLost) {
+			return
+		}
+		w.logger.Error("lake: partition writer failed; restarting from the manifest",
+			"topic", w.tl.topic.Name, "partition", part, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
 	}
-	var wg sync.WaitGroup
-	for p := range w.tl.topic.Partitions {
-		wg.Go(func() {
-			backoff := w.poll
-			for {
-				err := w.runPartition(ctx, p)
-				if ctx.Err() != nil {
-					return
-				}
-				w.logger.Error("lake: partition writer failed; restarting from the manifest",
-					"topic", w.tl.topic.Name, "partition", p, "err", err)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(backoff):
-				}
-				backoff = min(backoff*2, 30*time.Second)
-			}
-		})
-	}
-	wg.Wait()
-	return nil
 }
+
+// errLost stops a writer whose partition another process has taken.
+var errLost = errors.New("lake: the partition moved to another process")
 
 // openFlush is the part of a partition read but not yet in the lake: the
 // events of offsets [first, end), spread over hour files.
@@ -172,6 +175,7 @@ type openFlush struct {
 	ingest     int64 // ingest time of the last entry
 	eventTime  int64 // event time of the last event
 	committed  int64 // the offset last committed to the log
+	lease      *broker.Lease
 }
 
 type hourFile struct {
@@ -180,17 +184,19 @@ type hourFile struct {
 	rows             int64
 }
 
-func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
+func (w *lakeWriter) runPartition(ctx context.Context, part int, lease *broker.Lease) error {
 	topic := w.tl.topic.Name
 	next := w.tl.ms.snapshot().partition(part).Next
 	// The manifest, not the committed offset, says what the lake holds;
 	// the commit can lag it by one flush after a crash.
-	if committed, ok, err := w.log.Committed(ctx, LakeConsumer, topic, part); err == nil && (!ok || committed != next) {
+	if committed, _, ok := lease.Committed(topic); !ok || committed != next {
 		if ok && committed > next {
 			w.logger.Warn("lake: committed offset is past the lake's manifest; rewriting from the manifest",
 				"topic", topic, "partition", part, "committed", committed, "manifest_next", next)
 		}
-		if err := w.log.Commit(ctx, LakeConsumer, topic, part, next, 0); err != nil {
+		if err := w.commit(ctx, lease, part, next, 0); errors.Is(err, errLost) {
+			return err
+		} else if err != nil {
 			w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
 		}
 	}
@@ -199,7 +205,7 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 		return err
 	}
 	defer r.Close()
-	fl := &openFlush{first: next, end: next, committed: next, files: map[int64]*hourFile{}}
+	fl := &openFlush{first: next, end: next, committed: next, files: map[int64]*hourFile{}, lease: lease}
 	defer func() {
 		for _, hf := range fl.files {
 			hf.fw.abort()
@@ -220,8 +226,8 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 				return err
 			}
 			if fl.committed != fl.first {
-				if err := w.log.Commit(sctx, LakeConsumer, topic, part, fl.first, fl.eventTime); err != nil {
-					w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
+				if err := w.commit(sctx, lease, part, fl.first, fl.eventTime); err != nil {
+					return err
 				}
 			}
 			return nil
@@ -251,6 +257,16 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 			}
 		}
 	}
+}
+
+// commit records the writer's position under its lease; errLost when
+// another process took the partition.
+func (w *lakeWriter) commit(ctx context.Context, lease *broker.Lease, part int, offset, eventTime int64) error {
+	err := lease.Commit(ctx, w.tl.topic.Name, offset, eventTime, "")
+	if errors.Is(err, broker.ErrFenced) {
+		return fmt.Errorf("%w: %w", errLost, err)
+	}
+	return err
 }
 
 // add puts an entry's events not yet in the lake into the open flush.
@@ -343,15 +359,22 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 			}
 		}
 	}
+	epoch := fl.lease.Epoch()
 	_, err := w.tl.ms.update(func(m *Manifest) error {
-		if got := m.partition(part).Next; got != fl.first {
-			return fmt.Errorf("lake: %s/%d: manifest is at offset %d, flush starts at %d", topic, part, got, fl.first)
+		ps := m.partition(part)
+		// Fencing: a writer the partition has moved away from (a higher
+		// epoch committed) may not commit; nor one that lost the lease.
+		if ps.Epoch > epoch || !fl.lease.Valid() {
+			return fmt.Errorf("%w: %s/%d: manifest committed by epoch %d, this writer holds %d", errLost, topic, part, ps.Epoch, epoch)
+		}
+		if ps.Next != fl.first {
+			return fmt.Errorf("lake: %s/%d: manifest is at offset %d, flush starts at %d", topic, part, ps.Next, fl.first)
 		}
 		for i := range entries {
 			entries[i].Added = m.Version
 		}
 		m.Files = append(m.Files, entries...)
-		m.setPartition(PartitionState{Partition: part, Next: fl.end, Ingest: fl.ingest})
+		m.setPartition(PartitionState{Partition: part, Next: fl.end, Ingest: fl.ingest, Epoch: epoch})
 		return nil
 	})
 	if err != nil {
@@ -361,7 +384,10 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 	w.metrics.lakeFiles.WithLabelValues(topic).Add(float64(len(entries)))
 	// The commit only reports progress (lag, retention); a failed one is
 	// repaired by the next flush or the next start.
-	if err := w.log.Commit(ctx, LakeConsumer, topic, part, fl.end, fl.eventTime); err != nil {
+	if err := w.commit(ctx, fl.lease, part, fl.end, fl.eventTime); err != nil {
+		if errors.Is(err, errLost) {
+			return err
+		}
 		w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
 	} else {
 		fl.committed = fl.end

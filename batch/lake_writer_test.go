@@ -2,14 +2,17 @@ package batch
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -23,7 +26,7 @@ func TestLakeWriter(t *testing.T) {
 	clk := newClock(t0.Add(4 * time.Hour))
 	br := openBroker(t, p, clk.Now)
 	reg := prometheus.NewRegistry()
-	b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Registerer: reg, Poll: 10 * time.Millisecond})
+	b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Registerer: reg, Poll: 10 * time.Millisecond, Owner: join(t, br)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,4 +82,95 @@ func TestLakeWriter(t *testing.T) {
 		}
 	}
 	checkIndependent(t, filepath.Join(dir, "lake", "metrics"), evs)
+}
+
+// TestLakeSharedByTwoProcesses: two processes write one lake (a shared
+// directory here; object storage in production), each the partitions it
+// owns; when one stops, the other takes its partitions over from the
+// manifest. Every event is in the lake once, and each partition's commits
+// carry the epoch of the writer that made them.
+func TestLakeSharedByTwoProcesses(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	dir := t.TempDir()
+	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 4)}, nil)
+	p.Broker.URL = ns.ClientURL()
+	p.Lake.Roll = pipelines.LakeRoll{MaxRows: 200, MaxAge: pipelines.Duration(50 * time.Millisecond)}
+	p.Lake.Compact.Interval = 0
+	br1, br2 := openBroker(t, p, nil), openBroker(t, p, nil)
+	open := func(br *broker.Broker, name string) (*Batch, func() error) {
+		n, err := br.Join(context.Background(), broker.NodeOptions{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		b, err := New(p, br, nil, Options{Logger: testLogger(t), Poll: 10 * time.Millisecond, Owner: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b, startBatch(t, b)
+	}
+	b1, stop1 := open(br1, "w1")
+	b2, _ := open(br2, "w2")
+	checkFor(t, 20*time.Second, func() error {
+		cl, err := br1.Cluster(context.Background())
+		if err != nil {
+			return err
+		}
+		owning := 0
+		for _, n := range cl.Nodes {
+			if len(n.Owns[LakeConsumer]) > 0 {
+				owning++
+			}
+		}
+		if owning != 2 {
+			return fmt.Errorf("%d processes write the lake", owning)
+		}
+		return nil
+	})
+	var evs []event.Event
+	for i := range 2000 {
+		evs = append(evs, testEvent("a", i, t0, time.Second))
+	}
+	appendEvents(t, br1, "metrics", 4, evs)
+	waitLake(t, b2, nil, "metrics", logEnds(t, br1, "metrics"))
+	epochs := map[int]uint64{}
+	for _, ps := range b2.Manifest("metrics").Partitions {
+		epochs[ps.Partition] = ps.Epoch
+	}
+
+	if err := stop1(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		evs = append(evs, testEvent("b", i, t0, time.Second))
+	}
+	appendEvents(t, br2, "metrics", 4, evs[2000:])
+	waitLake(t, b2, nil, "metrics", logEnds(t, br2, "metrics"))
+	got := readLake(t, b2, "metrics")
+	if len(got) != len(evs) {
+		t.Fatalf("lake holds %d events, want %d", len(got), len(evs))
+	}
+	for _, e := range evs {
+		if _, ok := got[e.ID]; !ok {
+			t.Fatalf("event %s missing", e.ID)
+		}
+	}
+	moved := 0
+	for _, ps := range b2.Manifest("metrics").Partitions {
+		if ps.Epoch > epochs[ps.Partition] {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatalf("no partition moved to the remaining process: epochs %v then %+v", epochs, b2.Manifest("metrics").Partitions)
+	}
+	_ = b1
 }

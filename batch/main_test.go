@@ -131,6 +131,18 @@ func openBroker(t testing.TB, p *pipelines.Pipeline, now func() time.Time) *brok
 	return b
 }
 
+// join makes the test process a node of the cluster on b's log, for
+// Options.Owner; it leaves at the end of the test.
+func join(t testing.TB, b *broker.Broker) *broker.Node {
+	t.Helper()
+	n, err := b.Join(context.Background(), broker.NodeOptions{Name: "test", Roles: []string{"batch"}})
+	if err != nil {
+		t.Fatalf("Join: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
 // event i of a deterministic stream: id "<prefix>-<i>", 8 hosts in 3
 // regions, event time at + i·step.
 func testEvent(prefix string, i int, at time.Time, step time.Duration) event.Event {

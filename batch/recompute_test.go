@@ -35,6 +35,16 @@ type env struct {
 	b     *Batch
 	stop  func() error
 	evs   []event.Event
+	node  *broker.Node
+}
+
+// owner is the env's one node on the log, for every batch layer it opens
+// (as one process restarted).
+func (e *env) owner() *broker.Node {
+	if e.node == nil {
+		e.node = join(e.t, e.br)
+	}
+	return e.node
 }
 
 func newEnv(t *testing.T, views ...pipelines.View) *env {
@@ -62,7 +72,7 @@ func newEnvWith(t *testing.T, tweak func(*pipelines.Pipeline), views ...pipeline
 // open (re)builds the batch layer on the same directories and runs it.
 func (e *env) open() {
 	e.t.Helper()
-	b, err := New(e.p, e.br, e.store, Options{Logger: testLogger(e.t), Now: e.clk.Now, Registerer: prometheus.NewRegistry(), Poll: 5 * time.Millisecond})
+	b, err := New(e.p, e.br, e.store, Options{Logger: testLogger(e.t), Now: e.clk.Now, Registerer: prometheus.NewRegistry(), Poll: 5 * time.Millisecond, Owner: e.owner()})
 	if err != nil {
 		e.t.Fatal(err)
 	}

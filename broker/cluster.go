@@ -71,6 +71,7 @@ type NodeOptions struct {
 // nodeRecord is the value of a node's key in the nodes bucket.
 type nodeRecord struct {
 	ID        string           `json:"id"`
+	Name      string           `json:"name"`
 	Roles     []string         `json:"roles"`
 	Consumers []string         `json:"consumers"`
 	Owns      map[string][]int `json:"owns"`
@@ -311,7 +312,7 @@ func (n *Node) heartbeatLoop() {
 func (n *Node) heartbeat(ctx context.Context) error {
 	start := time.Now()
 	n.mu.Lock()
-	rec := nodeRecord{ID: n.id, Roles: n.opts.Roles, Owns: map[string][]int{}, Addr: n.opts.Addr,
+	rec := nodeRecord{ID: n.id, Name: n.opts.Name, Roles: n.opts.Roles, Owns: map[string][]int{}, Addr: n.opts.Addr,
 		Started: n.started.UnixMicro(), Seen: n.b.now().UnixMicro()}
 	for c, g := range n.groups {
 		rec.Consumers = append(rec.Consumers, c)
@@ -455,7 +456,7 @@ func (n *Node) rebalance(ctx context.Context) error {
 	for _, w := range take {
 		o := owners[ownKey(w.g.consumer, w.p)]
 		if o.rec.Node != "" && o.rec.Node != me {
-			if _, alive := live[o.rec.Node]; alive {
+			if rec, alive := live[o.rec.Node]; alive && !n.replaces(rec) {
 				continue // still owned: its owner gives it back first
 			}
 		}
@@ -464,6 +465,15 @@ func (n *Node) rebalance(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// replaces reports whether rec is an earlier run of this process: the same
+// name, started before. A process restarted after a kill -9 takes its
+// partitions back at once instead of waiting for its old key to expire.
+// (Two live processes given one name would take partitions from each
+// other; names must be unique, as the node name of a cluster is.)
+func (n *Node) replaces(rec nodeRecord) bool {
+	return rec.Name == n.opts.Name && rec.Started < n.started.UnixMicro()
 }
 
 // loseLocked stops a run whose lease another process took; n.mu is held.
