@@ -32,8 +32,9 @@ var payloadPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // Placement is where one event of AppendUnique is in the log.
 type Placement struct {
-	// Offset is the event's offset, or for a duplicate the offset of the
-	// event with the same id that the partition already held.
+	// Partition and Offset are the event's, or for a duplicate those of
+	// the event with the same id that the log already held.
+	Partition int
 	Offset    int64
 	Duplicate bool
 }
@@ -67,9 +68,10 @@ func (b *Broker) Append(ctx context.Context, topicName string, part int, events 
 }
 
 // AppendUnique is Append for events with ids of their own: an event with
-// unique[i] set whose id the partition already holds (appended within
-// ingest.dedup_window by any process, and among its last
-// ingest.dedup_max_ids ÷ partitions events) is not appended again, nor is
+// unique[i] set whose id the log already holds within
+// ingest.dedup_window (at most ingest.dedup_max_ids ids per topic) — in
+// this partition, whichever process appended it, or in another partition of
+// the topic appended through this process — is not appended again, nor is
 // a repeat of an earlier event of the same call; its Placement is the
 // first one's, marked Duplicate. The others are appended as one entry in
 // their order. Events without unique set are always appended and not
@@ -161,7 +163,7 @@ func (a *appendCall) run(ctx context.Context) ([]Placement, error) {
 	bufp := payloadPool.Get().(*[]byte)
 	defer payloadPool.Put(bufp)
 
-	var x *dedupIndex
+	var x *partDedup
 	if a.unique != nil {
 		var err error
 		if x, err = b.dedupIndexOf(ctx, p); err != nil {
@@ -233,7 +235,7 @@ func (b *Broker) ctxErr(ctx context.Context, p *partition, last error) error {
 // attempt brings the partition's append position (and index) up to date,
 // settles the events found to be duplicates and publishes the rest once.
 // done is true when every event is placed.
-func (a *appendCall) attempt(ctx context.Context, x *dedupIndex, bufp *[]byte) (done bool, err error) {
+func (a *appendCall) attempt(ctx context.Context, x *partDedup, bufp *[]byte) (done bool, err error) {
 	b, p := a.b, a.p
 	st, err := b.streamOf(ctx, p)
 	if err != nil {
@@ -327,15 +329,19 @@ func (a *appendCall) attempt(ctx context.Context, x *dedupIndex, bufp *[]byte) (
 	off := p.next
 	p.lastSeq, p.next = ack.Sequence, p.next+int64(len(a.send))
 	ingest := a.sendEvs[0].Ingest
+	if x != nil {
+		x.x.mu.Lock()
+	}
 	for k, i := range a.send {
-		a.out[i], a.placed[i] = Placement{Offset: off + int64(k)}, true
+		a.out[i], a.placed[i] = Placement{Partition: p.index, Offset: off + int64(k)}, true
 		if x != nil && a.unique != nil && a.unique[i] {
-			x.insert(a.hashes[i], idOrigin{offset: off + int64(k), at: ingest})
+			x.x.insert(a.hashes[i], idOrigin{offset: off + int64(k), at: ingest, partition: x.part})
 		}
 	}
 	if x != nil {
+		x.x.evict(ingest)
+		x.x.mu.Unlock()
 		x.seq = ack.Sequence
-		x.evict(ingest)
 	}
 	a.settleRepeats()
 	p.markMu.Lock()
@@ -349,11 +355,15 @@ func (a *appendCall) attempt(ctx context.Context, x *dedupIndex, bufp *[]byte) (
 
 // filter settles the events whose ids the index holds and the repeats
 // within the call, and lists the others in a.send.
-func (a *appendCall) filter(x *dedupIndex) {
+func (a *appendCall) filter(pd *partDedup) {
 	a.send = a.send[:0]
 	var seen map[idHash]int
 	var horizon int64
+	var x *dedupIndex
 	if a.unique != nil {
+		x = pd.x
+		x.mu.Lock()
+		defer x.mu.Unlock()
 		horizon = a.b.now().UnixMicro() - x.window
 		if a.dupOf == nil {
 			a.dupOf = make([]int, len(a.events))
@@ -367,7 +377,7 @@ func (a *appendCall) filter(x *dedupIndex) {
 			a.dupOf[i] = -1
 			if a.unique[i] {
 				if o, ok := x.lookup(a.hashes[i], horizon); ok {
-					a.out[i], a.placed[i] = Placement{Offset: o.offset, Duplicate: true}, true
+					a.out[i], a.placed[i] = Placement{Partition: int(o.partition), Offset: o.offset, Duplicate: true}, true
 					continue
 				}
 				if seen == nil {
@@ -409,7 +419,7 @@ func (a *appendCall) payload(bufp *[]byte) attempt {
 func (a *appendCall) settleLanded(l *landed) {
 	at := a.attempts[l.attempt]
 	for k, i := range at.idx {
-		a.out[i], a.placed[i] = Placement{Offset: l.offset + int64(k)}, true
+		a.out[i], a.placed[i] = Placement{Partition: a.p.index, Offset: l.offset + int64(k)}, true
 	}
 	a.settleRepeats()
 	a.b.log.Debug("broker: an earlier attempt of the append was stored", "topic", a.p.topic, "partition", a.p.index, "seq", l.seq)
@@ -419,7 +429,7 @@ func (a *appendCall) settleLanded(l *landed) {
 func (a *appendCall) settleRepeats() {
 	for i, f := range a.dupOf {
 		if f >= 0 && !a.placed[i] && a.placed[f] {
-			a.out[i], a.placed[i] = Placement{Offset: a.out[f].Offset, Duplicate: true}, true
+			a.out[i], a.placed[i] = Placement{Partition: a.out[f].Partition, Offset: a.out[f].Offset, Duplicate: true}, true
 		}
 	}
 }

@@ -5,22 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Deduplication of event ids (AppendUnique) is kept per partition, in the
-// log itself: an index of the ids the partition holds, built from its
-// entries by whichever process appends. Every append expects the stream's
-// last sequence (see Append), so before an entry is stored the appender
-// has read every entry before it; when another process appended in
-// between, the expectation fails, the appender reads the entries it has
-// not seen, drops the events whose ids they hold and tries again. So a
-// retry through any ingest process lands once, without a coordinator and
-// without a key-value write per event: one process appending alone pays a
-// map lookup per event, two processes pay a read of each other's entries.
+// Deduplication of event ids (AppendUnique) is kept in the log itself: an
+// index of the ids a topic's partitions hold, built from their entries by
+// whichever process appends. Every append expects the stream's last
+// sequence (see Append), so before an entry is stored the appender has read
+// every entry of the partition before it; when another process appended in
+// between, the expectation fails, the appender reads the entries it has not
+// seen, drops the events whose ids they hold and tries again. So a retry
+// through any ingest process lands once in its partition, without a
+// coordinator and without a key-value write per event: one process
+// appending alone pays a map lookup per event, two processes pay a read of
+// each other's entries. The index is per topic, so within one process an id
+// is also recognised in another partition (a retry with another key); across
+// processes only within the partition.
 
 // idHash identifies an event id in the index: two independently seeded
 // 64-bit hashes. Keeping 16 bytes instead of the id string bounds the index
@@ -30,8 +34,9 @@ type idHash [2]uint64
 
 // idOrigin is where an id was first stored.
 type idOrigin struct {
-	offset int64
-	at     int64 // ingest time of its entry, UTC µs
+	offset    int64
+	at        int64 // ingest time of its entry, UTC µs
+	partition int32
 }
 
 type fifoEntry struct {
@@ -39,16 +44,25 @@ type fifoEntry struct {
 	at int64
 }
 
-// dedupIndex remembers the ids of one partition's entries up to seq, for
-// the dedup window and at most maxIDs ids, oldest forgotten first. It is
-// guarded by its partition's sem.
+// dedupIndex remembers the ids of one topic's entries, for the dedup
+// window and at most maxIDs ids, oldest forgotten first. Its methods need
+// mu held (the partitions of a topic append in parallel).
 type dedupIndex struct {
+	mu     sync.Mutex
 	window int64 // µs
 	maxIDs int
 	ids    map[idHash]idOrigin
 	order  []fifoEntry // insertion order, oldest first from head
 	head   int
-	seq    uint64 // every entry up to this stream sequence is indexed
+}
+
+// partDedup is one partition's part in its topic's index: up to which
+// stream sequence the partition's entries are in it. Guarded by the
+// partition's sem.
+type partDedup struct {
+	x    *dedupIndex
+	part int32
+	seq  uint64 // every entry up to this stream sequence is indexed
 }
 
 func (b *Broker) hashID(id string) idHash {
@@ -94,18 +108,25 @@ func (x *dedupIndex) evict(now int64) {
 	}
 }
 
-// dedupLimits returns the window (µs) and the ids kept per partition of a
-// topic with parts partitions: ingest.dedup_max_ids is per topic.
-func (b *Broker) dedupLimits(parts int) (int64, int) {
-	w := b.p.Ingest.DedupWindow.D().Microseconds()
-	if w <= 0 {
-		w = 0
-	}
+// dedupLimits returns the window (µs) and the ids kept per topic.
+func (b *Broker) dedupLimits() (int64, int) {
+	w := max(b.p.Ingest.DedupWindow.D().Microseconds(), 0)
 	n := b.p.Ingest.DedupMaxIDs
 	if n <= 0 {
 		n = 5_000_000
 	}
-	return w, max(n/max(parts, 1), 1)
+	return w, n
+}
+
+// topicDedup returns t's index, creating it.
+func (b *Broker) topicDedup(t *topic) *dedupIndex {
+	b.kvMu.Lock()
+	defer b.kvMu.Unlock()
+	if t.dedup == nil {
+		window, maxIDs := b.dedupLimits()
+		t.dedup = &dedupIndex{window: window, maxIDs: maxIDs, ids: map[idHash]idOrigin{}}
+	}
+	return t.dedup
 }
 
 // PrepareDedup builds the id index of topic's partition from the entries
@@ -131,17 +152,16 @@ func (b *Broker) PrepareDedup(ctx context.Context, topicName string, part int) e
 	return err
 }
 
-// dedupIndexOf returns p's index, building it first; the caller holds
-// p.sem. The index then knows every entry up to p.lastSeq, so the append
-// that follows can expect it.
-func (b *Broker) dedupIndexOf(ctx context.Context, p *partition) (*dedupIndex, error) {
+// dedupIndexOf returns p's part of the index, building it first; the
+// caller holds p.sem. The index then knows every entry up to p.lastSeq, so
+// the append that follows can expect it.
+func (b *Broker) dedupIndexOf(ctx context.Context, p *partition) (*partDedup, error) {
 	if p.dedup != nil {
 		return p.dedup, nil
 	}
 	t := b.topics[p.topic]
-	window, maxIDs := b.dedupLimits(len(t.parts))
-	x := &dedupIndex{window: window, maxIDs: maxIDs, ids: map[idHash]idOrigin{}}
-	if window > 0 {
+	pd := &partDedup{x: b.topicDedup(t), part: int32(p.index)}
+	if pd.x.window > 0 {
 		st, err := b.streamOf(ctx, p)
 		if err != nil {
 			return nil, err
@@ -154,23 +174,22 @@ func (b *Broker) dedupIndexOf(ctx context.Context, p *partition) (*dedupIndex, e
 		if err != nil {
 			return nil, err
 		}
-		p.lastSeq, p.next, p.known = info.State.LastSeq, end, true
-		from, err := b.dedupScanStart(ctx, st, p, info.State, end, x)
+		from, err := b.dedupScanStart(ctx, st, p, info.State, end, pd.x)
 		if err != nil {
 			return nil, err
 		}
 		if from > 0 {
-			x.seq = from - 1
+			pd.seq = from - 1
 		}
-		if _, err := b.catchUp(ctx, st, p, x, info.State.LastSeq, nil); err != nil {
+		if _, err := b.catchUp(ctx, st, p, pd, info.State.LastSeq, nil); err != nil {
 			return nil, err
 		}
-		p.lastSeq, p.next = info.State.LastSeq, end
-		b.log.Debug("broker: dedup index built", "topic", p.topic, "partition", p.index, "ids", len(x.ids))
+		p.lastSeq, p.next, p.known = info.State.LastSeq, end, true
+		b.log.Debug("broker: dedup index built", "topic", p.topic, "partition", p.index)
 	}
-	x.seq = p.lastSeq
-	p.dedup = x
-	return x, nil
+	pd.seq = p.lastSeq
+	p.dedup = pd
+	return pd, nil
 }
 
 // dedupScanStart returns the first sequence worth indexing: the first
@@ -203,23 +222,24 @@ func (b *Broker) dedupScanStart(ctx context.Context, st jetstream.Stream, p *par
 	return from, nil
 }
 
-// catchUp indexes the entries after x.seq up to seq and moves p's append
+// catchUp indexes the entries after pd.seq up to seq and moves p's append
 // position to the last of them. When one of them carries a message id of
 // mine (an earlier attempt of the append in progress that was stored
 // although its acknowledgement was lost), it returns that entry's first
 // offset and its index in mine.
-func (b *Broker) catchUp(ctx context.Context, st jetstream.Stream, p *partition, x *dedupIndex, seq uint64, mine []string) (found *landed, err error) {
-	if x.seq >= seq {
+func (b *Broker) catchUp(ctx context.Context, st jetstream.Stream, p *partition, pd *partDedup, seq uint64, mine []string) (found *landed, err error) {
+	if pd.seq >= seq {
 		return nil, nil
 	}
+	x := pd.x
 	schema := b.topics[p.topic].spec.Schema
-	last, err := b.scanEntries(ctx, st, p, x.seq+1, seq, func(m *jetstream.RawStreamMsg) error {
+	last, err := b.scanEntries(ctx, st, p, pd.seq+1, seq, func(m *jetstream.RawStreamMsg) error {
 		off, count, _, err := parseHeaders(m.Header)
 		if err != nil {
 			return fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, m.Sequence, err)
 		}
 		p.lastSeq, p.next, p.known = m.Sequence, off+count, true
-		x.seq = m.Sequence
+		pd.seq = m.Sequence
 		if id := m.Header.Get(nats.MsgIdHdr); id != "" && found == nil {
 			for k, mid := range mine {
 				if mid == id {
@@ -238,9 +258,11 @@ func (b *Broker) catchUp(ctx context.Context, st jetstream.Stream, p *partition,
 		if len(events) > 0 {
 			at = events[0].Ingest
 		}
+		x.mu.Lock()
 		for i := range events {
-			x.insert(b.hashID(events[i].ID), idOrigin{offset: off + int64(i), at: at})
+			x.insert(b.hashID(events[i].ID), idOrigin{offset: off + int64(i), at: at, partition: pd.part})
 		}
+		x.mu.Unlock()
 		return nil
 	})
 	if err != nil {
@@ -259,8 +281,10 @@ func (b *Broker) catchUp(ctx context.Context, st jetstream.Stream, p *partition,
 			return nil, fmt.Errorf("%w: %q/%d: entries %d-%d were not delivered", ErrUnavailable, p.topic, p.index, last+1, seq)
 		}
 	}
-	x.seq = max(x.seq, seq)
+	pd.seq = max(pd.seq, seq)
+	x.mu.Lock()
 	x.evict(b.now().UnixMicro())
+	x.mu.Unlock()
 	return found, nil
 }
 

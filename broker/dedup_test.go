@@ -142,7 +142,7 @@ func TestDedupIndexRebuiltWithinWindow(t *testing.T) {
 	if err := b2.PrepareDedup(context.Background(), "metrics", 0); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(b2.topics["metrics"].parts[0].dedup.ids); n != 0 {
+	if n := len(b2.topics["metrics"].parts[0].dedup.x.ids); n != 0 {
 		t.Fatalf("index holds %d ids from before the window", n)
 	}
 	b3 := openBroker(t, p, Options{Now: clock})

@@ -42,6 +42,7 @@ const duplicateWindow = 15 * time.Second
 type topic struct {
 	spec  *pipelines.Topic
 	parts []*partition
+	dedup *dedupIndex // for AppendUnique, created on first use
 }
 
 // partition is one partition of a topic: one JetStream stream with one subject.
@@ -58,8 +59,9 @@ type partition struct {
 	known   bool
 	lastSeq uint64
 	next    int64
-	// dedup is the index of ids for AppendUnique, built on first use.
-	dedup *dedupIndex
+	// dedup is the partition's part in its topic's index of ids for
+	// AppendUnique, built on first use.
+	dedup *partDedup
 
 	// Guarded by markMu: the last acknowledged append's end, for the marker.
 	markMu    sync.Mutex

@@ -75,6 +75,7 @@ type chunk struct {
 	unique  []bool  // per event: its id is the client's, deduplicate it
 	offsets []int64 // filled with each event's offset before call is settled
 	dups    []bool  // filled with offsets: the event is a duplicate
+	parts   []int32 // filled with offsets: its partition (a duplicate's may be another)
 	ok      bool    // set with offsets: the chunk is durable
 }
 
@@ -241,7 +242,7 @@ func (b *batcher) send(ctx context.Context, batch []*chunk, n int) {
 	for _, c := range batch {
 		if err == nil {
 			for i := range c.offsets {
-				c.offsets[i], c.dups[i] = placed[k].Offset, placed[k].Duplicate
+				c.offsets[i], c.dups[i], c.parts[i] = placed[k].Offset, placed[k].Duplicate, int32(placed[k].Partition)
 				k++
 			}
 			c.ok = true

@@ -85,10 +85,10 @@ func (f *fakeLog) AppendUnique(ctx context.Context, topic string, partition int,
 	a.IDs, a.First = nil, f.next[k]
 	for i, e := range events {
 		if off, ok := f.ids[k+"/"+e.ID]; ok && unique[i] {
-			out[i] = broker.Placement{Offset: off, Duplicate: true}
+			out[i] = broker.Placement{Partition: partition, Offset: off, Duplicate: true}
 			continue
 		}
-		out[i] = broker.Placement{Offset: f.next[k]}
+		out[i] = broker.Placement{Partition: partition, Offset: f.next[k]}
 		if unique[i] {
 			f.ids[k+"/"+e.ID] = f.next[k]
 		}

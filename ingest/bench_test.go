@@ -524,11 +524,11 @@ func anyLeader(servers []*server.Server) bool {
 // nopLog acknowledges every Append at once.
 type nopLog struct{ next atomic.Int64 }
 
-func (l *nopLog) AppendUnique(_ context.Context, _ string, _ int, events []event.Event, _ []bool) ([]broker.Placement, error) {
+func (l *nopLog) AppendUnique(_ context.Context, _ string, part int, events []event.Event, _ []bool) ([]broker.Placement, error) {
 	first := l.next.Add(int64(len(events))) - int64(len(events))
 	out := make([]broker.Placement, len(events))
 	for i := range out {
-		out[i].Offset = first + int64(i)
+		out[i] = broker.Placement{Partition: part, Offset: first + int64(i)}
 	}
 	return out, nil
 }

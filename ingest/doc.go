@@ -98,21 +98,21 @@
 //
 // # Deduplication
 //
-// A client-given id (its own or from Idempotency-Key) lands once per
-// partition within ingest.dedup_window (default 10m), whichever ingest
-// process the request or its retry goes through: the log deduplicates
-// (broker.AppendUnique). Each partition's appender keeps an index of the
-// ids the partition holds, built from the log at start (before Ready) and
-// kept current from every entry appended since, its own or another
-// process's (it reads those when its expectation of the log's end is
-// refused, see docs/log-format.md). At most ingest.dedup_max_ids ids per
-// topic are remembered (default 5,000,000, spread over the partitions; the
+// A client-given id (its own or from Idempotency-Key) lands once within
+// ingest.dedup_window (default 10m), whichever ingest process the request
+// or its retry goes through: the log deduplicates (broker.AppendUnique).
+// Each process keeps an index of the ids its topics hold, built from the
+// log at start (before Ready) and kept current from every entry appended
+// since, its own or another process's (it reads those when its expectation
+// of the log's end is refused, see docs/log-format.md). At most
+// ingest.dedup_max_ids ids per topic are remembered (default 5,000,000; the
 // oldest are forgotten first, as 16-byte hashes, ~70 bytes each). A repeat
-// within the window is answered duplicate and not appended, also within one
-// request and between concurrent requests (a partition's appends are
-// serialised). Generated ids are not checked (nobody can repeat them). A
-// retry must place the event in the same partition, as the same body does:
-// an id repeated under another key is a new event.
+// within the window is answered duplicate with the partition and offset
+// where it first landed, and not appended, also within one request and
+// between concurrent requests (a partition's appends are serialised).
+// Across processes the guarantee holds within a partition, which a retry of
+// the same event (the same key) reaches; within one process, also across
+// partitions. Generated ids are not checked (nobody can repeat them).
 //
 // # Group commit
 //

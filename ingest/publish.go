@@ -97,15 +97,16 @@ func (in *Ingest) appendEvents(ts *topicState, events []event.Event, dedupable [
 	}
 	offs := make([]int64, len(events))
 	dups := make([]bool, len(events))
+	placedIn := make([]int32, len(events))
 
 	// Chunks are cut at max_batch events or maxEntryBytes, whichever comes
 	// first, so that each fits one log entry.
 	maxBatch := max(in.p.Ingest.MaxBatch, 1)
 	var chunks []*chunk
-	var parts, bases []int
+	var parts, bases []int // per chunk: its partition, its first index in sorted
 	cut := func(p, lo, hi, size int) {
 		chunks = append(chunks, &chunk{bytes: size, events: sorted[lo:hi:hi], unique: unique[lo:hi:hi],
-			offsets: offs[lo:hi:hi], dups: dups[lo:hi:hi]})
+			offsets: offs[lo:hi:hi], dups: dups[lo:hi:hi], parts: placedIn[lo:hi:hi]})
 		parts, bases = append(parts, p), append(bases, lo)
 	}
 	for p := range np {
@@ -137,7 +138,7 @@ func (in *Ingest) appendEvents(ts *topicState, events []event.Event, dedupable [
 	for ci, ch := range chunks {
 		for j := range ch.offsets {
 			i := order[bases[ci]+j]
-			out[i] = origin{offset: ch.offsets[j], partition: int32(parts[ci]), duplicate: ch.dups[j]}
+			out[i] = origin{offset: ch.offsets[j], partition: ch.parts[j], duplicate: ch.dups[j]}
 		}
 	}
 	return out, nil

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -159,6 +160,18 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	routes = append(routes, health.Routes()...)
 	routes = append(routes, console.MetricsRoutes(reg)...)
 	routes = append(routes, stats.Routes()...)
+	routes = append(routes, console.ClusterRoutes(b)...)
+
+	// Every process is a node of the cluster on the log, so that GET
+	// /v1/cluster lists it; the consumers it runs share their partitions
+	// with the other processes running them.
+	node, err := b.Join(ctx, broker.NodeOptions{Name: nodeName(p, ln.Addr()), Roles: strings.Split(roleList(roles), ","), Addr: advertised(ln.Addr())})
+	if err != nil {
+		return fmt.Errorf("join the cluster: %w", err)
+	}
+	// Closed after the modules stopped (it gives their partitions back),
+	// before the log.
+	defer node.Close()
 
 	var modules []namedModule
 	if roles["ingest"] {
@@ -184,7 +197,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 				return fmt.Errorf("sink %q: %w", spec.Name, err)
 			}
 			defer target.Close()
-			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: sinkReg})
+			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: sinkReg, Owner: node})
 			if err != nil {
 				return err
 			}
@@ -197,7 +210,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	}
 	store := serving.NewStore(p)
 	if roles["batch"] {
-		bt, err := batch.New(p, b, store, batch.Options{Logger: logger.With("component", "batch"), Registerer: preg("batch")})
+		bt, err := batch.New(p, b, store, batch.Options{Logger: logger.With("component", "batch"), Registerer: preg("batch"), Owner: node})
 		if err != nil {
 			return err
 		}
@@ -259,6 +272,34 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	}
 	logger.Info("stopped")
 	return runErr
+}
+
+// nodeName names this process in the cluster: broker.cluster.node, or the
+// host name, and the HTTP port, so that processes on one machine differ.
+func nodeName(p *pipelines.Pipeline, addr net.Addr) string {
+	name := p.Broker.Cluster.Node
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		name += "-" + strconv.Itoa(ta.Port)
+	}
+	return name
+}
+
+// advertised is the HTTP address to show in GET /v1/cluster: the listen
+// address, with the host name when it listens on every interface.
+func advertised(addr net.Addr) string {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return addr.String()
+	}
+	if ta.IP.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			return net.JoinHostPort(h, strconv.Itoa(ta.Port))
+		}
+	}
+	return ta.String()
 }
 
 type namedModule struct {
