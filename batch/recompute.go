@@ -15,6 +15,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
@@ -120,8 +121,8 @@ func fieldsRead(v *pipelines.View, schema event.Schema) (fields []bool, ids bool
 	}
 	for _, a := range v.Aggregates {
 		mark(a.Field)
-		if a.Func == "first" || a.Func == "last" {
-			ids = true
+		if f, ok := aggregate.Lookup(a.Func); ok && f.EventOrder {
+			ids = true // first and last order events by time, then id
 		}
 	}
 	for _, tok := range strings.FieldsFunc(v.Where, func(r rune) bool {
@@ -403,12 +404,12 @@ func newComputer(vj *viewJob, j *job, total int) *computer {
 func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hours []int64) ([]serving.Row, error) {
 	pl := c.vj.plan
 	evFrom, evTo := c.vj.eventRange(sp, h)
-	states := map[int64]map[string]*plan.State{}
+	states := map[int64]map[string]*aggregate.State{}
 	ends := map[int64]int64{}
 	sessions := map[string]*plan.Sessions{}
 	session := pl.Session()
 	var curStart int64
-	var curByKey map[string]*plan.State
+	var curByKey map[string]*aggregate.State
 	opts := scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}
 	for _, hr := range hours {
 		for _, fe := range m.FilesIn(hr, hr+1) {
@@ -442,7 +443,7 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 						if byKey == nil || w.Start != curStart {
 							byKey = states[w.Start]
 							if byKey == nil {
-								byKey = map[string]*plan.State{}
+								byKey = map[string]*aggregate.State{}
 								states[w.Start] = byKey
 								ends[w.Start] = w.End
 							}
@@ -470,7 +471,7 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 		}
 	}
 	var rows []serving.Row
-	row := func(start, end int64, key string, st *plan.State) error {
+	row := func(start, end int64, key string, st *aggregate.State) error {
 		g, err := pl.DecodeKey([]byte(key))
 		if err != nil {
 			return fmt.Errorf("batch: view %s: %w", c.vj.v.Name, err)

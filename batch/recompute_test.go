@@ -17,6 +17,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 	"github.com/lambdaflow/lambdaflow/serving"
@@ -162,7 +163,7 @@ func streaming(t *testing.T, p *pipelines.Pipeline, view string, evs []event.Eve
 		start int64
 		key   string
 	}
-	parts := [2]map[wk]*plan.State{{}, {}}
+	parts := [2]map[wk]*aggregate.State{{}, {}}
 	for _, e := range evs {
 		if ok, err := pl.Match(&e); err != nil || !ok {
 			continue
@@ -179,7 +180,7 @@ func streaming(t *testing.T, p *pipelines.Pipeline, view string, evs []event.Eve
 			pl.Update(st, &e)
 		}
 	}
-	merged := map[wk]*plan.State{}
+	merged := map[wk]*aggregate.State{}
 	for _, m := range parts {
 		for k, st := range m {
 			if merged[k] == nil {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 )
 
 // TestExamplesLoad keeps every example valid with an empty environment: each
@@ -47,7 +49,7 @@ func TestQuickstart(t *testing.T) {
 		funcs = append(funcs, a.Func)
 	}
 	slices.Sort(funcs)
-	want := slices.Sorted(slices.Values(aggFuncs))
+	want := slices.Sorted(slices.Values(aggregate.Names()))
 	if !reflect.DeepEqual(funcs, want) {
 		t.Errorf("aggregate functions = %v, want all of %v", funcs, want)
 	}

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -75,9 +77,40 @@ const (
 	interpolationPattern = `\$\{[A-Za-z_][A-Za-z0-9_]*(:[^}]*)?\}`
 	durationPattern      = `^(0|[-+]?([0-9]+d|([0-9]+d)?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+))$`
 	sizePattern          = `^[0-9]+ ?([KMGTkmgt][Ii]?)?[Bb]$|^[0-9]+$`
-	aggregatePattern     = `^\s*(count\(\s*\)|(sum|min|max|avg|count_distinct|first|last)\(\s*[A-Za-z][A-Za-z0-9_]*\s*\)|quantile\(\s*[A-Za-z][A-Za-z0-9_]*\s*,\s*[-+0-9.eE]+\s*\))\s*$`
 	hostPortPattern      = `^(\[[^\]]*\]|[^:\[\]]*):[0-9]{1,5}$`
 )
+
+// aggregatePattern matches the calls of every function in the aggregate
+// registry, with the arguments each takes.
+var aggregatePattern = func() string {
+	var alts []string
+	for _, f := range aggregate.Funcs() {
+		var args []string
+		for _, a := range f.Args {
+			switch a.Kind {
+			case aggregate.ArgField:
+				args = append(args, `[A-Za-z][A-Za-z0-9_]*`)
+			case aggregate.ArgNumber:
+				args = append(args, `[-+0-9.eE]+`)
+			}
+		}
+		alts = append(alts, regexp.QuoteMeta(f.Name)+`\(\s*`+strings.Join(args, `\s*,\s*`)+`\s*\)`)
+	}
+	return `^\s*(` + strings.Join(alts, "|") + `)\s*$`
+}()
+
+// aggregatesDoc is doc followed by the aggregate functions of the registry.
+func aggregatesDoc(doc string) string {
+	var b strings.Builder
+	b.WriteString(doc)
+	b.WriteString(" Functions:")
+	for _, f := range aggregate.Funcs() {
+		b.WriteString(" ")
+		b.WriteString(f.Doc)
+		b.WriteString(";")
+	}
+	return strings.TrimSuffix(b.String(), ";") + "."
+}
 
 // object is a JSON object that keeps its keys in insertion order, so the
 // schema reads in the order of the file format.
@@ -198,7 +231,7 @@ func (g *schemaGen) fieldSchema(owner reflect.Type, sf reflect.StructField, f fi
 			set("propertyNames", (&object{}).set("pattern", fieldNamePattern)).
 			set("additionalProperties", (&object{}).set("anyOf", []any{ref("field_type"), long})), nil
 	case t == aggregatesType:
-		return o.set("type", "object").
+		return o.set("description", aggregatesDoc(f.doc)).set("type", "object").
 			set("minProperties", 1).
 			set("propertyNames", (&object{}).set("pattern", namePattern)).
 			set("additionalProperties", (&object{}).set("anyOf", []any{

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -99,7 +100,11 @@ func TestSchemaPatternsAgreeWithParsers(t *testing.T) {
 		}
 	}
 	call := regexp.MustCompile(aggregatePattern)
-	for _, s := range []string{"count()", " count( ) ", "sum(bytes)", "quantile(cpu, 0.95)", "quantile(cpu,1e-3)", "first(Url)", "count", "count(x)", "sum()", "sum(a, b)", "median(x)", "quantile(cpu)", "max(a.b)", "Sum(x)"} {
+	var examples []string
+	for _, f := range aggregate.Funcs() {
+		examples = append(examples, f.Example)
+	}
+	for _, s := range append(examples, "count()", " count( ) ", "sum(bytes)", "quantile(cpu, 0.95)", "quantile(cpu,1e-3)", "first(Url)", "count", "count(x)", "sum()", "sum(a, b)", "median(x)", "quantile(cpu)", "max(a.b)", "Sum(x)") {
 		_, _, _, msg := parseAggregate(s)
 		if got := call.MatchString(s); got != (msg == "") {
 			t.Errorf("aggregate %q: pattern says %v, parseAggregate says %q", s, got, msg)

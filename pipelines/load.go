@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"go.yaml.in/yaml/v3"
 )
@@ -652,13 +653,12 @@ func (d *decoder) aggregates(n *yaml.Node, v reflect.Value, path string) {
 	v.Set(reflect.ValueOf(out))
 }
 
-// aggFuncs are the aggregate functions, in the order messages list them.
-var aggFuncs = []string{"count", "sum", "min", "max", "avg", "count_distinct", "quantile", "first", "last"}
-
-// parseAggregate parses a call such as "sum(bytes)". It checks the syntax and
-// the number of arguments; whether the field exists and has a fitting type is
-// for validation, which knows the topic. msg is empty on success.
-func parseAggregate(s string) (fn, field string, q float64, msg string) {
+// parseAggregate parses a call such as "sum(bytes)" against the aggregate
+// registry. It checks the syntax, the function and its arguments' number and
+// form; whether the field exists and has a fitting type, and whether a
+// number is in range, is for validation, which knows the topic. msg is empty
+// on success.
+func parseAggregate(s string) (fn, field string, num float64, msg string) {
 	const help = "want a call like count(), sum(bytes) or quantile(cpu, 0.95)"
 	call := strings.TrimSpace(s)
 	open := strings.IndexByte(call, '(')
@@ -672,31 +672,41 @@ func parseAggregate(s string) (fn, field string, q float64, msg string) {
 			args = append(args, strings.TrimSpace(a))
 		}
 	}
-	switch fn {
-	case "count":
-		if len(args) != 0 {
-			return "", "", 0, "count() takes no arguments; use count_distinct(field) to count distinct values"
+	f, ok := aggregate.Lookup(fn)
+	if !ok {
+		names := aggregate.Names()
+		return "", "", 0, fmt.Sprintf("unknown aggregate function %s%s; want %s", quote(fn), didYouMean(fn, names), oneOf(names))
+	}
+	if len(args) != len(f.Args) {
+		msg := fmt.Sprintf("%s takes %s, e.g. %s; got %s", fn, f.Takes, f.Example, arguments(len(args)))
+		if len(f.Args) == 0 {
+			msg = fn + "() takes no arguments"
 		}
-		return fn, "", 0, ""
-	case "sum", "min", "max", "avg", "count_distinct", "first", "last":
-		if len(args) != 1 {
-			return "", "", 0, fmt.Sprintf("%s takes one field, e.g. %s(bytes); got %s", fn, fn, arguments(len(args)))
+		if f.Hint != "" {
+			msg += "; " + f.Hint
 		}
-	case "quantile":
-		if len(args) != 2 {
-			return "", "", 0, fmt.Sprintf("quantile takes a field and q, e.g. quantile(cpu, 0.95); got %s", arguments(len(args)))
+		return "", "", 0, msg
+	}
+	// Numbers first, then the field, as messages always did.
+	for i, a := range f.Args {
+		if a.Kind != aggregate.ArgNumber {
+			continue
 		}
 		var err error
-		if q, err = strconv.ParseFloat(args[1], 64); err != nil {
-			return "", "", 0, fmt.Sprintf("quantile's q must be a number, got %s", quote(args[1]))
+		if num, err = strconv.ParseFloat(args[i], 64); err != nil {
+			return "", "", 0, fmt.Sprintf("%s's %s must be a number, got %s", fn, a.Name, quote(args[i]))
 		}
-	default:
-		return "", "", 0, fmt.Sprintf("unknown aggregate function %s%s; want %s", quote(fn), didYouMean(fn, aggFuncs), oneOf(aggFuncs))
 	}
-	if !fieldNameRe.MatchString(args[0]) {
-		return "", "", 0, fmt.Sprintf("invalid field name %s in %s", quote(args[0]), quote(s))
+	for i, a := range f.Args {
+		if a.Kind != aggregate.ArgField {
+			continue
+		}
+		if !fieldNameRe.MatchString(args[i]) {
+			return "", "", 0, fmt.Sprintf("invalid field name %s in %s", quote(args[i]), quote(s))
+		}
+		field = args[i]
 	}
-	return fn, args[0], q, ""
+	return fn, field, num, ""
 }
 
 func arguments(n int) string {

@@ -88,7 +88,7 @@ type View struct {
 	Where      string     `yaml:"where" doc:"Boolean expression over the event's fields; events for which it is false are skipped."`
 	GroupBy    []string   `yaml:"group_by" doc:"Fields the view groups by."`
 	Window     Window     `yaml:"window" required:"true" doc:"Event-time window."`
-	Aggregates Aggregates `yaml:"aggregates" required:"true" doc:"Output column name to aggregate: count(), sum(f), min(f), max(f), avg(f), count_distinct(f), quantile(f, q), first(f), last(f)."`
+	Aggregates Aggregates `yaml:"aggregates" required:"true" doc:"Output column name to aggregate call, e.g. {events: count(), p95_cpu: 'quantile(cpu, 0.95)'}."`
 	Batch      ViewBatch  `yaml:"batch" doc:"Batch-layer recomputation of the view."`
 	Retention  Duration   `yaml:"retention" default:"24h" doc:"How long the speed layer keeps final windows after they close."`
 	Pos        Pos        `yaml:"-"`

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
 	"github.com/robfig/cron/v3"
@@ -492,8 +493,14 @@ func (v *validator) checkAggregates(path string, w *View, topic *Topic) {
 				v.keyErrorf(ap, "collides with group_by field %s", quote(g))
 			}
 		}
-		if a.Func == "quantile" && !(a.Arg > 0 && a.Arg < 1) {
-			v.errorf(ap, "quantile's q must be between 0 and 1 (exclusive), got %g", a.Arg)
+		f, ok := aggregate.Lookup(a.Func)
+		if !ok {
+			continue // reported by the decoder
+		}
+		if num, ok := f.NumberArg(); ok && num.Check != nil {
+			if msg := num.Check(a.Arg); msg != "" {
+				v.errorf(ap, "%s's %s %s, got %g", f.Name, num.Name, msg, a.Arg)
+			}
 		}
 		if topic == nil || a.Field == "" {
 			continue
@@ -504,13 +511,8 @@ func (v *validator) checkAggregates(path string, w *View, topic *Topic) {
 			continue
 		}
 		ft := topic.Schema[j].Type
-		numeric := ft == event.TypeLong || ft == event.TypeInt || ft == event.TypeDouble
-		switch {
-		case ft == 0: // unknown type, already reported
-		case (a.Func == "sum" || a.Func == "avg" || a.Func == "quantile") && !numeric:
-			v.errorf(ap, "%s needs a numeric field (long, int or double); %s is %s", a.Func, quote(a.Field), ft)
-		case (a.Func == "min" || a.Func == "max") && !numeric && ft != event.TypeTimestamp:
-			v.errorf(ap, "%s needs a numeric or timestamp field; %s is %s", a.Func, quote(a.Field), ft)
+		if arg, ok := f.FieldArg(); ok && ft != 0 && !arg.Types.Has(ft) { // 0: unknown type, already reported
+			v.errorf(ap, "%s needs %s; %s is %s", f.Name, arg.Types.Desc, quote(a.Field), ft)
 		}
 	}
 }

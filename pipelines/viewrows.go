@@ -1,6 +1,9 @@
 package pipelines
 
-import "github.com/lambdaflow/lambdaflow/pipelines/event"
+import (
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+)
 
 // Every view also has a topic of its own in the log: the speed layer appends a
 // row for each window it finalises and the batch layer a row for each window it
@@ -39,23 +42,16 @@ func (p *Pipeline) ViewByName(name string) *View {
 }
 
 // AggregateType is the type of an aggregate's output column given the type of
-// its input field: count and count_distinct give long, avg and quantile
-// double, sum keeps long for integer input and double otherwise, and min, max,
-// first and last keep the field's type.
+// its input field, as the aggregate registry defines it: count and
+// count_distinct give long, avg and quantile double, sum keeps long for
+// integer input and double otherwise, and min, max, first and last keep the
+// field's type. An unknown function keeps the field's type.
 func AggregateType(a Aggregate, field event.FieldType) event.FieldType {
-	switch a.Func {
-	case "count", "count_distinct":
-		return event.TypeLong
-	case "avg", "quantile":
-		return event.TypeDouble
-	case "sum":
-		if field == event.TypeLong || field == event.TypeInt {
-			return event.TypeLong
-		}
-		return event.TypeDouble
-	default:
+	f, ok := aggregate.Lookup(a.Func)
+	if !ok {
 		return field
 	}
+	return f.Result(field)
 }
 
 // ViewSchema is the schema of a view's rows: window_start, window_end, the

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
@@ -73,7 +74,7 @@ type window struct {
 // map key. A slot is 112 bytes: every byte counts a million times over with
 // a million keys.
 type slot struct {
-	state plan.State
+	state aggregate.State
 	dirty bool
 }
 
@@ -407,7 +408,7 @@ func (e *Engine) finalizeSessions(out *Output) {
 
 // row builds one output row; its values live in out's shared backing array.
 // keyText is the key as a string when the caller has one (Row.Key), else "".
-func (e *Engine) row(out *Output, tw plan.TimeWindow, key []byte, keyText string, st *plan.State, final bool) Row {
+func (e *Engine) row(out *Output, tw plan.TimeWindow, key []byte, keyText string, st *aggregate.State, final bool) Row {
 	group := e.group(key)
 	if cap(out.vals)-len(out.vals) < e.ncols {
 		out.vals = make([]event.Value, 0, max(256, 4*e.ncols))

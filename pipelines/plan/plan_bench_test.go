@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -64,7 +65,7 @@ func runBaseline(es []event.Event, n int) time.Duration {
 // runPlan is what the speed layer does per event: Match, Key, Windows, then
 // Update of the (key, window) state, found by key bytes + window start.
 func runPlan(b *testing.B, p *Plan, es []event.Event, n int) {
-	states := make(map[string]*State)
+	states := make(map[string]*aggregate.State)
 	m := p.NewMatcher()
 	var key []byte
 	var ws []TimeWindow
@@ -205,7 +206,7 @@ func BenchmarkPlanStateBytes(b *testing.B) {
 		for _, k := range c.ks {
 			b.Run(fmt.Sprintf("%s/events-%d", c.name, k), func(b *testing.B) {
 				// Capped: the figure is bytes per state, not time.
-				states := make([]*State, min(b.N, 20000))
+				states := make([]*aggregate.State, min(b.N, 20000))
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)

@@ -181,7 +181,7 @@ func TestPlanKey(t *testing.T) {
 			t.Fatalf("DecodeKey(%x): %v", key, err)
 		}
 		want := []event.Value{e.Values[fRegion], e.Values[fBytes], e.Values[fCPU], e.Values[fOK], e.Values[fNote], e.Values[fTS]}
-		want[2].F = canonicalFloat(want[2].F)
+		want[2].F = event.CanonicalFloat(want[2].F)
 		if !slices.Equal(got, want) {
 			t.Errorf("DecodeKey(Key(%v)) = %v, want %v", vals, got, want)
 		}
