@@ -16,6 +16,11 @@
 // The dependency order is event ← expr, aggregate ← pipelines ← plan ← the
 // layers.
 //
+// Sinks are declared by their types: the keys every sink has are Sink's
+// fields, and each type's own keys come from the SinkType the program
+// passes to Load, Parse and JSONSchema (sinks/all builds that table), so
+// this package knows no sink type.
+//
 // One set of Go structs (spec.go) is the single description of the format:
 // their tags drive decoding (`yaml`, `default`), validation (`required`,
 // `enum`) and JSONSchema (`doc` as descriptions). Load is strict: defaults

@@ -1,4 +1,4 @@
-package pipelines
+package pipelines_test
 
 import (
 	"path/filepath"
@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
+	"github.com/lambdaflow/lambdaflow/sinks/warehouse"
 )
 
 // TestExamplesLoad keeps every example valid with an empty environment: each
@@ -18,7 +20,7 @@ func TestExamplesLoad(t *testing.T) {
 		t.Fatalf("examples: %v, %v", files, err)
 	}
 	for _, f := range files {
-		if _, err := Load(f, mapEnv(nil)); err != nil {
+		if _, err := pipelines.Load(f, mapEnv(nil), sinkTypes); err != nil {
 			t.Errorf("%s:\n%v", f, err)
 		}
 	}
@@ -27,7 +29,7 @@ func TestExamplesLoad(t *testing.T) {
 // TestQuickstart pins what `make run` relies on: only embedded parts, and
 // every aggregate function in one view.
 func TestQuickstart(t *testing.T) {
-	p, err := Load("examples/quickstart.yaml", mapEnv(nil))
+	p, err := pipelines.Load("examples/quickstart.yaml", mapEnv(nil), sinkTypes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,19 +60,19 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("sinks = %+v", p.Sinks)
 	}
 
-	p, err = Load("examples/quickstart.yaml", mapEnv(map[string]string{"LAMBDAFLOW_DATA": "/srv/lf"}))
+	p, err = pipelines.Load("examples/quickstart.yaml", mapEnv(map[string]string{"LAMBDAFLOW_DATA": "/srv/lf"}), sinkTypes)
 	if err != nil || p.DataDir != "/srv/lf" {
 		t.Errorf("with LAMBDAFLOW_DATA: data_dir %q, %v", p.DataDir, err)
 	}
 }
 
 func TestOpsMetricsDSN(t *testing.T) {
-	p, err := Load("examples/ops-metrics.yaml", mapEnv(map[string]string{"WAREHOUSE_DSN": "postgres://x@db/ops"}))
+	p, err := pipelines.Load("examples/ops-metrics.yaml", mapEnv(map[string]string{"WAREHOUSE_DSN": "postgres://x@db/ops"}), sinkTypes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Sinks[0].DSN != "postgres://x@db/ops" {
-		t.Errorf("dsn = %q", p.Sinks[0].DSN)
+	if cfg, ok := p.Sinks[0].Config.(*warehouse.PostgresConfig); !ok || cfg.DSN != "postgres://x@db/ops" {
+		t.Errorf("config = %#v", p.Sinks[0].Config)
 	}
 }
 

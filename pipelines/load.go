@@ -20,12 +20,12 @@ import (
 // Load reads, decodes and validates the pipeline file at path; see Parse.
 // A file that cannot be read gives a wrapped *os.PathError, an invalid one
 // an Errors.
-func Load(path string, env func(string) (string, bool)) (*Pipeline, error) {
+func Load(path string, env func(string) (string, bool), sinks SinkTypes) (*Pipeline, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load pipeline: %w", err)
 	}
-	return Parse(path, data, env)
+	return Parse(path, data, env, sinks)
 }
 
 // Parse decodes and validates one pipeline file held in data; file names it
@@ -34,18 +34,21 @@ func Load(path string, env func(string) (string, bool)) (*Pipeline, error) {
 // Decoding is strict: defaults from the `default` tags come first, then the
 // file's values (after ${VAR} interpolation, see interpolate), and any key the
 // format does not know is an error. env looks variables up; pass os.LookupEnv
-// for the process environment, or nil for an empty one.
+// for the process environment, or nil for an empty one. sinks are the sink
+// types the program supports, which declare the keys of each type; a sink of
+// another type is an error.
 //
 // On any problem Parse returns nil and an Errors holding every problem in the
 // file, sorted by position; it never returns a partly valid pipeline.
-func Parse(file string, data []byte, env func(string) (string, bool)) (*Pipeline, error) {
-	return parse(file, data, env, maxNodes)
+func Parse(file string, data []byte, env func(string) (string, bool), sinks SinkTypes) (*Pipeline, error) {
+	return parse(file, data, env, sinks, maxNodes)
 }
 
 // parse is Parse with a node budget of its own, for tests.
-func parse(file string, data []byte, env func(string) (string, bool), budget int) (*Pipeline, error) {
+func parse(file string, data []byte, env func(string) (string, bool), sinks SinkTypes, budget int) (*Pipeline, error) {
 	d := &decoder{
 		file:   file,
+		sinks:  sinks,
 		env:    env,
 		pos:    positions{val: map[string]Pos{}, key: map[string]Pos{}, bad: map[string]bool{}},
 		budget: budget,
@@ -56,7 +59,7 @@ func parse(file string, data []byte, env func(string) (string, bool), budget int
 		d.defaults(v, "")
 		d.decode(root, v, "")
 		if d.budget > 0 {
-			d.errs = append(d.errs, validate(p, d.pos)...)
+			d.errs = append(d.errs, validate(p, d.pos, d.sinks)...)
 		}
 		if len(d.errs) == 0 {
 			return p, nil
@@ -78,6 +81,7 @@ type positions struct {
 
 type decoder struct {
 	file   string
+	sinks  SinkTypes
 	env    func(string) (string, bool)
 	pos    positions
 	errs   Errors
@@ -90,6 +94,7 @@ var (
 	schemaType     = reflect.TypeFor[event.Schema]()
 	aggregatesType = reflect.TypeFor[Aggregates]()
 	posType        = reflect.TypeFor[Pos]()
+	sinkType       = reflect.TypeFor[Sink]()
 )
 
 // errorf records a problem with node n, found at path.
@@ -371,8 +376,13 @@ type field struct {
 	def      string
 	hasDef   bool
 	required bool
-	enum     []string
+	enum     []string // sinkTypesEnum: the names of the sink types
+	pattern  string   // a non-empty string must match it
+	rule     string   // the pattern in words, for messages
 }
+
+// sinkTypesEnum in an enum tag stands for the names of the sink types.
+const sinkTypesEnum = "$sink_types"
 
 // fieldsOf lists the decodable fields of struct type t in declaration order.
 func fieldsOf(t reflect.Type) []field {
@@ -388,6 +398,7 @@ func fieldsOf(t reflect.Type) []field {
 		if e := f.Tag.Get("enum"); e != "" {
 			fi.enum = strings.Split(e, ",")
 		}
+		fi.pattern, fi.rule = f.Tag.Get("pattern"), f.Tag.Get("rule")
 		out = append(out, fi)
 	}
 	return out
@@ -498,27 +509,102 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	if pf := v.FieldByName("Pos"); pf.IsValid() && pf.Type() == posType {
 		pf.Set(reflect.ValueOf(d.pos.val[path]))
 	}
-	fields := fieldsOf(v.Type())
-	for _, e := range d.entries(n, path, 0) {
-		fp := keyPath(path, e.name)
-		i := -1
-		for j := range fields {
-			if fields[j].name == e.name {
-				i = j
-				break
-			}
+	es := d.entries(n, path, 0)
+	var keys []boundKey
+	if v.Type() == sinkType {
+		keys = d.sinkKeys(v, es, path)
+	} else {
+		for _, f := range fieldsOf(v.Type()) {
+			keys = append(keys, boundKey{name: f.name, val: v.Field(f.index)})
 		}
-		if i < 0 {
-			names := make([]string, len(fields))
-			for j, f := range fields {
-				names[j] = f.name
+	}
+	for _, e := range es {
+		fp := keyPath(path, e.name)
+		k, ok := lookupKey(keys, e.name)
+		if !ok {
+			names := make([]string, len(keys))
+			for j, k := range keys {
+				names[j] = k.name
 			}
 			d.errorf(e.key, fp, "unknown key%s", didYouMean(e.name, names))
 			continue
 		}
 		d.pos.key[fp] = nodePos(e.key)
-		d.decode(e.val, v.Field(fields[i].index), fp)
+		d.decode(e.val, k.val, fp)
+		if k.foreign != "" && !d.pos.bad[fp] {
+			d.errorAt(d.pos.val[fp], fp, "only applies to %s sinks", k.foreign)
+		}
 	}
+}
+
+// sinkKeys lists the keys of sink v: the common ones, and in place of its
+// Config field the keys of every sink type in table order. Those of the
+// sink's own type decode into a new configuration stored in Config; those
+// of other types are foreign. When the type is unknown (validation reports
+// it) the keys of every type are accepted into throwaway values, so that
+// the sink gets no other complaint.
+func (d *decoder) sinkKeys(v reflect.Value, es []entry, path string) []boundKey {
+	typ := ""
+	for _, e := range es {
+		if val := resolve(e.val); e.name == "type" && val.Kind == yaml.ScalarNode {
+			typ, _ = interpolate(val.Value, d.env)
+		}
+	}
+	own, known := d.sinks.Lookup(typ)
+	var keys []boundKey
+	t := v.Type()
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if sf.Tag.Get("inline") == "sink_config" {
+			for j := range d.sinks {
+				st := &d.sinks[j]
+				cfg := reflect.ValueOf(st.NewConfig()).Elem()
+				foreign := st.Name
+				switch {
+				case !known:
+					foreign = ""
+				case st == own:
+					d.defaults(cfg, path)
+					v.Field(i).Set(cfg.Addr())
+					foreign = ""
+				}
+				for _, f := range fieldsOf(cfg.Type()) {
+					keys = append(keys, boundKey{name: f.name, val: cfg.Field(f.index), foreign: foreign})
+				}
+			}
+			continue
+		}
+		if name := sf.Tag.Get("yaml"); sf.IsExported() && name != "-" && name != "" {
+			keys = append(keys, boundKey{name: name, val: v.Field(i)})
+		}
+	}
+	return keys
+}
+
+// boundKey is a key a mapping may hold and the value it decodes into.
+type boundKey struct {
+	name string
+	val  reflect.Value
+	// foreign is set for a key of another sink type than the sink's: it is
+	// decoded (into a throwaway value) to check it, then refused with this
+	// type's name.
+	foreign string
+}
+
+// lookupKey finds a key, preferring one of the struct's own to a foreign one.
+func lookupKey(keys []boundKey, name string) (boundKey, bool) {
+	found, ok := boundKey{}, false
+	for _, k := range keys {
+		if k.name == name {
+			if k.foreign == "" {
+				return k, true
+			}
+			if !ok {
+				found, ok = k, true
+			}
+		}
+	}
+	return found, ok
 }
 
 // sequence decodes list n into slice v.

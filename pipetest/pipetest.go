@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lambdaflow/lambdaflow/pipelines"
+
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
 	"github.com/lambdaflow/lambdaflow/speed"
@@ -22,10 +24,11 @@ const maxMismatches = 10
 // failing case what failed, then a line per file. It returns the number of
 // failed cases. err is for a file that cannot be run at all (unreadable, not
 // a test file, a pipeline that does not load: a *FormatError names the line)
-// and stops the run; so does ctx ending.
-func Run(ctx context.Context, files []string, w io.Writer) (failed int, err error) {
+// and stops the run; so does ctx ending. sinks are the sink types the
+// pipelines may use (see pipelines.Load); the tests never open a sink.
+func Run(ctx context.Context, files []string, sinks pipelines.SinkTypes, w io.Writer) (failed int, err error) {
 	for _, path := range files {
-		tf, err := load(path)
+		tf, err := load(path, sinks)
 		if err != nil {
 			return failed, err
 		}

@@ -39,7 +39,7 @@ views:
 
 func testPipeline(t *testing.T) *pipelines.Pipeline {
 	t.Helper()
-	p, err := pipelines.Parse("servingtest.yaml", []byte(testPipelineYAML), nil)
+	p, err := pipelines.Parse("servingtest.yaml", []byte(testPipelineYAML), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package speed
 import (
 	"context"
 	"fmt"
+	"github.com/lambdaflow/lambdaflow/sinks/all"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -28,7 +29,7 @@ func benchPipeline(b *testing.B, dir, listen string) *pipelines.Pipeline {
 			return dir, true
 		}
 		return "", false
-	})
+	}, all.Types())
 	if err != nil {
 		b.Fatal(err)
 	}

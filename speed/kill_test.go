@@ -53,7 +53,7 @@ func childMain() int {
 
 func runChild(cfg childConfig) error {
 	src := fmt.Sprintf(testPipelineYAML, os.TempDir(), brokerYAML(cfg.URL, ""), cfg.Parts, "40s", "40s", "40s")
-	p, err := pipelines.Parse("speedtest.yaml", []byte(src), nil)
+	p, err := pipelines.Parse("speedtest.yaml", []byte(src), nil, nil)
 	if err != nil {
 		return err
 	}

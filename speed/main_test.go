@@ -96,7 +96,7 @@ func testPipeline(t testing.TB, o pipelineOpts) *pipelines.Pipeline {
 		o.lateness = "30s"
 	}
 	src := fmt.Sprintf(testPipelineYAML, o.dir, brokerYAML(o.url, o.listen), o.partitions, o.lateness, o.lateness, o.lateness)
-	p, err := pipelines.Parse("speedtest.yaml", []byte(src), nil)
+	p, err := pipelines.Parse("speedtest.yaml", []byte(src), nil, nil)
 	if err != nil {
 		t.Fatalf("pipeline: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lambdaflow/lambdaflow/sinks/all"
 	"io"
 	"log/slog"
 	"net"
@@ -55,7 +56,7 @@ func runCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 	if err != nil {
 		return err
 	}
-	p, err := pipelines.Load(*file, env)
+	p, err := pipelines.Load(*file, env, all.Types())
 	if err != nil {
 		var errs pipelines.Errors
 		if errors.As(err, &errs) {
@@ -181,7 +182,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		for i := range p.Sinks {
 			spec := &p.Sinks[i]
 			sinkLog := logger.With("component", "sink")
-			target, err := openTarget(ctx, p, spec, sinkLog)
+			target, err := all.Open(ctx, p, spec, sinkLog)
 			if err != nil {
 				return fmt.Errorf("sink %q: %w", spec.Name, err)
 			}
