@@ -13,6 +13,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/robfig/cron/v3"
 )
 
@@ -45,8 +46,8 @@ var (
 )
 
 // reservedColumns are the columns every view row has besides its group-by
-// fields and aggregates (see DESIGN.md, the query API and sinks).
-var reservedColumns = []string{ColWindowStart, ColWindowEnd, "layer"}
+// fields and aggregates, in the query API and in sinks.
+var reservedColumns = []string{viewrow.ColWindowStart, viewrow.ColWindowEnd, viewrow.ColLayer}
 
 // validator collects the problems of one decoded pipeline.
 type validator struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/lambdaflow/lambdaflow/sinks/all"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/sinks/all"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,6 +32,13 @@ import (
 
 // The roles a process can run; `run` without --role runs them all.
 var allRoles = []string{"ingest", "speed", "batch", "sinks", "serve"}
+
+// The serving store takes both layers' rows as they make them: the layers
+// meet here, in the wiring, and never import serving.
+var (
+	_ speed.Store = (*serving.Store)(nil)
+	_ batch.Store = (*serving.Store)(nil)
+)
 
 // module is one role's long-running part. Run returns when ctx is done, after
 // a soft stop (drain, checkpoint), or with the error that stopped it.
@@ -213,7 +221,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		modules = append(modules, namedModule{"batch", bt})
 	}
 	if roles["speed"] {
-		sp, err := speed.New(p, speed.BrokerLog(b), speedStore{store}, speed.Options{Logger: logger.With("component", "speed"), Registerer: preg("speed")})
+		sp, err := speed.New(p, speed.BrokerLog(b), store, speed.Options{Logger: logger.With("component", "speed"), Registerer: preg("speed")})
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -26,13 +27,13 @@ func viewTable(name string) sinks.Table {
 	return sinks.Table{
 		Name: name, View: true,
 		Columns: event.Schema{
-			{Name: pipelines.ColWindowStart, Type: event.TypeTimestamp, Required: true},
-			{Name: pipelines.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
+			{Name: viewrow.ColWindowStart, Type: event.TypeTimestamp, Required: true},
+			{Name: viewrow.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
 			{Name: "region", Type: event.TypeString, Required: true},
 			{Name: "events", Type: event.TypeLong},
 			{Name: "avg_cpu", Type: event.TypeDouble},
 		},
-		Key: []string{"region", pipelines.ColWindowStart},
+		Key: []string{"region", viewrow.ColWindowStart},
 	}
 }
 
@@ -177,11 +178,11 @@ func TestViewWithoutGroupBy(t *testing.T) {
 	tab := sinks.Table{
 		Name: "totals", View: true,
 		Columns: event.Schema{
-			{Name: pipelines.ColWindowStart, Type: event.TypeTimestamp, Required: true},
-			{Name: pipelines.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
+			{Name: viewrow.ColWindowStart, Type: event.TypeTimestamp, Required: true},
+			{Name: viewrow.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
 			{Name: "events", Type: event.TypeLong},
 		},
-		Key: []string{pipelines.ColWindowStart},
+		Key: []string{viewrow.ColWindowStart},
 	}
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -31,13 +32,13 @@ func viewTable(name string) sinks.Table {
 	return sinks.Table{
 		Name: name, View: true,
 		Columns: event.Schema{
-			{Name: pipelines.ColWindowStart, Type: event.TypeTimestamp, Required: true},
-			{Name: pipelines.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
+			{Name: viewrow.ColWindowStart, Type: event.TypeTimestamp, Required: true},
+			{Name: viewrow.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
 			{Name: "region", Type: event.TypeString},
 			{Name: "events", Type: event.TypeLong},
 			{Name: "avg_cpu", Type: event.TypeDouble},
 		},
-		Key: []string{"region", pipelines.ColWindowStart},
+		Key: []string{"region", viewrow.ColWindowStart},
 	}
 }
 
