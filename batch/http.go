@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Handler serves the batch layer's part of the HTTP API (DESIGN.md):
+// Handler serves the batch layer's part of the HTTP API (see the README, HTTP API):
 //
 //	POST /v1/views/{view}/recompute[?from=RFC3339&to=RFC3339]  → 202 {"job": id}
 //	GET  /v1/jobs/{id}                                         → the JobStatus

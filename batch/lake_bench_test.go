@@ -11,7 +11,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 )
 
-// exampleSchema is the metrics topic of DESIGN.md.
+// exampleSchema is the metrics topic of the ops-metrics example.
 var exampleSchema = event.Schema{
 	{Name: "ts", Type: event.TypeTimestamp, Required: true},
 	{Name: "host", Type: event.TypeString, Required: true},

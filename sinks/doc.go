@@ -10,7 +10,7 @@
 //
 // Delivery is at least once: offsets are committed only after a batch is
 // written or dead-lettered, so a crash redelivers the uncommitted rows, and
-// targets upsert by key (DESIGN.md: _id for a topic, the group-by fields and
+// targets upsert by key (sinks.Table: _id for a topic, the group-by fields and
 // window_start for a view) so that a redelivery changes nothing.
 //
 // # Dead letters

@@ -13,7 +13,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// benchEvents are DESIGN-topic events: 1000 hosts in 10 regions. Times are
+// benchEvents are ops-metrics-example events: 1000 hosts in 10 regions. Times are
 // set in the loop, 10µs apart, so 1m windows roll every 6M events.
 func benchEvents(n int) []event.Event {
 	rng := rand.New(rand.NewPCG(31, 32))
@@ -191,7 +191,7 @@ func BenchmarkPlanSteps(b *testing.B) {
 }
 
 // BenchmarkPlanStateBytes reports the heap bytes of one (key, window) state
-// after k events, and its checkpoint size, for the DESIGN view and for its
+// after k events, and its checkpoint size, for the ops-metrics view and for its
 // count/sum/min/max/avg part alone.
 func BenchmarkPlanStateBytes(b *testing.B) {
 	basic := designView()

@@ -12,7 +12,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// planTopic is the DESIGN example topic plus optional fields of each type.
+// planTopic is the ops-metrics example topic plus optional fields of each type.
 func planTopic() *pipelines.Topic {
 	return &pipelines.Topic{Name: "metrics", Schema: event.Schema{
 		{Name: "ts", Type: event.TypeTimestamp, Required: true},
@@ -43,7 +43,7 @@ const (
 
 func minutes(n int) pipelines.Duration { return pipelines.Duration(time.Duration(n) * time.Minute) }
 
-// designView is the view of DESIGN.md.
+// designView is the view of the ops-metrics example.
 func designView() *pipelines.View {
 	return &pipelines.View{
 		Name: "cpu_by_region", From: "metrics", Where: "cpu >= 0",
