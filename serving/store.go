@@ -4,7 +4,8 @@
 // horizon, speed rows after it.
 //
 // It imports nothing of ours but the pipeline packages (pipelines, event,
-// viewrow): the layers push rows (viewrow.Row, the one view-row type) into a
+// viewrow) and the HTTP surface (api, internal/httpapi): the layers push
+// rows (viewrow.Row, the one view-row type) into a
 // Store; it never reads the log, the lake or checkpoints itself.
 package serving
 
