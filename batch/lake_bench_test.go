@@ -7,8 +7,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // exampleSchema is the metrics topic of the ops-metrics example.

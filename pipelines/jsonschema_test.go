@@ -12,8 +12,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 func loadJSONSchema(t *testing.T) map[string]any {

@@ -12,9 +12,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
-	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Load reads, decodes and validates the pipeline file at path; see Parse.
@@ -537,50 +537,6 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
-// sinkKeys lists the keys of sink v: the common ones, and in place of its
-// Config field the keys of every sink type in table order. Those of the
-// sink's own type decode into a new configuration stored in Config; those
-// of other types are foreign. When the type is unknown (validation reports
-// it) the keys of every type are accepted into throwaway values, so that
-// the sink gets no other complaint.
-func (d *decoder) sinkKeys(v reflect.Value, es []entry, path string) []boundKey {
-	typ := ""
-	for _, e := range es {
-		if val := resolve(e.val); e.name == "type" && val.Kind == yaml.ScalarNode {
-			typ, _ = interpolate(val.Value, d.env)
-		}
-	}
-	own, known := d.sinks.Lookup(typ)
-	var keys []boundKey
-	t := v.Type()
-	for i := range t.NumField() {
-		sf := t.Field(i)
-		if sf.Tag.Get("inline") == "sink_config" {
-			for j := range d.sinks {
-				st := &d.sinks[j]
-				cfg := reflect.ValueOf(st.NewConfig()).Elem()
-				foreign := st.Name
-				switch {
-				case !known:
-					foreign = ""
-				case st == own:
-					d.defaults(cfg, path)
-					v.Field(i).Set(cfg.Addr())
-					foreign = ""
-				}
-				for _, f := range fieldsOf(cfg.Type()) {
-					keys = append(keys, boundKey{name: f.name, val: cfg.Field(f.index), foreign: foreign})
-				}
-			}
-			continue
-		}
-		if name := sf.Tag.Get("yaml"); sf.IsExported() && name != "-" && name != "" {
-			keys = append(keys, boundKey{name: name, val: v.Field(i)})
-		}
-	}
-	return keys
-}
-
 // boundKey is a key a mapping may hold and the value it decodes into.
 type boundKey struct {
 	name string
@@ -702,102 +658,4 @@ func (d *decoder) fieldType(p Pos, path, s string) event.FieldType {
 		d.errorAt(p, path, "unknown type %s%s; %s", quote(s), didYouMean(s, names), typeHelp)
 	}
 	return t
-}
-
-// aggregates decodes a view's aggregates: an ordered mapping from output
-// column name to a call such as count() or quantile(cpu, 0.95).
-func (d *decoder) aggregates(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "must be a mapping of output name to aggregate, e.g. {events: count()}, got %s", describe(n))
-		return
-	}
-	var out Aggregates
-	for _, e := range d.entries(n, path, 0) {
-		fp := keyPath(path, e.name)
-		d.pos.key[fp] = nodePos(e.key)
-		d.pos.val[fp] = nodePos(e.val)
-		val := resolve(e.val)
-		if !d.spend(val) {
-			return
-		}
-		a := Aggregate{Name: e.name, Pos: nodePos(e.val)}
-		const want = "a call like count(), sum(bytes) or quantile(cpu, 0.95)"
-		if isNull(val) {
-			d.errorf(e.val, fp, "must be %s, got nothing", want)
-		} else if s, ok := d.scalar(val, fp, want); ok {
-			var msg string
-			if a.Func, a.Field, a.Arg, msg = parseAggregate(s); msg != "" {
-				if n.Style&yaml.FlowStyle != 0 && strings.Contains(s, "(") && !strings.Contains(s, ")") {
-					// YAML split "{p: quantile(cpu, 0.5)}" at the comma.
-					msg += " (inside { }, quote a call that has a comma)"
-				}
-				d.errorf(e.val, fp, "%s", msg)
-			}
-		}
-		out = append(out, a)
-	}
-	v.Set(reflect.ValueOf(out))
-}
-
-// parseAggregate parses a call such as "sum(bytes)" against the aggregate
-// registry. It checks the syntax, the function and its arguments' number and
-// form; whether the field exists and has a fitting type, and whether a
-// number is in range, is for validation, which knows the topic. msg is empty
-// on success.
-func parseAggregate(s string) (fn, field string, num float64, msg string) {
-	const help = "want a call like count(), sum(bytes) or quantile(cpu, 0.95)"
-	call := strings.TrimSpace(s)
-	open := strings.IndexByte(call, '(')
-	if open < 0 || !strings.HasSuffix(call, ")") {
-		return "", "", 0, fmt.Sprintf("invalid aggregate %s: %s", quote(s), help)
-	}
-	fn = strings.TrimSpace(call[:open])
-	var args []string
-	if inner := strings.TrimSpace(call[open+1 : len(call)-1]); inner != "" {
-		for a := range strings.SplitSeq(inner, ",") {
-			args = append(args, strings.TrimSpace(a))
-		}
-	}
-	f, ok := aggregate.Lookup(fn)
-	if !ok {
-		names := aggregate.Names()
-		return "", "", 0, fmt.Sprintf("unknown aggregate function %s%s; want %s", quote(fn), didYouMean(fn, names), oneOf(names))
-	}
-	if len(args) != len(f.Args) {
-		msg := fmt.Sprintf("%s takes %s, e.g. %s; got %s", fn, f.Takes, f.Example, arguments(len(args)))
-		if len(f.Args) == 0 {
-			msg = fn + "() takes no arguments"
-		}
-		if f.Hint != "" {
-			msg += "; " + f.Hint
-		}
-		return "", "", 0, msg
-	}
-	// Numbers first, then the field, as messages always did.
-	for i, a := range f.Args {
-		if a.Kind != aggregate.ArgNumber {
-			continue
-		}
-		var err error
-		if num, err = strconv.ParseFloat(args[i], 64); err != nil {
-			return "", "", 0, fmt.Sprintf("%s's %s must be a number, got %s", fn, a.Name, quote(args[i]))
-		}
-	}
-	for i, a := range f.Args {
-		if a.Kind != aggregate.ArgField {
-			continue
-		}
-		if !fieldNameRe.MatchString(args[i]) {
-			return "", "", 0, fmt.Sprintf("invalid field name %s in %s", quote(args[i]), quote(s))
-		}
-		field = args[i]
-	}
-	return fn, field, num, ""
-}
-
-func arguments(n int) string {
-	if n == 1 {
-		return "1 argument"
-	}
-	return strconv.Itoa(n) + " arguments"
 }

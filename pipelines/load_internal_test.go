@@ -64,3 +64,14 @@ func TestDefaultsParse(t *testing.T) {
 		}
 	}
 }
+
+// TestSinkWithoutSinkTypes: a program that passes no sink types refuses
+// every sink, naming why.
+func TestSinkWithoutSinkTypes(t *testing.T) {
+	src := "version: 1\nname: p\ntopics:\n  - name: m\n    schema: {ts: timestamp}\nsinks:\n  - {name: s, type: duckdb, from: [m]}\n"
+	_, err := Parse("p.yaml", []byte(src), nil, nil)
+	want := `p.yaml:7:21: sinks[0].type: unknown sink type "duckdb": no sink types are available to this program`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+}

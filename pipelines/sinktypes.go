@@ -3,6 +3,8 @@ package pipelines
 import (
 	"reflect"
 	"slices"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // SinkType declares one kind of sink to the pipeline file: its name, the
@@ -69,3 +71,47 @@ func (t *SinkType) configType() reflect.Type {
 // Quote quotes a value for a message the way every message of the file
 // does, shortened so that a long value does not hide the message.
 func Quote(s string) string { return quote(s) }
+
+// sinkKeys lists the keys of sink v: the common ones, and in place of its
+// Config field the keys of every sink type in table order. Those of the
+// sink's own type decode into a new configuration stored in Config; those
+// of other types are foreign. When the type is unknown (validation reports
+// it) the keys of every type are accepted into throwaway values, so that
+// the sink gets no other complaint.
+func (d *decoder) sinkKeys(v reflect.Value, es []entry, path string) []boundKey {
+	typ := ""
+	for _, e := range es {
+		if val := resolve(e.val); e.name == "type" && val.Kind == yaml.ScalarNode {
+			typ, _ = interpolate(val.Value, d.env)
+		}
+	}
+	own, known := d.sinks.Lookup(typ)
+	var keys []boundKey
+	t := v.Type()
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if sf.Tag.Get("inline") == "sink_config" {
+			for j := range d.sinks {
+				st := &d.sinks[j]
+				cfg := reflect.ValueOf(st.NewConfig()).Elem()
+				foreign := st.Name
+				switch {
+				case !known:
+					foreign = ""
+				case st == own:
+					d.defaults(cfg, path)
+					v.Field(i).Set(cfg.Addr())
+					foreign = ""
+				}
+				for _, f := range fieldsOf(cfg.Type()) {
+					keys = append(keys, boundKey{name: f.name, val: cfg.Field(f.index), foreign: foreign})
+				}
+			}
+			continue
+		}
+		if name := sf.Tag.Get("yaml"); sf.IsExported() && name != "-" && name != "" {
+			keys = append(keys, boundKey{name: name, val: v.Field(i)})
+		}
+	}
+	return keys
+}

@@ -10,11 +10,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/robfig/cron/v3"
+
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
-	"github.com/robfig/cron/v3"
 )
 
 // Name rules. Topic, view and sink names become stream, subject, file, table
@@ -184,6 +185,10 @@ func (v *validator) tags(s reflect.Value, path, sink string) {
 			case fv.Kind() == reflect.String || fv.Kind() == reflect.Slice:
 				v.errorf(fp, "must not be empty")
 			}
+			continue
+		}
+		if slices.Equal(f.enum, []string{sinkTypesEnum}) && len(v.sinks) == 0 {
+			v.errorf(fp, "unknown sink type %s: no sink types are available to this program", quote(fv.String()))
 			continue
 		}
 		if enum := v.enum(f); len(enum) > 0 {

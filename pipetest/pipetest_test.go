@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/lambdaflow/lambdaflow/sinks/all"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/sinks/all"
 
 	"go.uber.org/goleak"
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
 	"github.com/lambdaflow/lambdaflow/sinks/all"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"

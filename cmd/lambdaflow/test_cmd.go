@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+
 	"github.com/lambdaflow/lambdaflow/sinks/all"
 
 	"github.com/lambdaflow/lambdaflow/pipetest"
