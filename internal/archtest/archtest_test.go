@@ -26,8 +26,10 @@ var layers = map[string]int{
 	"pipelines/expr":      1,
 	"pipelines/aggregate": 1,
 	"pipelines/viewrow":   1,
-	"pipelines":           2,
-	"pipelines/plan":      3,
+	// The topic the pipeline packages' tests share.
+	"pipelines/internal/testtopic": 1,
+	"pipelines":                    2,
+	"pipelines/plan":               3,
 	// What the runtime layers share: the log, the HTTP surface, metrics.
 	"broker":            4,
 	"internal/httpapi":  4,

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
+	"github.com/lambdaflow/lambdaflow/pipelines/internal/testtopic"
 )
 
 // TestAggDecodesEarlierStates reads states that the build before the
@@ -97,9 +98,9 @@ func TestAggInlineBoundaries(t *testing.T) {
 				// Zeros of both signs: the inline min and max must
 				// order them the same whatever the arrival order.
 				for i, e := range es {
-					e.Values[fCPU].F = 0
+					e.Values[testtopic.CPU].F = 0
 					if i%2 == 1 {
-						e.Values[fCPU].F = negZero
+						e.Values[testtopic.CPU].F = negZero
 					}
 				}
 			}

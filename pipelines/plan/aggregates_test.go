@@ -15,6 +15,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/internal/testtopic"
 )
 
 // allAggsView has every aggregate over fields of every type, optional ones
@@ -66,29 +67,29 @@ func randomEvents(rng *rand.Rand, n, hosts int) []*event.Event {
 	es := make([]*event.Event, n)
 	for i := range es {
 		vals := map[int]any{
-			fHost:  fmt.Sprintf("host-%d", rng.IntN(hosts)),
-			fCPU:   math.Round(rng.Float64()*10000) / 100,
-			fBytes: rng.Int64N(1_000_000) - 1000,
+			testtopic.Host:  fmt.Sprintf("host-%d", rng.IntN(hosts)),
+			testtopic.CPU:   math.Round(rng.Float64()*10000) / 100,
+			testtopic.Bytes: rng.Int64N(1_000_000) - 1000,
 		}
 		switch rng.IntN(20) {
 		case 0:
-			vals[fCPU] = 0.0
+			vals[testtopic.CPU] = 0.0
 		case 1:
-			vals[fCPU] = math.Copysign(0, -1)
+			vals[testtopic.CPU] = math.Copysign(0, -1)
 		case 2:
-			vals[fCPU] = -rng.Float64() * 5
+			vals[testtopic.CPU] = -rng.Float64() * 5
 		}
 		if rng.IntN(2) == 0 {
-			vals[fNote] = fmt.Sprintf("note-%d", rng.IntN(50))
+			vals[testtopic.Note] = fmt.Sprintf("note-%d", rng.IntN(50))
 		}
 		if rng.IntN(2) == 0 {
-			vals[fCode] = int64(rng.IntN(600))
+			vals[testtopic.Code] = int64(rng.IntN(600))
 		}
 		if rng.IntN(2) == 0 {
-			vals[fOK] = rng.IntN(2) == 0
+			vals[testtopic.OK] = rng.IntN(2) == 0
 		}
 		if rng.IntN(2) == 0 {
-			vals[fLoad] = rng.NormFloat64() * math.Pow(10, float64(rng.IntN(40)-20))
+			vals[testtopic.Load] = rng.NormFloat64() * math.Pow(10, float64(rng.IntN(40)-20))
 		}
 		t := 1_700_000_000_000_000 + rng.Int64N(50)*1000
 		es[i] = newEvent(t, fmt.Sprintf("id-%d", rng.IntN(n)), vals)
@@ -281,7 +282,7 @@ func TestAggEmptyAndNull(t *testing.T) {
 	p := mustCompile(t, v)
 	// An event with every optional field null, and NaN where a double is
 	// required: NaN counts as null.
-	e := newEvent(5, "x", map[int]any{fHost: "h", fRegion: "r", fCPU: math.NaN(), fBytes: int64(3)})
+	e := newEvent(5, "x", map[int]any{testtopic.Host: "h", testtopic.Region: "r", testtopic.CPU: math.NaN(), testtopic.Bytes: int64(3)})
 	for name, s := range map[string]*aggregate.State{"empty": p.NewState(), "nulls": fold(p, []*event.Event{e})} {
 		got := p.Finalize(s)
 		for i, a := range v.Aggregates {
@@ -461,8 +462,8 @@ func TestAggSumLongSaturates(t *testing.T) {
 	v.Aggregates = pipelines.Aggregates{{Name: "s", Func: "sum", Field: "bytes"}, {Name: "a", Func: "avg", Field: "bytes"}}
 	p := mustCompile(t, v)
 	es := []*event.Event{
-		newEvent(1, "a", map[int]any{fBytes: int64(math.MaxInt64)}),
-		newEvent(2, "b", map[int]any{fBytes: int64(math.MaxInt64)}),
+		newEvent(1, "a", map[int]any{testtopic.Bytes: int64(math.MaxInt64)}),
+		newEvent(2, "b", map[int]any{testtopic.Bytes: int64(math.MaxInt64)}),
 	}
 	got := p.Finalize(fold(p, es))
 	if got[0].I != math.MaxInt64 {
@@ -472,7 +473,7 @@ func TestAggSumLongSaturates(t *testing.T) {
 		t.Errorf("avg = %v, want %v (exact 128-bit sum)", got[1].F, float64(math.MaxInt64))
 	}
 	// The 128-bit sum comes back into range.
-	es = append(es, newEvent(3, "c", map[int]any{fBytes: int64(math.MinInt64)}), newEvent(3, "d", map[int]any{fBytes: int64(math.MinInt64)}))
+	es = append(es, newEvent(3, "c", map[int]any{testtopic.Bytes: int64(math.MinInt64)}), newEvent(3, "d", map[int]any{testtopic.Bytes: int64(math.MinInt64)}))
 	if got := p.Finalize(fold(p, es)); got[0].I != -2 {
 		t.Errorf("sum = %d, want -2", got[0].I)
 	}
@@ -483,11 +484,11 @@ func TestAggFirstLastTies(t *testing.T) {
 	v.Aggregates = pipelines.Aggregates{{Name: "f", Func: "first", Field: "host"}, {Name: "l", Func: "last", Field: "host"}}
 	p := mustCompile(t, v)
 	es := []*event.Event{
-		newEvent(10, "b", map[int]any{fHost: "b"}),
-		newEvent(10, "a", map[int]any{fHost: "a"}),
-		newEvent(10, "c", map[int]any{fHost: "c2"}),
-		newEvent(10, "c", map[int]any{fHost: "c1"}), // same time and id: by value
-		newEvent(11, "0", map[int]any{}),            // null host: skipped
+		newEvent(10, "b", map[int]any{testtopic.Host: "b"}),
+		newEvent(10, "a", map[int]any{testtopic.Host: "a"}),
+		newEvent(10, "c", map[int]any{testtopic.Host: "c2"}),
+		newEvent(10, "c", map[int]any{testtopic.Host: "c1"}), // same time and id: by value
+		newEvent(11, "0", map[int]any{}),                     // null host: skipped
 	}
 	for range 10 {
 		rand.Shuffle(len(es), func(i, j int) { es[i], es[j] = es[j], es[i] })
@@ -504,7 +505,7 @@ func TestAggStateCopiesStrings(t *testing.T) {
 	p := mustCompile(t, v)
 	buf := []byte("zzz")
 	e := newEvent(1, "id", nil)
-	e.Values[fHost] = event.Value{S: unsafeString(buf), Valid: true}
+	e.Values[testtopic.Host] = event.Value{S: unsafeString(buf), Valid: true}
 	s := fold(p, []*event.Event{e})
 	copy(buf, "aaa") // a decoder reusing its buffer
 	if got := p.Finalize(s); got[0].S != "zzz" || got[1].S != "zzz" {

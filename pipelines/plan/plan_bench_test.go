@@ -11,6 +11,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/internal/testtopic"
 )
 
 // benchEvents are ops-metrics-example events: 1000 hosts in 10 regions. Times are
@@ -49,7 +50,7 @@ func runBaseline(es []event.Event, n int) time.Duration {
 		e := &es[i%len(es)]
 		t := benchT0 + int64(i)*10
 		ws := t - t%(60*usSec)
-		key = append(key[:0], e.Values[fRegion].S...)
+		key = append(key[:0], e.Values[testtopic.Region].S...)
 		key = binary.LittleEndian.AppendUint64(key, uint64(ws))
 		s := states[string(key)]
 		if s == nil {
@@ -57,7 +58,7 @@ func runBaseline(es []event.Event, n int) time.Duration {
 			states[string(key)] = s
 		}
 		s.count++
-		s.sum += e.Values[fCPU].F
+		s.sum += e.Values[testtopic.CPU].F
 	}
 	return time.Since(start)
 }
@@ -72,7 +73,7 @@ func runPlan(b *testing.B, p *Plan, es []event.Event, n int) {
 	for i := range n {
 		e := &es[i%len(es)]
 		e.Time = benchT0 + int64(i)*10
-		e.Values[fTS].I = e.Time
+		e.Values[testtopic.TS].I = e.Time
 		ok, err := m.Match(e)
 		if err != nil {
 			b.Fatal(err)
