@@ -40,7 +40,7 @@ func TestDefaultsApplied(t *testing.T) {
 		Name:    "p",
 		DataDir: "./data",
 		HTTP:    pipelines.HTTP{Listen: "127.0.0.1:8080"},
-		Broker:  pipelines.Broker{Replicas: 1, Sync: "always", Prefix: "LF"},
+		Broker:  pipelines.Broker{Replicas: 1, Sync: "always", Prefix: "LF", Cluster: pipelines.Cluster{Name: "lambdaflow"}},
 		Ingest: pipelines.Ingest{
 			MaxBodyBytes: 16777216, MaxInFlight: 65536,
 			DedupWindow: pipelines.Duration(10 * time.Minute), DedupMaxIDs: 5000000,

@@ -50,9 +50,16 @@ var layers = map[string]int{
 	"sinks/all": 7,
 	"pipetest":  7,
 	"client":    7,
+	// Test support, imported by tests and test harnesses only: it sits
+	// low so that any of them may use it.
+	"internal/testenv":  0,
+	"internal/netns":    1,
+	"internal/s3test":   1,
+	"internal/natstest": 2,
 	// The binary, and the tests from outside.
 	"cmd/lambdaflow":    8,
 	"e2e":               8,
+	"deploy":            8,
 	"internal/archtest": 8,
 }
 
