@@ -44,3 +44,12 @@ func (s *ObjectStore) Put(ctx context.Context, name string, data []byte) error {
 	}
 	return nil
 }
+
+// Delete removes the object name; a name that holds none is not an error.
+func (s *ObjectStore) Delete(ctx context.Context, name string) error {
+	err := s.os.Delete(ctx, name)
+	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("broker: delete %s/%s: %w", s.bucket, name, unavailable(err))
+	}
+	return nil
+}

@@ -13,18 +13,13 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
 
-// A checkpoint is everything a view's speed computation needs to go on
-// after a restart as if it had never stopped: per partition of the topic
-// the next offset and the newest event time, the view's watermark, every
-// open window with its group key and aggregate state, and where the view's
-// final rows sit in its log topic. It is one object, written atomically;
+// A checkpoint is everything the owner of a partition of a view needs to
+// go on after a restart, or another process after a move, as if nothing had
+// happened: see checkpoint_part.go. It is one object, written atomically;
 // docs/checkpoint-format.md specifies the encoding.
 
-// Checkpoint format constants.
-const (
-	checkpointMagic   = "LFSC"
-	checkpointVersion = 1
-)
+// checkpointMagic starts every checkpoint.
+const checkpointMagic = "LFSC"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -42,17 +37,6 @@ var (
 	// nothing for the new one.
 	ErrDefinitionChanged = errors.New("speed: view definition changed since the checkpoint")
 )
-
-// checkpointHeader is the part of a checkpoint besides the windows.
-type checkpointHeader struct {
-	view      string
-	def       uint64
-	savedAt   int64 // UTC µs on the speed layer's clock
-	watermark int64
-	parts     []partState
-	viewEnds  []int64 // per view-topic partition: offset after the last speed row
-	retain    []int64 // per view-topic partition: first offset of rows still retained
-}
 
 // definitionHash identifies what a view's state depends on. Lateness and
 // retention are left out: changing them changes what happens next, not what
@@ -77,139 +61,9 @@ func definitionHash(v *pipelines.View, t *pipelines.Topic) uint64 {
 	return h.Sum64()
 }
 
-// encodeCheckpoint writes the engine's and the emitter's state.
-func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *Engine, em *emitter) ([]byte, error) {
-	b = append(b, checkpointMagic...)
-	b = append(b, checkpointVersion, 0)
-	b = appendString(b, view)
-	b = binary.LittleEndian.AppendUint64(b, def)
-	b = binary.AppendVarint(b, savedAt)
-	b = binary.AppendVarint(b, e.wm)
-	b = binary.AppendUvarint(b, uint64(len(e.parts)))
-	for _, p := range e.parts {
-		b = binary.AppendVarint(b, p.next)
-		if p.seen {
-			b = append(b, 1)
-			b = binary.AppendVarint(b, p.maxTime)
-		} else {
-			b = append(b, 0)
-		}
-	}
-	retain := em.retainFrom()
-	b = binary.AppendUvarint(b, uint64(em.parts))
-	for p := range em.parts {
-		b = binary.AppendVarint(b, em.ends[p])
-		b = binary.AppendVarint(b, retain[p])
-	}
-	b = binary.AppendUvarint(b, uint64(e.OpenWindows()))
-	var err error
-	window := func(tw plan.TimeWindow, key string, st *aggregate.State) {
-		if err != nil {
-			return
-		}
-		b = binary.AppendVarint(b, tw.Start)
-		b = binary.AppendVarint(b, tw.End)
-		b = appendString(b, key)
-		// The state's length precedes it: reserve four bytes and fill
-		// them in afterwards rather than encoding the state twice.
-		at := len(b)
-		b = append(b, 0, 0, 0, 0)
-		b, err = st.AppendBinary(b)
-		binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
-	}
-	for _, w := range e.windows {
-		for key, s := range w.groups {
-			window(w.TimeWindow, key, &s.state)
-		}
-	}
-	for _, k := range e.keys {
-		for _, s := range k.ss {
-			window(s.TimeWindow, k.key, s.State)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("speed: view %q: checkpoint: %w", view, err)
-	}
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
-}
-
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
-}
-
-// decodeCheckpoint checks a checkpoint's framing and reads its header; the
-// returned reader is positioned at the window count.
-func decodeCheckpoint(data []byte) (checkpointHeader, *ckReader, error) {
-	var h checkpointHeader
-	if len(data) < len(checkpointMagic)+2+4 || string(data[:4]) != checkpointMagic {
-		return h, nil, fmt.Errorf("%w: bad magic", ErrCorruptCheckpoint)
-	}
-	if v := data[4]; v != checkpointVersion {
-		return h, nil, fmt.Errorf("%w %d (this build reads %d)", ErrCheckpointVersion, v, checkpointVersion)
-	}
-	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
-	if crc32.Checksum(body, castagnoli) != sum {
-		return h, nil, fmt.Errorf("%w: checksum mismatch", ErrCorruptCheckpoint)
-	}
-	if data[5] != 0 {
-		return h, nil, fmt.Errorf("%w: unknown flags %#x", ErrCorruptCheckpoint, data[5])
-	}
-	r := &ckReader{b: body[6:]}
-	h.view = r.string()
-	h.def = r.uint64()
-	h.savedAt = r.varint()
-	h.watermark = r.varint()
-	n := r.count(3)
-	h.parts = make([]partState, 0, n)
-	for range n {
-		p := partState{next: r.varint()}
-		switch r.byte() {
-		case 0:
-		case 1:
-			p.seen, p.maxTime = true, r.varint()
-		default:
-			r.fail()
-		}
-		if p.next < 0 {
-			r.fail()
-		}
-		h.parts = append(h.parts, p)
-	}
-	n = r.count(2)
-	for range n {
-		h.viewEnds = append(h.viewEnds, r.varint())
-		h.retain = append(h.retain, r.varint())
-	}
-	return h, r, r.err
-}
-
-// restoreWindows reads the checkpoint's windows into an empty engine.
-func restoreWindows(e *Engine, r *ckReader) error {
-	n := r.count(4)
-	for range n {
-		tw := plan.TimeWindow{Start: r.varint(), End: r.varint()}
-		key := r.string()
-		raw := r.bytes(int(r.uint32()))
-		if r.err != nil {
-			break
-		}
-		if tw.End <= tw.Start || (e.wm != noWatermark && tw.End <= e.wm) {
-			return fmt.Errorf("%w: window [%d, %d) open behind the watermark %d", ErrCorruptCheckpoint, tw.Start, tw.End, e.wm)
-		}
-		if _, err := e.plan.DecodeKey([]byte(key)); err != nil {
-			return fmt.Errorf("%w: %w", ErrCorruptCheckpoint, err)
-		}
-		st, err := e.plan.UnmarshalState(raw)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrCorruptCheckpoint, err)
-		}
-		e.restoreWindow(tw, key, st)
-	}
-	if r.err == nil && len(r.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", ErrCorruptCheckpoint, len(r.b))
-	}
-	return r.err
 }
 
 // restoreWindow puts one checkpointed window state back, marked changed so

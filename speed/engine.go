@@ -48,8 +48,9 @@ type Engine struct {
 	dirtyKeys []*sessionKey // session keys changed since the last Flush
 	gone      []keyedWindow // session windows that vanished since the last Flush
 
-	stats Stats
-	nopen int // open (group, window) states
+	stats   Stats
+	nopen   int  // open (group, window) states
+	partial bool // rows carry states (NewPartialEngine)
 
 	keyBuf   []byte
 	twBuf    []plan.TimeWindow
@@ -141,6 +142,16 @@ func NewEngine(pl *plan.Plan, partitions int) *Engine {
 		windows:  map[int64]*window{},
 		keys:     map[string]*sessionKey{},
 	}
+	return e
+}
+
+// NewPartialEngine returns the engine of one source partition of a view
+// computed in parts (stage 1, see merge.go): it reads that partition alone,
+// so its watermark is the partition's own, and its rows carry the group key
+// and the encoded aggregate state instead of values (partialRow).
+func NewPartialEngine(pl *plan.Plan) *Engine {
+	e := NewEngine(pl, 1)
+	e.partial = true
 	return e
 }
 
@@ -402,6 +413,9 @@ func (e *Engine) finalizeSessions(out *Output) {
 // keyText is the key as a string when the caller has one (Row.Key), else "".
 func (e *Engine) row(out *Output, tw plan.TimeWindow, key []byte, keyText string, st *aggregate.State, final bool) viewrow.Row {
 	group := e.group(key)
+	if e.partial {
+		return partialRow(tw, key, group, st, final)
+	}
 	if cap(out.vals)-len(out.vals) < e.ncols {
 		out.vals = make([]event.Value, 0, max(256, 4*e.ncols))
 	}

@@ -35,10 +35,18 @@ type Options struct {
 	// the watermark stops waiting for it; zero means DefaultIdle.
 	Idle time.Duration
 
-	// tick, when set, gives each view the channel that replaces its real
-	// ticker, which makes it look at idleness, the watermark and
-	// checkpoints (tests drive it along with a fake clock).
-	tick func(view string) <-chan time.Time
+	// Owner hands out the partitions of each view this process computes
+	// (BrokerOwner adapts a *broker.Node); nil computes none.
+	Owner Owner
+	// Serve shows every view whole in the store: the partitions owned here
+	// as they are computed, the others from their partial states (a
+	// replica of the owner's merge, see replica.go).
+	Serve bool
+
+	// tick, when set, gives each partition run of a view the channel that
+	// replaces its real ticker, which makes it look at idleness, the
+	// watermark and checkpoints (tests drive it along with a fake clock).
+	tick func(view string, part int) <-chan time.Time
 }
 
 // DefaultCheckpointInterval is how often a view checkpoints by default.
@@ -60,6 +68,7 @@ type Speed struct {
 	opts    Options
 	bucket  string
 	views   []*viewSpec
+	slots   *slots
 }
 
 // viewSpec is one view and what New compiled for it.
@@ -80,7 +89,11 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Speed, err
 		return nil, errors.New("speed: New needs a pipeline, a log and a store")
 	}
 	s := &Speed{p: p, log: log, store: store, logger: opts.Logger, now: opts.Now, opts: opts,
-		bucket: "speed_" + p.Name}
+		bucket: "speed_" + p.Name, slots: newSlots()}
+	if !opts.Serve {
+		// Rows nobody queries are not kept.
+		s.store = nopStore{}
+	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,59 +141,79 @@ func compileViews(p *pipelines.Pipeline) ([]*viewSpec, error) {
 	return specs, nil
 }
 
-// Run computes every view until ctx is done, then stops softly: each view
-// finishes the entry in hand, makes its final rows durable and checkpoints.
-// A view whose log fails is restarted from its last checkpoint, which
-// gives the same results (see the package doc). Run returns nil after a
-// soft stop, or the first error that stopped a view for good (a checkpoint
-// it cannot read, a topic the log does not have); the other views then
-// stop softly too.
+// Run computes the partitions of every view that this process owns
+// (Options.Owner) and, with Options.Serve, shows the rest of every view in
+// the store from its partials (replicas), until ctx is done; then it stops
+// softly: each owned partition sends its last partial states, makes its
+// final rows durable, checkpoints and is given back. A partition whose log
+// fails starts again from its last checkpoint, which gives the same
+// results (see the package doc). Run returns nil after a soft stop, or the
+// first error that stopped a view for good (a checkpoint it cannot read, a
+// topic the log does not have); the others then stop softly too.
 func (s *Speed) Run(ctx context.Context) error {
+	if s.opts.Owner == nil && !s.opts.Serve {
+		return errors.New("speed: nothing to run: no Owner of partitions and not serving")
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var wg sync.WaitGroup
-	for _, vs := range s.views {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.runView(ctx, vs); err != nil {
-				cancel(err)
+	var owned []Stopper
+	defer func() {
+		for _, o := range owned {
+			o.Stop()
+		}
+	}()
+	if s.opts.Owner != nil {
+		for _, vs := range s.views {
+			pt := s.p.PartialsTopic(vs.view)
+			for _, t := range []string{vs.topic.Name, pt.Name} {
+				// Only for the lag listing; a log that is down is retried
+				// by the partitions' runs.
+				if err := s.log.Register(ctx, vs.consumer, t); err != nil && ctx.Err() == nil {
+					if !retryable(err) {
+						return fmt.Errorf("speed: view %q: %w", vs.view.Name, err)
+					}
+					s.logger.Warn("speed: registering the consumer", "view", vs.view.Name, "topic", t, "err", err)
+				}
 			}
-		}()
+			o, err := s.opts.Owner.Own(vs.consumer, []string{vs.topic.Name, pt.Name}, func(pctx context.Context, l Lease) error {
+				err := s.runPart(pctx, vs, l)
+				if err != nil && pctx.Err() == nil && !retryable(err) {
+					cancel(err)
+				}
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("speed: view %q: %w", vs.view.Name, err)
+			}
+			owned = append(owned, o)
+		}
 	}
-	wg.Wait()
+	var replicas sync.WaitGroup
+	if s.opts.Serve {
+		for _, vs := range s.views {
+			for part := range max(s.p.PartialsTopic(vs.view).Partitions, 1) {
+				replicas.Go(func() {
+					if err := s.replicate(ctx, vs, part); err != nil {
+						cancel(err)
+					}
+				})
+			}
+		}
+	}
+	<-ctx.Done()
+	for _, o := range owned {
+		o.Stop()
+	}
+	owned = nil
+	replicas.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
 }
 
-// runView runs one view, restarting it from its checkpoint after a failure
-// of the log, until ctx is done.
-func (s *Speed) runView(ctx context.Context, vs *viewSpec) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := s.runViewOnce(ctx, vs)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if !retryable(err) {
-			return err
-		}
-		s.logger.Warn("speed: view failed; restarting from its checkpoint", "view", vs.view.Name, "err", err, "in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
-}
-
-// retryable reports whether a view that failed with err should be
-// restarted: the log was unavailable, a reader stopped, or the checkpoint
+// retryable reports whether a partition that failed with err should be
+// run again: the log was unavailable, a reader stopped, or the checkpoint
 // could not be stored, all of which may pass. A checkpoint that cannot be
 // read, or a topic the log does not have, will not.
 func retryable(err error) bool {
@@ -193,68 +226,18 @@ func retryable(err error) bool {
 	return true
 }
 
-func (s *Speed) runViewOnce(ctx context.Context, vs *viewSpec) error {
-	r, err := s.restore(ctx, vs)
-	if err != nil {
-		return err
-	}
-	return r.run(ctx)
-}
-
-// restore builds a view's engine and emitter from its checkpoint (or
-// fresh), shows the final rows still within retention again and registers
-// the view's consumer.
-func (s *Speed) restore(ctx context.Context, vs *viewSpec) (*viewRun, error) {
-	v := vs.view
-	if err := s.log.Register(ctx, vs.consumer, vs.topic.Name); err != nil {
-		return nil, fmt.Errorf("speed: view %q: register consumer: %w", v.Name, err)
-	}
-	e := NewEngine(vs.plan, max(vs.topic.Partitions, 1))
-	em := newEmitter(s.p, v, s.store)
-	em.append = s.log.Append
-	r := &viewRun{s: s, vs: vs, e: e, em: em, lastCheckpoint: s.now()}
-
-	data, ok, err := s.log.LoadCheckpoint(ctx, s.bucket, v.Name)
-	if err != nil {
-		return nil, fmt.Errorf("speed: view %q: %w", v.Name, err)
-	}
-	if !ok {
-		s.logger.Info("speed: no checkpoint; computing the view from the start of the log", "view", v.Name)
-		return r, nil
-	}
-	h, cr, err := decodeCheckpoint(data)
-	if err == nil && h.def != vs.def {
-		s.logger.Warn("speed: the view's definition changed since its checkpoint; recomputing it from the start of the log", "view", v.Name)
-		return r, nil
-	}
-	if err == nil {
-		err = r.restoreFrom(h, cr)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("speed: view %q: checkpoint %s/%s: %w", v.Name, s.bucket, v.Name, err)
-	}
-	if err := r.showRetained(ctx, h); err != nil {
-		return nil, err
-	}
-	next := make([]int64, len(h.parts))
-	for i, p := range h.parts {
-		next[i] = p.next
-	}
-	s.logger.Info("speed: restored checkpoint", "view", v.Name, "windows", e.OpenWindows(),
-		"saved_at", time.UnixMicro(h.savedAt).UTC(), "offsets", next)
-	return r, nil
-}
-
 // showRetained reads the view's final rows still within retention back
-// from its log topic into the store, as they were before the restart.
-func (r *viewRun) showRetained(ctx context.Context, h checkpointHeader) error {
-	em, ng := r.em, len(r.vs.plan.GroupBy())
-	cutoff := em.cutoff(r.e.wm)
+// from partitions of its log topic into the store, as they were before a
+// restart: from retain[p] to ends[p] of each partition p, the rows the speed
+// layer appended whose window ends at or after the eviction cutoff of the
+// watermark wm.
+func showRetained(ctx context.Context, log Log, em *emitter, wm int64, ngroup int, retain, ends []int64) error {
+	cutoff := em.cutoff(wm)
 	em.evicted = cutoff
-	for p := range min(em.parts, len(h.retain)) {
-		from, to := h.retain[p], h.viewEnds[p]
+	for p := range min(em.parts, len(retain)) {
+		from, to := retain[p], ends[p]
 		for from < to {
-			entries, err := r.s.log.Fetch(ctx, em.topic, p, from, 10000)
+			entries, err := log.Fetch(ctx, em.topic, p, from, 10000)
 			if err != nil {
 				return fmt.Errorf("speed: view %q: read final rows back from topic %q: %w", em.view, em.topic, err)
 			}
@@ -269,7 +252,7 @@ func (r *viewRun) showRetained(ctx context.Context, h checkpointHeader) error {
 					if off >= to || !strings.HasPrefix(ev.ID, speedIDPrefix) {
 						continue
 					}
-					row, ok := viewrow.FromValues(ev.Values, ng)
+					row, ok := viewrow.FromValues(ev.Values, ngroup)
 					if !ok {
 						continue
 					}

@@ -227,12 +227,21 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		stats.Add(bt)
 		modules = append(modules, namedModule{"batch", bt})
 	}
-	if roles["speed"] {
-		sp, err := speed.New(p, speed.BrokerLog(b), store, speed.Options{Logger: logger.With("component", "speed"), Registerer: preg("speed")})
+	if roles["speed"] || roles["serve"] {
+		// Computing views (speed) and showing them whole (serve) are the
+		// same layer: a serving process replicates the partitions it does
+		// not compute.
+		opts := speed.Options{Logger: logger.With("component", "speed"), Registerer: preg("speed"), Serve: roles["serve"]}
+		if roles["speed"] {
+			opts.Owner = speed.BrokerOwner(node)
+		}
+		sp, err := speed.New(p, speed.BrokerLog(b), store, opts)
 		if err != nil {
 			return err
 		}
-		stats.Add(sp)
+		if roles["speed"] {
+			stats.Add(sp)
+		}
 		modules = append(modules, namedModule{"speed", sp})
 	}
 	if roles["serve"] {

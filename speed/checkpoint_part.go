@@ -1,0 +1,285 @@
+package speed
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"slices"
+	"strings"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
+)
+
+// A view is checkpointed per partition (docs/checkpoint-format.md, version
+// 2): one object holds what the owner of partition p of the view computes,
+// stage 1 over source partition p and stage 2 over partition p of the view,
+// with the positions in both topics and in the view's own topic.
+
+// checkpointPartVersion is the format of a partition's checkpoint.
+const checkpointPartVersion = 2
+
+// partCheckpoint is a decoded partition checkpoint, without the windows
+// and units (restorePart puts those into an engine and a merger).
+type partCheckpoint struct {
+	view    string
+	def     uint64
+	savedAt int64
+	part    int
+	epoch   uint64
+
+	next       int64 // source partition: offset of the next event
+	seen       bool
+	newest     int64
+	watermark1 int64 // stage 1's own watermark
+
+	partialsNext int64 // partials partition: offset of the next record
+	watermark2   int64 // the view's watermark, as stage 2 knew it
+	sources      []sourceState
+
+	viewEnd, retain int64 // the view topic's partition p
+}
+
+// encodePart writes a partition checkpoint of the engine e1 (stage 1), the
+// merger m (stage 2) and the emitter em's positions in partition part of
+// the view's topic.
+func encodePart(b []byte, view string, def uint64, savedAt int64, part int, epoch uint64,
+	e1 *Engine, m *Merger, partialsNext int64, em *emitter) ([]byte, error) {
+	b = append(b, checkpointMagic...)
+	b = append(b, checkpointPartVersion, 0)
+	b = appendString(b, view)
+	b = binary.LittleEndian.AppendUint64(b, def)
+	b = binary.AppendVarint(b, savedAt)
+	b = binary.AppendUvarint(b, uint64(part))
+	b = binary.AppendUvarint(b, epoch)
+
+	b = binary.AppendVarint(b, e1.Next(0))
+	if t, ok := e1.MaxTime(0); ok {
+		b = append(b, 1)
+		b = binary.AppendVarint(b, t)
+	} else {
+		b = append(b, 0)
+	}
+	b = binary.AppendVarint(b, e1.wm)
+	b, err := appendWindows(b, e1)
+	if err != nil {
+		return nil, fmt.Errorf("speed: view %q partition %d: checkpoint: %w", view, part, err)
+	}
+
+	b = binary.AppendVarint(b, partialsNext)
+	b = binary.AppendVarint(b, m.wm)
+	b = binary.AppendUvarint(b, uint64(len(m.sources)))
+	for _, s := range m.sources {
+		b = binary.AppendUvarint(b, s.epoch)
+		b = binary.AppendVarint(b, s.asOf)
+		var flags byte
+		if s.seen {
+			flags |= 1
+		}
+		if s.idle {
+			flags |= 2
+		}
+		if s.reports {
+			flags |= 4
+		}
+		b = append(b, flags)
+		if s.seen {
+			b = binary.AppendVarint(b, s.newest)
+		}
+	}
+	n := 0
+	for _, u := range m.units {
+		n += len(u.states)
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	keys := make([]unitKey, 0, len(m.units))
+	for uk := range m.units {
+		keys = append(keys, uk)
+	}
+	// In a fixed order, so that equal states give equal checkpoints.
+	slices.SortFunc(keys, func(a, b unitKey) int {
+		return cmp.Or(cmp.Compare(a.start, b.start), strings.Compare(a.key, b.key))
+	})
+	for _, uk := range keys {
+		u := m.units[uk]
+		srcs := make([]int, 0, len(u.states))
+		for s := range u.states {
+			srcs = append(srcs, s)
+		}
+		slices.Sort(srcs)
+		for _, s := range srcs {
+			b = binary.AppendVarint(b, uk.start)
+			b = binary.AppendVarint(b, u.end)
+			b = appendString(b, uk.key)
+			b = binary.AppendUvarint(b, uint64(s))
+			at := len(b)
+			b = append(b, 0, 0, 0, 0)
+			if b, err = u.states[s].AppendBinary(b); err != nil {
+				return nil, fmt.Errorf("speed: view %q partition %d: checkpoint: %w", view, part, err)
+			}
+			binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+		}
+	}
+	retain := em.retainFrom()
+	b = binary.AppendVarint(b, em.ends[part])
+	b = binary.AppendVarint(b, retain[part])
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
+}
+
+// appendWindows writes an engine's open windows: the count, then per
+// window its bounds, key and state.
+func appendWindows(b []byte, e *Engine) ([]byte, error) {
+	b = binary.AppendUvarint(b, uint64(e.OpenWindows()))
+	var err error
+	window := func(tw plan.TimeWindow, key string, st *aggregate.State) {
+		if err != nil {
+			return
+		}
+		b = binary.AppendVarint(b, tw.Start)
+		b = binary.AppendVarint(b, tw.End)
+		b = appendString(b, key)
+		// The state's length precedes it: reserve four bytes and fill
+		// them in afterwards rather than encoding the state twice.
+		at := len(b)
+		b = append(b, 0, 0, 0, 0)
+		b, err = st.AppendBinary(b)
+		binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	}
+	for _, w := range e.windows {
+		for key, s := range w.groups {
+			window(w.TimeWindow, key, &s.state)
+		}
+	}
+	for _, k := range e.keys {
+		for _, s := range k.ss {
+			window(s.TimeWindow, k.key, s.State)
+		}
+	}
+	return b, err
+}
+
+// decodePart checks a partition checkpoint's framing and reads it into
+// e1 and m (fresh, for the view's plan) and the returned header.
+func decodePart(data []byte, e1 *Engine, m *Merger) (partCheckpoint, error) {
+	var h partCheckpoint
+	if len(data) < len(checkpointMagic)+2+4 || string(data[:4]) != checkpointMagic {
+		return h, fmt.Errorf("%w: bad magic", ErrCorruptCheckpoint)
+	}
+	if v := data[4]; v != checkpointPartVersion {
+		return h, fmt.Errorf("%w %d (this build reads %d)", ErrCheckpointVersion, v, checkpointPartVersion)
+	}
+	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return h, fmt.Errorf("%w: checksum mismatch", ErrCorruptCheckpoint)
+	}
+	if data[5] != 0 {
+		return h, fmt.Errorf("%w: unknown flags %#x", ErrCorruptCheckpoint, data[5])
+	}
+	r := &ckReader{b: body[6:]}
+	h.view = r.string()
+	h.def = r.uint64()
+	h.savedAt = r.varint()
+	h.part = int(r.uvarint())
+	h.epoch = r.uvarint()
+
+	h.next = r.varint()
+	switch r.byte() {
+	case 0:
+	case 1:
+		h.seen, h.newest = true, r.varint()
+	default:
+		r.fail()
+	}
+	h.watermark1 = r.varint()
+	if r.err != nil {
+		return h, r.err
+	}
+	e1.parts[0] = partState{next: h.next, maxTime: h.newest, seen: h.seen}
+	e1.wm = h.watermark1
+	if err := readWindows(e1, r); err != nil {
+		return h, err
+	}
+
+	h.partialsNext = r.varint()
+	h.watermark2 = r.varint()
+	n := r.count(3)
+	for range n {
+		s := sourceState{epoch: r.uvarint(), asOf: r.varint()}
+		flags := r.byte()
+		s.seen, s.idle, s.reports = flags&1 != 0, flags&2 != 0, flags&4 != 0
+		if s.seen {
+			s.newest = r.varint()
+		}
+		h.sources = append(h.sources, s)
+	}
+	if r.err != nil {
+		return h, r.err
+	}
+	if len(h.sources) > len(m.sources) {
+		return h, fmt.Errorf("%w: %d source partitions, the topic has %d", ErrCorruptCheckpoint, len(h.sources), len(m.sources))
+	}
+	copy(m.sources, h.sources)
+	m.wm = h.watermark2
+	n = r.count(4)
+	for range n {
+		start, end := r.varint(), r.varint()
+		key := r.string()
+		src := int(r.uvarint())
+		raw := r.bytes(int(r.uint32()))
+		if r.err != nil {
+			return h, r.err
+		}
+		if end <= start || src >= len(m.sources) {
+			return h, fmt.Errorf("%w: unit [%d, %d) of source %d", ErrCorruptCheckpoint, start, end, src)
+		}
+		if _, err := m.plan.DecodeKey([]byte(key)); err != nil {
+			return h, fmt.Errorf("%w: %w", ErrCorruptCheckpoint, err)
+		}
+		st, err := m.plan.UnmarshalState(raw)
+		if err != nil {
+			return h, fmt.Errorf("%w: %w", ErrCorruptCheckpoint, err)
+		}
+		uk := unitKey{key, start}
+		u := m.units[uk]
+		if u == nil {
+			u = &unit{end: end, states: map[int]*aggregate.State{}}
+			m.units[uk] = u
+			if m.session {
+				m.keyUnits[key] = append(m.keyUnits[key], uk)
+			}
+		}
+		u.states[src] = st
+		m.touch(uk, u)
+	}
+	h.viewEnd, h.retain = r.varint(), r.varint()
+	if r.err == nil && len(r.b) != 0 {
+		return h, fmt.Errorf("%w: %d trailing bytes", ErrCorruptCheckpoint, len(r.b))
+	}
+	return h, r.err
+}
+
+// readWindows reads appendWindows' encoding into an empty engine.
+func readWindows(e *Engine, r *ckReader) error {
+	n := r.count(4)
+	for range n {
+		tw := plan.TimeWindow{Start: r.varint(), End: r.varint()}
+		key := r.string()
+		raw := r.bytes(int(r.uint32()))
+		if r.err != nil {
+			break
+		}
+		if tw.End <= tw.Start || (e.wm != noWatermark && tw.End <= e.wm) {
+			return fmt.Errorf("%w: window [%d, %d) open behind the watermark %d", ErrCorruptCheckpoint, tw.Start, tw.End, e.wm)
+		}
+		if _, err := e.plan.DecodeKey([]byte(key)); err != nil {
+			return fmt.Errorf("%w: %w", ErrCorruptCheckpoint, err)
+		}
+		st, err := e.plan.UnmarshalState(raw)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrCorruptCheckpoint, err)
+		}
+		e.restoreWindow(tw, key, st)
+	}
+	return r.err
+}
