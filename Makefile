@@ -10,7 +10,7 @@ BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 
-.PHONY: run build test test-go lint services services-down bench fuzz clean
+.PHONY: run build test test-go lint services services-down bench bench-peers bench-backfill fuzz clean
 
 ## run: the example pipeline on embedded defaults (nothing else to install)
 run: build
@@ -43,6 +43,17 @@ bench: services
 	mkdir -p artifacts
 	set -a; source <($(SERVICES) env); set +a; \
 	$(GO) test -p 1 -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem -timeout 60m ./... | tee artifacts/bench.txt
+
+## bench-peers: Lambdaflow side by side with Kafka, Flink (Maven Central) and DuckDB (PyPI), fetched into
+## .services/peers; ROUNDS interleaved rounds, PAIRS of ingest,speed,batch,lake; table in artifacts/bench-peers.md
+ROUNDS ?= 3
+PAIRS ?= ingest,speed,batch,lake
+bench-peers:
+	deploy/bench/peers.sh fetch
+	deploy/bench/peers.sh build
+	mkdir -p artifacts
+	set -a; source <(deploy/bench/peers.sh env); set +a; \
+	$(GO) run ./bench/peers -rounds $(ROUNDS) -pairs $(PAIRS) -o artifacts/bench-peers.md
 
 ## fuzz: a short run of each fuzz target (FUZZTIME each)
 FUZZTIME ?= 30s

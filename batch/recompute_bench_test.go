@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -64,6 +65,10 @@ func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []pipelines.Eve
 // BenchmarkRecompute runs a view's plan over a lake of 2M rows of the
 // example schema: the DESIGN.md view (where, six aggregates with a
 // quantile and a distinct count) and a lean one (count, sum, max).
+//
+// With LF_BENCH_LAKE=DIR set, the lake is written under DIR (emptied
+// first) and kept, so that another engine can read the same files
+// (bench/peers runs DuckDB over them).
 func BenchmarkRecompute(b *testing.B) {
 	const n = 2_000_000
 	design := pipelines.View{
@@ -83,7 +88,14 @@ func BenchmarkRecompute(b *testing.B) {
 		},
 	}
 	topic := pipelines.Topic{Name: "metrics", Partitions: 1, Time: "ts", Schema: exampleSchema}
-	p := testPipeline(b.TempDir(), []pipelines.Topic{topic}, []pipelines.View{design, lean})
+	dir := b.TempDir()
+	if d := os.Getenv("LF_BENCH_LAKE"); d != "" {
+		if err := os.RemoveAll(d); err != nil {
+			b.Fatal(err)
+		}
+		dir = d
+	}
+	p := testPipeline(dir, []pipelines.Topic{topic}, []pipelines.View{design, lean})
 	now := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
 	bt, err := New(p, nil, nil, Options{Now: func() time.Time { return now }})
 	if err != nil {
