@@ -55,6 +55,13 @@ bench-peers:
 	set -a; source <(deploy/bench/peers.sh env); set +a; \
 	$(GO) run ./bench/peers -rounds $(ROUNDS) -pairs $(PAIRS) -o artifacts/bench-peers.md
 
+## bench-backfill: a year of flights through HTTP ingest into a real `lambdaflow run`: lake catch-up, files,
+## manifest, peak RSS, recompute per view, with exactness checks; ROUNDS rounds; report in artifacts/bench-backfill.md
+bench-backfill: build
+	deploy/bench/peers.sh duckdb
+	mkdir -p artifacts
+	$(GO) run ./bench/backfill -rounds $(ROUNDS) -o artifacts/bench-backfill.md
+
 ## fuzz: a short run of each fuzz target (FUZZTIME each)
 FUZZTIME ?= 30s
 fuzz:

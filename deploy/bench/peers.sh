@@ -3,6 +3,7 @@
 # Nothing here is committed: jars, classes and data live under $LF_SERVICES_DIR/peers.
 #
 #   deploy/bench/peers.sh fetch     Apache Kafka (broker, KRaft) and Apache Flink from Maven Central, DuckDB from PyPI
+#   deploy/bench/peers.sh duckdb    only DuckDB (what bench/backfill needs)
 #   deploy/bench/peers.sh build     compile bench/peers/java/*.java against those jars
 #   deploy/bench/peers.sh env       print the `export LF_PEERS_…` lines the harness (bench/peers) reads
 #
@@ -72,6 +73,10 @@ fetch() {
         "org.apache.flink:flink-streaming-java:$FLINK_VERSION" \
         "org.apache.flink:flink-clients:$FLINK_VERSION" \
         "org.apache.flink:flink-connector-datagen:$FLINK_VERSION"
+    duckdb
+}
+
+duckdb() {
     if ! python3 -c 'import duckdb' 2>/dev/null; then
         log "installing duckdb from PyPI"
         python3 -m pip install --quiet --disable-pip-version-check duckdb || die "pip install duckdb failed"
@@ -104,7 +109,8 @@ env_lines() {
 
 case "${1:-}" in
 fetch) fetch ;;
+duckdb) duckdb ;;
 build) build ;;
 env) env_lines ;;
-*) echo "usage: $0 fetch|build|env" >&2; exit 2 ;;
+*) echo "usage: $0 fetch|duckdb|build|env" >&2; exit 2 ;;
 esac
