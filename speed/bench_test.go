@@ -392,12 +392,12 @@ func BenchmarkCheckpoint(b *testing.B) {
 // value per key in tumbling 1-minute windows.
 const windowJobEpoch = 1_767_225_600_000 // 2026-01-01T00:00:00Z in ms
 
-func windowJobEvent(i int64, keys []string, vals []pipelines.Value) pipelines.Event {
+func windowJobEvent(i int64, keys []string, vals []event.Value) event.Event {
 	t := (windowJobEpoch + i/10) * 1000
-	vals[0] = pipelines.Value{I: t, Valid: true}
-	vals[1] = pipelines.Value{S: keys[i*2654435761%int64(len(keys))], Valid: true}
-	vals[2] = pipelines.Value{I: i * 7919 % 10007, Valid: true}
-	return pipelines.Event{ID: strconv.FormatInt(i, 10), Time: t, Values: vals}
+	vals[0] = event.Value{I: t, Valid: true}
+	vals[1] = event.Value{S: keys[i*2654435761%int64(len(keys))], Valid: true}
+	vals[2] = event.Value{I: i * 7919 % 10007, Valid: true}
+	return event.Event{ID: strconv.FormatInt(i, 10), Time: t, Values: vals}
 }
 
 // windowJobSum is what both engines print to show they computed the same
@@ -421,10 +421,10 @@ func (s *windowJobSum) add(rows []Row) {
 // is events per CPU-second of the process (user + system, GC included).
 // The checksum line is compared with Flink's by bench/peers.
 func BenchmarkWindowJob(b *testing.B) {
-	topic := &pipelines.Topic{Name: "events", Partitions: 1, Time: "ts", Schema: pipelines.Schema{
-		{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
-		{Name: "key", Type: pipelines.TypeString, Required: true},
-		{Name: "value", Type: pipelines.TypeLong, Required: true},
+	topic := &pipelines.Topic{Name: "events", Partitions: 1, Time: "ts", Schema: event.Schema{
+		{Name: "ts", Type: event.TypeTimestamp, Required: true},
+		{Name: "key", Type: event.TypeString, Required: true},
+		{Name: "value", Type: event.TypeLong, Required: true},
 	}}
 	view := &pipelines.View{
 		Name: "job", From: "events", GroupBy: []string{"key"},
@@ -433,7 +433,7 @@ func BenchmarkWindowJob(b *testing.B) {
 			{Name: "events", Func: "count"}, {Name: "sum", Func: "sum", Field: "value"}, {Name: "max", Func: "max", Field: "value"},
 		},
 	}
-	plan, err := pipelines.Compile(view, topic)
+	pl, err := plan.Compile(view, topic)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -444,12 +444,12 @@ func BenchmarkWindowJob(b *testing.B) {
 			for i := range keys {
 				keys[i] = "key-" + strconv.Itoa(i)
 			}
-			evs := make([]pipelines.Event, perEntry)
-			vals := make([]pipelines.Value, perEntry*3)
+			evs := make([]event.Event, perEntry)
+			vals := make([]event.Value, perEntry*3)
 			entries := make([][]byte, 0, chunk/perEntry)
-			var decoded []pipelines.Event
+			var decoded []event.Event
 			for range b.N {
-				e := NewEngine(plan, 1)
+				e := NewEngine(pl, 1)
 				var out Output
 				var sum windowJobSum
 				var cpu, wall time.Duration
