@@ -230,9 +230,9 @@ func waitLake(ctx context.Context, s *server, topic string, partitions int, even
 				End       int64  `json:"end_offset"`
 			} `json:"consumers"`
 		}
-		if err := s.getJSON(ctx, "/v1/lag", &lag); err != nil {
-			return err
-		}
+		// A busy server may answer 503 for a moment: poll on until the
+		// deadline, and report the last error if it passes.
+		lastErr := s.getJSON(ctx, "/v1/lag", &lag)
 		var sum int64
 		parts := 0
 		for _, c := range lag.Consumers {
@@ -245,7 +245,7 @@ func waitLake(ctx context.Context, s *server, topic string, partitions int, even
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the lake has not caught up after %s (%d of %d partitions at the end, %d of %d events)", timeout, parts, partitions, sum, events)
+			return fmt.Errorf("the lake has not caught up after %s (%d of %d partitions at the end, %d of %d events; last error: %v)", timeout, parts, partitions, sum, events, lastErr)
 		}
 		select {
 		case <-ctx.Done():

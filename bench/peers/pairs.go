@@ -68,44 +68,44 @@ func ingestPair(ctx context.Context, env *peersEnv) ([]*measure.Row, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := appendValues(b, "events/s", &fsync.Ours, "p99-ms", &fsyncP99.Ours); err != nil {
+		if err := appendValues(b, sample{"events/s", &fsync.Ours}, sample{"p99-ms", &fsyncP99.Ours}); err != nil {
 			return nil, err
 		}
 		f, err := kafkaLoad(ctx, env, "batches", k.bootstrap, "fsync", events, "32", "100", kafkaSeconds, kafkaProducersFsync)
 		if err != nil {
 			return nil, err
 		}
-		if err := appendFields(f, "events_per_s", &fsync.Theirs, "p99_ms", &fsyncP99.Theirs); err != nil {
+		if err := appendFields(f, sample{"events_per_s", &fsync.Theirs}, sample{"p99_ms", &fsyncP99.Theirs}); err != nil {
 			return nil, err
 		}
 		if b, err = env.goBench(ctx, "ingest", "BenchmarkHTTPIngest/R1-nofsync", ingestBenchtime); err != nil {
 			return nil, err
 		}
-		if err := appendValues(b, "events/s", &nofsync.Ours); err != nil {
+		if err := appendValues(b, sample{"events/s", &nofsync.Ours}); err != nil {
 			return nil, err
 		}
 		if f, err = kafkaLoad(ctx, env, "batches", k.bootstrap, "nofsync", events, "32", "100", kafkaSeconds, kafkaProducersNoFsync); err != nil {
 			return nil, err
 		}
-		if err := appendFields(f, "events_per_s", &nofsync.Theirs); err != nil {
+		if err := appendFields(f, sample{"events_per_s", &nofsync.Theirs}); err != nil {
 			return nil, err
 		}
 		if b, err = env.goBench(ctx, "ingest", "BenchmarkHTTPIngestOne/R1-fsync", "1000x"); err != nil {
 			return nil, err
 		}
-		if err := appendValues(b, "p50-ms", &oneP50.Ours, "p99-ms", &oneP99.Ours, "p50-ms", &oneLinger0.Ours); err != nil {
+		if err := appendValues(b, sample{"p50-ms", &oneP50.Ours}, sample{"p99-ms", &oneP99.Ours}, sample{"p50-ms", &oneLinger0.Ours}); err != nil {
 			return nil, err
 		}
 		if f, err = kafkaLoad(ctx, env, "one", k.bootstrap, "nofsync", events, "1000"); err != nil {
 			return nil, err
 		}
-		if err := appendFields(f, "p50_ms", &oneP50.Theirs, "p99_ms", &oneP99.Theirs); err != nil {
+		if err := appendFields(f, sample{"p50_ms", &oneP50.Theirs}, sample{"p99_ms", &oneP99.Theirs}); err != nil {
 			return nil, err
 		}
 		if f, err = kafkaLoad(ctx, env, "one", k.bootstrap, "nofsync", events, "1000", "linger.ms=0"); err != nil {
 			return nil, err
 		}
-		if err := appendFields(f, "p50_ms", &oneLinger0.Theirs); err != nil {
+		if err := appendFields(f, sample{"p50_ms", &oneLinger0.Theirs}); err != nil {
 			return nil, err
 		}
 		measure.Logf(os.Stderr, "ingest: fsync %s vs %s ev/s; no fsync %s vs %s; one event p50 %.2f vs %.2f ms",
@@ -132,7 +132,7 @@ func speedPair(ctx context.Context, env *peersEnv) ([]*measure.Row, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := appendValues(b, "events/cpu-s", &row.Ours); err != nil {
+			if err := appendValues(b, sample{"events/cpu-s", &row.Ours}); err != nil {
 				return nil, err
 			}
 			ours, err := checksum(b.Logs)
@@ -231,7 +231,7 @@ func batchPair(ctx context.Context, env *peersEnv, batch, lake bool) ([]*measure
 				if err != nil {
 					return nil, err
 				}
-				if err := appendValues(b, s.unit, &s.row.Ours); err != nil {
+				if err := appendValues(b, sample{s.unit, &s.row.Ours}); err != nil {
 					return nil, err
 				}
 			}
@@ -244,7 +244,7 @@ func batchPair(ctx context.Context, env *peersEnv, batch, lake bool) ([]*measure
 				return nil, err
 			}
 			for _, s := range sides {
-				if err := appendFields(f, s.duckdbField, &s.row.Theirs); err != nil {
+				if err := appendFields(f, sample{s.duckdbField, &s.row.Theirs}); err != nil {
 					return nil, err
 				}
 			}
@@ -261,7 +261,7 @@ func batchPair(ctx context.Context, env *peersEnv, batch, lake bool) ([]*measure
 			if err != nil {
 				return nil, err
 			}
-			if err := appendFields(f, "ours_b_per_row", &size.Ours, "duckdb_b_per_row", &size.Theirs); err != nil {
+			if err := appendFields(f, sample{"ours_b_per_row", &size.Ours}, sample{"duckdb_b_per_row", &size.Theirs}); err != nil {
 				return nil, err
 			}
 		}
@@ -278,29 +278,33 @@ func duckdbVersion(ctx context.Context) string {
 	return strings.TrimSpace(out)
 }
 
-// appendValues appends a benchmark's value in each unit to its slice:
-// pairs of (unit, *[]float64).
-func appendValues(b measure.Bench, pairs ...any) error {
-	for i := 0; i+1 < len(pairs); i += 2 {
-		v, err := b.Value(pairs[i].(string))
+// sample is one figure to take from a run's output: the unit (or field)
+// and the slice of samples it goes to.
+type sample struct {
+	key string
+	dst *[]float64
+}
+
+// appendValues appends a benchmark's value in each sample's unit.
+func appendValues(b measure.Bench, samples ...sample) error {
+	for _, s := range samples {
+		v, err := b.Value(s.key)
 		if err != nil {
 			return err
 		}
-		dst := pairs[i+1].(*[]float64)
-		*dst = append(*dst, v)
+		*s.dst = append(*s.dst, v)
 	}
 	return nil
 }
 
-// appendFields is appendValues for result fields.
-func appendFields(f map[string]string, pairs ...any) error {
-	for i := 0; i+1 < len(pairs); i += 2 {
-		v, err := measure.Float(f, pairs[i].(string))
+// appendFields appends a result line's field for each sample.
+func appendFields(f map[string]string, samples ...sample) error {
+	for _, s := range samples {
+		v, err := measure.Float(f, s.key)
 		if err != nil {
 			return err
 		}
-		dst := pairs[i+1].(*[]float64)
-		*dst = append(*dst, v)
+		*s.dst = append(*s.dst, v)
 	}
 	return nil
 }
