@@ -60,7 +60,10 @@ func checkLake(ctx context.Context, oracle, input, lake string, events int) erro
 // the horizon) with the oracle: the same windows and groups, and equal
 // aggregates within each kind's documented error.
 func checkView(ctx context.Context, s *server, view string, want *oracleView, from, to time.Time) error {
-	q := url.Values{"from": {from.Format(time.RFC3339)}, "to": {to.Format(time.RFC3339)}}
+	// from and to bound window starts; a window may start before the
+	// first event (7-day windows are aligned to the Unix epoch, a Thursday).
+	first := from.Add(-time.Duration(want.Size) * time.Microsecond)
+	q := url.Values{"from": {first.Format(time.RFC3339)}, "to": {to.Format(time.RFC3339)}}
 	var resp struct {
 		Horizon *time.Time                   `json:"horizon"`
 		Rows    []map[string]json.RawMessage `json:"rows"`

@@ -4,7 +4,7 @@
     python3 oracle.py lake INPUT.ndjson LAKE_GLOB  what the lake holds against the input, as JSON
 
 Each view is written here again in SQL, by hand, from its definition in flights.yaml: nothing is
-shared with Lambdaflow's code. Windows are tumbling and aligned to the Unix epoch, so a window's
+shared with Lambdaflow's code. As Lambdaflow documents, a sum over no values is 0 (not NULL). Windows are tumbling and aligned to the Unix epoch, so a window's
 start is the event time in microseconds rounded down to a multiple of its size. For quantile
 aggregates the sorted values of the group are given, so that the caller can allow the sketch's
 documented error (1% relative, at a rank within one of q·(n−1)).
@@ -22,7 +22,7 @@ DAY = 24 * HOUR
 VIEWS = {
     "flights_by_carrier_day": (DAY, "carrier", "true", [
         ("flights", "count(*)", "exact"), ("avg_dep_delay", "avg(dep_delay)", "avg"),
-        ("distance", "sum(distance)", "exact"), ("max_arr_delay", "max(arr_delay)", "exact")]),
+        ("distance", "coalesce(sum(distance), 0)", "exact"), ("max_arr_delay", "max(arr_delay)", "exact")]),
     "departures_by_origin_hour": (HOUR, "origin", "true", [
         ("flights", "count(*)", "exact"), ("avg_dep_delay", "avg(dep_delay)", "avg"),
         ("min_dep_delay", "min(dep_delay)", "exact")]),
@@ -35,7 +35,7 @@ VIEWS = {
     "cancellations_by_carrier_day": (DAY, "carrier", "cancelled", [("cancelled", "count(*)", "exact")]),
     "aircraft_by_carrier_week": (7 * DAY, "carrier", "true", [
         ("flights", "count(*)", "exact"), ("aircraft", "count(DISTINCT tailnum)", "distinct"),
-        ("air_time", "sum(air_time)", "exact")]),
+        ("air_time", "coalesce(sum(air_time), 0)", "exact")]),
     "late_arrivals_by_dest_day": (DAY, "dest", "arr_delay > 15", [
         ("late", "count(*)", "exact"), ("avg_arr_delay", "avg(arr_delay)", "avg"),
         ("max_arr_delay", "max(arr_delay)", "exact")]),

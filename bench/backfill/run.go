@@ -384,10 +384,10 @@ func runRound(ctx context.Context, o options, bin, pipeline, oracle, input strin
 		if err != nil {
 			return nil, err
 		}
-		if r.rows != int64(len(lines)) {
-			return nil, fmt.Errorf("recompute of %s read %d lake rows, want %d", v.Name, r.rows, len(lines))
-		}
-		measure.Logf(os.Stderr, "recompute %s: %.2f s", v.Name, r.took.Seconds())
+		// A job reads the lake up to the view's horizon (the lake's
+		// event-time watermark less the view's lateness), so the last hours
+		// of the year are not read: checkView checks the windows before it.
+		measure.Logf(os.Stderr, "recompute %s: %.2f s, %d lake rows", v.Name, r.took.Seconds(), r.rows)
 		res.recompute = append(res.recompute, r)
 	}
 	if res.rssEnd, err = s.peakRSS(); err != nil {
