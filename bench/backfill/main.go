@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/bench/measure"
 )
@@ -45,6 +46,7 @@ type options struct {
 	work    string
 	out     string
 	keep    bool
+	catchUp time.Duration
 }
 
 func main() {
@@ -57,6 +59,7 @@ func main() {
 	flag.StringVar(&o.work, "dir", ".services/backfill", "scratch directory (emptied first)")
 	flag.StringVar(&o.out, "o", "", "also write the report to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the last round's data directory")
+	flag.DurationVar(&o.catchUp, "catchup-timeout", 30*time.Minute, "how long to wait for the lake to catch up before failing the round")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -356,7 +356,7 @@ func runRound(ctx context.Context, o options, bin, pipeline, oracle, input strin
 	res.publish = time.Since(start)
 	measure.Logf(os.Stderr, "published %d events in %.1f s; waiting for the lake", len(lines), res.publish.Seconds())
 	answered := time.Now()
-	if err := waitLake(ctx, s, "flights", 8, int64(len(lines)), 20*time.Minute); err != nil {
+	if err := waitLake(ctx, s, "flights", 8, int64(len(lines)), o.catchUp); err != nil {
 		return nil, err
 	}
 	res.catchUp = time.Since(answered)
