@@ -16,13 +16,16 @@ const (
 	authReadOnly            // a read token where a write token is needed: 403
 )
 
-// tokenSet holds digests of tokens. Comparing fixed-size digests in
+// TokenSet holds digests of tokens; other protocols (Kafka's SASL/PLAIN)
+// check their credentials with it too, so that a token means the same
+// everywhere. Comparing fixed-size digests in
 // constant time, over every token without stopping at a match, keeps a
 // prober from learning a token's length or prefix from response times.
-type tokenSet [][sha256.Size]byte
+type TokenSet [][sha256.Size]byte
 
-func newTokenSet(tokens []string) tokenSet {
-	s := make(tokenSet, 0, len(tokens))
+// NewTokenSet returns the set of the non-empty tokens.
+func NewTokenSet(tokens []string) TokenSet {
+	s := make(TokenSet, 0, len(tokens))
 	for _, t := range tokens {
 		if t != "" {
 			s = append(s, sha256.Sum256([]byte(t)))
@@ -31,7 +34,16 @@ func newTokenSet(tokens []string) tokenSet {
 	return s
 }
 
-func (s tokenSet) has(digest *[sha256.Size]byte) bool {
+// Contains reports whether token is in the set.
+func (s TokenSet) Contains(token string) bool {
+	d := sha256.Sum256([]byte(token))
+	return s.has(&d)
+}
+
+// Empty reports whether the set holds no token (the resource is open).
+func (s TokenSet) Empty() bool { return len(s) == 0 }
+
+func (s TokenSet) has(digest *[sha256.Size]byte) bool {
 	found := 0
 	for i := range s {
 		found |= subtle.ConstantTimeCompare(s[i][:], digest[:])
@@ -44,8 +56,8 @@ func (s tokenSet) has(digest *[sha256.Size]byte) bool {
 // "Authorization: Bearer <token>" with one of them; a token that is only
 // among auth.read_tokens is recognised but refused (403).
 type authorizer struct {
-	write tokenSet
-	read  tokenSet
+	write TokenSet
+	read  TokenSet
 }
 
 func (a authorizer) check(r *http.Request) authResult {

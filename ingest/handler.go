@@ -142,7 +142,7 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 	defer in.release(n)
 
 	dedupable := in.assignIDs(events, r.Header.Get("Idempotency-Key"), start)
-	results, accepted, err := in.publish(r.Context(), ts, events, dedupable, bufs)
+	results, accepted, err := in.publish(r.Context(), ts, events, dedupable, placeByKey, bufs)
 	if err != nil {
 		in.logger.Warn("ingest: request failed", "topic", name, "events", n, "err", err)
 		const retry = "; events of this request may be durable: retry it with the same ids or Idempotency-Key"

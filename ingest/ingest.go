@@ -143,7 +143,7 @@ func New(p *pipelines.Pipeline, log Log, opts Options) (*Ingest, error) {
 	if perPartition <= 0 {
 		perPartition = appendsInFlight
 	}
-	readTokens := newTokenSet(p.Auth.ReadTokens)
+	readTokens := NewTokenSet(p.Auth.ReadTokens)
 	for i := range p.Topics {
 		t := &p.Topics[i]
 		if t.Time != "" {
@@ -155,7 +155,7 @@ func New(p *pipelines.Pipeline, log Log, opts Options) (*Ingest, error) {
 			topic: t,
 			dec:   newDecoder(t),
 			part:  newPartitioner(t),
-			auth:  authorizer{write: newTokenSet(t.WriteTokens), read: readTokens},
+			auth:  authorizer{write: NewTokenSet(t.WriteTokens), read: readTokens},
 			dedup: newDedupIndex(p.Ingest.DedupWindow.D().Microseconds(), p.Ingest.DedupMaxIDs),
 			m:     m.forTopic(t.Name),
 		}

@@ -42,6 +42,7 @@ func TestDefaultsApplied(t *testing.T) {
 			DedupWindow: Duration(10 * time.Minute), DedupMaxIDs: 5000000,
 			Linger: Duration(time.Millisecond), MaxBatch: 1000,
 		},
+		Kafka: Kafka{MaxRequestBytes: 16 << 20, MaxFetchBytes: 8 << 20, MaxConnections: 1024},
 		Topics: []Topic{{
 			Name: "m", Partitions: 1, Retention: Duration(168 * time.Hour),
 			Schema: Schema{

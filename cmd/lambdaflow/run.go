@@ -21,6 +21,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/console"
 	"github.com/lambdaflow/lambdaflow/ingest"
+	"github.com/lambdaflow/lambdaflow/kafka"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/serving"
 	"github.com/lambdaflow/lambdaflow/sinks"
@@ -157,6 +158,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	mux.Handle("GET /metrics", readAuth.Wrap(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 
 	var modules []namedModule
+	var kafkaAddr string
 	if roles["ingest"] {
 		in, err := ingest.New(p, ingest.BrokerLog(b), ingest.Options{Logger: logger.With("component", "ingest"), Registerer: preg("ingest")})
 		if err != nil {
@@ -171,6 +173,14 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 			return nil
 		})
 		modules = append(modules, namedModule{"ingest", in})
+		if p.Kafka.Listen != "" {
+			ks, err := kafka.New(p, b, in, kafka.Options{Logger: logger.With("component", "kafka"), Registerer: preg("kafka")})
+			if err != nil {
+				return err
+			}
+			kafkaAddr = ks.Advertised()
+			modules = append(modules, namedModule{"kafka", ks})
+		}
 	}
 	if roles["sinks"] {
 		var runners []*sinks.Runner
@@ -243,8 +253,12 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 
 	url := "http://" + ln.Addr().String()
 	logger.Info("lambdaflow running", "pipeline", p.Name, "roles", roleList(roles), "http", url, "data_dir", p.DataDir)
-	fmt.Fprintf(std.err, "\nLambdaflow %q is running.\n  ingest   POST %s/v1/topics/{topic}/events\n  query    GET  %s/v1/views/{view}\n  console  %s/\n  metrics  %s/metrics\nTry:\n  curl -s -XPOST %s/v1/topics/%s/events -d '%s'\n\n",
-		p.Name, url, url, url, url, url, firstTopic(p), exampleEvent(p))
+	fmt.Fprintf(std.err, "\nLambdaflow %q is running.\n  ingest   POST %s/v1/topics/{topic}/events\n  query    GET  %s/v1/views/{view}\n  console  %s/\n  metrics  %s/metrics\n",
+		p.Name, url, url, url, url)
+	if kafkaAddr != "" {
+		fmt.Fprintf(std.err, "  kafka    %s (bootstrap.servers)\n", kafkaAddr)
+	}
+	fmt.Fprintf(std.err, "Try:\n  curl -s -XPOST %s/v1/topics/%s/events -d '%s'\n\n", url, firstTopic(p), exampleEvent(p))
 
 	var runErr error
 	select {

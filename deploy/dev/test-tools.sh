@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the tools the tests use besides the services: independent Parquet
-# readers (pyarrow, duckdb from PyPI) that check the lake from outside, and
-# Debian's chromium for the console's browser tests. Idempotent and quick
-# when everything is there.
+# readers (pyarrow, duckdb from PyPI) that check the lake from outside,
+# Debian's chromium for the console's browser tests, and the Kafka clients
+# the Kafka listener is tested with (Debian's kcat, confluent-kafka from
+# PyPI, the Java client from Maven Central via kafka-clients.sh).
+# Idempotent and quick when everything is there.
 set -euo pipefail
 SVC_NAME=tools
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -14,10 +16,19 @@ if ! python3 -c 'import pyarrow, duckdb' 2>/dev/null; then
         die "pip install pyarrow duckdb failed"
 fi
 
-if ! command -v chromium >/dev/null 2>&1; then
-    log "installing chromium (Debian)"
+if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
+    log "installing confluent-kafka from PyPI"
+    python3 -m pip install --quiet --disable-pip-version-check confluent-kafka ||
+        die "pip install confluent-kafka failed"
+fi
+
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+if ((${#missing[@]})); then
+    log "installing ${missing[*]} (Debian)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq chromium >/dev/null || die "apt-get install chromium failed"
+    apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
 fi
-log "test tools ready: $(python3 -c 'import pyarrow, duckdb; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__)'), $(chromium --version 2>/dev/null | head -1)"
+log "test tools ready: $(python3 -c 'import pyarrow, duckdb, confluent_kafka; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__, "confluent-kafka", confluent_kafka.__version__)'), $(chromium --version 2>/dev/null | head -1), kcat $(kcat -V 2>&1 | awk "/^Version/{print \$2}")"

@@ -1,0 +1,68 @@
+package broker
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+)
+
+// appendWatch tells waiters of one partition that an entry was appended,
+// by any writer in any process. It listens to the partition's subject with
+// a plain NATS subscription, which exists only while someone waits.
+type appendWatch struct {
+	mu      sync.Mutex
+	waiters int
+	sub     *nats.Subscription
+	ch      chan struct{} // closed at the next append, then replaced
+}
+
+// Appended returns a channel that is closed when an entry is next
+// published to topic's partition, and a release function to call when
+// done waiting. The signal is a hint: a publish the stream then refused
+// (a writer's lost race) also closes it, so re-read the log after it.
+// Call Appended before reading the end of the log, so that an append
+// between the read and the wait is not missed.
+func (b *Broker) Appended(topicName string, part int) (<-chan struct{}, func(), error) {
+	_, p, err := b.partition(topicName, part)
+	if err != nil {
+		return nil, nil, err
+	}
+	if b.isClosed() {
+		return nil, nil, ErrClosed
+	}
+	w := &p.watch
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sub == nil {
+		w.ch = make(chan struct{})
+		sub, err := b.nc.Subscribe(p.subject, func(*nats.Msg) {
+			w.mu.Lock()
+			close(w.ch)
+			w.ch = make(chan struct{})
+			w.mu.Unlock()
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("broker: watch %q/%d: %w", topicName, part, unavailable(err))
+		}
+		// Entries are up to a megabyte each; a slow waiter must not make
+		// the client drop the connection's other traffic.
+		_ = sub.SetPendingLimits(-1, 64<<20)
+		w.sub = sub
+	}
+	w.waiters++
+	ch := w.ch
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.waiters--
+			if w.waiters == 0 && w.sub != nil {
+				_ = w.sub.Unsubscribe()
+				w.sub = nil
+			}
+		})
+	}
+	return ch, release, nil
+}
