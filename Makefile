@@ -48,7 +48,7 @@ bench: services
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./pipelines -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./pipelines -run '^$$' -fuzz '^FuzzAggUnmarshal$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pipelines/plan -run '^$$' -fuzz '^FuzzAggUnmarshal$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzRFC3339$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./broker -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
 )
 
@@ -27,7 +28,7 @@ type Log interface {
 	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
 	Topics(ctx context.Context) ([]broker.TopicInfo, error)
-	Append(ctx context.Context, topic string, partition int, events []pipelines.Event) (int64, error)
+	Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error)
 }
 
 // Store is what the batch layer needs of the serving store: install a

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // TestCompactionWhileReading merges the small files of each hour and
@@ -25,7 +26,7 @@ func TestCompactionWhileReading(t *testing.T) {
 		p.Lake.Compact.MinFiles = 2
 		p.Lake.Compact.Interval = 0 // compaction below is driven by hand
 	})
-	var evs []pipelines.Event
+	var evs []event.Event
 	for i := range 4000 {
 		evs = append(evs, testEvent("e", i, t0, 2*time.Second)) // 2h13m: 3 hours
 	}
@@ -160,7 +161,7 @@ func readFiles(tl *topicLake, m *Manifest, ids map[string]bool) error {
 // the manifest does not list are removed, listed files stay.
 func TestRecovery(t *testing.T) {
 	e := newEnv(t)
-	e.add([]pipelines.Event{testEvent("e", 0, t0, time.Second), testEvent("e", 1, t0, time.Second)})
+	e.add([]event.Event{testEvent("e", 0, t0, time.Second), testEvent("e", 1, t0, time.Second)})
 	if err := e.stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 func TestHTTP(t *testing.T) {
@@ -80,8 +80,8 @@ func TestHTTP(t *testing.T) {
 	}
 }
 
-func (e *env) evsOf(n int) []pipelines.Event {
-	out := make([]pipelines.Event, n)
+func (e *env) evsOf(n int) []event.Event {
+	out := make([]event.Event, n)
 	for i := range out {
 		out[i] = testEvent("e", i, t0, 3*time.Second)
 	}

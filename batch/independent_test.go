@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // pyReader reads a lake directory the way a user would, with pyarrow's
@@ -31,7 +31,7 @@ for i in sorted(ids): print(i)
 // checkIndependent checks the lake directory of one topic with pyarrow and
 // DuckDB: exactly the ids of evs, each once. It skips when python3 lacks
 // them, unless LF_REQUIRE_SERVICES=1.
-func checkIndependent(t *testing.T, dir string, evs []pipelines.Event) {
+func checkIndependent(t *testing.T, dir string, evs []event.Event) {
 	t.Helper()
 	py, err := exec.LookPath("python3")
 	if err == nil {
@@ -116,7 +116,7 @@ func checkDuckDB(t *testing.T, dir string, rows []windowRow) {
 		fmt.Sscan(f[5], &mn)
 		fmt.Sscan(f[6], &b)
 		fmt.Sscan(f[7], &h)
-		r.aggs = []pipelines.Value{{I: n, Valid: true}, {F: avg, Valid: true}, {F: mx, Valid: true}, {F: mn, Valid: true}, {I: b, Valid: true}, {I: h, Valid: true}}
+		r.aggs = []event.Value{{I: n, Valid: true}, {F: avg, Valid: true}, {F: mx, Valid: true}, {F: mn, Valid: true}, {I: b, Valid: true}, {I: h, Valid: true}}
 		want = append(want, r)
 	}
 	sameRows(t, "batch vs DuckDB", rows, want)

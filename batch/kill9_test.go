@@ -17,6 +17,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Environment of the re-executed test binary that runs the lake writer.
@@ -101,7 +102,7 @@ func TestLakeKill9(t *testing.T) {
 	}
 
 	const n = 12000
-	evs := make([]pipelines.Event, n)
+	evs := make([]event.Event, n)
 	for i := range evs {
 		evs[i] = testEvent("k", i, t0, 700*time.Millisecond) // spans 2h20m
 	}

@@ -7,24 +7,23 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/parquet-go/parquet-go"
-
-	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 // exampleSchema is the metrics topic of DESIGN.md.
-var exampleSchema = pipelines.Schema{
-	{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
-	{Name: "host", Type: pipelines.TypeString, Required: true},
-	{Name: "region", Type: pipelines.TypeString, Required: true},
-	{Name: "cpu", Type: pipelines.TypeDouble, Required: true},
-	{Name: "bytes", Type: pipelines.TypeLong, Required: true},
+var exampleSchema = event.Schema{
+	{Name: "ts", Type: event.TypeTimestamp, Required: true},
+	{Name: "host", Type: event.TypeString, Required: true},
+	{Name: "region", Type: event.TypeString, Required: true},
+	{Name: "cpu", Type: event.TypeDouble, Required: true},
+	{Name: "bytes", Type: event.TypeLong, Required: true},
 }
 
 // exampleEvents makes n events of exampleSchema: 1,000 hosts in 8 regions,
 // one event per host about every second, ids numbered per client, entries
 // of 100 events sharing an ingest time as the broker stamps them.
-func exampleEvents(n int, seed uint64) []pipelines.Event {
+func exampleEvents(n int, seed uint64) []event.Event {
 	r := rand.New(rand.NewPCG(seed, 1))
 	regions := []string{"eu-west", "eu-central", "us-east", "us-west", "ap-south", "ap-east", "sa-east", "af-south"}
 	hosts := make([]string, 1000)
@@ -32,19 +31,19 @@ func exampleEvents(n int, seed uint64) []pipelines.Event {
 		hosts[i] = fmt.Sprintf("host-%04d", i)
 	}
 	base := int64(1_767_225_600_000_000) // 2026-01-01T00:00:00Z
-	vals := make([]pipelines.Value, n*len(exampleSchema))
-	evs := make([]pipelines.Event, n)
+	vals := make([]event.Value, n*len(exampleSchema))
+	evs := make([]event.Event, n)
 	for i := range evs {
 		h := r.IntN(len(hosts))
 		t := base + int64(i)*1000 + r.Int64N(500)
 		v := vals[i*5 : i*5+5 : i*5+5]
-		v[0] = pipelines.Value{I: t, Valid: true}
-		v[1] = pipelines.Value{S: hosts[h], Valid: true}
-		v[2] = pipelines.Value{S: regions[h%len(regions)], Valid: true}
-		v[3] = pipelines.Value{F: float64(r.IntN(10000)) / 100, Valid: true}
-		v[4] = pipelines.Value{I: r.Int64N(1 << 20), Valid: true}
+		v[0] = event.Value{I: t, Valid: true}
+		v[1] = event.Value{S: hosts[h], Valid: true}
+		v[2] = event.Value{S: regions[h%len(regions)], Valid: true}
+		v[3] = event.Value{F: float64(r.IntN(10000)) / 100, Valid: true}
+		v[4] = event.Value{I: r.Int64N(1 << 20), Valid: true}
 		ingest := base + int64(i/100*100)*1000 + 20000
-		evs[i] = pipelines.Event{ID: fmt.Sprintf("%s-%010d", hosts[h], i), Time: t, Ingest: ingest, Values: v}
+		evs[i] = event.Event{ID: fmt.Sprintf("%s-%010d", hosts[h], i), Time: t, Ingest: ingest, Values: v}
 	}
 	return evs
 }

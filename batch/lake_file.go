@@ -11,9 +11,8 @@ import (
 	"path/filepath"
 	"unsafe"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/parquet-go/parquet-go"
-
-	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 const (
@@ -41,7 +40,7 @@ type fileWriter struct {
 	bw      *bufio.Writer
 	w       *parquet.Writer
 	cols    []*parquet.ColumnWriter
-	pending []pipelines.Event // rows gathered, not yet handed over
+	pending []event.Event // rows gathered, not yet handed over
 	offsets []int64
 	part    int32
 	vals    []parquet.Value
@@ -103,7 +102,7 @@ func createFile(ls *lakeSchema, final string) (*fileWriter, error) {
 		parquet.SkipPageBounds(ColID),
 	)
 	fw.cols = fw.w.ColumnWriters()
-	fw.pending = make([]pipelines.Event, 0, chunkRows)
+	fw.pending = make([]event.Event, 0, chunkRows)
 	fw.offsets = make([]int64, 0, chunkRows)
 	fw.vals = make([]parquet.Value, chunkRows)
 	return fw, nil
@@ -116,7 +115,7 @@ func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)
 // add appends one event, read from partition at offset. The event's
 // strings and values must stay unchanged until the next drain (at most
 // chunkRows adds later, or an explicit drain).
-func (fw *fileWriter) add(ev *pipelines.Event, partition int32, offset int64) error {
+func (fw *fileWriter) add(ev *event.Event, partition int32, offset int64) error {
 	fw.pending = append(fw.pending, *ev)
 	fw.offsets = append(fw.offsets, offset)
 	fw.part = partition
@@ -192,10 +191,10 @@ func (fw *fileWriter) drain() error {
 // the loops leave out definition levels, which only optional columns need
 // (required ones ignore them): Level is not inlined, and calling it for
 // every value cost a fifth of the writer's time.
-func (fw *fileWriter) column(i int, evs []pipelines.Event, vals []parquet.Value) error {
+func (fw *fileWriter) column(i int, evs []event.Event, vals []parquet.Value) error {
 	nulls := false
 	switch fw.ls.fields[i].Type {
-	case pipelines.TypeString:
+	case event.TypeString:
 		for j := range evs {
 			vs := evs[j].Values
 			if i >= len(vs) || !vs[i].Valid {
@@ -204,7 +203,7 @@ func (fw *fileWriter) column(i int, evs []pipelines.Event, vals []parquet.Value)
 			}
 			vals[j] = parquet.ByteArrayValue(bytesOf(vs[i].S))
 		}
-	case pipelines.TypeLong, pipelines.TypeTimestamp:
+	case event.TypeLong, event.TypeTimestamp:
 		for j := range evs {
 			vs := evs[j].Values
 			if i >= len(vs) || !vs[i].Valid {
@@ -213,7 +212,7 @@ func (fw *fileWriter) column(i int, evs []pipelines.Event, vals []parquet.Value)
 			}
 			vals[j] = parquet.Int64Value(vs[i].I)
 		}
-	case pipelines.TypeInt:
+	case event.TypeInt:
 		for j := range evs {
 			vs := evs[j].Values
 			if i >= len(vs) || !vs[i].Valid {
@@ -222,7 +221,7 @@ func (fw *fileWriter) column(i int, evs []pipelines.Event, vals []parquet.Value)
 			}
 			vals[j] = parquet.Int32Value(int32(vs[i].I))
 		}
-	case pipelines.TypeDouble:
+	case event.TypeDouble:
 		for j := range evs {
 			vs := evs[j].Values
 			if i >= len(vs) || !vs[i].Valid {
@@ -231,7 +230,7 @@ func (fw *fileWriter) column(i int, evs []pipelines.Event, vals []parquet.Value)
 			}
 			vals[j] = parquet.DoubleValue(vs[i].F)
 		}
-	case pipelines.TypeBool:
+	case event.TypeBool:
 		for j := range evs {
 			vs := evs[j].Values
 			if i >= len(vs) || !vs[i].Valid {

@@ -13,8 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
-
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // ErrCorruptFile is returned (wrapped, naming the file) for a lake file
@@ -33,7 +32,7 @@ const readBatchRows = 16 << 10
 // reused by the next batch; strings stay valid (they are copies, never
 // pointers into the reader's recycled buffers).
 type scanBatch struct {
-	Events  []pipelines.Event
+	Events  []event.Event
 	Parts   []int32
 	Offsets []int64
 }
@@ -75,7 +74,7 @@ func (tl *topicLake) filePath(rel string) string {
 	return tl.dir + string(os.PathSeparator) + rel
 }
 
-func scanParquet(ctx context.Context, path string, schema pipelines.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
+func scanParquet(ctx context.Context, path string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
 	corrupt := func(format string, args ...any) error {
 		return fmt.Errorf("%w %s: %s", ErrCorruptFile, path, fmt.Sprintf(format, args...))
 	}
@@ -119,7 +118,7 @@ func scanParquet(ctx context.Context, path string, schema pipelines.Schema, fe F
 	for _, f := range schema {
 		// Strings as dictionaries: indices into a small dictionary instead
 		// of a copy of every value, which is most of the cost of a read.
-		if c := colIndex(f.Name); c >= 0 && f.Type == pipelines.TypeString {
+		if c := colIndex(f.Name); c >= 0 && f.Type == event.TypeString {
 			props.SetReadDict(c, true)
 		}
 	}
@@ -166,7 +165,7 @@ func scanParquet(ctx context.Context, path string, schema pipelines.Schema, fe F
 	width := len(schema)
 	b := &scanBatch{}
 	dicts := make([]dictWords, width)
-	var values []pipelines.Value
+	var values []event.Value
 	var rows int64
 	// laid is how many events of b point into values; events keep their
 	// Values slices from batch to batch.
@@ -187,7 +186,7 @@ func scanParquet(ctx context.Context, path string, schema pipelines.Schema, fe F
 			// (nulls included), and fields the file lacks are never
 			// written, so values need no clearing between batches.
 			if cap(values) < n*width {
-				values = make([]pipelines.Value, n*width)
+				values = make([]event.Value, n*width)
 				laid = 0
 			}
 			values = values[:n*width]
@@ -198,7 +197,7 @@ func scanParquet(ctx context.Context, path string, schema pipelines.Schema, fe F
 			b.Parts = resize(b.Parts, n)
 			b.Offsets = resize(b.Offsets, n)
 			for i := laid; i < n; i++ {
-				b.Events[i] = pipelines.Event{Values: values[i*width : (i+1)*width : (i+1)*width]}
+				b.Events[i] = event.Event{Values: values[i*width : (i+1)*width : (i+1)*width]}
 			}
 			laid = max(laid, n)
 			for ci, col := range rec.Columns() {
@@ -255,12 +254,12 @@ func resize[T any](s []T, n int) []T {
 
 // fillField copies an Arrow column into field t of the events; dw keeps
 // the column's last dictionary.
-func fillField(evs []pipelines.Event, t int, typ pipelines.FieldType, col arrow.Array, dw *dictWords) error {
+func fillField(evs []event.Event, t int, typ event.FieldType, col arrow.Array, dw *dictWords) error {
 	nulls := col.NullN() > 0
 	switch a := col.(type) {
 	case *array.Dictionary:
 		dict, ok := a.Dictionary().(*array.String)
-		if !ok || typ != pipelines.TypeString {
+		if !ok || typ != event.TypeString {
 			return fmt.Errorf("%s in the file, %s in the schema", col.DataType(), typ)
 		}
 		// Convert each dictionary entry once (and once per file while
@@ -279,28 +278,28 @@ func fillField(evs []pipelines.Event, t int, typ pipelines.FieldType, col arrow.
 			return fmt.Errorf("dictionary indices of type %s", ix.DataType())
 		}
 	case *array.String:
-		if typ != pipelines.TypeString {
+		if typ != event.TypeString {
 			return fmt.Errorf("string in the file, %s in the schema", typ)
 		}
 		data, offs := ownStrings(a)
 		for i := range evs {
 			if nulls && a.IsNull(i) {
-				evs[i].Values[t] = pipelines.Value{}
+				evs[i].Values[t] = event.Value{}
 				continue
 			}
-			evs[i].Values[t] = pipelines.Value{S: data[offs[i]:offs[i+1]], Valid: true}
+			evs[i].Values[t] = event.Value{S: data[offs[i]:offs[i+1]], Valid: true}
 		}
 	case *array.Float64:
-		if typ != pipelines.TypeDouble {
+		if typ != event.TypeDouble {
 			return fmt.Errorf("double in the file, %s in the schema", typ)
 		}
 		vs := a.Float64Values()
 		for i := range evs {
 			if nulls && a.IsNull(i) {
-				evs[i].Values[t] = pipelines.Value{}
+				evs[i].Values[t] = event.Value{}
 				continue
 			}
-			evs[i].Values[t] = pipelines.Value{F: vs[i], Valid: true}
+			evs[i].Values[t] = event.Value{F: vs[i], Valid: true}
 		}
 	case *array.Int64:
 		return fillInt(evs, t, typ, "long", a.Int64Values(), a)
@@ -315,14 +314,14 @@ func fillField(evs []pipelines.Event, t int, typ pipelines.FieldType, col arrow.
 		}
 		for i := range evs {
 			if nulls && a.IsNull(i) {
-				evs[i].Values[t] = pipelines.Value{}
+				evs[i].Values[t] = event.Value{}
 				continue
 			}
 			var v int64
 			if a.Value(i) {
 				v = 1
 			}
-			evs[i].Values[t] = pipelines.Value{I: v, Valid: true}
+			evs[i].Values[t] = event.Value{I: v, Valid: true}
 		}
 	default:
 		return fmt.Errorf("unexpected Arrow type %s", col.DataType())
@@ -330,27 +329,27 @@ func fillField(evs []pipelines.Event, t int, typ pipelines.FieldType, col arrow.
 	return nil
 }
 
-func integerLike(t pipelines.FieldType) bool {
-	return t == pipelines.TypeLong || t == pipelines.TypeInt || t == pipelines.TypeBool || t == pipelines.TypeTimestamp
+func integerLike(t event.FieldType) bool {
+	return t == event.TypeLong || t == event.TypeInt || t == event.TypeBool || t == event.TypeTimestamp
 }
 
 // fillInt copies an integer column (of type file, as the error names it)
 // into field t of the events: as integers, or as doubles into a double
 // field.
-func fillInt[I int32 | int64](evs []pipelines.Event, t int, typ pipelines.FieldType, file string, vs []I, a arrow.Array) error {
-	if !integerLike(typ) && typ != pipelines.TypeDouble {
+func fillInt[I int32 | int64](evs []event.Event, t int, typ event.FieldType, file string, vs []I, a arrow.Array) error {
+	if !integerLike(typ) && typ != event.TypeDouble {
 		return fmt.Errorf("%s in the file, %s in the schema", file, typ)
 	}
 	nulls := a.NullN() > 0
 	for i := range evs {
 		if nulls && a.IsNull(i) {
-			evs[i].Values[t] = pipelines.Value{}
+			evs[i].Values[t] = event.Value{}
 			continue
 		}
-		if typ == pipelines.TypeDouble {
-			evs[i].Values[t] = pipelines.Value{F: float64(vs[i]), Valid: true}
+		if typ == event.TypeDouble {
+			evs[i].Values[t] = event.Value{F: float64(vs[i]), Valid: true}
 		} else {
-			evs[i].Values[t] = pipelines.Value{I: int64(vs[i]), Valid: true}
+			evs[i].Values[t] = event.Value{I: int64(vs[i]), Valid: true}
 		}
 	}
 	return nil
@@ -405,18 +404,18 @@ func fillMeta(b *scanBatch, t int, col arrow.Array) error {
 }
 
 // fillDict sets field t of the events from dictionary indices.
-func fillDict[I int8 | int16 | int32 | int64](evs []pipelines.Event, t int, words []string, idx []I, a arrow.Array) error {
+func fillDict[I int8 | int16 | int32 | int64](evs []event.Event, t int, words []string, idx []I, a arrow.Array) error {
 	nulls := a.NullN() > 0
 	for i := range evs {
 		if nulls && a.IsNull(i) {
-			evs[i].Values[t] = pipelines.Value{}
+			evs[i].Values[t] = event.Value{}
 			continue
 		}
 		j := int(idx[i])
 		if j < 0 || j >= len(words) {
 			return fmt.Errorf("dictionary index %d out of range", j)
 		}
-		evs[i].Values[t] = pipelines.Value{S: words[j], Valid: true}
+		evs[i].Values[t] = event.Value{S: words[j], Valid: true}
 	}
 	return nil
 }

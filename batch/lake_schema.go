@@ -5,9 +5,8 @@ import (
 	"reflect"
 	"strconv"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/parquet-go/parquet-go"
-
-	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 // Metadata columns every lake row carries after the topic's own fields;
@@ -26,7 +25,7 @@ const metaColumns = 5
 // lakeSchema is the Parquet schema of one topic's lake files: the topic's
 // fields in pipeline order, then the metadata columns.
 type lakeSchema struct {
-	fields pipelines.Schema
+	fields event.Schema
 	schema *parquet.Schema
 	// optional[i] says column i may hold nulls (definition level 1).
 	optional []bool
@@ -35,7 +34,7 @@ type lakeSchema struct {
 // newLakeSchema builds the Parquet schema for a topic schema. The schema is
 // made from a Go struct type built at run time, because parquet.Group orders
 // columns by name and the lake keeps the pipeline file's order.
-func newLakeSchema(fields pipelines.Schema) (*lakeSchema, error) {
+func newLakeSchema(fields event.Schema) (*lakeSchema, error) {
 	sf := make([]reflect.StructField, 0, len(fields)+metaColumns)
 	ls := &lakeSchema{fields: fields}
 	for i, f := range fields {
@@ -97,21 +96,21 @@ func newLakeSchema(fields pipelines.Schema) (*lakeSchema, error) {
 }
 
 // columnOf maps a field type to its Go carrier type and Parquet tag options.
-func columnOf(t pipelines.FieldType) (reflect.Type, string, error) {
+func columnOf(t event.FieldType) (reflect.Type, string, error) {
 	switch t {
-	case pipelines.TypeString:
+	case event.TypeString:
 		return reflect.TypeFor[string](), ",dict,zstd", nil
-	case pipelines.TypeLong:
+	case event.TypeLong:
 		// Delta packing stores small or slowly changing integers (counts,
 		// sizes, counters) in a few bits each; zstd then finds repeats.
 		return reflect.TypeFor[int64](), ",delta,zstd", nil
-	case pipelines.TypeInt:
+	case event.TypeInt:
 		return reflect.TypeFor[int32](), ",delta,zstd", nil
-	case pipelines.TypeDouble:
+	case event.TypeDouble:
 		return reflect.TypeFor[float64](), ",zstd", nil
-	case pipelines.TypeBool:
+	case event.TypeBool:
 		return reflect.TypeFor[bool](), ",zstd", nil
-	case pipelines.TypeTimestamp:
+	case event.TypeTimestamp:
 		return reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd", nil
 	}
 	return nil, "", fmt.Errorf("unsupported type %v", t)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // TestLakeWriter writes events spread over three hours and two partitions
@@ -27,7 +28,7 @@ func TestLakeWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := startBatch(t, b)
-	var evs []pipelines.Event
+	var evs []event.Event
 	for i := range 3000 {
 		evs = append(evs, testEvent("e", i, t0, 3*time.Second)) // 2.5 hours
 	}

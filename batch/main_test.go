@@ -16,6 +16,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
 )
 
@@ -56,13 +57,13 @@ func (c *fakeClock) Add(d time.Duration) {
 // t0 is the start of the tests' event times: 2026-01-01T00:00:00Z.
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func testSchema() pipelines.Schema {
-	return pipelines.Schema{
-		{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
-		{Name: "host", Type: pipelines.TypeString, Required: true},
-		{Name: "region", Type: pipelines.TypeString, Required: true},
-		{Name: "cpu", Type: pipelines.TypeDouble},
-		{Name: "bytes", Type: pipelines.TypeLong},
+func testSchema() event.Schema {
+	return event.Schema{
+		{Name: "ts", Type: event.TypeTimestamp, Required: true},
+		{Name: "host", Type: event.TypeString, Required: true},
+		{Name: "region", Type: event.TypeString, Required: true},
+		{Name: "cpu", Type: event.TypeDouble},
+		{Name: "bytes", Type: event.TypeLong},
 	}
 }
 
@@ -132,13 +133,13 @@ func openBroker(t testing.TB, p *pipelines.Pipeline, now func() time.Time) *brok
 
 // event i of a deterministic stream: id "<prefix>-<i>", 8 hosts in 3
 // regions, event time at + i·step.
-func testEvent(prefix string, i int, at time.Time, step time.Duration) pipelines.Event {
+func testEvent(prefix string, i int, at time.Time, step time.Duration) event.Event {
 	ts := at.Add(time.Duration(i) * step).UnixMicro()
 	regions := []string{"eu-west", "us-east", "ap-south"}
 	h := i % 8
-	ev := pipelines.Event{
+	ev := event.Event{
 		ID: fmt.Sprintf("%s-%d", prefix, i), Time: ts,
-		Values: []pipelines.Value{
+		Values: []event.Value{
 			{I: ts, Valid: true},
 			{S: fmt.Sprintf("host-%d", h), Valid: true},
 			{S: regions[h%3], Valid: true},
@@ -147,7 +148,7 @@ func testEvent(prefix string, i int, at time.Time, step time.Duration) pipelines
 		},
 	}
 	if i%11 == 0 {
-		ev.Values[4] = pipelines.Value{} // some nulls
+		ev.Values[4] = event.Value{} // some nulls
 	}
 	return ev
 }
@@ -155,11 +156,11 @@ func testEvent(prefix string, i int, at time.Time, step time.Duration) pipelines
 // appendEvents appends events to topic, partitioned by host as ingest
 // would, in entries of up to 100 events, and returns how many went to
 // each partition.
-func appendEvents(t testing.TB, b *broker.Broker, topic string, parts int, evs []pipelines.Event) {
+func appendEvents(t testing.TB, b *broker.Broker, topic string, parts int, evs []event.Event) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	byPart := make([][]pipelines.Event, parts)
+	byPart := make([][]event.Event, parts)
 	for _, e := range evs {
 		p := int(e.Values[1].S[len(e.Values[1].S)-1]-'0') % parts
 		byPart[p] = append(byPart[p], e)
@@ -249,19 +250,19 @@ func logEnds(t testing.TB, b *broker.Broker, topic string) map[int]int64 {
 
 // readLake reads every live file of the manifest through the lake reader
 // and returns the ids, failing on a duplicate.
-func readLake(t testing.TB, b *Batch, topic string) map[string]pipelines.Event {
+func readLake(t testing.TB, b *Batch, topic string) map[string]event.Event {
 	t.Helper()
 	tl := b.lakes[topic]
 	m, unpin := tl.ms.pin()
 	defer unpin()
-	out := map[string]pipelines.Event{}
+	out := map[string]event.Event{}
 	for _, fe := range m.Files {
 		err := tl.scanFile(context.Background(), fe, scanOptions{}, func(sb *scanBatch) error {
 			for _, e := range sb.Events {
 				if _, dup := out[e.ID]; dup {
 					return fmt.Errorf("duplicate id %s (file %s)", e.ID, fe.Path)
 				}
-				e.Values = append([]pipelines.Value(nil), e.Values...)
+				e.Values = append([]event.Value(nil), e.Values...)
 				out[e.ID] = e
 			}
 			return nil

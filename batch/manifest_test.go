@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
 )
 
@@ -69,9 +69,9 @@ func TestViewFileRoundTrip(t *testing.T) {
 	st := newViewState()
 	st.horizon, st.hasHorizon, st.lakeVersion = t0.UnixMicro(), true, 7
 	rows := []serving.Row{
-		{Start: 0, End: 60e6, Group: []pipelines.Value{{S: "", Valid: true}}, Aggs: []pipelines.Value{
+		{Start: 0, End: 60e6, Group: []event.Value{{S: "", Valid: true}}, Aggs: []event.Value{
 			{I: 3, Valid: true}, {F: math.Inf(1), Valid: true}, {F: math.NaN(), Valid: true}, {}, {I: -5, Valid: true}, {I: 0, Valid: true}}},
-		{Start: 60e6, End: 120e6, Group: []pipelines.Value{{}}, Aggs: []pipelines.Value{
+		{Start: 60e6, End: 120e6, Group: []event.Value{{}}, Aggs: []event.Value{
 			{I: 1, Valid: true}, {F: 0, Valid: true}, {F: -1.5, Valid: true}, {F: 2.25, Valid: true}, {I: 0, Valid: true}, {I: 1, Valid: true}}},
 	}
 	st.replace(minTime, maxTime, rows, nil)

@@ -15,6 +15,9 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/expr"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 	"github.com/lambdaflow/lambdaflow/serving"
 )
 
@@ -36,7 +39,7 @@ type span struct{ from, to int64 }
 type viewJob struct {
 	v      *pipelines.View
 	topic  *pipelines.Topic
-	plan   *pipelines.Plan
+	plan   *plan.Plan
 	sched  cron.Schedule // nil: only on request
 	tl     *topicLake
 	dir    string
@@ -70,11 +73,11 @@ func (b *Batch) newViewJob(v *pipelines.View) (*viewJob, error) {
 	if t == nil {
 		return nil, fmt.Errorf("batch: view %s reads unknown topic %q", v.Name, v.From)
 	}
-	plan, err := pipelines.Compile(v, t)
+	pl, err := plan.Compile(v, t)
 	if err != nil {
 		return nil, fmt.Errorf("batch: %w", err)
 	}
-	vj := &viewJob{v: v, topic: t, plan: plan, tl: b.lakes[t.Name], sem: make(chan struct{}, 1),
+	vj := &viewJob{v: v, topic: t, plan: pl, tl: b.lakes[t.Name], sem: make(chan struct{}, 1),
 		dir: b.viewDirOf(v.Name)}
 	if s := strings.TrimSpace(v.Batch.Schedule); s != "" {
 		vj.sched, err = cron.ParseStandard(s)
@@ -105,7 +108,7 @@ func (b *Batch) viewDirOf(view string) string {
 // aggregate fields and every field named in the where expression (found
 // by scanning its identifiers, which may mark a field that only appears
 // inside a string literal: harmless, it is just decoded).
-func fieldsRead(v *pipelines.View, schema pipelines.Schema) (fields []bool, ids bool) {
+func fieldsRead(v *pipelines.View, schema event.Schema) (fields []bool, ids bool) {
 	fields = make([]bool, len(schema))
 	mark := func(name string) {
 		if i := schema.Index(name); i >= 0 {
@@ -382,13 +385,13 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 type computer struct {
 	vj    *viewJob
 	j     *job
-	match *pipelines.Matcher
+	match *expr.Matcher
 	total int
 	done  int
 	rows  int64
 	key   []byte
-	wins  []pipelines.TimeWindow
-	gone  []pipelines.TimeWindow
+	wins  []plan.TimeWindow
+	gone  []plan.TimeWindow
 }
 
 func newComputer(vj *viewJob, j *job, total int) *computer {
@@ -398,14 +401,14 @@ func newComputer(vj *viewJob, j *job, total int) *computer {
 // span computes the windows starting in sp and ending at or before h from
 // the files of hours.
 func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hours []int64) ([]serving.Row, error) {
-	plan := c.vj.plan
+	pl := c.vj.plan
 	evFrom, evTo := c.vj.eventRange(sp, h)
-	states := map[int64]map[string]*pipelines.State{}
+	states := map[int64]map[string]*plan.State{}
 	ends := map[int64]int64{}
-	sessions := map[string]*pipelines.Sessions{}
-	session := plan.Session()
+	sessions := map[string]*plan.Sessions{}
+	session := pl.Session()
 	var curStart int64
-	var curByKey map[string]*pipelines.State
+	var curByKey map[string]*plan.State
 	opts := scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}
 	for _, hr := range hours {
 		for _, fe := range m.FilesIn(hr, hr+1) {
@@ -418,17 +421,17 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 					if ok, err := c.match.Match(e); err != nil || !ok {
 						continue
 					}
-					c.key = plan.Key(e, c.key[:0])
+					c.key = pl.Key(e, c.key[:0])
 					if session {
 						ss := sessions[string(c.key)]
 						if ss == nil {
-							ss = new(pipelines.Sessions)
+							ss = new(plan.Sessions)
 							sessions[string(c.key)] = ss
 						}
-						_, c.gone = plan.AddSession(ss, e, c.gone[:0])
+						_, c.gone = pl.AddSession(ss, e, c.gone[:0])
 						continue
 					}
-					c.wins = plan.Windows(e.Time, c.wins[:0])
+					c.wins = pl.Windows(e.Time, c.wins[:0])
 					for _, w := range c.wins {
 						if w.Start < sp.from || w.Start >= sp.to || w.End > h {
 							continue
@@ -439,7 +442,7 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 						if byKey == nil || w.Start != curStart {
 							byKey = states[w.Start]
 							if byKey == nil {
-								byKey = map[string]*pipelines.State{}
+								byKey = map[string]*plan.State{}
 								states[w.Start] = byKey
 								ends[w.Start] = w.End
 							}
@@ -447,10 +450,10 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 						}
 						st := byKey[string(c.key)]
 						if st == nil {
-							st = plan.NewState()
+							st = pl.NewState()
 							byKey[string(c.key)] = st
 						}
-						plan.Update(st, e)
+						pl.Update(st, e)
 					}
 				}
 				c.rows += int64(len(b.Events))
@@ -467,12 +470,12 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 		}
 	}
 	var rows []serving.Row
-	row := func(start, end int64, key string, st *pipelines.State) error {
-		g, err := plan.DecodeKey([]byte(key))
+	row := func(start, end int64, key string, st *plan.State) error {
+		g, err := pl.DecodeKey([]byte(key))
 		if err != nil {
 			return fmt.Errorf("batch: view %s: %w", c.vj.v.Name, err)
 		}
-		rows = append(rows, serving.Row{Start: start, End: end, Group: g, Aggs: plan.Finalize(st), Final: true})
+		rows = append(rows, serving.Row{Start: start, End: end, Group: g, Aggs: pl.Finalize(st), Final: true})
 		return nil
 	}
 	for start, byKey := range states {
@@ -497,23 +500,23 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 
 // appendViewRows appends a run's rows to the view's log topic, so that
 // sinks deliver the corrections. A row goes to the partition of its group
-// (pipelines.ViewRowPartition), where the speed layer put its own row.
+// (event.ViewRowPartition), where the speed layer put its own row.
 func (b *Batch) appendViewRows(ctx context.Context, vj *viewJob, jobID string, results [][]serving.Row) error {
 	if b.log == nil {
 		return nil
 	}
 	vt := b.p.ViewTopic(vj.v)
 	parts := max(vt.Partitions, 1)
-	byPart := make([][]pipelines.Event, parts)
+	byPart := make([][]event.Event, parts)
 	n := 0
 	for _, rows := range results {
 		for _, r := range rows {
-			vals := make([]pipelines.Value, 0, 2+len(r.Group)+len(r.Aggs))
-			vals = append(vals, pipelines.Value{I: r.Start, Valid: true}, pipelines.Value{I: r.End, Valid: true})
+			vals := make([]event.Value, 0, 2+len(r.Group)+len(r.Aggs))
+			vals = append(vals, event.Value{I: r.Start, Valid: true}, event.Value{I: r.End, Valid: true})
 			vals = append(vals, r.Group...)
 			vals = append(vals, r.Aggs...)
-			p := pipelines.ViewRowPartition(r.Group, parts)
-			byPart[p] = append(byPart[p], pipelines.Event{
+			p := event.ViewRowPartition(r.Group, parts)
+			byPart[p] = append(byPart[p], event.Event{
 				ID: fmt.Sprintf("%s/%d", jobID, n), Time: r.Start, Values: vals,
 			})
 			n++

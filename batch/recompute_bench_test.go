@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // writeLakeDirect writes events of one partition into tl's lake, one file
 // per hour, without a log, and commits them in the manifest.
-func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []pipelines.Event, first int64) {
+func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, first int64) {
 	tb.Helper()
 	byHour := map[int64]*fileWriter{}
 	entries := map[int64]*FileEntry{}

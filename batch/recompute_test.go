@@ -17,6 +17,8 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 	"github.com/lambdaflow/lambdaflow/serving"
 )
 
@@ -30,7 +32,7 @@ type env struct {
 	store *serving.Store
 	b     *Batch
 	stop  func() error
-	evs   []pipelines.Event
+	evs   []event.Event
 }
 
 func newEnv(t *testing.T, views ...pipelines.View) *env {
@@ -67,7 +69,7 @@ func (e *env) open() {
 }
 
 // add appends events and waits until the lake holds them.
-func (e *env) add(evs []pipelines.Event) {
+func (e *env) add(evs []event.Event) {
 	e.t.Helper()
 	appendEvents(e.t, e.br, "metrics", 2, evs)
 	e.evs = append(e.evs, evs...)
@@ -93,7 +95,7 @@ func (e *env) run(view string, from, to time.Time) JobStatus {
 type windowRow struct {
 	start  int64
 	region string
-	aggs   []pipelines.Value
+	aggs   []event.Value
 }
 
 func (r windowRow) String() string {
@@ -103,7 +105,7 @@ func (r windowRow) String() string {
 // independent computes testView over events directly: count, avg, max and
 // min of cpu, sum of bytes, distinct hosts, per region and minute, for
 // events with cpu >= 0, windows ending at or before horizon.
-func independent(evs []pipelines.Event, horizon int64) []windowRow {
+func independent(evs []event.Event, horizon int64) []windowRow {
 	type acc struct {
 		n, sumB    int64
 		sumC       float64
@@ -139,7 +141,7 @@ func independent(evs []pipelines.Event, horizon int64) []windowRow {
 	}
 	var out []windowRow
 	for k, a := range m {
-		out = append(out, windowRow{start: k[0].(int64), region: k[1].(string), aggs: []pipelines.Value{
+		out = append(out, windowRow{start: k[0].(int64), region: k[1].(string), aggs: []event.Value{
 			{I: a.n, Valid: true}, {F: a.sumC / float64(a.nC), Valid: true}, {F: a.maxC, Valid: true},
 			{F: a.minC, Valid: true}, {I: a.sumB, Valid: true}, {I: int64(len(a.hosts)), Valid: true},
 		}})
@@ -150,9 +152,9 @@ func independent(evs []pipelines.Event, horizon int64) []windowRow {
 
 // streaming runs the view's plan over events one at a time, per
 // partition, then merges the partitions' states, as the speed layer does.
-func streaming(t *testing.T, p *pipelines.Pipeline, view string, evs []pipelines.Event, horizon int64) []windowRow {
+func streaming(t *testing.T, p *pipelines.Pipeline, view string, evs []event.Event, horizon int64) []windowRow {
 	v := p.ViewByName(view)
-	plan, err := pipelines.Compile(v, p.TopicByName(v.From))
+	pl, err := plan.Compile(v, p.TopicByName(v.From))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,30 +162,30 @@ func streaming(t *testing.T, p *pipelines.Pipeline, view string, evs []pipelines
 		start int64
 		key   string
 	}
-	parts := [2]map[wk]*pipelines.State{{}, {}}
+	parts := [2]map[wk]*plan.State{{}, {}}
 	for _, e := range evs {
-		if ok, err := plan.Match(&e); err != nil || !ok {
+		if ok, err := pl.Match(&e); err != nil || !ok {
 			continue
 		}
 		part := int(e.Values[1].S[len(e.Values[1].S)-1]-'0') % 2
-		key := string(plan.Key(&e, nil))
-		for _, w := range plan.Windows(e.Time, nil) {
+		key := string(pl.Key(&e, nil))
+		for _, w := range pl.Windows(e.Time, nil) {
 			k := wk{w.Start, key}
 			st := parts[part][k]
 			if st == nil {
-				st = plan.NewState()
+				st = pl.NewState()
 				parts[part][k] = st
 			}
-			plan.Update(st, &e)
+			pl.Update(st, &e)
 		}
 	}
-	merged := map[wk]*pipelines.State{}
+	merged := map[wk]*plan.State{}
 	for _, m := range parts {
 		for k, st := range m {
 			if merged[k] == nil {
-				merged[k] = plan.NewState()
+				merged[k] = pl.NewState()
 			}
-			plan.Merge(merged[k], st)
+			pl.Merge(merged[k], st)
 		}
 	}
 	var out []windowRow
@@ -192,11 +194,11 @@ func streaming(t *testing.T, p *pipelines.Pipeline, view string, evs []pipelines
 		if k.start+size > horizon {
 			continue
 		}
-		g, err := plan.DecodeKey([]byte(k.key))
+		g, err := pl.DecodeKey([]byte(k.key))
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, windowRow{start: k.start, region: g[0].S, aggs: plan.Finalize(st)})
+		out = append(out, windowRow{start: k.start, region: g[0].S, aggs: pl.Finalize(st)})
 	}
 	sortRows(out)
 	return out
@@ -251,7 +253,7 @@ func sameRows(t *testing.T, what string, got, want []windowRow) {
 // event by event on the stream, partition by partition, then merged.
 func TestRecomputeEqualsIndependent(t *testing.T) {
 	e := newEnv(t)
-	var evs []pipelines.Event
+	var evs []event.Event
 	for i := range 4000 {
 		evs = append(evs, testEvent("e", i, t0, 2*time.Second)) // 2h13m
 	}
@@ -292,7 +294,7 @@ func TestRecomputeEqualsIndependent(t *testing.T) {
 // closed since; the corrections reach the view's log topic too.
 func TestLateEventsCorrected(t *testing.T) {
 	e := newEnv(t)
-	var evs []pipelines.Event
+	var evs []event.Event
 	for i := range 2000 {
 		evs = append(evs, testEvent("e", i, t0, 3*time.Second)) // 1h40m
 	}
@@ -302,7 +304,7 @@ func TestLateEventsCorrected(t *testing.T) {
 
 	// An hour later, late events for 00:10 (window long closed) arrive.
 	e.clk.Add(time.Hour)
-	late := make([]pipelines.Event, 30)
+	late := make([]event.Event, 30)
 	for i := range late {
 		late[i] = testEvent("late", i*3, t0.Add(10*time.Minute), time.Second)
 	}
@@ -357,22 +359,22 @@ func TestHorizonMerge(t *testing.T) {
 	e := newEnv(t)
 	// Events up to 02:00:30: windows up to 02:00 are closed (lateness 30s).
 	e.clk.Set(t0.Add(2*time.Hour + 30*time.Second))
-	var evs []pipelines.Event
+	var evs []event.Event
 	for i := range 1231 {
 		evs = append(evs, testEvent("e", i, t0.Add(time.Hour+40*time.Minute), time.Second)) // to 02:00:30
 	}
 	e.add(evs)
-	region := func(s string) []pipelines.Value { return []pipelines.Value{{S: s, Valid: true}} }
+	region := func(s string) []event.Value { return []event.Value{{S: s, Valid: true}} }
 	mkRow := func(start time.Time, n int64) serving.Row {
 		return serving.Row{Start: start.UnixMicro(), End: start.Add(time.Minute).UnixMicro(), Group: region("eu-west"),
-			Aggs: []pipelines.Value{{I: n, Valid: true}}, Final: true}
+			Aggs: []event.Value{{I: n, Valid: true}}, Final: true}
 	}
 	e.store.PutSpeed("cpu_by_region", []serving.Row{
 		mkRow(t0.Add(time.Hour+59*time.Minute), -1), // ends at the horizon: batch wins
 		mkRow(t0.Add(2*time.Hour), -2),              // after it: speed
 	})
 	e.run("cpu_by_region", time.Time{}, time.Time{})
-	rows, h, _, _ := e.store.Query("cpu_by_region", serving.Filter{Group: map[int]pipelines.Value{0: {S: "eu-west", Valid: true}}})
+	rows, h, _, _ := e.store.Query("cpu_by_region", serving.Filter{Group: map[int]event.Value{0: {S: "eu-west", Valid: true}}})
 	if h != t0.Add(2*time.Hour).UnixMicro() {
 		t.Fatalf("horizon %v, want 02:00", time.UnixMicro(h).UTC())
 	}
@@ -420,7 +422,7 @@ func TestHorizonMerge(t *testing.T) {
 // only adds to what a run does anyway).
 func TestRecomputeRange(t *testing.T) {
 	e := newEnv(t)
-	var evs []pipelines.Event
+	var evs []event.Event
 	for i := range 1200 {
 		evs = append(evs, testEvent("e", i, t0, 3*time.Second)) // 1h
 	}
@@ -469,7 +471,7 @@ func TestSchedule(t *testing.T) {
 	if n := len(e.b.Jobs()); n != 0 {
 		t.Fatalf("%d jobs before the schedule fired", n)
 	}
-	e.add([]pipelines.Event{testEvent("e", 0, t0, time.Second)})
+	e.add([]event.Event{testEvent("e", 0, t0, time.Second)})
 	// Runs fire every 10 minutes of the injected clock; the lake writer's
 	// clock moves too, so early runs may find the lake empty (no horizon
 	// yet). Move on until a scheduled run has published one.
@@ -535,7 +537,7 @@ func TestCorruptFile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			var evs []pipelines.Event
+			var evs []event.Event
 			for i := range 600 {
 				evs = append(evs, testEvent("e", i, t0, 3*time.Second))
 			}
@@ -567,47 +569,47 @@ func TestCorruptFile(t *testing.T) {
 // streamingAll is streaming for every window type: tumbling and hopping
 // windows by Windows, sessions by AddSession per key, per partition, then
 // merged as the speed layer merges partitions.
-func streamingAll(t *testing.T, p *pipelines.Pipeline, view string, evs []pipelines.Event, horizon int64) []windowRow {
+func streamingAll(t *testing.T, p *pipelines.Pipeline, view string, evs []event.Event, horizon int64) []windowRow {
 	v := p.ViewByName(view)
-	plan, err := pipelines.Compile(v, p.TopicByName(v.From))
+	pl, err := plan.Compile(v, p.TopicByName(v.From))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !plan.Session() {
+	if !pl.Session() {
 		return streaming(t, p, view, evs, horizon)
 	}
-	parts := [2]map[string]*pipelines.Sessions{{}, {}}
+	parts := [2]map[string]*plan.Sessions{{}, {}}
 	for _, e := range evs {
-		if ok, err := plan.Match(&e); err != nil || !ok {
+		if ok, err := pl.Match(&e); err != nil || !ok {
 			continue
 		}
 		part := int(e.Values[1].S[len(e.Values[1].S)-1]-'0') % 2
-		key := string(plan.Key(&e, nil))
+		key := string(pl.Key(&e, nil))
 		ss := parts[part][key]
 		if ss == nil {
-			ss = new(pipelines.Sessions)
+			ss = new(plan.Sessions)
 			parts[part][key] = ss
 		}
-		plan.AddSession(ss, &e, nil)
+		pl.AddSession(ss, &e, nil)
 	}
-	merged := map[string]*pipelines.Sessions{}
+	merged := map[string]*plan.Sessions{}
 	for _, m := range parts {
 		for k, ss := range m {
 			if merged[k] == nil {
-				merged[k] = new(pipelines.Sessions)
+				merged[k] = new(plan.Sessions)
 			}
-			plan.MergeSessions(merged[k], ss, nil)
+			pl.MergeSessions(merged[k], ss, nil)
 		}
 	}
 	var out []windowRow
 	for k, ss := range merged {
-		g, err := plan.DecodeKey([]byte(k))
+		g, err := pl.DecodeKey([]byte(k))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range ss.List() {
 			if s.End <= horizon {
-				out = append(out, windowRow{start: s.Start, region: g[0].S, aggs: plan.Finalize(s.State)})
+				out = append(out, windowRow{start: s.Start, region: g[0].S, aggs: pl.Finalize(s.State)})
 			}
 		}
 	}
@@ -624,8 +626,8 @@ func TestRecomputeWindowTypes(t *testing.T) {
 	sess.Window = pipelines.Window{Type: "session", Gap: pipelines.Duration(5 * time.Minute), Lateness: pipelines.Duration(30 * time.Second)}
 	e := newEnv(t, hop, sess)
 	// Bursts of 100 s every 20 min over 3 hours.
-	burst := func(prefix string, from, n int) []pipelines.Event {
-		var out []pipelines.Event
+	burst := func(prefix string, from, n int) []event.Event {
+		var out []event.Event
 		for i := from; i < from+n; i++ {
 			ev := testEvent(prefix, i, t0, time.Second)
 			ts := t0.Add(time.Duration(i/50)*20*time.Minute + time.Duration(i%50)*2*time.Second).UnixMicro()
@@ -644,7 +646,7 @@ func TestRecomputeWindowTypes(t *testing.T) {
 	// Late events bridge two bursts of the first hour into one session
 	// and change hopping windows; the next runs correct both views.
 	e.clk.Add(time.Hour)
-	var late []pipelines.Event
+	var late []event.Event
 	for i := range 12 {
 		ev := testEvent("late", i*3, t0, time.Second) // host-0, host-3, …
 		ts := t0.Add(2*time.Minute + time.Duration(i)*90*time.Second).UnixMicro()
@@ -697,7 +699,7 @@ func TestNoHorizonBeforeLake(t *testing.T) {
 	e := newEnv(t)
 	// In the log, not yet in the lake: the open file closes only when the
 	// injected clock passes lake.roll.max_age, and it stands still here.
-	appendEvents(t, e.br, "metrics", 2, []pipelines.Event{testEvent("e", 0, t0, time.Second)})
+	appendEvents(t, e.br, "metrics", 2, []event.Event{testEvent("e", 0, t0, time.Second)})
 	st := e.run("cpu_by_region", time.Time{}, time.Time{})
 	if st.State != JobSucceeded || st.Horizon != nil || st.Windows != 0 {
 		t.Fatalf("job %+v, want succeeded without horizon or windows", st)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
 )
 
@@ -17,7 +18,7 @@ func TestSchemaEvolution(t *testing.T) {
 	dir := t.TempDir()
 	clk := newClock(t0.Add(3 * time.Hour))
 	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 1)}, []pipelines.View{testView("cpu_by_region", "metrics")})
-	old := []pipelines.Event{testEvent("old", 0, t0, time.Second), testEvent("old", 1, t0, time.Second)}
+	old := []event.Event{testEvent("old", 0, t0, time.Second), testEvent("old", 1, t0, time.Second)}
 	{
 		br := openBroker(t, p, clk.Now)
 		b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Poll: 5 * time.Millisecond})
@@ -36,7 +37,7 @@ func TestSchemaEvolution(t *testing.T) {
 	// Version 2 of the topic: a new optional field, in the middle.
 	p2 := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 1)}, []pipelines.View{testView("cpu_by_region", "metrics")})
 	s := p2.Topics[0].Schema
-	p2.Topics[0].Schema = append(append(append(pipelines.Schema{}, s[:2]...), pipelines.Field{Name: "zone", Type: pipelines.TypeString}), s[2:]...)
+	p2.Topics[0].Schema = append(append(append(event.Schema{}, s[:2]...), event.Field{Name: "zone", Type: event.TypeString}), s[2:]...)
 	br := openBroker(t, p2, clk.Now)
 	store := serving.NewStore(p2)
 	b, err := New(p2, br, store, Options{Logger: testLogger(t), Now: clk.Now, Poll: 5 * time.Millisecond})
@@ -44,10 +45,10 @@ func TestSchemaEvolution(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := startBatch(t, b)
-	var fresh []pipelines.Event
+	var fresh []event.Event
 	for i := range 2 {
 		ev := testEvent("new", i, t0.Add(time.Minute), time.Second)
-		ev.Values = append(append(append([]pipelines.Value{}, ev.Values[:2]...), pipelines.Value{S: "z1", Valid: true}), ev.Values[2:]...)
+		ev.Values = append(append(append([]event.Value{}, ev.Values[:2]...), event.Value{S: "z1", Valid: true}), ev.Values[2:]...)
 		fresh = append(fresh, ev)
 	}
 	appendEvents(t, br, "metrics", 1, fresh)

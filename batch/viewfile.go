@@ -13,6 +13,8 @@ import (
 	"strconv"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 	"github.com/lambdaflow/lambdaflow/serving"
 )
 
@@ -57,7 +59,7 @@ type rowKey struct {
 func newViewState() *viewState { return &viewState{rows: map[rowKey]serving.Row{}} }
 
 // replace installs rows computed for windows starting in [from, to).
-func (s *viewState) replace(from, to int64, rows []serving.Row, plan *pipelines.Plan) {
+func (s *viewState) replace(from, to int64, rows []serving.Row, pl *plan.Plan) {
 	for k := range s.rows {
 		if k.start >= from && k.start < to {
 			delete(s.rows, k)
@@ -69,7 +71,7 @@ func (s *viewState) replace(from, to int64, rows []serving.Row, plan *pipelines.
 }
 
 // groupString is a map key for group values.
-func groupString(vals []pipelines.Value) string {
+func groupString(vals []event.Value) string {
 	b := make([]byte, 0, 32)
 	for _, v := range vals {
 		b = fmt.Appendf(b, "%t|%d|%x|%q;", v.Valid, v.I, math.Float64bits(v.F), v.S)
@@ -104,13 +106,13 @@ func (s *viewState) sortedRows() []serving.Row {
 
 // valueJSON encodes a value of type t. Infinities and NaN, which JSON
 // lacks, are written as strings.
-func valueJSON(v pipelines.Value, t pipelines.FieldType) any {
+func valueJSON(v event.Value, t event.FieldType) any {
 	switch {
 	case !v.Valid:
 		return nil
-	case t == pipelines.TypeString:
+	case t == event.TypeString:
 		return v.S
-	case t == pipelines.TypeDouble:
+	case t == event.TypeDouble:
 		if math.IsInf(v.F, 0) || math.IsNaN(v.F) {
 			return fmt.Sprint(v.F)
 		}
@@ -120,33 +122,33 @@ func valueJSON(v pipelines.Value, t pipelines.FieldType) any {
 	}
 }
 
-func valueFromJSON(x any, t pipelines.FieldType) (pipelines.Value, error) {
+func valueFromJSON(x any, t event.FieldType) (event.Value, error) {
 	if x == nil {
-		return pipelines.Value{}, nil
+		return event.Value{}, nil
 	}
 	switch t {
-	case pipelines.TypeString:
+	case event.TypeString:
 		s, ok := x.(string)
 		if !ok {
-			return pipelines.Value{}, fmt.Errorf("want a string, got %v", x)
+			return event.Value{}, fmt.Errorf("want a string, got %v", x)
 		}
-		return pipelines.Value{S: s, Valid: true}, nil
-	case pipelines.TypeDouble:
+		return event.Value{S: s, Valid: true}, nil
+	case event.TypeDouble:
 		switch v := x.(type) {
 		case json.Number:
 			f, err := v.Float64()
-			return pipelines.Value{F: f, Valid: err == nil}, err
+			return event.Value{F: f, Valid: err == nil}, err
 		case string:
 			f, err := strconv.ParseFloat(v, 64)
-			return pipelines.Value{F: f, Valid: err == nil}, err
+			return event.Value{F: f, Valid: err == nil}, err
 		}
 	default:
 		if v, ok := x.(json.Number); ok {
 			i, err := v.Int64()
-			return pipelines.Value{I: i, Valid: err == nil}, err
+			return event.Value{I: i, Valid: err == nil}, err
 		}
 	}
-	return pipelines.Value{}, fmt.Errorf("unexpected value %v for %s", x, t)
+	return event.Value{}, fmt.Errorf("unexpected value %v for %s", x, t)
 }
 
 // writeViewFile stores a view's batch result atomically.
@@ -218,7 +220,7 @@ func readViewFile(dir string, v *pipelines.View, from *pipelines.Topic) (*viewSt
 		if len(row) != len(schema) {
 			return nil, fmt.Errorf("batch: view file %s: row %d has %d values, want %d", path, i, len(row), len(schema))
 		}
-		vals := make([]pipelines.Value, len(schema))
+		vals := make([]event.Value, len(schema))
 		for j := range row {
 			if vals[j], err = valueFromJSON(row[j], schema[j].Type); err != nil {
 				return nil, fmt.Errorf("batch: view file %s: row %d, %s: %w", path, i, schema[j].Name, err)

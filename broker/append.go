@@ -8,11 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
-
-	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 // ErrUnavailable is returned (wrapped, with the cause) when the log cannot
@@ -50,7 +49,7 @@ var payloadPool = sync.Pool{New: func() any { return new([]byte) }}
 // Errors: ErrUnknownTopic, ErrUnknownPartition, ErrUnavailable when the log
 // is down or ctx's deadline (15 s without one) passes first, ctx.Err() when
 // ctx is cancelled, ErrClosed.
-func (b *Broker) Append(ctx context.Context, topicName string, part int, events []pipelines.Event) (int64, error) {
+func (b *Broker) Append(ctx context.Context, topicName string, part int, events []event.Event) (int64, error) {
 	t, p, err := b.partition(topicName, part)
 	if err != nil {
 		return 0, err

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Entry format constants; docs/log-format.md is the specification.
@@ -45,7 +45,7 @@ var ErrSchemaMismatch = errors.New("broker: entry field type does not match the 
 // with Valid false is written as null, extra values are ignored. ingest
 // (UTC microseconds) is stored once for the whole entry; the events' own
 // Ingest fields are not written.
-func AppendEntry(dst []byte, schema pipelines.Schema, ingest int64, events []pipelines.Event) []byte {
+func AppendEntry(dst []byte, schema event.Schema, ingest int64, events []event.Event) []byte {
 	nulls := false
 	for i := range events {
 		if hasNull(len(schema), events[i].Values) {
@@ -92,18 +92,18 @@ func AppendEntry(dst []byte, schema pipelines.Schema, ingest int64, events []pip
 			}
 			v := &ev.Values[j]
 			switch f.Type {
-			case pipelines.TypeString:
+			case event.TypeString:
 				dst = binary.AppendUvarint(dst, uint64(len(v.S)))
 				dst = append(dst, v.S...)
-			case pipelines.TypeDouble:
+			case event.TypeDouble:
 				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v.F))
-			case pipelines.TypeBool:
+			case event.TypeBool:
 				if v.I != 0 {
 					dst = append(dst, 1)
 				} else {
 					dst = append(dst, 0)
 				}
-			case pipelines.TypeTimestamp:
+			case event.TypeTimestamp:
 				// Timestamp fields usually equal or sit near the event time
 				// (the event time is often read from one of them).
 				dst = binary.AppendVarint(dst, v.I-ev.Time)
@@ -115,7 +115,7 @@ func AppendEntry(dst []byte, schema pipelines.Schema, ingest int64, events []pip
 	return dst
 }
 
-func hasNull(n int, vals []pipelines.Value) bool {
+func hasNull(n int, vals []event.Value) bool {
 	if len(vals) < n {
 		return true
 	}
@@ -130,7 +130,7 @@ func hasNull(n int, vals []pipelines.Value) bool {
 // entryField is one field as an entry declares it, with where it lands in
 // the reader's schema (-1: not in the schema, skipped).
 type entryField struct {
-	typ    pipelines.FieldType
+	typ    event.FieldType
 	target int
 	conv   convKind
 }
@@ -153,7 +153,7 @@ const (
 // All values of the entry share one backing array and all strings share one
 // copy of data, so data may be reused after the call and decoding costs two
 // allocations per entry, not per event.
-func DecodeEntry(data []byte, schema pipelines.Schema, dst []pipelines.Event) ([]pipelines.Event, error) {
+func DecodeEntry(data []byte, schema event.Schema, dst []event.Event) ([]event.Event, error) {
 	dst = dst[:0]
 	d := decoder{buf: data}
 	if len(data) < 4 || data[0] != entryMagic0 || data[1] != entryMagic1 {
@@ -205,7 +205,7 @@ func DecodeEntry(data []byte, schema pipelines.Schema, dst []pipelines.Event) ([
 			switch {
 			case want == typ:
 			case integerLike(typ) && integerLike(want):
-			case integerLike(typ) && want == pipelines.TypeDouble:
+			case integerLike(typ) && want == event.TypeDouble:
 				f.conv = convToDouble
 			default:
 				return dst, fmt.Errorf("%w: field %q is %s in the entry and %s in the schema", ErrSchemaMismatch, name, typ, want)
@@ -214,10 +214,10 @@ func DecodeEntry(data []byte, schema pipelines.Schema, dst []pipelines.Event) ([
 		fields = append(fields, f)
 	}
 	if cap(dst) < int(count) {
-		dst = make([]pipelines.Event, 0, count)
+		dst = make([]event.Event, 0, count)
 	}
 	width := len(schema)
-	values := make([]pipelines.Value, int(count)*width)
+	values := make([]event.Value, int(count)*width)
 	bitmapLen := (len(fields) + 7) / 8
 	prevTime := ingest
 	for i := range int(count) {
@@ -243,22 +243,22 @@ func DecodeEntry(data []byte, schema pipelines.Schema, dst []pipelines.Event) ([
 				continue
 			}
 			f := &fields[j]
-			var v pipelines.Value
+			var v event.Value
 			switch f.typ {
-			case pipelines.TypeString:
+			case event.TypeString:
 				n := d.length()
 				if d.err != nil {
 					return dst, d.err
 				}
 				v.S = str[d.pos : d.pos+n]
 				d.pos += n
-			case pipelines.TypeDouble:
+			case event.TypeDouble:
 				if len(data)-d.pos < 8 {
 					return dst, fmt.Errorf("%w: truncated double", ErrCorruptEntry)
 				}
 				v.F = math.Float64frombits(binary.LittleEndian.Uint64(data[d.pos:]))
 				d.pos += 8
-			case pipelines.TypeBool:
+			case event.TypeBool:
 				if d.pos >= len(data) {
 					return dst, fmt.Errorf("%w: truncated bool", ErrCorruptEntry)
 				}
@@ -268,7 +268,7 @@ func DecodeEntry(data []byte, schema pipelines.Schema, dst []pipelines.Event) ([
 					return dst, fmt.Errorf("%w: bool value %d", ErrCorruptEntry, b)
 				}
 				v.I = int64(b)
-			case pipelines.TypeTimestamp:
+			case event.TypeTimestamp:
 				v.I = t + d.varint()
 			default:
 				v.I = d.varint()
@@ -285,7 +285,7 @@ func DecodeEntry(data []byte, schema pipelines.Schema, dst []pipelines.Event) ([
 			v.Valid = true
 			row[f.target] = v
 		}
-		dst = append(dst, pipelines.Event{ID: id, Time: t, Ingest: ingest, Values: row})
+		dst = append(dst, event.Event{ID: id, Time: t, Ingest: ingest, Values: row})
 	}
 	if d.pos != len(data) {
 		return dst[:0], fmt.Errorf("%w: %d trailing bytes", ErrCorruptEntry, len(data)-d.pos)
@@ -294,18 +294,18 @@ func DecodeEntry(data []byte, schema pipelines.Schema, dst []pipelines.Event) ([
 }
 
 // Wire type codes, fixed by docs/log-format.md whatever the numbering of
-// pipelines.FieldType.
-var wireTypes = [...]pipelines.FieldType{
-	1: pipelines.TypeString,
-	2: pipelines.TypeLong,
-	3: pipelines.TypeInt,
-	4: pipelines.TypeDouble,
-	5: pipelines.TypeBool,
-	6: pipelines.TypeTimestamp,
+// event.FieldType.
+var wireTypes = [...]event.FieldType{
+	1: event.TypeString,
+	2: event.TypeLong,
+	3: event.TypeInt,
+	4: event.TypeDouble,
+	5: event.TypeBool,
+	6: event.TypeTimestamp,
 }
 
 // wireType returns t's code; 0, which readers refuse, for an unknown type.
-func wireType(t pipelines.FieldType) byte {
+func wireType(t event.FieldType) byte {
 	for code, ft := range wireTypes {
 		if code > 0 && ft == t {
 			return byte(code)
@@ -314,15 +314,15 @@ func wireType(t pipelines.FieldType) byte {
 	return 0
 }
 
-func fieldType(code byte) (pipelines.FieldType, bool) {
+func fieldType(code byte) (event.FieldType, bool) {
 	if code == 0 || int(code) >= len(wireTypes) {
 		return 0, false
 	}
 	return wireTypes[code], true
 }
 
-func integerLike(t pipelines.FieldType) bool {
-	return t == pipelines.TypeLong || t == pipelines.TypeInt || t == pipelines.TypeBool || t == pipelines.TypeTimestamp
+func integerLike(t event.FieldType) bool {
+	return t == event.TypeLong || t == event.TypeInt || t == event.TypeBool || t == event.TypeTimestamp
 }
 
 // decoder reads varints and lengths from buf; the first failure sticks in

@@ -7,32 +7,32 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-func allTypesSchema() pipelines.Schema {
-	return pipelines.Schema{
-		{Name: "s", Type: pipelines.TypeString},
-		{Name: "l", Type: pipelines.TypeLong},
-		{Name: "i", Type: pipelines.TypeInt},
-		{Name: "d", Type: pipelines.TypeDouble},
-		{Name: "b", Type: pipelines.TypeBool},
-		{Name: "t", Type: pipelines.TypeTimestamp},
+func allTypesSchema() event.Schema {
+	return event.Schema{
+		{Name: "s", Type: event.TypeString},
+		{Name: "l", Type: event.TypeLong},
+		{Name: "i", Type: event.TypeInt},
+		{Name: "d", Type: event.TypeDouble},
+		{Name: "b", Type: event.TypeBool},
+		{Name: "t", Type: event.TypeTimestamp},
 	}
 }
 
 func TestEntryRoundTrip(t *testing.T) {
 	schema := allTypesSchema()
-	v := func(s string, i int64, f float64) pipelines.Value {
-		return pipelines.Value{S: s, I: i, F: f, Valid: true}
+	v := func(s string, i int64, f float64) event.Value {
+		return event.Value{S: s, I: i, F: f, Valid: true}
 	}
-	null := pipelines.Value{}
+	null := event.Value{}
 	const ingest = 1_700_000_000_000_000
-	events := []pipelines.Event{
-		{ID: "a", Time: ingest - 5, Values: []pipelines.Value{v("héllo", 0, 0), v("", math.MaxInt64, 0), v("", -7, 0), v("", 0, -1.5), v("", 1, 0), v("", ingest+123, 0)}},
-		{ID: "", Time: ingest + 1_000_000, Values: []pipelines.Value{v("", 0, 0), v("", math.MinInt64, 0), v("", 0, 0), v("", 0, math.Inf(1)), v("", 0, 0), v("", 0, 0)}},
-		{ID: "c-with-nulls", Time: 0, Values: []pipelines.Value{null, v("", 42, 0), null, null, null, v("", -1, 0)}},
-		{ID: "all-null", Time: -1, Values: []pipelines.Value{null, null, null, null, null, null}},
+	events := []event.Event{
+		{ID: "a", Time: ingest - 5, Values: []event.Value{v("héllo", 0, 0), v("", math.MaxInt64, 0), v("", -7, 0), v("", 0, -1.5), v("", 1, 0), v("", ingest+123, 0)}},
+		{ID: "", Time: ingest + 1_000_000, Values: []event.Value{v("", 0, 0), v("", math.MinInt64, 0), v("", 0, 0), v("", 0, math.Inf(1)), v("", 0, 0), v("", 0, 0)}},
+		{ID: "c-with-nulls", Time: 0, Values: []event.Value{null, v("", 42, 0), null, null, null, v("", -1, 0)}},
+		{ID: "all-null", Time: -1, Values: []event.Value{null, null, null, null, null, null}},
 	}
 	data := AppendEntry([]byte("prefix"), schema, ingest, events)
 	if string(data[:6]) != "prefix" {
@@ -42,7 +42,7 @@ func TestEntryRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("DecodeEntry: %v", err)
 	}
-	want := make([]pipelines.Event, len(events))
+	want := make([]event.Event, len(events))
 	for i, e := range events {
 		e.Ingest = ingest
 		want[i] = e
@@ -52,7 +52,7 @@ func TestEntryRoundTrip(t *testing.T) {
 	}
 
 	// Reusing dst: same result, dst's array reused.
-	dst := make([]pipelines.Event, 0, 8)
+	dst := make([]event.Event, 0, 8)
 	got2, err := DecodeEntry(data[6:], schema, dst)
 	if err != nil || !reflect.DeepEqual(got2, want) || &got2[:1][0] != &dst[:1][0] {
 		t.Fatalf("decode into dst: err %v, equal %v, reused %v", err, reflect.DeepEqual(got2, want), &got2[:1][0] == &dst[:1][0])
@@ -85,18 +85,18 @@ func TestEntryDenseHasNoBitmap(t *testing.T) {
 }
 
 func TestEntrySchemaEvolution(t *testing.T) {
-	old := pipelines.Schema{
-		{Name: "host", Type: pipelines.TypeString},
-		{Name: "n", Type: pipelines.TypeInt},
-		{Name: "gone", Type: pipelines.TypeString},
+	old := event.Schema{
+		{Name: "host", Type: event.TypeString},
+		{Name: "n", Type: event.TypeInt},
+		{Name: "gone", Type: event.TypeString},
 	}
-	events := []pipelines.Event{
-		{ID: "1", Time: 10, Values: []pipelines.Value{{S: "a", Valid: true}, {I: 3, Valid: true}, {S: "x", Valid: true}}},
-		{ID: "2", Time: 20, Values: []pipelines.Value{{S: "b", Valid: true}, {}, {S: "y", Valid: true}}},
+	events := []event.Event{
+		{ID: "1", Time: 10, Values: []event.Value{{S: "a", Valid: true}, {I: 3, Valid: true}, {S: "x", Valid: true}}},
+		{ID: "2", Time: 20, Values: []event.Value{{S: "b", Valid: true}, {}, {S: "y", Valid: true}}},
 	}
 	data := AppendEntry(nil, old, 5, events)
 
-	f := func(name string, schema pipelines.Schema, want [][]pipelines.Value) {
+	f := func(name string, schema event.Schema, want [][]event.Value) {
 		t.Helper()
 		got, err := DecodeEntry(data, schema, nil)
 		if err != nil {
@@ -110,21 +110,21 @@ func TestEntrySchemaEvolution(t *testing.T) {
 	}
 	// A new optional field reads as null; "gone" is dropped; order follows
 	// the current schema; int widens to long and to double.
-	f("evolved", pipelines.Schema{
-		{Name: "added", Type: pipelines.TypeString},
-		{Name: "n", Type: pipelines.TypeLong},
-		{Name: "host", Type: pipelines.TypeString},
-	}, [][]pipelines.Value{
+	f("evolved", event.Schema{
+		{Name: "added", Type: event.TypeString},
+		{Name: "n", Type: event.TypeLong},
+		{Name: "host", Type: event.TypeString},
+	}, [][]event.Value{
 		{{}, {I: 3, Valid: true}, {S: "a", Valid: true}},
 		{{}, {}, {S: "b", Valid: true}},
 	})
-	f("to double", pipelines.Schema{{Name: "n", Type: pipelines.TypeDouble}}, [][]pipelines.Value{
+	f("to double", event.Schema{{Name: "n", Type: event.TypeDouble}}, [][]event.Value{
 		{{F: 3, Valid: true}},
 		{{}},
 	})
-	f("empty schema", pipelines.Schema{}, [][]pipelines.Value{{}, {}})
+	f("empty schema", event.Schema{}, [][]event.Value{{}, {}})
 
-	_, err := DecodeEntry(data, pipelines.Schema{{Name: "host", Type: pipelines.TypeLong}}, nil)
+	_, err := DecodeEntry(data, event.Schema{{Name: "host", Type: event.TypeLong}}, nil)
 	if !errors.Is(err, ErrSchemaMismatch) {
 		t.Fatalf("string read as long: err %v, want ErrSchemaMismatch", err)
 	}
@@ -155,8 +155,8 @@ func TestDecodeEntryCorrupt(t *testing.T) {
 		"huge count":   append([]byte{'L', 'F', 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f, 0}, make([]byte, 8)...),
 		"huge fields":  append([]byte{'L', 'F', 1, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f}, make([]byte, 8)...),
 		"bad type":     {'L', 'F', 1, 0, 0, 0, 1, 1, 'a', 9},
-		"bool 2":       {'L', 'F', 1, 0, 0, 1, 1, 1, 'a', byte(pipelines.TypeBool), 0, 0, 2},
-		"long string":  {'L', 'F', 1, 0, 0, 1, 1, 1, 'a', byte(pipelines.TypeString), 0, 0, 100, 'x'},
+		"bool 2":       {'L', 'F', 1, 0, 0, 1, 1, 1, 'a', byte(event.TypeBool), 0, 0, 2},
+		"long string":  {'L', 'F', 1, 0, 0, 1, 1, 1, 'a', byte(event.TypeString), 0, 0, 100, 'x'},
 	} {
 		if _, err := DecodeEntry(data, schema, nil); !errors.Is(err, ErrCorruptEntry) {
 			t.Errorf("%s: err %v, want ErrCorruptEntry", name, err)
@@ -171,10 +171,10 @@ func FuzzDecodeEntry(f *testing.F) {
 	ev[0].Values[0].Valid = false
 	ev[1].Values[5].Valid = false
 	f.Add(AppendEntry(nil, schema, 0, ev))
-	f.Add(AppendEntry(nil, allTypesSchema(), -5, []pipelines.Event{{ID: "x", Values: make([]pipelines.Value, 6)}}))
+	f.Add(AppendEntry(nil, allTypesSchema(), -5, []event.Event{{ID: "x", Values: make([]event.Value, 6)}}))
 	f.Add([]byte{'L', 'F', 1, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, s := range []pipelines.Schema{schema, allTypesSchema()} {
+		for _, s := range []event.Schema{schema, allTypesSchema()} {
 			events, err := DecodeEntry(data, s, nil)
 			if err != nil {
 				if !errors.Is(err, ErrCorruptEntry) && !errors.Is(err, ErrSchemaMismatch) {
@@ -202,7 +202,7 @@ func FuzzDecodeEntry(f *testing.F) {
 	})
 }
 
-func eventsIngest(events []pipelines.Event) int64 {
+func eventsIngest(events []event.Event) int64 {
 	if len(events) == 0 {
 		return 0
 	}
@@ -210,7 +210,7 @@ func eventsIngest(events []pipelines.Event) int64 {
 }
 
 // equalEvents compares events treating NaN doubles as equal to themselves.
-func equalEvents(a, b []pipelines.Event) bool {
+func equalEvents(a, b []event.Event) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -233,7 +233,7 @@ func BenchmarkDecodeEntry(b *testing.B) {
 	for _, k := range []int{64, 1000} {
 		b.Run("events="+strconv.Itoa(k), func(b *testing.B) {
 			data := AppendEntry(nil, schema, 1_700_000_000_000_000, testEvents("0195f2c4-7d1e-7c1a-9c3b", 0, k, 1_700_000_000_000_000))
-			var dst []pipelines.Event
+			var dst []event.Event
 			b.ReportAllocs()
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {

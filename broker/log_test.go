@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 const base = int64(1_700_000_000_000_000) // µs
@@ -45,7 +46,7 @@ func idRange(prefix string, from, to int) []string {
 	return out
 }
 
-func mustAppend(t testing.TB, b *Broker, topic string, part int, events []pipelines.Event, want int64) {
+func mustAppend(t testing.TB, b *Broker, topic string, part int, events []event.Event, want int64) {
 	t.Helper()
 	off, err := b.Append(ctxT(t, 20*time.Second), topic, part, events)
 	if err != nil {
@@ -76,7 +77,7 @@ func TestAppendAndRead(t *testing.T) {
 			t.Fatalf("entry %d: seq %d topic %q partition %d ingest %d", i, e.Seq, e.Topic, e.Partition, e.Ingest)
 		}
 	}
-	var got []pipelines.Event
+	var got []event.Event
 	for _, e := range entries {
 		got = append(got, e.Events...)
 	}

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 func TestMain(m *testing.M) {
@@ -17,14 +18,14 @@ func TestMain(m *testing.M) {
 }
 
 // testSchema is the reference event: six fields of five types.
-func testSchema() pipelines.Schema {
-	return pipelines.Schema{
-		{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
-		{Name: "host", Type: pipelines.TypeString, Required: true},
-		{Name: "region", Type: pipelines.TypeString},
-		{Name: "cpu", Type: pipelines.TypeDouble},
-		{Name: "bytes", Type: pipelines.TypeLong},
-		{Name: "up", Type: pipelines.TypeBool},
+func testSchema() event.Schema {
+	return event.Schema{
+		{Name: "ts", Type: event.TypeTimestamp, Required: true},
+		{Name: "host", Type: event.TypeString, Required: true},
+		{Name: "region", Type: event.TypeString},
+		{Name: "cpu", Type: event.TypeDouble},
+		{Name: "bytes", Type: event.TypeLong},
+		{Name: "up", Type: event.TypeBool},
 	}
 }
 
@@ -52,12 +53,12 @@ func testPipeline(dir string, topics ...pipelines.Topic) *pipelines.Pipeline {
 
 // testEvent is event i of a deterministic stream: id "<prefix>-<i>", event
 // time base+i ms.
-func testEvent(prefix string, i int, base int64) pipelines.Event {
+func testEvent(prefix string, i int, base int64) event.Event {
 	t := base + int64(i)*1000
-	return pipelines.Event{
+	return event.Event{
 		ID:   fmt.Sprintf("%s-%d", prefix, i),
 		Time: t,
-		Values: []pipelines.Value{
+		Values: []event.Value{
 			{I: t, Valid: true},
 			{S: fmt.Sprintf("host-%d", i%7), Valid: true},
 			{S: "eu-west", Valid: true},
@@ -68,8 +69,8 @@ func testEvent(prefix string, i int, base int64) pipelines.Event {
 	}
 }
 
-func testEvents(prefix string, from, n int, base int64) []pipelines.Event {
-	out := make([]pipelines.Event, n)
+func testEvents(prefix string, from, n int, base int64) []event.Event {
+	out := make([]event.Event, n)
 	for i := range out {
 		out[i] = testEvent(prefix, from+i, base)
 	}

@@ -7,10 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 // Position says where reading starts. Build one with FromOffset, FromTime,
@@ -69,7 +68,7 @@ type Entry struct {
 	// Ingest is the entry's ingest time, UTC microseconds.
 	Ingest int64
 	// Events are in the topic's current schema.
-	Events []pipelines.Event
+	Events []event.Event
 }
 
 // End returns the offset after the entry's last event.
@@ -79,7 +78,7 @@ func (e Entry) End() int64 { return e.Offset + int64(len(e.Events)) }
 // different goroutines; Next itself is not for concurrent use.
 type Reader struct {
 	b      *Broker
-	schema pipelines.Schema
+	schema event.Schema
 	p      *partition
 	it     jetstream.MessagesContext
 	// minOffset: events before it are dropped (the start position fell
@@ -246,7 +245,7 @@ func (b *Broker) Fetch(ctx context.Context, topicName string, part int, from Pos
 }
 
 // decodeMsg decodes one stored entry, dropping events before minOffset.
-func decodeMsg(p *partition, schema pipelines.Schema, seq uint64, h nats.Header, data []byte, minOffset int64) (Entry, error) {
+func decodeMsg(p *partition, schema event.Schema, seq uint64, h nats.Header, data []byte, minOffset int64) (Entry, error) {
 	off, count, _, err := parseHeaders(h)
 	if err != nil {
 		return Entry{}, fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, seq, err)

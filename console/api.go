@@ -12,6 +12,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Log is what the console reads from the broker.
@@ -127,7 +128,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	type item struct {
 		partition int
 		offset    int64
-		e         pipelines.Event
+		e         event.Event
 	}
 	// Each partition's events in offset order; a page merges them by event
 	// time, always taking the head of a partition, so that what a page keeps
@@ -231,19 +232,19 @@ func (a *API) endOffsets(ctx context.Context, topic string) (map[int]int64, erro
 }
 
 // appendEventRecord writes one browsed event with where it is in the log.
-func appendEventRecord(buf []byte, schema pipelines.Schema, partition int, offset int64, e pipelines.Event) []byte {
+func appendEventRecord(buf []byte, schema event.Schema, partition int, offset int64, e event.Event) []byte {
 	buf = append(buf, `{"partition":`...)
 	buf = strconv.AppendInt(buf, int64(partition), 10)
 	buf = append(buf, `,"offset":`...)
 	buf = strconv.AppendInt(buf, offset, 10)
 	buf = append(buf, `,"id":`...)
-	buf = pipelines.AppendJSONString(buf, e.ID)
+	buf = event.AppendJSONString(buf, e.ID)
 	buf = append(buf, `,"time":`...)
-	buf = pipelines.AppendValueJSON(buf, pipelines.TypeTimestamp, pipelines.Value{I: e.Time, Valid: true})
+	buf = event.AppendValueJSON(buf, event.TypeTimestamp, event.Value{I: e.Time, Valid: true})
 	buf = append(buf, `,"ingest_time":`...)
-	buf = pipelines.AppendValueJSON(buf, pipelines.TypeTimestamp, pipelines.Value{I: e.Ingest, Valid: true})
+	buf = event.AppendValueJSON(buf, event.TypeTimestamp, event.Value{I: e.Ingest, Valid: true})
 	buf = append(buf, `,"event":`...)
-	buf = pipelines.AppendEventJSON(buf, schema, e.Values)
+	buf = event.AppendEventJSON(buf, schema, e.Values)
 	return append(buf, '}')
 }
 

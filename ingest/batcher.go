@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // call is one request's wait for its chunks: done is closed when the last
@@ -56,7 +57,7 @@ const maxEntryBytes = 512 << 10
 // eventBytes estimates an event's size in a log entry, from above: the
 // entry format (docs/log-format.md) stores strings with a varint
 // length and every other value in at most 10 bytes.
-func eventBytes(ev *pipelines.Event) int {
+func eventBytes(ev *event.Event) int {
 	n := len(ev.ID) + 2*10
 	for i := range ev.Values {
 		n += len(ev.Values[i].S) + 10
@@ -70,7 +71,7 @@ func eventBytes(ev *pipelines.Event) int {
 type chunk struct {
 	call    *call
 	bytes   int // estimated, see eventBytes
-	events  []pipelines.Event
+	events  []event.Event
 	offsets []int64 // filled with each event's offset before call is settled
 	ok      bool    // set with offsets: the chunk is durable
 
@@ -239,7 +240,7 @@ func (b *batcher) run(ctx context.Context) {
 
 // send appends one batch as one log entry and settles its chunks.
 func (b *batcher) send(ctx context.Context, batch []*chunk, n int) {
-	events := make([]pipelines.Event, 0, n)
+	events := make([]event.Event, 0, n)
 	for _, c := range batch {
 		events = append(events, c.events...)
 	}

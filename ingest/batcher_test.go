@@ -13,6 +13,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // fakeLog is a Log in memory for the unit tests of the logic above the Log
@@ -56,7 +57,7 @@ func newFakeLog(hold bool) *fakeLog {
 	return &fakeLog{next: map[string]int64{}, hold: hold, entered: make(chan fakeAppend, 1024), release: make(chan struct{})}
 }
 
-func (f *fakeLog) Append(ctx context.Context, topic string, partition int, events []pipelines.Event) (int64, error) {
+func (f *fakeLog) Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error) {
 	a := fakeAppend{Topic: topic, Partition: partition}
 	for _, e := range events {
 		a.IDs = append(a.IDs, e.ID)

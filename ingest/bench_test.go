@@ -27,6 +27,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // ndjsonBody is n events of the DESIGN example, one per line, ~110 bytes each.
@@ -65,7 +66,7 @@ func BenchmarkDecode(b *testing.B) {
 		report(b)
 	})
 	b.Run("encoding-json-struct", func(b *testing.B) {
-		type event struct {
+		type jsonEvent struct {
 			ID     string    `json:"id"`
 			TS     time.Time `json:"ts"`
 			Host   string    `json:"host"`
@@ -78,20 +79,20 @@ func BenchmarkDecode(b *testing.B) {
 		for b.Loop() {
 			dec := json.NewDecoder(strings.NewReader(body))
 			dec.DisallowUnknownFields()
-			out := make([]pipelines.Event, 0, events)
-			vals := make([]pipelines.Value, events*5)
+			out := make([]event.Event, 0, events)
+			vals := make([]event.Value, events*5)
 			for i := 0; ; i++ {
-				var e event
+				var e jsonEvent
 				if err := dec.Decode(&e); err != nil {
 					break
 				}
 				v := vals[i*5 : i*5+5]
-				v[0] = pipelines.Value{I: e.TS.UnixMicro(), Valid: true}
-				v[1] = pipelines.Value{S: e.Host, Valid: true}
-				v[2] = pipelines.Value{S: e.Region, Valid: true}
-				v[3] = pipelines.Value{F: e.CPU, Valid: true}
-				v[4] = pipelines.Value{I: e.Bytes, Valid: true}
-				out = append(out, pipelines.Event{ID: e.ID, Time: v[0].I, Values: v})
+				v[0] = event.Value{I: e.TS.UnixMicro(), Valid: true}
+				v[1] = event.Value{S: e.Host, Valid: true}
+				v[2] = event.Value{S: e.Region, Valid: true}
+				v[3] = event.Value{F: e.CPU, Valid: true}
+				v[4] = event.Value{I: e.Bytes, Valid: true}
+				out = append(out, event.Event{ID: e.ID, Time: v[0].I, Values: v})
 			}
 			if len(out) != events {
 				b.Fatal(len(out))
@@ -112,23 +113,23 @@ func BenchmarkDecode(b *testing.B) {
 				if err := dec.Decode(&m); err != nil {
 					break
 				}
-				vals := make([]pipelines.Value, len(schema))
+				vals := make([]event.Value, len(schema))
 				for i, f := range schema {
 					switch x := m[f.Name].(type) {
 					case string:
-						if f.Type == pipelines.TypeTimestamp {
+						if f.Type == event.TypeTimestamp {
 							t, _ := time.Parse(time.RFC3339, x)
-							vals[i] = pipelines.Value{I: t.UnixMicro(), Valid: true}
+							vals[i] = event.Value{I: t.UnixMicro(), Valid: true}
 						} else {
-							vals[i] = pipelines.Value{S: x, Valid: true}
+							vals[i] = event.Value{S: x, Valid: true}
 						}
 					case json.Number:
-						if f.Type == pipelines.TypeDouble {
+						if f.Type == event.TypeDouble {
 							fv, _ := x.Float64()
-							vals[i] = pipelines.Value{F: fv, Valid: true}
+							vals[i] = event.Value{F: fv, Valid: true}
 						} else {
 							iv, _ := x.Int64()
-							vals[i] = pipelines.Value{I: iv, Valid: true}
+							vals[i] = event.Value{I: iv, Valid: true}
 						}
 					}
 				}
@@ -238,7 +239,7 @@ type countingLog struct {
 	e *httpEnv
 }
 
-func (c countingLog) Append(ctx context.Context, topic string, partition int, events []pipelines.Event) (int64, error) {
+func (c countingLog) Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error) {
 	start := time.Now()
 	off, err := c.Log.Append(ctx, topic, partition, events)
 	c.e.appendNanos.Add(int64(time.Since(start)))
@@ -512,7 +513,7 @@ func anyLeader(servers []*server.Server) bool {
 // nopLog acknowledges every Append at once.
 type nopLog struct{ next atomic.Int64 }
 
-func (l *nopLog) Append(_ context.Context, _ string, _ int, events []pipelines.Event) (int64, error) {
+func (l *nopLog) Append(_ context.Context, _ string, _ int, events []event.Event) (int64, error) {
 	return l.next.Add(int64(len(events))) - int64(len(events)), nil
 }
 

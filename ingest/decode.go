@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // idKey is the reserved JSON key that carries an event's id.
@@ -61,7 +62,7 @@ func (e *decodeError) Error() string {
 // work than decoding into maps or structs and converting afterwards.
 type decoder struct {
 	topic     string
-	schema    pipelines.Schema
+	schema    event.Schema
 	index     map[string]int // field name → position in schema
 	timeField int            // position of the event-time field, or -1
 	required  []int          // positions of required fields
@@ -98,8 +99,8 @@ type decodeState struct {
 	seen []uint32
 	gen  uint32
 
-	slab    []pipelines.Value // Values of the next events are cut from here
-	events  []pipelines.Event
+	slab    []event.Value // Values of the next events are cut from here
+	events  []event.Event
 	scratch []byte // unescaping buffer
 	lines   bool   // NDJSON body: errors carry line numbers
 	bufs    *requestBufs
@@ -111,9 +112,9 @@ type decodeState struct {
 // only once nothing refers to the request's events any more, that is after
 // its answer (Appends encode events and do not keep them).
 type requestBufs struct {
-	values []pipelines.Value
-	events []pipelines.Event
-	sorted []pipelines.Event
+	values []event.Value
+	events []event.Event
+	sorted []event.Event
 	used   bool // values handed out to the current request
 }
 
@@ -122,7 +123,7 @@ type requestBufs struct {
 const maxPooledEvents = 4096
 
 // reset drops every reference the buffers hold, keeping what fits the pool.
-func (b *requestBufs) reset(events []pipelines.Event) {
+func (b *requestBufs) reset(events []event.Event) {
 	if cap(events) > cap(b.events) && cap(events) <= maxPooledEvents {
 		b.events = events[:0]
 	}
@@ -137,7 +138,7 @@ func (b *requestBufs) reset(events []pipelines.Event) {
 // events. Event i's ID is empty when the record had no id of its own; the
 // caller assigns one. ingest is the request's ingest time in microseconds.
 // bufs, if not nil, lends memory for the events.
-func (d *decoder) decode(body string, ingest int64, bufs *requestBufs) ([]pipelines.Event, *decodeError) {
+func (d *decoder) decode(body string, ingest int64, bufs *requestBufs) ([]event.Event, *decodeError) {
 	var seen [32]uint32
 	st := decodeState{d: d, s: body, ingest: ingest, seen: seen[:0], bufs: bufs}
 	if len(d.schema) <= len(seen) {
@@ -238,7 +239,7 @@ func (st *decodeState) reserve(n int) {
 	if b := st.bufs; b != nil && !b.used && cap(b.values) >= n*nf {
 		st.slab, b.used = b.values[:cap(b.values)], true
 	} else {
-		st.slab = make([]pipelines.Value, n*nf)
+		st.slab = make([]event.Value, n*nf)
 		if b != nil && !b.used && n <= maxPooledEvents {
 			b.values, b.used = st.slab, true // kept for the next request
 		}
@@ -247,7 +248,7 @@ func (st *decodeState) reserve(n int) {
 		if b := st.bufs; b != nil && cap(b.events) >= n {
 			st.events = b.events[:0]
 		} else {
-			st.events = make([]pipelines.Event, 0, n)
+			st.events = make([]event.Event, 0, n)
 		}
 	}
 }
@@ -266,7 +267,7 @@ func (st *decodeState) object(rec, start int) *decodeError {
 		clear(st.seen)
 		st.gen = 1
 	}
-	ev := pipelines.Event{Ingest: st.ingest, Time: st.ingest, Values: vals}
+	ev := event.Event{Ingest: st.ingest, Time: st.ingest, Values: vals}
 	idSeen := false
 
 	st.pos++ // '{'
@@ -330,8 +331,8 @@ func (st *decodeState) object(rec, start int) *decodeError {
 				return st.recordErr(rec, start, key, "duplicate key")
 			}
 			idSeen = true
-			var v pipelines.Value
-			if msg := st.value(pipelines.TypeString, &v); msg != "" {
+			var v event.Value
+			if msg := st.value(event.TypeString, &v); msg != "" {
 				return st.recordErr(rec, start, key, msg)
 			}
 			if v.Valid {
@@ -359,7 +360,7 @@ func (st *decodeState) object(rec, start int) *decodeError {
 }
 
 // finish checks required fields and appends the event.
-func (st *decodeState) finish(rec, start int, ev *pipelines.Event) *decodeError {
+func (st *decodeState) finish(rec, start int, ev *event.Event) *decodeError {
 	for _, fi := range st.d.required {
 		if st.seen[fi] != st.gen {
 			return st.recordErr(rec, start, st.d.schema[fi].Name, "missing required field")
@@ -370,7 +371,7 @@ func (st *decodeState) finish(rec, start int, ev *pipelines.Event) *decodeError 
 }
 
 // value scans one JSON value, types it as t and stores it in dst.
-func (st *decodeState) value(t pipelines.FieldType, dst *pipelines.Value) string {
+func (st *decodeState) value(t event.FieldType, dst *event.Value) string {
 	if st.pos >= len(st.s) {
 		return "unexpected end of body"
 	}
@@ -381,10 +382,10 @@ func (st *decodeState) value(t pipelines.FieldType, dst *pipelines.Value) string
 			return err
 		}
 		switch t {
-		case pipelines.TypeString:
+		case event.TypeString:
 			dst.S, dst.Valid = s, true
 			return ""
-		case pipelines.TypeTimestamp:
+		case event.TypeTimestamp:
 			us, ok := parseRFC3339(s)
 			if !ok {
 				// The slow path accepts the rarer forms time.Parse does.
@@ -403,7 +404,7 @@ func (st *decodeState) value(t pipelines.FieldType, dst *pipelines.Value) string
 		if !st.literal("true") {
 			return "invalid JSON literal " + st.describe()
 		}
-		if t != pipelines.TypeBool {
+		if t != event.TypeBool {
 			return "expected " + t.String() + ", got boolean"
 		}
 		dst.I, dst.Valid = 1, true
@@ -412,7 +413,7 @@ func (st *decodeState) value(t pipelines.FieldType, dst *pipelines.Value) string
 		if !st.literal("false") {
 			return "invalid JSON literal " + st.describe()
 		}
-		if t != pipelines.TypeBool {
+		if t != event.TypeBool {
 			return "expected " + t.String() + ", got boolean"
 		}
 		dst.Valid = true

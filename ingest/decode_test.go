@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // typesTopic has one field of every type, some optional, and a typed id.
@@ -19,13 +20,13 @@ func typesTopic() *pipelines.Topic {
 		Name:       "types",
 		Partitions: 1,
 		Time:       "ts",
-		Schema: pipelines.Schema{
-			{Name: "ts", Type: pipelines.TypeTimestamp, Required: false},
-			{Name: "s", Type: pipelines.TypeString, Required: true},
-			{Name: "l", Type: pipelines.TypeLong},
-			{Name: "i", Type: pipelines.TypeInt},
-			{Name: "d", Type: pipelines.TypeDouble},
-			{Name: "b", Type: pipelines.TypeBool},
+		Schema: event.Schema{
+			{Name: "ts", Type: event.TypeTimestamp, Required: false},
+			{Name: "s", Type: event.TypeString, Required: true},
+			{Name: "l", Type: event.TypeLong},
+			{Name: "i", Type: event.TypeInt},
+			{Name: "d", Type: event.TypeDouble},
+			{Name: "b", Type: event.TypeBool},
 		},
 	}
 }
@@ -35,10 +36,10 @@ func TestDecodeForms(t *testing.T) {
 	const ingest = 1_700_000_000_000_000
 	obj1 := `{"ts":"2024-05-01T10:00:00Z","host":"a","region":"eu","cpu":0.5,"bytes":10,"id":"e1"}`
 	obj2 := `{"ts":1714557601000,"host":"b","region":"us","cpu":1,"bytes":-3}`
-	want := []pipelines.Event{
-		{ID: "e1", Time: 1714557600000000, Ingest: ingest, Values: []pipelines.Value{
+	want := []event.Event{
+		{ID: "e1", Time: 1714557600000000, Ingest: ingest, Values: []event.Value{
 			{I: 1714557600000000, Valid: true}, {S: "a", Valid: true}, {S: "eu", Valid: true}, {F: 0.5, Valid: true}, {I: 10, Valid: true}}},
-		{ID: "", Time: 1714557601000000, Ingest: ingest, Values: []pipelines.Value{
+		{ID: "", Time: 1714557601000000, Ingest: ingest, Values: []event.Value{
 			{I: 1714557601000000, Valid: true}, {S: "b", Valid: true}, {S: "us", Valid: true}, {F: 1, Valid: true}, {I: -3, Valid: true}}},
 	}
 	for name, body := range map[string]string{
@@ -72,11 +73,11 @@ func TestDecodeForms(t *testing.T) {
 func TestDecodeValues(t *testing.T) {
 	d := newDecoder(typesTopic())
 	const ingest = 42
-	type vals = []pipelines.Value
-	null := pipelines.Value{}
-	str := func(s string) pipelines.Value { return pipelines.Value{S: s, Valid: true} }
-	num := func(i int64) pipelines.Value { return pipelines.Value{I: i, Valid: true} }
-	dbl := func(f float64) pipelines.Value { return pipelines.Value{F: f, Valid: true} }
+	type vals = []event.Value
+	null := event.Value{}
+	str := func(s string) event.Value { return event.Value{S: s, Valid: true} }
+	num := func(i int64) event.Value { return event.Value{I: i, Valid: true} }
+	dbl := func(f float64) event.Value { return event.Value{F: f, Valid: true} }
 	f := func(body string, wantID string, wantTime int64, want vals) {
 		t.Helper()
 		got, err := d.decode(body, ingest, nil)
@@ -123,13 +124,13 @@ func TestDecodeValues(t *testing.T) {
 
 func TestDecodeTypedID(t *testing.T) {
 	topic := typesTopic()
-	topic.Schema = append(topic.Schema, pipelines.Field{Name: "id", Type: pipelines.TypeLong})
+	topic.Schema = append(topic.Schema, event.Field{Name: "id", Type: event.TypeLong})
 	d := newDecoder(topic)
 	got, err := d.decode(`{"s":"x","id":12}`, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0].ID != "12" || got[0].Values[6] != (pipelines.Value{I: 12, Valid: true}) {
+	if got[0].ID != "12" || got[0].Values[6] != (event.Value{I: 12, Valid: true}) {
 		t.Fatalf("got id %q value %+v", got[0].ID, got[0].Values[6])
 	}
 	_, err = d.decode(`{"s":"x","id":"12"}`, 1, nil)
@@ -230,7 +231,7 @@ func TestDecodeErrorJSONMessage(t *testing.T) {
 }
 
 // encodeEvent writes an event back as JSON, for round trips.
-func encodeEvent(schema pipelines.Schema, ev pipelines.Event) []byte {
+func encodeEvent(schema event.Schema, ev event.Event) []byte {
 	var b bytes.Buffer
 	b.WriteByte('{')
 	if ev.ID != "" && schema.Index(idKey) < 0 {
@@ -248,14 +249,14 @@ func encodeEvent(schema pipelines.Schema, ev pipelines.Event) []byte {
 			b.WriteString("null")
 		} else {
 			switch f.Type {
-			case pipelines.TypeString:
+			case event.TypeString:
 				j, _ := json.Marshal(v.S)
 				b.Write(j)
-			case pipelines.TypeDouble:
+			case event.TypeDouble:
 				b.WriteString(strconv.FormatFloat(v.F, 'g', -1, 64))
-			case pipelines.TypeBool:
+			case event.TypeBool:
 				b.WriteString(strconv.FormatBool(v.I != 0))
-			case pipelines.TypeTimestamp:
+			case event.TypeTimestamp:
 				b.WriteString(`"` + time.UnixMicro(v.I).UTC().Format(time.RFC3339Nano) + `"`)
 			default:
 				b.WriteString(strconv.FormatInt(v.I, 10))
@@ -340,24 +341,24 @@ func FuzzDecode(f *testing.F) {
 					continue
 				}
 				switch fld.Type {
-				case pipelines.TypeString:
+				case event.TypeString:
 					if g != v.S {
 						t.Fatalf("%s: %q, encoding/json %q", fld.Name, v.S, g)
 					}
-				case pipelines.TypeInt:
+				case event.TypeInt:
 					if v.I < math.MinInt32 || v.I > math.MaxInt32 {
 						t.Fatalf("int out of range: %d", v.I)
 					}
-				case pipelines.TypeBool:
+				case event.TypeBool:
 					if g != (v.I == 1) || (v.I != 0 && v.I != 1) {
 						t.Fatalf("bool %d, encoding/json %v", v.I, g)
 					}
-				case pipelines.TypeDouble:
+				case event.TypeDouble:
 					if gf, ok := g.(float64); !ok || gf != v.F {
 						t.Fatalf("double %v, encoding/json %v", v.F, g)
 					}
 				}
-				if fld.Type == pipelines.TypeLong || fld.Type == pipelines.TypeInt {
+				if fld.Type == event.TypeLong || fld.Type == event.TypeInt {
 					// Both are correctly rounded conversions of one exact value.
 					if gf, ok := g.(float64); !ok || gf != float64(v.I) {
 						t.Fatalf("%s: %d, encoding/json %v", fld.Name, v.I, g)

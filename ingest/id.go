@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // crockford is the ULID alphabet: base32 without I, L, O, U.
@@ -19,7 +19,7 @@ const idLen = 26
 // are subject to deduplication: those whose id came from the client (their
 // own, or <Idempotency-Key>:<i>). Generated ids are unique by construction
 // and nobody can retry with them, so they are not remembered.
-func (in *Ingest) assignIDs(events []pipelines.Event, idempotencyKey string, now time.Time) []bool {
+func (in *Ingest) assignIDs(events []event.Event, idempotencyKey string, now time.Time) []bool {
 	dedupable := make([]bool, len(events))
 	missing := 0
 	for i := range events {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 func TestGeneratedIDs(t *testing.T) {
@@ -17,7 +17,7 @@ func TestGeneratedIDs(t *testing.T) {
 	at := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
 	var all []string
 	for r := range 3 {
-		events := make([]pipelines.Event, 100)
+		events := make([]event.Event, 100)
 		events[7].ID = "own"
 		dedupable := in.assignIDs(events, "", at.Add(time.Duration(r)*time.Millisecond))
 		for i, e := range events {
@@ -45,7 +45,7 @@ func TestGeneratedIDs(t *testing.T) {
 		t.Fatalf("time part %q, want %q (ULID of %v)", got, want, at)
 	}
 
-	events := make([]pipelines.Event, 3)
+	events := make([]event.Event, 3)
 	events[1].ID = "own"
 	in.assignIDs(events, "req-9", at)
 	if ids := []string{events[0].ID, events[1].ID, events[2].ID}; !slices.Equal(ids, []string{"req-9:0", "own", "req-9:2"}) {

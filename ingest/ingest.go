@@ -15,6 +15,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Log is what ingest needs of the log. BrokerLog adapts a *broker.Broker.
@@ -25,7 +26,7 @@ type Log interface {
 	// allowed and are ordered by the log. Errors wrapping
 	// broker.ErrUnavailable mean the log could not be reached in time; the
 	// entry may or may not have been written.
-	Append(ctx context.Context, topic string, partition int, events []pipelines.Event) (firstOffset int64, err error)
+	Append(ctx context.Context, topic string, partition int, events []event.Event) (firstOffset int64, err error)
 
 	// Recent calls fn, in log order, for every event of the partition in
 	// entries appended at or after since, but no more than the last `last`
@@ -147,7 +148,7 @@ func New(p *pipelines.Pipeline, log Log, opts Options) (*Ingest, error) {
 	for i := range p.Topics {
 		t := &p.Topics[i]
 		if t.Time != "" {
-			if fi := t.Schema.Index(t.Time); fi < 0 || t.Schema[fi].Type != pipelines.TypeTimestamp {
+			if fi := t.Schema.Index(t.Time); fi < 0 || t.Schema[fi].Type != event.TypeTimestamp {
 				return nil, fmt.Errorf("ingest: topic %q: time field %q is not a timestamp field of the schema", t.Name, t.Time)
 			}
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // openBroker opens the real broker (embedded nats-server, file store,
@@ -70,10 +71,10 @@ func ends(t testing.TB, b *broker.Broker, topic string) []int64 {
 }
 
 // logEvents reads a partition from the start to its end.
-func logEvents(t testing.TB, b *broker.Broker, topic string, part int) []pipelines.Event {
+func logEvents(t testing.TB, b *broker.Broker, topic string, part int) []event.Event {
 	t.Helper()
 	end := ends(t, b, topic)[part]
-	var out []pipelines.Event
+	var out []event.Event
 	if end == 0 {
 		return nil
 	}
@@ -97,7 +98,7 @@ func logEvents(t testing.TB, b *broker.Broker, topic string, part int) []pipelin
 	return out
 }
 
-func val(s string) pipelines.Value { return pipelines.Value{S: s, Valid: true} }
+func val(s string) event.Value { return event.Value{S: s, Valid: true} }
 
 func TestIngestBodyForms(t *testing.T) {
 	p := testPipeline(t.TempDir(), *metricsTopic(1))
@@ -143,7 +144,7 @@ func TestIngestBodyForms(t *testing.T) {
 		t.Fatalf("ids %v", ids)
 	}
 	ingest := h.clock.Now().UnixMicro()
-	wantC := pipelines.Event{ID: "c", Time: 1714557602500000, Ingest: ingest, Values: []pipelines.Value{
+	wantC := event.Event{ID: "c", Time: 1714557602500000, Ingest: ingest, Values: []event.Value{
 		{I: 1714557602500000, Valid: true}, val("h3"), val("ap"), {F: -1e-3, Valid: true}, {I: 3, Valid: true}}}
 	if !reflect.DeepEqual(got[2], wantC) {
 		t.Fatalf("log event 2:\ngot  %+v\nwant %+v", got[2], wantC)
@@ -223,23 +224,23 @@ func TestPartitionDocumentedHash(t *testing.T) {
 		f(key, 7, int(fnvRef(key)%7))
 	}
 	// Non-string keys hash their canonical text.
-	pt := partitioner{n: 8, keyIdx: 0, keyTyp: pipelines.TypeLong}
-	ev := pipelines.Event{ID: "x", Values: []pipelines.Value{{I: -42, Valid: true}}}
+	pt := partitioner{n: 8, keyIdx: 0, keyTyp: event.TypeLong}
+	ev := event.Event{ID: "x", Values: []event.Value{{I: -42, Valid: true}}}
 	if got, want := pt.of(&ev), Partition("-42", 8); got != want {
 		t.Fatalf("long key: %d, want %d", got, want)
 	}
-	pt.keyTyp = pipelines.TypeDouble
-	ev.Values[0] = pipelines.Value{F: 0.1, Valid: true}
+	pt.keyTyp = event.TypeDouble
+	ev.Values[0] = event.Value{F: 0.1, Valid: true}
 	if got, want := pt.of(&ev), Partition("0.1", 8); got != want {
 		t.Fatalf("double key: %d, want %d", got, want)
 	}
-	pt.keyTyp = pipelines.TypeBool
-	ev.Values[0] = pipelines.Value{I: 1, Valid: true}
+	pt.keyTyp = event.TypeBool
+	ev.Values[0] = event.Value{I: 1, Valid: true}
 	if got, want := pt.of(&ev), Partition("true", 8); got != want {
 		t.Fatalf("bool key: %d, want %d", got, want)
 	}
 	// A null key spreads by id.
-	ev.Values[0] = pipelines.Value{}
+	ev.Values[0] = event.Value{}
 	if got, want := pt.of(&ev), Partition("x", 8); got != want {
 		t.Fatalf("null key: %d, want %d", got, want)
 	}
@@ -432,7 +433,7 @@ type gateLog struct {
 	release chan struct{}
 }
 
-func (g gateLog) Append(ctx context.Context, topic string, partition int, events []pipelines.Event) (int64, error) {
+func (g gateLog) Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error) {
 	g.entered <- struct{}{}
 	<-g.release
 	return g.Log.Append(ctx, topic, partition, events)

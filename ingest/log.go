@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // BrokerLog adapts a broker to the Log ingest writes to.
@@ -16,7 +16,7 @@ type brokerLog struct{ b *broker.Broker }
 
 var _ Log = brokerLog{}
 
-func (l brokerLog) Append(ctx context.Context, topic string, partition int, events []pipelines.Event) (int64, error) {
+func (l brokerLog) Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error) {
 	return l.b.Append(ctx, topic, partition, events)
 }
 

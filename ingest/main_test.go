@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 func TestMain(m *testing.M) {
@@ -30,12 +31,12 @@ func metricsTopic(partitions int) *pipelines.Topic {
 		Partitions: partitions,
 		Key:        "host",
 		Time:       "ts",
-		Schema: pipelines.Schema{
-			{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
-			{Name: "host", Type: pipelines.TypeString, Required: true},
-			{Name: "region", Type: pipelines.TypeString, Required: true},
-			{Name: "cpu", Type: pipelines.TypeDouble, Required: true},
-			{Name: "bytes", Type: pipelines.TypeLong, Required: true},
+		Schema: event.Schema{
+			{Name: "ts", Type: event.TypeTimestamp, Required: true},
+			{Name: "host", Type: event.TypeString, Required: true},
+			{Name: "region", Type: event.TypeString, Required: true},
+			{Name: "cpu", Type: event.TypeDouble, Required: true},
+			{Name: "bytes", Type: event.TypeLong, Required: true},
 		},
 	}
 }

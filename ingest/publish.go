@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // result is the answer for one event of a request.
@@ -35,7 +35,7 @@ var errAppend = errors.New("ingest: append failed")
 // with the same ids answers them as duplicates and appends only the rest.
 //
 // place says where the events go; placeByKey is HTTP ingest's rule.
-func (in *Ingest) publish(ctx context.Context, ts *topicState, events []pipelines.Event, dedupable []bool, place placement, bufs *requestBufs) ([]result, int, error) {
+func (in *Ingest) publish(ctx context.Context, ts *topicState, events []event.Event, dedupable []bool, place placement, bufs *requestBufs) ([]result, int, error) {
 	n := len(events)
 	res := make([]result, n)
 	var hs []idHash
@@ -162,7 +162,7 @@ var placeByKey = placement{partition: -1}
 // waits until all are settled. It returns each sent event's origin, by
 // index into events (offset -1 where its chunk failed; nil when nothing
 // was sent), and an error wrapping errAppend if any chunk failed.
-func (in *Ingest) appendEvents(ts *topicState, events []pipelines.Event, idx []int, place placement, bufs *requestBufs) ([]origin, error) {
+func (in *Ingest) appendEvents(ts *topicState, events []event.Event, idx []int, place placement, bufs *requestBufs) ([]origin, error) {
 	if len(idx) == 0 {
 		return nil, nil
 	}
@@ -184,12 +184,12 @@ func (in *Ingest) appendEvents(ts *topicState, events []pipelines.Event, idx []i
 	}
 	order := make([]int, len(idx)) // position in sorted → index into events
 	// Each round of a request has its own; only the first may borrow.
-	var sorted []pipelines.Event
+	var sorted []event.Event
 	if bufs != nil && cap(bufs.sorted) >= len(idx) && len(bufs.sorted) == 0 {
 		sorted = bufs.sorted[:len(idx)]
 		bufs.sorted = sorted
 	} else {
-		sorted = make([]pipelines.Event, len(idx))
+		sorted = make([]event.Event, len(idx))
 		if bufs != nil && len(bufs.sorted) == 0 && len(idx) <= maxPooledEvents {
 			bufs.sorted = sorted
 		}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Record is one record of a produce request of another protocol (Kafka):
@@ -142,7 +142,7 @@ func (in *Ingest) PublishRecords(ctx context.Context, topic string, partition in
 
 // decodeRecords decodes each record's value as exactly one JSON object.
 // The values are copied into one string, which the events' strings slice.
-func (d *decoder) decodeRecords(recs []Record, ingest int64) ([]pipelines.Event, *RecordError) {
+func (d *decoder) decodeRecords(recs []Record, ingest int64) ([]event.Event, *RecordError) {
 	total := 0
 	for i := range recs {
 		total += len(recs[i].Value)

@@ -5,11 +5,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // number scans a JSON number and types it as t.
-func (st *decodeState) number(t pipelines.FieldType, dst *pipelines.Value) string {
+func (st *decodeState) number(t event.FieldType, dst *event.Value) string {
 	s := st.s
 	start := st.pos
 	i := start
@@ -77,7 +77,7 @@ func (st *decodeState) number(t pipelines.FieldType, dst *pipelines.Value) strin
 	plain := fracEnd == fracStart && !hasExp && !overflow
 
 	switch t {
-	case pipelines.TypeDouble:
+	case event.TypeDouble:
 		if plain && mant <= 1<<53 {
 			f := float64(mant)
 			if neg {
@@ -92,9 +92,9 @@ func (st *decodeState) number(t pipelines.FieldType, dst *pipelines.Value) strin
 		}
 		dst.F, dst.Valid = f, true
 		return ""
-	case pipelines.TypeLong, pipelines.TypeInt:
+	case event.TypeLong, event.TypeInt:
 		lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
-		if t == pipelines.TypeInt {
+		if t == event.TypeInt {
 			lo, hi = math.MinInt32, math.MaxInt32
 		}
 		var v int64
@@ -116,7 +116,7 @@ func (st *decodeState) number(t pipelines.FieldType, dst *pipelines.Value) strin
 		}
 		dst.I, dst.Valid = v, true
 		return ""
-	case pipelines.TypeTimestamp:
+	case event.TypeTimestamp:
 		// Epoch milliseconds; up to three decimals reach microseconds.
 		if plain {
 			ms, ok := signed(mant, neg)
@@ -144,7 +144,7 @@ const (
 	maxMicros = 253402300799999999 // 9999-12-31T23:59:59.999999Z
 )
 
-func timestamp(dst *pipelines.Value, us int64, text string) string {
+func timestamp(dst *event.Value, us int64, text string) string {
 	if us < minMicros || us > maxMicros {
 		return "timestamp " + quoteShort(text) + " out of range (years 0001 to 9999)"
 	}
@@ -299,10 +299,10 @@ func integral(intDigits, fracDigits string, exp int, neg bool) (int64, string) {
 
 // canonical is the text form of a value: the event id when the schema types
 // the id field, and the bytes hashed for partitioning (see the package doc).
-func canonical(t pipelines.FieldType, v pipelines.Value) string {
-	if t == pipelines.TypeString {
+func canonical(t event.FieldType, v event.Value) string {
+	if t == event.TypeString {
 		return v.S
 	}
 	var buf [32]byte
-	return string(pipelines.AppendCanonical(buf[:0], t, v))
+	return string(event.AppendCanonical(buf[:0], t, v))
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // maxFetchWait bounds a Fetch's long poll whatever the client asks.
@@ -195,10 +196,10 @@ func (c *conn) fetchPartition(ctx context.Context, spec *pipelines.Topic, p kmsg
 		w.begin(out, e.Offset, e.Ingest/1000)
 		for i := range e.Events {
 			ev := &e.Events[i]
-			val = pipelines.AppendEventJSON(val[:0], spec.Schema, ev.Values)
+			val = event.AppendEventJSON(val[:0], spec.Schema, ev.Values)
 			var kb []byte
 			if keyIdx >= 0 && ev.Values[keyIdx].Valid {
-				key = pipelines.AppendCanonical(key[:0], spec.Schema[keyIdx].Type, ev.Values[keyIdx])
+				key = event.AppendCanonical(key[:0], spec.Schema[keyIdx].Type, ev.Values[keyIdx])
 				kb = key
 			}
 			w.add(kb, val, ev.ID)

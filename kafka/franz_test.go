@@ -27,7 +27,7 @@ func (e *env) client(opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
-func event(i int, host string) string {
+func sample(i int, host string) string {
 	return fmt.Sprintf(`{"ts":"2026-01-02T15:04:%02dZ","host":%q,"cpu":%d.5}`, i%60, host, i)
 }
 
@@ -50,7 +50,7 @@ func TestFranzProduceThenBrowseAndConsume(t *testing.T) {
 
 	var recs []*kgo.Record
 	for i := range 10 {
-		recs = append(recs, record(int32(i%2), fmt.Sprintf("ev-%d", i), event(i, fmt.Sprintf("h%d", i))))
+		recs = append(recs, record(int32(i%2), fmt.Sprintf("ev-%d", i), sample(i, fmt.Sprintf("h%d", i))))
 	}
 	res := cl.ProduceSync(ctx, recs...)
 	if err := res.FirstErr(); err != nil {
@@ -134,9 +134,9 @@ func TestFranzInvalidRecord(t *testing.T) {
 	ctx := context.Background()
 	// Three records in one batch: the second has a string for cpu.
 	recs := []*kgo.Record{
-		record(0, "a", event(1, "h")),
+		record(0, "a", sample(1, "h")),
 		record(0, "b", `{"ts":"2026-01-02T15:04:05Z","host":"h","cpu":"high"}`),
-		record(0, "c", event(3, "h")),
+		record(0, "c", sample(3, "h")),
 	}
 	res := cl.ProduceSync(ctx, recs...)
 	for i, r := range res {
@@ -150,7 +150,7 @@ func TestFranzInvalidRecord(t *testing.T) {
 	}
 	// A valid record afterwards lands at offset 0.
 	ok := e.client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	r, err := ok.ProduceSync(ctx, record(0, "d", event(4, "h"))).First()
+	r, err := ok.ProduceSync(ctx, record(0, "d", sample(4, "h"))).First()
 	if err != nil || r.Offset != 0 {
 		t.Fatalf("valid record: offset %d err %v; want offset 0", r.Offset, err)
 	}
@@ -180,7 +180,7 @@ func TestFranzAndHTTPInterleave(t *testing.T) {
 	if got := post(`{"id":"http-0","ts":"2026-01-02T15:04:00Z","host":"h","cpu":1}`); got != `{"accepted":1,"results":[{"partition":1,"offset":0,"duplicate":false}]}`+"\n" {
 		t.Fatalf("POST answered %s", got)
 	}
-	r, err := cl.ProduceSync(ctx, record(1, "kafka-1", event(1, host))).First()
+	r, err := cl.ProduceSync(ctx, record(1, "kafka-1", sample(1, host))).First()
 	if err != nil || r.Offset != 1 {
 		t.Fatalf("produce: offset %d err %v; want 1", r.Offset, err)
 	}
@@ -188,7 +188,7 @@ func TestFranzAndHTTPInterleave(t *testing.T) {
 		t.Fatalf("POST answered %s", got)
 	}
 	// Dedup spans both: the HTTP id produced again over Kafka is not appended.
-	r, err = cl.ProduceSync(ctx, record(1, "http-2", event(2, host))).First()
+	r, err = cl.ProduceSync(ctx, record(1, "http-2", sample(2, host))).First()
 	if err != nil || r.Offset != 2 {
 		t.Fatalf("duplicate produce: offset %d err %v; want the original 2", r.Offset, err)
 	}

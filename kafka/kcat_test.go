@@ -51,12 +51,12 @@ func TestKcat(t *testing.T) {
 		return run(t, line+"\n", kcat, args...)
 	}
 	for i, id := range []string{"k-0", "k-1", "k-2"} {
-		if out, err := produce(id, event(i, "web")); err != nil {
+		if out, err := produce(id, sample(i, "web")); err != nil {
 			t.Fatalf("kcat produce %s: %v\n%s", id, err, out)
 		}
 	}
 	// The same id again is a duplicate: nothing appended.
-	if out, err := produce("k-1", event(1, "web")); err != nil {
+	if out, err := produce("k-1", sample(1, "web")); err != nil {
 		t.Fatalf("kcat produce again: %v\n%s", err, out)
 	}
 	if bd, err := e.b.Bounds(ctx, "metrics", 0); err != nil || bd.End != 3 {

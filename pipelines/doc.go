@@ -1,7 +1,17 @@
 // Package pipelines owns the pipeline file: its format (version 1), loading,
-// ${VAR} interpolation, validation and the JSON Schema for editors; and it
-// compiles views into plans (windows, aggregates, expressions) that the speed
-// and the batch layer both run.
+// ${VAR} interpolation, validation and the JSON Schema for editors, durations
+// and sizes, and the lookups every layer makes in a loaded pipeline (a topic
+// or view by name, the log topics of views and dead letters).
+//
+// Its neighbours own the rest of what a pipeline means:
+//   - event: field types, schemas, values, events, partitioning, value JSON
+//     and text;
+//   - expr: the where expression (this package type-checks it with
+//     expr.CheckWhere);
+//   - plan: views compiled into plans (windows, group keys, aggregate
+//     states) that the speed and the batch layer both run.
+//
+// The dependency order is event ← expr ← pipelines ← plan ← the layers.
 //
 // One set of Go structs (spec.go) is the single description of the format:
 // their tags drive decoding (`yaml`, `default`), validation (`required`,
@@ -28,12 +38,7 @@
 //     of slide.
 //   - Durations are Go durations plus whole days ("7d", "1d12h").
 //
-// It also holds the rules that every package must apply alike, so that
-// each exists once: how an event and a view row pick their partition
-// (partition.go), how values are written as JSON (valuejson.go) and read
-// from text (valuetext.go).
-//
-// This package imports nothing else of Lambdaflow: every other package
-// imports it. It does no I/O beyond reading the file it is asked to load and
-// keeps no global state.
+// This package imports only event and expr of Lambdaflow, never a runtime
+// package (broker, ingest, speed, batch, serving, sinks). It does no I/O
+// beyond reading the file it is asked to load and keeps no global state.
 package pipelines

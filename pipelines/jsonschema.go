@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // JSONSchema returns the JSON Schema (draft 2020-12) of the pipeline file, for
@@ -50,7 +52,7 @@ func JSONSchema() ([]byte, error) {
 			ref("interpolation"),
 		}))
 	types := []any{}
-	for t := TypeString; t <= TypeTimestamp; t++ {
+	for t := event.TypeString; t <= event.TypeTimestamp; t++ {
 		types = append(types, t.String(), t.String()+"?")
 	}
 	types = append(types, "boolean", "boolean?")

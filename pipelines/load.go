@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -85,7 +86,7 @@ type decoder struct {
 var (
 	durationType   = reflect.TypeFor[Duration]()
 	byteSizeType   = reflect.TypeFor[ByteSize]()
-	schemaType     = reflect.TypeFor[Schema]()
+	schemaType     = reflect.TypeFor[event.Schema]()
 	aggregatesType = reflect.TypeFor[Aggregates]()
 	posType        = reflect.TypeFor[Pos]()
 )
@@ -557,12 +558,12 @@ func (d *decoder) schema(n *yaml.Node, v reflect.Value, path string) {
 		d.errorf(n, path, "must be a mapping of field name to type, got %s", describe(n))
 		return
 	}
-	var out Schema
+	var out event.Schema
 	for _, e := range d.entries(n, path, 0) {
 		fp := keyPath(path, e.name)
 		d.pos.key[fp] = nodePos(e.key)
 		d.pos.val[fp] = nodePos(e.val)
-		f := Field{Name: e.name, Required: true, Pos: nodePos(e.key)}
+		f := event.Field{Name: e.name, Required: true, Pos: nodePos(e.key)}
 		val := resolve(e.val)
 		switch {
 		case !d.spend(val):
@@ -604,11 +605,11 @@ func (d *decoder) schema(n *yaml.Node, v reflect.Value, path string) {
 }
 
 // fieldType parses a type name; 0 when it is unknown.
-func (d *decoder) fieldType(p Pos, path, s string) FieldType {
-	t, ok := ParseFieldType(s)
+func (d *decoder) fieldType(p Pos, path, s string) event.FieldType {
+	t, ok := event.ParseFieldType(s)
 	if !ok {
-		names := make([]string, 0, len(typeNames))
-		for t := TypeString; t <= TypeTimestamp; t++ {
+		var names []string
+		for t := event.TypeString; t <= event.TypeTimestamp; t++ {
 			names = append(names, t.String())
 		}
 		d.errorAt(p, path, "unknown type %s%s; %s", quote(s), didYouMean(s, names), typeHelp)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 func TestDefaultsApplied(t *testing.T) {
@@ -45,22 +47,22 @@ func TestDefaultsApplied(t *testing.T) {
 		Kafka: Kafka{MaxRequestBytes: 16 << 20, MaxFetchBytes: 8 << 20, MaxConnections: 1024},
 		Topics: []Topic{{
 			Name: "m", Partitions: 1, Retention: Duration(168 * time.Hour),
-			Schema: Schema{
-				{Name: "ts", Type: TypeTimestamp, Required: true, Pos: Pos{5, 14}},
-				{Name: "host", Type: TypeString, Required: false, Pos: Pos{5, 29}},
-				{Name: "n", Type: TypeLong, Required: false, Pos: Pos{5, 46}},
+			Schema: event.Schema{
+				{Name: "ts", Type: event.TypeTimestamp, Required: true, Pos: Pos{Line: 5, Col: 14}},
+				{Name: "host", Type: event.TypeString, Required: false, Pos: Pos{Line: 5, Col: 29}},
+				{Name: "n", Type: event.TypeLong, Required: false, Pos: Pos{Line: 5, Col: 46}},
 			},
-			Pos: Pos{4, 5},
+			Pos: Pos{Line: 4, Col: 5},
 		}},
 		Views: []View{{
 			Name: "v", From: "m",
 			Window: Window{Type: "tumbling", Size: Duration(time.Minute)},
 			Aggregates: Aggregates{
-				{Name: "events", Func: "count", Pos: Pos{10, 26}},
-				{Name: "p50", Func: "quantile", Field: "n", Arg: 0.5, Pos: Pos{10, 40}},
+				{Name: "events", Func: "count", Pos: Pos{Line: 10, Col: 26}},
+				{Name: "p50", Func: "quantile", Field: "n", Arg: 0.5, Pos: Pos{Line: 10, Col: 40}},
 			},
 			Retention: Duration(24 * time.Hour),
-			Pos:       Pos{7, 5},
+			Pos:       Pos{Line: 7, Col: 5},
 		}},
 		Lake: Lake{
 			Roll:    LakeRoll{MaxRows: 1000000, MaxAge: Duration(5 * time.Minute)},
@@ -70,7 +72,7 @@ func TestDefaultsApplied(t *testing.T) {
 			Name: "s", Type: "duckdb", From: []string{"m", "v"},
 			Consistency: "local_quorum", Create: true,
 			Batch: SinkBatch{MaxRows: 5000, MaxWait: Duration(500 * time.Millisecond), MaxRetries: 10},
-			Pos:   Pos{12, 5},
+			Pos:   Pos{Line: 12, Col: 5},
 		}},
 		File: "p.yaml",
 	}
@@ -191,10 +193,10 @@ func TestPositionsInFlowStyle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := p.Topics[1].Pos, (Pos{3, 46}); got != want {
+	if got, want := p.Topics[1].Pos, (Pos{Line: 3, Col: 46}); got != want {
 		t.Errorf("topics[1].Pos = %v, want %v", got, want)
 	}
-	if got, want := p.Topics[1].Schema[0].Pos, (Pos{3, 65}); got != want {
+	if got, want := p.Topics[1].Schema[0].Pos, (Pos{Line: 3, Col: 65}); got != want {
 		t.Errorf("topics[1].schema.ts Pos = %v, want %v", got, want)
 	}
 }

@@ -2,6 +2,8 @@ package pipelines
 
 import (
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Pipeline is one pipeline file, version 1. Field tags drive decoding, validation
@@ -87,15 +89,15 @@ type Auth struct {
 
 // Topic is a partitioned log of events of one schema.
 type Topic struct {
-	Name        string   `yaml:"name" required:"true" doc:"Topic name: lowercase letters, digits and '_'; used in stream, file and table names."`
-	Partitions  int      `yaml:"partitions" default:"1" doc:"Number of partitions (each is one JetStream stream), 1 to 1024."`
-	Retention   Duration `yaml:"retention" default:"168h" doc:"How long the log keeps events."`
-	MaxBytes    ByteSize `yaml:"max_bytes" doc:"Most bytes the log keeps per partition (e.g. 10GiB); 0 means no limit."`
-	Key         string   `yaml:"key" doc:"Field whose value picks the partition; empty spreads by event id."`
-	Time        string   `yaml:"time" doc:"Event-time field (timestamp: RFC 3339 or epoch millis). Empty: ingest time."`
-	Schema      Schema   `yaml:"schema" required:"true" doc:"Field name to type: string, long, int, double, bool, timestamp. A trailing '?' makes a field optional; or {type: T, required: false}."`
-	WriteTokens []string `yaml:"write_tokens" doc:"Tokens accepted for writes to this topic. Empty: writes are open."`
-	Pos         Pos      `yaml:"-"`
+	Name        string       `yaml:"name" required:"true" doc:"Topic name: lowercase letters, digits and '_'; used in stream, file and table names."`
+	Partitions  int          `yaml:"partitions" default:"1" doc:"Number of partitions (each is one JetStream stream), 1 to 1024."`
+	Retention   Duration     `yaml:"retention" default:"168h" doc:"How long the log keeps events."`
+	MaxBytes    ByteSize     `yaml:"max_bytes" doc:"Most bytes the log keeps per partition (e.g. 10GiB); 0 means no limit."`
+	Key         string       `yaml:"key" doc:"Field whose value picks the partition; empty spreads by event id."`
+	Time        string       `yaml:"time" doc:"Event-time field (timestamp: RFC 3339 or epoch millis). Empty: ingest time."`
+	Schema      event.Schema `yaml:"schema" required:"true" doc:"Field name to type: string, long, int, double, bool, timestamp. A trailing '?' makes a field optional; or {type: T, required: false}."`
+	WriteTokens []string     `yaml:"write_tokens" doc:"Tokens accepted for writes to this topic. Empty: writes are open."`
+	Pos         Pos          `yaml:"-"`
 }
 
 // View is a windowed aggregation of one topic.
@@ -171,10 +173,9 @@ type SinkBatch struct {
 	MaxRetries int      `yaml:"max_retries" default:"10" doc:"Retries of a transient failure before the batch is retried from the log."`
 }
 
-// Pos is a position in the pipeline file.
-type Pos struct {
-	Line, Col int
-}
+// Pos is a position in the pipeline file. Schema fields carry one too, so
+// the type lives with them.
+type Pos = event.Pos
 
 // Duration is a time.Duration written as "90s", "5m", "168h" or "7d".
 type Duration time.Duration

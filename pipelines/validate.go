@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/expr"
 	"github.com/robfig/cron/v3"
 )
 
@@ -349,7 +351,7 @@ func (v *validator) checkTopics(p *Pipeline) {
 		if t.Time != "" {
 			if j := t.Schema.Index(t.Time); j < 0 {
 				v.errorf(path+".time", "unknown field %s%s", quote(t.Time), didYouMean(t.Time, fieldNames(t.Schema)))
-			} else if ft := t.Schema[j].Type; ft != 0 && ft != TypeTimestamp {
+			} else if ft := t.Schema[j].Type; ft != 0 && ft != event.TypeTimestamp {
 				// A timestamp field takes epoch milliseconds as well as RFC 3339,
 				// so events that carry millis need no other type.
 				v.errorf(path+".time", "field %s is %s; the time field must be a timestamp (it accepts RFC 3339 strings and epoch milliseconds)", quote(t.Time), ft)
@@ -359,7 +361,7 @@ func (v *validator) checkTopics(p *Pipeline) {
 	}
 }
 
-func (v *validator) checkSchema(path string, s Schema) {
+func (v *validator) checkSchema(path string, s event.Schema) {
 	seen := map[string]string{} // lower-case name -> name
 	for _, f := range s {
 		fp := keyPath(path, f.Name)
@@ -374,7 +376,7 @@ func (v *validator) checkSchema(path string, s Schema) {
 	}
 }
 
-func fieldNames(s Schema) []string {
+func fieldNames(s event.Schema) []string {
 	out := make([]string, len(s))
 	for i, f := range s {
 		out[i] = f.Name
@@ -452,7 +454,7 @@ func (v *validator) checkWhere(path string, w *View, topic *Topic) {
 	if topic == nil {
 		return
 	}
-	if err := CheckWhere(w.Where, topic.Schema); err != nil {
+	if err := expr.CheckWhere(w.Where, topic.Schema); err != nil {
 		v.errorf(path, "%v", err)
 	}
 }
@@ -538,12 +540,12 @@ func (v *validator) checkAggregates(path string, w *View, topic *Topic) {
 			continue
 		}
 		ft := topic.Schema[j].Type
-		numeric := ft == TypeLong || ft == TypeInt || ft == TypeDouble
+		numeric := ft == event.TypeLong || ft == event.TypeInt || ft == event.TypeDouble
 		switch {
 		case ft == 0: // unknown type, already reported
 		case (a.Func == "sum" || a.Func == "avg" || a.Func == "quantile") && !numeric:
 			v.errorf(ap, "%s needs a numeric field (long, int or double); %s is %s", a.Func, quote(a.Field), ft)
-		case (a.Func == "min" || a.Func == "max") && !numeric && ft != TypeTimestamp:
+		case (a.Func == "min" || a.Func == "max") && !numeric && ft != event.TypeTimestamp:
 			v.errorf(ap, "%s needs a numeric or timestamp field; %s is %s", a.Func, quote(a.Field), ft)
 		}
 	}

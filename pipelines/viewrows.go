@@ -1,5 +1,7 @@
 package pipelines
 
+import "github.com/lambdaflow/lambdaflow/pipelines/event"
+
 // Every view also has a topic of its own in the log: the speed layer appends a
 // row for each window it finalises and the batch layer a row for each window it
 // recomputes. Sinks deliver views by reading that topic like any other, so a
@@ -40,17 +42,17 @@ func (p *Pipeline) ViewByName(name string) *View {
 // its input field: count and count_distinct give long, avg and quantile
 // double, sum keeps long for integer input and double otherwise, and min, max,
 // first and last keep the field's type.
-func AggregateType(a Aggregate, field FieldType) FieldType {
+func AggregateType(a Aggregate, field event.FieldType) event.FieldType {
 	switch a.Func {
 	case "count", "count_distinct":
-		return TypeLong
+		return event.TypeLong
 	case "avg", "quantile":
-		return TypeDouble
+		return event.TypeDouble
 	case "sum":
-		if field == TypeLong || field == TypeInt {
-			return TypeLong
+		if field == event.TypeLong || field == event.TypeInt {
+			return event.TypeLong
 		}
-		return TypeDouble
+		return event.TypeDouble
 	default:
 		return field
 	}
@@ -60,23 +62,23 @@ func AggregateType(a Aggregate, field FieldType) FieldType {
 // group-by fields, then the aggregates, in file order. Aggregates are
 // optional (an empty window has no min), group-by fields keep their topic's
 // requiredness.
-func ViewSchema(v *View, from *Topic) Schema {
-	s := Schema{
-		{Name: ColWindowStart, Type: TypeTimestamp, Required: true},
-		{Name: ColWindowEnd, Type: TypeTimestamp, Required: true},
+func ViewSchema(v *View, from *Topic) event.Schema {
+	s := event.Schema{
+		{Name: ColWindowStart, Type: event.TypeTimestamp, Required: true},
+		{Name: ColWindowEnd, Type: event.TypeTimestamp, Required: true},
 	}
 	for _, g := range v.GroupBy {
 		if i := from.Schema.Index(g); i >= 0 {
 			f := from.Schema[i]
-			s = append(s, Field{Name: f.Name, Type: f.Type, Required: f.Required})
+			s = append(s, event.Field{Name: f.Name, Type: f.Type, Required: f.Required})
 		}
 	}
 	for _, a := range v.Aggregates {
-		var ft FieldType
+		var ft event.FieldType
 		if i := from.Schema.Index(a.Field); i >= 0 {
 			ft = from.Schema[i].Type
 		}
-		s = append(s, Field{Name: a.Name, Type: AggregateType(a, ft)})
+		s = append(s, event.Field{Name: a.Name, Type: AggregateType(a, ft)})
 	}
 	return s
 }
@@ -99,13 +101,13 @@ func (p *Pipeline) ViewTopic(v *View) Topic {
 }
 
 // DeadLetterSchema is the schema of a sink's dead-letter topic.
-var deadLetterSchema = Schema{
-	{Name: "source", Type: TypeString, Required: true},
-	{Name: "partition", Type: TypeLong, Required: true},
-	{Name: "offset", Type: TypeLong, Required: true},
-	{Name: "record", Type: TypeString, Required: true},
-	{Name: "error", Type: TypeString, Required: true},
-	{Name: "time", Type: TypeTimestamp, Required: true},
+var deadLetterSchema = event.Schema{
+	{Name: "source", Type: event.TypeString, Required: true},
+	{Name: "partition", Type: event.TypeLong, Required: true},
+	{Name: "offset", Type: event.TypeLong, Required: true},
+	{Name: "record", Type: event.TypeString, Required: true},
+	{Name: "error", Type: event.TypeString, Required: true},
+	{Name: "time", Type: event.TypeTimestamp, Required: true},
 }
 
 // DeadLetterTopic is the log topic holding the records sink s could never
@@ -114,7 +116,7 @@ func (p *Pipeline) DeadLetterTopic(s *Sink) Topic {
 	return Topic{
 		Name: s.Name + DeadLetterSuffix, Partitions: 1, Time: "time",
 		Retention: Duration(30 * 24 * 3600e9),
-		Schema:    append(Schema(nil), deadLetterSchema...),
+		Schema:    append(event.Schema(nil), deadLetterSchema...),
 	}
 }
 

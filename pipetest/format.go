@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // FormatError is a test file that cannot be read as one: it names the file
@@ -76,14 +77,14 @@ type step struct {
 // from the clock for topics without a time field.
 type eventSpec struct {
 	id      string
-	values  []pipelines.Value
+	values  []event.Value
 	hasTime bool
 	time    int64
 }
 
 type expectation struct {
 	view      *pipelines.View
-	schema    pipelines.Schema // the view's row schema
+	schema    event.Schema // the view's row schema
 	late      *uint64
 	checkRows bool
 	rows      []expectRow
@@ -101,7 +102,7 @@ type expectCol struct {
 	col    int
 	line   int
 	null   bool
-	value  pipelines.Value
+	value  event.Value
 	within float64 // relative tolerance for doubles
 	approx bool    // within was asked for, and numbers compare as doubles
 	final  bool
@@ -352,7 +353,7 @@ func (ps *parser) eventsStep(tf *testFile, tc *testCase, index int, st *step, ev
 
 // event reads one event of topic t.
 func (ps *parser) event(t *pipelines.Topic, n *yaml.Node) (eventSpec, error) {
-	es := eventSpec{values: make([]pipelines.Value, len(t.Schema))}
+	es := eventSpec{values: make([]event.Value, len(t.Schema))}
 	if n.Kind != yaml.MappingNode {
 		return es, ps.errAt(n, "an event is a mapping of the fields of topic %q", t.Name)
 	}
@@ -476,7 +477,7 @@ func (ps *parser) expectRow(ex *expectation, n *yaml.Node) (expectRow, error) {
 				return r, ps.errAt(v, "column %q: %v", k.Value, err)
 			}
 			c.value = val
-			if typ == pipelines.TypeDouble {
+			if typ == event.TypeDouble {
 				c.within = 1e-9
 			}
 		}
@@ -487,8 +488,8 @@ func (ps *parser) expectRow(ex *expectation, n *yaml.Node) (expectRow, error) {
 
 // approx reads {approx: X, within: R}: X within R, a fraction or a
 // percentage, relative to X (default 1%).
-func (ps *parser) approx(c *expectCol, typ pipelines.FieldType, n *yaml.Node) error {
-	if typ != pipelines.TypeDouble && typ != pipelines.TypeLong && typ != pipelines.TypeInt {
+func (ps *parser) approx(c *expectCol, typ event.FieldType, n *yaml.Node) error {
+	if typ != event.TypeDouble && typ != event.TypeLong && typ != event.TypeInt {
 		return ps.errAt(n, "column %q: approx is for numbers; the column is %s", c.name, typ)
 	}
 	c.within, c.approx = 0.01, true
@@ -516,7 +517,7 @@ func (ps *parser) approx(c *expectCol, typ pipelines.FieldType, n *yaml.Node) er
 		return ps.errAt(target, "approx: %q is not a number", target.Value)
 	}
 	// Integers compare as doubles under a tolerance.
-	c.value = pipelines.Value{F: f, Valid: true}
+	c.value = event.Value{F: f, Valid: true}
 	return nil
 }
 
@@ -524,17 +525,17 @@ func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
-// parseValue reads a scalar as a value of type t (pipelines.ParseValue).
-func parseValue(t pipelines.FieldType, n *yaml.Node) (pipelines.Value, error) {
+// parseValue reads a scalar as a value of type t (event.ParseValue).
+func parseValue(t event.FieldType, n *yaml.Node) (event.Value, error) {
 	if n.Kind != yaml.ScalarNode {
-		return pipelines.Value{}, fmt.Errorf("want a %s, got a %s", t, kindName(n))
+		return event.Value{}, fmt.Errorf("want a %s, got a %s", t, kindName(n))
 	}
-	return pipelines.ParseValue(t, n.Value)
+	return event.ParseValue(t, n.Value)
 }
 
 // parseTime reads RFC 3339 or epoch milliseconds as UTC microseconds.
 func parseTime(n *yaml.Node) (int64, error) {
-	return pipelines.ParseTime(n.Value)
+	return event.ParseTime(n.Value)
 }
 
 func kindName(n *yaml.Node) string {
@@ -547,7 +548,7 @@ func kindName(n *yaml.Node) string {
 	return "value"
 }
 
-func fieldNames(s pipelines.Schema) string {
+func fieldNames(s event.Schema) string {
 	names := make([]string, len(s))
 	for i, f := range s {
 		names[i] = f.Name

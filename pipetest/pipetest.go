@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
 	"github.com/lambdaflow/lambdaflow/speed"
 )
@@ -91,19 +91,19 @@ func appendEvents(local *speed.Local, st *step) error {
 	now := local.Now().UnixMicro()
 	t := st.topic
 	parts := max(t.Partitions, 1)
-	byPart := make([][]pipelines.Event, parts)
-	keyField, keyType := t.Schema.Index(t.Key), pipelines.FieldType(0)
+	byPart := make([][]event.Event, parts)
+	keyField, keyType := t.Schema.Index(t.Key), event.FieldType(0)
 	if keyField >= 0 {
 		keyType = t.Schema[keyField].Type
 	}
 	for _, es := range st.events {
-		e := pipelines.Event{ID: es.id, Time: now, Ingest: now, Values: slices.Clone(es.values)}
+		e := event.Event{ID: es.id, Time: now, Ingest: now, Values: slices.Clone(es.values)}
 		if es.hasTime {
 			e.Time = es.time
 		}
 		p := st.partition
 		if p < 0 {
-			p = pipelines.EventPartition(&e, keyField, keyType, parts)
+			p = event.EventPartition(&e, keyField, keyType, parts)
 		}
 		byPart[p] = append(byPart[p], e)
 	}
@@ -158,7 +158,7 @@ func check(store *serving.Store, local *speed.Local, ex *expectation) []string {
 func sortExpected(ex *expectation, ng int) []expectRow {
 	rows := slices.Clone(ex.rows)
 	key := func(r expectRow) (serving.Row, bool) {
-		out := serving.Row{Group: make([]pipelines.Value, ng)}
+		out := serving.Row{Group: make([]event.Value, ng)}
 		found := 0
 		for _, c := range r.cols {
 			switch {
@@ -189,7 +189,7 @@ func sortExpected(ex *expectation, ng int) []expectRow {
 
 // compareRows orders rows by window start, then group values in their
 // natural order (null first).
-func compareRows(schema pipelines.Schema, a, b serving.Row) int {
+func compareRows(schema event.Schema, a, b serving.Row) int {
 	if c := cmp.Compare(a.Start, b.Start); c != 0 {
 		return c
 	}
@@ -203,9 +203,9 @@ func compareRows(schema pipelines.Schema, a, b serving.Row) int {
 		}
 		var c int
 		switch schema[2+i].Type {
-		case pipelines.TypeString:
+		case event.TypeString:
 			c = strings.Compare(x.S, y.S)
-		case pipelines.TypeDouble:
+		case event.TypeDouble:
 			c = cmp.Compare(x.F, y.F)
 		default:
 			c = cmp.Compare(x.I, y.I)
@@ -218,30 +218,30 @@ func compareRows(schema pipelines.Schema, a, b serving.Row) int {
 }
 
 // rowLabel names a row by its window and group, for messages.
-func rowLabel(schema pipelines.Schema, ng int, r serving.Row) string {
+func rowLabel(schema event.Schema, ng int, r serving.Row) string {
 	var b strings.Builder
 	b.WriteString("window_start ")
-	b.WriteString(pipelines.FormatTime(r.Start))
+	b.WriteString(event.FormatTime(r.Start))
 	for i := range min(ng, len(r.Group)) {
-		fmt.Fprintf(&b, ", %s %s", schema[2+i].Name, pipelines.AppendValueJSON(nil, schema[2+i].Type, r.Group[i]))
+		fmt.Fprintf(&b, ", %s %s", schema[2+i].Name, event.AppendValueJSON(nil, schema[2+i].Type, r.Group[i]))
 	}
 	return b.String()
 }
 
 // checkColumn compares one expected column with a row; "" when it matches.
-func checkColumn(schema pipelines.Schema, c expectCol, r serving.Row) string {
+func checkColumn(schema event.Schema, c expectCol, r serving.Row) string {
 	if c.col < 0 {
 		if r.Final != c.final {
 			return fmt.Sprintf("want %t, got %t", c.final, r.Final)
 		}
 		return ""
 	}
-	var got pipelines.Value
+	var got event.Value
 	switch ng := len(r.Group); {
 	case c.col == 0:
-		got = pipelines.Value{I: r.Start, Valid: true}
+		got = event.Value{I: r.Start, Valid: true}
 	case c.col == 1:
-		got = pipelines.Value{I: r.End, Valid: true}
+		got = event.Value{I: r.End, Valid: true}
 	case c.col < 2+ng:
 		got = r.Group[c.col-2]
 	default:
@@ -250,10 +250,10 @@ func checkColumn(schema pipelines.Schema, c expectCol, r serving.Row) string {
 		}
 	}
 	typ := schema[c.col].Type
-	gotText := string(pipelines.AppendValueJSON(nil, typ, got))
+	gotText := string(event.AppendValueJSON(nil, typ, got))
 	wantText := "null"
 	if !c.null {
-		wantText = string(pipelines.AppendValueJSON(nil, typ, c.value))
+		wantText = string(event.AppendValueJSON(nil, typ, c.value))
 	}
 	if c.approx {
 		wantText = fmt.Sprintf("%s within %g%%", strconv.FormatFloat(c.value.F, 'g', -1, 64), c.within*100)
@@ -264,20 +264,20 @@ func checkColumn(schema pipelines.Schema, c expectCol, r serving.Row) string {
 	return ""
 }
 
-func matches(typ pipelines.FieldType, c expectCol, got pipelines.Value) bool {
+func matches(typ event.FieldType, c expectCol, got event.Value) bool {
 	if c.null || !got.Valid {
 		return c.null == !got.Valid
 	}
 	switch {
 	case c.approx:
 		g := got.F
-		if typ != pipelines.TypeDouble {
+		if typ != event.TypeDouble {
 			g = float64(got.I)
 		}
 		return g == c.value.F || math.Abs(g-c.value.F) <= c.within*math.Abs(c.value.F)
-	case typ == pipelines.TypeString:
+	case typ == event.TypeString:
 		return got.S == c.value.S
-	case typ == pipelines.TypeDouble:
+	case typ == event.TypeDouble:
 		return got.F == c.value.F || math.Abs(got.F-c.value.F) <= c.within*math.Abs(c.value.F)
 	}
 	return got.I == c.value.I

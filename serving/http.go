@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Handler serves GET /v1/views and GET /v1/views/{view}.
 type Handler struct {
 	store   *Store
-	schemas map[string]pipelines.Schema // view name → row schema
+	schemas map[string]event.Schema // view name → row schema
 	now     func() time.Time
 	metrics *metrics
 }
@@ -22,7 +23,7 @@ type Handler struct {
 // NewHandler returns the query API over store. The pipeline gives each
 // view's row schema, used to parse filters and to encode values.
 func NewHandler(p *pipelines.Pipeline, store *Store, m *Metrics) *Handler {
-	h := &Handler{store: store, schemas: map[string]pipelines.Schema{}, now: time.Now}
+	h := &Handler{store: store, schemas: map[string]event.Schema{}, now: time.Now}
 	if m != nil {
 		h.metrics = m.m
 	}
@@ -75,7 +76,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) ParseFilter(view string, q map[string][]string) (Filter, error) {
 	v := h.store.View(view)
 	schema := h.schemas[view]
-	f := Filter{Group: map[int]pipelines.Value{}}
+	f := Filter{Group: map[int]event.Value{}}
 	for k, vals := range q {
 		if len(vals) == 0 {
 			continue
@@ -106,7 +107,7 @@ func (h *Handler) ParseFilter(view string, q map[string][]string) (Filter, error
 			return Filter{}, fmt.Errorf("parameter %q: not a group-by field of view %q (group_by: %s)", k, view, strings.Join(v.GroupBy, ", "))
 		}
 		fi := schema.Index(k)
-		pv, err := pipelines.ParseValue(schema[fi].Type, val)
+		pv, err := event.ParseValue(schema[fi].Type, val)
 		if err != nil {
 			return Filter{}, fmt.Errorf("parameter %q: %w", k, err)
 		}
@@ -158,7 +159,7 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
 
 // AppendRowJSON encodes a row as a JSON object: window_start, window_end, the
 // group-by fields, the aggregates, layer and final.
-func AppendRowJSON(buf []byte, schema pipelines.Schema, row Row) []byte {
+func AppendRowJSON(buf []byte, schema event.Schema, row Row) []byte {
 	buf = append(buf, `{"window_start":`...)
 	buf = strconv.AppendQuote(buf, formatTime(row.Start))
 	buf = append(buf, `,"window_end":`...)
@@ -179,7 +180,7 @@ func AppendRowJSON(buf []byte, schema pipelines.Schema, row Row) []byte {
 	return append(buf, '}')
 }
 
-func appendField(buf []byte, schema pipelines.Schema, col int, v pipelines.Value) []byte {
+func appendField(buf []byte, schema event.Schema, col int, v event.Value) []byte {
 	if col >= len(schema) {
 		return buf
 	}
@@ -187,10 +188,10 @@ func appendField(buf []byte, schema pipelines.Schema, col int, v pipelines.Value
 	buf = append(buf, ',')
 	buf = strconv.AppendQuote(buf, f.Name)
 	buf = append(buf, ':')
-	return pipelines.AppendValueJSON(buf, f.Type, v)
+	return event.AppendValueJSON(buf, f.Type, v)
 }
 
-func formatTime(us int64) string { return pipelines.FormatTime(us) }
+func formatTime(us int64) string { return event.FormatTime(us) }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 func testServer(t *testing.T) (*Store, http.Handler) {
@@ -39,7 +38,7 @@ func TestQueryJSONShape(t *testing.T) {
 	s, h := testServer(t)
 	s.PutSpeed("cpu", []Row{
 		row(0, "eu", 1, 2, 0.25, true),
-		{Start: base + minute, End: base + 2*minute, Group: []pipelines.Value{str("us"), null()}, Aggs: []pipelines.Value{long(1), null()}},
+		{Start: base + minute, End: base + 2*minute, Group: []event.Value{str("us"), null()}, Aggs: []event.Value{long(1), null()}},
 	})
 	code, body := get(t, h, "/v1/views/cpu")
 	want := `{"view":"cpu","horizon":null,"rows":[` +

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 func TestMain(m *testing.M) {
@@ -50,13 +51,13 @@ var base = time.Date(2026, 1, 2, 15, 0, 0, 0, time.UTC).UnixMicro()
 
 const minute = int64(60e6)
 
-func str(s string) pipelines.Value  { return pipelines.Value{S: s, Valid: true} }
-func long(i int64) pipelines.Value  { return pipelines.Value{I: i, Valid: true} }
-func dbl(f float64) pipelines.Value { return pipelines.Value{F: f, Valid: true} }
-func null() pipelines.Value         { return pipelines.Value{} }
+func str(s string) event.Value  { return event.Value{S: s, Valid: true} }
+func long(i int64) event.Value  { return event.Value{I: i, Valid: true} }
+func dbl(f float64) event.Value { return event.Value{F: f, Valid: true} }
+func null() event.Value         { return event.Value{} }
 
 // row is a cpu row of window k (minutes after base).
 func row(k int64, region string, zone int64, events int64, avg float64, final bool) Row {
-	return Row{Start: base + k*minute, End: base + (k+1)*minute, Group: []pipelines.Value{str(region), long(zone)},
-		Aggs: []pipelines.Value{long(events), dbl(avg)}, Final: final}
+	return Row{Start: base + k*minute, End: base + (k+1)*minute, Group: []event.Value{str(region), long(zone)},
+		Aggs: []event.Value{long(events), dbl(avg)}, Final: final}
 }

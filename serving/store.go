@@ -3,8 +3,9 @@
 // at the batch horizon — batch rows for windows that end at or before the
 // horizon, speed rows after it.
 //
-// It imports nothing of ours but pipelines: the layers push rows into a Store;
-// it never reads the log, the lake or checkpoints itself.
+// It imports nothing of ours but the pipeline packages (pipelines, event):
+// the layers push rows into a Store; it never reads the log, the lake or
+// checkpoints itself.
 package serving
 
 import (
@@ -12,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Layer names a row's origin.
@@ -25,11 +27,11 @@ const (
 
 // Row is one window of one group of a view.
 type Row struct {
-	Start, End int64             // window bounds, UTC microseconds, end exclusive
-	Group      []pipelines.Value // group-by values, in group_by order
-	Aggs       []pipelines.Value // aggregate values, in aggregates order
-	Final      bool              // the window is closed (speed) — batch rows are always final
-	Layer      Layer             // set by the store on the way out
+	Start, End int64         // window bounds, UTC microseconds, end exclusive
+	Group      []event.Value // group-by values, in group_by order
+	Aggs       []event.Value // aggregate values, in aggregates order
+	Final      bool          // the window is closed (speed) — batch rows are always final
+	Layer      Layer         // set by the store on the way out
 }
 
 // rowSet holds a layer's rows of one view, indexed by group first so that the
@@ -90,7 +92,7 @@ func (s *Store) View(name string) *pipelines.View {
 }
 
 // groupKey encodes group values so that equal groups give equal strings.
-func groupKey(vals []pipelines.Value) string {
+func groupKey(vals []event.Value) string {
 	b := make([]byte, 0, 32)
 	for _, v := range vals {
 		if !v.Valid {
@@ -207,7 +209,7 @@ func (s *Store) PutBatch(view string, from, to, horizon int64, rows []Row) (drif
 	return drift
 }
 
-func sameValues(a, b []pipelines.Value) bool {
+func sameValues(a, b []event.Value) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -265,7 +267,7 @@ func (s *Store) Drift(view string) uint64 {
 // Filter selects rows: Group maps group-by field index to the wanted value;
 // From and To bound window starts (From inclusive, To exclusive; 0 = open).
 type Filter struct {
-	Group    map[int]pipelines.Value
+	Group    map[int]event.Value
 	From, To int64
 }
 
@@ -284,7 +286,7 @@ func (s *Store) Query(view string, f Filter) (rows []Row, horizon int64, hasHori
 	}
 	groupMatch := func(r Row) bool {
 		for i, want := range f.Group {
-			if i >= len(r.Group) || !sameValues([]pipelines.Value{r.Group[i]}, []pipelines.Value{want}) {
+			if i >= len(r.Group) || !sameValues([]event.Value{r.Group[i]}, []event.Value{want}) {
 				return false
 			}
 		}
@@ -293,7 +295,7 @@ func (s *Store) Query(view string, f Filter) (rows []Row, horizon int64, hasHori
 	// With every group-by field filtered the group is known: look it up.
 	exact, exactOK := "", len(f.Group) == len(v.spec.GroupBy)
 	if exactOK {
-		vals := make([]pipelines.Value, len(v.spec.GroupBy))
+		vals := make([]event.Value, len(v.spec.GroupBy))
 		for i, val := range f.Group {
 			vals[i] = val
 		}

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // describe renders query rows compactly: "k region zone events layer final".
@@ -79,13 +79,13 @@ func TestStoreFilters(t *testing.T) {
 		want string
 	}{
 		{"all", Filter{}, "1 2 3 4 5 6"},
-		{"one group field", Filter{Group: map[int]pipelines.Value{0: str("eu")}}, "1 2 4 6"},
-		{"every group field", Filter{Group: map[int]pipelines.Value{0: str("eu"), 1: long(1)}}, "1 4 6"},
-		{"no such group", Filter{Group: map[int]pipelines.Value{0: str("ap"), 1: long(1)}}, ""},
+		{"one group field", Filter{Group: map[int]event.Value{0: str("eu")}}, "1 2 4 6"},
+		{"every group field", Filter{Group: map[int]event.Value{0: str("eu"), 1: long(1)}}, "1 4 6"},
+		{"no such group", Filter{Group: map[int]event.Value{0: str("ap"), 1: long(1)}}, ""},
 		{"from", Filter{From: base + minute}, "4 5 6"},
 		{"to (exclusive)", Filter{To: base + minute}, "1 2 3"},
 		{"from and to", Filter{From: base + minute, To: base + 2*minute}, "4 5"},
-		{"group and range", Filter{Group: map[int]pipelines.Value{1: long(1)}, From: base + minute}, "4 5 6"},
+		{"group and range", Filter{Group: map[int]event.Value{1: long(1)}, From: base + minute}, "4 5 6"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rows, _, _, ok := s.Query("cpu", c.f)
@@ -110,7 +110,7 @@ func TestStoreSpeedUpdatesDeletesAndEvicts(t *testing.T) {
 	s := NewStore(testPipeline(t))
 	s.PutSpeed("cpu", []Row{row(0, "eu", 1, 1, 0, false), row(1, "eu", 1, 1, 0, false)})
 	s.PutSpeed("cpu", []Row{row(0, "eu", 1, 5, 0, true)}) // the same window, later value
-	s.DeleteSpeed("cpu", []Row{{Start: base + minute, Group: []pipelines.Value{str("eu"), long(1)}}})
+	s.DeleteSpeed("cpu", []Row{{Start: base + minute, Group: []event.Value{str("eu"), long(1)}}})
 	rows, _, _, _ := s.Query("cpu", Filter{})
 	if got, want := describe(rows), "0 eu 1 5 speed true\n"; got != want {
 		t.Fatalf("rows:\n%swant:\n%s", got, want)
@@ -133,8 +133,8 @@ func TestStoreSpeedUpdatesDeletesAndEvicts(t *testing.T) {
 
 func TestStoreViewWithoutGroupBy(t *testing.T) {
 	s := NewStore(testPipeline(t))
-	s.PutSpeed("total", []Row{{Start: base, End: base + minute, Aggs: []pipelines.Value{long(7)}}})
-	rows, _, _, _ := s.Query("total", Filter{Group: map[int]pipelines.Value{}})
+	s.PutSpeed("total", []Row{{Start: base, End: base + minute, Aggs: []event.Value{long(7)}}})
+	rows, _, _, _ := s.Query("total", Filter{Group: map[int]event.Value{}})
 	if len(rows) != 1 || rows[0].Aggs[0].I != 7 {
 		t.Fatalf("rows %+v", rows)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Batch defaults for a spec that left them zero (the loader fills them; a
@@ -224,7 +224,7 @@ func (w *worker) add(ctx context.Context, e broker.Entry) error {
 	cols := len(w.src.table.Columns)
 	// One allocation for the values of the entry's rows; targets must not
 	// keep rows after Write returns, but the batch outlives the entry.
-	vals := make([]pipelines.Value, len(e.Events)*cols)
+	vals := make([]event.Value, len(e.Events)*cols)
 	maxRows := w.r.maxRows()
 	for i := range e.Events {
 		off := e.Offset + int64(i)
@@ -249,7 +249,7 @@ func (w *worker) add(ctx context.Context, e broker.Entry) error {
 // fill copies an event into row.Values: for a topic its values then _id, for
 // a view its values. Values missing from the event (an older schema) stay
 // null.
-func (s *source) fill(row *Row, ev *pipelines.Event, part int, off int64) {
+func (s *source) fill(row *Row, ev *event.Event, part int, off int64) {
 	if s.view {
 		copy(row.Values, ev.Values)
 		row.Time = ev.Time
@@ -266,7 +266,7 @@ func (s *source) fill(row *Row, ev *pipelines.Event, part int, off int64) {
 		// needs a key that is the same on every redelivery.
 		id = "p" + strconv.Itoa(part) + "-" + strconv.FormatInt(off, 10)
 	}
-	row.Values[n] = pipelines.Value{S: id, Valid: true}
+	row.Values[n] = event.Value{S: id, Valid: true}
 	row.Time = ev.Time
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Fields of a dead-letter event, in the order of the dead-letter topic's
@@ -61,7 +62,7 @@ type DeadLetter struct {
 // topic, retrying until ctx ends: a rejected row must never be dropped.
 func (r *Runner) deadLetter(ctx context.Context, src *source, rows []Row, rejected RowErrors) error {
 	now := r.opts.Now().UTC().UnixMicro()
-	events := make([]pipelines.Event, len(rejected))
+	events := make([]event.Event, len(rejected))
 	for i, re := range rejected {
 		row := &rows[re.Index]
 		rec := encodeRecord(src.table.Columns, row.Values)
@@ -77,15 +78,15 @@ func (r *Runner) deadLetter(ctx context.Context, src *source, rows []Row, reject
 	return nil
 }
 
-func deadLetterEvent(id, source string, part int, off int64, record []byte, reason string, now int64) pipelines.Event {
+func deadLetterEvent(id, source string, part int, off int64, record []byte, reason string, now int64) event.Event {
 	if len(record) > maxRecordBytes {
 		reason += fmt.Sprintf(" (record of %d bytes truncated to %d)", len(record), maxRecordBytes)
 		record = record[:maxRecordBytes]
 	}
-	return pipelines.Event{
+	return event.Event{
 		ID:   id,
 		Time: now,
-		Values: []pipelines.Value{
+		Values: []event.Value{
 			dlSource:    {S: source, Valid: true},
 			dlPartition: {I: int64(part), Valid: true},
 			dlOffset:    {I: off, Valid: true},
@@ -99,7 +100,7 @@ func deadLetterEvent(id, source string, part int, off int64, record []byte, reas
 // appendDeadLetters appends events to the dead-letter topic in entries of
 // bounded size, retrying each until ctx ends. It returns the offset of the
 // first event appended.
-func (r *Runner) appendDeadLetters(ctx context.Context, events []pipelines.Event) (int64, error) {
+func (r *Runner) appendDeadLetters(ctx context.Context, events []event.Event) (int64, error) {
 	first := int64(-1)
 	for len(events) > 0 {
 		n, size := 0, 0
@@ -137,7 +138,7 @@ func (r *Runner) appendDeadLetters(ctx context.Context, events []pipelines.Event
 // infinities as the strings "NaN", "+Inf", "-Inf"), bools as booleans,
 // timestamps as RFC 3339 strings with microseconds, nulls as null. A row
 // without values (an undecodable entry) is null.
-func encodeRecord(cols pipelines.Schema, vals []pipelines.Value) []byte {
+func encodeRecord(cols event.Schema, vals []event.Value) []byte {
 	if vals == nil {
 		return []byte("null")
 	}
@@ -149,7 +150,7 @@ func encodeRecord(cols pipelines.Schema, vals []pipelines.Value) []byte {
 		}
 		b = appendJSONString(b, c.Name)
 		b = append(b, ':')
-		var v pipelines.Value
+		var v event.Value
 		if i < len(vals) {
 			v = vals[i]
 		}
@@ -158,7 +159,7 @@ func encodeRecord(cols pipelines.Schema, vals []pipelines.Value) []byte {
 			continue
 		}
 		switch c.Type {
-		case pipelines.TypeString:
+		case event.TypeString:
 			if utf8.ValidString(v.S) {
 				b = appendJSONString(b, v.S)
 			} else {
@@ -168,9 +169,9 @@ func encodeRecord(cols pipelines.Schema, vals []pipelines.Value) []byte {
 				b = base64.StdEncoding.AppendEncode(b, []byte(v.S))
 				b = append(b, `"}`...)
 			}
-		case pipelines.TypeLong, pipelines.TypeInt:
+		case event.TypeLong, event.TypeInt:
 			b = strconv.AppendInt(b, v.I, 10)
-		case pipelines.TypeDouble:
+		case event.TypeDouble:
 			switch {
 			case math.IsNaN(v.F):
 				b = append(b, `"NaN"`...)
@@ -181,9 +182,9 @@ func encodeRecord(cols pipelines.Schema, vals []pipelines.Value) []byte {
 			default:
 				b = strconv.AppendFloat(b, v.F, 'g', -1, 64)
 			}
-		case pipelines.TypeBool:
+		case event.TypeBool:
 			b = strconv.AppendBool(b, v.I != 0)
-		case pipelines.TypeTimestamp:
+		case event.TypeTimestamp:
 			b = append(b, '"')
 			b = time.UnixMicro(v.I).UTC().AppendFormat(b, timeLayout)
 			b = append(b, '"')
@@ -205,7 +206,7 @@ func appendJSONString(b []byte, s string) []byte {
 // decodeRecord reads a record written by encodeRecord back into values in
 // cols order. Columns the record lacks (added since) are null; keys the
 // table lacks (dropped since) are ignored.
-func decodeRecord(cols pipelines.Schema, rec []byte) ([]pipelines.Value, error) {
+func decodeRecord(cols event.Schema, rec []byte) ([]event.Value, error) {
 	dec := json.NewDecoder(bytes.NewReader(rec))
 	dec.UseNumber()
 	var obj map[string]any
@@ -215,7 +216,7 @@ func decodeRecord(cols pipelines.Schema, rec []byte) ([]pipelines.Value, error) 
 	if obj == nil {
 		return nil, errors.New("record is null: the log entry could not be decoded")
 	}
-	vals := make([]pipelines.Value, len(cols))
+	vals := make([]event.Value, len(cols))
 	for i, c := range cols {
 		raw, ok := obj[c.Name]
 		if !ok || raw == nil {
@@ -230,78 +231,78 @@ func decodeRecord(cols pipelines.Schema, rec []byte) ([]pipelines.Value, error) 
 	return vals, nil
 }
 
-func decodeValue(t pipelines.FieldType, raw any) (pipelines.Value, error) {
+func decodeValue(t event.FieldType, raw any) (event.Value, error) {
 	switch t {
-	case pipelines.TypeString:
+	case event.TypeString:
 		switch x := raw.(type) {
 		case string:
-			return pipelines.Value{S: x, Valid: true}, nil
+			return event.Value{S: x, Valid: true}, nil
 		case map[string]any:
 			if s, ok := x["base64"].(string); ok && len(x) == 1 {
 				b, err := base64.StdEncoding.DecodeString(s)
 				if err != nil {
-					return pipelines.Value{}, err
+					return event.Value{}, err
 				}
-				return pipelines.Value{S: string(b), Valid: true}, nil
+				return event.Value{S: string(b), Valid: true}, nil
 			}
 		}
-	case pipelines.TypeLong, pipelines.TypeInt:
+	case event.TypeLong, event.TypeInt:
 		if n, ok := raw.(json.Number); ok {
 			i, err := strconv.ParseInt(string(n), 10, 64)
 			if err != nil {
-				return pipelines.Value{}, err
+				return event.Value{}, err
 			}
-			return pipelines.Value{I: i, Valid: true}, nil
+			return event.Value{I: i, Valid: true}, nil
 		}
-	case pipelines.TypeDouble:
+	case event.TypeDouble:
 		switch x := raw.(type) {
 		case json.Number:
 			f, err := strconv.ParseFloat(string(x), 64)
 			if err != nil {
-				return pipelines.Value{}, err
+				return event.Value{}, err
 			}
-			return pipelines.Value{F: f, Valid: true}, nil
+			return event.Value{F: f, Valid: true}, nil
 		case string:
 			switch x {
 			case "NaN":
-				return pipelines.Value{F: math.NaN(), Valid: true}, nil
+				return event.Value{F: math.NaN(), Valid: true}, nil
 			case "+Inf":
-				return pipelines.Value{F: math.Inf(1), Valid: true}, nil
+				return event.Value{F: math.Inf(1), Valid: true}, nil
 			case "-Inf":
-				return pipelines.Value{F: math.Inf(-1), Valid: true}, nil
+				return event.Value{F: math.Inf(-1), Valid: true}, nil
 			}
 		}
-	case pipelines.TypeBool:
+	case event.TypeBool:
 		if x, ok := raw.(bool); ok {
 			var i int64
 			if x {
 				i = 1
 			}
-			return pipelines.Value{I: i, Valid: true}, nil
+			return event.Value{I: i, Valid: true}, nil
 		}
-	case pipelines.TypeTimestamp:
+	case event.TypeTimestamp:
 		switch x := raw.(type) {
 		case string:
 			ts, err := time.Parse(time.RFC3339Nano, x)
 			if err != nil {
-				return pipelines.Value{}, err
+				return event.Value{}, err
 			}
-			return pipelines.Value{I: ts.UnixMicro(), Valid: true}, nil
+			return event.Value{I: ts.UnixMicro(), Valid: true}, nil
 		case json.Number:
 			i, err := strconv.ParseInt(string(x), 10, 64)
 			if err != nil {
-				return pipelines.Value{}, err
+				return event.Value{}, err
 			}
-			return pipelines.Value{I: i, Valid: true}, nil
+			return event.Value{I: i, Valid: true}, nil
 		}
 	}
-	return pipelines.Value{}, fmt.Errorf("%v is not a %s", raw, t)
+	return event.Value{}, fmt.Errorf("%v is not a %s", raw, t)
 }
 
-func decodeDeadLetter(ev *pipelines.Event, dlqOffset int64) DeadLetter {
+func decodeDeadLetter(ev *event.Event, dlqOffset int64) DeadLetter {
 	v := ev.Values
 	if len(v) < dlFields {
-		v = append(v, make([]pipelines.Value, dlFields-len(v))...)
+		v = append(v, make([]event.Value, dlFields-len(v))...)
 	}
 	rec := json.RawMessage(v[dlRecord].S)
 	if !json.Valid(rec) {
@@ -471,7 +472,7 @@ func (r *Runner) replayChunk(ctx context.Context, items []replayItem) (ok, bad i
 		src.m.written.Add(float64(len(rows) - len(errs)))
 	}
 	now := r.opts.Now().UTC().UnixMicro()
-	var again []pipelines.Event
+	var again []event.Event
 	for i := range items {
 		it := &items[i]
 		if it.err == nil {
@@ -509,7 +510,7 @@ func (r *Runner) sourceByName(name string) *source {
 
 // rowTime recovers a row's event time from its values: window_start for a
 // view, the topic's time field for a topic, else fallback.
-func (s *source) rowTime(vals []pipelines.Value, fallback time.Time) int64 {
+func (s *source) rowTime(vals []event.Value, fallback time.Time) int64 {
 	field := s.topic.Time
 	if s.view {
 		field = pipelines.ColWindowStart

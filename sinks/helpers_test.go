@@ -12,6 +12,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -28,9 +29,9 @@ func testPipeline(t *testing.T, parts int, batch pipelines.SinkBatch) *pipelines
 		Broker: pipelines.Broker{Replicas: 1, Sync: "always", Prefix: "LF"},
 		Topics: []pipelines.Topic{{
 			Name: "t", Partitions: parts, Retention: pipelines.Duration(time.Hour),
-			Schema: pipelines.Schema{
-				{Name: "n", Type: pipelines.TypeLong, Required: true},
-				{Name: "s", Type: pipelines.TypeString},
+			Schema: event.Schema{
+				{Name: "n", Type: event.TypeLong, Required: true},
+				{Name: "s", Type: event.TypeString},
 			},
 		}},
 		Sinks: []pipelines.Sink{{Name: "s", Type: "fake", From: []string{"t"}, Create: true, Batch: batch}},
@@ -55,22 +56,22 @@ func openBroker(t *testing.T, p *pipelines.Pipeline) *broker.Broker {
 	return b
 }
 
-func events(from, n int, bad ...int) []pipelines.Event {
-	out := make([]pipelines.Event, n)
+func events(from, n int, bad ...int) []event.Event {
+	out := make([]event.Event, n)
 	for i := range n {
 		k := from + i
 		s := fmt.Sprintf("v%d", k)
 		if slices.Contains(bad, k) {
 			s = "bad"
 		}
-		out[i] = pipelines.Event{ID: fmt.Sprintf("e%d", k), Time: int64(k), Values: []pipelines.Value{
+		out[i] = event.Event{ID: fmt.Sprintf("e%d", k), Time: int64(k), Values: []event.Value{
 			{I: int64(k), Valid: true}, {S: s, Valid: true},
 		}}
 	}
 	return out
 }
 
-func appendEvents(t *testing.T, b *broker.Broker, topic string, part int, evs []pipelines.Event) {
+func appendEvents(t *testing.T, b *broker.Broker, topic string, part int, evs []event.Event) {
 	t.Helper()
 	if _, err := b.Append(context.Background(), topic, part, evs); err != nil {
 		t.Fatal(err)
@@ -102,13 +103,13 @@ type fakeTarget struct {
 	mu       sync.Mutex
 	prepares []string
 	batches  []int // sizes of successful writes
-	rows     map[string][]pipelines.Value
+	rows     map[string][]event.Value
 	// fail, when set, decides the outcome of a write before it happens.
 	fail    func(rows []sinks.Row) error
 	pingErr error
 }
 
-func newFake() *fakeTarget { return &fakeTarget{rows: make(map[string][]pipelines.Value)} }
+func newFake() *fakeTarget { return &fakeTarget{rows: make(map[string][]event.Value)} }
 
 func (f *fakeTarget) Prepare(ctx context.Context, t sinks.Table) error {
 	f.mu.Lock()
@@ -139,7 +140,7 @@ func (f *fakeTarget) Write(ctx context.Context, t sinks.Table, rows []sinks.Row)
 	key := t.Columns.Index(sinks.ColID)
 	for i, r := range rows {
 		if !skip[i] {
-			f.rows[r.Values[key].S] = append([]pipelines.Value(nil), r.Values...)
+			f.rows[r.Values[key].S] = append([]event.Value(nil), r.Values...)
 		}
 	}
 	f.batches = append(f.batches, len(rows))

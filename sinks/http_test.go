@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -126,13 +127,13 @@ func TestReplayUndecodableRecord(t *testing.T) {
 	fake := newFake()
 	r, b := newRunner(t, p, fake, nil, sinks.Options{})
 	dlq := p.DeadLetterTopic(&p.Sinks[0]).Name
-	ev := func(source, rec string) pipelines.Event {
-		return pipelines.Event{ID: "x", Time: 1, Values: []pipelines.Value{
+	ev := func(source, rec string) event.Event {
+		return event.Event{ID: "x", Time: 1, Values: []event.Value{
 			{S: source, Valid: true}, {I: 0, Valid: true}, {I: 0, Valid: true},
 			{S: rec, Valid: true}, {S: "old", Valid: true}, {I: 1, Valid: true},
 		}}
 	}
-	appendEvents(t, b, dlq, 0, []pipelines.Event{
+	appendEvents(t, b, dlq, 0, []event.Event{
 		ev("t", `{"n":1,"s":"ok","_id":"a"}`),
 		ev("t", `null`),
 		ev("gone", `{"n":2}`),

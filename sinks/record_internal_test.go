@@ -5,16 +5,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 func TestRecordRoundTrip(t *testing.T) {
-	cols := pipelines.Schema{
-		{Name: "s", Type: pipelines.TypeString}, {Name: "l", Type: pipelines.TypeLong},
-		{Name: "i", Type: pipelines.TypeInt}, {Name: "d", Type: pipelines.TypeDouble},
-		{Name: "b", Type: pipelines.TypeBool}, {Name: "ts", Type: pipelines.TypeTimestamp},
+	cols := event.Schema{
+		{Name: "s", Type: event.TypeString}, {Name: "l", Type: event.TypeLong},
+		{Name: "i", Type: event.TypeInt}, {Name: "d", Type: event.TypeDouble},
+		{Name: "b", Type: event.TypeBool}, {Name: "ts", Type: event.TypeTimestamp},
 	}
-	f := func(name string, vals []pipelines.Value) {
+	f := func(name string, vals []event.Value) {
 		t.Helper()
 		rec := encodeRecord(cols, vals)
 		got, err := decodeRecord(cols, rec)
@@ -29,19 +29,19 @@ func TestRecordRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	v := func(s string, i int64, fl float64) pipelines.Value {
-		return pipelines.Value{S: s, I: i, F: fl, Valid: true}
+	v := func(s string, i int64, fl float64) event.Value {
+		return event.Value{S: s, I: i, F: fl, Valid: true}
 	}
-	f("plain", []pipelines.Value{v("héllo \"q\" <&>", 0, 0), v("", math.MaxInt64, 0), v("", math.MinInt32, 0),
+	f("plain", []event.Value{v("héllo \"q\" <&>", 0, 0), v("", math.MaxInt64, 0), v("", math.MinInt32, 0),
 		v("", 0, 0.1), v("", 1, 0), v("", 1732541234123456, 0)})
-	f("nulls", make([]pipelines.Value, 6))
-	f("edge", []pipelines.Value{v("nul \x00 and bad \xff\xfe", 0, 0), v("", math.MinInt64, 0), v("", 0, 0),
+	f("nulls", make([]event.Value, 6))
+	f("edge", []event.Value{v("nul \x00 and bad \xff\xfe", 0, 0), v("", math.MinInt64, 0), v("", 0, 0),
 		v("", 0, math.Inf(-1)), v("", 0, 0), v("", -1, 0)})
-	f("nan", []pipelines.Value{v("line\nbreak", 0, 0), v("", -1, 0), v("", 7, 0), v("", 0, math.NaN()), v("", 0, 0), v("", -62135596800000000, 0)})
-	f("inf", []pipelines.Value{{}, {}, {}, v("", 0, math.Inf(1)), {}, {}})
-	f("tiny", []pipelines.Value{{}, {}, {}, v("", 0, 5e-324), {}, {}})
+	f("nan", []event.Value{v("line\nbreak", 0, 0), v("", -1, 0), v("", 7, 0), v("", 0, math.NaN()), v("", 0, 0), v("", -62135596800000000, 0)})
+	f("inf", []event.Value{{}, {}, {}, v("", 0, math.Inf(1)), {}, {}})
+	f("tiny", []event.Value{{}, {}, {}, v("", 0, 5e-324), {}, {}})
 
-	rec := string(encodeRecord(cols, []pipelines.Value{v("x", 0, 0), v("", 5, 0), {}, {}, v("", 1, 0), v("", 1500, 0)}))
+	rec := string(encodeRecord(cols, []event.Value{v("x", 0, 0), v("", 5, 0), {}, {}, v("", 1, 0), v("", 1500, 0)}))
 	want := `{"s":"x","l":5,"i":null,"d":null,"b":true,"ts":"1970-01-01T00:00:00.001500Z"}`
 	if rec != want {
 		t.Errorf("record %s, want %s", rec, want)
@@ -60,7 +60,7 @@ func TestRecordRoundTrip(t *testing.T) {
 			t.Errorf("decodeRecord(%s) = nil error", bad)
 		}
 	}
-	if !strings.Contains(string(encodeRecord(cols, []pipelines.Value{v("\xff", 0, 0)})), `{"base64":"/w=="}`) {
+	if !strings.Contains(string(encodeRecord(cols, []event.Value{v("\xff", 0, 0)})), `{"base64":"/w=="}`) {
 		t.Errorf("invalid UTF-8 not kept as base64")
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Log is what the runner needs from the log; *broker.Broker implements it.
@@ -22,7 +23,7 @@ type Log interface {
 	// Fetch returns up to max entries from a position without waiting.
 	Fetch(ctx context.Context, topic string, partition int, from broker.Position, max int) ([]broker.Entry, error)
 	// Append writes events durably as one entry and returns the first offset.
-	Append(ctx context.Context, topic string, partition int, events []pipelines.Event) (int64, error)
+	Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error)
 	// Commit records offset as the next event consumer will consume.
 	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
 	// Committed returns the committed offset; ok is false before the first commit.

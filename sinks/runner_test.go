@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -461,9 +462,9 @@ func TestUndecodableEntrySkipped(t *testing.T) {
 	appendEvents(t, b, "t", 0, events(0, 3))
 	b.Close()
 
-	p.Topics[0].Schema[1].Type = pipelines.TypeLong
+	p.Topics[0].Schema[1].Type = event.TypeLong
 	b = openBroker(t, p)
-	appendEvents(t, b, "t", 0, []pipelines.Event{{ID: "new", Values: []pipelines.Value{{I: 9, Valid: true}, {I: 1, Valid: true}}}})
+	appendEvents(t, b, "t", 0, []event.Event{{ID: "new", Values: []event.Value{{I: 9, Valid: true}, {I: 1, Valid: true}}}})
 	fake := newFake()
 	r := newRunnerOn(t, p, b, fake, nil, sinks.Options{})
 	stop := run(t, r)

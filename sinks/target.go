@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Column names every sink uses.
@@ -20,7 +21,7 @@ type Table struct {
 	Name string
 	// Columns in order: for a topic its fields then _id; for a view
 	// window_start, window_end, the group-by fields and the aggregates.
-	Columns pipelines.Schema
+	Columns event.Schema
 	// Key lists the columns of the primary key: [_id] for a topic; the
 	// group-by fields then window_start for a view.
 	Key []string
@@ -30,7 +31,7 @@ type Table struct {
 
 // Row is one record to upsert. Values are in Table.Columns order.
 type Row struct {
-	Values []pipelines.Value
+	Values []event.Value
 	// Time is the event time (for a view, window_start), UTC microseconds;
 	// targets use it for date-pattern index names.
 	Time int64
@@ -45,9 +46,9 @@ type Row struct {
 // null or not, and strings are length-prefixed. A missing value is null.
 // Targets use it to find the rows of one key within a Write, where the
 // later row must win.
-func AppendKey(b []byte, vals []pipelines.Value, idx []int) []byte {
+func AppendKey(b []byte, vals []event.Value, idx []int) []byte {
 	for _, i := range idx {
-		var v pipelines.Value
+		var v event.Value
 		if i < len(vals) {
 			v = vals[i]
 		}
@@ -125,8 +126,8 @@ func (e RowErrors) Error() string {
 
 // TopicTable is the table a topic lands in: its fields plus _id, keyed by _id.
 func TopicTable(t *pipelines.Topic) Table {
-	cols := append(pipelines.Schema(nil), t.Schema...)
-	cols = append(cols, pipelines.Field{Name: ColID, Type: pipelines.TypeString, Required: true})
+	cols := append(event.Schema(nil), t.Schema...)
+	cols = append(cols, event.Field{Name: ColID, Type: event.TypeString, Required: true})
 	return Table{Name: t.Name, Columns: cols, Key: []string{ColID}}
 }
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
 
 // benchPipeline is the quickstart example: a where, a 1m tumbling window
@@ -55,11 +57,11 @@ func benchEntries(p *pipelines.Pipeline, entries, n int) [][]byte {
 	out := make([][]byte, entries)
 	at := base
 	for i := range out {
-		evs := make([]pipelines.Event, n)
+		evs := make([]event.Event, n)
 		for j := range evs {
 			at += 1000
 			h := rng.IntN(1000)
-			evs[j] = pipelines.Event{ID: strconv.Itoa(i*n + j), Time: at, Values: []pipelines.Value{
+			evs[j] = event.Event{ID: strconv.Itoa(i*n + j), Time: at, Values: []event.Value{
 				{I: at, Valid: true}, {S: "host-" + strconv.Itoa(h), Valid: true}, {S: "region-" + strconv.Itoa(h%10), Valid: true},
 				{F: rng.Float64(), Valid: true}, {I: rng.Int64N(100000), Valid: true},
 			}}
@@ -78,7 +80,7 @@ func BenchmarkDecodePlan(b *testing.B) {
 	schema := p.TopicByName("metrics").Schema
 	const perEntry = 1000
 	data := benchEntries(p, 64, perEntry)
-	var evs []pipelines.Event
+	var evs []event.Event
 	decode := func(i int) {
 		var err error
 		evs, err = broker.DecodeEntry(data[i%len(data)], schema, evs)
@@ -103,11 +105,11 @@ func BenchmarkDecodePlan(b *testing.B) {
 	for _, view := range []string{"cpu_by_region", "basic", "by_host"} {
 		b.Run(view, func(b *testing.B) {
 			v := p.ViewByName(view)
-			plan, err := pipelines.Compile(v, p.TopicByName(v.From))
+			pl, err := plan.Compile(v, p.TopicByName(v.From))
 			if err != nil {
 				b.Fatal(err)
 			}
-			e := NewEngine(plan, 1)
+			e := NewEngine(pl, 1)
 			var out Output
 			b.StopTimer()
 			dec := baseline(max(b.N, 64))
@@ -151,21 +153,21 @@ func BenchmarkStateMemory(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			v := *p.ViewByName(c.view)
 			v.GroupBy = []string{"host"}
-			plan, err := pipelines.Compile(&v, p.TopicByName("metrics"))
+			pl, err := plan.Compile(&v, p.TopicByName("metrics"))
 			if err != nil {
 				b.Fatal(err)
 			}
 			const keys = 1_000_000
 			for range b.N {
-				evs := make([]pipelines.Event, 1000)
+				evs := make([]event.Event, 1000)
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				e := NewEngine(plan, 1)
+				e := NewEngine(pl, 1)
 				for k := 0; k < keys; k += len(evs) {
 					for j := range evs {
 						host := fmt.Sprintf("host-%07d", k+j)
-						evs[j] = pipelines.Event{ID: host, Time: base + int64(j), Values: []pipelines.Value{
+						evs[j] = event.Event{ID: host, Time: base + int64(j), Values: []event.Value{
 							{I: base, Valid: true}, {S: host, Valid: true}, {S: "eu", Valid: true}, {F: 0.5, Valid: true}, {I: 100, Valid: true},
 						}}
 					}
@@ -254,14 +256,14 @@ func BenchmarkIngestToVisible(b *testing.B) {
 			<-tick.C
 			// Catch up on ticks a busy machine dropped, to hold the rate.
 			for seq < int(time.Since(start)/interval) {
-				evs := make([]pipelines.Event, perEntry)
+				evs := make([]event.Event, perEntry)
 				for j := range evs {
 					at += int64(time.Second/rate) / 1000
 					region := "region-" + strconv.Itoa(j%10)
 					if j == 0 {
 						region = "probe-" + strconv.Itoa(seq)
 					}
-					evs[j] = pipelines.Event{ID: strconv.Itoa(seq*perEntry + j), Time: at, Values: []pipelines.Value{
+					evs[j] = event.Event{ID: strconv.Itoa(seq*perEntry + j), Time: at, Values: []event.Value{
 						{I: at, Valid: true}, {S: "host-" + strconv.Itoa(j), Valid: true}, {S: region, Valid: true},
 						{F: 0.5, Valid: true}, {I: 100, Valid: true},
 					}}
@@ -335,17 +337,17 @@ func BenchmarkCheckpoint(b *testing.B) {
 	v := *p.ViewByName("cpu_by_region")
 	v.GroupBy = []string{"host"}
 	p.Views = []pipelines.View{v}
-	plan, err := pipelines.Compile(&p.Views[0], p.TopicByName("metrics"))
+	pl, err := plan.Compile(&p.Views[0], p.TopicByName("metrics"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	const keys = 100_000
-	e := NewEngine(plan, 4)
-	evs := make([]pipelines.Event, 1000)
+	e := NewEngine(pl, 4)
+	evs := make([]event.Event, 1000)
 	for k := 0; k < keys; k += len(evs) {
 		for j := range evs {
 			host := fmt.Sprintf("host-%07d", k+j)
-			evs[j] = pipelines.Event{ID: host, Time: base + int64(j), Values: []pipelines.Value{
+			evs[j] = event.Event{ID: host, Time: base + int64(j), Values: []event.Value{
 				{I: base, Valid: true}, {S: host, Valid: true}, {S: "eu", Valid: true}, {F: 0.5, Valid: true}, {I: 100, Valid: true},
 			}}
 		}
@@ -370,7 +372,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			e2 := NewEngine(plan, 4)
+			e2 := NewEngine(pl, 4)
 			e2.wm = h.watermark
 			if err := restoreWindows(e2, r); err != nil {
 				b.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"math"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
 
 // A checkpoint is everything a view's speed computation needs to go on
@@ -101,7 +102,7 @@ func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *Engin
 	}
 	b = binary.AppendUvarint(b, uint64(e.OpenWindows()))
 	var err error
-	window := func(tw pipelines.TimeWindow, key string, st *pipelines.State) {
+	window := func(tw plan.TimeWindow, key string, st *plan.State) {
 		if err != nil {
 			return
 		}
@@ -186,7 +187,7 @@ func decodeCheckpoint(data []byte) (checkpointHeader, *ckReader, error) {
 func restoreWindows(e *Engine, r *ckReader) error {
 	n := r.count(4)
 	for range n {
-		tw := pipelines.TimeWindow{Start: r.varint(), End: r.varint()}
+		tw := plan.TimeWindow{Start: r.varint(), End: r.varint()}
 		key := r.string()
 		raw := r.bytes(int(r.uint32()))
 		if r.err != nil {
@@ -212,7 +213,7 @@ func restoreWindows(e *Engine, r *ckReader) error {
 
 // restoreWindow puts one checkpointed window state back, marked changed so
 // that the next Flush shows it.
-func (e *Engine) restoreWindow(tw pipelines.TimeWindow, key string, st *pipelines.State) {
+func (e *Engine) restoreWindow(tw plan.TimeWindow, key string, st *plan.State) {
 	if e.session {
 		k := e.keys[key]
 		if k == nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // feed processes entries in a view run as its loop would, flushing after
@@ -31,7 +32,7 @@ func TestCheckpointRestoreEqualsUninterrupted(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{partitions: 4, lateness: "40s"})
 	rng := rand.New(rand.NewPCG(3, 3))
 	events := genEvents(rng, 6000, 30, 3*60*minute)
-	slices.SortFunc(events, func(a, b pipelines.Event) int {
+	slices.SortFunc(events, func(a, b event.Event) int {
 		return int((a.Time + rng.Int64N(60*sec)) - (b.Time + rng.Int64N(60*sec)))
 	})
 	entries := split(rng, events, 4, 40, true)

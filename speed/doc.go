@@ -1,7 +1,7 @@
 // Package speed is the streaming runtime of the Lambda architecture: it
 // computes every view of a pipeline on the stream, fresh within
 // milliseconds of ingest, by running the view's compiled plan
-// (pipelines.Plan) over the log.
+// (plan.Plan) over the log.
 //
 // Per view it reads every partition of the view's topic (consumer
 // "speed.<view>"), assigns matched events to event-time windows, keeps each
@@ -35,7 +35,7 @@
 // goroutines: per view one that owns the engine, one reader per partition
 // and at most one checkpoint upload, all waited for before Run returns.
 //
-// This package imports pipelines and broker only. It does not serve HTTP
-// and does not know the serving layer beyond the Store interface it
-// declares, nor how sinks deliver views.
+// This package imports the pipeline packages (pipelines, event, expr, plan)
+// and broker only. It does not serve HTTP and does not know the serving
+// layer beyond the Store interface it declares, nor how sinks deliver views.
 package speed

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Store is where the speed layer shows its rows: the serving layer's view
@@ -43,7 +44,7 @@ type emitter struct {
 	topic     string // the view's log topic
 	parts     int    // partitions of the view topic
 	store     Store
-	append    func(ctx context.Context, topic string, part int, events []pipelines.Event) (int64, error)
+	append    func(ctx context.Context, topic string, part int, events []event.Event) (int64, error)
 	retention int64 // µs
 	step      int64 // eviction granularity, µs
 
@@ -58,7 +59,7 @@ type emitter struct {
 	// pending holds final rows not yet durable in the log: a checkpoint
 	// may not be taken while there are any, or they would be lost.
 	pending []Row
-	events  []pipelines.Event
+	events  []event.Event
 }
 
 // mark is one append of final rows: its first offset and the latest end
@@ -143,7 +144,7 @@ func (em *emitter) flushPending(ctx context.Context) error {
 	}
 	byPart := make([][]Row, em.parts)
 	for _, r := range em.pending {
-		p := pipelines.ViewRowPartition(r.Group, em.parts)
+		p := event.ViewRowPartition(r.Group, em.parts)
 		byPart[p] = append(byPart[p], r)
 	}
 	for p, rows := range byPart {
@@ -174,11 +175,11 @@ func (em *emitter) appendRows(ctx context.Context, part int, rows []Row) error {
 	em.events = em.events[:0]
 	maxEnd := int64(math.MinInt64)
 	for _, r := range rows {
-		vals := make([]pipelines.Value, 0, 2+len(r.Group)+len(r.Aggs))
-		vals = append(vals, pipelines.Value{I: r.Start, Valid: true}, pipelines.Value{I: r.End, Valid: true})
+		vals := make([]event.Value, 0, 2+len(r.Group)+len(r.Aggs))
+		vals = append(vals, event.Value{I: r.Start, Valid: true}, event.Value{I: r.End, Valid: true})
 		vals = append(vals, r.Group...)
 		vals = append(vals, r.Aggs...)
-		em.events = append(em.events, pipelines.Event{ID: rowID(r), Time: r.Start, Values: vals})
+		em.events = append(em.events, event.Event{ID: rowID(r), Time: r.Start, Values: vals})
 		maxEnd = max(maxEnd, r.End)
 	}
 	first, err := em.append(ctx, em.topic, part, em.events)

@@ -6,7 +6,9 @@ import (
 	"math"
 	"slices"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/expr"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
 
 // Engine computes one view on the stream of its topic: it assigns events to
@@ -18,8 +20,8 @@ import (
 //
 // An Engine is not safe for concurrent use.
 type Engine struct {
-	plan     *pipelines.Plan
-	matcher  *pipelines.Matcher
+	plan     *plan.Plan
+	matcher  *expr.Matcher
 	lateness int64
 	gap      int64 // session views: µs
 	session  bool
@@ -48,9 +50,9 @@ type Engine struct {
 	nopen int // open (group, window) states
 
 	keyBuf   []byte
-	twBuf    []pipelines.TimeWindow
-	goneBuf  []pipelines.TimeWindow
-	closeBuf []pipelines.Session
+	twBuf    []plan.TimeWindow
+	goneBuf  []plan.TimeWindow
+	closeBuf []plan.Session
 }
 
 // Stats counts the events an Engine has seen since it was created.
@@ -63,7 +65,7 @@ type Stats struct {
 
 // window is one open tumbling or hopping window and its groups.
 type window struct {
-	pipelines.TimeWindow
+	plan.TimeWindow
 	groups map[string]*slot
 }
 
@@ -71,7 +73,7 @@ type window struct {
 // map key. A slot is 112 bytes: every byte counts a million times over with
 // a million keys.
 type slot struct {
-	state pipelines.State
+	state plan.State
 	dirty bool
 }
 
@@ -97,7 +99,7 @@ type sessionKey struct {
 // encodes it) and the window's bounds.
 type keyedWindow struct {
 	key string
-	pipelines.TimeWindow
+	plan.TimeWindow
 }
 
 // Output is what an Engine reports from Flush. Its slices are reused by the
@@ -118,29 +120,29 @@ type Output struct {
 	Watermark    int64
 	HasWatermark bool
 
-	vals []pipelines.Value
+	vals []event.Value
 }
 
 // Row is one window of one group of a view, as the speed layer reports it.
 type Row struct {
-	Start, End int64             // window bounds, UTC µs, End exclusive
-	Key        string            // the group key as Plan.Key encodes it; set on final and session rows
-	Group      []pipelines.Value // group-by values in group_by order
-	Aggs       []pipelines.Value // aggregate values in the view's order
-	Final      bool              // the window is closed; this is its last value
+	Start, End int64         // window bounds, UTC µs, End exclusive
+	Key        string        // the group key as Plan.Key encodes it; set on final and session rows
+	Group      []event.Value // group-by values in group_by order
+	Aggs       []event.Value // aggregate values in the view's order
+	Final      bool          // the window is closed; this is its last value
 }
 
 // NewEngine returns an engine for plan over a topic of the given number of
 // partitions, with the view's lateness.
-func NewEngine(plan *pipelines.Plan, partitions int) *Engine {
+func NewEngine(pl *plan.Plan, partitions int) *Engine {
 	e := &Engine{
-		plan:     plan,
-		matcher:  plan.NewMatcher(),
-		lateness: plan.Window().Lateness.D().Microseconds(),
-		session:  plan.Session(),
-		gap:      plan.Window().Gap.D().Microseconds(),
-		ncols:    len(plan.Columns()),
-		ngroup:   len(plan.GroupBy()),
+		plan:     pl,
+		matcher:  pl.NewMatcher(),
+		lateness: pl.Window().Lateness.D().Microseconds(),
+		session:  pl.Session(),
+		gap:      pl.Window().Gap.D().Microseconds(),
+		ncols:    len(pl.Columns()),
+		ngroup:   len(pl.GroupBy()),
 		parts:    make([]partState, max(partitions, 1)),
 		wm:       noWatermark,
 		windows:  map[int64]*window{},
@@ -150,7 +152,7 @@ func NewEngine(plan *pipelines.Plan, partitions int) *Engine {
 }
 
 // Plan returns the engine's plan.
-func (e *Engine) Plan() *pipelines.Plan { return e.plan }
+func (e *Engine) Plan() *plan.Plan { return e.plan }
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats { return e.stats }
@@ -179,7 +181,7 @@ func (e *Engine) OpenWindows() int { return e.nopen }
 // event has the given offset. Events before the partition's next offset
 // were processed already and are skipped, so replaying an entry twice
 // counts it once. An entry makes an idle partition active again.
-func (e *Engine) Process(part int, offset int64, events []pipelines.Event) {
+func (e *Engine) Process(part int, offset int64, events []event.Event) {
 	p := &e.parts[part]
 	if skip := p.next - offset; skip > 0 {
 		if skip >= int64(len(events)) {
@@ -218,7 +220,7 @@ func (e *Engine) Process(part int, offset int64, events []pipelines.Event) {
 // addWindowed adds a matched event to its tumbling or hopping windows,
 // except those that end at or before bound: they are final (or will be
 // before this partition could add to them), so the event is late for them.
-func (e *Engine) addWindowed(ev *pipelines.Event, bound int64) {
+func (e *Engine) addWindowed(ev *event.Event, bound int64) {
 	e.keyBuf = e.plan.Key(ev, e.keyBuf)
 	e.twBuf = e.plan.Windows(ev.Time, e.twBuf[:0])
 	late := false
@@ -252,7 +254,7 @@ func (e *Engine) markDirty(w *window, s *slot, key []byte) {
 }
 
 // window returns the open window tw, creating it.
-func (e *Engine) window(tw pipelines.TimeWindow) *window {
+func (e *Engine) window(tw plan.TimeWindow) *window {
 	if w := e.last; w != nil && w.Start == tw.Start && w.End == tw.End {
 		return w
 	}
@@ -277,7 +279,7 @@ func compareWindows(a, b *window) int {
 // addSession adds a matched event to its key's sessions unless it is before
 // bound: a session that reached the watermark is final, and an event at or
 // after the watermark can never touch one (sessions are [first, last+gap)).
-func (e *Engine) addSession(ev *pipelines.Event, bound int64) {
+func (e *Engine) addSession(ev *event.Event, bound int64) {
 	if ev.Time < bound {
 		e.stats.Late++
 		return
@@ -405,10 +407,10 @@ func (e *Engine) finalizeSessions(out *Output) {
 
 // row builds one output row; its values live in out's shared backing array.
 // keyText is the key as a string when the caller has one (Row.Key), else "".
-func (e *Engine) row(out *Output, tw pipelines.TimeWindow, key []byte, keyText string, st *pipelines.State, final bool) Row {
+func (e *Engine) row(out *Output, tw plan.TimeWindow, key []byte, keyText string, st *plan.State, final bool) Row {
 	group := e.group(key)
 	if cap(out.vals)-len(out.vals) < e.ncols {
-		out.vals = make([]pipelines.Value, 0, max(256, 4*e.ncols))
+		out.vals = make([]event.Value, 0, max(256, 4*e.ncols))
 	}
 	start := len(out.vals)
 	out.vals = e.plan.AppendFinal(out.vals, st)
@@ -417,12 +419,12 @@ func (e *Engine) row(out *Output, tw pipelines.TimeWindow, key []byte, keyText s
 }
 
 // group decodes a group key.
-func (e *Engine) group(key []byte) []pipelines.Value {
+func (e *Engine) group(key []byte) []event.Value {
 	g, err := e.plan.DecodeKey(key)
 	if err != nil {
 		// Unreachable: keys come from Plan.Key, or from a checkpoint whose
 		// keys were decoded once when it was restored.
-		return make([]pipelines.Value, e.ngroup)
+		return make([]event.Value, e.ngroup)
 	}
 	return g
 }

@@ -10,17 +10,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
 
 // run feeds events to a fresh engine for view, as entries of the given
 // partitions (in the order given), then forces the watermark past
 // everything, and returns every row shown, keyed by window and group.
-func runEngine(t testing.TB, plan *pipelines.Plan, parts int, entries []testEntry, flushEvery int) (*Engine, *memStore) {
+func runEngine(t testing.TB, pl *plan.Plan, parts int, entries []testEntry, flushEvery int) (*Engine, *memStore) {
 	t.Helper()
-	e := NewEngine(plan, parts)
+	e := NewEngine(pl, parts)
 	store := newMemStore()
-	em := &emitter{view: plan.View(), store: store, retention: math.MaxInt64 / 4, step: 1, evicted: noWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)}
+	em := &emitter{view: pl.View(), store: store, retention: math.MaxInt64 / 4, step: 1, evicted: noWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)}
 	var out Output
 	next := make([]int64, parts)
 	for i, en := range entries {
@@ -41,14 +42,14 @@ func runEngine(t testing.TB, plan *pipelines.Plan, parts int, entries []testEntr
 
 type testEntry struct {
 	part   int
-	events []pipelines.Event
+	events []event.Event
 }
 
 // genEvents returns n random events over span µs from base: few regions,
 // hosts h0..h(hosts-1), a tenth with a negative cpu (filtered out by the
 // "all" view), times on whole seconds so that first and last meet ties.
-func genEvents(rng *rand.Rand, n, hosts int, span int64) []pipelines.Event {
-	out := make([]pipelines.Event, n)
+func genEvents(rng *rand.Rand, n, hosts int, span int64) []event.Event {
+	out := make([]event.Event, n)
 	for i := range out {
 		at := rng.Int64N(span/sec) * sec
 		cpu := rng.Float64()
@@ -57,7 +58,7 @@ func genEvents(rng *rand.Rand, n, hosts int, span int64) []pipelines.Event {
 		}
 		out[i] = ev(fmt.Sprintf("e%05d", i), at, fmt.Sprintf("h%d", rng.IntN(hosts)), fmt.Sprintf("r%d", rng.IntN(3)), cpu, rng.Int64N(1e6))
 		if rng.IntN(2) == 0 {
-			out[i].Values[5] = pipelines.Value{S: "n", Valid: true}
+			out[i].Values[5] = event.Value{S: "n", Valid: true}
 		}
 	}
 	return out
@@ -66,8 +67,8 @@ func genEvents(rng *rand.Rand, n, hosts int, span int64) []pipelines.Event {
 // split deals events to parts partitions (by host, or at random), keeps
 // each partition's events in the given order and cuts them into entries of
 // 1 to maxEntry events, then interleaves the partitions' entries at random.
-func split(rng *rand.Rand, events []pipelines.Event, parts, maxEntry int, byHost bool) []testEntry {
-	per := make([][]pipelines.Event, parts)
+func split(rng *rand.Rand, events []event.Event, parts, maxEntry int, byHost bool) []testEntry {
+	per := make([][]event.Event, parts)
 	for _, e := range events {
 		p := rng.IntN(parts)
 		if byHost {
@@ -118,7 +119,7 @@ func TestEngineOrderAndPartitioningInvariance(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{lateness: "2h"})
 	for _, view := range []string{"all", "hop", "sessions"} {
 		t.Run(view, func(t *testing.T) {
-			plan := compile(t, p, view)
+			pl := compile(t, p, view)
 			rng := rand.New(rand.NewPCG(1, uint64(len(view))))
 			events := genEvents(rng, 3000, 40, 30*minute)
 			want := dumpRows(reference(t, view, events))
@@ -126,7 +127,7 @@ func TestEngineOrderAndPartitioningInvariance(t *testing.T) {
 				shuffled := slices.Clone(events)
 				rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 				parts := 1 + rng.IntN(6)
-				e, store := runEngine(t, plan, parts, split(rng, shuffled, parts, 50, false), rng.IntN(5))
+				e, store := runEngine(t, pl, parts, split(rng, shuffled, parts, 50, false), rng.IntN(5))
 				got := store.dump(view)
 				if round == 0 {
 					compareWithReference(t, view, want, got)
@@ -153,19 +154,19 @@ func TestEngineInterleavingInvariance(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{lateness: "20s"})
 	for _, view := range []string{"all", "hop", "sessions"} {
 		t.Run(view, func(t *testing.T) {
-			plan := compile(t, p, view)
+			pl := compile(t, p, view)
 			rng := rand.New(rand.NewPCG(2, uint64(len(view))))
 			// Mostly ordered with jitter of up to 90 s: some within
 			// lateness, some beyond.
 			events := genEvents(rng, 3000, 40, 30*minute)
-			slices.SortFunc(events, func(a, b pipelines.Event) int {
+			slices.SortFunc(events, func(a, b event.Event) int {
 				return cmp.Compare(a.Time+rng.Int64N(90*sec), b.Time+rng.Int64N(90*sec))
 			})
 			var want string
 			var wantLate uint64
 			for round := range 6 {
 				entries := split(rng, events, 4, 1+rng.IntN(80), true)
-				e, store := runEngine(t, plan, 4, entries, rng.IntN(4))
+				e, store := runEngine(t, pl, 4, entries, rng.IntN(4))
 				got := store.dump(view)
 				if round == 0 {
 					want, wantLate = got, e.Stats().Late
@@ -205,13 +206,13 @@ func diffLines(want, got string) string {
 
 // reference computes a view's final rows directly from the events, without
 // the plan: windows by arithmetic, aggregates by definition.
-func reference(t testing.TB, view string, events []pipelines.Event) []Row {
+func reference(t testing.TB, view string, events []event.Event) []Row {
 	t.Helper()
 	type gw struct {
 		group      string
 		start, end int64
 	}
-	groups := map[gw][]pipelines.Event{}
+	groups := map[gw][]event.Event{}
 	switch view {
 	case "all":
 		for _, e := range events {
@@ -230,12 +231,12 @@ func reference(t testing.TB, view string, events []pipelines.Event) []Row {
 			}
 		}
 	case "sessions":
-		byHost := map[string][]pipelines.Event{}
+		byHost := map[string][]event.Event{}
 		for _, e := range events {
 			byHost[e.Values[1].S] = append(byHost[e.Values[1].S], e)
 		}
 		for host, evs := range byHost {
-			slices.SortFunc(evs, func(a, b pipelines.Event) int { return cmp.Compare(a.Time, b.Time) })
+			slices.SortFunc(evs, func(a, b event.Event) int { return cmp.Compare(a.Time, b.Time) })
 			start := 0
 			for i := 1; i <= len(evs); i++ {
 				if i == len(evs) || evs[i].Time-evs[i-1].Time >= 2*minute {
@@ -248,7 +249,7 @@ func reference(t testing.TB, view string, events []pipelines.Event) []Row {
 	}
 	var rows []Row
 	for k, evs := range groups {
-		r := Row{Start: k.start, End: k.end, Group: []pipelines.Value{{S: k.group, Valid: true}}, Final: true}
+		r := Row{Start: k.start, End: k.end, Group: []event.Value{{S: k.group, Valid: true}}, Final: true}
 		switch view {
 		case "all":
 			r.Aggs = referenceAll(evs)
@@ -257,10 +258,10 @@ func reference(t testing.TB, view string, events []pipelines.Event) []Row {
 			for _, e := range evs {
 				sum += e.Values[4].I
 			}
-			r.Aggs = []pipelines.Value{{I: int64(len(evs)), Valid: true}, {I: sum, Valid: true}}
+			r.Aggs = []event.Value{{I: int64(len(evs)), Valid: true}, {I: sum, Valid: true}}
 		case "sessions":
 			first, last := firstLast(evs)
-			r.Aggs = []pipelines.Value{{I: int64(len(evs)), Valid: true}, first.Values[2], last.Values[2]}
+			r.Aggs = []event.Value{{I: int64(len(evs)), Valid: true}, first.Values[2], last.Values[2]}
 		}
 		rows = append(rows, r)
 	}
@@ -268,9 +269,9 @@ func reference(t testing.TB, view string, events []pipelines.Event) []Row {
 }
 
 // firstLast orders by event time, then id (the plan's documented rule).
-func firstLast(evs []pipelines.Event) (first, last pipelines.Event) {
+func firstLast(evs []event.Event) (first, last event.Event) {
 	s := slices.Clone(evs)
-	slices.SortFunc(s, func(a, b pipelines.Event) int {
+	slices.SortFunc(s, func(a, b event.Event) int {
 		if c := cmp.Compare(a.Time, b.Time); c != 0 {
 			return c
 		}
@@ -280,7 +281,7 @@ func firstLast(evs []pipelines.Event) (first, last pipelines.Event) {
 }
 
 // referenceAll computes the "all" view's aggregates by definition.
-func referenceAll(evs []pipelines.Event) []pipelines.Value {
+func referenceAll(evs []event.Event) []event.Value {
 	n := int64(len(evs))
 	var bytes int64
 	cpuSum := new(big.Float).SetPrec(4096)
@@ -290,7 +291,7 @@ func referenceAll(evs []pipelines.Event) []pipelines.Value {
 	minCPU, maxCPU := math.Inf(1), math.Inf(-1)
 	minB, maxB := int64(math.MaxInt64), int64(math.MinInt64)
 	started := int64(math.MaxInt64)
-	var noted []pipelines.Event
+	var noted []event.Event
 	for _, e := range evs {
 		cpu, b, h := e.Values[3].F, e.Values[4].I, e.Values[1].S
 		bytes += b
@@ -307,14 +308,14 @@ func referenceAll(evs []pipelines.Event) []pipelines.Value {
 	sum, _ := cpuSum.Float64()
 	avg := sum / float64(n) // the exact sum, rounded once, over the count
 	first, last := firstLast(evs)
-	lastNote := pipelines.Value{}
+	lastNote := event.Value{}
 	if len(noted) > 0 {
 		_, l := firstLast(noted)
 		lastNote = l.Values[5]
 	}
-	v := func(i int64) pipelines.Value { return pipelines.Value{I: i, Valid: true} }
-	f := func(x float64) pipelines.Value { return pipelines.Value{F: x, Valid: true} }
-	return []pipelines.Value{
+	v := func(i int64) event.Value { return event.Value{I: i, Valid: true} }
+	f := func(x float64) event.Value { return event.Value{F: x, Valid: true} }
+	return []event.Value{
 		v(n), v(bytes), f(sum), f(avg), f(float64(bytes) / float64(n)),
 		f(minCPU), f(maxCPU), v(minB), v(maxB),
 		v(int64(len(hosts))), f(rankValue(cpus, 0.5)), f(rankValue(bs, 0.95)),
@@ -376,16 +377,16 @@ func closeTo(want, got string, tol float64) bool {
 // depend on the partitioning.
 func TestEngineCountDistinctSketch(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{lateness: "1h"})
-	plan := compile(t, p, "all")
+	pl := compile(t, p, "all")
 	const hosts = 50000
-	events := make([]pipelines.Event, 0, 2*hosts)
+	events := make([]event.Event, 0, 2*hosts)
 	for i := range 2 * hosts {
 		events = append(events, ev(fmt.Sprint(i), int64(i%50)*sec, fmt.Sprintf("host-%d", i%hosts), "eu", 0.5, 1))
 	}
 	var want string
 	for round, parts := range []int{1, 3, 8} {
 		rng := rand.New(rand.NewPCG(uint64(round), 6))
-		_, store := runEngine(t, plan, parts, split(rng, events, parts, 500, false), 0)
+		_, store := runEngine(t, pl, parts, split(rng, events, parts, 500, false), 0)
 		got := store.dump("all")
 		if round == 0 {
 			want = got

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // The kill test runs the speed layer in a child process (this test binary
@@ -177,7 +178,7 @@ func TestKillAndRestartEqualsUninterrupted(t *testing.T) {
 	// 60 events, a partition per host.
 	rng := rand.New(rand.NewPCG(5, 5))
 	events := genEvents(rng, 24000, 30, 2*60*minute)
-	slices.SortFunc(events, func(a, b pipelines.Event) int {
+	slices.SortFunc(events, func(a, b event.Event) int {
 		return int((a.Time + rng.Int64N(70*sec)) - (b.Time + rng.Int64N(70*sec)))
 	})
 	entries := split(rng, events, parts, 60, true)

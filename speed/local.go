@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Local runs the speed layer of a pipeline in process and without a log:
@@ -65,7 +66,7 @@ func (l *Local) Now() time.Time { return l.now }
 // Append hands events to every view of topic as one log entry of partition
 // part and shows the result. Each event's Time must be set (the topic's
 // time field, or the ingest time for topics without one).
-func (l *Local) Append(topic string, part int, events []pipelines.Event) error {
+func (l *Local) Append(topic string, part int, events []event.Event) error {
 	next, ok := l.next[topic]
 	if !ok {
 		return fmt.Errorf("speed: unknown topic %q", topic)

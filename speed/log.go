@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lambdaflow/lambdaflow/broker"
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Log is what the speed layer needs of the log. BrokerLog adapts a
@@ -26,7 +26,7 @@ type Log interface {
 	Fetch(ctx context.Context, topic string, part int, from int64, max int) ([]broker.Entry, error)
 	// Append writes events as one entry of topic's partition and returns
 	// the offset of the first once it is durable.
-	Append(ctx context.Context, topic string, part int, events []pipelines.Event) (int64, error)
+	Append(ctx context.Context, topic string, part int, events []event.Event) (int64, error)
 	// Register makes consumer show in the lag of every partition of topic.
 	Register(ctx context.Context, consumer, topic string) error
 	// Commit records consumer's position in a partition (the next offset)
@@ -73,7 +73,7 @@ func (l *brokerLog) Fetch(ctx context.Context, topic string, part int, from int6
 	return l.b.Fetch(ctx, topic, part, broker.FromOffset(from), max)
 }
 
-func (l *brokerLog) Append(ctx context.Context, topic string, part int, events []pipelines.Event) (int64, error) {
+func (l *brokerLog) Append(ctx context.Context, topic string, part int, events []event.Event) (int64, error) {
 	return l.b.Append(ctx, topic, part, events)
 }
 

@@ -13,6 +13,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
 
 func TestMain(m *testing.M) {
@@ -111,14 +113,14 @@ func brokerYAML(url, listen string) string {
 	return "{}"
 }
 
-func compile(t testing.TB, p *pipelines.Pipeline, view string) *pipelines.Plan {
+func compile(t testing.TB, p *pipelines.Pipeline, view string) *plan.Plan {
 	t.Helper()
 	v := p.ViewByName(view)
-	plan, err := pipelines.Compile(v, p.TopicByName(v.From))
+	pl, err := plan.Compile(v, p.TopicByName(v.From))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return plan
+	return pl
 }
 
 // base is the test's epoch: 2026-01-02T15:00:00Z.
@@ -130,9 +132,9 @@ const (
 )
 
 // ev is an event of the metrics topic at base+at.
-func ev(id string, at int64, host, region string, cpu float64, bytes int64) pipelines.Event {
+func ev(id string, at int64, host, region string, cpu float64, bytes int64) event.Event {
 	t := base + at
-	return pipelines.Event{ID: id, Time: t, Values: []pipelines.Value{
+	return event.Event{ID: id, Time: t, Values: []event.Value{
 		{I: t, Valid: true}, {S: host, Valid: true}, {S: region, Valid: true},
 		{F: cpu, Valid: true}, {I: bytes, Valid: true}, {},
 	}}
@@ -152,7 +154,7 @@ func newMemStore() *memStore {
 
 func storeKey(r Row) string { return fmt.Sprintf("%d|%s", r.Start, groupText(r.Group)) }
 
-func groupText(g []pipelines.Value) string {
+func groupText(g []event.Value) string {
 	var b strings.Builder
 	for _, v := range g {
 		if !v.Valid {
@@ -226,7 +228,7 @@ func dumpRows(rows []Row) string {
 
 func rowText(r Row) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[%s %s) %s final=%t =>", pipelines.FormatTime(r.Start), pipelines.FormatTime(r.End), groupText(r.Group), r.Final)
+	fmt.Fprintf(&b, "[%s %s) %s final=%t =>", event.FormatTime(r.Start), event.FormatTime(r.End), groupText(r.Group), r.Final)
 	for _, v := range r.Aggs {
 		if !v.Valid {
 			b.WriteString(" null")

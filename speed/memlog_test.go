@@ -8,6 +8,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // memLog is a Log in memory, for tests of the speed layer's own logic.
@@ -46,7 +47,7 @@ func (l *memLog) part(topic string, part int) (*memPart, error) {
 	return ps[part], nil
 }
 
-func (l *memLog) Append(_ context.Context, topic string, part int, events []pipelines.Event) (int64, error) {
+func (l *memLog) Append(_ context.Context, topic string, part int, events []event.Event) (int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	p, err := l.part(topic, part)

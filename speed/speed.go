@@ -13,6 +13,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
 
 // Options are the dependencies a Speed gets from its owner.
@@ -64,7 +65,7 @@ type Speed struct {
 type viewSpec struct {
 	view     *pipelines.View
 	topic    *pipelines.Topic
-	plan     *pipelines.Plan
+	plan     *plan.Plan
 	def      uint64
 	consumer string
 	m        *viewMetrics
@@ -117,11 +118,11 @@ func compileViews(p *pipelines.Pipeline) ([]*viewSpec, error) {
 		if t == nil {
 			return nil, fmt.Errorf("speed: view %q reads unknown topic %q", v.Name, v.From)
 		}
-		plan, err := pipelines.Compile(v, t)
+		pl, err := plan.Compile(v, t)
 		if err != nil {
 			return nil, fmt.Errorf("speed: %w", err)
 		}
-		specs = append(specs, &viewSpec{view: v, topic: t, plan: plan, def: definitionHash(v, t), consumer: "speed." + v.Name})
+		specs = append(specs, &viewSpec{view: v, topic: t, plan: pl, def: definitionHash(v, t), consumer: "speed." + v.Name})
 	}
 	return specs, nil
 }

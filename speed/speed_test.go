@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // fakeClock is an injected clock that moves only when told to.
@@ -100,7 +101,7 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 
 	// Partition 0 only: partition 1 holds the watermark back until it has
 	// been idle for 5 s on the clock.
-	if _, err := log.Append(t.Context(), "metrics", 0, []pipelines.Event{
+	if _, err := log.Append(t.Context(), "metrics", 0, []event.Event{
 		ev("a", 10*sec, "h1", "eu", 0.5, 100), ev("b", 20*sec, "h2", "eu", 0.7, 200), ev("c", 70*sec, "h1", "us", 0.1, 1),
 	}); err != nil {
 		t.Fatal(err)
@@ -134,7 +135,7 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 	}
 
 	// An event for the final window is late.
-	if _, err := log.Append(t.Context(), "metrics", 1, []pipelines.Event{ev("d", 30*sec, "h3", "eu", 0.5, 1)}); err != nil {
+	if _, err := log.Append(t.Context(), "metrics", 1, []event.Event{ev("d", 30*sec, "h3", "eu", 0.5, 1)}); err != nil {
 		t.Fatal(err)
 	}
 	checkFor(t, 10*time.Second, "the late event counted", func() bool {

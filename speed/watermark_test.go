@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // flushed flushes e and returns the output's rows as text, finals first.
@@ -35,7 +35,7 @@ func offsetText(t int64) string { return time.Duration((t - base) * 1000).String
 func TestEngineLateness(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{partitions: 1, lateness: "30s"})
 	e := NewEngine(compile(t, p, "all"), 1)
-	e.Process(0, 0, []pipelines.Event{
+	e.Process(0, 0, []event.Event{
 		ev("a", 10*sec, "h1", "eu", 0.1, 1),
 		ev("b", 70*sec, "h1", "eu", 0.2, 1), // watermark 40s
 		ev("c", 50*sec, "h1", "eu", 0.3, 1), // behind the newest, within lateness: counted
@@ -46,7 +46,7 @@ func TestEngineLateness(t *testing.T) {
 	if wm, _ := e.Watermark(); wm != base+40*sec {
 		t.Fatalf("watermark %s, want 40s", offsetText(wm))
 	}
-	e.Process(0, 3, []pipelines.Event{
+	e.Process(0, 3, []event.Event{
 		ev("d", 95*sec, "h1", "eu", 0.4, 1), // watermark 65s: [0,1m) is final
 		ev("e", 55*sec, "h1", "eu", 0.5, 1), // for a final window: late
 		ev("f", 61*sec, "h1", "eu", 0.6, 1), // [1m,2m) is open: counted
@@ -66,7 +66,7 @@ func TestEngineLateness(t *testing.T) {
 func TestEngineWatermarkIsMinOverPartitions(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{partitions: 2, lateness: "0s"})
 	e := NewEngine(compile(t, p, "all"), 2)
-	e.Process(0, 0, []pipelines.Event{ev("a", 10*sec, "h1", "eu", 0.1, 1), ev("b", 5*minute, "h1", "eu", 0.1, 1)})
+	e.Process(0, 0, []event.Event{ev("a", 10*sec, "h1", "eu", 0.1, 1), ev("b", 5*minute, "h1", "eu", 0.1, 1)})
 	if _, final, _ := flushed(e); len(final) != 0 {
 		t.Fatalf("final rows %v while partition 1 has no event", final)
 	}
@@ -75,7 +75,7 @@ func TestEngineWatermarkIsMinOverPartitions(t *testing.T) {
 	}
 	// Partition 1 is behind: its events still count in [0,1m) even
 	// though partition 0 is minutes ahead.
-	e.Process(1, 0, []pipelines.Event{ev("c", 20*sec, "h2", "eu", 0.1, 1), ev("d", 90*sec, "h2", "eu", 0.1, 1)})
+	e.Process(1, 0, []event.Event{ev("c", 20*sec, "h2", "eu", 0.1, 1), ev("d", 90*sec, "h2", "eu", 0.1, 1)})
 	_, final, _ := flushed(e)
 	if want := "eu@0s-1m0s=2"; len(final) != 1 || final[0] != want {
 		t.Fatalf("final rows %v, want [%s]", final, want)
@@ -88,7 +88,7 @@ func TestEngineWatermarkIsMinOverPartitions(t *testing.T) {
 func TestEngineIdlePartition(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{partitions: 2, lateness: "0s"})
 	e := NewEngine(compile(t, p, "all"), 2)
-	e.Process(0, 0, []pipelines.Event{ev("a", 10*sec, "h1", "eu", 0.1, 1), ev("b", 2*minute, "h1", "eu", 0.1, 1)})
+	e.Process(0, 0, []event.Event{ev("a", 10*sec, "h1", "eu", 0.1, 1), ev("b", 2*minute, "h1", "eu", 0.1, 1)})
 	flushed(e)
 	e.SetIdle(1, true)
 	_, final, _ := flushed(e)
@@ -97,7 +97,7 @@ func TestEngineIdlePartition(t *testing.T) {
 	}
 	// The idle partition comes back with an event for the final window:
 	// late, and the watermark does not move back.
-	e.Process(1, 0, []pipelines.Event{ev("c", 30*sec, "h2", "eu", 0.1, 1)})
+	e.Process(1, 0, []event.Event{ev("c", 30*sec, "h2", "eu", 0.1, 1)})
 	if e.Idle(1) {
 		t.Fatal("partition 1 still idle after an entry")
 	}
@@ -111,7 +111,7 @@ func TestEngineIdlePartition(t *testing.T) {
 		t.Fatalf("watermark %s, want 2m (it never moves back)", offsetText(wm))
 	}
 	// Every partition idle: the watermark is the newest of them.
-	e.Process(0, 2, []pipelines.Event{ev("d", 7*minute, "h1", "eu", 0.1, 1)})
+	e.Process(0, 2, []event.Event{ev("d", 7*minute, "h1", "eu", 0.1, 1)})
 	e.SetIdle(0, true)
 	e.SetIdle(1, true)
 	flushed(e)
@@ -149,7 +149,7 @@ func TestLocalIdleByClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Append("metrics", 0, []pipelines.Event{ev("a", 10*sec, "h1", "eu", 0.1, 1), ev("b", 2*minute, "h1", "eu", 0.1, 1)}); err != nil {
+	if err := l.Append("metrics", 0, []event.Event{ev("a", 10*sec, "h1", "eu", 0.1, 1), ev("b", 2*minute, "h1", "eu", 0.1, 1)}); err != nil {
 		t.Fatal(err)
 	}
 	l.Advance(4 * time.Second)

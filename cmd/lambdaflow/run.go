@@ -23,6 +23,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/ingest"
 	"github.com/lambdaflow/lambdaflow/kafka"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/speed"
@@ -318,15 +319,15 @@ func exampleEvent(p *pipelines.Pipeline) string {
 		}
 		fmt.Fprintf(&b, "%q:", f.Name)
 		switch f.Type {
-		case pipelines.TypeString:
+		case event.TypeString:
 			fmt.Fprintf(&b, "%q", "a")
-		case pipelines.TypeLong, pipelines.TypeInt:
+		case event.TypeLong, event.TypeInt:
 			b.WriteString("1")
-		case pipelines.TypeDouble:
+		case event.TypeDouble:
 			b.WriteString("0.5")
-		case pipelines.TypeBool:
+		case event.TypeBool:
 			b.WriteString("true")
-		case pipelines.TypeTimestamp:
+		case event.TypeTimestamp:
 			fmt.Fprintf(&b, "%q", time.Now().UTC().Format(time.RFC3339))
 		}
 	}

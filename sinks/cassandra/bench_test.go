@@ -9,7 +9,7 @@ import (
 
 	"github.com/gocql/gocql"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -26,7 +26,7 @@ func benchViewRows(iter, n int) []sinks.Row {
 	m := time.Minute.Microseconds()
 	for i := range rows {
 		w := int64(iter*sinktest.BenchRows+i) / 500 * m
-		rows[i] = sinks.Row{Time: w, Values: []pipelines.Value{
+		rows[i] = sinks.Row{Time: w, Values: []event.Value{
 			i64(w), i64(w + m), str(fmt.Sprintf("region-%d", i%500)), i64(int64(i)), f64(float64(i) / 7),
 		}}
 	}

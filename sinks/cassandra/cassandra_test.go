@@ -10,26 +10,27 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
-func str(s string) pipelines.Value  { return pipelines.Value{S: s, Valid: true} }
-func i64(i int64) pipelines.Value   { return pipelines.Value{I: i, Valid: true} }
-func f64(f float64) pipelines.Value { return pipelines.Value{F: f, Valid: true} }
+func str(s string) event.Value  { return event.Value{S: s, Valid: true} }
+func i64(i int64) event.Value   { return event.Value{I: i, Valid: true} }
+func f64(f float64) event.Value { return event.Value{F: f, Valid: true} }
 
-var null pipelines.Value
+var null event.Value
 
 // viewTable is a view grouped by region with two aggregates.
 func viewTable(name string) sinks.Table {
 	return sinks.Table{
 		Name: name, View: true,
-		Columns: pipelines.Schema{
-			{Name: pipelines.ColWindowStart, Type: pipelines.TypeTimestamp, Required: true},
-			{Name: pipelines.ColWindowEnd, Type: pipelines.TypeTimestamp, Required: true},
-			{Name: "region", Type: pipelines.TypeString, Required: true},
-			{Name: "events", Type: pipelines.TypeLong},
-			{Name: "avg_cpu", Type: pipelines.TypeDouble},
+		Columns: event.Schema{
+			{Name: pipelines.ColWindowStart, Type: event.TypeTimestamp, Required: true},
+			{Name: pipelines.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
+			{Name: "region", Type: event.TypeString, Required: true},
+			{Name: "events", Type: event.TypeLong},
+			{Name: "avg_cpu", Type: event.TypeDouble},
 		},
 		Key: []string{"region", pipelines.ColWindowStart},
 	}
@@ -54,9 +55,9 @@ func TestTopicUpsertExactValues(t *testing.T) {
 	}
 	ts := time.Date(2024, 3, 1, 12, 30, 0, 123_000_000, time.UTC).UnixMicro()
 	rows := sinktest.Rows(
-		[]pipelines.Value{i64(ts), str("a"), i64(math.MaxInt64), i64(math.MaxInt32), f64(0.1), i64(1), str("e1")},
-		[]pipelines.Value{i64(ts + 1000), str("b ü ✓"), i64(math.MinInt64), i64(math.MinInt32), f64(-1e300), i64(0), str("e2")},
-		[]pipelines.Value{i64(-1_000), str(""), null, null, null, null, str("e3")},
+		[]event.Value{i64(ts), str("a"), i64(math.MaxInt64), i64(math.MaxInt32), f64(0.1), i64(1), str("e1")},
+		[]event.Value{i64(ts + 1000), str("b ü ✓"), i64(math.MinInt64), i64(math.MinInt32), f64(-1e300), i64(0), str("e2")},
+		[]event.Value{i64(-1_000), str(""), null, null, null, null, str("e3")},
 	)
 	for range 2 { // redelivery changes nothing
 		if err := s.Write(ctx, tab, rows); err != nil {
@@ -67,14 +68,14 @@ func TestTopicUpsertExactValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := [][]pipelines.Value{rows[0].Values, rows[1].Values, rows[2].Values}
+	want := [][]event.Value{rows[0].Values, rows[1].Values, rows[2].Values}
 	sortRows(tab, want)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("rows:\n got %v\nwant %v", got, want)
 	}
 
 	// A redelivered event whose optional fields are now missing clears them.
-	upd := sinktest.Rows([]pipelines.Value{i64(ts), str("a2"), null, null, null, null, str("e1")})
+	upd := sinktest.Rows([]event.Value{i64(ts), str("a2"), null, null, null, null, str("e1")})
 	if err := s.Write(ctx, tab, upd); err != nil {
 		t.Fatal(err)
 	}
@@ -97,8 +98,8 @@ func TestTimestampsKeepMilliseconds(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := sinktest.Rows(
-		[]pipelines.Value{i64(1_700_000_000_123_456), str("a"), null, null, null, null, str("e1")},
-		[]pipelines.Value{i64(-1_500), str("a"), null, null, null, null, str("e2")},
+		[]event.Value{i64(1_700_000_000_123_456), str("a"), null, null, null, null, str("e1")},
+		[]event.Value{i64(-1_500), str("a"), null, null, null, null, str("e2")},
 	)
 	if err := s.Write(ctx, tab, rows); err != nil {
 		t.Fatal(err)
@@ -133,10 +134,10 @@ func TestViewTableKeyAndUpsert(t *testing.T) {
 	w := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC).UnixMicro()
 	m := time.Minute.Microseconds()
 	var rows []sinks.Row
-	var want [][]pipelines.Value
+	var want [][]event.Value
 	for r := range 3 {
 		for k := range 250 { // more than one batch per partition
-			v := []pipelines.Value{i64(w + int64(k)*m), i64(w + int64(k+1)*m), str(fmt.Sprintf("r%d", r)), i64(int64(k)), f64(float64(k) / 3)}
+			v := []event.Value{i64(w + int64(k)*m), i64(w + int64(k+1)*m), str(fmt.Sprintf("r%d", r)), i64(int64(k)), f64(float64(k) / 3)}
 			rows = append(rows, sinks.Row{Values: v, Time: v[0].I})
 			want = append(want, v)
 		}
@@ -145,8 +146,8 @@ func TestViewTableKeyAndUpsert(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A correction for one window, twice in one call: the last one wins.
-	fix1 := []pipelines.Value{i64(w), i64(w + m), str("r1"), i64(1000), null}
-	fix2 := []pipelines.Value{i64(w), i64(w + m), str("r1"), i64(999), f64(2.5)}
+	fix1 := []event.Value{i64(w), i64(w + m), str("r1"), i64(1000), null}
+	fix2 := []event.Value{i64(w), i64(w + m), str("r1"), i64(999), f64(2.5)}
 	if err := s.Write(ctx, tab, sinktest.Rows(fix2, fix1, fix2)); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestViewTableKeyAndUpsert(t *testing.T) {
 	}
 }
 
-func firstDiff(a, b [][]pipelines.Value) int {
+func firstDiff(a, b [][]event.Value) int {
 	for i := range min(len(a), len(b)) {
 		if !reflect.DeepEqual(a[i], b[i]) {
 			return i
@@ -175,17 +176,17 @@ func TestViewWithoutGroupBy(t *testing.T) {
 	ctx := ctxT(t)
 	tab := sinks.Table{
 		Name: "totals", View: true,
-		Columns: pipelines.Schema{
-			{Name: pipelines.ColWindowStart, Type: pipelines.TypeTimestamp, Required: true},
-			{Name: pipelines.ColWindowEnd, Type: pipelines.TypeTimestamp, Required: true},
-			{Name: "events", Type: pipelines.TypeLong},
+		Columns: event.Schema{
+			{Name: pipelines.ColWindowStart, Type: event.TypeTimestamp, Required: true},
+			{Name: pipelines.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
+			{Name: "events", Type: event.TypeLong},
 		},
 		Key: []string{pipelines.ColWindowStart},
 	}
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)
 	}
-	rows := sinktest.Rows([]pipelines.Value{i64(60e6), i64(120e6), i64(7)}, []pipelines.Value{i64(0), i64(60e6), i64(3)})
+	rows := sinktest.Rows([]event.Value{i64(60e6), i64(120e6), i64(7)}, []event.Value{i64(0), i64(60e6), i64(3)})
 	if err := s.Write(ctx, tab, rows); err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +207,7 @@ func TestTTL(t *testing.T) {
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)
 	}
-	rows := sinktest.Rows([]pipelines.Value{i64(1), str("a"), i64(5), null, null, null, str("e1")})
+	rows := sinktest.Rows([]event.Value{i64(1), str("a"), i64(5), null, null, null, str("e1")})
 	if err := s.Write(ctx, tab, rows); err != nil {
 		t.Fatal(err)
 	}
@@ -228,22 +229,22 @@ func TestNewNullableFieldAddsColumn(t *testing.T) {
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)
 	}
-	old := sinktest.Rows([]pipelines.Value{i64(1000), str("a"), null, null, null, null, str("e1")})
+	old := sinktest.Rows([]event.Value{i64(1000), str("a"), null, null, null, null, str("e1")})
 	if err := s.Write(ctx, tab, old); err != nil {
 		t.Fatal(err)
 	}
 
 	// The topic gains a field; TopicTable keeps _id last.
 	grown := sinks.TopicTable(&pipelines.Topic{Name: "metrics", Schema: append(
-		append(pipelines.Schema(nil), tab.Columns[:len(tab.Columns)-1]...),
-		pipelines.Field{Name: "zone", Type: pipelines.TypeString})})
+		append(event.Schema(nil), tab.Columns[:len(tab.Columns)-1]...),
+		event.Field{Name: "zone", Type: event.TypeString})})
 	if err := s.Prepare(ctx, grown); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Prepare(ctx, grown); err != nil { // again: nothing left to add
 		t.Fatal(err)
 	}
-	nw := sinktest.Rows([]pipelines.Value{i64(2000), str("b"), null, null, null, null, str("z1"), str("e2")})
+	nw := sinktest.Rows([]event.Value{i64(2000), str("b"), null, null, null, null, str("z1"), str("e2")})
 	if err := s.Write(ctx, grown, nw); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestNewNullableFieldAddsColumn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := [][]pipelines.Value{
+	want := [][]event.Value{
 		{i64(1000), str("a"), null, null, null, null, null, str("e1")},
 		nw[0].Values,
 	}
@@ -261,7 +262,7 @@ func TestNewNullableFieldAddsColumn(t *testing.T) {
 
 	// A field whose type changed cannot be altered in place.
 	changed := sinktest.AllTypesTopic("metrics")
-	changed.Columns[2].Type = pipelines.TypeString
+	changed.Columns[2].Type = event.TypeString
 	if err := s.Prepare(ctx, changed); !errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Prepare with a changed type: %v, want ErrPermanent", err)
 	}
@@ -279,7 +280,7 @@ func TestPoisonRowsAreRowErrors(t *testing.T) {
 	var rows []sinks.Row
 	bad := map[int]string{}
 	for k := range 20 {
-		v := []pipelines.Value{i64(int64(k) * 60e6), i64(int64(k+1) * 60e6), str("eu"), i64(int64(k)), f64(1)}
+		v := []event.Value{i64(int64(k) * 60e6), i64(int64(k+1) * 60e6), str("eu"), i64(int64(k)), f64(1)}
 		switch k {
 		case 3:
 			v[2] = str("eu\xff\xfe") // invalid UTF-8: refused by the server
@@ -296,8 +297,8 @@ func TestPoisonRowsAreRowErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	irows := sinktest.Rows(
-		[]pipelines.Value{i64(1), str("a"), null, i64(math.MaxInt32 + 1), null, null, str("e1")},
-		[]pipelines.Value{i64(1), str("a"), null, i64(5), null, null, str("e2")},
+		[]event.Value{i64(1), str("a"), null, i64(math.MaxInt32 + 1), null, null, str("e1")},
+		[]event.Value{i64(1), str("a"), null, i64(5), null, null, str("e2")},
 	)
 
 	err := s.Write(ctx, tab, rows)
@@ -333,7 +334,7 @@ func TestPoisonRowsAreRowErrors(t *testing.T) {
 		if i == 22 {
 			host = "h\xc3\x28"
 		}
-		trows = append(trows, sinktest.Rows([]pipelines.Value{i64(1), str(host), null, null, null, null, str(fmt.Sprintf("t%d", i))})...)
+		trows = append(trows, sinktest.Rows([]event.Value{i64(1), str(host), null, null, null, null, str(fmt.Sprintf("t%d", i))})...)
 	}
 	sess, _ := s.conn()
 	var parts [][]int
@@ -373,7 +374,7 @@ func TestDownIsTransient(t *testing.T) {
 	if err := s.Ping(ctx); err == nil || errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Ping: %v, want a transient error", err)
 	}
-	err = s.Write(ctx, sinktest.AllTypesTopic("t"), sinktest.Rows([]pipelines.Value{i64(1), str("a"), null, null, null, null, str("e1")}))
+	err = s.Write(ctx, sinktest.AllTypesTopic("t"), sinktest.Rows([]event.Value{i64(1), str("a"), null, null, null, null, str("e1")}))
 	if err == nil || errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Write: %v, want a transient error", err)
 	}

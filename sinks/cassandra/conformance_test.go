@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -48,8 +49,8 @@ func TestConformance(t *testing.T) {
 		},
 		// An int out of range is refused before it is sent; it survives
 		// the dead-letter record's JSON, unlike invalid UTF-8.
-		Poison: func(*testing.T) (pipelines.FieldType, pipelines.Value) {
-			return pipelines.TypeInt, pipelines.Value{I: math.MaxInt32 + 1, Valid: true}
+		Poison: func(*testing.T) (event.FieldType, event.Value) {
+			return event.TypeInt, event.Value{I: math.MaxInt32 + 1, Valid: true}
 		},
 		Outage:        sinktest.DevOutage("../../deploy/dev/cassandra.sh", hosts, "LF_CASSANDRA_PORT", "9042"),
 		TimePrecision: time.Millisecond,

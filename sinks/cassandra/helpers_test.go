@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -54,7 +55,7 @@ func newTestSink(tb testing.TB, edit func(*pipelines.Sink)) *Sink {
 
 // readAll reads every row of t back as values in t's column order, sorted by
 // key; timestamps come back as microseconds (whole milliseconds).
-func readAll(ctx context.Context, s *Sink, t sinks.Table) ([][]pipelines.Value, error) {
+func readAll(ctx context.Context, s *Sink, t sinks.Table) ([][]event.Value, error) {
 	sess, err := s.conn()
 	if err != nil {
 		return nil, err
@@ -65,57 +66,57 @@ func readAll(ctx context.Context, s *Sink, t sinks.Table) ([][]pipelines.Value, 
 	}
 	q := fmt.Sprintf("SELECT %s FROM %s.%s", strings.Join(cols, ", "), quote(s.keyspace), quote(t.Name))
 	iter := sess.Query(q).WithContext(ctx).PageSize(5000).Iter()
-	var out [][]pipelines.Value
+	var out [][]event.Value
 	for {
 		dest := make([]any, len(t.Columns))
 		for i, f := range t.Columns {
 			switch f.Type {
-			case pipelines.TypeString:
+			case event.TypeString:
 				dest[i] = new(*string)
-			case pipelines.TypeLong:
+			case event.TypeLong:
 				dest[i] = new(*int64)
-			case pipelines.TypeInt:
+			case event.TypeInt:
 				dest[i] = new(*int32)
-			case pipelines.TypeDouble:
+			case event.TypeDouble:
 				dest[i] = new(*float64)
-			case pipelines.TypeBool:
+			case event.TypeBool:
 				dest[i] = new(*bool)
-			case pipelines.TypeTimestamp:
+			case event.TypeTimestamp:
 				dest[i] = new(*time.Time)
 			}
 		}
 		if !iter.Scan(dest...) {
 			break
 		}
-		row := make([]pipelines.Value, len(dest))
+		row := make([]event.Value, len(dest))
 		for i, d := range dest {
 			switch p := d.(type) {
 			case **string:
 				if *p != nil {
-					row[i] = pipelines.Value{S: **p, Valid: true}
+					row[i] = event.Value{S: **p, Valid: true}
 				}
 			case **int64:
 				if *p != nil {
-					row[i] = pipelines.Value{I: **p, Valid: true}
+					row[i] = event.Value{I: **p, Valid: true}
 				}
 			case **int32:
 				if *p != nil {
-					row[i] = pipelines.Value{I: int64(**p), Valid: true}
+					row[i] = event.Value{I: int64(**p), Valid: true}
 				}
 			case **float64:
 				if *p != nil {
-					row[i] = pipelines.Value{F: **p, Valid: true}
+					row[i] = event.Value{F: **p, Valid: true}
 				}
 			case **bool:
 				if *p != nil {
-					row[i] = pipelines.Value{Valid: true}
+					row[i] = event.Value{Valid: true}
 					if **p {
 						row[i].I = 1
 					}
 				}
 			case **time.Time:
 				if *p != nil {
-					row[i] = pipelines.Value{I: (*p).UnixMicro(), Valid: true}
+					row[i] = event.Value{I: (*p).UnixMicro(), Valid: true}
 				}
 			}
 		}
@@ -129,9 +130,9 @@ func readAll(ctx context.Context, s *Sink, t sinks.Table) ([][]pipelines.Value, 
 }
 
 // sortRows orders rows by their key values.
-func sortRows(t sinks.Table, rows [][]pipelines.Value) {
+func sortRows(t sinks.Table, rows [][]event.Value) {
 	idx, _ := columnIndexes(t, t.Key)
-	slices.SortFunc(rows, func(a, b []pipelines.Value) int {
+	slices.SortFunc(rows, func(a, b []event.Value) int {
 		return strings.Compare(string(sinks.AppendKey(nil, a, idx)), string(sinks.AppendKey(nil, b, idx)))
 	})
 }

@@ -10,23 +10,24 @@ import (
 	"github.com/gocql/gocql"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
 // cqlType is the CQL type a field type is stored as.
-func cqlType(t pipelines.FieldType) (string, error) {
+func cqlType(t event.FieldType) (string, error) {
 	switch t {
-	case pipelines.TypeString:
+	case event.TypeString:
 		return "text", nil
-	case pipelines.TypeLong:
+	case event.TypeLong:
 		return "bigint", nil
-	case pipelines.TypeInt:
+	case event.TypeInt:
 		return "int", nil
-	case pipelines.TypeDouble:
+	case event.TypeDouble:
 		return "double", nil
-	case pipelines.TypeBool:
+	case event.TypeBool:
 		return "boolean", nil
-	case pipelines.TypeTimestamp:
+	case event.TypeTimestamp:
 		return "timestamp", nil
 	}
 	return "", fmt.Errorf("field type %v has no CQL type", t)

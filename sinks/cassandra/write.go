@@ -10,7 +10,7 @@ import (
 
 	"github.com/gocql/gocql"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -163,7 +163,7 @@ func replicaOf(sess *gocql.Session, policy gocql.HostSelectionPolicy, stmt strin
 // for batch size limits: a cell costs about 16 bytes besides its value
 // (measured: a row of two timestamps, a short text, a bigint and a double
 // counts about 113 bytes).
-func rowSize(vals []pipelines.Value) int {
+func rowSize(vals []event.Value) int {
 	n := 32
 	for _, v := range vals {
 		n += 16 + len(v.S)
@@ -297,7 +297,7 @@ func columnIndexes(t sinks.Table, names []string) ([]int, error) {
 
 // bindRow converts a row to the values gocql binds, and refuses what
 // Cassandra would: a null key, an int out of range, a wrong number of values.
-func bindRow(t sinks.Table, vals []pipelines.Value) ([]any, error) {
+func bindRow(t sinks.Table, vals []event.Value) ([]any, error) {
 	if len(vals) != len(t.Columns) {
 		return nil, fmt.Errorf("row has %d values, table %s has %d columns", len(vals), t.Name, len(t.Columns))
 	}
@@ -313,20 +313,20 @@ func bindRow(t sinks.Table, vals []pipelines.Value) ([]any, error) {
 			continue
 		}
 		switch f.Type {
-		case pipelines.TypeString:
+		case event.TypeString:
 			out[i] = v.S
-		case pipelines.TypeLong:
+		case event.TypeLong:
 			out[i] = v.I
-		case pipelines.TypeInt:
+		case event.TypeInt:
 			if v.I < math.MinInt32 || v.I > math.MaxInt32 {
 				return nil, fmt.Errorf("column %q: %d is out of range for int", f.Name, v.I)
 			}
 			out[i] = int32(v.I)
-		case pipelines.TypeDouble:
+		case event.TypeDouble:
 			out[i] = v.F
-		case pipelines.TypeBool:
+		case event.TypeBool:
 			out[i] = v.I != 0
-		case pipelines.TypeTimestamp:
+		case event.TypeTimestamp:
 			// CQL timestamps are milliseconds; floor so that a time
 			// before 1970 rounds down like a positive one does.
 			ms := v.I / 1000

@@ -8,7 +8,7 @@ import (
 
 	"github.com/olivere/elastic/v7"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -46,13 +46,13 @@ func rawBulk(ctx context.Context, c *elastic.Client, index string, t sinks.Table
 			case f.Name == sinks.ColID:
 				id = v.S
 			case !v.Valid:
-			case f.Type == pipelines.TypeString:
+			case f.Type == event.TypeString:
 				doc[f.Name] = v.S
-			case f.Type == pipelines.TypeDouble:
+			case f.Type == event.TypeDouble:
 				doc[f.Name] = v.F
-			case f.Type == pipelines.TypeBool:
+			case f.Type == event.TypeBool:
 				doc[f.Name] = v.I != 0
-			case f.Type == pipelines.TypeTimestamp:
+			case f.Type == event.TypeTimestamp:
 				doc[f.Name] = time.UnixMicro(v.I).UTC().Format(timeLayout)
 			default:
 				doc[f.Name] = v.I

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -51,8 +52,8 @@ func TestConformance(t *testing.T) {
 		},
 		// OpenSearch refuses a document whose integer field is out of
 		// range (mapper_parsing_exception).
-		Poison: func(*testing.T) (pipelines.FieldType, pipelines.Value) {
-			return pipelines.TypeInt, pipelines.Value{I: math.MaxInt32 + 1, Valid: true}
+		Poison: func(*testing.T) (event.FieldType, event.Value) {
+			return event.TypeInt, event.Value{I: math.MaxInt32 + 1, Valid: true}
 		},
 		Outage:  sinktest.DevOutage("../../deploy/dev/opensearch.sh", urlHost(u), "LF_OPENSEARCH_PORT", "9200"),
 		Timeout: 3 * time.Minute,

@@ -16,25 +16,26 @@ import (
 	"github.com/olivere/elastic/v7"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
-func str(s string) pipelines.Value  { return pipelines.Value{S: s, Valid: true} }
-func i64(i int64) pipelines.Value   { return pipelines.Value{I: i, Valid: true} }
-func f64(f float64) pipelines.Value { return pipelines.Value{F: f, Valid: true} }
+func str(s string) event.Value  { return event.Value{S: s, Valid: true} }
+func i64(i int64) event.Value   { return event.Value{I: i, Valid: true} }
+func f64(f float64) event.Value { return event.Value{F: f, Valid: true} }
 
-var null pipelines.Value
+var null event.Value
 
 func viewTable(name string) sinks.Table {
 	return sinks.Table{
 		Name: name, View: true,
-		Columns: pipelines.Schema{
-			{Name: pipelines.ColWindowStart, Type: pipelines.TypeTimestamp, Required: true},
-			{Name: pipelines.ColWindowEnd, Type: pipelines.TypeTimestamp, Required: true},
-			{Name: "region", Type: pipelines.TypeString},
-			{Name: "events", Type: pipelines.TypeLong},
-			{Name: "avg_cpu", Type: pipelines.TypeDouble},
+		Columns: event.Schema{
+			{Name: pipelines.ColWindowStart, Type: event.TypeTimestamp, Required: true},
+			{Name: pipelines.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
+			{Name: "region", Type: event.TypeString},
+			{Name: "events", Type: event.TypeLong},
+			{Name: "avg_cpu", Type: event.TypeDouble},
 		},
 		Key: []string{"region", pipelines.ColWindowStart},
 	}
@@ -87,9 +88,9 @@ func TestTopicUpsertExactValues(t *testing.T) {
 	}
 	ts := time.Date(2024, 3, 1, 12, 30, 0, 123_456_000, time.UTC).UnixMicro()
 	rows := sinktest.Rows(
-		[]pipelines.Value{i64(ts), str("a"), i64(math.MaxInt64), i64(math.MaxInt32), f64(0.1), i64(1), str("e1")},
-		[]pipelines.Value{i64(ts + 1), str("b \"ü\" \\ ✓\n\x01"), i64(math.MinInt64), i64(math.MinInt32), f64(-2.2250738585072014e-308), i64(0), str("e2")},
-		[]pipelines.Value{i64(-1), str(""), null, null, null, null, str("e/3 ?#%")},
+		[]event.Value{i64(ts), str("a"), i64(math.MaxInt64), i64(math.MaxInt32), f64(0.1), i64(1), str("e1")},
+		[]event.Value{i64(ts + 1), str("b \"ü\" \\ ✓\n\x01"), i64(math.MinInt64), i64(math.MinInt32), f64(-2.2250738585072014e-308), i64(0), str("e2")},
+		[]event.Value{i64(-1), str(""), null, null, null, null, str("e/3 ?#%")},
 	)
 	for range 2 { // redelivery changes nothing
 		if err := s.Write(ctx, tab, rows); err != nil {
@@ -117,7 +118,7 @@ func TestTopicUpsertExactValues(t *testing.T) {
 	}
 
 	// A redelivered event whose optional fields are now missing loses them.
-	upd := sinktest.Rows([]pipelines.Value{i64(ts), str("a2"), null, null, null, null, str("e1")})
+	upd := sinktest.Rows([]event.Value{i64(ts), str("a2"), null, null, null, null, str("e1")})
 	if err := s.Write(ctx, tab, upd); err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +141,8 @@ func TestDatePatternIndices(t *testing.T) {
 	d1 := time.Date(2024, 3, 1, 23, 59, 59, 999_999_000, time.UTC).UnixMicro()
 	d2 := time.Date(2024, 3, 2, 0, 0, 0, 0, time.UTC).UnixMicro()
 	rows := sinktest.Rows(
-		[]pipelines.Value{i64(d1), str("a"), i64(1), null, null, null, str("e1")},
-		[]pipelines.Value{i64(d2), str("b"), i64(2), null, null, null, str("e2")},
+		[]event.Value{i64(d1), str("a"), i64(1), null, null, null, str("e1")},
+		[]event.Value{i64(d2), str("b"), i64(2), null, null, null, str("e2")},
 	)
 	if err := s.Write(ctx, tab, rows); err != nil {
 		t.Fatal(err)
@@ -168,7 +169,7 @@ func TestDatePatternIndices(t *testing.T) {
 
 	// A new field reaches the template and the existing indices.
 	grown := sinks.TopicTable(&pipelines.Topic{Name: "metrics", Schema: append(
-		slices.Clone(tab.Columns[:len(tab.Columns)-1]), pipelines.Field{Name: "zone", Type: pipelines.TypeString})})
+		slices.Clone(tab.Columns[:len(tab.Columns)-1]), event.Field{Name: "zone", Type: event.TypeString})})
 	if err := s.Prepare(ctx, grown); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func TestDatePatternIndices(t *testing.T) {
 		}
 	}
 	d3 := time.Date(2024, 3, 3, 0, 0, 0, 0, time.UTC).UnixMicro()
-	nw := sinktest.Rows([]pipelines.Value{i64(d3), str("c"), null, null, null, null, str("z"), str("e3")})
+	nw := sinktest.Rows([]event.Value{i64(d3), str("c"), null, null, null, null, str("z"), str("e3")})
 	if err := s.Write(ctx, grown, nw); err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +188,7 @@ func TestDatePatternIndices(t *testing.T) {
 	}
 	// A field whose type changed cannot be remapped.
 	changed := sinktest.AllTypesTopic("metrics")
-	changed.Columns[2].Type = pipelines.TypeString
+	changed.Columns[2].Type = event.TypeString
 	if err := s.Prepare(ctx, changed); !errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Prepare with a changed type: %v, want ErrPermanent", err)
 	}
@@ -203,11 +204,11 @@ func TestViewDocumentIDs(t *testing.T) {
 	w := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC).UnixMicro()
 	m := time.Minute.Microseconds()
 	rows := sinktest.Rows(
-		[]pipelines.Value{i64(w), i64(w + m), str("eu"), i64(1), f64(1)},
-		[]pipelines.Value{i64(w), i64(w + m), str(`e","u`), i64(2), null}, // would collide if joined naively
-		[]pipelines.Value{i64(w), i64(w + m), null, i64(3), null},         // a null group is a group
-		[]pipelines.Value{i64(w + m), i64(w + 2*m), str("eu"), i64(4), null},
-		[]pipelines.Value{i64(w), i64(w + m), str("eu"), i64(5), f64(2)}, // a correction, later in the same call
+		[]event.Value{i64(w), i64(w + m), str("eu"), i64(1), f64(1)},
+		[]event.Value{i64(w), i64(w + m), str(`e","u`), i64(2), null}, // would collide if joined naively
+		[]event.Value{i64(w), i64(w + m), null, i64(3), null},         // a null group is a group
+		[]event.Value{i64(w + m), i64(w + 2*m), str("eu"), i64(4), null},
+		[]event.Value{i64(w), i64(w + m), str("eu"), i64(5), f64(2)}, // a correction, later in the same call
 	)
 	if err := s.Write(ctx, tab, rows); err != nil {
 		t.Fatal(err)
@@ -246,10 +247,10 @@ func TestPoisonRowsAreRowErrors(t *testing.T) {
 	}
 	// The pipeline now says bytes is a string, but the index maps a long.
 	changed := sinktest.AllTypesTopic("metrics")
-	changed.Columns[2].Type = pipelines.TypeString
+	changed.Columns[2].Type = event.TypeString
 	var rows []sinks.Row
 	for i := range 20 {
-		v := []pipelines.Value{i64(int64(i)), str("h"), str("12"), null, null, null, str(string(rune('a' + i)))}
+		v := []event.Value{i64(int64(i)), str("h"), str("12"), null, null, null, str(string(rune('a' + i)))}
 		switch i {
 		case 4:
 			v[2] = str("not a number") // refused by OpenSearch: mapper_parsing_exception
@@ -301,7 +302,7 @@ func TestRejectedItemsAreResent(t *testing.T) {
 	}
 	var rows []sinks.Row
 	for i := range 10 {
-		rows = append(rows, sinktest.Rows([]pipelines.Value{i64(int64(i)), str("h"), i64(int64(i)), null, null, null, str(string(rune('a' + i)))})...)
+		rows = append(rows, sinktest.Rows([]event.Value{i64(int64(i)), str("h"), i64(int64(i)), null, null, null, str(string(rune('a' + i)))})...)
 	}
 	if err := s.Write(ctx, tab, rows); err != nil {
 		t.Fatal(err)
@@ -340,7 +341,7 @@ func TestDownIsTransient(t *testing.T) {
 	if err := s.Prepare(ctx, sinktest.AllTypesTopic("t")); err == nil || errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Prepare: %v, want a transient error", err)
 	}
-	err = s.Write(ctx, sinktest.AllTypesTopic("t"), sinktest.Rows([]pipelines.Value{i64(1), str("a"), null, null, null, null, str("e1")}))
+	err = s.Write(ctx, sinktest.AllTypesTopic("t"), sinktest.Rows([]event.Value{i64(1), str("a"), null, null, null, null, str("e1")}))
 	if err == nil || errors.Is(err, sinks.ErrPermanent) {
 		t.Fatalf("Write: %v, want a transient error", err)
 	}

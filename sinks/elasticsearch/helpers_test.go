@@ -12,6 +12,7 @@ import (
 	"github.com/olivere/elastic/v7"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -127,28 +128,28 @@ func readAll(ctx context.Context, s *Sink, t sinks.Table) ([]readDoc, error) {
 	return out, nil
 }
 
-func decodeValue(t pipelines.FieldType, v any) (any, error) {
+func decodeValue(t event.FieldType, v any) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
 	switch t {
-	case pipelines.TypeString:
+	case event.TypeString:
 		if s, ok := v.(string); ok {
 			return s, nil
 		}
-	case pipelines.TypeLong, pipelines.TypeInt:
+	case event.TypeLong, event.TypeInt:
 		if n, ok := v.(json.Number); ok {
 			return n.Int64()
 		}
-	case pipelines.TypeDouble:
+	case event.TypeDouble:
 		if n, ok := v.(json.Number); ok {
 			return n.Float64()
 		}
-	case pipelines.TypeBool:
+	case event.TypeBool:
 		if b, ok := v.(bool); ok {
 			return b, nil
 		}
-	case pipelines.TypeTimestamp:
+	case event.TypeTimestamp:
 		if s, ok := v.(string); ok {
 			return time.Parse(time.RFC3339Nano, s)
 		}

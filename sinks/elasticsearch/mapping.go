@@ -9,27 +9,27 @@ import (
 
 	"github.com/olivere/elastic/v7"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
 // fieldMapping is the mapping of one field type.
-func fieldMapping(t pipelines.FieldType) (map[string]any, error) {
+func fieldMapping(t event.FieldType) (map[string]any, error) {
 	switch t {
-	case pipelines.TypeString:
+	case event.TypeString:
 		// Lucene refuses a term over 32766 bytes, which would refuse the
 		// whole document; past ignore_above the string stays in _source
 		// but is not indexed. 8191 characters are at most 32764 bytes.
 		return map[string]any{"type": "keyword", "ignore_above": 8191}, nil
-	case pipelines.TypeLong:
+	case event.TypeLong:
 		return map[string]any{"type": "long"}, nil
-	case pipelines.TypeInt:
+	case event.TypeInt:
 		return map[string]any{"type": "integer"}, nil
-	case pipelines.TypeDouble:
+	case event.TypeDouble:
 		return map[string]any{"type": "double"}, nil
-	case pipelines.TypeBool:
+	case event.TypeBool:
 		return map[string]any{"type": "boolean"}, nil
-	case pipelines.TypeTimestamp:
+	case event.TypeTimestamp:
 		return map[string]any{"type": "date", "format": "strict_date_optional_time||epoch_millis"}, nil
 	}
 	return nil, fmt.Errorf("field type %v has no mapping", t)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/olivere/elastic/v7"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -306,32 +306,32 @@ func (e *encoder) doc(r sinks.Row) (doc, error) {
 }
 
 // timeLayout is RFC 3339 with all six digits of microseconds, so _source
-// holds the exact event time. It is not pipelines.TimeLayout, which drops
+// holds the exact event time. It is not event.TimeLayout, which drops
 // trailing zeros: a view document's _id holds window_start in this form
 // (["eu","2024-03-01T12:00:00.000000Z"]), and another form would give the
 // windows already indexed new _ids, so that their next correction would add
 // a second document instead of replacing the first.
 const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
 
-// appendValue appends v as JSON, as pipelines.AppendValueJSON does but for
+// appendValue appends v as JSON, as event.AppendValueJSON does but for
 // timestamps (timeLayout) and for what JSON cannot hold, which is an error
 // here instead of null: a document must hold the row's values.
-func appendValue(b []byte, t pipelines.FieldType, v pipelines.Value) ([]byte, error) {
+func appendValue(b []byte, t event.FieldType, v event.Value) ([]byte, error) {
 	if !v.Valid {
 		return append(b, "null"...), nil
 	}
 	switch t {
-	case pipelines.TypeTimestamp:
+	case event.TypeTimestamp:
 		b = append(b, '"')
 		b = time.UnixMicro(v.I).UTC().AppendFormat(b, timeLayout)
 		return append(b, '"'), nil
-	case pipelines.TypeDouble:
+	case event.TypeDouble:
 		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
 			return nil, fmt.Errorf("%v cannot be written as JSON", v.F)
 		}
-	case pipelines.TypeString, pipelines.TypeLong, pipelines.TypeInt, pipelines.TypeBool:
+	case event.TypeString, event.TypeLong, event.TypeInt, event.TypeBool:
 	default:
 		return nil, fmt.Errorf("unsupported type %v", t)
 	}
-	return pipelines.AppendValueJSON(b, t, v), nil
+	return event.AppendValueJSON(b, t, v), nil
 }

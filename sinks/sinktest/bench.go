@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -20,12 +20,12 @@ const (
 // 50 hosts, with ids unique to benchmark iteration iter.
 func BenchTopicRows(iter, n int) []sinks.Row {
 	base := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
-	long := func(i int64) pipelines.Value { return pipelines.Value{I: i, Valid: true} }
-	str := func(s string) pipelines.Value { return pipelines.Value{S: s, Valid: true} }
+	long := func(i int64) event.Value { return event.Value{I: i, Valid: true} }
+	str := func(s string) event.Value { return event.Value{S: s, Valid: true} }
 	rows := make([]sinks.Row, n)
 	for i := range rows {
 		ts := base + int64(i)*1000
-		rows[i] = sinks.Row{Time: ts, Values: []pipelines.Value{
+		rows[i] = sinks.Row{Time: ts, Values: []event.Value{
 			long(ts), str(fmt.Sprintf("host-%d", i%50)), long(int64(i) * 1024),
 			long(int64(i % 65536)), {F: float64(i%100) / 3, Valid: true}, long(int64(i % 2)),
 			str(fmt.Sprintf("it%d-ev%d", iter, i)),

@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -166,7 +166,7 @@ func testPoison(t *testing.T, h Harness) {
 	rn := e.start(tg)
 	e.waitCommitted(h.Timeout)
 	table, _ := e.tables()
-	good := append(append([]pipelines.Event(nil), events[:bad]...), events[bad+1:]...)
+	good := append(append([]event.Event(nil), events[:bad]...), events[bad+1:]...)
 	e.waitRows(tg, table, h.expected(table, good))
 	if n := MetricSum(t, rn.reg, "lambdaflow_sink_dead_letters_total"); n != 1 {
 		t.Errorf("lambdaflow_sink_dead_letters_total = %v, want 1", n)
@@ -204,7 +204,7 @@ func testPoison(t *testing.T, h Harness) {
 		h.Fix(t, unwrap(tg), e.spec, table)
 	} else {
 		clean := cleanValue(ft)
-		fixedEvent.Values = append([]pipelines.Value(nil), fixedEvent.Values...)
+		fixedEvent.Values = append([]event.Value(nil), fixedEvent.Values...)
 		fixedEvent.Values[col] = clean
 		r, _ = e.newRunner(&fixed{Target: unwrap(tg), col: col, idCol: table.Columns.Index(sinks.ColID), id: events[bad].ID, clean: clean})
 	}
@@ -223,7 +223,7 @@ func testPoison(t *testing.T, h Harness) {
 	}
 }
 
-func checkDeadLetter(t *testing.T, dl sinks.DeadLetter, table sinks.Table, ev pipelines.Event, part int, off int64) {
+func checkDeadLetter(t *testing.T, dl sinks.DeadLetter, table sinks.Table, ev event.Event, part int, off int64) {
 	t.Helper()
 	if dl.Source != topicName || dl.Partition != part || dl.Offset != off {
 		t.Errorf("dead letter from %s/%d@%d, want %s/%d@%d", dl.Source, dl.Partition, dl.Offset, topicName, part, off)
@@ -255,7 +255,7 @@ type fixed struct {
 	sinks.Target
 	col, idCol int
 	id         string
-	clean      pipelines.Value
+	clean      event.Value
 }
 
 func (f *fixed) Write(ctx context.Context, t sinks.Table, rows []sinks.Row) error {
@@ -263,21 +263,21 @@ func (f *fixed) Write(ctx context.Context, t sinks.Table, rows []sinks.Row) erro
 	for i, r := range rows {
 		out[i] = r
 		if f.idCol < len(r.Values) && f.col < len(r.Values) && r.Values[f.idCol].S == f.id {
-			out[i].Values = append([]pipelines.Value(nil), r.Values...)
+			out[i].Values = append([]event.Value(nil), r.Values...)
 			out[i].Values[f.col] = f.clean
 		}
 	}
 	return f.Target.Write(ctx, t, out)
 }
 
-func cleanValue(ft pipelines.FieldType) pipelines.Value {
+func cleanValue(ft event.FieldType) event.Value {
 	switch ft {
-	case pipelines.TypeString:
-		return pipelines.Value{S: "fixed", Valid: true}
-	case pipelines.TypeDouble:
-		return pipelines.Value{F: 1.25, Valid: true}
+	case event.TypeString:
+		return event.Value{S: "fixed", Valid: true}
+	case event.TypeDouble:
+		return event.Value{F: 1.25, Valid: true}
 	default:
-		return pipelines.Value{I: 1, Valid: true}
+		return event.Value{I: 1, Valid: true}
 	}
 }
 
@@ -297,13 +297,13 @@ func testNewField(t *testing.T, h Harness) {
 
 	tp := e.p.TopicByName(topicName)
 	tp.Schema = append(tp.Schema,
-		pipelines.Field{Name: "note", Type: pipelines.TypeString},
-		pipelines.Field{Name: "score", Type: pipelines.TypeDouble})
+		event.Field{Name: "note", Type: event.TypeString},
+		event.Field{Name: "score", Type: event.TypeDouble})
 	e.reopen()
 	newer := genEvents("f", 100, 100)
 	for i := range newer {
-		note := pipelines.Value{S: fmt.Sprintf("note %d", i), Valid: i%3 != 0}
-		newer[i].Values = append(newer[i].Values, note, pipelines.Value{F: float64(i) / 8, Valid: true})
+		note := event.Value{S: fmt.Sprintf("note %d", i), Valid: i%3 != 0}
+		newer[i].Values = append(newer[i].Values, note, event.Value{F: float64(i) / 8, Valid: true})
 	}
 	e.appendByPartition(topicName, newer)
 	tg = e.target()

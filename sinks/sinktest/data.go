@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -17,15 +18,15 @@ func eventsTopic() pipelines.Topic {
 	return pipelines.Topic{
 		Name: topicName, Partitions: 2, Key: "host", Time: "ts",
 		Retention: pipelines.Duration(168 * time.Hour),
-		Schema: pipelines.Schema{
-			{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
-			{Name: "host", Type: pipelines.TypeString, Required: true},
-			{Name: "region", Type: pipelines.TypeString},
-			{Name: "cpu", Type: pipelines.TypeDouble},
-			{Name: "bytes", Type: pipelines.TypeLong},
-			{Name: "cores", Type: pipelines.TypeInt},
-			{Name: "up", Type: pipelines.TypeBool},
-			{Name: "seen", Type: pipelines.TypeTimestamp},
+		Schema: event.Schema{
+			{Name: "ts", Type: event.TypeTimestamp, Required: true},
+			{Name: "host", Type: event.TypeString, Required: true},
+			{Name: "region", Type: event.TypeString},
+			{Name: "cpu", Type: event.TypeDouble},
+			{Name: "bytes", Type: event.TypeLong},
+			{Name: "cores", Type: event.TypeInt},
+			{Name: "up", Type: event.TypeBool},
+			{Name: "seen", Type: event.TypeTimestamp},
 		},
 	}
 }
@@ -69,14 +70,14 @@ var baseTime = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // genEvents makes n events numbered from first, with ids "<prefix>-<i>",
 // every optional field null on some of them, of hosts host-0…host-5.
-func genEvents(prefix string, first, n int) []pipelines.Event {
-	out := make([]pipelines.Event, n)
+func genEvents(prefix string, first, n int) []event.Event {
+	out := make([]event.Event, n)
 	for k := range n {
 		i := first + k
 		ts := baseTime.Add(time.Duration(i)*time.Second + time.Duration(i%1000)*time.Microsecond).UnixMicro()
-		v := func(valid bool, val pipelines.Value) pipelines.Value {
+		v := func(valid bool, val event.Value) event.Value {
 			if !valid {
-				return pipelines.Value{}
+				return event.Value{}
 			}
 			val.Valid = true
 			return val
@@ -85,18 +86,18 @@ func genEvents(prefix string, first, n int) []pipelines.Event {
 		if i%2 == 0 {
 			up = 1
 		}
-		out[k] = pipelines.Event{
+		out[k] = event.Event{
 			ID:   fmt.Sprintf("%s-%d", prefix, i),
 			Time: ts,
-			Values: []pipelines.Value{
+			Values: []event.Value{
 				{I: ts, Valid: true},
 				{S: fmt.Sprintf("host-%d", i%6), Valid: true},
-				v(i%7 != 3, pipelines.Value{S: sampleStrings[i%len(sampleStrings)]}),
-				v(i%5 != 1, pipelines.Value{F: sampleDoubles[i%len(sampleDoubles)] + float64(i)/1024}),
-				v(i%4 != 2, pipelines.Value{I: sampleLongs[i%len(sampleLongs)]}),
-				v(i%6 != 5, pipelines.Value{I: sampleInts[i%len(sampleInts)]}),
-				v(i%3 != 1, pipelines.Value{I: up}),
-				v(i%8 != 4, pipelines.Value{I: sampleTimes[i%len(sampleTimes)]}),
+				v(i%7 != 3, event.Value{S: sampleStrings[i%len(sampleStrings)]}),
+				v(i%5 != 1, event.Value{F: sampleDoubles[i%len(sampleDoubles)] + float64(i)/1024}),
+				v(i%4 != 2, event.Value{I: sampleLongs[i%len(sampleLongs)]}),
+				v(i%6 != 5, event.Value{I: sampleInts[i%len(sampleInts)]}),
+				v(i%3 != 1, event.Value{I: up}),
+				v(i%8 != 4, event.Value{I: sampleTimes[i%len(sampleTimes)]}),
 			},
 		}
 	}
@@ -104,16 +105,16 @@ func genEvents(prefix string, first, n int) []pipelines.Event {
 }
 
 // partitionOf is the partition of an event of the suite's topic, by its key
-// field host, as ingest places it (pipelines.EventPartition).
-func partitionOf(ev pipelines.Event, partitions int) int {
-	return pipelines.EventPartition(&ev, 1, pipelines.TypeString, partitions)
+// field host, as ingest places it (event.EventPartition).
+func partitionOf(ev event.Event, partitions int) int {
+	return event.EventPartition(&ev, 1, event.TypeString, partitions)
 }
 
 // appendByPartition appends events to topic, each to its key's partition.
-func (e *env) appendByPartition(topic string, events []pipelines.Event) {
+func (e *env) appendByPartition(topic string, events []event.Event) {
 	e.t.Helper()
 	parts := max(e.topic(topic).Partitions, 1)
-	byPart := make([][]pipelines.Event, parts)
+	byPart := make([][]event.Event, parts)
 	for _, ev := range events {
 		p := partitionOf(ev, parts)
 		byPart[p] = append(byPart[p], ev)
@@ -128,32 +129,32 @@ func (e *env) appendByPartition(topic string, events []pipelines.Event) {
 // genViewRows makes view rows for hosts × windows; rows for the same key
 // appear twice when corrections is set, the later one (a batch-layer
 // correction) with other aggregates. Values are in ViewSchema order.
-func genViewRows(windows int, corrections bool) []pipelines.Event {
-	var out []pipelines.Event
-	mk := func(w, h int, gen int64) pipelines.Event {
+func genViewRows(windows int, corrections bool) []event.Event {
+	var out []event.Event
+	mk := func(w, h int, gen int64) event.Event {
 		start := baseTime.Add(time.Duration(w) * time.Minute).UnixMicro()
 		end := start + time.Minute.Microseconds()
 		null := (w+h)%5 == 0
-		opt := func(val pipelines.Value) pipelines.Value {
+		opt := func(val event.Value) event.Value {
 			if null {
-				return pipelines.Value{}
+				return event.Value{}
 			}
 			val.Valid = true
 			return val
 		}
-		return pipelines.Event{
+		return event.Event{
 			ID:   fmt.Sprintf("w%d-h%d-g%d", w, h, gen),
 			Time: start,
-			Values: []pipelines.Value{
+			Values: []event.Value{
 				{I: start, Valid: true},
 				{I: end, Valid: true},
 				{S: fmt.Sprintf("host-%d", h), Valid: true},
 				{I: int64(w*10+h) + gen*1000, Valid: true},
-				opt(pipelines.Value{F: float64(w) + float64(h)/3 + float64(gen)}),
-				opt(pipelines.Value{I: sampleLongs[(w+h)%len(sampleLongs)] - gen}),
-				opt(pipelines.Value{I: sampleTimes[(w+h)%len(sampleTimes)] + gen}),
-				opt(pipelines.Value{I: int64((w + h + int(gen)) % 2)}),
-				opt(pipelines.Value{S: sampleStrings[(w+h+int(gen))%len(sampleStrings)]}),
+				opt(event.Value{F: float64(w) + float64(h)/3 + float64(gen)}),
+				opt(event.Value{I: sampleLongs[(w+h)%len(sampleLongs)] - gen}),
+				opt(event.Value{I: sampleTimes[(w+h)%len(sampleTimes)] + gen}),
+				opt(event.Value{I: int64((w + h + int(gen)) % 2)}),
+				opt(event.Value{S: sampleStrings[(w+h+int(gen))%len(sampleStrings)]}),
 			},
 		}
 	}
@@ -174,10 +175,10 @@ func genViewRows(windows int, corrections bool) []pipelines.Event {
 
 // appendViewRows appends view rows, each group to the partition of its host,
 // so that a correction follows the row it corrects.
-func (e *env) appendViewRows(rows []pipelines.Event) {
+func (e *env) appendViewRows(rows []event.Event) {
 	e.t.Helper()
 	parts := max(e.topic(viewName).Partitions, 1)
-	byPart := make([][]pipelines.Event, parts)
+	byPart := make([][]event.Event, parts)
 	for _, ev := range rows {
 		var h int
 		for _, c := range ev.Values[2].S {
@@ -195,15 +196,15 @@ func (e *env) appendViewRows(rows []pipelines.Event) {
 
 // expected turns source events into the rows a table must hold: for a topic
 // the fields plus _id, for a view its values; later events win for a key.
-func (h *Harness) expected(table sinks.Table, events []pipelines.Event) map[string]map[string]any {
+func (h *Harness) expected(table sinks.Table, events []event.Event) map[string]map[string]any {
 	out := make(map[string]map[string]any, len(events))
 	for _, ev := range events {
 		row := make(map[string]any, len(table.Columns))
 		for i, c := range table.Columns {
-			var v pipelines.Value
+			var v event.Value
 			switch {
 			case c.Name == sinks.ColID && !table.View:
-				v = pipelines.Value{S: ev.ID, Valid: true}
+				v = event.Value{S: ev.ID, Valid: true}
 			case i < len(ev.Values):
 				v = ev.Values[i]
 			}
@@ -216,7 +217,7 @@ func (h *Harness) expected(table sinks.Table, events []pipelines.Event) map[stri
 
 // goValue is a log value as ReadAll must return it: GoValue, with times
 // truncated to the engine's precision.
-func (h *Harness) goValue(t pipelines.FieldType, v pipelines.Value) any {
+func (h *Harness) goValue(t event.FieldType, v event.Value) any {
 	g := GoValue(t, v)
 	if tm, ok := g.(time.Time); ok {
 		return tm.Truncate(h.TimePrecision)
@@ -227,20 +228,20 @@ func (h *Harness) goValue(t pipelines.FieldType, v pipelines.Value) any {
 // GoValue is the Go value of a log value of type t, as a Harness's ReadAll
 // returns it: nil for null, string, int64 (long and int), float64, bool, or
 // time.Time in UTC (timestamp).
-func GoValue(t pipelines.FieldType, v pipelines.Value) any {
+func GoValue(t event.FieldType, v event.Value) any {
 	if !v.Valid {
 		return nil
 	}
 	switch t {
-	case pipelines.TypeString:
+	case event.TypeString:
 		return v.S
-	case pipelines.TypeLong, pipelines.TypeInt:
+	case event.TypeLong, event.TypeInt:
 		return v.I
-	case pipelines.TypeDouble:
+	case event.TypeDouble:
 		return v.F
-	case pipelines.TypeBool:
+	case event.TypeBool:
 		return v.I != 0
-	case pipelines.TypeTimestamp:
+	case event.TypeTimestamp:
 		return time.UnixMicro(v.I).UTC()
 	}
 	return nil

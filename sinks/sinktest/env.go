@@ -13,6 +13,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -99,7 +100,7 @@ func (e *env) topic(name string) pipelines.Topic {
 
 // append appends events to a partition of a topic, in entries of at most
 // 50 events, and returns the offset of the first.
-func (e *env) append(topic string, part int, events []pipelines.Event) int64 {
+func (e *env) append(topic string, part int, events []event.Event) int64 {
 	e.t.Helper()
 	if e.end[topic] == nil {
 		e.end[topic] = make([]int64, max(e.topic(topic).Partitions, 1))
@@ -267,13 +268,13 @@ func (e *env) resetOffsets() {
 }
 
 // deadLetters returns every event of the sink's dead-letter topic.
-func (e *env) deadLetters() []pipelines.Event {
+func (e *env) deadLetters() []event.Event {
 	e.t.Helper()
 	entries, err := e.b.Fetch(context.Background(), e.p.DeadLetterTopic(e.spec).Name, 0, broker.FromStart(), 1000)
 	if err != nil {
 		e.t.Fatalf("fetching dead letters: %v", err)
 	}
-	var out []pipelines.Event
+	var out []event.Event
 	for _, en := range entries {
 		out = append(out, en.Events...)
 	}

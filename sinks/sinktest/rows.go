@@ -2,6 +2,7 @@ package sinktest
 
 import (
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -10,20 +11,20 @@ import (
 // AllTypesTopic is the table of a topic with one field of every type (ts
 // and host required, the others nullable), and _id.
 func AllTypesTopic(name string) sinks.Table {
-	return sinks.TopicTable(&pipelines.Topic{Name: name, Schema: pipelines.Schema{
-		{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
-		{Name: "host", Type: pipelines.TypeString, Required: true},
-		{Name: "bytes", Type: pipelines.TypeLong},
-		{Name: "port", Type: pipelines.TypeInt},
-		{Name: "cpu", Type: pipelines.TypeDouble},
-		{Name: "up", Type: pipelines.TypeBool},
+	return sinks.TopicTable(&pipelines.Topic{Name: name, Schema: event.Schema{
+		{Name: "ts", Type: event.TypeTimestamp, Required: true},
+		{Name: "host", Type: event.TypeString, Required: true},
+		{Name: "bytes", Type: event.TypeLong},
+		{Name: "port", Type: event.TypeInt},
+		{Name: "cpu", Type: event.TypeDouble},
+		{Name: "up", Type: event.TypeBool},
 	}})
 }
 
 // Rows makes the rows of a test Write from their values: each row's Time is
 // its first value (a topic's ts, a view's window_start), its Source "test"
 // and its Offset its position.
-func Rows(vals ...[]pipelines.Value) []sinks.Row {
+func Rows(vals ...[]event.Value) []sinks.Row {
 	out := make([]sinks.Row, len(vals))
 	for i, v := range vals {
 		out[i] = sinks.Row{Values: v, Time: v[0].I, Source: "test", Offset: int64(i)}

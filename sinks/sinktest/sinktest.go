@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -52,7 +53,7 @@ type Harness struct {
 	// RowErrors for it, or ErrPermanent for a batch of one) in a nullable
 	// column of type ft: any of string, long, int, double, bool, timestamp.
 	// PostgreSQL, for instance, rejects a string holding a NUL byte.
-	Poison func(t *testing.T) (ft pipelines.FieldType, v pipelines.Value)
+	Poison func(t *testing.T) (ft event.FieldType, v event.Value)
 
 	// Outage, when set, stops the engine and returns a function that starts
 	// it again and returns once it answers. Nil skips the outage case (an

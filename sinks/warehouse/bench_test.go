@@ -15,6 +15,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -29,23 +30,23 @@ const (
 func benchTopic() pipelines.Topic {
 	return pipelines.Topic{Name: "metrics", Partitions: benchParts, Key: "host", Time: "ts",
 		Retention: pipelines.Duration(time.Hour),
-		Schema: pipelines.Schema{
-			{Name: "ts", Type: pipelines.TypeTimestamp, Required: true},
-			{Name: "host", Type: pipelines.TypeString, Required: true},
-			{Name: "region", Type: pipelines.TypeString},
-			{Name: "cpu", Type: pipelines.TypeDouble},
-			{Name: "bytes", Type: pipelines.TypeLong},
+		Schema: event.Schema{
+			{Name: "ts", Type: event.TypeTimestamp, Required: true},
+			{Name: "host", Type: event.TypeString, Required: true},
+			{Name: "region", Type: event.TypeString},
+			{Name: "cpu", Type: event.TypeDouble},
+			{Name: "bytes", Type: event.TypeLong},
 		}}
 }
 
-func benchEvents(part int) []pipelines.Event {
+func benchEvents(part int) []event.Event {
 	n := benchRows / benchParts
-	out := make([]pipelines.Event, n)
+	out := make([]event.Event, n)
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
 	for i := range n {
 		k := part*n + i
 		ts := base + int64(k)*1000
-		out[i] = pipelines.Event{ID: fmt.Sprintf("01JD%022d", k), Time: ts, Values: []pipelines.Value{
+		out[i] = event.Event{ID: fmt.Sprintf("01JD%022d", k), Time: ts, Values: []event.Value{
 			{I: ts, Valid: true},
 			{S: fmt.Sprintf("host-%04d", k%1000), Valid: true},
 			{S: []string{"eu-west", "us-east", "ap-south"}[k%3], Valid: true},
@@ -96,7 +97,7 @@ func newBenchLog(b *testing.B, sinkType string, iterations int) *benchLog {
 				b.Fatal(err)
 			}
 			for j, ev := range evs[i : i+1000] {
-				vals := append(append([]pipelines.Value(nil), ev.Values...), pipelines.Value{S: ev.ID, Valid: true})
+				vals := append(append([]event.Value(nil), ev.Values...), event.Value{S: ev.ID, Valid: true})
 				rows = append(rows, sinks.Row{Values: vals, Time: ev.Time, Source: "metrics", Partition: part, Offset: first + int64(j)})
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -94,8 +95,8 @@ func TestPostgresConformance(t *testing.T) {
 		ReadAll: func(t *testing.T, tg sinks.Target, spec *pipelines.Sink, table sinks.Table) []map[string]any {
 			return pgReadAll(t, tg.(*Postgres).Pool(), table.Name)
 		},
-		Poison: func(t *testing.T) (pipelines.FieldType, pipelines.Value) {
-			return pipelines.TypeString, pipelines.Value{S: "nul\x00byte"}
+		Poison: func(t *testing.T) (event.FieldType, event.Value) {
+			return event.TypeString, event.Value{S: "nul\x00byte"}
 		},
 		Outage: func(t *testing.T) func() {
 			postgresScript(t, "stop")
@@ -136,10 +137,10 @@ func TestDuckDBConformance(t *testing.T) {
 		ReadAll: func(t *testing.T, tg sinks.Target, spec *pipelines.Sink, table sinks.Table) []map[string]any {
 			return sqlReadAll(t, tg.(*DuckDB).DB(), table.Name)
 		},
-		Poison: func(t *testing.T) (pipelines.FieldType, pipelines.Value) {
+		Poison: func(t *testing.T) (event.FieldType, event.Value) {
 			// DuckDB's appender would store invalid UTF-8 as NULL; the
 			// target rejects it instead.
-			return pipelines.TypeString, pipelines.Value{S: "bad \xff utf-8"}
+			return event.TypeString, event.Value{S: "bad \xff utf-8"}
 		},
 	})
 }

@@ -15,6 +15,7 @@ import (
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -82,19 +83,19 @@ func (d *DuckDB) DB() *sql.DB { return d.db }
 func (d *DuckDB) Path() string { return d.path }
 
 // DuckDBType is the column type a field type maps to.
-func DuckDBType(t pipelines.FieldType) string {
+func DuckDBType(t event.FieldType) string {
 	switch t {
-	case pipelines.TypeString:
+	case event.TypeString:
 		return "VARCHAR"
-	case pipelines.TypeLong:
+	case event.TypeLong:
 		return "BIGINT"
-	case pipelines.TypeInt:
+	case event.TypeInt:
 		return "INTEGER"
-	case pipelines.TypeDouble:
+	case event.TypeDouble:
 		return "DOUBLE"
-	case pipelines.TypeBool:
+	case event.TypeBool:
 		return "BOOLEAN"
-	case pipelines.TypeTimestamp:
+	case event.TypeTimestamp:
 		return "TIMESTAMPTZ"
 	}
 	return "VARCHAR"
@@ -230,7 +231,7 @@ func (d *DuckDB) writeTx(ctx context.Context, tb *duckTable, t sinks.Table, rows
 		for _, i := range idx {
 			vals := rows[i].Values
 			for c, col := range t.Columns {
-				var v pipelines.Value
+				var v event.Value
 				if c < len(vals) {
 					v = vals[c]
 				}

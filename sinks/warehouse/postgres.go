@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -87,19 +88,19 @@ func NewPostgres(ctx context.Context, spec *pipelines.Sink, logger *slog.Logger)
 func (p *Postgres) Pool() *pgxpool.Pool { return p.pool }
 
 // PostgresType is the column type a field type maps to.
-func PostgresType(t pipelines.FieldType) string {
+func PostgresType(t event.FieldType) string {
 	switch t {
-	case pipelines.TypeString:
+	case event.TypeString:
 		return "text"
-	case pipelines.TypeLong:
+	case event.TypeLong:
 		return "bigint"
-	case pipelines.TypeInt:
+	case event.TypeInt:
 		return "integer"
-	case pipelines.TypeDouble:
+	case event.TypeDouble:
 		return "double precision"
-	case pipelines.TypeBool:
+	case event.TypeBool:
 		return "boolean"
-	case pipelines.TypeTimestamp:
+	case event.TypeTimestamp:
 		return "timestamptz"
 	}
 	return "text"
@@ -244,7 +245,7 @@ func (s *pgCopySource) Err() error { return nil }
 func (s *pgCopySource) Values() ([]any, error) {
 	vals := s.rows[s.idx[s.i-1]].Values
 	for c, col := range s.t.Columns {
-		var v pipelines.Value
+		var v event.Value
 		if c < len(vals) {
 			v = vals[c]
 		}
@@ -255,22 +256,22 @@ func (s *pgCopySource) Values() ([]any, error) {
 
 // goValue is the Go value of a log value for the drivers: nil for null,
 // time.Time in UTC for a timestamp.
-func goValue(t pipelines.FieldType, v pipelines.Value) any {
+func goValue(t event.FieldType, v event.Value) any {
 	if !v.Valid {
 		return nil
 	}
 	switch t {
-	case pipelines.TypeString:
+	case event.TypeString:
 		return v.S
-	case pipelines.TypeLong:
+	case event.TypeLong:
 		return v.I
-	case pipelines.TypeInt:
+	case event.TypeInt:
 		return int32(v.I) // validate checked the range
-	case pipelines.TypeDouble:
+	case event.TypeDouble:
 		return v.F
-	case pipelines.TypeBool:
+	case event.TypeBool:
 		return v.I != 0
-	case pipelines.TypeTimestamp:
+	case event.TypeTimestamp:
 		return time.UnixMicro(v.I).UTC()
 	}
 	return nil

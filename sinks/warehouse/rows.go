@@ -20,7 +20,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -53,7 +53,7 @@ func columnNames(t sinks.Table) []string {
 
 // createTableSQL is CREATE TABLE IF NOT EXISTS for t with the given type
 // names, its key columns NOT NULL through the primary key.
-func createTableSQL(t sinks.Table, sqlType func(pipelines.FieldType) string) string {
+func createTableSQL(t sinks.Table, sqlType func(event.FieldType) string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (", quote(t.Name))
 	for i, c := range t.Columns {
@@ -109,18 +109,18 @@ func (l engineLimits) validate(t sinks.Table, keyIdx []int, row *sinks.Row) erro
 		}
 		v := row.Values[i]
 		switch c.Type {
-		case pipelines.TypeString:
+		case event.TypeString:
 			if !utf8.ValidString(v.S) {
 				return fmt.Errorf("%w: column %q: %s text must be valid UTF-8", errRejected, c.Name, l.name)
 			}
 			if l.noNulByte && strings.IndexByte(v.S, 0) >= 0 {
 				return fmt.Errorf("%w: column %q: %s text cannot hold a NUL byte (\\x00)", errRejected, c.Name, l.name)
 			}
-		case pipelines.TypeInt:
+		case event.TypeInt:
 			if v.I < math.MinInt32 || v.I > math.MaxInt32 {
 				return fmt.Errorf("%w: column %q: %d is out of range for integer", errRejected, c.Name, v.I)
 			}
-		case pipelines.TypeTimestamp:
+		case event.TypeTimestamp:
 			if v.I < l.minMicros || v.I > l.maxMicros {
 				return fmt.Errorf("%w: column %q: timestamp %d µs is out of %s's range", errRejected, c.Name, v.I, l.name)
 			}

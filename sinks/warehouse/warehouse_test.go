@@ -16,21 +16,22 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
 // allTypes is a topic table with a column of every type.
 func allTypes(name string) sinks.Table {
-	return sinks.TopicTable(&pipelines.Topic{Name: name, Schema: pipelines.Schema{
-		{Name: "s", Type: pipelines.TypeString}, {Name: "l", Type: pipelines.TypeLong},
-		{Name: "i", Type: pipelines.TypeInt}, {Name: "d", Type: pipelines.TypeDouble},
-		{Name: "b", Type: pipelines.TypeBool}, {Name: "ts", Type: pipelines.TypeTimestamp},
+	return sinks.TopicTable(&pipelines.Topic{Name: name, Schema: event.Schema{
+		{Name: "s", Type: event.TypeString}, {Name: "l", Type: event.TypeLong},
+		{Name: "i", Type: event.TypeInt}, {Name: "d", Type: event.TypeDouble},
+		{Name: "b", Type: event.TypeBool}, {Name: "ts", Type: event.TypeTimestamp},
 	}})
 }
 
 func row(id string, s string, l int64, ts int64) sinks.Row {
-	return sinks.Row{Values: []pipelines.Value{
+	return sinks.Row{Values: []event.Value{
 		{S: s, Valid: true}, {I: l, Valid: true}, {I: l % 1000, Valid: true}, {F: float64(l) / 3, Valid: true},
 		{I: l % 2, Valid: true}, {I: ts, Valid: true}, {S: id, Valid: true},
 	}}
@@ -110,8 +111,8 @@ func TestTypesMapping(t *testing.T) {
 				t.Fatal(err)
 			}
 			ts := time.Date(1969, 7, 20, 20, 17, 40, 123456000, time.UTC).UnixMicro()
-			rows := []sinks.Row{row("a", "é \"x\"", math.MaxInt64, ts), {Values: make([]pipelines.Value, 7)}}
-			rows[1].Values[6] = pipelines.Value{S: "nulls", Valid: true}
+			rows := []sinks.Row{row("a", "é \"x\"", math.MaxInt64, ts), {Values: make([]event.Value, 7)}}
+			rows[1].Values[6] = event.Value{S: "nulls", Valid: true}
 			if err := tg.Write(ctx, tb, rows); err != nil {
 				t.Fatal(err)
 			}
@@ -288,12 +289,12 @@ func TestAddColumn(t *testing.T) {
 			}
 			grown := old
 			grown.Columns = slices.Insert(slices.Clone(old.Columns), len(old.Columns)-1,
-				pipelines.Field{Name: "new_one", Type: pipelines.TypeTimestamp})
+				event.Field{Name: "new_one", Type: event.TypeTimestamp})
 			if err := tg.Prepare(ctx, grown); err != nil {
 				t.Fatal(err)
 			}
 			r := row("b", "y", 2, 2)
-			r.Values = slices.Insert(r.Values, 6, pipelines.Value{I: 42, Valid: true})
+			r.Values = slices.Insert(r.Values, 6, event.Value{I: 42, Valid: true})
 			if err := tg.Write(ctx, grown, []sinks.Row{r}); err != nil {
 				t.Fatal(err)
 			}

@@ -1,9 +1,11 @@
-package pipelines
+package plan
 
 import (
 	"cmp"
 	"math"
 	"strings"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // aggKind is an aggregate specialised for its input type, so Update switches
@@ -38,11 +40,11 @@ const (
 	classString
 )
 
-func classOf(t FieldType) valClass {
+func classOf(t event.FieldType) valClass {
 	switch t {
-	case TypeDouble:
+	case event.TypeDouble:
 		return classFloat
-	case TypeString:
+	case event.TypeString:
 		return classString
 	}
 	return classInt
@@ -70,8 +72,8 @@ func classOf(t FieldType) valClass {
 type aggOp struct {
 	kind      aggKind
 	class     valClass
-	typ       FieldType // the input field's type
-	field     int       // index in the schema; -1 for count()
+	typ       event.FieldType // the input field's type
+	field     int             // index in the schema; -1 for count()
 	q         float64
 	st        int32 // index in Plan.stats; -1 for count(), sum, count_distinct
 	n         int32 // word: the field's count
@@ -106,7 +108,7 @@ const (
 
 // value returns the event's non-null value of a field, or nil. NaN counts as
 // null: no aggregate could order or sum it meaningfully.
-func value(e *Event, field int, class valClass) *Value {
+func value(e *event.Event, field int, class valClass) *event.Value {
 	if field >= len(e.Values) {
 		return nil
 	}
@@ -119,7 +121,7 @@ func value(e *Event, field int, class valClass) *Value {
 
 // Update adds one event to the state. The caller has already checked Match
 // and assigned the event to this state's key and window.
-func (p *Plan) Update(s *State, e *Event) {
+func (p *Plan) Update(s *State, e *event.Event) {
 	w := p.words(s)
 	for i := range p.upd {
 		op := &p.upd[i]
@@ -255,7 +257,7 @@ func (p *Plan) addDistinct(s *State, w []uint64, op *aggOp, h uint64) {
 // updateFirstLast keeps the value of the event with the smallest (first) or
 // largest (last) event time; equal times are ordered by event id, then by
 // value, so the result never depends on arrival order or partitioning.
-func (p *Plan) updateFirstLast(s *State, w []uint64, op *aggOp, t int64, id string, v *Value) {
+func (p *Plan) updateFirstLast(s *State, w []uint64, op *aggOp, t int64, id string, v *event.Value) {
 	if w[op.n] > 0 {
 		c := cmp.Compare(t, int64(w[op.w]))
 		if c == 0 {
@@ -313,7 +315,7 @@ func compareFirstLast(op *aggOp, aw []uint64, astrs []string, bw []uint64, bstrs
 
 // compareValue compares v with a first/last's stored value: w[1] (w starts
 // at its words) or str.
-func compareValue(op *aggOp, v *Value, w []uint64, str string) int {
+func compareValue(op *aggOp, v *event.Value, w []uint64, str string) int {
 	switch op.class {
 	case classInt:
 		return cmp.Compare(v.I, int64(w[1]))
@@ -486,47 +488,47 @@ func (p *Plan) mergeDistinct(dst *State, w []uint64, src *State, o []uint64, op 
 //     then a HyperLogLog (p=14, standard error 0.8%).
 //   - quantile(f, q) is the value at 0-based rank ⌊q·(n−1)⌋ of the sorted
 //     values: exact up to 16 values, then within 1% (DDSketch).
-func (p *Plan) Finalize(s *State) []Value {
-	return p.AppendFinal(make([]Value, 0, len(p.aggs)), s)
+func (p *Plan) Finalize(s *State) []event.Value {
+	return p.AppendFinal(make([]event.Value, 0, len(p.aggs)), s)
 }
 
 // AppendFinal is Finalize appending to dst, for callers that reuse a buffer.
-func (p *Plan) AppendFinal(dst []Value, s *State) []Value {
+func (p *Plan) AppendFinal(dst []event.Value, s *State) []event.Value {
 	w := p.words(s)
 	for i := range p.aggs {
 		op := &p.aggs[i]
-		var v Value
+		var v event.Value
 		switch op.kind {
 		case aggCount:
-			v = Value{I: int64(w[op.w]), Valid: true}
+			v = event.Value{I: int64(w[op.w]), Valid: true}
 		case aggCountField:
-			v = Value{I: int64(w[op.n]), Valid: true}
+			v = event.Value{I: int64(w[op.n]), Valid: true}
 		case aggSumInt:
-			v = Value{I: int128Clamp(w[op.w], w[op.w+1]), Valid: true}
+			v = event.Value{I: int128Clamp(w[op.w], w[op.w+1]), Valid: true}
 		case aggSumFloat:
-			v = Value{F: p.fsums(s)[op.f].value(), Valid: true}
+			v = event.Value{F: p.fsums(s)[op.f].value(), Valid: true}
 		case aggAvgInt:
 			if n := w[op.n]; n > 0 {
-				v = Value{F: int128Float(w[op.w], w[op.w+1]) / float64(n), Valid: true}
+				v = event.Value{F: int128Float(w[op.w], w[op.w+1]) / float64(n), Valid: true}
 			}
 		case aggAvgFloat:
 			if n := w[op.n]; n > 0 {
-				v = Value{F: p.fsums(s)[op.f].value() / float64(n), Valid: true}
+				v = event.Value{F: p.fsums(s)[op.f].value() / float64(n), Valid: true}
 			}
 		case aggMinInt, aggMaxInt:
 			if w[op.n] > 0 {
-				v = Value{I: int64(w[op.v]), Valid: true}
+				v = event.Value{I: int64(w[op.v]), Valid: true}
 			}
 		case aggMinFloat, aggMaxFloat:
 			if w[op.n] > 0 {
-				v = Value{F: math.Float64frombits(w[op.v]), Valid: true}
+				v = event.Value{F: math.Float64frombits(w[op.v]), Valid: true}
 			}
 		case aggMinString, aggMaxString:
 			if w[op.n] > 0 {
-				v = Value{S: p.strs(s)[op.v], Valid: true}
+				v = event.Value{S: p.strs(s)[op.v], Valid: true}
 			}
 		case aggDistinct:
-			v = Value{I: p.distinctCount(s, w, op), Valid: true}
+			v = event.Value{I: p.distinctCount(s, w, op), Valid: true}
 		case aggQuantile:
 			v.F, v.Valid = qValue(p.quantileSet(s, op.x), quantileHead(w, op), op.q)
 		case aggFirst, aggLast:

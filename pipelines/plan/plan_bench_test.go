@@ -1,4 +1,4 @@
-package pipelines
+package plan
 
 import (
 	"encoding/binary"
@@ -7,16 +7,19 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // benchEvents are DESIGN-topic events: 1000 hosts in 10 regions. Times are
 // set in the loop, 10µs apart, so 1m windows roll every 6M events.
-func benchEvents(n int) []Event {
+func benchEvents(n int) []event.Event {
 	rng := rand.New(rand.NewPCG(31, 32))
-	es := make([]Event, n)
+	es := make([]event.Event, n)
 	for i := range es {
 		h := rng.IntN(1000)
-		es[i] = Event{ID: fmt.Sprint("ev-", i), Values: []Value{
+		es[i] = event.Event{ID: fmt.Sprint("ev-", i), Values: []event.Value{
 			{Valid: true},
 			{S: fmt.Sprint("host-", h), Valid: true},
 			{S: fmt.Sprint("region-", h%10), Valid: true},
@@ -37,7 +40,7 @@ type baselineAgg struct {
 	sum   float64
 }
 
-func runBaseline(es []Event, n int) time.Duration {
+func runBaseline(es []event.Event, n int) time.Duration {
 	states := make(map[string]*baselineAgg)
 	var key []byte
 	start := time.Now()
@@ -60,7 +63,7 @@ func runBaseline(es []Event, n int) time.Duration {
 
 // runPlan is what the speed layer does per event: Match, Key, Windows, then
 // Update of the (key, window) state, found by key bytes + window start.
-func runPlan(b *testing.B, p *Plan, es []Event, n int) {
+func runPlan(b *testing.B, p *Plan, es []event.Event, n int) {
 	states := make(map[string]*State)
 	m := p.NewMatcher()
 	var key []byte
@@ -96,7 +99,7 @@ func runPlan(b *testing.B, p *Plan, es []Event, n int) {
 // over the same events, and their ratio.
 func BenchmarkPlanThroughput(b *testing.B) {
 	basic := designView()
-	basic.Aggregates = Aggregates{
+	basic.Aggregates = pipelines.Aggregates{
 		{Name: "events", Func: "count"},
 		{Name: "bytes", Func: "sum", Field: "bytes"},
 		{Name: "min_cpu", Func: "min", Field: "cpu"},
@@ -104,10 +107,10 @@ func BenchmarkPlanThroughput(b *testing.B) {
 		{Name: "avg_cpu", Func: "avg", Field: "cpu"},
 	}
 	hopping := designView()
-	hopping.Window = Window{Type: "hopping", Size: minutes(5), Slide: minutes(1)}
+	hopping.Window = pipelines.Window{Type: "hopping", Size: minutes(5), Slide: minutes(1)}
 	for _, c := range []struct {
 		name string
-		v    *View
+		v    *pipelines.View
 	}{
 		{"count-sum-min-max-avg", basic},
 		{"design-view", designView()}, // + count_distinct(host), quantile(cpu, 0.95)
@@ -164,7 +167,7 @@ func BenchmarkPlanSteps(b *testing.B) {
 			ws = p.Windows(es[i%len(es)].Time, ws[:0])
 		}
 	})
-	for _, agg := range []Aggregate{
+	for _, agg := range []pipelines.Aggregate{
 		{Name: "count", Func: "count"},
 		{Name: "sum_long", Func: "sum", Field: "bytes"},
 		{Name: "sum_double", Func: "sum", Field: "cpu"},
@@ -175,7 +178,7 @@ func BenchmarkPlanSteps(b *testing.B) {
 	} {
 		b.Run("update-"+agg.Name, func(b *testing.B) {
 			v := designView()
-			v.Aggregates = Aggregates{agg}
+			v.Aggregates = pipelines.Aggregates{agg}
 			p := mustCompile(b, v)
 			s := p.NewState()
 			b.ReportAllocs()
@@ -195,7 +198,7 @@ func BenchmarkPlanStateBytes(b *testing.B) {
 	es := benchEvents(1 << 12)
 	for _, c := range []struct {
 		name string
-		v    *View
+		v    *pipelines.View
 		ks   []int
 	}{{"design-view", designView(), []int{1, 10, 100, 1000, 10000}}, {"count-avg-max-sum", basic, []int{1}}} {
 		p := mustCompile(b, c.v)
@@ -239,7 +242,7 @@ func BenchmarkPlanMergeFinalize(b *testing.B) {
 		}
 	})
 	b.Run("finalize", func(b *testing.B) {
-		var out []Value
+		var out []event.Value
 		b.ReportAllocs()
 		for range b.N {
 			out = p.AppendFinal(out[:0], part)

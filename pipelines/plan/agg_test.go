@@ -1,4 +1,4 @@
-package pipelines
+package plan
 
 import (
 	"cmp"
@@ -11,15 +11,18 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // allAggsView has every aggregate over fields of every type, optional ones
 // (null in about half the events) included.
-func allAggsView() *View {
+func allAggsView() *pipelines.View {
 	v := designView()
 	v.Where = ""
 	v.GroupBy = nil
-	v.Aggregates = Aggregates{
+	v.Aggregates = pipelines.Aggregates{
 		{Name: "n", Func: "count"},
 		{Name: "n_load", Func: "count", Field: "load"},
 		{Name: "sum_bytes", Func: "sum", Field: "bytes"},
@@ -58,8 +61,8 @@ func allAggsView() *View {
 // randomEvents makes n events with many ties in time and some repeated ids,
 // so first/last must break ties; load spans 40 orders of magnitude, so its
 // exact sum needs more than 192 bits.
-func randomEvents(rng *rand.Rand, n, hosts int) []*Event {
-	es := make([]*Event, n)
+func randomEvents(rng *rand.Rand, n, hosts int) []*event.Event {
+	es := make([]*event.Event, n)
 	for i := range es {
 		vals := map[int]any{
 			fHost:  fmt.Sprintf("host-%d", rng.IntN(hosts)),
@@ -87,12 +90,12 @@ func randomEvents(rng *rand.Rand, n, hosts int) []*Event {
 			vals[fLoad] = rng.NormFloat64() * math.Pow(10, float64(rng.IntN(40)-20))
 		}
 		t := 1_700_000_000_000_000 + rng.Int64N(50)*1000
-		es[i] = event(t, fmt.Sprintf("id-%d", rng.IntN(n)), vals)
+		es[i] = newEvent(t, fmt.Sprintf("id-%d", rng.IntN(n)), vals)
 	}
 	return es
 }
 
-func fold(p *Plan, es []*Event) *State {
+func fold(p *Plan, es []*event.Event) *State {
 	s := p.NewState()
 	for _, e := range es {
 		p.Update(s, e)
@@ -103,12 +106,12 @@ func fold(p *Plan, es []*Event) *State {
 // direct computes an aggregate straight from the events, independently of
 // the state code: exact big-float sums, full sorts for quantiles, maps for
 // distinct counts.
-func direct(a Aggregate, es []*Event) Value {
+func direct(a pipelines.Aggregate, es []*event.Event) event.Value {
 	schema := planTopic().Schema
-	var vals []Value
-	var evs []*Event
+	var vals []event.Value
+	var evs []*event.Event
 	fi := schema.Index(a.Field)
-	var typ FieldType
+	var typ event.FieldType
 	if fi >= 0 {
 		typ = schema[fi].Type
 		for _, e := range es {
@@ -118,17 +121,17 @@ func direct(a Aggregate, es []*Event) Value {
 			}
 		}
 	}
-	num := func(v Value) float64 {
-		if typ == TypeDouble {
+	num := func(v event.Value) float64 {
+		if typ == event.TypeDouble {
 			return v.F
 		}
 		return float64(v.I)
 	}
-	less := func(a, b Value) bool {
+	less := func(a, b event.Value) bool {
 		switch typ {
-		case TypeString:
+		case event.TypeString:
 			return a.S < b.S
-		case TypeDouble:
+		case event.TypeDouble:
 			return floatLess(a.F, b.F)
 		}
 		return a.I < b.I
@@ -143,28 +146,28 @@ func direct(a Aggregate, es []*Event) Value {
 	switch a.Func {
 	case "count":
 		if fi < 0 {
-			return Value{I: int64(len(es)), Valid: true}
+			return event.Value{I: int64(len(es)), Valid: true}
 		}
-		return Value{I: int64(len(vals)), Valid: true}
+		return event.Value{I: int64(len(vals)), Valid: true}
 	case "sum":
 		f, _ := exactSum().Float64()
-		if typ == TypeDouble {
-			return Value{F: f, Valid: true}
+		if typ == event.TypeDouble {
+			return event.Value{F: f, Valid: true}
 		}
 		var s int64
 		for _, v := range vals {
 			s += v.I
 		}
-		return Value{I: s, Valid: true}
+		return event.Value{I: s, Valid: true}
 	case "avg":
 		if len(vals) == 0 {
-			return Value{}
+			return event.Value{}
 		}
 		f, _ := exactSum().Float64()
-		return Value{F: f / float64(len(vals)), Valid: true}
+		return event.Value{F: f / float64(len(vals)), Valid: true}
 	case "min", "max":
 		if len(vals) == 0 {
-			return Value{}
+			return event.Value{}
 		}
 		best := vals[0]
 		for _, v := range vals[1:] {
@@ -174,24 +177,24 @@ func direct(a Aggregate, es []*Event) Value {
 		}
 		return best
 	case "count_distinct":
-		seen := map[Value]bool{}
+		seen := map[event.Value]bool{}
 		for _, v := range vals {
 			seen[v] = true
 		}
-		return Value{I: int64(len(seen)), Valid: true}
+		return event.Value{I: int64(len(seen)), Valid: true}
 	case "quantile":
 		if len(vals) == 0 {
-			return Value{}
+			return event.Value{}
 		}
 		fs := make([]float64, len(vals))
 		for i, v := range vals {
 			fs[i] = num(v)
 		}
 		slices.SortFunc(fs, compareFloat)
-		return Value{F: fs[int(a.Arg*float64(len(fs)-1))], Valid: true}
+		return event.Value{F: fs[int(a.Arg*float64(len(fs)-1))], Valid: true}
 	case "first", "last":
 		if len(vals) == 0 {
-			return Value{}
+			return event.Value{}
 		}
 		idx := make([]int, len(vals))
 		for i := range idx {
@@ -222,7 +225,7 @@ func direct(a Aggregate, es []*Event) Value {
 
 // sameValue reports whether two finalized values are identical, NaN and the
 // sign of zero included.
-func identical(a, b Value) bool {
+func identical(a, b event.Value) bool {
 	return a.Valid == b.Valid && a.S == b.S && a.I == b.I && math.Float64bits(a.F) == math.Float64bits(b.F)
 }
 
@@ -261,16 +264,16 @@ func TestAggEmptyAndNull(t *testing.T) {
 	p := mustCompile(t, v)
 	// An event with every optional field null, and NaN where a double is
 	// required: NaN counts as null.
-	e := event(5, "x", map[int]any{fHost: "h", fRegion: "r", fCPU: math.NaN(), fBytes: int64(3)})
-	for name, s := range map[string]*State{"empty": p.NewState(), "nulls": fold(p, []*Event{e})} {
+	e := newEvent(5, "x", map[int]any{fHost: "h", fRegion: "r", fCPU: math.NaN(), fBytes: int64(3)})
+	for name, s := range map[string]*State{"empty": p.NewState(), "nulls": fold(p, []*event.Event{e})} {
 		got := p.Finalize(s)
 		for i, a := range v.Aggregates {
-			var want Value
+			var want event.Value
 			switch {
 			case a.Func == "count" && a.Field == "" && name == "nulls":
-				want = Value{I: 1, Valid: true}
+				want = event.Value{I: 1, Valid: true}
 			case a.Func == "count" || a.Func == "count_distinct" || a.Func == "sum":
-				want = Value{Valid: true} // zero, not null
+				want = event.Value{Valid: true} // zero, not null
 			}
 			if name == "nulls" && (a.Field == "host" || a.Field == "bytes" || a.Field == "ts") {
 				continue // those are set
@@ -282,8 +285,8 @@ func TestAggEmptyAndNull(t *testing.T) {
 	}
 	// Events shorter than the schema (written before a field was added)
 	// have nulls for the missing fields.
-	short := &Event{ID: "s", Time: 1, Values: []Value{{I: 1, Valid: true}}}
-	got := p.Finalize(fold(p, []*Event{short}))
+	short := &event.Event{ID: "s", Time: 1, Values: []event.Value{{I: 1, Valid: true}}}
+	got := p.Finalize(fold(p, []*event.Event{short}))
 	if !got[0].Valid || got[0].I != 1 || got[9].Valid {
 		t.Errorf("short event: count %+v, min_cpu %+v", got[0], got[9])
 	}
@@ -517,11 +520,11 @@ func TestAggExactFloatSum(t *testing.T) {
 
 func TestAggSumLongSaturates(t *testing.T) {
 	v := designView()
-	v.Aggregates = Aggregates{{Name: "s", Func: "sum", Field: "bytes"}, {Name: "a", Func: "avg", Field: "bytes"}}
+	v.Aggregates = pipelines.Aggregates{{Name: "s", Func: "sum", Field: "bytes"}, {Name: "a", Func: "avg", Field: "bytes"}}
 	p := mustCompile(t, v)
-	es := []*Event{
-		event(1, "a", map[int]any{fBytes: int64(math.MaxInt64)}),
-		event(2, "b", map[int]any{fBytes: int64(math.MaxInt64)}),
+	es := []*event.Event{
+		newEvent(1, "a", map[int]any{fBytes: int64(math.MaxInt64)}),
+		newEvent(2, "b", map[int]any{fBytes: int64(math.MaxInt64)}),
 	}
 	got := p.Finalize(fold(p, es))
 	if got[0].I != math.MaxInt64 {
@@ -531,7 +534,7 @@ func TestAggSumLongSaturates(t *testing.T) {
 		t.Errorf("avg = %v, want %v (exact 128-bit sum)", got[1].F, float64(math.MaxInt64))
 	}
 	// The 128-bit sum comes back into range.
-	es = append(es, event(3, "c", map[int]any{fBytes: int64(math.MinInt64)}), event(3, "d", map[int]any{fBytes: int64(math.MinInt64)}))
+	es = append(es, newEvent(3, "c", map[int]any{fBytes: int64(math.MinInt64)}), newEvent(3, "d", map[int]any{fBytes: int64(math.MinInt64)}))
 	if got := p.Finalize(fold(p, es)); got[0].I != -2 {
 		t.Errorf("sum = %d, want -2", got[0].I)
 	}
@@ -539,14 +542,14 @@ func TestAggSumLongSaturates(t *testing.T) {
 
 func TestAggFirstLastTies(t *testing.T) {
 	v := designView()
-	v.Aggregates = Aggregates{{Name: "f", Func: "first", Field: "host"}, {Name: "l", Func: "last", Field: "host"}}
+	v.Aggregates = pipelines.Aggregates{{Name: "f", Func: "first", Field: "host"}, {Name: "l", Func: "last", Field: "host"}}
 	p := mustCompile(t, v)
-	es := []*Event{
-		event(10, "b", map[int]any{fHost: "b"}),
-		event(10, "a", map[int]any{fHost: "a"}),
-		event(10, "c", map[int]any{fHost: "c2"}),
-		event(10, "c", map[int]any{fHost: "c1"}), // same time and id: by value
-		event(11, "0", map[int]any{}),            // null host: skipped
+	es := []*event.Event{
+		newEvent(10, "b", map[int]any{fHost: "b"}),
+		newEvent(10, "a", map[int]any{fHost: "a"}),
+		newEvent(10, "c", map[int]any{fHost: "c2"}),
+		newEvent(10, "c", map[int]any{fHost: "c1"}), // same time and id: by value
+		newEvent(11, "0", map[int]any{}),            // null host: skipped
 	}
 	for range 10 {
 		rand.Shuffle(len(es), func(i, j int) { es[i], es[j] = es[j], es[i] })
@@ -559,12 +562,12 @@ func TestAggFirstLastTies(t *testing.T) {
 
 func TestAggStateCopiesStrings(t *testing.T) {
 	v := designView()
-	v.Aggregates = Aggregates{{Name: "f", Func: "last", Field: "host"}, {Name: "m", Func: "max", Field: "host"}}
+	v.Aggregates = pipelines.Aggregates{{Name: "f", Func: "last", Field: "host"}, {Name: "m", Func: "max", Field: "host"}}
 	p := mustCompile(t, v)
 	buf := []byte("zzz")
-	e := event(1, "id", nil)
-	e.Values[fHost] = Value{S: unsafeString(buf), Valid: true}
-	s := fold(p, []*Event{e})
+	e := newEvent(1, "id", nil)
+	e.Values[fHost] = event.Value{S: unsafeString(buf), Valid: true}
+	s := fold(p, []*event.Event{e})
 	copy(buf, "aaa") // a decoder reusing its buffer
 	if got := p.Finalize(s); got[0].S != "zzz" || got[1].S != "zzz" {
 		t.Errorf("state follows the event's buffer: %q %q", got[0].S, got[1].S)

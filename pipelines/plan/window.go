@@ -1,6 +1,10 @@
-package pipelines
+package plan
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+)
 
 // TimeWindow is one window instance: event times t with Start ≤ t < End, in
 // UTC microseconds. (Window is the view's definition in the pipeline file.)
@@ -73,7 +77,7 @@ func (ss *Sessions) Len() int { return len(ss.list) }
 // the session. Windows that no longer exist under their Start (absorbed
 // sessions, or one whose Start moved earlier) are appended to gone, so that
 // results already emitted for them can be retracted.
-func (p *Plan) AddSession(ss *Sessions, e *Event, gone []TimeWindow) (Session, []TimeWindow) {
+func (p *Plan) AddSession(ss *Sessions, e *event.Event, gone []TimeWindow) (Session, []TimeWindow) {
 	i, gone := p.mergeSession(ss, TimeWindow{e.Time, e.Time + p.gap}, nil, gone)
 	p.Update(ss.list[i].State, e)
 	return ss.list[i], gone

@@ -1,4 +1,4 @@
-package pipelines
+package plan
 
 import (
 	"bufio"
@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 // TestAggDecodesEarlierStates reads states that the build before the
@@ -135,7 +137,7 @@ func TestAggInlineBoundaries(t *testing.T) {
 // allocated before a second distinct value or a third quantile value.
 func TestAggStateAllocs(t *testing.T) {
 	v := designView()
-	v.Aggregates = Aggregates{
+	v.Aggregates = pipelines.Aggregates{
 		{Name: "events", Func: "count"},
 		{Name: "avg_cpu", Func: "avg", Field: "cpu"},
 		{Name: "min_cpu", Func: "min", Field: "cpu"},
@@ -147,7 +149,7 @@ func TestAggStateAllocs(t *testing.T) {
 		{Name: "last_host", Func: "last", Field: "host"},
 	}
 	p := mustCompile(t, v)
-	e := event(1, "host-1", map[int]any{fHost: "host-1", fRegion: "eu", fCPU: 0.5, fBytes: int64(100)})
+	e := newEvent(1, "host-1", map[int]any{fHost: "host-1", fRegion: "eu", fCPU: 0.5, fBytes: int64(100)})
 	if n := testing.AllocsPerRun(100, func() { p.Update(p.NewState(), e) }); n > 3 {
 		t.Errorf("one-event state: %v allocations, want 3", n)
 	}

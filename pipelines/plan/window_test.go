@@ -1,10 +1,13 @@
-package pipelines
+package plan
 
 import (
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Microseconds; not sec and min, which would shadow the builtin min.
@@ -13,7 +16,7 @@ const (
 	usMin = 60 * usSec
 )
 
-func windowPlan(t *testing.T, w Window) *Plan {
+func windowPlan(t *testing.T, w pipelines.Window) *Plan {
 	t.Helper()
 	v := designView()
 	v.Window = w
@@ -21,7 +24,7 @@ func windowPlan(t *testing.T, w Window) *Plan {
 }
 
 func TestWindowTumbling(t *testing.T) {
-	p := windowPlan(t, Window{Type: "tumbling", Size: minutes(1)})
+	p := windowPlan(t, pipelines.Window{Type: "tumbling", Size: minutes(1)})
 	f := func(ts, start int64) {
 		t.Helper()
 		got := p.Windows(ts, nil)
@@ -43,7 +46,7 @@ func TestWindowTumbling(t *testing.T) {
 }
 
 func TestWindowHopping(t *testing.T) {
-	p := windowPlan(t, Window{Type: "hopping", Size: minutes(10), Slide: minutes(5)})
+	p := windowPlan(t, pipelines.Window{Type: "hopping", Size: minutes(10), Slide: minutes(5)})
 	f := func(ts int64, starts ...int64) {
 		t.Helper()
 		var want []TimeWindow
@@ -62,7 +65,7 @@ func TestWindowHopping(t *testing.T) {
 	f(-1, -10*usMin, -5*usMin)
 
 	// Slide not dividing size: every window containing t, and only those.
-	p = windowPlan(t, Window{Type: "hopping", Size: minutes(7), Slide: minutes(3)})
+	p = windowPlan(t, pipelines.Window{Type: "hopping", Size: minutes(7), Slide: minutes(3)})
 	for _, ts := range []int64{0, 1, 3*usMin - 1, 3 * usMin, 7*usMin - 1, 7 * usMin, 123456789, -987654321} {
 		got := p.Windows(ts, nil)
 		var want []TimeWindow
@@ -77,14 +80,14 @@ func TestWindowHopping(t *testing.T) {
 	}
 
 	// Slide equal to size is tumbling.
-	p = windowPlan(t, Window{Type: "hopping", Size: minutes(1), Slide: minutes(1)})
+	p = windowPlan(t, pipelines.Window{Type: "hopping", Size: minutes(1), Slide: minutes(1)})
 	if got := p.Windows(90*usSec, nil); !slices.Equal(got, []TimeWindow{{usMin, 2 * usMin}}) {
 		t.Errorf("hopping with slide = size: %v", got)
 	}
 }
 
 func TestWindowSessionViewHasNoFixedWindows(t *testing.T) {
-	p := windowPlan(t, Window{Type: "session", Gap: minutes(5)})
+	p := windowPlan(t, pipelines.Window{Type: "session", Gap: minutes(5)})
 	if !p.Session() {
 		t.Fatal("Session() = false")
 	}
@@ -98,8 +101,8 @@ func sessionPlan(t *testing.T) *Plan {
 	t.Helper()
 	v := designView()
 	v.Where = ""
-	v.Window = Window{Type: "session", Gap: Duration(10 * time.Second)}
-	v.Aggregates = Aggregates{
+	v.Window = pipelines.Window{Type: "session", Gap: pipelines.Duration(10 * time.Second)}
+	v.Aggregates = pipelines.Aggregates{
 		{Name: "n", Func: "count"},
 		{Name: "first", Func: "first", Field: "host"},
 		{Name: "last", Func: "last", Field: "host"},
@@ -127,7 +130,7 @@ func TestWindowSessions(t *testing.T) {
 	p := sessionPlan(t)
 	var ss Sessions
 	add := func(ts int64, host string) (Session, []TimeWindow) {
-		return p.AddSession(&ss, event(ts*usSec, host, map[int]any{fHost: host}), nil)
+		return p.AddSession(&ss, newEvent(ts*usSec, host, map[int]any{fHost: host}), nil)
 	}
 	check := func(want ...sessionRow) {
 		t.Helper()
@@ -193,11 +196,11 @@ func row(start, end, n int64, first, last string) sessionRow {
 func TestWindowSessionsOrderInvariance(t *testing.T) {
 	p := sessionPlan(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	var events []*Event
+	var events []*event.Event
 	ts := int64(0)
 	for i := range 300 {
 		ts += rng.Int64N(12 * usSec) // gaps around the 10s session gap
-		events = append(events, event(ts, string(rune('a'+i%26))+string(rune('a'+i/26)), map[int]any{fHost: "h"}))
+		events = append(events, newEvent(ts, string(rune('a'+i%26))+string(rune('a'+i/26)), map[int]any{fHost: "h"}))
 	}
 	var want Sessions
 	for _, e := range events {

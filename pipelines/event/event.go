@@ -1,4 +1,4 @@
-package pipelines
+package event
 
 // FieldType is the type of a topic field.
 type FieldType uint8
@@ -44,7 +44,12 @@ type Field struct {
 	Name     string
 	Type     FieldType
 	Required bool
-	Pos      Pos
+	Pos      Pos // where the pipeline file declares it; zero for fields Lambdaflow adds
+}
+
+// Pos is a 1-based line and column in a pipeline file.
+type Pos struct {
+	Line, Col int
 }
 
 // Schema is the ordered list of a topic's fields. Order is the order of the

@@ -1,4 +1,4 @@
-package pipelines
+package expr
 
 import (
 	"errors"
@@ -8,51 +8,47 @@ import (
 	"sync"
 	"time"
 
-	"github.com/expr-lang/expr"
+	exprlang "github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// A where expression is expr-lang (https://expr-lang.org) over the event's
-// fields as typed variables: string → string, long and int → int64, double →
-// float64, bool → bool, timestamp → time.Time in UTC. An optional field is a
-// pointer that is nil when the event lacks it, so `bytes > 0` fails at run
-// time on such an event while `bytes != nil && bytes > 0` and
-// `(bytes ?? 0) > 0` do not. now() is disabled and date() works in UTC,
-// because a where must give the same answer in the speed and the batch layer
-// whenever it runs.
-
-// ExprError is a where expression that does not compile or type-check.
+// Error is a where expression that does not compile or type-check.
 // Line and Col (1-based) locate the problem inside the expression.
-type ExprError struct {
+type Error struct {
 	Line, Col int
 	Msg       string
 	Snippet   string // the expression with a marker under the problem
 }
 
-func (e *ExprError) Error() string {
+func (e *Error) Error() string {
 	return fmt.Sprintf("%s (at %d:%d in the expression)", e.Msg, e.Line, e.Col)
 }
 
-// CheckWhere type-checks a where expression against a schema without building
-// a plan, so validation can report it. It returns nil or an *ExprError.
-func CheckWhere(where string, schema Schema) error {
-	_, err := compileWhere(where, schema)
+// CheckWhere type-checks a where expression against a schema without
+// compiling it for matching, so validation can report it. It returns nil or
+// an *Error.
+func CheckWhere(where string, schema event.Schema) error {
+	_, err := Compile(where, schema)
 	return err
 }
 
-type where struct {
+// Where is a compiled where expression. It is immutable and safe for
+// concurrent use; its Matchers are not.
+type Where struct {
 	prog   *vm.Program
 	fast   fastPred     // nil unless the expression is in the native subset
 	fields []whereField // fields the expression reads
-	pool   sync.Pool    // *Matcher for Plan.Match
+	pool   sync.Pool    // *Matcher for Match
 }
 
 type whereField struct {
 	name  string
 	field int
-	typ   FieldType
+	typ   event.FieldType
 }
 
 // fieldRefs records the identifiers an expression uses, so that Match fills
@@ -65,34 +61,46 @@ func (r fieldRefs) Visit(n *ast.Node) {
 	}
 }
 
-func compileWhere(src string, schema Schema) (*where, error) {
+// Compile type-checks src against schema and compiles it for matching. It
+// returns an *Error when src does not compile or is not boolean.
+func Compile(src string, schema event.Schema) (*Where, error) {
 	types := make(map[string]any, len(schema))
 	for _, f := range schema {
 		types[f.Name] = exprType(f)
 	}
 	refs := fieldRefs{}
-	prog, err := expr.Compile(src,
-		expr.Env(types),
-		expr.AsBool(),
-		expr.DisableBuiltin("now"),
-		expr.Timezone("UTC"),
-		expr.Patch(refs),
+	prog, err := exprlang.Compile(src,
+		exprlang.Env(types),
+		exprlang.AsBool(),
+		exprlang.DisableBuiltin("now"),
+		exprlang.Timezone("UTC"),
+		exprlang.Patch(refs),
 	)
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
-			return nil, &ExprError{Line: fe.Line, Col: fe.Column + 1, Msg: exprTypeNames.Replace(fe.Message), Snippet: fe.Snippet}
+			return nil, &Error{Line: fe.Line, Col: fe.Column + 1, Msg: exprTypeNames.Replace(fe.Message), Snippet: fe.Snippet}
 		}
-		return nil, &ExprError{Line: 1, Col: 1, Msg: exprTypeNames.Replace(err.Error())}
+		return nil, &Error{Line: 1, Col: 1, Msg: exprTypeNames.Replace(err.Error())}
 	}
-	w := &where{prog: prog, fast: compileFast(prog.Node(), schema)}
+	w := &Where{prog: prog, fast: compileFast(prog.Node(), schema)}
 	for i, f := range schema {
 		if refs[f.Name] {
 			w.fields = append(w.fields, whereField{name: f.Name, field: i, typ: f.Type})
 		}
 	}
-	w.pool.New = func() any { return newMatcher(w) }
+	w.pool.New = func() any { return w.NewMatcher() }
 	return w, nil
+}
+
+// Fields returns the names of the schema fields the expression reads, in
+// schema order. A reader of stored events needs to load only these.
+func (w *Where) Fields() []string {
+	out := make([]string, len(w.fields))
+	for i, f := range w.fields {
+		out[i] = f.name
+	}
+	return out
 }
 
 // exprTypeNames rewrites the checker's Go type names into the pipeline file's,
@@ -104,39 +112,44 @@ var exprTypeNames = strings.NewReplacer(
 )
 
 // exprType is the value whose type the checker gives a field.
-func exprType(f Field) any {
-	var v any
+func exprType(f event.Field) any {
+	var required, optional any
 	switch f.Type {
-	case TypeString:
-		v = pick[any](f.Required, "", (*string)(nil))
-	case TypeDouble:
-		v = pick[any](f.Required, 0.0, (*float64)(nil))
-	case TypeBool:
-		v = pick[any](f.Required, false, (*bool)(nil))
-	case TypeTimestamp:
-		v = pick[any](f.Required, time.Time{}, (*time.Time)(nil))
+	case event.TypeString:
+		required, optional = "", (*string)(nil)
+	case event.TypeDouble:
+		required, optional = 0.0, (*float64)(nil)
+	case event.TypeBool:
+		required, optional = false, (*bool)(nil)
+	case event.TypeTimestamp:
+		required, optional = time.Time{}, (*time.Time)(nil)
 	default:
-		v = pick[any](f.Required, int64(0), (*int64)(nil))
+		required, optional = int64(0), (*int64)(nil)
 	}
-	return v
+	if f.Required {
+		return required
+	}
+	return optional
 }
 
-// Matcher evaluates a plan's where expression with its own VM and
-// environment, so repeated calls allocate nothing for repeated values. It is
-// not safe for concurrent use; use one per goroutine, or Plan.Match.
+// Matcher evaluates a where expression with its own VM and environment, so
+// repeated calls allocate nothing for repeated values. It is not safe for
+// concurrent use; use one per goroutine, or Where.Match.
 type Matcher struct {
-	w     *where
+	w     *Where
 	vm    vm.VM
 	env   map[string]any
-	last  []Value // the values boxed in env, to skip re-boxing repeats
+	last  []event.Value // the values boxed in env, to skip re-boxing repeats
 	boxed []bool
 }
 
-func newMatcher(w *where) *Matcher {
+// NewMatcher returns a Matcher for a goroutine that matches many events. A
+// nil Where (no expression) gives a Matcher that matches everything.
+func (w *Where) NewMatcher() *Matcher {
 	m := &Matcher{w: w}
 	if w != nil {
 		m.env = make(map[string]any, len(w.fields))
-		m.last = make([]Value, len(w.fields))
+		m.last = make([]event.Value, len(w.fields))
 		m.boxed = make([]bool, len(w.fields))
 		for _, f := range w.fields {
 			m.env[f.name] = nil
@@ -145,34 +158,23 @@ func newMatcher(w *where) *Matcher {
 	return m
 }
 
-// NewMatcher returns a Matcher for this plan, for a goroutine that matches
-// many events.
-func (p *Plan) NewMatcher() *Matcher { return newMatcher(p.where) }
-
-// Match reports whether the event passes the view's where expression (true
-// when there is none). An error means the expression failed on this event,
-// e.g. by comparing a missing optional field; the event should be counted
-// as rejected, not aggregated. Match is safe for concurrent use.
-func (p *Plan) Match(e *Event) (bool, error) {
-	if p.where == nil {
-		return true, nil
-	}
-	if p.where.fast != nil {
-		if r, ok := p.where.fast(e.Values); ok {
+// Match reports whether the event passes the expression. An error means the
+// expression failed on this event, e.g. by comparing a missing optional
+// field. Match is safe for concurrent use.
+func (w *Where) Match(e *event.Event) (bool, error) {
+	if w.fast != nil {
+		if r, ok := w.fast(e.Values); ok {
 			return r, nil
 		}
 	}
-	m := p.where.pool.Get().(*Matcher)
-	ok, err := m.Match(e)
-	p.where.pool.Put(m)
-	if err != nil {
-		return false, fmt.Errorf("view %q: where: %w", p.view, err)
-	}
-	return ok, nil
+	m := w.pool.Get().(*Matcher)
+	ok, err := m.run(e)
+	w.pool.Put(m)
+	return ok, err
 }
 
-// Match is Plan.Match without the pool.
-func (m *Matcher) Match(e *Event) (bool, error) {
+// Match is Where.Match without the pool; true when there is no expression.
+func (m *Matcher) Match(e *event.Event) (bool, error) {
 	if m.w == nil {
 		return true, nil
 	}
@@ -185,16 +187,16 @@ func (m *Matcher) Match(e *Event) (bool, error) {
 }
 
 // run evaluates the expression on the VM.
-func (m *Matcher) run(e *Event) (bool, error) {
+func (m *Matcher) run(e *event.Event) (bool, error) {
 	for i, f := range m.w.fields {
-		var v *Value
+		var v *event.Value
 		if f.field < len(e.Values) && e.Values[f.field].Valid {
 			v = &e.Values[f.field]
 		}
 		if v == nil {
 			if m.boxed[i] || m.last[i].Valid {
 				m.env[f.name] = nil
-				m.last[i], m.boxed[i] = Value{}, false
+				m.last[i], m.boxed[i] = event.Value{}, false
 			}
 			continue
 		}
@@ -212,25 +214,25 @@ func (m *Matcher) run(e *Event) (bool, error) {
 	return b, nil
 }
 
-func sameValue(t FieldType, a, b *Value) bool {
+func sameValue(t event.FieldType, a, b *event.Value) bool {
 	switch t {
-	case TypeString:
+	case event.TypeString:
 		return a.S == b.S
-	case TypeDouble:
+	case event.TypeDouble:
 		return math.Float64bits(a.F) == math.Float64bits(b.F)
 	}
 	return a.I == b.I
 }
 
-func box(t FieldType, v *Value) any {
+func box(t event.FieldType, v *event.Value) any {
 	switch t {
-	case TypeString:
+	case event.TypeString:
 		return v.S
-	case TypeDouble:
+	case event.TypeDouble:
 		return v.F
-	case TypeBool:
+	case event.TypeBool:
 		return v.I != 0
-	case TypeTimestamp:
+	case event.TypeTimestamp:
 		return time.UnixMicro(v.I).UTC()
 	}
 	return v.I
@@ -239,7 +241,7 @@ func box(t FieldType, v *Value) any {
 // fastPred evaluates a where expression natively. ok is false when it meets
 // what it leaves to the VM (a null compared with anything but nil), so that
 // the VM gives the answer, or the error, it always gives.
-type fastPred func(vs []Value) (result, ok bool)
+type fastPred func(vs []event.Value) (result, ok bool)
 
 type cmpOp uint8
 
@@ -290,17 +292,17 @@ func (op cmpOp) flip() cmpOp {
 // (the usual filter, e.g. `cpu >= 0 && region == "eu"`), which skips the VM's
 // boxing and dispatch. It returns nil for anything else. Checking has already
 // happened, so types match.
-func compileFast(n ast.Node, schema Schema) fastPred {
+func compileFast(n ast.Node, schema event.Schema) fastPred {
 	switch n := n.(type) {
 	case *ast.BoolNode:
 		b := n.Value
-		return func([]Value) (bool, bool) { return b, true }
+		return func([]event.Value) (bool, bool) { return b, true }
 	case *ast.IdentifierNode:
 		i := schema.Index(n.Value)
-		if i < 0 || schema[i].Type != TypeBool || !schema[i].Required {
+		if i < 0 || schema[i].Type != event.TypeBool || !schema[i].Required {
 			return nil
 		}
-		return func(vs []Value) (bool, bool) {
+		return func(vs []event.Value) (bool, bool) {
 			if i >= len(vs) || !vs[i].Valid {
 				return false, false
 			}
@@ -314,7 +316,7 @@ func compileFast(n ast.Node, schema Schema) fastPred {
 		if x == nil {
 			return nil
 		}
-		return func(vs []Value) (bool, bool) {
+		return func(vs []event.Value) (bool, bool) {
 			r, ok := x(vs)
 			return !r, ok
 		}
@@ -326,14 +328,14 @@ func compileFast(n ast.Node, schema Schema) fastPred {
 				return nil
 			}
 			if n.Operator == "&&" || n.Operator == "and" {
-				return func(vs []Value) (bool, bool) {
+				return func(vs []event.Value) (bool, bool) {
 					if a, ok := l(vs); !ok || !a {
 						return false, ok
 					}
 					return r(vs)
 				}
 			}
-			return func(vs []Value) (bool, bool) {
+			return func(vs []event.Value) (bool, bool) {
 				if a, ok := l(vs); !ok || a {
 					return a, ok
 				}
@@ -389,7 +391,7 @@ func literal(n ast.Node) (v any, ok bool) {
 // compileCompare compiles `field op literal` with expr's semantics: mixed
 // int and float compare as floats, strings byte-wise, and nil equals only a
 // null field.
-func compileCompare(name string, op cmpOp, lit ast.Node, schema Schema) fastPred {
+func compileCompare(name string, op cmpOp, lit ast.Node, schema event.Schema) fastPred {
 	i := schema.Index(name)
 	v, ok := literal(lit)
 	if i < 0 || !ok {
@@ -400,30 +402,30 @@ func compileCompare(name string, op cmpOp, lit ast.Node, schema Schema) fastPred
 			return nil
 		}
 		isNull := op == opEq
-		return func(vs []Value) (bool, bool) {
+		return func(vs []event.Value) (bool, bool) {
 			null := i >= len(vs) || !vs[i].Valid
 			return null == isNull, true
 		}
 	}
 	// get returns the field's value, or ok = false for a null, which the
 	// VM handles.
-	get := func(vs []Value) (*Value, bool) {
+	get := func(vs []event.Value) (*event.Value, bool) {
 		if i >= len(vs) || !vs[i].Valid {
 			return nil, false
 		}
 		return &vs[i], true
 	}
 	switch t := schema[i].Type; {
-	case t == TypeString:
+	case t == event.TypeString:
 		s, ok := v.(string)
 		if !ok {
 			return nil
 		}
-		return func(vs []Value) (bool, bool) {
+		return func(vs []event.Value) (bool, bool) {
 			x, ok := get(vs)
 			return ok && compareOp(op, x.S, s), ok
 		}
-	case t == TypeBool:
+	case t == event.TypeBool:
 		b, ok := v.(bool)
 		if !ok || (op != opEq && op != opNe) {
 			return nil
@@ -432,11 +434,11 @@ func compileCompare(name string, op cmpOp, lit ast.Node, schema Schema) fastPred
 		if b {
 			want = 1
 		}
-		return func(vs []Value) (bool, bool) {
+		return func(vs []event.Value) (bool, bool) {
 			x, ok := get(vs)
 			return ok && compareOp(op, x.I&1, want), ok
 		}
-	case t == TypeDouble:
+	case t == event.TypeDouble:
 		var f float64
 		switch l := v.(type) {
 		case int:
@@ -446,20 +448,20 @@ func compileCompare(name string, op cmpOp, lit ast.Node, schema Schema) fastPred
 		default:
 			return nil
 		}
-		return func(vs []Value) (bool, bool) {
+		return func(vs []event.Value) (bool, bool) {
 			x, ok := get(vs)
 			return ok && compareOp(op, x.F, f), ok
 		}
-	case t == TypeLong || t == TypeInt:
+	case t == event.TypeLong || t == event.TypeInt:
 		switch l := v.(type) {
 		case int:
 			n := int64(l)
-			return func(vs []Value) (bool, bool) {
+			return func(vs []event.Value) (bool, bool) {
 				x, ok := get(vs)
 				return ok && compareOp(op, x.I, n), ok
 			}
 		case float64:
-			return func(vs []Value) (bool, bool) {
+			return func(vs []event.Value) (bool, bool) {
 				x, ok := get(vs)
 				return ok && compareOp(op, float64(x.I), l), ok
 			}

@@ -1,6 +1,6 @@
 //go:build race
 
-package pipelines
+package plan
 
 // raceEnabled is true when tests run under the race detector, whose
 // instrumentation allocates: allocation counts mean nothing then.

@@ -1,4 +1,4 @@
-package pipelines
+package plan
 
 import (
 	"encoding/binary"
@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // distinct counts distinct values for count_distinct. It keeps the exact set
@@ -272,11 +274,11 @@ func hashMix(h uint64) uint64 {
 }
 
 // hashValue hashes a non-null value of the given type.
-func hashValue(t FieldType, v *Value) uint64 {
+func hashValue(t event.FieldType, v *event.Value) uint64 {
 	switch t {
-	case TypeString:
+	case event.TypeString:
 		return hashString(v.S)
-	case TypeDouble:
+	case event.TypeDouble:
 		return hashMix(math.Float64bits(canonicalFloat(v.F)))
 	}
 	return hashMix(uint64(v.I))

@@ -1,4 +1,4 @@
-package pipelines
+package plan
 
 import (
 	"encoding/binary"
@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/expr"
 )
 
 // Plan is a view compiled once into pure functions over events: filter
@@ -20,12 +24,12 @@ import (
 type Plan struct {
 	view   string
 	from   string
-	schema Schema
-	window Window
+	schema event.Schema
+	window pipelines.Window
 
 	kind             windowKind
-	size, slide, gap int64 // µs
-	where            *where
+	size, slide, gap int64       // µs
+	where            *expr.Where // nil: every event matches
 	group            []keyField
 	aggs             []aggOp
 	upd              []aggOp     // the aggregates Update and Merge visit: see planUpdate
@@ -50,13 +54,13 @@ const maxHops = 1024
 type keyField struct {
 	name  string
 	field int
-	typ   FieldType
+	typ   event.FieldType
 }
 
 // Column is one output column of a plan: a group-by field or an aggregate.
 type Column struct {
 	Name string
-	Type FieldType
+	Type event.FieldType
 }
 
 // PlanError is a view that cannot be compiled. Part names what is wrong
@@ -65,7 +69,7 @@ type Column struct {
 type PlanError struct {
 	View string
 	Part string
-	Pos  Pos
+	Pos  pipelines.Pos
 	Err  error
 }
 
@@ -78,9 +82,9 @@ func (e *PlanError) Unwrap() error { return e.Err }
 // Compile compiles view v over topic t. It checks everything a plan depends
 // on: the window, the where expression (types included), the group-by fields
 // and each aggregate's function, field and argument.
-func Compile(v *View, t *Topic) (*Plan, error) {
+func Compile(v *pipelines.View, t *pipelines.Topic) (*Plan, error) {
 	p := &Plan{view: v.Name, from: t.Name, schema: t.Schema, window: v.Window}
-	fail := func(part string, pos Pos, err error) (*Plan, error) {
+	fail := func(part string, pos pipelines.Pos, err error) (*Plan, error) {
 		return nil, &PlanError{View: v.Name, Part: part, Pos: pos, Err: err}
 	}
 	if v.From != "" && v.From != t.Name {
@@ -90,7 +94,7 @@ func Compile(v *View, t *Topic) (*Plan, error) {
 		return fail("window", v.Pos, err)
 	}
 	if strings.TrimSpace(v.Where) != "" {
-		w, err := compileWhere(v.Where, t.Schema)
+		w, err := expr.Compile(v.Where, t.Schema)
 		if err != nil {
 			return fail("where", v.Pos, err)
 		}
@@ -134,8 +138,8 @@ func Compile(v *View, t *Topic) (*Plan, error) {
 	return p, nil
 }
 
-func (p *Plan) compileWindow(w Window) error {
-	micros := func(name string, d Duration) (int64, error) {
+func (p *Plan) compileWindow(w pipelines.Window) error {
+	micros := func(name string, d pipelines.Duration) (int64, error) {
 		us := d.D().Microseconds()
 		if us <= 0 {
 			return 0, fmt.Errorf("%s must be at least 1µs, got %v", name, d.D())
@@ -171,13 +175,13 @@ func (p *Plan) compileWindow(w Window) error {
 }
 
 // compileAggregate checks one aggregate and lays out its state slots.
-func (p *Plan) compileAggregate(a Aggregate, schema Schema) (aggOp, FieldType, error) {
+func (p *Plan) compileAggregate(a pipelines.Aggregate, schema event.Schema) (aggOp, event.FieldType, error) {
 	op := aggOp{field: -1, q: a.Arg, st: -1, n: -1, v: -1, w: -1, s: -1, f: -1, x: -1, mn: -1, mx: -1}
 	l := &p.layout
 	if a.Func == "count" && a.Field == "" {
 		op.kind = aggCount
 		op.w = p.alloc(&l.nw, 1)
-		return op, TypeLong, nil
+		return op, event.TypeLong, nil
 	}
 	if a.Field == "" {
 		return op, 0, fmt.Errorf("%s() needs a field", a.Func)
@@ -188,8 +192,8 @@ func (p *Plan) compileAggregate(a Aggregate, schema Schema) (aggOp, FieldType, e
 	}
 	op.typ = schema[op.field].Type
 	op.class = classOf(op.typ)
-	numeric := op.typ == TypeLong || op.typ == TypeInt || op.typ == TypeDouble
-	notNumeric := func() (aggOp, FieldType, error) {
+	numeric := op.typ == event.TypeLong || op.typ == event.TypeInt || op.typ == event.TypeDouble
+	notNumeric := func() (aggOp, event.FieldType, error) {
 		return op, 0, fmt.Errorf("%s(%s): field %q is %s; %s needs long, int or double", a.Func, a.Field, a.Field, op.typ, a.Func)
 	}
 	// counted uses the field's shared count of non-null values.
@@ -201,7 +205,7 @@ func (p *Plan) compileAggregate(a Aggregate, schema Schema) (aggOp, FieldType, e
 	case "count":
 		op.kind = aggCountField
 		counted()
-		return op, TypeLong, nil
+		return op, event.TypeLong, nil
 	case "sum":
 		if !numeric {
 			return notNumeric()
@@ -209,11 +213,11 @@ func (p *Plan) compileAggregate(a Aggregate, schema Schema) (aggOp, FieldType, e
 		if op.class == classFloat {
 			op.kind = aggSumFloat
 			op.f = p.alloc(&l.nf, 1)
-			return op, TypeDouble, nil
+			return op, event.TypeDouble, nil
 		}
 		op.kind = aggSumInt
 		op.w = p.alloc(&l.nw, 2)
-		return op, TypeLong, nil
+		return op, event.TypeLong, nil
 	case "avg":
 		if !numeric {
 			return notNumeric()
@@ -226,7 +230,7 @@ func (p *Plan) compileAggregate(a Aggregate, schema Schema) (aggOp, FieldType, e
 			op.kind = aggAvgInt
 			op.w = p.alloc(&l.nw, 2)
 		}
-		return op, TypeDouble, nil
+		return op, event.TypeDouble, nil
 	case "min", "max":
 		isMin := a.Func == "min"
 		counted()
@@ -244,7 +248,7 @@ func (p *Plan) compileAggregate(a Aggregate, schema Schema) (aggOp, FieldType, e
 		op.kind = aggDistinct
 		op.w = p.alloc(&l.nw, 1)
 		op.x = p.alloc(&l.nd, 1)
-		return op, TypeLong, nil
+		return op, event.TypeLong, nil
 	case "quantile":
 		if !numeric {
 			return notNumeric()
@@ -265,7 +269,7 @@ func (p *Plan) compileAggregate(a Aggregate, schema Schema) (aggOp, FieldType, e
 			op.mx = op.mn + 1
 		}
 		op.x = p.alloc(&l.nq, 1)
-		return op, TypeDouble, nil
+		return op, event.TypeDouble, nil
 	case "first", "last":
 		op.kind = pick(a.Func == "first", aggFirst, aggLast)
 		counted()
@@ -338,11 +342,30 @@ func (p *Plan) alloc(n *int, k int32) int32 {
 	return at
 }
 
+// NewMatcher returns a Matcher of the view's where expression, for a
+// goroutine that matches many events.
+func (p *Plan) NewMatcher() *expr.Matcher { return p.where.NewMatcher() }
+
+// Match reports whether the event passes the view's where expression (true
+// when there is none). An error means the expression failed on this event,
+// e.g. by comparing a missing optional field; the event should be counted
+// as rejected, not aggregated. Match is safe for concurrent use.
+func (p *Plan) Match(e *event.Event) (bool, error) {
+	if p.where == nil {
+		return true, nil
+	}
+	ok, err := p.where.Match(e)
+	if err != nil {
+		return false, fmt.Errorf("view %q: where: %w", p.view, err)
+	}
+	return ok, nil
+}
+
 // View returns the name of the compiled view.
 func (p *Plan) View() string { return p.view }
 
 // Window returns the view's window definition.
-func (p *Plan) Window() Window { return p.window }
+func (p *Plan) Window() pipelines.Window { return p.window }
 
 // Session reports whether the view has session windows: those are assigned
 // per key with AddSession, not with Windows.
@@ -372,7 +395,7 @@ func (p *Plan) Columns() []Column {
 // string: uvarint length and bytes; long, int, timestamp: zig-zag varint;
 // bool: one byte; double: 8 bytes little-endian IEEE bits, with -0 folded
 // into 0 and all NaNs into one.
-func (p *Plan) Key(e *Event, buf []byte) []byte {
+func (p *Plan) Key(e *event.Event, buf []byte) []byte {
 	buf = buf[:0]
 	for _, g := range p.group {
 		if g.field >= len(e.Values) || !e.Values[g.field].Valid {
@@ -382,12 +405,12 @@ func (p *Plan) Key(e *Event, buf []byte) []byte {
 		v := &e.Values[g.field]
 		buf = append(buf, 1)
 		switch g.typ {
-		case TypeString:
+		case event.TypeString:
 			buf = binary.AppendUvarint(buf, uint64(len(v.S)))
 			buf = append(buf, v.S...)
-		case TypeDouble:
+		case event.TypeDouble:
 			buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(canonicalFloat(v.F)))
-		case TypeBool:
+		case event.TypeBool:
 			buf = append(buf, byte(v.I&1))
 		default:
 			buf = binary.AppendVarint(buf, v.I)
@@ -402,8 +425,8 @@ var ErrBadKey = errors.New("malformed group key")
 
 // DecodeKey returns the group-by values encoded in a key made by Key, in
 // GroupBy order.
-func (p *Plan) DecodeKey(key []byte) ([]Value, error) {
-	vs := make([]Value, len(p.group))
+func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
+	vs := make([]event.Value, len(p.group))
 	r := &reader{b: key}
 	for i, g := range p.group {
 		switch r.byte() {
@@ -416,11 +439,11 @@ func (p *Plan) DecodeKey(key []byte) ([]Value, error) {
 		v := &vs[i]
 		v.Valid = true
 		switch g.typ {
-		case TypeString:
+		case event.TypeString:
 			v.S = r.string()
-		case TypeDouble:
+		case event.TypeDouble:
 			v.F = math.Float64frombits(r.uint64())
-		case TypeBool:
+		case event.TypeBool:
 			v.I = int64(r.byte() & 1)
 		default:
 			v.I = r.varint()

@@ -1,9 +1,11 @@
-package pipelines
+package plan
 
 import (
 	"fmt"
 	"math"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 func TestAggDistinctAccuracy(t *testing.T) {
@@ -36,8 +38,8 @@ func TestAggDistinctIntegers(t *testing.T) {
 	// Consecutive integers are the worst case for a weak hash.
 	var d distinct
 	for i := range 100_000 {
-		v := Value{I: int64(i), Valid: true}
-		d.add(hashValue(TypeLong, &v))
+		v := event.Value{I: int64(i), Valid: true}
+		d.add(hashValue(event.TypeLong, &v))
 	}
 	if rel := math.Abs(float64(d.count())-1e5) / 1e5; rel > 0.02 {
 		t.Errorf("100k consecutive longs: estimate %d", d.count())

@@ -1,5 +1,5 @@
 //go:build !race
 
-package pipelines
+package plan
 
 const raceEnabled = false

@@ -1,16 +1,67 @@
-package pipelines
+package expr
 
 import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
+// testSchema has a required field of each type expressions compare and
+// optional fields of each type.
+var testSchema = event.Schema{
+	{Name: "ts", Type: event.TypeTimestamp, Required: true},
+	{Name: "host", Type: event.TypeString, Required: true},
+	{Name: "region", Type: event.TypeString, Required: true},
+	{Name: "cpu", Type: event.TypeDouble, Required: true},
+	{Name: "bytes", Type: event.TypeLong, Required: true},
+	{Name: "note", Type: event.TypeString},
+	{Name: "code", Type: event.TypeInt},
+	{Name: "ok", Type: event.TypeBool},
+	{Name: "load", Type: event.TypeDouble},
+}
+
+// Field positions in testSchema.
+const (
+	fTS = iota
+	fHost
+	fRegion
+	fCPU
+	fBytes
+	fNote
+	fCode
+	fOK
+	fLoad
+	nFields
+)
+
+// testEvent builds an event of testSchema; vals maps field positions to
+// values (string, int64, float64, bool); other fields are null.
+func testEvent(vals map[int]any) *event.Event {
+	e := &event.Event{ID: "x", Time: 1, Values: make([]event.Value, nFields)}
+	e.Values[fTS] = event.Value{I: 1, Valid: true}
+	for i, v := range vals {
+		switch v := v.(type) {
+		case string:
+			e.Values[i] = event.Value{S: v, Valid: true}
+		case int64:
+			e.Values[i] = event.Value{I: v, Valid: true}
+		case float64:
+			e.Values[i] = event.Value{F: v, Valid: true}
+		case bool:
+			e.Values[i] = event.Value{I: map[bool]int64{true: 1}[v], Valid: true}
+		default:
+			panic("unsupported value")
+		}
+	}
+	return e
+}
+
 func TestExprCheckWhere(t *testing.T) {
-	schema := planTopic().Schema
+	schema := testSchema
 	ok := []string{
 		`cpu >= 0`,
 		`cpu > 1 && region == "eu" || !(bytes < 10)`,
@@ -42,9 +93,9 @@ func TestExprCheckWhere(t *testing.T) {
 	}
 	for _, c := range bad {
 		err := CheckWhere(c.where, schema)
-		var ee *ExprError
+		var ee *Error
 		if !errors.As(err, &ee) {
-			t.Errorf("CheckWhere(%q) = %v, want an *ExprError", c.where, err)
+			t.Errorf("CheckWhere(%q) = %v, want an *Error", c.where, err)
 			continue
 		}
 		if !strings.Contains(ee.Msg, c.msg) || ee.Line != 1 || ee.Col < 1 {
@@ -52,121 +103,9 @@ func TestExprCheckWhere(t *testing.T) {
 		}
 	}
 	// The column points at the problem.
-	var ee *ExprError
+	var ee *Error
 	if errors.As(CheckWhere(`cpu > 1 && region == 1`, schema), &ee) && ee.Col != 19 {
 		t.Errorf("column %d, want 19: %v\n%s", ee.Col, ee, ee.Snippet)
-	}
-}
-
-func TestExprMatch(t *testing.T) {
-	v := designView()
-	f := func(where string, vals map[int]any, want bool, wantErr bool) {
-		t.Helper()
-		v.Where = where
-		p := mustCompile(t, v)
-		e := event(1_700_000_000_000_000, "id", vals)
-		got, err := p.Match(e)
-		if (err != nil) != wantErr || got != want {
-			t.Errorf("%q on %v = %v, %v; want %v (error: %v)", where, vals, got, err, want, wantErr)
-		}
-		if err != nil && !strings.Contains(err.Error(), `view "cpu_by_region": where:`) {
-			t.Errorf("error %q does not name the view", err)
-		}
-		// A Matcher agrees, also when reused across events.
-		m := p.NewMatcher()
-		for range 2 {
-			got2, err2 := m.Match(e)
-			if got2 != got || (err2 != nil) != (err != nil) {
-				t.Errorf("%q: Matcher = %v, %v; Plan.Match = %v, %v", where, got2, err2, got, err)
-			}
-		}
-	}
-	f(`cpu >= 0`, map[int]any{fCPU: 1.5}, true, false)
-	f(`cpu >= 0`, map[int]any{fCPU: -1.5}, false, false)
-	f(`region == "eu" && bytes > 100`, map[int]any{fRegion: "eu", fBytes: int64(101)}, true, false)
-	f(`region == "eu" && bytes > 100`, map[int]any{fRegion: "us", fBytes: int64(101)}, false, false)
-	f(`ok == true`, map[int]any{fOK: true}, true, false)
-	f(`ok ?? false`, map[int]any{}, false, false)
-	f(`ts >= date("2023-11-14T22:13:20Z")`, map[int]any{}, true, false)
-	f(`ts.Year() == 2023`, map[int]any{}, true, false)
-	// Optional fields are nil when missing.
-	f(`note == nil`, map[int]any{}, true, false)
-	f(`note == nil`, map[int]any{fNote: "x"}, false, false)
-	f(`note != nil && note == "x"`, map[int]any{}, false, false)
-	f(`note != nil && note == "x"`, map[int]any{fNote: "x"}, true, false)
-	f(`(load ?? 0) > 1`, map[int]any{}, false, false)
-	f(`(load ?? 0) > 1`, map[int]any{fLoad: 2.0}, true, false)
-	f(`code == 404`, map[int]any{fCode: int64(404)}, true, false)
-	f(`code == 404`, map[int]any{}, false, false) // nil == 404 is false
-	// Arithmetic or ordering on a missing field is a run-time error.
-	f(`load > 1`, map[int]any{}, false, true)
-	f(`code + 1 > 0`, map[int]any{}, false, true)
-	// No where: everything matches.
-	f(``, map[int]any{}, true, false)
-}
-
-// TestExprMatchReuse checks that the boxed-value cache never serves a stale
-// value: alternating, repeating and disappearing values.
-func TestExprMatchReuse(t *testing.T) {
-	v := designView()
-	v.Where = `region == "eu" && (load ?? -1) < 5`
-	p := mustCompile(t, v)
-	m := p.NewMatcher()
-	seq := []struct {
-		region string
-		load   any
-		want   bool
-	}{
-		{"eu", 1.0, true}, {"eu", 1.0, true}, {"us", 1.0, false}, {"eu", 7.0, false},
-		{"eu", nil, true}, {"eu", nil, true}, {"eu", 6.0, false}, {"eu", nil, true}, {"eu", 6.0, false},
-	}
-	for i, s := range seq {
-		e := event(int64(i), "x", map[int]any{fRegion: s.region, fLoad: s.load})
-		if got, err := m.Match(e); err != nil || got != s.want {
-			t.Errorf("step %d (%s, %v) = %v, %v; want %v", i, s.region, s.load, got, err, s.want)
-		}
-	}
-}
-
-func TestExprMatchConcurrent(t *testing.T) {
-	v := designView()
-	v.Where = `bytes % 2 == 0`
-	p := mustCompile(t, v)
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for i := range 2000 {
-				n := int64(g*10000 + i)
-				got, err := p.Match(event(n, "x", map[int]any{fBytes: n}))
-				if err != nil || got != (n%2 == 0) {
-					t.Errorf("bytes=%d: %v, %v", n, got, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-}
-
-func TestExprMatchAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector's instrumentation allocates; allocation counts are checked without -race")
-	}
-	for _, where := range []string{
-		`cpu >= 0 && region != "x"`,        // native
-		`host startsWith "h" && cpu > 0.5`, // VM, with repeated values
-	} {
-		v := designView()
-		v.Where = where
-		p := mustCompile(t, v)
-		m := p.NewMatcher()
-		e := event(1, "a", map[int]any{fCPU: 3.5, fRegion: "eu", fHost: "h1"})
-		if n := testing.AllocsPerRun(100, func() { m.Match(e) }); n != 0 {
-			t.Errorf("%s: Match of repeated values allocates %v times", where, n)
-		}
-		if n := testing.AllocsPerRun(100, func() { p.Match(e) }); n != 0 {
-			t.Errorf("%s: Plan.Match of repeated values allocates %v times", where, n)
-		}
 	}
 }
 
@@ -207,18 +146,18 @@ func TestExprFastPathAgreesWithVM(t *testing.T) {
 		}
 		return "(" + expr(depth-1) + " or " + expr(depth-1) + ")"
 	}
-	schema := planTopic().Schema
+	schema := testSchema
 	native, nullFallbacks := 0, 0
 	for range 400 {
 		src := expr(3)
-		w, err := compileWhere(src, schema)
+		w, err := Compile(src, schema)
 		if err != nil {
 			t.Fatalf("%s: %v", src, err)
 		}
 		if w.fast != nil {
 			native++
 		}
-		m := newMatcher(w)
+		m := w.NewMatcher()
 		for range 30 {
 			vals := map[int]any{
 				fRegion: []string{"eu", "us", "", "eu-west"}[rng.IntN(4)],
@@ -237,7 +176,7 @@ func TestExprFastPathAgreesWithVM(t *testing.T) {
 			if rng.IntN(2) == 0 {
 				vals[fOK] = rng.IntN(2) == 0
 			}
-			e := event(1, "x", vals)
+			e := testEvent(vals)
 			got, gotErr := m.Match(e)
 			want, wantErr := m.run(e)
 			if got != want || (gotErr != nil) != (wantErr != nil) {

@@ -1,0 +1,13 @@
+// Package plan compiles a view of the pipeline file into a Plan: pure
+// functions over events that the speed layer runs on the stream and the
+// batch layer over the lake, so that both compute the same values for a
+// closed window. A Plan filters (Match, through package expr), keys (Key,
+// DecodeKey), assigns windows (Windows for tumbling and hopping windows,
+// AddSession and Sessions for session windows) and aggregates (NewState,
+// Update, Merge, Finalize), and its States have a versioned binary encoding
+// for checkpoints (agg_codec.go, pinned by testdata/agg_state_v1.txt).
+//
+// It imports the pipelines spec, event and expr, never a runtime package
+// (broker, ingest, speed, batch, serving, sinks). It does no I/O and keeps
+// no global state.
+package plan
