@@ -104,6 +104,28 @@ func (g *groupState) expire(now int64) bool {
 	return changed
 }
 
+// wake returns when (µs) the clock will next change g through expire: a
+// session running out or the rebalance deadline; 0 if never. Members
+// waiting for a join to complete wait until then at most, so that a
+// silent member is dropped in time even when nothing else happens.
+func (g *groupState) wake() int64 {
+	var t int64
+	earliest := func(v int64) {
+		if t == 0 || v < t {
+			t = v
+		}
+	}
+	for _, m := range g.Members {
+		if g.State != statePreparing || !m.Joined {
+			earliest(m.Seen + int64(m.Session)*1000 + 1)
+		}
+	}
+	if g.State == statePreparing {
+		earliest(g.Deadline)
+	}
+	return t
+}
+
 // startRebalance asks every member to rejoin.
 func (g *groupState) startRebalance(now int64) {
 	if len(g.Members) == 0 {

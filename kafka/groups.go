@@ -141,8 +141,8 @@ func (c *conn) joinGroup(ctx context.Context, r *kmsg.JoinGroupRequest) kmsg.Res
 			continue
 		}
 		until := time.Now().Add(time.Duration(rebalance) * time.Millisecond)
-		if g.State == statePreparing {
-			until = time.UnixMicro(g.Deadline).Add(10 * time.Millisecond)
+		if w := g.wake(); w != 0 {
+			until = minTime(until, c.s.wallClock(w))
 		}
 		if err := c.s.groups.wait(ctx, r.Group, rev, until); err != nil {
 			return fail(c.errorCode("JoinGroup", err))
@@ -176,6 +176,20 @@ func (c *conn) joined(resp *kmsg.JoinGroupResponse, g *groupState, id string) km
 		}
 	}
 	return resp
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// wallClock converts a time of the group clock (Options.Now, µs) into
+// the real time to wait until, plus a millisecond so that the clock has
+// passed it.
+func (s *Server) wallClock(us int64) time.Time {
+	return time.Now().Add(time.UnixMicro(us).Sub(s.now()) + time.Millisecond)
 }
 
 // checkMember is the common check of SyncGroup, Heartbeat and OffsetCommit.
@@ -244,7 +258,11 @@ func (c *conn) syncGroup(ctx context.Context, r *kmsg.SyncGroupRequest) kmsg.Res
 		if !time.Now().Before(until) {
 			return fail(kerr.RebalanceInProgress.Code)
 		}
-		if err := c.s.groups.wait(ctx, r.Group, rev, until); err != nil {
+		wait := until
+		if w := g.wake(); w != 0 {
+			wait = minTime(wait, c.s.wallClock(w))
+		}
+		if err := c.s.groups.wait(ctx, r.Group, rev, wait); err != nil {
 			return fail(c.errorCode("SyncGroup", err))
 		}
 		g, rev, err = c.s.groups.read(ctx, r.Group)
