@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/broker"
@@ -28,8 +29,8 @@ func TestMain(m *testing.M) {
 }
 
 // pipelineYAML is the test pipeline; %DIR% is the data directory, %ADDR%
-// the Kafka listen address, %KAFKA% more keys of kafka (", tls: {...}")
-// and %EXTRA% more top-level keys.
+// the Kafka listen address, %KAFKA% more keys of kafka (", tls: {...}"),
+// %TOPIC% more keys of the topic and %EXTRA% more top-level keys.
 const pipelineYAML = `version: 1
 name: kt
 data_dir: %DIR%
@@ -41,16 +42,16 @@ topics:
     key: host
     time: ts
     schema: {ts: timestamp, host: string, cpu: double, note: "string?"}
+%TOPIC%
 %EXTRA%
 `
 
 // env is one Lambdaflow process in the test: embedded log, ingest and the
 // Kafka listener, plus ingest's HTTP handler.
 type env struct {
-	t      *testing.T
-	dir    string
-	kafka  string
-	extra  string
+	t   *testing.T
+	dir string
+	setup
 	p      *pipelines.Pipeline
 	b      *broker.Broker
 	in     *ingest.Ingest
@@ -61,9 +62,19 @@ type env struct {
 	wg     sync.WaitGroup
 }
 
+// setup is what a test adds to pipelineYAML.
+type setup struct {
+	kafka, topic, extra string
+}
+
 func start(t *testing.T, kafkaKeys, extra string) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), kafka: kafkaKeys, extra: extra}
+	return startWith(t, setup{kafka: kafkaKeys, extra: extra})
+}
+
+func startWith(t *testing.T, s setup) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir(), setup: s}
 	e.up("127.0.0.1:0")
 	t.Cleanup(e.down)
 	return e
@@ -73,7 +84,7 @@ func start(t *testing.T, kafkaKeys, extra string) *env {
 func (e *env) up(kafkaAddr string) {
 	t := e.t
 	t.Helper()
-	src := strings.NewReplacer("%DIR%", e.dir, "%ADDR%", kafkaAddr, "%KAFKA%", e.kafka, "%EXTRA%", e.extra).Replace(pipelineYAML)
+	src := strings.NewReplacer("%DIR%", e.dir, "%ADDR%", kafkaAddr, "%KAFKA%", e.kafka, "%TOPIC%", e.topic, "%EXTRA%", e.extra).Replace(pipelineYAML)
 	p, err := pipelines.Parse("kt.yaml", []byte(src), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatalf("pipeline: %v", err)
@@ -153,4 +164,15 @@ func freePort(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+func kmsgListOffsets(topic string, part int32, ts int64) *kmsg.ListOffsetsRequest {
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Partition, rp.Timestamp = part, ts
+	rt.Partitions = []kmsg.ListOffsetsRequestTopicPartition{rp}
+	req.Topics = []kmsg.ListOffsetsRequestTopic{rt}
+	return req
 }

@@ -39,7 +39,7 @@ var apis = []apiRange{
 	{14, 0, 5}, // SyncGroup
 	{15, 0, 5}, // DescribeGroups
 	{16, 0, 4}, // ListGroups
-	{17, 1, 1}, // SaslHandshake (v1: the exchange goes through SaslAuthenticate)
+	{17, 0, 1}, // SaslHandshake (clients that know SaslAuthenticate use v1)
 	{18, 0, 3}, // ApiVersions
 	{19, 0, 7}, // CreateTopics (refused: topics come from the pipeline file)
 	{22, 0, 4}, // InitProducerId
