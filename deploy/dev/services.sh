@@ -86,6 +86,8 @@ env_lines() {
     echo "export LF_TEST_POSTGRES_DSN='postgres://postgres@127.0.0.1:${LF_PG_PORT:-55432}/${LF_PG_DATABASE:-lambdaflow}?sslmode=disable'"
     echo "export LF_TEST_CASSANDRA_HOSTS='127.0.0.1:${LF_CASSANDRA_PORT:-9042}'"
     echo "export LF_TEST_OPENSEARCH_URL='http://127.0.0.1:${LF_OPENSEARCH_PORT:-9200}'"
+    # The Kafka Java client's jars (deploy/dev/kafka-clients.sh, from test-tools.sh).
+    echo "export LF_TEST_KAFKA_CLIENTS_LIB='$LF_SERVICES_DIR/kafka-clients/lib'"
 }
 
 cmd="${1:-}"

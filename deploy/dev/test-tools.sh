@@ -22,6 +22,8 @@ if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
         die "pip install confluent-kafka failed"
 fi
 
+"$(dirname "${BASH_SOURCE[0]}")/kafka-clients.sh" || die "fetching the Kafka Java client failed"
+
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
