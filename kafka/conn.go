@@ -26,10 +26,11 @@ type conn struct {
 	remote   string
 	clientID string
 
-	// SASL state: mechanism chosen by SaslHandshake, and the scopes of
-	// the token that authenticated (nil: not authenticated).
-	saslMech string
-	scopes   *scopes
+	// SASL state: mechanism chosen by SaslHandshake, and the token that
+	// authenticated (its scopes are httpapi.Auth's).
+	saslMech      string
+	authenticated bool
+	token         string
 	// closeAfter, when set, closes the connection once the current
 	// answer is written (a failed authentication), for this reason.
 	closeAfter string
@@ -152,7 +153,7 @@ func (c *conn) handle(ctx context.Context, b []byte) error {
 	if err := req.ReadFrom(rest); err != nil {
 		return &errClose{fmt.Sprintf("malformed %s v%d request: %v", name, h.version, err)}
 	}
-	if h.key != saslHandshakeKey && h.key != saslAuthenticateKey && c.saslMech != "" && c.scopes == nil {
+	if h.key != saslHandshakeKey && h.key != saslAuthenticateKey && c.saslMech != "" && !c.authenticated {
 		return &errClose{name + " before SASL authentication completed"}
 	}
 	start := time.Now()

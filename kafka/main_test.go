@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/ingest"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
@@ -118,9 +118,7 @@ func (e *env) up(kafkaAddr string) {
 			t.Errorf("kafka server: %v", err)
 		}
 	})
-	mux := http.NewServeMux()
-	mux.Handle("POST /v1/topics/{topic}/events", in.Handler())
-	e.http = httptest.NewServer(mux)
+	e.http = httptest.NewServer(httpapi.Handler(httpapi.NewAuth(p), in.Routes()))
 	waitFor(t, 10*time.Second, "ingest ready", in.Ready)
 }
 

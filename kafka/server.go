@@ -18,6 +18,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/ingest"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
@@ -66,7 +67,7 @@ type Server struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	metrics  *metrics
-	auth     *authorizer
+	auth     *httpapi.Auth
 	tls      *tls.Config
 	ln       net.Listener
 	topics   map[string]*pipelines.Topic
@@ -133,7 +134,7 @@ func New(p *pipelines.Pipeline, log Log, producer Producer, opts Options) (*Serv
 		return nil, err
 	}
 	s.metrics = m
-	s.auth = newAuthorizer(p)
+	s.auth = httpapi.NewAuth(p)
 	if p.Kafka.TLS.Cert != "" {
 		if s.tls, err = serverTLS(p.Kafka.TLS); err != nil {
 			return nil, err
