@@ -172,6 +172,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		health.Add(in.Checks()...)
 		stats.Add(in)
 		modules = append(modules, namedModule{"ingest", in})
+		modules = append(modules, namedModule{"ingest over nats", moduleFunc(func(ctx context.Context) error { return in.ServeNATS(ctx, b) })})
 		if p.Kafka.Listen != "" {
 			ks, err := kafka.New(p, b, in, kafka.Options{Logger: logger.With("component", "kafka"), Registerer: preg("kafka")})
 			if err != nil {
@@ -274,6 +275,11 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	logger.Info("stopped")
 	return runErr
 }
+
+// moduleFunc makes a function a module.
+type moduleFunc func(ctx context.Context) error
+
+func (f moduleFunc) Run(ctx context.Context) error { return f(ctx) }
 
 type namedModule struct {
 	name string
