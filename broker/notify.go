@@ -17,13 +17,61 @@ type appendWatch struct {
 	ch      chan struct{} // closed at the next append, then replaced
 }
 
+// Part names one partition of a topic.
+type Part struct {
+	Topic     string
+	Partition int
+}
+
 // Appended returns a channel that is closed when an entry is next
-// published to topic's partition, and a release function to call when
-// done waiting. The signal is a hint: a publish the stream then refused
-// (a writer's lost race) also closes it, so re-read the log after it.
-// Call Appended before reading the end of the log, so that an append
-// between the read and the wait is not missed.
-func (b *Broker) Appended(topicName string, part int) (<-chan struct{}, func(), error) {
+// published to any of parts, and a release function to call when done
+// waiting (it may be called more than once). The signal is a hint: a
+// publish the stream then refused (a writer's lost race) also closes it,
+// so re-read the log after it. Call Appended before reading the end of the
+// log, so that an append between the read and the wait is not missed.
+func (b *Broker) Appended(parts ...Part) (<-chan struct{}, func(), error) {
+	var chans []<-chan struct{}
+	var releases []func()
+	releaseAll := func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+	for _, pt := range parts {
+		ch, release, err := b.appended(pt.Topic, pt.Partition)
+		if err != nil {
+			releaseAll()
+			return nil, nil, err
+		}
+		chans, releases = append(chans, ch), append(releases, release)
+	}
+	if len(chans) == 1 {
+		return chans[0], releaseAll, nil
+	}
+	// Several: one goroutine per partition forwards the first signal;
+	// release stops them and waits.
+	anyCh, done := make(chan struct{}), make(chan struct{})
+	var once, stop sync.Once
+	var wg sync.WaitGroup
+	for _, ch := range chans {
+		wg.Go(func() {
+			select {
+			case <-ch:
+				once.Do(func() { close(anyCh) })
+			case <-done:
+			}
+		})
+	}
+	return anyCh, func() {
+		stop.Do(func() {
+			close(done)
+			wg.Wait()
+			releaseAll()
+		})
+	}, nil
+}
+
+func (b *Broker) appended(topicName string, part int) (<-chan struct{}, func(), error) {
 	_, p, err := b.partition(topicName, part)
 	if err != nil {
 		return nil, nil, err

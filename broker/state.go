@@ -153,3 +153,37 @@ func conflict(err error) bool {
 	}
 	return false
 }
+
+// maxConflicts bounds Update's retries; past it the bucket is too
+// contended to make progress and the error says so.
+const maxConflicts = 100
+
+// Update reads key and calls fn with its value (nil when absent); when fn
+// reports a change it stores fn's new value with compare-and-set, and on a
+// conflict (another writer got there first) reads again and calls fn
+// again. It returns the value now stored and its revision, and fn's error
+// (after the store when fn changed something: an error may come with a
+// change). fn must not have effects beyond its result: it may run more
+// than once.
+func (s *States) Update(ctx context.Context, key string, fn func(old []byte) (value []byte, changed bool, err error)) ([]byte, uint64, error) {
+	for attempt := 0; ; attempt++ {
+		old, rev, err := s.Get(ctx, key)
+		if err != nil {
+			return nil, 0, err
+		}
+		value, changed, ferr := fn(old)
+		if !changed {
+			return old, rev, ferr
+		}
+		nrev, err := s.Set(ctx, key, value, rev)
+		if err == nil {
+			return value, nrev, ferr
+		}
+		if !errors.Is(err, ErrConflict) || attempt >= maxConflicts {
+			return nil, 0, err
+		}
+		if ctx.Err() != nil {
+			return nil, 0, ctx.Err()
+		}
+	}
+}

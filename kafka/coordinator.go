@@ -69,25 +69,6 @@ func groupFromKey(key string) (string, bool) {
 	return string(b), err == nil
 }
 
-// load reads a group; a missing group is a new empty one at revision 0.
-func (co *coordinator) load(ctx context.Context, group string) (*groupState, uint64, error) {
-	st, err := co.store(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	v, rev, err := st.Get(ctx, groupKey(group))
-	if err != nil {
-		return nil, 0, err
-	}
-	g := newGroup()
-	if v != nil {
-		if err := json.Unmarshal(v, g); err != nil {
-			return nil, 0, fmt.Errorf("kafka: group %q: stored state: %w", group, err)
-		}
-	}
-	return g, rev, nil
-}
-
 // update applies the clock and then fn to the group's state and stores the
 // result with compare-and-set when either changed it, retrying on
 // conflicts. fn reports whether it changed g; its error is returned after
@@ -98,37 +79,35 @@ func (co *coordinator) update(ctx context.Context, group string, fn func(g *grou
 	if err != nil {
 		return nil, 0, err
 	}
-	for attempt := 0; ; attempt++ {
-		g, rev, err := co.load(ctx, group)
-		if err != nil {
-			return nil, 0, err
+	var g *groupState
+	var gen int32
+	v, rev, err := st.Update(ctx, groupKey(group), func(old []byte) ([]byte, bool, error) {
+		g = newGroup()
+		if old != nil {
+			if err := json.Unmarshal(old, g); err != nil {
+				return nil, false, fmt.Errorf("kafka: group %q: stored state: %w", group, err)
+			}
 		}
+		gen = g.Generation
 		now := co.s.now().UnixMicro()
-		gen := g.Generation
 		changed := g.expire(now)
 		fchanged, ferr := fn(g, now)
 		if !changed && !fchanged {
-			return g, rev, ferr
+			return nil, false, ferr
 		}
 		b, err := json.Marshal(g)
 		if err != nil {
-			return nil, 0, err
+			return nil, false, err
 		}
-		nrev, err := st.Set(ctx, groupKey(group), b, rev)
-		if err == nil {
-			if g.Generation != gen {
-				co.s.metrics.rebalances.Inc()
-			}
-			return g, nrev, ferr
-		}
-		if !errors.Is(err, broker.ErrConflict) || attempt > 100 {
-			return nil, 0, err
-		}
-		// Lost a race with another member or process: read again.
-		if ctx.Err() != nil {
-			return nil, 0, ctx.Err()
-		}
+		return b, true, ferr
+	})
+	if g == nil {
+		return nil, 0, err // fn never ran: the bucket is out of reach
 	}
+	if v != nil && g.Generation != gen {
+		co.s.metrics.rebalances.Inc()
+	}
+	return g, rev, err
 }
 
 // read returns the group's state with the clock applied (and stored, when

@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -36,68 +35,45 @@ func (c *conn) fetch(ctx context.Context, r *kmsg.FetchRequest) kmsg.Response {
 	if r.Version >= 3 && r.MaxBytes > 0 {
 		budget = min(budget, int(r.MaxBytes))
 	}
+	var parts []broker.Part
+	for _, t := range r.Topics {
+		if s.topics[t.Topic] == nil {
+			continue
+		}
+		for _, p := range t.Partitions {
+			parts = append(parts, broker.Part{Topic: t.Topic, Partition: int(p.Partition)})
+		}
+	}
 	for {
 		// Watch first, then read: an append in between still wakes us.
-		var signals []<-chan struct{}
-		var releases []func()
-		if wait > 0 {
-			for _, t := range r.Topics {
-				for _, p := range t.Partitions {
-					if ch, release, err := s.log.Appended(t.Topic, int(p.Partition)); err == nil {
-						signals, releases = append(signals, ch), append(releases, release)
-					}
-				}
+		var signal <-chan struct{}
+		release := func() {}
+		if wait > 0 && len(parts) > 0 {
+			if ch, rel, err := s.log.Appended(parts...); err == nil {
+				signal, release = ch, rel
 			}
 		}
 		resp, size, failed := c.fetchOnce(ctx, r, budget)
 		if size >= max(int(r.MinBytes), 1) || failed || wait <= 0 || !time.Now().Before(deadline) {
-			for _, release := range releases {
-				release()
-			}
+			release()
 			s.metrics.fetchedBytes.Add(float64(size))
 			return resp
 		}
-		woke := waitAny(ctx, signals, deadline)
-		for _, release := range releases {
-			release()
-		}
+		woke := waitSignal(ctx, signal, deadline)
+		release()
 		if !woke && ctx.Err() != nil {
 			return resp
 		}
 	}
 }
 
-// waitAny waits until one of signals closes, the deadline passes or ctx
-// ends; it reports whether a signal came.
-func waitAny(ctx context.Context, signals []<-chan struct{}, deadline time.Time) bool {
+// waitSignal waits until signal closes (nil never does), the deadline
+// passes or ctx ends; it reports whether the signal came.
+func waitSignal(ctx context.Context, signal <-chan struct{}, deadline time.Time) bool {
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
-	if len(signals) == 1 {
-		select {
-		case <-signals[0]:
-			return true
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		return false
-	}
-	any := make(chan struct{})
-	done := make(chan struct{})
-	var once sync.Once
-	var wg sync.WaitGroup
-	for _, ch := range signals {
-		wg.Go(func() {
-			select {
-			case <-ch:
-				once.Do(func() { close(any) })
-			case <-done:
-			}
-		})
-	}
-	defer wg.Wait()
-	defer close(done)
 	select {
-	case <-any:
+	case <-signal:
 		return true
 	case <-t.C:
 	case <-ctx.Done():

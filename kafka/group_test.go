@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/lambdaflow/lambdaflow/api"
 )
 
 // owned tracks the partitions a group member owns, from its callbacks.
@@ -224,6 +226,16 @@ func TestFranzCommittedOffsetsSurviveRestart(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("lag shows kafka.g3 on %d partitions, want 2: %+v", n, lag)
+	}
+	// GET /v1/groups shows it (the listener describes its groups).
+	gs, err := e.srv.Groups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(gs, func(g api.Group) bool { return g.Group == "g3" })
+	if i < 0 || gs[i].Consumer != "kafka.g3" || gs[i].Protocol != "kafka" || gs[i].State != "Empty" || len(gs[i].Partitions) != 2 ||
+		gs[i].Partitions[0].Committed != 3 || gs[i].Partitions[1].Committed != 3 || gs[i].Lag != 0 {
+		t.Errorf("groups: %+v", gs)
 	}
 
 	e.restart()

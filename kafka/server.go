@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/ingest"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
@@ -31,11 +32,13 @@ type Log interface {
 	Bounds(ctx context.Context, topic string, part int) (broker.Bounds, error)
 	// OffsetAt returns the first offset stored at or after t, and when.
 	OffsetAt(ctx context.Context, topic string, part int, t time.Time) (int64, time.Time, error)
-	// Appended signals the next append to a partition.
-	Appended(topic string, part int) (<-chan struct{}, func(), error)
+	// Appended signals the next append to any of some partitions.
+	Appended(parts ...broker.Part) (<-chan struct{}, func(), error)
 	// Commit and Committed keep consumer positions.
 	Commit(ctx context.Context, consumer, topic string, part int, offset, eventTime int64) error
 	Committed(ctx context.Context, consumer, topic string, part int) (int64, bool, error)
+	// Lag is every consumer's position and lag.
+	Lag(ctx context.Context) ([]api.Lag, error)
 	// States opens a compare-and-set bucket for group state.
 	States(ctx context.Context, bucket string) (*broker.States, error)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/batch"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/console"
+	"github.com/lambdaflow/lambdaflow/groups"
 	"github.com/lambdaflow/lambdaflow/ingest"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/kafka"
@@ -163,6 +164,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 
 	var modules []namedModule
 	var kafkaAddr string
+	var kafkaGroups groups.Others
 	if roles["ingest"] {
 		in, err := ingest.New(p, ingest.BrokerLog(b), ingest.Options{Logger: logger.With("component", "ingest"), Registerer: preg("ingest")})
 		if err != nil {
@@ -179,8 +181,12 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 				return err
 			}
 			kafkaAddr = ks.Advertised()
+			kafkaGroups = ks
 			modules = append(modules, namedModule{"kafka", ks})
 		}
+		// Consumer groups over HTTP are served where events come in: a
+		// load balancer in front of ingest processes serves them too.
+		routes = append(routes, groups.New(p, b, groups.Options{Logger: logger.With("component", "groups"), Others: kafkaGroups}).Routes()...)
 	}
 	if roles["sinks"] {
 		var runners []*sinks.Runner
