@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // A client program the project does not write, driven through a small
@@ -32,11 +34,7 @@ func javaClient(t *testing.T) client {
 		}
 	}
 	if _, err := os.Stat(filepath.Join(lib, ".complete")); err != nil {
-		msg := "the Kafka Java client is not fetched: run deploy/dev/kafka-clients.sh (or set LF_TEST_KAFKA_CLIENTS_LIB)"
-		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg + " (LF_REQUIRE_SERVICES=1)")
-		}
-		t.Skip(msg)
+		testenv.Missing(t, "the Kafka Java client is not fetched: run deploy/dev/kafka-clients.sh (or set LF_TEST_KAFKA_CLIENTS_LIB)")
 	}
 	// Compiled once, not at every launch (a single-file launch compiles
 	// each time, which costs seconds).
@@ -56,11 +54,7 @@ func confluentClient(t *testing.T) client {
 	t.Helper()
 	py := tool(t, "python3", "Debian package python3")
 	if err := exec.Command(py, "-c", "import confluent_kafka").Run(); err != nil {
-		msg := "confluent-kafka is not installed: run deploy/dev/test-tools.sh (pip install confluent-kafka)"
-		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg + " (LF_REQUIRE_SERVICES=1)")
-		}
-		t.Skip(msg)
+		testenv.Missing(t, "confluent-kafka is not installed: run deploy/dev/test-tools.sh (pip install confluent-kafka)")
 	}
 	src, _ := filepath.Abs("testdata/confluent_check.py")
 	return client{name: "confluent-kafka", cmd: func(args ...string) []string {

@@ -2,27 +2,24 @@ package kafka
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
-// tool returns the path of an external client, skipping the test when it is
-// missing (failing under LF_REQUIRE_SERVICES=1, as make test and CI run,
-// where deploy/dev/test-tools.sh installs it).
+// tool returns the path of an external client; when it is missing the
+// test skips, or fails under make test and CI (testenv.Missing), where
+// deploy/dev/test-tools.sh installs it.
 func tool(t *testing.T, name, install string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err == nil {
 		return p
 	}
-	msg := name + " not found: run deploy/dev/test-tools.sh (" + install + ")"
-	if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
-		t.Fatal(msg + " (LF_REQUIRE_SERVICES=1)")
-	}
-	t.Skip(msg)
+	testenv.Missing(t, name+" not found: run deploy/dev/test-tools.sh ("+install+")")
 	return ""
 }
 

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/ingest"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
@@ -141,16 +143,15 @@ func (e *env) restart() {
 	e.up(addr)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds (testenv.CheckFor, naming what).
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
+	testenv.CheckFor(t, within, 5*time.Millisecond, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return errors.New("waiting for " + what)
+	})
 }
 
 // freePort returns a loopback address nothing listens on.

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the tools the tests use besides the services: independent Parquet
 # readers (pyarrow, duckdb from PyPI) that check the lake from outside,
-# Debian's chromium for the console's browser tests, and the Kafka clients
-# the Kafka listener is tested with (Debian's kcat, confluent-kafka from
-# PyPI, the Java client from Maven Central via kafka-clients.sh).
+# Debian's chromium for the console's browser tests, iproute2 and nftables
+# for the tests that run hosts in network namespaces (internal/netns), and
+# the Kafka clients the Kafka listener is tested with (Debian's kcat,
+# confluent-kafka from PyPI, the Java client from Maven Central via
+# kafka-clients.sh).
 # Idempotent and quick when everything is there.
 set -euo pipefail
 SVC_NAME=tools
@@ -24,13 +26,21 @@ fi
 
 "$(dirname "${BASH_SOURCE[0]}")/kafka-clients.sh" || die "fetching the Kafka Java client failed"
 
-missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v kcat >/dev/null 2>&1 || missing+=(kcat)
-if ((${#missing[@]})); then
-    log "installing ${missing[*]} (Debian)"
+# apt_install PACKAGE...: install Debian packages (serialised with the other scripts' apt runs).
+apt_install() {
+    log "installing $* (Debian)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
-fi
-log "test tools ready: $(python3 -c 'import pyarrow, duckdb, confluent_kafka; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__, "confluent-kafka", confluent_kafka.__version__)'), $(chromium --version 2>/dev/null | head -1), kcat $(kcat -V 2>&1 | awk "/^Version/{print \$2}")"
+    (
+        flock 9
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    ) 9>/tmp/lambdaflow-apt.lock || die "apt-get install $* failed"
+}
+
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+log "test tools ready: $(python3 -c 'import pyarrow, duckdb, confluent_kafka; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__, "confluent-kafka", confluent_kafka.__version__)'), $(chromium --version 2>/dev/null | head -1), $(nft --version 2>/dev/null), kcat $(kcat -V 2>&1 | awk "/^Version/{print \$2}")"
