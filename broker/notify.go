@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -23,13 +25,18 @@ type Part struct {
 	Partition int
 }
 
-// Appended returns a channel that is closed when an entry is next
-// published to any of parts, and a release function to call when done
-// waiting (it may be called more than once). The signal is a hint: a
-// publish the stream then refused (a writer's lost race) also closes it,
-// so re-read the log after it. Call Appended before reading the end of the
-// log, so that an append between the read and the wait is not missed.
-func (b *Broker) Appended(parts ...Part) (<-chan struct{}, func(), error) {
+// Watch signals appends to some partitions; see Appended.
+type Watch struct {
+	ch      <-chan struct{}
+	release func()
+}
+
+// Appended starts watching parts for appends by any writer in any
+// process. Call it before reading the end of the log, then Wait: an append
+// between the read and the wait still ends the wait. The signal is a hint:
+// a publish the stream then refused (a writer's lost race) also ends it, so
+// re-read the log after it. Release the watch when done.
+func (b *Broker) Appended(parts ...Part) (*Watch, error) {
 	var chans []<-chan struct{}
 	var releases []func()
 	releaseAll := func() {
@@ -41,15 +48,15 @@ func (b *Broker) Appended(parts ...Part) (<-chan struct{}, func(), error) {
 		ch, release, err := b.appended(pt.Topic, pt.Partition)
 		if err != nil {
 			releaseAll()
-			return nil, nil, err
+			return nil, err
 		}
 		chans, releases = append(chans, ch), append(releases, release)
 	}
 	if len(chans) == 1 {
-		return chans[0], releaseAll, nil
+		return &Watch{ch: chans[0], release: releaseAll}, nil
 	}
 	// Several: one goroutine per partition forwards the first signal;
-	// release stops them and waits.
+	// Release stops them and waits for them.
 	anyCh, done := make(chan struct{}), make(chan struct{})
 	var once, stop sync.Once
 	var wg sync.WaitGroup
@@ -62,13 +69,39 @@ func (b *Broker) Appended(parts ...Part) (<-chan struct{}, func(), error) {
 			}
 		})
 	}
-	return anyCh, func() {
+	return &Watch{ch: anyCh, release: func() {
 		stop.Do(func() {
 			close(done)
 			wg.Wait()
 			releaseAll()
 		})
-	}, nil
+	}}, nil
+}
+
+// Wait waits until an append to a watched partition, the deadline or the
+// end of ctx, and reports whether an append came. A nil Watch waits for
+// the deadline alone.
+func (w *Watch) Wait(ctx context.Context, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	var ch <-chan struct{}
+	if w != nil {
+		ch = w.ch
+	}
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// Release ends the watch; it may be called more than once, and on nil.
+func (w *Watch) Release() {
+	if w != nil {
+		w.release()
+	}
 }
 
 func (b *Broker) appended(topicName string, part int) (<-chan struct{}, func(), error) {

@@ -2,8 +2,10 @@ package broker
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -83,6 +85,30 @@ func (s *States) Delete(ctx context.Context, key string, rev uint64) error {
 		return fmt.Errorf("broker: %s: delete %s: %w", s.bucket, key, unavailable(err))
 	}
 	return nil
+}
+
+// NameKey is the key of the record of name (any string) among the records
+// of one kind: "<kind>.<name, base64url without padding>", a valid key
+// whatever name holds.
+func NameKey(kind, name string) string {
+	return kind + "." + base64.RawURLEncoding.EncodeToString([]byte(name))
+}
+
+// Names returns the names of the records of kind (keys made by NameKey),
+// sorted.
+func (s *States) Names(ctx context.Context, kind string) ([]string, error) {
+	keys, err := s.Keys(ctx, kind+".")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, k := range keys {
+		if b, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(k, kind+".")); err == nil {
+			out = append(out, string(b))
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // Keys returns the keys that start with prefix, in no particular order.

@@ -44,20 +44,17 @@ func (g *Groups) poll(ctx context.Context, group, id string, limit int, wait tim
 		parts = append(parts, broker.Part{Topic: p.Topic, Partition: p.Partition})
 	}
 	for {
-		var signal <-chan struct{}
-		release := func() {}
+		var watch *broker.Watch
 		if wait > 0 && len(parts) > 0 {
-			if ch, rel, err := g.log.Appended(parts...); err == nil {
-				signal, release = ch, rel
-			}
+			watch, _ = g.log.Appended(parts...) // without one, the wait is the deadline
 		}
 		out, err = g.read(ctx, m.Assigned, pos, limit)
 		if err != nil || len(out) > 0 || wait <= 0 || !time.Now().Before(deadline) {
-			release()
+			watch.Release()
 			break
 		}
-		woke := waitSignal(ctx, signal, deadline)
-		release()
+		woke := watch.Wait(ctx, deadline)
+		watch.Release()
 		if !woke {
 			break
 		}
@@ -127,18 +124,4 @@ func (g *Groups) read(ctx context.Context, parts []tp, pos map[tp]int64, limit i
 		}
 	}
 	return out, nil
-}
-
-// waitSignal waits until signal closes (nil never does), the deadline
-// passes or ctx ends, and reports whether the signal came.
-func waitSignal(ctx context.Context, signal <-chan struct{}, deadline time.Time) bool {
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case <-signal:
-		return true
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return false
 }

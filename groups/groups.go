@@ -2,13 +2,11 @@ package groups
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +20,7 @@ import (
 type Log interface {
 	FetchFrom(ctx context.Context, topic string, part int, offset int64, cur *broker.Cursor, maxEvents, maxBytes int) ([]broker.Entry, broker.Bounds, error)
 	Bounds(ctx context.Context, topic string, part int) (broker.Bounds, error)
-	Appended(parts ...broker.Part) (<-chan struct{}, func(), error)
+	Appended(parts ...broker.Part) (*broker.Watch, error)
 	Commit(ctx context.Context, consumer, topic string, part int, offset, eventTime int64) error
 	Committed(ctx context.Context, consumer, topic string, part int) (int64, bool, error)
 	States(ctx context.Context, bucket string) (*broker.States, error)
@@ -98,7 +96,7 @@ func (g *Groups) store(ctx context.Context) (*broker.States, error) {
 	return g.st, nil
 }
 
-func key(group string) string { return "g." + base64.RawURLEncoding.EncodeToString([]byte(group)) }
+func key(group string) string { return broker.NameKey("g", group) }
 
 func (g *Groups) partitions(topic string) int {
 	if t := g.topics[topic]; t != nil {
@@ -217,18 +215,7 @@ func (g *Groups) list(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := st.Keys(ctx, "g.")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, k := range keys {
-		if b, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(k, "g.")); err == nil {
-			out = append(out, string(b))
-		}
-	}
-	sort.Strings(out)
-	return out, nil
+	return st.Names(ctx, "g")
 }
 
 // describe returns one HTTP group with its committed positions and lag;

@@ -39,18 +39,10 @@ type RecordError struct {
 	Msg string
 }
 
+// Error reads as the error of an HTTP body's record: "record 3: field
+// "cpu": expected double, got string".
 func (e *RecordError) Error() string {
-	var b strings.Builder
-	b.WriteString("record ")
-	b.WriteString(strconv.Itoa(e.Record))
-	b.WriteString(": ")
-	if e.Field != "" {
-		b.WriteString("field ")
-		b.WriteString(strconv.Quote(e.Field))
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
+	return (&decodeError{Record: e.Record, Field: e.Field, Msg: e.Msg}).Error()
 }
 
 // Errors of PublishRecords, besides *RecordError and the log's errors

@@ -3,13 +3,10 @@ package kafka
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -56,18 +53,7 @@ func (co *coordinator) store(ctx context.Context) (*broker.States, error) {
 	return st, nil
 }
 
-func groupKey(group string) string {
-	return "g." + base64.RawURLEncoding.EncodeToString([]byte(group))
-}
-
-func groupFromKey(key string) (string, bool) {
-	rest, ok := strings.CutPrefix(key, "g.")
-	if !ok {
-		return "", false
-	}
-	b, err := base64.RawURLEncoding.DecodeString(rest)
-	return string(b), err == nil
-}
+func groupKey(group string) string { return broker.NameKey("g", group) }
 
 // update applies the clock and then fn to the group's state and stores the
 // result with compare-and-set when either changed it, retrying on
@@ -138,18 +124,7 @@ func (co *coordinator) listGroups(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := st.Keys(ctx, "g.")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, k := range keys {
-		if g, ok := groupFromKey(k); ok {
-			out = append(out, g)
-		}
-	}
-	sort.Strings(out)
-	return out, nil
+	return st.Names(ctx, "g")
 }
 
 // newMemberID makes a member id as Kafka does: the client id and a random

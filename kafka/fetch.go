@@ -46,39 +46,22 @@ func (c *conn) fetch(ctx context.Context, r *kmsg.FetchRequest) kmsg.Response {
 	}
 	for {
 		// Watch first, then read: an append in between still wakes us.
-		var signal <-chan struct{}
-		release := func() {}
+		var watch *broker.Watch
 		if wait > 0 && len(parts) > 0 {
-			if ch, rel, err := s.log.Appended(parts...); err == nil {
-				signal, release = ch, rel
-			}
+			watch, _ = s.log.Appended(parts...) // without one, the wait is the deadline
 		}
 		resp, size, failed := c.fetchOnce(ctx, r, budget)
 		if size >= max(int(r.MinBytes), 1) || failed || wait <= 0 || !time.Now().Before(deadline) {
-			release()
+			watch.Release()
 			s.metrics.fetchedBytes.Add(float64(size))
 			return resp
 		}
-		woke := waitSignal(ctx, signal, deadline)
-		release()
+		woke := watch.Wait(ctx, deadline)
+		watch.Release()
 		if !woke && ctx.Err() != nil {
 			return resp
 		}
 	}
-}
-
-// waitSignal waits until signal closes (nil never does), the deadline
-// passes or ctx ends; it reports whether the signal came.
-func waitSignal(ctx context.Context, signal <-chan struct{}, deadline time.Time) bool {
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case <-signal:
-		return true
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return false
 }
 
 // fetchOnce reads every requested partition once. It returns the answer,

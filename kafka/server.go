@@ -33,7 +33,7 @@ type Log interface {
 	// OffsetAt returns the first offset stored at or after t, and when.
 	OffsetAt(ctx context.Context, topic string, part int, t time.Time) (int64, time.Time, error)
 	// Appended signals the next append to any of some partitions.
-	Appended(parts ...broker.Part) (<-chan struct{}, func(), error)
+	Appended(parts ...broker.Part) (*broker.Watch, error)
 	// Commit and Committed keep consumer positions.
 	Commit(ctx context.Context, consumer, topic string, part int, offset, eventTime int64) error
 	Committed(ctx context.Context, consumer, topic string, part int) (int64, bool, error)
