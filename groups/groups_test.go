@@ -53,7 +53,7 @@ data_dir: ` + t.TempDir() + `
 topics:
   - {name: metrics, partitions: 2, schema: {host: string, n: long}}
 `
-	p, err := pipelines.Parse("gt.yaml", []byte(src), func(string) (string, bool) { return "", false })
+	p, err := pipelines.Parse("gt.yaml", []byte(src), func(string) (string, bool) { return "", false }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

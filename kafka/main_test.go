@@ -87,7 +87,7 @@ func (e *env) up(kafkaAddr string) {
 	t := e.t
 	t.Helper()
 	src := strings.NewReplacer("%DIR%", e.dir, "%ADDR%", kafkaAddr, "%KAFKA%", e.kafka, "%TOPIC%", e.topic, "%EXTRA%", e.extra).Replace(pipelineYAML)
-	p, err := pipelines.Parse("kt.yaml", []byte(src), func(string) (string, bool) { return "", false })
+	p, err := pipelines.Parse("kt.yaml", []byte(src), func(string) (string, bool) { return "", false }, nil)
 	if err != nil {
 		t.Fatalf("pipeline: %v", err)
 	}
