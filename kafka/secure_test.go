@@ -120,7 +120,7 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.C
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lambdaflow-test"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IsCA: true, BasicConstraintsValid: true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -166,6 +166,29 @@ func TestTLS(t *testing.T) {
 		"-C", "-t", "metrics", "-p", "1", "-o", "beginning", "-e", "-q", "-f", `%o %h\n`)
 	if err != nil || out != "0 id=tls-1\n" {
 		t.Errorf("kcat over TLS: %v\n%s", err, out)
+	}
+}
+
+// TestMutualTLS: with kafka.tls.client_ca the listener accepts only
+// clients that present a certificate that CA signed. (The test's one
+// self-signed certificate is the server's, the CA and the client's.)
+func TestMutualTLS(t *testing.T) {
+	certFile, keyFile, pool := writeCert(t, t.TempDir())
+	e := start(t, ", tls: {cert: "+certFile+", key: "+keyFile+", client_ca: "+certFile+"}", "")
+	ctx := context.Background()
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := e.client(kgo.DialTLSConfig(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if r, err := cl.ProduceSync(ctx, record(0, "mtls", sample(1, "h"))).First(); err != nil || r.Offset != 0 {
+		t.Fatalf("produce with a client certificate: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	anon := e.client(kgo.DialTLSConfig(&tls.Config{RootCAs: pool}), kgo.RequestRetries(0))
+	if _, err := kmsg.NewPtrMetadataRequest().RequestWith(short, anon); err == nil {
+		t.Errorf("a client without a certificate got an answer")
 	}
 }
 
