@@ -10,7 +10,7 @@ BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 
-.PHONY: run build test test-go lint services services-down bench bench-peers bench-backfill fuzz clean
+.PHONY: run build test test-go lint services services-down bench bench-kafka bench-peers bench-backfill fuzz clean
 
 ## run: the example pipeline on embedded defaults (nothing else to install)
 run: build
@@ -31,7 +31,7 @@ test: lint services
 	set -a; source <($(SERVICES) env); set +a; \
 	LF_REQUIRE_SERVICES=1 LF_ARTIFACTS_DIR=$(CURDIR)/artifacts $(GO) test $(GOTEST_FLAGS) ./...
 
-## services: start PostgreSQL, Cassandra and OpenSearch for the tests (idempotent)
+## services: start PostgreSQL, Cassandra, OpenSearch and the S3 server for the tests (idempotent)
 services:
 	$(SERVICES) up
 
@@ -61,6 +61,16 @@ bench-backfill: build
 	deploy/bench/peers.sh duckdb
 	mkdir -p artifacts
 	$(GO) run ./bench/backfill -rounds $(ROUNDS) -o artifacts/bench-backfill.md
+
+## bench-kafka: Kafka-protocol produce throughput, interleaved medians: Apache Kafka (from Maven
+## Central, KRaft, deploy/bench/kafka-broker.sh) vs Lambdaflow's Kafka listener vs the same records
+## over HTTP ingest; the table goes in BENCHMARKS.md (output also in artifacts/bench-kafka.txt)
+bench-kafka: build
+	mkdir -p artifacts
+	deploy/bench/kafka-broker.sh start
+	set -a; source <(deploy/bench/kafka-broker.sh env); set +a; \
+	$(GO) run ./bench/kafkaproduce -lambdaflow bin/lambdaflow $(BENCH_KAFKA_FLAGS) | tee artifacts/bench-kafka.txt; \
+	status=$$?; deploy/bench/kafka-broker.sh stop; exit $$status
 
 ## fuzz: a short run of each fuzz target (FUZZTIME each)
 FUZZTIME ?= 30s

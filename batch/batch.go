@@ -10,12 +10,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
-	"github.com/lambdaflow/lambdaflow/serving"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // Log is what the batch layer needs of the log: the lake writers read
@@ -27,20 +29,17 @@ type Log interface {
 	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
 	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
-	Topics(ctx context.Context) ([]broker.TopicInfo, error)
+	Topics(ctx context.Context) ([]api.Topic, error)
 	Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error)
 }
 
 // Store is what the batch layer needs of the serving store: install a
 // run's rows (which advances the horizon). *serving.Store implements it.
 type Store interface {
-	PutBatch(view string, from, to, horizon int64, rows []serving.Row) (drift int)
+	PutBatch(view string, from, to, horizon int64, rows []viewrow.Row) (drift int)
 }
 
-var (
-	_ Log   = (*broker.Broker)(nil)
-	_ Store = (*serving.Store)(nil)
-)
+var _ Log = (*broker.Broker)(nil)
 
 // Options are the dependencies a Batch gets from its owner.
 type Options struct {

@@ -64,7 +64,7 @@ func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, 
 }
 
 // BenchmarkRecompute runs a view's plan over a lake of 2M rows of the
-// example schema: the DESIGN.md view (where, six aggregates with a
+// example schema: the ops-metrics example view (where, six aggregates with a
 // quantile and a distinct count) and a lean one (count, sum, max).
 //
 // With LF_BENCH_LAKE=DIR set, the lake is written under DIR (emptied

@@ -13,12 +13,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/serving"
 )
 
@@ -80,7 +84,7 @@ func (e *env) add(evs []event.Event) {
 	e.clk.Set(now)
 }
 
-func (e *env) run(view string, from, to time.Time) JobStatus {
+func (e *env) run(view string, from, to time.Time) api.JobStatus {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -162,7 +166,7 @@ func streaming(t *testing.T, p *pipelines.Pipeline, view string, evs []event.Eve
 		start int64
 		key   string
 	}
-	parts := [2]map[wk]*plan.State{{}, {}}
+	parts := [2]map[wk]*aggregate.State{{}, {}}
 	for _, e := range evs {
 		if ok, err := pl.Match(&e); err != nil || !ok {
 			continue
@@ -179,7 +183,7 @@ func streaming(t *testing.T, p *pipelines.Pipeline, view string, evs []event.Eve
 			pl.Update(st, &e)
 		}
 	}
-	merged := map[wk]*plan.State{}
+	merged := map[wk]*aggregate.State{}
 	for _, m := range parts {
 		for k, st := range m {
 			if merged[k] == nil {
@@ -221,7 +225,7 @@ func (e *env) batchRows(view string) ([]windowRow, int64) {
 	}
 	var out []windowRow
 	for _, r := range rows {
-		if r.Layer != serving.LayerBatch {
+		if r.Layer != viewrow.LayerBatch {
 			continue
 		}
 		out = append(out, windowRow{start: r.Start, region: r.Group[0].S, aggs: r.Aggs})
@@ -259,7 +263,7 @@ func TestRecomputeEqualsIndependent(t *testing.T) {
 	}
 	e.add(evs)
 	s := e.run("cpu_by_region", time.Time{}, time.Time{})
-	if s.State != JobSucceeded || s.Rows != int64(len(evs)) || s.Total != 3 || s.Done != 3 {
+	if s.State != api.JobSucceeded || s.Rows != int64(len(evs)) || s.Total != 3 || s.Done != 3 {
 		t.Fatalf("job %+v", s)
 	}
 	got, h := e.batchRows("cpu_by_region")
@@ -365,11 +369,11 @@ func TestHorizonMerge(t *testing.T) {
 	}
 	e.add(evs)
 	region := func(s string) []event.Value { return []event.Value{{S: s, Valid: true}} }
-	mkRow := func(start time.Time, n int64) serving.Row {
-		return serving.Row{Start: start.UnixMicro(), End: start.Add(time.Minute).UnixMicro(), Group: region("eu-west"),
+	mkRow := func(start time.Time, n int64) viewrow.Row {
+		return viewrow.Row{Start: start.UnixMicro(), End: start.Add(time.Minute).UnixMicro(), Group: region("eu-west"),
 			Aggs: []event.Value{{I: n, Valid: true}}, Final: true}
 	}
-	e.store.PutSpeed("cpu_by_region", []serving.Row{
+	e.store.PutSpeed("cpu_by_region", []viewrow.Row{
 		mkRow(t0.Add(time.Hour+59*time.Minute), -1), // ends at the horizon: batch wins
 		mkRow(t0.Add(2*time.Hour), -2),              // after it: speed
 	})
@@ -379,23 +383,23 @@ func TestHorizonMerge(t *testing.T) {
 		t.Fatalf("horizon %v, want 02:00", time.UnixMicro(h).UTC())
 	}
 	for _, r := range rows {
-		wantLayer := serving.LayerSpeed
+		wantLayer := viewrow.LayerSpeed
 		if r.End <= h {
-			wantLayer = serving.LayerBatch
+			wantLayer = viewrow.LayerBatch
 		}
 		if r.Layer != wantLayer {
 			t.Errorf("window %v: layer %s, want %s", time.UnixMicro(r.Start).UTC(), r.Layer, wantLayer)
 		}
 	}
 	last := rows[len(rows)-1]
-	if last.Layer != serving.LayerSpeed || last.Aggs[0].I != -2 {
+	if last.Layer != viewrow.LayerSpeed || last.Aggs[0].I != -2 {
 		t.Errorf("window 02:00 is %+v, want the speed row", last)
 	}
-	byStart := map[int64]serving.Row{}
+	byStart := map[int64]viewrow.Row{}
 	for _, r := range rows {
 		byStart[r.Start] = r
 	}
-	if r := byStart[t0.Add(time.Hour+59*time.Minute).UnixMicro()]; r.Layer != serving.LayerBatch || r.Aggs[0].I <= 0 {
+	if r := byStart[t0.Add(time.Hour+59*time.Minute).UnixMicro()]; r.Layer != viewrow.LayerBatch || r.Aggs[0].I <= 0 {
 		t.Errorf("window 01:59 is %+v, want the batch row", r)
 	}
 
@@ -478,7 +482,7 @@ func TestSchedule(t *testing.T) {
 	checkFor(t, 30*time.Second, func() error {
 		e.clk.Add(10 * time.Minute)
 		for _, j := range e.b.Jobs() {
-			if j.State == JobSucceeded && j.Trigger == "schedule" && j.Horizon != nil {
+			if j.State == api.JobSucceeded && j.Trigger == "schedule" && j.Horizon != nil {
 				return nil
 			}
 		}
@@ -550,7 +554,7 @@ func TestCorruptFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			s, err := e.b.RunJob(context.Background(), "cpu_by_region", t0, t0.Add(time.Hour), nil)
-			if err == nil || s.State != JobFailed {
+			if err == nil || s.State != api.JobFailed {
 				t.Fatalf("job succeeded over a %s file: %+v", tc.name, s)
 			}
 			if !strings.Contains(err.Error(), fe.Path) && !strings.Contains(err.Error(), filepath.Base(fe.Path)) {
@@ -677,14 +681,14 @@ func TestRunsDoNotInterleave(t *testing.T) {
 		ids = append(ids, id)
 	}
 	for _, id := range ids {
-		if s, _ := e.b.Job(id); s.State != JobQueued {
+		if s, _ := e.b.Job(id); s.State != api.JobQueued {
 			t.Fatalf("job %s is %s while another run holds the view", id, s.State)
 		}
 	}
 	<-vj.sem
 	checkFor(t, 30*time.Second, func() error {
 		for _, id := range ids {
-			if s, _ := e.b.Job(id); s.State != JobSucceeded {
+			if s, _ := e.b.Job(id); s.State != api.JobSucceeded {
 				return fmt.Errorf("job %s: %s %s", id, s.State, s.Error)
 			}
 		}
@@ -701,7 +705,7 @@ func TestNoHorizonBeforeLake(t *testing.T) {
 	// injected clock passes lake.roll.max_age, and it stands still here.
 	appendEvents(t, e.br, "metrics", 2, []event.Event{testEvent("e", 0, t0, time.Second)})
 	st := e.run("cpu_by_region", time.Time{}, time.Time{})
-	if st.State != JobSucceeded || st.Horizon != nil || st.Windows != 0 {
+	if st.State != api.JobSucceeded || st.Horizon != nil || st.Windows != 0 {
 		t.Fatalf("job %+v, want succeeded without horizon or windows", st)
 	}
 	if _, _, hasHorizon, _ := e.store.Query("cpu_by_region", serving.Filter{}); hasHorizon {

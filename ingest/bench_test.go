@@ -27,11 +27,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// ndjsonBody is n events of the DESIGN example, one per line, ~110 bytes each.
+// ndjsonBody is n events of the ops-metrics example, one per line, ~110 bytes each.
 func ndjsonBody(n, seed int) string {
 	var b strings.Builder
 	regions := []string{"eu-west", "us-east", "ap-south"}
@@ -144,7 +145,7 @@ func BenchmarkDecode(b *testing.B) {
 	})
 }
 
-// Load of BenchmarkHTTPIngest: as in PERFORMANCE.md.
+// Load of BenchmarkHTTPIngest: the target load of BENCHMARKS.md.
 const (
 	benchClients    = 32
 	benchBodyEvents = 100
@@ -315,7 +316,7 @@ func startHTTPIngest(b *testing.B, p *pipelines.Pipeline, opts Options) *httpEnv
 	for !in.Ready() {
 		time.Sleep(time.Millisecond)
 	}
-	e.srv = &http.Server{Handler: in.Handler()}
+	e.srv = &http.Server{Handler: httpapi.Handler(httpapi.NewAuth(p), in.Routes())}
 	e.wg.Go(func() { e.srv.Serve(ln) })
 	e.client = &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: benchClients,
@@ -577,7 +578,7 @@ func BenchmarkHandler(b *testing.B) {
 					}
 					req, _ := http.NewRequest(http.MethodPost, "/v1/topics/metrics/events", strings.NewReader(bd))
 					rec := &discardWriter{h: http.Header{}}
-					h.in.Handler().ServeHTTP(rec, req)
+					h.http.ServeHTTP(rec, req)
 					if rec.code != 0 && rec.code != 200 {
 						b.Fatalf("status %d", rec.code)
 					}
