@@ -47,8 +47,10 @@ type peersEnv struct {
 	bins   string // the Go test binaries
 	java   string
 	rounds int
-	flink  string // Flink version, for labels
-	kafka  string // Kafka version, for labels
+	// kafkaLib: Kafka's jars (deploy/bench/kafka-broker.sh fetches them)
+	kafkaLib string
+	flink    string // Flink version, for labels
+	kafka    string // Kafka version, for labels
 }
 
 func main() {
@@ -135,15 +137,15 @@ func newEnv(rounds int) (*peersEnv, error) {
 	}
 	env := &peersEnv{
 		repo: repo, rounds: rounds,
-		peers: os.Getenv("LF_PEERS_DIR"), java: os.Getenv("LF_PEERS_JAVA"),
+		peers: os.Getenv("LF_PEERS_DIR"), java: os.Getenv("LF_PEERS_JAVA"), kafkaLib: os.Getenv("LF_PEERS_KAFKA_LIB"),
 		kafka: os.Getenv("LF_PEERS_KAFKA_VERSION"), flink: os.Getenv("LF_PEERS_FLINK_VERSION"),
 	}
-	if env.peers == "" || env.java == "" {
-		return nil, errors.New(`LF_PEERS_DIR and LF_PEERS_JAVA are not set: run deploy/bench/peers.sh fetch && deploy/bench/peers.sh build, then eval "$(deploy/bench/peers.sh env)" (make bench-peers does all of it)`)
+	if env.peers == "" || env.java == "" || env.kafkaLib == "" {
+		return nil, errors.New(`LF_PEERS_DIR, LF_PEERS_JAVA and LF_PEERS_KAFKA_LIB are not set: run deploy/bench/peers.sh fetch && deploy/bench/peers.sh build, then eval "$(deploy/bench/peers.sh env)" (make bench-peers does all of it)`)
 	}
-	for _, p := range []string{"kafka/lib", "flink/lib", "classes/kafka", "classes/flink"} {
-		if _, err := os.Stat(filepath.Join(env.peers, p)); err != nil {
-			return nil, fmt.Errorf("%s missing: run deploy/bench/peers.sh fetch && deploy/bench/peers.sh build", filepath.Join(env.peers, p))
+	for _, p := range []string{env.kafkaLib, filepath.Join(env.peers, "flink/lib"), filepath.Join(env.peers, "classes/kafka"), filepath.Join(env.peers, "classes/flink")} {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("%s missing: run deploy/bench/peers.sh fetch && deploy/bench/peers.sh build", p)
 		}
 	}
 	env.work = filepath.Join(env.peers, "run")

@@ -50,7 +50,7 @@ func ingestPair(ctx context.Context, env *peersEnv) ([]*measure.Row, error) {
 	rows := []*measure.Row{fsync, fsyncP99, nofsync, oneP50, oneP99, oneLinger0}
 
 	measure.Logf(os.Stderr, "ingest: starting Kafka %s", env.kafka)
-	k, err := startKafka(ctx, env, filepath.Join(env.work, "kafka"))
+	k, err := startKafka(ctx, env)
 	if err != nil {
 		return nil, err
 	}
