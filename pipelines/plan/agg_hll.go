@@ -1,12 +1,12 @@
 package plan
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"math/bits"
 	"slices"
 
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -181,7 +181,7 @@ func (d *distinct) appendBinary(b []byte) []byte {
 		return append(b, d.reg[:]...)
 	}
 	b = append(b, 0)
-	b = binary.AppendUvarint(b, uint64(d.n))
+	b = binfmt.AppendUvarint(b, uint64(d.n))
 	hs := make([]uint64, 0, d.n)
 	for _, h := range d.set {
 		if h != 0 {
@@ -190,30 +190,30 @@ func (d *distinct) appendBinary(b []byte) []byte {
 	}
 	slices.Sort(hs)
 	for _, h := range hs {
-		b = binary.LittleEndian.AppendUint64(b, h)
+		b = binfmt.AppendUint64(b, h)
 	}
 	return b
 }
 
-func (d *distinct) readBinary(r *reader) error {
+func (d *distinct) readBinary(r *binfmt.Reader) error {
 	*d = distinct{}
-	switch r.byte() {
+	switch r.Byte() {
 	case 0:
-		n := r.uvarint()
+		n := r.Uvarint()
 		if n > distinctExactMax {
 			return fmt.Errorf("distinct set of %d members, more than %d", n, distinctExactMax)
 		}
 		for range n {
-			h := r.uint64()
-			if r.err != nil {
-				return r.err
+			h := r.Uint64()
+			if r.Failed() {
+				return r.Err()
 			}
 			d.add(h)
 		}
 	case 1:
-		reg := r.bytes(hllM)
-		if r.err != nil {
-			return r.err
+		reg := r.Bytes(hllM)
+		if r.Failed() {
+			return r.Err()
 		}
 		d.reg = (*[hllM]uint8)(slices.Clone(reg))
 		for _, v := range d.reg {
@@ -224,7 +224,7 @@ func (d *distinct) readBinary(r *reader) error {
 	default:
 		return fmt.Errorf("unknown distinct mode")
 	}
-	return r.err
+	return r.Err()
 }
 
 // Value hashing. The hashes are stored in checkpoints and merged across

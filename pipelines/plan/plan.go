@@ -1,12 +1,12 @@
 package plan
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"strings"
 
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
@@ -406,14 +406,13 @@ func (p *Plan) Key(e *event.Event, buf []byte) []byte {
 		buf = append(buf, 1)
 		switch g.typ {
 		case event.TypeString:
-			buf = binary.AppendUvarint(buf, uint64(len(v.S)))
-			buf = append(buf, v.S...)
+			buf = binfmt.AppendString(buf, v.S)
 		case event.TypeDouble:
-			buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(canonicalFloat(v.F)))
+			buf = binfmt.AppendFloat64(buf, canonicalFloat(v.F))
 		case event.TypeBool:
 			buf = append(buf, byte(v.I&1))
 		default:
-			buf = binary.AppendVarint(buf, v.I)
+			buf = binfmt.AppendVarint(buf, v.I)
 		}
 	}
 	return buf
@@ -427,9 +426,9 @@ var ErrBadKey = errors.New("malformed group key")
 // GroupBy order.
 func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
 	vs := make([]event.Value, len(p.group))
-	r := &reader{b: key}
+	r := binfmt.NewReader(key, nil)
 	for i, g := range p.group {
-		switch r.byte() {
+		switch r.Byte() {
 		case 0:
 			continue
 		case 1:
@@ -440,16 +439,16 @@ func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
 		v.Valid = true
 		switch g.typ {
 		case event.TypeString:
-			v.S = r.string()
+			v.S = r.LenString()
 		case event.TypeDouble:
-			v.F = math.Float64frombits(r.uint64())
+			v.F = math.Float64frombits(r.Uint64())
 		case event.TypeBool:
-			v.I = int64(r.byte() & 1)
+			v.I = int64(r.Byte() & 1)
 		default:
-			v.I = r.varint()
+			v.I = r.Varint()
 		}
 	}
-	if r.err != nil || len(r.b) != 0 {
+	if r.Failed() || r.Remaining() != 0 {
 		return nil, fmt.Errorf("%w: %d bytes", ErrBadKey, len(key))
 	}
 	return vs, nil
