@@ -11,7 +11,7 @@ import (
 // stateVersion is the first byte of a marshalled State. Bump it when the
 // encoding or the value hashes change.
 //
-// Encoding, version 1: the version byte, the plan signature (8 bytes LE, a
+// Encoding, version 2: the version byte, the plan signature (8 bytes LE, a
 // hash of the aggregates' kinds, input types and arguments), then per
 // aggregate in view order (uv = uvarint, v = zig-zag varint, u64 = 8 bytes LE,
 // str = uv length + bytes):
@@ -24,8 +24,11 @@ import (
 //	avg (double)       uv n, exact sum
 //	min/max            uv n, then if n > 0: u64 value (double as bits) or str
 //	count_distinct     byte 0 (no values) or 1, then byte 0 + uv count +
-//	                   sorted u64 hashes (XXH64, seed 0), or byte 1 + 16384
-//	                   register bytes
+//	                   sorted u64 value hashes, or byte 1 + 16384 register
+//	                   bytes (HyperLogLog, p = 14); a value's hash is XXH64
+//	                   (seed 0) of a string's bytes, or XXH64's avalanche of
+//	                   the 64 bits of a number (two's complement; a double's
+//	                   IEEE bits with -0 as 0 and one NaN), see hashValue
 //	quantile           byte 0 or 1, then uv n; if n > 0: u64 min, u64 max,
 //	                   then n ≤ 16: n × u64 values (in any order); else uv
 //	                   zeros and per store (positive, negative): v first
@@ -36,7 +39,23 @@ import (
 // a reader checks that the counts agree. Since heads order -0 below +0, a
 // quantile's min and max may differ in the sign of a zero from those written
 // by earlier builds; while its values are exact they are recomputed from them.
-const stateVersion = 1
+//
+// Version 1 is version 2 with another string hash: XXH64's short-input path
+// over the whole string, which is XXH64 only for strings under 32 bytes.
+// Version 1 states are read as they are (the hashes of their sets and
+// registers cannot be recomputed without the values). So a count_distinct of
+// a string field in a state written by version 1 counts a value of 32 bytes
+// or more twice if the same value comes again after the upgrade: once under
+// each hash. Shorter strings and numbers hash as before and are unaffected.
+// Only the speed layer persists states, in checkpoints of open windows, so
+// the overcount is confined to windows open at the upgrade (at most one per
+// such value in the exact set; in a HyperLogLog, at most one register raised
+// by one value's second hash), and the next batch run recomputes those windows
+// from the lake with the new hash.
+const stateVersion = 2
+
+// stateVersion1 states are read as version 2; see stateVersion.
+const stateVersion1 = 1
 
 // ErrStateMismatch is returned when a marshalled state was written by a plan
 // with different aggregates.
@@ -210,7 +229,7 @@ func isMinKind(k aggKind) bool {
 func (s *State) read(data []byte) error {
 	p := s.p
 	r := binfmt.NewReader(data, nil)
-	if v := r.Byte(); !r.Failed() && v != stateVersion {
+	if v := r.Byte(); !r.Failed() && v != stateVersion && v != stateVersion1 {
 		return fmt.Errorf("unsupported state version %d (this build reads %d)", v, stateVersion)
 	}
 	if sig := r.Uint64(); !r.Failed() && sig != p.sig {

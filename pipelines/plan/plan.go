@@ -1,9 +1,11 @@
 package plan
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strings"
 
 	"github.com/lambdaflow/lambdaflow/internal/binfmt"
@@ -130,7 +132,7 @@ func Compile(v *pipelines.View, t *pipelines.Topic) (*Plan, error) {
 		p.columns = append(p.columns, Column{Name: a.Name, Type: out})
 		fmt.Fprintf(&sig, "%d:%d:%d:%x;", op.kind, op.typ, op.class, math.Float64bits(op.q))
 	}
-	p.sig = hashString(sig.String())
+	p.sig = signatureHash(sig.String())
 	p.planUpdate()
 	if err := p.buildLayout(); err != nil {
 		return fail("aggregates", v.Pos, err)
@@ -452,4 +454,38 @@ func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrBadKey, len(key))
 	}
 	return vs, nil
+}
+
+// signatureHash hashes a plan's signature text (see Compile) into the
+// signature every marshalled state carries. It is part of the state format,
+// so it never changes: it is the string hash of state version 1, XXH64's
+// short-input path over the whole text (XXH64 itself for texts under 32
+// bytes), kept when version 2 moved value hashes to XXH64 so that states of
+// both versions name the same plan alike.
+func signatureHash(s string) uint64 {
+	const (
+		p1 = 0x9e3779b185ebca87
+		p2 = 0xc2b2ae3d27d4eb4f
+		p3 = 0x165667b19e3779f9
+		p4 = 0x85ebca77c2b2ae63
+		p5 = 0x27d4eb2f165667c5
+	)
+	h := p5 + uint64(len(s))
+	for ; len(s) >= 8; s = s[8:] {
+		k := binary.LittleEndian.Uint64([]byte(s[:8]))
+		k *= p2
+		k = bits.RotateLeft64(k, 31) * p1
+		h ^= k
+		h = bits.RotateLeft64(h, 27)*p1 + p4
+	}
+	if len(s) >= 4 {
+		h ^= uint64(binary.LittleEndian.Uint32([]byte(s[:4]))) * p1
+		h = bits.RotateLeft64(h, 23)*p2 + p3
+		s = s[4:]
+	}
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i]) * p5
+		h = bits.RotateLeft64(h, 11) * p1
+	}
+	return hashMix(h)
 }
