@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
@@ -141,21 +142,22 @@ func (w *lakeWriter) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for p := range w.tl.topic.Partitions {
 		wg.Go(func() {
-			backoff := w.poll
-			for {
+			// The poll interval doubling to 30 s, without jitter: each
+			// partition writer waits for its own log and lake.
+			backoff := retry.Backoff{Base: w.poll, Cap: 30 * time.Second}
+			backoff.Do(ctx, func(int) error {
 				err := w.runPartition(ctx, p)
 				if ctx.Err() != nil {
-					return
+					return nil // stopping
 				}
+				if err == nil {
+					err = errors.New("stopped without an error")
+				}
+				return err
+			}, func(_ int, err error, _ time.Duration) {
 				w.logger.Error("lake: partition writer failed; restarting from the manifest",
 					"topic", w.tl.topic.Name, "partition", p, "err", err)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(backoff):
-				}
-				backoff = min(backoff*2, 30*time.Second)
-			}
+			})
 		})
 	}
 	wg.Wait()
