@@ -10,7 +10,7 @@ BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 
-.PHONY: run build test test-go lint services services-down bench fuzz clean
+.PHONY: run build build-nocgo test test-go lint services services-down bench fuzz clean
 
 ## run: the example pipeline on embedded defaults (nothing else to install)
 run: build
@@ -19,6 +19,10 @@ run: build
 ## build: the binary into bin/
 build:
 	$(GO) build -o bin/lambdaflow ./cmd/lambdaflow
+
+## build-nocgo: the binary without DuckDB, the one part that needs cgo
+build-nocgo:
+	CGO_ENABLED=0 $(GO) build -tags noduckdb -o bin/lambdaflow ./cmd/lambdaflow
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -55,7 +55,7 @@ func runCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 	if err != nil {
 		return err
 	}
-	p, err := pipelines.Load(*file, env)
+	p, err := loadPipeline(*file, env)
 	if err != nil {
 		var errs pipelines.Errors
 		if errors.As(err, &errs) {

@@ -27,3 +27,22 @@ func openTarget(ctx context.Context, p *pipelines.Pipeline, spec *pipelines.Sink
 	}
 	return nil, fmt.Errorf("sink %q: unknown type %q", spec.Name, spec.Type)
 }
+
+// checkCompiledSinks refuses sinks whose target this binary was built
+// without (the duckdb sink under -tags noduckdb), with the file position of
+// each, before anything starts.
+func checkCompiledSinks(p *pipelines.Pipeline) error {
+	var errs pipelines.Errors
+	for i := range p.Sinks {
+		s := &p.Sinks[i]
+		if s.Type == "duckdb" && !warehouse.DuckDBCompiled {
+			errs = append(errs, &pipelines.Error{File: p.File, Line: s.Pos.Line, Col: s.Pos.Col,
+				Path: fmt.Sprintf("sinks[%d].type", i),
+				Msg:  "duckdb is not compiled into this binary (it was built with -tags noduckdb); use a build without that tag, or another sink type"})
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
+}

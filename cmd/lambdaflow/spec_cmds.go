@@ -18,7 +18,7 @@ func validateCmd(_ context.Context, args []string, std stdio, env lookupEnv) err
 	}
 	failed := 0
 	for _, f := range files {
-		if _, err := pipelines.Load(f, env); err != nil {
+		if _, err := loadPipeline(f, env); err != nil {
 			failed++
 			var errs pipelines.Errors
 			if errors.As(err, &errs) {
@@ -49,4 +49,17 @@ func schemaCmd(_ context.Context, args []string, std stdio, _ lookupEnv) error {
 	}
 	_, err = std.out.Write(append(s, '\n'))
 	return err
+}
+
+// loadPipeline loads and validates a pipeline file for this binary: the
+// file's own rules, then the sink types this build has.
+func loadPipeline(file string, env lookupEnv) (*pipelines.Pipeline, error) {
+	p, err := pipelines.Load(file, env)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCompiledSinks(p); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
