@@ -15,6 +15,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // LakeConsumer is the consumer name under which lake writers commit.
@@ -41,6 +42,9 @@ type topicLake struct {
 	dir   string
 	ls    *lakeSchema
 	ms    *manifestStore
+	// scan reads one lake file (scanParquet); benchmarks swap in another
+	// reader to compare them on the same workload.
+	scan func(ctx context.Context, path string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) error
 }
 
 func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
@@ -53,7 +57,7 @@ func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &topicLake{topic: t, dir: dir, ls: ls, ms: ms}, nil
+	return &topicLake{topic: t, dir: dir, ls: ls, ms: ms, scan: scanParquet}, nil
 }
 
 // recover brings the directory in line with the manifest after a crash:
