@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -163,7 +165,7 @@ func (b *Broker) EnsureTopics(ctx context.Context) error {
 				t.spec.Name, existing[len(existing)-1]+1, len(t.parts))
 		}
 		for _, p := range t.parts {
-			st, err := b.js.CreateOrUpdateStream(ctx, b.streamConfig(t, p))
+			st, err := b.createStream(ctx, b.streamConfig(t, p))
 			if err != nil {
 				return fmt.Errorf("broker: topic %q partition %d: create stream %s: %w", t.spec.Name, p.index, p.stream, unavailable(err))
 			}
@@ -174,6 +176,44 @@ func (b *Broker) EnsureTopics(ctx context.Context) error {
 	}
 	_, err := b.offsets(ctx)
 	return err
+}
+
+// createStream creates or updates a stream, waiting for the cluster as
+// whileForming does.
+func (b *Broker) createStream(ctx context.Context, cfg jetstream.StreamConfig) (st jetstream.Stream, err error) {
+	err = b.whileForming(ctx, "stream "+cfg.Name, func() error {
+		st, err = b.js.CreateOrUpdateStream(ctx, cfg)
+		return err
+	})
+	return st, err
+}
+
+// whileForming runs f, and on a cluster runs it again after what may pass
+// (a timeout, no quorum yet) until it succeeds or ctx ends: a replicated
+// stream or bucket cannot be placed until enough nodes have joined, and on
+// a freshly formed cluster its creation can outlast one request's timeout.
+// The first processes of a cluster wait for it instead of exiting.
+func (b *Broker) whileForming(ctx context.Context, what string, f func() error) error {
+	start := time.Now()
+	next := start.Add(10 * time.Second)
+	delay := 100 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || b.replicas <= 1 || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		if time.Now().After(next) {
+			b.log.Warn("broker: waiting for the cluster to create "+what, "replicas", b.replicas,
+				"waited", time.Since(start).Round(time.Second), "err", err)
+			next = time.Now().Add(10 * time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
 }
 
 // existingPartitions returns the sorted partition numbers of t that have a
@@ -194,44 +234,18 @@ func (b *Broker) existingPartitions(ctx context.Context, t *topic) ([]int, error
 	return parts, nil
 }
 
-// TopicInfo describes one topic's log, as GET /v1/topics shows it.
-type TopicInfo struct {
-	Name string `json:"name"`
-	// Events is the number of events held, summed over partitions.
-	Events     int64           `json:"events"`
-	Bytes      int64           `json:"bytes"`
-	Partitions []PartitionInfo `json:"partitions"`
-	// Retention is the topic's retention as a Go duration ("168h0m0s").
-	Retention string `json:"retention"`
-	MaxBytes  int64  `json:"max_bytes"`
-	Replicas  int    `json:"replicas"`
-}
-
-// PartitionInfo describes one partition's log.
-type PartitionInfo struct {
-	Partition int `json:"partition"`
-	// FirstOffset and LastOffset are the offsets of the first and the last
-	// event still held, both -1 when the partition holds none.
-	FirstOffset int64 `json:"first_offset"`
-	LastOffset  int64 `json:"last_offset"`
-	// EndOffset is the offset the next appended event will get.
-	EndOffset int64  `json:"end_offset"`
-	Bytes     int64  `json:"bytes"`
-	Entries   uint64 `json:"entries"`
-}
-
 // Topics describes every topic of the log in pipeline order: the user topics,
 // then one per view, then one dead-letter topic per sink.
-func (b *Broker) Topics(ctx context.Context) ([]TopicInfo, error) {
+func (b *Broker) Topics(ctx context.Context) ([]api.Topic, error) {
 	if b.isClosed() {
 		return nil, ErrClosed
 	}
-	out := make([]TopicInfo, 0, len(b.logTopics))
+	out := make([]api.Topic, 0, len(b.logTopics))
 	for i := range b.logTopics {
 		t := b.topics[b.logTopics[i].Name]
-		ti := TopicInfo{
+		ti := api.Topic{
 			Name:       t.spec.Name,
-			Partitions: make([]PartitionInfo, 0, len(t.parts)),
+			Partitions: make([]api.Partition, 0, len(t.parts)),
 			Retention:  t.spec.Retention.D().String(),
 			MaxBytes:   int64(t.spec.MaxBytes),
 			Replicas:   b.replicas,
@@ -241,7 +255,7 @@ func (b *Broker) Topics(ctx context.Context) ([]TopicInfo, error) {
 			if err != nil {
 				return nil, err
 			}
-			pi := PartitionInfo{
+			pi := api.Partition{
 				Partition:   p.index,
 				FirstOffset: -1,
 				LastOffset:  -1,

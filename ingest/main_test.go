@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -85,6 +86,7 @@ type harness struct {
 	t      testing.TB
 	p      *pipelines.Pipeline
 	in     *Ingest
+	http   http.Handler // in's routes behind the pipeline's tokens, as a process mounts them
 	reg    *prometheus.Registry
 	clock  *clock
 	cancel context.CancelFunc
@@ -108,6 +110,7 @@ func startIngest(t testing.TB, p *pipelines.Pipeline, log Log, opts Options) *ha
 		t.Fatalf("New: %v", err)
 	}
 	h.in = in
+	h.http = httpapi.Handler(httpapi.NewAuth(p), in.Routes())
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- in.Run(ctx) }()
@@ -159,7 +162,7 @@ func (h *harness) post(topic, body string, header ...string) (int, string, http.
 		req.Header.Set(header[i], header[i+1])
 	}
 	rec := httptest.NewRecorder()
-	h.in.Handler().ServeHTTP(rec, req)
+	h.http.ServeHTTP(rec, req)
 	return rec.Code, rec.Body.String(), rec.Header()
 }
 
