@@ -10,6 +10,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
 
@@ -103,7 +104,7 @@ func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *Engin
 	}
 	b = binfmt.AppendUvarint(b, uint64(e.OpenWindows()))
 	var err error
-	window := func(tw plan.TimeWindow, key string, st *plan.State) {
+	window := func(tw plan.TimeWindow, key string, st *aggregate.State) {
 		if err != nil {
 			return
 		}
@@ -211,7 +212,7 @@ func restoreWindows(e *Engine, r *binfmt.Reader) error {
 
 // restoreWindow puts one checkpointed window state back, marked changed so
 // that the next Flush shows it.
-func (e *Engine) restoreWindow(tw plan.TimeWindow, key string, st *plan.State) {
+func (e *Engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.State) {
 	if e.session {
 		k := e.keys[key]
 		if k == nil {

@@ -33,7 +33,7 @@ func openWindowsText(e *Engine) string {
 
 // TestCheckpointVersion1Golden restores a checkpoint written before
 // aggregate states moved to version 2 (real XXH64 string hashes; see
-// pipelines/plan stateVersion): view "all" of the test pipeline with 2
+// pipelines/aggregate StateVersion): view "all" of the test pipeline with 2
 // partitions and lateness 1h, 60 events in open windows, hosts and notes
 // both shorter and longer than 32 bytes. testdata/checkpoint_v1.windows is
 // what that build's engine held when it wrote the checkpoint; the restored

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -38,14 +39,14 @@ func TestBuildWithoutDuckDB(t *testing.T) {
 	if cmd.ProcessState.ExitCode() != 1 {
 		t.Fatalf("validate with a duckdb sink: exit %d (%v), want 1\n%s", cmd.ProcessState.ExitCode(), err, out)
 	}
-	want := duck + ":8:5: sinks[1].type: duckdb is not compiled into this binary (it was built with -tags noduckdb); use a build without that tag, or another sink type\n"
-	if !strings.HasPrefix(string(out), want) {
-		t.Fatalf("validate with a duckdb sink said:\n%s\nwant first:\n%s", out, want)
+	want := regexp.MustCompile("^" + regexp.QuoteMeta(duck) + `:8:\d+: sinks\[1\]\.type: duckdb is not compiled into this binary \(it was built with -tags noduckdb\); use a build without that tag, or another sink type\n`)
+	if !want.Match(out) {
+		t.Fatalf("validate with a duckdb sink said:\n%s\nwant first a line matching %s", out, want)
 	}
 	// run refuses the same file before anything starts.
 	cmd = exec.Command(bin, "run", "-c", duck)
 	out, _ = cmd.CombinedOutput()
-	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), want) || !strings.Contains(string(out), "nothing started") {
+	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "sinks[1].type: duckdb is not compiled into this binary") || !strings.Contains(string(out), "nothing started") {
 		t.Fatalf("run with a duckdb sink: exit %d\n%s", cmd.ProcessState.ExitCode(), out)
 	}
 }

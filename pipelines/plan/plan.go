@@ -1,15 +1,13 @@
 package plan
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
-	"math/bits"
 	"strings"
 
 	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
 )
@@ -33,12 +31,8 @@ type Plan struct {
 	size, slide, gap int64       // µs
 	where            *expr.Where // nil: every event matches
 	group            []keyField
-	aggs             []aggOp
-	upd              []aggOp     // the aggregates Update and Merge visit: see planUpdate
-	stats            []fieldStat // per field: what its aggregates share
-	layout           stateLayout
+	aggs             *aggregate.Set
 	columns          []Column
-	sig              uint64
 }
 
 type windowKind uint8
@@ -117,26 +111,24 @@ func Compile(v *pipelines.View, t *pipelines.Topic) (*Plan, error) {
 	if len(v.Aggregates) == 0 {
 		return fail("aggregates", v.Pos, errors.New("a view needs at least one aggregate"))
 	}
-	var sig strings.Builder
+	b := aggregate.NewBuilder(v.Name, t.Schema)
 	seen := make(map[string]bool, len(v.Aggregates))
 	for _, a := range v.Aggregates {
 		if seen[a.Name] {
 			return fail(fmt.Sprintf("aggregate %q", a.Name), a.Pos, errors.New("name used twice"))
 		}
 		seen[a.Name] = true
-		op, out, err := p.compileAggregate(a, t.Schema)
+		out, err := b.Add(a.Func, a.Field, a.Arg)
 		if err != nil {
 			return fail(fmt.Sprintf("aggregate %q", a.Name), a.Pos, err)
 		}
-		p.aggs = append(p.aggs, op)
 		p.columns = append(p.columns, Column{Name: a.Name, Type: out})
-		fmt.Fprintf(&sig, "%d:%d:%d:%x;", op.kind, op.typ, op.class, math.Float64bits(op.q))
 	}
-	p.sig = signatureHash(sig.String())
-	p.planUpdate()
-	if err := p.buildLayout(); err != nil {
+	aggs, err := b.Build()
+	if err != nil {
 		return fail("aggregates", v.Pos, err)
 	}
+	p.aggs = aggs
 	return p, nil
 }
 
@@ -174,174 +166,6 @@ func (p *Plan) compileWindow(w pipelines.Window) error {
 		return fmt.Errorf("unknown window type %q (want tumbling, hopping or session)", w.Type)
 	}
 	return err
-}
-
-// compileAggregate checks one aggregate and lays out its state slots.
-func (p *Plan) compileAggregate(a pipelines.Aggregate, schema event.Schema) (aggOp, event.FieldType, error) {
-	op := aggOp{field: -1, q: a.Arg, st: -1, n: -1, v: -1, w: -1, s: -1, f: -1, x: -1, mn: -1, mx: -1}
-	l := &p.layout
-	if a.Func == "count" && a.Field == "" {
-		op.kind = aggCount
-		op.w = p.alloc(&l.nw, 1)
-		return op, event.TypeLong, nil
-	}
-	if a.Field == "" {
-		return op, 0, fmt.Errorf("%s() needs a field", a.Func)
-	}
-	op.field = schema.Index(a.Field)
-	if op.field < 0 {
-		return op, 0, fmt.Errorf("unknown field %q", a.Field)
-	}
-	op.typ = schema[op.field].Type
-	op.class = classOf(op.typ)
-	numeric := op.typ == event.TypeLong || op.typ == event.TypeInt || op.typ == event.TypeDouble
-	notNumeric := func() (aggOp, event.FieldType, error) {
-		return op, 0, fmt.Errorf("%s(%s): field %q is %s; %s needs long, int or double", a.Func, a.Field, a.Field, op.typ, a.Func)
-	}
-	// counted uses the field's shared count of non-null values.
-	counted := func() {
-		op.st = int32(p.stat(op.field, op.class))
-		op.n = p.stats[op.st].n
-	}
-	switch a.Func {
-	case "count":
-		op.kind = aggCountField
-		counted()
-		return op, event.TypeLong, nil
-	case "sum":
-		if !numeric {
-			return notNumeric()
-		}
-		if op.class == classFloat {
-			op.kind = aggSumFloat
-			op.f = p.alloc(&l.nf, 1)
-			return op, event.TypeDouble, nil
-		}
-		op.kind = aggSumInt
-		op.w = p.alloc(&l.nw, 2)
-		return op, event.TypeLong, nil
-	case "avg":
-		if !numeric {
-			return notNumeric()
-		}
-		counted()
-		if op.class == classFloat {
-			op.kind = aggAvgFloat
-			op.f = p.alloc(&l.nf, 1)
-		} else {
-			op.kind = aggAvgInt
-			op.w = p.alloc(&l.nw, 2)
-		}
-		return op, event.TypeDouble, nil
-	case "min", "max":
-		isMin := a.Func == "min"
-		counted()
-		op.v = p.statSlot(int(op.st), isMin)
-		switch op.class {
-		case classInt:
-			op.kind = pick(isMin, aggMinInt, aggMaxInt)
-		case classFloat:
-			op.kind = pick(isMin, aggMinFloat, aggMaxFloat)
-		case classString:
-			op.kind = pick(isMin, aggMinString, aggMaxString)
-		}
-		return op, op.typ, nil
-	case "count_distinct":
-		op.kind = aggDistinct
-		op.w = p.alloc(&l.nw, 1)
-		op.x = p.alloc(&l.nd, 1)
-		return op, event.TypeLong, nil
-	case "quantile":
-		if !numeric {
-			return notNumeric()
-		}
-		if !(a.Arg >= 0 && a.Arg <= 1) {
-			return op, 0, fmt.Errorf("quantile(%s, %v): q must be between 0 and 1", a.Field, a.Arg)
-		}
-		op.kind = aggQuantile
-		counted()
-		if op.class == classFloat {
-			op.mn = p.statSlot(int(op.st), true)
-			op.mx = p.statSlot(int(op.st), false)
-		} else {
-			// The field's min and max are integers; the quantile's are
-			// doubles, kept apart.
-			op.ownMinMax = true
-			op.mn = p.alloc(&l.nw, 2)
-			op.mx = op.mn + 1
-		}
-		op.x = p.alloc(&l.nq, 1)
-		return op, event.TypeDouble, nil
-	case "first", "last":
-		op.kind = pick(a.Func == "first", aggFirst, aggLast)
-		counted()
-		if op.class == classString {
-			op.w = p.alloc(&l.nw, 1)
-			op.s = p.allocStr(strPair)
-		} else {
-			op.w = p.alloc(&l.nw, 2)
-			op.s = p.allocStr(strPlain)
-		}
-		return op, op.typ, nil
-	}
-	return op, 0, fmt.Errorf("unknown function %q (want count, sum, min, max, avg, count_distinct, quantile, first or last)", a.Func)
-}
-
-// planUpdate lists the aggregates Update visits: those with state of their
-// own (count(f), min and max have none beyond their field's stats). The last
-// of them to read a field's stats updates them, after its own work, so every
-// aggregate sees the stats as they were before the event; a field read only
-// by count(f), min or max gets one of those for it.
-func (p *Plan) planUpdate() {
-	for _, op := range p.aggs {
-		switch op.kind {
-		case aggCountField, aggMinInt, aggMaxInt, aggMinFloat, aggMaxFloat, aggMinString, aggMaxString:
-		default:
-			p.upd = append(p.upd, op)
-		}
-	}
-	for st := range p.stats {
-		last := -1
-		for i, op := range p.upd {
-			if op.st == int32(st) {
-				last = i
-			}
-		}
-		if last < 0 {
-			for _, op := range p.aggs {
-				if op.st == int32(st) {
-					p.upd = append(p.upd, op)
-					break
-				}
-			}
-			last = len(p.upd) - 1
-		}
-		op, fs := &p.upd[last], &p.stats[st]
-		op.statMin, op.statMax = fs.min, fs.max
-		switch hasMin, hasMax := fs.min >= 0, fs.max >= 0; {
-		case !hasMin && !hasMax:
-			op.upd = statCount
-		case fs.class == classString:
-			op.upd = statString
-		case fs.class == classInt:
-			op.upd = pick(hasMin && hasMax, statMinMaxInt, pick(hasMin, statMinInt, statMaxInt))
-		default:
-			op.upd = pick(hasMin && hasMax, statMinMaxFloat, pick(hasMin, statMinFloat, statMaxFloat))
-		}
-	}
-}
-
-func pick[T any](c bool, a, b T) T {
-	if c {
-		return a
-	}
-	return b
-}
-
-func (p *Plan) alloc(n *int, k int32) int32 {
-	at := int32(*n)
-	*n += int(k)
-	return at
 }
 
 // NewMatcher returns a Matcher of the view's where expression, for a
@@ -410,7 +234,7 @@ func (p *Plan) Key(e *event.Event, buf []byte) []byte {
 		case event.TypeString:
 			buf = binfmt.AppendString(buf, v.S)
 		case event.TypeDouble:
-			buf = binfmt.AppendFloat64(buf, canonicalFloat(v.F))
+			buf = binfmt.AppendFloat64(buf, event.CanonicalFloat(v.F))
 		case event.TypeBool:
 			buf = append(buf, byte(v.I&1))
 		default:
@@ -435,6 +259,9 @@ func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
 			continue
 		case 1:
 		default:
+			if r.Failed() {
+				return nil, fmt.Errorf("%w: %d bytes", ErrBadKey, len(key))
+			}
 			return nil, fmt.Errorf("%w: field %q", ErrBadKey, g.name)
 		}
 		v := &vs[i]
@@ -443,7 +270,7 @@ func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
 		case event.TypeString:
 			v.S = r.LenString()
 		case event.TypeDouble:
-			v.F = math.Float64frombits(r.Uint64())
+			v.F = r.Float64()
 		case event.TypeBool:
 			v.I = int64(r.Byte() & 1)
 		default:
@@ -454,38 +281,4 @@ func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrBadKey, len(key))
 	}
 	return vs, nil
-}
-
-// signatureHash hashes a plan's signature text (see Compile) into the
-// signature every marshalled state carries. It is part of the state format,
-// so it never changes: it is the string hash of state version 1, XXH64's
-// short-input path over the whole text (XXH64 itself for texts under 32
-// bytes), kept when version 2 moved value hashes to XXH64 so that states of
-// both versions name the same plan alike.
-func signatureHash(s string) uint64 {
-	const (
-		p1 = 0x9e3779b185ebca87
-		p2 = 0xc2b2ae3d27d4eb4f
-		p3 = 0x165667b19e3779f9
-		p4 = 0x85ebca77c2b2ae63
-		p5 = 0x27d4eb2f165667c5
-	)
-	h := p5 + uint64(len(s))
-	for ; len(s) >= 8; s = s[8:] {
-		k := binary.LittleEndian.Uint64([]byte(s[:8]))
-		k *= p2
-		k = bits.RotateLeft64(k, 31) * p1
-		h ^= k
-		h = bits.RotateLeft64(h, 27)*p1 + p4
-	}
-	if len(s) >= 4 {
-		h ^= uint64(binary.LittleEndian.Uint32([]byte(s[:4]))) * p1
-		h = bits.RotateLeft64(h, 23)*p2 + p3
-		s = s[4:]
-	}
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i]) * p5
-		h = bits.RotateLeft64(h, 11) * p1
-	}
-	return hashMix(h)
 }

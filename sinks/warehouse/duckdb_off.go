@@ -22,7 +22,7 @@ const DuckDBCompiled = false
 
 // ErrDuckDBNotCompiled is returned (wrapped) by NewDuckDB in a binary built
 // without DuckDB.
-var ErrDuckDBNotCompiled = errors.New("the duckdb sink is not compiled into this binary (built with -tags noduckdb)")
+var ErrDuckDBNotCompiled = errors.New(duckDBNotCompiled)
 
 // NewDuckDB fails: this build has no DuckDB. (It returns an untyped nil
 // target, so the caller never holds a nil pointer in a non-nil interface.)

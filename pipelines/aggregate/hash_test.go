@@ -1,16 +1,9 @@
-package plan
+package aggregate
 
 import (
-	"bufio"
-	"encoding/hex"
-	"fmt"
 	"math"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -48,7 +41,7 @@ var xxh64Vectors = [101]uint64{
 
 // TestAggHashIsXXH64 pins the string hash of count_distinct states to XXH64
 // over inputs of every length from 0 to 100 bytes: it is part of the state
-// format (stateVersion) and must never change.
+// format (StateVersion) and must never change.
 func TestAggHashIsXXH64(t *testing.T) {
 	in := make([]byte, len(xxh64Vectors))
 	for i := range in {
@@ -83,94 +76,5 @@ func TestAggHashNumbersStable(t *testing.T) {
 		if got := hashValue(c.typ, &c.v); got != c.want {
 			t.Errorf("hashValue(%v, %+v) = %#x, want %#x", c.typ, c.v, got, c.want)
 		}
-	}
-}
-
-// TestAggReadsVersion1DistinctStates reads count_distinct states written by
-// state version 1 (testdata/agg_state_v1_long_strings.txt: "mode short long
-// n hosts hex" per line; short hosts "h-%d", long ones
-// "host-%04d.eu-west-1.compute.internal", each of 35 bytes, one note "x").
-// They read as they were written, and go on as stateVersion documents: a
-// short string seen again is not counted again, a string of 32 bytes or more
-// is, once.
-func TestAggReadsVersion1DistinctStates(t *testing.T) {
-	v := designView()
-	v.Where = ""
-	v.GroupBy = nil
-	v.Aggregates = pipelines.Aggregates{{Name: "n", Func: "count"}, {Name: "hosts", Func: "count_distinct", Field: "host"},
-		{Name: "notes", Func: "count_distinct", Field: "note"}}
-	p := mustCompile(t, v)
-	f, err := os.Open("testdata/agg_state_v1_long_strings.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	host := func(i, short int) string {
-		if i < short {
-			return fmt.Sprintf("h-%d", i)
-		}
-		return fmt.Sprintf("host-%04d.eu-west-1.compute.internal", i)
-	}
-	ev := func(host string) *event.Event {
-		return newEvent(1_700_000_000_000_000, "id", map[int]any{fHost: host, fCPU: 1.0, fBytes: int64(1), fNote: "x"})
-	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	lines := 0
-	for sc.Scan() {
-		lines++
-		fs := strings.Fields(sc.Text())
-		mode := fs[0]
-		var num [4]int64
-		for i := range num {
-			if num[i], err = strconv.ParseInt(fs[1+i], 10, 64); err != nil {
-				t.Fatal(err)
-			}
-		}
-		short, long, n, hosts := int(num[0]), int(num[1]), num[2], num[3]
-		raw, err := hex.DecodeString(fs[5])
-		if err != nil || raw[0] != 1 {
-			t.Fatalf("%s: not a version 1 state (%v)", mode, err)
-		}
-		s, err := p.UnmarshalState(raw)
-		if err != nil {
-			t.Fatalf("%s: %v", mode, err)
-		}
-		got := p.Finalize(s)
-		if n != int64(short+long) || got[0].I != n || got[1].I != hosts || got[2].I != 1 {
-			t.Fatalf("%s: read n %d, hosts %d, notes %d; written %d, %d, 1", mode, got[0].I, got[1].I, got[2].I, n, hosts)
-		}
-		if mode != "exact" {
-			// A HyperLogLog's estimate moves by one value's second hash
-			// at most; its registers read back is all there is to check.
-			continue
-		}
-		// Every short host again: nothing new.
-		for i := range short {
-			p.Update(s, ev(host(i, short)))
-		}
-		if c := p.Finalize(s)[1].I; c != hosts {
-			t.Fatalf("%s: short hosts again counted %d, want %d", mode, c, hosts)
-		}
-		// One long host again: counted a second time, as documented.
-		p.Update(s, ev(host(short, short)))
-		if c := p.Finalize(s)[1].I; c != hosts+1 {
-			t.Fatalf("%s: a long host again counted %d, want %d (once under each hash)", mode, c, hosts+1)
-		}
-		// Written again, the state is version 2 and reads the same.
-		b, err := s.MarshalBinary()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b[0] != stateVersion {
-			t.Fatalf("re-marshalled as version %d", b[0])
-		}
-		s2, err := p.UnmarshalState(b)
-		if err != nil || p.Finalize(s2)[1].I != hosts+1 {
-			t.Fatalf("re-read: %v, hosts %d", err, p.Finalize(s2)[1].I)
-		}
-	}
-	if lines != 2 {
-		t.Fatalf("%d states in the file, want 2", lines)
 	}
 }

@@ -1,4 +1,4 @@
-package plan
+package aggregate
 
 import (
 	"fmt"
@@ -238,7 +238,7 @@ func (d *distinct) readBinary(r *binfmt.Reader) error {
 // so two distinct numbers never collide, and cheaper than hashing their
 // eight bytes. State version 1 hashed strings with XXH64's short-input path
 // whatever their length, which equals XXH64 below 32 bytes only; see
-// stateVersion for what that means for states written then.
+// StateVersion for what that means for states written then.
 
 // hashString is XXH64 of s, seed 0.
 func hashString(s string) uint64 { return xxhash.Sum64String(s) }
@@ -264,19 +264,7 @@ func hashValue(t event.FieldType, v *event.Value) uint64 {
 	case event.TypeString:
 		return hashString(v.S)
 	case event.TypeDouble:
-		return hashMix(math.Float64bits(canonicalFloat(v.F)))
+		return hashMix(math.Float64bits(event.CanonicalFloat(v.F)))
 	}
 	return hashMix(uint64(v.I))
-}
-
-// canonicalFloat folds -0 into 0 and every NaN into one, so that values equal
-// for grouping and counting hash and encode the same.
-func canonicalFloat(f float64) float64 {
-	if f == 0 {
-		return 0
-	}
-	if f != f {
-		return math.NaN()
-	}
-	return f
 }

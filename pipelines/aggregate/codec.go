@@ -1,4 +1,4 @@
-package plan
+package aggregate
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 )
 
-// stateVersion is the first byte of a marshalled State. Bump it when the
+// StateVersion is the first byte of a marshalled State. Bump it when the
 // encoding or the value hashes change.
 //
 // Encoding, version 2: the version byte, the plan signature (8 bytes LE, a
@@ -34,6 +34,8 @@ import (
 //	                   zeros and per store (positive, negative): v first
 //	                   index, uv buckets, uv count each
 //	first/last         uv n, then if n > 0: v time, str id, str or u64 value
+//	others             byte 0 (no values) or 1, then str: the bytes of the
+//	                   function's Accumulator (see accumulator.go)
 //
 // Aggregates of one field repeat its count (and min and max its extremes);
 // a reader checks that the counts agree. Since heads order -0 below +0, a
@@ -52,9 +54,9 @@ import (
 // such value in the exact set; in a HyperLogLog, at most one register raised
 // by one value's second hash), and the next batch run recomputes those windows
 // from the lake with the new hash.
-const stateVersion = 2
+const StateVersion = 2
 
-// stateVersion1 states are read as version 2; see stateVersion.
+// stateVersion1 states are read as version 2; see StateVersion.
 const stateVersion1 = 1
 
 // ErrStateMismatch is returned when a marshalled state was written by a plan
@@ -72,7 +74,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 func (s *State) AppendBinary(b []byte) ([]byte, error) {
 	p := s.p
 	w, strs := p.words(s), p.strs(s)
-	b = append(b, stateVersion)
+	b = append(b, StateVersion)
 	b = binfmt.AppendUint64(b, p.sig)
 	for i := range p.aggs {
 		op := &p.aggs[i]
@@ -136,6 +138,11 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 			} else {
 				b = binfmt.AppendUint64(b, w[op.w+1])
 			}
+		case aggCustom:
+			var err error
+			if b, err = p.appendAcc(b, s, op); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return b, nil
@@ -146,7 +153,7 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 func (s *State) UnmarshalBinary(data []byte) error {
 	p := s.p
 	if p == nil {
-		return errors.New("unmarshal state: state has no plan; use Plan.NewState")
+		return errors.New("unmarshal state: state has no plan; use Set.NewState")
 	}
 	n := p.NewState()
 	if err := n.read(data); err != nil {
@@ -157,7 +164,7 @@ func (s *State) UnmarshalBinary(data []byte) error {
 }
 
 // UnmarshalState decodes a state written by State.MarshalBinary.
-func (p *Plan) UnmarshalState(data []byte) (*State, error) {
+func (p *Set) UnmarshalState(data []byte) (*State, error) {
 	s := p.NewState()
 	if err := s.read(data); err != nil {
 		return nil, fmt.Errorf("view %q: unmarshal state: %w", p.view, err)
@@ -168,7 +175,7 @@ func (p *Plan) UnmarshalState(data []byte) (*State, error) {
 // statReader fills the shared field stats from the aggregates that repeat
 // them: the first sets a count and the others must agree; extremes combine.
 type statReader struct {
-	p    *Plan
+	p    *Set
 	w    []uint64
 	strs []string
 	seen []bool // per stat: count, min, max
@@ -229,8 +236,8 @@ func isMinKind(k aggKind) bool {
 func (s *State) read(data []byte) error {
 	p := s.p
 	r := binfmt.NewReader(data, nil)
-	if v := r.Byte(); !r.Failed() && v != stateVersion && v != stateVersion1 {
-		return fmt.Errorf("unsupported state version %d (this build reads %d)", v, stateVersion)
+	if v := r.Byte(); !r.Failed() && v != StateVersion && v != stateVersion1 {
+		return fmt.Errorf("unsupported state version %d (this build reads %d and %d)", v, stateVersion1, StateVersion)
 	}
 	if sig := r.Uint64(); !r.Failed() && sig != p.sig {
 		return ErrStateMismatch
@@ -323,6 +330,8 @@ func (s *State) read(data []byte) error {
 				w[op.w+1] = r.Uint64()
 				strs[op.s] = p.intern(strs, id)
 			}
+		case aggCustom:
+			err = p.readAcc(&r, s, op)
 		}
 		if err != nil {
 			return err

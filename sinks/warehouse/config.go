@@ -1,0 +1,58 @@
+package warehouse
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/sinks"
+)
+
+// PostgresConfig is the keys of a postgres sink.
+type PostgresConfig struct {
+	DSN string `yaml:"dsn" required:"true" doc:"postgres: connection string (postgres://user:password@host:5432/db?sslmode=disable)."`
+}
+
+// DuckDBConfig is the keys of a duckdb sink.
+type DuckDBConfig struct {
+	Path string `yaml:"path" doc:"duckdb: database file; default <data_dir>/warehouse.duckdb."`
+}
+
+// PostgresKind is the postgres sink: tables in a PostgreSQL database.
+func PostgresKind() sinks.Kind {
+	return sinks.Kind{
+		SinkType: pipelines.SinkType{
+			Name:      "postgres",
+			Doc:       "tables in a PostgreSQL database",
+			NewConfig: func() any { return new(PostgresConfig) },
+		},
+		Open: func(ctx context.Context, _ *pipelines.Pipeline, spec *pipelines.Sink, logger *slog.Logger) (sinks.Target, error) {
+			return NewPostgres(ctx, spec, logger)
+		},
+	}
+}
+
+// duckDBNotCompiled is why a binary built without DuckDB refuses a duckdb
+// sink.
+const duckDBNotCompiled = "duckdb is not compiled into this binary (it was built with -tags noduckdb); use a build without that tag, or another sink type"
+
+// DuckDBKind is the duckdb sink: tables in an embedded DuckDB file.
+func DuckDBKind() sinks.Kind {
+	return sinks.Kind{
+		SinkType: pipelines.SinkType{
+			Name:      "duckdb",
+			Doc:       "tables in an embedded DuckDB file",
+			NewConfig: func() any { return new(DuckDBConfig) },
+			Check: func(_ any, c pipelines.SinkCheck) {
+				// A binary built with -tags noduckdb knows the type but
+				// cannot open it: refuse the file, not the running sink.
+				if !DuckDBCompiled {
+					c.Errorf("type", "%s", duckDBNotCompiled)
+				}
+			},
+		},
+		Open: func(ctx context.Context, p *pipelines.Pipeline, spec *pipelines.Sink, logger *slog.Logger) (sinks.Target, error) {
+			return NewDuckDB(ctx, spec, p.DataDir, logger)
+		},
+	}
+}
