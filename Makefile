@@ -10,7 +10,7 @@ BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 
-.PHONY: run build test test-go lint services services-down bench bench-kafka bench-peers bench-backfill fuzz clean
+.PHONY: run build build-nocgo test test-go lint services services-down bench bench-kafka bench-peers bench-backfill fuzz clean
 
 ## run: the example pipeline on embedded defaults (nothing else to install)
 run: build
@@ -19,6 +19,10 @@ run: build
 ## build: the binary into bin/
 build:
 	$(GO) build -o bin/lambdaflow ./cmd/lambdaflow
+
+## build-nocgo: the binary without DuckDB, the one part that needs cgo
+build-nocgo:
+	CGO_ENABLED=0 $(GO) build -tags noduckdb -o bin/lambdaflow ./cmd/lambdaflow
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -80,6 +84,7 @@ fuzz:
 	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzRFC3339$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./broker -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./speed -run '^$$' -fuzz '^FuzzDecodeCheckpoint$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./batch -run '^$$' -fuzz '^FuzzReadManifest$$' -fuzztime $(FUZZTIME)
 
 clean:
