@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -173,43 +174,50 @@ func (a *appendCall) run(ctx context.Context) ([]Placement, error) {
 	} else {
 		x = p.dedup // nil unless this partition deduplicates
 	}
-	backoff := 25 * time.Millisecond
 	conflicts := 0
-	for {
-		done, err := a.attempt(ctx, x, bufp)
-		if err == nil && done {
-			b.metrics.appendSeconds.Observe(time.Since(a.start).Seconds())
-			return a.out, nil
-		}
-		switch {
-		case err == nil:
-			continue
-		case ctx.Err() != nil:
-			return nil, b.ctxErr(ctx, p, err)
-		case wrongLastSequence(err) && conflicts < 8:
-			// Another writer appended, or our own earlier attempt landed:
-			// read what it appended and retry at once.
-			conflicts++
-			b.log.Debug("broker: append conflict, reading the end of the log", "topic", p.topic, "partition", p.index, "err", err)
-			continue
-		case wrongLastSequence(err) || transient(err):
-			// Past a few conflicts in a row, back off so that competing
-			// writers do not keep colliding.
-			b.log.Debug("broker: append retry", "topic", p.topic, "partition", p.index, "err", err)
-			timer := time.NewTimer(backoff)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-				timer.Stop()
-				return nil, b.ctxErr(ctx, p, err)
+	// final says the append's error is decided; otherwise ctx ended while
+	// waiting to retry the error Do returns.
+	final := false
+	// Retries after transient failures and repeated conflicts wait 25 ms
+	// doubling to 1 s, without jitter: the wait is for the log to come
+	// back, and competing writers are already out of step.
+	backoff := retry.Backoff{Base: 25 * time.Millisecond, Cap: time.Second}
+	err := backoff.Do(ctx, func(int) error {
+		for {
+			_, err := a.attempt(ctx, x, bufp)
+			switch {
+			case err == nil:
+				return nil
+			case ctx.Err() != nil:
+				final = true
+				return retry.Permanent(b.ctxErr(ctx, p, err))
+			case wrongLastSequence(err) && conflicts < 8:
+				// Another writer appended, or our own earlier attempt
+				// landed: read what it appended and retry at once.
+				conflicts++
+				b.log.Debug("broker: append conflict, reading the end of the log", "topic", p.topic, "partition", p.index, "err", err)
+			case wrongLastSequence(err) || transient(err):
+				// Past a few conflicts in a row, back off so that
+				// competing writers do not keep colliding.
+				b.log.Debug("broker: append retry", "topic", p.topic, "partition", p.index, "err", err)
+				return err
+			case b.isClosed():
+				final = true
+				return retry.Permanent(fmt.Errorf("broker: append to %q partition %d: %w (%w)", p.topic, p.index, ErrClosed, err))
+			default:
+				final = true
+				return retry.Permanent(fmt.Errorf("broker: append to %q partition %d: %w", p.topic, p.index, err))
 			}
-			backoff = min(2*backoff, time.Second)
-		case b.isClosed():
-			return nil, fmt.Errorf("broker: append to %q partition %d: %w (%w)", p.topic, p.index, ErrClosed, err)
-		default:
-			return nil, fmt.Errorf("broker: append to %q partition %d: %w", p.topic, p.index, err)
 		}
+	}, nil)
+	if err != nil {
+		if !final {
+			err = b.ctxErr(ctx, p, err)
+		}
+		return nil, err
 	}
+	b.metrics.appendSeconds.Observe(time.Since(a.start).Seconds())
+	return a.out, nil
 }
 
 // wrapErr turns an error of the index's reads into Append's errors.

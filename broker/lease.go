@@ -176,14 +176,3 @@ func (l *Lease) Commit(ctx context.Context, topic string, offset, eventTime int6
 		c.rev = e.Revision()
 	}
 }
-
-// conflict reports a compare-and-set that found another revision.
-func conflict(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return true
-	}
-	return wrongLastSequence(err)
-}

@@ -32,9 +32,11 @@ var errAppend = errors.New("ingest: append failed")
 // If an Append fails the request fails as a whole (errAppend). Events of
 // it that did become durable stay in the log, so a retry with the same ids
 // answers them as duplicates and appends only the rest.
-func (in *Ingest) publish(ts *topicState, events []event.Event, dedupable []bool, bufs *requestBufs) ([]result, int, error) {
+//
+// place says where the events go; placeByKey is HTTP ingest's rule.
+func (in *Ingest) publish(ts *topicState, events []event.Event, dedupable []bool, place placement, bufs *requestBufs) ([]result, int, error) {
 	n := len(events)
-	origins, err := in.appendEvents(ts, events, dedupable, bufs)
+	origins, err := in.appendEvents(ts, events, dedupable, place, bufs)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -49,6 +51,21 @@ func (in *Ingest) publish(ts *topicState, events []event.Event, dedupable []bool
 	return res, accepted, nil
 }
 
+// placement says which partition a request's events go to, and whether a
+// partition's events of one request must get consecutive offsets.
+type placement struct {
+	// partition is where every event goes; -1 places each by its key
+	// (the topic's partitioning rule).
+	partition int
+	// contiguous keeps a request's events of one partition together: when
+	// they need more than one log entry, no other request's events come
+	// between those entries, so they get consecutive offsets.
+	contiguous bool
+}
+
+// placeByKey is HTTP ingest's placement.
+var placeByKey = placement{partition: -1}
+
 // origin is where one event of a request is in the log.
 type origin struct {
 	offset    int64
@@ -59,7 +76,7 @@ type origin struct {
 // appendEvents sends events through their partitions' batchers and waits
 // until all are settled. It returns each event's origin, by index into
 // events, or an error wrapping errAppend if any chunk failed.
-func (in *Ingest) appendEvents(ts *topicState, events []event.Event, dedupable []bool, bufs *requestBufs) ([]origin, error) {
+func (in *Ingest) appendEvents(ts *topicState, events []event.Event, dedupable []bool, place placement, bufs *requestBufs) ([]origin, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -69,7 +86,10 @@ func (in *Ingest) appendEvents(ts *topicState, events []event.Event, dedupable [
 	partOf := make([]int32, len(events))
 	count := make([]int, np+1)
 	for i := range events {
-		p := ts.part.of(&events[i])
+		p := place.partition
+		if p < 0 {
+			p = ts.part.of(&events[i])
+		}
 		partOf[i] = int32(p)
 		count[p+1]++
 	}
@@ -102,12 +122,20 @@ func (in *Ingest) appendEvents(ts *topicState, events []event.Event, dedupable [
 	// Chunks are cut at max_batch events or maxEntryBytes, whichever comes
 	// first, so that each fits one log entry.
 	maxBatch := max(in.p.Ingest.MaxBatch, 1)
-	var chunks []*chunk
-	var parts, bases []int // per chunk: its partition, its first index in sorted
+	var chunks []*chunk    // the chunks submitted
+	var all []*chunk       // every chunk, successors of contiguous ones too
+	var parts, bases []int // per chunk of all: its partition, its first index in sorted
 	cut := func(p, lo, hi, size int) {
-		chunks = append(chunks, &chunk{bytes: size, events: sorted[lo:hi:hi], unique: unique[lo:hi:hi],
-			offsets: offs[lo:hi:hi], dups: dups[lo:hi:hi], parts: placedIn[lo:hi:hi]})
+		c := &chunk{bytes: size, events: sorted[lo:hi:hi], unique: unique[lo:hi:hi],
+			offsets: offs[lo:hi:hi], dups: dups[lo:hi:hi], parts: placedIn[lo:hi:hi]}
+		all = append(all, c)
 		parts, bases = append(parts, p), append(bases, lo)
+		if prev := len(all) - 2; place.contiguous && prev >= 0 && parts[prev] == p {
+			// The batcher appends it right after its predecessor.
+			all[prev].next, c.cont = c, true
+			return
+		}
+		chunks = append(chunks, c)
 	}
 	for p := range np {
 		lo, size := count[p], 0
@@ -123,11 +151,20 @@ func (in *Ingest) appendEvents(ts *topicState, events []event.Event, dedupable [
 			cut(p, lo, hi, size)
 		}
 	}
-	c := newCall(len(chunks))
-	for _, ch := range chunks {
+	c := newCall(len(all))
+	for _, ch := range all {
 		ch.call = c
 	}
-	if err := in.submit(ts, parts, chunks); err != nil {
+	heads := parts
+	if len(chunks) != len(all) {
+		heads = make([]int, 0, len(chunks))
+		for i, ch := range all {
+			if !ch.cont {
+				heads = append(heads, parts[i])
+			}
+		}
+	}
+	if err := in.submit(ts, heads, chunks); err != nil {
 		return nil, err
 	}
 	<-c.done // Appends are bounded by the log's timeouts; see batcher.run
@@ -135,7 +172,7 @@ func (in *Ingest) appendEvents(ts *topicState, events []event.Event, dedupable [
 		return nil, fmt.Errorf("%w: %w", errAppend, err)
 	}
 	out := make([]origin, len(events))
-	for ci, ch := range chunks {
+	for ci, ch := range all {
 		for j := range ch.offsets {
 			i := order[bases[ci]+j]
 			out[i] = origin{offset: ch.offsets[j], partition: ch.parts[j], duplicate: ch.dups[j]}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
@@ -82,7 +83,7 @@ func (w *worker) run(ctx context.Context) error {
 			attempt = 1 // it made progress: this is a new failure, not the same one
 		}
 		r.logger.Warn("reading the log failed; retrying", "source", w.key, "offset", w.next, "error", err)
-		if !r.sleep(ctx, attempt) {
+		if r.backoff.Wait(ctx, attempt) != nil {
 			return nil
 		}
 	}
@@ -314,24 +315,21 @@ func (r *Runner) deliver(ctx context.Context, src *source, key string, rows []Ro
 // ctx ends; errLost when another process took the partition.
 func (w *worker) commit(ctx context.Context, offset int64) error {
 	r := w.r
-	for attempt := 1; ; attempt++ {
+	err := r.backoff.Do(ctx, func(int) error {
 		err := w.lease.Commit(ctx, w.src.topic.Name, offset, w.lastTime, "")
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.Is(err, broker.ErrFenced) {
+		switch {
+		case errors.Is(err, broker.ErrFenced):
 			r.logger.Warn("partition taken by another process; stopping", "source", w.key, "error", err)
-			return errLost
+			return retry.Permanent(errLost)
+		case fatal(err):
+			return retry.Permanent(err)
 		}
-		if fatal(err) {
-			return err
-		}
+		return err
+	}, func(_ int, err error, _ time.Duration) {
 		r.logger.Warn("commit failed; retrying", "source", w.key, "offset", offset, "error", err)
-		if !r.sleep(ctx, attempt) {
-			return ctx.Err()
-		}
+	})
+	if err != nil && ctx.Err() != nil && !errors.Is(err, errLost) {
+		return ctx.Err()
 	}
+	return err
 }

@@ -1,7 +1,6 @@
 package speed
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -61,11 +60,6 @@ func definitionHash(v *pipelines.View, t *pipelines.Topic) uint64 {
 	return h.Sum64()
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
 // restoreWindow puts one checkpointed window state back, marked changed so
 // that the next Flush shows it.
 func (e *Engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.State) {
@@ -89,91 +83,3 @@ func (e *Engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.Sta
 	w.groups[key] = s
 	e.markDirty(w, s, []byte(key))
 }
-
-// ckReader decodes a checkpoint. The first failure sticks in err, and every
-// later read returns zero.
-type ckReader struct {
-	b   []byte
-	err error
-}
-
-func (r *ckReader) fail() {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: truncated or malformed", ErrCorruptCheckpoint)
-	}
-	r.b = nil
-}
-
-func (r *ckReader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail()
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *ckReader) uint64() uint64 {
-	if len(r.b) < 8 {
-		r.fail()
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-func (r *ckReader) uint32() uint32 {
-	if len(r.b) < 4 {
-		r.fail()
-		return 0
-	}
-	v := binary.LittleEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
-}
-
-func (r *ckReader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *ckReader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-// count reads a count of items of at least minSize bytes each, refusing
-// counts the remaining bytes cannot hold (a corrupt count must not make the
-// reader allocate without limit).
-func (r *ckReader) count(minSize int) int {
-	n := r.uvarint()
-	if n > uint64(len(r.b)/minSize) {
-		r.fail()
-		return 0
-	}
-	return int(n)
-}
-
-func (r *ckReader) bytes(n int) []byte {
-	if n < 0 || len(r.b) < n {
-		r.fail()
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *ckReader) string() string { return string(r.bytes(int(r.uvarint()))) }

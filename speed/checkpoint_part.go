@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
@@ -48,31 +49,31 @@ func encodePart(b []byte, view string, def uint64, savedAt int64, part int, epoc
 	e1 *Engine, m *Merger, partialsNext int64, em *emitter) ([]byte, error) {
 	b = append(b, checkpointMagic...)
 	b = append(b, checkpointPartVersion, 0)
-	b = appendString(b, view)
-	b = binary.LittleEndian.AppendUint64(b, def)
-	b = binary.AppendVarint(b, savedAt)
-	b = binary.AppendUvarint(b, uint64(part))
-	b = binary.AppendUvarint(b, epoch)
+	b = binfmt.AppendString(b, view)
+	b = binfmt.AppendUint64(b, def)
+	b = binfmt.AppendVarint(b, savedAt)
+	b = binfmt.AppendUvarint(b, uint64(part))
+	b = binfmt.AppendUvarint(b, epoch)
 
-	b = binary.AppendVarint(b, e1.Next(0))
+	b = binfmt.AppendVarint(b, e1.Next(0))
 	if t, ok := e1.MaxTime(0); ok {
 		b = append(b, 1)
-		b = binary.AppendVarint(b, t)
+		b = binfmt.AppendVarint(b, t)
 	} else {
 		b = append(b, 0)
 	}
-	b = binary.AppendVarint(b, e1.wm)
+	b = binfmt.AppendVarint(b, e1.wm)
 	b, err := appendWindows(b, e1)
 	if err != nil {
 		return nil, fmt.Errorf("speed: view %q partition %d: checkpoint: %w", view, part, err)
 	}
 
-	b = binary.AppendVarint(b, partialsNext)
-	b = binary.AppendVarint(b, m.wm)
-	b = binary.AppendUvarint(b, uint64(len(m.sources)))
+	b = binfmt.AppendVarint(b, partialsNext)
+	b = binfmt.AppendVarint(b, m.wm)
+	b = binfmt.AppendUvarint(b, uint64(len(m.sources)))
 	for _, s := range m.sources {
-		b = binary.AppendUvarint(b, s.epoch)
-		b = binary.AppendVarint(b, s.asOf)
+		b = binfmt.AppendUvarint(b, s.epoch)
+		b = binfmt.AppendVarint(b, s.asOf)
 		var flags byte
 		if s.seen {
 			flags |= 1
@@ -85,14 +86,14 @@ func encodePart(b []byte, view string, def uint64, savedAt int64, part int, epoc
 		}
 		b = append(b, flags)
 		if s.seen {
-			b = binary.AppendVarint(b, s.newest)
+			b = binfmt.AppendVarint(b, s.newest)
 		}
 	}
 	n := 0
 	for _, u := range m.units {
 		n += len(u.states)
 	}
-	b = binary.AppendUvarint(b, uint64(n))
+	b = binfmt.AppendUvarint(b, uint64(n))
 	keys := make([]unitKey, 0, len(m.units))
 	for uk := range m.units {
 		keys = append(keys, uk)
@@ -109,42 +110,42 @@ func encodePart(b []byte, view string, def uint64, savedAt int64, part int, epoc
 		}
 		slices.Sort(srcs)
 		for _, s := range srcs {
-			b = binary.AppendVarint(b, uk.start)
-			b = binary.AppendVarint(b, u.end)
-			b = appendString(b, uk.key)
-			b = binary.AppendUvarint(b, uint64(s))
-			at := len(b)
-			b = append(b, 0, 0, 0, 0)
+			b = binfmt.AppendVarint(b, uk.start)
+			b = binfmt.AppendVarint(b, u.end)
+			b = binfmt.AppendString(b, uk.key)
+			b = binfmt.AppendUvarint(b, uint64(s))
+			var at int
+			b, at = binfmt.ReserveUint32(b)
 			if b, err = u.states[s].AppendBinary(b); err != nil {
 				return nil, fmt.Errorf("speed: view %q partition %d: checkpoint: %w", view, part, err)
 			}
-			binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+			binfmt.PutUint32(b, at, uint32(len(b)-at-4))
 		}
 	}
 	retain := em.retainFrom()
-	b = binary.AppendVarint(b, em.ends[part])
-	b = binary.AppendVarint(b, retain[part])
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
+	b = binfmt.AppendVarint(b, em.ends[part])
+	b = binfmt.AppendVarint(b, retain[part])
+	return binfmt.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
 
 // appendWindows writes an engine's open windows: the count, then per
 // window its bounds, key and state.
 func appendWindows(b []byte, e *Engine) ([]byte, error) {
-	b = binary.AppendUvarint(b, uint64(e.OpenWindows()))
+	b = binfmt.AppendUvarint(b, uint64(e.OpenWindows()))
 	var err error
 	window := func(tw plan.TimeWindow, key string, st *aggregate.State) {
 		if err != nil {
 			return
 		}
-		b = binary.AppendVarint(b, tw.Start)
-		b = binary.AppendVarint(b, tw.End)
-		b = appendString(b, key)
+		b = binfmt.AppendVarint(b, tw.Start)
+		b = binfmt.AppendVarint(b, tw.End)
+		b = binfmt.AppendString(b, key)
 		// The state's length precedes it: reserve four bytes and fill
 		// them in afterwards rather than encoding the state twice.
-		at := len(b)
-		b = append(b, 0, 0, 0, 0)
+		var at int
+		b, at = binfmt.ReserveUint32(b)
 		b, err = st.AppendBinary(b)
-		binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+		binfmt.PutUint32(b, at, uint32(len(b)-at-4))
 	}
 	for _, w := range e.windows {
 		for key, s := range w.groups {
@@ -176,24 +177,30 @@ func decodePart(data []byte, e1 *Engine, m *Merger) (partCheckpoint, error) {
 	if data[5] != 0 {
 		return h, fmt.Errorf("%w: unknown flags %#x", ErrCorruptCheckpoint, data[5])
 	}
-	r := &ckReader{b: body[6:]}
-	h.view = r.string()
-	h.def = r.uint64()
-	h.savedAt = r.varint()
-	h.part = int(r.uvarint())
-	h.epoch = r.uvarint()
+	// Offsets in errors count from the start of the object.
+	rd := binfmt.NewReader(body, ErrCorruptCheckpoint)
+	r := &rd
+	r.Skip(6)
+	h.view = r.LenString()
+	h.def = r.Uint64()
+	h.savedAt = r.Varint()
+	h.part = int(r.Uvarint())
+	h.epoch = r.Uvarint()
 
-	h.next = r.varint()
-	switch r.byte() {
+	h.next = r.Varint()
+	switch seen := r.Byte(); seen {
 	case 0:
 	case 1:
-		h.seen, h.newest = true, r.varint()
+		h.seen, h.newest = true, r.Varint()
 	default:
-		r.fail()
+		r.Failf("seen flag %d", seen)
 	}
-	h.watermark1 = r.varint()
-	if r.err != nil {
-		return h, r.err
+	h.watermark1 = r.Varint()
+	if h.next < 0 {
+		r.Failf("next offset %d", h.next)
+	}
+	if err := r.Err(); err != nil {
+		return h, err
 	}
 	e1.parts[0] = partState{next: h.next, maxTime: h.newest, seen: h.seen}
 	e1.wm = h.watermark1
@@ -201,34 +208,37 @@ func decodePart(data []byte, e1 *Engine, m *Merger) (partCheckpoint, error) {
 		return h, err
 	}
 
-	h.partialsNext = r.varint()
-	h.watermark2 = r.varint()
-	n := r.count(3)
+	h.partialsNext = r.Varint()
+	h.watermark2 = r.Varint()
+	n := r.Count(3)
 	for range n {
-		s := sourceState{epoch: r.uvarint(), asOf: r.varint()}
-		flags := r.byte()
+		s := sourceState{epoch: r.Uvarint(), asOf: r.Varint()}
+		flags := r.Byte()
 		s.seen, s.idle, s.reports = flags&1 != 0, flags&2 != 0, flags&4 != 0
+		if flags&^7 != 0 {
+			r.Failf("source %d: flags %#x", len(h.sources), flags)
+		}
 		if s.seen {
-			s.newest = r.varint()
+			s.newest = r.Varint()
 		}
 		h.sources = append(h.sources, s)
 	}
-	if r.err != nil {
-		return h, r.err
+	if err := r.Err(); err != nil {
+		return h, err
 	}
 	if len(h.sources) > len(m.sources) {
 		return h, fmt.Errorf("%w: %d source partitions, the topic has %d", ErrCorruptCheckpoint, len(h.sources), len(m.sources))
 	}
 	copy(m.sources, h.sources)
 	m.wm = h.watermark2
-	n = r.count(4)
+	n = r.Count(4)
 	for range n {
-		start, end := r.varint(), r.varint()
-		key := r.string()
-		src := int(r.uvarint())
-		raw := r.bytes(int(r.uint32()))
-		if r.err != nil {
-			return h, r.err
+		start, end := r.Varint(), r.Varint()
+		key := r.LenString()
+		src := int(r.Uvarint())
+		raw := r.Bytes(int(r.Uint32()))
+		if err := r.Err(); err != nil {
+			return h, err
 		}
 		if end <= start || src >= len(m.sources) {
 			return h, fmt.Errorf("%w: unit [%d, %d) of source %d", ErrCorruptCheckpoint, start, end, src)
@@ -252,34 +262,34 @@ func decodePart(data []byte, e1 *Engine, m *Merger) (partCheckpoint, error) {
 		u.states[src] = st
 		m.touch(uk, u)
 	}
-	h.viewEnd, h.retain = r.varint(), r.varint()
-	if r.err == nil && len(r.b) != 0 {
-		return h, fmt.Errorf("%w: %d trailing bytes", ErrCorruptCheckpoint, len(r.b))
+	h.viewEnd, h.retain = r.Varint(), r.Varint()
+	if r.Err() == nil && r.Remaining() != 0 {
+		return h, fmt.Errorf("%w: %d trailing bytes", ErrCorruptCheckpoint, r.Remaining())
 	}
-	return h, r.err
+	return h, r.Err()
 }
 
 // readWindows reads appendWindows' encoding into an empty engine.
-func readWindows(e *Engine, r *ckReader) error {
-	n := r.count(4)
+func readWindows(e *Engine, r *binfmt.Reader) error {
+	n := r.Count(4)
 	for range n {
-		tw := plan.TimeWindow{Start: r.varint(), End: r.varint()}
-		key := r.string()
-		raw := r.bytes(int(r.uint32()))
-		if r.err != nil {
+		tw := plan.TimeWindow{Start: r.Varint(), End: r.Varint()}
+		key := r.LenBytes()
+		raw := r.Bytes(int(r.Uint32()))
+		if r.Failed() {
 			break
 		}
 		if tw.End <= tw.Start || (e.wm != noWatermark && tw.End <= e.wm) {
 			return fmt.Errorf("%w: window [%d, %d) open behind the watermark %d", ErrCorruptCheckpoint, tw.Start, tw.End, e.wm)
 		}
-		if _, err := e.plan.DecodeKey([]byte(key)); err != nil {
+		if _, err := e.plan.DecodeKey(key); err != nil {
 			return fmt.Errorf("%w: %w", ErrCorruptCheckpoint, err)
 		}
 		st, err := e.plan.UnmarshalState(raw)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrCorruptCheckpoint, err)
 		}
-		e.restoreWindow(tw, key, st)
+		e.restoreWindow(tw, string(key), st)
 	}
-	return r.err
+	return r.Err()
 }
