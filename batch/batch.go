@@ -68,9 +68,13 @@ type Options struct {
 	CompactGrace time.Duration
 	// JobHistory is how many finished jobs GET /v1/jobs keeps; zero means 100.
 	JobHistory int
-	// Owner hands out the lake's partitions this process writes; required
-	// by Run.
+	// Owner hands out the lake's partitions this process writes and the
+	// views whose batch runs here; nil runs neither (a process that only
+	// serves).
 	Owner Owner
+	// Serve shows every view's batch result in the store, as the process
+	// running the view's batch publishes it (results.go).
+	Serve bool
 }
 
 // Batch is the batch layer of one pipeline. Its methods are safe for
@@ -84,6 +88,8 @@ type Batch struct {
 	poll    time.Duration
 	grace   time.Duration
 	owner   Owner
+	serve   bool
+	shared  *results // nil without a log
 	metrics *metrics
 	lakeDir string
 	viewDir string
@@ -101,7 +107,7 @@ type Batch struct {
 func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, error) {
 	b := &Batch{
 		p: p, log: log, store: store, logger: opts.Logger, now: opts.Now,
-		poll: opts.Poll, grace: opts.CompactGrace, owner: opts.Owner,
+		poll: opts.Poll, grace: opts.CompactGrace, owner: opts.Owner, serve: opts.Serve,
 		lakes: map[string]*topicLake{}, views: map[string]*viewJob{},
 	}
 	if b.logger == nil {
@@ -135,6 +141,9 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 		b.lakeDir = filepath.Join(p.DataDir, "lake")
 	}
 	b.viewDir = filepath.Join(p.DataDir, "views")
+	if o, ok := log.(objects); ok && log != nil {
+		b.shared = &results{log: o, bucket: "batch_" + p.Name}
+	}
 	for i := range p.Topics {
 		tl, err := openTopicLake(b.lakeDir, &p.Topics[i])
 		if err != nil {
@@ -160,8 +169,8 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 // running job is cancelled (it leaves the previous result in place). Run
 // returns nil after a soft stop, or the error that stopped it.
 func (b *Batch) Run(ctx context.Context) error {
-	if b.owner == nil {
-		return errors.New("batch: no owner of partitions (Options.Owner)")
+	if b.owner == nil && !(b.serve && b.shared != nil) {
+		return errors.New("batch: nothing to run: no owner of partitions and not serving")
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
@@ -175,35 +184,64 @@ func (b *Batch) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var topics []string
-	for i := range b.p.Topics {
-		name := b.p.Topics[i].Name
-		if err := b.log.Register(ctx, LakeConsumer, name); err != nil && ctx.Err() == nil {
-			b.logger.Warn("lake: registering consumer", "topic", name, "err", err)
+	var owned []*broker.Ownership
+	defer func() {
+		for _, o := range owned {
+			o.Stop()
 		}
-		topics = append(topics, name)
-	}
-	var lake *broker.Ownership
-	if len(topics) > 0 {
-		var err error
-		if lake, err = b.owner.Own(LakeConsumer, topics, b.writeLake); err != nil {
-			return fmt.Errorf("batch: %w", err)
+	}()
+	if b.owner != nil {
+		var topics []string
+		for i := range b.p.Topics {
+			name := b.p.Topics[i].Name
+			if err := b.log.Register(ctx, LakeConsumer, name); err != nil && ctx.Err() == nil {
+				b.logger.Warn("lake: registering consumer", "topic", name, "err", err)
+			}
+			topics = append(topics, name)
+		}
+		if len(topics) > 0 {
+			o, err := b.owner.Own(LakeConsumer, topics, b.writeLake)
+			if err != nil {
+				return fmt.Errorf("batch: %w", err)
+			}
+			owned = append(owned, o)
+		}
+		// Each view's runs happen in one process at a time: the one that
+		// owns its batch.
+		for _, vj := range b.views {
+			o, err := b.owner.Own(BatchConsumer(vj.v.Name), nil, func(ctx context.Context, _ *broker.Lease) error {
+				return b.takeOver(ctx, vj)
+			})
+			if err != nil {
+				return fmt.Errorf("batch: %w", err)
+			}
+			owned = append(owned, o)
 		}
 	}
-	wg.Go(func() { report(b.schedule(runCtx)) })
+	if b.serve && b.shared != nil && b.store != nil {
+		for _, vj := range b.views {
+			wg.Go(func() { b.follow(runCtx, vj) })
+		}
+	}
+	wg.Go(func() { report(b.watchHorizons(runCtx)) })
 	wg.Go(func() { report(b.jobs.run(runCtx)) })
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	if lake != nil {
-		lake.Stop()
+	for _, o := range owned {
+		o.Stop()
 	}
+	owned = nil
 	cancel()
 	wg.Wait()
 	return err
 }
+
+// BatchConsumer names the ownership of view's batch runs, as GET
+// /v1/cluster shows it: "batch.<view>".
+func BatchConsumer(view string) string { return "batch." + view }
 
 // writeLake writes and compacts partition lease.Partition() of every topic
 // that has it, while the lease holds.

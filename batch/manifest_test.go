@@ -76,7 +76,11 @@ func TestViewFileRoundTrip(t *testing.T) {
 	}
 	st.replace(minTime, maxTime, rows, nil)
 	dir := t.TempDir()
-	if err := writeViewFile(dir, &v, &topic, st); err != nil {
+	data, err := encodeViewFile(&v, &topic, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeViewData(dir, data); err != nil {
 		t.Fatal(err)
 	}
 	got, err := readViewFile(dir, &v, &topic)

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 )
 
 // Any number of processes may run the same role against one log. Each
@@ -590,23 +591,20 @@ func (n *Node) acquire(ctx context.Context, g *group, p int, o ownEntry) error {
 func (n *Node) hold(ctx context.Context, g *group, p int, h *holding) {
 	defer n.wg.Done()
 	defer close(h.done)
-	backoff := time.Second
-	for {
+	// 1 s doubling to 30 s, without jitter: a run that fails again and
+	// again (its database down) is not called in a tight loop.
+	backoff := retry.Backoff{Base: time.Second, Cap: 30 * time.Second}
+	for attempt := 1; ; attempt++ {
 		err := g.run(ctx, h.lease)
 		if ctx.Err() != nil {
 			break
 		}
 		if err != nil {
-			n.log.Warn("cluster: run of an owned partition failed; running it again", "consumer", g.consumer, "partition", p, "err", err, "in", backoff)
+			n.log.Warn("cluster: run of an owned partition failed; running it again", "consumer", g.consumer, "partition", p, "err", err, "in", backoff.Delay(attempt))
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		if ctx.Err() != nil {
+		if backoff.Wait(ctx, attempt) != nil {
 			break
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 	n.mu.Lock()
 	still := g.held[p] == h

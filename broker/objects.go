@@ -53,3 +53,17 @@ func (s *ObjectStore) Delete(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// Version returns a token that changes whenever the object name is
+// replaced (its digest), or "" when there is none: a cheap way to find out
+// whether to read it again.
+func (s *ObjectStore) Version(ctx context.Context, name string) (string, error) {
+	info, err := s.os.GetInfo(ctx, name)
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("broker: %s/%s: %w", s.bucket, name, unavailable(err))
+	}
+	return info.Digest, nil
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -233,12 +234,15 @@ func (r *Reader) Next(ctx context.Context) (Entry, error) {
 	}
 }
 
+// readerBackoff spaces the re-creations of a failed reader: 100 ms doubling
+// to 5 s, without jitter (the wait is for the log to come back).
+var readerBackoff = retry.Backoff{Base: 100 * time.Millisecond, Cap: 5 * time.Second}
+
 // reopen creates the consumer again after a failure, after a backoff that
-// grows with consecutive failures (100 ms to 5 s).
+// grows with consecutive failures.
 func (r *Reader) reopen(ctx context.Context) error {
 	if r.failures > 0 {
-		d := min(100*time.Millisecond<<min(r.failures-1, 6), 5*time.Second)
-		t := time.NewTimer(d)
+		t := time.NewTimer(readerBackoff.Delay(r.failures))
 		select {
 		case <-t.C:
 		case <-ctx.Done():

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
@@ -382,23 +383,23 @@ func (r *partRun) appendLoop(ctx context.Context) error {
 		for g, recs := range b.records {
 			for len(recs) > 0 {
 				n := min(len(recs), appendMax)
-				for attempt := 1; ; attempt++ {
+				// 100 ms doubling to 5 s, without jitter: the wait is for
+				// the log to come back.
+				backoff := retry.Backoff{Base: 100 * time.Millisecond, Cap: 5 * time.Second}
+				err := backoff.Do(ctx, func(int) error {
 					_, err := r.s.log.Append(ctx, r.partials, g, recs[:n])
-					if err == nil {
-						break
+					if err != nil && !retryable(err) {
+						return retry.Permanent(err)
 					}
-					if ctx.Err() != nil {
-						return nil
-					}
-					if !retryable(err) {
-						return fmt.Errorf("speed: view %q partition %d: append partial states: %w", r.vs.view.Name, r.part, err)
-					}
+					return err
+				}, func(_ int, err error, _ time.Duration) {
 					r.s.logger.Warn("speed: appending partial states failed; retrying", "view", r.vs.view.Name, "partition", r.part, "err", err)
-					select {
-					case <-ctx.Done():
-						return nil
-					case <-time.After(min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)):
-					}
+				})
+				switch {
+				case ctx.Err() != nil:
+					return nil
+				case err != nil:
+					return fmt.Errorf("speed: view %q partition %d: append partial states: %w", r.vs.view.Name, r.part, err)
 				}
 				recs = recs[n:]
 			}

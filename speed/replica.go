@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 )
 
 // A process that serves queries shows every view whole, whichever process
@@ -27,7 +28,9 @@ var errBehind = errors.New("speed: the replica fell behind the partial states ke
 // replicate runs the replica of partition part of view vs while this
 // process does not compute that partition, until ctx is done.
 func (s *Speed) replicate(ctx context.Context, vs *viewSpec, part int) error {
-	backoff := 100 * time.Millisecond
+	// 100 ms doubling to 10 s, without jitter: the wait is for the log.
+	backoff := retry.Backoff{Base: 100 * time.Millisecond, Cap: 10 * time.Second}
+	failures := 0
 	for {
 		owned, moved := s.slots.state(vs.view.Name, part)
 		if owned {
@@ -64,15 +67,13 @@ func (s *Speed) replicate(ctx context.Context, vs *viewSpec, part int) error {
 			continue
 		}
 		if time.Since(start) > time.Minute {
-			backoff = 100 * time.Millisecond
+			failures = 0 // it ran for a while: a new failure, not the same one
 		}
-		s.logger.Warn("speed: replica failed; starting it again", "view", vs.view.Name, "partition", part, "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
+		failures++
+		s.logger.Warn("speed: replica failed; starting it again", "view", vs.view.Name, "partition", part, "err", err, "in", backoff.Delay(failures))
+		if backoff.Wait(ctx, failures) != nil {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 

@@ -235,13 +235,21 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		routes = append(routes, sinks.Routes(runners)...)
 	}
 	store := serving.NewStore(p)
-	if roles["batch"] {
-		bt, err := batch.New(p, b, store, batch.Options{Logger: logger.With("component", "batch"), Registerer: preg("batch"), Owner: node})
+	if roles["batch"] || roles["serve"] {
+		// A serving process shows the batch results the processes running
+		// the batch role publish.
+		opts := batch.Options{Logger: logger.With("component", "batch"), Registerer: preg("batch"), Serve: roles["serve"]}
+		if roles["batch"] {
+			opts.Owner = node
+		}
+		bt, err := batch.New(p, b, store, opts)
 		if err != nil {
 			return err
 		}
-		routes = append(routes, bt.Routes()...)
-		stats.Add(bt)
+		if roles["batch"] {
+			routes = append(routes, bt.Routes()...)
+			stats.Add(bt)
+		}
 		modules = append(modules, namedModule{"batch", bt})
 	}
 	if roles["speed"] || roles["serve"] {
