@@ -583,6 +583,7 @@ func (n *Node) acquire(ctx context.Context, g *group, p int, o ownEntry) error {
 	n.log.Info("cluster: partition taken", "consumer", g.consumer, "partition", p, "epoch", rec.Epoch, "from", o.rec.Node)
 	n.wg.Add(1)
 	go n.hold(rctx, g, p, h)
+	n.poke() // tell the others (GET /v1/cluster) without waiting for the next heartbeat
 	return nil
 }
 

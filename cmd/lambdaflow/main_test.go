@@ -384,6 +384,20 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "CONSUMER") {
 		t.Errorf("lag: %d %q", code, out)
 	}
+	// One process: it owns every partition of the lake writer.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _, code = runCLI(t, "", "cluster", "--addr", s.addr)
+		ok := code == 0 && strings.HasPrefix(out, "NODE") && strings.Contains(out, "ingest,speed,batch,sinks,serve") &&
+			regexp.MustCompile(`\blake\s+0,1,2\n`).MatchString(out)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster: %d %q", code, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	_, errOut, code = runCLI(t, "", "tail", "nope", "--addr", s.addr)
 	if code != 1 || !strings.Contains(errOut, `404 Not Found: unknown topic "nope"`) {
 		t.Errorf("tail of an unknown topic: %d %q", code, errOut)
