@@ -25,12 +25,14 @@ const LakeConsumer = "lake"
 const maxOpenHours = 16
 
 // lakeLog is what a lake writer needs of the log: read a partition,
-// commit its position (for lag and retention) and register as a consumer.
+// report how far it read and commit its position once that is durable (for
+// lag and retention), and register as a consumer.
 type lakeLog interface {
 	Reader(ctx context.Context, topic string, partition int, from broker.Position) (*broker.Reader, error)
 	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
 	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
+	Progress(consumer, topic string, partition int, offset int64)
 }
 
 // topicLake is one topic's lake: its directory, schema and manifest. The
@@ -199,6 +201,9 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 		return err
 	}
 	defer r.Close()
+	// What is read goes into open files, durable only when they roll: the
+	// read position shows a writer that keeps up, the commit what is safe.
+	w.log.Progress(LakeConsumer, topic, part, next)
 	fl := &openFlush{first: next, end: next, committed: next, files: map[int64]*hourFile{}}
 	defer func() {
 		for _, hf := range fl.files {
@@ -244,6 +249,7 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 		if err := w.add(part, fl, &e); err != nil {
 			return err
 		}
+		w.log.Progress(LakeConsumer, topic, part, fl.end)
 		if fl.rows >= w.roll.MaxRows || len(fl.files) > maxOpenHours ||
 			(fl.rows > 0 && w.now().Sub(fl.opened) >= w.roll.MaxAge.D()) {
 			if err := w.flush(ctx, part, fl); err != nil {

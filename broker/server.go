@@ -64,14 +64,17 @@ type Broker struct {
 	offsetsKV jetstream.KeyValue
 
 	lagMu    sync.Mutex
-	lagCache map[lagKey]int64 // (topic, partition, offset) -> Lf-Min-Time
+	lagCache map[lagKey]entryTimes
+
+	progressMu sync.Mutex
+	progress   map[consumerPart]progressState // read reports (Progress)
 
 	mu      sync.Mutex
 	closed  bool
 	readers map[*Reader]struct{}
 
-	stop    chan struct{}  // closed by Close; stops the marker loop
-	wg      sync.WaitGroup // the marker loop
+	stop    chan struct{}  // closed by Close; stops the marker and progress loops
+	wg      sync.WaitGroup // the marker and progress loops
 	ncDone  chan struct{}  // closed when the connection is closed
 	closeMu sync.Mutex
 }
@@ -92,7 +95,8 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 		prefix:   p.Broker.Prefix,
 		replicas: p.Broker.Replicas,
 		topics:   make(map[string]*topic, len(p.Topics)),
-		lagCache: make(map[lagKey]int64),
+		lagCache: make(map[lagKey]entryTimes),
+		progress: make(map[consumerPart]progressState),
 		readers:  make(map[*Reader]struct{}),
 		stop:     make(chan struct{}),
 		ncDone:   make(chan struct{}),
@@ -140,8 +144,9 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 		b.shutdown()
 		return nil, fmt.Errorf("broker: jetstream: %w", err)
 	}
-	b.wg.Add(1)
-	go b.markerLoop()
+	b.wg.Add(2)
+	go b.every(markerInterval, b.writeMarkers)
+	go b.every(progressInterval, b.writeProgress)
 	return b, nil
 }
 
@@ -330,7 +335,8 @@ func redactURLs(urls string) string {
 }
 
 // Close stops open Readers, writes the end-offset markers of the
-// partitions this Broker appended to, drains the connection and shuts the
+// partitions this Broker appended to and the read reports not yet written
+// (Progress), drains the connection and shuts the
 // embedded server down. It is safe to call more than once.
 func (b *Broker) Close() error {
 	b.closeMu.Lock()
@@ -353,6 +359,7 @@ func (b *Broker) Close() error {
 	b.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	b.writeMarkers(ctx)
+	b.writeProgress(ctx)
 	cancel()
 	b.metrics.unregister()
 	b.shutdown()

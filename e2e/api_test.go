@@ -121,7 +121,8 @@ func TestAPILag(t *testing.T) {
 		t.Skip("GET /v1/lag lists no consumer: the speed, batch (lake) and sinks layers are not wired into `lambdaflow run` yet")
 	}
 	for _, c := range raw["consumers"] {
-		assertKeys(t, "lag", c, "consumer", "topic", "partition", "offset", "end_offset", "lag", "lag_seconds")
+		assertKeys(t, "lag", c, "consumer", "topic", "partition", "offset", "end_offset", "lag", "lag_seconds",
+			"event_time_lag_seconds", "read_offset", "read_lag", "read_lag_seconds")
 	}
 	lag := got(p.api.Lag(bg))(t)
 	ends := f.endOffsets()
@@ -137,19 +138,25 @@ func TestAPILag(t *testing.T) {
 			continue
 		}
 		seen[l.Consumer]++
-		if l.EndOffset != ends[l.Partition] || l.Lag != l.EndOffset-l.Offset {
-			t.Errorf("%s/%d: offset %d, end %d, lag %d; want end %d and lag = end − offset", l.Consumer, l.Partition, l.Offset, l.EndOffset, l.Lag, ends[l.Partition])
+		if l.EndOffset != ends[l.Partition] || l.Lag != l.EndOffset-l.Offset || l.ReadLag != l.EndOffset-l.ReadOffset || l.ReadOffset < l.Offset {
+			t.Errorf("%s/%d: offset %d, read offset %d, end %d, lag %d, read lag %d; want end %d, lag = end − offset, read lag = end − read offset, read ≥ committed",
+				l.Consumer, l.Partition, l.Offset, l.ReadOffset, l.EndOffset, l.Lag, l.ReadLag, ends[l.Partition])
 		}
 		switch {
 		case l.Consumer == stuckSink:
-			// Never delivered: behind by the whole partition, as old as its
-			// oldest event.
-			want := time.Since(oldest[l.Partition]).Seconds()
-			if l.Offset != 0 || (l.Lag > 0 && math.Abs(l.LagSeconds-want) > 15) {
-				t.Errorf("%s/%d: offset %d, lag_seconds %.1f; want 0 and about %.0f", l.Consumer, l.Partition, l.Offset, l.LagSeconds, want)
+			// Never delivered nor read: behind by the whole partition. Its
+			// lag is the time since the seed was appended; its event-time
+			// lag the age of the oldest event, minutes more.
+			appended := time.Since(f.seededAt).Seconds()
+			eventAge := time.Since(oldest[l.Partition]).Seconds()
+			if l.Offset != 0 || l.ReadOffset != 0 || l.Lag == 0 ||
+				math.Abs(l.LagSeconds-appended) > 15 || l.ReadLagSeconds != l.LagSeconds || math.Abs(l.EventTimeLagSeconds-eventAge) > 15 {
+				t.Errorf("%s/%d: offset %d, read %d, lag_seconds %.1f, read_lag_seconds %.1f, event_time_lag_seconds %.1f; want 0, 0, about %.0f twice and about %.0f",
+					l.Consumer, l.Partition, l.Offset, l.ReadOffset, l.LagSeconds, l.ReadLagSeconds, l.EventTimeLagSeconds, appended, eventAge)
 			}
-		case l.Lag != 0 || l.LagSeconds != 0:
-			t.Errorf("%s/%d: lag %d (%.1f s) after catching up, want 0", l.Consumer, l.Partition, l.Lag, l.LagSeconds)
+		case l.Lag != 0 || l.LagSeconds != 0 || l.EventTimeLagSeconds != 0 || l.ReadLag != 0 || l.ReadLagSeconds != 0:
+			t.Errorf("%s/%d: lag %d (%.1f s, event time %.1f s), read lag %d (%.1f s) after catching up, want 0",
+				l.Consumer, l.Partition, l.Lag, l.LagSeconds, l.EventTimeLagSeconds, l.ReadLag, l.ReadLagSeconds)
 		}
 	}
 	for c, n := range seen {

@@ -102,8 +102,8 @@ func TestTopShowsTheAPIsNumbers(t *testing.T) {
 	}
 	prevSeconds := math.Inf(1)
 	for _, r := range rows {
-		if len(r) != 8 {
-			t.Errorf("lag row %v: want 8 fields", r)
+		if len(r) != 11 {
+			t.Errorf("lag row %v: want 11 fields", r)
 			continue
 		}
 		k := strings.Join(r[:3], " ")
@@ -116,9 +116,16 @@ func TestTopShowsTheAPIsNumbers(t *testing.T) {
 		if !reflect.DeepEqual(r[3:6], wantExact) {
 			t.Errorf("%s: offset, end offset, lag = %v, the API says %v", k, r[3:6], wantExact)
 		}
-		secs, err := strconv.ParseFloat(r[6], 64)
-		if err != nil || math.Abs(secs-l.LagSeconds) > 3 || (l.LagSeconds == 0 && r[6] != "0.000") {
+		if want := []string{strconv.FormatInt(l.ReadOffset, 10), strconv.FormatInt(l.ReadLag, 10)}; !reflect.DeepEqual(r[7:9], want) {
+			t.Errorf("%s: read offset, read lag = %v, the API says %v", k, r[7:9], want)
+		}
+		lagSecs, err := strconv.ParseFloat(r[6], 64)
+		if err != nil || math.Abs(lagSecs-l.LagSeconds) > 3 || (l.LagSeconds == 0 && r[6] != "0.000") {
 			t.Errorf("%s: lag seconds %s, the API says %.3f", k, r[6], l.LagSeconds)
+		}
+		secs, err := strconv.ParseFloat(r[9], 64)
+		if err != nil || math.Abs(secs-l.ReadLagSeconds) > 3 || (l.ReadLagSeconds == 0 && r[9] != "0.000") {
+			t.Errorf("%s: read lag seconds %s, the API says %.3f", k, r[9], l.ReadLagSeconds)
 		}
 		if secs > prevSeconds {
 			t.Errorf("%s (%.3f s) comes after a smaller lag: not worst first", k, secs)

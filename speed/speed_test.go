@@ -107,6 +107,14 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFor(t, 10*time.Second, "open rows", func() bool { return strings.Count(store.dump("all"), "final=false") == 2 })
+	// Read, not yet committed: the commit comes with the checkpoint.
+	checkFor(t, 10*time.Second, "the read position reported", func() bool { return log.read("speed.all", "metrics", 0) == 3 })
+	if got := log.read("speed.all", "metrics", 1); got != 0 {
+		t.Errorf("partition 1 read position %d, want 0 (reported at start)", got)
+	}
+	if got := log.committed("speed.all", "metrics", 0); got != 0 {
+		t.Errorf("committed %d before a checkpoint, want 0", got)
+	}
 	if strings.Contains(store.dump("all"), "final=true") {
 		t.Fatal("a final row while partition 1 holds the watermark back")
 	}

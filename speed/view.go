@@ -88,6 +88,8 @@ func (r *viewRun) run(ctx context.Context) error {
 	for p := range parts {
 		readers.Add(1)
 		from := r.e.Next(p)
+		// A restart reads again from the checkpoint.
+		s.log.Progress(r.vs.consumer, r.vs.topic.Name, p, from)
 		go func() {
 			defer readers.Done()
 			r.read(rctx, p, from)
@@ -143,9 +145,13 @@ func (r *viewRun) run(ctx context.Context) error {
 	}
 }
 
+// process runs an entry through the view and reports the read position:
+// commits come only with checkpoints, so without the report a view that
+// keeps up would look as far behind as its checkpoint interval.
 func (r *viewRun) process(pe partEntry) {
 	r.e.Process(pe.part, pe.entry.Offset, pe.entry.Events)
 	r.readers[pe.part].queued.Add(-1)
+	r.s.log.Progress(r.vs.consumer, r.vs.topic.Name, pe.part, r.e.Next(pe.part))
 }
 
 // read feeds one partition's entries to the view from offset from on.

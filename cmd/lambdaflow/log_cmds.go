@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -62,12 +63,24 @@ func lagCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONSUMER\tTOPIC\tPARTITION\tOFFSET\tEND-OFFSET\tLAG\tLAG-SECONDS")
+	writeLag(std.out, lag)
+	return nil
+}
+
+// writeLag prints lag rows as the API orders them (worst first), with
+// durations for people: OFFSET, LAG and LAG-TIME are the committed
+// position (what a restart resumes from); READ-… is how far the consumer
+// has read, ahead of its commits for the lake writer and the speed layer;
+// EVENT-TIME-LAG is the age of the oldest uncommitted event by its own
+// event time. --json has the exact seconds.
+func writeLag(w io.Writer, lag []api.Lag) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONSUMER\tTOPIC\tPARTITION\tOFFSET\tEND-OFFSET\tLAG\tLAG-TIME\tREAD-OFFSET\tREAD-LAG\tREAD-LAG-TIME\tEVENT-TIME-LAG")
 	for _, c := range lag {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.3f\n", c.Consumer, c.Topic, c.Partition, c.Offset, c.EndOffset, c.Lag, c.LagSeconds)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%s\t%s\n", c.Consumer, c.Topic, c.Partition, c.Offset, c.EndOffset,
+			c.Lag, humanSeconds(c.LagSeconds), c.ReadOffset, c.ReadLag, humanSeconds(c.ReadLagSeconds), humanSeconds(c.EventTimeLagSeconds))
 	}
-	return tw.Flush()
+	tw.Flush()
 }
 
 // produceCmd sends NDJSON from stdin in batches. Each batch carries an

@@ -217,7 +217,7 @@ func renderTop(w io.Writer, addr string, prev, cur *topSample) {
 
 	lag := append([]api.Lag(nil), cur.stats.Consumers...)
 	sort.SliceStable(lag, func(i, j int) bool { return worseLag(lag[i], lag[j]) })
-	section("CONSUMER\tTOPIC\tPARTITION\tOFFSET\tEND OFFSET\tLAG\tLAG SECONDS\tREAD/S", func(tw io.Writer) {
+	section("CONSUMER\tTOPIC\tPARTITION\tOFFSET\tEND OFFSET\tLAG\tLAG SECONDS\tREAD OFFSET\tREAD LAG\tREAD LAG SECONDS\tREAD/S", func(tw io.Writer) {
 		if len(lag) == 0 {
 			fmt.Fprintln(tw, "(no consumers)")
 		}
@@ -225,12 +225,13 @@ func renderTop(w io.Writer, addr string, prev, cur *topSample) {
 			r, ok := perSecond(prev, cur, func(s *topSample) (float64, bool) {
 				for _, x := range s.stats.Consumers {
 					if x.Consumer == l.Consumer && x.Topic == l.Topic && x.Partition == l.Partition {
-						return float64(x.Offset), true
+						return float64(x.ReadOffset), true
 					}
 				}
 				return 0, false
 			})
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.3f\t%s\n", l.Consumer, l.Topic, l.Partition, l.Offset, l.EndOffset, l.Lag, l.LagSeconds, rate(r, ok))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.3f\t%d\t%d\t%.3f\t%s\n", l.Consumer, l.Topic, l.Partition, l.Offset, l.EndOffset, l.Lag, l.LagSeconds,
+				l.ReadOffset, l.ReadLag, l.ReadLagSeconds, rate(r, ok))
 		}
 	})
 
@@ -296,14 +297,18 @@ func renderTop(w io.Writer, addr string, prev, cur *topSample) {
 	}
 }
 
-// worseLag orders lag worst first: the oldest unconsumed event, then the
-// most events behind, then by name so the order holds between snapshots.
+// worseLag orders lag worst first, as the API does: the oldest unread
+// event, then the oldest uncommitted one, then the most events unread,
+// then by name so the order holds between snapshots.
 func worseLag(a, b api.Lag) bool {
+	if a.ReadLagSeconds != b.ReadLagSeconds {
+		return a.ReadLagSeconds > b.ReadLagSeconds
+	}
 	if a.LagSeconds != b.LagSeconds {
 		return a.LagSeconds > b.LagSeconds
 	}
-	if a.Lag != b.Lag {
-		return a.Lag > b.Lag
+	if a.ReadLag != b.ReadLag {
+		return a.ReadLag > b.ReadLag
 	}
 	if a.Consumer != b.Consumer {
 		return a.Consumer < b.Consumer

@@ -34,8 +34,8 @@ export default {
       model.sinks.map((sk) => {
         const ss = sinkStats(st, sk.name) || { rows: 0, retries: 0, dead_letters: 0, batches: 0, batch_seconds: 0 };
         const lag = model.latest.lag.filter((l) => l.consumer === "sink." + sk.name);
-        const lagEvents = lag.reduce((a, l) => a + l.lag, 0);
-        const lagSec = lag.reduce((a, l) => Math.max(a, l.lag_seconds), 0);
+        const lagEvents = lag.reduce((a, l) => a + l.read_lag, 0);
+        const lagSec = lag.reduce((a, l) => Math.max(a, l.read_lag_seconds), 0);
         const count = ss.batches;
         const sum = ss.batch_seconds;
         const dead = ss.dead_letters;
