@@ -18,6 +18,14 @@ type Topic struct {
 	Retention string `json:"retention"`
 	MaxBytes  int64  `json:"max_bytes"`
 	Replicas  int    `json:"replicas"`
+	// Kind is what the topic holds: "events" (clients publish to it),
+	// "view" (a view's rows, written by the speed and batch layers) or
+	// "dead_letters" (a sink's dead letters, written by the sink).
+	Kind string `json:"kind"`
+	// Publishable is true for the topics clients publish to; Refusal says
+	// why the others refuse publishing and what to do instead.
+	Publishable bool   `json:"publishable"`
+	Refusal     string `json:"refusal,omitempty"`
 }
 
 // EndOffset is the sum of the partitions' end offsets: every event ever

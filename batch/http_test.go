@@ -38,7 +38,8 @@ func TestHTTP(t *testing.T) {
 		code int
 		body string
 	}{
-		{"/v1/views/nope/recompute", 404, `unknown view \"nope\"`},
+		{"/v1/views/nope/recompute", 404, `{"error":"unknown view \"nope\" (views: cpu_by_region)"}`},
+		{"/v1/views/cpu_by_regoin/recompute", 404, `{"error":"unknown view \"cpu_by_regoin\" (did you mean \"cpu_by_region\"?)"}`},
 		{"/v1/views/cpu_by_region/recompute?from=yesterday", 400, `from: \"yesterday\" is not an RFC 3339 time`},
 		{"/v1/views/cpu_by_region/recompute?to=1700000000", 400, `to: `},
 		{"/v1/views/cpu_by_region/recompute?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", 400, `from: must be before to`},

@@ -28,16 +28,19 @@ type Log interface {
 // API serves the read API over the log: GET /v1/topics, GET /v1/lag and the
 // message browser GET /v1/topics/{topic}/events.
 type API struct {
+	p      *pipelines.Pipeline
 	log    Log
 	topics map[string]pipelines.Topic // every log topic by name
+	names  []string                   // in the log's order
 }
 
 // NewAPI returns the log read API for the pipeline's topics, view topics and
 // dead-letter topics.
 func NewAPI(p *pipelines.Pipeline, log Log) *API {
-	a := &API{log: log, topics: map[string]pipelines.Topic{}}
+	a := &API{p: p, log: log, topics: map[string]pipelines.Topic{}}
 	for _, t := range p.LogTopics() {
 		a.topics[t.Name] = t
+		a.names = append(a.names, t.Name)
 	}
 	return a
 }
@@ -56,6 +59,10 @@ func (a *API) listTopics(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeLogError(w, err)
 		return
+	}
+	for i := range ts {
+		ts[i].Kind, ts[i].Refusal, _ = a.p.TopicKind(ts[i].Name)
+		ts[i].Publishable = ts[i].Kind == pipelines.KindEvents
 	}
 	httpapi.WriteJSON(w, http.StatusOK, api.Topics{Topics: ts})
 }
@@ -94,7 +101,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("topic")
 	t, ok := a.topics[name]
 	if !ok {
-		httpapi.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown topic %q", name))
+		httpapi.WriteUnknown(w, "topic", name, a.names)
 		return
 	}
 	q := r.URL.Query()

@@ -77,7 +77,7 @@ func TestAPITopics(t *testing.T) {
 	if topic == nil {
 		t.Fatalf("GET /v1/topics has no topic metrics: %v", raw)
 	}
-	assertKeys(t, "topic", topic, "name", "events", "bytes", "partitions", "retention", "max_bytes", "replicas")
+	assertKeys(t, "topic", topic, "name", "events", "bytes", "partitions", "retention", "max_bytes", "replicas", "kind", "publishable")
 	var parts []map[string]json.RawMessage
 	json.Unmarshal(topic["partitions"], &parts)
 	for _, pt := range parts {
@@ -85,6 +85,24 @@ func TestAPITopics(t *testing.T) {
 	}
 
 	topics := got(p.api.Topics(bg))(t)
+	// The seeded topic takes events; the view's rows and the sinks' dead
+	// letters say why they do not.
+	kinds := map[string]string{}
+	for _, tp := range topics {
+		kinds[tp.Name] = fmt.Sprintf("%s %v %s", tp.Kind, tp.Publishable, tp.Refusal)
+	}
+	wantKinds := map[string]string{
+		seedTopic: "events true ",
+		seedView: "view false topic \"cpu_by_region\" holds the rows of view cpu_by_region, which the speed and batch layers write; " +
+			"publish to its source topic \"metrics\" instead",
+		"warehouse_dlq": "dead_letters false topic \"warehouse_dlq\" holds the dead letters of sink warehouse, which the sink writes; " +
+			"replay them with POST /v1/sinks/warehouse/dlq/replay (lambdaflow dlq replay warehouse)",
+		"archive_dlq": "dead_letters false topic \"archive_dlq\" holds the dead letters of sink archive, which the sink writes; " +
+			"replay them with POST /v1/sinks/archive/dlq/replay (lambdaflow dlq replay archive)",
+	}
+	if !reflect.DeepEqual(kinds, wantKinds) {
+		t.Errorf("topic kinds %q, want %q", kinds, wantKinds)
+	}
 	ends := f.endOffsets()
 	for _, tp := range topics {
 		if tp.Name != seedTopic {

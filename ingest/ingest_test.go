@@ -311,6 +311,11 @@ func TestIngestRejectsBadInput(t *testing.T) {
 func TestIngestHTTPServer(t *testing.T) {
 	p := testPipeline(t.TempDir(), *metricsTopic(1))
 	p.Ingest.MaxBodyBytes = 1024
+	// A view and a sink: the log holds their topics, which refuse publishing.
+	p.Views = []pipelines.View{{Name: "by_region", From: "metrics", GroupBy: []string{"region"},
+		Window:     pipelines.Window{Type: "tumbling", Size: pipelines.Duration(time.Minute)},
+		Aggregates: pipelines.Aggregates{{Name: "events", Func: "count"}}}}
+	p.Sinks = []pipelines.Sink{{Name: "warehouse", Type: "duckdb", From: []string{"by_region"}}}
 	h, b := startOnBroker(t, p)
 	srv := httptest.NewServer(h.http)
 	defer srv.Close()
@@ -338,11 +343,23 @@ func TestIngestHTTPServer(t *testing.T) {
 	if code != 200 || out != `{"accepted":2,"results":[{"partition":0,"offset":0,"duplicate":false},{"partition":0,"offset":1,"duplicate":false}]}`+"\n" {
 		t.Fatalf("%d %s", code, out)
 	}
-	code, out, _ = do("POST", "/v1/topics/nope/events", "", strings.NewReader(good))
-	if code != 404 || out != `{"error":"unknown topic \"nope\""}`+"\n" {
-		t.Fatalf("%d %s", code, out)
+	for _, c := range []struct {
+		topic  string
+		status int
+		out    string
+		allow  string
+	}{
+		{"nope", 404, `{"error":"unknown topic \"nope\" (topics: metrics)"}`, ""},
+		{"metrcs", 404, `{"error":"unknown topic \"metrcs\" (did you mean \"metrics\"?)"}`, ""},
+		{"by_region", 405, `{"error":"topic \"by_region\" holds the rows of view by_region, which the speed and batch layers write; publish to its source topic \"metrics\" instead"}`, "GET"},
+		{"warehouse_dlq", 405, `{"error":"topic \"warehouse_dlq\" holds the dead letters of sink warehouse, which the sink writes; replay them with POST /v1/sinks/warehouse/dlq/replay (lambdaflow dlq replay warehouse)"}`, "GET"},
+	} {
+		code, out, hdr := do("POST", "/v1/topics/"+c.topic+"/events", "", strings.NewReader(good))
+		if code != c.status || out != c.out+"\n" || hdr.Get("Allow") != c.allow {
+			t.Errorf("POST to %s: %d %s (Allow %q), want %d %s (Allow %q)", c.topic, code, out, hdr.Get("Allow"), c.status, c.out, c.allow)
+		}
 	}
-	if v := h.counter("lambdaflow_ingest_rejects_total", "topic", "", "reason", "unknown_topic"); v != 1 {
+	if v := h.counter("lambdaflow_ingest_rejects_total", "topic", "", "reason", "unknown_topic"); v != 4 {
 		t.Fatalf("unknown_topic rejects %v", v)
 	}
 	for _, m := range []string{"GET", "PUT", "DELETE"} {

@@ -62,13 +62,57 @@ func TestQuickstart(t *testing.T) {
 	}
 }
 
-func TestOpsMetricsDSN(t *testing.T) {
-	p, err := Load("examples/ops-metrics.yaml", mapEnv(map[string]string{"WAREHOUSE_DSN": "postgres://x@db/ops"}))
-	if err != nil {
-		t.Fatal(err)
+// TestExampleServiceAddresses: every address an example connects to or
+// listens on comes from a variable with a default, so the examples run
+// against services elsewhere without editing them.
+func TestExampleServiceAddresses(t *testing.T) {
+	type addrs struct {
+		Listen, Data, DSN, ES, Cassandra string
 	}
-	if p.Sinks[0].DSN != "postgres://x@db/ops" {
-		t.Errorf("dsn = %q", p.Sinks[0].DSN)
+	get := func(t *testing.T, file string, env map[string]string) addrs {
+		t.Helper()
+		p, err := Load(file, mapEnv(env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := addrs{Listen: p.HTTP.Listen, Data: p.DataDir}
+		for _, s := range p.Sinks {
+			switch s.Type {
+			case "postgres":
+				a.DSN = s.DSN
+			case "elasticsearch":
+				a.ES = strings.Join(s.URLs, ",")
+			case "cassandra":
+				a.Cassandra = strings.Join(s.Hosts, ",")
+			}
+		}
+		return a
+	}
+	env := map[string]string{
+		"LAMBDAFLOW_LISTEN": "0.0.0.0:9090", "LAMBDAFLOW_DATA": "/srv/lf", "WAREHOUSE_DSN": "postgres://x@db/ops",
+		"ES_URL": "http://search:9200", "CASSANDRA_HOST": "cass:9042",
+	}
+	for _, c := range []struct {
+		file      string
+		dflt, set addrs
+	}{
+		{"examples/quickstart.yaml", addrs{Listen: "127.0.0.1:8080", Data: "./data"}, addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf"}},
+		{"examples/clickstream.yaml", addrs{Listen: "127.0.0.1:8080", Data: "./data", ES: "http://127.0.0.1:9200"},
+			addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf", ES: "http://search:9200"}},
+		{"examples/ops-metrics.yaml",
+			addrs{Listen: "127.0.0.1:8080", Data: "./data", DSN: "postgres://lambdaflow@127.0.0.1:5432/lambdaflow?sslmode=disable", ES: "http://127.0.0.1:9200", Cassandra: "127.0.0.1:9042"},
+			addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf", DSN: "postgres://x@db/ops", ES: "http://search:9200", Cassandra: "cass:9042"}},
+	} {
+		if got := get(t, c.file, nil); got != c.dflt {
+			t.Errorf("%s with no variables: %+v, want %+v", c.file, got, c.dflt)
+		}
+		if got := get(t, c.file, env); got != c.set {
+			t.Errorf("%s with the variables set: %+v, want %+v", c.file, got, c.set)
+		}
+	}
+	files, _ := exampleFiles()
+	if len(files) != 3 {
+		t.Errorf("%d examples, the test knows 3", len(files))
 	}
 }
 

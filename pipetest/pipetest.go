@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
 	"github.com/lambdaflow/lambdaflow/speed"
@@ -302,4 +304,29 @@ func (a servingStore) DeleteSpeed(view string, rows []speed.Row) {
 
 func (a servingStore) EvictSpeed(view string, endBefore int64) int {
 	return a.s.EvictSpeed(view, endBefore)
+}
+
+// Check reads and checks a test file and the pipeline it names without
+// running its cases (what `lambdaflow validate` does with a test file) and
+// returns how many cases it has. Errors are as Run's.
+func Check(path string) (cases int, err error) {
+	tf, err := load(path)
+	if err != nil {
+		return 0, err
+	}
+	return len(tf.cases), nil
+}
+
+// IsTestFile tells a test file from a pipeline file by its top-level keys:
+// a test file names its pipeline and has no version. A file that is not
+// YAML, or not a mapping, is not a test file (validating it as a pipeline
+// says what is wrong).
+func IsTestFile(data []byte) bool {
+	var top map[string]any
+	if err := yaml.Unmarshal(data, &top); err != nil {
+		return false
+	}
+	_, hasPipeline := top["pipeline"]
+	_, hasVersion := top["version"]
+	return hasPipeline && !hasVersion
 }

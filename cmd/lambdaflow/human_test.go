@@ -62,3 +62,27 @@ func TestWriteLag(t *testing.T) {
 		t.Errorf("lag table:\n%s\nwant:\n%s", buf.String(), want)
 	}
 }
+
+func TestWriteTopics(t *testing.T) {
+	var buf strings.Builder
+	writeTopics(&buf, []api.Topic{
+		{Name: "metrics", Kind: "events", Publishable: true, Partitions: []api.Partition{
+			{Partition: 0, FirstOffset: 0, LastOffset: 9, EndOffset: 10, Bytes: 1200},
+			{Partition: 1, FirstOffset: -1, LastOffset: -1, EndOffset: 0},
+		}},
+		{Name: "cpu_by_region", Kind: "view", Refusal: "topic \"cpu_by_region\" holds the rows of view cpu_by_region", Partitions: []api.Partition{
+			{Partition: 0, FirstOffset: 3, LastOffset: 4, EndOffset: 5, Bytes: 90},
+		}},
+	})
+	want := "" +
+		"TOPIC          KIND    PARTITION  FIRST-OFFSET  LAST-OFFSET  EVENTS  BYTES\n" +
+		"metrics        events  0          0             9            10      1200\n" +
+		"metrics        events  1          -1            -1           0       0\n" +
+		"cpu_by_region  view    0          3             4            2       90\n" +
+		"\n" +
+		"Publishing is refused to:\n" +
+		"  cpu_by_region: topic \"cpu_by_region\" holds the rows of view cpu_by_region\n"
+	if buf.String() != want {
+		t.Errorf("topics:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}

@@ -34,18 +34,38 @@ func topicsCmd(ctx context.Context, args []string, std stdio, env lookupEnv) err
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tPARTITION\tFIRST-OFFSET\tLAST-OFFSET\tEVENTS\tBYTES")
+	writeTopics(std.out, topics)
+	return nil
+}
+
+// writeTopics prints every partition of every topic, with the topic's kind:
+// "events" topics take publishing; a view's rows and a sink's dead letters
+// are written by the pipeline, and a note under the table says why they
+// refuse it.
+func writeTopics(w io.Writer, topics []api.Topic) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOPIC\tKIND\tPARTITION\tFIRST-OFFSET\tLAST-OFFSET\tEVENTS\tBYTES")
 	for _, t := range topics {
 		for _, p := range t.Partitions {
 			n := int64(0)
 			if p.LastOffset >= 0 {
 				n = p.LastOffset - p.FirstOffset + 1
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", t.Name, p.Partition, p.FirstOffset, p.LastOffset, n, p.Bytes)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", t.Name, t.Kind, p.Partition, p.FirstOffset, p.LastOffset, n, p.Bytes)
 		}
 	}
-	return tw.Flush()
+	tw.Flush()
+	first := true
+	for _, t := range topics {
+		if t.Publishable {
+			continue
+		}
+		if first {
+			fmt.Fprintln(w, "\nPublishing is refused to:")
+			first = false
+		}
+		fmt.Fprintf(w, "  %s: %s\n", t.Name, t.Refusal)
+	}
 }
 
 func lagCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
