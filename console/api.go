@@ -88,8 +88,10 @@ const (
 // events pages through a topic's events. Parameters:
 //
 //	partition=P         only partition P (default: all)
-//	from=OFFSET|TIME    start at this offset in each partition, or at the
-//	                    first event ingested at or after this RFC 3339 time
+//	from=OFFSET|TIME    start at this offset in each partition, or take the
+//	                    events ingested at or after this RFC 3339 time (their
+//	                    ingest_time, the time the log is ordered by; not
+//	                    their event time)
 //	last=N              the last N events of each partition
 //	offset.P=O          continue partition P at offset O (from "next")
 //	limit=N             at most N events in all (default 100, max 10000)
@@ -146,17 +148,26 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	// time, always taking the head of a partition, so that what a page keeps
 	// of each partition is a prefix and "next" resumes exactly after it.
 	queues := make([][]item, 0, len(parts))
-	for _, p := range parts {
+	after := make([]int64, len(parts)) // the offset after the last event fetched, -1 for none
+	for i, p := range parts {
 		entries, err := a.log.Fetch(r.Context(), name, p, starts[p].position(), limit)
 		if err != nil {
 			writeLogError(w, err)
 			return
 		}
+		after[i] = -1
 		var q []item
 		for _, en := range entries {
-			for i, e := range en.Events {
-				q = append(q, item{p, en.Offset + int64(i), e})
+			for j, e := range en.Events {
+				// The log finds the first entry it stored at or after the
+				// time; an entry ingested just before the time may have been
+				// stored just after it: the ingest time decides.
+				if starts[p].byTime && e.Ingest < starts[p].time.UnixMicro() {
+					continue
+				}
+				q = append(q, item{p, en.Offset + int64(j), e})
 			}
+			after[i] = en.End()
 		}
 		queues = append(queues, q)
 	}
@@ -166,6 +177,8 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case len(queues[i]) > 0:
 			next[strconv.Itoa(p)] = queues[i][0].offset
+		case after[i] >= 0:
+			next[strconv.Itoa(p)] = after[i]
 		case !starts[p].byTime:
 			next[strconv.Itoa(p)] = starts[p].offset
 		default:

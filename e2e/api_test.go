@@ -231,6 +231,28 @@ func TestAPIMessageBrowser(t *testing.T) {
 	if len(future.Events) != 0 {
 		t.Errorf("from an hour ahead: %d events, want none", len(future.Events))
 	}
+	// The time is the ingest time, to the microsecond: from an event's
+	// ingest_time it is in; a microsecond later it and every event ingested
+	// with it are out, whatever their event times.
+	all := browse(client.Browse{Partition: &part, From: "0", Limit: 1000})
+	firstIngest, err := time.Parse(time.RFC3339Nano, all.Events[0].IngestTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []time.Time{firstIngest, firstIngest.Add(time.Microsecond)} {
+		var wantIDs, gotIDs []string
+		for _, e := range all.Events {
+			if it, _ := time.Parse(time.RFC3339Nano, e.IngestTime); !it.Before(from) {
+				wantIDs = append(wantIDs, e.ID)
+			}
+		}
+		for _, e := range browse(client.Browse{Partition: &part, From: from.Format(time.RFC3339Nano), Limit: 1000}).Events {
+			gotIDs = append(gotIDs, e.ID)
+		}
+		if !slices.Equal(gotIDs, wantIDs) {
+			t.Errorf("from=%s (ingest time): ids %v, want %v", from.Format(time.RFC3339Nano), gotIDs, wantIDs)
+		}
+	}
 
 	// NDJSON: the same records, one a line, as a download.
 	resp, body, err := p.api.EventsNDJSON(bg, seedTopic, client.Browse{Partition: &part, From: "0"})

@@ -90,6 +90,12 @@ func newBrowser(t *testing.T) *browser {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("start %s: %v", path, err)
 	}
+	// Every page a test loads must run without an uncaught exception.
+	t.Cleanup(func() {
+		if errs := b.jsErrors(); len(errs) > 0 {
+			t.Errorf("JavaScript exceptions: %v", errs)
+		}
+	})
 	return b
 }
 
@@ -166,11 +172,6 @@ func (b *browser) screenshot(t *testing.T, name string) {
 func TestConsole(t *testing.T) {
 	p, f := sharedPipeline(t)
 	b := newBrowser(t)
-	t.Cleanup(func() {
-		if errs := b.jsErrors(); len(errs) > 0 {
-			t.Errorf("JavaScript exceptions: %v", errs)
-		}
-	})
 
 	t.Run("token prompt", func(t *testing.T) {
 		b.open(t, p, "consumers")

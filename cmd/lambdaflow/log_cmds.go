@@ -186,7 +186,7 @@ func produceCmd(ctx context.Context, args []string, std stdio, env lookupEnv) er
 func tailCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
 	fs := newFlags("tail", "TOPIC [--from OFFSET|TIME] [-f]", std)
 	conn := clientFlags(fs, env)
-	from := fs.String("from", "", "start at this offset (in every partition) or RFC 3339 time; default: the last 10 events of each partition")
+	from := fs.String("from", "", "start at this offset (in every partition), or at the events ingested at or after this RFC 3339 time (ingest time, not event time); default: the last 10 events of each partition")
 	partition := fs.Int("partition", -1, "only this partition")
 	follow := fs.Bool("f", false, "keep waiting for new events")
 	limit := fs.Int("n", 0, "stop after this many events (0: no limit)")

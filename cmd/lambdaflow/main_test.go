@@ -411,6 +411,16 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	if code != 0 || strings.Count(out, "\n") != 25 {
 		t.Errorf("tail --from 0: exit %d, %d lines:\n%s", code, strings.Count(out, "\n"), out)
 	}
+	// --from TIME is the ingest time, like the console's: events of March
+	// ingested a moment ago are after a minute ago, none after now.
+	out, _, code = runCLI(t, "", "tail", "orders", "--addr", s.addr, "--from", time.Now().Add(-time.Minute).UTC().Format(time.RFC3339))
+	if code != 0 || strings.Count(out, "\n") != 25 {
+		t.Errorf("tail --from a minute ago: exit %d, %d lines, want 25:\n%s", code, strings.Count(out, "\n"), out)
+	}
+	out, _, code = runCLI(t, "", "tail", "orders", "--addr", s.addr, "--from", time.Now().Add(time.Minute).UTC().Format(time.RFC3339))
+	if code != 0 || out != "" {
+		t.Errorf("tail --from a minute ahead: exit %d, %q, want nothing", code, out)
+	}
 	out, _, code = runCLI(t, "", "lag", "--addr", s.addr)
 	if code != 0 || !strings.HasPrefix(out, "CONSUMER") {
 		t.Errorf("lag: %d %q", code, out)

@@ -147,6 +147,19 @@ export function worstFirst(a, b) {
   );
 }
 
+// since labels a counter of GET /v1/stats, which counts from the process's
+// start: " since 15:04" (UTC), or "" before the first answer.
+export function since(stats) {
+  return stats.started ? " since " + String(stats.started).slice(11, 16) : "";
+}
+
+// deadLetters is how many records a sink ever dead-lettered: its
+// dead-letter topic's end offset, which the log keeps across restarts.
+export function deadLetters(sample, sink) {
+  const t = sample.topics.find((x) => x.name === sink + "_dlq");
+  return t ? t.partitions.reduce((a, p) => a + p.end_offset, 0) : 0;
+}
+
 // viewStats is the speed layer's numbers of one view, undefined when the
 // speed layer does not run it here.
 export function viewStats(stats, name) {

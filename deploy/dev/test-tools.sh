@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the tests use besides the services: independent Parquet
 # readers (pyarrow, duckdb from PyPI) that check the lake from outside, and
-# Debian's chromium for the console's browser tests, iproute2 and nftables
+# Debian's chromium and axe-core (npm) for the console's browser tests, iproute2 and nftables
 # for the tests that run hosts in network namespaces (internal/netns).
 # Idempotent and quick when everything is there.
 set -euo pipefail
@@ -27,8 +27,21 @@ apt_install() {
 }
 
 command -v chromium >/dev/null 2>&1 || apt_install chromium
+
+# axe-core (npm), which the console's browser tests run in every page to find
+# accessibility violations. Pinned, so a new rule set never fails a build
+# unannounced; the e2e tests find it here (or at LF_AXE).
+AXE_VERSION=4.14.1
+AXE_DIR="$LF_SERVICES_DIR/tools"
+if [[ "$(node -p "require('$AXE_DIR/node_modules/axe-core/package.json').version" 2>/dev/null)" != "$AXE_VERSION" ]]; then
+    command -v npm >/dev/null 2>&1 || apt_install npm
+    log "installing axe-core $AXE_VERSION from npm into $AXE_DIR"
+    mkdir -p "$AXE_DIR"
+    npm install --silent --no-audit --no-fund --prefix "$AXE_DIR" "axe-core@$AXE_VERSION" >/dev/null ||
+        die "npm install axe-core@$AXE_VERSION failed"
+fi
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
-log "test tools ready: $(python3 -c 'import pyarrow, duckdb; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__)'), $(chromium --version 2>/dev/null | head -1), $(nft --version 2>/dev/null)"
+log "test tools ready: $(python3 -c 'import pyarrow, duckdb; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__)'), $(chromium --version 2>/dev/null | head -1), $(nft --version 2>/dev/null), axe-core $AXE_VERSION"

@@ -3,7 +3,7 @@
 // numbers an operator looks at first.
 
 import { h, s, replace, int, rate, seconds, lagKind, sparkline, badge, table, empty } from "../dom.js";
-import { worstFirst, viewStats, sinkStats, sum } from "../model.js";
+import { worstFirst, viewStats, sinkStats, sum, since } from "../model.js";
 
 const NODE_W = 196;
 const NODE_H = 56;
@@ -47,7 +47,7 @@ export default {
 
     replace(
       document.getElementById("ov-stats"),
-      stat("Ingest", rate(totalRate), `events/s into the log · ${int(rejects)} rejected`, "ov-ingest", rejects > 0 ? "warn" : ""),
+      stat("Ingest", rate(totalRate), `events/s into the log · ${int(rejects)} requests rejected${since(st)}`, "ov-ingest", rejects > 0 ? "warn" : ""),
       stat("Events in log", int(events), `${model.latest.topics.length} topics, views and dead letters included`),
       stat(
         "Worst read lag",
@@ -56,7 +56,7 @@ export default {
         "ov-worst",
         worst ? lagKind(worst.read_lag_seconds, worst.read_lag) : "",
       ),
-      stat("Late events", int(late), "left out by the speed layer", "", late > 0 ? "warn" : ""),
+      stat("Late events", int(late), `left to the batch layer by the speed layer${since(st)}`, "ov-late", late > 0 ? "warn" : ""),
       stat("Batch jobs", model.jobs ? (running ? `${running} running` : jobs.length ? jobs[0].state : "none") : "–", model.jobs ? `${jobs.length} in history` : "batch layer not running here"),
       stat(
         "Sinks",
@@ -123,9 +123,9 @@ function stat(label, value, sub, id, kind = "") {
 function graph(model, navigate) {
   const views = model.views || [];
   const sinks = model.sinks || [];
-  const viewNames = new Set(views.map((v) => v.name));
-  const dlqNames = new Set(sinks.map((x) => x.name + "_dlq"));
-  const topics = model.latest.topics.filter((t) => !viewNames.has(t.name) && !dlqNames.has(t.name));
+  // Topics clients publish to; the views' and dead letters' are drawn as
+  // the views and the sinks.
+  const topics = model.latest.topics.filter((t) => t.kind === "events");
   const st = model.latest.stats;
 
   const consumers = new Map(); // name → topics it reads, of those drawn
@@ -270,7 +270,7 @@ function graph(model, navigate) {
       s("text", { x: 12, y: 48, class: "sub" }, clip(n.sub, 30)),
       s("title", {}, `${n.title}: ${n.sub}`),
     );
-    if (n.onclick) g.addEventListener("click", n.onclick);
+    if (n.onclick) g.onclick = n.onclick;
     svg.append(g);
   }
   svg.append(labelLayer);
