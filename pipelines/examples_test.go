@@ -1,4 +1,4 @@
-package pipelines
+package pipelines_test
 
 import (
 	"path/filepath"
@@ -6,6 +6,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
+	"github.com/lambdaflow/lambdaflow/sinks/cassandra"
+	"github.com/lambdaflow/lambdaflow/sinks/elasticsearch"
+	"github.com/lambdaflow/lambdaflow/sinks/warehouse"
 )
 
 // TestExamplesLoad keeps every example valid with an empty environment: each
@@ -16,7 +22,7 @@ func TestExamplesLoad(t *testing.T) {
 		t.Fatalf("examples: %v, %v", files, err)
 	}
 	for _, f := range files {
-		if _, err := Load(f, mapEnv(nil)); err != nil {
+		if _, err := pipelines.Load(f, mapEnv(nil), sinkTypes); err != nil {
 			t.Errorf("%s:\n%v", f, err)
 		}
 	}
@@ -25,7 +31,7 @@ func TestExamplesLoad(t *testing.T) {
 // TestQuickstart pins what `make run` relies on: only embedded parts, and
 // every aggregate function in one view.
 func TestQuickstart(t *testing.T) {
-	p, err := Load("examples/quickstart.yaml", mapEnv(nil))
+	p, err := pipelines.Load("examples/quickstart.yaml", mapEnv(nil), sinkTypes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +53,7 @@ func TestQuickstart(t *testing.T) {
 		funcs = append(funcs, a.Func)
 	}
 	slices.Sort(funcs)
-	want := slices.Sorted(slices.Values(aggFuncs))
+	want := slices.Sorted(slices.Values(aggregate.Names()))
 	if !reflect.DeepEqual(funcs, want) {
 		t.Errorf("aggregate functions = %v, want all of %v", funcs, want)
 	}
@@ -56,7 +62,7 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("sinks = %+v", p.Sinks)
 	}
 
-	p, err = Load("examples/quickstart.yaml", mapEnv(map[string]string{"LAMBDAFLOW_DATA": "/srv/lf"}))
+	p, err = pipelines.Load("examples/quickstart.yaml", mapEnv(map[string]string{"LAMBDAFLOW_DATA": "/srv/lf"}), sinkTypes)
 	if err != nil || p.DataDir != "/srv/lf" {
 		t.Errorf("with LAMBDAFLOW_DATA: data_dir %q, %v", p.DataDir, err)
 	}
@@ -71,19 +77,19 @@ func TestExampleServiceAddresses(t *testing.T) {
 	}
 	get := func(t *testing.T, file string, env map[string]string) addrs {
 		t.Helper()
-		p, err := Load(file, mapEnv(env))
+		p, err := pipelines.Load(file, mapEnv(env), sinkTypes)
 		if err != nil {
 			t.Fatal(err)
 		}
 		a := addrs{Listen: p.HTTP.Listen, Data: p.DataDir}
 		for _, s := range p.Sinks {
-			switch s.Type {
-			case "postgres":
-				a.DSN = s.DSN
-			case "elasticsearch":
-				a.ES = strings.Join(s.URLs, ",")
-			case "cassandra":
-				a.Cassandra = strings.Join(s.Hosts, ",")
+			switch cfg := s.Config.(type) {
+			case *warehouse.PostgresConfig:
+				a.DSN = cfg.DSN
+			case *elasticsearch.Config:
+				a.ES = strings.Join(cfg.URLs, ",")
+			case *cassandra.Config:
+				a.Cassandra = strings.Join(cfg.Hosts, ",")
 			}
 		}
 		return a

@@ -17,6 +17,7 @@ type Pipeline struct {
 	Broker  Broker  `yaml:"broker" doc:"The log: embedded NATS JetStream by default, or an external cluster."`
 	Ingest  Ingest  `yaml:"ingest" doc:"HTTP ingest limits and idempotency."`
 	Auth    Auth    `yaml:"auth" doc:"Bearer-token authentication. Off when no token is configured."`
+	Kafka   Kafka   `yaml:"kafka" doc:"The Kafka wire-protocol listener: Kafka clients produce to and consume from the topics. Off when listen is empty."`
 	Topics  []Topic `yaml:"topics" doc:"Topics: each is a partitioned, replicated log of typed events." required:"true"`
 	Views   []View  `yaml:"views" doc:"Windowed views computed by both the speed and the batch layer."`
 	Lake    Lake    `yaml:"lake" doc:"The Parquet lake written by the batch layer."`
@@ -72,6 +73,24 @@ type Ingest struct {
 	MaxBatch     int      `yaml:"max_batch" default:"1000" doc:"Most events in one log entry."`
 }
 
+// Kafka configures the Kafka wire-protocol listener.
+type Kafka struct {
+	Listen          string    `yaml:"listen" doc:"host:port of the Kafka listener. Empty: off."`
+	Advertised      string    `yaml:"advertised" doc:"host:port that clients are told to connect to (Metadata, FindCoordinator). Default: the listen address (with the bound port when listen asks for port 0)."`
+	NodeID          int       `yaml:"node_id" doc:"Broker id this process reports to clients; give each ingest process its own when several share one advertised address space."`
+	TLS             ServerTLS `yaml:"tls" doc:"TLS for the Kafka listener. Off when cert is empty."`
+	MaxRequestBytes ByteSize  `yaml:"max_request_bytes" default:"16MiB" doc:"Largest Kafka request accepted; a larger one closes the connection (as Kafka's socket.request.max.bytes)."`
+	MaxFetchBytes   ByteSize  `yaml:"max_fetch_bytes" default:"8MiB" doc:"Most record bytes in one Fetch response, whatever the client asks for."`
+	MaxConnections  int       `yaml:"max_connections" default:"1024" doc:"Open Kafka connections at most; further ones are closed at once."`
+}
+
+// ServerTLS configures a TLS server.
+type ServerTLS struct {
+	Cert     string `yaml:"cert" doc:"PEM certificate chain of the server."`
+	Key      string `yaml:"key" doc:"PEM private key of the server."`
+	ClientCA string `yaml:"client_ca" doc:"PEM CA file: when set, clients must present a certificate it signed (mutual TLS)."`
+}
+
 // Auth configures bearer tokens.
 type Auth struct {
 	ReadTokens []string `yaml:"read_tokens" doc:"Tokens accepted for reads (queries, topics, lag, the console). Empty: reads are open."`
@@ -97,7 +116,7 @@ type View struct {
 	Where      string     `yaml:"where" doc:"Boolean expression over the event's fields; events for which it is false are skipped."`
 	GroupBy    []string   `yaml:"group_by" doc:"Fields the view groups by."`
 	Window     Window     `yaml:"window" required:"true" doc:"Event-time window."`
-	Aggregates Aggregates `yaml:"aggregates" required:"true" doc:"Output column name to aggregate: count(), sum(f), min(f), max(f), avg(f), count_distinct(f), quantile(f, q), first(f), last(f)."`
+	Aggregates Aggregates `yaml:"aggregates" required:"true" doc:"Output column name to aggregate call, e.g. {events: count(), p95_cpu: 'quantile(cpu, 0.95)'}."`
 	Batch      ViewBatch  `yaml:"batch" doc:"Batch-layer recomputation of the view."`
 	Retention  Duration   `yaml:"retention" default:"24h" doc:"How long the speed layer keeps final windows after they close."`
 	Pos        Pos        `yaml:"-"`
@@ -136,24 +155,21 @@ type Compact struct {
 	Interval Duration `yaml:"interval" default:"10m" doc:"How often to look for hours to compact."`
 }
 
-// Sink delivers topics and views to an external store.
+// Sink delivers topics and views to an external store. The keys every sink
+// has are fields here; the keys of its type (a DSN, hosts, URLs…) are
+// declared by the type (see SinkType) and decoded into Config, written
+// beside the common keys in the file.
 type Sink struct {
-	Name        string    `yaml:"name" required:"true" doc:"Sink name; also its consumer and dead-letter topic name."`
-	Type        string    `yaml:"type" required:"true" enum:"postgres,duckdb,cassandra,elasticsearch" doc:"Target kind."`
-	From        []string  `yaml:"from" required:"true" doc:"Topics and views this sink delivers."`
-	DSN         string    `yaml:"dsn" doc:"postgres: connection string."`
-	Path        string    `yaml:"path" doc:"duckdb: database file; default <data_dir>/warehouse.duckdb."`
-	Hosts       []string  `yaml:"hosts" doc:"cassandra: contact points host:port."`
-	Keyspace    string    `yaml:"keyspace" doc:"cassandra: keyspace."`
-	Consistency string    `yaml:"consistency" default:"local_quorum" enum:"any,one,two,three,quorum,all,local_quorum,each_quorum,local_one" doc:"cassandra: write consistency."`
-	TTL         Duration  `yaml:"ttl" doc:"cassandra: time to live of written rows; 0 keeps them."`
-	URLs        []string  `yaml:"urls" doc:"elasticsearch: node URLs."`
-	Index       string    `yaml:"index" doc:"elasticsearch: index name pattern; {name} is the topic or view, {yyyy.MM.dd} a date from event time. Default {name}."`
-	Username    string    `yaml:"username" doc:"elasticsearch: basic-auth user."`
-	Password    string    `yaml:"password" doc:"elasticsearch: basic-auth password."`
-	Create      bool      `yaml:"create" default:"true" doc:"Create keyspaces, tables, indices and templates that are missing."`
-	Batch       SinkBatch `yaml:"batch" doc:"Batching of writes."`
-	Pos         Pos       `yaml:"-"`
+	Name string   `yaml:"name" required:"true" doc:"Sink name; also its consumer and dead-letter topic name."`
+	Type string   `yaml:"type" required:"true" enum:"$sink_types" doc:"Target kind."`
+	From []string `yaml:"from" required:"true" doc:"Topics and views this sink delivers."`
+	// Config is the type's own keys: a pointer to the struct its SinkType's
+	// NewConfig returns, with defaults applied and the file's values
+	// decoded. Nil when the type is unknown.
+	Config any       `yaml:"-" inline:"sink_config"`
+	Create bool      `yaml:"create" default:"true" doc:"Create keyspaces, tables, indices and templates that are missing."`
+	Batch  SinkBatch `yaml:"batch" doc:"Batching of writes."`
+	Pos    Pos       `yaml:"-"`
 }
 
 // SinkBatch configures sink batching and retry.

@@ -1,10 +1,13 @@
-package pipelines
+package pipelines_test
 
 import (
 	"errors"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/sinks/all"
 )
 
 // errCase is a pipeline file, given as lines (line N is src[N-1]), and the
@@ -16,19 +19,15 @@ type errCase struct {
 	want []string
 }
 
-func mapEnv(m map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v, ok := m[k]
-		return v, ok
-	}
-}
+// mapEnv is the environment m holds.
+var mapEnv = pipelines.MapEnv
 
 func runErrCases(t *testing.T, cases []errCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			src := strings.Join(c.src, "\n") + "\n"
-			p, err := Parse("p.yaml", []byte(src), mapEnv(c.env))
+			p, err := pipelines.Parse("p.yaml", []byte(src), mapEnv(c.env), sinkTypes)
 			if len(c.want) == 0 {
 				if err != nil {
 					t.Fatalf("unexpected errors:\n%v", err)
@@ -38,7 +37,7 @@ func runErrCases(t *testing.T, cases []errCase) {
 			if p != nil {
 				t.Errorf("Parse returned a pipeline along with errors")
 			}
-			var errs Errors
+			var errs pipelines.Errors
 			if !errors.As(err, &errs) {
 				t.Fatalf("error is %T, not Errors: %v", err, err)
 			}
@@ -509,6 +508,19 @@ func TestValidationErrors(t *testing.T) {
 		{name: "broker cluster routes without listen", src: with(mini, "broker: {cluster: {routes: [nats-route://b:6222]}}"), want: []string{`p.yaml:6:28: broker.cluster.routes: needs broker.cluster.listen`}},
 		{name: "broker cluster with url", src: with(mini, "broker: {url: 'nats://a:4222', cluster: {listen: 0.0.0.0:6222, routes: [nats-route://b:6222]}}"), want: []string{`p.yaml:6:41: broker.cluster: only applies to the embedded server (broker.url is set)`}},
 		{name: "broker listen", src: with(mini, "broker: {listen: nowhere}"), want: []string{`p.yaml:6:18: broker.listen: must be host:port, e.g. 127.0.0.1:8080; got "nowhere"`}},
+		{name: "kafka listen", src: with(mini, "kafka: {listen: nowhere}"), want: []string{`p.yaml:6:17: kafka.listen: must be host:port, e.g. 127.0.0.1:8080; got "nowhere"`}},
+		{name: "kafka advertised without listen", src: with(mini, "kafka: {advertised: 'h:9092'}"), want: []string{`p.yaml:6:21: kafka.advertised: has no effect without kafka.listen`}},
+		{name: "kafka advertised port 0", src: with(mini, "kafka: {listen: '127.0.0.1:0', advertised: 'h:0'}"), want: []string{`p.yaml:6:44: kafka.advertised: must name a host and a port clients can reach; got "h:0"`}},
+		{name: "kafka same as http", src: with(mini, "kafka: {listen: '127.0.0.1:8080'}"), want: []string{`p.yaml:6:17: kafka.listen: is the same address as http.listen`}},
+		{
+			name: "kafka tls pairs and limits",
+			src:  with(mini, "kafka:", "  listen: 127.0.0.1:9092", "  tls: {key: k.pem, client_ca: ca.pem}", "  max_fetch_bytes: 10"),
+			want: []string{
+				`p.yaml:8:8: kafka.tls.cert: is required with key`,
+				`p.yaml:8:8: kafka.tls.cert: is required with client_ca`,
+				`p.yaml:9:20: kafka.max_fetch_bytes: must be at least 1024, got 10`,
+			},
+		},
 		{name: "broker prefix", src: with(mini, "broker: {prefix: lf.x}"), want: []string{`p.yaml:6:18: broker.prefix: must be 1 to 32 letters, digits or '_', starting with a letter; got "lf.x"`}},
 		{name: "broker prefix empty", src: with(mini, "broker: {prefix: ''}"), want: []string{`p.yaml:6:18: broker.prefix: must not be empty`}},
 		{name: "replicas", src: with(mini, "broker: {replicas: 2}"), want: []string{`p.yaml:6:20: broker.replicas: must be one of 1, 3; got 2`}},
@@ -688,7 +700,7 @@ func TestValidationErrors(t *testing.T) {
 // TestAllErrorsReported checks that one file's problems, from decoding and
 // from validation, all come back at once and in file order.
 func TestAllErrorsReported(t *testing.T) {
-	_, err := Load("testdata/invalid.yaml", mapEnv(nil))
+	_, err := pipelines.Load("testdata/invalid.yaml", mapEnv(nil), sinkTypes)
 	want := strings.Join([]string{
 		`testdata/invalid.yaml:3:10: version: must be 1, got 2`,
 		`testdata/invalid.yaml:4:7: name: must be 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter; got "My Pipeline"`,
@@ -713,3 +725,7 @@ func TestAllErrorsReported(t *testing.T) {
 		t.Errorf("got:\n%v\nwant:\n%s", err, want)
 	}
 }
+
+// sinkTypes are the program's sink types: the files here are checked as
+// lambdaflow checks them.
+var sinkTypes = all.Types()

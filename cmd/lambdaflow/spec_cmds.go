@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/lambdaflow/lambdaflow/sinks/all"
+
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipetest"
 )
@@ -24,7 +26,7 @@ func validateCmd(_ context.Context, args []string, std stdio, env lookupEnv) err
 	failed := 0
 	for _, f := range files {
 		if data, err := os.ReadFile(f); err == nil && pipetest.IsTestFile(data) {
-			n, err := pipetest.Check(f)
+			n, err := pipetest.Check(f, all.Types())
 			if err != nil {
 				failed++
 				fmt.Fprintln(std.err, err)
@@ -33,7 +35,7 @@ func validateCmd(_ context.Context, args []string, std stdio, env lookupEnv) err
 			fmt.Fprintf(std.out, "%s: ok (test file, %d cases; run them with lambdaflow test)\n", f, n)
 			continue
 		}
-		if _, err := pipelines.Load(f, env); err != nil {
+		if _, err := pipelines.Load(f, env, all.Types()); err != nil {
 			failed++
 			var errs pipelines.Errors
 			if errors.As(err, &errs) {
@@ -58,7 +60,7 @@ func schemaCmd(_ context.Context, args []string, std stdio, _ lookupEnv) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	s, err := pipelines.JSONSchema()
+	s, err := pipelines.JSONSchema(all.Types())
 	if err != nil {
 		return err
 	}
