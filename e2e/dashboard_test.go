@@ -19,7 +19,12 @@ import (
 	"github.com/lambdaflow/lambdaflow/client"
 )
 
-const dashboardFile = "../deploy/grafana/lambdaflow.json"
+// The Grafana dashboards: over the Prometheus metrics, and over the view
+// tables of the ops-metrics example's PostgreSQL sink.
+const (
+	dashboardFile      = "../deploy/grafana/lambdaflow.json"
+	viewsDashboardFile = "../deploy/grafana/views-postgres.json"
+)
 
 // metricName finds the metric names a PromQL expression uses; parsing
 // loosely is enough, every name of ours starts with lambdaflow_.
@@ -47,21 +52,26 @@ type panel struct {
 	GridPos    struct{ H, W, X, Y int } `json:"gridPos"`
 	Targets    []struct {
 		Expr       string          `json:"expr"`
+		RawSQL     string          `json:"rawSql"`
+		RawQuery   bool            `json:"rawQuery"`
+		Format     string          `json:"format"`
 		Datasource json.RawMessage `json:"datasource"`
 	} `json:"targets"`
 	Panels []panel `json:"panels"`
 }
 
-func loadDashboard(t *testing.T) (dashboard, []panel) {
+// loadDashboard reads a dashboard file and lists its panels, those inside
+// rows included.
+func loadDashboard(t *testing.T, file string) (dashboard, []panel) {
 	t.Helper()
-	data, err := os.ReadFile(dashboardFile)
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var d dashboard
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&d); err != nil {
-		t.Fatalf("%s: %v", dashboardFile, err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	var all []panel
 	var walk func([]panel)
@@ -79,7 +89,7 @@ func loadDashboard(t *testing.T) (dashboard, []panel) {
 // the panels that use it.
 func dashboardMetrics(t *testing.T) map[string][]string {
 	t.Helper()
-	d, panels := loadDashboard(t)
+	d, panels := loadDashboard(t, dashboardFile)
 	out := map[string][]string{}
 	for _, p := range panels {
 		for _, tg := range p.Targets {
@@ -100,7 +110,7 @@ func dashboardMetrics(t *testing.T) map[string][]string {
 // what makes it usable on any Prometheus: a data source variable, a pipeline
 // variable every query filters on, unique panel ids, no overlapping panels.
 func TestDashboardShape(t *testing.T) {
-	d, panels := loadDashboard(t)
+	d, panels := loadDashboard(t, dashboardFile)
 	vars := map[string]string{}
 	for _, v := range d.Templating.List {
 		vars[v.Name] = v.Type
@@ -111,10 +121,27 @@ func TestDashboardShape(t *testing.T) {
 	if d.UID == "" {
 		t.Error("no uid")
 	}
+	checkPanels(t, panels)
+	selector := regexp.MustCompile(`lambdaflow_[a-zA-Z0-9_]+(\{[^}]*\})?`)
+	for _, p := range panels {
+		for _, tg := range p.Targets {
+			for _, sel := range selector.FindAllString(tg.Expr, -1) {
+				if !strings.Contains(sel, `pipeline=~"$pipeline"`) {
+					t.Errorf("panel %q: %s does not filter on the pipeline variable", p.Title, sel)
+				}
+			}
+		}
+	}
+}
+
+// checkPanels checks what Grafana needs of a dashboard's panels: unique
+// ids, places on the 24-column grid that do not overlap, and for every
+// panel but rows a query on the ${datasource} variable.
+func checkPanels(t *testing.T, panels []panel) {
+	t.Helper()
 	ids := map[int]string{}
 	type cell struct{ x, y int }
 	used := map[cell]string{}
-	selector := regexp.MustCompile(`lambdaflow_[a-zA-Z0-9_]+(\{[^}]*\})?`)
 	for _, p := range panels {
 		if prev, ok := ids[p.ID]; ok {
 			t.Errorf("panels %q and %q share id %d", prev, p.Title, p.ID)
@@ -140,13 +167,6 @@ func TestDashboardShape(t *testing.T) {
 		}
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q has no query", p.Title)
-		}
-		for _, tg := range p.Targets {
-			for _, sel := range selector.FindAllString(tg.Expr, -1) {
-				if !strings.Contains(sel, `pipeline=~"$pipeline"`) {
-					t.Errorf("panel %q: %s does not filter on the pipeline variable", p.Title, sel)
-				}
-			}
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"math"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -204,18 +205,26 @@ type window struct {
 	Events     int64
 	AvgCPU     float64
 	MaxCPU     float64
+	P95CPU     float64
 	Bytes      int64
 	Hosts      int64
 }
 
-func (f *fixture) windows() []window {
+func (f *fixture) windows() []window { return windowsOf(f.events) }
+
+// windowsOf computes the one-minute windows by region of events: count,
+// avg, max and sum exactly, count_distinct of hosts, and the CPU quantile
+// 0.95 at rank floor(0.95·(n−1)) of the sorted values, sorted by window
+// and region.
+func windowsOf(evs []event) []window {
 	type key struct {
 		start  time.Time
 		region string
 	}
 	acc := map[key]*window{}
 	hosts := map[key]map[string]bool{}
-	for _, e := range f.events {
+	cpus := map[key][]float64{}
+	for _, e := range evs {
 		k := key{e.TS.Truncate(time.Minute), e.Region}
 		w := acc[k]
 		if w == nil {
@@ -228,11 +237,14 @@ func (f *fixture) windows() []window {
 		w.MaxCPU = math.Max(w.MaxCPU, e.CPU)
 		w.Bytes += e.Bytes
 		hosts[k][e.Host] = true
+		cpus[k] = append(cpus[k], e.CPU)
 	}
 	var out []window
 	for k, w := range acc {
 		w.AvgCPU /= float64(w.Events)
 		w.Hosts = int64(len(hosts[k]))
+		sorted := slices.Sorted(slices.Values(cpus[k]))
+		w.P95CPU = sorted[int(0.95*float64(len(sorted)-1))]
 		out = append(out, *w)
 	}
 	sort.Slice(out, func(i, j int) bool {

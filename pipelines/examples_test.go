@@ -73,7 +73,7 @@ func TestQuickstart(t *testing.T) {
 // against services elsewhere without editing them.
 func TestExampleServiceAddresses(t *testing.T) {
 	type addrs struct {
-		Listen, Data, DSN, ES, Cassandra string
+		Listen, Data, DSN, ES, Index, Cassandra, Keyspace string
 	}
 	get := func(t *testing.T, file string, env map[string]string) addrs {
 		t.Helper()
@@ -87,27 +87,29 @@ func TestExampleServiceAddresses(t *testing.T) {
 			case *warehouse.PostgresConfig:
 				a.DSN = cfg.DSN
 			case *elasticsearch.Config:
-				a.ES = strings.Join(cfg.URLs, ",")
+				a.ES, a.Index = strings.Join(cfg.URLs, ","), cfg.Index
 			case *cassandra.Config:
-				a.Cassandra = strings.Join(cfg.Hosts, ",")
+				a.Cassandra, a.Keyspace = strings.Join(cfg.Hosts, ","), cfg.Keyspace
 			}
 		}
 		return a
 	}
 	env := map[string]string{
 		"LAMBDAFLOW_LISTEN": "0.0.0.0:9090", "LAMBDAFLOW_DATA": "/srv/lf", "WAREHOUSE_DSN": "postgres://x@db/ops",
-		"ES_URL": "http://search:9200", "CASSANDRA_HOST": "cass:9042",
+		"ES_URL": "http://search:9200", "CASSANDRA_HOST": "cass:9042", "ES_INDEX_PREFIX": "test-", "CASSANDRA_KEYSPACE": "test_ops",
 	}
 	for _, c := range []struct {
 		file      string
 		dflt, set addrs
 	}{
 		{"examples/quickstart.yaml", addrs{Listen: "127.0.0.1:8080", Data: "./data"}, addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf"}},
-		{"examples/clickstream.yaml", addrs{Listen: "127.0.0.1:8080", Data: "./data", ES: "http://127.0.0.1:9200"},
-			addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf", ES: "http://search:9200"}},
+		{"examples/clickstream.yaml", addrs{Listen: "127.0.0.1:8080", Data: "./data", ES: "http://127.0.0.1:9200", Index: "{name}-{yyyy.MM.dd}"},
+			addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf", ES: "http://search:9200", Index: "{name}-{yyyy.MM.dd}"}},
 		{"examples/ops-metrics.yaml",
-			addrs{Listen: "127.0.0.1:8080", Data: "./data", DSN: "postgres://lambdaflow@127.0.0.1:5432/lambdaflow?sslmode=disable", ES: "http://127.0.0.1:9200", Cassandra: "127.0.0.1:9042"},
-			addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf", DSN: "postgres://x@db/ops", ES: "http://search:9200", Cassandra: "cass:9042"}},
+			addrs{Listen: "127.0.0.1:8080", Data: "./data", DSN: "postgres://lambdaflow@127.0.0.1:5432/lambdaflow?sslmode=disable",
+				ES: "http://127.0.0.1:9200", Index: "{name}", Cassandra: "127.0.0.1:9042", Keyspace: "ops"},
+			addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf", DSN: "postgres://x@db/ops",
+				ES: "http://search:9200", Index: "test-{name}", Cassandra: "cass:9042", Keyspace: "test_ops"}},
 	} {
 		if got := get(t, c.file, nil); got != c.dflt {
 			t.Errorf("%s with no variables: %+v, want %+v", c.file, got, c.dflt)
