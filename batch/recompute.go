@@ -132,17 +132,23 @@ func fieldsRead(v *pipelines.View, schema event.Schema) (fields []bool, ids bool
 	return fields, ids
 }
 
-// completeUntil returns the lake's event-time watermark: the time up to
-// which the lake holds the topic's events by the same rule the speed layer
-// uses for its watermark, so that a window the batch layer calls closed is
-// one the speed layer calls final too, and an event arriving for it later is
-// late for both (and corrected by the next run). Per partition it is the
-// newest event time among the partition's lake files. Partitions that are
-// still being written hold it back (the minimum over them); partitions the
-// lake holds up to the end of the log are idle and left out, as the speed
-// layer leaves out idle partitions; when every partition is idle it is the
-// newest event time of all. 0 means nothing is complete yet.
+// completeUntil returns the lake's event-time watermark: the view watermark
+// rule of the speed layer (plan.CombineWatermarks) with no lateness,
+// applied to what the lake holds, so that a window the batch layer calls
+// closed is one the speed layer calls final too, and an event arriving for
+// it later is late for both (and corrected by the next run). Per partition
+// the newest event time is the newest among the partition's lake files; a
+// partition the lake holds up to the end of the log is idle. It is
+// plan.NoWatermark while a partition that is still being written has
+// nothing in the lake yet, or no partition has.
 func (b *Batch) completeUntil(ctx context.Context, vj *viewJob, m *Manifest) int64 {
+	return plan.CombineWatermarks(b.lakeTimes(ctx, vj, m), 0, plan.NoWatermark)
+}
+
+// lakeTimes returns what the watermark rule needs to know of each partition
+// of the view's topic from the lake manifest m and the log's end offsets.
+// Without the log's end offsets every partition counts as still written.
+func (b *Batch) lakeTimes(ctx context.Context, vj *viewJob, m *Manifest) []plan.PartitionTime {
 	ends := map[int]int64{}
 	if b.log != nil {
 		infos, err := b.log.Topics(ctx)
@@ -157,27 +163,19 @@ func (b *Batch) completeUntil(ctx context.Context, vj *viewJob, m *Manifest) int
 			}
 		}
 	}
-	newest := map[int]int64{}
+	parts := make([]plan.PartitionTime, vj.topic.Partitions)
 	for _, f := range m.Files {
-		newest[f.Partition] = max(newest[f.Partition], f.MaxTime)
-	}
-	busy, idle := int64(math.MaxInt64), int64(0)
-	anyBusy := false
-	for p := range vj.topic.Partitions {
-		ps := m.partition(p)
-		if end, ok := ends[p]; ok && ps.Next >= end {
-			idle = max(idle, newest[p])
-			continue
+		if f.Partition < len(parts) {
+			if p := &parts[f.Partition]; !p.Seen || f.MaxTime > p.Newest {
+				p.Newest, p.Seen = f.MaxTime, true
+			}
 		}
-		if _, ok := newest[p]; !ok {
-			return 0 // a partition with events, none of them in the lake yet
-		}
-		busy, anyBusy = min(busy, newest[p]), true
 	}
-	if anyBusy {
-		return busy
+	for p := range parts {
+		end, ok := ends[p]
+		parts[p].Idle = ok && m.partition(p).Next >= end
 	}
-	return idle
+	return parts
 }
 
 // runJob runs one recomputation of vj for job j; rng, when not nil, adds
@@ -299,7 +297,9 @@ func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
 func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) error {
 	m, unpin := vj.tl.ms.pin()
 	defer unpin()
-	h := b.completeUntil(ctx, vj, m) - int64(vj.v.Window.Lateness.D()/time.Microsecond)
+	// The horizon is the lake's watermark minus the view's lateness, the
+	// speed layer's watermark over what the lake holds; it never moves back.
+	h := plan.Earlier(b.completeUntil(ctx, vj, m), vj.v.Window.Lateness.D().Microseconds())
 	if vj.st.hasHorizon && h < vj.st.horizon {
 		h = vj.st.horizon
 	}

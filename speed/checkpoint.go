@@ -48,9 +48,10 @@ type checkpointHeader struct {
 	def       uint64
 	savedAt   int64 // UTC µs on the speed layer's clock
 	watermark int64
-	parts     []partState
-	viewEnds  []int64 // per view-topic partition: offset after the last speed row
-	retain    []int64 // per view-topic partition: first offset of rows still retained
+	parts     []plan.PartitionTime // per partition of the topic: newest event time
+	next      []int64              // per partition of the topic: offset of the next event
+	viewEnds  []int64              // per view-topic partition: offset after the last speed row
+	retain    []int64              // per view-topic partition: first offset of rows still retained
 }
 
 // definitionHash identifies what a view's state depends on. Lateness and
@@ -84,12 +85,12 @@ func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *Engin
 	b = binary.LittleEndian.AppendUint64(b, def)
 	b = binary.AppendVarint(b, savedAt)
 	b = binary.AppendVarint(b, e.wm)
-	b = binary.AppendUvarint(b, uint64(len(e.parts)))
-	for _, p := range e.parts {
-		b = binary.AppendVarint(b, p.next)
-		if p.seen {
+	b = binary.AppendUvarint(b, uint64(len(e.times)))
+	for i, p := range e.times {
+		b = binary.AppendVarint(b, e.next[i])
+		if p.Seen {
 			b = append(b, 1)
-			b = binary.AppendVarint(b, p.maxTime)
+			b = binary.AppendVarint(b, p.Newest)
 		} else {
 			b = append(b, 0)
 		}
@@ -160,20 +161,23 @@ func decodeCheckpoint(data []byte) (checkpointHeader, *ckReader, error) {
 	h.savedAt = r.varint()
 	h.watermark = r.varint()
 	n := r.count(3)
-	h.parts = make([]partState, 0, n)
+	h.parts = make([]plan.PartitionTime, 0, n)
+	h.next = make([]int64, 0, n)
 	for range n {
-		p := partState{next: r.varint()}
+		next := r.varint()
+		var p plan.PartitionTime
 		switch r.byte() {
 		case 0:
 		case 1:
-			p.seen, p.maxTime = true, r.varint()
+			p.Seen, p.Newest = true, r.varint()
 		default:
 			r.fail()
 		}
-		if p.next < 0 {
+		if next < 0 {
 			r.fail()
 		}
 		h.parts = append(h.parts, p)
+		h.next = append(h.next, next)
 	}
 	n = r.count(2)
 	for range n {
@@ -193,7 +197,7 @@ func restoreWindows(e *Engine, r *ckReader) error {
 		if r.err != nil {
 			break
 		}
-		if tw.End <= tw.Start || (e.wm != noWatermark && tw.End <= e.wm) {
+		if tw.End <= tw.Start || (e.wm != plan.NoWatermark && tw.End <= e.wm) {
 			return fmt.Errorf("%w: window [%d, %d) open behind the watermark %d", ErrCorruptCheckpoint, tw.Start, tw.End, e.wm)
 		}
 		if _, err := e.plan.DecodeKey([]byte(key)); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
 
 // Store is where the speed layer shows its rows: the serving layer's view
@@ -81,7 +82,7 @@ func newEmitter(p *pipelines.Pipeline, v *pipelines.View, store Store) *emitter 
 		store:     store,
 		retention: retention,
 		step:      max(retention/64, 1),
-		evicted:   noWatermark,
+		evicted:   plan.NoWatermark,
 	}
 	em.ends = make([]int64, em.parts)
 	em.marks = make([][]mark, em.parts)
@@ -93,10 +94,10 @@ func newEmitter(p *pipelines.Pipeline, v *pipelines.View, store Store) *emitter 
 // function of the watermark alone, and EvictSpeed runs 64 times per
 // retention rather than after every entry.
 func (em *emitter) cutoff(wm int64) int64 {
-	if wm == noWatermark {
-		return noWatermark
+	if wm == plan.NoWatermark {
+		return plan.NoWatermark
 	}
-	c := satSub(wm, em.retention)
+	c := plan.Earlier(wm, em.retention)
 	return floorDiv(c, em.step) * em.step
 }
 

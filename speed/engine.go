@@ -27,8 +27,9 @@ type Engine struct {
 	session  bool
 	ncols    int
 	ngroup   int
-	parts    []partState
-	wm       int64 // the view's watermark; noWatermark before the first
+	times    []plan.PartitionTime // per partition: what the watermark rule needs
+	next     []int64              // per partition: offset of the next event to process
+	wm       int64                // the view's watermark; plan.NoWatermark before the first
 
 	// Tumbling and hopping views: the open windows by start, and the same
 	// sorted by end for finalisation.
@@ -143,8 +144,9 @@ func NewEngine(pl *plan.Plan, partitions int) *Engine {
 		gap:      pl.Window().Gap.D().Microseconds(),
 		ncols:    len(pl.Columns()),
 		ngroup:   len(pl.GroupBy()),
-		parts:    make([]partState, max(partitions, 1)),
-		wm:       noWatermark,
+		times:    make([]plan.PartitionTime, max(partitions, 1)),
+		next:     make([]int64, max(partitions, 1)),
+		wm:       plan.NoWatermark,
 		windows:  map[int64]*window{},
 		keys:     map[string]*sessionKey{},
 	}
@@ -158,21 +160,21 @@ func (e *Engine) Plan() *plan.Plan { return e.plan }
 func (e *Engine) Stats() Stats { return e.stats }
 
 // Partitions returns the number of partitions the engine reads.
-func (e *Engine) Partitions() int { return len(e.parts) }
+func (e *Engine) Partitions() int { return len(e.times) }
 
 // Next returns the offset of the next event the engine expects from
 // partition part.
-func (e *Engine) Next(part int) int64 { return e.parts[part].next }
+func (e *Engine) Next(part int) int64 { return e.next[part] }
 
 // MaxTime returns the newest event time seen in partition part; ok is false
 // before its first event.
 func (e *Engine) MaxTime(part int) (t int64, ok bool) {
-	return e.parts[part].maxTime, e.parts[part].seen
+	return e.times[part].Newest, e.times[part].Seen
 }
 
 // Watermark returns the view's watermark (UTC µs); ok is false before there
 // is one.
-func (e *Engine) Watermark() (int64, bool) { return e.wm, e.wm != noWatermark }
+func (e *Engine) Watermark() (int64, bool) { return e.wm, e.wm != plan.NoWatermark }
 
 // OpenWindows returns how many (group, window) states the engine holds.
 func (e *Engine) OpenWindows() int { return e.nopen }
@@ -182,19 +184,19 @@ func (e *Engine) OpenWindows() int { return e.nopen }
 // were processed already and are skipped, so replaying an entry twice
 // counts it once. An entry makes an idle partition active again.
 func (e *Engine) Process(part int, offset int64, events []event.Event) {
-	p := &e.parts[part]
-	if skip := p.next - offset; skip > 0 {
+	p := &e.times[part]
+	if skip := e.next[part] - offset; skip > 0 {
 		if skip >= int64(len(events)) {
 			return
 		}
 		events = events[skip:]
-		offset = p.next
+		offset = e.next[part]
 	}
 	if len(events) == 0 {
 		return
 	}
-	p.idle = false
-	bound := max(p.watermark(e.lateness), e.wm)
+	p.Idle = false
+	bound := max(p.Watermark(e.lateness), e.wm)
 	for i := range events {
 		ev := &events[i]
 		e.stats.Events++
@@ -209,12 +211,12 @@ func (e *Engine) Process(part int, offset int64, events []event.Event) {
 				e.addWindowed(ev, bound)
 			}
 		}
-		if !p.seen || ev.Time > p.maxTime {
-			p.maxTime, p.seen = ev.Time, true
-			bound = max(p.watermark(e.lateness), e.wm)
+		if !p.Seen || ev.Time > p.Newest {
+			p.Newest, p.Seen = ev.Time, true
+			bound = max(p.Watermark(e.lateness), e.wm)
 		}
 	}
-	p.next = offset + int64(len(events))
+	e.next[part] = offset + int64(len(events))
 }
 
 // addWindowed adds a matched event to its tumbling or hopping windows,
@@ -313,10 +315,10 @@ func (e *Engine) touch(k *sessionKey) {
 
 // SetIdle marks partition part idle (it no longer holds the watermark back)
 // or active. Process makes a partition active by itself.
-func (e *Engine) SetIdle(part int, idle bool) { e.parts[part].idle = idle }
+func (e *Engine) SetIdle(part int, idle bool) { e.times[part].Idle = idle }
 
 // Idle reports whether partition part is marked idle.
-func (e *Engine) Idle(part int) bool { return e.parts[part].idle }
+func (e *Engine) Idle(part int) bool { return e.times[part].Idle }
 
 // AdvanceWatermark moves the view's watermark to at least t, as if every
 // partition had passed it. Pipeline tests use it to close windows; events
@@ -328,8 +330,8 @@ func (e *Engine) AdvanceWatermark(t int64) { e.wm = max(e.wm, t) }
 // the current values of changed open windows and vanished session windows.
 func (e *Engine) Flush(out *Output) {
 	out.Open, out.Final, out.Gone, out.vals = out.Open[:0], out.Final[:0], out.Gone[:0], nil
-	e.wm = combineWatermarks(e.parts, e.lateness, e.wm)
-	out.Watermark, out.HasWatermark = e.wm, e.wm != noWatermark
+	e.wm = plan.CombineWatermarks(e.times, e.lateness, e.wm)
+	out.Watermark, out.HasWatermark = e.wm, e.wm != plan.NoWatermark
 	if e.session {
 		e.finalizeSessions(out)
 	} else {

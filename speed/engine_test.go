@@ -21,7 +21,7 @@ func runEngine(t testing.TB, pl *plan.Plan, parts int, entries []testEntry, flus
 	t.Helper()
 	e := NewEngine(pl, parts)
 	store := newMemStore()
-	em := &emitter{view: pl.View(), store: store, retention: math.MaxInt64 / 4, step: 1, evicted: noWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)}
+	em := &emitter{view: pl.View(), store: store, retention: math.MaxInt64 / 4, step: 1, evicted: plan.NoWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)}
 	var out Output
 	next := make([]int64, parts)
 	for i, en := range entries {

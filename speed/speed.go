@@ -235,12 +235,8 @@ func (s *Speed) restore(ctx context.Context, vs *viewSpec) (*viewRun, error) {
 	if err := r.showRetained(ctx, h); err != nil {
 		return nil, err
 	}
-	next := make([]int64, len(h.parts))
-	for i, p := range h.parts {
-		next[i] = p.next
-	}
 	s.logger.Info("speed: restored checkpoint", "view", v.Name, "windows", e.OpenWindows(),
-		"saved_at", time.UnixMicro(h.savedAt).UTC(), "offsets", next)
+		"saved_at", time.UnixMicro(h.savedAt).UTC(), "offsets", h.next)
 	return r, nil
 }
 
@@ -262,7 +258,7 @@ func (r *viewRun) showRetained(ctx context.Context, h checkpointHeader) error {
 			}
 			var rows []Row
 			for _, ent := range entries {
-				maxEnd, first := int64(noWatermark), int64(-1)
+				maxEnd, first := int64(plan.NoWatermark), int64(-1)
 				for i, ev := range ent.Events {
 					off := ent.Offset + int64(i)
 					if off >= to || !strings.HasPrefix(ev.ID, speedIDPrefix) || len(ev.Values) < 2+ng {
