@@ -122,7 +122,7 @@ func compileViews(p *pipelines.Pipeline) ([]*viewSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("speed: %w", err)
 		}
-		specs = append(specs, &viewSpec{view: v, topic: t, plan: pl, def: definitionHash(v, t), consumer: "speed." + v.Name})
+		specs = append(specs, &viewSpec{view: v, topic: t, plan: pl, def: pl.Definition(), consumer: "speed." + v.Name})
 	}
 	return specs, nil
 }

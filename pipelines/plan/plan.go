@@ -36,7 +36,8 @@ type Plan struct {
 	stats            []fieldStat // per field: what its aggregates share
 	layout           stateLayout
 	columns          []Column
-	sig              uint64
+	sig              uint64 // the aggregates' state layout: see identity.go
+	def              uint64 // the view's definition hash: see identity.go
 }
 
 type windowKind uint8
@@ -115,7 +116,6 @@ func Compile(v *pipelines.View, t *pipelines.Topic) (*Plan, error) {
 	if len(v.Aggregates) == 0 {
 		return fail("aggregates", v.Pos, errors.New("a view needs at least one aggregate"))
 	}
-	var sig strings.Builder
 	seen := make(map[string]bool, len(v.Aggregates))
 	for _, a := range v.Aggregates {
 		if seen[a.Name] {
@@ -128,9 +128,9 @@ func Compile(v *pipelines.View, t *pipelines.Topic) (*Plan, error) {
 		}
 		p.aggs = append(p.aggs, op)
 		p.columns = append(p.columns, Column{Name: a.Name, Type: out})
-		fmt.Fprintf(&sig, "%d:%d:%d:%x;", op.kind, op.typ, op.class, math.Float64bits(op.q))
 	}
-	p.sig = hashString(sig.String())
+	p.sig = signature(p.aggs)
+	p.def = definitionHash(v, t)
 	p.planUpdate()
 	if err := p.buildLayout(); err != nil {
 		return fail("aggregates", v.Pos, err)
