@@ -85,7 +85,7 @@ func (b *Batch) newViewJob(v *pipelines.View) (*viewJob, error) {
 			return nil, fmt.Errorf("batch: view %s: batch.schedule %q: %w", v.Name, s, err)
 		}
 	}
-	vj.fields, vj.ids = fieldsRead(v, t.Schema)
+	vj.fields, vj.ids = pl.Reads()
 	vj.st, err = readViewFile(vj.dir, v, t)
 	if err != nil {
 		return nil, err
@@ -102,34 +102,6 @@ func (b *Batch) newViewJob(v *pipelines.View) (*viewJob, error) {
 
 func (b *Batch) viewDirOf(view string) string {
 	return b.viewDir + "/" + view
-}
-
-// fieldsRead marks the topic fields a view reads: group-by fields,
-// aggregate fields and every field named in the where expression (found
-// by scanning its identifiers, which may mark a field that only appears
-// inside a string literal: harmless, it is just decoded).
-func fieldsRead(v *pipelines.View, schema event.Schema) (fields []bool, ids bool) {
-	fields = make([]bool, len(schema))
-	mark := func(name string) {
-		if i := schema.Index(name); i >= 0 {
-			fields[i] = true
-		}
-	}
-	for _, g := range v.GroupBy {
-		mark(g)
-	}
-	for _, a := range v.Aggregates {
-		mark(a.Field)
-		if a.Func == "first" || a.Func == "last" {
-			ids = true
-		}
-	}
-	for _, tok := range strings.FieldsFunc(v.Where, func(r rune) bool {
-		return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
-	}) {
-		mark(tok)
-	}
-	return fields, ids
 }
 
 // completeUntil returns the lake's event-time watermark: the view watermark

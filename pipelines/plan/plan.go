@@ -361,6 +361,32 @@ func (p *Plan) Match(e *event.Event) (bool, error) {
 	return ok, nil
 }
 
+// Reads reports which fields of the topic's schema (by index) the plan
+// reads — the group-by fields, the aggregates' fields and the fields the
+// where expression reads, as its syntax tree names them — and whether it
+// reads event ids (first and last break ties between events of one time by
+// id). A reader of stored events needs to load only these.
+func (p *Plan) Reads() (fields []bool, ids bool) {
+	fields = make([]bool, len(p.schema))
+	for _, g := range p.group {
+		fields[g.field] = true
+	}
+	for _, op := range p.aggs {
+		if op.field >= 0 {
+			fields[op.field] = true
+		}
+		ids = ids || op.kind == aggFirst || op.kind == aggLast
+	}
+	if p.where != nil {
+		for _, name := range p.where.Fields() {
+			if i := p.schema.Index(name); i >= 0 {
+				fields[i] = true
+			}
+		}
+	}
+	return fields, ids
+}
+
 // View returns the name of the compiled view.
 func (p *Plan) View() string { return p.view }
 
