@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -79,11 +78,8 @@ func (b *Batch) newViewJob(v *pipelines.View) (*viewJob, error) {
 	}
 	vj := &viewJob{v: v, topic: t, plan: pl, tl: b.lakes[t.Name], sem: make(chan struct{}, 1),
 		dir: b.viewDirOf(v.Name)}
-	if s := strings.TrimSpace(v.Batch.Schedule); s != "" {
-		vj.sched, err = cron.ParseStandard(s)
-		if err != nil {
-			return nil, fmt.Errorf("batch: view %s: batch.schedule %q: %w", v.Name, s, err)
-		}
+	if vj.sched, err = v.Batch.Cron(); err != nil {
+		return nil, fmt.Errorf("batch: view %s: batch.schedule %q: %w", v.Name, v.Batch.Schedule, err)
 	}
 	vj.fields, vj.ids = pl.Reads()
 	vj.st, err = readViewFile(vj.dir, v, t)
