@@ -1,8 +1,10 @@
 // Package event owns the values that flow through Lambdaflow: field types,
 // topic schemas, typed values and events, and the rules every package must
 // apply to them alike, so that each exists once: which partition an event or
-// a view row goes to (partition.go), how values are written as JSON
-// (valuejson.go) and read from text (valuetext.go), and the time format.
+// a view row goes to (partition.go), how values are written as JSON for
+// readers (valuejson.go) and in the exact JSON form Lambdaflow stores and
+// reads back (exactjson.go), how they are read from text (valuetext.go), and
+// the time formats.
 //
 // It imports nothing else of Lambdaflow, does no I/O and keeps no global
 // state: everything else, the pipeline file included, builds on it.
