@@ -91,7 +91,7 @@ func TestViewFileRoundTrip(t *testing.T) {
 	}
 	for i, r := range got.sortedRows() {
 		w := st.sortedRows()[i]
-		if groupString(r.Group) != groupString(w.Group) || r.Start != w.Start || r.End != w.End {
+		if event.GroupKey(r.Group) != event.GroupKey(w.Group) || r.Start != w.Start || r.End != w.End {
 			t.Fatalf("row %d: %+v, want %+v", i, r, w)
 		}
 		for j := range r.Aggs {

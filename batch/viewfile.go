@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,17 +66,8 @@ func (s *viewState) replace(from, to int64, rows []serving.Row, pl *plan.Plan) {
 		}
 	}
 	for _, r := range rows {
-		s.rows[rowKey{r.Start, groupString(r.Group)}] = r
+		s.rows[rowKey{r.Start, event.GroupKey(r.Group)}] = r
 	}
-}
-
-// groupString is a map key for group values.
-func groupString(vals []event.Value) string {
-	b := make([]byte, 0, 32)
-	for _, v := range vals {
-		b = fmt.Appendf(b, "%t|%d|%x|%q;", v.Valid, v.I, math.Float64bits(v.F), v.S)
-	}
-	return string(b)
 }
 
 // sortedRows returns the rows ordered by window start, then group.
@@ -217,7 +207,7 @@ func readViewFile(dir string, v *pipelines.View, from *pipelines.Topic) (*viewSt
 			}
 		}
 		r := serving.Row{Start: vals[0].I, End: vals[1].I, Group: vals[2 : 2+ng], Aggs: vals[2+ng:], Final: true}
-		st.rows[rowKey{r.Start, groupString(r.Group)}] = r
+		st.rows[rowKey{r.Start, event.GroupKey(r.Group)}] = r
 	}
 	return st, nil
 }
