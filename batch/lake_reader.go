@@ -149,8 +149,8 @@ func scanParquet(ctx context.Context, path string, schema event.Schema, fe FileE
 		name string
 		t    int
 		want bool
-	}{{ColID, tID, opts.IDs || opts.Fields == nil}, {ColPartition, tPart, true}, {ColOffset, tOffset, true},
-		{ColEventTime, tEventTime, true}, {ColIngestTime, tIngest, opts.Ingest || opts.Fields == nil}} {
+	}{{event.ColID, tID, opts.IDs || opts.Fields == nil}, {event.ColPartition, tPart, true}, {event.ColOffset, tOffset, true},
+		{event.ColEventTime, tEventTime, true}, {event.ColIngestTime, tIngest, opts.Ingest || opts.Fields == nil}} {
 		c := colIndex(m.name)
 		// A file without _ingest_time is bad also for a reader that skips it.
 		if c < 0 && (m.want || m.t == tIngest) {

@@ -137,7 +137,7 @@ func (f *fakeTarget) Write(ctx context.Context, t sinks.Table, rows []sinks.Row)
 	} else if err != nil {
 		return err
 	}
-	key := t.Columns.Index(sinks.ColID)
+	key := t.Columns.Index(event.ColID)
 	for i, r := range rows {
 		if !skip[i] {
 			f.rows[r.Values[key].S] = append([]event.Value(nil), r.Values...)

@@ -10,9 +10,6 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// Column names every sink uses.
-const ColID = "_id"
-
 // Table describes one destination table or index: a topic or a view.
 type Table struct {
 	// Name is the topic's or the view's name; targets name the table after it.
@@ -112,8 +109,8 @@ func (e RowErrors) Error() string {
 // TopicTable is the table a topic lands in: its fields plus _id, keyed by _id.
 func TopicTable(t *pipelines.Topic) Table {
 	cols := append(event.Schema(nil), t.Schema...)
-	cols = append(cols, event.Field{Name: ColID, Type: event.TypeString, Required: true})
-	return Table{Name: t.Name, Columns: cols, Key: []string{ColID}}
+	cols = append(cols, event.Field{Name: event.ColID, Type: event.TypeString, Required: true})
+	return Table{Name: t.Name, Columns: cols, Key: []string{event.ColID}}
 }
 
 // ViewTable is the table a view lands in, keyed by its group-by fields and

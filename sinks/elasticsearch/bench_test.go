@@ -43,7 +43,7 @@ func rawBulk(ctx context.Context, c *elastic.Client, index string, t sinks.Table
 		for i, f := range t.Columns {
 			v := r.Values[i]
 			switch {
-			case f.Name == sinks.ColID:
+			case f.Name == event.ColID:
 				id = v.S
 			case !v.Valid:
 			case f.Type == event.TypeString:

@@ -234,7 +234,7 @@ type encoder struct {
 func newEncoder(t sinks.Table) (*encoder, error) {
 	e := &encoder{t: t, keys: make([]string, len(t.Columns)), idCol: -1}
 	if idIsColumn(t) {
-		e.idCol = t.Columns.Index(sinks.ColID)
+		e.idCol = t.Columns.Index(event.ColID)
 	}
 	for i, f := range t.Columns {
 		if i == e.idCol {
@@ -265,7 +265,7 @@ func (e *encoder) doc(r sinks.Row) (doc, error) {
 	if e.idCol >= 0 {
 		v := r.Values[e.idCol]
 		if !v.Valid || v.S == "" {
-			return doc{}, fmt.Errorf("empty %s", sinks.ColID)
+			return doc{}, fmt.Errorf("empty %s", event.ColID)
 		}
 		d.id = v.S
 	} else {

@@ -206,7 +206,7 @@ func testPoison(t *testing.T, h Harness) {
 		clean := cleanValue(ft)
 		fixedEvent.Values = append([]event.Value(nil), fixedEvent.Values...)
 		fixedEvent.Values[col] = clean
-		r, _ = e.newRunner(&fixed{Target: unwrap(tg), col: col, idCol: table.Columns.Index(sinks.ColID), id: events[bad].ID, clean: clean})
+		r, _ = e.newRunner(&fixed{Target: unwrap(tg), col: col, idCol: table.Columns.Index(event.ColID), id: events[bad].ID, clean: clean})
 	}
 	replayed, failed, err = r.Replay(context.Background())
 	if err != nil || replayed != 1 || failed != 0 {
@@ -238,8 +238,8 @@ func checkDeadLetter(t *testing.T, dl sinks.DeadLetter, table sinks.Table, ev ev
 	if err := json.Unmarshal(dl.Record, &rec); err != nil {
 		t.Fatalf("dead letter record %s: %v", dl.Record, err)
 	}
-	if rec[sinks.ColID] != ev.ID {
-		t.Errorf("dead letter record has _id %v, want %q", rec[sinks.ColID], ev.ID)
+	if rec[event.ColID] != ev.ID {
+		t.Errorf("dead letter record has _id %v, want %q", rec[event.ColID], ev.ID)
 	}
 	for _, c := range table.Columns {
 		if _, ok := rec[c.Name]; !ok {

@@ -203,7 +203,7 @@ func (h *Harness) expected(table sinks.Table, events []event.Event) map[string]m
 		for i, c := range table.Columns {
 			var v event.Value
 			switch {
-			case c.Name == sinks.ColID && !table.View:
+			case c.Name == event.ColID && !table.View:
 				v = event.Value{S: ev.ID, Valid: true}
 			case i < len(ev.Values):
 				v = ev.Values[i]

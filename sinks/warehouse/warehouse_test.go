@@ -96,7 +96,7 @@ func engines(t *testing.T) []engine {
 func byID(rows []map[string]any) map[string]map[string]any {
 	out := make(map[string]map[string]any, len(rows))
 	for _, r := range rows {
-		out[r[sinks.ColID].(string)] = r
+		out[r[event.ColID].(string)] = r
 	}
 	return out
 }
@@ -133,7 +133,7 @@ func TestTypesMapping(t *testing.T) {
 				}
 			}
 			for k, v := range got["nulls"] {
-				if k != sinks.ColID && v != nil {
+				if k != event.ColID && v != nil {
 					t.Errorf("nulls row: %s = %v, want NULL", k, v)
 				}
 			}
