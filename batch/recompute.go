@@ -237,26 +237,9 @@ func (vj *viewJob) eventRange(sp span, h int64) (int64, int64) {
 	if vj.plan.Session() {
 		return sp.from - vj.reach(), h
 	}
-	// Windows start on multiples of the slide (the size for tumbling
-	// windows), counted from the Unix epoch.
-	slide := int64(vj.v.Window.Size.D() / time.Microsecond)
-	if vj.v.Window.Type == "hopping" && vj.v.Window.Slide > 0 {
-		slide = int64(vj.v.Window.Slide.D() / time.Microsecond)
-	}
-	first := ceilDiv(sp.from, slide) * slide
-	last := floorDiv(sp.to-1, slide) * slide
+	first, last := vj.plan.WindowStarts(sp.from, sp.to)
 	return first, min(last+vj.reach(), h)
 }
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b < 0 {
-		q--
-	}
-	return q
-}
-
-func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
 
 // recompute is one run: read, compute, then publish in the order that
 // keeps a failure harmless: the view's log topic first (sinks upsert, so a
