@@ -41,7 +41,7 @@ func TestConformance(t *testing.T) {
 			for i, r := range rows {
 				m := make(map[string]any, len(r))
 				for j, f := range table.Columns {
-					m[f.Name] = sinktest.GoValue(f.Type, r[j])
+					m[f.Name] = event.GoValue(f.Type, r[j])
 				}
 				out[i] = m
 			}

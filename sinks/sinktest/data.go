@@ -215,36 +215,14 @@ func (h *Harness) expected(table sinks.Table, events []event.Event) map[string]m
 	return out
 }
 
-// goValue is a log value as ReadAll must return it: GoValue, with times
+// goValue is a log value as ReadAll must return it: event.GoValue, with times
 // truncated to the engine's precision.
 func (h *Harness) goValue(t event.FieldType, v event.Value) any {
-	g := GoValue(t, v)
+	g := event.GoValue(t, v)
 	if tm, ok := g.(time.Time); ok {
 		return tm.Truncate(h.TimePrecision)
 	}
 	return g
-}
-
-// GoValue is the Go value of a log value of type t, as a Harness's ReadAll
-// returns it: nil for null, string, int64 (long and int), float64, bool, or
-// time.Time in UTC (timestamp).
-func GoValue(t event.FieldType, v event.Value) any {
-	if !v.Valid {
-		return nil
-	}
-	switch t {
-	case event.TypeString:
-		return v.S
-	case event.TypeLong, event.TypeInt:
-		return v.I
-	case event.TypeDouble:
-		return v.F
-	case event.TypeBool:
-		return v.I != 0
-	case event.TypeTimestamp:
-		return time.UnixMicro(v.I).UTC()
-	}
-	return nil
 }
 
 // rowKey is the primary key of a row, as text.

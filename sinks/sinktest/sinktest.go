@@ -13,7 +13,7 @@
 //
 // It also holds what the targets' own tests share, so that each target
 // keeps only what is its engine's: Service, UniqueName, Logger and
-// DevOutage to reach the real engine; AllTypesTopic, Rows and GoValue for
+// DevOutage to reach the real engine; AllTypesTopic and Rows for
 // tests that write to a target directly; MetricSum; and BenchTopicRows and
 // BenchAgainstBaseline for the write benchmarks against each engine's
 // hand-written baseline.

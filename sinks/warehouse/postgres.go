@@ -254,27 +254,13 @@ func (s *pgCopySource) Values() ([]any, error) {
 	return s.buf, nil
 }
 
-// goValue is the Go value of a log value for the drivers: nil for null,
-// time.Time in UTC for a timestamp.
+// goValue is the Go value of a log value for the drivers (event.GoValue),
+// but int32 for an int, the column's type.
 func goValue(t event.FieldType, v event.Value) any {
-	if !v.Valid {
-		return nil
-	}
-	switch t {
-	case event.TypeString:
-		return v.S
-	case event.TypeLong:
-		return v.I
-	case event.TypeInt:
+	if t == event.TypeInt && v.Valid {
 		return int32(v.I) // validate checked the range
-	case event.TypeDouble:
-		return v.F
-	case event.TypeBool:
-		return v.I != 0
-	case event.TypeTimestamp:
-		return time.UnixMicro(v.I).UTC()
 	}
-	return nil
+	return event.GoValue(t, v)
 }
 
 // pgDataError reports an error caused by the rows' data, which no retry
