@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -51,7 +52,7 @@ func TestHTTP(t *testing.T) {
 		t.Fatalf("POST recompute: %d %s", code, body)
 	}
 	var st JobStatus
-	checkFor(t, 30*time.Second, func() error {
+	wait.For(t, 30*time.Second, func() error {
 		code, body := do("GET", "/v1/jobs/"+started.Job)
 		if code != 200 {
 			return fmt.Errorf("%d %s", code, body)

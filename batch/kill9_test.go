@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -121,7 +122,7 @@ func TestLakeKill9(t *testing.T) {
 		cmd := start()
 		v := version()
 		// Let it commit a few files, then kill it wherever it is.
-		checkFor(t, 60*time.Second, func() error {
+		wait.For(t, 60*time.Second, func() error {
 			if version() < v+int64(2+round) {
 				return fmt.Errorf("manifest still at version %d", version())
 			}
@@ -137,7 +138,7 @@ func TestLakeKill9(t *testing.T) {
 
 	cmd := start()
 	want := logEnds(t, br, "metrics")
-	checkFor(t, 60*time.Second, func() error {
+	wait.For(t, 60*time.Second, func() error {
 		m, err := ReadManifest(lakeDir, "metrics")
 		if err != nil {
 			return err

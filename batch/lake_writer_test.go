@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -20,7 +21,7 @@ import (
 func TestLakeWriter(t *testing.T) {
 	dir := t.TempDir()
 	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 2)}, nil)
-	clk := newClock(t0.Add(4 * time.Hour))
+	clk := fakeclock.New(t0.Add(4 * time.Hour))
 	br := openBroker(t, p, clk.Now)
 	reg := prometheus.NewRegistry()
 	b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Registerer: reg, Poll: 10 * time.Millisecond})

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
@@ -27,7 +29,7 @@ import (
 type env struct {
 	t     *testing.T
 	p     *pipelines.Pipeline
-	clk   *fakeClock
+	clk   *fakeclock.Clock
 	br    *broker.Broker
 	store *serving.Store
 	b     *Batch
@@ -50,7 +52,7 @@ func newEnvWith(t *testing.T, tweak func(*pipelines.Pipeline), views ...pipeline
 	if tweak != nil {
 		tweak(p)
 	}
-	e := &env{t: t, p: p, clk: newClock(t0.Add(3 * time.Hour))}
+	e := &env{t: t, p: p, clk: fakeclock.New(t0.Add(3 * time.Hour))}
 	e.br = openBroker(t, p, e.clk.Now)
 	e.store = serving.NewStore(p)
 	e.open()
@@ -475,7 +477,7 @@ func TestSchedule(t *testing.T) {
 	// Runs fire every 10 minutes of the injected clock; the lake writer's
 	// clock moves too, so early runs may find the lake empty (no horizon
 	// yet). Move on until a scheduled run has published one.
-	checkFor(t, 30*time.Second, func() error {
+	wait.For(t, 30*time.Second, func() error {
 		e.clk.Add(10 * time.Minute)
 		for _, j := range e.b.Jobs() {
 			if j.State == JobSucceeded && j.Trigger == "schedule" && j.Horizon != nil {
@@ -682,7 +684,7 @@ func TestRunsDoNotInterleave(t *testing.T) {
 		}
 	}
 	<-vj.sem
-	checkFor(t, 30*time.Second, func() error {
+	wait.For(t, 30*time.Second, func() error {
 		for _, id := range ids {
 			if s, _ := e.b.Job(id); s.State != JobSucceeded {
 				return fmt.Errorf("job %s: %s %s", id, s.State, s.Error)

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -564,7 +565,7 @@ func TestSharedEmbeddedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner.Close()
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	wait.For(t, 10*time.Second, func() error {
 		if err := client.Ready(ctx); !errors.Is(err, ErrUnavailable) {
 			return fmt.Errorf("Ready with the server gone: %v", err)
 		}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 )
 
 // The API tests cover every endpoint the console and `top` read, with exact
@@ -382,7 +384,7 @@ func TestAPIRecompute(t *testing.T) {
 		t.Fatalf("POST recompute: %d %s, want 2xx {\"job\": id}", resp.StatusCode, body)
 	}
 	var job jobStatus
-	checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+	wait.For(t, 60*time.Second, func() error {
 		p.getJSON(t, "/v1/jobs/"+url.PathEscape(started.Job), &job)
 		if job.State != "succeeded" {
 			return fmt.Errorf("job %s: %s %s", job.ID, job.State, job.Error)

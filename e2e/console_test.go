@@ -19,6 +19,7 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 )
 
 // The console tests load the web console in headless Chromium against the
@@ -120,7 +121,7 @@ func (b *browser) tryEval(expr string, out any) error {
 // waitFor polls the page until expr is true.
 func (b *browser) waitFor(t *testing.T, what, expr string) {
 	t.Helper()
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	wait.For(t, 30*time.Second, func() error {
 		var ok bool
 		if err := b.tryEval("!!("+expr+")", &ok); err != nil {
 			return err

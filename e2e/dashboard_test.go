@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -199,7 +200,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 	// Wait until the metrics of every running layer are there.
 	var missing map[string][]string
 	var mfs map[string]*dto.MetricFamily
-	err = poll(t.Context(), 60*time.Second, 500*time.Millisecond, func() error {
+	err = wait.Poll(t.Context(), 60*time.Second, 500*time.Millisecond, func() error {
 		var err error
 		if mfs, err = scrape(p); err != nil {
 			return err
@@ -236,7 +237,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 // files are closed).
 func waitLake(t *testing.T, p *process) {
 	t.Helper()
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	wait.For(t, 30*time.Second, func() error {
 		var lag lagAnswer
 		p.getJSON(t, "/v1/lag", &lag)
 		for _, l := range lag.Consumers {
@@ -264,7 +265,7 @@ func probeLayers(t *testing.T, p *process) map[string]bool {
 		t.Fatal(err)
 	}
 	// Consumers register as their layer starts.
-	_ = poll(t.Context(), 10*time.Second, 200*time.Millisecond, func() error {
+	_ = wait.Poll(t.Context(), 10*time.Second, 200*time.Millisecond, func() error {
 		var lag lagAnswer
 		if err := p.tryGetJSON("/v1/lag", &lag); err != nil {
 			return err

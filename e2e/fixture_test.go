@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 )
 
 const (
@@ -123,7 +125,7 @@ func seed(p *process) (*fixture, error) {
 
 	// Consumed: every consumer but the stuck sink at the log end. Consumers
 	// register when their layer starts, so give them a moment to appear.
-	err = poll(context.Background(), 90*time.Second, 250*time.Millisecond, func() error {
+	err = wait.Poll(context.Background(), 90*time.Second, 250*time.Millisecond, func() error {
 		var err error
 		f.speed, f.lake, err = caughtUp(p)
 		return err
@@ -134,7 +136,7 @@ func seed(p *process) (*fixture, error) {
 	if f.speed {
 		// The speed layer commits its offsets with its checkpoint, after
 		// the rows are in the store; check the rows too.
-		err = poll(context.Background(), 30*time.Second, 250*time.Millisecond, func() error {
+		err = wait.Poll(context.Background(), 30*time.Second, 250*time.Millisecond, func() error {
 			var v viewAnswer
 			if err := p.tryGetJSON("/v1/views/"+seedView, &v); err != nil {
 				return err
@@ -171,7 +173,7 @@ func caughtUp(p *process) (speed, lake bool, err error) {
 // waitConsumed waits until every consumer but the stuck sink is at the end.
 func waitConsumed(t *testing.T, p *process) {
 	t.Helper()
-	checkFor(t, 60*time.Second, 250*time.Millisecond, func() error {
+	wait.For(t, 60*time.Second, func() error {
 		_, _, err := caughtUp(p)
 		return err
 	})
@@ -347,7 +349,7 @@ func (f *fixture) postFresh(t *testing.T, p *process) {
 	p.post(t, seedTopic, body)
 	f.events = append(f.events, evs...)
 	want := len(f.windows())
-	checkFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+	wait.For(t, 30*time.Second, func() error {
 		var v viewAnswer
 		if err := p.tryGetJSON("/v1/views/"+seedView, &v); err != nil {
 			return err

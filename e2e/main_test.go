@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -344,33 +343,6 @@ type ingestAnswer struct {
 		Offset    int64 `json:"offset"`
 		Duplicate bool  `json:"duplicate"`
 	} `json:"results"`
-}
-
-// checkFor polls f until it returns nil or timeout passes, then fails with
-// f's last error.
-func checkFor(t *testing.T, timeout, every time.Duration, f func() error) {
-	t.Helper()
-	if err := poll(context.Background(), timeout, every, f); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func poll(ctx context.Context, timeout, every time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(every):
-		}
-	}
 }
 
 // The shared process runs the seeded test pipeline for the API, console and

@@ -11,10 +11,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
-	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
 func TestMain(m *testing.M) {
@@ -89,7 +89,7 @@ func committed(t *testing.T, b *broker.Broker, consumer, topic string, part int)
 
 func waitCommitted(t *testing.T, b *broker.Broker, topic string, part int, want int64) {
 	t.Helper()
-	sinktest.CheckFor(t, 20*time.Second, func() error {
+	wait.For(t, 20*time.Second, func() error {
 		if got := committed(t, b, "sink.s", topic, part); got != want {
 			return fmt.Errorf("committed %d, want %d", got, want)
 		}
@@ -213,7 +213,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 func (c *fakeClock) waitAsked(t *testing.T, n int) []time.Duration {
 	t.Helper()
 	var out []time.Duration
-	sinktest.CheckFor(t, 20*time.Second, func() error {
+	wait.For(t, 20*time.Second, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if len(c.asked) < n {

@@ -3,52 +3,23 @@ package speed
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
-
-// fakeClock is an injected clock that moves only when told to.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// checkFor polls cond until it holds or the timeout passes.
-func checkFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // running is a Speed running in the background with a fake clock and a
 // tick the test sends.
 type running struct {
 	s      *Speed
-	clock  *fakeClock
+	clock  *fakeclock.Clock
 	ticks  map[string]chan time.Time
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
@@ -57,7 +28,7 @@ type running struct {
 
 func startSpeed(t *testing.T, p *pipelines.Pipeline, log Log, store Store) *running {
 	t.Helper()
-	r := &running{clock: &fakeClock{t: timeAt(0)}, ticks: map[string]chan time.Time{}, reg: prometheus.NewRegistry(), done: make(chan error, 1)}
+	r := &running{clock: fakeclock.New(timeAt(0)), ticks: map[string]chan time.Time{}, reg: prometheus.NewRegistry(), done: make(chan error, 1)}
 	for _, v := range p.Views {
 		r.ticks[v.Name] = make(chan time.Time)
 	}
@@ -106,13 +77,13 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, "open rows", func() bool { return strings.Count(store.dump("all"), "final=false") == 2 })
+	wait.Until(t, 10*time.Second, "open rows", func() bool { return strings.Count(store.dump("all"), "final=false") == 2 })
 	if strings.Contains(store.dump("all"), "final=true") {
 		t.Fatal("a final row while partition 1 holds the watermark back")
 	}
-	r.clock.Advance(5 * time.Second)
+	r.clock.Add(5 * time.Second)
 	r.tickAll()
-	checkFor(t, 10*time.Second, "the final row of [15:00, 15:01)", func() bool {
+	wait.Until(t, 10*time.Second, "the final row of [15:00, 15:01)", func() bool {
 		return strings.Contains(store.dump("all"), "[2026-01-02T15:00:00Z 2026-01-02T15:01:00Z) eu|0|0; final=true => |2|0 |300|0")
 	})
 	if n := log.viewRows("all"); n != 1 {
@@ -120,9 +91,9 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 	}
 
 	// A checkpoint is due after 10 s; the consumer's offsets are committed.
-	r.clock.Advance(10 * time.Second)
+	r.clock.Add(10 * time.Second)
 	r.tickAll()
-	checkFor(t, 10*time.Second, "the commit after a checkpoint", func() bool { return log.committed("speed.all", "metrics", 0) == 3 })
+	wait.Until(t, 10*time.Second, "the commit after a checkpoint", func() bool { return log.committed("speed.all", "metrics", 0) == 3 })
 
 	if got := metricValue(r.s.metrics.events.WithLabelValues("all")); got != 3 {
 		t.Errorf("lambdaflow_speed_events_total{view=all} = %v, want 3", got)
@@ -138,7 +109,7 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 	if _, err := log.Append(t.Context(), "metrics", 1, []event.Event{ev("d", 30*sec, "h3", "eu", 0.5, 1)}); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, "the late event counted", func() bool {
+	wait.Until(t, 10*time.Second, "the late event counted", func() bool {
 		return metricValue(r.s.metrics.late.WithLabelValues("all")) == 1
 	})
 
@@ -151,7 +122,7 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 	}
 	store2 := newMemStore()
 	startSpeed(t, p, log, store2)
-	checkFor(t, 10*time.Second, "the restored rows", func() bool { return store2.dump("all") == want })
+	wait.Until(t, 10*time.Second, "the restored rows", func() bool { return store2.dump("all") == want })
 }
 
 func TestSpeedNewErrors(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
@@ -102,7 +103,7 @@ func testOutage(t *testing.T, h Harness) {
 	for i := 100; i < 300; i += 20 {
 		e.appendByPartition(topicName, events[i:i+20])
 	}
-	CheckFor(t, h.Timeout, func() error {
+	wait.For(t, h.Timeout, func() error {
 		if up := MetricSum(t, rn.reg, "lambdaflow_sink_up"); up != 0 {
 			return fmt.Errorf("lambdaflow_sink_up = %v during the outage, want 0", up)
 		}
@@ -121,7 +122,7 @@ func testOutage(t *testing.T, h Harness) {
 	e.waitCommitted(h.Timeout)
 	table, _ := e.tables()
 	e.waitRows(tg, table, h.expected(table, events))
-	CheckFor(t, h.Timeout, func() error { return rn.r.Health(context.Background()) })
+	wait.For(t, h.Timeout, func() error { return rn.r.Health(context.Background()) })
 	if up := MetricSum(t, rn.reg, "lambdaflow_sink_up"); up != 1 {
 		t.Errorf("lambdaflow_sink_up = %v after recovery, want 1", up)
 	}

@@ -101,20 +101,3 @@ func Run(t *testing.T, h Harness) {
 	t.Run("PoisonRecordDeadLettered", func(t *testing.T) { testPoison(t, h) })
 	t.Run("NewNullableField", func(t *testing.T) { testNewField(t, h) })
 }
-
-// CheckFor calls f until it returns nil, failing t with f's last error
-// after timeout.
-func CheckFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
