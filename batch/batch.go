@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
@@ -27,7 +29,7 @@ type Log interface {
 	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
 	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
-	Topics(ctx context.Context) ([]broker.TopicInfo, error)
+	Topics(ctx context.Context) ([]api.Topic, error)
 	Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error)
 }
 

@@ -11,14 +11,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/internal/wait"
+
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 func TestHTTP(t *testing.T) {
 	e := newEnv(t)
 	e.add(e.evsOf(300))
-	srv := httptest.NewServer(e.b.Handler())
+	srv := httptest.NewServer(httpapi.Handler(httpapi.NewAuth(e.p), e.b.Routes()))
 	defer srv.Close()
 	do := func(method, path string) (int, string) {
 		t.Helper()
@@ -51,13 +54,13 @@ func TestHTTP(t *testing.T) {
 	if code != http.StatusAccepted || json.Unmarshal([]byte(body), &started) != nil || started.Job == "" {
 		t.Fatalf("POST recompute: %d %s", code, body)
 	}
-	var st JobStatus
+	var st api.JobStatus
 	wait.For(t, 30*time.Second, func() error {
 		code, body := do("GET", "/v1/jobs/"+started.Job)
 		if code != 200 {
 			return fmt.Errorf("%d %s", code, body)
 		}
-		st = JobStatus{}
+		st = api.JobStatus{}
 		if err := json.Unmarshal([]byte(body), &st); err != nil {
 			return err
 		}
@@ -69,7 +72,7 @@ func TestHTTP(t *testing.T) {
 		}
 		return nil
 	})
-	if st.State != JobSucceeded || st.Rows != 300 || st.Done != st.Total || st.Total != 1 {
+	if st.State != api.JobSucceeded || st.Rows != 300 || st.Done != st.Total || st.Total != 1 {
 		t.Fatalf("job %+v", st)
 	}
 	if code, _ := do("GET", "/v1/jobs/nope"); code != 404 {
@@ -91,7 +94,7 @@ func (e *env) evsOf(n int) []event.Event {
 
 func TestRenderProgress(t *testing.T) {
 	started := time.Now()
-	s := JobStatus{ID: "v-1", View: "v", State: JobRunning, Done: 3, Total: 12, Rows: 4_500_000, RowsPerSecond: 6_100_000, ETASeconds: 42, StartedAt: &started}
+	s := api.JobStatus{ID: "v-1", View: "v", State: api.JobRunning, Done: 3, Total: 12, Rows: 4_500_000, RowsPerSecond: 6_100_000, ETASeconds: 42, StartedAt: &started}
 	var term, plain bytes.Buffer
 	RenderProgress(&term, true, s)
 	RenderProgress(&plain, false, s)
@@ -103,7 +106,7 @@ func TestRenderProgress(t *testing.T) {
 	if got := plain.String(); got != "job v-1 view v: running  25%  3/12 hours  4.50M rows  6.10M rows/s  ETA 42s\n" {
 		t.Errorf("plain: %q", got)
 	}
-	s.State, s.Error, s.Done = JobFailed, "lake: corrupt file x", 5
+	s.State, s.Error, s.Done = api.JobFailed, "lake: corrupt file x", 5
 	plain.Reset()
 	RenderProgress(&plain, false, s)
 	if !strings.Contains(plain.String(), "failed: lake: corrupt file x") {

@@ -7,42 +7,9 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
 )
-
-// JobState is where a job is in its life.
-type JobState string
-
-// Job states.
-const (
-	JobQueued    JobState = "queued"
-	JobRunning   JobState = "running"
-	JobSucceeded JobState = "succeeded"
-	JobFailed    JobState = "failed"
-)
-
-// JobStatus is a snapshot of one recomputation job, as GET /v1/jobs/{id}
-// shows it. Done and Total count lake hours to read; Rows counts lake
-// rows read so far.
-type JobStatus struct {
-	ID            string     `json:"id"`
-	View          string     `json:"view"`
-	State         JobState   `json:"state"`
-	Trigger       string     `json:"trigger"` // "schedule" or "request"
-	Done          int        `json:"done"`
-	Total         int        `json:"total"`
-	Rows          int64      `json:"rows"`
-	RowsPerSecond float64    `json:"rows_per_second"`
-	ETASeconds    float64    `json:"eta_seconds"`
-	Windows       int        `json:"windows"`           // rows of the view written
-	Horizon       *time.Time `json:"horizon,omitempty"` // the view's horizon after the job
-	Error         string     `json:"error,omitempty"`
-	QueuedAt      time.Time  `json:"queued_at"`
-	StartedAt     *time.Time `json:"started_at,omitempty"`
-	FinishedAt    *time.Time `json:"finished_at,omitempty"`
-}
-
-// Finished reports whether the job is over.
-func (s JobStatus) Finished() bool { return s.State == JobSucceeded || s.State == JobFailed }
 
 // ErrUnknownView is returned (wrapped) for a view the pipeline lacks.
 var ErrUnknownView = errors.New("batch: unknown view")
@@ -53,20 +20,20 @@ var ErrBadRange = errors.New("batch: bad time range")
 // job is one recomputation, owned by the jobTable.
 type job struct {
 	mu      sync.Mutex
-	status  JobStatus
+	status  api.JobStatus
 	started time.Time // real time, for rates
-	watch   func(JobStatus)
+	watch   func(api.JobStatus)
 	cancel  context.CancelFunc
 }
 
-func (j *job) snapshot() JobStatus {
+func (j *job) snapshot() api.JobStatus {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.status
 }
 
 // update changes the status under the lock and tells the watcher.
-func (j *job) update(f func(s *JobStatus)) {
+func (j *job) update(f func(s *api.JobStatus)) {
 	j.mu.Lock()
 	f(&j.status)
 	s := j.status
@@ -80,7 +47,7 @@ func (j *job) update(f func(s *JobStatus)) {
 // progress records hours done and rows read, with the rates they imply.
 func (j *job) progress(done, total int, rows int64) {
 	el := time.Since(j.started).Seconds()
-	j.update(func(s *JobStatus) {
+	j.update(func(s *api.JobStatus) {
 		s.Done, s.Total, s.Rows = done, total, rows
 		if el > 0 {
 			s.RowsPerSecond = float64(rows) / el
@@ -116,7 +83,7 @@ func newJobTable(history int) *jobTable {
 }
 
 // submit registers a job and runs fn for it in a goroutine the table owns.
-func (t *jobTable) submit(view, trigger string, now time.Time, watch func(JobStatus), fn func(ctx context.Context, j *job) error) (*job, error) {
+func (t *jobTable) submit(view, trigger string, now time.Time, watch func(api.JobStatus), fn func(ctx context.Context, j *job) error) (*job, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped {
@@ -124,7 +91,7 @@ func (t *jobTable) submit(view, trigger string, now time.Time, watch func(JobSta
 	}
 	t.seq++
 	id := fmt.Sprintf("%s-%s-%d", view, now.UTC().Format("20060102T150405Z"), t.seq)
-	j := &job{status: JobStatus{ID: id, View: view, State: JobQueued, Trigger: trigger, QueuedAt: now}, watch: watch}
+	j := &job{status: api.JobStatus{ID: id, View: view, State: api.JobQueued, Trigger: trigger, QueuedAt: now}, watch: watch}
 	t.jobs[id] = j
 	t.order = append(t.order, id)
 	t.trim()
@@ -133,8 +100,8 @@ func (t *jobTable) submit(view, trigger string, now time.Time, watch func(JobSta
 	t.wg.Go(func() {
 		defer cancel()
 		if err := fn(jctx, j); err != nil {
-			j.update(func(s *JobStatus) {
-				s.State, s.Error = JobFailed, err.Error()
+			j.update(func(s *api.JobStatus) {
+				s.State, s.Error = api.JobFailed, err.Error()
 			})
 		}
 	})
@@ -159,25 +126,25 @@ func (t *jobTable) trim() {
 	}
 }
 
-func (t *jobTable) get(id string) (JobStatus, bool) {
+func (t *jobTable) get(id string) (api.JobStatus, bool) {
 	t.mu.Lock()
 	j := t.jobs[id]
 	t.mu.Unlock()
 	if j == nil {
-		return JobStatus{}, false
+		return api.JobStatus{}, false
 	}
 	return j.snapshot(), true
 }
 
 // list returns every remembered job, newest first.
-func (t *jobTable) list() []JobStatus {
+func (t *jobTable) list() []api.JobStatus {
 	t.mu.Lock()
 	js := make([]*job, 0, len(t.order))
 	for i := len(t.order) - 1; i >= 0; i-- {
 		js = append(js, t.jobs[t.order[i]])
 	}
 	t.mu.Unlock()
-	out := make([]JobStatus, len(js))
+	out := make([]api.JobStatus, len(js))
 	for i, j := range js {
 		out[i] = j.snapshot()
 	}
@@ -229,10 +196,10 @@ func (b *Batch) Recompute(view string, from, to time.Time) (string, error) {
 // RunJob is Recompute waited for: it calls progress (if not nil) on every
 // change of the job's status and returns the final status. Cancelling ctx
 // cancels the job. For `lambdaflow batch run`.
-func (b *Batch) RunJob(ctx context.Context, view string, from, to time.Time, progress func(JobStatus)) (JobStatus, error) {
+func (b *Batch) RunJob(ctx context.Context, view string, from, to time.Time, progress func(api.JobStatus)) (api.JobStatus, error) {
 	done := make(chan struct{})
 	var once sync.Once
-	watch := func(s JobStatus) {
+	watch := func(s api.JobStatus) {
 		if progress != nil {
 			progress(s)
 		}
@@ -242,7 +209,7 @@ func (b *Batch) RunJob(ctx context.Context, view string, from, to time.Time, pro
 	}
 	j, err := b.submit(view, "request", from, to, watch)
 	if err != nil {
-		return JobStatus{}, err
+		return api.JobStatus{}, err
 	}
 	select {
 	case <-done:
@@ -251,17 +218,17 @@ func (b *Batch) RunJob(ctx context.Context, view string, from, to time.Time, pro
 		<-done
 	}
 	s := j.snapshot()
-	if s.State == JobFailed {
+	if s.State == api.JobFailed {
 		return s, errors.New(s.Error)
 	}
 	return s, nil
 }
 
 // Job returns a job's status; ok is false for an id never seen or forgotten.
-func (b *Batch) Job(id string) (JobStatus, bool) { return b.jobs.get(id) }
+func (b *Batch) Job(id string) (api.JobStatus, bool) { return b.jobs.get(id) }
 
 // Jobs returns the remembered jobs, newest first.
-func (b *Batch) Jobs() []JobStatus { return b.jobs.list() }
+func (b *Batch) Jobs() []api.JobStatus { return b.jobs.list() }
 
 // Close cancels running jobs and waits for them. Run does the same on its
 // way out; Close is for a Batch used without Run (the CLI's batch run).
@@ -270,7 +237,7 @@ func (b *Batch) Close() error {
 	return nil
 }
 
-func (b *Batch) submit(view, trigger string, from, to time.Time, watch func(JobStatus)) (*job, error) {
+func (b *Batch) submit(view, trigger string, from, to time.Time, watch func(api.JobStatus)) (*job, error) {
 	vj := b.views[view]
 	if vj == nil {
 		return nil, fmt.Errorf("%w %q", ErrUnknownView, view)

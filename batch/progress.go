@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
 )
 
 // barWidth is the number of cells of the progress bar.
@@ -14,7 +16,7 @@ const barWidth = 30
 // line in place (carriage return, no newline; print a newline when the job
 // is finished): a bar, N of M hours, rows/s and the ETA. Otherwise it
 // writes one plain line per call, for logs and pipes.
-func RenderProgress(w io.Writer, isTerminal bool, s JobStatus) {
+func RenderProgress(w io.Writer, isTerminal bool, s api.JobStatus) {
 	pct := 0.0
 	if s.Total > 0 {
 		pct = float64(s.Done) / float64(s.Total)
@@ -23,11 +25,11 @@ func RenderProgress(w io.Writer, isTerminal bool, s JobStatus) {
 	}
 	stats := fmt.Sprintf("%d/%d hours  %s rows  %s rows/s", s.Done, s.Total, human(float64(s.Rows)), human(s.RowsPerSecond))
 	switch {
-	case s.State == JobRunning && s.ETASeconds > 0:
+	case s.State == api.JobRunning && s.ETASeconds > 0:
 		stats += "  ETA " + (time.Duration(s.ETASeconds * float64(time.Second))).Round(time.Second).String()
-	case s.State == JobFailed:
+	case s.State == api.JobFailed:
 		stats += "  failed: " + s.Error
-	case s.State != JobRunning:
+	case s.State != api.JobRunning:
 		stats += "  " + string(s.State)
 	}
 	if !isTerminal {

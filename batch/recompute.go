@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/robfig/cron/v3"
 
 	"github.com/lambdaflow/lambdaflow/broker"
@@ -157,7 +159,7 @@ func (b *Batch) runJob(ctx context.Context, vj *viewJob, j *job, rng *span) erro
 	defer func() { <-vj.sem }()
 	startedAt := b.now()
 	j.started = time.Now()
-	j.update(func(s *JobStatus) { s.State, s.StartedAt = JobRunning, &startedAt })
+	j.update(func(s *api.JobStatus) { s.State, s.StartedAt = api.JobRunning, &startedAt })
 	err := b.recompute(ctx, vj, j, rng)
 	finished := b.now()
 	elapsed := time.Since(j.started)
@@ -165,7 +167,7 @@ func (b *Batch) runJob(ctx context.Context, vj *viewJob, j *job, rng *span) erro
 	if err != nil {
 		b.metrics.jobFailures.WithLabelValues(vj.v.Name).Inc()
 		b.logger.Error("batch: job failed", "view", vj.v.Name, "job", j.snapshot().ID, "err", err)
-		j.update(func(s *JobStatus) { s.State, s.Error, s.FinishedAt = JobFailed, err.Error(), &finished })
+		j.update(func(s *api.JobStatus) { s.State, s.Error, s.FinishedAt = api.JobFailed, err.Error(), &finished })
 		return nil
 	}
 	s := j.snapshot()
@@ -176,7 +178,7 @@ func (b *Batch) runJob(ctx context.Context, vj *viewJob, j *job, rng *span) erro
 	}
 	b.logger.Info("batch: job done", "view", vj.v.Name, "job", s.ID, "hours", s.Total, "rows", s.Rows,
 		"windows", s.Windows, "seconds", elapsed.Seconds())
-	j.update(func(s *JobStatus) { s.State, s.FinishedAt, s.ETASeconds = JobSucceeded, &finished, 0 })
+	j.update(func(s *api.JobStatus) { s.State, s.FinishedAt, s.ETASeconds = api.JobSucceeded, &finished, 0 })
 	return nil
 }
 
@@ -290,7 +292,7 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 	for _, rows := range results {
 		n += len(rows)
 	}
-	j.update(func(s *JobStatus) { s.Windows = n })
+	j.update(func(s *api.JobStatus) { s.Windows = n })
 	if err := b.appendViewRows(ctx, vj, j.snapshot().ID, results); err != nil {
 		return err
 	}
@@ -328,7 +330,7 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 	}
 	vj.published.Store(h)
 	hz := time.UnixMicro(h).UTC()
-	j.update(func(s *JobStatus) { s.Horizon = &hz })
+	j.update(func(s *api.JobStatus) { s.Horizon = &hz })
 	return nil
 }
 

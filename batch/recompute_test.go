@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
@@ -82,7 +84,7 @@ func (e *env) add(evs []event.Event) {
 	e.clk.Set(now)
 }
 
-func (e *env) run(view string, from, to time.Time) JobStatus {
+func (e *env) run(view string, from, to time.Time) api.JobStatus {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -261,7 +263,7 @@ func TestRecomputeEqualsIndependent(t *testing.T) {
 	}
 	e.add(evs)
 	s := e.run("cpu_by_region", time.Time{}, time.Time{})
-	if s.State != JobSucceeded || s.Rows != int64(len(evs)) || s.Total != 3 || s.Done != 3 {
+	if s.State != api.JobSucceeded || s.Rows != int64(len(evs)) || s.Total != 3 || s.Done != 3 {
 		t.Fatalf("job %+v", s)
 	}
 	got, h := e.batchRows("cpu_by_region")
@@ -480,7 +482,7 @@ func TestSchedule(t *testing.T) {
 	wait.For(t, 30*time.Second, func() error {
 		e.clk.Add(10 * time.Minute)
 		for _, j := range e.b.Jobs() {
-			if j.State == JobSucceeded && j.Trigger == "schedule" && j.Horizon != nil {
+			if j.State == api.JobSucceeded && j.Trigger == "schedule" && j.Horizon != nil {
 				return nil
 			}
 		}
@@ -552,7 +554,7 @@ func TestCorruptFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			s, err := e.b.RunJob(context.Background(), "cpu_by_region", t0, t0.Add(time.Hour), nil)
-			if err == nil || s.State != JobFailed {
+			if err == nil || s.State != api.JobFailed {
 				t.Fatalf("job succeeded over a %s file: %+v", tc.name, s)
 			}
 			if !strings.Contains(err.Error(), fe.Path) && !strings.Contains(err.Error(), filepath.Base(fe.Path)) {
@@ -679,14 +681,14 @@ func TestRunsDoNotInterleave(t *testing.T) {
 		ids = append(ids, id)
 	}
 	for _, id := range ids {
-		if s, _ := e.b.Job(id); s.State != JobQueued {
+		if s, _ := e.b.Job(id); s.State != api.JobQueued {
 			t.Fatalf("job %s is %s while another run holds the view", id, s.State)
 		}
 	}
 	<-vj.sem
 	wait.For(t, 30*time.Second, func() error {
 		for _, id := range ids {
-			if s, _ := e.b.Job(id); s.State != JobSucceeded {
+			if s, _ := e.b.Job(id); s.State != api.JobSucceeded {
 				return fmt.Errorf("job %s: %s %s", id, s.State, s.Error)
 			}
 		}
@@ -703,7 +705,7 @@ func TestNoHorizonBeforeLake(t *testing.T) {
 	// injected clock passes lake.roll.max_age, and it stands still here.
 	appendEvents(t, e.br, "metrics", 2, []event.Event{testEvent("e", 0, t0, time.Second)})
 	st := e.run("cpu_by_region", time.Time{}, time.Time{})
-	if st.State != JobSucceeded || st.Horizon != nil || st.Windows != 0 {
+	if st.State != api.JobSucceeded || st.Horizon != nil || st.Windows != 0 {
 		t.Fatalf("job %+v, want succeeded without horizon or windows", st)
 	}
 	if _, _, hasHorizon, _ := e.store.Query("cpu_by_region", serving.Filter{}); hasHorizon {

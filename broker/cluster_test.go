@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 )
 
 // testCluster is n nats-servers with JetStream, routed on loopback, each

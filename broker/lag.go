@@ -7,28 +7,10 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// Lag is how far one consumer is behind on one partition, as GET /v1/lag
-// shows it.
-type Lag struct {
-	Consumer  string `json:"consumer"`
-	Topic     string `json:"topic"`
-	Partition int    `json:"partition"`
-	// Offset is the next event the consumer will read (its last commit; 0
-	// for a registered consumer that has not committed).
-	Offset int64 `json:"offset"`
-	// EndOffset is the offset the next appended event will get.
-	EndOffset int64 `json:"end_offset"`
-	// Lag is EndOffset − Offset, never below 0.
-	Lag int64 `json:"lag"`
-	// LagSeconds is the age, by the broker clock, of the oldest event the
-	// consumer has not consumed: now minus the smallest event time of the
-	// entry holding Offset (of the first entry held, if retention removed
-	// that one). 0 when Lag is 0, never below 0.
-	LagSeconds float64 `json:"lag_seconds"`
-}
 
 // lagKey names the entry holding an offset, whose smallest event time never
 // changes: entries are immutable.
@@ -45,7 +27,7 @@ const maxLagCache = 4096
 // every partition of the pipeline's topics, sorted by LagSeconds
 // descending, then consumer, topic and partition. Commits for topics the
 // pipeline no longer has are left out.
-func (b *Broker) Lag(ctx context.Context) ([]Lag, error) {
+func (b *Broker) Lag(ctx context.Context) ([]api.Lag, error) {
 	if b.isClosed() {
 		return nil, ErrClosed
 	}
@@ -59,7 +41,7 @@ func (b *Broker) Lag(ctx context.Context) ([]Lag, error) {
 	}
 	states := make(map[*partition]partState)
 	now := b.now()
-	out := make([]Lag, 0, len(recs))
+	out := make([]api.Lag, 0, len(recs))
 	for _, c := range recs {
 		_, p, err := b.partition(c.topic, c.part)
 		if err != nil {
@@ -72,7 +54,7 @@ func (b *Broker) Lag(ctx context.Context) ([]Lag, error) {
 			}
 			states[p] = s
 		}
-		l := Lag{Consumer: c.consumer, Topic: c.topic, Partition: c.part, Offset: c.rec.Offset, EndOffset: s.end}
+		l := api.Lag{Consumer: c.consumer, Topic: c.topic, Partition: c.part, Offset: c.rec.Offset, EndOffset: s.end}
 		l.Lag = max(s.end-l.Offset, 0)
 		if l.Lag > 0 && s.entries > 0 {
 			minTime, ok, err := b.minTimeAt(ctx, p, s, l.Offset)
@@ -85,7 +67,7 @@ func (b *Broker) Lag(ctx context.Context) ([]Lag, error) {
 		}
 		out = append(out, l)
 	}
-	slices.SortFunc(out, func(a, b Lag) int {
+	slices.SortFunc(out, func(a, b api.Lag) int {
 		return cmp.Or(
 			cmp.Compare(b.LagSeconds, a.LagSeconds),
 			cmp.Compare(a.Consumer, b.Consumer),

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -53,7 +55,7 @@ func TestLag(t *testing.T) {
 
 	secs := func(minTime int64) float64 { return float64(nowUS.Load()-minTime) / 1e6 }
 	// Sorted by lag seconds, ties by consumer.
-	want := []Lag{
+	want := []api.Lag{
 		{Consumer: "search.sink", Topic: "metrics", Partition: 0, Offset: 0, EndOffset: 10, Lag: 10, LagSeconds: secs(base)},
 		{Consumer: "lake", Topic: "metrics", Partition: 1, Offset: 0, EndOffset: 3, Lag: 3, LagSeconds: secs(base + 2000)},
 		{Consumer: "search.sink", Topic: "metrics", Partition: 1, Offset: 0, EndOffset: 3, Lag: 3, LagSeconds: secs(base + 2000)},
@@ -87,7 +89,7 @@ func TestLag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []Lag{
+	want = []api.Lag{
 		{Consumer: "search.sink", Topic: "metrics", Partition: 0, Offset: 0, EndOffset: 12, Lag: 12, LagSeconds: 61.5},
 		{Consumer: "lake", Topic: "metrics", Partition: 1, Offset: 0, EndOffset: 3, Lag: 3, LagSeconds: 61.498},
 		{Consumer: "search.sink", Topic: "metrics", Partition: 1, Offset: 0, EndOffset: 3, Lag: 3, LagSeconds: 61.498},

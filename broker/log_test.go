@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -177,11 +179,11 @@ func TestAppendAndRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantInfo := []TopicInfo{{
+	wantInfo := []api.Topic{{
 		Name:   "metrics",
 		Events: 29,
 		Bytes:  infos[0].Bytes,
-		Partitions: []PartitionInfo{
+		Partitions: []api.Partition{
 			{Partition: 0, FirstOffset: 0, LastOffset: 25, EndOffset: 26, Bytes: infos[0].Partitions[0].Bytes, Entries: 4},
 			{Partition: 1, FirstOffset: 0, LastOffset: 2, EndOffset: 3, Bytes: infos[0].Partitions[1].Bytes, Entries: 1},
 			{Partition: 2, FirstOffset: -1, LastOffset: -1, EndOffset: 0, Bytes: 0, Entries: 0},
@@ -350,7 +352,7 @@ func TestRetentionGaps(t *testing.T) {
 	if infos, err = b.Topics(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if pi := infos[0].Partitions[0]; pi != (PartitionInfo{Partition: 0, FirstOffset: -1, LastOffset: -1, EndOffset: 10}) {
+	if pi := infos[0].Partitions[0]; pi != (api.Partition{Partition: 0, FirstOffset: -1, LastOffset: -1, EndOffset: 10}) {
 		t.Fatalf("emptied partition: %+v", pi)
 	}
 	mustAppend(t, b, "metrics", 0, testEvents("e", 10, 1, base), 10)

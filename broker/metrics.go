@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -91,7 +93,7 @@ type lagCollector struct {
 
 	mu   sync.Mutex
 	at   time.Time
-	last []Lag
+	last []api.Lag
 }
 
 func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {

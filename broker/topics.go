@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -194,44 +196,18 @@ func (b *Broker) existingPartitions(ctx context.Context, t *topic) ([]int, error
 	return parts, nil
 }
 
-// TopicInfo describes one topic's log, as GET /v1/topics shows it.
-type TopicInfo struct {
-	Name string `json:"name"`
-	// Events is the number of events held, summed over partitions.
-	Events     int64           `json:"events"`
-	Bytes      int64           `json:"bytes"`
-	Partitions []PartitionInfo `json:"partitions"`
-	// Retention is the topic's retention as a Go duration ("168h0m0s").
-	Retention string `json:"retention"`
-	MaxBytes  int64  `json:"max_bytes"`
-	Replicas  int    `json:"replicas"`
-}
-
-// PartitionInfo describes one partition's log.
-type PartitionInfo struct {
-	Partition int `json:"partition"`
-	// FirstOffset and LastOffset are the offsets of the first and the last
-	// event still held, both -1 when the partition holds none.
-	FirstOffset int64 `json:"first_offset"`
-	LastOffset  int64 `json:"last_offset"`
-	// EndOffset is the offset the next appended event will get.
-	EndOffset int64  `json:"end_offset"`
-	Bytes     int64  `json:"bytes"`
-	Entries   uint64 `json:"entries"`
-}
-
 // Topics describes every topic of the log in pipeline order: the user topics,
 // then one per view, then one dead-letter topic per sink.
-func (b *Broker) Topics(ctx context.Context) ([]TopicInfo, error) {
+func (b *Broker) Topics(ctx context.Context) ([]api.Topic, error) {
 	if b.isClosed() {
 		return nil, ErrClosed
 	}
-	out := make([]TopicInfo, 0, len(b.logTopics))
+	out := make([]api.Topic, 0, len(b.logTopics))
 	for i := range b.logTopics {
 		t := b.topics[b.logTopics[i].Name]
-		ti := TopicInfo{
+		ti := api.Topic{
 			Name:       t.spec.Name,
-			Partitions: make([]PartitionInfo, 0, len(t.parts)),
+			Partitions: make([]api.Partition, 0, len(t.parts)),
 			Retention:  t.spec.Retention.D().String(),
 			MaxBytes:   int64(t.spec.MaxBytes),
 			Replicas:   b.replicas,
@@ -241,7 +217,7 @@ func (b *Broker) Topics(ctx context.Context) ([]TopicInfo, error) {
 			if err != nil {
 				return nil, err
 			}
-			pi := PartitionInfo{
+			pi := api.Partition{
 				Partition:   p.index,
 				FirstOffset: -1,
 				LastOffset:  -1,

@@ -10,15 +10,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Log is what the console reads from the broker.
 type Log interface {
-	Topics(ctx context.Context) ([]broker.TopicInfo, error)
-	Lag(ctx context.Context) ([]broker.Lag, error)
+	Topics(ctx context.Context) ([]api.Topic, error)
+	Lag(ctx context.Context) ([]api.Lag, error)
 	Fetch(ctx context.Context, topic string, partition int, from broker.Position, max int) ([]broker.Entry, error)
 }
 
@@ -39,11 +42,13 @@ func NewAPI(p *pipelines.Pipeline, log Log) *API {
 	return a
 }
 
-// Register mounts the routes on mux, each wrapped by wrap (read auth).
-func (a *API) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handler) {
-	mux.Handle("GET /v1/topics", wrap(http.HandlerFunc(a.listTopics)))
-	mux.Handle("GET /v1/lag", wrap(http.HandlerFunc(a.lag)))
-	mux.Handle("GET /v1/topics/{topic}/events", wrap(http.HandlerFunc(a.events)))
+// Routes returns the read API over the log, all reads.
+func (a *API) Routes() []httpapi.Route {
+	return []httpapi.Route{
+		{Pattern: "GET /v1/topics", Access: httpapi.Read, Handler: http.HandlerFunc(a.listTopics)},
+		{Pattern: "GET /v1/lag", Access: httpapi.Read, Handler: http.HandlerFunc(a.lag)},
+		{Pattern: "GET /v1/topics/{topic}/events", Access: httpapi.Read, Handler: http.HandlerFunc(a.events)},
+	}
 }
 
 func (a *API) listTopics(w http.ResponseWriter, r *http.Request) {
@@ -52,7 +57,7 @@ func (a *API) listTopics(w http.ResponseWriter, r *http.Request) {
 		writeLogError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"topics": ts})
+	httpapi.WriteJSON(w, http.StatusOK, api.Topics{Topics: ts})
 }
 
 func (a *API) lag(w http.ResponseWriter, r *http.Request) {
@@ -62,9 +67,9 @@ func (a *API) lag(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if lags == nil {
-		lags = []broker.Lag{}
+		lags = []api.Lag{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"consumers": lags})
+	httpapi.WriteJSON(w, http.StatusOK, api.LagAnswer{Consumers: lags})
 }
 
 // Limits of one page of the message browser.
@@ -89,7 +94,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("topic")
 	t, ok := a.topics[name]
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown topic %q", name))
+		httpapi.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown topic %q", name))
 		return
 	}
 	q := r.URL.Query()
@@ -97,7 +102,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > maxPage {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("parameter \"limit\": want 1 to %d, got %q", maxPage, s))
+			httpapi.WriteError(w, http.StatusBadRequest, fmt.Sprintf("parameter \"limit\": want 1 to %d, got %q", maxPage, s))
 			return
 		}
 		limit = n
@@ -106,7 +111,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("partition"); s != "" {
 		p, err := strconv.Atoi(s)
 		if err != nil || p < 0 || p >= t.Partitions {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("parameter \"partition\": topic %q has partitions 0 to %d, got %q", name, t.Partitions-1, s))
+			httpapi.WriteError(w, http.StatusBadRequest, fmt.Sprintf("parameter \"partition\": topic %q has partitions 0 to %d, got %q", name, t.Partitions-1, s))
 			return
 		}
 		parts = append(parts, p)
@@ -122,7 +127,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 			writeLogError(w, le.err)
 			return
 		}
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpapi.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	type item struct {
@@ -202,6 +207,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	}
 	if ndjson {
 		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name+".ndjson"))
 		w.Write(buf)
 		return
@@ -210,8 +216,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	nb, _ := json.Marshal(next)
 	buf = append(buf, nb...)
 	buf = append(buf, "}\n"...)
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(buf)
+	httpapi.WriteRaw(w, http.StatusOK, buf)
 }
 
 // endOffsets returns the end offset of each partition of a topic.
@@ -269,24 +274,19 @@ func (e logError) Error() string { return e.err.Error() }
 
 // startPositions resolves where to read each partition from.
 func (a *API) startPositions(ctx context.Context, t pipelines.Topic, parts []int, q map[string][]string) (map[int]start, error) {
-	get := func(k string) string {
-		if v := q[k]; len(v) > 0 {
-			return v[len(v)-1]
-		}
-		return ""
-	}
+	get := func(k string) string { return httpapi.Last(q, k) }
 	out := map[int]start{}
 	from, last := get("from"), get("last")
 	if from != "" && last != "" {
 		return nil, errors.New("parameters \"from\" and \"last\" exclude each other")
 	}
-	var ends map[int]broker.PartitionInfo
+	var ends map[int]api.Partition
 	if last != "" || from == "" {
 		ts, err := a.log.Topics(ctx)
 		if err != nil {
 			return nil, logError{err}
 		}
-		ends = map[int]broker.PartitionInfo{}
+		ends = map[int]api.Partition{}
 		for _, ti := range ts {
 			if ti.Name == t.Name {
 				for _, pi := range ti.Partitions {
@@ -327,7 +327,7 @@ func (a *API) startPositions(ctx context.Context, t pipelines.Topic, parts []int
 				out[p] = start{offset: o}
 				continue
 			}
-			tm, err := time.Parse(time.RFC3339Nano, from)
+			tm, err := httpapi.ParseTime(from)
 			if err != nil {
 				return nil, fmt.Errorf("parameter \"from\": want an offset or an RFC 3339 time, got %q", from)
 			}
@@ -344,27 +344,17 @@ func (a *API) startPositions(ctx context.Context, t pipelines.Topic, parts []int
 	return out, nil
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
-}
-
 // writeLogError answers a failure of the log: 503 with Retry-After when it is
 // unavailable, 500 otherwise.
 func writeLogError(w http.ResponseWriter, err error) {
 	if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "log unavailable: "+err.Error())
+		httpapi.WriteError(w, http.StatusServiceUnavailable, "log unavailable: "+err.Error())
 		return
 	}
 	if errors.Is(err, broker.ErrUnknownTopic) {
-		writeError(w, http.StatusNotFound, err.Error())
+		httpapi.WriteError(w, http.StatusNotFound, err.Error())
 		return
 	}
-	writeError(w, http.StatusInternalServerError, strings.TrimSpace(err.Error()))
+	httpapi.WriteError(w, http.StatusInternalServerError, strings.TrimSpace(err.Error()))
 }

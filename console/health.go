@@ -6,43 +6,48 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 )
 
-// Check reports whether one part of the process works; the error says what
-// is wrong.
-type Check func(ctx context.Context) error
-
 // Health serves /healthz (the process is alive) and /readyz (every part it
-// runs can do its work; 503 naming what is down otherwise).
+// runs can do its work; 503 naming what is down otherwise). The parts
+// report their own readiness as checks; Health only runs them.
 type Health struct {
 	mu     sync.Mutex
-	checks map[string]Check
+	checks map[string]func(context.Context) error
 }
 
 // NewHealth returns a Health with no checks.
-func NewHealth() *Health { return &Health{checks: map[string]Check{}} }
+func NewHealth() *Health { return &Health{checks: map[string]func(context.Context) error{}} }
 
-// Add registers a named readiness check, e.g. "log" or "sink warehouse".
-func (h *Health) Add(name string, c Check) {
+// Add registers readiness checks by name ("log", "ingest", "sink
+// warehouse"); a later check of the same name replaces an earlier one.
+func (h *Health) Add(checks ...httpapi.Check) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.checks[name] = c
+	for _, c := range checks {
+		h.checks[c.Name] = c.Ready
+	}
 }
 
-// Register mounts /healthz and /readyz. They are never behind auth: load
-// balancers and orchestrators probe them.
-func (h *Health) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", h.ready)
+// Routes returns /healthz and /readyz. They are public: load balancers
+// and orchestrators probe them.
+func (h *Health) Routes() []httpapi.Route {
+	return []httpapi.Route{
+		{Pattern: "GET /healthz", Access: httpapi.Public, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			httpapi.WriteJSON(w, http.StatusOK, api.Health{Status: "ok"})
+		})},
+		{Pattern: "GET /readyz", Access: httpapi.Public, Handler: http.HandlerFunc(h.ready)},
+	}
 }
 
 // Down runs every check and returns the failing ones by name.
 func (h *Health) Down(ctx context.Context) map[string]string {
 	h.mu.Lock()
 	names := make([]string, 0, len(h.checks))
-	checks := make([]Check, 0, len(h.checks))
+	checks := make([]func(context.Context) error, 0, len(h.checks))
 	for n, c := range h.checks {
 		names = append(names, n)
 		checks = append(checks, c)
@@ -53,11 +58,7 @@ func (h *Health) Down(ctx context.Context) map[string]string {
 	errs := make([]error, len(checks))
 	var wg sync.WaitGroup
 	for i, c := range checks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = c(ctx)
-		}()
+		wg.Go(func() { errs[i] = c(ctx) })
 	}
 	wg.Wait()
 	down := map[string]string{}
@@ -72,7 +73,7 @@ func (h *Health) Down(ctx context.Context) map[string]string {
 func (h *Health) ready(w http.ResponseWriter, r *http.Request) {
 	down := h.Down(r.Context())
 	if len(down) == 0 {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+		httpapi.WriteJSON(w, http.StatusOK, api.Health{Status: "ready"})
 		return
 	}
 	names := make([]string, 0, len(down))
@@ -81,5 +82,5 @@ func (h *Health) ready(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Strings(names)
 	w.Header().Set("Retry-After", "5")
-	writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": down, "parts": names})
+	httpapi.WriteJSON(w, http.StatusServiceUnavailable, api.Health{Status: "unavailable", Down: down, Parts: names})
 }

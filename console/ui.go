@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 )
 
 // The web console: plain HTML, CSS and JavaScript with no build step, so
@@ -46,10 +48,10 @@ type uiHandler struct {
 // answers 404 (JSON under /v1/, so API clients get an error they can read),
 // and a method other than GET or HEAD 405.
 //
-// Mount it as "GET /" or "/". A "GET /" pattern conflicts (ServeMux
-// panics) with any method-less pattern, such as "/v1/topics/{topic}/events"
-// without "POST"; "/" does not, and then this handler answers the other
-// methods.
+// UIRoutes mounts it as "/", public: a "GET /" pattern would conflict
+// (ServeMux panics) with the method-less patterns that answer other methods
+// of an API path 405; "/" does not, and then this handler answers the other
+// methods of its own paths.
 //
 // The console's data comes from the read API with the bearer token the user
 // enters when a read answers 401; the page itself holds no data and needs no
@@ -64,6 +66,12 @@ func UI() http.Handler {
 		})
 	}
 	return h
+}
+
+// UIRoutes returns the console's page and assets: public, since the data
+// comes from the read API, which asks for a token when reads need one.
+func UIRoutes() []httpapi.Route {
+	return []httpapi.Route{{Pattern: "/", Access: httpapi.Public, Handler: UI()}}
 }
 
 func newUIHandler(files fs.FS) (*uiHandler, error) {
@@ -149,7 +157,7 @@ func (h *uiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a, ok := h.assets[p]
 	if !ok {
 		if strings.HasPrefix(p, "/v1/") || p == "/v1" {
-			writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+			httpapi.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 			return
 		}
 		http.NotFound(w, r)

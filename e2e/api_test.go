@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/client"
 	"github.com/lambdaflow/lambdaflow/internal/wait"
 )
 
@@ -66,7 +68,7 @@ func TestAPIIngestAnswers(t *testing.T) {
 func TestAPITopics(t *testing.T) {
 	p, f := sharedPipeline(t)
 	var raw map[string][]map[string]json.RawMessage
-	p.getJSON(t, "/v1/topics", &raw)
+	got(0, p.api.Get(bg, "/v1/topics", nil, &raw))(t)
 	var topic map[string]json.RawMessage
 	for _, tp := range raw["topics"] {
 		if string(tp["name"]) == `"metrics"` {
@@ -83,10 +85,9 @@ func TestAPITopics(t *testing.T) {
 		assertKeys(t, "partition", pt, "partition", "first_offset", "last_offset", "end_offset", "bytes", "entries")
 	}
 
-	var a topicsAnswer
-	p.getJSON(t, "/v1/topics", &a)
+	topics := got(p.api.Topics(bg))(t)
 	ends := f.endOffsets()
-	for _, tp := range a.Topics {
+	for _, tp := range topics {
 		if tp.Name != seedTopic {
 			continue
 		}
@@ -113,7 +114,7 @@ func TestAPITopics(t *testing.T) {
 func TestAPILag(t *testing.T) {
 	p, f := sharedPipeline(t)
 	var raw map[string][]map[string]json.RawMessage
-	p.getJSON(t, "/v1/lag", &raw)
+	got(0, p.api.Get(bg, "/v1/lag", nil, &raw))(t)
 	if raw["consumers"] == nil {
 		t.Fatalf("GET /v1/lag: no consumers list: %v", raw)
 	}
@@ -123,8 +124,7 @@ func TestAPILag(t *testing.T) {
 	for _, c := range raw["consumers"] {
 		assertKeys(t, "lag", c, "consumer", "topic", "partition", "offset", "end_offset", "lag", "lag_seconds")
 	}
-	var a lagAnswer
-	p.getJSON(t, "/v1/lag", &a)
+	lag := got(p.api.Lag(bg))(t)
 	ends := f.endOffsets()
 	oldest := map[int]time.Time{}
 	for _, e := range f.events {
@@ -133,7 +133,7 @@ func TestAPILag(t *testing.T) {
 		}
 	}
 	seen := map[string]int{}
-	for _, l := range a.Consumers {
+	for _, l := range lag {
 		if l.Topic != seedTopic {
 			continue
 		}
@@ -168,29 +168,23 @@ func TestAPIMessageBrowser(t *testing.T) {
 	path := "/v1/topics/" + seedTopic + "/events"
 	part := f.events[0].partition()
 	want := f.byPartition(part)
+	browse := func(b client.Browse) api.Browse { t.Helper(); return got(p.api.Events(bg, seedTopic, b))(t) }
 
 	// One partition from offset 0: its events in order, and where to go on.
-	var a browseAnswer
-	p.getJSON(t, fmt.Sprintf("%s?partition=%d&from=0&limit=100", path, part), &a)
+	a := browse(client.Browse{Partition: &part, From: "0", Limit: 100})
 	assertBrowsed(t, "from=0", a.Events, part, 0, want)
 	if got := a.Next[strconv.Itoa(part)]; got != int64(len(want)) || len(a.Next) != 1 {
 		t.Errorf("next = %v, want {%d: %d}", a.Next, part, len(want))
 	}
 
 	// Pages of two, continued with offset.P.
-	var first, second browseAnswer
-	p.getJSON(t, fmt.Sprintf("%s?partition=%d&from=0&limit=2", path, part), &first)
+	first := browse(client.Browse{Partition: &part, From: "0", Limit: 2})
 	assertBrowsed(t, "page 1", first.Events, part, 0, want[:2])
-	q := url.Values{"partition": {strconv.Itoa(part)}, "limit": {"2"}}
-	for k, v := range first.Next {
-		q.Set("offset."+k, strconv.FormatInt(v, 10))
-	}
-	p.getJSON(t, path+"?"+q.Encode(), &second)
+	second := browse(client.Browse{Partition: &part, Offsets: first.Next, Limit: 2})
 	assertBrowsed(t, "page 2", second.Events, part, 2, want[2:4])
 
 	// last=1 over all partitions: the newest event of each.
-	var last browseAnswer
-	p.getJSON(t, path+"?last=1", &last)
+	last := browse(client.Browse{Last: 1})
 	var got, exp []string
 	for _, e := range last.Events {
 		got = append(got, e.ID)
@@ -207,26 +201,25 @@ func TestAPIMessageBrowser(t *testing.T) {
 	}
 
 	// By time: everything was ingested after seededAt, nothing after now.
-	var byTime, future browseAnswer
-	p.getJSON(t, fmt.Sprintf("%s?partition=%d&from=%s", path, part, f.seededAt.Add(-time.Second).Format(time.RFC3339Nano)), &byTime)
+	byTime := browse(client.Browse{Partition: &part, From: f.seededAt.Add(-time.Second).Format(time.RFC3339Nano)})
 	assertBrowsed(t, "from=TIME", byTime.Events, part, 0, want)
-	p.getJSON(t, fmt.Sprintf("%s?partition=%d&from=%s", path, part, time.Now().Add(time.Hour).UTC().Format(time.RFC3339)), &future)
+	future := browse(client.Browse{Partition: &part, From: time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
 	if len(future.Events) != 0 {
 		t.Errorf("from an hour ahead: %d events, want none", len(future.Events))
 	}
 
 	// NDJSON: the same records, one a line, as a download.
-	resp, body, err := p.do(http.MethodGet, fmt.Sprintf("%s?partition=%d&from=0&format=ndjson", path, part), nil, nil)
+	resp, body, err := p.api.EventsNDJSON(bg, seedTopic, client.Browse{Partition: &part, From: "0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "application/x-ndjson" || !strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment") {
 		t.Errorf("format=ndjson: %d, Content-Type %q, Content-Disposition %q", resp.StatusCode, ct, resp.Header.Get("Content-Disposition"))
 	}
-	var lines []browsed
+	var lines []api.BrowsedEvent
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {
-		var b browsed
+		var b api.BrowsedEvent
 		if err := json.Unmarshal(sc.Bytes(), &b); err != nil {
 			t.Fatalf("NDJSON line %q: %v", sc.Text(), err)
 		}
@@ -254,20 +247,21 @@ func TestAPIMessageBrowser(t *testing.T) {
 	}
 }
 
-func assertBrowsed(t *testing.T, what string, got []browsed, part int, from int64, want []event) {
+func assertBrowsed(t *testing.T, what string, events []api.BrowsedEvent, part int, from int64, want []event) {
 	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d events, want %d", what, len(got), len(want))
+	if len(events) != len(want) {
+		t.Fatalf("%s: %d events, want %d", what, len(events), len(want))
 	}
-	for i, b := range got {
+	for i, b := range events {
 		e := want[i]
 		ts, _ := time.Parse(time.RFC3339, b.Time)
 		if b.Partition != part || b.Offset != from+int64(i) || b.ID != e.ID || !ts.Equal(e.TS) || b.IngestTime == "" {
 			t.Errorf("%s: event %d = %+v, want partition %d offset %d id %s time %s", what, i, b, part, from+int64(i), e.ID, e.TS)
 		}
 		wantEvent := map[string]any{"ts": e.TS.Format(time.RFC3339), "host": e.Host, "region": e.Region, "cpu": e.CPU, "bytes": float64(e.Bytes)}
-		if !reflect.DeepEqual(b.Event, wantEvent) {
-			t.Errorf("%s: event %d body %v, want %v", what, i, b.Event, wantEvent)
+		var body map[string]any
+		if err := json.Unmarshal(b.Event, &body); err != nil || !reflect.DeepEqual(body, wantEvent) {
+			t.Errorf("%s: event %d body %s, want %v", what, i, b.Event, wantEvent)
 		}
 	}
 }
@@ -277,7 +271,7 @@ func TestAPIViews(t *testing.T) {
 	var list struct {
 		Views []map[string]json.RawMessage `json:"views"`
 	}
-	p.getJSON(t, "/v1/views", &list)
+	got(0, p.api.Get(bg, "/v1/views", nil, &list))(t)
 	if len(list.Views) != 1 {
 		t.Fatalf("GET /v1/views: %d views, want 1", len(list.Views))
 	}
@@ -296,34 +290,28 @@ func TestAPIViews(t *testing.T) {
 		t.Errorf("GET /v1/views: %+v", info)
 	}
 
-	var v viewAnswer
-	p.getJSON(t, "/v1/views/"+seedView, &v)
+	v := got(p.view(nil))(t)
 	if len(v.Rows) == 0 && !f.speed && v.Horizon == nil {
 		t.Skip("the view has no rows: neither the speed nor the batch layer is wired into `lambdaflow run` yet")
 	}
 	assertRows(t, "all", v, f.windows())
 
-	var eu viewAnswer
-	p.getJSON(t, "/v1/views/"+seedView+"?region=eu", &eu)
+	eu := got(p.view(url.Values{"region": {"eu"}}))(t)
 	assertRows(t, "region=eu", eu, filterWindows(f.windows(), func(w window) bool { return w.Region == "eu" }))
 
 	from, to := f.base.Add(2*time.Minute), f.base.Add(4*time.Minute)
-	var rng viewAnswer
-	p.getJSON(t, "/v1/views/"+seedView+"?from="+from.Format(time.RFC3339)+"&to="+to.Format(time.RFC3339), &rng)
+	rng := got(p.view(url.Values{"from": {from.Format(time.RFC3339)}, "to": {to.Format(time.RFC3339)}}))(t)
 	assertRows(t, "from..to", rng, filterWindows(f.windows(), func(w window) bool { return !w.Start.Before(from) && w.Start.Before(to) }))
 
-	for q, code := range map[string]int{"?host=web-1": 400, "?from=soon": 400} {
-		resp, _, err := p.do(http.MethodGet, "/v1/views/"+seedView+q, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode != code {
-			t.Errorf("GET /v1/views/%s%s: %d, want %d", seedView, q, resp.StatusCode, code)
+	for q, code := range map[string]int{"host=web-1": 400, "from=soon": 400} {
+		params, _ := url.ParseQuery(q)
+		_, err := p.view(params)
+		if client.StatusOf(err) != code {
+			t.Errorf("GET /v1/views/%s?%s: %v, want %d", seedView, q, err, code)
 		}
 	}
-	resp, _, _ := p.do(http.MethodGet, "/v1/views/nope", nil, nil)
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("unknown view: %d, want 404", resp.StatusCode)
+	if _, err := p.api.Query(bg, "nope", nil, time.Time{}, time.Time{}); client.StatusOf(err) != http.StatusNotFound {
+		t.Errorf("unknown view: %v, want 404", err)
 	}
 }
 
@@ -373,19 +361,13 @@ func TestAPIRecompute(t *testing.T) {
 	if !f.batch {
 		t.Skip("GET /v1/jobs answers 404: the batch layer is not wired into `lambdaflow run` yet")
 	}
-	resp, body, err := p.do(http.MethodPost, "/v1/views/"+seedView+"/recompute", nil, nil)
-	if err != nil {
-		t.Fatal(err)
+	var started api.JobStarted
+	if err := p.api.Post(bg, "/v1/views/"+seedView+"/recompute", nil, "", nil, &started); err != nil || started.Job == "" {
+		t.Fatalf("POST recompute: %v %+v, want 2xx {\"job\": id}", err, started)
 	}
-	var started struct {
-		Job string `json:"job"`
-	}
-	if resp.StatusCode/100 != 2 || json.Unmarshal(body, &started) != nil || started.Job == "" {
-		t.Fatalf("POST recompute: %d %s, want 2xx {\"job\": id}", resp.StatusCode, body)
-	}
-	var job jobStatus
+	var job api.JobStatus
 	wait.For(t, 60*time.Second, func() error {
-		p.getJSON(t, "/v1/jobs/"+url.PathEscape(started.Job), &job)
+		job = got(p.api.Job(bg, started.Job))(t)
 		if job.State != "succeeded" {
 			return fmt.Errorf("job %s: %s %s", job.ID, job.State, job.Error)
 		}
@@ -394,17 +376,13 @@ func TestAPIRecompute(t *testing.T) {
 	if job.ID != started.Job || job.View != seedView || job.Rows != int64(len(f.events)) || job.Done != job.Total {
 		t.Errorf("job = %+v, want id %s, view %s, %d rows read, done = total", job, started.Job, seedView, len(f.events))
 	}
-	var jobs struct {
-		Jobs []jobStatus `json:"jobs"`
-	}
-	p.getJSON(t, "/v1/jobs", &jobs)
-	if !slices.ContainsFunc(jobs.Jobs, func(j jobStatus) bool { return j.ID == started.Job && j.State == "succeeded" }) {
-		t.Errorf("GET /v1/jobs has no succeeded %s: %+v", started.Job, jobs.Jobs)
+	jobs := got(p.api.Jobs(bg))(t)
+	if !slices.ContainsFunc(jobs, func(j api.JobStatus) bool { return j.ID == started.Job && j.State == "succeeded" }) {
+		t.Errorf("GET /v1/jobs has no succeeded %s: %+v", started.Job, jobs)
 	}
 	// The batch layer's rows equal the independent computation, and so the
 	// speed layer's: the two layers agree.
-	var v viewAnswer
-	p.getJSON(t, "/v1/views/"+seedView, &v)
+	v := got(p.view(nil))(t)
 	if v.Horizon == nil {
 		t.Fatal("no horizon after a successful batch run")
 	}
@@ -426,46 +404,32 @@ func TestAPISinks(t *testing.T) {
 	var raw struct {
 		Sinks []map[string]json.RawMessage `json:"sinks"`
 	}
-	p.getJSON(t, "/v1/sinks", &raw)
-	var a struct {
-		Sinks []struct {
-			Name    string   `json:"name"`
-			Type    string   `json:"type"`
-			Sources []string `json:"sources"`
-			Healthy bool     `json:"healthy"`
-			Error   string   `json:"error"`
-		} `json:"sinks"`
-	}
-	p.getJSON(t, "/v1/sinks", &a)
-	got := map[string]string{}
-	for i, s := range a.Sinks {
+	got(0, p.api.Get(bg, "/v1/sinks", nil, &raw))(t)
+	sinks := got(p.api.Sinks(bg))(t)
+	health := map[string]string{}
+	for i, s := range sinks {
 		keys := []string{"name", "type", "sources", "healthy"}
 		if !s.Healthy {
 			keys = append(keys, "error")
 		}
 		assertKeys(t, "sink", raw.Sinks[i], keys...)
-		got[s.Name] = fmt.Sprintf("%s %v healthy=%v", s.Type, s.Sources, s.Healthy)
+		health[s.Name] = fmt.Sprintf("%s %v healthy=%v", s.Type, s.Sources, s.Healthy)
 	}
 	want := map[string]string{"warehouse": "duckdb [metrics] healthy=true", "archive": "postgres [metrics] healthy=false"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("GET /v1/sinks = %v, want %v", got, want)
+	if !reflect.DeepEqual(health, want) {
+		t.Errorf("GET /v1/sinks = %v, want %v", health, want)
 	}
 	var dlq map[string]json.RawMessage
-	p.getJSON(t, "/v1/sinks/warehouse/dlq", &dlq)
+	got(0, p.api.Get(bg, "/v1/sinks/warehouse/dlq", nil, &dlq))(t)
 	if string(dlq["sink"]) != `"warehouse"` || string(dlq["dead_letters"]) != `[]` {
 		t.Errorf("GET /v1/sinks/warehouse/dlq = %s %s, want warehouse and []", dlq["sink"], dlq["dead_letters"])
 	}
-	resp, body, err := p.do(http.MethodPost, "/v1/sinks/warehouse/dlq/replay", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var rep map[string]any
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &rep) != nil || rep["replayed"] != 0.0 || rep["failed"] != 0.0 {
-		t.Errorf("POST replay: %d %s, want 200 with replayed 0, failed 0", resp.StatusCode, body)
+	if err := p.api.Post(bg, "/v1/sinks/warehouse/dlq/replay", nil, "", nil, &rep); err != nil || rep["replayed"] != 0.0 || rep["failed"] != 0.0 {
+		t.Errorf("POST replay: %v %v, want 200 with replayed 0, failed 0", err, rep)
 	}
-	resp, _, _ = p.do(http.MethodGet, "/v1/sinks/nope/dlq", nil, nil)
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("unknown sink: %d, want 404", resp.StatusCode)
+	if _, err := p.api.DeadLetters(bg, "nope", 0); client.StatusOf(err) != http.StatusNotFound {
+		t.Errorf("unknown sink: %v, want 404", err)
 	}
 }
 
@@ -482,5 +446,97 @@ func assertKeys(t *testing.T, what string, obj map[string]json.RawMessage, keys 
 	sort.Strings(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("%s keys = %v, want %v", what, got, want)
+	}
+}
+
+// TestAPIStats checks GET /v1/stats against the other endpoints and the
+// seeded events: the log's numbers equal /v1/topics and /v1/lag, and every
+// running part counts exactly what it did.
+func TestAPIStats(t *testing.T) {
+	p, f := sharedPipeline(t)
+	waitConsumed(t, p)
+	var raw map[string]json.RawMessage
+	got(0, p.api.Get(bg, "/v1/stats", nil, &raw))(t)
+	assertKeys(t, "stats", raw, "pipeline", "time", "topics", "consumers", "ingest", "views", "batch", "sinks")
+
+	before := got(p.api.Lag(bg))(t)
+	st := got(p.api.Stats(bg))(t)
+	topics := got(p.api.Topics(bg))(t)
+	if st.Pipeline != "e2e" || time.Since(st.Time) > time.Minute {
+		t.Errorf("pipeline %q at %s", st.Pipeline, st.Time)
+	}
+	// Nothing moves once consumed: the log's numbers are /v1/topics' and
+	// the positions /v1/lag's.
+	if len(st.Topics) != len(topics) {
+		t.Fatalf("%d topics, /v1/topics has %d", len(st.Topics), len(topics))
+	}
+	for i, tp := range topics {
+		var ends []int64
+		for _, pt := range tp.Partitions {
+			ends = append(ends, pt.EndOffset)
+		}
+		s := st.Topics[i]
+		if s.Name != tp.Name || s.Events != tp.Events || s.Bytes != tp.Bytes || !slices.Equal(s.EndOffsets, ends) {
+			t.Errorf("topic %+v, /v1/topics says %s %d events %d bytes ends %v", s, tp.Name, tp.Events, tp.Bytes, ends)
+		}
+	}
+	if !reflect.DeepEqual(positions(st.Consumers), positions(before)) {
+		t.Errorf("consumers %v, /v1/lag says %v", positions(st.Consumers), positions(before))
+	}
+
+	// Every event of the seeded topic came through this process's ingest.
+	var appended int64
+	for _, tp := range topics {
+		if tp.Name == seedTopic {
+			appended = tp.EndOffset()
+		}
+	}
+	if appended != int64(len(f.events)) {
+		t.Fatalf("the log holds %d events of %s, the fixture posted %d", appended, seedTopic, len(f.events))
+	}
+	if st.Ingest == nil {
+		t.Fatal("no ingest numbers, though ingest runs")
+	}
+	for _, it := range st.Ingest.Topics {
+		if it.Topic == seedTopic && (it.Events != uint64(appended) || it.Bytes == 0) {
+			t.Errorf("ingest into %s: %+v, want %d events", seedTopic, it, appended)
+		}
+	}
+	if st.Ingest.Events < uint64(appended) || st.Ingest.Requests == 0 || st.Ingest.InFlight != 0 {
+		t.Errorf("ingest %+v: want ≥ %d events, some requests, none in flight", *st.Ingest, appended)
+	}
+	if f.speed {
+		if len(st.Views) != 1 || st.Views[0].View != seedView || st.Views[0].Events != uint64(appended) || st.Views[0].Watermark == nil {
+			t.Errorf("views %+v, want %s with %d events and a watermark", st.Views, seedView, appended)
+		}
+	}
+	if f.batch {
+		jobs := got(p.api.Jobs(bg))(t)
+		want := map[api.JobState]int{}
+		for _, j := range jobs {
+			want[j.State]++
+		}
+		if st.Batch == nil || !reflect.DeepEqual(st.Batch.Jobs, want) {
+			t.Errorf("batch %+v, want jobs %v", st.Batch, want)
+		}
+		for _, l := range st.Batch.Lake {
+			if l.Topic == seedTopic && f.lake && (l.Rows != uint64(appended) || l.Files == 0) {
+				t.Errorf("lake of %s: %+v, want %d rows in ≥ 1 file", seedTopic, l, appended)
+			}
+		}
+	}
+	if f.sinks {
+		sinks := map[string]api.SinkStats{}
+		for _, s := range st.Sinks {
+			sinks[s.Sink] = s
+		}
+		// The warehouse wrote every event; the archive never reaches its
+		// database.
+		if w := sinks["warehouse"]; !w.Healthy || w.Rows != uint64(appended) || w.DeadLetters != 0 || w.Batches == 0 {
+			t.Errorf("warehouse %+v, want healthy with %d rows", w, appended)
+		}
+		if a := sinks["archive"]; a.Healthy || a.Rows != 0 {
+			t.Errorf("archive %+v, want failing with no rows", a)
+		}
 	}
 }

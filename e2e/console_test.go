@@ -19,6 +19,9 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/client"
 	"github.com/lambdaflow/lambdaflow/internal/wait"
 )
 
@@ -189,12 +192,11 @@ func TestConsole(t *testing.T) {
 	t.Run("lag table", func(t *testing.T) {
 		defer b.screenshot(t, "consumers")
 		b.open(t, p, "consumers")
-		var api lagAnswer
-		p.getJSON(t, "/v1/lag", &api)
-		if len(api.Consumers) == 0 {
+		lag := got(p.api.Lag(bg))(t)
+		if len(lag) == 0 {
 			t.Skip("no consumers in /v1/lag: the layers are not wired into `lambdaflow run` yet")
 		}
-		b.waitFor(t, "every consumer row", fmt.Sprintf(`document.querySelectorAll("#lag tr.lag-row").length === %d`, len(api.Consumers)))
+		b.waitFor(t, "every consumer row", fmt.Sprintf(`document.querySelectorAll("#lag tr.lag-row").length === %d`, len(lag)))
 		var rows []struct {
 			Consumer, Topic                              string
 			Partition, Offset, End, Lag                  int64
@@ -207,9 +209,9 @@ func TestConsole(t *testing.T) {
 			Lag: Number(r.querySelector(".lag").dataset.value), LagSeconds: Number(r.querySelector(".lag-seconds").dataset.value),
 			OffsetText: r.querySelector(".offset").textContent, EndText: r.querySelector(".end").textContent,
 			LagText: r.querySelector(".lag").textContent, LagSecondsText: r.querySelector(".lag-seconds").textContent}))`, &rows)
-		p.getJSON(t, "/v1/lag", &api)
-		want := map[string]lagRow{}
-		for _, l := range api.Consumers {
+		lag = got(p.api.Lag(bg))(t)
+		want := map[string]api.Lag{}
+		for _, l := range lag {
 			want[fmt.Sprintf("%s/%s/%d", l.Consumer, l.Topic, l.Partition)] = l
 		}
 		for i, r := range rows {
@@ -241,9 +243,8 @@ func TestConsole(t *testing.T) {
 		part := f.events[0].partition()
 		q := url.Values{"topic": {seedTopic}, "partition": {strconv.Itoa(part)}, "from": {"0"}, "limit": {"100"}}
 		b.open(t, p, "messages?"+q.Encode())
-		var api browseAnswer
-		p.getJSON(t, fmt.Sprintf("/v1/topics/%s/events?partition=%d&from=0&limit=100", seedTopic, part), &api)
-		b.waitFor(t, "the messages", fmt.Sprintf(`document.querySelectorAll("#msg-list details.message").length === %d`, len(api.Events)))
+		ans := got(p.api.Events(bg, seedTopic, client.Browse{Partition: &part, From: "0", Limit: 100}))(t)
+		b.waitFor(t, "the messages", fmt.Sprintf(`document.querySelectorAll("#msg-list details.message").length === %d`, len(ans.Events)))
 		var shown []struct {
 			Partition, Offset int
 			ID, JSON          string
@@ -252,12 +253,13 @@ func TestConsole(t *testing.T) {
 			Partition: Number(d.dataset.partition), Offset: Number(d.dataset.offset), ID: d.dataset.id,
 			JSON: d.querySelector("pre.json").textContent}))`, &shown)
 		for i, s := range shown {
-			w := api.Events[i]
-			var ev map[string]any
+			w := ans.Events[i]
+			var ev, wantEv map[string]any
 			if err := json.Unmarshal([]byte(s.JSON), &ev); err != nil {
 				t.Errorf("message %d: pretty JSON %q does not parse: %v", i, s.JSON, err)
 			}
-			if s.Partition != w.Partition || int64(s.Offset) != w.Offset || s.ID != w.ID || !reflect.DeepEqual(ev, w.Event) {
+			json.Unmarshal(w.Event, &wantEv)
+			if s.Partition != w.Partition || int64(s.Offset) != w.Offset || s.ID != w.ID || !reflect.DeepEqual(ev, wantEv) {
 				t.Errorf("message %d shows %+v, the API says %+v", i, s, w)
 			}
 		}
@@ -278,15 +280,14 @@ func TestConsole(t *testing.T) {
 		defer b.screenshot(t, "topics")
 		b.open(t, p, "topics")
 		b.waitFor(t, "the topic", `document.querySelector('.topic[data-topic="metrics"] .topic-events')`)
-		var a topicsAnswer
-		p.getJSON(t, "/v1/topics", &a)
+		topics := got(p.api.Topics(bg))(t)
 		var shown struct {
 			Events int64
 			Ends   []int64
 		}
 		b.eval(t, `({Events: Number(document.querySelector('.topic[data-topic="metrics"] .topic-events').dataset.value),
 			Ends: [...document.querySelectorAll('.topic[data-topic="metrics"] tr[data-partition] td.end')].map(td => Number(td.textContent.replaceAll(",", "")))})`, &shown)
-		for _, tp := range a.Topics {
+		for _, tp := range topics {
 			if tp.Name != seedTopic {
 				continue
 			}
@@ -316,8 +317,7 @@ func TestConsole(t *testing.T) {
 		var id string
 		b.eval(t, `document.getElementById("recompute-job").textContent`, &id)
 		b.waitFor(t, "the job succeeding", fmt.Sprintf(`document.querySelector('tr.job-row[data-job=%q][data-state="succeeded"]')`, id))
-		var job jobStatus
-		p.getJSON(t, "/v1/jobs/"+url.PathEscape(id), &job)
+		job := got(p.api.Job(bg, id))(t)
 		if job.State != "succeeded" || job.View != seedView {
 			t.Errorf("the API says job %s is %+v", id, job)
 		}
@@ -325,18 +325,17 @@ func TestConsole(t *testing.T) {
 
 	t.Run("view chart", func(t *testing.T) {
 		defer b.screenshot(t, "views")
-		var api viewAnswer
-		p.getJSON(t, "/v1/views/"+seedView, &api)
-		if len(api.Rows) == 0 {
+		view := got(p.view(nil))(t)
+		if len(view.Rows) == 0 {
 			t.Skip("the view has no rows: neither the speed nor the batch layer is wired into `lambdaflow run` yet")
 		}
-		if f.speed && api.Horizon != nil {
+		if f.speed && view.Horizon != nil {
 			// Windows past the horizon, so the chart shows both layers.
 			f.postFresh(t, p)
-			p.getJSON(t, "/v1/views/"+seedView, &api)
+			view = got(p.view(nil))(t)
 		}
 		b.open(t, p, "views?view="+seedView+"&agg=avg_cpu")
-		b.waitFor(t, "every point", fmt.Sprintf(`document.querySelectorAll("#view-chart-svg .point").length === %d`, len(api.Rows)))
+		b.waitFor(t, "every point", fmt.Sprintf(`document.querySelectorAll("#view-chart-svg .point").length === %d`, len(view.Rows)))
 		type point struct {
 			Window, Group, Layer string
 			Value                float64
@@ -344,9 +343,9 @@ func TestConsole(t *testing.T) {
 		var shown []point
 		b.eval(t, `[...document.querySelectorAll("#view-chart-svg .point")].map(e => ({
 			Window: e.dataset.windowStart, Group: e.dataset.group, Layer: e.dataset.layer, Value: Number(e.dataset.value)}))`, &shown)
-		p.getJSON(t, "/v1/views/"+seedView, &api)
+		view = got(p.view(nil))(t)
 		var want []point
-		for _, r := range api.Rows {
+		for _, r := range view.Rows {
 			want = append(want, point{r.WindowStart, r.Region, r.Layer, r.AvgCPU})
 		}
 		byKey := func(ps []point) {
@@ -363,20 +362,20 @@ func TestConsole(t *testing.T) {
 				t.Errorf("chart point %+v, the API says %+v", s, w)
 			}
 		}
-		if api.Horizon != nil {
+		if view.Horizon != nil {
 			var hz string
 			b.eval(t, `(document.querySelector("#view-chart-svg .horizon") || {dataset: {}}).dataset.horizon || ""`, &hz)
 			var layers []string
 			b.eval(t, `[...new Set([...document.querySelectorAll("#view-chart-svg .point")].map(e => e.dataset.layer))].sort()`, &layers)
-			t.Logf("horizon %s; layers on the chart: %v", *api.Horizon, layers)
-			if hz != "" && hz != *api.Horizon {
-				t.Errorf("chart horizon %q, the API says %q", hz, *api.Horizon)
+			t.Logf("horizon %s; layers on the chart: %v", *view.Horizon, layers)
+			if hz != "" && hz != *view.Horizon {
+				t.Errorf("chart horizon %q, the API says %q", hz, *view.Horizon)
 			}
 		}
 		var tableRows int
 		b.eval(t, `document.querySelectorAll("#view-table tr.view-row").length`, &tableRows)
-		if tableRows != len(api.Rows) {
-			t.Errorf("table has %d rows, the API %d", tableRows, len(api.Rows))
+		if tableRows != len(view.Rows) {
+			t.Errorf("table has %d rows, the API %d", tableRows, len(view.Rows))
 		}
 	})
 
@@ -399,9 +398,7 @@ func TestConsole(t *testing.T) {
 		defer b.screenshot(t, "overview")
 		b.open(t, p, "overview")
 		b.waitFor(t, "the pipeline graph", `document.querySelector('#pipeline-graph [data-node="topic:metrics"]')`)
-		var api lagAnswer
-		p.getJSON(t, "/v1/lag", &api)
-		for _, l := range api.Consumers {
+		for _, l := range got(p.api.Lag(bg))(t) {
 			if l.Topic != seedTopic {
 				continue
 			}

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/internal/wait"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/wait"
 )
 
 const dashboardFile = "../deploy/grafana/lambdaflow.json"
@@ -177,9 +179,8 @@ func TestDashboardMetricsExist(t *testing.T) {
 		waitLake(t, p) // the first round's files are closed: the second opens new ones
 	}
 	p.post(t, seedTopic, second)
-	resp, _, err := p.do(http.MethodPost, "/v1/topics/"+seedTopic+"/events", strings.NewReader(`{"host":"x"}`), http.Header{"Content-Type": {"application/json"}})
-	if err != nil || resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("invalid event: %v %v, want 400", resp, err)
+	if _, err := p.api.Publish(bg, seedTopic, []byte(`{"host":"x"}`), "application/json", ""); client.StatusOf(err) != http.StatusBadRequest {
+		t.Fatalf("invalid event: %v, want 400", err)
 	}
 	if layers["speed"] {
 		// Older than every window the speed layer has closed: late.
@@ -187,20 +188,18 @@ func TestDashboardMetricsExist(t *testing.T) {
 		late.ID, late.TS = "e2e-late", evs[0].TS.Add(-time.Hour)
 		p.post(t, seedTopic, []map[string]any{late.json()})
 	}
-	var v viewAnswer
-	p.getJSON(t, "/v1/views/"+seedView, &v)
+	got(p.view(nil))(t)
 	if layers["batch"] {
 		waitLake(t, p)
-		resp, body, err := p.do(http.MethodPost, "/v1/views/"+seedView+"/recompute", nil, nil)
-		if err != nil || resp.StatusCode/100 != 2 {
-			t.Fatalf("recompute: %v %s", err, body)
+		if _, err := p.api.Recompute(bg, seedView, time.Time{}, time.Time{}); err != nil {
+			t.Fatalf("recompute: %v", err)
 		}
 	}
 
 	// Wait until the metrics of every running layer are there.
 	var missing map[string][]string
 	var mfs map[string]*dto.MetricFamily
-	err = wait.Poll(t.Context(), 60*time.Second, 500*time.Millisecond, func() error {
+	err := wait.Poll(t.Context(), 60*time.Second, 500*time.Millisecond, func() error {
 		var err error
 		if mfs, err = scrape(p); err != nil {
 			return err
@@ -238,9 +237,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 func waitLake(t *testing.T, p *process) {
 	t.Helper()
 	wait.For(t, 30*time.Second, func() error {
-		var lag lagAnswer
-		p.getJSON(t, "/v1/lag", &lag)
-		for _, l := range lag.Consumers {
+		for _, l := range got(p.api.Lag(bg))(t) {
 			if l.Consumer == "lake" && l.Lag > 0 {
 				return fmt.Errorf("lake writer %d events behind on %s/%d", l.Lag, l.Topic, l.Partition)
 			}
@@ -254,23 +251,23 @@ func waitLake(t *testing.T, p *process) {
 func probeLayers(t *testing.T, p *process) map[string]bool {
 	t.Helper()
 	layers := map[string]bool{"ingest": true, "log": true, "serving": true}
-	if err := p.tryGetJSON("/v1/jobs", &struct{}{}); err == nil {
+	if _, err := p.api.Jobs(bg); err == nil {
 		layers["batch"] = true
-	} else if !isNotFound(err) {
+	} else if !client.IsNotFound(err) {
 		t.Fatal(err)
 	}
-	if err := p.tryGetJSON("/v1/sinks", &struct{}{}); err == nil {
+	if _, err := p.api.Sinks(bg); err == nil {
 		layers["sinks"] = true
-	} else if !isNotFound(err) {
+	} else if !client.IsNotFound(err) {
 		t.Fatal(err)
 	}
 	// Consumers register as their layer starts.
 	_ = wait.Poll(t.Context(), 10*time.Second, 200*time.Millisecond, func() error {
-		var lag lagAnswer
-		if err := p.tryGetJSON("/v1/lag", &lag); err != nil {
+		lag, err := p.api.Lag(bg)
+		if err != nil {
 			return err
 		}
-		for _, l := range lag.Consumers {
+		for _, l := range lag {
 			if strings.HasPrefix(l.Consumer, "speed.") {
 				layers["speed"] = true
 			}
@@ -320,12 +317,9 @@ func exported(mfs map[string]*dto.MetricFamily, name string) bool {
 }
 
 func scrape(p *process) (map[string]*dto.MetricFamily, error) {
-	resp, body, err := p.do(http.MethodGet, "/metrics", nil, http.Header{"Accept": {"text/plain"}})
+	body, err := p.api.Metrics(bg)
 	if err != nil {
 		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: %d", resp.StatusCode)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	return parser.TextToMetricFamilies(bytes.NewReader(body))

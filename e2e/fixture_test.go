@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
-	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/client"
 	"github.com/lambdaflow/lambdaflow/internal/wait"
 )
 
@@ -94,32 +95,25 @@ func seed(p *process) (*fixture, error) {
 		body.Write(b)
 		body.WriteByte('\n')
 	}
-	resp, data, err := p.do(http.MethodPost, "/v1/topics/"+seedTopic+"/events", &body, http.Header{"Content-Type": {"application/x-ndjson"}})
+	ans, err := p.api.Publish(bg, seedTopic, body.Bytes(), "application/x-ndjson", "")
 	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("seed: POST: %d %s", resp.StatusCode, data)
-	}
-	var ans ingestAnswer
-	if err := json.Unmarshal(data, &ans); err != nil {
-		return nil, fmt.Errorf("seed: %w: %s", err, data)
+		return nil, fmt.Errorf("seed: POST: %w", err)
 	}
 	if ans.Accepted != len(f.events) || len(ans.Results) != len(f.events) {
-		return nil, fmt.Errorf("seed: accepted %d of %d: %s", ans.Accepted, len(f.events), data)
+		return nil, fmt.Errorf("seed: accepted %d of %d: %+v", ans.Accepted, len(f.events), ans)
 	}
 	for _, r := range ans.Results {
 		f.offsets = append(f.offsets, [2]int64{int64(r.Partition), r.Offset})
 	}
 
-	if err := p.tryGetJSON("/v1/jobs", &struct{}{}); err == nil {
+	if _, err := p.api.Jobs(bg); err == nil {
 		f.batch = true
-	} else if !isNotFound(err) {
+	} else if !client.IsNotFound(err) {
 		return nil, err
 	}
-	if err := p.tryGetJSON("/v1/sinks", &struct{}{}); err == nil {
+	if _, err := p.api.Sinks(bg); err == nil {
 		f.sinks = true
-	} else if !isNotFound(err) {
+	} else if !client.IsNotFound(err) {
 		return nil, err
 	}
 
@@ -137,8 +131,8 @@ func seed(p *process) (*fixture, error) {
 		// The speed layer commits its offsets with its checkpoint, after
 		// the rows are in the store; check the rows too.
 		err = wait.Poll(context.Background(), 30*time.Second, 250*time.Millisecond, func() error {
-			var v viewAnswer
-			if err := p.tryGetJSON("/v1/views/"+seedView, &v); err != nil {
+			v, err := p.view(nil)
+			if err != nil {
 				return err
 			}
 			if len(v.Rows) != len(f.windows()) {
@@ -156,11 +150,11 @@ func seed(p *process) (*fixture, error) {
 // caughtUp reports an error while a consumer other than the stuck sink is
 // behind, and which layers have consumers.
 func caughtUp(p *process) (speed, lake bool, err error) {
-	var lag lagAnswer
-	if err := p.tryGetJSON("/v1/lag", &lag); err != nil {
+	lag, err := p.api.Lag(bg)
+	if err != nil {
 		return false, false, err
 	}
-	for _, l := range lag.Consumers {
+	for _, l := range lag {
 		speed = speed || strings.HasPrefix(l.Consumer, "speed.")
 		lake = lake || l.Consumer == "lake"
 		if l.Topic == seedTopic && l.Consumer != stuckSink && l.Lag != 0 {
@@ -251,54 +245,8 @@ func (f *fixture) windows() []window {
 	return out
 }
 
-// The API's answers, decoded strictly enough to compare.
-
-type topicsAnswer struct {
-	Topics []struct {
-		Name       string `json:"name"`
-		Events     int64  `json:"events"`
-		Bytes      int64  `json:"bytes"`
-		Retention  string `json:"retention"`
-		Replicas   int    `json:"replicas"`
-		Partitions []struct {
-			Partition   int   `json:"partition"`
-			FirstOffset int64 `json:"first_offset"`
-			LastOffset  int64 `json:"last_offset"`
-			EndOffset   int64 `json:"end_offset"`
-			Bytes       int64 `json:"bytes"`
-			Entries     int64 `json:"entries"`
-		} `json:"partitions"`
-	} `json:"topics"`
-}
-
-type lagRow struct {
-	Consumer   string  `json:"consumer"`
-	Topic      string  `json:"topic"`
-	Partition  int     `json:"partition"`
-	Offset     int64   `json:"offset"`
-	EndOffset  int64   `json:"end_offset"`
-	Lag        int64   `json:"lag"`
-	LagSeconds float64 `json:"lag_seconds"`
-}
-
-type lagAnswer struct {
-	Consumers []lagRow `json:"consumers"`
-}
-
-type browsed struct {
-	Partition  int            `json:"partition"`
-	Offset     int64          `json:"offset"`
-	ID         string         `json:"id"`
-	Time       string         `json:"time"`
-	IngestTime string         `json:"ingest_time"`
-	Event      map[string]any `json:"event"`
-}
-
-type browseAnswer struct {
-	Events []browsed        `json:"events"`
-	Next   map[string]int64 `json:"next"`
-}
-
+// viewRow is a row of the seeded view: its columns, decoded strictly
+// enough to compare.
 type viewRow struct {
 	WindowStart string  `json:"window_start"`
 	WindowEnd   string  `json:"window_end"`
@@ -312,20 +260,19 @@ type viewRow struct {
 	Final       bool    `json:"final"`
 }
 
+// viewAnswer is the seeded view's answer with its rows decoded.
 type viewAnswer struct {
-	View    string    `json:"view"`
-	Horizon *string   `json:"horizon"`
-	Rows    []viewRow `json:"rows"`
+	View    string
+	Horizon *string
+	Rows    []viewRow
 }
 
-type jobStatus struct {
-	ID    string `json:"id"`
-	View  string `json:"view"`
-	State string `json:"state"`
-	Done  int    `json:"done"`
-	Total int    `json:"total"`
-	Rows  int64  `json:"rows"`
-	Error string `json:"error"`
+// view queries the seeded view with parameters q (group-by fields, from,
+// to).
+func (p *process) view(q url.Values) (viewAnswer, error) {
+	var rows []viewRow
+	ans, err := p.api.QueryInto(bg, seedView, q, time.Time{}, time.Time{}, &rows)
+	return viewAnswer{View: ans.View, Horizon: ans.Horizon, Rows: rows}, err
 }
 
 // postFresh publishes a few events of the current minute, after a batch run:
@@ -350,8 +297,8 @@ func (f *fixture) postFresh(t *testing.T, p *process) {
 	f.events = append(f.events, evs...)
 	want := len(f.windows())
 	wait.For(t, 30*time.Second, func() error {
-		var v viewAnswer
-		if err := p.tryGetJSON("/v1/views/"+seedView, &v); err != nil {
+		v, err := p.view(nil)
+		if err != nil {
 			return err
 		}
 		if len(v.Rows) != want {

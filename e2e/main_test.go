@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/client"
 )
 
 var (
@@ -103,6 +106,7 @@ type process struct {
 	waitErr error
 	log     *os.File
 	client  *http.Client
+	api     *client.Client // the API with the read token
 }
 
 // consoleURL finds the listen address in the banner on stderr.
@@ -140,6 +144,7 @@ func startProcess(name, pipeline, token string) (*process, error) {
 	}()
 	select {
 	case p.url = <-found:
+		p.api = client.New(p.url, token, p.client)
 	case <-p.done:
 		p.cleanup()
 		return nil, fmt.Errorf("lambdaflow run exited before listening (%v); log: %s", p.waitErr, tail(logf.Name()))
@@ -272,46 +277,29 @@ func (p *process) do(method, path string, body io.Reader, header http.Header) (*
 	return resp, data, err
 }
 
-// getJSON GETs path and decodes a 200 answer into out.
-func (p *process) getJSON(t *testing.T, path string, out any) {
-	t.Helper()
-	if err := p.tryGetJSON(path, out); err != nil {
-		t.Fatal(err)
-	}
-}
+// bg is the context of the tests' API calls, which time out by the
+// process's client.
+var bg = context.Background()
 
-func (p *process) tryGetJSON(path string, out any) error {
-	resp, body, err := p.do(http.MethodGet, path, nil, nil)
-	if err != nil {
-		return err
+// got fails t with err, or returns v: got(p.api.Topics(bg))(t).
+func got[T any](v T, err error) func(t testing.TB) T {
+	return func(t testing.TB) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
 	}
-	if resp.StatusCode != http.StatusOK {
-		return &statusError{path: path, status: resp.StatusCode, body: string(body)}
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("GET %s: %w: %s", path, err, body)
-	}
-	return nil
-}
-
-// statusError is a non-200 answer.
-type statusError struct {
-	path   string
-	status int
-	body   string
-}
-
-func (e *statusError) Error() string {
-	return fmt.Sprintf("GET %s: %d %s", e.path, e.status, strings.TrimSpace(e.body))
-}
-
-func isNotFound(err error) bool {
-	var se *statusError
-	return errors.As(err, &se) && se.status == http.StatusNotFound
 }
 
 // post publishes events as NDJSON and returns the answer.
-func (p *process) post(t *testing.T, topic string, events []map[string]any) ingestAnswer {
+func (p *process) post(t *testing.T, topic string, events []map[string]any) api.IngestResult {
+	t.Helper()
+	return got(p.api.Publish(bg, topic, ndjson(t, events), "application/x-ndjson", ""))(t)
+}
+
+// ndjson encodes events one a line.
+func ndjson(t testing.TB, events []map[string]any) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	for _, e := range events {
@@ -322,27 +310,7 @@ func (p *process) post(t *testing.T, topic string, events []map[string]any) inge
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}
-	resp, body, err := p.do(http.MethodPost, "/v1/topics/"+topic+"/events", &buf, http.Header{"Content-Type": {"application/x-ndjson"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /v1/topics/%s/events: %d %s", topic, resp.StatusCode, body)
-	}
-	var ans ingestAnswer
-	if err := json.Unmarshal(body, &ans); err != nil {
-		t.Fatal(err)
-	}
-	return ans
-}
-
-type ingestAnswer struct {
-	Accepted int `json:"accepted"`
-	Results  []struct {
-		Partition int   `json:"partition"`
-		Offset    int64 `json:"offset"`
-		Duplicate bool  `json:"duplicate"`
-	} `json:"results"`
+	return buf.Bytes()
 }
 
 // The shared process runs the seeded test pipeline for the API, console and

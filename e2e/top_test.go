@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
 )
 
 // runTop runs `lambdaflow top` against p. Its output is a pipe, not a
@@ -50,11 +52,9 @@ func topSection(out, head string) [][]string {
 func TestTopShowsTheAPIsNumbers(t *testing.T) {
 	p, f := sharedPipeline(t)
 	waitConsumed(t, p)
-	var before lagAnswer
-	p.getJSON(t, "/v1/lag", &before)
+	before := got(p.api.Lag(bg))(t)
 	out := runTop(t, p, "--once")
-	var after lagAnswer
-	p.getJSON(t, "/v1/lag", &after)
+	after := got(p.api.Lag(bg))(t)
 	t.Logf("lambdaflow top --once:\n%s", out)
 	if strings.Contains(out, "\x1b[") {
 		t.Error("escape codes in the output, which is not a terminal")
@@ -64,13 +64,12 @@ func TestTopShowsTheAPIsNumbers(t *testing.T) {
 	}
 
 	// The log: events and end offsets per partition, exactly.
-	var topics topicsAnswer
-	p.getJSON(t, "/v1/topics", &topics)
+	topics := got(p.api.Topics(bg))(t)
 	shownTopics := map[string][]string{}
 	for _, r := range topSection(out, "TOPIC ") {
 		shownTopics[r[0]] = r
 	}
-	for _, tp := range topics.Topics {
+	for _, tp := range topics {
 		r := shownTopics[tp.Name]
 		want := []string{tp.Name, strconv.Itoa(len(tp.Partitions)), strconv.FormatInt(tp.Events, 10), strconv.FormatInt(tp.Bytes, 10), "–"}
 		for _, pt := range tp.Partitions {
@@ -88,18 +87,18 @@ func TestTopShowsTheAPIsNumbers(t *testing.T) {
 		t.Fatalf("positions moved while top ran: %v then %v", before, after)
 	}
 	rows := topSection(out, "CONSUMER ")
-	if len(after.Consumers) == 0 {
+	if len(after) == 0 {
 		if len(rows) != 1 || rows[0][0] != "(no" {
 			t.Errorf("no consumers, but top shows %v", rows)
 		}
 		t.Skip("no consumers in /v1/lag: the layers are not wired into `lambdaflow run` yet")
 	}
-	if len(rows) != len(after.Consumers) {
-		t.Errorf("top shows %d lag rows, the API %d", len(rows), len(after.Consumers))
+	if len(rows) != len(after) {
+		t.Errorf("top shows %d lag rows, the API %d", len(rows), len(after))
 	}
-	api := map[string]lagRow{}
-	for _, l := range after.Consumers {
-		api[fmt.Sprintf("%s %s %d", l.Consumer, l.Topic, l.Partition)] = l
+	byKey := map[string]api.Lag{}
+	for _, l := range after {
+		byKey[fmt.Sprintf("%s %s %d", l.Consumer, l.Topic, l.Partition)] = l
 	}
 	prevSeconds := math.Inf(1)
 	for _, r := range rows {
@@ -108,7 +107,7 @@ func TestTopShowsTheAPIsNumbers(t *testing.T) {
 			continue
 		}
 		k := strings.Join(r[:3], " ")
-		l, ok := api[k]
+		l, ok := byKey[k]
 		if !ok {
 			t.Errorf("lag row %v is not in /v1/lag", r)
 			continue
@@ -169,9 +168,9 @@ func TestTopRefreshes(t *testing.T) {
 }
 
 // positions is the lag without its ages, which grow while nothing moves.
-func positions(a lagAnswer) []string {
+func positions(lag []api.Lag) []string {
 	var out []string
-	for _, l := range a.Consumers {
+	for _, l := range lag {
 		out = append(out, fmt.Sprintf("%s/%s/%d %d %d %d", l.Consumer, l.Topic, l.Partition, l.Offset, l.EndOffset, l.Lag))
 	}
 	return out

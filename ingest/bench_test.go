@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -283,7 +284,7 @@ func startHTTPIngest(b *testing.B, p *pipelines.Pipeline, opts Options) *httpEnv
 	for !in.Ready() {
 		time.Sleep(time.Millisecond)
 	}
-	e.srv = &http.Server{Handler: in.Handler()}
+	e.srv = &http.Server{Handler: httpapi.Handler(httpapi.NewAuth(p), in.Routes())}
 	e.wg.Go(func() { e.srv.Serve(ln) })
 	e.client = &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: benchClients,
@@ -544,7 +545,7 @@ func BenchmarkHandler(b *testing.B) {
 					}
 					req, _ := http.NewRequest(http.MethodPost, "/v1/topics/metrics/events", strings.NewReader(bd))
 					rec := &discardWriter{h: http.Header{}}
-					h.in.Handler().ServeHTTP(rec, req)
+					h.http.ServeHTTP(rec, req)
 					if rec.code != 0 && rec.code != 200 {
 						b.Fatalf("status %d", rec.code)
 					}

@@ -4,7 +4,8 @@
 // entries (group commit) and answers only once the log has made every
 // event of the request durable.
 //
-// It owns the endpoint POST /v1/topics/{topic}/events, the per-topic dedup
+// It owns the endpoint POST /v1/topics/{topic}/events (Routes), its
+// readiness (Checks) and its live numbers (AddStats), the per-topic dedup
 // index of event ids and the batching in front of the log. It must not
 // keep events anywhere but in memory on their way to the log, nor answer
 // 200 for an event the log has not acknowledged; it knows the log only
@@ -80,7 +81,9 @@
 //
 // A topic with write_tokens needs "Authorization: Bearer <token>" with one
 // of them; tokens are compared as SHA-256 digests in constant time. A topic
-// without write_tokens is open.
+// without write_tokens is open. The endpoint is a Write route (Routes): the
+// check itself is the process's one access check (internal/httpapi), and
+// ingest counts each refusal as an "unauthorized" reject of the topic.
 //
 // # Partitioning
 //

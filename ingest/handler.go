@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -10,7 +9,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 )
 
 // retryAfter is the Retry-After (seconds) of 429 and 503 answers: long
@@ -20,32 +21,45 @@ const retryAfter = "1"
 // handler serves POST /v1/topics/{topic}/events.
 type handler struct {
 	in      *Ingest
-	mux     *http.ServeMux
 	bufs    sync.Pool // *[]byte copy buffers for request bodies
 	reqBufs sync.Pool // *requestBufs
 }
 
 func newHandler(in *Ingest) *handler {
-	h := &handler{in: in, mux: http.NewServeMux()}
+	h := &handler{in: in}
 	h.bufs.New = func() any {
 		b := make([]byte, 32<<10)
 		return &b
 	}
 	h.reqBufs.New = func() any { return new(requestBufs) }
-	h.mux.HandleFunc("POST /v1/topics/{topic}/events", h.post)
-	// Without a method the pattern catches the other methods, so that
-	// they get a JSON 405 rather than the mux's plain-text one.
-	h.mux.HandleFunc("/v1/topics/{topic}/events", h.notAllowed)
 	return h
 }
 
-// Handler returns the HTTP handler of POST /v1/topics/{topic}/events. It
-// may be mounted on a larger mux under the same pattern.
-func (in *Ingest) Handler() http.Handler { return in.handler.mux }
+// Routes returns ingest's endpoint, POST /v1/topics/{topic}/events, a
+// write to the topic of the path: the topic's write tokens guard it, and
+// each refusal counts as an "unauthorized" reject of the topic.
+func (in *Ingest) Routes() []httpapi.Route {
+	return []httpapi.Route{{
+		Pattern: "POST /v1/topics/{topic}/events",
+		Access:  httpapi.Write,
+		Handler: http.HandlerFunc(in.handler.post),
+		Denied: func(r *http.Request, _ *httpapi.Denial) {
+			if ts := in.topics[r.PathValue("topic")]; ts != nil {
+				ts.m.rejects[reasonUnauthorized].Inc()
+			}
+		},
+	}}
+}
 
-func (h *handler) notAllowed(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Allow", http.MethodPost)
-	writeError(w, http.StatusMethodNotAllowed, errorBody{Error: "method " + r.Method + " not allowed; use POST"})
+// Checks returns ingest's readiness: not ready while it rebuilds the dedup
+// index at start (or once it stops).
+func (in *Ingest) Checks() []httpapi.Check {
+	return []httpapi.Check{{Name: "ingest", Ready: func(context.Context) error {
+		if !in.Ready() {
+			return errors.New("rebuilding the dedup index")
+		}
+		return nil
+	}}}
 }
 
 func (h *handler) post(w http.ResponseWriter, r *http.Request) {
@@ -56,52 +70,43 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 	if ts == nil {
 		// The label stays empty: a name from the URL would let any client
 		// create label values without bound.
-		in.metrics.rejects.WithLabelValues("", reasonUnknownTopic).Inc()
-		writeError(w, http.StatusNotFound, errorBody{Error: "unknown topic " + strconv.Quote(name)})
+		in.metrics.unknownTopic.Inc()
+		httpapi.WriteError(w, http.StatusNotFound, "unknown topic "+strconv.Quote(name))
 		return
 	}
-	reject := func(status int, reason string, body errorBody) {
+	reject := func(status int, reason string, body api.Error) {
 		ts.m.rejects[reason].Inc()
 		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", retryAfter)
 		}
-		writeError(w, status, body)
+		httpapi.WriteErrorBody(w, status, body)
 	}
 
-	switch ts.auth.check(r) {
-	case authMissing:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="lambdaflow"`)
-		reject(http.StatusUnauthorized, reasonUnauthorized, errorBody{Error: "missing or invalid bearer token for writes to topic " + strconv.Quote(name)})
-		return
-	case authReadOnly:
-		reject(http.StatusForbidden, reasonUnauthorized, errorBody{Error: "token may read but not write topic " + strconv.Quote(name)})
-		return
-	}
 	if ct := r.Header.Get("Content-Type"); !acceptedType(ct) {
-		reject(http.StatusUnsupportedMediaType, reasonInvalid, errorBody{Error: "unsupported Content-Type " + strconv.Quote(ct) + "; use application/json, application/x-ndjson or none (text/plain and application/x-www-form-urlencoded are read as JSON too)"})
+		reject(http.StatusUnsupportedMediaType, reasonInvalid, api.Error{Error: "unsupported Content-Type " + strconv.Quote(ct) + "; use application/json, application/x-ndjson or none (text/plain and application/x-www-form-urlencoded are read as JSON too)"})
 		return
 	}
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		reject(http.StatusUnsupportedMediaType, reasonInvalid, errorBody{Error: "unsupported Content-Encoding " + strconv.Quote(ce)})
+		reject(http.StatusUnsupportedMediaType, reasonInvalid, api.Error{Error: "unsupported Content-Encoding " + strconv.Quote(ce)})
 		return
 	}
 	if !in.Ready() {
-		reject(http.StatusServiceUnavailable, reasonUnavailable, errorBody{Error: "ingest is not ready (starting or stopping)"})
+		reject(http.StatusServiceUnavailable, reasonUnavailable, api.Error{Error: "ingest is not ready (starting or stopping)"})
 		return
 	}
 
 	maxBody := in.p.Ingest.MaxBodyBytes
 	if r.ContentLength > maxBody {
-		reject(http.StatusRequestEntityTooLarge, reasonTooLarge, errorBody{Error: tooLargeMsg(maxBody)})
+		reject(http.StatusRequestEntityTooLarge, reasonTooLarge, api.Error{Error: tooLargeMsg(maxBody)})
 		return
 	}
 	body, err := h.readBody(w, r, maxBody)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			reject(http.StatusRequestEntityTooLarge, reasonTooLarge, errorBody{Error: tooLargeMsg(maxBody)})
+			reject(http.StatusRequestEntityTooLarge, reasonTooLarge, api.Error{Error: tooLargeMsg(maxBody)})
 			return
 		}
-		reject(http.StatusBadRequest, reasonInvalid, errorBody{Error: "reading the body: " + err.Error()})
+		reject(http.StatusBadRequest, reasonInvalid, api.Error{Error: "reading the body: " + err.Error()})
 		return
 	}
 
@@ -114,7 +119,7 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 		h.reqBufs.Put(bufs)
 	}()
 	if derr != nil {
-		b := errorBody{Error: derr.Error(), Field: derr.Field, Line: derr.Line}
+		b := api.Error{Error: derr.Error(), Field: derr.Field, Line: derr.Line}
 		if derr.Record >= 0 {
 			b.Record = &derr.Record
 		}
@@ -126,17 +131,17 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 	for i := range events {
 		if eventBytes(&events[i]) > maxEntryBytes {
 			rec := i
-			reject(http.StatusRequestEntityTooLarge, reasonTooLarge, errorBody{Error: "record " + strconv.Itoa(i) + ": event larger than a log entry may hold (" + strconv.Itoa(maxEntryBytes) + " bytes)", Record: &rec})
+			reject(http.StatusRequestEntityTooLarge, reasonTooLarge, api.Error{Error: "record " + strconv.Itoa(i) + ": event larger than a log entry may hold (" + strconv.Itoa(maxEntryBytes) + " bytes)", Record: &rec})
 			return
 		}
 	}
 	n := len(events)
 	if int64(n) > in.maxInFlight {
-		reject(http.StatusRequestEntityTooLarge, reasonTooLarge, errorBody{Error: "request holds " + strconv.Itoa(n) + " events, more than ingest.max_in_flight (" + strconv.FormatInt(in.maxInFlight, 10) + "); split it"})
+		reject(http.StatusRequestEntityTooLarge, reasonTooLarge, api.Error{Error: "request holds " + strconv.Itoa(n) + " events, more than ingest.max_in_flight (" + strconv.FormatInt(in.maxInFlight, 10) + "); split it"})
 		return
 	}
 	if !in.acquire(n) {
-		reject(http.StatusTooManyRequests, reasonOverloaded, errorBody{Error: "too many events in flight; retry later"})
+		reject(http.StatusTooManyRequests, reasonOverloaded, api.Error{Error: "too many events in flight; retry later"})
 		return
 	}
 	defer in.release(n)
@@ -148,19 +153,18 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 		const retry = "; events of this request may be durable: retry it with the same ids or Idempotency-Key"
 		switch {
 		case errors.Is(err, errNotReady):
-			reject(http.StatusServiceUnavailable, reasonUnavailable, errorBody{Error: "ingest is not ready (starting or stopping)"})
+			reject(http.StatusServiceUnavailable, reasonUnavailable, api.Error{Error: "ingest is not ready (starting or stopping)"})
 		case transient(err):
-			reject(http.StatusServiceUnavailable, reasonUnavailable, errorBody{Error: "the log is unavailable: " + err.Error() + retry})
+			reject(http.StatusServiceUnavailable, reasonUnavailable, api.Error{Error: "the log is unavailable: " + err.Error() + retry})
 		default:
-			reject(http.StatusInternalServerError, reasonUnavailable, errorBody{Error: "appending to the log failed: " + err.Error() + retry})
+			reject(http.StatusInternalServerError, reasonUnavailable, api.Error{Error: "appending to the log failed: " + err.Error() + retry})
 		}
 		return
 	}
 	ts.m.events.Add(float64(accepted))
 	ts.m.duplicates.Add(float64(n - accepted))
 	ts.m.bytes.Add(float64(len(body)))
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(appendReply(make([]byte, 0, 32+64*n), accepted, results))
+	httpapi.WriteRaw(w, http.StatusOK, appendReply(make([]byte, 0, 32+64*n), accepted, results))
 	in.metrics.ackSeconds.Observe(in.now().Sub(start).Seconds())
 }
 
@@ -211,26 +215,6 @@ func acceptedType(ct string) bool {
 		}
 	}
 	return false
-}
-
-// errorBody is the JSON of every error answer. Record, Line and Field are
-// set for a body that failed decoding or validation.
-type errorBody struct {
-	Error  string `json:"error"`
-	Record *int   `json:"record,omitempty"`
-	Line   int    `json:"line,omitempty"`
-	Field  string `json:"field,omitempty"`
-}
-
-func writeError(w http.ResponseWriter, status int, body errorBody) {
-	b, err := json.Marshal(body)
-	if err != nil { // a struct of strings and ints always marshals
-		b = []byte(`{"error":"internal error"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
 }
 
 // appendReply appends the 200 answer. It is written by hand: at 100

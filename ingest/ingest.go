@@ -65,7 +65,7 @@ const appendsInFlight = 1
 var errNotReady = errors.New("ingest: not ready")
 
 // Ingest serves the HTTP ingest endpoint of one pipeline. Create it with
-// New, start it with Run, serve Handler. It is safe for concurrent use.
+// New, start it with Run, mount its Routes. It is safe for concurrent use.
 type Ingest struct {
 	p       *pipelines.Pipeline
 	log     Log
@@ -96,7 +96,6 @@ type topicState struct {
 	topic    *pipelines.Topic
 	dec      *decoder
 	part     partitioner
-	auth     authorizer
 	dedup    *dedupIndex
 	batchers []*batcher
 	m        *topicMetrics
@@ -144,7 +143,6 @@ func New(p *pipelines.Pipeline, log Log, opts Options) (*Ingest, error) {
 	if perPartition <= 0 {
 		perPartition = appendsInFlight
 	}
-	readTokens := newTokenSet(p.Auth.ReadTokens)
 	for i := range p.Topics {
 		t := &p.Topics[i]
 		if t.Time != "" {
@@ -156,7 +154,6 @@ func New(p *pipelines.Pipeline, log Log, opts Options) (*Ingest, error) {
 			topic: t,
 			dec:   newDecoder(t),
 			part:  newPartitioner(t),
-			auth:  authorizer{write: newTokenSet(t.WriteTokens), read: readTokens},
 			dedup: newDedupIndex(p.Ingest.DedupWindow.D().Microseconds(), p.Ingest.DedupMaxIDs),
 			m:     m.forTopic(t.Name),
 		}

@@ -312,7 +312,7 @@ func TestIngestHTTPServer(t *testing.T) {
 	p := testPipeline(t.TempDir(), *metricsTopic(1))
 	p.Ingest.MaxBodyBytes = 1024
 	h, b := startOnBroker(t, p)
-	srv := httptest.NewServer(h.in.Handler())
+	srv := httptest.NewServer(h.http)
 	defer srv.Close()
 	client := srv.Client()
 	do := func(method, path, ct string, body io.Reader) (int, string, http.Header) {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -69,6 +70,7 @@ type harness struct {
 	t      testing.TB
 	p      *pipelines.Pipeline
 	in     *Ingest
+	http   http.Handler // in's routes behind the pipeline's tokens, as a process mounts them
 	reg    *prometheus.Registry
 	clock  *fakeclock.Clock
 	cancel context.CancelFunc
@@ -92,6 +94,7 @@ func startIngest(t testing.TB, p *pipelines.Pipeline, log Log, opts Options) *ha
 		t.Fatalf("New: %v", err)
 	}
 	h.in = in
+	h.http = httpapi.Handler(httpapi.NewAuth(p), in.Routes())
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- in.Run(ctx) }()
@@ -143,7 +146,7 @@ func (h *harness) post(topic, body string, header ...string) (int, string, http.
 		req.Header.Set(header[i], header[i+1])
 	}
 	rec := httptest.NewRecorder()
-	h.in.Handler().ServeHTTP(rec, req)
+	h.http.ServeHTTP(rec, req)
 	return rec.Code, rec.Body.String(), rec.Header()
 }
 

@@ -19,12 +19,15 @@ const (
 )
 
 type metrics struct {
-	events      *prometheus.CounterVec
-	bytes       *prometheus.CounterVec
-	duplicates  *prometheus.CounterVec
-	rejects     *prometheus.CounterVec
-	ackSeconds  prometheus.Histogram
-	batchEvents prometheus.Histogram
+	events     *prometheus.CounterVec
+	bytes      *prometheus.CounterVec
+	duplicates *prometheus.CounterVec
+	rejects    *prometheus.CounterVec
+	// unknownTopic counts requests for a topic the pipeline lacks; it is
+	// there from the start, at 0, like every topic's series.
+	unknownTopic prometheus.Counter
+	ackSeconds   prometheus.Histogram
+	batchEvents  prometheus.Histogram
 }
 
 // topicMetrics are the children of one topic, looked up once.
@@ -78,6 +81,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 		regd = append(regd, c)
 	}
+	m.unknownTopic = m.rejects.WithLabelValues("", reasonUnknownTopic)
 	return m, nil
 }
 

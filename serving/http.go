@@ -1,13 +1,14 @@
 package serving
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -36,29 +37,20 @@ func NewHandler(p *pipelines.Pipeline, store *Store, m *Metrics) *Handler {
 	return h
 }
 
-// Register mounts the handler's routes on mux.
-func (h *Handler) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handler) {
-	mux.Handle("GET /v1/views", wrap(http.HandlerFunc(h.list)))
-	mux.Handle("GET /v1/views/{view}", wrap(http.HandlerFunc(h.query)))
-}
-
-type viewInfo struct {
-	Name       string   `json:"name"`
-	From       string   `json:"from"`
-	GroupBy    []string `json:"group_by"`
-	Window     string   `json:"window"`
-	Aggregates []string `json:"aggregates"`
-	Horizon    *string  `json:"horizon"`
-	Drift      uint64   `json:"drift_windows"`
+// Routes returns the query API: GET /v1/views and GET /v1/views/{view},
+// both reads.
+func (h *Handler) Routes() []httpapi.Route {
+	return []httpapi.Route{
+		{Pattern: "GET /v1/views", Access: httpapi.Read, Handler: http.HandlerFunc(h.list)},
+		{Pattern: "GET /v1/views/{view}", Access: httpapi.Read, Handler: http.HandlerFunc(h.query)},
+	}
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
-	out := struct {
-		Views []viewInfo `json:"views"`
-	}{Views: []viewInfo{}}
+	out := api.Views{Views: []api.ViewInfo{}}
 	for _, name := range h.store.Views() {
 		v := h.store.View(name)
-		vi := viewInfo{Name: v.Name, From: v.From, GroupBy: append([]string{}, v.GroupBy...), Window: v.Window.Type, Drift: h.store.Drift(name)}
+		vi := api.ViewInfo{Name: v.Name, From: v.From, GroupBy: append([]string{}, v.GroupBy...), Window: v.Window.Type, Drift: h.store.Drift(name)}
 		for _, a := range v.Aggregates {
 			vi.Aggregates = append(vi.Aggregates, a.Name)
 		}
@@ -68,7 +60,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Views = append(out.Views, vi)
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out)
 }
 
 // ParseFilter turns query parameters into a Filter for view: group-by field
@@ -84,9 +76,9 @@ func (h *Handler) ParseFilter(view string, q map[string][]string) (Filter, error
 		val := vals[len(vals)-1]
 		switch k {
 		case "from", "to":
-			t, err := time.Parse(time.RFC3339Nano, val)
+			t, err := httpapi.ParseTime(val)
 			if err != nil {
-				return Filter{}, fmt.Errorf("parameter %q: %q is not an RFC 3339 time", k, val)
+				return Filter{}, fmt.Errorf("parameter %q: %w", k, err)
 			}
 			if k == "from" {
 				f.From = t.UnixMicro()
@@ -123,12 +115,12 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name := r.PathValue("view")
 	if h.store.View(name) == nil {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("unknown view %q", name)})
+		httpapi.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown view %q", name))
 		return
 	}
 	f, err := h.ParseFilter(name, r.URL.Query())
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		httpapi.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	rows, hz, hasHz, _ := h.store.Query(name, f)
@@ -150,8 +142,7 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
 		buf = AppendRowJSON(buf, schema, row)
 	}
 	buf = append(buf, "]}\n"...)
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(buf)
+	httpapi.WriteRaw(w, http.StatusOK, buf)
 	if h.metrics != nil {
 		h.metrics.observe(name, time.Since(start))
 	}
@@ -192,9 +183,3 @@ func appendField(buf []byte, schema event.Schema, col int, v event.Value) []byte
 }
 
 func formatTime(us int64) string { return event.FormatTime(us) }
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
-}

@@ -8,17 +8,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 func testServer(t *testing.T) (*Store, http.Handler) {
 	t.Helper()
 	p := testPipeline(t)
 	s := NewStore(p)
-	mux := http.NewServeMux()
-	NewHandler(p, s, NewMetrics(prometheus.NewRegistry(), s)).Register(mux, func(h http.Handler) http.Handler { return h })
-	return s, mux
+	routes := NewHandler(p, s, NewMetrics(prometheus.NewRegistry(), s)).Routes()
+	return s, httpapi.Handler(httpapi.NewAuth(p), routes)
 }
 
 func get(t *testing.T, h http.Handler, target string) (int, string) {

@@ -3,9 +3,9 @@
 // at the batch horizon — batch rows for windows that end at or before the
 // horizon, speed rows after it.
 //
-// It imports nothing of ours but the pipeline packages (pipelines, event):
-// the layers push rows into a Store; it never reads the log, the lake or
-// checkpoints itself.
+// It imports nothing of ours but the pipeline packages (pipelines, event)
+// and the HTTP surface (api, internal/httpapi): the layers push rows into a
+// Store; it never reads the log, the lake or checkpoints itself.
 package serving
 
 import (

@@ -8,6 +8,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -32,23 +34,6 @@ const (
 	// maxDeadLetterEntryBytes bounds the dead letters appended as one entry.
 	maxDeadLetterEntryBytes = 512 << 10
 )
-
-// DeadLetter is one record a sink's target rejected for good.
-type DeadLetter struct {
-	// DLQOffset is the dead letter's offset in the dead-letter topic.
-	DLQOffset int64 `json:"dlq_offset"`
-	// Source, Partition and Offset locate the record in the log.
-	Source    string `json:"source"`
-	Partition int    `json:"partition"`
-	Offset    int64  `json:"offset"`
-	// Record is the row as a JSON object keyed by column name; null when the
-	// log entry itself could not be decoded.
-	Record json.RawMessage `json:"record"`
-	// Error is why the target rejected it.
-	Error string `json:"error"`
-	// Time is when it was dead-lettered.
-	Time time.Time `json:"time"`
-}
 
 // deadLetter appends the rejected rows of a batch of src to the dead-letter
 // topic, retrying until ctx ends: a rejected row must never be dropped.
@@ -146,7 +131,7 @@ func decodeRecord(cols event.Schema, rec []byte) ([]event.Value, error) {
 	return vals, err
 }
 
-func decodeDeadLetter(ev *event.Event, dlqOffset int64) DeadLetter {
+func decodeDeadLetter(ev *event.Event, dlqOffset int64) api.DeadLetter {
 	v := ev.Values
 	if len(v) < dlFields {
 		v = append(v, make([]event.Value, dlFields-len(v))...)
@@ -155,7 +140,7 @@ func decodeDeadLetter(ev *event.Event, dlqOffset int64) DeadLetter {
 	if !json.Valid(rec) {
 		rec, _ = json.Marshal(v[dlRecord].S) // a truncated record is kept as text
 	}
-	return DeadLetter{
+	return api.DeadLetter{
 		DLQOffset: dlqOffset,
 		Source:    v[dlSource].S,
 		Partition: int(v[dlPartition].I),
@@ -167,7 +152,7 @@ func decodeDeadLetter(ev *event.Event, dlqOffset int64) DeadLetter {
 }
 
 // DeadLetters lists up to limit dead letters not yet replayed, oldest first.
-func (r *Runner) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+func (r *Runner) DeadLetters(ctx context.Context, limit int) ([]api.DeadLetter, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -175,7 +160,7 @@ func (r *Runner) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, erro
 	if err != nil {
 		return nil, fmt.Errorf("sink %q: dead letters: %w", r.spec.Name, err)
 	}
-	var out []DeadLetter
+	var out []api.DeadLetter
 	for len(out) < limit {
 		entries, err := r.log.Fetch(ctx, r.dlq, 0, broker.FromOffset(pos), limit-len(out))
 		if err != nil {
@@ -272,7 +257,7 @@ func (r *Runner) Replay(ctx context.Context) (replayed, failed int, err error) {
 }
 
 type replayItem struct {
-	dl  DeadLetter
+	dl  api.DeadLetter
 	src *source
 	row int   // index into its source's rows, or -1
 	err error // why it cannot be written, or was rejected again

@@ -1,34 +1,28 @@
 package sinks
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
+
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+	"github.com/lambdaflow/lambdaflow/internal/promread"
 )
 
 // maxDeadLetterLimit bounds ?limit= of the dead-letter listing.
 const maxDeadLetterLimit = 10000
 
-// SinkStatus is one sink in GET /v1/sinks.
-type SinkStatus struct {
-	Name    string   `json:"name"`
-	Type    string   `json:"type"`
-	Sources []string `json:"sources"`
-	Healthy bool     `json:"healthy"`
-	Error   string   `json:"error,omitempty"`
-}
-
-// Handler serves the sinks' HTTP API, for the lead to mount on the shared
-// listener:
+// Routes returns the sinks' part of the HTTP API over runners:
 //
-//	GET  /v1/sinks                       {"sinks": [SinkStatus…]}
-//	GET  /v1/sinks/{sink}/dlq?limit=N    {"sink", "dead_letters": [DeadLetter…]} (not yet replayed, oldest first; N ≤ 10000, default 100)
-//	POST /v1/sinks/{sink}/dlq/replay     {"sink", "replayed", "failed"}
+//	GET  /v1/sinks                       {"sinks": [SinkStatus…]}                (read)
+//	GET  /v1/sinks/{sink}/dlq?limit=N    {"sink", "dead_letters": [DeadLetter…]} (read; not yet replayed, oldest first; N ≤ 10000, default 100)
+//	POST /v1/sinks/{sink}/dlq/replay     {"sink", "replayed", "failed"}          (admin)
 //
 // Errors are {"error": "..."} with 404 for an unknown sink, 400 for a bad
 // limit and 503 when the log or the target fails.
-func Handler(runners []*Runner) http.Handler {
+func Routes(runners []*Runner) []httpapi.Route {
 	byName := make(map[string]*Runner, len(runners))
 	for _, r := range runners {
 		byName[r.Name()] = r
@@ -36,23 +30,22 @@ func Handler(runners []*Runner) http.Handler {
 	find := func(w http.ResponseWriter, req *http.Request) *Runner {
 		r := byName[req.PathValue("sink")]
 		if r == nil {
-			writeJSON(w, http.StatusNotFound, errorBody("no sink named "+strconv.Quote(req.PathValue("sink"))))
+			httpapi.WriteError(w, http.StatusNotFound, "no sink named "+strconv.Quote(req.PathValue("sink")))
 		}
 		return r
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/sinks", func(w http.ResponseWriter, req *http.Request) {
-		out := make([]SinkStatus, 0, len(runners))
+	list := func(w http.ResponseWriter, req *http.Request) {
+		out := make([]api.SinkStatus, 0, len(runners))
 		for _, r := range runners {
-			st := SinkStatus{Name: r.Name(), Type: r.Type(), Sources: r.Sources(), Healthy: true}
+			st := api.SinkStatus{Name: r.Name(), Type: r.Type(), Sources: r.Sources(), Healthy: true}
 			if err := r.Health(req.Context()); err != nil {
 				st.Healthy, st.Error = false, err.Error()
 			}
 			out = append(out, st)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"sinks": out})
-	})
-	mux.HandleFunc("GET /v1/sinks/{sink}/dlq", func(w http.ResponseWriter, req *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, api.Sinks{Sinks: out})
+	}
+	deadLetters := func(w http.ResponseWriter, req *http.Request) {
 		r := find(w, req)
 		if r == nil {
 			return
@@ -61,46 +54,62 @@ func Handler(runners []*Runner) http.Handler {
 		if s := req.URL.Query().Get("limit"); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n <= 0 || n > maxDeadLetterLimit {
-				writeJSON(w, http.StatusBadRequest, errorBody("limit must be an integer from 1 to "+strconv.Itoa(maxDeadLetterLimit)))
+				httpapi.WriteError(w, http.StatusBadRequest, "limit must be an integer from 1 to "+strconv.Itoa(maxDeadLetterLimit))
 				return
 			}
 			limit = n
 		}
 		dls, err := r.DeadLetters(req.Context(), limit)
 		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, errorBody(err.Error()))
+			httpapi.WriteError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
 		if dls == nil {
-			dls = []DeadLetter{}
+			dls = []api.DeadLetter{}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"sink": r.Name(), "dead_letters": dls})
-	})
-	mux.HandleFunc("POST /v1/sinks/{sink}/dlq/replay", func(w http.ResponseWriter, req *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, api.DeadLetters{Sink: r.Name(), DeadLetters: dls})
+	}
+	replay := func(w http.ResponseWriter, req *http.Request) {
 		r := find(w, req)
 		if r == nil {
 			return
 		}
 		replayed, failed, err := r.Replay(req.Context())
-		body := map[string]any{"sink": r.Name(), "replayed": replayed, "failed": failed}
+		body := api.Replay{Sink: r.Name(), Replayed: replayed, Failed: failed}
 		if err != nil {
-			body["error"] = err.Error()
+			body.Error = err.Error()
 			status := http.StatusServiceUnavailable
 			if errors.Is(err, req.Context().Err()) {
 				status = http.StatusRequestTimeout
 			}
-			writeJSON(w, status, body)
+			httpapi.WriteJSON(w, status, body)
 			return
 		}
-		writeJSON(w, http.StatusOK, body)
-	})
-	return mux
+		httpapi.WriteJSON(w, http.StatusOK, body)
+	}
+	return []httpapi.Route{
+		{Pattern: "GET /v1/sinks", Access: httpapi.Read, Handler: http.HandlerFunc(list)},
+		{Pattern: "GET /v1/sinks/{sink}/dlq", Access: httpapi.Read, Handler: http.HandlerFunc(deadLetters)},
+		{Pattern: "POST /v1/sinks/{sink}/dlq/replay", Access: httpapi.Admin, Handler: http.HandlerFunc(replay)},
+	}
 }
 
-func errorBody(msg string) map[string]string { return map[string]string{"error": msg} }
+// Checks returns the sink's readiness, named "sink <name>": see Health.
+func (r *Runner) Checks() []httpapi.Check {
+	return []httpapi.Check{{Name: "sink " + r.Name(), Ready: func(ctx context.Context) error { return r.Health(ctx) }}}
+}
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+// AddStats puts the sink's live numbers into a GET /v1/stats answer: its
+// counters summed over its sources, totals since start.
+func (r *Runner) AddStats(s *api.Stats) {
+	st := api.SinkStats{Sink: r.Name(), Healthy: r.lastError() == nil}
+	for _, src := range r.sources {
+		st.Rows += promread.Count(src.m.written)
+		st.Retries += promread.Count(src.m.retries)
+		st.DeadLetters += promread.Count(src.m.deadLetters)
+		n, sum := promread.Histogram(src.m.batchSeconds)
+		st.Batches += n
+		st.BatchSeconds += sum
+	}
+	s.Sinks = append(s.Sinks, st)
 }

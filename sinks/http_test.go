@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
@@ -36,7 +39,7 @@ func TestHTTPDeadLettersAndReplay(t *testing.T) {
 	waitCommitted(t, b, "t", 0, 10)
 	stop()
 
-	srv := httptest.NewServer(sinks.Handler([]*sinks.Runner{r}))
+	srv := httptest.NewServer(httpapi.Handler(httpapi.NewAuth(p), sinks.Routes([]*sinks.Runner{r})))
 	defer srv.Close()
 	call := func(method, path string, wantStatus int, out any) {
 		t.Helper()
@@ -59,7 +62,7 @@ func TestHTTPDeadLettersAndReplay(t *testing.T) {
 		}
 	}
 
-	var list struct{ Sinks []sinks.SinkStatus }
+	var list struct{ Sinks []api.SinkStatus }
 	call("GET", "/v1/sinks", 200, &list)
 	if len(list.Sinks) != 1 || list.Sinks[0].Name != "s" || !list.Sinks[0].Healthy || list.Sinks[0].Sources[0] != "t" {
 		t.Errorf("GET /v1/sinks = %+v", list)
@@ -67,7 +70,7 @@ func TestHTTPDeadLettersAndReplay(t *testing.T) {
 
 	var dlq struct {
 		Sink        string
-		DeadLetters []sinks.DeadLetter `json:"dead_letters"`
+		DeadLetters []api.DeadLetter `json:"dead_letters"`
 	}
 	call("GET", "/v1/sinks/s/dlq?limit=1", 200, &dlq)
 	if len(dlq.DeadLetters) != 1 || dlq.DeadLetters[0].Offset != 2 || dlq.DeadLetters[0].DLQOffset != 0 {

@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/batch"
 )
 
@@ -25,30 +25,24 @@ func batchCmd(ctx context.Context, args []string, std stdio, env lookupEnv) erro
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	if err := timeParams(q, *from, *to); err != nil {
+	fromT, toT, err := timeFlags(*from, *to)
+	if err != nil {
 		return err
 	}
 	c := conn()
-	path := "/v1/views/" + url.PathEscape(pos[0]) + "/recompute"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	var started struct {
-		Job string `json:"job"`
-	}
-	if err := c.postJSON(ctx, path, nil, nil, &started); err != nil {
+	id, err := c.Recompute(ctx, pos[0], fromT, toT)
+	if err != nil {
 		return err
 	}
 	if *detach {
-		fmt.Fprintln(std.out, started.Job)
+		fmt.Fprintln(std.out, id)
 		return nil
 	}
 	term := isTerminal(std.out)
-	var last batch.JobStatus
+	var last api.JobStatus
 	for {
-		var st batch.JobStatus
-		if err := c.getJSON(ctx, "/v1/jobs/"+url.PathEscape(started.Job), nil, &st); err != nil {
+		st, err := c.Job(ctx, id)
+		if err != nil {
 			return err
 		}
 		if term || st.Done != last.Done || st.State != last.State {
@@ -59,7 +53,7 @@ func batchCmd(ctx context.Context, args []string, std stdio, env lookupEnv) erro
 			if term {
 				fmt.Fprintln(std.out)
 			}
-			if st.State == batch.JobFailed {
+			if st.State == api.JobFailed {
 				return fmt.Errorf("job %s failed: %s", st.ID, st.Error)
 			}
 			fmt.Fprintf(std.out, "job %s succeeded: %d rows read, %d windows written\n", st.ID, st.Rows, st.Windows)
@@ -67,7 +61,7 @@ func batchCmd(ctx context.Context, args []string, std stdio, env lookupEnv) erro
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("stopped following job %s (it goes on): %w", started.Job, ctx.Err())
+			return fmt.Errorf("stopped following job %s (it goes on): %w", id, ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

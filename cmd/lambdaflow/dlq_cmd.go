@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"text/tabwriter"
 	"time"
-
-	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
 // dlqCmd lists or replays a sink's dead letters.
@@ -27,13 +25,9 @@ func dlqCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 		return err
 	}
 	c := conn()
-	base := "/v1/sinks/" + url.PathEscape(pos[0]) + "/dlq"
 	if verb == "replay" {
-		var ans struct {
-			Replayed int `json:"replayed"`
-			Failed   int `json:"failed"`
-		}
-		if err := c.postJSON(ctx, base+"/replay", nil, nil, &ans); err != nil {
+		ans, err := c.Replay(ctx, pos[0])
+		if err != nil {
 			return err
 		}
 		fmt.Fprintf(std.out, "replayed %d dead letters of %s; %d failed again and are back in the dead-letter topic\n", ans.Replayed, pos[0], ans.Failed)
@@ -42,10 +36,11 @@ func dlqCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 		}
 		return nil
 	}
-	var ans struct {
-		DeadLetters []sinks.DeadLetter `json:"dead_letters"`
+	if *asJSON {
+		return printRaw(ctx, c, std.out, "/v1/sinks/"+url.PathEscape(pos[0])+"/dlq", url.Values{"limit": {strconv.Itoa(*limit)}})
 	}
-	if ok, err := c.getOrPrint(ctx, base, url.Values{"limit": {strconv.Itoa(*limit)}}, *asJSON, std.out, &ans); !ok {
+	ans, err := c.DeadLetters(ctx, pos[0], *limit)
+	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -36,11 +35,7 @@ func TestDLQCommands(t *testing.T) {
 {"id":"b","author":"bob","text":"bad\u0000byte"}
 {"id":"c","author":"cy","text":"bye"}
 `
-	resp, err := http.Post(s.url("/v1/topics/notes/events"), "application/x-ndjson", strings.NewReader(body))
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("post: %v %v", err, resp)
-	}
-	resp.Body.Close()
+	post(t, s, "notes", body)
 	var rows int
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -1,33 +1,28 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/internal/wait"
 )
 
+// viewAnswer is a view's answer with its rows decoded.
 type viewAnswer struct {
-	View    string           `json:"view"`
-	Horizon *string          `json:"horizon"`
-	Rows    []map[string]any `json:"rows"`
+	api.ViewRows
+	Rows []map[string]any
 }
 
 func queryView(t *testing.T, s *server, view string) viewAnswer {
 	t.Helper()
-	resp, err := http.Get(s.url("/v1/views/" + view))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var a viewAnswer
-	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+	var err error
+	if a.ViewRows, err = s.client().QueryInto(context.Background(), view, nil, time.Time{}, time.Time{}, &a.Rows); err != nil {
 		t.Fatal(err)
 	}
 	return a
@@ -35,14 +30,8 @@ func queryView(t *testing.T, s *server, view string) viewAnswer {
 
 func post(t *testing.T, s *server, topic, ndjson string) {
 	t.Helper()
-	resp, err := http.Post(s.url("/v1/topics/"+topic+"/events"), "application/x-ndjson", strings.NewReader(ndjson))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("post: %d %s", resp.StatusCode, body)
+	if _, err := s.client().Publish(context.Background(), topic, []byte(ndjson), "application/x-ndjson", ""); err != nil {
+		t.Fatalf("post: %v", err)
 	}
 }
 
@@ -57,12 +46,10 @@ func rowsString(rows []map[string]any) string {
 
 func metricValue(t *testing.T, s *server, series string) string {
 	t.Helper()
-	resp, err := http.Get(s.url("/metrics"))
+	body, err := s.client().Metrics(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
 	if m == nil {
 		return ""
@@ -123,14 +110,11 @@ func TestLateEventsCorrectedByBatch(t *testing.T) {
 
 	// Once the lake holds all five events, a batch run corrects the view.
 	waitFor(t, "lake caught up", func() error {
-		var lag lagAnswer
-		resp, err := http.Get(s.url("/v1/lag"))
+		lag, err := s.client().Lag(context.Background())
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		json.NewDecoder(resp.Body).Decode(&lag)
-		for _, c := range lag.Consumers {
+		for _, c := range lag {
 			if c.Consumer == "lake" && c.Topic == "clicks" {
 				if c.Offset == 5 && c.Lag == 0 {
 					return nil

@@ -8,13 +8,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/api"
+
+	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 )
 
 func topicsCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
@@ -24,15 +25,17 @@ func topicsCmd(ctx context.Context, args []string, std stdio, env lookupEnv) err
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var a struct {
-		Topics []broker.TopicInfo `json:"topics"`
+	c := conn()
+	if *asJSON {
+		return printRaw(ctx, c, std.out, "/v1/topics", nil)
 	}
-	if ok, err := conn().getOrPrint(ctx, "/v1/topics", nil, *asJSON, std.out, &a); !ok {
+	topics, err := c.Topics(ctx)
+	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tPARTITION\tFIRST-OFFSET\tLAST-OFFSET\tEVENTS\tBYTES")
-	for _, t := range a.Topics {
+	for _, t := range topics {
 		for _, p := range t.Partitions {
 			n := int64(0)
 			if p.LastOffset >= 0 {
@@ -44,11 +47,6 @@ func topicsCmd(ctx context.Context, args []string, std stdio, env lookupEnv) err
 	return tw.Flush()
 }
 
-// lagAnswer is the answer of GET /v1/lag.
-type lagAnswer struct {
-	Consumers []broker.Lag `json:"consumers"`
-}
-
 func lagCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
 	fs := newFlags("lag", "[--json]", std)
 	conn := clientFlags(fs, env)
@@ -56,13 +54,17 @@ func lagCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var a lagAnswer
-	if ok, err := conn().getOrPrint(ctx, "/v1/lag", nil, *asJSON, std.out, &a); !ok {
+	cl := conn()
+	if *asJSON {
+		return printRaw(ctx, cl, std.out, "/v1/lag", nil)
+	}
+	lag, err := cl.Lag(ctx)
+	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONSUMER\tTOPIC\tPARTITION\tOFFSET\tEND-OFFSET\tLAG\tLAG-SECONDS")
-	for _, c := range a.Consumers {
+	for _, c := range lag {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.3f\n", c.Consumer, c.Topic, c.Partition, c.Offset, c.EndOffset, c.Lag, c.LagSeconds)
 	}
 	return tw.Flush()
@@ -98,19 +100,15 @@ func produceCmd(ctx context.Context, args []string, std stdio, env lookupEnv) er
 		if lines == 0 {
 			return nil
 		}
-		h := http.Header{"Content-Type": {"application/x-ndjson"}, "Idempotency-Key": {runID + "-" + strconv.Itoa(seq)}}
-		var ans struct {
-			Accepted int `json:"accepted"`
-			Results  []struct {
-				Duplicate bool `json:"duplicate"`
-			} `json:"results"`
-		}
+		key := runID + "-" + strconv.Itoa(seq)
+		var ans api.IngestResult
 		for attempt := 0; ; attempt++ {
-			err := c.postJSON(ctx, "/v1/topics/"+url.PathEscape(topic)+"/events", body.Bytes(), h, &ans)
+			var err error
+			ans, err = c.Publish(ctx, topic, body.Bytes(), "application/x-ndjson", key)
 			if err == nil {
 				break
 			}
-			wait, ok := retryable(err)
+			wait, ok := client.Retryable(err)
 			if !ok || attempt >= *retries {
 				return fmt.Errorf("batch %d (input lines %d-%d): %w", seq, sent+dups+1, sent+dups+lines, err)
 			}
@@ -151,11 +149,6 @@ func produceCmd(ctx context.Context, args []string, std stdio, env lookupEnv) er
 	return nil
 }
 
-type eventsAnswer struct {
-	Events []json.RawMessage `json:"events"`
-	Next   map[string]int64  `json:"next"`
-}
-
 // tailCmd prints a topic's events as NDJSON, oldest first per partition.
 func tailCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
 	fs := newFlags("tail", "TOPIC [--from OFFSET|TIME] [-f]", std)
@@ -168,46 +161,41 @@ func tailCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
+	sel := client.Browse{Limit: 1000}
 	if *from != "" {
 		if _, err := strconv.ParseInt(*from, 10, 64); err != nil {
-			if _, err := time.Parse(time.RFC3339Nano, *from); err != nil {
+			if _, err := httpapi.ParseTime(*from); err != nil {
 				return fmt.Errorf("--from %q: want an offset or an RFC 3339 time", *from)
 			}
 		}
-		q.Set("from", *from)
+		sel.From = *from
 	} else {
-		q.Set("last", "10")
+		sel.Last = 10
 	}
 	if *partition >= 0 {
-		q.Set("partition", strconv.Itoa(*partition))
+		sel.Partition = partition
 	}
 	c := conn()
-	path := "/v1/topics/" + url.PathEscape(pos[0]) + "/events"
+	// Each event as the server wrote it, one a line: no HTML escaping.
+	enc := json.NewEncoder(std.out)
+	enc.SetEscapeHTML(false)
 	printed := 0
 	for {
-		q.Set("limit", "1000")
-		var ans eventsAnswer
-		if err := c.getJSON(ctx, path, q, &ans); err != nil {
+		ans, err := c.Events(ctx, pos[0], sel)
+		if err != nil {
 			return err
 		}
 		for _, e := range ans.Events {
-			std.out.Write(append(e, '\n'))
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
 			printed++
 			if *limit > 0 && printed >= *limit {
 				return nil
 			}
 		}
 		if len(ans.Next) > 0 {
-			q.Del("from")
-			q.Del("last")
-			q.Del("partition")
-			for p, o := range ans.Next {
-				q.Set("offset."+p, strconv.FormatInt(o, 10))
-			}
-			if *partition >= 0 {
-				q.Set("partition", strconv.Itoa(*partition))
-			}
+			sel.From, sel.Last, sel.Offsets = "", 0, ans.Next
 		}
 		if len(ans.Events) > 0 {
 			continue

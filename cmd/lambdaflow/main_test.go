@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +16,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/client"
 )
 
 // binary is the lambdaflow binary built once for the tests that run it as
@@ -127,6 +129,9 @@ func launchArgs(t *testing.T, args []string, file, dataDir string, extraEnv ...s
 
 func (s *server) url(path string) string { return "http://" + s.addr + path }
 
+// client is a client of the server's HTTP API.
+func (s *server) client() *client.Client { return client.New(s.addr, "", nil) }
+
 // kill sends SIGKILL and waits for the process to be gone.
 func (s *server) kill() {
 	select {
@@ -173,30 +178,13 @@ func runCLI(t *testing.T, stdin string, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-// browsed is one event of the message browser's answer.
-type browsed struct {
-	Partition int             `json:"partition"`
-	Offset    int64           `json:"offset"`
-	ID        string          `json:"id"`
-	Event     json.RawMessage `json:"event"`
-}
-
 // readAll pages through every event of a topic with the message browser.
-func readAll(t *testing.T, s *server, topic string) []browsed {
+func readAll(t *testing.T, s *server, topic string) []api.BrowsedEvent {
 	t.Helper()
-	var all []browsed
-	q := "from=0&limit=10000"
+	var all []api.BrowsedEvent
+	sel := client.Browse{From: "0", Limit: 10000}
 	for {
-		resp, err := http.Get(s.url("/v1/topics/" + topic + "/events?" + q))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var page struct {
-			Events []browsed        `json:"events"`
-			Next   map[string]int64 `json:"next"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&page)
-		resp.Body.Close()
+		page, err := s.client().Events(context.Background(), topic, sel)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,11 +192,7 @@ func readAll(t *testing.T, s *server, topic string) []browsed {
 			return all
 		}
 		all = append(all, page.Events...)
-		var parts []string
-		for p, o := range page.Next {
-			parts = append(parts, fmt.Sprintf("offset.%s=%d", p, o))
-		}
-		q = "limit=10000&" + strings.Join(parts, "&")
+		sel = client.Browse{Offsets: page.Next, Limit: 10000}
 	}
 }
 
@@ -267,7 +251,7 @@ func TestKill9WhileClientPublishes(t *testing.T) {
 	go func() {
 		// The client: sequential requests of 50 events with fresh ids; an
 		// id counts as acknowledged only once a 200 answer has arrived.
-		c := &http.Client{Timeout: 10 * time.Second}
+		c := client.New(s.addr, "", &http.Client{Timeout: 10 * time.Second})
 		for req := 0; ; req++ {
 			select {
 			case <-stop:
@@ -282,35 +266,20 @@ func TestKill9WhileClientPublishes(t *testing.T) {
 				fmt.Fprintf(&body, `{"id":%q,"ts":"2026-03-01T10:00:%02dZ","customer":"c%d","amount":%d.5}`+"\n", ids[i], i%60, (req*50+i)%17, i)
 				sent[ids[i]] = true
 			}
-			resp, err := c.Post(s.url("/v1/topics/orders/events"), "application/x-ndjson", &body)
-			if err != nil {
-				continue // the server is gone: keep trying until told to stop
+			if _, err := c.Publish(context.Background(), "orders", body.Bytes(), "application/x-ndjson", ""); err != nil {
+				continue // the server is gone or refused: keep trying until told to stop
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				for _, id := range ids {
-					acked[id] = true
-				}
+			for _, id := range ids {
+				acked[id] = true
 			}
 		}
 	}()
 	// Let some requests land, then kill the server mid-stream.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(s.url("/v1/topics"))
-		if err == nil {
-			var ts struct {
-				Topics []struct {
-					Name   string `json:"name"`
-					Events int64  `json:"events"`
-				} `json:"topics"`
-			}
-			json.NewDecoder(resp.Body).Decode(&ts)
-			resp.Body.Close()
-			if len(ts.Topics) > 0 && ts.Topics[0].Events >= 2000 {
-				break
-			}
+		ts, err := s.client().Topics(context.Background())
+		if err == nil && len(ts) > 0 && ts[0].Events >= 2000 {
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("fewer than 2000 events after 30s")
@@ -368,20 +337,9 @@ func TestKill9WhileClientPublishes(t *testing.T) {
 			break
 		}
 	}
-	resp, err := http.Post(s2.url("/v1/topics/orders/events"), "application/x-ndjson", &body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ans struct {
-		Accepted int `json:"accepted"`
-		Results  []struct {
-			Duplicate bool `json:"duplicate"`
-		} `json:"results"`
-	}
-	json.NewDecoder(resp.Body).Decode(&ans)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || ans.Accepted != 0 || len(ans.Results) != 100 {
-		t.Fatalf("re-send after restart: status %d, accepted %d of %d", resp.StatusCode, ans.Accepted, len(ans.Results))
+	ans, err := s2.client().Publish(context.Background(), "orders", body.Bytes(), "application/x-ndjson", "")
+	if err != nil || ans.Accepted != 0 || len(ans.Results) != 100 {
+		t.Fatalf("re-send after restart: %v, accepted %d of %d", err, ans.Accepted, len(ans.Results))
 	}
 	if got := len(readAll(t, s2, "orders")); got != len(events) {
 		t.Fatalf("re-send appended: %d events, want %d", got, len(events))

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/client"
 )
 
 // TestReadyzNamesWhatIsDown runs a sink whose database is unreachable: the
@@ -21,33 +25,28 @@ func TestReadyzNamesWhatIsDown(t *testing.T) {
 	ln.Close() // nothing listens there now: the sink's database is down
 
 	s := launch(t, "testdata/readyz.yaml", t.TempDir(), "LF_CLOSED_PORT="+strconv.Itoa(port))
-	addr := s.addr
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			var ans struct {
-				Status string            `json:"status"`
-				Down   map[string]string `json:"down"`
-			}
-			json.NewDecoder(resp.Body).Decode(&ans)
-			resp.Body.Close()
-			if resp.StatusCode == 503 && len(ans.Down) == 1 && strings.Contains(ans.Down["sink archive"], "archive") &&
-				resp.Header.Get("Retry-After") != "" && ans.Status == "unavailable" {
+		var ans api.Health
+		err := s.client().Get(context.Background(), "/readyz", nil, &ans)
+		var e *client.Error
+		if errors.As(err, &e) {
+			json.Unmarshal(e.Body, &ans)
+			if e.Status == 503 && len(ans.Down) == 1 && strings.Contains(ans.Down["sink archive"], "archive") &&
+				e.RetryAfter > 0 && ans.Status == "unavailable" {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("/readyz: %d %+v; want 503 naming only \"sink archive\"", resp.StatusCode, ans)
+				t.Fatalf("/readyz: %d %+v; want 503 naming only \"sink archive\"", e.Status, ans)
 			}
 		} else if time.Now().After(deadline) {
-			t.Fatal(err)
+			t.Fatalf("/readyz: %v %+v; want 503 naming only \"sink archive\"", err, ans)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	resp, err := http.Get("http://" + addr + "/healthz")
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("/healthz: %v %v", err, resp)
+	var h api.Health
+	if err := s.client().Get(context.Background(), "/healthz", nil, &h); err != nil || h.Status != "ok" {
+		t.Fatalf("/healthz: %v %+v", err, h)
 	}
-	resp.Body.Close()
 }

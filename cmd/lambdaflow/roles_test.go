@@ -1,11 +1,12 @@
 package main
 
 import (
-	"encoding/json"
-	"io"
+	"context"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/client"
 )
 
 // TestRoles runs only the ingest role: ingest answers, the serve role's
@@ -19,23 +20,18 @@ func TestRoles(t *testing.T) {
 
 	s := launchArgs(t, []string{"--role", "ingest"}, "testdata/lambda.yaml", t.TempDir())
 	waitReady(t, s)
+	c, ctx := s.client(), context.Background()
 	post(t, s, "clicks", `{"ts":"2026-03-01T10:00:05Z","page":"a","ms":10}`+"\n")
 	for _, path := range []string{"/v1/views/per_page", "/v1/lag", "/v1/topics"} {
-		resp, err := http.Get(s.url(path))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotFound {
-			t.Errorf("GET %s with --role ingest: %d, want 404 (the serve role is not running)", path, resp.StatusCode)
+		err := c.Get(ctx, path, nil, nil)
+		if client.StatusOf(err) != http.StatusNotFound {
+			t.Errorf("GET %s with --role ingest: %v, want 404 (the serve role is not running)", path, err)
 		}
 	}
-	resp, err := http.Get(s.url("/metrics"))
+	raw, err := c.Metrics(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	body := string(raw)
 	if !strings.Contains(body, `lambdaflow_ingest_events_total{component="ingest",pipeline="lambda",topic="clicks"} 1`) {
 		t.Errorf("ingest metrics missing from --role ingest")
@@ -43,11 +39,7 @@ func TestRoles(t *testing.T) {
 	if strings.Contains(body, "lambdaflow_speed_") || strings.Contains(body, "lambdaflow_lake_") {
 		t.Errorf("speed or batch metrics in a process running only ingest")
 	}
-	var h map[string]any
-	r, _ := http.Get(s.url("/readyz"))
-	json.NewDecoder(r.Body).Decode(&h)
-	r.Body.Close()
-	if r.StatusCode != 200 {
-		t.Errorf("/readyz %d %v", r.StatusCode, h)
+	if h, err := c.Ready(ctx); err != nil || h.Status != "ready" {
+		t.Errorf("/readyz %v %+v", err, h)
 	}
 }

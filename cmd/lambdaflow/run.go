@@ -14,13 +14,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lambdaflow/lambdaflow/batch"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/console"
 	"github.com/lambdaflow/lambdaflow/ingest"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
@@ -150,12 +150,15 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		return fmt.Errorf("create topics: %w", err)
 	}
 
-	mux := http.NewServeMux()
+	// Each part declares its routes (with their access) and readiness; the
+	// wiring only collects them.
+	var routes []httpapi.Route
 	health := console.NewHealth()
-	health.Add("log", b.Ready)
-	health.Register(mux)
-	readAuth := console.NewReadAuth(p.Auth.ReadTokens)
-	mux.Handle("GET /metrics", readAuth.Wrap(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	health.Add(httpapi.Check{Name: "log", Ready: b.Ready})
+	stats := console.NewStats(p.Name, b, nil)
+	routes = append(routes, health.Routes()...)
+	routes = append(routes, console.MetricsRoutes(reg)...)
+	routes = append(routes, stats.Routes()...)
 
 	var modules []namedModule
 	if roles["ingest"] {
@@ -163,14 +166,9 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		if err != nil {
 			return err
 		}
-		// GET on the same path is the message browser (console).
-		mux.Handle("POST /v1/topics/{topic}/events", in.Handler())
-		health.Add("ingest", func(context.Context) error {
-			if !in.Ready() {
-				return errors.New("rebuilding the dedup index")
-			}
-			return nil
-		})
+		routes = append(routes, in.Routes()...)
+		health.Add(in.Checks()...)
+		stats.Add(in)
 		modules = append(modules, namedModule{"ingest", in})
 	}
 	if roles["sinks"] {
@@ -190,14 +188,12 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 			if err != nil {
 				return err
 			}
-			health.Add("sink "+spec.Name, r.Health)
+			health.Add(r.Checks()...)
+			stats.Add(r)
 			runners = append(runners, r)
 			modules = append(modules, namedModule{"sink " + spec.Name, r})
 		}
-		h := sinks.Handler(runners)
-		for _, route := range []string{"GET /v1/sinks", "GET /v1/sinks/{sink}/dlq", "POST /v1/sinks/{sink}/dlq/replay"} {
-			mux.Handle(route, readAuth.Wrap(h))
-		}
+		routes = append(routes, sinks.Routes(runners)...)
 	}
 	store := serving.NewStore(p)
 	if roles["batch"] {
@@ -205,10 +201,8 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		if err != nil {
 			return err
 		}
-		jobs := bt.Handler()
-		for _, route := range []string{"POST /v1/views/{view}/recompute", "GET /v1/jobs", "GET /v1/jobs/{id}"} {
-			mux.Handle(route, readAuth.Wrap(jobs))
-		}
+		routes = append(routes, bt.Routes()...)
+		stats.Add(bt)
 		modules = append(modules, namedModule{"batch", bt})
 	}
 	if roles["speed"] {
@@ -216,18 +210,16 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		if err != nil {
 			return err
 		}
+		stats.Add(sp)
 		modules = append(modules, namedModule{"speed", sp})
 	}
 	if roles["serve"] {
-		api := console.NewAPI(p, b)
-		api.Register(mux, readAuth.Wrap)
-		serving.NewHandler(p, store, serving.NewMetrics(preg("serving"), store)).Register(mux, readAuth.Wrap)
-		// The console's page and assets are public; the data it shows comes
-		// from the API, which asks for a token when reads need one.
-		mux.Handle("GET /", console.UI())
+		routes = append(routes, console.NewAPI(p, b).Routes()...)
+		routes = append(routes, serving.NewHandler(p, store, serving.NewMetrics(preg("serving"), store)).Routes()...)
+		routes = append(routes, console.UIRoutes()...)
 	}
 
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: httpapi.Handler(httpapi.NewAuth(p), routes), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	modCtx, stopModules := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopModules()
 	g, gctx := errgroup.WithContext(modCtx)

@@ -3,24 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
-	"github.com/lambdaflow/lambdaflow/batch"
-	"github.com/lambdaflow/lambdaflow/broker"
-	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/client"
 )
 
 // topCmd shows the live numbers of a running process in a terminal: ingest
@@ -69,7 +61,7 @@ func topCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 		} else if i > 0 {
 			buf.WriteByte('\n')
 		}
-		renderTop(&buf, c.base, prev, cur)
+		renderTop(&buf, c.Base(), prev, cur)
 		if _, err := std.out.Write(buf.Bytes()); err != nil {
 			return err
 		}
@@ -80,84 +72,53 @@ func topCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 
 // top samples the HTTP API of one process.
 type top struct {
-	c   *client
+	c   *client.Client
 	now func() time.Time
 }
 
 // topSample is the process's state at one moment. Parts the process does
 // not run (no batch layer, no sinks) are nil.
 type topSample struct {
-	at      time.Time
-	ready   string
-	topics  []broker.TopicInfo
-	lag     []broker.Lag
-	jobs    []batch.JobStatus
-	sinks   []sinks.SinkStatus
-	metrics map[string]*dto.MetricFamily
+	at    time.Time
+	ready string
+	stats *api.Stats
+	jobs  []api.JobStatus
+	sinks []api.SinkStatus
 }
 
 func (t *top) sample(ctx context.Context) (*topSample, error) {
 	s := &topSample{at: t.now()}
-	var topics struct {
-		Topics []broker.TopicInfo `json:"topics"`
-	}
-	if err := t.c.getJSON(ctx, "/v1/topics", nil, &topics); err != nil {
+	var err error
+	if s.stats, err = t.c.Stats(ctx); err != nil {
 		return nil, err
 	}
-	s.topics = topics.Topics
-	var lag struct {
-		Consumers []broker.Lag `json:"consumers"`
-	}
-	if err := t.c.getJSON(ctx, "/v1/lag", nil, &lag); err != nil {
-		return nil, err
-	}
-	s.lag = lag.Consumers
-	var jobs struct {
-		Jobs []batch.JobStatus `json:"jobs"`
-	}
-	if here, err := optionalPart(t.c.getJSON(ctx, "/v1/jobs", nil, &jobs)); err != nil {
+	jobs, err := t.c.Jobs(ctx)
+	if here, err := optionalPart(err); err != nil {
 		return nil, err
 	} else if here {
-		s.jobs = append([]batch.JobStatus{}, jobs.Jobs...)
+		s.jobs = append([]api.JobStatus{}, jobs...)
 	}
-	var sk struct {
-		Sinks []sinks.SinkStatus `json:"sinks"`
-	}
-	if here, err := optionalPart(t.c.getJSON(ctx, "/v1/sinks", nil, &sk)); err != nil {
+	sk, err := t.c.Sinks(ctx)
+	if here, err := optionalPart(err); err != nil {
 		return nil, err
 	} else if here {
-		s.sinks = append([]sinks.SinkStatus{}, sk.Sinks...)
+		s.sinks = append([]api.SinkStatus{}, sk...)
 	}
-	// Metrics add late events and rates; without them top still shows the
-	// log and the lag.
-	s.metrics, _ = t.c.getMetrics(ctx)
-	s.ready = t.c.readiness(ctx)
+	s.ready = readiness(ctx, t.c)
 	return s, nil
 }
 
 // readiness summarises /readyz: "ready", or "not ready: " and the parts
 // that are down.
-func (c *client) readiness(ctx context.Context) string {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/readyz", nil)
-	if err != nil {
+func readiness(ctx context.Context, c *client.Client) string {
+	h, err := c.Ready(ctx)
+	switch {
+	case err != nil:
 		return "readiness unknown: " + err.Error()
+	case h.Status == "ready":
+		return h.Status
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return "readiness unknown: " + err.Error()
-	}
-	defer resp.Body.Close()
-	var ans struct {
-		Status string   `json:"status"`
-		Parts  []string `json:"parts"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ans); err != nil {
-		return fmt.Sprintf("readiness unknown: %d", resp.StatusCode)
-	}
-	if resp.StatusCode == http.StatusOK {
-		return ans.Status
-	}
-	return "not ready: " + strings.Join(ans.Parts, ", ")
+	return "not ready: " + strings.Join(h.Parts, ", ")
 }
 
 // oneLine makes an error message fit a table cell: one line, at most n runes.
@@ -172,77 +133,10 @@ func oneLine(msg string, n int) string {
 // optionalPart tells a part the process does not run (404: here is false)
 // from a failure.
 func optionalPart(err error) (here bool, _ error) {
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+	if client.IsNotFound(err) {
 		return false, nil
 	}
 	return err == nil, err
-}
-
-// getMetrics reads and parses /metrics.
-func (c *client) getMetrics(ctx context.Context) (map[string]*dto.MetricFamily, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/plain")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, &apiError{Status: resp.StatusCode, Message: "GET /metrics"}
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("GET /metrics: %w", err)
-	}
-	return mfs, nil
-}
-
-// metricSum sums the samples of a counter or gauge family whose labels
-// include want.
-func metricSum(mfs map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
-	mf, ok := mfs[name]
-	if !ok {
-		return 0, false
-	}
-	sum := 0.0
-	for _, m := range mf.GetMetric() {
-		if !labelsMatch(m, want) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		case m.Untyped != nil:
-			sum += m.Untyped.GetValue()
-		}
-	}
-	return sum, true
-}
-
-func labelsMatch(m *dto.Metric, want map[string]string) bool {
-	for k, v := range want {
-		found := false
-		for _, lp := range m.GetLabel() {
-			if lp.GetName() == k && lp.GetValue() == v {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
 }
 
 // perSecond is how fast value grew between two samples; ok is false
@@ -260,20 +154,35 @@ func perSecond(prev, cur *topSample, value func(*topSample) (float64, bool)) (fl
 	return max(0, (b-a)/dt), true
 }
 
-func topicEnd(s *topSample, topic string, partition int) (float64, bool) {
-	for _, t := range s.topics {
-		if t.Name != topic {
-			continue
-		}
-		sum := int64(0)
-		for _, p := range t.Partitions {
-			if partition < 0 || p.Partition == partition {
-				sum += p.EndOffset
+func topicEnd(s *topSample, topic string) (float64, bool) {
+	for _, t := range s.stats.Topics {
+		if t.Name == topic {
+			var sum int64
+			for _, e := range t.EndOffsets {
+				sum += e
 			}
+			return float64(sum), true
 		}
-		return float64(sum), true
 	}
 	return 0, false
+}
+
+func viewStats(s *topSample, view string) (api.ViewStats, bool) {
+	for _, v := range s.stats.Views {
+		if v.View == view {
+			return v, true
+		}
+	}
+	return api.ViewStats{}, false
+}
+
+func sinkStats(s *topSample, sink string) (api.SinkStats, bool) {
+	for _, x := range s.stats.Sinks {
+		if x.Sink == sink {
+			return x, true
+		}
+	}
+	return api.SinkStats{}, false
 }
 
 // renderTop writes one snapshot. Rates need the previous snapshot and show
@@ -296,17 +205,17 @@ func renderTop(w io.Writer, addr string, prev, cur *topSample) {
 	}
 
 	section("TOPIC\tPARTITIONS\tEVENTS\tBYTES\tIN/S\tEND OFFSETS", func(tw io.Writer) {
-		for _, t := range cur.topics {
-			ends := make([]string, len(t.Partitions))
-			for i, p := range t.Partitions {
-				ends[i] = strconv.FormatInt(p.EndOffset, 10)
+		for _, t := range cur.stats.Topics {
+			ends := make([]string, len(t.EndOffsets))
+			for i, e := range t.EndOffsets {
+				ends[i] = strconv.FormatInt(e, 10)
 			}
-			r, ok := perSecond(prev, cur, func(s *topSample) (float64, bool) { return topicEnd(s, t.Name, -1) })
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", t.Name, len(t.Partitions), t.Events, t.Bytes, rate(r, ok), strings.Join(ends, " "))
+			r, ok := perSecond(prev, cur, func(s *topSample) (float64, bool) { return topicEnd(s, t.Name) })
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", t.Name, len(t.EndOffsets), t.Events, t.Bytes, rate(r, ok), strings.Join(ends, " "))
 		}
 	})
 
-	lag := append([]broker.Lag(nil), cur.lag...)
+	lag := append([]api.Lag(nil), cur.stats.Consumers...)
 	sort.SliceStable(lag, func(i, j int) bool { return worseLag(lag[i], lag[j]) })
 	section("CONSUMER\tTOPIC\tPARTITION\tOFFSET\tEND OFFSET\tLAG\tLAG SECONDS\tREAD/S", func(tw io.Writer) {
 		if len(lag) == 0 {
@@ -314,7 +223,7 @@ func renderTop(w io.Writer, addr string, prev, cur *topSample) {
 		}
 		for _, l := range lag {
 			r, ok := perSecond(prev, cur, func(s *topSample) (float64, bool) {
-				for _, x := range s.lag {
+				for _, x := range s.stats.Consumers {
 					if x.Consumer == l.Consumer && x.Topic == l.Topic && x.Partition == l.Partition {
 						return float64(x.Offset), true
 					}
@@ -325,20 +234,20 @@ func renderTop(w io.Writer, addr string, prev, cur *topSample) {
 		}
 	})
 
-	if mf := cur.metrics["lambdaflow_speed_events_total"]; mf != nil {
+	if len(cur.stats.Views) > 0 {
+		views := append([]api.ViewStats(nil), cur.stats.Views...)
+		sort.Slice(views, func(i, j int) bool { return views[i].View < views[j].View })
 		section("VIEW\tEVENTS\tEVENTS/S\tLATE EVENTS\tLATE/S\tOPEN WINDOWS", func(tw io.Writer) {
-			for _, view := range labelValues(mf, "view") {
-				f := map[string]string{"view": view}
-				events, _ := metricSum(cur.metrics, "lambdaflow_speed_events_total", f)
-				late, _ := metricSum(cur.metrics, "lambdaflow_speed_late_events_total", f)
-				open, _ := metricSum(cur.metrics, "lambdaflow_speed_state_windows", f)
+			for _, v := range views {
 				er, eok := perSecond(prev, cur, func(s *topSample) (float64, bool) {
-					return metricSum(s.metrics, "lambdaflow_speed_events_total", f)
+					x, ok := viewStats(s, v.View)
+					return float64(x.Events), ok
 				})
 				lr, lok := perSecond(prev, cur, func(s *topSample) (float64, bool) {
-					return metricSum(s.metrics, "lambdaflow_speed_late_events_total", f)
+					x, ok := viewStats(s, v.View)
+					return float64(x.LateEvents), ok
 				})
-				fmt.Fprintf(tw, "%s\t%.0f\t%s\t%.0f\t%s\t%.0f\n", view, events, rate(er, eok), late, rate(lr, lok), open)
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%d\n", v.View, v.Events, rate(er, eok), v.LateEvents, rate(lr, lok), v.OpenWindows)
 			}
 		})
 	}
@@ -354,14 +263,14 @@ func renderTop(w io.Writer, addr string, prev, cur *topSample) {
 					break
 				}
 				eta := "–"
-				if j.State == batch.JobRunning && j.ETASeconds > 0 {
+				if j.State == api.JobRunning && j.ETASeconds > 0 {
 					eta = time.Duration(j.ETASeconds * float64(time.Second)).Round(time.Second).String()
 				}
 				state := string(j.State)
 				if j.Error != "" {
 					state += ": " + oneLine(j.Error, 60)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.0f\t%s\n", j.ID, j.View, state, progressBar(j.Done, j.Total, j.State == batch.JobSucceeded), j.Rows, j.RowsPerSecond, eta)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.0f\t%s\n", j.ID, j.View, state, progressBar(j.Done, j.Total, j.State == api.JobSucceeded), j.Rows, j.RowsPerSecond, eta)
 			}
 		})
 	}
@@ -372,18 +281,16 @@ func renderTop(w io.Writer, addr string, prev, cur *topSample) {
 				fmt.Fprintln(tw, "(no sinks)")
 			}
 			for _, s := range cur.sinks {
-				f := map[string]string{"sink": s.Name}
-				written, _ := metricSum(cur.metrics, "lambdaflow_sink_rows_written_total", f)
-				retries, _ := metricSum(cur.metrics, "lambdaflow_sink_retries_total", f)
-				dead, _ := metricSum(cur.metrics, "lambdaflow_sink_dead_letters_total", f)
+				st, _ := sinkStats(cur, s.Name)
 				wr, ok := perSecond(prev, cur, func(x *topSample) (float64, bool) {
-					return metricSum(x.metrics, "lambdaflow_sink_rows_written_total", f)
+					y, ok := sinkStats(x, s.Name)
+					return float64(y.Rows), ok
 				})
 				health := "healthy"
 				if !s.Healthy {
 					health = "FAILING"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%.0f\t%.0f\t%s\n", s.Name, s.Type, health, written, rate(wr, ok), retries, dead, oneLine(s.Error, 70))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\n", s.Name, s.Type, health, st.Rows, rate(wr, ok), st.Retries, st.DeadLetters, oneLine(s.Error, 70))
 			}
 		})
 	}
@@ -391,7 +298,7 @@ func renderTop(w io.Writer, addr string, prev, cur *topSample) {
 
 // worseLag orders lag worst first: the oldest unconsumed event, then the
 // most events behind, then by name so the order holds between snapshots.
-func worseLag(a, b broker.Lag) bool {
+func worseLag(a, b api.Lag) bool {
 	if a.LagSeconds != b.LagSeconds {
 		return a.LagSeconds > b.LagSeconds
 	}
@@ -405,22 +312,6 @@ func worseLag(a, b broker.Lag) bool {
 		return a.Topic < b.Topic
 	}
 	return a.Partition < b.Partition
-}
-
-// labelValues lists the distinct values of label in a family, sorted.
-func labelValues(mf *dto.MetricFamily, label string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, m := range mf.GetMetric() {
-		for _, lp := range m.GetLabel() {
-			if lp.GetName() == label && !seen[lp.GetValue()] {
-				seen[lp.GetValue()] = true
-				out = append(out, lp.GetValue())
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // progressBar draws done/total as "[#####-----] 5/10".

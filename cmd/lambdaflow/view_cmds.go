@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/lambdaflow/lambdaflow/client"
 )
 
 type multiFlag []string
@@ -35,15 +37,19 @@ func queryCmd(ctx context.Context, args []string, std stdio, env lookupEnv) erro
 		}
 		q.Set(k, v)
 	}
-	if err := timeParams(q, *from, *to); err != nil {
+	fromT, toT, err := timeFlags(*from, *to)
+	if err != nil {
 		return err
 	}
-	var ans struct {
-		View    string            `json:"view"`
-		Horizon *string           `json:"horizon"`
-		Rows    []json.RawMessage `json:"rows"`
+	c := conn()
+	if *asJSON {
+		for k, v := range client.TimeParams(fromT, toT) {
+			q[k] = v
+		}
+		return printRaw(ctx, c, std.out, "/v1/views/"+url.PathEscape(pos[0]), q)
 	}
-	if ok, err := conn().getOrPrint(ctx, "/v1/views/"+url.PathEscape(pos[0]), q, *asJSON, std.out, &ans); !ok {
+	ans, err := c.Query(ctx, pos[0], q, fromT, toT)
+	if err != nil {
 		return err
 	}
 	horizon := "none (no batch run yet)"

@@ -62,10 +62,6 @@ export async function postJSON(path) {
   return (await request("POST", path)).json();
 }
 
-export async function getText(path, accept) {
-  return (await request("GET", path, { accept })).text();
-}
-
 // optional turns "this layer does not run here" (404) into null, so pages
 // can say so instead of failing.
 export async function optional(promise) {
@@ -74,52 +70,5 @@ export async function optional(promise) {
   } catch (e) {
     if (e.status === 404) return null;
     throw e;
-  }
-}
-
-// parseMetrics reads the Prometheus text format into samples
-// {name, labels, value}; only lambdaflow_ series are kept.
-export function parseMetrics(text) {
-  const out = [];
-  for (const line of text.split("\n")) {
-    if (!line.startsWith("lambdaflow_")) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m) continue;
-    const labels = {};
-    if (m[2]) {
-      const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
-      let l;
-      while ((l = re.exec(m[2]))) labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
-    }
-    out.push({ name: m[1], labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-// Metrics answers sums of samples by name and label filter.
-export class Metrics {
-  constructor(samples) {
-    this.samples = samples || [];
-  }
-  select(name, filter = {}) {
-    return this.samples.filter(
-      (s) => s.name === name && Object.entries(filter).every(([k, v]) => s.labels[k] === v),
-    );
-  }
-  sum(name, filter) {
-    return this.select(name, filter).reduce((a, s) => a + s.value, 0);
-  }
-  has(name) {
-    return this.samples.some((s) => s.name === name);
-  }
-  // by sums name per value of label.
-  by(name, label, filter) {
-    const out = {};
-    for (const s of this.select(name, filter)) out[s.labels[label]] = (out[s.labels[label]] || 0) + s.value;
-    return out;
-  }
-  pipeline() {
-    const s = this.samples.find((s) => s.labels.pipeline);
-    return s ? s.labels.pipeline : "";
   }
 }

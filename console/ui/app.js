@@ -3,9 +3,9 @@
 // once) and update (show the latest samples), and may fetch what only it
 // needs.
 
-import { getJSON, getText, optional, parseMetrics, Metrics, setToken, token, whenUnauthorized } from "./api.js";
+import { getJSON, optional, setToken, token, whenUnauthorized } from "./api.js";
 import { h, replace, clock, badge } from "./dom.js";
-import { Model } from "./model.js";
+import { Model, EMPTY_STATS } from "./model.js";
 import overview from "./pages/overview.js";
 import topics from "./pages/topics.js";
 import consumers from "./pages/consumers.js";
@@ -33,10 +33,10 @@ async function refresh() {
   ui.inFlight = true;
   const t = Date.now();
   try {
-    const [topicsAns, lagAns, metricsText, viewsAns, jobsAns, sinksAns, ready] = await Promise.all([
+    const [topicsAns, lagAns, stats, viewsAns, jobsAns, sinksAns, ready] = await Promise.all([
       getJSON("/v1/topics"),
       getJSON("/v1/lag"),
-      optional(getText("/metrics", "text/plain")),
+      optional(getJSON("/v1/stats")),
       optional(getJSON("/v1/views")),
       optional(getJSON("/v1/jobs")),
       optional(getJSON("/v1/sinks")),
@@ -46,7 +46,7 @@ async function refresh() {
       t,
       topics: topicsAns.topics || [],
       lag: lagAns.consumers || [],
-      metrics: new Metrics(metricsText ? parseMetrics(metricsText) : []),
+      stats: stats || EMPTY_STATS,
     });
     model.views = viewsAns ? viewsAns.views : null;
     model.jobs = jobsAns ? jobsAns.jobs : null;
@@ -122,7 +122,7 @@ function route() {
 // --- header -----------------------------------------------------------------
 
 function renderHeader() {
-  const name = model.latest.metrics.pipeline();
+  const name = model.latest.stats.pipeline;
   replace(document.getElementById("pipeline-name"), name || "");
   const r = model.ready;
   let status;

@@ -1,9 +1,12 @@
 // The model keeps the last samples of the pipeline's state (topics, lag,
-// metrics, views, jobs, sinks) and derives rates and trends from them: the
-// API reports positions and counters, the console turns successive samples
-// into throughput.
+// the live numbers of GET /v1/stats, views, jobs, sinks) and derives rates
+// and trends from them: the API reports positions and counters (totals
+// since the process started), the console turns successive samples into
+// throughput.
 
-import { Metrics } from "./api.js";
+// EMPTY_STATS stands for /v1/stats before the first answer, or where the
+// process does not serve it: every part absent, every count 0.
+export const EMPTY_STATS = Object.freeze({ pipeline: "", topics: [], consumers: [], ingest: null, views: [], batch: null, sinks: [] });
 
 const KEEP = 90; // samples: three minutes at the 2 s refresh
 const RATE_SPAN_MS = 10_000; // rates are averaged over about this long
@@ -24,7 +27,7 @@ export class Model {
   }
 
   get latest() {
-    return this.samples[this.samples.length - 1] || { t: Date.now(), topics: [], lag: [], metrics: new Metrics([]) };
+    return this.samples[this.samples.length - 1] || { t: Date.now(), topics: [], lag: [], stats: EMPTY_STATS };
   }
 
   // rate is the per-second change of value(sample) over the last few
@@ -90,8 +93,10 @@ export class Model {
     });
   }
 
-  metricRate(name, filter) {
-    return this.rate((s) => (s.metrics.has(name) ? s.metrics.sum(name, filter) : undefined));
+  // statRate is the per-second change of value(stats), a counter of
+  // GET /v1/stats (undefined where the part is absent).
+  statRate(value) {
+    return this.rate((s) => value(s.stats));
   }
 
   // consumers lists each consumer of a topic with its lag summed over
@@ -121,4 +126,20 @@ export function worstFirst(a, b) {
     a.topic.localeCompare(b.topic) ||
     (a.partition || 0) - (b.partition || 0)
   );
+}
+
+// viewStats is the speed layer's numbers of one view, undefined when the
+// speed layer does not run it here.
+export function viewStats(stats, name) {
+  return stats.views.find((v) => v.view === name);
+}
+
+// sinkStats is one sink's numbers, undefined when it does not run here.
+export function sinkStats(stats, name) {
+  return stats.sinks.find((x) => x.sink === name);
+}
+
+// sum adds value(x) over xs.
+export function sum(xs, value) {
+  return xs.reduce((a, x) => a + value(x), 0);
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lambdaflow/lambdaflow/api"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/internal/wait"
@@ -224,7 +226,7 @@ func testPoison(t *testing.T, h Harness) {
 	}
 }
 
-func checkDeadLetter(t *testing.T, dl sinks.DeadLetter, table sinks.Table, ev event.Event, part int, off int64) {
+func checkDeadLetter(t *testing.T, dl api.DeadLetter, table sinks.Table, ev event.Event, part int, off int64) {
 	t.Helper()
 	if dl.Source != topicName || dl.Partition != part || dl.Offset != off {
 		t.Errorf("dead letter from %s/%d@%d, want %s/%d@%d", dl.Source, dl.Partition, dl.Offset, topicName, part, off)

@@ -3,7 +3,7 @@
 // numbers an operator looks at first.
 
 import { h, s, replace, int, rate, seconds, lagKind, sparkline, badge, table, empty } from "../dom.js";
-import { worstFirst } from "../model.js";
+import { worstFirst, viewStats, sinkStats, sum } from "../model.js";
 
 const NODE_W = 196;
 const NODE_H = 56;
@@ -34,13 +34,13 @@ export default {
     );
   },
   update({ model, navigate }) {
-    const m = model.latest.metrics;
+    const st = model.latest.stats;
     const lag = [...model.latest.lag].sort(worstFirst);
     const worst = lag[0];
     const totalRate = model.rate((smp) => smp.topics.reduce((a, t) => a + t.partitions.reduce((b, p) => b + p.end_offset, 0), 0));
     const events = model.latest.topics.reduce((a, t) => a + t.events, 0);
-    const late = m.sum("lambdaflow_speed_late_events_total");
-    const rejects = m.sum("lambdaflow_ingest_rejects_total");
+    const late = sum(st.views, (v) => v.late_events);
+    const rejects = st.ingest ? st.ingest.rejects : 0;
     const jobs = model.jobs || [];
     const running = jobs.filter((j) => j.state === "running" || j.state === "queued").length;
     const sinksDown = (model.sinks || []).filter((x) => !x.healthy).length;
@@ -118,7 +118,7 @@ function graph(model, navigate) {
   const viewNames = new Set(views.map((v) => v.name));
   const dlqNames = new Set(sinks.map((x) => x.name + "_dlq"));
   const topics = model.latest.topics.filter((t) => !viewNames.has(t.name) && !dlqNames.has(t.name));
-  const m = model.latest.metrics;
+  const st = model.latest.stats;
 
   const consumers = new Map(); // name → topics it reads, of those drawn
   const drawn = new Set(topics.map((t) => t.name));
@@ -133,7 +133,7 @@ function graph(model, navigate) {
 
   const nodes = new Map();
   const add = (id, col, kind, title, sub, onclick) => nodes.set(id, { id, col, kind, title, sub, onclick });
-  add("ingest", 0, "ingest", "Ingest", `${rate(model.rate((smp) => smp.metrics.sum("lambdaflow_ingest_events_total")))} acknowledged`, () => navigate("topics"));
+  add("ingest", 0, "ingest", "Ingest", `${rate(model.statRate((x) => (x.ingest ? x.ingest.events : 0)))} acknowledged`, () => navigate("topics"));
   for (const t of topics) {
     add("topic:" + t.name, 1, "topic", t.name, `${t.partitions.length} partitions · ${int(t.events)} events`, () => navigate("topics", { topic: t.name }));
   }
@@ -175,12 +175,13 @@ function graph(model, navigate) {
     const sp = "consumer:speed." + v.name;
     const viewTopic = "topic:" + v.from;
     if (nodes.has(sp)) {
-      const late = m.sum("lambdaflow_speed_late_events_total", { view: v.name });
+      const vs = viewStats(st, v.name);
+      const late = vs ? vs.late_events : 0;
       edges.push({
         from: sp,
         to: "view:" + v.name,
         kind: late ? "warn" : "ok",
-        label: [strong(rate(model.metricRate("lambdaflow_speed_events_total", { view: v.name }))), ` · ${int(late)} late`],
+        label: [strong(rate(model.statRate((x) => viewStats(x, v.name)?.events))), ` · ${int(late)} late`],
       });
     }
     const lake = consumers.get("lake");
@@ -199,13 +200,14 @@ function graph(model, navigate) {
   }
   for (const x of sinks) {
     const c = "consumer:sink." + x.name;
-    const dl = m.sum("lambdaflow_sink_dead_letters_total", { sink: x.name });
+    const ss = sinkStats(st, x.name);
+    const dl = ss ? ss.dead_letters : 0;
     if (nodes.has(c)) {
       edges.push({
         from: c,
         to: "target:" + x.name,
         kind: !x.healthy ? "bad" : dl ? "warn" : "ok",
-        label: [strong(rate(model.metricRate("lambdaflow_sink_rows_written_total", { sink: x.name }))), ` · ${int(dl)} dead`],
+        label: [strong(rate(model.statRate((y) => sinkStats(y, x.name)?.rows))), ` · ${int(dl)} dead`],
       });
     }
   }

@@ -3,6 +3,7 @@
 
 import { getJSON, postJSON } from "../api.js";
 import { h, replace, int, rate, seconds, time, badge, prettyJSON, table, empty, lagKind } from "../dom.js";
+import { sinkStats } from "../model.js";
 
 export default {
   id: "sinks",
@@ -27,17 +28,17 @@ export default {
       replace(out, h("div", { class: "card" }, empty("The pipeline defines no sinks.")));
       return;
     }
-    const m = model.latest.metrics;
+    const st = model.latest.stats;
     replace(
       out,
       model.sinks.map((sk) => {
-        const f = { sink: sk.name };
+        const ss = sinkStats(st, sk.name) || { rows: 0, retries: 0, dead_letters: 0, batches: 0, batch_seconds: 0 };
         const lag = model.latest.lag.filter((l) => l.consumer === "sink." + sk.name);
         const lagEvents = lag.reduce((a, l) => a + l.lag, 0);
         const lagSec = lag.reduce((a, l) => Math.max(a, l.lag_seconds), 0);
-        const count = m.sum("lambdaflow_sink_batch_seconds_count", f);
-        const sum = m.sum("lambdaflow_sink_batch_seconds_sum", f);
-        const dead = m.sum("lambdaflow_sink_dead_letters_total", f);
+        const count = ss.batches;
+        const sum = ss.batch_seconds;
+        const dead = ss.dead_letters;
         return h(
           "section",
           { class: "card sink", "data-sink": sk.name, "data-healthy": String(sk.healthy) },
@@ -59,9 +60,9 @@ export default {
               h("dt", {}, "Sources"),
               h("dd", {}, sk.sources.join(", ")),
               h("dt", {}, "Rows written"),
-              h("dd", {}, `${int(m.sum("lambdaflow_sink_rows_written_total", f))} · ${rate(model.metricRate("lambdaflow_sink_rows_written_total", f))}`),
+              h("dd", {}, `${int(ss.rows)} · ${rate(model.statRate((x) => sinkStats(x, sk.name)?.rows))}`),
               h("dt", {}, "Retries"),
-              h("dd", {}, int(m.sum("lambdaflow_sink_retries_total", f))),
+              h("dd", {}, int(ss.retries)),
               h("dt", {}, "Dead letters"),
               h("dd", { class: "dead-letters", "data-value": dead }, int(dead)),
               h("dt", {}, "Batch latency (avg)"),

@@ -1,0 +1,11 @@
+package api
+
+// Error is the body of every error answer: {"error": message}. Ingest adds
+// where a rejected body went wrong: the record (0-based), its line in an
+// NDJSON body and the field.
+type Error struct {
+	Error  string `json:"error"`
+	Record *int   `json:"record,omitempty"`
+	Line   int    `json:"line,omitempty"`
+	Field  string `json:"field,omitempty"`
+}
