@@ -95,7 +95,7 @@ func TestLakeKill9(t *testing.T) {
 		return cmd
 	}
 	version := func() int64 {
-		m, err := ReadManifest(lakeDir, "metrics")
+		m, err := readManifest(lakeDir, "metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +139,7 @@ func TestLakeKill9(t *testing.T) {
 	cmd := start()
 	want := logEnds(t, br, "metrics")
 	wait.For(t, 60*time.Second, func() error {
-		m, err := ReadManifest(lakeDir, "metrics")
+		m, err := readManifest(lakeDir, "metrics")
 		if err != nil {
 			return err
 		}

@@ -56,7 +56,7 @@ type scanOptions struct {
 // the topic later) reads as null; integer-like types read as each other.
 // The file must hold exactly fe.Rows rows of fe's partition and offset
 // range; anything else is ErrCorruptFile.
-func (tl *topicLake) scanFile(ctx context.Context, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) error {
+func (tl *topicLake) scanFile(ctx context.Context, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error {
 	path := tl.filePath(fe.Path)
 	err := scanParquet(ctx, path, tl.topic.Schema, fe, opts, fn)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -74,7 +74,7 @@ func (tl *topicLake) filePath(rel string) string {
 	return tl.dir + string(os.PathSeparator) + rel
 }
 
-func scanParquet(ctx context.Context, path string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
+func scanParquet(ctx context.Context, path string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
 	corrupt := func(format string, args ...any) error {
 		return fmt.Errorf("%w %s: %s", ErrCorruptFile, path, fmt.Sprintf(format, args...))
 	}

@@ -16,8 +16,8 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
-// LakeConsumer is the consumer name under which lake writers commit.
-const LakeConsumer = "lake"
+// lakeConsumer is the consumer name under which lake writers commit.
+const lakeConsumer = "lake"
 
 // maxOpenHours bounds the hour files one partition keeps open: events
 // spread over more hours (a backfill, a clock gone wild) close the files
@@ -135,7 +135,7 @@ type lakeWriter struct {
 // durably and commits (soft stop). A partition whose writer fails restarts
 // from the manifest after a pause; run returns only when ctx is done.
 func (w *lakeWriter) run(ctx context.Context) error {
-	if err := w.log.Register(ctx, LakeConsumer, w.tl.topic.Name); err != nil && ctx.Err() == nil {
+	if err := w.log.Register(ctx, lakeConsumer, w.tl.topic.Name); err != nil && ctx.Err() == nil {
 		w.logger.Warn("lake: registering consumer", "topic", w.tl.topic.Name, "err", err)
 	}
 	var wg sync.WaitGroup
@@ -185,12 +185,12 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 	next := w.tl.ms.snapshot().partition(part).Next
 	// The manifest, not the committed offset, says what the lake holds;
 	// the commit can lag it by one flush after a crash.
-	if committed, ok, err := w.log.Committed(ctx, LakeConsumer, topic, part); err == nil && (!ok || committed != next) {
+	if committed, ok, err := w.log.Committed(ctx, lakeConsumer, topic, part); err == nil && (!ok || committed != next) {
 		if ok && committed > next {
 			w.logger.Warn("lake: committed offset is past the lake's manifest; rewriting from the manifest",
 				"topic", topic, "partition", part, "committed", committed, "manifest_next", next)
 		}
-		if err := w.log.Commit(ctx, LakeConsumer, topic, part, next, 0); err != nil {
+		if err := w.log.Commit(ctx, lakeConsumer, topic, part, next, 0); err != nil {
 			w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
 		}
 	}
@@ -220,7 +220,7 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 				return err
 			}
 			if fl.committed != fl.first {
-				if err := w.log.Commit(sctx, LakeConsumer, topic, part, fl.first, fl.eventTime); err != nil {
+				if err := w.log.Commit(sctx, lakeConsumer, topic, part, fl.first, fl.eventTime); err != nil {
 					w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
 				}
 			}
@@ -305,7 +305,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 	}
 	topic := w.tl.topic.Name
 	last := fl.end - 1
-	var entries []FileEntry
+	var entries []fileEntry
 	var renamed []string
 	dirs := map[string]bool{}
 	fail := func(err error) error {
@@ -330,7 +330,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 		if err != nil {
 			return fail(fmt.Errorf("lake: %w", err))
 		}
-		entries = append(entries, FileEntry{
+		entries = append(entries, fileEntry{
 			Path: rel, Hour: h, Partition: part, First: fl.first, Last: last,
 			Rows: hf.rows, Bytes: st.Size(), CRC32C: hf.fw.sum.Sum32(), MinTime: hf.minTime, MaxTime: hf.maxTime,
 		})
@@ -343,7 +343,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 			}
 		}
 	}
-	_, err := w.tl.ms.update(func(m *Manifest) error {
+	_, err := w.tl.ms.update(func(m *manifest) error {
 		if got := m.partition(part).Next; got != fl.first {
 			return fmt.Errorf("lake: %s/%d: manifest is at offset %d, flush starts at %d", topic, part, got, fl.first)
 		}
@@ -351,7 +351,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 			entries[i].Added = m.Version
 		}
 		m.Files = append(m.Files, entries...)
-		m.setPartition(PartitionState{Partition: part, Next: fl.end, Ingest: fl.ingest})
+		m.setPartition(partitionState{Partition: part, Next: fl.end, Ingest: fl.ingest})
 		return nil
 	})
 	if err != nil {
@@ -361,7 +361,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 	w.metrics.lakeFiles.WithLabelValues(topic).Add(float64(len(entries)))
 	// The commit only reports progress (lag, retention); a failed one is
 	// repaired by the next flush or the next start.
-	if err := w.log.Commit(ctx, LakeConsumer, topic, part, fl.end, fl.eventTime); err != nil {
+	if err := w.log.Commit(ctx, lakeConsumer, topic, part, fl.end, fl.eventTime); err != nil {
 		w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
 	} else {
 		fl.committed = fl.end

@@ -57,7 +57,7 @@ func TestLakeWriter(t *testing.T) {
 			}
 		}
 	}
-	m := b.Manifest("metrics")
+	m := b.manifestOf("metrics")
 	for _, f := range m.Files {
 		if !strings.HasPrefix(f.Path, hourPath(f.Hour)+"/p") || f.MinTime < f.Hour || f.MaxTime >= f.Hour+hourMicros {
 			t.Errorf("file %+v is not in its hour", f)
@@ -74,7 +74,7 @@ func TestLakeWriter(t *testing.T) {
 	}
 	// The consumer's position is the manifest's.
 	for part, end := range logEnds(t, br, "metrics") {
-		off, ok, err := br.Committed(context.Background(), LakeConsumer, "metrics", part)
+		off, ok, err := br.Committed(context.Background(), lakeConsumer, "metrics", part)
 		if err != nil || !ok || off != end {
 			t.Errorf("partition %d: committed %d %v %v, want %d", part, off, ok, err, end)
 		}

@@ -180,7 +180,7 @@ func waitLake(t testing.TB, b *Batch, clk *fakeclock.Clock, topic string, want m
 		if clk != nil {
 			clk.Add(b.p.Lake.Roll.MaxAge.D())
 		}
-		m := b.Manifest(topic)
+		m := b.manifestOf(topic)
 		for p, n := range want {
 			if got := m.partition(p).Next; got < n {
 				return fmt.Errorf("partition %d: lake at %d, want %d", p, got, n)

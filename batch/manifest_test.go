@@ -21,23 +21,23 @@ func TestManifestInvariants(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := t0.UnixMicro()
-	f := func(first, last int64) FileEntry {
-		return FileEntry{Path: hourPath(h) + "/" + fileName(0, first, last), Hour: h, First: first, Last: last, Rows: 1}
+	f := func(first, last int64) fileEntry {
+		return fileEntry{Path: hourPath(h) + "/" + fileName(0, first, last), Hour: h, First: first, Last: last, Rows: 1}
 	}
-	if _, err := ms.update(func(m *Manifest) error {
+	if _, err := ms.update(func(m *manifest) error {
 		m.Files = append(m.Files, f(0, 9))
-		m.setPartition(PartitionState{Partition: 0, Next: 10})
+		m.setPartition(partitionState{Partition: 0, Next: 10})
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for name, change := range map[string]func(m *Manifest) error{
-		"overlap": func(m *Manifest) error {
+	for name, change := range map[string]func(m *manifest) error{
+		"overlap": func(m *manifest) error {
 			m.Files = append(m.Files, f(5, 12))
-			m.setPartition(PartitionState{Partition: 0, Next: 13})
+			m.setPartition(partitionState{Partition: 0, Next: 13})
 			return nil
 		},
-		"past next": func(m *Manifest) error {
+		"past next": func(m *manifest) error {
 			m.Files = append(m.Files, f(10, 19))
 			return nil
 		},
@@ -46,12 +46,12 @@ func TestManifestInvariants(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	m, err := ReadManifest(dir, "metrics")
+	m, err := readManifest(dir, "metrics")
 	if err != nil || m.Version != 1 || len(m.Files) != 1 {
 		t.Fatalf("after refused updates: %+v %v", m, err)
 	}
 	os.WriteFile(filepath.Join(dir, manifestName), []byte(`{"format":1,"files":[{"path":"x","first":0,"last":5}]}`), 0o644)
-	if _, err := ReadManifest(dir, "metrics"); err == nil || !strings.Contains(err.Error(), manifestName) {
+	if _, err := readManifest(dir, "metrics"); err == nil || !strings.Contains(err.Error(), manifestName) {
 		t.Errorf("corrupt manifest: %v", err)
 	}
 }
@@ -62,7 +62,7 @@ func FuzzReadManifest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, manifestName), data, 0o644)
-		ReadManifest(dir, "t") // must not panic
+		readManifest(dir, "t") // must not panic
 	})
 }
 

@@ -111,14 +111,14 @@ func (b *Batch) viewDirOf(view string) string {
 // partition the lake holds up to the end of the log is idle. It is
 // plan.NoWatermark while a partition that is still being written has
 // nothing in the lake yet, or no partition has.
-func (b *Batch) completeUntil(ctx context.Context, vj *viewJob, m *Manifest) int64 {
+func (b *Batch) completeUntil(ctx context.Context, vj *viewJob, m *manifest) int64 {
 	return plan.CombineWatermarks(b.lakeTimes(ctx, vj, m), 0, plan.NoWatermark)
 }
 
 // lakeTimes returns what the watermark rule needs to know of each partition
 // of the view's topic from the lake manifest m and the log's end offsets.
 // Without the log's end offsets every partition counts as still written.
-func (b *Batch) lakeTimes(ctx context.Context, vj *viewJob, m *Manifest) []plan.PartitionTime {
+func (b *Batch) lakeTimes(ctx context.Context, vj *viewJob, m *manifest) []plan.PartitionTime {
 	ends := map[int]int64{}
 	if b.log != nil {
 		infos, err := b.log.Topics(ctx)
@@ -194,7 +194,7 @@ func (vj *viewJob) reach() int64 {
 // it reads and the new horizon h: everything on a first run; otherwise the
 // windows that closed since the last horizon, the windows of every hour
 // that got lake files since the last run (late events), and rng.
-func (vj *viewJob) spans(m *Manifest, h int64, rng *span) []span {
+func (vj *viewJob) spans(m *manifest, h int64, rng *span) []span {
 	st := vj.st
 	reach := vj.reach()
 	var out []span
@@ -353,7 +353,7 @@ func newComputer(vj *viewJob, j *job, total int) *computer {
 
 // span computes the windows starting in sp and ending at or before h from
 // the files of hours.
-func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hours []int64) ([]serving.Row, error) {
+func (c *computer) span(ctx context.Context, m *manifest, sp span, h int64, hours []int64) ([]serving.Row, error) {
 	pl := c.vj.plan
 	evFrom, evTo := c.vj.eventRange(sp, h)
 	states := map[int64]map[string]*plan.State{}

@@ -88,7 +88,7 @@ func (e *env) run(view string, from, to time.Time) api.JobStatus {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := e.b.RunJob(ctx, view, from, to, nil)
+	s, err := e.b.recomputeWait(ctx, view, from, to, nil)
 	if err != nil {
 		e.t.Fatalf("job: %v", err)
 	}
@@ -277,7 +277,7 @@ func TestRecomputeEqualsIndependent(t *testing.T) {
 	if s.Windows != len(got) {
 		t.Errorf("job says %d windows, store has %d", s.Windows, len(got))
 	}
-	checkDuckDB(t, filepath.Join(e.b.LakeDir(), "metrics"), got)
+	checkDuckDB(t, filepath.Join(e.b.lakeDir, "metrics"), got)
 
 	// The batch view survives a restart: reloaded into a fresh store.
 	if err := e.stop(); err != nil {
@@ -405,11 +405,11 @@ func TestHorizonMerge(t *testing.T) {
 
 	// A partition the lake has not written to the end holds the watermark
 	// back to its newest event in the lake; an idle one does not.
-	m := e.b.Manifest("metrics")
+	m := e.b.manifestOf("metrics")
 	lag := m.clone()
 	lag.Partitions[0].Next--
 	var newest0 int64
-	lag.Files = slices.DeleteFunc(slices.Clone(lag.Files), func(f FileEntry) bool {
+	lag.Files = slices.DeleteFunc(slices.Clone(lag.Files), func(f fileEntry) bool {
 		return f.Partition == 0 && f.Hour >= t0.Add(2*time.Hour).UnixMicro() // as if 02:00 were not written yet
 	})
 	for _, f := range lag.Files {
@@ -548,12 +548,12 @@ func TestCorruptFile(t *testing.T) {
 			e.add(evs)
 			e.run("cpu_by_region", time.Time{}, time.Time{})
 			before, h := e.batchRows("cpu_by_region")
-			fe := e.b.Manifest("metrics").Files[0]
-			path := filepath.Join(e.b.LakeDir(), "metrics", filepath.FromSlash(fe.Path))
+			fe := e.b.manifestOf("metrics").Files[0]
+			path := filepath.Join(e.b.lakeDir, "metrics", filepath.FromSlash(fe.Path))
 			if err := tc.harm(path); err != nil {
 				t.Fatal(err)
 			}
-			s, err := e.b.RunJob(context.Background(), "cpu_by_region", t0, t0.Add(time.Hour), nil)
+			s, err := e.b.recomputeWait(context.Background(), "cpu_by_region", t0, t0.Add(time.Hour), nil)
 			if err == nil || s.State != api.JobFailed {
 				t.Fatalf("job succeeded over a %s file: %+v", tc.name, s)
 			}
