@@ -178,7 +178,7 @@ func TestClusterNodeLoss(t *testing.T) {
 		return nil
 	})
 
-	st, err := b.JetStream().Stream(ctx, "LF_metrics_0")
+	st, err := b.js.Stream(ctx, "LF_metrics_0")
 	if err != nil {
 		t.Fatal(err)
 	}

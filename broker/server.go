@@ -402,15 +402,10 @@ func (b *Broker) Ready(ctx context.Context) error {
 	return nil
 }
 
-// JetStream returns the JetStream handle for uses the broker does not
-// cover. Streams and buckets whose names start with the prefix belong to
-// the broker; do not change them.
-func (b *Broker) JetStream() jetstream.JetStream { return b.js }
-
-// KV returns the key-value bucket <prefix>_<bucket>, creating it (file
+// keyValue returns the key-value bucket <prefix>_<bucket>, creating it (file
 // storage, the configured replicas, one revision per key) or updating it.
 // Other layers keep their checkpoints there.
-func (b *Broker) KV(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+func (b *Broker) keyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
 	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:   b.prefix + "_" + bucket,
 		Storage:  jetstream.FileStorage,

@@ -156,7 +156,7 @@ func (r *Runner) DeadLetters(ctx context.Context, limit int) ([]api.DeadLetter, 
 	if limit <= 0 {
 		limit = 100
 	}
-	pos, _, err := r.log.Committed(ctx, ReplayConsumerName(r.spec), r.dlq, 0)
+	pos, _, err := r.log.Committed(ctx, replayConsumerName(r.spec), r.dlq, 0)
 	if err != nil {
 		return nil, fmt.Errorf("sink %q: dead letters: %w", r.spec.Name, err)
 	}
@@ -205,7 +205,7 @@ const replayChunk = 1000
 func (r *Runner) Replay(ctx context.Context) (replayed, failed int, err error) {
 	r.replayMu.Lock()
 	defer r.replayMu.Unlock()
-	consumer := ReplayConsumerName(r.spec)
+	consumer := replayConsumerName(r.spec)
 	if err := r.log.Register(ctx, consumer, r.dlq); err != nil {
 		return 0, 0, fmt.Errorf("sink %q: replay: %w", r.spec.Name, err)
 	}

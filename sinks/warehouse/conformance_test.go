@@ -94,7 +94,7 @@ func TestPostgresConformance(t *testing.T) {
 			return pg
 		},
 		ReadAll: func(t *testing.T, tg sinks.Target, spec *pipelines.Sink, table sinks.Table) []map[string]any {
-			return pgReadAll(t, tg.(*Postgres).Pool(), table.Name)
+			return pgReadAll(t, tg.(*Postgres).pool, table.Name)
 		},
 		Poison: func(t *testing.T) (event.FieldType, event.Value) {
 			return event.TypeString, event.Value{S: "nul\x00byte"}

@@ -84,11 +84,8 @@ func NewPostgres(ctx context.Context, spec *pipelines.Sink, logger *slog.Logger)
 	return &Postgres{pool: pool, spec: spec, log: logger.With("sink", spec.Name), tables: make(map[string]*pgTable)}, nil
 }
 
-// Pool returns the connection pool, for reads beside the sink.
-func (p *Postgres) Pool() *pgxpool.Pool { return p.pool }
-
-// PostgresType is the column type a field type maps to.
-func PostgresType(t event.FieldType) string {
+// postgresType is the column type a field type maps to.
+func postgresType(t event.FieldType) string {
 	switch t {
 	case event.TypeString:
 		return "text"
@@ -111,7 +108,7 @@ func PostgresType(t event.FieldType) string {
 // error (the runner retries until someone creates it).
 func (p *Postgres) Prepare(ctx context.Context, t sinks.Table) error {
 	if p.spec.Create {
-		if _, err := p.pool.Exec(ctx, createTableSQL(t, PostgresType), pgx.QueryExecModeSimpleProtocol); err != nil {
+		if _, err := p.pool.Exec(ctx, createTableSQL(t, postgresType), pgx.QueryExecModeSimpleProtocol); err != nil {
 			return fmt.Errorf("postgres: create table %s: %w", t.Name, err)
 		}
 	}
@@ -126,11 +123,11 @@ func (p *Postgres) Prepare(ctx context.Context, t sinks.Table) error {
 		if existing[c.Name] {
 			continue
 		}
-		q := fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", quote(t.Name), quote(c.Name), PostgresType(c.Type))
+		q := fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", quote(t.Name), quote(c.Name), postgresType(c.Type))
 		if _, err := p.pool.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); err != nil {
 			return fmt.Errorf("postgres: table %s: add column %s: %w", t.Name, c.Name, err)
 		}
-		p.log.Info("added a column", "table", t.Name, "column", c.Name, "type", PostgresType(c.Type))
+		p.log.Info("added a column", "table", t.Name, "column", c.Name, "type", postgresType(c.Type))
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
