@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/brokertest"
 	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
 	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines"
@@ -91,20 +92,10 @@ func testLogger(t testing.TB) *slog.Logger {
 // views' too) and closes it at the end of the test.
 func openBroker(t testing.TB, p *pipelines.Pipeline, now func() time.Time) *broker.Broker {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	// The log holds the views' topics too.
 	bp := *p
 	bp.Topics = p.LogTopics()
-	b, err := broker.Open(ctx, &bp, broker.Options{Now: now, Registerer: prometheus.NewRegistry(), Logger: testLogger(t)})
-	if err != nil {
-		t.Fatalf("broker.Open: %v", err)
-	}
-	t.Cleanup(func() { b.Close() })
-	if err := b.EnsureTopics(ctx); err != nil {
-		t.Fatalf("EnsureTopics: %v", err)
-	}
-	return b
+	return brokertest.Open(t, &bp, broker.Options{Now: now, Registerer: prometheus.NewRegistry(), Logger: testLogger(t)})
 }
 
 // event i of a deterministic stream: id "<prefix>-<i>", 8 hosts in 3

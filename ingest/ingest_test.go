@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/brokertest"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -26,17 +27,7 @@ import (
 // it.
 func openBroker(t testing.TB, p *pipelines.Pipeline, now func() time.Time) *broker.Broker {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	b, err := broker.Open(ctx, p, broker.Options{Registerer: prometheus.NewRegistry(), Now: now})
-	if err != nil {
-		t.Fatalf("broker.Open: %v", err)
-	}
-	t.Cleanup(func() { b.Close() })
-	if err := b.EnsureTopics(ctx); err != nil {
-		t.Fatalf("EnsureTopics: %v", err)
-	}
-	return b
+	return brokertest.Open(t, p, broker.Options{Registerer: prometheus.NewRegistry(), Now: now})
 }
 
 // startOnBroker opens the broker on p and runs an Ingest on it, sharing

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/brokertest"
 	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -44,16 +45,7 @@ func openBroker(t *testing.T, p *pipelines.Pipeline) *broker.Broker {
 	bp := *p
 	bp.Topics = p.LogTopics()
 	bp.Views, bp.Sinks = nil, nil
-	ctx := context.Background()
-	b, err := broker.Open(ctx, &bp, broker.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	if err := b.EnsureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return brokertest.Open(t, &bp, broker.Options{})
 }
 
 func events(from, n int, bad ...int) []event.Event {
