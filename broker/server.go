@@ -104,7 +104,7 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 		b.now = time.Now
 	}
 	if b.prefix == "" {
-		b.prefix = "LF"
+		b.prefix = pipelines.DefaultPrefix
 	}
 	if b.replicas <= 0 {
 		b.replicas = 1

@@ -273,3 +273,14 @@ func TestParseAggregate(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultConstants: the defaults code falls back on are the loader's.
+func TestDefaultConstants(t *testing.T) {
+	got, err := Parse("p.yaml", []byte("version: 1\nname: p\ntopics:\n  - {name: m, schema: {ts: timestamp}}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Broker.Prefix != DefaultPrefix || got.Topics[0].Retention != DefaultRetention {
+		t.Errorf("loader defaults prefix %q, retention %v; constants %q, %v", got.Broker.Prefix, got.Topics[0].Retention.D(), DefaultPrefix, DefaultRetention.D())
+	}
+}
