@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -122,7 +122,7 @@ func TestLakeKill9(t *testing.T) {
 		cmd := start()
 		v := version()
 		// Let it commit a few files, then kill it wherever it is.
-		wait.For(t, 60*time.Second, func() error {
+		testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
 			if version() < v+int64(2+round) {
 				return fmt.Errorf("manifest still at version %d", version())
 			}
@@ -138,7 +138,7 @@ func TestLakeKill9(t *testing.T) {
 
 	cmd := start()
 	want := logEnds(t, br, "metrics")
-	wait.For(t, 60*time.Second, func() error {
+	testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
 		m, err := readManifest(lakeDir, "metrics")
 		if err != nil {
 			return err

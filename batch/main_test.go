@@ -17,7 +17,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/internal/brokertest"
 	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
@@ -167,7 +167,7 @@ func startBatch(t testing.TB, b *Batch) (stop func() error) {
 // look, so that open files are closed.
 func waitLake(t testing.TB, b *Batch, clk *fakeclock.Clock, topic string, want map[int]int64) {
 	t.Helper()
-	wait.For(t, 60*time.Second, func() error {
+	testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
 		if clk != nil {
 			clk.Add(b.p.Lake.Roll.MaxAge.D())
 		}

@@ -19,7 +19,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
@@ -479,7 +479,7 @@ func TestSchedule(t *testing.T) {
 	// Runs fire every 10 minutes of the injected clock; the lake writer's
 	// clock moves too, so early runs may find the lake empty (no horizon
 	// yet). Move on until a scheduled run has published one.
-	wait.For(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		e.clk.Add(10 * time.Minute)
 		for _, j := range e.b.Jobs() {
 			if j.State == api.JobSucceeded && j.Trigger == "schedule" && j.Horizon != nil {
@@ -686,7 +686,7 @@ func TestRunsDoNotInterleave(t *testing.T) {
 		}
 	}
 	<-vj.sem
-	wait.For(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		for _, id := range ids {
 			if s, _ := e.b.Job(id); s.State != api.JobSucceeded {
 				return fmt.Errorf("job %s: %s %s", id, s.State, s.Error)

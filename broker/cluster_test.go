@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // testCluster is n nats-servers with JetStream, routed on loopback, each
@@ -25,15 +24,7 @@ type testCluster struct {
 func startCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
 	// Route ports must be known before the servers start, to list them.
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-	}
+	ports := freePorts(t, n)
 	c := &testCluster{stopped: map[int]bool{}}
 	for i := range n {
 		var routes []string
@@ -65,7 +56,7 @@ func startCluster(t testing.TB, n int) *testCluster {
 			t.Fatalf("%s not ready", ns.Name())
 		}
 	}
-	wait.For(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		for _, ns := range c.servers {
 			if ns.JetStreamIsLeader() {
 				return nil
@@ -171,7 +162,7 @@ func TestClusterNodeLoss(t *testing.T) {
 		}
 		return n
 	}
-	wait.For(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if count(0, time.Time{}) < 100 || count(1, time.Time{}) < 100 {
 			return errors.New("fewer than 100 appends per partition")
 		}
@@ -188,7 +179,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	t.Logf("stopped %s, the leader of partition 0, after %d/%d appends", leader, count(0, time.Time{}), count(1, time.Time{}))
 	// Appends to both partitions resume within a bound (raft elections take
 	// 4–9 s here).
-	wait.For(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		for part := range 2 {
 			if count(part, stoppedAt) < 20 {
 				return fmt.Errorf("partition %d: appends have not resumed", part)
@@ -200,7 +191,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	// The client may still be moving to another server.
-	wait.For(t, 30*time.Second, func() error { return b.Ready(ctx) })
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error { return b.Ready(ctx) })
 
 	for part := range 2 {
 		at := map[int64]string{}

@@ -28,7 +28,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
@@ -575,7 +575,7 @@ func TestExternalReconnectLog(t *testing.T) {
 			if err := ns.DisconnectClientByID(id); err != nil {
 				t.Fatal(err)
 			}
-			wait.For(t, 15*time.Second, func() error {
+			testenv.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 				if !strings.Contains(logs.String(), "broker: reconnected") {
 					return errors.New("no reconnect in the log")
 				}
@@ -623,7 +623,7 @@ func TestExternalDownAtOpen(t *testing.T) {
 		o.Username = user
 		o.Password = password
 	})
-	wait.For(t, 15*time.Second, func() error { return b.Ready(ctx) })
+	testenv.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error { return b.Ready(ctx) })
 	roundTrip(t, b)
 	b.Close()
 	out := logs.String()

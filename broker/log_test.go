@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -567,7 +567,7 @@ func TestSharedEmbeddedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner.Close()
-	wait.For(t, 10*time.Second, func() error {
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if err := client.Ready(ctx); !errors.Is(err, ErrUnavailable) {
 			return fmt.Errorf("Ready with the server gone: %v", err)
 		}

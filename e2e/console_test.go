@@ -22,7 +22,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // The console tests load the web console in headless Chromium against the
@@ -124,7 +124,7 @@ func (b *browser) tryEval(expr string, out any) error {
 // waitFor polls the page until expr is true.
 func (b *browser) waitFor(t *testing.T, what, expr string) {
 	t.Helper()
-	wait.For(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		var ok bool
 		if err := b.tryEval("!!("+expr+")", &ok); err != nil {
 			return err

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -112,7 +112,7 @@ func (f *fakeLog) waitEntered(t *testing.T) fakeAppend {
 func gathered(t *testing.T, in *Ingest, topic string, partition int, n int64) {
 	t.Helper()
 	b := in.topics[topic].batchers[partition]
-	wait.For(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, time.Millisecond, func() error {
 		if got := b.gathered.Load(); got != n {
 			return fmt.Errorf("%d events gathered, want %d", got, n)
 		}
@@ -223,7 +223,7 @@ func TestStopDrainsQueuedEvents(t *testing.T) {
 
 	stopped := make(chan struct{})
 	go func() { h.stop(); close(stopped) }()
-	wait.For(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, time.Millisecond, func() error {
 		if h.in.Ready() {
 			return errors.New("still ready")
 		}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -98,7 +98,7 @@ func startIngest(t testing.TB, p *pipelines.Pipeline, log Log, opts Options) *ha
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- in.Run(ctx) }()
-	wait.For(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, time.Millisecond, func() error {
 		select {
 		case err := <-h.done:
 			h.done <- err

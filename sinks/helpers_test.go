@@ -12,7 +12,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/internal/brokertest"
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
@@ -81,7 +81,7 @@ func committed(t *testing.T, b *broker.Broker, consumer, topic string, part int)
 
 func waitCommitted(t *testing.T, b *broker.Broker, topic string, part int, want int64) {
 	t.Helper()
-	wait.For(t, 20*time.Second, func() error {
+	testenv.CheckFor(t, 20*time.Second, 25*time.Millisecond, func() error {
 		if got := committed(t, b, "sink.s", topic, part); got != want {
 			return fmt.Errorf("committed %d, want %d", got, want)
 		}
@@ -205,7 +205,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 func (c *fakeClock) waitAsked(t *testing.T, n int) []time.Duration {
 	t.Helper()
 	var out []time.Duration
-	wait.For(t, 20*time.Second, func() error {
+	testenv.CheckFor(t, 20*time.Second, 25*time.Millisecond, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if len(c.asked) < n {

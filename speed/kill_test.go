@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
-	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -249,14 +248,14 @@ func TestKillAndRestartEqualsUninterrupted(t *testing.T) {
 	cut1, cut2 := len(entries)*2/5, len(entries)*7/10
 	child = start()
 	appendEntries(entries[:cut1])
-	wait.Until(t, 60*time.Second, "a checkpoint of the first child", func() bool { alive(); return committed() > 0 })
+	checkFor(t, 60*time.Second, "a checkpoint of the first child", func() bool { alive(); return committed() > 0 })
 	appendEntries(entries[cut1:cut2])
 	kill(child) // mid-stream: entries are being appended and processed
 	before := committed()
 	t.Logf("first child killed: %d of %d events appended, %d checkpointed", total(entries[:cut2]), len(events), before)
 
 	child = start()
-	wait.Until(t, 60*time.Second, "a checkpoint of the second child", func() bool { alive(); return committed() > before })
+	checkFor(t, 60*time.Second, "a checkpoint of the second child", func() bool { alive(); return committed() > before })
 	appendEntries(entries[cut2 : cut2+len(entries)/10])
 	kill(child)
 	t.Logf("second child killed: %d events appended, %d checkpointed", total(entries[:cut2+len(entries)/10]), committed())

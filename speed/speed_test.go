@@ -2,6 +2,7 @@ package speed
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,10 +11,21 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
+
+// checkFor waits, polling, until cond holds, failing t after timeout.
+func checkFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	testenv.CheckFor(t, timeout, 2*time.Millisecond, func() error {
+		if !cond() {
+			return fmt.Errorf("still waiting for %s", what)
+		}
+		return nil
+	})
+}
 
 // running is a Speed running in the background with a fake clock and a
 // tick the test sends.
@@ -77,13 +89,13 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	wait.Until(t, 10*time.Second, "open rows", func() bool { return strings.Count(store.dump("all"), "final=false") == 2 })
+	checkFor(t, 10*time.Second, "open rows", func() bool { return strings.Count(store.dump("all"), "final=false") == 2 })
 	if strings.Contains(store.dump("all"), "final=true") {
 		t.Fatal("a final row while partition 1 holds the watermark back")
 	}
 	r.clock.Add(5 * time.Second)
 	r.tickAll()
-	wait.Until(t, 10*time.Second, "the final row of [15:00, 15:01)", func() bool {
+	checkFor(t, 10*time.Second, "the final row of [15:00, 15:01)", func() bool {
 		return strings.Contains(store.dump("all"), "[2026-01-02T15:00:00Z 2026-01-02T15:01:00Z) eu|0|0; final=true => |2|0 |300|0")
 	})
 	if n := log.viewRows("all"); n != 1 {
@@ -93,7 +105,7 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 	// A checkpoint is due after 10 s; the consumer's offsets are committed.
 	r.clock.Add(10 * time.Second)
 	r.tickAll()
-	wait.Until(t, 10*time.Second, "the commit after a checkpoint", func() bool { return log.committed("speed.all", "metrics", 0) == 3 })
+	checkFor(t, 10*time.Second, "the commit after a checkpoint", func() bool { return log.committed("speed.all", "metrics", 0) == 3 })
 
 	if got := metricValue(r.s.metrics.events.WithLabelValues("all")); got != 3 {
 		t.Errorf("lambdaflow_speed_events_total{view=all} = %v, want 3", got)
@@ -109,7 +121,7 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 	if _, err := log.Append(t.Context(), "metrics", 1, []event.Event{ev("d", 30*sec, "h3", "eu", 0.5, 1)}); err != nil {
 		t.Fatal(err)
 	}
-	wait.Until(t, 10*time.Second, "the late event counted", func() bool {
+	checkFor(t, 10*time.Second, "the late event counted", func() bool {
 		return metricValue(r.s.metrics.late.WithLabelValues("all")) == 1
 	})
 
@@ -122,7 +134,7 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 	}
 	store2 := newMemStore()
 	startSpeed(t, p, log, store2)
-	wait.Until(t, 10*time.Second, "the restored rows", func() bool { return store2.dump("all") == want })
+	checkFor(t, 10*time.Second, "the restored rows", func() bool { return store2.dump("all") == want })
 }
 
 func TestSpeedNewErrors(t *testing.T) {

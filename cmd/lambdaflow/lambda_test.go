@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/api"
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // viewAnswer is a view's answer with its rows decoded.
@@ -61,7 +61,7 @@ func metricValue(t *testing.T, s *server, series string) string {
 // does not within a minute.
 func waitFor(t *testing.T, what string, f func() error) {
 	t.Helper()
-	wait.For(t, time.Minute, func() error {
+	testenv.CheckFor(t, time.Minute, 50*time.Millisecond, func() error {
 		if err := f(); err != nil {
 			return fmt.Errorf("%s: still %w", what, err)
 		}

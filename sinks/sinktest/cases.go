@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/lambdaflow/lambdaflow/internal/wait"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
@@ -105,7 +106,7 @@ func testOutage(t *testing.T, h Harness) {
 	for i := 100; i < 300; i += 20 {
 		e.appendByPartition(topicName, events[i:i+20])
 	}
-	wait.For(t, h.Timeout, func() error {
+	testenv.CheckFor(t, h.Timeout, 25*time.Millisecond, func() error {
 		if up := MetricSum(t, rn.reg, "lambdaflow_sink_up"); up != 0 {
 			return fmt.Errorf("lambdaflow_sink_up = %v during the outage, want 0", up)
 		}
@@ -124,7 +125,7 @@ func testOutage(t *testing.T, h Harness) {
 	e.waitCommitted(h.Timeout)
 	table, _ := e.tables()
 	e.waitRows(tg, table, h.expected(table, events))
-	wait.For(t, h.Timeout, func() error { return rn.r.Health(context.Background()) })
+	testenv.CheckFor(t, h.Timeout, 25*time.Millisecond, func() error { return rn.r.Health(context.Background()) })
 	if up := MetricSum(t, rn.reg, "lambdaflow_sink_up"); up != 1 {
 		t.Errorf("lambdaflow_sink_up = %v after recovery, want 1", up)
 	}

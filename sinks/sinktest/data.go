@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
@@ -339,7 +339,7 @@ func (e *env) checkRows(tg sinks.Target, table sinks.Table, want map[string]map[
 // waitRows waits until table holds exactly want, then checks it once more.
 func (e *env) waitRows(tg sinks.Target, table sinks.Table, want map[string]map[string]any) {
 	e.t.Helper()
-	wait.For(e.t, e.h.Timeout, func() error {
+	testenv.CheckFor(e.t, e.h.Timeout, 25*time.Millisecond, func() error {
 		got := e.h.ReadAll(e.t, unwrap(tg), e.spec, table)
 		if len(got) < len(want) {
 			return fmt.Errorf("table %s has %d rows, want %d", table.Name, len(got), len(want))

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
-	"github.com/lambdaflow/lambdaflow/internal/wait"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
@@ -110,7 +110,7 @@ func TestPostgresConformance(t *testing.T) {
 func pgReadAll(t testing.TB, pool *pgxpool.Pool, table string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	wait.For(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 25*time.Millisecond, func() error {
 		rows, err := pool.Query(context.Background(), "SELECT * FROM "+quote(table))
 		if err != nil {
 			return err
