@@ -5,8 +5,9 @@ import (
 	"reflect"
 	"strconv"
 
-	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // metaColumns is the number of metadata columns after the topic's fields:

@@ -14,7 +14,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
-	"github.com/lambdaflow/lambdaflow/serving"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // viewFileName is a view's batch result under <data_dir>/views/<view>/;
@@ -48,7 +48,7 @@ type viewState struct {
 	horizon     int64
 	hasHorizon  bool
 	lakeVersion int64
-	rows        map[rowKey]serving.Row
+	rows        map[rowKey]viewrow.Row
 }
 
 type rowKey struct {
@@ -56,10 +56,10 @@ type rowKey struct {
 	group string
 }
 
-func newViewState() *viewState { return &viewState{rows: map[rowKey]serving.Row{}} }
+func newViewState() *viewState { return &viewState{rows: map[rowKey]viewrow.Row{}} }
 
 // replace installs rows computed for windows starting in [from, to).
-func (s *viewState) replace(from, to int64, rows []serving.Row, pl *plan.Plan) {
+func (s *viewState) replace(from, to int64, rows []viewrow.Row, pl *plan.Plan) {
 	for k := range s.rows {
 		if k.start >= from && k.start < to {
 			delete(s.rows, k)
@@ -71,7 +71,7 @@ func (s *viewState) replace(from, to int64, rows []serving.Row, pl *plan.Plan) {
 }
 
 // sortedRows returns the rows ordered by window start, then group.
-func (s *viewState) sortedRows() []serving.Row {
+func (s *viewState) sortedRows() []viewrow.Row {
 	keys := make([]rowKey, 0, len(s.rows))
 	for k := range s.rows {
 		keys = append(keys, k)
@@ -88,29 +88,25 @@ func (s *viewState) sortedRows() []serving.Row {
 		}
 		return 0
 	})
-	out := make([]serving.Row, len(keys))
+	out := make([]viewrow.Row, len(keys))
 	for i, k := range keys {
 		out[i] = s.rows[k]
 	}
 	return out
 }
 
-// rowJSON appends r as a JSON array of its values in schema order, in the
-// exact JSON form.
-func rowJSON(b []byte, schema event.Schema, r serving.Row) []byte {
+// rowJSON appends r as a JSON array of its values in schema order
+// (viewrow's layout), in the exact JSON form; vals is scratch space.
+func rowJSON(b []byte, schema event.Schema, r viewrow.Row, vals []event.Value) ([]byte, []event.Value) {
+	vals = r.AppendValues(vals[:0])
 	b = append(b, '[')
-	b = event.AppendExactJSON(b, schema[0].Type, event.Value{I: r.Start, Valid: true})
-	b = append(b, ',')
-	b = event.AppendExactJSON(b, schema[1].Type, event.Value{I: r.End, Valid: true})
-	col := 2
-	for _, vals := range [2][]event.Value{r.Group, r.Aggs} {
-		for _, v := range vals {
+	for i, v := range vals {
+		if i > 0 {
 			b = append(b, ',')
-			b = event.AppendExactJSON(b, schema[col].Type, v)
-			col++
 		}
+		b = event.AppendExactJSON(b, schema[i].Type, v)
 	}
-	return append(b, ']')
+	return append(b, ']'), vals
 }
 
 // rowValue reads one value of a view file row of the given format.
@@ -140,8 +136,9 @@ func writeViewFile(dir string, v *pipelines.View, from *pipelines.Topic, st *vie
 	rows := st.sortedRows()
 	vf.Rows = make([]json.RawMessage, len(rows))
 	var buf []byte
+	var vals []event.Value
 	for i, r := range rows {
-		buf = rowJSON(buf, schema, r)
+		buf, vals = rowJSON(buf, schema, r, vals)
 		vf.Rows[i], buf = buf, buf[len(buf):]
 	}
 	b, err := json.Marshal(vf)
@@ -206,7 +203,10 @@ func readViewFile(dir string, v *pipelines.View, from *pipelines.Topic) (*viewSt
 				return nil, fmt.Errorf("batch: view file %s: row %d, %s: %w", path, i, schema[j].Name, err)
 			}
 		}
-		r := serving.Row{Start: vals[0].I, End: vals[1].I, Group: vals[2 : 2+ng], Aggs: vals[2+ng:], Final: true}
+		r, ok := viewrow.FromValues(vals, ng)
+		if !ok {
+			return nil, fmt.Errorf("batch: view file %s: row %d has %d values, want %d group-by fields", path, i, len(vals), ng)
+		}
 		st.rows[rowKey{r.Start, event.GroupKey(r.Group)}] = r
 	}
 	return st, nil

@@ -1,6 +1,9 @@
 package event
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // FieldType is the type of a topic field.
 type FieldType uint8
@@ -85,6 +88,18 @@ type Event struct {
 	Time   int64 // event time, UTC microseconds
 	Ingest int64 // ingest time, UTC microseconds
 	Values []Value
+}
+
+// CanonicalFloat folds -0 into 0 and every NaN into one, so that values equal
+// for grouping and counting hash and encode the same.
+func CanonicalFloat(f float64) float64 {
+	if f == 0 {
+		return 0
+	}
+	if f != f {
+		return math.NaN()
+	}
+	return f
 }
 
 // GoValue returns v, of type t, as the Go value that stands for it: nil for

@@ -4,13 +4,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
-	"strings"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
-// A compiled view carries two hashes of its definition, both persisted, both
-// computed here and nowhere else:
+// A compiled view carries two hashes of its definition, both persisted, each
+// computed in one place:
 //
 //   - the definition hash (Plan.Definition) identifies everything a view's
 //     windowed state depends on: where, group_by with the fields' types, the
@@ -19,10 +18,11 @@ import (
 //     specifies the text hashed). Lateness and retention are left out:
 //     changing them changes what happens next, not what the state means.
 //   - the signature identifies only the layout of one aggregate State: the
-//     aggregates' kinds, input types and arguments. Every marshalled State
-//     carries it (agg_codec.go), so that a state is never read into a plan
-//     with other aggregates, while views that differ only in their filter or
-//     window can still exchange states.
+//     aggregates' kinds, input types and arguments. Package aggregate
+//     computes it (aggregate.Builder.Build) and every marshalled State
+//     carries it, so that a state is never read into a plan with other
+//     aggregates, while views that differ only in their filter or window can
+//     still exchange states.
 
 // Definition returns the view's definition hash.
 func (p *Plan) Definition() uint64 { return p.def }
@@ -47,13 +47,4 @@ func definitionHash(v *pipelines.View, t *pipelines.Topic) uint64 {
 		fmt.Fprintf(h, "agg=%q:%q:%q:%s:%x;", a.Name, a.Func, a.Field, typeOf(a.Field), math.Float64bits(a.Arg))
 	}
 	return h.Sum64()
-}
-
-// signature is the hash of the compiled aggregates' state layout.
-func signature(aggs []aggOp) uint64 {
-	var b strings.Builder
-	for _, op := range aggs {
-		fmt.Fprintf(&b, "%d:%d:%d:%x;", op.kind, op.typ, op.class, math.Float64bits(op.q))
-	}
-	return hashString(b.String())
 }
