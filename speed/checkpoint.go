@@ -54,7 +54,7 @@ type checkpointHeader struct {
 }
 
 // encodeCheckpoint writes the engine's and the emitter's state.
-func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *Engine, em *emitter) ([]byte, error) {
+func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *engine, em *emitter) ([]byte, error) {
 	b = append(b, checkpointMagic...)
 	b = append(b, checkpointVersion, 0)
 	b = appendString(b, view)
@@ -164,7 +164,7 @@ func decodeCheckpoint(data []byte) (checkpointHeader, *ckReader, error) {
 }
 
 // restoreWindows reads the checkpoint's windows into an empty engine.
-func restoreWindows(e *Engine, r *ckReader) error {
+func restoreWindows(e *engine, r *ckReader) error {
 	n := r.count(4)
 	for range n {
 		tw := plan.TimeWindow{Start: r.varint(), End: r.varint()}
@@ -193,7 +193,7 @@ func restoreWindows(e *Engine, r *ckReader) error {
 
 // restoreWindow puts one checkpointed window state back, marked changed so
 // that the next Flush shows it.
-func (e *Engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.State) {
+func (e *engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.State) {
 	if e.session {
 		k := e.keys[key]
 		if k == nil {

@@ -129,7 +129,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &viewRun{s: s, vs: s.views[0], e: NewEngine(s.views[0].plan, 2), em: newEmitter(s.p, s.views[0].view, s.store)}
+	r := &viewRun{s: s, vs: s.views[0], e: newEngine(s.views[0].plan, 2), em: newEmitter(s.p, s.views[0].view, s.store)}
 	if err := r.restoreFrom(h, cr); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestCheckpointCorruption(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		r := &viewRun{s: s, vs: s.views[0], e: NewEngine(s.views[0].plan, 2), em: newEmitter(s.p, s.views[0].view, s.store)}
+		r := &viewRun{s: s, vs: s.views[0], e: newEngine(s.views[0].plan, 2), em: newEmitter(s.p, s.views[0].view, s.store)}
 		return r.restoreFrom(h, cr)
 	}
 	for i := range data {

@@ -39,7 +39,7 @@ const speedIDPrefix = "speed/"
 // appendMax bounds the events of one append of final rows.
 const appendMax = 1000
 
-// emitter hands an Engine's output to the store and the final rows to the
+// emitter hands an engine's output to the store and the final rows to the
 // view's log topic, and evicts final rows past the view's retention.
 type emitter struct {
 	view      string
@@ -114,7 +114,7 @@ func floorDiv(a, b int64) int64 {
 // An error means the final rows could not be appended (ctx ended, or the
 // log failed permanently); they stay pending and emit or flushPending must
 // succeed before the next checkpoint.
-func (em *emitter) emit(ctx context.Context, out *Output) error {
+func (em *emitter) emit(ctx context.Context, out *output) error {
 	if len(out.Gone) > 0 {
 		em.store.DeleteSpeed(em.view, out.Gone)
 	}

@@ -303,7 +303,7 @@ func TestKillAndRestartEqualsUninterrupted(t *testing.T) {
 			t.Errorf("view %s: the view's topic differs from the final rows of the uninterrupted run:\n%s", v, diffLines(w, g))
 		}
 	}
-	if s := local.Engine("all").Stats(); s.Late == 0 {
+	if s := local.engineOf("all").Stats(); s.Late == 0 {
 		t.Error("no late event in the stream; the test is too weak")
 	}
 }

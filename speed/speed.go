@@ -209,7 +209,7 @@ func (s *Speed) restore(ctx context.Context, vs *viewSpec) (*viewRun, error) {
 	if err := s.log.Register(ctx, vs.consumer, vs.topic.Name); err != nil {
 		return nil, fmt.Errorf("speed: view %q: register consumer: %w", v.Name, err)
 	}
-	e := NewEngine(vs.plan, max(vs.topic.Partitions, 1))
+	e := newEngine(vs.plan, max(vs.topic.Partitions, 1))
 	em := newEmitter(s.p, v, s.store)
 	em.append = s.log.Append
 	r := &viewRun{s: s, vs: vs, e: e, em: em, lastCheckpoint: s.now()}

@@ -17,14 +17,14 @@ import (
 type viewRun struct {
 	s  *Speed
 	vs *viewSpec
-	e  *Engine
+	e  *engine
 	em *emitter
 
 	readers []readerState
 	entries chan partEntry
 	errs    chan error
 
-	out            Output
+	out            output
 	lastCheckpoint time.Time
 	uploading      bool
 	uploaded       chan uploadResult
