@@ -307,8 +307,8 @@ func TestFailedAppendFailsRequestKeepsDurablePart(t *testing.T) {
 	hosts := map[int]string{}
 	for i := 0; len(hosts) < 2; i++ {
 		host := fmt.Sprintf("host-%d", i)
-		if _, ok := hosts[Partition(host, 2)]; !ok {
-			hosts[Partition(host, 2)] = host
+		if _, ok := hosts[event.PartitionOf(host, 2)]; !ok {
+			hosts[event.PartitionOf(host, 2)] = host
 		}
 	}
 	body := fmt.Sprintf(`{"id":"p0","ts":1,"host":%q,"region":"eu","cpu":1,"bytes":1}

@@ -8,6 +8,6 @@ import "time"
 const (
 	// DefaultPrefix is broker.prefix's default.
 	DefaultPrefix = "LF"
-	// DefaultRetention is topics[].retention's default.
-	DefaultRetention = Duration(168 * time.Hour)
+	// defaultRetention is topics[].retention's default.
+	defaultRetention = Duration(168 * time.Hour)
 )

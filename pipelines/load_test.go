@@ -226,7 +226,9 @@ func TestDefaultConstants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Broker.Prefix != pipelines.DefaultPrefix || got.Topics[0].Retention != pipelines.DefaultRetention {
-		t.Errorf("loader defaults prefix %q, retention %v; constants %q, %v", got.Broker.Prefix, got.Topics[0].Retention.D(), pipelines.DefaultPrefix, pipelines.DefaultRetention.D())
+	// A view topic of no known topic falls back on the default retention.
+	viewTopic := (&pipelines.Pipeline{}).ViewTopic(&pipelines.View{Name: "v"})
+	if got.Broker.Prefix != pipelines.DefaultPrefix || got.Topics[0].Retention != viewTopic.Retention {
+		t.Errorf("loader defaults prefix %q, retention %v; fallbacks %q, %v", got.Broker.Prefix, got.Topics[0].Retention.D(), pipelines.DefaultPrefix, viewTopic.Retention.D())
 	}
 }

@@ -83,7 +83,7 @@ func (p *Pipeline) ViewTopic(v *View) Topic {
 		t.Schema = ViewSchema(v, from)
 	}
 	if t.Retention <= 0 {
-		t.Retention = DefaultRetention
+		t.Retention = defaultRetention
 	}
 	return t
 }

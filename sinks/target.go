@@ -37,7 +37,7 @@ type Row struct {
 	Offset    int64
 }
 
-// AppendKey appends the group key (event.AppendGroupKey) of the values at
+// AppendKey appends the group key (event.GroupKey's encoding) of the values at
 // idx of vals (a row's key columns); a missing value is null. Targets use it
 // to find the rows of one key within a Write, where the later row must win.
 func AppendKey(b []byte, vals []event.Value, idx []int) []byte {

@@ -17,8 +17,8 @@ import (
 // It is not the plan's group key (plan.Plan.Key), which is typed, compact
 // and persisted in checkpoints.
 
-// AppendGroupKey appends the group key of vals to b.
-func AppendGroupKey(b []byte, vals []Value) []byte {
+// appendGroupKey appends the group key of vals to b.
+func appendGroupKey(b []byte, vals []Value) []byte {
 	for _, v := range vals {
 		b = AppendGroupKeyValue(b, v)
 	}
@@ -39,5 +39,5 @@ func AppendGroupKeyValue(b []byte, v Value) []byte {
 
 // GroupKey returns the group key of vals as a string, for a map key.
 func GroupKey(vals []Value) string {
-	return string(AppendGroupKey(make([]byte, 0, 32), vals))
+	return string(appendGroupKey(make([]byte, 0, 32), vals))
 }
