@@ -22,6 +22,7 @@
 package sinktest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -41,7 +42,8 @@ type Harness struct {
 	Sink func(t *testing.T) pipelines.Sink
 	// NewTarget opens the target of spec; p is the case's pipeline, its
 	// DataDir a fresh directory. The suite closes every target it opens and
-	// never holds two targets of one case open at once.
+	// never holds two targets of one case open at once. Opener(kind) opens
+	// it as the program does.
 	NewTarget func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target
 	// ReadAll returns every row of table as the engine holds it, through the
 	// open target (type-assert it) or a connection of its own: column name
@@ -100,4 +102,17 @@ func Run(t *testing.T, h Harness) {
 	})
 	t.Run("PoisonRecordDeadLettered", func(t *testing.T) { testPoison(t, h) })
 	t.Run("NewNullableField", func(t *testing.T) { testNewField(t, h) })
+}
+
+// Opener returns a Harness.NewTarget that opens targets as the program
+// does, through kind.Open, logging to the test.
+func Opener(kind sinks.Kind) func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
+	return func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
+		t.Helper()
+		tg, err := kind.Open(context.Background(), p, spec, Logger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tg
+	}
 }
