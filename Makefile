@@ -10,7 +10,7 @@ BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 
-.PHONY: run build test test-go lint services services-down bench fuzz clean
+.PHONY: run build test test-go lint services services-down bench bench-kafka fuzz clean
 
 ## run: the example pipeline on embedded defaults (nothing else to install)
 run: build
@@ -43,6 +43,16 @@ bench: services
 	mkdir -p artifacts
 	set -a; source <($(SERVICES) env); set +a; \
 	$(GO) test -p 1 -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem -timeout 60m ./... | tee artifacts/bench.txt
+
+## bench-kafka: Kafka-protocol produce throughput, interleaved medians: Apache Kafka (from Maven
+## Central, KRaft, deploy/bench/kafka-broker.sh) vs Lambdaflow's Kafka listener vs the same records
+## over HTTP ingest; the table goes in BENCHMARKS.md (output also in artifacts/bench-kafka.txt)
+bench-kafka: build
+	mkdir -p artifacts
+	deploy/bench/kafka-broker.sh start
+	set -a; source <(deploy/bench/kafka-broker.sh env); set +a; \
+	$(GO) run ./bench/kafkaproduce -lambdaflow bin/lambdaflow $(BENCH_KAFKA_FLAGS) | tee artifacts/bench-kafka.txt; \
+	status=$$?; deploy/bench/kafka-broker.sh stop; exit $$status
 
 ## fuzz: a short run of each fuzz target (FUZZTIME each)
 FUZZTIME ?= 30s

@@ -2,7 +2,6 @@ package speed
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -16,15 +15,10 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// checkFor waits, polling, until cond holds, failing t after timeout.
+// checkFor waits, polling, until cond holds (testenv.CheckUntil).
 func checkFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	testenv.CheckFor(t, timeout, 2*time.Millisecond, func() error {
-		if !cond() {
-			return fmt.Errorf("still waiting for %s", what)
-		}
-		return nil
-	})
+	testenv.CheckUntil(t, timeout, 2*time.Millisecond, what, cond)
 }
 
 // running is a Speed running in the background with a fake clock and a

@@ -41,11 +41,14 @@ var layers = map[string]int{
 	"serving": 5,
 	"sinks":   5,
 	"console": 5,
+	"groups":  5,
 	// What builds on one layer: sink targets on the sink runner.
 	"sinks/cassandra":     6,
 	"sinks/elasticsearch": 6,
 	"sinks/warehouse":     6,
 	"sinks/sinktest":      6,
+	// The Kafka listener builds on ingest's path into the log.
+	"kafka": 6,
 	// What puts layers together.
 	"sinks/all": 7,
 	"pipetest":  7,
@@ -59,10 +62,11 @@ var layers = map[string]int{
 	"internal/natstest":   2,
 	"internal/brokertest": 5,
 	// The binary, and the tests from outside.
-	"cmd/lambdaflow":    8,
-	"e2e":               8,
-	"deploy":            8,
-	"internal/archtest": 8,
+	"cmd/lambdaflow":     8,
+	"e2e":                8,
+	"deploy":             8,
+	"internal/archtest":  8,
+	"bench/kafkaproduce": 8,
 }
 
 // pkg is what the rules need of one package.

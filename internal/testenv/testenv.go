@@ -42,6 +42,18 @@ func CheckFor(t testing.TB, timeout, every time.Duration, f func() error) {
 	}
 }
 
+// CheckUntil is CheckFor for a condition without an error: it fails t
+// saying what it waited for.
+func CheckUntil(t testing.TB, timeout, every time.Duration, what string, cond func() bool) {
+	t.Helper()
+	CheckFor(t, timeout, every, func() error {
+		if cond() {
+			return nil
+		}
+		return fmt.Errorf("still waiting for %s", what)
+	})
+}
+
 // Poll is CheckFor for a caller that goes on either way: it polls f every
 // `every` until it returns nil, ctx ends or timeout passes, and returns
 // nil, ctx's error, or f's last error ("after <timeout>: <error>").

@@ -41,3 +41,11 @@ func TestCheckFor(t *testing.T) {
 		t.Fatalf("CheckFor returned after %d calls, want 5", calls)
 	}
 }
+
+func TestCheckUntil(t *testing.T) {
+	n := 0
+	CheckUntil(t, time.Minute, time.Millisecond, "n to reach 2", func() bool { n++; return n == 2 })
+	if n != 2 {
+		t.Fatalf("CheckUntil returned after %d calls, want 2", n)
+	}
+}
