@@ -3,7 +3,6 @@ package batch
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -61,15 +60,6 @@ func lakeChild() int {
 	return 0
 }
 
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestLakeKill9 appends events while a lake writer in another process is
 // killed with SIGKILL again and again, mid-write, and restarted. In the
 // end the lake holds every appended event exactly once, as the lake
@@ -80,7 +70,7 @@ func TestLakeKill9(t *testing.T) {
 	}
 	dir := t.TempDir()
 	p := killPipeline(dir)
-	p.Broker.Listen = freePort(t)
+	p.Broker.Listen = testenv.FreeAddr(t)
 	br := openBroker(t, p, nil)
 	_ = prometheus.NewRegistry
 	lakeDir := filepath.Join(dir, "lake", "metrics")

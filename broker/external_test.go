@@ -600,12 +600,7 @@ func TestExternalReconnectLog(t *testing.T) {
 // without the password of the URL.
 func TestExternalDownAtOpen(t *testing.T) {
 	const user, password = "lambda", "pw-Secret-c2e817"
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testenv.FreePort(t)
 	p := testPipeline(t.TempDir(), testTopic("metrics", 1))
 	p.Broker.URL = "nats://" + user + ":" + password + "@127.0.0.1:" + strconv.Itoa(port)
 	logs := &syncBuffer{}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"strconv"
 	"testing"
@@ -19,12 +18,7 @@ import (
 // like HTTP ones: at the offsets the producer was told (the message
 // browser shows them there), in the view, in the lake and in the sink.
 func TestKafkaEventsReachEveryLayer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kafkaAddr := ln.Addr().String()
-	ln.Close()
+	kafkaAddr := testenv.FreeAddr(t)
 	t.Setenv("E2E_KAFKA", kafkaAddr)
 	p := startT(t, "kafka", "kafka.yaml", "")
 

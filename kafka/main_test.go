@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -146,17 +145,6 @@ func (e *env) restart() {
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	testenv.CheckUntil(t, within, 5*time.Millisecond, what, cond)
-}
-
-// freePort returns a loopback address nothing listens on.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func kmsgListOffsets(topic string, part int32, ts int64) *kmsg.ListOffsetsRequest {

@@ -8,7 +8,9 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -73,4 +75,23 @@ func Poll(ctx context.Context, timeout, every time.Duration, f func() error) err
 		case <-time.After(every):
 		}
 	}
+}
+
+// FreePort returns a loopback TCP port that nothing listened on a moment
+// ago, for a server the test starts (or for an address where nothing must
+// answer).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// FreeAddr is FreePort as a host:port on 127.0.0.1.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return "127.0.0.1:" + strconv.Itoa(FreePort(t))
 }

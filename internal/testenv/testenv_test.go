@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 )
@@ -48,4 +49,13 @@ func TestCheckUntil(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("CheckUntil returned after %d calls, want 2", n)
 	}
+}
+
+func TestFreeAddr(t *testing.T) {
+	addr := FreeAddr(t)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listening on the free address %s: %v", addr, err)
+	}
+	ln.Close()
 }
