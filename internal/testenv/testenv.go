@@ -1,8 +1,11 @@
 // Package testenv decides what a test does when the machine lacks something
 // it needs (a service, a tool, a kernel feature): skip with a message that
 // names what is missing and how to get it, or fail under `make test` and CI,
-// which set LF_REQUIRE_SERVICES=1 and must never skip silently. It is test
-// support only; nothing outside tests imports it.
+// which set LF_REQUIRE_SERVICES=1 and must never skip silently. It also
+// holds the environment rules every test shares: waiting for a condition
+// with a deadline (CheckFor, CheckUntil, Poll) and picking a free loopback
+// port (FreePort, FreeAddr). It is test support only; nothing outside tests
+// imports it.
 package testenv
 
 import (
