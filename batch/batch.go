@@ -190,14 +190,11 @@ func (b *Batch) Run(ctx context.Context) error {
 	return err
 }
 
-// Manifest returns the current manifest of a topic's lake, or nil for an
+// manifestOf returns the current manifest of a topic's lake, or nil for an
 // unknown topic.
-func (b *Batch) Manifest(topic string) *Manifest {
+func (b *Batch) manifestOf(topic string) *manifest {
 	if tl := b.lakes[topic]; tl != nil {
 		return tl.ms.snapshot()
 	}
 	return nil
 }
-
-// LakeDir returns the lake's root directory.
-func (b *Batch) LakeDir() string { return b.lakeDir }

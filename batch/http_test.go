@@ -13,6 +13,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -55,7 +56,7 @@ func TestHTTP(t *testing.T) {
 		t.Fatalf("POST recompute: %d %s", code, body)
 	}
 	var st api.JobStatus
-	checkFor(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		code, body := do("GET", "/v1/jobs/"+started.Job)
 		if code != 200 {
 			return fmt.Errorf("%d %s", code, body)

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -22,7 +24,7 @@ import (
 func TestLakeWriter(t *testing.T) {
 	dir := t.TempDir()
 	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 2)}, nil)
-	clk := newClock(t0.Add(4 * time.Hour))
+	clk := fakeclock.New(t0.Add(4 * time.Hour))
 	br := openBroker(t, p, clk.Now)
 	reg := prometheus.NewRegistry()
 	b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Registerer: reg, Poll: 10 * time.Millisecond})
@@ -58,7 +60,7 @@ func TestLakeWriter(t *testing.T) {
 			}
 		}
 	}
-	m := b.Manifest("metrics")
+	m := b.manifestOf("metrics")
 	for _, f := range m.Files {
 		if !strings.HasPrefix(f.Path, hourPath(f.Hour)+"/p") || f.MinTime < f.Hour || f.MaxTime >= f.Hour+hourMicros {
 			t.Errorf("file %+v is not in its hour", f)
@@ -75,7 +77,7 @@ func TestLakeWriter(t *testing.T) {
 	}
 	// The consumer's position is the manifest's.
 	for part, end := range logEnds(t, br, "metrics") {
-		off, ok, err := br.Committed(context.Background(), LakeConsumer, "metrics", part)
+		off, ok, err := br.Committed(context.Background(), lakeConsumer, "metrics", part)
 		if err != nil || !ok || off != end {
 			t.Errorf("partition %d: committed %d %v %v, want %d", part, off, ok, err, end)
 		}
@@ -91,7 +93,7 @@ func TestLakeWriterLag(t *testing.T) {
 	dir := t.TempDir()
 	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 1)}, nil)
 	// Ahead of the log's append times, so ages are positive.
-	clk := newClock(time.Now().Add(time.Hour))
+	clk := fakeclock.New(time.Now().Add(time.Hour))
 	br := openBroker(t, p, clk.Now)
 	b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Poll: 10 * time.Millisecond})
 	if err != nil {
@@ -105,7 +107,7 @@ func TestLakeWriterLag(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, l := range lag {
-			if l.Consumer == LakeConsumer {
+			if l.Consumer == lakeConsumer {
 				return l
 			}
 		}
@@ -120,7 +122,7 @@ func TestLakeWriterLag(t *testing.T) {
 
 	// Read at once (reports are written every second), durable not yet:
 	// the file waits for max_age.
-	checkFor(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if l := lake(); l.ReadOffset != 100 {
 			return fmt.Errorf("lake read offset %d, want 100", l.ReadOffset)
 		}
@@ -132,7 +134,7 @@ func TestLakeWriterLag(t *testing.T) {
 
 	// The roll makes it durable.
 	clk.Add(p.Lake.Roll.MaxAge.D())
-	checkFor(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if l := lake(); l.Offset != 100 {
 			return fmt.Errorf("lake committed offset %d, want 100", l.Offset)
 		}

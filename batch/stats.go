@@ -21,7 +21,7 @@ func (b *Batch) AddStats(s *api.Stats) {
 			Files:       promread.Count(m.lakeFiles.WithLabelValues(t)),
 			Compactions: promread.Count(m.compactions.WithLabelValues(t)),
 		}
-		if mf := b.Manifest(t); mf != nil {
+		if mf := b.manifestOf(t); mf != nil {
 			ls.FilesHeld = len(mf.Files)
 			for _, f := range mf.Files {
 				ls.RowsHeld += f.Rows

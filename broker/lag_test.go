@@ -19,7 +19,7 @@ import (
 func appendedAt(t *testing.T, b *Broker, topic string, part int, seq uint64) int64 {
 	t.Helper()
 	ctx := ctxT(t, 10*time.Second)
-	st, err := b.JetStream().Stream(ctx, fmt.Sprintf("LF_%s_%d", topic, part))
+	st, err := b.js.Stream(ctx, fmt.Sprintf("LF_%s_%d", topic, part))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func (b *Broker) offsets(ctx context.Context) (jetstream.KeyValue, error) {
 	if b.offsetsKV != nil {
 		return b.offsetsKV, nil
 	}
-	kv, err := b.KV(ctx, "offsets")
+	kv, err := b.keyValue(ctx, "offsets")
 	if err != nil {
 		return nil, err
 	}

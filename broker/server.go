@@ -111,7 +111,7 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 		b.now = time.Now
 	}
 	if b.prefix == "" {
-		b.prefix = "LF"
+		b.prefix = pipelines.DefaultPrefix
 	}
 	if b.replicas <= 0 {
 		b.replicas = 1
@@ -486,16 +486,11 @@ func (b *Broker) Ready(ctx context.Context) error {
 	return nil
 }
 
-// JetStream returns the JetStream handle for uses the broker does not
-// cover. Streams and buckets whose names start with the prefix belong to
-// the broker; do not change them.
-func (b *Broker) JetStream() jetstream.JetStream { return b.js }
-
-// KV returns the key-value bucket <prefix>_<bucket>, creating it (file
+// keyValue returns the key-value bucket <prefix>_<bucket>, creating it (file
 // storage, the configured replicas, one revision per key) or updating it;
 // on a cluster it waits, within ctx, until the bucket can be placed.
 // Other layers keep their checkpoints there.
-func (b *Broker) KV(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+func (b *Broker) keyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
 	err := b.whileForming(ctx, "bucket "+b.prefix+"_"+bucket, func() (err error) {
 		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // The API tests cover every endpoint the console and `top` read, with exact
@@ -412,7 +413,7 @@ func TestAPIRecompute(t *testing.T) {
 		t.Fatalf("POST recompute: %v %+v, want 2xx {\"job\": id}", err, started)
 	}
 	var job api.JobStatus
-	checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+	testenv.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 		job = got(p.api.Job(bg, started.Job))(t)
 		if job.State != "succeeded" {
 			return fmt.Errorf("job %s: %s %s", job.ID, job.State, job.Error)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // The console tests load the web console in headless Chromium against the
@@ -129,7 +130,7 @@ func (b *browser) tryEval(expr string, out any) error {
 // waitFor polls the page until expr is true.
 func (b *browser) waitFor(t *testing.T, what, expr string) {
 	t.Helper()
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		var ok bool
 		if err := b.tryEval("!!("+expr+")", &ok); err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // The Grafana dashboards: over the Prometheus metrics, and over the view
@@ -218,7 +219,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 	// Wait until the metrics of every running layer are there.
 	var missing map[string][]string
 	var mfs map[string]*dto.MetricFamily
-	err := poll(t.Context(), 60*time.Second, 500*time.Millisecond, func() error {
+	err := testenv.Poll(t.Context(), 60*time.Second, 500*time.Millisecond, func() error {
 		var err error
 		if mfs, err = scrape(p); err != nil {
 			return err
@@ -255,7 +256,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 // files are closed).
 func waitLake(t *testing.T, p *process) {
 	t.Helper()
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		for _, l := range got(p.api.Lag(bg))(t) {
 			if l.Consumer == "lake" && l.Lag > 0 {
 				return fmt.Errorf("lake writer %d events behind on %s/%d", l.Lag, l.Topic, l.Partition)
@@ -281,7 +282,7 @@ func probeLayers(t *testing.T, p *process) map[string]bool {
 		t.Fatal(err)
 	}
 	// Consumers register as their layer starts.
-	_ = poll(t.Context(), 10*time.Second, 200*time.Millisecond, func() error {
+	_ = testenv.Poll(t.Context(), 10*time.Second, 200*time.Millisecond, func() error {
 		lag, err := p.api.Lag(bg)
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 const (
@@ -119,7 +120,7 @@ func seed(p *process) (*fixture, error) {
 
 	// Consumed: every consumer but the stuck sink at the log end. Consumers
 	// register when their layer starts, so give them a moment to appear.
-	err = poll(context.Background(), 90*time.Second, 250*time.Millisecond, func() error {
+	err = testenv.Poll(context.Background(), 90*time.Second, 250*time.Millisecond, func() error {
 		var err error
 		f.speed, f.lake, err = caughtUp(p)
 		return err
@@ -130,7 +131,7 @@ func seed(p *process) (*fixture, error) {
 	if f.speed {
 		// The speed layer commits its offsets with its checkpoint, after
 		// the rows are in the store; check the rows too.
-		err = poll(context.Background(), 30*time.Second, 250*time.Millisecond, func() error {
+		err = testenv.Poll(context.Background(), 30*time.Second, 250*time.Millisecond, func() error {
 			v, err := p.view(nil)
 			if err != nil {
 				return err
@@ -167,7 +168,7 @@ func caughtUp(p *process) (speed, lake bool, err error) {
 // waitConsumed waits until every consumer but the stuck sink is at the end.
 func waitConsumed(t *testing.T, p *process) {
 	t.Helper()
-	checkFor(t, 60*time.Second, 250*time.Millisecond, func() error {
+	testenv.CheckFor(t, 60*time.Second, 250*time.Millisecond, func() error {
 		_, _, err := caughtUp(p)
 		return err
 	})
@@ -307,7 +308,7 @@ func (f *fixture) postFresh(t *testing.T, p *process) {
 	p.post(t, seedTopic, body)
 	f.events = append(f.events, evs...)
 	want := len(f.windows())
-	checkFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+	testenv.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
 		v, err := p.view(nil)
 		if err != nil {
 			return err

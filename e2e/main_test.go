@@ -323,33 +323,6 @@ func ndjson(t testing.TB, events []map[string]any) []byte {
 	return buf.Bytes()
 }
 
-// checkFor polls f until it returns nil or timeout passes, then fails with
-// f's last error.
-func checkFor(t *testing.T, timeout, every time.Duration, f func() error) {
-	t.Helper()
-	if err := poll(context.Background(), timeout, every, f); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func poll(ctx context.Context, timeout, every time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(every):
-		}
-	}
-}
-
 // The shared process runs the seeded test pipeline for the API, console and
 // top tests, which only read (and recompute) so their expectations hold
 // whatever order they run in.

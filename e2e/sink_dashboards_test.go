@@ -134,7 +134,7 @@ func TestDashboardsOnSinks(t *testing.T) {
 	}
 
 	// The view answers the expected rows, final.
-	checkFor(t, 90*time.Second, 500*time.Millisecond, func() error {
+	testenv.CheckFor(t, 90*time.Second, 500*time.Millisecond, func() error {
 		var rows []struct {
 			WindowStart          time.Time `json:"window_start"`
 			WindowEnd            time.Time `json:"window_end"`
@@ -170,7 +170,7 @@ func TestDashboardsOnSinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pg.Close(context.Background()) })
-	checkFor(t, 60*time.Second, 500*time.Millisecond, func() error {
+	testenv.CheckFor(t, 60*time.Second, 500*time.Millisecond, func() error {
 		var n int
 		if err := pg.QueryRow(ctx, "SELECT count(*) FROM cpu_by_region WHERE window_start >= $1 AND window_start < $2", from, to).Scan(&n); err != nil {
 			return err
@@ -186,7 +186,7 @@ func TestDashboardsOnSinks(t *testing.T) {
 	})
 	t.Run("opensearch dashboards", func(t *testing.T) {
 		index := func(title string) string { return prefix + title }
-		checkFor(t, 60*time.Second, 500*time.Millisecond, func() error {
+		testenv.CheckFor(t, 60*time.Second, 500*time.Millisecond, func() error {
 			for title, n := range map[string]int{"cpu_by_region": len(want), "metrics": len(evs) + len(fresh)} {
 				var ans struct{ Count int }
 				if err := osDo(t, hc, http.MethodGet, osURL+"/"+index(title)+"/_count", nil, &ans); err != nil {

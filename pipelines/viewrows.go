@@ -85,7 +85,7 @@ func (p *Pipeline) ViewTopic(v *View) Topic {
 		t.Schema = ViewSchema(v, from)
 	}
 	if t.Retention <= 0 {
-		t.Retention = Duration(168 * 3600e9)
+		t.Retention = defaultRetention
 	}
 	return t
 }

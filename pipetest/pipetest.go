@@ -127,8 +127,8 @@ func appendEvents(local *speed.Local, st *step) error {
 func check(store *serving.Store, local *speed.Local, ex *expectation) []string {
 	var problems []string
 	if ex.late != nil {
-		if got := local.Engine(ex.view.Name).Stats().Late; got != *ex.late {
-			problems = append(problems, fmt.Sprintf("late events: want %d, got %d", *ex.late, got))
+		if st, _ := local.Stats(ex.view.Name); st.Late != *ex.late {
+			problems = append(problems, fmt.Sprintf("late events: want %d, got %d", *ex.late, st.Late))
 		}
 	}
 	if !ex.checkRows {

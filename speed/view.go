@@ -18,14 +18,14 @@ import (
 type viewRun struct {
 	s  *Speed
 	vs *viewSpec
-	e  *Engine
+	e  *engine
 	em *emitter
 
 	readers []readerState
 	entries chan partEntry
 	errs    chan error
 
-	out            Output
+	out            output
 	lastCheckpoint time.Time
 	uploading      bool
 	uploaded       chan uploadResult
@@ -65,11 +65,12 @@ func (r *viewRun) restoreFrom(h checkpointHeader, cr *binfmt.Reader) error {
 	if h.view != r.vs.view.Name {
 		return fmt.Errorf("%w: it belongs to view %q", ErrCorruptCheckpoint, h.view)
 	}
-	if len(h.parts) > len(e.parts) || len(h.viewEnds) > em.parts {
-		return fmt.Errorf("%w: %d partitions, the topic has %d", ErrCorruptCheckpoint, len(h.parts), len(e.parts))
+	if len(h.parts) > len(e.times) || len(h.viewEnds) > em.parts {
+		return fmt.Errorf("%w: %d partitions, the topic has %d", ErrCorruptCheckpoint, len(h.parts), len(e.times))
 	}
 	// Partitions added to the topic since the checkpoint start empty.
-	copy(e.parts, h.parts)
+	copy(e.times, h.parts)
+	copy(e.next, h.next)
 	e.wm = h.watermark
 	copy(em.ends, h.viewEnds)
 	return restoreWindows(e, cr)
@@ -266,9 +267,9 @@ func (r *viewRun) encode(at time.Time) ([]byte, []commit, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	commits := make([]commit, len(r.e.parts))
-	for p, ps := range r.e.parts {
-		commits[p] = commit{part: p, next: ps.next, eventTime: ps.maxTime}
+	commits := make([]commit, len(r.e.times))
+	for p, pt := range r.e.times {
+		commits[p] = commit{part: p, next: r.e.next[p], eventTime: pt.Newest}
 	}
 	return data, commits, nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // TestExamplesStart runs every example pipeline with all roles until it
@@ -29,7 +31,7 @@ func TestExamplesStart(t *testing.T) {
 		abs, _ := filepath.Abs(f)
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			dir := t.TempDir()
-			addr := freePort(t)
+			addr := testenv.FreeAddr(t)
 			cmd := exec.Command(binary, "run", "-c", abs, "--listen", addr)
 			cmd.Dir = dir // examples with data_dir ./data write here
 			cmd.Env = append(os.Environ(), "LAMBDAFLOW_DATA="+filepath.Join(dir, "data"))

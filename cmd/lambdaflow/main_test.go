@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // binary is the lambdaflow binary built once for the tests that run it as
@@ -49,17 +49,6 @@ type server struct {
 	addr string
 	logs *bytes.Buffer
 	done chan struct{}
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // startServer runs `lambdaflow run -c file` with data under dataDir and waits
@@ -104,7 +93,7 @@ func waitReady(t *testing.T, s *server) {
 // launchArgs is launch with extra arguments to run.
 func launchArgs(t *testing.T, args []string, file, dataDir string, extraEnv ...string) *server {
 	t.Helper()
-	addr := freePort(t)
+	addr := testenv.FreeAddr(t)
 	cmd := exec.Command(binary, append([]string{"run", "-c", file, "--listen", addr, "--log-format", "json"}, args...)...)
 	cmd.Env = append(os.Environ(), "LF_DATA="+dataDir)
 	cmd.Env = append(cmd.Env, extraEnv...)
