@@ -21,12 +21,14 @@ import (
 )
 
 // Log is what the batch layer needs of the log: the lake writers read
-// partitions and commit their position; jobs learn how far each partition
+// partitions, report how far they read and commit their position once it
+// is durable; jobs learn how far each partition
 // goes (to decide what the lake holds completely) and append recomputed
 // view rows to the views' topics. *broker.Broker implements it.
 type Log interface {
 	Reader(ctx context.Context, topic string, partition int, from broker.Position) (*broker.Reader, error)
 	Register(ctx context.Context, consumer, topic string) error
+	Progress(consumer, topic string, partition int, offset int64)
 	Topics(ctx context.Context) ([]api.Topic, error)
 	Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error)
 }
@@ -194,13 +196,13 @@ func (b *Batch) Run(ctx context.Context) error {
 		var topics []string
 		for i := range b.p.Topics {
 			name := b.p.Topics[i].Name
-			if err := b.log.Register(ctx, LakeConsumer, name); err != nil && ctx.Err() == nil {
+			if err := b.log.Register(ctx, lakeConsumer, name); err != nil && ctx.Err() == nil {
 				b.logger.Warn("lake: registering consumer", "topic", name, "err", err)
 			}
 			topics = append(topics, name)
 		}
 		if len(topics) > 0 {
-			o, err := b.owner.Own(LakeConsumer, topics, b.writeLake)
+			o, err := b.owner.Own(lakeConsumer, topics, b.writeLake)
 			if err != nil {
 				return fmt.Errorf("batch: %w", err)
 			}
@@ -280,12 +282,9 @@ func (b *Batch) writeLake(ctx context.Context, lease *broker.Lease) error {
 
 // Manifest returns the current manifest of a topic's lake, or nil for an
 // unknown topic.
-func (b *Batch) Manifest(topic string) *Manifest {
+func (b *Batch) manifestOf(topic string) *manifest {
 	if tl := b.lakes[topic]; tl != nil {
 		return tl.ms.snapshot()
 	}
 	return nil
 }
-
-// LakeDir returns the lake's root directory.
-func (b *Batch) LakeDir() string { return b.lakeDir }

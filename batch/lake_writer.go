@@ -18,20 +18,21 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// LakeConsumer is the consumer name under which lake writers commit.
-const LakeConsumer = "lake"
+// lakeConsumer is the consumer name under which lake writers commit.
+const lakeConsumer = "lake"
 
 // maxOpenHours bounds the hour files one partition keeps open: events
 // spread over more hours (a backfill, a clock gone wild) close the files
 // early rather than hold many row groups in memory.
 const maxOpenHours = 16
 
-// lakeLog is what a lake writer needs of the log: read a partition and
-// register as a consumer (for the lag listing). It commits through the
-// partition's lease.
+// lakeLog is what a lake writer needs of the log: read a partition,
+// report how far it read (for lag) and register as a consumer. It commits
+// its position, once that is durable, through the partition's lease.
 type lakeLog interface {
 	Reader(ctx context.Context, topic string, partition int, from broker.Position) (*broker.Reader, error)
 	Register(ctx context.Context, consumer, topic string) error
+	Progress(consumer, topic string, partition int, offset int64)
 }
 
 // topicLake is one topic's lake: its directory, schema and manifest. The
@@ -43,7 +44,7 @@ type topicLake struct {
 	ms    *manifestStore
 	// scan reads one lake file (scanParquet); benchmarks swap in another
 	// reader to compare them on the same workload.
-	scan func(ctx context.Context, path string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) error
+	scan func(ctx context.Context, path string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error
 }
 
 func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
@@ -214,6 +215,9 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int, lease *broker.L
 		return err
 	}
 	defer r.Close()
+	// What is read goes into open files, durable only when they roll: the
+	// read position shows a writer that keeps up, the commit what is safe.
+	w.log.Progress(lakeConsumer, topic, part, next)
 	fl := &openFlush{first: next, end: next, committed: next, files: map[int64]*hourFile{}, lease: lease}
 	defer func() {
 		for _, hf := range fl.files {
@@ -259,6 +263,7 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int, lease *broker.L
 		if err := w.add(part, fl, &e); err != nil {
 			return err
 		}
+		w.log.Progress(lakeConsumer, topic, part, fl.end)
 		if fl.rows >= w.roll.MaxRows || len(fl.files) > maxOpenHours ||
 			(fl.rows > 0 && w.now().Sub(fl.opened) >= w.roll.MaxAge.D()) {
 			if err := w.flush(ctx, part, fl); err != nil {
@@ -330,7 +335,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 	}
 	topic := w.tl.topic.Name
 	last := fl.end - 1
-	var entries []FileEntry
+	var entries []fileEntry
 	var renamed []string
 	dirs := map[string]bool{}
 	fail := func(err error) error {
@@ -355,7 +360,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 		if err != nil {
 			return fail(fmt.Errorf("lake: %w", err))
 		}
-		entries = append(entries, FileEntry{
+		entries = append(entries, fileEntry{
 			Path: rel, Hour: h, Partition: part, First: fl.first, Last: last,
 			Rows: hf.rows, Bytes: st.Size(), CRC32C: hf.fw.sum.Sum32(), MinTime: hf.minTime, MaxTime: hf.maxTime,
 		})
@@ -369,7 +374,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 		}
 	}
 	epoch := fl.lease.Epoch()
-	_, err := w.tl.ms.update(func(m *Manifest) error {
+	_, err := w.tl.ms.update(func(m *manifest) error {
 		ps := m.partition(part)
 		// Fencing: a writer the partition has moved away from (a higher
 		// epoch committed) may not commit; nor one that lost the lease.
@@ -383,7 +388,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 			entries[i].Added = m.Version
 		}
 		m.Files = append(m.Files, entries...)
-		m.setPartition(PartitionState{Partition: part, Next: fl.end, Ingest: fl.ingest, Epoch: epoch})
+		m.setPartition(partitionState{Partition: part, Next: fl.end, Ingest: fl.ingest, Epoch: epoch})
 		return nil
 	})
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
@@ -26,7 +28,7 @@ import (
 func TestLakeWriter(t *testing.T) {
 	dir := t.TempDir()
 	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 2)}, nil)
-	clk := newClock(t0.Add(4 * time.Hour))
+	clk := fakeclock.New(t0.Add(4 * time.Hour))
 	br := openBroker(t, p, clk.Now)
 	reg := prometheus.NewRegistry()
 	b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Registerer: reg, Poll: 10 * time.Millisecond, Owner: join(t, br)})
@@ -62,7 +64,7 @@ func TestLakeWriter(t *testing.T) {
 			}
 		}
 	}
-	m := b.Manifest("metrics")
+	m := b.manifestOf("metrics")
 	for _, f := range m.Files {
 		if !strings.HasPrefix(f.Path, hourPath(f.Hour)+"/p") || f.MinTime < f.Hour || f.MaxTime >= f.Hour+hourMicros {
 			t.Errorf("file %+v is not in its hour", f)
@@ -79,7 +81,7 @@ func TestLakeWriter(t *testing.T) {
 	}
 	// The consumer's position is the manifest's.
 	for part, end := range logEnds(t, br, "metrics") {
-		off, ok, err := br.Committed(context.Background(), LakeConsumer, "metrics", part)
+		off, ok, err := br.Committed(context.Background(), lakeConsumer, "metrics", part)
 		if err != nil || !ok || off != end {
 			t.Errorf("partition %d: committed %d %v %v, want %d", part, off, ok, err, end)
 		}
@@ -122,14 +124,14 @@ func TestLakeSharedByTwoProcesses(t *testing.T) {
 	}
 	b1, stop1 := open(br1, "w1")
 	b2, _ := open(br2, "w2")
-	checkFor(t, 20*time.Second, func() error {
+	testenv.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		cl, err := br1.Cluster(context.Background())
 		if err != nil {
 			return err
 		}
 		owning := 0
 		for _, n := range cl.Nodes {
-			if len(n.Owns[LakeConsumer]) > 0 {
+			if len(n.Owns[lakeConsumer]) > 0 {
 				owning++
 			}
 		}
@@ -145,7 +147,7 @@ func TestLakeSharedByTwoProcesses(t *testing.T) {
 	appendEvents(t, br1, "metrics", 4, evs)
 	waitLake(t, b2, nil, "metrics", logEnds(t, br1, "metrics"))
 	epochs := map[int]uint64{}
-	for _, ps := range b2.Manifest("metrics").Partitions {
+	for _, ps := range b2.manifestOf("metrics").Partitions {
 		epochs[ps.Partition] = ps.Epoch
 	}
 
@@ -167,13 +169,13 @@ func TestLakeSharedByTwoProcesses(t *testing.T) {
 		}
 	}
 	moved := 0
-	for _, ps := range b2.Manifest("metrics").Partitions {
+	for _, ps := range b2.manifestOf("metrics").Partitions {
 		if ps.Epoch > epochs[ps.Partition] {
 			moved++
 		}
 	}
 	if moved == 0 {
-		t.Fatalf("no partition moved to the remaining process: epochs %v then %+v", epochs, b2.Manifest("metrics").Partitions)
+		t.Fatalf("no partition moved to the remaining process: epochs %v then %+v", epochs, b2.manifestOf("metrics").Partitions)
 	}
 	_ = b1
 }
@@ -195,7 +197,7 @@ func TestViewBatchSharedByProcesses(t *testing.T) {
 	p := testPipeline(t.TempDir(), []pipelines.Topic{testTopic("metrics", 2)}, []pipelines.View{testView("cpu_by_region", "metrics")})
 	p.Broker.URL = ns.ClientURL()
 	p.Lake.Roll = pipelines.LakeRoll{MaxRows: 100, MaxAge: pipelines.Duration(50 * time.Millisecond)}
-	clk := newClock(t0.Add(3 * time.Hour))
+	clk := fakeclock.New(t0.Add(3 * time.Hour))
 	type proc struct {
 		b     *Batch
 		stop  func() error
@@ -229,7 +231,7 @@ func TestViewBatchSharedByProcesses(t *testing.T) {
 	}
 	appendEvents(t, a.b.log.(*broker.Broker), "metrics", 2, evs)
 	waitLake(t, a.b, clk, "metrics", logEnds(t, a.b.log.(*broker.Broker), "metrics"))
-	checkFor(t, 10*time.Second, func() error {
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if !a.b.views["cpu_by_region"].owned.Load() {
 			return errors.New("a does not own the view's batch yet")
 		}
@@ -239,7 +241,7 @@ func TestViewBatchSharedByProcesses(t *testing.T) {
 	c := open("c", false, t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st, err := a.b.RunJob(ctx, "cpu_by_region", time.Time{}, time.Time{}, nil)
+	st, err := a.b.recomputeWait(ctx, "cpu_by_region", time.Time{}, time.Time{}, nil)
 	if err != nil || st.State != api.JobSucceeded {
 		t.Fatalf("run in the owner: %+v %v", st, err)
 	}
@@ -250,7 +252,7 @@ func TestViewBatchSharedByProcesses(t *testing.T) {
 	ha, _ := a.store.Horizon("cpu_by_region")
 	// The serving process shows the owner's result.
 	for _, pr := range []proc{b, c} {
-		checkFor(t, 20*time.Second, func() error {
+		testenv.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 			got, _, _, _ := pr.store.Query("cpu_by_region", serving.Filter{})
 			if h, ok := pr.store.Horizon("cpu_by_region"); !ok || h != ha || len(got) != len(want) {
 				return fmt.Errorf("horizon %d %v, %d rows; want %d and %d rows", h, ok, len(got), ha, len(want))
@@ -266,11 +268,80 @@ func TestViewBatchSharedByProcesses(t *testing.T) {
 	if err := a.stop(); err != nil {
 		t.Fatal(err)
 	}
-	st, err = b.b.RunJob(ctx, "cpu_by_region", time.Time{}, time.Time{}, nil)
+	st, err = b.b.recomputeWait(ctx, "cpu_by_region", time.Time{}, time.Time{}, nil)
 	if err != nil || st.State != api.JobSucceeded {
 		t.Fatalf("run after the move: %+v %v", st, err)
 	}
 	if hb, _ := b.store.Horizon("cpu_by_region"); hb < ha {
 		t.Fatalf("horizon moved back from %d to %d", ha, hb)
+	}
+}
+
+// TestLakeWriterLag checks the lake writer's two positions: what it read
+// shows at once, what is durable only when its file rolls. A healthy
+// writer waiting for its roll has no read lag; a stopped one falls behind
+// in both.
+func TestLakeWriterLag(t *testing.T) {
+	dir := t.TempDir()
+	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 1)}, nil)
+	// Ahead of the log's append times, so ages are positive.
+	clk := fakeclock.New(time.Now().Add(time.Hour))
+	br := openBroker(t, p, clk.Now)
+	b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Poll: 10 * time.Millisecond, Owner: join(t, br)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := startBatch(t, b)
+	lake := func() api.Lag {
+		t.Helper()
+		lag, err := br.Lag(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lag {
+			if l.Consumer == lakeConsumer {
+				return l
+			}
+		}
+		t.Fatalf("no lake consumer in %+v", lag)
+		return api.Lag{}
+	}
+	var evs []event.Event
+	for i := range 150 {
+		evs = append(evs, testEvent("e", i, t0, time.Second))
+	}
+	appendEvents(t, br, "metrics", 1, evs[:100])
+
+	// Read at once (reports are written every second), durable not yet:
+	// the file waits for max_age.
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if l := lake(); l.ReadOffset != 100 {
+			return fmt.Errorf("lake read offset %d, want 100", l.ReadOffset)
+		}
+		return nil
+	})
+	if l := lake(); l.Offset != 0 || l.Lag != 100 || l.LagSeconds <= 0 || l.ReadLag != 0 || l.ReadLagSeconds != 0 {
+		t.Fatalf("a writer waiting for its roll: %+v, want committed 0 (lag 100, aged), read 100 (no read lag)", l)
+	}
+
+	// The roll makes it durable.
+	clk.Add(p.Lake.Roll.MaxAge.D())
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if l := lake(); l.Offset != 100 {
+			return fmt.Errorf("lake committed offset %d, want 100", l.Offset)
+		}
+		return nil
+	})
+	if l := lake(); l.Lag != 0 || l.LagSeconds != 0 || l.ReadOffset != 100 || l.ReadLag != 0 {
+		t.Fatalf("after the roll: %+v, want everything at 100", l)
+	}
+
+	// A writer that stopped reading falls behind in both.
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	appendEvents(t, br, "metrics", 1, evs[100:])
+	if l := lake(); l.Offset != 100 || l.Lag != 50 || l.ReadOffset != 100 || l.ReadLag != 50 || l.ReadLagSeconds <= 0 || l.ReadLagSeconds != l.LagSeconds {
+		t.Fatalf("a stopped writer: %+v, want 50 events behind, read and committed, aged", l)
 	}
 }

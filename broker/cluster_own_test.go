@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // ownLog records who ran which partition when, to check that no two
@@ -74,7 +76,7 @@ func (o *ownLog) check(t *testing.T) {
 func waitBalanced(t *testing.T, o *ownLog, parts int, nodes []*Node) map[int]string {
 	t.Helper()
 	var got map[int]string
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testenv.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		got = o.owners()
 		if len(got) != parts {
 			return fmt.Errorf("%d of %d partitions run: %v", len(got), parts, got)
@@ -137,7 +139,7 @@ func TestOwnershipMoves(t *testing.T) {
 	cut := nodes[1]
 	start = time.Now()
 	brokers[1].nc.Close()
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testenv.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		got := o.owners()
 		if len(got) != 4 {
 			return fmt.Errorf("%d partitions run: %v", len(got), got)
@@ -176,7 +178,7 @@ func TestOwnershipMoves(t *testing.T) {
 		ids = append(ids, cn.ID)
 		owned += len(cn.Owns["sink.test"])
 	}
-	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+	testenv.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		cl, err := b4.Cluster(context.Background())
 		if err != nil {
 			return err

@@ -113,8 +113,8 @@ func BenchmarkDecodePlan(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			e := NewEngine(pl, 1)
-			var out Output
+			e := newEngine(pl, 1)
+			var out output
 			b.StopTimer()
 			dec := baseline(max(b.N, 64))
 			b.StartTimer()
@@ -167,7 +167,7 @@ func BenchmarkStateMemory(b *testing.B) {
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				e := NewEngine(pl, 1)
+				e := newEngine(pl, 1)
 				for k := 0; k < keys; k += len(evs) {
 					for j := range evs {
 						host := fmt.Sprintf("host-%07d", k+j)
@@ -351,7 +351,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 		b.Fatal(err)
 	}
 	const keys = 100_000
-	e := NewPartialEngine(pl)
+	e := newPartialEngine(pl)
 	evs := make([]event.Event, 1000)
 	for k := 0; k < keys; k += len(evs) {
 		for j := range evs {
@@ -363,7 +363,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 		e.Process(0, int64(k), evs)
 	}
 	em := newEmitter(p, &p.Views[0], &probeStore{})
-	m := NewMerger(pl, 4)
+	m := newMerger(pl, 4)
 	var data []byte
 	b.Run("encode", func(b *testing.B) {
 		for range b.N {
@@ -378,7 +378,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 	})
 	b.Run("restore", func(b *testing.B) {
 		for range b.N {
-			if _, err := decodePart(data, NewPartialEngine(pl), NewMerger(pl, 4)); err != nil {
+			if _, err := decodePart(data, newPartialEngine(pl), newMerger(pl, 4)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -452,8 +452,8 @@ func BenchmarkWindowJob(b *testing.B) {
 			entries := make([][]byte, 0, chunk/perEntry)
 			var decoded []event.Event
 			for range b.N {
-				e := NewEngine(pl, 1)
-				var out Output
+				e := newEngine(pl, 1)
+				var out output
 				var sum windowJobSum
 				var cpu, wall time.Duration
 				for first := int64(0); first < c.events; first += chunk {

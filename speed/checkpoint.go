@@ -2,12 +2,9 @@ package speed
 
 import (
 	"errors"
-	"fmt"
 	"hash/crc32"
-	"hash/fnv"
 	"math"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
@@ -37,32 +34,9 @@ var (
 	ErrDefinitionChanged = errors.New("speed: view definition changed since the checkpoint")
 )
 
-// definitionHash identifies what a view's state depends on. Lateness and
-// retention are left out: changing them changes what happens next, not what
-// the state means.
-func definitionHash(v *pipelines.View, t *pipelines.Topic) uint64 {
-	h := fnv.New64a()
-	typeOf := func(name string) string {
-		if i := t.Schema.Index(name); i >= 0 {
-			return t.Schema[i].Type.String()
-		}
-		return "?"
-	}
-	fmt.Fprintf(h, "from=%q;where=%q;", v.From, v.Where)
-	for _, g := range v.GroupBy {
-		fmt.Fprintf(h, "group=%q:%s;", g, typeOf(g))
-	}
-	w := v.Window
-	fmt.Fprintf(h, "window=%q,%d,%d,%d;", w.Type, w.Size, w.Slide, w.Gap)
-	for _, a := range v.Aggregates {
-		fmt.Fprintf(h, "agg=%q:%q:%q:%s:%x;", a.Name, a.Func, a.Field, typeOf(a.Field), math.Float64bits(a.Arg))
-	}
-	return h.Sum64()
-}
-
 // restoreWindow puts one checkpointed window state back, marked changed so
 // that the next Flush shows it.
-func (e *Engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.State) {
+func (e *engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.State) {
 	if e.session {
 		k := e.keys[key]
 		if k == nil {

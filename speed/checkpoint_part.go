@@ -46,7 +46,7 @@ type partCheckpoint struct {
 // merger m (stage 2) and the emitter em's positions in partition part of
 // the view's topic.
 func encodePart(b []byte, view string, def uint64, savedAt int64, part int, epoch uint64,
-	e1 *Engine, m *Merger, partialsNext int64, em *emitter) ([]byte, error) {
+	e1 *engine, m *merger, partialsNext int64, em *emitter) ([]byte, error) {
 	b = append(b, checkpointMagic...)
 	b = append(b, checkpointPartVersion, 0)
 	b = binfmt.AppendString(b, view)
@@ -130,7 +130,7 @@ func encodePart(b []byte, view string, def uint64, savedAt int64, part int, epoc
 
 // appendWindows writes an engine's open windows: the count, then per
 // window its bounds, key and state.
-func appendWindows(b []byte, e *Engine) ([]byte, error) {
+func appendWindows(b []byte, e *engine) ([]byte, error) {
 	b = binfmt.AppendUvarint(b, uint64(e.OpenWindows()))
 	var err error
 	window := func(tw plan.TimeWindow, key string, st *aggregate.State) {
@@ -162,7 +162,7 @@ func appendWindows(b []byte, e *Engine) ([]byte, error) {
 
 // decodePart checks a partition checkpoint's framing and reads it into
 // e1 and m (fresh, for the view's plan) and the returned header.
-func decodePart(data []byte, e1 *Engine, m *Merger) (partCheckpoint, error) {
+func decodePart(data []byte, e1 *engine, m *merger) (partCheckpoint, error) {
 	var h partCheckpoint
 	if len(data) < len(checkpointMagic)+2+4 || string(data[:4]) != checkpointMagic {
 		return h, fmt.Errorf("%w: bad magic", ErrCorruptCheckpoint)
@@ -202,7 +202,8 @@ func decodePart(data []byte, e1 *Engine, m *Merger) (partCheckpoint, error) {
 	if err := r.Err(); err != nil {
 		return h, err
 	}
-	e1.parts[0] = partState{next: h.next, maxTime: h.newest, seen: h.seen}
+	e1.times[0] = plan.PartitionTime{Newest: h.newest, Seen: h.seen}
+	e1.next[0] = h.next
 	e1.wm = h.watermark1
 	if err := readWindows(e1, r); err != nil {
 		return h, err
@@ -270,7 +271,7 @@ func decodePart(data []byte, e1 *Engine, m *Merger) (partCheckpoint, error) {
 }
 
 // readWindows reads appendWindows' encoding into an empty engine.
-func readWindows(e *Engine, r *binfmt.Reader) error {
+func readWindows(e *engine, r *binfmt.Reader) error {
 	n := r.Count(4)
 	for range n {
 		tw := plan.TimeWindow{Start: r.Varint(), End: r.Varint()}
@@ -279,7 +280,7 @@ func readWindows(e *Engine, r *binfmt.Reader) error {
 		if r.Failed() {
 			break
 		}
-		if tw.End <= tw.Start || (e.wm != noWatermark && tw.End <= e.wm) {
+		if tw.End <= tw.Start || (e.wm != plan.NoWatermark && tw.End <= e.wm) {
 			return fmt.Errorf("%w: window [%d, %d) open behind the watermark %d", ErrCorruptCheckpoint, tw.Start, tw.End, e.wm)
 		}
 		if _, err := e.plan.DecodeKey(key); err != nil {

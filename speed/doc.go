@@ -45,8 +45,8 @@
 // harmless. A checkpoint is only committed once every state and final row
 // it depends on is durable in the log.
 //
-// The Engine and the Merger are pure (no log, clock or goroutines) so that
-// Speed, Local (pipeline tests, one Engine over every partition) and the
+// The engine and the merger are pure (no log, clock or goroutines) so that
+// Speed, Local (pipeline tests, one engine over every partition) and the
 // benchmarks run the same code. Speed owns its goroutines: per owned
 // partition of a view one that owns the engine and the merger, a reader per
 // topic, an appender and at most one checkpoint upload; per replica one;

@@ -33,6 +33,9 @@ type Log interface {
 	// Purge removes the entries of a partition that hold only events
 	// before offset (never the last one).
 	Purge(ctx context.Context, topic string, part int, before int64) error
+	// Progress reports how far consumer has read a partition (the next
+	// offset) between commits, for lag; it must not block.
+	Progress(consumer, topic string, part int, offset int64)
 	// LoadCheckpoint returns the object name of bucket; ok is false when
 	// there is none.
 	LoadCheckpoint(ctx context.Context, bucket, name string) (data []byte, ok bool, err error)
@@ -129,6 +132,10 @@ func (l *brokerLog) DeleteCheckpoint(ctx context.Context, bucket, name string) e
 		return err
 	}
 	return s.Delete(ctx, name)
+}
+
+func (l *brokerLog) Progress(consumer, topic string, part int, offset int64) {
+	l.b.Progress(consumer, topic, part, offset)
 }
 
 func (l *brokerLog) store(ctx context.Context, bucket string) (*broker.ObjectStore, error) {

@@ -2,7 +2,6 @@ package speed
 
 import (
 	"cmp"
-	"math"
 	"slices"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
@@ -20,7 +19,7 @@ import (
 //     watermark passes it, and sends every window state that changed, with
 //     the partition's progress, to the view's partials topic, in the
 //     partition of the window's group;
-//  2. per partition of the view, a Merger keeps the latest state of every
+//  2. per partition of the view, a merger keeps the latest state of every
 //     (group, window) from every source partition, takes the view's
 //     watermark over all source partitions from their progress (the rule of
 //     watermark.go), and emits the view's rows: the merge of the source
@@ -30,7 +29,7 @@ import (
 // over every partition. A state replaces the one before it from the same
 // source partition (it is cumulative), which makes applying a record twice
 // harmless; records are ordered per source partition by the source offset
-// they are "as of", and one older than what the Merger already applied
+// they are "as of", and one older than what the merger already applied
 // from that partition is skipped. A source partition's records come from
 // its owner of the moment; a record of an earlier owner (a lower epoch)
 // arriving after the new owner's is ignored. Since a partition's states
@@ -105,7 +104,7 @@ func decodePartial(ev *event.Event) (partial, bool) {
 	return pr, true
 }
 
-// sourceState is what a Merger knows of one source partition.
+// sourceState is what a merger knows of one source partition.
 type sourceState struct {
 	epoch   uint64 // of the newest owner seen
 	asOf    int64  // the newest as-of applied
@@ -129,15 +128,16 @@ type unit struct {
 	dirty  bool
 }
 
-// Merger is stage 2 of a view for one partition of the view (see above).
-// It is pure, like Engine: the caller feeds it records and collects rows
+// merger is stage 2 of a view for one partition of the view (see above).
+// It is pure, like the engine: the caller feeds it records and collects rows
 // with Flush. Not safe for concurrent use.
-type Merger struct {
+type merger struct {
 	plan     *plan.Plan
 	lateness int64
 	session  bool
 	ncols    int
 	sources  []sourceState
+	times    []plan.PartitionTime // scratch for watermark
 	wm       int64
 
 	units map[unitKey]*unit
@@ -151,16 +151,16 @@ type Merger struct {
 	vals []event.Value
 }
 
-// NewMerger returns a Merger for plan over a source of the given number of
+// newMerger returns a merger for plan over a source of the given number of
 // partitions.
-func NewMerger(pl *plan.Plan, sources int) *Merger {
-	return &Merger{
+func newMerger(pl *plan.Plan, sources int) *merger {
+	return &merger{
 		plan:     pl,
 		lateness: pl.Window().Lateness.D().Microseconds(),
 		session:  pl.Session(),
 		ncols:    len(pl.Columns()),
 		sources:  make([]sourceState, max(sources, 1)),
-		wm:       noWatermark,
+		wm:       plan.NoWatermark,
 		units:    map[unitKey]*unit{},
 		keyUnits: map[string][]unitKey{},
 		shown:    map[string][]plan.TimeWindow{},
@@ -168,20 +168,20 @@ func NewMerger(pl *plan.Plan, sources int) *Merger {
 	}
 }
 
-// Watermark returns the view's watermark as this Merger knows it.
-func (m *Merger) Watermark() (int64, bool) { return m.wm, m.wm != noWatermark }
+// Watermark returns the view's watermark as this merger knows it.
+func (m *merger) Watermark() (int64, bool) { return m.wm, m.wm != plan.NoWatermark }
 
 // Late returns how many records came for windows already final.
-func (m *Merger) Late() uint64 { return m.late }
+func (m *merger) Late() uint64 { return m.late }
 
 // OpenWindows returns how many (group, window) units it holds.
-func (m *Merger) OpenWindows() int { return len(m.units) }
+func (m *merger) OpenWindows() int { return len(m.units) }
 
 // Apply takes one record. Records of a source partition that are older
 // than what was applied from it, or from an earlier owner, are skipped.
-func (m *Merger) Apply(pr *partial) error {
+func (m *merger) Apply(pr *partial) error {
 	if pr.source < 0 || pr.source >= len(m.sources) {
-		return nil // a partition added to the topic after this Merger was made: restarts add it
+		return nil // a partition added to the topic after this merger was made: restarts add it
 	}
 	s := &m.sources[pr.source]
 	switch {
@@ -231,7 +231,7 @@ func (m *Merger) Apply(pr *partial) error {
 	return nil
 }
 
-func (m *Merger) touch(uk unitKey, u *unit) {
+func (m *merger) touch(uk unitKey, u *unit) {
 	u.dirty = true
 	if m.session {
 		m.dirty[uk.key] = true
@@ -240,10 +240,10 @@ func (m *Merger) touch(uk unitKey, u *unit) {
 
 // Flush moves the watermark, finalises the windows it passed and fills
 // out with the rows that changed since the previous Flush.
-func (m *Merger) Flush(out *Output) {
+func (m *merger) Flush(out *output) {
 	out.Open, out.Final, out.Gone, out.vals = out.Open[:0], out.Final[:0], out.Gone[:0], nil
 	m.wm = m.watermark()
-	out.Watermark, out.HasWatermark = m.wm, m.wm != noWatermark
+	out.Watermark, out.HasWatermark = m.wm, m.wm != plan.NoWatermark
 	if m.session {
 		m.flushSessions(out)
 		return
@@ -265,32 +265,21 @@ func (m *Merger) Flush(out *Output) {
 	sortRows(out.Final)
 }
 
-// watermark applies the view rule over the source partitions' progress.
-// A partition that has not reported yet holds the watermark back (it has
-// no owner yet, or its owner has not caught up with it).
-func (m *Merger) watermark() int64 {
-	low, high := int64(math.MaxInt64), int64(noWatermark)
-	active := false
+// watermark applies the view rule (plan.CombineWatermarks) over the source
+// partitions' progress. A partition that has not reported yet holds the
+// watermark back (it has no owner yet, or its owner has not caught up with
+// it): only a reported idle partition is left out.
+func (m *merger) watermark() int64 {
+	m.times = m.times[:0]
 	for _, s := range m.sources {
-		w := int64(noWatermark)
-		if s.seen {
-			w = satSub(s.newest, m.lateness)
-		}
-		high = max(high, w)
-		if !s.idle || !s.reports {
-			low = min(low, w)
-			active = true
-		}
+		m.times = append(m.times, plan.PartitionTime{Seen: s.seen, Newest: s.newest, Idle: s.idle && s.reports})
 	}
-	if !active {
-		low = high
-	}
-	return max(m.wm, low)
+	return plan.CombineWatermarks(m.times, m.lateness, m.wm)
 }
 
 // flushSessions merges each changed key's sessions over the source
 // partitions and finalises merged sessions the watermark passed.
-func (m *Merger) flushSessions(out *Output) {
+func (m *merger) flushSessions(out *output) {
 	keys := make([]string, 0, len(m.dirty))
 	for k := range m.dirty {
 		keys = append(keys, k)
@@ -361,12 +350,12 @@ func sortRows(rows []viewrow.Row) {
 	})
 }
 
-func (m *Merger) sessionRow(out *Output, key string, s plan.Session, final bool) viewrow.Row {
+func (m *merger) sessionRow(out *output, key string, s plan.Session, final bool) viewrow.Row {
 	return m.finish(out, key, s.TimeWindow, s.State, final)
 }
 
 // row merges a window's states over the source partitions.
-func (m *Merger) row(out *Output, key string, tw plan.TimeWindow, states map[int]*aggregate.State, final bool) viewrow.Row {
+func (m *merger) row(out *output, key string, tw plan.TimeWindow, states map[int]*aggregate.State, final bool) viewrow.Row {
 	st := m.plan.NewState()
 	for _, s := range states {
 		m.plan.Merge(st, s)
@@ -374,7 +363,7 @@ func (m *Merger) row(out *Output, key string, tw plan.TimeWindow, states map[int
 	return m.finish(out, key, tw, st, final)
 }
 
-func (m *Merger) finish(out *Output, key string, tw plan.TimeWindow, st *aggregate.State, final bool) viewrow.Row {
+func (m *merger) finish(out *output, key string, tw plan.TimeWindow, st *aggregate.State, final bool) viewrow.Row {
 	if cap(out.vals)-len(out.vals) < m.ncols {
 		out.vals = make([]event.Value, 0, max(256, 4*m.ncols))
 	}
@@ -384,7 +373,7 @@ func (m *Merger) finish(out *Output, key string, tw plan.TimeWindow, st *aggrega
 	return viewrow.Row{Start: tw.Start, End: tw.End, Key: key, Group: m.group(key), Aggs: aggs, Final: final}
 }
 
-func (m *Merger) group(key string) []event.Value {
+func (m *merger) group(key string) []event.Value {
 	g, err := m.plan.DecodeKey([]byte(key))
 	if err != nil {
 		return make([]event.Value, len(m.plan.GroupBy()))

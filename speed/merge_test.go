@@ -21,22 +21,22 @@ import (
 type twoStages struct {
 	t       testing.TB
 	pl      *plan.Plan
-	e1      []*Engine
-	m       []*Merger
+	e1      []*engine
+	m       []*merger
 	em      []*emitter
 	store   *memStore
 	next    []int64
 	epoch   []uint64
 	pending [][]partial // per view partition, records not yet delivered
-	out     Output
+	out     output
 }
 
 func newTwoStages(t testing.TB, pl *plan.Plan, parts int) *twoStages {
 	ts := &twoStages{t: t, pl: pl, store: newMemStore(), next: make([]int64, parts), epoch: make([]uint64, parts), pending: make([][]partial, parts)}
 	for range parts {
-		ts.e1 = append(ts.e1, NewPartialEngine(pl))
-		ts.m = append(ts.m, NewMerger(pl, parts))
-		ts.em = append(ts.em, &emitter{view: pl.View(), store: ts.store, retention: math.MaxInt64 / 4, step: 1, evicted: noWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)})
+		ts.e1 = append(ts.e1, newPartialEngine(pl))
+		ts.m = append(ts.m, newMerger(pl, parts))
+		ts.em = append(ts.em, &emitter{view: pl.View(), store: ts.store, retention: math.MaxInt64 / 4, step: 1, evicted: plan.NoWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)})
 	}
 	for p := range ts.epoch {
 		ts.epoch[p] = 1
@@ -54,7 +54,7 @@ func (ts *twoStages) process(p int, events []event.Event) {
 // send flushes source partition p's engine into records, as flush1 does.
 func (ts *twoStages) send(p int) {
 	e := ts.e1[p]
-	var out Output
+	var out output
 	e.Flush(&out)
 	asOf := e.Next(0)
 	add := func(kind int, rows []viewrow.Row) {
@@ -119,11 +119,11 @@ func TestTwoStagesEqualOneEngine(t *testing.T) {
 			})
 			entries := split(rng, events, parts, 30, true)
 
-			one := NewEngine(pl, parts)
+			one := newEngine(pl, parts)
 			oneStore := newMemStore()
-			oneEm := &emitter{view: pl.View(), store: oneStore, retention: math.MaxInt64 / 4, step: 1, evicted: noWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)}
+			oneEm := &emitter{view: pl.View(), store: oneStore, retention: math.MaxInt64 / 4, step: 1, evicted: plan.NoWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)}
 			next := make([]int64, parts)
-			var out Output
+			var out output
 
 			ts := newTwoStages(t, pl, parts)
 			for i, en := range entries {
@@ -167,10 +167,10 @@ func TestTwoStagesEqualOneEngine(t *testing.T) {
 func TestMergerSkipsOlderAndStaleRecords(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{lateness: "0s"})
 	pl := compile(t, p, "hop")
-	m := NewMerger(pl, 1)
-	e := NewPartialEngine(pl)
+	m := newMerger(pl, 1)
+	e := newPartialEngine(pl)
 	e.Process(0, 0, []event.Event{ev("a", 10*sec, "h1", "eu", 0.5, 100)})
-	var out Output
+	var out output
 	e.Flush(&out)
 	r := out.Open[0]
 	state := func(rows int64) []byte {
@@ -233,7 +233,7 @@ func testPartCheckpoint(t *testing.T) (*twoStages, []byte) {
 
 func TestPartCheckpointRoundTrip(t *testing.T) {
 	ts, data := testPartCheckpoint(t)
-	e1, m := NewPartialEngine(ts.pl), NewMerger(ts.pl, 2)
+	e1, m := newPartialEngine(ts.pl), newMerger(ts.pl, 2)
 	h, err := decodePart(data, e1, m)
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +253,7 @@ func TestPartCheckpointRoundTrip(t *testing.T) {
 func TestPartCheckpointCorruption(t *testing.T) {
 	ts, data := testPartCheckpoint(t)
 	restore := func(d []byte) error {
-		_, err := decodePart(d, NewPartialEngine(ts.pl), NewMerger(ts.pl, 2))
+		_, err := decodePart(d, newPartialEngine(ts.pl), newMerger(ts.pl, 2))
 		return err
 	}
 	for i := range data {

@@ -32,13 +32,13 @@ type partRun struct {
 	partials string // the view's partials topic
 	parts    int    // partitions of the partials topic (= the view's)
 
-	e1 *Engine
-	m  *Merger
+	e1 *engine
+	m  *merger
 	em *emitter
 
 	next2    int64 // offset of the next partials record to apply
-	out1     Output
-	out2     Output
+	out1     output
+	out2     output
 	marks    []markState // per view partition: the last progress sent
 	batchSeq uint64      // stage-1 batches handed to the appender
 	flushed1 time.Time   // when stage 1 last sent its records
@@ -105,8 +105,8 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease) (*pa
 	pt := s.p.PartialsTopic(v)
 	r := &partRun{s: s, vs: vs, lease: lease, part: lease.Partition(), source: vs.topic.Name, partials: pt.Name,
 		parts: max(pt.Partitions, 1), lastCheckpoint: s.now()}
-	r.e1 = NewPartialEngine(vs.plan)
-	r.m = NewMerger(vs.plan, max(vs.topic.Partitions, 1))
+	r.e1 = newPartialEngine(vs.plan)
+	r.m = newMerger(vs.plan, max(vs.topic.Partitions, 1))
 	r.em = newEmitter(s.p, v, s.store)
 	r.em.append = s.log.Append
 	r.marks = make([]markState, r.parts)
@@ -125,8 +125,8 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease) (*pa
 	h, err := decodePart(data, r.e1, r.m)
 	if err == nil && h.def != vs.def {
 		s.logger.Warn("speed: the view's definition changed since its checkpoint; recomputing the partition from the start of the log", "view", v.Name, "partition", r.part)
-		r.e1 = NewPartialEngine(vs.plan)
-		r.m = NewMerger(vs.plan, max(vs.topic.Partitions, 1))
+		r.e1 = newPartialEngine(vs.plan)
+		r.m = newMerger(vs.plan, max(vs.topic.Partitions, 1))
 		return r, nil
 	}
 	if err == nil && (h.view != v.Name || h.part != r.part) {
@@ -160,6 +160,12 @@ func (r *partRun) run(ctx context.Context) error {
 	r.appends = make(chan partialBatch, 16)
 	r.uploaded = make(chan uploadResult, 1)
 	appendErr := make(chan error, 1)
+	// Commits come only with checkpoints; the read positions are reported
+	// as they move, so that a view that keeps up does not look as far
+	// behind as its checkpoint interval. A restart reads again from the
+	// checkpoint.
+	s.log.Progress(r.vs.consumer, r.source, r.part, r.e1.Next(0))
+	s.log.Progress(r.vs.consumer, r.partials, r.part, r.next2)
 	var workers sync.WaitGroup
 	workers.Go(func() { r.read(rctx, r.source, r.part, r.e1.Next(0), &r.src, srcCh) })
 	workers.Go(func() { r.read(rctx, r.partials, r.part, r.next2, &r.prt, prtCh) })
@@ -223,6 +229,7 @@ func (r *partRun) run(ctx context.Context) error {
 					break drain1
 				}
 			}
+			s.log.Progress(r.vs.consumer, r.source, r.part, r.e1.Next(0))
 			if wait := emitEvery - s.now().Sub(r.flushed1); wait > 0 {
 				emit.Reset(wait)
 			} else if err := r.flush1(ctx); err != nil {
@@ -247,6 +254,7 @@ func (r *partRun) run(ctx context.Context) error {
 					break drain2
 				}
 			}
+			s.log.Progress(r.vs.consumer, r.partials, r.part, r.next2)
 			if err := r.flush2(ctx); err != nil {
 				return err
 			}

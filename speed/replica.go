@@ -82,7 +82,7 @@ func (s *Speed) replicate(ctx context.Context, vs *viewSpec, part int) error {
 func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 	v := vs.view
 	pt := s.p.PartialsTopic(v)
-	m := NewMerger(vs.plan, max(vs.topic.Partitions, 1))
+	m := newMerger(vs.plan, max(vs.topic.Partitions, 1))
 	em := newEmitter(s.p, v, s.store)
 	next := int64(0)
 	_, name, ok, err := s.log.CommittedCheckpoint(ctx, vs.consumer, pt.Name, part)
@@ -98,14 +98,14 @@ func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 			// Replaced by a newer one since the commit was read.
 			return fmt.Errorf("speed: view %q partition %d: checkpoint %s gone; reading the commit again", v.Name, part, name)
 		}
-		h, err := decodePart(data, NewPartialEngine(vs.plan), m)
+		h, err := decodePart(data, newPartialEngine(vs.plan), m)
 		if err != nil {
 			return fmt.Errorf("speed: view %q partition %d: checkpoint %s/%s: %w", v.Name, part, s.bucket, name, err)
 		}
 		if h.def != vs.def {
 			// The owner recomputes the partition from the start; so does
 			// the replica.
-			m = NewMerger(vs.plan, max(vs.topic.Partitions, 1))
+			m = newMerger(vs.plan, max(vs.topic.Partitions, 1))
 		} else {
 			next = h.partialsNext
 			retain, ends := make([]int64, em.parts), make([]int64, em.parts)
@@ -120,7 +120,7 @@ func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 		return err
 	}
 	defer rd.Close()
-	var out Output
+	var out output
 	flush := func() error {
 		m.Flush(&out)
 		return em.emit(ctx, &out)

@@ -136,7 +136,7 @@ func compileViews(p *pipelines.Pipeline) ([]*viewSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("speed: %w", err)
 		}
-		specs = append(specs, &viewSpec{view: v, topic: t, plan: pl, def: definitionHash(v, t), consumer: "speed." + v.Name})
+		specs = append(specs, &viewSpec{view: v, topic: t, plan: pl, def: pl.Definition(), consumer: "speed." + v.Name})
 	}
 	return specs, nil
 }
@@ -246,7 +246,7 @@ func showRetained(ctx context.Context, log Log, em *emitter, wm int64, ngroup in
 			}
 			var rows []viewrow.Row
 			for _, ent := range entries {
-				maxEnd, first := int64(noWatermark), int64(-1)
+				maxEnd, first := int64(plan.NoWatermark), int64(-1)
 				for i, ev := range ent.Events {
 					off := ent.Offset + int64(i)
 					if off >= to || !strings.HasPrefix(ev.ID, speedIDPrefix) {
