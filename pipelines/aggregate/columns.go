@@ -46,12 +46,44 @@ func (p *Set) word(s *State, i int32) *uint64 {
 	return (*uint64)(unsafe.Add(s.b, p.layout.offW+uintptr(i)*8))
 }
 
+// Columnar updates states of one Set a column at a time (UpdateColumns).
+// It keeps what it can reuse from batch to batch (the hashes of a
+// dictionary's words for count_distinct, buffers), so each goroutine has
+// its own; it is not safe for concurrent use.
+type Columnar struct {
+	p   *Set
+	ops []rowOp
+	// hashes of the words of the last dictionary of each count_distinct
+	// (by index in Set.upd); holding the words keeps their array from being
+	// reused for another dictionary.
+	dicts map[int]*wordHashes
+}
+
+type wordHashes struct {
+	words  []string
+	hashes []uint64
+}
+
+// rowOp is an aggregate the row pass visits, with its column.
+type rowOp struct {
+	op         *aggOp
+	col        *event.Column
+	row, stats bool     // updateOp, updateStats
+	hashes     []uint64 // count_distinct of dictionary strings: per word
+}
+
+// NewColumnar returns a Columnar of the Set.
+func (p *Set) NewColumnar() *Columnar {
+	return &Columnar{p: p, dicts: map[int]*wordHashes{}}
+}
+
 // UpdateColumns adds rows of a columnar batch to states: row rows[k] of c
 // to states[k] (a state may take many rows of a batch). The caller has
 // already checked Match and assigned each row to its state's key and
 // window. The states end as Update of the rows' events in order would leave
 // them.
-func (p *Set) UpdateColumns(states []*State, rows []int32, c *event.Columns) {
+func (u *Columnar) UpdateColumns(states []*State, rows []int32, c *event.Columns) {
+	p := u.p
 	if p.custom {
 		var e event.Event
 		for k, r := range rows {
@@ -60,7 +92,7 @@ func (p *Set) UpdateColumns(states []*State, rows []int32, c *event.Columns) {
 		}
 		return
 	}
-	rowPass := false
+	u.ops = u.ops[:0]
 	for i := range p.upd {
 		op := &p.upd[i]
 		if op.kind == aggCount {
@@ -87,17 +119,41 @@ func (p *Set) UpdateColumns(states []*State, rows []int32, c *event.Columns) {
 				}
 			}
 		}
-		if isRowOp(op) || op.upd != statNone && p.rowStats[op.st] {
-			rowPass = true
+		row, stats := isRowOp(op), op.upd != statNone && p.rowStats[op.st]
+		if row || stats {
+			ro := rowOp{op: op, col: col, row: row, stats: stats}
+			if op.kind == aggDistinct && col.Idx != nil {
+				ro.hashes = u.wordHashes(i, op, col.Words)
+			}
+			u.ops = append(u.ops, ro)
 			continue
 		}
 		if op.upd != statNone {
 			p.statsColumn(states, rows, col, op)
 		}
 	}
-	if rowPass {
-		p.updateRows(states, rows, c)
+	if len(u.ops) > 0 {
+		u.updateRows(states, rows, c)
 	}
+}
+
+// wordHashes returns the count_distinct hashes of a dictionary's words,
+// computed once per dictionary.
+func (u *Columnar) wordHashes(i int, op *aggOp, words []string) []uint64 {
+	wh := u.dicts[i]
+	if wh == nil {
+		wh = &wordHashes{}
+		u.dicts[i] = wh
+	}
+	if len(wh.words) != len(words) || len(words) > 0 && &wh.words[0] != &words[0] {
+		wh.words = words
+		wh.hashes = wh.hashes[:0]
+		for _, w := range words {
+			v := event.Value{S: w, Valid: true}
+			wh.hashes = append(wh.hashes, hashValue(op.typ, &v))
+		}
+	}
+	return wh.hashes
 }
 
 // statsColumn counts a column's non-null values into the stats of op's
@@ -138,33 +194,41 @@ func (p *Set) statsColumn(states []*State, rows []int32, col *event.Column, op *
 
 // updateRows is the row-by-row part of UpdateColumns: the aggregates that
 // read their field's stats, and those stats, in Update's order.
-func (p *Set) updateRows(states []*State, rows []int32, c *event.Columns) {
+func (u *Columnar) updateRows(states []*State, rows []int32, c *event.Columns) {
+	p := u.p
+	// One Value for all rows: its address goes where the compiler cannot
+	// follow (an Accumulator), so a Value per row would be allocated.
+	var v event.Value
 	for k, r := range rows {
 		s := states[k]
 		w := p.words(s)
-		for i := range p.upd {
-			op := &p.upd[i]
-			row := isRowOp(op)
-			stats := op.upd != statNone && p.rowStats[op.st]
-			if !row && !stats {
+		for i := range u.ops {
+			ro := &u.ops[i]
+			op, col := ro.op, ro.col
+			if col.Valid != nil && !col.Valid[r] {
 				continue
 			}
-			col := &c.Fields[op.field]
-			if col.Null(int(r)) {
+			if ro.hashes != nil {
+				h := ro.hashes[col.Idx[r]]
+				if d := p.distinctSet(s, op.x); d != nil {
+					d.add(h)
+				} else {
+					p.addDistinct(s, w, op, h)
+				}
 				continue
 			}
-			v := col.Value(int(r), op.typ)
+			v = col.Value(int(r), op.typ)
 			if op.class == classFloat && v.F != v.F {
 				continue
 			}
-			if row {
+			if ro.row {
 				var id string
 				if c.ID != nil {
 					id = c.ID[r]
 				}
 				p.updateOp(s, w, op, &v, c.Time[r], id, nil)
 			}
-			if stats {
+			if ro.stats {
 				p.updateStats(s, w, op, &v)
 			}
 		}

@@ -8,7 +8,7 @@ import (
 // A batch engine runs a plan over columnar batches (event.Columns) instead
 // of events one at a time: the matcher's Filter, WindowGrid for window
 // assignment over the time column, a Grouper for dense group ids and
-// UpdateColumns for the aggregates a column at a time. The results are
+// NewColumnar's UpdateColumns for the aggregates a column at a time. The results are
 // those of Match, Windows, Key and Update on each row's event.
 
 // WindowGrid returns the grid of a tumbling or hopping view's windows:
@@ -25,11 +25,9 @@ func (p *Plan) WindowGrid() (size, slide int64, ok bool) {
 	return 0, 0, false
 }
 
-// UpdateColumns adds rows of a columnar batch to states: row rows[k] of c
-// to states[k]; see aggregate.Set.UpdateColumns.
-func (p *Plan) UpdateColumns(states []*aggregate.State, rows []int32, c *event.Columns) {
-	p.aggs.UpdateColumns(states, rows, c)
-}
+// NewColumnar returns what updates the view's states a column at a time
+// (aggregate.Columnar.UpdateColumns), one per goroutine.
+func (p *Plan) NewColumnar() *aggregate.Columnar { return p.aggs.NewColumnar() }
 
 // Grouper gives the group keys of the rows of columnar batches dense ids,
 // 0, 1, 2 … in order of first appearance, so that a batch engine keeps

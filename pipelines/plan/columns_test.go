@@ -74,6 +74,7 @@ func TestColumnsEqualRows(t *testing.T) {
 					c.ID[i] = e.ID
 				}
 				g := p.NewGrouper()
+				u := p.NewColumnar()
 				m := p.NewMatcher()
 				got := map[wk]*aggregate.State{}
 				// Two batches, to cross a batch boundary.
@@ -101,7 +102,7 @@ func TestColumnsEqualRows(t *testing.T) {
 							sts = append(sts, st)
 							in = append(in, r)
 						}
-						p.UpdateColumns(sts, in, c)
+						u.UpdateColumns(sts, in, c)
 					}
 				}
 				if len(got) != len(want) {
