@@ -129,6 +129,16 @@ func (m *Manifest) FilesIn(from, to int64) []FileEntry {
 	return out
 }
 
+// filesByHour returns the live files by hour, in manifest order: one pass
+// where FilesIn per hour would read the whole list once per hour.
+func (m *Manifest) filesByHour() map[int64][]FileEntry {
+	out := map[int64][]FileEntry{}
+	for _, f := range m.Files {
+		out[f.Hour] = append(out[f.Hour], f)
+	}
+	return out
+}
+
 func sortFiles(fs []FileEntry) {
 	slices.SortFunc(fs, func(a, b FileEntry) int {
 		if a.Hour != b.Hour {

@@ -430,8 +430,9 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 	} else {
 		var files []FileEntry
 		var hourOf []int
+		byHour := m.filesByHour()
 		for i, hr := range hours {
-			for _, fe := range m.FilesIn(hr, hr+1) {
+			for _, fe := range byHour[hr] {
 				files = append(files, fe)
 				hourOf = append(hourOf, i)
 			}
@@ -460,8 +461,9 @@ func (c *computer) sessionSpan(ctx context.Context, m *Manifest, sp span, h int6
 	evFrom, evTo := c.vj.eventRange(sp, h)
 	sessions := map[string]*plan.Sessions{}
 	opts := scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}
+	byHour := m.filesByHour()
 	for _, hr := range hours {
-		for _, fe := range m.FilesIn(hr, hr+1) {
+		for _, fe := range byHour[hr] {
 			err := c.vj.tl.scanFile(ctx, fe, opts, func(b *scanBatch) error {
 				for i := range b.Events {
 					e := &b.Events[i]
