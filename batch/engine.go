@@ -43,7 +43,7 @@ type gridSpan struct {
 	evFrom, evTo     int64
 	size, slide      int64
 	opts             scanOptions
-	files            []FileEntry
+	files            []fileEntry
 	hourOf           []int // per file, its index in hours
 	mu               sync.Mutex
 	next             int        // next file to open
@@ -155,7 +155,7 @@ type worker struct {
 
 // gridRows runs the engine over files (of the hours listed, in order) and
 // returns each worker's partial results.
-func (c *computer) gridSpan(ctx context.Context, files []FileEntry, hourOf []int, hours int, sp span, h int64) ([]*worker, error) {
+func (c *computer) gridSpan(ctx context.Context, files []fileEntry, hourOf []int, hours int, sp span, h int64) ([]*worker, error) {
 	pl := c.vj.plan
 	size, slide, _ := pl.WindowGrid()
 	evFrom, evTo := c.vj.eventRange(sp, h)
@@ -340,7 +340,7 @@ func (w *worker) batch(b *colBatch) error {
 			// Rows mostly come in time order: most are in the slot of
 			// the row before, which saves a division.
 			if t < slot || t >= slot+g.slide {
-				slot = floorDiv(t, g.slide) * g.slide
+				slot = plan.GridSlot(t, g.slide)
 			}
 			start := slot - back
 			if t >= start+g.size {

@@ -21,11 +21,11 @@ func TestMislabelledFile(t *testing.T) {
 	// other picks the file whose contents replace the first file's.
 	for _, tc := range []struct {
 		name  string
-		other func(first, f FileEntry) bool
+		other func(first, f fileEntry) bool
 		want  string
 	}{
-		{"offsets", func(first, f FileEntry) bool { return f.Partition == first.Partition && f.First > first.Last }, "offsets"},
-		{"partition", func(first, f FileEntry) bool { return f.Partition != first.Partition && f.Hour == first.Hour }, "partition"},
+		{"offsets", func(first, f fileEntry) bool { return f.Partition == first.Partition && f.First > first.Last }, "offsets"},
+		{"partition", func(first, f fileEntry) bool { return f.Partition != first.Partition && f.Hour == first.Hour }, "partition"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -39,9 +39,9 @@ func TestMislabelledFile(t *testing.T) {
 			}
 			tl := e.b.lakes["metrics"]
 			var path string
-			_, err := tl.ms.update(func(m *Manifest) error {
+			_, err := tl.ms.update(func(m *manifest) error {
 				first := &m.Files[0]
-				i := slices.IndexFunc(m.Files, func(f FileEntry) bool { return tc.other(*first, f) })
+				i := slices.IndexFunc(m.Files, func(f fileEntry) bool { return tc.other(*first, f) })
 				if i < 0 {
 					t.Fatalf("no file to swap in among %+v", m.Files)
 				}
@@ -60,7 +60,7 @@ func TestMislabelledFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := e.b.RunJob(context.Background(), "cpu_by_region", time.Time{}, time.Time{}, nil)
+			s, err := e.b.recomputeWait(context.Background(), "cpu_by_region", time.Time{}, time.Time{}, nil)
 			if err == nil || s.State != api.JobFailed || !strings.Contains(err.Error(), ErrCorruptFile.Error()) {
 				t.Fatalf("job over a mislabelled file: %+v, %v", s, err)
 			}

@@ -38,7 +38,7 @@ type lakeFile struct {
 // for a scan of opts. A file that is gone is an error satisfying
 // errors.Is(err, fs.ErrNotExist); one that does not match fe is
 // ErrCorruptFile.
-func openLakeFile(path string, schema event.Schema, fe FileEntry, opts scanOptions) (lf *lakeFile, err error) {
+func openLakeFile(path string, schema event.Schema, fe fileEntry, opts scanOptions) (lf *lakeFile, err error) {
 	lf = &lakeFile{fileScan: fileScan{path: path, schema: schema, fe: fe}, positions: opts.Positions}
 	defer lf.recoverCorrupt(&err)
 	if err := lf.checkSum(); err != nil {

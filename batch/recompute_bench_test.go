@@ -18,7 +18,7 @@ import (
 func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, first int64) {
 	tb.Helper()
 	byHour := map[int64]*fileWriter{}
-	entries := map[int64]*FileEntry{}
+	entries := map[int64]*fileEntry{}
 	last := first + int64(len(evs)) - 1
 	var ingest int64
 	for i := range evs {
@@ -32,7 +32,7 @@ func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, 
 				tb.Fatal(err)
 			}
 			byHour[h] = fw
-			entries[h] = &FileEntry{Path: rel, Hour: h, Partition: part, First: first, Last: last, MinTime: e.Time, MaxTime: e.Time}
+			entries[h] = &fileEntry{Path: rel, Hour: h, Partition: part, First: first, Last: last, MinTime: e.Time, MaxTime: e.Time}
 		}
 		if err := fw.add(e, int32(part), first+int64(i)); err != nil {
 			tb.Fatal(err)
@@ -51,12 +51,12 @@ func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, 
 			tb.Fatal(err)
 		}
 	}
-	_, err := tl.ms.update(func(m *Manifest) error {
+	_, err := tl.ms.update(func(m *manifest) error {
 		for _, fe := range entries {
 			fe.Added = m.Version
 			m.Files = append(m.Files, *fe)
 		}
-		m.setPartition(PartitionState{Partition: part, Next: last + 1, Ingest: ingest})
+		m.setPartition(partitionState{Partition: part, Next: last + 1, Ingest: ingest})
 		return nil
 	})
 	if err != nil {
@@ -112,7 +112,7 @@ func BenchmarkRecompute(b *testing.B) {
 			cpu0 := cpuTime()
 			for b.Loop() {
 				bt.views[view].st = newViewState() // recompute everything
-				s, err := bt.RunJob(context.Background(), view, time.Time{}, time.Time{}, nil)
+				s, err := bt.recomputeWait(context.Background(), view, time.Time{}, time.Time{}, nil)
 				if err != nil || s.Rows != n {
 					b.Fatalf("%+v %v", s, err)
 				}
@@ -167,13 +167,13 @@ func BenchmarkRecomputeYear(b *testing.B) {
 		evs[i].Time, evs[i].Values[0].I = t, t
 	}
 	writeLakeDirect(b, bt.lakes["metrics"], 0, evs, 0)
-	files := len(bt.Manifest("metrics").Files)
+	files := len(bt.manifestOf("metrics").Files)
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	for b.Loop() {
 		bt.views[view.Name].st = newViewState()
 		// The last hours are past the horizon (lateness), so not read.
-		s, err := bt.RunJob(context.Background(), view.Name, time.Time{}, time.Time{}, nil)
+		s, err := bt.recomputeWait(context.Background(), view.Name, time.Time{}, time.Time{}, nil)
 		if err != nil || s.State != api.JobSucceeded || s.Rows < n-2000 {
 			b.Fatalf("%+v %v", s, err)
 		}

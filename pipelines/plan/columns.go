@@ -25,6 +25,11 @@ func (p *Plan) WindowGrid() (size, slide int64, ok bool) {
 	return 0, 0, false
 }
 
+// GridSlot returns the start of the slot of a grid with the given slide
+// (WindowGrid) that holds t: the largest multiple of slide counted from the
+// Unix epoch that is ≤ t, also before 1970.
+func GridSlot(t, slide int64) int64 { return floorDiv(t, slide) * slide }
+
 // NewColumnar returns what updates the view's states a column at a time
 // (aggregate.Columnar.UpdateColumns), one per goroutine.
 func (p *Plan) NewColumnar() *aggregate.Columnar { return p.aggs.NewColumnar() }
