@@ -132,7 +132,7 @@ func BenchmarkDecodePlan(b *testing.B) {
 				}
 				e.Process(0, off, evs)
 				off += perEntry
-				e.Flush(&out)
+				e.Flush(time.Time{}, &out)
 			}
 			took := time.Since(start)
 			perSec := float64(b.N*perEntry) / took.Seconds()
@@ -425,6 +425,8 @@ func BenchmarkManyKeys(b *testing.B) {
 	for _, every := range []int{1, 64} {
 		b.Run(fmt.Sprintf("flush-every-%d", every), func(b *testing.B) {
 			e := NewEngine(pl, 1)
+			interval, _ := v.Emit.Open()
+			e.SetEmitInterval(interval)
 			store := serving.NewStore(p)
 			em := newEmitter(p, v, store)
 			var appended int
@@ -465,4 +467,4 @@ func BenchmarkManyKeys(b *testing.B) {
 }
 
 // flushAt flushes e at clock time now.
-func flushAt(e *Engine, _ time.Time, out *Output) { e.Flush(out) }
+func flushAt(e *Engine, now time.Time, out *Output) { e.Flush(now, out) }

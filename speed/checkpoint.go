@@ -23,7 +23,7 @@ import (
 // Checkpoint format constants.
 const (
 	checkpointMagic   = "LFSC"
-	checkpointVersion = 1
+	checkpointVersion = 2
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -50,8 +50,8 @@ type checkpointHeader struct {
 	savedAt   int64 // UTC µs on the speed layer's clock
 	watermark int64
 	parts     []partState
-	viewEnds  []int64 // per view-topic partition: offset after the last speed row
-	retain    []int64 // per view-topic partition: first offset of rows still retained
+	viewEnds  []int64        // per view-topic partition: offset after the last speed row
+	retain    [][]finalRange // per view-topic partition: where the final rows still retained are (maxEnd unknown)
 }
 
 // definitionHash identifies what a view's state depends on. Lateness and
@@ -95,11 +95,14 @@ func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *Engin
 			b = append(b, 0)
 		}
 	}
-	retain := em.retainFrom()
 	b = binary.AppendUvarint(b, uint64(em.parts))
 	for p := range em.parts {
 		b = binary.AppendVarint(b, em.ends[p])
-		b = binary.AppendVarint(b, retain[p])
+		b = binary.AppendUvarint(b, uint64(len(em.ranges[p])))
+		for _, r := range em.ranges[p] {
+			b = binary.AppendVarint(b, r.from)
+			b = binary.AppendUvarint(b, uint64(r.to-r.from))
+		}
 	}
 	b = binary.AppendUvarint(b, uint64(e.OpenWindows()))
 	var err error
@@ -145,8 +148,9 @@ func decodeCheckpoint(data []byte) (checkpointHeader, *ckReader, error) {
 	if len(data) < len(checkpointMagic)+2+4 || string(data[:4]) != checkpointMagic {
 		return h, nil, fmt.Errorf("%w: bad magic", ErrCorruptCheckpoint)
 	}
-	if v := data[4]; v != checkpointVersion {
-		return h, nil, fmt.Errorf("%w %d (this build reads %d)", ErrCheckpointVersion, v, checkpointVersion)
+	version := data[4]
+	if version != 1 && version != checkpointVersion {
+		return h, nil, fmt.Errorf("%w %d (this build reads 1 and %d)", ErrCheckpointVersion, version, checkpointVersion)
 	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {
@@ -178,8 +182,28 @@ func decodeCheckpoint(data []byte) (checkpointHeader, *ckReader, error) {
 	}
 	n = r.count(2)
 	for range n {
-		h.viewEnds = append(h.viewEnds, r.varint())
-		h.retain = append(h.retain, r.varint())
+		end := r.varint()
+		h.viewEnds = append(h.viewEnds, end)
+		var ranges []finalRange
+		if version == 1 {
+			// Version 1 appended final rows only: they lie from retain
+			// to the end.
+			if from := r.varint(); from < end {
+				ranges = append(ranges, finalRange{from: from, to: end})
+			}
+		} else {
+			nr := r.count(2)
+			for range nr {
+				from := r.varint()
+				to := from + int64(r.uvarint())
+				if from < 0 || to <= from || to > end || (len(ranges) > 0 && from < ranges[len(ranges)-1].to) {
+					r.fail()
+					break
+				}
+				ranges = append(ranges, finalRange{from: from, to: to})
+			}
+		}
+		h.retain = append(h.retain, ranges)
 	}
 	return h, r, r.err
 }
@@ -218,7 +242,7 @@ func (e *Engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.Sta
 	if e.session {
 		k := e.keys[key]
 		if k == nil {
-			k = &sessionKey{key: key, queued: math.MaxInt64}
+			k = &sessionKey{key: key, queued: math.MaxInt64, shown: e.pace.never()}
 			e.keys[key] = k
 		}
 		n := len(k.ss)

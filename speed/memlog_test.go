@@ -9,6 +9,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // memLog is a Log in memory, for tests of the speed layer's own logic.
@@ -173,13 +174,24 @@ func (l *memLog) checkpointsSaved() int {
 	return l.saves
 }
 
-// viewRows returns the rows of a view's log topic, all partitions.
-func (l *memLog) viewRows(topic string) int {
+// viewRows returns the rows of a view's log topic by group (groupText), in
+// the order they were appended: a group's rows are all in one partition.
+func (l *memLog) viewRows(p *pipelines.Pipeline, view string) map[string][]viewrow.Row {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
-	for _, p := range l.parts[topic] {
-		n += int(p.end)
+	v := p.ViewByName(view)
+	out := map[string][]viewrow.Row{}
+	for _, part := range l.parts[v.Name] {
+		for _, e := range part.entries {
+			for _, ev := range e.Events {
+				r, ok := viewrow.FromValues(ev.Values, len(v.GroupBy), len(v.Aggregates))
+				if !ok {
+					panic(fmt.Sprintf("view %s: a row of %d values", view, len(ev.Values)))
+				}
+				g := groupText(r.Group)
+				out[g] = append(out[g], r)
+			}
+		}
 	}
-	return n
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,14 @@ func (r *viewRun) restoreFrom(h checkpointHeader, cr *ckReader) error {
 	copy(e.parts, h.parts)
 	e.wm = h.watermark
 	copy(em.ends, h.viewEnds)
+	// Until showRetained reads them, the ranges' window ends are unknown:
+	// keep every range.
+	for p, rs := range h.retain {
+		for _, rg := range rs {
+			rg.maxEnd = math.MaxInt64
+			em.ranges[p] = append(em.ranges[p], rg)
+		}
+	}
 	return restoreWindows(e, cr)
 }
 
@@ -192,7 +201,7 @@ func (r *viewRun) read(ctx context.Context, part int, from int64) {
 
 // flush shows what changed in the store and the log.
 func (r *viewRun) flush(ctx context.Context) error {
-	r.e.Flush(&r.out)
+	r.e.Flush(r.s.now(), &r.out)
 	err := r.em.emit(ctx, &r.out)
 	r.vs.m.observe(r.e)
 	return err
@@ -209,11 +218,15 @@ func (r *viewRun) onTick(ctx context.Context) error {
 			r.e.SetIdle(p, true)
 		}
 	}
+	due := !r.uploading && now.Sub(r.lastCheckpoint) >= r.s.opts.CheckpointInterval
+	if due {
+		r.e.showMerged()
+	}
 	if err := r.flush(ctx); err != nil {
 		return err
 	}
 	r.vs.m.checkpointAge.Set(now.Sub(r.lastCheckpoint).Seconds())
-	if !r.uploading && len(r.em.pending) == 0 && now.Sub(r.lastCheckpoint) >= r.s.opts.CheckpointInterval {
+	if due && len(r.em.pending) == 0 {
 		r.startCheckpoint(ctx)
 	}
 	return nil
@@ -283,8 +296,9 @@ func (r *viewRun) save(ctx context.Context, data []byte, commits []commit) error
 // softStopTimeout bounds the final append and checkpoint of a soft stop.
 const softStopTimeout = 30 * time.Second
 
-// softStop makes the final rows durable and checkpoints. Entries read but
-// not processed are left to the next run, which reads them again.
+// softStop shows every open window's current value, makes the rows
+// durable and checkpoints. Entries read but not processed are left to the
+// next run, which reads them again.
 func (r *viewRun) softStop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), softStopTimeout)
 	defer cancel()
@@ -292,6 +306,7 @@ func (r *viewRun) softStop() error {
 	if r.uploading {
 		r.uploadDone(<-r.uploaded)
 	}
+	r.e.showWaiting()
 	if err := r.flush(ctx); err != nil {
 		// Without its final rows in the log the state may not be
 		// checkpointed; the last checkpoint stays, and the next run
