@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
@@ -382,7 +383,7 @@ func TestAddRange(t *testing.T) {
 // final rows only, from retain to end) is read as one range per partition.
 func TestCheckpointVersion1(t *testing.T) {
 	b := append([]byte(checkpointMagic), 1, 0)
-	b = appendString(b, "all")
+	b = binfmt.AppendString(b, "all")
 	b = binary.LittleEndian.AppendUint64(b, 42)
 	b = binary.AppendVarint(b, 7)    // saved at
 	b = binary.AppendVarint(b, base) // watermark
@@ -403,7 +404,7 @@ func TestCheckpointVersion1(t *testing.T) {
 	if len(h.retain) != 2 || len(h.retain[0]) != 1 || h.retain[0][0] != (finalRange{from: 20, to: 50}) || len(h.retain[1]) != 0 {
 		t.Fatalf("ranges %v, want [[20, 50)] and none", h.retain)
 	}
-	if h.view != "all" || h.def != 42 || h.viewEnds[0] != 50 || h.viewEnds[1] != 30 || h.parts[0].next != 100 || r.count(4) != 0 || r.err != nil {
+	if h.view != "all" || h.def != 42 || h.viewEnds[0] != 50 || h.viewEnds[1] != 30 || h.parts[0].next != 100 || r.Count(4) != 0 || r.Err() != nil {
 		t.Fatalf("header %+v", h)
 	}
 }

@@ -39,6 +39,40 @@ func NewAuth(p *pipelines.Pipeline) *Auth {
 	return a
 }
 
+// AllowToken reports whether token grants access (to topic, for Write)
+// where the protocol carries the token itself rather than in an HTTP
+// header: the Kafka listener's SASL/PLAIN password. An empty token is no
+// token: it passes only what is open.
+func (a *Auth) AllowToken(token string, access Access, topic string) bool {
+	switch access {
+	case Public:
+		return true
+	case Read, Admin:
+		return len(a.read) == 0 || a.read.has(token)
+	case Write:
+		w := a.write[topic]
+		return len(w) == 0 || w.has(token)
+	}
+	return false
+}
+
+// Known reports whether token is one of the pipeline's tokens, of any
+// scope.
+func (a *Auth) Known(token string) bool {
+	if a.read.has(token) {
+		return true
+	}
+	found := false
+	for _, w := range a.write {
+		found = w.has(token) || found // no early exit: constant time per set
+	}
+	return found
+}
+
+// Configured reports whether any token is configured (otherwise every
+// route is open).
+func (a *Auth) Configured() bool { return len(a.read) > 0 || len(a.write) > 0 }
+
 // Denial is a refused request: the status (401 or 403) and why.
 type Denial struct {
 	Status  int
@@ -52,18 +86,14 @@ func (a *Auth) Allow(r *http.Request, access Access, topic string) *Denial {
 	case Public:
 		return nil
 	case Read, Admin:
-		if len(a.read) == 0 || a.read.has(readToken(r)) {
+		if a.AllowToken(readToken(r), access, topic) {
 			return nil
 		}
 		return &Denial{http.StatusUnauthorized, "a valid bearer token is required (auth.read_tokens)"}
 	case Write:
-		w := a.write[topic]
-		if len(w) == 0 {
-			return nil
-		}
 		tok, _ := bearer(r.Header.Get("Authorization"))
 		switch {
-		case tok != "" && w.has(tok):
+		case a.AllowToken(tok, Write, topic):
 			return nil
 		case tok != "" && a.read.has(tok):
 			return &Denial{http.StatusForbidden, "token may read but not write topic " + strconv.Quote(topic)}
