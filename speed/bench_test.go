@@ -456,7 +456,8 @@ func BenchmarkManyKeys(b *testing.B) {
 					now := time.UnixMicro(base + int64(i+1)*perEntry + shift)
 					flushAt(e, now, &out)
 					rows += len(out.Open) + len(out.Final)
-					if err := em.emit(context.Background(), &out); err != nil {
+					em.emit(&out)
+					if err := em.flushPending(context.Background()); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -3,7 +3,6 @@ package speed
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"math"
 	"strconv"
 
@@ -35,9 +34,6 @@ type Store interface {
 // corrections when it reads them back (docs/checkpoint-format.md).
 const speedIDPrefix = "speed/"
 
-// appendMax bounds the events of one append of rows.
-const appendMax = 1000
-
 // maxRanges bounds the ranges of final rows remembered per partition of
 // the view's topic (see emitter.ranges).
 const maxRanges = 4096
@@ -65,12 +61,12 @@ type emitter struct {
 	// restart reads the topic to show those rows again, skipping the
 	// open windows' rows around them.
 	ranges [][]finalRange
-	// pending holds rows not yet durable in the log, in the order they
+	// pending holds rows not yet handed to the log, in the order they
 	// must land (per group: open rows, then the final row): a checkpoint
-	// may not be taken while there are any, or final rows would be lost.
+	// may not be taken while any row is pending or appending, or final
+	// rows would be lost.
 	pending []viewrow.Row
-	byPart  [][]viewrow.Row
-	events  []event.Event
+	scratch appendScratch
 }
 
 // finalRange is a range [from, to) of offsets of the view's topic that
@@ -98,7 +94,6 @@ func newEmitter(p *pipelines.Pipeline, v *pipelines.View, store Store) *emitter 
 	}
 	em.ends = make([]int64, em.parts)
 	em.ranges = make([][]finalRange, em.parts)
-	em.byPart = make([][]viewrow.Row, em.parts)
 	return em
 }
 
@@ -122,11 +117,9 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// emit shows out in the store and makes its rows durable in the log.
-// An error means the rows could not be appended (ctx ended, or the log
-// failed permanently); they stay pending and emit or flushPending must
-// succeed before the next checkpoint.
-func (em *emitter) emit(ctx context.Context, out *Output) error {
+// emit shows out in the store and queues its rows for the view's topic
+// (pending), which flushPending or an appender makes durable.
+func (em *emitter) emit(out *Output) {
 	if len(out.Gone) > 0 {
 		em.store.DeleteSpeed(em.view, out.Gone)
 	}
@@ -146,7 +139,6 @@ func (em *emitter) emit(ctx context.Context, out *Output) error {
 		}
 		em.pending = append(em.pending, out.Final...)
 	}
-	err := em.flushPending(ctx)
 	if out.HasWatermark {
 		if c := em.cutoff(out.Watermark); c > em.evicted {
 			em.store.EvictSpeed(em.view, c)
@@ -154,74 +146,42 @@ func (em *emitter) emit(ctx context.Context, out *Output) error {
 			em.trimRanges(c)
 		}
 	}
-	return err
 }
 
-// flushPending appends the pending rows to the view's log topic, a
-// partition per group as the batch layer does, so that a later batch
-// correction of a window lands after the speed rows in the same partition.
+// flushPending appends the pending rows to the view's topic here and now.
+// On an error (ctx ended, or the log failed) every pending row stays
+// pending: appending a row twice is harmless (sinks upsert), losing one is
+// not.
 func (em *emitter) flushPending(ctx context.Context) error {
-	if em.append == nil || len(em.pending) == 0 {
-		em.pending = em.pending[:0]
+	if len(em.pending) == 0 {
 		return nil
 	}
-	byPart := em.byPart
-	for _, r := range em.pending {
-		p := event.ViewRowPartition(r.Group, em.parts)
-		byPart[p] = append(byPart[p], r)
-	}
-	defer func() {
-		for p := range byPart {
-			clear(byPart[p])
-			byPart[p] = byPart[p][:0]
-		}
-	}()
-	for p, rows := range byPart {
-		for len(rows) > 0 {
-			n := min(len(rows), appendMax)
-			if err := em.appendRows(ctx, p, rows[:n]); err != nil {
-				// Keep what is not yet durable; appending a row twice
-				// is harmless (sinks upsert), losing one is not.
-				rest := append([]viewrow.Row(nil), rows...)
-				for _, more := range byPart[p+1:] {
-					rest = append(rest, more...)
-				}
-				clear(em.pending)
-				em.pending = rest
-				return err
-			}
-			rows = rows[n:]
-		}
+	ls, err := em.appendBatch(ctx, em.pending, &em.scratch)
+	em.land(ls)
+	if err != nil {
+		return err
 	}
 	clear(em.pending)
 	em.pending = em.pending[:0]
 	return nil
 }
 
-func (em *emitter) appendRows(ctx context.Context, part int, rows []viewrow.Row) error {
-	em.events = em.events[:0]
-	maxEnd, finalAt, finalTo := int64(math.MinInt64), -1, -1
-	for i := range rows {
-		r := &rows[i]
-		em.events = append(em.events, r.Event(rowID(*r)))
-		if r.Final {
-			maxEnd = max(maxEnd, r.End)
-			if finalAt < 0 {
-				finalAt = i
-			}
-			finalTo = i + 1
+// takePending hands the pending rows over, to an appender.
+func (em *emitter) takePending() []viewrow.Row {
+	rows := em.pending
+	em.pending = nil
+	return rows
+}
+
+// land records appends that are durable: where the view's rows end, and
+// the ranges of its final rows.
+func (em *emitter) land(ls []landed) {
+	for _, l := range ls {
+		em.ends[l.part] = max(em.ends[l.part], l.end)
+		if l.final.from >= 0 {
+			em.addRange(l.part, l.final)
 		}
 	}
-	first, err := em.append(ctx, em.topic, part, em.events)
-	clear(em.events)
-	if err != nil {
-		return fmt.Errorf("speed: view %q: append rows to topic %q partition %d: %w", em.view, em.topic, part, err)
-	}
-	em.ends[part] = max(em.ends[part], first+int64(len(rows)))
-	if finalAt >= 0 {
-		em.addRange(part, finalRange{from: first + int64(finalAt), to: first + int64(finalTo), maxEnd: maxEnd})
-	}
-	return nil
 }
 
 // addRange remembers a range of final rows of partition part, joining it

@@ -23,7 +23,7 @@ func runEngine(t testing.TB, pl *plan.Plan, parts int, entries []testEntry, flus
 	t.Helper()
 	e := NewEngine(pl, parts)
 	store := newMemStore()
-	em := &emitter{view: pl.View(), store: store, retention: math.MaxInt64 / 4, step: 1, evicted: noWatermark, parts: 1, ends: make([]int64, 1), ranges: make([][]finalRange, 1), byPart: make([][]viewrow.Row, 1)}
+	em := &emitter{view: pl.View(), store: store, retention: math.MaxInt64 / 4, step: 1, evicted: noWatermark, parts: 1, ends: make([]int64, 1), ranges: make([][]finalRange, 1)}
 	var out Output
 	next := make([]int64, parts)
 	for i, en := range entries {
@@ -31,14 +31,14 @@ func runEngine(t testing.TB, pl *plan.Plan, parts int, entries []testEntry, flus
 		next[en.part] += int64(len(en.events))
 		if flushEvery > 0 && i%flushEvery == 0 {
 			e.Flush(time.Time{}, &out)
-			em.emit(t.Context(), &out)
+			em.emit(&out)
 		}
 	}
 	e.Flush(time.Time{}, &out)
-	em.emit(t.Context(), &out)
+	em.emit(&out)
 	e.AdvanceWatermark(base + 1000*60*minute)
 	e.Flush(time.Time{}, &out)
-	em.emit(t.Context(), &out)
+	em.emit(&out)
 	return e, store
 }
 

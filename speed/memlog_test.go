@@ -19,6 +19,26 @@ type memLog struct {
 	checkpoints map[string][]byte
 	commits     map[string]int64
 	saves       int
+	// gates[topic], when set, holds appends to topic until it is closed,
+	// like a log slow to make them durable.
+	gates map[string]chan struct{}
+}
+
+// hold makes appends to topic wait until the returned function is called.
+func (l *memLog) hold(topic string) (release func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gates == nil {
+		l.gates = map[string]chan struct{}{}
+	}
+	gate := make(chan struct{})
+	l.gates[topic] = gate
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		delete(l.gates, topic)
+		close(gate)
+	}
 }
 
 type memPart struct {
@@ -48,7 +68,17 @@ func (l *memLog) part(topic string, part int) (*memPart, error) {
 	return ps[part], nil
 }
 
-func (l *memLog) Append(_ context.Context, topic string, part int, events []event.Event) (int64, error) {
+func (l *memLog) Append(ctx context.Context, topic string, part int, events []event.Event) (int64, error) {
+	l.mu.Lock()
+	gate := l.gates[topic]
+	l.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	p, err := l.part(topic, part)

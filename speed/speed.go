@@ -312,13 +312,10 @@ func (r *viewRun) retract(ctx context.Context, from []int64) error {
 		}
 		if len(tombs) > 0 {
 			r.s.logger.Info("speed: removing the open windows the last run showed after its checkpoint", "view", em.view, "partition", p, "windows", len(tombs))
-		}
-		for len(tombs) > 0 {
-			n := min(len(tombs), appendMax)
-			if err := em.appendRows(ctx, p, tombs[:n]); err != nil {
+			em.pending = append(em.pending, tombs...)
+			if err := em.flushPending(ctx); err != nil {
 				return err
 			}
-			tombs = tombs[n:]
 		}
 	}
 	return nil

@@ -168,6 +168,45 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 	checkFor(t, 10*time.Second, "the restored rows", func() bool { return store2.dump("all") == want })
 }
 
+// TestSpeedGoesOnWhileTheLogAppends: while the view's topic is slow to
+// make rows durable, the view goes on computing and showing rows in the
+// store; the rows land in order once the log answers, and the checkpoint
+// waits for them.
+func TestSpeedGoesOnWhileTheLogAppends(t *testing.T) {
+	p := testPipeline(t, pipelineOpts{partitions: 1, lateness: "0s"})
+	log := newMemLog(p)
+	store := newMemStore()
+	release := log.hold("all")
+	r := startSpeed(t, p, log, store)
+	for i := range 5 {
+		// A region of its own each time: a new row, shown at once.
+		region := fmt.Sprintf("r%d", i)
+		if _, err := log.Append(t.Context(), "metrics", 0, []event.Event{ev(region, int64(i)*sec, "h1", region, 0.5, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		checkFor(t, 10*time.Second, "the row of "+region+" in the store", func() bool {
+			return strings.Contains(store.dump("all"), region+"|0|0; final=false")
+		})
+	}
+	r.clock.Advance(10 * time.Second)
+	go r.tickAll() // the checkpoint waits for the appends
+	if n := len(log.viewRows(p, "all")); n != 0 {
+		t.Fatalf("%d groups in the view's topic while its appends are held", n)
+	}
+	checkpointed := func() bool {
+		_, ok, _ := log.LoadCheckpoint(t.Context(), r.s.bucket, "all")
+		return ok
+	}
+	if checkpointed() {
+		t.Fatal("a checkpoint while rows were not durable")
+	}
+	release()
+	checkFor(t, 10*time.Second, "the checkpoint", checkpointed)
+	if n := len(log.viewRows(p, "all")); n != 5 {
+		t.Fatalf("%d groups in the view's topic, want 5", n)
+	}
+}
+
 func TestSpeedNewErrors(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{})
 	if _, err := New(p, nil, newMemStore(), Options{}); err == nil {

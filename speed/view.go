@@ -15,12 +15,19 @@ import (
 
 // viewRun is one run of one view: a reader goroutine per partition of the
 // topic feeding entries to the view's own goroutine, which alone touches
-// the engine, the emitter and the store, and takes checkpoints.
+// the engine, the emitter and the store, and takes checkpoints, and an
+// appender goroutine making its rows durable in the view's topic.
 type viewRun struct {
 	s  *Speed
 	vs *viewSpec
 	e  *Engine
 	em *emitter
+
+	// app appends the view's rows while run runs; nil before (restore,
+	// and tests driving the engine by hand), when flush appends itself.
+	app *appender
+	// appending counts rows handed to app whose result has not come back.
+	appending int
 
 	readers []readerState
 	entries chan partEntry
@@ -108,6 +115,18 @@ func (r *viewRun) run(ctx context.Context) error {
 		readers.Wait()
 		r.uploadWG.Wait()
 	}()
+	// The appender outlives ctx until the soft stop has made the rows
+	// durable; it is stopped on every way out.
+	actx, stopAppender := context.WithCancel(context.WithoutCancel(ctx))
+	r.app, r.appending = newAppender(r.em), 0
+	var appenderWG sync.WaitGroup
+	appenderWG.Go(func() { r.app.run(actx) })
+	defer func() {
+		stopAppender()
+		close(r.app.in)
+		appenderWG.Wait()
+		r.app = nil
+	}()
 
 	var tick <-chan time.Time
 	if s.opts.tick != nil {
@@ -149,6 +168,10 @@ func (r *viewRun) run(ctx context.Context) error {
 			}
 		case res := <-r.uploaded:
 			r.uploadDone(res)
+		case res := <-r.app.out:
+			if err := r.landed(res); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -200,12 +223,54 @@ func (r *viewRun) read(ctx context.Context, part int, from int64) {
 	}
 }
 
-// flush shows what changed in the store and the log.
+// flush shows what changed in the store and hands the rows for the log to
+// the appender (or, without one, appends them).
 func (r *viewRun) flush(ctx context.Context) error {
 	r.e.Flush(r.s.now(), &r.out)
-	err := r.em.emit(ctx, &r.out)
+	r.em.emit(&r.out)
 	r.vs.m.observe(r.e)
-	return err
+	if r.app == nil {
+		return r.em.flushPending(ctx)
+	}
+	if len(r.em.pending) == 0 {
+		return nil
+	}
+	rows := r.em.takePending()
+	r.appending += len(rows)
+	for {
+		select {
+		case r.app.in <- rows:
+			return nil
+		case res := <-r.app.out:
+			if err := r.landed(res); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// landed records a round of the appender.
+func (r *viewRun) landed(res appended) error {
+	r.appending -= res.rows
+	r.em.land(res.landed)
+	return res.err
+}
+
+// drain waits until every row handed to the appender is durable.
+func (r *viewRun) drain(ctx context.Context) error {
+	for r.app != nil && r.appending > 0 {
+		select {
+		case res := <-r.app.out:
+			if err := r.landed(res); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // onTick applies the idle rule, moves the watermark and checkpoints when due.
@@ -227,7 +292,12 @@ func (r *viewRun) onTick(ctx context.Context) error {
 		return err
 	}
 	r.vs.m.checkpointAge.Set(now.Sub(r.lastCheckpoint).Seconds())
-	if due && len(r.em.pending) == 0 {
+	if due {
+		// The state may be checkpointed only once every row it emitted is
+		// durable: wait for the appender (a pause once per interval).
+		if err := r.drain(ctx); err != nil {
+			return err
+		}
 		r.startCheckpoint(ctx)
 	}
 	return nil
@@ -308,7 +378,11 @@ func (r *viewRun) softStop() error {
 		r.uploadDone(<-r.uploaded)
 	}
 	r.e.showWaiting()
-	if err := r.flush(ctx); err != nil {
+	err := r.flush(ctx)
+	if err == nil {
+		err = r.drain(ctx)
+	}
+	if err != nil {
 		// Without its final rows in the log the state may not be
 		// checkpointed; the last checkpoint stays, and the next run
 		// replays from it.
