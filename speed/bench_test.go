@@ -114,8 +114,8 @@ func BenchmarkDecodePlan(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			e := NewEngine(pl, 1)
-			var out Output
+			e := newEngine(pl, 1)
+			var out output
 			b.StopTimer()
 			dec := baseline(max(b.N, 64))
 			b.StartTimer()
@@ -168,7 +168,7 @@ func BenchmarkStateMemory(b *testing.B) {
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				e := NewEngine(pl, 1)
+				e := newEngine(pl, 1)
 				for k := 0; k < keys; k += len(evs) {
 					for j := range evs {
 						host := fmt.Sprintf("host-%07d", k+j)
@@ -347,7 +347,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 		b.Fatal(err)
 	}
 	const keys = 100_000
-	e := NewEngine(pl, 4)
+	e := newEngine(pl, 4)
 	evs := make([]event.Event, 1000)
 	for k := 0; k < keys; k += len(evs) {
 		for j := range evs {
@@ -377,7 +377,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			e2 := NewEngine(pl, 4)
+			e2 := newEngine(pl, 4)
 			e2.wm = h.watermark
 			if err := restoreWindows(e2, r); err != nil {
 				b.Fatal(err)
@@ -425,7 +425,7 @@ func BenchmarkManyKeys(b *testing.B) {
 	}
 	for _, every := range []int{1, 64} {
 		b.Run(fmt.Sprintf("flush-every-%d", every), func(b *testing.B) {
-			e := NewEngine(pl, 1)
+			e := newEngine(pl, 1)
 			interval, _ := v.Emit.Open()
 			e.SetEmitInterval(interval)
 			store := serving.NewStore(p)
@@ -435,7 +435,7 @@ func BenchmarkManyKeys(b *testing.B) {
 				appended += len(evs)
 				return int64(appended - len(evs)), nil
 			}
-			var out Output
+			var out output
 			var evs []event.Event
 			var rows int
 			b.ReportAllocs()
@@ -533,8 +533,8 @@ func BenchmarkWindowJob(b *testing.B) {
 			entries := make([][]byte, 0, chunk/perEntry)
 			var decoded []event.Event
 			for range b.N {
-				e := NewEngine(pl, 1)
-				var out Output
+				e := newEngine(pl, 1)
+				var out output
 				var sum windowJobSum
 				var cpu, wall time.Duration
 				for first := int64(0); first < c.events; first += chunk {
@@ -576,7 +576,7 @@ func BenchmarkWindowJob(b *testing.B) {
 }
 
 // flushAt flushes e at clock time now.
-func flushAt(e *Engine, now time.Time, out *Output) { e.Flush(now, out) }
+func flushAt(e *engine, now time.Time, out *output) { e.Flush(now, out) }
 
 // benchCPUTime is the process's user and system CPU time so far.
 func benchCPUTime() time.Duration {

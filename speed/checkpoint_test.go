@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/internal/binfmt"
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
@@ -93,9 +94,9 @@ func TestCheckpointRestoreEqualsUninterrupted(t *testing.T) {
 }
 
 // newTestSpeed returns a Speed on a clock that moves only when told to.
-func newTestSpeed(t *testing.T, p *pipelines.Pipeline, log Log, store Store) (*Speed, *fakeClock) {
+func newTestSpeed(t *testing.T, p *pipelines.Pipeline, log Log, store Store) (*Speed, *fakeclock.Clock) {
 	t.Helper()
-	clock := &fakeClock{t: timeAt(0)}
+	clock := fakeclock.New(timeAt(0))
 	s, err := New(p, log, store, Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -105,10 +106,10 @@ func newTestSpeed(t *testing.T, p *pipelines.Pipeline, log Log, store Store) (*S
 
 // settle moves the clock past the emit interval and flushes, so that every
 // open window shows its current value, however the changes were paced.
-func settle(t *testing.T, r *viewRun, clock *fakeClock) {
+func settle(t *testing.T, r *viewRun, clock *fakeclock.Clock) {
 	t.Helper()
 	every, _ := r.vs.view.Emit.Open()
-	clock.Advance(2 * every)
+	clock.Add(2 * every)
 	if err := r.flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &viewRun{s: s, vs: s.views[0], e: NewEngine(s.views[0].plan, 2), em: newEmitter(s.p, s.views[0].view, s.store)}
+	r := &viewRun{s: s, vs: s.views[0], e: newEngine(s.views[0].plan, 2), em: newEmitter(s.p, s.views[0].view, s.store)}
 	if err := r.restoreFrom(h, cr); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func TestCheckpointCorruption(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		r := &viewRun{s: s, vs: s.views[0], e: NewEngine(s.views[0].plan, 2), em: newEmitter(s.p, s.views[0].view, s.store)}
+		r := &viewRun{s: s, vs: s.views[0], e: newEngine(s.views[0].plan, 2), em: newEmitter(s.p, s.views[0].view, s.store)}
 		return r.restoreFrom(h, cr)
 	}
 	for i := range data {
@@ -193,33 +194,6 @@ func TestCheckpointCorruption(t *testing.T) {
 	d[4] = 99
 	if err := restore(d); !errors.Is(err, ErrCheckpointVersion) {
 		t.Fatalf("version 99: err %v, want ErrCheckpointVersion", err)
-	}
-}
-
-func TestDefinitionHash(t *testing.T) {
-	p := testPipeline(t, pipelineOpts{})
-	v := *p.ViewByName("all")
-	tp := p.TopicByName("metrics")
-	h := definitionHash(&v, tp)
-	same := v
-	same.Window.Lateness *= 2
-	same.Retention *= 2
-	if definitionHash(&same, tp) != h {
-		t.Error("lateness and retention changed the definition hash")
-	}
-	for name, change := range map[string]func(v *pipelines.View){
-		"where":     func(v *pipelines.View) { v.Where = "cpu > 0" },
-		"group_by":  func(v *pipelines.View) { v.GroupBy = []string{"host"} },
-		"size":      func(v *pipelines.View) { v.Window.Size *= 2 },
-		"aggregate": func(v *pipelines.View) { v.Aggregates = v.Aggregates[1:] },
-	} {
-		c := v
-		c.GroupBy = slices.Clone(v.GroupBy)
-		c.Aggregates = slices.Clone(v.Aggregates)
-		change(&c)
-		if definitionHash(&c, tp) == h {
-			t.Errorf("changing %s kept the definition hash", name)
-		}
 	}
 }
 
@@ -290,7 +264,7 @@ func TestFinalRanges(t *testing.T) {
 		offsets := make([]int64, 2)
 		for _, en := range split(rng, events, 2, 40, true) {
 			feed(t, r, []testEntry{en}, offsets)
-			clock.Advance(300 * time.Millisecond) // open rows show now and then
+			clock.Add(300 * time.Millisecond) // open rows show now and then
 		}
 		v := p.ViewByName(view)
 		cutoff := r.em.cutoff(r.e.wm)
@@ -404,7 +378,7 @@ func TestCheckpointVersion1(t *testing.T) {
 	if len(h.retain) != 2 || len(h.retain[0]) != 1 || h.retain[0][0] != (finalRange{from: 20, to: 50}) || len(h.retain[1]) != 0 {
 		t.Fatalf("ranges %v, want [[20, 50)] and none", h.retain)
 	}
-	if h.view != "all" || h.def != 42 || h.viewEnds[0] != 50 || h.viewEnds[1] != 30 || h.parts[0].next != 100 || r.Count(4) != 0 || r.Err() != nil {
+	if h.view != "all" || h.def != 42 || h.viewEnds[0] != 50 || h.viewEnds[1] != 30 || h.next[0] != 100 || r.Count(4) != 0 || r.Err() != nil {
 		t.Fatalf("header %+v", h)
 	}
 }

@@ -36,7 +36,7 @@
 // are removed by the restarted view (a tombstone each), since the replay
 // may form its windows otherwise; it shows those that exist again.
 //
-// The Engine is pure (no log, clock or goroutines) so that Speed, Local
+// The engine is pure (no log, clock or goroutines) so that Speed, Local
 // (pipeline tests) and the benchmarks all run the same code. Speed owns its
 // goroutines: per view one that owns the engine, one reader per partition
 // and at most one checkpoint upload, all waited for before Run returns.

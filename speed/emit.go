@@ -8,6 +8,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
@@ -38,7 +39,7 @@ const speedIDPrefix = "speed/"
 // the view's topic (see emitter.ranges).
 const maxRanges = 4096
 
-// emitter hands an Engine's output to the store and to the view's log
+// emitter hands an engine's output to the store and to the view's log
 // topic (the rows of open windows, when emit.interval asks for them, the
 // tombstones of vanished sessions and the final rows), and evicts final
 // rows past the view's retention.
@@ -90,7 +91,7 @@ func newEmitter(p *pipelines.Pipeline, v *pipelines.View, store Store) *emitter 
 		open:      open,
 		retention: retention,
 		step:      max(retention/64, 1),
-		evicted:   noWatermark,
+		evicted:   plan.NoWatermark,
 	}
 	em.ends = make([]int64, em.parts)
 	em.ranges = make([][]finalRange, em.parts)
@@ -102,10 +103,10 @@ func newEmitter(p *pipelines.Pipeline, v *pipelines.View, store Store) *emitter 
 // function of the watermark alone, and EvictSpeed runs 64 times per
 // retention rather than after every entry.
 func (em *emitter) cutoff(wm int64) int64 {
-	if wm == noWatermark {
-		return noWatermark
+	if wm == plan.NoWatermark {
+		return plan.NoWatermark
 	}
-	c := satSub(wm, em.retention)
+	c := plan.Earlier(wm, em.retention)
 	return floorDiv(c, em.step) * em.step
 }
 
@@ -119,7 +120,7 @@ func floorDiv(a, b int64) int64 {
 
 // emit shows out in the store and queues its rows for the view's topic
 // (pending), which flushPending or an appender makes durable.
-func (em *emitter) emit(out *Output) {
+func (em *emitter) emit(out *output) {
 	if len(out.Gone) > 0 {
 		em.store.DeleteSpeed(em.view, out.Gone)
 	}

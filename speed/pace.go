@@ -3,7 +3,7 @@ package speed
 import "time"
 
 // pace decides when the row of a changed open window is shown (put in
-// Output.Open, whence the emitter shows it in the store and appends it to
+// output.Open, whence the emitter shows it in the store and appends it to
 // the view's topic), so that each row is shown at most once per emit
 // interval without the engine building a row for every change:
 //
@@ -36,7 +36,7 @@ type pace struct {
 
 // SetEmitInterval makes the engine show a changed open window's row at
 // most once per d (see pace); 0, the default, at every Flush.
-func (e *Engine) SetEmitInterval(d time.Duration) {
+func (e *engine) SetEmitInterval(d time.Duration) {
 	e.pace.every = uint32(min(max(d.Milliseconds(), 0), 1<<31))
 }
 
@@ -65,13 +65,13 @@ func (p *pace) sweepDue() bool {
 
 // showWaiting makes the next Flush show every waiting row, due or not: a
 // soft stop leaves the store and the view's topic current.
-func (e *Engine) showWaiting() { e.pace.all = true }
+func (e *engine) showWaiting() { e.pace.all = true }
 
 // showMerged makes the next Flush show the session keys whose tombstones
 // wait with them. A checkpoint is taken only after that: the restarted
 // engine would not know of the vanished sessions, and their rows would
 // stay in the sinks.
-func (e *Engine) showMerged() {
+func (e *engine) showMerged() {
 	for _, g := range e.gone {
 		if k := g.k; k.dirty && !k.listed && !k.closed {
 			k.listed = true
@@ -84,7 +84,7 @@ func (e *Engine) showMerged() {
 // sweep shows the waiting rows whose interval has passed. It visits the
 // open windows that have waiting rows (every session key, for a session
 // view), not every change.
-func (e *Engine) sweep(out *Output) {
+func (e *engine) sweep(out *output) {
 	e.pace.lastSweep = e.pace.now
 	if e.session {
 		for _, k := range e.keys {

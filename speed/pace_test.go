@@ -11,8 +11,8 @@ import (
 
 // flushedAt flushes e at clock offset at (from timeAt(0)) and returns the
 // output's rows as text: open, final and gone.
-func flushedAt(e *Engine, at time.Duration) (open, final, gone []string) {
-	var out Output
+func flushedAt(e *engine, at time.Duration) (open, final, gone []string) {
+	var out output
 	e.Flush(timeAt(0).Add(at), &out)
 	for _, r := range out.Open {
 		open = append(open, shortRow(r))
@@ -117,9 +117,9 @@ func TestEnginePaceSessions(t *testing.T) {
 // pacedEngine is an engine for a view of the test pipeline (one partition)
 // with an emit interval of 1s, and a function that processes events as
 // the partition's next entry.
-func pacedEngine(t *testing.T, view, lateness string) (*Engine, func(...event.Event)) {
+func pacedEngine(t *testing.T, view, lateness string) (*engine, func(...event.Event)) {
 	p := testPipeline(t, pipelineOpts{partitions: 1, lateness: lateness})
-	e := NewEngine(compile(t, p, view), 1)
+	e := newEngine(compile(t, p, view), 1)
 	e.SetEmitInterval(time.Second)
 	off := int64(0)
 	return e, func(evs ...event.Event) {

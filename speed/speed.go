@@ -125,7 +125,7 @@ func compileViews(p *pipelines.Pipeline) ([]*viewSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("speed: %w", err)
 		}
-		specs = append(specs, &viewSpec{view: v, topic: t, plan: pl, def: definitionHash(v, t), consumer: "speed." + v.Name})
+		specs = append(specs, &viewSpec{view: v, topic: t, plan: pl, def: pl.Definition(), consumer: "speed." + v.Name})
 	}
 	return specs, nil
 }
@@ -213,7 +213,7 @@ func (s *Speed) restore(ctx context.Context, vs *viewSpec) (*viewRun, error) {
 	if err := s.log.Register(ctx, vs.consumer, vs.topic.Name); err != nil {
 		return nil, fmt.Errorf("speed: view %q: register consumer: %w", v.Name, err)
 	}
-	e := NewEngine(vs.plan, max(vs.topic.Partitions, 1))
+	e := newEngine(vs.plan, max(vs.topic.Partitions, 1))
 	every, _ := v.Emit.Open()
 	e.SetEmitInterval(every)
 	em := newEmitter(s.p, v, s.store)
@@ -247,12 +247,8 @@ func (s *Speed) restore(ctx context.Context, vs *viewSpec) (*viewRun, error) {
 	if err := r.showRetained(ctx, h); err != nil {
 		return nil, err
 	}
-	next := make([]int64, len(h.parts))
-	for i, p := range h.parts {
-		next[i] = p.next
-	}
 	s.logger.Info("speed: restored checkpoint", "view", v.Name, "windows", e.OpenWindows(),
-		"saved_at", time.UnixMicro(h.savedAt).UTC(), "offsets", next)
+		"saved_at", time.UnixMicro(h.savedAt).UTC(), "offsets", h.next)
 	return r, nil
 }
 
@@ -344,7 +340,7 @@ func (r *viewRun) showRetained(ctx context.Context, h checkpointHeader) error {
 				}
 				rows = rows[:0]
 				for _, ent := range entries {
-					kept := finalRange{from: -1, maxEnd: noWatermark}
+					kept := finalRange{from: -1, maxEnd: plan.NoWatermark}
 					for i, ev := range ent.Events {
 						off := ent.Offset + int64(i)
 						if off < from || off >= rg.to || !strings.HasPrefix(ev.ID, speedIDPrefix) {

@@ -16,8 +16,8 @@
 // final row.
 //
 // This package is the one place that layout is written down: Schema,
-// Columns and TopicSchema lay out the fields, Row.Event, FromValues and
-// Flags the values.
+// Columns and TopicSchema lay out the fields, Row.AppendValues, Row.Event,
+// FromValues and Flags the values.
 //
 // It imports only the event package of Lambdaflow and keeps no state.
 package viewrow
@@ -94,13 +94,18 @@ func TopicSchema(values event.Schema) event.Schema {
 	return append(Columns(values), event.Field{Name: ColDeleted, Type: event.TypeBool})
 }
 
+// AppendValues appends the row's values in Schema's order to dst (a row of
+// the batch layer's view file).
+func (r *Row) AppendValues(dst []event.Value) []event.Value {
+	dst = append(dst, event.Value{I: r.Start, Valid: true}, event.Value{I: r.End, Valid: true})
+	dst = append(dst, r.Group...)
+	return append(dst, r.Aggs...)
+}
+
 // Event returns the row as an event of the view's log topic with the given
 // id; its event time is the window's start (the topic's time field).
 func (r *Row) Event(id string) event.Event {
-	vals := make([]event.Value, 0, groupAt+len(r.Group)+len(r.Aggs)+2)
-	vals = append(vals, event.Value{I: r.Start, Valid: true}, event.Value{I: r.End, Valid: true})
-	vals = append(vals, r.Group...)
-	vals = append(vals, r.Aggs...)
+	vals := r.AppendValues(make([]event.Value, 0, groupAt+len(r.Group)+len(r.Aggs)+2))
 	vals = append(vals, boolValue(r.Final), boolValue(r.Deleted))
 	return event.Event{ID: id, Time: r.Start, Values: vals}
 }
