@@ -28,7 +28,11 @@ func TestMain(m *testing.M) {
 		// Re-executed by TestLakeKill9 as the lake writer process.
 		os.Exit(lakeChild())
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m,
+		// nats.go's object store publishes chunks asynchronously; the
+		// goroutine that watches the connection for that may outlive it.
+		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"),
+	)
 }
 
 // t0 is the start of the tests' event times: 2026-01-01T00:00:00Z.

@@ -213,7 +213,7 @@ func decodeViewFile(data []byte, where string, v *pipelines.View, from *pipeline
 				return nil, fmt.Errorf("batch: view file %s: row %d, %s: %w", where, i, schema[j].Name, err)
 			}
 		}
-		r, ok := viewrow.FromValues(vals, ng)
+		r, ok := viewrow.FromValues(vals, ng, len(v.Aggregates))
 		if !ok {
 			return nil, fmt.Errorf("batch: view file %s: row %d has %d values, want %d group-by fields", where, i, len(vals), ng)
 		}

@@ -212,7 +212,7 @@ func (b *Broker) whileForming(ctx context.Context, what string, f func() error) 
 	delay := 100 * time.Millisecond
 	for {
 		err := f()
-		if err == nil || b.replicas <= 1 || !transient(err) || ctx.Err() != nil {
+		if err == nil || b.replicas <= 1 || !(transient(err) || noPeersYet(err)) || ctx.Err() != nil {
 			return err
 		}
 		if time.Now().After(next) {
@@ -227,6 +227,19 @@ func (b *Broker) whileForming(ctx context.Context, what string, f func() error) 
 		}
 		delay = min(2*delay, 2*time.Second)
 	}
+}
+
+// errCodeNoPeers is JetStream's "no suitable peers for placement": the
+// meta leader does not know enough servers yet (a cluster forming, or one
+// that lost servers), or the replicas outnumber the servers for good.
+const errCodeNoPeers = 10005
+
+// noPeersYet reports whether err is errCodeNoPeers. Only startup waits on
+// it (whileForming, which says every 10 s what it waits for): elsewhere it
+// is an error to report.
+func noPeersYet(err error) bool {
+	var je jetstream.JetStreamError
+	return errors.As(err, &je) && je.APIError() != nil && je.APIError().ErrorCode == errCodeNoPeers
 }
 
 // existingPartitions returns the sorted partition numbers of t that have a

@@ -40,7 +40,7 @@ func (e *engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.Sta
 	if e.session {
 		k := e.keys[key]
 		if k == nil {
-			k = &sessionKey{key: key, queued: math.MaxInt64}
+			k = &sessionKey{key: key, queued: math.MaxInt64, shown: e.pace.never()}
 			e.keys[key] = k
 		}
 		n := len(k.ss)

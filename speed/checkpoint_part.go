@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"slices"
 	"strings"
 
@@ -14,12 +15,12 @@ import (
 )
 
 // A view is checkpointed per partition (docs/checkpoint-format.md, version
-// 2): one object holds what the owner of partition p of the view computes,
+// 3): one object holds what the owner of partition p of the view computes,
 // stage 1 over source partition p and stage 2 over partition p of the view,
 // with the positions in both topics and in the view's own topic.
 
 // checkpointPartVersion is the format of a partition's checkpoint.
-const checkpointPartVersion = 2
+const checkpointPartVersion = 3
 
 // partCheckpoint is a decoded partition checkpoint, without the windows
 // and units (restorePart puts those into an engine and a merger).
@@ -39,7 +40,8 @@ type partCheckpoint struct {
 	watermark2   int64 // the view's watermark, as stage 2 knew it
 	sources      []sourceState
 
-	viewEnd, retain int64 // the view topic's partition p
+	viewEnd int64        // the view topic's partition p: offset after the last speed row
+	retain  []finalRange // its ranges of final rows still retained (maxEnd unknown)
 }
 
 // encodePart writes a partition checkpoint of the engine e1 (stage 1), the
@@ -122,9 +124,12 @@ func encodePart(b []byte, view string, def uint64, savedAt int64, part int, epoc
 			binfmt.PutUint32(b, at, uint32(len(b)-at-4))
 		}
 	}
-	retain := em.retainFrom()
 	b = binfmt.AppendVarint(b, em.ends[part])
-	b = binfmt.AppendVarint(b, retain[part])
+	b = binfmt.AppendUvarint(b, uint64(len(em.ranges[part])))
+	for _, rg := range em.ranges[part] {
+		b = binfmt.AppendVarint(b, rg.from)
+		b = binfmt.AppendUvarint(b, uint64(rg.to-rg.from))
+	}
 	return binfmt.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
 
@@ -254,7 +259,7 @@ func decodePart(data []byte, e1 *engine, m *merger) (partCheckpoint, error) {
 		uk := unitKey{key, start}
 		u := m.units[uk]
 		if u == nil {
-			u = &unit{end: end, states: map[int]*aggregate.State{}}
+			u = &unit{end: end, states: map[int]*aggregate.State{}, shown: m.pace.never()}
 			m.units[uk] = u
 			if m.session {
 				m.keyUnits[key] = append(m.keyUnits[key], uk)
@@ -263,7 +268,16 @@ func decodePart(data []byte, e1 *engine, m *merger) (partCheckpoint, error) {
 		u.states[src] = st
 		m.touch(uk, u)
 	}
-	h.viewEnd, h.retain = r.Varint(), r.Varint()
+	h.viewEnd = r.Varint()
+	n = r.Count(2)
+	for range n {
+		from := r.Varint()
+		rg := finalRange{from: from, to: from + int64(r.Uvarint()), maxEnd: math.MaxInt64}
+		if from < 0 || rg.to < from || rg.to > h.viewEnd {
+			r.Failf("final rows [%d, %d) outside the view topic's %d", from, rg.to, h.viewEnd)
+		}
+		h.retain = append(h.retain, rg)
+	}
 	if r.Err() == nil && r.Remaining() != 0 {
 		return h, fmt.Errorf("%w: %d trailing bytes", ErrCorruptCheckpoint, r.Remaining())
 	}

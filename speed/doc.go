@@ -13,10 +13,16 @@
 // to the view's partials topic, in the partition of its group. Stage 2
 // reads partition p of that topic, merges the states of every source
 // partition per (group, window), takes the view's watermark over all source
-// partitions (watermark.go) and shows the merged rows in the serving store;
-// when the watermark passes a window its final row goes to the store and to
-// the view's own log topic, where sinks pick it up. Aggregate states merge
-// exactly, so the rows are those of one computation over every partition.
+// partitions (watermark.go) and shows the merged rows. The rows of open
+// windows that changed are shown, paced by the view's emit.interval
+// (pace.go: a row's first change at once, later ones at most once per
+// interval), in the serving store and, with final: false, in the view's own
+// log topic, where sinks pick them up. When the watermark passes a window
+// its final row goes to the store and to the view's topic (final: true),
+// overwriting the open one. A session that merges into another leaves a
+// tombstone in the topic (_deleted: true), which removes its row from the
+// store and the sinks. Aggregate states merge exactly, so the rows are
+// those of one computation over every partition.
 // Final rows stay in the store for the view's retention, measured in event
 // time: a final row goes once the watermark is retention past its end (in
 // steps of retention/64), so the rows shown depend on the stream alone. An
@@ -42,8 +48,11 @@
 // Every window ends with exactly the events it would have had without the
 // crash: none lost, none counted twice. A final row whose window closed after
 // the checkpoint is appended again by the replay; sinks upsert, so that is
-// harmless. A checkpoint is only committed once every state and final row
-// it depends on is durable in the log.
+// harmless. A checkpoint is only committed once every state and row it
+// depends on is durable in the log and no row waits for its interval. Open
+// windows' rows appended after the checkpoint are removed by the next run
+// of the partition (a tombstone each), since the replay may form its
+// windows otherwise; it shows those that exist again.
 //
 // The engine and the merger are pure (no log, clock or goroutines) so that
 // Speed, Local (pipeline tests, one engine over every partition) and the

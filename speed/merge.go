@@ -3,6 +3,7 @@ package speed
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
@@ -125,7 +126,8 @@ type unitKey struct {
 type unit struct {
 	end    int64
 	states map[int]*aggregate.State
-	dirty  bool
+	dirty  bool   // changed since its row was last shown
+	shown  uint32 // when its row was last shown (pace.go)
 }
 
 // merger is stage 2 of a view for one partition of the view (see above).
@@ -141,6 +143,10 @@ type merger struct {
 	wm       int64
 
 	units map[unitKey]*unit
+	pace  pace // when changed open windows are shown (pace.go)
+	// keyShown is when each session key's rows were last shown (pace.go);
+	// a key without an entry is due at once.
+	keyShown map[string]uint32
 	// Session views: the windows of each key, for merging the source
 	// partitions' sessions, and the merged sessions last shown.
 	keyUnits map[string][]unitKey
@@ -165,8 +171,27 @@ func newMerger(pl *plan.Plan, sources int) *merger {
 		keyUnits: map[string][]unitKey{},
 		shown:    map[string][]plan.TimeWindow{},
 		dirty:    map[string]bool{},
+		keyShown: map[string]uint32{},
 	}
 }
+
+// newViewMerger returns the merger of a partition of view vs, paced by
+// the view's emit.interval.
+func newViewMerger(vs *viewSpec) *merger {
+	m := newMerger(vs.plan, max(vs.topic.Partitions, 1))
+	every, _ := vs.view.Emit.Open()
+	m.SetEmitInterval(every)
+	return m
+}
+
+// SetEmitInterval makes the merger show a changed open window's row at
+// most once per d (see pace); 0, the default, at every Flush. Final rows
+// and the tombstones of a key shown are never held back.
+func (m *merger) SetEmitInterval(d time.Duration) { m.pace.setInterval(d) }
+
+// showWaiting makes the next Flush show every waiting row, due or not: a
+// checkpoint or a soft stop leaves the store and the view's topic current.
+func (m *merger) showWaiting() { m.pace.all = true }
 
 // Watermark returns the view's watermark as this merger knows it.
 func (m *merger) Watermark() (int64, bool) { return m.wm, m.wm != plan.NoWatermark }
@@ -219,7 +244,7 @@ func (m *merger) Apply(pr *partial) error {
 	}
 	u := m.units[uk]
 	if u == nil {
-		u = &unit{end: pr.end, states: map[int]*aggregate.State{}}
+		u = &unit{end: pr.end, states: map[int]*aggregate.State{}, shown: m.pace.never()}
 		m.units[uk] = u
 		if m.session {
 			m.keyUnits[pr.key] = append(m.keyUnits[pr.key], uk)
@@ -239,9 +264,13 @@ func (m *merger) touch(uk unitKey, u *unit) {
 }
 
 // Flush moves the watermark, finalises the windows it passed and fills
-// out with the rows that changed since the previous Flush.
-func (m *merger) Flush(out *output) {
+// out with the final rows and, paced by the emit interval (pace.go), the
+// rows of open windows that changed and the tombstones of the session keys
+// shown. now is the caller's clock, for the pace.
+func (m *merger) Flush(now time.Time, out *output) {
 	out.Open, out.Final, out.Gone, out.vals = out.Open[:0], out.Final[:0], out.Gone[:0], nil
+	m.pace.at(now)
+	defer func() { m.pace.all = false }()
 	m.wm = m.watermark()
 	out.Watermark, out.HasWatermark = m.wm, m.wm != plan.NoWatermark
 	if m.session {
@@ -257,10 +286,10 @@ func (m *merger) Flush(out *output) {
 		case u.end <= m.wm:
 			out.Final = append(out.Final, m.row(out, uk.key, plan.TimeWindow{Start: uk.start, End: u.end}, u.states, true))
 			delete(m.units, uk)
-		case u.dirty:
+		case u.dirty && m.pace.due(u.shown):
 			out.Open = append(out.Open, m.row(out, uk.key, plan.TimeWindow{Start: uk.start, End: u.end}, u.states, false))
+			u.dirty, u.shown = false, m.pace.now
 		}
-		u.dirty = false
 	}
 	sortRows(out.Final)
 }
@@ -282,11 +311,13 @@ func (m *merger) watermark() int64 {
 func (m *merger) flushSessions(out *output) {
 	keys := make([]string, 0, len(m.dirty))
 	for k := range m.dirty {
-		keys = append(keys, k)
+		if shown, ok := m.keyShown[k]; !ok || m.pace.due(shown) {
+			keys = append(keys, k)
+		}
 	}
 	// Keys with a session the watermark passed are looked at too.
 	for k, uks := range m.keyUnits {
-		if m.dirty[k] {
+		if slices.Contains(keys, k) {
 			continue
 		}
 		for _, uk := range uks {
@@ -296,8 +327,9 @@ func (m *merger) flushSessions(out *output) {
 			}
 		}
 	}
-	clear(m.dirty)
 	for _, k := range keys {
+		delete(m.dirty, k)
+		m.keyShown[k] = m.pace.now
 		var merged sessionList
 		var live []unitKey
 		for _, uk := range m.keyUnits[k] {
@@ -331,12 +363,15 @@ func (m *merger) flushSessions(out *output) {
 		for _, old := range m.shown[k] {
 			if !slices.ContainsFunc(now, func(w plan.TimeWindow) bool { return w.Start == old.Start }) &&
 				!slices.ContainsFunc(out.Final, func(r viewrow.Row) bool { return r.Key == k && r.Start == old.Start }) {
-				out.Gone = append(out.Gone, viewrow.Row{Start: old.Start, End: old.End, Key: k, Group: m.group(k)})
+				out.Gone = append(out.Gone, viewrow.Row{Start: old.Start, End: old.End, Key: k, Group: m.group(k),
+					Aggs: make([]event.Value, m.ncols), Deleted: true})
 			}
 		}
 		if len(live) == 0 {
 			delete(m.keyUnits, k)
 			delete(m.shown, k)
+			delete(m.keyShown, k)
+			delete(m.dirty, k)
 			continue
 		}
 		m.keyUnits[k], m.shown[k] = live, now

@@ -3,10 +3,12 @@ package speed
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -36,7 +38,7 @@ func newTwoStages(t testing.TB, pl *plan.Plan, parts int) *twoStages {
 	for range parts {
 		ts.e1 = append(ts.e1, newPartialEngine(pl))
 		ts.m = append(ts.m, newMerger(pl, parts))
-		ts.em = append(ts.em, &emitter{view: pl.View(), store: ts.store, retention: math.MaxInt64 / 4, step: 1, evicted: plan.NoWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)})
+		ts.em = append(ts.em, &emitter{view: pl.View(), store: ts.store, retention: math.MaxInt64 / 4, step: 1, evicted: plan.NoWatermark, parts: 1, ends: make([]int64, 1), ranges: make([][]finalRange, 1)})
 	}
 	for p := range ts.epoch {
 		ts.epoch[p] = 1
@@ -55,7 +57,7 @@ func (ts *twoStages) process(p int, events []event.Event) {
 func (ts *twoStages) send(p int) {
 	e := ts.e1[p]
 	var out output
-	e.Flush(&out)
+	e.Flush(time.Time{}, &out)
 	asOf := e.Next(0)
 	add := func(kind int, rows []viewrow.Row) {
 		for _, r := range rows {
@@ -89,8 +91,9 @@ func (ts *twoStages) deliver(g int, replay bool) {
 			ts.t.Fatal(err)
 		}
 	}
-	ts.m[g].Flush(&ts.out)
-	if err := ts.em[g].emit(ts.t.Context(), &ts.out); err != nil {
+	ts.m[g].Flush(time.Time{}, &ts.out)
+	ts.em[g].emit(&ts.out)
+	if err := ts.em[g].flushPending(ts.t.Context()); err != nil {
 		ts.t.Fatal(err)
 	}
 }
@@ -121,7 +124,7 @@ func TestTwoStagesEqualOneEngine(t *testing.T) {
 
 			one := newEngine(pl, parts)
 			oneStore := newMemStore()
-			oneEm := &emitter{view: pl.View(), store: oneStore, retention: math.MaxInt64 / 4, step: 1, evicted: plan.NoWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)}
+			oneEm := &emitter{view: pl.View(), store: oneStore, retention: math.MaxInt64 / 4, step: 1, evicted: plan.NoWatermark, parts: 1, ends: make([]int64, 1), ranges: make([][]finalRange, 1)}
 			next := make([]int64, parts)
 			var out output
 
@@ -129,8 +132,9 @@ func TestTwoStagesEqualOneEngine(t *testing.T) {
 			for i, en := range entries {
 				one.Process(en.part, next[en.part], en.events)
 				next[en.part] += int64(len(en.events))
-				one.Flush(&out)
-				if err := oneEm.emit(t.Context(), &out); err != nil {
+				one.Flush(time.Time{}, &out)
+				oneEm.emit(&out)
+				if err := oneEm.flushPending(t.Context()); err != nil {
 					t.Fatal(err)
 				}
 				ts.process(en.part, en.events)
@@ -171,7 +175,7 @@ func TestMergerSkipsOlderAndStaleRecords(t *testing.T) {
 	e := newPartialEngine(pl)
 	e.Process(0, 0, []event.Event{ev("a", 10*sec, "h1", "eu", 0.5, 100)})
 	var out output
-	e.Flush(&out)
+	e.Flush(time.Time{}, &out)
 	r := out.Open[0]
 	state := func(rows int64) []byte {
 		st := pl.NewState()
@@ -189,7 +193,7 @@ func TestMergerSkipsOlderAndStaleRecords(t *testing.T) {
 		}
 	}
 	events := func() int64 {
-		m.Flush(&out)
+		m.Flush(time.Time{}, &out)
 		for _, o := range out.Open {
 			if o.Start == r.Start {
 				return o.Aggs[0].I
@@ -273,4 +277,75 @@ func TestPartCheckpointCorruption(t *testing.T) {
 	if err := restore(d); !errors.Is(err, ErrCheckpointVersion) {
 		t.Fatalf("version 1: err %v, want ErrCheckpointVersion", err)
 	}
+}
+
+// TestMergerPacesOpenRows: with an emit interval the merger shows a
+// window's first change at once, holds later ones until the interval has
+// passed since it was last shown (then shows the newest), shows every
+// waiting row when asked (a checkpoint, a soft stop), and never holds a
+// final row back.
+func TestMergerPacesOpenRows(t *testing.T) {
+	p := testPipeline(t, pipelineOpts{lateness: "0s"})
+	pl := compile(t, p, "all")
+	m := newMerger(pl, 1)
+	m.SetEmitInterval(time.Second)
+	e := newPartialEngine(pl)
+	var out output
+	e.Process(0, 0, []event.Event{ev("a", 10*sec, "h1", "eu", 0.5, 100)})
+	e.Flush(time.Time{}, &out)
+	key, start, end := out.Open[0].Key, out.Open[0].Start, out.Open[0].End
+	state := func(rows int64) []byte {
+		st := pl.NewState()
+		for i := range rows {
+			ev := ev("x", 10*sec+i, "h1", "eu", 0.5, 1)
+			pl.Update(st, &ev)
+		}
+		b, _ := st.AppendBinary(nil)
+		return b
+	}
+	asOf := int64(0)
+	apply := func(rows int64) {
+		asOf++
+		pr := partial{source: 0, epoch: 1, asOf: asOf, kind: pipelines.PartialOpen, key: key, start: start, end: end, state: state(rows)}
+		if err := m.Apply(&pr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := timeAt(0)
+	shown := func(at time.Duration) []string {
+		m.Flush(t0.Add(at), &out)
+		var got []string
+		for _, r := range out.Open {
+			got = append(got, fmt.Sprintf("open %d", r.Aggs[0].I))
+		}
+		for _, r := range out.Final {
+			got = append(got, fmt.Sprintf("final %d", r.Aggs[0].I))
+		}
+		return got
+	}
+	check := func(at time.Duration, want ...string) {
+		t.Helper()
+		if got := shown(at); !slices.Equal(got, want) {
+			t.Fatalf("at %v: shown %q, want %q", at, got, want)
+		}
+	}
+	apply(1)
+	check(0, "open 1") // the first change at once
+	apply(2)
+	check(300 * time.Millisecond) // within the interval: held
+	apply(3)
+	check(900 * time.Millisecond)
+	check(time.Second, "open 3") // the interval passed: the newest
+	check(1500 * time.Millisecond)
+	apply(4)
+	check(1600 * time.Millisecond)
+	m.showWaiting()
+	check(1700*time.Millisecond, "open 4") // asked: shown at once
+	apply(5)
+	// The watermark passes the window: its final row is not held back.
+	pr := partial{source: 0, epoch: 1, asOf: asOf + 1, kind: pipelines.PartialMark, newest: end, seen: true}
+	if err := m.Apply(&pr); err != nil {
+		t.Fatal(err)
+	}
+	check(1800*time.Millisecond, "final 5")
 }

@@ -49,6 +49,12 @@ type partRun struct {
 	appends  chan partialBatch
 	durable  atomic.Uint64 // stage-1 batches durable in the partials topic
 
+	// app appends stage 2's rows to the view's topic while run runs; nil
+	// before (restore), when flush2 appends itself.
+	app *appender
+	// appending counts rows handed to app whose result has not come back.
+	appending int
+
 	ckName         string // the last checkpoint committed
 	lastCheckpoint time.Time
 	uploading      bool
@@ -106,14 +112,17 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease) (*pa
 	r := &partRun{s: s, vs: vs, lease: lease, part: lease.Partition(), source: vs.topic.Name, partials: pt.Name,
 		parts: max(pt.Partitions, 1), lastCheckpoint: s.now()}
 	r.e1 = newPartialEngine(vs.plan)
-	r.m = newMerger(vs.plan, max(vs.topic.Partitions, 1))
+	r.m = newViewMerger(vs)
 	r.em = newEmitter(s.p, v, s.store)
 	r.em.append = s.log.Append
 	r.marks = make([]markState, r.parts)
+	ngroup, naggs := len(vs.plan.GroupBy()), len(vs.plan.Columns())
 	_, name, ok := lease.Committed(r.source)
 	if !ok || name == "" {
 		s.logger.Info("speed: no checkpoint; computing the partition from the start of the log", "view", v.Name, "partition", r.part)
-		return r, nil
+		// A run killed before its first checkpoint may have appended
+		// open windows' rows.
+		return r, retract(ctx, s.log, s.logger, r.em, r.part, 0, ngroup, naggs)
 	}
 	data, found, err := s.log.LoadCheckpoint(ctx, s.bucket, name)
 	if err != nil {
@@ -126,8 +135,8 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease) (*pa
 	if err == nil && h.def != vs.def {
 		s.logger.Warn("speed: the view's definition changed since its checkpoint; recomputing the partition from the start of the log", "view", v.Name, "partition", r.part)
 		r.e1 = newPartialEngine(vs.plan)
-		r.m = newMerger(vs.plan, max(vs.topic.Partitions, 1))
-		return r, nil
+		r.m = newViewMerger(vs)
+		return r, retract(ctx, s.log, s.logger, r.em, r.part, 0, ngroup, naggs)
 	}
 	if err == nil && (h.view != v.Name || h.part != r.part) {
 		err = fmt.Errorf("%w: it belongs to view %q partition %d", ErrCorruptCheckpoint, h.view, h.part)
@@ -138,9 +147,10 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease) (*pa
 	r.ckName = name
 	r.next2 = h.partialsNext
 	r.em.ends[r.part] = h.viewEnd
-	retain, ends := make([]int64, r.em.parts), make([]int64, r.em.parts)
-	retain[r.part], ends[r.part] = h.retain, h.viewEnd
-	if err := showRetained(ctx, s.log, r.em, r.m.wm, len(vs.plan.GroupBy()), retain, ends); err != nil {
+	if err := retract(ctx, s.log, s.logger, r.em, r.part, h.viewEnd, ngroup, naggs); err != nil {
+		return nil, err
+	}
+	if err := showRetained(ctx, s.log, r.em, r.m.wm, r.part, h.retain, ngroup, naggs); err != nil {
 		return nil, err
 	}
 	s.logger.Info("speed: restored checkpoint", "view", v.Name, "partition", r.part, "windows", r.e1.OpenWindows(),
@@ -178,11 +188,23 @@ func (r *partRun) run(ctx context.Context) error {
 			appendErr <- err
 		}
 	})
+	// Stage 2's rows reach the view's topic through an appender of their
+	// own, so that the view goes on computing while the log makes them
+	// durable. Like the other appender it outlives ctx until the soft stop
+	// is done.
+	rowsCtx, stopRows := context.WithCancel(context.WithoutCancel(ctx))
+	r.app, r.appending = newAppender(r.em), 0
+	var rowsWG sync.WaitGroup
+	rowsWG.Go(func() { r.app.run(rowsCtx) })
 	defer func() {
 		stopReaders()
 		workers.Wait()
 		stopAppender()
 		appender.Wait()
+		stopRows()
+		close(r.app.in)
+		rowsWG.Wait()
+		r.app = nil
 		r.uploadWG.Wait()
 		r.unobserve()
 	}()
@@ -264,6 +286,10 @@ func (r *partRun) run(ctx context.Context) error {
 			}
 		case res := <-r.uploaded:
 			r.uploadDone(res)
+		case res := <-r.app.out:
+			if err := r.landed(res); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -330,7 +356,7 @@ func (r *partRun) apply(ent broker.Entry) error {
 // partitions.
 func (r *partRun) flush1(ctx context.Context) error {
 	r.flushed1 = r.s.now()
-	r.e1.Flush(&r.out1)
+	r.e1.Flush(r.flushed1, &r.out1)
 	asOf := r.e1.Next(0)
 	epoch := r.lease.Epoch()
 	records := make([][]event.Event, r.parts)
@@ -416,13 +442,54 @@ func (r *partRun) appendLoop(ctx context.Context) error {
 	}
 }
 
-// flush2 shows stage 2's changes in the store and makes its final rows
-// durable in the view's topic.
+// flush2 shows stage 2's changes in the store and hands its rows for the
+// view's topic to the appender (or, without one, appends them).
 func (r *partRun) flush2(ctx context.Context) error {
-	r.m.Flush(&r.out2)
-	err := r.em.emit(ctx, &r.out2)
+	r.m.Flush(r.s.now(), &r.out2)
+	r.em.emit(&r.out2)
 	r.observe()
-	return err
+	if r.app == nil {
+		return r.em.flushPending(ctx)
+	}
+	if len(r.em.pending) == 0 {
+		return nil
+	}
+	rows := r.em.takePending()
+	r.appending += len(rows)
+	for {
+		select {
+		case r.app.in <- rows:
+			return nil
+		case res := <-r.app.out:
+			if err := r.landed(res); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// landed records a round of the appender of stage 2's rows.
+func (r *partRun) landed(res appended) error {
+	r.appending -= res.rows
+	r.em.land(res.landed)
+	return res.err
+}
+
+// drain waits until every row handed to the appender is durable.
+func (r *partRun) drain(ctx context.Context) error {
+	for r.app != nil && r.appending > 0 {
+		select {
+		case res := <-r.app.out:
+			if err := r.landed(res); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // onTick applies the idle rule to the source partition, moves the
@@ -440,11 +507,22 @@ func (r *partRun) onTick(ctx context.Context) error {
 			return err
 		}
 	}
+	// A checkpoint records no row waiting for its interval: the next run
+	// would not know it was shown (its tombstones, the rows it retracts).
+	due := !r.uploading && now.Sub(r.lastCheckpoint) >= r.s.opts.CheckpointInterval
+	if due {
+		r.m.showWaiting()
+	}
 	if err := r.flush2(ctx); err != nil {
 		return err
 	}
 	r.vs.m.checkpointAge.Set(now.Sub(r.lastCheckpoint).Seconds())
-	if !r.uploading && len(r.em.pending) == 0 && now.Sub(r.lastCheckpoint) >= r.s.opts.CheckpointInterval {
+	if due {
+		// The state may be checkpointed only once every row it emitted is
+		// durable: wait for the appender (a pause once per interval).
+		if err := r.drain(ctx); err != nil {
+			return err
+		}
 		r.startCheckpoint(ctx)
 	}
 	return nil
@@ -559,7 +637,12 @@ func (r *partRun) softStop(stopAppender context.CancelFunc, appender *sync.WaitG
 		case <-time.After(time.Millisecond):
 		}
 	}
-	if err := r.flush2(ctx); err != nil {
+	r.m.showWaiting()
+	err := r.flush2(ctx)
+	if err == nil {
+		err = r.drain(ctx)
+	}
+	if err != nil {
 		return fail("final rows", err)
 	}
 	start := r.s.now()

@@ -82,7 +82,7 @@ func (s *Speed) replicate(ctx context.Context, vs *viewSpec, part int) error {
 func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 	v := vs.view
 	pt := s.p.PartialsTopic(v)
-	m := newMerger(vs.plan, max(vs.topic.Partitions, 1))
+	m := newViewMerger(vs)
 	em := newEmitter(s.p, v, s.store)
 	next := int64(0)
 	_, name, ok, err := s.log.CommittedCheckpoint(ctx, vs.consumer, pt.Name, part)
@@ -105,12 +105,10 @@ func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 		if h.def != vs.def {
 			// The owner recomputes the partition from the start; so does
 			// the replica.
-			m = newMerger(vs.plan, max(vs.topic.Partitions, 1))
+			m = newViewMerger(vs)
 		} else {
 			next = h.partialsNext
-			retain, ends := make([]int64, em.parts), make([]int64, em.parts)
-			retain[part], ends[part] = h.retain, h.viewEnd
-			if err := showRetained(ctx, s.log, em, m.wm, len(vs.plan.GroupBy()), retain, ends); err != nil {
+			if err := showRetained(ctx, s.log, em, m.wm, part, h.retain, len(vs.plan.GroupBy()), len(vs.plan.Columns())); err != nil {
 				return err
 			}
 		}
@@ -121,22 +119,53 @@ func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 	}
 	defer rd.Close()
 	var out output
-	flush := func() error {
-		m.Flush(&out)
-		return em.emit(ctx, &out)
+	flush := func() {
+		m.Flush(s.now(), &out)
+		em.emit(&out)
 	}
-	if err := flush(); err != nil {
-		return err
-	}
+	flush()
+	// The reader runs on its own goroutine so that rows waiting for their
+	// emit interval are shown on the tick when no partial state comes.
+	rctx, stopReader := context.WithCancel(ctx)
+	entries := make(chan broker.Entry, 8)
+	readErr := make(chan error, 1)
+	var reader sync.WaitGroup
+	reader.Go(func() {
+		for {
+			ent, err := rd.Next(rctx)
+			switch {
+			case rctx.Err() != nil:
+				return
+			case errors.Is(err, broker.ErrCorruptEntry), errors.Is(err, broker.ErrSchemaMismatch):
+				continue
+			case err != nil:
+				readErr <- err
+				return
+			}
+			select {
+			case entries <- ent:
+			case <-rctx.Done():
+				return
+			}
+		}
+	})
+	defer func() {
+		stopReader()
+		reader.Wait()
+	}()
+	tick := time.NewTicker(tickInterval)
+	defer tick.Stop()
 	for {
-		ent, err := rd.Next(ctx)
-		switch {
-		case ctx.Err() != nil:
+		var ent broker.Entry
+		select {
+		case <-ctx.Done():
 			return nil
-		case errors.Is(err, broker.ErrCorruptEntry), errors.Is(err, broker.ErrSchemaMismatch):
-			continue
-		case err != nil:
+		case err := <-readErr:
 			return err
+		case <-tick.C:
+			flush()
+			continue
+		case ent = <-entries:
 		}
 		if ent.Offset > next {
 			return errBehind
@@ -152,8 +181,6 @@ func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 			}
 		}
 		next = max(next, ent.End())
-		if err := flush(); err != nil {
-			return err
-		}
+		flush()
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
@@ -226,46 +227,105 @@ func retryable(err error) bool {
 	return true
 }
 
+// retract removes the rows of open windows that the previous owner of
+// partition part of the view's topic appended after its checkpoint (from
+// offset from on, to the end of the partition): the replay may form its
+// windows otherwise (sessions meeting in another order, an event late in one
+// run and not in the other), so such a row might never be overwritten. It
+// appends a tombstone for each window whose last row there is an open one;
+// the replay shows the windows that exist again. Windows finalised there are
+// left as they are: the replay finalises them again, with the same values.
+func retract(ctx context.Context, log Log, logger *slog.Logger, em *emitter, part int, from int64, ngroup, naggs int) error {
+	if em.append == nil {
+		return nil
+	}
+	off := from
+	last := map[string]viewrow.Row{}
+	var order []string
+	for {
+		entries, err := log.Fetch(ctx, em.topic, part, off, 10000)
+		if err != nil {
+			return fmt.Errorf("speed: view %q: read the rows of the last run back from topic %q: %w", em.view, em.topic, err)
+		}
+		if len(entries) == 0 {
+			break
+		}
+		for _, ent := range entries {
+			for i, ev := range ent.Events {
+				if ent.Offset+int64(i) < off || !strings.HasPrefix(ev.ID, speedIDPrefix) {
+					continue
+				}
+				row, ok := viewrow.FromValues(ev.Values, ngroup, naggs)
+				if !ok {
+					continue
+				}
+				if _, seen := last[ev.ID]; !seen {
+					order = append(order, ev.ID)
+				}
+				last[ev.ID] = row
+			}
+			off = ent.End()
+		}
+	}
+	em.ends[part] = max(em.ends[part], off)
+	var tombs []viewrow.Row
+	for _, id := range order {
+		if row := last[id]; !row.Final && !row.Deleted {
+			tombs = append(tombs, viewrow.Row{Start: row.Start, End: row.End, Group: row.Group,
+				Aggs: make([]event.Value, naggs), Deleted: true})
+		}
+	}
+	if len(tombs) == 0 {
+		return nil
+	}
+	logger.Info("speed: removing the open windows the last run showed after its checkpoint", "view", em.view, "partition", part, "windows", len(tombs))
+	em.pending = append(em.pending, tombs...)
+	return em.flushPending(ctx)
+}
+
 // showRetained reads the view's final rows still within retention back
-// from partitions of its log topic into the store, as they were before a
-// restart: from retain[p] to ends[p] of each partition p, the rows the speed
-// layer appended whose window ends at or after the eviction cutoff of the
-// watermark wm.
-func showRetained(ctx context.Context, log Log, em *emitter, wm int64, ngroup int, retain, ends []int64) error {
+// from partition part of its log topic into the store, as they were before
+// a restart: the ranges of final rows the checkpoint names, skipping open
+// windows' rows, tombstones and the batch layer's rows. It rebuilds the
+// emitter's ranges of the partition with the rows' window ends.
+func showRetained(ctx context.Context, log Log, em *emitter, wm int64, part int, ranges []finalRange, ngroup, naggs int) error {
 	cutoff := em.cutoff(wm)
 	em.evicted = cutoff
-	for p := range min(em.parts, len(retain)) {
-		from, to := retain[p], ends[p]
-		for from < to {
-			entries, err := log.Fetch(ctx, em.topic, p, from, 10000)
+	em.ranges[part] = nil
+	var rows []viewrow.Row
+	for _, rg := range ranges {
+		from := rg.from
+		for from < rg.to {
+			entries, err := log.Fetch(ctx, em.topic, part, from, 10000)
 			if err != nil {
 				return fmt.Errorf("speed: view %q: read final rows back from topic %q: %w", em.view, em.topic, err)
 			}
 			if len(entries) == 0 {
 				break
 			}
-			var rows []viewrow.Row
+			rows = rows[:0]
 			for _, ent := range entries {
-				maxEnd, first := int64(plan.NoWatermark), int64(-1)
+				kept := finalRange{from: -1, maxEnd: plan.NoWatermark}
 				for i, ev := range ent.Events {
 					off := ent.Offset + int64(i)
-					if off >= to || !strings.HasPrefix(ev.ID, speedIDPrefix) {
+					if off < from || off >= rg.to || !strings.HasPrefix(ev.ID, speedIDPrefix) {
 						continue
 					}
-					row, ok := viewrow.FromValues(ev.Values, ngroup)
-					if !ok {
+					row, ok := viewrow.FromValues(ev.Values, ngroup, naggs)
+					if !ok || !row.Final || row.Deleted {
 						continue
 					}
-					if first < 0 {
-						first = off
+					if kept.from < 0 {
+						kept.from = off
 					}
-					maxEnd = max(maxEnd, row.End)
+					kept.to = off + 1
+					kept.maxEnd = max(kept.maxEnd, row.End)
 					if row.End >= cutoff {
 						rows = append(rows, row)
 					}
 				}
-				if first >= 0 && maxEnd >= cutoff {
-					em.marks[p] = append(em.marks[p], mark{offset: first, maxEnd: maxEnd})
+				if kept.from >= 0 && kept.maxEnd >= cutoff {
+					em.addRange(part, kept)
 				}
 				from = ent.End()
 			}
