@@ -159,23 +159,37 @@ func (u *Columnar) wordHashes(i int, op *aggOp, words []string) []uint64 {
 // statsColumn counts a column's non-null values into the stats of op's
 // field.
 func (p *Set) statsColumn(states []*State, rows []int32, col *event.Column, op *aggOp) {
+	// The loops of numbers are minMaxInt and minMaxFloat written out with
+	// the op's word indices in registers: they run for every row.
+	cnt, lo, hi := op.n, op.statMin, op.statMax
 	switch op.class {
 	case classInt:
 		for k, r := range rows {
 			if col.Valid == nil || col.Valid[r] {
 				w := p.words(states[k])
-				n := w[op.n]
-				minMaxInt(w, op, n, col.I[r])
-				w[op.n] = n + 1
+				n, x := w[cnt], col.I[r]
+				if lo >= 0 && (n == 0 || x < int64(w[lo])) {
+					w[lo] = uint64(x)
+				}
+				if hi >= 0 && (n == 0 || x > int64(w[hi])) {
+					w[hi] = uint64(x)
+				}
+				w[cnt] = n + 1
 			}
 		}
 	case classFloat:
 		for k, r := range rows {
 			if x := col.F[r]; (col.Valid == nil || col.Valid[r]) && x == x {
 				w := p.words(states[k])
-				n := w[op.n]
-				minMaxFloat(w, op, n, math.Float64bits(x))
-				w[op.n] = n + 1
+				n, bits := w[cnt], math.Float64bits(x)
+				key := floatKey(bits)
+				if lo >= 0 && (n == 0 || key < floatKey(w[lo])) {
+					w[lo] = bits
+				}
+				if hi >= 0 && (n == 0 || key > floatKey(w[hi])) {
+					w[hi] = bits
+				}
+				w[cnt] = n + 1
 			}
 		}
 	default:
