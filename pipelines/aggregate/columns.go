@@ -57,6 +57,10 @@ type Columnar struct {
 	// (by index in Set.upd); holding the words keeps their array from being
 	// reused for another dictionary.
 	dicts map[int]*wordHashes
+	// dd and ddIndex (dd.index as a value, made once) serve the quantiles'
+	// bucket indexes.
+	dd      *ddCache
+	ddIndex func(float64) int32
 }
 
 type wordHashes struct {
@@ -74,7 +78,8 @@ type rowOp struct {
 
 // NewColumnar returns a Columnar of the Set.
 func (p *Set) NewColumnar() *Columnar {
-	return &Columnar{p: p, dicts: map[int]*wordHashes{}}
+	dd := new(ddCache)
+	return &Columnar{p: p, dicts: map[int]*wordHashes{}, dd: dd, ddIndex: dd.index}
 }
 
 // UpdateColumns adds rows of a columnar batch to states: row rows[k] of c
@@ -234,6 +239,21 @@ func (u *Columnar) updateRows(states []*State, rows []int32, c *event.Columns) {
 			v = col.Value(int(r), op.typ)
 			if op.class == classFloat && v.F != v.F {
 				continue
+			}
+			if ro.row && op.kind == aggQuantile && !op.ownMinMax {
+				// addQuantile's common case (a busy window's sketch)
+				// with the cache's bucket indexes.
+				if q := p.quantileSet(s, op.x); q != nil && q.sk != nil {
+					x := v.F
+					if op.class != classFloat {
+						x = float64(v.I)
+					}
+					q.sk.insertWith(x, 1, u.ddIndex)
+					if ro.stats {
+						p.updateStats(s, w, op, &v)
+					}
+					continue
+				}
 			}
 			if ro.row {
 				var id string
