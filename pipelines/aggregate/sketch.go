@@ -162,7 +162,7 @@ type ddCache struct {
 	idx  [1 << ddCacheBits]int32
 }
 
-const ddCacheBits = 12
+const ddCacheBits = 14
 
 // index is ddIndex(x) for x > 0.
 func (c *ddCache) index(x float64) int32 {
