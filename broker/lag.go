@@ -35,7 +35,7 @@ func (b *Broker) Lag(ctx context.Context) ([]api.Lag, error) {
 	if err != nil {
 		return nil, err
 	}
-	recs, err := b.commits(ctx, kv)
+	recs, mirrors, err := b.commits(ctx, kv)
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +67,7 @@ func (b *Broker) Lag(ctx context.Context) ([]api.Lag, error) {
 		}
 		out = append(out, l)
 	}
+	out = append(out, b.mirrorLag(mirrors)...)
 	slices.SortFunc(out, func(a, b api.Lag) int {
 		return cmp.Or(
 			cmp.Compare(b.LagSeconds, a.LagSeconds),
@@ -84,21 +85,27 @@ type commit struct {
 	rec             commitRecord
 }
 
-// commits reads every consumer key of the offsets bucket in one pass.
-func (b *Broker) commits(ctx context.Context, kv jetstream.KeyValue) ([]commit, error) {
-	w, err := kv.WatchFiltered(ctx, []string{"c.>"}, jetstream.IgnoreDeletes())
+// commits reads every consumer key and every link's position of the
+// offsets bucket in one pass.
+func (b *Broker) commits(ctx context.Context, kv jetstream.KeyValue) ([]commit, []mirrorRecord, error) {
+	w, err := kv.WatchFiltered(ctx, []string{"c.>", "m.>"}, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, fmt.Errorf("broker: lag: %w", unavailable(err))
+		return nil, nil, fmt.Errorf("broker: lag: %w", unavailable(err))
 	}
 	defer w.Stop()
 	var out []commit
+	var mirrors []mirrorRecord
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("broker: lag: %w", ctx.Err())
+			return nil, nil, fmt.Errorf("broker: lag: %w", ctx.Err())
 		case e := <-w.Updates():
 			if e == nil { // all current values delivered
-				return out, nil
+				return out, mirrors, nil
+			}
+			if m, ok := b.parseMirror(e.Key(), e.Value()); ok {
+				mirrors = append(mirrors, m)
+				continue
 			}
 			c := commit{}
 			var ok bool
