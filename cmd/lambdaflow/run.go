@@ -327,6 +327,9 @@ func exampleEvent(p *pipelines.Pipeline) string {
 	var b strings.Builder
 	b.WriteByte('{')
 	for i, f := range t.Schema {
+		if pipelines.IsSiteField(f) {
+			continue // set by ingest
+		}
 		if i > 0 {
 			b.WriteByte(',')
 		}
