@@ -218,20 +218,20 @@ func TestRemote(t *testing.T) {
 	src := pipelines.Source{Site: "eu", URL: "nats://127.0.0.1:" + strconv.Itoa(port), Prefix: "EU"}
 	// The local schema lacks "up" and adds _site, in another order.
 	local := event.Schema{testSchema()[1], testSchema()[0], testSchema()[3], {Name: pipelines.SiteField, Type: event.TypeString, Required: true}}
-	r, err := OpenRemote(ctx, RemoteOptions{Source: src, Topic: "metrics", Schema: local, Partitions: 2, Name: "test"}, Options{})
+	r, err := OpenRemote(ctx, RemoteOptions{Source: src, Topic: "metrics", Schema: local, Name: "test"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	rec, err := r.Describe(ctx, "metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := r.Record()
 	if rec.Site != "eu" || rec.Partitions != 2 || !reflect.DeepEqual(rec.EventSchema(), testSchema()) {
 		t.Errorf("record %+v", rec)
 	}
 	if _, err := r.Describe(ctx, "nope"); !errors.Is(err, ErrNoTopicRecord) {
 		t.Errorf("unknown topic: %v", err)
+	}
+	if _, err := OpenRemote(ctx, RemoteOptions{Source: src, Topic: "nope", Schema: local}, Options{}); !errors.Is(err, ErrNoTopicRecord) {
+		t.Errorf("OpenRemote of an unknown topic: %v", err)
 	}
 	bd, err := r.Bounds(ctx, 1)
 	if err != nil || bd != (Bounds{Start: 0, End: 3}) {
@@ -276,7 +276,7 @@ func TestRemote(t *testing.T) {
 func TestRemoteRefused(t *testing.T) {
 	ns := extServer(t, func(o *server.Options) { o.Authorization = "right-token-9f2" })
 	src := pipelines.Source{Site: "eu", URL: ns.ClientURL(), Prefix: "LF", Auth: pipelines.SourceAuth{Token: "wrong-token-77a"}}
-	_, err := OpenRemote(ctxT(t, 20*time.Second), RemoteOptions{Source: src, Topic: "metrics", Schema: testSchema(), Partitions: 1,
+	_, err := OpenRemote(ctxT(t, 20*time.Second), RemoteOptions{Source: src, Topic: "metrics", Schema: testSchema(),
 		Path: "topics[0].sources[0]"}, Options{})
 	if err == nil {
 		t.Fatal("OpenRemote with a wrong token succeeded")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,6 +93,7 @@ func (b *Broker) advertise(ctx context.Context) error {
 type Remote struct {
 	b     *Broker
 	topic string
+	rec   TopicRecord
 }
 
 // RemoteOptions describe the other site and how to reach it.
@@ -99,11 +101,10 @@ type RemoteOptions struct {
 	// Source is the link's configuration: url, prefix, auth, tls.
 	Source pipelines.Source
 	// Topic is the topic's name at the other site; Schema is the schema
-	// events are decoded into (the local topic's: fields are matched by
-	// name) and Partitions its partition count there.
-	Topic      string
-	Schema     event.Schema
-	Partitions int
+	// its events are decoded into (the local topic's: fields are matched
+	// by name, see DecodeEntry).
+	Topic  string
+	Schema event.Schema
 	// Name names the connection at the other site's NATS, e.g.
 	// "lambdaflow aggregate mirror".
 	Name string
@@ -112,10 +113,20 @@ type RemoteOptions struct {
 	Path string
 }
 
-// OpenRemote connects to the other site's NATS. Like an external cluster,
-// a site that cannot be reached does not fail it (Ready says so, reads fail
-// with ErrUnavailable until it is back); one that refuses the credentials
-// or TLS settings does, naming the keys to check.
+// remotePing is how often a link's connection pings the other site, and
+// remotePings how many unanswered pings drop it: a cut link (packets
+// dropped, no reset) is noticed within about a quarter of a minute instead
+// of NATS' default of minutes.
+const (
+	remotePing  = 5 * time.Second
+	remotePings = 3
+)
+
+// OpenRemote connects to the other site's NATS and reads its record of
+// the topic, which gives the partitions to read. It fails with an error
+// wrapping ErrUnavailable when the site cannot be reached within ctx,
+// ErrNoTopicRecord when it does not advertise the topic, and a message
+// naming the keys to check when it refuses the credentials or TLS settings.
 func OpenRemote(ctx context.Context, ro RemoteOptions, opts Options) (*Remote, error) {
 	src := ro.Source
 	p := &pipelines.Pipeline{
@@ -124,7 +135,6 @@ func OpenRemote(ctx context.Context, ro RemoteOptions, opts Options) (*Remote, e
 			URL: src.URL, Prefix: src.Prefix, Replicas: 1,
 			Creds: src.Auth.Creds, User: src.Auth.User, Password: src.Auth.Password, Token: src.Auth.Token, TLS: src.TLS,
 		},
-		Topics: []pipelines.Topic{{Name: ro.Topic, Partitions: max(ro.Partitions, 1), Schema: ro.Schema}},
 	}
 	// The view's metrics are its own: the local log's names are taken.
 	opts.Registerer = prometheus.NewRegistry()
@@ -134,8 +144,6 @@ func OpenRemote(ctx context.Context, ro RemoteOptions, opts Options) (*Remote, e
 	}
 	b.readOnly = true
 	b.cfgPath = cmp.Or(ro.Path, "source")
-	b.logTopics = p.Topics
-	b.topics[ro.Topic] = newTopic(b, &b.logTopics[0])
 	if err := b.connectExternal(ctx); err != nil {
 		return nil, err
 	}
@@ -143,14 +151,26 @@ func OpenRemote(ctx context.Context, ro RemoteOptions, opts Options) (*Remote, e
 		b.shutdown()
 		return nil, fmt.Errorf("broker: jetstream: %w", err)
 	}
+	r := &Remote{b: b, topic: ro.Topic}
+	if r.rec, err = r.Describe(ctx, ro.Topic); err != nil {
+		b.shutdown()
+		return nil, err
+	}
+	// The topic is set before anything else can reach the Broker, and
+	// never changes: a site whose record changes is opened again.
+	p.Topics = []pipelines.Topic{{Name: ro.Topic, Partitions: max(r.rec.Partitions, 1), Schema: ro.Schema}}
+	b.logTopics = p.Topics
+	b.topics[ro.Topic] = newTopic(b, &b.logTopics[0])
 	b.wg.Add(1)
 	go b.markerLoop() // writes nothing: a Remote never appends; Close waits for it
-	return &Remote{b: b, topic: ro.Topic}, nil
+	return r, nil
 }
 
-// Describe reads the other site's record of topic name (any topic, not
-// only the one the Remote reads): ErrNoTopicRecord when there is none,
-// ErrUnavailable when the site cannot be reached.
+// Record returns the topic record the Remote was opened with.
+func (r *Remote) Record() TopicRecord { return r.rec }
+
+// Describe reads the other site's record of topic name: ErrNoTopicRecord
+// when there is none, ErrUnavailable when the site cannot be reached.
 func (r *Remote) Describe(ctx context.Context, name string) (TopicRecord, error) {
 	kv, err := r.b.js.KeyValue(ctx, r.b.prefix+"_"+topicsBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -176,6 +196,12 @@ func (r *Remote) Describe(ctx context.Context, name string) (TopicRecord, error)
 // Reader reads partition part of the Remote's topic, as Broker.Reader.
 func (r *Remote) Reader(ctx context.Context, part int, from Position) (*Reader, error) {
 	return r.b.Reader(ctx, r.topic, part, from)
+}
+
+// Fetch returns up to max events of partition part from from on, as
+// Broker.Fetch.
+func (r *Remote) Fetch(ctx context.Context, part int, from Position, max int) ([]Entry, error) {
+	return r.b.Fetch(ctx, r.topic, part, from, max)
 }
 
 // Bounds returns the bounds of partition part of the Remote's topic.

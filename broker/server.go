@@ -183,7 +183,7 @@ func (b *Broker) connOptions() []nats.Option {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			// Not ConnectedUrlRedacted: it keeps a token (the user part
 			// of the URL) and the user name.
-			b.log.Info("broker: reconnected", "url", redactURLs(nc.ConnectedUrl()))
+			b.log.Info("broker: reconnected", "url", RedactURLs(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			b.log.Warn("broker: async error", "err", err)
@@ -316,10 +316,14 @@ func (b *Broker) connectExternal(ctx context.Context) error {
 		return err
 	}
 	bp := b.p.Broker
-	opts := append(b.connOptions(),
+	opts := b.connOptions()
+	if b.readOnly {
+		opts = append(opts, nats.PingInterval(remotePing), nats.MaxPingsOutstanding(remotePings))
+	}
+	opts = append(opts,
 		// Also after Open, when the cluster was down at the start.
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			b.log.Info("broker: connected", "url", redactURLs(nc.ConnectedUrl()))
+			b.log.Info("broker: connected", "url", RedactURLs(nc.ConnectedUrl()))
 		}),
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
@@ -354,7 +358,7 @@ func (b *Broker) connectExternal(ctx context.Context) error {
 		nc, err = nats.Connect(urls, append(opts, nats.RetryOnFailedConnect(true))...)
 	}
 	if err != nil {
-		return fmt.Errorf("broker: connect to %s: %w", redactURLs(urls), explain(err, b.cfgPath))
+		return fmt.Errorf("broker: connect to %s: %w", RedactURLs(urls), explain(err, b.cfgPath))
 	}
 	b.nc = nc
 	return nil
@@ -415,9 +419,9 @@ func keysOf(path, sub string) string {
 	return path + "." + sub
 }
 
-// redactURLs hides the credentials in URLs (user:password or a token) for
+// RedactURLs hides the credentials in URLs (user:password or a token) for
 // messages.
-func redactURLs(urls string) string {
+func RedactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, u := range parts {
 		if at := strings.LastIndex(u, "@"); at >= 0 {
