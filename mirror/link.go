@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -85,10 +86,14 @@ func newLink(mr *Mirror, t *pipelines.Topic, src *pipelines.Source, path string)
 	return l, nil
 }
 
-// run keeps a session going until ctx ends.
+// run keeps a session going until ctx ends. A failed session is tried
+// again after Backoff, doubling up to MaxBackoff; after a session that ran
+// for Recheck or longer the next failure starts the doubling over, and a
+// source that does not match waits MaxBackoff at once.
 func (l *link) run(ctx context.Context) {
 	t := l.mr.timing
-	backoff := t.Backoff
+	backoff := retry.Backoff{Base: t.Backoff, Cap: t.MaxBackoff, Jitter: retry.Equal}
+	attempt := 0
 	for {
 		start := l.mr.now()
 		err := l.session(ctx)
@@ -97,22 +102,17 @@ func (l *link) run(ctx context.Context) {
 			return
 		}
 		l.setDown(err)
-		wait := backoff
+		attempt++
+		if l.mr.now().Sub(start) >= t.Recheck {
+			attempt = 1
+		}
+		wait := attempt
 		if errors.Is(err, ErrSchema) {
-			wait = t.MaxBackoff
+			wait = 64 // the longest
 		}
-		if l.mr.now().Sub(start) > t.Recheck {
-			backoff = t.Backoff // it ran a while: the next failure is a new one
-		} else {
-			backoff = min(2*backoff, t.MaxBackoff)
-		}
-		l.mr.logger.Warn("mirror: link down; trying again", "site", l.src.Site, "topic", l.topic.Name, "url", l.url, "in", wait, "err", err)
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		l.mr.logger.Warn("mirror: link down; trying again", "site", l.src.Site, "topic", l.topic.Name, "url", l.url, "attempt", attempt, "err", err)
+		if backoff.Wait(ctx, wait) != nil {
 			return
-		case <-timer.C:
 		}
 	}
 }
