@@ -325,6 +325,18 @@ func TestSitesAcrossHosts(t *testing.T) {
 	})
 	checkFor(t, time.Minute, time.Second, func() error { return viewEquals(hq, o) })
 	checkFor(t, time.Minute, time.Second, func() error { return lakeHolds(hq, o) })
+
+	// The console draws the links as inputs of the topic, with their lag.
+	b := newBrowser(t)
+	b.openURL(t, hq.url, "overview")
+	for _, site := range []string{"eu", "us"} {
+		b.waitFor(t, "the link of "+site, `document.querySelector('#pipeline-graph [data-node="link:mirror.`+site+`.metrics"]')`)
+		b.waitFor(t, "its edge to the topic", `document.querySelector('#pipeline-graph .edge[data-from="link:mirror.`+site+`.metrics"][data-to="topic:metrics"]')`)
+	}
+	b.screenshot(t, "sites")
+	if errs := b.jsErrors(); len(errs) > 0 {
+		t.Errorf("JavaScript errors: %v", errs)
+	}
 }
 
 // hqHolds checks hq's topic holds total events.
