@@ -43,13 +43,13 @@ func schema() event.Schema {
 // site is one site: a pipeline with an embedded broker listening on a port
 // of its own, so that other sites reach it.
 type site struct {
-	t    *testing.T
+	t    testing.TB
 	p    *pipelines.Pipeline
 	port int
 	b    *broker.Broker
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,7 +61,7 @@ func freePort(t *testing.T) int {
 
 // newSite makes a site named name whose topic metrics has parts
 // partitions and the given sources (each a site's name and port).
-func newSite(t *testing.T, name string, parts int, sources ...*site) *site {
+func newSite(t testing.TB, name string, parts int, sources ...*site) *site {
 	s := &site{t: t, port: freePort(t)}
 	topic := pipelines.Topic{Name: "metrics", Partitions: parts, Retention: pipelines.Duration(time.Hour), Key: "host", Time: "ts", Schema: schema()}
 	for _, src := range sources {
@@ -227,7 +227,7 @@ func checkFor(t *testing.T, timeout time.Duration, f func() error) {
 	testenv.CheckFor(t, timeout, 50*time.Millisecond, f)
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
