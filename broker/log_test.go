@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
@@ -64,19 +65,38 @@ func TestAppendAndRead(t *testing.T) {
 	b := openBroker(t, testPipeline(t.TempDir(), testTopic("metrics", 3)), Options{Now: func() time.Time { return ingest }})
 	ctx := ctxT(t, 30*time.Second)
 
+	before := time.Now().UnixMicro()
 	all := testEvents("e", 0, 16, base)
 	mustAppend(t, b, "metrics", 0, all[0:5], 0)
 	mustAppend(t, b, "metrics", 0, all[5:6], 5)
 	mustAppend(t, b, "metrics", 0, all[6:16], 6)
 	mustAppend(t, b, "metrics", 1, testEvents("p1", 0, 3, base), 0)
 
+	after := time.Now().UnixMicro()
+
 	entries := readAll(t, b, "metrics", 0)
 	if got := entryOffsets(entries); !reflect.DeepEqual(got, []int64{0, 5, 6}) {
 		t.Fatalf("entry offsets %v, want [0 5 6]", got)
 	}
+	whole, err := b.Fetch(ctx, "metrics", 0, FromStart(), 100)
+	if err != nil || len(whole) != len(entries) {
+		t.Fatalf("Fetch: %d entries, %v", len(whole), err)
+	}
 	for i, e := range entries {
 		if e.Seq != uint64(i+1) || e.Topic != "metrics" || e.Partition != 0 || e.Ingest != base+42 {
 			t.Fatalf("entry %d: seq %d topic %q partition %d ingest %d", i, e.Seq, e.Topic, e.Partition, e.Ingest)
+		}
+		// Appended is the log's own clock (JetStream's), not the
+		// broker's (the ingest time, here far in the past).
+		minTime := e.Events[0].Time
+		for _, ev := range e.Events {
+			minTime = min(minTime, ev.Time)
+		}
+		if e.Appended < before || e.Appended > after || e.MinTime != minTime {
+			t.Errorf("entry %d: appended %d (appends between %d and %d), min time %d, want %d", i, e.Appended, before, after, e.MinTime, minTime)
+		}
+		if f := whole[i]; f.Appended != e.Appended || f.MinTime != e.MinTime {
+			t.Errorf("entry %d fetched: appended %d min time %d, read %d %d", i, f.Appended, f.MinTime, e.Appended, e.MinTime)
 		}
 	}
 	var got []event.Event
@@ -290,7 +310,7 @@ func TestRetentionGaps(t *testing.T) {
 	for i := range 5 {
 		mustAppend(t, b, "metrics", 0, testEvents("e", 2*i, 2, base), int64(2*i))
 	}
-	st, err := b.JetStream().Stream(ctx, "LF_metrics_0")
+	st, err := b.js.Stream(ctx, "LF_metrics_0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +361,7 @@ func TestRetentionGaps(t *testing.T) {
 	// offset exact.
 	b.Close()
 	b = openBroker(t, p, Options{})
-	st, err = b.JetStream().Stream(ctx, "LF_metrics_0")
+	st, err = b.js.Stream(ctx, "LF_metrics_0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +380,7 @@ func TestRetentionGaps(t *testing.T) {
 	// by at most MaxEntryEvents per lost entry, and never go back.
 	mustAppend(t, b, "metrics", 1, testEvents("f", 0, 3, base), 0)
 	mustAppend(t, b, "metrics", 1, testEvents("f", 3, 3, base), 3)
-	st1, err := b.JetStream().Stream(ctx, "LF_metrics_1")
+	st1, err := b.js.Stream(ctx, "LF_metrics_1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,14 +559,14 @@ func TestSharedEmbeddedServer(t *testing.T) {
 		t.Fatalf("read by the owner: %v", ids)
 	}
 
-	kv, err := client.KV(ctx, "speed")
+	kv, err := client.keyValue(ctx, "speed")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kv.Put(ctx, "checkpoint", []byte("42")); err != nil {
 		t.Fatal(err)
 	}
-	kv2, err := owner.KV(ctx, "speed")
+	kv2, err := owner.keyValue(ctx, "speed")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,7 +592,7 @@ func TestSharedEmbeddedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner.Close()
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if err := client.Ready(ctx); !errors.Is(err, ErrUnavailable) {
 			return fmt.Errorf("Ready with the server gone: %v", err)
 		}
@@ -600,7 +620,7 @@ func TestSeekOffset(t *testing.T) {
 		mustAppend(t, b, "metrics", 0, testEvents("e", int(next), n, base), next)
 		next += int64(n)
 	}
-	st, err := b.JetStream().Stream(ctx, "LF_metrics_0")
+	st, err := b.js.Stream(ctx, "LF_metrics_0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -253,12 +253,14 @@ type MirrorPosition struct {
 	// every event before it is in the local topic.
 	Offset int64 `json:"offset"`
 	// End is the other site's end offset of the partition when it was
-	// last reached; Oldest the append time there (UTC µs) of the oldest
-	// event not pulled, 0 when none is known; Seen when (UTC µs) the other
-	// site was last reached.
-	End    int64 `json:"end_offset"`
-	Oldest int64 `json:"oldest,omitempty"`
-	Seen   int64 `json:"seen,omitempty"`
+	// last reached; Oldest the append time there (JetStream's timestamp,
+	// UTC µs) of the entry holding the oldest event not pulled, and
+	// OldestEvent that entry's smallest event time, 0 when none is known;
+	// Seen when (UTC µs) the other site was last reached.
+	End         int64 `json:"end_offset"`
+	Oldest      int64 `json:"oldest,omitempty"`
+	OldestEvent int64 `json:"oldest_event,omitempty"`
+	Seen        int64 `json:"seen,omitempty"`
 	// Marks are, per local partition, what it holds of the source (see
 	// AppendFrom), at least up to Offset.
 	Marks []Mark `json:"marks"`
@@ -347,9 +349,13 @@ func (b *Broker) parseMirror(key string, value []byte) (mirrorRecord, bool) {
 }
 
 // mirrorLag turns the links' positions into lag rows: the partition is the
-// other site's, the offsets are its offsets. A link whose site was last
-// reached more than mirrorStale ago has its lag in seconds counted from
-// then at least, since what that site appended since is unseen.
+// other site's, the offsets are its offsets, and the lag in seconds is the
+// consumers' rule at the other site (now − the append time there of the
+// oldest event not pulled; the event-time lag from that entry's smallest
+// event time). A link whose site was last reached more than mirrorStale ago
+// has both counted from then at least, since what that site appended since
+// is unseen. A link reads and commits together, so its read position is its
+// committed one.
 func (b *Broker) mirrorLag(recs []mirrorRecord) []api.Lag {
 	now := b.now().UnixMicro()
 	out := make([]api.Lag, 0, len(recs))
@@ -360,13 +366,16 @@ func (b *Broker) mirrorLag(recs []mirrorRecord) []api.Lag {
 		}
 		l := api.Lag{Consumer: m.consumer, Topic: pos.Topic, Partition: m.part, Offset: pos.Offset, EndOffset: max(pos.End, pos.Offset)}
 		l.Lag = l.EndOffset - l.Offset
-		if l.Lag > 0 && pos.Oldest > 0 {
-			l.LagSeconds = float64(now-pos.Oldest) / 1e6
+		if l.Lag > 0 {
+			l.LagSeconds = ageSeconds(now, pos.Oldest)
+			l.EventTimeLagSeconds = ageSeconds(now, pos.OldestEvent)
 		}
 		if pos.Seen > 0 && now-pos.Seen > mirrorStale.Microseconds() {
-			l.LagSeconds = max(l.LagSeconds, float64(now-pos.Seen)/1e6)
+			unseen := ageSeconds(now, pos.Seen)
+			l.LagSeconds = max(l.LagSeconds, unseen)
+			l.EventTimeLagSeconds = max(l.EventTimeLagSeconds, unseen)
 		}
-		l.LagSeconds = max(l.LagSeconds, 0)
+		l.ReadOffset, l.ReadLag, l.ReadLagSeconds = l.Offset, l.Lag, l.LagSeconds
 		out = append(out, l)
 	}
 	return out

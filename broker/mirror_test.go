@@ -289,8 +289,8 @@ func TestRemoteRefused(t *testing.T) {
 
 // TestMirrorPositionsInLag checks that links' positions show in Lag as
 // consumers of the local topic, with the other site's partitions and
-// offsets, and their lag in seconds counted from the last contact once it
-// is old.
+// offsets, their lag in seconds by append time and by event time at the
+// other site, counted from the last contact once it is old.
 func TestMirrorPositionsInLag(t *testing.T) {
 	var nowUS atomic.Int64
 	nowUS.Store(base + 60_000_000)
@@ -298,7 +298,7 @@ func TestMirrorPositionsInLag(t *testing.T) {
 	b := openBroker(t, testPipeline(t.TempDir(), testTopic("metrics", 1)), Options{Now: clock})
 	ctx := ctxT(t, 30*time.Second)
 	now := nowUS.Load()
-	pos := MirrorPosition{Topic: "metrics", Offset: 10, End: 25, Oldest: now - 4_000_000, Seen: now, Marks: []Mark{{Seq: 3, HW: 10}}}
+	pos := MirrorPosition{Topic: "metrics", Offset: 10, End: 25, Oldest: now - 4_000_000, OldestEvent: now - 9_000_000, Seen: now, Marks: []Mark{{Seq: 3, HW: 10}}}
 	if err := b.CommitMirror(ctx, "mirror.eu.metrics", 2, pos); err != nil {
 		t.Fatal(err)
 	}
@@ -320,8 +320,9 @@ func TestMirrorPositionsInLag(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []api.Lag{
-		{Consumer: "mirror.eu.metrics", Topic: "metrics", Partition: 2, Offset: 10, EndOffset: 25, Lag: 15, LagSeconds: 4},
-		{Consumer: "mirror.us.metrics", Topic: "metrics", Partition: 0, Offset: 7, EndOffset: 7},
+		{Consumer: "mirror.eu.metrics", Topic: "metrics", Partition: 2, Offset: 10, EndOffset: 25, Lag: 15, LagSeconds: 4,
+			EventTimeLagSeconds: 9, ReadOffset: 10, ReadLag: 15, ReadLagSeconds: 4},
+		{Consumer: "mirror.us.metrics", Topic: "metrics", Partition: 0, Offset: 7, EndOffset: 7, ReadOffset: 7},
 	}
 	if !reflect.DeepEqual(lags, want) {
 		t.Errorf("Lag:\n got %+v\nwant %+v", lags, want)
@@ -332,7 +333,8 @@ func TestMirrorPositionsInLag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(lags) != 2 || lags[0].LagSeconds != 64 || lags[1].LagSeconds != 60 {
+	if len(lags) != 2 || lags[0].LagSeconds != 64 || lags[0].ReadLagSeconds != 64 || lags[0].EventTimeLagSeconds != 69 ||
+		lags[1].LagSeconds != 60 || lags[1].ReadLagSeconds != 60 || lags[1].EventTimeLagSeconds != 60 {
 		t.Errorf("after a minute without contact: %+v", lags)
 	}
 }

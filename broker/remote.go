@@ -68,7 +68,7 @@ func topicRecord(site string, t *pipelines.Topic) TopicRecord {
 // advertise writes the record of every user topic, so that other sites can
 // read them.
 func (b *Broker) advertise(ctx context.Context) error {
-	kv, err := b.KV(ctx, topicsBucket)
+	kv, err := b.keyValue(ctx, topicsBucket)
 	if err != nil {
 		return err
 	}
@@ -161,8 +161,6 @@ func OpenRemote(ctx context.Context, ro RemoteOptions, opts Options) (*Remote, e
 	p.Topics = []pipelines.Topic{{Name: ro.Topic, Partitions: max(r.rec.Partitions, 1), Schema: ro.Schema}}
 	b.logTopics = p.Topics
 	b.topics[ro.Topic] = newTopic(b, &b.logTopics[0])
-	b.wg.Add(1)
-	go b.markerLoop() // writes nothing: a Remote never appends; Close waits for it
 	return r, nil
 }
 

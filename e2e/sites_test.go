@@ -21,6 +21,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/client"
 	"github.com/lambdaflow/lambdaflow/internal/natstest"
 	"github.com/lambdaflow/lambdaflow/internal/netns"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // siteProc is one site's `lambdaflow run` on a host of its own: it can be
@@ -95,7 +96,7 @@ func (s *siteProc) kill() {
 // waitReady waits for /readyz 200.
 func (s *siteProc) waitReady(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	checkFor(t, timeout, 250*time.Millisecond, func() error {
+	testenv.CheckFor(t, timeout, 250*time.Millisecond, func() error {
 		h, err := s.api.Ready(bg)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
@@ -144,7 +145,7 @@ func (o *oracle) publisher(t *testing.T, s *siteProc, stop <-chan struct{}, wg *
 				b, _ := json.Marshal(map[string]any{"ts": e.ts.Format(time.RFC3339), "host": e.host, "region": e.region, "bytes": e.bytes})
 				body.Write(append(b, '\n'))
 			}
-			err := poll(context.Background(), 3*time.Minute, 200*time.Millisecond, func() error {
+			err := testenv.Poll(context.Background(), 3*time.Minute, 200*time.Millisecond, func() error {
 				ans, err := s.api.Publish(bg, "metrics", []byte(body.String()), "application/x-ndjson", key)
 				if err != nil {
 					return err
@@ -251,7 +252,7 @@ func TestSitesAcrossHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	cutAt := time.Now()
-	checkFor(t, 60*time.Second, time.Second, func() error {
+	testenv.CheckFor(t, 60*time.Second, time.Second, func() error {
 		h, err := hq.api.Ready(bg)
 		if err != nil {
 			return err
@@ -262,7 +263,7 @@ func TestSitesAcrossHosts(t *testing.T) {
 		return nil
 	})
 	var grew float64
-	checkFor(t, cut+time.Minute, time.Second, func() error {
+	testenv.CheckFor(t, cut+time.Minute, time.Second, func() error {
 		rows, err := mirrorLag(hq)
 		if err != nil {
 			return err
@@ -279,7 +280,7 @@ func TestSitesAcrossHosts(t *testing.T) {
 	}
 	healed := time.Now()
 	var backlog int64
-	checkFor(t, 2*time.Minute, 200*time.Millisecond, func() error {
+	testenv.CheckFor(t, 2*time.Minute, 200*time.Millisecond, func() error {
 		rows, err := mirrorLag(hq)
 		if err != nil {
 			return err
@@ -311,7 +312,7 @@ func TestSitesAcrossHosts(t *testing.T) {
 
 	total := int64(len(o.ids))
 	t.Logf("%d events acknowledged by the three sites", total)
-	checkFor(t, 2*time.Minute, 500*time.Millisecond, func() error {
+	testenv.CheckFor(t, 2*time.Minute, 500*time.Millisecond, func() error {
 		rows, err := mirrorLag(hq)
 		if err != nil {
 			return err
@@ -323,8 +324,8 @@ func TestSitesAcrossHosts(t *testing.T) {
 		}
 		return hqHolds(hq, total)
 	})
-	checkFor(t, time.Minute, time.Second, func() error { return viewEquals(hq, o) })
-	checkFor(t, time.Minute, time.Second, func() error { return lakeHolds(hq, o) })
+	testenv.CheckFor(t, time.Minute, time.Second, func() error { return viewEquals(hq, o) })
+	testenv.CheckFor(t, time.Minute, time.Second, func() error { return lakeHolds(hq, o) })
 
 	// The console draws the links as inputs of the topic, with their lag.
 	b := newBrowser(t)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -166,20 +167,10 @@ func entries(total, per int) [][]byte {
 func leafPair(b *testing.B) (src, dst *nats.Conn) {
 	b.Helper()
 	start := func(o *server.Options) *server.Server {
-		o.Host, o.Port, o.JetStream, o.StoreDir, o.SyncAlways, o.NoLog, o.NoSigs, o.MaxPayload =
-			"127.0.0.1", -1, true, b.TempDir(), true, true, true, 8<<20
-		ns, err := server.NewServer(o)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ns.Start()
-		if !ns.ReadyForConnections(10 * time.Second) {
-			b.Fatal("nats-server not ready")
-		}
-		b.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-		return ns
+		o.MaxPayload = 8 << 20
+		return startNATS(b, o)
 	}
-	leaf := freePort(b)
+	leaf := testenv.FreePort(b)
 	a := start(&server.Options{ServerName: "eu", JetStreamDomain: "eu", LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: leaf}})
 	u, err := url.Parse(fmt.Sprintf("nats://127.0.0.1:%d", leaf))
 	if err != nil {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
@@ -49,20 +49,30 @@ type site struct {
 	b    *broker.Broker
 }
 
-func freePort(t testing.TB) int {
+// startNATS runs an in-process nats-server with JetStream on loopback (a
+// free port unless o gives one), fsyncing every write, until the test ends.
+func startNATS(t testing.TB, o *server.Options) *server.Server {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	o.Host, o.JetStream, o.StoreDir, o.SyncAlways, o.NoLog, o.NoSigs = "127.0.0.1", true, t.TempDir(), true, true, true
+	if o.Port == 0 {
+		o.Port = -1
+	}
+	ns, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
 }
 
 // newSite makes a site named name whose topic metrics has parts
 // partitions and the given sources (each a site's name and port).
 func newSite(t testing.TB, name string, parts int, sources ...*site) *site {
-	s := &site{t: t, port: freePort(t)}
+	s := &site{t: t, port: testenv.FreePort(t)}
 	topic := pipelines.Topic{Name: "metrics", Partitions: parts, Retention: pipelines.Duration(time.Hour), Key: "host", Time: "ts", Schema: schema()}
 	for _, src := range sources {
 		topic.Sources = append(topic.Sources, pipelines.Source{Site: src.p.Site, URL: src.url(), Prefix: "LF"})

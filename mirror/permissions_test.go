@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
@@ -26,23 +27,14 @@ var readerPermissions = &server.Permissions{
 // the permissions docs/sites.md lists, and checks that they are enough and
 // that the link wrote nothing there.
 func TestMirrorReadOnlyUser(t *testing.T) {
-	port := freePort(t)
-	o := &server.Options{
-		ServerName: "eu", Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	port := testenv.FreePort(t)
+	ns := startNATS(t, &server.Options{
+		ServerName: "eu", Port: port,
 		Users: []*server.User{
 			{Username: "eu", Password: "eu-pw"},
 			{Username: "hq", Password: "hq-pw", Permissions: readerPermissions},
 		},
-	}
-	ns, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	})
 
 	// eu runs on that server as its admin user.
 	eu := newSite(t, "eu", 2)

@@ -193,7 +193,7 @@ func (p *pull) refresh(ctx context.Context, r *broker.Remote) error {
 		return fmt.Errorf("%w: partition %d at site %q (%s) ends at offset %d, but %d were pulled: its log was emptied or is another one",
 			ErrSchema, p.part, l.src.Site, l.url, bd.End, p.pos.Offset)
 	}
-	oldest := int64(0)
+	var oldest, oldestEvent int64
 	if bd.End > p.pos.Offset {
 		es, err := r.Fetch(rctx, p.part, broker.FromOffset(p.pos.Offset), 1)
 		if err != nil {
@@ -203,12 +203,12 @@ func (p *pull) refresh(ctx context.Context, r *broker.Remote) error {
 			return fmt.Errorf("%s partition %d: %w", l.url, p.part, err)
 		}
 		if len(es) > 0 {
-			oldest = es[0].Ingest
+			oldest, oldestEvent = es[0].Appended, es[0].MinTime
 		}
 	}
 	l.contact(now)
-	if bd.End != p.pos.End || oldest != p.pos.Oldest {
-		p.pos.End, p.pos.Oldest, p.dirty = bd.End, oldest, true
+	if bd.End != p.pos.End || oldest != p.pos.Oldest || oldestEvent != p.pos.OldestEvent {
+		p.pos.End, p.pos.Oldest, p.pos.OldestEvent, p.dirty = bd.End, oldest, oldestEvent, true
 	}
 	p.pos.Seen = now.UnixMicro()
 	return p.save(rctx)
@@ -238,7 +238,7 @@ func (p *pull) apply(ctx context.Context, batch []broker.Entry) error {
 	l.contact(now)
 	p.pos.Seen = now.UnixMicro()
 	p.pos.End = max(p.pos.End, last.End())
-	p.pos.Oldest = first.Ingest
+	p.pos.Oldest, p.pos.OldestEvent = first.Appended, first.MinTime
 	if first.Offset > p.pos.Offset {
 		// Retention at the other site removed these before they were
 		// pulled: nothing can bring them back.
@@ -279,7 +279,7 @@ func (p *pull) apply(ctx context.Context, batch []broker.Entry) error {
 	}
 	p.pos.Offset = end
 	if end >= p.pos.End {
-		p.pos.Oldest = 0
+		p.pos.Oldest, p.pos.OldestEvent = 0, 0
 	}
 	p.dirty = true
 	if now.Sub(p.commit) >= l.mr.timing.Commit {
