@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -106,6 +107,10 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 			reject(http.StatusRequestEntityTooLarge, reasonTooLarge, api.Error{Error: tooLargeMsg(maxBody)})
 			return
 		}
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			reject(http.StatusRequestTimeout, reasonInvalid, api.Error{Error: "the request body did not arrive within http.read_timeout (" + in.p.HTTP.ReadTimeout.String() + ")"})
+			return
+		}
 		reject(http.StatusBadRequest, reasonInvalid, api.Error{Error: "reading the body: " + err.Error()})
 		return
 	}
@@ -177,13 +182,12 @@ func transient(err error) bool {
 
 // readBody reads at most limit bytes of the body into a string. Building
 // the string directly saves converting (copying) a byte slice, and events'
-// strings are slices of it.
+// strings are slices of it. The string grows with the bytes that arrive,
+// never sized by Content-Length in advance: a client announcing a large
+// body and sending nothing must not cost the memory it announced.
 func (h *handler) readBody(w http.ResponseWriter, r *http.Request, limit int64) (string, error) {
 	rd := http.MaxBytesReader(w, r.Body, limit)
 	var sb strings.Builder
-	if r.ContentLength > 0 {
-		sb.Grow(int(r.ContentLength))
-	}
 	bp := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(bp)
 	// MaxBytesReader has no WriterTo and Builder no ReaderFrom, so this

@@ -37,7 +37,7 @@ func TestDefaultsApplied(t *testing.T) {
 		Version: 1,
 		Name:    "p",
 		DataDir: "./data",
-		HTTP:    HTTP{Listen: "127.0.0.1:8080"},
+		HTTP:    HTTP{Listen: "127.0.0.1:8080", ReadHeaderTimeout: Duration(10 * time.Second), ReadTimeout: Duration(time.Minute), WriteTimeout: Duration(time.Minute), IdleTimeout: Duration(2 * time.Minute), MaxConnections: 10000},
 		Broker:  Broker{Replicas: 1, Sync: "always", Prefix: "LF"},
 		Ingest: Ingest{
 			MaxBodyBytes: 16777216, MaxInFlight: 65536,

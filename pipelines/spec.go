@@ -26,9 +26,16 @@ type Pipeline struct {
 	File string `yaml:"-"`
 }
 
-// HTTP configures the single HTTP listener.
+// HTTP configures the single HTTP listener. The limits are what a server
+// facing the internet needs against slow and idle clients; see
+// internal/httpapi.Server.
 type HTTP struct {
-	Listen string `yaml:"listen" default:"127.0.0.1:8080" doc:"host:port to listen on."`
+	Listen            string   `yaml:"listen" default:"127.0.0.1:8080" doc:"host:port to listen on."`
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout" default:"10s" doc:"Longest a client may take to send a request's headers."`
+	ReadTimeout       Duration `yaml:"read_timeout" default:"1m" doc:"Longest a client may take to send a whole request, body included."`
+	WriteTimeout      Duration `yaml:"write_timeout" default:"1m" doc:"Longest the server may take to answer a request, from the end of its headers to the last byte of the answer."`
+	IdleTimeout       Duration `yaml:"idle_timeout" default:"2m" doc:"How long a keep-alive connection may wait for its next request."`
+	MaxConnections    int      `yaml:"max_connections" default:"10000" doc:"Most open client connections. At the limit a new connection closes the one idle (or stalled sending its request) the longest, or is answered 503 when every connection is busy."`
 }
 
 // Broker configures the log.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
@@ -132,6 +133,14 @@ func (v *validator) positive(path string, d Duration) {
 	}
 }
 
+// atLeastDuration reports a duration shorter than lowest (a zero or
+// sub-second timeout or schedule is a mistake, never a wish).
+func (v *validator) atLeastDuration(path string, d Duration, lowest time.Duration) {
+	if d.D() < lowest {
+		v.errorf(path, "must be at least %s, got %s", Duration(lowest), d)
+	}
+}
+
 func (v *validator) notNegative(path string, d Duration) {
 	if d < 0 {
 		v.errorf(path, "must not be negative, got %s", d)
@@ -221,7 +230,20 @@ func (v *validator) checkHeader(p *Pipeline) {
 }
 
 func (v *validator) checkHTTP(p *Pipeline) {
-	v.hostPort("http.listen", p.HTTP.Listen)
+	h := p.HTTP
+	v.hostPort("http.listen", h.Listen)
+	v.atLeastDuration("http.read_header_timeout", h.ReadHeaderTimeout, time.Second)
+	v.atLeastDuration("http.read_timeout", h.ReadTimeout, time.Second)
+	v.atLeastDuration("http.write_timeout", h.WriteTimeout, time.Second)
+	v.atLeastDuration("http.idle_timeout", h.IdleTimeout, time.Second)
+	if h.ReadTimeout.D() >= time.Second && h.ReadHeaderTimeout > h.ReadTimeout {
+		if v.present("http.read_header_timeout") {
+			v.errorf("http.read_header_timeout", "must not exceed http.read_timeout (%s), got %s", h.ReadTimeout, h.ReadHeaderTimeout)
+		} else {
+			v.errorf("http.read_timeout", "must be at least http.read_header_timeout (%s), got %s", h.ReadHeaderTimeout, h.ReadTimeout)
+		}
+	}
+	v.atLeast("http.max_connections", int64(h.MaxConnections), 1)
 }
 
 // hostPort checks a listen or contact address.

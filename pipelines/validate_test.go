@@ -468,6 +468,17 @@ func TestValidationErrors(t *testing.T) {
 		{name: "listen without port", src: with(mini, "http:", "  listen: 8080"), want: []string{`p.yaml:7:11: http.listen: must be host:port, e.g. 127.0.0.1:8080; got "8080"`}},
 		{name: "listen with named port", src: with(mini, "http:", "  listen: localhost:http"), want: []string{`p.yaml:7:11: http.listen: port must be a number from 0 to 65535; got "http"`}},
 		{name: "listen empty", src: with(mini, "http:", "  listen: ''"), want: []string{`p.yaml:7:11: http.listen: must be host:port, e.g. 127.0.0.1:8080; got ""`}},
+		{name: "http limits", src: with(mini, "http:", "  read_timeout: 500ms", "  idle_timeout: 0s", "  max_connections: 0", "  write_timeout: 1s"), want: []string{
+			`p.yaml:7:17: http.read_timeout: must be at least 1s, got 500ms`,
+			`p.yaml:8:17: http.idle_timeout: must be at least 1s, got 0s`,
+			`p.yaml:9:20: http.max_connections: must be positive, got 0`,
+		}},
+		{name: "header timeout past read timeout", src: with(mini, "http:", "  read_timeout: 5s"), want: []string{
+			`p.yaml:7:17: http.read_timeout: must be at least http.read_header_timeout (10s), got 5s`,
+		}},
+		{name: "header timeout past read timeout, both given", src: with(mini, "http:", "  read_timeout: 5s", "  read_header_timeout: 6s"), want: []string{
+			`p.yaml:8:24: http.read_header_timeout: must not exceed http.read_timeout (5s), got 6s`,
+		}},
 		{name: "broker url", src: with(mini, "broker:", "  url: http://x:4222"), want: []string{`p.yaml:7:8: broker.url: invalid server URL "http://x:4222": want nats://host:port (or tls://, ws://, wss://), comma-separated`}},
 		{
 			name: "broker embedded-only keys with url",

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -219,7 +218,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		routes = append(routes, console.UIRoutes()...)
 	}
 
-	srv := &http.Server{Handler: httpapi.Handler(httpapi.NewAuth(p), routes), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	srv := httpapi.NewServer(httpapi.Handler(httpapi.NewAuth(p), routes), httpLimits(p.HTTP), preg("http"), logger.With("component", "http"))
 	modCtx, stopModules := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopModules()
 	g, gctx := errgroup.WithContext(modCtx)
@@ -259,6 +258,17 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	}
 	logger.Info("stopped")
 	return runErr
+}
+
+// httpLimits are the HTTP server's limits from the pipeline file.
+func httpLimits(h pipelines.HTTP) httpapi.Limits {
+	return httpapi.Limits{
+		ReadHeaderTimeout: h.ReadHeaderTimeout.D(),
+		ReadTimeout:       h.ReadTimeout.D(),
+		WriteTimeout:      h.WriteTimeout.D(),
+		IdleTimeout:       h.IdleTimeout.D(),
+		MaxConnections:    h.MaxConnections,
+	}
 }
 
 type namedModule struct {
