@@ -17,7 +17,15 @@ import (
 // ErrUnavailable is returned (wrapped, with the cause) when the log cannot
 // be reached or does not answer in time. Nothing is known about whether an
 // append that failed with it was stored; ingest answers 503.
-var ErrUnavailable = errors.New("broker: log unavailable")
+var ErrUnavailable error = &sentinel{"broker: log unavailable", "unavailable"}
+
+// sentinel is an error value that also says, in a word or two, what
+// anyone may be told of it (/readyz shows the reason of a part that is
+// down, never an error's text).
+type sentinel struct{ msg, reason string }
+
+func (e *sentinel) Error() string  { return e.msg }
+func (e *sentinel) Reason() string { return e.reason }
 
 const (
 	// appendAttempt bounds one publish; a leader election in a cluster

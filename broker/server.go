@@ -24,7 +24,7 @@ import (
 )
 
 // ErrClosed is returned by operations on a closed Broker or Reader.
-var ErrClosed = errors.New("broker: closed")
+var ErrClosed error = &sentinel{"broker: closed", "stopping"}
 
 // readyTimeout bounds Ready.
 const readyTimeout = 3 * time.Second

@@ -107,6 +107,7 @@ type process struct {
 	log     *os.File
 	client  *http.Client
 	api     *client.Client // the API with the read token
+	admin   *client.Client // the API with the admin token (recompute, replay)
 }
 
 // consoleURL finds the listen address in the banner on stderr.
@@ -145,6 +146,7 @@ func startProcess(name, pipeline, token string) (*process, error) {
 	select {
 	case p.url = <-found:
 		p.api = client.New(p.url, token, p.client)
+		p.admin = client.New(p.url, token+"-admin", p.client)
 	case <-p.done:
 		p.cleanup()
 		return nil, fmt.Errorf("lambdaflow run exited before listening (%v); log: %s", p.waitErr, tail(logf.Name()))

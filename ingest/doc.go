@@ -64,8 +64,10 @@
 //
 // Statuses: 400 bad body (also empty); 401 without a valid bearer token
 // where the topic has write_tokens (with WWW-Authenticate: Bearer); 403 for
-// a token of auth.read_tokens, which may read but not write; 404 unknown
-// topic; 405 other methods; 413 body over ingest.max_body_bytes, a request
+// a token without write access to the topic, or a browser request from a
+// foreign web page (see internal/httpapi.Auth); 404 unknown topic; 405
+// other methods; 408 a body that did not arrive within http.read_timeout;
+// 413 body over ingest.max_body_bytes, a request
 // of more events than ingest.max_in_flight, or an event over 512 KiB;
 // 415 other content types; 429 when ingest.max_in_flight events are already
 // waiting for the log; 503 while ingest starts or stops and when the log is

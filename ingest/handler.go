@@ -57,7 +57,7 @@ func (in *Ingest) Routes() []httpapi.Route {
 func (in *Ingest) Checks() []httpapi.Check {
 	return []httpapi.Check{{Name: "ingest", Ready: func(context.Context) error {
 		if !in.Ready() {
-			return errors.New("rebuilding the dedup index")
+			return &httpapi.ReasonError{Err: errors.New("rebuilding the dedup index"), Why: "starting"}
 		}
 		return nil
 	}}}

@@ -70,9 +70,12 @@ type Ingest struct {
 	MaxBatch     int      `yaml:"max_batch" default:"1000" doc:"Most events in one log entry."`
 }
 
-// Auth configures bearer tokens.
+// Auth configures bearer tokens and which web pages may send requests that
+// change state. The rules are in package internal/access.
 type Auth struct {
-	ReadTokens []string `yaml:"read_tokens" doc:"Tokens accepted for reads (queries, topics, lag, the console). Empty: reads are open."`
+	ReadTokens     []string `yaml:"read_tokens" doc:"Tokens accepted for reads (queries, topics, lag, the message browser, stats, metrics, the console). Empty: reads are open."`
+	AdminTokens    []string `yaml:"admin_tokens" doc:"Tokens accepted for administration (recompute views, replay dead letters) and for reads. Without any: administration is open only while the pipeline has no token at all."`
+	AllowedOrigins []string `yaml:"allowed_origins" doc:"Web origins (scheme://host[:port]) besides the server's own from which browsers may send requests that change state (publish, recompute, replay); others are refused with 403."`
 }
 
 // Topic is a partitioned log of events of one schema.

@@ -313,6 +313,13 @@ func (v *validator) checkIngest(p *Pipeline) {
 
 func (v *validator) checkAuth(p *Pipeline) {
 	v.notBlank("auth.read_tokens", p.Auth.ReadTokens)
+	v.notBlank("auth.admin_tokens", p.Auth.AdminTokens)
+	for i, o := range p.Auth.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			v.errorf(indexPath("auth.allowed_origins", i), "must be an origin, scheme://host[:port] (e.g. https://dashboards.example.com); got %s", quote(o))
+		}
+	}
 }
 
 func (v *validator) checkTopics(p *Pipeline) {

@@ -473,6 +473,12 @@ func TestValidationErrors(t *testing.T) {
 			`p.yaml:8:17: http.idle_timeout: must be at least 1s, got 0s`,
 			`p.yaml:9:20: http.max_connections: must be positive, got 0`,
 		}},
+		{name: "allowed origins", src: with(mini, "auth:", "  allowed_origins: [https://ok.example.com:8443, ok.example.com, 'https://x.example/path', '']", "  admin_tokens: ['']"), want: []string{
+			`p.yaml:7:50: auth.allowed_origins[1]: must be an origin, scheme://host[:port] (e.g. https://dashboards.example.com); got "ok.example.com"`,
+			`p.yaml:7:66: auth.allowed_origins[2]: must be an origin, scheme://host[:port] (e.g. https://dashboards.example.com); got "https://x.example/path"`,
+			`p.yaml:7:92: auth.allowed_origins[3]: must be an origin, scheme://host[:port] (e.g. https://dashboards.example.com); got ""`,
+			`p.yaml:8:18: auth.admin_tokens[0]: must not be empty`,
+		}},
 		{name: "header timeout past read timeout", src: with(mini, "http:", "  read_timeout: 5s"), want: []string{
 			`p.yaml:7:17: http.read_timeout: must be at least http.read_header_timeout (10s), got 5s`,
 		}},
