@@ -31,7 +31,7 @@ test: lint services
 	set -a; source <($(SERVICES) env); set +a; \
 	LF_REQUIRE_SERVICES=1 LF_ARTIFACTS_DIR=$(CURDIR)/artifacts $(GO) test $(GOTEST_FLAGS) ./...
 
-## services: start PostgreSQL, Cassandra and OpenSearch for the tests (idempotent)
+## services: start PostgreSQL, Cassandra, OpenSearch and the S3 server for the tests (idempotent)
 services:
 	$(SERVICES) up
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -77,7 +78,9 @@ type Broker struct {
 }
 
 // Open connects to the pipeline's log: an embedded nats-server under
-// <data_dir>/broker when p.Broker.URL is empty, otherwise the external
+// <data_dir>/broker when p.Broker.URL is empty (a node of a cluster with the
+// other processes' embedded servers when p.Broker.Cluster is set: Open then
+// waits, until ctx ends, for enough nodes to form it), otherwise the external
 // cluster at the comma-separated URLs, which it reconnects to forever. A
 // cluster that cannot be reached does not fail Open (Ready reports it); a
 // server that refuses the credentials or the TLS settings does, with an
@@ -140,6 +143,11 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 		b.shutdown()
 		return nil, fmt.Errorf("broker: jetstream: %w", err)
 	}
+	if err := b.waitClustered(ctx); err != nil {
+		b.metrics.unregister()
+		b.shutdown()
+		return nil, err
+	}
 	b.wg.Add(1)
 	go b.markerLoop()
 	return b, nil
@@ -189,14 +197,14 @@ func (b *Broker) startEmbedded() error {
 		JetStreamMaxStore: 1 << 50,
 	}
 	if bp.Listen != "" {
-		host, port, err := net.SplitHostPort(bp.Listen)
+		host, port, err := splitHostPort(bp.Listen)
 		if err != nil {
 			return fmt.Errorf("broker: listen %q: %w", bp.Listen, err)
 		}
-		so.Host = host
-		if so.Port, err = strconv.Atoi(port); err != nil {
-			return fmt.Errorf("broker: listen %q: %w", bp.Listen, err)
-		}
+		so.Host, so.Port = host, port
+	}
+	if err := clusterOptions(so, bp.Cluster); err != nil {
+		return err
 	}
 	ns, err := server.NewServer(so)
 	if err != nil {
@@ -218,6 +226,75 @@ func (b *Broker) startEmbedded() error {
 		return fmt.Errorf("broker: connect to embedded nats-server: %w", err)
 	}
 	return nil
+}
+
+// clusterOptions makes the embedded server a node of the cluster c
+// describes, if it describes one: routes to the other nodes, and a server
+// name of its own (JetStream tells its peers apart by name).
+func clusterOptions(so *server.Options, c pipelines.Cluster) error {
+	if c.Listen == "" {
+		return nil
+	}
+	host, port, err := splitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("broker: cluster.listen %q: %w", c.Listen, err)
+	}
+	so.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+	if so.DontListen {
+		// nats-server starts routing only once its client listener is up:
+		// without broker.listen, one on a loopback port of its choosing.
+		so.DontListen = false
+		so.Host, so.Port = "127.0.0.1", server.RANDOM_PORT
+	}
+	so.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	so.ServerName = c.Node
+	if so.ServerName == "" {
+		if so.ServerName, err = os.Hostname(); err != nil {
+			return fmt.Errorf("broker: cluster.node is empty and the host name is unknown: %w", err)
+		}
+	}
+	return nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	return host, p, err
+}
+
+// waitClustered waits until JetStream answers through the embedded node of
+// a cluster: until enough nodes are up to elect a meta leader. A node
+// started before its peers waits for them, as it waits for an external
+// cluster, instead of failing to create its topics.
+func (b *Broker) waitClustered(ctx context.Context) error {
+	if b.p.Broker.Cluster.Listen == "" {
+		return nil
+	}
+	start := time.Now()
+	next := start.Add(10 * time.Second)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := b.js.AccountInfo(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("broker: the cluster did not form: %w", ctx.Err())
+		}
+		if time.Now().After(next) {
+			b.log.Warn("broker: waiting for the cluster to form", "routes", strings.Join(b.p.Broker.Cluster.Routes, ","),
+				"waited", time.Since(start).Round(time.Second), "err", err)
+			next = time.Now().Add(10 * time.Second)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func (b *Broker) connectExternal(ctx context.Context) error {
@@ -408,14 +485,19 @@ func (b *Broker) Ready(ctx context.Context) error {
 func (b *Broker) JetStream() jetstream.JetStream { return b.js }
 
 // KV returns the key-value bucket <prefix>_<bucket>, creating it (file
-// storage, the configured replicas, one revision per key) or updating it.
+// storage, the configured replicas, one revision per key) or updating it;
+// on a cluster it waits, within ctx, until the bucket can be placed.
 // Other layers keep their checkpoints there.
 func (b *Broker) KV(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   b.prefix + "_" + bucket,
-		Storage:  jetstream.FileStorage,
-		Replicas: b.replicas,
-		History:  1,
+	var kv jetstream.KeyValue
+	err := b.whileForming(ctx, "bucket "+b.prefix+"_"+bucket, func() (err error) {
+		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   b.prefix + "_" + bucket,
+			Storage:  jetstream.FileStorage,
+			Replicas: b.replicas,
+			History:  1,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: key-value bucket %s_%s: %w", b.prefix, bucket, unavailable(err))
@@ -426,10 +508,14 @@ func (b *Broker) KV(ctx context.Context, bucket string) (jetstream.KeyValue, err
 // ObjectStore returns the object store <prefix>_<bucket>, creating it (file
 // storage, the configured replicas) or updating it.
 func (b *Broker) ObjectStore(ctx context.Context, bucket string) (jetstream.ObjectStore, error) {
-	os, err := b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:   b.prefix + "_" + bucket,
-		Storage:  jetstream.FileStorage,
-		Replicas: b.replicas,
+	var os jetstream.ObjectStore
+	err := b.whileForming(ctx, "object store "+b.prefix+"_"+bucket, func() (err error) {
+		os, err = b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:   b.prefix + "_" + bucket,
+			Storage:  jetstream.FileStorage,
+			Replicas: b.replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: object store %s_%s: %w", b.prefix, bucket, unavailable(err))

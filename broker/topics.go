@@ -165,7 +165,7 @@ func (b *Broker) EnsureTopics(ctx context.Context) error {
 				t.spec.Name, existing[len(existing)-1]+1, len(t.parts))
 		}
 		for _, p := range t.parts {
-			st, err := b.js.CreateOrUpdateStream(ctx, b.streamConfig(t, p))
+			st, err := b.createStream(ctx, b.streamConfig(t, p))
 			if err != nil {
 				return fmt.Errorf("broker: topic %q partition %d: create stream %s: %w", t.spec.Name, p.index, p.stream, unavailable(err))
 			}
@@ -176,6 +176,44 @@ func (b *Broker) EnsureTopics(ctx context.Context) error {
 	}
 	_, err := b.offsets(ctx)
 	return err
+}
+
+// createStream creates or updates a stream, waiting for the cluster as
+// whileForming does.
+func (b *Broker) createStream(ctx context.Context, cfg jetstream.StreamConfig) (st jetstream.Stream, err error) {
+	err = b.whileForming(ctx, "stream "+cfg.Name, func() error {
+		st, err = b.js.CreateOrUpdateStream(ctx, cfg)
+		return err
+	})
+	return st, err
+}
+
+// whileForming runs f, and on a cluster runs it again after what may pass
+// (a timeout, no quorum yet) until it succeeds or ctx ends: a replicated
+// stream or bucket cannot be placed until enough nodes have joined, and on
+// a freshly formed cluster its creation can outlast one request's timeout.
+// The first processes of a cluster wait for it instead of exiting.
+func (b *Broker) whileForming(ctx context.Context, what string, f func() error) error {
+	start := time.Now()
+	next := start.Add(10 * time.Second)
+	delay := 100 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || b.replicas <= 1 || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		if time.Now().After(next) {
+			b.log.Warn("broker: waiting for the cluster to create "+what, "replicas", b.replicas,
+				"waited", time.Since(start).Round(time.Second), "err", err)
+			next = time.Now().Add(10 * time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
 }
 
 // existingPartitions returns the sorted partition numbers of t that have a

@@ -38,7 +38,7 @@ func TestDefaultsApplied(t *testing.T) {
 		Name:    "p",
 		DataDir: "./data",
 		HTTP:    HTTP{Listen: "127.0.0.1:8080", ReadHeaderTimeout: Duration(10 * time.Second), ReadTimeout: Duration(time.Minute), WriteTimeout: Duration(time.Minute), IdleTimeout: Duration(2 * time.Minute), MaxConnections: 10000},
-		Broker:  Broker{Replicas: 1, Sync: "always", Prefix: "LF"},
+		Broker:  Broker{Replicas: 1, Sync: "always", Prefix: "LF", Cluster: Cluster{Name: "lambdaflow"}},
 		Ingest: Ingest{
 			MaxBodyBytes: 16777216, MaxInFlight: 65536,
 			DedupWindow: Duration(10 * time.Minute), DedupMaxIDs: 5000000,

@@ -50,7 +50,16 @@ type Broker struct {
 	Token    string   `yaml:"token" doc:"External cluster: authentication token."`
 	TLS      TLS      `yaml:"tls" doc:"External cluster: TLS settings."`
 	Prefix   string   `yaml:"prefix" default:"LF" doc:"Prefix of stream and subject names, so several pipelines share one cluster."`
+	Cluster  Cluster  `yaml:"cluster" doc:"Embedded server only: join the embedded servers of several Lambdaflow processes into one NATS cluster, so the log is replicated across them without a separate NATS deployment."`
 	_        struct{} `yaml:"-"`
+}
+
+// Cluster makes the embedded server one node of a NATS cluster.
+type Cluster struct {
+	Listen string   `yaml:"listen" doc:"host:port where this node accepts routes from the other nodes, e.g. 0.0.0.0:6222. Empty: not clustered."`
+	Routes []string `yaml:"routes" doc:"The other nodes' route addresses, nats-route://host:port (listing this node too is harmless). Each node needs at least one that is up to join."`
+	Name   string   `yaml:"name" default:"lambdaflow" doc:"Cluster name, the same on every node."`
+	Node   string   `yaml:"node" doc:"This node's name: unique in the cluster and the same across restarts (JetStream knows its peers by it). Default: the host name."`
 }
 
 // TLS configures a TLS client.

@@ -268,7 +268,7 @@ func (v *validator) checkBroker(p *Pipeline) {
 				v.errorf("broker.url", "invalid server URL %s: want nats://host:port (or tls://, ws://, wss://), comma-separated", quote(u))
 			}
 		}
-		for _, key := range []string{"listen", "sync"} {
+		for _, key := range []string{"listen", "sync", "cluster"} {
 			if v.present("broker." + key) {
 				v.errorf("broker."+key, "only applies to the embedded server (broker.url is set)")
 			}
@@ -283,6 +283,7 @@ func (v *validator) checkBroker(p *Pipeline) {
 	if b.Listen != "" {
 		v.hostPort("broker.listen", b.Listen)
 	}
+	v.checkCluster(b.Cluster)
 	if b.User != "" && b.Password == "" {
 		v.errorf("broker.password", "is required with user")
 	}
@@ -300,6 +301,38 @@ func (v *validator) checkBroker(p *Pipeline) {
 		v.errorf("broker.prefix", "must not be empty")
 	}
 }
+
+func (v *validator) checkCluster(c Cluster) {
+	if c.Listen == "" {
+		for _, key := range []string{"routes", "node"} {
+			if v.present("broker.cluster." + key) {
+				v.errorf("broker.cluster."+key, "needs broker.cluster.listen")
+			}
+		}
+		return
+	}
+	v.hostPort("broker.cluster.listen", c.Listen)
+	if len(c.Routes) == 0 {
+		v.errorf("broker.cluster.routes", "list the other nodes, nats-route://host:port")
+	}
+	for i, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil || u.Host == "" || u.Port() == "" || !slices.Contains([]string{"nats-route", "nats"}, u.Scheme) {
+			v.errorf(indexPath("broker.cluster.routes", i), "invalid route %s: want nats-route://host:port", quote(r))
+		}
+	}
+	if c.Name == "" {
+		v.errorf("broker.cluster.name", "must not be empty")
+	}
+	v.name("broker.cluster.name", c.Name, clusterNameRe, clusterNameRule)
+	v.name("broker.cluster.node", c.Node, clusterNameRe, clusterNameRule)
+}
+
+// clusterNameRe is what NATS takes for cluster and server names without
+// quoting (no spaces, dots or wildcards).
+var clusterNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+const clusterNameRule = "1 to 64 letters, digits, '_' or '-'"
 
 func (v *validator) checkIngest(p *Pipeline) {
 	in := p.Ingest

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Starts/stops the real services the tests use: PostgreSQL, Cassandra 5.0, OpenSearch 2.19.
+# Starts/stops the real services the tests use: PostgreSQL, Cassandra 5.0, OpenSearch 2.19 and an
+# S3-compatible object store (versitygw).
 #
-#   deploy/dev/services.sh up [postgres|cassandra|opensearch ...]    start (all by default), in parallel
+#   deploy/dev/services.sh up [postgres|cassandra|opensearch|s3 ...] start (all by default), in parallel
 #   deploy/dev/services.sh down [SERVICE ...]                        stop
 #   deploy/dev/services.sh status [SERVICE ...]
 #   deploy/dev/services.sh env                                       print `export LF_TEST_...` lines
@@ -10,7 +11,8 @@
 #   deploy/dev/services.sh up && eval "$(deploy/dev/services.sh env)" && go test ./...
 #
 # Environment: LF_PG_PORT (55432), LF_CASSANDRA_PORT (9042), LF_CASSANDRA_STORAGE_PORT (7000),
-# LF_OPENSEARCH_PORT (9200), LF_OPENSEARCH_TRANSPORT_PORT (9300), LF_SERVICES_DIR (<repo>/.services),
+# LF_OPENSEARCH_PORT (9200), LF_OPENSEARCH_TRANSPORT_PORT (9300), LF_S3_PORT (57070), LF_S3_BUCKET,
+# LF_S3_ACCESS_KEY, LF_S3_SECRET_KEY, LF_S3_REGION (see s3.sh), LF_SERVICES_DIR (<repo>/.services),
 # LF_SERVICES_WAIT (180 s per service to become ready once launched),
 # LF_SERVICES_UP_TIMEOUT (480 s: cap on `up` as a whole, downloads included).
 set -euo pipefail
@@ -18,7 +20,7 @@ SVC_NAME=services
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL=(postgres cassandra opensearch)
+ALL=(postgres cassandra opensearch s3)
 
 pick() {
     if (($# == 0)); then
@@ -32,6 +34,7 @@ pick() {
         postgres | pg | postgresql) SERVICES+=(postgres) ;;
         cassandra) SERVICES+=(cassandra) ;;
         opensearch | os | elasticsearch) SERVICES+=(opensearch) ;;
+        s3 | versitygw | object-storage) SERVICES+=(s3) ;;
         *) die "unknown service '$s' (known: ${ALL[*]})" ;;
         esac
     done
@@ -86,6 +89,11 @@ env_lines() {
     echo "export LF_TEST_POSTGRES_DSN='postgres://postgres@127.0.0.1:${LF_PG_PORT:-55432}/${LF_PG_DATABASE:-lambdaflow}?sslmode=disable'"
     echo "export LF_TEST_CASSANDRA_HOSTS='127.0.0.1:${LF_CASSANDRA_PORT:-9042}'"
     echo "export LF_TEST_OPENSEARCH_URL='http://127.0.0.1:${LF_OPENSEARCH_PORT:-9200}'"
+    echo "export LF_TEST_S3_ENDPOINT='http://127.0.0.1:${LF_S3_PORT:-57070}'"
+    echo "export LF_TEST_S3_BUCKET='${LF_S3_BUCKET:-lambdaflow-test}'"
+    echo "export LF_TEST_S3_REGION='${LF_S3_REGION:-us-east-1}'"
+    echo "export LF_TEST_S3_ACCESS_KEY='${LF_S3_ACCESS_KEY:-lambdaflow}'"
+    echo "export LF_TEST_S3_SECRET_KEY='${LF_S3_SECRET_KEY:-lambdaflow-secret}'"
 }
 
 cmd="${1:-}"
@@ -95,5 +103,5 @@ up | start) up "$@" ;;
 down | stop) down "$@" ;;
 status) status "$@" ;;
 env) env_lines ;;
-*) echo "usage: $0 up|down|status [postgres|cassandra|opensearch ...] | env" >&2; exit 2 ;;
+*) echo "usage: $0 up|down|status [postgres|cassandra|opensearch|s3 ...] | env" >&2; exit 2 ;;
 esac

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the tools the tests use besides the services: independent Parquet
 # readers (pyarrow, duckdb from PyPI) that check the lake from outside, and
-# Debian's chromium for the console's browser tests. Idempotent and quick
-# when everything is there.
+# Debian's chromium for the console's browser tests, iproute2 and nftables
+# for the tests that run hosts in network namespaces (internal/netns).
+# Idempotent and quick when everything is there.
 set -euo pipefail
 SVC_NAME=tools
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -14,10 +15,20 @@ if ! python3 -c 'import pyarrow, duckdb' 2>/dev/null; then
         die "pip install pyarrow duckdb failed"
 fi
 
-if ! command -v chromium >/dev/null 2>&1; then
-    log "installing chromium (Debian)"
+# apt_install PACKAGE...: install Debian packages (serialised with the other scripts' apt runs).
+apt_install() {
+    log "installing $* (Debian)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq chromium >/dev/null || die "apt-get install chromium failed"
-fi
-log "test tools ready: $(python3 -c 'import pyarrow, duckdb; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__)'), $(chromium --version 2>/dev/null | head -1)"
+    (
+        flock 9
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    ) 9>/tmp/lambdaflow-apt.lock || die "apt-get install $* failed"
+}
+
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+log "test tools ready: $(python3 -c 'import pyarrow, duckdb; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__)'), $(chromium --version 2>/dev/null | head -1), $(nft --version 2>/dev/null)"

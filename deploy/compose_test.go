@@ -1,0 +1,130 @@
+package deploy_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// composeService is the part of a compose service the checks read.
+type composeService struct {
+	Image     string
+	Command   []string
+	DependsOn yaml.Node `yaml:"depends_on"`
+	Volumes   []string
+	Ports     []string
+	Env       map[string]string `yaml:"environment"`
+}
+
+// TestComposeFile checks deploy/compose/compose.yaml without a Docker
+// engine (there is none on the development machines): three NATS nodes
+// routed to each other, every dependency and mounted file exists, host ports
+// are not reused, every Lambdaflow container runs known roles, together all
+// of them, on a pipeline that validates.
+func TestComposeFile(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("compose", "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Services map[string]composeService
+		Volumes  map[string]any
+	}
+	if err := yaml.Unmarshal(data, &file); err != nil {
+		t.Fatalf("compose.yaml: %v", err)
+	}
+	svcs := file.Services
+	var nats []string
+	for name := range svcs {
+		if strings.HasPrefix(name, "nats-") {
+			nats = append(nats, name)
+		}
+	}
+	slices.Sort(nats)
+	if !slices.Equal(nats, []string{"nats-1", "nats-2", "nats-3"}) {
+		t.Fatalf("NATS services %v, want nats-1..3", nats)
+	}
+	for _, n := range nats {
+		cmd := svcs[n].Command
+		i := slices.Index(cmd, "--routes")
+		if i < 0 || !slices.Contains(cmd, "-js") || !slices.Contains(cmd, "--name") {
+			t.Fatalf("%s: command %v lacks -js, --name or --routes", n, cmd)
+		}
+		for _, r := range strings.Split(cmd[i+1], ",") {
+			host := strings.TrimSuffix(strings.TrimPrefix(r, "nats://"), ":6222")
+			if host == n || !slices.Contains(nats, host) {
+				t.Fatalf("%s: route %q is not another NATS node", n, r)
+			}
+		}
+	}
+	hostPorts := map[string]string{}
+	seenRoles := map[string]bool{}
+	for name, s := range svcs {
+		var deps []string
+		switch s.DependsOn.Kind {
+		case yaml.SequenceNode:
+			for _, d := range s.DependsOn.Content {
+				deps = append(deps, d.Value)
+			}
+		case yaml.MappingNode:
+			for i := 0; i < len(s.DependsOn.Content); i += 2 {
+				deps = append(deps, s.DependsOn.Content[i].Value)
+			}
+		}
+		for _, d := range deps {
+			if _, ok := svcs[d]; !ok {
+				t.Errorf("%s depends on unknown service %s", name, d)
+			}
+		}
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, ".") {
+				if _, err := os.Stat(filepath.Join("compose", src)); err != nil {
+					t.Errorf("%s mounts %s: %v", name, src, err)
+				}
+			} else if _, ok := file.Volumes[src]; !ok {
+				t.Errorf("%s mounts volume %s, which is not declared", name, src)
+			}
+		}
+		for _, p := range s.Ports {
+			host, _, _ := strings.Cut(p, ":")
+			if other, ok := hostPorts[host]; ok {
+				t.Errorf("host port %s used by %s and %s", host, other, name)
+			}
+			hostPorts[host] = name
+		}
+		if s.Image != "lambdaflow/lambdaflow:dev" {
+			continue
+		}
+		i := slices.Index(s.Command, "--role")
+		if s.Command[0] != "run" || i < 0 {
+			t.Fatalf("%s: command %v is not `run … --role ROLES`", name, s.Command)
+		}
+		for _, r := range strings.Split(s.Command[i+1], ",") {
+			if !slices.Contains([]string{"ingest", "speed", "batch", "sinks", "serve"}, r) {
+				t.Errorf("%s: unknown role %q", name, r)
+			}
+			seenRoles[r] = true
+		}
+		if !strings.Contains(s.Env["LAMBDAFLOW_BROKER_URL"], "nats-1:4222") {
+			t.Errorf("%s: LAMBDAFLOW_BROKER_URL %q does not name the NATS nodes", name, s.Env["LAMBDAFLOW_BROKER_URL"])
+		}
+	}
+	if len(seenRoles) != 5 {
+		t.Errorf("the containers run roles %v, want all five", seenRoles)
+	}
+	env := map[string]string{"LAMBDAFLOW_BROKER_URL": "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222", "LAMBDAFLOW_DATA": "/data"}
+	p, err := pipelines.Load(filepath.Join("compose", "pipeline.yaml"), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatalf("compose pipeline: %v", err)
+	}
+	if p.Broker.Replicas != 3 {
+		t.Fatalf("compose pipeline: broker.replicas %d, want 3 on a 3-node cluster", p.Broker.Replicas)
+	}
+}
