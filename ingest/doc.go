@@ -26,8 +26,13 @@
 //   - double takes any JSON number.
 //   - bool takes true or false; string a JSON string (valid UTF-8; a lone
 //     \u surrogate becomes U+FFFD).
-//   - timestamp takes an RFC 3339 string or epoch milliseconds as a number
-//     (up to 3 decimals, reaching microseconds), years 0001 to 9999.
+//   - timestamp takes an RFC 3339 string or an epoch number in the topic's
+//     time_unit (s, ms, us; decimals down to microseconds), years 0001 to
+//     9999. Without a declared unit numbers are milliseconds, and one that
+//     would be before 1973-03-03 is refused: it is most likely epoch
+//     seconds, and the unit is never guessed.
+//   - the event-time field may be at most topics[].max_future ahead of
+//     the ingest time, so that a wrong clock cannot move watermarks.
 //   - null, or leaving a field out, is allowed only for optional fields.
 //   - a key that is not in the schema is rejected, so that a typo in a
 //     producer is an error and not silently lost data; so are nested

@@ -45,7 +45,7 @@ func TestDefaultsApplied(t *testing.T) {
 			Linger: Duration(time.Millisecond), MaxBatch: 1000,
 		},
 		Topics: []Topic{{
-			Name: "m", Partitions: 1, Retention: Duration(168 * time.Hour),
+			Name: "m", Partitions: 1, Retention: Duration(168 * time.Hour), MaxFuture: Duration(time.Hour),
 			Schema: event.Schema{
 				{Name: "ts", Type: event.TypeTimestamp, Required: true, Pos: Pos{Line: 5, Col: 14}},
 				{Name: "host", Type: event.TypeString, Required: false, Pos: Pos{Line: 5, Col: 29}},

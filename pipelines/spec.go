@@ -94,7 +94,9 @@ type Topic struct {
 	Retention   Duration     `yaml:"retention" default:"168h" doc:"How long the log keeps events."`
 	MaxBytes    ByteSize     `yaml:"max_bytes" doc:"Most bytes the log keeps per partition (e.g. 10GiB); 0 means no limit."`
 	Key         string       `yaml:"key" doc:"Field whose value picks the partition; empty spreads by event id."`
-	Time        string       `yaml:"time" doc:"Event-time field (timestamp: RFC 3339 or epoch millis). Empty: ingest time."`
+	Time        string       `yaml:"time" doc:"Event-time field (timestamp: RFC 3339, or an epoch number in time_unit). Empty: ingest time."`
+	TimeUnit    string       `yaml:"time_unit" doc:"Unit of timestamps sent as numbers, for every timestamp field of the topic: s, ms or us. Unset: milliseconds, and a number that would be before 1973-03-03 as milliseconds (as epoch seconds are) is refused rather than guessed; set ms to accept such times."`
+	MaxFuture   Duration     `yaml:"max_future" default:"1h" doc:"How far ahead of its ingest time an event's event time may be; later events are refused (400), so that a wrong clock cannot push watermarks and horizons into the future."`
 	Schema      event.Schema `yaml:"schema" required:"true" doc:"Field name to type: string, long, int, double, bool, timestamp. A trailing '?' makes a field optional; or {type: T, required: false}."`
 	WriteTokens []string     `yaml:"write_tokens" doc:"Tokens accepted for writes to this topic. Empty: writes are open."`
 	Pos         Pos          `yaml:"-"`

@@ -378,11 +378,17 @@ func (v *validator) checkTopics(p *Pipeline) {
 			if j := t.Schema.Index(t.Time); j < 0 {
 				v.errorf(path+".time", "unknown field %s%s", quote(t.Time), didYouMean(t.Time, fieldNames(t.Schema)))
 			} else if ft := t.Schema[j].Type; ft != 0 && ft != event.TypeTimestamp {
-				// A timestamp field takes epoch milliseconds as well as RFC 3339,
+				// A timestamp field takes epoch numbers as well as RFC 3339,
 				// so events that carry millis need no other type.
-				v.errorf(path+".time", "field %s is %s; the time field must be a timestamp (it accepts RFC 3339 strings and epoch milliseconds)", quote(t.Time), ft)
+				v.errorf(path+".time", "field %s is %s; the time field must be a timestamp (it accepts RFC 3339 strings and epoch numbers in time_unit)", quote(t.Time), ft)
 			}
 		}
+		switch t.TimeUnit {
+		case "", "s", "ms", "us":
+		default:
+			v.errorf(path+".time_unit", "must be s, ms or us (or unset: milliseconds, refusing ones before 1973); got %s%s", quote(t.TimeUnit), didYouMean(t.TimeUnit, []string{"s", "ms", "us"}))
+		}
+		v.atLeastDuration(path+".max_future", t.MaxFuture, time.Second)
 		v.notBlank(path+".write_tokens", t.WriteTokens)
 	}
 }
