@@ -17,7 +17,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
-	"github.com/lambdaflow/lambdaflow/serving"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // Log is what the batch layer needs of the log: the lake writers read
@@ -36,13 +36,10 @@ type Log interface {
 // Store is what the batch layer needs of the serving store: install a
 // run's rows (which advances the horizon). *serving.Store implements it.
 type Store interface {
-	PutBatch(view string, from, to, horizon int64, rows []serving.Row) (drift int)
+	PutBatch(view string, from, to, horizon int64, rows []viewrow.Row) (drift int)
 }
 
-var (
-	_ Log   = (*broker.Broker)(nil)
-	_ Store = (*serving.Store)(nil)
-)
+var _ Log = (*broker.Broker)(nil)
 
 // Options are the dependencies a Batch gets from its owner.
 type Options struct {

@@ -7,11 +7,12 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// exampleSchema is the metrics topic of DESIGN.md.
+// exampleSchema is the metrics topic of the ops-metrics example.
 var exampleSchema = event.Schema{
 	{Name: "ts", Type: event.TypeTimestamp, Required: true},
 	{Name: "host", Type: event.TypeString, Required: true},

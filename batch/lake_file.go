@@ -11,8 +11,9 @@ import (
 	"path/filepath"
 	"unsafe"
 
-	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 const (

@@ -5,8 +5,9 @@ import (
 	"reflect"
 	"strconv"
 
-	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Metadata columns every lake row carries after the topic's own fields;

@@ -74,7 +74,7 @@ func testTopic(name string, partitions int) pipelines.Topic {
 	}
 }
 
-// testView is the DESIGN.md example view, minus the sketches' tolerance
+// testView is the ops-metrics example view, minus the sketches' tolerance
 // problems: count, sum, min, max, avg, count_distinct per region and minute.
 func testView(name, from string) pipelines.View {
 	return pipelines.View{

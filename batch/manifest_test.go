@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
-	"github.com/lambdaflow/lambdaflow/serving"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 func TestManifestInvariants(t *testing.T) {
@@ -68,7 +68,7 @@ func TestViewFileRoundTrip(t *testing.T) {
 	topic := testTopic("metrics", 1)
 	st := newViewState()
 	st.horizon, st.hasHorizon, st.lakeVersion = t0.UnixMicro(), true, 7
-	rows := []serving.Row{
+	rows := []viewrow.Row{
 		{Start: 0, End: 60e6, Group: []event.Value{{S: "", Valid: true}}, Aggs: []event.Value{
 			{I: 3, Valid: true}, {F: math.Inf(1), Valid: true}, {F: math.NaN(), Valid: true}, {}, {I: -5, Valid: true}, {I: 0, Valid: true}}},
 		{Start: 60e6, End: 120e6, Group: []event.Value{{}}, Aggs: []event.Value{

@@ -17,10 +17,11 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
-	"github.com/lambdaflow/lambdaflow/serving"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // Bounds of "all time" for window-start ranges, with room to add a window
@@ -122,8 +123,8 @@ func fieldsRead(v *pipelines.View, schema event.Schema) (fields []bool, ids bool
 	}
 	for _, a := range v.Aggregates {
 		mark(a.Field)
-		if a.Func == "first" || a.Func == "last" {
-			ids = true
+		if f, ok := aggregate.Lookup(a.Func); ok && f.EventOrder {
+			ids = true // first and last order events by time, then id
 		}
 	}
 	for _, tok := range strings.FieldsFunc(v.Where, func(r rune) bool {
@@ -329,7 +330,7 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 	}
 	j.progress(0, total, 0)
 	c := newComputer(vj, j, total)
-	results := make([][]serving.Row, len(spans))
+	results := make([][]viewrow.Row, len(spans))
 	for i, sp := range spans {
 		rows, err := c.span(ctx, m, sp, h, hoursOf[i])
 		if err != nil {
@@ -402,15 +403,15 @@ func newComputer(vj *viewJob, j *job, total int) *computer {
 
 // span computes the windows starting in sp and ending at or before h from
 // the files of hours.
-func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hours []int64) ([]serving.Row, error) {
+func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hours []int64) ([]viewrow.Row, error) {
 	pl := c.vj.plan
 	evFrom, evTo := c.vj.eventRange(sp, h)
-	states := map[int64]map[string]*plan.State{}
+	states := map[int64]map[string]*aggregate.State{}
 	ends := map[int64]int64{}
 	sessions := map[string]*plan.Sessions{}
 	session := pl.Session()
 	var curStart int64
-	var curByKey map[string]*plan.State
+	var curByKey map[string]*aggregate.State
 	opts := scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}
 	for _, hr := range hours {
 		for _, fe := range m.FilesIn(hr, hr+1) {
@@ -444,7 +445,7 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 						if byKey == nil || w.Start != curStart {
 							byKey = states[w.Start]
 							if byKey == nil {
-								byKey = map[string]*plan.State{}
+								byKey = map[string]*aggregate.State{}
 								states[w.Start] = byKey
 								ends[w.Start] = w.End
 							}
@@ -471,13 +472,13 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 			return nil, err
 		}
 	}
-	var rows []serving.Row
-	row := func(start, end int64, key string, st *plan.State) error {
+	var rows []viewrow.Row
+	row := func(start, end int64, key string, st *aggregate.State) error {
 		g, err := pl.DecodeKey([]byte(key))
 		if err != nil {
 			return fmt.Errorf("batch: view %s: %w", c.vj.v.Name, err)
 		}
-		rows = append(rows, serving.Row{Start: start, End: end, Group: g, Aggs: pl.Finalize(st), Final: true})
+		rows = append(rows, viewrow.Row{Start: start, End: end, Group: g, Aggs: pl.Finalize(st), Final: true})
 		return nil
 	}
 	for start, byKey := range states {
@@ -496,14 +497,14 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 			}
 		}
 	}
-	slices.SortFunc(rows, func(a, b serving.Row) int { return cmp.Compare(a.Start, b.Start) })
+	slices.SortFunc(rows, func(a, b viewrow.Row) int { return cmp.Compare(a.Start, b.Start) })
 	return rows, nil
 }
 
 // appendViewRows appends a run's rows to the view's log topic, so that
 // sinks deliver the corrections. A row goes to the partition of its group
 // (event.ViewRowPartition), where the speed layer put its own row.
-func (b *Batch) appendViewRows(ctx context.Context, vj *viewJob, jobID string, results [][]serving.Row) error {
+func (b *Batch) appendViewRows(ctx context.Context, vj *viewJob, jobID string, results [][]viewrow.Row) error {
 	if b.log == nil {
 		return nil
 	}
@@ -512,15 +513,10 @@ func (b *Batch) appendViewRows(ctx context.Context, vj *viewJob, jobID string, r
 	byPart := make([][]event.Event, parts)
 	n := 0
 	for _, rows := range results {
-		for _, r := range rows {
-			vals := make([]event.Value, 0, 2+len(r.Group)+len(r.Aggs))
-			vals = append(vals, event.Value{I: r.Start, Valid: true}, event.Value{I: r.End, Valid: true})
-			vals = append(vals, r.Group...)
-			vals = append(vals, r.Aggs...)
+		for i := range rows {
+			r := &rows[i]
 			p := event.ViewRowPartition(r.Group, parts)
-			byPart[p] = append(byPart[p], event.Event{
-				ID: fmt.Sprintf("%s/%d", jobID, n), Time: r.Start, Values: vals,
-			})
+			byPart[p] = append(byPart[p], r.Event(fmt.Sprintf("%s/%d", jobID, n)))
 			n++
 		}
 	}

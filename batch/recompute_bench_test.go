@@ -63,7 +63,7 @@ func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, 
 }
 
 // BenchmarkRecompute runs a view's plan over a lake of 2M rows of the
-// example schema: the DESIGN.md view (where, six aggregates with a
+// example schema: the ops-metrics example view (where, six aggregates with a
 // quantile and a distinct count) and a lean one (count, sum, max).
 func BenchmarkRecompute(b *testing.B) {
 	const n = 2_000_000

@@ -19,8 +19,10 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/serving"
 )
 
@@ -164,7 +166,7 @@ func streaming(t *testing.T, p *pipelines.Pipeline, view string, evs []event.Eve
 		start int64
 		key   string
 	}
-	parts := [2]map[wk]*plan.State{{}, {}}
+	parts := [2]map[wk]*aggregate.State{{}, {}}
 	for _, e := range evs {
 		if ok, err := pl.Match(&e); err != nil || !ok {
 			continue
@@ -181,7 +183,7 @@ func streaming(t *testing.T, p *pipelines.Pipeline, view string, evs []event.Eve
 			pl.Update(st, &e)
 		}
 	}
-	merged := map[wk]*plan.State{}
+	merged := map[wk]*aggregate.State{}
 	for _, m := range parts {
 		for k, st := range m {
 			if merged[k] == nil {
@@ -223,7 +225,7 @@ func (e *env) batchRows(view string) ([]windowRow, int64) {
 	}
 	var out []windowRow
 	for _, r := range rows {
-		if r.Layer != serving.LayerBatch {
+		if r.Layer != viewrow.LayerBatch {
 			continue
 		}
 		out = append(out, windowRow{start: r.Start, region: r.Group[0].S, aggs: r.Aggs})
@@ -367,11 +369,11 @@ func TestHorizonMerge(t *testing.T) {
 	}
 	e.add(evs)
 	region := func(s string) []event.Value { return []event.Value{{S: s, Valid: true}} }
-	mkRow := func(start time.Time, n int64) serving.Row {
-		return serving.Row{Start: start.UnixMicro(), End: start.Add(time.Minute).UnixMicro(), Group: region("eu-west"),
+	mkRow := func(start time.Time, n int64) viewrow.Row {
+		return viewrow.Row{Start: start.UnixMicro(), End: start.Add(time.Minute).UnixMicro(), Group: region("eu-west"),
 			Aggs: []event.Value{{I: n, Valid: true}}, Final: true}
 	}
-	e.store.PutSpeed("cpu_by_region", []serving.Row{
+	e.store.PutSpeed("cpu_by_region", []viewrow.Row{
 		mkRow(t0.Add(time.Hour+59*time.Minute), -1), // ends at the horizon: batch wins
 		mkRow(t0.Add(2*time.Hour), -2),              // after it: speed
 	})
@@ -381,23 +383,23 @@ func TestHorizonMerge(t *testing.T) {
 		t.Fatalf("horizon %v, want 02:00", time.UnixMicro(h).UTC())
 	}
 	for _, r := range rows {
-		wantLayer := serving.LayerSpeed
+		wantLayer := viewrow.LayerSpeed
 		if r.End <= h {
-			wantLayer = serving.LayerBatch
+			wantLayer = viewrow.LayerBatch
 		}
 		if r.Layer != wantLayer {
 			t.Errorf("window %v: layer %s, want %s", time.UnixMicro(r.Start).UTC(), r.Layer, wantLayer)
 		}
 	}
 	last := rows[len(rows)-1]
-	if last.Layer != serving.LayerSpeed || last.Aggs[0].I != -2 {
+	if last.Layer != viewrow.LayerSpeed || last.Aggs[0].I != -2 {
 		t.Errorf("window 02:00 is %+v, want the speed row", last)
 	}
-	byStart := map[int64]serving.Row{}
+	byStart := map[int64]viewrow.Row{}
 	for _, r := range rows {
 		byStart[r.Start] = r
 	}
-	if r := byStart[t0.Add(time.Hour+59*time.Minute).UnixMicro()]; r.Layer != serving.LayerBatch || r.Aggs[0].I <= 0 {
+	if r := byStart[t0.Add(time.Hour+59*time.Minute).UnixMicro()]; r.Layer != viewrow.LayerBatch || r.Aggs[0].I <= 0 {
 		t.Errorf("window 01:59 is %+v, want the batch row", r)
 	}
 

@@ -15,7 +15,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
-	"github.com/lambdaflow/lambdaflow/serving"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // viewFileName is a view's batch result under <data_dir>/views/<view>/;
@@ -48,7 +48,7 @@ type viewState struct {
 	horizon     int64
 	hasHorizon  bool
 	lakeVersion int64
-	rows        map[rowKey]serving.Row
+	rows        map[rowKey]viewrow.Row
 }
 
 type rowKey struct {
@@ -56,10 +56,10 @@ type rowKey struct {
 	group string
 }
 
-func newViewState() *viewState { return &viewState{rows: map[rowKey]serving.Row{}} }
+func newViewState() *viewState { return &viewState{rows: map[rowKey]viewrow.Row{}} }
 
 // replace installs rows computed for windows starting in [from, to).
-func (s *viewState) replace(from, to int64, rows []serving.Row, pl *plan.Plan) {
+func (s *viewState) replace(from, to int64, rows []viewrow.Row, pl *plan.Plan) {
 	for k := range s.rows {
 		if k.start >= from && k.start < to {
 			delete(s.rows, k)
@@ -80,7 +80,7 @@ func groupString(vals []event.Value) string {
 }
 
 // sortedRows returns the rows ordered by window start, then group.
-func (s *viewState) sortedRows() []serving.Row {
+func (s *viewState) sortedRows() []viewrow.Row {
 	keys := make([]rowKey, 0, len(s.rows))
 	for k := range s.rows {
 		keys = append(keys, k)
@@ -97,7 +97,7 @@ func (s *viewState) sortedRows() []serving.Row {
 		}
 		return 0
 	})
-	out := make([]serving.Row, len(keys))
+	out := make([]viewrow.Row, len(keys))
 	for i, k := range keys {
 		out[i] = s.rows[k]
 	}
@@ -226,7 +226,10 @@ func readViewFile(dir string, v *pipelines.View, from *pipelines.Topic) (*viewSt
 				return nil, fmt.Errorf("batch: view file %s: row %d, %s: %w", path, i, schema[j].Name, err)
 			}
 		}
-		r := serving.Row{Start: vals[0].I, End: vals[1].I, Group: vals[2 : 2+ng], Aggs: vals[2+ng:], Final: true}
+		r, ok := viewrow.FromValues(vals, ng)
+		if !ok {
+			return nil, fmt.Errorf("batch: view file %s: row %d has %d values, want %d group-by fields", path, i, len(vals), ng)
+		}
 		st.rows[rowKey{r.Start, groupString(r.Group)}] = r
 	}
 	return st, nil

@@ -8,10 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // ErrUnavailable is returned (wrapped, with the cause) when the log cannot

@@ -557,8 +557,14 @@ func TestSharedEmbeddedServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := obj.PutBytes(ctx, "snap", []byte("state")); err != nil {
+	if err := obj.Put(ctx, "snap", []byte("state")); err != nil {
 		t.Fatal(err)
+	}
+	if got, err := obj.Get(ctx, "snap"); err != nil || string(got) != "state" {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+	if _, err := obj.Get(ctx, "none"); !errors.Is(err, ErrObjectNotFound) {
+		t.Fatalf("Get of a missing object: %v, want ErrObjectNotFound", err)
 	}
 
 	r, err := client.Reader(ctx, "metrics", 0, FromEnd())

@@ -7,9 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Position says where reading starts. Build one with FromOffset, FromTime,

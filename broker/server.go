@@ -507,7 +507,7 @@ func (b *Broker) KV(ctx context.Context, bucket string) (jetstream.KeyValue, err
 
 // ObjectStore returns the object store <prefix>_<bucket>, creating it (file
 // storage, the configured replicas) or updating it.
-func (b *Broker) ObjectStore(ctx context.Context, bucket string) (jetstream.ObjectStore, error) {
+func (b *Broker) ObjectStore(ctx context.Context, bucket string) (*ObjectStore, error) {
 	var os jetstream.ObjectStore
 	err := b.whileForming(ctx, "object store "+b.prefix+"_"+bucket, func() (err error) {
 		os, err = b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
@@ -520,7 +520,7 @@ func (b *Broker) ObjectStore(ctx context.Context, bucket string) (jetstream.Obje
 	if err != nil {
 		return nil, fmt.Errorf("broker: object store %s_%s: %w", b.prefix, bucket, unavailable(err))
 	}
-	return os, nil
+	return &ObjectStore{os: os, bucket: b.prefix + "_" + bucket}, nil
 }
 
 // serverLogger sends the embedded nats-server's log to slog.

@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/sinks/all"
 )
 
 // composeService is the part of a compose service the checks read.
@@ -120,7 +121,7 @@ func TestComposeFile(t *testing.T) {
 		t.Errorf("the containers run roles %v, want all five", seenRoles)
 	}
 	env := map[string]string{"LAMBDAFLOW_BROKER_URL": "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222", "LAMBDAFLOW_DATA": "/data"}
-	p, err := pipelines.Load(filepath.Join("compose", "pipeline.yaml"), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	p, err := pipelines.Load(filepath.Join("compose", "pipeline.yaml"), func(k string) (string, bool) { v, ok := env[k]; return v, ok }, all.Types())
 	if err != nil {
 		t.Fatalf("compose pipeline: %v", err)
 	}

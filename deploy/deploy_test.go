@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/sinks/all"
 )
 
 // The tools, at pinned versions.
@@ -232,7 +233,7 @@ func TestHelmChart(t *testing.T) {
 			case "ConfigMap":
 				// The pipeline users get validates, with the environment the pods have.
 				env := map[string]string{"LAMBDAFLOW_BROKER_URL": ext, "LAMBDAFLOW_DATA": "/data"}
-				p, err := pipelines.Parse("pipeline.yaml", []byte(o.Data["pipeline.yaml"]), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+				p, err := pipelines.Parse("pipeline.yaml", []byte(o.Data["pipeline.yaml"]), func(k string) (string, bool) { v, ok := env[k]; return v, ok }, all.Types())
 				if err != nil {
 					t.Fatalf("the chart's pipeline: %v", err)
 				}

@@ -31,7 +31,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// ndjsonBody is n events of the DESIGN example, one per line, ~110 bytes each.
+// ndjsonBody is n events of the ops-metrics example, one per line, ~110 bytes each.
 func ndjsonBody(n, seed int) string {
 	var b strings.Builder
 	regions := []string{"eu-west", "us-east", "ap-south"}
@@ -144,7 +144,7 @@ func BenchmarkDecode(b *testing.B) {
 	})
 }
 
-// Load of BenchmarkHTTPIngest: as in PERFORMANCE.md.
+// Load of BenchmarkHTTPIngest: the target load of BENCHMARKS.md.
 const (
 	benchClients    = 32
 	benchBodyEvents = 100

@@ -57,7 +57,7 @@ func (e *decodeError) Error() string {
 // in a decodeState.
 //
 // It is hand-written rather than built on encoding/json because JSON decoding
-// is about half of ingest's CPU (PERFORMANCE.md), and events are flat: a
+// was about half of ingest's CPU with encoding/json, and events are flat: a
 // single pass over the body that types each value as it is scanned, with
 // strings sliced out of the body instead of copied, does several times less
 // work than decoding into maps or structs and converting afterwards.

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// metricsTopic is the topic of the DESIGN example.
+// metricsTopic is the topic of the ops-metrics example.
 func metricsTopic(partitions int) *pipelines.Topic {
 	return &pipelines.Topic{
 		Name:       "metrics",

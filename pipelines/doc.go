@@ -8,10 +8,18 @@
 //     and text;
 //   - expr: the where expression (this package type-checks it with
 //     expr.CheckWhere);
-//   - plan: views compiled into plans (windows, group keys, aggregate
-//     states) that the speed and the batch layer both run.
+//   - aggregate: the aggregate functions, whose registry this package reads
+//     to parse, validate and document calls, and their states;
+//   - plan: views compiled into plans (windows, group keys, the view's
+//     aggregates) that the speed and the batch layer both run.
 //
-// The dependency order is event ← expr ← pipelines ← plan ← the layers.
+// The dependency order is event ← expr, aggregate ← pipelines ← plan ← the
+// layers.
+//
+// Sinks are declared by their types: the keys every sink has are Sink's
+// fields, and each type's own keys come from the SinkType the program
+// passes to Load, Parse and JSONSchema (sinks/all builds that table), so
+// this package knows no sink type.
 //
 // One set of Go structs (spec.go) is the single description of the format:
 // their tags drive decoding (`yaml`, `default`), validation (`required`,
@@ -38,7 +46,7 @@
 //     of slide.
 //   - Durations are Go durations plus whole days ("7d", "1d12h").
 //
-// This package imports only event and expr of Lambdaflow, never a runtime
+// This package imports only event, expr and aggregate of Lambdaflow, never a runtime
 // package (broker, ingest, speed, batch, serving, sinks). It does no I/O
 // beyond reading the file it is asked to load and keeps no global state.
 package pipelines

@@ -1,4 +1,4 @@
-package pipelines
+package pipelines_test
 
 import (
 	"path/filepath"
@@ -6,6 +6,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
+	"github.com/lambdaflow/lambdaflow/sinks/warehouse"
 )
 
 // TestExamplesLoad keeps every example valid with an empty environment: each
@@ -16,7 +20,7 @@ func TestExamplesLoad(t *testing.T) {
 		t.Fatalf("examples: %v, %v", files, err)
 	}
 	for _, f := range files {
-		if _, err := Load(f, mapEnv(nil)); err != nil {
+		if _, err := pipelines.Load(f, mapEnv(nil), sinkTypes); err != nil {
 			t.Errorf("%s:\n%v", f, err)
 		}
 	}
@@ -25,7 +29,7 @@ func TestExamplesLoad(t *testing.T) {
 // TestQuickstart pins what `make run` relies on: only embedded parts, and
 // every aggregate function in one view.
 func TestQuickstart(t *testing.T) {
-	p, err := Load("examples/quickstart.yaml", mapEnv(nil))
+	p, err := pipelines.Load("examples/quickstart.yaml", mapEnv(nil), sinkTypes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +51,7 @@ func TestQuickstart(t *testing.T) {
 		funcs = append(funcs, a.Func)
 	}
 	slices.Sort(funcs)
-	want := slices.Sorted(slices.Values(aggFuncs))
+	want := slices.Sorted(slices.Values(aggregate.Names()))
 	if !reflect.DeepEqual(funcs, want) {
 		t.Errorf("aggregate functions = %v, want all of %v", funcs, want)
 	}
@@ -56,19 +60,19 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("sinks = %+v", p.Sinks)
 	}
 
-	p, err = Load("examples/quickstart.yaml", mapEnv(map[string]string{"LAMBDAFLOW_DATA": "/srv/lf"}))
+	p, err = pipelines.Load("examples/quickstart.yaml", mapEnv(map[string]string{"LAMBDAFLOW_DATA": "/srv/lf"}), sinkTypes)
 	if err != nil || p.DataDir != "/srv/lf" {
 		t.Errorf("with LAMBDAFLOW_DATA: data_dir %q, %v", p.DataDir, err)
 	}
 }
 
 func TestOpsMetricsDSN(t *testing.T) {
-	p, err := Load("examples/ops-metrics.yaml", mapEnv(map[string]string{"WAREHOUSE_DSN": "postgres://x@db/ops"}))
+	p, err := pipelines.Load("examples/ops-metrics.yaml", mapEnv(map[string]string{"WAREHOUSE_DSN": "postgres://x@db/ops"}), sinkTypes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Sinks[0].DSN != "postgres://x@db/ops" {
-		t.Errorf("dsn = %q", p.Sinks[0].DSN)
+	if cfg, ok := p.Sinks[0].Config.(*warehouse.PostgresConfig); !ok || cfg.DSN != "postgres://x@db/ops" {
+		t.Errorf("config = %#v", p.Sinks[0].Config)
 	}
 }
 

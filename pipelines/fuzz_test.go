@@ -1,4 +1,4 @@
-package pipelines
+package pipelines_test
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 // FuzzLoad checks that no input makes Parse panic, and that what it returns
@@ -37,23 +39,23 @@ func FuzzLoad(f *testing.F) {
 	}
 	env := mapEnv(map[string]string{"A": "1", "WAREHOUSE_DSN": "postgres://x"})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := Parse("f.yaml", data, env)
+		p, err := pipelines.Parse("f.yaml", data, env, sinkTypes)
 		if err == nil {
 			if p == nil || p.File != "f.yaml" || p.Version != 1 || len(p.Topics) == 0 {
 				t.Fatalf("valid pipeline %+v", p)
 			}
 			for _, v := range p.Views {
-				if !slices.ContainsFunc(p.Topics, func(tp Topic) bool { return tp.Name == v.From }) {
+				if !slices.ContainsFunc(p.Topics, func(tp pipelines.Topic) bool { return tp.Name == v.From }) {
 					t.Fatalf("view %q reads unknown topic %q", v.Name, v.From)
 				}
 			}
 			return
 		}
-		var errs Errors
+		var errs pipelines.Errors
 		if p != nil || !errors.As(err, &errs) || len(errs) == 0 {
 			t.Fatalf("got %v, %T %v", p, err, err)
 		}
-		if !slices.IsSortedFunc(errs, func(a, b *Error) int {
+		if !slices.IsSortedFunc(errs, func(a, b *pipelines.Error) int {
 			if a.Line != b.Line {
 				return a.Line - b.Line
 			}

@@ -3,7 +3,7 @@ package pipelines
 import "testing"
 
 func TestInterpolate(t *testing.T) {
-	env := mapEnv(map[string]string{
+	env := MapEnv(map[string]string{
 		"HOST":  "db.local",
 		"PORT":  "5432",
 		"EMPTY": "",

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -20,9 +23,11 @@ import (
 // Load.
 //
 // Every scalar may also be written as a string holding a ${VAR} reference,
-// since interpolation happens before types are checked.
-func JSONSchema() ([]byte, error) {
-	g := &schemaGen{defs: &object{}}
+// since interpolation happens before types are checked. A sink's own keys
+// come from its type in sinks: per type an if/then adds them, so editors
+// complete the keys of the type written.
+func JSONSchema(sinks SinkTypes) ([]byte, error) {
+	g := &schemaGen{defs: &object{}, sinks: sinks}
 	root, err := g.structSchema(reflect.TypeFor[Pipeline]())
 	if err != nil {
 		return nil, err
@@ -75,9 +80,50 @@ const (
 	interpolationPattern = `\$\{[A-Za-z_][A-Za-z0-9_]*(:[^}]*)?\}`
 	durationPattern      = `^(0|[-+]?([0-9]+d|([0-9]+d)?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+))$`
 	sizePattern          = `^[0-9]+ ?([KMGTkmgt][Ii]?)?[Bb]$|^[0-9]+$`
-	aggregatePattern     = `^\s*(count\(\s*\)|(sum|min|max|avg|count_distinct|first|last)\(\s*[A-Za-z][A-Za-z0-9_]*\s*\)|quantile\(\s*[A-Za-z][A-Za-z0-9_]*\s*,\s*[-+0-9.eE]+\s*\))\s*$`
 	hostPortPattern      = `^(\[[^\]]*\]|[^:\[\]]*):[0-9]{1,5}$`
 )
+
+// aggregatePattern matches the calls of every function in the aggregate
+// registry, with the arguments each takes.
+var aggregatePattern = func() string {
+	var alts []string
+	for _, f := range aggregate.Funcs() {
+		var args []string
+		for _, a := range f.Args {
+			switch a.Kind {
+			case aggregate.ArgField:
+				args = append(args, `[A-Za-z][A-Za-z0-9_]*`)
+			case aggregate.ArgNumber:
+				args = append(args, `[-+0-9.eE]+`)
+			}
+		}
+		alts = append(alts, regexp.QuoteMeta(f.Name)+`\(\s*`+strings.Join(args, `\s*,\s*`)+`\s*\)`)
+	}
+	return `^\s*(` + strings.Join(alts, "|") + `)\s*$`
+}()
+
+// sinkTypesDoc is doc followed by each sink type and what it is.
+func sinkTypesDoc(doc string, sinks SinkTypes) string {
+	var b strings.Builder
+	b.WriteString(doc)
+	for _, st := range sinks {
+		fmt.Fprintf(&b, " %s: %s.", st.Name, st.Doc)
+	}
+	return b.String()
+}
+
+// aggregatesDoc is doc followed by the aggregate functions of the registry.
+func aggregatesDoc(doc string) string {
+	var b strings.Builder
+	b.WriteString(doc)
+	b.WriteString(" Functions:")
+	for _, f := range aggregate.Funcs() {
+		b.WriteString(" ")
+		b.WriteString(f.Doc)
+		b.WriteString(";")
+	}
+	return strings.TrimSuffix(b.String(), ";") + "."
+}
 
 // object is a JSON object that keeps its keys in insertion order, so the
 // schema reads in the order of the file format.
@@ -126,7 +172,8 @@ func ref(def string) *object { return (&object{}).set("$ref", "#/$defs/"+def) }
 
 // schemaGen generates the schema of struct types, collecting them in defs.
 type schemaGen struct {
-	defs *object
+	defs  *object
+	sinks SinkTypes
 }
 
 // structSchema returns the schema of struct type t.
@@ -147,11 +194,56 @@ func (g *schemaGen) structSchema(t reflect.Type) (*object, error) {
 	if len(required) > 0 {
 		o.set("required", required)
 	}
+	if t == sinkType {
+		// The type's own keys are in its if/then below, which
+		// additionalProperties would not see.
+		c, err := g.sinkConditions()
+		if err != nil {
+			return nil, err
+		}
+		return o.set("allOf", c).set("unevaluatedProperties", false), nil
+	}
 	o.set("additionalProperties", false)
 	if c := conditions(t); len(c) > 0 {
 		o.set("allOf", c)
 	}
 	return o, nil
+}
+
+// sinkConditions gives per sink type the keys it takes and requires.
+func (g *schemaGen) sinkConditions() ([]any, error) {
+	var out []any
+	for i := range g.sinks {
+		st := &g.sinks[i]
+		t := st.configType()
+		props := &object{}
+		var required []string
+		for _, f := range fieldsOf(t) {
+			s, err := g.fieldSchema(t, t.Field(f.index), f)
+			if err != nil {
+				return nil, fmt.Errorf("sink type %s: %w", st.Name, err)
+			}
+			props.set(f.name, s)
+			if f.required {
+				required = append(required, f.name)
+			}
+		}
+		then := (&object{}).set("properties", props)
+		if len(required) > 0 {
+			then.set("required", required)
+		}
+		out = append(out, whenType(st.Name, then))
+	}
+	return out, nil
+}
+
+// whenType is an if/then that applies then to objects whose type is typ.
+func whenType(typ string, then *object) *object {
+	return (&object{}).
+		set("if", (&object{}).
+			set("properties", (&object{}).set("type", (&object{}).set("const", typ))).
+			set("required", []string{"type"})).
+		set("then", then)
 }
 
 // defRef returns a reference to struct type t's definition, adding it first.
@@ -198,7 +290,7 @@ func (g *schemaGen) fieldSchema(owner reflect.Type, sf reflect.StructField, f fi
 			set("propertyNames", (&object{}).set("pattern", fieldNamePattern)).
 			set("additionalProperties", (&object{}).set("anyOf", []any{ref("field_type"), long})), nil
 	case t == aggregatesType:
-		return o.set("type", "object").
+		return o.set("description", aggregatesDoc(f.doc)).set("type", "object").
 			set("minProperties", 1).
 			set("propertyNames", (&object{}).set("pattern", namePattern)).
 			set("additionalProperties", (&object{}).set("anyOf", []any{
@@ -233,8 +325,16 @@ func (g *schemaGen) fieldSchema(owner reflect.Type, sf reflect.StructField, f fi
 		return o, nil
 	}
 	c := constraint(owner.Name() + "." + sf.Name)
-	if len(f.enum) > 0 {
-		vals, err := enumValues(t, f.enum)
+	if f.pattern != "" {
+		c = append(c, kv{"pattern", f.pattern})
+	}
+	enum := f.enum
+	if slices.Equal(enum, []string{sinkTypesEnum}) {
+		enum = g.sinks.Names()
+		o.set("description", sinkTypesDoc(f.doc, g.sinks))
+	}
+	if len(enum) > 0 {
+		vals, err := enumValues(t, enum)
 		if err != nil {
 			return nil, fmt.Errorf("enum of %s.%s: %w", owner.Name(), sf.Name, err)
 		}
@@ -294,8 +394,6 @@ func constraint(field string) []kv {
 		return []kv{{"pattern", namePattern}}
 	case "Sink.Name":
 		return []kv{{"pattern", sinkNamePattern}}
-	case "Sink.Keyspace":
-		return []kv{{"pattern", keyspacePattern}}
 	case "Broker.Prefix":
 		return []kv{{"pattern", prefixPattern}}
 	case "HTTP.Listen", "Broker.Listen":
@@ -315,20 +413,13 @@ func constraint(field string) []kv {
 	return nil
 }
 
-// conditions states the type-dependent required keys of windows and sinks.
+// conditions states the type-dependent required keys of windows.
 func conditions(t reflect.Type) []any {
 	when := func(typ string, keys ...string) any {
-		return (&object{}).
-			set("if", (&object{}).
-				set("properties", (&object{}).set("type", (&object{}).set("const", typ))).
-				set("required", []string{"type"})).
-			set("then", (&object{}).set("required", keys))
+		return whenType(typ, (&object{}).set("required", keys))
 	}
-	switch t {
-	case reflect.TypeFor[Window]():
+	if t == reflect.TypeFor[Window]() {
 		return []any{when("tumbling", "size"), when("hopping", "size", "slide"), when("session", "gap")}
-	case reflect.TypeFor[Sink]():
-		return []any{when("postgres", "dsn"), when("cassandra", "hosts", "keyspace"), when("elasticsearch", "urls")}
 	}
 	return nil
 }

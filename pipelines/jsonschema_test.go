@@ -1,8 +1,9 @@
-package pipelines
+package pipelines_test
 
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
@@ -12,11 +13,13 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 func loadJSONSchema(t *testing.T) map[string]any {
 	t.Helper()
-	b, err := JSONSchema()
+	b, err := pipelines.JSONSchema(sinkTypes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +38,7 @@ func TestJSONSchemaShape(t *testing.T) {
 	if got, want := fmt.Sprint(s["required"]), "[version name topics]"; got != want {
 		t.Errorf("required = %s, want %s", got, want)
 	}
-	b, _ := JSONSchema()
+	b, _ := pipelines.JSONSchema(sinkTypes)
 	// Properties keep the order of the file format, not alphabetical order.
 	if i, j := strings.Index(string(b), `"version"`), strings.Index(string(b), `"topics"`); i < 0 || j < i {
 		t.Errorf("version should come before topics")
@@ -53,65 +56,6 @@ func TestJSONSchemaShape(t *testing.T) {
 	wantInt := map[string]any{"type": "integer", "minimum": 1.0, "maximum": 1024.0}
 	if got := partitions["anyOf"].([]any)[0]; !reflect.DeepEqual(got, wantInt) {
 		t.Errorf("partitions anyOf[0] = %v, want %v", got, wantInt)
-	}
-}
-
-// TestEveryFieldDocumented keeps the `doc` tags, which become the schema's
-// descriptions, complete.
-func TestEveryFieldDocumented(t *testing.T) {
-	seen := map[reflect.Type]bool{}
-	var walk func(reflect.Type)
-	walk = func(st reflect.Type) {
-		if seen[st] {
-			return
-		}
-		seen[st] = true
-		for _, f := range fieldsOf(st) {
-			if f.doc == "" {
-				t.Errorf("%s.%s has no doc tag", st.Name(), st.Field(f.index).Name)
-			}
-			ft := st.Field(f.index).Type
-			if ft.Kind() == reflect.Slice {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct {
-				walk(ft)
-			}
-		}
-	}
-	walk(reflect.TypeFor[Pipeline]())
-	walk(reflect.TypeFor[fieldSpec]())
-}
-
-func TestSchemaPatternsAgreeWithParsers(t *testing.T) {
-	dur := regexp.MustCompile(durationPattern)
-	for _, s := range []string{"90s", "5m", "168h", "7d", "1d12h", "1.5s", ".5s", "0", "-1m", "+2h", "500ms", "3us", "3µs", "", "-", "90", "d", "1.5d", "5x", "7 days", "1d-1h", "0.s"} {
-		_, err := ParseDuration(s)
-		if got := dur.MatchString(s); got != (err == nil) {
-			t.Errorf("duration %q: pattern says %v, ParseDuration says %v", s, got, err)
-		}
-	}
-	size := regexp.MustCompile(sizePattern)
-	for _, s := range []string{"1024", "64KiB", "10MB", "2GiB", "1 TiB", "10kb", "100B", "", "GiB", "-1", "1.5GiB", "10 gigs", "10  MB"} {
-		_, err := ParseByteSize(s)
-		if got := size.MatchString(s); got != (err == nil) {
-			t.Errorf("size %q: pattern says %v, ParseByteSize says %v", s, got, err)
-		}
-	}
-	call := regexp.MustCompile(aggregatePattern)
-	for _, s := range []string{"count()", " count( ) ", "sum(bytes)", "quantile(cpu, 0.95)", "quantile(cpu,1e-3)", "first(Url)", "count", "count(x)", "sum()", "sum(a, b)", "median(x)", "quantile(cpu)", "max(a.b)", "Sum(x)"} {
-		_, _, _, msg := parseAggregate(s)
-		if got := call.MatchString(s); got != (msg == "") {
-			t.Errorf("aggregate %q: pattern says %v, parseAggregate says %q", s, got, msg)
-		}
-	}
-	hp := regexp.MustCompile(hostPortPattern)
-	for _, s := range []string{"127.0.0.1:8080", ":8080", "[::1]:8080", "localhost:0", "8080", "host:", "::1:80", "a:b:80"} {
-		v := &validator{pos: positions{val: map[string]Pos{}, bad: map[string]bool{}}}
-		v.hostPort("x", s)
-		if got := hp.MatchString(s); got != (len(v.errs) == 0) {
-			t.Errorf("host:port %q: pattern says %v, validation says %v", s, got, v.errs)
-		}
 	}
 }
 
@@ -191,9 +135,35 @@ func checkSchema(root, s map[string]any, n *yaml.Node, path string) []string {
 		props, _ := s["properties"].(map[string]any)
 		keys := map[string]*yaml.Node{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
+			keys[n.Content[i].Value] = n.Content[i+1]
+		}
+		// An if/then on the type that matches adds its properties (the
+		// sink types' own keys) and its required keys.
+		var req []any
+		if r, ok := s["required"].([]any); ok {
+			req = append(req, r...)
+		}
+		if all, ok := s["allOf"].([]any); ok {
+			for _, c := range all {
+				cond := c.(map[string]any)
+				want := cond["if"].(map[string]any)["properties"].(map[string]any)["type"].(map[string]any)["const"]
+				if tn := keys["type"]; tn == nil || tn.Value != want {
+					continue
+				}
+				then := cond["then"].(map[string]any)
+				if tp, ok := then["properties"].(map[string]any); ok {
+					merged := maps.Clone(props)
+					maps.Copy(merged, tp)
+					props = merged
+				}
+				if r, ok := then["required"].([]any); ok {
+					req = append(req, r...)
+				}
+			}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i].Value, n.Content[i+1]
-			keys[k] = v
-			sub := keyPath(path, k)
+			sub := pipelines.KeyPath(path, k)
 			if pn, ok := s["propertyNames"].(map[string]any); ok && !regexp.MustCompile(pn["pattern"].(string)).MatchString(k) {
 				bad("bad key %s", k)
 			}
@@ -207,16 +177,6 @@ func checkSchema(root, s map[string]any, n *yaml.Node, path string) []string {
 		}
 		if m, ok := s["minProperties"].(float64); ok && float64(len(keys)) < m {
 			bad("too few keys")
-		}
-		req, _ := s["required"].([]any)
-		if all, ok := s["allOf"].([]any); ok {
-			for _, c := range all {
-				cond := c.(map[string]any)
-				want := cond["if"].(map[string]any)["properties"].(map[string]any)["type"].(map[string]any)["const"]
-				if tn := keys["type"]; tn != nil && tn.Value == want {
-					req = append(req, cond["then"].(map[string]any)["required"].([]any)...)
-				}
-			}
 		}
 		for _, r := range req {
 			if keys[r.(string)] == nil {
@@ -232,7 +192,7 @@ func checkSchema(root, s map[string]any, n *yaml.Node, path string) []string {
 			bad("too few items")
 		}
 		for i, c := range n.Content {
-			out = append(out, checkSchema(root, s["items"].(map[string]any), c, indexPath(path, i))...)
+			out = append(out, checkSchema(root, s["items"].(map[string]any), c, pipelines.IndexPath(path, i))...)
 		}
 	default:
 		if n.Kind != yaml.ScalarNode {
@@ -275,7 +235,7 @@ func checkSchema(root, s map[string]any, n *yaml.Node, path string) []string {
 }
 
 func TestJSONSchemaHasNoTrailingNewline(t *testing.T) {
-	b, _ := JSONSchema()
+	b, _ := pipelines.JSONSchema(sinkTypes)
 	if len(b) == 0 || b[0] != '{' || b[len(b)-1] != '}' {
 		t.Errorf("schema starts %q, ends %q", b[:1], b[len(b)-1:])
 	}

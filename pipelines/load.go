@@ -12,19 +12,20 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // Load reads, decodes and validates the pipeline file at path; see Parse.
 // A file that cannot be read gives a wrapped *os.PathError, an invalid one
 // an Errors.
-func Load(path string, env func(string) (string, bool)) (*Pipeline, error) {
+func Load(path string, env func(string) (string, bool), sinks SinkTypes) (*Pipeline, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load pipeline: %w", err)
 	}
-	return Parse(path, data, env)
+	return Parse(path, data, env, sinks)
 }
 
 // Parse decodes and validates one pipeline file held in data; file names it
@@ -33,18 +34,21 @@ func Load(path string, env func(string) (string, bool)) (*Pipeline, error) {
 // Decoding is strict: defaults from the `default` tags come first, then the
 // file's values (after ${VAR} interpolation, see interpolate), and any key the
 // format does not know is an error. env looks variables up; pass os.LookupEnv
-// for the process environment, or nil for an empty one.
+// for the process environment, or nil for an empty one. sinks are the sink
+// types the program supports, which declare the keys of each type; a sink of
+// another type is an error.
 //
 // On any problem Parse returns nil and an Errors holding every problem in the
 // file, sorted by position; it never returns a partly valid pipeline.
-func Parse(file string, data []byte, env func(string) (string, bool)) (*Pipeline, error) {
-	return parse(file, data, env, maxNodes)
+func Parse(file string, data []byte, env func(string) (string, bool), sinks SinkTypes) (*Pipeline, error) {
+	return parse(file, data, env, sinks, maxNodes)
 }
 
 // parse is Parse with a node budget of its own, for tests.
-func parse(file string, data []byte, env func(string) (string, bool), budget int) (*Pipeline, error) {
+func parse(file string, data []byte, env func(string) (string, bool), sinks SinkTypes, budget int) (*Pipeline, error) {
 	d := &decoder{
 		file:   file,
+		sinks:  sinks,
 		env:    env,
 		pos:    positions{val: map[string]Pos{}, key: map[string]Pos{}, bad: map[string]bool{}},
 		budget: budget,
@@ -55,7 +59,7 @@ func parse(file string, data []byte, env func(string) (string, bool), budget int
 		d.defaults(v, "")
 		d.decode(root, v, "")
 		if d.budget > 0 {
-			d.errs = append(d.errs, validate(p, d.pos)...)
+			d.errs = append(d.errs, validate(p, d.pos, d.sinks)...)
 		}
 		if len(d.errs) == 0 {
 			return p, nil
@@ -77,6 +81,7 @@ type positions struct {
 
 type decoder struct {
 	file   string
+	sinks  SinkTypes
 	env    func(string) (string, bool)
 	pos    positions
 	errs   Errors
@@ -89,6 +94,7 @@ var (
 	schemaType     = reflect.TypeFor[event.Schema]()
 	aggregatesType = reflect.TypeFor[Aggregates]()
 	posType        = reflect.TypeFor[Pos]()
+	sinkType       = reflect.TypeFor[Sink]()
 )
 
 // errorf records a problem with node n, found at path.
@@ -370,8 +376,13 @@ type field struct {
 	def      string
 	hasDef   bool
 	required bool
-	enum     []string
+	enum     []string // sinkTypesEnum: the names of the sink types
+	pattern  string   // a non-empty string must match it
+	rule     string   // the pattern in words, for messages
 }
+
+// sinkTypesEnum in an enum tag stands for the names of the sink types.
+const sinkTypesEnum = "$sink_types"
 
 // fieldsOf lists the decodable fields of struct type t in declaration order.
 func fieldsOf(t reflect.Type) []field {
@@ -387,6 +398,7 @@ func fieldsOf(t reflect.Type) []field {
 		if e := f.Tag.Get("enum"); e != "" {
 			fi.enum = strings.Split(e, ",")
 		}
+		fi.pattern, fi.rule = f.Tag.Get("pattern"), f.Tag.Get("rule")
 		out = append(out, fi)
 	}
 	return out
@@ -497,27 +509,58 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	if pf := v.FieldByName("Pos"); pf.IsValid() && pf.Type() == posType {
 		pf.Set(reflect.ValueOf(d.pos.val[path]))
 	}
-	fields := fieldsOf(v.Type())
-	for _, e := range d.entries(n, path, 0) {
-		fp := keyPath(path, e.name)
-		i := -1
-		for j := range fields {
-			if fields[j].name == e.name {
-				i = j
-				break
-			}
+	es := d.entries(n, path, 0)
+	var keys []boundKey
+	if v.Type() == sinkType {
+		keys = d.sinkKeys(v, es, path)
+	} else {
+		for _, f := range fieldsOf(v.Type()) {
+			keys = append(keys, boundKey{name: f.name, val: v.Field(f.index)})
 		}
-		if i < 0 {
-			names := make([]string, len(fields))
-			for j, f := range fields {
-				names[j] = f.name
+	}
+	for _, e := range es {
+		fp := keyPath(path, e.name)
+		k, ok := lookupKey(keys, e.name)
+		if !ok {
+			names := make([]string, len(keys))
+			for j, k := range keys {
+				names[j] = k.name
 			}
 			d.errorf(e.key, fp, "unknown key%s", didYouMean(e.name, names))
 			continue
 		}
 		d.pos.key[fp] = nodePos(e.key)
-		d.decode(e.val, v.Field(fields[i].index), fp)
+		d.decode(e.val, k.val, fp)
+		if k.foreign != "" && !d.pos.bad[fp] {
+			d.errorAt(d.pos.val[fp], fp, "only applies to %s sinks", k.foreign)
+		}
 	}
+}
+
+// boundKey is a key a mapping may hold and the value it decodes into.
+type boundKey struct {
+	name string
+	val  reflect.Value
+	// foreign is set for a key of another sink type than the sink's: it is
+	// decoded (into a throwaway value) to check it, then refused with this
+	// type's name.
+	foreign string
+}
+
+// lookupKey finds a key, preferring one of the struct's own to a foreign one.
+func lookupKey(keys []boundKey, name string) (boundKey, bool) {
+	found, ok := boundKey{}, false
+	for _, k := range keys {
+		if k.name == name {
+			if k.foreign == "" {
+				return k, true
+			}
+			if !ok {
+				found, ok = k, true
+			}
+		}
+	}
+	return found, ok
 }
 
 // sequence decodes list n into slice v.
@@ -615,93 +658,4 @@ func (d *decoder) fieldType(p Pos, path, s string) event.FieldType {
 		d.errorAt(p, path, "unknown type %s%s; %s", quote(s), didYouMean(s, names), typeHelp)
 	}
 	return t
-}
-
-// aggregates decodes a view's aggregates: an ordered mapping from output
-// column name to a call such as count() or quantile(cpu, 0.95).
-func (d *decoder) aggregates(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "must be a mapping of output name to aggregate, e.g. {events: count()}, got %s", describe(n))
-		return
-	}
-	var out Aggregates
-	for _, e := range d.entries(n, path, 0) {
-		fp := keyPath(path, e.name)
-		d.pos.key[fp] = nodePos(e.key)
-		d.pos.val[fp] = nodePos(e.val)
-		val := resolve(e.val)
-		if !d.spend(val) {
-			return
-		}
-		a := Aggregate{Name: e.name, Pos: nodePos(e.val)}
-		const want = "a call like count(), sum(bytes) or quantile(cpu, 0.95)"
-		if isNull(val) {
-			d.errorf(e.val, fp, "must be %s, got nothing", want)
-		} else if s, ok := d.scalar(val, fp, want); ok {
-			var msg string
-			if a.Func, a.Field, a.Arg, msg = parseAggregate(s); msg != "" {
-				if n.Style&yaml.FlowStyle != 0 && strings.Contains(s, "(") && !strings.Contains(s, ")") {
-					// YAML split "{p: quantile(cpu, 0.5)}" at the comma.
-					msg += " (inside { }, quote a call that has a comma)"
-				}
-				d.errorf(e.val, fp, "%s", msg)
-			}
-		}
-		out = append(out, a)
-	}
-	v.Set(reflect.ValueOf(out))
-}
-
-// aggFuncs are the aggregate functions, in the order messages list them.
-var aggFuncs = []string{"count", "sum", "min", "max", "avg", "count_distinct", "quantile", "first", "last"}
-
-// parseAggregate parses a call such as "sum(bytes)". It checks the syntax and
-// the number of arguments; whether the field exists and has a fitting type is
-// for validation, which knows the topic. msg is empty on success.
-func parseAggregate(s string) (fn, field string, q float64, msg string) {
-	const help = "want a call like count(), sum(bytes) or quantile(cpu, 0.95)"
-	call := strings.TrimSpace(s)
-	open := strings.IndexByte(call, '(')
-	if open < 0 || !strings.HasSuffix(call, ")") {
-		return "", "", 0, fmt.Sprintf("invalid aggregate %s: %s", quote(s), help)
-	}
-	fn = strings.TrimSpace(call[:open])
-	var args []string
-	if inner := strings.TrimSpace(call[open+1 : len(call)-1]); inner != "" {
-		for a := range strings.SplitSeq(inner, ",") {
-			args = append(args, strings.TrimSpace(a))
-		}
-	}
-	switch fn {
-	case "count":
-		if len(args) != 0 {
-			return "", "", 0, "count() takes no arguments; use count_distinct(field) to count distinct values"
-		}
-		return fn, "", 0, ""
-	case "sum", "min", "max", "avg", "count_distinct", "first", "last":
-		if len(args) != 1 {
-			return "", "", 0, fmt.Sprintf("%s takes one field, e.g. %s(bytes); got %s", fn, fn, arguments(len(args)))
-		}
-	case "quantile":
-		if len(args) != 2 {
-			return "", "", 0, fmt.Sprintf("quantile takes a field and q, e.g. quantile(cpu, 0.95); got %s", arguments(len(args)))
-		}
-		var err error
-		if q, err = strconv.ParseFloat(args[1], 64); err != nil {
-			return "", "", 0, fmt.Sprintf("quantile's q must be a number, got %s", quote(args[1]))
-		}
-	default:
-		return "", "", 0, fmt.Sprintf("unknown aggregate function %s%s; want %s", quote(fn), didYouMean(fn, aggFuncs), oneOf(aggFuncs))
-	}
-	if !fieldNameRe.MatchString(args[0]) {
-		return "", "", 0, fmt.Sprintf("invalid field name %s in %s", quote(args[0]), quote(s))
-	}
-	return fn, args[0], q, ""
-}
-
-func arguments(n int) string {
-	if n == 1 {
-		return "1 argument"
-	}
-	return strconv.Itoa(n) + " arguments"
 }

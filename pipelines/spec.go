@@ -109,7 +109,7 @@ type View struct {
 	Where      string     `yaml:"where" doc:"Boolean expression over the event's fields; events for which it is false are skipped."`
 	GroupBy    []string   `yaml:"group_by" doc:"Fields the view groups by."`
 	Window     Window     `yaml:"window" required:"true" doc:"Event-time window."`
-	Aggregates Aggregates `yaml:"aggregates" required:"true" doc:"Output column name to aggregate: count(), sum(f), min(f), max(f), avg(f), count_distinct(f), quantile(f, q), first(f), last(f)."`
+	Aggregates Aggregates `yaml:"aggregates" required:"true" doc:"Output column name to aggregate call, e.g. {events: count(), p95_cpu: 'quantile(cpu, 0.95)'}."`
 	Batch      ViewBatch  `yaml:"batch" doc:"Batch-layer recomputation of the view."`
 	Retention  Duration   `yaml:"retention" default:"24h" doc:"How long the speed layer keeps final windows after they close."`
 	Pos        Pos        `yaml:"-"`
@@ -148,24 +148,21 @@ type Compact struct {
 	Interval Duration `yaml:"interval" default:"10m" doc:"How often to look for hours to compact."`
 }
 
-// Sink delivers topics and views to an external store.
+// Sink delivers topics and views to an external store. The keys every sink
+// has are fields here; the keys of its type (a DSN, hosts, URLs…) are
+// declared by the type (see SinkType) and decoded into Config, written
+// beside the common keys in the file.
 type Sink struct {
-	Name        string    `yaml:"name" required:"true" doc:"Sink name; also its consumer and dead-letter topic name."`
-	Type        string    `yaml:"type" required:"true" enum:"postgres,duckdb,cassandra,elasticsearch" doc:"Target kind."`
-	From        []string  `yaml:"from" required:"true" doc:"Topics and views this sink delivers."`
-	DSN         string    `yaml:"dsn" doc:"postgres: connection string."`
-	Path        string    `yaml:"path" doc:"duckdb: database file; default <data_dir>/warehouse.duckdb."`
-	Hosts       []string  `yaml:"hosts" doc:"cassandra: contact points host:port."`
-	Keyspace    string    `yaml:"keyspace" doc:"cassandra: keyspace."`
-	Consistency string    `yaml:"consistency" default:"local_quorum" enum:"any,one,two,three,quorum,all,local_quorum,each_quorum,local_one" doc:"cassandra: write consistency."`
-	TTL         Duration  `yaml:"ttl" doc:"cassandra: time to live of written rows; 0 keeps them."`
-	URLs        []string  `yaml:"urls" doc:"elasticsearch: node URLs."`
-	Index       string    `yaml:"index" doc:"elasticsearch: index name pattern; {name} is the topic or view, {yyyy.MM.dd} a date from event time. Default {name}."`
-	Username    string    `yaml:"username" doc:"elasticsearch: basic-auth user."`
-	Password    string    `yaml:"password" doc:"elasticsearch: basic-auth password."`
-	Create      bool      `yaml:"create" default:"true" doc:"Create keyspaces, tables, indices and templates that are missing."`
-	Batch       SinkBatch `yaml:"batch" doc:"Batching of writes."`
-	Pos         Pos       `yaml:"-"`
+	Name string   `yaml:"name" required:"true" doc:"Sink name; also its consumer and dead-letter topic name."`
+	Type string   `yaml:"type" required:"true" enum:"$sink_types" doc:"Target kind."`
+	From []string `yaml:"from" required:"true" doc:"Topics and views this sink delivers."`
+	// Config is the type's own keys: a pointer to the struct its SinkType's
+	// NewConfig returns, with defaults applied and the file's values
+	// decoded. Nil when the type is unknown.
+	Config any       `yaml:"-" inline:"sink_config"`
+	Create bool      `yaml:"create" default:"true" doc:"Create keyspaces, tables, indices and templates that are missing."`
+	Batch  SinkBatch `yaml:"batch" doc:"Batching of writes."`
+	Pos    Pos       `yaml:"-"`
 }
 
 // SinkBatch configures sink batching and retry.

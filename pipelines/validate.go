@@ -11,9 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
-	"github.com/robfig/cron/v3"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // Name rules. Topic, view and sink names become stream, subject, file, table
@@ -34,8 +37,6 @@ const (
 	// topic name.
 	sinkNamePattern = `^[a-z][a-z0-9_]{0,58}$`
 	sinkNameRule    = "1 to 59 lowercase letters, digits or '_', starting with a letter"
-	keyspacePattern = `^[a-z][a-z0-9_]{0,47}$`
-	keyspaceRule    = "1 to 48 lowercase letters, digits or '_', starting with a letter"
 )
 
 var (
@@ -44,26 +45,26 @@ var (
 	fieldNameRe    = regexp.MustCompile(fieldNamePattern)
 	prefixRe       = regexp.MustCompile(prefixPattern)
 	sinkNameRe     = regexp.MustCompile(sinkNamePattern)
-	keyspaceRe     = regexp.MustCompile(keyspacePattern)
 )
 
 // reservedColumns are the columns every view row has besides its group-by
-// fields and aggregates (see DESIGN.md, the query API and sinks).
-var reservedColumns = []string{ColWindowStart, ColWindowEnd, "layer"}
+// fields and aggregates, in the query API and in sinks.
+var reservedColumns = []string{viewrow.ColWindowStart, viewrow.ColWindowEnd, viewrow.ColLayer}
 
 // validator collects the problems of one decoded pipeline.
 type validator struct {
-	file string
-	pos  positions
-	errs Errors
+	file  string
+	pos   positions
+	sinks SinkTypes
+	errs  Errors
 }
 
 // validate checks a decoded pipeline: every field and every cross-reference.
 // Each check is one method; to add one, write it and list it here. Checks
 // report through errorf, which finds the position of a path, and stay quiet
 // about values that already failed to decode.
-func validate(p *Pipeline, pos positions) Errors {
-	v := &validator{file: p.File, pos: pos}
+func validate(p *Pipeline, pos positions, sinks SinkTypes) Errors {
+	v := &validator{file: p.File, pos: pos, sinks: sinks}
 	checks := []func(*validator, *Pipeline){
 		(*validator).checkTags,
 		(*validator).checkHeader,
@@ -172,18 +173,22 @@ func (v *validator) notBlank(path string, items []string) {
 	}
 }
 
-// checkTags applies the `required` and `enum` tags to every struct of the
-// pipeline.
+// checkTags applies the `required`, `enum` and `pattern` tags to every
+// struct of the pipeline, sinks' own configurations included.
 func (v *validator) checkTags(p *Pipeline) {
-	v.tags(reflect.ValueOf(p).Elem(), "")
+	v.tags(reflect.ValueOf(p).Elem(), "", "")
 }
 
-func (v *validator) tags(s reflect.Value, path string) {
+// tags checks the tags of struct s at path. sink is the type of the sink
+// whose configuration s is, "" for the file's own structs.
+func (v *validator) tags(s reflect.Value, path, sink string) {
 	for _, f := range fieldsOf(s.Type()) {
 		fv, fp := s.Field(f.index), keyPath(path, f.name)
 		empty := fv.IsZero() || fv.Kind() == reflect.Slice && fv.Len() == 0
 		if f.required && empty {
 			switch {
+			case sink != "":
+				v.errorf(fp, "is required for %s sinks", sink)
 			case !v.present(fp):
 				v.errorf(fp, "is required")
 			case fv.Kind() == reflect.String || fv.Kind() == reflect.Slice:
@@ -191,7 +196,11 @@ func (v *validator) tags(s reflect.Value, path string) {
 			}
 			continue
 		}
-		if len(f.enum) > 0 {
+		if slices.Equal(f.enum, []string{sinkTypesEnum}) && len(v.sinks) == 0 {
+			v.errorf(fp, "unknown sink type %s: no sink types are available to this program", quote(fv.String()))
+			continue
+		}
+		if enum := v.enum(f); len(enum) > 0 {
 			var got string
 			switch fv.Kind() {
 			case reflect.String:
@@ -199,24 +208,40 @@ func (v *validator) tags(s reflect.Value, path string) {
 			default:
 				got = strconv.FormatInt(fv.Int(), 10)
 			}
-			if !slices.Contains(f.enum, got) {
+			if !slices.Contains(enum, got) {
 				shown := got
 				if fv.Kind() == reflect.String {
 					shown = quote(got)
 				}
-				v.errorf(fp, "must be one of %s; got %s%s", strings.Join(f.enum, ", "), shown, didYouMean(got, f.enum))
+				v.errorf(fp, "must be one of %s; got %s%s", strings.Join(enum, ", "), shown, didYouMean(got, enum))
 			}
+		}
+		if f.pattern != "" && fv.Kind() == reflect.String && fv.String() != "" && !regexp.MustCompile(f.pattern).MatchString(fv.String()) {
+			v.errorf(fp, "must be %s; got %s", f.rule, quote(fv.String()))
 		}
 		switch {
 		case fv.Kind() == reflect.Struct && fv.Type() != posType:
-			v.tags(fv, fp)
+			v.tags(fv, fp, sink)
 		case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct &&
 			fv.Type() != schemaType && fv.Type() != aggregatesType:
 			for i := range fv.Len() {
-				v.tags(fv.Index(i), indexPath(fp, i))
+				v.tags(fv.Index(i), indexPath(fp, i), sink)
 			}
 		}
 	}
+	if s.Type() == sinkType {
+		if cfg := s.FieldByName("Config"); !cfg.IsNil() {
+			v.tags(cfg.Elem().Elem(), path, s.FieldByName("Type").String())
+		}
+	}
+}
+
+// enum returns the values field f may take, if they are limited.
+func (v *validator) enum(f field) []string {
+	if slices.Equal(f.enum, []string{sinkTypesEnum}) {
+		return v.sinks.Names()
+	}
+	return f.enum
 }
 
 func (v *validator) checkHeader(p *Pipeline) {
@@ -560,8 +585,14 @@ func (v *validator) checkAggregates(path string, w *View, topic *Topic) {
 				v.keyErrorf(ap, "collides with group_by field %s", quote(g))
 			}
 		}
-		if a.Func == "quantile" && !(a.Arg > 0 && a.Arg < 1) {
-			v.errorf(ap, "quantile's q must be between 0 and 1 (exclusive), got %g", a.Arg)
+		f, ok := aggregate.Lookup(a.Func)
+		if !ok {
+			continue // reported by the decoder
+		}
+		if num, ok := f.NumberArg(); ok && num.Check != nil {
+			if msg := num.Check(a.Arg); msg != "" {
+				v.errorf(ap, "%s's %s %s, got %g", f.Name, num.Name, msg, a.Arg)
+			}
 		}
 		if topic == nil || a.Field == "" {
 			continue
@@ -572,13 +603,8 @@ func (v *validator) checkAggregates(path string, w *View, topic *Topic) {
 			continue
 		}
 		ft := topic.Schema[j].Type
-		numeric := ft == event.TypeLong || ft == event.TypeInt || ft == event.TypeDouble
-		switch {
-		case ft == 0: // unknown type, already reported
-		case (a.Func == "sum" || a.Func == "avg" || a.Func == "quantile") && !numeric:
-			v.errorf(ap, "%s needs a numeric field (long, int or double); %s is %s", a.Func, quote(a.Field), ft)
-		case (a.Func == "min" || a.Func == "max") && !numeric && ft != event.TypeTimestamp:
-			v.errorf(ap, "%s needs a numeric or timestamp field; %s is %s", a.Func, quote(a.Field), ft)
+		if arg, ok := f.FieldArg(); ok && ft != 0 && !arg.Types.Has(ft) { // 0: unknown type, already reported
+			v.errorf(ap, "%s needs %s; %s is %s", f.Name, arg.Types.Desc, quote(a.Field), ft)
 		}
 	}
 }
@@ -589,14 +615,6 @@ func (v *validator) checkLake(p *Pipeline) {
 	v.positive("lake.roll.max_age", l.Roll.MaxAge)
 	v.atLeast("lake.compact.min_files", int64(l.Compact.MinFiles), 2)
 	v.positive("lake.compact.interval", l.Compact.Interval)
-}
-
-// sinkOnly lists the sink keys that belong to one sink type.
-var sinkOnly = []struct{ key, typ string }{
-	{"dsn", "postgres"},
-	{"path", "duckdb"},
-	{"hosts", "cassandra"}, {"keyspace", "cassandra"}, {"consistency", "cassandra"}, {"ttl", "cassandra"},
-	{"urls", "elasticsearch"}, {"index", "elasticsearch"}, {"username", "elasticsearch"}, {"password", "elasticsearch"},
 }
 
 func (v *validator) checkSinks(p *Pipeline) {
@@ -643,64 +661,25 @@ func (v *validator) checkSinks(p *Pipeline) {
 			}
 			seen[f] = true
 		}
-		v.checkSinkType(path, s)
+		if st, ok := v.sinks.Lookup(s.Type); ok && st.Check != nil && s.Config != nil {
+			st.Check(s.Config, sinkCheck{v: v, path: path})
+		}
 		v.atLeast(path+".batch.max_rows", int64(s.Batch.MaxRows), 1)
 		v.notNegative(path+".batch.max_wait", s.Batch.MaxWait)
 		v.atLeast(path+".batch.max_retries", int64(s.Batch.MaxRetries), 0)
 	}
 }
 
-// checkSinkType checks the keys that depend on the sink type.
-func (v *validator) checkSinkType(path string, s *Sink) {
-	known := true
-	switch s.Type {
-	case "postgres":
-		if s.DSN == "" {
-			v.errorf(path+".dsn", "is required for postgres sinks")
-		}
-	case "duckdb":
-	case "cassandra":
-		if len(s.Hosts) == 0 {
-			v.errorf(path+".hosts", "is required for cassandra sinks")
-		}
-		for j, h := range s.Hosts {
-			hp := indexPath(path+".hosts", j)
-			if h == "" {
-				v.errorf(hp, "must not be empty")
-			} else if strings.Contains(h, ":") {
-				v.hostPort(hp, h)
-			}
-		}
-		if s.Keyspace == "" {
-			v.errorf(path+".keyspace", "is required for cassandra sinks")
-		}
-		v.name(path+".keyspace", s.Keyspace, keyspaceRe, keyspaceRule)
-		v.notNegative(path+".ttl", s.TTL)
-	case "elasticsearch":
-		if len(s.URLs) == 0 {
-			v.errorf(path+".urls", "is required for elasticsearch sinks")
-		}
-		for j, u := range s.URLs {
-			pu, err := url.Parse(u)
-			if err != nil || pu.Host == "" || pu.Scheme != "http" && pu.Scheme != "https" {
-				v.errorf(indexPath(path+".urls", j), "must be an http:// or https:// URL, got %s", quote(u))
-			}
-		}
-		if s.Username != "" && s.Password == "" {
-			v.errorf(path+".password", "is required with username")
-		}
-		if v.present(path+".index") && s.Index == "" {
-			v.errorf(path+".index", "must not be empty")
-		}
-	default:
-		known = false // the enum check reports it
-	}
-	if !known {
-		return
-	}
-	for _, o := range sinkOnly {
-		if o.typ != s.Type && v.present(path+"."+o.key) {
-			v.errorf(path+"."+o.key, "only applies to %s sinks", o.typ)
-		}
-	}
+// sinkCheck is the SinkCheck of the sink at path.
+type sinkCheck struct {
+	v    *validator
+	path string
 }
+
+func (c sinkCheck) Errorf(key, format string, args ...any) {
+	c.v.errorf(c.path+"."+key, format, args...)
+}
+
+func (c sinkCheck) Present(key string) bool { return c.v.present(c.path + "." + key) }
+
+func (c sinkCheck) HostPort(key, s string) { c.v.hostPort(c.path+"."+key, s) }

@@ -1,10 +1,13 @@
-package pipelines
+package pipelines_test
 
 import (
 	"errors"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/sinks/all"
 )
 
 // errCase is a pipeline file, given as lines (line N is src[N-1]), and the
@@ -16,19 +19,15 @@ type errCase struct {
 	want []string
 }
 
-func mapEnv(m map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v, ok := m[k]
-		return v, ok
-	}
-}
+// mapEnv is the environment m holds.
+var mapEnv = pipelines.MapEnv
 
 func runErrCases(t *testing.T, cases []errCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			src := strings.Join(c.src, "\n") + "\n"
-			p, err := Parse("p.yaml", []byte(src), mapEnv(c.env))
+			p, err := pipelines.Parse("p.yaml", []byte(src), mapEnv(c.env), sinkTypes)
 			if len(c.want) == 0 {
 				if err != nil {
 					t.Fatalf("unexpected errors:\n%v", err)
@@ -38,7 +37,7 @@ func runErrCases(t *testing.T, cases []errCase) {
 			if p != nil {
 				t.Errorf("Parse returned a pipeline along with errors")
 			}
-			var errs Errors
+			var errs pipelines.Errors
 			if !errors.As(err, &errs) {
 				t.Fatalf("error is %T, not Errors: %v", err, err)
 			}
@@ -709,7 +708,7 @@ func TestValidationErrors(t *testing.T) {
 // TestAllErrorsReported checks that one file's problems, from decoding and
 // from validation, all come back at once and in file order.
 func TestAllErrorsReported(t *testing.T) {
-	_, err := Load("testdata/invalid.yaml", mapEnv(nil))
+	_, err := pipelines.Load("testdata/invalid.yaml", mapEnv(nil), sinkTypes)
 	want := strings.Join([]string{
 		`testdata/invalid.yaml:3:10: version: must be 1, got 2`,
 		`testdata/invalid.yaml:4:7: name: must be 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter; got "My Pipeline"`,
@@ -734,3 +733,7 @@ func TestAllErrorsReported(t *testing.T) {
 		t.Errorf("got:\n%v\nwant:\n%s", err, want)
 	}
 }
+
+// sinkTypes are the program's sink types: the files here are checked as
+// lambdaflow checks them.
+var sinkTypes = all.Types()

@@ -1,6 +1,10 @@
 package pipelines
 
-import "github.com/lambdaflow/lambdaflow/pipelines/event"
+import (
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
+)
 
 // Every view also has a topic of its own in the log: the speed layer appends a
 // row for each window it finalises and the batch layer a row for each window it
@@ -8,12 +12,6 @@ import "github.com/lambdaflow/lambdaflow/pipelines/event"
 // view sink gets a durable position, lag, retries and dead letters for free,
 // and a later row for the same window (a batch correction) overwrites the
 // earlier one through the sink's upsert.
-
-// Columns every view row starts with.
-const (
-	ColWindowStart = "window_start"
-	ColWindowEnd   = "window_end"
-)
 
 // DeadLetterSuffix names a sink's dead-letter topic: <sink>_dlq.
 const DeadLetterSuffix = "_dlq"
@@ -39,38 +37,28 @@ func (p *Pipeline) ViewByName(name string) *View {
 }
 
 // AggregateType is the type of an aggregate's output column given the type of
-// its input field: count and count_distinct give long, avg and quantile
-// double, sum keeps long for integer input and double otherwise, and min, max,
-// first and last keep the field's type.
+// its input field, as the aggregate registry defines it: count and
+// count_distinct give long, avg and quantile double, sum keeps long for
+// integer input and double otherwise, and min, max, first and last keep the
+// field's type. An unknown function keeps the field's type.
 func AggregateType(a Aggregate, field event.FieldType) event.FieldType {
-	switch a.Func {
-	case "count", "count_distinct":
-		return event.TypeLong
-	case "avg", "quantile":
-		return event.TypeDouble
-	case "sum":
-		if field == event.TypeLong || field == event.TypeInt {
-			return event.TypeLong
-		}
-		return event.TypeDouble
-	default:
+	f, ok := aggregate.Lookup(a.Func)
+	if !ok {
 		return field
 	}
+	return f.Result(field)
 }
 
-// ViewSchema is the schema of a view's rows: window_start, window_end, the
-// group-by fields, then the aggregates, in file order. Aggregates are
-// optional (an empty window has no min), group-by fields keep their topic's
-// requiredness.
+// ViewSchema is the schema of a view's rows, laid out by viewrow.Schema:
+// window_start, window_end, the group-by fields, then the aggregates, in
+// file order. Aggregates are optional (an empty window has no min), group-by
+// fields keep their topic's requiredness.
 func ViewSchema(v *View, from *Topic) event.Schema {
-	s := event.Schema{
-		{Name: ColWindowStart, Type: event.TypeTimestamp, Required: true},
-		{Name: ColWindowEnd, Type: event.TypeTimestamp, Required: true},
-	}
+	var group, aggs []event.Field
 	for _, g := range v.GroupBy {
 		if i := from.Schema.Index(g); i >= 0 {
 			f := from.Schema[i]
-			s = append(s, event.Field{Name: f.Name, Type: f.Type, Required: f.Required})
+			group = append(group, event.Field{Name: f.Name, Type: f.Type, Required: f.Required})
 		}
 	}
 	for _, a := range v.Aggregates {
@@ -78,9 +66,9 @@ func ViewSchema(v *View, from *Topic) event.Schema {
 		if i := from.Schema.Index(a.Field); i >= 0 {
 			ft = from.Schema[i].Type
 		}
-		s = append(s, event.Field{Name: a.Name, Type: AggregateType(a, ft)})
+		aggs = append(aggs, event.Field{Name: a.Name, Type: AggregateType(a, ft)})
 	}
-	return s
+	return viewrow.Schema(group, aggs)
 }
 
 // ViewTopic is the log topic holding a view's rows. It has the view's name and
@@ -88,7 +76,7 @@ func ViewSchema(v *View, from *Topic) event.Schema {
 // of one window group go to the partition their events came from).
 func (p *Pipeline) ViewTopic(v *View) Topic {
 	from := p.TopicByName(v.From)
-	t := Topic{Name: v.Name, Partitions: 1, Retention: v.Retention, Time: ColWindowStart}
+	t := Topic{Name: v.Name, Partitions: 1, Retention: v.Retention, Time: viewrow.ColWindowStart}
 	if from != nil {
 		t.Partitions = from.Partitions
 		t.Retention = from.Retention

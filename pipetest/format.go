@@ -122,7 +122,7 @@ func (ps *parser) errAt(n *yaml.Node, format string, args ...any) error {
 }
 
 // load reads and checks a test file and the pipeline it names.
-func load(path string) (*testFile, error) {
+func load(path string, sinks pipelines.SinkTypes) (*testFile, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("pipetest: %w", err)
@@ -140,7 +140,7 @@ func load(path string) (*testFile, error) {
 	var casesNode *yaml.Node
 	err = ps.fields(doc.Content[0], map[string]func(k, v *yaml.Node) error{
 		"pipeline": func(_, v *yaml.Node) error {
-			p, err := loadPipeline(path, v.Value)
+			p, err := loadPipeline(path, v.Value, sinks)
 			if err != nil {
 				return ps.errAt(v, "pipeline %q: %v", v.Value, err)
 			}
@@ -188,14 +188,14 @@ func load(path string) (*testFile, error) {
 
 // loadPipeline loads the pipeline file named relative to the test file,
 // with the process environment for ${VAR}.
-func loadPipeline(testPath, name string) (*pipelines.Pipeline, error) {
+func loadPipeline(testPath, name string, sinks pipelines.SinkTypes) (*pipelines.Pipeline, error) {
 	if name == "" {
 		return nil, errors.New("empty path")
 	}
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(filepath.Dir(testPath), name)
 	}
-	p, err := pipelines.Load(name, os.LookupEnv)
+	p, err := pipelines.Load(name, os.LookupEnv, sinks)
 	if err != nil {
 		var errs pipelines.Errors
 		if errors.As(err, &errs) && len(errs) > 0 {

@@ -10,7 +10,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lambdaflow/lambdaflow/pipelines"
+
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/serving"
 	"github.com/lambdaflow/lambdaflow/speed"
 )
@@ -22,10 +25,11 @@ const maxMismatches = 10
 // failing case what failed, then a line per file. It returns the number of
 // failed cases. err is for a file that cannot be run at all (unreadable, not
 // a test file, a pipeline that does not load: a *FormatError names the line)
-// and stops the run; so does ctx ending.
-func Run(ctx context.Context, files []string, w io.Writer) (failed int, err error) {
+// and stops the run; so does ctx ending. sinks are the sink types the
+// pipelines may use (see pipelines.Load); the tests never open a sink.
+func Run(ctx context.Context, files []string, sinks pipelines.SinkTypes, w io.Writer) (failed int, err error) {
 	for _, path := range files {
-		tf, err := load(path)
+		tf, err := load(path, sinks)
 		if err != nil {
 			return failed, err
 		}
@@ -60,7 +64,7 @@ func Run(ctx context.Context, files []string, w io.Writer) (failed int, err erro
 // at the first step that fails and returns that step and what failed.
 func runCase(ctx context.Context, tf *testFile, tc *testCase) (where string, problems []string, err error) {
 	store := serving.NewStore(tf.pipeline)
-	local, err := speed.NewLocal(tf.pipeline, servingStore{store}, tf.start, tf.idle)
+	local, err := speed.NewLocal(tf.pipeline, store, tf.start, tf.idle)
 	if err != nil {
 		return "", nil, fmt.Errorf("%s: %w", tf.path, err)
 	}
@@ -130,7 +134,7 @@ func check(store *serving.Store, local *speed.Local, ex *expectation) []string {
 	}
 	got, _, _, _ := store.Query(ex.view.Name, serving.Filter{})
 	ng := len(ex.view.GroupBy)
-	slices.SortStableFunc(got, func(a, b serving.Row) int { return compareRows(ex.schema, a, b) })
+	slices.SortStableFunc(got, func(a, b viewrow.Row) int { return compareRows(ex.schema, a, b) })
 	want := sortExpected(ex, ng)
 	if len(got) != len(want) {
 		p := fmt.Sprintf("want %d rows, got %d:", len(want), len(got))
@@ -157,8 +161,8 @@ func check(store *serving.Store, local *speed.Local, ex *expectation) []string {
 // names its window_start and every group-by field.
 func sortExpected(ex *expectation, ng int) []expectRow {
 	rows := slices.Clone(ex.rows)
-	key := func(r expectRow) (serving.Row, bool) {
-		out := serving.Row{Group: make([]event.Value, ng)}
+	key := func(r expectRow) (viewrow.Row, bool) {
+		out := viewrow.Row{Group: make([]event.Value, ng)}
 		found := 0
 		for _, c := range r.cols {
 			switch {
@@ -189,7 +193,7 @@ func sortExpected(ex *expectation, ng int) []expectRow {
 
 // compareRows orders rows by window start, then group values in their
 // natural order (null first).
-func compareRows(schema event.Schema, a, b serving.Row) int {
+func compareRows(schema event.Schema, a, b viewrow.Row) int {
 	if c := cmp.Compare(a.Start, b.Start); c != 0 {
 		return c
 	}
@@ -218,7 +222,7 @@ func compareRows(schema event.Schema, a, b serving.Row) int {
 }
 
 // rowLabel names a row by its window and group, for messages.
-func rowLabel(schema event.Schema, ng int, r serving.Row) string {
+func rowLabel(schema event.Schema, ng int, r viewrow.Row) string {
 	var b strings.Builder
 	b.WriteString("window_start ")
 	b.WriteString(event.FormatTime(r.Start))
@@ -229,7 +233,7 @@ func rowLabel(schema event.Schema, ng int, r serving.Row) string {
 }
 
 // checkColumn compares one expected column with a row; "" when it matches.
-func checkColumn(schema event.Schema, c expectCol, r serving.Row) string {
+func checkColumn(schema event.Schema, c expectCol, r viewrow.Row) string {
 	if c.col < 0 {
 		if r.Final != c.final {
 			return fmt.Sprintf("want %t, got %t", c.final, r.Final)
@@ -281,25 +285,4 @@ func matches(typ event.FieldType, c expectCol, got event.Value) bool {
 		return got.F == c.value.F || math.Abs(got.F-c.value.F) <= c.within*math.Abs(c.value.F)
 	}
 	return got.I == c.value.I
-}
-
-// servingStore adapts a serving store to the speed layer's Store.
-type servingStore struct{ s *serving.Store }
-
-func toServing(rows []speed.Row) []serving.Row {
-	out := make([]serving.Row, len(rows))
-	for i, r := range rows {
-		out[i] = serving.Row{Start: r.Start, End: r.End, Group: r.Group, Aggs: r.Aggs, Final: r.Final}
-	}
-	return out
-}
-
-func (a servingStore) PutSpeed(view string, rows []speed.Row) { a.s.PutSpeed(view, toServing(rows)) }
-
-func (a servingStore) DeleteSpeed(view string, rows []speed.Row) {
-	a.s.DeleteSpeed(view, toServing(rows))
-}
-
-func (a servingStore) EvictSpeed(view string, endBefore int64) int {
-	return a.s.EvictSpeed(view, endBefore)
 }

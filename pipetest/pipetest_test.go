@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lambdaflow/lambdaflow/sinks/all"
+
 	"go.uber.org/goleak"
 )
 
@@ -23,7 +25,7 @@ func TestExamples(t *testing.T) {
 		t.Fatalf("no example tests: %v", err)
 	}
 	var out bytes.Buffer
-	failed, err := Run(context.Background(), files, &out)
+	failed, err := Run(context.Background(), files, all.Types(), &out)
 	if err != nil || failed != 0 {
 		t.Fatalf("failed %d, err %v:\n%s", failed, err, out.String())
 	}
@@ -32,7 +34,7 @@ func TestExamples(t *testing.T) {
 
 func TestRunPassingFile(t *testing.T) {
 	var out bytes.Buffer
-	failed, err := Run(context.Background(), []string{"testdata/pass.test.yaml"}, &out)
+	failed, err := Run(context.Background(), []string{"testdata/pass.test.yaml"}, all.Types(), &out)
 	if err != nil || failed != 0 {
 		t.Fatalf("failed %d, err %v:\n%s", failed, err, out.String())
 	}
@@ -43,14 +45,14 @@ func TestRunPassingFile(t *testing.T) {
 
 func TestRunTopicWithoutTimeField(t *testing.T) {
 	var out bytes.Buffer
-	if failed, err := Run(context.Background(), []string{"testdata/notime.test.yaml"}, &out); err != nil || failed != 0 {
+	if failed, err := Run(context.Background(), []string{"testdata/notime.test.yaml"}, all.Types(), &out); err != nil || failed != 0 {
 		t.Fatalf("failed %d, err %v:\n%s", failed, err, out.String())
 	}
 }
 
 func TestRunFailingFile(t *testing.T) {
 	var out bytes.Buffer
-	failed, err := Run(context.Background(), []string{"testdata/fail.test.yaml", "testdata/pass.test.yaml"}, &out)
+	failed, err := Run(context.Background(), []string{"testdata/fail.test.yaml", "testdata/pass.test.yaml"}, all.Types(), &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func TestRunFormatErrors(t *testing.T) {
 				}
 			}
 			var out bytes.Buffer
-			_, err := Run(context.Background(), []string{path}, &out)
+			_, err := Run(context.Background(), []string{path}, all.Types(), &out)
 			var fe *FormatError
 			if !errors.As(err, &fe) {
 				t.Fatalf("err %v, want a *FormatError", err)

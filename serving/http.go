@@ -11,6 +11,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // Handler serves GET /v1/views and GET /v1/views/{view}.
@@ -148,7 +149,7 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
 
 // AppendRowJSON encodes a row as a JSON object: window_start, window_end, the
 // group-by fields, the aggregates, layer and final.
-func AppendRowJSON(buf []byte, schema event.Schema, row Row) []byte {
+func AppendRowJSON(buf []byte, schema event.Schema, row viewrow.Row) []byte {
 	buf = append(buf, `{"window_start":`...)
 	buf = strconv.AppendQuote(buf, formatTime(row.Start))
 	buf = append(buf, `,"window_end":`...)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 func testServer(t *testing.T) (*Store, http.Handler) {
@@ -37,7 +38,7 @@ func get(t *testing.T, h http.Handler, target string) (int, string) {
 // layer (and final).
 func TestQueryJSONShape(t *testing.T) {
 	s, h := testServer(t)
-	s.PutSpeed("cpu", []Row{
+	s.PutSpeed("cpu", []viewrow.Row{
 		row(0, "eu", 1, 2, 0.25, true),
 		{Start: base + minute, End: base + 2*minute, Group: []event.Value{str("us"), null()}, Aggs: []event.Value{long(1), null()}},
 	})
@@ -53,7 +54,7 @@ func TestQueryJSONShape(t *testing.T) {
 		t.Fatalf("not JSON: %v", err)
 	}
 
-	s.PutBatch("cpu", base, base+minute, base+minute, []Row{row(0, "eu", 1, 3, 0.5, true)})
+	s.PutBatch("cpu", base, base+minute, base+minute, []viewrow.Row{row(0, "eu", 1, 3, 0.5, true)})
 	code, body = get(t, h, "/v1/views/cpu?region=eu")
 	want = `{"view":"cpu","horizon":"2026-01-02T15:01:00Z","rows":[` +
 		`{"window_start":"2026-01-02T15:00:00Z","window_end":"2026-01-02T15:01:00Z","region":"eu","zone":1,"events":3,"avg_cpu":0.5,"layer":"batch","final":true}]}`
@@ -64,7 +65,7 @@ func TestQueryJSONShape(t *testing.T) {
 
 func TestQueryFilters(t *testing.T) {
 	s, h := testServer(t)
-	s.PutSpeed("cpu", []Row{
+	s.PutSpeed("cpu", []viewrow.Row{
 		row(0, "eu", 1, 1, 0, true), row(0, "eu", 2, 2, 0, true), row(1, "us", 1, 3, 0, false), row(2, "eu", 1, 4, 0, false),
 	})
 	events := func(body string) string {

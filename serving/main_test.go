@@ -8,6 +8,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 func TestMain(m *testing.M) {
@@ -39,7 +40,7 @@ views:
 
 func testPipeline(t *testing.T) *pipelines.Pipeline {
 	t.Helper()
-	p, err := pipelines.Parse("servingtest.yaml", []byte(testPipelineYAML), nil)
+	p, err := pipelines.Parse("servingtest.yaml", []byte(testPipelineYAML), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func dbl(f float64) event.Value { return event.Value{F: f, Valid: true} }
 func null() event.Value         { return event.Value{} }
 
 // row is a cpu row of window k (minutes after base).
-func row(k int64, region string, zone int64, events int64, avg float64, final bool) Row {
-	return Row{Start: base + k*minute, End: base + (k+1)*minute, Group: []event.Value{str(region), long(zone)},
+func row(k int64, region string, zone int64, events int64, avg float64, final bool) viewrow.Row {
+	return viewrow.Row{Start: base + k*minute, End: base + (k+1)*minute, Group: []event.Value{str(region), long(zone)},
 		Aggs: []event.Value{long(events), dbl(avg)}, Final: final}
 }

@@ -3,8 +3,9 @@
 // at the batch horizon — batch rows for windows that end at or before the
 // horizon, speed rows after it.
 //
-// It imports nothing of ours but the pipeline packages (pipelines, event)
-// and the HTTP surface (api, internal/httpapi): the layers push rows into a
+// It imports nothing of ours but the pipeline packages (pipelines, event,
+// viewrow) and the HTTP surface (api, internal/httpapi): the layers push
+// rows (viewrow.Row, the one view-row type) into a
 // Store; it never reads the log, the lake or checkpoints itself.
 package serving
 
@@ -14,41 +15,24 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
-
-// Layer names a row's origin.
-type Layer string
-
-// Layers.
-const (
-	LayerSpeed Layer = "speed"
-	LayerBatch Layer = "batch"
-)
-
-// Row is one window of one group of a view.
-type Row struct {
-	Start, End int64         // window bounds, UTC microseconds, end exclusive
-	Group      []event.Value // group-by values, in group_by order
-	Aggs       []event.Value // aggregate values, in aggregates order
-	Final      bool          // the window is closed (speed) — batch rows are always final
-	Layer      Layer         // set by the store on the way out
-}
 
 // rowSet holds a layer's rows of one view, indexed by group first so that the
 // common query — one key over a time range — touches only that key's rows.
-type rowSet map[string]map[int64]Row
+type rowSet map[string]map[int64]viewrow.Row
 
-func (rs rowSet) put(r Row) {
+func (rs rowSet) put(r viewrow.Row) {
 	g := groupKey(r.Group)
 	s := rs[g]
 	if s == nil {
-		s = map[int64]Row{}
+		s = map[int64]viewrow.Row{}
 		rs[g] = s
 	}
 	s[r.Start] = r
 }
 
-func (rs rowSet) get(group string, start int64) (Row, bool) {
+func (rs rowSet) get(group string, start int64) (viewrow.Row, bool) {
 	r, ok := rs[group][start]
 	return r, ok
 }
@@ -115,7 +99,7 @@ func appendInt(b []byte, x int64) []byte {
 
 // PutSpeed records the speed layer's current values of windows (open or
 // final), replacing earlier values of the same windows.
-func (s *Store) PutSpeed(view string, rows []Row) {
+func (s *Store) PutSpeed(view string, rows []viewrow.Row) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.views[view]
@@ -123,7 +107,8 @@ func (s *Store) PutSpeed(view string, rows []Row) {
 		return
 	}
 	for _, r := range rows {
-		r.Layer = LayerSpeed
+		r.Layer = viewrow.LayerSpeed
+		r.Key = "" // the speed layer's own; the store would only keep it alive
 		v.speed.put(r)
 	}
 }
@@ -131,7 +116,7 @@ func (s *Store) PutSpeed(view string, rows []Row) {
 // DeleteSpeed removes the speed rows of windows that no longer exist, each
 // identified by its Group and Start: a session window that merged into
 // another or whose start moved earlier.
-func (s *Store) DeleteSpeed(view string, rows []Row) {
+func (s *Store) DeleteSpeed(view string, rows []viewrow.Row) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.views[view]
@@ -177,7 +162,7 @@ func (s *Store) EvictSpeed(view string, endBefore int64) int {
 // in [from, to) is replaced by rows, and the horizon moves to horizon (it
 // never moves back). It returns how many closed windows differ from the speed
 // layer's values (drift), counting only windows both layers hold.
-func (s *Store) PutBatch(view string, from, to, horizon int64, rows []Row) (drift int) {
+func (s *Store) PutBatch(view string, from, to, horizon int64, rows []viewrow.Row) (drift int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.views[view]
@@ -195,7 +180,7 @@ func (s *Store) PutBatch(view string, from, to, horizon int64, rows []Row) (drif
 		}
 	}
 	for _, r := range rows {
-		r.Layer = LayerBatch
+		r.Layer = viewrow.LayerBatch
 		r.Final = true
 		v.batch.put(r)
 		if sp, ok := v.speed.get(groupKey(r.Group), r.Start); ok && sp.Final && !sameValues(sp.Aggs, r.Aggs) {
@@ -274,17 +259,17 @@ type Filter struct {
 // Query returns a view's merged rows ordered by window start then group:
 // batch rows for windows ending at or before the horizon, speed rows for the
 // rest. ok is false for an unknown view.
-func (s *Store) Query(view string, f Filter) (rows []Row, horizon int64, hasHorizon, ok bool) {
+func (s *Store) Query(view string, f Filter) (rows []viewrow.Row, horizon int64, hasHorizon, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	v := s.views[view]
 	if v == nil {
 		return nil, 0, false, false
 	}
-	inRange := func(r Row) bool {
+	inRange := func(r viewrow.Row) bool {
 		return (f.From == 0 || r.Start >= f.From) && (f.To == 0 || r.Start < f.To)
 	}
-	groupMatch := func(r Row) bool {
+	groupMatch := func(r viewrow.Row) bool {
 		for i, want := range f.Group {
 			if i >= len(r.Group) || !sameValues([]event.Value{r.Group[i]}, []event.Value{want}) {
 				return false
@@ -301,7 +286,7 @@ func (s *Store) Query(view string, f Filter) (rows []Row, horizon int64, hasHori
 		}
 		exact = groupKey(vals)
 	}
-	collect := func(rs rowSet, keep func(Row) bool) {
+	collect := func(rs rowSet, keep func(viewrow.Row) bool) {
 		if exactOK {
 			for _, r := range rs[exact] {
 				if inRange(r) && keep(r) {
@@ -319,9 +304,9 @@ func (s *Store) Query(view string, f Filter) (rows []Row, horizon int64, hasHori
 		}
 	}
 	if v.hasBatch {
-		collect(v.batch, func(r Row) bool { return r.End <= v.horizon })
+		collect(v.batch, func(r viewrow.Row) bool { return r.End <= v.horizon })
 	}
-	collect(v.speed, func(r Row) bool { return !v.hasBatch || r.End > v.horizon })
+	collect(v.speed, func(r viewrow.Row) bool { return !v.hasBatch || r.End > v.horizon })
 	sort.Slice(rows, func(i, j int) bool {
 		if rows[i].Start != rows[j].Start {
 			return rows[i].Start < rows[j].Start

@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // describe renders query rows compactly: "k region zone events layer final".
-func describe(rows []Row) string {
+func describe(rows []viewrow.Row) string {
 	var b strings.Builder
 	for _, r := range rows {
 		fmt.Fprintf(&b, "%d %s %d %d %s %t\n", (r.Start-base)/minute, r.Group[0].S, r.Group[1].I, r.Aggs[0].I, r.Layer, r.Final)
@@ -19,7 +20,7 @@ func describe(rows []Row) string {
 
 func TestStoreMergesAtTheHorizon(t *testing.T) {
 	s := NewStore(testPipeline(t))
-	s.PutSpeed("cpu", []Row{
+	s.PutSpeed("cpu", []viewrow.Row{
 		row(0, "eu", 1, 10, 0.5, true),
 		row(1, "eu", 1, 11, 0.5, true),
 		row(2, "eu", 1, 12, 0.5, true),
@@ -34,7 +35,7 @@ func TestStoreMergesAtTheHorizon(t *testing.T) {
 	}
 
 	// The batch run recomputed [0, 2) with a late event in window 1.
-	drift := s.PutBatch("cpu", base, base+2*minute, base+2*minute, []Row{
+	drift := s.PutBatch("cpu", base, base+2*minute, base+2*minute, []viewrow.Row{
 		row(0, "eu", 1, 10, 0.5, true),
 		row(1, "eu", 1, 12, 0.5, true),
 	})
@@ -52,7 +53,7 @@ func TestStoreMergesAtTheHorizon(t *testing.T) {
 
 	// A later run replaces the batch rows of its range and moves the
 	// horizon on; the horizon never moves back.
-	s.PutBatch("cpu", base+minute, base+3*minute, base+3*minute, []Row{row(2, "eu", 1, 20, 0.5, true)})
+	s.PutBatch("cpu", base+minute, base+3*minute, base+3*minute, []viewrow.Row{row(2, "eu", 1, 20, 0.5, true)})
 	s.PutBatch("cpu", 0, 1, base, nil)
 	rows, horizon, _, _ = s.Query("cpu", Filter{})
 	if horizon != base+3*minute {
@@ -69,7 +70,7 @@ func TestStoreMergesAtTheHorizon(t *testing.T) {
 
 func TestStoreFilters(t *testing.T) {
 	s := NewStore(testPipeline(t))
-	s.PutSpeed("cpu", []Row{
+	s.PutSpeed("cpu", []viewrow.Row{
 		row(0, "eu", 1, 1, 0, true), row(0, "eu", 2, 2, 0, true), row(0, "us", 1, 3, 0, true),
 		row(1, "eu", 1, 4, 0, false), row(1, "us", 1, 5, 0, false), row(2, "eu", 1, 6, 0, false),
 	})
@@ -108,14 +109,14 @@ func TestStoreFilters(t *testing.T) {
 
 func TestStoreSpeedUpdatesDeletesAndEvicts(t *testing.T) {
 	s := NewStore(testPipeline(t))
-	s.PutSpeed("cpu", []Row{row(0, "eu", 1, 1, 0, false), row(1, "eu", 1, 1, 0, false)})
-	s.PutSpeed("cpu", []Row{row(0, "eu", 1, 5, 0, true)}) // the same window, later value
-	s.DeleteSpeed("cpu", []Row{{Start: base + minute, Group: []event.Value{str("eu"), long(1)}}})
+	s.PutSpeed("cpu", []viewrow.Row{row(0, "eu", 1, 1, 0, false), row(1, "eu", 1, 1, 0, false)})
+	s.PutSpeed("cpu", []viewrow.Row{row(0, "eu", 1, 5, 0, true)}) // the same window, later value
+	s.DeleteSpeed("cpu", []viewrow.Row{{Start: base + minute, Group: []event.Value{str("eu"), long(1)}}})
 	rows, _, _, _ := s.Query("cpu", Filter{})
 	if got, want := describe(rows), "0 eu 1 5 speed true\n"; got != want {
 		t.Fatalf("rows:\n%swant:\n%s", got, want)
 	}
-	s.PutSpeed("cpu", []Row{row(5, "eu", 1, 1, 0, false)})
+	s.PutSpeed("cpu", []viewrow.Row{row(5, "eu", 1, 1, 0, false)})
 	if n := s.EvictSpeed("cpu", base+minute+1); n != 1 {
 		t.Fatalf("evicted %d, want 1 (window 0 ends at 1m)", n)
 	}
@@ -124,7 +125,7 @@ func TestStoreSpeedUpdatesDeletesAndEvicts(t *testing.T) {
 		t.Fatalf("after eviction:\n%swant:\n%s", got, want)
 	}
 	// Unknown views are ignored.
-	s.PutSpeed("nope", []Row{row(0, "eu", 1, 1, 0, false)})
+	s.PutSpeed("nope", []viewrow.Row{row(0, "eu", 1, 1, 0, false)})
 	s.DeleteSpeed("nope", nil)
 	if s.EvictSpeed("nope", base) != 0 {
 		t.Error("evicted rows of an unknown view")
@@ -133,7 +134,7 @@ func TestStoreSpeedUpdatesDeletesAndEvicts(t *testing.T) {
 
 func TestStoreViewWithoutGroupBy(t *testing.T) {
 	s := NewStore(testPipeline(t))
-	s.PutSpeed("total", []Row{{Start: base, End: base + minute, Aggs: []event.Value{long(7)}}})
+	s.PutSpeed("total", []viewrow.Row{{Start: base, End: base + minute, Aggs: []event.Value{long(7)}}})
 	rows, _, _, _ := s.Query("total", Filter{Group: map[int]event.Value{}})
 	if len(rows) != 1 || rows[0].Aggs[0].I != 7 {
 		t.Fatalf("rows %+v", rows)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // Batch defaults for a spec that left them zero (the loader fills them; a
@@ -253,8 +254,8 @@ func (s *source) fill(row *Row, ev *event.Event, part int, off int64) {
 	if s.view {
 		copy(row.Values, ev.Values)
 		row.Time = ev.Time
-		if len(ev.Values) > 0 && ev.Values[0].Valid {
-			row.Time = ev.Values[0].I // window_start
+		if start, ok := viewrow.Start(ev.Values); ok {
+			row.Time = start
 		}
 		return
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/lambdaflow/lambdaflow/api"
 
 	"github.com/lambdaflow/lambdaflow/broker"
-	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // Fields of a dead-letter event, in the order of the dead-letter topic's
@@ -498,7 +498,7 @@ func (r *Runner) sourceByName(name string) *source {
 func (s *source) rowTime(vals []event.Value, fallback time.Time) int64 {
 	field := s.topic.Time
 	if s.view {
-		field = pipelines.ColWindowStart
+		field = viewrow.ColWindowStart
 	}
 	if field != "" {
 		if i := s.table.Columns.Index(field); i >= 0 && i < len(vals) && vals[i].Valid {

@@ -10,7 +10,7 @@
 //
 // Delivery is at least once: offsets are committed only after a batch is
 // written or dead-lettered, so a crash redelivers the uncommitted rows, and
-// targets upsert by key (DESIGN.md: _id for a topic, the group-by fields and
+// targets upsert by key (sinks.Table: _id for a topic, the group-by fields and
 // window_start for a view) so that a redelivery changes nothing.
 //
 // # Dead letters
@@ -36,6 +36,10 @@
 // replayed; Runner.DeadLetters lists what lies after it and Runner.Replay
 // writes it again, appending what fails again with its new error.
 //
-// The package must not import the targets (the CLI wires them) nor know any
-// database; sinks/sinktest is the conformance suite every target passes.
+// Each target folder declares its Kind: the keys its sinks take in the
+// pipeline file (a config struct with docs, defaults, enums and checks,
+// which drive loading, validation and the JSON Schema) and how to open its
+// Target. sinks/all lists every kind; a new sink is a folder and one line
+// there. This package must not import the targets nor know any database;
+// sinks/sinktest is the conformance suite every target passes.
 package sinks

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // Column names every sink uses.
@@ -134,6 +135,6 @@ func TopicTable(t *pipelines.Topic) Table {
 // ViewTable is the table a view lands in, keyed by its group-by fields and
 // window_start.
 func ViewTable(v *pipelines.View, from *pipelines.Topic) Table {
-	key := append(append([]string(nil), v.GroupBy...), pipelines.ColWindowStart)
+	key := append(append([]string(nil), v.GroupBy...), viewrow.ColWindowStart)
 	return Table{Name: v.Name, Columns: pipelines.ViewSchema(v, from), Key: key, View: true}
 }

@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/sinks/all"
+
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // benchPipeline is the quickstart example: a where, a 1m tumbling window
@@ -28,7 +31,7 @@ func benchPipeline(b *testing.B, dir, listen string) *pipelines.Pipeline {
 			return dir, true
 		}
 		return "", false
-	})
+	}, all.Types())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -195,7 +198,7 @@ type probeStore struct {
 	visible map[int]time.Time
 }
 
-func (s *probeStore) PutSpeed(_ string, rows []Row) {
+func (s *probeStore) PutSpeed(_ string, rows []viewrow.Row) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -209,8 +212,8 @@ func (s *probeStore) PutSpeed(_ string, rows []Row) {
 	}
 }
 
-func (s *probeStore) DeleteSpeed(string, []Row)    {}
-func (s *probeStore) EvictSpeed(string, int64) int { return 0 }
+func (s *probeStore) DeleteSpeed(string, []viewrow.Row) {}
+func (s *probeStore) EvictSpeed(string, int64) int      { return 0 }
 
 // BenchmarkIngestToVisible appends 50,000 events/s (entries of 100 events
 // on 4 partitions, fsync before ack) to an embedded broker for 3 s while

@@ -9,6 +9,7 @@ import (
 	"math"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
 
@@ -102,7 +103,7 @@ func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *Engin
 	}
 	b = binary.AppendUvarint(b, uint64(e.OpenWindows()))
 	var err error
-	window := func(tw plan.TimeWindow, key string, st *plan.State) {
+	window := func(tw plan.TimeWindow, key string, st *aggregate.State) {
 		if err != nil {
 			return
 		}
@@ -213,7 +214,7 @@ func restoreWindows(e *Engine, r *ckReader) error {
 
 // restoreWindow puts one checkpointed window state back, marked changed so
 // that the next Flush shows it.
-func (e *Engine) restoreWindow(tw plan.TimeWindow, key string, st *plan.State) {
+func (e *Engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.State) {
 	if e.session {
 		k := e.keys[key]
 		if k == nil {

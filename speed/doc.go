@@ -35,7 +35,7 @@
 // goroutines: per view one that owns the engine, one reader per partition
 // and at most one checkpoint upload, all waited for before Run returns.
 //
-// This package imports the pipeline packages (pipelines, event, expr, plan)
+// This package imports the pipeline packages (pipelines and those below it)
 // and broker only. It does not serve HTTP and does not know the serving
 // layer beyond the Store interface it declares, nor how sinks deliver views.
 package speed

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // Store is where the speed layer shows its rows: the serving layer's view
@@ -19,11 +20,11 @@ import (
 type Store interface {
 	// PutSpeed records the current values of windows (open or final),
 	// replacing earlier values of the same window of the same group.
-	PutSpeed(view string, rows []Row)
+	PutSpeed(view string, rows []viewrow.Row)
 	// DeleteSpeed removes the rows of windows that no longer exist: a
 	// session that merged into another or started earlier. Rows are
 	// identified by Group and Start; their Aggs are not set.
-	DeleteSpeed(view string, rows []Row)
+	DeleteSpeed(view string, rows []viewrow.Row)
 	// EvictSpeed drops the rows of windows that ended before endBefore
 	// (UTC µs): final windows past the view's retention.
 	EvictSpeed(view string, endBefore int64) int
@@ -58,7 +59,7 @@ type emitter struct {
 	marks [][]mark
 	// pending holds final rows not yet durable in the log: a checkpoint
 	// may not be taken while there are any, or they would be lost.
-	pending []Row
+	pending []viewrow.Row
 	events  []event.Event
 }
 
@@ -142,7 +143,7 @@ func (em *emitter) flushPending(ctx context.Context) error {
 		em.pending = em.pending[:0]
 		return nil
 	}
-	byPart := make([][]Row, em.parts)
+	byPart := make([][]viewrow.Row, em.parts)
 	for _, r := range em.pending {
 		p := event.ViewRowPartition(r.Group, em.parts)
 		byPart[p] = append(byPart[p], r)
@@ -153,7 +154,7 @@ func (em *emitter) flushPending(ctx context.Context) error {
 			if err := em.appendRows(ctx, p, rows[:n]); err != nil {
 				// Keep what is not yet durable; appending a row twice
 				// is harmless (sinks upsert), losing one is not.
-				var rest []Row
+				var rest []viewrow.Row
 				for q := p; q < len(byPart); q++ {
 					if q == p {
 						rest = append(rest, rows...)
@@ -171,15 +172,12 @@ func (em *emitter) flushPending(ctx context.Context) error {
 	return nil
 }
 
-func (em *emitter) appendRows(ctx context.Context, part int, rows []Row) error {
+func (em *emitter) appendRows(ctx context.Context, part int, rows []viewrow.Row) error {
 	em.events = em.events[:0]
 	maxEnd := int64(math.MinInt64)
-	for _, r := range rows {
-		vals := make([]event.Value, 0, 2+len(r.Group)+len(r.Aggs))
-		vals = append(vals, event.Value{I: r.Start, Valid: true}, event.Value{I: r.End, Valid: true})
-		vals = append(vals, r.Group...)
-		vals = append(vals, r.Aggs...)
-		em.events = append(em.events, event.Event{ID: rowID(r), Time: r.Start, Values: vals})
+	for i := range rows {
+		r := &rows[i]
+		em.events = append(em.events, r.Event(rowID(*r)))
 		maxEnd = max(maxEnd, r.End)
 	}
 	first, err := em.append(ctx, em.topic, part, em.events)
@@ -219,7 +217,7 @@ func (em *emitter) retainFrom() []int64 {
 // rowID is the id of a final row in the view's log topic: unique per
 // window and group, and the same when a restarted speed layer appends the
 // row again.
-func rowID(r Row) string {
+func rowID(r viewrow.Row) string {
 	h := fnv.New64a()
 	h.Write([]byte(r.Key))
 	b := make([]byte, 0, 48)

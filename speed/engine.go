@@ -6,9 +6,11 @@ import (
 	"math"
 	"slices"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // Engine computes one view on the stream of its topic: it assigns events to
@@ -73,7 +75,7 @@ type window struct {
 // map key. A slot is 112 bytes: every byte counts a million times over with
 // a million keys.
 type slot struct {
-	state plan.State
+	state aggregate.State
 	dirty bool
 }
 
@@ -107,29 +109,20 @@ type keyedWindow struct {
 // caller may keep those.
 type Output struct {
 	// Open holds the current values of open windows that changed.
-	Open []Row
+	Open []viewrow.Row
 	// Final holds the windows that became final, each for the last time.
-	Final []Row
+	Final []viewrow.Row
 	// Gone holds session windows that no longer exist under their start,
 	// because the session absorbed another or grew backwards; their rows
 	// must be removed where they were shown. Only Start, End, Key and Group
 	// are set.
-	Gone []Row
+	Gone []viewrow.Row
 	// Watermark is the view's watermark after the Flush (UTC µs), valid
 	// when HasWatermark.
 	Watermark    int64
 	HasWatermark bool
 
 	vals []event.Value
-}
-
-// Row is one window of one group of a view, as the speed layer reports it.
-type Row struct {
-	Start, End int64         // window bounds, UTC µs, End exclusive
-	Key        string        // the group key as Plan.Key encodes it; set on final and session rows
-	Group      []event.Value // group-by values in group_by order
-	Aggs       []event.Value // aggregate values in the view's order
-	Final      bool          // the window is closed; this is its last value
 }
 
 // NewEngine returns an engine for plan over a topic of the given number of
@@ -355,7 +348,7 @@ func (e *Engine) Flush(out *Output) {
 	clear(e.dirtyKeys)
 	e.dirtyKeys = e.dirtyKeys[:0]
 	for _, g := range e.gone {
-		out.Gone = append(out.Gone, Row{Start: g.Start, End: g.End, Key: g.key, Group: e.group([]byte(g.key))})
+		out.Gone = append(out.Gone, viewrow.Row{Start: g.Start, End: g.End, Key: g.key, Group: e.group([]byte(g.key))})
 	}
 	clear(e.gone)
 	e.gone = e.gone[:0]
@@ -407,7 +400,7 @@ func (e *Engine) finalizeSessions(out *Output) {
 
 // row builds one output row; its values live in out's shared backing array.
 // keyText is the key as a string when the caller has one (Row.Key), else "".
-func (e *Engine) row(out *Output, tw plan.TimeWindow, key []byte, keyText string, st *plan.State, final bool) Row {
+func (e *Engine) row(out *Output, tw plan.TimeWindow, key []byte, keyText string, st *aggregate.State, final bool) viewrow.Row {
 	group := e.group(key)
 	if cap(out.vals)-len(out.vals) < e.ncols {
 		out.vals = make([]event.Value, 0, max(256, 4*e.ncols))
@@ -415,7 +408,7 @@ func (e *Engine) row(out *Output, tw plan.TimeWindow, key []byte, keyText string
 	start := len(out.vals)
 	out.vals = e.plan.AppendFinal(out.vals, st)
 	aggs := out.vals[start:len(out.vals):len(out.vals)]
-	return Row{Start: tw.Start, End: tw.End, Key: keyText, Group: group, Aggs: aggs, Final: final}
+	return viewrow.Row{Start: tw.Start, End: tw.End, Key: keyText, Group: group, Aggs: aggs, Final: final}
 }
 
 // group decodes a group key.

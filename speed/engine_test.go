@@ -12,6 +12,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // run feeds events to a fresh engine for view, as entries of the given
@@ -206,7 +207,7 @@ func diffLines(want, got string) string {
 
 // reference computes a view's final rows directly from the events, without
 // the plan: windows by arithmetic, aggregates by definition.
-func reference(t testing.TB, view string, events []event.Event) []Row {
+func reference(t testing.TB, view string, events []event.Event) []viewrow.Row {
 	t.Helper()
 	type gw struct {
 		group      string
@@ -247,9 +248,9 @@ func reference(t testing.TB, view string, events []event.Event) []Row {
 			}
 		}
 	}
-	var rows []Row
+	var rows []viewrow.Row
 	for k, evs := range groups {
-		r := Row{Start: k.start, End: k.end, Group: []event.Value{{S: k.group, Valid: true}}, Final: true}
+		r := viewrow.Row{Start: k.start, End: k.end, Group: []event.Value{{S: k.group, Valid: true}}, Final: true}
 		switch view {
 		case "all":
 			r.Aggs = referenceAll(evs)

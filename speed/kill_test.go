@@ -19,6 +19,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // The kill test runs the speed layer in a child process (this test binary
@@ -53,7 +54,7 @@ func childMain() int {
 
 func runChild(cfg childConfig) error {
 	src := fmt.Sprintf(testPipelineYAML, os.TempDir(), brokerYAML(cfg.URL, ""), cfg.Parts, "40s", "40s", "40s")
-	p, err := pipelines.Parse("speedtest.yaml", []byte(src), nil)
+	p, err := pipelines.Parse("speedtest.yaml", []byte(src), nil, nil)
 	if err != nil {
 		return err
 	}
@@ -128,17 +129,17 @@ type childProc struct {
 type recordingStore struct {
 	*memStore
 	mu     sync.Mutex
-	finals map[string]map[string]Row
+	finals map[string]map[string]viewrow.Row
 }
 
-func (s *recordingStore) PutSpeed(view string, rows []Row) {
+func (s *recordingStore) PutSpeed(view string, rows []viewrow.Row) {
 	s.memStore.PutSpeed(view, rows)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range rows {
 		if r.Final {
 			if s.finals[view] == nil {
-				s.finals[view] = map[string]Row{}
+				s.finals[view] = map[string]viewrow.Row{}
 			}
 			r.Key = ""
 			s.finals[view][storeKey(r)] = r
@@ -184,7 +185,7 @@ func TestKillAndRestartEqualsUninterrupted(t *testing.T) {
 	entries := split(rng, events, parts, 60, true)
 
 	// The uninterrupted run, in process.
-	ref := &recordingStore{memStore: newMemStore(), finals: map[string]map[string]Row{}}
+	ref := &recordingStore{memStore: newMemStore(), finals: map[string]map[string]viewrow.Row{}}
 	local, err := NewLocal(p, ref, timeAt(0), time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -317,12 +318,12 @@ func total(es []testEntry) int {
 
 // readViewTopic reads a view's topic and upserts its speed rows by group
 // and window start, as a sink would.
-func readViewTopic(t *testing.T, b *broker.Broker, p *pipelines.Pipeline, view string) map[string]Row {
+func readViewTopic(t *testing.T, b *broker.Broker, p *pipelines.Pipeline, view string) map[string]viewrow.Row {
 	t.Helper()
 	v := p.ViewByName(view)
 	vt := p.ViewTopic(v)
 	ng := len(v.GroupBy)
-	rows := map[string]Row{}
+	rows := map[string]viewrow.Row{}
 	for part := range vt.Partitions {
 		from := int64(0)
 		for {
@@ -338,7 +339,7 @@ func readViewTopic(t *testing.T, b *broker.Broker, p *pipelines.Pipeline, view s
 					if !strings.HasPrefix(ev.ID, speedIDPrefix) {
 						continue
 					}
-					r := Row{Start: ev.Values[0].I, End: ev.Values[1].I, Group: ev.Values[2 : 2+ng], Aggs: ev.Values[2+ng:], Final: true}
+					r := viewrow.Row{Start: ev.Values[0].I, End: ev.Values[1].I, Group: ev.Values[2 : 2+ng], Aggs: ev.Values[2+ng:], Final: true}
 					rows[storeKey(r)] = r
 				}
 				from = e.End()

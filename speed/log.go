@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -52,13 +50,13 @@ type EntryReader interface {
 // BrokerLog adapts a broker to Log. Checkpoints go to JetStream object
 // stores of the broker (one bucket per pipeline, one object per view).
 func BrokerLog(b *broker.Broker) Log {
-	return &brokerLog{b: b, stores: map[string]jetstream.ObjectStore{}}
+	return &brokerLog{b: b, stores: map[string]*broker.ObjectStore{}}
 }
 
 type brokerLog struct {
 	b      *broker.Broker
 	mu     sync.Mutex
-	stores map[string]jetstream.ObjectStore
+	stores map[string]*broker.ObjectStore
 }
 
 func (l *brokerLog) Read(ctx context.Context, topic string, part int, from int64) (EntryReader, error) {
@@ -85,7 +83,7 @@ func (l *brokerLog) Commit(ctx context.Context, consumer, topic string, part int
 	return l.b.Commit(ctx, consumer, topic, part, offset, eventTime)
 }
 
-func (l *brokerLog) store(ctx context.Context, bucket string) (jetstream.ObjectStore, error) {
+func (l *brokerLog) store(ctx context.Context, bucket string) (*broker.ObjectStore, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if s := l.stores[bucket]; s != nil {
@@ -104,8 +102,8 @@ func (l *brokerLog) LoadCheckpoint(ctx context.Context, bucket, name string) ([]
 	if err != nil {
 		return nil, false, err
 	}
-	data, err := s.GetBytes(ctx, name)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
+	data, err := s.Get(ctx, name)
+	if errors.Is(err, broker.ErrObjectNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -119,10 +117,9 @@ func (l *brokerLog) SaveCheckpoint(ctx context.Context, bucket, name string, dat
 	if err != nil {
 		return err
 	}
-	// The object store writes the chunks under a new id and then the
-	// metadata that points at them, and only then purges the old chunks,
-	// so a reader sees the old object or the new one, never a mix.
-	if _, err := s.PutBytes(ctx, name, data); err != nil {
+	// A reader sees the old checkpoint or the new one, never a mix (see
+	// broker.ObjectStore.Put).
+	if err := s.Put(ctx, name, data); err != nil {
 		return fmt.Errorf("%w: save checkpoint %s/%s: %w", broker.ErrUnavailable, bucket, name, err)
 	}
 	return nil

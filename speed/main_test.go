@@ -15,6 +15,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 func TestMain(m *testing.M) {
@@ -96,7 +97,7 @@ func testPipeline(t testing.TB, o pipelineOpts) *pipelines.Pipeline {
 		o.lateness = "30s"
 	}
 	src := fmt.Sprintf(testPipelineYAML, o.dir, brokerYAML(o.url, o.listen), o.partitions, o.lateness, o.lateness, o.lateness)
-	p, err := pipelines.Parse("speedtest.yaml", []byte(src), nil)
+	p, err := pipelines.Parse("speedtest.yaml", []byte(src), nil, nil)
 	if err != nil {
 		t.Fatalf("pipeline: %v", err)
 	}
@@ -144,15 +145,15 @@ func ev(id string, at int64, host, region string, cpu float64, bytes int64) even
 // values and window start.
 type memStore struct {
 	mu      sync.Mutex
-	rows    map[string]map[string]Row
+	rows    map[string]map[string]viewrow.Row
 	evicted map[string]int64
 }
 
 func newMemStore() *memStore {
-	return &memStore{rows: map[string]map[string]Row{}, evicted: map[string]int64{}}
+	return &memStore{rows: map[string]map[string]viewrow.Row{}, evicted: map[string]int64{}}
 }
 
-func storeKey(r Row) string { return fmt.Sprintf("%d|%s", r.Start, groupText(r.Group)) }
+func storeKey(r viewrow.Row) string { return fmt.Sprintf("%d|%s", r.Start, groupText(r.Group)) }
 
 func groupText(g []event.Value) string {
 	var b strings.Builder
@@ -166,12 +167,12 @@ func groupText(g []event.Value) string {
 	return b.String()
 }
 
-func (s *memStore) PutSpeed(view string, rows []Row) {
+func (s *memStore) PutSpeed(view string, rows []viewrow.Row) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.rows[view]
 	if m == nil {
-		m = map[string]Row{}
+		m = map[string]viewrow.Row{}
 		s.rows[view] = m
 	}
 	for _, r := range rows {
@@ -180,7 +181,7 @@ func (s *memStore) PutSpeed(view string, rows []Row) {
 	}
 }
 
-func (s *memStore) DeleteSpeed(view string, rows []Row) {
+func (s *memStore) DeleteSpeed(view string, rows []viewrow.Row) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range rows {
@@ -209,15 +210,15 @@ func (s *memStore) dump(view string) string {
 	return dumpRows(mapValues(s.rows[view]))
 }
 
-func mapValues(m map[string]Row) []Row {
-	out := make([]Row, 0, len(m))
+func mapValues(m map[string]viewrow.Row) []viewrow.Row {
+	out := make([]viewrow.Row, 0, len(m))
 	for _, r := range m {
 		out = append(out, r)
 	}
 	return out
 }
 
-func dumpRows(rows []Row) string {
+func dumpRows(rows []viewrow.Row) string {
 	lines := make([]string, 0, len(rows))
 	for _, r := range rows {
 		lines = append(lines, rowText(r))
@@ -226,7 +227,7 @@ func dumpRows(rows []Row) string {
 	return strings.Join(lines, "\n")
 }
 
-func rowText(r Row) string {
+func rowText(r viewrow.Row) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[%s %s) %s final=%t =>", event.FormatTime(r.Start), event.FormatTime(r.End), groupText(r.Group), r.Final)
 	for _, v := range r.Aggs {

@@ -3,6 +3,7 @@ package speed
 import (
 	"slices"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
@@ -23,7 +24,7 @@ type sessionList []plan.Session
 // empty state), merging every session it overlaps, and returns the index of
 // the resulting session. Sessions that no longer exist under their start are
 // appended to gone.
-func (ss *sessionList) add(p *plan.Plan, w plan.TimeWindow, st *plan.State, gone []plan.TimeWindow) (int, []plan.TimeWindow) {
+func (ss *sessionList) add(p *plan.Plan, w plan.TimeWindow, st *aggregate.State, gone []plan.TimeWindow) (int, []plan.TimeWindow) {
 	list := *ss
 	// The sessions overlapping w are the run [lo, hi) of those with
 	// End > w.Start and Start < w.End.

@@ -14,6 +14,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // Options are the dependencies a Speed gets from its owner.
@@ -260,15 +261,18 @@ func (r *viewRun) showRetained(ctx context.Context, h checkpointHeader) error {
 			if len(entries) == 0 {
 				break
 			}
-			var rows []Row
+			var rows []viewrow.Row
 			for _, ent := range entries {
 				maxEnd, first := int64(noWatermark), int64(-1)
 				for i, ev := range ent.Events {
 					off := ent.Offset + int64(i)
-					if off >= to || !strings.HasPrefix(ev.ID, speedIDPrefix) || len(ev.Values) < 2+ng {
+					if off >= to || !strings.HasPrefix(ev.ID, speedIDPrefix) {
 						continue
 					}
-					row := Row{Start: ev.Values[0].I, End: ev.Values[1].I, Group: ev.Values[2 : 2+ng], Aggs: ev.Values[2+ng:], Final: true}
+					row, ok := viewrow.FromValues(ev.Values, ng)
+					if !ok {
+						continue
+					}
 					if first < 0 {
 						first = off
 					}

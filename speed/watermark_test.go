@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // flushed flushes e and returns the output's rows as text, finals first.
@@ -26,7 +27,7 @@ func flushed(e *Engine) (open, final []string, gone []string) {
 }
 
 // shortRow is "group@start-end=count" with times as offsets from base.
-func shortRow(r Row) string {
+func shortRow(r viewrow.Row) string {
 	return fmt.Sprintf("%s@%s-%s=%d", r.Group[0].S, offsetText(r.Start), offsetText(r.End), r.Aggs[0].I)
 }
 

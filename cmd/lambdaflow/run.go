@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/sinks/all"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -29,6 +31,13 @@ import (
 
 // The roles a process can run; `run` without --role runs them all.
 var allRoles = []string{"ingest", "speed", "batch", "sinks", "serve"}
+
+// The serving store takes both layers' rows as they make them: the layers
+// meet here, in the wiring, and never import serving.
+var (
+	_ speed.Store = (*serving.Store)(nil)
+	_ batch.Store = (*serving.Store)(nil)
+)
 
 // module is one role's long-running part. Run returns when ctx is done, after
 // a soft stop (drain, checkpoint), or with the error that stopped it.
@@ -54,7 +63,7 @@ func runCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 	if err != nil {
 		return err
 	}
-	p, err := pipelines.Load(*file, env)
+	p, err := pipelines.Load(*file, env, all.Types())
 	if err != nil {
 		var errs pipelines.Errors
 		if errors.As(err, &errs) {
@@ -178,7 +187,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		for i := range p.Sinks {
 			spec := &p.Sinks[i]
 			sinkLog := logger.With("component", "sink")
-			target, err := openTarget(ctx, p, spec, sinkLog)
+			target, err := all.Open(ctx, p, spec, sinkLog)
 			if err != nil {
 				return fmt.Errorf("sink %q: %w", spec.Name, err)
 			}
@@ -205,7 +214,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		modules = append(modules, namedModule{"batch", bt})
 	}
 	if roles["speed"] {
-		sp, err := speed.New(p, speed.BrokerLog(b), speedStore{store}, speed.Options{Logger: logger.With("component", "speed"), Registerer: preg("speed")})
+		sp, err := speed.New(p, speed.BrokerLog(b), store, speed.Options{Logger: logger.With("component", "speed"), Registerer: preg("speed")})
 		if err != nil {
 			return err
 		}

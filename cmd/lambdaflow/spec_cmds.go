@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/lambdaflow/lambdaflow/sinks/all"
+
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
@@ -18,7 +20,7 @@ func validateCmd(_ context.Context, args []string, std stdio, env lookupEnv) err
 	}
 	failed := 0
 	for _, f := range files {
-		if _, err := pipelines.Load(f, env); err != nil {
+		if _, err := pipelines.Load(f, env, all.Types()); err != nil {
 			failed++
 			var errs pipelines.Errors
 			if errors.As(err, &errs) {
@@ -43,7 +45,7 @@ func schemaCmd(_ context.Context, args []string, std stdio, _ lookupEnv) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	s, err := pipelines.JSONSchema()
+	s, err := pipelines.JSONSchema(all.Types())
 	if err != nil {
 		return err
 	}

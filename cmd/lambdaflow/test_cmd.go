@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/lambdaflow/lambdaflow/sinks/all"
+
 	"github.com/lambdaflow/lambdaflow/pipetest"
 )
 
@@ -14,7 +16,7 @@ func testCmd(ctx context.Context, args []string, std stdio, _ lookupEnv) error {
 	if err != nil {
 		return err
 	}
-	failed, err := pipetest.Run(ctx, files, std.out)
+	failed, err := pipetest.Run(ctx, files, all.Types(), std.out)
 	if err != nil {
 		return err
 	}

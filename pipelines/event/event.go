@@ -1,5 +1,7 @@
 package event
 
+import "math"
+
 // FieldType is the type of a topic field.
 type FieldType uint8
 
@@ -83,4 +85,16 @@ type Event struct {
 	Time   int64 // event time, UTC microseconds
 	Ingest int64 // ingest time, UTC microseconds
 	Values []Value
+}
+
+// CanonicalFloat folds -0 into 0 and every NaN into one, so that values equal
+// for grouping and counting hash and encode the same.
+func CanonicalFloat(f float64) float64 {
+	if f == 0 {
+		return 0
+	}
+	if f != f {
+		return math.NaN()
+	}
+	return f
 }

@@ -8,57 +8,16 @@ import (
 	"testing"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/internal/testtopic"
 )
 
 // testSchema has a required field of each type expressions compare and
-// optional fields of each type.
-var testSchema = event.Schema{
-	{Name: "ts", Type: event.TypeTimestamp, Required: true},
-	{Name: "host", Type: event.TypeString, Required: true},
-	{Name: "region", Type: event.TypeString, Required: true},
-	{Name: "cpu", Type: event.TypeDouble, Required: true},
-	{Name: "bytes", Type: event.TypeLong, Required: true},
-	{Name: "note", Type: event.TypeString},
-	{Name: "code", Type: event.TypeInt},
-	{Name: "ok", Type: event.TypeBool},
-	{Name: "load", Type: event.TypeDouble},
-}
-
-// Field positions in testSchema.
-const (
-	fTS = iota
-	fHost
-	fRegion
-	fCPU
-	fBytes
-	fNote
-	fCode
-	fOK
-	fLoad
-	nFields
-)
+// optional fields of each type (package testtopic).
+var testSchema = testtopic.Schema()
 
 // testEvent builds an event of testSchema; vals maps field positions to
-// values (string, int64, float64, bool); other fields are null.
-func testEvent(vals map[int]any) *event.Event {
-	e := &event.Event{ID: "x", Time: 1, Values: make([]event.Value, nFields)}
-	e.Values[fTS] = event.Value{I: 1, Valid: true}
-	for i, v := range vals {
-		switch v := v.(type) {
-		case string:
-			e.Values[i] = event.Value{S: v, Valid: true}
-		case int64:
-			e.Values[i] = event.Value{I: v, Valid: true}
-		case float64:
-			e.Values[i] = event.Value{F: v, Valid: true}
-		case bool:
-			e.Values[i] = event.Value{I: map[bool]int64{true: 1}[v], Valid: true}
-		default:
-			panic("unsupported value")
-		}
-	}
-	return e
-}
+// values, other fields are null.
+func testEvent(vals map[int]any) *event.Event { return testtopic.Event(1, "x", vals) }
 
 func TestExprCheckWhere(t *testing.T) {
 	schema := testSchema
@@ -160,21 +119,21 @@ func TestExprFastPathAgreesWithVM(t *testing.T) {
 		m := w.NewMatcher()
 		for range 30 {
 			vals := map[int]any{
-				fRegion: []string{"eu", "us", "", "eu-west"}[rng.IntN(4)],
-				fCPU:    []float64{-1, 0, 0.5, 1, 2, 100}[rng.IntN(6)],
-				fBytes:  int64(rng.IntN(5) - 1),
+				testtopic.Region: []string{"eu", "us", "", "eu-west"}[rng.IntN(4)],
+				testtopic.CPU:    []float64{-1, 0, 0.5, 1, 2, 100}[rng.IntN(6)],
+				testtopic.Bytes:  int64(rng.IntN(5) - 1),
 			}
 			if rng.IntN(2) == 0 {
-				vals[fNote] = fmt.Sprint("n", rng.IntN(3))
+				vals[testtopic.Note] = fmt.Sprint("n", rng.IntN(3))
 			}
 			if rng.IntN(2) == 0 {
-				vals[fCode] = int64(rng.IntN(4) - 1)
+				vals[testtopic.Code] = int64(rng.IntN(4) - 1)
 			}
 			if rng.IntN(2) == 0 {
-				vals[fLoad] = float64(rng.IntN(4)) - 0.5
+				vals[testtopic.Load] = float64(rng.IntN(4)) - 0.5
 			}
 			if rng.IntN(2) == 0 {
-				vals[fOK] = rng.IntN(2) == 0
+				vals[testtopic.OK] = rng.IntN(2) == 0
 			}
 			e := testEvent(vals)
 			got, gotErr := m.Match(e)

@@ -4,10 +4,11 @@
 // closed window. A Plan filters (Match, through package expr), keys (Key,
 // DecodeKey), assigns windows (Windows for tumbling and hopping windows,
 // AddSession and Sessions for session windows) and aggregates (NewState,
-// Update, Merge, Finalize), and its States have a versioned binary encoding
-// for checkpoints (agg_codec.go, pinned by testdata/agg_state_v1.txt).
+// Update, Merge, Finalize, through package aggregate, whose States have a
+// versioned binary encoding for checkpoints, pinned by
+// testdata/agg_state_v1.txt).
 //
-// It imports the pipelines spec, event and expr, never a runtime package
+// It imports the pipelines spec, event, expr and aggregate, never a runtime package
 // (broker, ingest, speed, batch, serving, sinks). It does no I/O and keeps
 // no global state.
 package plan

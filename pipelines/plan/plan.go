@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
 )
@@ -31,12 +32,8 @@ type Plan struct {
 	size, slide, gap int64       // µs
 	where            *expr.Where // nil: every event matches
 	group            []keyField
-	aggs             []aggOp
-	upd              []aggOp     // the aggregates Update and Merge visit: see planUpdate
-	stats            []fieldStat // per field: what its aggregates share
-	layout           stateLayout
+	aggs             *aggregate.Set
 	columns          []Column
-	sig              uint64
 }
 
 type windowKind uint8
@@ -115,26 +112,24 @@ func Compile(v *pipelines.View, t *pipelines.Topic) (*Plan, error) {
 	if len(v.Aggregates) == 0 {
 		return fail("aggregates", v.Pos, errors.New("a view needs at least one aggregate"))
 	}
-	var sig strings.Builder
+	b := aggregate.NewBuilder(v.Name, t.Schema)
 	seen := make(map[string]bool, len(v.Aggregates))
 	for _, a := range v.Aggregates {
 		if seen[a.Name] {
 			return fail(fmt.Sprintf("aggregate %q", a.Name), a.Pos, errors.New("name used twice"))
 		}
 		seen[a.Name] = true
-		op, out, err := p.compileAggregate(a, t.Schema)
+		out, err := b.Add(a.Func, a.Field, a.Arg)
 		if err != nil {
 			return fail(fmt.Sprintf("aggregate %q", a.Name), a.Pos, err)
 		}
-		p.aggs = append(p.aggs, op)
 		p.columns = append(p.columns, Column{Name: a.Name, Type: out})
-		fmt.Fprintf(&sig, "%d:%d:%d:%x;", op.kind, op.typ, op.class, math.Float64bits(op.q))
 	}
-	p.sig = hashString(sig.String())
-	p.planUpdate()
-	if err := p.buildLayout(); err != nil {
+	aggs, err := b.Build()
+	if err != nil {
 		return fail("aggregates", v.Pos, err)
 	}
+	p.aggs = aggs
 	return p, nil
 }
 
@@ -172,174 +167,6 @@ func (p *Plan) compileWindow(w pipelines.Window) error {
 		return fmt.Errorf("unknown window type %q (want tumbling, hopping or session)", w.Type)
 	}
 	return err
-}
-
-// compileAggregate checks one aggregate and lays out its state slots.
-func (p *Plan) compileAggregate(a pipelines.Aggregate, schema event.Schema) (aggOp, event.FieldType, error) {
-	op := aggOp{field: -1, q: a.Arg, st: -1, n: -1, v: -1, w: -1, s: -1, f: -1, x: -1, mn: -1, mx: -1}
-	l := &p.layout
-	if a.Func == "count" && a.Field == "" {
-		op.kind = aggCount
-		op.w = p.alloc(&l.nw, 1)
-		return op, event.TypeLong, nil
-	}
-	if a.Field == "" {
-		return op, 0, fmt.Errorf("%s() needs a field", a.Func)
-	}
-	op.field = schema.Index(a.Field)
-	if op.field < 0 {
-		return op, 0, fmt.Errorf("unknown field %q", a.Field)
-	}
-	op.typ = schema[op.field].Type
-	op.class = classOf(op.typ)
-	numeric := op.typ == event.TypeLong || op.typ == event.TypeInt || op.typ == event.TypeDouble
-	notNumeric := func() (aggOp, event.FieldType, error) {
-		return op, 0, fmt.Errorf("%s(%s): field %q is %s; %s needs long, int or double", a.Func, a.Field, a.Field, op.typ, a.Func)
-	}
-	// counted uses the field's shared count of non-null values.
-	counted := func() {
-		op.st = int32(p.stat(op.field, op.class))
-		op.n = p.stats[op.st].n
-	}
-	switch a.Func {
-	case "count":
-		op.kind = aggCountField
-		counted()
-		return op, event.TypeLong, nil
-	case "sum":
-		if !numeric {
-			return notNumeric()
-		}
-		if op.class == classFloat {
-			op.kind = aggSumFloat
-			op.f = p.alloc(&l.nf, 1)
-			return op, event.TypeDouble, nil
-		}
-		op.kind = aggSumInt
-		op.w = p.alloc(&l.nw, 2)
-		return op, event.TypeLong, nil
-	case "avg":
-		if !numeric {
-			return notNumeric()
-		}
-		counted()
-		if op.class == classFloat {
-			op.kind = aggAvgFloat
-			op.f = p.alloc(&l.nf, 1)
-		} else {
-			op.kind = aggAvgInt
-			op.w = p.alloc(&l.nw, 2)
-		}
-		return op, event.TypeDouble, nil
-	case "min", "max":
-		isMin := a.Func == "min"
-		counted()
-		op.v = p.statSlot(int(op.st), isMin)
-		switch op.class {
-		case classInt:
-			op.kind = pick(isMin, aggMinInt, aggMaxInt)
-		case classFloat:
-			op.kind = pick(isMin, aggMinFloat, aggMaxFloat)
-		case classString:
-			op.kind = pick(isMin, aggMinString, aggMaxString)
-		}
-		return op, op.typ, nil
-	case "count_distinct":
-		op.kind = aggDistinct
-		op.w = p.alloc(&l.nw, 1)
-		op.x = p.alloc(&l.nd, 1)
-		return op, event.TypeLong, nil
-	case "quantile":
-		if !numeric {
-			return notNumeric()
-		}
-		if !(a.Arg >= 0 && a.Arg <= 1) {
-			return op, 0, fmt.Errorf("quantile(%s, %v): q must be between 0 and 1", a.Field, a.Arg)
-		}
-		op.kind = aggQuantile
-		counted()
-		if op.class == classFloat {
-			op.mn = p.statSlot(int(op.st), true)
-			op.mx = p.statSlot(int(op.st), false)
-		} else {
-			// The field's min and max are integers; the quantile's are
-			// doubles, kept apart.
-			op.ownMinMax = true
-			op.mn = p.alloc(&l.nw, 2)
-			op.mx = op.mn + 1
-		}
-		op.x = p.alloc(&l.nq, 1)
-		return op, event.TypeDouble, nil
-	case "first", "last":
-		op.kind = pick(a.Func == "first", aggFirst, aggLast)
-		counted()
-		if op.class == classString {
-			op.w = p.alloc(&l.nw, 1)
-			op.s = p.allocStr(strPair)
-		} else {
-			op.w = p.alloc(&l.nw, 2)
-			op.s = p.allocStr(strPlain)
-		}
-		return op, op.typ, nil
-	}
-	return op, 0, fmt.Errorf("unknown function %q (want count, sum, min, max, avg, count_distinct, quantile, first or last)", a.Func)
-}
-
-// planUpdate lists the aggregates Update visits: those with state of their
-// own (count(f), min and max have none beyond their field's stats). The last
-// of them to read a field's stats updates them, after its own work, so every
-// aggregate sees the stats as they were before the event; a field read only
-// by count(f), min or max gets one of those for it.
-func (p *Plan) planUpdate() {
-	for _, op := range p.aggs {
-		switch op.kind {
-		case aggCountField, aggMinInt, aggMaxInt, aggMinFloat, aggMaxFloat, aggMinString, aggMaxString:
-		default:
-			p.upd = append(p.upd, op)
-		}
-	}
-	for st := range p.stats {
-		last := -1
-		for i, op := range p.upd {
-			if op.st == int32(st) {
-				last = i
-			}
-		}
-		if last < 0 {
-			for _, op := range p.aggs {
-				if op.st == int32(st) {
-					p.upd = append(p.upd, op)
-					break
-				}
-			}
-			last = len(p.upd) - 1
-		}
-		op, fs := &p.upd[last], &p.stats[st]
-		op.statMin, op.statMax = fs.min, fs.max
-		switch hasMin, hasMax := fs.min >= 0, fs.max >= 0; {
-		case !hasMin && !hasMax:
-			op.upd = statCount
-		case fs.class == classString:
-			op.upd = statString
-		case fs.class == classInt:
-			op.upd = pick(hasMin && hasMax, statMinMaxInt, pick(hasMin, statMinInt, statMaxInt))
-		default:
-			op.upd = pick(hasMin && hasMax, statMinMaxFloat, pick(hasMin, statMinFloat, statMaxFloat))
-		}
-	}
-}
-
-func pick[T any](c bool, a, b T) T {
-	if c {
-		return a
-	}
-	return b
-}
-
-func (p *Plan) alloc(n *int, k int32) int32 {
-	at := int32(*n)
-	*n += int(k)
-	return at
 }
 
 // NewMatcher returns a Matcher of the view's where expression, for a
@@ -409,7 +236,7 @@ func (p *Plan) Key(e *event.Event, buf []byte) []byte {
 			buf = binary.AppendUvarint(buf, uint64(len(v.S)))
 			buf = append(buf, v.S...)
 		case event.TypeDouble:
-			buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(canonicalFloat(v.F)))
+			buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(event.CanonicalFloat(v.F)))
 		case event.TypeBool:
 			buf = append(buf, byte(v.I&1))
 		default:
@@ -427,9 +254,15 @@ var ErrBadKey = errors.New("malformed group key")
 // GroupBy order.
 func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
 	vs := make([]event.Value, len(p.group))
-	r := &reader{b: key}
+	bad := func() error { return fmt.Errorf("%w: %d bytes", ErrBadKey, len(key)) }
+	b := key
 	for i, g := range p.group {
-		switch r.byte() {
+		if len(b) == 0 {
+			return nil, bad()
+		}
+		tag := b[0]
+		b = b[1:]
+		switch tag {
 		case 0:
 			continue
 		case 1:
@@ -440,17 +273,35 @@ func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
 		v.Valid = true
 		switch g.typ {
 		case event.TypeString:
-			v.S = r.string()
+			n, k := binary.Uvarint(b)
+			if k <= 0 || n > uint64(len(b)-k) {
+				return nil, bad()
+			}
+			v.S = string(b[k : k+int(n)])
+			b = b[k+int(n):]
 		case event.TypeDouble:
-			v.F = math.Float64frombits(r.uint64())
+			if len(b) < 8 {
+				return nil, bad()
+			}
+			v.F = math.Float64frombits(binary.LittleEndian.Uint64(b))
+			b = b[8:]
 		case event.TypeBool:
-			v.I = int64(r.byte() & 1)
+			if len(b) < 1 {
+				return nil, bad()
+			}
+			v.I = int64(b[0] & 1)
+			b = b[1:]
 		default:
-			v.I = r.varint()
+			x, k := binary.Varint(b)
+			if k <= 0 {
+				return nil, bad()
+			}
+			v.I = x
+			b = b[k:]
 		}
 	}
-	if r.err != nil || len(r.b) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes", ErrBadKey, len(key))
+	if len(b) != 0 {
+		return nil, bad()
 	}
 	return vs, nil
 }

@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/internal/testtopic"
 )
 
-// benchEvents are DESIGN-topic events: 1000 hosts in 10 regions. Times are
+// benchEvents are ops-metrics-example events: 1000 hosts in 10 regions. Times are
 // set in the loop, 10µs apart, so 1m windows roll every 6M events.
 func benchEvents(n int) []event.Event {
 	rng := rand.New(rand.NewPCG(31, 32))
@@ -48,7 +50,7 @@ func runBaseline(es []event.Event, n int) time.Duration {
 		e := &es[i%len(es)]
 		t := benchT0 + int64(i)*10
 		ws := t - t%(60*usSec)
-		key = append(key[:0], e.Values[fRegion].S...)
+		key = append(key[:0], e.Values[testtopic.Region].S...)
 		key = binary.LittleEndian.AppendUint64(key, uint64(ws))
 		s := states[string(key)]
 		if s == nil {
@@ -56,7 +58,7 @@ func runBaseline(es []event.Event, n int) time.Duration {
 			states[string(key)] = s
 		}
 		s.count++
-		s.sum += e.Values[fCPU].F
+		s.sum += e.Values[testtopic.CPU].F
 	}
 	return time.Since(start)
 }
@@ -64,14 +66,14 @@ func runBaseline(es []event.Event, n int) time.Duration {
 // runPlan is what the speed layer does per event: Match, Key, Windows, then
 // Update of the (key, window) state, found by key bytes + window start.
 func runPlan(b *testing.B, p *Plan, es []event.Event, n int) {
-	states := make(map[string]*State)
+	states := make(map[string]*aggregate.State)
 	m := p.NewMatcher()
 	var key []byte
 	var ws []TimeWindow
 	for i := range n {
 		e := &es[i%len(es)]
 		e.Time = benchT0 + int64(i)*10
-		e.Values[fTS].I = e.Time
+		e.Values[testtopic.TS].I = e.Time
 		ok, err := m.Match(e)
 		if err != nil {
 			b.Fatal(err)
@@ -190,7 +192,7 @@ func BenchmarkPlanSteps(b *testing.B) {
 }
 
 // BenchmarkPlanStateBytes reports the heap bytes of one (key, window) state
-// after k events, and its checkpoint size, for the DESIGN view and for its
+// after k events, and its checkpoint size, for the ops-metrics view and for its
 // count/sum/min/max/avg part alone.
 func BenchmarkPlanStateBytes(b *testing.B) {
 	basic := designView()
@@ -205,7 +207,7 @@ func BenchmarkPlanStateBytes(b *testing.B) {
 		for _, k := range c.ks {
 			b.Run(fmt.Sprintf("%s/events-%d", c.name, k), func(b *testing.B) {
 				// Capped: the figure is bytes per state, not time.
-				states := make([]*State, min(b.N, 20000))
+				states := make([]*aggregate.State, min(b.N, 20000))
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)

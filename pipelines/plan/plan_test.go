@@ -10,40 +10,18 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/internal/testtopic"
 )
 
-// planTopic is the DESIGN example topic plus optional fields of each type.
+// planTopic is the ops-metrics example topic plus optional fields of each
+// type (package testtopic).
 func planTopic() *pipelines.Topic {
-	return &pipelines.Topic{Name: "metrics", Schema: event.Schema{
-		{Name: "ts", Type: event.TypeTimestamp, Required: true},
-		{Name: "host", Type: event.TypeString, Required: true},
-		{Name: "region", Type: event.TypeString, Required: true},
-		{Name: "cpu", Type: event.TypeDouble, Required: true},
-		{Name: "bytes", Type: event.TypeLong, Required: true},
-		{Name: "note", Type: event.TypeString},
-		{Name: "code", Type: event.TypeInt},
-		{Name: "ok", Type: event.TypeBool},
-		{Name: "load", Type: event.TypeDouble},
-	}}
+	return &pipelines.Topic{Name: "metrics", Schema: testtopic.Schema()}
 }
-
-// Field positions in planTopic.
-const (
-	fTS = iota
-	fHost
-	fRegion
-	fCPU
-	fBytes
-	fNote
-	fCode
-	fOK
-	fLoad
-	nFields
-)
 
 func minutes(n int) pipelines.Duration { return pipelines.Duration(time.Duration(n) * time.Minute) }
 
-// designView is the view of DESIGN.md.
+// designView is the view of the ops-metrics example.
 func designView() *pipelines.View {
 	return &pipelines.View{
 		Name: "cpu_by_region", From: "metrics", Where: "cpu >= 0",
@@ -69,30 +47,8 @@ func mustCompile(t testing.TB, v *pipelines.View) *Plan {
 	return p
 }
 
-// newEvent builds an event of planTopic; vals maps field positions to values
-// (string, int64, int, float64, bool); other fields are null.
-func newEvent(t int64, id string, vals map[int]any) *event.Event {
-	e := &event.Event{ID: id, Time: t, Values: make([]event.Value, nFields)}
-	e.Values[fTS] = event.Value{I: t, Valid: true}
-	for i, v := range vals {
-		switch v := v.(type) {
-		case string:
-			e.Values[i] = event.Value{S: v, Valid: true}
-		case int64:
-			e.Values[i] = event.Value{I: v, Valid: true}
-		case int:
-			e.Values[i] = event.Value{I: int64(v), Valid: true}
-		case float64:
-			e.Values[i] = event.Value{F: v, Valid: true}
-		case bool:
-			e.Values[i] = event.Value{I: map[bool]int64{true: 1}[v], Valid: true}
-		case nil:
-		default:
-			panic("unsupported value")
-		}
-	}
-	return e
-}
+// newEvent builds an event of planTopic (testtopic.Event).
+var newEvent = testtopic.Event
 
 func TestPlanCompileErrors(t *testing.T) {
 	f := func(name string, change func(v *pipelines.View), part, want string) {
@@ -180,30 +136,30 @@ func TestPlanKey(t *testing.T) {
 		if err != nil {
 			t.Fatalf("DecodeKey(%x): %v", key, err)
 		}
-		want := []event.Value{e.Values[fRegion], e.Values[fBytes], e.Values[fCPU], e.Values[fOK], e.Values[fNote], e.Values[fTS]}
-		want[2].F = canonicalFloat(want[2].F)
+		want := []event.Value{e.Values[testtopic.Region], e.Values[testtopic.Bytes], e.Values[testtopic.CPU], e.Values[testtopic.OK], e.Values[testtopic.Note], e.Values[testtopic.TS]}
+		want[2].F = event.CanonicalFloat(want[2].F)
 		if !slices.Equal(got, want) {
 			t.Errorf("DecodeKey(Key(%v)) = %v, want %v", vals, got, want)
 		}
 	}
-	f(map[int]any{fRegion: "eu-west", fBytes: int64(-5), fCPU: 12.5, fOK: true, fNote: "x"})
-	f(map[int]any{fRegion: "", fBytes: int64(math.MaxInt64), fCPU: math.Inf(-1), fOK: false})
-	f(map[int]any{fRegion: "日本", fBytes: int64(math.MinInt64), fCPU: -0.0})
+	f(map[int]any{testtopic.Region: "eu-west", testtopic.Bytes: int64(-5), testtopic.CPU: 12.5, testtopic.OK: true, testtopic.Note: "x"})
+	f(map[int]any{testtopic.Region: "", testtopic.Bytes: int64(math.MaxInt64), testtopic.CPU: math.Inf(-1), testtopic.OK: false})
+	f(map[int]any{testtopic.Region: "日本", testtopic.Bytes: int64(math.MinInt64), testtopic.CPU: -0.0})
 
 	// Equal values give equal keys, different values different keys.
 	k := func(vals map[int]any) string { return string(p.Key(newEvent(0, "", vals), nil)) }
-	if k(map[int]any{fCPU: 0.0}) != k(map[int]any{fCPU: math.Copysign(0, -1)}) {
+	if k(map[int]any{testtopic.CPU: 0.0}) != k(map[int]any{testtopic.CPU: math.Copysign(0, -1)}) {
 		t.Error("-0 and 0 group apart")
 	}
-	if k(map[int]any{fRegion: "a", fNote: "bc"}) == k(map[int]any{fRegion: "ab", fNote: "c"}) {
+	if k(map[int]any{testtopic.Region: "a", testtopic.Note: "bc"}) == k(map[int]any{testtopic.Region: "ab", testtopic.Note: "c"}) {
 		t.Error("keys are ambiguous across field boundaries")
 	}
-	if k(map[int]any{fNote: ""}) == k(map[int]any{}) {
+	if k(map[int]any{testtopic.Note: ""}) == k(map[int]any{}) {
 		t.Error("an empty string and null share a key")
 	}
 	// A key is a function of the group-by values only.
-	e1 := newEvent(1, "x", map[int]any{fRegion: "eu", fCPU: 1.0, fHost: "a"})
-	e2 := newEvent(1, "y", map[int]any{fRegion: "eu", fCPU: 1.0, fHost: "b"})
+	e1 := newEvent(1, "x", map[int]any{testtopic.Region: "eu", testtopic.CPU: 1.0, testtopic.Host: "a"})
+	e2 := newEvent(1, "y", map[int]any{testtopic.Region: "eu", testtopic.CPU: 1.0, testtopic.Host: "b"})
 	if string(p.Key(e1, nil)) != string(p.Key(e2, nil)) {
 		t.Error("a key depends on fields outside group_by")
 	}
@@ -226,7 +182,7 @@ func TestPlanKey(t *testing.T) {
 
 func TestPlanKeyAllocs(t *testing.T) {
 	p := mustCompile(t, designView())
-	e := newEvent(0, "a", map[int]any{fRegion: "eu-west-1"})
+	e := newEvent(0, "a", map[int]any{testtopic.Region: "eu-west-1"})
 	buf := make([]byte, 0, 64)
 	if n := testing.AllocsPerRun(100, func() { buf = p.Key(e, buf) }); n != 0 {
 		t.Errorf("Key allocates %v times", n)

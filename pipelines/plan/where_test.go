@@ -4,6 +4,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/internal/testtopic"
 )
 
 // The where expression through a plan: Plan.Match and Plan.NewMatcher.
@@ -31,22 +33,22 @@ func TestExprMatch(t *testing.T) {
 			}
 		}
 	}
-	f(`cpu >= 0`, map[int]any{fCPU: 1.5}, true, false)
-	f(`cpu >= 0`, map[int]any{fCPU: -1.5}, false, false)
-	f(`region == "eu" && bytes > 100`, map[int]any{fRegion: "eu", fBytes: int64(101)}, true, false)
-	f(`region == "eu" && bytes > 100`, map[int]any{fRegion: "us", fBytes: int64(101)}, false, false)
-	f(`ok == true`, map[int]any{fOK: true}, true, false)
+	f(`cpu >= 0`, map[int]any{testtopic.CPU: 1.5}, true, false)
+	f(`cpu >= 0`, map[int]any{testtopic.CPU: -1.5}, false, false)
+	f(`region == "eu" && bytes > 100`, map[int]any{testtopic.Region: "eu", testtopic.Bytes: int64(101)}, true, false)
+	f(`region == "eu" && bytes > 100`, map[int]any{testtopic.Region: "us", testtopic.Bytes: int64(101)}, false, false)
+	f(`ok == true`, map[int]any{testtopic.OK: true}, true, false)
 	f(`ok ?? false`, map[int]any{}, false, false)
 	f(`ts >= date("2023-11-14T22:13:20Z")`, map[int]any{}, true, false)
 	f(`ts.Year() == 2023`, map[int]any{}, true, false)
 	// Optional fields are nil when missing.
 	f(`note == nil`, map[int]any{}, true, false)
-	f(`note == nil`, map[int]any{fNote: "x"}, false, false)
+	f(`note == nil`, map[int]any{testtopic.Note: "x"}, false, false)
 	f(`note != nil && note == "x"`, map[int]any{}, false, false)
-	f(`note != nil && note == "x"`, map[int]any{fNote: "x"}, true, false)
+	f(`note != nil && note == "x"`, map[int]any{testtopic.Note: "x"}, true, false)
 	f(`(load ?? 0) > 1`, map[int]any{}, false, false)
-	f(`(load ?? 0) > 1`, map[int]any{fLoad: 2.0}, true, false)
-	f(`code == 404`, map[int]any{fCode: int64(404)}, true, false)
+	f(`(load ?? 0) > 1`, map[int]any{testtopic.Load: 2.0}, true, false)
+	f(`code == 404`, map[int]any{testtopic.Code: int64(404)}, true, false)
 	f(`code == 404`, map[int]any{}, false, false) // nil == 404 is false
 	// Arithmetic or ordering on a missing field is a run-time error.
 	f(`load > 1`, map[int]any{}, false, true)
@@ -71,7 +73,7 @@ func TestExprMatchReuse(t *testing.T) {
 		{"eu", nil, true}, {"eu", nil, true}, {"eu", 6.0, false}, {"eu", nil, true}, {"eu", 6.0, false},
 	}
 	for i, s := range seq {
-		e := newEvent(int64(i), "x", map[int]any{fRegion: s.region, fLoad: s.load})
+		e := newEvent(int64(i), "x", map[int]any{testtopic.Region: s.region, testtopic.Load: s.load})
 		if got, err := m.Match(e); err != nil || got != s.want {
 			t.Errorf("step %d (%s, %v) = %v, %v; want %v", i, s.region, s.load, got, err, s.want)
 		}
@@ -87,7 +89,7 @@ func TestExprMatchConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range 2000 {
 				n := int64(g*10000 + i)
-				got, err := p.Match(newEvent(n, "x", map[int]any{fBytes: n}))
+				got, err := p.Match(newEvent(n, "x", map[int]any{testtopic.Bytes: n}))
 				if err != nil || got != (n%2 == 0) {
 					t.Errorf("bytes=%d: %v, %v", n, got, err)
 					return
@@ -110,7 +112,7 @@ func TestExprMatchAllocs(t *testing.T) {
 		v.Where = where
 		p := mustCompile(t, v)
 		m := p.NewMatcher()
-		e := newEvent(1, "a", map[int]any{fCPU: 3.5, fRegion: "eu", fHost: "h1"})
+		e := newEvent(1, "a", map[int]any{testtopic.CPU: 3.5, testtopic.Region: "eu", testtopic.Host: "h1"})
 		if n := testing.AllocsPerRun(100, func() { m.Match(e) }); n != 0 {
 			t.Errorf("%s: Match of repeated values allocates %v times", where, n)
 		}

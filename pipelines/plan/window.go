@@ -3,6 +3,7 @@ package plan
 import (
 	"slices"
 
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -47,7 +48,7 @@ func floorDiv(a, b int64) int64 {
 // Session is one session window of a group key and its aggregate state.
 type Session struct {
 	TimeWindow
-	State *State
+	State *aggregate.State
 }
 
 // Sessions holds the session windows of one group key, sorted by Start and
@@ -97,7 +98,7 @@ func (p *Plan) MergeSessions(dst, src *Sessions, gone []TimeWindow) []TimeWindow
 // mergeSession inserts window w (with state st, or a fresh one when nil)
 // into ss, merging every session it overlaps, and returns the index of the
 // resulting session.
-func (p *Plan) mergeSession(ss *Sessions, w TimeWindow, st *State, gone []TimeWindow) (int, []TimeWindow) {
+func (p *Plan) mergeSession(ss *Sessions, w TimeWindow, st *aggregate.State, gone []TimeWindow) (int, []TimeWindow) {
 	// Sessions are disjoint and sorted, so those overlapping w are the run
 	// [lo, hi) of sessions with End > w.Start and Start < w.End.
 	lo, _ := slices.BinarySearchFunc(ss.list, w.Start, func(s Session, t int64) int {

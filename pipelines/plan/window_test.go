@@ -8,6 +8,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/internal/testtopic"
 )
 
 // Microseconds; not sec and min, which would shadow the builtin min.
@@ -130,7 +131,7 @@ func TestWindowSessions(t *testing.T) {
 	p := sessionPlan(t)
 	var ss Sessions
 	add := func(ts int64, host string) (Session, []TimeWindow) {
-		return p.AddSession(&ss, newEvent(ts*usSec, host, map[int]any{fHost: host}), nil)
+		return p.AddSession(&ss, newEvent(ts*usSec, host, map[int]any{testtopic.Host: host}), nil)
 	}
 	check := func(want ...sessionRow) {
 		t.Helper()
@@ -200,7 +201,7 @@ func TestWindowSessionsOrderInvariance(t *testing.T) {
 	ts := int64(0)
 	for i := range 300 {
 		ts += rng.Int64N(12 * usSec) // gaps around the 10s session gap
-		events = append(events, newEvent(ts, string(rune('a'+i%26))+string(rune('a'+i/26)), map[int]any{fHost: "h"}))
+		events = append(events, newEvent(ts, string(rune('a'+i%26))+string(rune('a'+i/26)), map[int]any{testtopic.Host: "h"}))
 	}
 	var want Sessions
 	for _, e := range events {

@@ -84,13 +84,17 @@ func New(ctx context.Context, spec *pipelines.Sink, logger *slog.Logger) (*Sink,
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("sink", spec.Name, "target", "cassandra")
-	if len(spec.Hosts) == 0 {
+	cfg, err := sinks.ConfigOf[Config](spec)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Hosts) == 0 {
 		return nil, fmt.Errorf("cassandra sink %q: no hosts: %w", spec.Name, sinks.ErrPermanent)
 	}
-	if spec.Keyspace == "" {
+	if cfg.Keyspace == "" {
 		return nil, fmt.Errorf("cassandra sink %q: no keyspace: %w", spec.Name, sinks.ErrPermanent)
 	}
-	consistency := spec.Consistency
+	consistency := cfg.Consistency
 	if consistency == "" {
 		consistency = defaultConsistency
 	}
@@ -98,12 +102,12 @@ func New(ctx context.Context, spec *pipelines.Sink, logger *slog.Logger) (*Sink,
 	if err != nil {
 		return nil, fmt.Errorf("cassandra sink %q: consistency %q: %v: %w", spec.Name, consistency, err, sinks.ErrPermanent)
 	}
-	ttl := spec.TTL.D()
+	ttl := cfg.TTL.D()
 	if ttl < 0 || (ttl > 0 && ttl < time.Second) {
 		return nil, fmt.Errorf("cassandra sink %q: ttl %v: must be 0 or at least 1s: %w", spec.Name, ttl, sinks.ErrPermanent)
 	}
 
-	c := gocql.NewCluster(spec.Hosts...)
+	c := gocql.NewCluster(cfg.Hosts...)
 	// gocql's v5 framing is not Cassandra 5's; v4 is what both speak.
 	c.ProtoVersion = 4
 	c.Port = defaultPort
@@ -120,13 +124,10 @@ func New(ctx context.Context, spec *pipelines.Sink, logger *slog.Logger) (*Sink,
 	// outlives Session.Close by up to MaxWaitSchemaAgreement.
 	c.Events.DisableSchemaEvents = true
 	c.Logger = slogAdapter{logger}
-	if spec.Username != "" {
-		c.Authenticator = gocql.PasswordAuthenticator{Username: spec.Username, Password: spec.Password}
-	}
 
 	return &Sink{
 		spec:      spec,
-		keyspace:  spec.Keyspace,
+		keyspace:  cfg.Keyspace,
 		cluster:   c,
 		log:       logger,
 		ttl:       int(ttl / time.Second),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -26,13 +27,13 @@ func viewTable(name string) sinks.Table {
 	return sinks.Table{
 		Name: name, View: true,
 		Columns: event.Schema{
-			{Name: pipelines.ColWindowStart, Type: event.TypeTimestamp, Required: true},
-			{Name: pipelines.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
+			{Name: viewrow.ColWindowStart, Type: event.TypeTimestamp, Required: true},
+			{Name: viewrow.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
 			{Name: "region", Type: event.TypeString, Required: true},
 			{Name: "events", Type: event.TypeLong},
 			{Name: "avg_cpu", Type: event.TypeDouble},
 		},
-		Key: []string{"region", pipelines.ColWindowStart},
+		Key: []string{"region", viewrow.ColWindowStart},
 	}
 }
 
@@ -177,11 +178,11 @@ func TestViewWithoutGroupBy(t *testing.T) {
 	tab := sinks.Table{
 		Name: "totals", View: true,
 		Columns: event.Schema{
-			{Name: pipelines.ColWindowStart, Type: event.TypeTimestamp, Required: true},
-			{Name: pipelines.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
+			{Name: viewrow.ColWindowStart, Type: event.TypeTimestamp, Required: true},
+			{Name: viewrow.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
 			{Name: "events", Type: event.TypeLong},
 		},
-		Key: []string{pipelines.ColWindowStart},
+		Key: []string{viewrow.ColWindowStart},
 	}
 	if err := s.Prepare(ctx, tab); err != nil {
 		t.Fatal(err)
@@ -201,7 +202,7 @@ func TestViewWithoutGroupBy(t *testing.T) {
 
 func TestTTL(t *testing.T) {
 	const ttl = time.Hour
-	s := newTestSink(t, func(sp *pipelines.Sink) { sp.TTL = pipelines.Duration(ttl) })
+	s := newTestSink(t, func(sp *pipelines.Sink) { sp.Config.(*Config).TTL = pipelines.Duration(ttl) })
 	ctx := ctxT(t)
 	tab := sinktest.AllTypesTopic("metrics")
 	if err := s.Prepare(ctx, tab); err != nil {
@@ -365,7 +366,7 @@ func TestCreateFalseMissingTable(t *testing.T) {
 
 func TestDownIsTransient(t *testing.T) {
 	testHosts(t)
-	s, err := New(context.Background(), &pipelines.Sink{Name: "down", Hosts: []string{"127.0.0.1:1"}, Keyspace: "x", Create: true}, sinktest.Logger(t))
+	s, err := New(context.Background(), &pipelines.Sink{Name: "down", Config: &Config{Hosts: []string{"127.0.0.1:1"}, Keyspace: "x"}, Create: true}, sinktest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,10 +383,11 @@ func TestDownIsTransient(t *testing.T) {
 
 func TestNewRejectsBadSpec(t *testing.T) {
 	for _, sp := range []pipelines.Sink{
-		{Name: "a", Keyspace: "k"},
-		{Name: "b", Hosts: []string{"h"}},
-		{Name: "c", Hosts: []string{"h"}, Keyspace: "k", Consistency: "most"},
-		{Name: "d", Hosts: []string{"h"}, Keyspace: "k", TTL: pipelines.Duration(time.Millisecond)},
+		{Name: "a", Config: &Config{Keyspace: "k"}},
+		{Name: "b", Config: &Config{Hosts: []string{"h"}}},
+		{Name: "c", Config: &Config{Hosts: []string{"h"}, Keyspace: "k", Consistency: "most"}},
+		{Name: "d", Config: &Config{Hosts: []string{"h"}, Keyspace: "k", TTL: pipelines.Duration(time.Millisecond)}},
+		{Name: "e", Config: &struct{ DSN string }{}}, // another kind's configuration
 	} {
 		if _, err := New(context.Background(), &sp, nil); !errors.Is(err, sinks.ErrPermanent) {
 			t.Errorf("New(%+v) = %v, want ErrPermanent", sp, err)

@@ -21,7 +21,7 @@ func TestConformance(t *testing.T) {
 		Sink: func(t *testing.T) pipelines.Sink {
 			ks := testKeyspace()
 			t.Cleanup(func() { dropKeyspace(t, strings.Split(hosts, ","), ks) })
-			return pipelines.Sink{Type: "cassandra", Hosts: strings.Split(hosts, ","), Keyspace: ks, Consistency: "local_quorum"}
+			return pipelines.Sink{Type: "cassandra", Config: &Config{Hosts: strings.Split(hosts, ","), Keyspace: ks, Consistency: "local_quorum"}}
 		},
 		NewTarget: func(t *testing.T, _ *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
 			s, err := New(context.Background(), spec, sinktest.Logger(t))
@@ -61,7 +61,7 @@ func TestConformance(t *testing.T) {
 // dropKeyspace removes a test's keyspace with a session of its own, as the
 // suite has closed its targets by then.
 func dropKeyspace(t *testing.T, hosts []string, ks string) {
-	s, err := New(context.Background(), &pipelines.Sink{Name: "cleanup", Hosts: hosts, Keyspace: ks}, nil)
+	s, err := New(context.Background(), &pipelines.Sink{Name: "cleanup", Config: &Config{Hosts: hosts, Keyspace: ks}}, nil)
 	if err != nil {
 		t.Log(err)
 		return

@@ -30,8 +30,8 @@ func testKeyspace() string { return sinktest.UniqueName("lft_") }
 func newTestSink(tb testing.TB, edit func(*pipelines.Sink)) *Sink {
 	tb.Helper()
 	spec := &pipelines.Sink{
-		Name: "cass_test", Type: "cassandra", Hosts: testHosts(tb),
-		Keyspace: testKeyspace(), Consistency: "local_quorum", Create: true,
+		Name: "cass_test", Type: "cassandra", Create: true,
+		Config: &Config{Hosts: testHosts(tb), Keyspace: testKeyspace(), Consistency: "local_quorum"},
 	}
 	if edit != nil {
 		edit(spec)
@@ -44,8 +44,8 @@ func newTestSink(tb testing.TB, edit func(*pipelines.Sink)) *Sink {
 		if sess, err := s.conn(); err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if err := sess.Query("DROP KEYSPACE IF EXISTS " + quote(spec.Keyspace)).WithContext(ctx).Exec(); err != nil {
-				tb.Logf("drop keyspace %s: %v", spec.Keyspace, err)
+			if err := sess.Query("DROP KEYSPACE IF EXISTS " + quote(spec.Config.(*Config).Keyspace)).WithContext(ctx).Exec(); err != nil {
+				tb.Logf("drop keyspace %s: %v", spec.Config.(*Config).Keyspace, err)
 			}
 		}
 		_ = s.Close()

@@ -9,8 +9,8 @@ import (
 
 	"github.com/gocql/gocql"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -39,7 +39,7 @@ func cqlType(t event.FieldType) (string, error) {
 // without group-by has window_start alone as its partition key.
 func keyLayout(t sinks.Table) (partition, clustering []string) {
 	k := t.Key
-	if t.View && len(k) > 1 && k[len(k)-1] == pipelines.ColWindowStart {
+	if t.View && len(k) > 1 && k[len(k)-1] == viewrow.ColWindowStart {
 		return k[:len(k)-1], k[len(k)-1:]
 	}
 	return k, nil

@@ -20,7 +20,7 @@ func TestConformance(t *testing.T) {
 		Sink: func(t *testing.T) pipelines.Sink {
 			prefix := testPrefix()
 			t.Cleanup(func() {
-				s, err := New(context.Background(), &pipelines.Sink{Name: "cleanup", URLs: []string{u}}, nil)
+				s, err := New(context.Background(), &pipelines.Sink{Name: "cleanup", Config: &Config{URLs: []string{u}}}, nil)
 				if err != nil {
 					t.Log(err)
 					return
@@ -28,7 +28,7 @@ func TestConformance(t *testing.T) {
 				defer s.Close()
 				cleanupPrefix(t, s.client, prefix)
 			})
-			return pipelines.Sink{Type: "elasticsearch", URLs: []string{u}, Index: prefix + "{name}"}
+			return pipelines.Sink{Type: "elasticsearch", Config: &Config{URLs: []string{u}, Index: prefix + "{name}"}}
 		},
 		NewTarget: func(t *testing.T, _ *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
 			s, err := New(context.Background(), spec, sinktest.Logger(t))

@@ -85,17 +85,21 @@ func New(ctx context.Context, spec *pipelines.Sink, logger *slog.Logger) (*Sink,
 		logger = slog.New(slog.DiscardHandler)
 	}
 	logger = logger.With("sink", spec.Name, "target", "elasticsearch")
-	if len(spec.URLs) == 0 {
+	cfg, err := sinks.ConfigOf[Config](spec)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.URLs) == 0 {
 		return nil, fmt.Errorf("elasticsearch sink %q: no urls: %w", spec.Name, sinks.ErrPermanent)
 	}
-	pat, err := parseIndexPattern(spec.Index)
+	pat, err := parseIndexPattern(cfg.Index)
 	if err != nil {
 		return nil, fmt.Errorf("elasticsearch sink %q: %w: %w", spec.Name, err, sinks.ErrPermanent)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = bulkInFlight + 2
 	opts := []elastic.ClientOptionFunc{
-		elastic.SetURL(spec.URLs...),
+		elastic.SetURL(cfg.URLs...),
 		elastic.SetSniff(false),
 		elastic.SetHealthcheck(false),
 		elastic.SetHttpClient(&http.Client{Timeout: httpTimeout, Transport: tr}),
@@ -103,8 +107,8 @@ func New(ctx context.Context, spec *pipelines.Sink, logger *slog.Logger) (*Sink,
 		// would repeat each of them.
 		elastic.SetErrorLog(logAdapter{logger, slog.LevelDebug}),
 	}
-	if spec.Username != "" {
-		opts = append(opts, elastic.SetBasicAuth(spec.Username, spec.Password))
+	if cfg.Username != "" {
+		opts = append(opts, elastic.SetBasicAuth(cfg.Username, cfg.Password))
 	}
 	client, err := elastic.NewClient(opts...)
 	if err != nil {

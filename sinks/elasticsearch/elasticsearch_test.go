@@ -17,6 +17,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
@@ -31,13 +32,13 @@ func viewTable(name string) sinks.Table {
 	return sinks.Table{
 		Name: name, View: true,
 		Columns: event.Schema{
-			{Name: pipelines.ColWindowStart, Type: event.TypeTimestamp, Required: true},
-			{Name: pipelines.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
+			{Name: viewrow.ColWindowStart, Type: event.TypeTimestamp, Required: true},
+			{Name: viewrow.ColWindowEnd, Type: event.TypeTimestamp, Required: true},
 			{Name: "region", Type: event.TypeString},
 			{Name: "events", Type: event.TypeLong},
 			{Name: "avg_cpu", Type: event.TypeDouble},
 		},
-		Key: []string{"region", pipelines.ColWindowStart},
+		Key: []string{"region", viewrow.ColWindowStart},
 	}
 }
 
@@ -105,7 +106,7 @@ func TestTopicUpsertExactValues(t *testing.T) {
 		t.Fatalf("documents:\n got %v\nwant %v", got, w)
 	}
 	for _, d := range docs {
-		if d.Index != s.spec.Index[:len(s.spec.Index)-len("{name}")]+"metrics" {
+		if d.Index != s.spec.Config.(*Config).Index[:len(s.spec.Config.(*Config).Index)-len("{name}")]+"metrics" {
 			t.Errorf("document in index %s", d.Index)
 		}
 	}
@@ -151,7 +152,7 @@ func TestDatePatternIndices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := strings.TrimSuffix(s.spec.Index, "{name}-{yyyy.MM.dd}")
+	prefix := strings.TrimSuffix(s.spec.Config.(*Config).Index, "{name}-{yyyy.MM.dd}")
 	gotIdx := map[string]string{}
 	for _, d := range docs {
 		gotIdx[d.ID] = d.Index
@@ -293,7 +294,7 @@ func TestPoisonRowsAreRowErrors(t *testing.T) {
 func TestRejectedItemsAreResent(t *testing.T) {
 	target := testURL(t)
 	proxy := newRejectingProxy(t, target, 3)
-	s := newTestSink(t, "", func(sp *pipelines.Sink) { sp.URLs = []string{proxy.URL} })
+	s := newTestSink(t, "", func(sp *pipelines.Sink) { sp.Config.(*Config).URLs = []string{proxy.URL} })
 	s.backoff = time.Millisecond
 	ctx := ctxT(t)
 	tab := sinktest.AllTypesTopic("metrics")
@@ -329,7 +330,7 @@ func TestRejectedItemsAreResent(t *testing.T) {
 
 func TestDownIsTransient(t *testing.T) {
 	testURL(t)
-	s, err := New(context.Background(), &pipelines.Sink{Name: "down", URLs: []string{"http://127.0.0.1:1"}, Create: true}, sinktest.Logger(t))
+	s, err := New(context.Background(), &pipelines.Sink{Name: "down", Config: &Config{URLs: []string{"http://127.0.0.1:1"}}, Create: true}, sinktest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

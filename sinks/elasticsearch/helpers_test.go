@@ -37,7 +37,7 @@ func newTestSink(tb testing.TB, pattern string, edit func(*pipelines.Sink)) *Sin
 		pattern = "{name}"
 	}
 	prefix := testPrefix()
-	spec := &pipelines.Sink{Name: "es_test", Type: "elasticsearch", URLs: []string{testURL(tb)}, Index: prefix + pattern, Create: true}
+	spec := &pipelines.Sink{Name: "es_test", Type: "elasticsearch", Config: &Config{URLs: []string{testURL(tb)}, Index: prefix + pattern}, Create: true}
 	if edit != nil {
 		edit(spec)
 	}

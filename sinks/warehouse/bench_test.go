@@ -165,7 +165,7 @@ func BenchmarkPostgresSink(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		spec := &l.p.Sinks[i]
-		spec.DSN = pgSchema(b, dsn, admin)
+		spec.Config = &PostgresConfig{DSN: pgSchema(b, dsn, admin)}
 		pg, err := NewPostgres(ctx, spec, nil)
 		if err != nil {
 			b.Fatal(err)

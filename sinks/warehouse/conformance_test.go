@@ -83,7 +83,7 @@ func TestPostgresConformance(t *testing.T) {
 	ctx := context.Background()
 	sinktest.Run(t, sinktest.Harness{
 		Sink: func(t *testing.T) pipelines.Sink {
-			return pipelines.Sink{Type: "postgres", DSN: pgSchema(t, dsn, admin)}
+			return pipelines.Sink{Type: "postgres", Config: &PostgresConfig{DSN: pgSchema(t, dsn, admin)}}
 		},
 		NewTarget: func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
 			pg, err := NewPostgres(ctx, spec, sinktest.Logger(t))

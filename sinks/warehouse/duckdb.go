@@ -49,10 +49,14 @@ type duckTable struct {
 	insert string
 }
 
-// NewDuckDB opens (creating it if needed) the DuckDB file at spec.Path, or
+// NewDuckDB opens (creating it if needed) the DuckDB file at its path, or
 // <dataDir>/warehouse.duckdb.
 func NewDuckDB(ctx context.Context, spec *pipelines.Sink, dataDir string, logger *slog.Logger) (*DuckDB, error) {
-	path := spec.Path
+	cfg, err := sinks.ConfigOf[DuckDBConfig](spec)
+	if err != nil {
+		return nil, err
+	}
+	path := cfg.Path
 	if path == "" {
 		path = filepath.Join(dataDir, DefaultDuckDBFile)
 	}

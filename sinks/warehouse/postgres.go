@@ -59,14 +59,18 @@ type pgTable struct {
 	merge  string
 }
 
-// NewPostgres opens a connection pool to spec.DSN. It does not connect
+// NewPostgres opens a connection pool to the sink's dsn. It does not connect
 // until first used, so a sink starts while the database is down (Health
 // reports it).
 func NewPostgres(ctx context.Context, spec *pipelines.Sink, logger *slog.Logger) (*Postgres, error) {
-	if spec.DSN == "" {
+	pc, err := sinks.ConfigOf[PostgresConfig](spec)
+	if err != nil {
+		return nil, err
+	}
+	if pc.DSN == "" {
 		return nil, fmt.Errorf("sink %q: postgres needs a dsn", spec.Name)
 	}
-	cfg, err := pgxpool.ParseConfig(spec.DSN)
+	cfg, err := pgxpool.ParseConfig(pc.DSN)
 	if err != nil {
 		// The DSN may hold a password; pgx's parse errors redact it.
 		return nil, fmt.Errorf("sink %q: postgres dsn: %w", spec.Name, err)

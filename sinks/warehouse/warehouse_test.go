@@ -74,7 +74,7 @@ func engines(t *testing.T) []engine {
 	return append(out, engine{
 		name: "postgres",
 		target: func(t *testing.T, create bool) sinks.Target {
-			spec := &pipelines.Sink{Name: "w", Type: "postgres", Create: create, DSN: pgSchema(t, dsn, admin)}
+			spec := &pipelines.Sink{Name: "w", Type: "postgres", Create: create, Config: &PostgresConfig{DSN: pgSchema(t, dsn, admin)}}
 			pg, err := NewPostgres(context.Background(), spec, sinktest.Logger(t))
 			if err != nil {
 				t.Fatal(err)
@@ -342,7 +342,7 @@ func TestDuckDBFile(t *testing.T) {
 	}
 
 	other := filepath.Join(t.TempDir(), "sub", "mine.duckdb")
-	d2, err := NewDuckDB(ctx, &pipelines.Sink{Name: "w", Type: "duckdb", Path: other}, dataDir, sinktest.Logger(t))
+	d2, err := NewDuckDB(ctx, &pipelines.Sink{Name: "w", Type: "duckdb", Config: &DuckDBConfig{Path: other}}, dataDir, sinktest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +359,7 @@ func TestDuckDBFile(t *testing.T) {
 // transient error: neither RowErrors nor ErrPermanent.
 func TestPostgresDown(t *testing.T) {
 	pg, err := NewPostgres(context.Background(), &pipelines.Sink{Name: "w", Type: "postgres", Create: true,
-		DSN: "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"}, sinktest.Logger(t))
+		Config: &PostgresConfig{DSN: "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"}}, sinktest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

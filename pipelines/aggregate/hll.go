@@ -1,4 +1,4 @@
-package plan
+package aggregate
 
 import (
 	"encoding/binary"
@@ -279,19 +279,7 @@ func hashValue(t event.FieldType, v *event.Value) uint64 {
 	case event.TypeString:
 		return hashString(v.S)
 	case event.TypeDouble:
-		return hashMix(math.Float64bits(canonicalFloat(v.F)))
+		return hashMix(math.Float64bits(event.CanonicalFloat(v.F)))
 	}
 	return hashMix(uint64(v.I))
-}
-
-// canonicalFloat folds -0 into 0 and every NaN into one, so that values equal
-// for grouping and counting hash and encode the same.
-func canonicalFloat(f float64) float64 {
-	if f == 0 {
-		return 0
-	}
-	if f != f {
-		return math.NaN()
-	}
-	return f
 }

@@ -1,4 +1,4 @@
-package plan
+package aggregate
 
 import (
 	"encoding/binary"
@@ -8,7 +8,7 @@ import (
 	"unsafe"
 )
 
-// stateVersion is the first byte of a marshalled State. Bump it when the
+// StateVersion is the first byte of a marshalled State. Bump it when the
 // encoding or the value hashes change.
 //
 // Encoding, version 1: the version byte, the plan signature (8 bytes LE, a
@@ -31,12 +31,14 @@ import (
 //	                   zeros and per store (positive, negative): v first
 //	                   index, uv buckets, uv count each
 //	first/last         uv n, then if n > 0: v time, str id, str or u64 value
+//	others             byte 0 (no values) or 1, then str: the bytes of the
+//	                   function's Accumulator (see accumulator.go)
 //
 // Aggregates of one field repeat its count (and min and max its extremes);
 // a reader checks that the counts agree. Since heads order -0 below +0, a
 // quantile's min and max may differ in the sign of a zero from those written
 // by earlier builds; while its values are exact they are recomputed from them.
-const stateVersion = 1
+const StateVersion = 1
 
 // ErrStateMismatch is returned when a marshalled state was written by a plan
 // with different aggregates.
@@ -53,7 +55,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 func (s *State) AppendBinary(b []byte) ([]byte, error) {
 	p := s.p
 	w, strs := p.words(s), p.strs(s)
-	b = append(b, stateVersion)
+	b = append(b, StateVersion)
 	b = binary.LittleEndian.AppendUint64(b, p.sig)
 	for i := range p.aggs {
 		op := &p.aggs[i]
@@ -117,6 +119,11 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 			} else {
 				b = binary.LittleEndian.AppendUint64(b, w[op.w+1])
 			}
+		case aggCustom:
+			var err error
+			if b, err = p.appendAcc(b, s, op); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return b, nil
@@ -127,7 +134,7 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 func (s *State) UnmarshalBinary(data []byte) error {
 	p := s.p
 	if p == nil {
-		return errors.New("unmarshal state: state has no plan; use Plan.NewState")
+		return errors.New("unmarshal state: state has no plan; use Set.NewState")
 	}
 	n := p.NewState()
 	if err := n.read(data); err != nil {
@@ -138,7 +145,7 @@ func (s *State) UnmarshalBinary(data []byte) error {
 }
 
 // UnmarshalState decodes a state written by State.MarshalBinary.
-func (p *Plan) UnmarshalState(data []byte) (*State, error) {
+func (p *Set) UnmarshalState(data []byte) (*State, error) {
 	s := p.NewState()
 	if err := s.read(data); err != nil {
 		return nil, fmt.Errorf("view %q: unmarshal state: %w", p.view, err)
@@ -149,7 +156,7 @@ func (p *Plan) UnmarshalState(data []byte) (*State, error) {
 // statReader fills the shared field stats from the aggregates that repeat
 // them: the first sets a count and the others must agree; extremes combine.
 type statReader struct {
-	p    *Plan
+	p    *Set
 	w    []uint64
 	strs []string
 	seen []bool // per stat: count, min, max
@@ -210,8 +217,8 @@ func isMinKind(k aggKind) bool {
 func (s *State) read(data []byte) error {
 	p := s.p
 	r := &reader{b: data}
-	if v := r.byte(); r.err == nil && v != stateVersion {
-		return fmt.Errorf("unsupported state version %d (this build reads %d)", v, stateVersion)
+	if v := r.byte(); r.err == nil && v != StateVersion {
+		return fmt.Errorf("unsupported state version %d (this build reads %d)", v, StateVersion)
 	}
 	if sig := r.uint64(); r.err == nil && sig != p.sig {
 		return ErrStateMismatch
@@ -304,6 +311,8 @@ func (s *State) read(data []byte) error {
 				w[op.w+1] = r.uint64()
 				strs[op.s] = p.intern(strs, id)
 			}
+		case aggCustom:
+			err = p.readAcc(r, s, op)
 		}
 		if err != nil {
 			return err

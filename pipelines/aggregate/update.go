@@ -1,4 +1,4 @@
-package plan
+package aggregate
 
 import (
 	"cmp"
@@ -29,6 +29,7 @@ const (
 	aggQuantile
 	aggFirst
 	aggLast
+	aggCustom // a function outside the built-ins, through its Accumulator
 )
 
 // valClass says which member of Value carries a field type.
@@ -75,7 +76,7 @@ type aggOp struct {
 	typ       event.FieldType // the input field's type
 	field     int             // index in the schema; -1 for count()
 	q         float64
-	st        int32 // index in Plan.stats; -1 for count(), sum, count_distinct
+	st        int32 // index in Set.stats; -1 for count(), sum, count_distinct
 	n         int32 // word: the field's count
 	v         int32
 	w         int32
@@ -121,7 +122,7 @@ func value(e *event.Event, field int, class valClass) *event.Value {
 
 // Update adds one event to the state. The caller has already checked Match
 // and assigned the event to this state's key and window.
-func (p *Plan) Update(s *State, e *event.Event) {
+func (p *Set) Update(s *State, e *event.Event) {
 	w := p.words(s)
 	for i := range p.upd {
 		op := &p.upd[i]
@@ -152,6 +153,8 @@ func (p *Plan) Update(s *State, e *event.Event) {
 			p.addQuantile(s, w, op, x)
 		case aggFirst, aggLast:
 			p.updateFirstLast(s, w, op, e.Time, e.ID, v)
+		case aggCustom:
+			p.acc(s, op, true).Add(v, e)
 		}
 		// The field's count and extremes, after every aggregate that
 		// reads them.
@@ -200,7 +203,7 @@ func (p *Plan) Update(s *State, e *event.Event) {
 }
 
 // addQuantile is Update of a quantile.
-func (p *Plan) addQuantile(s *State, w []uint64, op *aggOp, x float64) {
+func (p *Set) addQuantile(s *State, w []uint64, op *aggOp, x float64) {
 	q := p.quantileSet(s, op.x)
 	if q != nil && q.sk != nil && !op.ownMinMax {
 		q.sk.insert(x, 1) // the common case of a busy window
@@ -216,7 +219,7 @@ func (p *Plan) addQuantile(s *State, w []uint64, op *aggOp, x float64) {
 	}
 }
 
-func (p *Plan) updateStringExtremes(s *State, op *aggOp, n uint64, v string) {
+func (p *Set) updateStringExtremes(s *State, op *aggOp, n uint64, v string) {
 	strs := p.strs(s)
 	if op.statMin >= 0 && (n == 0 || v < strs[op.statMin]) {
 		strs[op.statMin] = p.intern(strs, v)
@@ -233,7 +236,7 @@ func quantileHead(w []uint64, op *aggOp) qhead {
 
 // addDistinct adds a hash to a count_distinct: inline while it is the only
 // one, then in a distinct set.
-func (p *Plan) addDistinct(s *State, w []uint64, op *aggOp, h uint64) {
+func (p *Set) addDistinct(s *State, w []uint64, op *aggOp, h uint64) {
 	if d := p.distinctSet(s, op.x); d != nil {
 		d.add(h)
 		return
@@ -257,7 +260,7 @@ func (p *Plan) addDistinct(s *State, w []uint64, op *aggOp, h uint64) {
 // updateFirstLast keeps the value of the event with the smallest (first) or
 // largest (last) event time; equal times are ordered by event id, then by
 // value, so the result never depends on arrival order or partitioning.
-func (p *Plan) updateFirstLast(s *State, w []uint64, op *aggOp, t int64, id string, v *event.Value) {
+func (p *Set) updateFirstLast(s *State, w []uint64, op *aggOp, t int64, id string, v *event.Value) {
 	if w[op.n] > 0 {
 		c := cmp.Compare(t, int64(w[op.w]))
 		if c == 0 {
@@ -373,7 +376,7 @@ func addInt128Words(w []uint64, lo, hi uint64) {
 // and may be used again. Merging is associative and commutative: any
 // grouping of partial states of the same events finalizes to the same values.
 // Strings are shared, not copied: a state's strings are never changed.
-func (p *Plan) Merge(dst, src *State) {
+func (p *Set) Merge(dst, src *State) {
 	w, o := p.words(dst), p.words(src)
 	for i := range p.upd {
 		op := &p.upd[i]
@@ -410,6 +413,8 @@ func (p *Plan) Merge(dst, src *State) {
 				}
 				strs[op.s] = ostrs[op.s]
 			}
+		case aggCustom:
+			p.mergeAcc(dst, src, op)
 		}
 	}
 	for i := range p.stats {
@@ -451,7 +456,7 @@ func (p *Plan) Merge(dst, src *State) {
 }
 
 // mergeDistinct adds src's count_distinct into dst's.
-func (p *Plan) mergeDistinct(dst *State, w []uint64, src *State, o []uint64, op *aggOp) {
+func (p *Set) mergeDistinct(dst *State, w []uint64, src *State, o []uint64, op *aggOp) {
 	od := p.distinctSet(src, op.x)
 	if od == nil {
 		if h := o[op.w]; h != 0 {
@@ -488,12 +493,12 @@ func (p *Plan) mergeDistinct(dst *State, w []uint64, src *State, o []uint64, op 
 //     then a HyperLogLog (p=14, standard error 0.8%).
 //   - quantile(f, q) is the value at 0-based rank ⌊q·(n−1)⌋ of the sorted
 //     values: exact up to 16 values, then within 1% (DDSketch).
-func (p *Plan) Finalize(s *State) []event.Value {
+func (p *Set) Finalize(s *State) []event.Value {
 	return p.AppendFinal(make([]event.Value, 0, len(p.aggs)), s)
 }
 
 // AppendFinal is Finalize appending to dst, for callers that reuse a buffer.
-func (p *Plan) AppendFinal(dst []event.Value, s *State) []event.Value {
+func (p *Set) AppendFinal(dst []event.Value, s *State) []event.Value {
 	w := p.words(s)
 	for i := range p.aggs {
 		op := &p.aggs[i]
@@ -543,13 +548,15 @@ func (p *Plan) AppendFinal(dst []event.Value, s *State) []event.Value {
 					_, v.S = splitPair(p.strs(s)[op.s])
 				}
 			}
+		case aggCustom:
+			v = p.finalAcc(s, op)
 		}
 		dst = append(dst, v)
 	}
 	return dst
 }
 
-func (p *Plan) distinctCount(s *State, w []uint64, op *aggOp) int64 {
+func (p *Set) distinctCount(s *State, w []uint64, op *aggOp) int64 {
 	if d := p.distinctSet(s, op.x); d != nil {
 		return d.count()
 	}

@@ -1,4 +1,4 @@
-package plan
+package aggregate
 
 import (
 	"fmt"
@@ -17,14 +17,15 @@ import (
 // not a handful of slices and boxed sketches each. Copying a State copies the
 // reference: both copies share the block.
 type State struct {
-	p *Plan
-	b unsafe.Pointer // the block, of type Plan.layout.typ
+	p *Set
+	b unsafe.Pointer // the block, of type Set.layout.typ
 }
 
 // stateLayout is the shape of a plan's state block: a struct made with
 // reflect.StructOf once per plan, so that one allocation holds every
 // aggregate and the garbage collector still sees exactly its pointers:
 //
+//	A [na]Accumulator the states of functions outside the built-ins
 //	S [ns]string      min/max of string fields; first/last ids, or
 //	                  id and value as one pair string (see makePair)
 //	P                 the sketch pointers (below), or when there are two or
@@ -46,7 +47,9 @@ type stateLayout struct {
 	spill            bool         // P is a pointer to a ptrTyp
 	offS, offP, offF uintptr
 	offW, offD, offQ uintptr // offD, offQ: within the sketch pointers
+	offA             uintptr
 	ns, nd, nq, nf   int
+	na               int
 	nw               int
 	strKind          []strKind // per S slot
 }
@@ -73,7 +76,7 @@ type fieldStat struct {
 }
 
 // stat returns the index of the field's shared stats, adding them.
-func (p *Plan) stat(field int, class valClass) int {
+func (p *Set) stat(field int, class valClass) int {
 	for i := range p.stats {
 		if p.stats[i].field == field {
 			return i
@@ -85,7 +88,7 @@ func (p *Plan) stat(field int, class valClass) int {
 
 // statSlot returns the word or S slot of a field's minimum (or maximum),
 // adding it.
-func (p *Plan) statSlot(i int, isMin bool) int32 {
+func (p *Set) statSlot(i int, isMin bool) int32 {
 	st := &p.stats[i]
 	at := &st.max
 	if isMin {
@@ -101,15 +104,15 @@ func (p *Plan) statSlot(i int, isMin bool) int32 {
 	return *at
 }
 
-func (p *Plan) allocStr(k strKind) int32 {
+func (p *Set) allocStr(k strKind) int32 {
 	p.layout.strKind = append(p.layout.strKind, k)
 	return p.alloc(&p.layout.ns, 1)
 }
 
 // buildLayout makes the block type once the aggregates are compiled.
-func (p *Plan) buildLayout() error {
+func (p *Set) buildLayout() error {
 	l := &p.layout
-	if max(l.nw, l.ns, l.nf, l.nd, l.nq) > maxSlots {
+	if max(l.nw, l.ns, l.nf, l.nd, l.nq, l.na) > maxSlots {
 		return fmt.Errorf("%d aggregates need more state than a view may have", len(p.aggs))
 	}
 	var fields, ptrs []reflect.StructField
@@ -122,6 +125,7 @@ func (p *Plan) buildLayout() error {
 	add(&ptrs, "Q", l.nq, reflect.TypeFor[*quantiles]())
 	l.ptrTyp = reflect.StructOf(ptrs)
 	l.spill = l.nd+l.nq > 1
+	add(&fields, "A", l.na, reflect.TypeFor[Accumulator]())
 	add(&fields, "S", l.ns, reflect.TypeFor[string]())
 	switch {
 	case l.spill:
@@ -132,7 +136,7 @@ func (p *Plan) buildLayout() error {
 	add(&fields, "F", l.nf, reflect.TypeFor[fsum]())
 	add(&fields, "W", l.nw, reflect.TypeFor[uint64]())
 	l.typ = reflect.StructOf(fields)
-	offsets := map[string]*uintptr{"S": &l.offS, "P": &l.offP, "F": &l.offF, "W": &l.offW, "D": &l.offD, "Q": &l.offQ}
+	offsets := map[string]*uintptr{"A": &l.offA, "S": &l.offS, "P": &l.offP, "F": &l.offF, "W": &l.offW, "D": &l.offD, "Q": &l.offQ}
 	for _, t := range []reflect.Type{l.typ, l.ptrTyp} {
 		for i := range t.NumField() {
 			*offsets[t.Field(i).Name] = t.Field(i).Offset
@@ -142,7 +146,7 @@ func (p *Plan) buildLayout() error {
 }
 
 // NewState returns the empty state of all the plan's aggregates.
-func (p *Plan) NewState() *State {
+func (p *Set) NewState() *State {
 	return &State{p: p, b: reflect.New(p.layout.typ).UnsafePointer()}
 }
 
@@ -153,24 +157,29 @@ func (p *Plan) NewState() *State {
 
 const maxSlots = 1 << 20
 
-func (p *Plan) words(s *State) []uint64 {
+func (p *Set) words(s *State) []uint64 {
 	n := p.layout.nw
 	return (*[maxSlots]uint64)(unsafe.Add(s.b, p.layout.offW))[:n:n]
 }
 
-func (p *Plan) strs(s *State) []string {
+func (p *Set) strs(s *State) []string {
 	n := p.layout.ns
 	return (*[maxSlots]string)(unsafe.Add(s.b, p.layout.offS))[:n:n]
 }
 
-func (p *Plan) fsums(s *State) []fsum {
+func (p *Set) accs(s *State) []Accumulator {
+	n := p.layout.na
+	return (*[maxSlots]Accumulator)(unsafe.Add(s.b, p.layout.offA))[:n:n]
+}
+
+func (p *Set) fsums(s *State) []fsum {
 	n := p.layout.nf
 	return (*[maxSlots]fsum)(unsafe.Add(s.b, p.layout.offF))[:n:n]
 }
 
 // sketchPtrs returns the state's sketch pointers; nil if they spill and
 // were never needed.
-func (p *Plan) sketchPtrs(s *State) unsafe.Pointer {
+func (p *Set) sketchPtrs(s *State) unsafe.Pointer {
 	b := unsafe.Add(s.b, p.layout.offP)
 	if p.layout.spill {
 		b = *(*unsafe.Pointer)(b)
@@ -179,7 +188,7 @@ func (p *Plan) sketchPtrs(s *State) unsafe.Pointer {
 }
 
 // sketchPtrsAlloc is sketchPtrs allocating them if needed.
-func (p *Plan) sketchPtrsAlloc(s *State) unsafe.Pointer {
+func (p *Set) sketchPtrsAlloc(s *State) unsafe.Pointer {
 	if b := p.sketchPtrs(s); b != nil {
 		return b
 	}
@@ -191,33 +200,33 @@ func (p *Plan) sketchPtrsAlloc(s *State) unsafe.Pointer {
 const ptrSize = unsafe.Sizeof(unsafe.Pointer(nil))
 
 // distinctSet returns count_distinct i's set, nil while it has at most one hash.
-func (p *Plan) distinctSet(s *State, i int32) *distinct {
+func (p *Set) distinctSet(s *State, i int32) *distinct {
 	if b := p.sketchPtrs(s); b != nil {
 		return *(**distinct)(unsafe.Add(b, p.layout.offD+uintptr(i)*ptrSize))
 	}
 	return nil
 }
 
-func (p *Plan) setDistinctSet(s *State, i int32, d *distinct) {
+func (p *Set) setDistinctSet(s *State, i int32, d *distinct) {
 	*(**distinct)(unsafe.Add(p.sketchPtrsAlloc(s), p.layout.offD+uintptr(i)*ptrSize)) = d
 }
 
 // quantileSet returns quantile i's spilled values, nil while they are inline.
-func (p *Plan) quantileSet(s *State, i int32) *quantiles {
+func (p *Set) quantileSet(s *State, i int32) *quantiles {
 	if b := p.sketchPtrs(s); b != nil {
 		return *(**quantiles)(unsafe.Add(b, p.layout.offQ+uintptr(i)*ptrSize))
 	}
 	return nil
 }
 
-func (p *Plan) setQuantileSet(s *State, i int32, q *quantiles) {
+func (p *Set) setQuantileSet(s *State, i int32, q *quantiles) {
 	*(**quantiles)(unsafe.Add(p.sketchPtrsAlloc(s), p.layout.offQ+uintptr(i)*ptrSize)) = q
 }
 
 // intern returns v as the state may keep it: a string the state already
 // holds, or a part of one of its pairs, when equal (first, last, min and max
 // of one event usually hold the same strings), else a copy.
-func (p *Plan) intern(strs []string, v string) string {
+func (p *Set) intern(strs []string, v string) string {
 	if v == "" {
 		return ""
 	}
@@ -241,7 +250,7 @@ func (p *Plan) intern(strs []string, v string) string {
 }
 
 // internPair is intern for a first/last pair.
-func (p *Plan) internPair(strs []string, id, val string) string {
+func (p *Set) internPair(strs []string, id, val string) string {
 	for i, k := range p.layout.strKind {
 		if k == strPair {
 			if sid, sval := splitPair(strs[i]); sid == id && sval == val && strs[i] != "" {

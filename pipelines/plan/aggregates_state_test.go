@@ -12,7 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
+	"github.com/lambdaflow/lambdaflow/pipelines/internal/testtopic"
 )
 
 // TestAggDecodesEarlierStates reads states that the build before the
@@ -79,7 +80,7 @@ func TestAggInlineBoundaries(t *testing.T) {
 	p := mustCompile(t, v)
 	rng := rand.New(rand.NewPCG(15, 16))
 	negZero := math.Copysign(0, -1)
-	roundTrip := func(s *State) *State {
+	roundTrip := func(s *aggregate.State) *aggregate.State {
 		b, err := s.MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
@@ -97,13 +98,16 @@ func TestAggInlineBoundaries(t *testing.T) {
 				// Zeros of both signs: the inline min and max must
 				// order them the same whatever the arrival order.
 				for i, e := range es {
-					e.Values[fCPU].F = pick(i%2 == 0, 0, negZero)
+					e.Values[testtopic.CPU].F = 0
+					if i%2 == 1 {
+						e.Values[testtopic.CPU].F = negZero
+					}
 				}
 			}
 			want := p.Finalize(fold(p, es))
 			rev := slices.Clone(es)
 			slices.Reverse(rev)
-			check := func(what string, s *State) {
+			check := func(what string, s *aggregate.State) {
 				t.Helper()
 				for i, got := range p.Finalize(s) {
 					if !identical(got, want[i]) {
@@ -126,68 +130,6 @@ func TestAggInlineBoundaries(t *testing.T) {
 					p.Update(c, e)
 				}
 				check(fmt.Sprintf("cut %d restored then updated", cut), c)
-			}
-		}
-	}
-}
-
-// TestAggStateAllocs guards the memory layout: a one-event state of the
-// quickstart aggregates is its State, one block and one string for first and
-// last (they share it, and its id and value when equal); no sketch is
-// allocated before a second distinct value or a third quantile value.
-func TestAggStateAllocs(t *testing.T) {
-	v := designView()
-	v.Aggregates = pipelines.Aggregates{
-		{Name: "events", Func: "count"},
-		{Name: "avg_cpu", Func: "avg", Field: "cpu"},
-		{Name: "min_cpu", Func: "min", Field: "cpu"},
-		{Name: "max_cpu", Func: "max", Field: "cpu"},
-		{Name: "bytes", Func: "sum", Field: "bytes"},
-		{Name: "hosts", Func: "count_distinct", Field: "host"},
-		{Name: "p95_cpu", Func: "quantile", Field: "cpu", Arg: 0.95},
-		{Name: "first_host", Func: "first", Field: "host"},
-		{Name: "last_host", Func: "last", Field: "host"},
-	}
-	p := mustCompile(t, v)
-	e := newEvent(1, "host-1", map[int]any{fHost: "host-1", fRegion: "eu", fCPU: 0.5, fBytes: int64(100)})
-	if n := testing.AllocsPerRun(100, func() { p.Update(p.NewState(), e) }); n > 3 {
-		t.Errorf("one-event state: %v allocations, want 3", n)
-	}
-	s := p.NewState()
-	p.Update(s, e)
-	if got := p.Finalize(s); got[7].S != "host-1" || got[8].S != "host-1" || got[5].I != 1 || got[6].F != 0.5 {
-		t.Errorf("one-event state finalizes to %+v", got)
-	}
-	if p.sketchPtrs(s) != nil {
-		t.Error("one event allocated the sketch pointers")
-	}
-}
-
-func TestAggPairs(t *testing.T) {
-	for _, c := range []struct{ id, val string }{
-		{"", ""}, {"a", ""}, {"", "b"}, {"id", "id"}, {"id", "value"},
-		{strings.Repeat("x", 200), "v"}, {strings.Repeat("y", 70), strings.Repeat("y", 70)},
-	} {
-		pair := makePair(c.id, c.val)
-		if id, val := splitPair(pair); id != c.id || val != c.val {
-			t.Errorf("splitPair(makePair(%q, %q)) = %q, %q", c.id, c.val, id, val)
-		}
-		if c.id == c.val && len(pair) != uvarintLen(uint(2*len(c.id)+1))+len(c.id) {
-			t.Errorf("pair of equal id and value %q is %d bytes", c.id, len(pair))
-		}
-	}
-	if id, val := splitPair(""); id != "" || val != "" {
-		t.Errorf("unset pair splits to %q, %q", id, val)
-	}
-}
-
-func TestAggFloatKeyOrdersLikeFloatLess(t *testing.T) {
-	xs := []float64{math.Inf(-1), -math.MaxFloat64, -1, -math.SmallestNonzeroFloat64, math.Copysign(0, -1), 0,
-		math.SmallestNonzeroFloat64, 1e-300, 0.5, 1, 1e300, math.MaxFloat64, math.Inf(1)}
-	for _, a := range xs {
-		for _, b := range xs {
-			if got, want := floatKey(math.Float64bits(a)) < floatKey(math.Float64bits(b)), floatLess(a, b); got != want {
-				t.Errorf("floatKey(%v) < floatKey(%v) = %v, floatLess %v", a, b, got, want)
 			}
 		}
 	}

@@ -1,0 +1,46 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrObjectNotFound is returned by ObjectStore.Get for a name that holds no
+// object.
+var ErrObjectNotFound = errors.New("broker: object not found")
+
+// ObjectStore is a bucket of named objects in the log's JetStream: whole
+// values of any size (checkpoints), replicated like the topics. It is safe
+// for concurrent use. Other packages use it without knowing JetStream.
+type ObjectStore struct {
+	os     jetstream.ObjectStore
+	bucket string
+}
+
+// Get returns the object's bytes; ErrObjectNotFound when there is none.
+// Other errors wrap ErrUnavailable when they are transient.
+func (s *ObjectStore) Get(ctx context.Context, name string) ([]byte, error) {
+	data, err := s.os.GetBytes(ctx, name)
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return nil, fmt.Errorf("%w: %s/%s", ErrObjectNotFound, s.bucket, name)
+	case err != nil:
+		return nil, fmt.Errorf("broker: get %s/%s: %w", s.bucket, name, unavailable(err))
+	}
+	return data, nil
+}
+
+// Put stores data under name, replacing the object there; errors wrap
+// ErrUnavailable when they are transient. The store writes
+// the chunks under a new id, then the metadata that points at them, and
+// only then purges the old chunks, so a reader sees the old object or the
+// new one, never a mix.
+func (s *ObjectStore) Put(ctx context.Context, name string, data []byte) error {
+	if _, err := s.os.PutBytes(ctx, name, data); err != nil {
+		return fmt.Errorf("broker: put %s/%s: %w", s.bucket, name, unavailable(err))
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+package aggregate
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+)
+
+// Set is the compiled aggregates of one view: it creates their States and
+// updates, merges, finalizes and encodes them. Merging is associative and
+// commutative, so any grouping of partial states of the same events
+// finalizes to the same values. A Set is immutable once built and safe for
+// concurrent use; its States are not.
+type Set struct {
+	view    string // for messages
+	schema  event.Schema
+	aggs    []aggOp
+	upd     []aggOp     // the aggregates Update and Merge visit: see planUpdate
+	stats   []fieldStat // per field: what its aggregates share
+	layout  stateLayout
+	accFns  []*Func // per accumulator slot, the function that makes it
+	sig     uint64
+	sigText strings.Builder // while building: what sig hashes
+}
+
+// Builder compiles the aggregates of one view into a Set, one call at a
+// time, so that the caller can tell which call an error is about.
+type Builder struct {
+	s *Set
+}
+
+// NewBuilder starts the Set of a view over events of schema.
+func NewBuilder(view string, schema event.Schema) *Builder {
+	return &Builder{s: &Set{view: view, schema: schema}}
+}
+
+// Add compiles the call fn(field[, arg]) and returns the type of its output
+// column. field is "" for a call without a field argument.
+func (b *Builder) Add(fn, field string, arg float64) (event.FieldType, error) {
+	f, ok := Lookup(fn)
+	if !ok {
+		return 0, fmt.Errorf("unknown function %q (want %s)", fn, namesOr(Names()))
+	}
+	op := aggOp{field: -1, q: arg, st: -1, n: -1, v: -1, w: -1, s: -1, f: -1, x: -1, mn: -1, mx: -1}
+	if _, takesField := f.FieldArg(); takesField && field == "" {
+		return 0, fmt.Errorf("%s() needs a field", fn)
+	}
+	if field != "" {
+		op.field = b.s.schema.Index(field)
+		if op.field < 0 {
+			return 0, fmt.Errorf("unknown field %q", field)
+		}
+		op.typ = b.s.schema[op.field].Type
+		op.class = classOf(op.typ)
+	}
+	var err error
+	if f.compile != nil {
+		err = f.compile(b, &op)
+	} else {
+		err = b.accumulator(f, &op)
+	}
+	if err != nil {
+		return 0, err
+	}
+	b.s.aggs = append(b.s.aggs, op)
+	fmt.Fprintf(&b.s.sigText, "%d:%d:%d:%x;", op.kind, op.typ, op.class, math.Float64bits(op.q))
+	if op.kind == aggCustom {
+		// Built-ins keep the signature of earlier builds; others add their
+		// name, which their kind does not tell.
+		fmt.Fprintf(&b.s.sigText, "%s;", f.Name)
+	}
+	return f.Result(op.typ), nil
+}
+
+// Build lays out the state block of the calls added. The Builder must not
+// be used afterwards.
+func (b *Builder) Build() (*Set, error) {
+	s := b.s
+	s.sig = hashString(s.sigText.String())
+	s.sigText = strings.Builder{}
+	s.planUpdate()
+	if err := s.buildLayout(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// needNumeric refuses a field that is not long, int or double.
+func (b *Builder) needNumeric(fn string, op *aggOp) error {
+	if op.typ == event.TypeLong || op.typ == event.TypeInt || op.typ == event.TypeDouble {
+		return nil
+	}
+	name := b.s.schema[op.field].Name
+	return fmt.Errorf("%s(%s): field %q is %s; %s needs long, int or double", fn, name, name, op.typ, fn)
+}
+
+// counted makes op use its field's shared count of non-null values.
+func (b *Builder) counted(op *aggOp) {
+	op.st = int32(b.s.stat(op.field, op.class))
+	op.n = b.s.stats[op.st].n
+}
+
+func (b *Builder) alloc(n *int, k int32) int32 { return b.s.alloc(n, k) }
+
+func (b *Builder) statSlot(i int, isMin bool) int32 { return b.s.statSlot(i, isMin) }
+
+func (b *Builder) allocStr(k strKind) int32 { return b.s.allocStr(k) }
+
+// planUpdate lists the aggregates Update visits: those with state of their
+// own (count(f), min and max have none beyond their field's stats). The last
+// of them to read a field's stats updates them, after its own work, so every
+// aggregate sees the stats as they were before the event; a field read only
+// by count(f), min or max gets one of those for it.
+func (p *Set) planUpdate() {
+	for _, op := range p.aggs {
+		switch op.kind {
+		case aggCountField, aggMinInt, aggMaxInt, aggMinFloat, aggMaxFloat, aggMinString, aggMaxString:
+		default:
+			p.upd = append(p.upd, op)
+		}
+	}
+	for st := range p.stats {
+		last := -1
+		for i, op := range p.upd {
+			if op.st == int32(st) {
+				last = i
+			}
+		}
+		if last < 0 {
+			for _, op := range p.aggs {
+				if op.st == int32(st) {
+					p.upd = append(p.upd, op)
+					break
+				}
+			}
+			last = len(p.upd) - 1
+		}
+		op, fs := &p.upd[last], &p.stats[st]
+		op.statMin, op.statMax = fs.min, fs.max
+		switch hasMin, hasMax := fs.min >= 0, fs.max >= 0; {
+		case !hasMin && !hasMax:
+			op.upd = statCount
+		case fs.class == classString:
+			op.upd = statString
+		case fs.class == classInt:
+			op.upd = pick(hasMin && hasMax, statMinMaxInt, pick(hasMin, statMinInt, statMaxInt))
+		default:
+			op.upd = pick(hasMin && hasMax, statMinMaxFloat, pick(hasMin, statMinFloat, statMaxFloat))
+		}
+	}
+}
+
+func pick[T any](c bool, a, b T) T {
+	if c {
+		return a
+	}
+	return b
+}
+
+func (p *Set) alloc(n *int, k int32) int32 {
+	at := int32(*n)
+	*n += int(k)
+	return at
+}
+
+// Len returns the number of aggregates.
+func (p *Set) Len() int { return len(p.aggs) }
