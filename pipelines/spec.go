@@ -10,17 +10,19 @@ import (
 // and the JSON Schema alike: `yaml` names the key, `doc` documents it, `default`
 // is applied before decoding, `enum` lists the accepted values.
 type Pipeline struct {
-	Version int     `yaml:"version" doc:"Format version of this file; must be 1." required:"true"`
-	Name    string  `yaml:"name" doc:"Pipeline name: lowercase letters, digits, '_' and '-'; used in metric labels." required:"true"`
-	DataDir string  `yaml:"data_dir" default:"./data" doc:"Directory for the embedded broker store, the lake and checkpoints."`
-	HTTP    HTTP    `yaml:"http" doc:"The HTTP listener for ingest, queries, the console and metrics."`
-	Broker  Broker  `yaml:"broker" doc:"The log: embedded NATS JetStream by default, or an external cluster."`
-	Ingest  Ingest  `yaml:"ingest" doc:"HTTP ingest limits and idempotency."`
-	Auth    Auth    `yaml:"auth" doc:"Bearer-token authentication. Off when no token is configured."`
-	Topics  []Topic `yaml:"topics" doc:"Topics: each is a partitioned, replicated log of typed events." required:"true"`
-	Views   []View  `yaml:"views" doc:"Windowed views computed by both the speed and the batch layer."`
-	Lake    Lake    `yaml:"lake" doc:"The Parquet lake written by the batch layer."`
-	Sinks   []Sink  `yaml:"sinks" doc:"Deliveries of topics and views to external stores."`
+	Version int    `yaml:"version" doc:"Format version of this file; must be 1." required:"true"`
+	Name    string `yaml:"name" doc:"Pipeline name: lowercase letters, digits, '_' and '-'; used in metric labels." required:"true"`
+	DataDir string `yaml:"data_dir" default:"./data" doc:"Directory for the embedded broker store, the lake and checkpoints."`
+	// ShutdownTimeout bounds a stop: see cmd/lambdaflow's serve.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout" default:"10s" doc:"Longest a stop (SIGTERM, Ctrl-C) may take: answering requests in flight, flushing sinks and lake files, checkpointing. Past it the process exits anyway; nothing acknowledged is lost, and every part resumes from its last checkpoint and committed offsets."`
+	HTTP            HTTP     `yaml:"http" doc:"The HTTP listener for ingest, queries, the console and metrics."`
+	Broker          Broker   `yaml:"broker" doc:"The log: embedded NATS JetStream by default, or an external cluster."`
+	Ingest          Ingest   `yaml:"ingest" doc:"HTTP ingest limits and idempotency."`
+	Auth            Auth     `yaml:"auth" doc:"Bearer-token authentication. Off when no token is configured."`
+	Topics          []Topic  `yaml:"topics" doc:"Topics: each is a partitioned, replicated log of typed events." required:"true"`
+	Views           []View   `yaml:"views" doc:"Windowed views computed by both the speed and the batch layer."`
+	Lake            Lake     `yaml:"lake" doc:"The Parquet lake written by the batch layer."`
+	Sinks           []Sink   `yaml:"sinks" doc:"Deliveries of topics and views to external stores."`
 
 	// File is the path the pipeline was loaded from, for messages.
 	File string `yaml:"-"`

@@ -252,6 +252,7 @@ func (v *validator) checkHeader(p *Pipeline) {
 	if p.DataDir == "" {
 		v.errorf("data_dir", "must not be empty")
 	}
+	v.atLeastDuration("shutdown_timeout", p.ShutdownTimeout, time.Second)
 }
 
 func (v *validator) checkHTTP(p *Pipeline) {
@@ -493,6 +494,12 @@ func (v *validator) checkView(path string, w *View, topic *Topic) {
 		parser := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 		if _, err := parser.Parse(s); err != nil {
 			v.errorf(path+".batch.schedule", "invalid cron schedule: %v", err)
+		} else if every, ok := strings.CutPrefix(s, "@every "); ok {
+			// The cron library rounds a shorter interval up to a second
+			// without a word; a zero or sub-second interval is a mistake.
+			if d, err := time.ParseDuration(strings.TrimSpace(every)); err == nil && d < time.Second {
+				v.errorf(path+".batch.schedule", "@every needs an interval of at least 1s, got %s", strings.TrimSpace(every))
+			}
 		}
 	}
 	v.positive(path+".retention", w.Retention)

@@ -617,6 +617,9 @@ func TestValidationErrors(t *testing.T) {
 		{name: "aggregates empty", src: with(fields, "views:", "  - name: v", "    from: m", "    window: {type: tumbling, size: 1m}", "    aggregates: {}"), want: []string{`p.yaml:16:17: views[0].aggregates: must not be empty`}},
 		{name: "schedule", src: with(view, "    batch: {schedule: '* * *'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: invalid cron schedule: expected exactly 5 fields, found 3: [* * *]`}},
 		{name: "schedule with seconds", src: with(view, "    batch: {schedule: '0 */5 * * * *'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: invalid cron schedule: expected exactly 5 fields, found 6: [0 */5 * * * *]`}},
+		{name: "schedule every zero", src: with(view, "    batch: {schedule: '@every 0s'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: @every needs an interval of at least 1s, got 0s`}},
+		{name: "schedule every sub-second", src: with(view, "    batch: {schedule: '@every 500ms'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: @every needs an interval of at least 1s, got 500ms`}},
+		{name: "schedule every second", src: with(view, "    batch: {schedule: '@every 1s'}")},
 		{name: "schedule descriptor", src: with(view, "    batch: {schedule: '@fortnightly'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: invalid cron schedule: unrecognized descriptor: @fortnightly`}},
 		{name: "view retention", src: with(view, "    retention: 0s"), want: []string{`p.yaml:17:16: views[0].retention: must be positive, got 0s`}},
 
