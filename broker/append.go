@@ -56,8 +56,9 @@ var payloadPool = sync.Pool{New: func() any { return new([]byte) }}
 // appends to different partitions run in parallel. Safe for concurrent use.
 //
 // Errors: ErrUnknownTopic, ErrUnknownPartition, ErrUnavailable when the log
-// is down or ctx's deadline (15 s without one) passes first, ctx.Err() when
-// ctx is cancelled, ErrClosed.
+// is down or ctx's deadline (15 s without one) passes first, ErrDiskFull
+// when the log's disk (or an external cluster's storage) is full, ctx.Err()
+// when ctx is cancelled, ErrClosed.
 func (b *Broker) Append(ctx context.Context, topicName string, part int, events []event.Event) (int64, error) {
 	t, p, err := b.partition(topicName, part)
 	if err != nil {
@@ -94,6 +95,9 @@ func (b *Broker) Append(ctx context.Context, topicName string, part int, events 
 			topicName, part, len(payload), limit)
 	}
 
+	if b.disk != nil && b.disk.refuse(time.Now()) {
+		return 0, b.disk.err(p.topic, p.index)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, appendBudget)
@@ -119,6 +123,12 @@ func (b *Broker) Append(ctx context.Context, topicName string, part int, events 
 			return off, nil
 		}
 		switch {
+		case b.disk != nil && b.disk.full.Load():
+			// Found full while this entry waited: a write that fails for
+			// space gets no answer, so waiting on would only time out.
+			return 0, b.disk.err(p.topic, p.index)
+		case storageExhausted(err):
+			return 0, fmt.Errorf("%w: append to %q partition %d: %w", ErrDiskFull, p.topic, p.index, err)
 		case ctx.Err() != nil:
 			return 0, b.ctxErr(ctx, p, err)
 		case wrongLastSequence(err) && conflicts < 8:
@@ -185,6 +195,10 @@ func (b *Broker) appendOnce(ctx context.Context, p *partition, payload []byte, i
 	}
 	actx, cancel := context.WithTimeout(ctx, appendAttempt)
 	defer cancel()
+	if b.disk != nil {
+		// A full disk ends the wait for the acknowledgement at once.
+		defer context.AfterFunc(b.disk.fullCtx(), cancel)()
+	}
 	ack, err := b.js.PublishMsg(actx, msg, jetstream.WithExpectLastSequence(p.lastSeq), jetstream.WithMsgID(id))
 	if err != nil {
 		// The entry may still be stored; find out from the log next time.

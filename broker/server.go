@@ -53,9 +53,10 @@ type Broker struct {
 	subject  string // subject prefix, e.g. "lf"
 	replicas int
 
-	ns *server.Server // nil when connected to an external cluster
-	nc *nats.Conn
-	js jetstream.JetStream
+	ns   *server.Server // nil when connected to an external cluster
+	disk *diskWatch     // the embedded server's disk; nil for an external cluster
+	nc   *nats.Conn
+	js   jetstream.JetStream
 
 	topics    map[string]*topic
 	logTopics []pipelines.Topic // every topic of the log, in order
@@ -150,6 +151,9 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 	}
 	b.wg.Add(1)
 	go b.markerLoop()
+	if b.disk != nil {
+		b.wg.Go(func() { b.watchDisk(b.disk) })
+	}
 	return b, nil
 }
 
@@ -206,11 +210,15 @@ func (b *Broker) startEmbedded() error {
 	if err := clusterOptions(so, bp.Cluster); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(so.StoreDir, 0o755); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	b.disk = newDiskWatch(so.StoreDir, b.log.Error, b.metrics.diskFull, b.metrics.diskFulls)
 	ns, err := server.NewServer(so)
 	if err != nil {
 		return fmt.Errorf("broker: embedded nats-server: %w", err)
 	}
-	ns.SetLoggerV2(serverLogger{b.log}, false, false, false)
+	ns.SetLoggerV2(serverLogger{b.log, b.disk}, false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
@@ -470,6 +478,9 @@ func (b *Broker) Ready(ctx context.Context) error {
 	// a health check must not wait for the caller's whole deadline.
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
+	if b.disk != nil && b.disk.full.Load() {
+		return b.disk.fullErr()
+	}
 	if st := b.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("%w: nats connection %s", ErrUnavailable, strings.ToLower(st.String()))
 	}
@@ -524,7 +535,12 @@ func (b *Broker) ObjectStore(ctx context.Context, bucket string) (*ObjectStore, 
 }
 
 // serverLogger sends the embedded nats-server's log to slog.
-type serverLogger struct{ log *slog.Logger }
+// serverLogger passes the embedded server's messages to the broker's log,
+// and its errors to the disk watch, which learns of a full disk from them.
+type serverLogger struct {
+	log  *slog.Logger
+	disk *diskWatch
+}
 
 // Noticef goes to debug: the embedded server's start-up banner and routine
 // notices would drown the pipeline's own log at info.
@@ -538,7 +554,11 @@ func (l serverLogger) Fatalf(format string, v ...any) {
 	l.log.Error("nats-server: " + fmt.Sprintf(format, v...))
 }
 func (l serverLogger) Errorf(format string, v ...any) {
-	l.log.Error("nats-server: " + fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error("nats-server: " + msg)
+	if l.disk != nil {
+		l.disk.serverError(msg)
+	}
 }
 func (l serverLogger) Debugf(format string, v ...any) {
 	l.log.Debug("nats-server: " + fmt.Sprintf(format, v...))

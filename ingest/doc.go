@@ -76,10 +76,11 @@
 // of more events than ingest.max_in_flight, or an event over 512 KiB;
 // 415 other content types; 429 when ingest.max_in_flight events are already
 // waiting for the log; 503 while ingest starts or stops and when the log is
-// unavailable; 500 when the log refused an append for another reason. 429
-// and 503 carry Retry-After.
+// unavailable; 507 while the log's disk is full (answered at once; appends
+// resume by themselves once space is freed); 500 when the log refused an
+// append for another reason. 429, 503 and 507 carry Retry-After.
 //
-// A 503 or 500 after the log failed means some events of the request may be
+// A 503, 507 or 500 after the log failed means some events of the request may be
 // durable and others not. Retry the same request with the same ids (or the
 // same Idempotency-Key): the durable ones are answered as duplicates and
 // only the rest is appended.
@@ -138,7 +139,7 @@
 // lambdaflow_ingest_events_total{topic}, lambdaflow_ingest_bytes_total{topic},
 // lambdaflow_ingest_duplicates_total{topic},
 // lambdaflow_ingest_rejects_total{topic,reason} (reason invalid, too_large,
-// unauthorized, overloaded, unavailable, unknown_topic; the topic label is
+// unauthorized, overloaded, unavailable, disk_full, unknown_topic; the topic label is
 // empty for unknown_topic, so URLs cannot create label values),
 // lambdaflow_ingest_ack_seconds (arrival to 200) and
 // lambdaflow_ingest_batch_events (events per log entry).

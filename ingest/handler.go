@@ -77,7 +77,7 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 	}
 	reject := func(status int, reason string, body api.Error) {
 		ts.m.rejects[reason].Inc()
-		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusInsufficientStorage {
 			w.Header().Set("Retry-After", retryAfter)
 		}
 		httpapi.WriteErrorBody(w, status, body)
@@ -159,6 +159,10 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.Is(err, errNotReady):
 			reject(http.StatusServiceUnavailable, reasonUnavailable, api.Error{Error: "ingest is not ready (starting or stopping)"})
+		case errors.Is(err, broker.ErrDiskFull):
+			// The server's paths and free space are for its log, not for
+			// the client.
+			reject(http.StatusInsufficientStorage, reasonDiskFull, api.Error{Error: "the log's disk is full: appends resume once space is freed" + retry})
 		case transient(err):
 			reject(http.StatusServiceUnavailable, reasonUnavailable, api.Error{Error: "the log is unavailable: " + err.Error() + retry})
 		default:
