@@ -10,7 +10,7 @@ BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 
-.PHONY: run build test test-go lint services services-down bench fuzz clean
+.PHONY: run build build-nocgo test test-go lint services services-down bench bench-kafka bench-peers bench-backfill fuzz clean
 
 ## run: the example pipeline on embedded defaults (nothing else to install)
 run: build
@@ -19,6 +19,10 @@ run: build
 ## build: the binary into bin/
 build:
 	$(GO) build -o bin/lambdaflow ./cmd/lambdaflow
+
+## build-nocgo: the binary without DuckDB, the one part that needs cgo
+build-nocgo:
+	CGO_ENABLED=0 $(GO) build -tags noduckdb -o bin/lambdaflow ./cmd/lambdaflow
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -44,6 +48,34 @@ bench: services
 	set -a; source <($(SERVICES) env); set +a; \
 	$(GO) test -p 1 -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem -timeout 60m ./... | tee artifacts/bench.txt
 
+## bench-peers: Lambdaflow side by side with Kafka, Flink (Maven Central) and DuckDB (PyPI), fetched into
+## .services/peers; ROUNDS interleaved rounds, PAIRS of ingest,speed,batch,lake; table in artifacts/bench-peers.md
+ROUNDS ?= 3
+PAIRS ?= ingest,speed,batch,lake
+bench-peers:
+	deploy/bench/peers.sh fetch
+	deploy/bench/peers.sh build
+	mkdir -p artifacts
+	set -a; source <(deploy/bench/peers.sh env); set +a; \
+	$(GO) run ./bench/peers -rounds $(ROUNDS) -pairs $(PAIRS) -o artifacts/bench-peers.md
+
+## bench-backfill: a year of flights through HTTP ingest into a real `lambdaflow run`: lake catch-up, files,
+## manifest, peak RSS, recompute per view, with exactness checks; ROUNDS rounds; report in artifacts/bench-backfill.md
+bench-backfill: build
+	deploy/bench/peers.sh duckdb
+	mkdir -p artifacts
+	$(GO) run ./bench/backfill -rounds $(ROUNDS) -o artifacts/bench-backfill.md
+
+## bench-kafka: Kafka-protocol produce throughput, interleaved medians: Apache Kafka (from Maven
+## Central, KRaft, deploy/bench/kafka-broker.sh) vs Lambdaflow's Kafka listener vs the same records
+## over HTTP ingest; the table goes in BENCHMARKS.md (output also in artifacts/bench-kafka.txt)
+bench-kafka: build
+	mkdir -p artifacts
+	deploy/bench/kafka-broker.sh start
+	set -a; source <(deploy/bench/kafka-broker.sh env); set +a; \
+	$(GO) run ./bench/kafkaproduce -lambdaflow bin/lambdaflow $(BENCH_KAFKA_FLAGS) | tee artifacts/bench-kafka.txt; \
+	status=$$?; deploy/bench/kafka-broker.sh stop; exit $$status
+
 ## fuzz: a short run of each fuzz target (FUZZTIME each)
 FUZZTIME ?= 30s
 fuzz:
@@ -52,6 +84,7 @@ fuzz:
 	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzRFC3339$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./broker -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./speed -run '^$$' -fuzz '^FuzzDecodeCheckpoint$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./batch -run '^$$' -fuzz '^FuzzReadManifest$$' -fuzztime $(FUZZTIME)
 
 clean:

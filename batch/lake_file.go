@@ -30,7 +30,8 @@ const (
 // fileWriter writes one lake Parquet file under a temporary name. Rows are
 // gathered (by reference) and handed to parquet-go a column at a time with
 // ColumnWriter.WriteRowValues, which skips parquet-go's reflection-based row
-// path: lake schemas exist only at run time. Building one column's values at
+// path: lake schemas exist only at run time (hence GenericWriter[any] with
+// the schema, parquet-go's writer for schemas not known at compile time). Building one column's values at
 // a time keeps the type switch out of the inner loop and the buffer small.
 // It is not safe for concurrent use.
 type fileWriter struct {
@@ -39,7 +40,7 @@ type fileWriter struct {
 	final   string // path the file gets once committed
 	f       *os.File
 	bw      *bufio.Writer
-	w       *parquet.Writer
+	w       *parquet.GenericWriter[any]
 	cols    []*parquet.ColumnWriter
 	pending []event.Event // rows gathered, not yet handed over
 	offsets []int64
@@ -53,7 +54,7 @@ type fileWriter struct {
 
 // castagnoli is the CRC-32C table; the manifest records each file's CRC-32C
 // so that readers notice damaged files (the page CRCs parquet-go writes are
-// not checked by Arrow's reader).
+// not checked when the lake is read).
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // fileSum returns the CRC-32C of a file's contents.
@@ -89,7 +90,7 @@ func createFile(ls *lakeSchema, final string) (*fileWriter, error) {
 	}
 	fw := &fileWriter{ls: ls, tmp: tmp, final: final, f: f, open: true, sum: crc32.New(castagnoli)}
 	fw.bw = bufio.NewWriterSize(io.MultiWriter(f, fw.sum), 1<<20)
-	fw.w = parquet.NewWriter(fw.bw, ls.schema,
+	fw.w = parquet.NewGenericWriter[any](fw.bw, ls.schema,
 		parquet.CreatedBy(createdBy, "1", ""),
 		// Version 1 data pages are the ones every reader handles (older
 		// Spark and Hive readers choke on v2 with delta encodings).
@@ -318,10 +319,6 @@ func syncDir(dir string) error {
 	}
 	return err
 }
-
-// unsafePointer reinterprets a slice of an int64-based type (Arrow's
-// Timestamp) as []int64 without copying.
-func unsafePointer[T any](p *T) unsafe.Pointer { return unsafe.Pointer(p) }
 
 // renameFile renames a finished file into place and makes the rename durable.
 func renameFile(tmp, final string) error {

@@ -1,20 +1,16 @@
 package batch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
-	"slices"
-
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/parquet/file"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding"
 )
 
 // ErrCorruptFile is returned (wrapped, naming the file) for a lake file
@@ -51,19 +47,19 @@ type scanOptions struct {
 	Ingest bool
 }
 
-// scanFile reads the lake file fe (of the topic lake tl) with Arrow
-// columnar reads and calls fn for each batch of rows. Columns are matched
+// scanFile reads the lake file fe (of the topic lake tl) column by column
+// and calls fn for each batch of rows. Columns are matched
 // to the topic's current schema by name: a field the file lacks (added to
 // the topic later) reads as null; integer-like types read as each other.
 // The file must hold exactly fe.Rows rows of fe's partition and offset
 // range; anything else is ErrCorruptFile.
 func (tl *topicLake) scanFile(ctx context.Context, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) error {
 	path := tl.filePath(fe.Path)
-	err := scanParquet(ctx, path, tl.topic.Schema, fe, opts, fn)
+	err := tl.scan(ctx, path, tl.topic.Schema, fe, opts, fn)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Replaced by compaction after our manifest was read: the file
 		// waits out its grace period under a hidden name.
-		err = scanParquet(ctx, replacedName(path), tl.topic.Schema, fe, opts, fn)
+		err = tl.scan(ctx, replacedName(path), tl.topic.Schema, fe, opts, fn)
 		if errors.Is(err, fs.ErrNotExist) {
 			err = fmt.Errorf("%w %s: the manifest lists it but it is gone", ErrCorruptFile, path)
 		}
@@ -75,75 +71,78 @@ func (tl *topicLake) filePath(rel string) string {
 	return tl.dir + string(os.PathSeparator) + rel
 }
 
-func scanParquet(ctx context.Context, path string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
-	corrupt := func(format string, args ...any) error {
-		return fmt.Errorf("%w %s: %s", ErrCorruptFile, path, fmt.Sprintf(format, args...))
+// Targets of the metadata columns in a scan; schema fields are 0..n-1.
+const (
+	tID = -1 - iota
+	tPart
+	tOffset
+	tEventTime
+	tIngest
+)
+
+// fileScan is what every lake reader shares: the checks of a file against
+// its manifest entry, the choice of columns and the batches of rows the
+// columns are read into.
+type fileScan struct {
+	path   string
+	schema event.Schema
+	fe     FileEntry
+	// cols lists the file columns to read; target says where each lands:
+	// a schema field (≥ 0) or a metadata column (tID…tIngest).
+	cols, target []int
+	b            scanBatch
+	values       []event.Value
+	// laid is how many events of b point into values; events keep their
+	// Values slices from batch to batch.
+	laid int
+	rows int64
+}
+
+func (s *fileScan) corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w %s: %s", ErrCorruptFile, s.path, fmt.Sprintf(format, args...))
+}
+
+// recoverCorrupt, deferred by a reader, turns a panic into ErrCorruptFile
+// in *err: malformed pages can panic deep in a decoder, and that means a bad
+// file, never a reason to bring the process down.
+func (s *fileScan) recoverCorrupt(err *error) {
+	if r := recover(); r != nil {
+		*err = s.corrupt("%v", r)
 	}
-	// Malformed pages can panic deep in the decoder; a panic here means
-	// a bad file, never a reason to bring the process down.
-	defer func() {
-		if r := recover(); r != nil {
-			err = corrupt("%v", r)
-		}
-	}()
-	// The whole-file checksum first: a damaged page could otherwise
-	// decode to plausible, wrong values (zstd frames carry no checksum
-	// here, and Arrow does not check page CRCs). Reading the file once
-	// more costs little next to decoding it, and warms the page cache.
-	if fe.CRC32C != 0 {
-		sum, err := fileSum(path)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-			return corrupt("%v", err)
-		}
-		if sum != fe.CRC32C {
-			return corrupt("checksum %08x, the manifest says %08x", sum, fe.CRC32C)
-		}
+}
+
+// checkSum compares the whole file's CRC-32C with the manifest's before
+// anything is decoded: a damaged page could otherwise decode to plausible,
+// wrong values (zstd frames carry no checksum here, and page CRCs are not
+// checked). Reading the file once more costs little next to decoding it, and
+// warms the page cache.
+func (s *fileScan) checkSum() error {
+	if s.fe.CRC32C == 0 {
+		return nil
 	}
-	pf, err := file.OpenParquetFile(path, false)
+	sum, err := fileSum(s.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		return corrupt("%v", err)
+		return s.corrupt("%v", err)
 	}
-	defer pf.Close()
-	if got := pf.NumRows(); got != fe.Rows {
-		return corrupt("holds %d rows, the manifest says %d", got, fe.Rows)
+	if sum != s.fe.CRC32C {
+		return s.corrupt("checksum %08x, the manifest says %08x", sum, s.fe.CRC32C)
 	}
-	fileSchema := pf.MetaData().Schema
-	colIndex := func(name string) int { return fileSchema.ColumnIndexByName(name) }
-	props := pqarrow.ArrowReadProperties{BatchSize: readBatchRows}
-	for _, f := range schema {
-		// Strings as dictionaries: indices into a small dictionary instead
-		// of a copy of every value, which is most of the cost of a read.
-		if c := colIndex(f.Name); c >= 0 && f.Type == event.TypeString {
-			props.SetReadDict(c, true)
-		}
-	}
-	fr, err := pqarrow.NewFileReader(pf, props, new(readPool))
-	if err != nil {
-		return corrupt("%v", err)
-	}
-	// cols lists the file columns to read; target says where each lands:
-	// 0..n-1 schema fields, -1.. the metadata columns.
-	const (
-		tID = -1 - iota
-		tPart
-		tOffset
-		tEventTime
-		tIngest
-	)
-	var cols, target []int
-	for i, f := range schema {
+	return nil
+}
+
+// selectColumns picks the file columns opts asks for; colIndex finds a
+// column by name (-1: the file has none).
+func (s *fileScan) selectColumns(opts scanOptions, colIndex func(name string) int) error {
+	for i, f := range s.schema {
 		if opts.Fields != nil && !opts.Fields[i] {
 			continue
 		}
 		if c := colIndex(f.Name); c >= 0 {
-			cols = append(cols, c)
-			target = append(target, i)
+			s.cols = append(s.cols, c)
+			s.target = append(s.target, i)
 		}
 	}
 	for _, m := range []struct {
@@ -155,95 +154,159 @@ func scanParquet(ctx context.Context, path string, schema event.Schema, fe FileE
 		c := colIndex(m.name)
 		// A file without _ingest_time is bad also for a reader that skips it.
 		if c < 0 && (m.want || m.t == tIngest) {
-			return corrupt("no column %s", m.name)
+			return s.corrupt("no column %s", m.name)
 		}
 		if !m.want {
 			continue
 		}
-		cols = append(cols, c)
-		target = append(target, m.t)
+		s.cols = append(s.cols, c)
+		s.target = append(s.target, m.t)
 	}
-	width := len(schema)
-	b := &scanBatch{}
-	dicts := make([]dictWords, width)
-	var values []event.Value
-	var rows int64
-	// laid is how many events of b point into values; events keep their
-	// Values slices from batch to batch.
-	laid := 0
-	readGroup := func(rg int) error {
-		// A streaming reader decodes readBatchRows rows at a time into
-		// buffers of that size; reading the whole row group as a table
-		// first allocated all of it (and more while its buffers grew).
-		rr, err := fr.GetRecordReader(ctx, cols, []int{rg})
-		if err != nil {
-			return corrupt("row group %d: %v", rg, err)
-		}
-		defer rr.Release()
-		for rr.Next() {
-			rec := rr.RecordBatch()
-			n := int(rec.NumRows())
-			// Every batch of a file writes the same fields in every row
-			// (nulls included), and fields the file lacks are never
-			// written, so values need no clearing between batches.
-			if cap(values) < n*width {
-				values = make([]event.Value, n*width)
-				laid = 0
-			}
-			values = values[:n*width]
-			if cap(b.Events) < n {
-				laid = 0
-			}
-			b.Events = resize(b.Events, n)
-			b.Parts = resize(b.Parts, n)
-			b.Offsets = resize(b.Offsets, n)
-			for i := laid; i < n; i++ {
-				b.Events[i] = event.Event{Values: values[i*width : (i+1)*width : (i+1)*width]}
-			}
-			laid = max(laid, n)
-			for ci, col := range rec.Columns() {
-				t := target[ci]
-				if t >= 0 {
-					if err := fillField(b.Events, t, schema[t].Type, col, &dicts[t]); err != nil {
-						return corrupt("column %s: %v", schema[t].Name, err)
-					}
-					continue
-				}
-				if err := fillMeta(b, t, col); err != nil {
-					return corrupt("column %s: %v", rec.ColumnName(ci), err)
-				}
-			}
-			for i := range n {
-				if t := b.Events[i].Time; t < fe.Hour || t >= fe.Hour+hourMicros {
-					return corrupt("row with event time %d is outside the file's hour", t)
-				}
-				if b.Parts[i] != int32(fe.Partition) || b.Offsets[i] < fe.First || b.Offsets[i] > fe.Last {
-					return corrupt("row of partition %d offset %d is outside the file's range p%d [%d, %d]",
-						b.Parts[i], b.Offsets[i], fe.Partition, fe.First, fe.Last)
-				}
-			}
-			rows += int64(n)
-			if err := fn(b); err != nil {
-				return err
-			}
-		}
-		if err := rr.Err(); err != nil {
-			return corrupt("row group %d: %v", rg, err)
-		}
-		return nil
+	return nil
+}
+
+// batch returns the scan's batch, sized for n rows.
+func (s *fileScan) batch(n int) *scanBatch {
+	width := len(s.schema)
+	b := &s.b
+	// Every batch of a file writes the same fields in every row (nulls
+	// included), and fields the file lacks are never written, so values
+	// need no clearing between batches.
+	if cap(s.values) < n*width {
+		s.values = make([]event.Value, n*width)
+		s.laid = 0
 	}
-	for rg := range pf.NumRowGroups() {
+	s.values = s.values[:n*width]
+	if cap(b.Events) < n {
+		s.laid = 0
+	}
+	b.Events = resize(b.Events, n)
+	b.Parts = resize(b.Parts, n)
+	b.Offsets = resize(b.Offsets, n)
+	for i := s.laid; i < n; i++ {
+		b.Events[i] = event.Event{Values: s.values[i*width : (i+1)*width : (i+1)*width]}
+	}
+	s.laid = max(s.laid, n)
+	return b
+}
+
+// deliver checks that every row of the filled batch belongs in the file,
+// then hands the batch to fn.
+func (s *fileScan) deliver(fn func(*scanBatch) error) error {
+	b, fe := &s.b, s.fe
+	for i := range b.Events {
+		if t := b.Events[i].Time; t < fe.Hour || t >= fe.Hour+hourMicros {
+			return s.corrupt("row with event time %d is outside the file's hour", t)
+		}
+		if b.Parts[i] != int32(fe.Partition) || b.Offsets[i] < fe.First || b.Offsets[i] > fe.Last {
+			return s.corrupt("row of partition %d offset %d is outside the file's range p%d [%d, %d]",
+				b.Parts[i], b.Offsets[i], fe.Partition, fe.First, fe.Last)
+		}
+	}
+	s.rows += int64(len(b.Events))
+	return fn(b)
+}
+
+// done checks the rows read against the manifest.
+func (s *fileScan) done() error {
+	if s.rows != s.fe.Rows {
+		return s.corrupt("read %d rows, the manifest says %d", s.rows, s.fe.Rows)
+	}
+	return nil
+}
+
+// scanParquet reads a lake file with parquet-go's columnar reader: each
+// column chunk is read page by page (File.RowGroups, ColumnChunk.Pages) and
+// the pages' typed values (Page.Data) are copied into batches of
+// readBatchRows events. Columns a scan does not ask for are not read.
+// Strings are copied once per page, dictionary words once per dictionary,
+// and pages go back to parquet-go's pools as soon as they are used up.
+func scanParquet(ctx context.Context, path string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
+	s := &fileScan{path: path, schema: schema, fe: fe}
+	defer s.recoverCorrupt(&err)
+	if err := s.checkSum(); err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return s.corrupt("%v", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return s.corrupt("%v", err)
+	}
+	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		return s.corrupt("%v", err)
+	}
+	if got := pf.NumRows(); got != fe.Rows {
+		return s.corrupt("holds %d rows, the manifest says %d", got, fe.Rows)
+	}
+	err = s.selectColumns(opts, func(name string) int {
+		if leaf, ok := pf.Schema().Lookup(name); ok {
+			return leaf.ColumnIndex
+		}
+		return -1
+	})
+	if err != nil {
+		return err
+	}
+	cursors := make([]pageCursor, len(s.cols))
+	defer func() {
+		for i := range cursors {
+			cursors[i].close()
+		}
+	}()
+	for rg, group := range pf.RowGroups() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := readGroup(rg); err != nil {
-			return err
+		chunks := group.ColumnChunks()
+		for i, c := range s.cols {
+			cursors[i].reset(chunks[c].Pages())
+		}
+		for left := int(group.NumRows()); left > 0; {
+			n := min(left, readBatchRows)
+			left -= n
+			b := s.batch(n)
+			for ci, t := range s.target {
+				if t >= 0 {
+					err = cursors[ci].fillField(b.Events, t, schema[t].Type)
+				} else {
+					err = cursors[ci].fillMeta(b, t)
+				}
+				if err != nil {
+					name := colName(schema, t)
+					return s.corrupt("row group %d, column %s: %v", rg, name, err)
+				}
+			}
+			if err := s.deliver(fn); err != nil {
+				return err
+			}
 		}
 	}
-	if rows != fe.Rows {
-		return corrupt("read %d rows, the manifest says %d", rows, fe.Rows)
+	return s.done()
+}
+
+// colName names the column of target t.
+func colName(schema event.Schema, t int) string {
+	switch t {
+	case tID:
+		return ColID
+	case tPart:
+		return ColPartition
+	case tOffset:
+		return ColOffset
+	case tEventTime:
+		return ColEventTime
+	case tIngest:
+		return ColIngestTime
 	}
-	return nil
+	return schema[t].Name
 }
 
 func resize[T any](s []T, n int) []T {
@@ -253,212 +316,265 @@ func resize[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// fillField copies an Arrow column into field t of the events; dw keeps
-// the column's last dictionary.
-func fillField(evs []event.Event, t int, typ event.FieldType, col arrow.Array, dw *dictWords) error {
-	nulls := col.NullN() > 0
-	switch a := col.(type) {
-	case *array.Dictionary:
-		dict, ok := a.Dictionary().(*array.String)
-		if !ok || typ != event.TypeString {
-			return fmt.Errorf("%s in the file, %s in the schema", col.DataType(), typ)
-		}
-		// Convert each dictionary entry once (and once per file while
-		// batches repeat the dictionary).
-		words := dw.of(dict)
-		switch ix := a.Indices().(type) {
-		case *array.Int32:
-			return fillDict(evs, t, words, ix.Int32Values(), a)
-		case *array.Int16:
-			return fillDict(evs, t, words, ix.Int16Values(), a)
-		case *array.Int8:
-			return fillDict(evs, t, words, ix.Int8Values(), a)
-		case *array.Int64:
-			return fillDict(evs, t, words, ix.Int64Values(), a)
-		default:
-			return fmt.Errorf("dictionary indices of type %s", ix.DataType())
-		}
-	case *array.String:
-		if typ != event.TypeString {
-			return fmt.Errorf("string in the file, %s in the schema", typ)
-		}
-		data, offs := ownStrings(a)
-		for i := range evs {
-			if nulls && a.IsNull(i) {
-				evs[i].Values[t] = event.Value{}
-				continue
-			}
-			evs[i].Values[t] = event.Value{S: data[offs[i]:offs[i+1]], Valid: true}
-		}
-	case *array.Float64:
-		if typ != event.TypeDouble {
-			return fmt.Errorf("double in the file, %s in the schema", typ)
-		}
-		vs := a.Float64Values()
-		for i := range evs {
-			if nulls && a.IsNull(i) {
-				evs[i].Values[t] = event.Value{}
-				continue
-			}
-			evs[i].Values[t] = event.Value{F: vs[i], Valid: true}
-		}
-	case *array.Int64:
-		return fillInt(evs, t, typ, "long", a.Int64Values(), a)
-	case *array.Timestamp:
-		vs := a.TimestampValues()
-		return fillInt(evs, t, typ, "long", *(*[]int64)(unsafePointer(&vs)), a)
-	case *array.Int32:
-		return fillInt(evs, t, typ, "int", a.Int32Values(), a)
-	case *array.Boolean:
-		if !integerLike(typ) {
-			return fmt.Errorf("bool in the file, %s in the schema", typ)
-		}
-		for i := range evs {
-			if nulls && a.IsNull(i) {
-				evs[i].Values[t] = event.Value{}
-				continue
-			}
-			var v int64
-			if a.Value(i) {
-				v = 1
-			}
-			evs[i].Values[t] = event.Value{I: v, Valid: true}
-		}
-	default:
-		return fmt.Errorf("unexpected Arrow type %s", col.DataType())
-	}
-	return nil
-}
-
 func integerLike(t event.FieldType) bool {
 	return t == event.TypeLong || t == event.TypeInt || t == event.TypeBool || t == event.TypeTimestamp
 }
 
-// fillInt copies an integer column (of type file, as the error names it)
-// into field t of the events: as integers, or as doubles into a double
-// field.
-func fillInt[I int32 | int64](evs []event.Event, t int, typ event.FieldType, file string, vs []I, a arrow.Array) error {
-	if !integerLike(typ) && typ != event.TypeDouble {
-		return fmt.Errorf("%s in the file, %s in the schema", file, typ)
-	}
-	nulls := a.NullN() > 0
-	for i := range evs {
-		if nulls && a.IsNull(i) {
-			evs[i].Values[t] = event.Value{}
-			continue
-		}
-		if typ == event.TypeDouble {
-			evs[i].Values[t] = event.Value{F: float64(vs[i]), Valid: true}
-		} else {
-			evs[i].Values[t] = event.Value{I: int64(vs[i]), Valid: true}
-		}
-	}
-	return nil
+// pageCursor walks one column chunk's pages, holding the typed values of
+// the current page (one of i64, i32, f64, bits, idx into words, or data with
+// offs).
+type pageCursor struct {
+	pages parquet.Pages
+	page  parquet.Page
+	defs  []byte // definition levels of an optional column's page; nil if required
+	row   int    // next row of the page
+	val   int    // next value of the page's data (nulls have none)
+	rows  int    // rows in the page
+
+	i64  []int64
+	i32  []int32
+	f64  []float64
+	bits []byte
+	data string   // a byte array page's bytes, copied once
+	offs []uint32 // and offsets
+	idx  []int32  // a dictionary page's indices
+	dict parquet.Dictionary
+	// words are the current dictionary's values, as strings of their own.
+	words  []string
+	bufI32 []int32
+	bufI64 []int64
 }
 
-// fillMeta copies a metadata column into the batch.
-func fillMeta(b *scanBatch, t int, col arrow.Array) error {
-	if col.NullN() > 0 {
-		return errors.New("metadata column holds nulls")
+// reset starts on another column chunk, keeping the buffers.
+func (c *pageCursor) reset(pages parquet.Pages) {
+	c.close()
+	*c = pageCursor{pages: pages, words: c.words[:0], bufI32: c.bufI32, bufI64: c.bufI64}
+}
+
+// close gives the current page back and closes the chunk's pages.
+func (c *pageCursor) close() {
+	if c.page != nil {
+		parquet.Release(c.page)
+		c.page = nil
 	}
-	switch t {
-	case -1: // _id
-		a, ok := col.(*array.String)
-		if !ok {
-			return fmt.Errorf("type %s, want string", col.DataType())
+	if c.pages != nil {
+		if cl, ok := c.pages.(io.Closer); ok {
+			cl.Close()
 		}
-		data, offs := ownStrings(a)
-		for i := range b.Events {
-			b.Events[i].ID = data[offs[i]:offs[i+1]]
+		c.pages = nil
+	}
+}
+
+// next loads the next page.
+func (c *pageCursor) next() error {
+	if c.page != nil {
+		parquet.Release(c.page)
+		c.page = nil
+	}
+	p, err := c.pages.ReadPage()
+	if err != nil {
+		if err == io.EOF {
+			return errors.New("fewer values than rows")
 		}
-	case -2: // _partition
-		a, ok := col.(*array.Int32)
-		if !ok {
-			return fmt.Errorf("type %s, want int32", col.DataType())
+		return err
+	}
+	c.page = p
+	c.rows = int(p.NumRows())
+	c.row, c.val = 0, 0
+	c.defs = p.DefinitionLevels()
+	if len(c.defs) == 0 {
+		c.defs = nil
+	}
+	d := p.Data()
+	c.i64, c.i32, c.f64, c.bits, c.idx, c.data, c.offs = nil, nil, nil, nil, nil, "", nil
+	if dict := p.Dictionary(); dict != nil {
+		idx := d.Int32()
+		dd := dict.Page().Data()
+		if dd.Kind() == encoding.ByteArray {
+			c.idx = idx
+			if dict != c.dict {
+				c.dict = dict
+				data, offs := dd.ByteArray()
+				all := string(data)
+				c.words = c.words[:0]
+				for i := 0; i+1 < len(offs); i++ {
+					c.words = append(c.words, all[offs[i]:offs[i+1]])
+				}
+			}
+			return nil
 		}
-		copy(b.Parts, a.Int32Values())
-	default:
-		var vs []int64
-		switch a := col.(type) {
-		case *array.Int64:
-			vs = a.Int64Values()
-		case *array.Timestamp:
-			ts := a.TimestampValues()
-			vs = *(*[]int64)(unsafePointer(&ts))
+		// Other dictionaries (the partition column's) are looked up here.
+		var err error
+		switch dd.Kind() {
+		case encoding.Int32:
+			c.bufI32, err = lookupDict(c.bufI32, dd.Int32(), idx)
+			c.i32 = c.bufI32
+		case encoding.Int64:
+			c.bufI64, err = lookupDict(c.bufI64, dd.Int64(), idx)
+			c.i64 = c.bufI64
 		default:
-			return fmt.Errorf("type %s, want int64", col.DataType())
+			return fmt.Errorf("dictionary of kind %s", dd.Kind())
 		}
+		return err
+	}
+	switch d.Kind() {
+	case encoding.Int64:
+		c.i64 = d.Int64()
+	case encoding.Int32:
+		c.i32 = d.Int32()
+	case encoding.Double:
+		c.f64 = d.Double()
+	case encoding.Boolean:
+		// Bit-packed, least significant bit first; pages read from a
+		// file start at bit 0.
+		c.bits = d.Boolean()
+	case encoding.ByteArray:
+		data, offs := d.ByteArray()
+		c.data, c.offs = string(data), offs
+	default:
+		return fmt.Errorf("page of kind %s", d.Kind())
+	}
+	return nil
+}
+
+// lookupDict fills buf with the dictionary values of the indices idx.
+func lookupDict[T int32 | int64](buf, dict []T, idx []int32) ([]T, error) {
+	buf = resize(buf, len(idx))
+	for i, x := range idx {
+		if x < 0 || int(x) >= len(dict) {
+			return buf, fmt.Errorf("dictionary index %d out of range", x)
+		}
+		buf[i] = dict[x]
+	}
+	return buf, nil
+}
+
+// span returns how many of want rows the current page still holds,
+// loading the next page when it is used up.
+func (c *pageCursor) span(want int) (int, error) {
+	if c.row >= c.rows {
+		if err := c.next(); err != nil {
+			return 0, err
+		}
+	}
+	return min(want, c.rows-c.row), nil
+}
+
+// fillField copies the column's next len(evs) values into field t of the
+// events. A column is matched to the topic's current schema by name, so its
+// values must be of the field's type: integer-like values (long, int, bool,
+// timestamp) read as each other and as doubles; any other change of type is
+// an error.
+func (c *pageCursor) fillField(evs []event.Event, t int, typ event.FieldType) error {
+	for done := 0; done < len(evs); {
+		k, err := c.span(len(evs) - done)
+		if err != nil {
+			return err
+		}
+		if err := c.fits(typ); err != nil {
+			return err
+		}
+		out := evs[done : done+k]
+		for i := range out {
+			if c.defs != nil && c.defs[c.row+i] == 0 {
+				out[i].Values[t] = event.Value{}
+				continue
+			}
+			j := c.val
+			c.val++
+			var v event.Value
+			switch {
+			case c.idx != nil:
+				if w := int(c.idx[j]); w >= 0 && w < len(c.words) {
+					v.S = c.words[w]
+				} else {
+					return fmt.Errorf("dictionary index %d out of range", w)
+				}
+			case c.offs != nil:
+				v.S = c.data[c.offs[j]:c.offs[j+1]]
+			case c.f64 != nil:
+				v.F = c.f64[j]
+			case c.i64 != nil:
+				v.I = c.i64[j]
+			case c.i32 != nil:
+				v.I = int64(c.i32[j])
+			case c.bits != nil:
+				if j/8 >= len(c.bits) {
+					return errors.New("boolean page shorter than its values")
+				}
+				v.I = int64(c.bits[j/8] >> (j % 8) & 1)
+			}
+			if typ == event.TypeDouble && c.f64 == nil {
+				v.F, v.I = float64(v.I), 0
+			}
+			v.Valid = true
+			out[i].Values[t] = v
+		}
+		c.row += k
+		done += k
+	}
+	return nil
+}
+
+// fits checks that the current page's values can be read as typ.
+func (c *pageCursor) fits(typ event.FieldType) error {
+	var file string
+	switch {
+	case c.idx != nil || c.offs != nil:
+		if typ == event.TypeString {
+			return nil
+		}
+		file = "string"
+	case c.f64 != nil:
+		if typ == event.TypeDouble {
+			return nil
+		}
+		file = "double"
+	default: // integers and bools
+		if integerLike(typ) || typ == event.TypeDouble {
+			return nil
+		}
+		file = "integer"
+	}
+	return fmt.Errorf("%s in the file, %s in the schema", file, typ)
+}
+
+// fillMeta copies the metadata column of target t into the batch.
+func (c *pageCursor) fillMeta(b *scanBatch, t int) error {
+	evs := b.Events
+	for done := 0; done < len(evs); {
+		k, err := c.span(len(evs) - done)
+		if err != nil {
+			return err
+		}
+		if c.defs != nil {
+			return errors.New("metadata column holds nulls")
+		}
+		if t == tID && c.offs == nil || t == tPart && c.i32 == nil || t < tPart && c.i64 == nil {
+			return errors.New("metadata column of the wrong type")
+		}
+		j := c.val
 		switch t {
-		case -3:
-			copy(b.Offsets, vs)
-		case -4:
-			for i := range b.Events {
-				b.Events[i].Time = vs[i]
+		case tID:
+			for i := range k {
+				evs[done+i].ID = c.data[c.offs[j+i]:c.offs[j+i+1]]
 			}
-		case -5:
-			for i := range b.Events {
-				b.Events[i].Ingest = vs[i]
+		case tPart:
+			copy(b.Parts[done:done+k], c.i32[j:j+k])
+		case tOffset:
+			copy(b.Offsets[done:done+k], c.i64[j:j+k])
+		case tEventTime:
+			for i := range k {
+				evs[done+i].Time = c.i64[j+i]
+			}
+		case tIngest:
+			for i := range k {
+				evs[done+i].Ingest = c.i64[j+i]
 			}
 		}
+		c.val += k
+		c.row += k
+		done += k
 	}
 	return nil
-}
-
-// fillDict sets field t of the events from dictionary indices.
-func fillDict[I int8 | int16 | int32 | int64](evs []event.Event, t int, words []string, idx []I, a arrow.Array) error {
-	nulls := a.NullN() > 0
-	for i := range evs {
-		if nulls && a.IsNull(i) {
-			evs[i].Values[t] = event.Value{}
-			continue
-		}
-		j := int(idx[i])
-		if j < 0 || j >= len(words) {
-			return fmt.Errorf("dictionary index %d out of range", j)
-		}
-		evs[i].Values[t] = event.Value{S: words[j], Valid: true}
-	}
-	return nil
-}
-
-// ownStrings copies the bytes of a's values into one string of their own
-// (the Arrow buffers are recycled when the next batch is read) and
-// returns it with the offsets of the values in it: value i is
-// data[offs[i]:offs[i+1]].
-func ownStrings(a *array.String) (data string, offs []int32) {
-	offs = a.ValueOffsets()
-	data = string(a.ValueBytes())
-	if base := offs[0]; base != 0 {
-		rel := make([]int32, len(offs))
-		for i, o := range offs {
-			rel[i] = o - base
-		}
-		offs = rel
-	}
-	return data, offs
-}
-
-// dictWords holds the words of the last dictionary of one string column,
-// so that batches repeating it reuse them instead of copying them again.
-type dictWords struct {
-	raw   []byte  // the dictionary's bytes
-	offs  []int32 // and offsets
-	words []string
-}
-
-// of returns dict's words, as strings of their own.
-func (d *dictWords) of(dict *array.String) []string {
-	offs, raw := dict.ValueOffsets(), dict.ValueBytes()
-	if d.words != nil && bytes.Equal(raw, d.raw) && slices.Equal(offs, d.offs) {
-		return d.words
-	}
-	d.raw = append(d.raw[:0], raw...)
-	d.offs = append(d.offs[:0], offs...)
-	data, rel := ownStrings(dict)
-	words := make([]string, dict.Len())
-	for i := range words {
-		words[i] = data[rel[i]:rel[i+1]]
-	}
-	d.words = words
-	return words
 }

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // LakeConsumer is the consumer name under which lake writers commit.
@@ -40,6 +42,9 @@ type topicLake struct {
 	dir   string
 	ls    *lakeSchema
 	ms    *manifestStore
+	// scan reads one lake file (scanParquet); benchmarks swap in another
+	// reader to compare them on the same workload.
+	scan func(ctx context.Context, path string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) error
 }
 
 func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
@@ -52,7 +57,7 @@ func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &topicLake{topic: t, dir: dir, ls: ls, ms: ms}, nil
+	return &topicLake{topic: t, dir: dir, ls: ls, ms: ms, scan: scanParquet}, nil
 }
 
 // recover brings the directory in line with the manifest after a crash:
@@ -141,21 +146,22 @@ func (w *lakeWriter) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for p := range w.tl.topic.Partitions {
 		wg.Go(func() {
-			backoff := w.poll
-			for {
+			// The poll interval doubling to 30 s, without jitter: each
+			// partition writer waits for its own log and lake.
+			backoff := retry.Backoff{Base: w.poll, Cap: 30 * time.Second}
+			backoff.Do(ctx, func(int) error {
 				err := w.runPartition(ctx, p)
 				if ctx.Err() != nil {
-					return
+					return nil // stopping
 				}
+				if err == nil {
+					err = errors.New("stopped without an error")
+				}
+				return err
+			}, func(_ int, err error, _ time.Duration) {
 				w.logger.Error("lake: partition writer failed; restarting from the manifest",
 					"topic", w.tl.topic.Name, "partition", p, "err", err)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(backoff):
-				}
-				backoff = min(backoff*2, 30*time.Second)
-			}
+			})
 		})
 	}
 	wg.Wait()

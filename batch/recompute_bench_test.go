@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -65,6 +66,10 @@ func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, 
 // BenchmarkRecompute runs a view's plan over a lake of 2M rows of the
 // example schema: the ops-metrics example view (where, six aggregates with a
 // quantile and a distinct count) and a lean one (count, sum, max).
+//
+// With LF_BENCH_LAKE=DIR set, the lake is written under DIR (emptied
+// first) and kept, so that another engine can read the same files
+// (bench/peers runs DuckDB over them).
 func BenchmarkRecompute(b *testing.B) {
 	const n = 2_000_000
 	design := pipelines.View{
@@ -84,7 +89,14 @@ func BenchmarkRecompute(b *testing.B) {
 		},
 	}
 	topic := pipelines.Topic{Name: "metrics", Partitions: 1, Time: "ts", Schema: exampleSchema}
-	p := testPipeline(b.TempDir(), []pipelines.Topic{topic}, []pipelines.View{design, lean})
+	dir := b.TempDir()
+	if d := os.Getenv("LF_BENCH_LAKE"); d != "" {
+		if err := os.RemoveAll(d); err != nil {
+			b.Fatal(err)
+		}
+		dir = d
+	}
+	p := testPipeline(dir, []pipelines.Topic{topic}, []pipelines.View{design, lean})
 	now := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
 	bt, err := New(p, nil, nil, Options{Now: func() time.Time { return now }})
 	if err != nil {
@@ -92,23 +104,30 @@ func BenchmarkRecompute(b *testing.B) {
 	}
 	defer bt.Close()
 	writeLakeDirect(b, bt.lakes["metrics"], 0, exampleEvents(n, 2), 0)
+	readers := []struct {
+		name string
+		scan func(context.Context, string, event.Schema, FileEntry, scanOptions, func(*scanBatch) error) error
+	}{{"parquet-go", scanParquet}, {"arrow", scanParquetArrow}}
 	for _, view := range []string{"design", "lean"} {
-		b.Run(view, func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(n) // "MB/s" reads as million rows/s
-			cpu0 := cpuTime()
-			for b.Loop() {
-				bt.views[view].st = newViewState() // recompute everything
-				s, err := bt.RunJob(context.Background(), view, time.Time{}, time.Time{}, nil)
-				if err != nil || s.Rows != n {
-					b.Fatalf("%+v %v", s, err)
+		for _, rd := range readers {
+			b.Run(view+"/reader="+rd.name, func(b *testing.B) {
+				bt.lakes["metrics"].scan = rd.scan
+				b.ReportAllocs()
+				b.SetBytes(n) // "MB/s" reads as million rows/s
+				cpu0 := cpuTime()
+				for b.Loop() {
+					bt.views[view].st = newViewState() // recompute everything
+					s, err := bt.RunJob(context.Background(), view, time.Time{}, time.Time{}, nil)
+					if err != nil || s.Rows != n {
+						b.Fatalf("%+v %v", s, err)
+					}
 				}
-			}
-			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
-			// Rows per second of CPU time: the per-core rate, also on a
-			// machine others share.
-			b.ReportMetric(float64(n)*float64(b.N)/(cpuTime()-cpu0).Seconds(), "rows/cpu-s")
-		})
+				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+				// Rows per second of CPU time: the per-core rate, also on a
+				// machine others share.
+				b.ReportMetric(float64(n)*float64(b.N)/(cpuTime()-cpu0).Seconds(), "rows/cpu-s")
+			})
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -111,50 +112,64 @@ func (b *Broker) Append(ctx context.Context, topicName string, part int, events 
 	defer func() { <-p.sem }()
 
 	id := nuid.Next()
-	backoff := 25 * time.Millisecond
 	conflicts := 0
-	for {
-		off, err := b.appendOnce(ctx, p, payload, id, n, minTime)
-		if err == nil {
-			p.m.appends.Inc()
-			p.m.events.Add(float64(n))
-			p.m.bytes.Add(float64(len(payload)))
-			b.metrics.appendSeconds.Observe(time.Since(start).Seconds())
-			return off, nil
-		}
-		switch {
-		case b.disk != nil && b.disk.full.Load():
-			// Found full while this entry waited: a write that fails for
-			// space gets no answer, so waiting on would only time out.
-			return 0, b.disk.err(p.topic, p.index)
-		case storageExhausted(err):
-			return 0, fmt.Errorf("%w: append to %q partition %d: %w", ErrDiskFull, p.topic, p.index, err)
-		case ctx.Err() != nil:
-			return 0, b.ctxErr(ctx, p, err)
-		case wrongLastSequence(err) && conflicts < 8:
-			// Another writer appended, or our own earlier attempt landed:
-			// re-read the end and retry at once.
-			conflicts++
-			b.log.Debug("broker: append conflict, re-reading the end of the log", "topic", p.topic, "partition", p.index, "err", err)
-			continue
-		case wrongLastSequence(err) || transient(err):
-			// Past a few conflicts in a row, back off so that competing
-			// writers do not keep colliding.
-			b.log.Debug("broker: append retry", "topic", p.topic, "partition", p.index, "err", err)
-			timer := time.NewTimer(backoff)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-				timer.Stop()
-				return 0, b.ctxErr(ctx, p, err)
+	var off int64
+	// final says the append's error is decided; otherwise ctx ended while
+	// waiting to retry the error Do returns.
+	final := false
+	// Retries after transient failures and repeated conflicts wait 25 ms
+	// doubling to 1 s, without jitter: the wait is for the log to come
+	// back, and competing writers are already out of step.
+	backoff := retry.Backoff{Base: 25 * time.Millisecond, Cap: time.Second}
+	err = backoff.Do(ctx, func(int) error {
+		for {
+			var err error
+			off, err = b.appendOnce(ctx, p, payload, id, n, minTime)
+			switch {
+			case err == nil:
+				return nil
+			case b.disk != nil && b.disk.full.Load():
+				// Found full while this entry waited: a write that fails
+				// for space gets no answer, so waiting on would only
+				// time out.
+				final = true
+				return retry.Permanent(b.disk.err(p.topic, p.index))
+			case storageExhausted(err):
+				final = true
+				return retry.Permanent(fmt.Errorf("%w: append to %q partition %d: %w", ErrDiskFull, p.topic, p.index, err))
+			case ctx.Err() != nil:
+				final = true
+				return retry.Permanent(b.ctxErr(ctx, p, err))
+			case wrongLastSequence(err) && conflicts < 8:
+				// Another writer appended, or our own earlier attempt
+				// landed: re-read the end of the log and retry at once.
+				conflicts++
+				b.log.Debug("broker: append conflict, re-reading the end of the log", "topic", p.topic, "partition", p.index, "err", err)
+			case wrongLastSequence(err) || transient(err):
+				// Past a few conflicts in a row, back off so that
+				// competing writers do not keep colliding.
+				b.log.Debug("broker: append retry", "topic", p.topic, "partition", p.index, "err", err)
+				return err
+			case b.isClosed():
+				final = true
+				return retry.Permanent(fmt.Errorf("broker: append to %q partition %d: %w (%w)", p.topic, p.index, ErrClosed, err))
+			default:
+				final = true
+				return retry.Permanent(fmt.Errorf("broker: append to %q partition %d: %w", p.topic, p.index, err))
 			}
-			backoff = min(2*backoff, time.Second)
-		case b.isClosed():
-			return 0, fmt.Errorf("broker: append to %q partition %d: %w (%w)", p.topic, p.index, ErrClosed, err)
-		default:
-			return 0, fmt.Errorf("broker: append to %q partition %d: %w", p.topic, p.index, err)
 		}
+	}, nil)
+	if err != nil {
+		if !final {
+			err = b.ctxErr(ctx, p, err)
+		}
+		return 0, err
 	}
+	p.m.appends.Inc()
+	p.m.events.Add(float64(n))
+	p.m.bytes.Add(float64(len(payload)))
+	b.metrics.appendSeconds.Observe(time.Since(start).Seconds())
+	return off, nil
 }
 
 func (b *Broker) ctxErr(ctx context.Context, p *partition, last error) error {

@@ -1,11 +1,10 @@
 package broker
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -58,22 +57,20 @@ func AppendEntry(dst []byte, schema event.Schema, ingest int64, events []event.E
 		flags |= flagNulls
 	}
 	dst = append(dst, entryMagic0, entryMagic1, entryVersion, flags)
-	dst = binary.AppendVarint(dst, ingest)
-	dst = binary.AppendUvarint(dst, uint64(len(events)))
-	dst = binary.AppendUvarint(dst, uint64(len(schema)))
+	dst = binfmt.AppendVarint(dst, ingest)
+	dst = binfmt.AppendUvarint(dst, uint64(len(events)))
+	dst = binfmt.AppendUvarint(dst, uint64(len(schema)))
 	for _, f := range schema {
-		dst = binary.AppendUvarint(dst, uint64(len(f.Name)))
-		dst = append(dst, f.Name...)
+		dst = binfmt.AppendString(dst, f.Name)
 		dst = append(dst, wireType(f.Type))
 	}
 	prevTime := ingest
 	bitmapLen := (len(schema) + 7) / 8
 	for i := range events {
 		ev := &events[i]
-		dst = binary.AppendUvarint(dst, uint64(len(ev.ID)))
-		dst = append(dst, ev.ID...)
+		dst = binfmt.AppendString(dst, ev.ID)
 		// Times of one entry are close together, so deltas keep them short.
-		dst = binary.AppendVarint(dst, ev.Time-prevTime)
+		dst = binfmt.AppendVarint(dst, ev.Time-prevTime)
 		prevTime = ev.Time
 		if nulls {
 			start := len(dst)
@@ -93,10 +90,9 @@ func AppendEntry(dst []byte, schema event.Schema, ingest int64, events []event.E
 			v := &ev.Values[j]
 			switch f.Type {
 			case event.TypeString:
-				dst = binary.AppendUvarint(dst, uint64(len(v.S)))
-				dst = append(dst, v.S...)
+				dst = binfmt.AppendString(dst, v.S)
 			case event.TypeDouble:
-				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v.F))
+				dst = binfmt.AppendFloat64(dst, v.F)
 			case event.TypeBool:
 				if v.I != 0 {
 					dst = append(dst, 1)
@@ -106,9 +102,9 @@ func AppendEntry(dst []byte, schema event.Schema, ingest int64, events []event.E
 			case event.TypeTimestamp:
 				// Timestamp fields usually equal or sit near the event time
 				// (the event time is often read from one of them).
-				dst = binary.AppendVarint(dst, v.I-ev.Time)
+				dst = binfmt.AppendVarint(dst, v.I-ev.Time)
 			default: // long, int and anything integer-like
-				dst = binary.AppendVarint(dst, v.I)
+				dst = binfmt.AppendVarint(dst, v.I)
 			}
 		}
 	}
@@ -155,7 +151,6 @@ const (
 // allocations per entry, not per event.
 func DecodeEntry(data []byte, schema event.Schema, dst []event.Event) ([]event.Event, error) {
 	dst = dst[:0]
-	d := decoder{buf: data}
 	if len(data) < 4 || data[0] != entryMagic0 || data[1] != entryMagic1 {
 		return dst, fmt.Errorf("%w: bad magic", ErrCorruptEntry)
 	}
@@ -166,39 +161,36 @@ func DecodeEntry(data []byte, schema event.Schema, dst []event.Event) ([]event.E
 	if flags&^flagNulls != 0 {
 		return dst, fmt.Errorf("%w: unknown flags %#x", ErrCorruptEntry, flags)
 	}
-	d.pos = 4
-	ingest := d.varint()
-	count := d.uvarint()
-	nfields := d.uvarint()
-	if d.err != nil {
-		return dst, d.err
+	r := binfmt.NewReader(data, ErrCorruptEntry)
+	r.Skip(4)
+	ingest := r.Varint()
+	// Every event takes at least two bytes (id length, time delta), every
+	// field two (name length, type).
+	count := r.Count(2)
+	if count > MaxEntryEvents {
+		r.Failf("event count %d exceeds %d", count, MaxEntryEvents)
 	}
-	// Every event takes at least two bytes (id length, time delta).
-	if count > uint64(len(data)-d.pos)/2 || count > MaxEntryEvents {
-		return dst, fmt.Errorf("%w: event count %d exceeds payload", ErrCorruptEntry, count)
+	nfields := r.Count(2)
+	if nfields > maxEntryFields {
+		r.Failf("field count %d exceeds %d", nfields, maxEntryFields)
 	}
-	if nfields > maxEntryFields || nfields > uint64(len(data)-d.pos)/2 {
-		return dst, fmt.Errorf("%w: field count %d exceeds payload", ErrCorruptEntry, nfields)
+	if r.Failed() {
+		return dst, r.Err()
 	}
 	// One conversion gives every string of the entry a stable backing.
 	str := string(data)
 	var fieldsArr [32]entryField
 	fields := fieldsArr[:0]
 	for range nfields {
-		n := d.length()
-		if d.err != nil {
-			return dst, d.err
+		name := str[r.Skip(r.Len()):r.Offset()]
+		code := r.Byte()
+		if r.Failed() {
+			return dst, r.Err()
 		}
-		name := str[d.pos : d.pos+n]
-		d.pos += n
-		if d.pos >= len(data) {
-			return dst, fmt.Errorf("%w: truncated field list", ErrCorruptEntry)
-		}
-		typ, ok := fieldType(data[d.pos])
+		typ, ok := fieldType(code)
 		if !ok {
-			return dst, fmt.Errorf("%w: field %q has unknown type %d", ErrCorruptEntry, name, data[d.pos])
+			return dst, fmt.Errorf("%w: field %q has unknown type %d at byte %d", ErrCorruptEntry, name, code, r.Offset()-1)
 		}
-		d.pos++
 		f := entryField{typ: typ, target: schema.Index(name)}
 		if f.target >= 0 {
 			want := schema[f.target].Type
@@ -213,29 +205,23 @@ func DecodeEntry(data []byte, schema event.Schema, dst []event.Event) ([]event.E
 		}
 		fields = append(fields, f)
 	}
-	if cap(dst) < int(count) {
+	if cap(dst) < count {
 		dst = make([]event.Event, 0, count)
 	}
 	width := len(schema)
-	values := make([]event.Value, int(count)*width)
+	values := make([]event.Value, count*width)
 	bitmapLen := (len(fields) + 7) / 8
 	prevTime := ingest
-	for i := range int(count) {
-		n := d.length()
-		if d.err != nil {
-			return dst, d.err
-		}
-		id := str[d.pos : d.pos+n]
-		d.pos += n
-		t := prevTime + d.varint()
+	for i := range count {
+		id := str[r.Skip(r.Len()):r.Offset()]
+		t := prevTime + r.Varint()
 		prevTime = t
 		var bitmap []byte
 		if flags&flagNulls != 0 {
-			if len(data)-d.pos < bitmapLen {
-				return dst, fmt.Errorf("%w: truncated null bitmap", ErrCorruptEntry)
-			}
-			bitmap = data[d.pos : d.pos+bitmapLen]
-			d.pos += bitmapLen
+			bitmap = r.Bytes(bitmapLen)
+		}
+		if r.Failed() {
+			return dst, r.Err()
 		}
 		row := values[i*width : (i+1)*width : (i+1)*width]
 		for j := range fields {
@@ -246,35 +232,22 @@ func DecodeEntry(data []byte, schema event.Schema, dst []event.Event) ([]event.E
 			var v event.Value
 			switch f.typ {
 			case event.TypeString:
-				n := d.length()
-				if d.err != nil {
-					return dst, d.err
-				}
-				v.S = str[d.pos : d.pos+n]
-				d.pos += n
+				v.S = str[r.Skip(r.Len()):r.Offset()]
 			case event.TypeDouble:
-				if len(data)-d.pos < 8 {
-					return dst, fmt.Errorf("%w: truncated double", ErrCorruptEntry)
-				}
-				v.F = math.Float64frombits(binary.LittleEndian.Uint64(data[d.pos:]))
-				d.pos += 8
+				v.F = r.Float64()
 			case event.TypeBool:
-				if d.pos >= len(data) {
-					return dst, fmt.Errorf("%w: truncated bool", ErrCorruptEntry)
+				if b := r.Byte(); b <= 1 {
+					v.I = int64(b)
+				} else {
+					r.Failf("bool value %d", b)
 				}
-				b := data[d.pos]
-				d.pos++
-				if b > 1 {
-					return dst, fmt.Errorf("%w: bool value %d", ErrCorruptEntry, b)
-				}
-				v.I = int64(b)
 			case event.TypeTimestamp:
-				v.I = t + d.varint()
+				v.I = t + r.Varint()
 			default:
-				v.I = d.varint()
+				v.I = r.Varint()
 			}
-			if d.err != nil {
-				return dst, d.err
+			if r.Failed() {
+				return dst, r.Err()
 			}
 			if f.target < 0 {
 				continue
@@ -287,8 +260,8 @@ func DecodeEntry(data []byte, schema event.Schema, dst []event.Event) ([]event.E
 		}
 		dst = append(dst, event.Event{ID: id, Time: t, Ingest: ingest, Values: row})
 	}
-	if d.pos != len(data) {
-		return dst[:0], fmt.Errorf("%w: %d trailing bytes", ErrCorruptEntry, len(data)-d.pos)
+	if n := r.Remaining(); n != 0 {
+		return dst[:0], fmt.Errorf("%w: %d trailing bytes at byte %d", ErrCorruptEntry, n, r.Offset())
 	}
 	return dst, nil
 }
@@ -323,57 +296,4 @@ func fieldType(code byte) (event.FieldType, bool) {
 
 func integerLike(t event.FieldType) bool {
 	return t == event.TypeLong || t == event.TypeInt || t == event.TypeBool || t == event.TypeTimestamp
-}
-
-// decoder reads varints and lengths from buf; the first failure sticks in
-// err so that the hot loop checks once per value, not per read.
-type decoder struct {
-	buf []byte
-	pos int
-	err error
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.buf[d.pos:])
-	if n <= 0 {
-		d.err = fmt.Errorf("%w: bad varint at byte %d", ErrCorruptEntry, d.pos)
-		return 0
-	}
-	d.pos += n
-	return v
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	b := d.buf[d.pos:]
-	// One-byte lengths and counts are the common case.
-	if len(b) > 0 && b[0] < 0x80 {
-		d.pos++
-		return uint64(b[0])
-	}
-	v, n := binary.Uvarint(b)
-	if n <= 0 {
-		d.err = fmt.Errorf("%w: bad varint at byte %d", ErrCorruptEntry, d.pos)
-		return 0
-	}
-	d.pos += n
-	return v
-}
-
-// length reads a length prefix and checks that many bytes follow.
-func (d *decoder) length() int {
-	n := d.uvarint()
-	if d.err != nil {
-		return 0
-	}
-	if n > uint64(len(d.buf)-d.pos) {
-		d.err = fmt.Errorf("%w: length %d at byte %d exceeds payload", ErrCorruptEntry, n, d.pos)
-		return 0
-	}
-	return int(n)
 }

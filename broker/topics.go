@@ -68,6 +68,15 @@ type partition struct {
 	stMu sync.Mutex
 	st   jetstream.Stream
 
+	watch appendWatch // see Appended
+
+	// Guarded by boundsMu: the offsets at the stream's first and last
+	// sequence seen last, so that reading bounds costs one request when
+	// the log has not moved at either end.
+	boundsMu                   sync.Mutex
+	firstAtSeq, endAtSeq       uint64
+	firstOffsetAt, endOffsetAt int64
+
 	m partitionMetrics
 }
 

@@ -74,6 +74,12 @@ type chunk struct {
 	events  []event.Event
 	offsets []int64 // filled with each event's offset before call is settled
 	ok      bool    // set with offsets: the chunk is durable
+
+	// next, when set, must be appended right after this chunk, with no
+	// other chunk between them (a request's contiguous events that need
+	// more than one entry); cont marks such a successor.
+	next *chunk
+	cont bool
 }
 
 // batcher is the group commit of one partition: it gathers chunks from
@@ -144,6 +150,7 @@ func (b *batcher) run(ctx context.Context) {
 		timer   = time.NewTimer(time.Hour)
 		timerC  <-chan time.Time // nil unless the timer runs for batch
 		expired bool             // batch's oldest event has waited enough
+		ordered bool             // batch continues a chunk of an earlier batch
 
 		// appendTook is a moving average of Append durations. Waiting for
 		// company longer than an Append takes gains little: when the log is
@@ -162,9 +169,17 @@ func (b *batcher) run(ctx context.Context) {
 		n += len(c.events)
 		size += c.bytes
 		b.gathered.Add(int64(len(c.events)))
+		ordered = ordered || c.cont
+		if c.next != nil {
+			// Nothing may come between c and its successor: take it next,
+			// and receive nothing else meanwhile.
+			carry = c.next
+		}
 	}
 	due := func() bool {
-		if n == 0 || inFlight >= b.maxInFlight {
+		if n == 0 || inFlight >= b.maxInFlight || (ordered && inFlight > 0) {
+			// A continuation waits for its predecessor's Append, so that
+			// concurrent Appends cannot reorder them.
 			return false
 		}
 		return expired || n >= b.maxBatch || carry != nil || in == nil || b.linger <= 0 || (b.eager && inFlight == 0)
@@ -181,7 +196,7 @@ func (b *batcher) run(ctx context.Context) {
 			finished <- time.Since(start)
 		}(batch, n)
 		b.gathered.Add(-int64(n))
-		batch, n, size = nil, 0, 0
+		batch, n, size, ordered = nil, 0, 0, false
 	}
 
 	for {
@@ -189,8 +204,9 @@ func (b *batcher) run(ctx context.Context) {
 			flush()
 		}
 		if carry != nil && n == 0 {
-			add(carry)
+			c := carry
 			carry = nil
+			add(c) // may set carry to c's successor
 			continue
 		}
 		if in == nil && n == 0 {

@@ -4,7 +4,9 @@
 // entries (group commit) and answers only once the log has made every
 // event of the request durable.
 //
-// It owns the endpoint POST /v1/topics/{topic}/events (Routes), its
+// It owns the endpoint POST /v1/topics/{topic}/events (Routes), the NATS
+// subject <prefix>.publish.<topic> (ServeNATS), the entry point of other
+// protocols' records (PublishRecords), its
 // readiness (Checks) and its live numbers (AddStats), the per-topic dedup
 // index of event ids and the batching in front of the log. It must not
 // keep events anywhere but in memory on their way to the log, nor answer
@@ -133,6 +135,19 @@
 // (one fsync each) instead of spending an fsync on the first small
 // request. Memory is bounded by ingest.max_in_flight events across
 // requests; the queue in front of each batcher is bounded too.
+//
+// # Other protocols
+//
+// The same path serves two more ways in. PublishRecords takes the records
+// of another protocol (the Kafka listener's produce) for one partition the
+// caller names: each record's value is decoded and validated exactly like
+// a record of a body (one invalid record rejects them all, *RecordError),
+// ids are deduplicated in the same index, and the records that are not
+// duplicates get consecutive offsets even when they need more than one
+// log entry (their chunks are chained in the batcher, nothing else comes
+// between them). ServeNATS answers requests to <prefix>.publish.<topic>:
+// the payload is a body as above and the reply is the HTTP answer, with
+// the status in the header Lf-Status.
 //
 // # Metrics
 //

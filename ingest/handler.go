@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/broker"
@@ -115,6 +116,21 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	status, reason, reply, eb := h.publishBody(r.Context(), ts, body, r.Header.Get("Idempotency-Key"), start)
+	if status != http.StatusOK {
+		reject(status, reason, eb)
+		return
+	}
+	httpapi.WriteRaw(w, http.StatusOK, reply)
+}
+
+// publishBody decodes, validates and publishes one request body (JSON
+// object, array or NDJSON) to topic ts, the common part of HTTP ingest and
+// the NATS subject. It returns 200 and the answer, or the error status,
+// the reject reason (for the metric) and the error body.
+func (h *handler) publishBody(ctx context.Context, ts *topicState, body, idempotencyKey string, start time.Time) (int, string, []byte, api.Error) {
+	in := h.in
+	name := ts.topic.Name
 	ingestTime := start.UnixMicro()
 	bufs := h.reqBufs.Get().(*requestBufs)
 	events, derr := ts.dec.decode(body, ingestTime, bufs)
@@ -129,52 +145,47 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 			b.Record = &derr.Record
 		}
 		in.logger.Debug("ingest: rejected body", "topic", name, "err", derr.Error())
-		reject(http.StatusBadRequest, reasonInvalid, b)
-		return
+		return http.StatusBadRequest, reasonInvalid, nil, b
 	}
 
 	for i := range events {
 		if eventBytes(&events[i]) > maxEntryBytes {
 			rec := i
-			reject(http.StatusRequestEntityTooLarge, reasonTooLarge, api.Error{Error: "record " + strconv.Itoa(i) + ": event larger than a log entry may hold (" + strconv.Itoa(maxEntryBytes) + " bytes)", Record: &rec})
-			return
+			return http.StatusRequestEntityTooLarge, reasonTooLarge, nil, api.Error{Error: "record " + strconv.Itoa(i) + ": event larger than a log entry may hold (" + strconv.Itoa(maxEntryBytes) + " bytes)", Record: &rec}
 		}
 	}
 	n := len(events)
 	if int64(n) > in.maxInFlight {
-		reject(http.StatusRequestEntityTooLarge, reasonTooLarge, api.Error{Error: "request holds " + strconv.Itoa(n) + " events, more than ingest.max_in_flight (" + strconv.FormatInt(in.maxInFlight, 10) + "); split it"})
-		return
+		return http.StatusRequestEntityTooLarge, reasonTooLarge, nil, api.Error{Error: "request holds " + strconv.Itoa(n) + " events, more than ingest.max_in_flight (" + strconv.FormatInt(in.maxInFlight, 10) + "); split it"}
 	}
 	if !in.acquire(n) {
-		reject(http.StatusTooManyRequests, reasonOverloaded, api.Error{Error: "too many events in flight; retry later"})
-		return
+		return http.StatusTooManyRequests, reasonOverloaded, nil, api.Error{Error: "too many events in flight; retry later"}
 	}
 	defer in.release(n)
 
-	dedupable := in.assignIDs(events, r.Header.Get("Idempotency-Key"), start)
-	results, accepted, err := in.publish(r.Context(), ts, events, dedupable, bufs)
+	dedupable := in.assignIDs(events, idempotencyKey, start)
+	results, accepted, err := in.publish(ctx, ts, events, dedupable, placeByKey, bufs)
 	if err != nil {
 		in.logger.Warn("ingest: request failed", "topic", name, "events", n, "err", err)
 		const retry = "; events of this request may be durable: retry it with the same ids or Idempotency-Key"
 		switch {
 		case errors.Is(err, errNotReady):
-			reject(http.StatusServiceUnavailable, reasonUnavailable, api.Error{Error: "ingest is not ready (starting or stopping)"})
+			return http.StatusServiceUnavailable, reasonUnavailable, nil, api.Error{Error: "ingest is not ready (starting or stopping)"}
 		case errors.Is(err, broker.ErrDiskFull):
 			// The server's paths and free space are for its log, not for
 			// the client.
-			reject(http.StatusInsufficientStorage, reasonDiskFull, api.Error{Error: "the log's disk is full: appends resume once space is freed" + retry})
+			return http.StatusInsufficientStorage, reasonDiskFull, nil, api.Error{Error: "the log's disk is full: appends resume once space is freed" + retry}
 		case transient(err):
-			reject(http.StatusServiceUnavailable, reasonUnavailable, api.Error{Error: "the log is unavailable: " + err.Error() + retry})
+			return http.StatusServiceUnavailable, reasonUnavailable, nil, api.Error{Error: "the log is unavailable: " + err.Error() + retry}
 		default:
-			reject(http.StatusInternalServerError, reasonUnavailable, api.Error{Error: "appending to the log failed: " + err.Error() + retry})
+			return http.StatusInternalServerError, reasonUnavailable, nil, api.Error{Error: "appending to the log failed: " + err.Error() + retry}
 		}
-		return
 	}
 	ts.m.events.Add(float64(accepted))
 	ts.m.duplicates.Add(float64(n - accepted))
 	ts.m.bytes.Add(float64(len(body)))
-	httpapi.WriteRaw(w, http.StatusOK, appendReply(make([]byte, 0, 32+64*n), accepted, results))
 	in.metrics.ackSeconds.Observe(in.now().Sub(start).Seconds())
+	return http.StatusOK, "", appendReply(make([]byte, 0, 32+64*n), accepted, results), api.Error{}
 }
 
 // transient reports whether a publish error is the log being out of reach

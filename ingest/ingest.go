@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -215,22 +216,17 @@ func (in *Ingest) Run(ctx context.Context) error {
 // rebuildRetrying rebuilds the dedup index, retrying while the log is
 // unavailable (ingest stays not ready meanwhile), until ctx is done.
 func (in *Ingest) rebuildRetrying(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
-	for {
+	// 100 ms doubling to 5 s, without jitter: one process waits for its log.
+	backoff := retry.Backoff{Base: 100 * time.Millisecond, Cap: 5 * time.Second}
+	return backoff.Do(ctx, func(int) error {
 		err := in.rebuild(ctx)
-		if err == nil || !errors.Is(err, broker.ErrUnavailable) || ctx.Err() != nil {
-			return err
+		if err != nil && !errors.Is(err, broker.ErrUnavailable) {
+			return retry.Permanent(err)
 		}
-		in.logger.Warn("ingest: log unavailable, retrying", "err", err, "in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+		return err
+	}, func(_ int, err error, wait time.Duration) {
+		in.logger.Warn("ingest: log unavailable, retrying", "err", err, "in", wait)
+	})
 }
 
 // rebuild fills every topic's dedup index from the last dedup_window of

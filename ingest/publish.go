@@ -33,7 +33,9 @@ var errAppend = errors.New("ingest: append failed")
 // If an Append fails the request fails as a whole (errAppend). Events of
 // it that did become durable stay in the log and in the index, so a retry
 // with the same ids answers them as duplicates and appends only the rest.
-func (in *Ingest) publish(ctx context.Context, ts *topicState, events []event.Event, dedupable []bool, bufs *requestBufs) ([]result, int, error) {
+//
+// place says where the events go; placeByKey is HTTP ingest's rule.
+func (in *Ingest) publish(ctx context.Context, ts *topicState, events []event.Event, dedupable []bool, place placement, bufs *requestBufs) ([]result, int, error) {
 	n := len(events)
 	res := make([]result, n)
 	var hs []idHash
@@ -54,7 +56,7 @@ func (in *Ingest) publish(ctx context.Context, ts *topicState, events []event.Ev
 		for i := range all {
 			all[i] = i
 		}
-		origins, err := in.appendEvents(ts, events, all, bufs)
+		origins, err := in.appendEvents(ts, events, all, place, bufs)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -86,7 +88,7 @@ func (in *Ingest) publish(ctx context.Context, ts *topicState, events []event.Ev
 				send = append(send, i)
 			}
 		}
-		origins, err := in.appendEvents(ts, events, send, bufs)
+		origins, err := in.appendEvents(ts, events, send, place, bufs)
 		owned := func(i int) (origin, bool) {
 			if origins == nil || origins[i].offset < 0 {
 				return origin{}, false
@@ -141,11 +143,26 @@ func (in *Ingest) publish(ctx context.Context, ts *topicState, events []event.Ev
 	}
 }
 
+// placement says which partition a request's events go to, and whether a
+// partition's events of one request must get consecutive offsets.
+type placement struct {
+	// partition is where every event goes; -1 places each by its key
+	// (the topic's partitioning rule).
+	partition int
+	// contiguous keeps a request's events of one partition together: when
+	// they need more than one log entry, no other request's events come
+	// between those entries, so they get consecutive offsets.
+	contiguous bool
+}
+
+// placeByKey is HTTP ingest's placement.
+var placeByKey = placement{partition: -1}
+
 // appendEvents sends events[idx] through their partitions' batchers and
 // waits until all are settled. It returns each sent event's origin, by
 // index into events (offset -1 where its chunk failed; nil when nothing
 // was sent), and an error wrapping errAppend if any chunk failed.
-func (in *Ingest) appendEvents(ts *topicState, events []event.Event, idx []int, bufs *requestBufs) ([]origin, error) {
+func (in *Ingest) appendEvents(ts *topicState, events []event.Event, idx []int, place placement, bufs *requestBufs) ([]origin, error) {
 	if len(idx) == 0 {
 		return nil, nil
 	}
@@ -155,7 +172,10 @@ func (in *Ingest) appendEvents(ts *topicState, events []event.Event, idx []int, 
 	partOf := make([]int32, len(idx))
 	count := make([]int, np+1)
 	for k, i := range idx {
-		p := ts.part.of(&events[i])
+		p := place.partition
+		if p < 0 {
+			p = ts.part.of(&events[i])
+		}
 		partOf[k] = int32(p)
 		count[p+1]++
 	}
@@ -188,9 +208,17 @@ func (in *Ingest) appendEvents(ts *topicState, events []event.Event, idx []int, 
 	maxBatch := max(in.p.Ingest.MaxBatch, 1)
 	var chunks []*chunk
 	var parts, bases []int
+	var all []*chunk // every chunk; chunks holds the ones submitted
 	cut := func(p, lo, hi, size int) {
-		chunks = append(chunks, &chunk{bytes: size, events: sorted[lo:hi:hi], offsets: offs[lo:hi:hi]})
+		c := &chunk{bytes: size, events: sorted[lo:hi:hi], offsets: offs[lo:hi:hi]}
+		all = append(all, c)
 		parts, bases = append(parts, p), append(bases, lo)
+		if prev := len(all) - 2; place.contiguous && prev >= 0 && parts[prev] == p {
+			// The batcher appends it right after its predecessor.
+			all[prev].next, c.cont = c, true
+			return
+		}
+		chunks = append(chunks, c)
 	}
 	for p := range np {
 		lo, size := count[p], 0
@@ -206,17 +234,26 @@ func (in *Ingest) appendEvents(ts *topicState, events []event.Event, idx []int, 
 			cut(p, lo, hi, size)
 		}
 	}
-	c := newCall(len(chunks))
-	for _, ch := range chunks {
+	c := newCall(len(all))
+	for _, ch := range all {
 		ch.call = c
 	}
-	if err := in.submit(ts, parts, chunks); err != nil {
+	heads := parts
+	if len(chunks) != len(all) {
+		heads = make([]int, 0, len(chunks))
+		for i, ch := range all {
+			if !ch.cont {
+				heads = append(heads, parts[i])
+			}
+		}
+	}
+	if err := in.submit(ts, heads, chunks); err != nil {
 		return nil, err
 	}
 	<-c.done // Appends are bounded by the log's timeouts; see batcher.run
 
 	out := make([]origin, len(events))
-	for ci, ch := range chunks {
+	for ci, ch := range all {
 		for j := range ch.offsets {
 			i := order[bases[ci]+j]
 			if ch.ok {

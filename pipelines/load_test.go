@@ -47,6 +47,7 @@ func TestDefaultsApplied(t *testing.T) {
 			DedupWindow: pipelines.Duration(10 * time.Minute), DedupMaxIDs: 5000000,
 			Linger: pipelines.Duration(time.Millisecond), MaxBatch: 1000,
 		},
+		Kafka: pipelines.Kafka{MaxRequestBytes: 16 << 20, MaxFetchBytes: 8 << 20, MaxConnections: 1024},
 		Topics: []pipelines.Topic{{
 			Name: "m", Partitions: 1, Retention: pipelines.Duration(168 * time.Hour), MaxFuture: pipelines.Duration(time.Hour),
 			Schema: event.Schema{

@@ -19,6 +19,7 @@ type Pipeline struct {
 	Broker          Broker   `yaml:"broker" doc:"The log: embedded NATS JetStream by default, or an external cluster."`
 	Ingest          Ingest   `yaml:"ingest" doc:"HTTP ingest limits and idempotency."`
 	Auth            Auth     `yaml:"auth" doc:"Bearer-token authentication. Off when no token is configured."`
+	Kafka           Kafka    `yaml:"kafka" doc:"The Kafka wire-protocol listener: Kafka clients produce to and consume from the topics. Off when listen is empty."`
 	Topics          []Topic  `yaml:"topics" doc:"Topics: each is a partitioned, replicated log of typed events." required:"true"`
 	Views           []View   `yaml:"views" doc:"Windowed views computed by both the speed and the batch layer."`
 	Lake            Lake     `yaml:"lake" doc:"The Parquet lake written by the batch layer."`
@@ -79,6 +80,24 @@ type Ingest struct {
 	DedupMaxIDs  int      `yaml:"dedup_max_ids" default:"5000000" doc:"Most ids remembered per topic; the oldest are forgotten first."`
 	Linger       Duration `yaml:"linger" default:"1ms" doc:"Longest an event waits to be grouped with others into one log entry."`
 	MaxBatch     int      `yaml:"max_batch" default:"1000" doc:"Most events in one log entry."`
+}
+
+// Kafka configures the Kafka wire-protocol listener.
+type Kafka struct {
+	Listen          string    `yaml:"listen" doc:"host:port of the Kafka listener. Empty: off."`
+	Advertised      string    `yaml:"advertised" doc:"host:port that clients are told to connect to (Metadata, FindCoordinator). Default: the listen address (with the bound port when listen asks for port 0)."`
+	NodeID          int       `yaml:"node_id" doc:"Broker id this process reports to clients; give each ingest process its own when several share one advertised address space."`
+	TLS             ServerTLS `yaml:"tls" doc:"TLS for the Kafka listener. Off when cert is empty."`
+	MaxRequestBytes ByteSize  `yaml:"max_request_bytes" default:"16MiB" doc:"Largest Kafka request accepted; a larger one closes the connection (as Kafka's socket.request.max.bytes)."`
+	MaxFetchBytes   ByteSize  `yaml:"max_fetch_bytes" default:"8MiB" doc:"Most record bytes in one Fetch response, whatever the client asks for."`
+	MaxConnections  int       `yaml:"max_connections" default:"1024" doc:"Open Kafka connections at most; further ones are closed at once."`
+}
+
+// ServerTLS configures a TLS server.
+type ServerTLS struct {
+	Cert     string `yaml:"cert" doc:"PEM certificate chain of the server."`
+	Key      string `yaml:"key" doc:"PEM private key of the server."`
+	ClientCA string `yaml:"client_ca" doc:"PEM CA file: when set, clients must present a certificate it signed (mutual TLS)."`
 }
 
 // Auth configures bearer tokens and which web pages may send requests that

@@ -72,6 +72,7 @@ func validate(p *Pipeline, pos positions, sinks SinkTypes) Errors {
 		(*validator).checkBroker,
 		(*validator).checkIngest,
 		(*validator).checkAuth,
+		(*validator).checkKafka,
 		(*validator).checkTopics,
 		(*validator).checkViews,
 		(*validator).checkLake,
@@ -379,6 +380,41 @@ func (v *validator) checkAuth(p *Pipeline) {
 			v.errorf(indexPath("auth.allowed_origins", i), "must be an origin, scheme://host[:port] (e.g. https://dashboards.example.com); got %s", quote(o))
 		}
 	}
+}
+
+func (v *validator) checkKafka(p *Pipeline) {
+	k := p.Kafka
+	if k.Listen == "" {
+		for _, key := range []string{"advertised", "tls", "node_id"} {
+			if v.present("kafka." + key) {
+				v.errorf("kafka."+key, "has no effect without kafka.listen")
+			}
+		}
+		return
+	}
+	v.hostPort("kafka.listen", k.Listen)
+	if k.Advertised != "" {
+		v.hostPort("kafka.advertised", k.Advertised)
+		if host, port, err := net.SplitHostPort(k.Advertised); err == nil && (host == "" || port == "0") {
+			v.errorf("kafka.advertised", "must name a host and a port clients can reach; got %s", quote(k.Advertised))
+		}
+	}
+	if k.Listen == p.HTTP.Listen && !strings.HasSuffix(k.Listen, ":0") {
+		v.errorf("kafka.listen", "is the same address as http.listen")
+	}
+	v.atLeast("kafka.node_id", int64(k.NodeID), 0)
+	if k.TLS.Cert != "" && k.TLS.Key == "" {
+		v.errorf("kafka.tls.key", "is required with cert")
+	}
+	if k.TLS.Key != "" && k.TLS.Cert == "" {
+		v.errorf("kafka.tls.cert", "is required with key")
+	}
+	if k.TLS.ClientCA != "" && k.TLS.Cert == "" {
+		v.errorf("kafka.tls.cert", "is required with client_ca")
+	}
+	v.atLeast("kafka.max_request_bytes", int64(k.MaxRequestBytes), 1024)
+	v.atLeast("kafka.max_fetch_bytes", int64(k.MaxFetchBytes), 1024)
+	v.atLeast("kafka.max_connections", int64(k.MaxConnections), 1)
 }
 
 func (v *validator) checkTopics(p *Pipeline) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
@@ -60,21 +61,17 @@ type worker struct {
 
 func (w *worker) run(ctx context.Context) error {
 	r := w.r
-	for attempt := 1; ; attempt++ {
+	err := r.backoff.Do(ctx, func(int) error {
 		off, ok, err := r.log.Committed(ctx, r.consumer, w.src.topic.Name, w.part)
-		if err == nil {
-			if ok {
-				w.next = off
-			}
-			break
+		if err == nil && ok {
+			w.next = off
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
+		return err
+	}, func(_ int, err error, _ time.Duration) {
 		r.logger.Warn("reading the committed offset failed; retrying", "source", w.key, "error", err)
-		if !r.sleep(ctx, attempt) {
-			return nil
-		}
+	})
+	if err != nil { // only when ctx ended
+		return nil
 	}
 	for attempt := 1; ; attempt++ {
 		start := w.next
@@ -89,7 +86,7 @@ func (w *worker) run(ctx context.Context) error {
 			attempt = 1 // it made progress: this is a new failure, not the same one
 		}
 		r.logger.Warn("reading the log failed; retrying", "source", w.key, "offset", w.next, "error", err)
-		if !r.sleep(ctx, attempt) {
+		if r.backoff.Wait(ctx, attempt) != nil {
 			return nil
 		}
 	}
@@ -314,20 +311,17 @@ func (r *Runner) deliver(ctx context.Context, src *source, key string, rows []Ro
 
 // commit records the consumer's position, retrying until ctx ends.
 func (r *Runner) commit(ctx context.Context, topic string, part int, offset, eventTime int64) error {
-	for attempt := 1; ; attempt++ {
+	err := r.backoff.Do(ctx, func(int) error {
 		err := r.log.Commit(ctx, r.consumer, topic, part, offset, eventTime)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
 		if fatal(err) {
-			return err
+			return retry.Permanent(err)
 		}
+		return err
+	}, func(_ int, err error, _ time.Duration) {
 		r.logger.Warn("commit failed; retrying", "topic", topic, "partition", part, "offset", offset, "error", err)
-		if !r.sleep(ctx, attempt) {
-			return ctx.Err()
-		}
+	})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
 	}
+	return err
 }

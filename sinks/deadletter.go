@@ -15,6 +15,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/api"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
@@ -93,24 +94,23 @@ func (r *Runner) appendDeadLetters(ctx context.Context, events []event.Event) (i
 			size += len(events[n].Values[dlRecord].S) + len(events[n].Values[dlError].S)
 			n++
 		}
-		for attempt := 1; ; attempt++ {
+		err := r.backoff.Do(ctx, func(int) error {
 			off, err := r.log.Append(ctx, r.dlq, 0, events[:n])
-			if err == nil {
-				if first < 0 {
-					first = off
-				}
-				break
-			}
-			if ctx.Err() != nil {
-				return first, ctx.Err()
+			if err == nil && first < 0 {
+				first = off
 			}
 			if fatal(err) {
-				return first, err
+				return retry.Permanent(err)
 			}
+			return err
+		}, func(_ int, err error, _ time.Duration) {
 			r.logger.Warn("appending dead letters failed; retrying", "topic", r.dlq, "error", err)
-			if !r.sleep(ctx, attempt) {
-				return first, ctx.Err()
-			}
+		})
+		if err != nil && ctx.Err() != nil {
+			return first, ctx.Err()
+		}
+		if err != nil {
+			return first, err
 		}
 		events = events[n:]
 	}

@@ -9,39 +9,6 @@ import (
 	"time"
 )
 
-// backoff is the wait before retry number attempt (from 1): full jitter over
-// an exponential ceiling, so that many sinks failing together do not retry in
-// step.
-func (r *Runner) backoff(attempt int) time.Duration {
-	return Backoff(attempt, r.opts.BackoffBase, r.opts.BackoffCap, r.opts.Jitter)
-}
-
-// Backoff returns a random wait in [0, min(ceil, base·2^(attempt-1))] drawn
-// by jitter, which returns a uniform duration in [0, d] (nil: math/rand/v2).
-func Backoff(attempt int, base, ceil time.Duration, jitter func(d time.Duration) time.Duration) time.Duration {
-	if jitter == nil {
-		jitter = uniform
-	}
-	d := ceil
-	if attempt < 1 {
-		attempt = 1
-	}
-	if shift := attempt - 1; shift < 62 && base <= ceil>>shift {
-		d = base << shift
-	}
-	return jitter(d)
-}
-
-// sleep waits out the backoff of attempt; false when ctx ended first.
-func (r *Runner) sleep(ctx context.Context, attempt int) bool {
-	select {
-	case <-r.opts.After(r.backoff(attempt)):
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // errPrepare marks a Prepare failure. Prepare errors are always retried,
 // even permanent ones: a table that cannot be created (create: false, no
 // rights) is a configuration problem an operator fixes, and dead-lettering
@@ -97,11 +64,14 @@ func (r *Runner) writeBounded(ctx context.Context, src *source, rows []Row) (Row
 }
 
 func (r *Runner) writeRetrying(ctx context.Context, src *source, key string, rows []Row, limit int) (RowErrors, error) {
-	for attempt := 1; ; attempt++ {
+	var rejected RowErrors
+	b := r.backoff
+	b.Attempts = limit
+	err := b.Do(ctx, func(int) error {
 		err := r.write(ctx, src, rows)
 		if err == nil {
 			r.health.ok(key)
-			return nil, nil
+			return nil
 		}
 		var prep errPrepare
 		isPrep := errors.As(err, &prep)
@@ -109,28 +79,30 @@ func (r *Runner) writeRetrying(ctx context.Context, src *source, key string, row
 		switch {
 		case !isPrep && errors.As(err, &rowErrs):
 			r.health.ok(key)
-			return cleanRowErrors(rowErrs, len(rows)), nil
+			rejected = cleanRowErrors(rowErrs, len(rows))
+			return nil
 		case !isPrep && errors.Is(err, ErrPermanent):
 			r.health.ok(key)
-			all := make(RowErrors, len(rows))
+			rejected = make(RowErrors, len(rows))
 			for i := range rows {
-				all[i] = RowError{Index: i, Err: err}
+				rejected[i] = RowError{Index: i, Err: err}
 			}
-			return all, nil
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
+			return nil
 		}
-		if limit > 0 && attempt >= limit {
-			return nil, err
-		}
+		return err
+	}, func(attempt int, err error, _ time.Duration) {
 		src.m.retries.Inc()
 		r.health.fail(key, attempt, r.maxRetries(), err)
 		level := debugOrWarn(attempt, r.maxRetries())
 		r.logger.Log(ctx, level, "write failed; retrying", "source", key, "rows", len(rows), "attempt", attempt, "error", err)
-		if !r.sleep(ctx, attempt) {
-			return nil, ctx.Err()
-		}
+	})
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
+	if err != nil {
+		return nil, err
+	}
+	return rejected, nil
 }
 
 // cleanRowErrors drops indices outside the batch and repeats, in index order.

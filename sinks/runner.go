@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -59,8 +59,9 @@ type Options struct {
 	// math/rand/v2.
 	Jitter func(d time.Duration) time.Duration
 	// BackoffBase and BackoffCap bound the exponential backoff between
-	// retries of a failed write: attempt n waits a random time in
-	// [0, min(cap, base·2^(n-1))]. Defaults 100ms and 30s.
+	// retries of a failed write, read or commit: attempt n waits a random
+	// time in [0, min(cap, base·2^(n-1))] (full jitter, so that sinks
+	// failing together do not retry in step). Defaults 100ms and 30s.
 	BackoffBase, BackoffCap time.Duration
 	// StopTimeout bounds the final flush of a soft stop, after which the
 	// batch is left to be redelivered. Default 30s.
@@ -78,7 +79,7 @@ func (o *Options) fill() {
 		o.After = time.After
 	}
 	if o.Jitter == nil {
-		o.Jitter = uniform
+		o.Jitter = retry.Uniform
 	}
 	if o.BackoffBase <= 0 {
 		o.BackoffBase = DefaultBackoffBase
@@ -89,14 +90,6 @@ func (o *Options) fill() {
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = DefaultStopTimeout
 	}
-}
-
-// uniform returns a uniformly random duration in [0, d].
-func uniform(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return rand.N(d + 1)
 }
 
 // source is one entry of the sink's from list: the log topic to read and
@@ -120,6 +113,7 @@ type Runner struct {
 	target   Target
 	log      Log
 	opts     Options
+	backoff  retry.Backoff // between retries of everything the runner retries
 	logger   *slog.Logger
 	consumer string
 	dlq      string
@@ -155,6 +149,8 @@ func NewRunner(p *pipelines.Pipeline, spec *pipelines.Sink, target Target, log L
 	}
 	r := &Runner{
 		p: p, spec: spec, target: target, log: log, opts: opts,
+		backoff: retry.Backoff{Base: opts.BackoffBase, Cap: opts.BackoffCap, Jitter: retry.Full,
+			Rand: opts.Jitter, After: opts.After},
 		logger:   opts.Logger.With("sink", spec.Name, "type", spec.Type),
 		consumer: ConsumerName(spec),
 		dlq:      p.DeadLetterTopic(spec).Name,

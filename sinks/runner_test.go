@@ -19,39 +19,6 @@ import (
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
-func TestBackoff(t *testing.T) {
-	whole := func(d time.Duration) time.Duration { return d }
-	f := func(attempt int, want time.Duration) {
-		t.Helper()
-		if got := sinks.Backoff(attempt, 100*time.Millisecond, 30*time.Second, whole); got != want {
-			t.Errorf("Backoff(%d) ceiling = %v, want %v", attempt, got, want)
-		}
-	}
-	f(0, 100*time.Millisecond)
-	f(1, 100*time.Millisecond)
-	f(2, 200*time.Millisecond)
-	f(3, 400*time.Millisecond)
-	f(9, 25600*time.Millisecond)
-	f(10, 30*time.Second)
-	f(64, 30*time.Second)
-	f(1000, 30*time.Second)
-
-	// Full jitter: uniform over [0, ceiling], not clustered at the top.
-	var below, n = 0, 2000
-	for range n {
-		d := sinks.Backoff(3, 100*time.Millisecond, 30*time.Second, nil)
-		if d < 0 || d > 400*time.Millisecond {
-			t.Fatalf("Backoff(3) = %v, outside [0, 400ms]", d)
-		}
-		if d < 200*time.Millisecond {
-			below++
-		}
-	}
-	if below < n/3 || below > 2*n/3 {
-		t.Errorf("%d of %d backoffs below half the ceiling; full jitter gives about half", below, n)
-	}
-}
-
 // newRunner builds a runner on a fresh broker for p with target and clock.
 func newRunner(t *testing.T, p *pipelines.Pipeline, target sinks.Target, clock *fakeClock, opts sinks.Options) (*sinks.Runner, *broker.Broker) {
 	t.Helper()

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"math"
 
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
@@ -81,41 +82,41 @@ func definitionHash(v *pipelines.View, t *pipelines.Topic) uint64 {
 func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *Engine, em *emitter) ([]byte, error) {
 	b = append(b, checkpointMagic...)
 	b = append(b, checkpointVersion, 0)
-	b = appendString(b, view)
-	b = binary.LittleEndian.AppendUint64(b, def)
-	b = binary.AppendVarint(b, savedAt)
-	b = binary.AppendVarint(b, e.wm)
-	b = binary.AppendUvarint(b, uint64(len(e.parts)))
+	b = binfmt.AppendString(b, view)
+	b = binfmt.AppendUint64(b, def)
+	b = binfmt.AppendVarint(b, savedAt)
+	b = binfmt.AppendVarint(b, e.wm)
+	b = binfmt.AppendUvarint(b, uint64(len(e.parts)))
 	for _, p := range e.parts {
-		b = binary.AppendVarint(b, p.next)
+		b = binfmt.AppendVarint(b, p.next)
 		if p.seen {
 			b = append(b, 1)
-			b = binary.AppendVarint(b, p.maxTime)
+			b = binfmt.AppendVarint(b, p.maxTime)
 		} else {
 			b = append(b, 0)
 		}
 	}
 	retain := em.retainFrom()
-	b = binary.AppendUvarint(b, uint64(em.parts))
+	b = binfmt.AppendUvarint(b, uint64(em.parts))
 	for p := range em.parts {
-		b = binary.AppendVarint(b, em.ends[p])
-		b = binary.AppendVarint(b, retain[p])
+		b = binfmt.AppendVarint(b, em.ends[p])
+		b = binfmt.AppendVarint(b, retain[p])
 	}
-	b = binary.AppendUvarint(b, uint64(e.OpenWindows()))
+	b = binfmt.AppendUvarint(b, uint64(e.OpenWindows()))
 	var err error
 	window := func(tw plan.TimeWindow, key string, st *aggregate.State) {
 		if err != nil {
 			return
 		}
-		b = binary.AppendVarint(b, tw.Start)
-		b = binary.AppendVarint(b, tw.End)
-		b = appendString(b, key)
+		b = binfmt.AppendVarint(b, tw.Start)
+		b = binfmt.AppendVarint(b, tw.End)
+		b = binfmt.AppendString(b, key)
 		// The state's length precedes it: reserve four bytes and fill
 		// them in afterwards rather than encoding the state twice.
-		at := len(b)
-		b = append(b, 0, 0, 0, 0)
+		var at int
+		b, at = binfmt.ReserveUint32(b)
 		b, err = st.AppendBinary(b)
-		binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+		binfmt.PutUint32(b, at, uint32(len(b)-at-4))
 	}
 	for _, w := range e.windows {
 		for key, s := range w.groups {
@@ -130,17 +131,12 @@ func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *Engin
 	if err != nil {
 		return nil, fmt.Errorf("speed: view %q: checkpoint: %w", view, err)
 	}
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
-}
-
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
+	return binfmt.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
 
 // decodeCheckpoint checks a checkpoint's framing and reads its header; the
 // returned reader is positioned at the window count.
-func decodeCheckpoint(data []byte) (checkpointHeader, *ckReader, error) {
+func decodeCheckpoint(data []byte) (checkpointHeader, *binfmt.Reader, error) {
 	var h checkpointHeader
 	if len(data) < len(checkpointMagic)+2+4 || string(data[:4]) != checkpointMagic {
 		return h, nil, fmt.Errorf("%w: bad magic", ErrCorruptCheckpoint)
@@ -155,61 +151,63 @@ func decodeCheckpoint(data []byte) (checkpointHeader, *ckReader, error) {
 	if data[5] != 0 {
 		return h, nil, fmt.Errorf("%w: unknown flags %#x", ErrCorruptCheckpoint, data[5])
 	}
-	r := &ckReader{b: body[6:]}
-	h.view = r.string()
-	h.def = r.uint64()
-	h.savedAt = r.varint()
-	h.watermark = r.varint()
-	n := r.count(3)
+	// Offsets in errors count from the start of the object.
+	r := binfmt.NewReader(body, ErrCorruptCheckpoint)
+	r.Skip(6)
+	h.view = r.LenString()
+	h.def = r.Uint64()
+	h.savedAt = r.Varint()
+	h.watermark = r.Varint()
+	n := r.Count(3)
 	h.parts = make([]partState, 0, n)
 	for range n {
-		p := partState{next: r.varint()}
-		switch r.byte() {
+		p := partState{next: r.Varint()}
+		switch seen := r.Byte(); seen {
 		case 0:
 		case 1:
-			p.seen, p.maxTime = true, r.varint()
+			p.seen, p.maxTime = true, r.Varint()
 		default:
-			r.fail()
+			r.Failf("partition %d: seen flag %d", len(h.parts), seen)
 		}
 		if p.next < 0 {
-			r.fail()
+			r.Failf("partition %d: next offset %d", len(h.parts), p.next)
 		}
 		h.parts = append(h.parts, p)
 	}
-	n = r.count(2)
+	n = r.Count(2)
 	for range n {
-		h.viewEnds = append(h.viewEnds, r.varint())
-		h.retain = append(h.retain, r.varint())
+		h.viewEnds = append(h.viewEnds, r.Varint())
+		h.retain = append(h.retain, r.Varint())
 	}
-	return h, r, r.err
+	return h, &r, r.Err()
 }
 
 // restoreWindows reads the checkpoint's windows into an empty engine.
-func restoreWindows(e *Engine, r *ckReader) error {
-	n := r.count(4)
+func restoreWindows(e *Engine, r *binfmt.Reader) error {
+	n := r.Count(4)
 	for range n {
-		tw := plan.TimeWindow{Start: r.varint(), End: r.varint()}
-		key := r.string()
-		raw := r.bytes(int(r.uint32()))
-		if r.err != nil {
+		tw := plan.TimeWindow{Start: r.Varint(), End: r.Varint()}
+		key := r.LenBytes()
+		raw := r.Bytes(int(r.Uint32()))
+		if r.Failed() {
 			break
 		}
 		if tw.End <= tw.Start || (e.wm != noWatermark && tw.End <= e.wm) {
 			return fmt.Errorf("%w: window [%d, %d) open behind the watermark %d", ErrCorruptCheckpoint, tw.Start, tw.End, e.wm)
 		}
-		if _, err := e.plan.DecodeKey([]byte(key)); err != nil {
+		if _, err := e.plan.DecodeKey(key); err != nil {
 			return fmt.Errorf("%w: %w", ErrCorruptCheckpoint, err)
 		}
 		st, err := e.plan.UnmarshalState(raw)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrCorruptCheckpoint, err)
 		}
-		e.restoreWindow(tw, key, st)
+		e.restoreWindow(tw, string(key), st)
 	}
-	if r.err == nil && len(r.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", ErrCorruptCheckpoint, len(r.b))
+	if r.Err() == nil && r.Remaining() != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrCorruptCheckpoint, r.Remaining())
 	}
-	return r.err
+	return r.Err()
 }
 
 // restoreWindow puts one checkpointed window state back, marked changed so
@@ -235,91 +233,3 @@ func (e *Engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.Sta
 	w.groups[key] = s
 	e.markDirty(w, s, []byte(key))
 }
-
-// ckReader decodes a checkpoint. The first failure sticks in err, and every
-// later read returns zero.
-type ckReader struct {
-	b   []byte
-	err error
-}
-
-func (r *ckReader) fail() {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: truncated or malformed", ErrCorruptCheckpoint)
-	}
-	r.b = nil
-}
-
-func (r *ckReader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail()
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *ckReader) uint64() uint64 {
-	if len(r.b) < 8 {
-		r.fail()
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-func (r *ckReader) uint32() uint32 {
-	if len(r.b) < 4 {
-		r.fail()
-		return 0
-	}
-	v := binary.LittleEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
-}
-
-func (r *ckReader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *ckReader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-// count reads a count of items of at least minSize bytes each, refusing
-// counts the remaining bytes cannot hold (a corrupt count must not make the
-// reader allocate without limit).
-func (r *ckReader) count(minSize int) int {
-	n := r.uvarint()
-	if n > uint64(len(r.b)/minSize) {
-		r.fail()
-		return 0
-	}
-	return int(n)
-}
-
-func (r *ckReader) bytes(n int) []byte {
-	if n < 0 || len(r.b) < n {
-		r.fail()
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *ckReader) string() string { return string(r.bytes(int(r.uvarint()))) }

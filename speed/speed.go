@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
@@ -158,25 +159,27 @@ func (s *Speed) Run(ctx context.Context) error {
 // runView runs one view, restarting it from its checkpoint after a failure
 // of the log, until ctx is done.
 func (s *Speed) runView(ctx context.Context, vs *viewSpec) error {
-	backoff := 100 * time.Millisecond
-	for {
+	// 100 ms doubling to 10 s, without jitter: each view waits for its log.
+	backoff := retry.Backoff{Base: 100 * time.Millisecond, Cap: 10 * time.Second}
+	err := backoff.Do(ctx, func(int) error {
 		err := s.runViewOnce(ctx, vs)
-		if ctx.Err() != nil {
-			return nil
+		switch {
+		case ctx.Err() != nil:
+			return nil // stopping
+		case err == nil:
+			// The view ended on its own: restart it like a failed one.
+			return errors.New("the view stopped")
+		case !retryable(err):
+			return retry.Permanent(err)
 		}
-		if !retryable(err) {
-			return err
-		}
-		s.logger.Warn("speed: view failed; restarting from its checkpoint", "view", vs.view.Name, "err", err, "in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 10*time.Second)
+		return err
+	}, func(_ int, err error, wait time.Duration) {
+		s.logger.Warn("speed: view failed; restarting from its checkpoint", "view", vs.view.Name, "err", err, "in", wait)
+	})
+	if ctx.Err() != nil {
+		return nil
 	}
+	return err
 }
 
 // retryable reports whether a view that failed with err should be

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 )
 
 // viewRun is one run of one view: a reader goroutine per partition of the
@@ -59,7 +60,7 @@ const maxBatch = 64
 
 // restoreFrom puts a decoded checkpoint into the run's empty engine and
 // emitter.
-func (r *viewRun) restoreFrom(h checkpointHeader, cr *ckReader) error {
+func (r *viewRun) restoreFrom(h checkpointHeader, cr *binfmt.Reader) error {
 	e, em := r.e, r.em
 	if h.view != r.vs.view.Name {
 		return fmt.Errorf("%w: it belongs to view %q", ErrCorruptCheckpoint, h.view)

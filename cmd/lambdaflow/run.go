@@ -22,8 +22,10 @@ import (
 	"github.com/lambdaflow/lambdaflow/batch"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/console"
+	"github.com/lambdaflow/lambdaflow/groups"
 	"github.com/lambdaflow/lambdaflow/ingest"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+	"github.com/lambdaflow/lambdaflow/kafka"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
@@ -182,6 +184,8 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	routes = append(routes, stats.Routes()...)
 
 	var modules []namedModule
+	var kafkaAddr string
+	var kafkaGroups groups.Others
 	if roles["ingest"] {
 		in, err := ingest.New(p, ingest.BrokerLog(b), ingest.Options{Logger: logger.With("component", "ingest"), Registerer: preg("ingest")})
 		if err != nil {
@@ -191,6 +195,19 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		health.Add(in.Checks()...)
 		stats.Add(in)
 		modules = append(modules, namedModule{"ingest", in})
+		modules = append(modules, namedModule{"ingest over nats", moduleFunc(func(ctx context.Context) error { return in.ServeNATS(ctx, b) })})
+		if p.Kafka.Listen != "" {
+			ks, err := kafka.New(p, b, in, kafka.Options{Logger: logger.With("component", "kafka"), Registerer: preg("kafka")})
+			if err != nil {
+				return err
+			}
+			kafkaAddr = ks.Advertised()
+			kafkaGroups = ks
+			modules = append(modules, namedModule{"kafka", ks})
+		}
+		// Consumer groups over HTTP are served where events come in: a
+		// load balancer in front of ingest processes serves them too.
+		routes = append(routes, groups.New(p, b, groups.Options{Logger: logger.With("component", "groups"), Others: kafkaGroups}).Routes()...)
 	}
 	if roles["sinks"] {
 		var runners []*sinks.Runner
@@ -262,8 +279,12 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 
 	url := "http://" + ln.Addr().String()
 	logger.Info("lambdaflow running", "pipeline", p.Name, "roles", roleList(roles), "http", url, "data_dir", p.DataDir)
-	fmt.Fprintf(std.err, "\nLambdaflow %q is running.\n  ingest   POST %s/v1/topics/{topic}/events\n  query    GET  %s/v1/views/{view}\n  console  %s/\n  metrics  %s/metrics\nTry:\n  curl -s -XPOST %s/v1/topics/%s/events -d '%s'\n\n",
-		p.Name, url, url, url, url, url, firstTopic(p), exampleEvent(p))
+	fmt.Fprintf(std.err, "\nLambdaflow %q is running.\n  ingest   POST %s/v1/topics/{topic}/events\n  query    GET  %s/v1/views/{view}\n  console  %s/\n  metrics  %s/metrics\n",
+		p.Name, url, url, url, url)
+	if kafkaAddr != "" {
+		fmt.Fprintf(std.err, "  kafka    %s (bootstrap.servers)\n", kafkaAddr)
+	}
+	fmt.Fprintf(std.err, "Try:\n  curl -s -XPOST %s/v1/topics/%s/events -d '%s'\n\n", url, firstTopic(p), exampleEvent(p))
 
 	var runErr error
 	select {
@@ -345,6 +366,11 @@ func httpLimits(h pipelines.HTTP) httpapi.Limits {
 		MaxConnections:    h.MaxConnections,
 	}
 }
+
+// moduleFunc makes a function a module.
+type moduleFunc func(ctx context.Context) error
+
+func (f moduleFunc) Run(ctx context.Context) error { return f(ctx) }
 
 type namedModule struct {
 	name string

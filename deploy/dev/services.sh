@@ -94,6 +94,8 @@ env_lines() {
     echo "export LF_TEST_S3_REGION='${LF_S3_REGION:-us-east-1}'"
     echo "export LF_TEST_S3_ACCESS_KEY='${LF_S3_ACCESS_KEY:-lambdaflow}'"
     echo "export LF_TEST_S3_SECRET_KEY='${LF_S3_SECRET_KEY:-lambdaflow-secret}'"
+    # The Kafka Java client's jars (deploy/dev/kafka-clients.sh, from test-tools.sh).
+    echo "export LF_TEST_KAFKA_CLIENTS_LIB='$LF_SERVICES_DIR/kafka-clients/lib'"
 }
 
 cmd="${1:-}"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the tools the tests use besides the services: independent Parquet
-# readers (pyarrow, duckdb from PyPI) that check the lake from outside, and
+# readers (pyarrow, duckdb from PyPI) that check the lake from outside,
 # Debian's chromium for the console's browser tests, iproute2 and nftables
-# for the tests that run hosts in network namespaces (internal/netns).
+# for the tests that run hosts in network namespaces (internal/netns), and
+# the Kafka clients the Kafka listener is tested with (Debian's kcat,
+# confluent-kafka from PyPI, the Java client from Maven Central via
+# kafka-clients.sh).
 # Idempotent and quick when everything is there.
 set -euo pipefail
 SVC_NAME=tools
@@ -14,6 +17,14 @@ if ! python3 -c 'import pyarrow, duckdb' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check pyarrow duckdb ||
         die "pip install pyarrow duckdb failed"
 fi
+
+if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
+    log "installing confluent-kafka from PyPI"
+    python3 -m pip install --quiet --disable-pip-version-check confluent-kafka ||
+        die "pip install confluent-kafka failed"
+fi
+
+"$(dirname "${BASH_SOURCE[0]}")/kafka-clients.sh" || die "fetching the Kafka Java client failed"
 
 # apt_install PACKAGE...: install Debian packages (serialised with the other scripts' apt runs).
 apt_install() {
@@ -30,5 +41,6 @@ command -v chromium >/dev/null 2>&1 || apt_install chromium
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
-log "test tools ready: $(python3 -c 'import pyarrow, duckdb; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__)'), $(chromium --version 2>/dev/null | head -1), $(nft --version 2>/dev/null)"
+log "test tools ready: $(python3 -c 'import pyarrow, duckdb, confluent_kafka; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__, "confluent-kafka", confluent_kafka.__version__)'), $(chromium --version 2>/dev/null | head -1), $(nft --version 2>/dev/null), kcat $(kcat -V 2>&1 | awk "/^Version/{print \$2}")"

@@ -108,6 +108,18 @@ func (t *Tokens) May(token string, scope Scope, topic string) bool {
 	return false
 }
 
+// Any reports whether the pipeline has any token (otherwise everything is
+// open).
+func (t *Tokens) Any() bool { return t.any }
+
+// Known reports whether token is one of the pipeline's tokens, of any
+// scope: a protocol that authenticates a connection once (Kafka's
+// SASL/PLAIN) refuses unknown ones, then asks May for each request.
+func (t *Tokens) Known(token string) bool {
+	r, a, w := t.Scopes(token)
+	return r || a || w
+}
+
 // Scopes returns what token may do beyond the open scopes, for messages
 // that tell a client why it was refused: whether it is a read or an admin
 // token, and whether it may write to some topic.

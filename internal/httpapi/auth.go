@@ -59,7 +59,7 @@ func (a *Auth) Allow(r *http.Request, acc Access, topic string) *Denial {
 	if scope == 0 || a.tokens.Open(scope, topic) {
 		return nil
 	}
-	tok, ok := bearer(r.Header.Get("Authorization"))
+	tok, ok := Bearer(r.Header.Get("Authorization"))
 	if ok && a.tokens.May(tok, scope, topic) {
 		return nil
 	}
@@ -139,9 +139,10 @@ func Deny(w http.ResponseWriter, d *Denial) {
 	WriteError(w, d.Status, d.Message)
 }
 
-// bearer extracts the token of an "Authorization: Bearer <token>" header;
-// the scheme is case-insensitive (RFC 9110 section 11.1).
-func bearer(h string) (string, bool) {
+// Bearer extracts the token of an "Authorization: Bearer <token>" header;
+// the scheme is case-insensitive (RFC 9110 section 11.1). Protocols with
+// headers of their own (NATS) read their Authorization header with it too.
+func Bearer(h string) (string, bool) {
 	const prefix = "bearer "
 	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
 		return "", false

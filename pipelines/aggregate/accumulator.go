@@ -2,9 +2,9 @@ package aggregate
 
 import (
 	"encoding"
-	"encoding/binary"
 	"fmt"
 
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -88,16 +88,15 @@ func (p *Set) appendAcc(b []byte, s *State, op *aggOp) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", p.accFns[op.x].Name, err)
 	}
 	b = append(b, 1)
-	b = binary.AppendUvarint(b, uint64(len(body)))
-	return append(b, body...), nil
+	return binfmt.AppendBytes(b, body), nil
 }
 
-func (p *Set) readAcc(r *reader, s *State, op *aggOp) error {
-	if r.byte() != 1 {
+func (p *Set) readAcc(r *binfmt.Reader, s *State, op *aggOp) error {
+	if r.Byte() != 1 {
 		return nil
 	}
-	body := r.bytes(int(r.uvarint()))
-	if r.err != nil {
+	body := r.LenBytes()
+	if r.Failed() {
 		return nil // reported by the caller
 	}
 	a := p.accFns[op.x].New(op.typ, op.q)

@@ -1,17 +1,17 @@
 package aggregate
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"unsafe"
+
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 )
 
 // StateVersion is the first byte of a marshalled State. Bump it when the
 // encoding or the value hashes change.
 //
-// Encoding, version 1: the version byte, the plan signature (8 bytes LE, a
+// Encoding, version 2: the version byte, the plan signature (8 bytes LE, a
 // hash of the aggregates' kinds, input types and arguments), then per
 // aggregate in view order (uv = uvarint, v = zig-zag varint, u64 = 8 bytes LE,
 // str = uv length + bytes):
@@ -24,8 +24,11 @@ import (
 //	avg (double)       uv n, exact sum
 //	min/max            uv n, then if n > 0: u64 value (double as bits) or str
 //	count_distinct     byte 0 (no values) or 1, then byte 0 + uv count +
-//	                   sorted u64 hashes (XXH64, seed 0), or byte 1 + 16384
-//	                   register bytes
+//	                   sorted u64 value hashes, or byte 1 + 16384 register
+//	                   bytes (HyperLogLog, p = 14); a value's hash is XXH64
+//	                   (seed 0) of a string's bytes, or XXH64's avalanche of
+//	                   the 64 bits of a number (two's complement; a double's
+//	                   IEEE bits with -0 as 0 and one NaN), see hashValue
 //	quantile           byte 0 or 1, then uv n; if n > 0: u64 min, u64 max,
 //	                   then n ≤ 16: n × u64 values (in any order); else uv
 //	                   zeros and per store (positive, negative): v first
@@ -38,7 +41,23 @@ import (
 // a reader checks that the counts agree. Since heads order -0 below +0, a
 // quantile's min and max may differ in the sign of a zero from those written
 // by earlier builds; while its values are exact they are recomputed from them.
-const StateVersion = 1
+//
+// Version 1 is version 2 with another string hash: XXH64's short-input path
+// over the whole string, which is XXH64 only for strings under 32 bytes.
+// Version 1 states are read as they are (the hashes of their sets and
+// registers cannot be recomputed without the values). So a count_distinct of
+// a string field in a state written by version 1 counts a value of 32 bytes
+// or more twice if the same value comes again after the upgrade: once under
+// each hash. Shorter strings and numbers hash as before and are unaffected.
+// Only the speed layer persists states, in checkpoints of open windows, so
+// the overcount is confined to windows open at the upgrade (at most one per
+// such value in the exact set; in a HyperLogLog, at most one register raised
+// by one value's second hash), and the next batch run recomputes those windows
+// from the lake with the new hash.
+const StateVersion = 2
+
+// stateVersion1 states are read as version 2; see StateVersion.
+const stateVersion1 = 1
 
 // ErrStateMismatch is returned when a marshalled state was written by a plan
 // with different aggregates.
@@ -56,35 +75,35 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 	p := s.p
 	w, strs := p.words(s), p.strs(s)
 	b = append(b, StateVersion)
-	b = binary.LittleEndian.AppendUint64(b, p.sig)
+	b = binfmt.AppendUint64(b, p.sig)
 	for i := range p.aggs {
 		op := &p.aggs[i]
 		switch op.kind {
 		case aggCount:
-			b = binary.AppendUvarint(b, w[op.w])
+			b = binfmt.AppendUvarint(b, w[op.w])
 		case aggCountField:
-			b = binary.AppendUvarint(b, w[op.n])
+			b = binfmt.AppendUvarint(b, w[op.n])
 		case aggSumInt:
-			b = binary.AppendUvarint(b, w[op.w])
-			b = binary.AppendUvarint(b, w[op.w+1])
+			b = binfmt.AppendUvarint(b, w[op.w])
+			b = binfmt.AppendUvarint(b, w[op.w+1])
 		case aggSumFloat:
 			b = p.fsums(s)[op.f].appendBinary(b)
 		case aggAvgInt:
-			b = binary.AppendUvarint(b, w[op.n])
-			b = binary.AppendUvarint(b, w[op.w])
-			b = binary.AppendUvarint(b, w[op.w+1])
+			b = binfmt.AppendUvarint(b, w[op.n])
+			b = binfmt.AppendUvarint(b, w[op.w])
+			b = binfmt.AppendUvarint(b, w[op.w+1])
 		case aggAvgFloat:
-			b = binary.AppendUvarint(b, w[op.n])
+			b = binfmt.AppendUvarint(b, w[op.n])
 			b = p.fsums(s)[op.f].appendBinary(b)
 		case aggMinInt, aggMaxInt, aggMinFloat, aggMaxFloat:
-			b = binary.AppendUvarint(b, w[op.n])
+			b = binfmt.AppendUvarint(b, w[op.n])
 			if w[op.n] > 0 {
-				b = binary.LittleEndian.AppendUint64(b, w[op.v])
+				b = binfmt.AppendUint64(b, w[op.v])
 			}
 		case aggMinString, aggMaxString:
-			b = binary.AppendUvarint(b, w[op.n])
+			b = binfmt.AppendUvarint(b, w[op.n])
 			if w[op.n] > 0 {
-				b = appendString(b, strs[op.v])
+				b = binfmt.AppendString(b, strs[op.v])
 			}
 		case aggDistinct:
 			d := p.distinctSet(s, op.x)
@@ -94,7 +113,7 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 				b = d.appendBinary(b)
 			case w[op.w] != 0:
 				b = append(b, 1, 0, 1)
-				b = binary.LittleEndian.AppendUint64(b, w[op.w])
+				b = binfmt.AppendUint64(b, w[op.w])
 			default:
 				b = append(b, 0)
 			}
@@ -107,17 +126,17 @@ func (s *State) AppendBinary(b []byte) ([]byte, error) {
 			b = append(b, 1)
 			b = qAppendBinary(b, p.quantileSet(s, op.x), h)
 		case aggFirst, aggLast:
-			b = binary.AppendUvarint(b, w[op.n])
+			b = binfmt.AppendUvarint(b, w[op.n])
 			if w[op.n] == 0 {
 				continue
 			}
-			b = binary.AppendVarint(b, int64(w[op.w]))
+			b = binfmt.AppendVarint(b, int64(w[op.w]))
 			id, val := storedIDValue(op, strs)
-			b = appendString(b, id)
+			b = binfmt.AppendString(b, id)
 			if op.class == classString {
-				b = appendString(b, val)
+				b = binfmt.AppendString(b, val)
 			} else {
-				b = binary.LittleEndian.AppendUint64(b, w[op.w+1])
+				b = binfmt.AppendUint64(b, w[op.w+1])
 			}
 		case aggCustom:
 			var err error
@@ -216,11 +235,11 @@ func isMinKind(k aggKind) bool {
 
 func (s *State) read(data []byte) error {
 	p := s.p
-	r := &reader{b: data}
-	if v := r.byte(); r.err == nil && v != StateVersion {
-		return fmt.Errorf("unsupported state version %d (this build reads %d)", v, StateVersion)
+	r := binfmt.NewReader(data, nil)
+	if v := r.Byte(); !r.Failed() && v != StateVersion && v != stateVersion1 {
+		return fmt.Errorf("unsupported state version %d (this build reads %d and %d)", v, stateVersion1, StateVersion)
 	}
-	if sig := r.uint64(); r.err == nil && sig != p.sig {
+	if sig := r.Uint64(); !r.Failed() && sig != p.sig {
 		return ErrStateMismatch
 	}
 	var seen [48]bool
@@ -232,43 +251,43 @@ func (s *State) read(data []byte) error {
 	}
 	w, strs := d.w, d.strs
 	for i := range p.aggs {
-		if r.err != nil {
+		if r.Failed() {
 			break
 		}
 		op := &p.aggs[i]
 		var err error
 		switch op.kind {
 		case aggCount:
-			w[op.w] = r.uvarint()
+			w[op.w] = r.Uvarint()
 		case aggCountField:
-			err = d.count(op.st, r.uvarint())
+			err = d.count(op.st, r.Uvarint())
 		case aggSumInt:
-			w[op.w], w[op.w+1] = r.uvarint(), r.uvarint()
+			w[op.w], w[op.w+1] = r.Uvarint(), r.Uvarint()
 		case aggSumFloat:
-			err = p.fsums(s)[op.f].readBinary(r)
+			err = p.fsums(s)[op.f].readBinary(&r)
 		case aggAvgInt:
-			err = d.count(op.st, r.uvarint())
-			w[op.w], w[op.w+1] = r.uvarint(), r.uvarint()
+			err = d.count(op.st, r.Uvarint())
+			w[op.w], w[op.w+1] = r.Uvarint(), r.Uvarint()
 		case aggAvgFloat:
-			if err = d.count(op.st, r.uvarint()); err == nil {
-				err = p.fsums(s)[op.f].readBinary(r)
+			if err = d.count(op.st, r.Uvarint()); err == nil {
+				err = p.fsums(s)[op.f].readBinary(&r)
 			}
 		case aggMinInt, aggMaxInt, aggMinFloat, aggMaxFloat:
-			n := r.uvarint()
+			n := r.Uvarint()
 			if err = d.count(op.st, n); err == nil && n > 0 {
-				d.extreme(op.st, isMinKind(op.kind), r.uint64())
+				d.extreme(op.st, isMinKind(op.kind), r.Uint64())
 			}
 		case aggMinString, aggMaxString:
-			n := r.uvarint()
+			n := r.Uvarint()
 			if err = d.count(op.st, n); err == nil && n > 0 {
-				d.extremeStr(op.st, isMinKind(op.kind), r.view())
+				d.extremeStr(op.st, isMinKind(op.kind), r.LenStringView())
 			}
 		case aggDistinct:
-			if r.byte() != 1 {
+			if r.Byte() != 1 {
 				continue
 			}
 			dd := new(distinct)
-			if err = dd.readBinary(r); err != nil {
+			if err = dd.readBinary(&r); err != nil {
 				break
 			}
 			if dd.reg == nil && dd.n <= 1 {
@@ -281,8 +300,8 @@ func (s *State) read(data []byte) error {
 		case aggQuantile:
 			var q *quantiles
 			var h qhead
-			if r.byte() == 1 {
-				if q, h, err = qReadBinary(r); err != nil {
+			if r.Byte() == 1 {
+				if q, h, err = qReadBinary(&r); err != nil {
 					break
 				}
 			}
@@ -299,113 +318,30 @@ func (s *State) read(data []byte) error {
 				p.setQuantileSet(s, op.x, q)
 			}
 		case aggFirst, aggLast:
-			n := r.uvarint()
+			n := r.Uvarint()
 			if err = d.count(op.st, n); err != nil || n == 0 {
 				break
 			}
-			w[op.w] = uint64(r.varint())
-			id := r.view()
+			w[op.w] = uint64(r.Varint())
+			id := r.LenStringView()
 			if op.class == classString {
-				strs[op.s] = p.internPair(strs, id, r.view())
+				strs[op.s] = p.internPair(strs, id, r.LenStringView())
 			} else {
-				w[op.w+1] = r.uint64()
+				w[op.w+1] = r.Uint64()
 				strs[op.s] = p.intern(strs, id)
 			}
 		case aggCustom:
-			err = p.readAcc(r, s, op)
+			err = p.readAcc(&r, s, op)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	if r.err != nil {
-		return r.err
+	if r.Failed() {
+		return r.Err()
 	}
-	if len(r.b) != 0 {
-		return fmt.Errorf("%d trailing bytes", len(r.b))
+	if n := r.Remaining(); n != 0 {
+		return fmt.Errorf("%d trailing bytes at byte %d", n, r.Offset())
 	}
 	return nil
-}
-
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-// reader decodes the state format. The first failure sticks in err, and
-// every later read returns zero, so decoders check err once at the end.
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail() {
-	if r.err == nil {
-		r.err = errShort
-	}
-	r.b = nil
-}
-
-func (r *reader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail()
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *reader) uint64() uint64 {
-	if len(r.b) < 8 {
-		r.fail()
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) bytes(n int) []byte {
-	if n < 0 || len(r.b) < n {
-		r.fail()
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) string() string {
-	return string(r.bytes(int(r.uvarint())))
-}
-
-// view is string without the copy: the result aliases the input and must
-// not be kept (State.intern copies what it keeps).
-func (r *reader) view() string {
-	b := r.bytes(int(r.uvarint()))
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
 }

@@ -1,8 +1,10 @@
 package aggregate
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"strings"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -78,7 +80,7 @@ func (b *Builder) Add(fn, field string, arg float64) (event.FieldType, error) {
 // be used afterwards.
 func (b *Builder) Build() (*Set, error) {
 	s := b.s
-	s.sig = hashString(s.sigText.String())
+	s.sig = signatureHash(s.sigText.String())
 	s.sigText = strings.Builder{}
 	s.planUpdate()
 	if err := s.buildLayout(); err != nil {
@@ -167,3 +169,37 @@ func (p *Set) alloc(n *int, k int32) int32 {
 
 // Len returns the number of aggregates.
 func (p *Set) Len() int { return len(p.aggs) }
+
+// signatureHash hashes the signature text of a Set's calls (see Add) into the
+// signature every marshalled state carries. It is part of the state format,
+// so it never changes: it is the string hash of state version 1, XXH64's
+// short-input path over the whole text (XXH64 itself for texts under 32
+// bytes), kept when version 2 moved value hashes to XXH64 so that states of
+// both versions name the same plan alike.
+func signatureHash(s string) uint64 {
+	const (
+		p1 = 0x9e3779b185ebca87
+		p2 = 0xc2b2ae3d27d4eb4f
+		p3 = 0x165667b19e3779f9
+		p4 = 0x85ebca77c2b2ae63
+		p5 = 0x27d4eb2f165667c5
+	)
+	h := p5 + uint64(len(s))
+	for ; len(s) >= 8; s = s[8:] {
+		k := binary.LittleEndian.Uint64([]byte(s[:8]))
+		k *= p2
+		k = bits.RotateLeft64(k, 31) * p1
+		h ^= k
+		h = bits.RotateLeft64(h, 27)*p1 + p4
+	}
+	if len(s) >= 4 {
+		h ^= uint64(binary.LittleEndian.Uint32([]byte(s[:4]))) * p1
+		h = bits.RotateLeft64(h, 23)*p2 + p3
+		s = s[4:]
+	}
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i]) * p5
+		h = bits.RotateLeft64(h, 11) * p1
+	}
+	return hashMix(h)
+}

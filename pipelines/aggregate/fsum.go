@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/big"
 	"math/bits"
+
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 )
 
 // fsum is the exact sum of float64 values. A float64 is an integer times a
@@ -242,28 +244,26 @@ func (f *fsum) appendBinary(b []byte) []byte {
 		flags |= fsumBig
 	}
 	b = append(b, flags)
-	b = binary.AppendVarint(b, int64(f.exp))
+	b = binfmt.AppendVarint(b, int64(f.exp))
 	if f.big == nil {
 		for _, l := range f.l {
-			b = binary.LittleEndian.AppendUint64(b, l)
+			b = binfmt.AppendUint64(b, l)
 		}
 		return b
 	}
 	b = append(b, byte(f.big.Sign()+1))
 	mag := f.big.Bytes()
-	b = binary.AppendUvarint(b, uint64(len(mag)))
+	b = binfmt.AppendUvarint(b, uint64(len(mag)))
 	return append(b, mag...)
 }
 
-var errShort = errors.New("truncated")
-
-func (f *fsum) readBinary(r *reader) error {
-	flags := r.byte()
-	exp := r.varint()
+func (f *fsum) readBinary(r *binfmt.Reader) error {
+	flags := r.Byte()
+	exp := r.Varint()
 	// A sum's lowest bit is that of some float64, so exp is a float64
 	// exponent; checking it keeps a corrupt state from asking for a
 	// gigantic shift.
-	if r.err == nil && (exp < -1074 || exp > 1024) {
+	if !r.Failed() && (exp < -1074 || exp > 1024) {
 		return fmt.Errorf("exact sum exponent %d out of range", exp)
 	}
 	f.exp = int32(exp)
@@ -271,22 +271,22 @@ func (f *fsum) readBinary(r *reader) error {
 	f.big = nil
 	if flags&fsumBig == 0 {
 		for i := range f.l {
-			f.l[i] = r.uint64()
+			f.l[i] = r.Uint64()
 		}
-		if r.err == nil && !fits192(f.l) {
+		if !r.Failed() && !fits192(f.l) {
 			return errors.New("exact sum out of range")
 		}
-		return r.err
+		return r.Err()
 	}
 	f.l = [3]uint64{}
-	sign := int(r.byte()) - 1
-	n := r.uvarint()
+	sign := int(r.Byte()) - 1
+	n := r.Uvarint()
 	if n > fsumMaxBigBytes {
 		return fmt.Errorf("exact sum of %d bytes", n)
 	}
-	mag := r.bytes(int(n))
-	if r.err != nil {
-		return r.err
+	mag := r.Bytes(int(n))
+	if r.Failed() {
+		return r.Err()
 	}
 	f.big = new(big.Int).SetBytes(mag)
 	if sign < 0 {

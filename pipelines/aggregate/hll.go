@@ -1,12 +1,14 @@
 package aggregate
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"math/bits"
 	"slices"
 
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -181,7 +183,7 @@ func (d *distinct) appendBinary(b []byte) []byte {
 		return append(b, d.reg[:]...)
 	}
 	b = append(b, 0)
-	b = binary.AppendUvarint(b, uint64(d.n))
+	b = binfmt.AppendUvarint(b, uint64(d.n))
 	hs := make([]uint64, 0, d.n)
 	for _, h := range d.set {
 		if h != 0 {
@@ -190,30 +192,30 @@ func (d *distinct) appendBinary(b []byte) []byte {
 	}
 	slices.Sort(hs)
 	for _, h := range hs {
-		b = binary.LittleEndian.AppendUint64(b, h)
+		b = binfmt.AppendUint64(b, h)
 	}
 	return b
 }
 
-func (d *distinct) readBinary(r *reader) error {
+func (d *distinct) readBinary(r *binfmt.Reader) error {
 	*d = distinct{}
-	switch r.byte() {
+	switch r.Byte() {
 	case 0:
-		n := r.uvarint()
+		n := r.Uvarint()
 		if n > distinctExactMax {
 			return fmt.Errorf("distinct set of %d members, more than %d", n, distinctExactMax)
 		}
 		for range n {
-			h := r.uint64()
-			if r.err != nil {
-				return r.err
+			h := r.Uint64()
+			if r.Failed() {
+				return r.Err()
 			}
 			d.add(h)
 		}
 	case 1:
-		reg := r.bytes(hllM)
-		if r.err != nil {
-			return r.err
+		reg := r.Bytes(hllM)
+		if r.Failed() {
+			return r.Err()
 		}
 		d.reg = (*[hllM]uint8)(slices.Clone(reg))
 		for _, v := range d.reg {
@@ -224,51 +226,34 @@ func (d *distinct) readBinary(r *reader) error {
 	default:
 		return fmt.Errorf("unknown distinct mode")
 	}
-	return r.err
+	return r.Err()
 }
 
 // Value hashing. The hashes are stored in checkpoints and merged across
 // processes, so they are fixed functions (no per-process seed) and part of
 // the state format: changing them needs a new state version.
+//
+// Strings hash with XXH64 (seed 0) of their bytes. Integer-like values and
+// doubles hash with XXH64's final avalanche of their 64 bits: a bijection,
+// so two distinct numbers never collide, and cheaper than hashing their
+// eight bytes. State version 1 hashed strings with XXH64's short-input path
+// whatever their length, which equals XXH64 below 32 bytes only; see
+// StateVersion for what that means for states written then.
 
-const (
-	hashP1 = 0x9e3779b185ebca87
-	hashP2 = 0xc2b2ae3d27d4eb4f
-	hashP3 = 0x165667b19e3779f9
-	hashP4 = 0x85ebca77c2b2ae63
-	hashP5 = 0x27d4eb2f165667c5
-)
-
-// hashString is XXH64's short-input path, seed 0.
-func hashString(s string) uint64 {
-	h := hashP5 + uint64(len(s))
-	for ; len(s) >= 8; s = s[8:] {
-		k := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-		k *= hashP2
-		k = bits.RotateLeft64(k, 31) * hashP1
-		h ^= k
-		h = bits.RotateLeft64(h, 27)*hashP1 + hashP4
-	}
-	if len(s) >= 4 {
-		h ^= uint64(uint32(s[0])|uint32(s[1])<<8|uint32(s[2])<<16|uint32(s[3])<<24) * hashP1
-		h = bits.RotateLeft64(h, 23)*hashP2 + hashP3
-		s = s[4:]
-	}
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i]) * hashP5
-		h = bits.RotateLeft64(h, 11) * hashP1
-	}
-	return hashMix(h)
-}
+// hashString is XXH64 of s, seed 0.
+func hashString(s string) uint64 { return xxhash.Sum64String(s) }
 
 // hashMix is XXH64's avalanche; it is a bijection, so distinct integers never
 // collide.
 func hashMix(h uint64) uint64 {
+	const (
+		prime2 = 0xc2b2ae3d27d4eb4f
+		prime3 = 0x165667b19e3779f9
+	)
 	h ^= h >> 33
-	h *= hashP2
+	h *= prime2
 	h ^= h >> 29
-	h *= hashP3
+	h *= prime3
 	h ^= h >> 32
 	return h
 }

@@ -1,10 +1,11 @@
 package aggregate
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 )
 
 // quantiles estimates quantile(field, q). A state keeps the number of values
@@ -304,26 +305,26 @@ func qValue(q *quantiles, h qhead, p float64) (v float64, ok bool) {
 // qAppendBinary writes the quantile state (q, h): n, then if n > 0 the
 // minimum, the maximum and either the values (n ≤ qExactMax) or the sketch.
 func qAppendBinary(b []byte, q *quantiles, h qhead) []byte {
-	b = binary.AppendUvarint(b, h.n)
+	b = binfmt.AppendUvarint(b, h.n)
 	if h.n == 0 {
 		return b
 	}
-	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(h.min))
-	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(h.max))
+	b = binfmt.AppendFloat64(b, h.min)
+	b = binfmt.AppendFloat64(b, h.max)
 	var buf [qInline]float64
 	switch {
 	case q == nil:
 		for _, v := range h.inline(&buf) {
-			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+			b = binfmt.AppendFloat64(b, v)
 		}
 		return b
 	case q.sk == nil:
 		for _, v := range q.exact {
-			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+			b = binfmt.AppendFloat64(b, v)
 		}
 		return b
 	}
-	b = binary.AppendUvarint(b, q.sk.zero)
+	b = binfmt.AppendUvarint(b, q.sk.zero)
 	b = q.sk.pos.appendBinary(b)
 	return q.sk.neg.appendBinary(b)
 }
@@ -338,10 +339,10 @@ func (s *ddStore) appendBinary(b []byte) []byte {
 	for hi > lo && s.bins[hi-1] == 0 {
 		hi--
 	}
-	b = binary.AppendVarint(b, int64(s.off)+int64(lo))
-	b = binary.AppendUvarint(b, uint64(hi-lo))
+	b = binfmt.AppendVarint(b, int64(s.off)+int64(lo))
+	b = binfmt.AppendUvarint(b, uint64(hi-lo))
 	for _, c := range s.bins[lo:hi] {
-		b = binary.AppendUvarint(b, c)
+		b = binfmt.AppendUvarint(b, c)
 	}
 	return b
 }
@@ -349,21 +350,21 @@ func (s *ddStore) appendBinary(b []byte) []byte {
 // qReadBinary reads what qAppendBinary wrote. While the values are exact,
 // the head's minimum and maximum are taken from them (states written before
 // heads ordered zeros may have either zero in the header).
-func qReadBinary(r *reader) (q *quantiles, h qhead, err error) {
-	n := r.uvarint()
+func qReadBinary(r *binfmt.Reader) (q *quantiles, h qhead, err error) {
+	n := r.Uvarint()
 	if n == 0 {
-		return nil, h, r.err
+		return nil, h, r.Err()
 	}
-	hmin := math.Float64frombits(r.uint64())
-	hmax := math.Float64frombits(r.uint64())
+	hmin := math.Float64frombits(r.Uint64())
+	hmax := math.Float64frombits(r.Uint64())
 	if n <= qExactMax {
 		vs := make([]float64, n)
 		for i := range vs {
-			vs[i] = math.Float64frombits(r.uint64())
+			vs[i] = math.Float64frombits(r.Uint64())
 			h.add(vs[i])
 		}
-		if r.err != nil {
-			return nil, h, r.err
+		if r.Failed() {
+			return nil, h, r.Err()
 		}
 		if n > qInline {
 			q = &quantiles{exact: vs}
@@ -371,13 +372,13 @@ func qReadBinary(r *reader) (q *quantiles, h qhead, err error) {
 		return q, h, nil
 	}
 	h = qhead{n: n, min: hmin, max: hmax}
-	q = &quantiles{sk: &ddSketch{zero: r.uvarint()}}
+	q = &quantiles{sk: &ddSketch{zero: r.Uvarint()}}
 	total := q.sk.zero
 	for _, s := range []*ddStore{&q.sk.pos, &q.sk.neg} {
-		off := r.varint()
-		n := r.uvarint()
-		if r.err != nil {
-			return nil, h, r.err
+		off := r.Varint()
+		n := r.Uvarint()
+		if r.Failed() {
+			return nil, h, r.Err()
 		}
 		if n > ddMaxBins || off < math.MinInt32 || off+int64(n) > math.MaxInt32 {
 			return nil, h, fmt.Errorf("quantile store of %d buckets at %d out of range", n, off)
@@ -388,7 +389,7 @@ func qReadBinary(r *reader) (q *quantiles, h qhead, err error) {
 		s.off = int32(off)
 		s.bins = make([]uint64, n)
 		for i := range s.bins {
-			s.bins[i] = r.uvarint()
+			s.bins[i] = r.Uvarint()
 			total += s.bins[i]
 		}
 		s.hi = s.off + int32(n) - 1
@@ -396,8 +397,8 @@ func qReadBinary(r *reader) (q *quantiles, h qhead, err error) {
 			return nil, h, fmt.Errorf("quantile store with empty edge bucket")
 		}
 	}
-	if r.err == nil && total != h.n {
+	if !r.Failed() && total != h.n {
 		return nil, h, fmt.Errorf("quantile sketch counts %d values, header says %d", total, h.n)
 	}
-	return q, h, r.err
+	return q, h, r.Err()
 }

@@ -1,12 +1,11 @@
 package plan
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 
+	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -233,14 +232,13 @@ func (p *Plan) Key(e *event.Event, buf []byte) []byte {
 		buf = append(buf, 1)
 		switch g.typ {
 		case event.TypeString:
-			buf = binary.AppendUvarint(buf, uint64(len(v.S)))
-			buf = append(buf, v.S...)
+			buf = binfmt.AppendString(buf, v.S)
 		case event.TypeDouble:
-			buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(event.CanonicalFloat(v.F)))
+			buf = binfmt.AppendFloat64(buf, event.CanonicalFloat(v.F))
 		case event.TypeBool:
 			buf = append(buf, byte(v.I&1))
 		default:
-			buf = binary.AppendVarint(buf, v.I)
+			buf = binfmt.AppendVarint(buf, v.I)
 		}
 	}
 	return buf
@@ -254,54 +252,33 @@ var ErrBadKey = errors.New("malformed group key")
 // GroupBy order.
 func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
 	vs := make([]event.Value, len(p.group))
-	bad := func() error { return fmt.Errorf("%w: %d bytes", ErrBadKey, len(key)) }
-	b := key
+	r := binfmt.NewReader(key, nil)
 	for i, g := range p.group {
-		if len(b) == 0 {
-			return nil, bad()
-		}
-		tag := b[0]
-		b = b[1:]
-		switch tag {
+		switch r.Byte() {
 		case 0:
 			continue
 		case 1:
 		default:
+			if r.Failed() {
+				return nil, fmt.Errorf("%w: %d bytes", ErrBadKey, len(key))
+			}
 			return nil, fmt.Errorf("%w: field %q", ErrBadKey, g.name)
 		}
 		v := &vs[i]
 		v.Valid = true
 		switch g.typ {
 		case event.TypeString:
-			n, k := binary.Uvarint(b)
-			if k <= 0 || n > uint64(len(b)-k) {
-				return nil, bad()
-			}
-			v.S = string(b[k : k+int(n)])
-			b = b[k+int(n):]
+			v.S = r.LenString()
 		case event.TypeDouble:
-			if len(b) < 8 {
-				return nil, bad()
-			}
-			v.F = math.Float64frombits(binary.LittleEndian.Uint64(b))
-			b = b[8:]
+			v.F = r.Float64()
 		case event.TypeBool:
-			if len(b) < 1 {
-				return nil, bad()
-			}
-			v.I = int64(b[0] & 1)
-			b = b[1:]
+			v.I = int64(r.Byte() & 1)
 		default:
-			x, k := binary.Varint(b)
-			if k <= 0 {
-				return nil, bad()
-			}
-			v.I = x
-			b = b[k:]
+			v.I = r.Varint()
 		}
 	}
-	if len(b) != 0 {
-		return nil, bad()
+	if r.Failed() || r.Remaining() != 0 {
+		return nil, fmt.Errorf("%w: %d bytes", ErrBadKey, len(key))
 	}
 	return vs, nil
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/olivere/elastic/v7"
 
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
@@ -67,8 +68,17 @@ type Sink struct {
 	// transport is the client's, closed with the sink so that no
 	// keep-alive connection outlives it.
 	transport *http.Transport
-	// backoff is the first wait before resending items refused for load.
-	backoff time.Duration
+	// resend paces the resending of items refused for load.
+	resend retry.Backoff
+}
+
+// resendBackoff waits 100, 200, 400 and 800 ms (rejectedRetries resends)
+// with equal jitter: at least half of each wait, because a node that refused
+// items for load needs the time to drain its queue, spread over the other
+// half, so that sinks refused together do not come back together.
+func resendBackoff() retry.Backoff {
+	return retry.Backoff{Base: rejectedBackoff, Cap: rejectedBackoff << (rejectedRetries - 1), Jitter: retry.Equal,
+		Attempts: rejectedRetries + 1}
 }
 
 // New checks spec and returns a Sink for it. It does not dial — sniffing and
@@ -114,7 +124,7 @@ func New(ctx context.Context, spec *pipelines.Sink, logger *slog.Logger) (*Sink,
 	if err != nil {
 		return nil, fmt.Errorf("elasticsearch sink %q: %w: %w", spec.Name, err, sinks.ErrPermanent)
 	}
-	return &Sink{spec: spec, client: client, log: logger, pattern: pat, transport: tr, backoff: rejectedBackoff}, nil
+	return &Sink{spec: spec, client: client, log: logger, pattern: pat, transport: tr, resend: resendBackoff()}, nil
 }
 
 // Ping reports whether the cluster answers.

@@ -295,7 +295,7 @@ func TestRejectedItemsAreResent(t *testing.T) {
 	target := testURL(t)
 	proxy := newRejectingProxy(t, target, 3)
 	s := newTestSink(t, "", func(sp *pipelines.Sink) { sp.Config.(*Config).URLs = []string{proxy.URL} })
-	s.backoff = time.Millisecond
+	s.resend.Base = time.Millisecond
 	ctx := ctxT(t)
 	tab := sinktest.AllTypesTopic("metrics")
 	if err := s.Prepare(ctx, tab); err != nil {

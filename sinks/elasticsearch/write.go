@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/olivere/elastic/v7"
 
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
@@ -148,31 +148,27 @@ feed:
 // retried.
 func (s *Sink) bulkWithRetry(ctx context.Context, docs []doc) (sinks.RowErrors, error) {
 	var refused sinks.RowErrors
-	wait := s.backoff
-	for attempt := 0; ; attempt++ {
+	err := s.resend.Do(ctx, func(attempt int) error {
 		rejected, bad, err := s.bulk(ctx, docs)
 		if err != nil {
-			return nil, err
+			return retry.Permanent(err)
 		}
 		refused = append(refused, bad...)
 		if len(rejected) == 0 {
-			return refused, nil
+			return nil
 		}
-		if attempt == rejectedRetries {
-			return nil, fmt.Errorf("%d documents still rejected for load (429) after %d retries", len(rejected), rejectedRetries)
-		}
-		s.log.Debug("bulk items rejected for load, resending", "items", len(rejected), "attempt", attempt+1)
-		// Full jitter, so that sinks rejected together do not come back
-		// together.
-		d := wait/2 + rand.N(wait/2+1)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(d):
-		}
-		wait *= 2
 		docs = rejected
+		return fmt.Errorf("%d documents still rejected for load (429) after %d retries", len(rejected), attempt-1)
+	}, func(attempt int, err error, _ time.Duration) {
+		s.log.Debug("bulk items rejected for load, resending", "items", len(docs), "attempt", attempt)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
 	}
+	return refused, nil
 }
 
 // bulk sends one bulk request. It returns the documents refused with 429,

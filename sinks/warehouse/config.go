@@ -52,6 +52,10 @@ func (cfg *PostgresConfig) check(c pipelines.SinkCheck) {
 	}
 }
 
+// duckDBNotCompiled is why a binary built without DuckDB refuses a duckdb
+// sink.
+const duckDBNotCompiled = "duckdb is not compiled into this binary (it was built with -tags noduckdb); use a build without that tag, or another sink type"
+
 // DuckDBKind is the duckdb sink: tables in an embedded DuckDB file.
 func DuckDBKind() sinks.Kind {
 	return sinks.Kind{
@@ -59,6 +63,13 @@ func DuckDBKind() sinks.Kind {
 			Name:      "duckdb",
 			Doc:       "tables in an embedded DuckDB file",
 			NewConfig: func() any { return new(DuckDBConfig) },
+			Check: func(_ any, c pipelines.SinkCheck) {
+				// A binary built with -tags noduckdb knows the type but
+				// cannot open it: refuse the file, not the running sink.
+				if !DuckDBCompiled {
+					c.Errorf("type", "%s", duckDBNotCompiled)
+				}
+			},
 		},
 		Open: func(ctx context.Context, p *pipelines.Pipeline, spec *pipelines.Sink, logger *slog.Logger) (sinks.Target, error) {
 			return NewDuckDB(ctx, spec, p.DataDir, logger)

@@ -1,3 +1,5 @@
+//go:build !noduckdb
+
 package warehouse
 
 import (
@@ -22,6 +24,10 @@ import (
 // DefaultDuckDBFile is the warehouse file under data_dir when the sink has
 // no path.
 const DefaultDuckDBFile = "warehouse.duckdb"
+
+// DuckDBCompiled says whether this binary has the DuckDB target: true unless
+// it was built with -tags noduckdb (see duckdb_off.go).
+const DuckDBCompiled = true
 
 // DuckDB's TIMESTAMPTZ keeps µs in an int64 but reserves both ends for
 // ±infinity.
