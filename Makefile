@@ -86,6 +86,14 @@ fuzz:
 	$(GO) test ./broker -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./speed -run '^$$' -fuzz '^FuzzDecodeCheckpoint$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./batch -run '^$$' -fuzz '^FuzzReadManifest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./batch -run '^$$' -fuzz '^FuzzReadViewFile$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzDecodeTimeUnits$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pipelines/event -run '^$$' -fuzz '^FuzzParseValue$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./kafka -run '^$$' -fuzz '^FuzzDecodeBatches$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./sinks -run '^$$' -fuzz '^FuzzDecodeDeadLetterRecord$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./sinks/elasticsearch -run '^$$' -fuzz '^FuzzIndexPattern$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pipetest -run '^$$' -fuzz '^FuzzLoadTestFile$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin data

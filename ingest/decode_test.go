@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"math/big"
 	"reflect"
 	"strconv"
 	"strings"
@@ -476,4 +477,51 @@ func FuzzRFC3339(f *testing.F) {
 	f.Add("2024-05-01T10:00:00.123456Z")
 	f.Add("2024-02-29T12:00:00.5+05:30")
 	f.Fuzz(checkRFC3339)
+}
+
+// FuzzDecodeTimeUnits checks numeric event times against exact decimal
+// arithmetic in every time_unit, the refusal of undeclared early numbers,
+// and the max_future bound.
+func FuzzDecodeTimeUnits(f *testing.F) {
+	for _, s := range []string{"1764950000", "1764950000000", "1.5e9", "-1", "0", "99999999999", "1e15", "1764950000.1234567", "253402300799.999999"} {
+		for unit := range uint8(4) {
+			f.Add(unit, s)
+		}
+	}
+	const ingest = 1764950400000000 // 2025-12-05T16:00:00Z
+	const maxFuture = int64(time.Hour / time.Microsecond)
+	decoders := make([]*decoder, 4)
+	exps := []int{3, 6, 3, 0} // undeclared, s, ms, us
+	for i, unit := range []string{"", "s", "ms", "us"} {
+		topic := typesTopic()
+		topic.TimeUnit = unit
+		topic.MaxFuture = pipelines.Duration(time.Hour)
+		decoders[i] = newDecoder(topic)
+	}
+	f.Fuzz(func(t *testing.T, unit uint8, num string) {
+		i := int(unit % 4)
+		events, derr := decoders[i].decode(`{"s":"x","ts":`+num+`}`, ingest, nil)
+		if derr != nil {
+			if derr.Msg == "" {
+				t.Fatalf("empty error for %q", num)
+			}
+			return
+		}
+		got := events[0].Time
+		want, ok := new(big.Rat).SetString(strings.Trim(num, " \t\r\n")) // JSON white space
+
+		if !ok {
+			t.Fatalf("accepted %q, which is no number", num)
+		}
+		want.Mul(want, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(exps[i])), nil)))
+		if !want.IsInt() || want.Num().Cmp(big.NewInt(got)) != 0 {
+			t.Fatalf("unit %d: %q decoded as %d µs, want %s", i, num, got, want.RatString())
+		}
+		if got > ingest+maxFuture {
+			t.Fatalf("unit %d: %q is %d µs, past max_future", i, num, got)
+		}
+		if i == 0 && got < undeclaredEarliest {
+			t.Fatalf("undeclared unit: %q accepted as %d µs, before 1973", num, got)
+		}
+	})
 }
