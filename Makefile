@@ -3,6 +3,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 GO ?= go
 PIPELINE ?= pipelines/examples/quickstart.yaml
+# make run LISTEN=host:port (or PORT=n, for 127.0.0.1:n) serves elsewhere than
+# the pipeline file's http.listen.
+LISTEN ?= $(if $(PORT),127.0.0.1:$(PORT))
 SERVICES := deploy/dev/services.sh
 # -p 1: packages share the dev services, and some tests stop and restart them.
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 30m
@@ -14,7 +17,7 @@ BENCHCOUNT ?= 3
 
 ## run: the example pipeline on embedded defaults (nothing else to install)
 run: build
-	bin/lambdaflow run -c $(PIPELINE)
+	bin/lambdaflow run -c $(PIPELINE)$(if $(LISTEN), --listen $(LISTEN))
 
 ## build: the binary into bin/
 build:

@@ -21,7 +21,8 @@ import (
 )
 
 // Log is what the batch layer needs of the log: the lake writers read
-// partitions and commit their position; jobs learn how far each partition
+// partitions, report how far they read and commit their position once it
+// is durable; jobs learn how far each partition
 // goes (to decide what the lake holds completely) and append recomputed
 // view rows to the views' topics. *broker.Broker implements it.
 type Log interface {
@@ -29,6 +30,7 @@ type Log interface {
 	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
 	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
+	Progress(consumer, topic string, partition int, offset int64)
 	Topics(ctx context.Context) ([]api.Topic, error)
 	Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error)
 }
@@ -188,14 +190,11 @@ func (b *Batch) Run(ctx context.Context) error {
 	return err
 }
 
-// Manifest returns the current manifest of a topic's lake, or nil for an
+// manifestOf returns the current manifest of a topic's lake, or nil for an
 // unknown topic.
-func (b *Batch) Manifest(topic string) *Manifest {
+func (b *Batch) manifestOf(topic string) *manifest {
 	if tl := b.lakes[topic]; tl != nil {
 		return tl.ms.snapshot()
 	}
 	return nil
 }
-
-// LakeDir returns the lake's root directory.
-func (b *Batch) LakeDir() string { return b.lakeDir }

@@ -65,7 +65,7 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 		hour int64
 		part int
 	}
-	groups := map[group][]FileEntry{}
+	groups := map[group][]fileEntry{}
 	for _, f := range m.Files {
 		g := group{f.Hour, f.Partition}
 		groups[g] = append(groups[g], f)
@@ -96,10 +96,10 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 }
 
 // merge replaces files (one hour, one partition, sorted by offset) by one.
-func (c *compactor) merge(ctx context.Context, files []FileEntry) error {
+func (c *compactor) merge(ctx context.Context, files []fileEntry) error {
 	sortFiles(files)
 	first, last := files[0].First, files[len(files)-1].Last
-	out := FileEntry{
+	out := fileEntry{
 		Path:      hourPath(files[0].Hour) + "/" + fileName(files[0].Partition, first, last),
 		Hour:      files[0].Hour,
 		Partition: files[0].Partition,
@@ -154,14 +154,14 @@ func (c *compactor) merge(ctx context.Context, files []FileEntry) error {
 	}
 	out.Bytes, out.CRC32C = st.Size(), fw.sum.Sum32()
 	now := c.now().Unix()
-	_, err = c.tl.ms.update(func(m *Manifest) error {
+	_, err = c.tl.ms.update(func(m *manifest) error {
 		for _, f := range files {
-			i := slices.IndexFunc(m.Files, func(x FileEntry) bool { return x.Path == f.Path })
+			i := slices.IndexFunc(m.Files, func(x fileEntry) bool { return x.Path == f.Path })
 			if i < 0 {
 				return fmt.Errorf("lake: compacting %s: %s is no longer live", out.Path, f.Path)
 			}
 			m.Files = slices.Delete(m.Files, i, i+1)
-			m.Replaced = append(m.Replaced, ReplacedEntry{Path: f.Path, Version: m.Version, At: now})
+			m.Replaced = append(m.Replaced, replacedEntry{Path: f.Path, Version: m.Version, At: now})
 		}
 		m.Files = append(m.Files, out)
 		return nil
@@ -206,8 +206,8 @@ func (c *compactor) purge() error {
 	if len(gone) == 0 {
 		return nil
 	}
-	_, err := c.tl.ms.update(func(m *Manifest) error {
-		m.Replaced = slices.DeleteFunc(m.Replaced, func(r ReplacedEntry) bool { return slices.Contains(gone, r.Path) })
+	_, err := c.tl.ms.update(func(m *manifest) error {
+		m.Replaced = slices.DeleteFunc(m.Replaced, func(r replacedEntry) bool { return slices.Contains(gone, r.Path) })
 		return nil
 	})
 	return err

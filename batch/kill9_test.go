@@ -3,7 +3,6 @@ package batch
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -60,15 +60,6 @@ func lakeChild() int {
 	return 0
 }
 
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestLakeKill9 appends events while a lake writer in another process is
 // killed with SIGKILL again and again, mid-write, and restarted. In the
 // end the lake holds every appended event exactly once, as the lake
@@ -79,7 +70,7 @@ func TestLakeKill9(t *testing.T) {
 	}
 	dir := t.TempDir()
 	p := killPipeline(dir)
-	p.Broker.Listen = freePort(t)
+	p.Broker.Listen = testenv.FreeAddr(t)
 	br := openBroker(t, p, nil)
 	_ = prometheus.NewRegistry
 	lakeDir := filepath.Join(dir, "lake", "metrics")
@@ -94,7 +85,7 @@ func TestLakeKill9(t *testing.T) {
 		return cmd
 	}
 	version := func() int64 {
-		m, err := ReadManifest(lakeDir, "metrics")
+		m, err := readManifest(lakeDir, "metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +112,7 @@ func TestLakeKill9(t *testing.T) {
 		cmd := start()
 		v := version()
 		// Let it commit a few files, then kill it wherever it is.
-		checkFor(t, 60*time.Second, func() error {
+		testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
 			if version() < v+int64(2+round) {
 				return fmt.Errorf("manifest still at version %d", version())
 			}
@@ -137,8 +128,8 @@ func TestLakeKill9(t *testing.T) {
 
 	cmd := start()
 	want := logEnds(t, br, "metrics")
-	checkFor(t, 60*time.Second, func() error {
-		m, err := ReadManifest(lakeDir, "metrics")
+	testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
+		m, err := readManifest(lakeDir, "metrics")
 		if err != nil {
 			return err
 		}

@@ -101,7 +101,7 @@ func createFile(ls *lakeSchema, final string) (*fileWriter, error) {
 		parquet.DictionaryMaxBytes(1<<20),
 		// Ids are unique and not in id order: their min and max prune
 		// nothing, and comparing every id cost 7% of the writer's time.
-		parquet.SkipPageBounds(ColID),
+		parquet.SkipPageBounds(event.ColID),
 	)
 	fw.cols = fw.w.ColumnWriters()
 	fw.pending = make([]event.Event, 0, chunkRows)

@@ -8,9 +8,10 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // ErrCorruptFile is returned (wrapped, naming the file) for a lake file
@@ -53,7 +54,7 @@ type scanOptions struct {
 // the topic later) reads as null; integer-like types read as each other.
 // The file must hold exactly fe.Rows rows of fe's partition and offset
 // range; anything else is ErrCorruptFile.
-func (tl *topicLake) scanFile(ctx context.Context, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) error {
+func (tl *topicLake) scanFile(ctx context.Context, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error {
 	path := tl.filePath(fe.Path)
 	err := tl.scan(ctx, path, tl.topic.Schema, fe, opts, fn)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -86,7 +87,7 @@ const (
 type fileScan struct {
 	path   string
 	schema event.Schema
-	fe     FileEntry
+	fe     fileEntry
 	// cols lists the file columns to read; target says where each lands:
 	// a schema field (≥ 0) or a metadata column (tID…tIngest).
 	cols, target []int
@@ -149,8 +150,8 @@ func (s *fileScan) selectColumns(opts scanOptions, colIndex func(name string) in
 		name string
 		t    int
 		want bool
-	}{{ColID, tID, opts.IDs || opts.Fields == nil}, {ColPartition, tPart, true}, {ColOffset, tOffset, true},
-		{ColEventTime, tEventTime, true}, {ColIngestTime, tIngest, opts.Ingest || opts.Fields == nil}} {
+	}{{event.ColID, tID, opts.IDs || opts.Fields == nil}, {event.ColPartition, tPart, true}, {event.ColOffset, tOffset, true},
+		{event.ColEventTime, tEventTime, true}, {event.ColIngestTime, tIngest, opts.Ingest || opts.Fields == nil}} {
 		c := colIndex(m.name)
 		// A file without _ingest_time is bad also for a reader that skips it.
 		if c < 0 && (m.want || m.t == tIngest) {
@@ -221,7 +222,7 @@ func (s *fileScan) done() error {
 // readBatchRows events. Columns a scan does not ask for are not read.
 // Strings are copied once per page, dictionary words once per dictionary,
 // and pages go back to parquet-go's pools as soon as they are used up.
-func scanParquet(ctx context.Context, path string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
+func scanParquet(ctx context.Context, path string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
 	s := &fileScan{path: path, schema: schema, fe: fe}
 	defer s.recoverCorrupt(&err)
 	if err := s.checkSum(); err != nil {
@@ -296,15 +297,15 @@ func scanParquet(ctx context.Context, path string, schema event.Schema, fe FileE
 func colName(schema event.Schema, t int) string {
 	switch t {
 	case tID:
-		return ColID
+		return event.ColID
 	case tPart:
-		return ColPartition
+		return event.ColPartition
 	case tOffset:
-		return ColOffset
+		return event.ColOffset
 	case tEventTime:
-		return ColEventTime
+		return event.ColEventTime
 	case tIngest:
-		return ColIngestTime
+		return event.ColIngestTime
 	}
 	return schema[t].Name
 }

@@ -72,8 +72,8 @@ func TestLakeFileRoundTrip(t *testing.T) {
 	if err := fw.finish(); err != nil {
 		t.Fatal(err)
 	}
-	fe := FileEntry{Hour: hour, Partition: 3, First: 1000, Last: 1000 + rows - 1, Rows: rows, CRC32C: fw.sum.Sum32()}
-	readers := map[string]func(context.Context, string, event.Schema, FileEntry, scanOptions, func(*scanBatch) error) error{
+	fe := fileEntry{Hour: hour, Partition: 3, First: 1000, Last: 1000 + rows - 1, Rows: rows, CRC32C: fw.sum.Sum32()}
+	readers := map[string]func(context.Context, string, event.Schema, fileEntry, scanOptions, func(*scanBatch) error) error{
 		"parquet-go": scanParquet, "arrow": scanParquetArrow,
 	}
 	for name, scan := range readers {

@@ -18,8 +18,8 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// LakeConsumer is the consumer name under which lake writers commit.
-const LakeConsumer = "lake"
+// lakeConsumer is the consumer name under which lake writers commit.
+const lakeConsumer = "lake"
 
 // maxOpenHours bounds the hour files one partition keeps open: events
 // spread over more hours (a backfill, a clock gone wild) close the files
@@ -27,12 +27,14 @@ const LakeConsumer = "lake"
 const maxOpenHours = 16
 
 // lakeLog is what a lake writer needs of the log: read a partition,
-// commit its position (for lag and retention) and register as a consumer.
+// report how far it read and commit its position once that is durable (for
+// lag and retention), and register as a consumer.
 type lakeLog interface {
 	Reader(ctx context.Context, topic string, partition int, from broker.Position) (*broker.Reader, error)
 	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
 	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
+	Progress(consumer, topic string, partition int, offset int64)
 }
 
 // topicLake is one topic's lake: its directory, schema and manifest. The
@@ -44,7 +46,7 @@ type topicLake struct {
 	ms    *manifestStore
 	// scan reads one lake file (scanParquet); benchmarks swap in another
 	// reader to compare them on the same workload.
-	scan func(ctx context.Context, path string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) error
+	scan func(ctx context.Context, path string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error
 }
 
 func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
@@ -140,7 +142,7 @@ type lakeWriter struct {
 // durably and commits (soft stop). A partition whose writer fails restarts
 // from the manifest after a pause; run returns only when ctx is done.
 func (w *lakeWriter) run(ctx context.Context) error {
-	if err := w.log.Register(ctx, LakeConsumer, w.tl.topic.Name); err != nil && ctx.Err() == nil {
+	if err := w.log.Register(ctx, lakeConsumer, w.tl.topic.Name); err != nil && ctx.Err() == nil {
 		w.logger.Warn("lake: registering consumer", "topic", w.tl.topic.Name, "err", err)
 	}
 	var wg sync.WaitGroup
@@ -191,12 +193,12 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 	next := w.tl.ms.snapshot().partition(part).Next
 	// The manifest, not the committed offset, says what the lake holds;
 	// the commit can lag it by one flush after a crash.
-	if committed, ok, err := w.log.Committed(ctx, LakeConsumer, topic, part); err == nil && (!ok || committed != next) {
+	if committed, ok, err := w.log.Committed(ctx, lakeConsumer, topic, part); err == nil && (!ok || committed != next) {
 		if ok && committed > next {
 			w.logger.Warn("lake: committed offset is past the lake's manifest; rewriting from the manifest",
 				"topic", topic, "partition", part, "committed", committed, "manifest_next", next)
 		}
-		if err := w.log.Commit(ctx, LakeConsumer, topic, part, next, 0); err != nil {
+		if err := w.log.Commit(ctx, lakeConsumer, topic, part, next, 0); err != nil {
 			w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
 		}
 	}
@@ -205,6 +207,9 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 		return err
 	}
 	defer r.Close()
+	// What is read goes into open files, durable only when they roll: the
+	// read position shows a writer that keeps up, the commit what is safe.
+	w.log.Progress(lakeConsumer, topic, part, next)
 	fl := &openFlush{first: next, end: next, committed: next, files: map[int64]*hourFile{}}
 	defer func() {
 		for _, hf := range fl.files {
@@ -226,7 +231,7 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 				return err
 			}
 			if fl.committed != fl.first {
-				if err := w.log.Commit(sctx, LakeConsumer, topic, part, fl.first, fl.eventTime); err != nil {
+				if err := w.log.Commit(sctx, lakeConsumer, topic, part, fl.first, fl.eventTime); err != nil {
 					w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
 				}
 			}
@@ -250,6 +255,7 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 		if err := w.add(part, fl, &e); err != nil {
 			return err
 		}
+		w.log.Progress(lakeConsumer, topic, part, fl.end)
 		if fl.rows >= w.roll.MaxRows || len(fl.files) > maxOpenHours ||
 			(fl.rows > 0 && w.now().Sub(fl.opened) >= w.roll.MaxAge.D()) {
 			if err := w.flush(ctx, part, fl); err != nil {
@@ -311,7 +317,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 	}
 	topic := w.tl.topic.Name
 	last := fl.end - 1
-	var entries []FileEntry
+	var entries []fileEntry
 	var renamed []string
 	dirs := map[string]bool{}
 	fail := func(err error) error {
@@ -336,7 +342,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 		if err != nil {
 			return fail(fmt.Errorf("lake: %w", err))
 		}
-		entries = append(entries, FileEntry{
+		entries = append(entries, fileEntry{
 			Path: rel, Hour: h, Partition: part, First: fl.first, Last: last,
 			Rows: hf.rows, Bytes: st.Size(), CRC32C: hf.fw.sum.Sum32(), MinTime: hf.minTime, MaxTime: hf.maxTime,
 		})
@@ -349,7 +355,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 			}
 		}
 	}
-	_, err := w.tl.ms.update(func(m *Manifest) error {
+	_, err := w.tl.ms.update(func(m *manifest) error {
 		if got := m.partition(part).Next; got != fl.first {
 			return fmt.Errorf("lake: %s/%d: manifest is at offset %d, flush starts at %d", topic, part, got, fl.first)
 		}
@@ -357,7 +363,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 			entries[i].Added = m.Version
 		}
 		m.Files = append(m.Files, entries...)
-		m.setPartition(PartitionState{Partition: part, Next: fl.end, Ingest: fl.ingest})
+		m.setPartition(partitionState{Partition: part, Next: fl.end, Ingest: fl.ingest})
 		return nil
 	})
 	if err != nil {
@@ -367,7 +373,7 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 	w.metrics.lakeFiles.WithLabelValues(topic).Add(float64(len(entries)))
 	// The commit only reports progress (lag, retention); a failed one is
 	// repaired by the next flush or the next start.
-	if err := w.log.Commit(ctx, LakeConsumer, topic, part, fl.end, fl.eventTime); err != nil {
+	if err := w.log.Commit(ctx, lakeConsumer, topic, part, fl.end, fl.eventTime); err != nil {
 		w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
 	} else {
 		fl.committed = fl.end

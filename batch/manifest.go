@@ -23,26 +23,26 @@ const manifestName = "_manifest.json"
 // manifestFormat is the version of the manifest's JSON layout.
 const manifestFormat = 1
 
-// Manifest is one committed state of a topic's lake. A reader that lists
-// files from one Manifest sees every event of the offset ranges it covers
+// manifest is one committed state of a topic's lake. A reader that lists
+// files from one manifest sees every event of the offset ranges it covers
 // exactly once, whatever the writer and compaction do meanwhile. Manifests
 // handed out are never modified.
-type Manifest struct {
+type manifest struct {
 	Format  int    `json:"format"`
 	Topic   string `json:"topic"`
 	Version int64  `json:"version"`
 	// Partitions records, per partition, what the lake holds of it.
-	Partitions []PartitionState `json:"partitions"`
+	Partitions []partitionState `json:"partitions"`
 	// Files are the live data files, ordered by hour, partition, first offset.
-	Files []FileEntry `json:"files"`
+	Files []fileEntry `json:"files"`
 	// Replaced are files that compaction merged into others; they are out
 	// of the dataset but kept (hidden) for readers of older manifests until
 	// their grace period ends.
-	Replaced []ReplacedEntry `json:"replaced,omitempty"`
+	Replaced []replacedEntry `json:"replaced,omitempty"`
 }
 
-// PartitionState is what the lake holds of one partition.
-type PartitionState struct {
+// partitionState is what the lake holds of one partition.
+type partitionState struct {
 	Partition int `json:"partition"`
 	// Next is the first offset not in the lake: every event of the
 	// partition with an offset below Next is in exactly one live file.
@@ -51,8 +51,8 @@ type PartitionState struct {
 	Ingest int64 `json:"ingest"`
 }
 
-// FileEntry describes one live data file.
-type FileEntry struct {
+// fileEntry describes one live data file.
+type fileEntry struct {
 	// Path is relative to the topic directory, with forward slashes:
 	// dt=YYYY-MM-DD/hour=HH/p<partition>-<first>-<last>.parquet.
 	Path      string `json:"path"`
@@ -80,8 +80,8 @@ type FileEntry struct {
 	Compacted bool `json:"compacted,omitempty"`
 }
 
-// ReplacedEntry is a file compaction took out of the dataset.
-type ReplacedEntry struct {
+// replacedEntry is a file compaction took out of the dataset.
+type replacedEntry struct {
 	Path string `json:"path"`
 	// Version is the manifest version that replaced it.
 	Version int64 `json:"version"`
@@ -90,17 +90,17 @@ type ReplacedEntry struct {
 }
 
 // partition returns the state of partition p (zero if the lake holds none).
-func (m *Manifest) partition(p int) PartitionState {
+func (m *manifest) partition(p int) partitionState {
 	for _, ps := range m.Partitions {
 		if ps.Partition == p {
 			return ps
 		}
 	}
-	return PartitionState{Partition: p}
+	return partitionState{Partition: p}
 }
 
 // clone returns a deep copy to build the next version from.
-func (m *Manifest) clone() *Manifest {
+func (m *manifest) clone() *manifest {
 	c := *m
 	c.Partitions = slices.Clone(m.Partitions)
 	c.Files = slices.Clone(m.Files)
@@ -109,7 +109,7 @@ func (m *Manifest) clone() *Manifest {
 }
 
 // Hours lists the distinct hours (UTC µs) holding live files, ascending.
-func (m *Manifest) Hours() []int64 {
+func (m *manifest) Hours() []int64 {
 	var hs []int64
 	for _, f := range m.Files {
 		hs = append(hs, f.Hour)
@@ -119,8 +119,8 @@ func (m *Manifest) Hours() []int64 {
 }
 
 // FilesIn returns the live files of hours in [from, to) (UTC µs).
-func (m *Manifest) FilesIn(from, to int64) []FileEntry {
-	var out []FileEntry
+func (m *manifest) FilesIn(from, to int64) []fileEntry {
+	var out []fileEntry
 	for _, f := range m.Files {
 		if f.Hour >= from && f.Hour < to {
 			out = append(out, f)
@@ -129,8 +129,8 @@ func (m *Manifest) FilesIn(from, to int64) []FileEntry {
 	return out
 }
 
-func sortFiles(fs []FileEntry) {
-	slices.SortFunc(fs, func(a, b FileEntry) int {
+func sortFiles(fs []fileEntry) {
+	slices.SortFunc(fs, func(a, b fileEntry) int {
 		if a.Hour != b.Hour {
 			return cmp.Compare(a.Hour, b.Hour)
 		}
@@ -145,18 +145,18 @@ func sortFiles(fs []FileEntry) {
 // cannot be parsed or breaks its invariants.
 var ErrCorruptManifest = errors.New("lake: corrupt manifest")
 
-// ReadManifest reads the manifest of the topic lake directory dir. A
+// readManifest reads the manifest of the topic lake directory dir. A
 // missing manifest is an empty lake (version 0).
-func ReadManifest(dir, topic string) (*Manifest, error) {
+func readManifest(dir, topic string) (*manifest, error) {
 	path := filepath.Join(dir, manifestName)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &Manifest{Format: manifestFormat, Topic: topic}, nil
+		return &manifest{Format: manifestFormat, Topic: topic}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lake: %w", err)
 	}
-	m := new(Manifest)
+	m := new(manifest)
 	if err := json.Unmarshal(b, m); err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrCorruptManifest, path, err)
 	}
@@ -172,7 +172,7 @@ func ReadManifest(dir, topic string) (*Manifest, error) {
 // check verifies the invariants exactly-once rests on: within one hour and
 // partition, offset ranges of live files do not overlap, and no live file
 // answers for offsets at or past its partition's Next.
-func (m *Manifest) check() error {
+func (m *manifest) check() error {
 	fs := slices.Clone(m.Files)
 	sortFiles(fs)
 	for i, f := range fs {
@@ -195,7 +195,7 @@ func (m *Manifest) check() error {
 // writeManifest makes m the topic's manifest atomically: temporary file,
 // fsync, rename, fsync of the directory. Readers see the old or the new
 // manifest, never a mix; after a crash the old one or the new one is there.
-func writeManifest(dir string, m *Manifest) error {
+func writeManifest(dir string, m *manifest) error {
 	b, err := json.MarshalIndent(m, "", " ")
 	if err != nil {
 		return fmt.Errorf("lake: %w", err)
@@ -242,12 +242,12 @@ type manifestStore struct {
 	topic string
 
 	mu   sync.Mutex // serialises writers; guards cur and pins
-	cur  *Manifest
+	cur  *manifest
 	pins map[int64]int // manifest version → readers holding it
 }
 
 func openManifestStore(dir, topic string) (*manifestStore, error) {
-	m, err := ReadManifest(dir, topic)
+	m, err := readManifest(dir, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,7 @@ func openManifestStore(dir, topic string) (*manifestStore, error) {
 }
 
 // snapshot returns the current manifest; callers must not modify it.
-func (s *manifestStore) snapshot() *Manifest {
+func (s *manifestStore) snapshot() *manifest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cur
@@ -263,7 +263,7 @@ func (s *manifestStore) snapshot() *Manifest {
 
 // pin returns the current manifest and a func that releases it; until
 // released, files it lists stay on disk.
-func (s *manifestStore) pin() (*Manifest, func()) {
+func (s *manifestStore) pin() (*manifest, func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.cur
@@ -295,7 +295,7 @@ func (s *manifestStore) oldestPin() int64 {
 
 // update builds the next manifest version with change and commits it
 // durably. If change or the write fails, the current manifest stays.
-func (s *manifestStore) update(change func(m *Manifest) error) (*Manifest, error) {
+func (s *manifestStore) update(change func(m *manifest) error) (*manifest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.cur.clone()
@@ -306,7 +306,7 @@ func (s *manifestStore) update(change func(m *Manifest) error) (*Manifest, error
 		return nil, err
 	}
 	sortFiles(next.Files)
-	slices.SortFunc(next.Partitions, func(a, b PartitionState) int { return a.Partition - b.Partition })
+	slices.SortFunc(next.Partitions, func(a, b partitionState) int { return a.Partition - b.Partition })
 	if err := next.check(); err != nil {
 		return nil, fmt.Errorf("lake: refusing manifest of %s: %w", s.topic, err)
 	}
@@ -318,7 +318,7 @@ func (s *manifestStore) update(change func(m *Manifest) error) (*Manifest, error
 }
 
 // setPartition sets partition p's state in m.
-func (m *Manifest) setPartition(ps PartitionState) {
+func (m *manifest) setPartition(ps partitionState) {
 	for i := range m.Partitions {
 		if m.Partitions[i].Partition == ps.Partition {
 			m.Partitions[i] = ps

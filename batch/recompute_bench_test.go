@@ -17,7 +17,7 @@ import (
 func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, first int64) {
 	tb.Helper()
 	byHour := map[int64]*fileWriter{}
-	entries := map[int64]*FileEntry{}
+	entries := map[int64]*fileEntry{}
 	last := first + int64(len(evs)) - 1
 	var ingest int64
 	for i := range evs {
@@ -31,7 +31,7 @@ func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, 
 				tb.Fatal(err)
 			}
 			byHour[h] = fw
-			entries[h] = &FileEntry{Path: rel, Hour: h, Partition: part, First: first, Last: last, MinTime: e.Time, MaxTime: e.Time}
+			entries[h] = &fileEntry{Path: rel, Hour: h, Partition: part, First: first, Last: last, MinTime: e.Time, MaxTime: e.Time}
 		}
 		if err := fw.add(e, int32(part), first+int64(i)); err != nil {
 			tb.Fatal(err)
@@ -50,12 +50,12 @@ func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, 
 			tb.Fatal(err)
 		}
 	}
-	_, err := tl.ms.update(func(m *Manifest) error {
+	_, err := tl.ms.update(func(m *manifest) error {
 		for _, fe := range entries {
 			fe.Added = m.Version
 			m.Files = append(m.Files, *fe)
 		}
-		m.setPartition(PartitionState{Partition: part, Next: last + 1, Ingest: ingest})
+		m.setPartition(partitionState{Partition: part, Next: last + 1, Ingest: ingest})
 		return nil
 	})
 	if err != nil {
@@ -106,7 +106,7 @@ func BenchmarkRecompute(b *testing.B) {
 	writeLakeDirect(b, bt.lakes["metrics"], 0, exampleEvents(n, 2), 0)
 	readers := []struct {
 		name string
-		scan func(context.Context, string, event.Schema, FileEntry, scanOptions, func(*scanBatch) error) error
+		scan func(context.Context, string, event.Schema, fileEntry, scanOptions, func(*scanBatch) error) error
 	}{{"parquet-go", scanParquet}, {"arrow", scanParquetArrow}}
 	for _, view := range []string{"design", "lean"} {
 		for _, rd := range readers {
@@ -117,7 +117,7 @@ func BenchmarkRecompute(b *testing.B) {
 				cpu0 := cpuTime()
 				for b.Loop() {
 					bt.views[view].st = newViewState() // recompute everything
-					s, err := bt.RunJob(context.Background(), view, time.Time{}, time.Time{}, nil)
+					s, err := bt.recomputeWait(context.Background(), view, time.Time{}, time.Time{}, nil)
 					if err != nil || s.Rows != n {
 						b.Fatalf("%+v %v", s, err)
 					}

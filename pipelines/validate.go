@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
-
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
@@ -526,15 +524,18 @@ func (v *validator) checkView(path string, w *View, topic *Topic) {
 	v.checkGroupBy(path+".group_by", w, topic)
 	v.checkWindow(path+".window", w.Window)
 	v.checkAggregates(path+".aggregates", w, topic)
-	if s := w.Batch.Schedule; s != "" {
-		parser := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-		if _, err := parser.Parse(s); err != nil {
+	if w.Batch.Schedule != "" {
+		switch sched, err := w.Batch.Cron(); {
+		case err != nil:
 			v.errorf(path+".batch.schedule", "invalid cron schedule: %v", err)
-		} else if every, ok := strings.CutPrefix(s, "@every "); ok {
+		case sched == nil:
+			v.errorf(path+".batch.schedule", "must not be blank; leave schedule out to recompute only on request")
+		case strings.HasPrefix(w.Batch.Schedule, "@every "):
 			// The cron library rounds a shorter interval up to a second
 			// without a word; a zero or sub-second interval is a mistake.
-			if d, err := time.ParseDuration(strings.TrimSpace(every)); err == nil && d < time.Second {
-				v.errorf(path+".batch.schedule", "@every needs an interval of at least 1s, got %s", strings.TrimSpace(every))
+			every := strings.TrimSpace(strings.TrimPrefix(w.Batch.Schedule, "@every "))
+			if d, err := time.ParseDuration(every); err == nil && d < time.Second {
+				v.errorf(path+".batch.schedule", "@every needs an interval of at least 1s, got %s", every)
 			}
 		}
 	}

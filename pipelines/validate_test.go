@@ -634,6 +634,7 @@ func TestValidationErrors(t *testing.T) {
 		{name: "schedule every sub-second", src: with(view, "    batch: {schedule: '@every 500ms'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: @every needs an interval of at least 1s, got 500ms`}},
 		{name: "schedule every second", src: with(view, "    batch: {schedule: '@every 1s'}")},
 		{name: "schedule descriptor", src: with(view, "    batch: {schedule: '@fortnightly'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: invalid cron schedule: unrecognized descriptor: @fortnightly`}},
+		{name: "schedule blank", src: with(view, "    batch: {schedule: '  '}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: must not be blank; leave schedule out to recompute only on request`}},
 		{name: "view retention", src: with(view, "    retention: 0s"), want: []string{`p.yaml:17:16: views[0].retention: must be positive, got 0s`}},
 
 		// Lake.

@@ -360,7 +360,7 @@ func (ps *parser) event(t *pipelines.Topic, n *yaml.Node) (eventSpec, error) {
 	set := make([]bool, len(t.Schema))
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Value == "_id" {
+		if k.Value == event.ColID {
 			es.id = v.Value
 			continue
 		}

@@ -113,8 +113,8 @@ func BenchmarkDecodePlan(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			e := NewEngine(pl, 1)
-			var out Output
+			e := newEngine(pl, 1)
+			var out output
 			b.StopTimer()
 			dec := baseline(max(b.N, 64))
 			b.StartTimer()
@@ -167,7 +167,7 @@ func BenchmarkStateMemory(b *testing.B) {
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				e := NewEngine(pl, 1)
+				e := newEngine(pl, 1)
 				for k := 0; k < keys; k += len(evs) {
 					for j := range evs {
 						host := fmt.Sprintf("host-%07d", k+j)
@@ -346,7 +346,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 		b.Fatal(err)
 	}
 	const keys = 100_000
-	e := NewEngine(pl, 4)
+	e := newEngine(pl, 4)
 	evs := make([]event.Event, 1000)
 	for k := 0; k < keys; k += len(evs) {
 		for j := range evs {
@@ -376,7 +376,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			e2 := NewEngine(pl, 4)
+			e2 := newEngine(pl, 4)
 			e2.wm = h.watermark
 			if err := restoreWindows(e2, r); err != nil {
 				b.Fatal(err)
@@ -452,8 +452,8 @@ func BenchmarkWindowJob(b *testing.B) {
 			entries := make([][]byte, 0, chunk/perEntry)
 			var decoded []event.Event
 			for range b.N {
-				e := NewEngine(pl, 1)
-				var out Output
+				e := newEngine(pl, 1)
+				var out output
 				var sum windowJobSum
 				var cpu, wall time.Duration
 				for first := int64(0); first < c.events; first += chunk {
