@@ -316,6 +316,17 @@ func (e *engine) SetIdle(part int, idle bool) { e.times[part].Idle = idle }
 // Idle reports whether partition part is marked idle.
 func (e *engine) Idle(part int) bool { return e.times[part].Idle }
 
+// IdlePartitions returns how many partitions are marked idle.
+func (e *engine) IdlePartitions() int {
+	n := 0
+	for i := range e.times {
+		if e.times[i].Idle {
+			n++
+		}
+	}
+	return n
+}
+
 // AdvanceWatermark moves the view's watermark to at least t, as if every
 // partition had passed it. Pipeline tests use it to close windows; events
 // before it become late.
