@@ -132,6 +132,7 @@ type View struct {
 	Window     Window     `yaml:"window" required:"true" doc:"Event-time window."`
 	Aggregates Aggregates `yaml:"aggregates" required:"true" doc:"Output column name to aggregate call, e.g. {events: count(), p95_cpu: 'quantile(cpu, 0.95)'}."`
 	Batch      ViewBatch  `yaml:"batch" doc:"Batch-layer recomputation of the view."`
+	Emit       ViewEmit   `yaml:"emit" doc:"How the speed layer shows the view's open windows."`
 	Retention  Duration   `yaml:"retention" default:"24h" doc:"How long the speed layer keeps final windows after they close."`
 	Pos        Pos        `yaml:"-"`
 }
@@ -148,6 +149,30 @@ type Window struct {
 // ViewBatch configures the batch recomputation of a view.
 type ViewBatch struct {
 	Schedule string `yaml:"schedule" doc:"Cron expression (5 fields, or @every 10m) on which closed windows are recomputed from the lake. Empty: only on request."`
+}
+
+// ViewEmit says how often the speed layer shows the current value of an
+// open window (ViewEmit.Open).
+type ViewEmit struct {
+	Interval Duration `yaml:"interval" default:"1s" doc:"How often at most the row of an open window is refreshed, per row: in queries, and as an upsert with final: false in the view's log topic and so in its sinks (the final row and batch corrections overwrite it). A window's first change shows at once, later ones at most this often. At least 100ms; 0 appends no open windows to the log topic (sinks get final rows only) and refreshes them in queries every 1s."`
+}
+
+// Open windows: the default and smallest emit.interval. The speed layer
+// looks at the rows waiting for their interval at least every 100ms, so a
+// smaller interval could not be kept.
+const (
+	DefaultEmitInterval = time.Second
+	MinEmitInterval     = 100 * time.Millisecond
+)
+
+// Open returns how often at most the speed layer shows the row of an open
+// window, and whether it appends those rows to the view's log topic (for
+// sinks) besides showing them in the serving store.
+func (e ViewEmit) Open() (every time.Duration, toTopic bool) {
+	if e.Interval <= 0 {
+		return DefaultEmitInterval, false
+	}
+	return e.Interval.D(), true
 }
 
 // Lake configures the Parquet lake.

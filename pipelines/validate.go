@@ -47,7 +47,7 @@ var (
 
 // reservedColumns are the columns every view row has besides its group-by
 // fields and aggregates, in the query API and in sinks.
-var reservedColumns = []string{viewrow.ColWindowStart, viewrow.ColWindowEnd, viewrow.ColLayer}
+var reservedColumns = []string{viewrow.ColWindowStart, viewrow.ColWindowEnd, viewrow.ColFinal, viewrow.ColLayer}
 
 // validator collects the problems of one decoded pipeline.
 type validator struct {
@@ -540,6 +540,9 @@ func (v *validator) checkView(path string, w *View, topic *Topic) {
 		}
 	}
 	v.positive(path+".retention", w.Retention)
+	if d := w.Emit.Interval; d < 0 || (d > 0 && d.D() < MinEmitInterval) {
+		v.errorf(path+".emit.interval", "must be at least %s (or 0: no open windows in the view's topic), got %s", Duration(MinEmitInterval), d)
+	}
 }
 
 // checkWhere parses and type-checks a view's filter expression against its

@@ -528,7 +528,7 @@ func isNull(n *yaml.Node) bool {
 // parseValue reads a scalar as a value of type t (event.ParseValue).
 func parseValue(t event.FieldType, n *yaml.Node) (event.Value, error) {
 	if n.Kind != yaml.ScalarNode {
-		return event.Value{}, fmt.Errorf("want a %s, got a %s", t, kindName(n))
+		return event.Value{}, fmt.Errorf("want a %s, got %s", t, pipelines.DescribeNode(n))
 	}
 	return event.ParseValue(t, n.Value)
 }
@@ -536,16 +536,6 @@ func parseValue(t event.FieldType, n *yaml.Node) (event.Value, error) {
 // parseTime reads RFC 3339 or epoch milliseconds as UTC microseconds.
 func parseTime(n *yaml.Node) (int64, error) {
 	return event.ParseTime(n.Value)
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "mapping"
-	case yaml.SequenceNode:
-		return "list"
-	}
-	return "value"
 }
 
 func fieldNames(s event.Schema) string {
