@@ -78,6 +78,11 @@ type decoder struct {
 	// maxFuture bounds how far the event time may be ahead of the ingest
 	// time (µs); 0: no bound.
 	maxFuture int64
+
+	// siteField is the position of the site field (a topic with sources),
+	// or -1; ingest sets it to site, clients may not.
+	siteField int
+	site      string
 }
 
 // undeclaredEarliest is the earliest time an undeclared (millisecond)
@@ -86,7 +91,8 @@ type decoder struct {
 // instead of landing in 1970.
 const undeclaredEarliest = 100_000_000_000 * 1000
 
-func newDecoder(t *pipelines.Topic) *decoder {
+// newDecoder decodes events of topic t accepted at site.
+func newDecoder(t *pipelines.Topic, site string) *decoder {
 	d := &decoder{
 		topic:     t.Name,
 		schema:    t.Schema,
@@ -96,6 +102,8 @@ func newDecoder(t *pipelines.Topic) *decoder {
 		unitName:  "milliseconds",
 		earliest:  math.MinInt64,
 		maxFuture: t.MaxFuture.D().Microseconds(),
+		siteField: -1,
+		site:      site,
 	}
 	switch t.TimeUnit {
 	case "s":
@@ -106,6 +114,10 @@ func newDecoder(t *pipelines.Topic) *decoder {
 		d.earliest = undeclaredEarliest
 	}
 	for i, f := range t.Schema {
+		if pipelines.IsSiteField(f) {
+			d.siteField = i
+			continue
+		}
 		d.index[f.Name] = i
 		if f.Required {
 			d.required = append(d.required, i)
@@ -324,13 +336,16 @@ func (st *decodeState) object(rec, start int) *decodeError {
 		st.skipSpace()
 
 		fi := -1
-		if next < nf && d.schema[next].Name == key {
+		if next < nf && next != d.siteField && d.schema[next].Name == key {
 			fi = next
 		} else if i, ok := d.index[key]; ok {
 			fi = i
 		}
 		isID := key == idKey
 		if fi < 0 && !isID {
+			if key == pipelines.SiteField && d.siteField >= 0 {
+				return st.recordErr(rec, start, key, "the site of origin is set by the site that accepts the event, not by its producer")
+			}
 			return st.recordErr(rec, start, key, "unknown field (not in the schema of topic "+strconv.Quote(d.topic)+")")
 		}
 		if fi >= 0 {
@@ -393,12 +408,15 @@ func (st *decodeState) object(rec, start int) *decodeError {
 	}
 }
 
-// finish checks required fields and appends the event.
+// finish checks required fields, sets the site and appends the event.
 func (st *decodeState) finish(rec, start int, ev *event.Event) *decodeError {
 	for _, fi := range st.d.required {
 		if st.seen[fi] != st.gen {
 			return st.recordErr(rec, start, st.d.schema[fi].Name, "missing required field")
 		}
+	}
+	if st.d.siteField >= 0 {
+		ev.Values[st.d.siteField] = event.Value{S: st.d.site, Valid: true}
 	}
 	st.events = append(st.events, *ev)
 	return nil
@@ -524,4 +542,10 @@ func quoteShort(s string) string {
 		return strconv.Quote(s[:cut]) + "…"
 	}
 	return strconv.Quote(s)
+}
+
+// local reports whether ev was accepted at this site: true unless the
+// topic has sources and ev came from one of them.
+func (d *decoder) local(ev *event.Event) bool {
+	return d.siteField < 0 || d.siteField >= len(ev.Values) || ev.Values[d.siteField].S == d.site
 }

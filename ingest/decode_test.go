@@ -42,7 +42,7 @@ func TestDecodeTimeUnits(t *testing.T) {
 		t.Helper()
 		topic := typesTopic()
 		topic.TimeUnit = unit
-		got, err := newDecoder(topic).decode(`{"s":"x","ts":`+ts+`}`, ingest, nil)
+		got, err := newDecoder(topic, "test").decode(`{"s":"x","ts":`+ts+`}`, ingest, nil)
 		switch {
 		case wantErr != "":
 			if err == nil || err.Error() != wantErr {
@@ -81,7 +81,7 @@ func TestDecodeMaxFuture(t *testing.T) {
 	topic := typesTopic()
 	topic.Schema = append(topic.Schema, event.Field{Name: "due", Type: event.TypeTimestamp})
 	topic.MaxFuture = pipelines.Duration(time.Hour)
-	d := newDecoder(topic)
+	d := newDecoder(topic, "test")
 	for _, c := range []struct{ body, err string }{
 		{`{"s":"x","ts":"2025-12-05T17:00:00Z"}`, ""},
 		{`{"s":"x","ts":"2025-12-05T17:00:00.000001Z"}`, `line 1: record 0: field "ts": 2025-12-05T17:00:00.000001Z is more than 1h ahead of the ingest time (topics[].max_future of topic "types")`},
@@ -97,7 +97,7 @@ func TestDecodeMaxFuture(t *testing.T) {
 }
 
 func TestDecodeForms(t *testing.T) {
-	d := newDecoder(metricsTopic(1))
+	d := newDecoder(metricsTopic(1), "test")
 	const ingest = 1_700_000_000_000_000
 	obj1 := `{"ts":"2024-05-01T10:00:00Z","host":"a","region":"eu","cpu":0.5,"bytes":10,"id":"e1"}`
 	obj2 := `{"ts":1714557601000,"host":"b","region":"us","cpu":1,"bytes":-3}`
@@ -136,7 +136,7 @@ func TestDecodeForms(t *testing.T) {
 }
 
 func TestDecodeValues(t *testing.T) {
-	d := newDecoder(typesTopic())
+	d := newDecoder(typesTopic(), "test")
 	const ingest = 42
 	type vals = []event.Value
 	null := event.Value{}
@@ -190,7 +190,7 @@ func TestDecodeValues(t *testing.T) {
 func TestDecodeTypedID(t *testing.T) {
 	topic := typesTopic()
 	topic.Schema = append(topic.Schema, event.Field{Name: "id", Type: event.TypeLong})
-	d := newDecoder(topic)
+	d := newDecoder(topic, "test")
 	got, err := d.decode(`{"s":"x","id":12}`, 1, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +205,7 @@ func TestDecodeTypedID(t *testing.T) {
 }
 
 func TestDecodeErrors(t *testing.T) {
-	d := newDecoder(typesTopic())
+	d := newDecoder(typesTopic(), "test")
 	f := func(body string, want decodeError) {
 		t.Helper()
 		_, err := d.decode(body, 1, nil)
@@ -348,7 +348,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add(s)
 	}
 	topic := typesTopic()
-	d := newDecoder(topic)
+	d := newDecoder(topic, "test")
 	shared := new(requestBufs) // reused across inputs, as the handler does
 	f.Fuzz(func(t *testing.T, body string) {
 		events, derr := d.decode(body, 7, nil)
@@ -496,7 +496,7 @@ func FuzzDecodeTimeUnits(f *testing.F) {
 		topic := typesTopic()
 		topic.TimeUnit = unit
 		topic.MaxFuture = pipelines.Duration(time.Hour)
-		decoders[i] = newDecoder(topic)
+		decoders[i] = newDecoder(topic, "test")
 	}
 	f.Fuzz(func(t *testing.T, unit uint8, num string) {
 		i := int(unit % 4)
