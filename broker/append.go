@@ -20,7 +20,15 @@ import (
 // ErrUnavailable is returned (wrapped, with the cause) when the log cannot
 // be reached or does not answer in time. Nothing is known about whether an
 // append that failed with it was stored; ingest answers 503.
-var ErrUnavailable = errors.New("broker: log unavailable")
+var ErrUnavailable error = &sentinel{"broker: log unavailable", "unavailable"}
+
+// sentinel is an error value that also says, in a word or two, what
+// anyone may be told of it (/readyz shows the reason of a part that is
+// down, never an error's text).
+type sentinel struct{ msg, reason string }
+
+func (e *sentinel) Error() string  { return e.msg }
+func (e *sentinel) Reason() string { return e.reason }
 
 const (
 	// appendAttempt bounds one publish; a leader election in a cluster
@@ -59,10 +67,16 @@ type Placement struct {
 // appends to different partitions run in parallel. Safe for concurrent use.
 //
 // Errors: ErrUnknownTopic, ErrUnknownPartition, ErrUnavailable when the log
-// is down or ctx's deadline (15 s without one) passes first, ctx.Err() when
-// ctx is cancelled, ErrClosed.
+// is down or ctx's deadline (15 s without one) passes first, ErrDiskFull
+// when the log's disk (or an external cluster's storage) is full, ctx.Err()
+// when ctx is cancelled, ErrClosed.
 func (b *Broker) Append(ctx context.Context, topicName string, part int, events []event.Event) (int64, error) {
-	out, err := b.append(ctx, topicName, part, events, nil)
+	return b.appendEntry(ctx, topicName, part, events, nil)
+}
+
+// appendEntry is Append, and AppendFrom when src is set.
+func (b *Broker) appendEntry(ctx context.Context, topicName string, part int, events []event.Event, src *sourceAppend) (int64, error) {
+	out, err := b.append(ctx, topicName, part, events, nil, src)
 	if err != nil {
 		return 0, err
 	}
@@ -83,16 +97,20 @@ func (b *Broker) AppendUnique(ctx context.Context, topicName string, part int, e
 	if len(unique) != len(events) {
 		return nil, fmt.Errorf("broker: append to %q partition %d: %d events, %d unique flags", topicName, part, len(events), len(unique))
 	}
-	return b.append(ctx, topicName, part, events, unique)
+	return b.append(ctx, topicName, part, events, unique, nil)
 }
 
-func (b *Broker) append(ctx context.Context, topicName string, part int, events []event.Event, unique []bool) ([]Placement, error) {
+// append is AppendUnique, and AppendFrom when src is set.
+func (b *Broker) append(ctx context.Context, topicName string, part int, events []event.Event, unique []bool, src *sourceAppend) ([]Placement, error) {
 	t, p, err := b.partition(topicName, part)
 	if err != nil {
 		return nil, err
 	}
 	if b.isClosed() {
 		return nil, ErrClosed
+	}
+	if b.readOnly {
+		return nil, fmt.Errorf("broker: append to %q partition %d: another site's log is read-only", topicName, part)
 	}
 	n := len(events)
 	if n == 0 {
@@ -108,7 +126,7 @@ func (b *Broker) append(ctx context.Context, topicName string, part int, events 
 				topicName, part, i, events[i].ID, len(events[i].Values), len(schema))
 		}
 	}
-	a := &appendCall{b: b, p: p, schema: schema, events: events, unique: unique, start: time.Now()}
+	a := &appendCall{b: b, p: p, schema: schema, events: events, unique: unique, src: src, start: time.Now()}
 	if unique != nil {
 		// Hashing needs no lock: do it before taking the partition.
 		a.hashes = make([]idHash, n)
@@ -119,6 +137,9 @@ func (b *Broker) append(ctx context.Context, topicName string, part int, events 
 		}
 	}
 
+	if b.disk != nil && b.disk.refuse(time.Now()) {
+		return nil, b.disk.err(p.topic, p.index)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, appendBudget)
@@ -139,8 +160,9 @@ type appendCall struct {
 	p      *partition
 	schema event.Schema
 	events []event.Event
-	unique []bool   // nil: append every event
-	hashes []idHash // where unique
+	unique []bool        // nil: append every event
+	src    *sourceAppend // AppendFrom's origin; nil for Append
+	hashes []idHash      // where unique
 	start  time.Time
 
 	out      []Placement
@@ -188,6 +210,18 @@ func (a *appendCall) run(ctx context.Context) ([]Placement, error) {
 			switch {
 			case err == nil:
 				return nil
+			case errors.Is(err, ErrAhead):
+				final = true
+				return retry.Permanent(err)
+			case b.disk != nil && b.disk.full.Load():
+				// Found full while this entry waited: a write that fails
+				// for space gets no answer, so waiting on would only
+				// time out.
+				final = true
+				return retry.Permanent(b.disk.err(p.topic, p.index))
+			case storageExhausted(err):
+				final = true
+				return retry.Permanent(fmt.Errorf("%w: append to %q partition %d: %w", ErrDiskFull, p.topic, p.index, err))
 			case ctx.Err() != nil:
 				final = true
 				return retry.Permanent(b.ctxErr(ctx, p, err))
@@ -312,8 +346,21 @@ func (a *appendCall) attempt(ctx context.Context, x *partDedup, bufp *[]byte) (d
 			HeaderMinTime: []string{strconv.FormatInt(minTime, 10)},
 		},
 	}
+	if src := a.src; src != nil {
+		// Only if the partition holds nothing of the source from the
+		// append's first event on; see AppendFrom.
+		if err := b.checkSource(ctx, st, p, src); err != nil {
+			return false, err
+		}
+		msg.Header[HeaderSource] = []string{src.o.Source}
+		msg.Header[HeaderSourceEnd] = []string{strconv.FormatInt(src.o.End, 10)}
+	}
 	actx, cancel := context.WithTimeout(ctx, appendAttempt)
 	defer cancel()
+	if b.disk != nil {
+		// A full disk ends the wait for the acknowledgement at once.
+		defer context.AfterFunc(b.disk.fullCtx(), cancel)()
+	}
 	ack, err := b.js.PublishMsg(actx, msg, jetstream.WithExpectLastSequence(p.lastSeq), jetstream.WithMsgID(at.id))
 	if err != nil {
 		// The entry may still be stored; find out from the log next time.
@@ -333,10 +380,12 @@ func (a *appendCall) attempt(ctx context.Context, x *partDedup, bufp *[]byte) (d
 			return false, fmt.Errorf("entry %d: %w", ack.Sequence, err)
 		}
 		a.settleLanded(&landed{attempt: len(a.attempts) - 1, offset: off, seq: ack.Sequence})
+		a.src.stored(p, ack.Sequence)
 		return true, nil
 	}
 	off := p.next
 	p.lastSeq, p.next = ack.Sequence, p.next+int64(len(a.send))
+	a.src.stored(p, ack.Sequence)
 	ingest := a.sendEvs[0].Ingest
 	if x != nil {
 		x.x.mu.Lock()

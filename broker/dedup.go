@@ -247,6 +247,11 @@ func (b *Broker) catchUp(ctx context.Context, st jetstream.Stream, p *partition,
 				}
 			}
 		}
+		if m.Header.Get(HeaderSource) != "" {
+			// Pulled from another site (AppendFrom): its source position
+			// dedups it, and its ids are that site's.
+			return nil
+		}
 		events, err := DecodeEntry(m.Data, schema, nil)
 		if err != nil {
 			// Its ids cannot be known; the events are unreadable for
@@ -294,10 +299,6 @@ type landed struct {
 	offset  int64
 	seq     uint64
 }
-
-// scanDirect is the largest number of entries catchUp reads one request
-// each; more are read with a consumer.
-const scanDirect = 32
 
 // scanEntries calls fn for every entry of p with a sequence in [from, to],
 // in order, and returns the last sequence it looked at: to, or less when

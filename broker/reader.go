@@ -69,8 +69,17 @@ type Entry struct {
 	Seq uint64
 	// Ingest is the entry's ingest time, UTC microseconds.
 	Ingest int64
+	// Appended is when the log stored the entry (JetStream's timestamp
+	// of the message), UTC microseconds: what lag in seconds counts from.
+	Appended int64
+	// MinTime is the smallest event time of the whole entry (its
+	// Lf-Min-Time), UTC microseconds: what event-time lag counts from.
+	MinTime int64
 	// Events are in the topic's current schema.
 	Events []event.Event
+	// Bytes is the size of the entry as stored (its payload), in
+	// proportion to the events kept when it was cut.
+	Bytes int
 }
 
 // End returns the offset after the entry's last event.
@@ -223,7 +232,7 @@ func (r *Reader) Next(ctx context.Context) (Entry, error) {
 		}
 		r.nextSeq = md.Sequence.Stream + 1
 		r.failures = 0
-		e, err := decodeMsg(r.p, r.schema, md.Sequence.Stream, msg.Headers(), msg.Data(), r.minOffset)
+		e, err := decodeMsg(r.p, r.schema, md.Sequence.Stream, md.Timestamp, msg.Headers(), msg.Data(), r.minOffset)
 		if err != nil {
 			return Entry{}, err
 		}
@@ -322,6 +331,14 @@ func (r *Reader) stopIt(ri *readerIt) {
 // entries (the last one cut to fit), without waiting for new ones. It is
 // for browsing the log; consumers use a Reader.
 func (b *Broker) Fetch(ctx context.Context, topicName string, part int, from Position, max int) ([]Entry, error) {
+	return b.FetchBudget(ctx, topicName, part, from, max, 0)
+}
+
+// FetchBudget is Fetch that also stops once the entries it read hold
+// maxBytes of stored payload (Entry.Bytes; 0: no limit), so that browsing
+// large events costs bounded memory. It returns the first entry whatever
+// its size, so a reader always gets on.
+func (b *Broker) FetchBudget(ctx context.Context, topicName string, part int, from Position, max, maxBytes int) ([]Entry, error) {
 	t, p, err := b.partition(topicName, part)
 	if err != nil {
 		return nil, err
@@ -341,8 +358,8 @@ func (b *Broker) Fetch(ctx context.Context, topicName string, part int, from Pos
 		return nil, err
 	}
 	var out []Entry
-	total := 0
-	for total < max {
+	total, bytes := 0, 0
+	for total < max && (maxBytes <= 0 || bytes < maxBytes) {
 		m, err := b.getAtOrAfter(ctx, st, p, seq)
 		if err != nil {
 			return nil, err
@@ -350,7 +367,7 @@ func (b *Broker) Fetch(ctx context.Context, topicName string, part int, from Pos
 		if m == nil {
 			break
 		}
-		e, err := decodeMsg(p, t.spec.Schema, m.Sequence, m.Header, m.Data, minOffset)
+		e, err := decodeMsg(p, t.spec.Schema, m.Sequence, m.Time, m.Header, m.Data, minOffset)
 		if err != nil {
 			return nil, err
 		}
@@ -359,17 +376,20 @@ func (b *Broker) Fetch(ctx context.Context, topicName string, part int, from Pos
 			continue
 		}
 		if len(e.Events) > max-total {
+			e.Bytes = e.Bytes * (max - total) / len(e.Events)
 			e.Events = e.Events[:max-total]
 		}
 		total += len(e.Events)
+		bytes += e.Bytes
 		out = append(out, e)
 	}
 	return out, nil
 }
 
-// decodeMsg decodes one stored entry, dropping events before minOffset.
-func decodeMsg(p *partition, schema event.Schema, seq uint64, h nats.Header, data []byte, minOffset int64) (Entry, error) {
-	off, count, _, err := parseHeaders(h)
+// decodeMsg decodes one stored entry, stored at appended, dropping events
+// before minOffset.
+func decodeMsg(p *partition, schema event.Schema, seq uint64, appended time.Time, h nats.Header, data []byte, minOffset int64) (Entry, error) {
+	off, count, minTime, err := parseHeaders(h)
 	if err != nil {
 		return Entry{}, fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, seq, err)
 	}
@@ -383,10 +403,12 @@ func decodeMsg(p *partition, schema event.Schema, seq uint64, h nats.Header, dat
 	if int64(len(events)) != count {
 		return Entry{}, fmt.Errorf("broker: %q/%d entry %d: %w: header count %d, payload %d events", p.topic, p.index, seq, ErrCorruptEntry, count, len(events))
 	}
-	e := Entry{Topic: p.topic, Partition: p.index, Offset: off, Seq: seq, Ingest: events[0].Ingest, Events: events}
+	e := Entry{Topic: p.topic, Partition: p.index, Offset: off, Seq: seq, Ingest: events[0].Ingest,
+		Appended: appended.UnixMicro(), MinTime: minTime, Events: events, Bytes: len(data)}
 	if skip := minOffset - off; skip > 0 {
 		e.Events = e.Events[skip:]
 		e.Offset += skip
+		e.Bytes = e.Bytes * len(e.Events) / int(count)
 	}
 	return e, nil
 }

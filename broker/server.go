@@ -26,7 +26,7 @@ import (
 )
 
 // ErrClosed is returned by operations on a closed Broker or Reader.
-var ErrClosed = errors.New("broker: closed")
+var ErrClosed error = &sentinel{"broker: closed", "stopping"}
 
 // readyTimeout bounds Ready.
 const readyTimeout = 3 * time.Second
@@ -53,10 +53,17 @@ type Broker struct {
 	prefix   string // stream name prefix, e.g. "LF"
 	subject  string // subject prefix, e.g. "lf"
 	replicas int
+	// readOnly marks a view of another site's log (OpenRemote): it looks
+	// buckets up instead of creating them, and never appends.
+	readOnly bool
+	// cfgPath is where the connection's settings are in the pipeline
+	// file, for messages: "broker", or a source's path.
+	cfgPath string
 
-	ns *server.Server // nil when connected to an external cluster
-	nc *nats.Conn
-	js jetstream.JetStream
+	ns   *server.Server // nil when connected to an external cluster
+	disk *diskWatch     // the embedded server's disk; nil for an external cluster
+	nc   *nats.Conn
+	js   jetstream.JetStream
 
 	topics    map[string]*topic
 	idSeeds   [2]maphash.Seed   // of the dedup indexes' id hashes
@@ -94,42 +101,10 @@ type Broker struct {
 // not create streams; call EnsureTopics. p must not change while the Broker
 // is open.
 func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, error) {
-	b := &Broker{
-		p:        p,
-		log:      opts.Logger,
-		now:      opts.Now,
-		prefix:   p.Broker.Prefix,
-		replicas: p.Broker.Replicas,
-		topics:   make(map[string]*topic, len(p.Topics)),
-		lagCache: make(map[lagKey]entryTimes),
-		progress: make(map[consumerPart]progressState),
-		readers:  make(map[*Reader]struct{}),
-		stop:     make(chan struct{}),
-		ncDone:   make(chan struct{}),
-		idSeeds:  [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-	}
-	if b.log == nil {
-		b.log = slog.New(slog.DiscardHandler)
-	}
-	if b.now == nil {
-		b.now = time.Now
-	}
-	if b.prefix == "" {
-		b.prefix = pipelines.DefaultPrefix
-	}
-	if b.replicas <= 0 {
-		b.replicas = 1
-	}
-	b.subject = strings.ToLower(b.prefix)
-	reg := opts.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	m, err := newMetrics(reg, b)
+	b, err := newBroker(p, opts)
 	if err != nil {
 		return nil, err
 	}
-	b.metrics = m
 	// The log holds the user topics and the ones the pipeline derives: a
 	// topic of rows per view and a dead-letter topic per sink.
 	b.logTopics = p.LogTopics()
@@ -159,6 +134,49 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 	b.wg.Add(2)
 	go b.every(markerInterval, b.writeMarkers)
 	go b.every(progressInterval, b.writeProgress)
+	if b.disk != nil {
+		b.wg.Go(func() { b.watchDisk(b.disk) })
+	}
+	return b, nil
+}
+
+// newBroker makes the Broker of p, not yet connected, with its metrics
+// registered.
+func newBroker(p *pipelines.Pipeline, opts Options) (*Broker, error) {
+	b := &Broker{
+		p:        p,
+		log:      opts.Logger,
+		now:      opts.Now,
+		prefix:   p.Broker.Prefix,
+		replicas: max(p.Broker.Replicas, 1),
+		cfgPath:  "broker",
+		topics:   make(map[string]*topic, len(p.Topics)),
+		lagCache: make(map[lagKey]entryTimes),
+		progress: make(map[consumerPart]progressState),
+		readers:  make(map[*Reader]struct{}),
+		stop:     make(chan struct{}),
+		ncDone:   make(chan struct{}),
+		idSeeds:  [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	if b.prefix == "" {
+		b.prefix = pipelines.DefaultPrefix
+	}
+	b.subject = strings.ToLower(b.prefix)
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg, b)
+	if err != nil {
+		return nil, err
+	}
+	b.metrics = m
 	return b, nil
 }
 
@@ -178,7 +196,7 @@ func (b *Broker) connOptions() []nats.Option {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			// Not ConnectedUrlRedacted: it keeps a token (the user part
 			// of the URL) and the user name.
-			b.log.Info("broker: reconnected", "url", redactURLs(nc.ConnectedUrl()))
+			b.log.Info("broker: reconnected", "url", RedactURLs(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			b.log.Warn("broker: async error", "err", err)
@@ -215,11 +233,15 @@ func (b *Broker) startEmbedded() error {
 	if err := clusterOptions(so, bp.Cluster); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(so.StoreDir, 0o755); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	b.disk = newDiskWatch(so.StoreDir, b.log.Error, b.metrics.diskFull, b.metrics.diskFulls)
 	ns, err := server.NewServer(so)
 	if err != nil {
 		return fmt.Errorf("broker: embedded nats-server: %w", err)
 	}
-	ns.SetLoggerV2(serverLogger{b.log}, false, false, false)
+	ns.SetLoggerV2(serverLogger{b.log, b.disk}, false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
@@ -311,10 +333,14 @@ func (b *Broker) connectExternal(ctx context.Context) error {
 		return err
 	}
 	bp := b.p.Broker
-	opts := append(b.connOptions(),
+	opts := b.connOptions()
+	if b.readOnly {
+		opts = append(opts, nats.PingInterval(remotePing), nats.MaxPingsOutstanding(remotePings))
+	}
+	opts = append(opts,
 		// Also after Open, when the cluster was down at the start.
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			b.log.Info("broker: connected", "url", redactURLs(nc.ConnectedUrl()))
+			b.log.Info("broker: connected", "url", RedactURLs(nc.ConnectedUrl()))
 		}),
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
@@ -349,7 +375,7 @@ func (b *Broker) connectExternal(ctx context.Context) error {
 		nc, err = nats.Connect(urls, append(opts, nats.RetryOnFailedConnect(true))...)
 	}
 	if err != nil {
-		return fmt.Errorf("broker: connect to %s: %w", redactURLs(urls), explain(err))
+		return fmt.Errorf("broker: connect to %s: %w", RedactURLs(urls), explain(err, b.cfgPath))
 	}
 	b.nc = nc
 	return nil
@@ -387,23 +413,32 @@ func tlsFailed(err error) bool {
 }
 
 // explain prefixes a refused connect's error with what to check in the
-// configuration.
-func explain(err error) error {
+// configuration, whose keys are under path ("broker", or a source's).
+func explain(err error, path string) error {
 	switch {
 	case authFailed(err):
-		return fmt.Errorf("authorization failed (check broker.user and broker.password, broker.token or broker.creds): %w", err)
+		return fmt.Errorf("authorization failed (check %[1]s.user and %[1]s.password, %[1]s.token or %[1]s.creds): %[2]w", keysOf(path, "auth"), err)
 	case tlsFailed(err):
 		if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
-			return fmt.Errorf("the server's TLS certificate is not trusted (check broker.tls.ca): %w", err)
+			return fmt.Errorf("the server's TLS certificate is not trusted (check %s.tls.ca): %w", path, err)
 		}
-		return fmt.Errorf("TLS handshake failed (if the server requires a client certificate, check broker.tls.cert and broker.tls.key): %w", err)
+		return fmt.Errorf("TLS handshake failed (if the server requires a client certificate, check %[1]s.tls.cert and %[1]s.tls.key): %[2]w", path, err)
 	}
 	return err
 }
 
-// redactURLs hides the credentials in URLs (user:password or a token) for
+// keysOf is where credentials are under path: broker.user, but a
+// source's auth.user.
+func keysOf(path, sub string) string {
+	if path == "broker" {
+		return path
+	}
+	return path + "." + sub
+}
+
+// RedactURLs hides the credentials in URLs (user:password or a token) for
 // messages.
-func redactURLs(urls string) string {
+func RedactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, u := range parts {
 		if at := strings.LastIndex(u, "@"); at >= 0 {
@@ -481,6 +516,9 @@ func (b *Broker) Ready(ctx context.Context) error {
 	// a health check must not wait for the caller's whole deadline.
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
+	if b.disk != nil && b.disk.full.Load() {
+		return b.disk.fullErr()
+	}
 	if st := b.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("%w: nats connection %s", ErrUnavailable, strings.ToLower(st.String()))
 	}
@@ -500,6 +538,13 @@ func (b *Broker) keyValue(ctx context.Context, bucket string) (jetstream.KeyValu
 
 // kv is keyValue with keys that expire ttl after their last write (0: never).
 func (b *Broker) kv(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
+	if b.readOnly {
+		kv, err := b.js.KeyValue(ctx, b.prefix+"_"+bucket)
+		if err != nil {
+			return nil, fmt.Errorf("broker: key-value bucket %s_%s: %w", b.prefix, bucket, unavailable(err))
+		}
+		return kv, nil
+	}
 	var kv jetstream.KeyValue
 	err := b.whileForming(ctx, "bucket "+b.prefix+"_"+bucket, func() (err error) {
 		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -535,8 +580,12 @@ func (b *Broker) ObjectStore(ctx context.Context, bucket string) (*ObjectStore, 
 	return &ObjectStore{os: os, bucket: b.prefix + "_" + bucket}, nil
 }
 
-// serverLogger sends the embedded nats-server's log to slog.
-type serverLogger struct{ log *slog.Logger }
+// serverLogger passes the embedded server's messages to the broker's log,
+// and its errors to the disk watch, which learns of a full disk from them.
+type serverLogger struct {
+	log  *slog.Logger
+	disk *diskWatch
+}
 
 // Noticef goes to debug: the embedded server's start-up banner and routine
 // notices would drown the pipeline's own log at info.
@@ -550,7 +599,11 @@ func (l serverLogger) Fatalf(format string, v ...any) {
 	l.log.Error("nats-server: " + fmt.Sprintf(format, v...))
 }
 func (l serverLogger) Errorf(format string, v ...any) {
-	l.log.Error("nats-server: " + fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error("nats-server: " + msg)
+	if l.disk != nil {
+		l.disk.serverError(msg)
+	}
 }
 func (l serverLogger) Debugf(format string, v ...any) {
 	l.log.Debug("nats-server: " + fmt.Sprintf(format, v...))

@@ -54,7 +54,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.ReportMetric(float64(b.N)*events/b.Elapsed().Seconds(), "events/s")
 	}
 	b.Run("ingest", func(b *testing.B) {
-		d := newDecoder(metricsTopic(4))
+		d := newDecoder(metricsTopic(4), "test")
 		var bufs requestBufs // as the handler reuses them
 		b.ReportAllocs()
 		b.SetBytes(int64(len(body)))

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -66,16 +67,57 @@ type decoder struct {
 	index     map[string]int // field name → position in schema
 	timeField int            // position of the event-time field, or -1
 	required  []int          // positions of required fields
+
+	// Numeric timestamps are epoch numbers in the topic's time_unit:
+	// 10^unitExp microseconds each. Unless the unit was declared, those
+	// that would fall before earliest are refused: epoch seconds read as
+	// milliseconds land there, and guessing the unit is not an option.
+	unitExp  int
+	unitName string
+	earliest int64
+	// maxFuture bounds how far the event time may be ahead of the ingest
+	// time (µs); 0: no bound.
+	maxFuture int64
+
+	// siteField is the position of the site field (a topic with sources),
+	// or -1; ingest sets it to site, clients may not.
+	siteField int
+	site      string
 }
 
-func newDecoder(t *pipelines.Topic) *decoder {
+// undeclaredEarliest is the earliest time an undeclared (millisecond)
+// numeric timestamp may give, 1973-03-03T09:46:40Z: 10^11 milliseconds.
+// Epoch seconds up to the year 5138 are below 10^11, so they are refused
+// instead of landing in 1970.
+const undeclaredEarliest = 100_000_000_000 * 1000
+
+// newDecoder decodes events of topic t accepted at site.
+func newDecoder(t *pipelines.Topic, site string) *decoder {
 	d := &decoder{
 		topic:     t.Name,
 		schema:    t.Schema,
 		index:     make(map[string]int, len(t.Schema)),
 		timeField: -1,
+		unitExp:   3,
+		unitName:  "milliseconds",
+		earliest:  math.MinInt64,
+		maxFuture: t.MaxFuture.D().Microseconds(),
+		siteField: -1,
+		site:      site,
+	}
+	switch t.TimeUnit {
+	case "s":
+		d.unitExp, d.unitName = 6, "seconds"
+	case "us":
+		d.unitExp, d.unitName = 0, "microseconds"
+	case "":
+		d.earliest = undeclaredEarliest
 	}
 	for i, f := range t.Schema {
+		if pipelines.IsSiteField(f) {
+			d.siteField = i
+			continue
+		}
 		d.index[f.Name] = i
 		if f.Required {
 			d.required = append(d.required, i)
@@ -294,13 +336,16 @@ func (st *decodeState) object(rec, start int) *decodeError {
 		st.skipSpace()
 
 		fi := -1
-		if next < nf && d.schema[next].Name == key {
+		if next < nf && next != d.siteField && d.schema[next].Name == key {
 			fi = next
 		} else if i, ok := d.index[key]; ok {
 			fi = i
 		}
 		isID := key == idKey
 		if fi < 0 && !isID {
+			if key == pipelines.SiteField && d.siteField >= 0 {
+				return st.recordErr(rec, start, key, "the site of origin is set by the site that accepts the event, not by its producer")
+			}
 			return st.recordErr(rec, start, key, "unknown field (not in the schema of topic "+strconv.Quote(d.topic)+")")
 		}
 		if fi >= 0 {
@@ -323,6 +368,10 @@ func (st *decodeState) object(rec, start int) *decodeError {
 				}
 			}
 			if fi == d.timeField && v.Valid {
+				if d.maxFuture > 0 && v.I-st.ingest > d.maxFuture {
+					return st.recordErr(rec, start, key, event.FormatTime(v.I)+" is more than "+pipelines.Duration(d.maxFuture*1000).String()+
+						" ahead of the ingest time (topics[].max_future of topic "+strconv.Quote(d.topic)+")")
+				}
 				ev.Time = v.I
 			}
 		} else {
@@ -359,12 +408,15 @@ func (st *decodeState) object(rec, start int) *decodeError {
 	}
 }
 
-// finish checks required fields and appends the event.
+// finish checks required fields, sets the site and appends the event.
 func (st *decodeState) finish(rec, start int, ev *event.Event) *decodeError {
 	for _, fi := range st.d.required {
 		if st.seen[fi] != st.gen {
 			return st.recordErr(rec, start, st.d.schema[fi].Name, "missing required field")
 		}
+	}
+	if st.d.siteField >= 0 {
+		ev.Values[st.d.siteField] = event.Value{S: st.d.site, Valid: true}
 	}
 	st.events = append(st.events, *ev)
 	return nil
@@ -391,7 +443,7 @@ func (st *decodeState) value(t event.FieldType, dst *event.Value) string {
 				// The slow path accepts the rarer forms time.Parse does.
 				tm, err := time.Parse(time.RFC3339, s)
 				if err != nil {
-					return "expected timestamp (RFC 3339 string or epoch milliseconds), got string " + quoteShort(s)
+					return "expected timestamp (RFC 3339 string or epoch " + st.d.unitName + "), got string " + quoteShort(s)
 				}
 				us = tm.UnixMicro()
 			}
@@ -490,4 +542,10 @@ func quoteShort(s string) string {
 		return strconv.Quote(s[:cut]) + "…"
 	}
 	return strconv.Quote(s)
+}
+
+// local reports whether ev was accepted at this site: true unless the
+// topic has sources and ev came from one of them.
+func (d *decoder) local(ev *event.Event) bool {
+	return d.siteField < 0 || d.siteField >= len(ev.Values) || ev.Values[d.siteField].S == d.site
 }

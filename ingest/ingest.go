@@ -152,7 +152,7 @@ func New(p *pipelines.Pipeline, log Log, opts Options) (*Ingest, error) {
 		}
 		ts := &topicState{
 			topic: t,
-			dec:   newDecoder(t),
+			dec:   newDecoder(t, p.SiteName()),
 			part:  newPartitioner(t),
 			m:     m.forTopic(t.Name),
 		}

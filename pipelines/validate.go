@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -71,6 +72,7 @@ func validate(p *Pipeline, pos positions, sinks SinkTypes) Errors {
 		(*validator).checkAuth,
 		(*validator).checkKafka,
 		(*validator).checkTopics,
+		(*validator).checkSources,
 		(*validator).checkViews,
 		(*validator).checkLake,
 		(*validator).checkSinks,
@@ -129,6 +131,14 @@ func (v *validator) present(path string) bool {
 func (v *validator) positive(path string, d Duration) {
 	if d <= 0 {
 		v.errorf(path, "must be positive, got %s", d)
+	}
+}
+
+// atLeastDuration reports a duration shorter than lowest (a zero or
+// sub-second timeout or schedule is a mistake, never a wish).
+func (v *validator) atLeastDuration(path string, d Duration, lowest time.Duration) {
+	if d.D() < lowest {
+		v.errorf(path, "must be at least %s, got %s", Duration(lowest), d)
 	}
 }
 
@@ -242,10 +252,24 @@ func (v *validator) checkHeader(p *Pipeline) {
 	if p.DataDir == "" {
 		v.errorf("data_dir", "must not be empty")
 	}
+	v.atLeastDuration("shutdown_timeout", p.ShutdownTimeout, time.Second)
 }
 
 func (v *validator) checkHTTP(p *Pipeline) {
-	v.hostPort("http.listen", p.HTTP.Listen)
+	h := p.HTTP
+	v.hostPort("http.listen", h.Listen)
+	v.atLeastDuration("http.read_header_timeout", h.ReadHeaderTimeout, time.Second)
+	v.atLeastDuration("http.read_timeout", h.ReadTimeout, time.Second)
+	v.atLeastDuration("http.write_timeout", h.WriteTimeout, time.Second)
+	v.atLeastDuration("http.idle_timeout", h.IdleTimeout, time.Second)
+	if h.ReadTimeout.D() >= time.Second && h.ReadHeaderTimeout > h.ReadTimeout {
+		if v.present("http.read_header_timeout") {
+			v.errorf("http.read_header_timeout", "must not exceed http.read_timeout (%s), got %s", h.ReadTimeout, h.ReadHeaderTimeout)
+		} else {
+			v.errorf("http.read_timeout", "must be at least http.read_header_timeout (%s), got %s", h.ReadHeaderTimeout, h.ReadTimeout)
+		}
+	}
+	v.atLeast("http.max_connections", int64(h.MaxConnections), 1)
 }
 
 // hostPort checks a listen or contact address.
@@ -263,13 +287,7 @@ func (v *validator) hostPort(path, s string) {
 func (v *validator) checkBroker(p *Pipeline) {
 	b := p.Broker
 	if b.URL != "" {
-		for u := range strings.SplitSeq(b.URL, ",") {
-			u = strings.TrimSpace(u)
-			pu, err := url.Parse(u)
-			if err != nil || pu.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, pu.Scheme) {
-				v.errorf("broker.url", "invalid server URL %s: want nats://host:port (or tls://, ws://, wss://), comma-separated", quote(u))
-			}
-		}
+		v.natsURLs("broker.url", b.URL)
 		for _, key := range []string{"listen", "sync", "cluster"} {
 			if v.present("broker." + key) {
 				v.errorf("broker."+key, "only applies to the embedded server (broker.url is set)")
@@ -286,21 +304,33 @@ func (v *validator) checkBroker(p *Pipeline) {
 		v.hostPort("broker.listen", b.Listen)
 	}
 	v.checkCluster(b.Cluster)
-	if b.User != "" && b.Password == "" {
-		v.errorf("broker.password", "is required with user")
-	}
-	if b.Password != "" && b.User == "" {
-		v.errorf("broker.user", "is required with password")
-	}
-	if b.TLS.Cert != "" && b.TLS.Key == "" {
-		v.errorf("broker.tls.key", "is required with cert")
-	}
-	if b.TLS.Key != "" && b.TLS.Cert == "" {
-		v.errorf("broker.tls.cert", "is required with key")
-	}
+	v.both("broker", "user", b.User, "password", b.Password)
+	v.both("broker.tls", "cert", b.TLS.Cert, "key", b.TLS.Key)
 	v.name("broker.prefix", b.Prefix, prefixRe, prefixRule)
 	if b.Prefix == "" {
 		v.errorf("broker.prefix", "must not be empty")
+	}
+}
+
+// natsURLs checks a comma-separated list of NATS server URLs.
+func (v *validator) natsURLs(path, urls string) {
+	for u := range strings.SplitSeq(urls, ",") {
+		u = strings.TrimSpace(u)
+		pu, err := url.Parse(u)
+		if err != nil || pu.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, pu.Scheme) {
+			v.errorf(path, "invalid server URL %s: want nats://host:port (or tls://, ws://, wss://), comma-separated", quote(u))
+		}
+	}
+}
+
+// both reports either of two keys that need each other (user and
+// password, a certificate and its key) set without the other.
+func (v *validator) both(path, a, av, b, bv string) {
+	if av != "" && bv == "" {
+		v.errorf(keyPath(path, b), "is required with %s", a)
+	}
+	if bv != "" && av == "" {
+		v.errorf(keyPath(path, a), "is required with %s", b)
 	}
 }
 
@@ -348,6 +378,13 @@ func (v *validator) checkIngest(p *Pipeline) {
 
 func (v *validator) checkAuth(p *Pipeline) {
 	v.notBlank("auth.read_tokens", p.Auth.ReadTokens)
+	v.notBlank("auth.admin_tokens", p.Auth.AdminTokens)
+	for i, o := range p.Auth.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			v.errorf(indexPath("auth.allowed_origins", i), "must be an origin, scheme://host[:port] (e.g. https://dashboards.example.com); got %s", quote(o))
+		}
+	}
 }
 
 func (v *validator) checkKafka(p *Pipeline) {
@@ -371,12 +408,7 @@ func (v *validator) checkKafka(p *Pipeline) {
 		v.errorf("kafka.listen", "is the same address as http.listen")
 	}
 	v.atLeast("kafka.node_id", int64(k.NodeID), 0)
-	if k.TLS.Cert != "" && k.TLS.Key == "" {
-		v.errorf("kafka.tls.key", "is required with cert")
-	}
-	if k.TLS.Key != "" && k.TLS.Cert == "" {
-		v.errorf("kafka.tls.cert", "is required with key")
-	}
+	v.both("kafka.tls", "cert", k.TLS.Cert, "key", k.TLS.Key)
 	if k.TLS.ClientCA != "" && k.TLS.Cert == "" {
 		v.errorf("kafka.tls.cert", "is required with client_ca")
 	}
@@ -408,11 +440,17 @@ func (v *validator) checkTopics(p *Pipeline) {
 			if j := t.Schema.Index(t.Time); j < 0 {
 				v.errorf(path+".time", "unknown field %s%s", quote(t.Time), didYouMean(t.Time, fieldNames(t.Schema)))
 			} else if ft := t.Schema[j].Type; ft != 0 && ft != event.TypeTimestamp {
-				// A timestamp field takes epoch milliseconds as well as RFC 3339,
+				// A timestamp field takes epoch numbers as well as RFC 3339,
 				// so events that carry millis need no other type.
-				v.errorf(path+".time", "field %s is %s; the time field must be a timestamp (it accepts RFC 3339 strings and epoch milliseconds)", quote(t.Time), ft)
+				v.errorf(path+".time", "field %s is %s; the time field must be a timestamp (it accepts RFC 3339 strings and epoch numbers in time_unit)", quote(t.Time), ft)
 			}
 		}
+		switch t.TimeUnit {
+		case "", "s", "ms", "us":
+		default:
+			v.errorf(path+".time_unit", "must be s, ms or us (or unset: milliseconds, refusing ones before 1973); got %s%s", quote(t.TimeUnit), didYouMean(t.TimeUnit, []string{"s", "ms", "us"}))
+		}
+		v.atLeastDuration(path+".max_future", t.MaxFuture, time.Second)
 		v.notBlank(path+".write_tokens", t.WriteTokens)
 	}
 }
@@ -421,6 +459,9 @@ func (v *validator) checkSchema(path string, s event.Schema) {
 	seen := map[string]string{} // lower-case name -> name
 	for _, f := range s {
 		fp := keyPath(path, f.Name)
+		if IsSiteField(f) {
+			continue
+		}
 		if !fieldNameRe.MatchString(f.Name) {
 			v.keyErrorf(fp, "field name must be %s", fieldNameRule)
 		}
@@ -494,6 +535,13 @@ func (v *validator) checkView(path string, w *View, topic *Topic) {
 			v.errorf(path+".batch.schedule", "invalid cron schedule: %v", err)
 		case sched == nil:
 			v.errorf(path+".batch.schedule", "must not be blank; leave schedule out to recompute only on request")
+		case strings.HasPrefix(w.Batch.Schedule, "@every "):
+			// The cron library rounds a shorter interval up to a second
+			// without a word; a zero or sub-second interval is a mistake.
+			every := strings.TrimSpace(strings.TrimPrefix(w.Batch.Schedule, "@every "))
+			if d, err := time.ParseDuration(every); err == nil && d < time.Second {
+				v.errorf(path+".batch.schedule", "@every needs an interval of at least 1s, got %s", every)
+			}
 		}
 	}
 	v.positive(path+".retention", w.Retention)
@@ -531,6 +579,8 @@ func (v *validator) checkGroupBy(path string, w *View, topic *Topic) {
 			v.errorf(gp, "%s is a reserved column (%s)", quote(g), strings.Join(reservedColumns, ", "))
 		case seen[g]:
 			v.errorf(gp, "duplicate field %s", quote(g))
+		case topic != nil && g == SiteField && topic.Schema.Index(g) < 0:
+			v.errorf(gp, "topic %s has no field %s: only a topic with sources has it", quote(topic.Name), quote(g))
 		case topic != nil && topic.Schema.Index(g) < 0:
 			v.errorf(gp, "unknown field %s in topic %s%s", quote(g), quote(topic.Name), didYouMean(g, fieldNames(topic.Schema)))
 		}

@@ -140,7 +140,15 @@ type merger struct {
 	ncols    int
 	sources  []sourceState
 	times    []plan.PartitionTime // scratch for watermark
-	wm       int64
+	// idleFor is the idle rule's duration (Options.Idle); when every source
+	// partition was idle and one resumes, the others count as active again
+	// until idleFor has passed since (resumedAt, on the Flush clock), so
+	// that the partition read first cannot move the watermark past the
+	// others' events of the same instant. 0: no such hold (tests).
+	idleFor   time.Duration
+	now       time.Time // the clock of the last Flush
+	resumedAt time.Time
+	wm        int64
 
 	units map[unitKey]*unit
 	pace  pace // when changed open windows are shown (pace.go)
@@ -177,8 +185,9 @@ func newMerger(pl *plan.Plan, sources int) *merger {
 
 // newViewMerger returns the merger of a partition of view vs, paced by
 // the view's emit.interval.
-func newViewMerger(vs *viewSpec) *merger {
+func newViewMerger(vs *viewSpec, idle time.Duration) *merger {
 	m := newMerger(vs.plan, max(vs.topic.Partitions, 1))
+	m.idleFor = idle
 	every, _ := vs.view.Emit.Open()
 	m.SetEmitInterval(every)
 	return m
@@ -221,6 +230,9 @@ func (m *merger) Apply(pr *partial) error {
 	s.asOf = pr.asOf
 	s.reports = true
 	if pr.kind == pipelines.PartialMark {
+		if !pr.idle && m.allIdle() {
+			m.resumedAt = m.now
+		}
 		s.newest, s.seen, s.idle = pr.newest, pr.seen, pr.idle
 		return nil
 	}
@@ -270,6 +282,7 @@ func (m *merger) touch(uk unitKey, u *unit) {
 func (m *merger) Flush(now time.Time, out *output) {
 	out.Open, out.Final, out.Gone, out.vals = out.Open[:0], out.Final[:0], out.Gone[:0], nil
 	m.pace.at(now)
+	m.now = now
 	defer func() { m.pace.all = false }()
 	m.wm = m.watermark()
 	out.Watermark, out.HasWatermark = m.wm, m.wm != plan.NoWatermark
@@ -300,10 +313,21 @@ func (m *merger) Flush(now time.Time, out *output) {
 // it): only a reported idle partition is left out.
 func (m *merger) watermark() int64 {
 	m.times = m.times[:0]
+	held := m.idleFor > 0 && !m.resumedAt.IsZero() && m.now.Sub(m.resumedAt) < m.idleFor
 	for _, s := range m.sources {
-		m.times = append(m.times, plan.PartitionTime{Seen: s.seen, Newest: s.newest, Idle: s.idle && s.reports})
+		m.times = append(m.times, plan.PartitionTime{Seen: s.seen, Newest: s.newest, Idle: s.idle && s.reports && !held})
 	}
 	return plan.CombineWatermarks(m.times, m.lateness, m.wm)
+}
+
+// allIdle reports whether every source partition reported being idle.
+func (m *merger) allIdle() bool {
+	for _, s := range m.sources {
+		if !s.reports || !s.idle {
+			return false
+		}
+	}
+	return true
 }
 
 // flushSessions merges each changed key's sessions over the source

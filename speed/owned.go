@@ -112,7 +112,7 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease) (*pa
 	r := &partRun{s: s, vs: vs, lease: lease, part: lease.Partition(), source: vs.topic.Name, partials: pt.Name,
 		parts: max(pt.Partitions, 1), lastCheckpoint: s.now()}
 	r.e1 = newPartialEngine(vs.plan)
-	r.m = newViewMerger(vs)
+	r.m = newViewMerger(vs, s.opts.Idle)
 	r.em = newEmitter(s.p, v, s.store)
 	r.em.append = s.log.Append
 	r.marks = make([]markState, r.parts)
@@ -135,7 +135,7 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease) (*pa
 	if err == nil && h.def != vs.def {
 		s.logger.Warn("speed: the view's definition changed since its checkpoint; recomputing the partition from the start of the log", "view", v.Name, "partition", r.part)
 		r.e1 = newPartialEngine(vs.plan)
-		r.m = newViewMerger(vs)
+		r.m = newViewMerger(vs, s.opts.Idle)
 		return r, retract(ctx, s.log, s.logger, r.em, r.part, 0, ngroup, naggs)
 	}
 	if err == nil && (h.view != v.Name || h.part != r.part) {

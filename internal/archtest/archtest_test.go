@@ -33,6 +33,8 @@ var layers = map[string]int{
 	"pipelines/internal/testtopic": 1,
 	"pipelines":                    2,
 	"pipelines/plan":               3,
+	// What a token may do, from the file's tokens, for every protocol.
+	"internal/access": 3,
 	// What the runtime layers share: the log, the HTTP surface, metrics.
 	"broker":            4,
 	"internal/httpapi":  4,
@@ -45,6 +47,7 @@ var layers = map[string]int{
 	"sinks":   5,
 	"console": 5,
 	"groups":  5,
+	"mirror":  5,
 	// What builds on one layer: sink targets on the sink runner.
 	"sinks/cassandra":     6,
 	"sinks/elasticsearch": 6,
