@@ -63,6 +63,7 @@ type partRun struct {
 	last1, last2   Stats // what the view's counters were last set from
 	lastLate2      uint64
 	lastOpen       int
+	lastIdle       int // 1 when the view's idle gauge counts the source partition
 }
 
 // markState is the progress of the source partition last sent to one view
@@ -672,6 +673,9 @@ func (r *partRun) observe() {
 	open := r.m.OpenWindows()
 	vm.stateWindows.Add(float64(open - r.lastOpen))
 	r.lastOpen = open
+	idle := r.e1.IdlePartitions()
+	vm.idleParts.Add(float64(idle - r.lastIdle))
+	r.lastIdle = idle
 	if wm, ok := r.m.Watermark(); ok {
 		vm.watermark.Set(float64(wm) / 1e6)
 	}
@@ -680,5 +684,6 @@ func (r *partRun) observe() {
 // unobserve takes the run's open windows out of the view's gauge.
 func (r *partRun) unobserve() {
 	r.vs.m.stateWindows.Add(-float64(r.lastOpen))
-	r.lastOpen = 0
+	r.vs.m.idleParts.Add(-float64(r.lastIdle))
+	r.lastOpen, r.lastIdle = 0, 0
 }
