@@ -296,7 +296,10 @@ func (w *lakeWriter) add(part int, fl *openFlush, e *broker.Entry) error {
 		if hf == nil {
 			// The final name needs the flush's last offset, unknown yet;
 			// the file is created under a provisional name and renamed on commit.
-			fw, err := createFile(w.tl.ls, filepath.Join(w.tl.dir, hourPath(h), fmt.Sprintf("p%d-%d-open.parquet", part, fl.first)))
+			// The name holds the lease's epoch: a writer the partition moved
+			// away from (cut off, not yet stopped) must never write into the
+			// new owner's file.
+			fw, err := createFile(w.tl.ls, filepath.Join(w.tl.dir, hourPath(h), fmt.Sprintf("p%d-%d-open-e%d.parquet", part, fl.first, fl.lease.Epoch())))
 			if err != nil {
 				return err
 			}
@@ -338,9 +341,14 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 	var entries []fileEntry
 	var renamed []string
 	dirs := map[string]bool{}
+	type move struct{ tmp, final string }
+	var moves []move
 	fail := func(err error) error {
 		for _, p := range renamed {
 			os.Remove(p)
+		}
+		for _, mv := range moves {
+			os.Remove(mv.tmp) // gone already when renamed
 		}
 		return err
 	}
@@ -349,30 +357,17 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 			return fail(err)
 		}
 		rel := hourPath(h) + "/" + fileName(part, fl.first, last)
-		final := filepath.Join(w.tl.dir, filepath.FromSlash(rel))
-		if err := os.Rename(hf.fw.tmp, final); err != nil {
-			return fail(fmt.Errorf("lake: %w", err))
-		}
-		delete(fl.files, h)
-		renamed = append(renamed, final)
-		dirs[filepath.Dir(final)] = true
-		st, err := os.Stat(final)
+		st, err := os.Stat(hf.fw.tmp)
 		if err != nil {
 			return fail(fmt.Errorf("lake: %w", err))
 		}
+		moves = append(moves, move{hf.fw.tmp, filepath.Join(w.tl.dir, filepath.FromSlash(rel))})
 		entries = append(entries, fileEntry{
 			Path: rel, Hour: h, Partition: part, First: fl.first, Last: last,
 			Rows: hf.rows, Bytes: st.Size(), CRC32C: hf.fw.sum.Sum32(), MinTime: hf.minTime, MaxTime: hf.maxTime,
 		})
 	}
-	// New hour directories need their parents' entries durable as well.
-	for d := range dirs {
-		for _, x := range []string{d, filepath.Dir(d), w.tl.dir} {
-			if err := syncDir(x); err != nil {
-				return fail(fmt.Errorf("lake: %w", err))
-			}
-		}
-	}
+	clear(fl.files)
 	epoch := fl.lease.Epoch()
 	_, err := w.tl.ms.update(func(m *manifest) error {
 		ps := m.partition(part)
@@ -383,6 +378,24 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 		}
 		if ps.Next != fl.first {
 			return fmt.Errorf("lake: %s/%d: manifest is at offset %d, flush starts at %d", topic, part, ps.Next, fl.first)
+		}
+		// The files take their final names only here, under the
+		// manifest's lock and after the fencing check, so that a stale
+		// writer never renames over a file another writer committed.
+		for _, mv := range moves {
+			if err := os.Rename(mv.tmp, mv.final); err != nil {
+				return fmt.Errorf("lake: %w", err)
+			}
+			renamed = append(renamed, mv.final)
+			dirs[filepath.Dir(mv.final)] = true
+		}
+		// New hour directories need their parents' entries durable as well.
+		for d := range dirs {
+			for _, x := range []string{d, filepath.Dir(d), w.tl.dir} {
+				if err := syncDir(x); err != nil {
+					return fmt.Errorf("lake: %w", err)
+				}
+			}
 		}
 		for i := range entries {
 			entries[i].Added = m.Version
