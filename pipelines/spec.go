@@ -22,6 +22,7 @@ type Pipeline struct {
 	Views   []View  `yaml:"views" doc:"Windowed views computed by both the speed and the batch layer."`
 	Lake    Lake    `yaml:"lake" doc:"The Parquet lake written by the batch layer."`
 	Sinks   []Sink  `yaml:"sinks" doc:"Deliveries of topics and views to external stores."`
+	SQL     SQL     `yaml:"sql" doc:"Read-only SQL (POST /v1/sql, lambdaflow sql) over the lake, the views and the DuckDB sink's tables: its limits."`
 
 	// File is the path the pipeline was loaded from, for messages.
 	File string `yaml:"-"`
@@ -30,6 +31,15 @@ type Pipeline struct {
 // HTTP configures the single HTTP listener.
 type HTTP struct {
 	Listen string `yaml:"listen" default:"127.0.0.1:8080" doc:"host:port to listen on."`
+}
+
+// SQL bounds the read-only SQL queries. A request may ask for less, never
+// for more.
+type SQL struct {
+	Timeout     Duration `yaml:"timeout" default:"30s" doc:"Longest a query runs; past it the query is cancelled and answered 422 naming the limit."`
+	MaxRows     int      `yaml:"max_rows" default:"10000" doc:"Most rows in an answer; a query that returns more is answered 422 naming the limit (add a LIMIT)."`
+	MaxBytes    ByteSize `yaml:"max_bytes" default:"16MiB" doc:"Largest answer (its JSON encoding); a larger one is answered 422 naming the limit."`
+	MemoryLimit ByteSize `yaml:"memory_limit" default:"1GiB" doc:"Memory the SQL engine may use for one query (DuckDB's memory_limit); past it the query fails."`
 }
 
 // Broker configures the log.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -27,9 +28,11 @@ import (
 	"github.com/lambdaflow/lambdaflow/kafka"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/serving"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/speed"
+	"github.com/lambdaflow/lambdaflow/sqlquery"
 )
 
 // The roles a process can run; `run` without --role runs them all.
@@ -172,6 +175,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	routes = append(routes, stats.Routes()...)
 
 	var modules []namedModule
+	var duckSinks []sqlquery.SinkDB // DuckDB sinks run here, for SQL
 	var kafkaAddr string
 	var kafkaGroups groups.Others
 	if roles["ingest"] {
@@ -210,6 +214,9 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 				return fmt.Errorf("sink %q: %w", spec.Name, err)
 			}
 			defer target.Close()
+			if d, ok := target.(interface{ DB() *sql.DB }); ok && spec.Type == "duckdb" {
+				duckSinks = append(duckSinks, sqlquery.SinkDB{Name: spec.Name, DB: d.DB()})
+			}
 			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: sinkReg})
 			if err != nil {
 				return err
@@ -243,6 +250,13 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		routes = append(routes, console.NewAPI(p, b).Routes()...)
 		routes = append(routes, serving.NewHandler(p, store, serving.NewMetrics(preg("serving"), store)).Routes()...)
 		routes = append(routes, console.UIRoutes()...)
+		engine := sqlquery.New(p, sqlquery.Options{
+			Lake:   func(topic string) ([]string, error) { return batch.LakeFiles(p, topic) },
+			Views:  storeViews{store},
+			Sinks:  duckSinks,
+			Logger: logger.With("component", "sql"),
+		})
+		routes = append(routes, sqlquery.NewHandler(engine, nil).Routes()...)
 	}
 
 	srv := &http.Server{Handler: httpapi.Handler(httpapi.NewAuth(p), routes), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
@@ -289,6 +303,14 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	}
 	logger.Info("stopped")
 	return runErr
+}
+
+// storeViews gives SQL the serving store's merged view rows.
+type storeViews struct{ s *serving.Store }
+
+func (v storeViews) Rows(view string) ([]viewrow.Row, bool) {
+	rows, _, _, ok := v.s.Query(view, serving.Filter{})
+	return rows, ok
 }
 
 // moduleFunc makes a function a module.
