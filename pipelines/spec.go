@@ -116,6 +116,7 @@ type Topic struct {
 	Time        string       `yaml:"time" doc:"Event-time field (timestamp: RFC 3339 or epoch millis). Empty: ingest time."`
 	Schema      event.Schema `yaml:"schema" required:"true" doc:"Field name to type: string, long, int, double, bool, timestamp. A trailing '?' makes a field optional; or {type: T, required: false}."`
 	WriteTokens []string     `yaml:"write_tokens" doc:"Tokens accepted for writes to this topic. Empty: writes are open."`
+	ReadTokens  []string     `yaml:"read_tokens" doc:"Tokens that may read this topic, and only it, through SQL (POST /v1/sql): its lake table, the views over it and their sink tables. auth.read_tokens read everything; with auth.read_tokens empty reads are open."`
 	Pos         Pos          `yaml:"-"`
 }
 

@@ -414,6 +414,7 @@ func (v *validator) checkTopics(p *Pipeline) {
 			}
 		}
 		v.notBlank(path+".write_tokens", t.WriteTokens)
+		v.notBlank(path+".read_tokens", t.ReadTokens)
 	}
 }
 

@@ -256,7 +256,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 			Sinks:  duckSinks,
 			Logger: logger.With("component", "sql"),
 		})
-		routes = append(routes, sqlquery.NewHandler(engine, nil).Routes()...)
+		routes = append(routes, sqlquery.NewHandler(engine, httpapi.NewTopicReads(p)).Routes()...)
 	}
 
 	srv := &http.Server{Handler: httpapi.Handler(httpapi.NewAuth(p), routes), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}

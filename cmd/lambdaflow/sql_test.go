@@ -239,3 +239,40 @@ func TestSQLWhileRunning(t *testing.T) {
 	})
 	s.stop()
 }
+
+// TestSQLReadScope: a token of topics[].read_tokens reads its topic's
+// tables only; others are refused 403 naming the table and topic.
+func TestSQLReadScope(t *testing.T) {
+	s := startServer(t, "testdata/sqlauth.yaml", t.TempDir())
+	ask := func(token, q string) (int, string) {
+		t.Helper()
+		_, err := client.New(s.addr, token, nil).SQL(context.Background(), api.SQLRequest{SQL: q})
+		if err == nil {
+			return 200, ""
+		}
+		var ce *client.Error
+		if !asClientError(err, &ce) {
+			t.Fatal(err)
+		}
+		return ce.Status, ce.Message
+	}
+	cases := []struct {
+		token, sql string
+		status     int
+		message    string
+	}{
+		{"reads-all", "SELECT count(*) FROM clicks, orders", 200, ""},
+		{"reads-clicks", "SELECT count(*) FROM clicks", 200, ""},
+		{"reads-clicks", "SELECT count(*) FROM views.per_page", 200, ""},
+		{"reads-clicks", "SELECT count(*) FROM clicks, orders", 403, `line 1, column 30: the token may not read table "lake.orders" (topic "orders")`},
+		{"writes-clicks", "SELECT count(*) FROM clicks", 401, "a valid bearer token is required"},
+		{"", "SELECT 1", 401, "a valid bearer token is required"},
+	}
+	for _, c := range cases {
+		status, msg := ask(c.token, c.sql)
+		if status != c.status || !strings.Contains(msg, c.message) {
+			t.Errorf("token %q, %q: %d %q, want %d %q", c.token, c.sql, status, msg, c.status, c.message)
+		}
+	}
+	s.stop()
+}
