@@ -129,6 +129,16 @@ func (m *manifest) FilesIn(from, to int64) []fileEntry {
 	return out
 }
 
+// filesByHour returns the live files by hour, in manifest order: one pass
+// where FilesIn per hour would read the whole list once per hour.
+func (m *manifest) filesByHour() map[int64][]fileEntry {
+	out := map[int64][]fileEntry{}
+	for _, f := range m.Files {
+		out[f.Hour] = append(out[f.Hour], f)
+	}
+	return out
+}
+
 func sortFiles(fs []fileEntry) {
 	slices.SortFunc(fs, func(a, b fileEntry) int {
 		if a.Hour != b.Hour {
