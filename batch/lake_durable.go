@@ -59,6 +59,8 @@ func (b *Batch) makeDurable(ctx context.Context, tl *topicLake) (string, error) 
 			}
 		}
 	}
+	wctx, cancel := context.WithTimeout(ctx, durableWait)
+	defer cancel()
 	m := tl.ms.snapshot()
 	var behind int64
 	var wait []*flushRequest
@@ -75,8 +77,8 @@ func (b *Batch) makeDurable(ctx context.Context, tl *topicLake) (string, error) 
 		select {
 		case tl.flush.parts[p] <- req:
 			wait = append(wait, req)
-		case <-ctx.Done():
-			return "", ctx.Err()
+		case <-wctx.Done():
+			return "", fmt.Errorf("the lake writer of partition %d did not take the request within %s", p, durableWait)
 		}
 	}
 	var total int64
@@ -89,8 +91,6 @@ func (b *Batch) makeDurable(ctx context.Context, tl *topicLake) (string, error) 
 	if !tl.flush.running.Load() {
 		return "", fmt.Errorf("%w: %d events of topic %s are in the log but not yet in the lake", errNoLakeWriter, behind, topic)
 	}
-	wctx, cancel := context.WithTimeout(ctx, durableWait)
-	defer cancel()
 	for _, req := range wait {
 		select {
 		case err := <-req.done:
