@@ -81,6 +81,9 @@ func (e *Engine) query(ctx context.Context, req Request, lim Limits) (*Result, e
 	}
 	var allowed []string
 	for _, ref := range refs {
+		if ref.catalog == "" && catalogSchema(ref.schema) {
+			continue // the query's own database describing itself
+		}
 		t, rerr := e.resolve(req.SQL, ref, req.MayRead)
 		if rerr != nil {
 			return nil, rerr

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
@@ -151,3 +152,11 @@ const (
 var reserved = []string{SchemaLake, SchemaViews, "main", "temp", "memory", "system", "information_schema", "pg_catalog"}
 
 func isReserved(name string) bool { return slices.Contains(reserved, name) }
+
+// catalogSchema reports whether schema is one of the catalog views a
+// database has of itself (information_schema, pg_catalog): they show the
+// query's own database, which holds only the tables it was allowed.
+func catalogSchema(schema string) bool {
+	s := strings.ToLower(schema)
+	return s == "information_schema" || s == "pg_catalog"
+}

@@ -93,6 +93,10 @@ func TestSQLWhileRunning(t *testing.T) {
 		if got != want {
 			t.Fatalf("lake rows:\n%s\nwant:\n%s", got, want)
 		}
+		// The query's database describes only the tables it named.
+		if got, err := sqlRows(t, s, "SELECT table_schema || '.' || table_name FROM information_schema.tables, (SELECT count(*) FROM clicks) ORDER BY 1"); err != nil || got != "lake.clicks\n" {
+			t.Fatalf("information_schema: %q %v", got, err)
+		}
 	})
 
 	t.Run("views equal the query API", func(t *testing.T) {
