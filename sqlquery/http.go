@@ -23,13 +23,13 @@ const maxQueryBytes = 1 << 20
 // Handler serves POST /v1/sql.
 type Handler struct {
 	engine *Engine
-	reads  *httpapi.TopicReads
+	auth   *httpapi.Auth
 }
 
-// NewHandler returns the SQL API over engine; reads gives each request's
+// NewHandler returns the SQL API over engine; auth gives each request's
 // read scope, checked per table.
-func NewHandler(engine *Engine, reads *httpapi.TopicReads) *Handler {
-	return &Handler{engine: engine, reads: reads}
+func NewHandler(engine *Engine, auth *httpapi.Auth) *Handler {
+	return &Handler{engine: engine, auth: auth}
 }
 
 // Routes returns POST /v1/sql. It is a read, checked here rather than at
@@ -79,7 +79,7 @@ func format(r *http.Request) (string, error) {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
-	mayRead, d := h.reads.Scope(r)
+	mayRead, d := h.auth.ReadScope(r)
 	if d != nil {
 		httpapi.Deny(w, d)
 		return

@@ -8,9 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/sinks/all"
@@ -156,11 +157,22 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	}
 	defer ln.Close()
 
+	// What is opened is closed in reverse order on the way out, except
+	// after a stop that ran out of shutdown_timeout: closing a database
+	// pool waits for the connections a stuck part still holds.
+	var closers []func() error
+	hardStop := false
+	defer func() {
+		for i := len(closers) - 1; i >= 0 && !hardStop; i-- {
+			closers[i]()
+		}
+	}()
+
 	b, err := broker.Open(ctx, p, broker.Options{Logger: logger.With("component", "broker"), Registerer: preg("log")})
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}
-	defer b.Close()
+	closers = append(closers, b.Close)
 	if err := b.EnsureTopics(ctx); err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
@@ -168,6 +180,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	// Each part declares its routes (with their access) and readiness; the
 	// wiring only collects them.
 	var routes []httpapi.Route
+	auth := httpapi.NewAuth(p)
 	health := console.NewHealth()
 	health.Add(httpapi.Check{Name: "log", Ready: b.Ready})
 	stats := console.NewStats(p.Name, b, nil)
@@ -225,11 +238,13 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 			if err != nil {
 				return fmt.Errorf("sink %q: %w", spec.Name, err)
 			}
-			defer target.Close()
+			closers = append(closers, target.Close)
 			if d, ok := target.(interface{ DB() *sql.DB }); ok && spec.Type == "duckdb" {
 				duckSinks = append(duckSinks, sqlquery.SinkDB{Name: spec.Name, DB: d.DB()})
 			}
-			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: sinkReg})
+			// A sink's last flush gets half the stop's time, so that a
+			// database that does not answer leaves time for the rest.
+			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: sinkReg, StopTimeout: p.ShutdownTimeout.D() / 2})
 			if err != nil {
 				return err
 			}
@@ -268,15 +283,18 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 			Sinks:  duckSinks,
 			Logger: logger.With("component", "sql"),
 		})
-		routes = append(routes, sqlquery.NewHandler(engine, httpapi.NewTopicReads(p)).Routes()...)
+		routes = append(routes, sqlquery.NewHandler(engine, auth).Routes()...)
 	}
 
-	srv := &http.Server{Handler: httpapi.Handler(httpapi.NewAuth(p), routes), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	srv := httpapi.NewServer(httpapi.Handler(auth, routes), httpLimits(p.HTTP), preg("http"), logger.With("component", "http"))
 	modCtx, stopModules := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopModules()
 	g, gctx := errgroup.WithContext(modCtx)
+	running := newRunning()
 	for _, m := range modules {
+		running.start(m.name)
 		g.Go(func() error {
+			defer running.done(m.name)
 			if err := m.m.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
@@ -304,14 +322,30 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	case <-gctx.Done():
 		// A module failed; stop the rest.
 	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// The whole stop is bounded by shutdown_timeout, whatever a part's
+	// database or disk does: first the requests in flight get their
+	// answers, then the modules drain, flush and checkpoint.
+	shutCtx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout.D())
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
-		logger.Warn("http shutdown", "err", err)
+		logger.Warn("http: requests still in flight at shutdown_timeout; closing their connections", "err", err)
+		srv.Close()
 	}
 	stopModules()
-	if err := g.Wait(); err != nil && runErr == nil {
-		runErr = err
+	waited := make(chan error, 1)
+	// Ends when the modules do; after a hard stop the process exits first.
+	go func() { waited <- g.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil && runErr == nil {
+			runErr = err
+		}
+	case <-shutCtx.Done():
+		hardStop = true
+		still := running.names()
+		logger.Error("stop ran out of shutdown_timeout; exiting without waiting", "shutdown_timeout", p.ShutdownTimeout.String(), "still_stopping", still)
+		return &exitError{code: 1, err: fmt.Errorf("the stop took longer than shutdown_timeout (%s); exited while %s still stopping. Nothing acknowledged is lost: each part resumes from its last checkpoint and committed offsets",
+			p.ShutdownTimeout, strings.Join(still, ", "))}
 	}
 	logger.Info("stopped")
 	return runErr
@@ -323,6 +357,49 @@ type storeViews struct{ s *serving.Store }
 func (v storeViews) Rows(view string) ([]viewrow.Row, bool) {
 	rows, _, _, ok := v.s.Query(view, serving.Filter{})
 	return rows, ok
+}
+
+// runningModules tracks which modules have not returned yet, for the
+// message of a stop that ran out of time.
+type runningModules struct {
+	mu  sync.Mutex
+	set map[string]bool
+}
+
+func newRunning() *runningModules { return &runningModules{set: map[string]bool{}} }
+
+func (r *runningModules) start(name string) {
+	r.mu.Lock()
+	r.set[name] = true
+	r.mu.Unlock()
+}
+
+func (r *runningModules) done(name string) {
+	r.mu.Lock()
+	delete(r.set, name)
+	r.mu.Unlock()
+}
+
+func (r *runningModules) names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.set))
+	for n := range r.set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// httpLimits are the HTTP server's limits from the pipeline file.
+func httpLimits(h pipelines.HTTP) httpapi.Limits {
+	return httpapi.Limits{
+		ReadHeaderTimeout: h.ReadHeaderTimeout.D(),
+		ReadTimeout:       h.ReadTimeout.D(),
+		WriteTimeout:      h.WriteTimeout.D(),
+		IdleTimeout:       h.IdleTimeout.D(),
+		MaxConnections:    h.MaxConnections,
+	}
 }
 
 // moduleFunc makes a function a module.
