@@ -271,7 +271,7 @@ func TestSQLReadScope(t *testing.T) {
 		{"reads-clicks", "SELECT count(*) FROM clicks", 200, ""},
 		{"reads-clicks", "SELECT count(*) FROM views.per_page", 200, ""},
 		{"reads-clicks", "SELECT count(*) FROM clicks, orders", 403, `line 1, column 30: the token may not read table "lake.orders" (topic "orders")`},
-		{"writes-clicks", "SELECT count(*) FROM clicks", 401, "a valid bearer token is required"},
+		{"writes-clicks", "SELECT count(*) FROM clicks", 403, "but not read"},
 		{"", "SELECT 1", 401, "a valid bearer token is required"},
 	}
 	for _, c := range cases {
