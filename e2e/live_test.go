@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/olivere/elastic/v7"
 
+	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
@@ -129,14 +131,18 @@ func waitLive(t *testing.T, engines []liveEngine, since time.Time, within time.D
 // later value; a merged session's replaced row gone; the final rows, exact,
 // once the watermark passes; a batch correction (a late event included)
 // overwriting the final row. DuckDB's file is locked while the pipeline
-// runs, so DuckDB is read after the process stopped (the sinks' conformance
-// suite checks its open rows, final rows and tombstones live).
+// runs: the test reads it then through POST /v1/sql (the process's DuckDB
+// on the sink's database), and with its own client once the process
+// stopped.
 func TestLiveViewsInEverySink(t *testing.T) {
 	requireBinary(t)
 	engines := liveEngines(t)
 	duckPath := filepath.Join(t.TempDir(), "live.duckdb")
 	t.Setenv("E2E_DUCKDB", duckPath)
 	p := startT(t, "live", "live.yaml", "")
+	// DuckDB, while the pipeline runs, through POST /v1/sql: the process
+	// reads the sink's tables on the sink's own DuckDB database.
+	engines = append(engines, liveEngine{name: "duckdb (sql)", read: sqlRead(p)})
 
 	// Event times: a window some minutes back (windows close with the
 	// watermark, in event time, not on the clock).
@@ -354,6 +360,34 @@ func liveEngines(t *testing.T) []liveEngine {
 		return liveRow{End: doc.End, Events: doc.Events, Bytes: doc.Bytes, Final: doc.Final}, true, nil
 	}}
 	return []liveEngine{pg, cass, search}
+}
+
+// sqlRead reads the DuckDB sink "warehouse" of a running pipeline with
+// POST /v1/sql.
+func sqlRead(p *process) func(ctx context.Context, view, col, group string, start time.Time) (liveRow, bool, error) {
+	return func(ctx context.Context, view, col, group string, start time.Time) (liveRow, bool, error) {
+		res, err := p.api.SQL(ctx, api.SQLRequest{SQL: fmt.Sprintf(
+			`SELECT epoch_us(window_end), events, bytes, final FROM warehouse.%s WHERE %s = '%s' AND epoch_us(window_start) = %d`,
+			view, col, group, start.UnixMicro())})
+		if err != nil || len(res.Rows) == 0 {
+			return liveRow{}, false, err
+		}
+		if len(res.Rows) != 1 || len(res.Rows[0]) != 4 {
+			return liveRow{}, false, fmt.Errorf("%d rows of %v", len(res.Rows), res.Rows)
+		}
+		row := res.Rows[0]
+		var ints [3]int64
+		for k := range ints {
+			if ints[k], err = strconv.ParseInt(fmt.Sprint(row[k]), 10, 64); err != nil {
+				return liveRow{}, false, fmt.Errorf("column %d: %w", k, err)
+			}
+		}
+		r := liveRow{End: time.UnixMicro(ints[0]), Events: ints[1], Bytes: ints[2]}
+		if f, ok := row[3].(bool); ok {
+			r.Final = &f
+		}
+		return r, true, nil
+	}
 }
 
 // duckRead reads the DuckDB file of a stopped pipeline.
