@@ -140,9 +140,10 @@ func TestLiveViewsInEverySink(t *testing.T) {
 	duckPath := filepath.Join(t.TempDir(), "live.duckdb")
 	t.Setenv("E2E_DUCKDB", duckPath)
 	p := startT(t, "live", "live.yaml", "")
-	// DuckDB, while the pipeline runs, through POST /v1/sql: the process
-	// reads the sink's tables on the sink's own DuckDB database.
-	engines = append(engines, liveEngine{name: "duckdb (sql)", read: sqlRead(p)})
+	// The DuckDB sink's file is locked by the running sink; its tables are
+	// read live through the process's SQL endpoint (DuckDB's own engine),
+	// and with DuckDB's own client once the process stopped.
+	engines = append(engines, liveEngine{name: "duckdb (POST /v1/sql)", read: duckSQLRead(p)})
 
 	// Event times: a window some minutes back (windows close with the
 	// watermark, in event time, not on the clock).
@@ -362,27 +363,38 @@ func liveEngines(t *testing.T) []liveEngine {
 	return []liveEngine{pg, cass, search}
 }
 
-// sqlRead reads the DuckDB sink "warehouse" of a running pipeline with
-// POST /v1/sql.
-func sqlRead(p *process) func(ctx context.Context, view, col, group string, start time.Time) (liveRow, bool, error) {
+// duckSQLRead reads the DuckDB sink "warehouse" of a running pipeline
+// through POST /v1/sql.
+func duckSQLRead(p *process) func(ctx context.Context, view, col, group string, start time.Time) (liveRow, bool, error) {
 	return func(ctx context.Context, view, col, group string, start time.Time) (liveRow, bool, error) {
+		var r liveRow
 		res, err := p.api.SQL(ctx, api.SQLRequest{SQL: fmt.Sprintf(
-			`SELECT epoch_us(window_end), events, bytes, final FROM warehouse.%s WHERE %s = '%s' AND epoch_us(window_start) = %d`,
-			view, col, group, start.UnixMicro())})
-		if err != nil || len(res.Rows) == 0 {
-			return liveRow{}, false, err
+			`SELECT window_end, events, bytes, final FROM warehouse.%s WHERE %s = '%s' AND window_start = TIMESTAMPTZ '%s'`,
+			view, col, group, start.UTC().Format(time.RFC3339Nano))})
+		if err != nil {
+			return r, false, err
 		}
-		if len(res.Rows) != 1 || len(res.Rows[0]) != 4 {
-			return liveRow{}, false, fmt.Errorf("%d rows of %v", len(res.Rows), res.Rows)
+		if len(res.Rows) == 0 {
+			return r, false, nil
+		}
+		if len(res.Rows) > 1 {
+			return r, false, fmt.Errorf("%d rows for one key: %v", len(res.Rows), res.Rows)
 		}
 		row := res.Rows[0]
-		var ints [3]int64
-		for k := range ints {
-			if ints[k], err = strconv.ParseInt(fmt.Sprint(row[k]), 10, 64); err != nil {
-				return liveRow{}, false, fmt.Errorf("column %d: %w", k, err)
-			}
+		end, ok := row[0].(string)
+		if !ok {
+			return r, false, fmt.Errorf("window_end %v (%T), want an RFC 3339 string", row[0], row[0])
 		}
-		r := liveRow{End: time.UnixMicro(ints[0]), Events: ints[1], Bytes: ints[2]}
+		if r.End, err = time.Parse(time.RFC3339Nano, end); err != nil {
+			return r, false, err
+		}
+		// 64-bit integers travel as JSON strings, exact beyond 2^53.
+		if r.Events, err = strconv.ParseInt(fmt.Sprint(row[1]), 10, 64); err != nil {
+			return r, false, fmt.Errorf("events: %w", err)
+		}
+		if r.Bytes, err = strconv.ParseInt(fmt.Sprint(row[2]), 10, 64); err != nil {
+			return r, false, fmt.Errorf("bytes: %w", err)
+		}
 		if f, ok := row[3].(bool); ok {
 			r.Final = &f
 		}
