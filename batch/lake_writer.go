@@ -45,6 +45,9 @@ type topicLake struct {
 	// scan reads one lake file (scanParquet); benchmarks swap in another
 	// reader to compare them on the same workload.
 	scan func(ctx context.Context, path string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error
+	// flush reaches the partition writers, for recomputes that first make
+	// the lake durable up to the log's end.
+	flush *flushRequests
 }
 
 func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
@@ -57,7 +60,7 @@ func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &topicLake{topic: t, dir: dir, ls: ls, ms: ms, scan: scanParquet}, nil
+	return &topicLake{topic: t, dir: dir, ls: ls, ms: ms, scan: scanParquet, flush: newFlushRequests(t.Partitions)}, nil
 }
 
 // recover brings the directory in line with the manifest after a crash:
@@ -152,6 +155,9 @@ type lakeWriter struct {
 // manifest after a pause when the writer fails, until ctx is done or the
 // partition moves to another process.
 func (w *lakeWriter) runOwned(ctx context.Context, part int, lease *broker.Lease) {
+	// While it runs here, a recompute in this process may ask it to flush.
+	w.tl.flush.owned[part].Store(true)
+	defer w.tl.flush.owned[part].Store(false)
 	// The poll interval doubling to 30 s, without jitter: each partition
 	// writer waits for its own log and lake.
 	backoff := retry.Backoff{Base: w.poll, Cap: 30 * time.Second}
@@ -219,12 +225,24 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int, lease *broker.L
 	// read position shows a writer that keeps up, the commit what is safe.
 	w.log.Progress(lakeConsumer, topic, part, next)
 	fl := &openFlush{first: next, end: next, committed: next, files: map[int64]*hourFile{}, lease: lease}
+	var pending pendingFlushes
 	defer func() {
 		for _, hf := range fl.files {
 			hf.fw.abort()
 		}
+		pending.answer(0, fmt.Errorf("the lake writer of %s/%d stopped", topic, part))
 	}()
 	for {
+		// A recompute asked for the log up to some offset: once read, it
+		// is flushed at once rather than at the roll.
+		pending.take(w.tl.flush.parts[part])
+		if pending.due(fl.end) {
+			if err := w.flush(ctx, part, fl); err != nil {
+				pending.answer(0, err)
+				return err
+			}
+		}
+		pending.answer(fl.first, nil)
 		ectx, cancel := context.WithTimeout(ctx, w.poll)
 		e, err := r.Next(ectx)
 		cancel()

@@ -713,12 +713,12 @@ func TestRunsDoNotInterleave(t *testing.T) {
 // instead of a horizon at the epoch.
 func TestNoHorizonBeforeLake(t *testing.T) {
 	e := newEnv(t)
-	// In the log, not yet in the lake: the open file closes only when the
-	// injected clock passes lake.roll.max_age, and it stands still here.
-	appendEvents(t, e.br, "metrics", 2, []event.Event{testEvent("e", 0, t0, time.Second)})
+	// Nothing in the log, so nothing can be made durable: a requested run
+	// says so and sets no horizon. (With events in the log, a requested
+	// run first makes the lake hold them: cmd/lambdaflow TestBatchRunMakesLakeDurable.)
 	st := e.run("cpu_by_region", time.Time{}, time.Time{})
-	if st.State != api.JobSucceeded || st.Horizon != nil || st.Windows != 0 {
-		t.Fatalf("job %+v, want succeeded without horizon or windows", st)
+	if st.State != api.JobSucceeded || st.Horizon != nil || st.Windows != 0 || !st.NothingToDo || st.Note == "" {
+		t.Fatalf("job %+v, want succeeded with nothing to do, a note, and neither horizon nor windows", st)
 	}
 	if _, _, hasHorizon, _ := e.store.Query("cpu_by_region", serving.Filter{}); hasHorizon {
 		t.Fatal("the store has a horizon after a run over an empty lake")
