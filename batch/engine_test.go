@@ -13,10 +13,11 @@ import (
 )
 
 // TestMislabelledFile: a lake file whose rows are not those its manifest
-// entry says (another offset range, another partition), though its
-// checksum is right, fails the job with ErrCorruptFile naming the file:
-// the batch engine checks partitions and offsets by the column chunks'
-// statistics instead of decoding them.
+// entry says (another offset range, another partition, another hour),
+// though its checksum is right, fails the job with ErrCorruptFile naming
+// the file: the batch engine checks partitions, offsets and event times by
+// the column chunks' statistics instead of decoding them or comparing each
+// row.
 func TestMislabelledFile(t *testing.T) {
 	// other picks the file whose contents replace the first file's.
 	for _, tc := range []struct {
@@ -26,6 +27,8 @@ func TestMislabelledFile(t *testing.T) {
 	}{
 		{"offsets", func(first, f fileEntry) bool { return f.Partition == first.Partition && f.First > first.Last }, "offsets"},
 		{"partition", func(first, f fileEntry) bool { return f.Partition != first.Partition && f.Hour == first.Hour }, "partition"},
+		// nil: the file stays, its entry says the hour before its rows..
+		{"hour", nil, "event time"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -41,6 +44,11 @@ func TestMislabelledFile(t *testing.T) {
 			var path string
 			_, err := tl.ms.update(func(m *manifest) error {
 				first := &m.Files[0]
+				path = first.Path
+				if tc.other == nil {
+					first.Hour -= hourMicros
+					return nil
+				}
 				i := slices.IndexFunc(m.Files, func(f fileEntry) bool { return tc.other(*first, f) })
 				if i < 0 {
 					t.Fatalf("no file to swap in among %+v", m.Files)
@@ -50,7 +58,6 @@ func TestMislabelledFile(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				path = first.Path
 				if err := os.WriteFile(tl.filePath(first.Path), data, 0o644); err != nil {
 					return err
 				}
