@@ -120,10 +120,7 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 	}
 	m.init(topicNames, viewNames)
 	b.jobs = newJobTable(opts.JobHistory)
-	b.lakeDir = p.Lake.Dir
-	if b.lakeDir == "" {
-		b.lakeDir = filepath.Join(p.DataDir, "lake")
-	}
+	b.lakeDir = LakeDir(p)
 	b.viewDir = filepath.Join(p.DataDir, "views")
 	for i := range p.Topics {
 		tl, err := openTopicLake(b.lakeDir, &p.Topics[i])

@@ -47,6 +47,9 @@ type topicLake struct {
 	// scan reads one lake file (scanParquet); benchmarks swap in another
 	// reader to compare them on the same workload.
 	scan func(ctx context.Context, path string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error
+	// flush reaches the partition writers, for recomputes that first make
+	// the lake durable up to the log's end.
+	flush *flushRequests
 }
 
 func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
@@ -59,7 +62,7 @@ func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &topicLake{topic: t, dir: dir, ls: ls, ms: ms, scan: scanParquet}, nil
+	return &topicLake{topic: t, dir: dir, ls: ls, ms: ms, scan: scanParquet, flush: newFlushRequests(t.Partitions)}, nil
 }
 
 // recover brings the directory in line with the manifest after a crash:
@@ -145,6 +148,8 @@ func (w *lakeWriter) run(ctx context.Context) error {
 	if err := w.log.Register(ctx, lakeConsumer, w.tl.topic.Name); err != nil && ctx.Err() == nil {
 		w.logger.Warn("lake: registering consumer", "topic", w.tl.topic.Name, "err", err)
 	}
+	w.tl.flush.running.Store(true)
+	defer w.tl.flush.running.Store(false)
 	var wg sync.WaitGroup
 	for p := range w.tl.topic.Partitions {
 		wg.Go(func() {
@@ -211,12 +216,24 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 	// read position shows a writer that keeps up, the commit what is safe.
 	w.log.Progress(lakeConsumer, topic, part, next)
 	fl := &openFlush{first: next, end: next, committed: next, files: map[int64]*hourFile{}}
+	var pending pendingFlushes
 	defer func() {
 		for _, hf := range fl.files {
 			hf.fw.abort()
 		}
+		pending.answer(0, fmt.Errorf("the lake writer of %s/%d stopped", topic, part))
 	}()
 	for {
+		// A recompute asked for the log up to some offset: once read, it
+		// is flushed at once rather than at the roll.
+		pending.take(w.tl.flush.parts[part])
+		if pending.due(fl.end) {
+			if err := w.flush(ctx, part, fl); err != nil {
+				pending.answer(0, err)
+				return err
+			}
+		}
+		pending.answer(fl.first, nil)
 		ectx, cancel := context.WithTimeout(ctx, w.poll)
 		e, err := r.Next(ectx)
 		cancel()

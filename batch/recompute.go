@@ -161,6 +161,15 @@ func (b *Batch) runJob(ctx context.Context, vj *viewJob, j *job, rng *span) erro
 	startedAt := b.now()
 	j.started = time.Now()
 	j.update(func(s *api.JobStatus) { s.State, s.StartedAt = api.JobRunning, &startedAt })
+	if j.snapshot().Trigger == "request" {
+		// Asked for now: what the log holds goes into the lake first, so
+		// the run sees every event published before it.
+		lake, err := b.makeDurable(ctx, vj.tl)
+		if err != nil {
+			lake = "the lake was not brought up to the log's end: " + err.Error() + "; recomputing what it holds"
+		}
+		j.update(func(s *api.JobStatus) { s.Lake = lake })
+	}
 	err := b.recompute(ctx, vj, j, rng)
 	finished := b.now()
 	elapsed := time.Since(j.started)
@@ -261,9 +270,21 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 		// No partition is in the lake yet: nothing is complete, and a
 		// horizon at the epoch would only confuse readers. It stays unset.
 		j.progress(0, 0, 0)
+		note := "the lake holds no event of topic " + vj.topic.Name + " yet"
+		if len(m.Files) > 0 {
+			note = "no window of the lake's events is closed yet (a partition of topic " + vj.topic.Name + " still being written has nothing in the lake)"
+		}
+		j.update(func(s *api.JobStatus) { s.NothingToDo, s.Note = true, note })
 		return nil
 	}
 	spans := vj.spans(m, h, rng)
+	if len(spans) == 0 && vj.st.hasHorizon && h == vj.st.horizon {
+		hz := time.UnixMicro(h).UTC()
+		j.update(func(s *api.JobStatus) {
+			s.NothingToDo, s.Horizon = true, &hz
+			s.Note = "no window closed and no late event reached the lake since the last run; the horizon stays at " + event.FormatTime(h)
+		})
+	}
 	// Hours to read, per span, for progress.
 	hoursOf := make([][]int64, len(spans))
 	total := 0

@@ -352,6 +352,16 @@ func TestConsole(t *testing.T) {
 		if job.State != "succeeded" || job.View != seedView {
 			t.Errorf("the API says job %s is %+v", id, job)
 		}
+		// A job that changed nothing is not shown as a green success.
+		var badge string
+		b.eval(t, fmt.Sprintf(`(() => { const r = document.querySelector('tr.job-row[data-job=%q]'); const s = r.querySelector('.job-state'); return r.dataset.nothing + " " + s.textContent + " " + s.classList.contains("ok"); })()`, id), &badge)
+		want := "false succeeded true"
+		if job.NothingToDo {
+			want = "true nothing to do false"
+		}
+		if badge != want {
+			t.Errorf("job %s (nothing_to_do %v, note %q) is shown as %q, want %q", id, job.NothingToDo, job.Note, badge, want)
+		}
 	})
 
 	t.Run("view chart", func(t *testing.T) {

@@ -452,6 +452,7 @@ func (v *validator) checkTopics(p *Pipeline) {
 		}
 		v.atLeastDuration(path+".max_future", t.MaxFuture, time.Second)
 		v.notBlank(path+".write_tokens", t.WriteTokens)
+		v.notBlank(path+".read_tokens", t.ReadTokens)
 	}
 }
 

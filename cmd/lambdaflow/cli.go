@@ -47,6 +47,7 @@ func commands() []command {
 		{"produce", "TOPIC", "publish NDJSON events from standard input", produceCmd},
 		{"tail", "TOPIC [--from OFFSET|TIME] [-f]", "print a topic's events", tailCmd},
 		{"query", "VIEW [--where k=v] [--from T --to T]", "query a view", queryCmd},
+		{"sql", `"SELECT …" [--format F]`, "read-only SQL over the lake, the views and the DuckDB sink", sqlCmd},
 		{"batch", "run VIEW [--from T --to T]", "recompute a view from the lake now", batchCmd},
 		{"dlq", "list|replay SINK", "list or replay a sink's dead letters", dlqCmd},
 		{"top", "[-n N] [--once]", "live rates, lag, late events, jobs and sinks of a running process", topCmd},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -29,9 +30,11 @@ import (
 	"github.com/lambdaflow/lambdaflow/mirror"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/serving"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/speed"
+	"github.com/lambdaflow/lambdaflow/sqlquery"
 )
 
 // The roles a process can run; `run` without --role runs them all.
@@ -177,6 +180,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	// Each part declares its routes (with their access) and readiness; the
 	// wiring only collects them.
 	var routes []httpapi.Route
+	auth := httpapi.NewAuth(p)
 	health := console.NewHealth()
 	health.Add(httpapi.Check{Name: "log", Ready: b.Ready})
 	stats := console.NewStats(p.Name, b, nil)
@@ -185,6 +189,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	routes = append(routes, stats.Routes()...)
 
 	var modules []namedModule
+	var duckSinks []sqlquery.SinkDB // DuckDB sinks run here, for SQL
 	var kafkaAddr string
 	var kafkaGroups groups.Others
 	if roles["ingest"] {
@@ -234,6 +239,9 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 				return fmt.Errorf("sink %q: %w", spec.Name, err)
 			}
 			closers = append(closers, target.Close)
+			if d, ok := target.(interface{ DB() *sql.DB }); ok && spec.Type == "duckdb" {
+				duckSinks = append(duckSinks, sqlquery.SinkDB{Name: spec.Name, DB: d.DB()})
+			}
 			// A sink's last flush gets half the stop's time, so that a
 			// database that does not answer leaves time for the rest.
 			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: sinkReg, StopTimeout: p.ShutdownTimeout.D() / 2})
@@ -269,9 +277,16 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		routes = append(routes, console.NewAPI(p, b).Routes()...)
 		routes = append(routes, serving.NewHandler(p, store, serving.NewMetrics(preg("serving"), store)).Routes()...)
 		routes = append(routes, console.UIRoutes()...)
+		engine := sqlquery.New(p, sqlquery.Options{
+			Lake:   func(topic string) ([]string, error) { return batch.LakeFiles(p, topic) },
+			Views:  storeViews{store},
+			Sinks:  duckSinks,
+			Logger: logger.With("component", "sql"),
+		})
+		routes = append(routes, sqlquery.NewHandler(engine, auth).Routes()...)
 	}
 
-	srv := httpapi.NewServer(httpapi.Handler(httpapi.NewAuth(p), routes), httpLimits(p.HTTP), preg("http"), logger.With("component", "http"))
+	srv := httpapi.NewServer(httpapi.Handler(auth, routes), httpLimits(p.HTTP), preg("http"), logger.With("component", "http"))
 	modCtx, stopModules := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopModules()
 	g, gctx := errgroup.WithContext(modCtx)
@@ -334,6 +349,14 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	}
 	logger.Info("stopped")
 	return runErr
+}
+
+// storeViews gives SQL the serving store's merged view rows.
+type storeViews struct{ s *serving.Store }
+
+func (v storeViews) Rows(view string) ([]viewrow.Row, bool) {
+	rows, _, _, ok := v.s.Query(view, serving.Filter{})
+	return rows, ok
 }
 
 // runningModules tracks which modules have not returned yet, for the
