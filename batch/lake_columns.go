@@ -415,6 +415,25 @@ func (c *pageCursor) fillStrings(col *event.Column, done, k int, defs []byte) er
 		col.Idx, col.Words = nil, nil
 	}
 	words := int32(len(c.words))
+	if defs == nil && c.idx != nil && col.Words != nil {
+		// Dictionary indices without nulls: copied in bulk, checked in
+		// one pass.
+		idx := c.idx[c.val : c.val+k]
+		bad := false
+		for _, w := range idx {
+			bad = bad || uint32(w) >= uint32(words)
+		}
+		if bad {
+			for _, w := range idx {
+				if w < 0 || w >= words {
+					return fmt.Errorf("dictionary index %d out of range", w)
+				}
+			}
+		}
+		col.Idx = append(col.Idx, idx...)
+		c.val += k
+		return nil
+	}
 	for i := range k {
 		if defs != nil && defs[i] == 0 {
 			if col.Words != nil {
