@@ -10,8 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
@@ -29,6 +32,12 @@ type compactor struct {
 	cfg     pipelines.Compact
 	grace   time.Duration
 	metrics *metrics
+	// parts are the partitions compacted; nil means all. Each process
+	// writing the lake compacts the partitions it owns, under lease
+	// (nil: no fencing, for tests), whose epoch its commits check as the
+	// lake writer's do.
+	parts []int
+	lease *broker.Lease
 }
 
 // run compacts every cfg.Interval (by the injected clock, looked at every
@@ -67,6 +76,9 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 	}
 	groups := map[group][]fileEntry{}
 	for _, f := range m.Files {
+		if c.parts != nil && !slices.Contains(c.parts, f.Partition) {
+			continue
+		}
 		g := group{f.Hour, f.Partition}
 		groups[g] = append(groups[g], f)
 	}
@@ -155,6 +167,9 @@ func (c *compactor) merge(ctx context.Context, files []fileEntry) error {
 	out.Bytes, out.CRC32C = st.Size(), fw.sum.Sum32()
 	now := c.now().Unix()
 	_, err = c.tl.ms.update(func(m *manifest) error {
+		if err := c.fenced(m, out.Partition); err != nil {
+			return err
+		}
 		for _, f := range files {
 			i := slices.IndexFunc(m.Files, func(x fileEntry) bool { return x.Path == f.Path })
 			if i < 0 {
@@ -186,6 +201,33 @@ func (c *compactor) merge(ctx context.Context, files []fileEntry) error {
 	return nil
 }
 
+// fenced refuses a commit of a compactor whose partition moved on.
+func (c *compactor) fenced(m *manifest, part int) error {
+	if c.lease == nil {
+		return nil
+	}
+	if ps := m.partition(part); ps.Epoch > c.lease.Epoch() || !c.lease.Valid() {
+		return fmt.Errorf("%w: compaction of %s/%d: manifest committed by epoch %d, this process holds %d", errLost, c.tl.topic.Name, part, ps.Epoch, c.lease.Epoch())
+	}
+	return nil
+}
+
+// partitionOfPath reads the partition from a data file's name
+// (…/p<partition>-<first>-<last>.parquet).
+func partitionOfPath(path string) (int, bool) {
+	name := filepath.Base(path)
+	rest, ok := strings.CutPrefix(name, "p")
+	if !ok {
+		return 0, false
+	}
+	i := strings.IndexByte(rest, '-')
+	if i <= 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest[:i])
+	return n, err == nil
+}
+
 // purge deletes replaced files whose grace period is over and that no
 // reader in this process still needs.
 func (c *compactor) purge() error {
@@ -195,6 +237,9 @@ func (c *compactor) purge() error {
 	var gone []string
 	for _, r := range m.Replaced {
 		if now.Sub(time.Unix(r.At, 0)) < c.grace || (oldest >= 0 && oldest < r.Version) {
+			continue
+		}
+		if part, ok := partitionOfPath(r.Path); c.parts != nil && (!ok || !slices.Contains(c.parts, part)) {
 			continue
 		}
 		p := c.tl.filePath(filepath.FromSlash(r.Path))

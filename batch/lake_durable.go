@@ -20,22 +20,23 @@ type flushRequest struct {
 }
 
 // flushRequests are a topic's channels to its partition writers, one per
-// partition, set while Run's writers run.
+// partition; owned[p] is set while partition p's writer runs in this
+// process (with several processes, each writes the partitions it owns).
 type flushRequests struct {
-	running atomic.Bool
-	parts   []chan *flushRequest
+	owned []atomic.Bool
+	parts []chan *flushRequest
 }
 
 func newFlushRequests(partitions int) *flushRequests {
-	f := &flushRequests{parts: make([]chan *flushRequest, partitions)}
+	f := &flushRequests{parts: make([]chan *flushRequest, partitions), owned: make([]atomic.Bool, partitions)}
 	for i := range f.parts {
 		f.parts[i] = make(chan *flushRequest, 16)
 	}
 	return f
 }
 
-// errNoLakeWriter is returned by makeDurable when the lake writers do not
-// run in this process.
+// errNoLakeWriter is returned by makeDurable when the writers of the
+// partitions behind do not run in this process.
 var errNoLakeWriter = errors.New("the lake writer does not run in this process")
 
 // makeDurable makes the topic's lake hold the log up to the log's end as
@@ -64,13 +65,15 @@ func (b *Batch) makeDurable(ctx context.Context, tl *topicLake) (string, error) 
 	m := tl.ms.snapshot()
 	var behind int64
 	var wait []*flushRequest
+	var elsewhere []int
 	for p := range tl.topic.Partitions {
 		end, next := ends[p], m.partition(p).Next
 		if next >= end {
 			continue
 		}
 		behind += end - next
-		if !tl.flush.running.Load() {
+		if !tl.flush.owned[p].Load() {
+			elsewhere = append(elsewhere, p)
 			continue
 		}
 		req := &flushRequest{until: end, done: make(chan error, 1)}
@@ -88,7 +91,7 @@ func (b *Batch) makeDurable(ctx context.Context, tl *topicLake) (string, error) 
 	if behind == 0 {
 		return fmt.Sprintf("the lake already held topic %s up to the log's end (%d events)", topic, total), nil
 	}
-	if !tl.flush.running.Load() {
+	if len(wait) == 0 {
 		return "", fmt.Errorf("%w: %d events of topic %s are in the log but not yet in the lake", errNoLakeWriter, behind, topic)
 	}
 	for _, req := range wait {
@@ -100,6 +103,11 @@ func (b *Batch) makeDurable(ctx context.Context, tl *topicLake) (string, error) 
 		case <-wctx.Done():
 			return "", fmt.Errorf("the lake writer did not reach the log's end within %s (%d events of topic %s were behind)", durableWait, behind, topic)
 		}
+	}
+	if len(elsewhere) > 0 {
+		// Their writers run in other processes: their events become
+		// durable at those writers' roll.
+		return fmt.Sprintf("made the partitions of topic %s written here durable up to the log's end; partitions %v are written by other processes and become durable at their roll (lake.roll)", topic, elsewhere), nil
 	}
 	return fmt.Sprintf("made %d events of topic %s durable in the lake, up to the log's end (%d events)", behind, topic, total), nil
 }

@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
@@ -27,12 +27,10 @@ const lakeConsumer = "lake"
 const maxOpenHours = 16
 
 // lakeLog is what a lake writer needs of the log: read a partition,
-// report how far it read and commit its position once that is durable (for
-// lag and retention), and register as a consumer.
+// report how far it read (for lag) and register as a consumer. It commits
+// its position, once that is durable, through the partition's lease.
 type lakeLog interface {
 	Reader(ctx context.Context, topic string, partition int, from broker.Position) (*broker.Reader, error)
-	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
-	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
 	Progress(consumer, topic string, partition int, offset int64)
 }
@@ -70,7 +68,16 @@ func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
 // (renamed before a crash stopped the manifest commit) are removed, and
 // files compaction replaced are hidden. It must run before the topic's
 // writer and compaction start, and only in the process that writes the lake.
-func (tl *topicLake) recover(log *slog.Logger) error {
+func (tl *topicLake) recover(log *slog.Logger) error { return tl.recoverPartition(log, -1) }
+
+// recoverPartition is recover for the files of one partition (all of them
+// when part is negative): what the process that takes a partition over
+// does, since other processes may be writing the others' files.
+func (tl *topicLake) recoverPartition(log *slog.Logger, part int) error {
+	prefix := ""
+	if part >= 0 {
+		prefix = "p" + strconv.Itoa(part) + "-"
+	}
 	m := tl.ms.snapshot()
 	live := make(map[string]bool, len(m.Files))
 	for _, f := range m.Files {
@@ -93,6 +100,9 @@ func (tl *topicLake) recover(log *slog.Logger) error {
 		}
 		rel, _ := filepath.Rel(tl.dir, path)
 		name := d.Name()
+		if prefix != "" && !strings.HasPrefix(strings.TrimPrefix(name, "."), prefix) {
+			return nil
+		}
 		switch {
 		case rel == manifestName:
 			return nil
@@ -141,39 +151,35 @@ type lakeWriter struct {
 	metrics *metrics
 }
 
-// run writes every partition until ctx is done, then closes the open files
-// durably and commits (soft stop). A partition whose writer fails restarts
-// from the manifest after a pause; run returns only when ctx is done.
-func (w *lakeWriter) run(ctx context.Context) error {
-	if err := w.log.Register(ctx, lakeConsumer, w.tl.topic.Name); err != nil && ctx.Err() == nil {
-		w.logger.Warn("lake: registering consumer", "topic", w.tl.topic.Name, "err", err)
-	}
-	w.tl.flush.running.Store(true)
-	defer w.tl.flush.running.Store(false)
-	var wg sync.WaitGroup
-	for p := range w.tl.topic.Partitions {
-		wg.Go(func() {
-			// The poll interval doubling to 30 s, without jitter: each
-			// partition writer waits for its own log and lake.
-			backoff := retry.Backoff{Base: w.poll, Cap: 30 * time.Second}
-			backoff.Do(ctx, func(int) error {
-				err := w.runPartition(ctx, p)
-				if ctx.Err() != nil {
-					return nil // stopping
-				}
-				if err == nil {
-					err = errors.New("stopped without an error")
-				}
-				return err
-			}, func(_ int, err error, _ time.Duration) {
-				w.logger.Error("lake: partition writer failed; restarting from the manifest",
-					"topic", w.tl.topic.Name, "partition", p, "err", err)
-			})
-		})
-	}
-	wg.Wait()
-	return nil
+// runOwned writes partition part while lease holds it, restarting from the
+// manifest after a pause when the writer fails, until ctx is done or the
+// partition moves to another process.
+func (w *lakeWriter) runOwned(ctx context.Context, part int, lease *broker.Lease) {
+	// While it runs here, a recompute in this process may ask it to flush.
+	w.tl.flush.owned[part].Store(true)
+	defer w.tl.flush.owned[part].Store(false)
+	// The poll interval doubling to 30 s, without jitter: each partition
+	// writer waits for its own log and lake.
+	backoff := retry.Backoff{Base: w.poll, Cap: 30 * time.Second}
+	backoff.Do(ctx, func(int) error {
+		err := w.runPartition(ctx, part, lease)
+		switch {
+		case ctx.Err() != nil:
+			return nil // stopping
+		case errors.Is(err, errLost):
+			return retry.Permanent(err)
+		case err == nil:
+			err = errors.New("stopped without an error")
+		}
+		return err
+	}, func(_ int, err error, _ time.Duration) {
+		w.logger.Error("lake: partition writer failed; restarting from the manifest",
+			"topic", w.tl.topic.Name, "partition", part, "err", err)
+	})
 }
+
+// errLost stops a writer whose partition another process has taken.
+var errLost = errors.New("lake: the partition moved to another process")
 
 // openFlush is the part of a partition read but not yet in the lake: the
 // events of offsets [first, end), spread over hour files.
@@ -185,6 +191,7 @@ type openFlush struct {
 	ingest     int64 // ingest time of the last entry
 	eventTime  int64 // event time of the last event
 	committed  int64 // the offset last committed to the log
+	lease      *broker.Lease
 }
 
 type hourFile struct {
@@ -193,17 +200,19 @@ type hourFile struct {
 	rows             int64
 }
 
-func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
+func (w *lakeWriter) runPartition(ctx context.Context, part int, lease *broker.Lease) error {
 	topic := w.tl.topic.Name
 	next := w.tl.ms.snapshot().partition(part).Next
 	// The manifest, not the committed offset, says what the lake holds;
 	// the commit can lag it by one flush after a crash.
-	if committed, ok, err := w.log.Committed(ctx, lakeConsumer, topic, part); err == nil && (!ok || committed != next) {
+	if committed, _, ok := lease.Committed(topic); !ok || committed != next {
 		if ok && committed > next {
 			w.logger.Warn("lake: committed offset is past the lake's manifest; rewriting from the manifest",
 				"topic", topic, "partition", part, "committed", committed, "manifest_next", next)
 		}
-		if err := w.log.Commit(ctx, lakeConsumer, topic, part, next, 0); err != nil {
+		if err := w.commit(ctx, lease, part, next, 0); errors.Is(err, errLost) {
+			return err
+		} else if err != nil {
 			w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
 		}
 	}
@@ -215,7 +224,7 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 	// What is read goes into open files, durable only when they roll: the
 	// read position shows a writer that keeps up, the commit what is safe.
 	w.log.Progress(lakeConsumer, topic, part, next)
-	fl := &openFlush{first: next, end: next, committed: next, files: map[int64]*hourFile{}}
+	fl := &openFlush{first: next, end: next, committed: next, files: map[int64]*hourFile{}, lease: lease}
 	var pending pendingFlushes
 	defer func() {
 		for _, hf := range fl.files {
@@ -248,8 +257,8 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 				return err
 			}
 			if fl.committed != fl.first {
-				if err := w.log.Commit(sctx, lakeConsumer, topic, part, fl.first, fl.eventTime); err != nil {
-					w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
+				if err := w.commit(sctx, lease, part, fl.first, fl.eventTime); err != nil {
+					return err
 				}
 			}
 			return nil
@@ -280,6 +289,16 @@ func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
 			}
 		}
 	}
+}
+
+// commit records the writer's position under its lease; errLost when
+// another process took the partition.
+func (w *lakeWriter) commit(ctx context.Context, lease *broker.Lease, part int, offset, eventTime int64) error {
+	err := lease.Commit(ctx, w.tl.topic.Name, offset, eventTime, "")
+	if errors.Is(err, broker.ErrFenced) {
+		return fmt.Errorf("%w: %w", errLost, err)
+	}
+	return err
 }
 
 // add puts an entry's events not yet in the lake into the open flush.
@@ -372,15 +391,22 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 			}
 		}
 	}
+	epoch := fl.lease.Epoch()
 	_, err := w.tl.ms.update(func(m *manifest) error {
-		if got := m.partition(part).Next; got != fl.first {
-			return fmt.Errorf("lake: %s/%d: manifest is at offset %d, flush starts at %d", topic, part, got, fl.first)
+		ps := m.partition(part)
+		// Fencing: a writer the partition has moved away from (a higher
+		// epoch committed) may not commit; nor one that lost the lease.
+		if ps.Epoch > epoch || !fl.lease.Valid() {
+			return fmt.Errorf("%w: %s/%d: manifest committed by epoch %d, this writer holds %d", errLost, topic, part, ps.Epoch, epoch)
+		}
+		if ps.Next != fl.first {
+			return fmt.Errorf("lake: %s/%d: manifest is at offset %d, flush starts at %d", topic, part, ps.Next, fl.first)
 		}
 		for i := range entries {
 			entries[i].Added = m.Version
 		}
 		m.Files = append(m.Files, entries...)
-		m.setPartition(partitionState{Partition: part, Next: fl.end, Ingest: fl.ingest})
+		m.setPartition(partitionState{Partition: part, Next: fl.end, Ingest: fl.ingest, Epoch: epoch})
 		return nil
 	})
 	if err != nil {
@@ -390,7 +416,10 @@ func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
 	w.metrics.lakeFiles.WithLabelValues(topic).Add(float64(len(entries)))
 	// The commit only reports progress (lag, retention); a failed one is
 	// repaired by the next flush or the next start.
-	if err := w.log.Commit(ctx, lakeConsumer, topic, part, fl.end, fl.eventTime); err != nil {
+	if err := w.commit(ctx, fl.lease, part, fl.end, fl.eventTime); err != nil {
+		if errors.Is(err, errLost) {
+			return err
+		}
 		w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
 	} else {
 		fl.committed = fl.end

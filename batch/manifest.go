@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -19,6 +20,10 @@ import (
 // The leading underscore keeps Hive-style readers (pyarrow, Spark) from
 // taking it for data.
 const manifestName = "_manifest.json"
+
+// manifestLock is the file, next to the manifest, that writers in several
+// processes lock while they change the manifest.
+const manifestLock = "_manifest.lock"
 
 // manifestFormat is the version of the manifest's JSON layout.
 const manifestFormat = 1
@@ -49,6 +54,10 @@ type partitionState struct {
 	Next int64 `json:"next"`
 	// Ingest is the ingest time (UTC µs) of the last entry below Next.
 	Ingest int64 `json:"ingest"`
+	// Epoch is the ownership epoch of the lake writer that committed the
+	// partition last (see docs/cluster.md): a writer of a lower epoch, one
+	// the partition has since moved away from, may no longer commit it.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // fileEntry describes one live data file.
@@ -247,27 +256,75 @@ func writeFileAtomic(path string, data []byte) error {
 // manifestStore serialises changes to one topic's manifest and hands out
 // snapshots. Readers in this process pin the snapshot they read from, so
 // that files it lists are not deleted under them.
+//
+// Several processes may write one lake (each its own partitions): a change
+// holds an exclusive lock on the topic directory's lock file while it reads
+// the manifest again, applies the change and writes the next version, and a
+// snapshot reads the file again when another process changed it.
 type manifestStore struct {
 	dir   string
 	topic string
 
-	mu   sync.Mutex // serialises writers; guards cur and pins
-	cur  *manifest
-	pins map[int64]int // manifest version → readers holding it
+	mu    sync.Mutex // serialises writers; guards cur, stamp and pins
+	cur   *manifest
+	stamp fileStamp     // of the manifest file cur was read from
+	pins  map[int64]int // manifest version → readers holding it
+}
+
+// fileStamp tells whether a file was replaced since it was read: every
+// write of the manifest renames a new file over it, with a new inode.
+type fileStamp struct {
+	ino   uint64
+	size  int64
+	mtime time.Time
+}
+
+func stampOf(path string) fileStamp {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	fs := fileStamp{size: st.Size(), mtime: st.ModTime()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		fs.ino = sys.Ino
+	}
+	return fs
 }
 
 func openManifestStore(dir, topic string) (*manifestStore, error) {
+	stamp := stampOf(filepath.Join(dir, manifestName))
 	m, err := readManifest(dir, topic)
 	if err != nil {
 		return nil, err
 	}
-	return &manifestStore{dir: dir, topic: topic, cur: m, pins: map[int64]int{}}, nil
+	return &manifestStore{dir: dir, topic: topic, cur: m, stamp: stamp, pins: map[int64]int{}}, nil
+}
+
+// refreshLocked reads the manifest again if another process wrote it.
+func (s *manifestStore) refreshLocked() error {
+	path := filepath.Join(s.dir, manifestName)
+	stamp := stampOf(path)
+	if stamp == s.stamp {
+		return nil
+	}
+	m, err := readManifest(s.dir, s.topic)
+	if err != nil {
+		return err
+	}
+	if m.Version >= s.cur.Version {
+		s.cur = m
+	}
+	s.stamp = stamp
+	return nil
 }
 
 // snapshot returns the current manifest; callers must not modify it.
 func (s *manifestStore) snapshot() *manifest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// A manifest that cannot be read keeps the last good one; the next
+	// change reports the error.
+	_ = s.refreshLocked()
 	return s.cur
 }
 
@@ -276,6 +333,7 @@ func (s *manifestStore) snapshot() *manifest {
 func (s *manifestStore) pin() (*manifest, func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	_ = s.refreshLocked() // as in snapshot
 	m := s.cur
 	s.pins[m.Version]++
 	var once sync.Once
@@ -308,6 +366,14 @@ func (s *manifestStore) oldestPin() int64 {
 func (s *manifestStore) update(change func(m *manifest) error) (*manifest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	unlock, err := lockDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := s.refreshLocked(); err != nil {
+		return nil, err
+	}
 	next := s.cur.clone()
 	next.Version++
 	next.Format = manifestFormat
@@ -324,7 +390,28 @@ func (s *manifestStore) update(change func(m *manifest) error) (*manifest, error
 		return nil, err
 	}
 	s.cur = next
+	s.stamp = stampOf(filepath.Join(s.dir, manifestName))
 	return next, nil
+}
+
+// lockDir takes an exclusive lock on dir's manifest lock file, across
+// processes; the returned func releases it.
+func lockDir(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lake: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, manifestLock), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lake: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lake: lock %s: %w", f.Name(), err)
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }
 
 // setPartition sets partition p's state in m.

@@ -52,6 +52,8 @@ type viewJob struct {
 	// published is the horizon (UTC µs) of the last result, for readers
 	// outside runs; noHorizon before the first.
 	published atomic.Int64
+	// owned is set while this process runs the view's batch.
+	owned atomic.Bool
 }
 
 const noHorizon = math.MinInt64
@@ -323,7 +325,15 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 		vj.st.replace(sp.from, sp.to, results[i], vj.plan)
 	}
 	vj.st.horizon, vj.st.hasHorizon, vj.st.lakeVersion = h, true, m.Version
-	if err := writeViewFile(vj.dir, vj.v, vj.topic, vj.st); err != nil {
+	data, err := encodeViewFile(vj.v, vj.topic, vj.st)
+	if err == nil {
+		err = writeViewData(vj.dir, data)
+	}
+	if err == nil && b.shared != nil {
+		// Every process of the pipeline sees the result from there.
+		err = b.shared.save(ctx, vj.v.Name, data)
+	}
+	if err != nil {
 		// Keep memory in line with disk: the next run starts from the
 		// old bookkeeping and redoes this one's work.
 		vj.st.horizon, vj.st.hasHorizon = prevHorizon, hadHorizon

@@ -686,6 +686,17 @@ func (v *validator) checkSinks(p *Pipeline) {
 			logNames[w.Name] = indexPath("views", i) + ".name"
 		}
 	}
+	for i, w := range p.Views {
+		pt := w.Name + PartialsSuffix
+		if other, ok := logNames[pt]; ok && w.Name != "" {
+			v.errorf(indexPath("views", i)+".name", "the view's partials topic %s collides with %s (line %d)", quote(pt), strings.TrimSuffix(other, ".name"), v.posOf(other).Line)
+		}
+	}
+	for i, w := range p.Views {
+		if _, dup := logNames[w.Name+PartialsSuffix]; !dup {
+			logNames[w.Name+PartialsSuffix] = indexPath("views", i) + ".name"
+		}
+	}
 	targets := topicNames(p)
 	for _, w := range p.Views {
 		targets = append(targets, w.Name)

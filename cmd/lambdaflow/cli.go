@@ -44,6 +44,7 @@ func commands() []command {
 		{"test", "FILE…", "run a pipeline's test cases (events in, view rows out)", testCmd},
 		{"topics", "[--json]", "list topics with partitions, offsets and sizes", topicsCmd},
 		{"lag", "[--json]", "show every consumer's lag per partition, in events and seconds", lagCmd},
+		{"cluster", "[--json]", "show the pipeline's processes, their roles and the partitions each owns", clusterCmd},
 		{"produce", "TOPIC", "publish NDJSON events from standard input", produceCmd},
 		{"tail", "TOPIC [--from OFFSET|TIME] [-f]", "print a topic's events", tailCmd},
 		{"query", "VIEW [--where k=v] [--from T --to T]", "query a view", queryCmd},
