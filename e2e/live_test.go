@@ -126,13 +126,14 @@ func waitLive(t *testing.T, engines []liveEngine, since time.Time, within time.D
 
 // TestLiveViewsInEverySink runs a pipeline whose two views are delivered to
 // PostgreSQL, Cassandra, OpenSearch and DuckDB, and checks with each
-// engine's own client what a live dashboard sees: the current window's row
-// within 2 s of its first event, not final; its later value; a merged
-// session's replaced row gone; the final rows, exact, once the watermark
-// passes; a batch correction (a late event included) overwriting the final
-// row. DuckDB's file is locked while the pipeline runs: during the run its
-// tables are read through POST /v1/sql, and with DuckDB's own client after
-// the process stopped.
+// engine's own client what a live dashboard sees: the current window's row,
+// not final, within 2 s of the request that published its first event; its
+// later value; a merged session's replaced row gone; the final rows, exact,
+// once the watermark passes; a batch correction (a late event included)
+// overwriting the final row. DuckDB's file is locked while the pipeline
+// runs: the test reads it then through POST /v1/sql (the process's DuckDB
+// on the sink's database), and with its own client once the process
+// stopped.
 func TestLiveViewsInEverySink(t *testing.T) {
 	requireBinary(t)
 	engines := liveEngines(t)
@@ -150,10 +151,13 @@ func TestLiveViewsInEverySink(t *testing.T) {
 	ev := func(id, host, region string, at time.Duration, bytes int64) map[string]any {
 		return map[string]any{"id": id, "ts": base.Add(at).Format(time.RFC3339Nano), "host": host, "region": region, "cpu": 0.25, "bytes": bytes}
 	}
+	// publish returns when it began: the times asked for count from the
+	// request, ingest included.
 	publish := func(events ...map[string]any) time.Time {
 		t.Helper()
+		at := time.Now()
 		p.post(t, "metrics", events)
-		return time.Now()
+		return at
 	}
 	cpu := func(desc string, events, sum int64, final bool) *liveWant {
 		return &liveWant{view: "live_cpu", groupColumn: "region", group: "eu", start: base, end: base.Add(time.Minute),
