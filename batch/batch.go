@@ -261,7 +261,7 @@ func (b *Batch) writeLake(ctx context.Context, lease *broker.Lease) error {
 		// Leftovers of a writer of this partition that died are removed
 		// before writing; other partitions' files may be in the making
 		// in other processes.
-		if err := tl.recoverPartition(b.logger, part); err != nil {
+		if err := tl.recoverPartition(b.logger, part, lease.Epoch()); err != nil {
 			return err
 		}
 		w := &lakeWriter{tl: tl, log: b.log, logger: b.logger, now: b.now, roll: roll, poll: b.poll, metrics: b.metrics}

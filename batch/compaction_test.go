@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -157,16 +158,23 @@ func readFiles(tl *topicLake, m *manifest, ids map[string]bool) error {
 	return nil
 }
 
-// TestRecovery: after a crash, unfinished temporary files and data files
-// the manifest does not list are removed, listed files stay.
-func TestRecovery(t *testing.T) {
+// stoppedLake writes two events into a lake and stops its writer; it
+// returns the topic's lake and the directory of their hour.
+func stoppedLake(t *testing.T) (*topicLake, string) {
+	t.Helper()
 	e := newEnv(t)
 	e.add([]event.Event{testEvent("e", 0, t0, time.Second), testEvent("e", 1, t0, time.Second)})
 	if err := e.stop(); err != nil {
 		t.Fatal(err)
 	}
 	tl := e.b.lakes["metrics"]
-	hour := filepath.Join(tl.dir, hourPath(t0.UnixMicro()))
+	return tl, filepath.Join(tl.dir, hourPath(t0.UnixMicro()))
+}
+
+// TestRecovery: after a crash, unfinished temporary files and data files
+// the manifest does not list are removed, listed files stay.
+func TestRecovery(t *testing.T) {
+	tl, hour := stoppedLake(t)
 	orphan := filepath.Join(hour, "p0-2-9.parquet")
 	tmp := filepath.Join(hour, ".p1-2-open.parquet.tmp")
 	for _, f := range []string{orphan, tmp} {
@@ -186,5 +194,40 @@ func TestRecovery(t *testing.T) {
 		if _, err := os.Stat(tl.filePath(fe.Path)); err != nil {
 			t.Errorf("listed file lost: %v", err)
 		}
+	}
+}
+
+// TestRecoveryOfATakenPartition: the process that takes a partition over
+// records its epoch in the manifest while it removes the partition's
+// unlisted files, under the manifest's lock, so that the writer the
+// partition moved away from cannot commit afterwards a file that was
+// removed; a process with an older epoch cannot recover it any more.
+func TestRecoveryOfATakenPartition(t *testing.T) {
+	tl, hour := stoppedLake(t)
+	mine, other := filepath.Join(hour, "p0-2-9.parquet"), filepath.Join(hour, "p1-2-9.parquet")
+	for _, f := range []string{mine, other} {
+		if err := os.WriteFile(f, []byte("PAR1"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := tl.ms.snapshot()
+	if err := tl.recoverPartition(testLogger(t), 0, 7); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(mine); !os.IsNotExist(err) {
+		t.Errorf("%s survived recovery: %v", mine, err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another partition's file was touched: %v", err)
+	}
+	after := tl.ms.snapshot()
+	if got := after.partition(0); got.Epoch != 7 || got.Next != before.partition(0).Next {
+		t.Errorf("partition 0 after recovery: %+v, want epoch 7 and next %d", got, before.partition(0).Next)
+	}
+	if len(after.Files) != len(before.Files) {
+		t.Errorf("recovery changed the files: %d, want %d", len(after.Files), len(before.Files))
+	}
+	if err := tl.recoverPartition(testLogger(t), 0, 6); !errors.Is(err, errLost) {
+		t.Errorf("recovery by an older epoch: %v, want errLost", err)
 	}
 }

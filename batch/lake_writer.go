@@ -68,17 +68,38 @@ func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
 // (renamed before a crash stopped the manifest commit) are removed, and
 // files compaction replaced are hidden. It must run before the topic's
 // writer and compaction start, and only in the process that writes the lake.
-func (tl *topicLake) recover(log *slog.Logger) error { return tl.recoverPartition(log, -1) }
+func (tl *topicLake) recover(log *slog.Logger) error { return tl.clean(log, tl.ms.snapshot(), -1) }
 
-// recoverPartition is recover for the files of one partition (all of them
-// when part is negative): what the process that takes a partition over
-// does, since other processes may be writing the others' files.
-func (tl *topicLake) recoverPartition(log *slog.Logger, part int) error {
+// recoverPartition is recover for the files of one partition: what the
+// process that takes a partition over with epoch does, since other
+// processes may be writing the others' files. It runs holding the
+// manifest's lock and records epoch as the partition's in the manifest
+// first: the writer the partition moved away from may be renaming and
+// committing a flush at this very moment, so its files are either listed
+// when the directory is read here, or its commit is refused afterwards
+// (a higher epoch committed) and it removes them itself. Without that, a
+// file it committed just after the manifest was read here would be removed
+// while the manifest lists it.
+func (tl *topicLake) recoverPartition(log *slog.Logger, part int, epoch uint64) error {
+	_, err := tl.ms.update(func(m *manifest) error {
+		ps := m.partition(part)
+		if ps.Epoch > epoch {
+			return fmt.Errorf("%w: %s/%d: manifest committed by epoch %d, this process holds %d", errLost, tl.topic.Name, part, ps.Epoch, epoch)
+		}
+		ps.Epoch = epoch
+		m.setPartition(ps)
+		return tl.clean(log, m, part)
+	})
+	return err
+}
+
+// clean removes and hides what m does not list of partition part's files
+// (every partition's when part is negative).
+func (tl *topicLake) clean(log *slog.Logger, m *manifest, part int) error {
 	prefix := ""
 	if part >= 0 {
 		prefix = "p" + strconv.Itoa(part) + "-"
 	}
-	m := tl.ms.snapshot()
 	live := make(map[string]bool, len(m.Files))
 	for _, f := range m.Files {
 		live[filepath.FromSlash(f.Path)] = true
