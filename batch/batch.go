@@ -10,10 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/api"
-
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -58,6 +58,9 @@ type Options struct {
 	// (hidden) for readers of older manifests in other processes. Zero
 	// means 10 minutes.
 	CompactGrace time.Duration
+	// Store is the lake's storage; nil means the one the pipeline's lake
+	// section names (its url, or its directory).
+	Store lakestore.Store
 	// JobHistory is how many finished jobs GET /v1/jobs keeps; zero means 100.
 	JobHistory int
 }
@@ -65,19 +68,21 @@ type Options struct {
 // Batch is the batch layer of one pipeline. Its methods are safe for
 // concurrent use.
 type Batch struct {
-	p       *pipelines.Pipeline
-	log     Log
-	store   Store
-	logger  *slog.Logger
-	now     func() time.Time
-	poll    time.Duration
-	grace   time.Duration
-	metrics *metrics
-	lakeDir string
-	viewDir string
+	p         *pipelines.Pipeline
+	log       Log
+	store     Store
+	logger    *slog.Logger
+	now       func() time.Time
+	poll      time.Duration
+	grace     time.Duration
+	metrics   *metrics
+	lakeStore lakestore.Store
+	viewDir   string
 
-	lakes map[string]*topicLake // by topic
-	views map[string]*viewJob   // by view
+	lakes   map[string]*topicLake   // by topic
+	writers map[string]*topicWriter // by topic
+	budget  *memBudget              // the lake writers' memory
+	views   map[string]*viewJob     // by view
 
 	jobs *jobTable
 }
@@ -90,7 +95,7 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 	b := &Batch{
 		p: p, log: log, store: store, logger: opts.Logger, now: opts.Now,
 		poll: opts.Poll, grace: opts.CompactGrace,
-		lakes: map[string]*topicLake{}, views: map[string]*viewJob{},
+		lakes: map[string]*topicLake{}, writers: map[string]*topicWriter{}, views: map[string]*viewJob{},
 	}
 	if b.logger == nil {
 		b.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -118,17 +123,25 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 	}
 	m.init(topicNames, viewNames)
 	b.jobs = newJobTable(opts.JobHistory)
-	b.lakeDir = p.Lake.Dir
-	if b.lakeDir == "" {
-		b.lakeDir = filepath.Join(p.DataDir, "lake")
-	}
 	b.viewDir = filepath.Join(p.DataDir, "views")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b.lakeStore = opts.Store
+	if b.lakeStore == nil {
+		if b.lakeStore, err = OpenStore(ctx, p); err != nil {
+			return nil, fmt.Errorf("batch: %w", err)
+		}
+	}
 	for i := range p.Topics {
-		tl, err := openTopicLake(b.lakeDir, &p.Topics[i])
+		tl, err := openTopicLake(ctx, b.lakeStore, &p.Topics[i], b.now, b.logger)
 		if err != nil {
 			return nil, err
 		}
 		b.lakes[p.Topics[i].Name] = tl
+	}
+	b.budget = newMemBudget(int64(b.lakeBuffer()))
+	for name, tl := range b.lakes {
+		b.writers[name] = newTopicWriter(tl, b.log, b.logger, b.now, b.roll(), b.poll, b.metrics, b.budget)
 	}
 	for i := range p.Views {
 		vj, err := b.newViewJob(&p.Views[i])
@@ -140,17 +153,25 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 	return b, nil
 }
 
-// Run runs the lake writers, compaction and the scheduler until ctx is
-// done. On the way out (soft stop) each lake writer closes its open files
-// durably and commits, and a running job is cancelled (it leaves the
-// previous result in place). Run returns nil after a soft stop, or the
-// error that stopped it.
-func (b *Batch) Run(ctx context.Context) error {
-	for _, tl := range b.lakes {
-		if err := tl.recover(b.logger); err != nil {
-			return err
-		}
+// OpenStore opens the storage of p's lake: its url (object storage) or
+// its directory (default <data_dir>/lake).
+func OpenStore(ctx context.Context, p *pipelines.Pipeline) (lakestore.Store, error) {
+	dir := p.Lake.Dir
+	if dir == "" {
+		dir = filepath.Join(p.DataDir, "lake")
 	}
+	return lakestore.Open(ctx, lakestore.Config{
+		Dir: dir, URL: p.Lake.URL, Endpoint: p.Lake.Endpoint, Region: p.Lake.Region,
+		AccessKeyID: p.Lake.AccessKeyID, SecretAccessKey: p.Lake.SecretAccessKey, PathStyle: p.Lake.PathStyle,
+	})
+}
+
+// Run runs the lake writers, compaction and the scheduler until ctx is
+// done. On the way out (soft stop) each lake writer writes what it read
+// and commits, and a running job is cancelled (it leaves the previous
+// result in place). Run returns nil after a soft stop, or the error that
+// stopped it.
+func (b *Batch) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	report := func(err error) {
@@ -163,29 +184,71 @@ func (b *Batch) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Readers stop first (and flush what they read); the flushers, after.
+	readCtx, stopReading := context.WithCancel(runCtx)
+	defer stopReading()
+	var readers sync.WaitGroup
 	for _, tl := range b.lakes {
-		roll := b.p.Lake.Roll
-		if roll.MaxRows <= 0 {
-			roll.MaxRows = 1_000_000
+		if err := b.log.Register(ctx, LakeConsumer, tl.topic.Name); err != nil && ctx.Err() == nil {
+			b.logger.Warn("lake: registering consumer", "topic", tl.topic.Name, "err", err)
 		}
-		if roll.MaxAge <= 0 {
-			roll.MaxAge = pipelines.Duration(5 * time.Minute)
+		parts := make([]int, max(tl.topic.Partitions, 1))
+		for p := range parts {
+			parts[p] = p
 		}
-		w := &lakeWriter{tl: tl, log: b.log, logger: b.logger, now: b.now, roll: roll, poll: b.poll, metrics: b.metrics}
-		wg.Go(func() { report(w.run(runCtx)) })
-		c := &compactor{tl: tl, logger: b.logger, now: b.now, cfg: b.p.Lake.Compact, grace: b.grace, metrics: b.metrics}
-		wg.Go(func() { report(c.run(runCtx, b.poll)) })
+		if err := tl.recoverPartitions(ctx, b.logger, parts); err != nil {
+			// A stop during recovery is a soft stop like any other;
+			// what already runs is stopped and waited for.
+			if ctx.Err() == nil {
+				report(err)
+			}
+			break
+		}
+		tw := b.writers[tl.topic.Name]
+		c := newCompactor(tl, b.logger, b.now, b.p.Lake.Compact, b.grace, b.metrics)
+		tw.flushed = c.poke
+		wg.Go(func() { tw.run(runCtx) })
+		wg.Go(func() { c.run(runCtx, b.poll) })
+		for _, p := range parts {
+			readers.Go(func() {
+				if err := tw.attach(readCtx, p, nil); err != nil && ctx.Err() == nil {
+					b.logger.Error("lake: writer of a partition stopped", "topic", tl.topic.Name, "partition", p, "err", err)
+				}
+			})
+		}
 	}
 	wg.Go(func() { report(b.schedule(runCtx)) })
 	wg.Go(func() { report(b.jobs.run(runCtx)) })
 	var err error
 	select {
-	case <-ctx.Done():
+	case <-runCtx.Done():
 	case err = <-errc:
 	}
+	stopReading()
+	readers.Wait()
 	cancel()
 	wg.Wait()
 	return err
+}
+
+// roll is the pipeline's lake.roll with defaults for what is unset.
+func (b *Batch) roll() pipelines.LakeRoll {
+	roll := b.p.Lake.Roll
+	if roll.MaxRows <= 0 {
+		roll.MaxRows = 1_000_000
+	}
+	if roll.MaxAge <= 0 {
+		roll.MaxAge = pipelines.Duration(5 * time.Minute)
+	}
+	return roll
+}
+
+// lakeBuffer is lake.buffer, 128 MiB when unset.
+func (b *Batch) lakeBuffer() pipelines.ByteSize {
+	if b.p.Lake.Buffer <= 0 {
+		return 128 << 20
+	}
+	return b.p.Lake.Buffer
 }
 
 // Manifest returns the current manifest of a topic's lake, or nil for an
@@ -197,5 +260,5 @@ func (b *Batch) Manifest(topic string) *Manifest {
 	return nil
 }
 
-// LakeDir returns the lake's root directory.
-func (b *Batch) LakeDir() string { return b.lakeDir }
+// LakeStore returns the lake's storage.
+func (b *Batch) LakeStore() lakestore.Store { return b.lakeStore }

@@ -1,17 +1,17 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
@@ -21,10 +21,20 @@ import (
 // LakeConsumer is the consumer name under which lake writers commit.
 const LakeConsumer = "lake"
 
-// maxOpenHours bounds the hour files one partition keeps open: events
-// spread over more hours (a backfill, a clock gone wild) close the files
-// early rather than hold many row groups in memory.
-const maxOpenHours = 16
+// A burst is burstRows rows or more read within burstWindow (a backfill, a
+// client's batch of history). When a partition has read everything the
+// log holds (nothing new for a poll interval) during a burst, the buffer is
+// written at once instead of after max_age, so that the lake catches up
+// within seconds of the burst. A steady stream that fast never lets a
+// reader wait a whole poll interval, and a slower one waits for max_age.
+const (
+	burstRows   = 1000
+	burstWindow = 10 * time.Second
+)
+
+// flushWorkers write the files of one flush side by side: mostly waiting
+// for fsync or the object store, little CPU.
+const flushWorkers = 4
 
 // lakeLog is what a lake writer needs of the log: read a partition,
 // commit its position (for lag and retention) and register as a consumer.
@@ -35,98 +45,94 @@ type lakeLog interface {
 	Register(ctx context.Context, consumer, topic string) error
 }
 
-// topicLake is one topic's lake: its directory, schema and manifest. The
-// lake writer, compaction and readers of the topic share it.
-type topicLake struct {
-	topic *pipelines.Topic
-	dir   string
-	ls    *lakeSchema
-	ms    *manifestStore
-	// scan reads one lake file (scanParquet); benchmarks swap in another
-	// reader to compare them on the same workload.
-	scan func(ctx context.Context, path string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) error
+// Fence is the ownership under which a process writes a partition of the
+// lake (on a cluster, the partition's lease). A commit that moves a
+// partition forward is refused unless the fence is still valid and no
+// commit of a higher epoch has been made for the partition; the commit
+// records the epoch. Nil means the process is the only writer.
+type Fence interface {
+	Epoch() uint64
+	Valid() bool
 }
 
-func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
-	ls, err := newLakeSchema(t.Schema)
-	if err != nil {
-		return nil, fmt.Errorf("topic %s: %w", t.Name, err)
-	}
-	dir := filepath.Join(lakeDir, t.Name)
-	ms, err := openManifestStore(dir, t.Name)
-	if err != nil {
-		return nil, err
-	}
-	return &topicLake{topic: t, dir: dir, ls: ls, ms: ms, scan: scanParquet}, nil
-}
+// errLost stops a writer whose partition another process has taken.
+var errLost = errors.New("lake: the partition moved to another process")
 
-// recover brings the directory in line with the manifest after a crash:
-// temporary files are removed, data files the manifest does not list
-// (renamed before a crash stopped the manifest commit) are removed, and
-// files compaction replaced are hidden. It must run before the topic's
-// writer and compaction start, and only in the process that writes the lake.
-func (tl *topicLake) recover(log *slog.Logger) error {
-	m := tl.ms.snapshot()
-	live := make(map[string]bool, len(m.Files))
-	for _, f := range m.Files {
-		live[filepath.FromSlash(f.Path)] = true
+// fenced refuses a commit for partition state ps under fence f.
+func fenced(ps PartitionState, f Fence, topic string) error {
+	if f == nil {
+		return nil
 	}
-	replaced := make(map[string]bool, len(m.Replaced))
-	for _, r := range m.Replaced {
-		replaced[filepath.FromSlash(r.Path)] = true
-	}
-	dirs := map[string]bool{}
-	err := filepath.WalkDir(tl.dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		rel, _ := filepath.Rel(tl.dir, path)
-		name := d.Name()
-		switch {
-		case rel == manifestName:
-			return nil
-		case strings.HasSuffix(name, ".tmp"):
-			log.Info("lake: removing unfinished file", "file", path)
-		case strings.HasSuffix(name, ".parquet") && !strings.HasPrefix(name, "."):
-			if live[rel] {
-				return nil
-			}
-			if replaced[rel] {
-				// Replaced by compaction, but the crash came before it was hidden.
-				dirs[filepath.Dir(path)] = true
-				return os.Rename(path, replacedName(path))
-			}
-			log.Info("lake: removing file the manifest does not list (written before a crash)", "file", path)
-		case strings.HasSuffix(name, ".replaced"):
-			orig := filepath.Join(filepath.Dir(rel), strings.TrimSuffix(strings.TrimPrefix(name, "."), ".replaced"))
-			if replaced[orig] {
-				return nil
-			}
-		default:
-			return nil
-		}
-		dirs[filepath.Dir(path)] = true
-		return os.Remove(path)
-	})
-	if err != nil {
-		return fmt.Errorf("lake: recovering %s: %w", tl.dir, err)
-	}
-	for d := range dirs {
-		if err := syncDir(d); err != nil {
-			return fmt.Errorf("lake: recovering %s: %w", tl.dir, err)
-		}
+	if ps.Epoch > f.Epoch() || !f.Valid() {
+		return fmt.Errorf("%w: %s/%d: the manifest was committed by epoch %d, this writer holds %d", errLost, topic, ps.Partition, ps.Epoch, f.Epoch())
 	}
 	return nil
 }
 
-// lakeWriter copies one topic from the log into its lake.
-type lakeWriter struct {
+// topicLake is one topic's lake: its storage, schema, layout and
+// manifest. The lake writer, compaction and readers of the topic share it.
+type topicLake struct {
+	topic *pipelines.Topic
+	st    lakestore.Store
+	ls    *lakeSchema
+	ms    *manifestStore
+	// period is the length of a file's event-time period: an hour, or a
+	// day for topics partitioned by day.
+	period int64
+	// scan reads one lake file (scanParquet); benchmarks swap in another
+	// reader to compare them on the same workload.
+	scan func(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) error
+}
+
+func openTopicLake(ctx context.Context, st lakestore.Store, t *pipelines.Topic, now func() time.Time, logger *slog.Logger) (*topicLake, error) {
+	ls, err := newLakeSchema(t.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("topic %s: %w", t.Name, err)
+	}
+	ms, err := openManifestStore(ctx, st, t.Name, now, logger)
+	if err != nil {
+		return nil, err
+	}
+	period := hourMicros
+	if t.Lake.Partitioning == pipelines.LakeDaily {
+		period = dayMicros
+	}
+	return &topicLake{topic: t, st: st, ls: ls, ms: ms, period: period, scan: scanParquet}, nil
+}
+
+// key returns the storage key of a file path relative to the topic.
+func (tl *topicLake) key(path string) string { return tl.topic.Name + "/" + path }
+
+// partWriter is what a topic writer keeps of one partition it reads.
+type partWriter struct {
+	fence Fence
+	// [first, end) are the offsets read into the buffer: first is the
+	// manifest's Next when the buffer's part of the partition began.
+	first, end int64
+	ingest     int64 // ingest time of the last entry read
+	eventTime  int64 // event time of the last event read
+	rows       int64 // rows in the buffer
+	maxTime    int64 // newest event time in the buffer
+	committed  int64 // the offset last committed to the log
+}
+
+// topicWriter copies the partitions of one topic that this process owns
+// from the log into the lake. Every partition has a reader that decodes
+// entries into one buffer shared by the topic's partitions; a flush writes
+// the whole buffer as one file per event-time period (holding the rows of
+// every partition that has some there, each partition's offsets in one
+// range) and commits the files and every partition's new Next in one
+// manifest commit. So a backfill that lands in thousands of hours becomes
+// one file per hour, not one per hour and partition, and the number of
+// flushes does not grow with the number of partitions.
+//
+// A flush is due when the buffer holds lake.roll.max_rows rows, when its
+// oldest row is lake.roll.max_age old, when the process's lake buffers
+// pass half of lake.buffer (the largest is flushed), when a partition
+// catches up with the log while the buffer holds a burst (burstRows), and
+// when a partition is given back (or the process stops). Readers wait
+// while the buffers are at lake.buffer.
+type topicWriter struct {
 	tl      *topicLake
 	log     lakeLog
 	logger  *slog.Logger
@@ -134,246 +140,569 @@ type lakeWriter struct {
 	roll    pipelines.LakeRoll
 	poll    time.Duration
 	metrics *metrics
+	budget  *memBudget
+	// flushed is told the periods a flush wrote into that already had
+	// files (compaction's cue); nil: nobody listens.
+	flushed func(periods []int64)
+
+	flushMu sync.Mutex // one flush at a time
+	due     chan struct{}
+
+	mu     sync.Mutex
+	buf    *rowBuffer
+	opened time.Time // when the buffer got its first row
+	parts  map[int]*partWriter
+	// gen is bumped when a flush failed: every reader then starts again
+	// from the manifest (the buffer was dropped).
+	gen int64
+	// Rows read in the current burstWindow (since winStart) and in the
+	// one before it.
+	winStart        time.Time
+	winRows, before int64
+
+	workers []*fileWriter
 }
 
-// run writes every partition until ctx is done, then closes the open files
-// durably and commits (soft stop). A partition whose writer fails restarts
-// from the manifest after a pause; run returns only when ctx is done.
-func (w *lakeWriter) run(ctx context.Context) error {
-	if err := w.log.Register(ctx, LakeConsumer, w.tl.topic.Name); err != nil && ctx.Err() == nil {
-		w.logger.Warn("lake: registering consumer", "topic", w.tl.topic.Name, "err", err)
+func newTopicWriter(tl *topicLake, log lakeLog, logger *slog.Logger, now func() time.Time, roll pipelines.LakeRoll,
+	poll time.Duration, m *metrics, budget *memBudget) *topicWriter {
+	tw := &topicWriter{tl: tl, log: log, logger: logger, now: now, roll: roll, poll: poll, metrics: m, budget: budget,
+		due: make(chan struct{}, 1), buf: newRowBuffer(tl.topic.Schema), parts: map[int]*partWriter{}}
+	for range flushWorkers {
+		tw.workers = append(tw.workers, newFileWriter(tl.ls))
 	}
-	var wg sync.WaitGroup
-	for p := range w.tl.topic.Partitions {
-		wg.Go(func() {
-			// The poll interval doubling to 30 s, without jitter: each
-			// partition writer waits for its own log and lake.
-			backoff := retry.Backoff{Base: w.poll, Cap: 30 * time.Second}
-			backoff.Do(ctx, func(int) error {
-				err := w.runPartition(ctx, p)
-				if ctx.Err() != nil {
-					return nil // stopping
-				}
-				if err == nil {
-					err = errors.New("stopped without an error")
-				}
-				return err
-			}, func(_ int, err error, _ time.Duration) {
-				w.logger.Error("lake: partition writer failed; restarting from the manifest",
-					"topic", w.tl.topic.Name, "partition", p, "err", err)
-			})
-		})
+	budget.register(tw)
+	return tw
+}
+
+// requestFlush asks the flusher for a flush (it never blocks).
+func (tw *topicWriter) requestFlush() {
+	select {
+	case tw.due <- struct{}{}:
+	default:
 	}
-	wg.Wait()
+}
+
+// bufferedBytes is the size of the buffer, for the memory budget's choice.
+func (tw *topicWriter) bufferedBytes() int64 {
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	return tw.buf.bytes
+}
+
+// run flushes when a flush is due until ctx is done. A failed flush drops
+// the buffer and starts every reader again from the manifest, after a
+// pause that doubles up to 30 s while flushes keep failing.
+func (tw *topicWriter) run(ctx context.Context) {
+	t := time.NewTicker(tw.poll)
+	defer t.Stop()
+	fails := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tw.due:
+		case <-t.C:
+			tw.mu.Lock()
+			old := tw.buf.rows > 0 && tw.now().Sub(tw.opened) >= tw.roll.MaxAge.D()
+			tw.mu.Unlock()
+			if !old {
+				continue
+			}
+		}
+		if err := tw.flush(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			fails++
+			b := retry.Backoff{Base: tw.poll, Cap: 30 * time.Second}
+			tw.logger.Error("lake: flush failed; reading again from the manifest", "topic", tw.tl.topic.Name, "err", err, "pause", b.Delay(fails))
+			if b.Wait(ctx, fails) != nil {
+				return
+			}
+			continue
+		}
+		fails = 0
+	}
+}
+
+// attach reads partition part into the buffer until ctx is done or the
+// partition is lost, then flushes what it read (soft stop, or the
+// partition moving to another process) and lets go of the partition. The
+// caller has recovered the partition's files (recoverPartitions) first.
+func (tw *topicWriter) attach(ctx context.Context, part int, fence Fence) error {
+	topic := tw.tl.topic.Name
+	if fence != nil {
+		if err := tw.takeOver(ctx, part, fence); err != nil {
+			return err
+		}
+	}
+	next := tw.tl.ms.snapshot().partition(part).Next
+	tw.mu.Lock()
+	tw.parts[part] = &partWriter{fence: fence, first: next, end: next, committed: -1}
+	tw.mu.Unlock()
+	// The manifest, not the committed offset, says what the lake holds;
+	// the commit can lag it by one flush after a crash.
+	if committed, ok, err := tw.log.Committed(ctx, LakeConsumer, topic, part); err == nil && (!ok || committed != next) {
+		if ok && committed > next {
+			tw.logger.Warn("lake: committed offset is past the lake's manifest; rewriting from the manifest",
+				"topic", topic, "partition", part, "committed", committed, "manifest_next", next)
+		}
+		tw.report(ctx, part, next, 0)
+	}
+	err := tw.read(ctx, part)
+	// What was read goes into the lake before the partition is let go.
+	sctx := context.WithoutCancel(ctx)
+	ferr := tw.flush(sctx)
+	tw.mu.Lock()
+	pw := tw.parts[part]
+	delete(tw.parts, part)
+	for _, byPart := range tw.buf.periods {
+		delete(byPart, part) // rows a failed flush could not commit
+	}
+	tw.mu.Unlock()
+	if ferr == nil && pw != nil && pw.committed != pw.first {
+		tw.report(sctx, part, pw.first, pw.eventTime)
+	}
+	if errors.Is(err, errLost) || errors.Is(ferr, errLost) {
+		return errors.Join(err, ferr)
+	}
+	return ferr
+}
+
+// takeOver records the partition's new owner in the manifest before
+// anything is written or deleted: from then on no commit of a previous
+// owner (one that does not know yet that it lost the partition) is
+// accepted, so the files it leaves can be removed safely.
+func (tw *topicWriter) takeOver(ctx context.Context, part int, fence Fence) error {
+	_, err := tw.tl.ms.commit(ctx, func(m *Manifest) (*Delta, error) {
+		ps := m.partition(part)
+		if err := fenced(ps, fence, tw.tl.topic.Name); err != nil {
+			return nil, err
+		}
+		if ps.Epoch == fence.Epoch() {
+			return nil, nil
+		}
+		ps.Epoch = fence.Epoch()
+		return &Delta{Partitions: []PartitionState{ps}}, nil
+	})
+	return err
+}
+
+// read reads partition part into the buffer until ctx is done. Reader
+// failures (a NATS node lost) resume where the buffer ends; a failed
+// flush makes it resume from the manifest (the buffer was dropped).
+func (tw *topicWriter) read(ctx context.Context, part int) error {
+	topic := tw.tl.topic.Name
+	backoff := retry.Backoff{Base: tw.poll, Cap: 30 * time.Second}
+	fails := 0
+	for ctx.Err() == nil {
+		tw.mu.Lock()
+		gen, from := tw.gen, tw.parts[part].end
+		tw.mu.Unlock()
+		r, err := tw.log.Reader(ctx, topic, part, broker.FromOffset(from))
+		if err == nil {
+			err = tw.readFrom(ctx, r, part, gen)
+			r.Close()
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, errRestart):
+			fails = 0
+			continue
+		}
+		fails++
+		tw.logger.Error("lake: reading the log failed; reading again", "topic", topic, "partition", part, "err", err, "pause", backoff.Delay(fails))
+		if backoff.Wait(ctx, fails) != nil {
+			return nil
+		}
+	}
 	return nil
 }
 
-// openFlush is the part of a partition read but not yet in the lake: the
-// events of offsets [first, end), spread over hour files.
-type openFlush struct {
-	first, end int64
-	files      map[int64]*hourFile
-	rows       int
-	opened     time.Time
-	ingest     int64 // ingest time of the last entry
-	eventTime  int64 // event time of the last event
-	committed  int64 // the offset last committed to the log
-}
+// errRestart makes a reader start again from its partition's end (after a
+// failed flush reset it to the manifest).
+var errRestart = errors.New("lake: restart")
 
-type hourFile struct {
-	fw               *fileWriter
-	minTime, maxTime int64
-	rows             int64
-}
-
-func (w *lakeWriter) runPartition(ctx context.Context, part int) error {
-	topic := w.tl.topic.Name
-	next := w.tl.ms.snapshot().partition(part).Next
-	// The manifest, not the committed offset, says what the lake holds;
-	// the commit can lag it by one flush after a crash.
-	if committed, ok, err := w.log.Committed(ctx, LakeConsumer, topic, part); err == nil && (!ok || committed != next) {
-		if ok && committed > next {
-			w.logger.Warn("lake: committed offset is past the lake's manifest; rewriting from the manifest",
-				"topic", topic, "partition", part, "committed", committed, "manifest_next", next)
-		}
-		if err := w.log.Commit(ctx, LakeConsumer, topic, part, next, 0); err != nil {
-			w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
-		}
-	}
-	r, err := w.log.Reader(ctx, topic, part, broker.FromOffset(next))
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	fl := &openFlush{first: next, end: next, committed: next, files: map[int64]*hourFile{}}
-	defer func() {
-		for _, hf := range fl.files {
-			hf.fw.abort()
-		}
-	}()
+func (tw *topicWriter) readFrom(ctx context.Context, r *broker.Reader, part int, gen int64) error {
+	topic := tw.tl.topic.Name
 	for {
-		ectx, cancel := context.WithTimeout(ctx, w.poll)
+		ectx, cancel := context.WithTimeout(ctx, tw.poll)
 		e, err := r.Next(ectx)
 		cancel()
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
-			// Soft stop: what was read goes into the lake before returning,
-			// and the position is committed even if the last flush's
-			// commit was cut short by the cancellation.
-			sctx := context.WithoutCancel(ctx)
-			if err := w.flush(sctx, part, fl); err != nil {
-				return err
-			}
-			if fl.committed != fl.first {
-				if err := w.log.Commit(sctx, LakeConsumer, topic, part, fl.first, fl.eventTime); err != nil {
-					w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
-				}
-			}
-			return nil
+			return ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):
-			if fl.rows > 0 && w.now().Sub(fl.opened) >= w.roll.MaxAge.D() {
-				if err := w.flush(ctx, part, fl); err != nil {
-					return err
-				}
-			}
+			tw.idle()
 			continue
 		case errors.Is(err, broker.ErrCorruptEntry), errors.Is(err, broker.ErrSchemaMismatch):
 			// The entry's events cannot be decoded, so they can never reach
 			// the lake; stopping here would stop the lake for good.
-			w.logger.Error("lake: skipping an entry that cannot be decoded", "topic", topic, "partition", part, "err", err)
-			w.metrics.skipped.WithLabelValues(topic).Inc()
+			tw.logger.Error("lake: skipping an entry that cannot be decoded", "topic", topic, "partition", part, "err", err)
+			tw.metrics.skipped.WithLabelValues(topic).Inc()
 			continue
 		default:
 			return err
 		}
-		if err := w.add(part, fl, &e); err != nil {
+		if err := tw.budget.wait(ctx); err != nil {
 			return err
 		}
-		if fl.rows >= w.roll.MaxRows || len(fl.files) > maxOpenHours ||
-			(fl.rows > 0 && w.now().Sub(fl.opened) >= w.roll.MaxAge.D()) {
-			if err := w.flush(ctx, part, fl); err != nil {
-				return err
-			}
+		if err := tw.add(part, gen, &e); err != nil {
+			return err
 		}
 	}
 }
 
-// add puts an entry's events not yet in the lake into the open flush.
-func (w *lakeWriter) add(part int, fl *openFlush, e *broker.Entry) error {
+// add puts an entry's events not yet in the lake or the buffer into the
+// buffer.
+func (tw *topicWriter) add(part int, gen int64, e *broker.Entry) error {
+	tw.mu.Lock()
+	if tw.gen != gen {
+		tw.mu.Unlock()
+		return errRestart
+	}
+	pw := tw.parts[part]
+	buf := tw.buf
+	before, rowsBefore := buf.bytes, buf.rows
 	for i := range e.Events {
 		off := e.Offset + int64(i)
-		if off < fl.end {
-			continue // already in the lake or in this flush
+		if off < pw.end {
+			continue // already in the lake or in the buffer
 		}
 		ev := &e.Events[i]
-		h := hourOf(ev.Time)
-		hf := fl.files[h]
-		if hf == nil {
-			// The final name needs the flush's last offset, unknown yet;
-			// the file is created under a provisional name and renamed on commit.
-			fw, err := createFile(w.tl.ls, filepath.Join(w.tl.dir, hourPath(h), fmt.Sprintf("p%d-%d-open.parquet", part, fl.first)))
-			if err != nil {
-				return err
-			}
-			hf = &hourFile{fw: fw, minTime: ev.Time, maxTime: ev.Time}
-			fl.files[h] = hf
+		buf.add(periodOf(ev.Time, tw.tl.period), part, off, ev)
+		if pw.rows == 0 || ev.Time > pw.maxTime {
+			pw.maxTime = ev.Time
 		}
-		if err := hf.fw.add(ev, int32(part), off); err != nil {
-			return err
-		}
-		hf.rows++
-		hf.minTime = min(hf.minTime, ev.Time)
-		hf.maxTime = max(hf.maxTime, ev.Time)
-		if fl.rows == 0 {
-			fl.opened = w.now()
-		}
-		fl.rows++
-		fl.end = off + 1
-		fl.eventTime = ev.Time
+		pw.rows++
+		pw.end = off + 1
+		pw.eventTime = ev.Time
 	}
-	if e.End() > fl.end {
+	if e.End() > pw.end {
 		// Offsets skipped by the log (retention) are covered by this flush.
-		fl.end = e.End()
+		pw.end = e.End()
 	}
-	fl.ingest = e.Ingest
+	pw.ingest = e.Ingest
+	if rowsBefore == 0 && buf.rows > 0 {
+		tw.opened = tw.now()
+	}
+	tw.count(buf.rows - rowsBefore)
+	full := buf.rows >= int64(tw.roll.MaxRows)
+	grown := buf.bytes - before
+	tw.mu.Unlock()
+	if tw.budget.take(grown) {
+		tw.budget.pressure()
+	}
+	if full {
+		tw.requestFlush()
+	}
 	return nil
 }
 
-// flush makes the open flush part of the lake: every hour file is closed
-// and fsynced, renamed to its final name, the directories fsynced, then the
-// manifest commits the whole offset range at once, and only then the
-// consumer's position moves. A crash before the manifest commit leaves
-// files that recovery removes; after it, the range is in the lake once.
-func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
-	if fl.end == fl.first {
+// idle is told that a partition has read everything the log holds: the
+// end of a burst is written at once.
+func (tw *topicWriter) idle() {
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	if tw.buf.rows == 0 {
+		return
+	}
+	tw.count(0)
+	if tw.winRows+tw.before >= burstRows || tw.now().Sub(tw.opened) >= tw.roll.MaxAge.D() {
+		tw.requestFlush()
+	}
+}
+
+// count adds n rows read now to the burst windows.
+func (tw *topicWriter) count(n int64) {
+	now := tw.now()
+	switch age := now.Sub(tw.winStart); {
+	case age >= 2*burstWindow:
+		tw.winStart, tw.winRows, tw.before = now, 0, 0
+	case age >= burstWindow:
+		tw.winStart, tw.winRows, tw.before = tw.winStart.Add(burstWindow), 0, tw.winRows
+	}
+	tw.winRows += n
+}
+
+// flushRange is what a flush writes of one partition.
+type flushRange struct {
+	part              int
+	fence             Fence
+	first, end        int64
+	ingest, eventTime int64
+	rows, maxTime     int64
+}
+
+// flush writes the buffer to the lake: one file per period, then one
+// manifest commit of the files and every partition's new Next, then the
+// partitions' positions in the log. A crash before the commit leaves files
+// no manifest lists (the partition's next owner removes them); after it,
+// the ranges are in the lake exactly once. If the flush fails, the buffer
+// is dropped and every reader starts again from the manifest.
+func (tw *topicWriter) flush(ctx context.Context) error {
+	tw.flushMu.Lock()
+	defer tw.flushMu.Unlock()
+	tw.mu.Lock()
+	buf := tw.buf
+	var ranges []flushRange
+	for p, pw := range tw.parts {
+		if pw.end > pw.first {
+			ranges = append(ranges, flushRange{part: p, fence: pw.fence, first: pw.first, end: pw.end, ingest: pw.ingest,
+				eventTime: pw.eventTime, rows: pw.rows, maxTime: pw.maxTime})
+			pw.first, pw.rows = pw.end, 0
+		}
+	}
+	if len(ranges) == 0 {
+		tw.mu.Unlock()
 		return nil
 	}
-	topic := w.tl.topic.Name
-	last := fl.end - 1
-	var entries []FileEntry
-	var renamed []string
-	dirs := map[string]bool{}
-	fail := func(err error) error {
-		for _, p := range renamed {
-			os.Remove(p)
-		}
+	tw.buf = newRowBuffer(tw.tl.topic.Schema)
+	tw.mu.Unlock()
+	defer tw.budget.give(buf.bytes)
+	slices.SortFunc(ranges, func(a, b flushRange) int { return cmp.Compare(a.part, b.part) })
+	err := tw.commitBuffer(ctx, buf, ranges)
+	if err != nil {
+		tw.restart()
 		return err
 	}
-	for h, hf := range fl.files {
-		if err := hf.fw.finish(); err != nil {
-			return fail(err)
+	topic := tw.tl.topic.Name
+	tw.metrics.lakeRows.WithLabelValues(topic).Add(float64(buf.rows))
+	for _, r := range ranges {
+		tw.report(ctx, r.part, r.end, r.eventTime)
+	}
+	tw.logger.Debug("lake: flushed", "topic", topic, "partitions", len(ranges), "rows", buf.rows, "periods", len(buf.periods))
+	return nil
+}
+
+// commitBuffer writes buf's files and commits them with ranges.
+func (tw *topicWriter) commitBuffer(ctx context.Context, buf *rowBuffer, ranges []flushRange) error {
+	topic := tw.tl.topic.Name
+	entries, err := tw.writeFiles(ctx, buf, ranges)
+	if err != nil {
+		return err
+	}
+	existing := map[int64]bool{}
+	_, err = tw.tl.ms.commit(ctx, func(m *Manifest) (*Delta, error) {
+		d := &Delta{Add: entries}
+		for _, r := range ranges {
+			ps := m.partition(r.part)
+			if err := fenced(ps, r.fence, topic); err != nil {
+				return nil, err
+			}
+			if ps.Next != r.first {
+				return nil, fmt.Errorf("lake: %s/%d: the manifest is at offset %d, the flush starts at %d", topic, r.part, ps.Next, r.first)
+			}
+			if r.rows > 0 && (ps.Rows == 0 || r.maxTime > ps.MaxTime) {
+				ps.MaxTime = r.maxTime
+			}
+			ps.Next, ps.Ingest, ps.Rows = r.end, r.ingest, ps.Rows+r.rows
+			if r.fence != nil {
+				ps.Epoch = r.fence.Epoch()
+			}
+			d.Partitions = append(d.Partitions, ps)
 		}
-		rel := hourPath(h) + "/" + fileName(part, fl.first, last)
-		final := filepath.Join(w.tl.dir, filepath.FromSlash(rel))
-		if err := os.Rename(hf.fw.tmp, final); err != nil {
-			return fail(fmt.Errorf("lake: %w", err))
+		clear(existing)
+		for _, e := range entries {
+			if len(m.FilesIn(e.Start, e.Start+1)) > 0 {
+				existing[e.Start] = true
+			}
 		}
-		delete(fl.files, h)
-		renamed = append(renamed, final)
-		dirs[filepath.Dir(final)] = true
-		st, err := os.Stat(final)
-		if err != nil {
-			return fail(fmt.Errorf("lake: %w", err))
+		return d, nil
+	})
+	if err != nil {
+		tw.remove(entries)
+		return err
+	}
+	tw.metrics.lakeFiles.WithLabelValues(topic).Add(float64(len(entries)))
+	if tw.flushed != nil && len(existing) > 0 {
+		periods := make([]int64, 0, len(existing))
+		for p := range existing {
+			periods = append(periods, p)
 		}
-		entries = append(entries, FileEntry{
-			Path: rel, Hour: h, Partition: part, First: fl.first, Last: last,
-			Rows: hf.rows, Bytes: st.Size(), CRC32C: hf.fw.sum.Sum32(), MinTime: hf.minTime, MaxTime: hf.maxTime,
+		tw.flushed(periods)
+	}
+	return nil
+}
+
+// remove deletes files a failed flush wrote (best effort: what is left is
+// removed by the partition's next owner).
+func (tw *topicWriter) remove(entries []FileEntry) {
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = tw.tl.key(e.Path)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := tw.tl.st.Delete(ctx, keys...); err != nil {
+		tw.logger.Warn("lake: removing the files of a failed flush", "topic", tw.tl.topic.Name, "err", err)
+	}
+}
+
+// restart drops the buffer and sends every reader back to the manifest.
+func (tw *topicWriter) restart() {
+	m := tw.tl.ms.snapshot()
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	tw.budget.give(tw.buf.bytes)
+	tw.buf = newRowBuffer(tw.tl.topic.Schema)
+	tw.gen++
+	for p, pw := range tw.parts {
+		next := m.partition(p).Next
+		pw.first, pw.end, pw.rows = next, next, 0
+	}
+}
+
+// report commits a partition's position to the log: for lag and
+// retention only (the manifest says what the lake holds), so a failure is
+// logged and repaired by the next flush or start.
+func (tw *topicWriter) report(ctx context.Context, part int, offset, eventTime int64) {
+	if err := tw.log.Commit(ctx, LakeConsumer, tw.tl.topic.Name, part, offset, eventTime); err != nil {
+		tw.logger.Warn("lake: commit", "topic", tw.tl.topic.Name, "partition", part, "err", err)
+		return
+	}
+	tw.mu.Lock()
+	if pw := tw.parts[part]; pw != nil {
+		pw.committed = offset
+	}
+	tw.mu.Unlock()
+}
+
+// writeFiles writes one file per period of buf, flushWorkers at a time,
+// and returns their manifest entries in period order.
+func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []flushRange) ([]FileEntry, error) {
+	periods := buf.sortedPeriods()
+	entries := make([]FileEntry, len(periods))
+	errs := make([]error, len(periods))
+	byPart := make(map[int]flushRange, len(ranges))
+	for _, r := range ranges {
+		byPart[r.part] = r
+	}
+	var next sync.Mutex
+	i := 0
+	var wg sync.WaitGroup
+	for _, fw := range tw.workers {
+		wg.Go(func() {
+			for {
+				next.Lock()
+				k := i
+				i++
+				next.Unlock()
+				if k >= len(periods) || ctx.Err() != nil {
+					return
+				}
+				entries[k], errs[k] = tw.writePeriod(ctx, fw, periods[k], buf.periods[periods[k]], byPart)
+				if errs[k] != nil {
+					return
+				}
+			}
 		})
 	}
-	// New hour directories need their parents' entries durable as well.
-	for d := range dirs {
-		for _, x := range []string{d, filepath.Dir(d), w.tl.dir} {
-			if err := syncDir(x); err != nil {
-				return fail(fmt.Errorf("lake: %w", err))
+	wg.Wait()
+	var written []FileEntry
+	var err error
+	for k := range periods {
+		if errs[k] == nil && entries[k].Path != "" {
+			written = append(written, entries[k])
+		}
+		err = cmp.Or(err, errs[k])
+	}
+	if err == nil && len(written) != len(periods) {
+		err = cmp.Or(ctx.Err(), errors.New("lake: flush stopped"))
+	}
+	if err != nil {
+		tw.remove(written)
+		return nil, err
+	}
+	return entries, nil
+}
+
+// writePeriod writes one period's runs as one file, partitions in order,
+// and returns its manifest entry. The file is named after its first
+// partition's range: p<partition>-<first>-<last>.parquet when it holds one
+// partition, w<partition>-<first>-<last>.parquet when it holds more.
+func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (FileEntry, error) {
+	parts := make([]int, 0, len(runs))
+	for p := range runs {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	fe := FileEntry{Start: period, End: period + tw.tl.period}
+	for i, p := range parts {
+		r, run := byPart[p], runs[p]
+		fe.Ranges = append(fe.Ranges, Range{Partition: p, First: r.first, Last: r.end - 1, Rows: int64(run.rows)})
+		fe.Rows += int64(run.rows)
+		if i == 0 || run.minTime < fe.MinTime {
+			fe.MinTime = run.minTime
+		}
+		if i == 0 || run.maxTime > fe.MaxTime {
+			fe.MaxTime = run.maxTime
+		}
+	}
+	kind := "p"
+	if len(parts) > 1 {
+		kind = "w"
+	}
+	first := fe.Ranges[0]
+	fe.Path = periodPath(period, tw.tl.period) + "/" + kind + strconv.Itoa(first.Partition) + "-" +
+		strconv.FormatInt(first.First, 10) + "-" + strconv.FormatInt(first.Last, 10) + ".parquet"
+	for attempt := 0; ; attempt++ {
+		err := tw.writeFile(ctx, fw, &fe, parts, runs)
+		if errors.Is(err, lakestore.ErrExists) && attempt == 0 {
+			// A file no manifest lists holds the name: left by a writer of
+			// this partition that failed or lost it (this one owns it now),
+			// or by our own request that succeeded unanswered. Replace it.
+			if derr := tw.tl.st.Delete(ctx, tw.tl.key(fe.Path)); derr != nil {
+				return FileEntry{}, derr
+			}
+			continue
+		}
+		return fe, err
+	}
+}
+
+func (tw *topicWriter) writeFile(ctx context.Context, fw *fileWriter, fe *FileEntry, parts []int, runs map[int]*rowRun) error {
+	w, err := tw.tl.st.Create(ctx, tw.tl.key(fe.Path))
+	if err != nil {
+		return err
+	}
+	fw.start(w, fe.Ranges)
+	var rr runReader
+	rr.schema = tw.tl.topic.Schema
+	for _, p := range parts {
+		rr.reset(runs[p])
+		for {
+			evs, offs, err := rr.next(chunkRows)
+			if err == nil && len(evs) == 0 {
+				break
+			}
+			for i := range evs {
+				if err == nil {
+					err = fw.add(&evs[i], int32(p), offs[i])
+				}
+			}
+			if err == nil {
+				// The decoded events are reused by the next chunk.
+				err = fw.drain()
+			}
+			if err != nil {
+				fw.abandon()
+				w.Abort()
+				return err
 			}
 		}
 	}
-	_, err := w.tl.ms.update(func(m *Manifest) error {
-		if got := m.partition(part).Next; got != fl.first {
-			return fmt.Errorf("lake: %s/%d: manifest is at offset %d, flush starts at %d", topic, part, got, fl.first)
-		}
-		for i := range entries {
-			entries[i].Added = m.Version
-		}
-		m.Files = append(m.Files, entries...)
-		m.setPartition(PartitionState{Partition: part, Next: fl.end, Ingest: fl.ingest})
-		return nil
-	})
+	sum, err := fw.finish()
 	if err != nil {
-		return fail(err)
+		w.Abort()
+		return err
 	}
-	w.metrics.lakeRows.WithLabelValues(topic).Add(float64(fl.rows))
-	w.metrics.lakeFiles.WithLabelValues(topic).Add(float64(len(entries)))
-	// The commit only reports progress (lag, retention); a failed one is
-	// repaired by the next flush or the next start.
-	if err := w.log.Commit(ctx, LakeConsumer, topic, part, fl.end, fl.eventTime); err != nil {
-		w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
-	} else {
-		fl.committed = fl.end
+	n, err := w.Commit(ctx, true)
+	if err != nil {
+		return err
 	}
-	w.logger.Debug("lake: flushed", "topic", topic, "partition", part, "first", fl.first, "last", last,
-		"rows", fl.rows, "files", len(entries))
-	fl.first, fl.rows = fl.end, 0
+	fe.Bytes, fe.CRC32C = n, sum
 	return nil
 }

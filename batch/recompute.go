@@ -31,8 +31,6 @@ const (
 	maxTime = math.MaxInt64 / 4
 )
 
-const hourMicros = int64(time.Hour / time.Microsecond)
-
 // span is a range [from, to) of window starts (UTC µs).
 type span struct{ from, to int64 }
 
@@ -160,22 +158,20 @@ func (b *Batch) completeUntil(ctx context.Context, vj *viewJob, m *Manifest) int
 			}
 		}
 	}
-	newest := map[int]int64{}
-	for _, f := range m.Files {
-		newest[f.Partition] = max(newest[f.Partition], f.MaxTime)
-	}
 	busy, idle := int64(math.MaxInt64), int64(0)
 	anyBusy := false
 	for p := range vj.topic.Partitions {
 		ps := m.partition(p)
 		if end, ok := ends[p]; ok && ps.Next >= end {
-			idle = max(idle, newest[p])
+			if ps.Rows > 0 {
+				idle = max(idle, ps.MaxTime)
+			}
 			continue
 		}
-		if _, ok := newest[p]; !ok {
+		if ps.Rows == 0 {
 			return 0 // a partition with events, none of them in the lake yet
 		}
-		busy, anyBusy = min(busy, newest[p]), true
+		busy, anyBusy = min(busy, ps.MaxTime), true
 	}
 	if anyBusy {
 		return busy
@@ -241,8 +237,8 @@ func (vj *viewJob) spans(m *Manifest, h int64, rng *span) []span {
 			out = append(out, span{st.horizon - reach, h})
 		}
 		for _, f := range m.Files {
-			if f.Added > st.lakeVersion && f.Hour < h {
-				out = append(out, span{f.Hour - reach, f.Hour + hourMicros})
+			if f.Added > st.lakeVersion && f.Start < h {
+				out = append(out, span{f.Start - reach, f.End})
 			}
 		}
 	}
@@ -313,18 +309,21 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 		return nil
 	}
 	spans := vj.spans(m, h, rng)
-	// Hours to read, per span, for progress.
-	hoursOf := make([][]int64, len(spans))
+	// Files to read, per span, grouped by period (the unit of progress).
+	hoursOf := make([][][]FileEntry, len(spans))
 	total := 0
 	for i, sp := range spans {
 		from, to := vj.eventRange(sp, h)
 		if from >= to {
 			continue
 		}
-		for _, hr := range m.Hours() {
-			if hr+hourMicros > from && hr < to {
-				hoursOf[i] = append(hoursOf[i], hr)
+		for _, f := range m.FilesIn(from, to) {
+			g := hoursOf[i]
+			if n := len(g); n > 0 && g[n-1][0].Start == f.Start {
+				g[n-1] = append(g[n-1], f)
+				continue
 			}
+			hoursOf[i] = append(g, []FileEntry{f})
 		}
 		total += len(hoursOf[i])
 	}
@@ -402,8 +401,8 @@ func newComputer(vj *viewJob, j *job, total int) *computer {
 }
 
 // span computes the windows starting in sp and ending at or before h from
-// the files of hours.
-func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hours []int64) ([]viewrow.Row, error) {
+// the files of periods (grouped by period).
+func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, periods [][]FileEntry) ([]viewrow.Row, error) {
 	pl := c.vj.plan
 	evFrom, evTo := c.vj.eventRange(sp, h)
 	states := map[int64]map[string]*aggregate.State{}
@@ -413,8 +412,8 @@ func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, hour
 	var curStart int64
 	var curByKey map[string]*aggregate.State
 	opts := scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}
-	for _, hr := range hours {
-		for _, fe := range m.FilesIn(hr, hr+1) {
+	for _, files := range periods {
+		for _, fe := range files {
 			err := c.vj.tl.scanFile(ctx, fe, opts, func(b *scanBatch) error {
 				for i := range b.Events {
 					e := &b.Events[i]

@@ -2,64 +2,76 @@ package batch
 
 import (
 	"context"
-	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // writeLakeDirect writes events of one partition into tl's lake, one file
-// per hour, without a log, and commits them in the manifest.
+// per period, without a log, and commits them in the manifest.
 func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, first int64) {
 	tb.Helper()
-	byHour := map[int64]*fileWriter{}
-	entries := map[int64]*FileEntry{}
 	last := first + int64(len(evs)) - 1
-	var ingest int64
+	byPeriod := map[int64][]int{}
+	var ingest, maxTime int64
 	for i := range evs {
-		e := &evs[i]
-		h := hourOf(e.Time)
-		fw := byHour[h]
-		if fw == nil {
-			rel := hourPath(h) + "/" + fileName(part, first, last)
-			var err error
-			if fw, err = createFile(tl.ls, filepath.Join(tl.dir, filepath.FromSlash(rel))); err != nil {
-				tb.Fatal(err)
-			}
-			byHour[h] = fw
-			entries[h] = &FileEntry{Path: rel, Hour: h, Partition: part, First: first, Last: last, MinTime: e.Time, MaxTime: e.Time}
-		}
-		if err := fw.add(e, int32(part), first+int64(i)); err != nil {
-			tb.Fatal(err)
-		}
-		fe := entries[h]
-		fe.Rows++
-		fe.MinTime, fe.MaxTime = min(fe.MinTime, e.Time), max(fe.MaxTime, e.Time)
-		ingest = max(ingest, e.Ingest)
+		byPeriod[periodOf(evs[i].Time, tl.period)] = append(byPeriod[periodOf(evs[i].Time, tl.period)], i)
+		ingest, maxTime = max(ingest, evs[i].Ingest), max(maxTime, evs[i].Time)
 	}
-	for h, fw := range byHour {
-		if err := fw.finish(); err != nil {
-			tb.Fatal(err)
+	var entries []FileEntry
+	for start, idx := range byPeriod {
+		rows := make([]event.Event, len(idx))
+		offs := make([]int64, len(idx))
+		for k, i := range idx {
+			rows[k], offs[k] = evs[i], first+int64(i)
 		}
-		entries[h].CRC32C = fw.sum.Sum32()
-		if err := renameFile(fw.tmp, fw.final); err != nil {
-			tb.Fatal(err)
-		}
+		path := periodPath(start, tl.period) + "/p" + strconv.Itoa(part) + "-" + strconv.FormatInt(first, 10) + "-" + strconv.FormatInt(last, 10) + ".parquet"
+		entries = append(entries, writeTestFile(tb, tl, path, start, part, first, last, rows, offs))
 	}
-	_, err := tl.ms.update(func(m *Manifest) error {
-		for _, fe := range entries {
-			fe.Added = m.Version
-			m.Files = append(m.Files, *fe)
-		}
-		m.setPartition(PartitionState{Partition: part, Next: last + 1, Ingest: ingest})
-		return nil
+	_, err := tl.ms.commit(context.Background(), func(m *Manifest) (*Delta, error) {
+		ps := m.partition(part)
+		ps.Next, ps.Ingest, ps.Rows, ps.MaxTime = last+1, ingest, ps.Rows+int64(len(evs)), max(ps.MaxTime, maxTime)
+		return &Delta{Add: entries, Partitions: []PartitionState{ps}}, nil
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// writeTestFile writes rows (of one partition, at offsets offs, in the
+// period at start) as the lake file at path and returns its entry, which
+// answers for [first, last].
+func writeTestFile(tb testing.TB, tl *topicLake, path string, start int64, part int, first, last int64, rows []event.Event, offs []int64) FileEntry {
+	tb.Helper()
+	fe := FileEntry{Path: path, Start: start, End: start + tl.period, Rows: int64(len(rows)),
+		Ranges: []Range{{Partition: part, First: first, Last: last, Rows: int64(len(rows))}}}
+	w, err := tl.st.Create(context.Background(), tl.key(path))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fw := newFileWriter(tl.ls)
+	fw.start(w, fe.Ranges)
+	for i := range rows {
+		if i == 0 || rows[i].Time < fe.MinTime {
+			fe.MinTime = rows[i].Time
+		}
+		fe.MaxTime = max(fe.MaxTime, rows[i].Time)
+		if err := fw.add(&rows[i], int32(part), offs[i]); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if fe.CRC32C, err = fw.finish(); err != nil {
+		tb.Fatal(err)
+	}
+	if fe.Bytes, err = w.Commit(context.Background(), true); err != nil {
+		tb.Fatal(err)
+	}
+	return fe
 }
 
 // BenchmarkRecompute runs a view's plan over a lake of 2M rows of the
@@ -94,7 +106,7 @@ func BenchmarkRecompute(b *testing.B) {
 	writeLakeDirect(b, bt.lakes["metrics"], 0, exampleEvents(n, 2), 0)
 	readers := []struct {
 		name string
-		scan func(context.Context, string, event.Schema, FileEntry, scanOptions, func(*scanBatch) error) error
+		scan func(context.Context, lakestore.Object, string, event.Schema, FileEntry, scanOptions, func(*scanBatch) error) error
 	}{{"parquet-go", scanParquet}, {"arrow", scanParquetArrow}}
 	for _, view := range []string{"design", "lean"} {
 		for _, rd := range readers {
