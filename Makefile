@@ -3,6 +3,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 GO ?= go
 PIPELINE ?= pipelines/examples/quickstart.yaml
+# make run LISTEN=host:port (or PORT=n, for 127.0.0.1:n) serves elsewhere than
+# the pipeline file's http.listen.
+LISTEN ?= $(if $(PORT),127.0.0.1:$(PORT))
 SERVICES := deploy/dev/services.sh
 # -p 1: packages share the dev services, and some tests stop and restart them.
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 30m
@@ -10,11 +13,11 @@ BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 
-.PHONY: run build build-nocgo test test-go lint services services-down bench bench-kafka fuzz clean
+.PHONY: run build build-nocgo test test-go lint services services-down bench bench-kafka bench-peers bench-backfill fuzz clean
 
 ## run: the example pipeline on embedded defaults (nothing else to install)
 run: build
-	bin/lambdaflow run -c $(PIPELINE)
+	bin/lambdaflow run -c $(PIPELINE)$(if $(LISTEN), --listen $(LISTEN))
 
 ## build: the binary into bin/
 build:
@@ -47,6 +50,24 @@ bench: services
 	mkdir -p artifacts
 	set -a; source <($(SERVICES) env); set +a; \
 	$(GO) test -p 1 -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem -timeout 60m ./... | tee artifacts/bench.txt
+
+## bench-peers: Lambdaflow side by side with Kafka, Flink (Maven Central) and DuckDB (PyPI), fetched into
+## .services/peers; ROUNDS interleaved rounds, PAIRS of ingest,speed,batch,lake; table in artifacts/bench-peers.md
+ROUNDS ?= 3
+PAIRS ?= ingest,speed,batch,lake
+bench-peers:
+	deploy/bench/peers.sh fetch
+	deploy/bench/peers.sh build
+	mkdir -p artifacts
+	set -a; source <(deploy/bench/peers.sh env); set +a; \
+	$(GO) run ./bench/peers -rounds $(ROUNDS) -pairs $(PAIRS) -o artifacts/bench-peers.md
+
+## bench-backfill: a year of flights through HTTP ingest into a real `lambdaflow run`: lake catch-up, files,
+## manifest, peak RSS, recompute per view, with exactness checks; ROUNDS rounds; report in artifacts/bench-backfill.md
+bench-backfill: build
+	deploy/bench/peers.sh duckdb
+	mkdir -p artifacts
+	$(GO) run ./bench/backfill -rounds $(ROUNDS) -o artifacts/bench-backfill.md
 
 ## bench-kafka: Kafka-protocol produce throughput, interleaved medians: Apache Kafka (from Maven
 ## Central, KRaft, deploy/bench/kafka-broker.sh) vs Lambdaflow's Kafka listener vs the same records

@@ -18,6 +18,14 @@ type Topic struct {
 	Retention string `json:"retention"`
 	MaxBytes  int64  `json:"max_bytes"`
 	Replicas  int    `json:"replicas"`
+	// Kind is what the topic holds: "events" (clients publish to it),
+	// "view" (a view's rows, written by the speed and batch layers) or
+	// "dead_letters" (a sink's dead letters, written by the sink).
+	Kind string `json:"kind"`
+	// Publishable is true for the topics clients publish to; Refusal says
+	// why the others refuse publishing and what to do instead.
+	Publishable bool   `json:"publishable"`
+	Refusal     string `json:"refusal,omitempty"`
 }
 
 // EndOffset is the sum of the partitions' end offsets: every event ever
@@ -48,23 +56,44 @@ type LagAnswer struct {
 	Consumers []Lag `json:"consumers"`
 }
 
-// Lag is one consumer's position on one partition.
+// Lag is one consumer's position on one partition. Offset, Lag and
+// LagSeconds are the committed position (what a restart resumes from, the
+// number Kafka's lag monitors report); the Read fields are how far the
+// consumer has read, which is ahead of its commits for consumers that
+// commit once their work is durable (the lake writer when a file rolls,
+// the speed layer at a checkpoint). A healthy consumer has a small read
+// lag; its committed lag may be as large as its commit interval.
 type Lag struct {
 	Consumer  string `json:"consumer"`
 	Topic     string `json:"topic"`
 	Partition int    `json:"partition"`
-	// Offset is the next event the consumer will read (its last commit; 0
-	// for a registered consumer that has not committed).
+	// Offset is the next event the consumer will read after a restart (its
+	// last commit; 0 for a registered consumer that has not committed).
 	Offset int64 `json:"offset"`
 	// EndOffset is the offset the next appended event will get.
 	EndOffset int64 `json:"end_offset"`
 	// Lag is EndOffset − Offset, never below 0.
 	Lag int64 `json:"lag"`
-	// LagSeconds is the age, by the broker clock, of the oldest event the
-	// consumer has not consumed: now minus the smallest event time of the
-	// entry holding Offset (of the first entry held, if retention removed
-	// that one). 0 when Lag is 0, never below 0.
+	// LagSeconds is how long the oldest uncommitted event has waited: now
+	// (the broker clock) minus the time the log appended the entry holding
+	// Offset (the first entry held, if retention removed that one). 0 when
+	// Lag is 0, never below 0.
 	LagSeconds float64 `json:"lag_seconds"`
+	// EventTimeLagSeconds is the age by event time of the oldest
+	// uncommitted event: now minus the smallest event time of the entry
+	// holding Offset. Late or backfilled events make it large however
+	// current the consumer is. 0 when Lag is 0, never below 0.
+	EventTimeLagSeconds float64 `json:"event_time_lag_seconds"`
+	// ReadOffset is the next event the consumer will read, as it last
+	// reported (at most a second old); Offset for a consumer that reports
+	// nothing but its commits.
+	ReadOffset int64 `json:"read_offset"`
+	// ReadLag is EndOffset − ReadOffset, never below 0.
+	ReadLag int64 `json:"read_lag"`
+	// ReadLagSeconds is now minus the append time of the entry holding
+	// ReadOffset: how long the oldest unread event has waited. 0 when
+	// ReadLag is 0.
+	ReadLagSeconds float64 `json:"read_lag_seconds"`
 }
 
 // Browse answers GET /v1/topics/{topic}/events, the message browser.

@@ -4,13 +4,16 @@ import "time"
 
 // Stats answers GET /v1/stats: the live numbers of the process that
 // answers, the ones the console and `lambdaflow top` show. Counters are
-// totals since the process started (a restart starts them at 0 again):
-// a client takes two answers and divides the difference by the difference
-// of their Time to get a rate. A part the process does not run is null
-// (Ingest, Batch) or empty (Views, Sinks).
+// totals since the process started at Started (a restart starts them at 0
+// again), except where a field says it is durable (the log's numbers, what
+// the lake holds): a client takes two answers and divides the difference by
+// the difference of their Time to get a rate. A part the process does not
+// run is null (Ingest, Batch) or empty (Views, Sinks).
 type Stats struct {
 	Pipeline string    `json:"pipeline"`
 	Time     time.Time `json:"time"`
+	// Started is when the process started: what its counters count from.
+	Started time.Time `json:"started"`
 	// Topics and Consumers are the log's, as every process sees it.
 	Topics    []TopicStats `json:"topics"`
 	Consumers []Lag        `json:"consumers"`
@@ -83,12 +86,16 @@ type BatchStats struct {
 	Jobs map[JobState]int `json:"jobs"`
 }
 
-// LakeStats is the lake writer's work on one topic.
+// LakeStats is the lake writer's work on one topic: Rows, Files and
+// Compactions since the process started; RowsHeld and FilesHeld what the
+// lake holds, from its manifest (durable: a restart keeps them).
 type LakeStats struct {
 	Topic       string `json:"topic"`
 	Rows        uint64 `json:"rows"`
 	Files       uint64 `json:"files"`
 	Compactions uint64 `json:"compactions"`
+	RowsHeld    int64  `json:"rows_held"`
+	FilesHeld   int    `json:"files_held"`
 }
 
 // BatchViewStats is the batch layer's recomputation of one view.

@@ -21,7 +21,8 @@ import (
 )
 
 // Log is what the batch layer needs of the log: the lake writers read
-// partitions and commit their position; jobs learn how far each partition
+// partitions, report how far they read and commit their position once it
+// is durable; jobs learn how far each partition
 // goes (to decide what the lake holds completely) and append recomputed
 // view rows to the views' topics. *broker.Broker implements it.
 type Log interface {
@@ -29,6 +30,7 @@ type Log interface {
 	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
 	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
+	Progress(consumer, topic string, partition int, offset int64)
 	Topics(ctx context.Context) ([]api.Topic, error)
 	Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error)
 }
@@ -189,7 +191,7 @@ func (b *Batch) Run(ctx context.Context) error {
 	defer stopReading()
 	var readers sync.WaitGroup
 	for _, tl := range b.lakes {
-		if err := b.log.Register(ctx, LakeConsumer, tl.topic.Name); err != nil && ctx.Err() == nil {
+		if err := b.log.Register(ctx, lakeConsumer, tl.topic.Name); err != nil && ctx.Err() == nil {
 			b.logger.Warn("lake: registering consumer", "topic", tl.topic.Name, "err", err)
 		}
 		parts := make([]int, max(tl.topic.Partitions, 1))
@@ -251,9 +253,9 @@ func (b *Batch) lakeBuffer() pipelines.ByteSize {
 	return b.p.Lake.Buffer
 }
 
-// Manifest returns the current manifest of a topic's lake, or nil for an
+// manifestOf returns the current manifest of a topic's lake, or nil for an
 // unknown topic.
-func (b *Batch) Manifest(topic string) *Manifest {
+func (b *Batch) manifestOf(topic string) *manifest {
 	if tl := b.lakes[topic]; tl != nil {
 		return tl.ms.snapshot()
 	}

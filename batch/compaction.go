@@ -73,7 +73,7 @@ func (c *compactor) poke([]int64) {
 // shard returns the partition whose owner compacts the period at start.
 func (tl *topicLake) shard(start int64) int {
 	n := int64(max(tl.topic.Partitions, 1))
-	i := floorDiv(start, tl.period) % n
+	i := periodOf(start, tl.period) / tl.period % n
 	if i < 0 {
 		i += n
 	}
@@ -117,7 +117,7 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 			newest, seen = ps.MaxTime, true
 		}
 	}
-	groups := map[int64][]FileEntry{}
+	groups := map[int64][]fileEntry{}
 	for _, f := range m.Files {
 		start := periodOf(f.Start, c.tl.period)
 		if c.owns != nil && !c.owns(c.tl.shard(start)) {
@@ -140,7 +140,7 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 		}
 		fs := groups[start]
 		// The oldest files first: their rows come first in offset order.
-		slices.SortFunc(fs, func(a, b FileEntry) int { return cmp.Or(cmp.Compare(a.Added, b.Added), cmp.Compare(a.Path, b.Path)) })
+		slices.SortFunc(fs, func(a, b fileEntry) int { return cmp.Or(cmp.Compare(a.Added, b.Added), cmp.Compare(a.Path, b.Path)) })
 		err := c.merge(ctx, m, start, fs[:min(len(fs), maxMergeInputs)])
 		if errors.Is(err, errStale) {
 			// Another process changed the period meanwhile; the next pass
@@ -162,8 +162,8 @@ var errStale = errors.New("lake: files compacted meanwhile")
 // merge replaces files (of the period at start) by one file holding their
 // rows in partition and offset order, named c<version>.parquet after the
 // manifest version it was made from.
-func (c *compactor) merge(ctx context.Context, m *Manifest, start int64, files []FileEntry) error {
-	out := FileEntry{
+func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files []fileEntry) error {
+	out := fileEntry{
 		Path:      periodPath(start, c.tl.period) + "/c" + strconv.FormatInt(m.Version, 10) + ".parquet",
 		Start:     start,
 		End:       start + c.tl.period,
@@ -171,7 +171,7 @@ func (c *compactor) merge(ctx context.Context, m *Manifest, start int64, files [
 		MaxTime:   files[0].MaxTime,
 		Compacted: true,
 	}
-	var ranges []Range
+	var ranges []offsetRange
 	for _, f := range files {
 		ranges = append(ranges, f.Ranges...)
 		out.Rows += f.Rows
@@ -198,7 +198,7 @@ func (c *compactor) merge(ctx context.Context, m *Manifest, start int64, files [
 		}
 		break
 	}
-	_, err := c.tl.ms.commit(ctx, func(m *Manifest) (*Delta, error) {
+	_, err := c.tl.ms.commit(ctx, func(m *manifest) (*delta, error) {
 		if c.fence != nil {
 			if err := fenced(m.partition(shard), c.fence(shard), c.tl.topic.Name); err != nil {
 				return nil, err
@@ -208,7 +208,7 @@ func (c *compactor) merge(ctx context.Context, m *Manifest, start int64, files [
 		for _, f := range m.Files {
 			live[f.Path] = true
 		}
-		d := &Delta{Add: []FileEntry{out}}
+		d := &delta{Add: []fileEntry{out}}
 		for _, f := range files {
 			if !live[f.Path] {
 				return nil, fmt.Errorf("%w: %s is no longer live", errStale, f.Path)
@@ -236,7 +236,7 @@ func (c *compactor) merge(ctx context.Context, m *Manifest, start int64, files [
 
 // write writes the merged file: the inputs' rows merged in partition and
 // offset order (each input is in that order).
-func (c *compactor) write(ctx context.Context, out *FileEntry, files []FileEntry) error {
+func (c *compactor) write(ctx context.Context, out *fileEntry, files []fileEntry) error {
 	w, err := c.tl.st.Create(ctx, c.tl.key(out.Path))
 	if err != nil {
 		return err
@@ -285,7 +285,7 @@ func (in *mergeInput) advance() bool {
 	return true
 }
 
-func (c *compactor) mergeRows(ctx context.Context, files []FileEntry, fw *fileWriter) error {
+func (c *compactor) mergeRows(ctx context.Context, files []fileEntry, fw *fileWriter) error {
 	inputs := make([]*mergeInput, len(files))
 	for i, f := range files {
 		in := &mergeInput{i: -1}
@@ -385,12 +385,12 @@ func (c *compactor) purge(ctx context.Context) error {
 	if err := c.tl.st.Delete(ctx, keys...); err != nil {
 		return err
 	}
-	_, err := c.tl.ms.commit(ctx, func(m *Manifest) (*Delta, error) {
+	_, err := c.tl.ms.commit(ctx, func(m *manifest) (*delta, error) {
 		replaced := map[string]bool{}
 		for _, r := range m.Replaced {
 			replaced[r.Path] = true
 		}
-		d := &Delta{}
+		d := &delta{}
 		for _, p := range gone {
 			if replaced[p] {
 				d.Purge = append(d.Purge, p)

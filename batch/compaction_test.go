@@ -145,7 +145,7 @@ func readSnapshot(tl *topicLake, ids map[string]bool) error {
 	return readFiles(tl, m, ids)
 }
 
-func readFiles(tl *topicLake, m *Manifest, ids map[string]bool) error {
+func readFiles(tl *topicLake, m *manifest, ids map[string]bool) error {
 	seen := make(map[string]bool, len(ids))
 	for _, fe := range m.Files {
 		err := tl.scanFile(context.Background(), fe, scanOptions{IDs: true, Fields: make([]bool, len(tl.topic.Schema))}, func(b *scanBatch) error {

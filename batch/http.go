@@ -29,7 +29,7 @@ func (b *Batch) Routes() []httpapi.Route {
 func (b *Batch) handleRecompute(w http.ResponseWriter, r *http.Request) {
 	view := r.PathValue("view")
 	if b.views[view] == nil {
-		httpapi.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown view %q", view))
+		httpapi.WriteUnknown(w, "view", view, b.p.ViewNames())
 		return
 	}
 	q := r.URL.Query()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -38,7 +39,8 @@ func TestHTTP(t *testing.T) {
 		code int
 		body string
 	}{
-		{"/v1/views/nope/recompute", 404, `unknown view \"nope\"`},
+		{"/v1/views/nope/recompute", 404, `{"error":"unknown view \"nope\" (views: cpu_by_region)"}`},
+		{"/v1/views/cpu_by_regoin/recompute", 404, `{"error":"unknown view \"cpu_by_regoin\" (did you mean \"cpu_by_region\"?)"}`},
 		{"/v1/views/cpu_by_region/recompute?from=yesterday", 400, `from: \"yesterday\" is not an RFC 3339 time`},
 		{"/v1/views/cpu_by_region/recompute?to=1700000000", 400, `to: `},
 		{"/v1/views/cpu_by_region/recompute?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", 400, `from: must be before to`},
@@ -54,7 +56,7 @@ func TestHTTP(t *testing.T) {
 		t.Fatalf("POST recompute: %d %s", code, body)
 	}
 	var st api.JobStatus
-	checkFor(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		code, body := do("GET", "/v1/jobs/"+started.Job)
 		if code != 200 {
 			return fmt.Errorf("%d %s", code, body)

@@ -193,10 +193,10 @@ func (b *Batch) Recompute(view string, from, to time.Time) (string, error) {
 	return j.snapshot().ID, nil
 }
 
-// RunJob is Recompute waited for: it calls progress (if not nil) on every
+// recomputeWait is Recompute waited for: it calls progress (if not nil) on every
 // change of the job's status and returns the final status. Cancelling ctx
 // cancels the job. For `lambdaflow batch run`.
-func (b *Batch) RunJob(ctx context.Context, view string, from, to time.Time, progress func(api.JobStatus)) (api.JobStatus, error) {
+func (b *Batch) recomputeWait(ctx context.Context, view string, from, to time.Time, progress func(api.JobStatus)) (api.JobStatus, error) {
 	done := make(chan struct{})
 	var once sync.Once
 	watch := func(s api.JobStatus) {

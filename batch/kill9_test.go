@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/internal/s3test"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -70,15 +70,6 @@ func lakeChild() int {
 	return 0
 }
 
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestLakeKill9 appends a backfill (events of some forty hours, in a
 // shuffled order, so every flush writes many hours) while a lake writer in
 // another process, compacting as it goes, is killed with SIGKILL again and
@@ -93,7 +84,7 @@ func testLakeKill9(t *testing.T, at lakeAt) {
 	}
 	dir := t.TempDir()
 	p := killPipeline(dir)
-	p.Broker.Listen = freePort(t)
+	p.Broker.Listen = testenv.FreeAddr(t)
 	at.apply(p)
 	br := openBroker(t, p, nil)
 	st := openStore(t, p)
@@ -114,8 +105,8 @@ func testLakeKill9(t *testing.T, at lakeAt) {
 		}
 		return cmd
 	}
-	manifest := func() *Manifest {
-		m, err := ReadManifest(context.Background(), st, "metrics")
+	manifest := func() *manifest {
+		m, err := readManifest(context.Background(), st, "metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +135,7 @@ func testLakeKill9(t *testing.T, at lakeAt) {
 		cmd := start()
 		v := version()
 		// Let it commit a few files, then kill it wherever it is.
-		checkFor(t, 60*time.Second, func() error {
+		testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
 			if version() < v+int64(2+round) {
 				return fmt.Errorf("manifest still at version %d", version())
 			}
@@ -160,7 +151,7 @@ func testLakeKill9(t *testing.T, at lakeAt) {
 
 	cmd := start()
 	want := logEnds(t, br, "metrics")
-	checkFor(t, 60*time.Second, func() error {
+	testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
 		m := manifest()
 		for part, end := range want {
 			if got := m.partition(part).Next; got != end {
@@ -213,7 +204,7 @@ func testLakeKill9(t *testing.T, at lakeAt) {
 	checkIndependent(t, at.topic(p, "metrics"), evs)
 }
 
-func compacted(m *Manifest) int {
+func compacted(m *manifest) int {
 	n := 0
 	for _, f := range m.Files {
 		if f.Compacted {

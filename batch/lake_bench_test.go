@@ -86,7 +86,7 @@ func BenchmarkLakeWrite(b *testing.B) {
 			b.Fatal(err)
 		}
 		fw := newFileWriter(ls)
-		ranges := []Range{{Partition: 0, First: 0, Last: benchRows - 1, Rows: benchRows}}
+		ranges := []offsetRange{{Partition: 0, First: 0, Last: benchRows - 1, Rows: benchRows}}
 		cpu0 := cpuTime()
 		for b.Loop() {
 			w, err := st.Create(context.Background(), "lake.parquet")

@@ -76,7 +76,7 @@ func newFileWriter(ls *lakeSchema) *fileWriter {
 		parquet.DictionaryMaxBytes(1<<20),
 		// Ids are unique and not in id order: their min and max prune
 		// nothing, and comparing every id cost 7% of the writer's time.
-		parquet.SkipPageBounds(ColID),
+		parquet.SkipPageBounds(event.ColID),
 	)
 	fw.cols = fw.w.ColumnWriters()
 	fw.pending = make([]event.Event, 0, chunkRows)
@@ -87,7 +87,7 @@ func newFileWriter(ls *lakeSchema) *fileWriter {
 }
 
 // start begins a file written to dst; ranges go into its footer.
-func (fw *fileWriter) start(dst io.Writer, ranges []Range) {
+func (fw *fileWriter) start(dst io.Writer, ranges []offsetRange) {
 	fw.sum.Reset()
 	fw.out.w = io.MultiWriter(dst, fw.sum)
 	fw.w.Reset(&fw.out)

@@ -58,7 +58,7 @@ type scanOptions struct {
 // the topic later) reads as null; integer-like types read as each other.
 // The file must hold exactly fe.Rows rows, each of one of fe's ranges and
 // of its period; anything else is ErrCorruptFile.
-func (tl *topicLake) scanFile(ctx context.Context, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) error {
+func (tl *topicLake) scanFile(ctx context.Context, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error {
 	o, name, err := tl.openFile(ctx, fe)
 	if err != nil {
 		return err
@@ -73,7 +73,7 @@ func (tl *topicLake) scanFile(ctx context.Context, fe FileEntry, opts scanOption
 // is read from where it waits out its grace period. This is the way in for
 // any reader of lake files (parquet.OpenFile takes the object: it is an
 // io.ReaderAt with a size).
-func (tl *topicLake) openFile(ctx context.Context, fe FileEntry) (lakestore.Object, string, error) {
+func (tl *topicLake) openFile(ctx context.Context, fe fileEntry) (lakestore.Object, string, error) {
 	key := tl.key(fe.Path)
 	o, err := tl.st.Open(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -99,7 +99,7 @@ func (tl *topicLake) openFile(ctx context.Context, fe FileEntry) (lakestore.Obje
 // wrong values (zstd frames carry no checksum here, and page CRCs are not
 // checked). Reading the file once more costs little next to decoding it, and
 // warms the page cache.
-func checkSum(o lakestore.Object, name string, fe FileEntry) error {
+func checkSum(o lakestore.Object, name string, fe fileEntry) error {
 	if fe.CRC32C == 0 {
 		return nil
 	}
@@ -131,7 +131,7 @@ const (
 type fileScan struct {
 	path   string
 	schema event.Schema
-	fe     FileEntry
+	fe     fileEntry
 	// cols lists the file columns to read; target says where each lands:
 	// a schema field (≥ 0) or a metadata column (tID…tIngest).
 	cols, target []int
@@ -172,8 +172,8 @@ func (s *fileScan) selectColumns(opts scanOptions, colIndex func(name string) in
 		name string
 		t    int
 		want bool
-	}{{ColID, tID, opts.IDs || opts.Fields == nil}, {ColPartition, tPart, true}, {ColOffset, tOffset, true},
-		{ColEventTime, tEventTime, true}, {ColIngestTime, tIngest, opts.Ingest || opts.Fields == nil}} {
+	}{{event.ColID, tID, opts.IDs || opts.Fields == nil}, {event.ColPartition, tPart, true}, {event.ColOffset, tOffset, true},
+		{event.ColEventTime, tEventTime, true}, {event.ColIngestTime, tIngest, opts.Ingest || opts.Fields == nil}} {
 		c := colIndex(m.name)
 		// A file without _ingest_time is bad also for a reader that skips it.
 		if c < 0 && (m.want || m.t == tIngest) {
@@ -243,7 +243,7 @@ func (s *fileScan) done() error {
 // opts.BatchRows events. Columns a scan does not ask for are not read.
 // Strings are copied once per page, dictionary words once per dictionary,
 // and pages go back to parquet-go's pools as soon as they are used up.
-func scanParquet(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
+func scanParquet(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
 	s := &fileScan{path: name, schema: schema, fe: fe}
 	defer s.recoverCorrupt(&err)
 	pf, err := parquet.OpenFile(o, o.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
@@ -303,15 +303,15 @@ func scanParquet(ctx context.Context, o lakestore.Object, name string, schema ev
 func colName(schema event.Schema, t int) string {
 	switch t {
 	case tID:
-		return ColID
+		return event.ColID
 	case tPart:
-		return ColPartition
+		return event.ColPartition
 	case tOffset:
-		return ColOffset
+		return event.ColOffset
 	case tEventTime:
-		return ColEventTime
+		return event.ColEventTime
 	case tIngest:
-		return ColIngestTime
+		return event.ColIngestTime
 	}
 	return schema[t].Name
 }

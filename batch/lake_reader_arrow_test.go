@@ -28,7 +28,7 @@ import (
 // BenchmarkRecompute measures the lake's reader against it on the same
 // workload. It streams 16Ki-row record batches with a recycling allocator,
 // reads strings as dictionaries and decodes only the columns asked for.
-func scanParquetArrow(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
+func scanParquetArrow(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
 	s := &fileScan{path: name, schema: schema, fe: fe}
 	defer s.recoverCorrupt(&err)
 	pf, err := file.NewParquetReader(io.NewSectionReader(o, 0, o.Size()))

@@ -70,7 +70,7 @@ func TestLakeFileRoundTrip(t *testing.T) {
 		offsets[i] = 1000 + int64(i)
 	}
 	fe := writeTestFile(t, tl, "dt=2026-01-01/hour=00/p3-1000-99999.parquet", hour, 3, 1000, 1000+rows-1, evs, offsets)
-	readers := map[string]func(context.Context, lakestore.Object, string, event.Schema, FileEntry, scanOptions, func(*scanBatch) error) error{
+	readers := map[string]func(context.Context, lakestore.Object, string, event.Schema, fileEntry, scanOptions, func(*scanBatch) error) error{
 		"parquet-go": scanParquet, "arrow": scanParquetArrow,
 	}
 	for name, scan := range readers {

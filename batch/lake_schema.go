@@ -10,17 +10,8 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// Metadata columns every lake row carries after the topic's own fields;
-// docs/lake-format.md is the specification.
-const (
-	ColID         = "_id"
-	ColPartition  = "_partition"
-	ColOffset     = "_offset"
-	ColEventTime  = "_event_time"
-	ColIngestTime = "_ingest_time"
-)
-
-// metaColumns is the number of metadata columns after the topic's fields.
+// metaColumns is the number of metadata columns after the topic's fields:
+// event.ColID, event.ColPartition, event.ColOffset, event.ColEventTime and event.ColIngestTime.
 const metaColumns = 5
 
 // lakeSchema is the Parquet schema of one topic's lake files: the topic's
@@ -40,7 +31,7 @@ func newLakeSchema(fields event.Schema) (*lakeSchema, error) {
 	ls := &lakeSchema{fields: fields}
 	for i, f := range fields {
 		switch f.Name {
-		case ColID, ColPartition, ColOffset, ColEventTime, ColIngestTime:
+		case event.ColID, event.ColPartition, event.ColOffset, event.ColEventTime, event.ColIngestTime:
 			return nil, fmt.Errorf("lake: topic field %q collides with a lake metadata column", f.Name)
 		}
 		t, tag, err := columnOf(f.Type)
@@ -65,11 +56,11 @@ func newLakeSchema(fields event.Schema) (*lakeSchema, error) {
 	}{
 		// Ids are unique, so a dictionary never pays; zstd over plain
 		// values beat delta byte arrays on numbered ids (3.6 vs 4.8 B/row).
-		{ColID, reflect.TypeFor[string](), ",plain,zstd"},
-		{ColPartition, reflect.TypeFor[int32](), ",dict,zstd"},
-		{ColOffset, reflect.TypeFor[int64](), ",delta,zstd"},
-		{ColEventTime, reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd"},
-		{ColIngestTime, reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd"},
+		{event.ColID, reflect.TypeFor[string](), ",plain,zstd"},
+		{event.ColPartition, reflect.TypeFor[int32](), ",dict,zstd"},
+		{event.ColOffset, reflect.TypeFor[int64](), ",delta,zstd"},
+		{event.ColEventTime, reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd"},
+		{event.ColIngestTime, reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd"},
 	}
 	for i, m := range meta {
 		sf = append(sf, reflect.StructField{

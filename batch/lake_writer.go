@@ -18,8 +18,8 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// LakeConsumer is the consumer name under which lake writers commit.
-const LakeConsumer = "lake"
+// lakeConsumer is the consumer name under which lake writers commit.
+const lakeConsumer = "lake"
 
 // A burst is burstRows rows or more read within burstWindow (a backfill, a
 // client's batch of history). When a partition has read everything the
@@ -37,12 +37,14 @@ const (
 const flushWorkers = 4
 
 // lakeLog is what a lake writer needs of the log: read a partition,
-// commit its position (for lag and retention) and register as a consumer.
+// report how far it read and commit its position once that is durable (for
+// lag and retention), and register as a consumer.
 type lakeLog interface {
 	Reader(ctx context.Context, topic string, partition int, from broker.Position) (*broker.Reader, error)
 	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
 	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
+	Progress(consumer, topic string, partition int, offset int64)
 }
 
 // Fence is the ownership under which a process writes a partition of the
@@ -59,7 +61,7 @@ type Fence interface {
 var errLost = errors.New("lake: the partition moved to another process")
 
 // fenced refuses a commit for partition state ps under fence f.
-func fenced(ps PartitionState, f Fence, topic string) error {
+func fenced(ps partitionState, f Fence, topic string) error {
 	if f == nil {
 		return nil
 	}
@@ -81,7 +83,7 @@ type topicLake struct {
 	period int64
 	// scan reads one lake file (scanParquet); benchmarks swap in another
 	// reader to compare them on the same workload.
-	scan func(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe FileEntry, opts scanOptions, fn func(*scanBatch) error) error
+	scan func(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error
 }
 
 func openTopicLake(ctx context.Context, st lakestore.Store, t *pipelines.Topic, now func() time.Time, logger *slog.Logger) (*topicLake, error) {
@@ -242,13 +244,16 @@ func (tw *topicWriter) attach(ctx context.Context, part int, fence Fence) error 
 	tw.mu.Unlock()
 	// The manifest, not the committed offset, says what the lake holds;
 	// the commit can lag it by one flush after a crash.
-	if committed, ok, err := tw.log.Committed(ctx, LakeConsumer, topic, part); err == nil && (!ok || committed != next) {
+	if committed, ok, err := tw.log.Committed(ctx, lakeConsumer, topic, part); err == nil && (!ok || committed != next) {
 		if ok && committed > next {
 			tw.logger.Warn("lake: committed offset is past the lake's manifest; rewriting from the manifest",
 				"topic", topic, "partition", part, "committed", committed, "manifest_next", next)
 		}
 		tw.report(ctx, part, next, 0)
 	}
+	// What is read goes into the buffer, durable only once flushed: the
+	// read position shows a writer that keeps up, the commit what is safe.
+	tw.log.Progress(lakeConsumer, topic, part, next)
 	err := tw.read(ctx, part)
 	// What was read goes into the lake before the partition is let go.
 	sctx := context.WithoutCancel(ctx)
@@ -274,7 +279,7 @@ func (tw *topicWriter) attach(ctx context.Context, part int, fence Fence) error 
 // owner (one that does not know yet that it lost the partition) is
 // accepted, so the files it leaves can be removed safely.
 func (tw *topicWriter) takeOver(ctx context.Context, part int, fence Fence) error {
-	_, err := tw.tl.ms.commit(ctx, func(m *Manifest) (*Delta, error) {
+	_, err := tw.tl.ms.commit(ctx, func(m *manifest) (*delta, error) {
 		ps := m.partition(part)
 		if err := fenced(ps, fence, tw.tl.topic.Name); err != nil {
 			return nil, err
@@ -283,7 +288,7 @@ func (tw *topicWriter) takeOver(ctx context.Context, part int, fence Fence) erro
 			return nil, nil
 		}
 		ps.Epoch = fence.Epoch()
-		return &Delta{Partitions: []PartitionState{ps}}, nil
+		return &delta{Partitions: []partitionState{ps}}, nil
 	})
 	return err
 }
@@ -391,7 +396,9 @@ func (tw *topicWriter) add(part int, gen int64, e *broker.Entry) error {
 	tw.count(buf.rows - rowsBefore)
 	full := buf.rows >= int64(tw.roll.MaxRows)
 	grown := buf.bytes - before
+	read := pw.end
 	tw.mu.Unlock()
+	tw.log.Progress(lakeConsumer, tw.tl.topic.Name, part, read)
 	if tw.budget.take(grown) {
 		tw.budget.pressure()
 	}
@@ -485,8 +492,8 @@ func (tw *topicWriter) commitBuffer(ctx context.Context, buf *rowBuffer, ranges 
 		return err
 	}
 	existing := map[int64]bool{}
-	_, err = tw.tl.ms.commit(ctx, func(m *Manifest) (*Delta, error) {
-		d := &Delta{Add: entries}
+	_, err = tw.tl.ms.commit(ctx, func(m *manifest) (*delta, error) {
+		d := &delta{Add: entries}
 		for _, r := range ranges {
 			ps := m.partition(r.part)
 			if err := fenced(ps, r.fence, topic); err != nil {
@@ -529,7 +536,7 @@ func (tw *topicWriter) commitBuffer(ctx context.Context, buf *rowBuffer, ranges 
 
 // remove deletes files a failed flush wrote (best effort: what is left is
 // removed by the partition's next owner).
-func (tw *topicWriter) remove(entries []FileEntry) {
+func (tw *topicWriter) remove(entries []fileEntry) {
 	keys := make([]string, len(entries))
 	for i, e := range entries {
 		keys[i] = tw.tl.key(e.Path)
@@ -559,7 +566,7 @@ func (tw *topicWriter) restart() {
 // retention only (the manifest says what the lake holds), so a failure is
 // logged and repaired by the next flush or start.
 func (tw *topicWriter) report(ctx context.Context, part int, offset, eventTime int64) {
-	if err := tw.log.Commit(ctx, LakeConsumer, tw.tl.topic.Name, part, offset, eventTime); err != nil {
+	if err := tw.log.Commit(ctx, lakeConsumer, tw.tl.topic.Name, part, offset, eventTime); err != nil {
 		tw.logger.Warn("lake: commit", "topic", tw.tl.topic.Name, "partition", part, "err", err)
 		return
 	}
@@ -572,9 +579,9 @@ func (tw *topicWriter) report(ctx context.Context, part int, offset, eventTime i
 
 // writeFiles writes one file per period of buf, flushWorkers at a time,
 // and returns their manifest entries in period order.
-func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []flushRange) ([]FileEntry, error) {
+func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []flushRange) ([]fileEntry, error) {
 	periods := buf.sortedPeriods()
-	entries := make([]FileEntry, len(periods))
+	entries := make([]fileEntry, len(periods))
 	errs := make([]error, len(periods))
 	byPart := make(map[int]flushRange, len(ranges))
 	for _, r := range ranges {
@@ -601,7 +608,7 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 		})
 	}
 	wg.Wait()
-	var written []FileEntry
+	var written []fileEntry
 	var err error
 	for k := range periods {
 		if errs[k] == nil && entries[k].Path != "" {
@@ -623,16 +630,16 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 // and returns its manifest entry. The file is named after its first
 // partition's range: p<partition>-<first>-<last>.parquet when it holds one
 // partition, w<partition>-<first>-<last>.parquet when it holds more.
-func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (FileEntry, error) {
+func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (fileEntry, error) {
 	parts := make([]int, 0, len(runs))
 	for p := range runs {
 		parts = append(parts, p)
 	}
 	slices.Sort(parts)
-	fe := FileEntry{Start: period, End: period + tw.tl.period}
+	fe := fileEntry{Start: period, End: period + tw.tl.period}
 	for i, p := range parts {
 		r, run := byPart[p], runs[p]
-		fe.Ranges = append(fe.Ranges, Range{Partition: p, First: r.first, Last: r.end - 1, Rows: int64(run.rows)})
+		fe.Ranges = append(fe.Ranges, offsetRange{Partition: p, First: r.first, Last: r.end - 1, Rows: int64(run.rows)})
 		fe.Rows += int64(run.rows)
 		if i == 0 || run.minTime < fe.MinTime {
 			fe.MinTime = run.minTime
@@ -655,7 +662,7 @@ func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period i
 			// this partition that failed or lost it (this one owns it now),
 			// or by our own request that succeeded unanswered. Replace it.
 			if derr := tw.tl.st.Delete(ctx, tw.tl.key(fe.Path)); derr != nil {
-				return FileEntry{}, derr
+				return fileEntry{}, derr
 			}
 			continue
 		}
@@ -663,7 +670,7 @@ func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period i
 	}
 }
 
-func (tw *topicWriter) writeFile(ctx context.Context, fw *fileWriter, fe *FileEntry, parts []int, runs map[int]*rowRun) error {
+func (tw *topicWriter) writeFile(ctx context.Context, fw *fileWriter, fe *fileEntry, parts []int, runs map[int]*rowRun) error {
 	w, err := tw.tl.st.Create(ctx, tw.tl.key(fe.Path))
 	if err != nil {
 		return err

@@ -10,6 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -25,7 +28,7 @@ func testLakeWriter(t *testing.T, at lakeAt) {
 	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 2)}, nil)
 	p.Lake.Compact.Interval = 0 // the files as the writer made them
 	at.apply(p)
-	clk := newClock(t0.Add(4 * time.Hour))
+	clk := fakeclock.New(t0.Add(4 * time.Hour))
 	br := openBroker(t, p, clk.Now)
 	reg := prometheus.NewRegistry()
 	b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Registerer: reg, Poll: 10 * time.Millisecond})
@@ -61,7 +64,7 @@ func testLakeWriter(t *testing.T, at lakeAt) {
 			}
 		}
 	}
-	m := b.Manifest("metrics")
+	m := b.manifestOf("metrics")
 	for _, f := range m.Files {
 		kind := "p"
 		if len(f.Ranges) > 1 {
@@ -88,7 +91,7 @@ func testLakeWriter(t *testing.T, at lakeAt) {
 	}
 	// The consumer's position is the manifest's.
 	for part, end := range logEnds(t, br, "metrics") {
-		off, ok, err := br.Committed(context.Background(), LakeConsumer, "metrics", part)
+		off, ok, err := br.Committed(context.Background(), lakeConsumer, "metrics", part)
 		if err != nil || !ok || off != end {
 			t.Errorf("partition %d: committed %d %v %v, want %d", part, off, ok, err, end)
 		}
@@ -120,7 +123,7 @@ func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
 	p.Lake.Roll = pipelines.LakeRoll{MaxRows: 1_000_000, MaxAge: pipelines.Duration(5 * time.Minute)}
 	p.Lake.Buffer = 1 << 20
 	at.apply(p)
-	clk := newClock(t0.Add(30 * 24 * time.Hour))
+	clk := fakeclock.New(t0.Add(30 * 24 * time.Hour))
 	br := openBroker(t, p, clk.Now)
 	b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Poll: 10 * time.Millisecond})
 	if err != nil {
@@ -154,9 +157,9 @@ func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
 	for _, e := range evs {
 		newest = max(newest, e.Time)
 	}
-	var m *Manifest
-	checkFor(t, 60*time.Second, func() error {
-		m = b.Manifest("metrics")
+	var m *manifest
+	testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
+		m = b.manifestOf("metrics")
 		perPeriod := map[int64]int{}
 		for _, f := range m.Files {
 			perPeriod[f.Start]++
@@ -190,4 +193,73 @@ func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
 		t.Fatalf("lake holds %d events, want %d", len(got), len(evs))
 	}
 	checkIndependent(t, at.topic(p, "metrics"), evs)
+}
+
+// TestLakeWriterLag checks the lake writer's two positions: what it read
+// shows at once, what is durable only when its file rolls. A healthy
+// writer waiting for its roll has no read lag; a stopped one falls behind
+// in both.
+func TestLakeWriterLag(t *testing.T) {
+	dir := t.TempDir()
+	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 1)}, nil)
+	// Ahead of the log's append times, so ages are positive.
+	clk := fakeclock.New(time.Now().Add(time.Hour))
+	br := openBroker(t, p, clk.Now)
+	b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := startBatch(t, b)
+	lake := func() api.Lag {
+		t.Helper()
+		lag, err := br.Lag(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lag {
+			if l.Consumer == lakeConsumer {
+				return l
+			}
+		}
+		t.Fatalf("no lake consumer in %+v", lag)
+		return api.Lag{}
+	}
+	var evs []event.Event
+	for i := range 150 {
+		evs = append(evs, testEvent("e", i, t0, time.Second))
+	}
+	appendEvents(t, br, "metrics", 1, evs[:100])
+
+	// Read at once (reports are written every second), durable not yet:
+	// the file waits for max_age.
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if l := lake(); l.ReadOffset != 100 {
+			return fmt.Errorf("lake read offset %d, want 100", l.ReadOffset)
+		}
+		return nil
+	})
+	if l := lake(); l.Offset != 0 || l.Lag != 100 || l.LagSeconds <= 0 || l.ReadLag != 0 || l.ReadLagSeconds != 0 {
+		t.Fatalf("a writer waiting for its roll: %+v, want committed 0 (lag 100, aged), read 100 (no read lag)", l)
+	}
+
+	// The roll makes it durable.
+	clk.Add(p.Lake.Roll.MaxAge.D())
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if l := lake(); l.Offset != 100 {
+			return fmt.Errorf("lake committed offset %d, want 100", l.Offset)
+		}
+		return nil
+	})
+	if l := lake(); l.Lag != 0 || l.LagSeconds != 0 || l.ReadOffset != 100 || l.ReadLag != 0 {
+		t.Fatalf("after the roll: %+v, want everything at 100", l)
+	}
+
+	// A writer that stopped reading falls behind in both.
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	appendEvents(t, br, "metrics", 1, evs[100:])
+	if l := lake(); l.Offset != 100 || l.Lag != 50 || l.ReadOffset != 100 || l.ReadLag != 50 || l.ReadLagSeconds <= 0 || l.ReadLagSeconds != l.LagSeconds {
+		t.Fatalf("a stopped writer: %+v, want 50 events behind, read and committed, aged", l)
+	}
 }

@@ -17,7 +17,10 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/brokertest"
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
 	"github.com/lambdaflow/lambdaflow/internal/s3test"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
@@ -29,32 +32,6 @@ func TestMain(m *testing.M) {
 		os.Exit(lakeChild())
 	}
 	goleak.VerifyTestMain(m)
-}
-
-// fakeClock is an injected clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // t0 is the start of the tests' event times: 2026-01-01T00:00:00Z.
@@ -118,20 +95,10 @@ func testLogger(t testing.TB) *slog.Logger {
 // views' too) and closes it at the end of the test.
 func openBroker(t testing.TB, p *pipelines.Pipeline, now func() time.Time) *broker.Broker {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	// The log holds the views' topics too.
 	bp := *p
 	bp.Topics = p.LogTopics()
-	b, err := broker.Open(ctx, &bp, broker.Options{Now: now, Registerer: prometheus.NewRegistry(), Logger: testLogger(t)})
-	if err != nil {
-		t.Fatalf("broker.Open: %v", err)
-	}
-	t.Cleanup(func() { b.Close() })
-	if err := b.EnsureTopics(ctx); err != nil {
-		t.Fatalf("EnsureTopics: %v", err)
-	}
-	return b
+	return brokertest.Open(t, &bp, broker.Options{Now: now, Registerer: prometheus.NewRegistry(), Logger: testLogger(t)})
 }
 
 // event i of a deterministic stream: id "<prefix>-<i>", 8 hosts in 3
@@ -179,22 +146,6 @@ func appendEvents(t testing.TB, b *broker.Broker, topic string, parts int, evs [
 	}
 }
 
-// checkFor polls f until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // startBatch runs b.Run until the test ends (soft stop) and returns a
 // func that stops it early and returns Run's error.
 func startBatch(t testing.TB, b *Batch) (stop func() error) {
@@ -217,13 +168,13 @@ func startBatch(t testing.TB, b *Batch) (stop func() error) {
 // waitLake waits until the lake holds every partition of topic up to the
 // given next offsets. When clk is not nil it moves past max_age at every
 // look, so that open files are closed.
-func waitLake(t testing.TB, b *Batch, clk *fakeClock, topic string, want map[int]int64) {
+func waitLake(t testing.TB, b *Batch, clk *fakeclock.Clock, topic string, want map[int]int64) {
 	t.Helper()
-	checkFor(t, 60*time.Second, func() error {
+	testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
 		if clk != nil {
 			clk.Add(b.p.Lake.Roll.MaxAge.D())
 		}
-		m := b.Manifest(topic)
+		m := b.manifestOf(topic)
 		for p, n := range want {
 			if got := m.partition(p).Next; got < n {
 				return fmt.Errorf("partition %d: lake at %d, want %d", p, got, n)

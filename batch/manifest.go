@@ -20,22 +20,22 @@ const manifestFormat = 2
 // files from one Manifest sees every event of the offset ranges it covers
 // exactly once, whatever the writers and compaction do meanwhile. Manifests
 // handed out are never modified.
-type Manifest struct {
+type manifest struct {
 	Format  int    `json:"format"`
 	Topic   string `json:"topic"`
 	Version int64  `json:"version"`
 	// Partitions records, per partition, what the lake holds of it.
-	Partitions []PartitionState `json:"partitions"`
+	Partitions []partitionState `json:"partitions"`
 	// Files are the live data files, ordered by period start, then path.
-	Files []FileEntry `json:"files"`
+	Files []fileEntry `json:"files"`
 	// Replaced are files that compaction merged into others; they are out
 	// of the dataset but kept (hidden) for readers of older manifests until
 	// their grace period ends.
-	Replaced []ReplacedEntry `json:"replaced,omitempty"`
+	Replaced []replacedEntry `json:"replaced,omitempty"`
 }
 
 // PartitionState is what the lake holds of one partition.
-type PartitionState struct {
+type partitionState struct {
 	Partition int `json:"partition"`
 	// Next is the first offset not in the lake: every event of the
 	// partition with an offset below Next is in exactly one live file.
@@ -53,7 +53,7 @@ type PartitionState struct {
 }
 
 // FileEntry describes one live data file.
-type FileEntry struct {
+type fileEntry struct {
 	// Path is relative to the topic directory, with forward slashes:
 	// dt=YYYY-MM-DD/hour=HH/<name>.parquet, or dt=YYYY-MM-DD/<name>.parquet
 	// for a topic partitioned by day.
@@ -68,9 +68,9 @@ type FileEntry struct {
 	// falls in the period, and no other. A file the writer made has one
 	// range per partition; one compaction made has the ranges of the files
 	// it merged (adjoining ones joined).
-	Ranges []Range `json:"ranges"`
-	Rows   int64   `json:"rows"`
-	Bytes  int64   `json:"bytes"`
+	Ranges []offsetRange `json:"ranges"`
+	Rows   int64         `json:"rows"`
+	Bytes  int64         `json:"bytes"`
 	// CRC32C is the CRC-32C (Castagnoli) of the whole file; readers check
 	// it before trusting the file.
 	CRC32C uint32 `json:"crc32c"`
@@ -87,7 +87,7 @@ type FileEntry struct {
 }
 
 // Range is the part of one partition's offsets a file answers for.
-type Range struct {
+type offsetRange struct {
 	Partition int   `json:"partition"`
 	First     int64 `json:"first"`
 	Last      int64 `json:"last"`
@@ -97,7 +97,7 @@ type Range struct {
 
 // holds reports whether the file answers for the event of partition p at
 // offset off.
-func (f *FileEntry) holds(p int32, off int64) bool {
+func (f *fileEntry) holds(p int32, off int64) bool {
 	for _, r := range f.Ranges {
 		if r.Partition == int(p) && off >= r.First && off <= r.Last {
 			return true
@@ -108,9 +108,9 @@ func (f *FileEntry) holds(p int32, off int64) bool {
 
 // joinRanges orders ranges and joins those that adjoin (one's Last + 1 is
 // the next one's First, as the flushes of one partition follow each other).
-func joinRanges(rs []Range) []Range {
+func joinRanges(rs []offsetRange) []offsetRange {
 	rs = slices.Clone(rs)
-	slices.SortFunc(rs, func(a, b Range) int {
+	slices.SortFunc(rs, func(a, b offsetRange) int {
 		if c := cmp.Compare(a.Partition, b.Partition); c != 0 {
 			return c
 		}
@@ -128,7 +128,7 @@ func joinRanges(rs []Range) []Range {
 }
 
 // ReplacedEntry is a file compaction took out of the dataset.
-type ReplacedEntry struct {
+type replacedEntry struct {
 	Path string `json:"path"`
 	// Version is the manifest version that replaced it.
 	Version int64 `json:"version"`
@@ -138,7 +138,7 @@ type ReplacedEntry struct {
 
 // Delta is one commit: the change from the previous manifest version to
 // this one. It is also the commit record written to the manifest log.
-type Delta struct {
+type delta struct {
 	Format  int    `json:"format"`
 	Topic   string `json:"topic"`
 	Version int64  `json:"version"`
@@ -150,32 +150,32 @@ type Delta struct {
 	Time int64 `json:"time"`
 	// Add are new live files; their Added is set to Version (compacted
 	// files keep theirs).
-	Add []FileEntry `json:"add,omitempty"`
+	Add []fileEntry `json:"add,omitempty"`
 	// Remove are live files leaving the dataset (compaction): they move to
 	// Replaced.
 	Remove []string `json:"remove,omitempty"`
 	// Partitions are new partition states (replacing the old ones).
-	Partitions []PartitionState `json:"partitions,omitempty"`
+	Partitions []partitionState `json:"partitions,omitempty"`
 	// Purge are replaced files deleted from storage.
 	Purge []string `json:"purge,omitempty"`
 }
 
-func (d *Delta) empty() bool {
+func (d *delta) empty() bool {
 	return len(d.Add) == 0 && len(d.Remove) == 0 && len(d.Partitions) == 0 && len(d.Purge) == 0
 }
 
 // partition returns the state of partition p (zero if the lake holds none).
-func (m *Manifest) partition(p int) PartitionState {
-	i, ok := slices.BinarySearchFunc(m.Partitions, p, func(ps PartitionState, p int) int { return cmp.Compare(ps.Partition, p) })
+func (m *manifest) partition(p int) partitionState {
+	i, ok := slices.BinarySearchFunc(m.Partitions, p, func(ps partitionState, p int) int { return cmp.Compare(ps.Partition, p) })
 	if ok {
 		return m.Partitions[i]
 	}
-	return PartitionState{Partition: p}
+	return partitionState{Partition: p}
 }
 
 // Periods lists the distinct period starts (UTC µs) holding live files,
 // ascending.
-func (m *Manifest) Periods() []int64 {
+func (m *manifest) Periods() []int64 {
 	var ps []int64
 	for _, f := range m.Files {
 		if n := len(ps); n == 0 || ps[n-1] != f.Start {
@@ -187,8 +187,8 @@ func (m *Manifest) Periods() []int64 {
 
 // FilesIn returns the live files whose period overlaps [from, to) (UTC µs),
 // in period order.
-func (m *Manifest) FilesIn(from, to int64) []FileEntry {
-	var out []FileEntry
+func (m *manifest) FilesIn(from, to int64) []fileEntry {
+	var out []fileEntry
 	for _, f := range m.Files {
 		if f.Start >= to {
 			break
@@ -200,8 +200,8 @@ func (m *Manifest) FilesIn(from, to int64) []FileEntry {
 	return out
 }
 
-func sortFiles(fs []FileEntry) {
-	slices.SortFunc(fs, func(a, b FileEntry) int {
+func sortFiles(fs []fileEntry) {
+	slices.SortFunc(fs, func(a, b fileEntry) int {
 		if c := cmp.Compare(a.Start, b.Start); c != 0 {
 			return c
 		}
@@ -223,14 +223,14 @@ var errConflict = errors.New("lake: commit does not fit the manifest")
 // added ones new, their ranges below their partition's Next and not
 // overlapping another live file of the same period and partition, and no
 // partition's Next or Epoch going back.
-func apply(m *Manifest, d *Delta) (*Manifest, error) {
+func apply(m *manifest, d *delta) (*manifest, error) {
 	if d.Version != m.Version+1 {
 		return nil, fmt.Errorf("%w: version %d after %d", errConflict, d.Version, m.Version)
 	}
-	next := &Manifest{Format: manifestFormat, Topic: m.Topic, Version: d.Version}
+	next := &manifest{Format: manifestFormat, Topic: m.Topic, Version: d.Version}
 	next.Partitions = slices.Clone(m.Partitions)
 	for _, ps := range d.Partitions {
-		i, ok := slices.BinarySearchFunc(next.Partitions, ps.Partition, func(x PartitionState, p int) int { return cmp.Compare(x.Partition, p) })
+		i, ok := slices.BinarySearchFunc(next.Partitions, ps.Partition, func(x partitionState, p int) int { return cmp.Compare(x.Partition, p) })
 		if !ok {
 			next.Partitions = slices.Insert(next.Partitions, i, ps)
 			continue
@@ -246,7 +246,7 @@ func apply(m *Manifest, d *Delta) (*Manifest, error) {
 	for _, p := range d.Remove {
 		removed[p] = true
 	}
-	next.Files = make([]FileEntry, 0, len(m.Files)+len(d.Add))
+	next.Files = make([]fileEntry, 0, len(m.Files)+len(d.Add))
 	for _, f := range m.Files {
 		if removed[f.Path] {
 			delete(removed, f.Path)
@@ -262,7 +262,7 @@ func apply(m *Manifest, d *Delta) (*Manifest, error) {
 		purged[p] = true
 	}
 	at := d.Time / 1e6
-	next.Replaced = make([]ReplacedEntry, 0, len(m.Replaced)+len(d.Remove))
+	next.Replaced = make([]replacedEntry, 0, len(m.Replaced)+len(d.Remove))
 	for _, r := range m.Replaced {
 		if purged[r.Path] {
 			delete(purged, r.Path)
@@ -274,7 +274,7 @@ func apply(m *Manifest, d *Delta) (*Manifest, error) {
 		return nil, fmt.Errorf("%w: purging %d files that were not replaced (e.g. %s)", errConflict, len(purged), anyKey(purged))
 	}
 	for _, p := range d.Remove {
-		next.Replaced = append(next.Replaced, ReplacedEntry{Path: p, Version: d.Version, At: at})
+		next.Replaced = append(next.Replaced, replacedEntry{Path: p, Version: d.Version, At: at})
 	}
 	if len(d.Add) > 0 {
 		taken := make(map[string]bool, len(next.Files)+len(next.Replaced))
@@ -316,7 +316,7 @@ func anyKey(m map[string]bool) string {
 // fs is nil): each is well formed, answers only for offsets below its
 // partitions' Next, and no two live files of one period answer for the same
 // offset of a partition.
-func (m *Manifest) checkFiles(fs []FileEntry) error {
+func (m *manifest) checkFiles(fs []fileEntry) error {
 	all := fs == nil
 	if all {
 		fs = m.Files
@@ -343,7 +343,7 @@ func (m *Manifest) checkFiles(fs []FileEntry) error {
 			return fmt.Errorf("file %s: its ranges hold %d rows, the file %d", f.Path, rows, f.Rows)
 		}
 		// Live files of the same period, found by binary search.
-		lo, _ := slices.BinarySearchFunc(m.Files, f.Start, func(x FileEntry, s int64) int { return cmp.Compare(x.Start, s) })
+		lo, _ := slices.BinarySearchFunc(m.Files, f.Start, func(x fileEntry, s int64) int { return cmp.Compare(x.Start, s) })
 		for k := lo; k < len(m.Files) && m.Files[k].Start == f.Start; k++ {
 			g := &m.Files[k]
 			if g.Path == f.Path || g.End != f.End || (all && g.Path < f.Path) {
@@ -358,7 +358,7 @@ func (m *Manifest) checkFiles(fs []FileEntry) error {
 }
 
 // overlap finds a partition whose ranges in f and g overlap.
-func overlap(f, g *FileEntry) (Range, Range, bool) {
+func overlap(f, g *fileEntry) (offsetRange, offsetRange, bool) {
 	for _, a := range f.Ranges {
 		for _, b := range g.Ranges {
 			if a.Partition == b.Partition && a.First <= b.Last && b.First <= a.Last {
@@ -366,15 +366,15 @@ func overlap(f, g *FileEntry) (Range, Range, bool) {
 			}
 		}
 	}
-	return Range{}, Range{}, false
+	return offsetRange{}, offsetRange{}, false
 }
 
 // check verifies a whole manifest (one read from storage).
-func (m *Manifest) check() error {
-	if !slices.IsSortedFunc(m.Partitions, func(a, b PartitionState) int { return cmp.Compare(a.Partition, b.Partition) }) {
+func (m *manifest) check() error {
+	if !slices.IsSortedFunc(m.Partitions, func(a, b partitionState) int { return cmp.Compare(a.Partition, b.Partition) }) {
 		return errors.New("partitions out of order")
 	}
-	if !slices.IsSortedFunc(m.Files, func(a, b FileEntry) int {
+	if !slices.IsSortedFunc(m.Files, func(a, b fileEntry) int {
 		if c := cmp.Compare(a.Start, b.Start); c != 0 {
 			return c
 		}

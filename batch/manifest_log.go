@@ -84,7 +84,7 @@ type manifestStore struct {
 	commitMu sync.Mutex // serialises this process's commits
 
 	mu   sync.Mutex // guards the fields below
-	cur  *Manifest
+	cur  *manifest
 	pins map[int64]int // manifest version → readers holding it
 	// The newest checkpoint known, its size, and the size of the records
 	// after it: a checkpoint is due when they outgrow it.
@@ -101,7 +101,7 @@ func openManifestStore(ctx context.Context, st lakestore.Store, topic string, no
 
 // ReadManifest reads the current manifest of a topic's lake in st; an
 // empty lake is version 0.
-func ReadManifest(ctx context.Context, st lakestore.Store, topic string) (*Manifest, error) {
+func readManifest(ctx context.Context, st lakestore.Store, topic string) (*manifest, error) {
 	s, err := openManifestStore(ctx, st, topic, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
@@ -156,7 +156,7 @@ func (s *manifestStore) loadOnce(ctx context.Context) error {
 		return nil
 	}
 	// The newest checkpoint, if any, then every record after it.
-	base := &Manifest{Format: manifestFormat, Topic: s.topic}
+	base := &manifest{Format: manifestFormat, Topic: s.topic}
 	var ckptBytes int64
 	for i := len(es) - 1; i >= 0; i-- {
 		v, isCkpt, ok := parseLogKey(es[i].Key)
@@ -192,12 +192,12 @@ func hasCheckpoint(es []lakestore.Entry) bool {
 	return false
 }
 
-func (s *manifestStore) readCheckpoint(ctx context.Context, key string, v int64) (*Manifest, error) {
+func (s *manifestStore) readCheckpoint(ctx context.Context, key string, v int64) (*manifest, error) {
 	b, err := s.st.ReadFile(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("lake: reading the manifest of %s: %w", s.topic, err)
 	}
-	m := new(Manifest)
+	m := new(manifest)
 	if err := json.Unmarshal(b, m); err != nil {
 		return nil, fmt.Errorf("%w %s%s: %w", ErrCorruptManifest, s.st, key, err)
 	}
@@ -213,7 +213,7 @@ func (s *manifestStore) readCheckpoint(ctx context.Context, key string, v int64)
 // replay applies the records among es that follow m, in order, and
 // returns the result and the records' size. A gap in the versions means a
 // record was deleted meanwhile (fs.ErrNotExist: read again from scratch).
-func (s *manifestStore) replay(ctx context.Context, m *Manifest, es []lakestore.Entry) (*Manifest, int64, error) {
+func (s *manifestStore) replay(ctx context.Context, m *manifest, es []lakestore.Entry) (*manifest, int64, error) {
 	var bytes int64
 	for _, e := range es {
 		v, isCkpt, ok := parseLogKey(e.Key)
@@ -236,12 +236,12 @@ func (s *manifestStore) replay(ctx context.Context, m *Manifest, es []lakestore.
 	return m, bytes, nil
 }
 
-func (s *manifestStore) readRecord(ctx context.Context, key string) (*Delta, error) {
+func (s *manifestStore) readRecord(ctx context.Context, key string) (*delta, error) {
 	b, err := s.st.ReadFile(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("lake: reading the manifest of %s: %w", s.topic, err)
 	}
-	d := new(Delta)
+	d := new(delta)
 	if err := json.Unmarshal(b, d); err != nil {
 		return nil, fmt.Errorf("%w %s%s: %w", ErrCorruptManifest, s.st, key, err)
 	}
@@ -282,7 +282,7 @@ func (s *manifestStore) refresh(ctx context.Context) error {
 // snapshot returns the current manifest, with what other processes
 // committed; callers must not modify it. When the log cannot be read, it
 // returns the last manifest read (and logs why).
-func (s *manifestStore) snapshot() *Manifest {
+func (s *manifestStore) snapshot() *manifest {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.refresh(ctx); err != nil {
@@ -295,7 +295,7 @@ func (s *manifestStore) snapshot() *Manifest {
 
 // local returns the manifest as this process last read or wrote it,
 // without reading the log.
-func (s *manifestStore) local() *Manifest {
+func (s *manifestStore) local() *manifest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cur
@@ -303,7 +303,7 @@ func (s *manifestStore) local() *Manifest {
 
 // pin returns the current manifest and a func that releases it; until
 // released, files it lists are not deleted by this process.
-func (s *manifestStore) pin() (*Manifest, func()) {
+func (s *manifestStore) pin() (*manifest, func()) {
 	m := s.snapshot()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -339,12 +339,12 @@ func (s *manifestStore) oldestPin() int64 {
 // commit relies on (the partition's Next, its epoch, the files it
 // replaces) and return an error if that no longer holds. A nil delta
 // commits nothing.
-type change func(m *Manifest) (*Delta, error)
+type change func(m *manifest) (*delta, error)
 
 // commit commits the delta ch builds on top of the newest manifest and
 // returns the manifest it made. If ch fails, or the commit cannot be
 // written, nothing changes.
-func (s *manifestStore) commit(ctx context.Context, ch change) (*Manifest, error) {
+func (s *manifestStore) commit(ctx context.Context, ch change) (*manifest, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	id := randomID()
@@ -407,7 +407,7 @@ func (s *manifestStore) commit(ctx context.Context, ch change) (*Manifest, error
 // and checkpoints that the previous checkpoint already made redundant:
 // the newest two checkpoints and the records after the older stay, so a
 // reader part way through reading the previous one can finish.
-func (s *manifestStore) checkpoint(ctx context.Context, m *Manifest) error {
+func (s *manifestStore) checkpoint(ctx context.Context, m *manifest) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("lake: %w", err)
@@ -446,8 +446,8 @@ func (s *manifestStore) checkpoint(ctx context.Context, m *Manifest) error {
 // _manifest.json, rewritten whole on every commit): it becomes the first
 // checkpoint of the log, and the old file goes. A lake with neither is
 // empty (version 0).
-func (s *manifestStore) migrate(ctx context.Context) (*Manifest, error) {
-	empty := &Manifest{Format: manifestFormat, Topic: s.topic}
+func (s *manifestStore) migrate(ctx context.Context) (*manifest, error) {
+	empty := &manifest{Format: manifestFormat, Topic: s.topic}
 	old := s.topic + "/" + legacyManifest
 	b, err := s.st.ReadFile(ctx, old)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -479,12 +479,12 @@ func (s *manifestStore) migrate(ctx context.Context) (*Manifest, error) {
 
 // fromFormat1 converts a format-1 manifest: each file held one partition's
 // range in one hour.
-func fromFormat1(b []byte, topic string) (*Manifest, error) {
+func fromFormat1(b []byte, topic string) (*manifest, error) {
 	var v1 struct {
 		Format     int              `json:"format"`
 		Topic      string           `json:"topic"`
 		Version    int64            `json:"version"`
-		Partitions []PartitionState `json:"partitions"`
+		Partitions []partitionState `json:"partitions"`
 		Files      []struct {
 			Path      string `json:"path"`
 			Hour      int64  `json:"hour"`
@@ -499,7 +499,7 @@ func fromFormat1(b []byte, topic string) (*Manifest, error) {
 			Added     int64  `json:"added"`
 			Compacted bool   `json:"compacted"`
 		} `json:"files"`
-		Replaced []ReplacedEntry `json:"replaced"`
+		Replaced []replacedEntry `json:"replaced"`
 	}
 	if err := json.Unmarshal(b, &v1); err != nil {
 		return nil, err
@@ -507,11 +507,11 @@ func fromFormat1(b []byte, topic string) (*Manifest, error) {
 	if v1.Format != 1 || v1.Topic != topic {
 		return nil, fmt.Errorf("format %d topic %q, want format 1 of %q", v1.Format, v1.Topic, topic)
 	}
-	m := &Manifest{Format: manifestFormat, Topic: topic, Version: v1.Version, Partitions: v1.Partitions, Replaced: v1.Replaced}
+	m := &manifest{Format: manifestFormat, Topic: topic, Version: v1.Version, Partitions: v1.Partitions, Replaced: v1.Replaced}
 	for _, f := range v1.Files {
-		m.Files = append(m.Files, FileEntry{
+		m.Files = append(m.Files, fileEntry{
 			Path: f.Path, Start: f.Hour, End: f.Hour + hourMicros,
-			Ranges: []Range{{Partition: f.Partition, First: f.First, Last: f.Last, Rows: f.Rows}},
+			Ranges: []offsetRange{{Partition: f.Partition, First: f.First, Last: f.Last, Rows: f.Rows}},
 			Rows:   f.Rows, Bytes: f.Bytes, CRC32C: f.CRC32C, MinTime: f.MinTime, MaxTime: f.MaxTime,
 			Added: f.Added, Compacted: f.Compacted,
 		})
@@ -532,8 +532,8 @@ func fromFormat1(b []byte, topic string) (*Manifest, error) {
 	return m, nil
 }
 
-func sortPartitions(ps []PartitionState) {
-	slices.SortFunc(ps, func(a, b PartitionState) int { return cmp.Compare(a.Partition, b.Partition) })
+func sortPartitions(ps []partitionState) {
+	slices.SortFunc(ps, func(a, b partitionState) int { return cmp.Compare(a.Partition, b.Partition) })
 }
 
 func randomID() string {

@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/batch/lakestore"
+	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
@@ -38,18 +42,18 @@ func openMS(t testing.TB, st lakestore.Store) *manifestStore {
 
 // testFile is a file of partition part holding [first, last] in the hour
 // at h.
-func testFile(h int64, part int, first, last int64) FileEntry {
-	return FileEntry{Path: fmt.Sprintf("%s/p%d-%d-%d.parquet", periodPath(h, hourMicros), part, first, last), Start: h, End: h + hourMicros,
-		Ranges: []Range{{Partition: part, First: first, Last: last, Rows: 1}}, Rows: 1}
+func testFile(h int64, part int, first, last int64) fileEntry {
+	return fileEntry{Path: fmt.Sprintf("%s/p%d-%d-%d.parquet", periodPath(h, hourMicros), part, first, last), Start: h, End: h + hourMicros,
+		Ranges: []offsetRange{{Partition: part, First: first, Last: last, Rows: 1}}, Rows: 1}
 }
 
 // addFile is a change adding a file of partition part for [next, next+n).
 func addFile(h int64, part int, n int64) change {
-	return func(m *Manifest) (*Delta, error) {
+	return func(m *manifest) (*delta, error) {
 		ps := m.partition(part)
 		f := testFile(h, part, ps.Next, ps.Next+n-1)
 		ps.Next += n
-		return &Delta{Add: []FileEntry{f}, Partitions: []PartitionState{ps}}, nil
+		return &delta{Add: []fileEntry{f}, Partitions: []partitionState{ps}}, nil
 	}
 }
 
@@ -62,35 +66,35 @@ func TestManifestInvariants(t *testing.T) {
 			t.Fatal(err)
 		}
 		for name, ch := range map[string]change{
-			"overlap": func(m *Manifest) (*Delta, error) {
-				return &Delta{Add: []FileEntry{testFile(h, 0, 5, 12)}, Partitions: []PartitionState{{Partition: 0, Next: 13}}}, nil
+			"overlap": func(m *manifest) (*delta, error) {
+				return &delta{Add: []fileEntry{testFile(h, 0, 5, 12)}, Partitions: []partitionState{{Partition: 0, Next: 13}}}, nil
 			},
-			"past next": func(m *Manifest) (*Delta, error) {
-				return &Delta{Add: []FileEntry{testFile(h+hourMicros, 0, 10, 19)}}, nil
+			"past next": func(m *manifest) (*delta, error) {
+				return &delta{Add: []fileEntry{testFile(h+hourMicros, 0, 10, 19)}}, nil
 			},
-			"next going back": func(m *Manifest) (*Delta, error) {
-				return &Delta{Partitions: []PartitionState{{Partition: 0, Next: 5}}}, nil
+			"next going back": func(m *manifest) (*delta, error) {
+				return &delta{Partitions: []partitionState{{Partition: 0, Next: 5}}}, nil
 			},
-			"removing a file that is not live": func(m *Manifest) (*Delta, error) {
-				return &Delta{Remove: []string{"dt=2026-01-01/hour=00/nothing.parquet"}}, nil
+			"removing a file that is not live": func(m *manifest) (*delta, error) {
+				return &delta{Remove: []string{"dt=2026-01-01/hour=00/nothing.parquet"}}, nil
 			},
-			"the same path twice": func(m *Manifest) (*Delta, error) {
+			"the same path twice": func(m *manifest) (*delta, error) {
 				f := m.Files[0]
-				f.Ranges = []Range{{Partition: 1, First: 0, Last: 0, Rows: 1}}
-				return &Delta{Add: []FileEntry{f}, Partitions: []PartitionState{{Partition: 1, Next: 1}}}, nil
+				f.Ranges = []offsetRange{{Partition: 1, First: 0, Last: 0, Rows: 1}}
+				return &delta{Add: []fileEntry{f}, Partitions: []partitionState{{Partition: 1, Next: 1}}}, nil
 			},
 		} {
 			if _, err := ms.commit(ctx, ch); !errors.Is(err, errConflict) {
 				t.Errorf("%s: %v", name, err)
 			}
 		}
-		m, err := ReadManifest(ctx, st, "metrics")
+		m, err := readManifest(ctx, st, "metrics")
 		if err != nil || m.Version != 1 || len(m.Files) != 1 || m.partition(0).Next != 10 {
 			t.Fatalf("after refused commits: %+v %v", m, err)
 		}
 		// A damaged record is refused with its name.
 		st.WriteFile(ctx, "metrics/_manifest/"+versionName(2)+".json", []byte(`{"format":2,"topic":"metrics","version":2,"add":[{"path":"x","start":0,"end":1,"ranges":[{"partition":0,"first":10,"last":15,"rows":1}],"rows":1}]}`), true)
-		if _, err := ReadManifest(ctx, st, "metrics"); !errors.Is(err, ErrCorruptManifest) || !strings.Contains(err.Error(), versionName(2)) {
+		if _, err := readManifest(ctx, st, "metrics"); !errors.Is(err, ErrCorruptManifest) || !strings.Contains(err.Error(), versionName(2)) {
 			t.Errorf("corrupt record: %v", err)
 		}
 	})
@@ -143,7 +147,7 @@ func TestManifestLog(t *testing.T) {
 		if fmt.Sprint(ckpts) != fmt.Sprint([]int64{checkpointEvery, 2 * checkpointEvery}) || records != commits-checkpointEvery {
 			t.Errorf("log holds checkpoints %v and %d records", ckpts, records)
 		}
-		fresh, err := ReadManifest(ctx, st, "metrics")
+		fresh, err := readManifest(ctx, st, "metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +158,7 @@ func TestManifestLog(t *testing.T) {
 		}
 		// Without the hint, the newest checkpoint is found by listing.
 		st.Delete(ctx, "metrics/_manifest/"+lastCheckpoint)
-		if again, err := ReadManifest(ctx, st, "metrics"); err != nil || again.Version != commits {
+		if again, err := readManifest(ctx, st, "metrics"); err != nil || again.Version != commits {
 			t.Errorf("without the hint: version %v, %v", again, err)
 		}
 	})
@@ -188,7 +192,7 @@ func TestManifestWritersRace(t *testing.T) {
 				t.Fatalf("writer %d: %v", w, err)
 			}
 		}
-		m, err := ReadManifest(ctx, st, "metrics")
+		m, err := readManifest(ctx, st, "metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -221,7 +225,7 @@ func TestManifestFencing(t *testing.T) {
 		old, cur := openMS(t, st), openMS(t, st)
 		h := t0.UnixMicro()
 		fenced := func(f Fence, ms *manifestStore) change {
-			return func(m *Manifest) (*Delta, error) {
+			return func(m *manifest) (*delta, error) {
 				ps := m.partition(0)
 				if err := fenced(ps, f, "metrics"); err != nil {
 					return nil, err
@@ -247,7 +251,7 @@ func TestManifestFencing(t *testing.T) {
 		if _, err := cur.commit(ctx, fenced(e2, cur)); !errors.Is(err, errLost) {
 			t.Fatalf("commit after the lease was lost: %v", err)
 		}
-		if m, _ := ReadManifest(ctx, st, "metrics"); m.partition(0).Next != 10 || m.partition(0).Epoch != 2 {
+		if m, _ := readManifest(ctx, st, "metrics"); m.partition(0).Next != 10 || m.partition(0).Epoch != 2 {
 			t.Fatalf("partition 0: %+v", m.partition(0))
 		}
 	})
@@ -268,7 +272,7 @@ func TestManifestMigration(t *testing.T) {
 		if err := st.WriteFile(ctx, "metrics/_manifest.json", []byte(v1), true); err != nil {
 			t.Fatal(err)
 		}
-		m, err := ReadManifest(ctx, st, "metrics")
+		m, err := readManifest(ctx, st, "metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +281,7 @@ func TestManifestMigration(t *testing.T) {
 			t.Fatalf("migrated: %+v", m)
 		}
 		f := m.Files[0]
-		if f.Start != 1767225600000000 || f.End != f.Start+hourMicros || len(f.Ranges) != 1 || f.Ranges[0] != (Range{Partition: 0, First: 1200, Last: 1799, Rows: 412}) {
+		if f.Start != 1767225600000000 || f.End != f.Start+hourMicros || len(f.Ranges) != 1 || f.Ranges[0] != (offsetRange{Partition: 0, First: 1200, Last: 1799, Rows: 412}) {
 			t.Fatalf("migrated file: %+v", f)
 		}
 		if _, err := st.ReadFile(ctx, "metrics/_manifest.json"); err == nil {
@@ -295,11 +299,11 @@ func FuzzManifestRecord(f *testing.F) {
 	f.Add([]byte(`{"format":2,"topic":"t","version":1,"remove":["a"],"purge":["b"]}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var d Delta
+		var d delta
 		if json.Unmarshal(data, &d) != nil {
 			return
 		}
-		m := &Manifest{Format: manifestFormat, Topic: "t"}
+		m := &manifest{Format: manifestFormat, Topic: "t"}
 		if next, err := apply(m, &d); err == nil {
 			// What apply accepts holds the invariants.
 			if err := next.check(); err != nil {
@@ -334,7 +338,7 @@ func TestViewFileRoundTrip(t *testing.T) {
 	}
 	for i, r := range got.sortedRows() {
 		w := st.sortedRows()[i]
-		if groupString(r.Group) != groupString(w.Group) || r.Start != w.Start || r.End != w.End {
+		if event.GroupKey(r.Group) != event.GroupKey(w.Group) || r.Start != w.Start || r.End != w.End {
 			t.Fatalf("row %d: %+v, want %+v", i, r, w)
 		}
 		for j := range r.Aggs {
@@ -348,5 +352,62 @@ func TestViewFileRoundTrip(t *testing.T) {
 	v.GroupBy = []string{"host"}
 	if got, err := readViewFile(dir, &v, &topic); err != nil || got.hasHorizon || len(got.rows) != 0 {
 		t.Fatalf("changed view: %+v %v", got, err)
+	}
+}
+
+// TestViewFileFormat1: a view file written by earlier builds (format 1:
+// timestamps as UTC µs, bools as 0 and 1) is read, and written again in
+// format 2, the exact JSON form.
+func TestViewFileFormat1(t *testing.T) {
+	topic := testTopic("metrics", 1)
+	topic.Schema = append(topic.Schema, event.Field{Name: "ok", Type: event.TypeBool})
+	v := testView("v", "metrics")
+	v.GroupBy = []string{"ok"}
+	v.Aggregates = pipelines.Aggregates{
+		{Name: "events", Func: "count"},
+		{Name: "newest", Func: "max", Field: "ts"},
+		{Name: "top", Func: "max", Field: "cpu"},
+	}
+	dir := t.TempDir()
+	old := `{"format":1,"view":"v","horizon":120000000,"lake_version":3,` +
+		`"columns":["window_start","window_end","ok","events","newest","top"],"rows":[` +
+		`[0,60000000,1,2,1500,"+Inf"],[60000000,120000000,0,1,null,"NaN"],[60000000,120000000,null,4,-7,2.5]]}`
+	if err := os.WriteFile(filepath.Join(dir, viewFileName), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := readViewFile(dir, &v, &topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range st.sortedRows() {
+		got = append(got, fmt.Sprintf("%d-%d %v %v", r.Start, r.End, r.Group, r.Aggs))
+	}
+	want := []string{
+		"0-60000000 [{ 1 0 true}] [{ 2 0 true} { 1500 0 true} { 0 +Inf true}]",
+		"60000000-120000000 [{ 0 0 false}] [{ 4 0 true} { -7 0 true} { 0 2.5 true}]",
+		"60000000-120000000 [{ 0 0 true}] [{ 1 0 true} { 0 0 false} { 0 NaN true}]",
+	}
+	if !slices.Equal(got, want) || st.horizon != 120e6 || !st.hasHorizon || st.lakeVersion != 3 {
+		t.Fatalf("format 1 file read as %q (horizon %d, lake version %d), want %q", got, st.horizon, st.lakeVersion, want)
+	}
+	if err := writeViewFile(dir, &v, &topic, st); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, viewFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFile := `{"format":2,"view":"v","horizon":120000000,"lake_version":3,` +
+		`"columns":["window_start","window_end","ok","events","newest","top"],"rows":[` +
+		`["1970-01-01T00:00:00.000000Z","1970-01-01T00:01:00.000000Z",true,2,"1970-01-01T00:00:00.001500Z","+Inf"],` +
+		`["1970-01-01T00:01:00.000000Z","1970-01-01T00:02:00.000000Z",null,4,"1969-12-31T23:59:59.999993Z",2.5],` +
+		`["1970-01-01T00:01:00.000000Z","1970-01-01T00:02:00.000000Z",false,1,null,"NaN"]]}`
+	if string(b) != wantFile {
+		t.Fatalf("view file\n%s\nwant\n%s", b, wantFile)
+	}
+	again, err := readViewFile(dir, &v, &topic)
+	if err != nil || len(again.rows) != 3 {
+		t.Fatalf("format 2 file read back: %d rows, %v", len(again.rows), err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -80,13 +79,10 @@ func (b *Batch) newViewJob(v *pipelines.View) (*viewJob, error) {
 	}
 	vj := &viewJob{v: v, topic: t, plan: pl, tl: b.lakes[t.Name], sem: make(chan struct{}, 1),
 		dir: b.viewDirOf(v.Name)}
-	if s := strings.TrimSpace(v.Batch.Schedule); s != "" {
-		vj.sched, err = cron.ParseStandard(s)
-		if err != nil {
-			return nil, fmt.Errorf("batch: view %s: batch.schedule %q: %w", v.Name, s, err)
-		}
+	if vj.sched, err = v.Batch.Cron(); err != nil {
+		return nil, fmt.Errorf("batch: view %s: batch.schedule %q: %w", v.Name, v.Batch.Schedule, err)
 	}
-	vj.fields, vj.ids = fieldsRead(v, t.Schema)
+	vj.fields, vj.ids = pl.Reads()
 	vj.st, err = readViewFile(vj.dir, v, t)
 	if err != nil {
 		return nil, err
@@ -105,45 +101,23 @@ func (b *Batch) viewDirOf(view string) string {
 	return b.viewDir + "/" + view
 }
 
-// fieldsRead marks the topic fields a view reads: group-by fields,
-// aggregate fields and every field named in the where expression (found
-// by scanning its identifiers, which may mark a field that only appears
-// inside a string literal: harmless, it is just decoded).
-func fieldsRead(v *pipelines.View, schema event.Schema) (fields []bool, ids bool) {
-	fields = make([]bool, len(schema))
-	mark := func(name string) {
-		if i := schema.Index(name); i >= 0 {
-			fields[i] = true
-		}
-	}
-	for _, g := range v.GroupBy {
-		mark(g)
-	}
-	for _, a := range v.Aggregates {
-		mark(a.Field)
-		if f, ok := aggregate.Lookup(a.Func); ok && f.EventOrder {
-			ids = true // first and last order events by time, then id
-		}
-	}
-	for _, tok := range strings.FieldsFunc(v.Where, func(r rune) bool {
-		return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
-	}) {
-		mark(tok)
-	}
-	return fields, ids
+// completeUntil returns the lake's event-time watermark: the view watermark
+// rule of the speed layer (plan.CombineWatermarks) with no lateness,
+// applied to what the lake holds, so that a window the batch layer calls
+// closed is one the speed layer calls final too, and an event arriving for
+// it later is late for both (and corrected by the next run). Per partition
+// the newest event time is the newest among the partition's lake files; a
+// partition the lake holds up to the end of the log is idle. It is
+// plan.NoWatermark while a partition that is still being written has
+// nothing in the lake yet, or no partition has.
+func (b *Batch) completeUntil(ctx context.Context, vj *viewJob, m *manifest) int64 {
+	return plan.CombineWatermarks(b.lakeTimes(ctx, vj, m), 0, plan.NoWatermark)
 }
 
-// completeUntil returns the lake's event-time watermark: the time up to
-// which the lake holds the topic's events by the same rule the speed layer
-// uses for its watermark, so that a window the batch layer calls closed is
-// one the speed layer calls final too, and an event arriving for it later is
-// late for both (and corrected by the next run). Per partition it is the
-// newest event time among the partition's lake files. Partitions that are
-// still being written hold it back (the minimum over them); partitions the
-// lake holds up to the end of the log are idle and left out, as the speed
-// layer leaves out idle partitions; when every partition is idle it is the
-// newest event time of all. 0 means nothing is complete yet.
-func (b *Batch) completeUntil(ctx context.Context, vj *viewJob, m *Manifest) int64 {
+// lakeTimes returns what the watermark rule needs to know of each partition
+// of the view's topic from the lake manifest m and the log's end offsets.
+// Without the log's end offsets every partition counts as still written.
+func (b *Batch) lakeTimes(ctx context.Context, vj *viewJob, m *manifest) []plan.PartitionTime {
 	ends := map[int]int64{}
 	if b.log != nil {
 		infos, err := b.log.Topics(ctx)
@@ -158,25 +132,13 @@ func (b *Batch) completeUntil(ctx context.Context, vj *viewJob, m *Manifest) int
 			}
 		}
 	}
-	busy, idle := int64(math.MaxInt64), int64(0)
-	anyBusy := false
-	for p := range vj.topic.Partitions {
+	parts := make([]plan.PartitionTime, vj.topic.Partitions)
+	for p := range parts {
 		ps := m.partition(p)
-		if end, ok := ends[p]; ok && ps.Next >= end {
-			if ps.Rows > 0 {
-				idle = max(idle, ps.MaxTime)
-			}
-			continue
-		}
-		if ps.Rows == 0 {
-			return 0 // a partition with events, none of them in the lake yet
-		}
-		busy, anyBusy = min(busy, ps.MaxTime), true
+		end, ok := ends[p]
+		parts[p] = plan.PartitionTime{Newest: ps.MaxTime, Seen: ps.Rows > 0, Idle: ok && ps.Next >= end}
 	}
-	if anyBusy {
-		return busy
-	}
-	return idle
+	return parts
 }
 
 // runJob runs one recomputation of vj for job j; rng, when not nil, adds
@@ -225,7 +187,7 @@ func (vj *viewJob) reach() int64 {
 // it reads and the new horizon h: everything on a first run; otherwise the
 // windows that closed since the last horizon, the windows of every hour
 // that got lake files since the last run (late events), and rng.
-func (vj *viewJob) spans(m *Manifest, h int64, rng *span) []span {
+func (vj *viewJob) spans(m *manifest, h int64, rng *span) []span {
 	st := vj.st
 	reach := vj.reach()
 	var out []span
@@ -270,26 +232,9 @@ func (vj *viewJob) eventRange(sp span, h int64) (int64, int64) {
 	if vj.plan.Session() {
 		return sp.from - vj.reach(), h
 	}
-	// Windows start on multiples of the slide (the size for tumbling
-	// windows), counted from the Unix epoch.
-	slide := int64(vj.v.Window.Size.D() / time.Microsecond)
-	if vj.v.Window.Type == "hopping" && vj.v.Window.Slide > 0 {
-		slide = int64(vj.v.Window.Slide.D() / time.Microsecond)
-	}
-	first := ceilDiv(sp.from, slide) * slide
-	last := floorDiv(sp.to-1, slide) * slide
+	first, last := vj.plan.WindowStarts(sp.from, sp.to)
 	return first, min(last+vj.reach(), h)
 }
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b < 0 {
-		q--
-	}
-	return q
-}
-
-func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
 
 // recompute is one run: read, compute, then publish in the order that
 // keeps a failure harmless: the view's log topic first (sinks upsert, so a
@@ -298,7 +243,9 @@ func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
 func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) error {
 	m, unpin := vj.tl.ms.pin()
 	defer unpin()
-	h := b.completeUntil(ctx, vj, m) - int64(vj.v.Window.Lateness.D()/time.Microsecond)
+	// The horizon is the lake's watermark minus the view's lateness, the
+	// speed layer's watermark over what the lake holds; it never moves back.
+	h := plan.Earlier(b.completeUntil(ctx, vj, m), vj.v.Window.Lateness.D().Microseconds())
 	if vj.st.hasHorizon && h < vj.st.horizon {
 		h = vj.st.horizon
 	}
@@ -310,7 +257,7 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 	}
 	spans := vj.spans(m, h, rng)
 	// Files to read, per span, grouped by period (the unit of progress).
-	hoursOf := make([][][]FileEntry, len(spans))
+	hoursOf := make([][][]fileEntry, len(spans))
 	total := 0
 	for i, sp := range spans {
 		from, to := vj.eventRange(sp, h)
@@ -323,7 +270,7 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 				g[n-1] = append(g[n-1], f)
 				continue
 			}
-			hoursOf[i] = append(g, []FileEntry{f})
+			hoursOf[i] = append(g, []fileEntry{f})
 		}
 		total += len(hoursOf[i])
 	}
@@ -402,7 +349,7 @@ func newComputer(vj *viewJob, j *job, total int) *computer {
 
 // span computes the windows starting in sp and ending at or before h from
 // the files of periods (grouped by period).
-func (c *computer) span(ctx context.Context, m *Manifest, sp span, h int64, periods [][]FileEntry) ([]viewrow.Row, error) {
+func (c *computer) span(ctx context.Context, m *manifest, sp span, h int64, periods [][]fileEntry) ([]viewrow.Row, error) {
 	pl := c.vj.plan
 	evFrom, evTo := c.vj.eventRange(sp, h)
 	states := map[int64]map[string]*aggregate.State{}

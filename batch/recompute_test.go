@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -31,7 +33,7 @@ import (
 type env struct {
 	t     *testing.T
 	p     *pipelines.Pipeline
-	clk   *fakeClock
+	clk   *fakeclock.Clock
 	br    *broker.Broker
 	store *serving.Store
 	b     *Batch
@@ -54,7 +56,7 @@ func newEnvWith(t *testing.T, tweak func(*pipelines.Pipeline), views ...pipeline
 	if tweak != nil {
 		tweak(p)
 	}
-	e := &env{t: t, p: p, clk: newClock(t0.Add(3 * time.Hour))}
+	e := &env{t: t, p: p, clk: fakeclock.New(t0.Add(3 * time.Hour))}
 	e.br = openBroker(t, p, e.clk.Now)
 	e.store = serving.NewStore(p)
 	e.open()
@@ -88,7 +90,7 @@ func (e *env) run(view string, from, to time.Time) api.JobStatus {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := e.b.RunJob(ctx, view, from, to, nil)
+	s, err := e.b.recomputeWait(ctx, view, from, to, nil)
 	if err != nil {
 		e.t.Fatalf("job: %v", err)
 	}
@@ -405,7 +407,7 @@ func TestHorizonMerge(t *testing.T) {
 
 	// A partition the lake has not written to the end holds the watermark
 	// back to its newest event in the lake; an idle one does not.
-	m := e.b.Manifest("metrics")
+	m := e.b.manifestOf("metrics")
 	lag := *m
 	lag.Partitions = slices.Clone(m.Partitions)
 	// As if 02:00 were not written yet.
@@ -477,7 +479,7 @@ func TestSchedule(t *testing.T) {
 	// Runs fire every 10 minutes of the injected clock; the lake writer's
 	// clock moves too, so early runs may find the lake empty (no horizon
 	// yet). Move on until a scheduled run has published one.
-	checkFor(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		e.clk.Add(10 * time.Minute)
 		for _, j := range e.b.Jobs() {
 			if j.State == api.JobSucceeded && j.Trigger == "schedule" && j.Horizon != nil {
@@ -546,12 +548,12 @@ func TestCorruptFile(t *testing.T) {
 			e.add(evs)
 			e.run("cpu_by_region", time.Time{}, time.Time{})
 			before, h := e.batchRows("cpu_by_region")
-			fe := e.b.Manifest("metrics").Files[0]
+			fe := e.b.manifestOf("metrics").Files[0]
 			path := filepath.Join(lakeAt{}.topic(e.p, "metrics"), filepath.FromSlash(fe.Path))
 			if err := tc.harm(path); err != nil {
 				t.Fatal(err)
 			}
-			s, err := e.b.RunJob(context.Background(), "cpu_by_region", t0, t0.Add(time.Hour), nil)
+			s, err := e.b.recomputeWait(context.Background(), "cpu_by_region", t0, t0.Add(time.Hour), nil)
 			if err == nil || s.State != api.JobFailed {
 				t.Fatalf("job succeeded over a %s file: %+v", tc.name, s)
 			}
@@ -684,7 +686,7 @@ func TestRunsDoNotInterleave(t *testing.T) {
 		}
 	}
 	<-vj.sem
-	checkFor(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		for _, id := range ids {
 			if s, _ := e.b.Job(id); s.State != api.JobSucceeded {
 				return fmt.Errorf("job %s: %s %s", id, s.State, s.Error)

@@ -57,13 +57,3 @@ func (b *Batch) scheduleDue(next map[string]time.Time) {
 		}
 	}
 }
-
-// NextRun returns when view's schedule next fires after t; ok is false
-// for an unknown view or one without a schedule.
-func (b *Batch) NextRun(view string, t time.Time) (time.Time, bool) {
-	vj := b.views[view]
-	if vj == nil || vj.sched == nil {
-		return time.Time{}, false
-	}
-	return vj.sched.Next(t), true
-}

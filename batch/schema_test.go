@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
@@ -16,7 +17,7 @@ import (
 // new lake files read together; the old files' rows have it null.
 func TestSchemaEvolution(t *testing.T) {
 	dir := t.TempDir()
-	clk := newClock(t0.Add(3 * time.Hour))
+	clk := fakeclock.New(t0.Add(3 * time.Hour))
 	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 1)}, []pipelines.View{testView("cpu_by_region", "metrics")})
 	old := []event.Event{testEvent("old", 0, t0, time.Second), testEvent("old", 1, t0, time.Second)}
 	{

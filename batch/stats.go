@@ -8,18 +8,26 @@ import (
 )
 
 // AddStats puts the batch layer's live numbers into a GET /v1/stats
-// answer: the lake writer's counters per topic, each view's horizon and
-// last job, and the job history by state. Counters are totals since start.
+// answer: the lake writer's counters per topic and what the lake holds,
+// each view's horizon and last job, and the job history by state. Counters
+// are totals since start; what the lake holds is durable.
 func (b *Batch) AddStats(s *api.Stats) {
 	st := &api.BatchStats{Lake: []api.LakeStats{}, Views: []api.BatchViewStats{}, Jobs: map[api.JobState]int{}}
 	m := b.metrics
 	for i := range b.p.Topics {
 		t := b.p.Topics[i].Name
-		st.Lake = append(st.Lake, api.LakeStats{Topic: t,
+		ls := api.LakeStats{Topic: t,
 			Rows:        promread.Count(m.lakeRows.WithLabelValues(t)),
 			Files:       promread.Count(m.lakeFiles.WithLabelValues(t)),
 			Compactions: promread.Count(m.compactions.WithLabelValues(t)),
-		})
+		}
+		if mf := b.manifestOf(t); mf != nil {
+			ls.FilesHeld = len(mf.Files)
+			for _, f := range mf.Files {
+				ls.RowsHeld += f.Rows
+			}
+		}
+		st.Lake = append(st.Lake, ls)
 	}
 	for i := range b.p.Views {
 		v := b.p.Views[i].Name

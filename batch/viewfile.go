@@ -1,16 +1,15 @@
 package batch
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -22,7 +21,10 @@ import (
 // docs/lake-format.md specifies it.
 const viewFileName = "batch.json"
 
-const viewFileFormat = 1
+// viewFileFormat is the format view files are written in. Format 1, written
+// by earlier builds, is read too: its timestamps are UTC µs (which the exact
+// JSON form reads as well) and its bools 0 or 1.
+const viewFileFormat = 2
 
 // viewFile is the durable batch result of one view: every batch row, the
 // horizon, and the lake version the rows were computed from (which tells
@@ -35,13 +37,11 @@ type viewFile struct {
 	LakeVersion int64 `json:"lake_version"`
 	// Columns names the values of each row: window_start, window_end, the
 	// group-by fields, then the aggregates (pipelines.ViewSchema).
-	Columns []string  `json:"columns"`
-	Rows    []viewRow `json:"rows"`
+	Columns []string `json:"columns"`
+	// Rows holds each row as a JSON array of its values in column order, in
+	// the exact JSON form of package event.
+	Rows []json.RawMessage `json:"rows"`
 }
-
-// viewRow is one row as [window_start, window_end, group..., aggs...],
-// each value a JSON number, string, bool or null.
-type viewRow []any
 
 // viewState is a view's batch result in memory.
 type viewState struct {
@@ -66,17 +66,8 @@ func (s *viewState) replace(from, to int64, rows []viewrow.Row, pl *plan.Plan) {
 		}
 	}
 	for _, r := range rows {
-		s.rows[rowKey{r.Start, groupString(r.Group)}] = r
+		s.rows[rowKey{r.Start, event.GroupKey(r.Group)}] = r
 	}
-}
-
-// groupString is a map key for group values.
-func groupString(vals []event.Value) string {
-	b := make([]byte, 0, 32)
-	for _, v := range vals {
-		b = fmt.Appendf(b, "%t|%d|%x|%q;", v.Valid, v.I, math.Float64bits(v.F), v.S)
-	}
-	return string(b)
 }
 
 // sortedRows returns the rows ordered by window start, then group.
@@ -104,51 +95,31 @@ func (s *viewState) sortedRows() []viewrow.Row {
 	return out
 }
 
-// valueJSON encodes a value of type t. Infinities and NaN, which JSON
-// lacks, are written as strings.
-func valueJSON(v event.Value, t event.FieldType) any {
-	switch {
-	case !v.Valid:
-		return nil
-	case t == event.TypeString:
-		return v.S
-	case t == event.TypeDouble:
-		if math.IsInf(v.F, 0) || math.IsNaN(v.F) {
-			return fmt.Sprint(v.F)
+// rowJSON appends r as a JSON array of its values in schema order
+// (viewrow's layout), in the exact JSON form; vals is scratch space.
+func rowJSON(b []byte, schema event.Schema, r viewrow.Row, vals []event.Value) ([]byte, []event.Value) {
+	vals = r.AppendValues(vals[:0])
+	b = append(b, '[')
+	for i, v := range vals {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		return v.F
-	default:
-		return v.I
+		b = event.AppendExactJSON(b, schema[i].Type, v)
 	}
+	return append(b, ']'), vals
 }
 
-func valueFromJSON(x any, t event.FieldType) (event.Value, error) {
-	if x == nil {
-		return event.Value{}, nil
-	}
-	switch t {
-	case event.TypeString:
-		s, ok := x.(string)
-		if !ok {
-			return event.Value{}, fmt.Errorf("want a string, got %v", x)
-		}
-		return event.Value{S: s, Valid: true}, nil
-	case event.TypeDouble:
-		switch v := x.(type) {
-		case json.Number:
-			f, err := v.Float64()
-			return event.Value{F: f, Valid: err == nil}, err
-		case string:
-			f, err := strconv.ParseFloat(v, 64)
-			return event.Value{F: f, Valid: err == nil}, err
-		}
-	default:
-		if v, ok := x.(json.Number); ok {
-			i, err := v.Int64()
-			return event.Value{I: i, Valid: err == nil}, err
+// rowValue reads one value of a view file row of the given format.
+func rowValue(format int, t event.FieldType, x any) (event.Value, error) {
+	if n, ok := x.(json.Number); ok && format == 1 && t == event.TypeBool {
+		switch n {
+		case "0":
+			return event.Value{Valid: true}, nil
+		case "1":
+			return event.Value{I: 1, Valid: true}, nil
 		}
 	}
-	return event.Value{}, fmt.Errorf("unexpected value %v for %s", x, t)
+	return event.ExactJSONValue(t, x)
 }
 
 // writeViewFile stores a view's batch result atomically.
@@ -162,13 +133,13 @@ func writeViewFile(dir string, v *pipelines.View, from *pipelines.Topic, st *vie
 	for _, f := range schema {
 		vf.Columns = append(vf.Columns, f.Name)
 	}
-	for _, r := range st.sortedRows() {
-		row := make(viewRow, 0, len(schema))
-		row = append(row, r.Start, r.End)
-		for _, v := range append(slices.Clip(r.Group), r.Aggs...) {
-			row = append(row, valueJSON(v, schema[len(row)].Type))
-		}
-		vf.Rows = append(vf.Rows, row)
+	rows := st.sortedRows()
+	vf.Rows = make([]json.RawMessage, len(rows))
+	var buf []byte
+	var vals []event.Value
+	for i, r := range rows {
+		buf, vals = rowJSON(buf, schema, r, vals)
+		vf.Rows[i], buf = buf, buf[len(buf):]
 	}
 	b, err := json.Marshal(vf)
 	if err != nil {
@@ -197,8 +168,8 @@ func readViewFile(dir string, v *pipelines.View, from *pipelines.Topic) (*viewSt
 	if err := dec.Decode(&vf); err != nil {
 		return nil, fmt.Errorf("batch: view file %s: %w", path, err)
 	}
-	if vf.Format != viewFileFormat {
-		return nil, fmt.Errorf("batch: view file %s: format %d, want %d", path, vf.Format, viewFileFormat)
+	if vf.Format != 1 && vf.Format != viewFileFormat {
+		return nil, fmt.Errorf("batch: view file %s: format %d, want 1 or %d", path, vf.Format, viewFileFormat)
 	}
 	schema := pipelines.ViewSchema(v, from)
 	names := make([]string, len(schema))
@@ -216,13 +187,19 @@ func readViewFile(dir string, v *pipelines.View, from *pipelines.Topic) (*viewSt
 	}
 	st.lakeVersion = vf.LakeVersion
 	ng := len(v.GroupBy)
-	for i, row := range vf.Rows {
+	for i, raw := range vf.Rows {
+		var row []any
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(&row); err != nil {
+			return nil, fmt.Errorf("batch: view file %s: row %d: %w", path, i, err)
+		}
 		if len(row) != len(schema) {
 			return nil, fmt.Errorf("batch: view file %s: row %d has %d values, want %d", path, i, len(row), len(schema))
 		}
 		vals := make([]event.Value, len(schema))
 		for j := range row {
-			if vals[j], err = valueFromJSON(row[j], schema[j].Type); err != nil {
+			if vals[j], err = rowValue(vf.Format, schema[j].Type, row[j]); err != nil {
 				return nil, fmt.Errorf("batch: view file %s: row %d, %s: %w", path, i, schema[j].Name, err)
 			}
 		}
@@ -230,7 +207,7 @@ func readViewFile(dir string, v *pipelines.View, from *pipelines.Topic) (*viewSt
 		if !ok {
 			return nil, fmt.Errorf("batch: view file %s: row %d has %d values, want %d group-by fields", path, i, len(vals), ng)
 		}
-		st.rows[rowKey{r.Start, groupString(r.Group)}] = r
+		st.rows[rowKey{r.Start, event.GroupKey(r.Group)}] = r
 	}
 	return st, nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // testCluster is n nats-servers with JetStream, routed on loopback, each
@@ -54,7 +56,7 @@ func startCluster(t testing.TB, n int) *testCluster {
 			t.Fatalf("%s not ready", ns.Name())
 		}
 	}
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testenv.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		for _, ns := range c.servers {
 			if ns.JetStreamIsLeader() {
 				return nil
@@ -160,14 +162,14 @@ func TestClusterNodeLoss(t *testing.T) {
 		}
 		return n
 	}
-	checkFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if count(0, time.Time{}) < 100 || count(1, time.Time{}) < 100 {
 			return errors.New("fewer than 100 appends per partition")
 		}
 		return nil
 	})
 
-	st, err := b.JetStream().Stream(ctx, "LF_metrics_0")
+	st, err := b.js.Stream(ctx, "LF_metrics_0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +179,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	t.Logf("stopped %s, the leader of partition 0, after %d/%d appends", leader, count(0, time.Time{}), count(1, time.Time{}))
 	// Appends to both partitions resume within a bound (raft elections take
 	// 4–9 s here).
-	checkFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		for part := range 2 {
 			if count(part, stoppedAt) < 20 {
 				return fmt.Errorf("partition %d: appends have not resumed", part)
@@ -189,7 +191,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	// The client may still be moving to another server.
-	checkFor(t, 30*time.Second, 10*time.Millisecond, func() error { return b.Ready(ctx) })
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error { return b.Ready(ctx) })
 
 	for part := range 2 {
 		at := map[int64]string{}

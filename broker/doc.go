@@ -4,7 +4,9 @@
 // writes record batches ("entries": many events of one partition in one
 // JetStream message, see AppendEntry and docs/log-format.md); numbers events
 // with per-partition offsets; reads partitions from an offset or a time;
-// keeps the committed offsets of every consumer; and computes their lag.
+// keeps the committed offsets of every consumer and the read positions
+// they report between commits (Progress); and computes their lag, by the
+// log's append times, at both positions (lag.go, docs/log-format.md).
 //
 // Ingest appends, the speed layer, the lake writer and the sinks read and
 // commit, the CLI and the HTTP API show topics and lag. Those callers

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
@@ -20,12 +20,7 @@ func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	ports := make([]int, n)
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		ports[i] = testenv.FreePort(t)
 	}
 	return ports
 }
@@ -84,7 +79,7 @@ func TestEmbeddedCluster(t *testing.T) {
 	if off0 != 0 || off1 != 10 {
 		t.Fatalf("appends through two nodes got offsets %d and %d, want 0 and 10 (one log)", off0, off1)
 	}
-	si, err := brokers[2].JetStream().Stream(ctx, "LF_metrics_1")
+	si, err := brokers[2].js.Stream(ctx, "LF_metrics_1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +103,7 @@ func TestEmbeddedCluster(t *testing.T) {
 
 	// One node goes away: the other two keep a quorum and take appends.
 	brokers[0].Close()
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		actx, acancel := context.WithTimeout(ctx, 3*time.Second)
 		defer acancel()
 		_, err := brokers[1].Append(actx, "metrics", 1, testEvents("c", 0, 5, 0))

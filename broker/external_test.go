@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
@@ -574,7 +575,7 @@ func TestExternalReconnectLog(t *testing.T) {
 			if err := ns.DisconnectClientByID(id); err != nil {
 				t.Fatal(err)
 			}
-			checkFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+			testenv.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 				if !strings.Contains(logs.String(), "broker: reconnected") {
 					return errors.New("no reconnect in the log")
 				}
@@ -599,12 +600,7 @@ func TestExternalReconnectLog(t *testing.T) {
 // without the password of the URL.
 func TestExternalDownAtOpen(t *testing.T) {
 	const user, password = "lambda", "pw-Secret-c2e817"
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testenv.FreePort(t)
 	p := testPipeline(t.TempDir(), testTopic("metrics", 1))
 	p.Broker.URL = "nats://" + user + ":" + password + "@127.0.0.1:" + strconv.Itoa(port)
 	logs := &syncBuffer{}
@@ -622,7 +618,7 @@ func TestExternalDownAtOpen(t *testing.T) {
 		o.Username = user
 		o.Password = password
 	})
-	checkFor(t, 15*time.Second, 50*time.Millisecond, func() error { return b.Ready(ctx) })
+	testenv.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error { return b.Ready(ctx) })
 	roundTrip(t, b)
 	b.Close()
 	out := logs.String()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
@@ -290,7 +291,7 @@ func TestRetentionGaps(t *testing.T) {
 	for i := range 5 {
 		mustAppend(t, b, "metrics", 0, testEvents("e", 2*i, 2, base), int64(2*i))
 	}
-	st, err := b.JetStream().Stream(ctx, "LF_metrics_0")
+	st, err := b.js.Stream(ctx, "LF_metrics_0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +342,7 @@ func TestRetentionGaps(t *testing.T) {
 	// offset exact.
 	b.Close()
 	b = openBroker(t, p, Options{})
-	st, err = b.JetStream().Stream(ctx, "LF_metrics_0")
+	st, err = b.js.Stream(ctx, "LF_metrics_0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +361,7 @@ func TestRetentionGaps(t *testing.T) {
 	// by at most MaxEntryEvents per lost entry, and never go back.
 	mustAppend(t, b, "metrics", 1, testEvents("f", 0, 3, base), 0)
 	mustAppend(t, b, "metrics", 1, testEvents("f", 3, 3, base), 3)
-	st1, err := b.JetStream().Stream(ctx, "LF_metrics_1")
+	st1, err := b.js.Stream(ctx, "LF_metrics_1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,14 +540,14 @@ func TestSharedEmbeddedServer(t *testing.T) {
 		t.Fatalf("read by the owner: %v", ids)
 	}
 
-	kv, err := client.KV(ctx, "speed")
+	kv, err := client.keyValue(ctx, "speed")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kv.Put(ctx, "checkpoint", []byte("42")); err != nil {
 		t.Fatal(err)
 	}
-	kv2, err := owner.KV(ctx, "speed")
+	kv2, err := owner.keyValue(ctx, "speed")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,7 +573,7 @@ func TestSharedEmbeddedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner.Close()
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if err := client.Ready(ctx); !errors.Is(err, ErrUnavailable) {
 			return fmt.Errorf("Ready with the server gone: %v", err)
 		}
@@ -600,7 +601,7 @@ func TestSeekOffset(t *testing.T) {
 		mustAppend(t, b, "metrics", 0, testEvents("e", int(next), n, base), next)
 		next += int64(n)
 	}
-	st, err := b.JetStream().Stream(ctx, "LF_metrics_0")
+	st, err := b.js.Stream(ctx, "LF_metrics_0")
 	if err != nil {
 		t.Fatal(err)
 	}

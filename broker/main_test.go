@@ -97,22 +97,6 @@ func openBroker(t testing.TB, p *pipelines.Pipeline, opts Options) *Broker {
 	return b
 }
 
-// checkFor polls f until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout, every time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(every)
-	}
-}
-
 // readAll reads a partition from the start up to its end offset.
 func readAll(t testing.TB, b *Broker, topic string, part int) []Entry {
 	t.Helper()

@@ -52,14 +52,24 @@ func newMetrics(reg prometheus.Registerer, b *Broker) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17), // 0.1 ms … 6.6 s
 		}),
 	}
+	labels = []string{"consumer", "topic", "partition"}
 	lag := &lagCollector{
 		b: b,
 		events: prometheus.NewDesc("lambdaflow_consumer_lag_events",
-			"Events appended to the partition that the consumer has not consumed.",
-			[]string{"consumer", "topic", "partition"}, nil),
+			"Events appended to the partition that the consumer has not committed.",
+			labels, nil),
 		seconds: prometheus.NewDesc("lambdaflow_consumer_lag_seconds",
-			"Age of the oldest event the consumer has not consumed (event time).",
-			[]string{"consumer", "topic", "partition"}, nil),
+			"Time since the log appended the oldest event the consumer has not committed.",
+			labels, nil),
+		eventTime: prometheus.NewDesc("lambdaflow_consumer_event_time_lag_seconds",
+			"Age by event time of the oldest event the consumer has not committed.",
+			labels, nil),
+		readEvents: prometheus.NewDesc("lambdaflow_consumer_read_lag_events",
+			"Events appended to the partition that the consumer has not read yet.",
+			labels, nil),
+		readSeconds: prometheus.NewDesc("lambdaflow_consumer_read_lag_seconds",
+			"Time since the log appended the oldest event the consumer has not read yet.",
+			labels, nil),
 	}
 	for _, c := range []prometheus.Collector{m.appends, m.events, m.bytes, m.appendSeconds, lag} {
 		if err := reg.Register(c); err != nil {
@@ -88,8 +98,8 @@ func (m *metrics) unregister() {
 
 // lagCollector exports Lag as gauges, computed at scrape time.
 type lagCollector struct {
-	b               *Broker
-	events, seconds *prometheus.Desc
+	b                                                   *Broker
+	events, seconds, eventTime, readEvents, readSeconds *prometheus.Desc
 
 	mu   sync.Mutex
 	at   time.Time
@@ -99,6 +109,9 @@ type lagCollector struct {
 func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.events
 	ch <- c.seconds
+	ch <- c.eventTime
+	ch <- c.readEvents
+	ch <- c.readSeconds
 }
 
 func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
@@ -116,11 +129,19 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, l := range c.last {
 		part := strconv.Itoa(l.Partition)
-		if m, err := prometheus.NewConstMetric(c.events, prometheus.GaugeValue, float64(l.Lag), l.Consumer, l.Topic, part); err == nil {
-			ch <- m
-		}
-		if m, err := prometheus.NewConstMetric(c.seconds, prometheus.GaugeValue, l.LagSeconds, l.Consumer, l.Topic, part); err == nil {
-			ch <- m
+		for _, g := range []struct {
+			d *prometheus.Desc
+			v float64
+		}{
+			{c.events, float64(l.Lag)},
+			{c.seconds, l.LagSeconds},
+			{c.eventTime, l.EventTimeLagSeconds},
+			{c.readEvents, float64(l.ReadLag)},
+			{c.readSeconds, l.ReadLagSeconds},
+		} {
+			if m, err := prometheus.NewConstMetric(g.d, prometheus.GaugeValue, g.v, l.Consumer, l.Topic, part); err == nil {
+				ch <- m
+			}
 		}
 	}
 }

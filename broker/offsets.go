@@ -42,7 +42,7 @@ func (b *Broker) offsets(ctx context.Context) (jetstream.KeyValue, error) {
 	if b.offsetsKV != nil {
 		return b.offsetsKV, nil
 	}
-	kv, err := b.KV(ctx, "offsets")
+	kv, err := b.keyValue(ctx, "offsets")
 	if err != nil {
 		return nil, err
 	}
@@ -135,22 +135,31 @@ func commitKey(consumer, topicName string, part int) string {
 
 func markerKey(p *partition) string { return "end." + p.topic + "." + p.label }
 
-// parseCommitKey splits a commit key; ok is false for other keys.
-func parseCommitKey(key string) (consumer, topicName string, part int, ok bool) {
+// readKey is the key of consumer's read report on a partition.
+func readKey(consumer, topicName string, part int) string {
+	return "r." + escapeKey(consumer) + "." + topicName + "." + strconv.Itoa(part)
+}
+
+// parseConsumerKey splits a commit key or a read report's key (read is
+// true); ok is false for other keys.
+func parseConsumerKey(key string) (consumer, topicName string, part int, read, ok bool) {
 	rest, found := strings.CutPrefix(key, "c.")
 	if !found {
-		return "", "", 0, false
+		if rest, found = strings.CutPrefix(key, "r."); !found {
+			return "", "", 0, false, false
+		}
+		read = true
 	}
 	f := strings.Split(rest, ".")
 	if len(f) != 3 {
-		return "", "", 0, false
+		return "", "", 0, false, false
 	}
 	part, err := strconv.Atoi(f[2])
 	if err != nil {
-		return "", "", 0, false
+		return "", "", 0, false, false
 	}
 	consumer, ok = unescapeKey(f[0])
-	return consumer, f[1], part, ok
+	return consumer, f[1], part, read, ok
 }
 
 // escapeKey keeps letters, digits, '-' and '_' and writes any other byte as
@@ -191,10 +200,11 @@ func unescapeKey(s string) (string, bool) {
 	return sb.String(), true
 }
 
-// markerLoop writes end markers every markerInterval until Close.
-func (b *Broker) markerLoop() {
+// every calls write each interval until Close (which calls the writers
+// once more itself): the end markers and the read reports.
+func (b *Broker) every(interval time.Duration, write func(context.Context)) {
 	defer b.wg.Done()
-	t := time.NewTicker(markerInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -202,7 +212,7 @@ func (b *Broker) markerLoop() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			b.writeMarkers(ctx)
+			write(ctx)
 			cancel()
 		}
 	}

@@ -65,14 +65,17 @@ type Broker struct {
 	offsetsKV jetstream.KeyValue
 
 	lagMu    sync.Mutex
-	lagCache map[lagKey]int64 // (topic, partition, offset) -> Lf-Min-Time
+	lagCache map[lagKey]entryTimes
+
+	progressMu sync.Mutex
+	progress   map[consumerPart]progressState // read reports (Progress)
 
 	mu      sync.Mutex
 	closed  bool
 	readers map[*Reader]struct{}
 
-	stop    chan struct{}  // closed by Close; stops the marker loop
-	wg      sync.WaitGroup // the marker loop
+	stop    chan struct{}  // closed by Close; stops the marker and progress loops
+	wg      sync.WaitGroup // the marker and progress loops
 	ncDone  chan struct{}  // closed when the connection is closed
 	closeMu sync.Mutex
 }
@@ -95,7 +98,8 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 		prefix:   p.Broker.Prefix,
 		replicas: p.Broker.Replicas,
 		topics:   make(map[string]*topic, len(p.Topics)),
-		lagCache: make(map[lagKey]int64),
+		lagCache: make(map[lagKey]entryTimes),
+		progress: make(map[consumerPart]progressState),
 		readers:  make(map[*Reader]struct{}),
 		stop:     make(chan struct{}),
 		ncDone:   make(chan struct{}),
@@ -107,7 +111,7 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 		b.now = time.Now
 	}
 	if b.prefix == "" {
-		b.prefix = "LF"
+		b.prefix = pipelines.DefaultPrefix
 	}
 	if b.replicas <= 0 {
 		b.replicas = 1
@@ -148,8 +152,9 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 		b.shutdown()
 		return nil, err
 	}
-	b.wg.Add(1)
-	go b.markerLoop()
+	b.wg.Add(2)
+	go b.every(markerInterval, b.writeMarkers)
+	go b.every(progressInterval, b.writeProgress)
 	return b, nil
 }
 
@@ -407,7 +412,8 @@ func redactURLs(urls string) string {
 }
 
 // Close stops open Readers, writes the end-offset markers of the
-// partitions this Broker appended to, drains the connection and shuts the
+// partitions this Broker appended to and the read reports not yet written
+// (Progress), drains the connection and shuts the
 // embedded server down. It is safe to call more than once.
 func (b *Broker) Close() error {
 	b.closeMu.Lock()
@@ -430,6 +436,7 @@ func (b *Broker) Close() error {
 	b.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	b.writeMarkers(ctx)
+	b.writeProgress(ctx)
 	cancel()
 	b.metrics.unregister()
 	b.shutdown()
@@ -479,16 +486,11 @@ func (b *Broker) Ready(ctx context.Context) error {
 	return nil
 }
 
-// JetStream returns the JetStream handle for uses the broker does not
-// cover. Streams and buckets whose names start with the prefix belong to
-// the broker; do not change them.
-func (b *Broker) JetStream() jetstream.JetStream { return b.js }
-
-// KV returns the key-value bucket <prefix>_<bucket>, creating it (file
+// keyValue returns the key-value bucket <prefix>_<bucket>, creating it (file
 // storage, the configured replicas, one revision per key) or updating it;
 // on a cluster it waits, within ctx, until the bucket can be placed.
 // Other layers keep their checkpoints there.
-func (b *Broker) KV(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+func (b *Broker) keyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
 	err := b.whileForming(ctx, "bucket "+b.prefix+"_"+bucket, func() (err error) {
 		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -33,7 +33,7 @@ func (b *Broker) States(ctx context.Context, bucket string) (*States, error) {
 	if b.isClosed() {
 		return nil, ErrClosed
 	}
-	kv, err := b.KV(ctx, bucket)
+	kv, err := b.keyValue(ctx, bucket)
 	if err != nil {
 		return nil, err
 	}

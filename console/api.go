@@ -28,16 +28,19 @@ type Log interface {
 // API serves the read API over the log: GET /v1/topics, GET /v1/lag and the
 // message browser GET /v1/topics/{topic}/events.
 type API struct {
+	p      *pipelines.Pipeline
 	log    Log
 	topics map[string]pipelines.Topic // every log topic by name
+	names  []string                   // in the log's order
 }
 
 // NewAPI returns the log read API for the pipeline's topics, view topics and
 // dead-letter topics.
 func NewAPI(p *pipelines.Pipeline, log Log) *API {
-	a := &API{log: log, topics: map[string]pipelines.Topic{}}
+	a := &API{p: p, log: log, topics: map[string]pipelines.Topic{}}
 	for _, t := range p.LogTopics() {
 		a.topics[t.Name] = t
+		a.names = append(a.names, t.Name)
 	}
 	return a
 }
@@ -56,6 +59,10 @@ func (a *API) listTopics(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeLogError(w, err)
 		return
+	}
+	for i := range ts {
+		ts[i].Kind, ts[i].Refusal, _ = a.p.TopicKind(ts[i].Name)
+		ts[i].Publishable = ts[i].Kind == pipelines.KindEvents
 	}
 	httpapi.WriteJSON(w, http.StatusOK, api.Topics{Topics: ts})
 }
@@ -81,8 +88,10 @@ const (
 // events pages through a topic's events. Parameters:
 //
 //	partition=P         only partition P (default: all)
-//	from=OFFSET|TIME    start at this offset in each partition, or at the
-//	                    first event ingested at or after this RFC 3339 time
+//	from=OFFSET|TIME    start at this offset in each partition, or take the
+//	                    events ingested at or after this RFC 3339 time (their
+//	                    ingest_time, the time the log is ordered by; not
+//	                    their event time)
 //	last=N              the last N events of each partition
 //	offset.P=O          continue partition P at offset O (from "next")
 //	limit=N             at most N events in all (default 100, max 10000)
@@ -94,7 +103,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("topic")
 	t, ok := a.topics[name]
 	if !ok {
-		httpapi.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown topic %q", name))
+		httpapi.WriteUnknown(w, "topic", name, a.names)
 		return
 	}
 	q := r.URL.Query()
@@ -139,17 +148,26 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	// time, always taking the head of a partition, so that what a page keeps
 	// of each partition is a prefix and "next" resumes exactly after it.
 	queues := make([][]item, 0, len(parts))
-	for _, p := range parts {
+	after := make([]int64, len(parts)) // the offset after the last event fetched, -1 for none
+	for i, p := range parts {
 		entries, err := a.log.Fetch(r.Context(), name, p, starts[p].position(), limit)
 		if err != nil {
 			writeLogError(w, err)
 			return
 		}
+		after[i] = -1
 		var q []item
 		for _, en := range entries {
-			for i, e := range en.Events {
-				q = append(q, item{p, en.Offset + int64(i), e})
+			for j, e := range en.Events {
+				// The log finds the first entry it stored at or after the
+				// time; an entry ingested just before the time may have been
+				// stored just after it: the ingest time decides.
+				if starts[p].byTime && e.Ingest < starts[p].time.UnixMicro() {
+					continue
+				}
+				q = append(q, item{p, en.Offset + int64(j), e})
 			}
+			after[i] = en.End()
 		}
 		queues = append(queues, q)
 	}
@@ -159,6 +177,8 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case len(queues[i]) > 0:
 			next[strconv.Itoa(p)] = queues[i][0].offset
+		case after[i] >= 0:
+			next[strconv.Itoa(p)] = after[i]
 		case !starts[p].byTime:
 			next[strconv.Itoa(p)] = starts[p].offset
 		default:

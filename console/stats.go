@@ -33,18 +33,20 @@ type Stats struct {
 	pipeline string
 	log      statsLog
 	now      func() time.Time
+	started  time.Time
 
 	mu      sync.Mutex
 	sources []StatsSource
 }
 
 // NewStats returns the stats of pipeline over log, with no parts yet; now
-// is the clock of the answers' time (nil: time.Now).
+// is the clock of the answers' time (nil: time.Now). The process's counters
+// count from now: call it as the process starts.
 func NewStats(pipeline string, log statsLog, now func() time.Time) *Stats {
 	if now == nil {
 		now = time.Now
 	}
-	return &Stats{pipeline: pipeline, log: log, now: now}
+	return &Stats{pipeline: pipeline, log: log, now: now, started: now().UTC()}
 }
 
 // Add registers parts that report numbers.
@@ -61,7 +63,7 @@ func (s *Stats) Routes() []httpapi.Route {
 
 // Collect builds one answer.
 func (s *Stats) Collect(ctx context.Context) (*api.Stats, error) {
-	out := &api.Stats{Pipeline: s.pipeline, Time: s.now().UTC(), Topics: []api.TopicStats{}, Views: []api.ViewStats{}, Sinks: []api.SinkStats{}}
+	out := &api.Stats{Pipeline: s.pipeline, Time: s.now().UTC(), Started: s.started, Topics: []api.TopicStats{}, Views: []api.ViewStats{}, Sinks: []api.SinkStats{}}
 	topics, err := s.log.Topics(ctx)
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // The API tests cover every endpoint the console and `top` read, with exact
@@ -77,7 +78,7 @@ func TestAPITopics(t *testing.T) {
 	if topic == nil {
 		t.Fatalf("GET /v1/topics has no topic metrics: %v", raw)
 	}
-	assertKeys(t, "topic", topic, "name", "events", "bytes", "partitions", "retention", "max_bytes", "replicas")
+	assertKeys(t, "topic", topic, "name", "events", "bytes", "partitions", "retention", "max_bytes", "replicas", "kind", "publishable")
 	var parts []map[string]json.RawMessage
 	json.Unmarshal(topic["partitions"], &parts)
 	for _, pt := range parts {
@@ -85,6 +86,24 @@ func TestAPITopics(t *testing.T) {
 	}
 
 	topics := got(p.api.Topics(bg))(t)
+	// The seeded topic takes events; the view's rows and the sinks' dead
+	// letters say why they do not.
+	kinds := map[string]string{}
+	for _, tp := range topics {
+		kinds[tp.Name] = fmt.Sprintf("%s %v %s", tp.Kind, tp.Publishable, tp.Refusal)
+	}
+	wantKinds := map[string]string{
+		seedTopic: "events true ",
+		seedView: "view false topic \"cpu_by_region\" holds the rows of view cpu_by_region, which the speed and batch layers write; " +
+			"publish to its source topic \"metrics\" instead",
+		"warehouse_dlq": "dead_letters false topic \"warehouse_dlq\" holds the dead letters of sink warehouse, which the sink writes; " +
+			"replay them with POST /v1/sinks/warehouse/dlq/replay (lambdaflow dlq replay warehouse)",
+		"archive_dlq": "dead_letters false topic \"archive_dlq\" holds the dead letters of sink archive, which the sink writes; " +
+			"replay them with POST /v1/sinks/archive/dlq/replay (lambdaflow dlq replay archive)",
+	}
+	if !reflect.DeepEqual(kinds, wantKinds) {
+		t.Errorf("topic kinds %q, want %q", kinds, wantKinds)
+	}
 	ends := f.endOffsets()
 	for _, tp := range topics {
 		if tp.Name != seedTopic {
@@ -121,7 +140,8 @@ func TestAPILag(t *testing.T) {
 		t.Skip("GET /v1/lag lists no consumer: the speed, batch (lake) and sinks layers are not wired into `lambdaflow run` yet")
 	}
 	for _, c := range raw["consumers"] {
-		assertKeys(t, "lag", c, "consumer", "topic", "partition", "offset", "end_offset", "lag", "lag_seconds")
+		assertKeys(t, "lag", c, "consumer", "topic", "partition", "offset", "end_offset", "lag", "lag_seconds",
+			"event_time_lag_seconds", "read_offset", "read_lag", "read_lag_seconds")
 	}
 	lag := got(p.api.Lag(bg))(t)
 	ends := f.endOffsets()
@@ -137,19 +157,25 @@ func TestAPILag(t *testing.T) {
 			continue
 		}
 		seen[l.Consumer]++
-		if l.EndOffset != ends[l.Partition] || l.Lag != l.EndOffset-l.Offset {
-			t.Errorf("%s/%d: offset %d, end %d, lag %d; want end %d and lag = end − offset", l.Consumer, l.Partition, l.Offset, l.EndOffset, l.Lag, ends[l.Partition])
+		if l.EndOffset != ends[l.Partition] || l.Lag != l.EndOffset-l.Offset || l.ReadLag != l.EndOffset-l.ReadOffset || l.ReadOffset < l.Offset {
+			t.Errorf("%s/%d: offset %d, read offset %d, end %d, lag %d, read lag %d; want end %d, lag = end − offset, read lag = end − read offset, read ≥ committed",
+				l.Consumer, l.Partition, l.Offset, l.ReadOffset, l.EndOffset, l.Lag, l.ReadLag, ends[l.Partition])
 		}
 		switch {
 		case l.Consumer == stuckSink:
-			// Never delivered: behind by the whole partition, as old as its
-			// oldest event.
-			want := time.Since(oldest[l.Partition]).Seconds()
-			if l.Offset != 0 || (l.Lag > 0 && math.Abs(l.LagSeconds-want) > 15) {
-				t.Errorf("%s/%d: offset %d, lag_seconds %.1f; want 0 and about %.0f", l.Consumer, l.Partition, l.Offset, l.LagSeconds, want)
+			// Never delivered nor read: behind by the whole partition. Its
+			// lag is the time since the seed was appended; its event-time
+			// lag the age of the oldest event, minutes more.
+			appended := time.Since(f.seededAt).Seconds()
+			eventAge := time.Since(oldest[l.Partition]).Seconds()
+			if l.Offset != 0 || l.ReadOffset != 0 || l.Lag == 0 ||
+				math.Abs(l.LagSeconds-appended) > 15 || l.ReadLagSeconds != l.LagSeconds || math.Abs(l.EventTimeLagSeconds-eventAge) > 15 {
+				t.Errorf("%s/%d: offset %d, read %d, lag_seconds %.1f, read_lag_seconds %.1f, event_time_lag_seconds %.1f; want 0, 0, about %.0f twice and about %.0f",
+					l.Consumer, l.Partition, l.Offset, l.ReadOffset, l.LagSeconds, l.ReadLagSeconds, l.EventTimeLagSeconds, appended, eventAge)
 			}
-		case l.Lag != 0 || l.LagSeconds != 0:
-			t.Errorf("%s/%d: lag %d (%.1f s) after catching up, want 0", l.Consumer, l.Partition, l.Lag, l.LagSeconds)
+		case l.Lag != 0 || l.LagSeconds != 0 || l.EventTimeLagSeconds != 0 || l.ReadLag != 0 || l.ReadLagSeconds != 0:
+			t.Errorf("%s/%d: lag %d (%.1f s, event time %.1f s), read lag %d (%.1f s) after catching up, want 0",
+				l.Consumer, l.Partition, l.Lag, l.LagSeconds, l.EventTimeLagSeconds, l.ReadLag, l.ReadLagSeconds)
 		}
 	}
 	for c, n := range seen {
@@ -205,6 +231,28 @@ func TestAPIMessageBrowser(t *testing.T) {
 	future := browse(client.Browse{Partition: &part, From: time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
 	if len(future.Events) != 0 {
 		t.Errorf("from an hour ahead: %d events, want none", len(future.Events))
+	}
+	// The time is the ingest time, to the microsecond: from an event's
+	// ingest_time it is in; a microsecond later it and every event ingested
+	// with it are out, whatever their event times.
+	all := browse(client.Browse{Partition: &part, From: "0", Limit: 1000})
+	firstIngest, err := time.Parse(time.RFC3339Nano, all.Events[0].IngestTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []time.Time{firstIngest, firstIngest.Add(time.Microsecond)} {
+		var wantIDs, gotIDs []string
+		for _, e := range all.Events {
+			if it, _ := time.Parse(time.RFC3339Nano, e.IngestTime); !it.Before(from) {
+				wantIDs = append(wantIDs, e.ID)
+			}
+		}
+		for _, e := range browse(client.Browse{Partition: &part, From: from.Format(time.RFC3339Nano), Limit: 1000}).Events {
+			gotIDs = append(gotIDs, e.ID)
+		}
+		if !slices.Equal(gotIDs, wantIDs) {
+			t.Errorf("from=%s (ingest time): ids %v, want %v", from.Format(time.RFC3339Nano), gotIDs, wantIDs)
+		}
 	}
 
 	// NDJSON: the same records, one a line, as a download.
@@ -365,7 +413,7 @@ func TestAPIRecompute(t *testing.T) {
 		t.Fatalf("POST recompute: %v %+v, want 2xx {\"job\": id}", err, started)
 	}
 	var job api.JobStatus
-	checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+	testenv.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 		job = got(p.api.Job(bg, started.Job))(t)
 		if job.State != "succeeded" {
 			return fmt.Errorf("job %s: %s %s", job.ID, job.State, job.Error)
@@ -456,13 +504,13 @@ func TestAPIStats(t *testing.T) {
 	waitConsumed(t, p)
 	var raw map[string]json.RawMessage
 	got(0, p.api.Get(bg, "/v1/stats", nil, &raw))(t)
-	assertKeys(t, "stats", raw, "pipeline", "time", "topics", "consumers", "ingest", "views", "batch", "sinks")
+	assertKeys(t, "stats", raw, "pipeline", "time", "started", "topics", "consumers", "ingest", "views", "batch", "sinks")
 
 	before := got(p.api.Lag(bg))(t)
 	st := got(p.api.Stats(bg))(t)
 	topics := got(p.api.Topics(bg))(t)
-	if st.Pipeline != "e2e" || time.Since(st.Time) > time.Minute {
-		t.Errorf("pipeline %q at %s", st.Pipeline, st.Time)
+	if st.Pipeline != "e2e" || time.Since(st.Time) > time.Minute || !st.Started.Before(f.seededAt) || st.Time.Sub(st.Started) > 10*time.Minute {
+		t.Errorf("pipeline %q at %s, started %s; want started before the seed at %s", st.Pipeline, st.Time, st.Started, f.seededAt)
 	}
 	// Nothing moves once consumed: the log's numbers are /v1/topics' and
 	// the positions /v1/lag's.
@@ -519,8 +567,10 @@ func TestAPIStats(t *testing.T) {
 			t.Errorf("batch %+v, want jobs %v", st.Batch, want)
 		}
 		for _, l := range st.Batch.Lake {
-			if l.Topic == seedTopic && f.lake && (l.Rows != uint64(appended) || l.Files == 0) {
-				t.Errorf("lake of %s: %+v, want %d rows in ≥ 1 file", seedTopic, l, appended)
+			// Compaction merges files: the files held are at most those
+			// written; the rows held are every event, once.
+			if l.Topic == seedTopic && f.lake && (l.Rows != uint64(appended) || l.Files == 0 || l.RowsHeld != appended || l.FilesHeld < 1 || uint64(l.FilesHeld) > l.Files) {
+				t.Errorf("lake of %s: %+v, want %d rows written and held, in ≥ 1 file", seedTopic, l, appended)
 			}
 		}
 	}

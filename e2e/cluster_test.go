@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/client"
 	"github.com/lambdaflow/lambdaflow/internal/netns"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // node is one `lambdaflow run` on a host of a netns network.
@@ -71,7 +72,7 @@ func (n *node) post(t *testing.T, key string, events []map[string]any, timeout t
 		body.Write(append(b, '\n'))
 	}
 	c := client.New(n.url, "", &http.Client{Timeout: 5 * time.Second})
-	checkFor(t, timeout, 250*time.Millisecond, func() error {
+	testenv.CheckFor(t, timeout, 250*time.Millisecond, func() error {
 		ans, err := c.Publish(context.Background(), "metrics", body.Bytes(), "application/x-ndjson", key)
 		if err != nil {
 			return fmt.Errorf("POST to %s: %w", n.host.Label, err)
@@ -103,7 +104,7 @@ func (n *node) events() (int64, error) {
 func allSee(t *testing.T, nodes []*node, want int64) {
 	t.Helper()
 	for _, n := range nodes {
-		checkFor(t, 60*time.Second, 250*time.Millisecond, func() error {
+		testenv.CheckFor(t, 60*time.Second, 250*time.Millisecond, func() error {
 			if got, err := n.events(); err != nil || got != want {
 				return fmt.Errorf("%s sees %d events (%v), want %d", n.host.Label, got, err, want)
 			}
@@ -134,7 +135,7 @@ func TestEmbeddedClusterAcrossHosts(t *testing.T) {
 		nodes = append(nodes, startNode(t, h, []*netns.Host{hosts[(i+1)%3], hosts[(i+2)%3]}))
 	}
 	for _, n := range nodes {
-		checkFor(t, 90*time.Second, 250*time.Millisecond, func() error {
+		testenv.CheckFor(t, 90*time.Second, 250*time.Millisecond, func() error {
 			resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(n.url + "/readyz")
 			if err != nil {
 				return err

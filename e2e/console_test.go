@@ -22,6 +22,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // The console tests load the web console in headless Chromium against the
@@ -90,6 +91,12 @@ func newBrowser(t *testing.T) *browser {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("start %s: %v", path, err)
 	}
+	// Every page a test loads must run without an uncaught exception.
+	t.Cleanup(func() {
+		if errs := b.jsErrors(); len(errs) > 0 {
+			t.Errorf("JavaScript exceptions: %v", errs)
+		}
+	})
 	return b
 }
 
@@ -123,7 +130,7 @@ func (b *browser) tryEval(expr string, out any) error {
 // waitFor polls the page until expr is true.
 func (b *browser) waitFor(t *testing.T, what, expr string) {
 	t.Helper()
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		var ok bool
 		if err := b.tryEval("!!("+expr+")", &ok); err != nil {
 			return err
@@ -166,11 +173,6 @@ func (b *browser) screenshot(t *testing.T, name string) {
 func TestConsole(t *testing.T) {
 	p, f := sharedPipeline(t)
 	b := newBrowser(t)
-	t.Cleanup(func() {
-		if errs := b.jsErrors(); len(errs) > 0 {
-			t.Errorf("JavaScript exceptions: %v", errs)
-		}
-	})
 
 	t.Run("token prompt", func(t *testing.T) {
 		b.open(t, p, "consumers")
@@ -197,17 +199,21 @@ func TestConsole(t *testing.T) {
 		}
 		b.waitFor(t, "every consumer row", fmt.Sprintf(`document.querySelectorAll("#lag tr.lag-row").length === %d`, len(lag)))
 		var rows []struct {
-			Consumer, Topic                              string
-			Partition, Offset, End, Lag                  int64
-			LagSeconds                                   float64
-			OffsetText, EndText, LagText, LagSecondsText string
+			Consumer, Topic                                     string
+			Partition, Offset, End, Lag, ReadOffset, ReadLag    int64
+			LagSeconds, ReadLagSeconds, EventTimeLagSeconds     float64
+			OffsetText, EndText, LagText, ReadText, ReadLagText string
 		}
 		b.eval(t, `[...document.querySelectorAll("#lag tr.lag-row")].map(r => ({
 			Consumer: r.dataset.consumer, Topic: r.dataset.topic, Partition: Number(r.dataset.partition),
 			Offset: Number(r.querySelector(".offset").dataset.value), End: Number(r.querySelector(".end").dataset.value),
 			Lag: Number(r.querySelector(".lag").dataset.value), LagSeconds: Number(r.querySelector(".lag-seconds").dataset.value),
+			ReadOffset: Number(r.querySelector(".read-offset").dataset.value), ReadLag: Number(r.querySelector(".read-lag").dataset.value),
+			ReadLagSeconds: Number(r.querySelector(".read-lag-seconds").dataset.value),
+			EventTimeLagSeconds: Number(r.querySelector(".event-time-lag").dataset.value),
 			OffsetText: r.querySelector(".offset").textContent, EndText: r.querySelector(".end").textContent,
-			LagText: r.querySelector(".lag").textContent, LagSecondsText: r.querySelector(".lag-seconds").textContent}))`, &rows)
+			LagText: r.querySelector(".lag").textContent, ReadText: r.querySelector(".read-offset").textContent,
+			ReadLagText: r.querySelector(".read-lag").textContent}))`, &rows)
 		lag = got(p.api.Lag(bg))(t)
 		want := map[string]api.Lag{}
 		for _, l := range lag {
@@ -222,14 +228,17 @@ func TestConsole(t *testing.T) {
 			}
 			// Positions are exact; the age of a stuck consumer's oldest
 			// event grows while we look.
-			if r.Offset != w.Offset || r.End != w.EndOffset || r.Lag != w.Lag || math.Abs(r.LagSeconds-w.LagSeconds) > 5 {
-				t.Errorf("row %s shows offset %d, end %d, lag %d (%.1f s); the API says %d, %d, %d (%.1f s)", k, r.Offset, r.End, r.Lag, r.LagSeconds, w.Offset, w.EndOffset, w.Lag, w.LagSeconds)
+			if r.Offset != w.Offset || r.End != w.EndOffset || r.Lag != w.Lag || math.Abs(r.LagSeconds-w.LagSeconds) > 5 ||
+				r.ReadOffset != w.ReadOffset || r.ReadLag != w.ReadLag || math.Abs(r.ReadLagSeconds-w.ReadLagSeconds) > 5 ||
+				math.Abs(r.EventTimeLagSeconds-w.EventTimeLagSeconds) > 5 {
+				t.Errorf("row %s shows %+v; the API says %+v", k, r, w)
 			}
-			if strings.ReplaceAll(r.LagText, ",", "") != strconv.FormatInt(r.Lag, 10) || strings.ReplaceAll(r.OffsetText, ",", "") != strconv.FormatInt(r.Offset, 10) {
-				t.Errorf("row %s: text %q, %q does not show lag %d, offset %d", k, r.LagText, r.OffsetText, r.Lag, r.Offset)
+			if strings.ReplaceAll(r.LagText, ",", "") != strconv.FormatInt(r.Lag, 10) || strings.ReplaceAll(r.OffsetText, ",", "") != strconv.FormatInt(r.Offset, 10) ||
+				strings.ReplaceAll(r.ReadLagText, ",", "") != strconv.FormatInt(r.ReadLag, 10) || strings.ReplaceAll(r.ReadText, ",", "") != strconv.FormatInt(r.ReadOffset, 10) {
+				t.Errorf("row %s: texts %q, %q, %q, %q do not show lag %d, offset %d, read lag %d, read offset %d", k, r.LagText, r.OffsetText, r.ReadLagText, r.ReadText, r.Lag, r.Offset, r.ReadLag, r.ReadOffset)
 			}
-			if i > 0 && rows[i-1].LagSeconds < r.LagSeconds {
-				t.Errorf("rows not worst first: %s (%.1f s) after %s/%s/%d (%.1f s)", k, r.LagSeconds, rows[i-1].Consumer, rows[i-1].Topic, rows[i-1].Partition, rows[i-1].LagSeconds)
+			if i > 0 && rows[i-1].ReadLagSeconds < r.ReadLagSeconds {
+				t.Errorf("rows not worst first: %s (%.1f s) after %s/%s/%d (%.1f s)", k, r.ReadLagSeconds, rows[i-1].Consumer, rows[i-1].Topic, rows[i-1].Partition, rows[i-1].ReadLagSeconds)
 			}
 		}
 		if f.sinks && rows[0].Consumer != stuckSink {

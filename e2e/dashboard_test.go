@@ -17,9 +17,15 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
-const dashboardFile = "../deploy/grafana/lambdaflow.json"
+// The Grafana dashboards: over the Prometheus metrics, and over the view
+// tables of the ops-metrics example's PostgreSQL sink.
+const (
+	dashboardFile      = "../deploy/grafana/lambdaflow.json"
+	viewsDashboardFile = "../deploy/grafana/views-postgres.json"
+)
 
 // metricName finds the metric names a PromQL expression uses; parsing
 // loosely is enough, every name of ours starts with lambdaflow_.
@@ -47,21 +53,26 @@ type panel struct {
 	GridPos    struct{ H, W, X, Y int } `json:"gridPos"`
 	Targets    []struct {
 		Expr       string          `json:"expr"`
+		RawSQL     string          `json:"rawSql"`
+		RawQuery   bool            `json:"rawQuery"`
+		Format     string          `json:"format"`
 		Datasource json.RawMessage `json:"datasource"`
 	} `json:"targets"`
 	Panels []panel `json:"panels"`
 }
 
-func loadDashboard(t *testing.T) (dashboard, []panel) {
+// loadDashboard reads a dashboard file and lists its panels, those inside
+// rows included.
+func loadDashboard(t *testing.T, file string) (dashboard, []panel) {
 	t.Helper()
-	data, err := os.ReadFile(dashboardFile)
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var d dashboard
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&d); err != nil {
-		t.Fatalf("%s: %v", dashboardFile, err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	var all []panel
 	var walk func([]panel)
@@ -79,7 +90,7 @@ func loadDashboard(t *testing.T) (dashboard, []panel) {
 // the panels that use it.
 func dashboardMetrics(t *testing.T) map[string][]string {
 	t.Helper()
-	d, panels := loadDashboard(t)
+	d, panels := loadDashboard(t, dashboardFile)
 	out := map[string][]string{}
 	for _, p := range panels {
 		for _, tg := range p.Targets {
@@ -100,7 +111,7 @@ func dashboardMetrics(t *testing.T) map[string][]string {
 // what makes it usable on any Prometheus: a data source variable, a pipeline
 // variable every query filters on, unique panel ids, no overlapping panels.
 func TestDashboardShape(t *testing.T) {
-	d, panels := loadDashboard(t)
+	d, panels := loadDashboard(t, dashboardFile)
 	vars := map[string]string{}
 	for _, v := range d.Templating.List {
 		vars[v.Name] = v.Type
@@ -111,10 +122,27 @@ func TestDashboardShape(t *testing.T) {
 	if d.UID == "" {
 		t.Error("no uid")
 	}
+	checkPanels(t, panels)
+	selector := regexp.MustCompile(`lambdaflow_[a-zA-Z0-9_]+(\{[^}]*\})?`)
+	for _, p := range panels {
+		for _, tg := range p.Targets {
+			for _, sel := range selector.FindAllString(tg.Expr, -1) {
+				if !strings.Contains(sel, `pipeline=~"$pipeline"`) {
+					t.Errorf("panel %q: %s does not filter on the pipeline variable", p.Title, sel)
+				}
+			}
+		}
+	}
+}
+
+// checkPanels checks what Grafana needs of a dashboard's panels: unique
+// ids, places on the 24-column grid that do not overlap, and for every
+// panel but rows a query on the ${datasource} variable.
+func checkPanels(t *testing.T, panels []panel) {
+	t.Helper()
 	ids := map[int]string{}
 	type cell struct{ x, y int }
 	used := map[cell]string{}
-	selector := regexp.MustCompile(`lambdaflow_[a-zA-Z0-9_]+(\{[^}]*\})?`)
 	for _, p := range panels {
 		if prev, ok := ids[p.ID]; ok {
 			t.Errorf("panels %q and %q share id %d", prev, p.Title, p.ID)
@@ -140,13 +168,6 @@ func TestDashboardShape(t *testing.T) {
 		}
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q has no query", p.Title)
-		}
-		for _, tg := range p.Targets {
-			for _, sel := range selector.FindAllString(tg.Expr, -1) {
-				if !strings.Contains(sel, `pipeline=~"$pipeline"`) {
-					t.Errorf("panel %q: %s does not filter on the pipeline variable", p.Title, sel)
-				}
-			}
 		}
 	}
 }
@@ -198,7 +219,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 	// Wait until the metrics of every running layer are there.
 	var missing map[string][]string
 	var mfs map[string]*dto.MetricFamily
-	err := poll(t.Context(), 60*time.Second, 500*time.Millisecond, func() error {
+	err := testenv.Poll(t.Context(), 60*time.Second, 500*time.Millisecond, func() error {
 		var err error
 		if mfs, err = scrape(p); err != nil {
 			return err
@@ -235,7 +256,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 // files are closed).
 func waitLake(t *testing.T, p *process) {
 	t.Helper()
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		for _, l := range got(p.api.Lag(bg))(t) {
 			if l.Consumer == "lake" && l.Lag > 0 {
 				return fmt.Errorf("lake writer %d events behind on %s/%d", l.Lag, l.Topic, l.Partition)
@@ -261,7 +282,7 @@ func probeLayers(t *testing.T, p *process) map[string]bool {
 		t.Fatal(err)
 	}
 	// Consumers register as their layer starts.
-	_ = poll(t.Context(), 10*time.Second, 200*time.Millisecond, func() error {
+	_ = testenv.Poll(t.Context(), 10*time.Second, 200*time.Millisecond, func() error {
 		lag, err := p.api.Lag(bg)
 		if err != nil {
 			return err

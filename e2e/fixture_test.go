@@ -8,12 +8,14 @@ import (
 	"hash/fnv"
 	"math"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 const (
@@ -118,7 +120,7 @@ func seed(p *process) (*fixture, error) {
 
 	// Consumed: every consumer but the stuck sink at the log end. Consumers
 	// register when their layer starts, so give them a moment to appear.
-	err = poll(context.Background(), 90*time.Second, 250*time.Millisecond, func() error {
+	err = testenv.Poll(context.Background(), 90*time.Second, 250*time.Millisecond, func() error {
 		var err error
 		f.speed, f.lake, err = caughtUp(p)
 		return err
@@ -129,7 +131,7 @@ func seed(p *process) (*fixture, error) {
 	if f.speed {
 		// The speed layer commits its offsets with its checkpoint, after
 		// the rows are in the store; check the rows too.
-		err = poll(context.Background(), 30*time.Second, 250*time.Millisecond, func() error {
+		err = testenv.Poll(context.Background(), 30*time.Second, 250*time.Millisecond, func() error {
 			v, err := p.view(nil)
 			if err != nil {
 				return err
@@ -166,7 +168,7 @@ func caughtUp(p *process) (speed, lake bool, err error) {
 // waitConsumed waits until every consumer but the stuck sink is at the end.
 func waitConsumed(t *testing.T, p *process) {
 	t.Helper()
-	checkFor(t, 60*time.Second, 250*time.Millisecond, func() error {
+	testenv.CheckFor(t, 60*time.Second, 250*time.Millisecond, func() error {
 		_, _, err := caughtUp(p)
 		return err
 	})
@@ -204,18 +206,26 @@ type window struct {
 	Events     int64
 	AvgCPU     float64
 	MaxCPU     float64
+	P95CPU     float64
 	Bytes      int64
 	Hosts      int64
 }
 
-func (f *fixture) windows() []window {
+func (f *fixture) windows() []window { return windowsOf(f.events) }
+
+// windowsOf computes the one-minute windows by region of events: count,
+// avg, max and sum exactly, count_distinct of hosts, and the CPU quantile
+// 0.95 at rank floor(0.95·(n−1)) of the sorted values, sorted by window
+// and region.
+func windowsOf(evs []event) []window {
 	type key struct {
 		start  time.Time
 		region string
 	}
 	acc := map[key]*window{}
 	hosts := map[key]map[string]bool{}
-	for _, e := range f.events {
+	cpus := map[key][]float64{}
+	for _, e := range evs {
 		k := key{e.TS.Truncate(time.Minute), e.Region}
 		w := acc[k]
 		if w == nil {
@@ -228,11 +238,14 @@ func (f *fixture) windows() []window {
 		w.MaxCPU = math.Max(w.MaxCPU, e.CPU)
 		w.Bytes += e.Bytes
 		hosts[k][e.Host] = true
+		cpus[k] = append(cpus[k], e.CPU)
 	}
 	var out []window
 	for k, w := range acc {
 		w.AvgCPU /= float64(w.Events)
 		w.Hosts = int64(len(hosts[k]))
+		sorted := slices.Sorted(slices.Values(cpus[k]))
+		w.P95CPU = sorted[int(0.95*float64(len(sorted)-1))]
 		out = append(out, *w)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -295,7 +308,7 @@ func (f *fixture) postFresh(t *testing.T, p *process) {
 	p.post(t, seedTopic, body)
 	f.events = append(f.events, evs...)
 	want := len(f.windows())
-	checkFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+	testenv.CheckFor(t, 30*time.Second, 200*time.Millisecond, func() error {
 		v, err := p.view(nil)
 		if err != nil {
 			return err

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"strconv"
 	"testing"
@@ -12,18 +11,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // TestKafkaEventsReachEveryLayer: events produced by a Kafka client land
 // like HTTP ones: at the offsets the producer was told (the message
 // browser shows them there), in the view, in the lake and in the sink.
 func TestKafkaEventsReachEveryLayer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kafkaAddr := ln.Addr().String()
-	ln.Close()
+	kafkaAddr := testenv.FreeAddr(t)
 	t.Setenv("E2E_KAFKA", kafkaAddr)
 	p := startT(t, "kafka", "kafka.yaml", "")
 
@@ -58,7 +53,7 @@ func TestKafkaEventsReachEveryLayer(t *testing.T) {
 	}
 
 	// Every consumer catches up: the view, the lake and the sink have all 8.
-	checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+	testenv.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 		lag, err := p.api.Lag(bg)
 		if err != nil {
 			return err

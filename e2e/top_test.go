@@ -6,6 +6,7 @@ import (
 	"math"
 	"os/exec"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,7 +64,8 @@ func TestTopShowsTheAPIsNumbers(t *testing.T) {
 		t.Errorf("--once printed %d snapshots", strings.Count(out, "lambdaflow top "))
 	}
 
-	// The log: events and end offsets per partition, exactly.
+	// The log: events and end offsets per partition, exactly; sizes in
+	// human units.
 	topics := got(p.api.Topics(bg))(t)
 	shownTopics := map[string][]string{}
 	for _, r := range topSection(out, "TOPIC ") {
@@ -71,7 +73,7 @@ func TestTopShowsTheAPIsNumbers(t *testing.T) {
 	}
 	for _, tp := range topics {
 		r := shownTopics[tp.Name]
-		want := []string{tp.Name, strconv.Itoa(len(tp.Partitions)), strconv.FormatInt(tp.Events, 10), strconv.FormatInt(tp.Bytes, 10), "–"}
+		want := []string{tp.Name, strconv.Itoa(len(tp.Partitions)), humanCount(tp.Events), humanBytes(tp.Bytes), "–"}
 		for _, pt := range tp.Partitions {
 			want = append(want, strconv.FormatInt(pt.EndOffset, 10))
 		}
@@ -80,9 +82,10 @@ func TestTopShowsTheAPIsNumbers(t *testing.T) {
 		}
 	}
 
-	// Lag: every consumer and partition with the API's exact numbers, worst
-	// first. Positions do not move (everything is consumed but by the stuck
-	// sink); the stuck sink's age grows by the second.
+	// Lag: every consumer and partition with the API's exact positions,
+	// worst read lag first; ages as durations. Positions do not move
+	// (everything is consumed but by the stuck sink); the stuck sink's age
+	// grows by the second.
 	if !reflect.DeepEqual(positions(before), positions(after)) {
 		t.Fatalf("positions moved while top ran: %v then %v", before, after)
 	}
@@ -100,10 +103,10 @@ func TestTopShowsTheAPIsNumbers(t *testing.T) {
 	for _, l := range after {
 		byKey[fmt.Sprintf("%s %s %d", l.Consumer, l.Topic, l.Partition)] = l
 	}
-	prevSeconds := math.Inf(1)
+	prev := math.Inf(1)
 	for _, r := range rows {
-		if len(r) != 8 {
-			t.Errorf("lag row %v: want 8 fields", r)
+		if len(r) != 12 {
+			t.Errorf("lag row %v: want 12 fields", r)
 			continue
 		}
 		k := strings.Join(r[:3], " ")
@@ -116,14 +119,22 @@ func TestTopShowsTheAPIsNumbers(t *testing.T) {
 		if !reflect.DeepEqual(r[3:6], wantExact) {
 			t.Errorf("%s: offset, end offset, lag = %v, the API says %v", k, r[3:6], wantExact)
 		}
-		secs, err := strconv.ParseFloat(r[6], 64)
-		if err != nil || math.Abs(secs-l.LagSeconds) > 3 || (l.LagSeconds == 0 && r[6] != "0.000") {
-			t.Errorf("%s: lag seconds %s, the API says %.3f", k, r[6], l.LagSeconds)
+		if want := []string{strconv.FormatInt(l.ReadOffset, 10), strconv.FormatInt(l.ReadLag, 10)}; !reflect.DeepEqual(r[7:9], want) {
+			t.Errorf("%s: read offset, read lag = %v, the API says %v", k, r[7:9], want)
 		}
-		if secs > prevSeconds {
-			t.Errorf("%s (%.3f s) comes after a smaller lag: not worst first", k, secs)
+		for _, c := range []struct {
+			name, text string
+			api        float64
+		}{{"lag time", r[6], l.LagSeconds}, {"read lag time", r[9], l.ReadLagSeconds}, {"event-time lag", r[11], l.EventTimeLagSeconds}} {
+			secs, err := parseHuman(c.text)
+			if err != nil || math.Abs(secs-c.api) > 3+c.api/100 || (c.api == 0) != (c.text == "0s") {
+				t.Errorf("%s: %s %q (%v), the API says %.3f s", k, c.name, c.text, err, c.api)
+			}
 		}
-		prevSeconds = secs
+		if l.ReadLagSeconds > prev+3 {
+			t.Errorf("%s (read lag %.1f s) comes after a smaller read lag: not worst first", k, l.ReadLagSeconds)
+		}
+		prev = l.ReadLagSeconds
 	}
 	if f.sinks {
 		if rows[0][0] != stuckSink || rows[0][5] == "0" {
@@ -161,8 +172,8 @@ func TestTopRefreshes(t *testing.T) {
 	// From the second snapshot on, rates are numbers.
 	last := out[strings.LastIndex(out, "lambdaflow top "):]
 	for _, r := range topSection(last, "TOPIC ") {
-		if _, err := strconv.ParseFloat(r[4], 64); err != nil {
-			t.Errorf("topic row %v: rate %q is not a number in a later snapshot", r, r[4])
+		if n, ok := strings.CutSuffix(r[4], "/s"); !ok || n == "" || n == "–" {
+			t.Errorf("topic row %v: rate %q is not a rate in a later snapshot", r, r[4])
 		}
 	}
 }
@@ -174,4 +185,51 @@ func positions(lag []api.Lag) []string {
 		out = append(out, fmt.Sprintf("%s/%s/%d %d %d %d", l.Consumer, l.Topic, l.Partition, l.Offset, l.EndOffset, l.Lag))
 	}
 	return out
+}
+
+// The units top shows, written here again so that the test checks them
+// independently: counts plain below ten thousand, sizes in binary units,
+// durations in one word ("0s", "350ms", "4.2s", "42s", "3m07s", "2h05m",
+// "3d04h").
+func humanCount(n int64) string {
+	if n < 10000 {
+		return strconv.FormatInt(n, 10)
+	}
+	return strconv.FormatFloat(float64(n)/1e3, 'f', 1, 64) + "k"
+}
+
+func humanBytes(n int64) string {
+	if n < 1024 {
+		return strconv.FormatInt(n, 10) + "B"
+	}
+	f, units := float64(n)/1024, "KiB"
+	for _, u := range []string{"MiB", "GiB"} {
+		if f < 1024 {
+			break
+		}
+		f, units = f/1024, u
+	}
+	return strconv.FormatFloat(f, 'f', 1, 64) + units
+}
+
+var humanDuration = regexp.MustCompile(`^(?:(\d+)ms|(\d+(?:\.\d)?)s|(\d+)m(\d\d)s|(\d+)h(\d\d)m|(\d+)d(\d\d)h)$`)
+
+// parseHuman reads a duration top shows back into seconds.
+func parseHuman(s string) (float64, error) {
+	m := humanDuration.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a duration", s)
+	}
+	n := func(i int) float64 { f, _ := strconv.ParseFloat(m[i], 64); return f }
+	switch {
+	case m[1] != "":
+		return n(1) / 1000, nil
+	case m[2] != "":
+		return n(2), nil
+	case m[3] != "":
+		return n(3)*60 + n(4), nil
+	case m[5] != "":
+		return n(5)*3600 + n(6)*60, nil
+	}
+	return n(7)*86400 + n(8)*3600, nil
 }

@@ -178,7 +178,7 @@ func (g *Groups) join(ctx context.Context, group string, j api.Join) (api.Member
 			return api.Membership{}, badRequest("unknown topic %q", t)
 		}
 	}
-	id := newID(j.Client)
+	id := NewMemberID(j.Client)
 	s, err := g.update(ctx, group, func(s *state, now int64) (bool, error) {
 		topics := slices.Clone(j.Topics)
 		slices.Sort(topics)

@@ -67,8 +67,10 @@ func (g *Groups) fail(w http.ResponseWriter, err error) {
 	}
 }
 
-// newID makes a member id: the client's name, if any, and 16 random bytes.
-func newID(client string) string {
+// NewMemberID makes a member id, for the HTTP groups and the Kafka
+// listener's alike: the client's name ("member" when it gives none), a
+// dash, and 16 random bytes in hex.
+func NewMemberID(client string) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	if client == "" {

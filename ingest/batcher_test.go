@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -111,7 +112,7 @@ func (f *fakeLog) waitEntered(t *testing.T) fakeAppend {
 func gathered(t *testing.T, in *Ingest, topic string, partition int, n int64) {
 	t.Helper()
 	b := in.topics[topic].batchers[partition]
-	waitFor(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, time.Millisecond, func() error {
 		if got := b.gathered.Load(); got != n {
 			return fmt.Errorf("%d events gathered, want %d", got, n)
 		}
@@ -222,7 +223,7 @@ func TestStopDrainsQueuedEvents(t *testing.T) {
 
 	stopped := make(chan struct{})
 	go func() { h.stop(); close(stopped) }()
-	waitFor(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, time.Millisecond, func() error {
 		if h.in.Ready() {
 			return errors.New("still ready")
 		}
@@ -306,8 +307,8 @@ func TestFailedAppendFailsRequestKeepsDurablePart(t *testing.T) {
 	hosts := map[int]string{}
 	for i := 0; len(hosts) < 2; i++ {
 		host := fmt.Sprintf("host-%d", i)
-		if _, ok := hosts[Partition(host, 2)]; !ok {
-			hosts[Partition(host, 2)] = host
+		if _, ok := hosts[event.PartitionOf(host, 2)]; !ok {
+			hosts[event.PartitionOf(host, 2)] = host
 		}
 	}
 	body := fmt.Sprintf(`{"id":"p0","ts":1,"host":%q,"region":"eu","cpu":1,"bytes":1}

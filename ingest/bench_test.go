@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -156,10 +157,19 @@ const (
 // ack p50/p99 (ms, as the clients see it) and x-raw, the ratio to raw
 // per-message JetStream async publishing of the same events without
 // fsync, measured first in the same run.
+//
+// With LF_BENCH_BODIES=FILE set, the events posted are also written to
+// FILE, one per line, so that another system can be loaded with the same
+// bytes (bench/peers does that for Kafka).
 func BenchmarkHTTPIngest(b *testing.B) {
 	bodies := make([]string, benchClients)
 	for i := range bodies {
 		bodies[i] = ndjsonBody(benchBodyEvents, i)
+	}
+	if path := os.Getenv("LF_BENCH_BODIES"); path != "" {
+		if err := os.WriteFile(path, []byte(strings.Join(bodies, "")), 0o644); err != nil {
+			b.Fatal(err)
+		}
 	}
 	var rawRate float64
 	rawDir := b.TempDir()
@@ -185,7 +195,7 @@ func BenchmarkHTTPIngest(b *testing.B) {
 				stop = cfg.setup(b, p)
 				env = startHTTPIngest(b, p, Options{})
 			}
-			rate := env.run(b, bodies)
+			rate := env.run(b, bodies, benchClients)
 			if rawRate > 0 {
 				b.ReportMetric(rate/rawRate, "x-raw")
 			}
@@ -194,6 +204,28 @@ func BenchmarkHTTPIngest(b *testing.B) {
 			env.close()
 		}
 		stop()
+	}
+}
+
+// BenchmarkHTTPIngestOne is the latency of one client posting one event
+// per request, one request at a time, at the default settings (R1, fsync
+// before ack, default linger): what a service that publishes as things
+// happen sees. Reported: ack p50/p99 (ms) and events/s.
+func BenchmarkHTTPIngestOne(b *testing.B) {
+	bodies := make([]string, 100)
+	for i := range bodies {
+		bodies[i] = ndjsonBody(1, i)
+	}
+	var env *httpEnv
+	dir := b.TempDir()
+	b.Run("R1-fsync", func(b *testing.B) {
+		if env == nil {
+			env = startHTTPIngest(b, testPipeline(dir, *metricsTopic(4)), Options{})
+		}
+		env.run(b, bodies, 1)
+	})
+	if env != nil {
+		env.close()
 	}
 }
 
@@ -212,7 +244,7 @@ func BenchmarkGroupCommitInFlight(b *testing.B) {
 			if env == nil {
 				env = startHTTPIngest(b, testPipeline(dir, *metricsTopic(4)), o)
 			}
-			env.run(b, bodies)
+			env.run(b, bodies, benchClients)
 		})
 		if env != nil {
 			env.close()
@@ -301,9 +333,10 @@ func (e *httpEnv) close() {
 	e.b.Close()
 }
 
-// run posts b.N bodies from benchClients clients and reports the rate and
-// the ack latency quantiles; it returns events/s.
-func (e *httpEnv) run(b *testing.B, bodies []string) float64 {
+// run posts b.N bodies from clients clients and reports the rate and the
+// ack latency quantiles; it returns events/s.
+func (e *httpEnv) run(b *testing.B, bodies []string, clients int) float64 {
+	perBody := strings.Count(bodies[0], "\n")
 	lat := make([]time.Duration, b.N)
 	cpu0 := cpuTime()
 	e.batches.Store(0)
@@ -314,7 +347,7 @@ func (e *httpEnv) run(b *testing.B, bodies []string) float64 {
 	b.SetBytes(int64(len(bodies[0])))
 	b.ResetTimer()
 	var wg sync.WaitGroup
-	for c := range benchClients {
+	for c := range clients {
 		wg.Go(func() {
 			body := bodies[c%len(bodies)]
 			for {
@@ -345,11 +378,11 @@ func (e *httpEnv) run(b *testing.B, bodies []string) float64 {
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
-	rate := float64(b.N) * benchBodyEvents / elapsed.Seconds()
+	rate := float64(b.N) * float64(perBody) / elapsed.Seconds()
 	b.ReportMetric(rate, "events/s")
 	// CPU per event, of the whole process (clients, ingest, nats-server):
 	// unlike the rate it does not depend on what else the machine runs.
-	b.ReportMetric(float64(cpuTime()-cpu0)/1e3/(float64(b.N)*benchBodyEvents), "cpu-µs/event")
+	b.ReportMetric(float64(cpuTime()-cpu0)/1e3/(float64(b.N)*float64(perBody)), "cpu-µs/event")
 	if n := e.batches.Load(); n > 0 {
 		b.ReportMetric(float64(e.batchEvents.Load())/float64(n), "events/entry")
 		b.ReportMetric(float64(e.appendNanos.Load())/float64(n)/1e6, "append-ms")

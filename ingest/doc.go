@@ -95,8 +95,8 @@
 // ("-42"); bool is "true" or "false"; double is Go's
 // strconv.FormatFloat(v, 'g', -1, 64) ("0.1", "1e+21"). Events without a
 // key field, or with a null key, are placed by their event id the same
-// way. Partition exposes the function for producers that write to the log
-// directly.
+// way. event.PartitionOf (package pipelines/event) is the function, for
+// producers that write to the log directly.
 //
 // # Deduplication
 //

@@ -72,7 +72,14 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 		// The label stays empty: a name from the URL would let any client
 		// create label values without bound.
 		in.metrics.unknownTopic.Inc()
-		httpapi.WriteError(w, http.StatusNotFound, "unknown topic "+strconv.Quote(name))
+		if _, refusal, ok := in.p.TopicKind(name); ok {
+			// A view's rows or a sink's dead letters: the log has the
+			// topic, and reading it is fine, but only the pipeline writes it.
+			w.Header().Set("Allow", http.MethodGet)
+			httpapi.WriteError(w, http.StatusMethodNotAllowed, refusal)
+			return
+		}
+		httpapi.WriteUnknown(w, "topic", name, in.p.TopicNames())
 		return
 	}
 	reject := func(status int, reason string, body api.Error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/brokertest"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -26,17 +27,7 @@ import (
 // it.
 func openBroker(t testing.TB, p *pipelines.Pipeline, now func() time.Time) *broker.Broker {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	b, err := broker.Open(ctx, p, broker.Options{Registerer: prometheus.NewRegistry(), Now: now})
-	if err != nil {
-		t.Fatalf("broker.Open: %v", err)
-	}
-	t.Cleanup(func() { b.Close() })
-	if err := b.EnsureTopics(ctx); err != nil {
-		t.Fatalf("EnsureTopics: %v", err)
-	}
-	return b
+	return brokertest.Open(t, p, broker.Options{Registerer: prometheus.NewRegistry(), Now: now})
 }
 
 // startOnBroker opens the broker on p and runs an Ingest on it, sharing
@@ -182,7 +173,7 @@ func TestIngestPartitionsByKeyHash(t *testing.T) {
 		}
 		next := make([]int64, parts)
 		for i, res := range r.Results {
-			if want := Partition(hosts[i], parts); res.Partition != want {
+			if want := event.PartitionOf(hosts[i], parts); res.Partition != want {
 				t.Fatalf("event %d (%s): partition %d, want %d", i, hosts[i], res.Partition, want)
 			}
 			if round == 1 && next[res.Partition] == 0 {
@@ -200,7 +191,7 @@ func TestIngestPartitionsByKeyHash(t *testing.T) {
 		evs := logEvents(t, b, "metrics", part)
 		total += len(evs)
 		for _, e := range evs {
-			if Partition(e.Values[1].S, parts) != part {
+			if event.PartitionOf(e.Values[1].S, parts) != part {
 				t.Fatalf("event %s of host %s in partition %d", e.ID, e.Values[1].S, part)
 			}
 		}
@@ -214,8 +205,8 @@ func TestPartitionDocumentedHash(t *testing.T) {
 	// The reference is hash/fnv, the documented function.
 	f := func(key string, n, want int) {
 		t.Helper()
-		if got := Partition(key, n); got != want {
-			t.Fatalf("Partition(%q, %d) = %d, want %d", key, n, got, want)
+		if got := event.PartitionOf(key, n); got != want {
+			t.Fatalf("event.PartitionOf(%q, %d) = %d, want %d", key, n, got, want)
 		}
 	}
 	f("", 4, int(uint32(2166136261)%4))
@@ -226,22 +217,22 @@ func TestPartitionDocumentedHash(t *testing.T) {
 	// Non-string keys hash their canonical text.
 	pt := partitioner{n: 8, keyIdx: 0, keyTyp: event.TypeLong}
 	ev := event.Event{ID: "x", Values: []event.Value{{I: -42, Valid: true}}}
-	if got, want := pt.of(&ev), Partition("-42", 8); got != want {
+	if got, want := pt.of(&ev), event.PartitionOf("-42", 8); got != want {
 		t.Fatalf("long key: %d, want %d", got, want)
 	}
 	pt.keyTyp = event.TypeDouble
 	ev.Values[0] = event.Value{F: 0.1, Valid: true}
-	if got, want := pt.of(&ev), Partition("0.1", 8); got != want {
+	if got, want := pt.of(&ev), event.PartitionOf("0.1", 8); got != want {
 		t.Fatalf("double key: %d, want %d", got, want)
 	}
 	pt.keyTyp = event.TypeBool
 	ev.Values[0] = event.Value{I: 1, Valid: true}
-	if got, want := pt.of(&ev), Partition("true", 8); got != want {
+	if got, want := pt.of(&ev), event.PartitionOf("true", 8); got != want {
 		t.Fatalf("bool key: %d, want %d", got, want)
 	}
 	// A null key spreads by id.
 	ev.Values[0] = event.Value{}
-	if got, want := pt.of(&ev), Partition("x", 8); got != want {
+	if got, want := pt.of(&ev), event.PartitionOf("x", 8); got != want {
 		t.Fatalf("null key: %d, want %d", got, want)
 	}
 }
@@ -311,6 +302,11 @@ func TestIngestRejectsBadInput(t *testing.T) {
 func TestIngestHTTPServer(t *testing.T) {
 	p := testPipeline(t.TempDir(), *metricsTopic(1))
 	p.Ingest.MaxBodyBytes = 1024
+	// A view and a sink: the log holds their topics, which refuse publishing.
+	p.Views = []pipelines.View{{Name: "by_region", From: "metrics", GroupBy: []string{"region"},
+		Window:     pipelines.Window{Type: "tumbling", Size: pipelines.Duration(time.Minute)},
+		Aggregates: pipelines.Aggregates{{Name: "events", Func: "count"}}}}
+	p.Sinks = []pipelines.Sink{{Name: "warehouse", Type: "duckdb", From: []string{"by_region"}}}
 	h, b := startOnBroker(t, p)
 	srv := httptest.NewServer(h.http)
 	defer srv.Close()
@@ -338,11 +334,23 @@ func TestIngestHTTPServer(t *testing.T) {
 	if code != 200 || out != `{"accepted":2,"results":[{"partition":0,"offset":0,"duplicate":false},{"partition":0,"offset":1,"duplicate":false}]}`+"\n" {
 		t.Fatalf("%d %s", code, out)
 	}
-	code, out, _ = do("POST", "/v1/topics/nope/events", "", strings.NewReader(good))
-	if code != 404 || out != `{"error":"unknown topic \"nope\""}`+"\n" {
-		t.Fatalf("%d %s", code, out)
+	for _, c := range []struct {
+		topic  string
+		status int
+		out    string
+		allow  string
+	}{
+		{"nope", 404, `{"error":"unknown topic \"nope\" (topics: metrics)"}`, ""},
+		{"metrcs", 404, `{"error":"unknown topic \"metrcs\" (did you mean \"metrics\"?)"}`, ""},
+		{"by_region", 405, `{"error":"topic \"by_region\" holds the rows of view by_region, which the speed and batch layers write; publish to its source topic \"metrics\" instead"}`, "GET"},
+		{"warehouse_dlq", 405, `{"error":"topic \"warehouse_dlq\" holds the dead letters of sink warehouse, which the sink writes; replay them with POST /v1/sinks/warehouse/dlq/replay (lambdaflow dlq replay warehouse)"}`, "GET"},
+	} {
+		code, out, hdr := do("POST", "/v1/topics/"+c.topic+"/events", "", strings.NewReader(good))
+		if code != c.status || out != c.out+"\n" || hdr.Get("Allow") != c.allow {
+			t.Errorf("POST to %s: %d %s (Allow %q), want %d %s (Allow %q)", c.topic, code, out, hdr.Get("Allow"), c.status, c.out, c.allow)
+		}
 	}
-	if v := h.counter("lambdaflow_ingest_rejects_total", "topic", "", "reason", "unknown_topic"); v != 1 {
+	if v := h.counter("lambdaflow_ingest_rejects_total", "topic", "", "reason", "unknown_topic"); v != 4 {
 		t.Fatalf("unknown_topic rejects %v", v)
 	}
 	for _, m := range []string{"GET", "PUT", "DELETE"} {

@@ -9,14 +9,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -61,25 +62,8 @@ func testPipeline(dir string, topics ...pipelines.Topic) *pipelines.Pipeline {
 	}
 }
 
-// clock is a settable clock for Options.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// newClock returns the tests' clock, at 2024-05-01T10:00:00Z.
+func newClock() *fakeclock.Clock { return fakeclock.New(time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)) }
 
 // harness runs an Ingest on a log until the test ends.
 type harness struct {
@@ -88,7 +72,7 @@ type harness struct {
 	in     *Ingest
 	http   http.Handler // in's routes behind the pipeline's tokens, as a process mounts them
 	reg    *prometheus.Registry
-	clock  *clock
+	clock  *fakeclock.Clock
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -114,7 +98,7 @@ func startIngest(t testing.TB, p *pipelines.Pipeline, log Log, opts Options) *ha
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- in.Run(ctx) }()
-	waitFor(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, time.Millisecond, func() error {
 		select {
 		case err := <-h.done:
 			h.done <- err
@@ -178,22 +162,6 @@ func (h *harness) postOK(topic, body string, header ...string) reply {
 		h.t.Fatalf("reply %q: %v", out, err)
 	}
 	return r
-}
-
-// waitFor polls f until it returns nil, failing the test after timeout.
-func waitFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // testWriter sends log output to the test log.

@@ -2,24 +2,20 @@ package ingest
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // TestPublishOverNATS: a NATS-native service publishes with a request to
 // lf.publish.<topic> on the embedded server, with the same validation,
 // dedup and durability as HTTP, and gets the same answer.
 func TestPublishOverNATS(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testenv.FreeAddr(t)
 	topic := *metricsTopic(2)
 	topic.WriteTokens = []string{"w-token"}
 	p := testPipeline(t.TempDir(), topic)

@@ -5,15 +5,6 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// Partition returns the partition of an event whose key field has the
-// canonical text key (see the package doc), for a topic of n partitions:
-// FNV-1a 32 of the bytes, modulo n (event.PartitionOf). External
-// producers that publish to the log directly use it, or reimplement it, to
-// place events as ingest does.
-func Partition(key string, n int) int {
-	return event.PartitionOf(key, n)
-}
-
 // partitioner places the events of one topic.
 type partitioner struct {
 	n      int

@@ -2,8 +2,6 @@ package kafka
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -125,15 +123,4 @@ func (co *coordinator) listGroups(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	return st.Names(ctx, "g")
-}
-
-// newMemberID makes a member id as Kafka does: the client id and a random
-// suffix.
-func newMemberID(clientID string) string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	if clientID == "" {
-		clientID = "member"
-	}
-	return clientID + "-" + hex.EncodeToString(b[:])
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // owned tracks the partitions a group member owns, from its callbacks.
@@ -261,7 +262,7 @@ func TestFranzCommittedOffsetsSurviveRestart(t *testing.T) {
 // in the key-value bucket keeps them consistent: the members share the
 // partitions, and when one leaves, the other gets both.
 func TestGroupAcrossProcesses(t *testing.T) {
-	nats := freePort(t)
+	nats := testenv.FreeAddr(t)
 	p1 := start(t, "", "broker: {listen: \""+nats+"\"}")
 	p2 := start(t, "", "broker: {url: \"nats://"+nats+"\"}")
 	var oa, ob owned

@@ -7,6 +7,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/lambdaflow/lambdaflow/groups"
 )
 
 // codeError aborts a group update with a Kafka error code.
@@ -52,7 +54,7 @@ func (c *conn) joinGroup(ctx context.Context, r *kmsg.JoinGroupRequest) kmsg.Res
 	}
 	id := r.MemberID
 	if id == "" {
-		id = newMemberID(c.clientID)
+		id = groups.NewMemberID(c.clientID)
 		if r.Version >= 4 {
 			// KIP-394: the client joins again with this id, so that a
 			// retried first join does not leave a ghost member behind.

@@ -2,9 +2,7 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -143,26 +141,10 @@ func (e *env) restart() {
 	e.up(addr)
 }
 
-// waitFor polls cond until it holds (testenv.CheckFor, naming what).
+// waitFor polls cond until it holds (testenv.CheckUntil).
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	testenv.CheckFor(t, within, 5*time.Millisecond, func() error {
-		if cond() {
-			return nil
-		}
-		return errors.New("waiting for " + what)
-	})
-}
-
-// freePort returns a loopback address nothing listens on.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	testenv.CheckUntil(t, within, 5*time.Millisecond, what, cond)
 }
 
 func kmsgListOffsets(topic string, part int32, ts int64) *kmsg.ListOffsetsRequest {

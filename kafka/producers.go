@@ -3,14 +3,12 @@ package kafka
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/lambdaflow/lambdaflow/broker"
 )
 
 // The idempotent producer (KIP-98 without transactions): InitProducerId
@@ -156,29 +154,27 @@ func (c *conn) initProducerID(ctx context.Context, r *kmsg.InitProducerIDRequest
 	return resp
 }
 
-// nextProducerID advances the shared counter with compare-and-set.
+// nextProducerID advances the shared counter with compare-and-set, so
+// every process of the cluster hands out distinct ids.
 func (co *coordinator) nextProducerID(ctx context.Context) (int64, error) {
 	st, err := co.store(ctx)
 	if err != nil {
 		return 0, err
 	}
-	for attempt := 0; ; attempt++ {
-		v, rev, err := st.Get(ctx, producerIDKey)
-		if err != nil {
-			return 0, err
-		}
-		var n int64
-		if v != nil {
-			if err := json.Unmarshal(v, &n); err != nil {
-				return 0, err
+	var n int64
+	_, _, err = st.Update(ctx, producerIDKey, func(old []byte) ([]byte, bool, error) {
+		n = 0
+		if old != nil {
+			if err := json.Unmarshal(old, &n); err != nil {
+				return nil, false, fmt.Errorf("producer id counter %q: %w", old, err)
 			}
 		}
 		n++
-		b, _ := json.Marshal(n)
-		if _, err := st.Set(ctx, producerIDKey, b, rev); err == nil {
-			return n, nil
-		} else if !errors.Is(err, broker.ErrConflict) || attempt > 50 {
-			return 0, err
-		}
+		b, err := json.Marshal(n)
+		return b, err == nil, err
+	})
+	if err != nil {
+		return 0, err
 	}
+	return n, nil
 }

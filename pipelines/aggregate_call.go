@@ -15,7 +15,7 @@ import (
 // column name to a call such as count() or quantile(cpu, 0.95).
 func (d *decoder) aggregates(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "must be a mapping of output name to aggregate, e.g. {events: count()}, got %s", describe(n))
+		d.errorf(n, path, "must be a mapping of output name to aggregate, e.g. {events: count()}, got %s", DescribeNode(n))
 		return
 	}
 	var out Aggregates

@@ -183,3 +183,8 @@ func parentPath(path string) string {
 	}
 	return ""
 }
+
+// DidYouMean returns ` (did you mean "x"?)` when a candidate is a likely
+// typo of s (what validation suggests for keys), or "": for names users
+// type elsewhere, such as a topic, view or sink in a URL or a command.
+func DidYouMean(s string, candidates []string) string { return didYouMean(s, candidates) }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
+	"github.com/lambdaflow/lambdaflow/sinks/cassandra"
+	"github.com/lambdaflow/lambdaflow/sinks/elasticsearch"
 	"github.com/lambdaflow/lambdaflow/sinks/warehouse"
 )
 
@@ -66,13 +68,59 @@ func TestQuickstart(t *testing.T) {
 	}
 }
 
-func TestOpsMetricsDSN(t *testing.T) {
-	p, err := pipelines.Load("examples/ops-metrics.yaml", mapEnv(map[string]string{"WAREHOUSE_DSN": "postgres://x@db/ops"}), sinkTypes)
-	if err != nil {
-		t.Fatal(err)
+// TestExampleServiceAddresses: every address an example connects to or
+// listens on comes from a variable with a default, so the examples run
+// against services elsewhere without editing them.
+func TestExampleServiceAddresses(t *testing.T) {
+	type addrs struct {
+		Listen, Data, DSN, ES, Index, Cassandra, Keyspace string
 	}
-	if cfg, ok := p.Sinks[0].Config.(*warehouse.PostgresConfig); !ok || cfg.DSN != "postgres://x@db/ops" {
-		t.Errorf("config = %#v", p.Sinks[0].Config)
+	get := func(t *testing.T, file string, env map[string]string) addrs {
+		t.Helper()
+		p, err := pipelines.Load(file, mapEnv(env), sinkTypes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := addrs{Listen: p.HTTP.Listen, Data: p.DataDir}
+		for _, s := range p.Sinks {
+			switch cfg := s.Config.(type) {
+			case *warehouse.PostgresConfig:
+				a.DSN = cfg.DSN
+			case *elasticsearch.Config:
+				a.ES, a.Index = strings.Join(cfg.URLs, ","), cfg.Index
+			case *cassandra.Config:
+				a.Cassandra, a.Keyspace = strings.Join(cfg.Hosts, ","), cfg.Keyspace
+			}
+		}
+		return a
+	}
+	env := map[string]string{
+		"LAMBDAFLOW_LISTEN": "0.0.0.0:9090", "LAMBDAFLOW_DATA": "/srv/lf", "WAREHOUSE_DSN": "postgres://x@db/ops",
+		"ES_URL": "http://search:9200", "CASSANDRA_HOST": "cass:9042", "ES_INDEX_PREFIX": "test-", "CASSANDRA_KEYSPACE": "test_ops",
+	}
+	for _, c := range []struct {
+		file      string
+		dflt, set addrs
+	}{
+		{"examples/quickstart.yaml", addrs{Listen: "127.0.0.1:8080", Data: "./data"}, addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf"}},
+		{"examples/clickstream.yaml", addrs{Listen: "127.0.0.1:8080", Data: "./data", ES: "http://127.0.0.1:9200", Index: "{name}-{yyyy.MM.dd}"},
+			addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf", ES: "http://search:9200", Index: "{name}-{yyyy.MM.dd}"}},
+		{"examples/ops-metrics.yaml",
+			addrs{Listen: "127.0.0.1:8080", Data: "./data", DSN: "postgres://lambdaflow@127.0.0.1:5432/lambdaflow?sslmode=disable",
+				ES: "http://127.0.0.1:9200", Index: "{name}", Cassandra: "127.0.0.1:9042", Keyspace: "ops"},
+			addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf", DSN: "postgres://x@db/ops",
+				ES: "http://search:9200", Index: "test-{name}", Cassandra: "cass:9042", Keyspace: "test_ops"}},
+	} {
+		if got := get(t, c.file, nil); got != c.dflt {
+			t.Errorf("%s with no variables: %+v, want %+v", c.file, got, c.dflt)
+		}
+		if got := get(t, c.file, env); got != c.set {
+			t.Errorf("%s with the variables set: %+v, want %+v", c.file, got, c.set)
+		}
+	}
+	files, _ := exampleFiles()
+	if len(files) != 3 {
+		t.Errorf("%d examples, the test knows 3", len(files))
 	}
 }
 

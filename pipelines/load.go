@@ -157,7 +157,7 @@ func (d *decoder) document(data []byte) *yaml.Node {
 		d.errorf(root, "", "empty file: want a pipeline (version: 1, name, topics, ...)")
 		return nil
 	case root.Kind != yaml.MappingNode:
-		d.errorf(root, "", "a pipeline file must be a mapping (version: 1, name, topics, ...), got %s", describe(root))
+		d.errorf(root, "", "a pipeline file must be a mapping (version: 1, name, topics, ...), got %s", DescribeNode(root))
 		return nil
 	}
 	return root
@@ -228,8 +228,9 @@ func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
-// describe names what a node is, for "must be X, got Y" messages.
-func describe(n *yaml.Node) string {
+// DescribeNode names what a YAML node is, for "must be X, got Y" messages
+// here and in files that embed pipeline values (pipeline tests).
+func DescribeNode(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
@@ -290,7 +291,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 // scalar returns the interpolated text of a scalar node.
 func (d *decoder) scalar(n *yaml.Node, path, what string) (string, bool) {
 	if n.Kind != yaml.ScalarNode {
-		d.errorf(n, path, "must be %s, got %s", what, describe(n))
+		d.errorf(n, path, "must be %s, got %s", what, DescribeNode(n))
 		return "", false
 	}
 	s, err := interpolate(n.Value, d.env)
@@ -439,7 +440,7 @@ func (d *decoder) entries(n *yaml.Node, path string, depth int) []entry {
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			d.errorf(k, path, "keys must be strings, got %s", describe(k))
+			d.errorf(k, path, "keys must be strings, got %s", DescribeNode(k))
 			continue
 		}
 		if first, dup := explicit[k.Value]; dup {
@@ -489,21 +490,21 @@ func (d *decoder) merge(val *yaml.Node, path string, depth int) []entry {
 		var out []entry
 		for _, m := range val.Content {
 			if m = resolve(m); m.Kind != yaml.MappingNode {
-				d.errorf(m, path, "must be a mapping or a list of mappings, got %s in the list", describe(m))
+				d.errorf(m, path, "must be a mapping or a list of mappings, got %s in the list", DescribeNode(m))
 				continue
 			}
 			out = append(out, d.entries(m, path, depth+1)...)
 		}
 		return out
 	}
-	d.errorf(val, path, "must be a mapping or a list of mappings, got %s", describe(val))
+	d.errorf(val, path, "must be a mapping or a list of mappings, got %s", DescribeNode(val))
 	return nil
 }
 
 // structure decodes mapping n into struct v, rejecting unknown keys.
 func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "must be a mapping, got %s", describe(n))
+		d.errorf(n, path, "must be a mapping, got %s", DescribeNode(n))
 		return
 	}
 	if pf := v.FieldByName("Pos"); pf.IsValid() && pf.Type() == posType {
@@ -570,7 +571,7 @@ func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
 		if n.Kind == yaml.ScalarNode && v.Type().Elem().Kind() == reflect.String {
 			hint = fmt.Sprintf(" (write [%s] for a list of one)", n.Value)
 		}
-		d.errorf(n, path, "must be a list, got %s%s", describe(n), hint)
+		d.errorf(n, path, "must be a list, got %s%s", DescribeNode(n), hint)
 		return
 	}
 	out := reflect.MakeSlice(v.Type(), 0, len(n.Content))
@@ -598,7 +599,7 @@ const typeHelp = "want string, long, int, double, bool or timestamp"
 // "type", "type?" (optional) or {type: T, required: bool}.
 func (d *decoder) schema(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "must be a mapping of field name to type, got %s", describe(n))
+		d.errorf(n, path, "must be a mapping of field name to type, got %s", DescribeNode(n))
 		return
 	}
 	var out event.Schema
@@ -640,7 +641,7 @@ func (d *decoder) schema(n *yaml.Node, v reflect.Value, path string) {
 		case isNull(val):
 			d.errorf(e.val, fp, "needs a type; %s", typeHelp)
 		default:
-			d.errorf(e.val, fp, "must be a type or {type: T, required: false}, got %s; %s", describe(val), typeHelp)
+			d.errorf(e.val, fp, "must be a type or {type: T, required: false}, got %s; %s", DescribeNode(val), typeHelp)
 		}
 		out = append(out, f)
 	}

@@ -222,3 +222,16 @@ func TestLoad(t *testing.T) {
 		t.Errorf("missing file: got %v, want %s", err, want)
 	}
 }
+
+// TestDefaultConstants: the defaults code falls back on are the loader's.
+func TestDefaultConstants(t *testing.T) {
+	got, err := pipelines.Parse("p.yaml", []byte("version: 1\nname: p\ntopics:\n  - {name: m, schema: {ts: timestamp}}\n"), nil, sinkTypes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A view topic of no known topic falls back on the default retention.
+	viewTopic := (&pipelines.Pipeline{}).ViewTopic(&pipelines.View{Name: "v"})
+	if got.Broker.Prefix != pipelines.DefaultPrefix || got.Topics[0].Retention != viewTopic.Retention {
+		t.Errorf("loader defaults prefix %q, retention %v; fallbacks %q, %v", got.Broker.Prefix, got.Topics[0].Retention.D(), pipelines.DefaultPrefix, viewTopic.Retention.D())
+	}
+}

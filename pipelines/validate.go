@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/robfig/cron/v3"
-
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/expr"
@@ -490,10 +488,12 @@ func (v *validator) checkView(path string, w *View, topic *Topic) {
 	v.checkGroupBy(path+".group_by", w, topic)
 	v.checkWindow(path+".window", w.Window)
 	v.checkAggregates(path+".aggregates", w, topic)
-	if s := w.Batch.Schedule; s != "" {
-		parser := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-		if _, err := parser.Parse(s); err != nil {
+	if w.Batch.Schedule != "" {
+		switch sched, err := w.Batch.Cron(); {
+		case err != nil:
 			v.errorf(path+".batch.schedule", "invalid cron schedule: %v", err)
+		case sched == nil:
+			v.errorf(path+".batch.schedule", "must not be blank; leave schedule out to recompute only on request")
 		}
 	}
 	v.positive(path+".retention", w.Retention)

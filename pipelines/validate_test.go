@@ -610,6 +610,7 @@ func TestValidationErrors(t *testing.T) {
 		{name: "schedule", src: with(view, "    batch: {schedule: '* * *'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: invalid cron schedule: expected exactly 5 fields, found 3: [* * *]`}},
 		{name: "schedule with seconds", src: with(view, "    batch: {schedule: '0 */5 * * * *'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: invalid cron schedule: expected exactly 5 fields, found 6: [0 */5 * * * *]`}},
 		{name: "schedule descriptor", src: with(view, "    batch: {schedule: '@fortnightly'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: invalid cron schedule: unrecognized descriptor: @fortnightly`}},
+		{name: "schedule blank", src: with(view, "    batch: {schedule: '  '}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: must not be blank; leave schedule out to recompute only on request`}},
 		{name: "view retention", src: with(view, "    retention: 0s"), want: []string{`p.yaml:17:16: views[0].retention: must be positive, got 0s`}},
 
 		// Lake.

@@ -1,6 +1,8 @@
 package pipelines
 
 import (
+	"fmt"
+
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
@@ -83,7 +85,7 @@ func (p *Pipeline) ViewTopic(v *View) Topic {
 		t.Schema = ViewSchema(v, from)
 	}
 	if t.Retention <= 0 {
-		t.Retention = Duration(168 * 3600e9)
+		t.Retention = defaultRetention
 	}
 	return t
 }
@@ -131,4 +133,48 @@ func (p *Pipeline) SourceTopic(name string) (t Topic, isView bool, ok bool) {
 		return p.ViewTopic(v), true, true
 	}
 	return Topic{}, false, false
+}
+
+// Kinds of log topics (TopicKind).
+const (
+	KindEvents      = "events"       // a topic clients publish to
+	KindView        = "view"         // a view's rows, written by the speed and batch layers
+	KindDeadLetters = "dead_letters" // a sink's dead letters, written by the sink
+)
+
+// TopicKind says what a log topic holds, and for the topics the pipeline
+// derives (a view's rows, a sink's dead letters) why clients may not
+// publish to it and what to do instead; refusal is empty for a topic
+// clients publish to. ok is false when the log has no such topic.
+func (p *Pipeline) TopicKind(name string) (kind, refusal string, ok bool) {
+	if p.TopicByName(name) != nil {
+		return KindEvents, "", true
+	}
+	if v := p.ViewByName(name); v != nil {
+		return KindView, fmt.Sprintf("topic %q holds the rows of view %s, which the speed and batch layers write; publish to its source topic %q instead", name, v.Name, v.From), true
+	}
+	for i := range p.Sinks {
+		if p.Sinks[i].Name+DeadLetterSuffix == name {
+			return KindDeadLetters, fmt.Sprintf("topic %q holds the dead letters of sink %s, which the sink writes; replay them with POST /v1/sinks/%s/dlq/replay (lambdaflow dlq replay %s)", name, p.Sinks[i].Name, p.Sinks[i].Name, p.Sinks[i].Name), true
+		}
+	}
+	return "", "", false
+}
+
+// TopicNames lists the topics clients publish to, in file order.
+func (p *Pipeline) TopicNames() []string {
+	out := make([]string, len(p.Topics))
+	for i := range p.Topics {
+		out[i] = p.Topics[i].Name
+	}
+	return out
+}
+
+// ViewNames lists the views, in file order.
+func (p *Pipeline) ViewNames() []string {
+	out := make([]string, len(p.Views))
+	for i := range p.Views {
+		out[i] = p.Views[i].Name
+	}
+	return out
 }

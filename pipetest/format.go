@@ -360,7 +360,7 @@ func (ps *parser) event(t *pipelines.Topic, n *yaml.Node) (eventSpec, error) {
 	set := make([]bool, len(t.Schema))
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Value == "_id" {
+		if k.Value == event.ColID {
 			es.id = v.Value
 			continue
 		}
@@ -528,7 +528,7 @@ func isNull(n *yaml.Node) bool {
 // parseValue reads a scalar as a value of type t (event.ParseValue).
 func parseValue(t event.FieldType, n *yaml.Node) (event.Value, error) {
 	if n.Kind != yaml.ScalarNode {
-		return event.Value{}, fmt.Errorf("want a %s, got a %s", t, kindName(n))
+		return event.Value{}, fmt.Errorf("want a %s, got %s", t, pipelines.DescribeNode(n))
 	}
 	return event.ParseValue(t, n.Value)
 }
@@ -536,16 +536,6 @@ func parseValue(t event.FieldType, n *yaml.Node) (event.Value, error) {
 // parseTime reads RFC 3339 or epoch milliseconds as UTC microseconds.
 func parseTime(n *yaml.Node) (int64, error) {
 	return event.ParseTime(n.Value)
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "mapping"
-	case yaml.SequenceNode:
-		return "list"
-	}
-	return "value"
 }
 
 func fieldNames(s event.Schema) string {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/lambdaflow/lambdaflow/pipelines"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -125,8 +127,8 @@ func appendEvents(local *speed.Local, st *step) error {
 func check(store *serving.Store, local *speed.Local, ex *expectation) []string {
 	var problems []string
 	if ex.late != nil {
-		if got := local.Engine(ex.view.Name).Stats().Late; got != *ex.late {
-			problems = append(problems, fmt.Sprintf("late events: want %d, got %d", *ex.late, got))
+		if st, _ := local.Stats(ex.view.Name); st.Late != *ex.late {
+			problems = append(problems, fmt.Sprintf("late events: want %d, got %d", *ex.late, st.Late))
 		}
 	}
 	if !ex.checkRows {
@@ -285,4 +287,29 @@ func matches(typ event.FieldType, c expectCol, got event.Value) bool {
 		return got.F == c.value.F || math.Abs(got.F-c.value.F) <= c.within*math.Abs(c.value.F)
 	}
 	return got.I == c.value.I
+}
+
+// Check reads and checks a test file and the pipeline it names without
+// running its cases (what `lambdaflow validate` does with a test file) and
+// returns how many cases it has. sinks and errors are as Run's.
+func Check(path string, sinks pipelines.SinkTypes) (cases int, err error) {
+	tf, err := load(path, sinks)
+	if err != nil {
+		return 0, err
+	}
+	return len(tf.cases), nil
+}
+
+// IsTestFile tells a test file from a pipeline file by its top-level keys:
+// a test file names its pipeline and has no version. A file that is not
+// YAML, or not a mapping, is not a test file (validating it as a pipeline
+// says what is wrong).
+func IsTestFile(data []byte) bool {
+	var top map[string]any
+	if err := yaml.Unmarshal(data, &top); err != nil {
+		return false
+	}
+	_, hasPipeline := top["pipeline"]
+	_, hasVersion := top["version"]
+	return hasPipeline && !hasVersion
 }

@@ -116,7 +116,7 @@ func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name := r.PathValue("view")
 	if h.store.View(name) == nil {
-		httpapi.WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown view %q", name))
+		httpapi.WriteUnknown(w, "view", name, h.store.Views())
 		return
 	}
 	f, err := h.ParseFilter(name, r.URL.Query())

@@ -108,7 +108,8 @@ func TestQueryErrors(t *testing.T) {
 		code   int
 		want   string // in the error message
 	}{
-		{"/v1/views/nope", http.StatusNotFound, `unknown view \"nope\"`},
+		{"/v1/views/nope", http.StatusNotFound, `{"error":"unknown view \"nope\" (views: cpu, total)"}`},
+		{"/v1/views/cpx", http.StatusNotFound, `{"error":"unknown view \"cpx\" (did you mean \"cpu\"?)"}`},
 		{"/v1/views/cpu?regoin=eu", http.StatusBadRequest, `parameter \"regoin\": not a group-by field of view \"cpu\" (group_by: region, zone)`},
 		{"/v1/views/cpu?zone=one", http.StatusBadRequest, `parameter \"zone\": \"one\" is not an integer`},
 		{"/v1/views/cpu?from=yesterday", http.StatusBadRequest, `parameter \"from\": \"yesterday\" is not an RFC 3339 time`},

@@ -23,7 +23,7 @@ import (
 type rowSet map[string]map[int64]viewrow.Row
 
 func (rs rowSet) put(r viewrow.Row) {
-	g := groupKey(r.Group)
+	g := event.GroupKey(r.Group)
 	s := rs[g]
 	if s == nil {
 		s = map[int64]viewrow.Row{}
@@ -75,28 +75,6 @@ func (s *Store) View(name string) *pipelines.View {
 	return nil
 }
 
-// groupKey encodes group values so that equal groups give equal strings.
-func groupKey(vals []event.Value) string {
-	b := make([]byte, 0, 32)
-	for _, v := range vals {
-		if !v.Valid {
-			b = append(b, 0)
-			continue
-		}
-		b = append(b, 1)
-		b = appendInt(b, v.I)
-		b = appendInt(b, int64(floatBits(v.F)))
-		b = appendInt(b, int64(len(v.S)))
-		b = append(b, v.S...)
-	}
-	return string(b)
-}
-
-func appendInt(b []byte, x int64) []byte {
-	u := uint64(x)
-	return append(b, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32), byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
-}
-
 // PutSpeed records the speed layer's current values of windows (open or
 // final), replacing earlier values of the same windows.
 func (s *Store) PutSpeed(view string, rows []viewrow.Row) {
@@ -124,7 +102,7 @@ func (s *Store) DeleteSpeed(view string, rows []viewrow.Row) {
 		return
 	}
 	for _, r := range rows {
-		g := groupKey(r.Group)
+		g := event.GroupKey(r.Group)
 		if set := v.speed[g]; set != nil {
 			delete(set, r.Start)
 			if len(set) == 0 {
@@ -183,7 +161,7 @@ func (s *Store) PutBatch(view string, from, to, horizon int64, rows []viewrow.Ro
 		r.Layer = viewrow.LayerBatch
 		r.Final = true
 		v.batch.put(r)
-		if sp, ok := v.speed.get(groupKey(r.Group), r.Start); ok && sp.Final && !sameValues(sp.Aggs, r.Aggs) {
+		if sp, ok := v.speed.get(event.GroupKey(r.Group), r.Start); ok && sp.Final && !sameValues(sp.Aggs, r.Aggs) {
 			drift++
 		}
 	}
@@ -284,7 +262,7 @@ func (s *Store) Query(view string, f Filter) (rows []viewrow.Row, horizon int64,
 		for i, val := range f.Group {
 			vals[i] = val
 		}
-		exact = groupKey(vals)
+		exact = event.GroupKey(vals)
 	}
 	collect := func(rs rowSet, keep func(viewrow.Row) bool) {
 		if exactOK {
@@ -311,7 +289,7 @@ func (s *Store) Query(view string, f Filter) (rows []viewrow.Row, horizon int64,
 		if rows[i].Start != rows[j].Start {
 			return rows[i].Start < rows[j].Start
 		}
-		return groupKey(rows[i].Group) < groupKey(rows[j].Group)
+		return event.GroupKey(rows[i].Group) < event.GroupKey(rows[j].Group)
 	})
 	return rows, v.horizon, v.hasBatch, true
 }

@@ -1,16 +1,12 @@
 package sinks
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/lambdaflow/lambdaflow/api"
 
@@ -39,10 +35,6 @@ const (
 	// maxDeadLetterEntryBytes bounds the dead letters appended as one entry.
 	maxDeadLetterEntryBytes = 512 << 10
 )
-
-// timeLayout writes timestamps in records: RFC 3339, UTC, microseconds, the
-// precision of the log.
-const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
 
 // deadLetter appends the rejected rows of a batch of src to the dead-letter
 // topic, retrying until ctx ends: a rejected row must never be dropped.
@@ -118,170 +110,25 @@ func (r *Runner) appendDeadLetters(ctx context.Context, events []event.Event) (i
 }
 
 // encodeRecord writes a row as a JSON object keyed by column name, in column
-// order: strings as strings (or {"base64": "…"} when they are not valid
-// UTF-8), integers and doubles as numbers (NaN and
-// infinities as the strings "NaN", "+Inf", "-Inf"), bools as booleans,
-// timestamps as RFC 3339 strings with microseconds, nulls as null. A row
-// without values (an undecodable entry) is null.
+// order, in the exact JSON form of package event (event.AppendExactJSON),
+// so that a replay writes what the log holds. A row without values (an
+// undecodable entry) is null.
 func encodeRecord(cols event.Schema, vals []event.Value) []byte {
 	if vals == nil {
 		return []byte("null")
 	}
-	b := make([]byte, 0, 32*len(cols))
-	b = append(b, '{')
-	for i, c := range cols {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, c.Name)
-		b = append(b, ':')
-		var v event.Value
-		if i < len(vals) {
-			v = vals[i]
-		}
-		if !v.Valid {
-			b = append(b, "null"...)
-			continue
-		}
-		switch c.Type {
-		case event.TypeString:
-			if utf8.ValidString(v.S) {
-				b = appendJSONString(b, v.S)
-			} else {
-				// JSON text cannot carry these bytes; keep them exactly,
-				// so that a replay writes what the log holds.
-				b = append(b, `{"base64":"`...)
-				b = base64.StdEncoding.AppendEncode(b, []byte(v.S))
-				b = append(b, `"}`...)
-			}
-		case event.TypeLong, event.TypeInt:
-			b = strconv.AppendInt(b, v.I, 10)
-		case event.TypeDouble:
-			switch {
-			case math.IsNaN(v.F):
-				b = append(b, `"NaN"`...)
-			case math.IsInf(v.F, 1):
-				b = append(b, `"+Inf"`...)
-			case math.IsInf(v.F, -1):
-				b = append(b, `"-Inf"`...)
-			default:
-				b = strconv.AppendFloat(b, v.F, 'g', -1, 64)
-			}
-		case event.TypeBool:
-			b = strconv.AppendBool(b, v.I != 0)
-		case event.TypeTimestamp:
-			b = append(b, '"')
-			b = time.UnixMicro(v.I).UTC().AppendFormat(b, timeLayout)
-			b = append(b, '"')
-		default:
-			b = append(b, "null"...)
-		}
-	}
-	return append(b, '}')
-}
-
-func appendJSONString(b []byte, s string) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+	return event.AppendExactRecordJSON(make([]byte, 0, 32*len(cols)), cols, vals)
 }
 
 // decodeRecord reads a record written by encodeRecord back into values in
 // cols order. Columns the record lacks (added since) are null; keys the
 // table lacks (dropped since) are ignored.
 func decodeRecord(cols event.Schema, rec []byte) ([]event.Value, error) {
-	dec := json.NewDecoder(bytes.NewReader(rec))
-	dec.UseNumber()
-	var obj map[string]any
-	if err := dec.Decode(&obj); err != nil {
-		return nil, fmt.Errorf("record is not a JSON object: %w", err)
-	}
-	if obj == nil {
+	vals, err := event.ParseExactRecordJSON(cols, rec)
+	if errors.Is(err, event.ErrNullRecord) {
 		return nil, errors.New("record is null: the log entry could not be decoded")
 	}
-	vals := make([]event.Value, len(cols))
-	for i, c := range cols {
-		raw, ok := obj[c.Name]
-		if !ok || raw == nil {
-			continue
-		}
-		v, err := decodeValue(c.Type, raw)
-		if err != nil {
-			return nil, fmt.Errorf("record field %q: %w", c.Name, err)
-		}
-		vals[i] = v
-	}
-	return vals, nil
-}
-
-func decodeValue(t event.FieldType, raw any) (event.Value, error) {
-	switch t {
-	case event.TypeString:
-		switch x := raw.(type) {
-		case string:
-			return event.Value{S: x, Valid: true}, nil
-		case map[string]any:
-			if s, ok := x["base64"].(string); ok && len(x) == 1 {
-				b, err := base64.StdEncoding.DecodeString(s)
-				if err != nil {
-					return event.Value{}, err
-				}
-				return event.Value{S: string(b), Valid: true}, nil
-			}
-		}
-	case event.TypeLong, event.TypeInt:
-		if n, ok := raw.(json.Number); ok {
-			i, err := strconv.ParseInt(string(n), 10, 64)
-			if err != nil {
-				return event.Value{}, err
-			}
-			return event.Value{I: i, Valid: true}, nil
-		}
-	case event.TypeDouble:
-		switch x := raw.(type) {
-		case json.Number:
-			f, err := strconv.ParseFloat(string(x), 64)
-			if err != nil {
-				return event.Value{}, err
-			}
-			return event.Value{F: f, Valid: true}, nil
-		case string:
-			switch x {
-			case "NaN":
-				return event.Value{F: math.NaN(), Valid: true}, nil
-			case "+Inf":
-				return event.Value{F: math.Inf(1), Valid: true}, nil
-			case "-Inf":
-				return event.Value{F: math.Inf(-1), Valid: true}, nil
-			}
-		}
-	case event.TypeBool:
-		if x, ok := raw.(bool); ok {
-			var i int64
-			if x {
-				i = 1
-			}
-			return event.Value{I: i, Valid: true}, nil
-		}
-	case event.TypeTimestamp:
-		switch x := raw.(type) {
-		case string:
-			ts, err := time.Parse(time.RFC3339Nano, x)
-			if err != nil {
-				return event.Value{}, err
-			}
-			return event.Value{I: ts.UnixMicro(), Valid: true}, nil
-		case json.Number:
-			i, err := strconv.ParseInt(string(x), 10, 64)
-			if err != nil {
-				return event.Value{}, err
-			}
-			return event.Value{I: i, Valid: true}, nil
-		}
-	}
-	return event.Value{}, fmt.Errorf("%v is not a %s", raw, t)
+	return vals, err
 }
 
 func decodeDeadLetter(ev *event.Event, dlqOffset int64) api.DeadLetter {
@@ -309,7 +156,7 @@ func (r *Runner) DeadLetters(ctx context.Context, limit int) ([]api.DeadLetter, 
 	if limit <= 0 {
 		limit = 100
 	}
-	pos, _, err := r.log.Committed(ctx, ReplayConsumerName(r.spec), r.dlq, 0)
+	pos, _, err := r.log.Committed(ctx, replayConsumerName(r.spec), r.dlq, 0)
 	if err != nil {
 		return nil, fmt.Errorf("sink %q: dead letters: %w", r.spec.Name, err)
 	}
@@ -358,7 +205,7 @@ const replayChunk = 1000
 func (r *Runner) Replay(ctx context.Context) (replayed, failed int, err error) {
 	r.replayMu.Lock()
 	defer r.replayMu.Unlock()
-	consumer := ReplayConsumerName(r.spec)
+	consumer := replayConsumerName(r.spec)
 	if err := r.log.Register(ctx, consumer, r.dlq); err != nil {
 		return 0, 0, fmt.Errorf("sink %q: replay: %w", r.spec.Name, err)
 	}

@@ -23,11 +23,12 @@
 //	partition  its partition there
 //	offset     its offset there
 //	record     the row as a JSON object keyed by column name, in column
-//	           order: strings as strings ({"base64": "…"} when not valid
-//	           UTF-8), long and int as numbers, doubles as numbers (or
-//	           "NaN", "+Inf", "-Inf"), bools as true/false, timestamps as
-//	           RFC 3339 UTC strings with microseconds, nulls as null; null
-//	           when the log entry itself could not be decoded
+//	           order, in the exact JSON form of package event (strings as
+//	           strings or {"base64": "…"} when not valid UTF-8, long and int
+//	           as numbers, doubles as numbers or "NaN", "+Inf", "-Inf",
+//	           bools as true/false, timestamps as RFC 3339 UTC strings with
+//	           microseconds, nulls as null); null when the log entry itself
+//	           could not be decoded
 //	error      why it was rejected
 //	time       when it was dead-lettered (UTC µs; also the event time)
 //

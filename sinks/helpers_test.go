@@ -11,10 +11,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/brokertest"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
-	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
 func TestMain(m *testing.M) {
@@ -44,16 +45,7 @@ func openBroker(t *testing.T, p *pipelines.Pipeline) *broker.Broker {
 	bp := *p
 	bp.Topics = p.LogTopics()
 	bp.Views, bp.Sinks = nil, nil
-	ctx := context.Background()
-	b, err := broker.Open(ctx, &bp, broker.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	if err := b.EnsureTopics(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return brokertest.Open(t, &bp, broker.Options{})
 }
 
 func events(from, n int, bad ...int) []event.Event {
@@ -89,7 +81,7 @@ func committed(t *testing.T, b *broker.Broker, consumer, topic string, part int)
 
 func waitCommitted(t *testing.T, b *broker.Broker, topic string, part int, want int64) {
 	t.Helper()
-	sinktest.CheckFor(t, 20*time.Second, func() error {
+	testenv.CheckFor(t, 20*time.Second, 25*time.Millisecond, func() error {
 		if got := committed(t, b, "sink.s", topic, part); got != want {
 			return fmt.Errorf("committed %d, want %d", got, want)
 		}
@@ -137,7 +129,7 @@ func (f *fakeTarget) Write(ctx context.Context, t sinks.Table, rows []sinks.Row)
 	} else if err != nil {
 		return err
 	}
-	key := t.Columns.Index(sinks.ColID)
+	key := t.Columns.Index(event.ColID)
 	for i, r := range rows {
 		if !skip[i] {
 			f.rows[r.Values[key].S] = append([]event.Value(nil), r.Values...)
@@ -213,7 +205,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 func (c *fakeClock) waitAsked(t *testing.T, n int) []time.Duration {
 	t.Helper()
 	var out []time.Duration
-	sinktest.CheckFor(t, 20*time.Second, func() error {
+	testenv.CheckFor(t, 20*time.Second, 25*time.Millisecond, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if len(c.asked) < n {

@@ -24,13 +24,15 @@ const maxDeadLetterLimit = 10000
 // limit and 503 when the log or the target fails.
 func Routes(runners []*Runner) []httpapi.Route {
 	byName := make(map[string]*Runner, len(runners))
+	names := make([]string, 0, len(runners))
 	for _, r := range runners {
 		byName[r.Name()] = r
+		names = append(names, r.Name())
 	}
 	find := func(w http.ResponseWriter, req *http.Request) *Runner {
 		r := byName[req.PathValue("sink")]
 		if r == nil {
-			httpapi.WriteError(w, http.StatusNotFound, "no sink named "+strconv.Quote(req.PathValue("sink")))
+			httpapi.WriteUnknown(w, "sink", req.PathValue("sink"), names)
 		}
 		return r
 	}

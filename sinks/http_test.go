@@ -81,8 +81,16 @@ func TestHTTPDeadLettersAndReplay(t *testing.T) {
 		t.Errorf("GET dlq = %+v", dlq)
 	}
 	call("GET", "/v1/sinks/s/dlq?limit=x", 400, nil)
-	call("GET", "/v1/sinks/nope/dlq", 404, nil)
-	call("POST", "/v1/sinks/nope/dlq/replay", 404, nil)
+	var e api.Error
+	call("GET", "/v1/sinks/nope/dlq", 404, &e)
+	if e.Error != `unknown sink "nope" (sinks: s)` {
+		t.Errorf("GET dlq of an unknown sink: %q", e.Error)
+	}
+	call("POST", "/v1/sinks/nope/dlq/replay", 404, &e)
+	call("GET", "/v1/sinks/S/dlq", 404, &e)
+	if e.Error != `unknown sink "S" (did you mean "s"?)` {
+		t.Errorf("GET dlq of a mistyped sink: %q", e.Error)
+	}
 
 	var rep struct{ Replayed, Failed int }
 	call("POST", "/v1/sinks/s/dlq/replay", 200, &rep)

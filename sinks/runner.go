@@ -191,9 +191,9 @@ func NewRunner(p *pipelines.Pipeline, spec *pipelines.Sink, target Target, log L
 // ConsumerName is the log consumer of a sink, whose lag is the sink's.
 func ConsumerName(spec *pipelines.Sink) string { return "sink." + spec.Name }
 
-// ReplayConsumerName is the consumer that tracks how far a sink's
+// replayConsumerName is the consumer that tracks how far a sink's
 // dead-letter topic has been replayed.
-func ReplayConsumerName(spec *pipelines.Sink) string { return "sink." + spec.Name + ".replay" }
+func replayConsumerName(spec *pipelines.Sink) string { return "sink." + spec.Name + ".replay" }
 
 // Name returns the sink's name.
 func (r *Runner) Name() string { return r.spec.Name }

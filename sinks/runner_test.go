@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
@@ -75,7 +76,7 @@ func TestBatchByTime(t *testing.T) {
 	appendEvents(t, b, "t", 0, events(0, 3))
 	clock.waitAsked(t, 1) // the batch timer started with the first row
 	appendEvents(t, b, "t", 0, events(3, 2))
-	sinktest.CheckFor(t, 10*time.Second, func() error {
+	testenv.CheckFor(t, 10*time.Second, 25*time.Millisecond, func() error {
 		// Both entries are read into the pending batch: nothing written yet.
 		if batches, _, _ := fake.snapshot(); len(batches) != 0 {
 			return fmt.Errorf("written before max_wait: %v", batches)
@@ -89,7 +90,7 @@ func TestBatchByTime(t *testing.T) {
 	clock.Advance(time.Millisecond)
 	// The second entry may still be on its way to the batch when the timer
 	// fires; either way all 5 land, the first timer covering at least 3.
-	sinktest.CheckFor(t, 10*time.Second, func() error {
+	testenv.CheckFor(t, 10*time.Second, 25*time.Millisecond, func() error {
 		if _, rows, _ := fake.snapshot(); rows != 5 {
 			clock.Advance(500 * time.Millisecond)
 			return fmt.Errorf("%d rows written, want 5", rows)

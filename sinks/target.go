@@ -4,17 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
-
-// Column names every sink uses.
-const ColID = "_id"
 
 // Table describes one destination table or index: a topic or a view.
 type Table struct {
@@ -42,29 +37,16 @@ type Row struct {
 	Offset    int64
 }
 
-// AppendKey appends an encoding of the values at idx of vals (a row's key
-// columns) that differs whenever the values differ: each value is tagged
-// null or not, and strings are length-prefixed. A missing value is null.
-// Targets use it to find the rows of one key within a Write, where the
-// later row must win.
+// AppendKey appends the group key (event.GroupKey's encoding) of the values at
+// idx of vals (a row's key columns); a missing value is null. Targets use it
+// to find the rows of one key within a Write, where the later row must win.
 func AppendKey(b []byte, vals []event.Value, idx []int) []byte {
 	for _, i := range idx {
 		var v event.Value
 		if i < len(vals) {
 			v = vals[i]
 		}
-		if !v.Valid {
-			b = append(b, 0)
-			continue
-		}
-		b = append(b, 1)
-		b = strconv.AppendInt(b, v.I, 36)
-		b = append(b, ':')
-		b = strconv.AppendUint(b, math.Float64bits(v.F), 36)
-		b = append(b, ':')
-		b = strconv.AppendInt(b, int64(len(v.S)), 10)
-		b = append(b, ':')
-		b = append(b, v.S...)
+		b = event.AppendGroupKeyValue(b, v)
 	}
 	return b
 }
@@ -128,8 +110,8 @@ func (e RowErrors) Error() string {
 // TopicTable is the table a topic lands in: its fields plus _id, keyed by _id.
 func TopicTable(t *pipelines.Topic) Table {
 	cols := append(event.Schema(nil), t.Schema...)
-	cols = append(cols, event.Field{Name: ColID, Type: event.TypeString, Required: true})
-	return Table{Name: t.Name, Columns: cols, Key: []string{ColID}}
+	cols = append(cols, event.Field{Name: event.ColID, Type: event.TypeString, Required: true})
+	return Table{Name: t.Name, Columns: cols, Key: []string{event.ColID}}
 }
 
 // ViewTable is the table a view lands in, keyed by its group-by fields and

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,8 +113,8 @@ func BenchmarkDecodePlan(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			e := NewEngine(pl, 1)
-			var out Output
+			e := newEngine(pl, 1)
+			var out output
 			b.StopTimer()
 			dec := baseline(max(b.N, 64))
 			b.StartTimer()
@@ -166,7 +167,7 @@ func BenchmarkStateMemory(b *testing.B) {
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				e := NewEngine(pl, 1)
+				e := newEngine(pl, 1)
 				for k := 0; k < keys; k += len(evs) {
 					for j := range evs {
 						host := fmt.Sprintf("host-%07d", k+j)
@@ -345,7 +346,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 		b.Fatal(err)
 	}
 	const keys = 100_000
-	e := NewEngine(pl, 4)
+	e := newEngine(pl, 4)
 	evs := make([]event.Event, 1000)
 	for k := 0; k < keys; k += len(evs) {
 		for j := range evs {
@@ -375,7 +376,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			e2 := NewEngine(pl, 4)
+			e2 := newEngine(pl, 4)
 			e2.wm = h.watermark
 			if err := restoreWindows(e2, r); err != nil {
 				b.Fatal(err)
@@ -384,4 +385,120 @@ func BenchmarkCheckpoint(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/keys, "ns/window")
 	})
+}
+
+// The window job that bench/peers also runs on Apache Flink (its
+// FlinkWindowJob.java computes the same events with the same formulas):
+// event i has event time windowJobEpoch + i/10 ms (10,000 events per
+// second of event time, in order), key "key-" + (i·2654435761 mod keys)
+// and value (i·7919) mod 10007; the job counts, sums and takes the max of
+// value per key in tumbling 1-minute windows.
+const windowJobEpoch = 1_767_225_600_000 // 2026-01-01T00:00:00Z in ms
+
+func windowJobEvent(i int64, keys []string, vals []event.Value) event.Event {
+	t := (windowJobEpoch + i/10) * 1000
+	vals[0] = event.Value{I: t, Valid: true}
+	vals[1] = event.Value{S: keys[i*2654435761%int64(len(keys))], Valid: true}
+	vals[2] = event.Value{I: i * 7919 % 10007, Valid: true}
+	return event.Event{ID: strconv.FormatInt(i, 10), Time: t, Values: vals}
+}
+
+// windowJobSum is what both engines print to show they computed the same
+// thing: the number of final windows and the sums of their count, sum and
+// max.
+type windowJobSum struct{ windows, count, sum, max int64 }
+
+func (s *windowJobSum) add(rows []viewrow.Row) {
+	for _, r := range rows {
+		s.windows++
+		s.count += r.Aggs[0].I
+		s.sum += r.Aggs[1].I
+		s.max += r.Aggs[2].I
+	}
+}
+
+// BenchmarkWindowJob runs the window job through the speed layer's engine
+// as the speed layer does (decode each 1,000-event log entry, Process,
+// Flush), for 8 and 100,000 keys. One op is the whole job; the entries
+// are encoded in chunks outside the timed part, and the figure to compare
+// is events per CPU-second of the process (user + system, GC included).
+// The checksum line is compared with Flink's by bench/peers.
+func BenchmarkWindowJob(b *testing.B) {
+	topic := &pipelines.Topic{Name: "events", Partitions: 1, Time: "ts", Schema: event.Schema{
+		{Name: "ts", Type: event.TypeTimestamp, Required: true},
+		{Name: "key", Type: event.TypeString, Required: true},
+		{Name: "value", Type: event.TypeLong, Required: true},
+	}}
+	view := &pipelines.View{
+		Name: "job", From: "events", GroupBy: []string{"key"},
+		Window: pipelines.Window{Type: "tumbling", Size: pipelines.Duration(time.Minute)},
+		Aggregates: pipelines.Aggregates{
+			{Name: "events", Func: "count"}, {Name: "sum", Func: "sum", Field: "value"}, {Name: "max", Func: "max", Field: "value"},
+		},
+	}
+	pl, err := plan.Compile(view, topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const perEntry, chunk = 1000, 1_000_000
+	for _, c := range []struct{ keys, events int64 }{{8, 10_000_000}, {100_000, 4_000_000}} {
+		b.Run(fmt.Sprintf("keys=%d", c.keys), func(b *testing.B) {
+			keys := make([]string, c.keys)
+			for i := range keys {
+				keys[i] = "key-" + strconv.Itoa(i)
+			}
+			evs := make([]event.Event, perEntry)
+			vals := make([]event.Value, perEntry*3)
+			entries := make([][]byte, 0, chunk/perEntry)
+			var decoded []event.Event
+			for range b.N {
+				e := newEngine(pl, 1)
+				var out output
+				var sum windowJobSum
+				var cpu, wall time.Duration
+				for first := int64(0); first < c.events; first += chunk {
+					entries = entries[:0]
+					for at := first; at < min(first+chunk, c.events); at += perEntry {
+						n := min(perEntry, c.events-at)
+						for j := range n {
+							evs[j] = windowJobEvent(at+j, keys, vals[j*3:j*3+3:j*3+3])
+						}
+						entries = append(entries, broker.AppendEntry(nil, topic.Schema, evs[n-1].Time, evs[:n]))
+					}
+					cpu0, wall0 := benchCPUTime(), time.Now()
+					off := first
+					for _, data := range entries {
+						if decoded, err = broker.DecodeEntry(data, topic.Schema, decoded); err != nil {
+							b.Fatal(err)
+						}
+						e.Process(0, off, decoded)
+						off += int64(len(decoded))
+						e.Flush(&out)
+						sum.add(out.Final)
+					}
+					cpu += benchCPUTime() - cpu0
+					wall += time.Since(wall0)
+				}
+				// The end of the input closes every window, as a bounded
+				// source's final watermark does in Flink.
+				cpu0 := benchCPUTime()
+				e.AdvanceWatermark((windowJobEpoch + c.events/10 + 3_600_000) * 1000)
+				e.Flush(&out)
+				sum.add(out.Final)
+				cpu += benchCPUTime() - cpu0
+				b.ReportMetric(float64(c.events)/cpu.Seconds(), "events/cpu-s")
+				b.ReportMetric(float64(c.events)/wall.Seconds(), "events/s")
+				b.Logf("checksum windows=%d count=%d sum=%d max=%d", sum.windows, sum.count, sum.sum, sum.max)
+			}
+		})
+	}
+}
+
+// benchCPUTime is the process's user and system CPU time so far.
+func benchCPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"hash/fnv"
 	"math"
 
 	"github.com/lambdaflow/lambdaflow/internal/binfmt"
-	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
@@ -50,48 +48,26 @@ type checkpointHeader struct {
 	def       uint64
 	savedAt   int64 // UTC µs on the speed layer's clock
 	watermark int64
-	parts     []partState
-	viewEnds  []int64 // per view-topic partition: offset after the last speed row
-	retain    []int64 // per view-topic partition: first offset of rows still retained
-}
-
-// definitionHash identifies what a view's state depends on. Lateness and
-// retention are left out: changing them changes what happens next, not what
-// the state means.
-func definitionHash(v *pipelines.View, t *pipelines.Topic) uint64 {
-	h := fnv.New64a()
-	typeOf := func(name string) string {
-		if i := t.Schema.Index(name); i >= 0 {
-			return t.Schema[i].Type.String()
-		}
-		return "?"
-	}
-	fmt.Fprintf(h, "from=%q;where=%q;", v.From, v.Where)
-	for _, g := range v.GroupBy {
-		fmt.Fprintf(h, "group=%q:%s;", g, typeOf(g))
-	}
-	w := v.Window
-	fmt.Fprintf(h, "window=%q,%d,%d,%d;", w.Type, w.Size, w.Slide, w.Gap)
-	for _, a := range v.Aggregates {
-		fmt.Fprintf(h, "agg=%q:%q:%q:%s:%x;", a.Name, a.Func, a.Field, typeOf(a.Field), math.Float64bits(a.Arg))
-	}
-	return h.Sum64()
+	parts     []plan.PartitionTime // per partition of the topic: newest event time
+	next      []int64              // per partition of the topic: offset of the next event
+	viewEnds  []int64              // per view-topic partition: offset after the last speed row
+	retain    []int64              // per view-topic partition: first offset of rows still retained
 }
 
 // encodeCheckpoint writes the engine's and the emitter's state.
-func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *Engine, em *emitter) ([]byte, error) {
+func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *engine, em *emitter) ([]byte, error) {
 	b = append(b, checkpointMagic...)
 	b = append(b, checkpointVersion, 0)
 	b = binfmt.AppendString(b, view)
 	b = binfmt.AppendUint64(b, def)
 	b = binfmt.AppendVarint(b, savedAt)
 	b = binfmt.AppendVarint(b, e.wm)
-	b = binfmt.AppendUvarint(b, uint64(len(e.parts)))
-	for _, p := range e.parts {
-		b = binfmt.AppendVarint(b, p.next)
-		if p.seen {
+	b = binfmt.AppendUvarint(b, uint64(len(e.times)))
+	for i, p := range e.times {
+		b = binfmt.AppendVarint(b, e.next[i])
+		if p.Seen {
 			b = append(b, 1)
-			b = binfmt.AppendVarint(b, p.maxTime)
+			b = binfmt.AppendVarint(b, p.Newest)
 		} else {
 			b = append(b, 0)
 		}
@@ -159,20 +135,23 @@ func decodeCheckpoint(data []byte) (checkpointHeader, *binfmt.Reader, error) {
 	h.savedAt = r.Varint()
 	h.watermark = r.Varint()
 	n := r.Count(3)
-	h.parts = make([]partState, 0, n)
+	h.parts = make([]plan.PartitionTime, 0, n)
+	h.next = make([]int64, 0, n)
 	for range n {
-		p := partState{next: r.Varint()}
+		next := r.Varint()
+		var p plan.PartitionTime
 		switch seen := r.Byte(); seen {
 		case 0:
 		case 1:
-			p.seen, p.maxTime = true, r.Varint()
+			p.Seen, p.Newest = true, r.Varint()
 		default:
 			r.Failf("partition %d: seen flag %d", len(h.parts), seen)
 		}
-		if p.next < 0 {
-			r.Failf("partition %d: next offset %d", len(h.parts), p.next)
+		if next < 0 {
+			r.Failf("partition %d: next offset %d", len(h.parts), next)
 		}
 		h.parts = append(h.parts, p)
+		h.next = append(h.next, next)
 	}
 	n = r.Count(2)
 	for range n {
@@ -183,7 +162,7 @@ func decodeCheckpoint(data []byte) (checkpointHeader, *binfmt.Reader, error) {
 }
 
 // restoreWindows reads the checkpoint's windows into an empty engine.
-func restoreWindows(e *Engine, r *binfmt.Reader) error {
+func restoreWindows(e *engine, r *binfmt.Reader) error {
 	n := r.Count(4)
 	for range n {
 		tw := plan.TimeWindow{Start: r.Varint(), End: r.Varint()}
@@ -192,7 +171,7 @@ func restoreWindows(e *Engine, r *binfmt.Reader) error {
 		if r.Failed() {
 			break
 		}
-		if tw.End <= tw.Start || (e.wm != noWatermark && tw.End <= e.wm) {
+		if tw.End <= tw.Start || (e.wm != plan.NoWatermark && tw.End <= e.wm) {
 			return fmt.Errorf("%w: window [%d, %d) open behind the watermark %d", ErrCorruptCheckpoint, tw.Start, tw.End, e.wm)
 		}
 		if _, err := e.plan.DecodeKey(key); err != nil {
@@ -212,7 +191,7 @@ func restoreWindows(e *Engine, r *binfmt.Reader) error {
 
 // restoreWindow puts one checkpointed window state back, marked changed so
 // that the next Flush shows it.
-func (e *Engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.State) {
+func (e *engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.State) {
 	if e.session {
 		k := e.keys[key]
 		if k == nil {

@@ -15,7 +15,7 @@ import (
 
 // openWindowsText lists the engine's open windows of a tumbling or hopping
 // view, one line each: start, end, group key (hex) and the finalised values.
-func openWindowsText(e *Engine) string {
+func openWindowsText(e *engine) string {
 	var lines []string
 	for _, w := range e.windows {
 		for key, s := range w.groups {
@@ -64,7 +64,7 @@ func TestCheckpointVersion1Golden(t *testing.T) {
 		if vs.view.Name != "all" || h.def != vs.def {
 			t.Fatalf("checkpoint of view %q definition %#x; the test pipeline's %q has %#x", h.view, h.def, vs.view.Name, vs.def)
 		}
-		r := &viewRun{s: s, vs: vs, e: NewEngine(vs.plan, 2), em: newEmitter(s.p, vs.view, s.store)}
+		r := &viewRun{s: s, vs: vs, e: newEngine(vs.plan, 2), em: newEmitter(s.p, vs.view, s.store)}
 		if err := r.restoreFrom(h, cr); err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +111,7 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 		h, cr, err := decodeCheckpoint(data)
 		if err == nil {
 			vs := s.views[0]
-			r := &viewRun{s: s, vs: vs, e: NewEngine(vs.plan, 2), em: newEmitter(s.p, vs.view, s.store)}
+			r := &viewRun{s: s, vs: vs, e: newEngine(vs.plan, 2), em: newEmitter(s.p, vs.view, s.store)}
 			err = r.restoreFrom(h, cr)
 		}
 		if err != nil && !errors.Is(err, ErrCorruptCheckpoint) && !errors.Is(err, ErrCheckpointVersion) {

@@ -129,7 +129,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &viewRun{s: s, vs: s.views[0], e: NewEngine(s.views[0].plan, 2), em: newEmitter(s.p, s.views[0].view, s.store)}
+	r := &viewRun{s: s, vs: s.views[0], e: newEngine(s.views[0].plan, 2), em: newEmitter(s.p, s.views[0].view, s.store)}
 	if err := r.restoreFrom(h, cr); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestCheckpointCorruption(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		r := &viewRun{s: s, vs: s.views[0], e: NewEngine(s.views[0].plan, 2), em: newEmitter(s.p, s.views[0].view, s.store)}
+		r := &viewRun{s: s, vs: s.views[0], e: newEngine(s.views[0].plan, 2), em: newEmitter(s.p, s.views[0].view, s.store)}
 		return r.restoreFrom(h, cr)
 	}
 	for i := range data {
@@ -173,32 +173,5 @@ func TestCheckpointCorruption(t *testing.T) {
 	d[4] = 99
 	if err := restore(d); !errors.Is(err, ErrCheckpointVersion) {
 		t.Fatalf("version 99: err %v, want ErrCheckpointVersion", err)
-	}
-}
-
-func TestDefinitionHash(t *testing.T) {
-	p := testPipeline(t, pipelineOpts{})
-	v := *p.ViewByName("all")
-	tp := p.TopicByName("metrics")
-	h := definitionHash(&v, tp)
-	same := v
-	same.Window.Lateness *= 2
-	same.Retention *= 2
-	if definitionHash(&same, tp) != h {
-		t.Error("lateness and retention changed the definition hash")
-	}
-	for name, change := range map[string]func(v *pipelines.View){
-		"where":     func(v *pipelines.View) { v.Where = "cpu > 0" },
-		"group_by":  func(v *pipelines.View) { v.GroupBy = []string{"host"} },
-		"size":      func(v *pipelines.View) { v.Window.Size *= 2 },
-		"aggregate": func(v *pipelines.View) { v.Aggregates = v.Aggregates[1:] },
-	} {
-		c := v
-		c.GroupBy = slices.Clone(v.GroupBy)
-		c.Aggregates = slices.Clone(v.Aggregates)
-		change(&c)
-		if definitionHash(&c, tp) == h {
-			t.Errorf("changing %s kept the definition hash", name)
-		}
 	}
 }

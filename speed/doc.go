@@ -30,7 +30,7 @@
 // only taken once every final row of the state it records is durable in
 // the log.
 //
-// The Engine is pure (no log, clock or goroutines) so that Speed, Local
+// The engine is pure (no log, clock or goroutines) so that Speed, Local
 // (pipeline tests) and the benchmarks all run the same code. Speed owns its
 // goroutines: per view one that owns the engine, one reader per partition
 // and at most one checkpoint upload, all waited for before Run returns.

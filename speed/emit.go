@@ -9,6 +9,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
@@ -38,7 +39,7 @@ const speedIDPrefix = "speed/"
 // appendMax bounds the events of one append of final rows.
 const appendMax = 1000
 
-// emitter hands an Engine's output to the store and the final rows to the
+// emitter hands an engine's output to the store and the final rows to the
 // view's log topic, and evicts final rows past the view's retention.
 type emitter struct {
 	view      string
@@ -82,7 +83,7 @@ func newEmitter(p *pipelines.Pipeline, v *pipelines.View, store Store) *emitter 
 		store:     store,
 		retention: retention,
 		step:      max(retention/64, 1),
-		evicted:   noWatermark,
+		evicted:   plan.NoWatermark,
 	}
 	em.ends = make([]int64, em.parts)
 	em.marks = make([][]mark, em.parts)
@@ -94,10 +95,10 @@ func newEmitter(p *pipelines.Pipeline, v *pipelines.View, store Store) *emitter 
 // function of the watermark alone, and EvictSpeed runs 64 times per
 // retention rather than after every entry.
 func (em *emitter) cutoff(wm int64) int64 {
-	if wm == noWatermark {
-		return noWatermark
+	if wm == plan.NoWatermark {
+		return plan.NoWatermark
 	}
-	c := satSub(wm, em.retention)
+	c := plan.Earlier(wm, em.retention)
 	return floorDiv(c, em.step) * em.step
 }
 
@@ -113,7 +114,7 @@ func floorDiv(a, b int64) int64 {
 // An error means the final rows could not be appended (ctx ended, or the
 // log failed permanently); they stay pending and emit or flushPending must
 // succeed before the next checkpoint.
-func (em *emitter) emit(ctx context.Context, out *Output) error {
+func (em *emitter) emit(ctx context.Context, out *output) error {
 	if len(out.Gone) > 0 {
 		em.store.DeleteSpeed(em.view, out.Gone)
 	}

@@ -13,15 +13,15 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
-// Engine computes one view on the stream of its topic: it assigns events to
+// engine computes one view on the stream of its topic: it assigns events to
 // windows, keeps the aggregate state of every open window, tracks the
 // watermark (see watermark.go) and finalises the windows it passes. It is
 // pure: no log, no clock, no goroutines; the caller feeds it entries, tells
 // it which partitions are idle and collects what changed with Flush. The
-// speed layer, pipeline tests and benchmarks all drive the same Engine.
+// speed layer, pipeline tests and benchmarks all drive the same engine.
 //
-// An Engine is not safe for concurrent use.
-type Engine struct {
+// An engine is not safe for concurrent use.
+type engine struct {
 	plan     *plan.Plan
 	matcher  *expr.Matcher
 	lateness int64
@@ -29,8 +29,9 @@ type Engine struct {
 	session  bool
 	ncols    int
 	ngroup   int
-	parts    []partState
-	wm       int64 // the view's watermark; noWatermark before the first
+	times    []plan.PartitionTime // per partition: what the watermark rule needs
+	next     []int64              // per partition: offset of the next event to process
+	wm       int64                // the view's watermark; plan.NoWatermark before the first
 
 	// Tumbling and hopping views: the open windows by start, and the same
 	// sorted by end for finalisation.
@@ -57,7 +58,7 @@ type Engine struct {
 	closeBuf []plan.Session
 }
 
-// Stats counts the events an Engine has seen since it was created.
+// Stats counts the events an engine has seen since it was created.
 type Stats struct {
 	Events   uint64 // every event of the topic
 	Matched  uint64 // events that passed the view's where
@@ -104,10 +105,10 @@ type keyedWindow struct {
 	plan.TimeWindow
 }
 
-// Output is what an Engine reports from Flush. Its slices are reused by the
-// next Flush into the same Output; the rows' Group and Aggs are not, so the
+// output is what an engine reports from Flush. Its slices are reused by the
+// next Flush into the same output; the rows' Group and Aggs are not, so the
 // caller may keep those.
-type Output struct {
+type output struct {
 	// Open holds the current values of open windows that changed.
 	Open []viewrow.Row
 	// Final holds the windows that became final, each for the last time.
@@ -125,10 +126,10 @@ type Output struct {
 	vals []event.Value
 }
 
-// NewEngine returns an engine for plan over a topic of the given number of
+// newEngine returns an engine for plan over a topic of the given number of
 // partitions, with the view's lateness.
-func NewEngine(pl *plan.Plan, partitions int) *Engine {
-	e := &Engine{
+func newEngine(pl *plan.Plan, partitions int) *engine {
+	e := &engine{
 		plan:     pl,
 		matcher:  pl.NewMatcher(),
 		lateness: pl.Window().Lateness.D().Microseconds(),
@@ -136,8 +137,9 @@ func NewEngine(pl *plan.Plan, partitions int) *Engine {
 		gap:      pl.Window().Gap.D().Microseconds(),
 		ncols:    len(pl.Columns()),
 		ngroup:   len(pl.GroupBy()),
-		parts:    make([]partState, max(partitions, 1)),
-		wm:       noWatermark,
+		times:    make([]plan.PartitionTime, max(partitions, 1)),
+		next:     make([]int64, max(partitions, 1)),
+		wm:       plan.NoWatermark,
 		windows:  map[int64]*window{},
 		keys:     map[string]*sessionKey{},
 	}
@@ -145,49 +147,49 @@ func NewEngine(pl *plan.Plan, partitions int) *Engine {
 }
 
 // Plan returns the engine's plan.
-func (e *Engine) Plan() *plan.Plan { return e.plan }
+func (e *engine) Plan() *plan.Plan { return e.plan }
 
 // Stats returns the engine's counters.
-func (e *Engine) Stats() Stats { return e.stats }
+func (e *engine) Stats() Stats { return e.stats }
 
 // Partitions returns the number of partitions the engine reads.
-func (e *Engine) Partitions() int { return len(e.parts) }
+func (e *engine) Partitions() int { return len(e.times) }
 
 // Next returns the offset of the next event the engine expects from
 // partition part.
-func (e *Engine) Next(part int) int64 { return e.parts[part].next }
+func (e *engine) Next(part int) int64 { return e.next[part] }
 
 // MaxTime returns the newest event time seen in partition part; ok is false
 // before its first event.
-func (e *Engine) MaxTime(part int) (t int64, ok bool) {
-	return e.parts[part].maxTime, e.parts[part].seen
+func (e *engine) MaxTime(part int) (t int64, ok bool) {
+	return e.times[part].Newest, e.times[part].Seen
 }
 
 // Watermark returns the view's watermark (UTC µs); ok is false before there
 // is one.
-func (e *Engine) Watermark() (int64, bool) { return e.wm, e.wm != noWatermark }
+func (e *engine) Watermark() (int64, bool) { return e.wm, e.wm != plan.NoWatermark }
 
 // OpenWindows returns how many (group, window) states the engine holds.
-func (e *Engine) OpenWindows() int { return e.nopen }
+func (e *engine) OpenWindows() int { return e.nopen }
 
 // Process adds the events of one log entry of partition part, whose first
 // event has the given offset. Events before the partition's next offset
 // were processed already and are skipped, so replaying an entry twice
 // counts it once. An entry makes an idle partition active again.
-func (e *Engine) Process(part int, offset int64, events []event.Event) {
-	p := &e.parts[part]
-	if skip := p.next - offset; skip > 0 {
+func (e *engine) Process(part int, offset int64, events []event.Event) {
+	p := &e.times[part]
+	if skip := e.next[part] - offset; skip > 0 {
 		if skip >= int64(len(events)) {
 			return
 		}
 		events = events[skip:]
-		offset = p.next
+		offset = e.next[part]
 	}
 	if len(events) == 0 {
 		return
 	}
-	p.idle = false
-	bound := max(p.watermark(e.lateness), e.wm)
+	p.Idle = false
+	bound := max(p.Watermark(e.lateness), e.wm)
 	for i := range events {
 		ev := &events[i]
 		e.stats.Events++
@@ -202,18 +204,18 @@ func (e *Engine) Process(part int, offset int64, events []event.Event) {
 				e.addWindowed(ev, bound)
 			}
 		}
-		if !p.seen || ev.Time > p.maxTime {
-			p.maxTime, p.seen = ev.Time, true
-			bound = max(p.watermark(e.lateness), e.wm)
+		if !p.Seen || ev.Time > p.Newest {
+			p.Newest, p.Seen = ev.Time, true
+			bound = max(p.Watermark(e.lateness), e.wm)
 		}
 	}
-	p.next = offset + int64(len(events))
+	e.next[part] = offset + int64(len(events))
 }
 
 // addWindowed adds a matched event to its tumbling or hopping windows,
 // except those that end at or before bound: they are final (or will be
 // before this partition could add to them), so the event is late for them.
-func (e *Engine) addWindowed(ev *event.Event, bound int64) {
+func (e *engine) addWindowed(ev *event.Event, bound int64) {
 	e.keyBuf = e.plan.Key(ev, e.keyBuf)
 	e.twBuf = e.plan.Windows(ev.Time, e.twBuf[:0])
 	late := false
@@ -240,14 +242,14 @@ func (e *Engine) addWindowed(ev *event.Event, bound int64) {
 	}
 }
 
-func (e *Engine) markDirty(w *window, s *slot, key []byte) {
+func (e *engine) markDirty(w *window, s *slot, key []byte) {
 	at := len(e.arena)
 	e.arena = append(e.arena, key...)
 	e.dirty = append(e.dirty, dirtyRef{w: w, s: s, at: uint32(at), to: uint32(len(e.arena))})
 }
 
 // window returns the open window tw, creating it.
-func (e *Engine) window(tw plan.TimeWindow) *window {
+func (e *engine) window(tw plan.TimeWindow) *window {
 	if w := e.last; w != nil && w.Start == tw.Start && w.End == tw.End {
 		return w
 	}
@@ -272,7 +274,7 @@ func compareWindows(a, b *window) int {
 // addSession adds a matched event to its key's sessions unless it is before
 // bound: a session that reached the watermark is final, and an event at or
 // after the watermark can never touch one (sessions are [first, last+gap)).
-func (e *Engine) addSession(ev *event.Event, bound int64) {
+func (e *engine) addSession(ev *event.Event, bound int64) {
 	if ev.Time < bound {
 		e.stats.Late++
 		return
@@ -293,7 +295,7 @@ func (e *Engine) addSession(ev *event.Event, bound int64) {
 }
 
 // touch marks a session key changed and keeps its place in the closing heap.
-func (e *Engine) touch(k *sessionKey) {
+func (e *engine) touch(k *sessionKey) {
 	if !k.dirty {
 		k.dirty = true
 		e.dirtyKeys = append(e.dirtyKeys, k)
@@ -306,23 +308,23 @@ func (e *Engine) touch(k *sessionKey) {
 
 // SetIdle marks partition part idle (it no longer holds the watermark back)
 // or active. Process makes a partition active by itself.
-func (e *Engine) SetIdle(part int, idle bool) { e.parts[part].idle = idle }
+func (e *engine) SetIdle(part int, idle bool) { e.times[part].Idle = idle }
 
 // Idle reports whether partition part is marked idle.
-func (e *Engine) Idle(part int) bool { return e.parts[part].idle }
+func (e *engine) Idle(part int) bool { return e.times[part].Idle }
 
 // AdvanceWatermark moves the view's watermark to at least t, as if every
 // partition had passed it. Pipeline tests use it to close windows; events
 // before it become late.
-func (e *Engine) AdvanceWatermark(t int64) { e.wm = max(e.wm, t) }
+func (e *engine) AdvanceWatermark(t int64) { e.wm = max(e.wm, t) }
 
 // Flush moves the watermark, finalises the windows that end at or before
 // it and fills out with what changed since the previous Flush: final rows,
 // the current values of changed open windows and vanished session windows.
-func (e *Engine) Flush(out *Output) {
+func (e *engine) Flush(out *output) {
 	out.Open, out.Final, out.Gone, out.vals = out.Open[:0], out.Final[:0], out.Gone[:0], nil
-	e.wm = combineWatermarks(e.parts, e.lateness, e.wm)
-	out.Watermark, out.HasWatermark = e.wm, e.wm != noWatermark
+	e.wm = plan.CombineWatermarks(e.times, e.lateness, e.wm)
+	out.Watermark, out.HasWatermark = e.wm, e.wm != plan.NoWatermark
 	if e.session {
 		e.finalizeSessions(out)
 	} else {
@@ -354,7 +356,7 @@ func (e *Engine) Flush(out *Output) {
 	e.gone = e.gone[:0]
 }
 
-func (e *Engine) finalizeWindows(out *Output) {
+func (e *engine) finalizeWindows(out *output) {
 	n := 0
 	for n < len(e.byEnd) && e.byEnd[n].End <= e.wm {
 		w := e.byEnd[n]
@@ -374,7 +376,7 @@ func (e *Engine) finalizeWindows(out *Output) {
 	}
 }
 
-func (e *Engine) finalizeSessions(out *Output) {
+func (e *engine) finalizeSessions(out *output) {
 	for e.closing.Len() > 0 && e.closing[0].end <= e.wm {
 		it := heap.Pop(&e.closing).(closingItem)
 		k := it.key
@@ -400,7 +402,7 @@ func (e *Engine) finalizeSessions(out *Output) {
 
 // row builds one output row; its values live in out's shared backing array.
 // keyText is the key as a string when the caller has one (Row.Key), else "".
-func (e *Engine) row(out *Output, tw plan.TimeWindow, key []byte, keyText string, st *aggregate.State, final bool) viewrow.Row {
+func (e *engine) row(out *output, tw plan.TimeWindow, key []byte, keyText string, st *aggregate.State, final bool) viewrow.Row {
 	group := e.group(key)
 	if cap(out.vals)-len(out.vals) < e.ncols {
 		out.vals = make([]event.Value, 0, max(256, 4*e.ncols))
@@ -412,7 +414,7 @@ func (e *Engine) row(out *Output, tw plan.TimeWindow, key []byte, keyText string
 }
 
 // group decodes a group key.
-func (e *Engine) group(key []byte) []event.Value {
+func (e *engine) group(key []byte) []event.Value {
 	g, err := e.plan.DecodeKey(key)
 	if err != nil {
 		// Unreachable: keys come from Plan.Key, or from a checkpoint whose

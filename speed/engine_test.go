@@ -18,12 +18,12 @@ import (
 // run feeds events to a fresh engine for view, as entries of the given
 // partitions (in the order given), then forces the watermark past
 // everything, and returns every row shown, keyed by window and group.
-func runEngine(t testing.TB, pl *plan.Plan, parts int, entries []testEntry, flushEvery int) (*Engine, *memStore) {
+func runEngine(t testing.TB, pl *plan.Plan, parts int, entries []testEntry, flushEvery int) (*engine, *memStore) {
 	t.Helper()
-	e := NewEngine(pl, parts)
+	e := newEngine(pl, parts)
 	store := newMemStore()
-	em := &emitter{view: pl.View(), store: store, retention: math.MaxInt64 / 4, step: 1, evicted: noWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)}
-	var out Output
+	em := &emitter{view: pl.View(), store: store, retention: math.MaxInt64 / 4, step: 1, evicted: plan.NoWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)}
+	var out output
 	next := make([]int64, parts)
 	for i, en := range entries {
 		e.Process(en.part, next[en.part], en.events)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
@@ -147,22 +147,12 @@ func (s *recordingStore) PutSpeed(view string, rows []viewrow.Row) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func TestKillAndRestartEqualsUninterrupted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
 	const parts = 4
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	p := testPipeline(t, pipelineOpts{partitions: parts, lateness: "40s", listen: fmt.Sprintf("127.0.0.1:%d", port)})
 	views := []string{"all", "hop", "sessions"}
 	ctx := t.Context()
@@ -303,7 +293,7 @@ func TestKillAndRestartEqualsUninterrupted(t *testing.T) {
 			t.Errorf("view %s: the view's topic differs from the final rows of the uninterrupted run:\n%s", v, diffLines(w, g))
 		}
 	}
-	if s := local.Engine("all").Stats(); s.Late == 0 {
+	if s := local.engineOf("all").Stats(); s.Late == 0 {
 		t.Error("no late event in the stream; the test is too weak")
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 // Local runs the speed layer of a pipeline in process and without a log:
 // events are handed to it directly, and it shows its rows in a Store. It
-// drives the same Engine and the same emission to the store as Speed, one
+// drives the same engine and the same emission to the store as Speed, one
 // call at a time, with a clock of its own that only moves when told to;
 // pipeline tests (`lambdaflow test`) run on it. Final rows are not
 // appended anywhere and nothing is checkpointed.
@@ -26,13 +26,13 @@ type Local struct {
 
 type localView struct {
 	vs *viewSpec
-	e  *Engine
+	e  *engine
 	em *emitter
 	// lastEntry is the clock time of each partition's last entry (or the
 	// start): with no log there is no backlog, so a partition is always
 	// caught up, and idle once it has had no entry for the idle time.
 	lastEntry []time.Time
-	out       Output
+	out       output
 }
 
 // NewLocal returns a Local for every view of p, showing rows in store, with
@@ -51,7 +51,7 @@ func NewLocal(p *pipelines.Pipeline, store Store, start time.Time, idle time.Dur
 	}
 	for _, vs := range specs {
 		parts := max(vs.topic.Partitions, 1)
-		lv := &localView{vs: vs, e: NewEngine(vs.plan, parts), em: newEmitter(p, vs.view, store), lastEntry: make([]time.Time, parts)}
+		lv := &localView{vs: vs, e: newEngine(vs.plan, parts), em: newEmitter(p, vs.view, store), lastEntry: make([]time.Time, parts)}
 		for i := range lv.lastEntry {
 			lv.lastEntry[i] = start
 		}
@@ -112,9 +112,17 @@ func (l *Local) AdvanceWatermark(t time.Time) {
 	}
 }
 
-// Engine returns the engine of a view, for its stats and watermark; nil
-// for an unknown view.
-func (l *Local) Engine(view string) *Engine {
+// Stats returns the counters of a view's engine; ok is false for an
+// unknown view.
+func (l *Local) Stats(view string) (s Stats, ok bool) {
+	if e := l.engineOf(view); e != nil {
+		return e.Stats(), true
+	}
+	return Stats{}, false
+}
+
+// engineOf returns the engine of a view, nil for an unknown view.
+func (l *Local) engineOf(view string) *engine {
 	for _, lv := range l.views {
 		if lv.vs.view.Name == view {
 			return lv.e

@@ -30,6 +30,9 @@ type Log interface {
 	// Commit records consumer's position in a partition (the next offset)
 	// and the event time of the last event it consumed, for lag.
 	Commit(ctx context.Context, consumer, topic string, part int, offset, eventTime int64) error
+	// Progress reports how far consumer has read a partition (the next
+	// offset) between commits, for lag; it must not block.
+	Progress(consumer, topic string, part int, offset int64)
 	// LoadCheckpoint returns the object name of bucket; ok is false when
 	// there is none.
 	LoadCheckpoint(ctx context.Context, bucket, name string) (data []byte, ok bool, err error)
@@ -81,6 +84,10 @@ func (l *brokerLog) Register(ctx context.Context, consumer, topic string) error 
 
 func (l *brokerLog) Commit(ctx context.Context, consumer, topic string, part int, offset, eventTime int64) error {
 	return l.b.Commit(ctx, consumer, topic, part, offset, eventTime)
+}
+
+func (l *brokerLog) Progress(consumer, topic string, part int, offset int64) {
+	l.b.Progress(consumer, topic, part, offset)
 }
 
 func (l *brokerLog) store(ctx context.Context, bucket string) (*broker.ObjectStore, error) {

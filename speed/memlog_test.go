@@ -17,6 +17,7 @@ type memLog struct {
 	parts       map[string][]*memPart
 	checkpoints map[string][]byte
 	commits     map[string]int64
+	reads       map[string]int64 // Progress reports
 	saves       int
 }
 
@@ -27,7 +28,7 @@ type memPart struct {
 }
 
 func newMemLog(p *pipelines.Pipeline) *memLog {
-	l := &memLog{parts: map[string][]*memPart{}, checkpoints: map[string][]byte{}, commits: map[string]int64{}}
+	l := &memLog{parts: map[string][]*memPart{}, checkpoints: map[string][]byte{}, commits: map[string]int64{}, reads: map[string]int64{}}
 	for _, t := range p.LogTopics() {
 		for range max(t.Partitions, 1) {
 			l.parts[t.Name] = append(l.parts[t.Name], &memPart{grew: make(chan struct{})})
@@ -138,6 +139,22 @@ func (r *memReader) Next(ctx context.Context) (broker.Entry, error) {
 func (r *memReader) Close() error { return nil }
 
 func (l *memLog) Register(context.Context, string, string) error { return nil }
+
+func (l *memLog) Progress(consumer, topic string, part int, offset int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reads[fmt.Sprintf("%s/%s/%d", consumer, topic, part)] = offset
+}
+
+// read returns consumer's last reported read position, -1 without one.
+func (l *memLog) read(consumer, topic string, part int) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if o, ok := l.reads[fmt.Sprintf("%s/%s/%d", consumer, topic, part)]; ok {
+		return o
+	}
+	return -1
+}
 
 func (l *memLog) Commit(_ context.Context, consumer, topic string, part int, offset, _ int64) error {
 	l.mu.Lock()

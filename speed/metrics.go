@@ -105,7 +105,7 @@ func (m *metrics) forView(view string) *viewMetrics {
 }
 
 // observe brings the view's metrics up to date with its engine.
-func (vm *viewMetrics) observe(e *Engine) {
+func (vm *viewMetrics) observe(e *engine) {
 	s := e.Stats()
 	vm.events.Add(float64(s.Events - vm.last.Events))
 	vm.late.Add(float64(s.Late - vm.last.Late))

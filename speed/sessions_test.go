@@ -14,7 +14,7 @@ import (
 // bridges them; the row of the absorbed one is retracted from the store.
 func TestEngineSessionBridging(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{partitions: 1, lateness: "4m"}) // gap 2m
-	e := NewEngine(compile(t, p, "sessions"), 1)
+	e := newEngine(compile(t, p, "sessions"), 1)
 	e.Process(0, 0, []event.Event{ev("a", 0, "h1", "eu", 0.1, 1), ev("b", 3*minute, "h1", "eu", 0.1, 1)})
 	open, final, gone := flushed(e)
 	slices.Sort(open)

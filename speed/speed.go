@@ -124,7 +124,7 @@ func compileViews(p *pipelines.Pipeline) ([]*viewSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("speed: %w", err)
 		}
-		specs = append(specs, &viewSpec{view: v, topic: t, plan: pl, def: definitionHash(v, t), consumer: "speed." + v.Name})
+		specs = append(specs, &viewSpec{view: v, topic: t, plan: pl, def: pl.Definition(), consumer: "speed." + v.Name})
 	}
 	return specs, nil
 }
@@ -212,7 +212,7 @@ func (s *Speed) restore(ctx context.Context, vs *viewSpec) (*viewRun, error) {
 	if err := s.log.Register(ctx, vs.consumer, vs.topic.Name); err != nil {
 		return nil, fmt.Errorf("speed: view %q: register consumer: %w", v.Name, err)
 	}
-	e := NewEngine(vs.plan, max(vs.topic.Partitions, 1))
+	e := newEngine(vs.plan, max(vs.topic.Partitions, 1))
 	em := newEmitter(s.p, v, s.store)
 	em.append = s.log.Append
 	r := &viewRun{s: s, vs: vs, e: e, em: em, lastCheckpoint: s.now()}
@@ -239,12 +239,8 @@ func (s *Speed) restore(ctx context.Context, vs *viewSpec) (*viewRun, error) {
 	if err := r.showRetained(ctx, h); err != nil {
 		return nil, err
 	}
-	next := make([]int64, len(h.parts))
-	for i, p := range h.parts {
-		next[i] = p.next
-	}
 	s.logger.Info("speed: restored checkpoint", "view", v.Name, "windows", e.OpenWindows(),
-		"saved_at", time.UnixMicro(h.savedAt).UTC(), "offsets", next)
+		"saved_at", time.UnixMicro(h.savedAt).UTC(), "offsets", h.next)
 	return r, nil
 }
 
@@ -266,7 +262,7 @@ func (r *viewRun) showRetained(ctx context.Context, h checkpointHeader) error {
 			}
 			var rows []viewrow.Row
 			for _, ent := range entries {
-				maxEnd, first := int64(noWatermark), int64(-1)
+				maxEnd, first := int64(plan.NoWatermark), int64(-1)
 				for i, ev := range ent.Events {
 					off := ent.Offset + int64(i)
 					if off >= to || !strings.HasPrefix(ev.ID, speedIDPrefix) {

@@ -3,52 +3,29 @@ package speed
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// fakeClock is an injected clock that moves only when told to.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// checkFor polls cond until it holds or the timeout passes.
+// checkFor waits, polling, until cond holds (testenv.CheckUntil).
 func checkFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testenv.CheckUntil(t, timeout, 2*time.Millisecond, what, cond)
 }
 
 // running is a Speed running in the background with a fake clock and a
 // tick the test sends.
 type running struct {
 	s      *Speed
-	clock  *fakeClock
+	clock  *fakeclock.Clock
 	ticks  map[string]chan time.Time
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
@@ -57,7 +34,7 @@ type running struct {
 
 func startSpeed(t *testing.T, p *pipelines.Pipeline, log Log, store Store) *running {
 	t.Helper()
-	r := &running{clock: &fakeClock{t: timeAt(0)}, ticks: map[string]chan time.Time{}, reg: prometheus.NewRegistry(), done: make(chan error, 1)}
+	r := &running{clock: fakeclock.New(timeAt(0)), ticks: map[string]chan time.Time{}, reg: prometheus.NewRegistry(), done: make(chan error, 1)}
 	for _, v := range p.Views {
 		r.ticks[v.Name] = make(chan time.Time)
 	}
@@ -107,10 +84,18 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFor(t, 10*time.Second, "open rows", func() bool { return strings.Count(store.dump("all"), "final=false") == 2 })
+	// Read, not yet committed: the commit comes with the checkpoint.
+	checkFor(t, 10*time.Second, "the read position reported", func() bool { return log.read("speed.all", "metrics", 0) == 3 })
+	if got := log.read("speed.all", "metrics", 1); got != 0 {
+		t.Errorf("partition 1 read position %d, want 0 (reported at start)", got)
+	}
+	if got := log.committed("speed.all", "metrics", 0); got != 0 {
+		t.Errorf("committed %d before a checkpoint, want 0", got)
+	}
 	if strings.Contains(store.dump("all"), "final=true") {
 		t.Fatal("a final row while partition 1 holds the watermark back")
 	}
-	r.clock.Advance(5 * time.Second)
+	r.clock.Add(5 * time.Second)
 	r.tickAll()
 	checkFor(t, 10*time.Second, "the final row of [15:00, 15:01)", func() bool {
 		return strings.Contains(store.dump("all"), "[2026-01-02T15:00:00Z 2026-01-02T15:01:00Z) eu|0|0; final=true => |2|0 |300|0")
@@ -120,7 +105,7 @@ func TestSpeedRunCheckpointsAndRestarts(t *testing.T) {
 	}
 
 	// A checkpoint is due after 10 s; the consumer's offsets are committed.
-	r.clock.Advance(10 * time.Second)
+	r.clock.Add(10 * time.Second)
 	r.tickAll()
 	checkFor(t, 10*time.Second, "the commit after a checkpoint", func() bool { return log.committed("speed.all", "metrics", 0) == 3 })
 

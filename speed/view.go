@@ -18,14 +18,14 @@ import (
 type viewRun struct {
 	s  *Speed
 	vs *viewSpec
-	e  *Engine
+	e  *engine
 	em *emitter
 
 	readers []readerState
 	entries chan partEntry
 	errs    chan error
 
-	out            Output
+	out            output
 	lastCheckpoint time.Time
 	uploading      bool
 	uploaded       chan uploadResult
@@ -65,11 +65,12 @@ func (r *viewRun) restoreFrom(h checkpointHeader, cr *binfmt.Reader) error {
 	if h.view != r.vs.view.Name {
 		return fmt.Errorf("%w: it belongs to view %q", ErrCorruptCheckpoint, h.view)
 	}
-	if len(h.parts) > len(e.parts) || len(h.viewEnds) > em.parts {
-		return fmt.Errorf("%w: %d partitions, the topic has %d", ErrCorruptCheckpoint, len(h.parts), len(e.parts))
+	if len(h.parts) > len(e.times) || len(h.viewEnds) > em.parts {
+		return fmt.Errorf("%w: %d partitions, the topic has %d", ErrCorruptCheckpoint, len(h.parts), len(e.times))
 	}
 	// Partitions added to the topic since the checkpoint start empty.
-	copy(e.parts, h.parts)
+	copy(e.times, h.parts)
+	copy(e.next, h.next)
 	e.wm = h.watermark
 	copy(em.ends, h.viewEnds)
 	return restoreWindows(e, cr)
@@ -89,6 +90,8 @@ func (r *viewRun) run(ctx context.Context) error {
 	for p := range parts {
 		readers.Add(1)
 		from := r.e.Next(p)
+		// A restart reads again from the checkpoint.
+		s.log.Progress(r.vs.consumer, r.vs.topic.Name, p, from)
 		go func() {
 			defer readers.Done()
 			r.read(rctx, p, from)
@@ -144,9 +147,13 @@ func (r *viewRun) run(ctx context.Context) error {
 	}
 }
 
+// process runs an entry through the view and reports the read position:
+// commits come only with checkpoints, so without the report a view that
+// keeps up would look as far behind as its checkpoint interval.
 func (r *viewRun) process(pe partEntry) {
 	r.e.Process(pe.part, pe.entry.Offset, pe.entry.Events)
 	r.readers[pe.part].queued.Add(-1)
+	r.s.log.Progress(r.vs.consumer, r.vs.topic.Name, pe.part, r.e.Next(pe.part))
 }
 
 // read feeds one partition's entries to the view from offset from on.
@@ -260,9 +267,9 @@ func (r *viewRun) encode(at time.Time) ([]byte, []commit, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	commits := make([]commit, len(r.e.parts))
-	for p, ps := range r.e.parts {
-		commits[p] = commit{part: p, next: ps.next, eventTime: ps.maxTime}
+	commits := make([]commit, len(r.e.times))
+	for p, pt := range r.e.times {
+		commits[p] = commit{part: p, next: r.e.next[p], eventTime: pt.Newest}
 	}
 	return data, commits, nil
 }

@@ -11,8 +11,8 @@ import (
 )
 
 // flushed flushes e and returns the output's rows as text, finals first.
-func flushed(e *Engine) (open, final []string, gone []string) {
-	var out Output
+func flushed(e *engine) (open, final []string, gone []string) {
+	var out output
 	e.Flush(&out)
 	for _, r := range out.Open {
 		open = append(open, shortRow(r))
@@ -35,7 +35,7 @@ func offsetText(t int64) string { return time.Duration((t - base) * 1000).String
 
 func TestEngineLateness(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{partitions: 1, lateness: "30s"})
-	e := NewEngine(compile(t, p, "all"), 1)
+	e := newEngine(compile(t, p, "all"), 1)
 	e.Process(0, 0, []event.Event{
 		ev("a", 10*sec, "h1", "eu", 0.1, 1),
 		ev("b", 70*sec, "h1", "eu", 0.2, 1), // watermark 40s
@@ -66,7 +66,7 @@ func TestEngineLateness(t *testing.T) {
 
 func TestEngineWatermarkIsMinOverPartitions(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{partitions: 2, lateness: "0s"})
-	e := NewEngine(compile(t, p, "all"), 2)
+	e := newEngine(compile(t, p, "all"), 2)
 	e.Process(0, 0, []event.Event{ev("a", 10*sec, "h1", "eu", 0.1, 1), ev("b", 5*minute, "h1", "eu", 0.1, 1)})
 	if _, final, _ := flushed(e); len(final) != 0 {
 		t.Fatalf("final rows %v while partition 1 has no event", final)
@@ -88,7 +88,7 @@ func TestEngineWatermarkIsMinOverPartitions(t *testing.T) {
 
 func TestEngineIdlePartition(t *testing.T) {
 	p := testPipeline(t, pipelineOpts{partitions: 2, lateness: "0s"})
-	e := NewEngine(compile(t, p, "all"), 2)
+	e := newEngine(compile(t, p, "all"), 2)
 	e.Process(0, 0, []event.Event{ev("a", 10*sec, "h1", "eu", 0.1, 1), ev("b", 2*minute, "h1", "eu", 0.1, 1)})
 	flushed(e)
 	e.SetIdle(1, true)
@@ -154,11 +154,11 @@ func TestLocalIdleByClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Advance(4 * time.Second)
-	if _, ok := l.Engine("all").Watermark(); ok {
+	if _, ok := l.engineOf("all").Watermark(); ok {
 		t.Fatal("watermark after 4 s: partition 1 is not idle yet")
 	}
 	l.Advance(time.Second)
-	if wm, ok := l.Engine("all").Watermark(); !ok || wm != base+2*minute {
+	if wm, ok := l.engineOf("all").Watermark(); !ok || wm != base+2*minute {
 		t.Fatalf("watermark after 5 s = %s, %v; want 2m", offsetText(wm), ok)
 	}
 	if got := store.dump("all"); !strings.Contains(got, "final=true") {

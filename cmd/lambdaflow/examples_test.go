@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // TestExamplesStart runs every example pipeline with all roles until it
@@ -29,7 +31,7 @@ func TestExamplesStart(t *testing.T) {
 		abs, _ := filepath.Abs(f)
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			dir := t.TempDir()
-			addr := freePort(t)
+			addr := testenv.FreeAddr(t)
 			cmd := exec.Command(binary, "run", "-c", abs, "--listen", addr)
 			cmd.Dir = dir // examples with data_dir ./data write here
 			cmd.Env = append(os.Environ(), "LAMBDAFLOW_DATA="+filepath.Join(dir, "data"))
@@ -76,5 +78,32 @@ func TestExamplesStart(t *testing.T) {
 	}
 	if n != 3 {
 		t.Fatalf("%d example pipelines, want 3", n)
+	}
+}
+
+// TestMakeRunListen: `make run` takes LISTEN=host:port or PORT=n and passes
+// it to --listen; without either the pipeline file's http.listen holds.
+func TestMakeRunListen(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make on this machine")
+	}
+	for _, c := range []struct {
+		vars []string
+		want string
+	}{
+		{nil, "bin/lambdaflow run -c pipelines/examples/quickstart.yaml\n"},
+		{[]string{"LISTEN=0.0.0.0:9000"}, "bin/lambdaflow run -c pipelines/examples/quickstart.yaml --listen 0.0.0.0:9000\n"},
+		{[]string{"PORT=9001"}, "bin/lambdaflow run -c pipelines/examples/quickstart.yaml --listen 127.0.0.1:9001\n"},
+		{[]string{"PORT=9001", "LISTEN=[::1]:9002"}, "bin/lambdaflow run -c pipelines/examples/quickstart.yaml --listen [::1]:9002\n"},
+	} {
+		// -n prints the commands; the last is the one that runs the pipeline.
+		out, err := exec.Command("make", append([]string{"-s", "-n", "-C", "../..", "run"}, c.vars...)...).Output()
+		if err != nil {
+			t.Fatalf("make -n run %v: %v", c.vars, err)
+		}
+		lines := strings.SplitAfter(strings.TrimSuffix(string(out), "\n"), "\n")
+		if last := lines[len(lines)-1] + "\n"; last != c.want {
+			t.Errorf("make run %v runs %q, want %q", c.vars, last, c.want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // viewAnswer is a view's answer with its rows decoded.
@@ -56,19 +57,16 @@ func metricValue(t *testing.T, s *server, series string) string {
 	return string(m[1])
 }
 
+// waitFor waits for f to return nil, saying what it waited for if it
+// does not within a minute.
 func waitFor(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
+	testenv.CheckFor(t, time.Minute, 50*time.Millisecond, func() error {
+		if err := f(); err != nil {
+			return fmt.Errorf("%s: still %w", what, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still %v after 60s", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestLateEventsCorrectedByBatch is the point of the Lambda architecture:

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -33,18 +34,38 @@ func topicsCmd(ctx context.Context, args []string, std stdio, env lookupEnv) err
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tPARTITION\tFIRST-OFFSET\tLAST-OFFSET\tEVENTS\tBYTES")
+	writeTopics(std.out, topics)
+	return nil
+}
+
+// writeTopics prints every partition of every topic, with the topic's kind:
+// "events" topics take publishing; a view's rows and a sink's dead letters
+// are written by the pipeline, and a note under the table says why they
+// refuse it.
+func writeTopics(w io.Writer, topics []api.Topic) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOPIC\tKIND\tPARTITION\tFIRST-OFFSET\tLAST-OFFSET\tEVENTS\tBYTES")
 	for _, t := range topics {
 		for _, p := range t.Partitions {
 			n := int64(0)
 			if p.LastOffset >= 0 {
 				n = p.LastOffset - p.FirstOffset + 1
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", t.Name, p.Partition, p.FirstOffset, p.LastOffset, n, p.Bytes)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", t.Name, t.Kind, p.Partition, p.FirstOffset, p.LastOffset, n, p.Bytes)
 		}
 	}
-	return tw.Flush()
+	tw.Flush()
+	first := true
+	for _, t := range topics {
+		if t.Publishable {
+			continue
+		}
+		if first {
+			fmt.Fprintln(w, "\nPublishing is refused to:")
+			first = false
+		}
+		fmt.Fprintf(w, "  %s: %s\n", t.Name, t.Refusal)
+	}
 }
 
 func lagCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
@@ -62,12 +83,24 @@ func lagCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONSUMER\tTOPIC\tPARTITION\tOFFSET\tEND-OFFSET\tLAG\tLAG-SECONDS")
+	writeLag(std.out, lag)
+	return nil
+}
+
+// writeLag prints lag rows as the API orders them (worst first), with
+// durations for people: OFFSET, LAG and LAG-TIME are the committed
+// position (what a restart resumes from); READ-… is how far the consumer
+// has read, ahead of its commits for the lake writer and the speed layer;
+// EVENT-TIME-LAG is the age of the oldest uncommitted event by its own
+// event time. --json has the exact seconds.
+func writeLag(w io.Writer, lag []api.Lag) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONSUMER\tTOPIC\tPARTITION\tOFFSET\tEND-OFFSET\tLAG\tLAG-TIME\tREAD-OFFSET\tREAD-LAG\tREAD-LAG-TIME\tEVENT-TIME-LAG")
 	for _, c := range lag {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.3f\n", c.Consumer, c.Topic, c.Partition, c.Offset, c.EndOffset, c.Lag, c.LagSeconds)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%s\t%s\n", c.Consumer, c.Topic, c.Partition, c.Offset, c.EndOffset,
+			c.Lag, humanSeconds(c.LagSeconds), c.ReadOffset, c.ReadLag, humanSeconds(c.ReadLagSeconds), humanSeconds(c.EventTimeLagSeconds))
 	}
-	return tw.Flush()
+	tw.Flush()
 }
 
 // produceCmd sends NDJSON from stdin in batches. Each batch carries an
@@ -153,7 +186,7 @@ func produceCmd(ctx context.Context, args []string, std stdio, env lookupEnv) er
 func tailCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
 	fs := newFlags("tail", "TOPIC [--from OFFSET|TIME] [-f]", std)
 	conn := clientFlags(fs, env)
-	from := fs.String("from", "", "start at this offset (in every partition) or RFC 3339 time; default: the last 10 events of each partition")
+	from := fs.String("from", "", "start at this offset (in every partition), or at the events ingested at or after this RFC 3339 time (ingest time, not event time); default: the last 10 events of each partition")
 	partition := fs.Int("partition", -1, "only this partition")
 	follow := fs.Bool("f", false, "keep waiting for new events")
 	limit := fs.Int("n", 0, "stop after this many events (0: no limit)")

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // binary is the lambdaflow binary built once for the tests that run it as
@@ -49,17 +49,6 @@ type server struct {
 	addr string
 	logs *bytes.Buffer
 	done chan struct{}
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // startServer runs `lambdaflow run -c file` with data under dataDir and waits
@@ -104,7 +93,7 @@ func waitReady(t *testing.T, s *server) {
 // launchArgs is launch with extra arguments to run.
 func launchArgs(t *testing.T, args []string, file, dataDir string, extraEnv ...string) *server {
 	t.Helper()
-	addr := freePort(t)
+	addr := testenv.FreeAddr(t)
 	cmd := exec.Command(binary, append([]string{"run", "-c", file, "--listen", addr, "--log-format", "json"}, args...)...)
 	cmd.Env = append(os.Environ(), "LF_DATA="+dataDir)
 	cmd.Env = append(cmd.Env, extraEnv...)
@@ -212,6 +201,37 @@ func TestCLIValidate(t *testing.T) {
 		"lambdaflow validate: 1 of 2 files invalid\n"
 	if errOut != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, want)
+	}
+}
+
+// TestCLIValidateTestFiles: a glob over the examples holds their test
+// files too; validate checks those as test files instead of failing on
+// them as pipelines.
+func TestCLIValidateTestFiles(t *testing.T) {
+	files, err := filepath.Glob("../../pipelines/examples/*.yaml")
+	if err != nil || len(files) != 6 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	out, errOut, code := runCLI(t, "", append([]string{"validate"}, files...)...)
+	cases := map[string]int{"clickstream": 4, "ops-metrics": 2, "quickstart": 6}
+	want := ""
+	for _, f := range files {
+		if name, ok := strings.CutSuffix(filepath.Base(f), ".test.yaml"); ok {
+			want += fmt.Sprintf("%s: ok (test file, %d cases; run them with lambdaflow test)\n", f, cases[name])
+		} else {
+			want += f + ": ok\n"
+		}
+	}
+	if code != 0 || out != want || errOut != "" {
+		t.Fatalf("validate examples: exit %d\nstdout:\n%s\nwant:\n%s\nstderr:\n%s", code, out, want, errOut)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.test.yaml")
+	abs, _ := filepath.Abs("../../pipelines/examples/quickstart.yaml")
+	os.WriteFile(bad, []byte("pipeline: "+abs+"\ncases:\n  - name: a\n    steps:\n      - expect: { view: nope, rows: [] }\n"), 0o644)
+	out, errOut, code = runCLI(t, "", "validate", bad)
+	if code != 1 || out != "" || errOut != bad+":5:25: unknown view \"nope\"\nlambdaflow validate: 1 of 1 files invalid\n" {
+		t.Errorf("validate a bad test file: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 
@@ -367,9 +387,9 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	sc.Scan() // header
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if f[0] == "orders" {
+		if len(f) == 7 && f[0] == "orders" && f[1] == "events" {
 			var n int
-			fmt.Sscan(f[4], &n)
+			fmt.Sscan(f[5], &n)
 			total += n
 		}
 	}
@@ -380,12 +400,32 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	if code != 0 || strings.Count(out, "\n") != 25 {
 		t.Errorf("tail --from 0: exit %d, %d lines:\n%s", code, strings.Count(out, "\n"), out)
 	}
+	// --from TIME is the ingest time, like the console's: events of March
+	// ingested a moment ago are after a minute ago, none after now.
+	out, _, code = runCLI(t, "", "tail", "orders", "--addr", s.addr, "--from", time.Now().Add(-time.Minute).UTC().Format(time.RFC3339))
+	if code != 0 || strings.Count(out, "\n") != 25 {
+		t.Errorf("tail --from a minute ago: exit %d, %d lines, want 25:\n%s", code, strings.Count(out, "\n"), out)
+	}
+	out, _, code = runCLI(t, "", "tail", "orders", "--addr", s.addr, "--from", time.Now().Add(time.Minute).UTC().Format(time.RFC3339))
+	if code != 0 || out != "" {
+		t.Errorf("tail --from a minute ahead: exit %d, %q, want nothing", code, out)
+	}
 	out, _, code = runCLI(t, "", "lag", "--addr", s.addr)
 	if code != 0 || !strings.HasPrefix(out, "CONSUMER") {
 		t.Errorf("lag: %d %q", code, out)
 	}
-	_, errOut, code = runCLI(t, "", "tail", "nope", "--addr", s.addr)
-	if code != 1 || !strings.Contains(errOut, `404 Not Found: unknown topic "nope"`) {
-		t.Errorf("tail of an unknown topic: %d %q", code, errOut)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tail", "nope"}, "lambdaflow tail: 404 Not Found: unknown topic \"nope\" (topics: orders)\n"},
+		{[]string{"tail", "ordres"}, "lambdaflow tail: 404 Not Found: unknown topic \"ordres\" (did you mean \"orders\"?)\n"},
+		{[]string{"produce", "order"}, "lambdaflow produce: batch 0 (input lines 1-1): 404 Not Found: unknown topic \"order\" (did you mean \"orders\"?)\n"},
+		{[]string{"query", "orders"}, "lambdaflow query: 404 Not Found: unknown view \"orders\" (the pipeline has no views)\n"},
+	} {
+		_, errOut, code := runCLI(t, "{}\n", append(c.args, "--addr", s.addr)...)
+		if code != 1 || errOut != c.want {
+			t.Errorf("%v: exit %d, stderr %q; want 1, %q", c.args, code, errOut, c.want)
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,17 +11,13 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // TestReadyzNamesWhatIsDown runs a sink whose database is unreachable: the
 // process serves, /healthz is 200, and /readyz is 503 naming that sink only.
 func TestReadyzNamesWhatIsDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close() // nothing listens there now: the sink's database is down
+	port := testenv.FreePort(t) // nothing listens there: the sink's database is down
 
 	s := launch(t, "testdata/readyz.yaml", t.TempDir(), "LF_CLOSED_PORT="+strconv.Itoa(port))
 

@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/lambdaflow/lambdaflow/sinks/all"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipetest"
 )
 
 // validateCmd checks every file and reports every error of each, so one run
-// shows all that needs fixing.
+// shows all that needs fixing. Pipeline test files (pipelines/examples/
+// *.test.yaml beside the pipelines, so a glob catches both) are checked as
+// test files: their format, their pipeline, their events and expectations,
+// without running the cases.
 func validateCmd(_ context.Context, args []string, std stdio, env lookupEnv) error {
 	fs := newFlags("validate", "FILE…", std)
 	files, err := parseArgs(fs, args, 1, -1)
@@ -20,6 +25,16 @@ func validateCmd(_ context.Context, args []string, std stdio, env lookupEnv) err
 	}
 	failed := 0
 	for _, f := range files {
+		if data, err := os.ReadFile(f); err == nil && pipetest.IsTestFile(data) {
+			n, err := pipetest.Check(f, all.Types())
+			if err != nil {
+				failed++
+				fmt.Fprintln(std.err, err)
+				continue
+			}
+			fmt.Fprintf(std.out, "%s: ok (test file, %d cases; run them with lambdaflow test)\n", f, n)
+			continue
+		}
 		if _, err := pipelines.Load(f, env, all.Types()); err != nil {
 			failed++
 			var errs pipelines.Errors

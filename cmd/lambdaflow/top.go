@@ -1,30 +1,35 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"sort"
-	"strconv"
+	"os"
 	"strings"
-	"text/tabwriter"
+	"sync"
 	"time"
+
+	"golang.org/x/term"
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
 )
 
 // topCmd shows the live numbers of a running process in a terminal: ingest
-// rate per topic, end offsets, consumer lag worst first, late events, batch
-// jobs and sink health. On a terminal it redraws in place every interval;
-// otherwise it prints plain snapshots, so it can be logged or tested.
+// rate per topic, end offsets, consumer lag worst first, late events,
+// watermarks, checkpoints, batch jobs and sink health. On a terminal it
+// redraws in place every interval, cut to the terminal's size, and reads
+// keys (q quits, s changes how the consumers are sorted); otherwise it
+// prints plain snapshots, so it can be logged or tested. A poll that fails
+// is reported in the frame, over the last numbers it had, and top goes on.
 func topCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
-	fs := newFlags("top", "[-n N] [--once] [--interval D]", std)
+	fs := newFlags("top", "[-n N] [--once] [--interval D] [--sort read|committed|name]", std)
 	conn := clientFlags(fs, env)
-	n := fs.Int("n", 0, "stop after N snapshots (0: until interrupted)")
-	once := fs.Bool("once", false, "print one snapshot and exit (rates need two: they show as –)")
-	interval := fs.Duration("interval", time.Second, "time between snapshots")
+	n := fs.Int("n", 0, "stop after N polls (0: until q or interrupted)")
+	once := fs.Bool("once", false, "poll once, print the snapshot and exit; non-zero if the poll failed (rates need two polls: they show as –)")
+	interval := fs.Duration("interval", time.Second, "time between polls")
+	sortBy := fs.String("sort", "read", "order of the consumers: read (worst read lag first), committed (worst committed lag first) or name")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -32,49 +37,175 @@ func topCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 		*n = 1
 	}
 	if *n < 0 || *interval <= 0 {
-		return fmt.Errorf("%w: -n must be ≥ 0 and --interval > 0", errUsage)
+		fmt.Fprintln(std.err, "lambdaflow top: -n must be ≥ 0 and --interval > 0")
+		return errUsage
+	}
+	order, ok := lagOrderNamed(*sortBy)
+	if !ok {
+		fmt.Fprintf(std.err, "lambdaflow top: --sort %q: want read, committed or name\n", *sortBy)
+		return errUsage
 	}
 	c := conn()
-	term := isTerminal(std.out)
-	t := &top{c: c, now: time.Now}
-	var prev *topSample
-	for i := 0; *n == 0 || i < *n; i++ {
-		if i > 0 {
+	t := &top{c: c, now: time.Now, order: order}
+	scr := newScreen(std.out)
+	defer scr.close()
+	polls, shown := 0, 0
+	for *n == 0 || polls < *n {
+		pctx, cancel := context.WithTimeout(ctx, max(*interval, 5*time.Second))
+		err := t.poll(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		polls++
+		if err == nil {
+			shown++
+		}
+		if err := scr.draw(t); err != nil {
+			return err
+		}
+		if *once && err != nil {
+			return err
+		}
+		if *n != 0 && polls >= *n {
+			break
+		}
+		// Keys redraw at once; the next poll waits for the interval.
+		next := time.After(*interval)
+	wait:
+		for {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(*interval):
+			case <-next:
+				break wait
+			case k := <-scr.keys:
+				switch k {
+				case 'q', 'Q', 3: // 3: Ctrl-C, which raw mode delivers as a key
+					return nil
+				case 's', 'S':
+					t.order = t.order.next()
+					if err := scr.draw(t); err != nil {
+						return err
+					}
+				}
 			}
 		}
-		cur, err := t.sample(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		var buf bytes.Buffer
-		if term {
-			// Home, then clear below: the frame is drawn over the last one
-			// without a blank flash.
-			buf.WriteString("\x1b[H\x1b[2J")
-		} else if i > 0 {
-			buf.WriteByte('\n')
-		}
-		renderTop(&buf, c.Base(), prev, cur)
-		if _, err := std.out.Write(buf.Bytes()); err != nil {
-			return err
-		}
-		prev = cur
+	}
+	if shown == 0 && t.err != nil {
+		return fmt.Errorf("no poll succeeded: %w", t.err)
 	}
 	return nil
 }
 
-// top samples the HTTP API of one process.
-type top struct {
-	c   *client.Client
-	now func() time.Time
+// screen is where frames go: a terminal (redrawn in place, cut to its size,
+// keys read from it) or anything else (snapshots one after the other).
+type screen struct {
+	out     io.Writer
+	tty     *os.File // the terminal keys come from; nil when out is not one
+	fd      int      // out's descriptor, for its size
+	restore func()
+	keys    chan byte
+	wg      sync.WaitGroup
+	frames  int
 }
+
+func newScreen(out io.Writer) *screen {
+	s := &screen{out: out, keys: make(chan byte, 8)}
+	f, ok := out.(*os.File)
+	if !ok || !isTerminal(out) {
+		return s
+	}
+	s.fd = int(f.Fd())
+	// Keys come from the controlling terminal, opened apart from stdin so
+	// that its reads can be ended (Close) and the reader waited for. Its
+	// descriptor is used through SyscallConn: Fd would make it blocking,
+	// and a blocked Read would outlive Close.
+	tty, err := os.Open("/dev/tty")
+	if err != nil {
+		return s
+	}
+	raw, err := tty.SyscallConn()
+	if err != nil {
+		tty.Close()
+		return s
+	}
+	var state *term.State
+	if cerr := raw.Control(func(fd uintptr) { state, err = term.MakeRaw(int(fd)) }); cerr != nil || err != nil {
+		tty.Close()
+		return s
+	}
+	s.tty = tty
+	s.restore = func() { raw.Control(func(fd uintptr) { term.Restore(int(fd), state) }) }
+	// Hide the cursor while drawing; close shows it again.
+	io.WriteString(out, "\x1b[?25l")
+	s.wg.Go(func() {
+		buf := make([]byte, 16)
+		for {
+			n, err := tty.Read(buf)
+			for _, b := range buf[:n] {
+				select {
+				case s.keys <- b:
+				default: // keys pressed faster than handled are dropped
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	return s
+}
+
+// draw writes one frame: on a terminal over the last one, cut to its size.
+func (s *screen) draw(t *top) error {
+	var frame string
+	if s.tty != nil {
+		w, h, err := term.GetSize(s.fd)
+		if err != nil || w <= 0 || h <= 0 {
+			w, h = 80, 24
+		}
+		lines := t.frame(w, h, true)
+		// Raw mode does not turn \n into \r\n: each line starts at column 0.
+		frame = "\x1b[H\x1b[2J" + strings.Join(lines, "\r\n")
+	} else {
+		frame = strings.Join(t.frame(0, 0, false), "\n") + "\n"
+		if s.frames > 0 {
+			frame = "\n" + frame
+		}
+	}
+	s.frames++
+	_, err := io.WriteString(s.out, frame)
+	return err
+}
+
+// close gives the terminal back as it was and waits for the key reader.
+func (s *screen) close() {
+	if s.tty == nil {
+		return
+	}
+	s.restore()
+	io.WriteString(s.out, "\x1b[?25h\r\n")
+	s.tty.Close() // ends the reader's Read
+	s.wg.Wait()
+}
+
+// top samples the HTTP API of one process and keeps the recent samples, so
+// that rates are averaged over rateSpan instead of the last interval.
+type top struct {
+	c     *client.Client
+	now   func() time.Time
+	order lagOrder
+
+	samples []*topSample // oldest first, the last rateSpan and a bit
+	err     error        // the last poll's failure, nil once one succeeds
+	errAt   time.Time
+	fails   int // polls failed in a row
+}
+
+// rateSpan is how far back rates look: long enough to smooth the steps of
+// consumers that read in batches, short enough to follow a change.
+const rateSpan = 10 * time.Second
 
 // topSample is the process's state at one moment. Parts the process does
 // not run (no batch layer, no sinks) are nil.
@@ -84,6 +215,30 @@ type topSample struct {
 	stats *api.Stats
 	jobs  []api.JobStatus
 	sinks []api.SinkStatus
+}
+
+// poll takes a sample; a failure keeps the samples there are and is shown
+// with them.
+func (t *top) poll(ctx context.Context) error {
+	s, err := t.sample(ctx)
+	if err != nil {
+		t.err, t.errAt = err, t.now()
+		t.fails++
+		return err
+	}
+	t.err, t.fails = nil, 0
+	t.add(s)
+	return nil
+}
+
+// add keeps s and drops samples no rate needs any more.
+func (t *top) add(s *topSample) {
+	t.samples = append(t.samples, s)
+	keep := 0
+	for keep < len(t.samples)-2 && s.at.Sub(t.samples[keep+1].at) >= rateSpan {
+		keep++
+	}
+	t.samples = t.samples[keep:]
 }
 
 func (t *top) sample(ctx context.Context) (*topSample, error) {
@@ -108,6 +263,29 @@ func (t *top) sample(ctx context.Context) (*topSample, error) {
 	return s, nil
 }
 
+// rate is how fast value grew over the kept samples (at most about
+// rateSpan back); ok is false with fewer than two.
+func (t *top) rate(value func(*topSample) (float64, bool)) (float64, bool) {
+	if len(t.samples) < 2 {
+		return 0, false
+	}
+	last := t.samples[len(t.samples)-1]
+	first := t.samples[0]
+	for _, s := range t.samples[:len(t.samples)-1] {
+		if last.at.Sub(s.at) <= rateSpan {
+			first = s
+			break
+		}
+	}
+	a, ok1 := value(first)
+	b, ok2 := value(last)
+	dt := last.at.Sub(first.at).Seconds()
+	if !ok1 || !ok2 || dt <= 0 {
+		return 0, false
+	}
+	return max(0, (b-a)/dt), true
+}
+
 // readiness summarises /readyz: "ready", or "not ready: " and the parts
 // that are down.
 func readiness(ctx context.Context, c *client.Client) string {
@@ -121,15 +299,6 @@ func readiness(ctx context.Context, c *client.Client) string {
 	return "not ready: " + strings.Join(h.Parts, ", ")
 }
 
-// oneLine makes an error message fit a table cell: one line, at most n runes.
-func oneLine(msg string, n int) string {
-	msg = strings.Join(strings.Fields(msg), " ")
-	if r := []rune(msg); len(r) > n {
-		return string(r[:n-1]) + "…"
-	}
-	return msg
-}
-
 // optionalPart tells a part the process does not run (404: here is false)
 // from a failure.
 func optionalPart(err error) (here bool, _ error) {
@@ -139,190 +308,11 @@ func optionalPart(err error) (here bool, _ error) {
 	return err == nil, err
 }
 
-// perSecond is how fast value grew between two samples; ok is false
-// without a previous sample.
-func perSecond(prev, cur *topSample, value func(*topSample) (float64, bool)) (float64, bool) {
-	if prev == nil {
-		return 0, false
+// errOneLine is an error as one short line, for a frame's header.
+func errOneLine(err error, n int) string {
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		return oneLine(ce.Error(), n)
 	}
-	a, ok1 := value(prev)
-	b, ok2 := value(cur)
-	dt := cur.at.Sub(prev.at).Seconds()
-	if !ok1 || !ok2 || dt <= 0 {
-		return 0, false
-	}
-	return max(0, (b-a)/dt), true
-}
-
-func topicEnd(s *topSample, topic string) (float64, bool) {
-	for _, t := range s.stats.Topics {
-		if t.Name == topic {
-			var sum int64
-			for _, e := range t.EndOffsets {
-				sum += e
-			}
-			return float64(sum), true
-		}
-	}
-	return 0, false
-}
-
-func viewStats(s *topSample, view string) (api.ViewStats, bool) {
-	for _, v := range s.stats.Views {
-		if v.View == view {
-			return v, true
-		}
-	}
-	return api.ViewStats{}, false
-}
-
-func sinkStats(s *topSample, sink string) (api.SinkStats, bool) {
-	for _, x := range s.stats.Sinks {
-		if x.Sink == sink {
-			return x, true
-		}
-	}
-	return api.SinkStats{}, false
-}
-
-// renderTop writes one snapshot. Rates need the previous snapshot and show
-// as "–" on the first.
-func renderTop(w io.Writer, addr string, prev, cur *topSample) {
-	fmt.Fprintf(w, "lambdaflow top  %s  %s  %s\n", addr, cur.at.UTC().Format("2006-01-02 15:04:05Z"), cur.ready)
-	rate := func(v float64, ok bool) string {
-		if !ok {
-			return "–"
-		}
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	}
-	// Each table aligns its own columns.
-	section := func(header string, rows func(tw io.Writer)) {
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, header)
-		rows(tw)
-		tw.Flush()
-	}
-
-	section("TOPIC\tPARTITIONS\tEVENTS\tBYTES\tIN/S\tEND OFFSETS", func(tw io.Writer) {
-		for _, t := range cur.stats.Topics {
-			ends := make([]string, len(t.EndOffsets))
-			for i, e := range t.EndOffsets {
-				ends[i] = strconv.FormatInt(e, 10)
-			}
-			r, ok := perSecond(prev, cur, func(s *topSample) (float64, bool) { return topicEnd(s, t.Name) })
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", t.Name, len(t.EndOffsets), t.Events, t.Bytes, rate(r, ok), strings.Join(ends, " "))
-		}
-	})
-
-	lag := append([]api.Lag(nil), cur.stats.Consumers...)
-	sort.SliceStable(lag, func(i, j int) bool { return worseLag(lag[i], lag[j]) })
-	section("CONSUMER\tTOPIC\tPARTITION\tOFFSET\tEND OFFSET\tLAG\tLAG SECONDS\tREAD/S", func(tw io.Writer) {
-		if len(lag) == 0 {
-			fmt.Fprintln(tw, "(no consumers)")
-		}
-		for _, l := range lag {
-			r, ok := perSecond(prev, cur, func(s *topSample) (float64, bool) {
-				for _, x := range s.stats.Consumers {
-					if x.Consumer == l.Consumer && x.Topic == l.Topic && x.Partition == l.Partition {
-						return float64(x.Offset), true
-					}
-				}
-				return 0, false
-			})
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.3f\t%s\n", l.Consumer, l.Topic, l.Partition, l.Offset, l.EndOffset, l.Lag, l.LagSeconds, rate(r, ok))
-		}
-	})
-
-	if len(cur.stats.Views) > 0 {
-		views := append([]api.ViewStats(nil), cur.stats.Views...)
-		sort.Slice(views, func(i, j int) bool { return views[i].View < views[j].View })
-		section("VIEW\tEVENTS\tEVENTS/S\tLATE EVENTS\tLATE/S\tOPEN WINDOWS", func(tw io.Writer) {
-			for _, v := range views {
-				er, eok := perSecond(prev, cur, func(s *topSample) (float64, bool) {
-					x, ok := viewStats(s, v.View)
-					return float64(x.Events), ok
-				})
-				lr, lok := perSecond(prev, cur, func(s *topSample) (float64, bool) {
-					x, ok := viewStats(s, v.View)
-					return float64(x.LateEvents), ok
-				})
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%d\n", v.View, v.Events, rate(er, eok), v.LateEvents, rate(lr, lok), v.OpenWindows)
-			}
-		})
-	}
-
-	if cur.jobs != nil {
-		section("JOB\tVIEW\tSTATE\tPROGRESS\tROWS\tROWS/S\tETA", func(tw io.Writer) {
-			if len(cur.jobs) == 0 {
-				fmt.Fprintln(tw, "(no batch jobs yet)")
-			}
-			for i, j := range cur.jobs {
-				if i == 5 {
-					fmt.Fprintf(tw, "(%d older jobs)\n", len(cur.jobs)-5)
-					break
-				}
-				eta := "–"
-				if j.State == api.JobRunning && j.ETASeconds > 0 {
-					eta = time.Duration(j.ETASeconds * float64(time.Second)).Round(time.Second).String()
-				}
-				state := string(j.State)
-				if j.Error != "" {
-					state += ": " + oneLine(j.Error, 60)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.0f\t%s\n", j.ID, j.View, state, progressBar(j.Done, j.Total, j.State == api.JobSucceeded), j.Rows, j.RowsPerSecond, eta)
-			}
-		})
-	}
-
-	if cur.sinks != nil {
-		section("SINK\tTYPE\tHEALTH\tWRITTEN\tWRITTEN/S\tRETRIES\tDEAD LETTERS\tERROR", func(tw io.Writer) {
-			if len(cur.sinks) == 0 {
-				fmt.Fprintln(tw, "(no sinks)")
-			}
-			for _, s := range cur.sinks {
-				st, _ := sinkStats(cur, s.Name)
-				wr, ok := perSecond(prev, cur, func(x *topSample) (float64, bool) {
-					y, ok := sinkStats(x, s.Name)
-					return float64(y.Rows), ok
-				})
-				health := "healthy"
-				if !s.Healthy {
-					health = "FAILING"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\n", s.Name, s.Type, health, st.Rows, rate(wr, ok), st.Retries, st.DeadLetters, oneLine(s.Error, 70))
-			}
-		})
-	}
-}
-
-// worseLag orders lag worst first: the oldest unconsumed event, then the
-// most events behind, then by name so the order holds between snapshots.
-func worseLag(a, b api.Lag) bool {
-	if a.LagSeconds != b.LagSeconds {
-		return a.LagSeconds > b.LagSeconds
-	}
-	if a.Lag != b.Lag {
-		return a.Lag > b.Lag
-	}
-	if a.Consumer != b.Consumer {
-		return a.Consumer < b.Consumer
-	}
-	if a.Topic != b.Topic {
-		return a.Topic < b.Topic
-	}
-	return a.Partition < b.Partition
-}
-
-// progressBar draws done/total as "[#####-----] 5/10".
-func progressBar(done, total int, finished bool) string {
-	const width = 10
-	filled := 0
-	switch {
-	case total > 0:
-		filled = min(width, done*width/total)
-	case finished:
-		filled = width
-	}
-	return "[" + strings.Repeat("#", filled) + strings.Repeat("-", width-filled) + "] " + strconv.Itoa(done) + "/" + strconv.Itoa(total)
+	return oneLine(err.Error(), n)
 }

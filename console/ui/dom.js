@@ -1,13 +1,18 @@
 // DOM building and number formatting. Everything shown is built with
 // createElement and textContent, never innerHTML: event payloads are user
-// data.
+// data. Pages rebuild what they show on every refresh; replace() then
+// updates the elements already there in place (morph) instead of swapping
+// them, so that keyboard focus, a text selection or an open select survive
+// the refresh.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 function build(el, attrs, children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    // Handlers are properties, not listeners, so morph can move the new
+    // ones onto the elements it keeps.
+    if (k.startsWith("on")) el[k] = v;
     else if (k === "class") el.setAttribute("class", v);
     else if (k === "dataset") Object.assign(el.dataset, v);
     else if (k === "value" && "value" in el) el.value = v;
@@ -30,10 +35,57 @@ export function s(tag, attrs, ...children) {
   return build(document.createElementNS(SVG_NS, tag), attrs, children);
 }
 
-// replace swaps el's children for the given ones.
+// replace makes el's children the given ones: elements already there of
+// the same tag (and key) are updated in place, the rest created or removed.
 export function replace(el, ...children) {
-  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  const want = children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false);
+  morphChildren(
+    el,
+    want.map((c) => (c instanceof Node ? c : document.createTextNode(String(c)))),
+  );
   return el;
+}
+
+// The event handler properties morph carries over.
+const HANDLERS = ["onclick", "onchange", "onsubmit", "oninput", "onkeydown"];
+
+// key tells which old element a new one continues: same node type and tag,
+// and the same data-key when it has one.
+function sameKind(a, b) {
+  return (
+    a.nodeType === b.nodeType &&
+    a.nodeName === b.nodeName &&
+    (a.nodeType !== 1 || (a.getAttribute("data-key") || "") === (b.getAttribute("data-key") || ""))
+  );
+}
+
+function morphChildren(parent, want) {
+  const have = [...parent.childNodes];
+  want.forEach((n, i) => {
+    const o = have[i];
+    if (o === n) return;
+    if (o && sameKind(o, n)) morph(o, n);
+    else if (o) parent.replaceChild(n, o);
+    else parent.appendChild(n);
+  });
+  for (let i = have.length - 1; i >= want.length; i--) have[i].remove();
+}
+
+// morph makes the element (or text node) from look like to, keeping from.
+function morph(from, to) {
+  if (from.nodeType !== 1) {
+    if (from.nodeValue !== to.nodeValue) from.nodeValue = to.nodeValue;
+    return;
+  }
+  for (const a of [...from.attributes]) if (!to.hasAttribute(a.name)) from.removeAttribute(a.name);
+  for (const a of to.attributes) if (from.getAttribute(a.name) !== a.value) from.setAttribute(a.name, a.value);
+  for (const k of HANDLERS) if (from[k] !== to[k]) from[k] = to[k];
+  morphChildren(from, [...to.childNodes]);
+  // Form state lives in properties; what the user is editing stays theirs.
+  if ((from.tagName === "INPUT" || from.tagName === "SELECT") && from !== document.activeElement && from.value !== to.value) {
+    from.value = to.value;
+  }
+  if (from.tagName === "INPUT" && from.checked !== to.checked) from.checked = to.checked;
 }
 
 const intFmt = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });

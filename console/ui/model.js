@@ -75,21 +75,22 @@ export class Model {
     return sample.lag.find((l) => l.consumer === c && l.topic === topic && l.partition === partition);
   }
 
-  // consumerRate is how fast a consumer's committed offset moves, summed
-  // over partitions (of one partition when given).
+  // consumerRate is how fast a consumer reads (its read offset moves),
+  // summed over partitions (of one partition when given).
   consumerRate(consumer, topic, partition) {
     return this.rate((s) => {
       const rows = s.lag.filter(
         (l) => l.consumer === consumer && (!topic || l.topic === topic) && (partition === undefined || l.partition === partition),
       );
-      return rows.length ? rows.reduce((a, l) => a + l.offset, 0) : undefined;
+      return rows.length ? rows.reduce((a, l) => a + l.read_offset, 0) : undefined;
     });
   }
 
+  // lagTrend is a partition's read lag (events) over the kept samples.
   lagTrend(consumer, topic, partition) {
     return this.series((s) => {
       const l = this.lagRow(s, consumer, topic, partition);
-      return l ? l.lag : undefined;
+      return l ? l.read_lag : undefined;
     });
   }
 
@@ -99,33 +100,64 @@ export class Model {
     return this.rate((s) => value(s.stats));
   }
 
-  // consumers lists each consumer of a topic with its lag summed over
-  // partitions and its worst lag in seconds.
+  // consumersOf lists each consumer of a topic (of every topic without
+  // one) with its lags summed over partitions and its worst ages.
   consumersOf(topic) {
-    const out = new Map();
-    for (const l of this.latest.lag) {
-      if (l.topic !== topic) continue;
-      const c = out.get(l.consumer) || { consumer: l.consumer, topic, lag: 0, lag_seconds: 0, offset: 0, end_offset: 0 };
-      c.lag += l.lag;
-      c.offset += l.offset;
-      c.end_offset += l.end_offset;
-      c.lag_seconds = Math.max(c.lag_seconds, l.lag_seconds);
-      out.set(l.consumer, c);
-    }
-    return [...out.values()];
+    return summarize(this.latest.lag.filter((l) => !topic || l.topic === topic));
   }
 }
 
-// worstFirst orders lag rows: oldest unconsumed event first, then most
-// events behind, then by name so the order is stable between refreshes.
+// summarize adds lag rows up per consumer: events summed, ages the worst.
+export function summarize(rows) {
+  const out = new Map();
+  for (const l of rows) {
+    const c = out.get(l.consumer) || {
+      consumer: l.consumer,
+      topic: l.topic,
+      partitions: 0,
+      lag: 0,
+      lag_seconds: 0,
+      read_lag: 0,
+      read_lag_seconds: 0,
+      event_time_lag_seconds: 0,
+    };
+    c.partitions++;
+    c.lag += l.lag;
+    c.read_lag += l.read_lag;
+    c.lag_seconds = Math.max(c.lag_seconds, l.lag_seconds);
+    c.read_lag_seconds = Math.max(c.read_lag_seconds, l.read_lag_seconds);
+    c.event_time_lag_seconds = Math.max(c.event_time_lag_seconds, l.event_time_lag_seconds);
+    out.set(l.consumer, c);
+  }
+  return [...out.values()];
+}
+
+// worstFirst orders lag rows (or summaries): the oldest unread event first
+// (how far behind the consumer is), then the oldest uncommitted one, then
+// most events behind, then by name so the order is stable between
+// refreshes.
 export function worstFirst(a, b) {
   return (
+    b.read_lag_seconds - a.read_lag_seconds ||
     b.lag_seconds - a.lag_seconds ||
-    b.lag - a.lag ||
+    b.read_lag - a.read_lag ||
     a.consumer.localeCompare(b.consumer) ||
-    a.topic.localeCompare(b.topic) ||
+    (a.topic || "").localeCompare(b.topic || "") ||
     (a.partition || 0) - (b.partition || 0)
   );
+}
+
+// since labels a counter of GET /v1/stats, which counts from the process's
+// start: " since 15:04" (UTC), or "" before the first answer.
+export function since(stats) {
+  return stats.started ? " since " + String(stats.started).slice(11, 16) : "";
+}
+
+// deadLetters is how many records a sink ever dead-lettered: its
+// dead-letter topic's end offset, which the log keeps across restarts.
+export function deadLetters(sample, sink) {
+  const t = sample.topics.find((x) => x.name === sink + "_dlq");
+  return t ? t.partitions.reduce((a, p) => a + p.end_offset, 0) : 0;
 }
 
 // viewStats is the speed layer's numbers of one view, undefined when the

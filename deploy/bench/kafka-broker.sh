@@ -7,6 +7,7 @@
 #
 #   deploy/bench/kafka-broker.sh start   fetch if needed, format, start, wait until it answers
 #   deploy/bench/kafka-broker.sh stop
+#   deploy/bench/kafka-broker.sh fetch   only the jars (bench/peers compiles its producer against them)
 #   deploy/bench/kafka-broker.sh env     print `export LF_BENCH_KAFKA=127.0.0.1:<port>`
 #
 # Environment: LF_KAFKA_VERSION (org.apache.kafka:kafka_2.13, default 4.1.1),
@@ -84,6 +85,7 @@ stop() { stop_pid "$PIDFILE" "$MARKER" 60; }
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
+fetch) fetch ;;
 env) echo "export LF_BENCH_KAFKA=127.0.0.1:$PORT" ;;
-*) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|fetch|env" >&2; exit 2 ;;
 esac

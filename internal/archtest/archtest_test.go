@@ -37,6 +37,7 @@ var layers = map[string]int{
 	"broker":            4,
 	"internal/httpapi":  4,
 	"internal/promread": 4,
+	"batch/lakestore":   4,
 	// The runtime layers, side by side: none imports another.
 	"ingest":  5,
 	"speed":   5,
@@ -58,16 +59,23 @@ var layers = map[string]int{
 	"client":    7,
 	// Test support, imported by tests and test harnesses only: it sits
 	// low so that any of them may use it.
-	"internal/testenv":  0,
-	"internal/netns":    1,
-	"internal/s3test":   1,
-	"internal/natstest": 2,
+	"internal/testenv":    0,
+	"internal/fakeclock":  0,
+	"internal/netns":      1,
+	"internal/s3test":     1,
+	"internal/natstest":   2,
+	"internal/brokertest": 5,
+	// What the benchmark harnesses share (running programs, medians):
+	// it imports nothing of the module.
+	"bench/measure": 0,
 	// The binary, and the tests from outside.
 	"cmd/lambdaflow":     8,
 	"e2e":                8,
 	"deploy":             8,
 	"internal/archtest":  8,
 	"bench/kafkaproduce": 8,
+	"bench/peers":        8,
+	"bench/backfill":     8,
 }
 
 // foundations import nothing of the module, only the standard library, so

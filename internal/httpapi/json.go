@@ -2,9 +2,12 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 // WriteJSON answers status with v as JSON and a newline.
@@ -48,4 +51,26 @@ func WriteErrorBody(w http.ResponseWriter, status int, body api.Error) {
 func jsonSafe(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b[1 : len(b)-1])
+}
+
+// WriteUnknown answers 404 for a name the pipeline does not have: what is
+// the kind of thing ("topic", "view", "sink"), known the names it has. The
+// message suggests the likely typo, or else lists the names:
+//
+//	unknown topic "metrcs" (did you mean "metrics"?)
+//	unknown view "x" (views: cpu_by_region, errors)
+func WriteUnknown(w http.ResponseWriter, what, name string, known []string) {
+	WriteError(w, http.StatusNotFound, UnknownMessage(what, name, known))
+}
+
+// UnknownMessage is the message of WriteUnknown.
+func UnknownMessage(what, name string, known []string) string {
+	msg := fmt.Sprintf("unknown %s %q", what, name)
+	if hint := pipelines.DidYouMean(name, known); hint != "" {
+		return msg + hint
+	}
+	if len(known) == 0 {
+		return msg + " (the pipeline has no " + what + "s)"
+	}
+	return msg + " (" + what + "s: " + strings.Join(known, ", ") + ")"
 }

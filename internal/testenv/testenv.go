@@ -1,12 +1,19 @@
 // Package testenv decides what a test does when the machine lacks something
 // it needs (a service, a tool, a kernel feature): skip with a message that
 // names what is missing and how to get it, or fail under `make test` and CI,
-// which set LF_REQUIRE_SERVICES=1 and must never skip silently. It is test
-// support only; nothing outside tests imports it.
+// which set LF_REQUIRE_SERVICES=1 and must never skip silently. It also
+// holds the environment rules every test shares: waiting for a condition
+// with a deadline (CheckFor, CheckUntil, Poll) and picking a free loopback
+// port (FreePort, FreeAddr). It is test support only; nothing outside tests
+// imports it.
 package testenv
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -35,15 +42,59 @@ func Missing(t testing.TB, msg string) {
 // sleeping and hoping.
 func CheckFor(t testing.TB, timeout, every time.Duration, f func() error) {
 	t.Helper()
+	if err := Poll(context.Background(), timeout, every, f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CheckUntil is CheckFor for a condition without an error: it fails t
+// saying what it waited for.
+func CheckUntil(t testing.TB, timeout, every time.Duration, what string, cond func() bool) {
+	t.Helper()
+	CheckFor(t, timeout, every, func() error {
+		if cond() {
+			return nil
+		}
+		return fmt.Errorf("still waiting for %s", what)
+	})
+}
+
+// Poll is CheckFor for a caller that goes on either way: it polls f every
+// `every` until it returns nil, ctx ends or timeout passes, and returns
+// nil, ctx's error, or f's last error ("after <timeout>: <error>").
+func Poll(ctx context.Context, timeout, every time.Duration, f func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()
 		if err == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
+			return fmt.Errorf("after %s: %w", timeout, err)
 		}
-		time.Sleep(every)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
 	}
+}
+
+// FreePort returns a loopback TCP port that nothing listened on a moment
+// ago, for a server the test starts (or for an address where nothing must
+// answer).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// FreeAddr is FreePort as a host:port on 127.0.0.1.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return "127.0.0.1:" + strconv.Itoa(FreePort(t))
 }

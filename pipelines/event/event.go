@@ -1,6 +1,9 @@
 package event
 
-import "math"
+import (
+	"math"
+	"time"
+)
 
 // FieldType is the type of a topic field.
 type FieldType uint8
@@ -97,4 +100,25 @@ func CanonicalFloat(f float64) float64 {
 		return math.NaN()
 	}
 	return f
+}
+
+// GoValue returns v, of type t, as the Go value that stands for it: nil for
+// null, string, int64 (long and int), float64, bool, or time.Time in UTC
+// (timestamp). Where expressions see fields as these values, and database
+// drivers take them.
+func GoValue(t FieldType, v Value) any {
+	if !v.Valid {
+		return nil
+	}
+	switch t {
+	case TypeString:
+		return v.S
+	case TypeDouble:
+		return v.F
+	case TypeBool:
+		return v.I != 0
+	case TypeTimestamp:
+		return time.UnixMicro(v.I).UTC()
+	}
+	return v.I
 }

@@ -11,6 +11,11 @@ import (
 // microseconds.
 const TimeLayout = "2006-01-02T15:04:05.999999Z07:00"
 
+// TimeLayoutMicros is RFC 3339 in UTC with all six digits of microseconds,
+// so that a time written in it is exact and always as long: the exact JSON
+// form and Elasticsearch documents write times this way.
+const TimeLayoutMicros = "2006-01-02T15:04:05.000000Z07:00"
+
 // FormatTime formats UTC microseconds with TimeLayout.
 func FormatTime(us int64) string {
 	return time.UnixMicro(us).UTC().Format(TimeLayout)
@@ -45,6 +50,13 @@ func AppendValueJSON(buf []byte, t FieldType, v Value) []byte {
 // AppendEventJSON appends the fields of an event as a JSON object in schema
 // order. Null optional fields are written as null.
 func AppendEventJSON(buf []byte, schema Schema, values []Value) []byte {
+	return appendObject(buf, schema, values, AppendValueJSON)
+}
+
+// appendObject appends values as a JSON object keyed by the names of
+// schema, in schema order, each value written by value. A missing value is
+// null.
+func appendObject(buf []byte, schema Schema, values []Value, value func([]byte, FieldType, Value) []byte) []byte {
 	buf = append(buf, '{')
 	for i, f := range schema {
 		if i > 0 {
@@ -56,7 +68,7 @@ func AppendEventJSON(buf []byte, schema Schema, values []Value) []byte {
 		if i < len(values) {
 			v = values[i]
 		}
-		buf = AppendValueJSON(buf, f.Type, v)
+		buf = value(buf, f.Type, v)
 	}
 	return append(buf, '}')
 }

@@ -203,7 +203,7 @@ func (m *Matcher) run(e *event.Event) (bool, error) {
 		if m.boxed[i] && sameValue(f.typ, &m.last[i], v) {
 			continue
 		}
-		m.env[f.name] = box(f.typ, v)
+		m.env[f.name] = event.GoValue(f.typ, *v)
 		m.last[i], m.boxed[i] = *v, true
 	}
 	out, err := m.vm.Run(m.w.prog, m.env)
@@ -222,20 +222,6 @@ func sameValue(t event.FieldType, a, b *event.Value) bool {
 		return math.Float64bits(a.F) == math.Float64bits(b.F)
 	}
 	return a.I == b.I
-}
-
-func box(t event.FieldType, v *event.Value) any {
-	switch t {
-	case event.TypeString:
-		return v.S
-	case event.TypeDouble:
-		return v.F
-	case event.TypeBool:
-		return v.I != 0
-	case event.TypeTimestamp:
-		return time.UnixMicro(v.I).UTC()
-	}
-	return v.I
 }
 
 // fastPred evaluates a where expression natively. ok is false when it meets

@@ -33,6 +33,9 @@ type Plan struct {
 	group            []keyField
 	aggs             *aggregate.Set
 	columns          []Column
+	def              uint64 // the view's definition hash: see identity.go
+	aggFields        []int  // schema indexes of the fields the aggregates read
+	eventOrder       bool   // an aggregate orders events by time, then id
 }
 
 type windowKind uint8
@@ -123,7 +126,14 @@ func Compile(v *pipelines.View, t *pipelines.Topic) (*Plan, error) {
 			return fail(fmt.Sprintf("aggregate %q", a.Name), a.Pos, err)
 		}
 		p.columns = append(p.columns, Column{Name: a.Name, Type: out})
+		if i := t.Schema.Index(a.Field); i >= 0 {
+			p.aggFields = append(p.aggFields, i)
+		}
+		if f, ok := aggregate.Lookup(a.Func); ok && f.EventOrder {
+			p.eventOrder = true
+		}
 	}
+	p.def = definitionHash(v, t)
 	aggs, err := b.Build()
 	if err != nil {
 		return fail("aggregates", v.Pos, err)
@@ -185,6 +195,29 @@ func (p *Plan) Match(e *event.Event) (bool, error) {
 		return false, fmt.Errorf("view %q: where: %w", p.view, err)
 	}
 	return ok, nil
+}
+
+// Reads reports which fields of the topic's schema (by index) the plan
+// reads — the group-by fields, the aggregates' fields and the fields the
+// where expression reads, as its syntax tree names them — and whether it
+// reads event ids (first and last break ties between events of one time by
+// id). A reader of stored events needs to load only these.
+func (p *Plan) Reads() (fields []bool, ids bool) {
+	fields = make([]bool, len(p.schema))
+	for _, g := range p.group {
+		fields[g.field] = true
+	}
+	for _, i := range p.aggFields {
+		fields[i] = true
+	}
+	if p.where != nil {
+		for _, name := range p.where.Fields() {
+			if i := p.schema.Index(name); i >= 0 {
+				fields[i] = true
+			}
+		}
+	}
+	return fields, p.eventOrder
 }
 
 // View returns the name of the compiled view.

@@ -188,3 +188,24 @@ func TestPlanKeyAllocs(t *testing.T) {
 		t.Errorf("Key allocates %v times", n)
 	}
 }
+
+func TestPlanReads(t *testing.T) {
+	v := designView()
+	v.Where = `cpu >= 0 && host != "note"` // "note" is a string, not a field
+	fields, ids := mustCompile(t, v).Reads()
+	var got []string
+	for i, r := range fields {
+		if r {
+			got = append(got, planTopic().Schema[i].Name)
+		}
+	}
+	if want := []string{"host", "region", "cpu", "bytes"}; !slices.Equal(got, want) || ids {
+		t.Errorf("reads %v (ids %t), want %v (ids false)", got, ids, want)
+	}
+	v.Where = ""
+	v.Aggregates = append(v.Aggregates, pipelines.Aggregate{Name: "last_code", Func: "last", Field: "code"})
+	fields, ids = mustCompile(t, v).Reads()
+	if !fields[testtopic.Code] || fields[testtopic.Note] || !ids {
+		t.Errorf("with last(code): reads %v (ids %t), want code and ids", fields, ids)
+	}
+}

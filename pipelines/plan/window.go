@@ -28,12 +28,28 @@ func (p *Plan) Windows(t int64, dst []TimeWindow) []TimeWindow {
 		return append(dst, TimeWindow{s, s + p.size})
 	case windowHopping:
 		last := floorDiv(t, p.slide) * p.slide
-		first := -floorDiv(-(t-p.size+1), p.slide) * p.slide // ⌈(t-size+1)/slide⌉·slide
+		first := ceilDiv(t-p.size+1, p.slide) * p.slide
 		for s := first; s <= last; s += p.slide {
 			dst = append(dst, TimeWindow{s, s + p.size})
 		}
 	}
 	return dst
+}
+
+// WindowStarts returns the first and the last start of the tumbling or
+// hopping windows that start in [from, to): windows start on multiples of
+// the slide (of the size for tumbling windows) counted from the Unix epoch.
+// first > last when no window starts there. Session views have no fixed
+// starts: it returns from and to - 1.
+func (p *Plan) WindowStarts(from, to int64) (first, last int64) {
+	step := p.slide
+	switch p.kind {
+	case windowTumbling:
+		step = p.size
+	case windowSession:
+		return from, to - 1
+	}
+	return ceilDiv(from, step) * step, floorDiv(to-1, step) * step
 }
 
 // floorDiv is ⌊a/b⌋ for b > 0, also for negative a (times before 1970).
@@ -44,6 +60,9 @@ func floorDiv(a, b int64) int64 {
 	}
 	return q
 }
+
+// ceilDiv is ⌈a/b⌉ for b > 0.
+func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
 
 // Session is one session window of a group key and its aggregate state.
 type Session struct {

@@ -87,6 +87,25 @@ func TestWindowHopping(t *testing.T) {
 	}
 }
 
+func TestWindowStarts(t *testing.T) {
+	f := func(p *Plan, from, to, first, last int64) {
+		t.Helper()
+		if f, l := p.WindowStarts(from, to); f != first || l != last {
+			t.Errorf("%s: WindowStarts(%d, %d) = %d, %d, want %d, %d", p.Window().Type, from, to, f, l, first, last)
+		}
+	}
+	tumbling := windowPlan(t, pipelines.Window{Type: "tumbling", Size: minutes(1)})
+	f(tumbling, 0, usMin, 0, 0)
+	f(tumbling, 1, 3*usMin+1, usMin, 3*usMin)
+	f(tumbling, -usMin-1, -1, -usMin, -usMin) // before 1970: aligned the same way
+	f(tumbling, 1, usMin, usMin, 0)           // none starts there
+	hopping := windowPlan(t, pipelines.Window{Type: "hopping", Size: minutes(10), Slide: minutes(5)})
+	f(hopping, -1, 11*usMin, 0, 10*usMin)
+	f(hopping, 5*usMin, 5*usMin+1, 5*usMin, 5*usMin)
+	session := windowPlan(t, pipelines.Window{Type: "session", Gap: minutes(5)})
+	f(session, 7, 9, 7, 8)
+}
+
 func TestWindowSessionViewHasNoFixedWindows(t *testing.T) {
 	p := windowPlan(t, pipelines.Window{Type: "session", Gap: minutes(5)})
 	if !p.Session() {

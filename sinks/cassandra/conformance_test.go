@@ -23,13 +23,7 @@ func TestConformance(t *testing.T) {
 			t.Cleanup(func() { dropKeyspace(t, strings.Split(hosts, ","), ks) })
 			return pipelines.Sink{Type: "cassandra", Config: &Config{Hosts: strings.Split(hosts, ","), Keyspace: ks, Consistency: "local_quorum"}}
 		},
-		NewTarget: func(t *testing.T, _ *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
-			s, err := New(context.Background(), spec, sinktest.Logger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
+		NewTarget: sinktest.Opener(Kind()),
 		ReadAll: func(t *testing.T, target sinks.Target, _ *pipelines.Sink, table sinks.Table) []map[string]any {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -41,7 +35,7 @@ func TestConformance(t *testing.T) {
 			for i, r := range rows {
 				m := make(map[string]any, len(r))
 				for j, f := range table.Columns {
-					m[f.Name] = sinktest.GoValue(f.Type, r[j])
+					m[f.Name] = event.GoValue(f.Type, r[j])
 				}
 				out[i] = m
 			}

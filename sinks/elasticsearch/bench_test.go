@@ -43,7 +43,7 @@ func rawBulk(ctx context.Context, c *elastic.Client, index string, t sinks.Table
 		for i, f := range t.Columns {
 			v := r.Values[i]
 			switch {
-			case f.Name == sinks.ColID:
+			case f.Name == event.ColID:
 				id = v.S
 			case !v.Valid:
 			case f.Type == event.TypeString:
@@ -53,7 +53,7 @@ func rawBulk(ctx context.Context, c *elastic.Client, index string, t sinks.Table
 			case f.Type == event.TypeBool:
 				doc[f.Name] = v.I != 0
 			case f.Type == event.TypeTimestamp:
-				doc[f.Name] = time.UnixMicro(v.I).UTC().Format(timeLayout)
+				doc[f.Name] = time.UnixMicro(v.I).UTC().Format(event.TimeLayoutMicros)
 			default:
 				doc[f.Name] = v.I
 			}

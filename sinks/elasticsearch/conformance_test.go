@@ -30,13 +30,7 @@ func TestConformance(t *testing.T) {
 			})
 			return pipelines.Sink{Type: "elasticsearch", Config: &Config{URLs: []string{u}, Index: prefix + "{name}"}}
 		},
-		NewTarget: func(t *testing.T, _ *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
-			s, err := New(context.Background(), spec, sinktest.Logger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
+		NewTarget: sinktest.Opener(Kind()),
 		ReadAll: func(t *testing.T, target sinks.Target, _ *pipelines.Sink, table sinks.Table) []map[string]any {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()

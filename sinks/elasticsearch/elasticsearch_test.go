@@ -59,7 +59,7 @@ func want(t sinks.Table, rows []sinks.Row) map[string]map[string]any {
 		}
 		m := map[string]any{}
 		for i, c := range t.Columns {
-			m[c.Name] = sinktest.GoValue(c.Type, r.Values[i])
+			m[c.Name] = event.GoValue(c.Type, r.Values[i])
 		}
 		out[d.id] = m
 	}

@@ -113,7 +113,7 @@ func readAll(ctx context.Context, s *Sink, t sinks.Table) ([]readDoc, error) {
 		}
 		d := readDoc{Index: h.Index, ID: h.Id, Values: make(map[string]any, len(t.Columns))}
 		for _, c := range t.Columns {
-			if c.Name == sinks.ColID && idIsColumn(t) {
+			if c.Name == event.ColID && idIsColumn(t) {
 				d.Values[c.Name] = h.Id
 				continue
 			}

@@ -38,7 +38,7 @@ func fieldMapping(t event.FieldType) (map[string]any, error) {
 // idIsColumn tells whether t's document _id is its _id column (a topic),
 // which then stays out of the source.
 func idIsColumn(t sinks.Table) bool {
-	return len(t.Key) == 1 && t.Key[0] == sinks.ColID
+	return len(t.Key) == 1 && t.Key[0] == event.ColID
 }
 
 // mappings is the index mapping of t. Dynamic mapping is off: a field the
@@ -47,7 +47,7 @@ func idIsColumn(t sinks.Table) bool {
 func mappings(t sinks.Table) (map[string]any, error) {
 	props := make(map[string]any, len(t.Columns))
 	for _, f := range t.Columns {
-		if f.Name == sinks.ColID && idIsColumn(t) {
+		if f.Name == event.ColID && idIsColumn(t) {
 			continue
 		}
 		m, err := fieldMapping(f.Type)

@@ -230,7 +230,7 @@ type encoder struct {
 func newEncoder(t sinks.Table) (*encoder, error) {
 	e := &encoder{t: t, keys: make([]string, len(t.Columns)), idCol: -1}
 	if idIsColumn(t) {
-		e.idCol = t.Columns.Index(sinks.ColID)
+		e.idCol = t.Columns.Index(event.ColID)
 	}
 	for i, f := range t.Columns {
 		if i == e.idCol {
@@ -261,7 +261,7 @@ func (e *encoder) doc(r sinks.Row) (doc, error) {
 	if e.idCol >= 0 {
 		v := r.Values[e.idCol]
 		if !v.Valid || v.S == "" {
-			return doc{}, fmt.Errorf("empty %s", sinks.ColID)
+			return doc{}, fmt.Errorf("empty %s", event.ColID)
 		}
 		d.id = v.S
 	} else {
@@ -301,17 +301,16 @@ func (e *encoder) doc(r sinks.Row) (doc, error) {
 	return d, nil
 }
 
-// timeLayout is RFC 3339 with all six digits of microseconds, so _source
-// holds the exact event time. It is not event.TimeLayout, which drops
-// trailing zeros: a view document's _id holds window_start in this form
+// Times are written in event.TimeLayoutMicros, so _source holds the exact
+// event time. Not event.TimeLayout, which drops trailing zeros: a view
+// document's _id holds window_start in this form
 // (["eu","2024-03-01T12:00:00.000000Z"]), and another form would give the
 // windows already indexed new _ids, so that their next correction would add
 // a second document instead of replacing the first.
-const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
 
 // appendValue appends v as JSON, as event.AppendValueJSON does but for
-// timestamps (timeLayout) and for what JSON cannot hold, which is an error
-// here instead of null: a document must hold the row's values.
+// timestamps (event.TimeLayoutMicros) and for what JSON cannot hold, which
+// is an error here instead of null: a document must hold the row's values.
 func appendValue(b []byte, t event.FieldType, v event.Value) ([]byte, error) {
 	if !v.Valid {
 		return append(b, "null"...), nil
@@ -319,7 +318,7 @@ func appendValue(b []byte, t event.FieldType, v event.Value) ([]byte, error) {
 	switch t {
 	case event.TypeTimestamp:
 		b = append(b, '"')
-		b = time.UnixMicro(v.I).UTC().AppendFormat(b, timeLayout)
+		b = time.UnixMicro(v.I).UTC().AppendFormat(b, event.TimeLayoutMicros)
 		return append(b, '"'), nil
 	case event.TypeDouble:
 		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {

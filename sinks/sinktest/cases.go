@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -104,7 +106,7 @@ func testOutage(t *testing.T, h Harness) {
 	for i := 100; i < 300; i += 20 {
 		e.appendByPartition(topicName, events[i:i+20])
 	}
-	CheckFor(t, h.Timeout, func() error {
+	testenv.CheckFor(t, h.Timeout, 25*time.Millisecond, func() error {
 		if up := MetricSum(t, rn.reg, "lambdaflow_sink_up"); up != 0 {
 			return fmt.Errorf("lambdaflow_sink_up = %v during the outage, want 0", up)
 		}
@@ -123,7 +125,7 @@ func testOutage(t *testing.T, h Harness) {
 	e.waitCommitted(h.Timeout)
 	table, _ := e.tables()
 	e.waitRows(tg, table, h.expected(table, events))
-	CheckFor(t, h.Timeout, func() error { return rn.r.Health(context.Background()) })
+	testenv.CheckFor(t, h.Timeout, 25*time.Millisecond, func() error { return rn.r.Health(context.Background()) })
 	if up := MetricSum(t, rn.reg, "lambdaflow_sink_up"); up != 1 {
 		t.Errorf("lambdaflow_sink_up = %v after recovery, want 1", up)
 	}
@@ -208,7 +210,7 @@ func testPoison(t *testing.T, h Harness) {
 		clean := cleanValue(ft)
 		fixedEvent.Values = append([]event.Value(nil), fixedEvent.Values...)
 		fixedEvent.Values[col] = clean
-		r, _ = e.newRunner(&fixed{Target: unwrap(tg), col: col, idCol: table.Columns.Index(sinks.ColID), id: events[bad].ID, clean: clean})
+		r, _ = e.newRunner(&fixed{Target: unwrap(tg), col: col, idCol: table.Columns.Index(event.ColID), id: events[bad].ID, clean: clean})
 	}
 	replayed, failed, err = r.Replay(context.Background())
 	if err != nil || replayed != 1 || failed != 0 {
@@ -240,8 +242,8 @@ func checkDeadLetter(t *testing.T, dl api.DeadLetter, table sinks.Table, ev even
 	if err := json.Unmarshal(dl.Record, &rec); err != nil {
 		t.Fatalf("dead letter record %s: %v", dl.Record, err)
 	}
-	if rec[sinks.ColID] != ev.ID {
-		t.Errorf("dead letter record has _id %v, want %q", rec[sinks.ColID], ev.ID)
+	if rec[event.ColID] != ev.ID {
+		t.Errorf("dead letter record has _id %v, want %q", rec[event.ColID], ev.ID)
 	}
 	for _, c := range table.Columns {
 		if _, ok := rec[c.Name]; !ok {

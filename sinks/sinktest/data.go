@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
@@ -203,7 +204,7 @@ func (h *Harness) expected(table sinks.Table, events []event.Event) map[string]m
 		for i, c := range table.Columns {
 			var v event.Value
 			switch {
-			case c.Name == sinks.ColID && !table.View:
+			case c.Name == event.ColID && !table.View:
 				v = event.Value{S: ev.ID, Valid: true}
 			case i < len(ev.Values):
 				v = ev.Values[i]
@@ -215,36 +216,14 @@ func (h *Harness) expected(table sinks.Table, events []event.Event) map[string]m
 	return out
 }
 
-// goValue is a log value as ReadAll must return it: GoValue, with times
+// goValue is a log value as ReadAll must return it: event.GoValue, with times
 // truncated to the engine's precision.
 func (h *Harness) goValue(t event.FieldType, v event.Value) any {
-	g := GoValue(t, v)
+	g := event.GoValue(t, v)
 	if tm, ok := g.(time.Time); ok {
 		return tm.Truncate(h.TimePrecision)
 	}
 	return g
-}
-
-// GoValue is the Go value of a log value of type t, as a Harness's ReadAll
-// returns it: nil for null, string, int64 (long and int), float64, bool, or
-// time.Time in UTC (timestamp).
-func GoValue(t event.FieldType, v event.Value) any {
-	if !v.Valid {
-		return nil
-	}
-	switch t {
-	case event.TypeString:
-		return v.S
-	case event.TypeLong, event.TypeInt:
-		return v.I
-	case event.TypeDouble:
-		return v.F
-	case event.TypeBool:
-		return v.I != 0
-	case event.TypeTimestamp:
-		return time.UnixMicro(v.I).UTC()
-	}
-	return nil
 }
 
 // rowKey is the primary key of a row, as text.
@@ -360,7 +339,7 @@ func (e *env) checkRows(tg sinks.Target, table sinks.Table, want map[string]map[
 // waitRows waits until table holds exactly want, then checks it once more.
 func (e *env) waitRows(tg sinks.Target, table sinks.Table, want map[string]map[string]any) {
 	e.t.Helper()
-	CheckFor(e.t, e.h.Timeout, func() error {
+	testenv.CheckFor(e.t, e.h.Timeout, 25*time.Millisecond, func() error {
 		got := e.h.ReadAll(e.t, unwrap(tg), e.spec, table)
 		if len(got) < len(want) {
 			return fmt.Errorf("table %s has %d rows, want %d", table.Name, len(got), len(want))

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
@@ -211,7 +212,7 @@ func (rn *running) stop(t *testing.T) {
 // appended to every source.
 func (e *env) waitCommitted(timeout time.Duration) {
 	e.t.Helper()
-	CheckFor(e.t, timeout, func() error {
+	testenv.CheckFor(e.t, timeout, 25*time.Millisecond, func() error {
 		for topic, ends := range e.end {
 			if strings.HasSuffix(topic, pipelines.DeadLetterSuffix) {
 				continue

@@ -13,7 +13,7 @@
 //
 // It also holds what the targets' own tests share, so that each target
 // keeps only what is its engine's: Service, UniqueName, Logger and
-// DevOutage to reach the real engine; AllTypesTopic, Rows and GoValue for
+// DevOutage to reach the real engine; AllTypesTopic and Rows for
 // tests that write to a target directly; MetricSum; and BenchTopicRows and
 // BenchAgainstBaseline for the write benchmarks against each engine's
 // hand-written baseline.
@@ -22,10 +22,10 @@
 package sinktest
 
 import (
+	"context"
 	"testing"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
@@ -42,7 +42,8 @@ type Harness struct {
 	Sink func(t *testing.T) pipelines.Sink
 	// NewTarget opens the target of spec; p is the case's pipeline, its
 	// DataDir a fresh directory. The suite closes every target it opens and
-	// never holds two targets of one case open at once.
+	// never holds two targets of one case open at once. Opener(kind) opens
+	// it as the program does.
 	NewTarget func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target
 	// ReadAll returns every row of table as the engine holds it, through the
 	// open target (type-assert it) or a connection of its own: column name
@@ -103,9 +104,15 @@ func Run(t *testing.T, h Harness) {
 	t.Run("NewNullableField", func(t *testing.T) { testNewField(t, h) })
 }
 
-// CheckFor calls f until it returns nil, failing t with f's last error
-// after timeout.
-func CheckFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	testenv.CheckFor(t, timeout, 25*time.Millisecond, f)
+// Opener returns a Harness.NewTarget that opens targets as the program
+// does, through kind.Open, logging to the test.
+func Opener(kind sinks.Kind) func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
+	return func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
+		t.Helper()
+		tg, err := kind.Open(context.Background(), p, spec, Logger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tg
+	}
 }

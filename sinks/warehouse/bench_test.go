@@ -171,7 +171,7 @@ func BenchmarkPostgresSink(b *testing.B) {
 			b.Fatal(err)
 		}
 		sinkTime += l.deliver(b, i, pg)
-		if got := pgCount(b, pg.Pool(), table.Name); got != benchRows {
+		if got := pgCount(b, pg.pool, table.Name); got != benchRows {
 			b.Fatalf("%d rows in the table, want %d", got, benchRows)
 		}
 		pg.Close()
@@ -182,7 +182,7 @@ func BenchmarkPostgresSink(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := raw.Exec(ctx, createTableSQL(table, PostgresType)); err != nil {
+		if _, err := raw.Exec(ctx, createTableSQL(table, postgresType)); err != nil {
 			b.Fatal(err)
 		}
 		start := time.Now()

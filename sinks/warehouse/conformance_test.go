@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
@@ -80,20 +81,13 @@ func postgresScript(t testing.TB, action string) {
 
 func TestPostgresConformance(t *testing.T) {
 	dsn, admin := pgAdmin(t)
-	ctx := context.Background()
 	sinktest.Run(t, sinktest.Harness{
 		Sink: func(t *testing.T) pipelines.Sink {
 			return pipelines.Sink{Type: "postgres", Config: &PostgresConfig{DSN: pgSchema(t, dsn, admin)}}
 		},
-		NewTarget: func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
-			pg, err := NewPostgres(ctx, spec, sinktest.Logger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return pg
-		},
+		NewTarget: sinktest.Opener(PostgresKind()),
 		ReadAll: func(t *testing.T, tg sinks.Target, spec *pipelines.Sink, table sinks.Table) []map[string]any {
-			return pgReadAll(t, tg.(*Postgres).Pool(), table.Name)
+			return pgReadAll(t, tg.(*Postgres).pool, table.Name)
 		},
 		Poison: func(t *testing.T) (event.FieldType, event.Value) {
 			return event.TypeString, event.Value{S: "nul\x00byte"}
@@ -109,7 +103,7 @@ func TestPostgresConformance(t *testing.T) {
 func pgReadAll(t testing.TB, pool *pgxpool.Pool, table string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	sinktest.CheckFor(t, 30*time.Second, func() error {
+	testenv.CheckFor(t, 30*time.Second, 25*time.Millisecond, func() error {
 		rows, err := pool.Query(context.Background(), "SELECT * FROM "+quote(table))
 		if err != nil {
 			return err
@@ -121,19 +115,12 @@ func pgReadAll(t testing.TB, pool *pgxpool.Pool, table string) []map[string]any 
 }
 
 func TestDuckDBConformance(t *testing.T) {
-	ctx := context.Background()
 	sinktest.Run(t, sinktest.Harness{
 		Sink: func(t *testing.T) pipelines.Sink {
 			// No path: the file goes under the case's own data_dir.
 			return pipelines.Sink{Type: "duckdb"}
 		},
-		NewTarget: func(t *testing.T, p *pipelines.Pipeline, spec *pipelines.Sink) sinks.Target {
-			d, err := NewDuckDB(ctx, spec, p.DataDir, sinktest.Logger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return d
-		},
+		NewTarget: sinktest.Opener(DuckDBKind()),
 		ReadAll: func(t *testing.T, tg sinks.Target, spec *pipelines.Sink, table sinks.Table) []map[string]any {
 			return sqlReadAll(t, tg.(*DuckDB).DB(), table.Name)
 		},

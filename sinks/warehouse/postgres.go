@@ -88,11 +88,8 @@ func NewPostgres(ctx context.Context, spec *pipelines.Sink, logger *slog.Logger)
 	return &Postgres{pool: pool, spec: spec, log: logger.With("sink", spec.Name), tables: make(map[string]*pgTable)}, nil
 }
 
-// Pool returns the connection pool, for reads beside the sink.
-func (p *Postgres) Pool() *pgxpool.Pool { return p.pool }
-
-// PostgresType is the column type a field type maps to.
-func PostgresType(t event.FieldType) string {
+// postgresType is the column type a field type maps to.
+func postgresType(t event.FieldType) string {
 	switch t {
 	case event.TypeString:
 		return "text"
@@ -115,7 +112,7 @@ func PostgresType(t event.FieldType) string {
 // error (the runner retries until someone creates it).
 func (p *Postgres) Prepare(ctx context.Context, t sinks.Table) error {
 	if p.spec.Create {
-		if _, err := p.pool.Exec(ctx, createTableSQL(t, PostgresType), pgx.QueryExecModeSimpleProtocol); err != nil {
+		if _, err := p.pool.Exec(ctx, createTableSQL(t, postgresType), pgx.QueryExecModeSimpleProtocol); err != nil {
 			return fmt.Errorf("postgres: create table %s: %w", t.Name, err)
 		}
 	}
@@ -130,11 +127,11 @@ func (p *Postgres) Prepare(ctx context.Context, t sinks.Table) error {
 		if existing[c.Name] {
 			continue
 		}
-		q := fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", quote(t.Name), quote(c.Name), PostgresType(c.Type))
+		q := fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s", quote(t.Name), quote(c.Name), postgresType(c.Type))
 		if _, err := p.pool.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); err != nil {
 			return fmt.Errorf("postgres: table %s: add column %s: %w", t.Name, c.Name, err)
 		}
-		p.log.Info("added a column", "table", t.Name, "column", c.Name, "type", PostgresType(c.Type))
+		p.log.Info("added a column", "table", t.Name, "column", c.Name, "type", postgresType(c.Type))
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -258,27 +255,13 @@ func (s *pgCopySource) Values() ([]any, error) {
 	return s.buf, nil
 }
 
-// goValue is the Go value of a log value for the drivers: nil for null,
-// time.Time in UTC for a timestamp.
+// goValue is the Go value of a log value for the drivers (event.GoValue),
+// but int32 for an int, the column's type.
 func goValue(t event.FieldType, v event.Value) any {
-	if !v.Valid {
-		return nil
-	}
-	switch t {
-	case event.TypeString:
-		return v.S
-	case event.TypeLong:
-		return v.I
-	case event.TypeInt:
+	if t == event.TypeInt && v.Valid {
 		return int32(v.I) // validate checked the range
-	case event.TypeDouble:
-		return v.F
-	case event.TypeBool:
-		return v.I != 0
-	case event.TypeTimestamp:
-		return time.UnixMicro(v.I).UTC()
 	}
-	return nil
+	return event.GoValue(t, v)
 }
 
 // pgDataError reports an error caused by the rows' data, which no retry

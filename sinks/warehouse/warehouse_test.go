@@ -83,12 +83,12 @@ func engines(t *testing.T) []engine {
 			return pg
 		},
 		exec: func(t *testing.T, tg sinks.Target, q string) {
-			if _, err := tg.(*Postgres).Pool().Exec(context.Background(), q); err != nil {
+			if _, err := tg.(*Postgres).pool.Exec(context.Background(), q); err != nil {
 				t.Fatalf("%s: %v", q, err)
 			}
 		},
 		read: func(t *testing.T, tg sinks.Target, table string) []map[string]any {
-			return pgReadAll(t, tg.(*Postgres).Pool(), table)
+			return pgReadAll(t, tg.(*Postgres).pool, table)
 		},
 	})
 }
@@ -96,7 +96,7 @@ func engines(t *testing.T) []engine {
 func byID(rows []map[string]any) map[string]map[string]any {
 	out := make(map[string]map[string]any, len(rows))
 	for _, r := range rows {
-		out[r[sinks.ColID].(string)] = r
+		out[r[event.ColID].(string)] = r
 	}
 	return out
 }
@@ -133,7 +133,7 @@ func TestTypesMapping(t *testing.T) {
 				}
 			}
 			for k, v := range got["nulls"] {
-				if k != sinks.ColID && v != nil {
+				if k != event.ColID && v != nil {
 					t.Errorf("nulls row: %s = %v, want NULL", k, v)
 				}
 			}
@@ -158,7 +158,7 @@ func columnTypes(t *testing.T, e engine, tg sinks.Target, table string) string {
 	case "postgres":
 		q = fmt.Sprintf(`SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
 			WHERE attrelid = to_regclass('%s') AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, quote(table))
-		r, err := tg.(*Postgres).Pool().Query(context.Background(), q)
+		r, err := tg.(*Postgres).pool.Query(context.Background(), q)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,8 +1,12 @@
 // Consumers: every reader of the log (speed per view, the lake writer, each
-// sink, each mirror) per partition, worst lag first, with its trend.
+// sink, each mirror) per partition, worst lag first, with its trend. Each
+// has two positions: how far it has read, and what it has committed (what
+// a restart resumes from). The lake writer commits when a file rolls and
+// the speed layer at a checkpoint, so their committed lag is expected to
+// be as large as that interval; the read lag says whether they keep up.
 
 import { h, replace, int, rate, seconds, lagKind, sparkline, badge, table, empty } from "../dom.js";
-import { worstFirst } from "../model.js";
+import { worstFirst, summarize } from "../model.js";
 
 export default {
   id: "consumers",
@@ -18,14 +22,18 @@ export default {
         "div",
         { class: "page-head" },
         h("h1", {}, "Consumers"),
-        h("p", {}, "Lag in events behind the log end and the age of the oldest unconsumed event; worst first."),
+        h(
+          "p",
+          {},
+          "Read lag: events not read yet, and how long the oldest has waited since the log appended it. Committed lag: the same for what a restart would read again. Worst first.",
+        ),
       ),
       h("div", { class: "stats", id: "consumer-stats" }),
       h(
         "section",
         { class: "card" },
         h("div", { class: "card-head" }, h("h2", {}, "Lag by partition"), h("div", { class: "spacer" }), h("label", {}, "Consumer", select)),
-        h("div", { class: "table-wrap", id: "lag-table" }),
+        h("div", { class: "table-wrap", id: "lag-table", tabindex: 0, role: "region", "aria-label": "Lag by partition" }),
       ),
     );
     select.dataset.want = params.get("consumer") || "";
@@ -38,25 +46,21 @@ export default {
     replace(select, h("option", { value: "" }, "All consumers"), names.map((n) => h("option", { value: n }, n)));
     select.value = want;
 
-    const byConsumer = new Map();
-    for (const l of all) {
-      const c = byConsumer.get(l.consumer) || { consumer: l.consumer, lag: 0, lag_seconds: 0, partitions: 0 };
-      c.lag += l.lag;
-      c.lag_seconds = Math.max(c.lag_seconds, l.lag_seconds);
-      c.partitions++;
-      byConsumer.set(l.consumer, c);
-    }
     replace(
       document.getElementById("consumer-stats"),
-      [...byConsumer.values()]
-        .sort((a, b) => b.lag_seconds - a.lag_seconds || b.lag - a.lag || a.consumer.localeCompare(b.consumer))
+      summarize(all)
+        .sort(worstFirst)
         .map((c) =>
           h(
             "div",
             { class: "card stat consumer-stat", "data-consumer": c.consumer },
             h("div", { class: "label" }, c.consumer),
-            h("div", { class: "value " + lagKind(c.lag_seconds, c.lag) }, int(c.lag)),
-            h("div", { class: "sub" }, `events behind · oldest ${seconds(c.lag_seconds)} · ${rate(model.consumerRate(c.consumer))}`),
+            h("div", { class: "value " + lagKind(c.read_lag_seconds, c.read_lag) }, int(c.read_lag)),
+            h(
+              "div",
+              { class: "sub" },
+              `events unread · oldest ${seconds(c.read_lag_seconds)} · committed lag ${int(c.lag)} (${seconds(c.lag_seconds)}) · ${rate(model.consumerRate(c.consumer))}`,
+            ),
           ),
         ),
     );
@@ -69,31 +73,55 @@ export default {
             [
               { label: "Consumer" },
               { label: "Topic" },
-              { label: "Partition", cls: "num" },
-              { label: "Offset", cls: "num" },
-              { label: "End offset", cls: "num" },
-              { label: "Lag (events)", cls: "num" },
-              { label: "Lag (seconds)", cls: "num" },
-              { label: "Rate", cls: "num" },
-              { label: "Trend" },
+              { label: "Part.", cls: "num" },
+              { label: "Read / commit / end", cls: "num" },
+              { label: "Read lag", cls: "num" },
+              { label: "Committed lag", cls: "num" },
+              { label: "Event-time lag", cls: "num" },
+              { label: "Rate", cls: "num rate" },
+              { label: "Trend", cls: "trend" },
             ],
             rows.map((l) => {
-              const kind = lagKind(l.lag_seconds, l.lag);
+              const kind = lagKind(l.read_lag_seconds, l.read_lag);
               return h(
                 "tr",
                 { class: "lag-row", "data-consumer": l.consumer, "data-topic": l.topic, "data-partition": l.partition },
                 h("td", { class: "name" }, l.consumer),
                 h("td", {}, h("a", { href: "#/topics?topic=" + encodeURIComponent(l.topic) }, l.topic)),
                 h("td", { class: "num" }, l.partition),
-                h("td", { class: "num offset", "data-value": l.offset }, int(l.offset)),
-                h("td", { class: "num end", "data-value": l.end_offset }, int(l.end_offset)),
-                h("td", { class: "num lag", "data-value": l.lag }, int(l.lag)),
-                h("td", { class: "num lag-seconds", "data-value": l.lag_seconds }, badge(seconds(l.lag_seconds), kind)),
-                h("td", { class: "num" }, rate(model.consumerRate(l.consumer, l.topic, l.partition))),
-                h("td", {}, sparkline(model.lagTrend(l.consumer, l.topic, l.partition), { kind: kind === "ok" ? "info" : kind })),
+                h(
+                  "td",
+                  { class: "num offsets" },
+                  h("span", { class: "read-offset", "data-value": l.read_offset, title: "read: the next event the consumer reads" }, int(l.read_offset)),
+                  " / ",
+                  h("span", { class: "offset", "data-value": l.offset, title: "committed: where a restart resumes" }, int(l.offset)),
+                  " / ",
+                  h("span", { class: "end", "data-value": l.end_offset, title: "end: the next offset the log gives" }, int(l.end_offset)),
+                ),
+                h(
+                  "td",
+                  { class: "num", title: "events not read yet; how long the oldest has waited since the log appended it" },
+                  h("span", { class: "read-lag", "data-value": l.read_lag }, int(l.read_lag)),
+                  " ",
+                  h("span", { class: "read-lag-seconds", "data-value": l.read_lag_seconds }, badge(seconds(l.read_lag_seconds), kind)),
+                ),
+                h(
+                  "td",
+                  { class: "num", title: "events not committed yet; how long the oldest has waited" },
+                  h("span", { class: "lag", "data-value": l.lag }, int(l.lag)),
+                  " · ",
+                  h("span", { class: "lag-seconds", "data-value": l.lag_seconds }, seconds(l.lag_seconds)),
+                ),
+                h(
+                  "td",
+                  { class: "num event-time-lag", "data-value": l.event_time_lag_seconds, title: "age of the oldest uncommitted event by its own event time" },
+                  seconds(l.event_time_lag_seconds),
+                ),
+                h("td", { class: "num rate" }, rate(model.consumerRate(l.consumer, l.topic, l.partition))),
+                h("td", { class: "trend" }, sparkline(model.lagTrend(l.consumer, l.topic, l.partition), { width: 90, kind: kind === "ok" ? "info" : kind })),
               );
             }),
-            { id: "lag" },
+            { id: "lag", class: "compact" },
           )
         : empty(model.samples.length ? "No consumers registered: no speed, lake or sink layer reads this log yet." : "Loading…"),
     );

@@ -15,7 +15,7 @@ export default {
     root.append(
       h("div", { class: "page-head" }, h("h1", {}, "Batch jobs"), h("p", {}, "Recomputation of views from the lake; scheduled runs and requested ones.")),
       h("section", { class: "card" }, h("div", { class: "card-body", id: "recompute-wrap" })),
-      h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "History"), h("div", { class: "meta", id: "jobs-meta" })), h("div", { class: "table-wrap", id: "jobs-table" })),
+      h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "History"), h("div", { class: "meta", id: "jobs-meta" })), h("div", { class: "table-wrap", id: "jobs-table", tabindex: 0, role: "region", "aria-label": "Job history" })),
     );
     this.formBuilt = false;
   },

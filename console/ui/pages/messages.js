@@ -1,6 +1,9 @@
 // Messages: the message browser over GET /v1/topics/{topic}/events. Start
-// at the last N events, at an offset or at a time; page on with the
-// answer's "next" offsets; download the same selection as NDJSON.
+// at the last N events (shown newest first), at an offset or at an ingest
+// time (shown in log order); page on with the answer's "next" offsets;
+// download the same selection as NDJSON. "From ingest time" selects by when
+// events reached the log, the only time the log is ordered by; each event
+// also shows its own event time.
 
 import { request, getJSON, token } from "../api.js";
 import { h, replace, int, time, prettyJSON, empty, badge } from "../dom.js";
@@ -27,15 +30,15 @@ export default {
     const modes = [
       ["last", "Last N", "20"],
       ["offset", "From offset", "0"],
-      ["time", "From time", new Date(Date.now() - 3600e3).toISOString().replace(/\.\d+Z$/, "Z")],
+      ["time", "From ingest time", new Date(Date.now() - 3600e3).toISOString().replace(/\.\d+Z$/, "Z")],
     ];
     const setPlaceholder = (m) => {
-      valueInput.placeholder = m === "time" ? "RFC 3339, e.g. 2026-01-02T15:04:05Z" : m === "offset" ? "offset in each partition" : "events per partition";
+      valueInput.placeholder = m === "time" ? "ingested at or after, RFC 3339" : m === "offset" ? "offset in each partition" : "events per partition";
     };
     setPlaceholder(mode);
     const seg = h(
       "div",
-      { class: "seg", role: "radiogroup" },
+      { class: "seg", role: "radiogroup", "aria-label": "Start" },
       modes.map(([v, label, def]) =>
         h(
           "label",
@@ -74,7 +77,7 @@ export default {
       },
       h("label", {}, "Topic", topicSel),
       h("label", {}, "Partition", partSel),
-      h("label", {}, "Start", seg),
+      h("div", { class: "field" }, h("span", { class: "field-label" }, "Start"), seg),
       h("label", {}, "Value", valueInput),
       h("label", {}, "Limit", limitInput),
       h("button", { class: "btn primary", type: "submit" }, "Load"),
@@ -167,6 +170,10 @@ async function load(params, navigate) {
     },
     "Expand / collapse all",
   );
+  // The last N are shown newest first (by when the log got them); a
+  // selection from an offset or a time in log order, to read on from.
+  const newestFirst = params.has("last");
+  if (newestFirst) events.sort(newer);
   const next = ans.next || {};
   const hasMore = events.length >= Number(params.get("limit") || 100);
   const nextParams = () => {
@@ -187,6 +194,7 @@ async function load(params, navigate) {
         h("span", { id: "msg-count", "data-value": events.length }, `${int(events.length)} events`),
         h("span", {}, params.get("partition") ? `partition ${params.get("partition")}` : "all partitions"),
         h("span", {}, describeStart(params)),
+        h("span", { id: "msg-order" }, newestFirst ? "newest first" : "log order, oldest first"),
       ),
       h("div", { class: "spacer" }),
       expand,
@@ -196,19 +204,29 @@ async function load(params, navigate) {
       ? h(
           "div",
           { class: "messages", id: "msg-list" },
+          h(
+            "div",
+            { class: "message-head", id: "msg-head" },
+            h("span", {}, "Partition"),
+            h("span", {}, "Offset"),
+            h("span", {}, "Event time"),
+            h("span", {}, "Ingested"),
+            h("span", {}, "Event"),
+          ),
           events.map((ev, i) =>
             h(
               "details",
-              { class: "message", open: i === 0, "data-partition": ev.partition, "data-offset": ev.offset, "data-id": ev.id },
+              { class: "message", open: i === 0, "data-partition": ev.partition, "data-offset": ev.offset, "data-id": ev.id, "data-ingest": ev.ingest_time },
               h(
                 "summary",
                 {},
                 badge("P" + ev.partition, "info"),
                 h("span", { class: "mono offset" }, "#" + ev.offset),
-                h("span", { class: "mono" }, time(ev.time)),
+                h("span", { class: "mono event-time", title: "event time" }, time(ev.time)),
+                h("span", { class: "mono ingest-time", title: "ingest time" }, time(ev.ingest_time)),
                 h("span", { class: "preview" }, JSON.stringify(ev.event)),
               ),
-              h("div", { class: "meta" }, h("span", {}, "id ", h("code", {}, ev.id)), h("span", {}, "ingested " + time(ev.ingest_time))),
+              h("div", { class: "meta" }, h("span", {}, "id ", h("code", {}, ev.id))),
               prettyJSON(ev.event),
             ),
           ),
@@ -224,9 +242,24 @@ async function load(params, navigate) {
   );
 }
 
+// newer orders events newest first: by ingest time, then the later offset.
+function newer(a, b) {
+  return micros(b.ingest_time) - micros(a.ingest_time) || a.partition - b.partition || b.offset - a.offset;
+}
+
+// micros reads an RFC 3339 time to the microsecond (Date keeps
+// milliseconds; the API gives microseconds, trailing zeros left out).
+function micros(t) {
+  const m = /\.(\d+)Z$/.exec(t);
+  return Date.parse(t) * 1000 + (m ? Number(m[1].padEnd(6, "0").slice(3, 6)) : 0);
+}
+
 function describeStart(params) {
   if (params.has("last")) return `last ${params.get("last")} per partition`;
-  if (params.has("from")) return `from ${params.get("from")}`;
+  if (params.has("from")) {
+    const f = params.get("from");
+    return /^\d+$/.test(f) ? `from offset ${f}` : `ingested at or after ${f}`;
+  }
   if ([...params.keys()].some((k) => k.startsWith("offset."))) return "continued";
   return "from the start";
 }

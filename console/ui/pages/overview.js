@@ -3,7 +3,7 @@
 // numbers an operator looks at first.
 
 import { h, s, replace, int, rate, seconds, lagKind, sparkline, badge, table, empty } from "../dom.js";
-import { worstFirst, viewStats, sinkStats, sum } from "../model.js";
+import { worstFirst, viewStats, sinkStats, sum, since } from "../model.js";
 
 const NODE_W = 196;
 const NODE_H = 56;
@@ -47,16 +47,16 @@ export default {
 
     replace(
       document.getElementById("ov-stats"),
-      stat("Ingest", rate(totalRate), `events/s into the log · ${int(rejects)} rejected`, "ov-ingest", rejects > 0 ? "warn" : ""),
+      stat("Ingest", rate(totalRate), `events/s into the log · ${int(rejects)} requests rejected${since(st)}`, "ov-ingest", rejects > 0 ? "warn" : ""),
       stat("Events in log", int(events), `${model.latest.topics.length} topics, views and dead letters included`),
       stat(
-        "Worst lag",
-        worst ? seconds(worst.lag_seconds) : "–",
-        worst ? `${worst.consumer} · ${int(worst.lag)} events` : "no consumers",
+        "Worst read lag",
+        worst ? seconds(worst.read_lag_seconds) : "–",
+        worst ? `${worst.consumer} · ${int(worst.read_lag)} events unread` : "no consumers",
         "ov-worst",
-        worst ? lagKind(worst.lag_seconds, worst.lag) : "",
+        worst ? lagKind(worst.read_lag_seconds, worst.read_lag) : "",
       ),
-      stat("Late events", int(late), "left out by the speed layer", "", late > 0 ? "warn" : ""),
+      stat("Late events", int(late), `left to the batch layer by the speed layer${since(st)}`, "ov-late", late > 0 ? "warn" : ""),
       stat("Batch jobs", model.jobs ? (running ? `${running} running` : jobs.length ? jobs[0].state : "none") : "–", model.jobs ? `${jobs.length} in history` : "batch layer not running here"),
       stat(
         "Sinks",
@@ -73,7 +73,14 @@ export default {
       document.getElementById("ov-lag"),
       lag.length
         ? table(
-            [{ label: "Consumer" }, { label: "Topic" }, { label: "Part." , cls: "num"}, { label: "Lag", cls: "num" }, { label: "Lag (s)", cls: "num" }],
+            [
+              { label: "Consumer" },
+              { label: "Topic" },
+              { label: "Part.", cls: "num" },
+              { label: "Unread", cls: "num" },
+              { label: "Oldest unread", cls: "num" },
+              { label: "Uncommitted", cls: "num" },
+            ],
             lag.slice(0, 6).map((l) =>
               h(
                 "tr",
@@ -81,8 +88,9 @@ export default {
                 h("td", { class: "name" }, l.consumer),
                 h("td", {}, l.topic),
                 h("td", { class: "num" }, l.partition),
-                h("td", { class: "num" }, int(l.lag)),
-                h("td", { class: "num" }, badge(seconds(l.lag_seconds), lagKind(l.lag_seconds, l.lag))),
+                h("td", { class: "num" }, int(l.read_lag)),
+                h("td", { class: "num" }, badge(seconds(l.read_lag_seconds), lagKind(l.read_lag_seconds, l.read_lag))),
+                h("td", { class: "num" }, `${int(l.lag)} · ${seconds(l.lag_seconds)}`),
               ),
             ),
           )
@@ -115,9 +123,9 @@ function stat(label, value, sub, id, kind = "") {
 function graph(model, navigate) {
   const views = model.views || [];
   const sinks = model.sinks || [];
-  const viewNames = new Set(views.map((v) => v.name));
-  const dlqNames = new Set(sinks.map((x) => x.name + "_dlq"));
-  const topics = model.latest.topics.filter((t) => !viewNames.has(t.name) && !dlqNames.has(t.name));
+  // Topics clients publish to; the views' and dead letters' are drawn as
+  // the views and the sinks.
+  const topics = model.latest.topics.filter((t) => t.kind === "events");
   const st = model.latest.stats;
 
   const consumers = new Map(); // name → topics it reads, of those drawn
@@ -141,8 +149,8 @@ function graph(model, navigate) {
     const kind = kindOf(c);
     const label = kind === "speed" ? "speed layer" : kind === "lake" ? "lake writer" : kind === "sink" ? "sink runner" : "consumer";
     const rows = [...consumers.get(c)].flatMap((t) => model.consumersOf(t).filter((x) => x.consumer === c));
-    const lagSum = rows.reduce((a, r) => a + r.lag, 0);
-    add("consumer:" + c, 2, kind, c, `${label} · lag ${int(lagSum)}`, () => navigate("consumers", { consumer: c }));
+    const lagSum = rows.reduce((a, r) => a + r.read_lag, 0);
+    add("consumer:" + c, 2, kind, c, `${label} · unread ${int(lagSum)}`, () => navigate("consumers", { consumer: c }));
   }
   for (const v of views) {
     const hz = v.horizon ? "horizon " + v.horizon.slice(11, 16) : "no batch run yet";
@@ -165,9 +173,9 @@ function graph(model, navigate) {
       edges.push({
         from: "topic:" + t,
         to: "consumer:" + c,
-        kind: lagKind(sum.lag_seconds, sum.lag),
-        label: [strong(rate(r)), " · lag ", lagSpan(`${int(sum.lag)} (${seconds(sum.lag_seconds)})`)],
-        title: `${c} on ${t}: ${int(sum.lag)} events behind, oldest unconsumed ${seconds(sum.lag_seconds)} old`,
+        kind: lagKind(sum.read_lag_seconds, sum.read_lag),
+        label: [strong(rate(r)), " · lag ", lagSpan(`${int(sum.read_lag)} (${seconds(sum.read_lag_seconds)})`)],
+        title: `${c} on ${t}: ${int(sum.read_lag)} events unread, the oldest appended ${seconds(sum.read_lag_seconds)} ago; ${int(sum.lag)} uncommitted (${seconds(sum.lag_seconds)})`,
       });
     }
   }
@@ -262,7 +270,7 @@ function graph(model, navigate) {
       s("text", { x: 12, y: 48, class: "sub" }, clip(n.sub, 30)),
       s("title", {}, `${n.title}: ${n.sub}`),
     );
-    if (n.onclick) g.addEventListener("click", n.onclick);
+    if (n.onclick) g.onclick = n.onclick;
     svg.append(g);
   }
   svg.append(labelLayer);

@@ -3,7 +3,7 @@
 
 import { getJSON, postJSON } from "../api.js";
 import { h, replace, int, rate, seconds, time, badge, prettyJSON, table, empty, lagKind } from "../dom.js";
-import { sinkStats } from "../model.js";
+import { sinkStats, since, deadLetters } from "../model.js";
 
 export default {
   id: "sinks",
@@ -34,11 +34,14 @@ export default {
       model.sinks.map((sk) => {
         const ss = sinkStats(st, sk.name) || { rows: 0, retries: 0, dead_letters: 0, batches: 0, batch_seconds: 0 };
         const lag = model.latest.lag.filter((l) => l.consumer === "sink." + sk.name);
-        const lagEvents = lag.reduce((a, l) => a + l.lag, 0);
-        const lagSec = lag.reduce((a, l) => Math.max(a, l.lag_seconds), 0);
+        const lagEvents = lag.reduce((a, l) => a + l.read_lag, 0);
+        const lagSec = lag.reduce((a, l) => Math.max(a, l.read_lag_seconds), 0);
         const count = ss.batches;
         const sum = ss.batch_seconds;
-        const dead = ss.dead_letters;
+        // Dead letters are counted by the log, which keeps them across
+        // restarts; the other numbers count from the process's start.
+        const dead = deadLetters(model.latest, sk.name);
+        const from = since(st);
         return h(
           "section",
           { class: "card sink", "data-sink": sk.name, "data-healthy": String(sk.healthy) },
@@ -59,13 +62,13 @@ export default {
               { class: "kv" },
               h("dt", {}, "Sources"),
               h("dd", {}, sk.sources.join(", ")),
-              h("dt", {}, "Rows written"),
-              h("dd", {}, `${int(ss.rows)} · ${rate(model.statRate((x) => sinkStats(x, sk.name)?.rows))}`),
-              h("dt", {}, "Retries"),
+              h("dt", {}, "Rows written" + from),
+              h("dd", { class: "rows-written", "data-value": ss.rows }, `${int(ss.rows)} · ${rate(model.statRate((x) => sinkStats(x, sk.name)?.rows))}`),
+              h("dt", {}, "Retries" + from),
               h("dd", {}, int(ss.retries)),
-              h("dt", {}, "Dead letters"),
-              h("dd", { class: "dead-letters", "data-value": dead }, int(dead)),
-              h("dt", {}, "Batch latency (avg)"),
+              h("dt", {}, "Dead letters, all time"),
+              h("dd", { class: "dead-letters", "data-value": dead }, `${int(dead)}${ss.dead_letters ? ` · ${int(ss.dead_letters)}${from}` : ""}`),
+              h("dt", {}, "Batch latency (avg)" + from),
               h("dd", {}, count ? seconds(sum / count) : "–"),
               h("dt", {}, "Lag"),
               h("dd", {}, badge(`${int(lagEvents)} events · ${seconds(lagSec)}`, lagKind(lagSec, lagEvents))),

@@ -42,7 +42,7 @@ export default {
               "div",
               { class: "card-head" },
               h("h2", {}, t.name),
-              kindBadge(t.name, model),
+              kindBadge(t),
               h(
                 "div",
                 { class: "meta" },
@@ -58,9 +58,10 @@ export default {
               sparkline(trend, { width: 140, height: 28 }),
               h("button", { class: "btn small", type: "button", onclick: () => navigate("messages", { topic: t.name, last: "20" }) }, "Browse messages"),
             ),
+            t.refusal ? h("p", { class: "card-body note refusal" }, "Clients cannot publish here: " + t.refusal + ".") : null,
             h(
               "div",
-              { class: "table-wrap" },
+              { class: "table-wrap", tabindex: 0, role: "region", "aria-label": `Partitions of ${t.name}` },
               table(
                 [
                   { label: "Partition", cls: "num" },
@@ -103,9 +104,9 @@ export default {
 
 // kindBadge tells a view's output topic and a sink's dead-letter topic from
 // a topic clients publish to.
-function kindBadge(name, model) {
-  if ((model.views || []).some((v) => v.name === name)) return badge("view output", "speed");
-  if ((model.sinks || []).some((x) => x.name + "_dlq" === name)) return badge("dead letters", "warn");
+function kindBadge(t) {
+  if (t.kind === "view") return badge("view output", "speed");
+  if (t.kind === "dead_letters") return badge("dead letters", "warn");
   return null;
 }
 

@@ -3,7 +3,8 @@
 // horizon marked: batch rows up to the horizon, speed rows after it.
 
 import { getJSON, ApiError } from "../api.js";
-import { h, s, replace, num, time, badge, table, empty } from "../dom.js";
+import { h, s, replace, num, int, time, seconds, bytes, rate, badge, table, empty } from "../dom.js";
+import { viewStats } from "../model.js";
 
 const PALETTE = ["#4f46e5", "#0891b2", "#db2777", "#059669", "#d97706", "#7c3aed", "#dc2626", "#2563eb"];
 const MAX_SERIES = 8;
@@ -21,10 +22,21 @@ export default {
       h(
         "section",
         { class: "card" },
+        h("div", { class: "card-head" }, h("h2", {}, "Layers"), h("div", { class: "meta", id: "view-layers-meta" })),
+        h("div", { class: "layers", id: "view-layers" }),
+      ),
+      h(
+        "section",
+        { class: "card" },
         h("div", { class: "card-head" }, h("h2", { id: "chart-title" }, "Window series"), h("div", { class: "spacer" }), h("div", { class: "legend", id: "chart-legend" })),
         h("div", { class: "card-body", id: "view-chart" }, empty("Choose a view.")),
       ),
-      h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, "Rows"), h("div", { class: "meta", id: "view-meta" })), h("div", { class: "table-wrap", id: "view-rows" })),
+      h(
+        "section",
+        { class: "card" },
+        h("div", { class: "card-head" }, h("h2", { id: "view-rows-title" }, "Rows"), h("div", { class: "meta", id: "view-meta" })),
+        h("div", { class: "table-wrap", id: "view-rows", tabindex: 0, role: "region", "aria-labelledby": "view-rows-title" }),
+      ),
     );
     this.formFor = null;
     this.buildForm(model, params);
@@ -101,7 +113,73 @@ export default {
       this.error = e instanceof ApiError ? e : new ApiError(0, String(e));
     }
     this.view = v;
+    this.renderLayers(model);
     this.render();
+  },
+  // renderLayers shows where each layer is with the view: the speed layer's
+  // watermark and checkpoint, the batch layer's horizon and last run, what
+  // the lake holds of the view's topic.
+  renderLayers(model) {
+    const out = document.getElementById("view-layers");
+    const v = this.view;
+    if (!out || !v) return;
+    const st = model.latest.stats;
+    const sp = viewStats(st, v.name);
+    const bv = st.batch ? st.batch.views.find((x) => x.view === v.name) : undefined;
+    const lake = st.batch ? st.batch.lake.find((x) => x.topic === v.from) : undefined;
+    const now = Date.parse(st.time) || Date.now();
+    const ago = (t) => (t ? `${time(t)} (${seconds(Math.max(0, (now - Date.parse(t)) / 1000))} ago)` : "–");
+    const since = st.started ? ` since ${time(st.started).slice(11, 16)}` : "";
+    const kv = (id, rows) =>
+      h(
+        "dl",
+        { class: "kv", id },
+        rows.flatMap(([k, val, attrs]) => [h("dt", {}, k), h("dd", attrs || {}, val)]),
+      );
+    replace(document.getElementById("view-layers-meta"), st.started ? `counters count from the process start, ${time(st.started)}` : "");
+    replace(
+      out,
+      h(
+        "div",
+        { class: "layer-card" },
+        h("h3", {}, "Speed layer"),
+        sp
+          ? kv("layer-speed", [
+              ["Watermark", ago(sp.watermark), { class: "watermark", "data-value": sp.watermark || "" }],
+              ["Open windows", int(sp.open_windows)],
+              ["Events" + since, int(sp.events)],
+              ["Late events" + since, int(sp.late_events), { class: "late", "data-value": sp.late_events }],
+              ["Checkpoint", `${seconds(sp.checkpoint_age_seconds)} ago · ${bytes(sp.checkpoint_bytes)}`, { class: "checkpoint", "data-value": sp.checkpoint_age_seconds }],
+            ])
+          : h("p", { class: "note" }, "The speed layer does not run in this process."),
+      ),
+      h(
+        "div",
+        { class: "layer-card" },
+        h("h3", {}, "Batch layer"),
+        bv
+          ? kv("layer-batch", [
+              ["Horizon", ago(bv.horizon), { class: "horizon", "data-value": bv.horizon || "" }],
+              ["Last success", ago(bv.last_success)],
+              ["Failures" + since, int(bv.failures)],
+              ["Last run", bv.rows_per_second ? rate(bv.rows_per_second) + " rows" : "–"],
+            ])
+          : h("p", { class: "note" }, "The batch layer does not run in this process."),
+      ),
+      h(
+        "div",
+        { class: "layer-card" },
+        h("h3", {}, `Lake · ${v.from}`),
+        lake
+          ? kv("layer-lake", [
+              ["Rows held", int(lake.rows_held), { class: "rows-held", "data-value": lake.rows_held }],
+              ["Files held", int(lake.files_held)],
+              ["Rows written" + since, int(lake.rows)],
+              ["Compactions" + since, int(lake.compactions)],
+            ])
+          : h("p", { class: "note" }, "The lake writer does not run in this process."),
+      ),
+    );
   },
   render() {
     const rowsEl = document.getElementById("view-rows");
@@ -131,12 +209,14 @@ export default {
       h("span", {}, h("span", { class: "sw line" }), "horizon"),
     );
     replace(document.getElementById("view-chart"), rows.length ? chart(rows, v.group_by, agg, ans.horizon) : empty("No rows for this query."));
-    const cols = ["window_start", "window_end", ...v.group_by, ...v.aggregates];
+    // The window and its layer come first, so that however many aggregates
+    // a view has, what a row is and where it comes from stay in sight.
+    const cols = [...v.group_by, ...v.aggregates];
     replace(
       rowsEl,
       rows.length
         ? table(
-            [...cols.map((c) => ({ label: c, cls: v.aggregates.includes(c) ? "num" : "" })), { label: "layer" }],
+            [{ label: "window" }, { label: "layer" }, ...cols.map((c) => ({ label: c, cls: v.aggregates.includes(c) ? "num" : "" }))],
             [...rows]
               .sort((a, b) => b.window_start.localeCompare(a.window_start) || groupKey(a, v.group_by).localeCompare(groupKey(b, v.group_by)))
               .slice(0, MAX_TABLE_ROWS)
@@ -144,14 +224,15 @@ export default {
                 h(
                   "tr",
                   { class: "view-row", "data-window-start": r.window_start, "data-group": groupKey(r, v.group_by), "data-layer": r.layer },
+                  h("td", { class: "time col-window", "data-value": r.window_start, title: `${time(r.window_start)} → ${time(r.window_end)}` }, windowText(r.window_start, r.window_end)),
+                  h("td", { class: "layer", title: r.final ? "final: the window is closed" : "open: the window still changes" }, badge(r.layer + (r.final ? "" : " · open"), r.layer)),
                   cols.map((c) =>
                     h(
                       "td",
-                      { class: (v.aggregates.includes(c) ? "num " : c.startsWith("window_") ? "time " : "") + "col-" + c, "data-value": JSON.stringify(r[c]) },
-                      c.startsWith("window_") ? shortTime(r[c]) : typeof r[c] === "number" ? num(r[c]) : r[c] === null ? "null" : String(r[c]),
+                      { class: (v.aggregates.includes(c) ? "num " : "") + "col-" + c, "data-value": JSON.stringify(r[c]) },
+                      typeof r[c] === "number" ? num(r[c]) : r[c] === null ? "null" : String(r[c]),
                     ),
                   ),
-                  h("td", { class: "layer", title: r.final ? "final: the window is closed" : "open: the window still changes" }, badge(r.layer + (r.final ? "" : " · open"), r.layer)),
                 ),
               ),
             { id: "view-table", class: "compact" },
@@ -164,6 +245,21 @@ export default {
 // shortTime drops the seconds of a whole minute: windows mostly start on one.
 function shortTime(t) {
   return time(t).replace(/^(\d{4}-\d\d-\d\d \d\d:\d\d):00$/, "$1");
+}
+
+// windowText shows a window compactly, so that the table fits a laptop's
+// width: "15:04 → 15:05" today (UTC), "01-02 15:04 → 15:05" this year, the
+// full date before; the end's date only when it differs. The cell's title
+// has both times in full.
+function windowText(start, end) {
+  const today = new Date().toISOString().slice(0, 10);
+  const day = (t) => {
+    const s = shortTime(t);
+    if (s.slice(0, 10) === today) return s.slice(11);
+    return s.slice(0, 4) === today.slice(0, 4) ? s.slice(5) : s;
+  };
+  const sameDay = start.slice(0, 10) === end.slice(0, 10);
+  return `${day(start)} → ${sameDay ? shortTime(end).slice(11) : day(end)}`;
 }
 
 function groupKey(row, groupBy) {

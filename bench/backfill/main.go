@@ -1,0 +1,164 @@
+// Command backfill measures what loading history costs: a year of
+// synthetic flights (336,776 events over 365 days, 16 fields of mixed
+// types, shuffled within each day) published through HTTP ingest as fast
+// as it takes them into a real `lambdaflow run` of bench/backfill/flights.yaml
+// (8 partitions, 7 views, default lake settings). Per round it reports:
+//
+//   - publish time and rate, and the time the lake took to catch up after
+//     the last request was answered;
+//   - lake files, bytes per row, manifest size and version (one version
+//     per manifest commit) once caught up;
+//   - the process's peak RSS (VmHWM) after catch-up and at the end;
+//   - the time of a batch recompute of each view over the whole year.
+//
+// and checks exactness: the lake holds every event once with its values
+// (DuckDB over the lake against the generated input), and every batch row
+// of every view equals an answer DuckDB computes from the input by SQL
+// written independently (bench/backfill/oracle.py). A failed check fails
+// the run.
+//
+// Usage: make bench-backfill, or
+//
+//	go build -o bin/lambdaflow ./cmd/lambdaflow && go run ./bench/backfill [-rounds 3]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lambdaflow/lambdaflow/bench/measure"
+)
+
+type options struct {
+	rounds  int
+	events  int
+	clients int
+	body    int
+	bin     string
+	work    string
+	out     string
+	keep    bool
+	catchUp time.Duration
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds (the median of the rounds is reported)")
+	flag.IntVar(&o.events, "events", 336776, "events in the year")
+	flag.IntVar(&o.clients, "clients", 8, "concurrent HTTP clients publishing")
+	flag.IntVar(&o.body, "body", 1000, "events per request (NDJSON)")
+	flag.StringVar(&o.bin, "bin", "bin/lambdaflow", "the lambdaflow binary to run")
+	flag.StringVar(&o.work, "dir", ".services/backfill", "scratch directory (emptied first)")
+	flag.StringVar(&o.out, "o", "", "also write the report to this file")
+	flag.BoolVar(&o.keep, "keep", false, "keep the last round's data directory")
+	flag.DurationVar(&o.catchUp, "catchup-timeout", 30*time.Minute, "how long to wait for the lake to catch up before failing the round")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "backfill:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	if o.rounds < 1 || o.events < 365 || o.clients < 1 || o.body < 1 {
+		return errors.New("-rounds, -clients and -body must be positive and -events at least 365")
+	}
+	if _, err := os.Stat(o.bin); err != nil {
+		return fmt.Errorf("%s: %w (go build -o bin/lambdaflow ./cmd/lambdaflow)", o.bin, err)
+	}
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return err
+	}
+	pipeline, err := filepath.Abs("bench/backfill/flights.yaml")
+	if err != nil {
+		return err
+	}
+	oracle, err := filepath.Abs("bench/backfill/oracle.py")
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(o.work); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.work, 0o755); err != nil {
+		return err
+	}
+	lines := generateFlights(o.events, 1)
+	input := filepath.Join(o.work, "flights.ndjson")
+	if err := os.WriteFile(input, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+	measure.Logf(os.Stderr, "generated %d flights into %s; computing the views with DuckDB", len(lines), input)
+	want, err := oracleViews(ctx, oracle, input)
+	if err != nil {
+		return err
+	}
+	var results []*roundResult
+	for r := 1; r <= o.rounds; r++ {
+		measure.Logf(os.Stderr, "round %d of %d (load average %.1f)", r, o.rounds, measure.LoadAverage())
+		res, err := runRound(ctx, o, bin, pipeline, oracle, input, lines, want, filepath.Join(o.work, fmt.Sprintf("round%d", r)))
+		if err != nil {
+			return fmt.Errorf("round %d: %w", r, err)
+		}
+		results = append(results, res)
+		if !o.keep || r < o.rounds {
+			os.RemoveAll(filepath.Join(o.work, fmt.Sprintf("round%d", r)))
+		}
+	}
+	report := formatReport(o, results)
+	fmt.Print(report)
+	if o.out != "" {
+		return os.WriteFile(o.out, []byte(report), 0o644)
+	}
+	return nil
+}
+
+// formatReport is a Markdown table of the rounds' medians and samples.
+func formatReport(o options, rs []*roundResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nBackfill: %d flights over 365 days, %d clients × %d-event bodies, medians of %d rounds (load average now %.1f); every check passed\n\n",
+		o.events, o.clients, o.body, len(rs), measure.LoadAverage())
+	fmt.Fprintln(&b, "| measure | median | rounds |")
+	fmt.Fprintln(&b, "|---|---|---|")
+	row := func(name string, f func(*roundResult) float64, format func(float64) string) {
+		xs := make([]float64, len(rs))
+		s := make([]string, len(rs))
+		for i, r := range rs {
+			xs[i] = f(r)
+			s[i] = format(xs[i])
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", name, format(measure.Median(xs)), strings.Join(s, " / "))
+	}
+	secs := func(x float64) string { return fmt.Sprintf("%.1f s", x) }
+	row("publish (all requests answered)", func(r *roundResult) float64 { return r.publish.Seconds() }, secs)
+	row("publish rate", func(r *roundResult) float64 { return float64(o.events) / r.publish.Seconds() },
+		func(x float64) string { return measure.Human(x) + " events/s" })
+	row("lake caught up, after the last answer", func(r *roundResult) float64 { return r.catchUp.Seconds() }, secs)
+	row("lake files", func(r *roundResult) float64 { return float64(r.files) }, func(x float64) string { return fmt.Sprintf("%.0f", x) })
+	row("lake bytes per row", func(r *roundResult) float64 { return float64(r.lakeBytes) / float64(o.events) },
+		func(x float64) string { return fmt.Sprintf("%.1f B", x) })
+	row("lake size", func(r *roundResult) float64 { return float64(r.lakeBytes) / (1 << 20) }, func(x float64) string { return fmt.Sprintf("%.1f MiB", x) })
+	row("manifest size", func(r *roundResult) float64 { return float64(r.manifestBytes) / (1 << 20) },
+		func(x float64) string { return fmt.Sprintf("%.2f MiB", x) })
+	row("manifest version (commits)", func(r *roundResult) float64 { return float64(r.manifestVersion) },
+		func(x float64) string { return fmt.Sprintf("%.0f", x) })
+	mib := func(x float64) string { return fmt.Sprintf("%.0f MiB", x) }
+	row("peak RSS, publish + catch-up", func(r *roundResult) float64 { return float64(r.rssCaughtUp) / (1 << 20) }, mib)
+	row("peak RSS, whole run (recomputes included)", func(r *roundResult) float64 { return float64(r.rssEnd) / (1 << 20) }, mib)
+	for i, v := range rs[0].recompute {
+		row("batch recompute, "+v.view, func(r *roundResult) float64 { return r.recompute[i].took.Seconds() },
+			func(x float64) string { return fmt.Sprintf("%.2f s", x) })
+	}
+	return b.String()
+}
