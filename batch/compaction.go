@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"iter"
 	"log/slog"
 	"slices"
@@ -52,18 +53,20 @@ type compactor struct {
 	owns func(shard int) bool
 	// fence returns the ownership of a shard; nil: none.
 	fence func(shard int) Fence
-	// nudge asks for a pass soon (a flush added files to periods that
-	// had some).
+	// nudge asks for a pass soon (after a flush).
 	nudge chan struct{}
 	fw    *fileWriter
+	// unhidden are replaced files (paths relative to the topic) whose
+	// hiding failed, tried again by every pass.
+	unhidden map[string]bool
 }
 
 func newCompactor(tl *topicLake, logger *slog.Logger, now func() time.Time, cfg pipelines.Compact, grace time.Duration, m *metrics) *compactor {
-	return &compactor{tl: tl, logger: logger, now: now, cfg: cfg, grace: grace, metrics: m, nudge: make(chan struct{}, 1), fw: newFileWriter(tl.ls)}
+	return &compactor{tl: tl, logger: logger, now: now, cfg: cfg, grace: grace, metrics: m, nudge: make(chan struct{}, 1), fw: newFileWriter(tl.ls), unhidden: map[string]bool{}}
 }
 
 // poke asks for a pass soon; it never blocks.
-func (c *compactor) poke([]int64) {
+func (c *compactor) poke() {
 	select {
 	case c.nudge <- struct{}{}:
 	default:
@@ -110,6 +113,9 @@ func (c *compactor) run(ctx context.Context, poll time.Duration) {
 // files of each), then deletes replaced files whose grace is over. It
 // returns how many merges it committed.
 func (c *compactor) compact(ctx context.Context) (int, error) {
+	for path := range c.unhidden {
+		c.hide(ctx, path)
+	}
 	m := c.tl.ms.snapshot()
 	newest, seen := int64(0), false
 	for _, ps := range m.Partitions {
@@ -221,17 +227,31 @@ func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files [
 		c.deleteKeys(c.tl.key(out.Path))
 		return err
 	}
-	// Out of the dataset now; hide them from directory readers. A crash
-	// before this is finished by recovery.
+	// Out of the dataset now; hide them from directory readers, also when
+	// the process is stopping (a soft stop leaves no replaced file in
+	// sight). What fails is tried again by the next pass, and what a crash
+	// cuts short by recovery.
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	for _, f := range files {
-		key := c.tl.key(f.Path)
-		if err := c.tl.st.Rename(ctx, key, replacedName(key)); err != nil && !errors.Is(err, lakestore.ErrExists) {
-			c.logger.Warn("lake: hiding a replaced file", "file", key, "err", err)
-		}
+		c.hide(hctx, f.Path)
 	}
 	c.metrics.compactions.WithLabelValues(c.tl.topic.Name).Inc()
 	c.logger.Debug("lake: compacted", "topic", c.tl.topic.Name, "file", out.Path, "inputs", len(files), "rows", out.Rows)
 	return nil
+}
+
+// hide moves a replaced file (path relative to the topic) to its hidden
+// name; on failure it is remembered for the next pass.
+func (c *compactor) hide(ctx context.Context, path string) {
+	key := c.tl.key(path)
+	err := c.tl.st.Rename(ctx, key, replacedName(key))
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		delete(c.unhidden, path)
+		return
+	}
+	c.logger.Warn("lake: hiding a replaced file", "file", key, "err", err)
+	c.unhidden[path] = true
 }
 
 // write writes the merged file: the inputs' rows merged in partition and
@@ -377,7 +397,9 @@ func (c *compactor) purge(ctx context.Context) error {
 			}
 		}
 		gone = append(gone, r.Path)
-		keys = append(keys, replacedName(c.tl.key(r.Path)))
+		// The visible name too, in case hiding it never succeeded.
+		keys = append(keys, replacedName(c.tl.key(r.Path)), c.tl.key(r.Path))
+		delete(c.unhidden, r.Path)
 	}
 	if len(gone) == 0 {
 		return nil

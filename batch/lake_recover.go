@@ -37,7 +37,13 @@ func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, pa
 		return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
 	}
 	for _, p := range pending {
-		if rel := strings.TrimPrefix(p.Key, prefix); tl.owns(rel, owned) || deadLogWrite(rel, m.Version) {
+		rel := strings.TrimPrefix(p.Key, prefix)
+		if v, ok := logWrite(rel); ok && v > m.Version {
+			// Still possible: gone once the log holds its version.
+			tl.ms.discardAt(p, v)
+			continue
+		}
+		if _, ok := logWrite(rel); ok || tl.owns(rel, owned) {
 			log.Info("lake: discarding an unfinished write", "file", tl.st.String()+p.Key)
 			if err := tl.st.Discard(ctx, p); err != nil {
 				return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
@@ -48,6 +54,7 @@ func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, pa
 	if err != nil {
 		return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
 	}
+	log.Debug("lake: recovering", "topic", tl.topic.Name, "version", m.Version, "objects", len(es), "replaced", len(replaced), "unfinished", len(pending))
 	var orphans []string
 	for _, e := range es {
 		rel := strings.TrimPrefix(e.Key, prefix)
@@ -67,6 +74,7 @@ func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, pa
 		case !strings.HasSuffix(name, ".parquet") || live[rel] || !tl.owns(rel, owned):
 		case replaced[rel]:
 			// Replaced by compaction, but the crash came before it was hidden.
+			log.Info("lake: hiding a file compaction replaced (written before a crash)", "file", tl.st.String()+e.Key)
 			if err := tl.st.Rename(ctx, e.Key, replacedName(e.Key)); err != nil {
 				return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
 			}
@@ -101,19 +109,20 @@ func (tl *topicLake) owns(path string, owned map[int]bool) bool {
 	return false
 }
 
-// deadLogWrite tells whether an unfinished write of the manifest log (at
-// path, relative to the topic) can no longer succeed and may go: a record
-// or checkpoint of a version the log already holds (its writer crashed, or
-// lost the race for that version), or a checkpoint hint (rewritten with
-// every checkpoint; a writer that loses its unfinished hint only logs it).
-func deadLogWrite(path string, version int64) bool {
+// logWrite tells whether an unfinished write (at path, relative to the
+// topic) is one of the manifest log, and of which version: a record or
+// checkpoint of a version the log already holds can no longer succeed (its
+// writer crashed, or lost the race for that version), nor matter; a
+// checkpoint hint (version 0: always dead) is rewritten with every
+// checkpoint, and a writer that loses its unfinished one only logs it.
+func logWrite(path string) (int64, bool) {
 	rest, ok := strings.CutPrefix(path, manifestDir+"/")
 	if !ok {
-		return false
+		return 0, false
 	}
 	if rest == lastCheckpoint {
-		return true
+		return 0, true
 	}
 	v, _, ok := parseLogKey(rest)
-	return ok && v <= version
+	return v, ok
 }

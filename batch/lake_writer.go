@@ -143,9 +143,11 @@ type topicWriter struct {
 	poll    time.Duration
 	metrics *metrics
 	budget  *memBudget
-	// flushed is told the periods a flush wrote into that already had
-	// files (compaction's cue); nil: nobody listens.
-	flushed func(periods []int64)
+	// flushed is told of every flush committed (compaction's cue: the
+	// flush may have added a file to a period that had some, or moved the
+	// topic's newest event time past periods that now count as closed);
+	// nil: nobody listens.
+	flushed func()
 
 	flushMu sync.Mutex // one flush at a time
 	due     chan struct{}
@@ -491,7 +493,6 @@ func (tw *topicWriter) commitBuffer(ctx context.Context, buf *rowBuffer, ranges 
 	if err != nil {
 		return err
 	}
-	existing := map[int64]bool{}
 	_, err = tw.tl.ms.commit(ctx, func(m *manifest) (*delta, error) {
 		d := &delta{Add: entries}
 		for _, r := range ranges {
@@ -511,12 +512,6 @@ func (tw *topicWriter) commitBuffer(ctx context.Context, buf *rowBuffer, ranges 
 			}
 			d.Partitions = append(d.Partitions, ps)
 		}
-		clear(existing)
-		for _, e := range entries {
-			if len(m.FilesIn(e.Start, e.Start+1)) > 0 {
-				existing[e.Start] = true
-			}
-		}
 		return d, nil
 	})
 	if err != nil {
@@ -524,12 +519,8 @@ func (tw *topicWriter) commitBuffer(ctx context.Context, buf *rowBuffer, ranges 
 		return err
 	}
 	tw.metrics.lakeFiles.WithLabelValues(topic).Add(float64(len(entries)))
-	if tw.flushed != nil && len(existing) > 0 {
-		periods := make([]int64, 0, len(existing))
-		for p := range existing {
-			periods = append(periods, p)
-		}
-		tw.flushed(periods)
+	if tw.flushed != nil {
+		tw.flushed()
 	}
 	return nil
 }

@@ -89,6 +89,38 @@ type manifestStore struct {
 	// The newest checkpoint known, its size, and the size of the records
 	// after it: a checkpoint is due when they outgrow it.
 	ckpt, ckptBytes, recBytes int64
+	// stale are unfinished writes of the log that recovery found for
+	// versions the log did not hold yet: discarded once it does.
+	stale map[lakestore.Pending]int64
+}
+
+// discardAt has the unfinished log write p discarded once the log holds
+// version v (before, its writer may still be finishing it).
+func (s *manifestStore) discardAt(p lakestore.Pending, v int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stale == nil {
+		s.stale = map[lakestore.Pending]int64{}
+	}
+	s.stale[p] = v
+}
+
+// discardStale discards the unfinished log writes of versions up to v.
+func (s *manifestStore) discardStale(ctx context.Context, v int64) {
+	s.mu.Lock()
+	var due []lakestore.Pending
+	for p, pv := range s.stale {
+		if pv <= v {
+			due = append(due, p)
+			delete(s.stale, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range due {
+		if err := s.st.Discard(ctx, p); err != nil {
+			s.logger.Warn("lake: discarding an unfinished manifest write", "topic", s.topic, "key", p.Key, "err", err)
+		}
+	}
 }
 
 func openManifestStore(ctx context.Context, st lakestore.Store, topic string, now func() time.Time, logger *slog.Logger) (*manifestStore, error) {
@@ -392,7 +424,11 @@ func (s *manifestStore) commit(ctx context.Context, ch change) (*manifest, error
 			s.recBytes += int64(len(b))
 		}
 		due := next.Version-s.ckpt >= checkpointEvery || s.recBytes >= max(s.ckptBytes, checkpointMinBytes)
+		stale := len(s.stale) > 0
 		s.mu.Unlock()
+		if stale {
+			s.discardStale(ctx, next.Version)
+		}
 		if due {
 			if err := s.checkpoint(ctx, next); err != nil {
 				// The commit stands; the next one tries again.

@@ -94,6 +94,24 @@ func classify(err error, what string) error {
 	return fmt.Errorf("lakestore: %s: %w", what, err)
 }
 
+// putFailed classifies the failure of a PUT of key. A server may refuse a
+// create-only PUT of an object that exists as soon as it has the headers,
+// and close the connection while the body is still being sent: the client
+// sees a reset, not the refusal. So when a create-only PUT fails without an
+// answer and the object is there, it is reported as ErrExists (which may
+// also be our own PUT, done but unanswered: callers of create-only writes
+// tell the two apart by what they wrote).
+func (s *S3) putFailed(ctx context.Context, err error, key *string, exclusive bool) error {
+	what := s.String() + strings.TrimPrefix(*key, s.prefix)
+	var ae smithy.APIError
+	if exclusive && !errors.As(err, &ae) && ctx.Err() == nil {
+		if _, herr := s.c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: key}); herr == nil {
+			return fmt.Errorf("%w: %s (the create-only upload was cut off: %v)", ErrExists, what, err)
+		}
+	}
+	return classify(err, what)
+}
+
 func (s *S3) Create(_ context.Context, key string) (Writer, error) {
 	k, err := s.key(key)
 	if err != nil {
@@ -161,7 +179,7 @@ func (w *s3Writer) Commit(ctx context.Context, exclusive bool) (int64, error) {
 			Bucket: &w.s.bucket, Key: w.key, Body: body, ContentLength: aws.Int64(w.n), IfNoneMatch: cond,
 		})
 		if err != nil {
-			return 0, classify(err, w.s.String()+strings.TrimPrefix(*w.key, w.s.prefix))
+			return 0, w.s.putFailed(ctx, err, w.key, exclusive)
 		}
 		return w.n, nil
 	}
@@ -304,7 +322,10 @@ func (s *S3) WriteFile(ctx context.Context, key string, data []byte, exclusive b
 	_, err = s.c.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: &s.bucket, Key: k, Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))), IfNoneMatch: cond,
 	})
-	return classify(err, s.String()+key)
+	if err != nil {
+		return s.putFailed(ctx, err, k, exclusive)
+	}
+	return nil
 }
 
 func (s *S3) List(ctx context.Context, prefix, after string) ([]Entry, error) {
