@@ -21,6 +21,9 @@ type Stats struct {
 	Views     []ViewStats  `json:"views"`
 	Batch     *BatchStats  `json:"batch"`
 	Sinks     []SinkStats  `json:"sinks"`
+	// Links are the links pulling other sites' topics in (run with
+	// ingest); their lag is in Consumers as mirror.<site>.<topic>.
+	Links []LinkStats `json:"links"`
 }
 
 // TopicStats is one topic of the log.
@@ -122,4 +125,26 @@ type SinkStats struct {
 	// Batches and BatchSeconds give the average time to deliver a batch.
 	Batches      uint64  `json:"batches"`
 	BatchSeconds float64 `json:"batch_seconds"`
+}
+
+// LinkStats is one link pulling another site's topic into a local one, in
+// this process.
+type LinkStats struct {
+	Site        string `json:"site"`
+	Topic       string `json:"topic"`
+	SourceTopic string `json:"source_topic"`
+	// URL is the other site's NATS, without credentials.
+	URL string `json:"url"`
+	// Consumer is the link's name in the lag: mirror.<site>.<topic>.
+	Consumer string `json:"consumer"`
+	// Up is true while the link reaches the other site and pulls; Error
+	// says why not.
+	Up    bool   `json:"up"`
+	Error string `json:"error,omitempty"`
+	// Seen is when the other site last answered (zero: never).
+	Seen time.Time `json:"seen"`
+	// Events counts events pulled and appended; Partitions is the
+	// partitions of the other site's topic.
+	Events     uint64 `json:"events"`
+	Partitions int    `json:"partitions"`
 }

@@ -5,7 +5,9 @@
 // from the lake with the view's compiled plan — the same code as the speed
 // layer — and hand the result to the serving store, advancing the view's
 // batch horizon, and to the view's log topic, so that sinks get the
-// corrections.
+// corrections. Tumbling and hopping views run on a columnar engine
+// (engine.go: typed vectors, dense group ids, aggregates a column at a
+// time, one worker per CPU); session views event by event.
 //
 // It reads the log and appends to it through the small Log interface and
 // writes results through the Store interface; it never serves queries nor

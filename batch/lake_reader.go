@@ -1,7 +1,6 @@
 package batch
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +49,10 @@ type scanOptions struct {
 	// Event.Ingest is left zero, which saves decoding a column no plan
 	// reads.
 	Ingest bool
+	// Positions decodes every row's partition and offset (always for
+	// scanFile, which hands them on). Without, a columnar scan checks them
+	// by the column chunks' statistics where the file has them.
+	Positions bool
 }
 
 // scanFile reads the lake file fe (of the topic lake tl) column by column
@@ -237,66 +240,49 @@ func (s *fileScan) done() error {
 	return nil
 }
 
-// scanParquet reads a lake file with parquet-go's columnar reader: each
-// column chunk is read page by page (File.RowGroups, ColumnChunk.Pages) and
-// the pages' typed values (Page.Data) are copied into batches of
-// opts.BatchRows events. Columns a scan does not ask for are not read.
-// Strings are copied once per page, dictionary words once per dictionary,
-// and pages go back to parquet-go's pools as soon as they are used up.
-func scanParquet(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
-	s := &fileScan{path: name, schema: schema, fe: fe}
-	defer s.recoverCorrupt(&err)
-	pf, err := parquet.OpenFile(o, o.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
-	if err != nil {
-		return s.corrupt("%v", err)
-	}
-	if got := pf.NumRows(); got != fe.Rows {
-		return s.corrupt("holds %d rows, the manifest says %d", got, fe.Rows)
-	}
-	err = s.selectColumns(opts, func(name string) int {
-		if leaf, ok := pf.Schema().Lookup(name); ok {
-			return leaf.ColumnIndex
-		}
-		return -1
-	})
+// scanParquet reads a lake file, the object o named name in messages,
+// with the lake's columnar reader (lakeFile, columnReader: parquet-go's
+// pages copied into typed vectors) and hands each batch on as events.
+// Columns a scan does not ask for are not read and stay null. The caller
+// owns o.
+func scanParquet(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error {
+	opts.Positions = true
+	lf, err := openLakeObject(o, name, schema, fe, opts)
 	if err != nil {
 		return err
 	}
-	cursors := make([]pageCursor, len(s.cols))
-	defer func() {
-		for i := range cursors {
-			cursors[i].close()
-		}
-	}()
-	for rg, group := range pf.RowGroups() {
-		if err := ctx.Err(); err != nil {
+	var r columnReader
+	for rg := range lf.rowGroups() {
+		err := r.scanRowGroup(ctx, lf, rg, func(cb *colBatch) error {
+			b := lf.batch(cb.Len)
+			for i := range b.Events {
+				e := &b.Events[i]
+				e.Time = cb.Time[i]
+				if cb.ID != nil {
+					e.ID = cb.ID[i]
+				}
+				if cb.Ingest != nil {
+					e.Ingest = cb.Ingest[i]
+				}
+			}
+			copy(b.Parts, cb.Parts)
+			copy(b.Offsets, cb.Offsets)
+			for _, t := range lf.target {
+				if t < 0 {
+					continue
+				}
+				col, typ := &cb.Fields[t], schema[t].Type
+				for i := range b.Events {
+					b.Events[i].Values[t] = col.Value(i, typ)
+				}
+			}
+			return lf.deliver(fn)
+		})
+		if err != nil {
 			return err
 		}
-		chunks := group.ColumnChunks()
-		for i, c := range s.cols {
-			cursors[i].reset(chunks[c].Pages())
-		}
-		for left := int(group.NumRows()); left > 0; {
-			n := min(left, cmp.Or(opts.BatchRows, readBatchRows))
-			left -= n
-			b := s.batch(n)
-			for ci, t := range s.target {
-				if t >= 0 {
-					err = cursors[ci].fillField(b.Events, t, schema[t].Type)
-				} else {
-					err = cursors[ci].fillMeta(b, t)
-				}
-				if err != nil {
-					name := colName(schema, t)
-					return s.corrupt("row group %d, column %s: %v", rg, name, err)
-				}
-			}
-			if err := s.deliver(fn); err != nil {
-				return err
-			}
-		}
 	}
-	return s.done()
+	return lf.done()
 }
 
 // colName names the column of target t.
@@ -355,7 +341,7 @@ type pageCursor struct {
 // reset starts on another column chunk, keeping the buffers.
 func (c *pageCursor) reset(pages parquet.Pages) {
 	c.close()
-	*c = pageCursor{pages: pages, words: c.words[:0], bufI32: c.bufI32, bufI64: c.bufI64}
+	*c = pageCursor{pages: pages, bufI32: c.bufI32, bufI64: c.bufI64}
 }
 
 // close gives the current page back and closes the chunk's pages.
@@ -403,7 +389,9 @@ func (c *pageCursor) next() error {
 				c.dict = dict
 				data, offs := dd.ByteArray()
 				all := string(data)
-				c.words = c.words[:0]
+				// A new slice for each dictionary: consumers recognise a
+				// dictionary by its words' array (plan.Grouper).
+				c.words = make([]string, 0, max(len(offs)-1, 0))
 				for i := 0; i+1 < len(offs); i++ {
 					c.words = append(c.words, all[offs[i]:offs[i+1]])
 				}
@@ -467,62 +455,6 @@ func (c *pageCursor) span(want int) (int, error) {
 	return min(want, c.rows-c.row), nil
 }
 
-// fillField copies the column's next len(evs) values into field t of the
-// events. A column is matched to the topic's current schema by name, so its
-// values must be of the field's type: integer-like values (long, int, bool,
-// timestamp) read as each other and as doubles; any other change of type is
-// an error.
-func (c *pageCursor) fillField(evs []event.Event, t int, typ event.FieldType) error {
-	for done := 0; done < len(evs); {
-		k, err := c.span(len(evs) - done)
-		if err != nil {
-			return err
-		}
-		if err := c.fits(typ); err != nil {
-			return err
-		}
-		out := evs[done : done+k]
-		for i := range out {
-			if c.defs != nil && c.defs[c.row+i] == 0 {
-				out[i].Values[t] = event.Value{}
-				continue
-			}
-			j := c.val
-			c.val++
-			var v event.Value
-			switch {
-			case c.idx != nil:
-				if w := int(c.idx[j]); w >= 0 && w < len(c.words) {
-					v.S = c.words[w]
-				} else {
-					return fmt.Errorf("dictionary index %d out of range", w)
-				}
-			case c.offs != nil:
-				v.S = c.data[c.offs[j]:c.offs[j+1]]
-			case c.f64 != nil:
-				v.F = c.f64[j]
-			case c.i64 != nil:
-				v.I = c.i64[j]
-			case c.i32 != nil:
-				v.I = int64(c.i32[j])
-			case c.bits != nil:
-				if j/8 >= len(c.bits) {
-					return errors.New("boolean page shorter than its values")
-				}
-				v.I = int64(c.bits[j/8] >> (j % 8) & 1)
-			}
-			if typ == event.TypeDouble && c.f64 == nil {
-				v.F, v.I = float64(v.I), 0
-			}
-			v.Valid = true
-			out[i].Values[t] = v
-		}
-		c.row += k
-		done += k
-	}
-	return nil
-}
-
 // fits checks that the current page's values can be read as typ.
 func (c *pageCursor) fits(typ event.FieldType) error {
 	var file string
@@ -544,44 +476,4 @@ func (c *pageCursor) fits(typ event.FieldType) error {
 		file = "integer"
 	}
 	return fmt.Errorf("%s in the file, %s in the schema", file, typ)
-}
-
-// fillMeta copies the metadata column of target t into the batch.
-func (c *pageCursor) fillMeta(b *scanBatch, t int) error {
-	evs := b.Events
-	for done := 0; done < len(evs); {
-		k, err := c.span(len(evs) - done)
-		if err != nil {
-			return err
-		}
-		if c.defs != nil {
-			return errors.New("metadata column holds nulls")
-		}
-		if t == tID && c.offs == nil || t == tPart && c.i32 == nil || t < tPart && c.i64 == nil {
-			return errors.New("metadata column of the wrong type")
-		}
-		j := c.val
-		switch t {
-		case tID:
-			for i := range k {
-				evs[done+i].ID = c.data[c.offs[j+i]:c.offs[j+i+1]]
-			}
-		case tPart:
-			copy(b.Parts[done:done+k], c.i32[j:j+k])
-		case tOffset:
-			copy(b.Offsets[done:done+k], c.i64[j:j+k])
-		case tEventTime:
-			for i := range k {
-				evs[done+i].Time = c.i64[j+i]
-			}
-		case tIngest:
-			for i := range k {
-				evs[done+i].Ingest = c.i64[j+i]
-			}
-		}
-		c.val += k
-		c.row += k
-		done += k
-	}
-	return nil
 }

@@ -339,7 +339,6 @@ type computer struct {
 	done  int
 	rows  int64
 	key   []byte
-	wins  []plan.TimeWindow
 	gone  []plan.TimeWindow
 }
 
@@ -351,13 +350,62 @@ func newComputer(vj *viewJob, j *job, total int) *computer {
 // the files of periods (grouped by period).
 func (c *computer) span(ctx context.Context, m *manifest, sp span, h int64, periods [][]fileEntry) ([]viewrow.Row, error) {
 	pl := c.vj.plan
+	var rows []viewrow.Row
+	row := func(start, end int64, key string, st *aggregate.State) error {
+		g, err := pl.DecodeKey([]byte(key))
+		if err != nil {
+			return fmt.Errorf("batch: view %s: %w", c.vj.v.Name, err)
+		}
+		rows = append(rows, viewrow.Row{Start: start, End: end, Group: g, Aggs: pl.Finalize(st), Final: true})
+		return nil
+	}
+	if pl.Session() {
+		sessions, err := c.sessionSpan(ctx, sp, h, periods)
+		if err != nil {
+			return nil, err
+		}
+		for k, ss := range sessions {
+			for _, s := range ss.List() {
+				if s.Start >= sp.from && s.Start < sp.to && s.End <= h {
+					if err := row(s.Start, s.End, k, s.State); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+	} else {
+		var files []fileEntry
+		var periodOf []int
+		for i, fs := range periods {
+			for _, fe := range fs {
+				files = append(files, fe)
+				periodOf = append(periodOf, i)
+			}
+		}
+		workers, err := c.gridSpan(ctx, files, periodOf, len(periods), sp, h)
+		if err != nil {
+			return nil, fmt.Errorf("batch: view %s: %w", c.vj.v.Name, err)
+		}
+		size, _, _ := pl.WindowGrid()
+		for start, byKey := range mergeWorkers(pl, workers) {
+			for k, st := range byKey {
+				if err := row(start, start+size, k, st); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	slices.SortFunc(rows, func(a, b viewrow.Row) int { return cmp.Compare(a.Start, b.Start) })
+	return rows, nil
+}
+
+// sessionSpan reads the events of periods (their files grouped by
+// period), one at a time in file order, into the session windows of their
+// keys.
+func (c *computer) sessionSpan(ctx context.Context, sp span, h int64, periods [][]fileEntry) (map[string]*plan.Sessions, error) {
+	pl := c.vj.plan
 	evFrom, evTo := c.vj.eventRange(sp, h)
-	states := map[int64]map[string]*aggregate.State{}
-	ends := map[int64]int64{}
 	sessions := map[string]*plan.Sessions{}
-	session := pl.Session()
-	var curStart int64
-	var curByKey map[string]*aggregate.State
 	opts := scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}
 	for _, files := range periods {
 		for _, fe := range files {
@@ -371,39 +419,12 @@ func (c *computer) span(ctx context.Context, m *manifest, sp span, h int64, peri
 						continue
 					}
 					c.key = pl.Key(e, c.key[:0])
-					if session {
-						ss := sessions[string(c.key)]
-						if ss == nil {
-							ss = new(plan.Sessions)
-							sessions[string(c.key)] = ss
-						}
-						_, c.gone = pl.AddSession(ss, e, c.gone[:0])
-						continue
+					ss := sessions[string(c.key)]
+					if ss == nil {
+						ss = new(plan.Sessions)
+						sessions[string(c.key)] = ss
 					}
-					c.wins = pl.Windows(e.Time, c.wins[:0])
-					for _, w := range c.wins {
-						if w.Start < sp.from || w.Start >= sp.to || w.End > h {
-							continue
-						}
-						// Rows are mostly in time order, so most fall in the
-						// window of the row before: skip its lookup.
-						byKey := curByKey
-						if byKey == nil || w.Start != curStart {
-							byKey = states[w.Start]
-							if byKey == nil {
-								byKey = map[string]*aggregate.State{}
-								states[w.Start] = byKey
-								ends[w.Start] = w.End
-							}
-							curStart, curByKey = w.Start, byKey
-						}
-						st := byKey[string(c.key)]
-						if st == nil {
-							st = pl.NewState()
-							byKey[string(c.key)] = st
-						}
-						pl.Update(st, e)
-					}
+					_, c.gone = pl.AddSession(ss, e, c.gone[:0])
 				}
 				c.rows += int64(len(b.Events))
 				return nil
@@ -418,33 +439,7 @@ func (c *computer) span(ctx context.Context, m *manifest, sp span, h int64, peri
 			return nil, err
 		}
 	}
-	var rows []viewrow.Row
-	row := func(start, end int64, key string, st *aggregate.State) error {
-		g, err := pl.DecodeKey([]byte(key))
-		if err != nil {
-			return fmt.Errorf("batch: view %s: %w", c.vj.v.Name, err)
-		}
-		rows = append(rows, viewrow.Row{Start: start, End: end, Group: g, Aggs: pl.Finalize(st), Final: true})
-		return nil
-	}
-	for start, byKey := range states {
-		for k, st := range byKey {
-			if err := row(start, ends[start], k, st); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for k, ss := range sessions {
-		for _, s := range ss.List() {
-			if s.Start >= sp.from && s.Start < sp.to && s.End <= h {
-				if err := row(s.Start, s.End, k, s.State); err != nil {
-					return nil, err
-				}
-			}
-		}
-	}
-	slices.SortFunc(rows, func(a, b viewrow.Row) int { return cmp.Compare(a.Start, b.Start) })
-	return rows, nil
+	return sessions, nil
 }
 
 // appendViewRows appends a run's rows to the view's log topic, so that

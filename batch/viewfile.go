@@ -203,7 +203,7 @@ func readViewFile(dir string, v *pipelines.View, from *pipelines.Topic) (*viewSt
 				return nil, fmt.Errorf("batch: view file %s: row %d, %s: %w", path, i, schema[j].Name, err)
 			}
 		}
-		r, ok := viewrow.FromValues(vals, ng)
+		r, ok := viewrow.FromValues(vals, ng, len(v.Aggregates))
 		if !ok {
 			return nil, fmt.Errorf("batch: view file %s: row %d has %d values, want %d group-by fields", path, i, len(vals), ng)
 		}

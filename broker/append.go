@@ -52,12 +52,20 @@ var payloadPool = sync.Pool{New: func() any { return new([]byte) }}
 // is down or ctx's deadline (15 s without one) passes first, ctx.Err() when
 // ctx is cancelled, ErrClosed.
 func (b *Broker) Append(ctx context.Context, topicName string, part int, events []event.Event) (int64, error) {
+	return b.appendEntry(ctx, topicName, part, events, nil)
+}
+
+// appendEntry is Append, and AppendFrom when src is set.
+func (b *Broker) appendEntry(ctx context.Context, topicName string, part int, events []event.Event, src *sourceAppend) (int64, error) {
 	t, p, err := b.partition(topicName, part)
 	if err != nil {
 		return 0, err
 	}
 	if b.isClosed() {
 		return 0, ErrClosed
+	}
+	if b.readOnly {
+		return 0, fmt.Errorf("broker: append to %q partition %d: another site's log is read-only", topicName, part)
 	}
 	n := len(events)
 	if n == 0 {
@@ -112,10 +120,13 @@ func (b *Broker) Append(ctx context.Context, topicName string, part int, events 
 	err = backoff.Do(ctx, func(int) error {
 		for {
 			var err error
-			off, err = b.appendOnce(ctx, p, payload, id, n, minTime)
+			off, err = b.appendOnce(ctx, p, payload, id, n, minTime, src)
 			switch {
 			case err == nil:
 				return nil
+			case errors.Is(err, ErrAhead):
+				final = true
+				return retry.Permanent(err)
 			case ctx.Err() != nil:
 				final = true
 				return retry.Permanent(b.ctxErr(ctx, p, err))
@@ -162,7 +173,7 @@ func (b *Broker) ctxErr(ctx context.Context, p *partition, last error) error {
 }
 
 // appendOnce makes one attempt; the caller holds p.sem.
-func (b *Broker) appendOnce(ctx context.Context, p *partition, payload []byte, id string, n int, minTime int64) (int64, error) {
+func (b *Broker) appendOnce(ctx context.Context, p *partition, payload []byte, id string, n int, minTime int64, src *sourceAppend) (int64, error) {
 	st, err := b.streamOf(ctx, p)
 	if err != nil {
 		return 0, err
@@ -187,6 +198,15 @@ func (b *Broker) appendOnce(ctx context.Context, p *partition, payload []byte, i
 			HeaderMinTime: []string{strconv.FormatInt(minTime, 10)},
 		},
 	}
+	if src != nil {
+		// Only if the partition holds nothing of the source from the
+		// append's first event on; see AppendFrom.
+		if err := b.checkSource(ctx, st, p, src); err != nil {
+			return 0, err
+		}
+		msg.Header[HeaderSource] = []string{src.o.Source}
+		msg.Header[HeaderSourceEnd] = []string{strconv.FormatInt(src.o.End, 10)}
+	}
 	actx, cancel := context.WithTimeout(ctx, appendAttempt)
 	defer cancel()
 	ack, err := b.js.PublishMsg(actx, msg, jetstream.WithExpectLastSequence(p.lastSeq), jetstream.WithMsgID(id))
@@ -207,10 +227,12 @@ func (b *Broker) appendOnce(ctx context.Context, p *partition, payload []byte, i
 		if err != nil {
 			return 0, fmt.Errorf("entry %d: %w", ack.Sequence, err)
 		}
+		src.stored(p, ack.Sequence)
 		return off, nil
 	}
 	off := p.next
 	p.lastSeq, p.next = ack.Sequence, p.next+int64(n)
+	src.stored(p, ack.Sequence)
 	p.markMu.Lock()
 	p.markSeq, p.markEnd, p.markDirty = p.lastSeq, p.next, true
 	p.markMu.Unlock()

@@ -29,6 +29,17 @@ const (
 // docs/log-format.md, "Offsets after retention").
 const MaxEntryEvents = 1 << 16
 
+// EventSize estimates an event's size in an entry, from above: the format
+// stores strings with a varint length and every other value in at most 10
+// bytes. Writers use it to keep entries under the server's max payload.
+func EventSize(ev *event.Event) int {
+	n := len(ev.ID) + 2*10
+	for i := range ev.Values {
+		n += len(ev.Values[i].S) + 10
+	}
+	return n
+}
+
 // ErrCorruptEntry is returned (wrapped) by DecodeEntry for payloads that are
 // not a well-formed entry: wrong magic, truncated, unknown types, trailing bytes.
 var ErrCorruptEntry = errors.New("broker: corrupt log entry")

@@ -141,7 +141,7 @@ func (b *Broker) FetchFrom(ctx context.Context, topicName string, part int, offs
 		if m == nil || (len(out) > 0 && size+len(m.Data) > maxBytes) {
 			break
 		}
-		e, err := decodeMsg(p, t.spec.Schema, m.Sequence, m.Header, m.Data, offset)
+		e, err := decodeMsg(p, t.spec.Schema, m.Sequence, m.Time, m.Header, m.Data, offset)
 		if err != nil {
 			return nil, bd, err
 		}

@@ -44,7 +44,7 @@ func (b *Broker) Lag(ctx context.Context) ([]api.Lag, error) {
 	if err != nil {
 		return nil, err
 	}
-	recs, reads, err := b.commits(ctx, kv)
+	recs, reads, mirrors, err := b.commits(ctx, kv)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +83,7 @@ func (b *Broker) Lag(ctx context.Context) ([]api.Lag, error) {
 		}
 		out = append(out, l)
 	}
+	out = append(out, b.mirrorLag(mirrors)...)
 	slices.SortFunc(out, worstLagFirst)
 	return out, nil
 }
@@ -127,23 +128,28 @@ type commit struct {
 	rec             commitRecord
 }
 
-// commits reads every consumer key and read report of the offsets bucket
-// in one pass.
-func (b *Broker) commits(ctx context.Context, kv jetstream.KeyValue) ([]commit, map[consumerPart]readRecord, error) {
-	w, err := kv.WatchFiltered(ctx, []string{"c.>", "r.>"}, jetstream.IgnoreDeletes())
+// commits reads every consumer key, read report and link position of the
+// offsets bucket in one pass.
+func (b *Broker) commits(ctx context.Context, kv jetstream.KeyValue) ([]commit, map[consumerPart]readRecord, []mirrorRecord, error) {
+	w, err := kv.WatchFiltered(ctx, []string{"c.>", "r.>", "m.>"}, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, nil, fmt.Errorf("broker: lag: %w", unavailable(err))
+		return nil, nil, nil, fmt.Errorf("broker: lag: %w", unavailable(err))
 	}
 	defer w.Stop()
 	var out []commit
 	reads := map[consumerPart]readRecord{}
+	var mirrors []mirrorRecord
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("broker: lag: %w", ctx.Err())
+			return nil, nil, nil, fmt.Errorf("broker: lag: %w", ctx.Err())
 		case e := <-w.Updates():
 			if e == nil { // all current values delivered
-				return out, reads, nil
+				return out, reads, mirrors, nil
+			}
+			if m, ok := b.parseMirror(e.Key(), e.Value()); ok {
+				mirrors = append(mirrors, m)
+				continue
 			}
 			consumer, topic, part, read, ok := parseConsumerKey(e.Key())
 			if !ok {

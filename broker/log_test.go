@@ -65,19 +65,38 @@ func TestAppendAndRead(t *testing.T) {
 	b := openBroker(t, testPipeline(t.TempDir(), testTopic("metrics", 3)), Options{Now: func() time.Time { return ingest }})
 	ctx := ctxT(t, 30*time.Second)
 
+	before := time.Now().UnixMicro()
 	all := testEvents("e", 0, 16, base)
 	mustAppend(t, b, "metrics", 0, all[0:5], 0)
 	mustAppend(t, b, "metrics", 0, all[5:6], 5)
 	mustAppend(t, b, "metrics", 0, all[6:16], 6)
 	mustAppend(t, b, "metrics", 1, testEvents("p1", 0, 3, base), 0)
 
+	after := time.Now().UnixMicro()
+
 	entries := readAll(t, b, "metrics", 0)
 	if got := entryOffsets(entries); !reflect.DeepEqual(got, []int64{0, 5, 6}) {
 		t.Fatalf("entry offsets %v, want [0 5 6]", got)
 	}
+	whole, err := b.Fetch(ctx, "metrics", 0, FromStart(), 100)
+	if err != nil || len(whole) != len(entries) {
+		t.Fatalf("Fetch: %d entries, %v", len(whole), err)
+	}
 	for i, e := range entries {
 		if e.Seq != uint64(i+1) || e.Topic != "metrics" || e.Partition != 0 || e.Ingest != base+42 {
 			t.Fatalf("entry %d: seq %d topic %q partition %d ingest %d", i, e.Seq, e.Topic, e.Partition, e.Ingest)
+		}
+		// Appended is the log's own clock (JetStream's), not the
+		// broker's (the ingest time, here far in the past).
+		minTime := e.Events[0].Time
+		for _, ev := range e.Events {
+			minTime = min(minTime, ev.Time)
+		}
+		if e.Appended < before || e.Appended > after || e.MinTime != minTime {
+			t.Errorf("entry %d: appended %d (appends between %d and %d), min time %d, want %d", i, e.Appended, before, after, e.MinTime, minTime)
+		}
+		if f := whole[i]; f.Appended != e.Appended || f.MinTime != e.MinTime {
+			t.Errorf("entry %d fetched: appended %d min time %d, read %d %d", i, f.Appended, f.MinTime, e.Appended, e.MinTime)
 		}
 	}
 	var got []event.Event

@@ -251,6 +251,9 @@ func (b *Broker) writeMarkers(ctx context.Context) {
 
 func (b *Broker) readMarker(ctx context.Context, p *partition) (endMarker, bool, error) {
 	kv, err := b.offsets(ctx)
+	if b.readOnly && errors.Is(err, jetstream.ErrBucketNotFound) {
+		return endMarker{}, false, nil // another site that never wrote one
+	}
 	if err != nil {
 		return endMarker{}, false, err
 	}

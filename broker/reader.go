@@ -68,6 +68,12 @@ type Entry struct {
 	Seq uint64
 	// Ingest is the entry's ingest time, UTC microseconds.
 	Ingest int64
+	// Appended is when the log stored the entry (JetStream's timestamp
+	// of the message), UTC microseconds: what lag in seconds counts from.
+	Appended int64
+	// MinTime is the smallest event time of the whole entry (its
+	// Lf-Min-Time), UTC microseconds: what event-time lag counts from.
+	MinTime int64
 	// Events are in the topic's current schema.
 	Events []event.Event
 }
@@ -152,7 +158,7 @@ func (r *Reader) Next(ctx context.Context) (Entry, error) {
 		if err != nil {
 			return Entry{}, fmt.Errorf("broker: read %q/%d: %w", r.p.topic, r.p.index, err)
 		}
-		e, err := decodeMsg(r.p, r.schema, md.Sequence.Stream, msg.Headers(), msg.Data(), r.minOffset)
+		e, err := decodeMsg(r.p, r.schema, md.Sequence.Stream, md.Timestamp, msg.Headers(), msg.Data(), r.minOffset)
 		if err != nil {
 			return Entry{}, err
 		}
@@ -228,7 +234,7 @@ func (b *Broker) Fetch(ctx context.Context, topicName string, part int, from Pos
 		if m == nil {
 			break
 		}
-		e, err := decodeMsg(p, t.spec.Schema, m.Sequence, m.Header, m.Data, minOffset)
+		e, err := decodeMsg(p, t.spec.Schema, m.Sequence, m.Time, m.Header, m.Data, minOffset)
 		if err != nil {
 			return nil, err
 		}
@@ -245,9 +251,10 @@ func (b *Broker) Fetch(ctx context.Context, topicName string, part int, from Pos
 	return out, nil
 }
 
-// decodeMsg decodes one stored entry, dropping events before minOffset.
-func decodeMsg(p *partition, schema event.Schema, seq uint64, h nats.Header, data []byte, minOffset int64) (Entry, error) {
-	off, count, _, err := parseHeaders(h)
+// decodeMsg decodes one stored entry, stored at appended, dropping events
+// before minOffset.
+func decodeMsg(p *partition, schema event.Schema, seq uint64, appended time.Time, h nats.Header, data []byte, minOffset int64) (Entry, error) {
+	off, count, minTime, err := parseHeaders(h)
 	if err != nil {
 		return Entry{}, fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, seq, err)
 	}
@@ -261,7 +268,8 @@ func decodeMsg(p *partition, schema event.Schema, seq uint64, h nats.Header, dat
 	if int64(len(events)) != count {
 		return Entry{}, fmt.Errorf("broker: %q/%d entry %d: %w: header count %d, payload %d events", p.topic, p.index, seq, ErrCorruptEntry, count, len(events))
 	}
-	e := Entry{Topic: p.topic, Partition: p.index, Offset: off, Seq: seq, Ingest: events[0].Ingest, Events: events}
+	e := Entry{Topic: p.topic, Partition: p.index, Offset: off, Seq: seq, Ingest: events[0].Ingest,
+		Appended: appended.UnixMicro(), MinTime: minTime, Events: events}
 	if skip := minOffset - off; skip > 0 {
 		e.Events = e.Events[skip:]
 		e.Offset += skip

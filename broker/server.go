@@ -52,6 +52,12 @@ type Broker struct {
 	prefix   string // stream name prefix, e.g. "LF"
 	subject  string // subject prefix, e.g. "lf"
 	replicas int
+	// readOnly marks a view of another site's log (OpenRemote): it looks
+	// buckets up instead of creating them, and never appends.
+	readOnly bool
+	// cfgPath is where the connection's settings are in the pipeline
+	// file, for messages: "broker", or a source's path.
+	cfgPath string
 
 	ns *server.Server // nil when connected to an external cluster
 	nc *nats.Conn
@@ -91,41 +97,10 @@ type Broker struct {
 // not create streams; call EnsureTopics. p must not change while the Broker
 // is open.
 func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, error) {
-	b := &Broker{
-		p:        p,
-		log:      opts.Logger,
-		now:      opts.Now,
-		prefix:   p.Broker.Prefix,
-		replicas: p.Broker.Replicas,
-		topics:   make(map[string]*topic, len(p.Topics)),
-		lagCache: make(map[lagKey]entryTimes),
-		progress: make(map[consumerPart]progressState),
-		readers:  make(map[*Reader]struct{}),
-		stop:     make(chan struct{}),
-		ncDone:   make(chan struct{}),
-	}
-	if b.log == nil {
-		b.log = slog.New(slog.DiscardHandler)
-	}
-	if b.now == nil {
-		b.now = time.Now
-	}
-	if b.prefix == "" {
-		b.prefix = pipelines.DefaultPrefix
-	}
-	if b.replicas <= 0 {
-		b.replicas = 1
-	}
-	b.subject = strings.ToLower(b.prefix)
-	reg := opts.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	m, err := newMetrics(reg, b)
+	b, err := newBroker(p, opts)
 	if err != nil {
 		return nil, err
 	}
-	b.metrics = m
 	// The log holds the user topics and the ones the pipeline derives: a
 	// topic of rows per view and a dead-letter topic per sink.
 	b.logTopics = p.LogTopics()
@@ -158,6 +133,45 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 	return b, nil
 }
 
+// newBroker makes the Broker of p, not yet connected, with its metrics
+// registered.
+func newBroker(p *pipelines.Pipeline, opts Options) (*Broker, error) {
+	b := &Broker{
+		p:        p,
+		log:      opts.Logger,
+		now:      opts.Now,
+		prefix:   p.Broker.Prefix,
+		replicas: max(p.Broker.Replicas, 1),
+		cfgPath:  "broker",
+		topics:   make(map[string]*topic, len(p.Topics)),
+		lagCache: make(map[lagKey]entryTimes),
+		progress: make(map[consumerPart]progressState),
+		readers:  make(map[*Reader]struct{}),
+		stop:     make(chan struct{}),
+		ncDone:   make(chan struct{}),
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	if b.prefix == "" {
+		b.prefix = pipelines.DefaultPrefix
+	}
+	b.subject = strings.ToLower(b.prefix)
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg, b)
+	if err != nil {
+		return nil, err
+	}
+	b.metrics = m
+	return b, nil
+}
+
 // connOptions are common to the embedded and the external connection.
 func (b *Broker) connOptions() []nats.Option {
 	return []nats.Option{
@@ -174,7 +188,7 @@ func (b *Broker) connOptions() []nats.Option {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			// Not ConnectedUrlRedacted: it keeps a token (the user part
 			// of the URL) and the user name.
-			b.log.Info("broker: reconnected", "url", redactURLs(nc.ConnectedUrl()))
+			b.log.Info("broker: reconnected", "url", RedactURLs(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			b.log.Warn("broker: async error", "err", err)
@@ -307,10 +321,14 @@ func (b *Broker) connectExternal(ctx context.Context) error {
 		return err
 	}
 	bp := b.p.Broker
-	opts := append(b.connOptions(),
+	opts := b.connOptions()
+	if b.readOnly {
+		opts = append(opts, nats.PingInterval(remotePing), nats.MaxPingsOutstanding(remotePings))
+	}
+	opts = append(opts,
 		// Also after Open, when the cluster was down at the start.
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			b.log.Info("broker: connected", "url", redactURLs(nc.ConnectedUrl()))
+			b.log.Info("broker: connected", "url", RedactURLs(nc.ConnectedUrl()))
 		}),
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
@@ -345,7 +363,7 @@ func (b *Broker) connectExternal(ctx context.Context) error {
 		nc, err = nats.Connect(urls, append(opts, nats.RetryOnFailedConnect(true))...)
 	}
 	if err != nil {
-		return fmt.Errorf("broker: connect to %s: %w", redactURLs(urls), explain(err))
+		return fmt.Errorf("broker: connect to %s: %w", RedactURLs(urls), explain(err, b.cfgPath))
 	}
 	b.nc = nc
 	return nil
@@ -383,23 +401,32 @@ func tlsFailed(err error) bool {
 }
 
 // explain prefixes a refused connect's error with what to check in the
-// configuration.
-func explain(err error) error {
+// configuration, whose keys are under path ("broker", or a source's).
+func explain(err error, path string) error {
 	switch {
 	case authFailed(err):
-		return fmt.Errorf("authorization failed (check broker.user and broker.password, broker.token or broker.creds): %w", err)
+		return fmt.Errorf("authorization failed (check %[1]s.user and %[1]s.password, %[1]s.token or %[1]s.creds): %[2]w", keysOf(path, "auth"), err)
 	case tlsFailed(err):
 		if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
-			return fmt.Errorf("the server's TLS certificate is not trusted (check broker.tls.ca): %w", err)
+			return fmt.Errorf("the server's TLS certificate is not trusted (check %s.tls.ca): %w", path, err)
 		}
-		return fmt.Errorf("TLS handshake failed (if the server requires a client certificate, check broker.tls.cert and broker.tls.key): %w", err)
+		return fmt.Errorf("TLS handshake failed (if the server requires a client certificate, check %[1]s.tls.cert and %[1]s.tls.key): %[2]w", path, err)
 	}
 	return err
 }
 
-// redactURLs hides the credentials in URLs (user:password or a token) for
+// keysOf is where credentials are under path: broker.user, but a
+// source's auth.user.
+func keysOf(path, sub string) string {
+	if path == "broker" {
+		return path
+	}
+	return path + "." + sub
+}
+
+// RedactURLs hides the credentials in URLs (user:password or a token) for
 // messages.
-func redactURLs(urls string) string {
+func RedactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, u := range parts {
 		if at := strings.LastIndex(u, "@"); at >= 0 {
@@ -491,6 +518,13 @@ func (b *Broker) Ready(ctx context.Context) error {
 // on a cluster it waits, within ctx, until the bucket can be placed.
 // Other layers keep their checkpoints there.
 func (b *Broker) keyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	if b.readOnly {
+		kv, err := b.js.KeyValue(ctx, b.prefix+"_"+bucket)
+		if err != nil {
+			return nil, fmt.Errorf("broker: key-value bucket %s_%s: %w", b.prefix, bucket, unavailable(err))
+		}
+		return kv, nil
+	}
 	var kv jetstream.KeyValue
 	err := b.whileForming(ctx, "bucket "+b.prefix+"_"+bucket, func() (err error) {
 		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -70,6 +70,10 @@ type partition struct {
 
 	watch appendWatch // see Appended
 
+	// Guarded by sem: what the partition holds of each other site's
+	// partition it mirrors (AppendFrom), keyed by Origin.Source.
+	sources map[string]Mark
+
 	// Guarded by boundsMu: the offsets at the stream's first and last
 	// sequence seen last, so that reading bounds costs one request when
 	// the log has not moved at either end.
@@ -183,8 +187,10 @@ func (b *Broker) EnsureTopics(ctx context.Context) error {
 			p.stMu.Unlock()
 		}
 	}
-	_, err := b.offsets(ctx)
-	return err
+	if _, err := b.offsets(ctx); err != nil {
+		return err
+	}
+	return b.advertise(ctx)
 }
 
 // createStream creates or updates a stream, waiting for the cluster as

@@ -63,7 +63,7 @@ func (s *Stats) Routes() []httpapi.Route {
 
 // Collect builds one answer.
 func (s *Stats) Collect(ctx context.Context) (*api.Stats, error) {
-	out := &api.Stats{Pipeline: s.pipeline, Time: s.now().UTC(), Started: s.started, Topics: []api.TopicStats{}, Views: []api.ViewStats{}, Sinks: []api.SinkStats{}}
+	out := &api.Stats{Pipeline: s.pipeline, Time: s.now().UTC(), Started: s.started, Topics: []api.TopicStats{}, Views: []api.ViewStats{}, Sinks: []api.SinkStats{}, Links: []api.LinkStats{}}
 	topics, err := s.log.Topics(ctx)
 	if err != nil {
 		return nil, err

@@ -145,9 +145,15 @@ func (b *browser) waitFor(t *testing.T, what, expr string) {
 // open goes to a console page (a hash route).
 func (b *browser) open(t *testing.T, p *process, route string) {
 	t.Helper()
+	b.openURL(t, p.url, route)
+}
+
+// openURL goes to a console page of the process at base.
+func (b *browser) openURL(t *testing.T, base, route string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Navigate(p.url+"/#/"+route)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/#/"+route)); err != nil {
 		t.Fatal(err)
 	}
 }

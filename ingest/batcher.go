@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -54,16 +55,8 @@ func (c *call) failure() error {
 // single event above it is refused with 413.
 const maxEntryBytes = 512 << 10
 
-// eventBytes estimates an event's size in a log entry, from above: the
-// entry format (docs/log-format.md) stores strings with a varint
-// length and every other value in at most 10 bytes.
-func eventBytes(ev *event.Event) int {
-	n := len(ev.ID) + 2*10
-	for i := range ev.Values {
-		n += len(ev.Values[i].S) + 10
-	}
-	return n
-}
+// eventBytes estimates an event's size in a log entry, from above.
+func eventBytes(ev *event.Event) int { return broker.EventSize(ev) }
 
 // chunk is the events of one request bound for one partition, never more
 // than max_batch events or maxEntryBytes, so that it always fits one log

@@ -85,7 +85,7 @@ func (f *fakeLog) Append(ctx context.Context, topic string, partition int, event
 	return a.First, nil
 }
 
-func (f *fakeLog) Recent(ctx context.Context, topic string, partition int, since time.Time, last int64, fn func(id string, offset, ingest int64) error) error {
+func (f *fakeLog) Recent(ctx context.Context, topic string, partition int, since time.Time, last int64, fn func(ev *event.Event, offset int64) error) error {
 	return nil
 }
 

@@ -54,7 +54,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.ReportMetric(float64(b.N)*events/b.Elapsed().Seconds(), "events/s")
 	}
 	b.Run("ingest", func(b *testing.B) {
-		d := newDecoder(metricsTopic(4))
+		d := newDecoder(metricsTopic(4), "test")
 		var bufs requestBufs // as the handler reuses them
 		b.ReportAllocs()
 		b.SetBytes(int64(len(body)))
@@ -551,7 +551,7 @@ func (l *nopLog) Append(_ context.Context, _ string, _ int, events []event.Event
 	return l.next.Add(int64(len(events))) - int64(len(events)), nil
 }
 
-func (l *nopLog) Recent(context.Context, string, int, time.Time, int64, func(string, int64, int64) error) error {
+func (l *nopLog) Recent(context.Context, string, int, time.Time, int64, func(*event.Event, int64) error) error {
 	return nil
 }
 

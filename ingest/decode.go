@@ -66,16 +66,27 @@ type decoder struct {
 	index     map[string]int // field name → position in schema
 	timeField int            // position of the event-time field, or -1
 	required  []int          // positions of required fields
+	// siteField is the position of the site field (a topic with sources),
+	// or -1; ingest sets it to site, clients may not.
+	siteField int
+	site      string
 }
 
-func newDecoder(t *pipelines.Topic) *decoder {
+// newDecoder decodes events of topic t accepted at site.
+func newDecoder(t *pipelines.Topic, site string) *decoder {
 	d := &decoder{
 		topic:     t.Name,
 		schema:    t.Schema,
 		index:     make(map[string]int, len(t.Schema)),
 		timeField: -1,
+		siteField: -1,
+		site:      site,
 	}
 	for i, f := range t.Schema {
+		if pipelines.IsSiteField(f) {
+			d.siteField = i
+			continue
+		}
 		d.index[f.Name] = i
 		if f.Required {
 			d.required = append(d.required, i)
@@ -294,13 +305,16 @@ func (st *decodeState) object(rec, start int) *decodeError {
 		st.skipSpace()
 
 		fi := -1
-		if next < nf && d.schema[next].Name == key {
+		if next < nf && next != d.siteField && d.schema[next].Name == key {
 			fi = next
 		} else if i, ok := d.index[key]; ok {
 			fi = i
 		}
 		isID := key == idKey
 		if fi < 0 && !isID {
+			if key == pipelines.SiteField && d.siteField >= 0 {
+				return st.recordErr(rec, start, key, "the site of origin is set by the site that accepts the event, not by its producer")
+			}
 			return st.recordErr(rec, start, key, "unknown field (not in the schema of topic "+strconv.Quote(d.topic)+")")
 		}
 		if fi >= 0 {
@@ -359,12 +373,15 @@ func (st *decodeState) object(rec, start int) *decodeError {
 	}
 }
 
-// finish checks required fields and appends the event.
+// finish checks required fields, sets the site and appends the event.
 func (st *decodeState) finish(rec, start int, ev *event.Event) *decodeError {
 	for _, fi := range st.d.required {
 		if st.seen[fi] != st.gen {
 			return st.recordErr(rec, start, st.d.schema[fi].Name, "missing required field")
 		}
+	}
+	if st.d.siteField >= 0 {
+		ev.Values[st.d.siteField] = event.Value{S: st.d.site, Valid: true}
 	}
 	st.events = append(st.events, *ev)
 	return nil
@@ -490,4 +507,10 @@ func quoteShort(s string) string {
 		return strconv.Quote(s[:cut]) + "…"
 	}
 	return strconv.Quote(s)
+}
+
+// local reports whether ev was accepted at this site: true unless the
+// topic has sources and ev came from one of them.
+func (d *decoder) local(ev *event.Event) bool {
+	return d.siteField < 0 || d.siteField >= len(ev.Values) || ev.Values[d.siteField].S == d.site
 }

@@ -32,7 +32,7 @@ func typesTopic() *pipelines.Topic {
 }
 
 func TestDecodeForms(t *testing.T) {
-	d := newDecoder(metricsTopic(1))
+	d := newDecoder(metricsTopic(1), "test")
 	const ingest = 1_700_000_000_000_000
 	obj1 := `{"ts":"2024-05-01T10:00:00Z","host":"a","region":"eu","cpu":0.5,"bytes":10,"id":"e1"}`
 	obj2 := `{"ts":1714557601000,"host":"b","region":"us","cpu":1,"bytes":-3}`
@@ -71,7 +71,7 @@ func TestDecodeForms(t *testing.T) {
 }
 
 func TestDecodeValues(t *testing.T) {
-	d := newDecoder(typesTopic())
+	d := newDecoder(typesTopic(), "test")
 	const ingest = 42
 	type vals = []event.Value
 	null := event.Value{}
@@ -125,7 +125,7 @@ func TestDecodeValues(t *testing.T) {
 func TestDecodeTypedID(t *testing.T) {
 	topic := typesTopic()
 	topic.Schema = append(topic.Schema, event.Field{Name: "id", Type: event.TypeLong})
-	d := newDecoder(topic)
+	d := newDecoder(topic, "test")
 	got, err := d.decode(`{"s":"x","id":12}`, 1, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func TestDecodeTypedID(t *testing.T) {
 }
 
 func TestDecodeErrors(t *testing.T) {
-	d := newDecoder(typesTopic())
+	d := newDecoder(typesTopic(), "test")
 	f := func(body string, want decodeError) {
 		t.Helper()
 		_, err := d.decode(body, 1, nil)
@@ -283,7 +283,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add(s)
 	}
 	topic := typesTopic()
-	d := newDecoder(topic)
+	d := newDecoder(topic, "test")
 	shared := new(requestBufs) // reused across inputs, as the handler does
 	f.Fuzz(func(t *testing.T, body string) {
 		events, derr := d.decode(body, 7, nil)

@@ -32,10 +32,10 @@ type Log interface {
 	// Recent calls fn, in log order, for every event of the partition in
 	// entries appended at or after since, but no more than the last `last`
 	// events, up to the end the partition had when Recent was called, with
-	// its id, offset and the entry's ingest time (UTC microseconds). It is
-	// how ingest rebuilds its dedup index at start; an error from fn stops
-	// it and is returned.
-	Recent(ctx context.Context, topic string, partition int, since time.Time, last int64, fn func(id string, offset, ingest int64) error) error
+	// its offset (the event's Ingest is its entry's). It is how ingest
+	// rebuilds its dedup index at start; an error from fn stops it and is
+	// returned. fn must not keep ev.
+	Recent(ctx context.Context, topic string, partition int, since time.Time, last int64, fn func(ev *event.Event, offset int64) error) error
 }
 
 // Options are the dependencies an Ingest gets from its owner.
@@ -153,7 +153,7 @@ func New(p *pipelines.Pipeline, log Log, opts Options) (*Ingest, error) {
 		}
 		ts := &topicState{
 			topic: t,
-			dec:   newDecoder(t),
+			dec:   newDecoder(t, p.SiteName()),
 			part:  newPartitioner(t),
 			dedup: newDedupIndex(p.Ingest.DedupWindow.D().Microseconds(), p.Ingest.DedupMaxIDs),
 			m:     m.forTopic(t.Name),
@@ -246,8 +246,11 @@ func (in *Ingest) rebuild(ctx context.Context) error {
 			// The newest dedup_max_ids of the topic are among the newest
 			// dedup_max_ids of each partition; older ones would be evicted.
 			last := int64(max(in.p.Ingest.DedupMaxIDs, 1))
-			err := in.log.Recent(ctx, ts.topic.Name, part, since, last, func(id string, offset, ingest int64) error {
-				ids = append(ids, loadedID{h: ts.dedup.hash(id), orig: origin{offset: offset, at: ingest, partition: int32(part)}})
+			err := in.log.Recent(ctx, ts.topic.Name, part, since, last, func(ev *event.Event, offset int64) error {
+				if !ts.dec.local(ev) {
+					return nil // pulled from another site: its source position dedups it
+				}
+				ids = append(ids, loadedID{h: ts.dedup.hash(ev.ID), orig: origin{offset: offset, at: ev.Ingest, partition: int32(part)}})
 				return nil
 			})
 			if err != nil {

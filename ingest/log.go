@@ -23,7 +23,7 @@ func (l brokerLog) Append(ctx context.Context, topic string, partition int, even
 // Recent reads from the first entry stored at or after since, or from the
 // last `last` events if that is later, up to the end offset the partition
 // had when it was called.
-func (l brokerLog) Recent(ctx context.Context, topic string, partition int, since time.Time, last int64, fn func(id string, offset, ingest int64) error) error {
+func (l brokerLog) Recent(ctx context.Context, topic string, partition int, since time.Time, last int64, fn func(ev *event.Event, offset int64) error) error {
 	infos, err := l.b.Topics(ctx)
 	if err != nil {
 		return err
@@ -62,7 +62,7 @@ func (l brokerLog) Recent(ctx context.Context, topic string, partition int, sinc
 			if off >= end {
 				return nil
 			}
-			if err := fn(e.Events[i].ID, off, e.Ingest); err != nil {
+			if err := fn(&e.Events[i], off); err != nil {
 				return err
 			}
 		}

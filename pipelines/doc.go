@@ -40,8 +40,11 @@
 //     digits or '_', starting with a letter, because they become stream, file,
 //     table and index names; a view or sink may not take a topic's name.
 //   - Field names are letters, digits and '_' starting with a letter; a
-//     leading '_' is kept for the columns Lambdaflow adds (_id, _offset, ...),
-//     and window_start, window_end and layer are kept for view rows.
+//     leading '_' is kept for the columns Lambdaflow adds (_id, _offset,
+//     _deleted, ...), and window_start, window_end, final and layer are kept
+//     for view rows.
+//   - A view's emit.interval is 0 (no open windows in its topic) or at
+//     least 100ms (ViewEmit.Open).
 //   - A hopping window needs 0 < slide <= size; size need not be a multiple
 //     of slide.
 //   - Durations are Go durations plus whole days ("7d", "1d12h").

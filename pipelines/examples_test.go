@@ -74,6 +74,7 @@ func TestQuickstart(t *testing.T) {
 func TestExampleServiceAddresses(t *testing.T) {
 	type addrs struct {
 		Listen, Data, DSN, ES, Index, Cassandra, Keyspace string
+		NATSListen, Source                                string
 	}
 	get := func(t *testing.T, file string, env map[string]string) addrs {
 		t.Helper()
@@ -81,7 +82,12 @@ func TestExampleServiceAddresses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := addrs{Listen: p.HTTP.Listen, Data: p.DataDir}
+		a := addrs{Listen: p.HTTP.Listen, Data: p.DataDir, NATSListen: p.Broker.Listen}
+		for _, tp := range p.Topics {
+			for _, src := range tp.Sources {
+				a.Source = src.URL
+			}
+		}
 		for _, s := range p.Sinks {
 			switch cfg := s.Config.(type) {
 			case *warehouse.PostgresConfig:
@@ -97,6 +103,7 @@ func TestExampleServiceAddresses(t *testing.T) {
 	env := map[string]string{
 		"LAMBDAFLOW_LISTEN": "0.0.0.0:9090", "LAMBDAFLOW_DATA": "/srv/lf", "WAREHOUSE_DSN": "postgres://x@db/ops",
 		"ES_URL": "http://search:9200", "CASSANDRA_HOST": "cass:9042", "ES_INDEX_PREFIX": "test-", "CASSANDRA_KEYSPACE": "test_ops",
+		"EU_NATS_LISTEN": "0.0.0.0:4333", "EU_NATS_URL": "nats://eu.example:4333",
 	}
 	for _, c := range []struct {
 		file      string
@@ -110,6 +117,10 @@ func TestExampleServiceAddresses(t *testing.T) {
 				ES: "http://127.0.0.1:9200", Index: "{name}", Cassandra: "127.0.0.1:9042", Keyspace: "ops"},
 			addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf", DSN: "postgres://x@db/ops",
 				ES: "http://search:9200", Index: "test-{name}", Cassandra: "cass:9042", Keyspace: "test_ops"}},
+		{"examples/site-eu.yaml", addrs{Listen: "127.0.0.1:8081", Data: "./data-eu", NATSListen: "127.0.0.1:4222"},
+			addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf", NATSListen: "0.0.0.0:4333"}},
+		{"examples/site-hq.yaml", addrs{Listen: "127.0.0.1:8080", Data: "./data-hq", Source: "nats://127.0.0.1:4222"},
+			addrs{Listen: "0.0.0.0:9090", Data: "/srv/lf", Source: "nats://eu.example:4333"}},
 	} {
 		if got := get(t, c.file, nil); got != c.dflt {
 			t.Errorf("%s with no variables: %+v, want %+v", c.file, got, c.dflt)
@@ -119,8 +130,8 @@ func TestExampleServiceAddresses(t *testing.T) {
 		}
 	}
 	files, _ := exampleFiles()
-	if len(files) != 3 {
-		t.Errorf("%d examples, the test knows 3", len(files))
+	if len(files) != 5 {
+		t.Errorf("%d examples, the test knows 5", len(files))
 	}
 }
 

@@ -58,6 +58,7 @@ func parse(file string, data []byte, env func(string) (string, bool), sinks Sink
 		v := reflect.ValueOf(p).Elem()
 		d.defaults(v, "")
 		d.decode(root, v, "")
+		addSiteFields(p)
 		if d.budget > 0 {
 			d.errs = append(d.errs, validate(p, d.pos, d.sinks)...)
 		}

@@ -64,6 +64,7 @@ func TestDefaultsApplied(t *testing.T) {
 				{Name: "events", Func: "count", Pos: pipelines.Pos{Line: 10, Col: 26}},
 				{Name: "p50", Func: "quantile", Field: "n", Arg: 0.5, Pos: pipelines.Pos{Line: 10, Col: 40}},
 			},
+			Emit:      pipelines.ViewEmit{Interval: pipelines.Duration(time.Second)},
 			Retention: pipelines.Duration(24 * time.Hour),
 			Pos:       pipelines.Pos{Line: 7, Col: 5},
 		}},
@@ -220,6 +221,34 @@ func TestLoad(t *testing.T) {
 	}
 	if want := "load pipeline: open testdata/missing.yaml: no such file or directory"; err == nil || err.Error() != want {
 		t.Errorf("missing file: got %v, want %s", err, want)
+	}
+}
+
+// TestViewEmit: emit.interval defaults to 1s; 0 keeps open windows out of
+// the view's topic and still refreshes them in queries every 1s.
+func TestViewEmit(t *testing.T) {
+	for _, c := range []struct {
+		emit    string
+		every   time.Duration
+		toTopic bool
+	}{
+		{"", time.Second, true},
+		{"    emit: {interval: 250ms}", 250 * time.Millisecond, true},
+		{"    emit: {interval: 0}", time.Second, false},
+	} {
+		src := []string{"version: 1", "name: p", "topics:", "  - name: m", "    schema: {ts: timestamp}",
+			"views:", "  - name: v", "    from: m", "    window: {type: tumbling, size: 1m}", "    aggregates: {events: count()}"}
+		if c.emit != "" {
+			src = append(src, c.emit)
+		}
+		p, err := pipelines.Parse("p.yaml", []byte(strings.Join(src, "\n")), nil, sinkTypes)
+		if err != nil {
+			t.Fatalf("%q: %v", c.emit, err)
+		}
+		every, toTopic := p.Views[0].Emit.Open()
+		if every != c.every || toTopic != c.toTopic {
+			t.Errorf("%q: Open() = %v, %v; want %v, %v", c.emit, every, toTopic, c.every, c.toTopic)
+		}
 	}
 }
 

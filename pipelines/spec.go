@@ -12,6 +12,7 @@ import (
 type Pipeline struct {
 	Version int     `yaml:"version" doc:"Format version of this file; must be 1." required:"true"`
 	Name    string  `yaml:"name" doc:"Pipeline name: lowercase letters, digits, '_' and '-'; used in metric labels." required:"true"`
+	Site    string  `yaml:"site" pattern:"^[a-z][a-z0-9_-]{0,62}$" rule:"1 to 63 lowercase letters, digits, '_' or '-', starting with a letter" doc:"This site's name: the origin (field _site) of the events ingest accepts into topics that pull other sites' events (topics[].sources), and the name other sites give this one in theirs. Default: the pipeline name."`
 	DataDir string  `yaml:"data_dir" default:"./data" doc:"Directory for the embedded broker store, the lake and checkpoints."`
 	HTTP    HTTP    `yaml:"http" doc:"The HTTP listener for ingest, queries, the console and metrics."`
 	Broker  Broker  `yaml:"broker" doc:"The log: embedded NATS JetStream by default, or an external cluster."`
@@ -107,6 +108,7 @@ type Topic struct {
 	Schema      event.Schema `yaml:"schema" required:"true" doc:"Field name to type: string, long, int, double, bool, timestamp. A trailing '?' makes a field optional; or {type: T, required: false}."`
 	WriteTokens []string     `yaml:"write_tokens" doc:"Tokens accepted for writes to this topic. Empty: writes are open."`
 	Lake        TopicLake    `yaml:"lake" doc:"How the topic's files are laid out in the lake."`
+	Sources     []Source     `yaml:"sources" doc:"The same topic in other sites (data centres), pulled into this one: each event keeps its id and gets its origin in the field _site, counted once across link failures and restarts. See docs/sites.md."`
 	Pos         Pos          `yaml:"-"`
 }
 
@@ -121,6 +123,51 @@ const (
 	LakeDaily  = "daily"
 )
 
+// SiteField is the field a topic with sources gets after its own: the site
+// each event was first accepted in (a string; this pipeline's site for
+// events its ingest accepts). Views may group by it and filter on it; the
+// lake and sinks store it like the topic's other fields.
+const SiteField = "_site"
+
+// Source is another site's topic that a topic pulls in.
+type Source struct {
+	Site   string     `yaml:"site" required:"true" pattern:"^[a-z][a-z0-9_-]{0,62}$" rule:"1 to 63 lowercase letters, digits, '_' or '-', starting with a letter" doc:"The other site's name (its pipeline's site, which defaults to its pipeline name). Names the link: its lag is consumer mirror.<site>.<topic>."`
+	URL    string     `yaml:"url" required:"true" doc:"The other site's NATS: comma-separated nats:// (or tls://) URLs of its external cluster, or of its embedded server's broker.listen."`
+	Topic  string     `yaml:"topic" doc:"The topic's name at the other site. Default: this topic's name."`
+	Prefix string     `yaml:"prefix" default:"LF" doc:"The other site's broker.prefix."`
+	Auth   SourceAuth `yaml:"auth" doc:"Credentials for the other site's NATS; reading is all the link does there."`
+	TLS    TLS        `yaml:"tls" doc:"TLS settings for the other site's NATS."`
+	Pos    Pos        `yaml:"-"`
+}
+
+// SourceAuth are the credentials of a link to another site's NATS.
+type SourceAuth struct {
+	Creds    string `yaml:"creds" doc:"Path to a NATS credentials file."`
+	User     string `yaml:"user" doc:"User name."`
+	Password string `yaml:"password" doc:"Password."`
+	Token    string `yaml:"token" doc:"Authentication token."`
+}
+
+// SiteName is the pipeline's site: site, or the pipeline's name.
+func (p *Pipeline) SiteName() string {
+	if p.Site != "" {
+		return p.Site
+	}
+	return p.Name
+}
+
+// SourceTopicName is the name of the topic at the other site.
+func (s *Source) SourceTopicName(local string) string {
+	if s.Topic != "" {
+		return s.Topic
+	}
+	return local
+}
+
+// Consumer is the name the link's positions and lag go by:
+// mirror.<site>.<topic>, topic being the local topic.
+func (s *Source) Consumer(local string) string { return "mirror." + s.Site + "." + local }
+
 // View is a windowed aggregation of one topic.
 type View struct {
 	Name       string     `yaml:"name" required:"true" doc:"View name: lowercase letters, digits and '_'; used in table and index names."`
@@ -130,6 +177,7 @@ type View struct {
 	Window     Window     `yaml:"window" required:"true" doc:"Event-time window."`
 	Aggregates Aggregates `yaml:"aggregates" required:"true" doc:"Output column name to aggregate call, e.g. {events: count(), p95_cpu: 'quantile(cpu, 0.95)'}."`
 	Batch      ViewBatch  `yaml:"batch" doc:"Batch-layer recomputation of the view."`
+	Emit       ViewEmit   `yaml:"emit" doc:"How the speed layer shows the view's open windows."`
 	Retention  Duration   `yaml:"retention" default:"24h" doc:"How long the speed layer keeps final windows after they close."`
 	Pos        Pos        `yaml:"-"`
 }
@@ -146,6 +194,30 @@ type Window struct {
 // ViewBatch configures the batch recomputation of a view.
 type ViewBatch struct {
 	Schedule string `yaml:"schedule" doc:"Cron expression (5 fields, or @every 10m) on which closed windows are recomputed from the lake. Empty: only on request."`
+}
+
+// ViewEmit says how often the speed layer shows the current value of an
+// open window (ViewEmit.Open).
+type ViewEmit struct {
+	Interval Duration `yaml:"interval" default:"1s" doc:"How often at most the row of an open window is refreshed, per row: in queries, and as an upsert with final: false in the view's log topic and so in its sinks (the final row and batch corrections overwrite it). A window's first change shows at once, later ones at most this often. At least 100ms; 0 appends no open windows to the log topic (sinks get final rows only) and refreshes them in queries every 1s."`
+}
+
+// Open windows: the default and smallest emit.interval. The speed layer
+// looks at the rows waiting for their interval at least every 100ms, so a
+// smaller interval could not be kept.
+const (
+	DefaultEmitInterval = time.Second
+	MinEmitInterval     = 100 * time.Millisecond
+)
+
+// Open returns how often at most the speed layer shows the row of an open
+// window, and whether it appends those rows to the view's log topic (for
+// sinks) besides showing them in the serving store.
+func (e ViewEmit) Open() (every time.Duration, toTopic bool) {
+	if e.Interval <= 0 {
+		return DefaultEmitInterval, false
+	}
+	return e.Interval.D(), true
 }
 
 // Lake configures the Parquet lake: in a local directory, or on

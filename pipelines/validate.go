@@ -46,7 +46,7 @@ var (
 
 // reservedColumns are the columns every view row has besides its group-by
 // fields and aggregates, in the query API and in sinks.
-var reservedColumns = []string{viewrow.ColWindowStart, viewrow.ColWindowEnd, viewrow.ColLayer}
+var reservedColumns = []string{viewrow.ColWindowStart, viewrow.ColWindowEnd, viewrow.ColFinal, viewrow.ColLayer}
 
 // validator collects the problems of one decoded pipeline.
 type validator struct {
@@ -71,6 +71,7 @@ func validate(p *Pipeline, pos positions, sinks SinkTypes) Errors {
 		(*validator).checkAuth,
 		(*validator).checkKafka,
 		(*validator).checkTopics,
+		(*validator).checkSources,
 		(*validator).checkViews,
 		(*validator).checkLake,
 		(*validator).checkSinks,
@@ -263,13 +264,7 @@ func (v *validator) hostPort(path, s string) {
 func (v *validator) checkBroker(p *Pipeline) {
 	b := p.Broker
 	if b.URL != "" {
-		for u := range strings.SplitSeq(b.URL, ",") {
-			u = strings.TrimSpace(u)
-			pu, err := url.Parse(u)
-			if err != nil || pu.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, pu.Scheme) {
-				v.errorf("broker.url", "invalid server URL %s: want nats://host:port (or tls://, ws://, wss://), comma-separated", quote(u))
-			}
-		}
+		v.natsURLs("broker.url", b.URL)
 		for _, key := range []string{"listen", "sync", "cluster"} {
 			if v.present("broker." + key) {
 				v.errorf("broker."+key, "only applies to the embedded server (broker.url is set)")
@@ -286,21 +281,33 @@ func (v *validator) checkBroker(p *Pipeline) {
 		v.hostPort("broker.listen", b.Listen)
 	}
 	v.checkCluster(b.Cluster)
-	if b.User != "" && b.Password == "" {
-		v.errorf("broker.password", "is required with user")
-	}
-	if b.Password != "" && b.User == "" {
-		v.errorf("broker.user", "is required with password")
-	}
-	if b.TLS.Cert != "" && b.TLS.Key == "" {
-		v.errorf("broker.tls.key", "is required with cert")
-	}
-	if b.TLS.Key != "" && b.TLS.Cert == "" {
-		v.errorf("broker.tls.cert", "is required with key")
-	}
+	v.both("broker", "user", b.User, "password", b.Password)
+	v.both("broker.tls", "cert", b.TLS.Cert, "key", b.TLS.Key)
 	v.name("broker.prefix", b.Prefix, prefixRe, prefixRule)
 	if b.Prefix == "" {
 		v.errorf("broker.prefix", "must not be empty")
+	}
+}
+
+// natsURLs checks a comma-separated list of NATS server URLs.
+func (v *validator) natsURLs(path, urls string) {
+	for u := range strings.SplitSeq(urls, ",") {
+		u = strings.TrimSpace(u)
+		pu, err := url.Parse(u)
+		if err != nil || pu.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, pu.Scheme) {
+			v.errorf(path, "invalid server URL %s: want nats://host:port (or tls://, ws://, wss://), comma-separated", quote(u))
+		}
+	}
+}
+
+// both reports either of two keys that need each other (user and
+// password, a certificate and its key) set without the other.
+func (v *validator) both(path, a, av, b, bv string) {
+	if av != "" && bv == "" {
+		v.errorf(keyPath(path, b), "is required with %s", a)
+	}
+	if bv != "" && av == "" {
+		v.errorf(keyPath(path, a), "is required with %s", b)
 	}
 }
 
@@ -371,12 +378,7 @@ func (v *validator) checkKafka(p *Pipeline) {
 		v.errorf("kafka.listen", "is the same address as http.listen")
 	}
 	v.atLeast("kafka.node_id", int64(k.NodeID), 0)
-	if k.TLS.Cert != "" && k.TLS.Key == "" {
-		v.errorf("kafka.tls.key", "is required with cert")
-	}
-	if k.TLS.Key != "" && k.TLS.Cert == "" {
-		v.errorf("kafka.tls.cert", "is required with key")
-	}
+	v.both("kafka.tls", "cert", k.TLS.Cert, "key", k.TLS.Key)
 	if k.TLS.ClientCA != "" && k.TLS.Cert == "" {
 		v.errorf("kafka.tls.cert", "is required with client_ca")
 	}
@@ -421,6 +423,9 @@ func (v *validator) checkSchema(path string, s event.Schema) {
 	seen := map[string]string{} // lower-case name -> name
 	for _, f := range s {
 		fp := keyPath(path, f.Name)
+		if IsSiteField(f) {
+			continue
+		}
 		if !fieldNameRe.MatchString(f.Name) {
 			v.keyErrorf(fp, "field name must be %s", fieldNameRule)
 		}
@@ -497,6 +502,9 @@ func (v *validator) checkView(path string, w *View, topic *Topic) {
 		}
 	}
 	v.positive(path+".retention", w.Retention)
+	if d := w.Emit.Interval; d < 0 || (d > 0 && d.D() < MinEmitInterval) {
+		v.errorf(path+".emit.interval", "must be at least %s (or 0: no open windows in the view's topic), got %s", Duration(MinEmitInterval), d)
+	}
 }
 
 // checkWhere parses and type-checks a view's filter expression against its
@@ -528,6 +536,8 @@ func (v *validator) checkGroupBy(path string, w *View, topic *Topic) {
 			v.errorf(gp, "%s is a reserved column (%s)", quote(g), strings.Join(reservedColumns, ", "))
 		case seen[g]:
 			v.errorf(gp, "duplicate field %s", quote(g))
+		case topic != nil && g == SiteField && topic.Schema.Index(g) < 0:
+			v.errorf(gp, "topic %s has no field %s: only a topic with sources has it", quote(topic.Name), quote(g))
 		case topic != nil && topic.Schema.Index(g) < 0:
 			v.errorf(gp, "unknown field %s in topic %s%s", quote(g), quote(topic.Name), didYouMean(g, fieldNames(topic.Schema)))
 		}

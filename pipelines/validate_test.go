@@ -378,7 +378,7 @@ func TestAggregateErrors(t *testing.T) {
 			),
 			want: []string{
 				`p.yaml:18:7: views[0].aggregates.P95: output name must be 1 to 63 lowercase letters, digits or '_', starting with a letter`,
-				`p.yaml:19:7: views[0].aggregates.layer: "layer" is a reserved column (window_start, window_end, layer)`,
+				`p.yaml:19:7: views[0].aggregates.layer: "layer" is a reserved column (window_start, window_end, final, layer)`,
 				`p.yaml:20:7: views[0].aggregates.Host: output name must be 1 to 63 lowercase letters, digits or '_', starting with a letter`,
 				`p.yaml:20:7: views[0].aggregates.Host: collides with group_by field "host"`,
 			},
@@ -573,7 +573,7 @@ func TestValidationErrors(t *testing.T) {
 			src:  with(view, "    group_by: [hots, layer, host, host, '']"),
 			want: []string{
 				`p.yaml:17:16: views[0].group_by[0]: unknown field "hots" in topic "m" (did you mean "host"?)`,
-				`p.yaml:17:22: views[0].group_by[1]: "layer" is a reserved column (window_start, window_end, layer)`,
+				`p.yaml:17:22: views[0].group_by[1]: "layer" is a reserved column (window_start, window_end, final, layer)`,
 				`p.yaml:17:35: views[0].group_by[3]: duplicate field "host"`,
 				`p.yaml:17:41: views[0].group_by[4]: must not be empty`,
 			},
@@ -612,6 +612,11 @@ func TestValidationErrors(t *testing.T) {
 		{name: "schedule descriptor", src: with(view, "    batch: {schedule: '@fortnightly'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: invalid cron schedule: unrecognized descriptor: @fortnightly`}},
 		{name: "schedule blank", src: with(view, "    batch: {schedule: '  '}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: must not be blank; leave schedule out to recompute only on request`}},
 		{name: "view retention", src: with(view, "    retention: 0s"), want: []string{`p.yaml:17:16: views[0].retention: must be positive, got 0s`}},
+		{name: "emit interval too small", src: with(view, "    emit: {interval: 50ms}"), want: []string{`p.yaml:17:22: views[0].emit.interval: must be at least 100ms (or 0: no open windows in the view's topic), got 50ms`}},
+		{name: "emit interval negative", src: with(view, "    emit:", "      interval: -1s"), want: []string{`p.yaml:18:17: views[0].emit.interval: must be at least 100ms (or 0: no open windows in the view's topic), got -1s`}},
+		{name: "emit interval not a duration", src: with(view, "    emit: {interval: often}"), want: []string{`p.yaml:17:22: views[0].emit.interval: must be a duration like 90s, 5m, 168h or 7d, got "often"`}},
+		{name: "emit unknown key", src: with(view, "    emit: {intervall: 1s}"), want: []string{`p.yaml:17:12: views[0].emit.intervall: unknown key (did you mean "interval"?)`}},
+		{name: "final reserved", src: with(fields, "views:", "  - name: v", "    from: m", "    window: {type: tumbling, size: 1m}", "    aggregates: {final: count()}"), want: []string{`p.yaml:16:18: views[0].aggregates.final: "final" is a reserved column (window_start, window_end, final, layer)`}},
 
 		// Lake.
 		{

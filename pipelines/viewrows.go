@@ -8,12 +8,15 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
-// Every view also has a topic of its own in the log: the speed layer appends a
-// row for each window it finalises and the batch layer a row for each window it
-// recomputes. Sinks deliver views by reading that topic like any other, so a
-// view sink gets a durable position, lag, retries and dead letters for free,
-// and a later row for the same window (a batch correction) overwrites the
-// earlier one through the sink's upsert.
+// Every view also has a topic of its own in the log: the speed layer appends
+// the current row of each open window at most once per emit.interval
+// (final: false), the row of each window it finalises (final: true) and a
+// tombstone for each session window that merged into another (_deleted:
+// true); the batch layer appends a row for each window it recomputes. Sinks
+// deliver views by reading that topic like any other, so a view sink gets a
+// durable position, lag, retries and dead letters for free, and a later row
+// for the same window (the final row, a batch correction) overwrites the
+// earlier one through the sink's upsert. viewrow lays the events out.
 
 // DeadLetterSuffix names a sink's dead-letter topic: <sink>_dlq.
 const DeadLetterSuffix = "_dlq"
@@ -51,9 +54,10 @@ func AggregateType(a Aggregate, field event.FieldType) event.FieldType {
 	return f.Result(field)
 }
 
-// ViewSchema is the schema of a view's rows, laid out by viewrow.Schema:
-// window_start, window_end, the group-by fields, then the aggregates, in
-// file order. Aggregates are optional (an empty window has no min), group-by
+// ViewSchema is the schema of a view's row values, laid out by
+// viewrow.Schema: window_start, window_end, the group-by fields, then the
+// aggregates, in file order (viewrow.Columns adds what sinks store besides,
+// viewrow.TopicSchema what the view's topic carries). Aggregates are optional (an empty window has no min), group-by
 // fields keep their topic's requiredness.
 func ViewSchema(v *View, from *Topic) event.Schema {
 	var group, aggs []event.Field
@@ -82,7 +86,7 @@ func (p *Pipeline) ViewTopic(v *View) Topic {
 	if from != nil {
 		t.Partitions = from.Partitions
 		t.Retention = from.Retention
-		t.Schema = ViewSchema(v, from)
+		t.Schema = viewrow.TopicSchema(ViewSchema(v, from))
 	}
 	if t.Retention <= 0 {
 		t.Retention = defaultRetention

@@ -339,7 +339,7 @@ func (ps *parser) eventsStep(tf *testFile, tc *testCase, index int, st *step, ev
 		return ps.errAt(events, "events: a list of at least one event")
 	}
 	for i, en := range events.Content {
-		es, err := ps.event(st.topic, en)
+		es, err := ps.event(st.topic, p.SiteName(), en)
 		if err != nil {
 			return err
 		}
@@ -351,8 +351,9 @@ func (ps *parser) eventsStep(tf *testFile, tc *testCase, index int, st *step, ev
 	return nil
 }
 
-// event reads one event of topic t.
-func (ps *parser) event(t *pipelines.Topic, n *yaml.Node) (eventSpec, error) {
+// event reads one event of topic t; in a topic with sources, one that does
+// not say its _site was accepted at site.
+func (ps *parser) event(t *pipelines.Topic, site string, n *yaml.Node) (eventSpec, error) {
 	es := eventSpec{values: make([]event.Value, len(t.Schema))}
 	if n.Kind != yaml.MappingNode {
 		return es, ps.errAt(n, "an event is a mapping of the fields of topic %q", t.Name)
@@ -382,6 +383,9 @@ func (ps *parser) event(t *pipelines.Topic, n *yaml.Node) (eventSpec, error) {
 		es.values[fi] = val
 	}
 	for i, f := range t.Schema {
+		if !set[i] && pipelines.IsSiteField(f) {
+			es.values[i] = event.Value{S: site, Valid: true}
+		}
 		if f.Required && !es.values[i].Valid {
 			return es, ps.errAt(n, "field %q is required by topic %q", f.Name, t.Name)
 		}

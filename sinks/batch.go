@@ -249,7 +249,16 @@ func (w *worker) add(ctx context.Context, e broker.Entry) error {
 // null.
 func (s *source) fill(row *Row, ev *event.Event, part int, off int64) {
 	if s.view {
+		// The table's columns are the first fields of the view's topic:
+		// the row's values, then final; _deleted follows them.
 		copy(row.Values, ev.Values)
+		nvalues := len(row.Values) - 1
+		final, deleted := viewrow.Flags(ev.Values, nvalues)
+		row.Values[nvalues] = event.Value{Valid: true}
+		if final {
+			row.Values[nvalues].I = 1
+		}
+		row.Delete = deleted
 		row.Time = ev.Time
 		if start, ok := viewrow.Start(ev.Values); ok {
 			row.Time = start

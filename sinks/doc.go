@@ -13,6 +13,11 @@
 // targets upsert by key (sinks.Table: _id for a topic, the group-by fields and
 // window_start for a view) so that a redelivery changes nothing.
 //
+// A view's topic holds rows of open windows (final false), final rows and
+// batch corrections, which overwrite each other by key in log order, and
+// tombstones, which the runner hands the target as rows to delete
+// (Row.Delete); the view's table has the column final (viewrow.Columns).
+//
 // # Dead letters
 //
 // A row the target rejects for good (it returns RowErrors for it, or

@@ -16,7 +16,8 @@ type Table struct {
 	// Name is the topic's or the view's name; targets name the table after it.
 	Name string
 	// Columns in order: for a topic its fields then _id; for a view
-	// window_start, window_end, the group-by fields and the aggregates.
+	// window_start, window_end, the group-by fields, the aggregates and
+	// final (viewrow.Columns).
 	Columns event.Schema
 	// Key lists the columns of the primary key: [_id] for a topic; the
 	// group-by fields then window_start for a view.
@@ -25,9 +26,16 @@ type Table struct {
 	View bool
 }
 
-// Row is one record to upsert. Values are in Table.Columns order.
+// Row is one record to upsert, or to delete. Values are in Table.Columns
+// order.
 type Row struct {
 	Values []event.Value
+	// Delete asks the target to remove the row with this row's key (of a
+	// view: a session window that merged into another); only the key
+	// columns' values are set. Removing a row the table does not hold
+	// changes nothing, so a redelivered delete is harmless. Within one
+	// Write, the last row of a key wins, whether upsert or delete.
+	Delete bool
 	// Time is the event time (for a view, window_start), UTC microseconds;
 	// targets use it for date-pattern index names.
 	Time int64
@@ -115,8 +123,9 @@ func TopicTable(t *pipelines.Topic) Table {
 }
 
 // ViewTable is the table a view lands in, keyed by its group-by fields and
-// window_start.
+// window_start: the view's values and final, whether the row is the
+// window's last value (false while the window is open).
 func ViewTable(v *pipelines.View, from *pipelines.Topic) Table {
 	key := append(append([]string(nil), v.GroupBy...), viewrow.ColWindowStart)
-	return Table{Name: v.Name, Columns: pipelines.ViewSchema(v, from), Key: key, View: true}
+	return Table{Name: v.Name, Columns: viewrow.Columns(pipelines.ViewSchema(v, from)), Key: key, View: true}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
+	"github.com/lambdaflow/lambdaflow/serving"
 )
 
 // benchPipeline is the quickstart example: a where, a 1m tumbling window
@@ -132,7 +133,7 @@ func BenchmarkDecodePlan(b *testing.B) {
 				}
 				e.Process(0, off, evs)
 				off += perEntry
-				e.Flush(&out)
+				e.Flush(time.Time{}, &out)
 			}
 			took := time.Since(start)
 			perSec := float64(b.N*perEntry) / took.Seconds()
@@ -387,6 +388,86 @@ func BenchmarkCheckpoint(b *testing.B) {
 	})
 }
 
+// BenchmarkManyKeys is one view's work on the stream with 100,000 groups:
+// decode a 1,000-event entry, run the plan, flush and emit what changed to a
+// serving store (and to the view's log topic, discarded here), as a view's
+// goroutine does. Event time moves at 1M events per second and the clock
+// with it, so each group gets ten events a second; a 1m tumbling window by
+// host stays open throughout. It flushes after every entry (a lightly loaded
+// view) or every 64 entries (one under load, which flushes per batch).
+func BenchmarkManyKeys(b *testing.B) {
+	p := benchPipeline(b, b.TempDir(), "")
+	const (
+		keys     = 100_000
+		perEntry = 1000
+		entries  = 256
+	)
+	v := p.ViewByName("by_host")
+	t := p.TopicByName("metrics")
+	pl, err := plan.Compile(v, t)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Entries cover every key in turn, 1µs of event time apart.
+	rng := rand.New(rand.NewPCG(7, 7))
+	data := make([][]byte, entries)
+	for i := range data {
+		evs := make([]event.Event, perEntry)
+		for j := range evs {
+			n := i*perEntry + j
+			h := rng.IntN(keys)
+			evs[j] = event.Event{ID: strconv.Itoa(n), Time: base + int64(n), Values: []event.Value{
+				{I: base + int64(n), Valid: true}, {S: "host-" + strconv.Itoa(h), Valid: true}, {S: "region-" + strconv.Itoa(h%10), Valid: true},
+				{F: rng.Float64(), Valid: true}, {I: rng.Int64N(100000), Valid: true},
+			}}
+		}
+		data[i] = broker.AppendEntry(nil, t.Schema, base, evs)
+	}
+	for _, every := range []int{1, 64} {
+		b.Run(fmt.Sprintf("flush-every-%d", every), func(b *testing.B) {
+			e := newEngine(pl, 1)
+			interval, _ := v.Emit.Open()
+			e.SetEmitInterval(interval)
+			store := serving.NewStore(p)
+			em := newEmitter(p, v, store)
+			var appended int
+			em.append = func(_ context.Context, _ string, _ int, evs []event.Event) (int64, error) {
+				appended += len(evs)
+				return int64(appended - len(evs)), nil
+			}
+			var out output
+			var evs []event.Event
+			var rows int
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data[0])))
+			b.ResetTimer()
+			for i := range b.N {
+				evs, err = broker.DecodeEntry(data[i%entries], t.Schema, evs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				// Entries repeat: shift them on in event time.
+				shift := int64(i/entries) * entries * perEntry
+				for j := range evs {
+					evs[j].Time += shift
+				}
+				e.Process(0, int64(i)*perEntry, evs)
+				if i%every == every-1 || i == b.N-1 {
+					now := time.UnixMicro(base + int64(i+1)*perEntry + shift)
+					flushAt(e, now, &out)
+					rows += len(out.Open) + len(out.Final)
+					em.emit(&out)
+					if err := em.flushPending(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N*perEntry)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(rows)/float64(b.N*perEntry), "rows/event")
+		})
+	}
+}
+
 // The window job that bench/peers also runs on Apache Flink (its
 // FlinkWindowJob.java computes the same events with the same formulas):
 // event i has event time windowJobEpoch + i/10 ms (10,000 events per
@@ -473,7 +554,7 @@ func BenchmarkWindowJob(b *testing.B) {
 						}
 						e.Process(0, off, decoded)
 						off += int64(len(decoded))
-						e.Flush(&out)
+						e.Flush(time.Time{}, &out)
 						sum.add(out.Final)
 					}
 					cpu += benchCPUTime() - cpu0
@@ -483,7 +564,7 @@ func BenchmarkWindowJob(b *testing.B) {
 				// source's final watermark does in Flink.
 				cpu0 := benchCPUTime()
 				e.AdvanceWatermark((windowJobEpoch + c.events/10 + 3_600_000) * 1000)
-				e.Flush(&out)
+				e.Flush(time.Time{}, &out)
 				sum.add(out.Final)
 				cpu += benchCPUTime() - cpu0
 				b.ReportMetric(float64(c.events)/cpu.Seconds(), "events/cpu-s")
@@ -493,6 +574,9 @@ func BenchmarkWindowJob(b *testing.B) {
 		})
 	}
 }
+
+// flushAt flushes e at clock time now.
+func flushAt(e *engine, now time.Time, out *output) { e.Flush(now, out) }
 
 // benchCPUTime is the process's user and system CPU time so far.
 func benchCPUTime() time.Duration {

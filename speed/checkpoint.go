@@ -22,7 +22,7 @@ import (
 // Checkpoint format constants.
 const (
 	checkpointMagic   = "LFSC"
-	checkpointVersion = 1
+	checkpointVersion = 2
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -51,7 +51,7 @@ type checkpointHeader struct {
 	parts     []plan.PartitionTime // per partition of the topic: newest event time
 	next      []int64              // per partition of the topic: offset of the next event
 	viewEnds  []int64              // per view-topic partition: offset after the last speed row
-	retain    []int64              // per view-topic partition: first offset of rows still retained
+	retain    [][]finalRange       // per view-topic partition: where the final rows still retained are (maxEnd unknown)
 }
 
 // encodeCheckpoint writes the engine's and the emitter's state.
@@ -72,11 +72,14 @@ func encodeCheckpoint(b []byte, view string, def uint64, savedAt int64, e *engin
 			b = append(b, 0)
 		}
 	}
-	retain := em.retainFrom()
 	b = binfmt.AppendUvarint(b, uint64(em.parts))
 	for p := range em.parts {
 		b = binfmt.AppendVarint(b, em.ends[p])
-		b = binfmt.AppendVarint(b, retain[p])
+		b = binfmt.AppendUvarint(b, uint64(len(em.ranges[p])))
+		for _, r := range em.ranges[p] {
+			b = binfmt.AppendVarint(b, r.from)
+			b = binfmt.AppendUvarint(b, uint64(r.to-r.from))
+		}
 	}
 	b = binfmt.AppendUvarint(b, uint64(e.OpenWindows()))
 	var err error
@@ -117,8 +120,9 @@ func decodeCheckpoint(data []byte) (checkpointHeader, *binfmt.Reader, error) {
 	if len(data) < len(checkpointMagic)+2+4 || string(data[:4]) != checkpointMagic {
 		return h, nil, fmt.Errorf("%w: bad magic", ErrCorruptCheckpoint)
 	}
-	if v := data[4]; v != checkpointVersion {
-		return h, nil, fmt.Errorf("%w %d (this build reads %d)", ErrCheckpointVersion, v, checkpointVersion)
+	version := data[4]
+	if version != 1 && version != checkpointVersion {
+		return h, nil, fmt.Errorf("%w %d (this build reads 1 and %d)", ErrCheckpointVersion, version, checkpointVersion)
 	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {
@@ -155,8 +159,28 @@ func decodeCheckpoint(data []byte) (checkpointHeader, *binfmt.Reader, error) {
 	}
 	n = r.Count(2)
 	for range n {
-		h.viewEnds = append(h.viewEnds, r.Varint())
-		h.retain = append(h.retain, r.Varint())
+		end := r.Varint()
+		h.viewEnds = append(h.viewEnds, end)
+		var ranges []finalRange
+		if version == 1 {
+			// Version 1 appended final rows only: they lie from retain
+			// to the end.
+			if from := r.Varint(); from < end {
+				ranges = append(ranges, finalRange{from: from, to: end})
+			}
+		} else {
+			nr := r.Count(2)
+			for range nr {
+				from := r.Varint()
+				to := from + int64(r.Uvarint())
+				if from < 0 || to <= from || to > end || (len(ranges) > 0 && from < ranges[len(ranges)-1].to) {
+					r.Failf("view partition %d: final rows in [%d, %d)", len(h.viewEnds)-1, from, to)
+					break
+				}
+				ranges = append(ranges, finalRange{from: from, to: to})
+			}
+		}
+		h.retain = append(h.retain, ranges)
 	}
 	return h, &r, r.Err()
 }
@@ -195,7 +219,7 @@ func (e *engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.Sta
 	if e.session {
 		k := e.keys[key]
 		if k == nil {
-			k = &sessionKey{key: key, queued: math.MaxInt64}
+			k = &sessionKey{key: key, queued: math.MaxInt64, shown: e.pace.never()}
 			e.keys[key] = k
 		}
 		n := len(k.ss)

@@ -53,7 +53,7 @@ func TestCheckpointVersion1Golden(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := testPipeline(t, pipelineOpts{partitions: 2, lateness: "1h"})
-	s := newTestSpeed(t, p, newMemLog(p), newMemStore())
+	s, _ := newTestSpeed(t, p, newMemLog(p), newMemStore())
 	restore := func(data []byte) *viewRun {
 		t.Helper()
 		h, cr, err := decodeCheckpoint(data)

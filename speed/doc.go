@@ -4,12 +4,16 @@
 // (plan.Plan) over the log.
 //
 // Per view it reads every partition of the view's topic (consumer
-// "speed.<view>"), assigns matched events to event-time windows, keeps each
-// open window's aggregate state, and shows the current values of the
-// windows that changed in the serving store after every batch of entries.
-// The watermark (watermark.go) decides when a window is final: its final
-// row goes to the store and to the view's own log topic, where sinks pick
-// it up, and its state is dropped. Final rows stay in the store for the
+// "speed.<view>"), assigns matched events to event-time windows and keeps
+// each open window's aggregate state. The rows of open windows that changed
+// are shown, paced by the view's emit.interval (pace.go: a row's first
+// change at once, later ones at most once per interval), in the serving
+// store and, with final: false, in the view's own log topic, where sinks
+// pick them up. The watermark (watermark.go) decides when a window is
+// final: its final row goes to the store and to the view's topic (final:
+// true), overwriting the open one, and its state is dropped. A session that
+// merges into another leaves a tombstone in the topic (_deleted: true),
+// which removes its row from the store and the sinks. Final rows stay in the store for the
 // view's retention, measured in event time: a final row goes once the
 // watermark is retention past its end (in steps of retention/64), so the
 // rows shown depend on the stream alone. An event for a window that is already final is late: it
@@ -27,8 +31,10 @@
 // the events it would have had without the crash: none lost, none counted
 // twice. A final row whose window closed after the checkpoint is appended
 // again by the replay; sinks upsert, so that is harmless. A checkpoint is
-// only taken once every final row of the state it records is durable in
-// the log.
+// only taken once every row of the state it records is durable in the log
+// and no tombstone waits. Open windows' rows appended after the checkpoint
+// are removed by the restarted view (a tombstone each), since the replay
+// may form its windows otherwise; it shows those that exist again.
 //
 // The engine is pure (no log, clock or goroutines) so that Speed, Local
 // (pipeline tests) and the benchmarks all run the same code. Speed owns its

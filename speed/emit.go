@@ -2,8 +2,7 @@ package speed
 
 import (
 	"context"
-	"fmt"
-	"hash/fnv"
+	"encoding/binary"
 	"math"
 	"strconv"
 
@@ -36,17 +35,21 @@ type Store interface {
 // corrections when it reads them back (docs/checkpoint-format.md).
 const speedIDPrefix = "speed/"
 
-// appendMax bounds the events of one append of final rows.
-const appendMax = 1000
+// maxRanges bounds the ranges of final rows remembered per partition of
+// the view's topic (see emitter.ranges).
+const maxRanges = 4096
 
-// emitter hands an engine's output to the store and the final rows to the
-// view's log topic, and evicts final rows past the view's retention.
+// emitter hands an engine's output to the store and to the view's log
+// topic (the rows of open windows, when emit.interval asks for them, the
+// tombstones of vanished sessions and the final rows), and evicts final
+// rows past the view's retention.
 type emitter struct {
 	view      string
 	topic     string // the view's log topic
 	parts     int    // partitions of the view topic
 	store     Store
 	append    func(ctx context.Context, topic string, part int, events []event.Event) (int64, error)
+	open      bool  // append open windows' rows and tombstones too, not only final rows
 	retention int64 // µs
 	step      int64 // eviction granularity, µs
 
@@ -54,20 +57,23 @@ type emitter struct {
 	// ends[p] is the offset after the last row this view appended to
 	// partition p of its topic, as of the state the engine is in.
 	ends []int64
-	// marks[p] are the appends to partition p whose rows may still be
-	// within retention, oldest first; the first one's offset is where a
-	// restart starts reading the topic to show those rows again.
-	marks [][]mark
-	// pending holds final rows not yet durable in the log: a checkpoint
-	// may not be taken while there are any, or they would be lost.
+	// ranges[p] are the offset ranges of partition p holding the final
+	// rows that may still be within retention, in offset order: where a
+	// restart reads the topic to show those rows again, skipping the
+	// open windows' rows around them.
+	ranges [][]finalRange
+	// pending holds rows not yet handed to the log, in the order they
+	// must land (per group: open rows, then the final row): a checkpoint
+	// may not be taken while any row is pending or appending, or final
+	// rows would be lost.
 	pending []viewrow.Row
-	events  []event.Event
+	scratch appendScratch
 }
 
-// mark is one append of final rows: its first offset and the latest end
-// among its rows.
-type mark struct {
-	offset, maxEnd int64
+// finalRange is a range [from, to) of offsets of the view's topic that
+// holds final rows, and the latest window end among them.
+type finalRange struct {
+	from, to, maxEnd int64
 }
 
 func newEmitter(p *pipelines.Pipeline, v *pipelines.View, store Store) *emitter {
@@ -76,17 +82,19 @@ func newEmitter(p *pipelines.Pipeline, v *pipelines.View, store Store) *emitter 
 	if retention <= 0 {
 		retention = 24 * 3600e6
 	}
+	_, open := v.Emit.Open()
 	em := &emitter{
 		view:      v.Name,
 		topic:     vt.Name,
 		parts:     max(vt.Partitions, 1),
 		store:     store,
+		open:      open,
 		retention: retention,
 		step:      max(retention/64, 1),
 		evicted:   plan.NoWatermark,
 	}
 	em.ends = make([]int64, em.parts)
-	em.marks = make([][]mark, em.parts)
+	em.ranges = make([][]finalRange, em.parts)
 	return em
 }
 
@@ -110,11 +118,9 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// emit shows out in the store and makes its final rows durable in the log.
-// An error means the final rows could not be appended (ctx ended, or the
-// log failed permanently); they stay pending and emit or flushPending must
-// succeed before the next checkpoint.
-func (em *emitter) emit(ctx context.Context, out *output) error {
+// emit shows out in the store and queues its rows for the view's topic
+// (pending), which flushPending or an appender makes durable.
+func (em *emitter) emit(out *output) {
 	if len(out.Gone) > 0 {
 		em.store.DeleteSpeed(em.view, out.Gone)
 	}
@@ -123,108 +129,135 @@ func (em *emitter) emit(ctx context.Context, out *output) error {
 	}
 	if len(out.Final) > 0 {
 		em.store.PutSpeed(em.view, out.Final)
+	}
+	if em.append != nil {
+		// Within one output the three concern different windows; across
+		// outputs, the order of appends keeps a window's final row after
+		// its open ones.
+		if em.open {
+			em.pending = append(em.pending, out.Gone...)
+			em.pending = append(em.pending, out.Open...)
+		}
 		em.pending = append(em.pending, out.Final...)
 	}
-	err := em.flushPending(ctx)
 	if out.HasWatermark {
 		if c := em.cutoff(out.Watermark); c > em.evicted {
 			em.store.EvictSpeed(em.view, c)
 			em.evicted = c
-			em.trimMarks(c)
+			em.trimRanges(c)
 		}
 	}
-	return err
 }
 
-// flushPending appends the pending final rows to the view's log topic, a
-// partition per group as the batch layer does, so that a later batch
-// correction of a window lands after the speed row in the same partition.
+// flushPending appends the pending rows to the view's topic here and now.
+// On an error (ctx ended, or the log failed) every pending row stays
+// pending: appending a row twice is harmless (sinks upsert), losing one is
+// not.
 func (em *emitter) flushPending(ctx context.Context) error {
-	if em.append == nil || len(em.pending) == 0 {
-		em.pending = em.pending[:0]
+	if len(em.pending) == 0 {
 		return nil
 	}
-	byPart := make([][]viewrow.Row, em.parts)
-	for _, r := range em.pending {
-		p := event.ViewRowPartition(r.Group, em.parts)
-		byPart[p] = append(byPart[p], r)
+	ls, err := em.appendBatch(ctx, em.pending, &em.scratch)
+	em.land(ls)
+	if err != nil {
+		return err
 	}
-	for p, rows := range byPart {
-		for len(rows) > 0 {
-			n := min(len(rows), appendMax)
-			if err := em.appendRows(ctx, p, rows[:n]); err != nil {
-				// Keep what is not yet durable; appending a row twice
-				// is harmless (sinks upsert), losing one is not.
-				var rest []viewrow.Row
-				for q := p; q < len(byPart); q++ {
-					if q == p {
-						rest = append(rest, rows...)
-					} else {
-						rest = append(rest, byPart[q]...)
-					}
-				}
-				em.pending = rest
-				return err
-			}
-			rows = rows[n:]
-		}
-	}
+	clear(em.pending)
 	em.pending = em.pending[:0]
 	return nil
 }
 
-func (em *emitter) appendRows(ctx context.Context, part int, rows []viewrow.Row) error {
-	em.events = em.events[:0]
-	maxEnd := int64(math.MinInt64)
-	for i := range rows {
-		r := &rows[i]
-		em.events = append(em.events, r.Event(rowID(*r)))
-		maxEnd = max(maxEnd, r.End)
-	}
-	first, err := em.append(ctx, em.topic, part, em.events)
-	if err != nil {
-		return fmt.Errorf("speed: view %q: append final rows to topic %q partition %d: %w", em.view, em.topic, part, err)
-	}
-	em.ends[part] = max(em.ends[part], first+int64(len(rows)))
-	em.marks[part] = append(em.marks[part], mark{offset: first, maxEnd: maxEnd})
-	return nil
+// takePending hands the pending rows over, to an appender.
+func (em *emitter) takePending() []viewrow.Row {
+	rows := em.pending
+	em.pending = nil
+	return rows
 }
 
-// trimMarks forgets appends whose rows all ended before cutoff.
-func (em *emitter) trimMarks(cutoff int64) {
-	for p, ms := range em.marks {
+// land records appends that are durable: where the view's rows end, and
+// the ranges of its final rows.
+func (em *emitter) land(ls []landed) {
+	for _, l := range ls {
+		em.ends[l.part] = max(em.ends[l.part], l.end)
+		if l.final.from >= 0 {
+			em.addRange(l.part, l.final)
+		}
+	}
+}
+
+// addRange remembers a range of final rows of partition part, joining it
+// to the previous one when they touch. Past maxRanges, the two neighbours
+// with the fewest other rows between them become one: a restart then reads
+// those rows too, but the checkpoint stays small.
+func (em *emitter) addRange(part int, r finalRange) {
+	rs := em.ranges[part]
+	if n := len(rs); n > 0 && rs[n-1].to >= r.from {
+		rs[n-1].to, rs[n-1].maxEnd = max(rs[n-1].to, r.to), max(rs[n-1].maxEnd, r.maxEnd)
+		return
+	}
+	rs = append(rs, r)
+	if len(rs) > maxRanges {
+		best := 0
+		for i := 1; i < len(rs)-1; i++ {
+			if rs[i+1].from-rs[i].to < rs[best+1].from-rs[best].to {
+				best = i
+			}
+		}
+		rs[best].to, rs[best].maxEnd = rs[best+1].to, max(rs[best].maxEnd, rs[best+1].maxEnd)
+		rs = append(rs[:best+1], rs[best+2:]...)
+	}
+	em.ranges[part] = rs
+}
+
+// trimRanges forgets ranges whose rows all ended before cutoff.
+func (em *emitter) trimRanges(cutoff int64) {
+	for p, rs := range em.ranges {
 		n := 0
-		for n < len(ms) && ms[n].maxEnd < cutoff {
+		for n < len(rs) && rs[n].maxEnd < cutoff {
 			n++
 		}
-		em.marks[p] = ms[n:]
+		em.ranges[p] = rs[n:]
 	}
 }
 
-// retainFrom returns, per partition of the view topic, the offset from
-// which a restart reads rows back into the store.
-func (em *emitter) retainFrom() []int64 {
-	out := make([]int64, em.parts)
-	for p := range out {
-		if ms := em.marks[p]; len(ms) > 0 {
-			out[p] = ms[0].offset
-		} else {
-			out[p] = em.ends[p]
+// rowID is the id of a row in the view's log topic: the same for every row
+// of one window and group (open, final or tombstone), and when a restarted
+// speed layer appends the row again: speed/<start>/<hash of the group>,
+// the hash FNV-1a 64 (hex) over each group value as a byte 0 (null) or 1
+// followed by its integer and its double's bits (8 bytes each, little
+// endian), its string's length (uvarint) and the string.
+func rowID(r viewrow.Row) string {
+	h := uint64(fnvOffset64)
+	write := func(b ...byte) {
+		for _, c := range b {
+			h ^= uint64(c)
+			h *= fnvPrime64
 		}
 	}
-	return out
-}
-
-// rowID is the id of a final row in the view's log topic: unique per
-// window and group, and the same when a restarted speed layer appends the
-// row again.
-func rowID(r viewrow.Row) string {
-	h := fnv.New64a()
-	h.Write([]byte(r.Key))
+	var buf [binary.MaxVarintLen64]byte
+	for _, v := range r.Group {
+		if !v.Valid {
+			write(0)
+			continue
+		}
+		write(1)
+		write(binary.LittleEndian.AppendUint64(buf[:0], uint64(v.I))...)
+		write(binary.LittleEndian.AppendUint64(buf[:0], math.Float64bits(v.F))...)
+		write(binary.AppendUvarint(buf[:0], uint64(len(v.S)))...)
+		for i := 0; i < len(v.S); i++ {
+			write(v.S[i])
+		}
+	}
 	b := make([]byte, 0, 48)
 	b = append(b, speedIDPrefix...)
 	b = strconv.AppendInt(b, r.Start, 10)
 	b = append(b, '/')
-	b = strconv.AppendUint(b, h.Sum64(), 16)
+	b = strconv.AppendUint(b, h, 16)
 	return string(b)
 }
+
+// FNV-1a, 64 bit (the constants of hash/fnv).
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)

@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -15,10 +16,11 @@ import (
 
 // engine computes one view on the stream of its topic: it assigns events to
 // windows, keeps the aggregate state of every open window, tracks the
-// watermark (see watermark.go) and finalises the windows it passes. It is
-// pure: no log, no clock, no goroutines; the caller feeds it entries, tells
-// it which partitions are idle and collects what changed with Flush. The
-// speed layer, pipeline tests and benchmarks all drive the same engine.
+// watermark (see watermark.go), finalises the windows it passes and paces
+// the rows of open windows (see pace.go). It is pure: no log, no clock, no
+// goroutines; the caller feeds it entries, tells it which partitions are
+// idle and collects what changed with Flush, giving it the time. The speed
+// layer, pipeline tests and benchmarks all drive the same engine.
 //
 // An engine is not safe for concurrent use.
 type engine struct {
@@ -44,10 +46,11 @@ type engine struct {
 	keys    map[string]*sessionKey
 	closing endHeap
 
-	dirty     []dirtyRef    // windowed slots changed since the last Flush
+	dirty     []dirtyRef    // windowed slots to show at the next Flush
 	arena     []byte        // the keys of dirty, reset by Flush
-	dirtyKeys []*sessionKey // session keys changed since the last Flush
-	gone      []keyedWindow // session windows that vanished since the last Flush
+	dirtyKeys []*sessionKey // session keys to show at the next Flush
+	gone      []keyedWindow // session windows that vanished and are not yet shown gone
+	pace      pace          // when changed open windows are shown (pace.go)
 
 	stats Stats
 	nopen int // open (group, window) states
@@ -69,15 +72,17 @@ type Stats struct {
 // window is one open tumbling or hopping window and its groups.
 type window struct {
 	plan.TimeWindow
-	groups map[string]*slot
+	groups  map[string]*slot
+	waiting int // slots changed and waiting for their interval
 }
 
 // slot is the state of one group in one window; its key is the window's
-// map key. A slot is 112 bytes: every byte counts a million times over with
-// a million keys.
+// map key. A slot is 24 bytes, its state's block aside: every byte counts a
+// million times over with a million keys, so shown sits in the padding.
 type slot struct {
 	state aggregate.State
-	dirty bool
+	dirty bool   // changed since its row was last shown
+	shown uint32 // when its row was last shown (pace.go)
 }
 
 // dirtyRef is a slot changed since the last Flush, its window, and where
@@ -94,14 +99,15 @@ type sessionKey struct {
 	key    string
 	ss     sessionList
 	queued int64 // the end this key waits under in the closing heap; MaxInt64 if none
-	dirty  bool
-	closed bool // every session was finalised and the key removed
+	dirty  bool  // changed since its rows were last shown
+	listed bool  // in dirtyKeys, to be shown at the next Flush
+	closed bool  // every session was finalised and the key removed
+	shown  uint32
 }
 
-// keyedWindow is one window of one group: the group's key (as Plan.Key
-// encodes it) and the window's bounds.
+// keyedWindow is a session window of one group key that no longer exists.
 type keyedWindow struct {
-	key string
+	k *sessionKey
 	plan.TimeWindow
 }
 
@@ -113,10 +119,11 @@ type output struct {
 	Open []viewrow.Row
 	// Final holds the windows that became final, each for the last time.
 	Final []viewrow.Row
-	// Gone holds session windows that no longer exist under their start,
-	// because the session absorbed another or grew backwards; their rows
-	// must be removed where they were shown. Only Start, End, Key and Group
-	// are set.
+	// Gone holds tombstones (Deleted) of session windows that no longer
+	// exist under their start, because the session absorbed another or
+	// grew backwards; their rows must be removed where they were shown.
+	// They come with the key's current sessions in Open (or Final), so
+	// that both change together. Aggs are nulls.
 	Gone []viewrow.Row
 	// Watermark is the view's watermark after the Flush (UTC µs), valid
 	// when HasWatermark.
@@ -227,14 +234,19 @@ func (e *engine) addWindowed(ev *event.Event, bound int64) {
 		w := e.window(tw)
 		s := w.groups[string(e.keyBuf)]
 		if s == nil {
-			s = &slot{state: *e.plan.NewState()}
+			s = &slot{state: *e.plan.NewState(), shown: e.pace.never()}
 			w.groups[string(e.keyBuf)] = s
 			e.nopen++
 		}
 		e.plan.Update(&s.state, ev)
 		if !s.dirty {
 			s.dirty = true
-			e.markDirty(w, s, e.keyBuf)
+			if e.pace.due(s.shown) {
+				e.markDirty(w, s, e.keyBuf)
+			} else {
+				w.waiting++
+				e.pace.waiting++
+			}
 		}
 	}
 	if late {
@@ -282,14 +294,14 @@ func (e *engine) addSession(ev *event.Event, bound int64) {
 	e.keyBuf = e.plan.Key(ev, e.keyBuf)
 	k := e.keys[string(e.keyBuf)]
 	if k == nil {
-		k = &sessionKey{key: string(e.keyBuf), queued: math.MaxInt64}
+		k = &sessionKey{key: string(e.keyBuf), queued: math.MaxInt64, shown: e.pace.never()}
 		e.keys[k.key] = k
 	}
 	n := len(k.ss)
 	e.goneBuf = k.ss.addEvent(e.plan, e.gap, ev, e.goneBuf[:0])
 	e.nopen += len(k.ss) - n
 	for _, g := range e.goneBuf {
-		e.gone = append(e.gone, keyedWindow{key: k.key, TimeWindow: g})
+		e.gone = append(e.gone, keyedWindow{k: k, TimeWindow: g})
 	}
 	e.touch(k)
 }
@@ -298,7 +310,12 @@ func (e *engine) addSession(ev *event.Event, bound int64) {
 func (e *engine) touch(k *sessionKey) {
 	if !k.dirty {
 		k.dirty = true
-		e.dirtyKeys = append(e.dirtyKeys, k)
+		if e.pace.due(k.shown) {
+			k.listed = true
+			e.dirtyKeys = append(e.dirtyKeys, k)
+		} else {
+			e.pace.waitingKeys++
+		}
 	}
 	if first := k.ss[0].End; first < k.queued {
 		k.queued = first
@@ -320,9 +337,12 @@ func (e *engine) AdvanceWatermark(t int64) { e.wm = max(e.wm, t) }
 
 // Flush moves the watermark, finalises the windows that end at or before
 // it and fills out with what changed since the previous Flush: final rows,
-// the current values of changed open windows and vanished session windows.
-func (e *engine) Flush(out *output) {
+// and, paced by the emit interval (pace.go), the current values of changed
+// open windows and the vanished session windows of the keys shown. now is
+// the caller's clock, for the pace.
+func (e *engine) Flush(now time.Time, out *output) {
 	out.Open, out.Final, out.Gone, out.vals = out.Open[:0], out.Final[:0], out.Gone[:0], nil
+	e.pace.at(now)
 	e.wm = plan.CombineWatermarks(e.times, e.lateness, e.wm)
 	out.Watermark, out.HasWatermark = e.wm, e.wm != plan.NoWatermark
 	if e.session {
@@ -332,28 +352,58 @@ func (e *engine) Flush(out *output) {
 	}
 	for _, d := range e.dirty {
 		if d.s.dirty {
-			d.s.dirty = false
-			out.Open = append(out.Open, e.row(out, d.w.TimeWindow, e.arena[d.at:d.to], "", &d.s.state, false))
+			out.Open = e.showSlot(out, d.w, d.s, e.arena[d.at:d.to])
 		}
 	}
 	clear(e.dirty)
 	e.dirty, e.arena = e.dirty[:0], e.arena[:0]
 	for _, k := range e.dirtyKeys {
-		k.dirty = false
-		if k.closed {
-			continue
-		}
-		for _, s := range k.ss {
-			out.Open = append(out.Open, e.row(out, s.TimeWindow, []byte(k.key), k.key, s.State, false))
+		k.listed = false
+		if k.dirty && !k.closed {
+			out.Open = e.showKey(out, k)
 		}
 	}
 	clear(e.dirtyKeys)
 	e.dirtyKeys = e.dirtyKeys[:0]
-	for _, g := range e.gone {
-		out.Gone = append(out.Gone, viewrow.Row{Start: g.Start, End: g.End, Key: g.key, Group: e.group([]byte(g.key))})
+	if e.pace.sweepDue() {
+		e.sweep(out)
 	}
-	clear(e.gone)
-	e.gone = e.gone[:0]
+	e.pace.all = false
+	e.showGone(out)
+}
+
+// showSlot appends the row of an open window's slot to out.Open.
+func (e *engine) showSlot(out *output, w *window, s *slot, key []byte) []viewrow.Row {
+	s.dirty, s.shown = false, e.pace.now
+	return append(out.Open, e.row(out, w.TimeWindow, key, "", &s.state, false))
+}
+
+// showKey appends the rows of a session key's open sessions to out.Open.
+func (e *engine) showKey(out *output, k *sessionKey) []viewrow.Row {
+	k.dirty, k.shown = false, e.pace.now
+	for _, s := range k.ss {
+		out.Open = append(out.Open, e.row(out, s.TimeWindow, []byte(k.key), k.key, s.State, false))
+	}
+	return out.Open
+}
+
+// showGone appends to out.Gone the tombstones of vanished sessions whose
+// key was shown (or finalised): those of a key still waiting for its
+// interval wait with it, so that a sink never lacks both the old session's
+// row and the merged one.
+func (e *engine) showGone(out *output) {
+	n := 0
+	for _, g := range e.gone {
+		if g.k.dirty && !g.k.closed {
+			e.gone[n] = g
+			n++
+			continue
+		}
+		out.Gone = append(out.Gone, viewrow.Row{Start: g.Start, End: g.End, Key: g.k.key, Group: e.group([]byte(g.k.key)),
+			Aggs: make([]event.Value, e.ncols), Deleted: true})
+	}
+	clear(e.gone[n:])
+	e.gone = e.gone[:n]
 }
 
 func (e *engine) finalizeWindows(out *output) {
@@ -366,6 +416,7 @@ func (e *engine) finalizeWindows(out *output) {
 			e.last = nil
 		}
 		e.nopen -= len(w.groups)
+		e.pace.waiting -= w.waiting
 		for key, s := range w.groups {
 			s.dirty = false
 			out.Final = append(out.Final, e.row(out, w.TimeWindow, []byte(key), key, &s.state, true))
@@ -392,6 +443,9 @@ func (e *engine) finalizeSessions(out *output) {
 		clear(e.closeBuf)
 		if len(k.ss) == 0 {
 			k.closed = true
+			if k.dirty && !k.listed {
+				e.pace.waitingKeys--
+			}
 			delete(e.keys, k.key)
 			continue
 		}

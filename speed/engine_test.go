@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
@@ -22,22 +23,22 @@ func runEngine(t testing.TB, pl *plan.Plan, parts int, entries []testEntry, flus
 	t.Helper()
 	e := newEngine(pl, parts)
 	store := newMemStore()
-	em := &emitter{view: pl.View(), store: store, retention: math.MaxInt64 / 4, step: 1, evicted: plan.NoWatermark, parts: 1, ends: make([]int64, 1), marks: make([][]mark, 1)}
+	em := &emitter{view: pl.View(), store: store, retention: math.MaxInt64 / 4, step: 1, evicted: plan.NoWatermark, parts: 1, ends: make([]int64, 1), ranges: make([][]finalRange, 1)}
 	var out output
 	next := make([]int64, parts)
 	for i, en := range entries {
 		e.Process(en.part, next[en.part], en.events)
 		next[en.part] += int64(len(en.events))
 		if flushEvery > 0 && i%flushEvery == 0 {
-			e.Flush(&out)
-			em.emit(t.Context(), &out)
+			e.Flush(time.Time{}, &out)
+			em.emit(&out)
 		}
 	}
-	e.Flush(&out)
-	em.emit(t.Context(), &out)
+	e.Flush(time.Time{}, &out)
+	em.emit(&out)
 	e.AdvanceWatermark(base + 1000*60*minute)
-	e.Flush(&out)
-	em.emit(t.Context(), &out)
+	e.Flush(time.Time{}, &out)
+	em.emit(&out)
 	return e, store
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -102,13 +103,14 @@ func runChild(cfg childConfig) error {
 		if !caughtUp {
 			continue
 		}
-		out := map[string]string{}
-		for _, v := range cfg.Views {
-			out[v] = store.dump(v)
-		}
+		// A soft stop shows every open window's current value.
 		cancel()
 		if err := <-done; err != nil {
 			return err
+		}
+		out := map[string]string{}
+		for _, v := range cfg.Views {
+			out[v] = store.dump(v)
 		}
 		data, _ = json.Marshal(out)
 		if err := os.WriteFile(cfg.Out+".tmp", data, 0o644); err != nil {
@@ -286,11 +288,19 @@ func TestKillAndRestartEqualsUninterrupted(t *testing.T) {
 		if !strings.Contains(want, "final=true") || !strings.Contains(want, "final=false") {
 			t.Errorf("view %s: the reference has no final or no open rows; the test is too weak", v)
 		}
-		// What sinks get: the view's topic, upserted by group and window,
-		// holds every final row of the uninterrupted run.
+		// What sinks get: the view's topic, upserted and deleted by group
+		// and window, holds every final row of the uninterrupted run and
+		// its open windows' current values; no row of a window that only
+		// a killed run formed.
+		wantTopic := maps.Clone(ref.finals[v])
+		for k, r := range ref.rows[v] {
+			if !r.Final {
+				wantTopic[k] = r
+			}
+		}
 		topicRows := readViewTopic(t, b, p, v)
-		if w, g := dumpRows(mapValues(ref.finals[v])), dumpRows(mapValues(topicRows)); w != g {
-			t.Errorf("view %s: the view's topic differs from the final rows of the uninterrupted run:\n%s", v, diffLines(w, g))
+		if w, g := dumpRows(mapValues(wantTopic)), dumpRows(mapValues(topicRows)); w != g {
+			t.Errorf("view %s: the view's topic differs from the rows of the uninterrupted run:\n%s", v, diffLines(w, g))
 		}
 	}
 	if s := local.engineOf("all").Stats(); s.Late == 0 {
@@ -306,13 +316,13 @@ func total(es []testEntry) int {
 	return n
 }
 
-// readViewTopic reads a view's topic and upserts its speed rows by group
-// and window start, as a sink would.
+// readViewTopic reads a view's topic and upserts (or, for a tombstone,
+// deletes) its speed rows by group and window start, as a sink would.
 func readViewTopic(t *testing.T, b *broker.Broker, p *pipelines.Pipeline, view string) map[string]viewrow.Row {
 	t.Helper()
 	v := p.ViewByName(view)
 	vt := p.ViewTopic(v)
-	ng := len(v.GroupBy)
+	ng, na := len(v.GroupBy), len(v.Aggregates)
 	rows := map[string]viewrow.Row{}
 	for part := range vt.Partitions {
 		from := int64(0)
@@ -329,7 +339,14 @@ func readViewTopic(t *testing.T, b *broker.Broker, p *pipelines.Pipeline, view s
 					if !strings.HasPrefix(ev.ID, speedIDPrefix) {
 						continue
 					}
-					r := viewrow.Row{Start: ev.Values[0].I, End: ev.Values[1].I, Group: ev.Values[2 : 2+ng], Aggs: ev.Values[2+ng:], Final: true}
+					r, ok := viewrow.FromValues(ev.Values, ng, na)
+					if !ok {
+						t.Fatalf("view %s: a row of %d values", view, len(ev.Values))
+					}
+					if r.Deleted {
+						delete(rows, storeKey(r))
+						continue
+					}
 					rows[storeKey(r)] = r
 				}
 				from = e.End()

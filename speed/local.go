@@ -1,7 +1,6 @@
 package speed
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -85,7 +84,7 @@ func (l *Local) Append(topic string, part int, events []event.Event) error {
 		}
 		lv.e.Process(part, off, events)
 		lv.lastEntry[part] = l.now
-		lv.flush()
+		lv.flush(l.now)
 	}
 	return nil
 }
@@ -99,7 +98,7 @@ func (l *Local) Advance(d time.Duration) {
 				lv.e.SetIdle(p, true)
 			}
 		}
-		lv.flush()
+		lv.flush(l.now)
 	}
 }
 
@@ -108,7 +107,7 @@ func (l *Local) Advance(d time.Duration) {
 func (l *Local) AdvanceWatermark(t time.Time) {
 	for _, lv := range l.views {
 		lv.e.AdvanceWatermark(t.UnixMicro())
-		lv.flush()
+		lv.flush(l.now)
 	}
 }
 
@@ -131,8 +130,7 @@ func (l *Local) engineOf(view string) *engine {
 	return nil
 }
 
-func (lv *localView) flush() {
-	lv.e.Flush(&lv.out)
-	// Without a log to append to, emit cannot fail.
-	_ = lv.em.emit(context.Background(), &lv.out)
+func (lv *localView) flush(now time.Time) {
+	lv.e.Flush(now, &lv.out)
+	lv.em.emit(&lv.out) // no log: nothing to append
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
 // memLog is a Log in memory, for tests of the speed layer's own logic.
@@ -19,6 +20,26 @@ type memLog struct {
 	commits     map[string]int64
 	reads       map[string]int64 // Progress reports
 	saves       int
+	// gates[topic], when set, holds appends to topic until it is closed,
+	// like a log slow to make them durable.
+	gates map[string]chan struct{}
+}
+
+// hold makes appends to topic wait until the returned function is called.
+func (l *memLog) hold(topic string) (release func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gates == nil {
+		l.gates = map[string]chan struct{}{}
+	}
+	gate := make(chan struct{})
+	l.gates[topic] = gate
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		delete(l.gates, topic)
+		close(gate)
+	}
 }
 
 type memPart struct {
@@ -48,7 +69,17 @@ func (l *memLog) part(topic string, part int) (*memPart, error) {
 	return ps[part], nil
 }
 
-func (l *memLog) Append(_ context.Context, topic string, part int, events []event.Event) (int64, error) {
+func (l *memLog) Append(ctx context.Context, topic string, part int, events []event.Event) (int64, error) {
+	l.mu.Lock()
+	gate := l.gates[topic]
+	l.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	p, err := l.part(topic, part)
@@ -190,13 +221,24 @@ func (l *memLog) checkpointsSaved() int {
 	return l.saves
 }
 
-// viewRows returns the rows of a view's log topic, all partitions.
-func (l *memLog) viewRows(topic string) int {
+// viewRows returns the rows of a view's log topic by group (groupText), in
+// the order they were appended: a group's rows are all in one partition.
+func (l *memLog) viewRows(p *pipelines.Pipeline, view string) map[string][]viewrow.Row {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
-	for _, p := range l.parts[topic] {
-		n += int(p.end)
+	v := p.ViewByName(view)
+	out := map[string][]viewrow.Row{}
+	for _, part := range l.parts[v.Name] {
+		for _, e := range part.entries {
+			for _, ev := range e.Events {
+				r, ok := viewrow.FromValues(ev.Values, len(v.GroupBy), len(v.Aggregates))
+				if !ok {
+					panic(fmt.Sprintf("view %s: a row of %d values", view, len(ev.Values)))
+				}
+				g := groupText(r.Group)
+				out[g] = append(out[g], r)
+			}
+		}
 	}
-	return n
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
@@ -213,6 +214,8 @@ func (s *Speed) restore(ctx context.Context, vs *viewSpec) (*viewRun, error) {
 		return nil, fmt.Errorf("speed: view %q: register consumer: %w", v.Name, err)
 	}
 	e := newEngine(vs.plan, max(vs.topic.Partitions, 1))
+	every, _ := v.Emit.Open()
+	e.SetEmitInterval(every)
 	em := newEmitter(s.p, v, s.store)
 	em.append = s.log.Append
 	r := &viewRun{s: s, vs: vs, e: e, em: em, lastCheckpoint: s.now()}
@@ -223,7 +226,9 @@ func (s *Speed) restore(ctx context.Context, vs *viewSpec) (*viewRun, error) {
 	}
 	if !ok {
 		s.logger.Info("speed: no checkpoint; computing the view from the start of the log", "view", v.Name)
-		return r, nil
+		// A run killed before its first checkpoint may have appended
+		// open windows' rows.
+		return r, r.retract(ctx, nil)
 	}
 	h, cr, err := decodeCheckpoint(data)
 	if err == nil && h.def != vs.def {
@@ -236,6 +241,9 @@ func (s *Speed) restore(ctx context.Context, vs *viewSpec) (*viewRun, error) {
 	if err != nil {
 		return nil, fmt.Errorf("speed: view %q: checkpoint %s/%s: %w", v.Name, s.bucket, v.Name, err)
 	}
+	if err := r.retract(ctx, h.viewEnds); err != nil {
+		return nil, err
+	}
 	if err := r.showRetained(ctx, h); err != nil {
 		return nil, err
 	}
@@ -244,49 +252,121 @@ func (s *Speed) restore(ctx context.Context, vs *viewSpec) (*viewRun, error) {
 	return r, nil
 }
 
-// showRetained reads the view's final rows still within retention back
-// from its log topic into the store, as they were before the restart.
-func (r *viewRun) showRetained(ctx context.Context, h checkpointHeader) error {
-	em, ng := r.em, len(r.vs.plan.GroupBy())
-	cutoff := em.cutoff(r.e.wm)
-	em.evicted = cutoff
-	for p := range min(em.parts, len(h.retain)) {
-		from, to := h.retain[p], h.viewEnds[p]
-		for from < to {
-			entries, err := r.s.log.Fetch(ctx, em.topic, p, from, 10000)
+// retract removes the rows of open windows that the previous run appended
+// after its checkpoint (from[p] on, to the end of each partition of the
+// view's topic; from nil: from the start): the replay may form its windows
+// otherwise (sessions meeting in another order when a group's events come
+// from several partitions, an event late in one run and not in the other),
+// so such a row might never be overwritten. It appends a tombstone for each
+// window whose last row there is an open one; the replay shows the windows
+// that exist again. Windows finalised there are left as they are: the
+// replay finalises them again, with the same values.
+func (r *viewRun) retract(ctx context.Context, from []int64) error {
+	em, ng, na := r.em, len(r.vs.plan.GroupBy()), len(r.vs.plan.Columns())
+	if em.append == nil {
+		return nil
+	}
+	for p := range em.parts {
+		off := int64(0)
+		if p < len(from) {
+			off = from[p]
+		}
+		last := map[string]viewrow.Row{}
+		var order []string
+		for {
+			entries, err := r.s.log.Fetch(ctx, em.topic, p, off, 10000)
 			if err != nil {
-				return fmt.Errorf("speed: view %q: read final rows back from topic %q: %w", em.view, em.topic, err)
+				return fmt.Errorf("speed: view %q: read the rows of the last run back from topic %q: %w", em.view, em.topic, err)
 			}
 			if len(entries) == 0 {
 				break
 			}
-			var rows []viewrow.Row
 			for _, ent := range entries {
-				maxEnd, first := int64(plan.NoWatermark), int64(-1)
 				for i, ev := range ent.Events {
-					off := ent.Offset + int64(i)
-					if off >= to || !strings.HasPrefix(ev.ID, speedIDPrefix) {
+					if ent.Offset+int64(i) < off || !strings.HasPrefix(ev.ID, speedIDPrefix) {
 						continue
 					}
-					row, ok := viewrow.FromValues(ev.Values, ng)
+					row, ok := viewrow.FromValues(ev.Values, ng, na)
 					if !ok {
 						continue
 					}
-					if first < 0 {
-						first = off
+					if _, seen := last[ev.ID]; !seen {
+						order = append(order, ev.ID)
 					}
-					maxEnd = max(maxEnd, row.End)
-					if row.End >= cutoff {
-						rows = append(rows, row)
-					}
+					last[ev.ID] = row
 				}
-				if first >= 0 && maxEnd >= cutoff {
-					em.marks[p] = append(em.marks[p], mark{offset: first, maxEnd: maxEnd})
-				}
-				from = ent.End()
+				off = ent.End()
 			}
-			if len(rows) > 0 {
-				em.store.PutSpeed(em.view, rows)
+		}
+		em.ends[p] = max(em.ends[p], off)
+		var tombs []viewrow.Row
+		for _, id := range order {
+			if row := last[id]; !row.Final && !row.Deleted {
+				tombs = append(tombs, viewrow.Row{Start: row.Start, End: row.End, Group: row.Group,
+					Aggs: make([]event.Value, na), Deleted: true})
+			}
+		}
+		if len(tombs) > 0 {
+			r.s.logger.Info("speed: removing the open windows the last run showed after its checkpoint", "view", em.view, "partition", p, "windows", len(tombs))
+			em.pending = append(em.pending, tombs...)
+			if err := em.flushPending(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// showRetained reads the view's final rows still within retention back
+// from its log topic into the store, as they were before the restart: the
+// ranges of final rows the checkpoint names, skipping open windows' rows,
+// tombstones and the batch layer's rows.
+func (r *viewRun) showRetained(ctx context.Context, h checkpointHeader) error {
+	em, ng, na := r.em, len(r.vs.plan.GroupBy()), len(r.vs.plan.Columns())
+	cutoff := em.cutoff(r.e.wm)
+	em.evicted = cutoff
+	clear(em.ranges) // rebuilt from what is read, with the rows' ends
+	var rows []viewrow.Row
+	for p := range min(em.parts, len(h.retain)) {
+		for _, rg := range h.retain[p] {
+			from := rg.from
+			for from < rg.to {
+				entries, err := r.s.log.Fetch(ctx, em.topic, p, from, 10000)
+				if err != nil {
+					return fmt.Errorf("speed: view %q: read final rows back from topic %q: %w", em.view, em.topic, err)
+				}
+				if len(entries) == 0 {
+					break
+				}
+				rows = rows[:0]
+				for _, ent := range entries {
+					kept := finalRange{from: -1, maxEnd: plan.NoWatermark}
+					for i, ev := range ent.Events {
+						off := ent.Offset + int64(i)
+						if off < from || off >= rg.to || !strings.HasPrefix(ev.ID, speedIDPrefix) {
+							continue
+						}
+						row, ok := viewrow.FromValues(ev.Values, ng, na)
+						if !ok || !row.Final || row.Deleted {
+							continue
+						}
+						if kept.from < 0 {
+							kept.from = off
+						}
+						kept.to = off + 1
+						kept.maxEnd = max(kept.maxEnd, row.End)
+						if row.End >= cutoff {
+							rows = append(rows, row)
+						}
+					}
+					if kept.from >= 0 && kept.maxEnd >= cutoff {
+						em.addRange(p, kept)
+					}
+					from = ent.End()
+				}
+				if len(rows) > 0 {
+					em.store.PutSpeed(em.view, rows)
+				}
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,12 +15,19 @@ import (
 
 // viewRun is one run of one view: a reader goroutine per partition of the
 // topic feeding entries to the view's own goroutine, which alone touches
-// the engine, the emitter and the store, and takes checkpoints.
+// the engine, the emitter and the store, and takes checkpoints, and an
+// appender goroutine making its rows durable in the view's topic.
 type viewRun struct {
 	s  *Speed
 	vs *viewSpec
 	e  *engine
 	em *emitter
+
+	// app appends the view's rows while run runs; nil before (restore,
+	// and tests driving the engine by hand), when flush appends itself.
+	app *appender
+	// appending counts rows handed to app whose result has not come back.
+	appending int
 
 	readers []readerState
 	entries chan partEntry
@@ -73,6 +81,14 @@ func (r *viewRun) restoreFrom(h checkpointHeader, cr *binfmt.Reader) error {
 	copy(e.next, h.next)
 	e.wm = h.watermark
 	copy(em.ends, h.viewEnds)
+	// Until showRetained reads them, the ranges' window ends are unknown:
+	// keep every range.
+	for p, rs := range h.retain {
+		for _, rg := range rs {
+			rg.maxEnd = math.MaxInt64
+			em.ranges[p] = append(em.ranges[p], rg)
+		}
+	}
 	return restoreWindows(e, cr)
 }
 
@@ -101,6 +117,18 @@ func (r *viewRun) run(ctx context.Context) error {
 		stopReaders()
 		readers.Wait()
 		r.uploadWG.Wait()
+	}()
+	// The appender outlives ctx until the soft stop has made the rows
+	// durable; it is stopped on every way out.
+	actx, stopAppender := context.WithCancel(context.WithoutCancel(ctx))
+	r.app, r.appending = newAppender(r.em), 0
+	var appenderWG sync.WaitGroup
+	appenderWG.Go(func() { r.app.run(actx) })
+	defer func() {
+		stopAppender()
+		close(r.app.in)
+		appenderWG.Wait()
+		r.app = nil
 	}()
 
 	var tick <-chan time.Time
@@ -143,6 +171,10 @@ func (r *viewRun) run(ctx context.Context) error {
 			}
 		case res := <-r.uploaded:
 			r.uploadDone(res)
+		case res := <-r.app.out:
+			if err := r.landed(res); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -198,12 +230,54 @@ func (r *viewRun) read(ctx context.Context, part int, from int64) {
 	}
 }
 
-// flush shows what changed in the store and the log.
+// flush shows what changed in the store and hands the rows for the log to
+// the appender (or, without one, appends them).
 func (r *viewRun) flush(ctx context.Context) error {
-	r.e.Flush(&r.out)
-	err := r.em.emit(ctx, &r.out)
+	r.e.Flush(r.s.now(), &r.out)
+	r.em.emit(&r.out)
 	r.vs.m.observe(r.e)
-	return err
+	if r.app == nil {
+		return r.em.flushPending(ctx)
+	}
+	if len(r.em.pending) == 0 {
+		return nil
+	}
+	rows := r.em.takePending()
+	r.appending += len(rows)
+	for {
+		select {
+		case r.app.in <- rows:
+			return nil
+		case res := <-r.app.out:
+			if err := r.landed(res); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// landed records a round of the appender.
+func (r *viewRun) landed(res appended) error {
+	r.appending -= res.rows
+	r.em.land(res.landed)
+	return res.err
+}
+
+// drain waits until every row handed to the appender is durable.
+func (r *viewRun) drain(ctx context.Context) error {
+	for r.app != nil && r.appending > 0 {
+		select {
+		case res := <-r.app.out:
+			if err := r.landed(res); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // onTick applies the idle rule, moves the watermark and checkpoints when due.
@@ -217,11 +291,20 @@ func (r *viewRun) onTick(ctx context.Context) error {
 			r.e.SetIdle(p, true)
 		}
 	}
+	due := !r.uploading && now.Sub(r.lastCheckpoint) >= r.s.opts.CheckpointInterval
+	if due {
+		r.e.showMerged()
+	}
 	if err := r.flush(ctx); err != nil {
 		return err
 	}
 	r.vs.m.checkpointAge.Set(now.Sub(r.lastCheckpoint).Seconds())
-	if !r.uploading && len(r.em.pending) == 0 && now.Sub(r.lastCheckpoint) >= r.s.opts.CheckpointInterval {
+	if due {
+		// The state may be checkpointed only once every row it emitted is
+		// durable: wait for the appender (a pause once per interval).
+		if err := r.drain(ctx); err != nil {
+			return err
+		}
 		r.startCheckpoint(ctx)
 	}
 	return nil
@@ -291,8 +374,9 @@ func (r *viewRun) save(ctx context.Context, data []byte, commits []commit) error
 // softStopTimeout bounds the final append and checkpoint of a soft stop.
 const softStopTimeout = 30 * time.Second
 
-// softStop makes the final rows durable and checkpoints. Entries read but
-// not processed are left to the next run, which reads them again.
+// softStop shows every open window's current value, makes the rows
+// durable and checkpoints. Entries read but not processed are left to the
+// next run, which reads them again.
 func (r *viewRun) softStop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), softStopTimeout)
 	defer cancel()
@@ -300,7 +384,12 @@ func (r *viewRun) softStop() error {
 	if r.uploading {
 		r.uploadDone(<-r.uploaded)
 	}
-	if err := r.flush(ctx); err != nil {
+	r.e.showWaiting()
+	err := r.flush(ctx)
+	if err == nil {
+		err = r.drain(ctx)
+	}
+	if err != nil {
 		// Without its final rows in the log the state may not be
 		// checkpointed; the last checkpoint stays, and the next run
 		// replays from it.

@@ -13,7 +13,7 @@ import (
 // flushed flushes e and returns the output's rows as text, finals first.
 func flushed(e *engine) (open, final []string, gone []string) {
 	var out output
-	e.Flush(&out)
+	e.Flush(time.Time{}, &out)
 	for _, r := range out.Open {
 		open = append(open, shortRow(r))
 	}

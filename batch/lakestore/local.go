@@ -35,7 +35,7 @@ func NewDir(dir string) (*Dir, error) {
 	return &Dir{root: dir}, nil
 }
 
-func (d *Dir) String() string { return d.root }
+func (d *Dir) String() string { return d.root + "/" }
 
 // Path returns the file of key (for messages and for readers that want the
 // file itself).

@@ -34,7 +34,10 @@ func TestExamplesStart(t *testing.T) {
 			addr := testenv.FreeAddr(t)
 			cmd := exec.Command(binary, "run", "-c", abs, "--listen", addr)
 			cmd.Dir = dir // examples with data_dir ./data write here
-			cmd.Env = append(os.Environ(), "LAMBDAFLOW_DATA="+filepath.Join(dir, "data"))
+			// A site's embedded NATS listens on a free port, not NATS' own.
+			nats := testenv.FreeAddr(t)
+			cmd.Env = append(os.Environ(), "LAMBDAFLOW_DATA="+filepath.Join(dir, "data"),
+				"EU_NATS_LISTEN="+nats, "EU_NATS_URL=nats://"+nats)
 			var logs bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &logs, &logs
 			if err := cmd.Start(); err != nil {
@@ -76,8 +79,8 @@ func TestExamplesStart(t *testing.T) {
 			}
 		})
 	}
-	if n != 3 {
-		t.Fatalf("%d example pipelines, want 3", n)
+	if n != 5 {
+		t.Fatalf("%d example pipelines, want 5", n)
 	}
 }
 

@@ -209,11 +209,11 @@ func TestCLIValidate(t *testing.T) {
 // them as pipelines.
 func TestCLIValidateTestFiles(t *testing.T) {
 	files, err := filepath.Glob("../../pipelines/examples/*.yaml")
-	if err != nil || len(files) != 6 {
+	if err != nil || len(files) != 9 {
 		t.Fatalf("examples: %v %v", files, err)
 	}
 	out, errOut, code := runCLI(t, "", append([]string{"validate"}, files...)...)
-	cases := map[string]int{"clickstream": 4, "ops-metrics": 2, "quickstart": 6}
+	cases := map[string]int{"clickstream": 4, "ops-metrics": 2, "quickstart": 6, "site-hq": 1}
 	want := ""
 	for _, f := range files {
 		if name, ok := strings.CutSuffix(filepath.Base(f), ".test.yaml"); ok {

@@ -25,6 +25,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/ingest"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/kafka"
+	"github.com/lambdaflow/lambdaflow/mirror"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/serving"
@@ -193,6 +194,17 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 			kafkaGroups = ks
 			modules = append(modules, namedModule{"kafka", ks})
 		}
+		// Links pull other sites' topics in through the same log: they are
+		// a way in, like HTTP and Kafka.
+		if hasSources(p) {
+			mr, err := mirror.New(p, b, mirror.Options{Logger: logger.With("component", "mirror"), Registerer: preg("mirror")})
+			if err != nil {
+				return err
+			}
+			health.Add(mr.Checks()...)
+			stats.Add(mr)
+			modules = append(modules, namedModule{"mirror", mr})
+		}
 		// Consumer groups over HTTP are served where events come in: a
 		// load balancer in front of ingest processes serves them too.
 		routes = append(routes, groups.New(p, b, groups.Options{Logger: logger.With("component", "groups"), Others: kafkaGroups}).Routes()...)
@@ -311,6 +323,16 @@ func roleList(roles map[string]bool) string {
 	return strings.Join(out, ",")
 }
 
+// hasSources reports whether a topic of p pulls other sites' events in.
+func hasSources(p *pipelines.Pipeline) bool {
+	for _, t := range p.Topics {
+		if len(t.Sources) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func firstTopic(p *pipelines.Pipeline) string {
 	if len(p.Topics) == 0 {
 		return "TOPIC"
@@ -327,6 +349,9 @@ func exampleEvent(p *pipelines.Pipeline) string {
 	var b strings.Builder
 	b.WriteByte('{')
 	for i, f := range t.Schema {
+		if pipelines.IsSiteField(f) {
+			continue // set by ingest
+		}
 		if i > 0 {
 			b.WriteByte(',')
 		}

@@ -46,6 +46,7 @@ var layers = map[string]int{
 	"sinks":   5,
 	"console": 5,
 	"groups":  5,
+	"mirror":  5,
 	// What builds on one layer: sink targets on the sink runner.
 	"sinks/cassandra":     6,
 	"sinks/elasticsearch": 6,

@@ -215,6 +215,20 @@ func TestLeftoversOfADeadProcessAreRemoved(t *testing.T) {
 	waited := make(chan error, 1)
 	go func() { waited <- sleeper.Wait() }()
 	t.Cleanup(func() { sleeper.Process.Kill(); <-waited })
+	// ip enters the namespace after Start returns; a crashed run's process
+	// was inside it, so wait until this one is too.
+	testenv.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		out, err := exec.Command("ip", "netns", "pids", ns).Output()
+		if err != nil {
+			return fmt.Errorf("ip netns pids %s: %w", ns, err)
+		}
+		for _, f := range strings.Fields(string(out)) {
+			if f == strconv.Itoa(sleeper.Process.Pid) {
+				return nil
+			}
+		}
+		return fmt.Errorf("process %d not yet in %s (pids %q)", sleeper.Process.Pid, ns, out)
+	})
 
 	netns.New(t)
 

@@ -16,15 +16,20 @@ import (
 // finalizes to the same values. A Set is immutable once built and safe for
 // concurrent use; its States are not.
 type Set struct {
-	view    string // for messages
-	schema  event.Schema
-	aggs    []aggOp
-	upd     []aggOp     // the aggregates Update and Merge visit: see planUpdate
-	stats   []fieldStat // per field: what its aggregates share
-	layout  stateLayout
-	accFns  []*Func // per accumulator slot, the function that makes it
-	sig     uint64
-	sigText strings.Builder // while building: what sig hashes
+	view   string // for messages
+	schema event.Schema
+	aggs   []aggOp
+	upd    []aggOp     // the aggregates Update and Merge visit: see planUpdate
+	stats  []fieldStat // per field: what its aggregates share
+	layout stateLayout
+	accFns []*Func // per accumulator slot, the function that makes it
+	// custom: some aggregate is outside the built-ins (UpdateColumns then
+	// goes event by event); rowStats: per field stats, whether an aggregate
+	// with state of its own reads them (see UpdateColumns).
+	custom   bool
+	rowStats []bool
+	sig      uint64
+	sigText  strings.Builder // while building: what sig hashes
 }
 
 // Builder compiles the aggregates of one view into a Set, one call at a
@@ -83,6 +88,7 @@ func (b *Builder) Build() (*Set, error) {
 	s.sig = signatureHash(s.sigText.String())
 	s.sigText = strings.Builder{}
 	s.planUpdate()
+	s.planColumns()
 	if err := s.buildLayout(); err != nil {
 		return nil, err
 	}

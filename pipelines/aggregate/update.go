@@ -134,71 +134,77 @@ func (p *Set) Update(s *State, e *event.Event) {
 		if v == nil {
 			continue
 		}
-		switch op.kind {
-		case aggSumInt, aggAvgInt:
-			addInt128(w[op.w:], v.I)
-		case aggSumFloat, aggAvgFloat:
-			p.fsums(s)[op.f].add(v.F)
-		case aggDistinct:
-			if d := p.distinctSet(s, op.x); d != nil {
-				d.add(hashValue(op.typ, v))
-			} else {
-				p.addDistinct(s, w, op, hashValue(op.typ, v))
-			}
-		case aggQuantile:
-			x := v.F
-			if op.class != classFloat {
-				x = float64(v.I)
-			}
-			p.addQuantile(s, w, op, x)
-		case aggFirst, aggLast:
-			p.updateFirstLast(s, w, op, e.Time, e.ID, v)
-		case aggCustom:
-			p.acc(s, op, true).Add(v, e)
-		}
+		p.updateOp(s, w, op, v, e.Time, e.ID, e)
 		// The field's count and extremes, after every aggregate that
 		// reads them.
-		if op.upd == statNone {
-			continue
+		if op.upd != statNone {
+			p.updateStats(s, w, op, v)
 		}
-		n := w[op.n]
-		switch op.upd {
-		case statMinInt:
-			if n == 0 || v.I < int64(w[op.statMin]) {
-				w[op.statMin] = uint64(v.I)
-			}
-		case statMaxInt:
-			if n == 0 || v.I > int64(w[op.statMax]) {
-				w[op.statMax] = uint64(v.I)
-			}
-		case statMinMaxInt:
-			if n == 0 || v.I < int64(w[op.statMin]) {
-				w[op.statMin] = uint64(v.I)
-			}
-			if n == 0 || v.I > int64(w[op.statMax]) {
-				w[op.statMax] = uint64(v.I)
-			}
-		case statMinFloat:
-			if x := math.Float64bits(v.F); n == 0 || floatKey(x) < floatKey(w[op.statMin]) {
-				w[op.statMin] = x
-			}
-		case statMaxFloat:
-			if x := math.Float64bits(v.F); n == 0 || floatKey(x) > floatKey(w[op.statMax]) {
-				w[op.statMax] = x
-			}
-		case statMinMaxFloat:
-			x := math.Float64bits(v.F)
-			k := floatKey(x)
-			if n == 0 || k < floatKey(w[op.statMin]) {
-				w[op.statMin] = x
-			}
-			if n == 0 || k > floatKey(w[op.statMax]) {
-				w[op.statMax] = x
-			}
-		case statString:
-			p.updateStringExtremes(s, op, n, v.S)
+	}
+}
+
+// updateOp adds the non-null value v of an event at time t with id to op's
+// own state (not its field's stats; count() is the caller's). e is the
+// event, for functions outside the built-ins.
+func (p *Set) updateOp(s *State, w []uint64, op *aggOp, v *event.Value, t int64, id string, e *event.Event) {
+	switch op.kind {
+	case aggSumInt, aggAvgInt:
+		addInt128(w[op.w:], v.I)
+	case aggSumFloat, aggAvgFloat:
+		p.fsums(s)[op.f].add(v.F)
+	case aggDistinct:
+		if d := p.distinctSet(s, op.x); d != nil {
+			d.add(hashValue(op.typ, v))
+		} else {
+			p.addDistinct(s, w, op, hashValue(op.typ, v))
 		}
-		w[op.n] = n + 1
+	case aggQuantile:
+		x := v.F
+		if op.class != classFloat {
+			x = float64(v.I)
+		}
+		p.addQuantile(s, w, op, x)
+	case aggFirst, aggLast:
+		p.updateFirstLast(s, w, op, t, id, v)
+	case aggCustom:
+		p.acc(s, op, true).Add(v, e)
+	}
+}
+
+// updateStats counts the non-null value v into the stats of op's field
+// (op.upd says what they keep).
+func (p *Set) updateStats(s *State, w []uint64, op *aggOp, v *event.Value) {
+	n := w[op.n]
+	switch op.upd {
+	case statMinInt, statMaxInt, statMinMaxInt:
+		minMaxInt(w, op, n, v.I)
+	case statMinFloat, statMaxFloat, statMinMaxFloat:
+		minMaxFloat(w, op, n, math.Float64bits(v.F))
+	case statString:
+		p.updateStringExtremes(s, op, n, v.S)
+	}
+	w[op.n] = n + 1
+}
+
+// minMaxInt counts x into the minimum and/or maximum words of op's field,
+// which holds n values so far.
+func minMaxInt(w []uint64, op *aggOp, n uint64, x int64) {
+	if op.statMin >= 0 && (n == 0 || x < int64(w[op.statMin])) {
+		w[op.statMin] = uint64(x)
+	}
+	if op.statMax >= 0 && (n == 0 || x > int64(w[op.statMax])) {
+		w[op.statMax] = uint64(x)
+	}
+}
+
+// minMaxFloat is minMaxInt for a double's bits x, ordered by floatKey.
+func minMaxFloat(w []uint64, op *aggOp, n uint64, x uint64) {
+	k := floatKey(x)
+	if op.statMin >= 0 && (n == 0 || k < floatKey(w[op.statMin])) {
+		w[op.statMin] = x
+	}
+	if op.statMax >= 0 && (n == 0 || k > floatKey(w[op.statMax])) {
+		w[op.statMax] = x
 	}
 }
 

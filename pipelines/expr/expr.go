@@ -41,6 +41,7 @@ func CheckWhere(where string, schema event.Schema) error {
 type Where struct {
 	prog   *vm.Program
 	fast   fastPred     // nil unless the expression is in the native subset
+	vec    vecPred      // the same a column at a time (Matcher.Filter)
 	fields []whereField // fields the expression reads
 	pool   sync.Pool    // *Matcher for Match
 }
@@ -83,7 +84,7 @@ func Compile(src string, schema event.Schema) (*Where, error) {
 		}
 		return nil, &Error{Line: 1, Col: 1, Msg: exprTypeNames.Replace(err.Error())}
 	}
-	w := &Where{prog: prog, fast: compileFast(prog.Node(), schema)}
+	w := &Where{prog: prog, fast: compileFast(prog.Node(), schema), vec: compileVector(prog.Node(), schema)}
 	for i, f := range schema {
 		if refs[f.Name] {
 			w.fields = append(w.fields, whereField{name: f.Name, field: i, typ: f.Type})
@@ -141,6 +142,11 @@ type Matcher struct {
 	env   map[string]any
 	last  []event.Value // the values boxed in env, to skip re-boxing repeats
 	boxed []bool
+	// Filter's buffers: verdicts per row, the subexpressions' and an
+	// event for the rows the VM decides.
+	verdicts []uint8
+	scratch  vecScratch
+	row      event.Event
 }
 
 // NewMatcher returns a Matcher for a goroutine that matches many events. A
@@ -374,19 +380,93 @@ func literal(n ast.Node) (v any, ok bool) {
 	return nil, false
 }
 
-// compileCompare compiles `field op literal` with expr's semantics: mixed
-// int and float compare as floats, strings byte-wise, and nil equals only a
-// null field.
-func compileCompare(name string, op cmpOp, lit ast.Node, schema event.Schema) fastPred {
+// cmpKind is what a comparison of a field with a literal compares.
+type cmpKind uint8
+
+const (
+	cmpNull     cmpKind = iota + 1 // field == nil, field != nil
+	cmpString                      // strings byte-wise
+	cmpBool                        // bools, == and != only
+	cmpDouble                      // a double field with a number
+	cmpInt                         // an integer field with an integer
+	cmpIntFloat                    // an integer field with a float, as floats
+)
+
+// cmpSpec is `field op literal` resolved against the schema, with expr's
+// semantics: mixed int and float compare as floats, strings byte-wise, and
+// nil equals only a null field. Both native forms (compileCompare, a row at
+// a time, and vectorCompare) are built from it.
+type cmpSpec struct {
+	field int
+	op    cmpOp
+	kind  cmpKind
+	s     string
+	f     float64
+	n     int64 // the integer, or the bool as 0 or 1
+}
+
+// parseCompare resolves a comparison; ok is false for anything outside the
+// native subset.
+func parseCompare(name string, op cmpOp, lit ast.Node, schema event.Schema) (c cmpSpec, ok bool) {
 	i := schema.Index(name)
 	v, ok := literal(lit)
 	if i < 0 || !ok {
+		return c, false
+	}
+	c = cmpSpec{field: i, op: op}
+	if v == nil {
+		c.kind = cmpNull
+		return c, op == opEq || op == opNe
+	}
+	switch t := schema[i].Type; {
+	case t == event.TypeString:
+		c.kind, c.s, ok = cmpString, "", false
+		if s, isStr := v.(string); isStr {
+			c.s, ok = s, true
+		}
+		return c, ok
+	case t == event.TypeBool:
+		b, isBool := v.(bool)
+		if !isBool || (op != opEq && op != opNe) {
+			return c, false
+		}
+		c.kind = cmpBool
+		if b {
+			c.n = 1
+		}
+		return c, true
+	case t == event.TypeDouble:
+		c.kind = cmpDouble
+		switch l := v.(type) {
+		case int:
+			c.f = float64(l)
+		case float64:
+			c.f = l
+		default:
+			return c, false
+		}
+		return c, true
+	case t == event.TypeLong || t == event.TypeInt:
+		switch l := v.(type) {
+		case int:
+			c.kind, c.n = cmpInt, int64(l)
+			return c, true
+		case float64:
+			c.kind, c.f = cmpIntFloat, l
+			return c, true
+		}
+	}
+	return c, false
+}
+
+// compileCompare compiles `field op literal` for one row at a time.
+func compileCompare(name string, op cmpOp, lit ast.Node, schema event.Schema) fastPred {
+	c, ok := parseCompare(name, op, lit, schema)
+	if !ok {
 		return nil
 	}
-	if v == nil {
-		if op != opEq && op != opNe {
-			return nil
-		}
+	i := c.field
+	if c.kind == cmpNull {
 		isNull := op == opEq
 		return func(vs []event.Value) (bool, bool) {
 			null := i >= len(vs) || !vs[i].Valid
@@ -401,59 +481,33 @@ func compileCompare(name string, op cmpOp, lit ast.Node, schema event.Schema) fa
 		}
 		return &vs[i], true
 	}
-	switch t := schema[i].Type; {
-	case t == event.TypeString:
-		s, ok := v.(string)
-		if !ok {
-			return nil
-		}
+	switch c.kind {
+	case cmpString:
 		return func(vs []event.Value) (bool, bool) {
 			x, ok := get(vs)
-			return ok && compareOp(op, x.S, s), ok
+			return ok && compareOp(op, x.S, c.s), ok
 		}
-	case t == event.TypeBool:
-		b, ok := v.(bool)
-		if !ok || (op != opEq && op != opNe) {
-			return nil
-		}
-		want := int64(0)
-		if b {
-			want = 1
-		}
+	case cmpBool:
 		return func(vs []event.Value) (bool, bool) {
 			x, ok := get(vs)
-			return ok && compareOp(op, x.I&1, want), ok
+			return ok && compareOp(op, x.I&1, c.n), ok
 		}
-	case t == event.TypeDouble:
-		var f float64
-		switch l := v.(type) {
-		case int:
-			f = float64(l)
-		case float64:
-			f = l
-		default:
-			return nil
-		}
+	case cmpDouble:
 		return func(vs []event.Value) (bool, bool) {
 			x, ok := get(vs)
-			return ok && compareOp(op, x.F, f), ok
+			return ok && compareOp(op, x.F, c.f), ok
 		}
-	case t == event.TypeLong || t == event.TypeInt:
-		switch l := v.(type) {
-		case int:
-			n := int64(l)
-			return func(vs []event.Value) (bool, bool) {
-				x, ok := get(vs)
-				return ok && compareOp(op, x.I, n), ok
-			}
-		case float64:
-			return func(vs []event.Value) (bool, bool) {
-				x, ok := get(vs)
-				return ok && compareOp(op, float64(x.I), l), ok
-			}
+	case cmpInt:
+		return func(vs []event.Value) (bool, bool) {
+			x, ok := get(vs)
+			return ok && compareOp(op, x.I, c.n), ok
+		}
+	default: // cmpIntFloat
+		return func(vs []event.Value) (bool, bool) {
+			x, ok := get(vs)
+			return ok && compareOp(op, float64(x.I), c.f), ok
 		}
 	}
-	return nil
 }
 
 func compareOp[T int64 | float64 | string](op cmpOp, a, b T) bool {

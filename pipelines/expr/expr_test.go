@@ -117,6 +117,7 @@ func TestExprFastPathAgreesWithVM(t *testing.T) {
 			native++
 		}
 		m := w.NewMatcher()
+		var evs []*event.Event
 		for range 30 {
 			vals := map[int]any{
 				testtopic.Region: []string{"eu", "us", "", "eu-west"}[rng.IntN(4)],
@@ -136,6 +137,7 @@ func TestExprFastPathAgreesWithVM(t *testing.T) {
 				vals[testtopic.OK] = rng.IntN(2) == 0
 			}
 			e := testEvent(vals)
+			evs = append(evs, e)
 			got, gotErr := m.Match(e)
 			want, wantErr := m.run(e)
 			if got != want || (gotErr != nil) != (wantErr != nil) {
@@ -147,6 +149,7 @@ func TestExprFastPathAgreesWithVM(t *testing.T) {
 				}
 			}
 		}
+		checkFilter(t, src, schema, m, evs)
 	}
 	t.Logf("%d of 400 expressions native; %d evaluations fell back on a null", native, nullFallbacks)
 	if native < 200 || nullFallbacks == 0 {

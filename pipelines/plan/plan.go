@@ -257,22 +257,31 @@ func (p *Plan) Columns() []Column {
 func (p *Plan) Key(e *event.Event, buf []byte) []byte {
 	buf = buf[:0]
 	for _, g := range p.group {
-		if g.field >= len(e.Values) || !e.Values[g.field].Valid {
-			buf = append(buf, 0)
-			continue
+		var v *event.Value
+		if g.field < len(e.Values) {
+			v = &e.Values[g.field]
 		}
-		v := &e.Values[g.field]
-		buf = append(buf, 1)
-		switch g.typ {
-		case event.TypeString:
-			buf = binfmt.AppendString(buf, v.S)
-		case event.TypeDouble:
-			buf = binfmt.AppendFloat64(buf, event.CanonicalFloat(v.F))
-		case event.TypeBool:
-			buf = append(buf, byte(v.I&1))
-		default:
-			buf = binfmt.AppendVarint(buf, v.I)
-		}
+		buf = appendKeyValue(buf, g.typ, v)
+	}
+	return buf
+}
+
+// appendKeyValue appends one group-by value (nil or not Valid: null) in
+// Key's encoding.
+func appendKeyValue(buf []byte, typ event.FieldType, v *event.Value) []byte {
+	if v == nil || !v.Valid {
+		return append(buf, 0)
+	}
+	buf = append(buf, 1)
+	switch typ {
+	case event.TypeString:
+		buf = binfmt.AppendString(buf, v.S)
+	case event.TypeDouble:
+		buf = binfmt.AppendFloat64(buf, event.CanonicalFloat(v.F))
+	case event.TypeBool:
+		buf = append(buf, byte(v.I&1))
+	default:
+		buf = binfmt.AppendVarint(buf, v.I)
 	}
 	return buf
 }

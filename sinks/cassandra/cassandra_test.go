@@ -339,12 +339,13 @@ func TestPoisonRowsAreRowErrors(t *testing.T) {
 	}
 	sess, _ := s.conn()
 	var parts [][]int
-	args := make([][]any, 12)
+	args, stmts := make([][]any, 12), make([]string, 12)
 	for i := range 12 {
 		parts = append(parts, []int{i})
 		args[i], _ = bindRow(itab, trows[i].Values)
+		stmts[i] = insertCQL(s.keyspace, itab, 0)
 	}
-	if units := s.pack(sess, insertCQL(s.keyspace, itab, 0), parts, trows, args); len(units) != 2 || len(units[0]) != 10 {
+	if units := s.pack(sess, stmts, parts, trows, args); len(units) != 2 || len(units[0]) != 10 {
 		t.Errorf("12 single-row partitions packed as %v, want batches of 10 and 2", units)
 	}
 	err = s.Write(ctx, itab, trows)

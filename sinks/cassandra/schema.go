@@ -105,6 +105,20 @@ func insertCQL(ks string, t sinks.Table, ttl int) string {
 	return b.String()
 }
 
+// deleteCQL removes the row of t with the given key, its values bound in
+// t.Key order.
+func deleteCQL(ks string, t sinks.Table) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "DELETE FROM %s.%s WHERE ", quote(ks), quote(t.Name))
+	for i, k := range t.Key {
+		if i > 0 {
+			b.WriteString(" AND ")
+		}
+		fmt.Fprintf(&b, "%s = ?", quote(k))
+	}
+	return b.String()
+}
+
 // column is one row of system_schema.columns.
 type column struct {
 	typ  string

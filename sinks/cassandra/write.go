@@ -39,6 +39,9 @@ const (
 // earlier one before anything is sent: statements of one batch share a
 // timestamp, and Cassandra would break that tie by value, not by order.
 //
+// A row to delete (sinks.Row.Delete) is a DELETE by its key, in the same
+// batches; the last row of a key in one call wins, upsert or delete.
+//
 // Rows with a value Cassandra refuses (a null key, an int out of range,
 // invalid UTF-8) come back as sinks.RowErrors and the others are written; a
 // batch the server refuses is retried row by row to find the culprit.
@@ -57,10 +60,11 @@ func (s *Sink) Write(ctx context.Context, t sinks.Table, rows []sinks.Row) error
 	if err != nil {
 		return err
 	}
-	stmt := insertCQL(s.keyspace, t, s.ttl)
+	insert, del := insertCQL(s.keyspace, t, s.ttl), deleteCQL(s.keyspace, t)
 
 	var res result
-	args := make([][]any, len(rows))
+	// stmts[i] is the statement row i binds args[i] to.
+	args, stmts := make([][]any, len(rows)), make([]string, len(rows))
 	last := make(map[string]int, len(rows))
 	var kb []byte
 	for i, r := range rows {
@@ -69,13 +73,16 @@ func (s *Sink) Write(ctx context.Context, t sinks.Table, rows []sinks.Row) error
 			res.rowErr(i, err)
 			continue
 		}
-		args[i] = a
+		args[i], stmts[i] = a, insert
+		if r.Delete {
+			args[i], stmts[i] = keyArgs(a, keyIdx), del
+		}
 		kb = sinks.AppendKey(kb[:0], r.Values, keyIdx)
 		last[string(kb)] = i
 	}
 	parts := partitions(rows, args, last, keyIdx, partIdx)
-	units := s.pack(sess, stmt, parts, rows, args)
-	s.run(ctx, sess, stmt, units, args, &res)
+	units := s.pack(sess, stmts, parts, rows, args)
+	s.run(ctx, sess, stmts, units, args, &res)
 	return res.err(s.spec.Name, t.Name)
 }
 
@@ -108,7 +115,7 @@ func partitions(rows []sinks.Row, args [][]any, last map[string]int, keyIdx, par
 // pack cuts partitions into batches: a large partition alone, in batches of
 // batchRows; small ones together with others of the same replica, within
 // the limits of a multi-partition batch.
-func (s *Sink) pack(sess *gocql.Session, stmt string, parts [][]int, rows []sinks.Row, args [][]any) [][]int {
+func (s *Sink) pack(sess *gocql.Session, stmts []string, parts [][]int, rows []sinks.Row, args [][]any) [][]int {
 	type open struct {
 		unit        int // index into units
 		parts, size int
@@ -129,7 +136,7 @@ func (s *Sink) pack(sess *gocql.Session, stmt string, parts [][]int, rows []sink
 			}
 			continue
 		}
-		replica := replicaOf(sess, policy, stmt, args[p[0]])
+		replica := replicaOf(sess, policy, stmts[p[0]], args[p[0]])
 		o := byReplica[replica]
 		if o == nil || o.parts >= maxBatchPartitions || len(units[o.unit])+len(p) > s.batchRows || o.size+size > maxBatchBytes {
 			o = &open{unit: len(units)}
@@ -173,7 +180,7 @@ func rowSize(vals []event.Value) int {
 
 // run executes units with at most inFlight running; the first transient or
 // permanent failure stops the rest.
-func (s *Sink) run(ctx context.Context, sess *gocql.Session, stmt string, units [][]int, args [][]any, res *result) {
+func (s *Sink) run(ctx context.Context, sess *gocql.Session, stmts []string, units [][]int, args [][]any, res *result) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	work := make(chan []int)
@@ -181,7 +188,7 @@ func (s *Sink) run(ctx context.Context, sess *gocql.Session, stmt string, units 
 	for range min(s.inFlight, len(units)) {
 		wg.Go(func() {
 			for u := range work {
-				if err := s.runUnit(ctx, sess, stmt, u, args, res); err != nil {
+				if err := s.runUnit(ctx, sess, stmts, u, args, res); err != nil {
 					cancel()
 				}
 			}
@@ -202,8 +209,8 @@ feed:
 
 // runUnit writes one batch (or one row); it returns an error only for a
 // failure that should stop the whole Write.
-func (s *Sink) runUnit(ctx context.Context, sess *gocql.Session, stmt string, u []int, args [][]any, res *result) error {
-	err := execUnit(ctx, sess, stmt, u, args)
+func (s *Sink) runUnit(ctx context.Context, sess *gocql.Session, stmts []string, u []int, args [][]any, res *result) error {
+	err := execUnit(ctx, sess, stmts, u, args)
 	if err == nil {
 		return nil
 	}
@@ -214,7 +221,7 @@ func (s *Sink) runUnit(ctx context.Context, sess *gocql.Session, stmt string, u 
 	case kind == kindRow:
 		// One row spoils its batch: find which by writing them alone.
 		for _, i := range u {
-			if err := execUnit(ctx, sess, stmt, []int{i}, args); err != nil {
+			if err := execUnit(ctx, sess, stmts, []int{i}, args); err != nil {
 				if k := classify(err); k != kindRow {
 					res.fail(k, err)
 					return err
@@ -229,16 +236,16 @@ func (s *Sink) runUnit(ctx context.Context, sess *gocql.Session, stmt string, u 
 	}
 }
 
-func execUnit(ctx context.Context, sess *gocql.Session, stmt string, u []int, args [][]any) error {
+func execUnit(ctx context.Context, sess *gocql.Session, stmts []string, u []int, args [][]any) error {
 	if len(u) == 1 {
-		q := sess.Query(stmt, args[u[0]]...).WithContext(ctx).Idempotent(true)
+		q := sess.Query(stmts[u[0]], args[u[0]]...).WithContext(ctx).Idempotent(true)
 		err := q.Exec()
 		q.Release()
 		return err
 	}
 	b := sess.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
 	for _, i := range u {
-		b.Query(stmt, args[i]...)
+		b.Query(stmts[i], args[i]...)
 	}
 	return sess.ExecuteBatch(b)
 }
@@ -281,6 +288,16 @@ func (r *result) err(sink, table string) error {
 		return r.rows
 	}
 	return nil
+}
+
+// keyArgs returns the key values of a row's bound values, in key order, as
+// deleteCQL binds them.
+func keyArgs(a []any, keyIdx []int) []any {
+	out := make([]any, len(keyIdx))
+	for j, i := range keyIdx {
+		out[j] = a[i]
+	}
+	return out
 }
 
 // columnIndexes returns the positions of names in t's columns.

@@ -21,18 +21,22 @@ import (
 // maxIDBytes is Elasticsearch's limit on a document _id.
 const maxIDBytes = 512
 
-// doc is one row ready for the bulk API.
+// doc is one row ready for the bulk API: a document to index, or to
+// delete (no body).
 type doc struct {
-	row   int // index into the rows passed to Write
-	index string
-	id    string
-	body  []byte
+	row    int // index into the rows passed to Write
+	index  string
+	id     string
+	body   []byte
+	delete bool
 }
 
 // Write indexes rows with the bulk API, each under its deterministic _id,
-// so writing a row again replaces its document. Within one call a later row
-// for the same document replaces an earlier one before anything is sent.
-// Refresh is left to the index's refresh interval.
+// so writing a row again replaces its document; a row to delete
+// (sinks.Row.Delete) deletes its document, and one that is not there is no
+// error. Within one call a later row for the same document replaces an
+// earlier one before anything is sent. Refresh is left to the index's
+// refresh interval.
 //
 // Items refused with 429 (es_rejected_execution_exception: the node's write
 // queue is full) are resent a few times with backoff; if some are still
@@ -177,6 +181,10 @@ func (s *Sink) bulkWithRetry(ctx context.Context, docs []doc) (sinks.RowErrors, 
 func (s *Sink) bulk(ctx context.Context, docs []doc) (rejected []doc, refused sinks.RowErrors, err error) {
 	b := s.client.Bulk()
 	for i := range docs {
+		if docs[i].delete {
+			b.Add(elastic.NewBulkDeleteRequest().Index(docs[i].index).Id(docs[i].id))
+			continue
+		}
 		b.Add(elastic.NewBulkIndexRequest().Index(docs[i].index).Id(docs[i].id).Doc(json.RawMessage(docs[i].body)))
 	}
 	resp, err := b.Do(ctx)
@@ -196,6 +204,12 @@ func (s *Sink) bulk(ctx context.Context, docs []doc) (rejected []doc, refused si
 	var other error
 	for i, item := range resp.Items {
 		it := item["index"]
+		if docs[i].delete {
+			it = item["delete"]
+			if it != nil && it.Status == http.StatusNotFound && it.Error == nil {
+				continue // nothing to delete: a delete delivered again
+			}
+		}
 		if it == nil || it.Error == nil && it.Status < 300 {
 			continue
 		}
@@ -252,7 +266,8 @@ func newEncoder(t sinks.Table) (*encoder, error) {
 	return e, nil
 }
 
-// doc encodes one row. Nulls are left out of the document.
+// doc encodes one row. Nulls are left out of the document; a row to delete
+// has its _id only.
 func (e *encoder) doc(r sinks.Row) (doc, error) {
 	if len(r.Values) != len(e.t.Columns) {
 		return doc{}, fmt.Errorf("row has %d values, table %s has %d columns", len(r.Values), e.t.Name, len(e.t.Columns))
@@ -279,6 +294,10 @@ func (e *encoder) doc(r sinks.Row) (doc, error) {
 	}
 	if len(d.id) > maxIDBytes {
 		return doc{}, fmt.Errorf("_id is %d bytes, Elasticsearch allows %d", len(d.id), maxIDBytes)
+	}
+	if r.Delete {
+		d.delete = true
+		return d, nil
 	}
 	b := make([]byte, 0, 32*len(r.Values))
 	b = append(b, '{')

@@ -11,6 +11,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
@@ -127,51 +128,76 @@ func (e *env) appendByPartition(topic string, events []event.Event) {
 	}
 }
 
-// genViewRows makes view rows for hosts × windows; rows for the same key
-// appear twice when corrections is set, the later one (a batch-layer
-// correction) with other aggregates. Values are in ViewSchema order.
+// genViewRows makes final view rows for hosts × windows, laid out as the
+// view's topic holds them; rows for the same key appear twice when
+// corrections is set, the later one (a batch-layer correction) with other
+// aggregates.
 func genViewRows(windows int, corrections bool) []event.Event {
 	var out []event.Event
-	mk := func(w, h int, gen int64) event.Event {
-		start := baseTime.Add(time.Duration(w) * time.Minute).UnixMicro()
-		end := start + time.Minute.Microseconds()
-		null := (w+h)%5 == 0
-		opt := func(val event.Value) event.Value {
-			if null {
-				return event.Value{}
-			}
-			val.Valid = true
-			return val
-		}
-		return event.Event{
-			ID:   fmt.Sprintf("w%d-h%d-g%d", w, h, gen),
-			Time: start,
-			Values: []event.Value{
-				{I: start, Valid: true},
-				{I: end, Valid: true},
-				{S: fmt.Sprintf("host-%d", h), Valid: true},
-				{I: int64(w*10+h) + gen*1000, Valid: true},
-				opt(event.Value{F: float64(w) + float64(h)/3 + float64(gen)}),
-				opt(event.Value{I: sampleLongs[(w+h)%len(sampleLongs)] - gen}),
-				opt(event.Value{I: sampleTimes[(w+h)%len(sampleTimes)] + gen}),
-				opt(event.Value{I: int64((w + h + int(gen)) % 2)}),
-				opt(event.Value{S: sampleStrings[(w+h+int(gen))%len(sampleStrings)]}),
-			},
-		}
-	}
 	for w := range windows {
 		for h := range 6 {
-			out = append(out, mk(w, h, 0))
+			out = append(out, flagged(viewRow(w, h, 0), true, false))
 		}
 	}
 	if corrections {
 		for w := 0; w < windows; w += 2 {
 			for h := range 6 {
-				out = append(out, mk(w, h, 1))
+				out = append(out, flagged(viewRow(w, h, 1), true, false))
 			}
 		}
 	}
 	return out
+}
+
+// viewRow is the row of window w (minutes from baseTime) of host-h, its
+// values varying with gen, in ViewSchema order.
+func viewRow(w, h int, gen int64) event.Event {
+	start := baseTime.Add(time.Duration(w) * time.Minute).UnixMicro()
+	end := start + time.Minute.Microseconds()
+	null := (w+h)%5 == 0
+	opt := func(val event.Value) event.Value {
+		if null {
+			return event.Value{}
+		}
+		val.Valid = true
+		return val
+	}
+	return event.Event{
+		ID:   fmt.Sprintf("w%d-h%d-g%d", w, h, gen),
+		Time: start,
+		Values: []event.Value{
+			{I: start, Valid: true},
+			{I: end, Valid: true},
+			{S: fmt.Sprintf("host-%d", h), Valid: true},
+			{I: int64(w*10+h) + gen*1000, Valid: true},
+			opt(event.Value{F: float64(w) + float64(h)/3 + float64(gen)}),
+			opt(event.Value{I: sampleLongs[(w+h)%len(sampleLongs)] - gen}),
+			opt(event.Value{I: sampleTimes[(w+h)%len(sampleTimes)] + gen}),
+			opt(event.Value{I: int64((w + h + int(gen)) % 2)}),
+			opt(event.Value{S: sampleStrings[(w+h+int(gen))%len(sampleStrings)]}),
+		},
+	}
+}
+
+// flagged returns the row ev with final and _deleted set, as the view's
+// topic carries them (viewrow.TopicSchema): an open window's row, a final
+// one, or a tombstone (which keeps only the key's values).
+func flagged(ev event.Event, final, deleted bool) event.Event {
+	b := func(x bool) event.Value {
+		if x {
+			return event.Value{I: 1, Valid: true}
+		}
+		return event.Value{Valid: true}
+	}
+	vals := append([]event.Value(nil), ev.Values...)
+	if deleted {
+		for i := 3; i < len(vals); i++ { // the aggregates
+			vals[i] = event.Value{}
+		}
+	}
+	ev.Values = append(vals, b(final), b(deleted))
+	ev.ID += fmt.Sprintf("-final=%t-deleted=%t", final, deleted)
+	return ev
 }
 
 // appendViewRows appends view rows, each group to the partition of its host,
@@ -196,20 +222,34 @@ func (e *env) appendViewRows(rows []event.Event) {
 }
 
 // expected turns source events into the rows a table must hold: for a topic
-// the fields plus _id, for a view its values; later events win for a key.
+// the fields plus _id, for a view its values and final (true unless the
+// event says false); later events win for a key, and a view's tombstone
+// removes its key.
 func (h *Harness) expected(table sinks.Table, events []event.Event) map[string]map[string]any {
 	out := make(map[string]map[string]any, len(events))
 	for _, ev := range events {
 		row := make(map[string]any, len(table.Columns))
+		deleted := false
 		for i, c := range table.Columns {
 			var v event.Value
 			switch {
 			case c.Name == event.ColID && !table.View:
 				v = event.Value{S: ev.ID, Valid: true}
+			case table.View && c.Name == viewrow.ColFinal:
+				var final bool
+				final, deleted = viewrow.Flags(ev.Values, i)
+				v = event.Value{Valid: true}
+				if final {
+					v.I = 1
+				}
 			case i < len(ev.Values):
 				v = ev.Values[i]
 			}
 			row[c.Name] = h.goValue(c.Type, v)
+		}
+		if deleted {
+			delete(out, rowKey(table, row))
+			continue
 		}
 		out[rowKey(table, row)] = row
 	}
@@ -271,20 +311,29 @@ func normalise(v any) any {
 // key held twice.
 func (e *env) readRows(tg sinks.Target, table sinks.Table) map[string]map[string]any {
 	e.t.Helper()
-	rows := e.h.ReadAll(e.t, unwrap(tg), e.spec, table)
-	out := make(map[string]map[string]any, len(rows))
+	out, dup := keyRows(table, e.h.ReadAll(e.t, unwrap(tg), e.spec, table))
+	if dup != "" {
+		e.t.Errorf("table %s holds key %s twice", table.Name, dup)
+	}
+	return out
+}
+
+// keyRows normalises the rows a harness read and keys them; dup is a key
+// held twice, if any.
+func keyRows(table sinks.Table, rows []map[string]any) (out map[string]map[string]any, dup string) {
+	out = make(map[string]map[string]any, len(rows))
 	for _, r := range rows {
 		n := make(map[string]any, len(r))
 		for k, v := range r {
 			n[k] = normalise(v)
 		}
 		k := rowKey(table, n)
-		if _, dup := out[k]; dup {
-			e.t.Errorf("table %s holds key %s twice", table.Name, k)
+		if _, ok := out[k]; ok {
+			dup = k
 		}
 		out[k] = n
 	}
-	return out
+	return out, dup
 }
 
 // diffRows returns the differences between want and got, at most 10.
@@ -334,6 +383,22 @@ func (e *env) checkRows(tg sinks.Target, table sinks.Table, want map[string]map[
 	if diffs := diffRows(table, want, got); len(diffs) > 0 {
 		e.t.Errorf("table %s: %d rows, want %d:\n  %s", table.Name, len(got), len(want), strings.Join(diffs, "\n  "))
 	}
+}
+
+// waitExactly waits until table holds exactly want (rows may also have to
+// go).
+func (e *env) waitExactly(tg sinks.Target, table sinks.Table, want map[string]map[string]any) {
+	e.t.Helper()
+	testenv.CheckFor(e.t, e.h.Timeout, 25*time.Millisecond, func() error {
+		got, dup := keyRows(table, e.h.ReadAll(e.t, unwrap(tg), e.spec, table))
+		if dup != "" {
+			return fmt.Errorf("table %s holds key %s twice", table.Name, dup)
+		}
+		if diffs := diffRows(table, want, got); len(diffs) > 0 {
+			return fmt.Errorf("table %s: %d rows, want %d:\n  %s", table.Name, len(got), len(want), strings.Join(diffs, "\n  "))
+		}
+		return nil
+	})
 }
 
 // waitRows waits until table holds exactly want, then checks it once more.

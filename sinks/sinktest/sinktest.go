@@ -1,8 +1,10 @@
 // Package sinktest is the conformance suite every sink target passes against
 // its real engine, through the real sinks.Runner on a real (embedded) broker:
-// rows equal the source exactly, redelivery changes nothing, an engine outage
-// loses and duplicates nothing, a poison record is dead-lettered while the
-// rest lands, replay after the fix, and a new nullable field adds a column.
+// rows equal the source exactly, a view's open rows are overwritten by its
+// final rows and batch corrections and its tombstones remove rows,
+// redelivery changes nothing, an engine outage loses and duplicates nothing,
+// a poison record is dead-lettered while the rest lands, replay after the
+// fix, and a new nullable field (a view's final among them) adds a column.
 //
 // A target's test provides a Harness and calls Run:
 //
@@ -93,6 +95,8 @@ func Run(t *testing.T, h Harness) {
 	h.check(t)
 	t.Run("TopicRowsEqualSource", func(t *testing.T) { testTopicRows(t, h) })
 	t.Run("ViewRowsEqualSource", func(t *testing.T) { testViewRows(t, h) })
+	t.Run("OpenWindowsFinalRowsAndTombstones", func(t *testing.T) { testOpenWindows(t, h) })
+	t.Run("FinalColumnAddedToOldTable", func(t *testing.T) { testFinalColumnAdded(t, h) })
 	t.Run("RedeliveryChangesNothing", func(t *testing.T) { testRedelivery(t, h) })
 	t.Run("EngineOutage", func(t *testing.T) {
 		if h.Outage == nil {

@@ -12,7 +12,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
@@ -36,7 +35,8 @@ var duckLimits = engineLimits{name: "DuckDB", minMicros: math.MinInt64 + 2, maxM
 // DuckDB is the embedded warehouse target: one database file, one writer
 // connection. Each Write is one transaction on it: the Appender fills a
 // temporary staging table, then the rows of the table with the staged keys
-// are deleted and the staged rows inserted, an upsert by key.
+// are deleted and the staged rows inserted, an upsert by key. Rows to
+// delete fill a second staging table (their keys), whose keys are deleted.
 type DuckDB struct {
 	db     *sql.DB
 	conn   *sql.Conn // the writer; its temporary tables are its own
@@ -53,6 +53,9 @@ type duckTable struct {
 	stage  string
 	delete string // the rows the staged ones replace
 	insert string
+	keys   []string
+	gone   string // the staging table of deletes
+	remove string // the rows to delete
 }
 
 // NewDuckDB opens (creating it if needed) the DuckDB file at its path, or
@@ -136,25 +139,27 @@ func (d *DuckDB) Prepare(ctx context.Context, t sinks.Table) error {
 		}
 		d.log.Info("added a column", "table", t.Name, "column", c.Name, "type", DuckDBType(c.Type))
 	}
-	tb := &duckTable{cols: columnNames(t), stage: "lf_stage_" + t.Name}
+	tb := &duckTable{cols: columnNames(t), stage: "lf_stage_" + t.Name, keys: t.Key, gone: "lf_stage_deletes_" + t.Name}
 	stage := "temp.main." + quote(tb.stage)
 	// Delete then insert, in one transaction, rather than INSERT … ON
 	// CONFLICT DO UPDATE: DuckDB checks conflicts row by row, while the
 	// delete is one join and the insert takes the bulk path, about twice
 	// as fast for the new keys that make up most of a sink's rows.
-	var on []string
-	for _, k := range t.Key {
-		on = append(on, fmt.Sprintf("%s.%s = %s.%s", quote(t.Name), quote(k), stage, quote(k)))
-	}
-	tb.delete = fmt.Sprintf("DELETE FROM %s USING %s WHERE %s", quote(t.Name), stage, strings.Join(on, " AND "))
+	tb.delete = deleteSQL(t, stage)
+	tb.remove = deleteSQL(t, "temp.main."+quote(tb.gone))
 	cols := quoteList(tb.cols)
 	tb.insert = fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s", quote(t.Name), cols, cols, stage)
-	// The staging table has exactly the columns written, in column order,
-	// whatever order the table's columns are in.
-	q := fmt.Sprintf("CREATE OR REPLACE TEMP TABLE %s AS SELECT %s FROM %s LIMIT 0",
-		quote(tb.stage), quoteList(tb.cols), quote(t.Name))
-	if _, err := d.conn.ExecContext(ctx, q); err != nil {
-		return fmt.Errorf("duckdb: staging table for %s: %w", t.Name, err)
+	// The staging tables have exactly the columns written, in column
+	// order, whatever order the table's columns are in.
+	for _, st := range []struct {
+		name string
+		cols []string
+	}{{tb.stage, tb.cols}, {tb.gone, tb.keys}} {
+		q := fmt.Sprintf("CREATE OR REPLACE TEMP TABLE %s AS SELECT %s FROM %s LIMIT 0",
+			quote(st.name), quoteList(st.cols), quote(t.Name))
+		if _, err := d.conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("duckdb: staging table for %s: %w", t.Name, err)
+		}
 	}
 	d.tables[t.Name] = tb
 	return nil
@@ -228,24 +233,56 @@ func (d *DuckDB) writeTx(ctx context.Context, tb *duckTable, t sinks.Table, rows
 			}
 		}
 	}()
-	err = d.conn.Raw(func(dc any) error {
+	upserts, deletes := split(rows, idx)
+	if len(upserts) > 0 {
+		if err = d.stage(t, tb.stage, tb.cols, rows, upserts); err != nil {
+			return err
+		}
+		for _, q := range []string{tb.delete, tb.insert, "DELETE FROM temp.main." + quote(tb.stage)} {
+			if _, err = d.conn.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+	}
+	if len(deletes) > 0 {
+		if err = d.stage(t, tb.gone, tb.keys, rows, deletes); err != nil {
+			return err
+		}
+		for _, q := range []string{tb.remove, "DELETE FROM temp.main." + quote(tb.gone)} {
+			if _, err = d.conn.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = d.conn.ExecContext(ctx, "COMMIT")
+	return err
+}
+
+// stage appends the columns cols of the rows at idx to the staging table
+// stage.
+func (d *DuckDB) stage(t sinks.Table, stage string, cols []string, rows []sinks.Row, idx []int) error {
+	at := make([]int, len(cols))
+	for j, c := range cols {
+		at[j] = t.Columns.Index(c)
+	}
+	return d.conn.Raw(func(dc any) error {
 		conn, ok := dc.(driver.Conn)
 		if !ok {
 			return fmt.Errorf("duckdb: driver connection is a %T", dc)
 		}
-		app, err := duckdb.NewAppenderWithColumns(conn, "temp", "main", tb.stage, tb.cols)
+		app, err := duckdb.NewAppenderWithColumns(conn, "temp", "main", stage, cols)
 		if err != nil {
 			return err
 		}
-		args := make([]driver.Value, len(t.Columns))
+		args := make([]driver.Value, len(cols))
 		for _, i := range idx {
 			vals := rows[i].Values
-			for c, col := range t.Columns {
+			for j, c := range at {
 				var v event.Value
 				if c < len(vals) {
 					v = vals[c]
 				}
-				args[c] = goValue(col.Type, v)
+				args[j] = goValue(t.Columns[c].Type, v)
 			}
 			if err := app.AppendRow(args...); err != nil {
 				app.Close()
@@ -254,20 +291,6 @@ func (d *DuckDB) writeTx(ctx context.Context, tb *duckTable, t sinks.Table, rows
 		}
 		return app.Close()
 	})
-	if err != nil {
-		return err
-	}
-	if _, err = d.conn.ExecContext(ctx, tb.delete); err != nil {
-		return err
-	}
-	if _, err = d.conn.ExecContext(ctx, tb.insert); err != nil {
-		return err
-	}
-	if _, err = d.conn.ExecContext(ctx, "DELETE FROM temp.main."+quote(tb.stage)); err != nil {
-		return err
-	}
-	_, err = d.conn.ExecContext(ctx, "COMMIT")
-	return err
 }
 
 // duckDataError reports an error caused by the rows' data.

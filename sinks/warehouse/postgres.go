@@ -19,9 +19,13 @@ import (
 	"github.com/lambdaflow/lambdaflow/sinks"
 )
 
-// pgStage is the per-transaction staging table; ON COMMIT DROP removes it
-// with the transaction, and a rollback never created it.
-const pgStage = "lf_stage"
+// pgStage and pgStageDeletes are the per-transaction staging tables of
+// upserts and of deletes; ON COMMIT DROP removes them with the
+// transaction, and a rollback never created them.
+const (
+	pgStage        = "lf_stage"
+	pgStageDeletes = "lf_stage_deletes"
+)
 
 // pgMinMicros is the start of PostgreSQL's timestamptz range, 4714-11-24 BC,
 // in UTC µs since the Unix epoch. Its end, 294276 AD, lies beyond int64 µs.
@@ -31,7 +35,9 @@ var pgLimits = engineLimits{name: "PostgreSQL", noNulByte: true, minMicros: pgMi
 
 // Postgres is the PostgreSQL target. Each Write is one transaction: COPY
 // into a temporary staging table, then INSERT … SELECT … ON CONFLICT (key) DO
-// UPDATE into the table, so a batch lands whole or not at all.
+// UPDATE into the table, so a batch lands whole or not at all; rows to
+// delete are COPYed (their keys) into a second staging table, then DELETE …
+// USING it.
 type Postgres struct {
 	pool *pgxpool.Pool
 	spec *pipelines.Sink
@@ -54,9 +60,12 @@ func (p *Postgres) ConcurrentWrites() bool { return true }
 
 // pgTable is what Write needs of a prepared table.
 type pgTable struct {
-	cols   []string
-	create string // the staging table
-	merge  string
+	cols          []string
+	keys          []string
+	create        string // the staging table
+	merge         string
+	createDeletes string // the staging table of deletes
+	delete        string
 }
 
 // NewPostgres opens a connection pool to the sink's dsn. It does not connect
@@ -137,10 +146,13 @@ func (p *Postgres) Prepare(ctx context.Context, t sinks.Table) error {
 	defer p.mu.Unlock()
 	p.tables[t.Name] = &pgTable{
 		cols: columnNames(t),
+		keys: t.Key,
 		// LIKE copies the column types and NOT NULL, not the key: the
 		// merge, not the staging table, deals with keys.
-		create: fmt.Sprintf("CREATE TEMP TABLE %s (LIKE %s) ON COMMIT DROP", pgStage, quote(t.Name)),
-		merge:  mergeSQL(t, pgStage),
+		create:        fmt.Sprintf("CREATE TEMP TABLE %s (LIKE %s) ON COMMIT DROP", pgStage, quote(t.Name)),
+		merge:         mergeSQL(t, pgStage),
+		createDeletes: fmt.Sprintf("CREATE TEMP TABLE %s (LIKE %s) ON COMMIT DROP", pgStageDeletes, quote(t.Name)),
+		delete:        deleteSQL(t, pgStageDeletes),
 	}
 	return nil
 }
@@ -212,32 +224,56 @@ func (p *Postgres) table(name string) *pgTable {
 }
 
 func (p *Postgres) writeTx(ctx context.Context, tb *pgTable, t sinks.Table, rows []sinks.Row, idx []int) error {
+	upserts, deletes := split(rows, idx)
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
-	if _, err := tx.Exec(ctx, tb.create, pgx.QueryExecModeSimpleProtocol); err != nil {
-		return err
-	}
-	src := &pgCopySource{t: t, rows: rows, idx: idx, buf: make([]any, len(t.Columns))}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{pgStage}, tb.cols, src); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, tb.merge, pgx.QueryExecModeSimpleProtocol); err != nil {
-		return err
+	// Each kind of row: create its staging table, COPY its columns in,
+	// then apply it to the table.
+	for _, st := range []struct {
+		idx                 []int
+		create, name, apply string
+		cols                []string
+	}{
+		{upserts, tb.create, pgStage, tb.merge, tb.cols},
+		{deletes, tb.createDeletes, pgStageDeletes, tb.delete, tb.keys},
+	} {
+		if len(st.idx) == 0 {
+			continue
+		}
+		if _, err := tx.Exec(ctx, st.create, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return err
+		}
+		src := newPgCopySource(t, rows, st.idx, st.cols)
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{st.name}, st.cols, src); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, st.apply, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return err
+		}
 	}
 	return tx.Commit(ctx)
 }
 
-// pgCopySource feeds the rows at idx to COPY, reusing one slice of values:
-// pgx encodes a row before asking for the next.
+// pgCopySource feeds the columns cols of the rows at idx to COPY, reusing
+// one slice of values: pgx encodes a row before asking for the next.
 type pgCopySource struct {
 	t    sinks.Table
 	rows []sinks.Row
 	idx  []int
+	cols []int // positions in t.Columns
 	i    int
 	buf  []any
+}
+
+func newPgCopySource(t sinks.Table, rows []sinks.Row, idx []int, names []string) *pgCopySource {
+	s := &pgCopySource{t: t, rows: rows, idx: idx, buf: make([]any, len(names))}
+	for _, n := range names {
+		s.cols = append(s.cols, t.Columns.Index(n))
+	}
+	return s
 }
 
 func (s *pgCopySource) Next() bool { s.i++; return s.i <= len(s.idx) }
@@ -245,12 +281,12 @@ func (s *pgCopySource) Err() error { return nil }
 
 func (s *pgCopySource) Values() ([]any, error) {
 	vals := s.rows[s.idx[s.i-1]].Values
-	for c, col := range s.t.Columns {
+	for j, c := range s.cols {
 		var v event.Value
 		if c < len(vals) {
 			v = vals[c]
 		}
-		s.buf[c] = goValue(col.Type, v)
+		s.buf[j] = goValue(s.t.Columns[c].Type, v)
 	}
 	return s.buf, nil
 }

@@ -84,6 +84,28 @@ func mergeSQL(t sinks.Table, stage string) string {
 		quote(t.Name), cols, cols, stage, quoteList(t.Key), action)
 }
 
+// deleteSQL removes from t the rows whose keys the staging table stage
+// holds (rows to delete, sinks.Row.Delete).
+func deleteSQL(t sinks.Table, stage string) string {
+	on := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		on[i] = fmt.Sprintf("%s.%s = %s.%s", quote(t.Name), quote(k), stage, quote(k))
+	}
+	return fmt.Sprintf("DELETE FROM %s USING %s WHERE %s", quote(t.Name), stage, strings.Join(on, " AND "))
+}
+
+// split parts the rows at idx into upserts and deletes.
+func split(rows []sinks.Row, idx []int) (upserts, deletes []int) {
+	for _, i := range idx {
+		if rows[i].Delete {
+			deletes = append(deletes, i)
+		} else {
+			upserts = append(upserts, i)
+		}
+	}
+	return upserts, deletes
+}
+
 // engineLimits are what a database cannot store, checked before sending.
 type engineLimits struct {
 	name string
@@ -141,10 +163,10 @@ func keyIndexes(t sinks.Table) ([]int, error) {
 	return idx, nil
 }
 
-// plan picks the rows of a batch to write: the last row of each key (an
-// upsert cannot touch one row twice in one statement, and the last is the
-// one that must win) that passes validate; the others that fail validate are
-// returned as rejected.
+// plan picks the rows of a batch to write: the last row of each key,
+// upsert or delete (an upsert cannot touch one row twice in one statement,
+// and the last is the one that must win) that passes validate; the others
+// that fail validate are returned as rejected.
 func plan(t sinks.Table, rows []sinks.Row, limits engineLimits) (write []int, rejected sinks.RowErrors, err error) {
 	keyIdx, err := keyIndexes(t)
 	if err != nil {

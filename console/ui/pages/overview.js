@@ -129,9 +129,15 @@ function graph(model, navigate) {
   const st = model.latest.stats;
 
   const consumers = new Map(); // name → topics it reads, of those drawn
+  const links = new Map(); // mirror.<site>.<topic> → the topic it pulls into
   const drawn = new Set(topics.map((t) => t.name));
   for (const l of model.latest.lag) {
     if (!drawn.has(l.topic)) continue; // e.g. a sink's replay of its dead letters
+    if (l.consumer.startsWith("mirror.")) {
+      // A link pulls another site's topic in: an input, drawn beside ingest.
+      links.set(l.consumer, l.topic);
+      continue;
+    }
     if (!consumers.has(l.consumer)) consumers.set(l.consumer, new Set());
     consumers.get(l.consumer).add(l.topic);
   }
@@ -142,6 +148,11 @@ function graph(model, navigate) {
   const nodes = new Map();
   const add = (id, col, kind, title, sub, onclick) => nodes.set(id, { id, col, kind, title, sub, onclick });
   add("ingest", 0, "ingest", "Ingest", `${rate(model.statRate((x) => (x.ingest ? x.ingest.events : 0)))} acknowledged`, () => navigate("topics"));
+  for (const [c, t] of links) {
+    const site = c.slice("mirror.".length, c.length - t.length - 1);
+    const lagSum = model.consumersOf(t).filter((x) => x.consumer === c).reduce((a, r) => a + r.lag, 0);
+    add("link:" + c, 0, "link", "site " + site, `link · lag ${int(lagSum)}`, () => navigate("consumers", { consumer: c }));
+  }
   for (const t of topics) {
     add("topic:" + t.name, 1, "topic", t.name, `${t.partitions.length} partitions · ${int(t.events)} events`, () => navigate("topics", { topic: t.name }));
   }
@@ -164,6 +175,16 @@ function graph(model, navigate) {
   for (const t of topics) {
     const r = model.topicRate(t.name);
     edges.push({ from: "ingest", to: "topic:" + t.name, kind: r ? "ok" : "", label: [strong(rate(r))] });
+  }
+  for (const [c, t] of links) {
+    const sum = model.consumersOf(t).find((x) => x.consumer === c);
+    edges.push({
+      from: "link:" + c,
+      to: "topic:" + t,
+      kind: lagKind(sum.lag_seconds, sum.lag),
+      label: [strong(rate(model.consumerRate(c, t))), " · lag ", lagSpan(`${int(sum.lag)} (${seconds(sum.lag_seconds)})`)],
+      title: `${c}: ${int(sum.lag)} events of the other site not pulled yet, the oldest ${seconds(sum.lag_seconds)} old`,
+    });
   }
   for (const c of consumerNames) {
     for (const t of consumers.get(c)) {
@@ -237,7 +258,7 @@ function graph(model, navigate) {
   svg.append(
     s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" }, s("path", { d: "M0 0 L10 5 L0 10 z", class: "arrow" }))),
   );
-  ["INGEST", "LOG TOPICS", "CONSUMERS", "VIEWS & TARGETS"].forEach((t, i) => svg.append(s("text", { x: COLS[i], y: 16, class: "col-title" }, t)));
+  [links.size ? "INGEST & SITES" : "INGEST", "LOG TOPICS", "CONSUMERS", "VIEWS & TARGETS"].forEach((t, i) => svg.append(s("text", { x: COLS[i], y: 16, class: "col-title" }, t)));
 
   const edgeLayer = s("g", {});
   const labelLayer = s("g", {});
@@ -278,7 +299,7 @@ function graph(model, navigate) {
 }
 
 function kindLabel(kind) {
-  return { ingest: "HTTP", topic: "TOPIC", speed: "SPEED", lake: "BATCH · LAKE", sink: "SINK", consumer: "CONSUMER", view: "VIEW", target: "TARGET" }[kind] || kind.toUpperCase();
+  return { ingest: "HTTP", link: "OTHER SITE", topic: "TOPIC", speed: "SPEED", lake: "BATCH · LAKE", sink: "SINK", consumer: "CONSUMER", view: "VIEW", target: "TARGET" }[kind] || kind.toUpperCase();
 }
 
 function clip(text, n) {

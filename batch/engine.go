@@ -1,0 +1,389 @@
+package batch
+
+import (
+	"context"
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
+	"github.com/lambdaflow/lambdaflow/pipelines/expr"
+	"github.com/lambdaflow/lambdaflow/pipelines/plan"
+)
+
+// The batch engine computes a span of a tumbling or hopping view over lake
+// files column at a time and in parallel:
+//
+//   - work is a row group of a file: workers (one per CPU) take files in
+//     order and hand a file's further row groups to whoever is idle, so
+//     one large file is read by all of them;
+//   - each batch of a row group is read into typed vectors (columnReader),
+//     filtered by a selection vector (the event-time range, then the where
+//     expression a column at a time), its group keys turned into dense ids
+//     (plan.Grouper: one lookup per dictionary word, or at most one hash per
+//     row), its windows assigned over the time column, and the aggregates
+//     updated a column at a time over the rows' states (UpdateColumns);
+//   - each worker keeps partial states per window, in an array indexed by
+//     group id; at the end they are merged by key with the plan's Merge,
+//     which is exact for every aggregate (the result does not depend on how
+//     the rows were split).
+//
+// Session windows depend on each key's other events in order and stay on
+// the event-at-a-time path (computer.sessionSpan).
+
+// gridSpan is one run of the engine over the files of a span.
+type gridSpan struct {
+	c                *computer
+	pl               *plan.Plan
+	sp               span
+	h                int64
+	evFrom, evTo     int64
+	size, slide      int64
+	opts             scanOptions
+	files            []fileEntry
+	hourOf           []int // per file, its index in hours
+	mu               sync.Mutex
+	next             int        // next file to open
+	extra            []rowGroup // row groups waiting for a worker
+	opened           []*openFile
+	left             []int // per hour, files not yet done
+	hoursLeft, total int
+	err              error
+	cancel           context.CancelFunc
+}
+
+// rowGroup is a unit of work: one row group of an open file.
+type rowGroup struct {
+	f  *openFile
+	rg int
+}
+
+// openFile is a file some workers read; the last to finish closes it.
+type openFile struct {
+	lf     *lakeFile
+	idx    int  // in gridSpan.files
+	left   int  // row groups not yet done, under gridSpan.mu
+	closed bool // under gridSpan.mu
+}
+
+// winStates are one window's states of one worker, by group id: an array
+// while ids are dense enough, a map once the window holds few of many
+// groups (memory stays proportional to the states).
+type winStates struct {
+	end    int64
+	states []*aggregate.State
+	sparse map[int32]*aggregate.State
+	n      int
+}
+
+func (ws *winStates) get(pl *plan.Plan, id int32) *aggregate.State {
+	if ws.sparse == nil && int(id) < len(ws.states) {
+		if st := ws.states[id]; st != nil {
+			return st
+		}
+	}
+	return ws.add(pl, id)
+}
+
+// add is get's slow path: a group new to the window.
+func (ws *winStates) add(pl *plan.Plan, id int32) *aggregate.State {
+	if ws.sparse == nil && int(id) >= len(ws.states) {
+		if int(id) >= 4*(ws.n+256) {
+			ws.sparse = make(map[int32]*aggregate.State, ws.n)
+			for i, st := range ws.states {
+				if st != nil {
+					ws.sparse[int32(i)] = st
+				}
+			}
+			ws.states = nil
+		} else {
+			ws.states = append(ws.states, make([]*aggregate.State, int(id)+1-len(ws.states))...)
+			ws.states = ws.states[:cap(ws.states)]
+		}
+	}
+	if ws.sparse != nil {
+		if st := ws.sparse[id]; st != nil {
+			return st
+		}
+		st := pl.NewState()
+		ws.sparse[id] = st
+		ws.n++
+		return st
+	}
+	st := pl.NewState()
+	ws.states[id] = st
+	ws.n++
+	return st
+}
+
+// each calls fn for every state of the window.
+func (ws *winStates) each(fn func(id int32, st *aggregate.State)) {
+	if ws.sparse != nil {
+		for id, st := range ws.sparse {
+			fn(id, st)
+		}
+		return
+	}
+	for id, st := range ws.states {
+		if st != nil {
+			fn(int32(id), st)
+		}
+	}
+}
+
+// worker is one goroutine's part of a gridSpan: its reader, matcher,
+// group ids and partial states, and the buffers of its batches.
+type worker struct {
+	g       *gridSpan
+	r       columnReader
+	match   *expr.Matcher
+	groups  *plan.Grouper
+	aggs    *aggregate.Columnar
+	windows map[int64]*winStates
+	// the window of the row before, and whether it is outside the span
+	curStart    int64
+	cur         *winStates
+	curOut, set bool
+	rows, in    []int32
+	ids         []int32
+	states      []*aggregate.State
+	read        int64
+}
+
+// gridRows runs the engine over files (of the hours listed, in order) and
+// returns each worker's partial results.
+func (c *computer) gridSpan(ctx context.Context, files []fileEntry, hourOf []int, hours int, sp span, h int64) ([]*worker, error) {
+	pl := c.vj.plan
+	size, slide, _ := pl.WindowGrid()
+	evFrom, evTo := c.vj.eventRange(sp, h)
+	g := &gridSpan{c: c, pl: pl, sp: sp, h: h, evFrom: evFrom, evTo: evTo, size: size, slide: slide,
+		opts: scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}, files: files, hourOf: hourOf,
+		left: make([]int, hours), hoursLeft: hours}
+	for _, hi := range hourOf {
+		g.left[hi]++
+	}
+	// Hours without files are done at once.
+	for hi := range g.left {
+		if g.left[hi] == 0 {
+			g.hourDone()
+		}
+	}
+	ctx, g.cancel = context.WithCancel(ctx)
+	defer g.cancel()
+	n := max(1, min(runtime.GOMAXPROCS(0), len(files)))
+	workers := make([]*worker, n)
+	var wg sync.WaitGroup
+	for i := range workers {
+		w := &worker{g: g, match: pl.NewMatcher(), groups: pl.NewGrouper(), aggs: pl.NewColumnar(), windows: map[int64]*winStates{}}
+		workers[i] = w
+		wg.Go(func() { g.fail(w.run(ctx)) })
+	}
+	wg.Wait()
+	// Files a failed run left open.
+	for _, f := range g.opened {
+		if !f.closed {
+			f.lf.close()
+		}
+	}
+	if g.err != nil {
+		return nil, g.err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return workers, nil
+}
+
+// fail records the first error and stops the other workers.
+func (g *gridSpan) fail(err error) {
+	if err == nil {
+		return
+	}
+	g.mu.Lock()
+	if g.err == nil {
+		g.err = err
+	}
+	g.mu.Unlock()
+	g.cancel()
+}
+
+// hourDone counts one more hour done, for the job's progress. Called with
+// g.mu held (or before the workers start).
+func (g *gridSpan) hourDone() {
+	g.c.done++
+	g.c.j.progress(g.c.done, g.c.total, g.c.rows)
+}
+
+// take returns the next unit of work: a row group of a file another worker
+// opened, else the next file to open (rg < 0); ok is false when nothing is
+// left.
+func (g *gridSpan) take() (u rowGroup, file int, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n := len(g.extra); n > 0 {
+		u = g.extra[0]
+		g.extra = g.extra[1:]
+		return u, -1, true
+	}
+	if g.next < len(g.files) {
+		g.next++
+		return rowGroup{}, g.next - 1, true
+	}
+	return rowGroup{}, -1, false
+}
+
+// finish counts a row group of f done, closing f and counting its hour
+// when it was the last.
+func (g *gridSpan) finish(f *openFile, rows int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.c.rows += rows
+	f.left--
+	if f.left > 0 {
+		return
+	}
+	f.lf.close()
+	f.closed = true
+	hi := g.hourOf[f.idx]
+	g.left[hi]--
+	if g.left[hi] == 0 {
+		g.hourDone()
+	}
+}
+
+// open opens file i of the span and offers its further row groups to the
+// other workers.
+func (g *gridSpan) open(ctx context.Context, i int) (*openFile, error) {
+	lf, err := g.c.vj.tl.openLakeFile(ctx, g.files[i], g.opts)
+	if err != nil {
+		return nil, err
+	}
+	f := &openFile{lf: lf, idx: i, left: lf.rowGroups()}
+	if f.left == 0 {
+		f.left = 1 // an empty file is one unit of no rows
+	}
+	g.mu.Lock()
+	g.opened = append(g.opened, f)
+	for rg := 1; rg < lf.rowGroups(); rg++ {
+		g.extra = append(g.extra, rowGroup{f: f, rg: rg})
+	}
+	g.mu.Unlock()
+	return f, nil
+}
+
+// run works until nothing is left or something failed.
+func (w *worker) run(ctx context.Context) error {
+	g := w.g
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil // the caller reports why
+		}
+		u, file, ok := g.take()
+		if !ok {
+			return nil
+		}
+		if file >= 0 {
+			f, err := g.open(ctx, file)
+			if err != nil {
+				return err
+			}
+			u = rowGroup{f: f, rg: 0}
+			if f.lf.rowGroups() == 0 {
+				g.finish(f, 0)
+				continue
+			}
+		}
+		w.read = 0
+		err := w.r.scanRowGroup(ctx, u.f.lf, u.rg, w.batch)
+		if err != nil {
+			return err
+		}
+		g.finish(u.f, w.read)
+	}
+}
+
+// batch runs the view's plan over one batch of rows.
+func (w *worker) batch(b *colBatch) error {
+	g := w.g
+	w.read += int64(b.Len)
+	rows := w.rows[:0]
+	for i, t := range b.Time {
+		if t >= g.evFrom && t < g.evTo {
+			rows = append(rows, int32(i))
+		}
+	}
+	rows = w.match.Filter(&b.Columns, g.c.vj.topic.Schema, rows, rows[:0])
+	w.rows = rows
+	w.ids = w.groups.Groups(&b.Columns, rows, w.ids)
+	// A row lies in the windows starting at its slot of the grid and at
+	// each slide before it that still holds it (just the one for tumbling
+	// windows).
+	for back := int64(0); back < g.size; back += g.slide {
+		in, states := w.in[:0], w.states[:0]
+		slot := int64(math.MinInt64) // the grid slot of the row before
+		for k, r := range rows {
+			t := b.Time[r]
+			// Rows mostly come in time order: most are in the slot of
+			// the row before, which saves a division.
+			if t < slot || t >= slot+g.slide {
+				slot = plan.GridSlot(t, g.slide)
+			}
+			start := slot - back
+			if t >= start+g.size {
+				continue
+			}
+			if !w.set || start != w.curStart {
+				w.window(start)
+			}
+			if w.curOut {
+				continue
+			}
+			in = append(in, r)
+			states = append(states, w.cur.get(g.pl, w.ids[k]))
+		}
+		w.aggs.UpdateColumns(states, in, &b.Columns)
+		w.in, w.states = in, states
+	}
+	return nil
+}
+
+// window makes the window starting at start the current one.
+func (w *worker) window(start int64) {
+	g := w.g
+	w.set, w.curStart = true, start
+	end := start + g.size
+	w.curOut = start < g.sp.from || start >= g.sp.to || end > g.h
+	if w.curOut {
+		w.cur = nil
+		return
+	}
+	ws := w.windows[start]
+	if ws == nil {
+		ws = &winStates{end: end}
+		w.windows[start] = ws
+	}
+	w.cur = ws
+}
+
+// mergeWorkers merges the workers' partial states by window and group key.
+func mergeWorkers(pl *plan.Plan, workers []*worker) map[int64]map[string]*aggregate.State {
+	out := map[int64]map[string]*aggregate.State{}
+	for _, w := range workers {
+		for start, ws := range w.windows {
+			byKey := out[start]
+			if byKey == nil {
+				byKey = map[string]*aggregate.State{}
+				out[start] = byKey
+			}
+			ws.each(func(id int32, st *aggregate.State) {
+				key := w.groups.Key(id)
+				if dst := byKey[key]; dst != nil {
+					pl.Merge(dst, st)
+				} else {
+					byKey[key] = st
+				}
+			})
+		}
+	}
+	return out
+}
