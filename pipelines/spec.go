@@ -224,7 +224,7 @@ func (e ViewEmit) Open() (every time.Duration, toTopic bool) {
 // S3-compatible object storage (url), with the same layout.
 type Lake struct {
 	Dir             string   `yaml:"dir" doc:"Lake root directory; default <data_dir>/lake. Not with url."`
-	URL             string   `yaml:"url" doc:"The lake on S3-compatible object storage instead of a directory: s3://bucket/prefix. Any number of processes on any machines may write and read it."`
+	URL             string   `yaml:"url" doc:"The lake on S3-compatible object storage instead of a directory: s3://bucket/prefix, same layout, read by processes on any machine; manifest commits are create-only, so several writers never corrupt it."`
 	Endpoint        string   `yaml:"endpoint" doc:"Object storage: the server's URL for servers other than AWS S3 (MinIO, Ceph, SeaweedFS, versitygw…), e.g. http://127.0.0.1:9000. Empty: AWS S3."`
 	Region          string   `yaml:"region" default:"us-east-1" doc:"Object storage: the bucket's region."`
 	AccessKeyID     string   `yaml:"access_key_id" doc:"Object storage: access key, e.g. ${AWS_ACCESS_KEY_ID}. Empty together with secret_access_key: the AWS SDK's default credentials (environment, shared files, web identity, instance role)."`
