@@ -50,6 +50,8 @@ type options struct {
 	// partitioning is the topic's lake.partitioning (empty: the pipeline
 	// file's, hourly).
 	partitioning string
+	// roles are the roles the server runs (empty: all).
+	roles string
 }
 
 func main() {
@@ -63,6 +65,7 @@ func main() {
 	flag.StringVar(&o.out, "o", "", "also write the report to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the last round's data directory")
 	flag.DurationVar(&o.catchUp, "catchup-timeout", 30*time.Minute, "how long to wait for the lake to catch up before failing the round")
+	flag.StringVar(&o.roles, "role", "", "roles the lambdaflow process runs (empty: all); ingest,batch,serve leaves the speed layer out, to see what the lake writer costs")
 	flag.StringVar(&o.partitioning, "partitioning", "", "the flights topic's lake.partitioning: hourly or daily (empty: the pipeline file's, hourly)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

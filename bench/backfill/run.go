@@ -53,7 +53,7 @@ type server struct {
 	log  string
 }
 
-func startServer(ctx context.Context, bin, pipeline, dir string) (*server, error) {
+func startServer(ctx context.Context, bin, pipeline, dir, roles string) (*server, error) {
 	port, err := measure.FreePort()
 	if err != nil {
 		return nil, err
@@ -67,7 +67,11 @@ func startServer(ctx context.Context, bin, pipeline, dir string) (*server, error
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "run", "-c", pipeline, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-format", "json")
+	args := []string{"run", "-c", pipeline, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-format", "json"}
+	if roles != "" {
+		args = append(args, "--role", roles)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "BACKFILL_DATA="+filepath.Join(dir, "data"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -400,7 +404,7 @@ func recompute(ctx context.Context, s *server, view string, from, to time.Time) 
 
 // runRound is one backfill into a fresh data directory.
 func runRound(ctx context.Context, o options, bin, pipeline, oracle, input string, lines []string, want map[string]*oracleView, dir string) (*roundResult, error) {
-	s, err := startServer(ctx, bin, pipeline, dir)
+	s, err := startServer(ctx, bin, pipeline, dir, o.roles)
 	if err != nil {
 		return nil, err
 	}
