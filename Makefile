@@ -80,16 +80,26 @@ bench-kafka: build
 	$(GO) run ./bench/kafkaproduce -lambdaflow bin/lambdaflow $(BENCH_KAFKA_FLAGS) | tee artifacts/bench-kafka.txt; \
 	status=$$?; deploy/bench/kafka-broker.sh stop; exit $$status
 
-## fuzz: a short run of each fuzz target (FUZZTIME each)
+## fuzz: each fuzz target in turn for FUZZTIME with FUZZFLAGS (e.g. -parallel 1); a target gets
+## FUZZTIME times its workers (-parallel, default one per CPU) of CPU time. Not part of make test.
 FUZZTIME ?= 30s
+FUZZFLAGS ?=
 fuzz:
-	$(GO) test ./pipelines -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./pipelines/plan -run '^$$' -fuzz '^FuzzAggUnmarshal$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzRFC3339$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./broker -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./speed -run '^$$' -fuzz '^FuzzDecodeCheckpoint$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./batch -run '^$$' -fuzz '^FuzzReadManifest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pipelines -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./pipelines/plan -run '^$$' -fuzz '^FuzzAggUnmarshal$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzRFC3339$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./broker -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./speed -run '^$$' -fuzz '^FuzzDecodeCheckpoint$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./batch -run '^$$' -fuzz '^FuzzReadManifest$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./batch -run '^$$' -fuzz '^FuzzReadViewFile$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzDecodeTimeUnits$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./pipelines/event -run '^$$' -fuzz '^FuzzParseValue$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./kafka -run '^$$' -fuzz '^FuzzDecodeBatches$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./sinks -run '^$$' -fuzz '^FuzzDecodeDeadLetterRecord$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./sinks/elasticsearch -run '^$$' -fuzz '^FuzzIndexPattern$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./pipetest -run '^$$' -fuzz '^FuzzLoadTestFile$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
 
 clean:
 	rm -rf bin data

@@ -102,6 +102,9 @@ type Browse struct {
 	// Next is where to read on, per partition ("0": offset): pass each as
 	// the parameter offset.P.
 	Next map[string]int64 `json:"next"`
+	// Truncated says the page ended before its limit because of its byte
+	// budget (max_bytes) while more events were there: read on with Next.
+	Truncated bool `json:"truncated"`
 }
 
 // BrowsedEvent is one event with where it is in the log. Event is the

@@ -76,16 +76,8 @@ type winStates struct {
 	n      int
 }
 
-func (ws *winStates) get(pl *plan.Plan, id int32) *aggregate.State {
-	if ws.sparse == nil && int(id) < len(ws.states) {
-		if st := ws.states[id]; st != nil {
-			return st
-		}
-	}
-	return ws.add(pl, id)
-}
-
-// add is get's slow path: a group new to the window.
+// add returns the state of group id when the array does not hold it: a
+// group new to the window, or any group once the window is sparse.
 func (ws *winStates) add(pl *plan.Plan, id int32) *aggregate.State {
 	if ws.sparse == nil && int(id) >= len(ws.states) {
 		if int(id) >= 4*(ws.n+256) {
@@ -307,9 +299,16 @@ func (w *worker) batch(b *colBatch) error {
 	g := w.g
 	w.read += int64(b.Len)
 	rows := w.rows[:0]
-	for i, t := range b.Time {
-		if t >= g.evFrom && t < g.evTo {
+	if b.TimeBounded && b.TimeLo >= g.evFrom && b.TimeHi < g.evTo {
+		// The whole row group is inside the range.
+		for i := range b.Len {
 			rows = append(rows, int32(i))
+		}
+	} else {
+		for i, t := range b.Time {
+			if t >= g.evFrom && t < g.evTo {
+				rows = append(rows, int32(i))
+			}
 		}
 	}
 	rows = w.match.Filter(&b.Columns, g.c.vj.topic.Schema, rows, rows[:0])
@@ -338,8 +337,18 @@ func (w *worker) batch(b *colBatch) error {
 			if w.curOut {
 				continue
 			}
+			// winStates.get, its fast path written out: this is the
+			// loop of every row.
+			id, cur := w.ids[k], w.cur
+			var st *aggregate.State
+			if cur.sparse == nil && int(id) < len(cur.states) {
+				st = cur.states[id]
+			}
+			if st == nil {
+				st = cur.add(g.pl, id)
+			}
 			in = append(in, r)
-			states = append(states, w.cur.get(g.pl, w.ids[k]))
+			states = append(states, st)
 		}
 		w.aggs.UpdateColumns(states, in, &b.Columns)
 		w.in, w.states = in, states

@@ -12,21 +12,24 @@ import (
 )
 
 // TestMislabelledFile: a lake file whose rows are not those its manifest
-// entry says (another offset range, another partition), though its
-// checksum is right, fails the job with ErrCorruptFile naming the file:
-// the batch engine checks partitions and offsets by the column chunks'
-// statistics instead of decoding them.
+// entry says (another offset range, another partition, another period),
+// though its checksum is right, fails the job with ErrCorruptFile naming
+// the file: the batch engine checks partitions, offsets and event times by
+// the column chunks' statistics instead of decoding them or comparing each
+// row.
 func TestMislabelledFile(t *testing.T) {
 	// Three files of one hour: partition 0 offsets [0, 299] (a) and
 	// [300, 599] (b), partition 1 offsets [0, 299] (c). The entry of a new
-	// file, made to answer for a's range, gets the bytes of another.
+	// file, made to answer for a's range, gets the bytes of another; or
+	// a's own bytes, but its entry says the hour before.
 	for _, tc := range []struct {
 		name  string
-		other int // the file whose bytes it gets: 1 = b, 2 = c
+		other int // the file whose bytes it gets: 0 = a (an hour early), 1 = b, 2 = c
 		want  string
 	}{
 		{"offsets", 1, "offsets"},
 		{"partition", 2, "partition"},
+		{"period", 0, "event time"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := testPipeline(t.TempDir(), []pipelines.Topic{testTopic("metrics", 2)}, []pipelines.View{testView("cpu_by_region", "metrics")})
@@ -52,13 +55,16 @@ func TestMislabelledFile(t *testing.T) {
 			for _, f := range m.Files {
 				files[rangesString(f.Ranges)] = f
 			}
-			a, o := files["p0 [0, 299]"], files[[]string{"", "p0 [300, 599]", "p1 [0, 299]"}[tc.other]]
+			a, o := files["p0 [0, 299]"], files[[]string{"p0 [0, 299]", "p0 [300, 599]", "p1 [0, 299]"}[tc.other]]
 			data, err := tl.st.ReadFile(ctx, tl.key(o.Path))
 			if err != nil {
 				t.Fatal(err)
 			}
 			bad := a
-			bad.Path = periodPath(a.Start, tl.period) + "/p0-0-299x.parquet"
+			if tc.other == 0 {
+				bad.Start, bad.End = a.Start-tl.period, a.End-tl.period
+			}
+			bad.Path = periodPath(bad.Start, tl.period) + "/p0-0-299x.parquet"
 			bad.Rows, bad.Bytes, bad.CRC32C = o.Rows, o.Bytes, o.CRC32C
 			bad.Ranges = []offsetRange{{Partition: 0, First: 0, Last: 299, Rows: o.Rows}}
 			if err := tl.st.WriteFile(ctx, tl.key(bad.Path), data, true); err != nil {

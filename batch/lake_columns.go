@@ -90,6 +90,12 @@ type colBatch struct {
 	event.Columns
 	Parts   []int32 // nil when checked by statistics instead
 	Offsets []int64
+	// TimeLo and TimeHi bound the event times of the batch's row group
+	// when its statistics hold them (TimeBounded), so that a consumer can
+	// take every row of a row group that lies inside its range without
+	// comparing each.
+	TimeLo, TimeHi int64
+	TimeBounded    bool
 }
 
 // columnReader reads row groups of lake files into colBatches, reusing its
@@ -136,6 +142,16 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 			}
 		}
 	}
+	// The event times are checked against the file's period by the chunk's
+	// statistics where they are inside it, else row by row (which names
+	// the row that is not).
+	b := &r.b
+	b.TimeBounded = false
+	for i, c := range lf.cols {
+		if lf.target[i] == tEventTime {
+			b.TimeLo, b.TimeHi, b.TimeBounded = lf.timeBounds(chunks[c])
+		}
+	}
 	decode := r.decode[:0]
 	for i, c := range lf.cols {
 		t := lf.target[i]
@@ -145,7 +161,6 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 		}
 	}
 	r.decode = decode
-	b := &r.b
 	b.Fields = resize(b.Fields, len(lf.schema))
 	for i := range b.Fields {
 		b.Fields[i] = event.Column{}
@@ -190,7 +205,7 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 				return lf.corrupt("row group %d, column %s: %v", rg, colName(lf.schema, t), err)
 			}
 		}
-		if err := lf.checkRows(b, positions); err != nil {
+		if err := lf.checkRows(b, positions, !b.TimeBounded); err != nil {
 			return err
 		}
 		if err := fn(b); err != nil {
@@ -279,17 +294,32 @@ func rangesString(rs []offsetRange) string {
 	return b.String()
 }
 
+// timeBounds returns the bounds of an event-time column chunk when its
+// statistics hold them and they lie inside the file's period.
+func (lf *lakeFile) timeBounds(chunk parquet.ColumnChunk) (lo, hi int64, ok bool) {
+	fc, ok := chunk.(*parquet.FileColumnChunk)
+	if !ok {
+		return 0, 0, false
+	}
+	l, h, ok := fc.Bounds()
+	if !ok || l.IsNull() || h.IsNull() || l.Kind() != parquet.Int64 || h.Kind() != parquet.Int64 {
+		return 0, 0, false
+	}
+	lo, hi = l.Int64(), h.Int64()
+	if lo < lf.fe.Start || hi >= lf.fe.End || lo > hi {
+		return 0, 0, false
+	}
+	return lo, hi, true
+}
+
 // checkRows checks that every row of a batch belongs in the file: its
-// event time in the file's period and, when decoded, its partition and
-// offset in one of the file's ranges.
-func (lf *lakeFile) checkRows(b *colBatch, positions bool) error {
+// event time in the file's period (times: when the statistics did not
+// already say so) and, when decoded, its partition and offset in one of
+// the file's ranges.
+func (lf *lakeFile) checkRows(b *colBatch, positions, times bool) error {
 	fe := &lf.fe
 	lo, hi := fe.Start, fe.End
-	bad := false
-	for _, t := range b.Time {
-		bad = bad || t < lo || t >= hi
-	}
-	if bad {
+	if times {
 		for _, t := range b.Time {
 			if t < lo || t >= hi {
 				return lf.corrupt("row with event time %d is outside the file's period", t)
@@ -434,6 +464,25 @@ func (c *pageCursor) fillStrings(col *event.Column, done, k int, defs []byte) er
 		col.Idx, col.Words = nil, nil
 	}
 	words := int32(len(c.words))
+	if defs == nil && c.idx != nil && col.Words != nil {
+		// Dictionary indices without nulls: copied in bulk, checked in
+		// one pass.
+		idx := c.idx[c.val : c.val+k]
+		bad := false
+		for _, w := range idx {
+			bad = bad || uint32(w) >= uint32(words)
+		}
+		if bad {
+			for _, w := range idx {
+				if w < 0 || w >= words {
+					return fmt.Errorf("dictionary index %d out of range", w)
+				}
+			}
+		}
+		col.Idx = append(col.Idx, idx...)
+		c.val += k
+		return nil
+	}
 	for i := range k {
 		if defs != nil && defs[i] == 0 {
 			if col.Words != nil {

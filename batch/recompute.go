@@ -325,7 +325,7 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 		}
 	}
 	vj.published.Store(h)
-	hz := time.UnixMicro(h).UTC()
+	hz := event.Time(h)
 	j.update(func(s *api.JobStatus) { s.Horizon = &hz })
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/internal/promread"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // AddStats puts the batch layer's live numbers into a GET /v1/stats
@@ -37,7 +38,7 @@ func (b *Batch) AddStats(s *api.Stats) {
 		}
 		if vj := b.views[v]; vj != nil {
 			if h, ok := vj.horizon(); ok {
-				t := time.UnixMicro(h).UTC()
+				t := event.Time(h)
 				vs.Horizon = &t
 			}
 		}

@@ -19,7 +19,15 @@ import (
 // ErrUnavailable is returned (wrapped, with the cause) when the log cannot
 // be reached or does not answer in time. Nothing is known about whether an
 // append that failed with it was stored; ingest answers 503.
-var ErrUnavailable = errors.New("broker: log unavailable")
+var ErrUnavailable error = &sentinel{"broker: log unavailable", "unavailable"}
+
+// sentinel is an error value that also says, in a word or two, what
+// anyone may be told of it (/readyz shows the reason of a part that is
+// down, never an error's text).
+type sentinel struct{ msg, reason string }
+
+func (e *sentinel) Error() string  { return e.msg }
+func (e *sentinel) Reason() string { return e.reason }
 
 const (
 	// appendAttempt bounds one publish; a leader election in a cluster
@@ -49,8 +57,9 @@ var payloadPool = sync.Pool{New: func() any { return new([]byte) }}
 // appends to different partitions run in parallel. Safe for concurrent use.
 //
 // Errors: ErrUnknownTopic, ErrUnknownPartition, ErrUnavailable when the log
-// is down or ctx's deadline (15 s without one) passes first, ctx.Err() when
-// ctx is cancelled, ErrClosed.
+// is down or ctx's deadline (15 s without one) passes first, ErrDiskFull
+// when the log's disk (or an external cluster's storage) is full, ctx.Err()
+// when ctx is cancelled, ErrClosed.
 func (b *Broker) Append(ctx context.Context, topicName string, part int, events []event.Event) (int64, error) {
 	return b.appendEntry(ctx, topicName, part, events, nil)
 }
@@ -95,6 +104,9 @@ func (b *Broker) appendEntry(ctx context.Context, topicName string, part int, ev
 			topicName, part, len(payload), limit)
 	}
 
+	if b.disk != nil && b.disk.refuse(time.Now()) {
+		return 0, b.disk.err(p.topic, p.index)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, appendBudget)
@@ -127,6 +139,15 @@ func (b *Broker) appendEntry(ctx context.Context, topicName string, part int, ev
 			case errors.Is(err, ErrAhead):
 				final = true
 				return retry.Permanent(err)
+			case b.disk != nil && b.disk.full.Load():
+				// Found full while this entry waited: a write that fails
+				// for space gets no answer, so waiting on would only
+				// time out.
+				final = true
+				return retry.Permanent(b.disk.err(p.topic, p.index))
+			case storageExhausted(err):
+				final = true
+				return retry.Permanent(fmt.Errorf("%w: append to %q partition %d: %w", ErrDiskFull, p.topic, p.index, err))
 			case ctx.Err() != nil:
 				final = true
 				return retry.Permanent(b.ctxErr(ctx, p, err))
@@ -209,6 +230,10 @@ func (b *Broker) appendOnce(ctx context.Context, p *partition, payload []byte, i
 	}
 	actx, cancel := context.WithTimeout(ctx, appendAttempt)
 	defer cancel()
+	if b.disk != nil {
+		// A full disk ends the wait for the acknowledgement at once.
+		defer context.AfterFunc(b.disk.fullCtx(), cancel)()
+	}
 	ack, err := b.js.PublishMsg(actx, msg, jetstream.WithExpectLastSequence(p.lastSeq), jetstream.WithMsgID(id))
 	if err != nil {
 		// The entry may still be stored; find out from the log next time.

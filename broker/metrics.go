@@ -24,6 +24,8 @@ type metrics struct {
 	events        *prometheus.CounterVec
 	bytes         *prometheus.CounterVec
 	appendSeconds prometheus.Histogram
+	diskFull      prometheus.Gauge
+	diskFulls     *prometheus.CounterVec
 }
 
 type partitionMetrics struct {
@@ -51,6 +53,14 @@ func newMetrics(reg prometheus.Registerer, b *Broker) (*metrics, error) {
 			Help:    "Time from Append to the log's acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17), // 0.1 ms … 6.6 s
 		}),
+		diskFull: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lambdaflow_log_disk_full",
+			Help: "1 while the embedded log's disk is full and appends are refused (507), else 0.",
+		}),
+		diskFulls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambdaflow_log_disk_full_total",
+			Help: "Times the embedded log's disk was found full, by cause: reserve (free space below the reserve) or write (a write failed for space).",
+		}, []string{"cause"}),
 	}
 	labels = []string{"consumer", "topic", "partition"}
 	lag := &lagCollector{
@@ -71,7 +81,7 @@ func newMetrics(reg prometheus.Registerer, b *Broker) (*metrics, error) {
 			"Time since the log appended the oldest event the consumer has not read yet.",
 			labels, nil),
 	}
-	for _, c := range []prometheus.Collector{m.appends, m.events, m.bytes, m.appendSeconds, lag} {
+	for _, c := range []prometheus.Collector{m.appends, m.events, m.bytes, m.appendSeconds, m.diskFull, m.diskFulls, lag} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			return nil, fmt.Errorf("broker: register metrics: %w", err)

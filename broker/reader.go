@@ -76,6 +76,9 @@ type Entry struct {
 	MinTime int64
 	// Events are in the topic's current schema.
 	Events []event.Event
+	// Bytes is the size of the entry as stored (its payload), in
+	// proportion to the events kept when it was cut.
+	Bytes int
 }
 
 // End returns the offset after the entry's last event.
@@ -206,6 +209,14 @@ func (r *Reader) stop() {
 // entries (the last one cut to fit), without waiting for new ones. It is
 // for browsing the log; consumers use a Reader.
 func (b *Broker) Fetch(ctx context.Context, topicName string, part int, from Position, max int) ([]Entry, error) {
+	return b.FetchBudget(ctx, topicName, part, from, max, 0)
+}
+
+// FetchBudget is Fetch that also stops once the entries it read hold
+// maxBytes of stored payload (Entry.Bytes; 0: no limit), so that browsing
+// large events costs bounded memory. It returns the first entry whatever
+// its size, so a reader always gets on.
+func (b *Broker) FetchBudget(ctx context.Context, topicName string, part int, from Position, max, maxBytes int) ([]Entry, error) {
 	t, p, err := b.partition(topicName, part)
 	if err != nil {
 		return nil, err
@@ -225,8 +236,8 @@ func (b *Broker) Fetch(ctx context.Context, topicName string, part int, from Pos
 		return nil, err
 	}
 	var out []Entry
-	total := 0
-	for total < max {
+	total, bytes := 0, 0
+	for total < max && (maxBytes <= 0 || bytes < maxBytes) {
 		m, err := b.getAtOrAfter(ctx, st, p, seq)
 		if err != nil {
 			return nil, err
@@ -243,9 +254,11 @@ func (b *Broker) Fetch(ctx context.Context, topicName string, part int, from Pos
 			continue
 		}
 		if len(e.Events) > max-total {
+			e.Bytes = e.Bytes * (max - total) / len(e.Events)
 			e.Events = e.Events[:max-total]
 		}
 		total += len(e.Events)
+		bytes += e.Bytes
 		out = append(out, e)
 	}
 	return out, nil
@@ -269,10 +282,11 @@ func decodeMsg(p *partition, schema event.Schema, seq uint64, appended time.Time
 		return Entry{}, fmt.Errorf("broker: %q/%d entry %d: %w: header count %d, payload %d events", p.topic, p.index, seq, ErrCorruptEntry, count, len(events))
 	}
 	e := Entry{Topic: p.topic, Partition: p.index, Offset: off, Seq: seq, Ingest: events[0].Ingest,
-		Appended: appended.UnixMicro(), MinTime: minTime, Events: events}
+		Appended: appended.UnixMicro(), MinTime: minTime, Events: events, Bytes: len(data)}
 	if skip := minOffset - off; skip > 0 {
 		e.Events = e.Events[skip:]
 		e.Offset += skip
+		e.Bytes = e.Bytes * len(e.Events) / int(count)
 	}
 	return e, nil
 }

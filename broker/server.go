@@ -25,7 +25,7 @@ import (
 )
 
 // ErrClosed is returned by operations on a closed Broker or Reader.
-var ErrClosed = errors.New("broker: closed")
+var ErrClosed error = &sentinel{"broker: closed", "stopping"}
 
 // readyTimeout bounds Ready.
 const readyTimeout = 3 * time.Second
@@ -59,9 +59,10 @@ type Broker struct {
 	// file, for messages: "broker", or a source's path.
 	cfgPath string
 
-	ns *server.Server // nil when connected to an external cluster
-	nc *nats.Conn
-	js jetstream.JetStream
+	ns   *server.Server // nil when connected to an external cluster
+	disk *diskWatch     // the embedded server's disk; nil for an external cluster
+	nc   *nats.Conn
+	js   jetstream.JetStream
 
 	topics    map[string]*topic
 	logTopics []pipelines.Topic // every topic of the log, in order
@@ -130,6 +131,9 @@ func Open(ctx context.Context, p *pipelines.Pipeline, opts Options) (*Broker, er
 	b.wg.Add(2)
 	go b.every(markerInterval, b.writeMarkers)
 	go b.every(progressInterval, b.writeProgress)
+	if b.disk != nil {
+		b.wg.Go(func() { b.watchDisk(b.disk) })
+	}
 	return b, nil
 }
 
@@ -225,11 +229,15 @@ func (b *Broker) startEmbedded() error {
 	if err := clusterOptions(so, bp.Cluster); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(so.StoreDir, 0o755); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	b.disk = newDiskWatch(so.StoreDir, b.log.Error, b.metrics.diskFull, b.metrics.diskFulls)
 	ns, err := server.NewServer(so)
 	if err != nil {
 		return fmt.Errorf("broker: embedded nats-server: %w", err)
 	}
-	ns.SetLoggerV2(serverLogger{b.log}, false, false, false)
+	ns.SetLoggerV2(serverLogger{b.log, b.disk}, false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
@@ -504,6 +512,9 @@ func (b *Broker) Ready(ctx context.Context) error {
 	// a health check must not wait for the caller's whole deadline.
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
+	if b.disk != nil && b.disk.full.Load() {
+		return b.disk.fullErr()
+	}
 	if st := b.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("%w: nats connection %s", ErrUnavailable, strings.ToLower(st.String()))
 	}
@@ -560,7 +571,12 @@ func (b *Broker) ObjectStore(ctx context.Context, bucket string) (*ObjectStore, 
 }
 
 // serverLogger sends the embedded nats-server's log to slog.
-type serverLogger struct{ log *slog.Logger }
+// serverLogger passes the embedded server's messages to the broker's log,
+// and its errors to the disk watch, which learns of a full disk from them.
+type serverLogger struct {
+	log  *slog.Logger
+	disk *diskWatch
+}
 
 // Noticef goes to debug: the embedded server's start-up banner and routine
 // notices would drown the pipeline's own log at info.
@@ -574,7 +590,11 @@ func (l serverLogger) Fatalf(format string, v ...any) {
 	l.log.Error("nats-server: " + fmt.Sprintf(format, v...))
 }
 func (l serverLogger) Errorf(format string, v ...any) {
-	l.log.Error("nats-server: " + fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error("nats-server: " + msg)
+	if l.disk != nil {
+		l.disk.serverError(msg)
+	}
 }
 func (l serverLogger) Debugf(format string, v ...any) {
 	l.log.Debug("nats-server: " + fmt.Sprintf(format, v...))

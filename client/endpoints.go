@@ -45,13 +45,15 @@ func (c *Client) Lag(ctx context.Context) ([]api.Lag, error) {
 
 // Browse is a selection of the message browser. From is an offset or an
 // RFC 3339 time; Last the newest N of each partition; Offsets continues
-// partitions where a page's Next left them. Zero values are left out.
+// partitions where a page's Next left them; Limit and MaxBytes bound the
+// page in events and bytes. Zero values are left out.
 type Browse struct {
 	Partition *int
 	From      string
 	Last      int
 	Offsets   map[string]int64
 	Limit     int
+	MaxBytes  int
 }
 
 // Values is the selection as query parameters.
@@ -71,6 +73,9 @@ func (b Browse) Values() url.Values {
 	}
 	if b.Limit > 0 {
 		q.Set("limit", strconv.Itoa(b.Limit))
+	}
+	if b.MaxBytes > 0 {
+		q.Set("max_bytes", strconv.Itoa(b.MaxBytes))
 	}
 	return q
 }

@@ -22,7 +22,7 @@ import (
 type Log interface {
 	Topics(ctx context.Context) ([]api.Topic, error)
 	Lag(ctx context.Context) ([]api.Lag, error)
-	Fetch(ctx context.Context, topic string, partition int, from broker.Position, max int) ([]broker.Entry, error)
+	FetchBudget(ctx context.Context, topic string, partition int, from broker.Position, max, maxBytes int) ([]broker.Entry, error)
 }
 
 // API serves the read API over the log: GET /v1/topics, GET /v1/lag and the
@@ -79,10 +79,13 @@ func (a *API) lag(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, api.LagAnswer{Consumers: lags})
 }
 
-// Limits of one page of the message browser.
+// Limits of one page of the message browser: events, and bytes of the
+// answer, so that large events cannot make one answer cost gigabytes.
 const (
-	defaultPage = 100
-	maxPage     = 10000
+	defaultPage     = 100
+	maxPage         = 10000
+	defaultMaxBytes = 4 << 20
+	maxMaxBytes     = 64 << 20
 )
 
 // events pages through a topic's events. Parameters:
@@ -95,10 +98,14 @@ const (
 //	last=N              the last N events of each partition
 //	offset.P=O          continue partition P at offset O (from "next")
 //	limit=N             at most N events in all (default 100, max 10000)
+//	max_bytes=N         at most about N bytes of answer (default 4 MiB,
+//	                    max 64 MiB); the first event always fits
 //	format=ndjson       answer NDJSON, one event a line, as a download
 //
-// The answer is {"events": [...], "next": {"P": offset, ...}}: pass next
-// back as offset.P to read on.
+// The answer is {"events": [...], "next": {"P": offset, ...}, "truncated":
+// bool}: pass next back as offset.P to read on. truncated says max_bytes
+// ended the page before limit while more events were there (NDJSON says it
+// in the header X-Lambdaflow-Truncated).
 func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("topic")
 	t, ok := a.topics[name]
@@ -115,6 +122,15 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		limit = n
+	}
+	maxBytes := defaultMaxBytes
+	if s := q.Get("max_bytes"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxMaxBytes {
+			httpapi.WriteError(w, http.StatusBadRequest, fmt.Sprintf("parameter \"max_bytes\": want 1 to %d, got %q", maxMaxBytes, s))
+			return
+		}
+		maxBytes = n
 	}
 	parts := make([]int, 0, t.Partitions)
 	if s := q.Get("partition"); s != "" {
@@ -147,17 +163,25 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	// Each partition's events in offset order; a page merges them by event
 	// time, always taking the head of a partition, so that what a page keeps
 	// of each partition is a prefix and "next" resumes exactly after it.
+	// What is read of the log is bounded by the byte budget too, shared
+	// by the partitions; a partition whose read stopped at its share may
+	// hold more, so the merge stops when its queue runs dry (a later event
+	// of another partition must not come before its unread ones).
+	share := max(maxBytes/len(parts), 1)
 	queues := make([][]item, 0, len(parts))
+	more := make([]bool, 0, len(parts))
 	after := make([]int64, len(parts)) // the offset after the last event fetched, -1 for none
 	for i, p := range parts {
-		entries, err := a.log.Fetch(r.Context(), name, p, starts[p].position(), limit)
+		entries, err := a.log.FetchBudget(r.Context(), name, p, starts[p].position(), limit, share)
 		if err != nil {
 			writeLogError(w, err)
 			return
 		}
 		after[i] = -1
 		var q []item
+		read := 0
 		for _, en := range entries {
+			read += en.Bytes
 			for j, e := range en.Events {
 				// The log finds the first entry it stored at or after the
 				// time; an entry ingested just before the time may have been
@@ -170,6 +194,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 			after[i] = en.End()
 		}
 		queues = append(queues, q)
+		more = append(more, len(q) < limit && read >= share)
 	}
 	next := map[string]int64{}
 	var ends map[int]int64 // end offsets, looked up only when needed
@@ -192,8 +217,17 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 			next[strconv.Itoa(p)] = ends[p]
 		}
 	}
-	var items []item
-	for len(items) < limit {
+	// The page: events merged by time, each written as it is taken, until
+	// limit, or max_bytes (the answer's envelope aside), or a partition
+	// that may hold more runs dry.
+	ndjson := q.Get("format") == "ndjson"
+	buf := make([]byte, 0, min(maxBytes, 64<<10)+64)
+	if !ndjson {
+		buf = append(buf, `{"events":[`...)
+	}
+	body := len(buf)
+	truncated := false
+	for n := 0; n < limit; n++ {
 		best := -1
 		for i, q := range queues {
 			if len(q) == 0 {
@@ -207,34 +241,38 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		it := queues[best][0]
-		queues[best] = queues[best][1:]
-		items = append(items, it)
-		next[strconv.Itoa(it.partition)] = it.offset + 1
-	}
-	ndjson := q.Get("format") == "ndjson"
-	buf := make([]byte, 0, 256*len(items)+64)
-	if !ndjson {
-		buf = append(buf, `{"events":[`...)
-	}
-	for i, it := range items {
-		if i > 0 && !ndjson {
+		mark := len(buf)
+		if n > 0 && !ndjson {
 			buf = append(buf, ',')
 		}
 		buf = appendEventRecord(buf, t.Schema, it.partition, it.offset, it.e)
 		if ndjson {
 			buf = append(buf, '\n')
 		}
+		if n > 0 && len(buf)-body > maxBytes {
+			buf, truncated = buf[:mark], true
+			break
+		}
+		queues[best] = queues[best][1:]
+		next[strconv.Itoa(it.partition)] = it.offset + 1
+		if len(queues[best]) == 0 && more[best] {
+			truncated = n+1 < limit
+			break
+		}
 	}
 	if ndjson {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name+".ndjson"))
+		w.Header().Set("X-Lambdaflow-Truncated", strconv.FormatBool(truncated))
 		w.Write(buf)
 		return
 	}
 	buf = append(buf, `],"next":`...)
 	nb, _ := json.Marshal(next)
 	buf = append(buf, nb...)
+	buf = append(buf, `,"truncated":`...)
+	buf = strconv.AppendBool(buf, truncated)
 	buf = append(buf, "}\n"...)
 	httpapi.WriteRaw(w, http.StatusOK, buf)
 }

@@ -43,8 +43,8 @@ func (h *Health) Routes() []httpapi.Route {
 	}
 }
 
-// Down runs every check and returns the failing ones by name.
-func (h *Health) Down(ctx context.Context) map[string]string {
+// down runs every check and returns the failing ones by name.
+func (h *Health) down(ctx context.Context) map[string]error {
 	h.mu.Lock()
 	names := make([]string, 0, len(h.checks))
 	checks := make([]func(context.Context) error, 0, len(h.checks))
@@ -61,23 +61,29 @@ func (h *Health) Down(ctx context.Context) map[string]string {
 		wg.Go(func() { errs[i] = c(ctx) })
 	}
 	wg.Wait()
-	down := map[string]string{}
+	down := map[string]error{}
 	for i, err := range errs {
 		if err != nil {
-			down[names[i]] = err.Error()
+			down[names[i]] = err
 		}
 	}
 	return down
 }
 
+// ready answers /readyz. It is public: each part that is down shows with
+// its short reason only (httpapi.Reason), never the error's text, which may
+// name a database's host, user or name (the parts log their errors, and
+// GET /v1/sinks, a read, shows a sink's).
 func (h *Health) ready(w http.ResponseWriter, r *http.Request) {
-	down := h.Down(r.Context())
-	if len(down) == 0 {
+	errs := h.down(r.Context())
+	if len(errs) == 0 {
 		httpapi.WriteJSON(w, http.StatusOK, api.Health{Status: "ready"})
 		return
 	}
-	names := make([]string, 0, len(down))
-	for n := range down {
+	down := make(map[string]string, len(errs))
+	names := make([]string, 0, len(errs))
+	for n, err := range errs {
+		down[n] = httpapi.Reason(err)
 		names = append(names, n)
 	}
 	sort.Strings(names)

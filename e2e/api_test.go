@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -408,8 +409,14 @@ func TestAPIRecompute(t *testing.T) {
 	if !f.batch {
 		t.Skip("GET /v1/jobs answers 404: the batch layer is not wired into `lambdaflow run` yet")
 	}
+	// Recomputing changes what the process does: the read token may not.
+	err := p.api.Post(bg, "/v1/views/"+seedView+"/recompute", nil, "", nil, nil)
+	if e, ok := errors.AsType[*client.Error](err); !ok || e.Status != http.StatusForbidden ||
+		string(e.Body) != `{"error":"token may read but not administer (recompute, replay) (auth.admin_tokens)"}`+"\n" {
+		t.Fatalf("POST recompute with the read token: %v, want 403", err)
+	}
 	var started api.JobStarted
-	if err := p.api.Post(bg, "/v1/views/"+seedView+"/recompute", nil, "", nil, &started); err != nil || started.Job == "" {
+	if err := p.admin.Post(bg, "/v1/views/"+seedView+"/recompute", nil, "", nil, &started); err != nil || started.Job == "" {
 		t.Fatalf("POST recompute: %v %+v, want 2xx {\"job\": id}", err, started)
 	}
 	var job api.JobStatus
@@ -472,7 +479,10 @@ func TestAPISinks(t *testing.T) {
 		t.Errorf("GET /v1/sinks/warehouse/dlq = %s %s, want warehouse and []", dlq["sink"], dlq["dead_letters"])
 	}
 	var rep map[string]any
-	if err := p.api.Post(bg, "/v1/sinks/warehouse/dlq/replay", nil, "", nil, &rep); err != nil || rep["replayed"] != 0.0 || rep["failed"] != 0.0 {
+	if err := p.api.Post(bg, "/v1/sinks/warehouse/dlq/replay", nil, "", nil, &rep); client.StatusOf(err) != http.StatusForbidden {
+		t.Errorf("POST replay with the read token: %v, want 403", err)
+	}
+	if err := p.admin.Post(bg, "/v1/sinks/warehouse/dlq/replay", nil, "", nil, &rep); err != nil || rep["replayed"] != 0.0 || rep["failed"] != 0.0 {
 		t.Errorf("POST replay: %v %v, want 200 with replayed 0, failed 0", err, rep)
 	}
 	if _, err := p.api.DeadLetters(bg, "nope", 0); client.StatusOf(err) != http.StatusNotFound {

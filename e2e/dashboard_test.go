@@ -211,7 +211,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 	got(p.view(nil))(t)
 	if layers["batch"] {
 		waitLake(t, p)
-		if _, err := p.api.Recompute(bg, seedView, time.Time{}, time.Time{}); err != nil {
+		if _, err := p.admin.Recompute(bg, seedView, time.Time{}, time.Time{}); err != nil {
 			t.Fatalf("recompute: %v", err)
 		}
 	}

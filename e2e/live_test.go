@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +23,6 @@ import (
 	"github.com/olivere/elastic/v7"
 
 	"github.com/lambdaflow/lambdaflow/internal/testenv"
-	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
 // liveRow is what the test reads of a view's row in a sink's engine.
@@ -244,12 +246,17 @@ func hostOfPartition(part int) string {
 // namespaces of their own in the running PostgreSQL, Cassandra and
 // OpenSearch, removed at the end, and returns a reader of each.
 func liveEngines(t *testing.T) []liveEngine {
-	dsn := sinktest.Service(t, "LF_TEST_POSTGRES_DSN", "postgres")
-	hosts := sinktest.Service(t, "LF_TEST_CASSANDRA_HOSTS", "cassandra")
-	osURL := sinktest.Service(t, "LF_TEST_OPENSEARCH_URL", "opensearch")
+	dsn, hosts, osURL := os.Getenv("LF_TEST_POSTGRES_DSN"), os.Getenv("LF_TEST_CASSANDRA_HOSTS"), os.Getenv("LF_TEST_OPENSEARCH_URL")
+	if dsn == "" || hosts == "" || osURL == "" {
+		testenv.Missing(t, "no PostgreSQL, Cassandra or OpenSearch (deploy/dev/services.sh up, then eval \"$(deploy/dev/services.sh env)\")")
+	}
 	ctx := context.Background()
+	// Names of this test alone, in every engine.
+	tag := make([]byte, 6)
+	rand.Read(tag)
+	name := "live_" + hex.EncodeToString(tag)
 
-	schema := sinktest.UniqueName("live_")
+	schema := name
 	admin, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +284,7 @@ func liveEngines(t *testing.T) []liveEngine {
 		return r, err == nil, err
 	}}
 
-	keyspace := sinktest.UniqueName("live_")
+	keyspace := name
 	t.Setenv("E2E_CASSANDRA", strings.Split(hosts, ",")[0])
 	t.Setenv("E2E_KEYSPACE", keyspace)
 	cluster := gocql.NewCluster(strings.Split(hosts, ",")...)
@@ -302,7 +309,7 @@ func liveEngines(t *testing.T) []liveEngine {
 		return r, err == nil, err
 	}}
 
-	prefix := sinktest.UniqueName("live_") + "_"
+	prefix := name + "_"
 	t.Setenv("E2E_OPENSEARCH", osURL)
 	t.Setenv("E2E_INDEX", prefix)
 	tr := &http.Transport{}

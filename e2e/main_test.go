@@ -107,6 +107,7 @@ type process struct {
 	log     *os.File
 	client  *http.Client
 	api     *client.Client // the API with the read token
+	admin   *client.Client // the API with the admin token (recompute, replay)
 	// mayBeDown names a sink whose database the test leaves unreachable
 	// on purpose: readiness naming only it counts as ready.
 	mayBeDown string
@@ -155,6 +156,7 @@ func startProcessWith(name, path, token, mayBeDown string, env []string) (*proce
 	select {
 	case p.url = <-found:
 		p.api = client.New(p.url, token, p.client)
+		p.admin = client.New(p.url, token+"-admin", p.client)
 	case <-p.done:
 		p.cleanup()
 		return nil, fmt.Errorf("lambdaflow run exited before listening (%v); log: %s", p.waitErr, tail(logf.Name()))

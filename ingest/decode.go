@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -66,11 +67,29 @@ type decoder struct {
 	index     map[string]int // field name → position in schema
 	timeField int            // position of the event-time field, or -1
 	required  []int          // positions of required fields
+
+	// Numeric timestamps are epoch numbers in the topic's time_unit:
+	// 10^unitExp microseconds each. Unless the unit was declared, those
+	// that would fall before earliest are refused: epoch seconds read as
+	// milliseconds land there, and guessing the unit is not an option.
+	unitExp  int
+	unitName string
+	earliest int64
+	// maxFuture bounds how far the event time may be ahead of the ingest
+	// time (µs); 0: no bound.
+	maxFuture int64
+
 	// siteField is the position of the site field (a topic with sources),
 	// or -1; ingest sets it to site, clients may not.
 	siteField int
 	site      string
 }
+
+// undeclaredEarliest is the earliest time an undeclared (millisecond)
+// numeric timestamp may give, 1973-03-03T09:46:40Z: 10^11 milliseconds.
+// Epoch seconds up to the year 5138 are below 10^11, so they are refused
+// instead of landing in 1970.
+const undeclaredEarliest = 100_000_000_000 * 1000
 
 // newDecoder decodes events of topic t accepted at site.
 func newDecoder(t *pipelines.Topic, site string) *decoder {
@@ -79,8 +98,20 @@ func newDecoder(t *pipelines.Topic, site string) *decoder {
 		schema:    t.Schema,
 		index:     make(map[string]int, len(t.Schema)),
 		timeField: -1,
+		unitExp:   3,
+		unitName:  "milliseconds",
+		earliest:  math.MinInt64,
+		maxFuture: t.MaxFuture.D().Microseconds(),
 		siteField: -1,
 		site:      site,
+	}
+	switch t.TimeUnit {
+	case "s":
+		d.unitExp, d.unitName = 6, "seconds"
+	case "us":
+		d.unitExp, d.unitName = 0, "microseconds"
+	case "":
+		d.earliest = undeclaredEarliest
 	}
 	for i, f := range t.Schema {
 		if pipelines.IsSiteField(f) {
@@ -337,6 +368,10 @@ func (st *decodeState) object(rec, start int) *decodeError {
 				}
 			}
 			if fi == d.timeField && v.Valid {
+				if d.maxFuture > 0 && v.I-st.ingest > d.maxFuture {
+					return st.recordErr(rec, start, key, event.FormatTime(v.I)+" is more than "+pipelines.Duration(d.maxFuture*1000).String()+
+						" ahead of the ingest time (topics[].max_future of topic "+strconv.Quote(d.topic)+")")
+				}
 				ev.Time = v.I
 			}
 		} else {
@@ -408,7 +443,7 @@ func (st *decodeState) value(t event.FieldType, dst *event.Value) string {
 				// The slow path accepts the rarer forms time.Parse does.
 				tm, err := time.Parse(time.RFC3339, s)
 				if err != nil {
-					return "expected timestamp (RFC 3339 string or epoch milliseconds), got string " + quoteShort(s)
+					return "expected timestamp (RFC 3339 string or epoch " + st.d.unitName + "), got string " + quoteShort(s)
 				}
 				us = tm.UnixMicro()
 			}

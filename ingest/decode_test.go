@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"math/big"
 	"reflect"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ func typesTopic() *pipelines.Topic {
 		Name:       "types",
 		Partitions: 1,
 		Time:       "ts",
+		TimeUnit:   "ms",
 		Schema: event.Schema{
 			{Name: "ts", Type: event.TypeTimestamp, Required: false},
 			{Name: "s", Type: event.TypeString, Required: true},
@@ -28,6 +30,69 @@ func typesTopic() *pipelines.Topic {
 			{Name: "d", Type: event.TypeDouble},
 			{Name: "b", Type: event.TypeBool},
 		},
+	}
+}
+
+// TestDecodeTimeUnits: numeric timestamps are read in the topic's declared
+// unit; undeclared, they are milliseconds and never guessed: one that would
+// fall before 1973 (as epoch seconds do) is refused.
+func TestDecodeTimeUnits(t *testing.T) {
+	const ingest = 1764950400000000 // 2025-12-05T16:00:00Z
+	f := func(unit, ts string, want int64, wantErr string) {
+		t.Helper()
+		topic := typesTopic()
+		topic.TimeUnit = unit
+		got, err := newDecoder(topic, "test").decode(`{"s":"x","ts":`+ts+`}`, ingest, nil)
+		switch {
+		case wantErr != "":
+			if err == nil || err.Error() != wantErr {
+				t.Errorf("unit %q, ts %s: %v, want error %q", unit, ts, err, wantErr)
+			}
+		case err != nil:
+			t.Errorf("unit %q, ts %s: %v", unit, ts, err)
+		case got[0].Time != want || got[0].Values[0].I != want:
+			t.Errorf("unit %q, ts %s: time %d, want %d", unit, ts, got[0].Time, want)
+		}
+	}
+	f("", "1764950000000", 1764950000000000, "")
+	f("", "1764950000000.5", 1764950000000500, "")
+	f("", "100000000000", 100000000000000, "") // 1973-03-03T09:46:40Z, the earliest
+	f("", "99999999999", 0, `line 1: record 0: field "ts": "99999999999" read as epoch milliseconds is 1973-03-03T09:46:39.999Z, before 1973-03-03: if it is in seconds, declare topics[].time_unit: s (or ms to accept times this early)`)
+	f("", "1764950000", 0, `line 1: record 0: field "ts": "1764950000" read as epoch milliseconds is 1970-01-21T10:15:50Z, before 1973-03-03: if it is in seconds, declare topics[].time_unit: s (or ms to accept times this early)`)
+	f("", "-1", 0, `line 1: record 0: field "ts": "-1" read as epoch milliseconds is 1969-12-31T23:59:59.999Z, before 1973-03-03: if it is in seconds, declare topics[].time_unit: s (or ms to accept times this early)`)
+	f("", `"1970-01-01T00:00:00Z"`, 0, "") // RFC 3339 says what it means
+	f("ms", "1764950000", 1764950000000, "")
+	f("ms", "-1", -1000, "")
+	f("s", "1764950000", 1764950000000000, "")
+	f("s", "1764950000.123456", 1764950000123456, "")
+	f("s", "1.5e9", 1500000000000000, "")
+	f("s", "1764950000.1234567", 0, `line 1: record 0: field "ts": expected timestamp as epoch seconds with at most 6 decimals, got "1764950000.1234567"`)
+	f("s", "253402300800", 0, `line 1: record 0: field "ts": timestamp "253402300800" out of range (years 0001 to 9999)`)
+	f("us", "1764950000123456", 1764950000123456, "")
+	f("us", "1.5", 0, `line 1: record 0: field "ts": expected timestamp as epoch microseconds without decimals, got "1.5"`)
+	f("us", `"soon"`, 0, `line 1: record 0: field "ts": expected timestamp (RFC 3339 string or epoch microseconds), got string "soon"`)
+}
+
+// TestDecodeMaxFuture: an event time more than topics[].max_future ahead of
+// the ingest time is refused, naming the field and the bound; other
+// timestamp fields are not bounded.
+func TestDecodeMaxFuture(t *testing.T) {
+	const ingest = 1764950400000000 // 2025-12-05T16:00:00Z
+	topic := typesTopic()
+	topic.Schema = append(topic.Schema, event.Field{Name: "due", Type: event.TypeTimestamp})
+	topic.MaxFuture = pipelines.Duration(time.Hour)
+	d := newDecoder(topic, "test")
+	for _, c := range []struct{ body, err string }{
+		{`{"s":"x","ts":"2025-12-05T17:00:00Z"}`, ""},
+		{`{"s":"x","ts":"2025-12-05T17:00:00.000001Z"}`, `line 1: record 0: field "ts": 2025-12-05T17:00:00.000001Z is more than 1h ahead of the ingest time (topics[].max_future of topic "types")`},
+		{`{"s":"x"}` + "\n" + `{"s":"x","ts":"9999-12-31T23:59:59Z"}`, `line 2: record 1: field "ts": 9999-12-31T23:59:59Z is more than 1h ahead of the ingest time (topics[].max_future of topic "types")`},
+		{`{"s":"x","ts":1764957600001}`, `line 1: record 0: field "ts": 2025-12-05T18:00:00.001Z is more than 1h ahead of the ingest time (topics[].max_future of topic "types")`},
+		{`{"s":"x","ts":"2020-01-01T00:00:00Z","due":"9999-01-01T00:00:00Z"}`, ""},
+	} {
+		_, err := d.decode(c.body, ingest, nil)
+		if (err == nil) != (c.err == "") || (err != nil && err.Error() != c.err) {
+			t.Errorf("%s: %v, want %q", c.body, err, c.err)
+		}
 	}
 }
 
@@ -412,4 +477,51 @@ func FuzzRFC3339(f *testing.F) {
 	f.Add("2024-05-01T10:00:00.123456Z")
 	f.Add("2024-02-29T12:00:00.5+05:30")
 	f.Fuzz(checkRFC3339)
+}
+
+// FuzzDecodeTimeUnits checks numeric event times against exact decimal
+// arithmetic in every time_unit, the refusal of undeclared early numbers,
+// and the max_future bound.
+func FuzzDecodeTimeUnits(f *testing.F) {
+	for _, s := range []string{"1764950000", "1764950000000", "1.5e9", "-1", "0", "99999999999", "1e15", "1764950000.1234567", "253402300799.999999"} {
+		for unit := range uint8(4) {
+			f.Add(unit, s)
+		}
+	}
+	const ingest = 1764950400000000 // 2025-12-05T16:00:00Z
+	const maxFuture = int64(time.Hour / time.Microsecond)
+	decoders := make([]*decoder, 4)
+	exps := []int{3, 6, 3, 0} // undeclared, s, ms, us
+	for i, unit := range []string{"", "s", "ms", "us"} {
+		topic := typesTopic()
+		topic.TimeUnit = unit
+		topic.MaxFuture = pipelines.Duration(time.Hour)
+		decoders[i] = newDecoder(topic, "test")
+	}
+	f.Fuzz(func(t *testing.T, unit uint8, num string) {
+		i := int(unit % 4)
+		events, derr := decoders[i].decode(`{"s":"x","ts":`+num+`}`, ingest, nil)
+		if derr != nil {
+			if derr.Msg == "" {
+				t.Fatalf("empty error for %q", num)
+			}
+			return
+		}
+		got := events[0].Time
+		want, ok := new(big.Rat).SetString(strings.Trim(num, " \t\r\n")) // JSON white space
+
+		if !ok {
+			t.Fatalf("accepted %q, which is no number", num)
+		}
+		want.Mul(want, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(exps[i])), nil)))
+		if !want.IsInt() || want.Num().Cmp(big.NewInt(got)) != 0 {
+			t.Fatalf("unit %d: %q decoded as %d µs, want %s", i, num, got, want.RatString())
+		}
+		if got > ingest+maxFuture {
+			t.Fatalf("unit %d: %q is %d µs, past max_future", i, num, got)
+		}
+		if i == 0 && got < undeclaredEarliest {
+			t.Fatalf("undeclared unit: %q accepted as %d µs, before 1973", num, got)
+		}
+	})
 }

@@ -28,8 +28,13 @@
 //   - double takes any JSON number.
 //   - bool takes true or false; string a JSON string (valid UTF-8; a lone
 //     \u surrogate becomes U+FFFD).
-//   - timestamp takes an RFC 3339 string or epoch milliseconds as a number
-//     (up to 3 decimals, reaching microseconds), years 0001 to 9999.
+//   - timestamp takes an RFC 3339 string or an epoch number in the topic's
+//     time_unit (s, ms, us; decimals down to microseconds), years 0001 to
+//     9999. Without a declared unit numbers are milliseconds, and one that
+//     would be before 1973-03-03 is refused: it is most likely epoch
+//     seconds, and the unit is never guessed.
+//   - the event-time field may be at most topics[].max_future ahead of
+//     the ingest time, so that a wrong clock cannot move watermarks.
 //   - null, or leaving a field out, is allowed only for optional fields.
 //   - a key that is not in the schema is rejected, so that a typo in a
 //     producer is an error and not silently lost data; so are nested
@@ -66,15 +71,18 @@
 //
 // Statuses: 400 bad body (also empty); 401 without a valid bearer token
 // where the topic has write_tokens (with WWW-Authenticate: Bearer); 403 for
-// a token of auth.read_tokens, which may read but not write; 404 unknown
-// topic; 405 other methods; 413 body over ingest.max_body_bytes, a request
+// a token without write access to the topic, or a browser request from a
+// foreign web page (see internal/httpapi.Auth); 404 unknown topic; 405
+// other methods; 408 a body that did not arrive within http.read_timeout;
+// 413 body over ingest.max_body_bytes, a request
 // of more events than ingest.max_in_flight, or an event over 512 KiB;
 // 415 other content types; 429 when ingest.max_in_flight events are already
 // waiting for the log; 503 while ingest starts or stops and when the log is
-// unavailable; 500 when the log refused an append for another reason. 429
-// and 503 carry Retry-After.
+// unavailable; 507 while the log's disk is full (answered at once; appends
+// resume by themselves once space is freed); 500 when the log refused an
+// append for another reason. 429, 503 and 507 carry Retry-After.
 //
-// A 503 or 500 after the log failed means some events of the request may be
+// A 503, 507 or 500 after the log failed means some events of the request may be
 // durable and others not. Retry the same request with the same ids (or the
 // same Idempotency-Key): the durable ones are answered as duplicates and
 // only the rest is appended.
@@ -146,7 +154,7 @@
 // lambdaflow_ingest_events_total{topic}, lambdaflow_ingest_bytes_total{topic},
 // lambdaflow_ingest_duplicates_total{topic},
 // lambdaflow_ingest_rejects_total{topic,reason} (reason invalid, too_large,
-// unauthorized, overloaded, unavailable, unknown_topic; the topic label is
+// unauthorized, overloaded, unavailable, disk_full, unknown_topic; the topic label is
 // empty for unknown_topic, so URLs cannot create label values),
 // lambdaflow_ingest_ack_seconds (arrival to 200) and
 // lambdaflow_ingest_batch_events (events per log entry).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -57,7 +58,7 @@ func (in *Ingest) Routes() []httpapi.Route {
 func (in *Ingest) Checks() []httpapi.Check {
 	return []httpapi.Check{{Name: "ingest", Ready: func(context.Context) error {
 		if !in.Ready() {
-			return errors.New("rebuilding the dedup index")
+			return &httpapi.ReasonError{Err: errors.New("rebuilding the dedup index"), Why: "starting"}
 		}
 		return nil
 	}}}
@@ -84,7 +85,7 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 	}
 	reject := func(status int, reason string, body api.Error) {
 		ts.m.rejects[reason].Inc()
-		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusInsufficientStorage {
 			w.Header().Set("Retry-After", retryAfter)
 		}
 		httpapi.WriteErrorBody(w, status, body)
@@ -112,6 +113,10 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			reject(http.StatusRequestEntityTooLarge, reasonTooLarge, api.Error{Error: tooLargeMsg(maxBody)})
+			return
+		}
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			reject(http.StatusRequestTimeout, reasonInvalid, api.Error{Error: "the request body did not arrive within http.read_timeout (" + in.p.HTTP.ReadTimeout.String() + ")"})
 			return
 		}
 		reject(http.StatusBadRequest, reasonInvalid, api.Error{Error: "reading the body: " + err.Error()})
@@ -173,6 +178,10 @@ func (h *handler) publishBody(ctx context.Context, ts *topicState, body, idempot
 		switch {
 		case errors.Is(err, errNotReady):
 			return http.StatusServiceUnavailable, reasonUnavailable, nil, api.Error{Error: "ingest is not ready (starting or stopping)"}
+		case errors.Is(err, broker.ErrDiskFull):
+			// The server's paths and free space are for its log, not for
+			// the client.
+			return http.StatusInsufficientStorage, reasonDiskFull, nil, api.Error{Error: "the log's disk is full: appends resume once space is freed" + retry}
 		case transient(err):
 			return http.StatusServiceUnavailable, reasonUnavailable, nil, api.Error{Error: "the log is unavailable: " + err.Error() + retry}
 		default:
@@ -195,13 +204,12 @@ func transient(err error) bool {
 
 // readBody reads at most limit bytes of the body into a string. Building
 // the string directly saves converting (copying) a byte slice, and events'
-// strings are slices of it.
+// strings are slices of it. The string grows with the bytes that arrive,
+// never sized by Content-Length in advance: a client announcing a large
+// body and sending nothing must not cost the memory it announced.
 func (h *handler) readBody(w http.ResponseWriter, r *http.Request, limit int64) (string, error) {
 	rd := http.MaxBytesReader(w, r.Body, limit)
 	var sb strings.Builder
-	if r.ContentLength > 0 {
-		sb.Grow(int(r.ContentLength))
-	}
 	bp := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(bp)
 	// MaxBytesReader has no WriterTo and Builder no ReaderFrom, so this

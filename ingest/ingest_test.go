@@ -383,7 +383,7 @@ func TestIngestAuth(t *testing.T) {
 	p.Auth.ReadTokens = []string{"r-secret"}
 	h, b := startOnBroker(t, p)
 	good := `{"ts":1,"host":"h","region":"eu","cpu":1,"bytes":1}`
-	const unauthorized = `{"error":"missing or invalid bearer token for writes to topic \"metrics\""}` + "\n"
+	const unauthorized = `{"error":"a valid bearer token is required (topics[].write_tokens)"}` + "\n"
 	for _, c := range []struct {
 		name   string
 		hdr    []string
@@ -394,8 +394,8 @@ func TestIngestAuth(t *testing.T) {
 		{"none", nil, 401, unauthorized, true},
 		{"wrong", []string{"Authorization", "Bearer w-secreT"}, 401, unauthorized, true},
 		{"prefix", []string{"Authorization", "Bearer w-secret2"}, 401, unauthorized, true},
-		{"basic", []string{"Authorization", "Basic dzpzZWNyZXQ="}, 401, unauthorized, true},
-		{"read token", []string{"Authorization", "Bearer r-secret"}, 403, `{"error":"token may read but not write topic \"metrics\""}` + "\n", false},
+		{"basic", []string{"Authorization", "Basic dzpzZWNyZXQ="}, 401, `{"error":"the Authorization header must be \"Bearer \u003ctoken\u003e\" (topics[].write_tokens)"}` + "\n", true},
+		{"read token", []string{"Authorization", "Bearer r-secret"}, 403, `{"error":"token may read but not write to topic \"metrics\" (topics[].write_tokens)"}` + "\n", false},
 		{"write token", []string{"Authorization", "Bearer w-secret"}, 200, `{"accepted":1,"results":[{"partition":0,"offset":0,"duplicate":false}]}` + "\n", false},
 		{"scheme case", []string{"Authorization", "bearer w-other"}, 200, `{"accepted":1,"results":[{"partition":0,"offset":1,"duplicate":false}]}` + "\n", false},
 	} {

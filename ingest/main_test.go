@@ -33,6 +33,7 @@ func metricsTopic(partitions int) *pipelines.Topic {
 		Partitions: partitions,
 		Key:        "host",
 		Time:       "ts",
+		TimeUnit:   "ms", // the tests send small epoch numbers
 		Schema: event.Schema{
 			{Name: "ts", Type: event.TypeTimestamp, Required: true},
 			{Name: "host", Type: event.TypeString, Required: true},

@@ -15,6 +15,7 @@ const (
 	reasonUnauthorized = "unauthorized"
 	reasonOverloaded   = "overloaded"
 	reasonUnavailable  = "unavailable"
+	reasonDiskFull     = "disk_full"
 	reasonUnknownTopic = "unknown_topic"
 )
 
@@ -92,7 +93,7 @@ func (m *metrics) forTopic(topic string) *topicMetrics {
 		duplicates: m.duplicates.WithLabelValues(topic),
 		rejects:    make(map[string]prometheus.Counter),
 	}
-	for _, r := range []string{reasonInvalid, reasonTooLarge, reasonUnauthorized, reasonOverloaded, reasonUnavailable} {
+	for _, r := range []string{reasonInvalid, reasonTooLarge, reasonUnauthorized, reasonOverloaded, reasonUnavailable, reasonDiskFull} {
 		tm.rejects[r] = m.rejects.WithLabelValues(topic, r)
 	}
 	return tm

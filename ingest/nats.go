@@ -9,6 +9,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/access"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 )
 
@@ -35,15 +36,15 @@ const natsQueue = "lambdaflow-ingest"
 // reply subject) is appended the same way, but nobody learns the outcome.
 // It returns when ctx is done and every request taken has its answer.
 func (in *Ingest) ServeNATS(ctx context.Context, srv Server) error {
-	auth := httpapi.NewAuth(in.p)
+	tokens := access.New(in.p)
 	prefix := strings.TrimSuffix(srv.PublishSubject("x"), "x")
 	in.logger.Info("ingest: publishing over NATS", "subject", prefix+"<topic>")
 	return srv.Serve(ctx, prefix+"*", natsQueue, func(ctx context.Context, r broker.Request) broker.Reply {
-		return in.natsPublish(ctx, auth, strings.TrimPrefix(r.Subject, prefix), r)
+		return in.natsPublish(ctx, tokens, strings.TrimPrefix(r.Subject, prefix), r)
 	})
 }
 
-func (in *Ingest) natsPublish(ctx context.Context, auth *httpapi.Auth, name string, r broker.Request) broker.Reply {
+func (in *Ingest) natsPublish(ctx context.Context, tokens *access.Tokens, name string, r broker.Request) broker.Reply {
 	start := in.now()
 	fail := func(status int, body api.Error) broker.Reply {
 		b, _ := json.Marshal(body) // strings and ints always marshal
@@ -60,10 +61,13 @@ func (in *Ingest) natsPublish(ctx context.Context, auth *httpapi.Auth, name stri
 		}
 		return ""
 	}
-	tok, _ := strings.CutPrefix(header("Authorization"), "Bearer ")
-	if !auth.AllowToken(strings.TrimSpace(tok), httpapi.Write, name) {
+	tok, _ := httpapi.Bearer(header("Authorization"))
+	if !tokens.May(tok, access.Write, name) {
 		ts.m.rejects[reasonUnauthorized].Inc()
-		return fail(http.StatusUnauthorized, api.Error{Error: "missing or invalid bearer token for writes to topic " + strconv.Quote(name) + " (header Authorization)"})
+		if tokens.Known(tok) {
+			return fail(http.StatusForbidden, api.Error{Error: "token may not write to topic " + strconv.Quote(name) + " (topics[].write_tokens)"})
+		}
+		return fail(http.StatusUnauthorized, api.Error{Error: "a valid bearer token is required in the header \"Authorization: Bearer <token>\" (topics[].write_tokens)"})
 	}
 	if !in.Ready() {
 		ts.m.rejects[reasonUnavailable].Inc()

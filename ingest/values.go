@@ -117,25 +117,43 @@ func (st *decodeState) number(t event.FieldType, dst *event.Value) string {
 		dst.I, dst.Valid = v, true
 		return ""
 	case event.TypeTimestamp:
-		// Epoch milliseconds; up to three decimals reach microseconds.
+		// An epoch number in the topic's unit; decimals down to
+		// microseconds.
+		d := st.d
+		var us int64
 		if plain {
-			ms, ok := signed(mant, neg)
-			if !ok || ms > maxMicros/1000 || ms < minMicros/1000 {
+			n, ok := signed(mant, neg)
+			f := pow10[d.unitExp]
+			if !ok || n > maxMicros/f || n < minMicros/f {
 				return timestamp(dst, minMicros-1, text)
 			}
-			return timestamp(dst, ms*1000, text)
+			us = n * f
+		} else {
+			var msg string
+			us, msg = integral(s[intStart:intEnd], s[fracStart:fracEnd], exp+d.unitExp, neg)
+			switch msg {
+			case "":
+			case "out-of-range number":
+				return timestamp(dst, minMicros-1, text)
+			default:
+				decimals := "without decimals"
+				if d.unitExp > 0 {
+					decimals = "with at most " + strconv.Itoa(d.unitExp) + " decimals"
+				}
+				return "expected timestamp as epoch " + d.unitName + " " + decimals + ", got " + quoteShort(text)
+			}
 		}
-		us, msg := integral(s[intStart:intEnd], s[fracStart:fracEnd], exp+3, neg)
-		switch msg {
-		case "":
-			return timestamp(dst, us, text)
-		case "out-of-range number":
-			return timestamp(dst, minMicros-1, text)
+		if us < d.earliest {
+			return quoteShort(text) + " read as epoch milliseconds is " + event.FormatTime(us) +
+				", before 1973-03-03: if it is in seconds, declare topics[].time_unit: s (or ms to accept times this early)"
 		}
-		return "expected timestamp as epoch milliseconds with at most 3 decimals, got " + quoteShort(text)
+		return timestamp(dst, us, text)
 	}
 	return "expected " + t.String() + ", got number"
 }
+
+// pow10[e] is 10^e, for the units of numeric timestamps.
+var pow10 = [...]int64{1, 10, 100, 1000, 10000, 100000, 1000000}
 
 // Timestamps are limited to the years 0001 to 9999, which RFC 3339, Parquet
 // readers and the sinks' databases all represent.

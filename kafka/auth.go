@@ -6,23 +6,24 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+	"github.com/lambdaflow/lambdaflow/internal/access"
 )
 
 // Authorization maps SASL/PLAIN passwords to the pipeline's tokens, with
-// the same rules as the HTTP API (httpapi.Auth holds them all): a token of
-// auth.read_tokens may fetch, list offsets and use consumer groups; a
-// token of a topic's write_tokens may produce to that topic. What has no
-// tokens is open, with or without SASL, as over HTTP. The user name is not
-// checked (clients must send one; any will do).
+// the same rules as the HTTP API (package access holds them): a token with
+// the read scope (auth.read_tokens, auth.admin_tokens) may fetch, list
+// offsets and use consumer groups; a token of a topic's write_tokens may
+// produce to that topic. What has no tokens is open, with or without SASL,
+// as over HTTP. The user name is not checked (clients must send one; any
+// will do).
 
 // allowedRead: fetching, offsets and groups need the read scope.
 func (c *conn) allowedRead() bool {
-	return c.s.auth.AllowToken(c.token, httpapi.Read, "")
+	return c.s.tokens.May(c.token, access.Read, "")
 }
 
 func (c *conn) allowedWrite(topic string) bool {
-	return c.s.auth.AllowToken(c.token, httpapi.Write, topic)
+	return c.s.tokens.May(c.token, access.Write, topic)
 }
 
 // allowedGroup: consumer groups need the read scope.
@@ -67,7 +68,7 @@ func (c *conn) saslAuthenticate(r *kmsg.SASLAuthenticateRequest) (kmsg.Response,
 		return fail(kerr.SaslAuthenticationFailed.Code, "malformed PLAIN credentials")
 	}
 	token := string(parts[2])
-	if c.s.auth.Configured() && !c.s.auth.Known(token) {
+	if c.s.tokens.Any() && !c.s.tokens.Known(token) {
 		return fail(kerr.SaslAuthenticationFailed.Code, "invalid credentials: the password must be one of the pipeline's tokens")
 	}
 	c.token, c.authenticated = token, true

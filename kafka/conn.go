@@ -27,7 +27,7 @@ type conn struct {
 	clientID string
 
 	// SASL state: mechanism chosen by SaslHandshake, and the token that
-	// authenticated (its scopes are httpapi.Auth's).
+	// authenticated (its scopes are package access's).
 	saslMech      string
 	authenticated bool
 	token         string

@@ -19,7 +19,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/ingest"
-	"github.com/lambdaflow/lambdaflow/internal/httpapi"
+	"github.com/lambdaflow/lambdaflow/internal/access"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
@@ -70,7 +70,7 @@ type Server struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	metrics  *metrics
-	auth     *httpapi.Auth
+	tokens   *access.Tokens
 	tls      *tls.Config
 	ln       net.Listener
 	topics   map[string]*pipelines.Topic
@@ -137,7 +137,7 @@ func New(p *pipelines.Pipeline, log Log, producer Producer, opts Options) (*Serv
 		return nil, err
 	}
 	s.metrics = m
-	s.auth = httpapi.NewAuth(p)
+	s.tokens = access.New(p)
 	if p.Kafka.TLS.Cert != "" {
 		if s.tls, err = serverTLS(p.Kafka.TLS); err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,12 +162,15 @@ func TestMirrorSiteDown(t *testing.T) {
 }
 
 // TestMirrorSchemaMismatch checks that a source whose topic differs from
-// the local one is refused with the differences, and nothing is pulled.
+// the local one is refused with the differences, and nothing is pulled;
+// then that a link pulling from a site whose schema changes under it stops
+// there, pulls none of the events of the new schema and says why.
 func TestMirrorSchemaMismatch(t *testing.T) {
 	eu := newSite(t, "eu", 1)
 	eu.publish(0, 10)
 	hq := newSite(t, "hq", 1, eu)
 	hq.close()
+	same := slices.Clone(hq.p.Topics[0].Schema)
 	hq.p.Topics[0].Schema[2].Type = event.TypeLong                                        // cpu: double there
 	hq.p.Topics[0].Schema = append(hq.p.Topics[0].Schema[:3:3], hq.p.Topics[0].Schema[4]) // no n here
 	hq.p.Topics[0].Sources[0].Site = "europe"
@@ -193,5 +197,45 @@ func TestMirrorSchemaMismatch(t *testing.T) {
 	})
 	if got := hq.events(); len(got) != 0 {
 		t.Errorf("pulled %d events despite the difference", len(got))
+	}
+	run.stop()
+
+	// Fixed here: the link pulls.
+	hq.close()
+	hq.p.Topics[0].Schema = same
+	hq.open()
+	run = hq.runMirror()
+	check = run.mr.Checks()[0]
+	checkFor(t, 20*time.Second, func() error { return want(hq, map[string]int{"eu": 10}) })
+	checkFor(t, 10*time.Second, func() error { return check.Ready(context.Background()) })
+
+	// eu makes n a double and appends events with it at once: whether the
+	// link first reads the new record or an entry that no longer fits, it
+	// stops before them and names the field.
+	eu.close()
+	eu.p.Topics[0].Schema[3].Type = event.TypeDouble
+	eu.open()
+	var evs []event.Event
+	for i := 10; i < 15; i++ {
+		evs = append(evs, event.Event{ID: fmt.Sprintf("eu-%d", i), Time: int64(i) * 1000, Values: []event.Value{
+			{I: int64(i) * 1000, Valid: true}, {S: "host-0", Valid: true}, {F: 1, Valid: true}, {F: 0.5, Valid: true},
+		}})
+	}
+	if _, err := eu.b.Append(context.Background(), "metrics", 0, evs); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 20*time.Second, func() error {
+		err := check.Ready(context.Background())
+		if err == nil || !strings.Contains(err.Error(), `differ: field "n" is double there, long here`) {
+			return fmt.Errorf("schema changed there: %v", err)
+		}
+		return nil
+	})
+	if err := want(hq, map[string]int{"eu": 10}); err != nil {
+		t.Error(err)
+	}
+	rows := hq.lag("mirror.eu.metrics")
+	if len(rows) != 1 || rows[0].Offset != 10 {
+		t.Errorf("the link's position moved past the events it cannot take: %+v", rows)
 	}
 }

@@ -36,11 +36,12 @@ func TestDefaultsApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &pipelines.Pipeline{
-		Version: 1,
-		Name:    "p",
-		DataDir: "./data",
-		HTTP:    pipelines.HTTP{Listen: "127.0.0.1:8080"},
-		Broker:  pipelines.Broker{Replicas: 1, Sync: "always", Prefix: "LF", Cluster: pipelines.Cluster{Name: "lambdaflow"}},
+		Version:         1,
+		Name:            "p",
+		DataDir:         "./data",
+		ShutdownTimeout: pipelines.Duration(10 * time.Second),
+		HTTP:            pipelines.HTTP{Listen: "127.0.0.1:8080", ReadHeaderTimeout: pipelines.Duration(10 * time.Second), ReadTimeout: pipelines.Duration(time.Minute), WriteTimeout: pipelines.Duration(time.Minute), IdleTimeout: pipelines.Duration(2 * time.Minute), MaxConnections: 10000},
+		Broker:          pipelines.Broker{Replicas: 1, Sync: "always", Prefix: "LF", Cluster: pipelines.Cluster{Name: "lambdaflow"}},
 		Ingest: pipelines.Ingest{
 			MaxBodyBytes: 16777216, MaxInFlight: 65536,
 			DedupWindow: pipelines.Duration(10 * time.Minute), DedupMaxIDs: 5000000,
@@ -48,7 +49,7 @@ func TestDefaultsApplied(t *testing.T) {
 		},
 		Kafka: pipelines.Kafka{MaxRequestBytes: 16 << 20, MaxFetchBytes: 8 << 20, MaxConnections: 1024},
 		Topics: []pipelines.Topic{{
-			Name: "m", Partitions: 1, Retention: pipelines.Duration(168 * time.Hour),
+			Name: "m", Partitions: 1, Retention: pipelines.Duration(168 * time.Hour), MaxFuture: pipelines.Duration(time.Hour),
 			Schema: event.Schema{
 				{Name: "ts", Type: event.TypeTimestamp, Required: true, Pos: pipelines.Pos{Line: 5, Col: 14}},
 				{Name: "host", Type: event.TypeString, Required: false, Pos: pipelines.Pos{Line: 5, Col: 29}},

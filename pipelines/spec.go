@@ -10,27 +10,36 @@ import (
 // and the JSON Schema alike: `yaml` names the key, `doc` documents it, `default`
 // is applied before decoding, `enum` lists the accepted values.
 type Pipeline struct {
-	Version int     `yaml:"version" doc:"Format version of this file; must be 1." required:"true"`
-	Name    string  `yaml:"name" doc:"Pipeline name: lowercase letters, digits, '_' and '-'; used in metric labels." required:"true"`
-	Site    string  `yaml:"site" pattern:"^[a-z][a-z0-9_-]{0,62}$" rule:"1 to 63 lowercase letters, digits, '_' or '-', starting with a letter" doc:"This site's name: the origin (field _site) of the events ingest accepts into topics that pull other sites' events (topics[].sources), and the name other sites give this one in theirs. Default: the pipeline name."`
-	DataDir string  `yaml:"data_dir" default:"./data" doc:"Directory for the embedded broker store, the lake and checkpoints."`
-	HTTP    HTTP    `yaml:"http" doc:"The HTTP listener for ingest, queries, the console and metrics."`
-	Broker  Broker  `yaml:"broker" doc:"The log: embedded NATS JetStream by default, or an external cluster."`
-	Ingest  Ingest  `yaml:"ingest" doc:"HTTP ingest limits and idempotency."`
-	Auth    Auth    `yaml:"auth" doc:"Bearer-token authentication. Off when no token is configured."`
-	Kafka   Kafka   `yaml:"kafka" doc:"The Kafka wire-protocol listener: Kafka clients produce to and consume from the topics. Off when listen is empty."`
-	Topics  []Topic `yaml:"topics" doc:"Topics: each is a partitioned, replicated log of typed events." required:"true"`
-	Views   []View  `yaml:"views" doc:"Windowed views computed by both the speed and the batch layer."`
-	Lake    Lake    `yaml:"lake" doc:"The Parquet lake written by the batch layer."`
-	Sinks   []Sink  `yaml:"sinks" doc:"Deliveries of topics and views to external stores."`
+	Version int    `yaml:"version" doc:"Format version of this file; must be 1." required:"true"`
+	Name    string `yaml:"name" doc:"Pipeline name: lowercase letters, digits, '_' and '-'; used in metric labels." required:"true"`
+	Site    string `yaml:"site" pattern:"^[a-z][a-z0-9_-]{0,62}$" rule:"1 to 63 lowercase letters, digits, '_' or '-', starting with a letter" doc:"This site's name: the origin (field _site) of the events ingest accepts into topics that pull other sites' events (topics[].sources), and the name other sites give this one in theirs. Default: the pipeline name."`
+	DataDir string `yaml:"data_dir" default:"./data" doc:"Directory for the embedded broker store, the lake and checkpoints."`
+	// ShutdownTimeout bounds a stop: see cmd/lambdaflow's serve.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout" default:"10s" doc:"Longest a stop (SIGTERM, Ctrl-C) may take: answering requests in flight, flushing sinks and lake files, checkpointing. Past it the process exits anyway; nothing acknowledged is lost, and every part resumes from its last checkpoint and committed offsets."`
+	HTTP            HTTP     `yaml:"http" doc:"The HTTP listener for ingest, queries, the console and metrics."`
+	Broker          Broker   `yaml:"broker" doc:"The log: embedded NATS JetStream by default, or an external cluster."`
+	Ingest          Ingest   `yaml:"ingest" doc:"HTTP ingest limits and idempotency."`
+	Auth            Auth     `yaml:"auth" doc:"Bearer-token authentication. Off when no token is configured."`
+	Kafka           Kafka    `yaml:"kafka" doc:"The Kafka wire-protocol listener: Kafka clients produce to and consume from the topics. Off when listen is empty."`
+	Topics          []Topic  `yaml:"topics" doc:"Topics: each is a partitioned, replicated log of typed events." required:"true"`
+	Views           []View   `yaml:"views" doc:"Windowed views computed by both the speed and the batch layer."`
+	Lake            Lake     `yaml:"lake" doc:"The Parquet lake written by the batch layer."`
+	Sinks           []Sink   `yaml:"sinks" doc:"Deliveries of topics and views to external stores."`
 
 	// File is the path the pipeline was loaded from, for messages.
 	File string `yaml:"-"`
 }
 
-// HTTP configures the single HTTP listener.
+// HTTP configures the single HTTP listener. The limits are what a server
+// facing the internet needs against slow and idle clients; see
+// internal/httpapi.Server.
 type HTTP struct {
-	Listen string `yaml:"listen" default:"127.0.0.1:8080" doc:"host:port to listen on."`
+	Listen            string   `yaml:"listen" default:"127.0.0.1:8080" doc:"host:port to listen on."`
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout" default:"10s" doc:"Longest a client may take to send a request's headers."`
+	ReadTimeout       Duration `yaml:"read_timeout" default:"1m" doc:"Longest a client may take to send a whole request, body included."`
+	WriteTimeout      Duration `yaml:"write_timeout" default:"1m" doc:"Longest the server may take to answer a request, from the end of its headers to the last byte of the answer."`
+	IdleTimeout       Duration `yaml:"idle_timeout" default:"2m" doc:"How long a keep-alive connection may wait for its next request."`
+	MaxConnections    int      `yaml:"max_connections" default:"10000" doc:"Most open client connections. At the limit a new connection closes the one idle (or stalled sending its request) the longest, or is answered 503 when every connection is busy."`
 }
 
 // Broker configures the log.
@@ -92,9 +101,12 @@ type ServerTLS struct {
 	ClientCA string `yaml:"client_ca" doc:"PEM CA file: when set, clients must present a certificate it signed (mutual TLS)."`
 }
 
-// Auth configures bearer tokens.
+// Auth configures bearer tokens and which web pages may send requests that
+// change state. The rules are in package internal/access.
 type Auth struct {
-	ReadTokens []string `yaml:"read_tokens" doc:"Tokens accepted for reads (queries, topics, lag, the console). Empty: reads are open."`
+	ReadTokens     []string `yaml:"read_tokens" doc:"Tokens accepted for reads (queries, topics, lag, the message browser, stats, metrics, the console). Empty: reads are open."`
+	AdminTokens    []string `yaml:"admin_tokens" doc:"Tokens accepted for administration (recompute views, replay dead letters) and for reads. Without any: administration is open only while the pipeline has no token at all."`
+	AllowedOrigins []string `yaml:"allowed_origins" doc:"Web origins (scheme://host[:port]) besides the server's own from which browsers may send requests that change state (publish, recompute, replay); others are refused with 403."`
 }
 
 // Topic is a partitioned log of events of one schema.
@@ -104,7 +116,9 @@ type Topic struct {
 	Retention   Duration     `yaml:"retention" default:"168h" doc:"How long the log keeps events."`
 	MaxBytes    ByteSize     `yaml:"max_bytes" doc:"Most bytes the log keeps per partition (e.g. 10GiB); 0 means no limit."`
 	Key         string       `yaml:"key" doc:"Field whose value picks the partition; empty spreads by event id."`
-	Time        string       `yaml:"time" doc:"Event-time field (timestamp: RFC 3339 or epoch millis). Empty: ingest time."`
+	Time        string       `yaml:"time" doc:"Event-time field (timestamp: RFC 3339, or an epoch number in time_unit). Empty: ingest time."`
+	TimeUnit    string       `yaml:"time_unit" doc:"Unit of timestamps sent as numbers, for every timestamp field of the topic: s, ms or us. Unset: milliseconds, and a number that would be before 1973-03-03 as milliseconds (as epoch seconds are) is refused rather than guessed; set ms to accept such times."`
+	MaxFuture   Duration     `yaml:"max_future" default:"1h" doc:"How far ahead of its ingest time an event's event time may be; later events are refused (400), so that a wrong clock cannot push watermarks and horizons into the future."`
 	Schema      event.Schema `yaml:"schema" required:"true" doc:"Field name to type: string, long, int, double, bool, timestamp. A trailing '?' makes a field optional; or {type: T, required: false}."`
 	WriteTokens []string     `yaml:"write_tokens" doc:"Tokens accepted for writes to this topic. Empty: writes are open."`
 	Lake        TopicLake    `yaml:"lake" doc:"How the topic's files are laid out in the lake."`

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -133,6 +134,14 @@ func (v *validator) positive(path string, d Duration) {
 	}
 }
 
+// atLeastDuration reports a duration shorter than lowest (a zero or
+// sub-second timeout or schedule is a mistake, never a wish).
+func (v *validator) atLeastDuration(path string, d Duration, lowest time.Duration) {
+	if d.D() < lowest {
+		v.errorf(path, "must be at least %s, got %s", Duration(lowest), d)
+	}
+}
+
 func (v *validator) notNegative(path string, d Duration) {
 	if d < 0 {
 		v.errorf(path, "must not be negative, got %s", d)
@@ -243,10 +252,24 @@ func (v *validator) checkHeader(p *Pipeline) {
 	if p.DataDir == "" {
 		v.errorf("data_dir", "must not be empty")
 	}
+	v.atLeastDuration("shutdown_timeout", p.ShutdownTimeout, time.Second)
 }
 
 func (v *validator) checkHTTP(p *Pipeline) {
-	v.hostPort("http.listen", p.HTTP.Listen)
+	h := p.HTTP
+	v.hostPort("http.listen", h.Listen)
+	v.atLeastDuration("http.read_header_timeout", h.ReadHeaderTimeout, time.Second)
+	v.atLeastDuration("http.read_timeout", h.ReadTimeout, time.Second)
+	v.atLeastDuration("http.write_timeout", h.WriteTimeout, time.Second)
+	v.atLeastDuration("http.idle_timeout", h.IdleTimeout, time.Second)
+	if h.ReadTimeout.D() >= time.Second && h.ReadHeaderTimeout > h.ReadTimeout {
+		if v.present("http.read_header_timeout") {
+			v.errorf("http.read_header_timeout", "must not exceed http.read_timeout (%s), got %s", h.ReadTimeout, h.ReadHeaderTimeout)
+		} else {
+			v.errorf("http.read_timeout", "must be at least http.read_header_timeout (%s), got %s", h.ReadHeaderTimeout, h.ReadTimeout)
+		}
+	}
+	v.atLeast("http.max_connections", int64(h.MaxConnections), 1)
 }
 
 // hostPort checks a listen or contact address.
@@ -355,6 +378,13 @@ func (v *validator) checkIngest(p *Pipeline) {
 
 func (v *validator) checkAuth(p *Pipeline) {
 	v.notBlank("auth.read_tokens", p.Auth.ReadTokens)
+	v.notBlank("auth.admin_tokens", p.Auth.AdminTokens)
+	for i, o := range p.Auth.AllowedOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			v.errorf(indexPath("auth.allowed_origins", i), "must be an origin, scheme://host[:port] (e.g. https://dashboards.example.com); got %s", quote(o))
+		}
+	}
 }
 
 func (v *validator) checkKafka(p *Pipeline) {
@@ -410,11 +440,17 @@ func (v *validator) checkTopics(p *Pipeline) {
 			if j := t.Schema.Index(t.Time); j < 0 {
 				v.errorf(path+".time", "unknown field %s%s", quote(t.Time), didYouMean(t.Time, fieldNames(t.Schema)))
 			} else if ft := t.Schema[j].Type; ft != 0 && ft != event.TypeTimestamp {
-				// A timestamp field takes epoch milliseconds as well as RFC 3339,
+				// A timestamp field takes epoch numbers as well as RFC 3339,
 				// so events that carry millis need no other type.
-				v.errorf(path+".time", "field %s is %s; the time field must be a timestamp (it accepts RFC 3339 strings and epoch milliseconds)", quote(t.Time), ft)
+				v.errorf(path+".time", "field %s is %s; the time field must be a timestamp (it accepts RFC 3339 strings and epoch numbers in time_unit)", quote(t.Time), ft)
 			}
 		}
+		switch t.TimeUnit {
+		case "", "s", "ms", "us":
+		default:
+			v.errorf(path+".time_unit", "must be s, ms or us (or unset: milliseconds, refusing ones before 1973); got %s%s", quote(t.TimeUnit), didYouMean(t.TimeUnit, []string{"s", "ms", "us"}))
+		}
+		v.atLeastDuration(path+".max_future", t.MaxFuture, time.Second)
 		v.notBlank(path+".write_tokens", t.WriteTokens)
 	}
 }
@@ -499,6 +535,13 @@ func (v *validator) checkView(path string, w *View, topic *Topic) {
 			v.errorf(path+".batch.schedule", "invalid cron schedule: %v", err)
 		case sched == nil:
 			v.errorf(path+".batch.schedule", "must not be blank; leave schedule out to recompute only on request")
+		case strings.HasPrefix(w.Batch.Schedule, "@every "):
+			// The cron library rounds a shorter interval up to a second
+			// without a word; a zero or sub-second interval is a mistake.
+			every := strings.TrimSpace(strings.TrimPrefix(w.Batch.Schedule, "@every "))
+			if d, err := time.ParseDuration(every); err == nil && d < time.Second {
+				v.errorf(path+".batch.schedule", "@every needs an interval of at least 1s, got %s", every)
+			}
 		}
 	}
 	v.positive(path+".retention", w.Retention)

@@ -467,6 +467,23 @@ func TestValidationErrors(t *testing.T) {
 		{name: "listen without port", src: with(mini, "http:", "  listen: 8080"), want: []string{`p.yaml:7:11: http.listen: must be host:port, e.g. 127.0.0.1:8080; got "8080"`}},
 		{name: "listen with named port", src: with(mini, "http:", "  listen: localhost:http"), want: []string{`p.yaml:7:11: http.listen: port must be a number from 0 to 65535; got "http"`}},
 		{name: "listen empty", src: with(mini, "http:", "  listen: ''"), want: []string{`p.yaml:7:11: http.listen: must be host:port, e.g. 127.0.0.1:8080; got ""`}},
+		{name: "http limits", src: with(mini, "http:", "  read_timeout: 500ms", "  idle_timeout: 0s", "  max_connections: 0", "  write_timeout: 1s"), want: []string{
+			`p.yaml:7:17: http.read_timeout: must be at least 1s, got 500ms`,
+			`p.yaml:8:17: http.idle_timeout: must be at least 1s, got 0s`,
+			`p.yaml:9:20: http.max_connections: must be positive, got 0`,
+		}},
+		{name: "allowed origins", src: with(mini, "auth:", "  allowed_origins: [https://ok.example.com:8443, ok.example.com, 'https://x.example/path', '']", "  admin_tokens: ['']"), want: []string{
+			`p.yaml:7:50: auth.allowed_origins[1]: must be an origin, scheme://host[:port] (e.g. https://dashboards.example.com); got "ok.example.com"`,
+			`p.yaml:7:66: auth.allowed_origins[2]: must be an origin, scheme://host[:port] (e.g. https://dashboards.example.com); got "https://x.example/path"`,
+			`p.yaml:7:92: auth.allowed_origins[3]: must be an origin, scheme://host[:port] (e.g. https://dashboards.example.com); got ""`,
+			`p.yaml:8:18: auth.admin_tokens[0]: must not be empty`,
+		}},
+		{name: "header timeout past read timeout", src: with(mini, "http:", "  read_timeout: 5s"), want: []string{
+			`p.yaml:7:17: http.read_timeout: must be at least http.read_header_timeout (10s), got 5s`,
+		}},
+		{name: "header timeout past read timeout, both given", src: with(mini, "http:", "  read_timeout: 5s", "  read_header_timeout: 6s"), want: []string{
+			`p.yaml:8:24: http.read_header_timeout: must not exceed http.read_timeout (5s), got 6s`,
+		}},
 		{name: "broker url", src: with(mini, "broker:", "  url: http://x:4222"), want: []string{`p.yaml:7:8: broker.url: invalid server URL "http://x:4222": want nats://host:port (or tls://, ws://, wss://), comma-separated`}},
 		{
 			name: "broker embedded-only keys with url",
@@ -551,8 +568,12 @@ func TestValidationErrors(t *testing.T) {
 		{name: "retention 0", src: with(mini, "    retention: 0"), want: []string{`p.yaml:6:16: topics[0].retention: must be positive, got 0s`}},
 		{name: "key unknown", src: with(mini, "    key: tss"), want: []string{`p.yaml:6:10: topics[0].key: unknown field "tss" (did you mean "ts"?)`}},
 		{name: "time unknown", src: with(mini, "    time: when"), want: []string{`p.yaml:6:11: topics[0].time: unknown field "when"`}},
-		{name: "time field long", src: []string{"version: 1", "name: p", "topics:", "  - name: m", "    time: ms", "    schema: {ms: long}"}, want: []string{`p.yaml:5:11: topics[0].time: field "ms" is long; the time field must be a timestamp (it accepts RFC 3339 strings and epoch milliseconds)`}},
-		{name: "time of wrong type", src: with(with(fields[:5], "    time: host"), fields[6:]...), want: []string{`p.yaml:6:11: topics[0].time: field "host" is string; the time field must be a timestamp (it accepts RFC 3339 strings and epoch milliseconds)`}},
+		{name: "time unit and max_future", src: with(mini, "    time_unit: sec", "    max_future: 0s"), want: []string{
+			`p.yaml:6:16: topics[0].time_unit: must be s, ms or us (or unset: milliseconds, refusing ones before 1973); got "sec"`,
+			`p.yaml:7:17: topics[0].max_future: must be at least 1s, got 0s`,
+		}},
+		{name: "time field long", src: []string{"version: 1", "name: p", "topics:", "  - name: m", "    time: ms", "    schema: {ms: long}"}, want: []string{`p.yaml:5:11: topics[0].time: field "ms" is long; the time field must be a timestamp (it accepts RFC 3339 strings and epoch numbers in time_unit)`}},
+		{name: "time of wrong type", src: with(with(fields[:5], "    time: host"), fields[6:]...), want: []string{`p.yaml:6:11: topics[0].time: field "host" is string; the time field must be a timestamp (it accepts RFC 3339 strings and epoch numbers in time_unit)`}},
 		{name: "schema missing", src: with(mini[:4]), want: []string{`p.yaml:4:5: topics[0].schema: is required`}},
 		{name: "schema empty", src: with(mini[:4], "    schema: {}"), want: []string{`p.yaml:5:13: topics[0].schema: must not be empty`}},
 		{name: "write token empty", src: with(mini, "    write_tokens: [a, '']"), want: []string{`p.yaml:6:23: topics[0].write_tokens[1]: must not be empty`}},
@@ -609,6 +630,9 @@ func TestValidationErrors(t *testing.T) {
 		{name: "aggregates empty", src: with(fields, "views:", "  - name: v", "    from: m", "    window: {type: tumbling, size: 1m}", "    aggregates: {}"), want: []string{`p.yaml:16:17: views[0].aggregates: must not be empty`}},
 		{name: "schedule", src: with(view, "    batch: {schedule: '* * *'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: invalid cron schedule: expected exactly 5 fields, found 3: [* * *]`}},
 		{name: "schedule with seconds", src: with(view, "    batch: {schedule: '0 */5 * * * *'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: invalid cron schedule: expected exactly 5 fields, found 6: [0 */5 * * * *]`}},
+		{name: "schedule every zero", src: with(view, "    batch: {schedule: '@every 0s'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: @every needs an interval of at least 1s, got 0s`}},
+		{name: "schedule every sub-second", src: with(view, "    batch: {schedule: '@every 500ms'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: @every needs an interval of at least 1s, got 500ms`}},
+		{name: "schedule every second", src: with(view, "    batch: {schedule: '@every 1s'}")},
 		{name: "schedule descriptor", src: with(view, "    batch: {schedule: '@fortnightly'}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: invalid cron schedule: unrecognized descriptor: @fortnightly`}},
 		{name: "schedule blank", src: with(view, "    batch: {schedule: '  '}"), want: []string{`p.yaml:17:23: views[0].batch.schedule: must not be blank; leave schedule out to recompute only on request`}},
 		{name: "view retention", src: with(view, "    retention: 0s"), want: []string{`p.yaml:17:16: views[0].retention: must be positive, got 0s`}},

@@ -87,8 +87,6 @@ func (h *Handler) ParseFilter(view string, q map[string][]string) (Filter, error
 				f.To = t.UnixMicro()
 			}
 			continue
-		case "token":
-			continue
 		}
 		gi := -1
 		for i, g := range v.GroupBy {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -316,7 +317,7 @@ func (h *health) err() error {
 // ConcurrentWriter), so it never waits behind one.
 func (r *Runner) Health(ctx context.Context) error {
 	if err := r.health.err(); err != nil {
-		return fmt.Errorf("sink %s (%s): %w", r.spec.Name, r.spec.Type, err)
+		return &httpapi.ReasonError{Err: fmt.Errorf("sink %s (%s): %w", r.spec.Name, r.spec.Type, err), Why: "writes failing"}
 	}
 	var err error
 	switch {
@@ -327,7 +328,7 @@ func (r *Runner) Health(ctx context.Context) error {
 		r.targetMu.Unlock()
 	}
 	if err != nil {
-		return fmt.Errorf("sink %s (%s): target does not answer: %w", r.spec.Name, r.spec.Type, err)
+		return &httpapi.ReasonError{Err: fmt.Errorf("sink %s (%s): target does not answer: %w", r.spec.Name, r.spec.Type, err), Why: "unreachable"}
 	}
 	return nil
 }

@@ -182,20 +182,22 @@ func (e *engine) OpenWindows() int { return e.nopen }
 // Process adds the events of one log entry of partition part, whose first
 // event has the given offset. Events before the partition's next offset
 // were processed already and are skipped, so replaying an entry twice
-// counts it once. An entry makes an idle partition active again.
-func (e *engine) Process(part int, offset int64, events []event.Event) {
+// counts it once. An entry makes an idle partition active again; resumed
+// reports that every partition was idle before it, so that they are all
+// active again (plan.Activate) and their idleness counts from now.
+func (e *engine) Process(part int, offset int64, events []event.Event) (resumed bool) {
 	p := &e.times[part]
 	if skip := e.next[part] - offset; skip > 0 {
 		if skip >= int64(len(events)) {
-			return
+			return false
 		}
 		events = events[skip:]
 		offset = e.next[part]
 	}
 	if len(events) == 0 {
-		return
+		return false
 	}
-	p.Idle = false
+	resumed = plan.Activate(e.times, part)
 	bound := max(p.Watermark(e.lateness), e.wm)
 	for i := range events {
 		ev := &events[i]
@@ -217,6 +219,7 @@ func (e *engine) Process(part int, offset int64, events []event.Event) {
 		}
 	}
 	e.next[part] = offset + int64(len(events))
+	return resumed
 }
 
 // addWindowed adds a matched event to its tumbling or hopping windows,
@@ -329,6 +332,17 @@ func (e *engine) SetIdle(part int, idle bool) { e.times[part].Idle = idle }
 
 // Idle reports whether partition part is marked idle.
 func (e *engine) Idle(part int) bool { return e.times[part].Idle }
+
+// IdlePartitions returns how many partitions are marked idle.
+func (e *engine) IdlePartitions() int {
+	n := 0
+	for i := range e.times {
+		if e.times[i].Idle {
+			n++
+		}
+	}
+	return n
+}
 
 // AdvanceWatermark moves the view's watermark to at least t, as if every
 // partition had passed it. Pipeline tests use it to close windows; events

@@ -82,7 +82,12 @@ func (l *Local) Append(topic string, part int, events []event.Event) error {
 		if lv.vs.topic.Name != topic {
 			continue
 		}
-		lv.e.Process(part, off, events)
+		if lv.e.Process(part, off, events) {
+			// Every partition is active again; idleness counts from now.
+			for p := range lv.lastEntry {
+				lv.lastEntry[p] = l.now
+			}
+		}
 		lv.lastEntry[part] = l.now
 		lv.flush(l.now)
 	}

@@ -13,6 +13,7 @@ type metrics struct {
 	rejected        *prometheus.CounterVec
 	stateWindows    *prometheus.GaugeVec
 	watermark       *prometheus.GaugeVec
+	idleParts       *prometheus.GaugeVec
 	checkpointAge   *prometheus.GaugeVec
 	checkpointSecs  prometheus.Histogram
 	collectors      []prometheus.Collector
@@ -25,6 +26,7 @@ type viewMetrics struct {
 	events, late, rejected prometheus.Counter
 	stateWindows           prometheus.Gauge
 	watermark              prometheus.Gauge
+	idleParts              prometheus.Gauge
 	checkpointAge          prometheus.Gauge
 	checkpointBytes        prometheus.Gauge
 	checkpointSecs         prometheus.Histogram
@@ -55,6 +57,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "lambdaflow_speed_watermark_seconds",
 			Help: "The view's watermark, Unix seconds: windows ending at or before it are final.",
 		}, []string{"view"}),
+		idleParts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lambdaflow_speed_idle_partitions",
+			Help: "Partitions of the view's topic found idle: caught up and quiet for the idle time, they do not hold the watermark back.",
+		}, []string{"view"}),
 		checkpointAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lambdaflow_speed_checkpoint_age_seconds",
 			Help: "Time since the view's last successful checkpoint (since start before the first).",
@@ -70,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		registerer: reg,
 	}
-	for _, c := range []prometheus.Collector{m.events, m.late, m.rejected, m.stateWindows, m.watermark, m.checkpointAge, m.checkpointBytes, m.checkpointSecs} {
+	for _, c := range []prometheus.Collector{m.events, m.late, m.rejected, m.stateWindows, m.watermark, m.idleParts, m.checkpointAge, m.checkpointBytes, m.checkpointSecs} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
 			var are prometheus.AlreadyRegisteredError
@@ -98,6 +104,7 @@ func (m *metrics) forView(view string) *viewMetrics {
 		rejected:        m.rejected.WithLabelValues(view),
 		stateWindows:    m.stateWindows.WithLabelValues(view),
 		watermark:       m.watermark.WithLabelValues(view),
+		idleParts:       m.idleParts.WithLabelValues(view),
 		checkpointAge:   m.checkpointAge.WithLabelValues(view),
 		checkpointBytes: m.checkpointBytes.WithLabelValues(view),
 		checkpointSecs:  m.checkpointSecs,
@@ -112,6 +119,7 @@ func (vm *viewMetrics) observe(e *engine) {
 	vm.rejected.Add(float64(s.Rejected - vm.last.Rejected))
 	vm.last = s
 	vm.stateWindows.Set(float64(e.OpenWindows()))
+	vm.idleParts.Set(float64(e.IdlePartitions()))
 	if wm, ok := e.Watermark(); ok {
 		vm.watermark.Set(float64(wm) / 1e6)
 	}

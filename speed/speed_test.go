@@ -223,3 +223,56 @@ func metricValue(m prometheus.Metric) float64 {
 	}
 	return d.Gauge.GetValue()
 }
+
+// TestSpeedResumeAfterPauseCountsNothingLate: after every partition went
+// idle, the partition read first must not move the watermark past events
+// the other got in the same instant, and the idle rule still lets the view
+// go on without a partition that stays quiet.
+func TestSpeedResumeAfterPauseCountsNothingLate(t *testing.T) {
+	p := testPipeline(t, pipelineOpts{partitions: 2, lateness: "0s"})
+	log := newMemLog(p)
+	store := newMemStore()
+	r := startSpeed(t, p, log, store)
+	events := func() float64 { return metricValue(r.s.metrics.events.WithLabelValues("all")) }
+	watermark := func() float64 { return metricValue(r.s.metrics.watermark.WithLabelValues("all")) }
+	at := func(d int64) float64 { return float64(base+d) / 1e6 }
+
+	for part, ts := range []int64{10 * sec, 20 * sec} {
+		if _, err := log.Append(t.Context(), "metrics", part, []event.Event{ev("w", ts, "h1", "eu", 0.1, 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFor(t, 10*time.Second, "the first two events", func() bool { return events() == 2 })
+	// A pause: both partitions idle, the watermark is the newest of them.
+	r.clock.Add(5 * time.Second)
+	r.tickAll()
+	checkFor(t, 10*time.Second, "the watermark after the pause", func() bool { return watermark() == at(20*sec) })
+
+	// In-order events after the pause: partition 0's are read (and shown)
+	// before partition 1's of the same instant arrive.
+	if _, err := log.Append(t.Context(), "metrics", 0, []event.Event{ev("a", 30*sec, "h1", "eu", 0.1, 1), ev("c", 70*sec, "h1", "eu", 0.1, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, "partition 0's events", func() bool { return events() == 4 })
+	r.clock.Add(time.Second)
+	r.tickAll() // partition 1's reader waited all along: not idle for that
+	if _, err := log.Append(t.Context(), "metrics", 1, []event.Event{ev("b", 40*sec, "h2", "eu", 0.1, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, "partition 1's event", func() bool { return events() == 5 })
+	if late := metricValue(r.s.metrics.late.WithLabelValues("all")); late != 0 {
+		t.Fatalf("%v in-order events counted late after a pause, want 0", late)
+	}
+	if got := watermark(); got != at(40*sec) {
+		t.Fatalf("watermark %v, want %v (the lower of the two partitions)", got, at(40*sec))
+	}
+	// Only partition 0 goes on: partition 1, quiet for 5 s while it does,
+	// is idle and no longer holds the view back.
+	if _, err := log.Append(t.Context(), "metrics", 0, []event.Event{ev("d", 130*sec, "h1", "eu", 0.1, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, "partition 0's next event", func() bool { return events() == 6 })
+	r.clock.Add(5 * time.Second)
+	r.tickAll()
+	checkFor(t, 10*time.Second, "the watermark past the quiet partition", func() bool { return watermark() == at(130*sec) })
+}

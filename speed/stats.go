@@ -2,10 +2,10 @@ package speed
 
 import (
 	"math"
-	"time"
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/internal/promread"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // AddStats puts the speed layer's live numbers per view into a GET
@@ -24,7 +24,7 @@ func (s *Speed) AddStats(st *api.Stats) {
 			CheckpointBytes:      int64(promread.Value(m.checkpointBytes)),
 		}
 		if sec := promread.Value(m.watermark); sec != 0 {
-			wm := time.UnixMicro(int64(math.Round(sec * 1e6))).UTC()
+			wm := event.Time(int64(math.Round(sec * 1e6)))
 			v.Watermark = &wm
 		}
 		st.Views = append(st.Views, v)

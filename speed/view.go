@@ -34,6 +34,7 @@ type viewRun struct {
 	errs    chan error
 
 	out            output
+	resumedAt      time.Time // when the stream last resumed after every partition was idle
 	lastCheckpoint time.Time
 	uploading      bool
 	uploaded       chan uploadResult
@@ -183,7 +184,9 @@ func (r *viewRun) run(ctx context.Context) error {
 // commits come only with checkpoints, so without the report a view that
 // keeps up would look as far behind as its checkpoint interval.
 func (r *viewRun) process(pe partEntry) {
-	r.e.Process(pe.part, pe.entry.Offset, pe.entry.Events)
+	if r.e.Process(pe.part, pe.entry.Offset, pe.entry.Events) {
+		r.resumedAt = r.s.now()
+	}
 	r.readers[pe.part].queued.Add(-1)
 	r.s.log.Progress(r.vs.consumer, r.vs.topic.Name, pe.part, r.e.Next(pe.part))
 }
@@ -287,7 +290,14 @@ func (r *viewRun) onTick(ctx context.Context) error {
 		st := &r.readers[p]
 		since := st.waitingSince.Load()
 		caughtUp := since != 0 && st.queued.Load() == 0
-		if caughtUp && !r.e.Idle(p) && isIdle(caughtUp, time.Unix(0, since), now, r.s.opts.Idle) {
+		// Idleness counts from the resume at the latest: a partition whose
+		// reader has not yet got what was appended with the resuming
+		// partition's events must not be found idle at once.
+		waiting := time.Unix(0, since)
+		if waiting.Before(r.resumedAt) {
+			waiting = r.resumedAt
+		}
+		if caughtUp && !r.e.Idle(p) && isIdle(caughtUp, waiting, now, r.s.opts.Idle) {
 			r.e.SetIdle(p, true)
 		}
 	}

@@ -8,7 +8,11 @@ import "time"
 //   - a partition's newest event time is the newest it has processed;
 //   - a partition is idle when its reader is caught up with the end of the
 //     log and has received nothing for Options.Idle (default 5 s, on the
-//     injected clock). Its first event makes it active again.
+//     injected clock). Its first event makes it active again; when every
+//     partition was idle, the first event after the pause makes them all
+//     active again (plan.Activate) and their idleness counts from then, so
+//     the partition read first after a pause does not move the watermark
+//     past what the others got in the same instant.
 //
 // An event is late when it is behind its own partition's watermark, or
 // behind the view's watermark (which is higher only while some partition is

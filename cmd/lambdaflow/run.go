@@ -7,9 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/sinks/all"
@@ -153,11 +154,22 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	}
 	defer ln.Close()
 
+	// What is opened is closed in reverse order on the way out, except
+	// after a stop that ran out of shutdown_timeout: closing a database
+	// pool waits for the connections a stuck part still holds.
+	var closers []func() error
+	hardStop := false
+	defer func() {
+		for i := len(closers) - 1; i >= 0 && !hardStop; i-- {
+			closers[i]()
+		}
+	}()
+
 	b, err := broker.Open(ctx, p, broker.Options{Logger: logger.With("component", "broker"), Registerer: preg("log")})
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}
-	defer b.Close()
+	closers = append(closers, b.Close)
 	if err := b.EnsureTopics(ctx); err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
@@ -221,8 +233,10 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 			if err != nil {
 				return fmt.Errorf("sink %q: %w", spec.Name, err)
 			}
-			defer target.Close()
-			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: sinkReg})
+			closers = append(closers, target.Close)
+			// A sink's last flush gets half the stop's time, so that a
+			// database that does not answer leaves time for the rest.
+			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: sinkReg, StopTimeout: p.ShutdownTimeout.D() / 2})
 			if err != nil {
 				return err
 			}
@@ -257,12 +271,15 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		routes = append(routes, console.UIRoutes()...)
 	}
 
-	srv := &http.Server{Handler: httpapi.Handler(httpapi.NewAuth(p), routes), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	srv := httpapi.NewServer(httpapi.Handler(httpapi.NewAuth(p), routes), httpLimits(p.HTTP), preg("http"), logger.With("component", "http"))
 	modCtx, stopModules := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopModules()
 	g, gctx := errgroup.WithContext(modCtx)
+	running := newRunning()
 	for _, m := range modules {
+		running.start(m.name)
 		g.Go(func() error {
+			defer running.done(m.name)
 			if err := m.m.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
@@ -290,17 +307,76 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	case <-gctx.Done():
 		// A module failed; stop the rest.
 	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// The whole stop is bounded by shutdown_timeout, whatever a part's
+	// database or disk does: first the requests in flight get their
+	// answers, then the modules drain, flush and checkpoint.
+	shutCtx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout.D())
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
-		logger.Warn("http shutdown", "err", err)
+		logger.Warn("http: requests still in flight at shutdown_timeout; closing their connections", "err", err)
+		srv.Close()
 	}
 	stopModules()
-	if err := g.Wait(); err != nil && runErr == nil {
-		runErr = err
+	waited := make(chan error, 1)
+	// Ends when the modules do; after a hard stop the process exits first.
+	go func() { waited <- g.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil && runErr == nil {
+			runErr = err
+		}
+	case <-shutCtx.Done():
+		hardStop = true
+		still := running.names()
+		logger.Error("stop ran out of shutdown_timeout; exiting without waiting", "shutdown_timeout", p.ShutdownTimeout.String(), "still_stopping", still)
+		return &exitError{code: 1, err: fmt.Errorf("the stop took longer than shutdown_timeout (%s); exited while %s still stopping. Nothing acknowledged is lost: each part resumes from its last checkpoint and committed offsets",
+			p.ShutdownTimeout, strings.Join(still, ", "))}
 	}
 	logger.Info("stopped")
 	return runErr
+}
+
+// runningModules tracks which modules have not returned yet, for the
+// message of a stop that ran out of time.
+type runningModules struct {
+	mu  sync.Mutex
+	set map[string]bool
+}
+
+func newRunning() *runningModules { return &runningModules{set: map[string]bool{}} }
+
+func (r *runningModules) start(name string) {
+	r.mu.Lock()
+	r.set[name] = true
+	r.mu.Unlock()
+}
+
+func (r *runningModules) done(name string) {
+	r.mu.Lock()
+	delete(r.set, name)
+	r.mu.Unlock()
+}
+
+func (r *runningModules) names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.set))
+	for n := range r.set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// httpLimits are the HTTP server's limits from the pipeline file.
+func httpLimits(h pipelines.HTTP) httpapi.Limits {
+	return httpapi.Limits{
+		ReadHeaderTimeout: h.ReadHeaderTimeout.D(),
+		ReadTimeout:       h.ReadTimeout.D(),
+		WriteTimeout:      h.WriteTimeout.D(),
+		IdleTimeout:       h.IdleTimeout.D(),
+		MaxConnections:    h.MaxConnections,
+	}
 }
 
 // moduleFunc makes a function a module.

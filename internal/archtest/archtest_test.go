@@ -33,6 +33,8 @@ var layers = map[string]int{
 	"pipelines/internal/testtopic": 1,
 	"pipelines":                    2,
 	"pipelines/plan":               3,
+	// What a token may do, from the file's tokens, for every protocol.
+	"internal/access": 3,
 	// What the runtime layers share: the log, the HTTP surface, metrics.
 	"broker":            4,
 	"internal/httpapi":  4,

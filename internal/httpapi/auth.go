@@ -1,119 +1,133 @@
 package httpapi
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
+	"github.com/lambdaflow/lambdaflow/internal/access"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
-// Auth decides who may do what, from the pipeline's tokens:
+// Auth decides who may do what over HTTP. What a token grants is package
+// access's rule; this adds how a token arrives and what a browser may do:
 //
-//   - Read routes need one of auth.read_tokens (none configured: open), in
-//     "Authorization: Bearer <token>" or, for links a browser opens
-//     (downloads), the token query parameter.
-//   - Write routes publish to the topic named by the {topic} path value and
-//     need one of its topics[].write_tokens (none: open), in the header
-//     only. A read token there is recognised and refused with 403.
-//   - Admin routes change what the process does (recompute, replay dead
-//     letters); today they take the read tokens.
-//
-// Every rule about tokens lives here, so that adding a scope changes this
-// file and the routes' Access, nothing else.
+//   - The token comes in "Authorization: Bearer <token>" only (the scheme
+//     in any case). A token in the URL would end up in logs and browser
+//     history: a token parameter is refused with 400.
+//   - Read routes need read access, Write routes write access to the topic
+//     of their {topic} path value, Admin routes admin access. No usable
+//     token is 401 with a challenge; a token that is valid but lacks the
+//     scope is 403, saying what the token may do.
+//   - A request that may change state (any method but GET, HEAD, OPTIONS)
+//     sent by a browser from another web origin than the server's own or
+//     one of auth.allowed_origins is refused with 403, whatever its token:
+//     a page an operator visits must not publish, recompute or replay
+//     through the operator's browser (cross-site request forgery).
 type Auth struct {
-	read  tokenSet
-	write map[string]tokenSet // by topic; topics without write tokens are absent
+	tokens *access.Tokens
+	cross  *http.CrossOriginProtection
 }
 
-// NewAuth returns the access rules of pipeline p.
+// NewAuth returns the access rules of pipeline p, whose auth.allowed_origins
+// were validated.
 func NewAuth(p *pipelines.Pipeline) *Auth {
-	a := &Auth{read: newTokenSet(p.Auth.ReadTokens), write: map[string]tokenSet{}}
-	for _, t := range p.Topics {
-		if s := newTokenSet(t.WriteTokens); len(s) > 0 {
-			a.write[t.Name] = s
-		}
+	a := &Auth{tokens: access.New(p), cross: http.NewCrossOriginProtection()}
+	for _, o := range p.Auth.AllowedOrigins {
+		a.cross.AddTrustedOrigin(o) // validated: cannot fail
 	}
 	return a
 }
 
-// AllowToken reports whether token grants access (to topic, for Write)
-// where the protocol carries the token itself rather than in an HTTP
-// header: the Kafka listener's SASL/PLAIN password. An empty token is no
-// token: it passes only what is open.
-func (a *Auth) AllowToken(token string, access Access, topic string) bool {
-	switch access {
-	case Public:
-		return true
-	case Read, Admin:
-		return len(a.read) == 0 || a.read.has(token)
-	case Write:
-		w := a.write[topic]
-		return len(w) == 0 || w.has(token)
-	}
-	return false
-}
+// Tokens returns the token rules, for other protocols.
+func (a *Auth) Tokens() *access.Tokens { return a.tokens }
 
-// Known reports whether token is one of the pipeline's tokens, of any
-// scope.
-func (a *Auth) Known(token string) bool {
-	if a.read.has(token) {
-		return true
-	}
-	found := false
-	for _, w := range a.write {
-		found = w.has(token) || found // no early exit: constant time per set
-	}
-	return found
-}
-
-// Configured reports whether any token is configured (otherwise every
-// route is open).
-func (a *Auth) Configured() bool { return len(a.read) > 0 || len(a.write) > 0 }
-
-// Denial is a refused request: the status (401 or 403) and why.
+// Denial is a refused request: the status (400, 401 or 403) and why.
 type Denial struct {
 	Status  int
 	Message string
 }
 
-// Allow checks r against the rules of access. For Write, topic is the topic
-// written to. It returns nil when r may go on.
-func (a *Auth) Allow(r *http.Request, access Access, topic string) *Denial {
-	switch access {
-	case Public:
-		return nil
-	case Read, Admin:
-		if a.AllowToken(readToken(r), access, topic) {
-			return nil
-		}
-		return &Denial{http.StatusUnauthorized, "a valid bearer token is required (auth.read_tokens)"}
-	case Write:
-		tok, _ := bearer(r.Header.Get("Authorization"))
-		switch {
-		case a.AllowToken(tok, Write, topic):
-			return nil
-		case tok != "" && a.read.has(tok):
-			return &Denial{http.StatusForbidden, "token may read but not write topic " + strconv.Quote(topic)}
-		}
-		return &Denial{http.StatusUnauthorized, "missing or invalid bearer token for writes to topic " + strconv.Quote(topic)}
+// Allow checks r against the rules. For Write, topic is the topic written
+// to. It returns nil when r may go on.
+func (a *Auth) Allow(r *http.Request, acc Access, topic string) *Denial {
+	if d := a.checkRequest(r); d != nil {
+		return d
 	}
-	return &Denial{http.StatusForbidden, "no access rule for this route"}
+	scope := acc.scope()
+	if scope == 0 || a.tokens.Open(scope, topic) {
+		return nil
+	}
+	tok, ok := Bearer(r.Header.Get("Authorization"))
+	if ok && a.tokens.May(tok, scope, topic) {
+		return nil
+	}
+	read, admin, writes := a.tokens.Scopes(tok)
+	if !read && !admin && !writes {
+		msg := "a valid bearer token is required"
+		if !ok && r.Header.Get("Authorization") != "" {
+			msg = `the Authorization header must be "Bearer <token>"`
+		}
+		return &Denial{http.StatusUnauthorized, msg + " (" + configKey(scope) + ")"}
+	}
+	var may string
+	switch {
+	case admin:
+		may = "may read and administer"
+	case read && writes:
+		may = "may read and write to other topics"
+	case read:
+		may = "may read"
+	default:
+		may = "may write to other topics"
+	}
+	var wanted string
+	switch scope {
+	case access.Read:
+		wanted = "read"
+	case access.Write:
+		wanted = "write to topic " + strconv.Quote(topic)
+	case access.Admin:
+		wanted = "administer (recompute, replay)"
+	}
+	return &Denial{http.StatusForbidden, "token " + may + " but not " + wanted + " (" + configKey(scope) + ")"}
 }
 
-// open reports whether every request passes access without a token.
-func (a *Auth) open(access Access) bool {
-	switch access {
-	case Public:
-		return true
-	case Read, Admin:
-		return len(a.read) == 0
-	case Write:
-		return len(a.write) == 0
+// checkRequest applies the rules every route shares, open ones included:
+// a query string that parses, no token in it, no state change from a
+// foreign web page.
+func (a *Auth) checkRequest(r *http.Request) *Denial {
+	// Handlers read r.URL.Query(), which drops what does not parse (a raw
+	// ';' would silently drop a filter): refuse such a query instead.
+	if r.URL.RawQuery != "" {
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return &Denial{http.StatusBadRequest, "the query string does not parse: " + err.Error()}
+		}
+		if q.Has("token") {
+			return &Denial{http.StatusBadRequest, `parameter "token": tokens are accepted only in the header "Authorization: Bearer <token>"`}
+		}
 	}
-	return false
+	if err := a.cross.Check(r); err != nil {
+		from := r.Header.Get("Origin")
+		if from == "" {
+			from = "another site"
+		}
+		return &Denial{http.StatusForbidden, "cross-origin request from " + from + " refused: only this server's own pages and auth.allowed_origins may change state"}
+	}
+	return nil
+}
+
+// configKey names where the tokens of scope are configured.
+func configKey(scope access.Scope) string {
+	switch scope {
+	case access.Write:
+		return "topics[].write_tokens"
+	case access.Admin:
+		return "auth.admin_tokens"
+	}
+	return "auth.read_tokens"
 }
 
 // Deny answers a refused request: the JSON error, and for a 401 the
@@ -125,49 +139,14 @@ func Deny(w http.ResponseWriter, d *Denial) {
 	WriteError(w, d.Status, d.Message)
 }
 
-// readToken is the bearer token of the Authorization header, or else the
-// token query parameter.
-func readToken(r *http.Request) string {
-	if tok, ok := bearer(r.Header.Get("Authorization")); ok {
-		return tok
-	}
-	return r.URL.Query().Get("token")
-}
-
-// bearer extracts the token of an "Authorization: Bearer <token>" header;
-// the scheme is case-insensitive (RFC 9110 section 11.1).
-func bearer(h string) (string, bool) {
+// Bearer extracts the token of an "Authorization: Bearer <token>" header;
+// the scheme is case-insensitive (RFC 9110 section 11.1). Protocols with
+// headers of their own (NATS) read their Authorization header with it too.
+func Bearer(h string) (string, bool) {
 	const prefix = "bearer "
 	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
 		return "", false
 	}
 	tok := strings.TrimSpace(h[len(prefix):])
 	return tok, tok != ""
-}
-
-// tokenSet holds digests of tokens. Comparing fixed-size digests in
-// constant time, over every token without stopping at a match, keeps a
-// prober from learning a token's length or prefix from response times.
-type tokenSet [][sha256.Size]byte
-
-func newTokenSet(tokens []string) tokenSet {
-	s := make(tokenSet, 0, len(tokens))
-	for _, t := range tokens {
-		if t != "" {
-			s = append(s, sha256.Sum256([]byte(t)))
-		}
-	}
-	return s
-}
-
-func (s tokenSet) has(token string) bool {
-	if token == "" {
-		return false
-	}
-	d := sha256.Sum256([]byte(token))
-	found := 0
-	for i := range s {
-		found |= subtle.ConstantTimeCompare(s[i][:], d[:])
-	}
-	return found == 1
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -11,9 +12,10 @@ import (
 
 func testAuth() *Auth {
 	return NewAuth(&pipelines.Pipeline{
-		Auth: pipelines.Auth{ReadTokens: []string{"r-secret"}},
+		Auth: pipelines.Auth{ReadTokens: []string{"r-secret"}, AdminTokens: []string{"a-secret"}, AllowedOrigins: []string{"https://dash.example.com"}},
 		Topics: []pipelines.Topic{
 			{Name: "guarded", WriteTokens: []string{"w-secret"}},
+			{Name: "other", WriteTokens: []string{"o-secret"}},
 			{Name: "open"},
 		},
 	})
@@ -42,9 +44,17 @@ func TestAccess(t *testing.T) {
 			Denied: func(r *http.Request, d *Denial) { denied = append(denied, r.PathValue("topic")) }},
 	})
 	const (
-		readDenied = `{"error":"a valid bearer token is required (auth.read_tokens)"}` + "\n"
-		noWrite    = `{"error":"missing or invalid bearer token for writes to topic \"guarded\""}` + "\n"
-		readOnly   = `{"error":"token may read but not write topic \"guarded\""}` + "\n"
+		readDenied  = `{"error":"a valid bearer token is required (auth.read_tokens)"}` + "\n"
+		badScheme   = `{"error":"the Authorization header must be \"Bearer \u003ctoken\u003e\" (auth.read_tokens)"}` + "\n"
+		adminDenied = `{"error":"a valid bearer token is required (auth.admin_tokens)"}` + "\n"
+		noWrite     = `{"error":"a valid bearer token is required (topics[].write_tokens)"}` + "\n"
+		readOnly    = `{"error":"token may read but not write to topic \"guarded\" (topics[].write_tokens)"}` + "\n"
+		otherTopic  = `{"error":"token may write to other topics but not write to topic \"guarded\" (topics[].write_tokens)"}` + "\n"
+		writerReads = `{"error":"token may write to other topics but not read (auth.read_tokens)"}` + "\n"
+		readAdmin   = `{"error":"token may read but not administer (recompute, replay) (auth.admin_tokens)"}` + "\n"
+		tokenParam  = `{"error":"parameter \"token\": tokens are accepted only in the header \"Authorization: Bearer \u003ctoken\u003e\""}` + "\n"
+		badQuery    = `{"error":"the query string does not parse: invalid semicolon separator in query"}` + "\n"
+		crossSite   = `{"error":"cross-origin request from https://evil.example refused: only this server's own pages and auth.allowed_origins may change state"}` + "\n"
 	)
 	for _, c := range []struct {
 		name, method, target string
@@ -57,16 +67,30 @@ func TestAccess(t *testing.T) {
 		{"read wrong token", "GET", "/v1/topics", []string{"Authorization", "Bearer r-secreT"}, 401, readDenied},
 		{"read token", "GET", "/v1/topics", []string{"Authorization", "Bearer r-secret"}, 200, "ok"},
 		{"read scheme case", "GET", "/v1/topics", []string{"Authorization", "bearer r-secret"}, 200, "ok"},
-		{"read token parameter", "GET", "/v1/topics?token=r-secret", nil, 200, "ok"},
-		{"write token is no read token", "GET", "/v1/topics", []string{"Authorization", "Bearer w-secret"}, 401, readDenied},
-		{"admin takes the read token", "POST", "/v1/views/v/recompute", []string{"Authorization", "Bearer r-secret"}, 200, "ok"},
-		{"admin without token", "POST", "/v1/views/v/recompute", nil, 401, readDenied},
+		{"read scheme upper", "GET", "/v1/topics", []string{"Authorization", "BEARER r-secret"}, 200, "ok"},
+		{"basic auth is no bearer", "GET", "/v1/topics", []string{"Authorization", "Basic ci1zZWNyZXQ="}, 401, badScheme},
+		{"admin token reads", "GET", "/v1/topics", []string{"Authorization", "Bearer a-secret"}, 200, "ok"},
+		{"token parameter refused", "GET", "/v1/topics?token=r-secret", nil, 400, tokenParam},
+		{"token parameter refused on public routes", "GET", "/healthz?token=r-secret", nil, 400, tokenParam},
+		{"query that does not parse", "GET", "/v1/topics?region=no;such", []string{"Authorization", "Bearer r-secret"}, 400, badQuery},
+		{"write token is no read token", "GET", "/v1/topics", []string{"Authorization", "Bearer w-secret"}, 403, writerReads},
+		{"admin token", "POST", "/v1/views/v/recompute", []string{"Authorization", "Bearer a-secret"}, 200, "ok"},
+		{"read token may not administer", "POST", "/v1/views/v/recompute", []string{"Authorization", "Bearer r-secret"}, 403, readAdmin},
+		{"admin without token", "POST", "/v1/views/v/recompute", nil, 401, adminDenied},
 		{"write without token", "POST", "/v1/topics/guarded/events", nil, 401, noWrite},
 		{"write with read token", "POST", "/v1/topics/guarded/events", []string{"Authorization", "Bearer r-secret"}, 403, readOnly},
+		{"write with another topic's token", "POST", "/v1/topics/guarded/events", []string{"Authorization", "Bearer o-secret"}, 403, otherTopic},
 		{"write token", "POST", "/v1/topics/guarded/events", []string{"Authorization", "Bearer w-secret"}, 200, "ok"},
-		{"write token not as parameter", "POST", "/v1/topics/guarded/events?token=w-secret", nil, 401, noWrite},
+		{"write scheme case", "POST", "/v1/topics/guarded/events", []string{"Authorization", "bEaReR w-secret"}, 200, "ok"},
 		{"open topic", "POST", "/v1/topics/open/events", nil, 200, "ok"},
 		{"unknown topic is the handler's", "POST", "/v1/topics/nope/events", nil, 200, "ok"},
+		{"same origin", "POST", "/v1/topics/open/events", []string{"Origin", "http://example.com", "Sec-Fetch-Site", "same-origin"}, 200, "ok"},
+		{"same host without Sec-Fetch-Site", "POST", "/v1/topics/open/events", []string{"Origin", "http://example.com"}, 200, "ok"},
+		{"allowed origin", "POST", "/v1/topics/open/events", []string{"Origin", "https://dash.example.com", "Sec-Fetch-Site", "cross-site"}, 200, "ok"},
+		{"foreign origin", "POST", "/v1/topics/open/events", []string{"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"}, 403, crossSite},
+		{"foreign origin without Sec-Fetch-Site", "POST", "/v1/topics/open/events", []string{"Origin", "https://evil.example"}, 403, crossSite},
+		{"foreign origin with a token", "POST", "/v1/views/v/recompute", []string{"Origin", "https://evil.example", "Authorization", "Bearer a-secret"}, 403, crossSite},
+		{"foreign origin may read", "GET", "/v1/topics", []string{"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site", "Authorization", "Bearer r-secret"}, 200, "ok"},
 	} {
 		rec := serve(h, c.method, c.target, c.header...)
 		if rec.Code != c.code || rec.Body.String() != c.body {
@@ -79,20 +103,34 @@ func TestAccess(t *testing.T) {
 			t.Errorf("%s: Content-Type %q", c.name, rec.Header().Get("Content-Type"))
 		}
 	}
-	if strings.Join(denied, ",") != "guarded,guarded,guarded" {
-		t.Errorf("Denied told of %v, want the three refused writes to guarded", denied)
+	if got := strings.Join(denied, ","); got != "guarded,guarded,guarded,open,open" {
+		t.Errorf("Denied told of %v, want the refused writes", got)
 	}
 }
 
-func TestOpenRoutesAreNotWrapped(t *testing.T) {
-	a := NewAuth(&pipelines.Pipeline{Topics: []pipelines.Topic{{Name: "m"}}})
-	for _, access := range []Access{Public, Read, Write, Admin} {
-		if !a.open(access) {
-			t.Errorf("access %d is guarded without any token", access)
+// TestOpenPipeline: without any token every route is open, admin
+// included; one token anywhere closes administration.
+func TestOpenPipeline(t *testing.T) {
+	routes := []Route{
+		{Pattern: "GET /v1/topics", Access: Read, Handler: ok},
+		{Pattern: "POST /v1/views/{view}/recompute", Access: Admin, Handler: ok},
+		{Pattern: "POST /v1/topics/{topic}/events", Access: Write, Handler: ok},
+	}
+	open := Handler(NewAuth(&pipelines.Pipeline{Topics: []pipelines.Topic{{Name: "m"}}}), routes)
+	for _, target := range []string{"/v1/views/v/recompute", "/v1/topics/m/events"} {
+		if rec := serve(open, "POST", target); rec.Code != 200 {
+			t.Errorf("open pipeline, POST %s: %d %s", target, rec.Code, rec.Body)
 		}
 	}
-	if testAuth().open(Read) || testAuth().open(Write) || testAuth().open(Admin) {
-		t.Error("a guarded access counts as open")
+	writesGuarded := Handler(NewAuth(&pipelines.Pipeline{Topics: []pipelines.Topic{{Name: "m", WriteTokens: []string{"w"}}}}), routes)
+	if rec := serve(writesGuarded, "GET", "/v1/topics"); rec.Code != 200 {
+		t.Errorf("reads stay open: %d", rec.Code)
+	}
+	if rec := serve(writesGuarded, "POST", "/v1/views/v/recompute"); rec.Code != 401 {
+		t.Errorf("with write tokens, recompute without an admin token: %d, want 401", rec.Code)
+	}
+	if rec := serve(writesGuarded, "POST", "/v1/views/v/recompute", "Authorization", "Bearer w"); rec.Code != 403 {
+		t.Errorf("with write tokens, recompute with a write token: %d, want 403", rec.Code)
 	}
 }
 
@@ -138,4 +176,37 @@ func TestWriteJSONAndParams(t *testing.T) {
 	if v := Last(map[string][]string{"a": {"1", "2"}}, "a"); v != "2" {
 		t.Errorf("Last = %q", v)
 	}
+}
+
+// FuzzRequest sends arbitrary query strings, headers and methods through
+// the routes' checks: no panic, and a request passes only when its query
+// string parses without a token parameter and its token grants the route.
+func FuzzRequest(f *testing.F) {
+	f.Add("GET", "/v1/topics", "region=eu", "Bearer r-secret", "")
+	f.Add("POST", "/v1/topics/guarded/events", "a=%zz", "bearer w-secret", "https://evil.example")
+	f.Add("POST", "/v1/views/v/recompute", "token=a-secret", "BEARER a-secret", "http://example.com")
+	h := Handler(testAuth(), []Route{
+		{Pattern: "GET /v1/topics", Access: Read, Handler: ok},
+		{Pattern: "POST /v1/views/{view}/recompute", Access: Admin, Handler: ok},
+		{Pattern: "POST /v1/topics/{topic}/events", Access: Write, Handler: ok},
+		{Pattern: "/", Access: Public, Handler: ok},
+	})
+	f.Fuzz(func(t *testing.T, method, path, query, authz, origin string) {
+		u := &url.URL{Path: path, RawQuery: query}
+		req, err := http.NewRequest(method, "http://example.com/", nil)
+		if err != nil {
+			return
+		}
+		req.URL, req.RequestURI, req.Host = u, u.RequestURI(), "example.com"
+		req.Header.Set("Authorization", authz)
+		req.Header.Set("Origin", origin)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			return
+		}
+		if q, err := url.ParseQuery(query); err != nil || q.Has("token") {
+			t.Fatalf("%s %s?%s passed with a query that does not parse or holds a token", method, path, query)
+		}
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/lambdaflow/lambdaflow/internal/access"
 )
 
 // Access is who may call a route; Auth decides it from the tokens.
@@ -17,9 +19,23 @@ const (
 	Read
 	// Write routes publish to the topic of the {topic} path value.
 	Write
-	// Admin routes change what the process does: recompute, replay.
+	// Admin routes change what the process does: recompute, replay, and
+	// every route added later that changes state other than publishing.
 	Admin
 )
+
+// scope is the token scope acc needs; 0 for Public.
+func (acc Access) scope() access.Scope {
+	switch acc {
+	case Read:
+		return access.Read
+	case Write:
+		return access.Write
+	case Admin:
+		return access.Admin
+	}
+	return 0
+}
 
 // Route is one endpoint: a ServeMux pattern ("GET /v1/topics", with a
 // method unless it catches every method), who may call it and its handler.
@@ -63,9 +79,6 @@ func Handler(auth *Auth, routes []Route) http.Handler {
 }
 
 func guard(auth *Auth, rt Route) http.Handler {
-	if auth.open(rt.Access) {
-		return rt.Handler
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		topic := ""
 		if rt.Access == Write {

@@ -57,6 +57,10 @@ type Columnar struct {
 	// (by index in Set.upd); holding the words keeps their array from being
 	// reused for another dictionary.
 	dicts map[int]*wordHashes
+	// dd and ddIndex (dd.index as a value, made once) serve the quantiles'
+	// bucket indexes.
+	dd      *ddCache
+	ddIndex func(float64) int32
 }
 
 type wordHashes struct {
@@ -74,7 +78,8 @@ type rowOp struct {
 
 // NewColumnar returns a Columnar of the Set.
 func (p *Set) NewColumnar() *Columnar {
-	return &Columnar{p: p, dicts: map[int]*wordHashes{}}
+	dd := new(ddCache)
+	return &Columnar{p: p, dicts: map[int]*wordHashes{}, dd: dd, ddIndex: dd.index}
 }
 
 // UpdateColumns adds rows of a columnar batch to states: row rows[k] of c
@@ -159,23 +164,37 @@ func (u *Columnar) wordHashes(i int, op *aggOp, words []string) []uint64 {
 // statsColumn counts a column's non-null values into the stats of op's
 // field.
 func (p *Set) statsColumn(states []*State, rows []int32, col *event.Column, op *aggOp) {
+	// The loops of numbers are minMaxInt and minMaxFloat written out with
+	// the op's word indices in registers: they run for every row.
+	cnt, lo, hi := op.n, op.statMin, op.statMax
 	switch op.class {
 	case classInt:
 		for k, r := range rows {
 			if col.Valid == nil || col.Valid[r] {
 				w := p.words(states[k])
-				n := w[op.n]
-				minMaxInt(w, op, n, col.I[r])
-				w[op.n] = n + 1
+				n, x := w[cnt], col.I[r]
+				if lo >= 0 && (n == 0 || x < int64(w[lo])) {
+					w[lo] = uint64(x)
+				}
+				if hi >= 0 && (n == 0 || x > int64(w[hi])) {
+					w[hi] = uint64(x)
+				}
+				w[cnt] = n + 1
 			}
 		}
 	case classFloat:
 		for k, r := range rows {
 			if x := col.F[r]; (col.Valid == nil || col.Valid[r]) && x == x {
 				w := p.words(states[k])
-				n := w[op.n]
-				minMaxFloat(w, op, n, math.Float64bits(x))
-				w[op.n] = n + 1
+				n, bits := w[cnt], math.Float64bits(x)
+				key := floatKey(bits)
+				if lo >= 0 && (n == 0 || key < floatKey(w[lo])) {
+					w[lo] = bits
+				}
+				if hi >= 0 && (n == 0 || key > floatKey(w[hi])) {
+					w[hi] = bits
+				}
+				w[cnt] = n + 1
 			}
 		}
 	default:
@@ -220,6 +239,21 @@ func (u *Columnar) updateRows(states []*State, rows []int32, c *event.Columns) {
 			v = col.Value(int(r), op.typ)
 			if op.class == classFloat && v.F != v.F {
 				continue
+			}
+			if ro.row && op.kind == aggQuantile && !op.ownMinMax {
+				// addQuantile's common case (a busy window's sketch)
+				// with the cache's bucket indexes.
+				if q := p.quantileSet(s, op.x); q != nil && q.sk != nil {
+					x := v.F
+					if op.class != classFloat {
+						x = float64(v.I)
+					}
+					q.sk.insertWith(x, 1, u.ddIndex)
+					if ro.stats {
+						p.updateStats(s, w, op, &v)
+					}
+					continue
+				}
 			}
 			if ro.row {
 				var id string

@@ -11,14 +11,31 @@ import (
 // microseconds.
 const TimeLayout = "2006-01-02T15:04:05.999999Z07:00"
 
+// The times an answer can print. RFC 3339 has four-digit years, so a time
+// outside them (the end of a window that holds an event of 9999-12-31, the
+// first window start before an event of 0001-01-01) is written as the
+// nearest bound: every time the API writes is valid RFC 3339.
+const (
+	MinPrintableTime int64 = -62167219200000000 // 0000-01-01T00:00:00Z
+	MaxPrintableTime int64 = 253402300799999999 // 9999-12-31T23:59:59.999999Z
+)
+
+// ClampTime returns UTC microseconds us within the printable times.
+func ClampTime(us int64) int64 { return min(max(us, MinPrintableTime), MaxPrintableTime) }
+
+// Time returns UTC microseconds as a UTC time.Time, clamped to the
+// printable times (encoding/json refuses to write a year past 9999).
+func Time(us int64) time.Time { return time.UnixMicro(ClampTime(us)).UTC() }
+
 // TimeLayoutMicros is RFC 3339 in UTC with all six digits of microseconds,
 // so that a time written in it is exact and always as long: the exact JSON
 // form and Elasticsearch documents write times this way.
 const TimeLayoutMicros = "2006-01-02T15:04:05.000000Z07:00"
 
-// FormatTime formats UTC microseconds with TimeLayout.
+// FormatTime formats UTC microseconds with TimeLayout, clamped to the
+// printable times.
 func FormatTime(us int64) string {
-	return time.UnixMicro(us).UTC().Format(TimeLayout)
+	return Time(us).Format(TimeLayout)
 }
 
 // AppendValueJSON appends v, of type t, as JSON: times as RFC 3339 strings,
@@ -41,7 +58,7 @@ func AppendValueJSON(buf []byte, t FieldType, v Value) []byte {
 		return strconv.AppendBool(buf, v.I != 0)
 	case TypeTimestamp:
 		buf = append(buf, '"')
-		buf = time.UnixMicro(v.I).UTC().AppendFormat(buf, TimeLayout)
+		buf = Time(v.I).AppendFormat(buf, TimeLayout)
 		return append(buf, '"')
 	}
 	return append(buf, "null"...)

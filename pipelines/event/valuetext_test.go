@@ -1,6 +1,7 @@
 package event
 
 import (
+	"encoding/json"
 	"math"
 	"testing"
 	"time"
@@ -46,4 +47,43 @@ func TestParseValue(t *testing.T) {
 	bad(TypeTimestamp, "yesterday", `"yesterday" is not an RFC 3339 time or epoch milliseconds`)
 	bad(TypeTimestamp, "9223372036854775807", `"9223372036854775807" is out of range as epoch milliseconds`)
 	bad(FieldType(99), "x", "unsupported type unknown")
+}
+
+// FuzzParseValue reads text as every type, as a query filter or a test
+// file does: no panic, an error that says something, and what is accepted
+// is written back (canonical text, JSON) and read again as the same value.
+func FuzzParseValue(f *testing.F) {
+	for _, s := range []string{"", "x", "42", "-9223372036854775808", "2147483648", "1.5e300", "NaN", "true", "2026-01-02T15:04:05.123456+01:00", "1764950000000", "0000-01-01T00:00:00Z"} {
+		f.Add(s)
+	}
+	types := []FieldType{TypeString, TypeLong, TypeInt, TypeDouble, TypeBool, TypeTimestamp}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, typ := range types {
+			v, err := ParseValue(typ, s)
+			if err != nil {
+				if err.Error() == "" {
+					t.Fatalf("%s %q: empty error", typ, s)
+				}
+				continue
+			}
+			if !v.Valid {
+				t.Fatalf("%s %q: accepted as null", typ, s)
+			}
+			js := AppendValueJSON(nil, typ, v)
+			if !json.Valid(js) {
+				t.Fatalf("%s %q: invalid JSON %s", typ, s, js)
+			}
+			if typ == TypeDouble && (math.IsNaN(v.F) || math.IsInf(v.F, 0)) {
+				continue // JSON has no NaN: written as null
+			}
+			text := string(AppendCanonical(nil, typ, v))
+			if typ == TypeTimestamp {
+				text = FormatTime(v.I) // canonical is microseconds; numbers read as milliseconds
+			}
+			back, err := ParseValue(typ, text)
+			if err != nil || back != v {
+				t.Fatalf("%s %q: canonical %q reads back as %+v %v, want %+v", typ, s, text, back, err, v)
+			}
+		}
+	})
 }

@@ -23,7 +23,15 @@ import "math"
 //     that a stream that stopped still closes the windows its own events
 //     have passed;
 //   - it never moves back: a partition that comes back from idleness does
-//     not reopen windows that were already final.
+//     not reopen windows that were already final;
+//   - a partition is idle only after having nothing to give while others
+//     advance. When every partition is idle the stream has paused, not its
+//     partitions: the first event after the pause (Activate) makes every
+//     partition active again, and each holds the watermark back until its
+//     own events come or it is found idle anew. Otherwise the partition read
+//     first after a pause would move the watermark past the events the
+//     others got in the same instant, and in-order events would be late
+//     only because of the order the partitions happen to be read in.
 
 // NoWatermark stands for "no watermark yet": no partition has an event.
 const NoWatermark = math.MinInt64
@@ -43,6 +51,26 @@ func (p PartitionTime) Watermark(lateness int64) int64 {
 		return NoWatermark
 	}
 	return Earlier(p.Newest, lateness)
+}
+
+// Activate marks partition i active because it has an event. It reports
+// whether the stream resumed, every partition having been idle: then every
+// partition is active again (see the rule above), and whoever finds
+// partitions idle starts counting their idleness anew.
+func Activate(parts []PartitionTime, i int) (resumed bool) {
+	if !parts[i].Idle {
+		return false
+	}
+	for j := range parts {
+		if !parts[j].Idle {
+			parts[i].Idle = false
+			return false
+		}
+	}
+	for j := range parts {
+		parts[j].Idle = false
+	}
+	return true
 }
 
 // CombineWatermarks returns the view's watermark given its partitions, its

@@ -38,3 +38,47 @@ func TestEarlier(t *testing.T) {
 		}
 	}
 }
+
+// TestActivateAfterPause: the first event after every partition went idle
+// makes every partition active, so the watermark stays until the others'
+// events of the same instant are in; after a partial quiet only the
+// partition with the event becomes active.
+func TestActivateAfterPause(t *testing.T) {
+	// Three partitions paused at 100, 90 and 80: the watermark is 100.
+	parts := []PartitionTime{{Newest: 100, Seen: true, Idle: true}, {Newest: 90, Seen: true, Idle: true}, {Newest: 80, Seen: true, Idle: true}}
+	wm := CombineWatermarks(parts, 0, NoWatermark)
+	if wm != 100 {
+		t.Fatalf("paused: watermark %d, want 100", wm)
+	}
+	// Partition 1 is read first after the pause, with events up to 200;
+	// partition 0 got events from 101 on in the same instant.
+	if !Activate(parts, 1) {
+		t.Fatal("the first event after a pause: Activate reports no resume")
+	}
+	parts[1].Newest = 200
+	for i, p := range parts {
+		if p.Idle {
+			t.Errorf("after the pause partition %d is still idle", i)
+		}
+	}
+	if wm = CombineWatermarks(parts, 0, wm); wm != 100 {
+		t.Fatalf("one partition read after the pause: watermark %d, want 100 (held by the others)", wm)
+	}
+	if Activate(parts, 0) {
+		t.Error("an active partition's event: Activate reports a resume")
+	}
+	parts[0].Newest = 199
+	// Partition 2 had nothing; found idle again, it no longer holds it.
+	parts[2].Idle = true
+	if wm = CombineWatermarks(parts, 0, wm); wm != 199 {
+		t.Fatalf("partition 2 idle again: watermark %d, want 199", wm)
+	}
+	// Partition 2 comes back while others are active: it alone turns active.
+	parts[0].Idle = true
+	if Activate(parts, 2) {
+		t.Error("a partition back while another is active: Activate reports a resume")
+	}
+	if !parts[0].Idle || parts[2].Idle {
+		t.Errorf("after a partial quiet: idle %v %v %v, want true false false", parts[0].Idle, parts[1].Idle, parts[2].Idle)
+	}
+}

@@ -3,6 +3,9 @@ package warehouse
 import (
 	"context"
 	"log/slog"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/sinks"
@@ -25,10 +28,27 @@ func PostgresKind() sinks.Kind {
 			Name:      "postgres",
 			Doc:       "tables in a PostgreSQL database",
 			NewConfig: func() any { return new(PostgresConfig) },
+			Check:     func(cfg any, c pipelines.SinkCheck) { cfg.(*PostgresConfig).check(c) },
 		},
 		Open: func(ctx context.Context, _ *pipelines.Pipeline, spec *pipelines.Sink, logger *slog.Logger) (sinks.Target, error) {
 			return NewPostgres(ctx, spec, logger)
 		},
+	}
+}
+
+// check parses the DSN as the driver will, so that a connection string
+// that can never work is refused before anything starts. The message
+// leaves the DSN out: it may hold a password.
+func (cfg *PostgresConfig) check(c pipelines.SinkCheck) {
+	if cfg.DSN == "" {
+		return // required: reported by the tags
+	}
+	if _, err := pgconn.ParseConfig(cfg.DSN); err != nil {
+		msg := err.Error()
+		if i := strings.LastIndex(msg, "`: "); strings.HasPrefix(msg, "cannot parse `") && i >= 0 {
+			msg = msg[i+len("`: "):]
+		}
+		c.Errorf("dsn", "not a PostgreSQL connection string (postgres://user:password@host:5432/db?sslmode=disable, or key=value pairs): %s", msg)
 	}
 }
 

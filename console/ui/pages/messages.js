@@ -9,7 +9,7 @@ import { request, getJSON, token } from "../api.js";
 import { h, replace, int, time, prettyJSON, empty, badge } from "../dom.js";
 
 // The parameters of the API this page passes through from its own URL.
-const PASS = /^(topic|partition|from|last|limit|offset\.\d+)$/;
+const PASS = /^(topic|partition|from|last|limit|max_bytes|offset\.\d+)$/;
 
 export default {
   id: "messages",
@@ -175,7 +175,9 @@ async function load(params, navigate) {
   const newestFirst = params.has("last");
   if (newestFirst) events.sort(newer);
   const next = ans.next || {};
-  const hasMore = events.length >= Number(params.get("limit") || 100);
+  // A page ends at its limit, or earlier when its byte budget (max_bytes)
+  // cut it: either way there may be more.
+  const hasMore = ans.truncated || events.length >= Number(params.get("limit") || 100);
   const nextParams = () => {
     const q = { topic: params.get("topic"), limit: params.get("limit") || "100" };
     if (params.get("partition")) q.partition = params.get("partition");
@@ -195,6 +197,7 @@ async function load(params, navigate) {
         h("span", {}, params.get("partition") ? `partition ${params.get("partition")}` : "all partitions"),
         h("span", {}, describeStart(params)),
         h("span", { id: "msg-order" }, newestFirst ? "newest first" : "log order, oldest first"),
+        ans.truncated ? h("span", { id: "msg-truncated", title: "The answer reached its byte budget (max_bytes); read on for the rest." }, "cut by size") : null,
       ),
       h("div", { class: "spacer" }),
       expand,
