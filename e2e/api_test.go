@@ -514,7 +514,7 @@ func TestAPIStats(t *testing.T) {
 	waitConsumed(t, p)
 	var raw map[string]json.RawMessage
 	got(0, p.api.Get(bg, "/v1/stats", nil, &raw))(t)
-	assertKeys(t, "stats", raw, "pipeline", "time", "started", "topics", "consumers", "ingest", "views", "batch", "sinks")
+	assertKeys(t, "stats", raw, "pipeline", "time", "started", "topics", "consumers", "ingest", "views", "batch", "sinks", "links")
 
 	before := got(p.api.Lag(bg))(t)
 	st := got(p.api.Stats(bg))(t)
