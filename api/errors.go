@@ -8,4 +8,9 @@ type Error struct {
 	Record *int   `json:"record,omitempty"`
 	Line   int    `json:"line,omitempty"`
 	Field  string `json:"field,omitempty"`
+	// Column is, with Line, where in a POST /v1/sql query the error is.
+	Column int `json:"column,omitempty"`
+	// Limit names the limit a POST /v1/sql query exceeded (sql.timeout,
+	// sql.max_rows, sql.max_bytes, sql.memory_limit).
+	Limit string `json:"limit,omitempty"`
 }

@@ -38,9 +38,16 @@ type JobStatus struct {
 	Windows       int        `json:"windows"`           // rows of the view written
 	Horizon       *time.Time `json:"horizon,omitempty"` // the view's horizon after the job
 	Error         string     `json:"error,omitempty"`
-	QueuedAt      time.Time  `json:"queued_at"`
-	StartedAt     *time.Time `json:"started_at,omitempty"`
-	FinishedAt    *time.Time `json:"finished_at,omitempty"`
+	// Lake says what a requested job did first to make the lake hold the
+	// log up to its end, or why it could not.
+	Lake string `json:"lake,omitempty"`
+	// NothingToDo is true for a job that succeeded without changing the
+	// view; Note says why.
+	NothingToDo bool       `json:"nothing_to_do,omitempty"`
+	Note        string     `json:"note,omitempty"`
+	QueuedAt    time.Time  `json:"queued_at"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 }
 
 // Finished reports whether the job is over.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,13 +28,21 @@ import (
 // view rows to the views' topics. *broker.Broker implements it.
 type Log interface {
 	Reader(ctx context.Context, topic string, partition int, from broker.Position) (*broker.Reader, error)
-	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
-	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
 	Progress(consumer, topic string, partition int, offset int64)
 	Topics(ctx context.Context) ([]api.Topic, error)
 	Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error)
 }
+
+// Owner runs work for the partitions of a consumer that this process owns
+// among the processes running the batch role: *broker.Node. The lake
+// writer's partitions are shared this way (consumer "lake", partition p of
+// every topic).
+type Owner interface {
+	Own(consumer string, topics []string, run func(context.Context, *broker.Lease) error) (*broker.Ownership, error)
+}
+
+var _ Owner = (*broker.Node)(nil)
 
 // Store is what the batch layer needs of the serving store: install a
 // run's rows (which advances the horizon). *serving.Store implements it.
@@ -65,6 +74,13 @@ type Options struct {
 	Store lakestore.Store
 	// JobHistory is how many finished jobs GET /v1/jobs keeps; zero means 100.
 	JobHistory int
+	// Owner hands out the lake's partitions this process writes and the
+	// views whose batch runs here; nil runs neither (a process that only
+	// serves).
+	Owner Owner
+	// Serve shows every view's batch result in the store, as the process
+	// running the view's batch publishes it (results.go).
+	Serve bool
 }
 
 // Batch is the batch layer of one pipeline. Its methods are safe for
@@ -77,6 +93,9 @@ type Batch struct {
 	now       func() time.Time
 	poll      time.Duration
 	grace     time.Duration
+	owner     Owner
+	serve     bool
+	shared    *results // nil without a log
 	metrics   *metrics
 	lakeStore lakestore.Store
 	viewDir   string
@@ -96,7 +115,7 @@ type Batch struct {
 func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, error) {
 	b := &Batch{
 		p: p, log: log, store: store, logger: opts.Logger, now: opts.Now,
-		poll: opts.Poll, grace: opts.CompactGrace,
+		poll: opts.Poll, grace: opts.CompactGrace, owner: opts.Owner, serve: opts.Serve,
 		lakes: map[string]*topicLake{}, writers: map[string]*topicWriter{}, views: map[string]*viewJob{},
 	}
 	if b.logger == nil {
@@ -125,6 +144,9 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 	}
 	m.init(topicNames, viewNames)
 	b.jobs = newJobTable(opts.JobHistory)
+	if o, ok := log.(objects); ok && log != nil {
+		b.shared = &results{log: o, bucket: "batch_" + p.Name}
+	}
 	b.viewDir = filepath.Join(p.DataDir, "views")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -158,22 +180,25 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 // OpenStore opens the storage of p's lake: its url (object storage) or
 // its directory (default <data_dir>/lake).
 func OpenStore(ctx context.Context, p *pipelines.Pipeline) (lakestore.Store, error) {
-	dir := p.Lake.Dir
-	if dir == "" {
-		dir = filepath.Join(p.DataDir, "lake")
-	}
 	return lakestore.Open(ctx, lakestore.Config{
-		Dir: dir, URL: p.Lake.URL, Endpoint: p.Lake.Endpoint, Region: p.Lake.Region,
+		Dir: LakeDir(p), URL: p.Lake.URL, Endpoint: p.Lake.Endpoint, Region: p.Lake.Region,
 		AccessKeyID: p.Lake.AccessKeyID, SecretAccessKey: p.Lake.SecretAccessKey, PathStyle: p.Lake.PathStyle,
 	})
 }
 
 // Run runs the lake writers, compaction and the scheduler until ctx is
-// done. On the way out (soft stop) each lake writer writes what it read
-// and commits, and a running job is cancelled (it leaves the previous
-// result in place). Run returns nil after a soft stop, or the error that
-// stopped it.
+// done. The lake's partitions are shared with every other process running
+// the batch role: this one reads the partitions it owns (Options.Owner)
+// into one buffer per topic, whose flushes commit them under their leases,
+// and compacts the periods those partitions answer for. On the way out
+// (soft stop) each partition's reader stops, what was read is written and
+// committed, its partitions are given back, and a running job is
+// cancelled (it leaves the previous result in place). Run returns nil
+// after a soft stop, or the error that stopped it.
 func (b *Batch) Run(ctx context.Context) error {
+	if b.owner == nil && !(b.serve && b.shared != nil) {
+		return errors.New("batch: nothing to run: no owner of partitions and not serving")
+	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	report := func(err error) {
@@ -186,51 +211,122 @@ func (b *Batch) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Readers stop first (and flush what they read); the flushers, after.
-	readCtx, stopReading := context.WithCancel(runCtx)
-	defer stopReading()
-	var readers sync.WaitGroup
-	for _, tl := range b.lakes {
-		if err := b.log.Register(ctx, lakeConsumer, tl.topic.Name); err != nil && ctx.Err() == nil {
-			b.logger.Warn("lake: registering consumer", "topic", tl.topic.Name, "err", err)
+	var owned []*broker.Ownership
+	defer func() {
+		for _, o := range owned {
+			o.Stop()
 		}
-		parts := make([]int, max(tl.topic.Partitions, 1))
-		for p := range parts {
-			parts[p] = p
-		}
-		if err := tl.recoverPartitions(ctx, b.logger, parts); err != nil {
-			// A stop during recovery is a soft stop like any other;
-			// what already runs is stopped and waited for.
-			if ctx.Err() == nil {
-				report(err)
+	}()
+	if b.owner != nil {
+		var topics []string
+		for _, tl := range b.lakes {
+			name := tl.topic.Name
+			if err := b.log.Register(ctx, lakeConsumer, name); err != nil && ctx.Err() == nil {
+				b.logger.Warn("lake: registering consumer", "topic", name, "err", err)
 			}
-			break
+			topics = append(topics, name)
+			// The flusher and the compactor run for the whole run; they
+			// have work only while the process owns partitions of the
+			// topic.
+			tw := b.writers[name]
+			c := newCompactor(tl, b.logger, b.now, b.p.Lake.Compact, b.grace, b.metrics)
+			c.owns = func(shard int) bool { return tw.fenceOf(shard) != nil }
+			c.fence = tw.fenceOf
+			tw.flushed = c.poke
+			wg.Go(func() { tw.run(runCtx) })
+			wg.Go(func() { c.run(runCtx, b.poll) })
 		}
-		tw := b.writers[tl.topic.Name]
-		c := newCompactor(tl, b.logger, b.now, b.p.Lake.Compact, b.grace, b.metrics)
-		tw.flushed = c.poke
-		wg.Go(func() { tw.run(runCtx) })
-		wg.Go(func() { c.run(runCtx, b.poll) })
-		for _, p := range parts {
-			readers.Go(func() {
-				if err := tw.attach(readCtx, p, nil); err != nil && ctx.Err() == nil {
-					b.logger.Error("lake: writer of a partition stopped", "topic", tl.topic.Name, "partition", p, "err", err)
-				}
+		slices.Sort(topics)
+		if len(topics) > 0 {
+			o, err := b.owner.Own(lakeConsumer, topics, b.writeLake)
+			if err != nil {
+				cancel()
+				wg.Wait()
+				return fmt.Errorf("batch: %w", err)
+			}
+			owned = append(owned, o)
+		}
+		// Each view's runs happen in one process at a time: the one that
+		// owns its batch.
+		for _, vj := range b.views {
+			o, err := b.owner.Own(BatchConsumer(vj.v.Name), nil, func(ctx context.Context, _ *broker.Lease) error {
+				return b.takeOver(ctx, vj)
 			})
+			if err != nil {
+				for _, o := range owned {
+					o.Stop()
+				}
+				owned = nil
+				cancel()
+				wg.Wait()
+				return fmt.Errorf("batch: %w", err)
+			}
+			owned = append(owned, o)
 		}
 	}
-	wg.Go(func() { report(b.schedule(runCtx)) })
+	if b.serve && b.shared != nil && b.store != nil {
+		for _, vj := range b.views {
+			wg.Go(func() { b.follow(runCtx, vj) })
+		}
+	}
+	wg.Go(func() { report(b.watchHorizons(runCtx)) })
 	wg.Go(func() { report(b.jobs.run(runCtx)) })
 	var err error
 	select {
 	case <-runCtx.Done():
 	case err = <-errc:
 	}
-	stopReading()
-	readers.Wait()
+	// The partitions' readers stop first (each writes what it read and
+	// gives its partition back); the flushers and compactors, after.
+	for _, o := range owned {
+		o.Stop()
+	}
+	owned = nil
 	cancel()
 	wg.Wait()
 	return err
+}
+
+// BatchConsumer names the ownership of view's batch runs, as GET
+// /v1/cluster shows it: "batch.<view>".
+func BatchConsumer(view string) string { return "batch." + view }
+
+// writeLake reads partition lease.Partition() of every topic that has it
+// into the topic's buffer, while the lease holds. The lease is the
+// partition's Fence: it is first recorded in the manifest (no commit of a
+// previous owner is accepted after that), then what a previous writer of
+// the partition left unfinished is removed, then the partition is read
+// from the manifest's Next on.
+func (b *Batch) writeLake(ctx context.Context, lease *broker.Lease) error {
+	part := lease.Partition()
+	var wg sync.WaitGroup
+	errs := make([]error, 0, len(b.lakes))
+	var mu sync.Mutex
+	for name, tl := range b.lakes {
+		if part >= max(tl.topic.Partitions, 1) {
+			continue
+		}
+		tw := b.writers[name]
+		wg.Go(func() {
+			err := tw.takeOver(ctx, part, lease)
+			if err == nil {
+				err = tl.recoverPartitions(ctx, b.logger, []int{part})
+			}
+			if err == nil {
+				err = tw.attach(ctx, part, lease)
+			}
+			if err != nil && ctx.Err() == nil {
+				b.logger.Error("lake: writer of a partition stopped", "topic", name, "partition", part, "err", err)
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	// Returning while the partition is still owned runs it again after a
+	// backoff (from the manifest).
+	return errors.Join(errs...)
 }
 
 // roll is the pipeline's lake.roll with defaults for what is unset.

@@ -11,6 +11,9 @@
 //
 // It reads the log and appends to it through the small Log interface and
 // writes results through the Store interface; it never serves queries nor
-// touches the speed layer's state. One process at a time may run the lake
-// writer of a lake (the batch role is a singleton); any number may read it.
+// touches the speed layer's state. Any number of processes may run the
+// batch role on one lake: partition p of every topic is written and
+// compacted by the process that owns partition p of consumer "lake"
+// (Options.Owner), and its manifest commits are fenced by that ownership's
+// epoch; any number may read it.
 package batch

@@ -17,7 +17,8 @@ import (
 //	GET  /v1/jobs                                              → {"jobs": [JobStatus, …]}, newest first
 //
 // Errors are {"error": message}: 400 for a bad time (naming the
-// parameter), 404 for an unknown view or job.
+// parameter), 404 for an unknown view or job, 409 in a process that does
+// not run the view's batch (another process of the pipeline does).
 func (b *Batch) Routes() []httpapi.Route {
 	return []httpapi.Route{
 		{Pattern: "POST /v1/views/{view}/recompute", Access: httpapi.Admin, Handler: http.HandlerFunc(b.handleRecompute)},
@@ -53,6 +54,9 @@ func (b *Batch) handleRecompute(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, ErrUnknownView):
 		httpapi.WriteError(w, http.StatusNotFound, err.Error())
+		return
+	case errors.Is(err, ErrNotOwner):
+		httpapi.WriteError(w, http.StatusConflict, err.Error())
 		return
 	case err != nil:
 		httpapi.WriteError(w, http.StatusServiceUnavailable, err.Error())

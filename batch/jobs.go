@@ -186,6 +186,11 @@ func (t *jobTable) stop() {
 // Zero times leave the range out. It returns at once with the job's id; the
 // job waits for a running job of the same view to finish first.
 func (b *Batch) Recompute(view string, from, to time.Time) (string, error) {
+	if vj := b.views[view]; vj != nil {
+		if err := b.awaitOwner(vj); err != nil {
+			return "", err
+		}
+	}
 	j, err := b.submit(view, "request", from, to, nil)
 	if err != nil {
 		return "", err
@@ -197,6 +202,11 @@ func (b *Batch) Recompute(view string, from, to time.Time) (string, error) {
 // change of the job's status and returns the final status. Cancelling ctx
 // cancels the job. For `lambdaflow batch run`.
 func (b *Batch) recomputeWait(ctx context.Context, view string, from, to time.Time, progress func(api.JobStatus)) (api.JobStatus, error) {
+	if vj := b.views[view]; vj != nil {
+		if err := b.awaitOwner(vj); err != nil {
+			return api.JobStatus{}, err
+		}
+	}
 	done := make(chan struct{})
 	var once sync.Once
 	watch := func(s api.JobStatus) {

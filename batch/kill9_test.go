@@ -61,7 +61,15 @@ func lakeChild() int {
 		return 1
 	}
 	defer br.Close()
-	b, err := New(p, br, nil, Options{Poll: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	// One name for every run of the child: a restarted one takes its
+	// partitions back at once.
+	node, err := br.Join(ctx, broker.NodeOptions{Name: "lake-child"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	defer node.Close()
+	b, err := New(p, br, nil, Options{Poll: 20 * time.Millisecond, Owner: node, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1

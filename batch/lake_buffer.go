@@ -120,6 +120,20 @@ func encodeRow(d []byte, schema event.Schema, offDelta int64, ev *event.Event, l
 	return d
 }
 
+// drop removes partition part's rows (the buffer's byte count stays: the
+// blocks are given back with the buffer).
+func (b *rowBuffer) drop(part int) {
+	for period, byPart := range b.periods {
+		if r := byPart[part]; r != nil {
+			b.rows -= int64(r.rows)
+			delete(byPart, part)
+		}
+		if len(byPart) == 0 {
+			delete(b.periods, period)
+		}
+	}
+}
+
 // sortedPeriods lists the buffer's periods in order.
 func (b *rowBuffer) sortedPeriods() []int64 {
 	ps := make([]int64, 0, len(b.periods))

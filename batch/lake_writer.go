@@ -37,12 +37,10 @@ const (
 const flushWorkers = 4
 
 // lakeLog is what a lake writer needs of the log: read a partition,
-// report how far it read and commit its position once that is durable (for
-// lag and retention), and register as a consumer.
+// report how far it read (for lag) and register as a consumer. It commits
+// its position, once that is durable, through the partition's lease.
 type lakeLog interface {
 	Reader(ctx context.Context, topic string, partition int, from broker.Position) (*broker.Reader, error)
-	Commit(ctx context.Context, consumer, topic string, partition int, offset, eventTime int64) error
-	Committed(ctx context.Context, consumer, topic string, partition int) (int64, bool, error)
 	Register(ctx context.Context, consumer, topic string) error
 	Progress(consumer, topic string, partition int, offset int64)
 }
@@ -56,6 +54,18 @@ type Fence interface {
 	Epoch() uint64
 	Valid() bool
 }
+
+// partLease is a partition of the lake owned by this process
+// (*broker.Lease): its epoch is the partition's Fence in the manifest, and
+// it records the writer's position in the log (for lag and retention),
+// fenced by the same epoch.
+type partLease interface {
+	Fence
+	Committed(topic string) (offset int64, checkpoint string, ok bool)
+	Commit(ctx context.Context, topic string, offset, eventTime int64, checkpoint string) error
+}
+
+var _ partLease = (*broker.Lease)(nil)
 
 // errLost stops a writer whose partition another process has taken.
 var errLost = errors.New("lake: the partition moved to another process")
@@ -107,7 +117,7 @@ func (tl *topicLake) key(path string) string { return tl.topic.Name + "/" + path
 
 // partWriter is what a topic writer keeps of one partition it reads.
 type partWriter struct {
-	fence Fence
+	lease partLease
 	// [first, end) are the offsets read into the buffer: first is the
 	// manifest's Next when the buffer's part of the partition began.
 	first, end int64
@@ -229,24 +239,22 @@ func (tw *topicWriter) run(ctx context.Context) {
 	}
 }
 
-// attach reads partition part into the buffer until ctx is done or the
-// partition is lost, then flushes what it read (soft stop, or the
-// partition moving to another process) and lets go of the partition. The
-// caller has recovered the partition's files (recoverPartitions) first.
-func (tw *topicWriter) attach(ctx context.Context, part int, fence Fence) error {
+// attach reads partition part into the buffer until ctx is done (a soft
+// stop, or the partition moving to another process), then flushes what it
+// read and lets go of the partition. The caller has recorded the lease in
+// the manifest (takeOver) and recovered the partition's files
+// (recoverPartitions) first. Once the lease is lost, nothing this writer
+// read of the partition is committed: the new owner reads it again from
+// the manifest.
+func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) error {
 	topic := tw.tl.topic.Name
-	if fence != nil {
-		if err := tw.takeOver(ctx, part, fence); err != nil {
-			return err
-		}
-	}
 	next := tw.tl.ms.snapshot().partition(part).Next
 	tw.mu.Lock()
-	tw.parts[part] = &partWriter{fence: fence, first: next, end: next, committed: -1}
+	tw.parts[part] = &partWriter{lease: lease, first: next, end: next, committed: -1}
 	tw.mu.Unlock()
 	// The manifest, not the committed offset, says what the lake holds;
 	// the commit can lag it by one flush after a crash.
-	if committed, ok, err := tw.log.Committed(ctx, lakeConsumer, topic, part); err == nil && (!ok || committed != next) {
+	if committed, _, ok := lease.Committed(topic); !ok || committed != next {
 		if ok && committed > next {
 			tw.logger.Warn("lake: committed offset is past the lake's manifest; rewriting from the manifest",
 				"topic", topic, "partition", part, "committed", committed, "manifest_next", next)
@@ -262,18 +270,29 @@ func (tw *topicWriter) attach(ctx context.Context, part int, fence Fence) error 
 	ferr := tw.flush(sctx)
 	tw.mu.Lock()
 	pw := tw.parts[part]
-	delete(tw.parts, part)
-	for _, byPart := range tw.buf.periods {
-		delete(byPart, part) // rows a failed flush could not commit
-	}
 	tw.mu.Unlock()
-	if ferr == nil && pw != nil && pw.committed != pw.first {
+	if ferr == nil && pw != nil && pw.committed != pw.first && lease.Valid() {
 		tw.report(sctx, part, pw.first, pw.eventTime)
 	}
+	tw.mu.Lock()
+	delete(tw.parts, part)
+	tw.buf.drop(part) // rows a failed flush could not commit
+	tw.mu.Unlock()
 	if errors.Is(err, errLost) || errors.Is(ferr, errLost) {
 		return errors.Join(err, ferr)
 	}
 	return ferr
+}
+
+// fenceOf returns the lease under which this process writes partition
+// part, or nil when it does not write it.
+func (tw *topicWriter) fenceOf(part int) Fence {
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	if pw := tw.parts[part]; pw != nil && pw.lease != nil {
+		return pw.lease
+	}
+	return nil
 }
 
 // takeOver records the partition's new owner in the manifest before
@@ -457,14 +476,28 @@ func (tw *topicWriter) flush(ctx context.Context) error {
 	tw.mu.Lock()
 	buf := tw.buf
 	var ranges []flushRange
+	lost := false
 	for p, pw := range tw.parts {
+		if pw.end > pw.first && pw.lease != nil && !pw.lease.Valid() {
+			// The partition moved to another process: what this one read
+			// of it is not committed (the new owner reads it again from
+			// the manifest), and the rest of the flush goes ahead.
+			buf.drop(p)
+			pw.first, pw.rows = pw.end, 0
+			lost = true
+			continue
+		}
 		if pw.end > pw.first {
-			ranges = append(ranges, flushRange{part: p, fence: pw.fence, first: pw.first, end: pw.end, ingest: pw.ingest,
+			ranges = append(ranges, flushRange{part: p, fence: pw.lease, first: pw.first, end: pw.end, ingest: pw.ingest,
 				eventTime: pw.eventTime, rows: pw.rows, maxTime: pw.maxTime})
 			pw.first, pw.rows = pw.end, 0
 		}
 	}
 	if len(ranges) == 0 {
+		if lost {
+			tw.buf = newRowBuffer(tw.tl.topic.Schema)
+			tw.budget.give(buf.bytes)
+		}
 		tw.mu.Unlock()
 		return nil
 	}
@@ -553,18 +586,24 @@ func (tw *topicWriter) restart() {
 	}
 }
 
-// report commits a partition's position to the log: for lag and
-// retention only (the manifest says what the lake holds), so a failure is
-// logged and repaired by the next flush or start.
+// report commits a partition's position to the log under its lease: for
+// lag and retention only (the manifest says what the lake holds), so a
+// failure is logged and repaired by the next flush or start. A commit the
+// log fences (the partition moved) loses the lease, which stops the
+// partition's reader.
 func (tw *topicWriter) report(ctx context.Context, part int, offset, eventTime int64) {
-	if err := tw.log.Commit(ctx, lakeConsumer, tw.tl.topic.Name, part, offset, eventTime); err != nil {
+	tw.mu.Lock()
+	pw := tw.parts[part]
+	tw.mu.Unlock()
+	if pw == nil || pw.lease == nil {
+		return
+	}
+	if err := pw.lease.Commit(ctx, tw.tl.topic.Name, offset, eventTime, ""); err != nil {
 		tw.logger.Warn("lake: commit", "topic", tw.tl.topic.Name, "partition", part, "err", err)
 		return
 	}
 	tw.mu.Lock()
-	if pw := tw.parts[part]; pw != nil {
-		pw.committed = offset
-	}
+	pw.committed = offset
 	tw.mu.Unlock()
 }
 

@@ -31,7 +31,11 @@ func TestMain(m *testing.M) {
 		// Re-executed by TestLakeKill9 as the lake writer process.
 		os.Exit(lakeChild())
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m,
+		// nats.go's object store publishes chunks asynchronously; the
+		// goroutine that watches the connection for that may outlive it.
+		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"),
+	)
 }
 
 // t0 is the start of the tests' event times: 2026-01-01T00:00:00Z.
@@ -99,6 +103,18 @@ func openBroker(t testing.TB, p *pipelines.Pipeline, now func() time.Time) *brok
 	bp := *p
 	bp.Topics = p.LogTopics()
 	return brokertest.Open(t, &bp, broker.Options{Now: now, Registerer: prometheus.NewRegistry(), Logger: testLogger(t)})
+}
+
+// join makes the test process a node of the cluster on b's log, for
+// Options.Owner; it leaves at the end of the test.
+func join(t testing.TB, b *broker.Broker) *broker.Node {
+	t.Helper()
+	n, err := b.Join(context.Background(), broker.NodeOptions{Name: "test", Roles: []string{"batch"}})
+	if err != nil {
+		t.Fatalf("Join: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
 }
 
 // event i of a deterministic stream: id "<prefix>-<i>", 8 hosts in 3

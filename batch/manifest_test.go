@@ -323,11 +323,7 @@ func FuzzReadViewFile(f *testing.F) {
 	st.horizon, st.hasHorizon, st.lakeVersion = t0.UnixMicro(), true, 7
 	st.replace(minTime, maxTime, []viewrow.Row{{Start: 0, End: 60e6, Group: []event.Value{{S: "eu", Valid: true}}, Aggs: []event.Value{
 		{I: 3, Valid: true}, {F: math.Inf(1), Valid: true}, {F: 0.5, Valid: true}, {}, {I: -5, Valid: true}, {I: 0, Valid: true}}}}, nil)
-	seed := f.TempDir()
-	if err := writeViewFile(seed, &v, &topic, st); err != nil {
-		f.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(seed, viewFileName))
+	data, err := encodeViewFile(&v, &topic, st)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -367,7 +363,11 @@ func TestViewFileRoundTrip(t *testing.T) {
 	}
 	st.replace(minTime, maxTime, rows, nil)
 	dir := t.TempDir()
-	if err := writeViewFile(dir, &v, &topic, st); err != nil {
+	data, err := encodeViewFile(&v, &topic, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeViewData(dir, data); err != nil {
 		t.Fatal(err)
 	}
 	got, err := readViewFile(dir, &v, &topic)
@@ -432,7 +432,11 @@ func TestViewFileFormat1(t *testing.T) {
 	if !slices.Equal(got, want) || st.horizon != 120e6 || !st.hasHorizon || st.lakeVersion != 3 {
 		t.Fatalf("format 1 file read as %q (horizon %d, lake version %d), want %q", got, st.horizon, st.lakeVersion, want)
 	}
-	if err := writeViewFile(dir, &v, &topic, st); err != nil {
+	data, err := encodeViewFile(&v, &topic, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeViewData(dir, data); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, viewFileName))
@@ -451,4 +455,14 @@ func TestViewFileFormat1(t *testing.T) {
 	if err != nil || len(again.rows) != 3 {
 		t.Fatalf("format 2 file read back: %d rows, %v", len(again.rows), err)
 	}
+}
+
+// writeViewFile encodes st and stores it in dir, as a run does before it
+// publishes the file.
+func writeViewFile(dir string, v *pipelines.View, from *pipelines.Topic, st *viewState) error {
+	data, err := encodeViewFile(v, from, st)
+	if err != nil {
+		return err
+	}
+	return writeViewData(dir, data)
 }

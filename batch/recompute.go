@@ -50,6 +50,8 @@ type viewJob struct {
 	// published is the horizon (UTC µs) of the last result, for readers
 	// outside runs; noHorizon before the first.
 	published atomic.Int64
+	// owned is set while this process runs the view's batch.
+	owned atomic.Bool
 }
 
 const noHorizon = math.MinInt64
@@ -153,6 +155,15 @@ func (b *Batch) runJob(ctx context.Context, vj *viewJob, j *job, rng *span) erro
 	startedAt := b.now()
 	j.started = time.Now()
 	j.update(func(s *api.JobStatus) { s.State, s.StartedAt = api.JobRunning, &startedAt })
+	if j.snapshot().Trigger == "request" {
+		// Asked for now: what the log holds goes into the lake first, so
+		// the run sees every event published before it.
+		lake, err := b.makeDurable(ctx, vj.tl)
+		if err != nil {
+			lake = "the lake was not brought up to the log's end: " + err.Error() + "; recomputing what it holds"
+		}
+		j.update(func(s *api.JobStatus) { s.Lake = lake })
+	}
 	err := b.recompute(ctx, vj, j, rng)
 	finished := b.now()
 	elapsed := time.Since(j.started)
@@ -253,9 +264,21 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 		// No partition is in the lake yet: nothing is complete, and a
 		// horizon at the epoch would only confuse readers. It stays unset.
 		j.progress(0, 0, 0)
+		note := "the lake holds no event of topic " + vj.topic.Name + " yet"
+		if len(m.Files) > 0 {
+			note = "no window of the lake's events is closed yet (a partition of topic " + vj.topic.Name + " still being written has nothing in the lake)"
+		}
+		j.update(func(s *api.JobStatus) { s.NothingToDo, s.Note = true, note })
 		return nil
 	}
 	spans := vj.spans(m, h, rng)
+	if len(spans) == 0 && vj.st.hasHorizon && h == vj.st.horizon {
+		hz := time.UnixMicro(h).UTC()
+		j.update(func(s *api.JobStatus) {
+			s.NothingToDo, s.Horizon = true, &hz
+			s.Note = "no window closed and no late event reached the lake since the last run; the horizon stays at " + event.FormatTime(h)
+		})
+	}
 	// Files to read, per span, grouped by period (the unit of progress).
 	hoursOf := make([][][]fileEntry, len(spans))
 	total := 0
@@ -297,7 +320,15 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 		vj.st.replace(sp.from, sp.to, results[i], vj.plan)
 	}
 	vj.st.horizon, vj.st.hasHorizon, vj.st.lakeVersion = h, true, m.Version
-	if err := writeViewFile(vj.dir, vj.v, vj.topic, vj.st); err != nil {
+	data, err := encodeViewFile(vj.v, vj.topic, vj.st)
+	if err == nil {
+		err = writeViewData(vj.dir, data)
+	}
+	if err == nil && b.shared != nil {
+		// Every process of the pipeline sees the result from there.
+		err = b.shared.save(ctx, vj.v.Name, data)
+	}
+	if err != nil {
 		// Keep memory in line with disk: the next run starts from the
 		// old bookkeeping and redoes this one's work.
 		vj.st.horizon, vj.st.hasHorizon = prevHorizon, hadHorizon

@@ -5,18 +5,12 @@ import (
 	"time"
 )
 
-// schedule starts each scheduled view's job when its cron schedule is due,
-// by the injected clock, looked at every poll. A view whose previous
-// scheduled run is still queued or running is not queued again: runs
-// catch up on everything since the last one anyway.
-func (b *Batch) schedule(ctx context.Context) error {
-	next := map[string]time.Time{}
-	now := b.now()
-	for name, vj := range b.views {
-		if vj.sched != nil {
-			next[name] = vj.sched.Next(now)
-		}
-	}
+// schedule starts view vj's job when its cron schedule is due, by the
+// injected clock, looked at every poll, until ctx ends. A run still queued
+// or running is not queued again: runs catch up on everything since the
+// last one anyway.
+func (b *Batch) schedule(ctx context.Context, vj *viewJob) error {
+	next := vj.sched.Next(b.now())
 	t := time.NewTicker(b.poll)
 	defer t.Stop()
 	for {
@@ -25,7 +19,31 @@ func (b *Batch) schedule(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		b.scheduleDue(next)
+		now := b.now()
+		if now.Before(next) {
+			continue
+		}
+		next = vj.sched.Next(now)
+		if b.jobs.pending(vj.v.Name, "schedule") {
+			continue
+		}
+		if _, err := b.submit(vj.v.Name, "schedule", time.Time{}, time.Time{}, nil); err != nil {
+			b.logger.Warn("batch: scheduling a run", "view", vj.v.Name, "err", err)
+		}
+	}
+}
+
+// watchHorizons keeps lambdaflow_batch_horizon_age_seconds of every view
+// current until ctx ends.
+func (b *Batch) watchHorizons(ctx context.Context) error {
+	t := time.NewTicker(b.poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
 		b.updateHorizonAge()
 	}
 }
@@ -37,23 +55,6 @@ func (b *Batch) updateHorizonAge() {
 	for name, vj := range b.views {
 		if h, ok := vj.horizon(); ok {
 			b.metrics.horizonAge.WithLabelValues(name).Set(now.Sub(time.UnixMicro(h)).Seconds())
-		}
-	}
-}
-
-// scheduleDue submits the jobs that are due and moves their next times.
-func (b *Batch) scheduleDue(next map[string]time.Time) {
-	now := b.now()
-	for name, at := range next {
-		if now.Before(at) {
-			continue
-		}
-		next[name] = b.views[name].sched.Next(now)
-		if b.jobs.pending(name, "schedule") {
-			continue
-		}
-		if _, err := b.submit(name, "schedule", time.Time{}, time.Time{}, nil); err != nil {
-			b.logger.Warn("batch: scheduling a run", "view", name, "err", err)
 		}
 	}
 }

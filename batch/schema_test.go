@@ -22,7 +22,7 @@ func TestSchemaEvolution(t *testing.T) {
 	old := []event.Event{testEvent("old", 0, t0, time.Second), testEvent("old", 1, t0, time.Second)}
 	{
 		br := openBroker(t, p, clk.Now)
-		b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Poll: 5 * time.Millisecond})
+		b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Poll: 5 * time.Millisecond, Owner: join(t, br)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,7 +41,7 @@ func TestSchemaEvolution(t *testing.T) {
 	p2.Topics[0].Schema = append(append(append(event.Schema{}, s[:2]...), event.Field{Name: "zone", Type: event.TypeString}), s[2:]...)
 	br := openBroker(t, p2, clk.Now)
 	store := serving.NewStore(p2)
-	b, err := New(p2, br, store, Options{Logger: testLogger(t), Now: clk.Now, Poll: 5 * time.Millisecond})
+	b, err := New(p2, br, store, Options{Logger: testLogger(t), Now: clk.Now, Poll: 5 * time.Millisecond, Owner: join(t, br)})
 	if err != nil {
 		t.Fatal(err)
 	}

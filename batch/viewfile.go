@@ -122,8 +122,8 @@ func rowValue(format int, t event.FieldType, x any) (event.Value, error) {
 	return event.ExactJSONValue(t, x)
 }
 
-// writeViewFile stores a view's batch result atomically.
-func writeViewFile(dir string, v *pipelines.View, from *pipelines.Topic, st *viewState) error {
+// encodeViewFile encodes a view's batch result as its view file.
+func encodeViewFile(v *pipelines.View, from *pipelines.Topic, st *viewState) ([]byte, error) {
 	schema := pipelines.ViewSchema(v, from)
 	vf := viewFile{Format: viewFileFormat, View: v.Name, LakeVersion: st.lakeVersion}
 	if st.hasHorizon {
@@ -143,33 +143,42 @@ func writeViewFile(dir string, v *pipelines.View, from *pipelines.Topic, st *vie
 	}
 	b, err := json.Marshal(vf)
 	if err != nil {
-		return fmt.Errorf("batch: view %s: %w", v.Name, err)
+		return nil, fmt.Errorf("batch: view %s: %w", v.Name, err)
 	}
+	return b, nil
+}
+
+// writeViewData stores an encoded view file in dir atomically.
+func writeViewData(dir string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("batch: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, viewFileName), b)
+	return writeFileAtomic(filepath.Join(dir, viewFileName), data)
 }
 
 // readViewFile loads a view's batch result; a missing file is no result.
 func readViewFile(dir string, v *pipelines.View, from *pipelines.Topic) (*viewState, error) {
 	path := filepath.Join(dir, viewFileName)
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return newViewState(), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("batch: %w", err)
 	}
-	defer f.Close()
-	dec := json.NewDecoder(f)
+	return decodeViewFile(data, path, v, from)
+}
+
+// decodeViewFile reads a view file; where names it in errors.
+func decodeViewFile(data []byte, where string, v *pipelines.View, from *pipelines.Topic) (*viewState, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var vf viewFile
 	if err := dec.Decode(&vf); err != nil {
-		return nil, fmt.Errorf("batch: view file %s: %w", path, err)
+		return nil, fmt.Errorf("batch: view file %s: %w", where, err)
 	}
 	if vf.Format != 1 && vf.Format != viewFileFormat {
-		return nil, fmt.Errorf("batch: view file %s: format %d, want 1 or %d", path, vf.Format, viewFileFormat)
+		return nil, fmt.Errorf("batch: view file %s: format %d, want 1 or %d", where, vf.Format, viewFileFormat)
 	}
 	schema := pipelines.ViewSchema(v, from)
 	names := make([]string, len(schema))
@@ -187,25 +196,26 @@ func readViewFile(dir string, v *pipelines.View, from *pipelines.Topic) (*viewSt
 	}
 	st.lakeVersion = vf.LakeVersion
 	ng := len(v.GroupBy)
+	var err error
 	for i, raw := range vf.Rows {
 		var row []any
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
-		if err := dec.Decode(&row); err != nil {
-			return nil, fmt.Errorf("batch: view file %s: row %d: %w", path, i, err)
+		if err = dec.Decode(&row); err != nil {
+			return nil, fmt.Errorf("batch: view file %s: row %d: %w", where, i, err)
 		}
 		if len(row) != len(schema) {
-			return nil, fmt.Errorf("batch: view file %s: row %d has %d values, want %d", path, i, len(row), len(schema))
+			return nil, fmt.Errorf("batch: view file %s: row %d has %d values, want %d", where, i, len(row), len(schema))
 		}
 		vals := make([]event.Value, len(schema))
 		for j := range row {
 			if vals[j], err = rowValue(vf.Format, schema[j].Type, row[j]); err != nil {
-				return nil, fmt.Errorf("batch: view file %s: row %d, %s: %w", path, i, schema[j].Name, err)
+				return nil, fmt.Errorf("batch: view file %s: row %d, %s: %w", where, i, schema[j].Name, err)
 			}
 		}
 		r, ok := viewrow.FromValues(vals, ng, len(v.Aggregates))
 		if !ok {
-			return nil, fmt.Errorf("batch: view file %s: row %d has %d values, want %d group-by fields", path, i, len(vals), ng)
+			return nil, fmt.Errorf("batch: view file %s: row %d has %d values, want %d group-by fields", where, i, len(vals), ng)
 		}
 		st.rows[rowKey{r.Start, event.GroupKey(r.Group)}] = r
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -12,12 +13,14 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/lambdaflow/lambdaflow/internal/testenv"
+	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 // testCluster is n nats-servers with JetStream, routed on loopback, each
 // with its own store: the real thing, in one process.
 type testCluster struct {
 	servers []*server.Server
+	opts    []*server.Options
 	stopped map[int]bool
 }
 
@@ -33,22 +36,24 @@ func startCluster(t testing.TB, n int) *testCluster {
 				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 			}
 		}
-		ns, err := server.NewServer(&server.Options{
+		o := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i),
 			Host:       "127.0.0.1",
-			Port:       -1,
+			Port:       freePorts(t, 1)[0],
 			JetStream:  true,
 			StoreDir:   t.TempDir(),
 			Cluster:    server.ClusterOpts{Name: "lf", Host: "127.0.0.1", Port: ports[i]},
 			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
 			NoLog:      true,
 			NoSigs:     true,
-		})
+		}
+		ns, err := server.NewServer(o.Clone())
 		if err != nil {
 			t.Fatal(err)
 		}
 		ns.Start()
 		c.servers = append(c.servers, ns)
+		c.opts = append(c.opts, o)
 	}
 	t.Cleanup(c.shutdown)
 	for _, ns := range c.servers {
@@ -82,6 +87,26 @@ func (c *testCluster) stop(name string) {
 			ns.WaitForShutdown()
 			c.stopped[i] = true
 		}
+	}
+}
+
+// restart starts a stopped server again on its store and ports.
+func (c *testCluster) restart(t testing.TB, name string) {
+	t.Helper()
+	for i, ns := range c.servers {
+		if ns.Name() != name || !c.stopped[i] {
+			continue
+		}
+		ns, err := server.NewServer(c.opts[i].Clone())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns.Start()
+		if !ns.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("%s not ready after restart", name)
+		}
+		c.servers[i] = ns
+		c.stopped[i] = false
 	}
 }
 
@@ -216,4 +241,174 @@ func TestClusterNodeLoss(t *testing.T) {
 		t.Logf("partition %d: %d acknowledged appends, all present; log ends at %d", part, len(acks[part]), next)
 		mu.Unlock()
 	}
+}
+
+// TestReaderSurvivesNodeLoss follows both partitions of an R3 topic while
+// appends go on and the stream leaders' servers stop and come back: the
+// readers, whose consumers live on those leaders, are created again by
+// themselves and deliver every acknowledged event, in order, once.
+func TestReaderSurvivesNodeLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("3-node cluster")
+	}
+	c := startCluster(t, 3)
+	p := testPipeline(t.TempDir(), testTopic("metrics", 2))
+	p.Broker.URL = c.urls()
+	p.Broker.Replicas = 3
+	p.Ingest.DedupWindow = pipelines.Duration(10 * time.Minute)
+	logs := &logCounter{}
+	var trace syncBuffer
+	b := openBroker(t, p, Options{Logger: slog.New(teeHandler{logs, slog.NewTextHandler(&trace, &slog.HandlerOptions{Level: slog.LevelInfo})})})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("broker log:\n%s", trace.String())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+
+	var mu sync.Mutex
+	acked := map[int]int64{} // partition -> events acknowledged
+	read := map[int][]string{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for part := range 2 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// A failed append may have landed: it is retried with the
+				// same ids, which AppendUnique stores once.
+				actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				out, err := b.AppendUnique(actx, "metrics", part, testEvents(fmt.Sprintf("p%d.%d", part, i), 0, 3, base), allUnique(3))
+				cancel()
+				if err != nil {
+					i--
+					if !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+						t.Errorf("partition %d: %v", part, err)
+						return
+					}
+					continue
+				}
+				mu.Lock()
+				for _, o := range out {
+					if !o.Duplicate {
+						acked[part]++
+					}
+				}
+				mu.Unlock()
+			}
+		})
+		r, err := b.Reader(ctx, "metrics", part, FromStart())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			defer r.Close()
+			for {
+				e, err := r.Next(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("partition %d: Next: %v", part, err)
+					}
+					return
+				}
+				mu.Lock()
+				for _, ev := range e.Events {
+					read[part] = append(read[part], ev.ID)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	progress := func(what string) {
+		t.Helper()
+		mu.Lock()
+		base := map[int]int{0: len(read[0]), 1: len(read[1])}
+		mu.Unlock()
+		testenv.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			for part := range 2 {
+				if len(read[part]) < base[part]+300 {
+					return fmt.Errorf("%s: partition %d read %d events, %d before; %d acknowledged", what, part, len(read[part]), base[part], acked[part])
+				}
+			}
+			return nil
+		})
+	}
+	leader := func(part int) string {
+		st, err := b.js.Stream(ctx, fmt.Sprintf("LF_metrics_%d", part))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Cluster.Leader
+	}
+	progress("start")
+	first := leader(0)
+	c.stop(first)
+	progress("after stopping " + first)
+	c.restart(t, first)
+	progress("after restarting " + first)
+	second := leader(1)
+	c.stop(second)
+	progress("after stopping " + second)
+	c.restart(t, second)
+	progress("after restarting " + second)
+
+	close(stop)
+	// Everything acknowledged is read, in order, once.
+	testenv.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		for part := range 2 {
+			if int64(len(read[part])) < acked[part] {
+				return fmt.Errorf("partition %d: read %d of %d acknowledged events", part, len(read[part]), acked[part])
+			}
+		}
+		return nil
+	})
+	mu.Lock()
+	for part := range 2 {
+		seen := map[string]bool{}
+		for _, id := range read[part] {
+			if seen[id] {
+				t.Errorf("partition %d: %s read twice", part, id)
+			}
+			seen[id] = true
+		}
+	}
+	mu.Unlock()
+	t.Logf("readers created again %d times", logs.count("reader created again"))
+	cancel()
+	wg.Wait()
+}
+
+// teeHandler sends records to two handlers.
+type teeHandler struct{ a, b slog.Handler }
+
+func (h teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.a.Enabled(ctx, l) || h.b.Enabled(ctx, l)
+}
+func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
+	if h.a.Enabled(ctx, r.Level) {
+		h.a.Handle(ctx, r)
+	}
+	if h.b.Enabled(ctx, r.Level) {
+		h.b.Handle(ctx, r)
+	}
+	return nil
+}
+func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return teeHandler{h.a.WithAttrs(as), h.b.WithAttrs(as)}
+}
+func (h teeHandler) WithGroup(g string) slog.Handler {
+	return teeHandler{h.a.WithGroup(g), h.b.WithGroup(g)}
 }

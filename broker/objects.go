@@ -44,3 +44,26 @@ func (s *ObjectStore) Put(ctx context.Context, name string, data []byte) error {
 	}
 	return nil
 }
+
+// Delete removes the object name; a name that holds none is not an error.
+func (s *ObjectStore) Delete(ctx context.Context, name string) error {
+	err := s.os.Delete(ctx, name)
+	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("broker: delete %s/%s: %w", s.bucket, name, unavailable(err))
+	}
+	return nil
+}
+
+// Version returns a token that changes whenever the object name is
+// replaced (its digest), or "" when there is none: a cheap way to find out
+// whether to read it again.
+func (s *ObjectStore) Version(ctx context.Context, name string) (string, error) {
+	info, err := s.os.GetInfo(ctx, name)
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("broker: %s/%s: %w", s.bucket, name, unavailable(err))
+	}
+	return info.Digest, nil
+}

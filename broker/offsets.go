@@ -27,6 +27,13 @@ type commitRecord struct {
 	CommittedAt int64 `json:"committed_at,omitempty"`
 	// Registered marks a key written by Register before any commit.
 	Registered bool `json:"registered,omitempty"`
+	// Owner and Epoch name the process and lease that wrote the record
+	// (see Lease); an owned consumer's commits are fenced by them.
+	Owner string `json:"owner,omitempty"`
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Checkpoint names the object holding the consumer's state at Offset,
+	// for consumers that keep one (the speed layer).
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 // endMarker is the value of a partition's end marker in the offsets bucket.
@@ -80,28 +87,37 @@ func (b *Broker) Commit(ctx context.Context, consumer, topicName string, part in
 // Committed returns consumer's last committed offset of topic's partition;
 // ok is false when it never committed (a registered consumer included).
 func (b *Broker) Committed(ctx context.Context, consumer, topicName string, part int) (offset int64, ok bool, err error) {
+	offset, _, ok, err = b.CommittedCheckpoint(ctx, consumer, topicName, part)
+	return offset, ok, err
+}
+
+// CommittedCheckpoint is Committed with the checkpoint the commit names
+// (see Lease.Commit; empty when none): readers that follow an owned
+// consumer's state, such as the serving layer's replicas of the speed
+// layer, start from it.
+func (b *Broker) CommittedCheckpoint(ctx context.Context, consumer, topicName string, part int) (offset int64, checkpoint string, ok bool, err error) {
 	if _, _, err := b.partition(topicName, part); err != nil {
-		return 0, false, err
+		return 0, "", false, err
 	}
 	kv, err := b.offsets(ctx)
 	if err != nil {
-		return 0, false, err
+		return 0, "", false, err
 	}
 	e, err := kv.Get(ctx, commitKey(consumer, topicName, part))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, false, nil
+		return 0, "", false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("broker: committed %s %q/%d: %w", consumer, topicName, part, unavailable(err))
+		return 0, "", false, fmt.Errorf("broker: committed %s %q/%d: %w", consumer, topicName, part, unavailable(err))
 	}
 	var rec commitRecord
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return 0, false, fmt.Errorf("broker: committed %s %q/%d: %w", consumer, topicName, part, err)
+		return 0, "", false, fmt.Errorf("broker: committed %s %q/%d: %w", consumer, topicName, part, err)
 	}
 	if rec.Registered {
-		return 0, false, nil
+		return 0, "", false, nil
 	}
-	return rec.Offset, true, nil
+	return rec.Offset, rec.Checkpoint, true, nil
 }
 
 // Register makes consumer of topic show in Lag (at offset 0) before its

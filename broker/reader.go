@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -86,16 +87,44 @@ func (e Entry) End() int64 { return e.Offset + int64(len(e.Events)) }
 
 // Reader reads one partition in order. Next and Close may be called from
 // different goroutines; Next itself is not for concurrent use.
+//
+// A Reader outlives the loss of the NATS server it reads through, or of the
+// partition's stream leader: when its JetStream consumer fails (an error,
+// or heartbeats missing for readerHeartbeat×2) it logs a warning and
+// creates a new one after the last entry it returned, with backoff, until
+// the log answers again or its ctx ends. Callers see a pause, not an error.
 type Reader struct {
 	b      *Broker
 	schema event.Schema
 	p      *partition
-	it     jetstream.MessagesContext
+
+	mu  sync.Mutex
+	cur *readerIt
+	// nextSeq is the stream sequence after the last entry delivered (the
+	// start sequence before the first).
+	nextSeq uint64
 	// minOffset: events before it are dropped (the start position fell
-	// inside an entry, or beyond the end).
+	// inside an entry, or beyond the end; or they were returned before a
+	// re-creation).
 	minOffset int64
+	failures  int
+	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 }
+
+// readerIt pairs an iterator with the stop of its subscription.
+type readerIt struct {
+	it       jetstream.MessagesContext
+	stopOnce sync.Once
+}
+
+// Consumer settings of a Reader: heartbeats let a consumer whose server
+// died be noticed within seconds instead of the default 30 s.
+const (
+	readerHeartbeat = time.Second
+	readerExpiry    = 5 * time.Second
+	readerMaxBytes  = 16 << 20 // bound buffered entries by bytes, not count
+)
 
 // Reader opens a reader of topic's partition starting at from. It follows
 // the log: Next waits for entries appended later. Close it when done
@@ -116,20 +145,10 @@ func (b *Broker) Reader(ctx context.Context, topicName string, part int, from Po
 	if err != nil {
 		return nil, err
 	}
-	cons, err := b.js.OrderedConsumer(ctx, p.stream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   seq,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("broker: reader %q/%d: %w", topicName, part, unavailable(err))
+	r := &Reader{b: b, schema: t.spec.Schema, p: p, nextSeq: seq, minOffset: minOffset, done: make(chan struct{})}
+	if err := r.open(ctx); err != nil {
+		return nil, err
 	}
-	// Bound buffered entries by bytes: entries of a thousand events are
-	// common, and the default of 500 messages could hold hundreds of MB.
-	it, err := cons.Messages(jetstream.PullMaxBytes(16 << 20))
-	if err != nil {
-		return nil, fmt.Errorf("broker: reader %q/%d: %w", topicName, part, unavailable(err))
-	}
-	r := &Reader{b: b, schema: t.spec.Schema, p: p, it: it, minOffset: minOffset}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -141,34 +160,124 @@ func (b *Broker) Reader(ctx context.Context, topicName string, part int, from Po
 	return r, nil
 }
 
+// open creates the JetStream consumer and its iterator from r.nextSeq.
+func (r *Reader) open(ctx context.Context) error {
+	cons, err := r.b.js.OrderedConsumer(ctx, r.p.stream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   r.nextSeq,
+		// The consumer's own resets retry silently and without end; one
+		// attempt, then the Reader re-creates it, logging why.
+		MaxResetAttempts: 1,
+	})
+	if err != nil {
+		return fmt.Errorf("broker: reader %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
+	}
+	it, err := cons.Messages(jetstream.PullMaxBytes(readerMaxBytes),
+		jetstream.PullHeartbeat(readerHeartbeat), jetstream.PullExpiry(readerExpiry))
+	if err != nil {
+		return fmt.Errorf("broker: reader %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-r.done:
+		r.stopIt(&readerIt{it: it})
+		return ErrClosed
+	default:
+	}
+	r.cur = &readerIt{it: it}
+	return nil
+}
+
 // Next returns the next entry, waiting until one is appended or ctx is
 // done (then ctx.Err()). After Close it returns ErrClosed. An entry that
 // cannot be decoded is returned as an error wrapping ErrCorruptEntry or
-// ErrSchemaMismatch; the next call goes on after it.
+// ErrSchemaMismatch; the next call goes on after it. A failure of the log
+// is not returned: the Reader logs it and reads again (see Reader).
 func (r *Reader) Next(ctx context.Context) (Entry, error) {
 	for {
-		msg, err := r.it.Next(jetstream.NextContext(ctx))
+		r.mu.Lock()
+		cur := r.cur
+		r.mu.Unlock()
+		if cur == nil {
+			if err := r.reopen(ctx); err != nil {
+				return Entry{}, err
+			}
+			continue
+		}
+		msg, err := cur.it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			select {
+			case <-r.done:
 				return Entry{}, ErrClosed
+			default:
 			}
 			if ctx.Err() != nil {
 				return Entry{}, ctx.Err()
 			}
-			return Entry{}, fmt.Errorf("broker: read %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
+			r.b.log.Warn("broker: reader failed; creating it again", "topic", r.p.topic, "partition", r.p.index,
+				"from_seq", r.nextSeq, "err", err)
+			r.mu.Lock()
+			if r.cur == cur {
+				r.cur = nil
+			}
+			r.mu.Unlock()
+			r.stopIt(cur)
+			r.failures++
+			continue
 		}
 		md, err := msg.Metadata()
 		if err != nil {
 			return Entry{}, fmt.Errorf("broker: read %q/%d: %w", r.p.topic, r.p.index, err)
 		}
+		r.nextSeq = md.Sequence.Stream + 1
+		r.failures = 0
 		e, err := decodeMsg(r.p, r.schema, md.Sequence.Stream, md.Timestamp, msg.Headers(), msg.Data(), r.minOffset)
 		if err != nil {
 			return Entry{}, err
 		}
 		if len(e.Events) > 0 {
+			r.minOffset = max(r.minOffset, e.End())
 			return e, nil
 		}
 	}
+}
+
+// readerBackoff spaces the re-creations of a failed reader: 100 ms doubling
+// to 5 s, without jitter (the wait is for the log to come back).
+var readerBackoff = retry.Backoff{Base: 100 * time.Millisecond, Cap: 5 * time.Second}
+
+// reopen creates the consumer again after a failure, after a backoff that
+// grows with consecutive failures.
+func (r *Reader) reopen(ctx context.Context) error {
+	if r.failures > 0 {
+		t := time.NewTimer(readerBackoff.Delay(r.failures))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-r.done:
+			t.Stop()
+			return ErrClosed
+		}
+	}
+	if r.b.isClosed() {
+		return ErrClosed
+	}
+	err := r.open(ctx)
+	switch {
+	case err == nil:
+		r.b.log.Info("broker: reader created again", "topic", r.p.topic, "partition", r.p.index, "from_seq", r.nextSeq)
+		return nil
+	case errors.Is(err, ErrClosed):
+		return err
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	r.b.log.Warn("broker: creating a reader failed; retrying", "topic", r.p.topic, "partition", r.p.index, "err", err)
+	r.failures++
+	return nil
 }
 
 // Close stops the reader; a blocked Next returns ErrClosed.
@@ -182,13 +291,26 @@ func (r *Reader) Close() error {
 
 func (r *Reader) stop() {
 	r.closeOnce.Do(func() {
-		r.it.Stop()
-		// Wait for the subscription's goroutines so that nothing outlives
-		// the reader. nats.go closes the channel Closed returns only if the
-		// subscription is already gone when Closed is called (for
-		// Messages iterators), and a later call also releases earlier
-		// ones, so ask again until it is.
-		c, ok := r.it.(interface{ Closed() <-chan struct{} })
+		close(r.done)
+		r.mu.Lock()
+		cur := r.cur
+		r.cur = nil
+		r.mu.Unlock()
+		if cur != nil {
+			r.stopIt(cur)
+		}
+	})
+}
+
+// stopIt stops an iterator and waits for its subscription's goroutines,
+// so that nothing outlives the reader. nats.go closes the channel Closed
+// returns only if the subscription is already gone when Closed is called
+// (for Messages iterators), and a later call also releases earlier ones,
+// so ask again until it is.
+func (r *Reader) stopIt(ri *readerIt) {
+	ri.stopOnce.Do(func() {
+		ri.it.Stop()
+		c, ok := ri.it.(interface{ Closed() <-chan struct{} })
 		if !ok {
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -65,11 +66,13 @@ type Broker struct {
 	js   jetstream.JetStream
 
 	topics    map[string]*topic
+	idSeeds   [2]maphash.Seed   // of the dedup indexes' id hashes
 	logTopics []pipelines.Topic // every topic of the log, in order
 	metrics   *metrics
 
 	kvMu      sync.Mutex
 	offsetsKV jetstream.KeyValue
+	cm        *clusterMetrics // once Join ran
 
 	lagMu    sync.Mutex
 	lagCache map[lagKey]entryTimes
@@ -153,6 +156,7 @@ func newBroker(p *pipelines.Pipeline, opts Options) (*Broker, error) {
 		readers:  make(map[*Reader]struct{}),
 		stop:     make(chan struct{}),
 		ncDone:   make(chan struct{}),
+		idSeeds:  [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
@@ -529,6 +533,11 @@ func (b *Broker) Ready(ctx context.Context) error {
 // on a cluster it waits, within ctx, until the bucket can be placed.
 // Other layers keep their checkpoints there.
 func (b *Broker) keyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	return b.kv(ctx, bucket, 0)
+}
+
+// kv is keyValue with keys that expire ttl after their last write (0: never).
+func (b *Broker) kv(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
 	if b.readOnly {
 		kv, err := b.js.KeyValue(ctx, b.prefix+"_"+bucket)
 		if err != nil {
@@ -543,6 +552,7 @@ func (b *Broker) keyValue(ctx context.Context, bucket string) (jetstream.KeyValu
 			Storage:  jetstream.FileStorage,
 			Replicas: b.replicas,
 			History:  1,
+			TTL:      ttl,
 		})
 		return err
 	})
@@ -570,7 +580,6 @@ func (b *Broker) ObjectStore(ctx context.Context, bucket string) (*ObjectStore, 
 	return &ObjectStore{os: os, bucket: b.prefix + "_" + bucket}, nil
 }
 
-// serverLogger sends the embedded nats-server's log to slog.
 // serverLogger passes the embedded server's messages to the broker's log,
 // and its errors to the disk watch, which learns of a full disk from them.
 type serverLogger struct {

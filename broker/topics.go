@@ -42,6 +42,7 @@ const duplicateWindow = 15 * time.Second
 type topic struct {
 	spec  *pipelines.Topic
 	parts []*partition
+	dedup *dedupIndex // for AppendUnique, created on first use
 }
 
 // partition is one partition of a topic: one JetStream stream with one subject.
@@ -58,6 +59,9 @@ type partition struct {
 	known   bool
 	lastSeq uint64
 	next    int64
+	// dedup is the partition's part in its topic's index of ids for
+	// AppendUnique, built on first use.
+	dedup *partDedup
 
 	// Guarded by markMu: the last acknowledged append's end, for the marker.
 	markMu    sync.Mutex
@@ -214,7 +218,7 @@ func (b *Broker) whileForming(ctx context.Context, what string, f func() error) 
 	delay := 100 * time.Millisecond
 	for {
 		err := f()
-		if err == nil || b.replicas <= 1 || !transient(err) || ctx.Err() != nil {
+		if err == nil || b.replicas <= 1 || !(transient(err) || noPeersYet(err)) || ctx.Err() != nil {
 			return err
 		}
 		if time.Now().After(next) {
@@ -229,6 +233,19 @@ func (b *Broker) whileForming(ctx context.Context, what string, f func() error) 
 		}
 		delay = min(2*delay, 2*time.Second)
 	}
+}
+
+// errCodeNoPeers is JetStream's "no suitable peers for placement": the
+// meta leader does not know enough servers yet (a cluster forming, or one
+// that lost servers), or the replicas outnumber the servers for good.
+const errCodeNoPeers = 10005
+
+// noPeersYet reports whether err is errCodeNoPeers. Only startup waits on
+// it (whileForming, which says every 10 s what it waits for): elsewhere it
+// is an error to report.
+func noPeersYet(err error) bool {
+	var je jetstream.JetStreamError
+	return errors.As(err, &je) && je.APIError() != nil && je.APIError().ErrorCode == errCodeNoPeers
 }
 
 // existingPartitions returns the sorted partition numbers of t that have a

@@ -36,6 +36,13 @@ func (c *Client) Topics(ctx context.Context) ([]api.Topic, error) {
 	return out.Topics, err
 }
 
+// Cluster lists the pipeline's live processes and what each owns.
+func (c *Client) Cluster(ctx context.Context) (api.Cluster, error) {
+	var out api.Cluster
+	err := c.Get(ctx, "/v1/cluster", nil, &out)
+	return out, err
+}
+
 // Lag lists every consumer's position per partition.
 func (c *Client) Lag(ctx context.Context) ([]api.Lag, error) {
 	var out api.LagAnswer

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -352,6 +353,16 @@ func TestConsole(t *testing.T) {
 		if job.State != "succeeded" || job.View != seedView {
 			t.Errorf("the API says job %s is %+v", id, job)
 		}
+		// A job that changed nothing is not shown as a green success.
+		var badge string
+		b.eval(t, fmt.Sprintf(`(() => { const r = document.querySelector('tr.job-row[data-job=%q]'); const s = r.querySelector('.job-state'); return r.dataset.nothing + " " + s.textContent + " " + s.classList.contains("ok"); })()`, id), &badge)
+		want := "false succeeded true"
+		if job.NothingToDo {
+			want = "true nothing to do false"
+		}
+		if badge != want {
+			t.Errorf("job %s (nothing_to_do %v, note %q) is shown as %q, want %q", id, job.NothingToDo, job.Note, badge, want)
+		}
 	})
 
 	t.Run("view chart", func(t *testing.T) {
@@ -423,6 +434,39 @@ func TestConsole(t *testing.T) {
 			t.Errorf("sink health shown %v, want %v", health, want)
 		}
 		b.waitFor(t, "the warehouse's dead letters (none)", `document.querySelector("#dlq h2") && document.querySelector("#dlq").textContent.includes("No dead letters")`)
+	})
+
+	t.Run("cluster", func(t *testing.T) {
+		defer b.screenshot(t, "cluster")
+		b.open(t, p, "cluster")
+		cl := got(p.api.Cluster(bg))(t)
+		if len(cl.Nodes) != 1 {
+			t.Fatalf("GET /v1/cluster lists %d processes, want this one: %+v", len(cl.Nodes), cl.Nodes)
+		}
+		n := cl.Nodes[0]
+		owned := 0
+		for _, parts := range n.Owns {
+			owned += len(parts)
+		}
+		if owned == 0 {
+			t.Fatalf("the one process owns no partition: %+v", n)
+		}
+		b.waitFor(t, "the process and what it owns", fmt.Sprintf(
+			`document.querySelector('tr.cluster-node[data-node="%s"] .owned')?.dataset.value === "%d"`, n.ID, owned))
+		// Every owned partition is listed under its consumer, owned by it.
+		var shown []string
+		b.eval(t, `[...document.querySelectorAll("tr.cluster-owner")].map(r => r.dataset.consumer + "/" + r.dataset.partition + "@" + r.dataset.node)`, &shown)
+		var want []string
+		for c, parts := range n.Owns {
+			for _, part := range parts {
+				want = append(want, fmt.Sprintf("%s/%d@%s", c, part, n.ID))
+			}
+		}
+		slices.Sort(shown)
+		slices.Sort(want)
+		if !slices.Equal(shown, want) {
+			t.Errorf("the page shows %v, the API %v", shown, want)
+		}
 	})
 
 	t.Run("overview graph", func(t *testing.T) {

@@ -65,7 +65,10 @@ type chunk struct {
 	call    *call
 	bytes   int // estimated, see eventBytes
 	events  []event.Event
+	unique  []bool  // per event: its id is the client's, deduplicate it
 	offsets []int64 // filled with each event's offset before call is settled
+	dups    []bool  // filled with offsets: the event is a duplicate
+	parts   []int32 // filled with offsets: its partition (a duplicate's may be another)
 	ok      bool    // set with offsets: the chunk is durable
 
 	// next, when set, must be appended right after this chunk, with no
@@ -234,20 +237,22 @@ func (b *batcher) run(ctx context.Context) {
 // send appends one batch as one log entry and settles its chunks.
 func (b *batcher) send(ctx context.Context, batch []*chunk, n int) {
 	events := make([]event.Event, 0, n)
+	unique := make([]bool, 0, n)
 	for _, c := range batch {
 		events = append(events, c.events...)
+		unique = append(unique, c.unique...)
 	}
 	b.metrics.batchEvents.Observe(float64(n))
-	first, err := b.log.Append(ctx, b.topic, b.partition, events)
+	placed, err := b.log.AppendUnique(ctx, b.topic, b.partition, events, unique)
 	if err != nil {
 		b.logger.Warn("append failed", "topic", b.topic, "partition", b.partition, "events", n, "err", err)
 	}
-	off := first
+	k := 0
 	for _, c := range batch {
 		if err == nil {
 			for i := range c.offsets {
-				c.offsets[i] = off
-				off++
+				c.offsets[i], c.dups[i], c.parts[i] = placed[k].Offset, placed[k].Duplicate, int32(placed[k].Partition)
+				k++
 			}
 			c.ok = true
 		}

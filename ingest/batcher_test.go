@@ -18,11 +18,14 @@ import (
 )
 
 // fakeLog is a Log in memory for the unit tests of the logic above the Log
-// interface: group commit, request outcomes, waiting on concurrent ids.
-// The integration tests run the same paths on the real broker.
+// interface: group commit, request outcomes, duplicates. It deduplicates
+// ids per partition, as the broker does (the broker's own tests check its
+// index against the real log). The integration tests run the same paths on
+// the real broker.
 type fakeLog struct {
 	mu      sync.Mutex
 	next    map[string]int64
+	ids     map[string]int64 // "topic/partition/id" -> offset
 	appends []fakeAppend
 	// hold, when set, makes every Append announce itself on entered and
 	// wait for a token (or close) of release before it proceeds.
@@ -55,10 +58,10 @@ type fakeAppend struct {
 }
 
 func newFakeLog(hold bool) *fakeLog {
-	return &fakeLog{next: map[string]int64{}, hold: hold, entered: make(chan fakeAppend, 1024), release: make(chan struct{})}
+	return &fakeLog{next: map[string]int64{}, ids: map[string]int64{}, hold: hold, entered: make(chan fakeAppend, 1024), release: make(chan struct{})}
 }
 
-func (f *fakeLog) Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error) {
+func (f *fakeLog) AppendUnique(ctx context.Context, topic string, partition int, events []event.Event, unique []bool) ([]broker.Placement, error) {
 	a := fakeAppend{Topic: topic, Partition: partition}
 	for _, e := range events {
 		a.IDs = append(a.IDs, e.ID)
@@ -68,26 +71,36 @@ func (f *fakeLog) Append(ctx context.Context, topic string, partition int, event
 		select {
 		case <-f.release:
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
 		if err := f.fail(topic, partition); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	k := fmt.Sprintf("%s/%d", topic, partition)
-	a.First = f.next[k]
-	f.next[k] += int64(len(events))
+	out := make([]broker.Placement, len(events))
+	a.IDs, a.First = nil, f.next[k]
+	for i, e := range events {
+		if off, ok := f.ids[k+"/"+e.ID]; ok && unique[i] {
+			out[i] = broker.Placement{Partition: partition, Offset: off, Duplicate: true}
+			continue
+		}
+		out[i] = broker.Placement{Partition: partition, Offset: f.next[k]}
+		if unique[i] {
+			f.ids[k+"/"+e.ID] = f.next[k]
+		}
+		f.next[k]++
+		a.IDs = append(a.IDs, e.ID)
+	}
 	f.appends = append(f.appends, a)
-	return a.First, nil
+	return out, nil
 }
 
-func (f *fakeLog) Recent(ctx context.Context, topic string, partition int, since time.Time, last int64, fn func(ev *event.Event, offset int64) error) error {
-	return nil
-}
+func (f *fakeLog) PrepareDedup(context.Context, string, int) error { return nil }
 
 func (f *fakeLog) log() []fakeAppend {
 	f.mu.Lock()
@@ -246,7 +259,11 @@ func TestStopDrainsQueuedEvents(t *testing.T) {
 	}
 }
 
-func TestConcurrentSameIDWaitsForFirst(t *testing.T) {
+// TestConcurrentSameIDLandsOnce: a request repeating an id that another
+// request is appending goes into the next entry of the partition, after
+// the first one's outcome, so the log sees it as a duplicate when the first
+// succeeded and appends it when the first failed.
+func TestConcurrentSameIDLandsOnce(t *testing.T) {
 	for _, firstFails := range []bool{false, true} {
 		t.Run(fmt.Sprintf("firstFails=%v", firstFails), func(t *testing.T) {
 			fl := newFakeLog(true)
@@ -263,35 +280,33 @@ func TestConcurrentSameIDWaitsForFirst(t *testing.T) {
 			if got := fl.waitEntered(t); !reflect.DeepEqual(got.IDs, []string{"x", "y"}) {
 				t.Fatalf("first append %v", got.IDs)
 			}
-			// b shares x with a, which holds it: b appends only z now and
-			// waits for a's outcome for x.
+			// b shares x with a, which is appending it: b's events wait for
+			// the next entry.
 			b := h.postAsync("metrics", bodyIDs("z", "x"))
-			gathered(t, h.in, "metrics", 0, 1) // b has claimed its ids
-			fl.release <- struct{}{}           // a's append
+			gathered(t, h.in, "metrics", 0, 2)
+			fl.release <- struct{}{} // a's append
 			ra := <-a
-			if got := fl.waitEntered(t); !reflect.DeepEqual(got.IDs, []string{"z"}) {
+			if got := fl.waitEntered(t); !reflect.DeepEqual(got.IDs, []string{"z", "x"}) {
 				t.Fatalf("second append %v", got.IDs)
 			}
 			fl.release <- struct{}{}
+			rb := <-b
 			if !firstFails {
 				if ra.code != 200 || ra.body != `{"accepted":2,"results":[{"partition":0,"offset":0,"duplicate":false},{"partition":0,"offset":1,"duplicate":false}]}`+"\n" {
 					t.Fatalf("a: %d %s", ra.code, ra.body)
 				}
-				rb := <-b
 				if rb.code != 200 || rb.body != `{"accepted":1,"results":[{"partition":0,"offset":2,"duplicate":false},{"partition":0,"offset":0,"duplicate":true}]}`+"\n" {
 					t.Fatalf("b: %d %s", rb.code, rb.body)
+				}
+				if log := fl.log(); len(log) != 2 || !reflect.DeepEqual(log[1].IDs, []string{"z"}) {
+					t.Fatalf("log %+v", log)
 				}
 				return
 			}
 			if ra.code != 503 || ra.hdr.Get("Retry-After") != "1" {
 				t.Fatalf("a: %d %s", ra.code, ra.body)
 			}
-			// a failed: b appends x itself.
-			if got := fl.waitEntered(t); !reflect.DeepEqual(got.IDs, []string{"x"}) {
-				t.Fatalf("third append %v", got.IDs)
-			}
-			fl.release <- struct{}{}
-			rb := <-b
+			// a failed: b's x is appended.
 			if rb.code != 200 || rb.body != `{"accepted":2,"results":[{"partition":0,"offset":0,"duplicate":false},{"partition":0,"offset":1,"duplicate":false}]}`+"\n" {
 				t.Fatalf("b: %d %s", rb.code, rb.body)
 			}

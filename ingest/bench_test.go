@@ -181,6 +181,9 @@ func BenchmarkHTTPIngest(b *testing.B) {
 		setup func(b *testing.B, p *pipelines.Pipeline) func()
 	}{
 		{"R1-fsync", func(b *testing.B, p *pipelines.Pipeline) func() { p.Broker.Sync = "always"; return func() {} }},
+		// Every request with its own Idempotency-Key: every event is checked
+		// against, and remembered in, its partition's dedup index.
+		{"R1-fsync-ids", func(b *testing.B, p *pipelines.Pipeline) func() { p.Broker.Sync = "always"; return func() {} }},
 		{"R1-nofsync", func(b *testing.B, p *pipelines.Pipeline) func() { p.Broker.Sync = "interval"; return func() {} }},
 		{"R3", startCluster},
 	} {
@@ -194,6 +197,7 @@ func BenchmarkHTTPIngest(b *testing.B) {
 				p := testPipeline(dir, *metricsTopic(4))
 				stop = cfg.setup(b, p)
 				env = startHTTPIngest(b, p, Options{})
+				env.keys = strings.HasSuffix(cfg.name, "-ids")
 			}
 			rate := env.run(b, bodies, benchClients)
 			if rawRate > 0 {
@@ -262,6 +266,7 @@ type httpEnv struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	keys                 bool         // post with a fresh Idempotency-Key each
 	batches, batchEvents atomic.Int64 // Appends and their events
 	appendNanos          atomic.Int64 // time spent in Appends
 }
@@ -272,13 +277,13 @@ type countingLog struct {
 	e *httpEnv
 }
 
-func (c countingLog) Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error) {
+func (c countingLog) AppendUnique(ctx context.Context, topic string, partition int, events []event.Event, unique []bool) ([]broker.Placement, error) {
 	start := time.Now()
-	off, err := c.Log.Append(ctx, topic, partition, events)
+	out, err := c.Log.AppendUnique(ctx, topic, partition, events, unique)
 	c.e.appendNanos.Add(int64(time.Since(start)))
 	c.e.batches.Add(1)
 	c.e.batchEvents.Add(int64(len(events)))
-	return off, err
+	return out, err
 }
 
 func startHTTPIngest(b *testing.B, p *pipelines.Pipeline, opts Options) *httpEnv {
@@ -356,7 +361,12 @@ func (e *httpEnv) run(b *testing.B, bodies []string, clients int) float64 {
 					return
 				}
 				start := time.Now()
-				resp, err := e.client.Post(e.url, "application/x-ndjson", strings.NewReader(body))
+				req, _ := http.NewRequest(http.MethodPost, e.url, strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/x-ndjson")
+				if e.keys {
+					req.Header.Set("Idempotency-Key", fmt.Sprintf("bench-%p-%d", e, i))
+				}
+				resp, err := e.client.Do(req)
 				if err == nil {
 					_, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
@@ -547,18 +557,22 @@ func anyLeader(servers []*server.Server) bool {
 // nopLog acknowledges every Append at once.
 type nopLog struct{ next atomic.Int64 }
 
-func (l *nopLog) Append(_ context.Context, _ string, _ int, events []event.Event) (int64, error) {
-	return l.next.Add(int64(len(events))) - int64(len(events)), nil
+func (l *nopLog) AppendUnique(_ context.Context, _ string, part int, events []event.Event, _ []bool) ([]broker.Placement, error) {
+	first := l.next.Add(int64(len(events))) - int64(len(events))
+	out := make([]broker.Placement, len(events))
+	for i := range out {
+		out[i] = broker.Placement{Partition: part, Offset: first + int64(i)}
+	}
+	return out, nil
 }
 
-func (l *nopLog) Recent(context.Context, string, int, time.Time, int64, func(*event.Event, int64) error) error {
-	return nil
-}
+func (l *nopLog) PrepareDedup(context.Context, string, int) error { return nil }
 
 // BenchmarkHandler measures ingest's own work per request, without network
 // and log: the handler on a 100-event NDJSON body, with a log that
-// acknowledges at once. Variants: generated ids, ids in the body (claimed
-// and remembered in the dedup index).
+// acknowledges at once. Variants: generated ids, ids in the body (the
+// dedup index is the log's: BenchmarkHTTPIngest's ids variant and the
+// broker's BenchmarkAppendUnique measure it).
 func BenchmarkHandler(b *testing.B) {
 	for _, withIDs := range []bool{false, true} {
 		b.Run(fmt.Sprintf("ids=%v", withIDs), func(b *testing.B) {
@@ -574,7 +588,7 @@ func BenchmarkHandler(b *testing.B) {
 					bd := body
 					if withIDs {
 						k := seq.Add(1)
-						bd = strings.ReplaceAll(body, `{"ts"`, fmt.Sprintf(`{"id":"%d-%%d","ts"`, k))
+						bd = withIDs100(body, k)
 					}
 					req, _ := http.NewRequest(http.MethodPost, "/v1/topics/metrics/events", strings.NewReader(bd))
 					rec := &discardWriter{h: http.Header{}}
@@ -587,6 +601,17 @@ func BenchmarkHandler(b *testing.B) {
 			b.ReportMetric(float64(b.N)*benchBodyEvents/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+}
+
+// withIDs100 gives each event of body the id "<k>-<line>".
+func withIDs100(body string, k int64) string {
+	lines := strings.SplitAfter(body, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = fmt.Sprintf(`{"id":"%d-%d",`, k, i) + l[1:]
+		}
+	}
+	return strings.Join(lines, "")
 }
 
 // discardWriter is a ResponseWriter that keeps only the status.

@@ -508,10 +508,16 @@ func FuzzDecodeTimeUnits(f *testing.F) {
 			return
 		}
 		got := events[0].Time
-		want, ok := new(big.Rat).SetString(strings.Trim(num, " \t\r\n")) // JSON white space
-
+		text := strings.Trim(num, " \t\r\n") // JSON white space
+		want, ok := new(big.Rat).SetString(text)
 		if !ok {
-			t.Fatalf("accepted %q, which is no number", num)
+			// big.Rat gives up on an exponent past int32; the number is
+			// still JSON, and acceptable only as a zero (0E100…0).
+			mant, _, _ := strings.Cut(strings.ToLower(text), "e")
+			if !json.Valid([]byte(text)) || strings.Trim(mant, "-0.") != "" {
+				t.Fatalf("accepted %q, which is no number", num)
+			}
+			want = new(big.Rat)
 		}
 		want.Mul(want, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(exps[i])), nil)))
 		if !want.IsInt() || want.Num().Cmp(big.NewInt(got)) != 0 {

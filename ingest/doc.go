@@ -6,9 +6,9 @@
 //
 // It owns the endpoint POST /v1/topics/{topic}/events (Routes), the NATS
 // subject <prefix>.publish.<topic> (ServeNATS), the entry point of other
-// protocols' records (PublishRecords), its
-// readiness (Checks) and its live numbers (AddStats), the per-topic dedup
-// index of event ids and the batching in front of the log. It must not
+// protocols' records (PublishRecords), its readiness (Checks) and its live
+// numbers (AddStats), which events carry ids to deduplicate, and the
+// batching in front of the log. It must not
 // keep events anywhere but in memory on their way to the log, nor answer
 // 200 for an event the log has not acknowledged; it knows the log only
 // through the Log interface (BrokerLog adapts package broker).
@@ -108,17 +108,21 @@
 //
 // # Deduplication
 //
-// Per topic, ingest remembers where each client-given id (its own or from
-// Idempotency-Key) landed, for ingest.dedup_window (default 10m) and at most
-// ingest.dedup_max_ids ids (default 5,000,000; the oldest are forgotten
-// first, as 16-byte hashes, ~70 bytes each). A repeat within the window is
-// answered duplicate and not appended, also within one request. A request
-// whose id another request is appending waits for that one's outcome and
-// appends the event itself only if it failed. Generated ids are not
-// remembered (nobody can repeat them). The index is rebuilt from the last
-// dedup_window of the log when Run starts, before Ready, so that retries
-// across a restart land once; the log does not tell generated ids from
-// given ones, so the rebuilt index holds both.
+// A client-given id (its own or from Idempotency-Key) lands once within
+// ingest.dedup_window (default 10m), whichever ingest process the request
+// or its retry goes through: the log deduplicates (broker.AppendUnique).
+// Each process keeps an index of the ids its topics hold, built from the
+// log at start (before Ready) and kept current from every entry appended
+// since, its own or another process's (it reads those when its expectation
+// of the log's end is refused, see docs/log-format.md). At most
+// ingest.dedup_max_ids ids per topic are remembered (default 5,000,000; the
+// oldest are forgotten first, as 16-byte hashes, ~70 bytes each). A repeat
+// within the window is answered duplicate with the partition and offset
+// where it first landed, and not appended, also within one request and
+// between concurrent requests (a partition's appends are serialised).
+// Across processes the guarantee holds within a partition, which a retry of
+// the same event (the same key) reaches; within one process, also across
+// partitions. Generated ids are not checked (nobody can repeat them).
 //
 // # Group commit
 //

@@ -171,7 +171,7 @@ func (h *handler) publishBody(ctx context.Context, ts *topicState, body, idempot
 	defer in.release(n)
 
 	dedupable := in.assignIDs(events, idempotencyKey, start)
-	results, accepted, err := in.publish(ctx, ts, events, dedupable, placeByKey, bufs)
+	results, accepted, err := in.publish(ts, events, dedupable, placeByKey, bufs)
 	if err != nil {
 		in.logger.Warn("ingest: request failed", "topic", name, "events", n, "err", err)
 		const retry = "; events of this request may be durable: retry it with the same ids or Idempotency-Key"

@@ -21,21 +21,21 @@ import (
 
 // Log is what ingest needs of the log. BrokerLog adapts a *broker.Broker.
 type Log interface {
-	// Append writes events as one log entry of the topic's partition and
-	// returns the offset of the first event once the entry is durable; the
-	// others follow it one by one. Concurrent Appends to one partition are
-	// allowed and are ordered by the log. Errors wrapping
-	// broker.ErrUnavailable mean the log could not be reached in time; the
-	// entry may or may not have been written.
-	Append(ctx context.Context, topic string, partition int, events []event.Event) (firstOffset int64, err error)
+	// AppendUnique writes events as one log entry of the topic's
+	// partition, except those with unique[i] whose id the partition
+	// already holds within the dedup window (appended by any process) or
+	// that repeat an earlier event of the call: those are placed where
+	// the first landed, marked duplicate. It returns once the entry is
+	// durable. Concurrent calls on one partition are allowed and are
+	// ordered by the log. Errors wrapping broker.ErrUnavailable mean the
+	// log could not be reached in time; the entry may or may not have
+	// been written.
+	AppendUnique(ctx context.Context, topic string, partition int, events []event.Event, unique []bool) ([]broker.Placement, error)
 
-	// Recent calls fn, in log order, for every event of the partition in
-	// entries appended at or after since, but no more than the last `last`
-	// events, up to the end the partition had when Recent was called, with
-	// its offset (the event's Ingest is its entry's). It is how ingest
-	// rebuilds its dedup index at start; an error from fn stops it and is
-	// returned. fn must not keep ev.
-	Recent(ctx context.Context, topic string, partition int, since time.Time, last int64, fn func(ev *event.Event, offset int64) error) error
+	// PrepareDedup builds the partition's index of ids from the log, so
+	// that the first request after a start is checked against the ids
+	// appended before it.
+	PrepareDedup(ctx context.Context, topic string, partition int) error
 }
 
 // Options are the dependencies an Ingest gets from its owner.
@@ -97,7 +97,6 @@ type topicState struct {
 	topic    *pipelines.Topic
 	dec      *decoder
 	part     partitioner
-	dedup    *dedupIndex
 	batchers []*batcher
 	m        *topicMetrics
 }
@@ -155,7 +154,6 @@ func New(p *pipelines.Pipeline, log Log, opts Options) (*Ingest, error) {
 			topic: t,
 			dec:   newDecoder(t, p.SiteName()),
 			part:  newPartitioner(t),
-			dedup: newDedupIndex(p.Ingest.DedupWindow.D().Microseconds(), p.Ingest.DedupMaxIDs),
 			m:     m.forTopic(t.Name),
 		}
 		for part := range max(t.Partitions, 1) {
@@ -229,38 +227,22 @@ func (in *Ingest) rebuildRetrying(ctx context.Context) error {
 	})
 }
 
-// rebuild fills every topic's dedup index from the last dedup_window of
-// the log, so that a retry after a restart is still recognised.
+// rebuild builds the id index of every partition from the last
+// dedup_window of the log, so that a retry after a restart, or through
+// another ingest process, is still recognised.
 func (in *Ingest) rebuild(ctx context.Context) error {
-	window := in.p.Ingest.DedupWindow.D()
-	if window <= 0 {
+	if in.p.Ingest.DedupWindow.D() <= 0 {
 		return nil
 	}
-	now := in.now()
-	since := now.Add(-window)
 	start := time.Now()
-	total := 0
 	for _, ts := range in.topics {
-		var ids []loadedID
 		for part := range ts.batchers {
-			// The newest dedup_max_ids of the topic are among the newest
-			// dedup_max_ids of each partition; older ones would be evicted.
-			last := int64(max(in.p.Ingest.DedupMaxIDs, 1))
-			err := in.log.Recent(ctx, ts.topic.Name, part, since, last, func(ev *event.Event, offset int64) error {
-				if !ts.dec.local(ev) {
-					return nil // pulled from another site: its source position dedups it
-				}
-				ids = append(ids, loadedID{h: ts.dedup.hash(ev.ID), orig: origin{offset: offset, at: ev.Ingest, partition: int32(part)}})
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("ingest: rebuild dedup index of %s/%d: %w", ts.topic.Name, part, err)
+			if err := in.log.PrepareDedup(ctx, ts.topic.Name, part); err != nil {
+				return fmt.Errorf("ingest: build the dedup index of %s/%d: %w", ts.topic.Name, part, err)
 			}
 		}
-		ts.dedup.load(now.UnixMicro(), ids)
-		total += len(ids)
 	}
-	in.logger.Info("ingest dedup index rebuilt", "ids", total, "window", window, "took", time.Since(start))
+	in.logger.Info("ingest dedup index built", "window", in.p.Ingest.DedupWindow.D(), "took", time.Since(start))
 	return nil
 }
 

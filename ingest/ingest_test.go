@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
@@ -441,10 +442,10 @@ type gateLog struct {
 	release chan struct{}
 }
 
-func (g gateLog) Append(ctx context.Context, topic string, partition int, events []event.Event) (int64, error) {
+func (g gateLog) AppendUnique(ctx context.Context, topic string, partition int, events []event.Event, unique []bool) ([]broker.Placement, error) {
 	g.entered <- struct{}{}
 	<-g.release
-	return g.Log.Append(ctx, topic, partition, events)
+	return g.Log.AppendUnique(ctx, topic, partition, events, unique)
 }
 
 func TestIngestOverloaded(t *testing.T) {
@@ -610,4 +611,71 @@ func fnvRef(s string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(s))
 	return h.Sum32()
+}
+
+// TestIngestRetryThroughAnotherProcess: two ingest processes on one log (a
+// load balancer in front of them); a request retried through the other one
+// lands once, its events answered as duplicates where they first landed.
+func TestIngestRetryThroughAnotherProcess(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	p := testPipeline(t.TempDir(), *metricsTopic(3))
+	p.Broker.URL = ns.ClientURL()
+	c := newClock()
+	b1, b2 := openBroker(t, p, c.Now), openBroker(t, p, c.Now)
+	h1 := startIngest(t, p, BrokerLog(b1), Options{Now: c.Now})
+	h2 := startIngest(t, p, BrokerLog(b2), Options{Now: c.Now})
+
+	var body strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&body, `{"ts":1,"host":"host-%d","region":"eu","cpu":1,"bytes":1}`+"\n", i)
+	}
+	first := h1.postOK("metrics", body.String(), "Idempotency-Key", "order-1")
+	if first.Accepted != 40 {
+		t.Fatalf("first: %+v", first)
+	}
+	retry := h2.postOK("metrics", body.String(), "Idempotency-Key", "order-1")
+	if retry.Accepted != 0 {
+		t.Fatalf("retry through the other process appended %d events", retry.Accepted)
+	}
+	for i, r := range retry.Results {
+		if want := (eventResult{first.Results[i].Partition, first.Results[i].Offset, true}); r != want {
+			t.Fatalf("event %d: %+v, want %+v", i, r, want)
+		}
+	}
+	// Interleaved: each process appends in turn, half of each request
+	// repeating the other's previous one.
+	for k := range 6 {
+		h := []*harness{h1, h2}[k%2]
+		var b strings.Builder
+		for i := range 10 {
+			fmt.Fprintf(&b, `{"id":"r%d-%d","ts":1,"host":"host-%d","region":"eu","cpu":1,"bytes":1}`+"\n", k-i/5, i%5, i%5)
+		}
+		if r := h.postOK("metrics", b.String()); (k == 0 && r.Accepted != 10) || (k > 0 && r.Accepted != 5) {
+			t.Fatalf("request %d: %+v", k, r)
+		}
+	}
+	total := 0
+	ids := map[string]int{}
+	for part := range 3 {
+		for _, e := range logEvents(t, b1, "metrics", part) {
+			ids[e.ID]++
+			total++
+		}
+	}
+	// 40 of the first request, then r-1 and r0…r5 with 5 ids each.
+	if total != 40+7*5 || len(ids) != total {
+		dups := 0
+		for _, n := range ids {
+			dups += n - 1
+		}
+		t.Fatalf("%d events in the log, %d distinct, %d stored twice", total, len(ids), dups)
+	}
 }

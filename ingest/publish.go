@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
@@ -23,124 +22,33 @@ var errAppend = errors.New("ingest: append failed")
 // duplicate, and returns the per-event results in request order and how
 // many events it appended.
 //
-// Ids a request appends are claimed in the topic's dedup index first, so a
-// concurrent request with the same id waits for this one's outcome instead
-// of appending it a second time. A request first sends its own claims and
-// only then waits for ids claimed by others: two requests each waiting for
-// the other's ids cannot deadlock. A wait that ends in the other request's
-// failure makes this request append the event itself, in another round.
+// Deduplication is the log's (broker.AppendUnique): each partition's
+// appender checks the ids of the events it appends (where dedupable) against
+// the ids the partition holds, whichever process appended them, and against
+// the events before them in the same entry. Since one partition's appends
+// are serialised, a repeat, in this request or in a concurrent one, is
+// answered with the first one's offset.
 //
 // If an Append fails the request fails as a whole (errAppend). Events of
-// it that did become durable stay in the log and in the index, so a retry
-// with the same ids answers them as duplicates and appends only the rest.
+// it that did become durable stay in the log, so a retry with the same ids
+// answers them as duplicates and appends only the rest.
 //
 // place says where the events go; placeByKey is HTTP ingest's rule.
-func (in *Ingest) publish(ctx context.Context, ts *topicState, events []event.Event, dedupable []bool, place placement, bufs *requestBufs) ([]result, int, error) {
+func (in *Ingest) publish(ts *topicState, events []event.Event, dedupable []bool, place placement, bufs *requestBufs) ([]result, int, error) {
 	n := len(events)
+	origins, err := in.appendEvents(ts, events, dedupable, place, bufs)
+	if err != nil {
+		return nil, 0, err
+	}
 	res := make([]result, n)
-	var hs []idHash
-	var claims []claim
-	anyDedup := false
-	for i := range events {
-		if dedupable[i] {
-			if hs == nil {
-				hs, claims = make([]idHash, n), make([]claim, n)
-			}
-			hs[i] = ts.dedup.hash(events[i].ID)
-			anyDedup = true
-		}
-	}
-	if !anyDedup {
-		// Generated ids only: nothing to claim, nothing to remember.
-		all := make([]int, n)
-		for i := range all {
-			all[i] = i
-		}
-		origins, err := in.appendEvents(ts, events, all, place, bufs)
-		if err != nil {
-			return nil, 0, err
-		}
-		for i, o := range origins {
-			res[i] = result{partition: o.partition, offset: o.offset}
-		}
-		return res, n, nil
-	}
-
-	todo := make([]bool, n) // events this round handles
-	for i := range todo {
-		todo[i] = true
-	}
-	want := make([]bool, n)
-	send := make([]int, 0, n)
 	accepted := 0
-	for {
-		for i := range want {
-			want[i] = todo[i] && dedupable[i]
-		}
-		owner := new(claimer)
-		ts.dedup.reserve(in.now().UnixMicro(), owner, hs, want, claims)
-
-		// Send what this round appends: events without a client id, and
-		// the ids this request now owns.
-		send = send[:0]
-		for i := range n {
-			if todo[i] && (!dedupable[i] || claims[i].kind == claimOwn) {
-				send = append(send, i)
-			}
-		}
-		origins, err := in.appendEvents(ts, events, send, place, bufs)
-		owned := func(i int) (origin, bool) {
-			if origins == nil || origins[i].offset < 0 {
-				return origin{}, false
-			}
-			return origins[i], true
-		}
-		for i := range want {
-			want[i] = want[i] && claims[i].kind == claimOwn
-		}
-		ts.dedup.resolve(in.now().UnixMicro(), owner, hs, want, owned)
-		if err != nil {
-			return nil, 0, err
-		}
-		for _, i := range send {
-			o := origins[i]
-			res[i] = result{partition: o.partition, offset: o.offset}
+	for i, o := range origins {
+		res[i] = result{partition: o.partition, offset: o.offset, duplicate: o.duplicate}
+		if !o.duplicate {
 			accepted++
 		}
-
-		var waits []int
-		for i := range n {
-			if !todo[i] || !dedupable[i] {
-				continue
-			}
-			switch c := claims[i]; c.kind {
-			case claimDup:
-				res[i] = result{partition: c.orig.partition, offset: c.orig.offset, duplicate: true}
-			case claimInReq:
-				f := res[c.first]
-				res[i] = result{partition: f.partition, offset: f.offset, duplicate: true}
-			case claimWait:
-				waits = append(waits, i)
-			}
-		}
-		clear(todo)
-		if len(waits) == 0 {
-			return res, accepted, nil
-		}
-		for _, i := range waits {
-			p := claims[i].p
-			select {
-			case <-p.done:
-			case <-ctx.Done():
-				return nil, 0, fmt.Errorf("ingest: waiting for a concurrent request with the same id: %w", ctx.Err())
-			}
-			if p.ok {
-				res[i] = result{partition: p.orig.partition, offset: p.orig.offset, duplicate: true}
-			} else {
-				todo[i] = true // the other request failed: append it ourselves
-			}
-		}
 	}
+	return res, accepted, nil
 }
 
 // placement says which partition a request's events go to, and whether a
@@ -158,59 +66,68 @@ type placement struct {
 // placeByKey is HTTP ingest's placement.
 var placeByKey = placement{partition: -1}
 
-// appendEvents sends events[idx] through their partitions' batchers and
-// waits until all are settled. It returns each sent event's origin, by
-// index into events (offset -1 where its chunk failed; nil when nothing
-// was sent), and an error wrapping errAppend if any chunk failed.
-func (in *Ingest) appendEvents(ts *topicState, events []event.Event, idx []int, place placement, bufs *requestBufs) ([]origin, error) {
-	if len(idx) == 0 {
+// origin is where one event of a request is in the log.
+type origin struct {
+	offset    int64
+	partition int32
+	duplicate bool
+}
+
+// appendEvents sends events through their partitions' batchers and waits
+// until all are settled. It returns each event's origin, by index into
+// events, or an error wrapping errAppend if any chunk failed.
+func (in *Ingest) appendEvents(ts *topicState, events []event.Event, dedupable []bool, place placement, bufs *requestBufs) ([]origin, error) {
+	if len(events) == 0 {
 		return nil, nil
 	}
 	// Counting sort by partition keeps each partition's events in request
 	// order and needs no per-partition allocations.
 	np := len(ts.batchers)
-	partOf := make([]int32, len(idx))
+	partOf := make([]int32, len(events))
 	count := make([]int, np+1)
-	for k, i := range idx {
+	for i := range events {
 		p := place.partition
 		if p < 0 {
 			p = ts.part.of(&events[i])
 		}
-		partOf[k] = int32(p)
+		partOf[i] = int32(p)
 		count[p+1]++
 	}
 	for p := 1; p <= np; p++ {
 		count[p] += count[p-1]
 	}
-	order := make([]int, len(idx)) // position in sorted → index into events
-	// Each round of a request has its own; only the first may borrow.
+	order := make([]int, len(events)) // position in sorted → index into events
 	var sorted []event.Event
-	if bufs != nil && cap(bufs.sorted) >= len(idx) && len(bufs.sorted) == 0 {
-		sorted = bufs.sorted[:len(idx)]
-		bufs.sorted = sorted
+	if bufs != nil && cap(bufs.sorted) >= len(events) {
+		sorted = bufs.sorted[:len(events)]
 	} else {
-		sorted = make([]event.Event, len(idx))
-		if bufs != nil && len(bufs.sorted) == 0 && len(idx) <= maxPooledEvents {
+		sorted = make([]event.Event, len(events))
+		if bufs != nil && len(events) <= maxPooledEvents {
 			bufs.sorted = sorted
 		}
 	}
+	unique := make([]bool, len(events))
 	next := append([]int(nil), count[:np]...)
-	for k, i := range idx {
-		p := partOf[k]
+	for i := range events {
+		p := partOf[i]
 		order[next[p]] = i
 		sorted[next[p]] = events[i]
+		unique[next[p]] = dedupable[i]
 		next[p]++
 	}
-	offs := make([]int64, len(idx))
+	offs := make([]int64, len(events))
+	dups := make([]bool, len(events))
+	placedIn := make([]int32, len(events))
 
 	// Chunks are cut at max_batch events or maxEntryBytes, whichever comes
 	// first, so that each fits one log entry.
 	maxBatch := max(in.p.Ingest.MaxBatch, 1)
-	var chunks []*chunk
-	var parts, bases []int
-	var all []*chunk // every chunk; chunks holds the ones submitted
+	var chunks []*chunk    // the chunks submitted
+	var all []*chunk       // every chunk, successors of contiguous ones too
+	var parts, bases []int // per chunk of all: its partition, its first index in sorted
 	cut := func(p, lo, hi, size int) {
-		c := &chunk{bytes: size, events: sorted[lo:hi:hi], offsets: offs[lo:hi:hi]}
+		c := &chunk{bytes: size, events: sorted[lo:hi:hi], unique: unique[lo:hi:hi],
+			offsets: offs[lo:hi:hi], dups: dups[lo:hi:hi], parts: placedIn[lo:hi:hi]}
 		all = append(all, c)
 		parts, bases = append(parts, p), append(bases, lo)
 		if prev := len(all) - 2; place.contiguous && prev >= 0 && parts[prev] == p {
@@ -251,20 +168,15 @@ func (in *Ingest) appendEvents(ts *topicState, events []event.Event, idx []int, 
 		return nil, err
 	}
 	<-c.done // Appends are bounded by the log's timeouts; see batcher.run
-
+	if err := c.failure(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errAppend, err)
+	}
 	out := make([]origin, len(events))
 	for ci, ch := range all {
 		for j := range ch.offsets {
 			i := order[bases[ci]+j]
-			if ch.ok {
-				out[i] = origin{offset: ch.offsets[j], partition: int32(parts[ci]), at: events[i].Ingest}
-			} else {
-				out[i] = origin{offset: -1}
-			}
+			out[i] = origin{offset: ch.offsets[j], partition: ch.parts[j], duplicate: ch.dups[j]}
 		}
-	}
-	if err := c.failure(); err != nil {
-		return out, fmt.Errorf("%w: %w", errAppend, err)
 	}
 	return out, nil
 }

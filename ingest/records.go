@@ -112,7 +112,7 @@ func (in *Ingest) PublishRecords(ctx context.Context, topic string, partition in
 	defer in.release(n)
 
 	dedupable := in.assignIDs(events, "", start)
-	results, accepted, err := in.publish(ctx, ts, events, dedupable, placement{partition: partition, contiguous: true}, nil)
+	results, accepted, err := in.publish(ts, events, dedupable, placement{partition: partition, contiguous: true}, nil)
 	if err != nil {
 		ts.m.rejects[reasonUnavailable].Inc()
 		return nil, err

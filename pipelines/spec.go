@@ -25,6 +25,7 @@ type Pipeline struct {
 	Views           []View   `yaml:"views" doc:"Windowed views computed by both the speed and the batch layer."`
 	Lake            Lake     `yaml:"lake" doc:"The Parquet lake written by the batch layer."`
 	Sinks           []Sink   `yaml:"sinks" doc:"Deliveries of topics and views to external stores."`
+	SQL             SQL      `yaml:"sql" doc:"Read-only SQL (POST /v1/sql, lambdaflow sql) over the lake, the views and the DuckDB sink's tables: its limits."`
 
 	// File is the path the pipeline was loaded from, for messages.
 	File string `yaml:"-"`
@@ -40,6 +41,15 @@ type HTTP struct {
 	WriteTimeout      Duration `yaml:"write_timeout" default:"1m" doc:"Longest the server may take to answer a request, from the end of its headers to the last byte of the answer."`
 	IdleTimeout       Duration `yaml:"idle_timeout" default:"2m" doc:"How long a keep-alive connection may wait for its next request."`
 	MaxConnections    int      `yaml:"max_connections" default:"10000" doc:"Most open client connections. At the limit a new connection closes the one idle (or stalled sending its request) the longest, or is answered 503 when every connection is busy."`
+}
+
+// SQL bounds the read-only SQL queries. A request may ask for less, never
+// for more.
+type SQL struct {
+	Timeout     Duration `yaml:"timeout" default:"30s" doc:"Longest a query runs; past it the query is cancelled and answered 422 naming the limit."`
+	MaxRows     int      `yaml:"max_rows" default:"10000" doc:"Most rows in an answer; a query that returns more is answered 422 naming the limit (add a LIMIT)."`
+	MaxBytes    ByteSize `yaml:"max_bytes" default:"16MiB" doc:"Largest answer (its JSON encoding); a larger one is answered 422 naming the limit."`
+	MemoryLimit ByteSize `yaml:"memory_limit" default:"1GiB" doc:"Memory the SQL engine may use for one query (DuckDB's memory_limit); past it the query fails."`
 }
 
 // Broker configures the log.
@@ -122,6 +132,7 @@ type Topic struct {
 	Schema      event.Schema `yaml:"schema" required:"true" doc:"Field name to type: string, long, int, double, bool, timestamp. A trailing '?' makes a field optional; or {type: T, required: false}."`
 	WriteTokens []string     `yaml:"write_tokens" doc:"Tokens accepted for writes to this topic. Empty: writes are open."`
 	Lake        TopicLake    `yaml:"lake" doc:"How the topic's files are laid out in the lake."`
+	ReadTokens  []string     `yaml:"read_tokens" doc:"Tokens that may read this topic, and only it, through SQL (POST /v1/sql): its lake table, the views over it and their sink tables. auth.read_tokens read everything; with auth.read_tokens empty reads are open."`
 	Sources     []Source     `yaml:"sources" doc:"The same topic in other sites (data centres), pulled into this one: each event keeps its id and gets its origin in the field _site, counted once across link failures and restarts. See docs/sites.md."`
 	Pos         Pos          `yaml:"-"`
 }

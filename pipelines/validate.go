@@ -452,6 +452,7 @@ func (v *validator) checkTopics(p *Pipeline) {
 		}
 		v.atLeastDuration(path+".max_future", t.MaxFuture, time.Second)
 		v.notBlank(path+".write_tokens", t.WriteTokens)
+		v.notBlank(path+".read_tokens", t.ReadTokens)
 	}
 }
 
@@ -709,6 +710,17 @@ func (v *validator) checkSinks(p *Pipeline) {
 	for i, w := range p.Views {
 		if _, dup := logNames[w.Name]; !dup {
 			logNames[w.Name] = indexPath("views", i) + ".name"
+		}
+	}
+	for i, w := range p.Views {
+		pt := w.Name + PartialsSuffix
+		if other, ok := logNames[pt]; ok && w.Name != "" {
+			v.errorf(indexPath("views", i)+".name", "the view's partials topic %s collides with %s (line %d)", quote(pt), strings.TrimSuffix(other, ".name"), v.posOf(other).Line)
+		}
+	}
+	for i, w := range p.Views {
+		if _, dup := logNames[w.Name+PartialsSuffix]; !dup {
+			logNames[w.Name+PartialsSuffix] = indexPath("views", i) + ".name"
 		}
 	}
 	targets := topicNames(p)

@@ -115,11 +115,14 @@ func (p *Pipeline) DeadLetterTopic(s *Sink) Topic {
 }
 
 // LogTopics lists every topic the log must hold: the user topics, one per
-// view and one dead-letter topic per sink.
+// view, one of partial states per view and one dead-letter topic per sink.
 func (p *Pipeline) LogTopics() []Topic {
 	out := append([]Topic(nil), p.Topics...)
 	for i := range p.Views {
 		out = append(out, p.ViewTopic(&p.Views[i]))
+	}
+	for i := range p.Views {
+		out = append(out, p.PartialsTopic(&p.Views[i]))
 	}
 	for i := range p.Sinks {
 		out = append(out, p.DeadLetterTopic(&p.Sinks[i]))

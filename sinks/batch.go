@@ -47,10 +47,11 @@ func (r *Runner) maxRetries() int {
 // event before it is committed; read is the offset after the last event
 // taken into the pending batch.
 type worker struct {
-	r    *Runner
-	src  *source
-	part int
-	key  string // source/partition, for health and logs
+	r     *Runner
+	src   *source
+	part  int
+	lease *broker.Lease // this process's ownership of the partition
+	key   string        // source/partition, for health and logs
 
 	next     int64
 	read     int64
@@ -59,24 +60,20 @@ type worker struct {
 	flushes  int
 }
 
+// errLost stops a worker whose partition another process has taken.
+var errLost = errors.New("the partition moved to another process")
+
 func (w *worker) run(ctx context.Context) error {
 	r := w.r
-	err := r.backoff.Do(ctx, func(int) error {
-		off, ok, err := r.log.Committed(ctx, r.consumer, w.src.topic.Name, w.part)
-		if err == nil && ok {
-			w.next = off
-		}
-		return err
-	}, func(_ int, err error, _ time.Duration) {
-		r.logger.Warn("reading the committed offset failed; retrying", "source", w.key, "error", err)
-	})
-	if err != nil { // only when ctx ended
-		return nil
+	// The position committed when the lease was taken: the previous
+	// owner's last commit.
+	if off, _, ok := w.lease.Committed(w.src.topic.Name); ok {
+		w.next = off
 	}
 	for attempt := 1; ; attempt++ {
 		start := w.next
 		err := w.consume(ctx)
-		if ctx.Err() != nil || errors.Is(err, errStopped) {
+		if ctx.Err() != nil || errors.Is(err, errStopped) || errors.Is(err, errLost) {
 			return nil
 		}
 		if fatal(err) {
@@ -287,12 +284,17 @@ func (w *worker) flush(ctx context.Context) error {
 	r := w.r
 	rows := w.rows
 	start := r.opts.Now()
+	// A database write cannot be fenced: do not start one once another
+	// process may own the partition.
+	if !w.lease.Valid() {
+		return errLost
+	}
 	rejected, err := r.deliver(ctx, w.src, w.key, rows)
 	if err != nil {
 		return err
 	}
 	next := rows[len(rows)-1].Offset + 1
-	if err := r.commit(ctx, w.src.topic.Name, w.part, next, w.lastTime); err != nil {
+	if err := w.commit(ctx, next); err != nil {
 		return err
 	}
 	w.next = next
@@ -318,18 +320,24 @@ func (r *Runner) deliver(ctx context.Context, src *source, key string, rows []Ro
 	return len(rejected), nil
 }
 
-// commit records the consumer's position, retrying until ctx ends.
-func (r *Runner) commit(ctx context.Context, topic string, part int, offset, eventTime int64) error {
+// commit records the worker's position under its lease, retrying until
+// ctx ends; errLost when another process took the partition.
+func (w *worker) commit(ctx context.Context, offset int64) error {
+	r := w.r
 	err := r.backoff.Do(ctx, func(int) error {
-		err := r.log.Commit(ctx, r.consumer, topic, part, offset, eventTime)
-		if fatal(err) {
+		err := w.lease.Commit(ctx, w.src.topic.Name, offset, w.lastTime, "")
+		switch {
+		case errors.Is(err, broker.ErrFenced):
+			r.logger.Warn("partition taken by another process; stopping", "source", w.key, "error", err)
+			return retry.Permanent(errLost)
+		case fatal(err):
 			return retry.Permanent(err)
 		}
 		return err
 	}, func(_ int, err error, _ time.Duration) {
-		r.logger.Warn("commit failed; retrying", "topic", topic, "partition", part, "offset", offset, "error", err)
+		r.logger.Warn("commit failed; retrying", "source", w.key, "offset", offset, "error", err)
 	})
-	if err != nil && ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil && !errors.Is(err, errLost) {
 		return ctx.Err()
 	}
 	return err

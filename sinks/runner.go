@@ -35,6 +35,16 @@ type Log interface {
 
 var _ Log = (*broker.Broker)(nil)
 
+// Owner runs work for the partitions of a consumer that this process owns
+// among the processes running the same sink: *broker.Node. run is called
+// per owned partition with its lease, whose context ends when the partition
+// moves to another process.
+type Owner interface {
+	Own(consumer string, topics []string, run func(context.Context, *broker.Lease) error) (*broker.Ownership, error)
+}
+
+var _ Owner = (*broker.Node)(nil)
+
 // Defaults of Options.
 const (
 	DefaultBackoffBase = 100 * time.Millisecond
@@ -66,6 +76,9 @@ type Options struct {
 	// StopTimeout bounds the final flush of a soft stop, after which the
 	// batch is left to be redelivered. Default 30s.
 	StopTimeout time.Duration
+	// Owner hands out the partitions this process delivers; required by
+	// Run. Every process running the sink shares its partitions this way.
+	Owner Owner
 }
 
 func (o *Options) fill() {
@@ -102,10 +115,12 @@ type source struct {
 	m     sourceMetrics
 }
 
-// Runner delivers one sink: every partition of every source is followed by
-// its own goroutine, which batches rows, writes them through the target with
-// retries, dead-letters what the target rejects for good and commits the
-// offsets of consumer "sink.<name>". Methods are safe for concurrent use;
+// Runner delivers one sink: every partition of every source that this
+// process owns (Options.Owner) is followed by its own goroutine, which
+// batches rows, writes them through the target with retries, dead-letters
+// what the target rejects for good and commits the offsets of consumer
+// "sink.<name>", fenced by the partition's lease. Partition p of the sink is
+// partition p of each of its sources. Methods are safe for concurrent use;
 // Run may be called once at a time.
 type Runner struct {
 	p        *pipelines.Pipeline
@@ -207,7 +222,9 @@ func (r *Runner) Sources() []string { return append([]string(nil), r.spec.From..
 
 // Run delivers until ctx is cancelled, then stops softly: each partition
 // flushes the batch it holds (within Options.StopTimeout), commits and
-// returns. It returns nil after a soft stop and an error only when the sink
+// returns, and the partitions are given back to the other processes running
+// the sink. A partition that moves to another process meanwhile stops the
+// same way. It returns nil after a soft stop and an error only when the sink
 // cannot run at all (a source missing from the log, the broker closed under
 // it); failures of the target or the log are retried forever and reported
 // by Health. Cancel Run before closing the broker; Run does not close the
@@ -217,9 +234,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		return fmt.Errorf("sink %q: already running", r.spec.Name)
 	}
 	defer r.runMu.Unlock()
+	if r.opts.Owner == nil {
+		return fmt.Errorf("sink %q: no owner of partitions (Options.Owner)", r.spec.Name)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	topics := make([]string, 0, len(r.sources))
 	for _, src := range r.sources {
 		// Only for the lag listing: a sink whose log is down still starts,
 		// and its workers retry.
@@ -229,33 +250,65 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			r.logger.Warn("registering the consumer failed", "source", src.name, "error", err)
 		}
+		topics = append(topics, src.topic.Name)
+	}
+
+	var (
+		errMu    sync.Mutex
+		firstErr error
+	)
+	own, err := r.opts.Owner.Own(r.consumer, topics, func(pctx context.Context, l *broker.Lease) error {
+		err := r.runPartition(pctx, l)
+		if err != nil && fatal(err) {
+			errMu.Lock()
+			if firstErr == nil {
+				firstErr = err
+			}
+			errMu.Unlock()
+			cancel()
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sink %q: %w", r.spec.Name, err)
 	}
 	r.logger.Info("sink started", "sources", r.spec.From)
+	<-ctx.Done()
+	own.Stop()
+	errMu.Lock()
+	defer errMu.Unlock()
+	r.logger.Info("sink stopped", "error", firstErr)
+	return firstErr
+}
 
+// runPartition delivers partition p of every source that has one, while
+// the lease holds.
+func (r *Runner) runPartition(ctx context.Context, l *broker.Lease) error {
 	var (
 		wg       sync.WaitGroup
 		errMu    sync.Mutex
 		firstErr error
 	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	for _, src := range r.sources {
-		for part := range max(src.topic.Partitions, 1) {
-			w := &worker{r: r, src: src, part: part, key: fmt.Sprintf("%s/%d", src.name, part)}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := w.run(ctx); err != nil {
-					errMu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					errMu.Unlock()
-					cancel()
-				}
-			}()
+		part := l.Partition()
+		if part >= max(src.topic.Partitions, 1) {
+			continue
 		}
+		w := &worker{r: r, src: src, part: part, lease: l, key: fmt.Sprintf("%s/%d", src.name, part)}
+		wg.Go(func() {
+			if err := w.run(ctx); err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+				cancel()
+			}
+		})
 	}
 	wg.Wait()
-	r.logger.Info("sink stopped", "error", firstErr)
 	return firstErr
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // newRunner builds a runner on a fresh broker for p with target and clock.
@@ -34,6 +36,9 @@ func newRunnerOn(t *testing.T, p *pipelines.Pipeline, b *broker.Broker, target s
 	}
 	if opts.Logger == nil {
 		opts.Logger = sinktest.Logger(t)
+	}
+	if opts.Owner == nil {
+		opts.Owner = sinktest.Join(t, b)
 	}
 	r, err := sinks.NewRunner(p, &p.Sinks[0], target, b, opts)
 	if err != nil {
@@ -450,5 +455,114 @@ func TestUndecodableEntrySkipped(t *testing.T) {
 	}
 	if !strings.Contains(dls[0].Error, "does not match") && !strings.Contains(dls[0].Error, "corrupt") {
 		t.Errorf("dead letter error %q, want the decoder's", dls[0].Error)
+	}
+}
+
+// taggedTarget writes through a shared fake and records which partitions
+// this runner wrote.
+type taggedTarget struct {
+	*fakeTarget
+	mu    sync.Mutex
+	parts map[int]int // partition -> rows written
+}
+
+func (t *taggedTarget) Write(ctx context.Context, tb sinks.Table, rows []sinks.Row) error {
+	err := t.fakeTarget.Write(ctx, tb, rows)
+	if err == nil {
+		t.mu.Lock()
+		for _, r := range rows {
+			t.parts[r.Partition]++
+		}
+		t.mu.Unlock()
+	}
+	return err
+}
+
+func (t *taggedTarget) written() map[int]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(t.parts)
+}
+
+// TestSinkSharedByTwoProcesses: two processes run the same sink on one
+// log; each partition is delivered by one of them, and when one stops its
+// partitions move to the other, which goes on from the committed offsets:
+// every row lands, in the shared database, once.
+func TestSinkSharedByTwoProcesses(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	p := testPipeline(t, 4, pipelines.SinkBatch{MaxRows: 10, MaxWait: pipelines.Duration(20 * time.Millisecond), MaxRetries: 3})
+	p.Broker.URL = ns.ClientURL()
+	b1, b2 := openBroker(t, p), openBroker(t, p)
+	db := newFake()
+	t1 := &taggedTarget{fakeTarget: db, parts: map[int]int{}}
+	t2 := &taggedTarget{fakeTarget: db, parts: map[int]int{}}
+	r1 := newRunnerOn(t, p, b1, t1, nil, sinks.Options{})
+	r2 := newRunnerOn(t, p, b2, t2, nil, sinks.Options{})
+	ctx1, stop1 := context.WithCancel(context.Background())
+	done1 := make(chan error, 1)
+	go func() { done1 <- r1.Run(ctx1) }()
+	defer stop1()
+	run(t, r2)
+	// Both take part, two partitions each, once each has seen the other
+	// (until then a partition may still move, which the next check would
+	// see as written by both).
+	testenv.CheckFor(t, 20*time.Second, 25*time.Millisecond, func() error {
+		cl, err := b1.Cluster(context.Background())
+		if err != nil {
+			return err
+		}
+		var owns []int
+		for _, n := range cl.Nodes {
+			owns = append(owns, len(n.Owns["sink.s"]))
+		}
+		if !slices.Equal(owns, []int{2, 2}) {
+			return fmt.Errorf("partitions of sink.s owned per process: %v", owns)
+		}
+		return nil
+	})
+
+	for part := range 4 {
+		appendEvents(t, b1, "t", part, events(part*1000, 50))
+	}
+	for part := range 4 {
+		waitCommitted(t, b1, "t", part, 50)
+	}
+	w1, w2 := t1.written(), t2.written()
+	for part := range 4 {
+		if (w1[part] > 0) == (w2[part] > 0) {
+			t.Fatalf("partition %d written by both or neither: %v / %v", part, w1, w2)
+		}
+	}
+	if len(w1) == 0 || len(w2) == 0 {
+		t.Fatalf("one process delivers everything: %v / %v", w1, w2)
+	}
+
+	// The first stops softly; the second takes its partitions.
+	stop1()
+	if err := <-done1; err != nil {
+		t.Fatal(err)
+	}
+	for part := range 4 {
+		appendEvents(t, b2, "t", part, events(part*1000+50, 30))
+	}
+	for part := range 4 {
+		waitCommitted(t, b2, "t", part, 80)
+	}
+	after := t2.written()
+	for part := range 4 {
+		if after[part]-w2[part] != 30 {
+			t.Errorf("partition %d: the remaining process wrote %d rows after the move, want 30", part, after[part]-w2[part])
+		}
+	}
+	if _, rows, _ := db.snapshot(); rows != 4*80 {
+		t.Fatalf("%d rows in the database, want %d", rows, 4*80)
 	}
 }

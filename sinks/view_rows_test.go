@@ -11,6 +11,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
 // recorder is a target that keeps every row written, in order.
@@ -72,7 +73,7 @@ func TestViewRowsFinalAndDelete(t *testing.T) {
 	appendEvents(t, b, "v", 0, evs)
 
 	rec := &recorder{}
-	r, err := sinks.NewRunner(p, &p.Sinks[0], rec, b, sinks.Options{})
+	r, err := sinks.NewRunner(p, &p.Sinks[0], rec, b, sinks.Options{Owner: sinktest.Join(t, b)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -235,7 +235,11 @@ func BenchmarkIngestToVisible(b *testing.B) {
 			b.Fatal(err)
 		}
 		store := &probeStore{visible: map[int]time.Time{}}
-		s, err := New(p, BrokerLog(bk), store, Options{})
+		node, err := bk.Join(ctx, broker.NodeOptions{Name: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := New(p, BrokerLog(bk), store, Options{Owner: BrokerOwner(node), Serve: true})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -307,6 +311,7 @@ func BenchmarkIngestToVisible(b *testing.B) {
 		if err := <-done; err != nil {
 			b.Error(err)
 		}
+		node.Close()
 		bk.Close()
 
 		// lat: from the Append's return (the ingest ack) to visible, 0 when
@@ -347,7 +352,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 		b.Fatal(err)
 	}
 	const keys = 100_000
-	e := newEngine(pl, 4)
+	e := newPartialEngine(pl)
 	evs := make([]event.Event, 1000)
 	for k := 0; k < keys; k += len(evs) {
 		for j := range evs {
@@ -356,13 +361,14 @@ func BenchmarkCheckpoint(b *testing.B) {
 				{I: base, Valid: true}, {S: host, Valid: true}, {S: "eu", Valid: true}, {F: 0.5, Valid: true}, {I: 100, Valid: true},
 			}}
 		}
-		e.Process(k/len(evs)%4, int64(k), evs)
+		e.Process(0, int64(k), evs)
 	}
 	em := newEmitter(p, &p.Views[0], &probeStore{})
+	m := newMerger(pl, 4)
 	var data []byte
 	b.Run("encode", func(b *testing.B) {
 		for range b.N {
-			data, err = encodeCheckpoint(data[:0], v.Name, 1, 0, e, em)
+			data, err = encodePart(data[:0], v.Name, 1, 0, 0, 1, e, m, 0, em)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -373,13 +379,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 	})
 	b.Run("restore", func(b *testing.B) {
 		for range b.N {
-			h, r, err := decodeCheckpoint(data)
-			if err != nil {
-				b.Fatal(err)
-			}
-			e2 := newEngine(pl, 4)
-			e2.wm = h.watermark
-			if err := restoreWindows(e2, r); err != nil {
+			if _, err := decodePart(data, newPartialEngine(pl), newMerger(pl, 4)); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -13,10 +13,10 @@ import (
 )
 
 // Store is where the speed layer shows its rows: the serving layer's view
-// store. Calls for one view come from one goroutine; calls for different
-// views may run concurrently, so an implementation must be safe for
-// concurrent use. It may keep the rows' Group and Aggs, not the slices of
-// rows it is given.
+// store. Calls come from the runs and replicas of every partition of every
+// view at once, so an implementation must be safe for concurrent use; the
+// rows of one (group, window) always come from one goroutine at a time. It
+// may keep the rows' Group and Aggs, not the slices of rows it is given.
 type Store interface {
 	// PutSpeed records the current values of windows (open or final),
 	// replacing earlier values of the same window of the same group.
@@ -255,6 +255,14 @@ func rowID(r viewrow.Row) string {
 	b = strconv.AppendUint(b, h, 16)
 	return string(b)
 }
+
+// nopStore is the store of a process that computes views but does not
+// serve them: nothing is kept.
+type nopStore struct{}
+
+func (nopStore) PutSpeed(string, []viewrow.Row)    {}
+func (nopStore) DeleteSpeed(string, []viewrow.Row) {}
+func (nopStore) EvictSpeed(string, int64) int      { return 0 }
 
 // FNV-1a, 64 bit (the constants of hash/fnv).
 const (

@@ -52,8 +52,9 @@ type engine struct {
 	gone      []keyedWindow // session windows that vanished and are not yet shown gone
 	pace      pace          // when changed open windows are shown (pace.go)
 
-	stats Stats
-	nopen int // open (group, window) states
+	stats   Stats
+	nopen   int  // open (group, window) states
+	partial bool // rows carry states (newPartialEngine)
 
 	keyBuf   []byte
 	twBuf    []plan.TimeWindow
@@ -150,6 +151,16 @@ func newEngine(pl *plan.Plan, partitions int) *engine {
 		windows:  map[int64]*window{},
 		keys:     map[string]*sessionKey{},
 	}
+	return e
+}
+
+// newPartialEngine returns the engine of one source partition of a view
+// computed in parts (stage 1, see merge.go): it reads that partition alone,
+// so its watermark is the partition's own, and its rows carry the group key
+// and the encoded aggregate state instead of values (partialRow).
+func newPartialEngine(pl *plan.Plan) *engine {
+	e := newEngine(pl, 1)
+	e.partial = true
 	return e
 }
 
@@ -472,6 +483,9 @@ func (e *engine) finalizeSessions(out *output) {
 // keyText is the key as a string when the caller has one (Row.Key), else "".
 func (e *engine) row(out *output, tw plan.TimeWindow, key []byte, keyText string, st *aggregate.State, final bool) viewrow.Row {
 	group := e.group(key)
+	if e.partial {
+		return partialRow(tw, key, group, st, final)
+	}
 	if cap(out.vals)-len(out.vals) < e.ncols {
 		out.vals = make([]event.Value, 0, max(256, 4*e.ncols))
 	}

@@ -67,7 +67,14 @@ func runChild(cfg childConfig) error {
 	}
 	defer b.Close()
 	store := newMemStore()
-	s, err := New(p, BrokerLog(b), store, Options{CheckpointInterval: 30 * time.Millisecond, Idle: time.Hour})
+	// One name for every run of the child: a restarted one takes its
+	// partitions back at once.
+	node, err := b.Join(ctx, broker.NodeOptions{Name: "speed-child"})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	s, err := New(p, BrokerLog(b), store, Options{CheckpointInterval: 30 * time.Millisecond, Idle: time.Hour, Owner: BrokerOwner(node), Serve: true})
 	if err != nil {
 		return err
 	}

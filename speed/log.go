@@ -27,9 +27,12 @@ type Log interface {
 	Append(ctx context.Context, topic string, part int, events []event.Event) (int64, error)
 	// Register makes consumer show in the lag of every partition of topic.
 	Register(ctx context.Context, consumer, topic string) error
-	// Commit records consumer's position in a partition (the next offset)
-	// and the event time of the last event it consumed, for lag.
-	Commit(ctx context.Context, consumer, topic string, part int, offset, eventTime int64) error
+	// CommittedCheckpoint returns consumer's last commit of a partition:
+	// its offset and the checkpoint it names; ok is false before the first.
+	CommittedCheckpoint(ctx context.Context, consumer, topic string, part int) (offset int64, checkpoint string, ok bool, err error)
+	// Purge removes the entries of a partition that hold only events
+	// before offset (never the last one).
+	Purge(ctx context.Context, topic string, part int, before int64) error
 	// Progress reports how far consumer has read a partition (the next
 	// offset) between commits, for lag; it must not block.
 	Progress(consumer, topic string, part int, offset int64)
@@ -40,6 +43,38 @@ type Log interface {
 	// later LoadCheckpoint returns either the old or the new data whole,
 	// whatever happens during the call.
 	SaveCheckpoint(ctx context.Context, bucket, name string, data []byte) error
+	// DeleteCheckpoint removes the object name of bucket, if there is one.
+	DeleteCheckpoint(ctx context.Context, bucket, name string) error
+}
+
+// Lease is this process's ownership of partition p of a view: source
+// partition p and partition p of the view's partials topic
+// (*broker.Lease). Commits are fenced: once another process has taken the
+// partition, Commit fails (broker.ErrFenced) and the work must stop.
+type Lease interface {
+	Partition() int
+	Epoch() uint64
+	Committed(topic string) (offset int64, checkpoint string, ok bool)
+	Commit(ctx context.Context, topic string, offset, eventTime int64, checkpoint string) error
+	Valid() bool
+}
+
+// Owner runs work for the partitions of a consumer that this process owns
+// among the processes running it; BrokerOwner adapts a *broker.Node.
+type Owner interface {
+	Own(consumer string, topics []string, run func(context.Context, Lease) error) (Stopper, error)
+}
+
+// Stopper ends what Owner.Own started.
+type Stopper interface{ Stop() }
+
+// BrokerOwner adapts a cluster node to Owner.
+func BrokerOwner(n *broker.Node) Owner { return nodeOwner{n} }
+
+type nodeOwner struct{ n *broker.Node }
+
+func (o nodeOwner) Own(consumer string, topics []string, run func(context.Context, Lease) error) (Stopper, error) {
+	return o.n.Own(consumer, topics, func(ctx context.Context, l *broker.Lease) error { return run(ctx, l) })
 }
 
 // EntryReader reads one partition in order.
@@ -51,7 +86,8 @@ type EntryReader interface {
 }
 
 // BrokerLog adapts a broker to Log. Checkpoints go to JetStream object
-// stores of the broker (one bucket per pipeline, one object per view).
+// stores of the broker (one bucket per pipeline, objects per view
+// partition).
 func BrokerLog(b *broker.Broker) Log {
 	return &brokerLog{b: b, stores: map[string]*broker.ObjectStore{}}
 }
@@ -82,8 +118,20 @@ func (l *brokerLog) Register(ctx context.Context, consumer, topic string) error 
 	return l.b.Register(ctx, consumer, topic)
 }
 
-func (l *brokerLog) Commit(ctx context.Context, consumer, topic string, part int, offset, eventTime int64) error {
-	return l.b.Commit(ctx, consumer, topic, part, offset, eventTime)
+func (l *brokerLog) CommittedCheckpoint(ctx context.Context, consumer, topic string, part int) (int64, string, bool, error) {
+	return l.b.CommittedCheckpoint(ctx, consumer, topic, part)
+}
+
+func (l *brokerLog) Purge(ctx context.Context, topic string, part int, before int64) error {
+	return l.b.Purge(ctx, topic, part, before)
+}
+
+func (l *brokerLog) DeleteCheckpoint(ctx context.Context, bucket, name string) error {
+	s, err := l.store(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	return s.Delete(ctx, name)
 }
 
 func (l *brokerLog) Progress(consumer, topic string, part int, offset int64) {

@@ -22,7 +22,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childMain())
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m,
+		// nats.go's object store publishes chunks asynchronously; the
+		// goroutine that watches the connection for that may outlive it.
+		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"),
+	)
 }
 
 // testPipelineYAML has one topic and a view per window kind; "all" uses

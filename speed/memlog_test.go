@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
@@ -17,7 +18,7 @@ type memLog struct {
 	mu          sync.Mutex
 	parts       map[string][]*memPart
 	checkpoints map[string][]byte
-	commits     map[string]int64
+	commits     map[string]memCommit
 	reads       map[string]int64 // Progress reports
 	saves       int
 	// gates[topic], when set, holds appends to topic until it is closed,
@@ -42,6 +43,11 @@ func (l *memLog) hold(topic string) (release func()) {
 	}
 }
 
+type memCommit struct {
+	offset     int64
+	checkpoint string
+}
+
 type memPart struct {
 	entries []broker.Entry
 	end     int64
@@ -49,7 +55,7 @@ type memPart struct {
 }
 
 func newMemLog(p *pipelines.Pipeline) *memLog {
-	l := &memLog{parts: map[string][]*memPart{}, checkpoints: map[string][]byte{}, commits: map[string]int64{}, reads: map[string]int64{}}
+	l := &memLog{parts: map[string][]*memPart{}, checkpoints: map[string][]byte{}, commits: map[string]memCommit{}, reads: map[string]int64{}}
 	for _, t := range p.LogTopics() {
 		for range max(t.Partitions, 1) {
 			l.parts[t.Name] = append(l.parts[t.Name], &memPart{grew: make(chan struct{})})
@@ -187,17 +193,86 @@ func (l *memLog) read(consumer, topic string, part int) int64 {
 	return -1
 }
 
-func (l *memLog) Commit(_ context.Context, consumer, topic string, part int, offset, _ int64) error {
+func (l *memLog) commit(consumer, topic string, part int, offset int64, checkpoint string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.commits[fmt.Sprintf("%s/%s/%d", consumer, topic, part)] = offset
-	return nil
+	l.commits[fmt.Sprintf("%s/%s/%d", consumer, topic, part)] = memCommit{offset, checkpoint}
 }
 
 func (l *memLog) committed(consumer, topic string, part int) int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.commits[fmt.Sprintf("%s/%s/%d", consumer, topic, part)]
+	return l.commits[fmt.Sprintf("%s/%s/%d", consumer, topic, part)].offset
+}
+
+func (l *memLog) CommittedCheckpoint(_ context.Context, consumer, topic string, part int) (int64, string, bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.commits[fmt.Sprintf("%s/%s/%d", consumer, topic, part)]
+	return c.offset, c.checkpoint, ok, nil
+}
+
+// Purge keeps every entry: the memory log has no retention.
+func (l *memLog) Purge(context.Context, string, int, int64) error { return nil }
+
+func (l *memLog) DeleteCheckpoint(_ context.Context, bucket, name string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.checkpoints, bucket+"/"+name)
+	return nil
+}
+
+// memOwner owns every partition of every consumer, as a process alone
+// does, with leases that commit into the memory log.
+type memOwner struct {
+	l     *memLog
+	epoch uint64
+}
+
+func (o *memOwner) Own(consumer string, topics []string, run func(context.Context, Lease) error) (Stopper, error) {
+	parts := 1
+	for _, t := range topics {
+		parts = max(parts, len(o.l.parts[t]))
+	}
+	o.epoch++
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for p := range parts {
+		l := &memLease{l: o.l, consumer: consumer, part: p, epoch: o.epoch}
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if err := run(ctx, l); err != nil && ctx.Err() == nil {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		})
+	}
+	return stopFunc(func() { cancel(); wg.Wait() }), nil
+}
+
+type stopFunc func()
+
+func (f stopFunc) Stop() { f() }
+
+type memLease struct {
+	l        *memLog
+	consumer string
+	part     int
+	epoch    uint64
+}
+
+func (m *memLease) Partition() int { return m.part }
+func (m *memLease) Epoch() uint64  { return m.epoch }
+func (m *memLease) Valid() bool    { return true }
+
+func (m *memLease) Committed(topic string) (int64, string, bool) {
+	off, ck, ok, _ := m.l.CommittedCheckpoint(context.Background(), m.consumer, topic, m.part)
+	return off, ck, ok
+}
+
+func (m *memLease) Commit(_ context.Context, topic string, offset, _ int64, checkpoint string) error {
+	m.l.commit(m.consumer, topic, m.part, offset, checkpoint)
+	return nil
 }
 
 func (l *memLog) LoadCheckpoint(_ context.Context, bucket, name string) ([]byte, bool, error) {

@@ -36,9 +36,11 @@ type pace struct {
 
 // SetEmitInterval makes the engine show a changed open window's row at
 // most once per d (see pace); 0, the default, at every Flush.
-func (e *engine) SetEmitInterval(d time.Duration) {
-	e.pace.every = uint32(min(max(d.Milliseconds(), 0), 1<<31))
-}
+func (e *engine) SetEmitInterval(d time.Duration) { e.pace.setInterval(d) }
+
+// setInterval sets the emit interval; the merger of a view computed in
+// partitions paces its rows by the same rule.
+func (p *pace) setInterval(d time.Duration) { p.every = uint32(min(max(d.Milliseconds(), 0), 1<<31)) }
 
 // at sets the clock of a Flush. A clock that goes back leaves it where it
 // was.

@@ -53,8 +53,15 @@ func batchCmd(ctx context.Context, args []string, std stdio, env lookupEnv) erro
 			if term {
 				fmt.Fprintln(std.out)
 			}
+			if st.Lake != "" {
+				fmt.Fprintf(std.out, "lake: %s\n", st.Lake)
+			}
 			if st.State == api.JobFailed {
 				return fmt.Errorf("job %s failed: %s", st.ID, st.Error)
+			}
+			if st.NothingToDo {
+				fmt.Fprintf(std.out, "job %s succeeded with nothing to do: %s\n", st.ID, st.Note)
+				return nil
 			}
 			fmt.Fprintf(std.out, "job %s succeeded: %d rows read, %d windows written\n", st.ID, st.Rows, st.Windows)
 			return nil

@@ -1,12 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // TestBuildWithoutDuckDB builds the binary the way an ingest-only node
@@ -43,6 +49,33 @@ func TestBuildWithoutDuckDB(t *testing.T) {
 	if !want.Match(out) {
 		t.Fatalf("validate with a duckdb sink said:\n%s\nwant first a line matching %s", out, want)
 	}
+	// SQL needs DuckDB: the endpoint says so with a 501.
+	served := filepath.Join(dir, "served.yaml")
+	os.WriteFile(served, []byte(head+"data_dir: "+filepath.Join(dir, "data")+"\n"), 0o644)
+	addr := testenv.FreeAddr(t)
+	srv := exec.Command(bin, "run", "-c", served, "--listen", addr)
+	var logs bytes.Buffer
+	srv.Stdout, srv.Stderr = &logs, &logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	var status int
+	var body []byte
+	testenv.CheckFor(t, time.Minute, 50*time.Millisecond, func() error {
+		resp, err := http.Post("http://"+addr+"/v1/sql", "text/plain", strings.NewReader("SELECT 1"))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		status = resp.StatusCode
+		body, _ = io.ReadAll(resp.Body)
+		return nil
+	})
+	if status != http.StatusNotImplemented || !strings.Contains(string(body), "SQL needs DuckDB, which this binary was built without (-tags noduckdb)") {
+		t.Fatalf("POST /v1/sql without duckdb: %d %s\n%s", status, body, logs.String())
+	}
+
 	// run refuses the same file before anything starts.
 	cmd = exec.Command(bin, "run", "-c", duck)
 	out, _ = cmd.CombinedOutput()

@@ -43,21 +43,29 @@ func smallDisk(t *testing.T, size int) string {
 // file it returns.
 func fill(t *testing.T, dir string, leave int64) string {
 	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	free := int64(st.Bavail) * st.Bsize
 	path := filepath.Join(dir, "filler")
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := syscall.Fallocate(int(f.Fd()), 0, 0, free-leave); err != nil {
-		t.Fatalf("fallocate %d bytes: %v", free-leave, err)
+	// The server writes meanwhile (checkpoints, lake files): space taken
+	// between statfs and fallocate makes the request too big; measure
+	// again and retry.
+	for attempt := 1; ; attempt++ {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		free := int64(st.Bavail) * st.Bsize
+		err := syscall.Fallocate(int(f.Fd()), 0, 0, free-leave)
+		if err == nil {
+			return path
+		}
+		if !errors.Is(err, syscall.ENOSPC) || attempt == 20 {
+			t.Fatalf("fallocate %d bytes (attempt %d): %v", free-leave, attempt, err)
+		}
 	}
-	return path
 }
 
 // TestDiskFull runs the binary on a 64 MiB tmpfs and fills it twice: to

@@ -151,3 +151,63 @@ func TestLateEventsCorrectedByBatch(t *testing.T) {
 	}
 	s.stop()
 }
+
+// TestBatchRunMakesLakeDurable: a batch run right after publishing sees the
+// events (the lake writer flushes up to the log's end first, without
+// waiting for its roll), and a run with nothing to do says so.
+func TestBatchRunMakesLakeDurable(t *testing.T) {
+	s := startServer(t, "testdata/durable.yaml", t.TempDir())
+	run := func() string {
+		t.Helper()
+		out, errOut, code := runCLI(t, "", "batch", "run", "per_page", "--addr", s.addr)
+		if code != 0 {
+			t.Fatalf("batch run: exit %d\n%s%s", code, out, errOut)
+		}
+		return out
+	}
+	out := run()
+	for _, want := range []string{
+		"lake: the lake already held topic clicks up to the log's end (0 events)\n",
+		"succeeded with nothing to do: the lake holds no event of topic clicks yet\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("batch run on an empty log:\n%s\nwant a line %q", out, want)
+		}
+	}
+	post(t, s, "clicks", `{"id":"1","ts":"2026-03-01T10:00:05Z","page":"a","ms":10}
+{"id":"2","ts":"2026-03-01T10:00:15Z","page":"a","ms":30}
+{"id":"3","ts":"2026-03-01T10:00:25Z","page":"b","ms":5}
+{"id":"4","ts":"2026-03-01T10:02:00Z","page":"a","ms":7}
+`)
+	// lake.max_age is 1h: without the flush the lake would hold nothing.
+	out = run()
+	for _, want := range []string{
+		"lake: made 4 events of topic clicks durable in the lake, up to the log's end (4 events)\n",
+		"succeeded: 4 rows read, 2 windows written\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("batch run after publishing:\n%s\nwant a line %q", out, want)
+		}
+	}
+	out = run()
+	for _, want := range []string{
+		"lake: the lake already held topic clicks up to the log's end (4 events)\n",
+		"succeeded with nothing to do: no window closed and no late event reached the lake since the last run; the horizon stays at 2026-03-01T10:02:00Z\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("batch run again:\n%s\nwant a line %q", out, want)
+		}
+	}
+	jobs, err := s.client().Jobs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nothing []bool
+	for _, j := range jobs {
+		nothing = append(nothing, j.NothingToDo)
+	}
+	if fmt.Sprint(nothing) != "[true false true]" {
+		t.Fatalf("jobs' nothing_to_do, newest first: %v", nothing)
+	}
+	s.stop()
+}

@@ -9,7 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -101,6 +104,46 @@ func writeLag(w io.Writer, lag []api.Lag) {
 			c.Lag, humanSeconds(c.LagSeconds), c.ReadOffset, c.ReadLag, humanSeconds(c.ReadLagSeconds), humanSeconds(c.EventTimeLagSeconds))
 	}
 	tw.Flush()
+}
+
+// clusterCmd lists the live processes: one line per process and consumer
+// it owns partitions of.
+func clusterCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
+	fs := newFlags("cluster", "[--json]", std)
+	conn := clientFlags(fs, env)
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cl := conn()
+	if *asJSON {
+		return printRaw(ctx, cl, std.out, "/v1/cluster", nil)
+	}
+	c, err := cl.Cluster(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLES\tADDR\tSEEN\tCONSUMER\tPARTITIONS")
+	for _, n := range c.Nodes {
+		seen := time.Since(n.Seen).Round(100*time.Millisecond).String() + " ago"
+		consumers := slices.Sorted(maps.Keys(n.Owns))
+		if len(consumers) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t-\t-\n", n.ID, strings.Join(n.Roles, ","), n.Addr, seen)
+		}
+		for i, cons := range consumers {
+			id, roles, addr, ago := n.ID, strings.Join(n.Roles, ","), n.Addr, seen
+			if i > 0 {
+				id, roles, addr, ago = "", "", "", ""
+			}
+			parts := make([]string, len(n.Owns[cons]))
+			for j, p := range n.Owns[cons] {
+				parts[j] = strconv.Itoa(p)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, roles, addr, ago, cons, strings.Join(parts, ","))
+		}
+	}
+	return tw.Flush()
 }
 
 // produceCmd sends NDJSON from stdin in batches. Each batch carries an

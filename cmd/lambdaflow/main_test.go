@@ -414,6 +414,20 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "CONSUMER") {
 		t.Errorf("lag: %d %q", code, out)
 	}
+	// One process: it owns every partition of the lake writer.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _, code = runCLI(t, "", "cluster", "--addr", s.addr)
+		ok := code == 0 && strings.HasPrefix(out, "NODE") && strings.Contains(out, "ingest,speed,batch,sinks,serve") &&
+			regexp.MustCompile(`\blake\s+0,1,2\n`).MatchString(out)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster: %d %q", code, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for _, c := range []struct {
 		args []string
 		want string

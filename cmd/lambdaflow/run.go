@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,9 +31,11 @@ import (
 	"github.com/lambdaflow/lambdaflow/mirror"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
+	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 	"github.com/lambdaflow/lambdaflow/serving"
 	"github.com/lambdaflow/lambdaflow/sinks"
 	"github.com/lambdaflow/lambdaflow/speed"
+	"github.com/lambdaflow/lambdaflow/sqlquery"
 )
 
 // The roles a process can run; `run` without --role runs them all.
@@ -177,14 +181,28 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	// Each part declares its routes (with their access) and readiness; the
 	// wiring only collects them.
 	var routes []httpapi.Route
+	auth := httpapi.NewAuth(p)
 	health := console.NewHealth()
 	health.Add(httpapi.Check{Name: "log", Ready: b.Ready})
 	stats := console.NewStats(p.Name, b, nil)
 	routes = append(routes, health.Routes()...)
 	routes = append(routes, console.MetricsRoutes(reg)...)
 	routes = append(routes, stats.Routes()...)
+	routes = append(routes, console.ClusterRoutes(b)...)
+
+	// Every process is a node of the cluster on the log, so that GET
+	// /v1/cluster lists it; the consumers it runs share their partitions
+	// with the other processes running them.
+	node, err := b.Join(ctx, broker.NodeOptions{Name: nodeName(p, ln.Addr()), Roles: strings.Split(roleList(roles), ","), Addr: advertised(ln.Addr())})
+	if err != nil {
+		return fmt.Errorf("join the cluster: %w", err)
+	}
+	// Closed after the modules stopped (it gives their partitions back),
+	// before the log.
+	defer node.Close()
 
 	var modules []namedModule
+	var duckSinks []sqlquery.SinkDB // DuckDB sinks run here, for SQL
 	var kafkaAddr string
 	var kafkaGroups groups.Others
 	if roles["ingest"] {
@@ -234,9 +252,12 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 				return fmt.Errorf("sink %q: %w", spec.Name, err)
 			}
 			closers = append(closers, target.Close)
+			if d, ok := target.(interface{ DB() *sql.DB }); ok && spec.Type == "duckdb" {
+				duckSinks = append(duckSinks, sqlquery.SinkDB{Name: spec.Name, DB: d.DB()})
+			}
 			// A sink's last flush gets half the stop's time, so that a
 			// database that does not answer leaves time for the rest.
-			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: sinkReg, StopTimeout: p.ShutdownTimeout.D() / 2})
+			r, err := sinks.NewRunner(p, spec, target, b, sinks.Options{Logger: sinkLog, Registerer: sinkReg, Owner: node, StopTimeout: p.ShutdownTimeout.D() / 2})
 			if err != nil {
 				return err
 			}
@@ -248,30 +269,54 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		routes = append(routes, sinks.Routes(runners)...)
 	}
 	store := serving.NewStore(p)
-	if roles["batch"] {
-		bt, err := batch.New(p, b, store, batch.Options{Logger: logger.With("component", "batch"), Registerer: preg("batch")})
+	if roles["batch"] || roles["serve"] {
+		// A serving process shows the batch results the processes running
+		// the batch role publish.
+		opts := batch.Options{Logger: logger.With("component", "batch"), Registerer: preg("batch"), Serve: roles["serve"]}
+		if roles["batch"] {
+			opts.Owner = node
+		}
+		bt, err := batch.New(p, b, store, opts)
 		if err != nil {
 			return err
 		}
-		routes = append(routes, bt.Routes()...)
-		stats.Add(bt)
+		if roles["batch"] {
+			routes = append(routes, bt.Routes()...)
+			stats.Add(bt)
+		}
 		modules = append(modules, namedModule{"batch", bt})
 	}
-	if roles["speed"] {
-		sp, err := speed.New(p, speed.BrokerLog(b), store, speed.Options{Logger: logger.With("component", "speed"), Registerer: preg("speed")})
+	if roles["speed"] || roles["serve"] {
+		// Computing views (speed) and showing them whole (serve) are the
+		// same layer: a serving process replicates the partitions it does
+		// not compute.
+		opts := speed.Options{Logger: logger.With("component", "speed"), Registerer: preg("speed"), Serve: roles["serve"]}
+		if roles["speed"] {
+			opts.Owner = speed.BrokerOwner(node)
+		}
+		sp, err := speed.New(p, speed.BrokerLog(b), store, opts)
 		if err != nil {
 			return err
 		}
-		stats.Add(sp)
+		if roles["speed"] {
+			stats.Add(sp)
+		}
 		modules = append(modules, namedModule{"speed", sp})
 	}
 	if roles["serve"] {
 		routes = append(routes, console.NewAPI(p, b).Routes()...)
 		routes = append(routes, serving.NewHandler(p, store, serving.NewMetrics(preg("serving"), store)).Routes()...)
 		routes = append(routes, console.UIRoutes()...)
+		engine := sqlquery.New(p, sqlquery.Options{
+			Lake:   func(topic string) ([]string, error) { return batch.LakeFiles(p, topic) },
+			Views:  storeViews{store},
+			Sinks:  duckSinks,
+			Logger: logger.With("component", "sql"),
+		})
+		routes = append(routes, sqlquery.NewHandler(engine, auth).Routes()...)
 	}
 
-	srv := httpapi.NewServer(httpapi.Handler(httpapi.NewAuth(p), routes), httpLimits(p.HTTP), preg("http"), logger.With("component", "http"))
+	srv := httpapi.NewServer(httpapi.Handler(auth, routes), httpLimits(p.HTTP), preg("http"), logger.With("component", "http"))
 	modCtx, stopModules := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopModules()
 	g, gctx := errgroup.WithContext(modCtx)
@@ -334,6 +379,42 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	}
 	logger.Info("stopped")
 	return runErr
+}
+
+// storeViews gives SQL the serving store's merged view rows.
+type storeViews struct{ s *serving.Store }
+
+func (v storeViews) Rows(view string) ([]viewrow.Row, bool) {
+	rows, _, _, ok := v.s.Query(view, serving.Filter{})
+	return rows, ok
+}
+
+// nodeName names this process in the cluster: broker.cluster.node, or the
+// host name, and the HTTP port, so that processes on one machine differ.
+func nodeName(p *pipelines.Pipeline, addr net.Addr) string {
+	name := p.Broker.Cluster.Node
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		name += "-" + strconv.Itoa(ta.Port)
+	}
+	return name
+}
+
+// advertised is the HTTP address to show in GET /v1/cluster: the listen
+// address, with the host name when it listens on every interface.
+func advertised(addr net.Addr) string {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return addr.String()
+	}
+	if ta.IP.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			return net.JoinHostPort(h, strconv.Itoa(ta.Port))
+		}
+	}
+	return ta.String()
 }
 
 // runningModules tracks which modules have not returned yet, for the

@@ -13,9 +13,10 @@ import messages from "./pages/messages.js";
 import views from "./pages/views.js";
 import jobs from "./pages/jobs.js";
 import sinks from "./pages/sinks.js";
+import cluster from "./pages/cluster.js";
 
 const REFRESH_MS = 2000;
-const PAGES = [overview, topics, consumers, messages, views, jobs, sinks];
+const PAGES = [overview, topics, consumers, messages, views, jobs, sinks, cluster];
 
 const model = new Model();
 const ui = {

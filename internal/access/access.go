@@ -55,20 +55,48 @@ type Tokens struct {
 	read  digests // auth.read_tokens
 	admin digests // auth.admin_tokens
 	write map[string]digests
-	any   bool // some token is configured
+	// readTopic are topics[].read_tokens: tokens that read one topic
+	// through SQL (its lake, its views and their sink tables).
+	readTopic map[string]digests
+	any       bool // some token is configured
 }
 
 // New returns the tokens of pipeline p.
 func New(p *pipelines.Pipeline) *Tokens {
 	t := &Tokens{read: newDigests(p.Auth.ReadTokens), admin: newDigests(p.Auth.AdminTokens), write: map[string]digests{}}
 	t.any = len(t.read) > 0 || len(t.admin) > 0
+	t.readTopic = map[string]digests{}
 	for _, tp := range p.Topics {
 		if d := newDigests(tp.WriteTokens); len(d) > 0 {
 			t.write[tp.Name] = d
 			t.any = true
 		}
+		if d := newDigests(tp.ReadTokens); len(d) > 0 {
+			t.readTopic[tp.Name] = d
+			t.any = true
+		}
 	}
 	return t
+}
+
+// TopicReads returns the topics token reads by topics[].read_tokens (none
+// for the empty token). A token of the read scope reads every topic
+// besides; May says that.
+func (t *Tokens) TopicReads(token string) map[string]bool {
+	if token == "" {
+		return nil
+	}
+	d := sha256.Sum256([]byte(token))
+	var out map[string]bool
+	for topic, s := range t.readTopic {
+		if s.has(&d) { // every set checked whole: no early exit
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[topic] = true
+		}
+	}
+	return out
 }
 
 // Open reports whether scope needs no token (for Write: on topic).

@@ -59,6 +59,7 @@ var layers = map[string]int{
 	// What puts layers together.
 	"sinks/all": 7,
 	"pipetest":  7,
+	"sqlquery":  7,
 	"client":    7,
 	// Test support, imported by tests and test harnesses only: it sits
 	// low so that any of them may use it.

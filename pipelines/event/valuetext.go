@@ -53,11 +53,13 @@ func ParseValue(t FieldType, s string) (Value, error) {
 }
 
 // ParseTime reads an RFC 3339 time or epoch milliseconds, the two ways an
-// event time is written, as UTC microseconds.
+// event time is written, as UTC microseconds. Epoch milliseconds outside
+// the years RFC 3339 can write (0000 to 9999) are refused: such a time
+// could not be printed back.
 func ParseTime(s string) (int64, error) {
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if ms > math.MaxInt64/1000 || ms < math.MinInt64/1000 {
-			return 0, fmt.Errorf("%q is out of range as epoch milliseconds", s)
+		if ms > MaxPrintableTime/1000 || ms < MinPrintableTime/1000 {
+			return 0, fmt.Errorf("%q is out of range as epoch milliseconds: the years 0000 to 9999 are, %d to %d", s, MinPrintableTime/1000, MaxPrintableTime/1000)
 		}
 		return ms * 1000, nil
 	}

@@ -45,7 +45,7 @@ func TestParseValue(t *testing.T) {
 	bad(TypeDouble, "x", `"x" is not a number`)
 	bad(TypeBool, "yes", `"yes" is not true or false`)
 	bad(TypeTimestamp, "yesterday", `"yesterday" is not an RFC 3339 time or epoch milliseconds`)
-	bad(TypeTimestamp, "9223372036854775807", `"9223372036854775807" is out of range as epoch milliseconds`)
+	bad(TypeTimestamp, "9223372036854775807", `"9223372036854775807" is out of range as epoch milliseconds: the years 0000 to 9999 are, -62167219200000 to 253402300799999`)
 	bad(FieldType(99), "x", "unsupported type unknown")
 }
 
@@ -86,4 +86,27 @@ func FuzzParseValue(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseTimeWithinPrintableYears: epoch milliseconds past the years RFC
+// 3339 can write are refused (they could not be printed back), the last
+// and first printable milliseconds are read.
+func TestParseTimeWithinPrintableYears(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		want int64
+		err  bool
+	}{
+		{"253402300799999", 253402300799999000, false}, // 9999-12-31T23:59:59.999Z
+		{"-62167219200000", -62167219200000000, false}, // 0000-01-01T00:00:00Z
+		{"253402300800000", 0, true},                   // 10000-01-01
+		{"270000000000000", 0, true},                   // found by FuzzParseValue
+		{"-62167219200001", 0, true},                   // before the year 0000
+		{"9999-12-31T23:59:59.999999Z", MaxPrintableTime, false},
+	} {
+		got, err := ParseTime(c.s)
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("ParseTime(%q) = %d, %v; want %d, error %v", c.s, got, err, c.want, c.err)
+		}
+	}
 }

@@ -157,6 +157,7 @@ func (e *env) newRunner(tg sinks.Target) (*sinks.Runner, *prometheus.Registry) {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
 	r, err := sinks.NewRunner(e.p, e.spec, unwrap(tg), e.b, sinks.Options{
+		Owner:       Join(e.t, e.b),
 		Logger:      e.logger(),
 		Registerer:  reg,
 		BackoffBase: 20 * time.Millisecond,
@@ -280,4 +281,17 @@ func (e *env) deadLetters() []event.Event {
 		out = append(out, en.Events...)
 	}
 	return out
+}
+
+// Join makes this test process a node of the cluster on b's log, as a
+// running process is, for a runner's Options.Owner; the node leaves at the
+// end of the test.
+func Join(t testing.TB, b *broker.Broker) *broker.Node {
+	t.Helper()
+	n, err := b.Join(context.Background(), broker.NodeOptions{Name: "test", Roles: []string{"sinks"}})
+	if err != nil {
+		t.Fatalf("Join: %v", err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
 }

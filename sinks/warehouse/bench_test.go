@@ -17,6 +17,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/sinks"
+	"github.com/lambdaflow/lambdaflow/sinks/sinktest"
 )
 
 // Benchmark shape: benchRows events of a typical metrics topic in
@@ -111,7 +112,7 @@ func newBenchLog(b *testing.B, sinkType string, iterations int) *benchLog {
 func (l *benchLog) deliver(b *testing.B, i int, target sinks.Target) time.Duration {
 	b.Helper()
 	spec := &l.p.Sinks[i]
-	r, err := sinks.NewRunner(l.p, spec, target, l.b, sinks.Options{Logger: slog.New(slog.DiscardHandler)})
+	r, err := sinks.NewRunner(l.p, spec, target, l.b, sinks.Options{Logger: slog.New(slog.DiscardHandler), Owner: sinktest.Join(b, l.b)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -291,6 +291,11 @@ func (s *pgCopySource) Values() ([]any, error) {
 	return s.buf, nil
 }
 
+// DriverValue is the Go value of a log value for a column of the field's
+// type in PostgreSQL or DuckDB (goValue), for code outside the package that
+// fills such columns.
+func DriverValue(t event.FieldType, v event.Value) any { return goValue(t, v) }
+
 // goValue is the Go value of a log value for the drivers (event.GoValue),
 // but int32 for an int, the column's type.
 func goValue(t event.FieldType, v event.Value) any {

@@ -29,6 +29,9 @@ import (
 var errRejected = errors.New("rejected")
 
 // quote quotes an SQL identifier (both PostgreSQL and DuckDB use "…").
+// QuoteIdent quotes a table or column name for SQL (both engines).
+func QuoteIdent(name string) string { return quote(name) }
+
 func quote(name string) string {
 	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }

@@ -48,17 +48,20 @@ export default {
               { label: "Took", cls: "num" },
             ],
             jobs.flatMap((j) => {
+              // A job that changed nothing is not shown as a success.
+              const state = j.state === "succeeded" && j.nothing_to_do ? "nothing to do" : j.state;
+              const kind = j.state === "succeeded" && j.nothing_to_do ? "muted" : STATE_KIND[j.state] || "muted";
               const pct = j.total > 0 ? Math.min(100, (100 * j.done) / j.total) : j.state === "succeeded" ? 100 : 0;
               const bar = h("div", {});
               bar.style.width = pct.toFixed(1) + "%";
               const took = j.started_at ? ((j.finished_at ? Date.parse(j.finished_at) : Date.now()) - Date.parse(j.started_at)) / 1000 : null;
               const row = h(
                 "tr",
-                { class: "job-row" + (j.id === this.started ? " highlight" : ""), "data-job": j.id, "data-state": j.state },
+                { class: "job-row" + (j.id === this.started ? " highlight" : ""), "data-job": j.id, "data-state": j.state, "data-nothing": j.nothing_to_do ? "true" : "false" },
                 h("td", { class: "mono job-id" }, j.id),
                 h("td", { class: "name" }, j.view),
-                h("td", {}, badge(j.state, STATE_KIND[j.state] || "muted", { class: "badge job-state " + (STATE_KIND[j.state] || "muted") }), j.trigger ? h("span", { class: "muted" }, " " + j.trigger) : null),
-                h("td", {}, h("div", { class: "progress-cell" }, h("div", { class: "progress " + j.state }, bar), h("span", { class: "muted" }, `${int(j.done)}/${int(j.total)}`))),
+                h("td", {}, badge(state, kind, { class: "badge job-state " + kind }), j.trigger ? h("span", { class: "muted" }, " " + j.trigger) : null),
+                h("td", {}, h("div", { class: "progress-cell" }, h("div", { class: "progress " + (j.nothing_to_do ? "nothing" : j.state) }, bar), h("span", { class: "muted" }, `${int(j.done)}/${int(j.total)}`))),
                 h("td", { class: "num" }, int(j.rows)),
                 h("td", { class: "num" }, j.rows_per_second ? rate(j.rows_per_second) : "–"),
                 h("td", { class: "num" }, j.state === "running" && j.eta_seconds ? seconds(j.eta_seconds) : "–"),
@@ -67,7 +70,11 @@ export default {
                 h("td", { class: "mono", title: j.queued_at }, shortTime(j.queued_at)),
                 h("td", { class: "num" }, took === null ? "–" : seconds(took)),
               );
-              return j.error ? [row, h("tr", { class: "sub" }, h("td", { colspan: 11, class: "error-text" }, j.error))] : [row];
+              const out = [row];
+              if (j.error) out.push(h("tr", { class: "sub" }, h("td", { colspan: 11, class: "error-text" }, j.error)));
+              if (j.note) out.push(h("tr", { class: "sub" }, h("td", { colspan: 11, class: "muted job-note" }, j.note)));
+              if (j.lake) out.push(h("tr", { class: "sub" }, h("td", { colspan: 11, class: "muted job-lake" }, "Lake: " + j.lake)));
+              return out;
             }),
             { id: "jobs", class: "compact" },
           )

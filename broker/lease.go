@@ -1,0 +1,178 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Lease is a partition owned by this process for one consumer. Its
+// methods are safe for concurrent use.
+type Lease struct {
+	n        *Node
+	node     string
+	consumer string
+	part     int
+	epoch    uint64
+
+	mu      sync.Mutex
+	commits map[string]*leaseCommit // by topic
+
+	lostOnce sync.Once
+	lost     chan struct{}
+}
+
+type leaseCommit struct {
+	rev   uint64
+	rec   commitRecord
+	found bool // a commit (not only a registration) was there at the start
+}
+
+// Partition returns the leased partition.
+func (l *Lease) Partition() int { return l.part }
+
+// Epoch returns the lease's epoch: it grows every time the partition
+// changes hands, so an owner's work can be told from a predecessor's.
+func (l *Lease) Epoch() uint64 { return l.epoch }
+
+// Consumer returns the consumer the lease is for.
+func (l *Lease) Consumer() string { return l.consumer }
+
+// Committed returns the position committed for topic's partition when the
+// lease was taken (or since, by this lease): the next offset and the
+// checkpoint named with it. ok is false when nothing was committed.
+func (l *Lease) Committed(topic string) (offset int64, checkpoint string, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.commits[topic]
+	if c == nil || !c.found {
+		return 0, "", false
+	}
+	return c.rec.Offset, c.rec.Checkpoint, true
+}
+
+// Lost is closed when the lease is no longer this process's: another took
+// the partition, or this node stopped its work (given back or fenced).
+func (l *Lease) Lost() <-chan struct{} { return l.lost }
+
+// Valid reports whether the lease still holds: not lost, and the node's
+// last heartbeat is recent enough that no other process can have taken the
+// partition. Check it before an effect the log cannot fence (a write to a
+// database).
+func (l *Lease) Valid() bool {
+	if l.isLost() {
+		return false
+	}
+	l.n.mu.Lock()
+	defer l.n.mu.Unlock()
+	return l.n.id == l.node && time.Since(l.n.lastBeat) < fenceAfter
+}
+
+func (l *Lease) isLost() bool {
+	select {
+	case <-l.lost:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l *Lease) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
+
+// fence writes the lease's node and epoch into topic's commit record, so
+// that the previous owner's next commit fails.
+func (l *Lease) fence(ctx context.Context, topic string) error {
+	key := commitKey(l.consumer, topic, l.part)
+	for attempt := 0; attempt < 16; attempt++ {
+		var rec commitRecord
+		var rev uint64
+		e, err := l.n.offs.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		case err != nil:
+			return fmt.Errorf("fence %s: %w", key, unavailable(err))
+		default:
+			rev = e.Revision()
+			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+				return fmt.Errorf("fence %s: %w", key, err)
+			}
+		}
+		found := rev != 0 && !rec.Registered
+		next := rec
+		next.Owner, next.Epoch = l.node, l.epoch
+		v, _ := json.Marshal(next)
+		var nrev uint64
+		if rev == 0 {
+			nrev, err = l.n.offs.Create(ctx, key, v)
+		} else {
+			nrev, err = l.n.offs.Update(ctx, key, v, rev)
+		}
+		if conflict(err) {
+			continue // the previous owner committed meanwhile: read again
+		}
+		if err != nil {
+			return fmt.Errorf("fence %s: %w", key, unavailable(err))
+		}
+		l.mu.Lock()
+		l.commits[topic] = &leaseCommit{rev: nrev, rec: next, found: found}
+		l.mu.Unlock()
+		return nil
+	}
+	return fmt.Errorf("fence %s: %w: too many concurrent writers", key, ErrUnavailable)
+}
+
+// Commit records that the consumer has consumed topic's leased partition
+// up to, not including, offset (eventTime: the event time of the last
+// event, UTC µs, 0 if unknown), and names the checkpoint that holds the
+// consumer's state at that offset (empty if none). It is a compare-and-set
+// on this lease's last write: when another process has taken the partition
+// it fails with an error wrapping ErrFenced and the lease is lost.
+func (l *Lease) Commit(ctx context.Context, topic string, offset, eventTime int64, checkpoint string) error {
+	if offset < 0 {
+		return fmt.Errorf("broker: commit %s %q/%d: negative offset %d", l.consumer, topic, l.part, offset)
+	}
+	if l.isLost() {
+		return fmt.Errorf("broker: commit %s %q/%d: %w", l.consumer, topic, l.part, ErrFenced)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.commits[topic]
+	if c == nil {
+		return fmt.Errorf("broker: commit %s %q/%d: the lease does not cover the topic", l.consumer, topic, l.part)
+	}
+	key := commitKey(l.consumer, topic, l.part)
+	rec := commitRecord{Offset: offset, EventTime: eventTime, CommittedAt: l.n.b.now().UnixMicro(),
+		Owner: l.node, Epoch: l.epoch, Checkpoint: checkpoint}
+	v, _ := json.Marshal(rec)
+	for attempt := 0; ; attempt++ {
+		nrev, err := l.n.offs.Update(ctx, key, v, c.rev)
+		if err == nil {
+			c.rev, c.rec, c.found = nrev, rec, true
+			return nil
+		}
+		if !conflict(err) || attempt > 0 {
+			if conflict(err) {
+				l.markLost()
+				return fmt.Errorf("broker: commit %s %q/%d: %w", l.consumer, topic, l.part, ErrFenced)
+			}
+			return fmt.Errorf("broker: commit %s %q/%d: %w", l.consumer, topic, l.part, unavailable(err))
+		}
+		// An earlier commit of this lease may have been stored with its
+		// answer lost: then the record is ours and its revision is new.
+		e, gerr := l.n.offs.Get(ctx, key)
+		if gerr != nil {
+			return fmt.Errorf("broker: commit %s %q/%d: %w", l.consumer, topic, l.part, unavailable(gerr))
+		}
+		var cur commitRecord
+		if json.Unmarshal(e.Value(), &cur) != nil || cur.Owner != l.node || cur.Epoch != l.epoch {
+			l.markLost()
+			return fmt.Errorf("broker: commit %s %q/%d: %w (now %q, epoch %d)", l.consumer, topic, l.part, ErrFenced, cur.Owner, cur.Epoch)
+		}
+		c.rev = e.Revision()
+	}
+}
