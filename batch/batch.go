@@ -230,7 +230,6 @@ func (b *Batch) Run(ctx context.Context) error {
 			// topic.
 			tw := b.writers[name]
 			c := newCompactor(tl, b.logger, b.now, b.p.Lake.Compact, b.grace, b.metrics)
-			c.owns = func(shard int) bool { return tw.fenceOf(shard) != nil }
 			c.fence = tw.fenceOf
 			tw.flushed = c.poke
 			wg.Go(func() { tw.run(runCtx) })

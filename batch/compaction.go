@@ -48,10 +48,9 @@ type compactor struct {
 	cfg     pipelines.Compact
 	grace   time.Duration
 	metrics *metrics
-	// owns tells whether this process compacts the periods of a shard
-	// (a partition number); nil: all of them.
-	owns func(shard int) bool
-	// fence returns the ownership of a shard; nil: none.
+	// fence returns the ownership under which this process compacts the
+	// periods of a shard (a partition number), nil when another process
+	// does; a nil func: this process compacts every period, unfenced.
 	fence func(shard int) Fence
 	// nudge asks for a pass soon (after a flush).
 	nudge chan struct{}
@@ -113,6 +112,10 @@ func (c *compactor) run(ctx context.Context, poll time.Duration) {
 // files of each), then deletes replaced files whose grace is over. It
 // returns how many merges it committed.
 func (c *compactor) compact(ctx context.Context) (int, error) {
+	// Not while this process recovers a partition it takes over: recovery
+	// removes files no manifest lists yet, such as a merge's output.
+	c.tl.work.Lock()
+	defer c.tl.work.Unlock()
 	for path := range c.unhidden {
 		c.hide(ctx, path)
 	}
@@ -123,11 +126,22 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 			newest, seen = ps.MaxTime, true
 		}
 	}
+	// The shards' fences as the pass starts: a merge commits only under
+	// the ownership its inputs were chosen under.
+	fences := map[int]Fence{}
 	groups := map[int64][]fileEntry{}
 	for _, f := range m.Files {
 		start := periodOf(f.Start, c.tl.period)
-		if c.owns != nil && !c.owns(c.tl.shard(start)) {
-			continue
+		shard := c.tl.shard(start)
+		if c.fence != nil {
+			fc, ok := fences[shard]
+			if !ok {
+				fc = c.fence(shard)
+				fences[shard] = fc
+			}
+			if fc == nil {
+				continue // compacted by another process
+			}
 		}
 		groups[start] = append(groups[start], f)
 	}
@@ -147,7 +161,7 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 		fs := groups[start]
 		// The oldest files first: their rows come first in offset order.
 		slices.SortFunc(fs, func(a, b fileEntry) int { return cmp.Or(cmp.Compare(a.Added, b.Added), cmp.Compare(a.Path, b.Path)) })
-		err := c.merge(ctx, m, start, fs[:min(len(fs), maxMergeInputs)])
+		err := c.merge(ctx, m, start, fs[:min(len(fs), maxMergeInputs)], fences[c.tl.shard(start)])
 		if errors.Is(err, errStale) {
 			// Another process changed the period meanwhile; the next pass
 			// looks again.
@@ -168,7 +182,7 @@ var errStale = errors.New("lake: files compacted meanwhile")
 // merge replaces files (of the period at start) by one file holding their
 // rows in partition and offset order, named c<version>.parquet after the
 // manifest version it was made from.
-func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files []fileEntry) error {
+func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files []fileEntry, fence Fence) error {
 	out := fileEntry{
 		Path:      periodPath(start, c.tl.period) + "/c" + strconv.FormatInt(m.Version, 10) + ".parquet",
 		Start:     start,
@@ -205,10 +219,8 @@ func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files [
 		break
 	}
 	_, err := c.tl.ms.commit(ctx, func(m *manifest) (*delta, error) {
-		if c.fence != nil {
-			if err := fenced(m.partition(shard), c.fence(shard), c.tl.topic.Name); err != nil {
-				return nil, err
-			}
+		if err := fenced(m.partition(shard), fence, c.tl.topic.Name); err != nil {
+			return nil, err
 		}
 		live := make(map[string]bool, len(m.Files))
 		for _, f := range m.Files {
@@ -391,8 +403,8 @@ func (c *compactor) purge(ctx context.Context) error {
 		if now.Sub(time.Unix(r.At, 0)) < c.grace || (oldest >= 0 && oldest < r.Version) {
 			continue
 		}
-		if c.owns != nil {
-			if start, ok := periodOfPath(r.Path); !ok || !c.owns(c.tl.shard(periodOf(start, c.tl.period))) {
+		if c.fence != nil {
+			if start, ok := periodOfPath(r.Path); !ok || c.fence(c.tl.shard(periodOf(start, c.tl.period))) == nil {
 				continue
 			}
 		}

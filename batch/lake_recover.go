@@ -18,6 +18,8 @@ import (
 // be writing the others; and it must run after the take-over is committed
 // (Fence), so that a previous owner can no longer commit what it wrote.
 func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, parts []int) error {
+	tl.work.Lock()
+	defer tl.work.Unlock()
 	owned := make(map[int]bool, len(parts))
 	for _, p := range parts {
 		owned[p] = true

@@ -94,6 +94,9 @@ type topicLake struct {
 	// scan reads one lake file (scanParquet); benchmarks swap in another
 	// reader to compare them on the same workload.
 	scan func(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error
+	// work keeps a compaction pass and the recovery of partitions taken
+	// over apart in this process.
+	work sync.Mutex
 }
 
 func openTopicLake(ctx context.Context, st lakestore.Store, t *pipelines.Topic, now func() time.Time, logger *slog.Logger) (*topicLake, error) {
