@@ -515,6 +515,9 @@ func TestAPIStats(t *testing.T) {
 	var raw map[string]json.RawMessage
 	got(0, p.api.Get(bg, "/v1/stats", nil, &raw))(t)
 	assertKeys(t, "stats", raw, "pipeline", "time", "started", "topics", "consumers", "ingest", "views", "batch", "sinks", "links")
+	if string(raw["links"]) != "[]" {
+		t.Errorf("links of a pipeline without sources: %s, want []", raw["links"])
+	}
 
 	before := got(p.api.Lag(bg))(t)
 	st := got(p.api.Stats(bg))(t)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/lambdaflow/lambdaflow/api"
@@ -275,6 +276,17 @@ func TestSitesAcrossHosts(t *testing.T) {
 		}
 		return nil
 	})
+	// The console draws the cut link with its lag, coloured by its age.
+	b := newBrowser(t)
+	b.openURL(t, hq.url, "overview")
+	b.waitFor(t, "the cut link drawn late", `(() => {
+		const e = document.querySelector('#pipeline-graph .edge[data-from="link:mirror.eu.metrics"][data-to="topic:metrics"]');
+		return !!e && /(warn|bad)/.test(e.getAttribute("class")) && /the oldest ([1-9][0-9]+ s|[0-9]+m [0-9]+s) old/.test(e.textContent);
+	})()`)
+	// Away from hq while its processes are killed below.
+	if err := chromedp.Do(b.ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
 	if err := hhq.Unblock(heu); err != nil {
 		t.Fatal(err)
 	}
@@ -327,12 +339,14 @@ func TestSitesAcrossHosts(t *testing.T) {
 	testenv.CheckFor(t, time.Minute, time.Second, func() error { return viewEquals(hq, o) })
 	testenv.CheckFor(t, time.Minute, time.Second, func() error { return lakeHolds(hq, o) })
 
-	// The console draws the links as inputs of the topic, with their lag.
-	b := newBrowser(t)
+	// The console draws the links as inputs of the topic, caught up.
 	b.openURL(t, hq.url, "overview")
 	for _, site := range []string{"eu", "us"} {
 		b.waitFor(t, "the link of "+site, `document.querySelector('#pipeline-graph [data-node="link:mirror.`+site+`.metrics"]')`)
-		b.waitFor(t, "its edge to the topic", `document.querySelector('#pipeline-graph .edge[data-from="link:mirror.`+site+`.metrics"][data-to="topic:metrics"]')`)
+		b.waitFor(t, "its edge to the topic, lag 0", `(() => {
+			const e = document.querySelector('#pipeline-graph .edge[data-from="link:mirror.`+site+`.metrics"][data-to="topic:metrics"]');
+			return !!e && /\bok\b/.test(e.getAttribute("class")) && e.textContent.includes("0 events of the other site not pulled yet");
+		})()`)
 	}
 	b.screenshot(t, "sites")
 	if errs := b.jsErrors(); len(errs) > 0 {

@@ -395,6 +395,12 @@ func BenchmarkCheckpoint(b *testing.B) {
 // with it, so each group gets ten events a second; a 1m tumbling window by
 // host stays open throughout. It flushes after every entry (a lightly loaded
 // view) or every 64 entries (one under load, which flushes per batch).
+//
+// Each runs three ways, to compare in one run: emit=1s (the default: open
+// windows paced at 1s, to the store and the view's topic), emit=0 (paced
+// the same, to the store only) and unpaced (every change of an open window
+// shown in the store at every flush, none to the topic: the speed layer
+// before open windows reached sinks).
 func BenchmarkManyKeys(b *testing.B) {
 	p := benchPipeline(b, b.TempDir(), "")
 	const (
@@ -423,49 +429,74 @@ func BenchmarkManyKeys(b *testing.B) {
 		}
 		data[i] = broker.AppendEntry(nil, t.Schema, base, evs)
 	}
+	modes := []struct {
+		name     string
+		interval time.Duration // the view's emit.interval
+		paced    bool
+	}{{"emit=1s", time.Second, true}, {"emit=0", 0, true}, {"unpaced", 0, false}}
 	for _, every := range []int{1, 64} {
-		b.Run(fmt.Sprintf("flush-every-%d", every), func(b *testing.B) {
-			e := newEngine(pl, 1)
-			interval, _ := v.Emit.Open()
-			e.SetEmitInterval(interval)
-			store := serving.NewStore(p)
-			em := newEmitter(p, v, store)
-			var appended int
-			em.append = func(_ context.Context, _ string, _ int, evs []event.Event) (int64, error) {
-				appended += len(evs)
-				return int64(appended - len(evs)), nil
-			}
-			var out output
-			var evs []event.Event
-			var rows int
-			b.ReportAllocs()
-			b.SetBytes(int64(len(data[0])))
-			b.ResetTimer()
-			for i := range b.N {
-				evs, err = broker.DecodeEntry(data[i%entries], t.Schema, evs)
-				if err != nil {
-					b.Fatal(err)
-				}
-				// Entries repeat: shift them on in event time.
-				shift := int64(i/entries) * entries * perEntry
-				for j := range evs {
-					evs[j].Time += shift
-				}
-				e.Process(0, int64(i)*perEntry, evs)
-				if i%every == every-1 || i == b.N-1 {
-					now := time.UnixMicro(base + int64(i+1)*perEntry + shift)
-					flushAt(e, now, &out)
-					rows += len(out.Open) + len(out.Final)
-					em.emit(&out)
-					if err := em.flushPending(context.Background()); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			b.ReportMetric(float64(b.N*perEntry)/b.Elapsed().Seconds(), "events/s")
-			b.ReportMetric(float64(rows)/float64(b.N*perEntry), "rows/event")
-		})
+		for _, mode := range modes {
+			b.Run(fmt.Sprintf("flush-every-%d/%s", every, mode.name), func(b *testing.B) {
+				manyKeys(b, p, v, pl, data, every, mode.interval, mode.paced)
+			})
+		}
 	}
+}
+
+// manyKeys is one run of BenchmarkManyKeys: the view v with the given
+// emit.interval, its open windows paced by it or shown at every flush.
+func manyKeys(b *testing.B, p *pipelines.Pipeline, v *pipelines.View, pl *plan.Plan, data [][]byte, every int, interval time.Duration, paced bool) {
+	const perEntry = 1000
+	entries := len(data)
+	t := p.TopicByName(v.From)
+	vv := *v
+	vv.Emit.Interval = pipelines.Duration(interval)
+	e := newEngine(pl, 1)
+	if paced {
+		iv, _ := vv.Emit.Open()
+		e.SetEmitInterval(iv)
+	}
+	em := newEmitter(p, &vv, serving.NewStore(p))
+	var appended int
+	em.append = func(_ context.Context, _ string, _ int, evs []event.Event) (int64, error) {
+		appended += len(evs)
+		return int64(appended - len(evs)), nil
+	}
+	var out output
+	var evs []event.Event
+	var rows int
+	var err error
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data[0])))
+	b.ResetTimer()
+	cpu0 := benchCPUTime()
+	for i := range b.N {
+		evs, err = broker.DecodeEntry(data[i%entries], t.Schema, evs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Entries repeat: shift them on in event time.
+		shift := int64(i/entries) * int64(entries) * perEntry
+		for j := range evs {
+			evs[j].Time += shift
+		}
+		e.Process(0, int64(i)*perEntry, evs)
+		if i%every == every-1 || i == b.N-1 {
+			now := time.UnixMicro(base + int64(i+1)*perEntry + shift)
+			flushAt(e, now, &out)
+			rows += len(out.Open) + len(out.Final)
+			em.emit(&out)
+			if err := em.flushPending(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*perEntry)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(rows)/float64(b.N*perEntry), "rows/event")
+	b.ReportMetric(float64(appended)/float64(b.N*perEntry), "topic-rows/event")
+	// CPU time is the steadier figure on a shared machine (the process's,
+	// the garbage collector's included).
+	b.ReportMetric(float64(benchCPUTime()-cpu0)/float64(b.N*perEntry), "cpu-ns/event")
 }
 
 // The window job that bench/peers also runs on Apache Flink (its

@@ -181,7 +181,9 @@ function graph(model, navigate) {
     edges.push({
       from: "link:" + c,
       to: "topic:" + t,
-      kind: lagKind(sum.lag_seconds, sum.lag),
+      // A link cut off knows no events behind, only since when it has not
+      // heard from the other site: that age alone colours it.
+      kind: lagKind(sum.lag_seconds, sum.lag || sum.lag_seconds),
       label: [strong(rate(model.consumerRate(c, t))), " · lag ", lagSpan(`${int(sum.lag)} (${seconds(sum.lag_seconds)})`)],
       title: `${c}: ${int(sum.lag)} events of the other site not pulled yet, the oldest ${seconds(sum.lag_seconds)} old`,
     });
