@@ -63,11 +63,12 @@ bench-peers:
 	$(GO) run ./bench/peers -rounds $(ROUNDS) -pairs $(PAIRS) -o artifacts/bench-peers.md
 
 ## bench-backfill: a year of flights through HTTP ingest into a real `lambdaflow run`: lake catch-up, files,
-## manifest, peak RSS, recompute per view, with exactness checks; ROUNDS rounds; report in artifacts/bench-backfill.md
+## manifest, peak RSS, recompute per view, with exactness checks; ROUNDS rounds, PARTITIONING=daily for a daily lake;
+## report in artifacts/bench-backfill.md
 bench-backfill: build
 	deploy/bench/peers.sh duckdb
 	mkdir -p artifacts
-	$(GO) run ./bench/backfill -rounds $(ROUNDS) -o artifacts/bench-backfill.md
+	$(GO) run ./bench/backfill -rounds $(ROUNDS)$(if $(PARTITIONING), -partitioning $(PARTITIONING)) -o artifacts/bench-backfill.md
 
 ## bench-kafka: Kafka-protocol produce throughput, interleaved medians: Apache Kafka (from Maven
 ## Central, KRaft, deploy/bench/kafka-broker.sh) vs Lambdaflow's Kafka listener vs the same records

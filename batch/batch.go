@@ -7,13 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/api"
-
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -68,6 +69,9 @@ type Options struct {
 	// (hidden) for readers of older manifests in other processes. Zero
 	// means 10 minutes.
 	CompactGrace time.Duration
+	// Store is the lake's storage; nil means the one the pipeline's lake
+	// section names (its url, or its directory).
+	Store lakestore.Store
 	// JobHistory is how many finished jobs GET /v1/jobs keeps; zero means 100.
 	JobHistory int
 	// Owner hands out the lake's partitions this process writes and the
@@ -82,22 +86,24 @@ type Options struct {
 // Batch is the batch layer of one pipeline. Its methods are safe for
 // concurrent use.
 type Batch struct {
-	p       *pipelines.Pipeline
-	log     Log
-	store   Store
-	logger  *slog.Logger
-	now     func() time.Time
-	poll    time.Duration
-	grace   time.Duration
-	owner   Owner
-	serve   bool
-	shared  *results // nil without a log
-	metrics *metrics
-	lakeDir string
-	viewDir string
+	p         *pipelines.Pipeline
+	log       Log
+	store     Store
+	logger    *slog.Logger
+	now       func() time.Time
+	poll      time.Duration
+	grace     time.Duration
+	owner     Owner
+	serve     bool
+	shared    *results // nil without a log
+	metrics   *metrics
+	lakeStore lakestore.Store
+	viewDir   string
 
-	lakes map[string]*topicLake // by topic
-	views map[string]*viewJob   // by view
+	lakes   map[string]*topicLake   // by topic
+	writers map[string]*topicWriter // by topic
+	budget  *memBudget              // the lake writers' memory
+	views   map[string]*viewJob     // by view
 
 	jobs *jobTable
 }
@@ -110,7 +116,7 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 	b := &Batch{
 		p: p, log: log, store: store, logger: opts.Logger, now: opts.Now,
 		poll: opts.Poll, grace: opts.CompactGrace, owner: opts.Owner, serve: opts.Serve,
-		lakes: map[string]*topicLake{}, views: map[string]*viewJob{},
+		lakes: map[string]*topicLake{}, writers: map[string]*topicWriter{}, views: map[string]*viewJob{},
 	}
 	if b.logger == nil {
 		b.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -138,17 +144,28 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 	}
 	m.init(topicNames, viewNames)
 	b.jobs = newJobTable(opts.JobHistory)
-	b.lakeDir = LakeDir(p)
-	b.viewDir = filepath.Join(p.DataDir, "views")
 	if o, ok := log.(objects); ok && log != nil {
 		b.shared = &results{log: o, bucket: "batch_" + p.Name}
 	}
+	b.viewDir = filepath.Join(p.DataDir, "views")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b.lakeStore = opts.Store
+	if b.lakeStore == nil {
+		if b.lakeStore, err = OpenStore(ctx, p); err != nil {
+			return nil, fmt.Errorf("batch: %w", err)
+		}
+	}
 	for i := range p.Topics {
-		tl, err := openTopicLake(b.lakeDir, &p.Topics[i])
+		tl, err := openTopicLake(ctx, b.lakeStore, &p.Topics[i], b.now, b.logger)
 		if err != nil {
 			return nil, err
 		}
 		b.lakes[p.Topics[i].Name] = tl
+	}
+	b.budget = newMemBudget(int64(b.lakeBuffer()))
+	for name, tl := range b.lakes {
+		b.writers[name] = newTopicWriter(tl, b.log, b.logger, b.now, b.roll(), b.poll, b.metrics, b.budget)
 	}
 	for i := range p.Views {
 		vj, err := b.newViewJob(&p.Views[i])
@@ -160,13 +177,24 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 	return b, nil
 }
 
+// OpenStore opens the storage of p's lake: its url (object storage) or
+// its directory (default <data_dir>/lake).
+func OpenStore(ctx context.Context, p *pipelines.Pipeline) (lakestore.Store, error) {
+	return lakestore.Open(ctx, lakestore.Config{
+		Dir: LakeDir(p), URL: p.Lake.URL, Endpoint: p.Lake.Endpoint, Region: p.Lake.Region,
+		AccessKeyID: p.Lake.AccessKeyID, SecretAccessKey: p.Lake.SecretAccessKey, PathStyle: p.Lake.PathStyle,
+	})
+}
+
 // Run runs the lake writers, compaction and the scheduler until ctx is
 // done. The lake's partitions are shared with every other process running
-// the batch role: this one writes and compacts the partitions it owns
-// (Options.Owner). On the way out (soft stop) each lake writer closes its
-// open files durably and commits, its partitions are given back, and a
-// running job is cancelled (it leaves the previous result in place). Run
-// returns nil after a soft stop, or the error that stopped it.
+// the batch role: this one reads the partitions it owns (Options.Owner)
+// into one buffer per topic, whose flushes commit them under their leases,
+// and compacts the periods those partitions answer for. On the way out
+// (soft stop) each partition's reader stops, what was read is written and
+// committed, its partitions are given back, and a running job is
+// cancelled (it leaves the previous result in place). Run returns nil
+// after a soft stop, or the error that stopped it.
 func (b *Batch) Run(ctx context.Context) error {
 	if b.owner == nil && !(b.serve && b.shared != nil) {
 		return errors.New("batch: nothing to run: no owner of partitions and not serving")
@@ -191,16 +219,28 @@ func (b *Batch) Run(ctx context.Context) error {
 	}()
 	if b.owner != nil {
 		var topics []string
-		for i := range b.p.Topics {
-			name := b.p.Topics[i].Name
+		for _, tl := range b.lakes {
+			name := tl.topic.Name
 			if err := b.log.Register(ctx, lakeConsumer, name); err != nil && ctx.Err() == nil {
 				b.logger.Warn("lake: registering consumer", "topic", name, "err", err)
 			}
 			topics = append(topics, name)
+			// The flusher and the compactor run for the whole run; they
+			// have work only while the process owns partitions of the
+			// topic.
+			tw := b.writers[name]
+			c := newCompactor(tl, b.logger, b.now, b.p.Lake.Compact, b.grace, b.metrics)
+			c.fence = tw.fenceOf
+			tw.flushed = c.poke
+			wg.Go(func() { tw.run(runCtx) })
+			wg.Go(func() { c.run(runCtx, b.poll) })
 		}
+		slices.Sort(topics)
 		if len(topics) > 0 {
 			o, err := b.owner.Own(lakeConsumer, topics, b.writeLake)
 			if err != nil {
+				cancel()
+				wg.Wait()
 				return fmt.Errorf("batch: %w", err)
 			}
 			owned = append(owned, o)
@@ -212,6 +252,12 @@ func (b *Batch) Run(ctx context.Context) error {
 				return b.takeOver(ctx, vj)
 			})
 			if err != nil {
+				for _, o := range owned {
+					o.Stop()
+				}
+				owned = nil
+				cancel()
+				wg.Wait()
 				return fmt.Errorf("batch: %w", err)
 			}
 			owned = append(owned, o)
@@ -226,9 +272,11 @@ func (b *Batch) Run(ctx context.Context) error {
 	wg.Go(func() { report(b.jobs.run(runCtx)) })
 	var err error
 	select {
-	case <-ctx.Done():
+	case <-runCtx.Done():
 	case err = <-errc:
 	}
+	// The partitions' readers stop first (each writes what it read and
+	// gives its partition back); the flushers and compactors, after.
 	for _, o := range owned {
 		o.Stop()
 	}
@@ -242,10 +290,46 @@ func (b *Batch) Run(ctx context.Context) error {
 // /v1/cluster shows it: "batch.<view>".
 func BatchConsumer(view string) string { return "batch." + view }
 
-// writeLake writes and compacts partition lease.Partition() of every topic
-// that has it, while the lease holds.
+// writeLake reads partition lease.Partition() of every topic that has it
+// into the topic's buffer, while the lease holds. The lease is the
+// partition's Fence: it is first recorded in the manifest (no commit of a
+// previous owner is accepted after that), then what a previous writer of
+// the partition left unfinished is removed, then the partition is read
+// from the manifest's Next on.
 func (b *Batch) writeLake(ctx context.Context, lease *broker.Lease) error {
 	part := lease.Partition()
+	var wg sync.WaitGroup
+	errs := make([]error, 0, len(b.lakes))
+	var mu sync.Mutex
+	for name, tl := range b.lakes {
+		if part >= max(tl.topic.Partitions, 1) {
+			continue
+		}
+		tw := b.writers[name]
+		wg.Go(func() {
+			err := tw.takeOver(ctx, part, lease)
+			if err == nil {
+				err = tl.recoverPartitions(ctx, b.logger, []int{part})
+			}
+			if err == nil {
+				err = tw.attach(ctx, part, lease)
+			}
+			if err != nil && ctx.Err() == nil {
+				b.logger.Error("lake: writer of a partition stopped", "topic", name, "partition", part, "err", err)
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	// Returning while the partition is still owned runs it again after a
+	// backoff (from the manifest).
+	return errors.Join(errs...)
+}
+
+// roll is the pipeline's lake.roll with defaults for what is unset.
+func (b *Batch) roll() pipelines.LakeRoll {
 	roll := b.p.Lake.Roll
 	if roll.MaxRows <= 0 {
 		roll.MaxRows = 1_000_000
@@ -253,31 +337,18 @@ func (b *Batch) writeLake(ctx context.Context, lease *broker.Lease) error {
 	if roll.MaxAge <= 0 {
 		roll.MaxAge = pipelines.Duration(5 * time.Minute)
 	}
-	var wg sync.WaitGroup
-	for _, tl := range b.lakes {
-		if part >= max(tl.topic.Partitions, 1) {
-			continue
-		}
-		// Leftovers of a writer of this partition that died are removed
-		// before writing; other partitions' files may be in the making
-		// in other processes.
-		if err := tl.recoverPartition(b.logger, part, lease.Epoch()); err != nil {
-			return err
-		}
-		w := &lakeWriter{tl: tl, log: b.log, logger: b.logger, now: b.now, roll: roll, poll: b.poll, metrics: b.metrics}
-		wg.Go(func() { w.runOwned(ctx, part, lease) })
-		c := &compactor{tl: tl, logger: b.logger, now: b.now, cfg: b.p.Lake.Compact, grace: b.grace, metrics: b.metrics, parts: []int{part}, lease: lease}
-		wg.Go(func() {
-			if err := c.run(ctx, b.poll); err != nil && ctx.Err() == nil {
-				b.logger.Error("lake: compaction stopped", "topic", tl.topic.Name, "partition", part, "err", err)
-			}
-		})
-	}
-	wg.Wait()
-	return nil
+	return roll
 }
 
-// Manifest returns the current manifest of a topic's lake, or nil for an
+// lakeBuffer is lake.buffer, 128 MiB when unset.
+func (b *Batch) lakeBuffer() pipelines.ByteSize {
+	if b.p.Lake.Buffer <= 0 {
+		return 128 << 20
+	}
+	return b.p.Lake.Buffer
+}
+
+// manifestOf returns the current manifest of a topic's lake, or nil for an
 // unknown topic.
 func (b *Batch) manifestOf(topic string) *manifest {
 	if tl := b.lakes[topic]; tl != nil {
@@ -285,3 +356,6 @@ func (b *Batch) manifestOf(topic string) *manifest {
 	}
 	return nil
 }
+
+// LakeStore returns the lake's storage.
+func (b *Batch) LakeStore() lakestore.Store { return b.lakeStore }

@@ -6,25 +6,41 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
-// compactor merges the small files of one topic's lake: all live files of
-// one hour and partition become one file. The manifest swap is the atomic
-// step: a reader lists files from one manifest, so it reads either the old
-// files or the merged one, never both and never neither. Replaced files are
-// hidden at once (directory readers stop seeing them) and deleted after a
-// grace period, and never while a reader in this process holds a manifest
-// that lists them.
+// maxMergeInputs bounds the files one merge reads at once (each with a
+// batch of rows decoded, and on object storage the object downloaded);
+// a period with more is merged over several passes.
+const maxMergeInputs = 16
+
+// mergeBatchRows is the batch size compaction reads its inputs in: a merge
+// holds one batch per input.
+const mergeBatchRows = 1024
+
+// compactor merges the files of each period (hour, or day for a topic
+// partitioned by day) of one topic's lake into one file: whatever the
+// partitions, flushes and processes that wrote them. A period is merged
+// once it holds lake.compact.min_files files, or two once the topic's
+// events have moved a whole period past it. The manifest commit is the
+// atomic step: a reader lists files from one manifest, so it reads either
+// the old files or the merged one, never both and never neither.
+// Replaced files are hidden at once (directory readers stop seeing them)
+// and deleted after a grace period, and never while a reader in this
+// process holds a manifest that lists them.
+//
+// With several processes, period P of a topic with N partitions is
+// compacted by the owner of partition (P / period) mod N (owns), and its
+// commits are fenced by that partition's lease (fence) as the writer's
+// are; correctness does not rest on it, since a merge commits only if
+// every file it replaces is still live.
 type compactor struct {
 	tl      *topicLake
 	logger  *slog.Logger
@@ -32,19 +48,45 @@ type compactor struct {
 	cfg     pipelines.Compact
 	grace   time.Duration
 	metrics *metrics
-	// parts are the partitions compacted; nil means all. Each process
-	// writing the lake compacts the partitions it owns, under lease
-	// (nil: no fencing, for tests), whose epoch its commits check as the
-	// lake writer's do.
-	parts []int
-	lease *broker.Lease
+	// fence returns the ownership under which this process compacts the
+	// periods of a shard (a partition number), nil when another process
+	// does; a nil func: this process compacts every period, unfenced.
+	fence func(shard int) Fence
+	// nudge asks for a pass soon (after a flush).
+	nudge chan struct{}
+	fw    *fileWriter
+	// unhidden are replaced files (paths relative to the topic) whose
+	// hiding failed, tried again by every pass.
+	unhidden map[string]bool
+}
+
+func newCompactor(tl *topicLake, logger *slog.Logger, now func() time.Time, cfg pipelines.Compact, grace time.Duration, m *metrics) *compactor {
+	return &compactor{tl: tl, logger: logger, now: now, cfg: cfg, grace: grace, metrics: m, nudge: make(chan struct{}, 1), fw: newFileWriter(tl.ls), unhidden: map[string]bool{}}
+}
+
+// poke asks for a pass soon; it never blocks.
+func (c *compactor) poke() {
+	select {
+	case c.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// shard returns the partition whose owner compacts the period at start.
+func (tl *topicLake) shard(start int64) int {
+	n := int64(max(tl.topic.Partitions, 1))
+	i := periodOf(start, tl.period) / tl.period % n
+	if i < 0 {
+		i += n
+	}
+	return int(i)
 }
 
 // run compacts every cfg.Interval (by the injected clock, looked at every
-// poll) until ctx is done.
-func (c *compactor) run(ctx context.Context, poll time.Duration) error {
+// poll) and soon after a nudge, until ctx is done.
+func (c *compactor) run(ctx context.Context, poll time.Duration) {
 	if c.cfg.Interval <= 0 || c.cfg.MinFiles < 2 {
-		return nil
+		return
 	}
 	next := c.now().Add(c.cfg.Interval.D())
 	t := time.NewTicker(poll)
@@ -52,11 +94,12 @@ func (c *compactor) run(ctx context.Context, poll time.Duration) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
+		case <-c.nudge:
 		case <-t.C:
-		}
-		if c.now().Before(next) {
-			continue
+			if c.now().Before(next) {
+				continue
+			}
 		}
 		next = c.now().Add(c.cfg.Interval.D())
 		if _, err := c.compact(ctx); err != nil && ctx.Err() == nil {
@@ -65,61 +108,92 @@ func (c *compactor) run(ctx context.Context, poll time.Duration) error {
 	}
 }
 
-// compact does one pass: merges every hour and partition with at least
-// cfg.MinFiles live files, then deletes replaced files whose grace is over.
-// It returns how many merges it made.
+// compact does one pass: merges every period due (up to maxMergeInputs
+// files of each), then deletes replaced files whose grace is over. It
+// returns how many merges it committed.
 func (c *compactor) compact(ctx context.Context) (int, error) {
+	// Not while this process recovers a partition it takes over: recovery
+	// removes files no manifest lists yet, such as a merge's output.
+	c.tl.work.Lock()
+	defer c.tl.work.Unlock()
+	for path := range c.unhidden {
+		c.hide(ctx, path)
+	}
 	m := c.tl.ms.snapshot()
-	type group struct {
-		hour int64
-		part int
+	newest, seen := int64(0), false
+	for _, ps := range m.Partitions {
+		if ps.Rows > 0 && (!seen || ps.MaxTime > newest) {
+			newest, seen = ps.MaxTime, true
+		}
 	}
-	groups := map[group][]fileEntry{}
+	// The shards' fences as the pass starts: a merge commits only under
+	// the ownership its inputs were chosen under.
+	fences := map[int]Fence{}
+	groups := map[int64][]fileEntry{}
 	for _, f := range m.Files {
-		if c.parts != nil && !slices.Contains(c.parts, f.Partition) {
-			continue
+		start := periodOf(f.Start, c.tl.period)
+		shard := c.tl.shard(start)
+		if c.fence != nil {
+			fc, ok := fences[shard]
+			if !ok {
+				fc = c.fence(shard)
+				fences[shard] = fc
+			}
+			if fc == nil {
+				continue // compacted by another process
+			}
 		}
-		g := group{f.Hour, f.Partition}
-		groups[g] = append(groups[g], f)
+		groups[start] = append(groups[start], f)
 	}
-	keys := make([]group, 0, len(groups))
-	for g, fs := range groups {
-		if len(fs) >= max(c.cfg.MinFiles, 2) {
-			keys = append(keys, g)
+	var due []int64
+	for start, fs := range groups {
+		closed := seen && start+2*c.tl.period <= newest
+		if len(fs) >= c.cfg.MinFiles || (len(fs) >= 2 && closed) {
+			due = append(due, start)
 		}
 	}
-	slices.SortFunc(keys, func(a, b group) int {
-		if a.hour != b.hour {
-			return cmp.Compare(a.hour, b.hour)
-		}
-		return a.part - b.part
-	})
+	slices.Sort(due)
 	n := 0
-	for _, g := range keys {
+	for _, start := range due {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		if err := c.merge(ctx, groups[g]); err != nil {
+		fs := groups[start]
+		// The oldest files first: their rows come first in offset order.
+		slices.SortFunc(fs, func(a, b fileEntry) int { return cmp.Or(cmp.Compare(a.Added, b.Added), cmp.Compare(a.Path, b.Path)) })
+		err := c.merge(ctx, m, start, fs[:min(len(fs), maxMergeInputs)], fences[c.tl.shard(start)])
+		if errors.Is(err, errStale) {
+			// Another process changed the period meanwhile; the next pass
+			// looks again.
+			c.logger.Debug("lake: compaction skipped a period that changed", "topic", c.tl.topic.Name, "err", err)
+			continue
+		}
+		if err != nil {
 			return n, err
 		}
 		n++
 	}
-	return n, c.purge()
+	return n, c.purge(ctx)
 }
 
-// merge replaces files (one hour, one partition, sorted by offset) by one.
-func (c *compactor) merge(ctx context.Context, files []fileEntry) error {
-	sortFiles(files)
-	first, last := files[0].First, files[len(files)-1].Last
+// errStale is what a merge whose inputs are no longer all live fails with.
+var errStale = errors.New("lake: files compacted meanwhile")
+
+// merge replaces files (of the period at start) by one file holding their
+// rows in partition and offset order, named c<version>.parquet after the
+// manifest version it was made from.
+func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files []fileEntry, fence Fence) error {
 	out := fileEntry{
-		Path:      hourPath(files[0].Hour) + "/" + fileName(files[0].Partition, first, last),
-		Hour:      files[0].Hour,
-		Partition: files[0].Partition,
-		First:     first, Last: last,
-		MinTime: files[0].MinTime, MaxTime: files[0].MaxTime,
+		Path:      periodPath(start, c.tl.period) + "/c" + strconv.FormatInt(m.Version, 10) + ".parquet",
+		Start:     start,
+		End:       start + c.tl.period,
+		MinTime:   files[0].MinTime,
+		MaxTime:   files[0].MaxTime,
 		Compacted: true,
 	}
+	var ranges []offsetRange
 	for _, f := range files {
+		ranges = append(ranges, f.Ranges...)
 		out.Rows += f.Rows
 		out.MinTime = min(out.MinTime, f.MinTime)
 		out.MaxTime = max(out.MaxTime, f.MaxTime)
@@ -127,133 +201,236 @@ func (c *compactor) merge(ctx context.Context, files []fileEntry) error {
 		// them; the merged file keeps the newest.
 		out.Added = max(out.Added, f.Added)
 	}
-	final := c.tl.filePath(filepath.FromSlash(out.Path))
-	fw, err := createFile(c.tl.ls, final)
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		err := c.tl.scanFile(ctx, f, scanOptions{}, func(b *scanBatch) error {
-			for i := range b.Events {
-				if err := fw.add(&b.Events[i], b.Parts[i], b.Offsets[i]); err != nil {
-					return err
-				}
+	out.Ranges = joinRanges(ranges)
+	shard := c.tl.shard(start)
+	for attempt := 0; ; attempt++ {
+		err := c.write(ctx, &out, files)
+		if errors.Is(err, lakestore.ErrExists) && attempt == 0 {
+			// Left by a merge of this period that failed or was cut short
+			// (this process compacts the period now): replace it.
+			if derr := c.tl.st.Delete(ctx, c.tl.key(out.Path)); derr != nil {
+				return derr
 			}
-			// The batch's memory is reused for the next one.
-			return fw.drain()
-		})
+			continue
+		}
 		if err != nil {
-			fw.abort()
 			return fmt.Errorf("lake: compacting %s: %w", out.Path, err)
 		}
+		break
 	}
-	if err := fw.finish(); err != nil {
-		fw.abort()
-		return err
-	}
-	if err := os.Rename(fw.tmp, final); err != nil {
-		fw.abort()
-		return fmt.Errorf("lake: %w", err)
-	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
-		os.Remove(final)
-		return fmt.Errorf("lake: %w", err)
-	}
-	st, err := os.Stat(final)
-	if err != nil {
-		os.Remove(final)
-		return fmt.Errorf("lake: %w", err)
-	}
-	out.Bytes, out.CRC32C = st.Size(), fw.sum.Sum32()
-	now := c.now().Unix()
-	_, err = c.tl.ms.update(func(m *manifest) error {
-		if err := c.fenced(m, out.Partition); err != nil {
-			return err
+	_, err := c.tl.ms.commit(ctx, func(m *manifest) (*delta, error) {
+		if err := fenced(m.partition(shard), fence, c.tl.topic.Name); err != nil {
+			return nil, err
 		}
+		live := make(map[string]bool, len(m.Files))
+		for _, f := range m.Files {
+			live[f.Path] = true
+		}
+		d := &delta{Add: []fileEntry{out}}
 		for _, f := range files {
-			i := slices.IndexFunc(m.Files, func(x fileEntry) bool { return x.Path == f.Path })
-			if i < 0 {
-				return fmt.Errorf("lake: compacting %s: %s is no longer live", out.Path, f.Path)
+			if !live[f.Path] {
+				return nil, fmt.Errorf("%w: %s is no longer live", errStale, f.Path)
 			}
-			m.Files = slices.Delete(m.Files, i, i+1)
-			m.Replaced = append(m.Replaced, replacedEntry{Path: f.Path, Version: m.Version, At: now})
+			d.Remove = append(d.Remove, f.Path)
 		}
-		m.Files = append(m.Files, out)
-		return nil
+		return d, nil
 	})
 	if err != nil {
-		os.Remove(final)
+		c.deleteKeys(c.tl.key(out.Path))
 		return err
 	}
-	// Out of the dataset now; hide them from directory readers. A crash
-	// before this is finished by recovery.
+	// Out of the dataset now; hide them from directory readers, also when
+	// the process is stopping (a soft stop leaves no replaced file in
+	// sight). What fails is tried again by the next pass, and what a crash
+	// cuts short by recovery.
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	for _, f := range files {
-		p := c.tl.filePath(filepath.FromSlash(f.Path))
-		if err := os.Rename(p, replacedName(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			c.logger.Warn("lake: hiding a replaced file", "file", p, "err", err)
-		}
-	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
-		c.logger.Warn("lake: sync", "dir", filepath.Dir(final), "err", err)
+		c.hide(hctx, f.Path)
 	}
 	c.metrics.compactions.WithLabelValues(c.tl.topic.Name).Inc()
 	c.logger.Debug("lake: compacted", "topic", c.tl.topic.Name, "file", out.Path, "inputs", len(files), "rows", out.Rows)
 	return nil
 }
 
-// fenced refuses a commit of a compactor whose partition moved on.
-func (c *compactor) fenced(m *manifest, part int) error {
-	if c.lease == nil {
-		return nil
+// hide moves a replaced file (path relative to the topic) to its hidden
+// name; on failure it is remembered for the next pass.
+func (c *compactor) hide(ctx context.Context, path string) {
+	key := c.tl.key(path)
+	err := c.tl.st.Rename(ctx, key, replacedName(key))
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		delete(c.unhidden, path)
+		return
 	}
-	if ps := m.partition(part); ps.Epoch > c.lease.Epoch() || !c.lease.Valid() {
-		return fmt.Errorf("%w: compaction of %s/%d: manifest committed by epoch %d, this process holds %d", errLost, c.tl.topic.Name, part, ps.Epoch, c.lease.Epoch())
+	c.logger.Warn("lake: hiding a replaced file", "file", key, "err", err)
+	c.unhidden[path] = true
+}
+
+// write writes the merged file: the inputs' rows merged in partition and
+// offset order (each input is in that order).
+func (c *compactor) write(ctx context.Context, out *fileEntry, files []fileEntry) error {
+	w, err := c.tl.st.Create(ctx, c.tl.key(out.Path))
+	if err != nil {
+		return err
 	}
+	fw := c.fw
+	fw.start(w, out.Ranges)
+	err = c.mergeRows(ctx, files, fw)
+	var sum uint32
+	if err == nil {
+		sum, err = fw.finish()
+	}
+	if err != nil {
+		fw.abandon()
+		w.Abort()
+		return err
+	}
+	n, err := w.Commit(ctx, true)
+	if err != nil {
+		return err
+	}
+	out.Bytes, out.CRC32C = n, sum
 	return nil
 }
 
-// partitionOfPath reads the partition from a data file's name
-// (…/p<partition>-<first>-<last>.parquet).
-func partitionOfPath(path string) (int, bool) {
-	name := filepath.Base(path)
-	rest, ok := strings.CutPrefix(name, "p")
-	if !ok {
-		return 0, false
-	}
-	i := strings.IndexByte(rest, '-')
-	if i <= 0 {
-		return 0, false
-	}
-	n, err := strconv.Atoi(rest[:i])
-	return n, err == nil
+// mergeInput is one input of a merge: its batches pulled one at a time.
+type mergeInput struct {
+	next func() (*scanBatch, bool)
+	stop func()
+	err  error
+	b    *scanBatch
+	i    int
 }
 
-// purge deletes replaced files whose grace period is over and that no
-// reader in this process still needs.
-func (c *compactor) purge() error {
+// advance moves to the input's next row, pulling its next batch when the
+// current one is used up; it reports whether there is a row.
+func (in *mergeInput) advance() bool {
+	in.i++
+	for in.b == nil || in.i >= len(in.b.Events) {
+		b, ok := in.next()
+		if !ok {
+			in.b = nil
+			return false
+		}
+		in.b, in.i = b, 0
+	}
+	return true
+}
+
+func (c *compactor) mergeRows(ctx context.Context, files []fileEntry, fw *fileWriter) error {
+	inputs := make([]*mergeInput, len(files))
+	for i, f := range files {
+		in := &mergeInput{i: -1}
+		seq := func(yield func(*scanBatch) bool) {
+			in.err = c.tl.scanFile(ctx, f, scanOptions{BatchRows: mergeBatchRows}, func(b *scanBatch) error {
+				if !yield(b) {
+					return errStopped
+				}
+				return nil
+			})
+		}
+		in.next, in.stop = iter.Pull(seq)
+		inputs[i] = in
+	}
+	defer func() {
+		for _, in := range inputs {
+			in.stop()
+		}
+	}()
+	// live are the inputs with a current row, kept sorted by it; each pull
+	// of a new batch reuses the input's memory, so rows handed to fw are
+	// drained before any input moves to its next batch.
+	var live []*mergeInput
+	for _, in := range inputs {
+		if in.advance() {
+			live = append(live, in)
+		} else if in.err != nil {
+			return in.err
+		}
+	}
+	less := func(a, b *mergeInput) int {
+		if c := cmp.Compare(a.b.Parts[a.i], b.b.Parts[b.i]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.b.Offsets[a.i], b.b.Offsets[b.i])
+	}
+	slices.SortFunc(live, less)
+	for len(live) > 0 {
+		in := live[0]
+		if err := fw.add(&in.b.Events[in.i], in.b.Parts[in.i], in.b.Offsets[in.i]); err != nil {
+			return err
+		}
+		if in.i+1 >= len(in.b.Events) {
+			if err := fw.drain(); err != nil {
+				return err
+			}
+		}
+		if !in.advance() {
+			if in.err != nil {
+				return in.err
+			}
+			live = live[1:]
+			continue
+		}
+		// Move the input to its place (usually it stays first).
+		for k := 1; k < len(live) && less(live[k-1], live[k]) > 0; k++ {
+			live[k-1], live[k] = live[k], live[k-1]
+		}
+	}
+	return fw.drain()
+}
+
+// errStopped ends a scan whose reader stopped pulling.
+var errStopped = errors.New("lake: scan stopped")
+
+func (c *compactor) deleteKeys(keys ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.tl.st.Delete(ctx, keys...); err != nil {
+		c.logger.Warn("lake: removing files", "topic", c.tl.topic.Name, "err", err)
+	}
+}
+
+// purge deletes replaced files (of the periods this process compacts)
+// whose grace period is over and that no reader in this process still
+// needs, then forgets them in the manifest.
+func (c *compactor) purge(ctx context.Context) error {
 	m := c.tl.ms.snapshot()
 	oldest := c.tl.ms.oldestPin()
 	now := c.now()
-	var gone []string
+	var gone, keys []string
 	for _, r := range m.Replaced {
 		if now.Sub(time.Unix(r.At, 0)) < c.grace || (oldest >= 0 && oldest < r.Version) {
 			continue
 		}
-		if part, ok := partitionOfPath(r.Path); c.parts != nil && (!ok || !slices.Contains(c.parts, part)) {
-			continue
-		}
-		p := c.tl.filePath(filepath.FromSlash(r.Path))
-		if err := os.Remove(replacedName(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("lake: %w", err)
+		if c.fence != nil {
+			if start, ok := periodOfPath(r.Path); !ok || c.fence(c.tl.shard(periodOf(start, c.tl.period))) == nil {
+				continue
+			}
 		}
 		gone = append(gone, r.Path)
+		// The visible name too, in case hiding it never succeeded.
+		keys = append(keys, replacedName(c.tl.key(r.Path)), c.tl.key(r.Path))
+		delete(c.unhidden, r.Path)
 	}
 	if len(gone) == 0 {
 		return nil
 	}
-	_, err := c.tl.ms.update(func(m *manifest) error {
-		m.Replaced = slices.DeleteFunc(m.Replaced, func(r replacedEntry) bool { return slices.Contains(gone, r.Path) })
-		return nil
+	if err := c.tl.st.Delete(ctx, keys...); err != nil {
+		return err
+	}
+	_, err := c.tl.ms.commit(ctx, func(m *manifest) (*delta, error) {
+		replaced := map[string]bool{}
+		for _, r := range m.Replaced {
+			replaced[r.Path] = true
+		}
+		d := &delta{}
+		for _, p := range gone {
+			if replaced[p] {
+				d.Purge = append(d.Purge, p)
+			}
+		}
+		return d, nil
 	})
 	return err
 }

@@ -2,10 +2,7 @@ package batch
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,13 +13,19 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// TestCompactionWhileReading merges the small files of each hour and
-// partition while readers keep reading the lake through manifest
-// snapshots: no reader ever sees a duplicate or a missing event. Replaced
-// files leave the directory at once (hidden) and the disk after the grace
-// period, not while a reader still holds a manifest that lists them.
+// TestCompactionWhileReading merges the files of each hour (every
+// partition's, from several flushes) into one while readers keep reading
+// the lake through manifest snapshots: no reader ever sees a duplicate or a
+// missing event. Replaced files leave the listing at once (hidden) and the
+// storage after the grace period, not while a reader still holds a
+// manifest that lists them.
 func TestCompactionWhileReading(t *testing.T) {
+	eachLake(t, testCompactionWhileReading)
+}
+
+func testCompactionWhileReading(t *testing.T, at lakeAt) {
 	e := newEnvWith(t, func(p *pipelines.Pipeline) {
+		at.apply(p)
 		p.Lake.Roll.MaxRows = 200
 		p.Lake.Compact.MinFiles = 2
 		p.Lake.Compact.Interval = 0 // compaction below is driven by hand
@@ -63,7 +66,7 @@ func TestCompactionWhileReading(t *testing.T) {
 			}
 		})
 	}
-	c := &compactor{tl: tl, logger: testLogger(t), now: e.clk.Now, cfg: e.p.Lake.Compact, grace: time.Minute, metrics: e.b.metrics}
+	c := newCompactor(tl, testLogger(t), e.clk.Now, e.p.Lake.Compact, time.Minute, e.b.metrics)
 	// A reader pins the manifest from before compaction for the whole time.
 	pinned, unpin := tl.ms.pin()
 	n, err := c.compact(context.Background())
@@ -78,40 +81,46 @@ func TestCompactionWhileReading(t *testing.T) {
 	}
 	t.Logf("%d merges, %d snapshot reads during compaction", n, reads.Load())
 	after := tl.ms.snapshot()
-	if n == 0 || len(after.Files) != 3*2 {
+	// One file per hour: the partitions and flushes merged.
+	if n == 0 || len(after.Files) != 3 {
 		t.Fatalf("%d merges: %d files before, %d after", n, len(before.Files), len(after.Files))
 	}
 	if err := readSnapshot(tl, ids); err != nil {
 		t.Fatal(err)
 	}
+	for _, f := range after.Files {
+		if len(f.Ranges) != 2 || !f.Compacted {
+			t.Fatalf("merged file %s: ranges %+v", f.Path, f.Ranges)
+		}
+	}
 	// The directory, as pyarrow and DuckDB see it, holds each event once.
-	checkIndependent(t, tl.dir, evs)
+	checkIndependent(t, at.topic(e.p, "metrics"), evs)
 
 	// The pinned snapshot still reads, from the hidden replaced files.
 	// (An hour on: e.add moved the clock back and forth.)
 	e.clk.Add(time.Hour)
-	if err := c.purge(); err != nil {
+	ctx := context.Background()
+	if err := c.purge(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := readFiles(tl, pinned, ids); err != nil {
 		t.Fatalf("pinned snapshot after purge: %v", err)
 	}
 	unpin()
-	if err := c.purge(); err != nil {
+	if err := c.purge(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if m := tl.ms.snapshot(); len(m.Replaced) != 0 {
 		t.Fatalf("%d replaced files left after the grace period", len(m.Replaced))
 	}
-	hidden := 0
-	filepath.WalkDir(tl.dir, func(path string, d os.DirEntry, err error) error {
-		if err == nil && strings.HasSuffix(path, ".replaced") {
-			hidden++
+	es, err := tl.st.List(ctx, "metrics/", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if strings.HasSuffix(e.Key, ".replaced") {
+			t.Fatalf("replaced file %s still stored", e.Key)
 		}
-		return nil
-	})
-	if hidden != 0 {
-		t.Fatalf("%d replaced files still on disk", hidden)
 	}
 	if got := counterValue(t, e.b.metrics.compactions.WithLabelValues("metrics")); got != float64(n) {
 		t.Errorf("lambdaflow_lake_compactions_total = %v, want %d", got, n)
@@ -158,76 +167,55 @@ func readFiles(tl *topicLake, m *manifest, ids map[string]bool) error {
 	return nil
 }
 
-// stoppedLake writes two events into a lake and stops its writer; it
-// returns the topic's lake and the directory of their hour.
-func stoppedLake(t *testing.T) (*topicLake, string) {
-	t.Helper()
-	e := newEnv(t)
+// TestRecovery: after a crash, unfinished writes and data files the
+// manifest does not list are removed, files compaction replaced are hidden,
+// listed files stay; only files of the partitions recovered are touched.
+func TestRecovery(t *testing.T) { eachLake(t, testRecovery) }
+
+func testRecovery(t *testing.T, at lakeAt) {
+	e := newEnvWith(t, at.apply)
 	e.add([]event.Event{testEvent("e", 0, t0, time.Second), testEvent("e", 1, t0, time.Second)})
 	if err := e.stop(); err != nil {
 		t.Fatal(err)
 	}
+	ctx := context.Background()
 	tl := e.b.lakes["metrics"]
-	return tl, filepath.Join(tl.dir, hourPath(t0.UnixMicro()))
-}
-
-// TestRecovery: after a crash, unfinished temporary files and data files
-// the manifest does not list are removed, listed files stay.
-func TestRecovery(t *testing.T) {
-	tl, hour := stoppedLake(t)
-	orphan := filepath.Join(hour, "p0-2-9.parquet")
-	tmp := filepath.Join(hour, ".p1-2-open.parquet.tmp")
-	for _, f := range []string{orphan, tmp} {
-		if err := os.WriteFile(f, []byte("PAR1"), 0o644); err != nil {
+	hour := "metrics/" + periodPath(t0.UnixMicro(), hourMicros) + "/"
+	orphans := []string{hour + "p0-2-9.parquet", hour + "w1-2-9.parquet", hour + "c7.parquet"}
+	other := hour + "p3-0-9.parquet" // a partition another process writes
+	for _, k := range append(orphans, other) {
+		if err := tl.st.WriteFile(ctx, k, []byte("PAR1"), true); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := tl.recover(testLogger(t)); err != nil {
+	unfinished, err := tl.st.Create(ctx, hour+"p1-10-19.parquet")
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{orphan, tmp} {
-		if _, err := os.Stat(f); !os.IsNotExist(err) {
-			t.Errorf("%s survived recovery: %v", f, err)
-		}
+	unfinished.Write([]byte("PAR1"))
+	if err := tl.recoverPartitions(ctx, testLogger(t), []int{0, 1}); err != nil {
+		t.Fatal(err)
 	}
+	unfinished.Abort()
+	es, err := tl.st.List(ctx, "metrics/dt=", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
 	for _, fe := range tl.ms.snapshot().Files {
-		if _, err := os.Stat(tl.filePath(fe.Path)); err != nil {
-			t.Errorf("listed file lost: %v", err)
+		listed["metrics/"+fe.Path] = true
+	}
+	var left []string
+	for _, e := range es {
+		if !listed[e.Key] {
+			left = append(left, e.Key)
 		}
+		delete(listed, e.Key)
 	}
-}
-
-// TestRecoveryOfATakenPartition: the process that takes a partition over
-// records its epoch in the manifest while it removes the partition's
-// unlisted files, under the manifest's lock, so that the writer the
-// partition moved away from cannot commit afterwards a file that was
-// removed; a process with an older epoch cannot recover it any more.
-func TestRecoveryOfATakenPartition(t *testing.T) {
-	tl, hour := stoppedLake(t)
-	mine, other := filepath.Join(hour, "p0-2-9.parquet"), filepath.Join(hour, "p1-2-9.parquet")
-	for _, f := range []string{mine, other} {
-		if err := os.WriteFile(f, []byte("PAR1"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if fmt.Sprint(left) != fmt.Sprint([]string{other}) || len(listed) != 0 {
+		t.Fatalf("after recovery: unlisted %v (want only %s), listed files missing: %v", left, other, listed)
 	}
-	before := tl.ms.snapshot()
-	if err := tl.recoverPartition(testLogger(t), 0, 7); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(mine); !os.IsNotExist(err) {
-		t.Errorf("%s survived recovery: %v", mine, err)
-	}
-	if _, err := os.Stat(other); err != nil {
-		t.Errorf("another partition's file was touched: %v", err)
-	}
-	after := tl.ms.snapshot()
-	if got := after.partition(0); got.Epoch != 7 || got.Next != before.partition(0).Next {
-		t.Errorf("partition 0 after recovery: %+v, want epoch 7 and next %d", got, before.partition(0).Next)
-	}
-	if len(after.Files) != len(before.Files) {
-		t.Errorf("recovery changed the files: %d, want %d", len(after.Files), len(before.Files))
-	}
-	if err := tl.recoverPartition(testLogger(t), 0, 6); !errors.Is(err, errLost) {
-		t.Errorf("recovery by an older epoch: %v, want errLost", err)
+	if ps, _ := tl.st.Unfinished(ctx, "metrics/"); len(ps) != 0 {
+		t.Fatalf("unfinished writes left: %+v", ps)
 	}
 }

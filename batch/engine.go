@@ -2,9 +2,6 @@ package batch
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io/fs"
 	"math"
 	"runtime"
 	"sync"
@@ -248,19 +245,8 @@ func (g *gridSpan) finish(f *openFile, rows int64) {
 
 // open opens file i of the span and offers its further row groups to the
 // other workers.
-func (g *gridSpan) open(i int) (*openFile, error) {
-	tl := g.c.vj.tl
-	fe := g.files[i]
-	path := tl.filePath(fe.Path)
-	lf, err := openLakeFile(path, tl.topic.Schema, fe, g.opts)
-	if errors.Is(err, fs.ErrNotExist) {
-		// Replaced by compaction after our manifest was read: the file
-		// waits out its grace period under a hidden name.
-		lf, err = openLakeFile(replacedName(path), tl.topic.Schema, fe, g.opts)
-		if errors.Is(err, fs.ErrNotExist) {
-			err = fmt.Errorf("%w %s: the manifest lists it but it is gone", ErrCorruptFile, path)
-		}
-	}
+func (g *gridSpan) open(ctx context.Context, i int) (*openFile, error) {
+	lf, err := g.c.vj.tl.openLakeFile(ctx, g.files[i], g.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +275,7 @@ func (w *worker) run(ctx context.Context) error {
 			return nil
 		}
 		if file >= 0 {
-			f, err := g.open(file)
+			f, err := g.open(ctx, file)
 			if err != nil {
 				return err
 			}

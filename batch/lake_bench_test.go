@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -79,22 +81,30 @@ func BenchmarkLakeWrite(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(benchRows) // "MB/s" reads as million rows/s
 		var size int64
+		st, err := lakestore.NewDir(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fw := newFileWriter(ls)
+		ranges := []offsetRange{{Partition: 0, First: 0, Last: benchRows - 1, Rows: benchRows}}
 		cpu0 := cpuTime()
 		for b.Loop() {
-			fw, err := createFile(ls, filepath.Join(dir, "lake.parquet"))
+			w, err := st.Create(context.Background(), "lake.parquet")
 			if err != nil {
 				b.Fatal(err)
 			}
+			fw.start(w, ranges)
 			for i := range evs {
 				if err := fw.add(&evs[i], 0, int64(i)); err != nil {
 					b.Fatal(err)
 				}
 			}
-			if err := fw.finish(); err != nil {
+			if _, err := fw.finish(); err != nil {
 				b.Fatal(err)
 			}
-			st, _ := os.Stat(fw.tmp)
-			size = st.Size()
+			if size, err = w.Commit(context.Background(), false); err != nil {
+				b.Fatal(err)
+			}
 		}
 		b.ReportMetric(float64(size)/benchRows, "B/row")
 		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")

@@ -1,14 +1,15 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
+	"strings"
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -26,42 +27,39 @@ import (
 // columnReader.
 type lakeFile struct {
 	fileScan
-	f  *os.File
+	o  lakestore.Object
 	pf *parquet.File
 	// positions: the scan wants every row's partition and offset. Without,
 	// they are checked against the column chunks' statistics where the
 	// file has them, and decoded only where it does not.
 	positions bool
+	batchRows int // rows per batch (scanOptions.BatchRows)
 }
 
-// openLakeFile opens the lake file at path, the file of manifest entry fe,
-// for a scan of opts. A file that is gone is an error satisfying
-// errors.Is(err, fs.ErrNotExist); one that does not match fe is
-// ErrCorruptFile.
-func openLakeFile(path string, schema event.Schema, fe fileEntry, opts scanOptions) (lf *lakeFile, err error) {
-	lf = &lakeFile{fileScan: fileScan{path: path, schema: schema, fe: fe}, positions: opts.Positions}
-	defer lf.recoverCorrupt(&err)
-	if err := lf.checkSum(); err != nil {
+// openLakeFile opens the lake file fe of tl for a scan of opts (through
+// tl.openFile: a file compaction replaced meanwhile is read from its hidden
+// name, the checksum is checked first). A file the manifest lists but that
+// is gone, or one that does not match fe, is ErrCorruptFile.
+func (tl *topicLake) openLakeFile(ctx context.Context, fe fileEntry, opts scanOptions) (*lakeFile, error) {
+	o, name, err := tl.openFile(ctx, fe)
+	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	lf, err := openLakeObject(o, name, tl.topic.Schema, fe, opts)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-		return nil, lf.corrupt("%v", err)
+		o.Close()
+		return nil, err
 	}
-	lf.f = f
-	defer func() {
-		if err != nil {
-			f.Close()
-		}
-	}()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, lf.corrupt("%v", err)
-	}
-	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	return lf, nil
+}
+
+// openLakeObject reads the footer of o, the lake file of manifest entry fe
+// (named name in messages), whose checksum was checked, for a scan of opts.
+func openLakeObject(o lakestore.Object, name string, schema event.Schema, fe fileEntry, opts scanOptions) (lf *lakeFile, err error) {
+	lf = &lakeFile{fileScan: fileScan{path: name, schema: schema, fe: fe}, o: o, positions: opts.Positions,
+		batchRows: cmp.Or(opts.BatchRows, readBatchRows)}
+	defer lf.recoverCorrupt(&err)
+	pf, err := parquet.OpenFile(o, o.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return nil, lf.corrupt("%v", err)
 	}
@@ -81,7 +79,7 @@ func openLakeFile(path string, schema event.Schema, fe fileEntry, opts scanOptio
 	return lf, nil
 }
 
-func (lf *lakeFile) close() { lf.f.Close() }
+func (lf *lakeFile) close() { lf.o.Close() }
 
 // rowGroups returns the number of row groups.
 func (lf *lakeFile) rowGroups() int { return len(lf.pf.RowGroups()) }
@@ -135,16 +133,16 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 	// Partitions and offsets are decoded only where they must be: when
 	// the scan wants them or the file has no statistics to check.
 	positions := lf.positions
-	for i, c := range lf.cols {
+	for i := range lf.cols {
 		if t := lf.target[i]; !positions && (t == tPart || t == tOffset) {
-			if err := lf.checkBounds(chunks[c], t); errors.Is(err, errNoBounds) {
+			if err := lf.checkBounds(chunks, t); errors.Is(err, errNoBounds) {
 				positions = true
 			} else if err != nil {
 				return lf.corrupt("row group %d: %v", rg, err)
 			}
 		}
 	}
-	// The event times are checked against the file's hour by the chunk's
+	// The event times are checked against the file's period by the chunk's
 	// statistics where they are inside it, else row by row (which names
 	// the row that is not).
 	b := &r.b
@@ -168,7 +166,7 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 		b.Fields[i] = event.Column{}
 	}
 	for left := int(group.NumRows()); left > 0; {
-		n := min(left, readBatchRows)
+		n := min(left, lf.batchRows)
 		left -= n
 		b.Len = n
 		b.Time, b.Ingest, b.ID, b.Parts, b.Offsets = nil, nil, nil, nil, nil
@@ -221,32 +219,83 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 var errNoBounds = errors.New("no statistics")
 
 // checkBounds checks a partition or offset column chunk by its statistics:
-// every value must lie in the file's partition and offset range.
-func (lf *lakeFile) checkBounds(chunk parquet.ColumnChunk, t int) error {
-	fc, ok := chunk.(*parquet.FileColumnChunk)
-	if !ok {
+// every value must lie in the file's ranges. A chunk of one partition is
+// checked exactly against that partition's range; a chunk holding several
+// partitions (a file compaction made, or a flush of several partitions)
+// has bounds that say too little, and is decoded instead (errNoBounds).
+func (lf *lakeFile) checkBounds(chunks []parquet.ColumnChunk, t int) error {
+	part, off := chunks[lf.col(tPart)], chunks[lf.col(tOffset)]
+	plo, phi, err := bounds(part)
+	if err != nil {
+		return err
+	}
+	if plo != phi {
 		return errNoBounds
 	}
-	lo, hi, ok := fc.Bounds()
-	if !ok || lo.IsNull() || hi.IsNull() {
+	var r *offsetRange
+	for i := range lf.fe.Ranges {
+		if int64(lf.fe.Ranges[i].Partition) == plo {
+			r = &lf.fe.Ranges[i]
+		}
+	}
+	if r == nil {
+		return fmt.Errorf("rows of partition %d in a file of partitions %s", plo, rangesString(lf.fe.Ranges))
+	}
+	if t == tPart {
+		return nil
+	}
+	lo, hi, err := bounds(off)
+	if err != nil {
+		return err
+	}
+	if len(lf.fe.Ranges) > 1 && (lo < r.First || hi > r.Last) {
+		// Two ranges of one partition (compaction joins only adjoining
+		// ones) leave a gap the bounds cannot see: decode.
 		return errNoBounds
 	}
-	fe := lf.fe
-	switch t {
-	case tPart:
-		if lo.Int64() != int64(fe.Partition) || hi.Int64() != int64(fe.Partition) {
-			return fmt.Errorf("partitions %d to %d in a file of partition %d", lo.Int64(), hi.Int64(), fe.Partition)
-		}
-	case tOffset:
-		if lo.Int64() < fe.First || hi.Int64() > fe.Last {
-			return fmt.Errorf("offsets %d to %d outside the file's range [%d, %d]", lo.Int64(), hi.Int64(), fe.First, fe.Last)
-		}
+	if lo < r.First || hi > r.Last {
+		return fmt.Errorf("offsets %d to %d outside the file's range of partition %d [%d, %d]", lo, hi, r.Partition, r.First, r.Last)
 	}
 	return nil
 }
 
+// col returns the file column of metadata target t in the scan.
+func (lf *lakeFile) col(t int) int {
+	for i, x := range lf.target {
+		if x == t {
+			return lf.cols[i]
+		}
+	}
+	return -1
+}
+
+// bounds returns the smallest and largest value of an integer column chunk
+// by its statistics (errNoBounds without).
+func bounds(chunk parquet.ColumnChunk) (int64, int64, error) {
+	fc, ok := chunk.(*parquet.FileColumnChunk)
+	if !ok {
+		return 0, 0, errNoBounds
+	}
+	lo, hi, ok := fc.Bounds()
+	if !ok || lo.IsNull() || hi.IsNull() {
+		return 0, 0, errNoBounds
+	}
+	return lo.Int64(), hi.Int64(), nil
+}
+
+func rangesString(rs []offsetRange) string {
+	var b strings.Builder
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "p%d [%d, %d]", r.Partition, r.First, r.Last)
+	}
+	return b.String()
+}
+
 // timeBounds returns the bounds of an event-time column chunk when its
-// statistics hold them and they lie inside the file's hour.
+// statistics hold them and they lie inside the file's period.
 func (lf *lakeFile) timeBounds(chunk parquet.ColumnChunk) (lo, hi int64, ok bool) {
 	fc, ok := chunk.(*parquet.FileColumnChunk)
 	if !ok {
@@ -257,23 +306,23 @@ func (lf *lakeFile) timeBounds(chunk parquet.ColumnChunk) (lo, hi int64, ok bool
 		return 0, 0, false
 	}
 	lo, hi = l.Int64(), h.Int64()
-	if lo < lf.fe.Hour || hi >= lf.fe.Hour+hourMicros || lo > hi {
+	if lo < lf.fe.Start || hi >= lf.fe.End || lo > hi {
 		return 0, 0, false
 	}
 	return lo, hi, true
 }
 
 // checkRows checks that every row of a batch belongs in the file: its
-// event time in the file's hour (times: when the statistics did not
-// already say so) and, when decoded, its partition and offset in the
-// file's range.
+// event time in the file's period (times: when the statistics did not
+// already say so) and, when decoded, its partition and offset in one of
+// the file's ranges.
 func (lf *lakeFile) checkRows(b *colBatch, positions, times bool) error {
-	fe := lf.fe
-	lo, hi := fe.Hour, fe.Hour+hourMicros
+	fe := &lf.fe
+	lo, hi := fe.Start, fe.End
 	if times {
 		for _, t := range b.Time {
 			if t < lo || t >= hi {
-				return lf.corrupt("row with event time %d is outside the file's hour", t)
+				return lf.corrupt("row with event time %d is outside the file's period", t)
 			}
 		}
 	}
@@ -281,9 +330,9 @@ func (lf *lakeFile) checkRows(b *colBatch, positions, times bool) error {
 		return nil
 	}
 	for i := range b.Parts {
-		if b.Parts[i] != int32(fe.Partition) || b.Offsets[i] < fe.First || b.Offsets[i] > fe.Last {
-			return lf.corrupt("row of partition %d offset %d is outside the file's range p%d [%d, %d]",
-				b.Parts[i], b.Offsets[i], fe.Partition, fe.First, fe.Last)
+		if !fe.holds(b.Parts[i], b.Offsets[i]) {
+			return lf.corrupt("row of partition %d offset %d is outside the file's ranges %s",
+				b.Parts[i], b.Offsets[i], rangesString(fe.Ranges))
 		}
 	}
 	return nil

@@ -4,36 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 )
 
 // durableWait bounds how long a recompute waits for the lake writers to
 // make the log durable up to its end before it computes what the lake holds.
 const durableWait = 30 * time.Second
-
-// flushRequest asks a partition's lake writer to make every offset below
-// until durable in the lake now, without waiting for its roll.
-type flushRequest struct {
-	until int64
-	done  chan error // buffered: the writer never blocks on it
-}
-
-// flushRequests are a topic's channels to its partition writers, one per
-// partition; owned[p] is set while partition p's writer runs in this
-// process (with several processes, each writes the partitions it owns).
-type flushRequests struct {
-	owned []atomic.Bool
-	parts []chan *flushRequest
-}
-
-func newFlushRequests(partitions int) *flushRequests {
-	f := &flushRequests{parts: make([]chan *flushRequest, partitions), owned: make([]atomic.Bool, partitions)}
-	for i := range f.parts {
-		f.parts[i] = make(chan *flushRequest, 16)
-	}
-	return f
-}
 
 // errNoLakeWriter is returned by makeDurable when the writers of the
 // partitions behind do not run in this process.
@@ -62,27 +38,22 @@ func (b *Batch) makeDurable(ctx context.Context, tl *topicLake) (string, error) 
 	}
 	wctx, cancel := context.WithTimeout(ctx, durableWait)
 	defer cancel()
+	tw := b.writers[topic]
 	m := tl.ms.snapshot()
 	var behind int64
-	var wait []*flushRequest
 	var elsewhere []int
+	mine := map[int]int64{}
 	for p := range tl.topic.Partitions {
 		end, next := ends[p], m.partition(p).Next
 		if next >= end {
 			continue
 		}
 		behind += end - next
-		if !tl.flush.owned[p].Load() {
+		if tw == nil || tw.fenceOf(p) == nil {
 			elsewhere = append(elsewhere, p)
 			continue
 		}
-		req := &flushRequest{until: end, done: make(chan error, 1)}
-		select {
-		case tl.flush.parts[p] <- req:
-			wait = append(wait, req)
-		case <-wctx.Done():
-			return "", fmt.Errorf("the lake writer of partition %d did not take the request within %s", p, durableWait)
-		}
+		mine[p] = end
 	}
 	var total int64
 	for _, e := range ends {
@@ -91,18 +62,14 @@ func (b *Batch) makeDurable(ctx context.Context, tl *topicLake) (string, error) 
 	if behind == 0 {
 		return fmt.Sprintf("the lake already held topic %s up to the log's end (%d events)", topic, total), nil
 	}
-	if len(wait) == 0 {
+	if len(mine) == 0 {
 		return "", fmt.Errorf("%w: %d events of topic %s are in the log but not yet in the lake", errNoLakeWriter, behind, topic)
 	}
-	for _, req := range wait {
-		select {
-		case err := <-req.done:
-			if err != nil {
-				return "", err
-			}
-		case <-wctx.Done():
+	if err := tw.flushUpTo(wctx, mine); err != nil {
+		if wctx.Err() != nil && ctx.Err() == nil {
 			return "", fmt.Errorf("the lake writer did not reach the log's end within %s (%d events of topic %s were behind)", durableWait, behind, topic)
 		}
+		return "", err
 	}
 	if len(elsewhere) > 0 {
 		// Their writers run in other processes: their events become
@@ -112,46 +79,41 @@ func (b *Batch) makeDurable(ctx context.Context, tl *topicLake) (string, error) 
 	return fmt.Sprintf("made %d events of topic %s durable in the lake, up to the log's end (%d events)", behind, topic, total), nil
 }
 
-// pendingFlushes are the flush requests a partition writer holds until it
-// has read up to their offsets.
-type pendingFlushes []*flushRequest
-
-// take adds the requests waiting on ch.
-func (p *pendingFlushes) take(ch chan *flushRequest) {
-	for {
+// flushUpTo waits until this process's readers of the partitions in until
+// have read up to their offsets, then flushes the buffer, and checks that
+// the manifest holds them. It polls the readers every poll interval until
+// ctx ends.
+func (tw *topicWriter) flushUpTo(ctx context.Context, until map[int]int64) error {
+	t := time.NewTicker(tw.poll)
+	defer t.Stop()
+	for !tw.readUpTo(until) {
 		select {
-		case r := <-ch:
-			*p = append(*p, r)
-		default:
-			return
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
 		}
 	}
+	if err := tw.flush(ctx); err != nil {
+		return err
+	}
+	m := tw.tl.ms.snapshot()
+	for p, end := range until {
+		if next := m.partition(p).Next; next < end {
+			return fmt.Errorf("the lake holds partition %d of topic %s up to offset %d, not %d: the partition moved to another process", p, tw.tl.topic.Name, next, end)
+		}
+	}
+	return nil
 }
 
-// due reports whether a request waits for offsets below end, which are
-// all read: the open files must be flushed now.
-func (p pendingFlushes) due(end int64) bool {
-	for _, r := range p {
-		if end >= r.until {
-			return true
+// readUpTo reports whether the readers of the partitions in until have
+// read up to their offsets; a partition no longer read here has not.
+func (tw *topicWriter) readUpTo(until map[int]int64) bool {
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	for p, end := range until {
+		if pw := tw.parts[p]; pw == nil || pw.end < end {
+			return false
 		}
 	}
-	return false
-}
-
-// answer tells the requests satisfied by what the lake holds (offsets below
-// durable), or all of them the error when err is not nil.
-func (p *pendingFlushes) answer(durable int64, err error) {
-	keep := (*p)[:0]
-	for _, r := range *p {
-		switch {
-		case err != nil:
-			r.done <- err
-		case durable >= r.until:
-			r.done <- nil
-		default:
-			keep = append(keep, r)
-		}
-	}
-	*p = keep
+	return true
 }

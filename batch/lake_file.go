@@ -1,14 +1,11 @@
 package batch
 
 import (
-	"bufio"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"hash"
 	"hash/crc32"
 	"io"
-	"os"
-	"path/filepath"
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
@@ -27,70 +24,48 @@ const (
 	createdBy = "lambdaflow"
 )
 
-// fileWriter writes one lake Parquet file under a temporary name. Rows are
-// gathered (by reference) and handed to parquet-go a column at a time with
+// fileWriter writes lake Parquet files, one after another (start, add,
+// finish), reusing parquet-go's writer and its buffers from file to file:
+// a flush of a backfill writes thousands of small files. Rows are gathered
+// (by reference) and handed to parquet-go a column at a time with
 // ColumnWriter.WriteRowValues, which skips parquet-go's reflection-based row
 // path: lake schemas exist only at run time (hence GenericWriter[any] with
-// the schema, parquet-go's writer for schemas not known at compile time). Building one column's values at
-// a time keeps the type switch out of the inner loop and the buffer small.
-// It is not safe for concurrent use.
+// the schema, parquet-go's writer for schemas not known at compile time).
+// Building one column's values at a time keeps the type switch out of the
+// inner loop and the buffer small. It is not safe for concurrent use.
 type fileWriter struct {
 	ls      *lakeSchema
-	tmp     string // temporary path, in the final file's directory
-	final   string // path the file gets once committed
-	f       *os.File
-	bw      *bufio.Writer
+	out     switchWriter
 	w       *parquet.GenericWriter[any]
 	cols    []*parquet.ColumnWriter
 	pending []event.Event // rows gathered, not yet handed over
 	offsets []int64
-	part    int32
+	parts   []int32
 	vals    []parquet.Value
-	rows    int64 // rows added
-	group   int64 // rows in the current row group
-	open    bool
-	sum     hash.Hash32 // CRC-32C of the bytes written
+	rows    int64       // rows added to the current file
+	group   int64       // rows in the current row group
+	sum     hash.Hash32 // CRC-32C of the current file's bytes
 }
+
+// switchWriter lets one parquet-go writer write file after file.
+type switchWriter struct{ w io.Writer }
+
+func (s *switchWriter) Write(p []byte) (int, error) { return s.w.Write(p) }
 
 // castagnoli is the CRC-32C table; the manifest records each file's CRC-32C
 // so that readers notice damaged files (the page CRCs parquet-go writes are
 // not checked when the lake is read).
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// fileSum returns the CRC-32C of a file's contents.
-func fileSum(path string) (uint32, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	h := crc32.New(castagnoli)
-	if _, err := io.Copy(h, f); err != nil {
-		return 0, err
-	}
-	return h.Sum32(), nil
-}
+// rangesKey is the key, in a lake file's footer metadata, of the offset
+// ranges the file answers for (the manifest's "ranges", as JSON), so that
+// the file says what it holds without the manifest.
+const rangesKey = "lambdaflow.ranges"
 
-// tempName is the temporary name of a lake file being written: hidden (a
-// leading dot) and without the .parquet suffix, so that neither readers of
-// the directory nor globs over *.parquet see it.
-func tempName(final string) string {
-	return filepath.Join(filepath.Dir(final), "."+filepath.Base(final)+".tmp")
-}
-
-// createFile starts a lake file that will be committed as final.
-func createFile(ls *lakeSchema, final string) (*fileWriter, error) {
-	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-		return nil, fmt.Errorf("lake: %w", err)
-	}
-	tmp := tempName(final)
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lake: %w", err)
-	}
-	fw := &fileWriter{ls: ls, tmp: tmp, final: final, f: f, open: true, sum: crc32.New(castagnoli)}
-	fw.bw = bufio.NewWriterSize(io.MultiWriter(f, fw.sum), 1<<20)
-	fw.w = parquet.NewGenericWriter[any](fw.bw, ls.schema,
+func newFileWriter(ls *lakeSchema) *fileWriter {
+	fw := &fileWriter{ls: ls, sum: crc32.New(castagnoli)}
+	fw.out.w = io.Discard
+	fw.w = parquet.NewGenericWriter[any](&fw.out, ls.schema,
 		parquet.CreatedBy(createdBy, "1", ""),
 		// Version 1 data pages are the ones every reader handles (older
 		// Spark and Hive readers choke on v2 with delta encodings).
@@ -106,8 +81,20 @@ func createFile(ls *lakeSchema, final string) (*fileWriter, error) {
 	fw.cols = fw.w.ColumnWriters()
 	fw.pending = make([]event.Event, 0, chunkRows)
 	fw.offsets = make([]int64, 0, chunkRows)
+	fw.parts = make([]int32, 0, chunkRows)
 	fw.vals = make([]parquet.Value, chunkRows)
-	return fw, nil
+	return fw
+}
+
+// start begins a file written to dst; ranges go into its footer.
+func (fw *fileWriter) start(dst io.Writer, ranges []offsetRange) {
+	fw.sum.Reset()
+	fw.out.w = io.MultiWriter(dst, fw.sum)
+	fw.w.Reset(&fw.out)
+	fw.cols = fw.w.ColumnWriters()
+	fw.rows, fw.group = 0, 0
+	meta, _ := json.Marshal(ranges)
+	fw.w.SetKeyValueMetadata(rangesKey, string(meta))
 }
 
 // bytesOf views a string as bytes without copying; parquet-go copies values
@@ -120,7 +107,7 @@ func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)
 func (fw *fileWriter) add(ev *event.Event, partition int32, offset int64) error {
 	fw.pending = append(fw.pending, *ev)
 	fw.offsets = append(fw.offsets, offset)
-	fw.part = partition
+	fw.parts = append(fw.parts, partition)
 	fw.rows++
 	if len(fw.pending) == chunkRows {
 		return fw.drain()
@@ -152,7 +139,7 @@ func (fw *fileWriter) drain() error {
 		return err
 	}
 	for j := range evs {
-		vals[j] = parquet.Int32Value(fw.part)
+		vals[j] = parquet.Int32Value(fw.parts[j])
 	}
 	if err := fw.write(n+1, vals); err != nil {
 		return err
@@ -177,12 +164,12 @@ func (fw *fileWriter) drain() error {
 	}
 	clear(vals) // drop references to event strings
 	clear(fw.pending)
-	fw.pending, fw.offsets = fw.pending[:0], fw.offsets[:0]
+	fw.pending, fw.offsets, fw.parts = fw.pending[:0], fw.offsets[:0], fw.parts[:0]
 	fw.group += int64(k)
 	if fw.group >= rowGroupRows {
 		fw.group = 0
 		if err := fw.w.Flush(); err != nil {
-			return fmt.Errorf("lake: writing %s: %w", fw.tmp, err)
+			return fmt.Errorf("lake: writing a file: %w", err)
 		}
 	}
 	return nil
@@ -265,68 +252,27 @@ func (fw *fileWriter) column(i int, evs []event.Event, vals []parquet.Value) err
 
 func (fw *fileWriter) write(col int, vals []parquet.Value) error {
 	if _, err := fw.cols[col].WriteRowValues(vals); err != nil {
-		return fmt.Errorf("lake: writing %s: %w", fw.tmp, err)
+		return fmt.Errorf("lake: writing a file: %w", err)
 	}
 	return nil
 }
 
-// finish writes the footer and makes the temporary file durable. The file
-// keeps its temporary name; commit renames it.
-func (fw *fileWriter) finish() error {
+// finish writes the file's footer and returns the file's CRC-32C; the
+// destination has all of its bytes then.
+func (fw *fileWriter) finish() (uint32, error) {
 	if err := fw.drain(); err != nil {
-		return err
+		return 0, err
 	}
-	err := fw.w.Close()
-	if err == nil {
-		err = fw.bw.Flush()
+	if err := fw.w.Close(); err != nil {
+		return 0, fmt.Errorf("lake: writing a file: %w", err)
 	}
-	if err == nil {
-		err = fw.f.Sync()
-	}
-	if cerr := fw.f.Close(); err == nil {
-		err = cerr
-	}
-	fw.open = false
-	if err != nil {
-		return fmt.Errorf("lake: writing %s: %w", fw.tmp, err)
-	}
-	return nil
+	fw.out.w = io.Discard
+	return fw.sum.Sum32(), nil
 }
 
-// abort drops a file that will not be committed.
-func (fw *fileWriter) abort() {
-	if fw.open {
-		fw.f.Close()
-		fw.open = false
-	}
-	os.Remove(fw.tmp)
-}
-
-// syncDir makes the directory entries of dir (renames, removals) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	// Some file systems cannot sync directories; their renames are ordered
-	// by the journal instead.
-	if errors.Is(err, os.ErrInvalid) {
-		err = nil
-	}
-	return err
-}
-
-// renameFile renames a finished file into place and makes the rename durable.
-func renameFile(tmp, final string) error {
-	if err := os.Rename(tmp, final); err != nil {
-		return fmt.Errorf("lake: %w", err)
-	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
-		return fmt.Errorf("lake: %w", err)
-	}
-	return nil
+// abandon drops what was gathered for the current file.
+func (fw *fileWriter) abandon() {
+	clear(fw.pending)
+	fw.pending, fw.offsets, fw.parts = fw.pending[:0], fw.offsets[:0], fw.parts[:0]
+	fw.out.w = io.Discard
 }

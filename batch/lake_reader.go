@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
-	"os"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -37,6 +38,8 @@ type scanBatch struct {
 
 // scanOptions select what scanFile decodes.
 type scanOptions struct {
+	// BatchRows is the most rows a batch holds; zero means readBatchRows.
+	BatchRows int
 	// Fields marks the schema fields to decode (nil: all); the others are
 	// left null, which saves decoding columns a plan does not read.
 	Fields []bool
@@ -56,24 +59,64 @@ type scanOptions struct {
 // and calls fn for each batch of rows. Columns are matched
 // to the topic's current schema by name: a field the file lacks (added to
 // the topic later) reads as null; integer-like types read as each other.
-// The file must hold exactly fe.Rows rows of fe's partition and offset
-// range; anything else is ErrCorruptFile.
+// The file must hold exactly fe.Rows rows, each of one of fe's ranges and
+// of its period; anything else is ErrCorruptFile.
 func (tl *topicLake) scanFile(ctx context.Context, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error {
-	path := tl.filePath(fe.Path)
-	err := tl.scan(ctx, path, tl.topic.Schema, fe, opts, fn)
-	if errors.Is(err, fs.ErrNotExist) {
-		// Replaced by compaction after our manifest was read: the file
-		// waits out its grace period under a hidden name.
-		err = tl.scan(ctx, replacedName(path), tl.topic.Schema, fe, opts, fn)
-		if errors.Is(err, fs.ErrNotExist) {
-			err = fmt.Errorf("%w %s: the manifest lists it but it is gone", ErrCorruptFile, path)
-		}
+	o, name, err := tl.openFile(ctx, fe)
+	if err != nil {
+		return err
 	}
-	return err
+	defer o.Close()
+	return tl.scan(ctx, o, name, tl.topic.Schema, fe, opts, fn)
 }
 
-func (tl *topicLake) filePath(rel string) string {
-	return tl.dir + string(os.PathSeparator) + rel
+// openFile opens the lake file fe for reading, after checking its
+// CRC-32C against the manifest's, and returns it with its name for
+// messages. A file compaction replaced after the caller's manifest was read
+// is read from where it waits out its grace period. This is the way in for
+// any reader of lake files (parquet.OpenFile takes the object: it is an
+// io.ReaderAt with a size).
+func (tl *topicLake) openFile(ctx context.Context, fe fileEntry) (lakestore.Object, string, error) {
+	key := tl.key(fe.Path)
+	o, err := tl.st.Open(ctx, key)
+	if errors.Is(err, fs.ErrNotExist) {
+		key = replacedName(key)
+		o, err = tl.st.Open(ctx, key)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, "", fmt.Errorf("%w %s%s: the manifest lists it but it is gone", ErrCorruptFile, tl.st, tl.key(fe.Path))
+		}
+	}
+	name := tl.st.String() + key
+	if err != nil {
+		return nil, "", fmt.Errorf("%w %s: %w", ErrCorruptFile, name, err)
+	}
+	if err := checkSum(o, name, fe); err != nil {
+		o.Close()
+		return nil, "", err
+	}
+	return o, name, nil
+}
+
+// checkSum compares the whole file's CRC-32C with the manifest's before
+// anything is decoded: a damaged page could otherwise decode to plausible,
+// wrong values (zstd frames carry no checksum here, and page CRCs are not
+// checked). Reading the file once more costs little next to decoding it, and
+// warms the page cache.
+func checkSum(o lakestore.Object, name string, fe fileEntry) error {
+	if fe.CRC32C == 0 {
+		return nil
+	}
+	if o.Size() != fe.Bytes && fe.Bytes > 0 {
+		return fmt.Errorf("%w %s: %d bytes, the manifest says %d", ErrCorruptFile, name, o.Size(), fe.Bytes)
+	}
+	h := crc32.New(castagnoli)
+	if _, err := io.Copy(h, io.NewSectionReader(o, 0, o.Size())); err != nil {
+		return fmt.Errorf("%w %s: %w", ErrCorruptFile, name, err)
+	}
+	if sum := h.Sum32(); sum != fe.CRC32C {
+		return fmt.Errorf("%w %s: checksum %08x, the manifest says %08x", ErrCorruptFile, name, sum, fe.CRC32C)
+	}
+	return nil
 }
 
 // Targets of the metadata columns in a scan; schema fields are 0..n-1.
@@ -114,28 +157,6 @@ func (s *fileScan) recoverCorrupt(err *error) {
 	if r := recover(); r != nil {
 		*err = s.corrupt("%v", r)
 	}
-}
-
-// checkSum compares the whole file's CRC-32C with the manifest's before
-// anything is decoded: a damaged page could otherwise decode to plausible,
-// wrong values (zstd frames carry no checksum here, and page CRCs are not
-// checked). Reading the file once more costs little next to decoding it, and
-// warms the page cache.
-func (s *fileScan) checkSum() error {
-	if s.fe.CRC32C == 0 {
-		return nil
-	}
-	sum, err := fileSum(s.path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		return s.corrupt("%v", err)
-	}
-	if sum != s.fe.CRC32C {
-		return s.corrupt("checksum %08x, the manifest says %08x", sum, s.fe.CRC32C)
-	}
-	return nil
 }
 
 // selectColumns picks the file columns opts asks for; colIndex finds a
@@ -198,14 +219,13 @@ func (s *fileScan) batch(n int) *scanBatch {
 // deliver checks that every row of the filled batch belongs in the file,
 // then hands the batch to fn.
 func (s *fileScan) deliver(fn func(*scanBatch) error) error {
-	b, fe := &s.b, s.fe
+	b, fe := &s.b, &s.fe
 	for i := range b.Events {
-		if t := b.Events[i].Time; t < fe.Hour || t >= fe.Hour+hourMicros {
-			return s.corrupt("row with event time %d is outside the file's hour", t)
+		if t := b.Events[i].Time; t < fe.Start || t >= fe.End {
+			return s.corrupt("row with event time %d is outside the file's period", t)
 		}
-		if b.Parts[i] != int32(fe.Partition) || b.Offsets[i] < fe.First || b.Offsets[i] > fe.Last {
-			return s.corrupt("row of partition %d offset %d is outside the file's range p%d [%d, %d]",
-				b.Parts[i], b.Offsets[i], fe.Partition, fe.First, fe.Last)
+		if !fe.holds(b.Parts[i], b.Offsets[i]) {
+			return s.corrupt("row of partition %d offset %d is outside the file's ranges", b.Parts[i], b.Offsets[i])
 		}
 	}
 	s.rows += int64(len(b.Events))
@@ -220,17 +240,17 @@ func (s *fileScan) done() error {
 	return nil
 }
 
-// scanParquet reads a lake file with the lake's columnar reader
-// (lakeFile, columnReader: parquet-go's pages copied into typed vectors)
-// and hands each batch on as events. Columns a scan does not ask for are
-// not read and stay null.
-func scanParquet(ctx context.Context, path string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error {
+// scanParquet reads a lake file, the object o named name in messages,
+// with the lake's columnar reader (lakeFile, columnReader: parquet-go's
+// pages copied into typed vectors) and hands each batch on as events.
+// Columns a scan does not ask for are not read and stay null. The caller
+// owns o.
+func scanParquet(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error {
 	opts.Positions = true
-	lf, err := openLakeFile(path, schema, fe, opts)
+	lf, err := openLakeObject(o, name, schema, fe, opts)
 	if err != nil {
 		return err
 	}
-	defer lf.close()
 	var r columnReader
 	for rg := range lf.rowGroups() {
 		err := r.scanRowGroup(ctx, lf, rg, func(cb *colBatch) error {

@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"math/bits"
 	"slices"
 	"sync"
@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -27,17 +28,11 @@ import (
 // BenchmarkRecompute measures the lake's reader against it on the same
 // workload. It streams 16Ki-row record batches with a recycling allocator,
 // reads strings as dictionaries and decodes only the columns asked for.
-func scanParquetArrow(ctx context.Context, path string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
-	s := &fileScan{path: path, schema: schema, fe: fe}
+func scanParquetArrow(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) (err error) {
+	s := &fileScan{path: name, schema: schema, fe: fe}
 	defer s.recoverCorrupt(&err)
-	if err := s.checkSum(); err != nil {
-		return err
-	}
-	pf, err := file.OpenParquetFile(path, false)
+	pf, err := file.NewParquetReader(io.NewSectionReader(o, 0, o.Size()))
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
 		return s.corrupt("%v", err)
 	}
 	defer pf.Close()

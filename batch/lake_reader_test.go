@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"path/filepath"
 	"testing"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
+	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -29,7 +30,7 @@ func TestLakeFileRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hour := hourOf(1_767_225_600_000_000)
+	hour := periodOf(1_767_225_600_000_000, hourMicros)
 	const rows = 3*readBatchRows + 123
 	evs := make([]event.Event, rows)
 	for i := range evs {
@@ -59,28 +60,28 @@ func TestLakeFileRoundTrip(t *testing.T) {
 		}
 		evs[i] = event.Event{ID: fmt.Sprintf("id-%07d", i), Time: tm, Ingest: tm + 5, Values: v}
 	}
-	final := filepath.Join(t.TempDir(), "f.parquet")
-	fw, err := createFile(ls, final)
+	st, err := lakestore.NewDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range evs {
-		if err := fw.add(&evs[i], 3, 1000+int64(i)); err != nil {
-			t.Fatal(err)
-		}
+	tl := &topicLake{topic: &pipelines.Topic{Name: "t", Schema: schema}, st: st, ls: ls, period: hourMicros}
+	offsets := make([]int64, rows)
+	for i := range offsets {
+		offsets[i] = 1000 + int64(i)
 	}
-	if err := fw.finish(); err != nil {
-		t.Fatal(err)
-	}
-	fe := fileEntry{Hour: hour, Partition: 3, First: 1000, Last: 1000 + rows - 1, Rows: rows, CRC32C: fw.sum.Sum32()}
-	readers := map[string]func(context.Context, string, event.Schema, fileEntry, scanOptions, func(*scanBatch) error) error{
+	fe := writeTestFile(t, tl, "dt=2026-01-01/hour=00/p3-1000-99999.parquet", hour, 3, 1000, 1000+rows-1, evs, offsets)
+	readers := map[string]func(context.Context, lakestore.Object, string, event.Schema, fileEntry, scanOptions, func(*scanBatch) error) error{
 		"parquet-go": scanParquet, "arrow": scanParquetArrow,
 	}
 	for name, scan := range readers {
 		for _, fields := range [][]bool{nil, {false, true, false, false, false, true, true, false}} {
 			var got []event.Event
 			var offs []int64
-			err := scan(context.Background(), fw.tmp, schema, fe, scanOptions{Fields: fields, IDs: true, Ingest: true}, func(b *scanBatch) error {
+			o, _, err := tl.openFile(context.Background(), fe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = scan(context.Background(), o, fe.Path, schema, fe, scanOptions{Fields: fields, IDs: true, Ingest: true}, func(b *scanBatch) error {
 				for i, e := range b.Events {
 					if b.Parts[i] != 3 {
 						return fmt.Errorf("partition %d", b.Parts[i])
@@ -91,6 +92,7 @@ func TestLakeFileRoundTrip(t *testing.T) {
 				}
 				return nil
 			})
+			o.Close()
 			if err != nil {
 				t.Fatal(err)
 			}

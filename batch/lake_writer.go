@@ -1,17 +1,17 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
+	"slices"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/internal/retry"
 	"github.com/lambdaflow/lambdaflow/pipelines"
@@ -21,10 +21,20 @@ import (
 // lakeConsumer is the consumer name under which lake writers commit.
 const lakeConsumer = "lake"
 
-// maxOpenHours bounds the hour files one partition keeps open: events
-// spread over more hours (a backfill, a clock gone wild) close the files
-// early rather than hold many row groups in memory.
-const maxOpenHours = 16
+// A burst is burstRows rows or more read within burstWindow (a backfill, a
+// client's batch of history). When a partition has read everything the
+// log holds (nothing new for a poll interval) during a burst, the buffer is
+// written at once instead of after max_age, so that the lake catches up
+// within seconds of the burst. A steady stream that fast never lets a
+// reader wait a whole poll interval, and a slower one waits for max_age.
+const (
+	burstRows   = 1000
+	burstWindow = 10 * time.Second
+)
+
+// flushWorkers write the files of one flush side by side: mostly waiting
+// for fsync or the object store, little CPU.
+const flushWorkers = 4
 
 // lakeLog is what a lake writer needs of the log: read a partition,
 // report how far it read (for lag) and register as a consumer. It commits
@@ -35,134 +45,109 @@ type lakeLog interface {
 	Progress(consumer, topic string, partition int, offset int64)
 }
 
-// topicLake is one topic's lake: its directory, schema and manifest. The
-// lake writer, compaction and readers of the topic share it.
-type topicLake struct {
-	topic *pipelines.Topic
-	dir   string
-	ls    *lakeSchema
-	ms    *manifestStore
-	// scan reads one lake file (scanParquet); benchmarks swap in another
-	// reader to compare them on the same workload.
-	scan func(ctx context.Context, path string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error
-	// flush reaches the partition writers, for recomputes that first make
-	// the lake durable up to the log's end.
-	flush *flushRequests
+// Fence is the ownership under which a process writes a partition of the
+// lake (on a cluster, the partition's lease). A commit that moves a
+// partition forward is refused unless the fence is still valid and no
+// commit of a higher epoch has been made for the partition; the commit
+// records the epoch. Nil means the process is the only writer.
+type Fence interface {
+	Epoch() uint64
+	Valid() bool
 }
 
-func openTopicLake(lakeDir string, t *pipelines.Topic) (*topicLake, error) {
-	ls, err := newLakeSchema(t.Schema)
-	if err != nil {
-		return nil, fmt.Errorf("topic %s: %w", t.Name, err)
-	}
-	dir := filepath.Join(lakeDir, t.Name)
-	ms, err := openManifestStore(dir, t.Name)
-	if err != nil {
-		return nil, err
-	}
-	return &topicLake{topic: t, dir: dir, ls: ls, ms: ms, scan: scanParquet, flush: newFlushRequests(t.Partitions)}, nil
+// partLease is a partition of the lake owned by this process
+// (*broker.Lease): its epoch is the partition's Fence in the manifest, and
+// it records the writer's position in the log (for lag and retention),
+// fenced by the same epoch.
+type partLease interface {
+	Fence
+	Committed(topic string) (offset int64, checkpoint string, ok bool)
+	Commit(ctx context.Context, topic string, offset, eventTime int64, checkpoint string) error
 }
 
-// recover brings the directory in line with the manifest after a crash:
-// temporary files are removed, data files the manifest does not list
-// (renamed before a crash stopped the manifest commit) are removed, and
-// files compaction replaced are hidden. It must run before the topic's
-// writer and compaction start, and only in the process that writes the lake.
-func (tl *topicLake) recover(log *slog.Logger) error { return tl.clean(log, tl.ms.snapshot(), -1) }
+var _ partLease = (*broker.Lease)(nil)
 
-// recoverPartition is recover for the files of one partition: what the
-// process that takes a partition over with epoch does, since other
-// processes may be writing the others' files. It runs holding the
-// manifest's lock and records epoch as the partition's in the manifest
-// first: the writer the partition moved away from may be renaming and
-// committing a flush at this very moment, so its files are either listed
-// when the directory is read here, or its commit is refused afterwards
-// (a higher epoch committed) and it removes them itself. Without that, a
-// file it committed just after the manifest was read here would be removed
-// while the manifest lists it.
-func (tl *topicLake) recoverPartition(log *slog.Logger, part int, epoch uint64) error {
-	_, err := tl.ms.update(func(m *manifest) error {
-		ps := m.partition(part)
-		if ps.Epoch > epoch {
-			return fmt.Errorf("%w: %s/%d: manifest committed by epoch %d, this process holds %d", errLost, tl.topic.Name, part, ps.Epoch, epoch)
-		}
-		ps.Epoch = epoch
-		m.setPartition(ps)
-		return tl.clean(log, m, part)
-	})
-	return err
-}
+// errLost stops a writer whose partition another process has taken.
+var errLost = errors.New("lake: the partition moved to another process")
 
-// clean removes and hides what m does not list of partition part's files
-// (every partition's when part is negative).
-func (tl *topicLake) clean(log *slog.Logger, m *manifest, part int) error {
-	prefix := ""
-	if part >= 0 {
-		prefix = "p" + strconv.Itoa(part) + "-"
+// fenced refuses a commit for partition state ps under fence f.
+func fenced(ps partitionState, f Fence, topic string) error {
+	if f == nil {
+		return nil
 	}
-	live := make(map[string]bool, len(m.Files))
-	for _, f := range m.Files {
-		live[filepath.FromSlash(f.Path)] = true
-	}
-	replaced := make(map[string]bool, len(m.Replaced))
-	for _, r := range m.Replaced {
-		replaced[filepath.FromSlash(r.Path)] = true
-	}
-	dirs := map[string]bool{}
-	err := filepath.WalkDir(tl.dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		rel, _ := filepath.Rel(tl.dir, path)
-		name := d.Name()
-		if prefix != "" && !strings.HasPrefix(strings.TrimPrefix(name, "."), prefix) {
-			return nil
-		}
-		switch {
-		case rel == manifestName:
-			return nil
-		case strings.HasSuffix(name, ".tmp"):
-			log.Info("lake: removing unfinished file", "file", path)
-		case strings.HasSuffix(name, ".parquet") && !strings.HasPrefix(name, "."):
-			if live[rel] {
-				return nil
-			}
-			if replaced[rel] {
-				// Replaced by compaction, but the crash came before it was hidden.
-				dirs[filepath.Dir(path)] = true
-				return os.Rename(path, replacedName(path))
-			}
-			log.Info("lake: removing file the manifest does not list (written before a crash)", "file", path)
-		case strings.HasSuffix(name, ".replaced"):
-			orig := filepath.Join(filepath.Dir(rel), strings.TrimSuffix(strings.TrimPrefix(name, "."), ".replaced"))
-			if replaced[orig] {
-				return nil
-			}
-		default:
-			return nil
-		}
-		dirs[filepath.Dir(path)] = true
-		return os.Remove(path)
-	})
-	if err != nil {
-		return fmt.Errorf("lake: recovering %s: %w", tl.dir, err)
-	}
-	for d := range dirs {
-		if err := syncDir(d); err != nil {
-			return fmt.Errorf("lake: recovering %s: %w", tl.dir, err)
-		}
+	if ps.Epoch > f.Epoch() || !f.Valid() {
+		return fmt.Errorf("%w: %s/%d: the manifest was committed by epoch %d, this writer holds %d", errLost, topic, ps.Partition, ps.Epoch, f.Epoch())
 	}
 	return nil
 }
 
-// lakeWriter copies one topic from the log into its lake.
-type lakeWriter struct {
+// topicLake is one topic's lake: its storage, schema, layout and
+// manifest. The lake writer, compaction and readers of the topic share it.
+type topicLake struct {
+	topic *pipelines.Topic
+	st    lakestore.Store
+	ls    *lakeSchema
+	ms    *manifestStore
+	// period is the length of a file's event-time period: an hour, or a
+	// day for topics partitioned by day.
+	period int64
+	// scan reads one lake file (scanParquet); benchmarks swap in another
+	// reader to compare them on the same workload.
+	scan func(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error
+	// work keeps a compaction pass and the recovery of partitions taken
+	// over apart in this process.
+	work sync.Mutex
+}
+
+func openTopicLake(ctx context.Context, st lakestore.Store, t *pipelines.Topic, now func() time.Time, logger *slog.Logger) (*topicLake, error) {
+	ls, err := newLakeSchema(t.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("topic %s: %w", t.Name, err)
+	}
+	ms, err := openManifestStore(ctx, st, t.Name, now, logger)
+	if err != nil {
+		return nil, err
+	}
+	period := hourMicros
+	if t.Lake.Partitioning == pipelines.LakeDaily {
+		period = dayMicros
+	}
+	return &topicLake{topic: t, st: st, ls: ls, ms: ms, period: period, scan: scanParquet}, nil
+}
+
+// key returns the storage key of a file path relative to the topic.
+func (tl *topicLake) key(path string) string { return tl.topic.Name + "/" + path }
+
+// partWriter is what a topic writer keeps of one partition it reads.
+type partWriter struct {
+	lease partLease
+	// [first, end) are the offsets read into the buffer: first is the
+	// manifest's Next when the buffer's part of the partition began.
+	first, end int64
+	ingest     int64 // ingest time of the last entry read
+	eventTime  int64 // event time of the last event read
+	rows       int64 // rows in the buffer
+	maxTime    int64 // newest event time in the buffer
+	committed  int64 // the offset last committed to the log
+}
+
+// topicWriter copies the partitions of one topic that this process owns
+// from the log into the lake. Every partition has a reader that decodes
+// entries into one buffer shared by the topic's partitions; a flush writes
+// the whole buffer as one file per event-time period (holding the rows of
+// every partition that has some there, each partition's offsets in one
+// range) and commits the files and every partition's new Next in one
+// manifest commit. So a backfill that lands in thousands of hours becomes
+// one file per hour, not one per hour and partition, and the number of
+// flushes does not grow with the number of partitions.
+//
+// A flush is due when the buffer holds lake.roll.max_rows rows, when its
+// oldest row is lake.roll.max_age old, when the process's lake buffers
+// pass half of lake.buffer (the largest is flushed), when a partition
+// catches up with the log while the buffer holds a burst (burstRows), and
+// when a partition is given back (or the process stops). Readers wait
+// while the buffers are at lake.buffer.
+type topicWriter struct {
 	tl      *topicLake
 	log     lakeLog
 	logger  *slog.Logger
@@ -170,296 +155,594 @@ type lakeWriter struct {
 	roll    pipelines.LakeRoll
 	poll    time.Duration
 	metrics *metrics
+	budget  *memBudget
+	// flushed is told of every flush committed (compaction's cue: the
+	// flush may have added a file to a period that had some, or moved the
+	// topic's newest event time past periods that now count as closed);
+	// nil: nobody listens.
+	flushed func()
+
+	flushMu sync.Mutex // one flush at a time
+	due     chan struct{}
+
+	mu     sync.Mutex
+	buf    *rowBuffer
+	opened time.Time // when the buffer got its first row
+	parts  map[int]*partWriter
+	// gen is bumped when a flush failed: every reader then starts again
+	// from the manifest (the buffer was dropped).
+	gen int64
+	// Rows read in the current burstWindow (since winStart) and in the
+	// one before it.
+	winStart        time.Time
+	winRows, before int64
+
+	workers []*fileWriter
 }
 
-// runOwned writes partition part while lease holds it, restarting from the
-// manifest after a pause when the writer fails, until ctx is done or the
-// partition moves to another process.
-func (w *lakeWriter) runOwned(ctx context.Context, part int, lease *broker.Lease) {
-	// While it runs here, a recompute in this process may ask it to flush.
-	w.tl.flush.owned[part].Store(true)
-	defer w.tl.flush.owned[part].Store(false)
-	// The poll interval doubling to 30 s, without jitter: each partition
-	// writer waits for its own log and lake.
-	backoff := retry.Backoff{Base: w.poll, Cap: 30 * time.Second}
-	backoff.Do(ctx, func(int) error {
-		err := w.runPartition(ctx, part, lease)
-		switch {
-		case ctx.Err() != nil:
-			return nil // stopping
-		case errors.Is(err, errLost):
-			return retry.Permanent(err)
-		case err == nil:
-			err = errors.New("stopped without an error")
+func newTopicWriter(tl *topicLake, log lakeLog, logger *slog.Logger, now func() time.Time, roll pipelines.LakeRoll,
+	poll time.Duration, m *metrics, budget *memBudget) *topicWriter {
+	tw := &topicWriter{tl: tl, log: log, logger: logger, now: now, roll: roll, poll: poll, metrics: m, budget: budget,
+		due: make(chan struct{}, 1), buf: newRowBuffer(tl.topic.Schema), parts: map[int]*partWriter{}}
+	for range flushWorkers {
+		tw.workers = append(tw.workers, newFileWriter(tl.ls))
+	}
+	budget.register(tw)
+	return tw
+}
+
+// requestFlush asks the flusher for a flush (it never blocks).
+func (tw *topicWriter) requestFlush() {
+	select {
+	case tw.due <- struct{}{}:
+	default:
+	}
+}
+
+// bufferedBytes is the size of the buffer, for the memory budget's choice.
+func (tw *topicWriter) bufferedBytes() int64 {
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	return tw.buf.bytes
+}
+
+// run flushes when a flush is due until ctx is done. A failed flush drops
+// the buffer and starts every reader again from the manifest, after a
+// pause that doubles up to 30 s while flushes keep failing.
+func (tw *topicWriter) run(ctx context.Context) {
+	t := time.NewTicker(tw.poll)
+	defer t.Stop()
+	fails := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tw.due:
+		case <-t.C:
+			tw.mu.Lock()
+			old := tw.buf.rows > 0 && tw.now().Sub(tw.opened) >= tw.roll.MaxAge.D()
+			tw.mu.Unlock()
+			if !old {
+				continue
+			}
 		}
-		return err
-	}, func(_ int, err error, _ time.Duration) {
-		w.logger.Error("lake: partition writer failed; restarting from the manifest",
-			"topic", w.tl.topic.Name, "partition", part, "err", err)
-	})
+		if err := tw.flush(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			fails++
+			b := retry.Backoff{Base: tw.poll, Cap: 30 * time.Second}
+			tw.logger.Error("lake: flush failed; reading again from the manifest", "topic", tw.tl.topic.Name, "err", err, "pause", b.Delay(fails))
+			if b.Wait(ctx, fails) != nil {
+				return
+			}
+			continue
+		}
+		fails = 0
+	}
 }
 
-// errLost stops a writer whose partition another process has taken.
-var errLost = errors.New("lake: the partition moved to another process")
-
-// openFlush is the part of a partition read but not yet in the lake: the
-// events of offsets [first, end), spread over hour files.
-type openFlush struct {
-	first, end int64
-	files      map[int64]*hourFile
-	rows       int
-	opened     time.Time
-	ingest     int64 // ingest time of the last entry
-	eventTime  int64 // event time of the last event
-	committed  int64 // the offset last committed to the log
-	lease      *broker.Lease
-}
-
-type hourFile struct {
-	fw               *fileWriter
-	minTime, maxTime int64
-	rows             int64
-}
-
-func (w *lakeWriter) runPartition(ctx context.Context, part int, lease *broker.Lease) error {
-	topic := w.tl.topic.Name
-	next := w.tl.ms.snapshot().partition(part).Next
+// attach reads partition part into the buffer until ctx is done (a soft
+// stop, or the partition moving to another process), then flushes what it
+// read and lets go of the partition. The caller has recorded the lease in
+// the manifest (takeOver) and recovered the partition's files
+// (recoverPartitions) first. Once the lease is lost, nothing this writer
+// read of the partition is committed: the new owner reads it again from
+// the manifest.
+func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) error {
+	topic := tw.tl.topic.Name
+	next := tw.tl.ms.snapshot().partition(part).Next
+	tw.mu.Lock()
+	tw.parts[part] = &partWriter{lease: lease, first: next, end: next, committed: -1}
+	tw.mu.Unlock()
 	// The manifest, not the committed offset, says what the lake holds;
 	// the commit can lag it by one flush after a crash.
 	if committed, _, ok := lease.Committed(topic); !ok || committed != next {
 		if ok && committed > next {
-			w.logger.Warn("lake: committed offset is past the lake's manifest; rewriting from the manifest",
+			tw.logger.Warn("lake: committed offset is past the lake's manifest; rewriting from the manifest",
 				"topic", topic, "partition", part, "committed", committed, "manifest_next", next)
 		}
-		if err := w.commit(ctx, lease, part, next, 0); errors.Is(err, errLost) {
-			return err
-		} else if err != nil {
-			w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
-		}
+		tw.report(ctx, part, next, 0)
 	}
-	r, err := w.log.Reader(ctx, topic, part, broker.FromOffset(next))
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	// What is read goes into open files, durable only when they roll: the
+	// What is read goes into the buffer, durable only once flushed: the
 	// read position shows a writer that keeps up, the commit what is safe.
-	w.log.Progress(lakeConsumer, topic, part, next)
-	fl := &openFlush{first: next, end: next, committed: next, files: map[int64]*hourFile{}, lease: lease}
-	var pending pendingFlushes
-	defer func() {
-		for _, hf := range fl.files {
-			hf.fw.abort()
+	tw.log.Progress(lakeConsumer, topic, part, next)
+	err := tw.read(ctx, part)
+	// What was read goes into the lake before the partition is let go.
+	sctx := context.WithoutCancel(ctx)
+	ferr := tw.flush(sctx)
+	tw.mu.Lock()
+	pw := tw.parts[part]
+	tw.mu.Unlock()
+	if ferr == nil && pw != nil && pw.committed != pw.first && lease.Valid() {
+		tw.report(sctx, part, pw.first, pw.eventTime)
+	}
+	tw.mu.Lock()
+	delete(tw.parts, part)
+	tw.buf.drop(part) // rows a failed flush could not commit
+	tw.mu.Unlock()
+	if errors.Is(err, errLost) || errors.Is(ferr, errLost) {
+		return errors.Join(err, ferr)
+	}
+	return ferr
+}
+
+// fenceOf returns the lease under which this process writes partition
+// part, or nil when it does not write it.
+func (tw *topicWriter) fenceOf(part int) Fence {
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	if pw := tw.parts[part]; pw != nil && pw.lease != nil {
+		return pw.lease
+	}
+	return nil
+}
+
+// takeOver records the partition's new owner in the manifest before
+// anything is written or deleted: from then on no commit of a previous
+// owner (one that does not know yet that it lost the partition) is
+// accepted, so the files it leaves can be removed safely.
+func (tw *topicWriter) takeOver(ctx context.Context, part int, fence Fence) error {
+	_, err := tw.tl.ms.commit(ctx, func(m *manifest) (*delta, error) {
+		ps := m.partition(part)
+		if err := fenced(ps, fence, tw.tl.topic.Name); err != nil {
+			return nil, err
 		}
-		pending.answer(0, fmt.Errorf("the lake writer of %s/%d stopped", topic, part))
-	}()
+		if ps.Epoch == fence.Epoch() {
+			return nil, nil
+		}
+		ps.Epoch = fence.Epoch()
+		return &delta{Partitions: []partitionState{ps}}, nil
+	})
+	return err
+}
+
+// read reads partition part into the buffer until ctx is done. Reader
+// failures (a NATS node lost) resume where the buffer ends; a failed
+// flush makes it resume from the manifest (the buffer was dropped).
+func (tw *topicWriter) read(ctx context.Context, part int) error {
+	topic := tw.tl.topic.Name
+	backoff := retry.Backoff{Base: tw.poll, Cap: 30 * time.Second}
+	fails := 0
+	for ctx.Err() == nil {
+		tw.mu.Lock()
+		gen, from := tw.gen, tw.parts[part].end
+		tw.mu.Unlock()
+		r, err := tw.log.Reader(ctx, topic, part, broker.FromOffset(from))
+		if err == nil {
+			err = tw.readFrom(ctx, r, part, gen)
+			r.Close()
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, errRestart):
+			fails = 0
+			continue
+		}
+		fails++
+		tw.logger.Error("lake: reading the log failed; reading again", "topic", topic, "partition", part, "err", err, "pause", backoff.Delay(fails))
+		if backoff.Wait(ctx, fails) != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// errRestart makes a reader start again from its partition's end (after a
+// failed flush reset it to the manifest).
+var errRestart = errors.New("lake: restart")
+
+func (tw *topicWriter) readFrom(ctx context.Context, r *broker.Reader, part int, gen int64) error {
+	topic := tw.tl.topic.Name
 	for {
-		// A recompute asked for the log up to some offset: once read, it
-		// is flushed at once rather than at the roll.
-		pending.take(w.tl.flush.parts[part])
-		if pending.due(fl.end) {
-			if err := w.flush(ctx, part, fl); err != nil {
-				pending.answer(0, err)
-				return err
-			}
-		}
-		pending.answer(fl.first, nil)
-		ectx, cancel := context.WithTimeout(ctx, w.poll)
+		ectx, cancel := context.WithTimeout(ctx, tw.poll)
 		e, err := r.Next(ectx)
 		cancel()
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
-			// Soft stop: what was read goes into the lake before returning,
-			// and the position is committed even if the last flush's
-			// commit was cut short by the cancellation.
-			sctx := context.WithoutCancel(ctx)
-			if err := w.flush(sctx, part, fl); err != nil {
-				return err
-			}
-			if fl.committed != fl.first {
-				if err := w.commit(sctx, lease, part, fl.first, fl.eventTime); err != nil {
-					return err
-				}
-			}
-			return nil
+			return ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):
-			if fl.rows > 0 && w.now().Sub(fl.opened) >= w.roll.MaxAge.D() {
-				if err := w.flush(ctx, part, fl); err != nil {
-					return err
-				}
-			}
+			tw.idle()
 			continue
 		case errors.Is(err, broker.ErrCorruptEntry), errors.Is(err, broker.ErrSchemaMismatch):
 			// The entry's events cannot be decoded, so they can never reach
 			// the lake; stopping here would stop the lake for good.
-			w.logger.Error("lake: skipping an entry that cannot be decoded", "topic", topic, "partition", part, "err", err)
-			w.metrics.skipped.WithLabelValues(topic).Inc()
+			tw.logger.Error("lake: skipping an entry that cannot be decoded", "topic", topic, "partition", part, "err", err)
+			tw.metrics.skipped.WithLabelValues(topic).Inc()
 			continue
 		default:
 			return err
 		}
-		if err := w.add(part, fl, &e); err != nil {
+		if err := tw.budget.wait(ctx); err != nil {
 			return err
 		}
-		w.log.Progress(lakeConsumer, topic, part, fl.end)
-		if fl.rows >= w.roll.MaxRows || len(fl.files) > maxOpenHours ||
-			(fl.rows > 0 && w.now().Sub(fl.opened) >= w.roll.MaxAge.D()) {
-			if err := w.flush(ctx, part, fl); err != nil {
-				return err
-			}
+		if err := tw.add(part, gen, &e); err != nil {
+			return err
 		}
 	}
 }
 
-// commit records the writer's position under its lease; errLost when
-// another process took the partition.
-func (w *lakeWriter) commit(ctx context.Context, lease *broker.Lease, part int, offset, eventTime int64) error {
-	err := lease.Commit(ctx, w.tl.topic.Name, offset, eventTime, "")
-	if errors.Is(err, broker.ErrFenced) {
-		return fmt.Errorf("%w: %w", errLost, err)
+// add puts an entry's events not yet in the lake or the buffer into the
+// buffer.
+func (tw *topicWriter) add(part int, gen int64, e *broker.Entry) error {
+	tw.mu.Lock()
+	if tw.gen != gen {
+		tw.mu.Unlock()
+		return errRestart
 	}
-	return err
-}
-
-// add puts an entry's events not yet in the lake into the open flush.
-func (w *lakeWriter) add(part int, fl *openFlush, e *broker.Entry) error {
+	pw := tw.parts[part]
+	buf := tw.buf
+	before, rowsBefore := buf.bytes, buf.rows
 	for i := range e.Events {
 		off := e.Offset + int64(i)
-		if off < fl.end {
-			continue // already in the lake or in this flush
+		if off < pw.end {
+			continue // already in the lake or in the buffer
 		}
 		ev := &e.Events[i]
-		h := hourOf(ev.Time)
-		hf := fl.files[h]
-		if hf == nil {
-			// The final name needs the flush's last offset, unknown yet;
-			// the file is created under a provisional name and renamed on commit.
-			// The name holds the lease's epoch: a writer the partition moved
-			// away from (cut off, not yet stopped) must never write into the
-			// new owner's file.
-			fw, err := createFile(w.tl.ls, filepath.Join(w.tl.dir, hourPath(h), fmt.Sprintf("p%d-%d-open-e%d.parquet", part, fl.first, fl.lease.Epoch())))
-			if err != nil {
-				return err
-			}
-			hf = &hourFile{fw: fw, minTime: ev.Time, maxTime: ev.Time}
-			fl.files[h] = hf
+		buf.add(periodOf(ev.Time, tw.tl.period), part, off, ev)
+		if pw.rows == 0 || ev.Time > pw.maxTime {
+			pw.maxTime = ev.Time
 		}
-		if err := hf.fw.add(ev, int32(part), off); err != nil {
-			return err
-		}
-		hf.rows++
-		hf.minTime = min(hf.minTime, ev.Time)
-		hf.maxTime = max(hf.maxTime, ev.Time)
-		if fl.rows == 0 {
-			fl.opened = w.now()
-		}
-		fl.rows++
-		fl.end = off + 1
-		fl.eventTime = ev.Time
+		pw.rows++
+		pw.end = off + 1
+		pw.eventTime = ev.Time
 	}
-	if e.End() > fl.end {
+	if e.End() > pw.end {
 		// Offsets skipped by the log (retention) are covered by this flush.
-		fl.end = e.End()
+		pw.end = e.End()
 	}
-	fl.ingest = e.Ingest
+	pw.ingest = e.Ingest
+	if rowsBefore == 0 && buf.rows > 0 {
+		tw.opened = tw.now()
+	}
+	tw.count(buf.rows - rowsBefore)
+	full := buf.rows >= int64(tw.roll.MaxRows)
+	grown := buf.bytes - before
+	read := pw.end
+	tw.mu.Unlock()
+	tw.log.Progress(lakeConsumer, tw.tl.topic.Name, part, read)
+	if tw.budget.take(grown) {
+		tw.budget.pressure()
+	}
+	if full {
+		tw.requestFlush()
+	}
 	return nil
 }
 
-// flush makes the open flush part of the lake: every hour file is closed
-// and fsynced, renamed to its final name, the directories fsynced, then the
-// manifest commits the whole offset range at once, and only then the
-// consumer's position moves. A crash before the manifest commit leaves
-// files that recovery removes; after it, the range is in the lake once.
-func (w *lakeWriter) flush(ctx context.Context, part int, fl *openFlush) error {
-	if fl.end == fl.first {
+// idle is told that a partition has read everything the log holds: the
+// end of a burst is written at once.
+func (tw *topicWriter) idle() {
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	if tw.buf.rows == 0 {
+		return
+	}
+	tw.count(0)
+	if tw.winRows+tw.before >= burstRows || tw.now().Sub(tw.opened) >= tw.roll.MaxAge.D() {
+		tw.requestFlush()
+	}
+}
+
+// count adds n rows read now to the burst windows.
+func (tw *topicWriter) count(n int64) {
+	now := tw.now()
+	switch age := now.Sub(tw.winStart); {
+	case age >= 2*burstWindow:
+		tw.winStart, tw.winRows, tw.before = now, 0, 0
+	case age >= burstWindow:
+		tw.winStart, tw.winRows, tw.before = tw.winStart.Add(burstWindow), 0, tw.winRows
+	}
+	tw.winRows += n
+}
+
+// flushRange is what a flush writes of one partition.
+type flushRange struct {
+	part              int
+	fence             Fence
+	first, end        int64
+	ingest, eventTime int64
+	rows, maxTime     int64
+}
+
+// flush writes the buffer to the lake: one file per period, then one
+// manifest commit of the files and every partition's new Next, then the
+// partitions' positions in the log. A crash before the commit leaves files
+// no manifest lists (the partition's next owner removes them); after it,
+// the ranges are in the lake exactly once. If the flush fails, the buffer
+// is dropped and every reader starts again from the manifest.
+func (tw *topicWriter) flush(ctx context.Context) error {
+	tw.flushMu.Lock()
+	defer tw.flushMu.Unlock()
+	tw.mu.Lock()
+	buf := tw.buf
+	var ranges []flushRange
+	lost := false
+	for p, pw := range tw.parts {
+		if pw.end > pw.first && pw.lease != nil && !pw.lease.Valid() {
+			// The partition moved to another process: what this one read
+			// of it is not committed (the new owner reads it again from
+			// the manifest), and the rest of the flush goes ahead.
+			buf.drop(p)
+			pw.first, pw.rows = pw.end, 0
+			lost = true
+			continue
+		}
+		if pw.end > pw.first {
+			ranges = append(ranges, flushRange{part: p, fence: pw.lease, first: pw.first, end: pw.end, ingest: pw.ingest,
+				eventTime: pw.eventTime, rows: pw.rows, maxTime: pw.maxTime})
+			pw.first, pw.rows = pw.end, 0
+		}
+	}
+	if len(ranges) == 0 {
+		if lost {
+			tw.buf = newRowBuffer(tw.tl.topic.Schema)
+			tw.budget.give(buf.bytes)
+		}
+		tw.mu.Unlock()
 		return nil
 	}
-	topic := w.tl.topic.Name
-	last := fl.end - 1
-	var entries []fileEntry
-	var renamed []string
-	dirs := map[string]bool{}
-	type move struct{ tmp, final string }
-	var moves []move
-	fail := func(err error) error {
-		for _, p := range renamed {
-			os.Remove(p)
-		}
-		for _, mv := range moves {
-			os.Remove(mv.tmp) // gone already when renamed
-		}
+	tw.buf = newRowBuffer(tw.tl.topic.Schema)
+	tw.mu.Unlock()
+	defer tw.budget.give(buf.bytes)
+	slices.SortFunc(ranges, func(a, b flushRange) int { return cmp.Compare(a.part, b.part) })
+	err := tw.commitBuffer(ctx, buf, ranges)
+	if err != nil {
+		tw.restart()
 		return err
 	}
-	for h, hf := range fl.files {
-		if err := hf.fw.finish(); err != nil {
-			return fail(err)
-		}
-		rel := hourPath(h) + "/" + fileName(part, fl.first, last)
-		st, err := os.Stat(hf.fw.tmp)
-		if err != nil {
-			return fail(fmt.Errorf("lake: %w", err))
-		}
-		moves = append(moves, move{hf.fw.tmp, filepath.Join(w.tl.dir, filepath.FromSlash(rel))})
-		entries = append(entries, fileEntry{
-			Path: rel, Hour: h, Partition: part, First: fl.first, Last: last,
-			Rows: hf.rows, Bytes: st.Size(), CRC32C: hf.fw.sum.Sum32(), MinTime: hf.minTime, MaxTime: hf.maxTime,
-		})
+	topic := tw.tl.topic.Name
+	tw.metrics.lakeRows.WithLabelValues(topic).Add(float64(buf.rows))
+	for _, r := range ranges {
+		tw.report(ctx, r.part, r.end, r.eventTime)
 	}
-	clear(fl.files)
-	epoch := fl.lease.Epoch()
-	_, err := w.tl.ms.update(func(m *manifest) error {
-		ps := m.partition(part)
-		// Fencing: a writer the partition has moved away from (a higher
-		// epoch committed) may not commit; nor one that lost the lease.
-		if ps.Epoch > epoch || !fl.lease.Valid() {
-			return fmt.Errorf("%w: %s/%d: manifest committed by epoch %d, this writer holds %d", errLost, topic, part, ps.Epoch, epoch)
-		}
-		if ps.Next != fl.first {
-			return fmt.Errorf("lake: %s/%d: manifest is at offset %d, flush starts at %d", topic, part, ps.Next, fl.first)
-		}
-		// The files take their final names only here, under the
-		// manifest's lock and after the fencing check, so that a stale
-		// writer never renames over a file another writer committed.
-		for _, mv := range moves {
-			if err := os.Rename(mv.tmp, mv.final); err != nil {
-				return fmt.Errorf("lake: %w", err)
+	tw.logger.Debug("lake: flushed", "topic", topic, "partitions", len(ranges), "rows", buf.rows, "periods", len(buf.periods))
+	return nil
+}
+
+// commitBuffer writes buf's files and commits them with ranges.
+func (tw *topicWriter) commitBuffer(ctx context.Context, buf *rowBuffer, ranges []flushRange) error {
+	topic := tw.tl.topic.Name
+	entries, err := tw.writeFiles(ctx, buf, ranges)
+	if err != nil {
+		return err
+	}
+	_, err = tw.tl.ms.commit(ctx, func(m *manifest) (*delta, error) {
+		d := &delta{Add: entries}
+		for _, r := range ranges {
+			ps := m.partition(r.part)
+			if err := fenced(ps, r.fence, topic); err != nil {
+				return nil, err
 			}
-			renamed = append(renamed, mv.final)
-			dirs[filepath.Dir(mv.final)] = true
-		}
-		// New hour directories need their parents' entries durable as well.
-		for d := range dirs {
-			for _, x := range []string{d, filepath.Dir(d), w.tl.dir} {
-				if err := syncDir(x); err != nil {
-					return fmt.Errorf("lake: %w", err)
-				}
+			if ps.Next != r.first {
+				return nil, fmt.Errorf("lake: %s/%d: the manifest is at offset %d, the flush starts at %d", topic, r.part, ps.Next, r.first)
 			}
+			if r.rows > 0 && (ps.Rows == 0 || r.maxTime > ps.MaxTime) {
+				ps.MaxTime = r.maxTime
+			}
+			ps.Next, ps.Ingest, ps.Rows = r.end, r.ingest, ps.Rows+r.rows
+			if r.fence != nil {
+				ps.Epoch = r.fence.Epoch()
+			}
+			d.Partitions = append(d.Partitions, ps)
 		}
-		for i := range entries {
-			entries[i].Added = m.Version
-		}
-		m.Files = append(m.Files, entries...)
-		m.setPartition(partitionState{Partition: part, Next: fl.end, Ingest: fl.ingest, Epoch: epoch})
-		return nil
+		return d, nil
 	})
 	if err != nil {
-		return fail(err)
+		tw.remove(entries)
+		return err
 	}
-	w.metrics.lakeRows.WithLabelValues(topic).Add(float64(fl.rows))
-	w.metrics.lakeFiles.WithLabelValues(topic).Add(float64(len(entries)))
-	// The commit only reports progress (lag, retention); a failed one is
-	// repaired by the next flush or the next start.
-	if err := w.commit(ctx, fl.lease, part, fl.end, fl.eventTime); err != nil {
-		if errors.Is(err, errLost) {
-			return err
+	tw.metrics.lakeFiles.WithLabelValues(topic).Add(float64(len(entries)))
+	if tw.flushed != nil {
+		tw.flushed()
+	}
+	return nil
+}
+
+// remove deletes files a failed flush wrote (best effort: what is left is
+// removed by the partition's next owner).
+func (tw *topicWriter) remove(entries []fileEntry) {
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = tw.tl.key(e.Path)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := tw.tl.st.Delete(ctx, keys...); err != nil {
+		tw.logger.Warn("lake: removing the files of a failed flush", "topic", tw.tl.topic.Name, "err", err)
+	}
+}
+
+// restart drops the buffer and sends every reader back to the manifest.
+func (tw *topicWriter) restart() {
+	m := tw.tl.ms.snapshot()
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	tw.budget.give(tw.buf.bytes)
+	tw.buf = newRowBuffer(tw.tl.topic.Schema)
+	tw.gen++
+	for p, pw := range tw.parts {
+		next := m.partition(p).Next
+		pw.first, pw.end, pw.rows = next, next, 0
+	}
+}
+
+// report commits a partition's position to the log under its lease: for
+// lag and retention only (the manifest says what the lake holds), so a
+// failure is logged and repaired by the next flush or start. A commit the
+// log fences (the partition moved) loses the lease, which stops the
+// partition's reader.
+func (tw *topicWriter) report(ctx context.Context, part int, offset, eventTime int64) {
+	tw.mu.Lock()
+	pw := tw.parts[part]
+	tw.mu.Unlock()
+	if pw == nil || pw.lease == nil {
+		return
+	}
+	if err := pw.lease.Commit(ctx, tw.tl.topic.Name, offset, eventTime, ""); err != nil {
+		tw.logger.Warn("lake: commit", "topic", tw.tl.topic.Name, "partition", part, "err", err)
+		return
+	}
+	tw.mu.Lock()
+	pw.committed = offset
+	tw.mu.Unlock()
+}
+
+// writeFiles writes one file per period of buf, flushWorkers at a time,
+// and returns their manifest entries in period order.
+func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []flushRange) ([]fileEntry, error) {
+	periods := buf.sortedPeriods()
+	entries := make([]fileEntry, len(periods))
+	errs := make([]error, len(periods))
+	byPart := make(map[int]flushRange, len(ranges))
+	for _, r := range ranges {
+		byPart[r.part] = r
+	}
+	var next sync.Mutex
+	i := 0
+	var wg sync.WaitGroup
+	for _, fw := range tw.workers {
+		wg.Go(func() {
+			for {
+				next.Lock()
+				k := i
+				i++
+				next.Unlock()
+				if k >= len(periods) || ctx.Err() != nil {
+					return
+				}
+				entries[k], errs[k] = tw.writePeriod(ctx, fw, periods[k], buf.periods[periods[k]], byPart)
+				if errs[k] != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var written []fileEntry
+	var err error
+	for k := range periods {
+		if errs[k] == nil && entries[k].Path != "" {
+			written = append(written, entries[k])
 		}
-		w.logger.Warn("lake: commit", "topic", topic, "partition", part, "err", err)
-	} else {
-		fl.committed = fl.end
+		err = cmp.Or(err, errs[k])
 	}
-	w.logger.Debug("lake: flushed", "topic", topic, "partition", part, "first", fl.first, "last", last,
-		"rows", fl.rows, "files", len(entries))
-	fl.first, fl.rows = fl.end, 0
+	if err == nil && len(written) != len(periods) {
+		err = cmp.Or(ctx.Err(), errors.New("lake: flush stopped"))
+	}
+	if err != nil {
+		tw.remove(written)
+		return nil, err
+	}
+	return entries, nil
+}
+
+// writePeriod writes one period's runs as one file, partitions in order,
+// and returns its manifest entry. The file is named after its first
+// partition's range: p<partition>-<first>-<last>.parquet when it holds one
+// partition, w<partition>-<first>-<last>.parquet when it holds more.
+func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (fileEntry, error) {
+	parts := make([]int, 0, len(runs))
+	for p := range runs {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	fe := fileEntry{Start: period, End: period + tw.tl.period}
+	for i, p := range parts {
+		r, run := byPart[p], runs[p]
+		fe.Ranges = append(fe.Ranges, offsetRange{Partition: p, First: r.first, Last: r.end - 1, Rows: int64(run.rows)})
+		fe.Rows += int64(run.rows)
+		if i == 0 || run.minTime < fe.MinTime {
+			fe.MinTime = run.minTime
+		}
+		if i == 0 || run.maxTime > fe.MaxTime {
+			fe.MaxTime = run.maxTime
+		}
+	}
+	kind := "p"
+	if len(parts) > 1 {
+		kind = "w"
+	}
+	first := fe.Ranges[0]
+	fe.Path = periodPath(period, tw.tl.period) + "/" + kind + strconv.Itoa(first.Partition) + "-" +
+		strconv.FormatInt(first.First, 10) + "-" + strconv.FormatInt(first.Last, 10) + ".parquet"
+	for attempt := 0; ; attempt++ {
+		err := tw.writeFile(ctx, fw, &fe, parts, runs)
+		if errors.Is(err, lakestore.ErrExists) && attempt == 0 {
+			// A file no manifest lists holds the name: left by a writer of
+			// this partition that failed or lost it (this one owns it now),
+			// or by our own request that succeeded unanswered. Replace it.
+			if derr := tw.tl.st.Delete(ctx, tw.tl.key(fe.Path)); derr != nil {
+				return fileEntry{}, derr
+			}
+			continue
+		}
+		return fe, err
+	}
+}
+
+func (tw *topicWriter) writeFile(ctx context.Context, fw *fileWriter, fe *fileEntry, parts []int, runs map[int]*rowRun) error {
+	w, err := tw.tl.st.Create(ctx, tw.tl.key(fe.Path))
+	if err != nil {
+		return err
+	}
+	fw.start(w, fe.Ranges)
+	var rr runReader
+	rr.schema = tw.tl.topic.Schema
+	for _, p := range parts {
+		rr.reset(runs[p])
+		for {
+			evs, offs, err := rr.next(chunkRows)
+			if err == nil && len(evs) == 0 {
+				break
+			}
+			for i := range evs {
+				if err == nil {
+					err = fw.add(&evs[i], int32(p), offs[i])
+				}
+			}
+			if err == nil {
+				// The decoded events are reused by the next chunk.
+				err = fw.drain()
+			}
+			if err != nil {
+				fw.abandon()
+				w.Abort()
+				return err
+			}
+		}
+	}
+	sum, err := fw.finish()
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	n, err := w.Commit(ctx, true)
+	if err != nil {
+		return err
+	}
+	fe.Bytes, fe.CRC32C = n, sum
 	return nil
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,10 +24,15 @@ import (
 
 // TestLakeWriter writes events spread over three hours and two partitions
 // and reads them back: every event once, with its values, in the hour
-// directory of its event time, in files named by offset range.
-func TestLakeWriter(t *testing.T) {
+// directory of its event time, each file holding both partitions' rows
+// and named after its first range.
+func TestLakeWriter(t *testing.T) { eachLake(t, testLakeWriter) }
+
+func testLakeWriter(t *testing.T, at lakeAt) {
 	dir := t.TempDir()
 	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 2)}, nil)
+	p.Lake.Compact.Interval = 0 // the files as the writer made them
+	at.apply(p)
 	clk := fakeclock.New(t0.Add(4 * time.Hour))
 	br := openBroker(t, p, clk.Now)
 	reg := prometheus.NewRegistry()
@@ -66,14 +71,24 @@ func TestLakeWriter(t *testing.T) {
 	}
 	m := b.manifestOf("metrics")
 	for _, f := range m.Files {
-		if !strings.HasPrefix(f.Path, hourPath(f.Hour)+"/p") || f.MinTime < f.Hour || f.MaxTime >= f.Hour+hourMicros {
-			t.Errorf("file %+v is not in its hour", f)
+		kind := "p"
+		if len(f.Ranges) > 1 {
+			kind = "w"
 		}
-		if _, err := os.Stat(filepath.Join(dir, "lake", "metrics", f.Path)); err != nil {
-			t.Error(err)
+		name := fmt.Sprintf("%s/%s%d-%d-%d.parquet", periodPath(f.Start, hourMicros), kind, f.Ranges[0].Partition, f.Ranges[0].First, f.Ranges[0].Last)
+		if f.Path != name || f.End != f.Start+hourMicros || f.MinTime < f.Start || f.MaxTime >= f.End {
+			t.Errorf("file %+v is not in its hour, or not named after its first range", f)
 		}
+		o, err := b.LakeStore().Open(context.Background(), "metrics/"+f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Size() != f.Bytes {
+			t.Errorf("%s: %d bytes, the manifest says %d", f.Path, o.Size(), f.Bytes)
+		}
+		o.Close()
 	}
-	if hs := m.Hours(); len(hs) != 3 {
+	if hs := m.Periods(); len(hs) != 3 {
 		t.Errorf("hours %v, want 3", hs)
 	}
 	if n := counterValue(t, b.metrics.lakeRows.WithLabelValues("metrics")); n != float64(len(evs)) {
@@ -86,7 +101,106 @@ func TestLakeWriter(t *testing.T) {
 			t.Errorf("partition %d: committed %d %v %v, want %d", part, off, ok, err, end)
 		}
 	}
-	checkIndependent(t, filepath.Join(dir, "lake", "metrics"), evs)
+	checkIndependent(t, at.topic(p, "metrics"), evs)
+}
+
+// TestLakeBackfill loads history the way a backfill does: ten days of
+// events, shuffled within each day, arriving as fast as they are appended,
+// with a lake buffer of 1 MiB (about a third of them). The lake catches up
+// without max_age passing (the clock stands still: the end of the burst
+// flushes), the buffer never holds much more than its bound, and once
+// compaction has run every hour (or day, partitioned by day) that the
+// events have moved past is one file, holding every partition's rows.
+// Every event is in the lake once, as pyarrow and DuckDB read it.
+func TestLakeBackfill(t *testing.T) {
+	for _, layout := range []string{pipelines.LakeHourly, pipelines.LakeDaily} {
+		t.Run(layout, func(t *testing.T) {
+			eachLake(t, func(t *testing.T, at lakeAt) { testLakeBackfill(t, at, layout) })
+		})
+	}
+}
+
+func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
+	dir := t.TempDir()
+	topic := testTopic("metrics", 4)
+	topic.Lake.Partitioning = layout
+	p := testPipeline(dir, []pipelines.Topic{topic}, nil)
+	p.Lake.Roll = pipelines.LakeRoll{MaxRows: 1_000_000, MaxAge: pipelines.Duration(5 * time.Minute)}
+	p.Lake.Buffer = 1 << 20
+	at.apply(p)
+	clk := fakeclock.New(t0.Add(30 * 24 * time.Hour))
+	br := openBroker(t, p, clk.Now)
+	b, err := New(p, br, nil, Options{Logger: testLogger(t), Now: clk.Now, Poll: 10 * time.Millisecond, Owner: join(t, br)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startBatch(t, b)
+	const days, perDay = 10, 1200
+	var evs []event.Event
+	r := rand.New(rand.NewPCG(1, 2))
+	for d := range days {
+		day := make([]event.Event, perDay)
+		for i := range day {
+			day[i] = testEvent("b", d*perDay+i, t0.Add(time.Duration(d)*24*time.Hour), 72*time.Second-time.Duration(d))
+		}
+		r.Shuffle(len(day), func(i, j int) { day[i], day[j] = day[j], day[i] })
+		evs = append(evs, day...)
+	}
+	for off := 0; off < len(evs); off += 400 {
+		appendEvents(t, br, "metrics", 4, evs[off:off+400])
+	}
+	waitLake(t, b, nil, "metrics", logEnds(t, br, "metrics"))
+	tw := b.writers["metrics"]
+	if peak, limit := tw.budget.peak, int64(p.Lake.Buffer); peak > limit+4*maxBlock {
+		t.Errorf("buffers held %d bytes at most, the bound is %d", peak, limit)
+	}
+	period, depth := hourMicros, 2
+	if layout == pipelines.LakeDaily {
+		period, depth = dayMicros, 1
+	}
+	newest := evs[0].Time
+	for _, e := range evs {
+		newest = max(newest, e.Time)
+	}
+	var m *manifest
+	testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
+		m = b.manifestOf("metrics")
+		perPeriod := map[int64]int{}
+		for _, f := range m.Files {
+			perPeriod[f.Start]++
+		}
+		for start, n := range perPeriod {
+			// A closed period (the events have moved a whole period past
+			// it) is one file; an open one is merged at min_files.
+			if n > 1 && start+2*period <= newest || n >= p.Lake.Compact.MinFiles {
+				return fmt.Errorf("period %s has %d files", time.UnixMicro(start).UTC(), n)
+			}
+		}
+		return nil
+	})
+	periods := map[int64]bool{}
+	multi := 0
+	for _, e := range evs {
+		periods[periodOf(e.Time, period)] = true
+	}
+	for _, f := range m.Files {
+		if f.End-f.Start != period || !strings.HasPrefix(f.Path, periodPath(f.Start, period)+"/") || strings.Count(f.Path, "/") != depth {
+			t.Errorf("file %s of [%d, %d) is not laid out %s", f.Path, f.Start, f.End, layout)
+		}
+		if len(f.Ranges) > 1 {
+			multi++
+		}
+	}
+	// At most the two newest periods are open.
+	if len(m.Files) > len(periods)+2*(p.Lake.Compact.MinFiles-2) || multi < len(m.Files)/2 {
+		t.Errorf("%d files (%d with several partitions) for %d periods", len(m.Files), multi, len(periods))
+	}
+	t.Logf("%d events, %d periods, %d files, manifest version %d, peak buffer %d bytes", len(evs), len(periods), len(m.Files), m.Version, tw.budget.peak)
+	got := readLake(t, b, "metrics")
+	if len(got) != len(evs) {
+		t.Fatalf("lake holds %d events, want %d", len(got), len(evs))
+	}
+	checkIndependent(t, at.topic(p, "metrics"), evs)
 }
 
 // TestLakeSharedByTwoProcesses: two processes write one lake (a shared

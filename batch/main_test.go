@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -14,9 +15,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/internal/brokertest"
 	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
+	"github.com/lambdaflow/lambdaflow/internal/s3test"
 	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -28,7 +31,7 @@ func TestMain(m *testing.M) {
 		// Re-executed by TestLakeKill9 as the lake writer process.
 		os.Exit(lakeChild())
 	}
-	goleak.VerifyTestMain(m,
+	testenv.VerifyNoLeaks(m,
 		// nats.go's object store publishes chunks asynchronously; the
 		// goroutine that watches the connection for that may outlive it.
 		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"),
@@ -258,4 +261,55 @@ func counterValue(t testing.TB, m prometheus.Metric) float64 {
 		return d.Counter.GetValue()
 	}
 	return d.Gauge.GetValue()
+}
+
+// lakeAt says where a test's lake lives: a local directory, or a fresh
+// prefix of the development S3 server.
+type lakeAt struct {
+	s3  *s3test.Server // nil: a directory
+	url string         // s3://bucket/prefix/
+}
+
+// eachLake runs f with the lake in a directory and with the lake on the
+// development S3 server (skipped without it; failed under make test).
+func eachLake(t *testing.T, f func(t *testing.T, at lakeAt)) {
+	t.Run("dir", func(t *testing.T) { f(t, lakeAt{}) })
+	t.Run("s3", func(t *testing.T) {
+		srv := s3test.Env(t)
+		f(t, lakeAt{s3: &srv, url: srv.URL(srv.Prefix(t, "lake"))})
+	})
+}
+
+// apply points p's lake at the place.
+func (at lakeAt) apply(p *pipelines.Pipeline) {
+	if at.s3 == nil {
+		return
+	}
+	p.Lake.URL, p.Lake.Endpoint, p.Lake.Region = at.url, at.s3.Endpoint, at.s3.Region
+	p.Lake.AccessKeyID, p.Lake.SecretAccessKey, p.Lake.PathStyle = at.s3.AccessKey, at.s3.SecretKey, true
+}
+
+// topic returns where a topic's lake is, for independent readers: a
+// directory, or s3://bucket/prefix/topic.
+func (at lakeAt) topic(p *pipelines.Pipeline, topic string) string {
+	if at.s3 == nil {
+		dir := p.Lake.Dir
+		if dir == "" {
+			dir = filepath.Join(p.DataDir, "lake")
+		}
+		return filepath.Join(dir, topic)
+	}
+	return at.url + topic
+}
+
+// openStore opens p's lake storage.
+func openStore(t testing.TB, p *pipelines.Pipeline) lakestore.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := OpenStore(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

@@ -2,35 +2,23 @@ package batch
 
 import (
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 )
 
-// manifestName is the file, in a topic's lake directory, that says which
-// Parquet files make up the topic's lake; docs/lake-format.md specifies it.
-// The leading underscore keeps Hive-style readers (pyarrow, Spark) from
-// taking it for data.
-const manifestName = "_manifest.json"
+// manifestFormat is the version of the manifest's JSON layout (its
+// checkpoints and commit records); docs/lake-format.md specifies it.
+// Format 1 was a single _manifest.json rewritten whole on every commit; a
+// lake in that format is taken over on open (migrateManifest).
+const manifestFormat = 2
 
-// manifestLock is the file, next to the manifest, that writers in several
-// processes lock while they change the manifest.
-const manifestLock = "_manifest.lock"
-
-// manifestFormat is the version of the manifest's JSON layout.
-const manifestFormat = 1
-
-// manifest is one committed state of a topic's lake. A reader that lists
-// files from one manifest sees every event of the offset ranges it covers
-// exactly once, whatever the writer and compaction do meanwhile. Manifests
+// Manifest is one committed state of a topic's lake. A reader that lists
+// files from one Manifest sees every event of the offset ranges it covers
+// exactly once, whatever the writers and compaction do meanwhile. Manifests
 // handed out are never modified.
 type manifest struct {
 	Format  int    `json:"format"`
@@ -38,7 +26,7 @@ type manifest struct {
 	Version int64  `json:"version"`
 	// Partitions records, per partition, what the lake holds of it.
 	Partitions []partitionState `json:"partitions"`
-	// Files are the live data files, ordered by hour, partition, first offset.
+	// Files are the live data files, ordered by period start, then path.
 	Files []fileEntry `json:"files"`
 	// Replaced are files that compaction merged into others; they are out
 	// of the dataset but kept (hidden) for readers of older manifests until
@@ -46,7 +34,7 @@ type manifest struct {
 	Replaced []replacedEntry `json:"replaced,omitempty"`
 }
 
-// partitionState is what the lake holds of one partition.
+// PartitionState is what the lake holds of one partition.
 type partitionState struct {
 	Partition int `json:"partition"`
 	// Next is the first offset not in the lake: every event of the
@@ -54,26 +42,35 @@ type partitionState struct {
 	Next int64 `json:"next"`
 	// Ingest is the ingest time (UTC µs) of the last entry below Next.
 	Ingest int64 `json:"ingest"`
-	// Epoch is the ownership epoch of the lake writer that committed the
-	// partition last (see docs/cluster.md): a writer of a lower epoch, one
-	// the partition has since moved away from, may no longer commit it.
+	// Rows counts the partition's events in the lake, and MaxTime is the
+	// newest event time among them (UTC µs; meaningless while Rows is 0).
+	Rows    int64 `json:"rows,omitempty"`
+	MaxTime int64 `json:"max_time,omitempty"`
+	// Epoch is the ownership epoch of the writer that last moved Next
+	// (or took the partition over): a writer of a lower epoch, one the
+	// partition has since moved away from, may no longer commit it.
 	Epoch uint64 `json:"epoch,omitempty"`
 }
 
-// fileEntry describes one live data file.
+// FileEntry describes one live data file.
 type fileEntry struct {
 	// Path is relative to the topic directory, with forward slashes:
-	// dt=YYYY-MM-DD/hour=HH/p<partition>-<first>-<last>.parquet.
-	Path      string `json:"path"`
-	Hour      int64  `json:"hour"` // start of the event-time hour, UTC µs
-	Partition int    `json:"partition"`
-	// First and Last bound the offset range the file answers for: it holds
-	// every event of the partition in [First, Last] whose event time falls
-	// in Hour, and no other.
-	First int64 `json:"first"`
-	Last  int64 `json:"last"`
-	Rows  int64 `json:"rows"`
-	Bytes int64 `json:"bytes"`
+	// dt=YYYY-MM-DD/hour=HH/<name>.parquet, or dt=YYYY-MM-DD/<name>.parquet
+	// for a topic partitioned by day.
+	Path string `json:"path"`
+	// Start and End bound the file's period, [Start, End) in UTC µs: the
+	// event-time hour (or day) every row's event time falls in.
+	Start int64 `json:"start"`
+	End   int64 `json:"end"`
+	// Ranges are the offset ranges the file answers for, ordered by
+	// partition and offset and never overlapping: it holds every event of
+	// each range's partition with an offset in [First, Last] whose event time
+	// falls in the period, and no other. A file the writer made has one
+	// range per partition; one compaction made has the ranges of the files
+	// it merged (adjoining ones joined).
+	Ranges []offsetRange `json:"ranges"`
+	Rows   int64         `json:"rows"`
+	Bytes  int64         `json:"bytes"`
 	// CRC32C is the CRC-32C (Castagnoli) of the whole file; readers check
 	// it before trusting the file.
 	CRC32C uint32 `json:"crc32c"`
@@ -83,13 +80,54 @@ type fileEntry struct {
 	// Added is the manifest version that brought the file's newest rows
 	// into the lake: the version that added it, or for a compacted file
 	// the largest Added of the files it replaced. A recomputation that
-	// last read version V recomputes the hours of files with Added > V.
+	// last read version V recomputes the periods of files with Added > V.
 	Added int64 `json:"added"`
 	// Compacted marks a file made by compaction.
 	Compacted bool `json:"compacted,omitempty"`
 }
 
-// replacedEntry is a file compaction took out of the dataset.
+// Range is the part of one partition's offsets a file answers for.
+type offsetRange struct {
+	Partition int   `json:"partition"`
+	First     int64 `json:"first"`
+	Last      int64 `json:"last"`
+	// Rows is how many of the file's rows are of this partition.
+	Rows int64 `json:"rows"`
+}
+
+// holds reports whether the file answers for the event of partition p at
+// offset off.
+func (f *fileEntry) holds(p int32, off int64) bool {
+	for _, r := range f.Ranges {
+		if r.Partition == int(p) && off >= r.First && off <= r.Last {
+			return true
+		}
+	}
+	return false
+}
+
+// joinRanges orders ranges and joins those that adjoin (one's Last + 1 is
+// the next one's First, as the flushes of one partition follow each other).
+func joinRanges(rs []offsetRange) []offsetRange {
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(a, b offsetRange) int {
+		if c := cmp.Compare(a.Partition, b.Partition); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.First, b.First)
+	})
+	out := rs[:0]
+	for _, r := range rs {
+		if n := len(out); n > 0 && out[n-1].Partition == r.Partition && out[n-1].Last+1 == r.First {
+			out[n-1].Last, out[n-1].Rows = r.Last, out[n-1].Rows+r.Rows
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// ReplacedEntry is a file compaction took out of the dataset.
 type replacedEntry struct {
 	Path string `json:"path"`
 	// Version is the manifest version that replaced it.
@@ -98,357 +136,307 @@ type replacedEntry struct {
 	At int64 `json:"at"`
 }
 
+// Delta is one commit: the change from the previous manifest version to
+// this one. It is also the commit record written to the manifest log.
+type delta struct {
+	Format  int    `json:"format"`
+	Topic   string `json:"topic"`
+	Version int64  `json:"version"`
+	// Commit is a random id of the committing attempt: a writer whose
+	// create-only write was answered "exists" (a retried request that had
+	// succeeded) recognises its own commit by it.
+	Commit string `json:"commit"`
+	// Time is when the commit was made (UTC µs, the writer's clock).
+	Time int64 `json:"time"`
+	// Add are new live files; their Added is set to Version (compacted
+	// files keep theirs).
+	Add []fileEntry `json:"add,omitempty"`
+	// Remove are live files leaving the dataset (compaction): they move to
+	// Replaced.
+	Remove []string `json:"remove,omitempty"`
+	// Partitions are new partition states (replacing the old ones).
+	Partitions []partitionState `json:"partitions,omitempty"`
+	// Purge are replaced files deleted from storage.
+	Purge []string `json:"purge,omitempty"`
+}
+
+func (d *delta) empty() bool {
+	return len(d.Add) == 0 && len(d.Remove) == 0 && len(d.Partitions) == 0 && len(d.Purge) == 0
+}
+
 // partition returns the state of partition p (zero if the lake holds none).
 func (m *manifest) partition(p int) partitionState {
-	for _, ps := range m.Partitions {
-		if ps.Partition == p {
-			return ps
-		}
+	i, ok := slices.BinarySearchFunc(m.Partitions, p, func(ps partitionState, p int) int { return cmp.Compare(ps.Partition, p) })
+	if ok {
+		return m.Partitions[i]
 	}
 	return partitionState{Partition: p}
 }
 
-// clone returns a deep copy to build the next version from.
-func (m *manifest) clone() *manifest {
-	c := *m
-	c.Partitions = slices.Clone(m.Partitions)
-	c.Files = slices.Clone(m.Files)
-	c.Replaced = slices.Clone(m.Replaced)
-	return &c
-}
-
-// Hours lists the distinct hours (UTC µs) holding live files, ascending.
-func (m *manifest) Hours() []int64 {
-	var hs []int64
+// Periods lists the distinct period starts (UTC µs) holding live files,
+// ascending.
+func (m *manifest) Periods() []int64 {
+	var ps []int64
 	for _, f := range m.Files {
-		hs = append(hs, f.Hour)
+		if n := len(ps); n == 0 || ps[n-1] != f.Start {
+			ps = append(ps, f.Start)
+		}
 	}
-	slices.Sort(hs)
-	return slices.Compact(hs)
+	return ps
 }
 
-// FilesIn returns the live files of hours in [from, to) (UTC µs).
+// FilesIn returns the live files whose period overlaps [from, to) (UTC µs),
+// in period order.
 func (m *manifest) FilesIn(from, to int64) []fileEntry {
 	var out []fileEntry
 	for _, f := range m.Files {
-		if f.Hour >= from && f.Hour < to {
+		if f.Start >= to {
+			break
+		}
+		if f.End > from {
 			out = append(out, f)
 		}
 	}
 	return out
 }
 
-// filesByHour returns the live files by hour, in manifest order: one pass
-// where FilesIn per hour would read the whole list once per hour.
-func (m *manifest) filesByHour() map[int64][]fileEntry {
-	out := map[int64][]fileEntry{}
-	for _, f := range m.Files {
-		out[f.Hour] = append(out[f.Hour], f)
-	}
-	return out
-}
-
 func sortFiles(fs []fileEntry) {
 	slices.SortFunc(fs, func(a, b fileEntry) int {
-		if a.Hour != b.Hour {
-			return cmp.Compare(a.Hour, b.Hour)
+		if c := cmp.Compare(a.Start, b.Start); c != 0 {
+			return c
 		}
-		if a.Partition != b.Partition {
-			return a.Partition - b.Partition
-		}
-		return cmp.Compare(a.First, b.First)
+		return strings.Compare(a.Path, b.Path)
 	})
 }
 
-// ErrCorruptManifest is returned (wrapped, naming the file) when a manifest
-// cannot be parsed or breaks its invariants.
+// ErrCorruptManifest is returned (wrapped, naming the object) when a
+// manifest checkpoint or commit cannot be parsed or breaks the invariants.
 var ErrCorruptManifest = errors.New("lake: corrupt manifest")
 
-// readManifest reads the manifest of the topic lake directory dir. A
-// missing manifest is an empty lake (version 0).
-func readManifest(dir, topic string) (*manifest, error) {
-	path := filepath.Join(dir, manifestName)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return &manifest{Format: manifestFormat, Topic: topic}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("lake: %w", err)
-	}
-	m := new(manifest)
-	if err := json.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrCorruptManifest, path, err)
-	}
-	if m.Format != manifestFormat {
-		return nil, fmt.Errorf("%w %s: format %d, want %d", ErrCorruptManifest, path, m.Format, manifestFormat)
-	}
-	if err := m.check(); err != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrCorruptManifest, path, err)
-	}
-	return m, nil
-}
+// errConflict is what apply returns when a delta does not fit the
+// manifest it is applied to: a bug in the writer that built it, or a log
+// written by something else.
+var errConflict = errors.New("lake: commit does not fit the manifest")
 
-// check verifies the invariants exactly-once rests on: within one hour and
-// partition, offset ranges of live files do not overlap, and no live file
-// answers for offsets at or past its partition's Next.
-func (m *manifest) check() error {
-	fs := slices.Clone(m.Files)
-	sortFiles(fs)
-	for i, f := range fs {
-		if f.First > f.Last || strings.Contains(f.Path, "..") {
-			return fmt.Errorf("file %s: bad entry", f.Path)
+// apply returns the manifest that d makes of m, checking on the way what
+// exactly-once rests on: removed files were live, purged ones replaced,
+// added ones new, their ranges below their partition's Next and not
+// overlapping another live file of the same period and partition, and no
+// partition's Next or Epoch going back.
+func apply(m *manifest, d *delta) (*manifest, error) {
+	if d.Version != m.Version+1 {
+		return nil, fmt.Errorf("%w: version %d after %d", errConflict, d.Version, m.Version)
+	}
+	next := &manifest{Format: manifestFormat, Topic: m.Topic, Version: d.Version}
+	next.Partitions = slices.Clone(m.Partitions)
+	for _, ps := range d.Partitions {
+		i, ok := slices.BinarySearchFunc(next.Partitions, ps.Partition, func(x partitionState, p int) int { return cmp.Compare(x.Partition, p) })
+		if !ok {
+			next.Partitions = slices.Insert(next.Partitions, i, ps)
+			continue
 		}
-		if f.Last >= m.partition(f.Partition).Next {
-			return fmt.Errorf("file %s: offsets past the partition's next offset %d", f.Path, m.partition(f.Partition).Next)
+		old := next.Partitions[i]
+		if ps.Next < old.Next || ps.Epoch < old.Epoch {
+			return nil, fmt.Errorf("%w: partition %d would go back from next %d epoch %d to next %d epoch %d",
+				errConflict, ps.Partition, old.Next, old.Epoch, ps.Next, ps.Epoch)
 		}
-		if i > 0 {
-			p := fs[i-1]
-			if p.Hour == f.Hour && p.Partition == f.Partition && p.Last >= f.First {
-				return fmt.Errorf("files %s and %s overlap", p.Path, f.Path)
+		next.Partitions[i] = ps
+	}
+	removed := make(map[string]bool, len(d.Remove))
+	for _, p := range d.Remove {
+		removed[p] = true
+	}
+	next.Files = make([]fileEntry, 0, len(m.Files)+len(d.Add))
+	for _, f := range m.Files {
+		if removed[f.Path] {
+			delete(removed, f.Path)
+			continue
+		}
+		next.Files = append(next.Files, f)
+	}
+	if len(removed) > 0 {
+		return nil, fmt.Errorf("%w: removing %d files that are not live (e.g. %s)", errConflict, len(removed), anyKey(removed))
+	}
+	purged := make(map[string]bool, len(d.Purge))
+	for _, p := range d.Purge {
+		purged[p] = true
+	}
+	at := d.Time / 1e6
+	next.Replaced = make([]replacedEntry, 0, len(m.Replaced)+len(d.Remove))
+	for _, r := range m.Replaced {
+		if purged[r.Path] {
+			delete(purged, r.Path)
+			continue
+		}
+		next.Replaced = append(next.Replaced, r)
+	}
+	if len(purged) > 0 {
+		return nil, fmt.Errorf("%w: purging %d files that were not replaced (e.g. %s)", errConflict, len(purged), anyKey(purged))
+	}
+	for _, p := range d.Remove {
+		next.Replaced = append(next.Replaced, replacedEntry{Path: p, Version: d.Version, At: at})
+	}
+	if len(d.Add) > 0 {
+		taken := make(map[string]bool, len(next.Files)+len(next.Replaced))
+		for _, f := range next.Files {
+			taken[f.Path] = true
+		}
+		for _, r := range next.Replaced {
+			taken[r.Path] = true
+		}
+		for _, f := range d.Add {
+			if taken[f.Path] {
+				return nil, fmt.Errorf("%w: file %s is already in the lake", errConflict, f.Path)
 			}
-		}
-	}
-	return nil
-}
-
-// writeManifest makes m the topic's manifest atomically: temporary file,
-// fsync, rename, fsync of the directory. Readers see the old or the new
-// manifest, never a mix; after a crash the old one or the new one is there.
-func writeManifest(dir string, m *manifest) error {
-	b, err := json.MarshalIndent(m, "", " ")
-	if err != nil {
-		return fmt.Errorf("lake: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("lake: %w", err)
-	}
-	return writeFileAtomic(filepath.Join(dir, manifestName), append(b, '\n'))
-}
-
-// writeFileAtomic replaces path by data durably: temp file, fsync, rename,
-// fsync of the directory.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("lake: %w", err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("lake: writing %s: %w", path, err)
-	}
-	return nil
-}
-
-// manifestStore serialises changes to one topic's manifest and hands out
-// snapshots. Readers in this process pin the snapshot they read from, so
-// that files it lists are not deleted under them.
-//
-// Several processes may write one lake (each its own partitions): a change
-// holds an exclusive lock on the topic directory's lock file while it reads
-// the manifest again, applies the change and writes the next version, and a
-// snapshot reads the file again when another process changed it.
-type manifestStore struct {
-	dir   string
-	topic string
-
-	mu    sync.Mutex // serialises writers; guards cur, stamp and pins
-	cur   *manifest
-	stamp fileStamp     // of the manifest file cur was read from
-	pins  map[int64]int // manifest version → readers holding it
-}
-
-// fileStamp tells whether a file was replaced since it was read: every
-// write of the manifest renames a new file over it, with a new inode.
-type fileStamp struct {
-	ino   uint64
-	size  int64
-	mtime time.Time
-}
-
-func stampOf(path string) fileStamp {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fileStamp{}
-	}
-	fs := fileStamp{size: st.Size(), mtime: st.ModTime()}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		fs.ino = sys.Ino
-	}
-	return fs
-}
-
-func openManifestStore(dir, topic string) (*manifestStore, error) {
-	stamp := stampOf(filepath.Join(dir, manifestName))
-	m, err := readManifest(dir, topic)
-	if err != nil {
-		return nil, err
-	}
-	return &manifestStore{dir: dir, topic: topic, cur: m, stamp: stamp, pins: map[int64]int{}}, nil
-}
-
-// refreshLocked reads the manifest again if another process wrote it.
-func (s *manifestStore) refreshLocked() error {
-	path := filepath.Join(s.dir, manifestName)
-	stamp := stampOf(path)
-	if stamp == s.stamp {
-		return nil
-	}
-	m, err := readManifest(s.dir, s.topic)
-	if err != nil {
-		return err
-	}
-	if m.Version >= s.cur.Version {
-		s.cur = m
-	}
-	s.stamp = stamp
-	return nil
-}
-
-// snapshot returns the current manifest; callers must not modify it.
-func (s *manifestStore) snapshot() *manifest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	// A manifest that cannot be read keeps the last good one; the next
-	// change reports the error.
-	_ = s.refreshLocked()
-	return s.cur
-}
-
-// pin returns the current manifest and a func that releases it; until
-// released, files it lists stay on disk.
-func (s *manifestStore) pin() (*manifest, func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_ = s.refreshLocked() // as in snapshot
-	m := s.cur
-	s.pins[m.Version]++
-	var once sync.Once
-	return m, func() {
-		once.Do(func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if s.pins[m.Version]--; s.pins[m.Version] <= 0 {
-				delete(s.pins, m.Version)
+			taken[f.Path] = true
+			// A compacted file keeps the newest Added of its inputs (its
+			// maker sets it), so that recomputation still sees late rows
+			// in it; any other file is added by this version.
+			if !f.Compacted || f.Added <= 0 || f.Added > d.Version {
+				f.Added = d.Version
 			}
-		})
-	}
-}
-
-// oldestPin returns the oldest pinned version, or -1 when none is pinned.
-func (s *manifestStore) oldestPin() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := int64(-1)
-	for v := range s.pins {
-		if old < 0 || v < old {
-			old = v
+			next.Files = append(next.Files, f)
 		}
+		sortFiles(next.Files)
 	}
-	return old
-}
-
-// update builds the next manifest version with change and commits it
-// durably. If change or the write fails, the current manifest stays.
-func (s *manifestStore) update(change func(m *manifest) error) (*manifest, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	unlock, err := lockDir(s.dir)
-	if err != nil {
-		return nil, err
+	if err := next.checkFiles(d.Add); err != nil {
+		return nil, fmt.Errorf("%w: %w", errConflict, err)
 	}
-	defer unlock()
-	if err := s.refreshLocked(); err != nil {
-		return nil, err
-	}
-	next := s.cur.clone()
-	next.Version++
-	next.Format = manifestFormat
-	next.Topic = s.topic
-	if err := change(next); err != nil {
-		return nil, err
-	}
-	sortFiles(next.Files)
-	slices.SortFunc(next.Partitions, func(a, b partitionState) int { return a.Partition - b.Partition })
-	if err := next.check(); err != nil {
-		return nil, fmt.Errorf("lake: refusing manifest of %s: %w", s.topic, err)
-	}
-	if err := writeManifest(s.dir, next); err != nil {
-		return nil, err
-	}
-	s.cur = next
-	s.stamp = stampOf(filepath.Join(s.dir, manifestName))
 	return next, nil
 }
 
-// lockDir takes an exclusive lock on dir's manifest lock file, across
-// processes; the returned func releases it.
-func lockDir(dir string) (func(), error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("lake: %w", err)
+func anyKey(m map[string]bool) string {
+	for k := range m {
+		return k
 	}
-	f, err := os.OpenFile(filepath.Join(dir, manifestLock), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lake: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lake: lock %s: %w", f.Name(), err)
-	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+	return ""
 }
 
-// setPartition sets partition p's state in m.
-func (m *manifest) setPartition(ps partitionState) {
-	for i := range m.Partitions {
-		if m.Partitions[i].Partition == ps.Partition {
-			m.Partitions[i] = ps
-			return
+// checkFiles verifies the invariants for the files fs (all live files when
+// fs is nil): each is well formed, answers only for offsets below its
+// partitions' Next, and no two live files of one period answer for the same
+// offset of a partition.
+func (m *manifest) checkFiles(fs []fileEntry) error {
+	all := fs == nil
+	if all {
+		fs = m.Files
+	}
+	for i := range fs {
+		f := &fs[i]
+		if f.End <= f.Start || len(f.Ranges) == 0 || f.Path == "" || strings.Contains(f.Path, "..") || strings.HasPrefix(f.Path, "/") {
+			return fmt.Errorf("file %s: bad entry", f.Path)
+		}
+		var rows int64
+		for j, r := range f.Ranges {
+			if r.First > r.Last || r.Rows < 0 || r.Partition < 0 {
+				return fmt.Errorf("file %s: bad range %+v", f.Path, r)
+			}
+			if q := f.Ranges[max(j-1, 0)]; j > 0 && (q.Partition > r.Partition || q.Partition == r.Partition && q.Last >= r.First) {
+				return fmt.Errorf("file %s: ranges out of order or overlapping: %+v, %+v", f.Path, q, r)
+			}
+			if next := m.partition(r.Partition).Next; r.Last >= next {
+				return fmt.Errorf("file %s: offsets of partition %d past its next offset %d", f.Path, r.Partition, next)
+			}
+			rows += r.Rows
+		}
+		if rows != f.Rows {
+			return fmt.Errorf("file %s: its ranges hold %d rows, the file %d", f.Path, rows, f.Rows)
+		}
+		// Live files of the same period, found by binary search.
+		lo, _ := slices.BinarySearchFunc(m.Files, f.Start, func(x fileEntry, s int64) int { return cmp.Compare(x.Start, s) })
+		for k := lo; k < len(m.Files) && m.Files[k].Start == f.Start; k++ {
+			g := &m.Files[k]
+			if g.Path == f.Path || g.End != f.End || (all && g.Path < f.Path) {
+				continue
+			}
+			if a, b, ok := overlap(f, g); ok {
+				return fmt.Errorf("files %s and %s overlap in partition %d ([%d, %d] and [%d, %d])", f.Path, g.Path, a.Partition, a.First, a.Last, b.First, b.Last)
+			}
 		}
 	}
-	m.Partitions = append(m.Partitions, ps)
+	return nil
 }
 
-// hourPath returns the directory of an hour, relative to the topic directory.
-func hourPath(hour int64) string {
-	t := time.UnixMicro(hour).UTC()
+// overlap finds a partition whose ranges in f and g overlap.
+func overlap(f, g *fileEntry) (offsetRange, offsetRange, bool) {
+	for _, a := range f.Ranges {
+		for _, b := range g.Ranges {
+			if a.Partition == b.Partition && a.First <= b.Last && b.First <= a.Last {
+				return a, b, true
+			}
+		}
+	}
+	return offsetRange{}, offsetRange{}, false
+}
+
+// check verifies a whole manifest (one read from storage).
+func (m *manifest) check() error {
+	if !slices.IsSortedFunc(m.Partitions, func(a, b partitionState) int { return cmp.Compare(a.Partition, b.Partition) }) {
+		return errors.New("partitions out of order")
+	}
+	if !slices.IsSortedFunc(m.Files, func(a, b fileEntry) int {
+		if c := cmp.Compare(a.Start, b.Start); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Path, b.Path)
+	}) {
+		return errors.New("files out of order")
+	}
+	return m.checkFiles(nil)
+}
+
+// Periods of the lake's layout: an event-time hour, or a day for topics
+// partitioned by day.
+const (
+	hourMicros = int64(time.Hour / time.Microsecond)
+	dayMicros  = 24 * hourMicros
+)
+
+// periodOf truncates an event time (UTC µs) to the start of its period of
+// length size.
+func periodOf(t, size int64) int64 {
+	q := t / size
+	if t < 0 && t%size != 0 {
+		q--
+	}
+	return q * size
+}
+
+// periodPath returns the directory of a period, relative to the topic
+// directory: dt=YYYY-MM-DD/hour=HH for an hour, dt=YYYY-MM-DD for a day.
+func periodPath(start, size int64) string {
+	t := time.UnixMicro(start).UTC()
+	if size >= dayMicros {
+		return "dt=" + t.Format("2006-01-02")
+	}
 	return fmt.Sprintf("dt=%s/hour=%02d", t.Format("2006-01-02"), t.Hour())
 }
 
-// hourOf truncates an event time (UTC µs) to its hour.
-func hourOf(t int64) int64 {
-	const h = int64(time.Hour / time.Microsecond)
-	q := t / h
-	if t < 0 && t%h != 0 {
-		q--
+// periodOfPath reads the start of a file's period from its path
+// (dt=YYYY-MM-DD/hour=HH/… or dt=YYYY-MM-DD/…).
+func periodOfPath(path string) (int64, bool) {
+	parts := strings.Split(path, "/")
+	if len(parts) < 2 || !strings.HasPrefix(parts[0], "dt=") {
+		return 0, false
 	}
-	return q * h
-}
-
-// fileName names a data file by partition and offset range.
-func fileName(partition int, first, last int64) string {
-	return fmt.Sprintf("p%d-%d-%d.parquet", partition, first, last)
+	day, err := time.Parse("2006-01-02", strings.TrimPrefix(parts[0], "dt="))
+	if err != nil {
+		return 0, false
+	}
+	start := day.UnixMicro()
+	if h, ok := strings.CutPrefix(parts[1], "hour="); ok && len(parts) > 2 {
+		n, err := strconv.Atoi(h)
+		if err != nil || n < 0 || n > 23 {
+			return 0, false
+		}
+		start += int64(n) * hourMicros
+	}
+	return start, true
 }
 
 // replacedName is where a replaced file waits out its grace period: hidden,
-// so that directory readers no longer see it, in the same directory, so
-// that the rename is atomic.
+// so that directory readers no longer see it, in the same directory.
 func replacedName(path string) string {
-	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".replaced")
+	i := strings.LastIndexByte(path, '/')
+	return path[:i+1] + "." + path[i+1:] + ".replaced"
 }

@@ -1,68 +1,315 @@
 package batch
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
-func TestManifestInvariants(t *testing.T) {
-	dir := t.TempDir()
-	ms, err := openManifestStore(dir, "metrics")
+// eachStore runs f with a lake store in a directory and one on the
+// development S3 server.
+func eachStore(t *testing.T, f func(t *testing.T, st lakestore.Store)) {
+	eachLake(t, func(t *testing.T, at lakeAt) {
+		p := testPipeline(t.TempDir(), nil, nil)
+		at.apply(p)
+		f(t, openStore(t, p))
+	})
+}
+
+func openMS(t testing.TB, st lakestore.Store) *manifestStore {
+	t.Helper()
+	ms, err := openManifestStore(context.Background(), st, "metrics", time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := t0.UnixMicro()
-	f := func(first, last int64) fileEntry {
-		return fileEntry{Path: hourPath(h) + "/" + fileName(0, first, last), Hour: h, First: first, Last: last, Rows: 1}
-	}
-	if _, err := ms.update(func(m *manifest) error {
-		m.Files = append(m.Files, f(0, 9))
-		m.setPartition(partitionState{Partition: 0, Next: 10})
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	for name, change := range map[string]func(m *manifest) error{
-		"overlap": func(m *manifest) error {
-			m.Files = append(m.Files, f(5, 12))
-			m.setPartition(partitionState{Partition: 0, Next: 13})
-			return nil
-		},
-		"past next": func(m *manifest) error {
-			m.Files = append(m.Files, f(10, 19))
-			return nil
-		},
-	} {
-		if _, err := ms.update(change); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
-	}
-	m, err := readManifest(dir, "metrics")
-	if err != nil || m.Version != 1 || len(m.Files) != 1 {
-		t.Fatalf("after refused updates: %+v %v", m, err)
-	}
-	os.WriteFile(filepath.Join(dir, manifestName), []byte(`{"format":1,"files":[{"path":"x","first":0,"last":5}]}`), 0o644)
-	if _, err := readManifest(dir, "metrics"); err == nil || !strings.Contains(err.Error(), manifestName) {
-		t.Errorf("corrupt manifest: %v", err)
+	return ms
+}
+
+// testFile is a file of partition part holding [first, last] in the hour
+// at h.
+func testFile(h int64, part int, first, last int64) fileEntry {
+	return fileEntry{Path: fmt.Sprintf("%s/p%d-%d-%d.parquet", periodPath(h, hourMicros), part, first, last), Start: h, End: h + hourMicros,
+		Ranges: []offsetRange{{Partition: part, First: first, Last: last, Rows: 1}}, Rows: 1}
+}
+
+// addFile is a change adding a file of partition part for [next, next+n).
+func addFile(h int64, part int, n int64) change {
+	return func(m *manifest) (*delta, error) {
+		ps := m.partition(part)
+		f := testFile(h, part, ps.Next, ps.Next+n-1)
+		ps.Next += n
+		return &delta{Add: []fileEntry{f}, Partitions: []partitionState{ps}}, nil
 	}
 }
 
-func FuzzReadManifest(f *testing.F) {
-	f.Add([]byte(`{"format":1,"topic":"t","version":3,"partitions":[{"partition":0,"next":10}],"files":[{"path":"a/p0-0-9.parquet","first":0,"last":9}]}`))
+func TestManifestInvariants(t *testing.T) {
+	eachStore(t, func(t *testing.T, st lakestore.Store) {
+		ctx := context.Background()
+		ms := openMS(t, st)
+		h := t0.UnixMicro()
+		if _, err := ms.commit(ctx, addFile(h, 0, 10)); err != nil {
+			t.Fatal(err)
+		}
+		for name, ch := range map[string]change{
+			"overlap": func(m *manifest) (*delta, error) {
+				return &delta{Add: []fileEntry{testFile(h, 0, 5, 12)}, Partitions: []partitionState{{Partition: 0, Next: 13}}}, nil
+			},
+			"past next": func(m *manifest) (*delta, error) {
+				return &delta{Add: []fileEntry{testFile(h+hourMicros, 0, 10, 19)}}, nil
+			},
+			"next going back": func(m *manifest) (*delta, error) {
+				return &delta{Partitions: []partitionState{{Partition: 0, Next: 5}}}, nil
+			},
+			"removing a file that is not live": func(m *manifest) (*delta, error) {
+				return &delta{Remove: []string{"dt=2026-01-01/hour=00/nothing.parquet"}}, nil
+			},
+			"the same path twice": func(m *manifest) (*delta, error) {
+				f := m.Files[0]
+				f.Ranges = []offsetRange{{Partition: 1, First: 0, Last: 0, Rows: 1}}
+				return &delta{Add: []fileEntry{f}, Partitions: []partitionState{{Partition: 1, Next: 1}}}, nil
+			},
+		} {
+			if _, err := ms.commit(ctx, ch); !errors.Is(err, errConflict) {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+		m, err := readManifest(ctx, st, "metrics")
+		if err != nil || m.Version != 1 || len(m.Files) != 1 || m.partition(0).Next != 10 {
+			t.Fatalf("after refused commits: %+v %v", m, err)
+		}
+		// A damaged record is refused with its name.
+		st.WriteFile(ctx, "metrics/_manifest/"+versionName(2)+".json", []byte(`{"format":2,"topic":"metrics","version":2,"add":[{"path":"x","start":0,"end":1,"ranges":[{"partition":0,"first":10,"last":15,"rows":1}],"rows":1}]}`), true)
+		if _, err := readManifest(ctx, st, "metrics"); !errors.Is(err, ErrCorruptManifest) || !strings.Contains(err.Error(), versionName(2)) {
+			t.Errorf("corrupt record: %v", err)
+		}
+	})
+}
+
+// TestManifestLog: a commit writes one record the size of its change,
+// whatever the lake holds; checkpoints come every checkpointEvery commits
+// (or when the records outgrow the checkpoint), and the records and
+// checkpoints they make redundant go. Reading the log from scratch gives
+// the manifest the writer holds.
+func TestManifestLog(t *testing.T) {
+	eachStore(t, func(t *testing.T, st lakestore.Store) {
+		ctx := context.Background()
+		ms := openMS(t, st)
+		h := t0.UnixMicro()
+		sizes := map[int64]int64{}
+		const commits = 2*checkpointEvery + 30
+		for i := range commits {
+			m, err := ms.commit(ctx, addFile(h+int64(i%500)*hourMicros, i%4, 7))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := st.ReadFile(ctx, "metrics/_manifest/"+versionName(m.Version)+".json")
+			if err != nil && m.Version > commits-checkpointEvery {
+				t.Fatal(err)
+			}
+			sizes[m.Version] = int64(len(b))
+		}
+		// Records stay the size of one change while the lake grows.
+		if first, last := sizes[commits-checkpointEvery+1], sizes[commits]; last > first+64 {
+			t.Errorf("record of commit %d is %d bytes, of commit %d %d: commits grow with the lake", commits-checkpointEvery+1, first, commits, last)
+		}
+		es, err := st.List(ctx, "metrics/_manifest/", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ckpts []int64
+		records := 0
+		for _, e := range es {
+			v, ck, ok := parseLogKey(e.Key)
+			switch {
+			case ok && ck:
+				ckpts = append(ckpts, v)
+			case ok:
+				records++
+			}
+		}
+		// Checkpoints at 100 and 200 (the older kept for readers part way
+		// through it), and the records after 100.
+		if fmt.Sprint(ckpts) != fmt.Sprint([]int64{checkpointEvery, 2 * checkpointEvery}) || records != commits-checkpointEvery {
+			t.Errorf("log holds checkpoints %v and %d records", ckpts, records)
+		}
+		fresh, err := readManifest(ctx, st, "metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(ms.local())
+		got, _ := json.Marshal(fresh)
+		if string(got) != string(want) {
+			t.Errorf("manifest read from the log differs from the writer's:\n%s\n%s", got, want)
+		}
+		// Without the hint, the newest checkpoint is found by listing.
+		st.Delete(ctx, "metrics/_manifest/"+lastCheckpoint)
+		if again, err := readManifest(ctx, st, "metrics"); err != nil || again.Version != commits {
+			t.Errorf("without the hint: version %v, %v", again, err)
+		}
+	})
+}
+
+// TestManifestWritersRace: several writers, each its own process's view
+// of one lake (its own manifest store), commit to different partitions at
+// once. Create-only records make every commit land exactly once, on top of
+// all earlier ones: versions follow each other, nothing is lost.
+func TestManifestWritersRace(t *testing.T) {
+	eachStore(t, func(t *testing.T, st lakestore.Store) {
+		ctx := context.Background()
+		const writers, commits = 4, 15
+		h := t0.UnixMicro()
+		var wg sync.WaitGroup
+		errs := make([]error, writers)
+		for w := range writers {
+			ms := openMS(t, st)
+			wg.Go(func() {
+				for range commits {
+					if _, err := ms.commit(ctx, addFile(h, w, 3)); err != nil {
+						errs[w] = err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for w, err := range errs {
+			if err != nil {
+				t.Fatalf("writer %d: %v", w, err)
+			}
+		}
+		m, err := readManifest(ctx, st, "metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Version != writers*commits || len(m.Files) != writers*commits {
+			t.Fatalf("version %d with %d files, want %d", m.Version, len(m.Files), writers*commits)
+		}
+		for w := range writers {
+			if n := m.partition(w).Next; n != 3*commits {
+				t.Errorf("partition %d at %d, want %d", w, n, 3*commits)
+			}
+		}
+	})
+}
+
+// fakeFence is a lease held at an epoch, valid until lost.
+type fakeFence struct {
+	epoch uint64
+	lost  bool
+}
+
+func (f *fakeFence) Epoch() uint64 { return f.epoch }
+func (f *fakeFence) Valid() bool   { return !f.lost }
+
+// TestManifestFencing: once a writer of a higher epoch committed a
+// partition, a writer of a lower one (which does not know yet that it
+// lost the partition) cannot commit it, on whichever version it tries.
+func TestManifestFencing(t *testing.T) {
+	eachStore(t, func(t *testing.T, st lakestore.Store) {
+		ctx := context.Background()
+		old, cur := openMS(t, st), openMS(t, st)
+		h := t0.UnixMicro()
+		fenced := func(f Fence, ms *manifestStore) change {
+			return func(m *manifest) (*delta, error) {
+				ps := m.partition(0)
+				if err := fenced(ps, f, "metrics"); err != nil {
+					return nil, err
+				}
+				d, err := addFile(h, 0, 5)(m)
+				if err == nil {
+					d.Partitions[0].Epoch = f.Epoch()
+				}
+				return d, err
+			}
+		}
+		e1, e2 := &fakeFence{epoch: 1}, &fakeFence{epoch: 2}
+		if _, err := old.commit(ctx, fenced(e1, old)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cur.commit(ctx, fenced(e2, cur)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := old.commit(ctx, fenced(e1, old)); !errors.Is(err, errLost) {
+			t.Fatalf("stale writer's commit: %v", err)
+		}
+		e2.lost = true
+		if _, err := cur.commit(ctx, fenced(e2, cur)); !errors.Is(err, errLost) {
+			t.Fatalf("commit after the lease was lost: %v", err)
+		}
+		if m, _ := readManifest(ctx, st, "metrics"); m.partition(0).Next != 10 || m.partition(0).Epoch != 2 {
+			t.Fatalf("partition 0: %+v", m.partition(0))
+		}
+	})
+}
+
+// TestManifestMigration: a lake whose manifest is in format 1 (one
+// _manifest.json) is taken over: its files and positions become the first
+// checkpoint, and the old file goes.
+func TestManifestMigration(t *testing.T) {
+	eachStore(t, func(t *testing.T, st lakestore.Store) {
+		ctx := context.Background()
+		v1 := `{"format": 1, "topic": "metrics", "version": 42,
+ "partitions": [{"partition": 0, "next": 1800, "ingest": 5}, {"partition": 1, "next": 10, "ingest": 6}],
+ "files": [
+  {"path": "dt=2026-01-01/hour=00/p0-1200-1799.parquet", "hour": 1767225600000000, "partition": 0, "first": 1200, "last": 1799, "rows": 412, "bytes": 9120, "crc32c": 2914631877, "min_time": 1767225600500000, "max_time": 1767229199000000, "added": 42},
+  {"path": "dt=2026-01-01/hour=00/p1-0-9.parquet", "hour": 1767225600000000, "partition": 1, "first": 0, "last": 9, "rows": 10, "bytes": 100, "crc32c": 1, "min_time": 1767225600000000, "max_time": 1767225700000000, "added": 40, "compacted": true}],
+ "replaced": [{"path": "dt=2026-01-01/hour=00/p0-0-599.parquet", "version": 40, "at": 1767229300}]}`
+		if err := st.WriteFile(ctx, "metrics/_manifest.json", []byte(v1), true); err != nil {
+			t.Fatal(err)
+		}
+		m, err := readManifest(ctx, st, "metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Version != 42 || len(m.Files) != 2 || len(m.Replaced) != 1 || m.partition(0).Next != 1800 ||
+			m.partition(0).Rows != 412 || m.partition(0).MaxTime != 1767229199000000 {
+			t.Fatalf("migrated: %+v", m)
+		}
+		f := m.Files[0]
+		if f.Start != 1767225600000000 || f.End != f.Start+hourMicros || len(f.Ranges) != 1 || f.Ranges[0] != (offsetRange{Partition: 0, First: 1200, Last: 1799, Rows: 412}) {
+			t.Fatalf("migrated file: %+v", f)
+		}
+		if _, err := st.ReadFile(ctx, "metrics/_manifest.json"); err == nil {
+			t.Error("the format-1 manifest is still there")
+		}
+		ms := openMS(t, st)
+		if m, err := ms.commit(ctx, addFile(t0.UnixMicro()+hourMicros, 1, 5)); err != nil || m.Version != 43 {
+			t.Fatalf("commit after the migration: %v %v", m, err)
+		}
+	})
+}
+
+func FuzzManifestRecord(f *testing.F) {
+	f.Add([]byte(`{"format":2,"topic":"t","version":1,"add":[{"path":"dt=2026-01-01/hour=00/p0-0-9.parquet","start":0,"end":3600000000,"ranges":[{"partition":0,"first":0,"last":9,"rows":10}],"rows":10}],"partitions":[{"partition":0,"next":10}]}`))
+	f.Add([]byte(`{"format":2,"topic":"t","version":1,"remove":["a"],"purge":["b"]}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		dir := t.TempDir()
-		os.WriteFile(filepath.Join(dir, manifestName), data, 0o644)
-		readManifest(dir, "t") // must not panic
+		var d delta
+		if json.Unmarshal(data, &d) != nil {
+			return
+		}
+		m := &manifest{Format: manifestFormat, Topic: "t"}
+		if next, err := apply(m, &d); err == nil {
+			// What apply accepts holds the invariants.
+			if err := next.check(); err != nil {
+				t.Fatalf("apply accepted %s, which breaks the invariants: %v", data, err)
+			}
+		}
 	})
 }
 

@@ -30,8 +30,6 @@ const (
 	maxTime = math.MaxInt64 / 4
 )
 
-const hourMicros = int64(time.Hour / time.Microsecond)
-
 // span is a range [from, to) of window starts (UTC µs).
 type span struct{ from, to int64 }
 
@@ -137,16 +135,10 @@ func (b *Batch) lakeTimes(ctx context.Context, vj *viewJob, m *manifest) []plan.
 		}
 	}
 	parts := make([]plan.PartitionTime, vj.topic.Partitions)
-	for _, f := range m.Files {
-		if f.Partition < len(parts) {
-			if p := &parts[f.Partition]; !p.Seen || f.MaxTime > p.Newest {
-				p.Newest, p.Seen = f.MaxTime, true
-			}
-		}
-	}
 	for p := range parts {
+		ps := m.partition(p)
 		end, ok := ends[p]
-		parts[p].Idle = ok && m.partition(p).Next >= end
+		parts[p] = plan.PartitionTime{Newest: ps.MaxTime, Seen: ps.Rows > 0, Idle: ok && ps.Next >= end}
 	}
 	return parts
 }
@@ -218,8 +210,8 @@ func (vj *viewJob) spans(m *manifest, h int64, rng *span) []span {
 			out = append(out, span{st.horizon - reach, h})
 		}
 		for _, f := range m.Files {
-			if f.Added > st.lakeVersion && f.Hour < h {
-				out = append(out, span{f.Hour - reach, f.Hour + hourMicros})
+			if f.Added > st.lakeVersion && f.Start < h {
+				out = append(out, span{f.Start - reach, f.End})
 			}
 		}
 	}
@@ -287,18 +279,21 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 			s.Note = "no window closed and no late event reached the lake since the last run; the horizon stays at " + event.FormatTime(h)
 		})
 	}
-	// Hours to read, per span, for progress.
-	hoursOf := make([][]int64, len(spans))
+	// Files to read, per span, grouped by period (the unit of progress).
+	hoursOf := make([][][]fileEntry, len(spans))
 	total := 0
 	for i, sp := range spans {
 		from, to := vj.eventRange(sp, h)
 		if from >= to {
 			continue
 		}
-		for _, hr := range m.Hours() {
-			if hr+hourMicros > from && hr < to {
-				hoursOf[i] = append(hoursOf[i], hr)
+		for _, f := range m.FilesIn(from, to) {
+			g := hoursOf[i]
+			if n := len(g); n > 0 && g[n-1][0].Start == f.Start {
+				g[n-1] = append(g[n-1], f)
+				continue
 			}
+			hoursOf[i] = append(g, []fileEntry{f})
 		}
 		total += len(hoursOf[i])
 	}
@@ -383,8 +378,8 @@ func newComputer(vj *viewJob, j *job, total int) *computer {
 }
 
 // span computes the windows starting in sp and ending at or before h from
-// the files of hours.
-func (c *computer) span(ctx context.Context, m *manifest, sp span, h int64, hours []int64) ([]viewrow.Row, error) {
+// the files of periods (grouped by period).
+func (c *computer) span(ctx context.Context, m *manifest, sp span, h int64, periods [][]fileEntry) ([]viewrow.Row, error) {
 	pl := c.vj.plan
 	var rows []viewrow.Row
 	row := func(start, end int64, key string, st *aggregate.State) error {
@@ -396,7 +391,7 @@ func (c *computer) span(ctx context.Context, m *manifest, sp span, h int64, hour
 		return nil
 	}
 	if pl.Session() {
-		sessions, err := c.sessionSpan(ctx, m, sp, h, hours)
+		sessions, err := c.sessionSpan(ctx, sp, h, periods)
 		if err != nil {
 			return nil, err
 		}
@@ -411,15 +406,14 @@ func (c *computer) span(ctx context.Context, m *manifest, sp span, h int64, hour
 		}
 	} else {
 		var files []fileEntry
-		var hourOf []int
-		byHour := m.filesByHour()
-		for i, hr := range hours {
-			for _, fe := range byHour[hr] {
+		var periodOf []int
+		for i, fs := range periods {
+			for _, fe := range fs {
 				files = append(files, fe)
-				hourOf = append(hourOf, i)
+				periodOf = append(periodOf, i)
 			}
 		}
-		workers, err := c.gridSpan(ctx, files, hourOf, len(hours), sp, h)
+		workers, err := c.gridSpan(ctx, files, periodOf, len(periods), sp, h)
 		if err != nil {
 			return nil, fmt.Errorf("batch: view %s: %w", c.vj.v.Name, err)
 		}
@@ -436,16 +430,16 @@ func (c *computer) span(ctx context.Context, m *manifest, sp span, h int64, hour
 	return rows, nil
 }
 
-// sessionSpan reads the events of hours, one at a time in file order, into
-// the session windows of their keys.
-func (c *computer) sessionSpan(ctx context.Context, m *manifest, sp span, h int64, hours []int64) (map[string]*plan.Sessions, error) {
+// sessionSpan reads the events of periods (their files grouped by
+// period), one at a time in file order, into the session windows of their
+// keys.
+func (c *computer) sessionSpan(ctx context.Context, sp span, h int64, periods [][]fileEntry) (map[string]*plan.Sessions, error) {
 	pl := c.vj.plan
 	evFrom, evTo := c.vj.eventRange(sp, h)
 	sessions := map[string]*plan.Sessions{}
 	opts := scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}
-	byHour := m.filesByHour()
-	for _, hr := range hours {
-		for _, fe := range byHour[hr] {
+	for _, files := range periods {
+		for _, fe := range files {
 			err := c.vj.tl.scanFile(ctx, fe, opts, func(b *scanBatch) error {
 				for i := range b.Events {
 					e := &b.Events[i]

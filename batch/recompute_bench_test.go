@@ -3,7 +3,7 @@ package batch
 import (
 	"context"
 	"os"
-	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -14,63 +14,70 @@ import (
 )
 
 // writeLakeDirect writes events of one partition into tl's lake, one file
-// per hour, without a log, and commits them in the manifest.
+// per period, without a log, and commits them in the manifest.
 func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, first int64) {
 	tb.Helper()
-	byHour := map[int64]*fileWriter{}
-	entries := map[int64]*fileEntry{}
 	last := first + int64(len(evs)) - 1
-	var ingest int64
+	byPeriod := map[int64][]int{}
+	var ingest, maxTime int64
 	for i := range evs {
-		e := &evs[i]
-		h := hourOf(e.Time)
-		fw := byHour[h]
-		if fw == nil {
-			rel := hourPath(h) + "/" + fileName(part, first, last)
-			var err error
-			if fw, err = createFile(tl.ls, filepath.Join(tl.dir, filepath.FromSlash(rel))); err != nil {
-				tb.Fatal(err)
-			}
-			byHour[h] = fw
-			entries[h] = &fileEntry{Path: rel, Hour: h, Partition: part, First: first, Last: last, MinTime: e.Time, MaxTime: e.Time}
-		}
-		if err := fw.add(e, int32(part), first+int64(i)); err != nil {
-			tb.Fatal(err)
-		}
-		fe := entries[h]
-		fe.Rows++
-		fe.MinTime, fe.MaxTime = min(fe.MinTime, e.Time), max(fe.MaxTime, e.Time)
-		ingest = max(ingest, e.Ingest)
+		byPeriod[periodOf(evs[i].Time, tl.period)] = append(byPeriod[periodOf(evs[i].Time, tl.period)], i)
+		ingest, maxTime = max(ingest, evs[i].Ingest), max(maxTime, evs[i].Time)
 	}
-	for h, fw := range byHour {
-		if err := fw.finish(); err != nil {
-			tb.Fatal(err)
+	var entries []fileEntry
+	for start, idx := range byPeriod {
+		rows := make([]event.Event, len(idx))
+		offs := make([]int64, len(idx))
+		for k, i := range idx {
+			rows[k], offs[k] = evs[i], first+int64(i)
 		}
-		entries[h].CRC32C = fw.sum.Sum32()
-		if err := renameFile(fw.tmp, fw.final); err != nil {
-			tb.Fatal(err)
-		}
+		path := periodPath(start, tl.period) + "/p" + strconv.Itoa(part) + "-" + strconv.FormatInt(first, 10) + "-" + strconv.FormatInt(last, 10) + ".parquet"
+		entries = append(entries, writeTestFile(tb, tl, path, start, part, first, last, rows, offs))
 	}
-	_, err := tl.ms.update(func(m *manifest) error {
-		for _, fe := range entries {
-			fe.Added = m.Version
-			m.Files = append(m.Files, *fe)
-		}
-		m.setPartition(partitionState{Partition: part, Next: last + 1, Ingest: ingest})
-		return nil
+	_, err := tl.ms.commit(context.Background(), func(m *manifest) (*delta, error) {
+		ps := m.partition(part)
+		ps.Next, ps.Ingest, ps.Rows, ps.MaxTime = last+1, ingest, ps.Rows+int64(len(evs)), max(ps.MaxTime, maxTime)
+		return &delta{Add: entries, Partitions: []partitionState{ps}}, nil
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
 }
 
+// writeTestFile writes rows (of one partition, at offsets offs, in the
+// period at start) as the lake file at path and returns its entry, which
+// answers for [first, last].
+func writeTestFile(tb testing.TB, tl *topicLake, path string, start int64, part int, first, last int64, rows []event.Event, offs []int64) fileEntry {
+	tb.Helper()
+	fe := fileEntry{Path: path, Start: start, End: start + tl.period, Rows: int64(len(rows)),
+		Ranges: []offsetRange{{Partition: part, First: first, Last: last, Rows: int64(len(rows))}}}
+	w, err := tl.st.Create(context.Background(), tl.key(path))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fw := newFileWriter(tl.ls)
+	fw.start(w, fe.Ranges)
+	for i := range rows {
+		if i == 0 || rows[i].Time < fe.MinTime {
+			fe.MinTime = rows[i].Time
+		}
+		fe.MaxTime = max(fe.MaxTime, rows[i].Time)
+		if err := fw.add(&rows[i], int32(part), offs[i]); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if fe.CRC32C, err = fw.finish(); err != nil {
+		tb.Fatal(err)
+	}
+	if fe.Bytes, err = w.Commit(context.Background(), true); err != nil {
+		tb.Fatal(err)
+	}
+	return fe
+}
+
 // BenchmarkRecompute runs a view's plan over a lake of 2M rows of the
 // example schema: the ops-metrics example view (where, six aggregates with a
 // quantile and a distinct count) and a lean one (count, sum, max).
-//
-// With LF_BENCH_LAKE=DIR set, the lake is written under DIR (emptied
-// first) and kept, so that another engine can read the same files
-// (bench/peers runs DuckDB over them).
 func BenchmarkRecompute(b *testing.B) {
 	const n = 2_000_000
 	design := pipelines.View{
@@ -125,19 +132,19 @@ func BenchmarkRecompute(b *testing.B) {
 	}
 }
 
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkRecomputeYear recomputes a view over a year of history shaped
 // like the backfill benchmark's flights (336,776 events over 365 days,
 // departures between 05:00 and 23:00) in a lake compacted to one file per
-// hour with data (6,935 files): what per-file work (open, checksum,
-// footer, row groups) costs next to the rows.
+// period with data: with hourly partitioning 6,935 files, with daily 365.
+// What per-file work (open, checksum, footer, row groups) costs next to
+// the rows.
 func BenchmarkRecomputeYear(b *testing.B) {
+	for _, part := range []string{pipelines.LakeHourly, pipelines.LakeDaily} {
+		b.Run("partitioning="+part, func(b *testing.B) { benchmarkRecomputeYear(b, part) })
+	}
+}
+
+func benchmarkRecomputeYear(b *testing.B, partitioning string) {
 	const n, days = 336_776, 365
 	view := pipelines.View{
 		Name: "by_region_day", From: "metrics", GroupBy: []string{"region"},
@@ -147,7 +154,8 @@ func BenchmarkRecomputeYear(b *testing.B) {
 			{Name: "bytes", Func: "sum", Field: "bytes"}, {Name: "max_cpu", Func: "max", Field: "cpu"},
 		},
 	}
-	topic := pipelines.Topic{Name: "metrics", Partitions: 1, Time: "ts", Schema: exampleSchema}
+	topic := pipelines.Topic{Name: "metrics", Partitions: 1, Time: "ts", Schema: exampleSchema,
+		Lake: pipelines.TopicLake{Partitioning: partitioning}}
 	p := testPipeline(b.TempDir(), []pipelines.Topic{topic}, []pipelines.View{view})
 	now := time.Date(2027, 1, 2, 0, 0, 0, 0, time.UTC)
 	bt, err := New(p, nil, nil, Options{Now: func() time.Time { return now }})
@@ -181,4 +189,11 @@ func BenchmarkRecomputeYear(b *testing.B) {
 	b.ReportMetric(float64(files), "files")
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/recompute")
 	b.ReportMetric(float64(n)*float64(b.N)/(cpuTime()-cpu0).Seconds(), "rows/cpu-s")
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

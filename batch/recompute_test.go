@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
-	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
-	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -289,7 +289,7 @@ func TestRecomputeEqualsIndependent(t *testing.T) {
 	if s.Windows != len(got) {
 		t.Errorf("job says %d windows, store has %d", s.Windows, len(got))
 	}
-	checkDuckDB(t, filepath.Join(e.b.lakeDir, "metrics"), got)
+	checkDuckDB(t, lakeAt{}.topic(e.p, "metrics"), got)
 
 	// The batch view survives a restart: reloaded into a fresh store.
 	if err := e.stop(); err != nil {
@@ -418,18 +418,16 @@ func TestHorizonMerge(t *testing.T) {
 	// A partition the lake has not written to the end holds the watermark
 	// back to its newest event in the lake; an idle one does not.
 	m := e.b.manifestOf("metrics")
-	lag := m.clone()
+	lag := *m
+	lag.Partitions = slices.Clone(m.Partitions)
+	// As if 02:00 were not written yet.
+	newest0 := t0.Add(2*time.Hour - 7*time.Second).UnixMicro()
 	lag.Partitions[0].Next--
-	var newest0 int64
-	lag.Files = slices.DeleteFunc(slices.Clone(lag.Files), func(f fileEntry) bool {
-		return f.Partition == 0 && f.Hour >= t0.Add(2*time.Hour).UnixMicro() // as if 02:00 were not written yet
-	})
-	for _, f := range lag.Files {
-		if f.Partition == 0 {
-			newest0 = max(newest0, f.MaxTime)
-		}
+	lag.Partitions[0].MaxTime = newest0
+	if lag.Partitions[1].MaxTime <= newest0 {
+		t.Fatalf("partition 1's newest event %v is not past 02:00", time.UnixMicro(lag.Partitions[1].MaxTime))
 	}
-	if c := e.b.completeUntil(context.Background(), e.b.views["cpu_by_region"], lag); c != newest0 || c >= t0.Add(2*time.Hour).UnixMicro() {
+	if c := e.b.completeUntil(context.Background(), e.b.views["cpu_by_region"], &lag); c != newest0 || c >= t0.Add(2*time.Hour).UnixMicro() {
 		t.Errorf("complete until %v, want the lagging partition's newest event in the lake, %v", time.UnixMicro(c).UTC(), time.UnixMicro(newest0).UTC())
 	}
 }
@@ -561,7 +559,7 @@ func TestCorruptFile(t *testing.T) {
 			e.run("cpu_by_region", time.Time{}, time.Time{})
 			before, h := e.batchRows("cpu_by_region")
 			fe := e.b.manifestOf("metrics").Files[0]
-			path := filepath.Join(e.b.lakeDir, "metrics", filepath.FromSlash(fe.Path))
+			path := filepath.Join(lakeAt{}.topic(e.p, "metrics"), filepath.FromSlash(fe.Path))
 			if err := tc.harm(path); err != nil {
 				t.Fatal(err)
 			}

@@ -81,7 +81,7 @@ func TestSchemaEvolution(t *testing.T) {
 		cmd := exec.Command(py, "-c", `
 import sys, duckdb
 print(*duckdb.connect().execute("select count(*), count(zone) from read_parquet(?, union_by_name=true)", [sys.argv[1] + "/**/*.parquet"]).fetchone())
-`, b.lakeDir+"/metrics")
+`, lakeAt{}.topic(p2, "metrics"))
 		cmd.Stdout = &out
 		if err := cmd.Run(); err != nil {
 			t.Fatal(err)

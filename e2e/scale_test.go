@@ -137,7 +137,7 @@ func TestScaleOutAcrossHosts(t *testing.T) {
 		return noLag(workers[0])
 	})
 	testenv.CheckFor(t, 60*time.Second, 500*time.Millisecond, func() error {
-		return check.lake(filepath.Join(lake, "metrics"), flush)
+		return check.lake(workers[0], flush)
 	})
 	testenv.CheckFor(t, 60*time.Second, 500*time.Millisecond, func() error {
 		return check.sink(dsn, flush)
@@ -449,17 +449,31 @@ func newScaleOracle(sent []scaleEvent, flushAt time.Time) *scaleOracle {
 	return o
 }
 
-// lake checks that the lake lists every acknowledged event exactly once.
-func (o *scaleOracle) lake(dir string, flush map[string]bool) error {
-	rows, err := readLake(dir)
+// lake checks, through a worker's SQL over the lake, that the lake holds
+// every acknowledged event exactly once and the flush events: the ids are
+// distinct, as many as were sent, and the published ones are exactly
+// e0000000 up to the last one sent.
+func (o *scaleOracle) lake(w *worker, flush map[string]bool) error {
+	res, err := w.api.SQL(context.Background(), api.SQLRequest{SQL: `SELECT count(*), count(DISTINCT _id),
+		count(*) FILTER (WHERE _id LIKE 'e%'), min(_id) FILTER (WHERE _id LIKE 'e%'), max(_id) FILTER (WHERE _id LIKE 'e%'),
+		count(*) FILTER (WHERE _id LIKE 'flush-%') FROM lake.metrics`})
 	if err != nil {
 		return err
 	}
-	seen := map[string]int{}
-	for _, r := range rows {
-		seen[r.ID]++
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 6 {
+		return fmt.Errorf("the lake: answer %v", res.Rows)
 	}
-	return o.exactlyOnce("the lake", seen, flush)
+	got := make([]string, 6)
+	for i, v := range res.Rows[0] {
+		got[i] = fmt.Sprint(v)
+	}
+	n := len(o.ids)
+	want := []string{fmt.Sprint(n + len(flush)), fmt.Sprint(n + len(flush)), fmt.Sprint(n),
+		"e0000000", fmt.Sprintf("e%07d", n-1), fmt.Sprint(len(flush))}
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("the lake: rows, distinct ids, published events, first, last, flush events: %v, want %v", got, want)
+	}
+	return nil
 }
 
 func (o *scaleOracle) exactlyOnce(where string, seen map[string]int, flush map[string]bool) error {

@@ -413,13 +413,30 @@ type lakeRow struct {
 // else.
 func lakeHolds(hq *siteProc, o *oracle) error {
 	dir := filepath.Join(hq.data, "lake", "metrics")
-	rows, err := readLake(dir)
+	raw, err := os.ReadFile(filepath.Join(dir, "_manifest.json"))
 	if err != nil {
 		return err
 	}
+	var m struct {
+		Files []struct {
+			Path string `json:"path"`
+		} `json:"files"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return err
+	}
 	seen := map[[2]string]int{}
-	for _, r := range rows {
-		seen[[2]string{r.Site, r.ID}]++
+	for _, f := range m.Files {
+		rows, err := readLakeFile(filepath.Join(dir, f.Path))
+		if errors.Is(err, os.ErrNotExist) { // replaced by compaction meanwhile
+			rows, err = readLakeFile(filepath.Join(dir, filepath.Dir(f.Path), "."+filepath.Base(f.Path)+".replaced"))
+		}
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			seen[[2]string{r.Site, r.ID}]++
+		}
 	}
 	n := 0
 	for id, c := range seen {
@@ -432,36 +449,6 @@ func lakeHolds(hq *siteProc, o *oracle) error {
 		return fmt.Errorf("the lake holds %d of the %d acknowledged events", n, len(o.ids))
 	}
 	return nil
-}
-
-// readLake returns the rows of every file the manifest of the lake
-// directory dir lists, read as a reader must: one manifest, and a listed
-// file that compaction replaced meanwhile read under its hidden name.
-func readLake(dir string) ([]lakeRow, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, "_manifest.json"))
-	if err != nil {
-		return nil, err
-	}
-	var m struct {
-		Files []struct {
-			Path string `json:"path"`
-		} `json:"files"`
-	}
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, err
-	}
-	var all []lakeRow
-	for _, f := range m.Files {
-		rows, err := readLakeFile(filepath.Join(dir, filepath.FromSlash(f.Path)))
-		if errors.Is(err, os.ErrNotExist) { // replaced by compaction meanwhile
-			rows, err = readLakeFile(filepath.Join(dir, filepath.Dir(filepath.FromSlash(f.Path)), "."+filepath.Base(f.Path)+".replaced"))
-		}
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, rows...)
-	}
-	return all, nil
 }
 
 func readLakeFile(path string) ([]lakeRow, error) {

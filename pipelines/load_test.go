@@ -55,7 +55,8 @@ func TestDefaultsApplied(t *testing.T) {
 				{Name: "host", Type: event.TypeString, Required: false, Pos: pipelines.Pos{Line: 5, Col: 29}},
 				{Name: "n", Type: event.TypeLong, Required: false, Pos: pipelines.Pos{Line: 5, Col: 46}},
 			},
-			Pos: pipelines.Pos{Line: 4, Col: 5},
+			Lake: pipelines.TopicLake{Partitioning: pipelines.LakeHourly},
+			Pos:  pipelines.Pos{Line: 4, Col: 5},
 		}},
 		Views: []pipelines.View{{
 			Name: "v", From: "m",
@@ -69,6 +70,7 @@ func TestDefaultsApplied(t *testing.T) {
 			Pos:       pipelines.Pos{Line: 7, Col: 5},
 		}},
 		Lake: pipelines.Lake{
+			Region: "us-east-1", Buffer: 128 << 20,
 			Roll:    pipelines.LakeRoll{MaxRows: 1000000, MaxAge: pipelines.Duration(5 * time.Minute)},
 			Compact: pipelines.Compact{MinFiles: 4, Interval: pipelines.Duration(10 * time.Minute)},
 		},

@@ -131,10 +131,22 @@ type Topic struct {
 	MaxFuture   Duration     `yaml:"max_future" default:"1h" doc:"How far ahead of its ingest time an event's event time may be; later events are refused (400), so that a wrong clock cannot push watermarks and horizons into the future."`
 	Schema      event.Schema `yaml:"schema" required:"true" doc:"Field name to type: string, long, int, double, bool, timestamp. A trailing '?' makes a field optional; or {type: T, required: false}."`
 	WriteTokens []string     `yaml:"write_tokens" doc:"Tokens accepted for writes to this topic. Empty: writes are open."`
+	Lake        TopicLake    `yaml:"lake" doc:"How the topic's files are laid out in the lake."`
 	ReadTokens  []string     `yaml:"read_tokens" doc:"Tokens that may read this topic, and only it, through SQL (POST /v1/sql): its lake table, the views over it and their sink tables. auth.read_tokens read everything; with auth.read_tokens empty reads are open."`
 	Sources     []Source     `yaml:"sources" doc:"The same topic in other sites (data centres), pulled into this one: each event keeps its id and gets its origin in the field _site, counted once across link failures and restarts. See docs/sites.md."`
 	Pos         Pos          `yaml:"-"`
 }
+
+// TopicLake configures one topic's part of the lake.
+type TopicLake struct {
+	Partitioning string `yaml:"partitioning" default:"hourly" enum:"hourly,daily" doc:"hourly: a directory per event-time hour (dt=YYYY-MM-DD/hour=HH), at most one file per hour once compacted; daily: a directory per day (dt=YYYY-MM-DD), at most one file per day, for topics with few events per hour."`
+}
+
+// Lake partitionings (TopicLake.Partitioning).
+const (
+	LakeHourly = "hourly"
+	LakeDaily  = "daily"
+)
 
 // SiteField is the field a topic with sources gets after its own: the site
 // each event was first accepted in (a string; this pipeline's site for
@@ -233,23 +245,31 @@ func (e ViewEmit) Open() (every time.Duration, toTopic bool) {
 	return e.Interval.D(), true
 }
 
-// Lake configures the Parquet lake.
+// Lake configures the Parquet lake: in a local directory, or on
+// S3-compatible object storage (url), with the same layout.
 type Lake struct {
-	Dir     string   `yaml:"dir" doc:"Lake root; default <data_dir>/lake."`
-	Roll    LakeRoll `yaml:"roll" doc:"When a lake file is closed."`
-	Compact Compact  `yaml:"compact" doc:"Compaction of small files within an hour."`
+	Dir             string   `yaml:"dir" doc:"Lake root directory; default <data_dir>/lake. Not with url."`
+	URL             string   `yaml:"url" doc:"The lake on S3-compatible object storage instead of a directory: s3://bucket/prefix, same layout, read by processes on any machine; manifest commits are create-only, so several writers never corrupt it."`
+	Endpoint        string   `yaml:"endpoint" doc:"Object storage: the server's URL for servers other than AWS S3 (MinIO, Ceph, SeaweedFS, versitygw…), e.g. http://127.0.0.1:9000. Empty: AWS S3."`
+	Region          string   `yaml:"region" default:"us-east-1" doc:"Object storage: the bucket's region."`
+	AccessKeyID     string   `yaml:"access_key_id" doc:"Object storage: access key, e.g. ${AWS_ACCESS_KEY_ID}. Empty together with secret_access_key: the AWS SDK's default credentials (environment, shared files, web identity, instance role)."`
+	SecretAccessKey string   `yaml:"secret_access_key" doc:"Object storage: secret key, e.g. ${AWS_SECRET_ACCESS_KEY}."`
+	PathStyle       bool     `yaml:"path_style" doc:"Object storage: address the bucket as endpoint/bucket/key rather than bucket.endpoint/key (most servers other than AWS need it)."`
+	Buffer          ByteSize `yaml:"buffer" default:"128MiB" doc:"Memory for events read from the log and not yet in lake files, for all topics of the process: past half of it the largest buffer is written out, at it the lake writer waits for room."`
+	Roll            LakeRoll `yaml:"roll" doc:"When the events read are written to lake files."`
+	Compact         Compact  `yaml:"compact" doc:"Compaction: the files of one period (hour or day) merged into one."`
 }
 
-// LakeRoll says when a lake file is closed.
+// LakeRoll says when the events read are written to lake files.
 type LakeRoll struct {
-	MaxRows int      `yaml:"max_rows" default:"1000000" doc:"Rows after which a file is closed."`
-	MaxAge  Duration `yaml:"max_age" default:"5m" doc:"Age after which an open file is closed."`
+	MaxRows int      `yaml:"max_rows" default:"1000000" doc:"Rows buffered (of one topic) after which they are written."`
+	MaxAge  Duration `yaml:"max_age" default:"5m" doc:"Longest an event read waits in memory before it is written; a burst of events (a backfill) is written as soon as it has been read."`
 }
 
 // Compact configures compaction.
 type Compact struct {
-	MinFiles int      `yaml:"min_files" default:"4" doc:"Compact an hour once it holds this many files."`
-	Interval Duration `yaml:"interval" default:"10m" doc:"How often to look for hours to compact."`
+	MinFiles int      `yaml:"min_files" default:"4" doc:"Compact a period that still gets events once it holds this many files; a period the topic's events have moved past is compacted once it holds two."`
+	Interval Duration `yaml:"interval" default:"10m" doc:"How often to look for periods to compact (also soon after a flush adds files to a period that had some)."`
 }
 
 // Sink delivers topics and views to an external store. The keys every sink

@@ -666,6 +666,32 @@ func (v *validator) checkAggregates(path string, w *View, topic *Topic) {
 
 func (v *validator) checkLake(p *Pipeline) {
 	l := p.Lake
+	if l.URL != "" {
+		u, err := url.Parse(l.URL)
+		switch {
+		case err != nil || u.Scheme != "s3" || u.Host == "" || u.RawQuery != "" || u.User != nil:
+			v.errorf("lake.url", "must be s3://bucket/prefix; got %s", quote(l.URL))
+		case strings.Contains(u.Path, "/../") || strings.HasSuffix(u.Path, "/..") || strings.Contains(u.Path, "//"):
+			v.errorf("lake.url", "the prefix must not hold empty or '..' parts; got %s", quote(l.URL))
+		}
+		if l.Dir != "" {
+			v.errorf("lake.dir", "lake.dir and lake.url are exclusive: the lake is in a directory or on object storage")
+		}
+	}
+	if l.Endpoint != "" {
+		if u, err := url.Parse(l.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf("lake.endpoint", "must be http://host:port or https://host; got %s", quote(l.Endpoint))
+		}
+	}
+	if (l.AccessKeyID == "") != (l.SecretAccessKey == "") {
+		v.errorf("lake.access_key_id", "access_key_id and secret_access_key go together (both empty: the default credentials)")
+	}
+	if l.URL == "" && (l.Endpoint != "" || l.AccessKeyID != "" || l.PathStyle) {
+		v.errorf("lake.url", "endpoint, credentials and path_style are for a lake on object storage: set lake.url")
+	}
+	if l.Buffer < 1<<20 {
+		v.errorf("lake.buffer", "must be at least 1MiB, got %d bytes", l.Buffer)
+	}
 	v.atLeast("lake.roll.max_rows", int64(l.Roll.MaxRows), 1)
 	v.positive("lake.roll.max_age", l.Roll.MaxAge)
 	v.atLeast("lake.compact.min_files", int64(l.Compact.MinFiles), 2)

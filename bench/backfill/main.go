@@ -47,6 +47,11 @@ type options struct {
 	out     string
 	keep    bool
 	catchUp time.Duration
+	// partitioning is the topic's lake.partitioning (empty: the pipeline
+	// file's, hourly).
+	partitioning string
+	// roles are the roles the server runs (empty: all).
+	roles string
 }
 
 func main() {
@@ -60,6 +65,8 @@ func main() {
 	flag.StringVar(&o.out, "o", "", "also write the report to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the last round's data directory")
 	flag.DurationVar(&o.catchUp, "catchup-timeout", 30*time.Minute, "how long to wait for the lake to catch up before failing the round")
+	flag.StringVar(&o.roles, "role", "", "roles the lambdaflow process runs (empty: all); ingest,batch,serve leaves the speed layer out, to see what the lake writer costs")
+	flag.StringVar(&o.partitioning, "partitioning", "", "the flights topic's lake.partitioning: hourly or daily (empty: the pipeline file's, hourly)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -94,6 +101,11 @@ func run(ctx context.Context, o options) error {
 	if err := os.MkdirAll(o.work, 0o755); err != nil {
 		return err
 	}
+	if o.partitioning != "" {
+		if pipeline, err = withPartitioning(pipeline, o.work, o.partitioning); err != nil {
+			return err
+		}
+	}
 	lines := generateFlights(o.events, 1)
 	input := filepath.Join(o.work, "flights.ndjson")
 	if err := os.WriteFile(input, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
@@ -127,8 +139,12 @@ func run(ctx context.Context, o options) error {
 // formatReport is a Markdown table of the rounds' medians and samples.
 func formatReport(o options, rs []*roundResult) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nBackfill: %d flights over 365 days, %d clients × %d-event bodies, medians of %d rounds (load average now %.1f); every check passed\n\n",
-		o.events, o.clients, o.body, len(rs), measure.LoadAverage())
+	part := o.partitioning
+	if part == "" {
+		part = "hourly"
+	}
+	fmt.Fprintf(&b, "\nBackfill: %d flights over 365 days, lake partitioned %s, %d clients × %d-event bodies, medians of %d rounds (load average now %.1f); every check passed\n\n",
+		o.events, part, o.clients, o.body, len(rs), measure.LoadAverage())
 	fmt.Fprintln(&b, "| measure | median | rounds |")
 	fmt.Fprintln(&b, "|---|---|---|")
 	row := func(name string, f func(*roundResult) float64, format func(float64) string) {
@@ -145,11 +161,14 @@ func formatReport(o options, rs []*roundResult) string {
 	row("publish rate", func(r *roundResult) float64 { return float64(o.events) / r.publish.Seconds() },
 		func(x float64) string { return measure.Human(x) + " events/s" })
 	row("lake caught up, after the last answer", func(r *roundResult) float64 { return r.catchUp.Seconds() }, secs)
-	row("lake files", func(r *roundResult) float64 { return float64(r.files) }, func(x float64) string { return fmt.Sprintf("%.0f", x) })
-	row("lake bytes per row", func(r *roundResult) float64 { return float64(r.lakeBytes) / float64(o.events) },
+	count := func(x float64) string { return fmt.Sprintf("%.0f", x) }
+	row("lake files, at catch-up", func(r *roundResult) float64 { return float64(r.files) }, count)
+	row("lake files, compaction done", func(r *roundResult) float64 { return float64(r.compacted.files) }, count)
+	row("compaction done, after catch-up", func(r *roundResult) float64 { return r.compactWait.Seconds() }, secs)
+	row("lake bytes per row, compaction done", func(r *roundResult) float64 { return float64(r.compacted.lakeBytes) / float64(o.events) },
 		func(x float64) string { return fmt.Sprintf("%.1f B", x) })
-	row("lake size", func(r *roundResult) float64 { return float64(r.lakeBytes) / (1 << 20) }, func(x float64) string { return fmt.Sprintf("%.1f MiB", x) })
-	row("manifest size", func(r *roundResult) float64 { return float64(r.manifestBytes) / (1 << 20) },
+	row("lake size, compaction done", func(r *roundResult) float64 { return float64(r.compacted.lakeBytes) / (1 << 20) }, func(x float64) string { return fmt.Sprintf("%.1f MiB", x) })
+	row("manifest log size (records and checkpoints)", func(r *roundResult) float64 { return float64(r.manifestBytes) / (1 << 20) },
 		func(x float64) string { return fmt.Sprintf("%.2f MiB", x) })
 	row("manifest version (commits)", func(r *roundResult) float64 { return float64(r.manifestVersion) },
 		func(x float64) string { return fmt.Sprintf("%.0f", x) })
@@ -161,4 +180,24 @@ func formatReport(o options, rs []*roundResult) string {
 			func(x float64) string { return fmt.Sprintf("%.2f s", x) })
 	}
 	return b.String()
+}
+
+// withPartitioning writes a copy of the pipeline file into dir with the
+// flights topic partitioned in the lake as partitioning, and returns its
+// path.
+func withPartitioning(pipeline, dir, partitioning string) (string, error) {
+	if partitioning != "hourly" && partitioning != "daily" {
+		return "", fmt.Errorf("-partitioning %q: want hourly or daily", partitioning)
+	}
+	b, err := os.ReadFile(pipeline)
+	if err != nil {
+		return "", err
+	}
+	const anchor = "    time: sched_dep\n"
+	if !strings.Contains(string(b), anchor) {
+		return "", fmt.Errorf("%s: no %q to put the lake partitioning after", pipeline, strings.TrimSpace(anchor))
+	}
+	out := strings.Replace(string(b), anchor, anchor+"    lake: { partitioning: "+partitioning+" }\n", 1)
+	path := filepath.Join(dir, "flights.yaml")
+	return path, os.WriteFile(path, []byte(out), 0o644)
 }

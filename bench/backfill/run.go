@@ -24,12 +24,19 @@ import (
 // roundResult is what one round measured.
 type roundResult struct {
 	publish, catchUp    time.Duration
-	files               int
-	lakeBytes           int64
-	manifestBytes       int64
-	manifestVersion     int64
+	lakeState                     // at catch-up
+	compacted           lakeState // once compaction is done
+	compactWait         time.Duration
 	rssCaughtUp, rssEnd int64 // bytes
 	recompute           []recomputeResult
+}
+
+// lakeState is what the lake directory holds at one moment.
+type lakeState struct {
+	files           int
+	lakeBytes       int64
+	manifestBytes   int64
+	manifestVersion int64
 }
 
 type recomputeResult struct {
@@ -46,7 +53,7 @@ type server struct {
 	log  string
 }
 
-func startServer(ctx context.Context, bin, pipeline, dir string) (*server, error) {
+func startServer(ctx context.Context, bin, pipeline, dir, roles string) (*server, error) {
 	port, err := measure.FreePort()
 	if err != nil {
 		return nil, err
@@ -60,7 +67,11 @@ func startServer(ctx context.Context, bin, pipeline, dir string) (*server, error
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "run", "-c", pipeline, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-format", "json")
+	args := []string{"run", "-c", pipeline, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-format", "json"}
+	if roles != "" {
+		args = append(args, "--role", roles)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "BACKFILL_DATA="+filepath.Join(dir, "data"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -256,17 +267,28 @@ func waitLake(ctx context.Context, s *server, topic string, partitions int, even
 }
 
 // lakeStats counts the lake's data files and bytes on disk (names starting
-// with "." or "_" are not data) and reads the manifest's size and version.
-func lakeStats(dir string, res *roundResult) error {
+// with "." or "_" are not data) and the manifest log's size (its records
+// and checkpoints under _manifest/) and version (its newest record).
+func lakeStats(dir string, res *lakeState) error {
+	*res = lakeState{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // compaction removed it meanwhile
+			}
 			return err
 		}
 		name := d.Name()
+		if d.IsDir() && name == "_manifest" {
+			return manifestStats(path, res)
+		}
 		if d.IsDir() || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || !strings.HasSuffix(name, ".parquet") {
 			return nil
 		}
 		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -277,19 +299,63 @@ func lakeStats(dir string, res *roundResult) error {
 	if err != nil {
 		return err
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "_manifest.json"))
+	if res.manifestVersion == 0 {
+		return fmt.Errorf("%s: no manifest log", filepath.Join(dir, "_manifest"))
+	}
+	return nil
+}
+
+// manifestStats reads the manifest log directory: its bytes, and its
+// newest version (records are <20 digits>.json).
+func manifestStats(dir string, res *lakeState) error {
+	es, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
-	res.manifestBytes = int64(len(data))
-	var m struct {
-		Version int64 `json:"version"`
+	for _, e := range es {
+		name := e.Name()
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a record a checkpoint made redundant
+		}
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		res.manifestBytes += info.Size()
+		if v, err := strconv.ParseInt(strings.TrimSuffix(name, ".json"), 10, 64); err == nil && len(name) == 25 {
+			res.manifestVersion = max(res.manifestVersion, v)
+		}
 	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(dir, "_manifest.json"), err)
+	return filepath.SkipDir
+}
+
+// waitCompaction polls the lake until compaction is done: the files stay
+// the same for settle (or timeout passes), and returns that state and how
+// long it took.
+func waitCompaction(ctx context.Context, dir string, settle, timeout time.Duration) (lakeState, time.Duration, error) {
+	start := time.Now()
+	var last lakeState
+	stable := time.Now()
+	for {
+		var st lakeState
+		if err := lakeStats(dir, &st); err != nil {
+			return st, 0, err
+		}
+		if st.files != last.files || st.lakeBytes != last.lakeBytes {
+			last, stable = st, time.Now()
+		}
+		if time.Since(stable) >= settle || time.Since(start) >= timeout {
+			return last, stable.Sub(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return last, 0, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	res.manifestVersion = m.Version
-	return nil
 }
 
 // recompute starts a batch recompute of view over [from, to) and waits for
@@ -338,7 +404,7 @@ func recompute(ctx context.Context, s *server, view string, from, to time.Time) 
 
 // runRound is one backfill into a fresh data directory.
 func runRound(ctx context.Context, o options, bin, pipeline, oracle, input string, lines []string, want map[string]*oracleView, dir string) (*roundResult, error) {
-	s, err := startServer(ctx, bin, pipeline, dir)
+	s, err := startServer(ctx, bin, pipeline, dir, o.roles)
 	if err != nil {
 		return nil, err
 	}
@@ -364,12 +430,18 @@ func runRound(ctx context.Context, o options, bin, pipeline, oracle, input strin
 		return nil, err
 	}
 	lake := filepath.Join(dir, "data", "lake", "flights")
-	if err := lakeStats(lake, res); err != nil {
+	if err := lakeStats(lake, &res.lakeState); err != nil {
 		return nil, err
 	}
-	measure.Logf(os.Stderr, "lake caught up %.1f s after the last answer: %d files, %.1f B/row, manifest %.2f MiB (version %d), peak RSS %d MiB",
+	measure.Logf(os.Stderr, "lake caught up %.1f s after the last answer: %d files, %.1f B/row, manifest log %.2f MiB (version %d), peak RSS %d MiB",
 		res.catchUp.Seconds(), res.files, float64(res.lakeBytes)/float64(len(lines)), float64(res.manifestBytes)/(1<<20),
 		res.manifestVersion, res.rssCaughtUp>>20)
+	// Compaction goes on after the catch-up (closed periods merged).
+	if res.compacted, res.compactWait, err = waitCompaction(ctx, lake, 5*time.Second, 5*time.Minute); err != nil {
+		return nil, err
+	}
+	measure.Logf(os.Stderr, "compaction done %.1f s after catch-up: %d files, %.1f B/row",
+		res.compactWait.Seconds(), res.compacted.files, float64(res.compacted.lakeBytes)/float64(len(lines)))
 	var views struct {
 		Views []struct {
 			Name string `json:"name"`

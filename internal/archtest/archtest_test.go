@@ -39,6 +39,7 @@ var layers = map[string]int{
 	"broker":            4,
 	"internal/httpapi":  4,
 	"internal/promread": 4,
+	"batch/lakestore":   4,
 	// The runtime layers, side by side: none imports another.
 	"ingest":  5,
 	"speed":   5,

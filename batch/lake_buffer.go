@@ -1,0 +1,314 @@
+package batch
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"unsafe"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+)
+
+// rowBuffer holds the rows a lake writer has read but not yet written to
+// files, by period and partition, each as a run of compactly encoded rows
+// in offset order (about 60-80 bytes a row for a topic of
+// sixteen fields, against some 700 as decoded events). Its size is what
+// the writer's memory bound counts.
+type rowBuffer struct {
+	schema  event.Schema
+	periods map[int64]map[int]*rowRun
+	rows    int64
+	bytes   int64 // capacity of the runs' blocks
+	scratch []byte
+}
+
+// rowRun is one period's rows of one partition. Numbers are varints, each
+// delta-encoded from the run's previous row where rows follow each other
+// closely (offsets, event and ingest times). Rows are appended to blocks
+// that start small and grow by doubling up to maxBlock, then stay at that
+// size: a run never copies what it holds, wastes at most half its last
+// block, and grows by at most maxBlock at a time (what the memory bound
+// can be off by, per writer).
+type rowRun struct {
+	blocks               [][]byte
+	rows                 int
+	lastOff              int64
+	lastTime, lastIngest int64
+	firstOff             int64
+	minTime, maxTime     int64
+}
+
+const (
+	minBlock = 256
+	maxBlock = 64 << 10
+	// What a period and a run cost besides their blocks (map entries,
+	// headers), counted with them.
+	periodOverhead = 200
+	runOverhead    = 150
+)
+
+func newRowBuffer(schema event.Schema) *rowBuffer {
+	return &rowBuffer{schema: schema, periods: map[int64]map[int]*rowRun{}}
+}
+
+// add appends one event of partition part at offset off to the run of the
+// period starting at period.
+func (b *rowBuffer) add(period int64, part int, off int64, ev *event.Event) {
+	byPart := b.periods[period]
+	if byPart == nil {
+		byPart = map[int]*rowRun{}
+		b.periods[period] = byPart
+		b.bytes += periodOverhead
+	}
+	r := byPart[part]
+	if r == nil {
+		r = &rowRun{firstOff: off, lastOff: off, minTime: ev.Time, maxTime: ev.Time}
+		byPart[part] = r
+		b.bytes += runOverhead
+	}
+	b.scratch = encodeRow(b.scratch[:0], b.schema, off-r.lastOff, ev, r.lastTime, r.lastIngest)
+	row := b.scratch
+	var blk []byte
+	if n := len(r.blocks); n > 0 {
+		blk = r.blocks[n-1]
+	}
+	if len(blk)+len(row) > cap(blk) {
+		size := max(minBlock, min(2*cap(blk), maxBlock), len(row))
+		blk = make([]byte, 0, size)
+		r.blocks = append(r.blocks, blk)
+		b.bytes += int64(size)
+	}
+	r.blocks[len(r.blocks)-1] = append(blk, row...)
+	r.rows++
+	r.lastOff, r.lastTime, r.lastIngest = off, ev.Time, ev.Ingest
+	r.minTime, r.maxTime = min(r.minTime, ev.Time), max(r.maxTime, ev.Time)
+	b.rows++
+}
+
+// encodeRow appends one event's encoding to d: the offset's delta, event
+// and ingest times as deltas from the previous row's, the id, then per
+// field a validity byte and the value.
+func encodeRow(d []byte, schema event.Schema, offDelta int64, ev *event.Event, lastTime, lastIngest int64) []byte {
+	d = binary.AppendUvarint(d, uint64(offDelta))
+	d = binary.AppendVarint(d, ev.Time-lastTime)
+	d = binary.AppendVarint(d, ev.Ingest-lastIngest)
+	d = binary.AppendUvarint(d, uint64(len(ev.ID)))
+	d = append(d, ev.ID...)
+	for i, f := range schema {
+		var v event.Value
+		if i < len(ev.Values) {
+			v = ev.Values[i]
+		}
+		if !v.Valid {
+			d = append(d, 0)
+			continue
+		}
+		d = append(d, 1)
+		switch f.Type {
+		case event.TypeString:
+			d = binary.AppendUvarint(d, uint64(len(v.S)))
+			d = append(d, v.S...)
+		case event.TypeDouble:
+			d = binary.LittleEndian.AppendUint64(d, math.Float64bits(v.F))
+		default:
+			d = binary.AppendVarint(d, v.I)
+		}
+	}
+	return d
+}
+
+// drop removes partition part's rows (the buffer's byte count stays: the
+// blocks are given back with the buffer).
+func (b *rowBuffer) drop(part int) {
+	for period, byPart := range b.periods {
+		if r := byPart[part]; r != nil {
+			b.rows -= int64(r.rows)
+			delete(byPart, part)
+		}
+		if len(byPart) == 0 {
+			delete(b.periods, period)
+		}
+	}
+}
+
+// sortedPeriods lists the buffer's periods in order.
+func (b *rowBuffer) sortedPeriods() []int64 {
+	ps := make([]int64, 0, len(b.periods))
+	for p := range b.periods {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// runReader decodes a run back into events, a chunk at a time. The
+// events' strings point into the run's bytes, which must stay unchanged
+// while they are used.
+type runReader struct {
+	schema            event.Schema
+	blocks            [][]byte
+	data              []byte
+	off, time, ingest int64
+	left              int
+	evs               []event.Event
+	offs              []int64
+	vals              []event.Value
+}
+
+func (rr *runReader) reset(r *rowRun) {
+	rr.blocks, rr.data, rr.left = r.blocks, nil, r.rows
+	rr.off, rr.time, rr.ingest = r.firstOff, 0, 0
+}
+
+// next decodes up to n rows; it returns an empty slice when the run is
+// used up. The slices are reused by the next call.
+func (rr *runReader) next(n int) ([]event.Event, []int64, error) {
+	n = min(n, rr.left)
+	width := len(rr.schema)
+	if cap(rr.evs) < n {
+		rr.evs = make([]event.Event, n)
+		rr.offs = make([]int64, n)
+		rr.vals = make([]event.Value, n*width)
+	}
+	evs, offs := rr.evs[:n], rr.offs[:n]
+	d := rr.data
+	for j := range n {
+		for len(d) == 0 && len(rr.blocks) > 0 {
+			d, rr.blocks = rr.blocks[0], rr.blocks[1:]
+		}
+		du, k := binary.Uvarint(d)
+		if k <= 0 {
+			return nil, nil, fmt.Errorf("lake: buffered row damaged")
+		}
+		d = d[k:]
+		// The first row's delta is from firstOff to itself: zero.
+		rr.off += int64(du)
+		dt, k := binary.Varint(d)
+		d = d[k:]
+		rr.time += dt
+		di, k := binary.Varint(d)
+		d = d[k:]
+		rr.ingest += di
+		l, k := binary.Uvarint(d)
+		d = d[k:]
+		e := &evs[j]
+		e.ID = unsafe.String(unsafe.SliceData(d), int(l))
+		d = d[l:]
+		e.Time, e.Ingest = rr.time, rr.ingest
+		e.Values = rr.vals[j*width : (j+1)*width : (j+1)*width]
+		for i, f := range rr.schema {
+			valid := d[0] == 1
+			d = d[1:]
+			if !valid {
+				e.Values[i] = event.Value{}
+				continue
+			}
+			switch f.Type {
+			case event.TypeString:
+				l, k := binary.Uvarint(d)
+				d = d[k:]
+				e.Values[i] = event.Value{S: unsafe.String(unsafe.SliceData(d), int(l)), Valid: true}
+				d = d[l:]
+			case event.TypeDouble:
+				e.Values[i] = event.Value{F: math.Float64frombits(binary.LittleEndian.Uint64(d)), Valid: true}
+				d = d[8:]
+			default:
+				v, k := binary.Varint(d)
+				d = d[k:]
+				e.Values[i] = event.Value{I: v, Valid: true}
+			}
+		}
+		offs[j] = rr.off
+	}
+	rr.data, rr.left = d, rr.left-n
+	return evs, offs, nil
+}
+
+// memBudget bounds the bytes of rows that the lake writers of a process
+// hold in memory (lake.buffer). A writer whose buffer would take the total
+// past the limit waits until flushes have freed room; past half of it, the
+// writer with the largest buffer is asked to flush.
+type memBudget struct {
+	limit int64
+
+	mu      sync.Mutex
+	used    int64
+	peak    int64         // the most ever held (tests check the bound)
+	freed   chan struct{} // closed (and replaced) whenever bytes are freed
+	writers []*topicWriter
+}
+
+func newMemBudget(limit int64) *memBudget {
+	return &memBudget{limit: limit, freed: make(chan struct{})}
+}
+
+// take counts n more bytes held; it returns whether the total is past half
+// the limit (time for the largest buffer to be flushed).
+func (m *memBudget) take(n int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.used += n
+	m.peak = max(m.peak, m.used)
+	return m.used >= m.limit/2
+}
+
+// give counts n bytes freed and wakes writers waiting for room.
+func (m *memBudget) give(n int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.used -= n
+	close(m.freed)
+	m.freed = make(chan struct{})
+}
+
+// wait blocks while the total is at or past the limit.
+func (m *memBudget) wait(ctx context.Context) error {
+	for {
+		m.mu.Lock()
+		if m.used < m.limit {
+			m.mu.Unlock()
+			return nil
+		}
+		ch := m.freed
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// register adds a writer to those pressure chooses from.
+func (m *memBudget) register(tw *topicWriter) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.writers = append(m.writers, tw)
+}
+
+// pressure asks the writer with the largest buffer to flush.
+func (m *memBudget) pressure() {
+	m.mu.Lock()
+	ws := slices.Clone(m.writers)
+	m.mu.Unlock()
+	var big *topicWriter
+	var most int64
+	for _, tw := range ws {
+		if n := tw.bufferedBytes(); n > most {
+			big, most = tw, n
+		}
+	}
+	if big != nil {
+		big.requestFlush()
+	}
+}
+
+// inUse returns the bytes held.
+func (m *memBudget) inUse() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.used
+}

@@ -1,0 +1,130 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+)
+
+// recoverPartitions brings a topic's storage in line with its manifest for
+// the partitions this process has just taken (after a crash, or from
+// another process): writes never finished are discarded, data files no
+// manifest lists are removed, and files compaction replaced but that are
+// still visible are hidden. It touches only what belongs to those
+// partitions (files named p<partition>-… or w<partition>-…, and the
+// compaction files of the periods they compact), since other processes may
+// be writing the others; and it must run after the take-over is committed
+// (Fence), so that a previous owner can no longer commit what it wrote.
+func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, parts []int) error {
+	tl.work.Lock()
+	defer tl.work.Unlock()
+	owned := make(map[int]bool, len(parts))
+	for _, p := range parts {
+		owned[p] = true
+	}
+	m := tl.ms.snapshot()
+	live := make(map[string]bool, len(m.Files))
+	for _, f := range m.Files {
+		live[f.Path] = true
+	}
+	replaced := make(map[string]bool, len(m.Replaced))
+	for _, r := range m.Replaced {
+		replaced[r.Path] = true
+	}
+	prefix := tl.topic.Name + "/"
+	pending, err := tl.st.Unfinished(ctx, prefix)
+	if err != nil {
+		return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
+	}
+	for _, p := range pending {
+		rel := strings.TrimPrefix(p.Key, prefix)
+		if v, ok := logWrite(rel); ok && v > m.Version {
+			// Still possible: gone once the log holds its version.
+			tl.ms.discardAt(p, v)
+			continue
+		}
+		if _, ok := logWrite(rel); ok || tl.owns(rel, owned) {
+			log.Info("lake: discarding an unfinished write", "file", tl.st.String()+p.Key)
+			if err := tl.st.Discard(ctx, p); err != nil {
+				return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
+			}
+		}
+	}
+	es, err := tl.st.List(ctx, prefix, "")
+	if err != nil {
+		return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
+	}
+	log.Debug("lake: recovering", "topic", tl.topic.Name, "version", m.Version, "objects", len(es), "replaced", len(replaced), "unfinished", len(pending))
+	var orphans []string
+	for _, e := range es {
+		rel := strings.TrimPrefix(e.Key, prefix)
+		dir, name := "", rel
+		if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+			dir, name = rel[:i+1], rel[i+1:]
+		}
+		switch {
+		case strings.HasPrefix(rel, manifestDir+"/") || !strings.HasPrefix(rel, "dt="):
+		case strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".replaced"):
+			// A replaced file whose grace is over but whose deletion was
+			// cut short: nothing refers to it any more.
+			orig := dir + strings.TrimSuffix(strings.TrimPrefix(name, "."), ".replaced")
+			if !replaced[orig] && tl.owns(orig, owned) {
+				orphans = append(orphans, e.Key)
+			}
+		case !strings.HasSuffix(name, ".parquet") || live[rel] || !tl.owns(rel, owned):
+		case replaced[rel]:
+			// Replaced by compaction, but the crash came before it was hidden.
+			log.Info("lake: hiding a file compaction replaced (written before a crash)", "file", tl.st.String()+e.Key)
+			if err := tl.st.Rename(ctx, e.Key, replacedName(e.Key)); err != nil {
+				return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
+			}
+		default:
+			log.Info("lake: removing a file no manifest lists (written before a crash)", "file", tl.st.String()+e.Key)
+			orphans = append(orphans, e.Key)
+		}
+	}
+	if err := tl.st.Delete(ctx, orphans...); err != nil {
+		return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
+	}
+	return nil
+}
+
+// owns tells whether the data file at path (relative to the topic) is one
+// the owner of the partitions owned answers for: a writer's file whose
+// name starts with one of them, or a compaction file of a period one of
+// them compacts.
+func (tl *topicLake) owns(path string, owned map[int]bool) bool {
+	name := path[strings.LastIndexByte(path, '/')+1:]
+	switch {
+	case name == "":
+		return false
+	case name[0] == 'p' || name[0] == 'w':
+		i := strings.IndexByte(name, '-')
+		p, err := strconv.Atoi(name[1:max(i, 1)])
+		return i > 1 && err == nil && owned[p]
+	case name[0] == 'c':
+		start, ok := periodOfPath(path)
+		return ok && owned[tl.shard(periodOf(start, tl.period))]
+	}
+	return false
+}
+
+// logWrite tells whether an unfinished write (at path, relative to the
+// topic) is one of the manifest log, and of which version: a record or
+// checkpoint of a version the log already holds can no longer succeed (its
+// writer crashed, or lost the race for that version), nor matter; a
+// checkpoint hint (version 0: always dead) is rewritten with every
+// checkpoint, and a writer that loses its unfinished one only logs it.
+func logWrite(path string) (int64, bool) {
+	rest, ok := strings.CutPrefix(path, manifestDir+"/")
+	if !ok {
+		return 0, false
+	}
+	if rest == lastCheckpoint {
+		return 0, true
+	}
+	v, _, ok := parseLogKey(rest)
+	return v, ok
+}

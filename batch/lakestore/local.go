@@ -1,0 +1,379 @@
+package lakestore
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+)
+
+// Dir is a store in a local directory. Objects are files; a new one is
+// written under a hidden temporary name in its final directory, fsynced,
+// then linked (create-only) or renamed (replacing) into place, and the
+// directory is fsynced: after a crash an object is there whole or not at
+// all. Temporary names start with a dot and end in ".tmp", so readers of
+// the directory (Hive-style datasets, globs over *.parquet) skip them.
+type Dir struct {
+	root string
+}
+
+var _ Store = (*Dir)(nil)
+
+// NewDir returns the store rooted at dir, creating it if needed.
+func NewDir(dir string) (*Dir, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lakestore: %w", err)
+	}
+	return &Dir{root: dir}, nil
+}
+
+func (d *Dir) String() string { return d.root + "/" }
+
+// Path returns the file of key (for messages and for readers that want the
+// file itself).
+func (d *Dir) Path(key string) string { return filepath.Join(d.root, filepath.FromSlash(key)) }
+
+func (d *Dir) path(key string) (string, error) {
+	if err := checkKey(key); err != nil {
+		return "", fmt.Errorf("lakestore: %w", err)
+	}
+	return d.Path(key), nil
+}
+
+// TempSuffix ends the names of files being written; TempName makes one.
+const TempSuffix = ".tmp"
+
+// TempName is the hidden temporary name a file of final name base is
+// written under: "." + base + "." + 8 hex digits + ".tmp".
+func TempName(base string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "." + base + "." + hex.EncodeToString(b[:]) + TempSuffix
+}
+
+func (d *Dir) Create(_ context.Context, key string) (Writer, error) {
+	final, err := d.path(key)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(final)
+	// Directories made here must have their own entries made durable on
+	// commit: their parents are synced then.
+	var made []string
+	for p := dir; p != d.root && len(p) > len(d.root); p = filepath.Dir(p) {
+		if _, err := os.Stat(p); err == nil {
+			break
+		}
+		made = append(made, p)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lakestore: %w", err)
+	}
+	tmp := filepath.Join(dir, TempName(filepath.Base(final)))
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lakestore: %w", err)
+	}
+	return &fileWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), tmp: tmp, final: final, made: made}, nil
+}
+
+type fileWriter struct {
+	f          *os.File
+	bw         *bufio.Writer
+	tmp, final string
+	made       []string
+	n          int64
+	done       bool
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	n, err := w.bw.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *fileWriter) Commit(_ context.Context, exclusive bool) (int64, error) {
+	if w.done {
+		return 0, errors.New("lakestore: writer already finished")
+	}
+	w.done = true
+	err := w.bw.Flush()
+	if err == nil {
+		err = w.f.Sync()
+	}
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if exclusive {
+			// A hard link fails if the name exists: create-only, atomic.
+			err = os.Link(w.tmp, w.final)
+			if errors.Is(err, fs.ErrExist) {
+				os.Remove(w.tmp)
+				return 0, fmt.Errorf("%w: %s", ErrExists, w.final)
+			}
+			if err == nil {
+				err = os.Remove(w.tmp)
+			}
+		} else {
+			err = os.Rename(w.tmp, w.final)
+		}
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(w.final))
+	}
+	for _, m := range w.made {
+		if err == nil {
+			err = syncDir(filepath.Dir(m))
+		}
+	}
+	if err != nil {
+		os.Remove(w.tmp)
+		return 0, fmt.Errorf("lakestore: writing %s: %w", w.final, err)
+	}
+	return w.n, nil
+}
+
+func (w *fileWriter) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.f.Close()
+	os.Remove(w.tmp)
+}
+
+type fileObject struct {
+	*os.File
+	size int64
+}
+
+func (o fileObject) Size() int64 { return o.size }
+
+func (d *Dir) Open(_ context.Context, key string) (Object, error) {
+	p, err := d.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("lakestore: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lakestore: %w", err)
+	}
+	return fileObject{File: f, size: st.Size()}, nil
+}
+
+func (d *Dir) ReadFile(_ context.Context, key string) ([]byte, error) {
+	p, err := d.path(key)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("lakestore: %w", err)
+	}
+	return b, nil
+}
+
+func (d *Dir) WriteFile(ctx context.Context, key string, data []byte, exclusive bool) error {
+	w, err := d.Create(ctx, key)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		w.Abort()
+		return fmt.Errorf("lakestore: %w", err)
+	}
+	_, err = w.Commit(ctx, exclusive)
+	return err
+}
+
+// List walks the directory of the prefix's last slash. Only regular files
+// are objects.
+func (d *Dir) List(ctx context.Context, prefix, after string) ([]Entry, error) {
+	base := d.root
+	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
+		if err := checkKey(prefix[:i]); err != nil {
+			return nil, fmt.Errorf("lakestore: %w", err)
+		}
+		base = d.Path(prefix[:i])
+	}
+	var out []Entry
+	err := filepath.WalkDir(base, func(path string, de fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed meanwhile, or no such prefix
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(d.root, path)
+		if err != nil {
+			return err
+		}
+		key := filepath.ToSlash(rel)
+		if de.IsDir() {
+			// Skip directories that cannot hold a key with the prefix.
+			if path != base && !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !de.Type().IsRegular() || !strings.HasPrefix(key, prefix) || key <= after || isTemp(de.Name()) {
+			return nil
+		}
+		info, err := de.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out = append(out, Entry{Key: key, Size: info.Size(), Modified: info.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lakestore: listing %s: %w", base, err)
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+// isTemp tells the temporary files of writes from objects.
+func isTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.HasSuffix(name, TempSuffix)
+}
+
+// tempTarget returns the name a temporary file was to be committed as.
+func tempTarget(name string) (string, bool) {
+	if !isTemp(name) {
+		return "", false
+	}
+	s := strings.TrimSuffix(strings.TrimPrefix(name, "."), TempSuffix)
+	i := strings.LastIndexByte(s, '.')
+	if i <= 0 {
+		return "", false
+	}
+	return s[:i], true
+}
+
+func (d *Dir) Unfinished(ctx context.Context, prefix string) ([]Pending, error) {
+	base := d.root
+	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
+		base = d.Path(prefix[:i])
+	}
+	var out []Pending
+	err := filepath.WalkDir(base, func(path string, de fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		target, ok := tempTarget(de.Name())
+		if de.IsDir() || !ok {
+			return nil
+		}
+		rel, err := filepath.Rel(d.root, filepath.Join(filepath.Dir(path), target))
+		if err != nil {
+			return err
+		}
+		if key := filepath.ToSlash(rel); strings.HasPrefix(key, prefix) {
+			out = append(out, Pending{Key: key, id: path})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lakestore: listing %s: %w", base, err)
+	}
+	return out, nil
+}
+
+func (d *Dir) Discard(_ context.Context, p Pending) error {
+	if err := os.Remove(p.id); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("lakestore: %w", err)
+	}
+	return nil
+}
+
+func (d *Dir) Delete(_ context.Context, keys ...string) error {
+	dirs := map[string]bool{}
+	for _, k := range keys {
+		p, err := d.path(k)
+		if err != nil {
+			return err
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("lakestore: %w", err)
+		}
+		dirs[filepath.Dir(p)] = true
+	}
+	for dir := range dirs {
+		if err := syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("lakestore: %w", err)
+		}
+	}
+	return nil
+}
+
+func (d *Dir) Rename(_ context.Context, from, to string) error {
+	pf, err := d.path(from)
+	if err != nil {
+		return err
+	}
+	pt, err := d.path(to)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(pt), 0o755); err != nil {
+		return fmt.Errorf("lakestore: %w", err)
+	}
+	if err := os.Rename(pf, pt); err != nil {
+		return fmt.Errorf("lakestore: %w", err)
+	}
+	if err := syncDir(filepath.Dir(pt)); err != nil {
+		return fmt.Errorf("lakestore: %w", err)
+	}
+	if filepath.Dir(pf) != filepath.Dir(pt) {
+		if err := syncDir(filepath.Dir(pf)); err != nil {
+			return fmt.Errorf("lakestore: %w", err)
+		}
+	}
+	return nil
+}
+
+// syncDir makes the directory entries of dir (renames, links, removals)
+// durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	// Some file systems cannot sync directories; their renames are ordered
+	// by the journal instead.
+	if errors.Is(err, os.ErrInvalid) || errors.Is(err, syscall.EINVAL) {
+		err = nil
+	}
+	return err
+}

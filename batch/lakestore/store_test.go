@@ -1,0 +1,420 @@
+package lakestore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
+	"github.com/lambdaflow/lambdaflow/internal/s3test"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// stores runs f against a local directory and against the development S3
+// server (skipped without it, failed under make test).
+func stores(t *testing.T, f func(t *testing.T, s lakestore.Store)) {
+	t.Run("dir", func(t *testing.T) {
+		s, err := lakestore.NewDir(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(t, s)
+	})
+	t.Run("s3", func(t *testing.T) { f(t, OpenS3(t)) })
+}
+
+// OpenS3 opens a store under a fresh prefix of the development S3 server.
+func OpenS3(t *testing.T) lakestore.Store {
+	t.Helper()
+	srv := s3test.Env(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := lakestore.Open(ctx, lakestore.Config{
+		URL: srv.URL(srv.Prefix(t, "lakestore")), Endpoint: srv.Endpoint, Region: srv.Region,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PathStyle: true, SpillDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func keys(es []lakestore.Entry) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Key)
+	}
+	return out
+}
+
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i % 251)
+	}
+	return b
+}
+
+func TestWriteReadList(t *testing.T) {
+	stores(t, func(t *testing.T, s lakestore.Store) {
+		ctx := ctxT(t)
+		w, err := s.Create(ctx, "t/dt=2026-01-01/hour=03/p0-0-9.parquet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("hello "))
+		w.Write([]byte("world"))
+		// Nothing is visible before the commit.
+		if es, err := s.List(ctx, "t/", ""); err != nil || len(es) != 0 {
+			t.Fatalf("before commit: %v %v", keys(es), err)
+		}
+		if _, err := s.Open(ctx, "t/dt=2026-01-01/hour=03/p0-0-9.parquet"); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("open before commit: %v", err)
+		}
+		n, err := w.Commit(ctx, true)
+		if err != nil || n != 11 {
+			t.Fatalf("commit: %d %v", n, err)
+		}
+		o, err := s.Open(ctx, "t/dt=2026-01-01/hour=03/p0-0-9.parquet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Close()
+		buf := make([]byte, 5)
+		if _, err := o.ReadAt(buf, 6); err != nil || string(buf) != "world" || o.Size() != 11 {
+			t.Fatalf("ReadAt: %q %v size %d", buf, err, o.Size())
+		}
+		for _, k := range []string{"t/_manifest/00000000000000000002.json", "t/_manifest/00000000000000000001.json", "t/dt=2026-01-01/hour=04/p1-0-9.parquet", "u/x"} {
+			if err := s.WriteFile(ctx, k, []byte(k), true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		es, err := s.List(ctx, "t/", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"t/_manifest/00000000000000000001.json", "t/_manifest/00000000000000000002.json",
+			"t/dt=2026-01-01/hour=03/p0-0-9.parquet", "t/dt=2026-01-01/hour=04/p1-0-9.parquet"}
+		if got := keys(es); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("List t/: %v, want %v", got, want)
+		}
+		es, err = s.List(ctx, "t/_manifest/", "t/_manifest/00000000000000000001.json")
+		if err != nil || fmt.Sprint(keys(es)) != "[t/_manifest/00000000000000000002.json]" {
+			t.Fatalf("List after: %v %v", keys(es), err)
+		}
+		if es, err := s.List(ctx, "t/_manifest/0000", ""); err != nil || len(es) != 2 {
+			t.Fatalf("List of a partial name: %v %v", keys(es), err)
+		}
+		if es, err := s.List(ctx, "nothing/", ""); err != nil || len(es) != 0 {
+			t.Fatalf("List of nothing: %v %v", keys(es), err)
+		}
+		b, err := s.ReadFile(ctx, "u/x")
+		if err != nil || string(b) != "u/x" {
+			t.Fatalf("ReadFile: %q %v", b, err)
+		}
+		if _, err := s.ReadFile(ctx, "u/y"); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("ReadFile of a missing key: %v", err)
+		}
+	})
+}
+
+func TestCreateOnly(t *testing.T) {
+	stores(t, func(t *testing.T, s lakestore.Store) {
+		ctx := ctxT(t)
+		if err := s.WriteFile(ctx, "m/1", []byte("first"), true); err != nil {
+			t.Fatal(err)
+		}
+		err := s.WriteFile(ctx, "m/1", []byte("second"), true)
+		if !errors.Is(err, lakestore.ErrExists) {
+			t.Fatalf("create-only over an existing key: %v", err)
+		}
+		if b, _ := s.ReadFile(ctx, "m/1"); string(b) != "first" {
+			t.Fatalf("after a refused create: %q", b)
+		}
+		// Not exclusive: replaces.
+		if err := s.WriteFile(ctx, "m/1", []byte("third"), false); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := s.ReadFile(ctx, "m/1"); string(b) != "third" {
+			t.Fatalf("after a replacing write: %q", b)
+		}
+	})
+}
+
+// TestCreateOnlyRace: of writers racing to create one key, exactly one
+// wins, round after round, and the object is the winner's.
+func TestCreateOnlyRace(t *testing.T) {
+	stores(t, func(t *testing.T, s lakestore.Store) {
+		ctx := ctxT(t)
+		const writers, rounds = 6, 10
+		for r := range rounds {
+			key := fmt.Sprintf("race/%03d", r)
+			var wg sync.WaitGroup
+			won := make([]bool, writers)
+			errs := make([]error, writers)
+			for i := range writers {
+				wg.Go(func() {
+					w, err := s.Create(ctx, key)
+					if err != nil {
+						errs[i] = err
+						return
+					}
+					w.Write(bytes.Repeat([]byte{byte('a' + i)}, 1000))
+					_, err = w.Commit(ctx, true)
+					switch {
+					case err == nil:
+						won[i] = true
+					case !errors.Is(err, lakestore.ErrExists):
+						errs[i] = err
+					}
+				})
+			}
+			wg.Wait()
+			winner := -1
+			for i := range writers {
+				if errs[i] != nil {
+					t.Fatalf("round %d writer %d: %v", r, i, errs[i])
+				}
+				if won[i] {
+					if winner >= 0 {
+						t.Fatalf("round %d: writers %d and %d both created %s", r, winner, i, key)
+					}
+					winner = i
+				}
+			}
+			if winner < 0 {
+				t.Fatalf("round %d: nobody created %s", r, key)
+			}
+			b, err := s.ReadFile(ctx, key)
+			if err != nil || !bytes.Equal(b, bytes.Repeat([]byte{byte('a' + winner)}, 1000)) {
+				t.Fatalf("round %d: object is not the winner's (%d bytes, %v)", r, len(b), err)
+			}
+		}
+	})
+}
+
+func TestLargeObjects(t *testing.T) {
+	stores(t, func(t *testing.T, s lakestore.Store) {
+		ctx := ctxT(t)
+		// Past the in-memory limit (staged in a file), and past the part
+		// size (a multipart upload on S3).
+		for _, n := range []int{9 << 20, 40 << 20} {
+			key := fmt.Sprintf("big/%d", n)
+			w, err := s.Create(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := pattern(n)
+			for off := 0; off < n; off += 1 << 20 {
+				w.Write(body[off:min(off+1<<20, n)])
+			}
+			if _, err := w.Commit(ctx, true); err != nil {
+				t.Fatal(err)
+			}
+			o, err := s.Open(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 1000)
+			if _, err := o.ReadAt(got, int64(n-1000)); err != nil || !bytes.Equal(got, body[n-1000:]) || o.Size() != int64(n) {
+				t.Fatalf("%d bytes: tail differs (%v, size %d)", n, err, o.Size())
+			}
+			o.Close()
+			// Create-only holds for large objects too.
+			w, _ = s.Create(ctx, key)
+			w.Write(body)
+			if _, err := w.Commit(ctx, true); !errors.Is(err, lakestore.ErrExists) {
+				t.Fatalf("%d bytes: second create: %v", n, err)
+			}
+		}
+	})
+}
+
+func TestAbortDeleteRename(t *testing.T) {
+	stores(t, func(t *testing.T, s lakestore.Store) {
+		ctx := ctxT(t)
+		w, err := s.Create(ctx, "a/b/c.parquet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("x"))
+		w.Abort()
+		if es, err := s.List(ctx, "", ""); err != nil || len(es) != 0 {
+			t.Fatalf("after abort: %v %v", keys(es), err)
+		}
+		if err := s.WriteFile(ctx, "a/b/c.parquet", []byte("data"), true); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Rename(ctx, "a/b/c.parquet", "a/b/.c.parquet.replaced"); err != nil {
+			t.Fatal(err)
+		}
+		if es, _ := s.List(ctx, "a/", ""); fmt.Sprint(keys(es)) != "[a/b/.c.parquet.replaced]" {
+			t.Fatalf("after rename: %v", keys(es))
+		}
+		if b, err := s.ReadFile(ctx, "a/b/.c.parquet.replaced"); err != nil || string(b) != "data" {
+			t.Fatalf("renamed: %q %v", b, err)
+		}
+		if err := s.Delete(ctx, "a/b/.c.parquet.replaced", "a/b/never-was"); err != nil {
+			t.Fatal(err)
+		}
+		if es, _ := s.List(ctx, "a/", ""); len(es) != 0 {
+			t.Fatalf("after delete: %v", keys(es))
+		}
+	})
+}
+
+func TestBadKeys(t *testing.T) {
+	stores(t, func(t *testing.T, s lakestore.Store) {
+		ctx := ctxT(t)
+		for _, k := range []string{"", "/abs", "a/../b", "a//b", "..", "a/./b"} {
+			if err := s.WriteFile(ctx, k, nil, true); err == nil {
+				t.Errorf("key %q accepted", k)
+			}
+		}
+	})
+}
+
+// TestDirLeavesNoTempFiles: a local store's committed and aborted writes
+// leave only the committed files, and a crash between write and commit
+// leaves a hidden temporary file that directory readers skip.
+func TestDirLeavesNoTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	s, err := lakestore.NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	w, _ := s.Create(ctx, "x/y.parquet")
+	w.Write([]byte("1"))
+	var names []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if !d.IsDir() {
+			names = append(names, d.Name())
+		}
+		return nil
+	})
+	if len(names) != 1 || !strings.HasPrefix(names[0], ".y.parquet.") || !strings.HasSuffix(names[0], lakestore.TempSuffix) {
+		t.Fatalf("while writing: %v", names)
+	}
+	w.Commit(ctx, true)
+	if b, err := os.ReadFile(filepath.Join(dir, "x", "y.parquet")); err != nil || string(b) != "1" {
+		t.Fatalf("committed: %q %v", b, err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "x"))
+	if len(ents) != 1 {
+		t.Fatalf("after commit: %d entries", len(ents))
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	for _, c := range []struct{ in, bucket, prefix, err string }{
+		{"s3://b", "b", "", ""},
+		{"s3://b/", "b", "", ""},
+		{"s3://b/lake/prod", "b", "lake/prod/", ""},
+		{"s3://b/lake/", "b", "lake/", ""},
+		{"http://b/x", "", "", "want s3://bucket/prefix"},
+		{"s3:///x", "", "", "want s3://bucket/prefix"},
+		{"s3://b/a/../c", "", "", "bad key"},
+		{"s3://u:p@b/x", "", "", "want s3://bucket/prefix"},
+	} {
+		b, p, err := lakestore.ParseURL(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: error %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || b != c.bucket || p != c.prefix {
+			t.Errorf("%s: %q %q %v", c.in, b, p, err)
+		}
+	}
+}
+
+func TestOpenRefusesBadConfig(t *testing.T) {
+	ctx := ctxT(t)
+	for _, c := range []struct {
+		cfg lakestore.Config
+		err string
+	}{
+		{lakestore.Config{}, "neither a directory nor a URL"},
+		{lakestore.Config{URL: "s3://b/x", Endpoint: "127.0.0.1:9000"}, "want http://host:port"},
+		{lakestore.Config{URL: "s3://b/x", Endpoint: "http://127.0.0.1:1", AccessKeyID: "a"}, "go together"},
+		// Nothing listens there: Open says so rather than failing later.
+		{lakestore.Config{URL: "s3://b/x", Endpoint: "http://127.0.0.1:1", AccessKeyID: "a", SecretAccessKey: "b", PathStyle: true}, "cannot list s3://b/x/"},
+	} {
+		_, err := lakestore.Open(ctx, c.cfg)
+		if err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%+v: %v, want %q", c.cfg, err, c.err)
+		}
+	}
+}
+
+// TestUnfinished: a write begun and never committed (a crash) is listed as
+// unfinished under the key it was for, and discarded.
+func TestUnfinished(t *testing.T) {
+	t.Run("dir", func(t *testing.T) {
+		ctx := ctxT(t)
+		s, _ := lakestore.NewDir(t.TempDir())
+		w, _ := s.Create(ctx, "t/dt=2026-01-01/p3-0-9.parquet")
+		w.Write([]byte("x"))
+		s.WriteFile(ctx, "t/dt=2026-01-01/p4-0-9.parquet", []byte("y"), true)
+		ps, err := s.Unfinished(ctx, "t/")
+		if err != nil || len(ps) != 1 || ps[0].Key != "t/dt=2026-01-01/p3-0-9.parquet" {
+			t.Fatalf("Unfinished: %+v %v", ps, err)
+		}
+		if err := s.Discard(ctx, ps[0]); err != nil {
+			t.Fatal(err)
+		}
+		if ps, _ := s.Unfinished(ctx, "t/"); len(ps) != 0 {
+			t.Fatalf("after Discard: %+v", ps)
+		}
+		if es, _ := s.List(ctx, "t/", ""); fmt.Sprint(keys(es)) != "[t/dt=2026-01-01/p4-0-9.parquet]" {
+			t.Fatalf("objects: %v", keys(es))
+		}
+		w.Abort()
+	})
+	t.Run("s3", func(t *testing.T) {
+		ctx := ctxT(t)
+		srv := s3test.Env(t)
+		prefix := srv.Prefix(t, "lakestore")
+		s, err := lakestore.Open(ctx, lakestore.Config{URL: srv.URL(prefix), Endpoint: srv.Endpoint, Region: srv.Region,
+			AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PathStyle: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A multipart upload a crashed writer began.
+		key := prefix + "t/dt=2026-01-01/p3-0-9.parquet"
+		if _, err := srv.Client().CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &srv.Bucket, Key: &key}); err != nil {
+			t.Fatal(err)
+		}
+		ps, err := s.Unfinished(ctx, "t/")
+		if err != nil || len(ps) != 1 || ps[0].Key != "t/dt=2026-01-01/p3-0-9.parquet" {
+			t.Fatalf("Unfinished: %+v %v", ps, err)
+		}
+		if err := s.Discard(ctx, ps[0]); err != nil {
+			t.Fatal(err)
+		}
+		if ps, _ := s.Unfinished(ctx, "t/"); len(ps) != 0 {
+			t.Fatalf("after Discard: %+v", ps)
+		}
+	})
+}

@@ -1,0 +1,579 @@
+package batch
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
+)
+
+// The manifest log of a topic lives under <topic>/_manifest/ (the leading
+// underscore keeps Hive-style readers from taking it for data):
+//
+//	<v>.json             the commit record (Delta) of version v: the commit point
+//	<v>.checkpoint.json  the whole Manifest at version v
+//	_last_checkpoint.json {"version": v}: a hint where to start reading
+//
+// with v written as 20 decimal digits, so that keys sort by version. A
+// commit writes one record, create-only: of several writers committing on
+// top of version v, exactly one creates <v+1>.json; the others read it and
+// try again on top of it. So a commit costs what it changes, not what the
+// lake holds; checkpoints, written now and then, keep the records a reader
+// replays few. docs/lake-format.md specifies the log.
+const (
+	manifestDir     = "_manifest"
+	lastCheckpoint  = "_last_checkpoint.json"
+	checkpointExt   = ".checkpoint.json"
+	recordExt       = ".json"
+	legacyManifest  = "_manifest.json" // format 1
+	legacyLock      = "_manifest.lock"
+	versionDigits   = 20
+	checkpointEvery = 100 // commits at most between checkpoints
+	// checkpointMinBytes: below this, records are not worth a checkpoint
+	// by their size alone.
+	checkpointMinBytes = 64 << 10
+)
+
+func versionName(v int64) string {
+	s := strconv.FormatInt(v, 10)
+	return strings.Repeat("0", max(0, versionDigits-len(s))) + s
+}
+
+// parseLogKey reads a key's file name in the manifest log: its version and
+// whether it is a checkpoint. ok is false for anything else.
+func parseLogKey(key string) (v int64, checkpoint, ok bool) {
+	name := key[strings.LastIndexByte(key, '/')+1:]
+	switch {
+	case strings.HasSuffix(name, checkpointExt):
+		name, checkpoint = strings.TrimSuffix(name, checkpointExt), true
+	case strings.HasSuffix(name, recordExt):
+		name = strings.TrimSuffix(name, recordExt)
+	default:
+		return 0, false, false
+	}
+	if len(name) != versionDigits {
+		return 0, false, false
+	}
+	v, err := strconv.ParseInt(name, 10, 64)
+	return v, checkpoint, err == nil && v >= 0
+}
+
+// manifestStore keeps one topic's manifest: it reads the log, follows what
+// other processes commit, commits changes, writes checkpoints and hands out
+// snapshots. Readers in this process pin the snapshot they read from, so
+// that files it lists are not deleted under them.
+type manifestStore struct {
+	st     lakestore.Store
+	topic  string
+	dir    string // <topic>/_manifest/
+	now    func() time.Time
+	logger *slog.Logger
+
+	commitMu sync.Mutex // serialises this process's commits
+
+	mu   sync.Mutex // guards the fields below
+	cur  *manifest
+	pins map[int64]int // manifest version → readers holding it
+	// The newest checkpoint known, its size, and the size of the records
+	// after it: a checkpoint is due when they outgrow it.
+	ckpt, ckptBytes, recBytes int64
+	// stale are unfinished writes of the log that recovery found for
+	// versions the log did not hold yet: discarded once it does.
+	stale map[lakestore.Pending]int64
+}
+
+// discardAt has the unfinished log write p discarded once the log holds
+// version v (before, its writer may still be finishing it).
+func (s *manifestStore) discardAt(p lakestore.Pending, v int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stale == nil {
+		s.stale = map[lakestore.Pending]int64{}
+	}
+	s.stale[p] = v
+}
+
+// discardStale discards the unfinished log writes of versions up to v.
+func (s *manifestStore) discardStale(ctx context.Context, v int64) {
+	s.mu.Lock()
+	var due []lakestore.Pending
+	for p, pv := range s.stale {
+		if pv <= v {
+			due = append(due, p)
+			delete(s.stale, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range due {
+		if err := s.st.Discard(ctx, p); err != nil {
+			s.logger.Warn("lake: discarding an unfinished manifest write", "topic", s.topic, "key", p.Key, "err", err)
+		}
+	}
+}
+
+func openManifestStore(ctx context.Context, st lakestore.Store, topic string, now func() time.Time, logger *slog.Logger) (*manifestStore, error) {
+	s := &manifestStore{st: st, topic: topic, dir: topic + "/" + manifestDir + "/", now: now, logger: logger, pins: map[int64]int{}}
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ReadManifest reads the current manifest of a topic's lake in st; an
+// empty lake is version 0.
+func readManifest(ctx context.Context, st lakestore.Store, topic string) (*manifest, error) {
+	s, err := openManifestStore(ctx, st, topic, time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	return s.cur, nil
+}
+
+// load reads the manifest from scratch: the newest checkpoint, then the
+// records after it. A record deleted under it (a checkpoint made it
+// redundant meanwhile) makes it start again.
+func (s *manifestStore) load(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := s.loadOnce(ctx)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || attempt >= 5 {
+			return err
+		}
+	}
+}
+
+func (s *manifestStore) loadOnce(ctx context.Context) error {
+	after := ""
+	if b, err := s.st.ReadFile(ctx, s.dir+lastCheckpoint); err == nil {
+		var hint struct {
+			Version int64 `json:"version"`
+		}
+		if json.Unmarshal(b, &hint) == nil && hint.Version > 0 {
+			// Records up to the hinted checkpoint are not needed.
+			after = s.dir + versionName(hint.Version) + "."
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("lake: reading the manifest of %s: %w", s.topic, err)
+	}
+	es, err := s.st.List(ctx, s.dir, after)
+	if err != nil {
+		return fmt.Errorf("lake: reading the manifest of %s: %w", s.topic, err)
+	}
+	if after != "" && !hasCheckpoint(es) {
+		// The hint is stale or its checkpoint gone: read everything.
+		if es, err = s.st.List(ctx, s.dir, ""); err != nil {
+			return fmt.Errorf("lake: reading the manifest of %s: %w", s.topic, err)
+		}
+	}
+	if len(es) == 0 {
+		m, err := s.migrate(ctx)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.cur = m
+		s.ckpt, s.ckptBytes, s.recBytes = m.Version, 0, 0
+		s.mu.Unlock()
+		return nil
+	}
+	// The newest checkpoint, if any, then every record after it.
+	base := &manifest{Format: manifestFormat, Topic: s.topic}
+	var ckptBytes int64
+	for i := len(es) - 1; i >= 0; i-- {
+		v, isCkpt, ok := parseLogKey(es[i].Key)
+		if !ok || !isCkpt {
+			continue
+		}
+		m, err := s.readCheckpoint(ctx, es[i].Key, v)
+		if err != nil {
+			return err
+		}
+		base, ckptBytes = m, es[i].Size
+		break
+	}
+	m, recBytes, err := s.replay(ctx, base, es)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || m.Version >= s.cur.Version {
+		s.cur = m
+	}
+	s.ckpt, s.ckptBytes, s.recBytes = base.Version, ckptBytes, recBytes
+	return nil
+}
+
+func hasCheckpoint(es []lakestore.Entry) bool {
+	for _, e := range es {
+		if _, ck, ok := parseLogKey(e.Key); ok && ck {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *manifestStore) readCheckpoint(ctx context.Context, key string, v int64) (*manifest, error) {
+	b, err := s.st.ReadFile(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("lake: reading the manifest of %s: %w", s.topic, err)
+	}
+	m := new(manifest)
+	if err := json.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("%w %s%s: %w", ErrCorruptManifest, s.st, key, err)
+	}
+	if m.Format != manifestFormat || m.Version != v || m.Topic != s.topic {
+		return nil, fmt.Errorf("%w %s%s: format %d, version %d, topic %q", ErrCorruptManifest, s.st, key, m.Format, m.Version, m.Topic)
+	}
+	if err := m.check(); err != nil {
+		return nil, fmt.Errorf("%w %s%s: %w", ErrCorruptManifest, s.st, key, err)
+	}
+	return m, nil
+}
+
+// replay applies the records among es that follow m, in order, and
+// returns the result and the records' size. A gap in the versions means a
+// record was deleted meanwhile (fs.ErrNotExist: read again from scratch).
+func (s *manifestStore) replay(ctx context.Context, m *manifest, es []lakestore.Entry) (*manifest, int64, error) {
+	var bytes int64
+	for _, e := range es {
+		v, isCkpt, ok := parseLogKey(e.Key)
+		if !ok || isCkpt || v <= m.Version {
+			continue
+		}
+		if v != m.Version+1 {
+			return nil, 0, fmt.Errorf("lake: manifest of %s: record %d follows %d: %w", s.topic, v, m.Version, fs.ErrNotExist)
+		}
+		d, err := s.readRecord(ctx, e.Key)
+		if err != nil {
+			return nil, 0, err
+		}
+		next, err := apply(m, d)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w %s%s: %w", ErrCorruptManifest, s.st, e.Key, err)
+		}
+		m, bytes = next, bytes+e.Size
+	}
+	return m, bytes, nil
+}
+
+func (s *manifestStore) readRecord(ctx context.Context, key string) (*delta, error) {
+	b, err := s.st.ReadFile(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("lake: reading the manifest of %s: %w", s.topic, err)
+	}
+	d := new(delta)
+	if err := json.Unmarshal(b, d); err != nil {
+		return nil, fmt.Errorf("%w %s%s: %w", ErrCorruptManifest, s.st, key, err)
+	}
+	if d.Format != manifestFormat || d.Topic != s.topic {
+		return nil, fmt.Errorf("%w %s%s: format %d, topic %q", ErrCorruptManifest, s.st, key, d.Format, d.Topic)
+	}
+	return d, nil
+}
+
+// refresh brings cur up to date with what other processes committed: one
+// listing of the records after it (and nothing else when there are none).
+func (s *manifestStore) refresh(ctx context.Context) error {
+	s.mu.Lock()
+	m := s.cur
+	s.mu.Unlock()
+	es, err := s.st.List(ctx, s.dir, s.dir+versionName(m.Version)+recordExt)
+	if err != nil {
+		return fmt.Errorf("lake: reading the manifest of %s: %w", s.topic, err)
+	}
+	next, bytes, err := s.replay(ctx, m, es)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s.load(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if next.Version > s.cur.Version {
+		if s.cur.Version == m.Version {
+			s.recBytes += bytes
+		}
+		s.cur = next
+	}
+	return nil
+}
+
+// snapshot returns the current manifest, with what other processes
+// committed; callers must not modify it. When the log cannot be read, it
+// returns the last manifest read (and logs why).
+func (s *manifestStore) snapshot() *manifest {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.refresh(ctx); err != nil {
+		s.logger.Warn("lake: reading the manifest", "topic", s.topic, "err", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+// local returns the manifest as this process last read or wrote it,
+// without reading the log.
+func (s *manifestStore) local() *manifest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+// pin returns the current manifest and a func that releases it; until
+// released, files it lists are not deleted by this process.
+func (s *manifestStore) pin() (*manifest, func()) {
+	m := s.snapshot()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pins[m.Version]++
+	var once sync.Once
+	return m, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.pins[m.Version]--; s.pins[m.Version] <= 0 {
+				delete(s.pins, m.Version)
+			}
+		})
+	}
+}
+
+// oldestPin returns the oldest pinned version, or -1 when none is pinned.
+func (s *manifestStore) oldestPin() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := int64(-1)
+	for v := range s.pins {
+		if old < 0 || v < old {
+			old = v
+		}
+	}
+	return old
+}
+
+// change builds the delta of a commit from the manifest it will follow.
+// It may be called several times: again on a newer manifest each time
+// another writer committed first, so it must check there whatever the
+// commit relies on (the partition's Next, its epoch, the files it
+// replaces) and return an error if that no longer holds. A nil delta
+// commits nothing.
+type change func(m *manifest) (*delta, error)
+
+// commit commits the delta ch builds on top of the newest manifest and
+// returns the manifest it made. If ch fails, or the commit cannot be
+// written, nothing changes.
+func (s *manifestStore) commit(ctx context.Context, ch change) (*manifest, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	id := randomID()
+	for {
+		s.mu.Lock()
+		m := s.cur
+		s.mu.Unlock()
+		d, err := ch(m)
+		if err != nil {
+			return nil, err
+		}
+		if d == nil || d.empty() {
+			return m, nil
+		}
+		d.Format, d.Topic, d.Version, d.Commit, d.Time = manifestFormat, s.topic, m.Version+1, id, s.now().UnixMicro()
+		next, err := apply(m, d)
+		if err != nil {
+			return nil, fmt.Errorf("lake: refusing a commit to %s: %w", s.topic, err)
+		}
+		b, err := json.Marshal(d)
+		if err != nil {
+			return nil, fmt.Errorf("lake: %w", err)
+		}
+		key := s.dir + versionName(d.Version) + recordExt
+		err = s.st.WriteFile(ctx, key, b, true)
+		if errors.Is(err, lakestore.ErrExists) {
+			// Another writer made this version, unless it is our own
+			// write whose answer was lost and retried.
+			if theirs, rerr := s.readRecord(ctx, key); rerr == nil && theirs.Commit == id {
+				err = nil
+			}
+		}
+		if errors.Is(err, lakestore.ErrExists) {
+			if err := s.refresh(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		if next.Version > s.cur.Version {
+			s.cur = next
+			s.recBytes += int64(len(b))
+		}
+		due := next.Version-s.ckpt >= checkpointEvery || s.recBytes >= max(s.ckptBytes, checkpointMinBytes)
+		stale := len(s.stale) > 0
+		s.mu.Unlock()
+		if stale {
+			s.discardStale(ctx, next.Version)
+		}
+		if due {
+			if err := s.checkpoint(ctx, next); err != nil {
+				// The commit stands; the next one tries again.
+				s.logger.Warn("lake: writing a manifest checkpoint", "topic", s.topic, "version", next.Version, "err", err)
+			}
+		}
+		return next, nil
+	}
+}
+
+// checkpoint writes m whole, points the hint at it and deletes the records
+// and checkpoints that the previous checkpoint already made redundant:
+// the newest two checkpoints and the records after the older stay, so a
+// reader part way through reading the previous one can finish.
+func (s *manifestStore) checkpoint(ctx context.Context, m *manifest) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("lake: %w", err)
+	}
+	key := s.dir + versionName(m.Version) + checkpointExt
+	if err := s.st.WriteFile(ctx, key, b, true); err != nil && !errors.Is(err, lakestore.ErrExists) {
+		return err
+	}
+	hint, _ := json.Marshal(map[string]int64{"version": m.Version})
+	if err := s.st.WriteFile(ctx, s.dir+lastCheckpoint, hint, false); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	prev := s.ckpt
+	if m.Version > s.ckpt {
+		s.ckpt, s.ckptBytes, s.recBytes = m.Version, int64(len(b)), 0
+	}
+	s.mu.Unlock()
+	if prev <= 0 {
+		return nil
+	}
+	es, err := s.st.List(ctx, s.dir, "")
+	if err != nil {
+		return err
+	}
+	var old []string
+	for _, e := range es {
+		if v, isCkpt, ok := parseLogKey(e.Key); ok && (v < prev || (v == prev && !isCkpt)) {
+			old = append(old, e.Key)
+		}
+	}
+	return s.st.Delete(ctx, old...)
+}
+
+// migrate takes over a lake whose manifest is in format 1 (one
+// _manifest.json, rewritten whole on every commit): it becomes the first
+// checkpoint of the log, and the old file goes. A lake with neither is
+// empty (version 0).
+func (s *manifestStore) migrate(ctx context.Context) (*manifest, error) {
+	empty := &manifest{Format: manifestFormat, Topic: s.topic}
+	old := s.topic + "/" + legacyManifest
+	b, err := s.st.ReadFile(ctx, old)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Empty, unless another process took the old file over since the
+		// log was listed: then the log is read again.
+		if es, err := s.st.List(ctx, s.dir, ""); err != nil || len(es) > 0 {
+			return nil, fmt.Errorf("lake: manifest of %s changed while read: %w", s.topic, fs.ErrNotExist)
+		}
+		return empty, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lake: reading %s%s: %w", s.st, old, err)
+	}
+	m, err := fromFormat1(b, s.topic)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s%s: %w", ErrCorruptManifest, s.st, old, err)
+	}
+	if m.Version > 0 {
+		if err := s.checkpoint(ctx, m); err != nil {
+			return nil, fmt.Errorf("lake: taking over %s%s: %w", s.st, old, err)
+		}
+	}
+	if err := s.st.Delete(ctx, old, s.topic+"/"+legacyLock); err != nil {
+		return nil, err
+	}
+	s.logger.Info("lake: manifest taken over from format 1", "topic", s.topic, "version", m.Version, "files", len(m.Files))
+	return m, nil
+}
+
+// fromFormat1 converts a format-1 manifest: each file held one partition's
+// range in one hour.
+func fromFormat1(b []byte, topic string) (*manifest, error) {
+	var v1 struct {
+		Format     int              `json:"format"`
+		Topic      string           `json:"topic"`
+		Version    int64            `json:"version"`
+		Partitions []partitionState `json:"partitions"`
+		Files      []struct {
+			Path      string `json:"path"`
+			Hour      int64  `json:"hour"`
+			Partition int    `json:"partition"`
+			First     int64  `json:"first"`
+			Last      int64  `json:"last"`
+			Rows      int64  `json:"rows"`
+			Bytes     int64  `json:"bytes"`
+			CRC32C    uint32 `json:"crc32c"`
+			MinTime   int64  `json:"min_time"`
+			MaxTime   int64  `json:"max_time"`
+			Added     int64  `json:"added"`
+			Compacted bool   `json:"compacted"`
+		} `json:"files"`
+		Replaced []replacedEntry `json:"replaced"`
+	}
+	if err := json.Unmarshal(b, &v1); err != nil {
+		return nil, err
+	}
+	if v1.Format != 1 || v1.Topic != topic {
+		return nil, fmt.Errorf("format %d topic %q, want format 1 of %q", v1.Format, v1.Topic, topic)
+	}
+	m := &manifest{Format: manifestFormat, Topic: topic, Version: v1.Version, Partitions: v1.Partitions, Replaced: v1.Replaced}
+	for _, f := range v1.Files {
+		m.Files = append(m.Files, fileEntry{
+			Path: f.Path, Start: f.Hour, End: f.Hour + hourMicros,
+			Ranges: []offsetRange{{Partition: f.Partition, First: f.First, Last: f.Last, Rows: f.Rows}},
+			Rows:   f.Rows, Bytes: f.Bytes, CRC32C: f.CRC32C, MinTime: f.MinTime, MaxTime: f.MaxTime,
+			Added: f.Added, Compacted: f.Compacted,
+		})
+		for i := range m.Partitions {
+			if ps := &m.Partitions[i]; ps.Partition == f.Partition {
+				if ps.Rows == 0 || f.MaxTime > ps.MaxTime {
+					ps.MaxTime = f.MaxTime
+				}
+				ps.Rows += f.Rows
+			}
+		}
+	}
+	sortPartitions(m.Partitions)
+	sortFiles(m.Files)
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func sortPartitions(ps []partitionState) {
+	slices.SortFunc(ps, func(a, b partitionState) int { return cmp.Compare(a.Partition, b.Partition) })
+}
+
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
