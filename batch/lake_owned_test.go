@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
@@ -132,17 +131,9 @@ func TestFlushOfOwnedPartitions(t *testing.T) {
 // process) into one file per period. Every event is in the lake once
 // throughout, and both processes compact.
 func TestLakeSharedCompaction(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	natsURL := startNATS(t)
 	p := testPipeline(t.TempDir(), []pipelines.Topic{testTopic("metrics", 4)}, nil)
-	p.Broker.URL = ns.ClientURL()
+	p.Broker.URL = natsURL
 	p.Lake.Roll = pipelines.LakeRoll{MaxRows: 150, MaxAge: pipelines.Duration(50 * time.Millisecond)}
 	p.Lake.Compact = pipelines.Compact{MinFiles: 2, Interval: pipelines.Duration(20 * time.Millisecond)}
 	var procs []*Batch
