@@ -19,8 +19,10 @@ type Topic struct {
 	MaxBytes  int64  `json:"max_bytes"`
 	Replicas  int    `json:"replicas"`
 	// Kind is what the topic holds: "events" (clients publish to it),
-	// "view" (a view's rows, written by the speed and batch layers) or
-	// "dead_letters" (a sink's dead letters, written by the sink).
+	// "view" (a view's rows, written by the speed and batch layers),
+	// "view_partials" (a view's partial states, which the speed layer's
+	// processes hand each other) or "dead_letters" (a sink's dead letters,
+	// written by the sink).
 	Kind string `json:"kind"`
 	// Publishable is true for the topics clients publish to; Refusal says
 	// why the others refuse publishing and what to do instead.

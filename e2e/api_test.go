@@ -97,6 +97,8 @@ func TestAPITopics(t *testing.T) {
 		seedTopic: "events true ",
 		seedView: "view false topic \"cpu_by_region\" holds the rows of view cpu_by_region, which the speed and batch layers write; " +
 			"publish to its source topic \"metrics\" instead",
+		seedView + "_partials": "view_partials false topic \"cpu_by_region_partials\" holds the partial states of view cpu_by_region, " +
+			"which the speed layer writes and merges; publish to its source topic \"metrics\" instead",
 		"warehouse_dlq": "dead_letters false topic \"warehouse_dlq\" holds the dead letters of sink warehouse, which the sink writes; " +
 			"replay them with POST /v1/sinks/warehouse/dlq/replay (lambdaflow dlq replay warehouse)",
 		"archive_dlq": "dead_letters false topic \"archive_dlq\" holds the dead letters of sink archive, which the sink writes; " +

@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -144,9 +145,10 @@ func (p *Pipeline) SourceTopic(name string) (t Topic, isView bool, ok bool) {
 
 // Kinds of log topics (TopicKind).
 const (
-	KindEvents      = "events"       // a topic clients publish to
-	KindView        = "view"         // a view's rows, written by the speed and batch layers
-	KindDeadLetters = "dead_letters" // a sink's dead letters, written by the sink
+	KindEvents      = "events"        // a topic clients publish to
+	KindView        = "view"          // a view's rows, written by the speed and batch layers
+	KindDeadLetters = "dead_letters"  // a sink's dead letters, written by the sink
+	KindPartials    = "view_partials" // a view's partial states, written and merged by the speed layer
 )
 
 // TopicKind says what a log topic holds, and for the topics the pipeline
@@ -159,6 +161,9 @@ func (p *Pipeline) TopicKind(name string) (kind, refusal string, ok bool) {
 	}
 	if v := p.ViewByName(name); v != nil {
 		return KindView, fmt.Sprintf("topic %q holds the rows of view %s, which the speed and batch layers write; publish to its source topic %q instead", name, v.Name, v.From), true
+	}
+	if v := p.ViewByName(strings.TrimSuffix(name, PartialsSuffix)); v != nil && strings.HasSuffix(name, PartialsSuffix) {
+		return KindPartials, fmt.Sprintf("topic %q holds the partial states of view %s, which the speed layer writes and merges; publish to its source topic %q instead", name, v.Name, v.From), true
 	}
 	for i := range p.Sinks {
 		if p.Sinks[i].Name+DeadLetterSuffix == name {
