@@ -110,18 +110,40 @@ func TestFlushOfOwnedPartitions(t *testing.T) {
 		t.Errorf("log commits: partition 0 %v, want [10]; partition 1 %v, want none", l0.commits, l1.commits)
 	}
 
-	// Partition 0 moves to another process (epoch 4) while this one still
-	// believes its lease holds: its next flush is refused.
+	// Partition 0 moves to another process (epoch 4), which writes and
+	// commits offsets [10, 15), while this one still believes its lease
+	// holds: its flush of the same offsets (the same file name) is
+	// refused, and leaves the new owner's file alone.
 	other := open()
-	if err := other.takeOver(ctx, 0, &fakeLease{fakeFence: fakeFence{epoch: 4}}); err != nil {
+	l4 := &fakeLease{fakeFence: fakeFence{epoch: 4}}
+	if err := other.takeOver(ctx, 0, l4); err != nil {
+		t.Fatal(err)
+	}
+	other.parts[0] = &partWriter{lease: l4, first: 10, end: 10, committed: -1}
+	feed(other, 0, 10, 5)
+	if err := other.flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	feed(tw, 0, 10, 5)
 	if err := tw.flush(ctx); !errors.Is(err, errLost) {
 		t.Fatalf("flush of a partition taken over: %v, want errLost", err)
 	}
-	if ps := tw.tl.ms.snapshot().partition(0); ps.Next != 10 || ps.Epoch != 4 {
-		t.Errorf("partition 0 after the refused flush: %+v, want next 10, epoch 4", ps)
+	man = tw.tl.ms.snapshot()
+	if ps := man.partition(0); ps.Next != 15 || ps.Epoch != 4 {
+		t.Errorf("partition 0 after the refused flush: %+v, want next 15, epoch 4", ps)
+	}
+	es, err := st.List(ctx, "metrics/", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]bool{}
+	for _, e := range es {
+		stored[e.Key] = true
+	}
+	for _, f := range man.Files {
+		if !stored[tw.tl.key(f.Path)] {
+			t.Errorf("file %s is in the manifest but not in storage", f.Path)
+		}
 	}
 }
 
