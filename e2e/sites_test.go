@@ -19,10 +19,12 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/batch"
 	"github.com/lambdaflow/lambdaflow/client"
 	"github.com/lambdaflow/lambdaflow/internal/natstest"
 	"github.com/lambdaflow/lambdaflow/internal/netns"
 	"github.com/lambdaflow/lambdaflow/internal/testenv"
+	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 // siteProc is one site's `lambdaflow run` on a host of its own: it can be
@@ -412,24 +414,15 @@ type lakeRow struct {
 // holds every acknowledged event exactly once, with its site, and nothing
 // else.
 func lakeHolds(hq *siteProc, o *oracle) error {
-	dir := filepath.Join(hq.data, "lake", "metrics")
-	raw, err := os.ReadFile(filepath.Join(dir, "_manifest.json"))
+	files, err := batch.LakeFiles(&pipelines.Pipeline{DataDir: hq.data}, "metrics")
 	if err != nil {
 		return err
 	}
-	var m struct {
-		Files []struct {
-			Path string `json:"path"`
-		} `json:"files"`
-	}
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return err
-	}
 	seen := map[[2]string]int{}
-	for _, f := range m.Files {
-		rows, err := readLakeFile(filepath.Join(dir, f.Path))
+	for _, path := range files {
+		rows, err := readLakeFile(path)
 		if errors.Is(err, os.ErrNotExist) { // replaced by compaction meanwhile
-			rows, err = readLakeFile(filepath.Join(dir, filepath.Dir(f.Path), "."+filepath.Base(f.Path)+".replaced"))
+			rows, err = readLakeFile(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".replaced"))
 		}
 		if err != nil {
 			return err
