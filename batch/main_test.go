@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 		// Re-executed by TestLakeKill9 as the lake writer process.
 		os.Exit(lakeChild())
 	}
-	goleak.VerifyTestMain(m,
+	testenv.VerifyNoLeaks(m,
 		// nats.go's object store publishes chunks asynchronously; the
 		// goroutine that watches the connection for that may outlive it.
 		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"),

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/internal/fakeclock"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
@@ -23,7 +22,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	testenv.VerifyNoLeaks(m)
 }
 
 // metricsTopic is the topic of the ops-metrics example.

@@ -10,14 +10,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/internal/natstest"
 	"github.com/lambdaflow/lambdaflow/internal/netns"
 	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testenv.VerifyNoLeaks(m) }
 
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
