@@ -207,7 +207,11 @@ func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files [
 		err := c.write(ctx, &out, files)
 		if errors.Is(err, lakestore.ErrExists) && attempt == 0 {
 			// Left by a merge of this period that failed or was cut short
-			// (this process compacts the period now): replace it.
+			// (this process compacts the period now): replace it, unless
+			// this process no longer compacts it.
+			if ferr := c.tl.mayReplace(out.Path, map[int]Fence{shard: fence}); ferr != nil {
+				return ferr
+			}
 			if derr := c.tl.st.Delete(ctx, c.tl.key(out.Path)); derr != nil {
 				return derr
 			}

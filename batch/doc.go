@@ -12,8 +12,9 @@
 // It reads the log and appends to it through the small Log interface and
 // writes results through the Store interface; it never serves queries nor
 // touches the speed layer's state. Any number of processes may run the
-// batch role on one lake: partition p of every topic is written and
-// compacted by the process that owns partition p of consumer "lake"
-// (Options.Owner), and its manifest commits are fenced by that ownership's
-// epoch; any number may read it.
+// batch role on one lake: partition p of every topic is read by the
+// process that owns partition p of consumer "lake" (Options.Owner) into its
+// buffer of the topic, whose flushes commit only partitions it owns, each
+// fenced by its lease's epoch; the periods of shard p (period number mod
+// partitions) are compacted by the same process. Any number may read it.
 package batch

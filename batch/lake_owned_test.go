@@ -3,12 +3,14 @@ package batch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -108,17 +110,129 @@ func TestFlushOfOwnedPartitions(t *testing.T) {
 		t.Errorf("log commits: partition 0 %v, want [10]; partition 1 %v, want none", l0.commits, l1.commits)
 	}
 
-	// Partition 0 moves to another process (epoch 4) while this one still
-	// believes its lease holds: its next flush is refused.
+	// Partition 0 moves to another process (epoch 4), which writes and
+	// commits offsets [10, 15), while this one still believes its lease
+	// holds: its flush of the same offsets (the same file name) is
+	// refused, and leaves the new owner's file alone.
 	other := open()
-	if err := other.takeOver(ctx, 0, &fakeLease{fakeFence: fakeFence{epoch: 4}}); err != nil {
+	l4 := &fakeLease{fakeFence: fakeFence{epoch: 4}}
+	if err := other.takeOver(ctx, 0, l4); err != nil {
+		t.Fatal(err)
+	}
+	other.parts[0] = &partWriter{lease: l4, first: 10, end: 10, committed: -1}
+	feed(other, 0, 10, 5)
+	if err := other.flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	feed(tw, 0, 10, 5)
 	if err := tw.flush(ctx); !errors.Is(err, errLost) {
 		t.Fatalf("flush of a partition taken over: %v, want errLost", err)
 	}
-	if ps := tw.tl.ms.snapshot().partition(0); ps.Next != 10 || ps.Epoch != 4 {
-		t.Errorf("partition 0 after the refused flush: %+v, want next 10, epoch 4", ps)
+	man = tw.tl.ms.snapshot()
+	if ps := man.partition(0); ps.Next != 15 || ps.Epoch != 4 {
+		t.Errorf("partition 0 after the refused flush: %+v, want next 15, epoch 4", ps)
+	}
+	es, err := st.List(ctx, "metrics/", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]bool{}
+	for _, e := range es {
+		stored[e.Key] = true
+	}
+	for _, f := range man.Files {
+		if !stored[tw.tl.key(f.Path)] {
+			t.Errorf("file %s is in the manifest but not in storage", f.Path)
+		}
+	}
+}
+
+// TestLakeSharedCompaction: two processes write one lake, each the
+// partitions it owns, and compact it: each the periods whose shard
+// partition it owns, merging files of every partition (flushed by either
+// process) into one file per period. Every event is in the lake once
+// throughout, and both processes compact.
+func TestLakeSharedCompaction(t *testing.T) {
+	natsURL := startNATS(t)
+	p := testPipeline(t.TempDir(), []pipelines.Topic{testTopic("metrics", 4)}, nil)
+	p.Broker.URL = natsURL
+	p.Lake.Roll = pipelines.LakeRoll{MaxRows: 150, MaxAge: pipelines.Duration(50 * time.Millisecond)}
+	p.Lake.Compact = pipelines.Compact{MinFiles: 2, Interval: pipelines.Duration(20 * time.Millisecond)}
+	var procs []*Batch
+	for _, name := range []string{"c1", "c2"} {
+		br := openBroker(t, p, nil)
+		n, err := br.Join(context.Background(), broker.NodeOptions{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		b, err := New(p, br, nil, Options{Logger: testLogger(t), Poll: 10 * time.Millisecond, Owner: n, Registerer: prometheus.NewRegistry()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		startBatch(t, b)
+		procs = append(procs, b)
+	}
+	br := openBroker(t, p, nil)
+	testenv.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		cl, err := br.Cluster(context.Background())
+		if err != nil {
+			return err
+		}
+		owning := 0
+		for _, n := range cl.Nodes {
+			if len(n.Owns[lakeConsumer]) == 2 {
+				owning++
+			}
+		}
+		if owning != 2 {
+			return fmt.Errorf("%d processes write two partitions each", owning)
+		}
+		return nil
+	})
+	// Six hours: periods of every shard.
+	var evs []event.Event
+	for i := range 3000 {
+		evs = append(evs, testEvent("c", i, t0, 7200*time.Millisecond))
+	}
+	appendEvents(t, br, "metrics", 4, evs)
+	waitLake(t, procs[0], nil, "metrics", logEnds(t, br, "metrics"))
+	testenv.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+		m := procs[0].manifestOf("metrics")
+		per := map[int64]int{}
+		for _, f := range m.Files {
+			per[f.Start]++
+		}
+		for start, n := range per {
+			if n != 1 {
+				return fmt.Errorf("period %s has %d files", time.UnixMicro(start).UTC(), n)
+			}
+		}
+		if len(per) != 6 {
+			return fmt.Errorf("%d periods, want 6", len(per))
+		}
+		return nil
+	})
+	for _, b := range procs {
+		got := readLake(t, b, "metrics")
+		if len(got) != len(evs) {
+			t.Fatalf("lake holds %d events, want %d", len(got), len(evs))
+		}
+		if n := counterValue(t, b.metrics.compactions.WithLabelValues("metrics")); n == 0 {
+			t.Errorf("a process compacted nothing")
+		}
+	}
+	multi := 0
+	for _, f := range procs[1].manifestOf("metrics").Files {
+		parts := map[int]bool{}
+		for _, r := range f.Ranges {
+			parts[r.Partition] = true
+		}
+		if len(parts) > 1 {
+			multi++
+		}
+	}
+	if multi == 0 {
+		t.Errorf("no compacted file holds more than one partition")
 	}
 }

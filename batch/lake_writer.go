@@ -115,6 +115,27 @@ func openTopicLake(ctx context.Context, st lakestore.Store, t *pipelines.Topic, 
 	return &topicLake{topic: t, st: st, ls: ls, ms: ms, period: period, scan: scanParquet}, nil
 }
 
+// mayReplace tells whether this process may delete the file at path
+// (relative to the topic), which holds a name it needs: only when the
+// manifest does not list it and every fence still holds with no later
+// epoch committed for its partition. A new owner records its epoch in the
+// manifest before it writes anything, so a writer the partitions moved
+// away from (cut off, not stopped yet) never deletes the new owner's file.
+func (tl *topicLake) mayReplace(path string, fences map[int]Fence) error {
+	m := tl.ms.snapshot()
+	for _, f := range m.Files {
+		if f.Path == path {
+			return fmt.Errorf("%w: %s/%s is in the manifest already", errLost, tl.topic.Name, path)
+		}
+	}
+	for p, f := range fences {
+		if err := fenced(m.partition(p), f, tl.topic.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // key returns the storage key of a file path relative to the topic.
 func (tl *topicLake) key(path string) string { return tl.topic.Name + "/" + path }
 
@@ -691,9 +712,17 @@ func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period i
 	for attempt := 0; ; attempt++ {
 		err := tw.writeFile(ctx, fw, &fe, parts, runs)
 		if errors.Is(err, lakestore.ErrExists) && attempt == 0 {
-			// A file no manifest lists holds the name: left by a writer of
-			// this partition that failed or lost it (this one owns it now),
-			// or by our own request that succeeded unanswered. Replace it.
+			// A file holds the name: left by a writer of these partitions
+			// that failed or lost them (this one owns them now), or by our
+			// own request that succeeded unanswered. Replace it, unless
+			// this writer is the stale one.
+			fences := map[int]Fence{}
+			for _, p := range parts {
+				fences[p] = byPart[p].fence
+			}
+			if ferr := tw.tl.mayReplace(fe.Path, fences); ferr != nil {
+				return fileEntry{}, ferr
+			}
 			if derr := tw.tl.st.Delete(ctx, tw.tl.key(fe.Path)); derr != nil {
 				return fileEntry{}, derr
 			}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lambdaflow/lambdaflow/api"
@@ -209,18 +208,10 @@ func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
 // manifest. Every event is in the lake once, and each partition's commits
 // carry the epoch of the writer that made them.
 func TestLakeSharedByTwoProcesses(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	natsURL := startNATS(t)
 	dir := t.TempDir()
 	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 4)}, nil)
-	p.Broker.URL = ns.ClientURL()
+	p.Broker.URL = natsURL
 	p.Lake.Roll = pipelines.LakeRoll{MaxRows: 200, MaxAge: pipelines.Duration(50 * time.Millisecond)}
 	p.Lake.Compact.Interval = 0
 	br1, br2 := openBroker(t, p, nil), openBroker(t, p, nil)
@@ -299,17 +290,9 @@ func TestLakeSharedByTwoProcesses(t *testing.T) {
 // batch role refuses to recompute it (409) until the owner stops, then
 // takes the view over from the shared result.
 func TestViewBatchSharedByProcesses(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	natsURL := startNATS(t)
 	p := testPipeline(t.TempDir(), []pipelines.Topic{testTopic("metrics", 2)}, []pipelines.View{testView("cpu_by_region", "metrics")})
-	p.Broker.URL = ns.ClientURL()
+	p.Broker.URL = natsURL
 	p.Lake.Roll = pipelines.LakeRoll{MaxRows: 100, MaxAge: pipelines.Duration(50 * time.Millisecond)}
 	clk := fakeclock.New(t0.Add(3 * time.Hour))
 	type proc struct {

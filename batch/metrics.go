@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "lambdaflow_lake_files_total", Help: "Parquet files committed to the lake by the lake writer, per topic.",
 		}, []string{"topic"}),
 		compactions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lambdaflow_lake_compactions_total", Help: "Compactions (files of one hour and partition merged into one), per topic.",
+			Name: "lambdaflow_lake_compactions_total", Help: "Compactions (files of one period merged into one), per topic.",
 		}, []string{"topic"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambdaflow_lake_skipped_entries_total", Help: "Log entries the lake writer skipped because they could not be decoded, per topic.",

@@ -3,9 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,7 +14,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/parquet-go/parquet-go"
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
@@ -402,40 +399,26 @@ func viewEquals(hq *siteProc, o *oracle) error {
 	return nil
 }
 
-// lakeRow is what the lake check reads of a row.
-type lakeRow struct {
-	ID   string `parquet:"_id"`
-	Site string `parquet:"_site"`
-}
-
-// lakeHolds reads hq's lake as its manifest lists it and checks that it
+// lakeHolds reads hq's lake through its SQL endpoint (the table
+// lake.metrics is the files of the committed manifest) and checks that it
 // holds every acknowledged event exactly once, with its site, and nothing
 // else.
 func lakeHolds(hq *siteProc, o *oracle) error {
-	dir := filepath.Join(hq.data, "lake", "metrics")
-	raw, err := os.ReadFile(filepath.Join(dir, "_manifest.json"))
-	if err != nil {
-		return err
-	}
-	var m struct {
-		Files []struct {
-			Path string `json:"path"`
-		} `json:"files"`
-	}
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return err
-	}
+	const page = 5000
 	seen := map[[2]string]int{}
-	for _, f := range m.Files {
-		rows, err := readLakeFile(filepath.Join(dir, f.Path))
-		if errors.Is(err, os.ErrNotExist) { // replaced by compaction meanwhile
-			rows, err = readLakeFile(filepath.Join(dir, filepath.Dir(f.Path), "."+filepath.Base(f.Path)+".replaced"))
-		}
+	for off := 0; ; off += page {
+		res, err := hq.api.SQL(bg, api.SQLRequest{SQL: fmt.Sprintf(
+			"SELECT _site, _id FROM lake.metrics ORDER BY _site, _id, _partition, _offset LIMIT %d OFFSET %d", page, off)})
 		if err != nil {
 			return err
 		}
-		for _, r := range rows {
-			seen[[2]string{r.Site, r.ID}]++
+		for _, r := range res.Rows {
+			site, _ := r[0].(string)
+			id, _ := r[1].(string)
+			seen[[2]string{site, id}]++
+		}
+		if len(res.Rows) < page {
+			break
 		}
 	}
 	n := 0
@@ -449,28 +432,4 @@ func lakeHolds(hq *siteProc, o *oracle) error {
 		return fmt.Errorf("the lake holds %d of the %d acknowledged events", n, len(o.ids))
 	}
 	return nil
-}
-
-func readLakeFile(path string) ([]lakeRow, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	r := parquet.NewGenericReader[lakeRow](pf)
-	defer r.Close()
-	out := make([]lakeRow, pf.NumRows())
-	n, err := r.Read(out)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return out[:n], nil
 }
