@@ -13,7 +13,7 @@ BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 
-.PHONY: run build build-nocgo test test-go lint services services-down bench bench-kafka bench-peers bench-backfill fuzz clean
+.PHONY: run build build-nocgo test test-go lint services services-down bench bench-kafka bench-peers bench-backfill fuzz test-scale clean
 
 ## run: the example pipeline on embedded defaults (nothing else to install)
 run: build
@@ -37,6 +37,11 @@ test: lint services
 	mkdir -p artifacts
 	set -a; source <($(SERVICES) env); set +a; \
 	LF_REQUIRE_SERVICES=1 LF_ARTIFACTS_DIR=$(CURDIR)/artifacts $(GO) test $(GOTEST_FLAGS) ./...
+
+## test-scale: the multi-host scale-out test (3 NATS nodes, 3 workers in network namespaces; 3-5 min)
+test-scale: services
+	set -a; source <($(SERVICES) env); set +a; \
+	LF_SCALE_E2E=1 LF_REQUIRE_SERVICES=1 $(GO) test -count=1 -v -timeout 20m -run 'TestScaleOutAcrossHosts$$' ./e2e
 
 ## services: start PostgreSQL, Cassandra, OpenSearch and the S3 server for the tests (idempotent)
 services:

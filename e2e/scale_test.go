@@ -41,6 +41,11 @@ import (
 // scaleOracle: each acknowledged event exactly once, each window exactly its
 // events.
 func TestScaleOutAcrossHosts(t *testing.T) {
+	// Three to five minutes, and not yet steady enough for every CI run
+	// (docs/multi-host-tests.md): run on request.
+	if os.Getenv("LF_SCALE_E2E") != "1" {
+		t.Skip("the multi-host scale-out test runs with LF_SCALE_E2E=1 (make test-scale)")
+	}
 	requireBinary(t)
 	adminDSN := os.Getenv("LF_TEST_POSTGRES_DSN")
 	if adminDSN == "" {
