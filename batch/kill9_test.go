@@ -50,9 +50,6 @@ func lakeChild() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	// From here on SIGTERM is a soft stop: the parent waits for this line
-	// before it may send one.
-	fmt.Println("ready")
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute) // if nobody stops us
 	defer cancel()
 	br, err := broker.Open(ctx, p, broker.Options{})
@@ -74,6 +71,10 @@ func lakeChild() int {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
 	}
+	// From here on SIGTERM is a soft stop of a running lake writer: the
+	// parent waits for this line before it may send one (a stop while the
+	// broker opens or the node joins is not what the test is about).
+	fmt.Println("ready")
 	if err := b.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
