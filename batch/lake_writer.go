@@ -32,9 +32,20 @@ const (
 	burstWindow = 10 * time.Second
 )
 
-// flushWorkers write the files of one flush side by side: mostly waiting
-// for fsync or the object store, little CPU.
-const flushWorkers = 4
+// A flush encodes up to flushEncoders files at a time (CPU, and the memory
+// of an encoder: its page buffers and the period's sort index), and has up
+// to flushCommits files being made durable at a time: a commit waits for
+// fsync or the object store, and a file system's journal makes many
+// concurrent fsyncs cost about what one does, so a backfill's thousands of
+// small files (an hourly lake) are not written one fsync after another.
+// Only files of up to smallFile bytes wait for their commit without their
+// encoder (an upload to object storage holds such a file in memory), so
+// what waits is bounded by flushCommits × smallFile besides the encoders.
+const (
+	flushEncoders = 4
+	flushCommits  = 32
+	smallFile     = 1 << 20
+)
 
 // lakeLog is what a lake writer needs of the log: read a partition,
 // report how far it read (for lag) and register as a consumer. It commits
@@ -198,15 +209,18 @@ type topicWriter struct {
 	winStart        time.Time
 	winRows, before int64
 
-	workers []*fileWriter
+	// encoders are the file writers a flush encodes with, taken and given
+	// back by its commits.
+	encoders chan *fileWriter
 }
 
 func newTopicWriter(tl *topicLake, log lakeLog, logger *slog.Logger, now func() time.Time, roll pipelines.LakeRoll,
 	poll time.Duration, m *metrics, budget *memBudget) *topicWriter {
 	tw := &topicWriter{tl: tl, log: log, logger: logger, now: now, roll: roll, poll: poll, metrics: m, budget: budget,
 		due: make(chan struct{}, 1), buf: newRowBuffer(tl.topic.Schema), parts: map[int]*partWriter{}}
-	for range flushWorkers {
-		tw.workers = append(tw.workers, newFileWriter(tl.ls))
+	tw.encoders = make(chan *fileWriter, flushEncoders)
+	for range flushEncoders {
+		tw.encoders <- newFileWriter(tl.ls)
 	}
 	budget.register(tw)
 	return tw
@@ -304,6 +318,20 @@ func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) er
 	tw.mu.Unlock()
 	if errors.Is(err, errLost) || errors.Is(ferr, errLost) {
 		return errors.Join(err, ferr)
+	}
+	if ferr == nil && lease.Valid() {
+		// Still the partition's owner, and no longer writing it nor
+		// compacting its periods (compaction looks for its fence in
+		// tw.parts, and a pass under way finishes first): leave what a
+		// reader of the directory sees exact. Files replaced by a merge
+		// whose hiding failed are hidden, and the files of a flush or
+		// merge whose commit failed and whose removal failed too are
+		// removed, as recovery does on start.
+		cctx, cancel := context.WithTimeout(sctx, time.Minute)
+		defer cancel()
+		if cerr := tw.tl.recoverPartitions(cctx, tw.logger, []int{part}); cerr != nil {
+			tw.logger.Warn("lake: tidying a partition given back; its next owner does it", "topic", topic, "partition", part, "err", cerr)
+		}
 	}
 	return ferr
 }
@@ -631,8 +659,9 @@ func (tw *topicWriter) report(ctx context.Context, part int, offset, eventTime i
 	tw.mu.Unlock()
 }
 
-// writeFiles writes one file per period of buf, flushWorkers at a time,
-// and returns their manifest entries in period order.
+// writeFiles writes one file per period of buf, up to flushCommits at a
+// time (flushEncoders of them encoding), and returns their manifest
+// entries in period order.
 func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []flushRange) ([]fileEntry, error) {
 	periods := buf.sortedPeriods()
 	entries := make([]fileEntry, len(periods))
@@ -644,7 +673,7 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 	var next sync.Mutex
 	i := 0
 	var wg sync.WaitGroup
-	for _, fw := range tw.workers {
+	for range min(flushCommits, len(periods)) {
 		wg.Go(func() {
 			for {
 				next.Lock()
@@ -654,7 +683,7 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 				if k >= len(periods) || ctx.Err() != nil {
 					return
 				}
-				entries[k], errs[k] = tw.writePeriod(ctx, fw, periods[k], buf.periods[periods[k]], byPart)
+				entries[k], errs[k] = tw.writePeriod(ctx, periods[k], buf.periods[periods[k]], byPart)
 				if errs[k] != nil {
 					return
 				}
@@ -680,11 +709,11 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 	return entries, nil
 }
 
-// writePeriod writes one period's runs as one file, partitions in order,
-// and returns its manifest entry. The file is named after its first
+// writePeriod writes one period's runs as one file, rows in event-time
+// order, and returns its manifest entry. The file is named after its first
 // partition's range: p<partition>-<first>-<last>.parquet when it holds one
 // partition, w<partition>-<first>-<last>.parquet when it holds more.
-func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (fileEntry, error) {
+func (tw *topicWriter) writePeriod(ctx context.Context, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (fileEntry, error) {
 	parts := make([]int, 0, len(runs))
 	for p := range runs {
 		parts = append(parts, p)
@@ -710,7 +739,7 @@ func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period i
 	fe.Path = periodPath(period, tw.tl.period) + "/" + kind + strconv.Itoa(first.Partition) + "-" +
 		strconv.FormatInt(first.First, 10) + "-" + strconv.FormatInt(first.Last, 10) + ".parquet"
 	for attempt := 0; ; attempt++ {
-		err := tw.writeFile(ctx, fw, &fe, parts, runs)
+		err := tw.writeFile(ctx, &fe, runs)
 		if errors.Is(err, lakestore.ErrExists) && attempt == 0 {
 			// A file holds the name: left by a writer of these partitions
 			// that failed or lost them (this one owns them now), or by our
@@ -732,46 +761,73 @@ func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period i
 	}
 }
 
-func (tw *topicWriter) writeFile(ctx context.Context, fw *fileWriter, fe *fileEntry, parts []int, runs map[int]*rowRun) error {
-	w, err := tw.tl.st.Create(ctx, tw.tl.key(fe.Path))
-	if err != nil {
-		return err
+// writeFile encodes a period's rows as the file of fe with one of the
+// encoders, then commits it (durably, create-only) after giving the
+// encoder back.
+func (tw *topicWriter) writeFile(ctx context.Context, fe *fileEntry, runs map[int]*rowRun) error {
+	var fw *fileWriter
+	select {
+	case fw = <-tw.encoders:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	fw.start(w, fe.Ranges)
-	var rr runReader
-	rr.schema = tw.tl.topic.Schema
-	for _, p := range parts {
-		rr.reset(runs[p])
-		for {
-			evs, offs, err := rr.next(chunkRows)
-			if err == nil && len(evs) == 0 {
-				break
-			}
-			for i := range evs {
-				if err == nil {
-					err = fw.add(&evs[i], int32(p), offs[i])
-				}
-			}
-			if err == nil {
-				// The decoded events are reused by the next chunk.
-				err = fw.drain()
-			}
-			if err != nil {
-				fw.abandon()
-				w.Abort()
-				return err
-			}
-		}
+	w, sum, err := tw.encodeFile(ctx, fw, fe, runs)
+	if err != nil || fw.out.n <= smallFile {
+		tw.encoders <- fw
+		fw = nil
 	}
-	sum, err := fw.finish()
 	if err != nil {
-		w.Abort()
 		return err
 	}
 	n, err := w.Commit(ctx, true)
+	if fw != nil {
+		tw.encoders <- fw
+	}
 	if err != nil {
 		return err
 	}
 	fe.Bytes, fe.CRC32C = n, sum
 	return nil
+}
+
+// encodeFile writes the file of fe, its rows in event-time order, and
+// returns it uncommitted with its CRC-32C.
+func (tw *topicWriter) encodeFile(ctx context.Context, fw *fileWriter, fe *fileEntry, runs map[int]*rowRun) (lakestore.Writer, uint32, error) {
+	pr := &fw.sorter
+	pr.schema = tw.tl.topic.Schema
+	defer pr.release()
+	if err := pr.reset(runs); err != nil {
+		return nil, 0, err
+	}
+	w, err := tw.tl.st.Create(ctx, tw.tl.key(fe.Path))
+	if err != nil {
+		return nil, 0, err
+	}
+	fw.start(w, fe.Ranges)
+	for {
+		evs, parts, offs := pr.next(chunkRows)
+		if len(evs) == 0 {
+			break
+		}
+		for i := range evs {
+			if err == nil {
+				err = fw.add(&evs[i], parts[i], offs[i])
+			}
+		}
+		if err == nil {
+			// The decoded events are reused by the next chunk.
+			err = fw.drain()
+		}
+		if err != nil {
+			fw.abandon()
+			w.Abort()
+			return nil, 0, err
+		}
+	}
+	sum, err := fw.finish()
+	if err != nil {
+		w.Abort()
+		return nil, 0, err
+	}
+	return w, sum, nil
 }
