@@ -28,5 +28,19 @@ type uploadResult struct {
 // per entry.
 const maxBatch = 64
 
+// What a reader of the speed layer holds ahead of the goroutine it feeds:
+// readAhead entries in the log's client (broker.Broker.ReaderAhead) and
+// entryQueue decoded ones in the channel between them. A process runs two
+// readers per owned partition of every view (the source and the partials)
+// and one per replica, all full while a backfill or a restart catches up;
+// these bound its read buffers to (readAhead + entryQueue + 1) entries per
+// reader, the decoded ones about ten times their stored size. They are
+// enough to hide the log's round trip: a run takes an entry in well under
+// a millisecond.
+const (
+	readAhead  = 16
+	entryQueue = 2
+)
+
 // softStopTimeout bounds the final appends and checkpoint of a soft stop.
 const softStopTimeout = 30 * time.Second
