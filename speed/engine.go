@@ -40,6 +40,10 @@ type engine struct {
 	windows map[int64]*window
 	byEnd   []*window
 	last    *window // the window of the previous event: the common case
+	// groupsHint sizes a new window's groups: how many the last window
+	// finalised had, so that a window of many groups does not grow its
+	// map (and rehash every group) a dozen times as it fills.
+	groupsHint int
 
 	// Session views: the open sessions of each key, and a heap of the
 	// earliest session end of each key for finalisation.
@@ -298,7 +302,7 @@ func (e *engine) window(tw plan.TimeWindow) *window {
 	}
 	w := e.windows[tw.Start]
 	if w == nil {
-		w = &window{TimeWindow: tw, groups: map[string]*slot{}}
+		w = &window{TimeWindow: tw, groups: make(map[string]*slot, e.groupsHint)}
 		e.windows[tw.Start] = w
 		i, _ := slices.BinarySearchFunc(e.byEnd, w, compareWindows)
 		e.byEnd = slices.Insert(e.byEnd, i, w)
@@ -458,6 +462,7 @@ func (e *engine) finalizeWindows(out *output) {
 			e.last = nil
 		}
 		e.nopen -= len(w.groups)
+		e.groupsHint = len(w.groups)
 		e.pace.waiting -= w.waiting
 		for key, s := range w.groups {
 			s.dirty = false
