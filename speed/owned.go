@@ -168,7 +168,7 @@ func (r *partRun) run(ctx context.Context) error {
 	srcCh := make(chan broker.Entry, entryQueue)
 	prtCh := make(chan broker.Entry, entryQueue)
 	r.errs = make(chan error, 3)
-	r.appends = make(chan partialBatch, 16)
+	r.appends = make(chan partialBatch, partialsQueue)
 	r.uploaded = make(chan uploadResult, 1)
 	appendErr := make(chan error, 1)
 	// Commits come only with checkpoints; the read positions are reported

@@ -42,5 +42,10 @@ const (
 	entryQueue = 2
 )
 
+// partialsQueue is how many of stage 1's flushes may wait for the log
+// (partialBatch): a flush during a backfill holds a record per window that
+// changed, thousands, so the run waits for the log rather than queue more.
+const partialsQueue = 4
+
 // softStopTimeout bounds the final appends and checkpoint of a soft stop.
 const softStopTimeout = 30 * time.Second
