@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -51,7 +52,7 @@ type engine struct {
 	closing endHeap
 
 	dirty     []dirtyRef    // windowed slots to show at the next Flush
-	arena     []byte        // the keys of dirty, reset by Flush
+	arena     []byte        // the keys of dirty, replaced by Flush
 	dirtyKeys []*sessionKey // session keys to show at the next Flush
 	gone      []keyedWindow // session windows that vanished and are not yet shown gone
 	pace      pace          // when changed open windows are shown (pace.go)
@@ -396,13 +397,19 @@ func (e *engine) Flush(now time.Time, out *output) {
 	} else {
 		e.finalizeWindows(out)
 	}
-	for _, d := range e.dirty {
-		if d.s.dirty {
-			out.Open = e.showSlot(out, d.w, d.s, string(e.arena[d.at:d.to]))
+	if len(e.dirty) > 0 {
+		// The rows' keys and group strings are substrings of the arena,
+		// made a string once: the arena is left to them, never written
+		// again, and the next Flush's keys go to a new one.
+		keys := unsafe.String(unsafe.SliceData(e.arena), len(e.arena))
+		for _, d := range e.dirty {
+			if d.s.dirty {
+				out.Open = e.showSlot(out, d.w, d.s, keys[d.at:d.to])
+			}
 		}
+		clear(e.dirty)
+		e.dirty, e.arena = e.dirty[:0], make([]byte, 0, len(e.arena))
 	}
-	clear(e.dirty)
-	e.dirty, e.arena = e.dirty[:0], e.arena[:0]
 	for _, k := range e.dirtyKeys {
 		k.listed = false
 		if k.dirty && !k.closed {
