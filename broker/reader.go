@@ -97,6 +97,7 @@ type Reader struct {
 	b      *Broker
 	schema event.Schema
 	p      *partition
+	ahead  int // ReaderAhead's bound; 0: readerMaxBytes of entries
 
 	mu  sync.Mutex
 	cur *readerIt
@@ -130,6 +131,22 @@ const (
 // the log: Next waits for entries appended later. Close it when done
 // (Broker.Close closes open readers).
 func (b *Broker) Reader(ctx context.Context, topicName string, part int, from Position) (*Reader, error) {
+	return b.reader(ctx, topicName, part, from, 0)
+}
+
+// ReaderAhead is Reader with what the Reader holds read ahead of Next
+// bounded to entries entries (each fetch from the server to readerMaxBytes,
+// which stays above the largest entry). Reader bounds it to readerMaxBytes
+// of entries whatever their count, and the JetStream client then sizes its
+// buffer for a million messages: 8 MB per Reader, allocated when it opens
+// and kept however little it reads. A process that opens many Readers (the
+// speed layer: two per partition of every view) bounds each by count
+// instead; it holds at most entries times the largest entry.
+func (b *Broker) ReaderAhead(ctx context.Context, topicName string, part int, from Position, entries int) (*Reader, error) {
+	return b.reader(ctx, topicName, part, from, max(entries, 1))
+}
+
+func (b *Broker) reader(ctx context.Context, topicName string, part int, from Position, ahead int) (*Reader, error) {
 	t, p, err := b.partition(topicName, part)
 	if err != nil {
 		return nil, err
@@ -145,7 +162,7 @@ func (b *Broker) Reader(ctx context.Context, topicName string, part int, from Po
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{b: b, schema: t.spec.Schema, p: p, nextSeq: seq, minOffset: minOffset, done: make(chan struct{})}
+	r := &Reader{b: b, schema: t.spec.Schema, p: p, ahead: ahead, nextSeq: seq, minOffset: minOffset, done: make(chan struct{})}
 	if err := r.open(ctx); err != nil {
 		return nil, err
 	}
@@ -172,8 +189,11 @@ func (r *Reader) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("broker: reader %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
 	}
-	it, err := cons.Messages(jetstream.PullMaxBytes(readerMaxBytes),
-		jetstream.PullHeartbeat(readerHeartbeat), jetstream.PullExpiry(readerExpiry))
+	bound := jetstream.PullMessagesOpt(jetstream.PullMaxBytes(readerMaxBytes))
+	if r.ahead > 0 {
+		bound = jetstream.PullMaxMessagesWithBytesLimit(r.ahead, readerMaxBytes)
+	}
+	it, err := cons.Messages(bound, jetstream.PullHeartbeat(readerHeartbeat), jetstream.PullExpiry(readerExpiry))
 	if err != nil {
 		return fmt.Errorf("broker: reader %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
 	}
