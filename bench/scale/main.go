@@ -178,8 +178,8 @@ func run(ctx context.Context, o options, w io.Writer) error {
 				if err != nil {
 					return fmt.Errorf("round %d, %s, %d workers: %w", r+1, c.name, n, err)
 				}
-				measure.Logf(w, "result round=%d consumer=%s workers=%d events=%d seconds=%.2f rate=%.0f steady=%.0f cpu_s=%.2f load=%.1f",
-					r+1, c.name, n, o.events, res.took.Seconds(), res.rate(), res.steady, res.cpu, res.load)
+				measure.Logf(w, "result round=%d consumer=%s workers=%d events=%d seconds=%.2f rate=%.0f steady=%.0f cpu_s=%.2f throttled=%.2f infra_cpu_s=%.2f load=%.1f",
+					r+1, c.name, n, o.events, res.took.Seconds(), res.rate(), res.steady, res.cpu, res.throttled, res.infraCPU, res.load)
 				if results[c.name] == nil {
 					results[c.name] = map[int][]result{}
 				}

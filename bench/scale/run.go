@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -199,6 +200,14 @@ func (b *bench) measure(ctx context.Context, c consumer, n, round int) (res resu
 	}
 	defer obs.Stop()
 
+	obsCPU0, err := obs.CPUSeconds()
+	if err != nil {
+		return res, err
+	}
+	selfCPU0, err := selfCPUSeconds()
+	if err != nil {
+		return res, err
+	}
 	workers, groups, start, err := b.startWorkers(ctx, c, n, dir, penv)
 	defer func() {
 		for _, g := range groups {
@@ -222,6 +231,27 @@ func (b *bench) measure(ctx context.Context, c consumer, n, round int) (res resu
 			return res, err
 		}
 		res.cpu += cpu
+	}
+	obsCPU, err := obs.CPUSeconds()
+	if err != nil {
+		return res, err
+	}
+	selfCPU, err := selfCPUSeconds()
+	if err != nil {
+		return res, err
+	}
+	res.infraCPU = obsCPU - obsCPU0 + selfCPU - selfCPU0
+	var periods, throttled int64
+	for _, g := range groups {
+		p, t, err := g.throttled()
+		if err != nil {
+			return res, err
+		}
+		periods += p
+		throttled += t
+	}
+	if periods > 0 {
+		res.throttled = float64(throttled) / float64(periods)
 	}
 	// A soft stop: the last checkpoint, flush and commit, as a rolling
 	// restart would; then the check reads what the consumer left.
@@ -335,6 +365,15 @@ func waitCaughtUp(ctx context.Context, obs *measure.Server, c consumer, start ti
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// selfCPUSeconds is the harness's own CPU time: its NATS server's, mostly.
+func selfCPUSeconds() (float64, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds(), nil
 }
 
 // copyDir copies a directory tree (the NATS store) with cp -a.
