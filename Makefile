@@ -76,7 +76,7 @@ bench-backfill: build
 	$(GO) run ./bench/backfill -rounds $(ROUNDS)$(if $(PARTITIONING), -partitioning $(PARTITIONING)) -o artifacts/bench-backfill.md
 
 ## bench-scale: catch-up throughput of a pre-filled backlog with 1, 2 and 3 workers per consumer
-## (speed layer, lake writer, PostgreSQL sink), each worker capped at 0.25 CPU by a cgroup (needs
+## (speed layer, lake writer, PostgreSQL sink) and partition moves, each worker capped at 0.25 CPU by a cgroup (needs
 ## root), ROUNDS interleaved rounds, exact counts checked; SCALE_FLAGS for more (-events, -cpu, …);
 ## report in artifacts/bench-scale.md
 bench-scale: build services

@@ -113,6 +113,14 @@ func (s *Server) Stop() error {
 	}
 }
 
+// Kill ends the process at once (SIGKILL to its process group, as a
+// crash would) and waits for it.
+func (s *Server) Kill() {
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	err := <-s.done
+	s.done <- err
+}
+
 // PeakRSS is the process's VmHWM in bytes.
 func (s *Server) PeakRSS() (int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))

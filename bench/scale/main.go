@@ -38,7 +38,7 @@ import (
 
 type options struct {
 	bin, pipeline, work, pgDSN string
-	rounds                     int
+	rounds, moveRounds         int
 	workers                    []int
 	consumers                  []consumer
 	events                     int
@@ -56,7 +56,8 @@ func main() {
 	flag.StringVar(&o.pipeline, "pipeline", "bench/scale/scale.yaml", "the pipeline file")
 	flag.StringVar(&o.work, "dir", "", "working directory (default: a new one under the system's temp dir)")
 	flag.StringVar(&o.pgDSN, "pg", os.Getenv("LF_TEST_POSTGRES_DSN"), "PostgreSQL DSN for the sink (a schema sf_scale_* is made per measurement)")
-	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds")
+	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds of throughput (0: none)")
+	flag.IntVar(&o.moveRounds, "moves", 3, "rounds of partition moves: a worker of three killed, one joining, one stopped (0: none)")
 	flag.StringVar(&workers, "workers", "1,2,3", "worker counts per consumer")
 	flag.StringVar(&consumers, "consumers", "speed,lake,sink", "consumers to measure: speed, lake, sink")
 	flag.IntVar(&o.events, "events", 2_000_000, "events in the backlog")
@@ -187,6 +188,18 @@ func run(ctx context.Context, o options, w io.Writer) error {
 			}
 		}
 	}
+	allMoves := map[string][]moves{}
+	for r := range o.moveRounds {
+		for _, c := range o.consumers {
+			m, err := b.measureMoves(ctx, c, r)
+			if err != nil {
+				return fmt.Errorf("moves round %d, %s: %w", r+1, c.name, err)
+			}
+			measure.Logf(w, "moves round=%d consumer=%s kill=%.2fs join=%.2fs stop=%.2fs load=%.1f",
+				r+1, c.name, m.kill.Seconds(), m.join.Seconds(), m.stop.Seconds(), measure.LoadAverage())
+			allMoves[c.name] = append(allMoves[c.name], m)
+		}
+	}
 	fmt.Fprintln(w)
 	how := "not pinned"
 	if o.share > 0 {
@@ -197,6 +210,12 @@ func run(ctx context.Context, o options, w io.Writer) error {
 		how = fmt.Sprintf("each worker capped at %.2g CPU (cgroup %s, period %d ms), weight %d× a default process, as is the harness's NATS server", o.share, v, cpuPeriodMicros/1000, o.weight)
 	}
 	fmt.Fprintf(w, "Backlog %d events in 6 partitions; %s; %d rounds.\n\n", o.events, how, o.rounds)
-	table(w, o, results)
+	if o.rounds > 0 {
+		table(w, o, results)
+	}
+	if o.moveRounds > 0 {
+		fmt.Fprintf(w, "\nPartition moves, 3 workers, %d rounds (median, then each round):\n\n", o.moveRounds)
+		movesTable(w, o, allMoves)
+	}
 	return nil
 }

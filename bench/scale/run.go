@@ -157,48 +157,75 @@ func events(n int, now time.Time) []string {
 	return lines
 }
 
+// stage is one measurement's own copy of the backlog: a NATS server on a
+// copy of the template store, the sink's schema, and the observer, a
+// `serve` process (not pinned, running none of the measured consumers)
+// that answers the polls of GET /v1/lag and /v1/cluster.
+type stage struct {
+	dir     string
+	ns      *server.Server
+	pgDSN   string
+	obs     *measure.Server
+	closers []func()
+}
+
+func (b *bench) newStage(ctx context.Context, c consumer, tag string) (st *stage, err error) {
+	b.seq++
+	st = &stage{dir: filepath.Join(b.o.work, tag), pgDSN: b.o.pgDSN}
+	defer func() {
+		if err != nil {
+			st.close()
+		}
+	}()
+	if !b.o.keep {
+		st.closers = append(st.closers, func() { os.RemoveAll(st.dir) })
+	}
+	store := filepath.Join(st.dir, "nats")
+	if err := copyDir(ctx, b.template(), store); err != nil {
+		return st, err
+	}
+	if st.ns, err = startNATS(store); err != nil {
+		return st, err
+	}
+	st.closers = append(st.closers, func() { stopNATS(st.ns) })
+	if c.name == "sink" {
+		schema := fmt.Sprintf("sf_scale_%d_%d", os.Getpid(), b.seq)
+		if st.pgDSN, err = b.schema(ctx, schema); err != nil {
+			return st, err
+		}
+		if !b.o.keep {
+			st.closers = append(st.closers, func() { b.dropSchema(schema) })
+		}
+	}
+	if st.obs, err = measure.StartServer(ctx, measure.ServerConfig{Bin: b.o.bin, Pipeline: b.o.pipeline, Dir: filepath.Join(st.dir, "observer"),
+		Roles: "serve", Env: st.env("observer")}); err != nil {
+		return st, fmt.Errorf("observer: %w", err)
+	}
+	st.closers = append(st.closers, func() { st.obs.Stop() })
+	return st, nil
+}
+
+// env is the environment of the stage's process name.
+func (st *stage) env(name string) []string {
+	return env(st.ns.ClientURL(), st.dir, filepath.Join(st.dir, name, "data"), st.pgDSN)
+}
+
+// close undoes newStage, last step first.
+func (st *stage) close() {
+	for i := len(st.closers) - 1; i >= 0; i-- {
+		st.closers[i]()
+	}
+}
+
 // measure starts n workers of consumer c on a copy of the backlog, times
 // their catch-up and checks the result.
 func (b *bench) measure(ctx context.Context, c consumer, n, round int) (res result, err error) {
-	b.seq++
-	tag := fmt.Sprintf("r%d-%s-%d", round+1, c.name, n)
-	dir := filepath.Join(b.o.work, tag)
-	defer func() {
-		if !b.o.keep {
-			os.RemoveAll(dir)
-		}
-	}()
-	store := filepath.Join(dir, "nats")
-	if err := copyDir(ctx, b.template(), store); err != nil {
-		return res, err
-	}
-	ns, err := startNATS(store)
+	st, err := b.newStage(ctx, c, fmt.Sprintf("r%d-%s-%d", round+1, c.name, n))
 	if err != nil {
 		return res, err
 	}
-	defer stopNATS(ns)
-	pgDSN := b.o.pgDSN
-	if c.name == "sink" {
-		schema := fmt.Sprintf("sf_scale_%d_%d", os.Getpid(), b.seq)
-		if pgDSN, err = b.schema(ctx, schema); err != nil {
-			return res, err
-		}
-		if !b.o.keep {
-			defer b.dropSchema(schema)
-		}
-	}
-	penv := func(name string) []string {
-		return env(ns.ClientURL(), dir, filepath.Join(dir, name, "data"), pgDSN)
-	}
-	// The observer answers the lag polls (GET /v1/lag is served by the
-	// serve role); it runs none of the measured consumers and is not
-	// pinned.
-	obs, err := measure.StartServer(ctx, measure.ServerConfig{Bin: b.o.bin, Pipeline: b.o.pipeline, Dir: filepath.Join(dir, "observer"),
-		Roles: "serve", Env: penv("observer")})
-	if err != nil {
-		return res, fmt.Errorf("observer: %w", err)
-	}
-	defer obs.Stop()
+	defer st.close()
+	dir, obs, penv, pgDSN := st.dir, st.obs, st.env, st.pgDSN
 
 	obsCPU0, err := obs.CPUSeconds()
 	if err != nil {
@@ -208,7 +235,7 @@ func (b *bench) measure(ctx context.Context, c consumer, n, round int) (res resu
 	if err != nil {
 		return res, err
 	}
-	workers, groups, start, err := b.startWorkers(ctx, c, n, dir, penv)
+	workers, groups, start, err := b.startWorkers(ctx, c, n, 0, dir, penv)
 	defer func() {
 		for _, g := range groups {
 			if rerr := g.remove(); err == nil && rerr != nil {
@@ -264,13 +291,14 @@ func (b *bench) measure(ctx context.Context, c consumer, n, round int) (res resu
 	return res, nil
 }
 
-// startWorkers starts n workers of c at once, each in a cgroup of its own
-// when pinning, and returns when all are ready, with the time they were
-// started.
-func (b *bench) startWorkers(ctx context.Context, c consumer, n int, dir string, penv func(string) []string) ([]*measure.Server, []*cgroup, time.Time, error) {
+// startWorkers starts n workers of c at once, numbered from first, each in
+// a cgroup of its own when pinning, and returns when all are ready, with
+// the time they were started.
+func (b *bench) startWorkers(ctx context.Context, c consumer, n, first int, dir string, penv func(string) []string) ([]*measure.Server, []*cgroup, time.Time, error) {
 	var groups []*cgroup
 	wraps := make([][]string, n)
 	for i := range n {
+		i := first + i
 		if b.cgRoot == "" {
 			continue
 		}
@@ -279,7 +307,7 @@ func (b *bench) startWorkers(ctx context.Context, c consumer, n int, dir string,
 			return nil, groups, time.Time{}, err
 		}
 		groups = append(groups, g)
-		wraps[i] = g.wrap()
+		wraps[i-first] = g.wrap()
 	}
 	workers := make([]*measure.Server, n)
 	errs := make([]error, n)
@@ -287,7 +315,7 @@ func (b *bench) startWorkers(ctx context.Context, c consumer, n int, dir string,
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			name := fmt.Sprintf("w%d", i)
+			name := fmt.Sprintf("w%d", first+i)
 			workers[i], errs[i] = measure.StartServer(ctx, measure.ServerConfig{Bin: b.o.bin, Pipeline: b.o.pipeline,
 				Dir: filepath.Join(dir, name), Roles: c.role, Env: penv(name), Wrap: wraps[i]})
 		})
