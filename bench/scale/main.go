@@ -3,7 +3,7 @@
 // processes per role, each worker capped at a share of a CPU by a cgroup so
 // that the scaling shows on a small machine.
 //
-// One NATS server (in this process, not capped) holds the backlog, written
+// One nats-server (a child process, not capped) holds the backlog, written
 // once through HTTP ingest; every measurement starts from a copy of that
 // store, so each one catches up the same events from the same state. Per
 // round and consumer (the speed layer of a view, the lake writer, a
@@ -164,6 +164,11 @@ func run(ctx context.Context, o options, w io.Writer) error {
 				measure.Logf(w, "%v", err)
 			}
 		}()
+	}
+	measure.Logf(w, "building nats-server (%s, the version in go.mod)", natsModule)
+	var err error
+	if b.natsBin, err = buildNATS(ctx, o.work); err != nil {
+		return err
 	}
 	measure.Logf(w, "filling the backlog: %d events through HTTP ingest (load %.1f)", o.events, measure.LoadAverage())
 	took, err := b.fill(ctx)

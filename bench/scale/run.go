@@ -11,11 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/lambdaflow/lambdaflow/bench/measure"
 )
@@ -75,29 +73,12 @@ type bench struct {
 	cgRoot string // "" when not pinning
 	cgV2   bool
 	seq    int // measurements so far, for unique names
+	// natsBin is the nats-server binary, built once per run.
+	natsBin string
 }
 
 // template is the NATS store holding the backlog.
 func (b *bench) template() string { return filepath.Join(b.o.work, "backlog") }
-
-// startNATS runs a JetStream server on store, on a free port.
-func startNATS(store string) (*server.Server, error) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: store, NoSigs: true})
-	if err != nil {
-		return nil, err
-	}
-	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		s.Shutdown()
-		return nil, errors.New("nats-server not ready after 30 s")
-	}
-	return s, nil
-}
-
-func stopNATS(s *server.Server) {
-	s.Shutdown()
-	s.WaitForShutdown()
-}
 
 // env is the environment of one lambdaflow process of a measurement.
 func env(natsURL, dir, data, pgDSN string) []string {
@@ -107,14 +88,14 @@ func env(natsURL, dir, data, pgDSN string) []string {
 // fill writes the backlog once, through an ingest process, into the
 // template store, and checks the log holds every event.
 func (b *bench) fill(ctx context.Context) (time.Duration, error) {
-	ns, err := startNATS(b.template())
+	ns, err := startNATS(ctx, b.natsBin, b.template())
 	if err != nil {
 		return 0, err
 	}
-	defer stopNATS(ns)
+	defer ns.stop()
 	dir := filepath.Join(b.o.work, "fill")
 	s, err := measure.StartServer(ctx, measure.ServerConfig{Bin: b.o.bin, Pipeline: b.o.pipeline, Dir: dir, Roles: "ingest",
-		Env: env(ns.ClientURL(), dir, filepath.Join(dir, "data"), b.o.pgDSN)})
+		Env: env(ns.url, dir, filepath.Join(dir, "data"), b.o.pgDSN)})
 	if err != nil {
 		return 0, err
 	}
@@ -163,7 +144,7 @@ func events(n int, now time.Time) []string {
 // that answers the polls of GET /v1/lag and /v1/cluster.
 type stage struct {
 	dir     string
-	ns      *server.Server
+	ns      *natsServer
 	pgDSN   string
 	obs     *measure.Server
 	closers []func()
@@ -184,10 +165,10 @@ func (b *bench) newStage(ctx context.Context, c consumer, tag string) (st *stage
 	if err := copyDir(ctx, b.template(), store); err != nil {
 		return st, err
 	}
-	if st.ns, err = startNATS(store); err != nil {
+	if st.ns, err = startNATS(ctx, b.natsBin, store); err != nil {
 		return st, err
 	}
-	st.closers = append(st.closers, func() { stopNATS(st.ns) })
+	st.closers = append(st.closers, st.ns.stop)
 	if c.name == "sink" {
 		schema := fmt.Sprintf("sf_scale_%d_%d", os.Getpid(), b.seq)
 		if st.pgDSN, err = b.schema(ctx, schema); err != nil {
@@ -207,7 +188,7 @@ func (b *bench) newStage(ctx context.Context, c consumer, tag string) (st *stage
 
 // env is the environment of the stage's process name.
 func (st *stage) env(name string) []string {
-	return env(st.ns.ClientURL(), st.dir, filepath.Join(st.dir, name, "data"), st.pgDSN)
+	return env(st.ns.url, st.dir, filepath.Join(st.dir, name, "data"), st.pgDSN)
 }
 
 // close undoes newStage, last step first.
@@ -231,7 +212,7 @@ func (b *bench) measure(ctx context.Context, c consumer, n, round int) (res resu
 	if err != nil {
 		return res, err
 	}
-	selfCPU0, err := selfCPUSeconds()
+	natsCPU0, err := st.ns.cpuSeconds()
 	if err != nil {
 		return res, err
 	}
@@ -263,11 +244,11 @@ func (b *bench) measure(ctx context.Context, c consumer, n, round int) (res resu
 	if err != nil {
 		return res, err
 	}
-	selfCPU, err := selfCPUSeconds()
+	natsCPU, err := st.ns.cpuSeconds()
 	if err != nil {
 		return res, err
 	}
-	res.infraCPU = obsCPU - obsCPU0 + selfCPU - selfCPU0
+	res.infraCPU = obsCPU - obsCPU0 + natsCPU - natsCPU0
 	var periods, throttled int64
 	for _, g := range groups {
 		p, t, err := g.throttled()
@@ -393,15 +374,6 @@ func waitCaughtUp(ctx context.Context, obs *measure.Server, c consumer, start ti
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// selfCPUSeconds is the harness's own CPU time: its NATS server's, mostly.
-func selfCPUSeconds() (float64, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, err
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds(), nil
 }
 
 // copyDir copies a directory tree (the NATS store) with cp -a.
