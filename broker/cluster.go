@@ -201,6 +201,21 @@ func (n *Node) Own(consumer string, topics []string, run func(ctx context.Contex
 	if len(topics) == 0 {
 		parts = 1
 	}
+	return n.own(consumer, topics, parts, run)
+}
+
+// OwnPartitions is Own for a consumer of parts partitions that reads no
+// topic of this log and keeps its positions itself (a link pulling another
+// site's partitions in): taking a partition fences no commit record, so
+// the consumer's lag stays what the consumer reports.
+func (n *Node) OwnPartitions(consumer string, parts int, run func(ctx context.Context, l *Lease) error) (*Ownership, error) {
+	if parts < 1 {
+		return nil, fmt.Errorf("broker: consumer %s: %d partitions", consumer, parts)
+	}
+	return n.own(consumer, nil, parts, run)
+}
+
+func (n *Node) own(consumer string, topics []string, parts int, run func(ctx context.Context, l *Lease) error) (*Ownership, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, dup := n.groups[consumer]; dup {

@@ -227,7 +227,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		// Links pull other sites' topics in through the same log: they are
 		// a way in, like HTTP and Kafka.
 		if hasSources(p) {
-			mr, err := mirror.New(p, b, mirror.Options{Logger: logger.With("component", "mirror"), Registerer: preg("mirror")})
+			mr, err := mirror.New(p, b, mirror.Options{Logger: logger.With("component", "mirror"), Registerer: preg("mirror"), Owner: node})
 			if err != nil {
 				return err
 			}
