@@ -54,14 +54,15 @@ import (
 // before the others may take it (they act at the key's expiry, within
 // rebalanceEvery). fenceAfter outlasts most JetStream leader elections
 // (NATS' raft elects 4-9 s after it last heard from a lost leader, about
-// 5.5 s on average with three nodes), so that losing the NATS node that
-// leads the nodes bucket seldom makes every process give its partitions
-// up; and a process killed with -9 has its partitions taken within
-// nodeTTL + rebalanceEvery (12 s), inside the 15 s the cluster promises.
+// 5.7 s on average with two followers left), so that losing the NATS node
+// that leads the nodes bucket seldom makes every process give its
+// partitions up; and a process killed with -9 has its partitions taken
+// within nodeTTL + rebalanceEvery (11 s) and a move or two, inside the
+// 15 s the cluster promises.
 const (
-	nodeTTL        = 11 * time.Second
+	nodeTTL        = 10 * time.Second
 	heartbeatEvery = time.Second
-	fenceAfter     = 8 * time.Second
+	fenceAfter     = 7 * time.Second
 	rebalanceEvery = time.Second
 )
 
@@ -496,6 +497,10 @@ func (n *Node) rebalance(ctx context.Context) error {
 			n.log.Info("cluster: gave back a partition this node no longer runs", "consumer", w.g.consumer, "partition", w.p, "epoch", o.rec.Epoch)
 		}
 	}
+	// The partitions are taken side by side: each is a few compare-and-sets
+	// on replicated keys, and a process that lost a node takes them all at
+	// once.
+	var wg sync.WaitGroup
 	for _, w := range take {
 		o := owners[ownKey(w.g.consumer, w.p)]
 		if o.rec.Node != "" && o.rec.Node != me {
@@ -503,10 +508,13 @@ func (n *Node) rebalance(ctx context.Context) error {
 				continue // still owned: its owner gives it back first
 			}
 		}
-		if err := n.acquire(ctx, w.g, w.p, o); err != nil {
-			n.log.Info("cluster: partition not taken; trying again", "consumer", w.g.consumer, "partition", w.p, "err", err)
-		}
+		wg.Go(func() {
+			if err := n.acquire(ctx, w.g, w.p, o); err != nil {
+				n.log.Info("cluster: partition not taken; trying again", "consumer", w.g.consumer, "partition", w.p, "err", err)
+			}
+		})
 	}
+	wg.Wait()
 	return nil
 }
 
