@@ -64,6 +64,8 @@ const (
 	heartbeatEvery = time.Second
 	fenceAfter     = 7 * time.Second
 	rebalanceEvery = time.Second
+	// heartbeatTimeout bounds one heartbeat write.
+	heartbeatTimeout = 3 * time.Second
 )
 
 // ErrFenced is returned (wrapped) by Lease.Commit when another process has
@@ -319,7 +321,11 @@ func (n *Node) heartbeatLoop() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, heartbeatEvery)
+		// A write may take seconds on a loaded cluster and still land in
+		// time: the key lives nodeTTL from when it is stored, and the
+		// fence counts from the write's start. Giving up after a second
+		// made loaded nodes fence themselves for nothing.
+		ctx, cancel := context.WithTimeout(n.ctx, heartbeatTimeout)
 		err := n.heartbeat(ctx)
 		cancel()
 		if err == nil {
