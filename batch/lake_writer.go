@@ -81,17 +81,6 @@ var _ partLease = (*broker.Lease)(nil)
 // errLost stops a writer whose partition another process has taken.
 var errLost = errors.New("lake: the partition moved to another process")
 
-// fenced refuses a commit for partition state ps under fence f.
-func fenced(ps partitionState, f Fence, topic string) error {
-	if f == nil {
-		return nil
-	}
-	if ps.Epoch > f.Epoch() || !f.Valid() {
-		return fmt.Errorf("%w: %s/%d: the manifest was committed by epoch %d, this writer holds %d", errLost, topic, ps.Partition, ps.Epoch, f.Epoch())
-	}
-	return nil
-}
-
 // topicLake is one topic's lake: its storage, schema, layout and
 // manifest. The lake writer, compaction and readers of the topic share it.
 type topicLake struct {
@@ -153,6 +142,10 @@ func (tl *topicLake) key(path string) string { return tl.topic.Name + "/" + path
 // partWriter is what a topic writer keeps of one partition it reads.
 type partWriter struct {
 	lease partLease
+	// stop ends the partition's reader; gone is set when a flush found the
+	// partition taken by another process (its rows are not flushed again).
+	stop context.CancelFunc
+	gone bool
 	// [first, end) are the offsets read into the buffer: first is the
 	// manifest's Next when the buffer's part of the partition began.
 	first, end int64
@@ -265,6 +258,14 @@ func (tw *topicWriter) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			if lost := lostPartitions(err); len(lost) > 0 {
+				// Those partitions' readers stopped; the others read
+				// again from the manifest and flush at once, without a
+				// pause.
+				tw.logger.Warn("lake: partitions taken by another process left out of the flush; reading the others again", "topic", tw.tl.topic.Name,
+					"partitions", lost, "err", err)
+				continue
+			}
 			fails++
 			b := retry.Backoff{Base: tw.poll, Cap: 30 * time.Second}
 			tw.logger.Error("lake: flush failed; reading again from the manifest", "topic", tw.tl.topic.Name, "err", err, "pause", b.Delay(fails))
@@ -287,8 +288,15 @@ func (tw *topicWriter) run(ctx context.Context) {
 func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) error {
 	topic := tw.tl.topic.Name
 	next := tw.tl.ms.snapshot().partition(part).Next
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	mine := &partWriter{lease: lease, stop: stop, first: next, end: next, committed: -1}
 	tw.mu.Lock()
-	tw.parts[part] = &partWriter{lease: lease, first: next, end: next, committed: -1}
+	if tw.parts[part] != nil {
+		tw.mu.Unlock()
+		return fmt.Errorf("%w: %s/%d", errAttached, topic, part)
+	}
+	tw.parts[part] = mine
 	tw.mu.Unlock()
 	// The manifest, not the committed offset, says what the lake holds;
 	// the commit can lag it by one flush after a crash.
@@ -307,15 +315,21 @@ func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) er
 	sctx := context.WithoutCancel(ctx)
 	ferr := tw.flush(sctx)
 	tw.mu.Lock()
-	pw := tw.parts[part]
+	pw := mine
+	gone := pw.gone
 	tw.mu.Unlock()
-	if ferr == nil && pw != nil && pw.committed != pw.first && lease.Valid() {
+	if ferr == nil && !gone && pw.committed != pw.first && lease.Valid() {
 		tw.report(sctx, part, pw.first, pw.eventTime)
 	}
 	tw.mu.Lock()
-	delete(tw.parts, part)
-	tw.buf.drop(part) // rows a failed flush could not commit
+	if tw.parts[part] == mine {
+		delete(tw.parts, part)
+		tw.buf.drop(part) // rows a failed flush could not commit
+	}
 	tw.mu.Unlock()
+	if gone {
+		err = errors.Join(err, &partLost{part: part, msg: fmt.Sprintf("%v: %s/%d: a flush found the partition taken", errLost, topic, part)})
+	}
 	if errors.Is(err, errLost) || errors.Is(ferr, errLost) {
 		return errors.Join(err, ferr)
 	}
@@ -442,6 +456,10 @@ func (tw *topicWriter) add(part int, gen int64, e *broker.Entry) error {
 		return errRestart
 	}
 	pw := tw.parts[part]
+	if pw == nil || pw.gone {
+		tw.mu.Unlock()
+		return fmt.Errorf("%w: %s/%d", errLost, tw.tl.topic.Name, part)
+	}
 	buf := tw.buf
 	before, rowsBefore := buf.bytes, buf.rows
 	for i := range e.Events {
@@ -530,7 +548,7 @@ func (tw *topicWriter) flush(ctx context.Context) error {
 	var ranges []flushRange
 	lost := false
 	for p, pw := range tw.parts {
-		if pw.end > pw.first && pw.lease != nil && !pw.lease.Valid() {
+		if pw.end > pw.first && (pw.gone || pw.lease != nil && !pw.lease.Valid()) {
 			// The partition moved to another process: what this one read
 			// of it is not committed (the new owner reads it again from
 			// the manifest), and the rest of the flush goes ahead.
@@ -559,6 +577,7 @@ func (tw *topicWriter) flush(ctx context.Context) error {
 	slices.SortFunc(ranges, func(a, b flushRange) int { return cmp.Compare(a.part, b.part) })
 	err := tw.commitBuffer(ctx, buf, ranges)
 	if err != nil {
+		tw.leaveOut(lostPartitions(err))
 		tw.restart()
 		return err
 	}
@@ -580,11 +599,17 @@ func (tw *topicWriter) commitBuffer(ctx context.Context, buf *rowBuffer, ranges 
 	}
 	_, err = tw.tl.ms.commit(ctx, func(m *manifest) (*delta, error) {
 		d := &delta{Add: entries}
+		var lost []error
+		for _, r := range ranges {
+			if err := fenced(m.partition(r.part), r.fence, topic); err != nil {
+				lost = append(lost, err)
+			}
+		}
+		if len(lost) > 0 {
+			return nil, errors.Join(lost...)
+		}
 		for _, r := range ranges {
 			ps := m.partition(r.part)
-			if err := fenced(ps, r.fence, topic); err != nil {
-				return nil, err
-			}
 			if ps.Next != r.first {
 				return nil, fmt.Errorf("lake: %s/%d: the manifest is at offset %d, the flush starts at %d", topic, r.part, ps.Next, r.first)
 			}
@@ -621,6 +646,21 @@ func (tw *topicWriter) remove(entries []fileEntry) {
 	defer cancel()
 	if err := tw.tl.st.Delete(ctx, keys...); err != nil {
 		tw.logger.Warn("lake: removing the files of a failed flush", "topic", tw.tl.topic.Name, "err", err)
+	}
+}
+
+// leaveOut stops the readers of partitions a flush found taken by another
+// process: their rows are not flushed again (attach then returns errLost).
+func (tw *topicWriter) leaveOut(parts []int) {
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	for _, p := range parts {
+		if pw := tw.parts[p]; pw != nil && !pw.gone {
+			pw.gone = true
+			if pw.stop != nil {
+				pw.stop()
+			}
+		}
 	}
 }
 

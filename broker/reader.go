@@ -113,10 +113,48 @@ type Reader struct {
 	closeOnce sync.Once
 }
 
-// readerIt pairs an iterator with the stop of its subscription.
+// readerIt pairs an iterator with the stop of its subscription, and the
+// goroutine that drives it. nats.go notices missing heartbeats (a consumer
+// whose server died) only while one call of the iterator's Next lasts
+// twice the heartbeat interval: callers that poll Next with short
+// deadlines (the lake writer waits a poll interval at a time) would never
+// see a dead consumer, and would wait for good with no error. So pump
+// calls it without a deadline and hands what it gets to Reader.Next.
 type readerIt struct {
 	it       jetstream.MessagesContext
+	got      chan pumped   // what pump read, in order
+	quit     chan struct{} // closed by stopIt: pump stops handing over
+	pumpDone chan struct{} // closed when pump returned
 	stopOnce sync.Once
+}
+
+// pumped is one result of the iterator's Next.
+type pumped struct {
+	msg jetstream.Msg
+	err error
+}
+
+func newReaderIt(it jetstream.MessagesContext) *readerIt {
+	ri := &readerIt{it: it, got: make(chan pumped), quit: make(chan struct{}), pumpDone: make(chan struct{})}
+	go ri.pump()
+	return ri
+}
+
+// pump hands every message of the iterator over until the iterator fails
+// or stops (the error is handed over too, unless the reader stopped it).
+func (ri *readerIt) pump() {
+	defer close(ri.pumpDone)
+	for {
+		msg, err := ri.it.Next()
+		select {
+		case ri.got <- pumped{msg, err}:
+		case <-ri.quit:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // Consumer settings of a Reader: heartbeats let a consumer whose server
@@ -197,15 +235,16 @@ func (r *Reader) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("broker: reader %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
 	}
+	ri := newReaderIt(it)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	select {
 	case <-r.done:
-		r.stopIt(&readerIt{it: it})
+		r.stopIt(ri)
 		return ErrClosed
 	default:
 	}
-	r.cur = &readerIt{it: it}
+	r.cur = ri
 	return nil
 }
 
@@ -225,15 +264,20 @@ func (r *Reader) Next(ctx context.Context) (Entry, error) {
 			}
 			continue
 		}
-		msg, err := cur.it.Next(jetstream.NextContext(ctx))
+		var got pumped
+		select {
+		case got = <-cur.got:
+		case <-ctx.Done():
+			return Entry{}, ctx.Err()
+		case <-r.done:
+			return Entry{}, ErrClosed
+		}
+		msg, err := got.msg, got.err
 		if err != nil {
 			select {
 			case <-r.done:
 				return Entry{}, ErrClosed
 			default:
-			}
-			if ctx.Err() != nil {
-				return Entry{}, ctx.Err()
 			}
 			r.b.log.Warn("broker: reader failed; creating it again", "topic", r.p.topic, "partition", r.p.index,
 				"from_seq", r.nextSeq, "err", err)
@@ -329,7 +373,18 @@ func (r *Reader) stop() {
 // so ask again until it is.
 func (r *Reader) stopIt(ri *readerIt) {
 	ri.stopOnce.Do(func() {
+		close(ri.quit)
 		ri.it.Stop()
+		defer func() {
+			// The iterator's Next returns once it stopped.
+			t := time.NewTimer(5 * time.Second)
+			defer t.Stop()
+			select {
+			case <-ri.pumpDone:
+			case <-t.C:
+				r.b.log.Warn("broker: reader's consumer did not stop within 5s", "topic", r.p.topic, "partition", r.p.index)
+			}
+		}()
 		c, ok := ri.it.(interface{ Closed() <-chan struct{} })
 		if !ok {
 			return
