@@ -38,7 +38,7 @@ test: lint services
 	set -a; source <($(SERVICES) env); set +a; \
 	LF_REQUIRE_SERVICES=1 LF_ARTIFACTS_DIR=$(CURDIR)/artifacts $(GO) test $(GOTEST_FLAGS) ./...
 
-## test-scale: the multi-host scale-out test (3 NATS nodes, 3 workers in network namespaces; 3-5 min)
+## test-scale: the multi-host scale-out test alone (3 NATS nodes, 3 workers in network namespaces; 4-5 min; make test runs it too)
 test-scale: services
 	set -a; source <($(SERVICES) env); set +a; \
 	LF_SCALE_E2E=1 LF_REQUIRE_SERVICES=1 $(GO) test -count=1 -v -timeout 20m -run 'TestScaleOutAcrossHosts$$' ./e2e

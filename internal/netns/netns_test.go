@@ -198,7 +198,7 @@ func TestLeftoversOfADeadProcessAreRemoved(t *testing.T) {
 		t.Skip(err) // New reports it in the other tests
 	}
 	pid := deadPid(t)
-	key := "lfn" + pad36(pid, 5) + "00"
+	key := cmp.Or(os.Getenv("LF_NETNS_PREFIX"), "lfn") + pad36(pid, 5) + "00"
 	ns, link := key+"-crashed", key+"v00"
 	t.Cleanup(func() {
 		exec.Command("ip", "netns", "del", ns).Run()
