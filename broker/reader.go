@@ -162,24 +162,28 @@ func (ri *readerIt) pump() {
 const (
 	readerHeartbeat = time.Second
 	readerExpiry    = 5 * time.Second
-	readerMaxBytes  = 16 << 20 // bound buffered entries by bytes, not count
+	readerMaxBytes  = 16 << 20 // bound on one fetch, above the largest entry
+	// readerAhead is Reader's bound on entries read ahead: entries batch
+	// events, so a few hundred keep a reader busy, and a count bound keeps
+	// the JetStream client from sizing its buffer for a million messages.
+	readerAhead = 512
 )
 
 // Reader opens a reader of topic's partition starting at from. It follows
 // the log: Next waits for entries appended later. Close it when done
-// (Broker.Close closes open readers).
+// (Broker.Close closes open readers). It reads up to readerAhead entries
+// (and readerMaxBytes per fetch) ahead of Next.
 func (b *Broker) Reader(ctx context.Context, topicName string, part int, from Position) (*Reader, error) {
-	return b.reader(ctx, topicName, part, from, 0)
+	return b.reader(ctx, topicName, part, from, readerAhead)
 }
 
 // ReaderAhead is Reader with what the Reader holds read ahead of Next
 // bounded to entries entries (each fetch from the server to readerMaxBytes,
-// which stays above the largest entry). Reader bounds it to readerMaxBytes
-// of entries whatever their count, and the JetStream client then sizes its
-// buffer for a million messages: 8 MB per Reader, allocated when it opens
-// and kept however little it reads. A process that opens many Readers (the
-// speed layer: two per partition of every view) bounds each by count
-// instead; it holds at most entries times the largest entry.
+// which stays above the largest entry). Bounded by bytes alone, the
+// JetStream client sizes its buffer for a million messages: 8 MB per
+// Reader, allocated when it opens. A process that opens many Readers (the
+// speed layer: two per partition of every view) bounds each tighter than
+// Reader does; it holds at most entries times the largest entry.
 func (b *Broker) ReaderAhead(ctx context.Context, topicName string, part int, from Position, entries int) (*Reader, error) {
 	return b.reader(ctx, topicName, part, from, max(entries, 1))
 }
@@ -227,11 +231,7 @@ func (r *Reader) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("broker: reader %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
 	}
-	bound := jetstream.PullMessagesOpt(jetstream.PullMaxBytes(readerMaxBytes))
-	if r.ahead > 0 {
-		bound = jetstream.PullMaxMessagesWithBytesLimit(r.ahead, readerMaxBytes)
-	}
-	it, err := cons.Messages(bound, jetstream.PullHeartbeat(readerHeartbeat), jetstream.PullExpiry(readerExpiry))
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(r.ahead, readerMaxBytes), jetstream.PullHeartbeat(readerHeartbeat), jetstream.PullExpiry(readerExpiry))
 	if err != nil {
 		return fmt.Errorf("broker: reader %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
 	}
