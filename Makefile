@@ -13,7 +13,7 @@ BENCH ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 
-.PHONY: run build build-nocgo test test-go lint services services-down bench bench-kafka bench-peers bench-backfill fuzz test-scale clean
+.PHONY: run build build-nocgo test test-go lint services services-down bench bench-kafka bench-peers bench-backfill bench-scale fuzz test-scale clean
 
 ## run: the example pipeline on embedded defaults (nothing else to install)
 run: build
@@ -74,6 +74,16 @@ bench-backfill: build
 	deploy/bench/peers.sh duckdb
 	mkdir -p artifacts
 	$(GO) run ./bench/backfill -rounds $(ROUNDS)$(if $(PARTITIONING), -partitioning $(PARTITIONING)) -o artifacts/bench-backfill.md
+
+## bench-scale: catch-up throughput of a pre-filled backlog with 1, 2 and 3 workers per consumer
+## (speed layer, lake writer, PostgreSQL sink), each worker capped at SCALE_CPU of a CPU by a cgroup
+## (needs root), ROUNDS interleaved rounds, exact counts checked; report in artifacts/bench-scale.md
+SCALE_CPU ?= 0.25
+SCALE_EVENTS ?= 1500000
+bench-scale: build services
+	mkdir -p artifacts
+	eval "$$($(SERVICES) env)"; \
+	$(GO) run ./bench/scale -rounds $(ROUNDS) -cpu $(SCALE_CPU) -events $(SCALE_EVENTS) -o artifacts/bench-scale.md
 
 ## bench-kafka: Kafka-protocol produce throughput, interleaved medians: Apache Kafka (from Maven
 ## Central, KRaft, deploy/bench/kafka-broker.sh) vs Lambdaflow's Kafka listener vs the same records

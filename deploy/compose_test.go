@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,13 +22,15 @@ type composeService struct {
 	Volumes   []string
 	Ports     []string
 	Env       map[string]string `yaml:"environment"`
+	Deploy    struct{ Replicas int }
 }
 
 // TestComposeFile checks deploy/compose/compose.yaml without a Docker
 // engine (there is none on the development machines): three NATS nodes
 // routed to each other, every dependency and mounted file exists, host ports
 // are not reused, every Lambdaflow container runs known roles, together all
-// of them, on a pipeline that validates.
+// of them, each in at least two containers, on a pipeline that validates and
+// whose lake and sink the containers of a role can share.
 func TestComposeFile(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("compose", "compose.yaml"))
 	if err != nil {
@@ -113,6 +116,20 @@ func TestComposeFile(t *testing.T) {
 			}
 			seenRoles[r] = true
 		}
+		if s.Deploy.Replicas < 2 {
+			t.Errorf("%s: deploy.replicas %d; every role runs in at least two containers, as on a cluster", name, s.Deploy.Replicas)
+		}
+		if n := s.Deploy.Replicas; n > 1 {
+			// Replicas publishing a port need a range with one host port each.
+			for _, p := range s.Ports {
+				lo, hi, ok := strings.Cut(strings.Split(p, ":")[0], "-")
+				a, _ := strconv.Atoi(lo)
+				b, _ := strconv.Atoi(hi)
+				if !ok || b-a+1 < n {
+					t.Errorf("%s: %d replicas publish %s, want a range of %d host ports", name, n, p, n)
+				}
+			}
+		}
 		if !strings.Contains(s.Env["LAMBDAFLOW_BROKER_URL"], "nats-1:4222") {
 			t.Errorf("%s: LAMBDAFLOW_BROKER_URL %q does not name the NATS nodes", name, s.Env["LAMBDAFLOW_BROKER_URL"])
 		}
@@ -120,12 +137,22 @@ func TestComposeFile(t *testing.T) {
 	if len(seenRoles) != 5 {
 		t.Errorf("the containers run roles %v, want all five", seenRoles)
 	}
-	env := map[string]string{"LAMBDAFLOW_BROKER_URL": "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222", "LAMBDAFLOW_DATA": "/data"}
+	env := map[string]string{"LAMBDAFLOW_BROKER_URL": "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222", "LAMBDAFLOW_DATA": "/data",
+		"LF_S3_ACCESS_KEY": "lambdaflow", "LF_S3_SECRET_KEY": "lambdaflow-secret"}
 	p, err := pipelines.Load(filepath.Join("compose", "pipeline.yaml"), func(k string) (string, bool) { v, ok := env[k]; return v, ok }, all.Types())
 	if err != nil {
 		t.Fatalf("compose pipeline: %v", err)
 	}
 	if p.Broker.Replicas != 3 {
 		t.Fatalf("compose pipeline: broker.replicas %d, want 3 on a 3-node cluster", p.Broker.Replicas)
+	}
+	// Several lake writers and sink processes: the lake on the S3 service, sinks in a database server.
+	if !strings.HasPrefix(p.Lake.URL, "s3://") || !strings.Contains(p.Lake.Endpoint, "s3:") {
+		t.Errorf("compose pipeline: lake %q at %q, want the compose file's S3 service", p.Lake.URL, p.Lake.Endpoint)
+	}
+	for _, sk := range p.Sinks {
+		if sk.Type == "duckdb" {
+			t.Errorf("compose pipeline: sink %s is a DuckDB file, which one process holds; the sinks run in several containers", sk.Name)
+		}
 	}
 }

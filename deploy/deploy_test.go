@@ -216,11 +216,12 @@ func TestHelmChart(t *testing.T) {
 		}
 		kubeconform(t, schemaDir, out)
 		objs := decodeAll(t, out)
-		want := map[string]int{"ConfigMap": 1, "Deployment": 3, "Service": 3, "PersistentVolumeClaim": 1}
+		want := map[string]int{"ConfigMap": 1, "Deployment": 4, "Service": 4}
 		if got := kinds(objs); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("rendered kinds %v, want %v", got, want)
 		}
 		roles := map[string]string{}
+		replicas := map[string]int{}
 		for _, o := range objs {
 			switch o.Kind {
 			case "Deployment":
@@ -230,9 +231,16 @@ func TestHelmChart(t *testing.T) {
 					t.Fatalf("%s: no --role in %v", o.Metadata.Name, args)
 				}
 				roles[o.Metadata.Name] = args[i+1]
+				replicas[o.Metadata.Name] = o.Spec["replicas"].(int)
+				pod := o.Spec["template"].(map[string]any)["spec"].(map[string]any)
+				if _, ok := pod["topologySpreadConstraints"]; !ok {
+					t.Errorf("%s: its pods are not spread over nodes", o.Metadata.Name)
+				}
 			case "ConfigMap":
 				// The pipeline users get validates, with the environment the pods have.
-				env := map[string]string{"LAMBDAFLOW_BROKER_URL": ext, "LAMBDAFLOW_DATA": "/data"}
+				env := map[string]string{"LAMBDAFLOW_BROKER_URL": ext, "LAMBDAFLOW_DATA": "/data",
+					"LAMBDAFLOW_LAKE_URL": "s3://lambdaflow/lake", "LAMBDAFLOW_LAKE_ENDPOINT": "", "LAMBDAFLOW_LAKE_REGION": "us-east-1",
+					"LAMBDAFLOW_LAKE_PATH_STYLE": "false", "WAREHOUSE_DSN": "postgres://lf@db:5432/lf"}
 				p, err := pipelines.Parse("pipeline.yaml", []byte(o.Data["pipeline.yaml"]), func(k string) (string, bool) { v, ok := env[k]; return v, ok }, all.Types())
 				if err != nil {
 					t.Fatalf("the chart's pipeline: %v", err)
@@ -240,11 +248,37 @@ func TestHelmChart(t *testing.T) {
 				if p.Broker.URL != ext || p.Broker.Replicas != 3 {
 					t.Fatalf("the chart's pipeline: broker %+v", p.Broker)
 				}
+				if p.Lake.URL != "s3://lambdaflow/lake" {
+					t.Fatalf("the chart's pipeline: lake.url %q, want the shared object storage", p.Lake.URL)
+				}
 			}
 		}
-		wantRoles := map[string]string{"lf-lambdaflow-ingest": "ingest", "lf-lambdaflow-views": "speed,batch,serve", "lf-lambdaflow-sinks": "sinks"}
+		// A cluster: every role in several pods, those of a consumer sharing its partitions.
+		wantRoles := map[string]string{"lf-lambdaflow-ingest": "ingest", "lf-lambdaflow-views": "speed,serve", "lf-lambdaflow-batch": "batch", "lf-lambdaflow-sinks": "sinks"}
 		if fmt.Sprint(roles) != fmt.Sprint(wantRoles) {
 			t.Fatalf("deployments and roles %v, want %v", roles, wantRoles)
+		}
+		wantReplicas := map[string]int{"lf-lambdaflow-ingest": 2, "lf-lambdaflow-views": 3, "lf-lambdaflow-batch": 2, "lf-lambdaflow-sinks": 2}
+		if fmt.Sprint(replicas) != fmt.Sprint(wantReplicas) {
+			t.Fatalf("replicas %v, want %v", replicas, wantReplicas)
+		}
+	})
+
+	t.Run("a lake on a shared volume", func(t *testing.T) {
+		out, err := helm(t, append([]string{"template", "lf", chart, "--set-file", "pipeline=" + localLakePipeline(t, "postgres"),
+			"--set", "deployments.batch.persistence.enabled=true", "--set", "deployments.batch.persistence.accessMode=ReadWriteMany"}, base...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kubeconform(t, schemaDir, out)
+		objs := decodeAll(t, out)
+		if k := kinds(objs); k["PersistentVolumeClaim"] != 1 {
+			t.Fatalf("rendered kinds %v, want one PersistentVolumeClaim", k)
+		}
+		for _, o := range objs {
+			if o.Kind == "Deployment" && o.Metadata.Name == "lf-lambdaflow-batch" && (o.Spec["replicas"] != 2 || o.Spec["strategy"] != nil) {
+				t.Fatalf("batch Deployment: replicas %v, strategy %v; want 2 pods rolling over one ReadWriteMany volume", o.Spec["replicas"], o.Spec["strategy"])
+			}
 		}
 	})
 
@@ -259,8 +293,8 @@ func TestHelmChart(t *testing.T) {
 		}
 		kubeconform(t, schemaDir, out)
 		objs := decodeAll(t, out)
-		if k := kinds(objs); k["ScaledObject"] != 2 || k["ServiceMonitor"] != 1 || k["Deployment"] != 4 {
-			t.Fatalf("rendered kinds %v, want 4 Deployments, 2 ScaledObjects and a ServiceMonitor", k)
+		if k := kinds(objs); k["ScaledObject"] != 2 || k["ServiceMonitor"] != 1 || k["Deployment"] != 5 {
+			t.Fatalf("rendered kinds %v, want 5 Deployments, 2 ScaledObjects and a ServiceMonitor", k)
 		}
 		for _, o := range objs {
 			if o.Kind == "ScaledObject" && o.Metadata.Name == "lf-lambdaflow-sinks" {
@@ -294,9 +328,14 @@ func TestHelmChart(t *testing.T) {
 		}{
 			{[]string{"--set", "nats.enabled=false"}, "broker.url is required when nats.enabled is false"},
 			{append([]string{"--set", "deployments.ingest.roles={ingest,speedy}"}, base...), `deployments.ingest.roles: unknown role "speedy"`},
-			{append([]string{"--set", "deployments.views.replicas=2"}, base...), "deployments.views: persistence with a ReadWriteOnce volume needs replicas: 1"},
+			{append([]string{"--set", "deployments.batch.persistence.enabled=true"}, base...), "deployments.batch: persistence with a ReadWriteOnce volume needs replicas: 1"},
 			{append([]string{"--set", "autoscaling.mode=magic", "--set", "deployments.sinks.autoscaling.enabled=true"}, base...), `autoscaling.mode "magic": want keda or hpa`},
-			{append([]string{"--set", "deployments.views.autoscaling.enabled=true"}, base...), "deployments.views: autoscaling and persistence do not mix"},
+			{append([]string{"--set", "deployments.batch.persistence.enabled=true", "--set", "deployments.batch.replicas=1", "--set", "deployments.batch.autoscaling.enabled=true"}, base...),
+				"deployments.batch: autoscaling and a ReadWriteOnce volume do not mix"},
+			{append([]string{"--set-file", "pipeline=" + localLakePipeline(t, "postgres")}, base...),
+				"deployments.batch: several pods run the batch role and share the lake: put it on object storage"},
+			{append([]string{"--set-file", "pipeline=" + localLakePipeline(t, "duckdb"), "--set", "deployments.batch.replicas=1"}, base...),
+				"deployments.sinks: several pods run the sinks role, but sink warehouse is a DuckDB file"},
 		} {
 			_, err := helm(t, append([]string{"template", "lf", chart}, tc.set...)...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -304,4 +343,26 @@ func TestHelmChart(t *testing.T) {
 			}
 		}
 	})
+}
+
+// localLakePipeline writes a pipeline whose lake is a directory (no
+// lake.url) and whose sink is of type sinkType, and returns its path.
+func localLakePipeline(t *testing.T, sinkType string) string {
+	t.Helper()
+	sink := `{ name: warehouse, type: postgres, dsn: "postgres://lf@db:5432/lf", from: [metrics] }`
+	if sinkType == "duckdb" {
+		sink = `{ name: warehouse, type: duckdb, from: [metrics] }`
+	}
+	p := filepath.Join(t.TempDir(), "pipeline.yaml")
+	body := `version: 1
+name: local-lake
+broker: { url: "${LAMBDAFLOW_BROKER_URL}", replicas: 3 }
+topics:
+  - { name: metrics, partitions: 6, schema: { ts: timestamp, host: string } }
+sinks:
+  - ` + sink + "\n"
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -59,7 +59,7 @@ func checkLake(ctx context.Context, oracle, input, lake string, events int) erro
 // checkView compares the view's batch rows (windows that end at or before
 // the horizon) with the oracle: the same windows and groups, and equal
 // aggregates within each kind's documented error.
-func checkView(ctx context.Context, s *server, view string, want *oracleView, from, to time.Time) error {
+func checkView(ctx context.Context, s *measure.Server, view string, want *oracleView, from, to time.Time) error {
 	// from and to bound window starts; a window may start before the
 	// first event (7-day windows are aligned to the Unix epoch, a Thursday).
 	first := from.Add(-time.Duration(want.Size) * time.Microsecond)
@@ -68,7 +68,7 @@ func checkView(ctx context.Context, s *server, view string, want *oracleView, fr
 		Horizon *time.Time                   `json:"horizon"`
 		Rows    []map[string]json.RawMessage `json:"rows"`
 	}
-	if err := s.getJSON(ctx, "/v1/views/"+view+"?"+q.Encode(), &resp); err != nil {
+	if err := s.GetJSON(ctx, "/v1/views/"+view+"?"+q.Encode(), &resp); err != nil {
 		return err
 	}
 	if resp.Horizon == nil {

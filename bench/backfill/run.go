@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,12 +9,9 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/bench/measure"
@@ -45,191 +41,11 @@ type recomputeResult struct {
 	rows int64
 }
 
-// server is a `lambdaflow run` child process.
-type server struct {
-	cmd  *exec.Cmd
-	done chan error
-	url  string
-	log  string
-}
-
-func startServer(ctx context.Context, bin, pipeline, dir, roles string) (*server, error) {
-	port, err := measure.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	logPath := filepath.Join(dir, "lambdaflow.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	args := []string{"run", "-c", pipeline, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-format", "json"}
-	if roles != "" {
-		args = append(args, "--role", roles)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "BACKFILL_DATA="+filepath.Join(dir, "data"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &server{cmd: cmd, done: make(chan error, 1), url: fmt.Sprintf("http://127.0.0.1:%d", port), log: logPath}
-	go func() { s.done <- cmd.Wait() }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(s.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s, nil
-			}
-		}
-		select {
-		case err := <-s.done:
-			s.done <- err
-			return nil, fmt.Errorf("lambdaflow exited during startup (%v); see %s", err, logPath)
-		case <-ctx.Done():
-			s.stop()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("lambdaflow not ready after 60 s; see %s", logPath)
-		}
-	}
-}
-
-// stop sends SIGTERM (a soft stop) and waits up to a minute, then kills.
-func (s *server) stop() error {
-	syscall.Kill(s.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case err := <-s.done:
-		return err
-	case <-time.After(time.Minute):
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-		return fmt.Errorf("lambdaflow did not stop within a minute of SIGTERM; killed (see %s)", s.log)
-	}
-}
-
-// peakRSS is the process's VmHWM in bytes.
-func (s *server) peakRSS() (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(data)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmHWM in /proc/PID/status")
-}
-
-func (s *server) getJSON(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, body)
-	}
-	return json.Unmarshal(body, v)
-}
-
-// publish posts lines in bodies of size events from clients clients, in
-// order (each client takes the next body), and returns when every request
-// has been answered 200.
-func publish(ctx context.Context, url string, lines []string, clients, size int) error {
-	var bodies [][]byte
-	for i := 0; i < len(lines); i += size {
-		bodies = append(bodies, []byte(strings.Join(lines[i:min(i+size, len(lines))], "\n")+"\n"))
-	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
-	defer client.CloseIdleConnections()
-	next := make(chan []byte)
-	errs := make(chan error, clients)
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Go(func() {
-			for body := range next {
-				if err := post(ctx, client, url, body); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	var err error
-feed:
-	for _, body := range bodies {
-		select {
-		case next <- body:
-		case err = <-errs:
-			break feed
-		case <-ctx.Done():
-			err = ctx.Err()
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if err == nil {
-		select {
-		case err = <-errs:
-		default:
-		}
-	}
-	return err
-}
-
-// post sends one body, retrying while the server answers 429/503 (back
-// pressure) as a client should.
-func post(ctx context.Context, client *http.Client, url string, body []byte) error {
-	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/x-ndjson")
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		msg, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		switch {
-		case resp.StatusCode == 200:
-			return nil
-		case (resp.StatusCode == 429 || resp.StatusCode == 503) && attempt < 100:
-			time.Sleep(50 * time.Millisecond)
-		default:
-			return fmt.Errorf("POST %s: %d %s", url, resp.StatusCode, msg)
-		}
-	}
-}
-
 // waitLake polls GET /v1/lag until the lake writer's position on every
 // partition of topic reaches the end of the log and the positions add up
 // to events (the lake writer commits a position only after the manifest
 // holds everything below it).
-func waitLake(ctx context.Context, s *server, topic string, partitions int, events int64, timeout time.Duration) error {
+func waitLake(ctx context.Context, s *measure.Server, topic string, partitions int, events int64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		var lag struct {
@@ -243,7 +59,7 @@ func waitLake(ctx context.Context, s *server, topic string, partitions int, even
 		}
 		// A busy server may answer 503 for a moment: poll on until the
 		// deadline, and report the last error if it passes.
-		lastErr := s.getJSON(ctx, "/v1/lag", &lag)
+		lastErr := s.GetJSON(ctx, "/v1/lag", &lag)
 		var sum int64
 		parts := 0
 		for _, c := range lag.Consumers {
@@ -360,9 +176,9 @@ func waitCompaction(ctx context.Context, dir string, settle, timeout time.Durati
 
 // recompute starts a batch recompute of view over [from, to) and waits for
 // it; the time is the job's own (started → finished).
-func recompute(ctx context.Context, s *server, view string, from, to time.Time) (recomputeResult, error) {
+func recompute(ctx context.Context, s *measure.Server, view string, from, to time.Time) (recomputeResult, error) {
 	q := fmt.Sprintf("/v1/views/%s/recompute?from=%s&to=%s", view, from.Format(time.RFC3339), to.Format(time.RFC3339))
-	resp, err := http.Post(s.url+q, "application/json", nil)
+	resp, err := http.Post(s.URL+q, "application/json", nil)
 	if err != nil {
 		return recomputeResult{}, err
 	}
@@ -385,7 +201,7 @@ func recompute(ctx context.Context, s *server, view string, from, to time.Time) 
 			StartedAt  *time.Time `json:"started_at"`
 			FinishedAt *time.Time `json:"finished_at"`
 		}
-		if err := s.getJSON(ctx, "/v1/jobs/"+started.Job, &st); err != nil {
+		if err := s.GetJSON(ctx, "/v1/jobs/"+started.Job, &st); err != nil {
 			return recomputeResult{}, err
 		}
 		switch st.State {
@@ -404,19 +220,20 @@ func recompute(ctx context.Context, s *server, view string, from, to time.Time) 
 
 // runRound is one backfill into a fresh data directory.
 func runRound(ctx context.Context, o options, bin, pipeline, oracle, input string, lines []string, want map[string]*oracleView, dir string) (*roundResult, error) {
-	s, err := startServer(ctx, bin, pipeline, dir, o.roles)
+	s, err := measure.StartServer(ctx, measure.ServerConfig{Bin: bin, Pipeline: pipeline, Dir: dir, Roles: o.roles,
+		Env: []string{"BACKFILL_DATA=" + filepath.Join(dir, "data")}})
 	if err != nil {
 		return nil, err
 	}
 	stopped := false
 	defer func() {
 		if !stopped {
-			s.stop()
+			s.Stop()
 		}
 	}()
 	res := &roundResult{}
 	start := time.Now()
-	if err := publish(ctx, s.url+"/v1/topics/flights/events", lines, o.clients, o.body); err != nil {
+	if err := measure.Publish(ctx, s.URL+"/v1/topics/flights/events", lines, o.clients, o.body); err != nil {
 		return nil, err
 	}
 	res.publish = time.Since(start)
@@ -426,7 +243,7 @@ func runRound(ctx context.Context, o options, bin, pipeline, oracle, input strin
 		return nil, err
 	}
 	res.catchUp = time.Since(answered)
-	if res.rssCaughtUp, err = s.peakRSS(); err != nil {
+	if res.rssCaughtUp, err = s.PeakRSS(); err != nil {
 		return nil, err
 	}
 	lake := filepath.Join(dir, "data", "lake", "flights")
@@ -447,7 +264,7 @@ func runRound(ctx context.Context, o options, bin, pipeline, oracle, input strin
 			Name string `json:"name"`
 		} `json:"views"`
 	}
-	if err := s.getJSON(ctx, "/v1/views", &views); err != nil {
+	if err := s.GetJSON(ctx, "/v1/views", &views); err != nil {
 		return nil, err
 	}
 	from, to := flightsEpoch, flightsEpoch.AddDate(1, 0, 0)
@@ -462,7 +279,7 @@ func runRound(ctx context.Context, o options, bin, pipeline, oracle, input strin
 		measure.Logf(os.Stderr, "recompute %s: %.2f s, %d lake rows", v.Name, r.took.Seconds(), r.rows)
 		res.recompute = append(res.recompute, r)
 	}
-	if res.rssEnd, err = s.peakRSS(); err != nil {
+	if res.rssEnd, err = s.PeakRSS(); err != nil {
 		return nil, err
 	}
 	if len(res.recompute) != len(want) {
@@ -474,7 +291,7 @@ func runRound(ctx context.Context, o options, bin, pipeline, oracle, input strin
 		}
 	}
 	stopped = true
-	if err := s.stop(); err != nil {
+	if err := s.Stop(); err != nil {
 		return nil, err
 	}
 	if err := checkLake(ctx, oracle, input, lake, len(lines)); err != nil {
