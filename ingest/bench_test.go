@@ -217,11 +217,16 @@ func BenchmarkHTTPIngest(b *testing.B) {
 // happen sees. R1-nofsync is the same with broker.sync: interval, the
 // durability of Kafka's default (acknowledged once in the page cache).
 // Reported: ack p50/p99 (ms) and events/s. BenchmarkIngestOneStages takes
-// the request apart.
+// the request apart. LF_BENCH_BODIES as for BenchmarkHTTPIngest.
 func BenchmarkHTTPIngestOne(b *testing.B) {
 	bodies := make([]string, 100)
 	for i := range bodies {
 		bodies[i] = ndjsonBody(1, i)
+	}
+	if path := os.Getenv("LF_BENCH_BODIES"); path != "" {
+		if err := os.WriteFile(path, []byte(strings.Join(bodies, "")), 0o644); err != nil {
+			b.Fatal(err)
+		}
 	}
 	for _, sync := range []string{"always", "interval"} {
 		var env *httpEnv
