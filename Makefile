@@ -76,14 +76,13 @@ bench-backfill: build
 	$(GO) run ./bench/backfill -rounds $(ROUNDS)$(if $(PARTITIONING), -partitioning $(PARTITIONING)) -o artifacts/bench-backfill.md
 
 ## bench-scale: catch-up throughput of a pre-filled backlog with 1, 2 and 3 workers per consumer
-## (speed layer, lake writer, PostgreSQL sink), each worker capped at SCALE_CPU of a CPU by a cgroup
-## (needs root), ROUNDS interleaved rounds, exact counts checked; report in artifacts/bench-scale.md
-SCALE_CPU ?= 0.25
-SCALE_EVENTS ?= 1500000
+## (speed layer, lake writer, PostgreSQL sink) and partition moves, each worker capped at 0.25 CPU by a cgroup (needs
+## root), ROUNDS interleaved rounds, exact counts checked; SCALE_FLAGS for more (-events, -cpu, …);
+## report in artifacts/bench-scale.md
 bench-scale: build services
 	mkdir -p artifacts
 	eval "$$($(SERVICES) env)"; \
-	$(GO) run ./bench/scale -rounds $(ROUNDS) -cpu $(SCALE_CPU) -events $(SCALE_EVENTS) -o artifacts/bench-scale.md
+	$(GO) run ./bench/scale -rounds $(ROUNDS) $(SCALE_FLAGS) -o artifacts/bench-scale.md
 
 ## bench-kafka: Kafka-protocol produce throughput, interleaved medians: Apache Kafka (from Maven
 ## Central, KRaft, deploy/bench/kafka-broker.sh) vs Lambdaflow's Kafka listener vs the same records

@@ -159,7 +159,7 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 			return n, err
 		}
 		fs := groups[start]
-		// The oldest files first: their rows come first in offset order.
+		// The oldest files first (the order of a merge's inputs).
 		slices.SortFunc(fs, func(a, b fileEntry) int { return cmp.Or(cmp.Compare(a.Added, b.Added), cmp.Compare(a.Path, b.Path)) })
 		err := c.merge(ctx, m, start, fs[:min(len(fs), maxMergeInputs)], fences[c.tl.shard(start)])
 		if errors.Is(err, errStale) {
@@ -180,7 +180,7 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 var errStale = errors.New("lake: files compacted meanwhile")
 
 // merge replaces files (of the period at start) by one file holding their
-// rows in partition and offset order, named c<version>.parquet after the
+// rows in event-time order, named c<version>.parquet after the
 // manifest version it was made from.
 func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files []fileEntry, fence Fence) error {
 	out := fileEntry{
@@ -270,8 +270,10 @@ func (c *compactor) hide(ctx context.Context, path string) {
 	c.unhidden[path] = true
 }
 
-// write writes the merged file: the inputs' rows merged in partition and
-// offset order (each input is in that order).
+// write writes the merged file: the inputs' rows merged in event-time
+// order, ties by partition and offset (each input is in that order; one
+// written before files were sorted, in partition and offset order, leaves
+// the merged file partly unsorted, which costs bytes, not correctness).
 func (c *compactor) write(ctx context.Context, out *fileEntry, files []fileEntry) error {
 	w, err := c.tl.st.Create(ctx, c.tl.key(out.Path))
 	if err != nil {
@@ -353,10 +355,8 @@ func (c *compactor) mergeRows(ctx context.Context, files []fileEntry, fw *fileWr
 		}
 	}
 	less := func(a, b *mergeInput) int {
-		if c := cmp.Compare(a.b.Parts[a.i], b.b.Parts[b.i]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.b.Offsets[a.i], b.b.Offsets[b.i])
+		return cmp.Or(cmp.Compare(a.b.Events[a.i].Time, b.b.Events[b.i].Time),
+			cmp.Compare(a.b.Parts[a.i], b.b.Parts[b.i]), cmp.Compare(a.b.Offsets[a.i], b.b.Offsets[b.i]))
 	}
 	slices.SortFunc(live, less)
 	for len(live) > 0 {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -218,4 +220,83 @@ func testRecovery(t *testing.T, at lakeAt) {
 	if ps, _ := tl.st.Unfinished(ctx, "metrics/"); len(ps) != 0 {
 		t.Fatalf("unfinished writes left: %+v", ps)
 	}
+}
+
+// hideFailing is a lake store whose renames to a replaced file's hidden
+// name fail while fail is set (a full disk, a lost S3 request).
+type hideFailing struct {
+	lakestore.Store
+	fail   atomic.Bool
+	failed atomic.Int64
+}
+
+func (s *hideFailing) Rename(ctx context.Context, from, to string) error {
+	if s.fail.Load() && strings.HasSuffix(to, ".replaced") {
+		s.failed.Add(1)
+		return fmt.Errorf("hiding %s: injected failure", from)
+	}
+	return s.Store.Rename(ctx, from, to)
+}
+
+// TestSoftStopLeavesDirectoryExact forces the window in which a reader of
+// the lake's directory (pyarrow, DuckDB) sees a merged file beside the
+// files it replaced: the merge is committed but hiding its inputs fails,
+// and no compaction pass follows to try again before the process stops.
+// After the soft stop the directory holds every event exactly once: a
+// writer giving a partition back tidies it as recovery would.
+func TestSoftStopLeavesDirectoryExact(t *testing.T) { eachLake(t, testSoftStopLeavesDirectoryExact) }
+
+func testSoftStopLeavesDirectoryExact(t *testing.T, at lakeAt) {
+	dir := t.TempDir()
+	p := testPipeline(dir, []pipelines.Topic{testTopic("metrics", 2)}, nil)
+	p.Lake.Roll = pipelines.LakeRoll{MaxRows: 100, MaxAge: pipelines.Duration(time.Hour)}
+	// Passes only after flushes: none comes between the last failed
+	// hiding and the stop.
+	p.Lake.Compact = pipelines.Compact{MinFiles: 2, Interval: pipelines.Duration(time.Hour)}
+	at.apply(p)
+	br := openBroker(t, p, nil)
+	st := &hideFailing{Store: openStore(t, p)}
+	st.fail.Store(true)
+	b, err := New(p, br, nil, Options{Logger: testLogger(t), Poll: 10 * time.Millisecond, Store: st, Owner: join(t, br)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := startBatch(t, b)
+	var evs []event.Event
+	for round := range 2 {
+		// 100 events of one hour: a flush (max_rows), a file in the hour.
+		for i := range 100 {
+			evs = append(evs, testEvent("s", round*100+i, t0, time.Second))
+		}
+		appendEvents(t, br, "metrics", 2, evs[round*100:])
+		waitLake(t, b, nil, "metrics", logEnds(t, br, "metrics"))
+	}
+	var m *manifest
+	testenv.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		m = b.manifestOf("metrics")
+		if compacted(m) == 0 || len(m.Replaced) == 0 || st.failed.Load() == 0 {
+			return fmt.Errorf("no merge with a failed hiding yet: %d compacted, %d replaced, %d failures", compacted(m), len(m.Replaced), st.failed.Load())
+		}
+		return nil
+	})
+	if errs := lakeLeftovers(st, m); len(errs) == 0 {
+		t.Fatal("the merge's inputs are hidden already: the window was not forced")
+	}
+	st.fail.Store(false)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range lakeLeftovers(st, readManifestOf(t, st)) {
+		t.Error(err)
+	}
+	checkIndependent(t, at.topic(p, "metrics"), evs)
+}
+
+func readManifestOf(t *testing.T, st lakestore.Store) *manifest {
+	t.Helper()
+	m, err := readManifest(context.Background(), st, "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

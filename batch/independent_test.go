@@ -32,6 +32,7 @@ t = d.to_table(columns=["_id", "_partition", "_offset", "_event_time"])
 ids = t.column("_id").to_pylist()
 print(t.num_rows, len(set(ids)))
 con = duckdb.connect()
+con.execute("set enable_progress_bar = false")
 if where.startswith("s3://"):
     n, = con.execute("select count(*) from d").fetchone()
 else:
@@ -82,6 +83,7 @@ func checkIndependent(t *testing.T, dir string, evs []event.Event) {
 const pyViewSQL = `
 import sys, duckdb
 con = duckdb.connect()
+con.execute("set enable_progress_bar = false")
 rows = con.execute("""
 select epoch_us(time_bucket(interval 1 minute, _event_time)) as s, region,
        count(*), avg(cpu), max(cpu), min(cpu), coalesce(sum(bytes), 0), count(distinct host)

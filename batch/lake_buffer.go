@@ -1,9 +1,10 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
-	"fmt"
+	"errors"
 	"math"
 	"slices"
 	"sync"
@@ -144,62 +145,137 @@ func (b *rowBuffer) sortedPeriods() []int64 {
 	return ps
 }
 
-// runReader decodes a run back into events, a chunk at a time. The
-// events' strings point into the run's bytes, which must stay unchanged
-// while they are used.
-type runReader struct {
-	schema            event.Schema
-	blocks            [][]byte
-	data              []byte
-	off, time, ingest int64
-	left              int
-	evs               []event.Event
-	offs              []int64
-	vals              []event.Value
+// rowRef is one buffered row, by where it lies in its run: what a period's
+// rows are sorted by (event time, then partition and offset) and where the
+// rest of the row (its id and values, which are encoded without reference
+// to the row before) starts. A row never spans blocks.
+type rowRef struct {
+	time, off, ingest int64
+	part              int32
+	blk, pos          int32 // block (in periodReader.blocks) and offset in it
 }
 
-func (rr *runReader) reset(r *rowRun) {
-	rr.blocks, rr.data, rr.left = r.blocks, nil, r.rows
-	rr.off, rr.time, rr.ingest = r.firstOff, 0, 0
+// periodReader decodes the runs of one period back into events, in event
+// time order (ties by partition, then offset), a chunk at a time: a file
+// holds its rows in time order, which is what event-time columns and the
+// columns that follow them (timestamps, hours, clock times) compress best
+// in, whatever order the events arrived in. Sorting takes an index of 40
+// bytes a buffered row of the period (reused from period to period); the
+// rows themselves stay encoded in the run's blocks until written. The
+// events' strings point into those blocks, which must stay unchanged while
+// they are used. It is not safe for concurrent use.
+type periodReader struct {
+	schema event.Schema
+	blocks [][]byte
+	refs   []rowRef
+	done   int
+	evs    []event.Event
+	offs   []int64
+	parts  []int32
+	vals   []event.Value
 }
 
-// next decodes up to n rows; it returns an empty slice when the run is
-// used up. The slices are reused by the next call.
-func (rr *runReader) next(n int) ([]event.Event, []int64, error) {
-	n = min(n, rr.left)
-	width := len(rr.schema)
-	if cap(rr.evs) < n {
-		rr.evs = make([]event.Event, n)
-		rr.offs = make([]int64, n)
-		rr.vals = make([]event.Value, n*width)
+// reset indexes the runs (by partition) of one period and sorts the index.
+func (pr *periodReader) reset(runs map[int]*rowRun) error {
+	clear(pr.blocks)
+	pr.blocks, pr.refs, pr.done = pr.blocks[:0], pr.refs[:0], 0
+	for part, r := range runs {
+		off, time, ingest := r.firstOff, int64(0), int64(0)
+		for _, blk := range r.blocks {
+			bi := int32(len(pr.blocks))
+			pr.blocks = append(pr.blocks, blk)
+			for d := blk; len(d) > 0; {
+				du, k := binary.Uvarint(d)
+				if k <= 0 {
+					return errors.New("lake: buffered row damaged")
+				}
+				d = d[k:]
+				// The first row's delta is from firstOff to itself: zero.
+				off += int64(du)
+				dt, k := binary.Varint(d)
+				d = d[k:]
+				time += dt
+				di, k := binary.Varint(d)
+				d = d[k:]
+				ingest += di
+				pos := len(blk) - len(d)
+				n, err := tailLen(d, pr.schema)
+				if err != nil {
+					return err
+				}
+				d = d[n:]
+				pr.refs = append(pr.refs, rowRef{time: time, off: off, ingest: ingest, part: int32(part), blk: bi, pos: int32(pos)})
+			}
+		}
 	}
-	evs, offs := rr.evs[:n], rr.offs[:n]
-	d := rr.data
-	for j := range n {
-		for len(d) == 0 && len(rr.blocks) > 0 {
-			d, rr.blocks = rr.blocks[0], rr.blocks[1:]
+	slices.SortFunc(pr.refs, func(a, b rowRef) int {
+		return cmp.Or(cmp.Compare(a.time, b.time), cmp.Compare(a.part, b.part), cmp.Compare(a.off, b.off))
+	})
+	return nil
+}
+
+// tailLen returns the length of a row's id and values at the start of d.
+func tailLen(d []byte, schema event.Schema) (int, error) {
+	n := 0
+	// skip moves past a varint of k bytes (k <= 0: damaged) then the l
+	// bytes it counts.
+	skip := func(l uint64, k int) bool {
+		if k <= 0 || l > uint64(len(d)-n-k) {
+			return false
 		}
-		du, k := binary.Uvarint(d)
-		if k <= 0 {
-			return nil, nil, fmt.Errorf("lake: buffered row damaged")
+		n += k + int(l)
+		return true
+	}
+	ok := skip(binary.Uvarint(d))
+	for _, f := range schema {
+		if !ok || n >= len(d) {
+			return 0, errors.New("lake: buffered row damaged")
 		}
-		d = d[k:]
-		// The first row's delta is from firstOff to itself: zero.
-		rr.off += int64(du)
-		dt, k := binary.Varint(d)
-		d = d[k:]
-		rr.time += dt
-		di, k := binary.Varint(d)
-		d = d[k:]
-		rr.ingest += di
+		valid := d[n] == 1
+		n++
+		if !valid {
+			continue
+		}
+		switch f.Type {
+		case event.TypeString:
+			ok = skip(binary.Uvarint(d[n:]))
+		case event.TypeDouble:
+			ok = n+8 <= len(d)
+			n += 8
+		default:
+			_, k := binary.Varint(d[n:])
+			ok = skip(0, k)
+		}
+	}
+	if !ok {
+		return 0, errors.New("lake: buffered row damaged")
+	}
+	return n, nil
+}
+
+// next decodes up to n rows in order, with their partitions and offsets;
+// it returns no events when the period is used up. The slices are reused
+// by the next call.
+func (pr *periodReader) next(n int) ([]event.Event, []int32, []int64) {
+	n = min(n, len(pr.refs)-pr.done)
+	width := len(pr.schema)
+	if cap(pr.evs) < n {
+		pr.evs = make([]event.Event, n)
+		pr.offs = make([]int64, n)
+		pr.parts = make([]int32, n)
+		pr.vals = make([]event.Value, n*width)
+	}
+	evs, offs, parts := pr.evs[:n], pr.offs[:n], pr.parts[:n]
+	for j, ref := range pr.refs[pr.done : pr.done+n] {
+		d := pr.blocks[ref.blk][ref.pos:]
 		l, k := binary.Uvarint(d)
 		d = d[k:]
 		e := &evs[j]
 		e.ID = unsafe.String(unsafe.SliceData(d), int(l))
 		d = d[l:]
-		e.Time, e.Ingest = rr.time, rr.ingest
-		e.Values = rr.vals[j*width : (j+1)*width : (j+1)*width]
-		for i, f := range rr.schema {
+		e.Time, e.Ingest = ref.time, ref.ingest
+		e.Values = pr.vals[j*width : (j+1)*width : (j+1)*width]
+		for i, f := range pr.schema {
 			valid := d[0] == 1
 			d = d[1:]
 			if !valid {
@@ -221,10 +297,16 @@ func (rr *runReader) next(n int) ([]event.Event, []int64, error) {
 				e.Values[i] = event.Value{I: v, Valid: true}
 			}
 		}
-		offs[j] = rr.off
+		offs[j], parts[j] = ref.off, ref.part
 	}
-	rr.data, rr.left = d, rr.left-n
-	return evs, offs, nil
+	pr.done += n
+	return evs, parts, offs
+}
+
+// release drops the references to the period's blocks.
+func (pr *periodReader) release() {
+	clear(pr.blocks)
+	pr.blocks = pr.blocks[:0]
 }
 
 // memBudget bounds the bytes of rows that the lake writers of a process

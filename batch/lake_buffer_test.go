@@ -1,8 +1,10 @@
 package batch
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -10,7 +12,8 @@ import (
 
 // TestRowBufferRoundTrip: rows go into the buffer's encoding and come back
 // the same, every field type with nulls and extremes, across block
-// boundaries, chunk by chunk, each partition's run in offset order.
+// boundaries, chunk by chunk, in event-time order (ties by partition, then
+// offset) whatever order they were added in.
 func TestRowBufferRoundTrip(t *testing.T) {
 	schema := event.Schema{
 		{Name: "s", Type: event.TypeString}, {Name: "l", Type: event.TypeLong}, {Name: "i", Type: event.TypeInt},
@@ -47,38 +50,57 @@ func TestRowBufferRoundTrip(t *testing.T) {
 	if per := float64(b.bytes) / n; per > 300 {
 		t.Errorf("%.0f bytes a row buffered", per)
 	}
-	var rr runReader
-	rr.schema = schema
-	for part, evs := range want {
-		r := b.periods[0][part]
-		if len(r.blocks) < 2 {
+	for part := range want {
+		if r := b.periods[0][part]; len(r.blocks) < 2 {
 			t.Fatalf("partition %d: %d blocks, want several", part, len(r.blocks))
 		}
-		rr.reset(r)
-		k := 0
-		for {
-			got, offs, err := rr.next(chunkRows)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) == 0 {
-				break
-			}
-			for i := range got {
-				w := evs[k]
-				if got[i].ID != w.ID || got[i].Time != w.Time || got[i].Ingest != w.Ingest || offs[i] != wantOffs[part][k] {
-					t.Fatalf("partition %d row %d: %s %d %d @%d, want %s %d %d @%d", part, k, got[i].ID, got[i].Time, got[i].Ingest, offs[i], w.ID, w.Time, w.Ingest, wantOffs[part][k])
-				}
-				for j := range w.Values {
-					if got[i].Values[j] != w.Values[j] {
-						t.Fatalf("partition %d row %d field %s: %+v, want %+v", part, k, schema[j].Name, got[i].Values[j], w.Values[j])
-					}
-				}
-				k++
-			}
+	}
+	// Back in event-time order, ties by partition then offset.
+	type row struct {
+		ev   event.Event
+		part int32
+		off  int64
+	}
+	var rows []row
+	for part, evs := range want {
+		for k, ev := range evs {
+			rows = append(rows, row{ev, int32(part), wantOffs[part][k]})
 		}
-		if k != len(evs) {
-			t.Fatalf("partition %d: %d rows back, want %d", part, k, len(evs))
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		return cmp.Or(cmp.Compare(a.ev.Time, b.ev.Time), cmp.Compare(a.part, b.part), cmp.Compare(a.off, b.off))
+	})
+	pr := periodReader{schema: schema}
+	if err := pr.reset(b.periods[0]); err != nil {
+		t.Fatal(err)
+	}
+	k := 0
+	for {
+		got, parts, offs := pr.next(chunkRows)
+		if len(got) == 0 {
+			break
 		}
+		for i := range got {
+			w := rows[k]
+			if got[i].ID != w.ev.ID || got[i].Time != w.ev.Time || got[i].Ingest != w.ev.Ingest || parts[i] != w.part || offs[i] != w.off {
+				t.Fatalf("row %d: %s %d %d p%d@%d, want %s %d %d p%d@%d", k, got[i].ID, got[i].Time, got[i].Ingest, parts[i], offs[i],
+					w.ev.ID, w.ev.Time, w.ev.Ingest, w.part, w.off)
+			}
+			for j := range w.ev.Values {
+				if got[i].Values[j] != w.ev.Values[j] {
+					t.Fatalf("row %d field %s: %+v, want %+v", k, schema[j].Name, got[i].Values[j], w.ev.Values[j])
+				}
+			}
+			k++
+		}
+	}
+	if k != n {
+		t.Fatalf("%d rows back, want %d", k, n)
+	}
+	// A damaged run is an error, not a panic or wrong rows.
+	r := b.periods[0][0]
+	r.blocks[0] = r.blocks[0][:len(r.blocks[0])-1]
+	if err := pr.reset(b.periods[0]); err == nil {
+		t.Fatal("a truncated run was read without an error")
 	}
 }

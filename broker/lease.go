@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lambdaflow/lambdaflow/internal/retry"
 )
 
 // Lease is a partition owned by this process for one consumer. Its
@@ -25,6 +27,11 @@ type Lease struct {
 
 	lostOnce sync.Once
 	lost     chan struct{}
+	// stop ends the run working under the lease (its context): a lease
+	// lost for any reason (a fenced commit, another owner seen, the node
+	// fenced) stops its work, so that no run goes on without being able
+	// to commit.
+	stop context.CancelFunc
 }
 
 type leaseCommit struct {
@@ -82,13 +89,21 @@ func (l *Lease) isLost() bool {
 	}
 }
 
-func (l *Lease) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
+func (l *Lease) markLost() {
+	l.lostOnce.Do(func() {
+		close(l.lost)
+		if l.stop != nil {
+			l.stop()
+		}
+	})
+}
 
 // fence writes the lease's node and epoch into topic's commit record, so
 // that the previous owner's next commit fails.
 func (l *Lease) fence(ctx context.Context, topic string) error {
 	key := commitKey(l.consumer, topic, l.part)
-	for attempt := 0; attempt < 16; attempt++ {
+	staleRead := retry.Backoff{Base: 20 * time.Millisecond, Cap: 500 * time.Millisecond}
+	for attempt := 0; attempt < commitAttempts; attempt++ {
 		var rec commitRecord
 		var rev uint64
 		e, err := l.n.offs.Get(ctx, key)
@@ -113,7 +128,12 @@ func (l *Lease) fence(ctx context.Context, topic string) error {
 			nrev, err = l.n.offs.Update(ctx, key, v, rev)
 		}
 		if conflict(err) {
-			continue // the previous owner committed meanwhile: read again
+			// The previous owner committed meanwhile, or the record was
+			// read from a replica behind: read again.
+			if err := staleRead.Wait(ctx, attempt+1); err != nil {
+				return fmt.Errorf("fence %s: %w", key, unavailable(err))
+			}
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("fence %s: %w", key, unavailable(err))
@@ -123,7 +143,7 @@ func (l *Lease) fence(ctx context.Context, topic string) error {
 		l.mu.Unlock()
 		return nil
 	}
-	return fmt.Errorf("fence %s: %w: too many concurrent writers", key, ErrUnavailable)
+	return fmt.Errorf("fence %s: %w: the record kept changing", key, ErrUnavailable)
 }
 
 // Commit records that the consumer has consumed topic's leased partition
@@ -131,7 +151,19 @@ func (l *Lease) fence(ctx context.Context, topic string) error {
 // event, UTC µs, 0 if unknown), and names the checkpoint that holds the
 // consumer's state at that offset (empty if none). It is a compare-and-set
 // on this lease's last write: when another process has taken the partition
-// it fails with an error wrapping ErrFenced and the lease is lost.
+// it fails with an error wrapping ErrFenced, the lease is lost and its run
+// stopped.
+//
+// A refused compare-and-set alone does not mean the partition moved: an
+// earlier commit of this lease may have been stored with its answer lost
+// (its revision is then newer than the one the lease knows), and the
+// record read back to tell may come from a replica that has not applied
+// the lease's last writes yet (key-value reads may be served by any
+// replica). So the record decides by its epoch: a higher one, or this
+// epoch under another node, is a new owner; this node and epoch are this
+// lease (commit again on that revision); a lower epoch is a stale read
+// (read again). Epochs only grow, and the lease wrote its own when it took
+// the partition.
 func (l *Lease) Commit(ctx context.Context, topic string, offset, eventTime int64, checkpoint string) error {
 	if offset < 0 {
 		return fmt.Errorf("broker: commit %s %q/%d: negative offset %d", l.consumer, topic, l.part, offset)
@@ -149,30 +181,41 @@ func (l *Lease) Commit(ctx context.Context, topic string, offset, eventTime int6
 	rec := commitRecord{Offset: offset, EventTime: eventTime, CommittedAt: l.n.b.now().UnixMicro(),
 		Owner: l.node, Epoch: l.epoch, Checkpoint: checkpoint}
 	v, _ := json.Marshal(rec)
+	staleRead := retry.Backoff{Base: 20 * time.Millisecond, Cap: 500 * time.Millisecond}
 	for attempt := 0; ; attempt++ {
 		nrev, err := l.n.offs.Update(ctx, key, v, c.rev)
 		if err == nil {
 			c.rev, c.rec, c.found = nrev, rec, true
 			return nil
 		}
-		if !conflict(err) || attempt > 0 {
-			if conflict(err) {
-				l.markLost()
-				return fmt.Errorf("broker: commit %s %q/%d: %w", l.consumer, topic, l.part, ErrFenced)
-			}
+		if !conflict(err) {
 			return fmt.Errorf("broker: commit %s %q/%d: %w", l.consumer, topic, l.part, unavailable(err))
 		}
-		// An earlier commit of this lease may have been stored with its
-		// answer lost: then the record is ours and its revision is new.
+		if attempt >= commitAttempts {
+			return fmt.Errorf("broker: commit %s %q/%d: %w: the record kept changing under this lease's writes", l.consumer, topic, l.part, ErrUnavailable)
+		}
 		e, gerr := l.n.offs.Get(ctx, key)
 		if gerr != nil {
 			return fmt.Errorf("broker: commit %s %q/%d: %w", l.consumer, topic, l.part, unavailable(gerr))
 		}
 		var cur commitRecord
-		if json.Unmarshal(e.Value(), &cur) != nil || cur.Owner != l.node || cur.Epoch != l.epoch {
+		if err := json.Unmarshal(e.Value(), &cur); err != nil {
+			return fmt.Errorf("broker: commit %s %q/%d: reading the record: %w", l.consumer, topic, l.part, err)
+		}
+		switch {
+		case cur.Epoch > l.epoch || (cur.Epoch == l.epoch && cur.Owner != l.node):
 			l.markLost()
 			return fmt.Errorf("broker: commit %s %q/%d: %w (now %q, epoch %d)", l.consumer, topic, l.part, ErrFenced, cur.Owner, cur.Epoch)
+		case cur.Epoch == l.epoch && e.Revision() > c.rev:
+			c.rev = e.Revision() // a commit of ours stored unanswered
+			continue
 		}
-		c.rev = e.Revision()
+		// A replica behind this lease's own writes: read again.
+		if err := staleRead.Wait(ctx, attempt+1); err != nil {
+			return fmt.Errorf("broker: commit %s %q/%d: %w", l.consumer, topic, l.part, unavailable(err))
+		}
 	}
 }
+
+// commitAttempts bounds the compare-and-sets of one Commit or fence.
+const commitAttempts = 8

@@ -686,3 +686,41 @@ func TestMaxBytesIsALimitNotAReservation(t *testing.T) {
 		t.Fatalf("topic info %+v", infos[0])
 	}
 }
+
+// TestReaderAheadReadsEverything reads a partition of many more entries
+// than ReaderAhead's bound lets the Reader hold, starting inside an entry,
+// and then an entry appended while it waits: every event once, in order.
+func TestReaderAheadReadsEverything(t *testing.T) {
+	b := openBroker(t, testPipeline(t.TempDir(), testTopic("metrics", 1)), Options{})
+	ctx := ctxT(t, 30*time.Second)
+	const entries, per = 40, 5
+	all := testEvents("e", 0, entries*per+per, base)
+	for i := range entries {
+		mustAppend(t, b, "metrics", 0, all[i*per:(i+1)*per], int64(i*per))
+	}
+	r, err := b.ReaderAhead(ctx, "metrics", 0, FromOffset(2), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var read []Entry
+	for len(read) == 0 || read[len(read)-1].End() < entries*per {
+		e, err := r.Next(ctx)
+		if err != nil {
+			t.Fatalf("after %d entries: %v", len(read), err)
+		}
+		read = append(read, e)
+	}
+	mustAppend(t, b, "metrics", 0, all[entries*per:], entries*per)
+	e, err := r.Next(ctx)
+	if err != nil {
+		t.Fatalf("the entry appended while reading: %v", err)
+	}
+	read = append(read, e)
+	if len(read) != entries+1 || read[0].Offset != 2 {
+		t.Fatalf("%d entries, the first at offset %d; want %d from offset 2", len(read), read[0].Offset, entries+1)
+	}
+	if ids := eventIDs(read); !reflect.DeepEqual(ids, idRange("e", 2, entries*per+per)) {
+		t.Fatalf("ids %v", ids)
+	}
+}

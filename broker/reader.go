@@ -97,6 +97,7 @@ type Reader struct {
 	b      *Broker
 	schema event.Schema
 	p      *partition
+	ahead  int // ReaderAhead's bound; 0: readerMaxBytes of entries
 
 	mu  sync.Mutex
 	cur *readerIt
@@ -112,10 +113,48 @@ type Reader struct {
 	closeOnce sync.Once
 }
 
-// readerIt pairs an iterator with the stop of its subscription.
+// readerIt pairs an iterator with the stop of its subscription, and the
+// goroutine that drives it. nats.go notices missing heartbeats (a consumer
+// whose server died) only while one call of the iterator's Next lasts
+// twice the heartbeat interval: callers that poll Next with short
+// deadlines (the lake writer waits a poll interval at a time) would never
+// see a dead consumer, and would wait for good with no error. So pump
+// calls it without a deadline and hands what it gets to Reader.Next.
 type readerIt struct {
 	it       jetstream.MessagesContext
+	got      chan pumped   // what pump read, in order
+	quit     chan struct{} // closed by stopIt: pump stops handing over
+	pumpDone chan struct{} // closed when pump returned
 	stopOnce sync.Once
+}
+
+// pumped is one result of the iterator's Next.
+type pumped struct {
+	msg jetstream.Msg
+	err error
+}
+
+func newReaderIt(it jetstream.MessagesContext) *readerIt {
+	ri := &readerIt{it: it, got: make(chan pumped), quit: make(chan struct{}), pumpDone: make(chan struct{})}
+	go ri.pump()
+	return ri
+}
+
+// pump hands every message of the iterator over until the iterator fails
+// or stops (the error is handed over too, unless the reader stopped it).
+func (ri *readerIt) pump() {
+	defer close(ri.pumpDone)
+	for {
+		msg, err := ri.it.Next()
+		select {
+		case ri.got <- pumped{msg, err}:
+		case <-ri.quit:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // Consumer settings of a Reader: heartbeats let a consumer whose server
@@ -130,6 +169,22 @@ const (
 // the log: Next waits for entries appended later. Close it when done
 // (Broker.Close closes open readers).
 func (b *Broker) Reader(ctx context.Context, topicName string, part int, from Position) (*Reader, error) {
+	return b.reader(ctx, topicName, part, from, 0)
+}
+
+// ReaderAhead is Reader with what the Reader holds read ahead of Next
+// bounded to entries entries (each fetch from the server to readerMaxBytes,
+// which stays above the largest entry). Reader bounds it to readerMaxBytes
+// of entries whatever their count, and the JetStream client then sizes its
+// buffer for a million messages: 8 MB per Reader, allocated when it opens
+// and kept however little it reads. A process that opens many Readers (the
+// speed layer: two per partition of every view) bounds each by count
+// instead; it holds at most entries times the largest entry.
+func (b *Broker) ReaderAhead(ctx context.Context, topicName string, part int, from Position, entries int) (*Reader, error) {
+	return b.reader(ctx, topicName, part, from, max(entries, 1))
+}
+
+func (b *Broker) reader(ctx context.Context, topicName string, part int, from Position, ahead int) (*Reader, error) {
 	t, p, err := b.partition(topicName, part)
 	if err != nil {
 		return nil, err
@@ -145,7 +200,7 @@ func (b *Broker) Reader(ctx context.Context, topicName string, part int, from Po
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{b: b, schema: t.spec.Schema, p: p, nextSeq: seq, minOffset: minOffset, done: make(chan struct{})}
+	r := &Reader{b: b, schema: t.spec.Schema, p: p, ahead: ahead, nextSeq: seq, minOffset: minOffset, done: make(chan struct{})}
 	if err := r.open(ctx); err != nil {
 		return nil, err
 	}
@@ -172,20 +227,24 @@ func (r *Reader) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("broker: reader %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
 	}
-	it, err := cons.Messages(jetstream.PullMaxBytes(readerMaxBytes),
-		jetstream.PullHeartbeat(readerHeartbeat), jetstream.PullExpiry(readerExpiry))
+	bound := jetstream.PullMessagesOpt(jetstream.PullMaxBytes(readerMaxBytes))
+	if r.ahead > 0 {
+		bound = jetstream.PullMaxMessagesWithBytesLimit(r.ahead, readerMaxBytes)
+	}
+	it, err := cons.Messages(bound, jetstream.PullHeartbeat(readerHeartbeat), jetstream.PullExpiry(readerExpiry))
 	if err != nil {
 		return fmt.Errorf("broker: reader %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
 	}
+	ri := newReaderIt(it)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	select {
 	case <-r.done:
-		r.stopIt(&readerIt{it: it})
+		r.stopIt(ri)
 		return ErrClosed
 	default:
 	}
-	r.cur = &readerIt{it: it}
+	r.cur = ri
 	return nil
 }
 
@@ -205,15 +264,20 @@ func (r *Reader) Next(ctx context.Context) (Entry, error) {
 			}
 			continue
 		}
-		msg, err := cur.it.Next(jetstream.NextContext(ctx))
+		var got pumped
+		select {
+		case got = <-cur.got:
+		case <-ctx.Done():
+			return Entry{}, ctx.Err()
+		case <-r.done:
+			return Entry{}, ErrClosed
+		}
+		msg, err := got.msg, got.err
 		if err != nil {
 			select {
 			case <-r.done:
 				return Entry{}, ErrClosed
 			default:
-			}
-			if ctx.Err() != nil {
-				return Entry{}, ctx.Err()
 			}
 			r.b.log.Warn("broker: reader failed; creating it again", "topic", r.p.topic, "partition", r.p.index,
 				"from_seq", r.nextSeq, "err", err)
@@ -309,7 +373,18 @@ func (r *Reader) stop() {
 // so ask again until it is.
 func (r *Reader) stopIt(ri *readerIt) {
 	ri.stopOnce.Do(func() {
+		close(ri.quit)
 		ri.it.Stop()
+		defer func() {
+			// The iterator's Next returns once it stopped.
+			t := time.NewTimer(5 * time.Second)
+			defer t.Stop()
+			select {
+			case <-ri.pumpDone:
+			case <-t.C:
+				r.b.log.Warn("broker: reader's consumer did not stop within 5s", "topic", r.p.topic, "partition", r.p.index)
+			}
+		}()
 		c, ok := ri.it.(interface{ Closed() <-chan struct{} })
 		if !ok {
 			return

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -190,9 +191,19 @@ func startWorker(t *testing.T, h *netns.Host, natsURLs, dsn, lake string) *worke
 		api: client.New("http://"+h.Addr(8080), "", &http.Client{Timeout: 5 * time.Second})}
 	go func() { _ = cmd.Wait(); logf.Close(); close(w.done) }()
 	t.Cleanup(func() {
+		if t.Failed() {
+			// Its goroutines into its log (Go's SIGQUIT), to tell where
+			// something waits.
+			if cmd.Process.Signal(syscall.SIGQUIT) == nil {
+				select {
+				case <-w.done:
+				case <-time.After(10 * time.Second):
+				}
+			}
+		}
 		w.kill()
 		if t.Failed() {
-			t.Logf("log of %s:\n%s", h.Label, tail(logf.Name()))
+			t.Logf("log of %s (%s):\n%s", h.Label, logf.Name(), tail(logf.Name()))
 		}
 	})
 	return w

@@ -33,6 +33,16 @@
 // down: no answer, refused credentials, no such topic there, or a schema
 // that differs from the local topic's.
 //
+// # Several processes
+//
+// With Options.Owner (the process's cluster node), the processes running
+// the mirror share each link: it is the cluster consumer
+// mirror.<site>.<topic>, whose share q (one per local partition) is the
+// other site's partitions rp with rp mod (local partitions) = q. A share is
+// pulled by the one live process that owns it, which reads the share's
+// positions afresh when it takes it. Ownership saves the reads; exactly
+// once never depended on it (a second puller is refused, as above).
+//
 // The package must not serve HTTP or decode events of its own: it reads
 // entries through broker and appends through broker. It runs with the
 // ingest role.

@@ -49,12 +49,22 @@ type link struct {
 	m linkMetrics
 
 	mu     sync.Mutex
-	up     bool      // a session is pulling
-	seen   time.Time // the other site last answered
-	err    error     // why the last session ended, or did not start
-	since  time.Time // down since
-	pulls  []*pull   // per partition of the other site, kept across sessions
+	seen   time.Time          // the other site last answered
+	states map[int]*linkState // by share (allShares when not shared)
+	pulls  []*pull            // per partition of the other site, kept across sessions (allShares only)
+	shared map[int]int        // partitions of the other site pulled, by share held
 	events atomic.Uint64
+}
+
+// allShares is the share of a link that pulls every partition: the link
+// of a process that is no node of a cluster (Options.Owner nil).
+const allShares = -1
+
+// linkState is how the sessions of one share of a link fare.
+type linkState struct {
+	up    bool      // a session is pulling
+	err   error     // why the last session ended, or did not start
+	since time.Time // down since
 }
 
 func newLink(mr *Mirror, t *pipelines.Topic, src *pipelines.Source, path string) (*link, error) {
@@ -67,8 +77,11 @@ func newLink(mr *Mirror, t *pipelines.Topic, src *pipelines.Source, path string)
 		keyIdx:   -1,
 		siteIdx:  t.Schema.Index(pipelines.SiteField),
 		m:        mr.m.forLink(src.Site, t.Name),
-		since:    mr.now(),
-		err:      errors.New("not connected yet"),
+		states:   map[int]*linkState{},
+		shared:   map[int]int{},
+	}
+	if mr.owner == nil {
+		l.states[allShares] = &linkState{since: mr.now(), err: errors.New("not connected yet")}
 	}
 	if l.siteIdx < 0 {
 		return nil, fmt.Errorf("mirror: topic %q has sources but no %s field", t.Name, pipelines.SiteField)
@@ -86,22 +99,52 @@ func newLink(mr *Mirror, t *pipelines.Topic, src *pipelines.Source, path string)
 	return l, nil
 }
 
-// run keeps a session going until ctx ends. A failed session is tried
-// again after Backoff, doubling up to MaxBackoff; after a session that ran
-// for Recheck or longer the next failure starts the doubling over, and a
-// source that does not match waits MaxBackoff at once.
-func (l *link) run(ctx context.Context) {
+// runOwned pulls the shares of the link this process owns: share q is
+// the other site's partitions rp with rp mod (local partitions) = q, owned
+// through the cluster like a partition of any consumer, so that each is
+// pulled by one live process at a time and moves when that process stops,
+// dies or another joins.
+func (l *link) runOwned(ctx context.Context) {
+	own, err := l.mr.owner.OwnPartitions(l.consumer, l.parts, func(sctx context.Context, lease *broker.Lease) error {
+		q := lease.Partition()
+		l.mu.Lock()
+		l.states[q] = &linkState{since: l.mr.now(), err: errors.New("not connected yet")}
+		l.mu.Unlock()
+		defer func() {
+			l.mu.Lock()
+			delete(l.states, q)
+			delete(l.shared, q)
+			l.mu.Unlock()
+			l.setMetric()
+		}()
+		l.run(sctx, q)
+		return nil
+	})
+	if err != nil {
+		l.mr.logger.Error("mirror: link not started", "site", l.src.Site, "topic", l.topic.Name, "err", err)
+		return
+	}
+	<-ctx.Done()
+	own.Stop()
+}
+
+// run keeps a session of share (allShares: every partition) going until
+// ctx ends. A failed session is tried again after Backoff, doubling up to
+// MaxBackoff; after a session that ran for Recheck or longer the next
+// failure starts the doubling over, and a source that does not match
+// waits MaxBackoff at once.
+func (l *link) run(ctx context.Context, share int) {
 	t := l.mr.timing
 	backoff := retry.Backoff{Base: t.Backoff, Cap: t.MaxBackoff, Jitter: retry.Equal}
 	attempt := 0
 	for {
 		start := l.mr.now()
-		err := l.session(ctx)
+		err := l.session(ctx, share)
 		if ctx.Err() != nil {
-			l.setDown(ctx.Err())
+			l.setDown(share, ctx.Err())
 			return
 		}
-		l.setDown(err)
+		l.setDown(share, err)
 		attempt++
 		if l.mr.now().Sub(start) >= t.Recheck {
 			attempt = 1
@@ -110,16 +153,17 @@ func (l *link) run(ctx context.Context) {
 		if errors.Is(err, ErrSchema) {
 			wait = 64 // the longest
 		}
-		l.mr.logger.Warn("mirror: link down; trying again", "site", l.src.Site, "topic", l.topic.Name, "url", l.url, "attempt", attempt, "err", err)
+		l.mr.logger.Warn("mirror: link down; trying again", "site", l.src.Site, "topic", l.topic.Name, "url", l.url, "share", share, "attempt", attempt, "err", err)
 		if backoff.Wait(ctx, wait) != nil {
 			return
 		}
 	}
 }
 
-// session connects to the other site, checks its topic and pulls every
-// partition until something fails or ctx ends.
-func (l *link) session(ctx context.Context) error {
+// session connects to the other site, checks its topic and pulls the
+// share's partitions (every partition for allShares) until something fails
+// or ctx ends.
+func (l *link) session(ctx context.Context, share int) error {
 	t := l.mr.timing
 	octx, cancel := context.WithTimeout(ctx, t.Request)
 	r, err := broker.OpenRemote(octx, broker.RemoteOptions{
@@ -135,14 +179,15 @@ func (l *link) session(ctx context.Context) error {
 	if err := l.check(rec); err != nil {
 		return err
 	}
-	if err := l.load(ctx, rec.Partitions); err != nil {
+	pulls, err := l.sharePulls(ctx, share, rec.Partitions)
+	if err != nil {
 		return err
 	}
 	l.m.connects.Inc()
-	l.setUp()
-	l.mr.logger.Info("mirror: link up", "site", l.src.Site, "topic", l.topic.Name, "url", l.url, "partitions", rec.Partitions)
+	l.setUp(share, len(pulls))
+	l.mr.logger.Info("mirror: link up", "site", l.src.Site, "topic", l.topic.Name, "url", l.url, "partitions", rec.Partitions, "share", share, "pulled", len(pulls))
 	g, gctx := errgroup.WithContext(ctx)
-	for _, p := range l.pulls[:rec.Partitions] {
+	for _, p := range pulls {
 		g.Go(func() error { return p.run(gctx, r) })
 	}
 	g.Go(func() error { return l.watch(gctx, r, rec) })
@@ -224,6 +269,29 @@ func typeName(t event.FieldType) string {
 	return t.String()
 }
 
+// sharePulls returns the pulls of share's partitions of the other site,
+// which has parts. A share's positions are read afresh at each session:
+// another process may have pulled them since this one last did.
+func (l *link) sharePulls(ctx context.Context, share, parts int) ([]*pull, error) {
+	if share == allShares {
+		if err := l.load(ctx, parts); err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.pulls[:parts], nil
+	}
+	var out []*pull
+	for rp := share; rp < parts; rp += l.parts {
+		p, err := l.newPull(ctx, rp)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 // load reads the link's positions the first time, and adds the partitions
 // the other site gained since.
 func (l *link) load(ctx context.Context, parts int) error {
@@ -239,22 +307,56 @@ func (l *link) load(ctx context.Context, parts int) error {
 	return nil
 }
 
-func (l *link) setUp() {
+func (l *link) setUp(share, pulled int) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.up, l.err = true, nil
+	if st := l.states[share]; st != nil {
+		st.up, st.err = true, nil
+	}
+	l.shared[share] = pulled
 	l.seen = l.mr.now()
-	l.m.up.Set(1)
+	l.mu.Unlock()
+	l.setMetric()
 }
 
-func (l *link) setDown(err error) {
+func (l *link) setDown(share int, err error) {
+	l.mu.Lock()
+	if st := l.states[share]; st != nil {
+		if st.up || st.err == nil {
+			st.since = l.mr.now()
+		}
+		st.up, st.err = false, err
+	}
+	delete(l.shared, share)
+	l.mu.Unlock()
+	l.setMetric()
+}
+
+// setMetric shows the link up unless a share this process pulls is down.
+func (l *link) setMetric() {
+	_, err := l.down()
+	if err != nil {
+		l.m.up.Set(0)
+	} else {
+		l.m.up.Set(1)
+	}
+}
+
+// down returns the first share this process holds that is not pulling,
+// and why; nil when every share it holds pulls (or it holds none).
+func (l *link) down() (time.Time, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.up || l.err == nil {
-		l.since = l.mr.now()
+	shares := make([]int, 0, len(l.states))
+	for q := range l.states {
+		shares = append(shares, q)
 	}
-	l.up, l.err = false, err
-	l.m.up.Set(0)
+	slices.Sort(shares)
+	for _, q := range shares {
+		if st := l.states[q]; !st.up {
+			return st.since, st.err
+		}
+	}
+	return time.Time{}, nil
 }
 
 // contact records an answer of the other site.
@@ -264,13 +366,19 @@ func (l *link) contact(at time.Time) {
 	l.mu.Unlock()
 }
 
-// ready is the link's readiness check.
+// ready is the link's readiness check: every share this process holds is
+// pulling, and the other site answered lately. A process that holds no
+// share of the link (others pull it) is ready.
 func (l *link) ready(context.Context) error {
+	since, err := l.down()
+	now := l.mr.now()
+	if err != nil {
+		return fmt.Errorf("down for %s: %v", now.Sub(since).Round(time.Second), err)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.mr.now()
-	if !l.up {
-		return fmt.Errorf("down for %s: %v", now.Sub(l.since).Round(time.Second), l.err)
+	if len(l.states) == 0 {
+		return nil
 	}
 	if quiet := now.Sub(l.seen); quiet > l.mr.timing.Stale {
 		return fmt.Errorf("no answer from %s for %s", l.url, quiet.Round(time.Second))
@@ -278,18 +386,29 @@ func (l *link) ready(context.Context) error {
 	return nil
 }
 
+// stats reports the link as this process runs it: Partitions are the
+// other site's partitions it pulls; Up says they all pull (false when it
+// pulls none: another process does, and Error says so).
 func (l *link) stats() api.LinkStats {
+	_, err := l.down()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := api.LinkStats{
 		Site: l.src.Site, Topic: l.topic.Name, SourceTopic: l.remote, URL: l.url,
-		Consumer: l.consumer, Up: l.up, Events: l.events.Load(), Partitions: len(l.pulls),
+		Consumer: l.consumer, Events: l.events.Load(),
 	}
+	for _, n := range l.shared {
+		s.Partitions += n
+	}
+	s.Up = err == nil && len(l.shared) > 0
 	if !l.seen.IsZero() {
 		s.Seen = l.seen.UTC()
 	}
-	if l.err != nil {
-		s.Error = l.err.Error()
+	switch {
+	case err != nil:
+		s.Error = err.Error()
+	case len(l.states) == 0:
+		s.Error = "pulled by other processes"
 	}
 	return s
 }

@@ -31,6 +31,14 @@ type Log interface {
 
 var _ Log = (*broker.Broker)(nil)
 
+// Owner hands out the shares of each link that this process pulls;
+// *broker.Node is one.
+type Owner interface {
+	OwnPartitions(consumer string, parts int, run func(context.Context, *broker.Lease) error) (*broker.Ownership, error)
+}
+
+var _ Owner = (*broker.Node)(nil)
+
 // Options are the dependencies a Mirror gets from its owner.
 type Options struct {
 	// Logger gets the links' messages. Nil discards them.
@@ -41,6 +49,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Timing overrides the links' timing; tests shorten it.
 	Timing Timing
+	// Owner, when set, shares each link's partitions with the other
+	// processes running it: each partition of the other site is pulled by
+	// one live process at a time. Nil pulls every partition here.
+	Owner Owner
 }
 
 // Timing is how often links look and how long they wait.
@@ -85,6 +97,7 @@ type Mirror struct {
 	now    func() time.Time
 	timing Timing
 	m      *metrics
+	owner  Owner
 	links  []*link
 }
 
@@ -94,7 +107,7 @@ func New(p *pipelines.Pipeline, log Log, opts Options) (*Mirror, error) {
 	if p == nil || log == nil {
 		return nil, errors.New("mirror: New needs a pipeline and a log")
 	}
-	mr := &Mirror{p: p, log: log, logger: opts.Logger, now: opts.Now, timing: opts.Timing}
+	mr := &Mirror{p: p, log: log, logger: opts.Logger, now: opts.Now, timing: opts.Timing, owner: opts.Owner}
 	if mr.logger == nil {
 		mr.logger = slog.New(slog.DiscardHandler)
 	}
@@ -147,7 +160,11 @@ func withDefaults(t Timing) Timing {
 func (mr *Mirror) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, l := range mr.links {
-		wg.Go(func() { l.run(ctx) })
+		if mr.owner != nil {
+			wg.Go(func() { l.runOwned(ctx) })
+		} else {
+			wg.Go(func() { l.run(ctx, allShares) })
+		}
 	}
 	wg.Wait()
 	return nil

@@ -59,7 +59,10 @@
 // benchmarks run the same code. Speed owns its goroutines: per owned
 // partition of a view one that owns the engine and the merger, a reader per
 // topic, an appender and at most one checkpoint upload; per replica one;
-// all waited for before Run returns.
+// all waited for before Run returns. A reader holds a bounded number of
+// entries ahead of the goroutine it feeds (readAhead and entryQueue,
+// run_state.go), so that a partition far behind the log, as in a backfill,
+// costs no more memory than one that keeps up.
 //
 // This package imports the pipeline packages (pipelines and those below it)
 // and broker only. It does not serve HTTP and does not know the serving

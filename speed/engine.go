@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -40,6 +41,10 @@ type engine struct {
 	windows map[int64]*window
 	byEnd   []*window
 	last    *window // the window of the previous event: the common case
+	// groupsHint sizes a new window's groups: how many the last window
+	// finalised had, so that a window of many groups does not grow its
+	// map (and rehash every group) a dozen times as it fills.
+	groupsHint int
 
 	// Session views: the open sessions of each key, and a heap of the
 	// earliest session end of each key for finalisation.
@@ -47,7 +52,7 @@ type engine struct {
 	closing endHeap
 
 	dirty     []dirtyRef    // windowed slots to show at the next Flush
-	arena     []byte        // the keys of dirty, reset by Flush
+	arena     []byte        // the keys of dirty, replaced by Flush
 	dirtyKeys []*sessionKey // session keys to show at the next Flush
 	gone      []keyedWindow // session windows that vanished and are not yet shown gone
 	pace      pace          // when changed open windows are shown (pace.go)
@@ -74,7 +79,23 @@ type Stats struct {
 type window struct {
 	plan.TimeWindow
 	groups  map[string]*slot
-	waiting int // slots changed and waiting for their interval
+	waiting int    // slots changed and waiting for their interval
+	free    []slot // the rest of the block newSlot hands slots from
+}
+
+// slotBlock is how many slots a window allocates at once: a window of many
+// groups costs one allocation per block rather than per group, and the
+// blocks go together when the window is finalised.
+const slotBlock = 64
+
+// newSlot returns a zero slot of the window.
+func (w *window) newSlot() *slot {
+	if len(w.free) == 0 {
+		w.free = make([]slot, min(slotBlock, max(len(w.groups), 1)))
+	}
+	s := &w.free[0]
+	w.free = w.free[1:]
+	return s
 }
 
 // slot is the state of one group in one window; its key is the window's
@@ -248,7 +269,8 @@ func (e *engine) addWindowed(ev *event.Event, bound int64) {
 		w := e.window(tw)
 		s := w.groups[string(e.keyBuf)]
 		if s == nil {
-			s = &slot{state: *e.plan.NewState(), shown: e.pace.never()}
+			s = w.newSlot()
+			s.state, s.shown = *e.plan.NewState(), e.pace.never()
 			w.groups[string(e.keyBuf)] = s
 			e.nopen++
 		}
@@ -281,7 +303,7 @@ func (e *engine) window(tw plan.TimeWindow) *window {
 	}
 	w := e.windows[tw.Start]
 	if w == nil {
-		w = &window{TimeWindow: tw, groups: map[string]*slot{}}
+		w = &window{TimeWindow: tw, groups: make(map[string]*slot, e.groupsHint)}
 		e.windows[tw.Start] = w
 		i, _ := slices.BinarySearchFunc(e.byEnd, w, compareWindows)
 		e.byEnd = slices.Insert(e.byEnd, i, w)
@@ -375,13 +397,19 @@ func (e *engine) Flush(now time.Time, out *output) {
 	} else {
 		e.finalizeWindows(out)
 	}
-	for _, d := range e.dirty {
-		if d.s.dirty {
-			out.Open = e.showSlot(out, d.w, d.s, e.arena[d.at:d.to])
+	if len(e.dirty) > 0 {
+		// The rows' keys and group strings are substrings of the arena,
+		// made a string once: the arena is left to them, never written
+		// again, and the next Flush's keys go to a new one.
+		keys := unsafe.String(unsafe.SliceData(e.arena), len(e.arena))
+		for _, d := range e.dirty {
+			if d.s.dirty {
+				out.Open = e.showSlot(out, d.w, d.s, keys[d.at:d.to])
+			}
 		}
+		clear(e.dirty)
+		e.dirty, e.arena = e.dirty[:0], make([]byte, 0, len(e.arena))
 	}
-	clear(e.dirty)
-	e.dirty, e.arena = e.dirty[:0], e.arena[:0]
 	for _, k := range e.dirtyKeys {
 		k.listed = false
 		if k.dirty && !k.closed {
@@ -398,7 +426,7 @@ func (e *engine) Flush(now time.Time, out *output) {
 }
 
 // showSlot appends the row of an open window's slot to out.Open.
-func (e *engine) showSlot(out *output, w *window, s *slot, key []byte) []viewrow.Row {
+func (e *engine) showSlot(out *output, w *window, s *slot, key string) []viewrow.Row {
 	s.dirty, s.shown = false, e.pace.now
 	return append(out.Open, e.row(out, w.TimeWindow, key, "", &s.state, false))
 }
@@ -407,7 +435,7 @@ func (e *engine) showSlot(out *output, w *window, s *slot, key []byte) []viewrow
 func (e *engine) showKey(out *output, k *sessionKey) []viewrow.Row {
 	k.dirty, k.shown = false, e.pace.now
 	for _, s := range k.ss {
-		out.Open = append(out.Open, e.row(out, s.TimeWindow, []byte(k.key), k.key, s.State, false))
+		out.Open = append(out.Open, e.row(out, s.TimeWindow, k.key, k.key, s.State, false))
 	}
 	return out.Open
 }
@@ -424,7 +452,7 @@ func (e *engine) showGone(out *output) {
 			n++
 			continue
 		}
-		out.Gone = append(out.Gone, viewrow.Row{Start: g.Start, End: g.End, Key: g.k.key, Group: e.group([]byte(g.k.key)),
+		out.Gone = append(out.Gone, viewrow.Row{Start: g.Start, End: g.End, Key: g.k.key, Group: e.group(g.k.key),
 			Aggs: make([]event.Value, e.ncols), Deleted: true})
 	}
 	clear(e.gone[n:])
@@ -441,10 +469,11 @@ func (e *engine) finalizeWindows(out *output) {
 			e.last = nil
 		}
 		e.nopen -= len(w.groups)
+		e.groupsHint = len(w.groups)
 		e.pace.waiting -= w.waiting
 		for key, s := range w.groups {
 			s.dirty = false
-			out.Final = append(out.Final, e.row(out, w.TimeWindow, []byte(key), key, &s.state, true))
+			out.Final = append(out.Final, e.row(out, w.TimeWindow, key, key, &s.state, true))
 		}
 	}
 	if n > 0 {
@@ -463,7 +492,7 @@ func (e *engine) finalizeSessions(out *output) {
 		e.closeBuf = k.ss.closeUntil(e.wm, e.closeBuf[:0])
 		e.nopen -= len(e.closeBuf)
 		for _, s := range e.closeBuf {
-			out.Final = append(out.Final, e.row(out, s.TimeWindow, []byte(k.key), k.key, s.State, true))
+			out.Final = append(out.Final, e.row(out, s.TimeWindow, k.key, k.key, s.State, true))
 		}
 		clear(e.closeBuf)
 		if len(k.ss) == 0 {
@@ -479,31 +508,46 @@ func (e *engine) finalizeSessions(out *output) {
 	}
 }
 
-// row builds one output row; its values live in out's shared backing array.
-// keyText is the key as a string when the caller has one (Row.Key), else "".
-func (e *engine) row(out *output, tw plan.TimeWindow, key []byte, keyText string, st *aggregate.State, final bool) viewrow.Row {
-	group := e.group(key)
+// row builds one output row (see output.row).
+func (e *engine) row(out *output, tw plan.TimeWindow, key, keyText string, st *aggregate.State, final bool) viewrow.Row {
 	if e.partial {
-		return partialRow(tw, key, group, st, final)
+		return partialRow(tw, key, e.group(key), st, final)
 	}
-	if cap(out.vals)-len(out.vals) < e.ncols {
-		out.vals = make([]event.Value, 0, max(256, 4*e.ncols))
-	}
-	start := len(out.vals)
-	out.vals = e.plan.AppendFinal(out.vals, st)
-	aggs := out.vals[start:len(out.vals):len(out.vals)]
-	return viewrow.Row{Start: tw.Start, End: tw.End, Key: keyText, Group: group, Aggs: aggs, Final: final}
+	return out.row(e.plan, e.ngroup+e.ncols, tw, key, keyText, st, final)
 }
 
-// group decodes a group key.
-func (e *engine) group(key []byte) []event.Value {
-	g, err := e.plan.DecodeKey(key)
-	if err != nil {
-		// Unreachable: keys come from Plan.Key, or from a checkpoint whose
-		// keys were decoded once when it was restored.
-		return make([]event.Value, e.ngroup)
+// group decodes a group key into values of their own.
+func (e *engine) group(key string) []event.Value {
+	return appendGroup(e.plan, make([]event.Value, 0, e.ngroup), key)
+}
+
+// row builds the row of a window of the group key with state st. Its group
+// values (whose strings are substrings of key) and aggregates live in
+// out's shared backing array, which the next Flush leaves to the rows and
+// replaces: a row costs no allocation of its own. n is the number of
+// group and aggregate values; keyText is the key as Row.Key shows it, or "".
+func (out *output) row(pl *plan.Plan, n int, tw plan.TimeWindow, key, keyText string, st *aggregate.State, final bool) viewrow.Row {
+	if cap(out.vals)-len(out.vals) < n {
+		out.vals = make([]event.Value, 0, max(256, 4*n))
 	}
-	return g
+	start := len(out.vals)
+	out.vals = appendGroup(pl, out.vals, key)
+	mid := len(out.vals)
+	out.vals = pl.AppendFinal(out.vals, st)
+	return viewrow.Row{Start: tw.Start, End: tw.End, Key: keyText, Group: out.vals[start:mid:mid],
+		Aggs: out.vals[mid:len(out.vals):len(out.vals)], Final: final}
+}
+
+// appendGroup appends the values of a group key to dst (plan.AppendGroup).
+func appendGroup(pl *plan.Plan, dst []event.Value, key string) []event.Value {
+	n := len(dst)
+	dst, err := pl.AppendGroup(dst, key)
+	if err != nil {
+		// Unreachable: keys come from Plan.Key, or from a checkpoint or a
+		// partials record whose keys were decoded when they were read.
+		return append(dst[:n], make([]event.Value, len(pl.GroupBy()))...)
+	}
+	return dst
 }
 
 // closingItem is a session key waiting in the heap under its earliest end.

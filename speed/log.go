@@ -99,7 +99,7 @@ type brokerLog struct {
 }
 
 func (l *brokerLog) Read(ctx context.Context, topic string, part int, from int64) (EntryReader, error) {
-	r, err := l.b.Reader(ctx, topic, part, broker.FromOffset(from))
+	r, err := l.b.ReaderAhead(ctx, topic, part, broker.FromOffset(from), readAhead)
 	if err != nil {
 		return nil, err
 	}

@@ -137,6 +137,7 @@ type merger struct {
 	plan     *plan.Plan
 	lateness int64
 	session  bool
+	ngroup   int
 	ncols    int
 	sources  []sourceState
 	times    []plan.PartitionTime // scratch for watermark
@@ -172,6 +173,7 @@ func newMerger(pl *plan.Plan, sources int) *merger {
 		plan:     pl,
 		lateness: pl.Window().Lateness.D().Microseconds(),
 		session:  pl.Session(),
+		ngroup:   len(pl.GroupBy()),
 		ncols:    len(pl.Columns()),
 		sources:  make([]sourceState, max(sources, 1)),
 		wm:       plan.NoWatermark,
@@ -423,27 +425,17 @@ func (m *merger) row(out *output, key string, tw plan.TimeWindow, states map[int
 }
 
 func (m *merger) finish(out *output, key string, tw plan.TimeWindow, st *aggregate.State, final bool) viewrow.Row {
-	if cap(out.vals)-len(out.vals) < m.ncols {
-		out.vals = make([]event.Value, 0, max(256, 4*m.ncols))
-	}
-	start := len(out.vals)
-	out.vals = m.plan.AppendFinal(out.vals, st)
-	aggs := out.vals[start:len(out.vals):len(out.vals)]
-	return viewrow.Row{Start: tw.Start, End: tw.End, Key: key, Group: m.group(key), Aggs: aggs, Final: final}
+	return out.row(m.plan, m.ngroup+m.ncols, tw, key, key, st, final)
 }
 
 func (m *merger) group(key string) []event.Value {
-	g, err := m.plan.DecodeKey([]byte(key))
-	if err != nil {
-		return make([]event.Value, len(m.plan.GroupBy()))
-	}
-	return g
+	return appendGroup(m.plan, make([]event.Value, 0, m.ngroup), key)
 }
 
 // partialRow is a row of a partial engine: Key set, and Aggs holding one
 // value, the encoded aggregate state (nil Aggs if it cannot be encoded).
-func partialRow(tw plan.TimeWindow, key []byte, group []event.Value, st *aggregate.State, final bool) viewrow.Row {
-	r := viewrow.Row{Start: tw.Start, End: tw.End, Key: string(key), Group: group, Final: final}
+func partialRow(tw plan.TimeWindow, key string, group []event.Value, st *aggregate.State, final bool) viewrow.Row {
+	r := viewrow.Row{Start: tw.Start, End: tw.End, Key: key, Group: group, Final: final}
 	if b, err := st.AppendBinary(nil); err == nil {
 		r.Aggs = []event.Value{{S: string(b), Valid: true}}
 	}

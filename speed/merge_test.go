@@ -217,13 +217,20 @@ func TestMergerSkipsOlderAndStaleRecords(t *testing.T) {
 	}
 }
 
-func testPartCheckpoint(t *testing.T) (*twoStages, []byte) {
+func testPartCheckpoint(t testing.TB) (*twoStages, []byte) {
+	t.Helper()
+	return testPartCheckpointN(t, 500)
+}
+
+// testPartCheckpointN is testPartCheckpoint of n events (a fuzz seed wants
+// a small one: every new input is minimised, at a cost that grows with it).
+func testPartCheckpointN(t testing.TB, n int) (*twoStages, []byte) {
 	t.Helper()
 	p := testPipeline(t, pipelineOpts{partitions: 2})
 	pl := compile(t, p, "all")
 	ts := newTwoStages(t, pl, 2)
 	rng := rand.New(rand.NewPCG(4, 4))
-	for _, en := range split(rng, genEvents(rng, 500, 10, 10*minute), 2, 20, true) {
+	for _, en := range split(rng, genEvents(rng, n, 10, 10*minute), 2, 20, true) {
 		ts.process(en.part, en.events)
 	}
 	ts.deliverAll(false)

@@ -165,10 +165,10 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease) (*pa
 func (r *partRun) run(ctx context.Context) error {
 	s := r.s
 	rctx, stopReaders := context.WithCancel(ctx)
-	srcCh := make(chan broker.Entry, 8)
-	prtCh := make(chan broker.Entry, 8)
+	srcCh := make(chan broker.Entry, entryQueue)
+	prtCh := make(chan broker.Entry, entryQueue)
 	r.errs = make(chan error, 3)
-	r.appends = make(chan partialBatch, 16)
+	r.appends = make(chan partialBatch, partialsQueue)
 	r.uploaded = make(chan uploadResult, 1)
 	appendErr := make(chan error, 1)
 	// Commits come only with checkpoints; the read positions are reported

@@ -105,8 +105,7 @@ func (e *engine) sweep(out *output) {
 			if s.dirty && e.pace.due(s.shown) {
 				w.waiting--
 				e.pace.waiting--
-				e.keyBuf = append(e.keyBuf[:0], key...)
-				out.Open = e.showSlot(out, w, s, e.keyBuf)
+				out.Open = e.showSlot(out, w, s, key)
 			}
 		}
 	}

@@ -127,7 +127,7 @@ func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 	// The reader runs on its own goroutine so that rows waiting for their
 	// emit interval are shown on the tick when no partial state comes.
 	rctx, stopReader := context.WithCancel(ctx)
-	entries := make(chan broker.Entry, 8)
+	entries := make(chan broker.Entry, entryQueue)
 	readErr := make(chan error, 1)
 	var reader sync.WaitGroup
 	reader.Go(func() {

@@ -28,5 +28,24 @@ type uploadResult struct {
 // per entry.
 const maxBatch = 64
 
+// What a reader of the speed layer holds ahead of the goroutine it feeds:
+// readAhead entries in the log's client (broker.Broker.ReaderAhead) and
+// entryQueue decoded ones in the channel between them. A process runs two
+// readers per owned partition of every view (the source and the partials)
+// and one per replica, all full while a backfill or a restart catches up;
+// these bound its read buffers to (readAhead + entryQueue + 1) entries per
+// reader, the decoded ones about ten times their stored size. They are
+// enough to hide the log's round trip: a run takes an entry in well under
+// a millisecond.
+const (
+	readAhead  = 16
+	entryQueue = 2
+)
+
+// partialsQueue is how many of stage 1's flushes may wait for the log
+// (partialBatch): a flush during a backfill holds a record per window that
+// changed, thousands, so the run waits for the log rather than queue more.
+const partialsQueue = 4
+
 // softStopTimeout bounds the final appends and checkpoint of a soft stop.
 const softStopTimeout = 30 * time.Second

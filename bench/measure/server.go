@@ -113,6 +113,14 @@ func (s *Server) Stop() error {
 	}
 }
 
+// Kill ends the process at once (SIGKILL to its process group, as a
+// crash would) and waits for it.
+func (s *Server) Kill() {
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	err := <-s.done
+	s.done <- err
+}
+
 // PeakRSS is the process's VmHWM in bytes.
 func (s *Server) PeakRSS() (int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
@@ -129,9 +137,13 @@ func (s *Server) PeakRSS() (int64, error) {
 }
 
 // CPUSeconds is the user + system CPU time the process has used so far,
+// all threads.
+func (s *Server) CPUSeconds() (float64, error) { return CPUSeconds(s.cmd.Process.Pid) }
+
+// CPUSeconds is the user + system CPU time process pid has used so far,
 // all threads (from /proc/PID/stat, in clock ticks of 1/100 s).
-func (s *Server) CPUSeconds() (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+func CPUSeconds(pid int) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -139,16 +151,16 @@ func (s *Server) CPUSeconds() (float64, error) {
 	// closing parenthesis are fixed: utime and stime are the 12th and 13th.
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", s.cmd.Process.Pid)
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
 	}
 	f := strings.Fields(string(data[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", s.cmd.Process.Pid, len(f))
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", s.cmd.Process.Pid, err)
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 	}
 	return float64(ut+st) / 100, nil
 }

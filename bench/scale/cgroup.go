@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -129,6 +130,30 @@ func leave(root string) error {
 		return fmt.Errorf("cgroup %s: leave: %w", root, err)
 	}
 	return nil
+}
+
+// throttled returns the CFS periods the cgroup ran in and how many of them
+// ended with its quota used up: the share of the time its processes wanted
+// more CPU than the cap gave them.
+func (g *cgroup) throttled() (periods, throttled int64, err error) {
+	data, err := os.ReadFile(filepath.Join(g.dir, "cpu.stat"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("cgroup %s: %w", g.dir, err)
+	}
+	for line := range strings.Lines(string(data)) {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), " ")
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "nr_periods":
+			periods = n
+		case "nr_throttled":
+			throttled = n
+		}
+	}
+	return periods, throttled, nil
 }
 
 // remove deletes the cgroup; its processes must have exited.

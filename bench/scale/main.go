@@ -3,7 +3,7 @@
 // processes per role, each worker capped at a share of a CPU by a cgroup so
 // that the scaling shows on a small machine.
 //
-// One NATS server (in this process, not capped) holds the backlog, written
+// One nats-server (a child process, not capped) holds the backlog, written
 // once through HTTP ingest; every measurement starts from a copy of that
 // store, so each one catches up the same events from the same state. Per
 // round and consumer (the speed layer of a view, the lake writer, a
@@ -38,7 +38,7 @@ import (
 
 type options struct {
 	bin, pipeline, work, pgDSN string
-	rounds                     int
+	rounds, moveRounds         int
 	workers                    []int
 	consumers                  []consumer
 	events                     int
@@ -56,14 +56,15 @@ func main() {
 	flag.StringVar(&o.pipeline, "pipeline", "bench/scale/scale.yaml", "the pipeline file")
 	flag.StringVar(&o.work, "dir", "", "working directory (default: a new one under the system's temp dir)")
 	flag.StringVar(&o.pgDSN, "pg", os.Getenv("LF_TEST_POSTGRES_DSN"), "PostgreSQL DSN for the sink (a schema sf_scale_* is made per measurement)")
-	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds")
+	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds of throughput (0: none)")
+	flag.IntVar(&o.moveRounds, "moves", 3, "rounds of partition moves: a worker of three killed, one joining, one stopped (0: none)")
 	flag.StringVar(&workers, "workers", "1,2,3", "worker counts per consumer")
 	flag.StringVar(&consumers, "consumers", "speed,lake,sink", "consumers to measure: speed, lake, sink")
-	flag.IntVar(&o.events, "events", 600_000, "events in the backlog")
+	flag.IntVar(&o.events, "events", 2_000_000, "events in the backlog")
 	flag.IntVar(&o.clients, "clients", 8, "HTTP clients filling the backlog")
 	flag.IntVar(&o.body, "body", 1000, "events per request when filling the backlog")
-	flag.Float64Var(&o.share, "cpu", 0.5, "CPU share of each worker process (0: not pinned)")
-	flag.IntVar(&o.weight, "weight", 8, "CPU weight of each worker and of the harness (NATS, observer), in default processes, when pinning")
+	flag.Float64Var(&o.share, "cpu", 0.25, "CPU share of each worker process (0: not pinned)")
+	flag.IntVar(&o.weight, "weight", 32, "CPU weight of each worker and of the harness (NATS, observer), in default processes, when pinning")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "longest one catch-up may take")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory and the sink schemas")
 	flag.StringVar(&out, "o", "", "also write the report to this file")
@@ -164,6 +165,11 @@ func run(ctx context.Context, o options, w io.Writer) error {
 			}
 		}()
 	}
+	measure.Logf(w, "building nats-server (%s, the version in go.mod)", natsModule)
+	var err error
+	if b.natsBin, err = buildNATS(ctx, o.work); err != nil {
+		return err
+	}
 	measure.Logf(w, "filling the backlog: %d events through HTTP ingest (load %.1f)", o.events, measure.LoadAverage())
 	took, err := b.fill(ctx)
 	if err != nil {
@@ -178,13 +184,25 @@ func run(ctx context.Context, o options, w io.Writer) error {
 				if err != nil {
 					return fmt.Errorf("round %d, %s, %d workers: %w", r+1, c.name, n, err)
 				}
-				measure.Logf(w, "result round=%d consumer=%s workers=%d events=%d seconds=%.2f rate=%.0f steady=%.0f cpu_s=%.2f load=%.1f",
-					r+1, c.name, n, o.events, res.took.Seconds(), res.rate(), res.steady, res.cpu, res.load)
+				measure.Logf(w, "result round=%d consumer=%s workers=%d events=%d seconds=%.2f rate=%.0f steady=%.0f cpu_s=%.2f throttled=%.2f infra_cpu_s=%.2f load=%.1f",
+					r+1, c.name, n, o.events, res.took.Seconds(), res.rate(), res.steady, res.cpu, res.throttled, res.infraCPU, res.load)
 				if results[c.name] == nil {
 					results[c.name] = map[int][]result{}
 				}
 				results[c.name][n] = append(results[c.name][n], res)
 			}
+		}
+	}
+	allMoves := map[string][]moves{}
+	for r := range o.moveRounds {
+		for _, c := range o.consumers {
+			m, err := b.measureMoves(ctx, c, r)
+			if err != nil {
+				return fmt.Errorf("moves round %d, %s: %w", r+1, c.name, err)
+			}
+			measure.Logf(w, "moves round=%d consumer=%s kill=%.2fs join=%.2fs stop=%.2fs load=%.1f",
+				r+1, c.name, m.kill.Seconds(), m.join.Seconds(), m.stop.Seconds(), measure.LoadAverage())
+			allMoves[c.name] = append(allMoves[c.name], m)
 		}
 	}
 	fmt.Fprintln(w)
@@ -197,6 +215,12 @@ func run(ctx context.Context, o options, w io.Writer) error {
 		how = fmt.Sprintf("each worker capped at %.2g CPU (cgroup %s, period %d ms), weight %d× a default process, as is the harness's NATS server", o.share, v, cpuPeriodMicros/1000, o.weight)
 	}
 	fmt.Fprintf(w, "Backlog %d events in 6 partitions; %s; %d rounds.\n\n", o.events, how, o.rounds)
-	table(w, o, results)
+	if o.rounds > 0 {
+		table(w, o, results)
+	}
+	if o.moveRounds > 0 {
+		fmt.Fprintf(w, "\nPartition moves, 3 workers, %d rounds (median, then each round):\n\n", o.moveRounds)
+		movesTable(w, o, allMoves)
+	}
 	return nil
 }

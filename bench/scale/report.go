@@ -15,7 +15,14 @@ type result struct {
 	took   time.Duration // from starting the workers to every partition committed at the end
 	steady float64       // events/s while the read lag fell from 90 % to 10 % of the backlog
 	cpu    float64       // CPU seconds of the workers, together
-	load   float64       // the 1-minute load average at the end
+	// CPU seconds of the harness (its NATS server) and the observer
+	// during the catch-up: what the uncapped parts needed.
+	infraCPU float64
+	// The share of the workers' CFS periods that used up the cap: near 1
+	// the workers' CPU share bounds the rate; low, something else does
+	// (NATS, the disk, the database, a machine too busy to give the share).
+	throttled float64
+	load      float64 // the 1-minute load average at the end
 }
 
 // rate is the whole catch-up's events per second, startup included.
@@ -59,23 +66,26 @@ func steadyRate(samples []sample, backlog int64) float64 {
 // rounds' ratios (each round's N-worker figure over the same round's
 // 1-worker figure).
 func table(w io.Writer, o options, results map[string]map[int][]result) {
-	fmt.Fprintln(w, "| consumer | workers | catch-up events/s (median; rounds) | × 1 worker | steady events/s (90 %→10 % of the lag) | × 1 worker | worker CPU-s per 1M events |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| consumer | workers | catch-up events/s (median; rounds) | × 1 worker | steady events/s (90 %→10 % of the lag) | × 1 worker | worker CPU-s per 1M events | periods at the cap | NATS + observer CPU-s per 1M events | load |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, c := range o.consumers {
 		byN := results[c.name]
 		base := byN[1]
 		for _, n := range o.workers {
 			rs := byN[n]
-			var rate, steady, cpu []float64
+			var rate, steady, cpu, throttled, infra, load []float64
 			for _, r := range rs {
 				rate = append(rate, r.rate())
 				steady = append(steady, r.steady)
 				cpu = append(cpu, r.cpu/float64(r.events)*1e6)
+				throttled = append(throttled, r.throttled*100)
+				infra = append(infra, r.infraCPU/float64(r.events)*1e6)
+				load = append(load, r.load)
 			}
-			fmt.Fprintf(w, "| %s | %d | %s (%s) | %s | %s (%s) | %s | %.2f |\n", c.consumer, n,
+			fmt.Fprintf(w, "| %s | %d | %s (%s) | %s | %s (%s) | %s | %.2f | %.0f %% | %.2f | %.0f |\n", c.consumer, n,
 				measure.Human(measure.Median(rate)), join(rate), ratio(rs, base, result.rate),
 				measure.Human(measure.Median(steady)), join(steady), ratio(rs, base, func(r result) float64 { return r.steady }),
-				measure.Median(cpu))
+				measure.Median(cpu), measure.Median(throttled), measure.Median(infra), measure.Median(load))
 		}
 	}
 }

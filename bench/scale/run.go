@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/lambdaflow/lambdaflow/bench/measure"
 )
@@ -74,29 +73,12 @@ type bench struct {
 	cgRoot string // "" when not pinning
 	cgV2   bool
 	seq    int // measurements so far, for unique names
+	// natsBin is the nats-server binary, built once per run.
+	natsBin string
 }
 
 // template is the NATS store holding the backlog.
 func (b *bench) template() string { return filepath.Join(b.o.work, "backlog") }
-
-// startNATS runs a JetStream server on store, on a free port.
-func startNATS(store string) (*server.Server, error) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: store, NoSigs: true})
-	if err != nil {
-		return nil, err
-	}
-	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		s.Shutdown()
-		return nil, errors.New("nats-server not ready after 30 s")
-	}
-	return s, nil
-}
-
-func stopNATS(s *server.Server) {
-	s.Shutdown()
-	s.WaitForShutdown()
-}
 
 // env is the environment of one lambdaflow process of a measurement.
 func env(natsURL, dir, data, pgDSN string) []string {
@@ -106,14 +88,14 @@ func env(natsURL, dir, data, pgDSN string) []string {
 // fill writes the backlog once, through an ingest process, into the
 // template store, and checks the log holds every event.
 func (b *bench) fill(ctx context.Context) (time.Duration, error) {
-	ns, err := startNATS(b.template())
+	ns, err := startNATS(ctx, b.natsBin, b.template())
 	if err != nil {
 		return 0, err
 	}
-	defer stopNATS(ns)
+	defer ns.stop()
 	dir := filepath.Join(b.o.work, "fill")
 	s, err := measure.StartServer(ctx, measure.ServerConfig{Bin: b.o.bin, Pipeline: b.o.pipeline, Dir: dir, Roles: "ingest",
-		Env: env(ns.ClientURL(), dir, filepath.Join(dir, "data"), b.o.pgDSN)})
+		Env: env(ns.url, dir, filepath.Join(dir, "data"), b.o.pgDSN)})
 	if err != nil {
 		return 0, err
 	}
@@ -156,50 +138,85 @@ func events(n int, now time.Time) []string {
 	return lines
 }
 
+// stage is one measurement's own copy of the backlog: a NATS server on a
+// copy of the template store, the sink's schema, and the observer, a
+// `serve` process (not pinned, running none of the measured consumers)
+// that answers the polls of GET /v1/lag and /v1/cluster.
+type stage struct {
+	dir     string
+	ns      *natsServer
+	pgDSN   string
+	obs     *measure.Server
+	closers []func()
+}
+
+func (b *bench) newStage(ctx context.Context, c consumer, tag string) (st *stage, err error) {
+	b.seq++
+	st = &stage{dir: filepath.Join(b.o.work, tag), pgDSN: b.o.pgDSN}
+	defer func() {
+		if err != nil {
+			st.close()
+		}
+	}()
+	if !b.o.keep {
+		st.closers = append(st.closers, func() { os.RemoveAll(st.dir) })
+	}
+	store := filepath.Join(st.dir, "nats")
+	if err := copyDir(ctx, b.template(), store); err != nil {
+		return st, err
+	}
+	if st.ns, err = startNATS(ctx, b.natsBin, store); err != nil {
+		return st, err
+	}
+	st.closers = append(st.closers, st.ns.stop)
+	if c.name == "sink" {
+		schema := fmt.Sprintf("sf_scale_%d_%d", os.Getpid(), b.seq)
+		if st.pgDSN, err = b.schema(ctx, schema); err != nil {
+			return st, err
+		}
+		if !b.o.keep {
+			st.closers = append(st.closers, func() { b.dropSchema(schema) })
+		}
+	}
+	if st.obs, err = measure.StartServer(ctx, measure.ServerConfig{Bin: b.o.bin, Pipeline: b.o.pipeline, Dir: filepath.Join(st.dir, "observer"),
+		Roles: "serve", Env: st.env("observer")}); err != nil {
+		return st, fmt.Errorf("observer: %w", err)
+	}
+	st.closers = append(st.closers, func() { st.obs.Stop() })
+	return st, nil
+}
+
+// env is the environment of the stage's process name.
+func (st *stage) env(name string) []string {
+	return env(st.ns.url, st.dir, filepath.Join(st.dir, name, "data"), st.pgDSN)
+}
+
+// close undoes newStage, last step first.
+func (st *stage) close() {
+	for i := len(st.closers) - 1; i >= 0; i-- {
+		st.closers[i]()
+	}
+}
+
 // measure starts n workers of consumer c on a copy of the backlog, times
 // their catch-up and checks the result.
 func (b *bench) measure(ctx context.Context, c consumer, n, round int) (res result, err error) {
-	b.seq++
-	tag := fmt.Sprintf("r%d-%s-%d", round+1, c.name, n)
-	dir := filepath.Join(b.o.work, tag)
-	defer func() {
-		if !b.o.keep {
-			os.RemoveAll(dir)
-		}
-	}()
-	store := filepath.Join(dir, "nats")
-	if err := copyDir(ctx, b.template(), store); err != nil {
-		return res, err
-	}
-	ns, err := startNATS(store)
+	st, err := b.newStage(ctx, c, fmt.Sprintf("r%d-%s-%d", round+1, c.name, n))
 	if err != nil {
 		return res, err
 	}
-	defer stopNATS(ns)
-	pgDSN := b.o.pgDSN
-	if c.name == "sink" {
-		schema := fmt.Sprintf("sf_scale_%d_%d", os.Getpid(), b.seq)
-		if pgDSN, err = b.schema(ctx, schema); err != nil {
-			return res, err
-		}
-		if !b.o.keep {
-			defer b.dropSchema(schema)
-		}
-	}
-	penv := func(name string) []string {
-		return env(ns.ClientURL(), dir, filepath.Join(dir, name, "data"), pgDSN)
-	}
-	// The observer answers the lag polls (GET /v1/lag is served by the
-	// serve role); it runs none of the measured consumers and is not
-	// pinned.
-	obs, err := measure.StartServer(ctx, measure.ServerConfig{Bin: b.o.bin, Pipeline: b.o.pipeline, Dir: filepath.Join(dir, "observer"),
-		Roles: "serve", Env: penv("observer")})
-	if err != nil {
-		return res, fmt.Errorf("observer: %w", err)
-	}
-	defer obs.Stop()
+	defer st.close()
+	dir, obs, penv, pgDSN := st.dir, st.obs, st.env, st.pgDSN
 
-	workers, groups, start, err := b.startWorkers(ctx, c, n, dir, penv)
+	obsCPU0, err := obs.CPUSeconds()
+	if err != nil {
+		return res, err
+	}
+	natsCPU0, err := st.ns.cpuSeconds()
+	if err != nil {
+		return res, err
+	}
+	workers, groups, start, err := b.startWorkers(ctx, c, n, 0, dir, penv)
 	defer func() {
 		for _, g := range groups {
 			if rerr := g.remove(); err == nil && rerr != nil {
@@ -223,6 +240,27 @@ func (b *bench) measure(ctx context.Context, c consumer, n, round int) (res resu
 		}
 		res.cpu += cpu
 	}
+	obsCPU, err := obs.CPUSeconds()
+	if err != nil {
+		return res, err
+	}
+	natsCPU, err := st.ns.cpuSeconds()
+	if err != nil {
+		return res, err
+	}
+	res.infraCPU = obsCPU - obsCPU0 + natsCPU - natsCPU0
+	var periods, throttled int64
+	for _, g := range groups {
+		p, t, err := g.throttled()
+		if err != nil {
+			return res, err
+		}
+		periods += p
+		throttled += t
+	}
+	if periods > 0 {
+		res.throttled = float64(throttled) / float64(periods)
+	}
 	// A soft stop: the last checkpoint, flush and commit, as a rolling
 	// restart would; then the check reads what the consumer left.
 	if err := stopAll(workers); err != nil {
@@ -234,13 +272,14 @@ func (b *bench) measure(ctx context.Context, c consumer, n, round int) (res resu
 	return res, nil
 }
 
-// startWorkers starts n workers of c at once, each in a cgroup of its own
-// when pinning, and returns when all are ready, with the time they were
-// started.
-func (b *bench) startWorkers(ctx context.Context, c consumer, n int, dir string, penv func(string) []string) ([]*measure.Server, []*cgroup, time.Time, error) {
+// startWorkers starts n workers of c at once, numbered from first, each in
+// a cgroup of its own when pinning, and returns when all are ready, with
+// the time they were started.
+func (b *bench) startWorkers(ctx context.Context, c consumer, n, first int, dir string, penv func(string) []string) ([]*measure.Server, []*cgroup, time.Time, error) {
 	var groups []*cgroup
 	wraps := make([][]string, n)
 	for i := range n {
+		i := first + i
 		if b.cgRoot == "" {
 			continue
 		}
@@ -249,7 +288,7 @@ func (b *bench) startWorkers(ctx context.Context, c consumer, n int, dir string,
 			return nil, groups, time.Time{}, err
 		}
 		groups = append(groups, g)
-		wraps[i] = g.wrap()
+		wraps[i-first] = g.wrap()
 	}
 	workers := make([]*measure.Server, n)
 	errs := make([]error, n)
@@ -257,7 +296,7 @@ func (b *bench) startWorkers(ctx context.Context, c consumer, n int, dir string,
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			name := fmt.Sprintf("w%d", i)
+			name := fmt.Sprintf("w%d", first+i)
 			workers[i], errs[i] = measure.StartServer(ctx, measure.ServerConfig{Bin: b.o.bin, Pipeline: b.o.pipeline,
 				Dir: filepath.Join(dir, name), Roles: c.role, Env: penv(name), Wrap: wraps[i]})
 		})

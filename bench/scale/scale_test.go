@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/bench/measure"
 )
 
 func TestSteadyRate(t *testing.T) {
@@ -79,5 +81,30 @@ func TestEvents(t *testing.T) {
 	}
 	if !strings.Contains(lines[3], `"ts":"2026-01-02T14:45:00Z"`) || !strings.Contains(lines[3], `"region":"sa"`) {
 		t.Fatalf("last event %s", lines[3])
+	}
+}
+
+// A node id names its worker by the HTTP port, not by a port that merely
+// starts the same.
+func TestWorkerOf(t *testing.T) {
+	a, b := &measure.Server{URL: "http://127.0.0.1:4100"}, &measure.Server{URL: "http://127.0.0.1:41000"}
+	ws := []*measure.Server{a, b}
+	if w := workerOf("box-41000-abcd1234", ws); w != b {
+		t.Errorf("box-41000-…: %v, want the worker on 41000", w)
+	}
+	if w := workerOf("box-4100-abcd1234", ws); w != a {
+		t.Errorf("box-4100-…: %v, want the worker on 4100", w)
+	}
+	if w := workerOf("box-4200-abcd1234", ws); w != nil {
+		t.Errorf("box-4200-…: %v, want none", w)
+	}
+}
+
+func TestMovesTable(t *testing.T) {
+	var b strings.Builder
+	o := options{consumers: allConsumers[:1]}
+	movesTable(&b, o, map[string][]moves{"speed": {{kill: 7 * time.Second, join: 2 * time.Second, stop: time.Second}, {kill: 8 * time.Second, join: 3 * time.Second, stop: 2 * time.Second}}})
+	if want := "| speed.by_region | 7.5 s (7.0 / 8.0) | 2.5 s (2.0 / 3.0) | 1.5 s (1.0 / 2.0) |"; !strings.Contains(b.String(), want) {
+		t.Errorf("table\n%s\nlacks %s", b.String(), want)
 	}
 }

@@ -227,7 +227,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		// Links pull other sites' topics in through the same log: they are
 		// a way in, like HTTP and Kafka.
 		if hasSources(p) {
-			mr, err := mirror.New(p, b, mirror.Options{Logger: logger.With("component", "mirror"), Registerer: preg("mirror")})
+			mr, err := mirror.New(p, b, mirror.Options{Logger: logger.With("component", "mirror"), Registerer: preg("mirror"), Owner: node})
 			if err != nil {
 				return err
 			}
@@ -390,13 +390,21 @@ func (v storeViews) Rows(view string) ([]viewrow.Row, bool) {
 }
 
 // nodeName names this process in the cluster: broker.cluster.node, or the
-// host name, and the HTTP port, so that processes on one machine differ.
+// host name, then the HTTP listen address's IP when it is a particular one
+// (not every interface, not the loopback) and the port, so that processes
+// on one machine differ, also when they share a host name (containers or
+// network namespaces of one host, each listening on its own address). A
+// process restarted with the same name takes its predecessor's partitions
+// at once, so no two live processes may share one.
 func nodeName(p *pipelines.Pipeline, addr net.Addr) string {
 	name := p.Broker.Cluster.Node
 	if name == "" {
 		name, _ = os.Hostname()
 	}
 	if ta, ok := addr.(*net.TCPAddr); ok {
+		if !ta.IP.IsUnspecified() && !ta.IP.IsLoopback() && ta.IP != nil {
+			name += "-" + strings.NewReplacer(".", "-", ":", "-").Replace(ta.IP.String())
+		}
 		name += "-" + strconv.Itoa(ta.Port)
 	}
 	return name

@@ -80,6 +80,7 @@ var layers = map[string]int{
 	"bench/kafkaproduce": 8,
 	"bench/peers":        8,
 	"bench/backfill":     8,
+	"bench/scale":        8,
 }
 
 // foundations import nothing of the module, only the standard library, so

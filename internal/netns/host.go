@@ -158,7 +158,11 @@ func DelaySupported() error {
 	if err := Supported(); err != nil {
 		return err
 	}
-	name := namePrefix + base36(os.Getpid(), 5) + "zz-probe"
+	prefix, err := namePrefix()
+	if err != nil {
+		return err
+	}
+	name := prefix + base36(os.Getpid(), 5) + "zz-probe"
 	if err := ip("netns", "add", name); err != nil {
 		return err
 	}

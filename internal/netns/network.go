@@ -10,9 +10,10 @@
 // its eth0, a veth whose other end is on the bridge. Hosts have no default
 // route: nothing they send leaves the machine.
 //
-// Everything global is named "lfn" + the owning process id (5 base-36
-// digits) + a per-process counter (2 digits): concurrent test processes
-// never collide, and New removes what a dead process left behind (its
+// Everything global is named "lfn" (or LF_NETNS_PREFIX: one to three
+// lowercase letters) + the owning process id (5 base-36 digits) + a
+// per-process counter (2 digits): concurrent test processes never collide,
+// and New removes what a dead process of the same prefix left behind (its
 // namespaces, the processes still running in them, its links). Cleanup
 // removes everything at the end of the test, failed or not.
 //
@@ -50,7 +51,7 @@ var ErrUnsupported = errors.New("netns: not supported on this machine")
 // concurrent use.
 type Network struct {
 	t      testing.TB
-	key    string       // "lfn" + pid + counter: prefix of every global name
+	key    string       // prefix + pid + counter: prefix of every global name
 	bridge string       // the bridge's interface name in the root namespace
 	subnet netip.Prefix // a /24; .1 is the root namespace's address
 	mu     sync.Mutex
@@ -60,11 +61,32 @@ type Network struct {
 // counter numbers the Networks of this process.
 var counter atomic.Int32
 
-const namePrefix = "lfn"
+// defaultPrefix starts every global name unless LF_NETNS_PREFIX says
+// otherwise.
+const defaultPrefix = "lfn"
 
-// ownedName matches the names this package gives: prefix, owner pid (5
-// base-36 digits), counter (2).
-var ownedName = regexp.MustCompile(`^` + namePrefix + `([0-9a-z]{5})([0-9a-z]{2})`)
+var validPrefix = regexp.MustCompile(`^[a-z]{1,3}$`)
+
+// namePrefix returns the prefix of every global name: LF_NETNS_PREFIX
+// (one to three lowercase letters, so that interface names stay within
+// the kernel's 15 characters) or "lfn". Test runs of different prefixes
+// never touch each other's leftovers.
+func namePrefix() (string, error) {
+	p := os.Getenv("LF_NETNS_PREFIX")
+	if p == "" {
+		return defaultPrefix, nil
+	}
+	if !validPrefix.MatchString(p) {
+		return "", fmt.Errorf("LF_NETNS_PREFIX=%q: want one to three lowercase letters", p)
+	}
+	return p, nil
+}
+
+// ownedName matches the names this package gives with prefix: prefix,
+// owner pid (5 base-36 digits), counter (2).
+func ownedName(prefix string) *regexp.Regexp {
+	return regexp.MustCompile(`^` + prefix + `([0-9a-z]{5})([0-9a-z]{2})`)
+}
 
 // New creates an empty network owned by t and removed when t ends. It first
 // removes what dead test processes left behind. Without root, the ip
@@ -74,17 +96,21 @@ func New(t testing.TB) *Network {
 	if err := Supported(); err != nil {
 		testenv.Missing(t, err.Error())
 	}
+	prefix, err := namePrefix()
+	if err != nil {
+		t.Fatalf("netns: %v", err)
+	}
 	unlock, err := lock()
 	if err != nil {
 		t.Fatalf("netns: %v", err)
 	}
 	defer unlock()
-	removeLeftovers(t)
+	removeLeftovers(t, prefix)
 	n := counter.Add(1)
 	if n >= 36*36 {
 		t.Fatalf("netns: more than %d networks in one process", 36*36-1)
 	}
-	key := namePrefix + base36(os.Getpid(), 5) + base36(int(n), 2)
+	key := prefix + base36(os.Getpid(), 5) + base36(int(n), 2)
 	subnet, err := freeSubnet()
 	if err != nil {
 		t.Fatalf("netns: %v", err)
@@ -254,10 +280,11 @@ func namespacePids(name string) []int {
 }
 
 // removeLeftovers deletes the namespaces and links of dead owners.
-func removeLeftovers(t testing.TB) {
+func removeLeftovers(t testing.TB, prefix string) {
 	t.Helper()
+	owned := ownedName(prefix)
 	dead := func(name string) bool {
-		m := ownedName.FindStringSubmatch(name)
+		m := owned.FindStringSubmatch(name)
 		if m == nil {
 			return false
 		}

@@ -3,7 +3,9 @@ package plan
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/lambdaflow/lambdaflow/internal/binfmt"
 	"github.com/lambdaflow/lambdaflow/pipelines"
@@ -293,8 +295,24 @@ var ErrBadKey = errors.New("malformed group key")
 // DecodeKey returns the group-by values encoded in a key made by Key, in
 // GroupBy order.
 func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
-	vs := make([]event.Value, len(p.group))
-	r := binfmt.NewReader(key, nil)
+	vs, err := p.AppendGroup(make([]event.Value, 0, len(p.group)), string(key))
+	if err != nil {
+		return nil, err
+	}
+	return vs, nil
+}
+
+// AppendGroup appends the group-by values encoded in key (made by Key) to
+// dst, in GroupBy order. Their strings are substrings of key, not copies:
+// the speed layer builds a row per changed window from keys it holds as
+// strings, and a copy per row and field would be most of that row's cost.
+// On an error dst is returned unchanged.
+func (p *Plan) AppendGroup(dst []event.Value, key string) ([]event.Value, error) {
+	n := len(dst)
+	dst = slices.Grow(dst, len(p.group))[:n+len(p.group)]
+	vs := dst[n:]
+	clear(vs)
+	r := binfmt.NewReader(unsafe.Slice(unsafe.StringData(key), len(key)), nil)
 	for i, g := range p.group {
 		switch r.Byte() {
 		case 0:
@@ -302,15 +320,16 @@ func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
 		case 1:
 		default:
 			if r.Failed() {
-				return nil, fmt.Errorf("%w: %d bytes", ErrBadKey, len(key))
+				return dst[:n], fmt.Errorf("%w: %d bytes", ErrBadKey, len(key))
 			}
-			return nil, fmt.Errorf("%w: field %q", ErrBadKey, g.name)
+			return dst[:n], fmt.Errorf("%w: field %q", ErrBadKey, g.name)
 		}
 		v := &vs[i]
 		v.Valid = true
 		switch g.typ {
 		case event.TypeString:
-			v.S = r.LenString()
+			// The reader's bytes are key's, which cannot change.
+			v.S = r.LenStringView()
 		case event.TypeDouble:
 			v.F = r.Float64()
 		case event.TypeBool:
@@ -320,7 +339,7 @@ func (p *Plan) DecodeKey(key []byte) ([]event.Value, error) {
 		}
 	}
 	if r.Failed() || r.Remaining() != 0 {
-		return nil, fmt.Errorf("%w: %d bytes", ErrBadKey, len(key))
+		return dst[:n], fmt.Errorf("%w: %d bytes", ErrBadKey, len(key))
 	}
-	return vs, nil
+	return dst, nil
 }
