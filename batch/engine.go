@@ -314,6 +314,10 @@ func (w *worker) batch(b *colBatch) error {
 	rows = w.match.Filter(&b.Columns, g.c.vj.topic.Schema, rows, rows[:0])
 	w.rows = rows
 	w.ids = w.groups.Groups(&b.Columns, rows, w.ids)
+	if g.size == g.slide {
+		w.tumbling(b, rows)
+		return nil
+	}
 	// A row lies in the windows starting at its slot of the grid and at
 	// each slide before it that still holds it (just the one for tumbling
 	// windows).
@@ -354,6 +358,51 @@ func (w *worker) batch(b *colBatch) error {
 		w.in, w.states = in, states
 	}
 	return nil
+}
+
+// tumbling is batch's row loop for tumbling windows, where a row lies in
+// one window: rows mostly come in time order, so it goes run by run of
+// rows in one window, and the loop of every row only looks up its state.
+func (w *worker) tumbling(b *colBatch, rows []int32) {
+	g := w.g
+	times, ids := b.Time, w.ids[:len(rows)]
+	in, states := resize(w.in, len(rows)), resize(w.states, len(rows))
+	n := 0
+	for k := 0; k < len(rows); {
+		start := plan.GridSlot(times[rows[k]], g.slide)
+		end := start + g.slide
+		if !w.set || start != w.curStart {
+			w.window(start)
+		}
+		j := k
+		if w.curOut {
+			for j < len(rows) && times[rows[j]] >= start && times[rows[j]] < end {
+				j++
+			}
+			k = j
+			continue
+		}
+		cur := w.cur
+		for ; j < len(rows); j++ {
+			r := rows[j]
+			if t := times[r]; t < start || t >= end {
+				break
+			}
+			id := ids[j]
+			var st *aggregate.State
+			if cur.sparse == nil && int(id) < len(cur.states) {
+				st = cur.states[id]
+			}
+			if st == nil {
+				st = cur.add(g.pl, id)
+			}
+			in[n], states[n] = r, st
+			n++
+		}
+		k = j
+	}
+	w.aggs.UpdateColumns(states[:n], in[:n], &b.Columns)
+	w.in, w.states = in, states
 }
 
 // window makes the window starting at start the current one.

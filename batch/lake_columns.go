@@ -177,17 +177,13 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 			cur := &cursors[ci]
 			switch t {
 			case tEventTime:
-				r.time = resize(r.time, n)
-				b.Time, err = r.time, cur.fillInts(r.time)
+				b.Time, err = cur.fillInts(&r.time, n)
 			case tIngest:
-				r.ingest = resize(r.ingest, n)
-				b.Ingest, err = r.ingest, cur.fillInts(r.ingest)
+				b.Ingest, err = cur.fillInts(&r.ingest, n)
 			case tOffset:
-				r.offsets = resize(r.offsets, n)
-				b.Offsets, err = r.offsets, cur.fillInts(r.offsets)
+				b.Offsets, err = cur.fillInts(&r.offsets, n)
 			case tPart:
-				r.parts = resize(r.parts, n)
-				b.Parts, err = r.parts, cur.fillParts(r.parts)
+				b.Parts, err = cur.fillParts(&r.parts, n)
 			case tID:
 				err = cur.fillColumn(&r.id, n, event.TypeString)
 				if err == nil {
@@ -338,38 +334,49 @@ func (lf *lakeFile) checkRows(b *colBatch, positions, times bool) error {
 	return nil
 }
 
-// fillInts copies the next len(dst) values of a required 64-bit integer
-// column (event time, ingest time, offset) into dst.
-func (c *pageCursor) fillInts(dst []int64) error {
-	return fillMetaColumn(c, dst, func(c *pageCursor) []int64 { return c.i64 })
+// fillInts returns the next n values of a required 64-bit integer column
+// (event time, ingest time, offset); see fillMetaColumn.
+func (c *pageCursor) fillInts(buf *[]int64, n int) ([]int64, error) {
+	return fillMetaColumn(c, buf, n, func(c *pageCursor) []int64 { return c.i64 })
 }
 
 // fillParts is fillInts for the 32-bit partition column.
-func (c *pageCursor) fillParts(dst []int32) error {
-	return fillMetaColumn(c, dst, func(c *pageCursor) []int32 { return c.i32 })
+func (c *pageCursor) fillParts(buf *[]int32, n int) ([]int32, error) {
+	return fillMetaColumn(c, buf, n, func(c *pageCursor) []int32 { return c.i32 })
 }
 
-// fillMetaColumn copies the next len(dst) values of a required metadata column,
-// whose pages hold them in vals, into dst.
-func fillMetaColumn[T int32 | int64](c *pageCursor, dst []T, vals func(*pageCursor) []T) error {
-	for done := 0; done < len(dst); {
-		k, err := c.span(len(dst) - done)
+// fillMetaColumn returns the next n values of a required metadata column,
+// whose pages hold them in vals: the page's own values when one page holds
+// all n (read-only, valid until the cursor moves on: a batch is consumed
+// before the next is read), else a copy in *buf.
+func fillMetaColumn[T int32 | int64](c *pageCursor, buf *[]T, n int, vals func(*pageCursor) []T) ([]T, error) {
+	var dst []T
+	for done := 0; done < n; {
+		k, err := c.span(n - done)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if c.defs != nil {
-			return errors.New("metadata column holds nulls")
+			return nil, errors.New("metadata column holds nulls")
 		}
 		v := vals(c)
 		if v == nil {
-			return errors.New("metadata column of the wrong type")
+			return nil, errors.New("metadata column of the wrong type")
 		}
-		copy(dst[done:done+k], v[c.val:c.val+k])
+		if done == 0 && k == n {
+			dst = v[c.val : c.val+k : c.val+k]
+		} else {
+			if dst == nil {
+				*buf = resize(*buf, n)
+				dst = *buf
+			}
+			copy(dst[done:done+k], v[c.val:c.val+k])
+		}
 		c.val += k
 		c.row += k
 		done += k
 	}
-	return nil
+	return dst, nil
 }
 
 // fillColumn reads the column's next n values into col, a field of type
@@ -380,7 +387,15 @@ func fillMetaColumn[T int32 | int64](c *pageCursor, dst []T, vals func(*pageCurs
 // while every page of the batch shares one non-empty dictionary; otherwise
 // they are strings.
 func (c *pageCursor) fillColumn(col *event.Column, n int, typ event.FieldType) error {
-	*col = event.Column{Read: true, Valid: col.Valid[:0], I: col.I[:0], F: col.F[:0], S: col.S[:0], Idx: col.Idx[:0]}
+	// I and F come from the cursor's own buffers: the batch before may
+	// have borrowed a page's values (fillValues).
+	*col = event.Column{Read: true, Valid: col.Valid[:0], I: c.ownI[:0], F: c.ownF[:0], S: col.S[:0], Idx: col.Idx[:0]}
+	c.borrowed = false
+	defer func() {
+		if !c.borrowed {
+			c.ownI, c.ownF = col.I, col.F
+		}
+	}()
 	nulls := false
 	for done := 0; done < n; {
 		k, err := c.span(n - done)
@@ -413,6 +428,7 @@ func (c *pageCursor) fillColumn(col *event.Column, n int, typ event.FieldType) e
 		if !hasNull(defs) {
 			defs = nil // every row has a value: copy them in bulk
 		}
+		c.borrow = done == 0 && k == n
 		switch {
 		case typ == event.TypeString:
 			err = c.fillStrings(col, done, k, defs)
@@ -529,8 +545,17 @@ func (c *pageCursor) fillIntegers(col *event.Column, k int, defs []byte) {
 
 // fillValues appends k rows of the page to dst: in bulk from page (its
 // values when of dst's type) without nulls, else value by value through
-// at, zero for a null.
+// at, zero for a null. When dst is empty and the batch takes its k rows
+// from this page alone, it returns the page's values themselves
+// (read-only, valid until the cursor moves on; capacity k, so an append
+// copies).
 func fillValues[T int64 | float64](c *pageCursor, dst, page []T, k int, defs []byte, at func(j int) T) []T {
+	if defs == nil && page != nil && len(dst) == 0 && c.borrow {
+		dst = page[c.val : c.val+k : c.val+k]
+		c.val += k
+		c.borrowed = true
+		return dst
+	}
 	if defs == nil && page != nil {
 		dst = append(dst, page[c.val:c.val+k]...)
 		c.val += k

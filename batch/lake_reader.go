@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"sync"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
@@ -90,6 +91,15 @@ func (tl *topicLake) openFile(ctx context.Context, fe fileEntry) (lakestore.Obje
 	if err != nil {
 		return nil, "", fmt.Errorf("%w %s: %w", ErrCorruptFile, name, err)
 	}
+	if o.Size() <= memFileBytes {
+		// Read once: the checksum and the decoding share the bytes.
+		m, err := readChecked(o, name, fe)
+		o.Close()
+		if err != nil {
+			return nil, "", err
+		}
+		return m, name, nil
+	}
 	if err := checkSum(o, name, fe); err != nil {
 		o.Close()
 		return nil, "", err
@@ -97,11 +107,79 @@ func (tl *topicLake) openFile(ctx context.Context, fe fileEntry) (lakestore.Obje
 	return o, name, nil
 }
 
+// memFileBytes is the largest lake file openFile reads into memory whole;
+// a larger one is read twice, once for its checksum and once for its
+// pages. Reading a file into memory saves the second pass over its bytes
+// (system calls locally, a second request to object storage), which is
+// most of the cost of opening a small file: a lake of hourly or daily
+// files of a sparse topic is recomputed 1.2–1.4× faster
+// (BenchmarkRecomputeYear). For a large file the second pass is a few
+// per cent of decoding it, less than a fresh buffer of its size costs.
+const memFileBytes = 4 << 20
+
+// fileBufs are buffers of files read whole, reused from file to file.
+var fileBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// memFile is a lake file read into memory; Close gives its buffer back.
+type memFile struct {
+	buf *[]byte
+	b   []byte
+}
+
+func (m *memFile) Size() int64 { return int64(len(m.b)) }
+
+func (m *memFile) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("lake file: negative offset")
+	}
+	if off >= int64(len(m.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (m *memFile) Close() error {
+	if m.buf != nil {
+		fileBufs.Put(m.buf)
+		m.buf, m.b = nil, nil
+	}
+	return nil
+}
+
+// readChecked reads o whole and checks its size and CRC-32C against the
+// manifest entry fe, as checkSum does.
+func readChecked(o lakestore.Object, name string, fe fileEntry) (*memFile, error) {
+	size := o.Size()
+	if fe.CRC32C != 0 && fe.Bytes > 0 && size != fe.Bytes {
+		return nil, fmt.Errorf("%w %s: %d bytes, the manifest says %d", ErrCorruptFile, name, size, fe.Bytes)
+	}
+	buf := fileBufs.Get().(*[]byte)
+	if int64(cap(*buf)) < size {
+		*buf = make([]byte, size)
+	}
+	m := &memFile{buf: buf, b: (*buf)[:size]}
+	if _, err := o.ReadAt(m.b, 0); err != nil && !(errors.Is(err, io.EOF) && size == 0) {
+		m.Close()
+		return nil, fmt.Errorf("%w %s: %w", ErrCorruptFile, name, err)
+	}
+	if fe.CRC32C != 0 {
+		if sum := crc32.Checksum(m.b, castagnoli); sum != fe.CRC32C {
+			m.Close()
+			return nil, fmt.Errorf("%w %s: checksum %08x, the manifest says %08x", ErrCorruptFile, name, sum, fe.CRC32C)
+		}
+	}
+	return m, nil
+}
+
 // checkSum compares the whole file's CRC-32C with the manifest's before
 // anything is decoded: a damaged page could otherwise decode to plausible,
 // wrong values (zstd frames carry no checksum here, and page CRCs are not
-// checked). Reading the file once more costs little next to decoding it, and
-// warms the page cache.
+// checked). It is the pass over a file too large to read into memory
+// (readChecked does the same for the others).
 func checkSum(o lakestore.Object, name string, fe fileEntry) error {
 	if fe.CRC32C == 0 {
 		return nil
@@ -242,7 +320,7 @@ func (s *fileScan) done() error {
 
 // scanParquet reads a lake file, the object o named name in messages,
 // with the lake's columnar reader (lakeFile, columnReader: parquet-go's
-// pages copied into typed vectors) and hands each batch on as events.
+// pages read into typed vectors) and hands each batch on as events.
 // Columns a scan does not ask for are not read and stay null. The caller
 // owns o.
 func scanParquet(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error {
@@ -336,12 +414,20 @@ type pageCursor struct {
 	words  []string
 	bufI32 []int32
 	bufI64 []int64
+	// ownI and ownF are the buffers fillColumn copies values into when a
+	// batch's rows span pages; a batch within one page borrows the page's
+	// values instead (valid until the cursor moves on).
+	ownI []int64
+	ownF []float64
+	// borrow allows fillValues to borrow (the batch's rows are all in
+	// this page); borrowed says it did.
+	borrow, borrowed bool
 }
 
 // reset starts on another column chunk, keeping the buffers.
 func (c *pageCursor) reset(pages parquet.Pages) {
 	c.close()
-	*c = pageCursor{pages: pages, bufI32: c.bufI32, bufI64: c.bufI64}
+	*c = pageCursor{pages: pages, bufI32: c.bufI32, bufI64: c.bufI64, ownI: c.ownI, ownF: c.ownF}
 }
 
 // close gives the current page back and closes the chunk's pages.

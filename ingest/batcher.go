@@ -81,16 +81,20 @@ type chunk struct {
 // batcher is the group commit of one partition: it gathers chunks from
 // concurrent requests into log entries of at most maxBatch events and keeps
 // at most maxInFlight Appends running. A batch is sent as soon as a slot is
-// free and either the batch is full or its oldest event has waited linger
-// (or less, the time an Append takes, when that is shorter).
+// free and either the batch is full, or its oldest event has waited linger
+// (or less, the time an Append takes, when that is shorter), or nothing
+// could join it: no chunk is queued and no request of the topic is on its
+// way (arrivals).
 // While every slot is busy the batch keeps growing up to maxBatch, then the
 // batcher stops receiving, which blocks submitters: the queue in front is
 // bounded.
 //
-// Not sending at once when the log is idle looks like added latency, but
-// under load it is what keeps entries large: an idle moment would
-// otherwise start an fsync for the first small chunk, and the next batch
-// would wait behind it (BenchmarkGroupCommitInFlight measures both).
+// Not sending at once when the log is idle while requests are arriving
+// looks like added latency, but under load it is what keeps entries large:
+// an idle moment would otherwise start an fsync for the first small chunk,
+// and the next batch would wait behind it (BenchmarkGroupCommitInFlight
+// measures both). When nobody is arriving there is nobody to wait for
+// (BenchmarkHTTPIngestOne).
 type batcher struct {
 	topic       string
 	partition   int
@@ -104,6 +108,13 @@ type batcher struct {
 
 	in chan *chunk // closed by Ingest when it stops accepting
 
+	// arrivals counts the topic's requests on their way here; lingering
+	// is set while a batch could be sent but waits for them, and wake
+	// (capacity 1) is signalled when the last of them leaves.
+	arrivals  *arrivals
+	lingering atomic.Bool
+	wake      chan struct{}
+
 	// gathered counts events taken from in and not yet handed to an
 	// Append; tests wait on it to know a batch is formed.
 	gathered atomic.Int64
@@ -113,8 +124,10 @@ type batcher struct {
 // it submitters block (their events are already counted in max_in_flight).
 const batchQueue = 256
 
-func newBatcher(topic string, partition int, log Log, ing *pipelines.Ingest, inFlight int, eager bool, logger *slog.Logger, m *metrics) *batcher {
+func newBatcher(topic string, partition int, log Log, ing *pipelines.Ingest, inFlight int, eager bool, arr *arrivals, logger *slog.Logger, m *metrics) *batcher {
 	return &batcher{
+		arrivals:    arr,
+		wake:        make(chan struct{}, 1),
 		eager:       eager,
 		topic:       topic,
 		partition:   partition,
@@ -176,11 +189,19 @@ func (b *batcher) run(ctx context.Context) {
 		if n == 0 || inFlight >= b.maxInFlight || (ordered && inFlight > 0) {
 			// A continuation waits for its predecessor's Append, so that
 			// concurrent Appends cannot reorder them.
+			b.lingering.Store(false)
 			return false
 		}
-		return expired || n >= b.maxBatch || carry != nil || in == nil || b.linger <= 0 || (b.eager && inFlight == 0)
+		if expired || n >= b.maxBatch || carry != nil || in == nil || b.linger <= 0 || (b.eager && inFlight == 0) {
+			return true
+		}
+		// Linger only for company that is on its way. lingering is set
+		// before arrivals is read; see arrival.leave.
+		b.lingering.Store(true)
+		return len(in) == 0 && b.arrivals.quiet()
 	}
 	flush := func() {
+		b.lingering.Store(false)
 		timer.Stop()
 		timerC, expired = nil, false
 		inFlight++
@@ -227,6 +248,8 @@ func (b *batcher) run(ctx context.Context) {
 			}
 		case <-timerC:
 			timerC, expired = nil, true
+		case <-b.wake:
+			// The last request on its way left: due looks again.
 		case d := <-finished:
 			inFlight--
 			appendTook += (d - appendTook) / 8

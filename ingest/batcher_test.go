@@ -406,3 +406,46 @@ func TestEventLargerThanAnEntry(t *testing.T) {
 		t.Fatalf("%d appends for 5 events of half an entry each", len(log))
 	}
 }
+
+// A request alone, with nobody else on the way, is appended at once: with
+// a linger of an hour, waiting for company would never answer.
+func TestGroupCommitAloneSendsAtOnce(t *testing.T) {
+	fl := newFakeLog(false)
+	p := testPipeline(t.TempDir(), *metricsTopic(2))
+	p.Ingest.Linger = pipelines.Duration(time.Hour)
+	h := startHeld(t, p, fl, Options{appendsInFlight: 1})
+	for i := range 3 {
+		h.postOK("metrics", bodyIDs(fmt.Sprintf("one-%d", i)))
+	}
+	if got := len(fl.log()); got != 3 {
+		t.Fatalf("%d appends, want 3 (one per request)", got)
+	}
+}
+
+// While a request of the topic is on its way, a batch waits for it (up to
+// linger), and is sent when the last one on its way has left, holding
+// what arrived meanwhile.
+func TestGroupCommitWaitsForArrivingRequests(t *testing.T) {
+	fl := newFakeLog(false)
+	p := testPipeline(t.TempDir(), *metricsTopic(1))
+	p.Ingest.Linger = pipelines.Duration(time.Hour)
+	h := startHeld(t, p, fl, Options{appendsInFlight: 1})
+
+	coming := h.in.topics["metrics"].arrivals.arrive() // a request being read
+	a := h.postAsync("metrics", bodyIDs(seqIDs("a", 10)...))
+	b := h.postAsync("metrics", bodyIDs(seqIDs("b", 5)...))
+	gathered(t, h.in, "metrics", 0, 15)
+	if got := fl.log(); len(got) != 0 {
+		t.Fatalf("%d appends while a request was on its way, want none", len(got))
+	}
+	coming.leave() // it failed, say, and submitted nothing
+
+	for _, ch := range []<-chan asyncReply{a, b} {
+		if r := <-ch; r.code != 200 {
+			t.Fatalf("%d %s", r.code, r.body)
+		}
+	}
+	if got := fl.log(); len(got) != 1 || len(got[0].IDs) != 15 {
+		t.Fatalf("appends %+v, want one of 15 events", got)
+	}
+}

@@ -132,13 +132,18 @@
 // the broker serialises a partition's appends anyway, a second one in
 // flight measured no faster, and one keeps a partition's entries in the
 // order their requests were accepted. An entry is sent once the previous
-// Append has returned and it is full or its oldest event has waited
-// ingest.linger (default 1ms). While an Append runs the next entry fills,
-// so under load entries are sent back to back; when the log is idle the
-// first events wait up to linger for company, which keeps entries large
-// (one fsync each) instead of spending an fsync on the first small
-// request. Memory is bounded by ingest.max_in_flight events across
-// requests; the queue in front of each batcher is bounded too.
+// Append has returned and it is full, or its oldest event has waited
+// ingest.linger (default 1ms), or nothing could join it: no request of the
+// topic is on its way (being read, decoded or handed to the batchers) and
+// none is queued. While an Append runs the next entry fills, so under load
+// entries are sent back to back; when the log is idle and requests are
+// arriving, the first events wait for them, up to linger, which keeps
+// entries large (one fsync each) instead of spending an fsync on the first
+// small request. A lone request (one client posting one event at a time)
+// waits for nobody: its entry is appended at once, so its latency is the
+// request's own plus one Append. Memory is bounded by
+// ingest.max_in_flight events across requests; the queue in front of each
+// batcher is bounded too.
 //
 // # Other protocols
 //

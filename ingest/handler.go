@@ -104,6 +104,11 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// From here the request counts as company for the topic's batchers
+	// until its events are submitted to them.
+	arr := ts.arrivals.arrive()
+	defer arr.leave()
+
 	maxBody := in.p.Ingest.MaxBodyBytes
 	if r.ContentLength > maxBody {
 		reject(http.StatusRequestEntityTooLarge, reasonTooLarge, api.Error{Error: tooLargeMsg(maxBody)})
@@ -123,7 +128,7 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	status, reason, reply, eb := h.publishBody(r.Context(), ts, body, r.Header.Get("Idempotency-Key"), start)
+	status, reason, reply, eb := h.publishBody(r.Context(), ts, body, r.Header.Get("Idempotency-Key"), start, arr)
 	if status != http.StatusOK {
 		reject(status, reason, eb)
 		return
@@ -134,9 +139,12 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request) {
 // publishBody decodes, validates and publishes one request body (JSON
 // object, array or NDJSON) to topic ts, the common part of HTTP ingest and
 // the NATS subject. It returns 200 and the answer, or the error status,
-// the reject reason (for the metric) and the error body.
-func (h *handler) publishBody(ctx context.Context, ts *topicState, body, idempotencyKey string, start time.Time) (int, string, []byte, api.Error) {
+// the reject reason (for the metric) and the error body. arr, the
+// request's count in its topic's arrivals, is left once its events are
+// submitted, or at the latest on return.
+func (h *handler) publishBody(ctx context.Context, ts *topicState, body, idempotencyKey string, start time.Time, arr *arrival) (int, string, []byte, api.Error) {
 	in := h.in
+	defer arr.leave()
 	name := ts.topic.Name
 	ingestTime := start.UnixMicro()
 	bufs := h.reqBufs.Get().(*requestBufs)
@@ -171,7 +179,7 @@ func (h *handler) publishBody(ctx context.Context, ts *topicState, body, idempot
 	defer in.release(n)
 
 	dedupable := in.assignIDs(events, idempotencyKey, start)
-	results, accepted, err := in.publish(ts, events, dedupable, placeByKey, bufs)
+	results, accepted, err := in.publish(ts, events, dedupable, placeByKey, bufs, arr)
 	if err != nil {
 		in.logger.Warn("ingest: request failed", "topic", name, "events", n, "err", err)
 		const retry = "; events of this request may be durable: retry it with the same ids or Idempotency-Key"

@@ -98,6 +98,7 @@ type topicState struct {
 	dec      *decoder
 	part     partitioner
 	batchers []*batcher
+	arrivals arrivals
 	m        *topicMetrics
 }
 
@@ -157,8 +158,9 @@ func New(p *pipelines.Pipeline, log Log, opts Options) (*Ingest, error) {
 			m:     m.forTopic(t.Name),
 		}
 		for part := range max(t.Partitions, 1) {
-			ts.batchers = append(ts.batchers, newBatcher(t.Name, part, log, &p.Ingest, perPartition, opts.eager, in.logger, m))
+			ts.batchers = append(ts.batchers, newBatcher(t.Name, part, log, &p.Ingest, perPartition, opts.eager, &ts.arrivals, in.logger, m))
 		}
+		ts.arrivals.batchers = ts.batchers
 		in.topics[t.Name] = ts
 	}
 	in.handler = newHandler(in)

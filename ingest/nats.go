@@ -77,7 +77,7 @@ func (in *Ingest) natsPublish(ctx context.Context, tokens *access.Tokens, name s
 		ts.m.rejects[reasonTooLarge].Inc()
 		return fail(http.StatusRequestEntityTooLarge, api.Error{Error: tooLargeMsg(in.p.Ingest.MaxBodyBytes)})
 	}
-	status, reason, reply, eb := in.handler.publishBody(ctx, ts, string(r.Data), header("Idempotency-Key"), start)
+	status, reason, reply, eb := in.handler.publishBody(ctx, ts, string(r.Data), header("Idempotency-Key"), start, ts.arrivals.arrive())
 	if status != http.StatusOK {
 		ts.m.rejects[reason].Inc()
 		return fail(status, eb)

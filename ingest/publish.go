@@ -33,10 +33,12 @@ var errAppend = errors.New("ingest: append failed")
 // it that did become durable stay in the log, so a retry with the same ids
 // answers them as duplicates and appends only the rest.
 //
-// place says where the events go; placeByKey is HTTP ingest's rule.
-func (in *Ingest) publish(ts *topicState, events []event.Event, dedupable []bool, place placement, bufs *requestBufs) ([]result, int, error) {
+// place says where the events go; placeByKey is HTTP ingest's rule. arr
+// (may be nil) is the request's count in the topic's arrivals, left as
+// soon as its events are with the batchers.
+func (in *Ingest) publish(ts *topicState, events []event.Event, dedupable []bool, place placement, bufs *requestBufs, arr *arrival) ([]result, int, error) {
 	n := len(events)
-	origins, err := in.appendEvents(ts, events, dedupable, place, bufs)
+	origins, err := in.appendEvents(ts, events, dedupable, place, bufs, arr)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -76,8 +78,9 @@ type origin struct {
 // appendEvents sends events through their partitions' batchers and waits
 // until all are settled. It returns each event's origin, by index into
 // events, or an error wrapping errAppend if any chunk failed.
-func (in *Ingest) appendEvents(ts *topicState, events []event.Event, dedupable []bool, place placement, bufs *requestBufs) ([]origin, error) {
+func (in *Ingest) appendEvents(ts *topicState, events []event.Event, dedupable []bool, place placement, bufs *requestBufs, arr *arrival) ([]origin, error) {
 	if len(events) == 0 {
+		arr.leave()
 		return nil, nil
 	}
 	// Counting sort by partition keeps each partition's events in request
@@ -164,7 +167,9 @@ func (in *Ingest) appendEvents(ts *topicState, events []event.Event, dedupable [
 			}
 		}
 	}
-	if err := in.submit(ts, heads, chunks); err != nil {
+	err := in.submit(ts, heads, chunks)
+	arr.leave()
+	if err != nil {
 		return nil, err
 	}
 	<-c.done // Appends are bounded by the log's timeouts; see batcher.run

@@ -88,6 +88,8 @@ func (in *Ingest) PublishRecords(ctx context.Context, topic string, partition in
 	if !in.Ready() {
 		return nil, errNotReady
 	}
+	arr := ts.arrivals.arrive()
+	defer arr.leave()
 	start := in.now()
 	events, derr := ts.dec.decodeRecords(recs, start.UnixMicro())
 	if derr != nil {
@@ -112,7 +114,7 @@ func (in *Ingest) PublishRecords(ctx context.Context, topic string, partition in
 	defer in.release(n)
 
 	dedupable := in.assignIDs(events, "", start)
-	results, accepted, err := in.publish(ts, events, dedupable, placement{partition: partition, contiguous: true}, nil)
+	results, accepted, err := in.publish(ts, events, dedupable, placement{partition: partition, contiguous: true}, nil, arr)
 	if err != nil {
 		ts.m.rejects[reasonUnavailable].Inc()
 		return nil, err

@@ -89,7 +89,7 @@ type Ingest struct {
 	MaxInFlight  int      `yaml:"max_in_flight" default:"65536" doc:"Events decoded but not yet acknowledged, across requests; past it ingest answers 429 with Retry-After."`
 	DedupWindow  Duration `yaml:"dedup_window" default:"10m" doc:"How long an event id is remembered, across restarts; a repeat within it is answered duplicate and not appended."`
 	DedupMaxIDs  int      `yaml:"dedup_max_ids" default:"5000000" doc:"Most ids remembered per topic; the oldest are forgotten first."`
-	Linger       Duration `yaml:"linger" default:"1ms" doc:"Longest an event waits to be grouped with others into one log entry."`
+	Linger       Duration `yaml:"linger" default:"1ms" doc:"Longest an event waits to be grouped with requests still arriving into one log entry; with none arriving it is appended at once."`
 	MaxBatch     int      `yaml:"max_batch" default:"1000" doc:"Most events in one log entry."`
 }
 

@@ -21,6 +21,9 @@
 //	deploy/bench/peers.sh fetch && deploy/bench/peers.sh build
 //	eval "$(deploy/bench/peers.sh env)"
 //	go run ./bench/peers [-rounds 3] [-pairs ingest,speed,batch,lake]
+//
+// The pair ingest-one is ingest's one-event rows alone (no 32-client
+// loads): quick, and meaningful on a loaded machine.
 package main
 
 import (
@@ -55,7 +58,7 @@ type peersEnv struct {
 
 func main() {
 	rounds := flag.Int("rounds", 3, "rounds per pair (the median of the rounds is reported)")
-	pairs := flag.String("pairs", "ingest,speed,batch,lake", "comma-separated pairs to run: ingest, speed, batch, lake")
+	pairs := flag.String("pairs", "ingest,speed,batch,lake", "comma-separated pairs to run: ingest, ingest-one, speed, batch, lake")
 	out := flag.String("o", "", "also write the table to this file")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -68,8 +71,8 @@ func main() {
 
 func run(ctx context.Context, rounds int, pairs []string, out string) error {
 	for _, p := range pairs {
-		if !slices.Contains([]string{"ingest", "speed", "batch", "lake"}, p) {
-			return fmt.Errorf("-pairs: unknown pair %q (known: ingest, speed, batch, lake)", p)
+		if !slices.Contains([]string{"ingest", "ingest-one", "speed", "batch", "lake"}, p) {
+			return fmt.Errorf("-pairs: unknown pair %q (known: ingest, ingest-one, speed, batch, lake)", p)
 		}
 	}
 	if rounds < 1 {
@@ -95,7 +98,9 @@ func run(ctx context.Context, rounds int, pairs []string, out string) error {
 		on  bool
 		run func(context.Context, *peersEnv) ([]*measure.Row, error)
 	}{
-		{want["ingest"], ingestPair},
+		{want["ingest"] || want["ingest-one"], func(ctx context.Context, env *peersEnv) ([]*measure.Row, error) {
+			return ingestPair(ctx, env, want["ingest"])
+		}},
 		{want["speed"], speedPair},
 		{want["batch"] || want["lake"], func(ctx context.Context, env *peersEnv) ([]*measure.Row, error) {
 			return batchPair(ctx, env, want["batch"], want["lake"])
