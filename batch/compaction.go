@@ -240,7 +240,9 @@ func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files [
 		return d, nil
 	})
 	if err != nil {
-		c.deleteKeys(c.tl.key(out.Path))
+		if !errors.Is(err, errCommitUnknown) {
+			c.deleteKeys(c.tl.key(out.Path))
+		}
 		return err
 	}
 	// Out of the dataset now; hide them from directory readers, also when
@@ -291,7 +293,7 @@ func (c *compactor) write(ctx context.Context, out *fileEntry, files []fileEntry
 		w.Abort()
 		return err
 	}
-	n, err := w.Commit(ctx, true)
+	n, err := c.tl.commitFile(ctx, w, out.Path, c.logger)
 	if err != nil {
 		return err
 	}

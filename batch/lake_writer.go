@@ -625,7 +625,9 @@ func (tw *topicWriter) commitBuffer(ctx context.Context, buf *rowBuffer, ranges 
 		return d, nil
 	})
 	if err != nil {
-		tw.remove(entries)
+		if !errors.Is(err, errCommitUnknown) {
+			tw.remove(entries)
+		}
 		return err
 	}
 	tw.metrics.lakeFiles.WithLabelValues(topic).Add(float64(len(entries)))
@@ -819,7 +821,7 @@ func (tw *topicWriter) writeFile(ctx context.Context, fe *fileEntry, runs map[in
 	if err != nil {
 		return err
 	}
-	n, err := w.Commit(ctx, true)
+	n, err := tw.tl.commitFile(ctx, w, fe.Path, tw.logger)
 	if fw != nil {
 		tw.encoders <- fw
 	}
@@ -828,6 +830,25 @@ func (tw *topicWriter) writeFile(ctx context.Context, fe *fileEntry, runs map[in
 	}
 	fe.Bytes, fe.CRC32C = n, sum
 	return nil
+}
+
+// commitFile commits a new data file (path relative to the topic)
+// create-only. When the commit fails for another reason than the name being
+// taken, the object may still have been stored (a stop or a timeout cut the
+// answer short, not the write): it is removed then, so that a reader of the
+// directory never sees a file no manifest lists once the process has
+// stopped. What this removal misses, the next owner's recovery removes.
+func (tl *topicLake) commitFile(ctx context.Context, w lakestore.Writer, path string, log *slog.Logger) (int64, error) {
+	n, err := w.Commit(ctx, true)
+	if err == nil || errors.Is(err, lakestore.ErrExists) {
+		return n, err
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if derr := tl.st.Delete(dctx, tl.key(path)); derr != nil {
+		log.Warn("lake: removing a file whose write failed", "file", tl.key(path), "err", derr)
+	}
+	return n, err
 }
 
 // encodeFile writes the file of fe, its rows in event-time order, and

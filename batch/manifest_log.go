@@ -402,6 +402,9 @@ func (s *manifestStore) commit(ctx context.Context, ch change) (*manifest, error
 		}
 		key := s.dir + versionName(d.Version) + recordExt
 		err = s.st.WriteFile(ctx, key, b, true)
+		if err != nil && !errors.Is(err, lakestore.ErrExists) {
+			err = s.settle(ctx, key, b, id, err)
+		}
 		if errors.Is(err, lakestore.ErrExists) {
 			// Another writer made this version, unless it is our own
 			// write whose answer was lost and retried.
@@ -436,6 +439,38 @@ func (s *manifestStore) commit(ctx context.Context, ch change) (*manifest, error
 			}
 		}
 		return next, nil
+	}
+}
+
+// errCommitUnknown marks a commit that may or may not have been written:
+// its record write failed and asking the store again failed too. Whoever
+// made the commit's files must leave them: a record that did land lists
+// them, and recovery removes them if none did.
+var errCommitUnknown = errors.New("lake: the commit's outcome is unknown")
+
+// settle decides the outcome of a record write that failed with err, which
+// says nothing of whether the store took it (a stop or a timeout may cut
+// the answer short, not the write). Writing the same record again,
+// create-only and whatever ctx says, answers it: stored now, or refused
+// because the version exists, ours (it was stored) or another writer's.
+func (s *manifestStore) settle(ctx context.Context, key string, b []byte, id string, err error) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	werr := s.st.WriteFile(sctx, key, b, true)
+	switch {
+	case werr == nil:
+		return nil
+	case errors.Is(werr, lakestore.ErrExists):
+		theirs, rerr := s.readRecord(sctx, key)
+		if rerr != nil {
+			return fmt.Errorf("%w: %w", errCommitUnknown, errors.Join(err, rerr))
+		}
+		if theirs.Commit == id {
+			return nil
+		}
+		return werr
+	default:
+		return fmt.Errorf("%w: %w", errCommitUnknown, errors.Join(err, werr))
 	}
 }
 
