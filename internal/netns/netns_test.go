@@ -105,9 +105,16 @@ func TestHostsCutHealBlockLoss(t *testing.T) {
 		if err := b.Heal(); err != nil {
 			t.Fatal(err)
 		}
+		// The link comes back at once, but a host that failed to resolve
+		// b's address while it was cut retries on its own schedule: healed
+		// means reachable again within seconds, as from the test process.
 		eventually(t, 10*time.Second, func() error { return get(b) })
-		reach(t, true, a, b)
-		reach(t, true, b, c)
+		eventually(t, 10*time.Second, func() error {
+			return a.Reachable(context.Background(), b.Addr(webPort), 700*time.Millisecond)
+		})
+		eventually(t, 10*time.Second, func() error {
+			return b.Reachable(context.Background(), c.Addr(webPort), 700*time.Millisecond)
+		})
 	})
 
 	t.Run("block between two hosts", func(t *testing.T) {
