@@ -94,26 +94,14 @@ bench-kafka: build
 	$(GO) run ./bench/kafkaproduce -lambdaflow bin/lambdaflow $(BENCH_KAFKA_FLAGS) | tee artifacts/bench-kafka.txt; \
 	status=$$?; deploy/bench/kafka-broker.sh stop; exit $$status
 
-## fuzz: each fuzz target in turn for FUZZTIME with FUZZFLAGS (e.g. -parallel 1); a target gets
-## FUZZTIME times its workers (-parallel, default one per CPU) of CPU time. Not part of make test.
+## fuzz: every fuzz target in turn (deploy/dev/fuzz.sh): FUZZTIME of wall clock each (default 30s), or
+## FUZZCPU CPU-seconds each (e.g. FUZZCPU=600: 10 CPU-minutes whatever the load); FUZZFLAGS (e.g.
+## -parallel=1), FUZZ (a regular expression over "package Name"). Summary in artifacts/fuzz.txt.
+## Not part of make test.
 FUZZTIME ?= 30s
 FUZZFLAGS ?=
 fuzz:
-	$(GO) test ./pipelines -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./pipelines/plan -run '^$$' -fuzz '^FuzzAggUnmarshal$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzRFC3339$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./broker -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./speed -run '^$$' -fuzz '^FuzzDecodePart$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./batch -run '^$$' -fuzz '^FuzzManifestRecord$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./batch -run '^$$' -fuzz '^FuzzReadViewFile$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./ingest -run '^$$' -fuzz '^FuzzDecodeTimeUnits$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./pipelines/event -run '^$$' -fuzz '^FuzzParseValue$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./kafka -run '^$$' -fuzz '^FuzzDecodeBatches$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./sinks -run '^$$' -fuzz '^FuzzDecodeDeadLetterRecord$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./sinks/elasticsearch -run '^$$' -fuzz '^FuzzIndexPattern$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./pipetest -run '^$$' -fuzz '^FuzzLoadTestFile$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
-	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	FUZZTIME='$(FUZZTIME)' FUZZCPU='$(FUZZCPU)' FUZZFLAGS='$(FUZZFLAGS)' FUZZ='$(FUZZ)' GO='$(GO)' deploy/dev/fuzz.sh
 
 clean:
 	rm -rf bin data
