@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
@@ -51,20 +52,7 @@ func (progressOnly) Progress(string, string, int, int64) {}
 // cannot commit it.
 func TestFlushOfOwnedPartitions(t *testing.T) {
 	ctx := context.Background()
-	p := testPipeline(t.TempDir(), []pipelines.Topic{testTopic("metrics", 2)}, nil)
-	st := openStore(t, p)
-	m, err := newMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	open := func() *topicWriter {
-		tl, err := openTopicLake(ctx, st, &p.Topics[0], time.Now, testLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return newTopicWriter(tl, progressOnly{}, testLogger(t), time.Now, pipelines.LakeRoll{MaxRows: 1 << 20, MaxAge: pipelines.Duration(time.Hour)},
-			10*time.Millisecond, m, newMemBudget(1<<24))
-	}
+	_, st, open := ownedWriterSetup(t)
 	tw := open()
 	l0, l1 := &fakeLease{fakeFence: fakeFence{epoch: 3}}, &fakeLease{fakeFence: fakeFence{epoch: 1}}
 	for part, l := range []*fakeLease{l0, l1} {
@@ -247,20 +235,7 @@ func TestLakeSharedCompaction(t *testing.T) {
 // other partitions back.
 func TestFlushLeavesOutMovedPartition(t *testing.T) {
 	ctx := context.Background()
-	p := testPipeline(t.TempDir(), []pipelines.Topic{testTopic("metrics", 2)}, nil)
-	st := openStore(t, p)
-	m, err := newMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	open := func() *topicWriter {
-		tl, err := openTopicLake(ctx, st, &p.Topics[0], time.Now, testLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return newTopicWriter(tl, progressOnly{}, testLogger(t), time.Now, pipelines.LakeRoll{MaxRows: 1 << 20, MaxAge: pipelines.Duration(time.Hour)},
-			10*time.Millisecond, m, newMemBudget(1<<24))
-	}
+	_, _, open := ownedWriterSetup(t)
 	tw := open()
 	stopped := map[int]bool{}
 	for part := range 2 {
@@ -288,7 +263,7 @@ func TestFlushLeavesOutMovedPartition(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err = tw.flush(ctx)
+	err := tw.flush(ctx)
 	if !errors.Is(err, errLost) || !slices.Equal(lostPartitions(err), []int{1}) {
 		t.Fatalf("flush with a moved partition: %v (partitions %v), want errLost for partition 1", err, lostPartitions(err))
 	}
@@ -314,5 +289,26 @@ func TestFlushLeavesOutMovedPartition(t *testing.T) {
 	}
 	if ps := man.partition(1); ps.Next != 0 || ps.Rows != 0 || ps.Epoch != 2 {
 		t.Errorf("partition 1: %+v, want next 0, rows 0, epoch 2 (the new owner's)", ps)
+	}
+}
+
+// ownedWriterSetup gives a two-partition topic on a local lake, its store,
+// and a function that opens a topic writer on it (again after a restart),
+// with a roll that never flushes by itself.
+func ownedWriterSetup(t *testing.T) (*pipelines.Pipeline, lakestore.Store, func() *topicWriter) {
+	t.Helper()
+	p := testPipeline(t.TempDir(), []pipelines.Topic{testTopic("metrics", 2)}, nil)
+	st := openStore(t, p)
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, st, func() *topicWriter {
+		tl, err := openTopicLake(context.Background(), st, &p.Topics[0], time.Now, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newTopicWriter(tl, progressOnly{}, testLogger(t), time.Now, pipelines.LakeRoll{MaxRows: 1 << 20, MaxAge: pipelines.Duration(time.Hour)},
+			10*time.Millisecond, m, newMemBudget(1<<24))
 	}
 }
