@@ -178,7 +178,7 @@ func BenchmarkStateMemory(b *testing.B) {
 					}
 					e.Process(0, int64(k), evs)
 					// No Flush: measure the state alone.
-					e.dirty, e.arena = e.dirty[:0], e.arena[:0]
+					e.dirty = e.dirty[:0]
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)
