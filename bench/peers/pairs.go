@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -183,6 +184,11 @@ func speedPair(ctx context.Context, env *peersEnv) ([]*measure.Row, error) {
 			ours, err := checksum(b.Logs)
 			if err != nil {
 				return nil, err
+			}
+			if u, err := checksum(bu.Logs); err != nil {
+				return nil, err
+			} else if !maps.Equal(u, ours) {
+				return nil, fmt.Errorf("speed, %s keys: paced %v, unpaced %v: the two did not compute the same windows", keys, ours, u)
 			}
 			events := ours["count"]
 			n, _ := strconv.ParseInt(events, 10, 64)
