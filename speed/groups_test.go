@@ -51,7 +51,7 @@ func TestGroupsCollisions(t *testing.T) {
 		checkGroups(t, &g, keys)
 	}
 	if len(g.index) != 64 {
-		t.Fatalf("index of %d entries for 40 groups, want 64 (at most three quarters full)", len(g.index))
+		t.Fatalf("index of %d entries for 40 groups, want 64 (at most seven eighths full)", len(g.index))
 	}
 	for i := range g.slots {
 		if g.slots[i].shown != uint32(i) {
@@ -106,8 +106,8 @@ func TestGroupsMany(t *testing.T) {
 			t.Fatalf("key %d taken early reads %q, want %q", i, k, keys[i])
 		}
 	}
-	if n := len(g.index); n != 1<<18 {
-		t.Fatalf("index of %d entries for 100,000 groups, want %d", n, 1<<18)
+	if n := len(g.index); n != 1<<17 {
+		t.Fatalf("index of %d entries for 100,000 groups, want %d", n, 1<<17)
 	}
 }
 

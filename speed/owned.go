@@ -85,17 +85,23 @@ type partialBatch struct {
 // per period, and the next stage sees them this much later at most.
 const emitEvery = 5 * time.Millisecond
 
-// newStage1 returns the stage-1 engine of a partition of view vs. It
-// sends the state of a window that keeps changing at most four times per
-// emit.interval (pace.go, a window's first change at once): stage 2 shows
-// the row at most once per interval anyway, so a state per 5 ms flush
-// (emitEvery) would only cost the log and stage 2 a record per event for a
-// busy group, and a quarter of the interval keeps what stage 2 shows at
-// most a third of an interval older than the events.
+// newStage1 returns the stage-1 engine of a partition of view vs. For a
+// tumbling or hopping view it sends the state of a window that keeps
+// changing at most four times per emit.interval (pace.go; a window's first
+// change and its final state at once): stage 2 shows the row at most once
+// per interval anyway, so a state per 5 ms flush (emitEvery) would only
+// cost the log and stage 2 a record per event for a busy group, and a
+// quarter of the interval keeps what stage 2 shows at most a third of an
+// interval older than the events. A session view sends every change at
+// once: a session's end moves and sessions merge, and stage 2, whose
+// watermark moves with the partition's progress, would finalise a session
+// under an end, or a session, that no longer is.
 func newStage1(vs *viewSpec) *engine {
 	e := newPartialEngine(vs.plan)
-	every, _ := vs.view.Emit.Open()
-	e.SetEmitInterval(every / 4)
+	if !vs.plan.Session() {
+		every, _ := vs.view.Emit.Open()
+		e.SetEmitInterval(every / 4)
+	}
 	return e
 }
 
@@ -514,7 +520,10 @@ func (r *partRun) onTick(ctx context.Context) error {
 	since := r.src.waitingSince.Load()
 	caughtUp := since != 0 && r.src.queued.Load() == 0
 	if caughtUp && !r.e1.Idle(0) && isIdle(caughtUp, time.Unix(0, since), now, r.s.opts.Idle) {
+		// What waits goes with the mark: once the partition is idle, stage
+		// 2's watermark moves without it.
 		r.e1.SetIdle(0, true)
+		r.e1.showWaiting()
 		r.dirty1 = true
 	}
 	// A checkpoint records no row or state waiting for its interval: the
