@@ -68,6 +68,7 @@ type columnSurvey struct {
 	// indices: runCost is what the runs ended so far take, in bits.
 	last    uint64
 	run     int64
+	runs    int64 // runs of equal values (changes of value, plus one)
 	runEnds int64 // runs of 8 or more
 	shortN  int64 // values in runs shorter than 8
 	// delta packing (integers): blocks of 128 deltas in miniblocks of 32,
@@ -138,6 +139,7 @@ func (c *columnSurvey) add(h uint64, i int64, integer bool) bool {
 	} else {
 		c.endRun()
 		c.last, c.run = h, 1
+		c.runs++
 	}
 	if integer {
 		if c.values > 0 {
@@ -212,11 +214,13 @@ func varintLen(v int64) int {
 //     repeats, at about 3 bytes a repeat, so a dictionary pays when its
 //     indices take less than the repeats would;
 //   - integers without one are delta packed (the estimate is exact, page
-//     boundaries aside), and zstd takes that to a quarter or less of it
-//     when deltas repeat (clock times in sorted rows: a few multiples of a
-//     minute), so a dictionary is taken only when it costs less than a
-//     quarter of the packed deltas: values of a few log entries' ingest
-//     times, say, not clock times or distances;
+//     boundaries aside); when the values come in runs (a value changes at
+//     fewer than three rows in four: clock times in rows sorted by time)
+//     most deltas are zero and zstd takes the packed deltas to a quarter
+//     or less, so a dictionary must beat a quarter of them; when the
+//     values change at almost every row (the ingest times of a few log
+//     entries, interleaved by event time) zstd finds little in packed
+//     deltas, and a dictionary must beat them whole;
 //   - doubles keep their byte stream split (the batch layer reads
 //     dictionaries of strings and integers only).
 //
@@ -252,12 +256,16 @@ func (s *encodingSurvey) plan() encodingPlan {
 			} else {
 				p[col] = encPlain
 			}
-		case event.TypeLong, event.TypeTimestamp:
-			if 8*d+indexBytes < c.deltaBits/32 {
-				p[col] = encDict
+		case event.TypeLong, event.TypeTimestamp, event.TypeInt:
+			size := int64(8)
+			if typ == event.TypeInt {
+				size = 4
 			}
-		case event.TypeInt:
-			if 4*d+indexBytes < c.deltaBits/32 {
+			delta := c.deltaBits / 8
+			if 4*c.runs <= 3*c.values {
+				delta /= 4 // runs: deltas of zero, which zstd squeezes
+			}
+			if size*d+indexBytes < delta {
 				p[col] = encDict
 			}
 		}
