@@ -35,8 +35,9 @@ type groups struct {
 
 // slot is the state of one group in one window and where its key sits in
 // the window's arena. A window's keys total less than 4 GiB (uint32
-// offsets): that many keys would take a hundred times more memory in
-// state than any process has.
+// offsets): that would be hundreds of millions of groups in one window,
+// tens of gigabytes of state, far past what the speed layer is sized for
+// (BENCHMARKS.md: about 160 B per group).
 type slot struct {
 	state  aggregate.State
 	at, to uint32 // the key: groups.keys[at:to]
