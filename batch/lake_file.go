@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -45,6 +46,8 @@ type fileWriter struct {
 	rows    int64       // rows added to the current file
 	group   int64       // rows in the current row group
 	sum     hash.Hash32 // CRC-32C of the current file's bytes
+	// codec compresses the pages; told per file whether the file is small.
+	codec *lakeCodec
 	// sorter puts a flush's rows of one period in event-time order.
 	sorter periodReader
 }
@@ -73,10 +76,20 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 const rangesKey = "lambdaflow.ranges"
 
 func newFileWriter(ls *lakeSchema) *fileWriter {
+	codec := newLakeCodec()
+	fw := newFileWriterCodec(ls, codec)
+	fw.codec = codec
+	return fw
+}
+
+// newFileWriterCodec is newFileWriter compressing every column with codec.
+func newFileWriterCodec(ls *lakeSchema, codec compress.Codec) *fileWriter {
 	fw := &fileWriter{ls: ls, sum: crc32.New(castagnoli)}
 	fw.out.w = io.Discard
 	fw.w = parquet.NewGenericWriter[any](&fw.out, ls.schema,
 		parquet.CreatedBy(createdBy, "1", ""),
+		// The schema leaves the codec to the writer: zstd, small pages raw.
+		parquet.Compression(codec),
 		// Version 1 data pages are the ones every reader handles (older
 		// Spark and Hive readers choke on v2 with delta encodings).
 		parquet.DataPageVersion(1),
@@ -96,8 +109,17 @@ func newFileWriter(ls *lakeSchema) *fileWriter {
 	return fw
 }
 
-// start begins a file written to dst; ranges go into its footer.
+// start begins a file written to dst; ranges go into its footer, and
+// their row counts are the file's (they choose how its pages are
+// compressed).
 func (fw *fileWriter) start(dst io.Writer, ranges []offsetRange) {
+	if fw.codec != nil {
+		var rows int64
+		for _, r := range ranges {
+			rows += r.Rows
+		}
+		fw.codec.small = rows < smallFileRows
+	}
 	fw.sum.Reset()
 	fw.out.w, fw.out.n = io.MultiWriter(dst, fw.sum), 0
 	fw.w.Reset(&fw.out)

@@ -56,11 +56,11 @@ func newLakeSchema(fields event.Schema) (*lakeSchema, error) {
 	}{
 		// Ids are unique, so a dictionary never pays; zstd over plain
 		// values beat delta byte arrays on numbered ids (3.6 vs 4.8 B/row).
-		{event.ColID, reflect.TypeFor[string](), ",plain,zstd"},
-		{event.ColPartition, reflect.TypeFor[int32](), ",dict,zstd"},
-		{event.ColOffset, reflect.TypeFor[int64](), ",delta,zstd"},
-		{event.ColEventTime, reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd"},
-		{event.ColIngestTime, reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd"},
+		{event.ColID, reflect.TypeFor[string](), ",plain"},
+		{event.ColPartition, reflect.TypeFor[int32](), ",dict"},
+		{event.ColOffset, reflect.TypeFor[int64](), ",delta"},
+		{event.ColEventTime, reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta"},
+		{event.ColIngestTime, reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta"},
 	}
 	for i, m := range meta {
 		sf = append(sf, reflect.StructField{
@@ -91,13 +91,13 @@ func newLakeSchema(fields event.Schema) (*lakeSchema, error) {
 func columnOf(t event.FieldType) (reflect.Type, string, error) {
 	switch t {
 	case event.TypeString:
-		return reflect.TypeFor[string](), ",dict,zstd", nil
+		return reflect.TypeFor[string](), ",dict", nil
 	case event.TypeLong:
 		// Delta packing stores small or slowly changing integers (counts,
 		// sizes, counters) in a few bits each; zstd then finds repeats.
-		return reflect.TypeFor[int64](), ",delta,zstd", nil
+		return reflect.TypeFor[int64](), ",delta", nil
 	case event.TypeInt:
-		return reflect.TypeFor[int32](), ",delta,zstd", nil
+		return reflect.TypeFor[int32](), ",delta", nil
 	case event.TypeDouble:
 		// Byte stream split puts each byte of the values in a stream of
 		// its own: the exponent and high mantissa bytes of measurements
@@ -105,11 +105,11 @@ func columnOf(t event.FieldType) (reflect.Type, string, error) {
 		// that are whole or short decimals are mostly zero, so zstd gets
 		// far more out of them than out of plain doubles (1.4 against 1.8
 		// B/row on the backfill benchmark's delays).
-		return reflect.TypeFor[float64](), ",split,zstd", nil
+		return reflect.TypeFor[float64](), ",split", nil
 	case event.TypeBool:
-		return reflect.TypeFor[bool](), ",zstd", nil
+		return reflect.TypeFor[bool](), "", nil
 	case event.TypeTimestamp:
-		return reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd", nil
+		return reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta", nil
 	}
 	return nil, "", fmt.Errorf("unsupported type %v", t)
 }

@@ -702,8 +702,9 @@ func (tw *topicWriter) report(ctx context.Context, part int, offset, eventTime i
 }
 
 // writeFiles writes one file per period of buf, up to flushCommits at a
-// time (flushEncoders of them encoding), and returns their manifest
-// entries in period order.
+// time (flushEncoders of them encoding), makes them durable together (one
+// group: a directory's entries are synced once for all its files), and
+// returns their manifest entries in period order.
 func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []flushRange) ([]fileEntry, error) {
 	periods := buf.sortedPeriods()
 	entries := make([]fileEntry, len(periods))
@@ -712,6 +713,7 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 	for _, r := range ranges {
 		byPart[r.part] = r
 	}
+	g := lakestore.NewGroup(tw.tl.st)
 	var next sync.Mutex
 	i := 0
 	var wg sync.WaitGroup
@@ -725,7 +727,7 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 				if k >= len(periods) || ctx.Err() != nil {
 					return
 				}
-				entries[k], errs[k] = tw.writePeriod(ctx, periods[k], buf.periods[periods[k]], byPart)
+				entries[k], errs[k] = tw.writePeriod(ctx, g, periods[k], buf.periods[periods[k]], byPart)
 				if errs[k] != nil {
 					return
 				}
@@ -744,6 +746,9 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 	if err == nil && len(written) != len(periods) {
 		err = cmp.Or(ctx.Err(), errors.New("lake: flush stopped"))
 	}
+	if err == nil {
+		err = g.Sync(ctx)
+	}
 	if err != nil {
 		tw.remove(written)
 		return nil, err
@@ -755,7 +760,7 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 // order, and returns its manifest entry. The file is named after its first
 // partition's range: p<partition>-<first>-<last>.parquet when it holds one
 // partition, w<partition>-<first>-<last>.parquet when it holds more.
-func (tw *topicWriter) writePeriod(ctx context.Context, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (fileEntry, error) {
+func (tw *topicWriter) writePeriod(ctx context.Context, g lakestore.Group, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (fileEntry, error) {
 	parts := make([]int, 0, len(runs))
 	for p := range runs {
 		parts = append(parts, p)
@@ -781,7 +786,7 @@ func (tw *topicWriter) writePeriod(ctx context.Context, period int64, runs map[i
 	fe.Path = periodPath(period, tw.tl.period) + "/" + kind + strconv.Itoa(first.Partition) + "-" +
 		strconv.FormatInt(first.First, 10) + "-" + strconv.FormatInt(first.Last, 10) + ".parquet"
 	for attempt := 0; ; attempt++ {
-		err := tw.writeFile(ctx, &fe, runs)
+		err := tw.writeFile(ctx, g, &fe, runs)
 		if errors.Is(err, lakestore.ErrExists) && attempt == 0 {
 			// A file holds the name: left by a writer of these partitions
 			// that failed or lost them (this one owns them now), or by our
@@ -804,16 +809,16 @@ func (tw *topicWriter) writePeriod(ctx context.Context, period int64, runs map[i
 }
 
 // writeFile encodes a period's rows as the file of fe with one of the
-// encoders, then commits it (durably, create-only) after giving the
-// encoder back.
-func (tw *topicWriter) writeFile(ctx context.Context, fe *fileEntry, runs map[int]*rowRun) error {
+// encoders, then commits it (create-only, durable at g's Sync) after
+// giving the encoder back.
+func (tw *topicWriter) writeFile(ctx context.Context, g lakestore.Group, fe *fileEntry, runs map[int]*rowRun) error {
 	var fw *fileWriter
 	select {
 	case fw = <-tw.encoders:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	w, sum, err := tw.encodeFile(ctx, fw, fe, runs)
+	w, sum, err := tw.encodeFile(ctx, g, fw, fe, runs)
 	if err != nil || fw.out.n <= smallFile {
 		tw.encoders <- fw
 		fw = nil
@@ -853,14 +858,14 @@ func (tl *topicLake) commitFile(ctx context.Context, w lakestore.Writer, path st
 
 // encodeFile writes the file of fe, its rows in event-time order, and
 // returns it uncommitted with its CRC-32C.
-func (tw *topicWriter) encodeFile(ctx context.Context, fw *fileWriter, fe *fileEntry, runs map[int]*rowRun) (lakestore.Writer, uint32, error) {
+func (tw *topicWriter) encodeFile(ctx context.Context, g lakestore.Group, fw *fileWriter, fe *fileEntry, runs map[int]*rowRun) (lakestore.Writer, uint32, error) {
 	pr := &fw.sorter
 	pr.schema = tw.tl.topic.Schema
 	defer pr.release()
 	if err := pr.reset(runs); err != nil {
 		return nil, 0, err
 	}
-	w, err := tw.tl.st.Create(ctx, tw.tl.key(fe.Path))
+	w, err := g.Create(ctx, tw.tl.key(fe.Path))
 	if err != nil {
 		return nil, 0, err
 	}

@@ -418,3 +418,78 @@ func TestUnfinished(t *testing.T) {
 		}
 	})
 }
+
+// TestGroup: objects committed through a group are visible as soon as
+// their commit returns (before the group's Sync), create-only commits of
+// a taken key fail with ErrExists and leave the object alone, Sync
+// succeeds, and no unfinished write is left. On a directory, a write into
+// a directory removed behind the store's back (after the store made it)
+// makes it again.
+func TestGroup(t *testing.T) {
+	stores(t, func(t *testing.T, s lakestore.Store) {
+		ctx := ctxT(t)
+		g := lakestore.NewGroup(s)
+		put := func(key string, data []byte) error {
+			w, err := g.Create(ctx, key)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(data); err != nil {
+				return err
+			}
+			n, err := w.Commit(ctx, true)
+			if err == nil && n != int64(len(data)) {
+				t.Errorf("%s: committed %d bytes, want %d", key, n, len(data))
+			}
+			return err
+		}
+		want := map[string][]byte{
+			"t/dt=2013-01-01/hour=00/a.parquet": pattern(10),
+			"t/dt=2013-01-01/hour=01/b.parquet": pattern(300_000),
+			"t/dt=2013-01-02/hour=00/c.parquet": pattern(1),
+		}
+		for key, data := range want {
+			if err := put(key, data); err != nil {
+				t.Fatalf("%s: %v", key, err)
+			}
+		}
+		es, err := s.List(ctx, "t/", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := keys(es); len(got) != 3 {
+			t.Fatalf("listed before Sync: %v, want the 3 objects", got)
+		}
+		if err := put("t/dt=2013-01-01/hour=00/a.parquet", pattern(5)); !errors.Is(err, lakestore.ErrExists) {
+			t.Fatalf("create-only over a taken key: %v, want ErrExists", err)
+		}
+		if err := g.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for key, data := range want {
+			got, err := s.ReadFile(ctx, key)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Errorf("%s: read %d bytes (%v), want %d", key, len(got), err, len(data))
+			}
+		}
+		if un, err := s.Unfinished(ctx, "t/"); err != nil || len(un) != 0 {
+			t.Errorf("unfinished writes: %v %v, want none", un, err)
+		}
+		d, ok := s.(*lakestore.Dir)
+		if !ok {
+			return
+		}
+		if err := os.RemoveAll(d.Path("t/dt=2013-01-02")); err != nil {
+			t.Fatal(err)
+		}
+		if err := put("t/dt=2013-01-02/hour=00/d.parquet", pattern(7)); err != nil {
+			t.Fatalf("writing into a directory removed meanwhile: %v", err)
+		}
+		if err := g.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.ReadFile(ctx, "t/dt=2013-01-02/hour=00/d.parquet"); err != nil || !bytes.Equal(got, pattern(7)) {
+			t.Errorf("d.parquet: %d bytes, %v", len(got), err)
+		}
+	})
+}
