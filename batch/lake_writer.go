@@ -32,6 +32,22 @@ const (
 	burstWindow = 10 * time.Second
 )
 
+// A burst that arrives roughly in time order (a backfill in the order it
+// happened, a day at a time) is written as it arrives instead of all at
+// its end: once the buffer holds earlyRows rows, mostly (three quarters)
+// in at least earlyPeriods periods that got none of the last quietRows rows
+// read, it is flushed. Those periods' files are as full as waiting would
+// make them; the few periods still being filled get a second file, which
+// compaction merges. A burst in no order (every period still filling) or a
+// live stream (one or two periods) is not flushed early. It is checked
+// every earlyCheck rows read.
+const (
+	earlyRows    = 16384
+	quietRows    = 8192
+	earlyPeriods = 8
+	earlyCheck   = 4096
+)
+
 // A flush encodes up to flushEncoders files at a time (CPU, and the memory
 // of an encoder: its page buffers and the period's sort index), and has up
 // to flushCommits files being made durable at a time: a commit waits for
@@ -169,8 +185,10 @@ type partWriter struct {
 // A flush is due when the buffer holds lake.roll.max_rows rows, when its
 // oldest row is lake.roll.max_age old, when the process's lake buffers
 // pass half of lake.buffer (the largest is flushed), when a partition
-// catches up with the log while the buffer holds a burst (burstRows), and
-// when a partition is given back (or the process stops). Readers wait
+// catches up with the log while the buffer holds a burst (burstRows), when
+// a burst arriving in time order has left most of the buffer's periods
+// behind (earlyRows), and when a partition is given back (or the process
+// stops). Readers wait
 // while the buffers are at lake.buffer.
 type topicWriter struct {
 	tl      *topicLake
@@ -485,7 +503,7 @@ func (tw *topicWriter) add(part int, gen int64, e *broker.Entry) error {
 		tw.opened = tw.now()
 	}
 	tw.count(buf.rows - rowsBefore)
-	full := buf.rows >= int64(tw.roll.MaxRows)
+	full := buf.rows >= int64(tw.roll.MaxRows) || tw.settled(rowsBefore)
 	grown := buf.bytes - before
 	read := pw.end
 	tw.mu.Unlock()
@@ -497,6 +515,18 @@ func (tw *topicWriter) add(part int, gen int64, e *broker.Entry) error {
 		tw.requestFlush()
 	}
 	return nil
+}
+
+// settled tells whether the buffer, which held rowsBefore rows before the
+// latest entry, holds a burst to be flushed before its end (earlyRows).
+// The caller holds tw.mu.
+func (tw *topicWriter) settled(rowsBefore int64) bool {
+	buf := tw.buf
+	if buf.rows < earlyRows || buf.rows/earlyCheck == rowsBefore/earlyCheck || tw.winRows+tw.before < burstRows {
+		return false
+	}
+	rows, periods := buf.settled(quietRows)
+	return periods >= earlyPeriods && 4*rows >= 3*buf.rows
 }
 
 // idle is told that a partition has read everything the log holds: the
