@@ -11,15 +11,15 @@ import (
 )
 
 // TestEarlyFlushOfSettledBurst: a burst that arrives in time order (a
-// backfill of 160 hours, 256 rows an hour, in entries of 4,096 rows that
+// backfill of 256 hours, 256 rows an hour, in entries of 4,096 rows that
 // alternate between two partitions) asks for a flush once the buffer holds
-// earlyRows rows, three quarters of them in periods the last quietRows
-// rows did not touch: here exactly when the buffer reaches 32,768 rows
-// (32,768 − 8,192 settled). Flushed then and again at the end, the lake
+// earlyRows rows, two thirds of them in periods the last quietRows rows
+// did not touch: here exactly when the buffer reaches 49,152 rows
+// (49,152 − 16,384 settled). Flushed then and again at the end, the lake
 // holds every row once, one file per hour. The same rows in no order, or
 // a burst within two hours, never ask for an early flush.
 func TestEarlyFlushOfSettledBurst(t *testing.T) {
-	const hours, perHour, entry = 160, 256, 4096
+	const hours, perHour, entry = 256, 256, 4096
 	ordered := make([]event.Event, hours*perHour)
 	for i := range ordered {
 		ordered[i] = testEvent("e", i, t0, time.Hour/perHour)
@@ -56,10 +56,10 @@ func TestEarlyFlushOfSettledBurst(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		// 32,768 rows flushed early; the 8,192 after them (two entries)
-		// are not enough for another.
-		if len(requests) != 1 || requests[0] != 32768 {
-			t.Fatalf("early flushes requested at %v buffered rows, want [32768]", requests)
+		// 49,152 rows flushed early; the 16,384 after them (four
+		// entries) are not enough for another.
+		if len(requests) != 1 || requests[0] != 49152 {
+			t.Fatalf("early flushes requested at %v buffered rows, want [49152]", requests)
 		}
 		if err := tw.flush(ctx); err != nil {
 			t.Fatal(err)

@@ -34,16 +34,17 @@ const (
 
 // A burst that arrives roughly in time order (a backfill in the order it
 // happened, a day at a time) is written as it arrives instead of all at
-// its end: once the buffer holds earlyRows rows, mostly (three quarters)
-// in at least earlyPeriods periods that got none of the last quietRows rows
-// read, it is flushed. Those periods' files are as full as waiting would
+// its end: once the buffer holds earlyRows rows, two thirds of them in at
+// least earlyPeriods periods that got none of the last quietRows rows read
+// (which leaves room for the partitions' readers to be some days apart),
+// it is flushed. Those periods' files are as full as waiting would
 // make them; the few periods still being filled get a second file, which
 // compaction merges. A burst in no order (every period still filling) or a
 // live stream (one or two periods) is not flushed early. It is checked
 // every earlyCheck rows read.
 const (
-	earlyRows    = 16384
-	quietRows    = 8192
+	earlyRows    = 32768
+	quietRows    = 16384
 	earlyPeriods = 8
 	earlyCheck   = 4096
 )
@@ -526,7 +527,7 @@ func (tw *topicWriter) settled(rowsBefore int64) bool {
 		return false
 	}
 	rows, periods := buf.settled(quietRows)
-	return periods >= earlyPeriods && 4*rows >= 3*buf.rows
+	return periods >= earlyPeriods && 3*rows >= 2*buf.rows
 }
 
 // idle is told that a partition has read everything the log holds: the

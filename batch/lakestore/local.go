@@ -17,14 +17,19 @@ import (
 )
 
 // Dir is a store in a local directory. Objects are files; a new one is
-// written under a hidden temporary name in its final directory, fsynced,
-// then renamed into place (create-only: without replacing, or by a hard
-// link where the file system cannot), and the directory is fsynced (for
+// written in its final directory as an anonymous file (O_TMPFILE, where
+// the file system has them) or under a hidden temporary name, fsynced,
+// then given its name (create-only: linked, or renamed without replacing;
+// replacing: renamed over the old), and the directory is fsynced (for
 // objects of a Group, at the group's Sync): after a crash an object is
 // there whole or not at all. Temporary names start with a dot and end in ".tmp", so readers of
 // the directory (Hive-style datasets, globs over *.parquet) skip them.
 type Dir struct {
 	root string
+	// anon says new files are written as anonymous files (O_TMPFILE)
+	// and linked into place at commit: no temporary name to create and
+	// remove again, nothing left behind by a crash.
+	anon bool
 	// synced holds the directories under root known to exist with a
 	// durable entry in their parent (made, or first used, by this process
 	// and synced since), so that writing into them needs no checks.
@@ -38,7 +43,7 @@ func NewDir(dir string) (*Dir, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("lakestore: %w", err)
 	}
-	return &Dir{root: dir}, nil
+	return &Dir{root: dir, anon: anonWorks(dir)}, nil
 }
 
 func (d *Dir) String() string { return d.root + "/" }
@@ -86,14 +91,24 @@ func (d *Dir) create(key string, g *dirGroup) (Writer, error) {
 			return nil, fmt.Errorf("lakestore: %w", err)
 		}
 	}
-	tmp := filepath.Join(dir, TempName(filepath.Base(final)))
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	// Where the file system can, the file is written without a name (an
+	// anonymous file in its directory, gone if the process dies) and given
+	// its name at commit; otherwise under a hidden temporary name.
+	var tmp string
+	open := func() (*os.File, error) {
+		if d.anon {
+			return openAnon(dir)
+		}
+		tmp = filepath.Join(dir, TempName(filepath.Base(final)))
+		return os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	}
+	f, err := open()
 	if errors.Is(err, fs.ErrNotExist) && len(made) == 0 {
 		// The directory went away behind the cache's back.
 		d.forget(dir)
 		made = d.unsynced(dir)
 		if err = os.MkdirAll(dir, 0o755); err == nil {
-			f, err = os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+			f, err = open()
 		}
 	}
 	if err != nil {
@@ -164,23 +179,36 @@ func (w *fileWriter) Commit(_ context.Context, exclusive bool) (int64, error) {
 	if err == nil {
 		err = w.f.Sync()
 	}
+	anon := w.tmp == ""
+	if err == nil && anon {
+		// An anonymous file gets its name now: the final one, create-only
+		// (a link fails if the name exists), or a temporary one that is
+		// renamed over the old.
+		if exclusive {
+			err = linkAnon(w.f, w.final)
+		} else {
+			w.tmp = filepath.Join(filepath.Dir(w.final), TempName(filepath.Base(w.final)))
+			err = linkAnon(w.f, w.tmp)
+		}
+	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		if exclusive {
-			// Create-only and atomic: the name is taken only if free.
-			err = renameNoReplace(w.tmp, w.final)
-			if errors.Is(err, fs.ErrExist) {
-				os.Remove(w.tmp)
-				return 0, fmt.Errorf("%w: %s", ErrExists, w.final)
-			}
-		} else {
-			err = os.Rename(w.tmp, w.final)
-		}
+	switch {
+	case err != nil, anon && exclusive:
+	case exclusive:
+		// Create-only and atomic: the name is taken only if free.
+		err = renameNoReplace(w.tmp, w.final)
+	default:
+		err = os.Rename(w.tmp, w.final)
 	}
 	if err != nil {
-		os.Remove(w.tmp)
+		if w.tmp != "" {
+			os.Remove(w.tmp)
+		}
+		if exclusive && errors.Is(err, fs.ErrExist) {
+			return 0, fmt.Errorf("%w: %s", ErrExists, w.final)
+		}
 		return 0, fmt.Errorf("lakestore: writing %s: %w", w.final, err)
 	}
 	// The new entry is in the file's directory; directories made for it
@@ -221,7 +249,9 @@ func (w *fileWriter) Abort() {
 	w.done = true
 	w.release()
 	w.f.Close()
-	os.Remove(w.tmp)
+	if w.tmp != "" {
+		os.Remove(w.tmp)
+	}
 }
 
 type fileObject struct {

@@ -294,34 +294,64 @@ func TestBadKeys(t *testing.T) {
 }
 
 // TestDirLeavesNoTempFiles: a local store's committed and aborted writes
-// leave only the committed files, and a crash between write and commit
-// leaves a hidden temporary file that directory readers skip.
+// leave only the committed files. A file being written is anonymous where
+// the file system allows it (Linux: nothing in the directory until the
+// commit, nothing left by a crash), else a hidden temporary file that
+// directory readers skip.
 func TestDirLeavesNoTempFiles(t *testing.T) {
-	dir := t.TempDir()
-	s, err := lakestore.NewDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := ctxT(t)
-	w, _ := s.Create(ctx, "x/y.parquet")
-	w.Write([]byte("1"))
-	var names []string
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if !d.IsDir() {
-			names = append(names, d.Name())
-		}
-		return nil
-	})
-	if len(names) != 1 || !strings.HasPrefix(names[0], ".y.parquet.") || !strings.HasSuffix(names[0], lakestore.TempSuffix) {
-		t.Fatalf("while writing: %v", names)
-	}
-	w.Commit(ctx, true)
-	if b, err := os.ReadFile(filepath.Join(dir, "x", "y.parquet")); err != nil || string(b) != "1" {
-		t.Fatalf("committed: %q %v", b, err)
-	}
-	ents, _ := os.ReadDir(filepath.Join(dir, "x"))
-	if len(ents) != 1 {
-		t.Fatalf("after commit: %d entries", len(ents))
+	for _, anon := range []bool{true, false} {
+		t.Run(fmt.Sprintf("anon=%v", anon), func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := lakestore.NewDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !anon {
+				lakestore.WithoutAnon(s)
+			} else if !lakestore.Anon(s) {
+				t.Skip("no anonymous files here")
+			}
+			ctx := ctxT(t)
+			w, _ := s.Create(ctx, "x/y.parquet")
+			w.Write([]byte("1"))
+			var names []string
+			filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if !d.IsDir() {
+					names = append(names, d.Name())
+				}
+				return nil
+			})
+			switch {
+			case anon && len(names) != 0:
+				t.Fatalf("while writing: %v, want nothing", names)
+			case !anon && (len(names) != 1 || !strings.HasPrefix(names[0], ".y.parquet.") || !strings.HasSuffix(names[0], lakestore.TempSuffix)):
+				t.Fatalf("while writing: %v", names)
+			}
+			w.Commit(ctx, true)
+			if b, err := os.ReadFile(filepath.Join(dir, "x", "y.parquet")); err != nil || string(b) != "1" {
+				t.Fatalf("committed: %q %v", b, err)
+			}
+			ents, _ := os.ReadDir(filepath.Join(dir, "x"))
+			if len(ents) != 1 {
+				t.Fatalf("after commit: %d entries", len(ents))
+			}
+			// Replacing goes through a temporary name too, and leaves none.
+			if err := s.WriteFile(ctx, "x/y.parquet", []byte("22"), false); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "x", "y.parquet")); err != nil || string(b) != "22" {
+				t.Fatalf("replaced: %q %v", b, err)
+			}
+			if ents, _ := os.ReadDir(filepath.Join(dir, "x")); len(ents) != 1 {
+				t.Fatalf("after replacing: %d entries", len(ents))
+			}
+			w, _ = s.Create(ctx, "x/z.parquet")
+			w.Write([]byte("3"))
+			w.Abort()
+			if ents, _ := os.ReadDir(filepath.Join(dir, "x")); len(ents) != 1 {
+				t.Fatalf("after an abort: %d entries", len(ents))
+			}
+		})
 	}
 }
 
@@ -374,6 +404,7 @@ func TestUnfinished(t *testing.T) {
 	t.Run("dir", func(t *testing.T) {
 		ctx := ctxT(t)
 		s, _ := lakestore.NewDir(t.TempDir())
+		lakestore.WithoutAnon(s) // anonymous files leave nothing unfinished
 		w, _ := s.Create(ctx, "t/dt=2026-01-01/p3-0-9.parquet")
 		w.Write([]byte("x"))
 		s.WriteFile(ctx, "t/dt=2026-01-01/p4-0-9.parquet", []byte("y"), true)
