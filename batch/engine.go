@@ -397,8 +397,12 @@ func (w *worker) tumbling(b *colBatch, rows []int32) {
 	ids := w.ids[:len(rows)]
 	in, states := resize(w.in, len(rows)), resize(w.states, len(rows))
 	n := 0
-	w.runs(b.Time, rows, func(cur *winStates, from, to int) {
-		for j := from; j < to; j++ {
+	for k, to := 0, 0; k < len(rows); k = to {
+		var cur *winStates
+		if to, cur = w.windowRun(b.Time, rows, k); cur == nil {
+			continue
+		}
+		for j := k; j < to; j++ {
 			id := ids[j]
 			var st *aggregate.State
 			if cur.sparse == nil && int(id) < len(cur.states) {
@@ -410,30 +414,29 @@ func (w *worker) tumbling(b *colBatch, rows []int32) {
 			in[n], states[n] = rows[j], st
 			n++
 		}
-	})
+	}
 	w.aggs.UpdateColumns(states[:n], in[:n], &b.Columns)
 	w.in, w.states = in, states
 }
 
-// runs calls fn for each run rows[from:to] of rows in one window of the
-// span (the current window, cur), skipping rows of windows outside it.
-func (w *worker) runs(times []int64, rows []int32, fn func(cur *winStates, from, to int)) {
+// windowRun returns the end of the run of rows from rows[k] on that lie in one
+// window, and that window's states, nil when the window is outside the
+// span (the run is skipped).
+func (w *worker) windowRun(times []int64, rows []int32, k int) (int, *winStates) {
 	g := w.g
-	for k := 0; k < len(rows); {
-		start := plan.GridSlot(times[rows[k]], g.slide)
-		end := start + g.slide
-		if !w.set || start != w.curStart {
-			w.window(start)
-		}
-		j := k
-		for j < len(rows) && times[rows[j]] >= start && times[rows[j]] < end {
-			j++
-		}
-		if !w.curOut {
-			fn(w.cur, k, j)
-		}
-		k = j
+	start := plan.GridSlot(times[rows[k]], g.slide)
+	end := start + g.slide
+	if !w.set || start != w.curStart {
+		w.window(start)
 	}
+	j := k + 1
+	for j < len(rows) && times[rows[j]] >= start && times[rows[j]] < end {
+		j++
+	}
+	if w.curOut {
+		return j, nil
+	}
+	return j, w.cur
 }
 
 // tumblingSlots is tumbling for a plan with Slots: each (window, group)
@@ -451,9 +454,13 @@ func (w *worker) tumblingSlots(b *colBatch, rows []int32) {
 	}
 	slotOf, owners := w.slotOf, w.owners[:0]
 	n := 0
-	w.runs(b.Time, rows, func(cur *winStates, from, to int) {
+	for k, to := 0, 0; k < len(rows); k = to {
+		var cur *winStates
+		if to, cur = w.windowRun(b.Time, rows, k); cur == nil {
+			continue
+		}
 		first := len(owners)
-		for j := from; j < to; j++ {
+		for j := k; j < to; j++ {
 			id := ids[j]
 			sl := slotOf[id]
 			if sl < 0 {
@@ -468,7 +475,7 @@ func (w *worker) tumblingSlots(b *colBatch, rows []int32) {
 		for _, o := range owners[first:] {
 			slotOf[o.id] = -1
 		}
-	})
+	}
 	w.in, w.rowSlot, w.owners = in, slots, owners
 	in, slots = in[:n], slots[:n]
 	if 4*len(owners) > n {

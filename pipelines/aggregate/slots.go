@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"math"
+	"math/bits"
 	"unsafe"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -80,11 +81,15 @@ func (s *Slots) Update(slots, rows []int32, c *event.Columns) {
 		}
 		switch op.kind {
 		case aggSumInt, aggAvgInt:
-			o := int(op.w)
-			vals := col.I
+			// A 128-bit sum, low word then high (addInt128), its
+			// column and null flags in registers.
+			o, vals, valid := int(op.w), col.I, col.Valid
 			for k, r := range rows {
-				if col.Valid == nil || col.Valid[r] {
-					addInt128(w[int(slots[k])*nw+o:], vals[r])
+				if valid == nil || valid[r] {
+					x, j := vals[r], int(slots[k])*nw+o
+					lo, carry := bits.Add64(w[j], uint64(x), 0)
+					w[j] = lo
+					w[j+1] += uint64(x>>63) + carry
 				}
 			}
 		}
@@ -96,13 +101,13 @@ func (s *Slots) Update(slots, rows []int32, c *event.Columns) {
 
 // stats is statsColumn over slots.
 func (s *Slots) stats(slots, rows []int32, col *event.Column, op *aggOp) {
-	nw, w := s.nw, s.w
+	nw, w, valid := s.nw, s.w, col.Valid
 	cnt, lo, hi := int(op.n), int(op.statMin), int(op.statMax)
 	switch op.class {
 	case classInt:
 		vals := col.I
 		for k, r := range rows {
-			if col.Valid == nil || col.Valid[r] {
+			if valid == nil || valid[r] {
 				b := int(slots[k]) * nw
 				n, x := w[b+cnt], vals[r]
 				if lo >= 0 && (n == 0 || x < int64(w[b+lo])) {
@@ -117,7 +122,7 @@ func (s *Slots) stats(slots, rows []int32, col *event.Column, op *aggOp) {
 	case classFloat:
 		vals := col.F
 		for k, r := range rows {
-			if x := vals[r]; (col.Valid == nil || col.Valid[r]) && x == x {
+			if x := vals[r]; (valid == nil || valid[r]) && x == x {
 				b := int(slots[k]) * nw
 				n, bits := w[b+cnt], math.Float64bits(x)
 				key := floatKey(bits)
@@ -133,7 +138,7 @@ func (s *Slots) stats(slots, rows []int32, col *event.Column, op *aggOp) {
 	default:
 		// A string field's count (its extremes are strings: no Slots).
 		for k, r := range rows {
-			if col.Valid == nil || col.Valid[r] {
+			if valid == nil || valid[r] {
 				w[int(slots[k])*nw+cnt]++
 			}
 		}
