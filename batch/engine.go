@@ -22,7 +22,10 @@ import (
 //     expression a column at a time), its group keys turned into dense ids
 //     (plan.Grouper: one lookup per dictionary word, or at most one hash per
 //     row), its windows assigned over the time column, and the aggregates
-//     updated a column at a time over the rows' states (UpdateColumns);
+//     updated a column at a time over the rows' states (UpdateColumns), or,
+//     for a tumbling view whose states are words alone, into flat slots
+//     per (window, group) merged into the states once per batch
+//     (tumblingSlots);
 //   - each worker keeps partial states per window, in an array indexed by
 //     group id; at the end they are merged by key with the plan's Merge,
 //     which is exact for every aggregate (the result does not depend on how

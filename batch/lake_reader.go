@@ -474,6 +474,7 @@ type pageCursor struct {
 	words  []string
 	bufI32 []int32
 	bufI64 []int64
+	bufF64 []float64
 	// ownI and ownF are the buffers fillColumn copies values into when a
 	// batch's rows span pages; a batch within one page borrows the page's
 	// values instead (valid until the cursor moves on).
@@ -487,7 +488,7 @@ type pageCursor struct {
 // reset starts on another column chunk, keeping the buffers.
 func (c *pageCursor) reset(pages parquet.Pages) {
 	c.close()
-	*c = pageCursor{pages: pages, bufI32: c.bufI32, bufI64: c.bufI64, ownI: c.ownI, ownF: c.ownF}
+	*c = pageCursor{pages: pages, bufI32: c.bufI32, bufI64: c.bufI64, bufF64: c.bufF64, ownI: c.ownI, ownF: c.ownF}
 }
 
 // close gives the current page back and closes the chunk's pages.
@@ -544,7 +545,8 @@ func (c *pageCursor) next() error {
 			}
 			return nil
 		}
-		// Other dictionaries (the partition column's) are looked up here.
+		// Other dictionaries (the partition column's, and any numeric
+		// column a writer chose to dictionary-encode) are looked up here.
 		var err error
 		switch dd.Kind() {
 		case encoding.Int32:
@@ -553,6 +555,9 @@ func (c *pageCursor) next() error {
 		case encoding.Int64:
 			c.bufI64, err = lookupDict(c.bufI64, dd.Int64(), idx)
 			c.i64 = c.bufI64
+		case encoding.Double:
+			c.bufF64, err = lookupDict(c.bufF64, dd.Double(), idx)
+			c.f64 = c.bufF64
 		default:
 			return fmt.Errorf("dictionary of kind %s", dd.Kind())
 		}
@@ -579,7 +584,7 @@ func (c *pageCursor) next() error {
 }
 
 // lookupDict fills buf with the dictionary values of the indices idx.
-func lookupDict[T int32 | int64](buf, dict []T, idx []int32) ([]T, error) {
+func lookupDict[T int32 | int64 | float64](buf, dict []T, idx []int32) ([]T, error) {
 	buf = resize(buf, len(idx))
 	for i, x := range idx {
 		if x < 0 || int(x) >= len(dict) {
