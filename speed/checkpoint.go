@@ -50,10 +50,14 @@ func (e *engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.Sta
 		return
 	}
 	w := e.window(tw)
-	if w.groups[key] == nil {
+	i, added := w.lookup(e.hash([]byte(key)), []byte(key))
+	if added {
 		e.nopen++
 	}
-	s := &slot{state: *st, dirty: true}
-	w.groups[key] = s
-	e.markDirty(w, s, []byte(key))
+	s := &w.slots[i]
+	s.state, s.shown = *st, e.pace.never()
+	if !s.dirty {
+		s.dirty = true
+		e.dirty = append(e.dirty, dirtyRef{w, i})
+	}
 }

@@ -153,8 +153,8 @@ func appendWindows(b []byte, e *engine) ([]byte, error) {
 		binfmt.PutUint32(b, at, uint32(len(b)-at-4))
 	}
 	for _, w := range e.windows {
-		for key, s := range w.groups {
-			window(w.TimeWindow, key, &s.state)
+		for i := range w.slots {
+			window(w.TimeWindow, w.key(i), &w.slots[i].state)
 		}
 	}
 	for _, k := range e.keys {

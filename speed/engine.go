@@ -6,7 +6,6 @@ import (
 	"math"
 	"slices"
 	"time"
-	"unsafe"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -45,6 +44,8 @@ type engine struct {
 	// finalised had, so that a window of many groups does not grow its
 	// map (and rehash every group) a dozen times as it fills.
 	groupsHint int
+	// hash hashes group keys for the windows' indexes (groups.go).
+	hash func([]byte) uint64
 
 	// Session views: the open sessions of each key, and a heap of the
 	// earliest session end of each key for finalisation.
@@ -52,7 +53,6 @@ type engine struct {
 	closing endHeap
 
 	dirty     []dirtyRef    // windowed slots to show at the next Flush
-	arena     []byte        // the keys of dirty, replaced by Flush
 	dirtyKeys []*sessionKey // session keys to show at the next Flush
 	gone      []keyedWindow // session windows that vanished and are not yet shown gone
 	pace      pace          // when changed open windows are shown (pace.go)
@@ -78,42 +78,15 @@ type Stats struct {
 // window is one open tumbling or hopping window and its groups.
 type window struct {
 	plan.TimeWindow
-	groups  map[string]*slot
-	waiting int    // slots changed and waiting for their interval
-	free    []slot // the rest of the block newSlot hands slots from
+	groups
+	waiting int // slots changed and waiting for their interval
 }
 
-// slotBlock is how many slots a window allocates at once: a window of many
-// groups costs one allocation per block rather than per group, and the
-// blocks go together when the window is finalised.
-const slotBlock = 64
-
-// newSlot returns a zero slot of the window.
-func (w *window) newSlot() *slot {
-	if len(w.free) == 0 {
-		w.free = make([]slot, min(slotBlock, max(len(w.groups), 1)))
-	}
-	s := &w.free[0]
-	w.free = w.free[1:]
-	return s
-}
-
-// slot is the state of one group in one window; its key is the window's
-// map key. A slot is 24 bytes, its state's block aside: every byte counts a
-// million times over with a million keys, so shown sits in the padding.
-type slot struct {
-	state aggregate.State
-	dirty bool   // changed since its row was last shown
-	shown uint32 // when its row was last shown (pace.go)
-}
-
-// dirtyRef is a slot changed since the last Flush, its window, and where
-// its key sits in the engine's key arena (copied there rather than
-// allocated as a string per changed slot).
+// dirtyRef is a slot changed since the last Flush: its window and its
+// position there.
 type dirtyRef struct {
-	w      *window
-	s      *slot
-	at, to uint32
+	w *window
+	i int
 }
 
 // sessionKey holds the open sessions of one group key.
@@ -171,6 +144,7 @@ func newEngine(pl *plan.Plan, partitions int) *engine {
 		wm:       plan.NoWatermark,
 		windows:  map[int64]*window{},
 		keys:     map[string]*sessionKey{},
+		hash:     keyHash(),
 	}
 	return e
 }
@@ -261,24 +235,28 @@ func (e *engine) addWindowed(ev *event.Event, bound int64) {
 	e.keyBuf = e.plan.Key(ev, e.keyBuf)
 	e.twBuf = e.plan.Windows(ev.Time, e.twBuf[:0])
 	late := false
+	var h uint64
+	hashed := false
 	for _, tw := range e.twBuf {
 		if tw.End <= bound {
 			late = true
 			continue
 		}
+		if !hashed {
+			h, hashed = e.hash(e.keyBuf), true
+		}
 		w := e.window(tw)
-		s := w.groups[string(e.keyBuf)]
-		if s == nil {
-			s = w.newSlot()
+		i, added := w.lookup(h, e.keyBuf)
+		s := &w.slots[i]
+		if added {
 			s.state, s.shown = *e.plan.NewState(), e.pace.never()
-			w.groups[string(e.keyBuf)] = s
 			e.nopen++
 		}
 		e.plan.Update(&s.state, ev)
 		if !s.dirty {
 			s.dirty = true
 			if e.pace.due(s.shown) {
-				e.markDirty(w, s, e.keyBuf)
+				e.dirty = append(e.dirty, dirtyRef{w, i})
 			} else {
 				w.waiting++
 				e.pace.waiting++
@@ -290,12 +268,6 @@ func (e *engine) addWindowed(ev *event.Event, bound int64) {
 	}
 }
 
-func (e *engine) markDirty(w *window, s *slot, key []byte) {
-	at := len(e.arena)
-	e.arena = append(e.arena, key...)
-	e.dirty = append(e.dirty, dirtyRef{w: w, s: s, at: uint32(at), to: uint32(len(e.arena))})
-}
-
 // window returns the open window tw, creating it.
 func (e *engine) window(tw plan.TimeWindow) *window {
 	if w := e.last; w != nil && w.Start == tw.Start && w.End == tw.End {
@@ -303,7 +275,7 @@ func (e *engine) window(tw plan.TimeWindow) *window {
 	}
 	w := e.windows[tw.Start]
 	if w == nil {
-		w = &window{TimeWindow: tw, groups: make(map[string]*slot, e.groupsHint)}
+		w = &window{TimeWindow: tw, groups: newGroups(e.hash, e.groupsHint)}
 		e.windows[tw.Start] = w
 		i, _ := slices.BinarySearchFunc(e.byEnd, w, compareWindows)
 		e.byEnd = slices.Insert(e.byEnd, i, w)
@@ -397,19 +369,13 @@ func (e *engine) Flush(now time.Time, out *output) {
 	} else {
 		e.finalizeWindows(out)
 	}
-	if len(e.dirty) > 0 {
-		// The rows' keys and group strings are substrings of the arena,
-		// made a string once: the arena is left to them, never written
-		// again, and the next Flush's keys go to a new one.
-		keys := unsafe.String(unsafe.SliceData(e.arena), len(e.arena))
-		for _, d := range e.dirty {
-			if d.s.dirty {
-				out.Open = e.showSlot(out, d.w, d.s, keys[d.at:d.to])
-			}
+	for _, d := range e.dirty {
+		if d.w.slots[d.i].dirty {
+			out.Open = e.showSlot(out, d.w, d.i)
 		}
-		clear(e.dirty)
-		e.dirty, e.arena = e.dirty[:0], make([]byte, 0, len(e.arena))
 	}
+	clear(e.dirty)
+	e.dirty = e.dirty[:0]
 	for _, k := range e.dirtyKeys {
 		k.listed = false
 		if k.dirty && !k.closed {
@@ -425,10 +391,11 @@ func (e *engine) Flush(now time.Time, out *output) {
 	e.showGone(out)
 }
 
-// showSlot appends the row of an open window's slot to out.Open.
-func (e *engine) showSlot(out *output, w *window, s *slot, key string) []viewrow.Row {
+// showSlot appends the row of slot i of an open window to out.Open.
+func (e *engine) showSlot(out *output, w *window, i int) []viewrow.Row {
+	s := &w.slots[i]
 	s.dirty, s.shown = false, e.pace.now
-	return append(out.Open, e.row(out, w.TimeWindow, key, "", &s.state, false))
+	return append(out.Open, e.row(out, w.TimeWindow, w.key(i), "", &s.state, false))
 }
 
 // showKey appends the rows of a session key's open sessions to out.Open.
@@ -468,11 +435,13 @@ func (e *engine) finalizeWindows(out *output) {
 		if e.last == w {
 			e.last = nil
 		}
-		e.nopen -= len(w.groups)
-		e.groupsHint = len(w.groups)
+		e.nopen -= w.len()
+		e.groupsHint = w.len()
 		e.pace.waiting -= w.waiting
-		for key, s := range w.groups {
+		for i := range w.slots {
+			s := &w.slots[i]
 			s.dirty = false
+			key := w.key(i)
 			out.Final = append(out.Final, e.row(out, w.TimeWindow, key, key, &s.state, true))
 		}
 	}

@@ -101,11 +101,11 @@ func (e *engine) sweep(out *output) {
 		if w.waiting == 0 {
 			continue
 		}
-		for key, s := range w.groups {
-			if s.dirty && e.pace.due(s.shown) {
+		for i := range w.slots {
+			if s := &w.slots[i]; s.dirty && e.pace.due(s.shown) {
 				w.waiting--
 				e.pace.waiting--
-				out.Open = e.showSlot(out, w, s, key)
+				out.Open = e.showSlot(out, w, i)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -157,7 +158,13 @@ func speedPair(ctx context.Context, env *peersEnv) ([]*measure.Row, error) {
 			Unit: "events/cpu-s", Peer: "Flink " + env.flink + " (MiniCluster, parallelism 1, heap state, object reuse)",
 			Commands: "ours `go test -run '^$' -bench 'BenchmarkWindowJob/keys=" + keys + "$' -benchtime 1x ./speed/`; " +
 				"Flink `java FlinkWindowJob EVENTS " + keys + " WARMUP`"}
-		rows = append(rows, row)
+		// The same job with every change of an open window shown at every
+		// flush (keys=N-unpaced), against the same Flink runs: the figure
+		// the pair gave before it paced open windows as a view does.
+		unpaced := &measure.Row{Pair: "speed", What: "the same, every change of an open window shown at every flush, " + keys + " keys",
+			Unit: row.Unit, Peer: row.Peer,
+			Commands: "ours `go test -run '^$' -bench 'BenchmarkWindowJob/keys=" + keys + "-unpaced$' -benchtime 1x ./speed/`; Flink as above"}
+		rows = append(rows, row, unpaced)
 		for r := 1; r <= env.rounds; r++ {
 			logRound("speed keys="+keys, r, env.rounds)
 			b, err := env.goBench(ctx, "speed", "BenchmarkWindowJob/keys="+keys, "1x")
@@ -167,9 +174,21 @@ func speedPair(ctx context.Context, env *peersEnv) ([]*measure.Row, error) {
 			if err := appendValues(b, sample{"events/cpu-s", &row.Ours}); err != nil {
 				return nil, err
 			}
+			bu, err := env.goBench(ctx, "speed", "BenchmarkWindowJob/keys="+keys+"-unpaced", "1x")
+			if err != nil {
+				return nil, err
+			}
+			if err := appendValues(bu, sample{"events/cpu-s", &unpaced.Ours}); err != nil {
+				return nil, err
+			}
 			ours, err := checksum(b.Logs)
 			if err != nil {
 				return nil, err
+			}
+			if u, err := checksum(bu.Logs); err != nil {
+				return nil, err
+			} else if !maps.Equal(u, ours) {
+				return nil, fmt.Errorf("speed, %s keys: paced %v, unpaced %v: the two did not compute the same windows", keys, ours, u)
 			}
 			events := ours["count"]
 			n, _ := strconv.ParseInt(events, 10, 64)
@@ -193,8 +212,9 @@ func speedPair(ctx context.Context, env *peersEnv) ([]*measure.Row, error) {
 				return nil, err
 			}
 			row.Theirs = append(row.Theirs, float64(n)/cpu)
-			measure.Logf(os.Stderr, "speed keys=%s: %s vs %s events/cpu-s (checksums equal)", keys,
-				measure.Human(last(row.Ours)), measure.Human(last(row.Theirs)))
+			unpaced.Theirs = append(unpaced.Theirs, float64(n)/cpu)
+			measure.Logf(os.Stderr, "speed keys=%s: %s (unpaced %s) vs %s events/cpu-s (checksums equal)", keys,
+				measure.Human(last(row.Ours)), measure.Human(last(unpaced.Ours)), measure.Human(last(row.Theirs)))
 		}
 	}
 	return rows, nil
