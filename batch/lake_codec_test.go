@@ -58,7 +58,9 @@ func TestLakeCodecChoice(t *testing.T) {
 	fw := newFileWriter(ls)
 	for _, rows := range []int{48, 4000} {
 		var buf bytes.Buffer
-		fw.start(&buf, []offsetRange{{Partition: 0, First: 0, Last: int64(rows - 1), Rows: int64(rows)}})
+		if err := fw.start(&buf, []offsetRange{{Partition: 0, First: 0, Last: int64(rows - 1), Rows: int64(rows)}}); err != nil {
+			t.Fatal(err)
+		}
 		if small := fw.codec.small; small != (rows < smallFileRows) {
 			t.Errorf("%d rows: small %v", rows, small)
 		}
