@@ -154,9 +154,19 @@ func (w *fileWriter) Abort() {
 type fileObject struct {
 	*os.File
 	size int64
+	// mapped is the file mapped into memory by Map, unmapped by Close.
+	mapped []byte
 }
 
-func (o fileObject) Size() int64 { return o.size }
+func (o *fileObject) Size() int64 { return o.size }
+
+func (o *fileObject) Close() error {
+	err := o.unmap()
+	if cerr := o.File.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 func (d *Dir) Open(_ context.Context, key string) (Object, error) {
 	p, err := d.path(key)
@@ -172,7 +182,7 @@ func (d *Dir) Open(_ context.Context, key string) (Object, error) {
 		f.Close()
 		return nil, fmt.Errorf("lakestore: %w", err)
 	}
-	return fileObject{File: f, size: st.Size()}, nil
+	return &fileObject{File: f, size: st.Size()}, nil
 }
 
 func (d *Dir) ReadFile(_ context.Context, key string) ([]byte, error) {
