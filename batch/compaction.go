@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // maxMergeInputs bounds the files one merge reads at once (each with a
@@ -277,12 +278,21 @@ func (c *compactor) hide(ctx context.Context, path string) {
 // written before files were sorted, in partition and offset order, leaves
 // the merged file partly unsorted, which costs bytes, not correctness).
 func (c *compactor) write(ctx context.Context, out *fileEntry, files []fileEntry) error {
-	w, err := c.tl.st.Create(ctx, c.tl.key(out.Path))
-	if err != nil {
+	fw := c.fw
+	// A first pass over the merged rows chooses the file's encodings.
+	if err := c.mergeRows(ctx, files, &surveySink{fw: fw}); err != nil {
+		fw.abandon()
 		return err
 	}
-	fw := c.fw
-	fw.start(w, out.Ranges)
+	w, err := c.tl.st.Create(ctx, c.tl.key(out.Path))
+	if err != nil {
+		fw.abandon()
+		return err
+	}
+	if err := fw.start(w, out.Ranges); err != nil {
+		w.Abort()
+		return err
+	}
 	err = c.mergeRows(ctx, files, fw)
 	var sum uint32
 	if err == nil {
@@ -325,7 +335,33 @@ func (in *mergeInput) advance() bool {
 	return true
 }
 
-func (c *compactor) mergeRows(ctx context.Context, files []fileEntry, fw *fileWriter) error {
+// rowSink takes merged rows: a row's memory stays valid until the next
+// drain.
+type rowSink interface {
+	add(ev *event.Event, partition int32, offset int64) error
+	drain() error
+}
+
+// surveySink hands merged rows to a fileWriter's survey.
+type surveySink struct {
+	fw      *fileWriter
+	pending []event.Event
+}
+
+func (s *surveySink) add(ev *event.Event, _ int32, _ int64) error {
+	s.pending = append(s.pending, *ev)
+	return nil
+}
+
+func (s *surveySink) drain() error {
+	s.fw.observe(s.pending)
+	clear(s.pending)
+	s.pending = s.pending[:0]
+	return nil
+}
+
+// mergeRows hands the rows of files to fw, merged in event-time order.
+func (c *compactor) mergeRows(ctx context.Context, files []fileEntry, fw rowSink) error {
 	inputs := make([]*mergeInput, len(files))
 	for i, f := range files {
 		in := &mergeInput{i: -1}

@@ -93,7 +93,13 @@ func BenchmarkLakeWrite(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			fw.start(w, ranges)
+			// The writer surveys a file's rows before writing them.
+			for i := 0; i < len(evs); i += chunkRows {
+				fw.observe(evs[i:min(i+chunkRows, len(evs))])
+			}
+			if err := fw.start(w, ranges); err != nil {
+				b.Fatal(err)
+			}
 			for i := range evs {
 				if err := fw.add(&evs[i], 0, int64(i)); err != nil {
 					b.Fatal(err)

@@ -303,6 +303,9 @@ func (pr *periodReader) next(n int) ([]event.Event, []int32, []int64) {
 	return evs, parts, offs
 }
 
+// rewind starts the period over: next decodes its first rows again.
+func (pr *periodReader) rewind() { pr.done = 0 }
+
 // release drops the references to the period's blocks.
 func (pr *periodReader) release() {
 	clear(pr.blocks)

@@ -1,6 +1,8 @@
 package batch
 
 import (
+	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash"
@@ -9,6 +11,8 @@ import (
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -24,20 +28,25 @@ const (
 	createdBy = "lambdaflow"
 )
 
-// fileWriter writes lake Parquet files, one after another (start, add,
-// finish), reusing parquet-go's writer and its buffers from file to file:
-// a flush of a backfill writes thousands of small files. Rows are gathered
-// (by reference) and handed to parquet-go a column at a time with
+// fileWriter writes lake Parquet files, one after another (survey, start,
+// add, finish), reusing parquet-go's writers and their buffers from file to
+// file: a flush of a backfill writes thousands of small files. Rows are
+// gathered (by reference) and handed to parquet-go a column at a time with
 // ColumnWriter.WriteRowValues, which skips parquet-go's reflection-based row
 // path: lake schemas exist only at run time (hence GenericWriter[any] with
 // the schema, parquet-go's writer for schemas not known at compile time).
 // Building one column's values at a time keeps the type switch out of the
-// inner loop and the buffer small. It is not safe for concurrent use.
+// inner loop and the buffer small. Each file's column encodings are chosen
+// from its rows when the caller surveyed them first (survey, then start);
+// there is one parquet-go writer per encoding plan in use. It is not safe
+// for concurrent use.
 type fileWriter struct {
 	ls      *lakeSchema
 	out     switchWriter
 	w       *parquet.GenericWriter[any]
 	cols    []*parquet.ColumnWriter
+	writers map[string]*parquet.GenericWriter[any] // by encoding plan
+	survey  *encodingSurvey
 	pending []event.Event // rows gathered, not yet handed over
 	offsets []int64
 	parts   []int32
@@ -45,19 +54,30 @@ type fileWriter struct {
 	rows    int64       // rows added to the current file
 	group   int64       // rows in the current row group
 	sum     hash.Hash32 // CRC-32C of the current file's bytes
+	tail    []byte      // the footer being rewritten (reused)
 	// sorter puts a flush's rows of one period in event-time order.
 	sorter periodReader
 }
 
-// switchWriter lets one parquet-go writer write file after file; n counts
-// the current file's bytes.
+// maxPlans bounds the parquet-go writers a fileWriter keeps (one per
+// encoding plan): a topic's files mostly share a plan or two.
+const maxPlans = 4
+
+// switchWriter lets one parquet-go writer write file after file, buffered;
+// n counts the current file's bytes. While tail is set (the footer being
+// written), bytes are kept in it instead, to be rewritten.
 type switchWriter struct {
-	w io.Writer
-	n int64
+	bw   *bufio.Writer
+	n    int64
+	tail *[]byte
 }
 
 func (s *switchWriter) Write(p []byte) (int, error) {
-	n, err := s.w.Write(p)
+	if s.tail != nil {
+		*s.tail = append(*s.tail, p...)
+		return len(p), nil
+	}
+	n, err := s.bw.Write(p)
 	s.n += int64(n)
 	return n, err
 }
@@ -73,22 +93,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 const rangesKey = "lambdaflow.ranges"
 
 func newFileWriter(ls *lakeSchema) *fileWriter {
-	fw := &fileWriter{ls: ls, sum: crc32.New(castagnoli)}
-	fw.out.w = io.Discard
-	fw.w = parquet.NewGenericWriter[any](&fw.out, ls.schema,
-		parquet.CreatedBy(createdBy, "1", ""),
-		// Version 1 data pages are the ones every reader handles (older
-		// Spark and Hive readers choke on v2 with delta encodings).
-		parquet.DataPageVersion(1),
-		parquet.PageBufferSize(1<<20),
-		// A dictionary past 1 MiB means the column is not low-cardinality
-		// after all; parquet-go falls back to plain for later pages.
-		parquet.DictionaryMaxBytes(1<<20),
-		// Ids are unique and not in id order: their min and max prune
-		// nothing, and comparing every id cost 7% of the writer's time.
-		parquet.SkipPageBounds(event.ColID),
-	)
-	fw.cols = fw.w.ColumnWriters()
+	fw := &fileWriter{ls: ls, sum: crc32.New(castagnoli), survey: newEncodingSurvey(ls),
+		writers: map[string]*parquet.GenericWriter[any]{}}
+	fw.out.bw = bufio.NewWriterSize(io.Discard, 32<<10)
 	fw.pending = make([]event.Event, 0, chunkRows)
 	fw.offsets = make([]int64, 0, chunkRows)
 	fw.parts = make([]int32, 0, chunkRows)
@@ -96,15 +103,75 @@ func newFileWriter(ls *lakeSchema) *fileWriter {
 	return fw
 }
 
-// start begins a file written to dst; ranges go into its footer.
-func (fw *fileWriter) start(dst io.Writer, ranges []offsetRange) {
+// writerFor returns the parquet-go writer of files encoded by plan.
+func (fw *fileWriter) writerFor(plan encodingPlan) (*parquet.GenericWriter[any], error) {
+	key := plan.key()
+	if w, ok := fw.writers[key]; ok {
+		return w, nil
+	}
+	schema := fw.ls.schema
+	if plan != nil {
+		var err error
+		if schema, err = fw.ls.schemaFor(plan); err != nil {
+			return nil, err
+		}
+	}
+	if len(fw.writers) >= maxPlans {
+		for k := range fw.writers {
+			delete(fw.writers, k) // any one: plans rarely alternate
+			break
+		}
+	}
+	w := parquet.NewGenericWriter[any](&fw.out, schema,
+		parquet.CreatedBy(createdBy, "1", ""),
+		// Version 1 data pages are the ones every reader handles (older
+		// Spark and Hive readers choke on v2 with delta encodings).
+		parquet.DataPageVersion(1),
+		parquet.PageBufferSize(1<<20),
+		// The switchWriter buffers, so that the footer's bytes can be told
+		// from the data's.
+		parquet.WriteBufferSize(0),
+		// A dictionary past 1 MiB means the column is not low-cardinality
+		// after all; parquet-go falls back to plain for later pages.
+		parquet.DictionaryMaxBytes(1<<20),
+		// Ids are unique and not in id order: their min and max prune
+		// nothing, and comparing every id cost 7% of the writer's time.
+		parquet.SkipPageBounds(event.ColID),
+		// The column chunk's statistics are what readers use (a lake
+		// file's chunks are mostly one page); the same minimum and
+		// maximum again in every page header cost ~0.9 B/row in daily
+		// files of ~900 rows.
+		parquet.DataPageStatistics(false),
+	)
+	fw.writers[key] = w
+	return w, nil
+}
+
+// observe adds rows to the survey of the next file: a file started after
+// the survey saw all its rows, in the order they are written, gets the
+// encodings that suit them.
+func (fw *fileWriter) observe(evs []event.Event) { fw.survey.observe(evs) }
+
+// start begins a file written to dst; ranges go into its footer. Its
+// encodings are those the survey of its rows chose (observe), else every
+// column's fixed one.
+func (fw *fileWriter) start(dst io.Writer, ranges []offsetRange) error {
+	plan := fw.survey.plan()
+	fw.survey.reset()
+	w, err := fw.writerFor(plan)
+	if err != nil {
+		return err
+	}
 	fw.sum.Reset()
-	fw.out.w, fw.out.n = io.MultiWriter(dst, fw.sum), 0
+	fw.out.bw.Reset(io.MultiWriter(dst, fw.sum))
+	fw.out.n, fw.out.tail = 0, nil
+	fw.w = w
 	fw.w.Reset(&fw.out)
 	fw.cols = fw.w.ColumnWriters()
 	fw.rows, fw.group = 0, 0
 	meta, _ := json.Marshal(ranges)
 	fw.w.SetKeyValueMetadata(rangesKey, string(meta))
+	return nil
 }
 
 // bytesOf views a string as bytes without copying; parquet-go copies values
@@ -273,16 +340,84 @@ func (fw *fileWriter) finish() (uint32, error) {
 	if err := fw.drain(); err != nil {
 		return 0, err
 	}
-	if err := fw.w.Close(); err != nil {
+	if err := fw.w.Flush(); err != nil {
 		return 0, fmt.Errorf("lake: writing a file: %w", err)
 	}
-	fw.out.w = io.Discard
+	// What parquet-go writes from here on is the page index and the
+	// footer: kept, to be written without the page index.
+	tail := fw.tail[:0]
+	fw.out.tail = &tail
+	err := fw.w.Close()
+	fw.out.tail = nil
+	if err == nil {
+		tail, err = trimFooter(tail, fw.out.n)
+	}
+	if err == nil {
+		_, err = fw.out.bw.Write(tail)
+	}
+	if err == nil {
+		err = fw.out.bw.Flush()
+	}
+	fw.tail = tail[:0]
+	fw.out.bw.Reset(io.Discard)
+	if err != nil {
+		return 0, fmt.Errorf("lake: writing a file: %w", err)
+	}
 	return fw.sum.Sum32(), nil
+}
+
+// trimFooter rewrites the end of a file, which parquet-go wrote after the
+// row groups that end at offset dataEnd: the page index (column and offset
+// indexes) and the footer. It returns the footer alone, without the page
+// index, the size statistics and the page encoding counts. A lake file's
+// column chunks are mostly a single page, so the page index says again
+// what the chunk's statistics say (its page's bounds) plus where that page
+// starts; no reader of the lake needs any of them (the batch layer skips
+// the page index; DuckDB and pyarrow read files without them), and they
+// cost ~1.1 B/row in daily files of ~900 rows.
+func trimFooter(tail []byte, dataEnd int64) ([]byte, error) {
+	if dataEnd == 0 {
+		return tail, nil // no rows: the header and footer alone
+	}
+	if len(tail) < 8 || string(tail[len(tail)-4:]) != "PAR1" {
+		return nil, fmt.Errorf("footer: %d bytes without the PAR1 magic", len(tail))
+	}
+	size := int(binary.LittleEndian.Uint32(tail[len(tail)-8:]))
+	if size > len(tail)-8 {
+		return nil, fmt.Errorf("footer: %d bytes, but %d written", size, len(tail)-8)
+	}
+	var md format.FileMetaData
+	proto := &thrift.CompactProtocol{}
+	if err := thrift.Unmarshal(proto, tail[len(tail)-8-size:len(tail)-8], &md); err != nil {
+		return nil, fmt.Errorf("footer: %w", err)
+	}
+	for i := range md.RowGroups {
+		cols := md.RowGroups[i].Columns
+		for j := range cols {
+			c := &cols[j]
+			c.ColumnIndexOffset, c.ColumnIndexLength = 0, 0
+			c.OffsetIndexOffset, c.OffsetIndexLength = 0, 0
+			c.MetaData.SizeStatistics = format.SizeStatistics{}
+			// Which encodings a chunk's pages use is in its encodings
+			// list; the count of pages of each is for writers of many
+			// pages a chunk (0.2 B/row more in daily files).
+			c.MetaData.EncodingStats = nil
+		}
+	}
+	b, err := thrift.Marshal(proto, &md)
+	if err != nil {
+		return nil, fmt.Errorf("footer: %w", err)
+	}
+	tail = append(tail[:0], b...)
+	tail = binary.LittleEndian.AppendUint32(tail, uint32(len(b)))
+	return append(tail, "PAR1"...), nil
 }
 
 // abandon drops what was gathered for the current file.
 func (fw *fileWriter) abandon() {
 	clear(fw.pending)
 	fw.pending, fw.offsets, fw.parts = fw.pending[:0], fw.offsets[:0], fw.parts[:0]
-	fw.out.w = io.Discard
+	fw.out.bw.Reset(io.Discard)
+	fw.out.tail = nil
+	fw.survey.reset()
 }

@@ -23,53 +23,80 @@ type lakeSchema struct {
 	optional []bool
 }
 
-// newLakeSchema builds the Parquet schema for a topic schema. The schema is
-// made from a Go struct type built at run time, because parquet.Group orders
-// columns by name and the lake keeps the pipeline file's order.
+// newLakeSchema builds the Parquet schema for a topic schema, with every
+// column's fixed encoding.
 func newLakeSchema(fields event.Schema) (*lakeSchema, error) {
-	sf := make([]reflect.StructField, 0, len(fields)+metaColumns)
 	ls := &lakeSchema{fields: fields}
-	for i, f := range fields {
+	for _, f := range fields {
 		switch f.Name {
 		case event.ColID, event.ColPartition, event.ColOffset, event.ColEventTime, event.ColIngestTime:
 			return nil, fmt.Errorf("lake: topic field %q collides with a lake metadata column", f.Name)
 		}
-		t, tag, err := columnOf(f.Type)
+		ls.optional = append(ls.optional, !f.Required)
+	}
+	for range metaColumns {
+		ls.optional = append(ls.optional, false)
+	}
+	var err error
+	if ls.schema, err = ls.schemaFor(nil); err != nil {
+		return nil, err
+	}
+	return ls, nil
+}
+
+// metaColumnTypes are the metadata columns' types and fixed encodings.
+var metaColumnTypes = []struct {
+	name, logical, enc string
+	t                  reflect.Type
+}{
+	// Ids are unique, so a dictionary never pays; zstd over plain
+	// values beat delta byte arrays on numbered ids (3.6 vs 4.8 B/row).
+	{event.ColID, "", "plain", reflect.TypeFor[string]()},
+	{event.ColPartition, "", "dict", reflect.TypeFor[int32]()},
+	{event.ColOffset, "", "delta", reflect.TypeFor[int64]()},
+	{event.ColEventTime, "timestamp(microsecond:utc)", "delta", reflect.TypeFor[int64]()},
+	{event.ColIngestTime, "timestamp(microsecond:utc)", "delta", reflect.TypeFor[int64]()},
+}
+
+// schemaFor builds the Parquet schema of a file encoded by plan (nil: the
+// fixed encodings). The schema is made from a Go struct type built at run
+// time, because parquet.Group orders columns by name and the lake keeps
+// the pipeline file's order. Only encodings differ from plan to plan:
+// names, types and order are the lake's.
+func (ls *lakeSchema) schemaFor(plan encodingPlan) (*parquet.Schema, error) {
+	sf := make([]reflect.StructField, 0, len(ls.fields)+metaColumns)
+	tag := func(col int, name, logical, enc string) reflect.StructTag {
+		if col < len(plan) {
+			switch plan[col] {
+			case encDict:
+				enc = "dict"
+			case encPlain:
+				enc = "plain"
+			}
+		}
+		opt := ""
+		if ls.optional[col] {
+			opt = ",optional"
+		}
+		if logical != "" {
+			logical = "," + logical
+		}
+		if enc != "" {
+			enc = "," + enc
+		}
+		return reflect.StructTag(`parquet:"` + name + opt + logical + enc + `,zstd"`)
+	}
+	for i, f := range ls.fields {
+		t, logical, enc, err := columnOf(f.Type)
 		if err != nil {
 			return nil, fmt.Errorf("lake: field %q: %w", f.Name, err)
 		}
-		opt := ""
-		if !f.Required {
-			opt = ",optional"
-		}
-		sf = append(sf, reflect.StructField{
-			Name: "F" + strconv.Itoa(i),
-			Type: t,
-			Tag:  reflect.StructTag(`parquet:"` + f.Name + opt + tag + `"`),
-		})
-		ls.optional = append(ls.optional, !f.Required)
+		sf = append(sf, reflect.StructField{Name: "F" + strconv.Itoa(i), Type: t, Tag: tag(i, f.Name, logical, enc)})
 	}
-	meta := []struct {
-		name string
-		t    reflect.Type
-		tag  string
-	}{
-		// Ids are unique, so a dictionary never pays; zstd over plain
-		// values beat delta byte arrays on numbered ids (3.6 vs 4.8 B/row).
-		{event.ColID, reflect.TypeFor[string](), ",plain,zstd"},
-		{event.ColPartition, reflect.TypeFor[int32](), ",dict,zstd"},
-		{event.ColOffset, reflect.TypeFor[int64](), ",delta,zstd"},
-		{event.ColEventTime, reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd"},
-		{event.ColIngestTime, reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd"},
+	for i, m := range metaColumnTypes {
+		sf = append(sf, reflect.StructField{Name: "M" + strconv.Itoa(i), Type: m.t, Tag: tag(len(ls.fields)+i, m.name, m.logical, m.enc)})
 	}
-	for i, m := range meta {
-		sf = append(sf, reflect.StructField{
-			Name: "M" + strconv.Itoa(i),
-			Type: m.t,
-			Tag:  reflect.StructTag(`parquet:"` + m.name + m.tag + `"`),
-		})
-		ls.optional = append(ls.optional, false)
-	}
+	var schema *parquet.Schema
 	var err error
 	func() {
 		// SchemaOf panics on tags it cannot honour; the tags above are
@@ -79,25 +106,23 @@ func newLakeSchema(fields event.Schema) (*lakeSchema, error) {
 				err = fmt.Errorf("lake: building the Parquet schema: %v", r)
 			}
 		}()
-		ls.schema = parquet.SchemaOf(reflect.New(reflect.StructOf(sf)).Elem().Interface())
+		schema = parquet.SchemaOf(reflect.New(reflect.StructOf(sf)).Elem().Interface())
 	}()
-	if err != nil {
-		return nil, err
-	}
-	return ls, nil
+	return schema, err
 }
 
-// columnOf maps a field type to its Go carrier type and Parquet tag options.
-func columnOf(t event.FieldType) (reflect.Type, string, error) {
+// columnOf maps a field type to its Go carrier type, Parquet logical type
+// option and fixed encoding.
+func columnOf(t event.FieldType) (reflect.Type, string, string, error) {
 	switch t {
 	case event.TypeString:
-		return reflect.TypeFor[string](), ",dict,zstd", nil
+		return reflect.TypeFor[string](), "", "dict", nil
 	case event.TypeLong:
 		// Delta packing stores small or slowly changing integers (counts,
 		// sizes, counters) in a few bits each; zstd then finds repeats.
-		return reflect.TypeFor[int64](), ",delta,zstd", nil
+		return reflect.TypeFor[int64](), "", "delta", nil
 	case event.TypeInt:
-		return reflect.TypeFor[int32](), ",delta,zstd", nil
+		return reflect.TypeFor[int32](), "", "delta", nil
 	case event.TypeDouble:
 		// Byte stream split puts each byte of the values in a stream of
 		// its own: the exponent and high mantissa bytes of measurements
@@ -105,11 +130,12 @@ func columnOf(t event.FieldType) (reflect.Type, string, error) {
 		// that are whole or short decimals are mostly zero, so zstd gets
 		// far more out of them than out of plain doubles (1.4 against 1.8
 		// B/row on the backfill benchmark's delays).
-		return reflect.TypeFor[float64](), ",split,zstd", nil
+		return reflect.TypeFor[float64](), "", "split", nil
 	case event.TypeBool:
-		return reflect.TypeFor[bool](), ",zstd", nil
+		// Booleans are bit-packed (PLAIN).
+		return reflect.TypeFor[bool](), "", "", nil
 	case event.TypeTimestamp:
-		return reflect.TypeFor[int64](), ",timestamp(microsecond:utc),delta,zstd", nil
+		return reflect.TypeFor[int64](), "timestamp(microsecond:utc)", "delta", nil
 	}
-	return nil, "", fmt.Errorf("unsupported type %v", t)
+	return nil, "", "", fmt.Errorf("unsupported type %v", t)
 }

@@ -860,11 +860,24 @@ func (tw *topicWriter) encodeFile(ctx context.Context, fw *fileWriter, fe *fileE
 	if err := pr.reset(runs); err != nil {
 		return nil, 0, err
 	}
+	// A first pass over the rows chooses the file's encodings.
+	for {
+		evs, _, _ := pr.next(chunkRows)
+		if len(evs) == 0 {
+			break
+		}
+		fw.observe(evs)
+	}
+	pr.rewind()
 	w, err := tw.tl.st.Create(ctx, tw.tl.key(fe.Path))
 	if err != nil {
+		fw.abandon()
 		return nil, 0, err
 	}
-	fw.start(w, fe.Ranges)
+	if err := fw.start(w, fe.Ranges); err != nil {
+		w.Abort()
+		return nil, 0, err
+	}
 	for {
 		evs, parts, offs := pr.next(chunkRows)
 		if len(evs) == 0 {

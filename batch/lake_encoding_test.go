@@ -1,0 +1,292 @@
+package batch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+)
+
+// encodingSchema has a column of each kind whose encoding the writer
+// chooses per file.
+var encodingSchema = event.Schema{
+	{Name: "ts", Type: event.TypeTimestamp, Required: true},
+	{Name: "host", Type: event.TypeString, Required: true},
+	{Name: "note", Type: event.TypeString},
+	{Name: "code", Type: event.TypeInt, Required: true},
+	{Name: "level", Type: event.TypeLong},
+	{Name: "ratio", Type: event.TypeDouble},
+	{Name: "ok", Type: event.TypeBool},
+}
+
+// encodingEvents makes n events of encodingSchema in time order. few: few
+// distinct values per column and entries of 100 events sharing an ingest
+// time; else most values distinct and every event its own ingest time (one
+// event per log entry: what would make a dictionary of ingest times as
+// large as the column).
+func encodingEvents(n int, start int64, few bool) []event.Event {
+	evs := make([]event.Event, n)
+	for i := range evs {
+		tm := start + int64(i)*1_000_003
+		v := make([]event.Value, len(encodingSchema))
+		v[0] = event.Value{I: tm, Valid: true}
+		ingest := tm + 7 + int64(i%13)*1009
+		if few {
+			v[1] = event.Value{S: fmt.Sprintf("host-%d", i*7%9), Valid: true}
+			v[3] = event.Value{I: int64(200 + 100*(i*31%5)), Valid: true}
+			v[4] = event.Value{I: int64(i*7919%6) * 1_000_000_007, Valid: i%10 != 0}
+			v[5] = event.Value{F: []float64{0.25, 1.5, 3.75, math.Inf(1)}[i*3%4], Valid: i%7 != 0}
+			ingest = start + int64(i/100)*100_000_000 + 20_000
+		} else {
+			v[1] = event.Value{S: fmt.Sprintf("host-%07d", i*7919%1_000_003), Valid: true}
+			v[3] = event.Value{I: int64(int32(i * 2654435761)), Valid: true}
+			v[4] = event.Value{I: int64(i) * int64(i) * 7, Valid: i%10 != 0}
+			v[5] = event.Value{F: float64(i*7919%10007) / 7, Valid: i%7 != 0}
+		}
+		if i%3 != 0 {
+			v[2] = event.Value{S: fmt.Sprintf("note %d of a few words", i*13), Valid: true}
+		}
+		v[6] = event.Value{I: int64(i % 3 % 2), Valid: i%5 != 0}
+		evs[i] = event.Event{ID: fmt.Sprintf("e-%08d", i*7919%1_000_003), Time: tm, Ingest: ingest, Values: v}
+	}
+	return evs
+}
+
+// TestLakeEncodingChoice writes files whose rows suit different encodings,
+// checks the encoding each column got and that the footer has no page
+// index, and reads every file back exactly with the batch layer's reader,
+// Apache Arrow's Go reader, pyarrow and DuckDB.
+func TestLakeEncodingChoice(t *testing.T) {
+	ls, err := newLakeSchema(encodingSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	st, err := lakestore.NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := &topicLake{topic: &pipelines.Topic{Name: "t", Schema: encodingSchema}, st: st, ls: ls, period: hourMicros}
+	hour := periodOf(1_767_225_600_000_000, hourMicros)
+	const rows = 2000
+	for _, c := range []struct {
+		name string
+		few  bool
+		want map[string]format.Encoding // the column's data page encoding
+	}{
+		{"few values, entries of 100 events", true, map[string]format.Encoding{
+			"ts": format.DeltaBinaryPacked, "host": format.RLEDictionary, "note": format.Plain,
+			"code": format.RLEDictionary, "level": format.RLEDictionary, "ratio": format.ByteStreamSplit,
+			event.ColID: format.Plain, event.ColPartition: format.RLEDictionary, event.ColOffset: format.DeltaBinaryPacked,
+			event.ColEventTime: format.DeltaBinaryPacked, event.ColIngestTime: format.RLEDictionary}},
+		{"values mostly distinct, every event its own ingest time", false, map[string]format.Encoding{
+			"ts": format.DeltaBinaryPacked, "host": format.Plain, "note": format.Plain,
+			"code": format.DeltaBinaryPacked, "level": format.DeltaBinaryPacked, "ratio": format.ByteStreamSplit,
+			event.ColID: format.Plain, event.ColPartition: format.RLEDictionary, event.ColOffset: format.DeltaBinaryPacked,
+			event.ColEventTime: format.DeltaBinaryPacked, event.ColIngestTime: format.DeltaBinaryPacked}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			evs := encodingEvents(rows, hour, c.few)
+			offs := make([]int64, rows)
+			for i := range offs {
+				offs[i] = 500 + int64(i)
+			}
+			path := fmt.Sprintf("dt=2026-01-01/hour=00/few-%t.parquet", c.few)
+			fe := writeTestFile(t, tl, path, hour, 2, 500, 500+rows-1, evs, offs)
+			file := filepath.Join(dir, filepath.FromSlash(tl.key(path)))
+			checkEncodings(t, file, c.want)
+			readBack(t, tl, fe, evs, offs)
+			checkPyarrowDuckDB(t, file, evs, offs)
+		})
+	}
+}
+
+// checkEncodings checks each column's data page encoding and that no
+// column has a page index.
+func checkEncodings(t *testing.T, file string, want map[string]format.Encoding) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := pf.Metadata()
+	for i, leaf := range pf.Schema().Columns() {
+		name := leaf[0]
+		c := md.RowGroups[0].Columns[i]
+		if c.ColumnIndexLength != 0 || c.OffsetIndexLength != 0 {
+			t.Errorf("%s: a page index (%d and %d bytes)", name, c.ColumnIndexLength, c.OffsetIndexLength)
+		}
+		w, ok := want[name]
+		if !ok {
+			continue
+		}
+		encs := c.MetaData.Encoding
+		if !slices.Contains(encs, w) || w != format.RLEDictionary && slices.Contains(encs, format.RLEDictionary) {
+			t.Errorf("%s: encodings %v, want data pages %v", name, encs, w)
+		}
+	}
+}
+
+// readBack reads the file of fe with the batch layer's reader and Apache
+// Arrow's and compares every value.
+func readBack(t *testing.T, tl *topicLake, fe fileEntry, evs []event.Event, offs []int64) {
+	t.Helper()
+	readers := map[string]func(context.Context, lakestore.Object, string, event.Schema, fileEntry, scanOptions, func(*scanBatch) error) error{
+		"parquet-go": scanParquet, "arrow": scanParquetArrow,
+	}
+	for name, scan := range readers {
+		o, _, err := tl.openFile(context.Background(), fe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := 0
+		err = scan(context.Background(), o, fe.Path, encodingSchema, fe, scanOptions{IDs: true, Ingest: true, Positions: true}, func(b *scanBatch) error {
+			for j, e := range b.Events {
+				w := evs[i]
+				if e.ID != w.ID || e.Time != w.Time || e.Ingest != w.Ingest || b.Offsets[j] != offs[i] || b.Parts[j] != 2 {
+					return fmt.Errorf("row %d: %s %d %d p%d@%d, want %s %d %d p2@%d", i, e.ID, e.Time, e.Ingest, b.Parts[j], b.Offsets[j], w.ID, w.Time, w.Ingest, offs[i])
+				}
+				for k, v := range e.Values {
+					if !sameValue(v, w.Values[k]) {
+						return fmt.Errorf("row %d field %s = %+v, want %+v", i, encodingSchema[k].Name, v, w.Values[k])
+					}
+				}
+				i++
+			}
+			return nil
+		})
+		o.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if i != len(evs) {
+			t.Fatalf("%s: read %d rows, want %d", name, i, len(evs))
+		}
+	}
+}
+
+func sameValue(a, b event.Value) bool {
+	if !a.Valid || !b.Valid {
+		return a.Valid == b.Valid
+	}
+	return a == b || math.IsNaN(a.F) && math.IsNaN(b.F)
+}
+
+// pyRows prints a lake file's rows as pyarrow and as DuckDB read them,
+// as JSON lists in file order, timestamps in microseconds and doubles as
+// their repr (infinities included).
+const pyRows = `
+import sys, json, pyarrow as pa, pyarrow.parquet as pq, duckdb
+cols = ["ts", "host", "note", "code", "level", "ratio", "ok", "_id", "_partition", "_offset", "_event_time", "_ingest_time"]
+t = pq.read_table(sys.argv[1])
+def norm(v):
+    return repr(v) if isinstance(v, float) else v
+data = []
+for c in cols:
+    a = t.column(c)
+    if pa.types.is_timestamp(a.type):
+        a = a.cast(pa.int64())
+    data.append([norm(v) for v in a.to_pylist()])
+print(json.dumps([list(r) for r in zip(*data)]))
+con = duckdb.connect()
+q = "select " + ", ".join("epoch_us(%s)" % c if c in ("ts", "_event_time", "_ingest_time") else c for c in cols) + " from read_parquet(?)"
+print(json.dumps([[norm(v) for v in r] for r in con.execute(q, [sys.argv[1]]).fetchall()]))
+`
+
+// checkPyarrowDuckDB compares every value of a lake file as pyarrow and
+// DuckDB read it with the events written (skipped without python3,
+// pyarrow and duckdb, unless LF_REQUIRE_SERVICES=1).
+func checkPyarrowDuckDB(t *testing.T, file string, evs []event.Event, offs []int64) {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err == nil {
+		err = exec.Command(py, "-c", "import pyarrow, duckdb").Run()
+	}
+	if err != nil {
+		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("python3 with pyarrow and duckdb is required (pip install pyarrow duckdb): %v", err)
+		}
+		t.Logf("skipping pyarrow and DuckDB: python3 with them not found")
+		return
+	}
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(py, "-c", pyRows, file)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("pyarrow and DuckDB: %v\n%s", err, stderr.String())
+	}
+	want := make([][]any, len(evs))
+	for i, e := range evs {
+		r := make([]any, 0, 12)
+		for k, v := range e.Values {
+			switch {
+			case !v.Valid:
+				r = append(r, nil)
+			case encodingSchema[k].Type == event.TypeString:
+				r = append(r, v.S)
+			case encodingSchema[k].Type == event.TypeDouble:
+				r = append(r, pyFloat(v.F))
+			case encodingSchema[k].Type == event.TypeBool:
+				r = append(r, v.I != 0)
+			default:
+				r = append(r, json.Number(strconv.FormatInt(v.I, 10)))
+			}
+		}
+		r = append(r, e.ID, json.Number("2"), json.Number(strconv.FormatInt(offs[i], 10)),
+			json.Number(strconv.FormatInt(e.Time, 10)), json.Number(strconv.FormatInt(e.Ingest, 10)))
+		want[i] = r
+	}
+	wantJSON, _ := json.Marshal(want)
+	dec := json.NewDecoder(&out)
+	dec.UseNumber()
+	for _, reader := range []string{"pyarrow", "DuckDB"} {
+		var got [][]any
+		if err := dec.Decode(&got); err != nil {
+			t.Fatalf("%s: %v", reader, err)
+		}
+		gotJSON, _ := json.Marshal(got)
+		if !bytes.Equal(gotJSON, wantJSON) {
+			for i := range min(len(got), len(want)) {
+				g, _ := json.Marshal(got[i])
+				w, _ := json.Marshal(want[i])
+				if !bytes.Equal(g, w) {
+					t.Fatalf("%s: row %d: %s, want %s", reader, i, g, w)
+				}
+			}
+			t.Fatalf("%s: %d rows, want %d", reader, len(got), len(want))
+		}
+	}
+}
+
+// pyFloat is a double as Python's repr writes it.
+func pyFloat(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	}
+	s := strconv.FormatFloat(f, 'g', -1, 64)
+	if !bytes.ContainsAny([]byte(s), ".eE") {
+		s += ".0"
+	}
+	return s
+}
