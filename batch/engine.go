@@ -22,7 +22,10 @@ import (
 //     expression a column at a time), its group keys turned into dense ids
 //     (plan.Grouper: one lookup per dictionary word, or at most one hash per
 //     row), its windows assigned over the time column, and the aggregates
-//     updated a column at a time over the rows' states (UpdateColumns);
+//     updated a column at a time over the rows' states (UpdateColumns), or,
+//     for a tumbling view whose states are words alone, into flat slots
+//     per (window, group) merged into the states once per batch
+//     (tumblingSlots);
 //   - each worker keeps partial states per window, in an array indexed by
 //     group id; at the end they are merged by key with the plan's Merge,
 //     which is exact for every aggregate (the result does not depend on how
@@ -33,16 +36,21 @@ import (
 
 // gridSpan is one run of the engine over the files of a span.
 type gridSpan struct {
-	c                *computer
-	pl               *plan.Plan
-	sp               span
-	h                int64
-	evFrom, evTo     int64
-	size, slide      int64
-	opts             scanOptions
-	files            []fileEntry
-	hourOf           []int // per file, its index in hours
-	mu               sync.Mutex
+	c            *computer
+	pl           *plan.Plan
+	sp           span
+	h            int64
+	evFrom, evTo int64
+	size, slide  int64
+	opts         scanOptions
+	files        []fileEntry
+	hourOf       []int // per file, its index in hours
+	mu           sync.Mutex
+	// more is signalled (under mu) when row groups are offered, a file's
+	// opening ends or the run fails: what a worker with nothing to take
+	// waits for while another is still opening a file.
+	more             sync.Cond
+	opening          int        // files being opened, under mu
 	next             int        // next file to open
 	extra            []rowGroup // row groups waiting for a worker
 	opened           []*openFile
@@ -108,6 +116,16 @@ func (ws *winStates) add(pl *plan.Plan, id int32) *aggregate.State {
 	return st
 }
 
+// get returns the state of group id, adding it if new.
+func (ws *winStates) get(pl *plan.Plan, id int32) *aggregate.State {
+	if ws.sparse == nil && int(id) < len(ws.states) {
+		if st := ws.states[id]; st != nil {
+			return st
+		}
+	}
+	return ws.add(pl, id)
+}
+
 // each calls fn for every state of the window.
 func (ws *winStates) each(fn func(id int32, st *aggregate.State)) {
 	if ws.sparse != nil {
@@ -140,6 +158,20 @@ type worker struct {
 	ids         []int32
 	states      []*aggregate.State
 	read        int64
+	// slots: the plan's flat partial states (nil when its states hold
+	// more than words); see tumblingSlots.
+	slots      *aggregate.Slots
+	slotOf     []int32     // per group id, its slot in the current run (-1: none)
+	owners     []slotOwner // per slot, its window and group
+	rowSlot    []int32
+	slotStates []*aggregate.State
+}
+
+// slotOwner is what a slot of a batch holds: rows of group id in the
+// window ws.
+type slotOwner struct {
+	ws *winStates
+	id int32
 }
 
 // gridRows runs the engine over files (of the hours listed, in order) and
@@ -151,6 +183,7 @@ func (c *computer) gridSpan(ctx context.Context, files []fileEntry, hourOf []int
 	g := &gridSpan{c: c, pl: pl, sp: sp, h: h, evFrom: evFrom, evTo: evTo, size: size, slide: slide,
 		opts: scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}, files: files, hourOf: hourOf,
 		left: make([]int, hours), hoursLeft: hours}
+	g.more.L = &g.mu
 	for _, hi := range hourOf {
 		g.left[hi]++
 	}
@@ -162,11 +195,14 @@ func (c *computer) gridSpan(ctx context.Context, files []fileEntry, hourOf []int
 	}
 	ctx, g.cancel = context.WithCancel(ctx)
 	defer g.cancel()
-	n := max(1, min(runtime.GOMAXPROCS(0), len(files)))
+	// One worker per CPU, also for fewer files than CPUs: a file's further
+	// row groups go to the workers waiting while it is opened (take).
+	n := max(1, runtime.GOMAXPROCS(0))
 	workers := make([]*worker, n)
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := &worker{g: g, match: pl.NewMatcher(), groups: pl.NewGrouper(), aggs: pl.NewColumnar(), windows: map[int64]*winStates{}}
+		w := &worker{g: g, match: pl.NewMatcher(), groups: pl.NewGrouper(), aggs: pl.NewColumnar(), slots: pl.NewSlots(),
+			windows: map[int64]*winStates{}}
 		workers[i] = w
 		wg.Go(func() { g.fail(w.run(ctx)) })
 	}
@@ -195,6 +231,7 @@ func (g *gridSpan) fail(err error) {
 	if g.err == nil {
 		g.err = err
 	}
+	g.more.Broadcast()
 	g.mu.Unlock()
 	g.cancel()
 }
@@ -208,20 +245,37 @@ func (g *gridSpan) hourDone() {
 
 // take returns the next unit of work: a row group of a file another worker
 // opened, else the next file to open (rg < 0); ok is false when nothing is
-// left.
+// left. With nothing to take while another worker is opening a file, it
+// waits for that file's further row groups (the last file of a span, or
+// its only one, is then still read by every worker).
 func (g *gridSpan) take() (u rowGroup, file int, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if n := len(g.extra); n > 0 {
-		u = g.extra[0]
-		g.extra = g.extra[1:]
-		return u, -1, true
+	for {
+		if n := len(g.extra); n > 0 {
+			u = g.extra[0]
+			g.extra = g.extra[1:]
+			return u, -1, true
+		}
+		if g.next < len(g.files) {
+			g.next++
+			g.opening++
+			return rowGroup{}, g.next - 1, true
+		}
+		if g.opening == 0 || g.err != nil {
+			return rowGroup{}, -1, false
+		}
+		g.more.Wait()
 	}
-	if g.next < len(g.files) {
-		g.next++
-		return rowGroup{}, g.next - 1, true
-	}
-	return rowGroup{}, -1, false
+}
+
+// openDone ends the opening of a file that take handed out, whether or not
+// it opened, and wakes the workers waiting for its row groups.
+func (g *gridSpan) openDone() {
+	g.mu.Lock()
+	g.opening--
+	g.more.Broadcast()
+	g.mu.Unlock()
 }
 
 // finish counts a row group of f done, closing f and counting its hour
@@ -276,6 +330,7 @@ func (w *worker) run(ctx context.Context) error {
 		}
 		if file >= 0 {
 			f, err := g.open(ctx, file)
+			g.openDone()
 			if err != nil {
 				return err
 			}
@@ -315,7 +370,11 @@ func (w *worker) batch(b *colBatch) error {
 	w.rows = rows
 	w.ids = w.groups.Groups(&b.Columns, rows, w.ids)
 	if g.size == g.slide {
-		w.tumbling(b, rows)
+		if w.slots != nil {
+			w.tumblingSlots(b, rows)
+		} else {
+			w.tumbling(b, rows)
+		}
 		return nil
 	}
 	// A row lies in the windows starting at its slot of the grid and at
@@ -365,29 +424,15 @@ func (w *worker) batch(b *colBatch) error {
 // rows in one window, and the loop of every row only looks up its state.
 func (w *worker) tumbling(b *colBatch, rows []int32) {
 	g := w.g
-	times, ids := b.Time, w.ids[:len(rows)]
+	ids := w.ids[:len(rows)]
 	in, states := resize(w.in, len(rows)), resize(w.states, len(rows))
 	n := 0
-	for k := 0; k < len(rows); {
-		start := plan.GridSlot(times[rows[k]], g.slide)
-		end := start + g.slide
-		if !w.set || start != w.curStart {
-			w.window(start)
-		}
-		j := k
-		if w.curOut {
-			for j < len(rows) && times[rows[j]] >= start && times[rows[j]] < end {
-				j++
-			}
-			k = j
+	for k, to := 0, 0; k < len(rows); k = to {
+		var cur *winStates
+		if to, cur = w.windowRun(b.Time, rows, k); cur == nil {
 			continue
 		}
-		cur := w.cur
-		for ; j < len(rows); j++ {
-			r := rows[j]
-			if t := times[r]; t < start || t >= end {
-				break
-			}
+		for j := k; j < to; j++ {
 			id := ids[j]
 			var st *aggregate.State
 			if cur.sparse == nil && int(id) < len(cur.states) {
@@ -396,13 +441,90 @@ func (w *worker) tumbling(b *colBatch, rows []int32) {
 			if st == nil {
 				st = cur.add(g.pl, id)
 			}
-			in[n], states[n] = r, st
+			in[n], states[n] = rows[j], st
 			n++
 		}
-		k = j
 	}
 	w.aggs.UpdateColumns(states[:n], in[:n], &b.Columns)
 	w.in, w.states = in, states
+}
+
+// windowRun returns the end of the run of rows from rows[k] on that lie in one
+// window, and that window's states, nil when the window is outside the
+// span (the run is skipped).
+func (w *worker) windowRun(times []int64, rows []int32, k int) (int, *winStates) {
+	g := w.g
+	start := plan.GridSlot(times[rows[k]], g.slide)
+	end := start + g.slide
+	if !w.set || start != w.curStart {
+		w.window(start)
+	}
+	j := k + 1
+	for j < len(rows) && times[rows[j]] >= start && times[rows[j]] < end {
+		j++
+	}
+	if w.curOut {
+		return j, nil
+	}
+	return j, w.cur
+}
+
+// tumblingSlots is tumbling for a plan with Slots: each (window, group)
+// the batch touches gets a slot, the aggregates are updated a column at a
+// time into the slots, and each slot is then merged into its state, once
+// per batch instead of a state pointer per row and aggregate. When most
+// rows have a slot of their own (many groups, few rows each) merging would
+// cost more than it saves, and the rows go to their states directly.
+func (w *worker) tumblingSlots(b *colBatch, rows []int32) {
+	g := w.g
+	ids := w.ids[:len(rows)]
+	in, slots := resize(w.in, len(rows)), resize(w.rowSlot, len(rows))
+	for len(w.slotOf) < w.groups.Len() {
+		w.slotOf = append(w.slotOf, -1)
+	}
+	slotOf, owners := w.slotOf, w.owners[:0]
+	n := 0
+	for k, to := 0, 0; k < len(rows); k = to {
+		var cur *winStates
+		if to, cur = w.windowRun(b.Time, rows, k); cur == nil {
+			continue
+		}
+		first := len(owners)
+		for j := k; j < to; j++ {
+			id := ids[j]
+			sl := slotOf[id]
+			if sl < 0 {
+				sl = int32(len(owners))
+				slotOf[id] = sl
+				owners = append(owners, slotOwner{ws: cur, id: id})
+			}
+			in[n], slots[n] = rows[j], sl
+			n++
+		}
+		// The next run (another window) starts with no slots.
+		for _, o := range owners[first:] {
+			slotOf[o.id] = -1
+		}
+	}
+	w.in, w.rowSlot, w.owners = in, slots, owners
+	in, slots = in[:n], slots[:n]
+	if 4*len(owners) > n {
+		byslot, states := resize(w.slotStates, len(owners)), resize(w.states, n)
+		for i, o := range owners {
+			byslot[i] = o.ws.get(g.pl, o.id)
+		}
+		for k, sl := range slots {
+			states[k] = byslot[sl]
+		}
+		w.aggs.UpdateColumns(states, in, &b.Columns)
+		w.slotStates, w.states = byslot, states
+		return
+	}
+	w.slots.Reset(len(owners))
+	w.slots.Update(slots, in, &b.Columns)
+	for i, o := range owners {
+		w.slots.MergeInto(o.ws.get(g.pl, o.id), i)
+	}
 }
 
 // window makes the window starting at start the current one.

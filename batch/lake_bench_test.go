@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -152,4 +153,48 @@ func BenchmarkLakeWrite(b *testing.B) {
 		b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 		b.ReportMetric(float64(benchRows)*float64(b.N)/(cpuTime()-cpu0).Seconds(), "rows/cpu-s")
 	})
+}
+
+// BenchmarkLakeWriteFiles writes many small files with one fileWriter, as a
+// flush of a backfill does: files of 48 rows (an hourly lake's average in
+// the backfill benchmark) and of 920 (a daily one's), each surveyed first.
+// It reports the CPU time per file and the bytes per row.
+func BenchmarkLakeWriteFiles(b *testing.B) {
+	for _, per := range []int{48, 920} {
+		b.Run(fmt.Sprintf("rows=%d", per), func(b *testing.B) {
+			const files = 200
+			evs := exampleEvents(per*files, 1)
+			ls, err := newLakeSchema(exampleSchema)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fw := newFileWriter(ls)
+			var buf bytes.Buffer
+			var size int64
+			cpu0 := cpuTime()
+			for b.Loop() {
+				size = 0
+				for f := range files {
+					rows := evs[f*per : (f+1)*per]
+					ranges := []offsetRange{{Partition: 0, First: int64(f * per), Last: int64((f+1)*per - 1), Rows: int64(per)}}
+					buf.Reset()
+					fw.observe(rows)
+					if err := fw.start(&buf, ranges); err != nil {
+						b.Fatal(err)
+					}
+					for i := range rows {
+						if err := fw.add(&rows[i], 0, int64(f*per+i)); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if _, err := fw.finish(); err != nil {
+						b.Fatal(err)
+					}
+					size += int64(buf.Len())
+				}
+			}
+			b.ReportMetric(float64(size)/float64(per*files), "B/row")
+			b.ReportMetric((cpuTime()-cpu0).Seconds()*1e6/float64(files*b.N), "cpu-µs/file")
+		})
+	}
 }

@@ -40,6 +40,8 @@ type rowRun struct {
 	lastTime, lastIngest int64
 	firstOff             int64
 	minTime, maxTime     int64
+	// last is the buffer's row count when the run got its latest row.
+	last int64
 }
 
 const (
@@ -87,6 +89,26 @@ func (b *rowBuffer) add(period int64, part int, off int64, ev *event.Event) {
 	r.lastOff, r.lastTime, r.lastIngest = off, ev.Time, ev.Ingest
 	r.minTime, r.maxTime = min(r.minTime, ev.Time), max(r.maxTime, ev.Time)
 	b.rows++
+	r.last = b.rows
+}
+
+// settled returns how many rows the buffer holds in periods that got none
+// of the last quiet rows added, and how many such periods there are: in a
+// backfill that arrives roughly in time order, the periods it has moved
+// past.
+func (b *rowBuffer) settled(quiet int64) (rows int64, periods int) {
+	for _, byPart := range b.periods {
+		var n, last int64
+		for _, r := range byPart {
+			n += int64(r.rows)
+			last = max(last, r.last)
+		}
+		if b.rows-last >= quiet {
+			rows += n
+			periods++
+		}
+	}
+	return rows, periods
 }
 
 // encodeRow appends one event's encoding to d: the offset's delta, event

@@ -14,9 +14,10 @@ import (
 )
 
 // TestFileChecksumBothWays: a file read whole into memory (readChecked,
-// files up to memFileBytes) and one checked in a pass of its own
-// (checkSum, larger files) accept the same intact file, with the same
-// bytes, and both refuse it with one bit flipped or a byte missing.
+// files up to memFileBytes), one mapped (mapChecked, larger local files)
+// and one checked in a pass of its own (checkSum, larger files elsewhere)
+// accept the same intact file, with the same bytes, and all refuse it with
+// one bit flipped or a byte missing.
 func TestFileChecksumBothWays(t *testing.T) {
 	ls, err := newLakeSchema(exampleSchema)
 	if err != nil {
@@ -66,14 +67,22 @@ func TestFileChecksumBothWays(t *testing.T) {
 	if err != nil {
 		t.Fatalf("readChecked of an intact file: %v", err)
 	}
-	got := make([]byte, m.Size())
-	if n, err := m.ReadAt(got, 0); n != len(want) || (err != nil && err != io.EOF) || !bytes.Equal(got, want) {
-		t.Fatalf("read %d of %d bytes (%v), equal %v", n, len(want), err, bytes.Equal(got, want))
+	mapped, err := mapChecked(open(), path, fe)
+	if err != nil || mapped == nil {
+		t.Fatalf("mapChecked of an intact file: %v, %v", mapped, err)
 	}
-	if n, err := m.ReadAt(make([]byte, 10), m.Size()-4); n != 4 || err != io.EOF {
-		t.Fatalf("read past the end: %d bytes, %v", n, err)
+	for _, m := range []*memFile{m, mapped} {
+		got := make([]byte, m.Size())
+		if n, err := m.ReadAt(got, 0); n != len(want) || (err != nil && err != io.EOF) || !bytes.Equal(got, want) {
+			t.Fatalf("read %d of %d bytes (%v), equal %v", n, len(want), err, bytes.Equal(got, want))
+		}
+		if n, err := m.ReadAt(make([]byte, 10), m.Size()-4); n != 4 || err != io.EOF {
+			t.Fatalf("read past the end: %d bytes, %v", n, err)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	m.Close()
 
 	for name, harm := range map[string]func([]byte) []byte{
 		"one bit":  func(b []byte) []byte { b[len(b)/3] ^= 0x10; return b },
@@ -88,6 +97,9 @@ func TestFileChecksumBothWays(t *testing.T) {
 			}
 			if _, err := readChecked(open(), path, fe); !errors.Is(err, ErrCorruptFile) {
 				t.Fatalf("readChecked: %v, want ErrCorruptFile", err)
+			}
+			if _, err := mapChecked(open(), path, fe); !errors.Is(err, ErrCorruptFile) {
+				t.Fatalf("mapChecked: %v, want ErrCorruptFile", err)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 
 	"github.com/parquet-go/parquet-go"
@@ -59,6 +60,8 @@ func openLakeObject(o lakestore.Object, name string, schema event.Schema, fe fil
 	lf = &lakeFile{fileScan: fileScan{path: name, schema: schema, fe: fe}, o: o, positions: opts.Positions,
 		batchRows: cmp.Or(opts.BatchRows, readBatchRows)}
 	defer lf.recoverCorrupt(&err)
+	// A mapped file's pages are read here: see lakestore's Map.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	pf, err := parquet.OpenFile(o, o.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return nil, lf.corrupt("%v", err)
@@ -116,6 +119,8 @@ type columnReader struct {
 // batch's memory is reused by the next one.
 func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, fn func(*colBatch) error) (err error) {
 	defer lf.recoverCorrupt(&err)
+	// A mapped file's pages are read here: see lakestore's Map.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"runtime/debug"
 	"sync"
 
 	"github.com/parquet-go/parquet-go"
@@ -100,11 +101,44 @@ func (tl *topicLake) openFile(ctx context.Context, fe fileEntry) (lakestore.Obje
 		}
 		return m, name, nil
 	}
+	if m, err := mapChecked(o, name, fe); m != nil || err != nil {
+		if err != nil {
+			return nil, "", err
+		}
+		return m, name, nil
+	}
 	if err := checkSum(o, name, fe); err != nil {
 		o.Close()
 		return nil, "", err
 	}
 	return o, name, nil
+}
+
+// mapChecked maps o into memory when it can be (nil, nil when not) and
+// checks its size and CRC-32C against the manifest entry fe, as checkSum
+// does: the checksum and the decoding then read the page cache, with no copy
+// of their own. On error o is closed; otherwise the memFile owns it.
+func mapChecked(o lakestore.Object, name string, fe fileEntry) (*memFile, error) {
+	mo, ok := o.(mappable)
+	if !ok {
+		return nil, nil
+	}
+	b, err := mo.Map()
+	if err != nil {
+		return nil, nil // read it instead
+	}
+	m := &memFile{b: b, obj: o}
+	if err := checkBytes(m.b, name, fe); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// mappable is a lake object that can be mapped into memory (a local file),
+// valid until it is closed.
+type mappable interface {
+	Map() ([]byte, error)
 }
 
 // memFileBytes is the largest lake file openFile reads into memory whole;
@@ -120,10 +154,12 @@ const memFileBytes = 4 << 20
 // fileBufs are buffers of files read whole, reused from file to file.
 var fileBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-// memFile is a lake file read into memory; Close gives its buffer back.
+// memFile is a lake file read into memory (buf, given back by Close) or
+// mapped (obj, closed by Close).
 type memFile struct {
 	buf *[]byte
 	b   []byte
+	obj lakestore.Object
 }
 
 func (m *memFile) Size() int64 { return int64(len(m.b)) }
@@ -145,9 +181,13 @@ func (m *memFile) ReadAt(p []byte, off int64) (int, error) {
 func (m *memFile) Close() error {
 	if m.buf != nil {
 		fileBufs.Put(m.buf)
-		m.buf, m.b = nil, nil
 	}
-	return nil
+	var err error
+	if m.obj != nil {
+		err = m.obj.Close()
+	}
+	m.buf, m.b, m.obj = nil, nil, nil
+	return err
 }
 
 // readChecked reads o whole and checks its size and CRC-32C against the
@@ -166,13 +206,33 @@ func readChecked(o lakestore.Object, name string, fe fileEntry) (*memFile, error
 		m.Close()
 		return nil, fmt.Errorf("%w %s: %w", ErrCorruptFile, name, err)
 	}
-	if fe.CRC32C != 0 {
-		if sum := crc32.Checksum(m.b, castagnoli); sum != fe.CRC32C {
-			m.Close()
-			return nil, fmt.Errorf("%w %s: checksum %08x, the manifest says %08x", ErrCorruptFile, name, sum, fe.CRC32C)
-		}
+	if err := checkBytes(m.b, name, fe); err != nil {
+		m.Close()
+		return nil, err
 	}
 	return m, nil
+}
+
+// checkBytes compares the CRC-32C of a file's bytes b with the manifest
+// entry fe's. b may be mapped: a fault reading it (a read error of the
+// disk) is ErrCorruptFile too.
+func checkBytes(b []byte, name string, fe fileEntry) (err error) {
+	if fe.CRC32C == 0 {
+		return nil
+	}
+	if fe.Bytes > 0 && int64(len(b)) != fe.Bytes {
+		return fmt.Errorf("%w %s: %d bytes, the manifest says %d", ErrCorruptFile, name, len(b), fe.Bytes)
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w %s: %v", ErrCorruptFile, name, r)
+		}
+	}()
+	if sum := crc32.Checksum(b, castagnoli); sum != fe.CRC32C {
+		return fmt.Errorf("%w %s: checksum %08x, the manifest says %08x", ErrCorruptFile, name, sum, fe.CRC32C)
+	}
+	return nil
 }
 
 // checkSum compares the whole file's CRC-32C with the manifest's before
@@ -414,6 +474,7 @@ type pageCursor struct {
 	words  []string
 	bufI32 []int32
 	bufI64 []int64
+	bufF64 []float64
 	// ownI and ownF are the buffers fillColumn copies values into when a
 	// batch's rows span pages; a batch within one page borrows the page's
 	// values instead (valid until the cursor moves on).
@@ -427,7 +488,7 @@ type pageCursor struct {
 // reset starts on another column chunk, keeping the buffers.
 func (c *pageCursor) reset(pages parquet.Pages) {
 	c.close()
-	*c = pageCursor{pages: pages, bufI32: c.bufI32, bufI64: c.bufI64, ownI: c.ownI, ownF: c.ownF}
+	*c = pageCursor{pages: pages, bufI32: c.bufI32, bufI64: c.bufI64, bufF64: c.bufF64, ownI: c.ownI, ownF: c.ownF}
 }
 
 // close gives the current page back and closes the chunk's pages.
@@ -484,7 +545,8 @@ func (c *pageCursor) next() error {
 			}
 			return nil
 		}
-		// Other dictionaries (the partition column's) are looked up here.
+		// Other dictionaries (the partition column's, and any numeric
+		// column a writer chose to dictionary-encode) are looked up here.
 		var err error
 		switch dd.Kind() {
 		case encoding.Int32:
@@ -493,6 +555,9 @@ func (c *pageCursor) next() error {
 		case encoding.Int64:
 			c.bufI64, err = lookupDict(c.bufI64, dd.Int64(), idx)
 			c.i64 = c.bufI64
+		case encoding.Double:
+			c.bufF64, err = lookupDict(c.bufF64, dd.Double(), idx)
+			c.f64 = c.bufF64
 		default:
 			return fmt.Errorf("dictionary of kind %s", dd.Kind())
 		}
@@ -519,7 +584,7 @@ func (c *pageCursor) next() error {
 }
 
 // lookupDict fills buf with the dictionary values of the indices idx.
-func lookupDict[T int32 | int64](buf, dict []T, idx []int32) ([]T, error) {
+func lookupDict[T int32 | int64 | float64](buf, dict []T, idx []int32) ([]T, error) {
 	buf = resize(buf, len(idx))
 	for i, x := range idx {
 		if x < 0 || int(x) >= len(dict) {

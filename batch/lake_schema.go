@@ -84,7 +84,9 @@ func (ls *lakeSchema) schemaFor(plan encodingPlan) (*parquet.Schema, error) {
 		if enc != "" {
 			enc = "," + enc
 		}
-		return reflect.StructTag(`parquet:"` + name + opt + logical + enc + `,zstd"`)
+		// No codec: the file writer compresses every column with the
+		// lake's codec (lake_codec.go).
+		return reflect.StructTag(`parquet:"` + name + opt + logical + enc + `"`)
 	}
 	for i, f := range ls.fields {
 		t, logical, enc, err := columnOf(f.Type)

@@ -32,6 +32,23 @@ const (
 	burstWindow = 10 * time.Second
 )
 
+// A burst that arrives roughly in time order (a backfill in the order it
+// happened, a day at a time) is written as it arrives instead of all at
+// its end: once the buffer holds earlyRows rows, two thirds of them in at
+// least earlyPeriods periods that got none of the last quietRows rows read
+// (which leaves room for the partitions' readers to be some days apart),
+// it is flushed. Those periods' files are as full as waiting would
+// make them; the few periods still being filled get a second file, which
+// compaction merges. A burst in no order (every period still filling) or a
+// live stream (one or two periods) is not flushed early. It is checked
+// every earlyCheck rows read.
+const (
+	earlyRows    = 32768
+	quietRows    = 16384
+	earlyPeriods = 8
+	earlyCheck   = 4096
+)
+
 // A flush encodes up to flushEncoders files at a time (CPU, and the memory
 // of an encoder: its page buffers and the period's sort index), and has up
 // to flushCommits files being made durable at a time: a commit waits for
@@ -169,8 +186,10 @@ type partWriter struct {
 // A flush is due when the buffer holds lake.roll.max_rows rows, when its
 // oldest row is lake.roll.max_age old, when the process's lake buffers
 // pass half of lake.buffer (the largest is flushed), when a partition
-// catches up with the log while the buffer holds a burst (burstRows), and
-// when a partition is given back (or the process stops). Readers wait
+// catches up with the log while the buffer holds a burst (burstRows), when
+// a burst arriving in time order has left most of the buffer's periods
+// behind (earlyRows), and when a partition is given back (or the process
+// stops). Readers wait
 // while the buffers are at lake.buffer.
 type topicWriter struct {
 	tl      *topicLake
@@ -485,7 +504,7 @@ func (tw *topicWriter) add(part int, gen int64, e *broker.Entry) error {
 		tw.opened = tw.now()
 	}
 	tw.count(buf.rows - rowsBefore)
-	full := buf.rows >= int64(tw.roll.MaxRows)
+	full := buf.rows >= int64(tw.roll.MaxRows) || tw.settled(rowsBefore)
 	grown := buf.bytes - before
 	read := pw.end
 	tw.mu.Unlock()
@@ -497,6 +516,18 @@ func (tw *topicWriter) add(part int, gen int64, e *broker.Entry) error {
 		tw.requestFlush()
 	}
 	return nil
+}
+
+// settled tells whether the buffer, which held rowsBefore rows before the
+// latest entry, holds a burst to be flushed before its end (earlyRows).
+// The caller holds tw.mu.
+func (tw *topicWriter) settled(rowsBefore int64) bool {
+	buf := tw.buf
+	if buf.rows < earlyRows || buf.rows/earlyCheck == rowsBefore/earlyCheck || tw.winRows+tw.before < burstRows {
+		return false
+	}
+	rows, periods := buf.settled(quietRows)
+	return periods >= earlyPeriods && 3*rows >= 2*buf.rows
 }
 
 // idle is told that a partition has read everything the log holds: the
@@ -702,8 +733,9 @@ func (tw *topicWriter) report(ctx context.Context, part int, offset, eventTime i
 }
 
 // writeFiles writes one file per period of buf, up to flushCommits at a
-// time (flushEncoders of them encoding), and returns their manifest
-// entries in period order.
+// time (flushEncoders of them encoding), makes them durable together (one
+// group: a directory's entries are synced once for all its files), and
+// returns their manifest entries in period order.
 func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []flushRange) ([]fileEntry, error) {
 	periods := buf.sortedPeriods()
 	entries := make([]fileEntry, len(periods))
@@ -712,6 +744,7 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 	for _, r := range ranges {
 		byPart[r.part] = r
 	}
+	g := lakestore.NewGroup(tw.tl.st)
 	var next sync.Mutex
 	i := 0
 	var wg sync.WaitGroup
@@ -725,7 +758,7 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 				if k >= len(periods) || ctx.Err() != nil {
 					return
 				}
-				entries[k], errs[k] = tw.writePeriod(ctx, periods[k], buf.periods[periods[k]], byPart)
+				entries[k], errs[k] = tw.writePeriod(ctx, g, periods[k], buf.periods[periods[k]], byPart)
 				if errs[k] != nil {
 					return
 				}
@@ -744,6 +777,9 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 	if err == nil && len(written) != len(periods) {
 		err = cmp.Or(ctx.Err(), errors.New("lake: flush stopped"))
 	}
+	if err == nil {
+		err = g.Sync(ctx)
+	}
 	if err != nil {
 		tw.remove(written)
 		return nil, err
@@ -755,7 +791,7 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 // order, and returns its manifest entry. The file is named after its first
 // partition's range: p<partition>-<first>-<last>.parquet when it holds one
 // partition, w<partition>-<first>-<last>.parquet when it holds more.
-func (tw *topicWriter) writePeriod(ctx context.Context, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (fileEntry, error) {
+func (tw *topicWriter) writePeriod(ctx context.Context, g lakestore.Group, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (fileEntry, error) {
 	parts := make([]int, 0, len(runs))
 	for p := range runs {
 		parts = append(parts, p)
@@ -781,7 +817,7 @@ func (tw *topicWriter) writePeriod(ctx context.Context, period int64, runs map[i
 	fe.Path = periodPath(period, tw.tl.period) + "/" + kind + strconv.Itoa(first.Partition) + "-" +
 		strconv.FormatInt(first.First, 10) + "-" + strconv.FormatInt(first.Last, 10) + ".parquet"
 	for attempt := 0; ; attempt++ {
-		err := tw.writeFile(ctx, &fe, runs)
+		err := tw.writeFile(ctx, g, &fe, runs)
 		if errors.Is(err, lakestore.ErrExists) && attempt == 0 {
 			// A file holds the name: left by a writer of these partitions
 			// that failed or lost them (this one owns them now), or by our
@@ -804,16 +840,16 @@ func (tw *topicWriter) writePeriod(ctx context.Context, period int64, runs map[i
 }
 
 // writeFile encodes a period's rows as the file of fe with one of the
-// encoders, then commits it (durably, create-only) after giving the
-// encoder back.
-func (tw *topicWriter) writeFile(ctx context.Context, fe *fileEntry, runs map[int]*rowRun) error {
+// encoders, then commits it (create-only, durable at g's Sync) after
+// giving the encoder back.
+func (tw *topicWriter) writeFile(ctx context.Context, g lakestore.Group, fe *fileEntry, runs map[int]*rowRun) error {
 	var fw *fileWriter
 	select {
 	case fw = <-tw.encoders:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	w, sum, err := tw.encodeFile(ctx, fw, fe, runs)
+	w, sum, err := tw.encodeFile(ctx, g, fw, fe, runs)
 	if err != nil || fw.out.n <= smallFile {
 		tw.encoders <- fw
 		fw = nil
@@ -853,7 +889,7 @@ func (tl *topicLake) commitFile(ctx context.Context, w lakestore.Writer, path st
 
 // encodeFile writes the file of fe, its rows in event-time order, and
 // returns it uncommitted with its CRC-32C.
-func (tw *topicWriter) encodeFile(ctx context.Context, fw *fileWriter, fe *fileEntry, runs map[int]*rowRun) (lakestore.Writer, uint32, error) {
+func (tw *topicWriter) encodeFile(ctx context.Context, g lakestore.Group, fw *fileWriter, fe *fileEntry, runs map[int]*rowRun) (lakestore.Writer, uint32, error) {
 	pr := &fw.sorter
 	pr.schema = tw.tl.topic.Schema
 	defer pr.release()
@@ -869,7 +905,7 @@ func (tw *topicWriter) encodeFile(ctx context.Context, fw *fileWriter, fe *fileE
 		fw.observe(evs)
 	}
 	pr.rewind()
-	w, err := tw.tl.st.Create(ctx, tw.tl.key(fe.Path))
+	w, err := g.Create(ctx, tw.tl.key(fe.Path))
 	if err != nil {
 		fw.abandon()
 		return nil, 0, err

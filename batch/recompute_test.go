@@ -722,3 +722,34 @@ func TestNoHorizonBeforeLake(t *testing.T) {
 		t.Fatal("the store has a horizon after a run over an empty lake")
 	}
 }
+
+// TestRecomputeWordStates: views whose states are words alone (counts,
+// integer sums and averages, extremes) are updated through flat slots
+// merged once per batch (aggregate.Slots); by region (many rows per slot)
+// and by host (so few rows per slot that they go to their states directly)
+// they give the windows the plan gives event by event.
+func TestRecomputeWordStates(t *testing.T) {
+	lean := testView("lean", "metrics")
+	lean.Where = "cpu >= 1"
+	lean.Aggregates = pipelines.Aggregates{
+		{Name: "events", Func: "count"}, {Name: "n_bytes", Func: "count", Field: "bytes"},
+		{Name: "bytes", Func: "sum", Field: "bytes"}, {Name: "avg_bytes", Func: "avg", Field: "bytes"},
+		{Name: "max_cpu", Func: "max", Field: "cpu"}, {Name: "min_cpu", Func: "min", Field: "cpu"},
+		{Name: "max_bytes", Func: "max", Field: "bytes"},
+	}
+	byHost := lean
+	byHost.Name, byHost.Where, byHost.GroupBy = "by_host", "", []string{"host"}
+	e := newEnv(t, lean, byHost)
+	var evs []event.Event
+	for i := range 4000 {
+		evs = append(evs, testEvent("e", i, t0, 2*time.Second))
+	}
+	e.add(evs)
+	for _, view := range []string{"lean", "by_host"} {
+		if s := e.run(view, time.Time{}, time.Time{}); s.State != api.JobSucceeded || s.Rows != int64(len(evs)) {
+			t.Fatalf("%s: job %+v", view, s)
+		}
+		got, h := e.batchRows(view)
+		sameRows(t, view, got, streamingAll(t, e.p, view, evs, h))
+	}
+}

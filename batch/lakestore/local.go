@@ -12,17 +12,28 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 )
 
 // Dir is a store in a local directory. Objects are files; a new one is
-// written under a hidden temporary name in its final directory, fsynced,
-// then linked (create-only) or renamed (replacing) into place, and the
-// directory is fsynced: after a crash an object is there whole or not at
-// all. Temporary names start with a dot and end in ".tmp", so readers of
+// written in its final directory as an anonymous file (O_TMPFILE, where
+// the file system has them) or under a hidden temporary name, fsynced,
+// then given its name (create-only: linked, or renamed without replacing;
+// replacing: renamed over the old), and the directory is fsynced (for
+// objects of a Group, at the group's Sync): after a crash an object is
+// there whole or not at all. Temporary names start with a dot and end in ".tmp", so readers of
 // the directory (Hive-style datasets, globs over *.parquet) skip them.
 type Dir struct {
 	root string
+	// anon says new files are written as anonymous files (O_TMPFILE)
+	// and linked into place at commit: no temporary name to create and
+	// remove again, nothing left behind by a crash.
+	anon bool
+	// synced holds the directories under root known to exist with a
+	// durable entry in their parent (made, or first used, by this process
+	// and synced since), so that writing into them needs no checks.
+	synced sync.Map
 }
 
 var _ Store = (*Dir)(nil)
@@ -32,7 +43,7 @@ func NewDir(dir string) (*Dir, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("lakestore: %w", err)
 	}
-	return &Dir{root: dir}, nil
+	return &Dir{root: dir, anon: anonWorks(dir)}, nil
 }
 
 func (d *Dir) String() string { return d.root + "/" }
@@ -60,32 +71,83 @@ func TempName(base string) string {
 }
 
 func (d *Dir) Create(_ context.Context, key string) (Writer, error) {
+	return d.create(key, nil)
+}
+
+// create starts the write of key; g, if not nil, is the group whose Sync
+// makes it durable.
+func (d *Dir) create(key string, g *dirGroup) (Writer, error) {
 	final, err := d.path(key)
 	if err != nil {
 		return nil, err
 	}
 	dir := filepath.Dir(final)
-	// Directories made here must have their own entries made durable on
-	// commit: their parents are synced then.
-	var made []string
-	for p := dir; p != d.root && len(p) > len(d.root); p = filepath.Dir(p) {
-		if _, err := os.Stat(p); err == nil {
-			break
+	// Directories whose entries are not known to be durable (made here, or
+	// by a write that has not made them durable yet) have their parents
+	// synced on commit.
+	made := d.unsynced(dir)
+	if len(made) > 0 {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("lakestore: %w", err)
 		}
-		made = append(made, p)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("lakestore: %w", err)
+	// Where the file system can, the file is written without a name (an
+	// anonymous file in its directory, gone if the process dies) and given
+	// its name at commit; otherwise under a hidden temporary name.
+	var tmp string
+	open := func() (*os.File, error) {
+		if d.anon {
+			return openAnon(dir)
+		}
+		tmp = filepath.Join(dir, TempName(filepath.Base(final)))
+		return os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	}
-	tmp := filepath.Join(dir, TempName(filepath.Base(final)))
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err := open()
+	if errors.Is(err, fs.ErrNotExist) && len(made) == 0 {
+		// The directory went away behind the cache's back.
+		d.forget(dir)
+		made = d.unsynced(dir)
+		if err = os.MkdirAll(dir, 0o755); err == nil {
+			f, err = open()
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lakestore: %w", err)
 	}
-	return &fileWriter{f: f, bw: bufio.NewWriterSize(f, 256<<10), tmp: tmp, final: final, made: made}, nil
+	bw := bufPool.Get().(*bufio.Writer)
+	bw.Reset(f)
+	return &fileWriter{d: d, g: g, f: f, bw: bw, tmp: tmp, final: final, made: made}, nil
+}
+
+// bufPool holds the write buffers of files being written: a flush of a
+// backfill writes thousands of small files, each of which would otherwise
+// allocate (and clear) its own.
+var bufPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
+
+// unsynced returns dir and those of its ancestors under the root whose
+// entries are not known to be durable, deepest first.
+func (d *Dir) unsynced(dir string) []string {
+	var out []string
+	for p := dir; p != d.root && len(p) > len(d.root); p = filepath.Dir(p) {
+		if _, ok := d.synced.Load(p); ok {
+			break
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// forget drops dir and its ancestors from the directories known to be
+// durable.
+func (d *Dir) forget(dir string) {
+	for p := dir; p != d.root && len(p) > len(d.root); p = filepath.Dir(p) {
+		d.synced.Delete(p)
+	}
 }
 
 type fileWriter struct {
+	d          *Dir
+	g          *dirGroup
 	f          *os.File
 	bw         *bufio.Writer
 	tmp, final string
@@ -100,46 +162,84 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// release gives the write buffer back.
+func (w *fileWriter) release() {
+	w.bw.Reset(nil)
+	bufPool.Put(w.bw)
+	w.bw = nil
+}
+
 func (w *fileWriter) Commit(_ context.Context, exclusive bool) (int64, error) {
 	if w.done {
 		return 0, errors.New("lakestore: writer already finished")
 	}
 	w.done = true
 	err := w.bw.Flush()
+	w.release()
 	if err == nil {
 		err = w.f.Sync()
+	}
+	anon := w.tmp == ""
+	if err == nil && anon {
+		// An anonymous file gets its name now: the final one, create-only
+		// (a link fails if the name exists), or a temporary one that is
+		// renamed over the old.
+		if exclusive {
+			err = linkAnon(w.f, w.final)
+		} else {
+			w.tmp = filepath.Join(filepath.Dir(w.final), TempName(filepath.Base(w.final)))
+			err = linkAnon(w.f, w.tmp)
+		}
 	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		if exclusive {
-			// A hard link fails if the name exists: create-only, atomic.
-			err = os.Link(w.tmp, w.final)
-			if errors.Is(err, fs.ErrExist) {
-				os.Remove(w.tmp)
-				return 0, fmt.Errorf("%w: %s", ErrExists, w.final)
-			}
-			if err == nil {
-				err = os.Remove(w.tmp)
-			}
-		} else {
-			err = os.Rename(w.tmp, w.final)
-		}
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(w.final))
-	}
-	for _, m := range w.made {
-		if err == nil {
-			err = syncDir(filepath.Dir(m))
-		}
+	switch {
+	case err != nil, anon && exclusive:
+	case exclusive:
+		// Create-only and atomic: the name is taken only if free.
+		err = renameNoReplace(w.tmp, w.final)
+	default:
+		err = os.Rename(w.tmp, w.final)
 	}
 	if err != nil {
-		os.Remove(w.tmp)
+		if w.tmp != "" {
+			os.Remove(w.tmp)
+		}
+		if exclusive && errors.Is(err, fs.ErrExist) {
+			return 0, fmt.Errorf("%w: %s", ErrExists, w.final)
+		}
+		return 0, fmt.Errorf("lakestore: writing %s: %w", w.final, err)
+	}
+	// The new entry is in the file's directory; directories made for it
+	// are entries of their parents.
+	dirs := make([]string, 0, 1+len(w.made))
+	dirs = append(dirs, filepath.Dir(w.final))
+	for _, m := range w.made {
+		dirs = append(dirs, filepath.Dir(m))
+	}
+	if w.g != nil {
+		w.g.add(dirs, w.made)
+		return w.n, nil
+	}
+	if err := w.d.syncDirs(dirs, w.made); err != nil {
 		return 0, fmt.Errorf("lakestore: writing %s: %w", w.final, err)
 	}
 	return w.n, nil
+}
+
+// syncDirs makes the entries of dirs durable, then records made (whose
+// entries are in dirs) as durable.
+func (d *Dir) syncDirs(dirs, made []string) error {
+	for _, dir := range dirs {
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+	}
+	for _, m := range made {
+		d.synced.Store(m, struct{}{})
+	}
+	return nil
 }
 
 func (w *fileWriter) Abort() {
@@ -147,16 +247,29 @@ func (w *fileWriter) Abort() {
 		return
 	}
 	w.done = true
+	w.release()
 	w.f.Close()
-	os.Remove(w.tmp)
+	if w.tmp != "" {
+		os.Remove(w.tmp)
+	}
 }
 
 type fileObject struct {
 	*os.File
 	size int64
+	// mapped is the file mapped into memory by Map, unmapped by Close.
+	mapped []byte
 }
 
-func (o fileObject) Size() int64 { return o.size }
+func (o *fileObject) Size() int64 { return o.size }
+
+func (o *fileObject) Close() error {
+	err := o.unmap()
+	if cerr := o.File.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 func (d *Dir) Open(_ context.Context, key string) (Object, error) {
 	p, err := d.path(key)
@@ -172,7 +285,7 @@ func (d *Dir) Open(_ context.Context, key string) (Object, error) {
 		f.Close()
 		return nil, fmt.Errorf("lakestore: %w", err)
 	}
-	return fileObject{File: f, size: st.Size()}, nil
+	return &fileObject{File: f, size: st.Size()}, nil
 }
 
 func (d *Dir) ReadFile(_ context.Context, key string) ([]byte, error) {
@@ -376,4 +489,13 @@ func syncDir(dir string) error {
 		err = nil
 	}
 	return err
+}
+
+// linkRemove moves from to to unless to exists: a hard link fails if the
+// name exists (create-only, atomic), then from is removed.
+func linkRemove(from, to string) error {
+	if err := os.Link(from, to); err != nil {
+		return err
+	}
+	return os.Remove(from)
 }

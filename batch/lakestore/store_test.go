@@ -294,34 +294,64 @@ func TestBadKeys(t *testing.T) {
 }
 
 // TestDirLeavesNoTempFiles: a local store's committed and aborted writes
-// leave only the committed files, and a crash between write and commit
-// leaves a hidden temporary file that directory readers skip.
+// leave only the committed files. A file being written is anonymous where
+// the file system allows it (Linux: nothing in the directory until the
+// commit, nothing left by a crash), else a hidden temporary file that
+// directory readers skip.
 func TestDirLeavesNoTempFiles(t *testing.T) {
-	dir := t.TempDir()
-	s, err := lakestore.NewDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := ctxT(t)
-	w, _ := s.Create(ctx, "x/y.parquet")
-	w.Write([]byte("1"))
-	var names []string
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if !d.IsDir() {
-			names = append(names, d.Name())
-		}
-		return nil
-	})
-	if len(names) != 1 || !strings.HasPrefix(names[0], ".y.parquet.") || !strings.HasSuffix(names[0], lakestore.TempSuffix) {
-		t.Fatalf("while writing: %v", names)
-	}
-	w.Commit(ctx, true)
-	if b, err := os.ReadFile(filepath.Join(dir, "x", "y.parquet")); err != nil || string(b) != "1" {
-		t.Fatalf("committed: %q %v", b, err)
-	}
-	ents, _ := os.ReadDir(filepath.Join(dir, "x"))
-	if len(ents) != 1 {
-		t.Fatalf("after commit: %d entries", len(ents))
+	for _, anon := range []bool{true, false} {
+		t.Run(fmt.Sprintf("anon=%v", anon), func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := lakestore.NewDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !anon {
+				lakestore.WithoutAnon(s)
+			} else if !lakestore.Anon(s) {
+				t.Skip("no anonymous files here")
+			}
+			ctx := ctxT(t)
+			w, _ := s.Create(ctx, "x/y.parquet")
+			w.Write([]byte("1"))
+			var names []string
+			filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if !d.IsDir() {
+					names = append(names, d.Name())
+				}
+				return nil
+			})
+			switch {
+			case anon && len(names) != 0:
+				t.Fatalf("while writing: %v, want nothing", names)
+			case !anon && (len(names) != 1 || !strings.HasPrefix(names[0], ".y.parquet.") || !strings.HasSuffix(names[0], lakestore.TempSuffix)):
+				t.Fatalf("while writing: %v", names)
+			}
+			w.Commit(ctx, true)
+			if b, err := os.ReadFile(filepath.Join(dir, "x", "y.parquet")); err != nil || string(b) != "1" {
+				t.Fatalf("committed: %q %v", b, err)
+			}
+			ents, _ := os.ReadDir(filepath.Join(dir, "x"))
+			if len(ents) != 1 {
+				t.Fatalf("after commit: %d entries", len(ents))
+			}
+			// Replacing goes through a temporary name too, and leaves none.
+			if err := s.WriteFile(ctx, "x/y.parquet", []byte("22"), false); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, "x", "y.parquet")); err != nil || string(b) != "22" {
+				t.Fatalf("replaced: %q %v", b, err)
+			}
+			if ents, _ := os.ReadDir(filepath.Join(dir, "x")); len(ents) != 1 {
+				t.Fatalf("after replacing: %d entries", len(ents))
+			}
+			w, _ = s.Create(ctx, "x/z.parquet")
+			w.Write([]byte("3"))
+			w.Abort()
+			if ents, _ := os.ReadDir(filepath.Join(dir, "x")); len(ents) != 1 {
+				t.Fatalf("after an abort: %d entries", len(ents))
+			}
+		})
 	}
 }
 
@@ -374,6 +404,7 @@ func TestUnfinished(t *testing.T) {
 	t.Run("dir", func(t *testing.T) {
 		ctx := ctxT(t)
 		s, _ := lakestore.NewDir(t.TempDir())
+		lakestore.WithoutAnon(s) // anonymous files leave nothing unfinished
 		w, _ := s.Create(ctx, "t/dt=2026-01-01/p3-0-9.parquet")
 		w.Write([]byte("x"))
 		s.WriteFile(ctx, "t/dt=2026-01-01/p4-0-9.parquet", []byte("y"), true)
@@ -415,6 +446,81 @@ func TestUnfinished(t *testing.T) {
 		}
 		if ps, _ := s.Unfinished(ctx, "t/"); len(ps) != 0 {
 			t.Fatalf("after Discard: %+v", ps)
+		}
+	})
+}
+
+// TestGroup: objects committed through a group are visible as soon as
+// their commit returns (before the group's Sync), create-only commits of
+// a taken key fail with ErrExists and leave the object alone, Sync
+// succeeds, and no unfinished write is left. On a directory, a write into
+// a directory removed behind the store's back (after the store made it)
+// makes it again.
+func TestGroup(t *testing.T) {
+	stores(t, func(t *testing.T, s lakestore.Store) {
+		ctx := ctxT(t)
+		g := lakestore.NewGroup(s)
+		put := func(key string, data []byte) error {
+			w, err := g.Create(ctx, key)
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(data); err != nil {
+				return err
+			}
+			n, err := w.Commit(ctx, true)
+			if err == nil && n != int64(len(data)) {
+				t.Errorf("%s: committed %d bytes, want %d", key, n, len(data))
+			}
+			return err
+		}
+		want := map[string][]byte{
+			"t/dt=2013-01-01/hour=00/a.parquet": pattern(10),
+			"t/dt=2013-01-01/hour=01/b.parquet": pattern(300_000),
+			"t/dt=2013-01-02/hour=00/c.parquet": pattern(1),
+		}
+		for key, data := range want {
+			if err := put(key, data); err != nil {
+				t.Fatalf("%s: %v", key, err)
+			}
+		}
+		es, err := s.List(ctx, "t/", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := keys(es); len(got) != 3 {
+			t.Fatalf("listed before Sync: %v, want the 3 objects", got)
+		}
+		if err := put("t/dt=2013-01-01/hour=00/a.parquet", pattern(5)); !errors.Is(err, lakestore.ErrExists) {
+			t.Fatalf("create-only over a taken key: %v, want ErrExists", err)
+		}
+		if err := g.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for key, data := range want {
+			got, err := s.ReadFile(ctx, key)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Errorf("%s: read %d bytes (%v), want %d", key, len(got), err, len(data))
+			}
+		}
+		if un, err := s.Unfinished(ctx, "t/"); err != nil || len(un) != 0 {
+			t.Errorf("unfinished writes: %v %v, want none", un, err)
+		}
+		d, ok := s.(*lakestore.Dir)
+		if !ok {
+			return
+		}
+		if err := os.RemoveAll(d.Path("t/dt=2013-01-02")); err != nil {
+			t.Fatal(err)
+		}
+		if err := put("t/dt=2013-01-02/hour=00/d.parquet", pattern(7)); err != nil {
+			t.Fatalf("writing into a directory removed meanwhile: %v", err)
+		}
+		if err := g.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.ReadFile(ctx, "t/dt=2013-01-02/hour=00/d.parquet"); err != nil || !bytes.Equal(got, pattern(7)) {
+			t.Errorf("d.parquet: %d bytes, %v", len(got), err)
 		}
 	})
 }

@@ -34,6 +34,11 @@ func GridSlot(t, slide int64) int64 { return floorDiv(t, slide) * slide }
 // (aggregate.Columnar.UpdateColumns), one per goroutine.
 func (p *Plan) NewColumnar() *aggregate.Columnar { return p.aggs.NewColumnar() }
 
+// NewSlots returns the view's aggregate.Slots (partial states in one flat
+// array, for a batch engine that merges them into states once per batch),
+// or nil when its states hold more than words. One per goroutine.
+func (p *Plan) NewSlots() *aggregate.Slots { return p.aggs.NewSlots() }
+
 // Grouper gives the group keys of the rows of columnar batches dense ids,
 // 0, 1, 2 … in order of first appearance, so that a batch engine keeps
 // states in arrays indexed by id instead of maps keyed by the key. Key(id)

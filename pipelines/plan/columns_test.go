@@ -1,12 +1,14 @@
 package plan
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/aggregate"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/internal/testtopic"
 )
 
@@ -121,5 +123,105 @@ func TestColumnsEqualRows(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSlotsEqualRows: aggregates updated into Slots a column at a time and
+// merged into states once per batch give every (window, group) the states
+// Update gives event by event: counts, 128-bit integer sums past int64,
+// averages, the extremes of integers and doubles with -0, +0 and NaN, over
+// nulls and several batches. A Set whose states need more than words has no
+// Slots.
+func TestSlotsEqualRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	v := allAggsView()
+	if p := mustCompile(t, v); p.NewSlots() != nil {
+		t.Fatal("NewSlots of a view with sketches and exact double sums is not nil")
+	}
+	v.GroupBy = []string{"host"}
+	v.Window = pipelines.Window{Type: "tumbling", Size: pipelines.Duration(10 * time.Millisecond)}
+	v.Aggregates = pipelines.Aggregates{
+		{Name: "n", Func: "count"}, {Name: "n_load", Func: "count", Field: "load"}, {Name: "n_note", Func: "count", Field: "note"},
+		{Name: "sum_bytes", Func: "sum", Field: "bytes"}, {Name: "sum_code", Func: "sum", Field: "code"},
+		{Name: "avg_bytes", Func: "avg", Field: "bytes"}, {Name: "avg_code", Func: "avg", Field: "code"},
+		{Name: "min_cpu", Func: "min", Field: "cpu"}, {Name: "max_cpu", Func: "max", Field: "cpu"},
+		{Name: "max_load", Func: "max", Field: "load"}, {Name: "min_bytes", Func: "min", Field: "bytes"},
+		{Name: "max_bytes", Func: "max", Field: "bytes"}, {Name: "min_ok", Func: "min", Field: "ok"},
+		{Name: "max_ts", Func: "max", Field: "ts"},
+	}
+	p := mustCompile(t, v)
+	if p.NewSlots() == nil {
+		t.Fatal("NewSlots of counts, integer sums and extremes is nil")
+	}
+	es := randomEvents(rng, 4000, 12)
+	for i, e := range es {
+		switch i % 7 {
+		case 0: // sums past int64 in both directions
+			e.Values[testtopic.Bytes].I = math.MaxInt64 - int64(rng.IntN(10))
+		case 1:
+			e.Values[testtopic.Bytes].I = math.MinInt64 + int64(rng.IntN(10))
+		case 2:
+			e.Values[testtopic.Load] = event.Value{F: math.NaN(), Valid: true}
+		}
+	}
+	type wk struct {
+		start int64
+		key   string
+	}
+	want := map[wk]*aggregate.State{}
+	for _, e := range es {
+		key := string(p.Key(e, nil))
+		for _, w := range p.Windows(e.Time, nil) {
+			if want[wk{w.Start, key}] == nil {
+				want[wk{w.Start, key}] = p.NewState()
+			}
+			p.Update(want[wk{w.Start, key}], e)
+		}
+	}
+	_, slide, _ := p.WindowGrid()
+	c := testtopic.Columns(p.schema, es, true)
+	g, sl := p.NewGrouper(), p.NewSlots()
+	got := map[wk]*aggregate.State{}
+	for _, batch := range [][2]int{{0, 1}, {1, 1500}, {1500, 1501}, {1501, len(es)}} {
+		var rows []int32
+		for i := batch[0]; i < batch[1]; i++ {
+			rows = append(rows, int32(i))
+		}
+		ids := g.Groups(c, rows, nil)
+		slotOf := map[wk]int32{}
+		var owners []wk
+		slots := make([]int32, len(rows))
+		for k, r := range rows {
+			key := wk{floorDiv(c.Time[r], slide) * slide, g.Key(ids[k])}
+			s, ok := slotOf[key]
+			if !ok {
+				s = int32(len(owners))
+				slotOf[key] = s
+				owners = append(owners, key)
+			}
+			slots[k] = s
+		}
+		sl.Reset(len(owners))
+		sl.Update(slots, rows, c)
+		for i, key := range owners {
+			if got[key] == nil {
+				got[key] = p.NewState()
+			}
+			sl.MergeInto(got[key], i)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d states, want %d", len(got), len(want))
+	}
+	for k, st := range want {
+		if got[k] == nil {
+			t.Fatalf("no state for %v", k)
+		}
+		gv, wv := p.Finalize(got[k]), p.Finalize(st)
+		for i, a := range v.Aggregates {
+			if !identical(gv[i], wv[i]) {
+				t.Errorf("%v: %s = %+v, by rows %+v", k, a.Name, gv[i], wv[i])
+			}
+		}
 	}
 }

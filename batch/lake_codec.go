@@ -1,0 +1,85 @@
+package batch
+
+import (
+	"encoding/binary"
+
+	kzstd "github.com/klauspost/compress/zstd"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+)
+
+// lakeCodec is the compression of every lake column chunk: zstd, in one of
+// three ways chosen per page by its size and the file's row count.
+//
+//   - A page of fewer than rawPageBytes is stored as a zstd frame of one
+//     raw (uncompressed) block: compressing it costs building entropy
+//     tables for a few hundred bytes and saves a few of them.
+//   - In a file of fewer than smallFileRows rows (an hourly file of a
+//     backfill holds a few dozen), the other pages are compressed at zstd's
+//     fastest level without entropy coding: matches (repeated ids,
+//     strings, bytes) are found, the tables are not built.
+//   - Otherwise, zstd's default level.
+//
+// Every zstd decoder reads all three, so the file says ZSTD for every
+// column whichever was chosen. On the backfill's hourly files (48 rows, 21
+// pages and 5 dictionaries each) zstd was a quarter of the writer's CPU;
+// measured on them, see BENCHMARKS.md ("Backfill").
+type lakeCodec struct {
+	zstd.Codec // the default level
+	fast       *kzstd.Encoder
+	// small says the file being written has fewer than smallFileRows
+	// rows; its fileWriter sets it per file.
+	small bool
+}
+
+const (
+	rawPageBytes  = 256
+	smallFileRows = 256
+)
+
+// maxRawFrame is the largest content appendRawFrame writes: what a
+// two-byte frame content size holds (and below zstd's 128 KiB block limit).
+const maxRawFrame = 0xffff + 256
+
+func newLakeCodec() *lakeCodec {
+	fast, err := kzstd.NewWriter(nil, kzstd.WithEncoderLevel(kzstd.SpeedFastest), kzstd.WithNoEntropyCompression(true),
+		kzstd.WithEncoderConcurrency(1), kzstd.WithZeroFrames(true), kzstd.WithEncoderCRC(false))
+	if err != nil {
+		panic(err) // only invalid options fail, and these are fixed
+	}
+	return &lakeCodec{fast: fast}
+}
+
+// Encode compresses src into dst (parquet-go's compress.Codec).
+func (c *lakeCodec) Encode(dst, src []byte) ([]byte, error) {
+	switch {
+	case len(src) < rawPageBytes:
+		return appendRawFrame(dst[:0], src), nil
+	case c.small:
+		return c.fast.EncodeAll(src, dst[:0]), nil
+	}
+	return c.Codec.Encode(dst, src)
+}
+
+// zstdMagic starts every zstd frame (RFC 8878, section 3.1.1).
+const zstdMagic = 0xFD2FB528
+
+// appendRawFrame appends a zstd frame holding src (at most maxRawFrame
+// bytes) as one raw block (RFC 8878): the magic number; a frame header
+// descriptor saying "single segment" (no window descriptor: the content
+// size is the window), no checksum, no dictionary, and a content size
+// field of one byte (sizes up to 255) or two (256 to maxRawFrame, stored
+// minus 256); then one block header (last block, type raw, size) and the
+// bytes.
+func appendRawFrame(dst, src []byte) []byte {
+	n := len(src)
+	dst = binary.LittleEndian.AppendUint32(dst, zstdMagic)
+	if n <= 0xff {
+		dst = append(dst, 0x20, byte(n))
+	} else {
+		dst = append(dst, 0x60)
+		dst = binary.LittleEndian.AppendUint16(dst, uint16(n-256))
+	}
+	h := uint32(1 | n<<3) // last block, raw (type 0), size
+	dst = append(dst, byte(h), byte(h>>8), byte(h>>16))
+	return append(dst, src...)
+}

@@ -1,0 +1,151 @@
+package batch
+
+import (
+	"bytes"
+	"testing"
+
+	kzstd "github.com/klauspost/compress/zstd"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
+)
+
+// TestRawFrameDecodes: a raw zstd frame of every size class (empty, one
+// byte, the largest one-byte content size, the smallest two-byte one, the
+// largest) decodes to its content with a zstd decoder, and holds it after
+// a 9- or 10-byte header.
+func TestRawFrameDecodes(t *testing.T) {
+	dec, err := kzstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	for _, n := range []int{0, 1, 255, 256, 4000, maxRawFrame} {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = byte(i*31 + i>>8)
+		}
+		frame := appendRawFrame([]byte("junk"), src)[4:]
+		header := 9
+		if n > 255 {
+			header = 10
+		}
+		if len(frame) != header+n || !bytes.Equal(frame[header:], src) {
+			t.Errorf("size %d: frame of %d bytes, want %d header bytes then the content", n, len(frame), header)
+		}
+		got, err := dec.DecodeAll(frame, nil)
+		if err != nil {
+			t.Fatalf("size %d: %v", n, err)
+		}
+		if !bytes.Equal(got, src) {
+			t.Errorf("size %d: decoded %d bytes, not the content", n, len(got))
+		}
+	}
+}
+
+// TestLakeCodecChoice writes a small file (48 rows) and a large one (4,000
+// rows) of the example schema with the lake's file writer and reads their
+// pages back with parquet-go: every column chunk says ZSTD and every row
+// reads back; pages of fewer than rawPageBytes are stored raw (the
+// compressed size is the content plus a frame header), larger pages of
+// the small file and of the large file are compressed.
+func TestLakeCodecChoice(t *testing.T) {
+	ls, err := newLakeSchema(exampleSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := exampleEvents(4000, 3)
+	fw := newFileWriter(ls)
+	for _, rows := range []int{48, 4000} {
+		var buf bytes.Buffer
+		if err := fw.start(&buf, []offsetRange{{Partition: 0, First: 0, Last: int64(rows - 1), Rows: int64(rows)}}); err != nil {
+			t.Fatal(err)
+		}
+		if small := fw.codec.small; small != (rows < smallFileRows) {
+			t.Errorf("%d rows: small %v", rows, small)
+		}
+		for i := range rows {
+			if err := fw.add(&evs[i], 0, int64(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := fw.finish(); err != nil {
+			t.Fatal(err)
+		}
+		f, err := parquet.OpenFile(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.NumRows() != int64(rows) {
+			t.Fatalf("%d rows: the file holds %d", rows, f.NumRows())
+		}
+		raw, compressed := 0, 0
+		for _, rg := range f.RowGroups() {
+			for i, cc := range rg.ColumnChunks() {
+				fc := cc.(*parquet.FileColumnChunk)
+				if codec := fc.Node().Compression(); codec == nil || codec.CompressionCodec() != format.Zstd {
+					t.Errorf("%d rows: column %d is not zstd", rows, i)
+				}
+				pages := cc.Pages()
+				var n int64
+				for {
+					p, err := pages.ReadPage()
+					if err != nil {
+						break
+					}
+					n += p.NumRows()
+					parquet.Release(p)
+				}
+				pages.Close()
+				if n != int64(rows) {
+					t.Errorf("%d rows: column %d reads %d rows back", rows, i, n)
+				}
+			}
+		}
+		headers := pageHeaders(t, buf.Bytes(), f)
+		for _, h := range headers {
+			switch {
+			case h.UncompressedPageSize < rawPageBytes:
+				want := h.UncompressedPageSize + 9
+				if h.UncompressedPageSize > 255 {
+					want++
+				}
+				if h.CompressedPageSize != want {
+					t.Errorf("%d rows: a page of %d bytes is stored in %d, want %d (raw)", rows, h.UncompressedPageSize, h.CompressedPageSize, want)
+				}
+				raw++
+			case h.CompressedPageSize < h.UncompressedPageSize:
+				compressed++
+			}
+		}
+		if raw == 0 || compressed == 0 {
+			t.Errorf("%d rows: %d raw pages, %d compressed pages of %d; want some of both", rows, raw, compressed, len(headers))
+		}
+	}
+}
+
+// pageHeaders reads the header of every page of f (whose bytes are b).
+func pageHeaders(t *testing.T, b []byte, f *parquet.File) []format.PageHeader {
+	t.Helper()
+	var out []format.PageHeader
+	for _, rg := range f.Metadata().RowGroups {
+		for _, cc := range rg.Columns {
+			md := cc.MetaData
+			off := md.DataPageOffset
+			if md.DictionaryPageOffset > 0 && md.DictionaryPageOffset < off {
+				off = md.DictionaryPageOffset
+			}
+			end := off + md.TotalCompressedSize
+			for off < end {
+				var h format.PageHeader
+				r := bytes.NewReader(b[off:end])
+				if err := thrift.NewDecoder(new(thrift.CompactProtocol).NewReader(r)).Decode(&h); err != nil {
+					t.Fatal(err)
+				}
+				off = end - int64(r.Len()) + int64(h.CompressedPageSize)
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,5 @@
+//go:build unix && !linux
+
+package lakestore
+
+const mapPopulate = 0
