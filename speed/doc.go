@@ -9,12 +9,11 @@
 // (merge.go): stage 1 reads source partition p alone, assigns matched events
 // to event-time windows and keeps each open window's aggregate state for
 // that partition, finalising a window when the partition's own watermark
-// passes it; every state that changed goes (a busy tumbling or hopping
-// window's at most four times per emit.interval), with the partition's
-// progress, to the view's partials topic, in the partition of its group.
-// Stage 2 reads partition p of that topic, merges the states of every
-// source partition per (group, window), takes the view's watermark over all
-// source partitions (watermark.go) and shows the merged rows. The rows of open
+// passes it; every state that changed goes, with the partition's progress,
+// to the view's partials topic, in the partition of its group. Stage 2
+// reads partition p of that topic, merges the states of every source
+// partition per (group, window), takes the view's watermark over all source
+// partitions (watermark.go) and shows the merged rows. The rows of open
 // windows that changed are shown, paced by the view's emit.interval
 // (pace.go: a row's first change at once, later ones at most once per
 // interval), in the serving store and, with final: false, in the view's own

@@ -85,26 +85,6 @@ type partialBatch struct {
 // per period, and the next stage sees them this much later at most.
 const emitEvery = 5 * time.Millisecond
 
-// newStage1 returns the stage-1 engine of a partition of view vs. For a
-// tumbling or hopping view it sends the state of a window that keeps
-// changing at most four times per emit.interval (pace.go; a window's first
-// change and its final state at once): stage 2 shows the row at most once
-// per interval anyway, so a state per 5 ms flush (emitEvery) would only
-// cost the log and stage 2 a record per event for a busy group, and a
-// quarter of the interval keeps what stage 2 shows at most a third of an
-// interval older than the events. A session view sends every change at
-// once: a session's end moves and sessions merge, and stage 2, whose
-// watermark moves with the partition's progress, would finalise a session
-// under an end, or a session, that no longer is.
-func newStage1(vs *viewSpec) *engine {
-	e := newPartialEngine(vs.plan)
-	if !vs.plan.Session() {
-		every, _ := vs.view.Emit.Open()
-		e.SetEmitInterval(every / 4)
-	}
-	return e
-}
-
 // runPart is the lease's work (Node.Own's run) for partition lease.Partition()
 // of view vs.
 func (s *Speed) runPart(ctx context.Context, vs *viewSpec, lease Lease) error {
@@ -132,7 +112,7 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease) (*pa
 	pt := s.p.PartialsTopic(v)
 	r := &partRun{s: s, vs: vs, lease: lease, part: lease.Partition(), source: vs.topic.Name, partials: pt.Name,
 		parts: max(pt.Partitions, 1), lastCheckpoint: s.now()}
-	r.e1 = newStage1(vs)
+	r.e1 = newPartialEngine(vs.plan)
 	r.m = newViewMerger(vs, s.opts.Idle)
 	r.em = newEmitter(s.p, v, s.store)
 	r.em.append = s.log.Append
@@ -155,7 +135,7 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease) (*pa
 	h, err := decodePart(data, r.e1, r.m)
 	if err == nil && h.def != vs.def {
 		s.logger.Warn("speed: the view's definition changed since its checkpoint; recomputing the partition from the start of the log", "view", v.Name, "partition", r.part)
-		r.e1 = newStage1(vs)
+		r.e1 = newPartialEngine(vs.plan)
 		r.m = newViewMerger(vs, s.opts.Idle)
 		return r, retract(ctx, s.log, s.logger, r.em, r.part, 0, ngroup, naggs)
 	}
@@ -520,24 +500,17 @@ func (r *partRun) onTick(ctx context.Context) error {
 	since := r.src.waitingSince.Load()
 	caughtUp := since != 0 && r.src.queued.Load() == 0
 	if caughtUp && !r.e1.Idle(0) && isIdle(caughtUp, time.Unix(0, since), now, r.s.opts.Idle) {
-		// What waits goes with the mark: once the partition is idle, stage
-		// 2's watermark moves without it.
 		r.e1.SetIdle(0, true)
-		r.e1.showWaiting()
 		r.dirty1 = true
 	}
-	// A checkpoint records no row or state waiting for its interval: the
-	// next run would not know it was shown (its tombstones, the rows it
-	// retracts) or that a session it sent vanished.
-	due := !r.uploading && now.Sub(r.lastCheckpoint) >= r.s.opts.CheckpointInterval
-	if due {
-		r.e1.showWaiting()
-	}
-	if r.dirty1 || due || r.e1.waiting() || r.marks[0] == (markState{}) {
+	if r.dirty1 || r.marks[0] == (markState{}) {
 		if err := r.flush1(ctx); err != nil {
 			return err
 		}
 	}
+	// A checkpoint records no row waiting for its interval: the next run
+	// would not know it was shown (its tombstones, the rows it retracts).
+	due := !r.uploading && now.Sub(r.lastCheckpoint) >= r.s.opts.CheckpointInterval
 	if due {
 		r.m.showWaiting()
 	}
@@ -655,7 +628,6 @@ func (r *partRun) softStop(stopAppender context.CancelFunc, appender *sync.WaitG
 	if !r.lease.Valid() {
 		return fail("lease", errors.New("the partition is no longer this process's"))
 	}
-	r.e1.showWaiting()
 	if err := r.flush1(ctx); err != nil {
 		return fail("send partial states", err)
 	}

@@ -65,10 +65,6 @@ func (p *pace) sweepDue() bool {
 	return (p.waiting > 0 || p.waitingKeys > 0) && (p.all || p.now-p.lastSweep >= max(p.every/4, 1))
 }
 
-// waiting reports whether changed rows wait for their interval: a Flush
-// shows them once it is due, without further events.
-func (e *engine) waiting() bool { return e.pace.waiting > 0 || e.pace.waitingKeys > 0 }
-
 // showWaiting makes the next Flush show every waiting row, due or not: a
 // soft stop leaves the store and the view's topic current.
 func (e *engine) showWaiting() { e.pace.all = true }

@@ -15,7 +15,6 @@ import (
 	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
-	"github.com/lambdaflow/lambdaflow/pipelines/plan"
 )
 
 // checkFor waits, polling, until cond holds (testenv.CheckUntil).
@@ -276,102 +275,4 @@ func TestSpeedResumeAfterPauseCountsNothingLate(t *testing.T) {
 	r.clock.Add(5 * time.Second)
 	r.tickAll()
 	checkFor(t, 10*time.Second, "the watermark past the quiet partition", func() bool { return watermark() == at(130*sec) })
-}
-
-// partialStates returns the state records (open or final) of a view's
-// partials topic for window start of the group key whose text (groupText)
-// is group, as the events they counted: Stage 1 sends a state when the
-// window first changes, then at most four times per emit.interval.
-func (l *memLog) partialStates(p *pipelines.Pipeline, view, group string, start int64) []int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	v := p.ViewByName(view)
-	pl, err := plan.Compile(v, p.TopicByName(v.From))
-	if err != nil {
-		panic(err)
-	}
-	var out []int64
-	for _, part := range l.parts[p.PartialsTopic(v).Name] {
-		for _, e := range part.entries {
-			for i := range e.Events {
-				pr, ok := decodePartial(&e.Events[i])
-				if !ok || pr.kind == pipelines.PartialMark || pr.kind == pipelines.PartialGone || pr.start != start {
-					continue
-				}
-				if g := groupText(appendGroup(pl, nil, pr.key)); g != group {
-					continue
-				}
-				st, err := pl.UnmarshalState(pr.state)
-				if err != nil {
-					panic(err)
-				}
-				out = append(out, pl.Finalize(st)[0].I)
-			}
-		}
-	}
-	return out
-}
-
-// TestSpeedStage1Paced: stage 1 sends a window's first change at once and
-// later ones at most every quarter emit.interval (default 1s), found by the
-// tick without further events; stage 2 shows them at most once per
-// interval; a soft stop sends what waits.
-func TestSpeedStage1Paced(t *testing.T) {
-	p := testPipeline(t, pipelineOpts{partitions: 1, lateness: "0s"})
-	log := newMemLog(p)
-	store := newMemStore()
-	r := startSpeed(t, p, log, store)
-	states := func() []int64 { return log.partialStates(p, "all", "eu|0|0;", base) }
-	shows := func(events int) func() bool {
-		return func() bool {
-			return strings.Contains(store.dump("all"), fmt.Sprintf("eu|0|0; final=false => |%d|", events))
-		}
-	}
-	if _, err := log.Append(t.Context(), "metrics", 0, []event.Event{ev("a", 1*sec, "h1", "eu", 0.5, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	checkFor(t, 10*time.Second, "the first change in the store", shows(1))
-	if got := states(); !reflect.DeepEqual(got, []int64{1}) {
-		t.Fatalf("stage 1 sent states %v, want [1]", got)
-	}
-	// Three more changes within the quarter interval: they wait in stage 1
-	// (the mark of their progress goes out, the state does not).
-	for i, id := range []string{"b", "c", "d"} {
-		if _, err := log.Append(t.Context(), "metrics", 0, []event.Event{ev(id, int64(2+i)*sec, "h1", "eu", 0.5, 1)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	checkFor(t, 10*time.Second, "the progress of 4 events sent", func() bool {
-		return metricValue(r.s.metrics.events.WithLabelValues("all")) == 4 && log.read("speed.all", "all_partials", 0) >= 3
-	})
-	r.clock.Add(200 * time.Millisecond)
-	r.tickAll()
-	r.tickAll() // the second tick starts after the first was handled
-	if got := states(); !reflect.DeepEqual(got, []int64{1}) {
-		t.Fatalf("stage 1 sent states %v within a quarter interval, want [1]", got)
-	}
-	// Past a quarter interval after the first: the next sweep (at most
-	// every sixteenth of an interval, pace.go) sends it.
-	r.clock.Add(100 * time.Millisecond)
-	r.tickAll()
-	checkFor(t, 10*time.Second, "the waiting state sent", func() bool { return reflect.DeepEqual(states(), []int64{1, 4}) })
-	// Stage 2 shows it once its own interval has passed.
-	if !shows(1)() {
-		t.Fatalf("stage 2 showed the change within its interval: %s", store.dump("all"))
-	}
-	r.clock.Add(time.Second)
-	r.tickAll()
-	checkFor(t, 10*time.Second, "the change in the store after an interval", shows(4))
-	// A change waiting at a soft stop is sent, and shown.
-	if _, err := log.Append(t.Context(), "metrics", 0, []event.Event{ev("e", 6*sec, "h1", "eu", 0.5, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	checkFor(t, 10*time.Second, "the fifth event read", func() bool { return metricValue(r.s.metrics.events.WithLabelValues("all")) == 5 })
-	r.stop(t)
-	if got := states(); !reflect.DeepEqual(got, []int64{1, 4, 5}) {
-		t.Fatalf("after a soft stop stage 1 had sent states %v, want [1 4 5]", got)
-	}
-	if !shows(5)() {
-		t.Fatalf("after a soft stop the store shows %s, want 5 events", store.dump("all"))
-	}
 }
