@@ -36,16 +36,21 @@ import (
 
 // gridSpan is one run of the engine over the files of a span.
 type gridSpan struct {
-	c                *computer
-	pl               *plan.Plan
-	sp               span
-	h                int64
-	evFrom, evTo     int64
-	size, slide      int64
-	opts             scanOptions
-	files            []fileEntry
-	hourOf           []int // per file, its index in hours
-	mu               sync.Mutex
+	c            *computer
+	pl           *plan.Plan
+	sp           span
+	h            int64
+	evFrom, evTo int64
+	size, slide  int64
+	opts         scanOptions
+	files        []fileEntry
+	hourOf       []int // per file, its index in hours
+	mu           sync.Mutex
+	// more is signalled (under mu) when row groups are offered, a file's
+	// opening ends or the run fails: what a worker with nothing to take
+	// waits for while another is still opening a file.
+	more             sync.Cond
+	opening          int        // files being opened, under mu
 	next             int        // next file to open
 	extra            []rowGroup // row groups waiting for a worker
 	opened           []*openFile
@@ -178,6 +183,7 @@ func (c *computer) gridSpan(ctx context.Context, files []fileEntry, hourOf []int
 	g := &gridSpan{c: c, pl: pl, sp: sp, h: h, evFrom: evFrom, evTo: evTo, size: size, slide: slide,
 		opts: scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}, files: files, hourOf: hourOf,
 		left: make([]int, hours), hoursLeft: hours}
+	g.more.L = &g.mu
 	for _, hi := range hourOf {
 		g.left[hi]++
 	}
@@ -189,7 +195,9 @@ func (c *computer) gridSpan(ctx context.Context, files []fileEntry, hourOf []int
 	}
 	ctx, g.cancel = context.WithCancel(ctx)
 	defer g.cancel()
-	n := max(1, min(runtime.GOMAXPROCS(0), len(files)))
+	// One worker per CPU, also for fewer files than CPUs: a file's further
+	// row groups go to the workers waiting while it is opened (take).
+	n := max(1, runtime.GOMAXPROCS(0))
 	workers := make([]*worker, n)
 	var wg sync.WaitGroup
 	for i := range workers {
@@ -223,6 +231,7 @@ func (g *gridSpan) fail(err error) {
 	if g.err == nil {
 		g.err = err
 	}
+	g.more.Broadcast()
 	g.mu.Unlock()
 	g.cancel()
 }
@@ -236,20 +245,37 @@ func (g *gridSpan) hourDone() {
 
 // take returns the next unit of work: a row group of a file another worker
 // opened, else the next file to open (rg < 0); ok is false when nothing is
-// left.
+// left. With nothing to take while another worker is opening a file, it
+// waits for that file's further row groups (the last file of a span, or
+// its only one, is then still read by every worker).
 func (g *gridSpan) take() (u rowGroup, file int, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if n := len(g.extra); n > 0 {
-		u = g.extra[0]
-		g.extra = g.extra[1:]
-		return u, -1, true
+	for {
+		if n := len(g.extra); n > 0 {
+			u = g.extra[0]
+			g.extra = g.extra[1:]
+			return u, -1, true
+		}
+		if g.next < len(g.files) {
+			g.next++
+			g.opening++
+			return rowGroup{}, g.next - 1, true
+		}
+		if g.opening == 0 || g.err != nil {
+			return rowGroup{}, -1, false
+		}
+		g.more.Wait()
 	}
-	if g.next < len(g.files) {
-		g.next++
-		return rowGroup{}, g.next - 1, true
-	}
-	return rowGroup{}, -1, false
+}
+
+// openDone ends the opening of a file that take handed out, whether or not
+// it opened, and wakes the workers waiting for its row groups.
+func (g *gridSpan) openDone() {
+	g.mu.Lock()
+	g.opening--
+	g.more.Broadcast()
+	g.mu.Unlock()
 }
 
 // finish counts a row group of f done, closing f and counting its hour
@@ -304,6 +330,7 @@ func (w *worker) run(ctx context.Context) error {
 		}
 		if file >= 0 {
 			f, err := g.open(ctx, file)
+			g.openDone()
 			if err != nil {
 				return err
 			}

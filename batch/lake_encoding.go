@@ -2,6 +2,7 @@ package batch
 
 import (
 	"hash/maphash"
+	"math"
 	"math/bits"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -100,8 +101,14 @@ func (s *encodingSurvey) observe(evs []event.Event) {
 	for i, f := range s.ls.fields {
 		c := &s.cols[i]
 		switch f.Type {
-		case event.TypeDouble, event.TypeBool:
-			// Doubles stay split by byte, booleans bit-packed.
+		case event.TypeBool:
+			// Booleans are bit-packed: nothing to choose.
+		case event.TypeDouble:
+			for j := range evs {
+				if vs := evs[j].Values; i < len(vs) && vs[i].Valid {
+					c.add(math.Float64bits(vs[i].F), 0, false)
+				}
+			}
 		case event.TypeString:
 			for j := range evs {
 				if vs := evs[j].Values; i < len(vs) && vs[i].Valid {
@@ -221,8 +228,10 @@ func varintLen(v int64) int {
 //     values change at almost every row (the ingest times of a few log
 //     entries, interleaved by event time) zstd finds little in packed
 //     deltas, and a dictionary must beat them whole;
-//   - doubles keep their byte stream split (the batch layer reads
-//     dictionaries of strings and integers only).
+//   - doubles without one are split by byte, which zstd brings to a byte
+//     or two per value for measurements (delays, prices), so a dictionary
+//     is taken only when it costs less than a byte per value: a handful
+//     of distinct values.
 //
 // A column with more distinct values than maxTracked keeps its encoding.
 func (s *encodingSurvey) plan() encodingPlan {
@@ -255,6 +264,10 @@ func (s *encodingSurvey) plan() encodingPlan {
 				p[col] = encDict
 			} else {
 				p[col] = encPlain
+			}
+		case event.TypeDouble:
+			if 8*d+indexBytes < c.values {
+				p[col] = encDict
 			}
 		case event.TypeLong, event.TypeTimestamp, event.TypeInt:
 			size := int64(8)

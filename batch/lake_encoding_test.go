@@ -90,7 +90,7 @@ func TestLakeEncodingChoice(t *testing.T) {
 	}{
 		{"few values, entries of 100 events", true, map[string]format.Encoding{
 			"ts": format.DeltaBinaryPacked, "host": format.RLEDictionary, "note": format.Plain,
-			"code": format.RLEDictionary, "level": format.RLEDictionary, "ratio": format.ByteStreamSplit,
+			"code": format.RLEDictionary, "level": format.RLEDictionary, "ratio": format.RLEDictionary,
 			event.ColID: format.Plain, event.ColPartition: format.RLEDictionary, event.ColOffset: format.DeltaBinaryPacked,
 			event.ColEventTime: format.DeltaBinaryPacked, event.ColIngestTime: format.RLEDictionary}},
 		{"values mostly distinct, every event its own ingest time", false, map[string]format.Encoding{

@@ -28,7 +28,7 @@ const (
 	createdBy = "lambdaflow"
 )
 
-// fileWriter writes lake Parquet files, one after another (survey, start,
+// fileWriter writes lake Parquet files, one after another (observe, start,
 // add, finish), reusing parquet-go's writers and their buffers from file to
 // file: a flush of a backfill writes thousands of small files. Rows are
 // gathered (by reference) and handed to parquet-go a column at a time with
@@ -37,7 +37,7 @@ const (
 // the schema, parquet-go's writer for schemas not known at compile time).
 // Building one column's values at a time keeps the type switch out of the
 // inner loop and the buffer small. Each file's column encodings are chosen
-// from its rows when the caller surveyed them first (survey, then start);
+// from its rows when the caller showed them first (observe, then start);
 // there is one parquet-go writer per encoding plan in use. It is not safe
 // for concurrent use.
 type fileWriter struct {
@@ -145,7 +145,7 @@ func (fw *fileWriter) writerFor(plan encodingPlan) (*parquet.GenericWriter[any],
 		parquet.SkipPageBounds(event.ColID),
 		// The column chunk's statistics are what readers use (a lake
 		// file's chunks are mostly one page); the same minimum and
-		// maximum again in every page header cost ~0.9 B/row in daily
+		// maximum again in every page header cost ~0.6 B/row in daily
 		// files of ~900 rows.
 		parquet.DataPageStatistics(false),
 	)
@@ -366,7 +366,7 @@ func (fw *fileWriter) finish() (uint32, error) {
 		tail, err = trimFooter(tail, fw.out.n)
 	}
 	if err == nil {
-		_, err = fw.out.bw.Write(tail)
+		_, err = fw.out.Write(tail)
 	}
 	if err == nil {
 		err = fw.out.bw.Flush()
