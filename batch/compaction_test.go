@@ -44,8 +44,10 @@ func testCompactionWhileReading(t *testing.T, at lakeAt) {
 	}
 	tl := e.b.lakes["metrics"]
 	before := tl.ms.snapshot()
-	if len(before.Files) < 20 {
-		t.Fatalf("only %d files to compact", len(before.Files))
+	// How many files the flushes made depends on how the writer's reads
+	// met the adds; compaction has work as long as some hour has several.
+	if len(before.Files) <= 3 {
+		t.Fatalf("only %d files for 3 hours: nothing to compact", len(before.Files))
 	}
 
 	// Readers read whole-lake snapshots in a loop until compaction is done.
