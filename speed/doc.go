@@ -33,7 +33,11 @@
 // A process that serves queries (Options.Serve) shows every view whole: the
 // partitions it owns as it computes them, the others through replicas of
 // their owners' stage 2 (replica.go), which start from the owner's last
-// checkpoint and apply the same partials.
+// checkpoint and apply the same partials. The stages 2 that show a
+// partition in a process's store, one after the other, take turns and hand
+// each other the open session rows they leave there (handover.go), so that
+// a session that merged away while the partition moved is deleted from that
+// store too.
 //
 // Exactness across crashes and moves: each partition run checkpoints, at an
 // interval and on a soft stop, both stages' states with its positions in

@@ -387,8 +387,7 @@ func (m *merger) flushSessions(out *output) {
 			out.Open = append(out.Open, m.sessionRow(out, k, s, false))
 		}
 		for _, old := range m.shown[k] {
-			if !slices.ContainsFunc(now, func(w plan.TimeWindow) bool { return w.Start == old.Start }) &&
-				!slices.ContainsFunc(out.Final, func(r viewrow.Row) bool { return r.Key == k && r.Start == old.Start }) {
+			if !showsSession(k, old.Start, now, out.Final) {
 				out.Gone = append(out.Gone, viewrow.Row{Start: old.Start, End: old.End, Key: k, Group: m.group(k),
 					Aggs: make([]event.Value, m.ncols), Deleted: true})
 			}
@@ -403,6 +402,14 @@ func (m *merger) flushSessions(out *output) {
 		m.keyUnits[k], m.shown[k] = live, now
 	}
 	sortRows(out.Final)
+}
+
+// showsSession reports whether the session of key starting at start is
+// among the open sessions now (of that key) or the final rows: if not, a
+// row shown for it is a tombstone's.
+func showsSession(key string, start int64, now []plan.TimeWindow, final []viewrow.Row) bool {
+	return slices.ContainsFunc(now, func(w plan.TimeWindow) bool { return w.Start == start }) ||
+		slices.ContainsFunc(final, func(r viewrow.Row) bool { return r.Key == key && r.Start == start })
 }
 
 func sortRows(rows []viewrow.Row) {

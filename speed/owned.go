@@ -35,6 +35,7 @@ type partRun struct {
 	e1 *engine
 	m  *merger
 	em *emitter
+	ho *handover // the turn to show the partition in the store
 
 	next2    int64 // offset of the next partials record to apply
 	out1     output
@@ -90,7 +91,14 @@ const emitEvery = 5 * time.Millisecond
 func (s *Speed) runPart(ctx context.Context, vs *viewSpec, lease Lease) error {
 	s.slots.own(vs.view.Name, lease.Partition())
 	defer s.slots.release(vs.view.Name, lease.Partition())
-	r, err := s.restorePart(ctx, vs, lease)
+	// The replica of the partition here stops (own); its rows in the store
+	// become this run's (handover.go).
+	ho, err := s.handovers.take(ctx, vs.view.Name, lease.Partition())
+	if err != nil {
+		return err
+	}
+	defer ho.give()
+	r, err := s.restorePart(ctx, vs, lease, ho)
 	if err != nil {
 		return err
 	}
@@ -107,11 +115,11 @@ func checkpointObject(view string, part int, epoch uint64) string {
 
 // restorePart builds the run of a partition from the checkpoint its last
 // commit names, or fresh.
-func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease) (*partRun, error) {
+func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease, ho *handover) (*partRun, error) {
 	v := vs.view
 	pt := s.p.PartialsTopic(v)
 	r := &partRun{s: s, vs: vs, lease: lease, part: lease.Partition(), source: vs.topic.Name, partials: pt.Name,
-		parts: max(pt.Partitions, 1), lastCheckpoint: s.now()}
+		parts: max(pt.Partitions, 1), lastCheckpoint: s.now(), ho: ho}
 	r.e1 = newPartialEngine(vs.plan)
 	r.m = newViewMerger(vs, s.opts.Idle)
 	r.em = newEmitter(s.p, v, s.store)
@@ -151,7 +159,7 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease) (*pa
 	if err := retract(ctx, s.log, s.logger, r.em, r.part, h.viewEnd, ngroup, naggs); err != nil {
 		return nil, err
 	}
-	if err := showRetained(ctx, s.log, r.em, r.m.wm, r.part, h.retain, ngroup, naggs); err != nil {
+	if err := showRetained(ctx, s.log, r.em, r.m.wm, r.part, h.retain, ngroup, naggs, ho.retainedIDs()); err != nil {
 		return nil, err
 	}
 	s.logger.Info("speed: restored checkpoint", "view", v.Name, "partition", r.part, "windows", r.e1.OpenWindows(),
@@ -228,6 +236,7 @@ func (r *partRun) run(ctx context.Context) error {
 	if err := r.flush2(ctx); err != nil {
 		return err
 	}
+	r.ho.reconcile(r.m, &r.out2, r.s.store, r.vs.view.Name)
 	for {
 		select {
 		case <-ctx.Done():

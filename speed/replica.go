@@ -85,6 +85,13 @@ func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 	m := newViewMerger(vs, s.opts.Idle)
 	em := newEmitter(s.p, v, s.store)
 	next := int64(0)
+	// The partition's rows in the store are this replica's from its first
+	// Flush on (handover.go).
+	ho, err := s.handovers.take(ctx, v.Name, part)
+	if err != nil {
+		return err
+	}
+	defer ho.give()
 	_, name, ok, err := s.log.CommittedCheckpoint(ctx, vs.consumer, pt.Name, part)
 	if err != nil {
 		return err
@@ -108,7 +115,7 @@ func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 			m = newViewMerger(vs, s.opts.Idle)
 		} else {
 			next = h.partialsNext
-			if err := showRetained(ctx, s.log, em, m.wm, part, h.retain, len(vs.plan.GroupBy()), len(vs.plan.Columns())); err != nil {
+			if err := showRetained(ctx, s.log, em, m.wm, part, h.retain, len(vs.plan.GroupBy()), len(vs.plan.Columns()), ho.retainedIDs()); err != nil {
 				return err
 			}
 		}
@@ -124,6 +131,7 @@ func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 		em.emit(&out)
 	}
 	flush()
+	ho.reconcile(m, &out, s.store, v.Name)
 	// The reader runs on its own goroutine so that rows waiting for their
 	// emit interval are shown on the tick when no partial state comes.
 	rctx, stopReader := context.WithCancel(ctx)

@@ -70,6 +70,9 @@ type Speed struct {
 	bucket  string
 	views   []*viewSpec
 	slots   *slots
+	// handovers passes the rows of a partition in the store from one
+	// merger to the next.
+	handovers *handovers
 }
 
 // viewSpec is one view and what New compiled for it.
@@ -90,7 +93,7 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Speed, err
 		return nil, errors.New("speed: New needs a pipeline, a log and a store")
 	}
 	s := &Speed{p: p, log: log, store: store, logger: opts.Logger, now: opts.Now, opts: opts,
-		bucket: "speed_" + p.Name, slots: newSlots()}
+		bucket: "speed_" + p.Name, slots: newSlots(), handovers: newHandovers()}
 	if !opts.Serve {
 		// Rows nobody queries are not kept.
 		s.store = nopStore{}
@@ -287,8 +290,9 @@ func retract(ctx context.Context, log Log, logger *slog.Logger, em *emitter, par
 // from partition part of its log topic into the store, as they were before
 // a restart: the ranges of final rows the checkpoint names, skipping open
 // windows' rows, tombstones and the batch layer's rows. It rebuilds the
-// emitter's ranges of the partition with the rows' window ends.
-func showRetained(ctx context.Context, log Log, em *emitter, wm int64, part int, ranges []finalRange, ngroup, naggs int) error {
+// emitter's ranges of the partition with the rows' window ends. When
+// retained is not nil, it adds the rowID of each row it shows.
+func showRetained(ctx context.Context, log Log, em *emitter, wm int64, part int, ranges []finalRange, ngroup, naggs int, retained map[string]bool) error {
 	cutoff := em.cutoff(wm)
 	em.evicted = cutoff
 	em.ranges[part] = nil
@@ -322,6 +326,9 @@ func showRetained(ctx context.Context, log Log, em *emitter, wm int64, part int,
 					kept.maxEnd = max(kept.maxEnd, row.End)
 					if row.End >= cutoff {
 						rows = append(rows, row)
+						if retained != nil {
+							retained[rowID(row)] = true
+						}
 					}
 				}
 				if kept.from >= 0 && kept.maxEnd >= cutoff {
