@@ -47,22 +47,9 @@ for i in sorted(ids): print(i)
 // LF_REQUIRE_SERVICES=1.
 func checkIndependent(t *testing.T, dir string, evs []event.Event) {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err == nil {
-		err = exec.Command(py, "-c", "import pyarrow, duckdb").Run()
-	}
-	if err != nil {
-		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("independent reader: python3 with pyarrow and duckdb is required (pip install pyarrow duckdb): %v", err)
-		}
-		t.Logf("skipping the independent reader check: python3 with pyarrow and duckdb not found (pip install pyarrow duckdb)")
+	out, ok := runPython(t, "the independent reader check", "pyarrow, duckdb", pyReader, dir)
+	if !ok {
 		return
-	}
-	var out, stderr bytes.Buffer
-	cmd := exec.Command(py, "-c", pyReader, dir)
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("independent reader: %v\n%s", err, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	want := make([]string, len(evs))
@@ -96,26 +83,13 @@ for r in rows: print(*r, sep="\t")
 // checkDuckDB checks batch rows against SQL run by DuckDB over the lake.
 func checkDuckDB(t *testing.T, dir string, rows []windowRow) {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err == nil {
-		err = exec.Command(py, "-c", "import duckdb").Run()
-	}
-	if err != nil {
-		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("DuckDB check: python3 with duckdb is required (pip install pyarrow duckdb): %v", err)
-		}
-		t.Logf("skipping the DuckDB check: python3 with duckdb not found (pip install pyarrow duckdb)")
-		return
-	}
 	horizon := int64(math.MinInt64)
 	for _, r := range rows {
 		horizon = max(horizon, r.start+60_000_000)
 	}
-	var out, stderr bytes.Buffer
-	cmd := exec.Command(py, "-c", pyViewSQL, dir, fmt.Sprint(horizon))
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("DuckDB: %v\n%s", err, stderr.String())
+	out, ok := runPython(t, "the DuckDB check", "duckdb", pyViewSQL, dir, fmt.Sprint(horizon))
+	if !ok {
+		return
 	}
 	var want []windowRow
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
@@ -135,4 +109,32 @@ func checkDuckDB(t *testing.T, dir string, rows []windowRow) {
 		want = append(want, r)
 	}
 	sameRows(t, "batch vs DuckDB", rows, want)
+}
+
+// runPython runs a Python script with args and returns what it printed.
+// ok is false when python3 or one of the modules it needs (imports, as in
+// an import statement) is missing: the caller skips, unless
+// LF_REQUIRE_SERVICES=1, which makes that a failure. what names the check
+// in messages.
+func runPython(t *testing.T, what, imports, script string, args ...string) (out *bytes.Buffer, ok bool) {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err == nil {
+		err = exec.Command(py, "-c", "import "+imports).Run()
+	}
+	if err != nil {
+		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("%s: python3 with %s is required (pip install pyarrow duckdb): %v", what, imports, err)
+		}
+		t.Logf("skipping %s: python3 with %s not found (pip install pyarrow duckdb)", what, imports)
+		return nil, false
+	}
+	out = new(bytes.Buffer)
+	var stderr bytes.Buffer
+	cmd := exec.Command(py, append([]string{"-c", script}, args...)...)
+	cmd.Stdout, cmd.Stderr = out, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: %v\n%s", what, err, stderr.String())
+	}
+	return out, true
 }

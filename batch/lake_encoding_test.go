@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -216,22 +215,9 @@ print(json.dumps([[norm(v) for v in r] for r in con.execute(q, [sys.argv[1]]).fe
 // pyarrow and duckdb, unless LF_REQUIRE_SERVICES=1).
 func checkPyarrowDuckDB(t *testing.T, file string, evs []event.Event, offs []int64) {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err == nil {
-		err = exec.Command(py, "-c", "import pyarrow, duckdb").Run()
-	}
-	if err != nil {
-		if os.Getenv("LF_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("python3 with pyarrow and duckdb is required (pip install pyarrow duckdb): %v", err)
-		}
-		t.Logf("skipping pyarrow and DuckDB: python3 with them not found")
+	out, ok := runPython(t, "pyarrow and DuckDB", "pyarrow, duckdb", pyRows, file)
+	if !ok {
 		return
-	}
-	var out, stderr bytes.Buffer
-	cmd := exec.Command(py, "-c", pyRows, file)
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("pyarrow and DuckDB: %v\n%s", err, stderr.String())
 	}
 	want := make([][]any, len(evs))
 	for i, e := range evs {
@@ -255,7 +241,7 @@ func checkPyarrowDuckDB(t *testing.T, file string, evs []event.Event, offs []int
 		want[i] = r
 	}
 	wantJSON, _ := json.Marshal(want)
-	dec := json.NewDecoder(&out)
+	dec := json.NewDecoder(out)
 	dec.UseNumber()
 	for _, reader := range []string{"pyarrow", "DuckDB"} {
 		var got [][]any
