@@ -11,6 +11,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // TestFileChecksumBothWays: a file read whole into memory (readChecked,
@@ -19,16 +20,8 @@ import (
 // accept the same intact file, with the same bytes, and all refuse it with
 // one bit flipped or a byte missing.
 func TestFileChecksumBothWays(t *testing.T) {
-	ls, err := newLakeSchema(exampleSchema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	st, err := lakestore.NewDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl := &topicLake{topic: &pipelines.Topic{Name: "t", Schema: exampleSchema}, st: st, ls: ls, period: hourMicros}
+	tl, dir := testDirLake(t, exampleSchema)
+	st := tl.st
 	evs := exampleEvents(5000, 9)
 	start := periodOf(evs[0].Time, hourMicros)
 	var rows []int
@@ -103,4 +96,20 @@ func TestFileChecksumBothWays(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testDirLake is an hourly lake of topic "t" with schema in a directory of
+// its own (returned too, for reading its files directly).
+func testDirLake(t *testing.T, schema event.Schema) (*topicLake, string) {
+	t.Helper()
+	ls, err := newLakeSchema(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	st, err := lakestore.NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &topicLake{topic: &pipelines.Topic{Name: "t", Schema: schema}, st: st, ls: ls, period: hourMicros}, dir
 }

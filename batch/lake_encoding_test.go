@@ -16,7 +16,6 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/lambdaflow/lambdaflow/batch/lakestore"
-	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -70,16 +69,7 @@ func encodingEvents(n int, start int64, few bool) []event.Event {
 // index, and reads every file back exactly with the batch layer's reader,
 // Apache Arrow's Go reader, pyarrow and DuckDB.
 func TestLakeEncodingChoice(t *testing.T) {
-	ls, err := newLakeSchema(encodingSchema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	st, err := lakestore.NewDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl := &topicLake{topic: &pipelines.Topic{Name: "t", Schema: encodingSchema}, st: st, ls: ls, period: hourMicros}
+	tl, dir := testDirLake(t, encodingSchema)
 	hour := periodOf(1_767_225_600_000_000, hourMicros)
 	const rows = 2000
 	for _, c := range []struct {

@@ -9,8 +9,6 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/lambdaflow/lambdaflow/batch/lakestore"
-	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -99,15 +97,8 @@ func TestLakeReaderEncodings(t *testing.T) {
 		in[i] = r
 		want[i] = event.Event{ID: r.ID, Time: tm, Ingest: r.Ingest, Values: v}
 	}
-	st, err := lakestore.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls, err := newLakeSchema(schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl := &topicLake{topic: &pipelines.Topic{Name: "t", Schema: schema}, st: st, ls: ls, period: hourMicros}
+	tl, _ := testDirLake(t, schema)
+	st := tl.st
 	path := "dt=2026-01-01/hour=00/p3-1000-99999.parquet"
 	w, err := st.Create(context.Background(), tl.key(path))
 	if err != nil {
