@@ -2,38 +2,48 @@ package batch
 
 import (
 	"encoding/binary"
+	"slices"
 
 	kzstd "github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go/compress/zstd"
 )
 
 // lakeCodec is the compression of every lake column chunk: zstd, in one of
-// three ways chosen per page by its size and the file's row count.
+// several ways chosen per page by its size and the file's row count.
 //
-//   - A page of fewer than rawPageBytes is stored as a zstd frame of one
-//     raw (uncompressed) block: compressing it costs building entropy
-//     tables for a few hundred bytes and saves a few of them.
 //   - In a file of fewer than smallFileRows rows (an hourly file of a
-//     backfill holds a few dozen), the other pages are compressed at zstd's
-//     fastest level without entropy coding: matches (repeated ids,
-//     strings, bytes) are found, the tables are not built.
-//   - Otherwise, zstd's default level.
+//     backfill holds a few dozen), a page of fewer than rawPageBytes is
+//     stored as a zstd frame of one raw (uncompressed) block: compressing
+//     it costs building entropy tables for a few hundred bytes and saves a
+//     few of them; the other pages are compressed at zstd's fastest level
+//     without entropy coding: matches (repeated ids, strings, bytes) are
+//     found, the tables are not built.
+//   - In a file of smallFileRows to bestFileRows rows (a daily file of a
+//     sparse topic), every page is compressed at zstd's best level, and
+//     kept raw when that is no smaller: such files are few, and their
+//     bytes per row are what they cost (the best level takes 0.5 to 0.9
+//     B/row off the backfill's daily files, ~1,000 rows each, for about
+//     twice the CPU: 10 ms a file).
+//   - Larger files, at zstd's default level (the writer's throughput on
+//     busy topics).
 //
-// Every zstd decoder reads all three, so the file says ZSTD for every
+// Every zstd decoder reads them all, so the file says ZSTD for every
 // column whichever was chosen. On the backfill's hourly files (48 rows, 21
 // pages and 5 dictionaries each) zstd was a quarter of the writer's CPU;
 // measured on them, see BENCHMARKS.md ("Backfill").
 type lakeCodec struct {
 	zstd.Codec // the default level
+	best       zstd.Codec
 	fast       *kzstd.Encoder
-	// small says the file being written has fewer than smallFileRows
-	// rows; its fileWriter sets it per file.
-	small bool
+	// rows is the row count of the file being written; its fileWriter
+	// sets it per file.
+	rows int64
 }
 
 const (
 	rawPageBytes  = 256
 	smallFileRows = 256
+	bestFileRows  = 1 << 16
 )
 
 // maxRawFrame is the largest content appendRawFrame writes: what a
@@ -46,22 +56,39 @@ func newLakeCodec() *lakeCodec {
 	if err != nil {
 		panic(err) // only invalid options fail, and these are fixed
 	}
-	return &lakeCodec{fast: fast}
+	return &lakeCodec{fast: fast, best: zstd.Codec{Level: zstd.SpeedBestCompression}}
 }
 
 // Encode compresses src into dst (parquet-go's compress.Codec).
 func (c *lakeCodec) Encode(dst, src []byte) ([]byte, error) {
 	switch {
-	case len(src) < rawPageBytes:
+	case c.rows < smallFileRows && len(src) < rawPageBytes:
 		return appendRawFrame(dst[:0], src), nil
-	case c.small:
+	case c.rows < smallFileRows:
 		return c.fast.EncodeAll(src, dst[:0]), nil
+	case c.rows >= bestFileRows:
+		return c.Codec.Encode(dst, src)
 	}
-	return c.Codec.Encode(dst, src)
+	out, err := c.best.Encode(dst, src)
+	if err == nil && len(src) <= maxRawFrame && len(out) >= rawFrameLen(len(src)) {
+		// Tiny or random pages (a few hundred bits of booleans, bytes
+		// zstd finds nothing in) are smaller raw.
+		return appendRawFrame(out[:0], src), nil
+	}
+	return out, err
 }
 
 // zstdMagic starts every zstd frame (RFC 8878, section 3.1.1).
 const zstdMagic = 0xFD2FB528
+
+// rawFrameLen is the length of the raw frame appendRawFrame writes for n
+// bytes.
+func rawFrameLen(n int) int {
+	if n <= 0xff {
+		return n + 9
+	}
+	return n + 10
+}
 
 // appendRawFrame appends a zstd frame holding src (at most maxRawFrame
 // bytes) as one raw block (RFC 8878): the magic number; a frame header
@@ -71,6 +98,7 @@ const zstdMagic = 0xFD2FB528
 // minus 256); then one block header (last block, type raw, size) and the
 // bytes.
 func appendRawFrame(dst, src []byte) []byte {
+	dst = slices.Grow(dst, rawFrameLen(len(src)))
 	n := len(src)
 	dst = binary.LittleEndian.AppendUint32(dst, zstdMagic)
 	if n <= 0xff {

@@ -46,9 +46,10 @@ func TestRawFrameDecodes(t *testing.T) {
 // TestLakeCodecChoice writes a small file (48 rows) and a large one (4,000
 // rows) of the example schema with the lake's file writer and reads their
 // pages back with parquet-go: every column chunk says ZSTD and every row
-// reads back; pages of fewer than rawPageBytes are stored raw (the
-// compressed size is the content plus a frame header), larger pages of
-// the small file and of the large file are compressed.
+// reads back. In the small file pages of fewer than rawPageBytes are stored
+// raw (the compressed size is the content plus a frame header) and larger
+// pages compressed; in the large file every page is compressed, or raw
+// where that is smaller: no page takes more than its raw frame.
 func TestLakeCodecChoice(t *testing.T) {
 	ls, err := newLakeSchema(exampleSchema)
 	if err != nil {
@@ -61,8 +62,8 @@ func TestLakeCodecChoice(t *testing.T) {
 		if err := fw.start(&buf, []offsetRange{{Partition: 0, First: 0, Last: int64(rows - 1), Rows: int64(rows)}}); err != nil {
 			t.Fatal(err)
 		}
-		if small := fw.codec.small; small != (rows < smallFileRows) {
-			t.Errorf("%d rows: small %v", rows, small)
+		if fw.codec.rows != int64(rows) {
+			t.Errorf("%d rows: the codec was told %d", rows, fw.codec.rows)
 		}
 		for i := range rows {
 			if err := fw.add(&evs[i], 0, int64(i)); err != nil {
@@ -104,12 +105,15 @@ func TestLakeCodecChoice(t *testing.T) {
 		}
 		headers := pageHeaders(t, buf.Bytes(), f)
 		for _, h := range headers {
+			want := int32(rawFrameLen(int(h.UncompressedPageSize)))
 			switch {
+			case rows >= smallFileRows && h.CompressedPageSize > want:
+				t.Errorf("%d rows: a page of %d bytes is stored in %d, more than raw (%d)", rows, h.UncompressedPageSize, h.CompressedPageSize, want)
+			case rows >= smallFileRows && h.CompressedPageSize == want:
+				raw++
+			case rows >= smallFileRows:
+				compressed++
 			case h.UncompressedPageSize < rawPageBytes:
-				want := h.UncompressedPageSize + 9
-				if h.UncompressedPageSize > 255 {
-					want++
-				}
 				if h.CompressedPageSize != want {
 					t.Errorf("%d rows: a page of %d bytes is stored in %d, want %d (raw)", rows, h.UncompressedPageSize, h.CompressedPageSize, want)
 				}
@@ -118,7 +122,7 @@ func TestLakeCodecChoice(t *testing.T) {
 				compressed++
 			}
 		}
-		if raw == 0 || compressed == 0 {
+		if rows >= smallFileRows && compressed == 0 || rows < smallFileRows && (raw == 0 || compressed == 0) {
 			t.Errorf("%d rows: %d raw pages, %d compressed pages of %d; want some of both", rows, raw, compressed, len(headers))
 		}
 	}

@@ -168,7 +168,7 @@ func (fw *fileWriter) start(dst io.Writer, ranges []offsetRange) error {
 	for _, r := range ranges {
 		rows += r.Rows
 	}
-	fw.codec.small = rows < smallFileRows
+	fw.codec.rows = rows
 	plan := fw.survey.plan()
 	fw.survey.reset()
 	w, err := fw.writerFor(plan)
