@@ -167,7 +167,7 @@ func readLakeRows(t *testing.T, path string) (event.Schema, []event.Event, []int
 	}
 	var ranges []offsetRange
 	if v, ok := pf.Lookup(rangesKey); ok {
-		if err := json.Unmarshal([]byte(v), &ranges); err != nil {
+		if ranges, err = parseRanges(v); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
 	}
@@ -236,4 +236,39 @@ func isTimestamp(t parquet.Type) bool {
 	}
 	_, ok := lt.Value.(*format.TimestampType)
 	return ok
+}
+
+// parseRanges reads a file's footer ranges (rangesKey): arrays of
+// [partition, first, last, rows], or the manifest's objects in files
+// written by earlier versions.
+func parseRanges(v string) ([]offsetRange, error) {
+	var rs []offsetRange
+	if strings.HasPrefix(v, "[{") || v == "null" {
+		return rs, json.Unmarshal([]byte(v), &rs)
+	}
+	var arrs [][4]int64
+	if err := json.Unmarshal([]byte(v), &arrs); err != nil {
+		return nil, err
+	}
+	for _, a := range arrs {
+		rs = append(rs, offsetRange{Partition: int(a[0]), First: a[1], Last: a[2], Rows: a[3]})
+	}
+	return rs, nil
+}
+
+// TestRangesFooter checks the footer form of offset ranges against the
+// manifest's.
+func TestRangesFooter(t *testing.T) {
+	rs := []offsetRange{{Partition: 0, First: 1200, Last: 1799, Rows: 412}, {Partition: 7, First: 0, Last: 1 << 40, Rows: 1}}
+	got := string(appendRanges(nil, rs))
+	if want := "[[0,1200,1799,412],[7,0,1099511627776,1]]"; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	back, err := parseRanges(got)
+	if err != nil || !reflect.DeepEqual(back, rs) {
+		t.Fatalf("read back %v, %v", back, err)
+	}
+	if got := string(appendRanges(nil, nil)); got != "[]" {
+		t.Fatalf("no ranges: %s", got)
+	}
 }
