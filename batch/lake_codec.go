@@ -43,7 +43,12 @@ type lakeCodec struct {
 const (
 	rawPageBytes  = 256
 	smallFileRows = 256
-	bestFileRows  = 1 << 16
+	// bestFileRows bounds the files (sparse topics' daily ones: a few
+	// thousand rows or fewer) whose pages get zstd's best level and whose
+	// numeric columns' encodings are tried (encodingTrial): on larger
+	// files their CPU would slow the writer of busy topics, where footers
+	// and page headers are a small share of the bytes anyway.
+	bestFileRows = 1 << 14
 )
 
 // maxRawFrame is the largest content appendRawFrame writes: what a

@@ -80,8 +80,9 @@ type columnSurvey struct {
 	mini      [4]struct{ lo, hi int64 }
 	inBlock   int
 	deltaBits int64
-	// vals are the values of a numeric column (as bits), up to trialRows
-	// of them, for the trial of its encodings (encodingTrial).
+	// vals are the values of a numeric column (as bits), up to
+	// bestFileRows of them, for the trial of its encodings (encodingTrial):
+	// a file of more rows is planned by estimates alone.
 	vals []uint64
 }
 
@@ -173,9 +174,10 @@ func (c *columnSurvey) add(h uint64, i int64, integer bool) bool {
 	return added
 }
 
-// keep keeps a numeric value for the trial of encodings, up to trialRows.
+// keep keeps a numeric value for the trial of encodings, up to
+// bestFileRows.
 func (c *columnSurvey) keep(v uint64) {
-	if len(c.vals) < trialRows {
+	if len(c.vals) < bestFileRows {
 		c.vals = append(c.vals, v)
 	}
 }

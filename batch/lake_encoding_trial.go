@@ -13,11 +13,6 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
-// trialRows bounds the values a survey keeps per numeric column to try
-// its encodings on: a file of more rows is planned by estimates alone.
-// Daily files of sparse topics hold a few thousand rows or fewer.
-const trialRows = 1 << 14
-
 // dictPageOverhead is what a dictionary adds besides its values and
 // indices: the dictionary page's header and the indices' bit width.
 const dictPageOverhead = 12

@@ -45,14 +45,14 @@ func TestEncodingTrial(t *testing.T) {
 	// a dictionary where the estimate alone would not (the values change
 	// at almost every row, and their deltas pack in 13 bits against the
 	// dictionary's 9-bit indices plus 300 values of 8 bytes, most of
-	// them zero bytes zstd removes). Files of more than trialRows rows are
+	// them zero bytes zstd removes). Files of bestFileRows rows or more are
 	// planned by the estimate alone.
 	schema := event.Schema{{Name: "distance", Type: event.TypeLong, Required: true}}
 	ls, err := newLakeSchema(schema)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, rows := range []int{1000, trialRows + 1, bestFileRows} {
+	for _, rows := range []int{1000, bestFileRows - 1, bestFileRows} {
 		s := newEncodingSurvey(ls)
 		evs := make([]event.Event, rows)
 		for i := range evs {
@@ -64,7 +64,7 @@ func TestEncodingTrial(t *testing.T) {
 			t.Errorf("%d rows: distance plan %d, want a dictionary", rows, p[0])
 		}
 		want := 0 // estimates alone
-		if rows <= trialRows {
+		if rows < bestFileRows {
 			want = 2 // distance and _ingest_time
 		}
 		if s.trial.tried != want {
