@@ -21,9 +21,9 @@ import (
 //   - In a file of smallFileRows to bestFileRows rows (a daily file of a
 //     sparse topic), every page is compressed at zstd's best level, and
 //     kept raw when that is no smaller: such files are few, and their
-//     bytes per row are what they cost (the best level takes 0.5 to 0.9
+//     bytes per row are what they cost (the best level takes 0.3 to 0.9
 //     B/row off the backfill's daily files, ~1,000 rows each, for about
-//     twice the CPU: 10 ms a file).
+//     four times the writer's CPU: ~5 ms a file against ~1.2).
 //   - Larger files, at zstd's default level (the writer's throughput on
 //     busy topics).
 //
@@ -33,7 +33,7 @@ import (
 // measured on them, see BENCHMARKS.md ("Backfill").
 type lakeCodec struct {
 	zstd.Codec // the default level
-	best       zstd.Codec
+	best       *bestEncoders
 	fast       *kzstd.Encoder
 	// rows is the row count of the file being written; its fileWriter
 	// sets it per file.
@@ -55,13 +55,18 @@ const (
 // two-byte frame content size holds (and below zstd's 128 KiB block limit).
 const maxRawFrame = 0xffff + 256
 
-func newLakeCodec() *lakeCodec {
+// newLakeCodec makes the codec of one file writer; best lends it zstd's
+// best level (nil: an encoder of its own, for tests and benchmarks).
+func newLakeCodec(best *bestEncoders) *lakeCodec {
 	fast, err := kzstd.NewWriter(nil, kzstd.WithEncoderLevel(kzstd.SpeedFastest), kzstd.WithNoEntropyCompression(true),
 		kzstd.WithEncoderConcurrency(1), kzstd.WithZeroFrames(true), kzstd.WithEncoderCRC(false))
 	if err != nil {
 		panic(err) // only invalid options fail, and these are fixed
 	}
-	return &lakeCodec{fast: fast, best: zstd.Codec{Level: zstd.SpeedBestCompression}}
+	if best == nil {
+		best = newBestEncoders(1)
+	}
+	return &lakeCodec{fast: fast, best: best}
 }
 
 // Encode compresses src into dst (parquet-go's compress.Codec).
@@ -74,13 +79,49 @@ func (c *lakeCodec) Encode(dst, src []byte) ([]byte, error) {
 	case c.rows >= bestFileRows:
 		return c.Codec.Encode(dst, src)
 	}
-	out, err := c.best.Encode(dst, src)
-	if err == nil && len(src) <= maxRawFrame && len(out) >= rawFrameLen(len(src)) {
+	out := c.best.encode(dst, src)
+	if len(src) <= maxRawFrame && len(out) >= rawFrameLen(len(src)) {
 		// Tiny or random pages (a few hundred bits of booleans, bytes
 		// zstd finds nothing in) are smaller raw.
 		return appendRawFrame(out[:0], src), nil
 	}
-	return out, err
+	return out, nil
+}
+
+// bestEncoders lends zstd encoders of the best level to the file writers
+// of a process, a few at a time. Each holds about 34 MiB of match tables
+// (its own, whatever the size of the input), so they are not made per
+// file writer (four per topic, and a compactor's) nor pooled in a
+// sync.Pool, whose emptying at every garbage collection had them made
+// again and again (a daily backfill's peak RSS went from 370 MiB to over
+// 1 GiB); a writer that finds none free waits for one, as a core would be
+// busy anyway. They are made when first needed: a process that writes no
+// file of smallFileRows to bestFileRows rows has none.
+type bestEncoders struct {
+	free chan *kzstd.Encoder // nil: not made yet
+}
+
+func newBestEncoders(n int) *bestEncoders {
+	b := &bestEncoders{free: make(chan *kzstd.Encoder, n)}
+	for range n {
+		b.free <- nil
+	}
+	return b
+}
+
+// encode compresses src into dst[:0] with one of the encoders.
+func (b *bestEncoders) encode(dst, src []byte) []byte {
+	e := <-b.free
+	defer func() { b.free <- e }()
+	if e == nil {
+		var err error
+		e, err = kzstd.NewWriter(nil, kzstd.WithEncoderLevel(kzstd.SpeedBestCompression),
+			kzstd.WithEncoderConcurrency(1), kzstd.WithZeroFrames(true), kzstd.WithEncoderCRC(false))
+		if err != nil {
+			panic(err) // only invalid options fail, and these are fixed
+		}
+	}
+	return e.EncodeAll(src, dst[:0])
 }
 
 // zstdMagic starts every zstd frame (RFC 8878, section 3.1.1).

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bytes"
+	"sync"
 	"testing"
 
 	kzstd "github.com/klauspost/compress/zstd"
@@ -56,7 +57,7 @@ func TestLakeCodecChoice(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs := exampleEvents(4000, 3)
-	fw := newFileWriter(ls)
+	fw := newFileWriter(ls, nil)
 	for _, rows := range []int{48, 4000} {
 		var buf bytes.Buffer
 		if err := fw.start(&buf, []offsetRange{{Partition: 0, First: 0, Last: int64(rows - 1), Rows: int64(rows)}}); err != nil {
@@ -152,4 +153,45 @@ func pageHeaders(t *testing.T, b []byte, f *parquet.File) []format.PageHeader {
 		}
 	}
 	return out
+}
+
+// TestBestEncodersShared: file writers sharing a set of two best-level
+// encoders compress at once from four goroutines; every frame decodes to
+// its page, and no more than two encoders were ever made.
+func TestBestEncodersShared(t *testing.T) {
+	best := newBestEncoders(2)
+	dec, err := kzstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	pages := make([][]byte, 4)
+	for i := range pages {
+		pages[i] = bytes.Repeat([]byte{byte(i), 1, 2, 3, 4, 5, 6, 7}, 500+i)
+	}
+	frames := make([][]byte, len(pages))
+	var wg sync.WaitGroup
+	for i := range pages {
+		wg.Go(func() {
+			for range 20 {
+				frames[i] = best.encode(nil, pages[i])
+			}
+		})
+	}
+	wg.Wait()
+	for i, f := range frames {
+		got, err := dec.DecodeAll(f, nil)
+		if err != nil || !bytes.Equal(got, pages[i]) {
+			t.Errorf("page %d: decoded %d bytes (%v), want its %d", i, len(got), err, len(pages[i]))
+		}
+	}
+	made := 0
+	for range 2 {
+		if e := <-best.free; e != nil {
+			made++
+		}
+	}
+	if made == 0 || len(best.free) != 0 {
+		t.Errorf("%d encoders made, %d more lent out", made, len(best.free))
+	}
 }

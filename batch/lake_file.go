@@ -119,9 +119,11 @@ func appendRanges(b []byte, ranges []offsetRange) []byte {
 	return append(b, ']')
 }
 
-func newFileWriter(ls *lakeSchema) *fileWriter {
+// newFileWriter makes a file writer of the lake schema ls; best lends it
+// zstd's best level (nil: an encoder of its own).
+func newFileWriter(ls *lakeSchema, best *bestEncoders) *fileWriter {
 	fw := &fileWriter{ls: ls, sum: crc32.New(castagnoli), survey: newEncodingSurvey(ls),
-		writers: map[string]*parquet.GenericWriter[any]{}, codec: newLakeCodec()}
+		writers: map[string]*parquet.GenericWriter[any]{}, codec: newLakeCodec(best)}
 	fw.out.bw = bufio.NewWriterSize(io.Discard, 32<<10)
 	fw.pending = make([]event.Event, 0, chunkRows)
 	fw.offsets = make([]int64, 0, chunkRows)

@@ -71,7 +71,7 @@ func TestLakeRewrite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fw = newFileWriter(ls)
+			fw = newFileWriter(ls, nil)
 			fw.sorter.schema = schema
 		}
 		buf := newRowBuffer(schema)
