@@ -178,17 +178,6 @@ func (l *memLog) Read(_ context.Context, topic string, part int, from int64) (En
 	return &memReader{l: l, topic: topic, part: part, next: from}, nil
 }
 
-// end returns the offset the next event appended to a partition gets.
-func (l *memLog) end(topic string, part int) int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	p, err := l.part(topic, part)
-	if err != nil {
-		return -1
-	}
-	return p.end
-}
-
 // openReaders returns how many readers of topic are open.
 func (l *memLog) openReaders(topic string) int {
 	l.mu.Lock()

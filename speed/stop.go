@@ -108,12 +108,20 @@ func (g *stopGroup) waiters(view string) int {
 }
 
 // catchUp applies the partials topic's partition from the next offset to
-// its end (as the soft stop finds it), for the last rows and checkpoint.
+// its end as the soft stop finds it (stages 1 of other processes may go on
+// appending), for the last rows and checkpoint.
 func (r *partRun) catchUp(ctx context.Context) error {
-	for {
+	fail := func(err error) error {
+		return fmt.Errorf("speed: view %q: read %q partition %d to its end: %w", r.vs.view.Name, r.partials, r.part, err)
+	}
+	end, err := r.s.log.End(ctx, r.partials, r.part)
+	if err != nil {
+		return fail(err)
+	}
+	for r.next2 < end {
 		entries, err := r.s.log.Fetch(ctx, r.partials, r.part, r.next2, 10000)
 		if err != nil {
-			return fmt.Errorf("speed: view %q: read %q partition %d to its end: %w", r.vs.view.Name, r.partials, r.part, err)
+			return fail(err)
 		}
 		from := r.next2
 		for _, ent := range entries {
@@ -123,4 +131,5 @@ func (r *partRun) catchUp(ctx context.Context) error {
 			return nil
 		}
 	}
+	return nil
 }

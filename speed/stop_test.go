@@ -3,6 +3,7 @@ package speed
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -147,9 +148,77 @@ func TestSoftStopShowsEveryEventReadByStage1(t *testing.T) {
 		}
 		topic := p.PartialsTopic(p.ViewByName(v)).Name
 		for part := range parts {
-			if got, end := log.committed("speed."+v, topic, part), log.end(topic, part); got != end {
+			end, err := log.End(t.Context(), topic, part)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := log.committed("speed."+v, topic, part); got != end {
 				t.Errorf("view %s partition %d: the stop's checkpoint applied partial states up to %d of %d", v, part, got, end)
 			}
 		}
+	}
+}
+
+// TestSoftStopSendsTheFlushThatWaitedForTheLog is the regression test of a
+// stop that came while stage 1 waited for room to hand a batch of records
+// to its appender (the log slow to make the ones before durable): the run
+// returned the context's error there, with no soft stop, so that batch and
+// every row and checkpoint after the previous one were missing from the
+// stopping process.
+func TestSoftStopSendsTheFlushThatWaitedForTheLog(t *testing.T) {
+	p := testPipeline(t, pipelineOpts{partitions: 2, lateness: "0s"})
+	log := newMemLog(p)
+	topic := p.PartialsTopic(p.ViewByName("all")).Name
+	released := make(chan struct{})
+	log.gate = func(tp string, _ int, _ []event.Event) <-chan struct{} {
+		if tp == topic {
+			return released
+		}
+		return nil
+	}
+	store := newMemStore()
+	r := startSpeed(t, p, log, store)
+	ref := newMemStore()
+	local, err := NewLocal(p, ref, timeAt(0), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := func() float64 { return metricValue(r.s.metrics.events.WithLabelValues("all")) }
+	// Stage 1 of partition 0 sends a batch when it starts (its progress),
+	// which its appender holds, waiting for the log, and one per entry,
+	// each flushed before the next entry comes (the events counter moves
+	// as a flush begins): four wait in the queue, the fifth entry's in
+	// the flush, for room.
+	for i := range partialsQueue + 1 {
+		e := ev(fmt.Sprintf("e%d", i), int64(i)*minute, "h1", "eu", 0.5, 10)
+		if _, err := log.Append(t.Context(), "metrics", 0, []event.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+		if err := local.Append("metrics", 0, []event.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+		checkFor(t, 30*time.Second, fmt.Sprintf("the flush of entry %d", i), func() bool { return events() == float64(i+1) })
+	}
+	var gate sync.WaitGroup
+	gate.Go(func() {
+		defer close(released)
+		err := testenv.Poll(context.Background(), 30*time.Second, time.Millisecond, func() error {
+			if log.openReaders(topic) > 0 {
+				return errors.New("still waiting for the runs' partials readers to close")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	r.stop(t)
+	gate.Wait()
+
+	if got := log.committed("speed.all", "metrics", 0); got != partialsQueue+1 {
+		t.Errorf("partition 0 checkpointed at offset %d on the stop, want %d", got, partialsQueue+1)
+	}
+	if want, got := ref.dump("all"), store.dump("all"); got != want {
+		t.Errorf("rows after the soft stop differ from every event's:\n%s", diffLines(want, got))
 	}
 }
