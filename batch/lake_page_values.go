@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+
+	"github.com/parquet-go/bitpack"
 )
 
 // The value encodings of Parquet pages the lake's page decoder reads
@@ -14,39 +16,20 @@ import (
 // Every function checks its input's length before it reads: a corrupt
 // page is an error, never a panic or a read past the page.
 
-// bitsAt returns the w-bit value (w ≤ 56) starting at bit p of src, which
-// has 8 bytes from byte p/8 on.
-func bitsAt(src []byte, p, w uint) uint64 {
-	return binary.LittleEndian.Uint64(src[p>>3:]) >> (p & 7) & (1<<w - 1)
-}
-
-// wideBitsAt is bitsAt for any w up to 64; src has 9 bytes from byte p/8
-// on when the value spans them.
-func wideBitsAt(src []byte, p, w uint) uint64 {
-	s := p & 7
-	v := binary.LittleEndian.Uint64(src[p>>3:]) >> s
-	if s+w > 64 {
-		v |= uint64(src[p>>3+8]) << (64 - s)
-	}
-	if w < 64 {
-		v &= 1<<w - 1
-	}
-	return v
-}
-
-// padded returns src, or a copy of it with 16 zero bytes after it, so that
-// the values of n·w bits at its start can be read with 8-byte loads
-// (bitsAt, wideBitsAt). It reports an error when src holds fewer than
-// n·w bits.
+// padded returns src, or a copy of it with bitpack.PaddingInt64 zero bytes
+// after it, so that the values of n·w bits at its start can be read with
+// wide loads (bitpack.Unpack, bitsAt, wideBitsAt). It reports an error
+// when src holds fewer than n·w bits.
 func padded(src []byte, n int, w uint, scratch *[]byte) ([]byte, error) {
 	need := (uint64(n)*uint64(w) + 7) / 8
 	if uint64(len(src)) < need {
 		return nil, fmt.Errorf("%d values of %d bits in %d bytes", n, w, len(src))
 	}
-	if uint64(len(src)) >= need+9 {
+	if uint64(len(src)) >= need+bitpack.PaddingInt64 {
 		return src, nil
 	}
-	*scratch = append(append((*scratch)[:0], src[:need]...), make([]byte, 16)...)
+	*scratch = grow((*scratch)[:0], int(need)+bitpack.PaddingInt64)
+	clear((*scratch)[copy(*scratch, src[:need]):])
 	return *scratch, nil
 }
 
@@ -61,9 +44,7 @@ func unpackInt32(dst []int32, src []byte, w uint, scratch *[]byte) error {
 	if err != nil {
 		return err
 	}
-	for i := range dst {
-		dst[i] = int32(uint32(bitsAt(src, uint(i)*w, w)))
-	}
+	bitpack.Unpack(dst, src, w)
 	return nil
 }
 
@@ -101,8 +82,10 @@ func (h *hybridDecoder) decode(dst []int32, src []byte, n int, w uint) ([]int32,
 			}
 			pos += vb
 			m := int(min(run, uint64(n)))
-			for range m {
-				dst = append(dst, int32(v))
+			start := len(dst)
+			dst = grow(dst, m)
+			for i := range dst[start:] {
+				dst[start+i] = int32(v)
 			}
 			n -= m
 			continue
@@ -118,7 +101,9 @@ func (h *hybridDecoder) decode(dst []int32, src []byte, n int, w uint) ([]int32,
 		m := min(int(groups)*8, n)
 		start := len(dst)
 		dst = grow(dst, m)
-		if err := unpackInt32(dst[start:], src[pos:pos+size], w, &h.scratch); err != nil {
+		// The rest of src, not the run alone: the loads may read past
+		// the run's last value (padded copies only near src's end).
+		if err := unpackInt32(dst[start:], src[pos:], w, &h.scratch); err != nil {
 			return dst, 0, err
 		}
 		pos += size
@@ -240,18 +225,9 @@ func (d *deltaDecoder) miniblock(out []int64, src []byte, w uint, minDelta, last
 	if err != nil {
 		return last, err
 	}
-	if w <= 56 {
-		mask := uint64(1)<<w - 1
-		for i := range out {
-			p := uint(i) * w
-			v := binary.LittleEndian.Uint64(src[p>>3:]) >> (p & 7) & mask
-			last += minDelta + int64(v)
-			out[i] = last
-		}
-		return last, nil
-	}
-	for i := range out {
-		last += minDelta + int64(wideBitsAt(src, uint(i)*w, w))
+	bitpack.Unpack(out, src, w)
+	for i, v := range out {
+		last += minDelta + v
 		out[i] = last
 	}
 	return last, nil

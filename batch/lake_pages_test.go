@@ -15,6 +15,8 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
+	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
@@ -368,4 +370,62 @@ func FuzzPageDecoder(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkPageDecoder reads column chunks of a lake file of the example
+// schema (1M rows, one row group) page by page, with the lake's page
+// decoder and with parquet-go's page reader: what decoding each column
+// costs, apart from the engine.
+func BenchmarkPageDecoder(b *testing.B) {
+	const n = 1 << 20
+	ls, err := newLakeSchema(exampleSchema)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := lakestore.NewDir(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	tl := &topicLake{topic: &pipelines.Topic{Name: "t", Schema: exampleSchema}, st: st, ls: ls, period: 24 * hourMicros}
+	evs := exampleEvents(n, 2)
+	day := periodOf(evs[0].Time, tl.period)
+	offs := make([]int64, n)
+	for i := range offs {
+		offs[i] = int64(i)
+	}
+	fe := writeTestFile(b, tl, "dt=2026-01-01/p0.parquet", day, 0, 0, n-1, evs, offs)
+	lf, err := tl.openLakeFile(context.Background(), fe, scanOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lf.close()
+	for _, col := range []string{"region", "cpu", "bytes", event.ColEventTime} {
+		leaf, _ := lf.pf.Schema().Lookup(col)
+		for _, own := range []bool{true, false} {
+			name := col + "/parquet-go"
+			if own {
+				name = col + "/own"
+			}
+			b.Run(name, func(b *testing.B) {
+				var c pageCursor
+				zd := newPageZstd(maxPageBytes)
+				md := &lf.pf.Metadata().RowGroups[0].Columns[leaf.ColumnIndex].MetaData
+				chunk, start, _ := pageChunk(lf.bytes, md)
+				b.SetBytes(n)
+				for b.Loop() {
+					if own {
+						c.resetOwn(chunk, start, md, leaf.MaxDefinitionLevel, zd)
+					} else {
+						c.reset(lf.pf.RowGroups()[0].ColumnChunks()[leaf.ColumnIndex].Pages())
+					}
+					for rows := 0; rows < n; rows += c.rows {
+						if err := c.next(); err != nil {
+							b.Fatal(err)
+						}
+					}
+					c.close()
+				}
+			})
+		}
+	}
 }
