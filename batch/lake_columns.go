@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 	"strings"
 
-	kzstd "github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/lambdaflow/lambdaflow/batch/lakestore"
@@ -132,9 +131,6 @@ type columnReader struct {
 	// buffers of the batch's other metadata columns
 	time, ingest, offsets []int64
 	parts                 []int32
-	// zstd decompresses the pages the lake's page decoder reads (made at
-	// its first use).
-	zstd *kzstd.Decoder
 	// parquetPages reads every page with parquet-go's reader (tests
 	// compare the two); ownChunks counts the column chunks the lake's page
 	// decoder read.
@@ -152,10 +148,7 @@ func (r *columnReader) startChunk(cur *pageCursor, lf *lakeFile, rg, i, c int, c
 		md := &cc.MetaData
 		if cc.FilePath == "" && decodable(md, 0, lf.maxDef[i]) {
 			if b, start, ok := pageChunk(lf.bytes, md); ok {
-				if r.zstd == nil {
-					r.zstd = newPageZstd(maxPageBytes)
-				}
-				cur.resetOwn(b, start, md, lf.maxDef[i], r.zstd)
+				cur.resetOwn(b, start, md, lf.maxDef[i])
 				r.ownChunks++
 				return
 			}

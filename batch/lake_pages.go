@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"unsafe"
 
 	kzstd "github.com/klauspost/compress/zstd"
@@ -34,6 +35,12 @@ const maxPageValues = 1 << 26
 
 // zstdSlack is the room a page's buffer has past the page.
 const zstdSlack = 64
+
+// pageDecoders are page decoders with their buffers and zstd decoders,
+// reused from chunk to chunk, file to file and job to job (a recompute's
+// workers are its own): decoding a column's pages takes a few MiB of
+// buffers.
+var pageDecoders = sync.Pool{New: func() any { return &pageDecoder{zstd: newPageZstd(maxPageBytes)} }}
 
 // newPageZstd returns the zstd decoder of a reader's pages: one goroutine,
 // outputs up to limit bytes.

@@ -408,13 +408,12 @@ func BenchmarkPageDecoder(b *testing.B) {
 			}
 			b.Run(name, func(b *testing.B) {
 				var c pageCursor
-				zd := newPageZstd(maxPageBytes)
 				md := &lf.pf.Metadata().RowGroups[0].Columns[leaf.ColumnIndex].MetaData
 				chunk, start, _ := pageChunk(lf.bytes, md)
 				b.SetBytes(n)
 				for b.Loop() {
 					if own {
-						c.resetOwn(chunk, start, md, leaf.MaxDefinitionLevel, zd)
+						c.resetOwn(chunk, start, md, leaf.MaxDefinitionLevel)
 					} else {
 						c.reset(lf.pf.RowGroups()[0].ColumnChunks()[leaf.ColumnIndex].Pages())
 					}

@@ -10,7 +10,6 @@ import (
 	"runtime/debug"
 	"sync"
 
-	kzstd "github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
 	"github.com/parquet-go/parquet-go/format"
@@ -488,7 +487,7 @@ type pageCursor struct {
 	// own says the chunk's pages are read by dec, the lake's page decoder,
 	// rather than by pages (parquet-go's); pv is dec's current page.
 	own bool
-	dec pageDecoder
+	dec *pageDecoder
 	pv  pageValues
 }
 
@@ -502,10 +501,12 @@ func (c *pageCursor) reset(pages parquet.Pages) {
 // resetOwn starts on another column chunk, read by the lake's page
 // decoder from its bytes (at offset base of the file), keeping the
 // buffers.
-func (c *pageCursor) resetOwn(chunk []byte, base int64, md *format.ColumnMetaData, maxDef int, zd *kzstd.Decoder) {
+func (c *pageCursor) resetOwn(chunk []byte, base int64, md *format.ColumnMetaData, maxDef int) {
 	c.reset(nil)
 	c.own = true
-	c.dec.zstd = zd
+	if c.dec == nil {
+		c.dec = pageDecoders.Get().(*pageDecoder)
+	}
 	c.dec.reset(chunk, base, md.Type, md.Codec, maxDef)
 }
 
@@ -527,8 +528,15 @@ func (c *pageCursor) nextOwn() error {
 	return nil
 }
 
-// close gives the current page back and closes the chunk's pages.
+// close gives the current page back and closes the chunk's pages; the
+// page decoder goes back to pageDecoders (the values it handed out are
+// not read after the chunk's last batch).
 func (c *pageCursor) close() {
+	if c.dec != nil {
+		c.dec.reset(nil, 0, 0, 0, 0)
+		pageDecoders.Put(c.dec)
+		c.dec = nil
+	}
 	if c.page != nil {
 		parquet.Release(c.page)
 		c.page = nil
