@@ -149,6 +149,10 @@ func (r *columnReader) startChunk(cur *pageCursor, lf *lakeFile, rg, i, c int, c
 		if cc.FilePath == "" && decodable(md, 0, lf.maxDef[i]) {
 			if b, start, ok := pageChunk(lf.bytes, md); ok {
 				cur.resetOwn(b, start, md, lf.maxDef[i])
+				// Without a checksum of the whole file (checked when it
+				// was opened), the pages' own are checked, as parquet-go's
+				// reader does.
+				cur.dec.checkCRC = lf.fe.CRC32C == 0
 				r.ownChunks++
 				return
 			}

@@ -34,6 +34,9 @@ type pageHeader struct {
 	defBytes, repBytes   int32
 	uncompressedV2Values bool // is_compressed = false
 	hasData, hasDict     bool
+	// crc is the CRC-32 of the page's bytes as stored, when hasCRC.
+	crc    uint32
+	hasCRC bool
 }
 
 // Thrift compact protocol types.
@@ -257,6 +260,12 @@ func readPageHeader(b []byte) (pageHeader, int, error) {
 				h.compressed = v
 			}
 			seen |= 1 << id
+		case id == 4 && typ == tcI32:
+			v, err := r.i32()
+			if err != nil {
+				return h, 0, err
+			}
+			h.crc, h.hasCRC = uint32(v), true
 		case id == 5 && typ == tcStruct:
 			h.hasData = true
 			err = r.structI32s(map4(&h.values, &h.encoding, &h.defEncoding, &h.repEncoding), nil)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"sync"
 	"unsafe"
@@ -131,6 +132,9 @@ type pageDecoder struct {
 	page                int   // the page read last, counted from 0, for messages
 	off                 int64 // its offset in the file
 	base                int64 // the chunk's offset in the file
+	// checkCRC checks each page's CRC-32 where its header has one: set
+	// for files whose checksum as a whole was not checked.
+	checkCRC bool
 
 	// The chunk's dictionary: words (strings) or numbers.
 	hasDict bool
@@ -156,7 +160,7 @@ type pageDecoder struct {
 // reset starts on the chunk of type typ whose bytes are chunk, at offset
 // base of its file.
 func (d *pageDecoder) reset(chunk []byte, base int64, typ format.Type, codec format.CompressionCodec, maxDef int) {
-	d.rest, d.base, d.typ, d.codec, d.maxDef = chunk, base, typ, codec, maxDef
+	d.rest, d.base, d.typ, d.codec, d.maxDef, d.checkCRC = chunk, base, typ, codec, maxDef, false
 	d.page, d.off = -1, base
 	d.hasDict, d.words, d.dictI64, d.dictI32, d.dictF64 = false, nil, d.dictI64[:0], d.dictI32[:0], d.dictF64[:0]
 }
@@ -193,6 +197,11 @@ func (d *pageDecoder) nextPage(v *pageValues) (bool, error) {
 	}
 	body := d.rest[n : n+int(h.compressed)]
 	d.rest = d.rest[n+int(h.compressed):]
+	if d.checkCRC && h.hasCRC {
+		if sum := crc32.ChecksumIEEE(body); sum != h.crc {
+			return false, fmt.Errorf("page checksum %08x, the header says %08x", sum, h.crc)
+		}
+	}
 	switch h.typ {
 	case pageIndex:
 		return false, nil

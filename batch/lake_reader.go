@@ -238,8 +238,9 @@ func checkBytes(b []byte, name string, fe fileEntry) (err error) {
 
 // checkSum compares the whole file's CRC-32C with the manifest's before
 // anything is decoded: a damaged page could otherwise decode to plausible,
-// wrong values (zstd frames carry no checksum here, and page CRCs are not
-// checked). It is the pass over a file too large to read into memory
+// wrong values (zstd frames carry no checksum here, and page CRCs cover
+// neither page headers nor the footer; the page decoder checks them only
+// for files without a checksum in the manifest). It is the pass over a file too large to read into memory
 // (readChecked does the same for the others).
 func checkSum(o lakestore.Object, name string, fe fileEntry) error {
 	if fe.CRC32C == 0 {
