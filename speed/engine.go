@@ -152,7 +152,12 @@ func newEngine(pl *plan.Plan, partitions int) *engine {
 // newPartialEngine returns the engine of one source partition of a view
 // computed in parts (stage 1, see merge.go): it reads that partition alone,
 // so its watermark is the partition's own, and its rows carry the group key
-// and the encoded aggregate state instead of values (partialRow).
+// and the encoded aggregate state instead of values (partialRow). A window
+// that becomes final is sent again only if its state changed since it was
+// last sent: the merger keeps every state until the view's watermark passes
+// the window, and the same state again, arriving after the view closed the
+// window (the partition was left out as idle, or is behind the others),
+// would be counted late though it holds no event the view lacks.
 func newPartialEngine(pl *plan.Plan) *engine {
 	e := newEngine(pl, 1)
 	e.partial = true
@@ -440,7 +445,13 @@ func (e *engine) finalizeWindows(out *output) {
 		e.pace.waiting -= w.waiting
 		for i := range w.slots {
 			s := &w.slots[i]
+			sent := e.partial && !s.dirty
 			s.dirty = false
+			if sent {
+				// The next stage has this state already (see
+				// newPartialEngine).
+				continue
+			}
 			key := w.key(i)
 			out.Final = append(out.Final, e.row(out, w.TimeWindow, key, key, &s.state, true))
 		}
@@ -461,6 +472,9 @@ func (e *engine) finalizeSessions(out *output) {
 		e.closeBuf = k.ss.closeUntil(e.wm, e.closeBuf[:0])
 		e.nopen -= len(e.closeBuf)
 		for _, s := range e.closeBuf {
+			if e.partial && !k.dirty {
+				continue // sent already (see finalizeWindows)
+			}
 			out.Final = append(out.Final, e.row(out, s.TimeWindow, k.key, k.key, s.State, true))
 		}
 		clear(e.closeBuf)

@@ -22,6 +22,9 @@ type Log interface {
 	// holding at most max events, without waiting for new ones; none at
 	// the end of the log.
 	Fetch(ctx context.Context, topic string, part int, from int64, max int) ([]broker.Entry, error)
+	// End returns the offset the next event appended to topic's partition
+	// will get, as the log holds it now (whoever appends, in any process).
+	End(ctx context.Context, topic string, part int) (int64, error)
 	// Append writes events as one entry of topic's partition and returns
 	// the offset of the first once it is durable.
 	Append(ctx context.Context, topic string, part int, events []event.Event) (int64, error)
@@ -108,6 +111,11 @@ func (l *brokerLog) Read(ctx context.Context, topic string, part int, from int64
 
 func (l *brokerLog) Fetch(ctx context.Context, topic string, part int, from int64, max int) ([]broker.Entry, error) {
 	return l.b.Fetch(ctx, topic, part, broker.FromOffset(from), max)
+}
+
+func (l *brokerLog) End(ctx context.Context, topic string, part int) (int64, error) {
+	bd, err := l.b.Bounds(ctx, topic, part)
+	return bd.End, err
 }
 
 func (l *brokerLog) Append(ctx context.Context, topic string, part int, events []event.Event) (int64, error) {

@@ -138,6 +138,16 @@ func (l *memLog) Fetch(_ context.Context, topic string, part int, from int64, ma
 	return out, nil
 }
 
+func (l *memLog) End(_ context.Context, topic string, part int) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, err := l.part(topic, part)
+	if err != nil {
+		return 0, err
+	}
+	return p.end, nil
+}
+
 type memReader struct {
 	l     *memLog
 	topic string

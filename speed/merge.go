@@ -2,6 +2,7 @@ package speed
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -113,6 +114,11 @@ type sourceState struct {
 	seen    bool // an event was seen (newest valid)
 	idle    bool
 	reports bool // a record arrived: its progress is known
+	// unread: the log was found to hold events of the partition past
+	// asOf, the position it reported being idle at (see watermark); it
+	// holds while asOf does not move.
+	unread   bool
+	unreadAt int64
 }
 
 // unitKey names one window of one group.
@@ -150,6 +156,12 @@ type merger struct {
 	now       time.Time // the clock of the last Flush
 	resumedAt time.Time
 	wm        int64
+	// logEnd returns where source partition i ends in the log now (the
+	// offset of its next event), false when the log cannot tell: a
+	// partition reported idle is left out of the watermark only while it
+	// has read up to there (see watermark). nil: not checked (tests of the
+	// merger alone).
+	logEnd func(i int) (int64, bool)
 
 	units map[unitKey]*unit
 	pace  pace // when changed open windows are shown (pace.go)
@@ -312,14 +324,57 @@ func (m *merger) Flush(now time.Time, out *output) {
 // watermark applies the view rule (plan.CombineWatermarks) over the source
 // partitions' progress. A partition that has not reported yet holds the
 // watermark back (it has no owner yet, or its owner has not caught up with
-// it): only a reported idle partition is left out.
+// it): only a reported idle partition is left out, and only while the log
+// holds nothing of it past the position it was idle at.
+//
+// That last check is what keeps in-order events from being late: the
+// records of the partitions that are busy can reach this merger before
+// those of a partition that was idle and has just received events of the
+// same instant (its stage 1 may be in another process, and its records
+// take their own way through the partials topic). Its report of being idle
+// is then stale, and leaving it out would move the watermark past the
+// events it is about to send. The log tells: its end moved past the
+// position of the report (the inverse too: events appended after the
+// partition reported idle). The check asks the log only when leaving an
+// idle partition out would move the watermark, and a partition found
+// behind is not asked about again until it reports anew.
 func (m *merger) watermark() int64 {
 	m.times = m.times[:0]
 	held := m.idleFor > 0 && !m.resumedAt.IsZero() && m.now.Sub(m.resumedAt) < m.idleFor
+	left := false
 	for _, s := range m.sources {
-		m.times = append(m.times, plan.PartitionTime{Seen: s.seen, Newest: s.newest, Idle: s.idle && s.reports && !held})
+		idle := s.idle && s.reports && !held && !(s.unread && s.unreadAt == s.asOf)
+		left = left || idle
+		m.times = append(m.times, plan.PartitionTime{Seen: s.seen, Newest: s.newest, Idle: idle})
+	}
+	wm := plan.CombineWatermarks(m.times, m.lateness, m.wm)
+	if !left || m.logEnd == nil || wm == m.wm || wm == m.holding() {
+		return wm
+	}
+	for i := range m.times {
+		if !m.times[i].Idle {
+			continue
+		}
+		s := &m.sources[i]
+		end, ok := m.logEnd(i)
+		if ok && end <= s.asOf {
+			continue // it has read the whole log: idle indeed
+		}
+		m.times[i].Idle = false
+		if ok {
+			s.unread, s.unreadAt = true, s.asOf
+		}
 	}
 	return plan.CombineWatermarks(m.times, m.lateness, m.wm)
+}
+
+// holding returns the watermark with no source partition left out.
+func (m *merger) holding() int64 {
+	low := int64(math.MaxInt64)
+	for i := range m.times {
+		low = min(low, m.times[i].Watermark(m.lateness))
+	}
+	return max(m.wm, low)
 }
 
 // allIdle reports whether every source partition reported being idle.

@@ -121,7 +121,7 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease, ho *
 	r := &partRun{s: s, vs: vs, lease: lease, part: lease.Partition(), source: vs.topic.Name, partials: pt.Name,
 		parts: max(pt.Partitions, 1), lastCheckpoint: s.now(), ho: ho}
 	r.e1 = newPartialEngine(vs.plan)
-	r.m = newViewMerger(vs, s.opts.Idle)
+	r.m = s.viewMerger(ctx, vs)
 	r.em = newEmitter(s.p, v, s.store)
 	r.em.append = s.log.Append
 	r.marks = make([]markState, r.parts)
@@ -144,7 +144,7 @@ func (s *Speed) restorePart(ctx context.Context, vs *viewSpec, lease Lease, ho *
 	if err == nil && h.def != vs.def {
 		s.logger.Warn("speed: the view's definition changed since its checkpoint; recomputing the partition from the start of the log", "view", v.Name, "partition", r.part)
 		r.e1 = newPartialEngine(vs.plan)
-		r.m = newViewMerger(vs, s.opts.Idle)
+		r.m = s.viewMerger(ctx, vs)
 		return r, retract(ctx, s.log, s.logger, r.em, r.part, 0, ngroup, naggs)
 	}
 	if err == nil && (h.view != v.Name || h.part != r.part) {

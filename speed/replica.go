@@ -82,7 +82,7 @@ func (s *Speed) replicate(ctx context.Context, vs *viewSpec, part int) error {
 func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 	v := vs.view
 	pt := s.p.PartialsTopic(v)
-	m := newViewMerger(vs, s.opts.Idle)
+	m := s.viewMerger(ctx, vs)
 	em := newEmitter(s.p, v, s.store)
 	next := int64(0)
 	// The partition's rows in the store are this replica's from its first
@@ -112,7 +112,7 @@ func (s *Speed) replicaOnce(ctx context.Context, vs *viewSpec, part int) error {
 		if h.def != vs.def {
 			// The owner recomputes the partition from the start; so does
 			// the replica.
-			m = newViewMerger(vs, s.opts.Idle)
+			m = s.viewMerger(ctx, vs)
 		} else {
 			next = h.partialsNext
 			if err := showRetained(ctx, s.log, em, m.wm, part, h.retain, len(vs.plan.GroupBy()), len(vs.plan.Columns()), ho.retainedIDs()); err != nil {

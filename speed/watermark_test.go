@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
@@ -163,5 +164,77 @@ func TestLocalIdleByClock(t *testing.T) {
 	}
 	if got := store.dump("all"); !strings.Contains(got, "final=true") {
 		t.Fatalf("no final row in the store:\n%s", got)
+	}
+}
+
+// TestMergerLeavesOutIdleOnlyWhenCaughtUp: a source partition that reported
+// being idle is left out of the view's watermark only while the log holds
+// nothing of it past the position it reported at: not when its events
+// arrived in the log before or after its report but have not reached the
+// merger yet. The log is asked only when leaving it out moves the
+// watermark, and a partition found behind is not asked about again until
+// it reports anew.
+func TestMergerLeavesOutIdleOnlyWhenCaughtUp(t *testing.T) {
+	p := testPipeline(t, pipelineOpts{lateness: "0s", partitions: 2})
+	pl := compile(t, p, "all")
+	m := newMerger(pl, 2)
+	ends := []int64{0, 0}
+	asked := 0
+	m.logEnd = func(i int) (int64, bool) {
+		asked++
+		return ends[i], true
+	}
+	mark := func(src int, asOf, newest int64, idle bool) {
+		t.Helper()
+		pr := partial{source: src, epoch: 1, asOf: asOf, kind: pipelines.PartialMark, newest: newest, seen: true, idle: idle}
+		if err := m.Apply(&pr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	watermark := func() int64 {
+		var out output
+		m.Flush(time.Time{}, &out)
+		wm, _ := m.Watermark()
+		return wm
+	}
+	// Partition 1 read its 5 events, the newest at 10 s, and is idle;
+	// partition 0 is busy at 20 s.
+	mark(1, 5, base+10*sec, true)
+	ends[1] = 5
+	mark(0, 100, base+20*sec, false)
+	ends[0] = 100
+	if wm := watermark(); wm != base+20*sec || asked != 1 {
+		t.Fatalf("caught up: watermark %s after %d questions, want 20s after 1", offsetText(wm), asked)
+	}
+	// Events reach partition 1's log (after its report) while partition 0
+	// goes on: partition 1 holds the watermark at its own.
+	ends[1] = 8
+	mark(0, 120, base+30*sec, false)
+	if wm := watermark(); wm != base+20*sec || asked != 2 {
+		t.Fatalf("unread events: watermark %s after %d questions, want 20s after 2", offsetText(wm), asked)
+	}
+	mark(0, 140, base+40*sec, false)
+	if wm := watermark(); wm != base+20*sec || asked != 2 {
+		t.Fatalf("still unread: watermark %s after %d questions, want 20s after 2 (not asked again)", offsetText(wm), asked)
+	}
+	// Its stage 1 reads them (newest 35 s) and is found idle again at 8.
+	mark(1, 8, base+35*sec, false)
+	if wm := watermark(); wm != base+35*sec || asked != 2 {
+		t.Fatalf("active: watermark %s after %d questions, want 35s after 2", offsetText(wm), asked)
+	}
+	mark(1, 8, base+35*sec, true)
+	if wm := watermark(); wm != base+40*sec || asked != 3 {
+		t.Fatalf("idle again: watermark %s after %d questions, want 40s after 3", offsetText(wm), asked)
+	}
+	// Leaving it out changes nothing: the log is not asked.
+	mark(1, 8, base+35*sec, true)
+	if wm := watermark(); wm != base+40*sec || asked != 3 {
+		t.Fatalf("nothing to move: watermark %s after %d questions, want 40s after 3", offsetText(wm), asked)
+	}
+	// The log cannot tell: the partition holds the watermark back.
+	m.logEnd = func(int) (int64, bool) { asked++; return 0, false }
+	mark(0, 160, base+50*sec, false)
+	if wm := watermark(); wm != base+40*sec || asked != 4 {
+		t.Fatalf("log unavailable: watermark %s after %d questions, want 40s after 4", offsetText(wm), asked)
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/lambdaflow/lambdaflow/api"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // statsOfView returns the stats of one view of s.
@@ -22,6 +24,24 @@ func statsOfView(ctx context.Context, s *server, view string) (api.ViewStats, er
 		}
 	}
 	return api.ViewStats{}, fmt.Errorf("no stats of view %q", view)
+}
+
+// processed waits until the speed layer has processed n events of view and
+// returns the view's stats then.
+func processed(t *testing.T, s *server, view string, n uint64) api.ViewStats {
+	t.Helper()
+	var v api.ViewStats
+	waitFor(t, "every event in the speed layer", func() error {
+		var err error
+		if v, err = statsOfView(context.Background(), s, view); err != nil {
+			return err
+		}
+		if v.Events != n {
+			return fmt.Errorf("%d events processed, want %d", v.Events, n)
+		}
+		return nil
+	})
+	return v
 }
 
 // TestInOrderEventsAfterPauseNotLate: after every partition has gone idle,
@@ -64,21 +84,7 @@ func TestInOrderEventsAfterPauseNotLate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "every event in the speed layer", func() error {
-		v, err := statsOfView(ctx, s, "per_second")
-		if err != nil {
-			return err
-		}
-		if v.Events != warm+n {
-			return fmt.Errorf("%d events processed, want %d", v.Events, warm+n)
-		}
-		return nil
-	})
-	v, err := statsOfView(ctx, s, "per_second")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v.LateEvents != 0 {
+	if v := processed(t, s, "per_second", warm+n); v.LateEvents != 0 {
 		t.Fatalf("%d of %d in-order events counted late after a pause, want 0", v.LateEvents, n)
 	}
 	// Every event is in the view: each second's window holds its 100 (the
@@ -162,5 +168,127 @@ func TestQuietPartitionsNeverStallAView(t *testing.T) {
 	}
 	if v.Events != 6 || v.LateEvents != 0 {
 		t.Fatalf("%d events, %d late; want 6, 0", v.Events, v.LateEvents)
+	}
+}
+
+// TestIdlePartitionsAmongBusyNotLate: two partitions of eight keep
+// receiving a steady in-order stream while the six others stay quiet past
+// the idle time. The quiet ones do not hold the busy ones' windows open
+// (the watermark follows them), yet when in-order events reach them again,
+// spread over every partition in requests that each span ten windows, none
+// of them is late, whichever partition's states reach a view partition
+// first, and the view holds every event.
+func TestIdlePartitionsAmongBusyNotLate(t *testing.T) {
+	s := startServer(t, "testdata/idle.yaml", t.TempDir())
+	ctx := context.Background()
+	c := s.client()
+	const topic, view, parts, nbusy = "flows", "flows_per_second", 8, 2
+	// One host per partition (the topic is keyed by host).
+	var hosts []string
+	taken := map[int]bool{}
+	for i := 0; len(hosts) < parts; i++ {
+		h := fmt.Sprintf("host-%d", i)
+		if p := event.PartitionOf(h, parts); !taken[p] {
+			taken[p] = true
+			hosts = append(hosts, h)
+		}
+	}
+	busy := hosts[:nbusy]
+	base := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
+	at := func(i int) time.Time { return base.Add(time.Duration(i) * 10 * time.Millisecond) }
+	// Every event sent, by host and second; next is the next event's index:
+	// the times only grow, whichever host an event is for.
+	sent := map[string]map[int64]int64{}
+	next := 0
+	publish := func(hs []string, n int) {
+		t.Helper()
+		var b bytes.Buffer
+		for range n {
+			h := hs[next%len(hs)]
+			fmt.Fprintf(&b, `{"ts":%q,"host":%q}`+"\n", at(next).Format(time.RFC3339Nano), h)
+			if sent[h] == nil {
+				sent[h] = map[int64]int64{}
+			}
+			sent[h][at(next).Unix()]++
+			next++
+		}
+		if _, err := c.Publish(ctx, topic, b.Bytes(), "application/x-ndjson", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idleParts := func() string {
+		return metricValue(t, s, `lambdaflow_speed_idle_partitions{component="speed",pipeline="idle",view="`+view+`"}`)
+	}
+	quiet := strconv.Itoa(parts - nbusy)
+	publish(hosts, 4*parts)
+	// Twice: the busy hosts keep a steady stream (a request every 50 ms,
+	// well within the idle time) until the quiet hosts' partitions are
+	// found idle; then every host gets events again.
+	for round := range 2 {
+		deadline := time.Now().Add(time.Minute)
+		for idleParts() != quiet {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %s idle partitions after a minute of a steady stream to %d of %d, want %s", round, idleParts(), nbusy, parts, quiet)
+			}
+			publish(busy, 6*nbusy)
+			time.Sleep(50 * time.Millisecond)
+		}
+		// The quiet partitions, found idle with nothing unread, do not
+		// stall the view: the watermark follows the busy ones (the older
+		// of their newest events: the last request ends with one each).
+		publish(busy, 6*nbusy)
+		want := at(next - nbusy)
+		waitFor(t, "the watermark at the busy partitions' "+want.Format(time.RFC3339Nano), func() error {
+			v, err := statsOfView(ctx, s, view)
+			if err != nil {
+				return err
+			}
+			if v.Watermark == nil || !v.Watermark.Equal(want) {
+				return fmt.Errorf("watermark %v", v.Watermark)
+			}
+			return nil
+		})
+		if v := idleParts(); v != quiet {
+			t.Fatalf("round %d: %s idle partitions before the quiet hosts' events, want %s", round, v, quiet)
+		}
+		// In-order events for every host, in requests of 1,000 spanning
+		// ten windows each.
+		for range 3 {
+			publish(hosts, 1000)
+		}
+	}
+	total := uint64(next)
+	if v := processed(t, s, view, total); v.LateEvents != 0 {
+		t.Fatalf("%d of %d in-order events counted late, want 0", v.LateEvents, total)
+	}
+	var rows []struct {
+		WindowStart time.Time `json:"window_start"`
+		Host        string
+		N           int64
+	}
+	waitFor(t, "the view's rows", func() error {
+		if _, err := c.QueryInto(ctx, view, nil, time.Time{}, time.Time{}, &rows); err != nil {
+			return err
+		}
+		n := uint64(0)
+		for _, r := range rows {
+			n += uint64(r.N)
+		}
+		if n != total {
+			return fmt.Errorf("%d events in the view, want %d", n, total)
+		}
+		return nil
+	})
+	windows := 0
+	for _, h := range hosts {
+		windows += len(sent[h])
+	}
+	if len(rows) != windows {
+		t.Errorf("%d rows, want %d (one per host and second with events)", len(rows), windows)
+	}
+	for _, r := range rows {
+		if want := sent[r.Host][r.WindowStart.Unix()]; r.N != want {
+			t.Errorf("host %s window %s: %d events, want %d", r.Host, r.WindowStart.Format(time.RFC3339), r.N, want)
+		}
 	}
 }

@@ -15,10 +15,13 @@ import "math"
 //
 //   - it is the minimum over the partitions that are not idle;
 //   - an idle partition is one that has nothing more to give for now (the
-//     speed layer: its reader is caught up with the end of the log and has
-//     received nothing for a while; the batch layer: the lake holds it up to
-//     the end of the log). It is left out, so that a quiet partition does not
-//     hold every window open;
+//     speed layer: its reader is caught up with the end of the log, has
+//     received nothing for a while, and the log still ends where it read up
+//     to; the batch layer: the lake holds it up to the end of the log). It
+//     is left out, so that a quiet partition does not hold every window
+//     open, but never while the log holds events of it not yet counted, so
+//     that in-order events are not late because their partition was quiet
+//     before them;
 //   - when every partition is idle it is the maximum over all partitions, so
 //     that a stream that stopped still closes the windows its own events
 //     have passed;
