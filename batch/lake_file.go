@@ -86,8 +86,8 @@ func (s *switchWriter) Write(p []byte) (int, error) {
 }
 
 // castagnoli is the CRC-32C table; the manifest records each file's CRC-32C
-// so that readers notice damaged files (the page CRCs parquet-go writes are
-// not checked when the lake is read).
+// so that readers notice damaged files (the page CRCs parquet-go writes
+// cover neither page headers nor the footer).
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // rangesKey is the key, in a lake file's footer metadata, of the offset
