@@ -17,7 +17,9 @@ import (
 //   - work is a row group of a file: workers (one per CPU) take files in
 //     order and hand a file's further row groups to whoever is idle, so
 //     one large file is read by all of them;
-//   - each batch of a row group is read into typed vectors (columnReader),
+//   - each batch of a row group is read into typed vectors (columnReader;
+//     the pages of a file in memory decoded by the lake's own page
+//     decoder, lake_pages.go),
 //     filtered by a selection vector (the event-time range, then the where
 //     expression a column at a time), its group keys turned into dense ids
 //     (plan.Grouper: one lookup per dictionary word, or at most one hash per

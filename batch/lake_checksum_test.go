@@ -100,7 +100,7 @@ func TestFileChecksumBothWays(t *testing.T) {
 
 // testDirLake is an hourly lake of topic "t" with schema in a directory of
 // its own (returned too, for reading its files directly).
-func testDirLake(t *testing.T, schema event.Schema) (*topicLake, string) {
+func testDirLake(t testing.TB, schema event.Schema) (*topicLake, string) {
 	t.Helper()
 	ls, err := newLakeSchema(schema)
 	if err != nil {

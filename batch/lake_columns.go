@@ -35,6 +35,13 @@ type lakeFile struct {
 	// file has them, and decoded only where it does not.
 	positions bool
 	batchRows int // rows per batch (scanOptions.BatchRows)
+	// bytes are the file's bytes when in memory (read whole or mapped),
+	// which the lake's page decoder reads; nil otherwise.
+	bytes []byte
+	// maxDef[i] is the maximum definition level of file column cols[i],
+	// -1 when the column is not flat (the page decoder leaves it to
+	// parquet-go).
+	maxDef []int
 }
 
 // openLakeFile opens the lake file fe of tl for a scan of opts (through
@@ -70,14 +77,25 @@ func openLakeObject(o lakestore.Object, name string, schema event.Schema, fe fil
 	if got := pf.NumRows(); got != fe.Rows {
 		return nil, lf.corrupt("holds %d rows, the manifest says %d", got, fe.Rows)
 	}
+	levels := map[int]int{}
 	err = lf.selectColumns(opts, func(name string) int {
 		if leaf, ok := pf.Schema().Lookup(name); ok {
+			levels[leaf.ColumnIndex] = leaf.MaxDefinitionLevel
+			if leaf.MaxRepetitionLevel != 0 {
+				levels[leaf.ColumnIndex] = -1
+			}
 			return leaf.ColumnIndex
 		}
 		return -1
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, c := range lf.cols {
+		lf.maxDef = append(lf.maxDef, levels[c])
+	}
+	if m, ok := o.(*memFile); ok {
+		lf.bytes = m.b
 	}
 	return lf, nil
 }
@@ -113,6 +131,34 @@ type columnReader struct {
 	// buffers of the batch's other metadata columns
 	time, ingest, offsets []int64
 	parts                 []int32
+	// parquetPages reads every page with parquet-go's reader (tests
+	// compare the two); ownChunks counts the column chunks the lake's page
+	// decoder read.
+	parquetPages bool
+	ownChunks    int
+}
+
+// startChunk starts cursor cur on column chunk c (the scan's column i) of
+// row group rg: read by the lake's page decoder when the file is in
+// memory and the decoder reads the chunk's column, codec and encodings,
+// else by parquet-go's page reader.
+func (r *columnReader) startChunk(cur *pageCursor, lf *lakeFile, rg, i, c int, chunk parquet.ColumnChunk) {
+	if !r.parquetPages && lf.bytes != nil && lf.maxDef[i] >= 0 {
+		cc := &lf.pf.Metadata().RowGroups[rg].Columns[c]
+		md := &cc.MetaData
+		if cc.FilePath == "" && decodable(md, 0, lf.maxDef[i]) {
+			if b, start, ok := pageChunk(lf.bytes, md); ok {
+				cur.resetOwn(b, start, md, lf.maxDef[i])
+				// Without a checksum of the whole file (checked when it
+				// was opened), the pages' own are checked, as parquet-go's
+				// reader does.
+				cur.dec.checkCRC = lf.fe.CRC32C == 0
+				r.ownChunks++
+				return
+			}
+		}
+	}
+	cur.reset(chunk.Pages())
 }
 
 // scanRowGroup reads row group rg of lf and calls fn for each batch. The
@@ -162,7 +208,7 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 		t := lf.target[i]
 		decode = append(decode, positions || t != tPart && t != tOffset)
 		if decode[i] {
-			cursors[i].reset(chunks[c].Pages())
+			r.startChunk(&cursors[i], lf, rg, i, c, chunks[c])
 		}
 	}
 	r.decode = decode

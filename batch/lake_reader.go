@@ -12,6 +12,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
+	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -237,8 +238,9 @@ func checkBytes(b []byte, name string, fe fileEntry) (err error) {
 
 // checkSum compares the whole file's CRC-32C with the manifest's before
 // anything is decoded: a damaged page could otherwise decode to plausible,
-// wrong values (zstd frames carry no checksum here, and page CRCs are not
-// checked). It is the pass over a file too large to read into memory
+// wrong values (zstd frames carry no checksum here, and page CRCs cover
+// neither page headers nor the footer; the page decoder checks them only
+// for files without a checksum in the manifest). It is the pass over a file too large to read into memory
 // (readChecked does the same for the others).
 func checkSum(o lakestore.Object, name string, fe fileEntry) error {
 	if fe.CRC32C == 0 {
@@ -483,16 +485,59 @@ type pageCursor struct {
 	// borrow allows fillValues to borrow (the batch's rows are all in
 	// this page); borrowed says it did.
 	borrow, borrowed bool
+	// own says the chunk's pages are read by dec, the lake's page decoder,
+	// rather than by pages (parquet-go's); pv is dec's current page.
+	own bool
+	dec *pageDecoder
+	pv  pageValues
 }
 
-// reset starts on another column chunk, keeping the buffers.
+// reset starts on another column chunk, read by parquet-go's pages,
+// keeping the buffers.
 func (c *pageCursor) reset(pages parquet.Pages) {
 	c.close()
-	*c = pageCursor{pages: pages, bufI32: c.bufI32, bufI64: c.bufI64, bufF64: c.bufF64, ownI: c.ownI, ownF: c.ownF}
+	*c = pageCursor{pages: pages, bufI32: c.bufI32, bufI64: c.bufI64, bufF64: c.bufF64, ownI: c.ownI, ownF: c.ownF, dec: c.dec}
 }
 
-// close gives the current page back and closes the chunk's pages.
+// resetOwn starts on another column chunk, read by the lake's page
+// decoder from its bytes (at offset base of the file), keeping the
+// buffers.
+func (c *pageCursor) resetOwn(chunk []byte, base int64, md *format.ColumnMetaData, maxDef int) {
+	c.reset(nil)
+	c.own = true
+	if c.dec == nil {
+		c.dec = pageDecoders.Get().(*pageDecoder)
+	}
+	c.dec.reset(chunk, base, md.Type, md.Codec, maxDef)
+}
+
+// nextOwn loads the next page of the lake's page decoder.
+func (c *pageCursor) nextOwn() error {
+	p := &c.pv
+	if err := c.dec.next(p); err != nil {
+		if err == io.EOF {
+			return errors.New("fewer values than rows")
+		}
+		return err
+	}
+	c.rows, c.row, c.val = p.rows, 0, 0
+	c.defs = p.defs
+	c.i64, c.i32, c.f64, c.bits, c.idx, c.data, c.offs = p.i64, p.i32, p.f64, p.bits, p.idx, p.data, p.offs
+	if p.idx != nil {
+		c.words = p.words
+	}
+	return nil
+}
+
+// close gives the current page back and closes the chunk's pages; the
+// page decoder goes back to pageDecoders (the values it handed out are
+// not read after the chunk's last batch).
 func (c *pageCursor) close() {
+	if c.dec != nil {
+		c.dec.reset(nil, 0, 0, 0, 0)
+		pageDecoders.Put(c.dec)
+		c.dec = nil
+	}
 	if c.page != nil {
 		parquet.Release(c.page)
 		c.page = nil
@@ -507,6 +552,9 @@ func (c *pageCursor) close() {
 
 // next loads the next page.
 func (c *pageCursor) next() error {
+	if c.own {
+		return c.nextOwn()
+	}
 	if c.page != nil {
 		parquet.Release(c.page)
 		c.page = nil

@@ -42,6 +42,92 @@ type encRow struct {
 // and pages split batches) and several row groups: the values written,
 // exactly.
 func TestLakeReaderEncodings(t *testing.T) {
+	schema, hour, in, want := encTestRows()
+	rows := len(in)
+	tl, _ := testDirLake(t, schema)
+	fe := writeStructFile(t, tl, "dt=2026-01-01/hour=00/p3-1000-99999.parquet", hour, 3, 1000, in,
+		parquet.PageBufferSize(2<<10), parquet.MaxRowsPerRowGroup(20_000))
+	for _, fields := range [][]bool{nil, {false, true, false, false, false, true, false, false, true}} {
+		var got []event.Event
+		o, _, err := tl.openFile(context.Background(), fe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = scanParquet(context.Background(), o, fe.Path, schema, fe, scanOptions{Fields: fields, IDs: true, Ingest: true}, func(b *scanBatch) error {
+			for i, e := range b.Events {
+				if b.Parts[i] != 3 || b.Offsets[i] != 1000+int64(len(got)) {
+					return fmt.Errorf("row %d: partition %d offset %d", len(got), b.Parts[i], b.Offsets[i])
+				}
+				e.Values = append([]event.Value(nil), e.Values...)
+				got = append(got, e)
+			}
+			return nil
+		})
+		o.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != rows {
+			t.Fatalf("fields %v: read %d rows, want %d", fields, len(got), rows)
+		}
+		for i, e := range got {
+			w := want[i]
+			if e.ID != w.ID || e.Time != w.Time || e.Ingest != w.Ingest {
+				t.Fatalf("fields %v: row %d: %s %d %d, want %s %d %d", fields, i, e.ID, e.Time, e.Ingest, w.ID, w.Time, w.Ingest)
+			}
+			for j, v := range e.Values {
+				wv := w.Values[j]
+				if fields != nil && !fields[j] {
+					wv = event.Value{}
+				}
+				if v != wv || math.Signbit(v.F) != math.Signbit(wv.F) {
+					t.Fatalf("fields %v: row %d field %s = %+v, want %+v", fields, i, schema[j].Name, v, wv)
+				}
+			}
+		}
+	}
+}
+
+// writeStructFile writes rows (of partition part from offset first on, in
+// the hour at hour) with parquet-go's writer and options opts as the lake
+// file at path of tl, and returns its manifest entry.
+func writeStructFile[T any](t *testing.T, tl *topicLake, path string, hour int64, part int, first int64, rows []T, opts ...parquet.WriterOption) fileEntry {
+	t.Helper()
+	w, err := tl.st.Create(context.Background(), tl.key(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := crc32.New(castagnoli)
+	pw := parquet.NewGenericWriter[T](multiWriter{w, h}, opts...)
+	if _, err := pw.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := int64(len(rows))
+	fe := fileEntry{Path: path, Start: hour, End: hour + hourMicros, Rows: n, CRC32C: h.Sum32(),
+		Ranges: []offsetRange{{Partition: part, First: first, Last: first + n - 1, Rows: n}}}
+	if fe.Bytes, err = w.Commit(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	return fe
+}
+
+// multiWriter writes to a lake object and a checksum at once.
+type multiWriter struct {
+	w interface{ Write([]byte) (int, error) }
+	h interface{ Write([]byte) (int, error) }
+}
+
+func (m multiWriter) Write(p []byte) (int, error) {
+	m.h.Write(p)
+	return m.w.Write(p)
+}
+
+// encTestRows returns the schema, hour and rows of TestLakeReaderEncodings:
+// as written (encRow) and as they must read back.
+func encTestRows() (event.Schema, int64, []encRow, []event.Event) {
 	schema := event.Schema{
 		{Name: "ts", Type: event.TypeTimestamp, Required: true},
 		{Name: "region", Type: event.TypeString},
@@ -97,74 +183,5 @@ func TestLakeReaderEncodings(t *testing.T) {
 		in[i] = r
 		want[i] = event.Event{ID: r.ID, Time: tm, Ingest: r.Ingest, Values: v}
 	}
-	tl, _ := testDirLake(t, schema)
-	st := tl.st
-	path := "dt=2026-01-01/hour=00/p3-1000-99999.parquet"
-	w, err := st.Create(context.Background(), tl.key(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := crc32.New(castagnoli)
-	pw := parquet.NewGenericWriter[encRow](multiWriter{w, h}, parquet.PageBufferSize(2<<10), parquet.MaxRowsPerRowGroup(20_000))
-	if _, err := pw.Write(in); err != nil {
-		t.Fatal(err)
-	}
-	if err := pw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	fe := fileEntry{Path: path, Start: hour, End: hour + hourMicros, Rows: rows, CRC32C: h.Sum32(),
-		Ranges: []offsetRange{{Partition: 3, First: 1000, Last: 1000 + rows - 1, Rows: rows}}}
-	if fe.Bytes, err = w.Commit(context.Background(), true); err != nil {
-		t.Fatal(err)
-	}
-	for _, fields := range [][]bool{nil, {false, true, false, false, false, true, false, false, true}} {
-		var got []event.Event
-		o, _, err := tl.openFile(context.Background(), fe)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = scanParquet(context.Background(), o, fe.Path, schema, fe, scanOptions{Fields: fields, IDs: true, Ingest: true}, func(b *scanBatch) error {
-			for i, e := range b.Events {
-				if b.Parts[i] != 3 || b.Offsets[i] != 1000+int64(len(got)) {
-					return fmt.Errorf("row %d: partition %d offset %d", len(got), b.Parts[i], b.Offsets[i])
-				}
-				e.Values = append([]event.Value(nil), e.Values...)
-				got = append(got, e)
-			}
-			return nil
-		})
-		o.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != rows {
-			t.Fatalf("fields %v: read %d rows, want %d", fields, len(got), rows)
-		}
-		for i, e := range got {
-			w := want[i]
-			if e.ID != w.ID || e.Time != w.Time || e.Ingest != w.Ingest {
-				t.Fatalf("fields %v: row %d: %s %d %d, want %s %d %d", fields, i, e.ID, e.Time, e.Ingest, w.ID, w.Time, w.Ingest)
-			}
-			for j, v := range e.Values {
-				wv := w.Values[j]
-				if fields != nil && !fields[j] {
-					wv = event.Value{}
-				}
-				if v != wv || math.Signbit(v.F) != math.Signbit(wv.F) {
-					t.Fatalf("fields %v: row %d field %s = %+v, want %+v", fields, i, schema[j].Name, v, wv)
-				}
-			}
-		}
-	}
-}
-
-// multiWriter writes to a lake object and a checksum at once.
-type multiWriter struct {
-	w interface{ Write([]byte) (int, error) }
-	h interface{ Write([]byte) (int, error) }
-}
-
-func (m multiWriter) Write(p []byte) (int, error) {
-	m.h.Write(p)
-	return m.w.Write(p)
+	return schema, hour, in, want
 }

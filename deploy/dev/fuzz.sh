@@ -28,6 +28,7 @@ targets=(
     "speed FuzzDecodePart"
     "batch FuzzManifestRecord"
     "batch FuzzReadViewFile"
+    "batch FuzzPageDecoder"
     "kafka FuzzDecodeBatches"
     "sinks FuzzDecodeDeadLetterRecord"
     "sinks/elasticsearch FuzzIndexPattern"
