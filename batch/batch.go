@@ -156,11 +156,15 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 			return nil, fmt.Errorf("batch: %w", err)
 		}
 	}
+	// Two encoders of zstd's best level (~34 MiB each) serve every topic:
+	// daily-sized files are few, and two cores' worth of them is plenty.
+	best := newBestEncoders(2)
 	for i := range p.Topics {
 		tl, err := openTopicLake(ctx, b.lakeStore, &p.Topics[i], b.now, b.logger)
 		if err != nil {
 			return nil, err
 		}
+		tl.best = best
 		b.lakes[p.Topics[i].Name] = tl
 	}
 	b.budget = newMemBudget(int64(b.lakeBuffer()))

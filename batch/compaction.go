@@ -62,7 +62,7 @@ type compactor struct {
 }
 
 func newCompactor(tl *topicLake, logger *slog.Logger, now func() time.Time, cfg pipelines.Compact, grace time.Duration, m *metrics) *compactor {
-	return &compactor{tl: tl, logger: logger, now: now, cfg: cfg, grace: grace, metrics: m, nudge: make(chan struct{}, 1), fw: newFileWriter(tl.ls), unhidden: map[string]bool{}}
+	return &compactor{tl: tl, logger: logger, now: now, cfg: cfg, grace: grace, metrics: m, nudge: make(chan struct{}, 1), fw: newFileWriter(tl.ls, tl.best), unhidden: map[string]bool{}}
 }
 
 // poke asks for a pass soon; it never blocks.

@@ -86,7 +86,7 @@ func BenchmarkLakeWrite(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		fw := newFileWriter(ls)
+		fw := newFileWriter(ls, nil)
 		ranges := []offsetRange{{Partition: 0, First: 0, Last: benchRows - 1, Rows: benchRows}}
 		cpu0 := cpuTime()
 		for b.Loop() {
@@ -168,7 +168,7 @@ func BenchmarkLakeWriteFiles(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			fw := newFileWriter(ls)
+			fw := newFileWriter(ls, nil)
 			var buf bytes.Buffer
 			var size int64
 			cpu0 := cpuTime()

@@ -2,66 +2,139 @@ package batch
 
 import (
 	"encoding/binary"
+	"slices"
 
 	kzstd "github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go/compress/zstd"
 )
 
 // lakeCodec is the compression of every lake column chunk: zstd, in one of
-// three ways chosen per page by its size and the file's row count.
+// several ways chosen per page by its size and the file's row count.
 //
-//   - A page of fewer than rawPageBytes is stored as a zstd frame of one
-//     raw (uncompressed) block: compressing it costs building entropy
-//     tables for a few hundred bytes and saves a few of them.
 //   - In a file of fewer than smallFileRows rows (an hourly file of a
-//     backfill holds a few dozen), the other pages are compressed at zstd's
-//     fastest level without entropy coding: matches (repeated ids,
-//     strings, bytes) are found, the tables are not built.
-//   - Otherwise, zstd's default level.
+//     backfill holds a few dozen), a page of fewer than rawPageBytes is
+//     stored as a zstd frame of one raw (uncompressed) block: compressing
+//     it costs building entropy tables for a few hundred bytes and saves a
+//     few of them; the other pages are compressed at zstd's fastest level
+//     without entropy coding: matches (repeated ids, strings, bytes) are
+//     found, the tables are not built.
+//   - In a file of smallFileRows to bestFileRows rows (a daily file of a
+//     sparse topic), every page is compressed at zstd's best level, and
+//     kept raw when that is no smaller: such files are few, and their
+//     bytes per row are what they cost (the best level takes 0.3 to 0.9
+//     B/row off the backfill's daily files, ~1,000 rows each, for about
+//     four times the writer's CPU: ~5 ms a file against ~1.2).
+//   - Larger files, at zstd's default level (the writer's throughput on
+//     busy topics).
 //
-// Every zstd decoder reads all three, so the file says ZSTD for every
+// Every zstd decoder reads them all, so the file says ZSTD for every
 // column whichever was chosen. On the backfill's hourly files (48 rows, 21
 // pages and 5 dictionaries each) zstd was a quarter of the writer's CPU;
 // measured on them, see BENCHMARKS.md ("Backfill").
 type lakeCodec struct {
 	zstd.Codec // the default level
+	best       *bestEncoders
 	fast       *kzstd.Encoder
-	// small says the file being written has fewer than smallFileRows
-	// rows; its fileWriter sets it per file.
-	small bool
+	// rows is the row count of the file being written; its fileWriter
+	// sets it per file.
+	rows int64
 }
 
 const (
 	rawPageBytes  = 256
 	smallFileRows = 256
+	// bestFileRows bounds the files (sparse topics' daily ones: a few
+	// thousand rows or fewer) whose pages get zstd's best level and whose
+	// numeric columns' encodings are tried (encodingTrial): on larger
+	// files their CPU would slow the writer of busy topics, where footers
+	// and page headers are a small share of the bytes anyway.
+	bestFileRows = 1 << 14
 )
 
 // maxRawFrame is the largest content appendRawFrame writes: what a
 // two-byte frame content size holds (and below zstd's 128 KiB block limit).
 const maxRawFrame = 0xffff + 256
 
-func newLakeCodec() *lakeCodec {
+// newLakeCodec makes the codec of one file writer; best lends it zstd's
+// best level (nil: an encoder of its own, for tests and benchmarks).
+func newLakeCodec(best *bestEncoders) *lakeCodec {
 	fast, err := kzstd.NewWriter(nil, kzstd.WithEncoderLevel(kzstd.SpeedFastest), kzstd.WithNoEntropyCompression(true),
 		kzstd.WithEncoderConcurrency(1), kzstd.WithZeroFrames(true), kzstd.WithEncoderCRC(false))
 	if err != nil {
 		panic(err) // only invalid options fail, and these are fixed
 	}
-	return &lakeCodec{fast: fast}
+	if best == nil {
+		best = newBestEncoders(1)
+	}
+	return &lakeCodec{fast: fast, best: best}
 }
 
 // Encode compresses src into dst (parquet-go's compress.Codec).
 func (c *lakeCodec) Encode(dst, src []byte) ([]byte, error) {
 	switch {
-	case len(src) < rawPageBytes:
+	case c.rows < smallFileRows && len(src) < rawPageBytes:
 		return appendRawFrame(dst[:0], src), nil
-	case c.small:
+	case c.rows < smallFileRows:
 		return c.fast.EncodeAll(src, dst[:0]), nil
+	case c.rows >= bestFileRows:
+		return c.Codec.Encode(dst, src)
 	}
-	return c.Codec.Encode(dst, src)
+	out := c.best.encode(dst, src)
+	if len(src) <= maxRawFrame && len(out) >= rawFrameLen(len(src)) {
+		// Tiny or random pages (a few hundred bits of booleans, bytes
+		// zstd finds nothing in) are smaller raw.
+		return appendRawFrame(out[:0], src), nil
+	}
+	return out, nil
+}
+
+// bestEncoders lends zstd encoders of the best level to the file writers
+// of a process, a few at a time. Each holds about 34 MiB of match tables
+// (its own, whatever the size of the input), so they are not made per
+// file writer (four per topic, and a compactor's) nor pooled in a
+// sync.Pool, whose emptying at every garbage collection had them made
+// again and again (a daily backfill's peak RSS went from 370 MiB to over
+// 1 GiB); a writer that finds none free waits for one, as a core would be
+// busy anyway. They are made when first needed: a process that writes no
+// file of smallFileRows to bestFileRows rows has none.
+type bestEncoders struct {
+	free chan *kzstd.Encoder // nil: not made yet
+}
+
+func newBestEncoders(n int) *bestEncoders {
+	b := &bestEncoders{free: make(chan *kzstd.Encoder, n)}
+	for range n {
+		b.free <- nil
+	}
+	return b
+}
+
+// encode compresses src into dst[:0] with one of the encoders.
+func (b *bestEncoders) encode(dst, src []byte) []byte {
+	e := <-b.free
+	defer func() { b.free <- e }()
+	if e == nil {
+		var err error
+		e, err = kzstd.NewWriter(nil, kzstd.WithEncoderLevel(kzstd.SpeedBestCompression),
+			kzstd.WithEncoderConcurrency(1), kzstd.WithZeroFrames(true), kzstd.WithEncoderCRC(false))
+		if err != nil {
+			panic(err) // only invalid options fail, and these are fixed
+		}
+	}
+	return e.EncodeAll(src, dst[:0])
 }
 
 // zstdMagic starts every zstd frame (RFC 8878, section 3.1.1).
 const zstdMagic = 0xFD2FB528
+
+// rawFrameLen is the length of the raw frame appendRawFrame writes for n
+// bytes.
+func rawFrameLen(n int) int {
+	if n <= 0xff {
+		return n + 9
+	}
+	return n + 10
+}
 
 // appendRawFrame appends a zstd frame holding src (at most maxRawFrame
 // bytes) as one raw block (RFC 8878): the magic number; a frame header
@@ -71,6 +144,7 @@ const zstdMagic = 0xFD2FB528
 // minus 256); then one block header (last block, type raw, size) and the
 // bytes.
 func appendRawFrame(dst, src []byte) []byte {
+	dst = slices.Grow(dst, rawFrameLen(len(src)))
 	n := len(src)
 	dst = binary.LittleEndian.AppendUint32(dst, zstdMagic)
 	if n <= 0xff {

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bytes"
+	"sync"
 	"testing"
 
 	kzstd "github.com/klauspost/compress/zstd"
@@ -46,23 +47,24 @@ func TestRawFrameDecodes(t *testing.T) {
 // TestLakeCodecChoice writes a small file (48 rows) and a large one (4,000
 // rows) of the example schema with the lake's file writer and reads their
 // pages back with parquet-go: every column chunk says ZSTD and every row
-// reads back; pages of fewer than rawPageBytes are stored raw (the
-// compressed size is the content plus a frame header), larger pages of
-// the small file and of the large file are compressed.
+// reads back. In the small file pages of fewer than rawPageBytes are stored
+// raw (the compressed size is the content plus a frame header) and larger
+// pages compressed; in the large file every page is compressed, or raw
+// where that is smaller: no page takes more than its raw frame.
 func TestLakeCodecChoice(t *testing.T) {
 	ls, err := newLakeSchema(exampleSchema)
 	if err != nil {
 		t.Fatal(err)
 	}
 	evs := exampleEvents(4000, 3)
-	fw := newFileWriter(ls)
+	fw := newFileWriter(ls, nil)
 	for _, rows := range []int{48, 4000} {
 		var buf bytes.Buffer
 		if err := fw.start(&buf, []offsetRange{{Partition: 0, First: 0, Last: int64(rows - 1), Rows: int64(rows)}}); err != nil {
 			t.Fatal(err)
 		}
-		if small := fw.codec.small; small != (rows < smallFileRows) {
-			t.Errorf("%d rows: small %v", rows, small)
+		if fw.codec.rows != int64(rows) {
+			t.Errorf("%d rows: the codec was told %d", rows, fw.codec.rows)
 		}
 		for i := range rows {
 			if err := fw.add(&evs[i], 0, int64(i)); err != nil {
@@ -104,12 +106,15 @@ func TestLakeCodecChoice(t *testing.T) {
 		}
 		headers := pageHeaders(t, buf.Bytes(), f)
 		for _, h := range headers {
+			want := int32(rawFrameLen(int(h.UncompressedPageSize)))
 			switch {
+			case rows >= smallFileRows && h.CompressedPageSize > want:
+				t.Errorf("%d rows: a page of %d bytes is stored in %d, more than raw (%d)", rows, h.UncompressedPageSize, h.CompressedPageSize, want)
+			case rows >= smallFileRows && h.CompressedPageSize == want:
+				raw++
+			case rows >= smallFileRows:
+				compressed++
 			case h.UncompressedPageSize < rawPageBytes:
-				want := h.UncompressedPageSize + 9
-				if h.UncompressedPageSize > 255 {
-					want++
-				}
 				if h.CompressedPageSize != want {
 					t.Errorf("%d rows: a page of %d bytes is stored in %d, want %d (raw)", rows, h.UncompressedPageSize, h.CompressedPageSize, want)
 				}
@@ -118,7 +123,7 @@ func TestLakeCodecChoice(t *testing.T) {
 				compressed++
 			}
 		}
-		if raw == 0 || compressed == 0 {
+		if rows >= smallFileRows && compressed == 0 || rows < smallFileRows && (raw == 0 || compressed == 0) {
 			t.Errorf("%d rows: %d raw pages, %d compressed pages of %d; want some of both", rows, raw, compressed, len(headers))
 		}
 	}
@@ -148,4 +153,45 @@ func pageHeaders(t *testing.T, b []byte, f *parquet.File) []format.PageHeader {
 		}
 	}
 	return out
+}
+
+// TestBestEncodersShared: file writers sharing a set of two best-level
+// encoders compress at once from four goroutines; every frame decodes to
+// its page, and no more than two encoders were ever made.
+func TestBestEncodersShared(t *testing.T) {
+	best := newBestEncoders(2)
+	dec, err := kzstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	pages := make([][]byte, 4)
+	for i := range pages {
+		pages[i] = bytes.Repeat([]byte{byte(i), 1, 2, 3, 4, 5, 6, 7}, 500+i)
+	}
+	frames := make([][]byte, len(pages))
+	var wg sync.WaitGroup
+	for i := range pages {
+		wg.Go(func() {
+			for range 20 {
+				frames[i] = best.encode(nil, pages[i])
+			}
+		})
+	}
+	wg.Wait()
+	for i, f := range frames {
+		got, err := dec.DecodeAll(f, nil)
+		if err != nil || !bytes.Equal(got, pages[i]) {
+			t.Errorf("page %d: decoded %d bytes (%v), want its %d", i, len(got), err, len(pages[i]))
+		}
+	}
+	made := 0
+	for range 2 {
+		if e := <-best.free; e != nil {
+			made++
+		}
+	}
+	if made == 0 || len(best.free) != 0 {
+		t.Errorf("%d encoders made, %d more lent out", made, len(best.free))
+	}
 }

@@ -52,10 +52,11 @@ const maxTracked = 1 << 12
 // packing of sorted or near-sorted values) are not surveyed. It is reused
 // from file to file; not safe for concurrent use.
 type encodingSurvey struct {
-	ls   *lakeSchema
-	seed maphash.Seed
-	rows int64
-	cols []columnSurvey // one per topic field, then _ingest_time
+	ls    *lakeSchema
+	seed  maphash.Seed
+	rows  int64
+	cols  []columnSurvey // one per topic field, then _ingest_time
+	trial encodingTrial
 }
 
 // columnSurvey is one column's survey.
@@ -79,6 +80,10 @@ type columnSurvey struct {
 	mini      [4]struct{ lo, hi int64 }
 	inBlock   int
 	deltaBits int64
+	// vals are the values of a numeric column (as bits), up to
+	// bestFileRows of them, for the trial of its encodings (encodingTrial):
+	// a file of more rows is planned by estimates alone.
+	vals []uint64
 }
 
 func newEncodingSurvey(ls *lakeSchema) *encodingSurvey {
@@ -91,7 +96,7 @@ func (s *encodingSurvey) reset() {
 	for i := range s.cols {
 		c := &s.cols[i]
 		c.seen.reset()
-		*c = columnSurvey{seen: c.seen}
+		*c = columnSurvey{seen: c.seen, vals: c.vals[:0]}
 	}
 }
 
@@ -107,6 +112,7 @@ func (s *encodingSurvey) observe(evs []event.Event) {
 			for j := range evs {
 				if vs := evs[j].Values; i < len(vs) && vs[i].Valid {
 					c.add(math.Float64bits(vs[i].F), 0, false)
+					c.keep(math.Float64bits(vs[i].F))
 				}
 			}
 		case event.TypeString:
@@ -119,6 +125,7 @@ func (s *encodingSurvey) observe(evs []event.Event) {
 			for j := range evs {
 				if vs := evs[j].Values; i < len(vs) && vs[i].Valid {
 					c.add(uint64(vs[i].I), vs[i].I, true)
+					c.keep(uint64(vs[i].I))
 				}
 			}
 		}
@@ -126,6 +133,7 @@ func (s *encodingSurvey) observe(evs []event.Event) {
 	c := &s.cols[n]
 	for j := range evs {
 		c.add(uint64(evs[j].Ingest), evs[j].Ingest, true)
+		c.keep(uint64(evs[j].Ingest))
 	}
 	s.rows += int64(len(evs))
 }
@@ -164,6 +172,14 @@ func (c *columnSurvey) add(h uint64, i int64, integer bool) bool {
 		c.seen.reset()
 	}
 	return added
+}
+
+// keep keeps a numeric value for the trial of encodings, up to
+// bestFileRows.
+func (c *columnSurvey) keep(v uint64) {
+	if len(c.vals) < bestFileRows {
+		c.vals = append(c.vals, v)
+	}
 }
 
 func (c *columnSurvey) endRun() {
@@ -257,6 +273,13 @@ func (s *encodingSurvey) plan() encodingPlan {
 		col := i
 		if i == n {
 			col = n + 4
+		}
+		if typ != event.TypeString && s.rows >= smallFileRows && s.rows < bestFileRows && c.values == int64(len(c.vals)) {
+			// Few enough rows to try both ways.
+			if s.trial.dictionaryPays(typ, c.vals) {
+				p[col] = encDict
+			}
+			continue
 		}
 		switch typ {
 		case event.TypeString:

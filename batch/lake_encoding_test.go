@@ -32,8 +32,8 @@ var encodingSchema = event.Schema{
 }
 
 // encodingEvents makes n events of encodingSchema in time order. few: few
-// distinct values per column and entries of 100 events sharing an ingest
-// time; else most values distinct and every event its own ingest time (one
+// distinct values per column and 20 log entries whose events (sharing an
+// ingest time) interleave; else most values distinct and every event its own ingest time (one
 // event per log entry: what would make a dictionary of ingest times as
 // large as the column).
 func encodingEvents(n int, start int64, few bool) []event.Event {
@@ -48,7 +48,9 @@ func encodingEvents(n int, start int64, few bool) []event.Event {
 			v[3] = event.Value{I: int64(200 + 100*(i*31%5)), Valid: true}
 			v[4] = event.Value{I: int64(i*7919%6) * 1_000_000_007, Valid: i%10 != 0}
 			v[5] = event.Value{F: []float64{0.25, 1.5, 3.75, math.Inf(1)}[i*3%4], Valid: i%7 != 0}
-			ingest = start + int64(i/100)*100_000_000 + 20_000
+			// In time order the entries interleave: the events of one
+			// entry are spread over the file.
+			ingest = start + int64(i*7%20)*100_000_000 + 20_000
 		} else {
 			v[1] = event.Value{S: fmt.Sprintf("host-%07d", i*7919%1_000_003), Valid: true}
 			v[3] = event.Value{I: int64(int32(i * 2654435761)), Valid: true}
@@ -77,7 +79,7 @@ func TestLakeEncodingChoice(t *testing.T) {
 		few  bool
 		want map[string]format.Encoding // the column's data page encoding
 	}{
-		{"few values, entries of 100 events", true, map[string]format.Encoding{
+		{"few values, events of 20 log entries", true, map[string]format.Encoding{
 			"ts": format.DeltaBinaryPacked, "host": format.RLEDictionary, "note": format.Plain,
 			"code": format.RLEDictionary, "level": format.RLEDictionary, "ratio": format.RLEDictionary,
 			event.ColID: format.Plain, event.ColPartition: format.RLEDictionary, event.ColOffset: format.DeltaBinaryPacked,

@@ -3,11 +3,11 @@ package batch
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"hash"
 	"hash/crc32"
 	"io"
+	"strconv"
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
@@ -91,13 +91,39 @@ func (s *switchWriter) Write(p []byte) (int, error) {
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // rangesKey is the key, in a lake file's footer metadata, of the offset
-// ranges the file answers for (the manifest's "ranges", as JSON), so that
-// the file says what it holds without the manifest.
+// ranges the file answers for (the manifest's "ranges"), so that the file
+// says what it holds without the manifest: a JSON array of
+// [partition, first, last, rows] arrays (appendRanges).
 const rangesKey = "lambdaflow.ranges"
 
-func newFileWriter(ls *lakeSchema) *fileWriter {
+// appendRanges appends the footer form of ranges to b: a JSON array of
+// [partition, first, last, rows] arrays. Earlier files have an array of
+// the manifest's objects, whose keys took a quarter of a daily file's
+// footer (~270 of ~2,100 bytes with eight partitions).
+func appendRanges(b []byte, ranges []offsetRange) []byte {
+	b = append(b, '[')
+	for i, r := range ranges {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendInt(b, int64(r.Partition), 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, r.First, 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, r.Last, 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, r.Rows, 10)
+		b = append(b, ']')
+	}
+	return append(b, ']')
+}
+
+// newFileWriter makes a file writer of the lake schema ls; best lends it
+// zstd's best level (nil: an encoder of its own).
+func newFileWriter(ls *lakeSchema, best *bestEncoders) *fileWriter {
 	fw := &fileWriter{ls: ls, sum: crc32.New(castagnoli), survey: newEncodingSurvey(ls),
-		writers: map[string]*parquet.GenericWriter[any]{}, codec: newLakeCodec()}
+		writers: map[string]*parquet.GenericWriter[any]{}, codec: newLakeCodec(best)}
 	fw.out.bw = bufio.NewWriterSize(io.Discard, 32<<10)
 	fw.pending = make([]event.Event, 0, chunkRows)
 	fw.offsets = make([]int64, 0, chunkRows)
@@ -168,7 +194,7 @@ func (fw *fileWriter) start(dst io.Writer, ranges []offsetRange) error {
 	for _, r := range ranges {
 		rows += r.Rows
 	}
-	fw.codec.small = rows < smallFileRows
+	fw.codec.rows = rows
 	plan := fw.survey.plan()
 	fw.survey.reset()
 	w, err := fw.writerFor(plan)
@@ -182,8 +208,7 @@ func (fw *fileWriter) start(dst io.Writer, ranges []offsetRange) error {
 	fw.w.Reset(&fw.out)
 	fw.cols = fw.w.ColumnWriters()
 	fw.rows, fw.group = 0, 0
-	meta, _ := json.Marshal(ranges)
-	fw.w.SetKeyValueMetadata(rangesKey, string(meta))
+	fw.w.SetKeyValueMetadata(rangesKey, string(appendRanges(nil, ranges)))
 	return nil
 }
 
@@ -363,7 +388,7 @@ func (fw *fileWriter) finish() (uint32, error) {
 	err := fw.w.Close()
 	fw.out.tail = nil
 	if err == nil {
-		tail, err = trimFooter(tail, fw.out.n)
+		tail, err = trimFooter(tail, fw.out.n, fw.ls.stats)
 	}
 	if err == nil {
 		_, err = fw.out.Write(tail)
@@ -388,7 +413,7 @@ func (fw *fileWriter) finish() (uint32, error) {
 // starts; no reader of the lake needs any of them (the batch layer skips
 // the page index; DuckDB and pyarrow read files without them), and they
 // cost ~1.1 B/row in daily files of ~900 rows.
-func trimFooter(tail []byte, dataEnd int64) ([]byte, error) {
+func trimFooter(tail []byte, dataEnd int64, stats []bool) ([]byte, error) {
 	if dataEnd == 0 {
 		return tail, nil // no rows: the header and footer alone
 	}
@@ -415,6 +440,9 @@ func trimFooter(tail []byte, dataEnd int64) ([]byte, error) {
 			// list; the count of pages of each is for writers of many
 			// pages a chunk (0.2 B/row more in daily files).
 			c.MetaData.EncodingStats = nil
+			if j < len(stats) && !stats[j] {
+				c.MetaData.Statistics = format.Statistics{}
+			}
 		}
 	}
 	b, err := thrift.Marshal(proto, &md)

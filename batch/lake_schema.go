@@ -21,6 +21,8 @@ type lakeSchema struct {
 	schema *parquet.Schema
 	// optional[i] says column i may hold nulls (definition level 1).
 	optional []bool
+	// stats[i] says column i keeps its chunks' statistics in the footer.
+	stats []bool
 }
 
 // newLakeSchema builds the Parquet schema for a topic schema, with every
@@ -33,9 +35,11 @@ func newLakeSchema(fields event.Schema) (*lakeSchema, error) {
 			return nil, fmt.Errorf("lake: topic field %q collides with a lake metadata column", f.Name)
 		}
 		ls.optional = append(ls.optional, !f.Required)
+		ls.stats = append(ls.stats, f.Type == event.TypeTimestamp)
 	}
-	for range metaColumns {
+	for _, m := range metaColumnTypes {
 		ls.optional = append(ls.optional, false)
+		ls.stats = append(ls.stats, m.name != event.ColID)
 	}
 	var err error
 	if ls.schema, err = ls.schemaFor(nil); err != nil {

@@ -177,15 +177,7 @@ func (tw *topicWriter) encodeFile(ctx context.Context, g lakestore.Group, fw *fi
 	if err := pr.reset(runs); err != nil {
 		return nil, 0, err
 	}
-	// A first pass over the rows chooses the file's encodings.
-	for {
-		evs, _, _ := pr.next(chunkRows)
-		if len(evs) == 0 {
-			break
-		}
-		fw.observe(evs)
-	}
-	pr.rewind()
+	fw.surveySorted(pr)
 	w, err := g.Create(ctx, tw.tl.key(fe.Path))
 	if err != nil {
 		fw.abandon()
@@ -195,25 +187,10 @@ func (tw *topicWriter) encodeFile(ctx context.Context, g lakestore.Group, fw *fi
 		w.Abort()
 		return nil, 0, err
 	}
-	for {
-		evs, parts, offs := pr.next(chunkRows)
-		if len(evs) == 0 {
-			break
-		}
-		for i := range evs {
-			if err == nil {
-				err = fw.add(&evs[i], parts[i], offs[i])
-			}
-		}
-		if err == nil {
-			// The decoded events are reused by the next chunk.
-			err = fw.drain()
-		}
-		if err != nil {
-			fw.abandon()
-			w.Abort()
-			return nil, 0, err
-		}
+	if err := fw.addSorted(pr); err != nil {
+		fw.abandon()
+		w.Abort()
+		return nil, 0, err
 	}
 	sum, err := fw.finish()
 	if err != nil {
@@ -221,4 +198,37 @@ func (tw *topicWriter) encodeFile(ctx context.Context, g lakestore.Group, fw *fi
 		return nil, 0, err
 	}
 	return w, sum, nil
+}
+
+// surveySorted shows the sorted rows of pr to the survey of fw's next file
+// (a first pass over them chooses the file's encodings), then rewinds pr.
+func (fw *fileWriter) surveySorted(pr *periodReader) {
+	for {
+		evs, _, _ := pr.next(chunkRows)
+		if len(evs) == 0 {
+			break
+		}
+		fw.observe(evs)
+	}
+	pr.rewind()
+}
+
+// addSorted adds the sorted rows of pr to the file fw started, a chunk at a
+// time: the decoded events are reused by the next chunk, so each chunk is
+// drained before the next is decoded.
+func (fw *fileWriter) addSorted(pr *periodReader) error {
+	for {
+		evs, parts, offs := pr.next(chunkRows)
+		if len(evs) == 0 {
+			return nil
+		}
+		for i := range evs {
+			if err := fw.add(&evs[i], parts[i], offs[i]); err != nil {
+				return err
+			}
+		}
+		if err := fw.drain(); err != nil {
+			return err
+		}
+	}
 }

@@ -113,6 +113,10 @@ type topicLake struct {
 	// work keeps a compaction pass and the recovery of partitions taken
 	// over apart in this process.
 	work sync.Mutex
+	// best lends the topic's file writers zstd's best level: the batch
+	// layer shares one set among all its topics (nil: each writer makes
+	// its own).
+	best *bestEncoders
 }
 
 func openTopicLake(ctx context.Context, st lakestore.Store, t *pipelines.Topic, now func() time.Time, logger *slog.Logger) (*topicLake, error) {
@@ -231,7 +235,7 @@ func newTopicWriter(tl *topicLake, log lakeLog, logger *slog.Logger, now func() 
 		due: make(chan struct{}, 1), buf: newRowBuffer(tl.topic.Schema), parts: map[int]*partWriter{}}
 	tw.encoders = make(chan *fileWriter, flushEncoders)
 	for range flushEncoders {
-		tw.encoders <- newFileWriter(tl.ls)
+		tw.encoders <- newFileWriter(tl.ls, tl.best)
 	}
 	budget.register(tw)
 	return tw

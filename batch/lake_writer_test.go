@@ -257,22 +257,35 @@ func TestLakeSharedByTwoProcesses(t *testing.T) {
 	}
 	b1, stop1 := open(br1, "w1")
 	b2, _ := open(br2, "w2")
-	testenv.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+	// The lake partitions each process writes, by node name.
+	owned := func() (map[string][]int, error) {
 		cl, err := br1.Cluster(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		out := map[string][]int{}
+		for _, n := range cl.Nodes {
+			name, _, _ := strings.Cut(n.ID, "-")
+			out[name] = n.Owns[lakeConsumer]
+		}
+		return out, nil
+	}
+	// The rule deals the four partitions two and two. Wait for that, not
+	// only for both processes to write some: right after the two join,
+	// one may take every partition from the other for a moment, and a
+	// first half written then would leave the process stopped below
+	// nothing to hand over.
+	settled := func() error {
+		o, err := owned()
 		if err != nil {
 			return err
 		}
-		owning := 0
-		for _, n := range cl.Nodes {
-			if len(n.Owns[lakeConsumer]) > 0 {
-				owning++
-			}
-		}
-		if owning != 2 {
-			return fmt.Errorf("%d processes write the lake", owning)
+		if len(o["w1"]) != 2 || len(o["w2"]) != 2 {
+			return fmt.Errorf("partitions written by process: %v, want two each", o)
 		}
 		return nil
-	})
+	}
+	testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, settled)
 	var evs []event.Event
 	for i := range 2000 {
 		evs = append(evs, testEvent("a", i, t0, time.Second))
@@ -283,6 +296,12 @@ func TestLakeSharedByTwoProcesses(t *testing.T) {
 	for _, ps := range b2.manifestOf("metrics").Partitions {
 		epochs[ps.Partition] = ps.Epoch
 	}
+	testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, settled)
+	o, err := owned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	handed := o["w1"]
 
 	if err := stop1(); err != nil {
 		t.Fatal(err)
@@ -301,14 +320,16 @@ func TestLakeSharedByTwoProcesses(t *testing.T) {
 			t.Fatalf("event %s missing", e.ID)
 		}
 	}
-	moved := 0
+	// The partitions the stopped process wrote moved to the remaining one,
+	// which wrote them under a new epoch.
+	after := map[int]uint64{}
 	for _, ps := range b2.manifestOf("metrics").Partitions {
-		if ps.Epoch > epochs[ps.Partition] {
-			moved++
-		}
+		after[ps.Partition] = ps.Epoch
 	}
-	if moved == 0 {
-		t.Fatalf("no partition moved to the remaining process: epochs %v then %+v", epochs, b2.manifestOf("metrics").Partitions)
+	for _, part := range handed {
+		if after[part] <= epochs[part] {
+			t.Errorf("partition %d of the stopped process did not move to the remaining one: epochs %v then %v", part, epochs, after)
+		}
 	}
 	_ = b1
 }

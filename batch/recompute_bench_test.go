@@ -55,7 +55,7 @@ func writeTestFile(tb testing.TB, tl *topicLake, path string, start int64, part 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	fw := newFileWriter(tl.ls)
+	fw := newFileWriter(tl.ls, nil)
 	fw.observe(rows)
 	if err := fw.start(w, fe.Ranges); err != nil {
 		tb.Fatal(err)

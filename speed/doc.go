@@ -43,9 +43,14 @@
 // interval and on a soft stop, both stages' states with its positions in
 // the source, the partials and the view's topic, as one object written
 // atomically and named by the fenced commit of its lease
-// (docs/checkpoint-format.md). Whoever runs the partition next restores it,
-// shows its retained final rows again from the view's topic and replays from
-// the checkpointed offsets. Because whether an event is late depends only on
+// (docs/checkpoint-format.md). On a soft stop stage 2 first applies the
+// partials topic to its end, after its own stage 1's last records (and,
+// when the whole process stops, those of every stage 1 of the view here)
+// are durable, so that the stopping process's last rows and checkpoint
+// include every event it read (stop.go); a flush that was waiting for the
+// log when the stop came is kept for it, not dropped. Whoever runs the
+// partition next restores it, shows its retained final rows again from the
+// view's topic and replays from the checkpointed offsets. Because whether an event is late depends only on
 // its own partition's events before it, the replay makes the same decisions
 // as the first run, and sends the same states; stage 2 keeps only the
 // newest state of each source partition, so a state sent twice counts once.

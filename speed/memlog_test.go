@@ -24,6 +24,12 @@ type memLog struct {
 	// gates[topic], when set, holds appends to topic until it is closed,
 	// like a log slow to make them durable.
 	gates map[string]chan struct{}
+	// gate, when set, is asked before every append: the append waits until
+	// the channel it returns is closed (nil: not at all). Set it before the
+	// log is used.
+	gate func(topic string, part int, events []event.Event) <-chan struct{}
+	// readers counts the open readers of each topic.
+	readers map[string]int
 }
 
 // hold makes appends to topic wait until the returned function is called.
@@ -55,7 +61,8 @@ type memPart struct {
 }
 
 func newMemLog(p *pipelines.Pipeline) *memLog {
-	l := &memLog{parts: map[string][]*memPart{}, checkpoints: map[string][]byte{}, commits: map[string]memCommit{}, reads: map[string]int64{}}
+	l := &memLog{parts: map[string][]*memPart{}, checkpoints: map[string][]byte{}, commits: map[string]memCommit{}, reads: map[string]int64{},
+		readers: map[string]int{}}
 	for _, t := range p.LogTopics() {
 		for range max(t.Partitions, 1) {
 			l.parts[t.Name] = append(l.parts[t.Name], &memPart{grew: make(chan struct{})})
@@ -77,9 +84,15 @@ func (l *memLog) part(topic string, part int) (*memPart, error) {
 
 func (l *memLog) Append(ctx context.Context, topic string, part int, events []event.Event) (int64, error) {
 	l.mu.Lock()
-	gate := l.gates[topic]
+	gates := []<-chan struct{}{l.gates[topic]}
 	l.mu.Unlock()
-	if gate != nil {
+	if l.gate != nil {
+		gates = append(gates, l.gate(topic, part, events))
+	}
+	for _, gate := range gates {
+		if gate == nil {
+			continue
+		}
 		select {
 		case <-gate:
 		case <-ctx.Done():
@@ -161,7 +174,15 @@ func (l *memLog) Read(_ context.Context, topic string, part int, from int64) (En
 	if _, err := l.part(topic, part); err != nil {
 		return nil, err
 	}
+	l.readers[topic]++
 	return &memReader{l: l, topic: topic, part: part, next: from}, nil
+}
+
+// openReaders returns how many readers of topic are open.
+func (l *memLog) openReaders(topic string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.readers[topic]
 }
 
 func (r *memReader) Next(ctx context.Context) (broker.Entry, error) {
@@ -183,7 +204,12 @@ func (r *memReader) Next(ctx context.Context) (broker.Entry, error) {
 	}
 }
 
-func (r *memReader) Close() error { return nil }
+func (r *memReader) Close() error {
+	r.l.mu.Lock()
+	defer r.l.mu.Unlock()
+	r.l.readers[r.topic]--
+	return nil
+}
 
 func (l *memLog) Register(context.Context, string, string) error { return nil }
 

@@ -36,14 +36,20 @@ type partRun struct {
 	m  *merger
 	em *emitter
 	ho *handover // the turn to show the partition in the store
+	// sent tells the view's other runs here that stage 1 sends nothing
+	// more (stop.go).
+	sent func()
 
 	next2    int64 // offset of the next partials record to apply
 	out1     output
 	out2     output
 	marks    []markState // per view partition: the last progress sent
-	batchSeq uint64      // stage-1 batches handed to the appender
-	flushed1 time.Time   // when stage 1 last sent its records
-	dirty1   bool        // stage 1 processed events since
+	batchSeq uint64      // stage-1 batches numbered
+	// unsent holds stage-1 batches not yet handed to the appender: the
+	// run's context ended while it waited for room (flush1).
+	unsent   []partialBatch
+	flushed1 time.Time // when stage 1 last sent its records
+	dirty1   bool      // stage 1 processed events since
 
 	src, prt readerState // for the idle rule
 	errs     chan error
@@ -91,6 +97,8 @@ const emitEvery = 5 * time.Millisecond
 func (s *Speed) runPart(ctx context.Context, vs *viewSpec, lease Lease) error {
 	s.slots.own(vs.view.Name, lease.Partition())
 	defer s.slots.release(vs.view.Name, lease.Partition())
+	sent := s.stops.start(vs.view.Name)
+	defer sent()
 	// The replica of the partition here stops (own); its rows in the store
 	// become this run's (handover.go).
 	ho, err := s.handovers.take(ctx, vs.view.Name, lease.Partition())
@@ -102,6 +110,7 @@ func (s *Speed) runPart(ctx context.Context, vs *viewSpec, lease Lease) error {
 	if err != nil {
 		return err
 	}
+	r.sent = sent
 	return r.run(ctx)
 }
 
@@ -272,16 +281,14 @@ func (r *partRun) run(ctx context.Context) error {
 				return err
 			}
 		case ent := <-prtCh:
-			if err := r.apply(ent); err != nil {
-				return err
-			}
+			r.prt.queued.Add(-1)
+			r.applyPartials(ent)
 		drain2:
 			for range maxBatch - 1 {
 				select {
 				case ent := <-prtCh:
-					if err := r.apply(ent); err != nil {
-						return err
-					}
+					r.prt.queued.Add(-1)
+					r.applyPartials(ent)
 				default:
 					break drain2
 				}
@@ -343,9 +350,8 @@ func (r *partRun) read(ctx context.Context, topic string, part int, from int64, 
 	}
 }
 
-// apply gives stage 2 one entry of the partials topic.
-func (r *partRun) apply(ent broker.Entry) error {
-	r.prt.queued.Add(-1)
+// applyPartials gives stage 2 one entry of the partials topic.
+func (r *partRun) applyPartials(ent broker.Entry) {
 	for i := range ent.Events {
 		if ent.Offset+int64(i) < r.next2 {
 			continue
@@ -359,11 +365,12 @@ func (r *partRun) apply(ent broker.Entry) error {
 		}
 	}
 	r.next2 = max(r.next2, ent.End())
-	return nil
 }
 
 // flush1 sends stage 1's changed windows and progress to the view's
-// partitions.
+// partitions. When ctx ends while it waits for the appender, the batch
+// waits in unsent for the soft stop, which calls flush1 again: it is never
+// dropped, since the engine sends a window's state only once per change.
 func (r *partRun) flush1(ctx context.Context) error {
 	r.flushed1 = r.s.now()
 	r.e1.Flush(r.flushed1, &r.out1)
@@ -401,16 +408,20 @@ func (r *partRun) flush1(ctx context.Context) error {
 	}
 	r.dirty1 = false
 	r.observe()
-	if !sent {
-		return nil
+	if sent {
+		r.batchSeq++
+		r.unsent = append(r.unsent, partialBatch{seq: r.batchSeq, records: records})
 	}
-	r.batchSeq++
-	select {
-	case r.appends <- partialBatch{seq: r.batchSeq, records: records}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for len(r.unsent) > 0 {
+		select {
+		case r.appends <- r.unsent[0]:
+			r.unsent[0] = partialBatch{}
+			r.unsent = r.unsent[1:]
+		case <-ctx.Done():
+			return nil
+		}
 	}
+	return nil
 }
 
 // appendLoop appends stage 1's batches in order, each view partition's
@@ -453,7 +464,9 @@ func (r *partRun) appendLoop(ctx context.Context) error {
 }
 
 // flush2 shows stage 2's changes in the store and hands its rows for the
-// view's topic to the appender (or, without one, appends them).
+// view's topic to the appender (or, without one, appends them). When ctx
+// ends while it waits for the appender, the rows stay pending for the soft
+// stop.
 func (r *partRun) flush2(ctx context.Context) error {
 	r.m.Flush(r.s.now(), &r.out2)
 	r.em.emit(&r.out2)
@@ -475,7 +488,9 @@ func (r *partRun) flush2(ctx context.Context) error {
 				return err
 			}
 		case <-ctx.Done():
-			return ctx.Err()
+			r.em.pending = rows
+			r.appending -= len(rows)
+			return nil
 		}
 	}
 }
@@ -531,6 +546,9 @@ func (r *partRun) onTick(ctx context.Context) error {
 		// The state may be checkpointed only once every row it emitted is
 		// durable: wait for the appender (a pause once per interval).
 		if err := r.drain(ctx); err != nil {
+			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				return nil // the soft stop checkpoints
+			}
 			return err
 		}
 		r.startCheckpoint(ctx)
@@ -620,8 +638,10 @@ func (r *partRun) uploadDone(res uploadResult) {
 	r.vs.m.checkpointBytes.Set(float64(res.size))
 }
 
-// softStop sends stage 1's last records, waits until they are durable,
-// makes stage 2's final rows durable and checkpoints. Entries read but not
+// softStop sends stage 1's last records, waits until they are durable
+// (and, when the whole process stops, until the view's other runs here
+// have sent theirs), applies the partials topic to its end, makes stage 2's
+// rows durable and checkpoints (stop.go). Source entries read but not
 // processed are left to the next owner, which reads them again.
 func (r *partRun) softStop(stopAppender context.CancelFunc, appender *sync.WaitGroup) error {
 	ctx, cancel := context.WithTimeout(context.Background(), softStopTimeout)
@@ -646,6 +666,13 @@ func (r *partRun) softStop(stopAppender context.CancelFunc, appender *sync.WaitG
 			return fail("send partial states", ctx.Err())
 		case <-time.After(time.Millisecond):
 		}
+	}
+	r.sent()
+	if err := r.s.stops.wait(ctx, r.vs.view.Name); err != nil {
+		return fail("apply partial states", err)
+	}
+	if err := r.catchUp(ctx); err != nil {
+		return fail("apply partial states", err)
 	}
 	r.m.showWaiting()
 	err := r.flush2(ctx)

@@ -73,6 +73,9 @@ type Speed struct {
 	// handovers passes the rows of a partition in the store from one
 	// merger to the next.
 	handovers *handovers
+	// stops lets the partition runs of a view that stop together wait for
+	// each other's last partial states (stop.go).
+	stops *stopGroup
 }
 
 // viewSpec is one view and what New compiled for it.
@@ -93,7 +96,7 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Speed, err
 		return nil, errors.New("speed: New needs a pipeline, a log and a store")
 	}
 	s := &Speed{p: p, log: log, store: store, logger: opts.Logger, now: opts.Now, opts: opts,
-		bucket: "speed_" + p.Name, slots: newSlots(), handovers: newHandovers()}
+		bucket: "speed_" + p.Name, slots: newSlots(), handovers: newHandovers(), stops: newStopGroup()}
 	if !opts.Serve {
 		// Rows nobody queries are not kept.
 		s.store = nopStore{}
@@ -148,8 +151,10 @@ func compileViews(p *pipelines.Pipeline) ([]*viewSpec, error) {
 // Run computes the partitions of every view that this process owns
 // (Options.Owner) and, with Options.Serve, shows the rest of every view in
 // the store from its partials (replicas), until ctx is done; then it stops
-// softly: each owned partition sends its last partial states, makes its
-// final rows durable, checkpoints and is given back. A partition whose log
+// softly: each owned partition sends its last partial states and, once
+// every partition of the view here has, applies its partials to their end,
+// makes its rows durable, checkpoints and is given back, so that what this
+// process last shows and checkpoints includes every event it read (stop.go). A partition whose log
 // fails starts again from its last checkpoint, which gives the same
 // results (see the package doc). Run returns nil after a soft stop, or the
 // first error that stopped a view for good (a checkpoint it cannot read, a
@@ -205,6 +210,7 @@ func (s *Speed) Run(ctx context.Context) error {
 		}
 	}
 	<-ctx.Done()
+	s.stops.stopAll()
 	for _, o := range owned {
 		o.Stop()
 	}

@@ -1,0 +1,125 @@
+package batch
+
+import (
+	"math"
+	"math/bits"
+
+	"github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/parquet-go/parquet-go/encoding/bytestreamsplit"
+	pqdelta "github.com/parquet-go/parquet-go/encoding/delta"
+	"github.com/parquet-go/parquet-go/encoding/plain"
+	"github.com/parquet-go/parquet-go/encoding/rle"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+)
+
+// dictPageOverhead is what a dictionary adds besides its values and
+// indices: the dictionary page's header and the indices' bit width.
+const dictPageOverhead = 12
+
+// encodingTrial chooses a numeric column's encoding in a file of
+// smallFileRows to bestFileRows rows by encoding its values both ways and
+// compressing them: which is smaller after zstd is hard to estimate from
+// counts (a column of a few hundred distance values compresses better as
+// a dictionary, 1.4 against 1.7 B/row in the backfill's daily files, though
+// the estimate favours delta packing). It compresses at zstd's default
+// level (the file is written at the best one: the order of the two sizes
+// is what counts, at a fifth of the CPU). It is reused from file to file.
+type encodingTrial struct {
+	codec zstd.Codec
+	index map[uint64]int32
+	i32   []int32
+	i64   []int64
+	f64   []float64
+	idx   []int32
+	enc   []byte
+	out   []byte
+	tried int // columns tried (tests)
+}
+
+// size is the compressed size of an encoded page body: zstd's, or the raw
+// frame's when that is smaller (lakeCodec keeps the smaller).
+func (tr *encodingTrial) size(b []byte) int64 {
+	var err error
+	tr.out, err = tr.codec.Encode(tr.out[:0], b)
+	if err != nil {
+		return int64(rawFrameLen(len(b)))
+	}
+	return int64(min(len(tr.out), rawFrameLen(len(b))))
+}
+
+// dictionaryPays reports whether the values (a column's, nulls left out,
+// as bits: integers as themselves, doubles by math.Float64bits) take fewer
+// bytes dictionary-encoded than in their type's own encoding.
+func (tr *encodingTrial) dictionaryPays(typ event.FieldType, vals []uint64) bool {
+	tr.tried++
+	if tr.index == nil {
+		tr.index = map[uint64]int32{}
+	}
+	clear(tr.index)
+	tr.idx = tr.idx[:0]
+	tr.i32, tr.i64, tr.f64 = tr.i32[:0], tr.i64[:0], tr.f64[:0]
+	// The dictionary's values in first-seen order, and each value's index.
+	var distinct []uint64
+	for _, v := range vals {
+		k, ok := tr.index[v]
+		if !ok {
+			k = int32(len(tr.index))
+			tr.index[v] = k
+			distinct = append(distinct, v)
+		}
+		tr.idx = append(tr.idx, k)
+	}
+	width := max(1, bits.Len(uint(len(distinct)-1)))
+	enc := rle.Encoding{BitWidth: width}
+	var err error
+	if tr.enc, err = enc.EncodeInt32(tr.enc[:0], tr.idx); err != nil {
+		return false
+	}
+	dict := dictPageOverhead + tr.size(tr.enc)
+	var own, values []byte
+	var p plain.Encoding
+	switch typ {
+	case event.TypeInt:
+		for _, v := range vals {
+			tr.i32 = append(tr.i32, int32(v))
+		}
+		var d pqdelta.BinaryPackedEncoding
+		own, _ = d.EncodeInt32(tr.enc[:0], tr.i32)
+		ownSize := tr.size(own)
+		tr.i32 = tr.i32[:0]
+		for _, v := range distinct {
+			tr.i32 = append(tr.i32, int32(v))
+		}
+		values, _ = p.EncodeInt32(own[:0], tr.i32)
+		tr.enc = values
+		return dict+tr.size(values) < ownSize
+	case event.TypeDouble:
+		for _, v := range vals {
+			tr.f64 = append(tr.f64, math.Float64frombits(v))
+		}
+		var s bytestreamsplit.Encoding
+		own, _ = s.EncodeDouble(tr.enc[:0], tr.f64)
+		ownSize := tr.size(own)
+		tr.f64 = tr.f64[:0]
+		for _, v := range distinct {
+			tr.f64 = append(tr.f64, math.Float64frombits(v))
+		}
+		values, _ = p.EncodeDouble(own[:0], tr.f64)
+		tr.enc = values
+		return dict+tr.size(values) < ownSize
+	}
+	for _, v := range vals {
+		tr.i64 = append(tr.i64, int64(v))
+	}
+	var d pqdelta.BinaryPackedEncoding
+	own, _ = d.EncodeInt64(tr.enc[:0], tr.i64)
+	ownSize := tr.size(own)
+	tr.i64 = tr.i64[:0]
+	for _, v := range distinct {
+		tr.i64 = append(tr.i64, int64(v))
+	}
+	values, _ = p.EncodeInt64(own[:0], tr.i64)
+	tr.enc = values
+	return dict+tr.size(values) < ownSize
+}
