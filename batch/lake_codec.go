@@ -23,7 +23,7 @@ import (
 //     kept raw when that is no smaller: such files are few, and their
 //     bytes per row are what they cost (the best level takes 0.3 to 0.9
 //     B/row off the backfill's daily files, ~1,000 rows each, for about
-//     four times the writer's CPU: ~5 ms a file against ~1.2).
+//     five times the writer's CPU: 5-8 ms a file against 1.2-1.6).
 //   - Larger files, at zstd's default level (the writer's throughput on
 //     busy topics).
 //

@@ -440,11 +440,11 @@ func fillMetaColumn[T int32 | int64](c *pageCursor, buf *[]T, n int, vals func(*
 func (c *pageCursor) fillColumn(col *event.Column, n int, typ event.FieldType) error {
 	// I and F come from the cursor's own buffers: the batch before may
 	// have borrowed a page's values (fillValues).
-	*col = event.Column{Read: true, Valid: col.Valid[:0], I: c.ownI[:0], F: c.ownF[:0], S: col.S[:0], Idx: col.Idx[:0]}
+	*col = event.Column{Read: true, Valid: col.Valid[:0], I: c.ownI[:0], F: c.ownF[:0], S: col.S[:0], Idx: c.ownIdx[:0]}
 	c.borrowed = false
 	defer func() {
 		if !c.borrowed {
-			c.ownI, c.ownF = col.I, col.F
+			c.ownI, c.ownF, c.ownIdx = col.I, col.F, col.Idx
 		}
 	}()
 	nulls := false
@@ -546,7 +546,14 @@ func (c *pageCursor) fillStrings(col *event.Column, done, k int, defs []byte) er
 				}
 			}
 		}
-		col.Idx = append(col.Idx, idx...)
+		if len(col.Idx) == 0 && c.borrow {
+			// The batch's rows are all in this page: its indices, not
+			// a copy (read-only; capacity k, so an append copies).
+			col.Idx = idx[:k:k]
+			c.borrowed = true
+		} else {
+			col.Idx = append(col.Idx, idx...)
+		}
 		c.val += k
 		return nil
 	}

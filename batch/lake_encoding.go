@@ -250,6 +250,8 @@ func varintLen(v int64) int {
 //     of distinct values.
 //
 // A column with more distinct values than maxTracked keeps its encoding.
+// In a file of smallFileRows to bestFileRows rows the numeric columns are
+// not estimated but tried (encodingTrial): both ways, compressed.
 func (s *encodingSurvey) plan() encodingPlan {
 	if s.rows == 0 {
 		return nil

@@ -47,7 +47,7 @@ func encodingEvents(n int, start int64, few bool) []event.Event {
 			v[1] = event.Value{S: fmt.Sprintf("host-%d", i*7%9), Valid: true}
 			v[3] = event.Value{I: int64(200 + 100*(i*31%5)), Valid: true}
 			v[4] = event.Value{I: int64(i*7919%6) * 1_000_000_007, Valid: i%10 != 0}
-			v[5] = event.Value{F: []float64{0.25, 1.5, 3.75, math.Inf(1)}[i*3%4], Valid: i%7 != 0}
+			v[5] = event.Value{F: []float64{0.25, 1.5, 3.75, math.Inf(1)}[(i*2654435761>>11)%4], Valid: i%7 != 0}
 			// In time order the entries interleave: the events of one
 			// entry are spread over the file.
 			ingest = start + int64(i*7%20)*100_000_000 + 20_000

@@ -98,7 +98,7 @@ const rangesKey = "lambdaflow.ranges"
 
 // appendRanges appends the footer form of ranges to b: a JSON array of
 // [partition, first, last, rows] arrays. Earlier files have an array of
-// the manifest's objects, whose keys took a quarter of a daily file's
+// the manifest's objects, whose keys took an eighth of a daily file's
 // footer (~270 of ~2,100 bytes with eight partitions).
 func appendRanges(b []byte, ranges []offsetRange) []byte {
 	b = append(b, '[')

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 
 	"github.com/parquet-go/bitpack"
 )
@@ -277,66 +276,3 @@ func plainDouble(dst []float64, src []byte, n int) ([]float64, error) {
 	}
 	return dst, nil
 }
-
-// splitWords appends the n values of width bytes (4 or 8) that src holds
-// byte stream split (byte k of value i at k·n+i) to dst, as words.
-func splitWords(dst []uint64, src []byte, n, width int) ([]uint64, error) {
-	if n < 0 || len(src)/width < n {
-		return dst, fmt.Errorf("%d split values in %d bytes", n, len(src))
-	}
-	start := len(dst)
-	dst = grow(dst, n)
-	out := dst[start:]
-	if width == 8 {
-		s0, s1, s2, s3 := src[:n], src[n:2*n], src[2*n:3*n], src[3*n:4*n]
-		s4, s5, s6, s7 := src[4*n:5*n], src[5*n:6*n], src[6*n:7*n], src[7*n:8*n]
-		i := 0
-		// Eight values at a time: a word of each stream, the 8×8 bytes
-		// transposed in three steps (bytes, pairs, quads swapped across
-		// rows), a word per value.
-		for ; i+8 <= n; i += 8 {
-			r0 := binary.LittleEndian.Uint64(s0[i:])
-			r1 := binary.LittleEndian.Uint64(s1[i:])
-			r2 := binary.LittleEndian.Uint64(s2[i:])
-			r3 := binary.LittleEndian.Uint64(s3[i:])
-			r4 := binary.LittleEndian.Uint64(s4[i:])
-			r5 := binary.LittleEndian.Uint64(s5[i:])
-			r6 := binary.LittleEndian.Uint64(s6[i:])
-			r7 := binary.LittleEndian.Uint64(s7[i:])
-			r0, r1 = swapBits(r0, r1, 8, 0x00ff00ff00ff00ff)
-			r2, r3 = swapBits(r2, r3, 8, 0x00ff00ff00ff00ff)
-			r4, r5 = swapBits(r4, r5, 8, 0x00ff00ff00ff00ff)
-			r6, r7 = swapBits(r6, r7, 8, 0x00ff00ff00ff00ff)
-			r0, r2 = swapBits(r0, r2, 16, 0x0000ffff0000ffff)
-			r1, r3 = swapBits(r1, r3, 16, 0x0000ffff0000ffff)
-			r4, r6 = swapBits(r4, r6, 16, 0x0000ffff0000ffff)
-			r5, r7 = swapBits(r5, r7, 16, 0x0000ffff0000ffff)
-			r0, r4 = swapBits(r0, r4, 32, 0x00000000ffffffff)
-			r1, r5 = swapBits(r1, r5, 32, 0x00000000ffffffff)
-			r2, r6 = swapBits(r2, r6, 32, 0x00000000ffffffff)
-			r3, r7 = swapBits(r3, r7, 32, 0x00000000ffffffff)
-			o := out[i : i+8 : i+8]
-			o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = r0, r1, r2, r3, r4, r5, r6, r7
-		}
-		for ; i < n; i++ {
-			out[i] = uint64(s0[i]) | uint64(s1[i])<<8 | uint64(s2[i])<<16 | uint64(s3[i])<<24 |
-				uint64(s4[i])<<32 | uint64(s5[i])<<40 | uint64(s6[i])<<48 | uint64(s7[i])<<56
-		}
-		return dst, nil
-	}
-	s0, s1, s2, s3 := src[:n], src[n:2*n], src[2*n:3*n], src[3*n:4*n]
-	for i := range out {
-		out[i] = uint64(s0[i]) | uint64(s1[i])<<8 | uint64(s2[i])<<16 | uint64(s3[i])<<24
-	}
-	return dst, nil
-}
-
-// swapBits swaps the bits of mask<<s in a with those of mask in b: one
-// step of a transpose.
-func swapBits(a, b uint64, s uint, mask uint64) (uint64, uint64) {
-	t := (a>>s ^ b) & mask
-	return a ^ t<<s, b ^ t
-}
-
-// bitWidth is the bits a level of at most max takes.
-func bitWidth(max int) uint { return uint(bits.Len(uint(max))) }

@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	kzstd "github.com/klauspost/compress/zstd"
+	"github.com/parquet-go/parquet-go/encoding/bytestreamsplit"
 	"github.com/parquet-go/parquet-go/format"
 )
 
@@ -474,22 +475,27 @@ func (d *pageDecoder) values(enc int32, b []byte, n int, v *pageValues) error {
 		}
 		return err
 	case format.ByteStreamSplit:
+		// parquet-go's byte stream split decoding (vectorised where the
+		// CPU allows) over exactly the page's n values.
+		var bss bytestreamsplit.Encoding
 		switch d.typ {
 		case format.Double:
-			d.f64 = grow(d.f64[:0], n)
-			_, err = splitWords(asWords(d.f64)[:0], b, n, 8)
+			if n > len(b)/8 {
+				return fmt.Errorf("%d split values in %d bytes", n, len(b))
+			}
+			d.f64, err = bss.DecodeDouble(d.f64[:0], b[:8*n])
 			v.f64 = d.f64
 		case format.Int64:
-			d.i64 = grow(d.i64[:0], n)
-			_, err = splitWords(asWords(d.i64)[:0], b, n, 8)
+			if n > len(b)/8 {
+				return fmt.Errorf("%d split values in %d bytes", n, len(b))
+			}
+			d.i64, err = bss.DecodeInt64(d.i64[:0], b[:8*n])
 			v.i64 = d.i64
 		case format.Int32:
-			d.scratch = grow(d.scratch[:0], n)
-			_, err = splitWords(asWords(d.scratch)[:0], b, n, 4)
-			d.i32 = grow(d.i32[:0], n)
-			for i, x := range d.scratch {
-				d.i32[i] = int32(x)
+			if n > len(b)/4 {
+				return fmt.Errorf("%d split values in %d bytes", n, len(b))
 			}
+			d.i32, err = bss.DecodeInt32(d.i32[:0], b[:4*n])
 			v.i32 = d.i32
 		default:
 			return fmt.Errorf("byte stream split of physical type %d", d.typ)
@@ -524,11 +530,6 @@ func (d *pageDecoder) rleBooleans(b []byte, n int, v *pageValues) error {
 	}
 	v.bits = d.bits
 	return nil
-}
-
-// asWords views 64-bit values as their bits.
-func asWords[T int64 | float64](s []T) []uint64 {
-	return unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(s))), cap(s))[:len(s)]
 }
 
 // lookup hands on the dictionary indices in d.idx: as indices into the

@@ -477,11 +477,13 @@ type pageCursor struct {
 	bufI32 []int32
 	bufI64 []int64
 	bufF64 []float64
-	// ownI and ownF are the buffers fillColumn copies values into when a
-	// batch's rows span pages; a batch within one page borrows the page's
-	// values instead (valid until the cursor moves on).
-	ownI []int64
-	ownF []float64
+	// ownI, ownF and ownIdx are the buffers fillColumn copies values (and
+	// dictionary indices) into when a batch's rows span pages; a batch
+	// within one page borrows the page's instead (valid until the cursor
+	// moves on).
+	ownI   []int64
+	ownF   []float64
+	ownIdx []int32
 	// borrow allows fillValues to borrow (the batch's rows are all in
 	// this page); borrowed says it did.
 	borrow, borrowed bool
@@ -496,7 +498,7 @@ type pageCursor struct {
 // keeping the buffers.
 func (c *pageCursor) reset(pages parquet.Pages) {
 	c.close()
-	*c = pageCursor{pages: pages, bufI32: c.bufI32, bufI64: c.bufI64, bufF64: c.bufF64, ownI: c.ownI, ownF: c.ownF, dec: c.dec}
+	*c = pageCursor{pages: pages, bufI32: c.bufI32, bufI64: c.bufI64, bufF64: c.bufF64, ownI: c.ownI, ownF: c.ownF, ownIdx: c.ownIdx, dec: c.dec}
 }
 
 // resetOwn starts on another column chunk, read by the lake's page

@@ -46,6 +46,7 @@ func (e *engine) restoreWindow(tw plan.TimeWindow, key string, st *aggregate.Sta
 		n := len(k.ss)
 		k.ss.add(e.plan, tw, st, nil)
 		e.nopen += len(k.ss) - n
+		k.changed = math.MinInt64
 		e.touch(k)
 		return
 	}

@@ -95,9 +95,14 @@ type sessionKey struct {
 	ss     sessionList
 	queued int64 // the end this key waits under in the closing heap; MaxInt64 if none
 	dirty  bool  // changed since its rows were last shown
-	listed bool  // in dirtyKeys, to be shown at the next Flush
-	closed bool  // every session was finalised and the key removed
-	shown  uint32
+	// changed: every session changed since the key's rows were last shown
+	// starts at or after it (math.MaxInt64: none, math.MinInt64: any), so
+	// that a partial engine sends a session that closes unchanged no more
+	// (see newPartialEngine).
+	changed int64
+	listed  bool // in dirtyKeys, to be shown at the next Flush
+	closed  bool // every session was finalised and the key removed
+	shown   uint32
 }
 
 // keyedWindow is a session window of one group key that no longer exists.
@@ -307,11 +312,13 @@ func (e *engine) addSession(ev *event.Event, bound int64) {
 	e.keyBuf = e.plan.Key(ev, e.keyBuf)
 	k := e.keys[string(e.keyBuf)]
 	if k == nil {
-		k = &sessionKey{key: string(e.keyBuf), queued: math.MaxInt64, shown: e.pace.never()}
+		k = &sessionKey{key: string(e.keyBuf), queued: math.MaxInt64, shown: e.pace.never(), changed: math.MaxInt64}
 		e.keys[k.key] = k
 	}
 	n := len(k.ss)
-	e.goneBuf = k.ss.addEvent(e.plan, e.gap, ev, e.goneBuf[:0])
+	var start int64
+	start, e.goneBuf = k.ss.addEvent(e.plan, e.gap, ev, e.goneBuf[:0])
+	k.changed = min(k.changed, start)
 	e.nopen += len(k.ss) - n
 	for _, g := range e.goneBuf {
 		e.gone = append(e.gone, keyedWindow{k: k, TimeWindow: g})
@@ -405,7 +412,7 @@ func (e *engine) showSlot(out *output, w *window, i int) []viewrow.Row {
 
 // showKey appends the rows of a session key's open sessions to out.Open.
 func (e *engine) showKey(out *output, k *sessionKey) []viewrow.Row {
-	k.dirty, k.shown = false, e.pace.now
+	k.dirty, k.shown, k.changed = false, e.pace.now, math.MaxInt64
 	for _, s := range k.ss {
 		out.Open = append(out.Open, e.row(out, s.TimeWindow, k.key, k.key, s.State, false))
 	}
@@ -472,8 +479,8 @@ func (e *engine) finalizeSessions(out *output) {
 		e.closeBuf = k.ss.closeUntil(e.wm, e.closeBuf[:0])
 		e.nopen -= len(e.closeBuf)
 		for _, s := range e.closeBuf {
-			if e.partial && !k.dirty {
-				continue // sent already (see finalizeWindows)
+			if e.partial && s.Start < k.changed {
+				continue // sent already, unchanged (see newPartialEngine)
 			}
 			out.Final = append(out.Final, e.row(out, s.TimeWindow, k.key, k.key, s.State, true))
 		}

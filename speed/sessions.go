@@ -64,11 +64,12 @@ func (ss *sessionList) add(p *plan.Plan, w plan.TimeWindow, st *aggregate.State,
 }
 
 // addEvent adds a matched event at its time: [t, t+gap) merged into the
-// sessions, then the event into the resulting session's state.
-func (ss *sessionList) addEvent(p *plan.Plan, gap int64, ev *event.Event, gone []plan.TimeWindow) []plan.TimeWindow {
+// sessions, then the event into the resulting session's state; it
+// returns where that session starts.
+func (ss *sessionList) addEvent(p *plan.Plan, gap int64, ev *event.Event, gone []plan.TimeWindow) (start int64, _ []plan.TimeWindow) {
 	i, gone := ss.add(p, plan.TimeWindow{Start: ev.Time, End: ev.Time + gap}, nil, gone)
 	p.Update((*ss)[i].State, ev)
-	return gone
+	return (*ss)[i].Start, gone
 }
 
 // closeUntil removes the sessions that end at or before watermark and
