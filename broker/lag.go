@@ -136,42 +136,66 @@ func (b *Broker) commits(ctx context.Context, kv jetstream.KeyValue) ([]commit, 
 		return nil, nil, nil, fmt.Errorf("broker: lag: %w", unavailable(err))
 	}
 	defer w.Stop()
-	var out []commit
-	reads := map[consumerPart]readRecord{}
-	var mirrors []mirrorRecord
+	s := offsetsScan{b: b, reads: map[consumerPart]readRecord{}, at: map[string]int{}}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, nil, nil, fmt.Errorf("broker: lag: %w", ctx.Err())
 		case e := <-w.Updates():
 			if e == nil { // all current values delivered
-				return out, reads, mirrors, nil
+				return s.commits, s.reads, s.mirrors, nil
 			}
-			if m, ok := b.parseMirror(e.Key(), e.Value()); ok {
-				mirrors = append(mirrors, m)
-				continue
-			}
-			consumer, topic, part, read, ok := parseConsumerKey(e.Key())
-			if !ok {
-				continue
-			}
-			if read {
-				var r readRecord
-				if err := json.Unmarshal(e.Value(), &r); err != nil {
-					b.log.Warn("broker: bad read report", "key", e.Key(), "err", err)
-					continue
-				}
-				reads[consumerPart{consumer, topic, part}] = r
-				continue
-			}
-			c := commit{consumer: consumer, topic: topic, part: part}
-			if err := json.Unmarshal(e.Value(), &c.rec); err != nil {
-				b.log.Warn("broker: bad offsets record", "key", e.Key(), "err", err)
-				continue
-			}
-			out = append(out, c)
+			s.add(e.Key(), e.Value())
 		}
 	}
+}
+
+// offsetsScan gathers the offsets bucket's keys as a watch delivers them.
+// A key updated while the watch delivers the current values comes again
+// (the watch's replay takes in what is written meanwhile), so the later
+// value replaces the earlier one: one row per key, as a scrape needs.
+type offsetsScan struct {
+	b       *Broker
+	commits []commit
+	reads   map[consumerPart]readRecord
+	mirrors []mirrorRecord
+	at      map[string]int // key → index in commits or mirrors
+}
+
+func (s *offsetsScan) add(key string, value []byte) {
+	if m, ok := s.b.parseMirror(key, value); ok {
+		if i, ok := s.at[key]; ok {
+			s.mirrors[i] = m
+			return
+		}
+		s.at[key] = len(s.mirrors)
+		s.mirrors = append(s.mirrors, m)
+		return
+	}
+	consumer, topic, part, read, ok := parseConsumerKey(key)
+	if !ok {
+		return
+	}
+	if read {
+		var r readRecord
+		if err := json.Unmarshal(value, &r); err != nil {
+			s.b.log.Warn("broker: bad read report", "key", key, "err", err)
+			return
+		}
+		s.reads[consumerPart{consumer, topic, part}] = r
+		return
+	}
+	c := commit{consumer: consumer, topic: topic, part: part}
+	if err := json.Unmarshal(value, &c.rec); err != nil {
+		s.b.log.Warn("broker: bad offsets record", "key", key, "err", err)
+		return
+	}
+	if i, ok := s.at[key]; ok {
+		s.commits[i] = c
+		return
+	}
+	s.at[key] = len(s.commits)
+	s.commits = append(s.commits, c)
 }
 
 // timesAt returns the times of the entry holding offset, or of the first

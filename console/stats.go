@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -100,7 +101,14 @@ func (s *Stats) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // MetricsRoutes returns GET /metrics, the Prometheus exposition of reg, a
-// read.
-func MetricsRoutes(reg *prometheus.Registry) []httpapi.Route {
-	return []httpapi.Route{{Pattern: "GET /metrics", Access: httpapi.Read, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})}}
+// read. A series that cannot be gathered is logged and left out rather
+// than failing the scrape: a 500 would cost the scraper every other series,
+// consumer lag among them, for as long as the fault lasts.
+func MetricsRoutes(reg *prometheus.Registry, log *slog.Logger) []httpapi.Route {
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		Registry:      reg,
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	})
+	return []httpapi.Route{{Pattern: "GET /metrics", Access: httpapi.Read, Handler: h}}
 }

@@ -239,9 +239,7 @@ func (r *partRun) run(ctx context.Context) error {
 	emit.Stop()
 	// Restored windows and units are shown and sent at once.
 	r.dirty1 = true
-	if err := r.flush1(ctx); err != nil {
-		return err
-	}
+	r.flush1(ctx)
 	if err := r.flush2(ctx); err != nil {
 		return err
 	}
@@ -273,13 +271,11 @@ func (r *partRun) run(ctx context.Context) error {
 			s.log.Progress(r.vs.consumer, r.source, r.part, r.e1.Next(0))
 			if wait := emitEvery - s.now().Sub(r.flushed1); wait > 0 {
 				emit.Reset(wait)
-			} else if err := r.flush1(ctx); err != nil {
-				return err
+			} else {
+				r.flush1(ctx)
 			}
 		case <-emit.C:
-			if err := r.flush1(ctx); err != nil {
-				return err
-			}
+			r.flush1(ctx)
 		case ent := <-prtCh:
 			r.prt.queued.Add(-1)
 			r.applyPartials(ent)
@@ -371,7 +367,7 @@ func (r *partRun) applyPartials(ent broker.Entry) {
 // partitions. When ctx ends while it waits for the appender, the batch
 // waits in unsent for the soft stop, which calls flush1 again: it is never
 // dropped, since the engine sends a window's state only once per change.
-func (r *partRun) flush1(ctx context.Context) error {
+func (r *partRun) flush1(ctx context.Context) {
 	r.flushed1 = r.s.now()
 	r.e1.Flush(r.flushed1, &r.out1)
 	asOf := r.e1.Next(0)
@@ -418,10 +414,9 @@ func (r *partRun) flush1(ctx context.Context) error {
 			r.unsent[0] = partialBatch{}
 			r.unsent = r.unsent[1:]
 		case <-ctx.Done():
-			return nil
+			return
 		}
 	}
-	return nil
 }
 
 // appendLoop appends stage 1's batches in order, each view partition's
@@ -528,9 +523,7 @@ func (r *partRun) onTick(ctx context.Context) error {
 		r.dirty1 = true
 	}
 	if r.dirty1 || r.marks[0] == (markState{}) {
-		if err := r.flush1(ctx); err != nil {
-			return err
-		}
+		r.flush1(ctx)
 	}
 	// A checkpoint records no row waiting for its interval: the next run
 	// would not know it was shown (its tombstones, the rows it retracts).
@@ -657,9 +650,7 @@ func (r *partRun) softStop(stopAppender context.CancelFunc, appender *sync.WaitG
 	if !r.lease.Valid() {
 		return fail("lease", errors.New("the partition is no longer this process's"))
 	}
-	if err := r.flush1(ctx); err != nil {
-		return fail("send partial states", err)
-	}
+	r.flush1(ctx)
 	for r.durable.Load() < r.batchSeq {
 		select {
 		case <-ctx.Done():

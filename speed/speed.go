@@ -154,9 +154,9 @@ func compileViews(p *pipelines.Pipeline) ([]*viewSpec, error) {
 // softly: each owned partition sends its last partial states and, once
 // every partition of the view here has, applies its partials to their end,
 // makes its rows durable, checkpoints and is given back, so that what this
-// process last shows and checkpoints includes every event it read (stop.go). A partition whose log
-// fails starts again from its last checkpoint, which gives the same
-// results (see the package doc). Run returns nil after a soft stop, or the
+// process last shows and checkpoints includes every event it read
+// (stop.go). A partition whose log fails starts again from its last
+// checkpoint, which gives the same results (see the package doc). Run returns nil after a soft stop, or the
 // first error that stopped a view for good (a checkpoint it cannot read, a
 // topic the log does not have); the others then stop softly too.
 func (s *Speed) Run(ctx context.Context) error {

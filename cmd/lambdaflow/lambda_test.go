@@ -46,15 +46,24 @@ func rowsString(rows []map[string]any) string {
 
 func metricValue(t *testing.T, s *server, series string) string {
 	t.Helper()
-	body, err := s.client().Metrics(context.Background())
+	v, err := readMetric(s, series)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return v
+}
+
+// readMetric is metricValue returning the error of reading /metrics.
+func readMetric(s *server, series string) (string, error) {
+	body, err := s.client().Metrics(context.Background())
+	if err != nil {
+		return "", err
+	}
 	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
 	if m == nil {
-		return ""
+		return "", nil
 	}
-	return string(m[1])
+	return string(m[1]), nil
 }
 
 // waitFor waits for f to return nil, saying what it waited for if it

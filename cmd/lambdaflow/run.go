@@ -186,7 +186,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 	health.Add(httpapi.Check{Name: "log", Ready: b.Ready})
 	stats := console.NewStats(p.Name, b, nil)
 	routes = append(routes, health.Routes()...)
-	routes = append(routes, console.MetricsRoutes(reg)...)
+	routes = append(routes, console.MetricsRoutes(reg, logger)...)
 	routes = append(routes, stats.Routes()...)
 	routes = append(routes, console.ClusterRoutes(b)...)
 
