@@ -50,7 +50,9 @@ func lakeChild() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute) // if nobody stops us
+	// If nobody stops us (the parent kills its child when it ends, also
+	// on a failure; this bounds a child whose parent died first).
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	br, err := broker.Open(ctx, p, broker.Options{})
 	if err != nil {
@@ -101,6 +103,17 @@ func testLakeKill9(t *testing.T, at lakeAt) {
 	br := openBroker(t, p, nil)
 	st := openStore(t, p)
 
+	// The running child, killed when the test ends whatever happens: a
+	// failure (t.Fatal) must not leave a writer running while t.TempDir's
+	// cleanup deletes its lake (it then reports the files it lists as
+	// gone, and the removal fails on what it writes meanwhile).
+	var running *exec.Cmd
+	t.Cleanup(func() {
+		if running != nil {
+			running.Process.Kill()
+			running.Wait()
+		}
+	})
 	start := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), childEnv+"="+dir, childURLEnv+"=nats://"+p.Broker.Listen, childLakeEnv+"="+at.url)
@@ -112,6 +125,7 @@ func testLakeKill9(t *testing.T, at lakeAt) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		running = cmd
 		if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
 			t.Fatalf("lake writer process: %q %v", line, err)
 		}
@@ -155,6 +169,7 @@ func testLakeKill9(t *testing.T, at lakeAt) {
 		})
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
+		running = nil
 		kills++
 		t.Logf("kill %d at manifest version %d, %d events appended", kills, version(), appended.Load())
 	}
@@ -165,19 +180,42 @@ func testLakeKill9(t *testing.T, at lakeAt) {
 	// lake may be at the log's end already, so what shows the take-over
 	// is a clean lake: nothing in sight that no manifest lists, no
 	// replaced file in sight, no unfinished write.
+	//
+	// How long that takes is the writer's to say, not the test's: under a
+	// loaded machine a node whose heartbeats stall for fenceAfter (7 s)
+	// finds its lease invalid, drops what it read of the partition and
+	// runs it again after the broker's backoff, and compaction then
+	// merges every hour again. A clean lake is one the writer reached;
+	// while it is still making progress (its manifest version moves) the
+	// test waits, and it fails when the writer stops moving without
+	// getting there. The poll's error names everything in the way.
 	cmd := start()
 	want := logEnds(t, br, "metrics")
-	testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
+	const quiet = 45 * time.Second // no commit for this long: stuck
+	lastVersion, movedAt := int64(-1), time.Now()
+	testenv.CheckFor(t, 4*time.Minute, 10*time.Millisecond, func() error {
 		m := manifest()
+		if m.Version != lastVersion {
+			lastVersion, movedAt = m.Version, time.Now()
+		}
+		var errs []error
 		for part, end := range want {
 			if got := m.partition(part).Next; got != end {
-				return fmt.Errorf("partition %d: lake at %d, log at %d", part, got, end)
+				errs = append(errs, fmt.Errorf("partition %d: lake at %d, log at %d", part, got, end))
 			}
 		}
-		return errors.Join(lakeLeftovers(st, m)...)
+		errs = append(errs, lakeLeftovers(st, m)...)
+		if err := errors.Join(errs...); err != nil && time.Since(movedAt) > quiet {
+			t.Fatalf("the lake writer committed nothing for %s (manifest version %d) short of a clean lake: %v", quiet, m.Version, err)
+		} else if err != nil {
+			return fmt.Errorf("manifest version %d: %w", m.Version, err)
+		}
+		return nil
 	})
 	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
+	err := cmd.Wait()
+	running = nil
+	if err != nil {
 		t.Fatalf("child: %v", err)
 	}
 
