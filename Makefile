@@ -57,12 +57,13 @@ bench: services
 	$(GO) test -p 1 -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem -timeout 60m ./... | tee artifacts/bench.txt
 
 ## bench-peers: Lambdaflow side by side with Kafka, Flink (Maven Central) and DuckDB (PyPI), fetched into
-## .services/peers; ROUNDS interleaved rounds, PAIRS of ingest,speed,batch,lake; table in artifacts/bench-peers.md
+## .services/peers (only what PAIRS needs); ROUNDS interleaved rounds, PAIRS of ingest,speed,batch,lake; table in
+## artifacts/bench-peers.md
 ROUNDS ?= 3
 PAIRS ?= ingest,speed,batch,lake
+comma := ,
 bench-peers:
-	deploy/bench/peers.sh fetch
-	deploy/bench/peers.sh build
+	$(if $(filter ingest ingest-one speed,$(subst $(comma), ,$(PAIRS))),deploy/bench/peers.sh fetch && deploy/bench/peers.sh build,deploy/bench/peers.sh duckdb)
 	mkdir -p artifacts
 	set -a; source <(deploy/bench/peers.sh env); set +a; \
 	$(GO) run ./bench/peers -rounds $(ROUNDS) -pairs $(PAIRS) -o artifacts/bench-peers.md

@@ -78,7 +78,12 @@ func run(ctx context.Context, rounds int, pairs []string, out string) error {
 	if rounds < 1 {
 		return errors.New("-rounds must be at least 1")
 	}
-	env, err := newEnv(rounds)
+	// batch and lake share the lake files: they run as one pair.
+	want := map[string]bool{}
+	for _, p := range pairs {
+		want[p] = true
+	}
+	env, err := newEnv(rounds, want["ingest"] || want["ingest-one"], want["speed"])
 	if err != nil {
 		return err
 	}
@@ -89,11 +94,6 @@ func run(ctx context.Context, rounds int, pairs []string, out string) error {
 		}
 	}
 	var rows []*measure.Row
-	// batch and lake share the lake files: they run as one pair.
-	want := map[string]bool{}
-	for _, p := range pairs {
-		want[p] = true
-	}
 	steps := []struct {
 		on  bool
 		run func(context.Context, *peersEnv) ([]*measure.Row, error)
@@ -118,8 +118,18 @@ func run(ctx context.Context, rounds int, pairs []string, out string) error {
 		rows = append(rows, r...)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nLambdaflow vs peers: medians of %d interleaved rounds (%s; load average now %.1f; Kafka %s, Flink %s, DuckDB %s)\n\n",
-		rounds, time.Since(start).Round(time.Second), measure.LoadAverage(), env.kafka, env.flink, duckdbVersion(ctx))
+	var peers []string
+	if want["ingest"] || want["ingest-one"] {
+		peers = append(peers, "Kafka "+env.kafka)
+	}
+	if want["speed"] {
+		peers = append(peers, "Flink "+env.flink)
+	}
+	if want["batch"] || want["lake"] {
+		peers = append(peers, "DuckDB "+duckdbVersion(ctx))
+	}
+	fmt.Fprintf(&b, "\nLambdaflow vs peers: medians of %d interleaved rounds (%s; load average now %.1f; %s)\n\n",
+		rounds, time.Since(start).Round(time.Second), measure.LoadAverage(), strings.Join(peers, ", "))
 	measure.Table(&b, rows)
 	fmt.Fprintln(&b)
 	for _, r := range rows {
@@ -132,7 +142,7 @@ func run(ctx context.Context, rounds int, pairs []string, out string) error {
 	return nil
 }
 
-func newEnv(rounds int) (*peersEnv, error) {
+func newEnv(rounds int, kafka, flink bool) (*peersEnv, error) {
 	repo, err := os.Getwd()
 	if err != nil {
 		return nil, err
@@ -145,10 +155,19 @@ func newEnv(rounds int) (*peersEnv, error) {
 		peers: os.Getenv("LF_PEERS_DIR"), java: os.Getenv("LF_PEERS_JAVA"), kafkaLib: os.Getenv("LF_PEERS_KAFKA_LIB"),
 		kafka: os.Getenv("LF_PEERS_KAFKA_VERSION"), flink: os.Getenv("LF_PEERS_FLINK_VERSION"),
 	}
-	if env.peers == "" || env.java == "" || env.kafkaLib == "" {
+	// Only the pairs asked for need their peer: DuckDB (batch, lake) comes
+	// from PyPI, Kafka (ingest) and Flink (speed) from Maven Central.
+	if env.peers == "" || (kafka || flink) && env.java == "" || kafka && env.kafkaLib == "" {
 		return nil, errors.New(`LF_PEERS_DIR, LF_PEERS_JAVA and LF_PEERS_KAFKA_LIB are not set: run deploy/bench/peers.sh fetch && deploy/bench/peers.sh build, then eval "$(deploy/bench/peers.sh env)" (make bench-peers does all of it)`)
 	}
-	for _, p := range []string{env.kafkaLib, filepath.Join(env.peers, "flink/lib"), filepath.Join(env.peers, "classes/kafka"), filepath.Join(env.peers, "classes/flink")} {
+	var need []string
+	if kafka {
+		need = append(need, env.kafkaLib, filepath.Join(env.peers, "classes/kafka"))
+	}
+	if flink {
+		need = append(need, filepath.Join(env.peers, "flink/lib"), filepath.Join(env.peers, "classes/flink"))
+	}
+	for _, p := range need {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("%s missing: run deploy/bench/peers.sh fetch && deploy/bench/peers.sh build", p)
 		}
