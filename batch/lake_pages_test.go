@@ -123,6 +123,22 @@ func readAll(t *testing.T, tl *topicLake, fe fileEntry, r *columnReader) ([]even
 	return rows, forms
 }
 
+// readBoth reads fe with the page decoder and with parquet-go's page
+// reader, fails unless both give the same rows in the same dictionary
+// forms, and returns the rows and the two readers (to count their chunks).
+func readBoth(t *testing.T, tl *topicLake, fe fileEntry) ([]event.Event, *columnReader, *columnReader) {
+	t.Helper()
+	var own, pq columnReader
+	pq.parquetPages = true
+	got, gotForms := readAll(t, tl, fe, &own)
+	want, wantForms := readAll(t, tl, fe, &pq)
+	sameDecoded(t, got, want)
+	if fmt.Sprint(gotForms) != fmt.Sprint(wantForms) {
+		t.Fatalf("%s: dictionary forms %v, parquet-go %v", fe.Path, gotForms, wantForms)
+	}
+	return got, &own, &pq
+}
+
 // sameDecoded fails unless got and want hold the same rows, value by value
 // (the sign of zero included).
 func sameDecoded(t *testing.T, got, want []event.Event) {
@@ -157,14 +173,7 @@ func TestPageDecoderMatchesParquet(t *testing.T) {
 			tl, _ := testDirLake(t, pageSchema)
 			evs := pageEvents(n, hour)
 			fe := writePageFile(t, tl, hour, evs)
-			var own, pq columnReader
-			pq.parquetPages = true
-			got, gotForms := readAll(t, tl, fe, &own)
-			want, wantForms := readAll(t, tl, fe, &pq)
-			sameDecoded(t, got, want)
-			if fmt.Sprint(gotForms) != fmt.Sprint(wantForms) {
-				t.Fatalf("%d rows: dictionary forms %v, parquet-go %v", n, gotForms, wantForms)
-			}
+			got, own, pq := readBoth(t, tl, fe)
 			// Every field, _id, _partition, _offset, _event_time and _ingest_time.
 			if cols := len(pageSchema) + metaColumns; own.ownChunks != cols || pq.ownChunks != 0 {
 				t.Fatalf("%d rows: the page decoder read %d column chunks (parquet-go's reader %d), want %d", n, own.ownChunks, pq.ownChunks, cols)
@@ -188,14 +197,7 @@ func TestPageDecoderMatchesParquet(t *testing.T) {
 			tl, _ := testDirLake(t, schema)
 			fe := writeStructFile(t, tl, "dt=2026-01-01/hour=00/p3-1000-99999.parquet", hour, 3, 1000, in,
 				parquet.PageBufferSize(2<<10), parquet.MaxRowsPerRowGroup(20_000), parquet.DataPageVersion(v))
-			var own, pq columnReader
-			pq.parquetPages = true
-			got, gotForms := readAll(t, tl, fe, &own)
-			want, wantForms := readAll(t, tl, fe, &pq)
-			sameDecoded(t, got, want)
-			if fmt.Sprint(gotForms) != fmt.Sprint(wantForms) {
-				t.Fatalf("dictionary forms %v, parquet-go %v", gotForms, wantForms)
-			}
+			_, own, _ := readBoth(t, tl, fe)
 			// host (snappy, delta strings) and region (delta-length
 			// strings, parquet-go's default) are parquet-go's; the 12
 			// others are the decoder's, in each of the row groups.
