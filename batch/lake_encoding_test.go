@@ -138,14 +138,7 @@ func TestLakeFilesNameTheirColumns(t *testing.T) {
 // column has a page index.
 func checkEncodings(t *testing.T, file string, want map[string]format.Encoding) {
 	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pf := openParquet(t, file)
 	md := pf.Metadata()
 	for i, leaf := range pf.Schema().Columns() {
 		name := leaf[0]
@@ -165,6 +158,20 @@ func checkEncodings(t *testing.T, file string, want map[string]format.Encoding) 
 			t.Errorf("%s: encodings %v, want data pages %v", name, encs, w)
 		}
 	}
+}
+
+// openParquet opens a lake file with parquet-go.
+func openParquet(t *testing.T, path string) *parquet.File {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return pf
 }
 
 // readBack reads the file of fe with the batch layer's reader and Apache
@@ -244,24 +251,7 @@ func checkPyarrowDuckDB(t *testing.T, file string, evs []event.Event, offs []int
 	}
 	want := make([][]any, len(evs))
 	for i, e := range evs {
-		r := make([]any, 0, 12)
-		for k, v := range e.Values {
-			switch {
-			case !v.Valid:
-				r = append(r, nil)
-			case encodingSchema[k].Type == event.TypeString:
-				r = append(r, v.S)
-			case encodingSchema[k].Type == event.TypeDouble:
-				r = append(r, pyFloat(v.F))
-			case encodingSchema[k].Type == event.TypeBool:
-				r = append(r, v.I != 0)
-			default:
-				r = append(r, json.Number(strconv.FormatInt(v.I, 10)))
-			}
-		}
-		r = append(r, e.ID, json.Number("2"), json.Number(strconv.FormatInt(offs[i], 10)),
-			json.Number(strconv.FormatInt(e.Time, 10)), json.Number(strconv.FormatInt(e.Ingest, 10)))
-		want[i] = r
+		want[i] = wantRecord(encodingSchema, e, 2, offs[i], func(f float64) any { return pyFloat(f) })
 	}
 	wantJSON, _ := json.Marshal(want)
 	dec := json.NewDecoder(out)
