@@ -221,7 +221,9 @@ func sameValue(a, b event.Value) bool {
 
 // pyRows prints a lake file's rows as pyarrow and as DuckDB read them,
 // as JSON lists in file order, timestamps in microseconds and doubles as
-// their repr (infinities included).
+// their repr (infinities included); then the rows DuckDB counts where each
+// column IS NULL (a query it answers from the chunks' null counts where
+// they say 0).
 const pyRows = `
 import sys, json, pyarrow as pa, pyarrow.parquet as pq, duckdb
 cols = ["ts", "host", "note", "code", "level", "ratio", "ok", "_id", "_partition", "_offset", "_event_time", "_ingest_time"]
@@ -238,6 +240,7 @@ print(json.dumps([list(r) for r in zip(*data)]))
 con = duckdb.connect()
 q = "select " + ", ".join("epoch_us(%s)" % c if c in ("ts", "_event_time", "_ingest_time") else c for c in cols) + " from read_parquet(?)"
 print(json.dumps([[norm(v) for v in r] for r in con.execute(q, [sys.argv[1]]).fetchall()]))
+print(json.dumps([con.execute("select count(*) from read_parquet(?) where %s is null" % c, [sys.argv[1]]).fetchone()[0] for c in cols]))
 `
 
 // checkPyarrowDuckDB compares every value of a lake file as pyarrow and
@@ -271,6 +274,21 @@ func checkPyarrowDuckDB(t *testing.T, file string, evs []event.Event, offs []int
 				}
 			}
 			t.Fatalf("%s: %d rows, want %d", reader, len(got), len(want))
+		}
+	}
+	var nulls []int
+	if err := dec.Decode(&nulls); err != nil {
+		t.Fatalf("DuckDB's IS NULL counts: %v", err)
+	}
+	for k := range want[0] {
+		n := 0
+		for _, r := range want {
+			if r[k] == nil {
+				n++
+			}
+		}
+		if nulls[k] != n {
+			t.Errorf("DuckDB: column %d IS NULL in %d rows, want %d", k, nulls[k], n)
 		}
 	}
 }
