@@ -27,7 +27,9 @@ import (
 //     updated a column at a time over the rows' states (UpdateColumns), or,
 //     for a tumbling view whose states are words alone, into flat slots
 //     per (window, group) merged into the states once per batch
-//     (tumblingSlots);
+//     (tumblingSlots; a batch whose rows are all kept takes
+//     Slots.UpdateAll, its loops free of selection vectors and, over
+//     columns without nulls, of validity tests);
 //   - each worker keeps partial states per window, in an array indexed by
 //     group id; at the end they are merged by key with the plan's Merge,
 //     which is exact for every aggregate (the result does not depend on how
