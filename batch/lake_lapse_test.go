@@ -1,0 +1,306 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
+	"github.com/lambdaflow/lambdaflow/broker"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+)
+
+// These tests put a writer to sleep where a lapsed lease hurts most: after
+// it wrote a flush's or a merge's files and before its manifest record
+// reaches the store (a GC pause, a starved CPU, a slow link to object
+// storage). Meanwhile another process takes its partition over and works;
+// then the sleeper's record write goes on. The lake must end up exact: every
+// file the manifest lists readable, every event once.
+
+// pausedStore runs pause (once, when set) just before a manifest record
+// write reaches the store: the writer sleeps there while pause runs.
+type pausedStore struct {
+	lakestore.Store
+	mu    sync.Mutex
+	pause func(key string)
+}
+
+func (s *pausedStore) arm(f func(key string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pause = f
+}
+
+func (s *pausedStore) WriteFile(ctx context.Context, key string, data []byte, exclusive bool) error {
+	if _, ckpt, ok := parseLogKey(key); ok && !ckpt {
+		s.mu.Lock()
+		f := s.pause
+		s.pause = nil
+		s.mu.Unlock()
+		if f != nil {
+			f(key)
+		}
+	}
+	return s.Store.WriteFile(ctx, key, data, exclusive)
+}
+
+// lapseLake is a topic of parts partitions in a lake at at, and a function
+// that opens a process's topic writer on it through a store (each call a
+// process of its own, with its own manifest), with a roll that never
+// flushes by itself.
+func lapseLake(t *testing.T, at lakeAt, parts int) (lakestore.Store, func(st lakestore.Store) *topicWriter) {
+	t.Helper()
+	p := testPipeline(t.TempDir(), []pipelines.Topic{testTopic("metrics", parts)}, nil)
+	at.apply(p)
+	st := openStore(t, p)
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, func(st lakestore.Store) *topicWriter {
+		tl, err := openTopicLake(context.Background(), st, &p.Topics[0], time.Now, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newTopicWriter(tl, progressOnly{}, testLogger(t), time.Now, pipelines.LakeRoll{MaxRows: 1 << 20, MaxAge: pipelines.Duration(time.Hour)},
+			10*time.Millisecond, m, newMemBudget(1<<24))
+	}
+}
+
+// own makes tw the owner of part under a lease of epoch, as writeLake
+// does: the take-over committed, the partition recovered, its reader at
+// the manifest's next.
+func own(t *testing.T, tw *topicWriter, part int, epoch uint64) *fakeLease {
+	t.Helper()
+	ctx := context.Background()
+	l := &fakeLease{fakeFence: fakeFence{epoch: epoch}}
+	if err := tw.takeOver(ctx, part, l); err != nil {
+		t.Fatalf("take-over of partition %d under epoch %d: %v", part, epoch, err)
+	}
+	if err := tw.tl.recoverPartitions(ctx, testLogger(t), []int{part}); err != nil {
+		t.Fatal(err)
+	}
+	next := tw.tl.ms.snapshot().partition(part).Next
+	tw.parts[part] = &partWriter{lease: l, first: next, end: next, committed: -1}
+	return l
+}
+
+// feed reads offsets [from, from+n) of part into tw's buffer: events
+// "e-<offset>", a second apart from t0 (one hour's period).
+func feed(t *testing.T, tw *topicWriter, part int, from int64, n int) {
+	t.Helper()
+	evs := make([]event.Event, n)
+	for i := range evs {
+		evs[i] = testEvent(fmt.Sprintf("e%d", part), int(from)+i, t0, time.Second)
+	}
+	if err := tw.add(part, tw.gen, &broker.Entry{Offset: from, Events: evs, Ingest: 1}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lakeIDs reads the lake as a process that just started would: a fresh
+// manifest, every live file read through the lake reader (which checks
+// it against its entry). It fails on a file missing or damaged and on an
+// event found twice, and returns the events' ids.
+func lakeIDs(t *testing.T, st lakestore.Store, open func(lakestore.Store) *topicWriter) map[string]bool {
+	t.Helper()
+	tl := open(st).tl
+	m := tl.ms.snapshot()
+	ids := map[string]bool{}
+	for _, fe := range m.Files {
+		err := tl.scanFile(context.Background(), fe, scanOptions{}, func(b *scanBatch) error {
+			for _, e := range b.Events {
+				if ids[e.ID] {
+					return fmt.Errorf("event %s twice (file %s)", e.ID, fe.Path)
+				}
+				ids[e.ID] = true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("reading the lake at version %d: %v", m.Version, err)
+		}
+	}
+	return ids
+}
+
+// wantIDs fails unless ids are exactly events [0, n) of each partition in
+// parts.
+func wantIDs(t *testing.T, ids map[string]bool, n int, parts ...int) {
+	t.Helper()
+	if len(ids) != n*len(parts) {
+		t.Fatalf("the lake holds %d events, want %d", len(ids), n*len(parts))
+	}
+	for _, p := range parts {
+		for i := range n {
+			if id := fmt.Sprintf("e%d-%d", p, i); !ids[id] {
+				t.Fatalf("event %s is not in the lake", id)
+			}
+		}
+	}
+}
+
+// TestRefusedFlushSparesNewOwnersFile: the old owner of a partition wrote
+// its flush's file and sleeps before its record; the new owner takes the
+// partition over, recovers it (removing that file, which no record lists),
+// reads the same offsets and commits them in a file for the same range.
+// The sleeper's record is then refused (the new owner's take-over holds
+// the version it was written for), and the file it removes as its own
+// failed flush's must not be the new owner's.
+func TestRefusedFlushSparesNewOwnersFile(t *testing.T) {
+	eachLake(t, testRefusedFlushSparesNewOwnersFile)
+}
+
+func testRefusedFlushSparesNewOwnersFile(t *testing.T, at lakeAt) {
+	ctx := context.Background()
+	st, open := lapseLake(t, at, 1)
+	ps := &pausedStore{Store: st}
+	old, newer := open(ps), open(st)
+	own(t, old, 0, 1)
+	feed(t, old, 0, 0, 100)
+	ps.arm(func(string) {
+		own(t, newer, 0, 2)
+		feed(t, newer, 0, 0, 100)
+		if err := newer.flush(ctx); err != nil {
+			t.Errorf("the new owner's flush: %v", err)
+		}
+	})
+	if err := old.flush(ctx); !errors.Is(err, errLost) {
+		t.Fatalf("the sleeper's flush: %v, want errLost", err)
+	}
+	wantIDs(t, lakeIDs(t, st, open), 100, 0)
+	if m := open(st).tl.ms.snapshot(); m.partition(0).Next != 100 || m.partition(0).Epoch != 2 {
+		t.Fatalf("partition 0: %+v, want next 100 under epoch 2", m.partition(0))
+	}
+}
+
+// TestMergeRefusedAfterTakeOver: a merge's output is written and its
+// writer sleeps before its record; the period's shard is taken over and
+// recovered (the output, listed nowhere, is removed). The sleeper's record
+// is then refused, so the manifest never lists the removed output, and the
+// merge's inputs stay live and readable.
+func TestMergeRefusedAfterTakeOver(t *testing.T) { eachLake(t, testMergeRefusedAfterTakeOver) }
+
+func testMergeRefusedAfterTakeOver(t *testing.T, at lakeAt) {
+	ctx := context.Background()
+	st, open := lapseLake(t, at, 1)
+	ps := &pausedStore{Store: st}
+	old, newer := open(ps), open(st)
+	c := mergeDue(t, old)
+	ps.arm(func(string) { own(t, newer, 0, 2) })
+	if n, err := c.compact(ctx); !errors.Is(err, errLost) {
+		t.Fatalf("the sleeper's merge: %d merged, %v; want errLost", n, err)
+	}
+	m := open(st).tl.ms.snapshot()
+	if len(m.Files) != 2 || m.partition(0).Epoch != 2 {
+		t.Fatalf("after the refused merge: %d files under epoch %d, want the 2 inputs under epoch 2", len(m.Files), m.partition(0).Epoch)
+	}
+	wantIDs(t, lakeIDs(t, st, open), 100, 0)
+}
+
+// mergeDue makes tw the owner of partition 0 (epoch 1), writes events
+// [0, 100) of it in two files of one period, and returns a compactor of
+// tw's process, fenced by that lease, for which they are due.
+func mergeDue(t *testing.T, tw *topicWriter) *compactor {
+	t.Helper()
+	l := own(t, tw, 0, 1)
+	for from := int64(0); from < 100; from += 50 {
+		feed(t, tw, 0, from, 50)
+		if err := tw.flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCompactor(tw.tl, testLogger(t), time.Now, pipelines.Compact{MinFiles: 2, Interval: pipelines.Duration(time.Hour)}, time.Hour, tw.metrics)
+	c.fence = func(int) Fence { return l }
+	return c
+}
+
+// freeSlot makes tw commit (take-overs of part under growing epochs) until
+// the manifest record at key is gone: checkpoints made it redundant and
+// deleted it, so that the name is free again for a create-only write.
+func freeSlot(t *testing.T, tw *topicWriter, st lakestore.Store, part int, epoch uint64, key string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	for range 4 * checkpointEvery {
+		if _, err := st.ReadFile(ctx, key); errors.Is(err, fs.ErrNotExist) {
+			return epoch
+		}
+		epoch++
+		if err := tw.takeOver(ctx, part, &fakeFence{epoch: epoch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatalf("%s is still there after %d commits", key, 4*checkpointEvery)
+	return 0
+}
+
+// TestTakeOverOnStaleManifest: a process that has not read the manifest
+// for a while (its partitions were idle) takes a partition over. Since its
+// last read, other processes committed enough for checkpoints to delete the
+// record of the version after the one it knows. Its take-over must still
+// land in the manifest: from then on the previous owner cannot commit.
+func TestTakeOverOnStaleManifest(t *testing.T) { eachLake(t, testTakeOverOnStaleManifest) }
+
+func testTakeOverOnStaleManifest(t *testing.T, at lakeAt) {
+	ctx := context.Background()
+	st, open := lapseLake(t, at, 2)
+	idle, busy := open(st), open(st)
+	own(t, idle, 1, 1)
+	lb := own(t, busy, 0, 1)
+	slot := busy.tl.ms.dir + versionName(idle.tl.ms.local().Version+1) + recordExt
+	freeSlot(t, busy, st, 1, 1, slot)
+	_ = lb
+	feed(t, busy, 0, 0, 10)
+
+	// The idle process takes partition 0 from the busy one.
+	if err := idle.takeOver(ctx, 0, &fakeFence{epoch: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if ps := open(st).tl.ms.snapshot().partition(0); ps.Epoch != 2 {
+		t.Fatalf("after the take-over (epoch 2) the manifest records epoch %d for partition 0", ps.Epoch)
+	}
+	if err := busy.flush(ctx); !errors.Is(err, errLost) {
+		t.Fatalf("the previous owner's flush after the take-over: %v, want errLost", err)
+	}
+}
+
+// TestLateRecordInFreedSlot: a process sleeps just before its record
+// write, long enough for others to commit so much that checkpoints delete
+// the record of the version it writes. When it wakes, its create-only
+// write finds the name free. It must not take that for a commit: readers
+// never see a record below a checkpoint. Here the sleeper is a merge whose
+// shard was taken over meanwhile; a merge it believed committed would hide
+// its inputs, which the manifest still lists.
+func TestLateRecordInFreedSlot(t *testing.T) { eachLake(t, testLateRecordInFreedSlot) }
+
+func testLateRecordInFreedSlot(t *testing.T, at lakeAt) {
+	ctx := context.Background()
+	st, open := lapseLake(t, at, 1)
+	ps := &pausedStore{Store: st}
+	old, newer := open(ps), open(st)
+	c := mergeDue(t, old)
+	ps.arm(func(key string) {
+		own(t, newer, 0, 2)
+		freeSlot(t, newer, st, 0, 2, key)
+	})
+	n, err := c.compact(ctx)
+	if err == nil {
+		t.Errorf("the sleeper's merge into a freed record: %d merged and no error", n)
+	}
+	// The new owner tidies the partition as on a take-over or give-back.
+	if err := newer.tl.recoverPartitions(ctx, testLogger(t), []int{0}); err != nil {
+		t.Fatal(err)
+	}
+	m := open(st).tl.ms.snapshot()
+	if len(m.Files) != 2 {
+		t.Fatalf("after the sleeper's merge: %d files live, want its 2 inputs", len(m.Files))
+	}
+	wantIDs(t, lakeIDs(t, st, open), 100, 0)
+}
