@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,11 +26,27 @@ import (
 // file the manifest lists readable, every event once.
 
 // pausedStore runs pause (once, when set) just before a manifest record
-// write reaches the store: the writer sleeps there while pause runs.
+// write reaches the store, and pauseList (once, when set) just before a
+// listing of data files (recovery's) returns: the caller sleeps there while
+// they run.
 type pausedStore struct {
 	lakestore.Store
-	mu    sync.Mutex
-	pause func(key string)
+	mu        sync.Mutex
+	pause     func(key string)
+	pauseList func()
+}
+
+func (s *pausedStore) List(ctx context.Context, prefix, after string) ([]lakestore.Entry, error) {
+	if !strings.Contains(prefix, manifestDir) {
+		s.mu.Lock()
+		f := s.pauseList
+		s.pauseList = nil
+		s.mu.Unlock()
+		if f != nil {
+			f()
+		}
+	}
+	return s.Store.List(ctx, prefix, after)
 }
 
 func (s *pausedStore) arm(f func(key string)) {
@@ -51,11 +68,11 @@ func (s *pausedStore) WriteFile(ctx context.Context, key string, data []byte, ex
 	return s.Store.WriteFile(ctx, key, data, exclusive)
 }
 
-// lapseLake is a topic of parts partitions in a lake at at, and a function
-// that opens a process's topic writer on it through a store (each call a
-// process of its own, with its own manifest), with a roll that never
-// flushes by itself.
-func lapseLake(t *testing.T, at lakeAt, parts int) (lakestore.Store, func(st lakestore.Store) *topicWriter) {
+// lapseLake is a topic of parts partitions in a lake at at: its store, the
+// store paused at will (pausedStore), and a function that opens a
+// process's topic writer on it through either (each call a process of its
+// own, with its own manifest), with a roll that never flushes by itself.
+func lapseLake(t *testing.T, at lakeAt, parts int) (lakestore.Store, *pausedStore, func(st lakestore.Store) *topicWriter) {
 	t.Helper()
 	p := testPipeline(t.TempDir(), []pipelines.Topic{testTopic("metrics", parts)}, nil)
 	at.apply(p)
@@ -64,7 +81,7 @@ func lapseLake(t *testing.T, at lakeAt, parts int) (lakestore.Store, func(st lak
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, func(st lakestore.Store) *topicWriter {
+	return st, &pausedStore{Store: st}, func(st lakestore.Store) *topicWriter {
 		tl, err := openTopicLake(context.Background(), st, &p.Topics[0], time.Now, testLogger(t))
 		if err != nil {
 			t.Fatal(err)
@@ -84,7 +101,7 @@ func own(t *testing.T, tw *topicWriter, part int, epoch uint64) *fakeLease {
 	if err := tw.takeOver(ctx, part, l); err != nil {
 		t.Fatalf("take-over of partition %d under epoch %d: %v", part, epoch, err)
 	}
-	if err := tw.tl.recoverPartitions(ctx, testLogger(t), []int{part}); err != nil {
+	if err := tw.tl.recoverPartitions(ctx, testLogger(t), map[int]Fence{part: l}); err != nil {
 		t.Fatal(err)
 	}
 	next := tw.tl.ms.snapshot().partition(part).Next
@@ -160,8 +177,7 @@ func TestRefusedFlushSparesNewOwnersFile(t *testing.T) {
 
 func testRefusedFlushSparesNewOwnersFile(t *testing.T, at lakeAt) {
 	ctx := context.Background()
-	st, open := lapseLake(t, at, 1)
-	ps := &pausedStore{Store: st}
+	st, ps, open := lapseLake(t, at, 1)
 	old, newer := open(ps), open(st)
 	own(t, old, 0, 1)
 	feed(t, old, 0, 0, 100)
@@ -190,10 +206,9 @@ func TestMergeRefusedAfterTakeOver(t *testing.T) { eachLake(t, testMergeRefusedA
 
 func testMergeRefusedAfterTakeOver(t *testing.T, at lakeAt) {
 	ctx := context.Background()
-	st, open := lapseLake(t, at, 1)
-	ps := &pausedStore{Store: st}
+	st, ps, open := lapseLake(t, at, 1)
 	old, newer := open(ps), open(st)
-	c := mergeDue(t, old)
+	c := mergeDue(t, old, 1)
 	ps.arm(func(string) { own(t, newer, 0, 2) })
 	if n, err := c.compact(ctx); !errors.Is(err, errLost) {
 		t.Fatalf("the sleeper's merge: %d merged, %v; want errLost", n, err)
@@ -205,12 +220,12 @@ func testMergeRefusedAfterTakeOver(t *testing.T, at lakeAt) {
 	wantIDs(t, lakeIDs(t, st, open), 100, 0)
 }
 
-// mergeDue makes tw the owner of partition 0 (epoch 1), writes events
+// mergeDue makes tw the owner of partition 0 under epoch, writes events
 // [0, 100) of it in two files of one period, and returns a compactor of
 // tw's process, fenced by that lease, for which they are due.
-func mergeDue(t *testing.T, tw *topicWriter) *compactor {
+func mergeDue(t *testing.T, tw *topicWriter, epoch uint64) *compactor {
 	t.Helper()
-	l := own(t, tw, 0, 1)
+	l := own(t, tw, 0, epoch)
 	for from := int64(0); from < 100; from += 50 {
 		feed(t, tw, 0, from, 50)
 		if err := tw.flush(context.Background()); err != nil {
@@ -250,7 +265,7 @@ func TestTakeOverOnStaleManifest(t *testing.T) { eachLake(t, testTakeOverOnStale
 
 func testTakeOverOnStaleManifest(t *testing.T, at lakeAt) {
 	ctx := context.Background()
-	st, open := lapseLake(t, at, 2)
+	st, _, open := lapseLake(t, at, 2)
 	idle, busy := open(st), open(st)
 	own(t, idle, 1, 1)
 	lb := own(t, busy, 0, 1)
@@ -282,20 +297,20 @@ func TestLateRecordInFreedSlot(t *testing.T) { eachLake(t, testLateRecordInFreed
 
 func testLateRecordInFreedSlot(t *testing.T, at lakeAt) {
 	ctx := context.Background()
-	st, open := lapseLake(t, at, 1)
-	ps := &pausedStore{Store: st}
+	st, ps, open := lapseLake(t, at, 1)
 	old, newer := open(ps), open(st)
-	c := mergeDue(t, old)
+	c := mergeDue(t, old, 1)
+	var epoch uint64
 	ps.arm(func(key string) {
 		own(t, newer, 0, 2)
-		freeSlot(t, newer, st, 0, 2, key)
+		epoch = freeSlot(t, newer, st, 0, 2, key)
 	})
 	n, err := c.compact(ctx)
 	if err == nil {
 		t.Errorf("the sleeper's merge into a freed record: %d merged and no error", n)
 	}
 	// The new owner tidies the partition as on a take-over or give-back.
-	if err := newer.tl.recoverPartitions(ctx, testLogger(t), []int{0}); err != nil {
+	if err := newer.tl.recoverPartitions(ctx, testLogger(t), map[int]Fence{0: &fakeFence{epoch: epoch}}); err != nil {
 		t.Fatal(err)
 	}
 	m := open(st).tl.ms.snapshot()
@@ -303,4 +318,50 @@ func testLateRecordInFreedSlot(t *testing.T, at lakeAt) {
 		t.Fatalf("after the sleeper's merge: %d files live, want its 2 inputs", len(m.Files))
 	}
 	wantIDs(t, lakeIDs(t, st, open), 100, 0)
+}
+
+// TestStaleRecoverySparesLaterOwner: a process takes a partition over and
+// sleeps in its recovery, between reading the manifest and removing what
+// it lists nowhere. Meanwhile the partition moves on to a later owner,
+// which recovers it too, flushes, merges (hiding the merge's inputs) and
+// flushes again. When the sleeper wakes, the later owner's files are all
+// in its listing and none in the manifest it read: it must leave them
+// alone (by the epoch in a flush file's name, the version in a merged
+// file's).
+func TestStaleRecoverySparesLaterOwner(t *testing.T) { eachLake(t, testStaleRecoverySparesLaterOwner) }
+
+func testStaleRecoverySparesLaterOwner(t *testing.T, at lakeAt) {
+	ctx := context.Background()
+	st, ps, open := lapseLake(t, at, 1)
+	sleeper, later := open(ps), open(st)
+	l1 := &fakeLease{fakeFence: fakeFence{epoch: 1}}
+	if err := sleeper.takeOver(ctx, 0, l1); err != nil {
+		t.Fatal(err)
+	}
+	ps.mu.Lock()
+	ps.pauseList = func() {
+		c := mergeDue(t, later, 2)
+		if n, err := c.compact(ctx); n != 1 || err != nil {
+			t.Errorf("the later owner's merge: %d, %v", n, err)
+		}
+		feed(t, later, 0, 100, 50)
+		if err := later.flush(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+	ps.mu.Unlock()
+	if err := sleeper.tl.recoverPartitions(ctx, testLogger(t), map[int]Fence{0: l1}); err != nil {
+		t.Fatalf("the sleeper's recovery: %v", err)
+	}
+	if m := open(st).tl.ms.snapshot(); len(m.Files) != 2 || len(m.Replaced) != 2 {
+		t.Fatalf("%d files live and %d replaced, want the merged file and the last flush's, and the 2 merged", len(m.Files), len(m.Replaced))
+	}
+	wantIDs(t, lakeIDs(t, st, open), 150, 0)
+	// The merged inputs stay readable (hidden) for readers of the
+	// manifest before the merge.
+	for _, r := range open(st).tl.ms.snapshot().Replaced {
+		if _, err := st.ReadFile(ctx, replacedName("metrics/"+r.Path)); err != nil {
+			t.Errorf("a merged input, hidden for its grace period: %v", err)
+		}
+	}
 }
