@@ -149,48 +149,124 @@ func (h *logLines) count(prefix string) int {
 	return n
 }
 
-// TestLeaseLapseMidCommit runs two processes of the batch role on one lake
-// (a directory, and the development S3 server) with real leases from one
-// NATS server. The first owns the topic's partition, writes a flush's file
-// and sleeps just before its manifest record. Its link to NATS is then cut
-// (as a frozen host's would be): it stops heartbeating, fences itself
-// after 7 s, and the second process takes the partition over once the
-// first's key expires, recovers it (removing the sleeper's file), reads
-// the same offsets and commits them. Then the sleeper wakes: its record is
-// refused, and whatever it removes must leave the new owner's files alone.
-// Redone work is exact: the lake holds every event of the log once, also
-// after the link heals and more events come.
-func TestLeaseLapseMidCommit(t *testing.T) { eachLake(t, testLeaseLapseMidCommit) }
+// lapseRig is two processes of the batch role on one lake (a directory,
+// or the development S3 server) with real leases from one NATS server. The
+// first reaches NATS through a link the test cuts (as a frozen host's or a
+// partitioned network's would be: it stops heartbeating, fences itself
+// after 7 s, and the other takes its partitions once its key expires) and
+// reaches the lake through a store that makes it sleep at will (until
+// wake).
+type lapseRig struct {
+	t       *testing.T
+	link    *natsLink
+	p1, p2  pipelines.Pipeline
+	br1     *broker.Broker
+	br2     *broker.Broker
+	ps      *pausedStore
+	logs1   *logLines
+	asleep  chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
 
-func testLeaseLapseMidCommit(t *testing.T, at lakeAt) {
+func newLapseRig(t *testing.T, at lakeAt, compact pipelines.Compact) *lapseRig {
 	natsURL := startNATS(t)
-	link := newNATSLink(t, natsURL)
+	r := &lapseRig{t: t, link: newNATSLink(t, natsURL), asleep: make(chan struct{}, 1), release: make(chan struct{})}
 	p := testPipeline(t.TempDir(), []pipelines.Topic{testTopic("metrics", 1)}, nil)
 	at.apply(p)
 	p.Lake.Roll = pipelines.LakeRoll{MaxRows: 10_000, MaxAge: pipelines.Duration(50 * time.Millisecond)}
-	p.Lake.Compact.Interval = 0
-	p1, p2 := *p, *p
-	p1.Broker.URL, p2.Broker.URL = link.url(), natsURL
-	br1, br2 := openBroker(t, &p1, nil), openBroker(t, &p2, nil)
-	st := openStore(t, p)
-	ps := &pausedStore{Store: st}
-	open := func(p *pipelines.Pipeline, br *broker.Broker, name string, opts Options) *Batch {
-		n, err := br.Join(context.Background(), broker.NodeOptions{Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		opts.Poll, opts.Owner = 10*time.Millisecond, n
-		b, err := New(p, br, nil, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		startBatch(t, b)
-		return b
+	p.Lake.Compact = compact
+	r.p1, r.p2 = *p, *p
+	r.p1.Broker.URL, r.p2.Broker.URL = r.link.url(), natsURL
+	r.br1, r.br2 = openBroker(t, &r.p1, nil), openBroker(t, &r.p2, nil)
+	r.ps = &pausedStore{Store: openStore(t, p)}
+	r.logs1 = &logLines{next: testLogger(t).Handler()}
+	return r
+}
+
+func (r *lapseRig) open(p *pipelines.Pipeline, br *broker.Broker, name string, opts Options) *Batch {
+	n, err := br.Join(context.Background(), broker.NodeOptions{Name: name})
+	if err != nil {
+		r.t.Fatal(err)
 	}
-	logs1 := &logLines{next: testLogger(t).Handler()}
-	b1 := open(&p1, br1, "w1", Options{Logger: slog.New(logs1), Store: ps})
-	// Cleanups run last first: the link heals before the processes stop.
+	r.t.Cleanup(func() { n.Close() })
+	opts.Poll, opts.Owner = 10*time.Millisecond, n
+	b, err := New(p, br, nil, opts)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	startBatch(r.t, b)
+	return b
+}
+
+// first starts the process that sleeps; it is woken before it stops.
+func (r *lapseRig) first() *Batch {
+	b := r.open(&r.p1, r.br1, "w1", Options{Logger: slog.New(r.logs1), Store: r.ps})
+	r.t.Cleanup(r.wake)
+	return b
+}
+
+// second starts the other process, on a store of its own.
+func (r *lapseRig) second() *Batch {
+	return r.open(&r.p2, r.br2, "w2", Options{Logger: testLogger(r.t)})
+}
+
+// sleep is a pausedStore hook: the first process sleeps in it until wake.
+func (r *lapseRig) sleep() {
+	r.asleep <- struct{}{}
+	<-r.release
+}
+
+func (r *lapseRig) wake() { r.once.Do(func() { close(r.release) }) }
+
+// cut waits for the first process to fall asleep, then cuts its link to
+// NATS (healed before the processes stop).
+func (r *lapseRig) cut() {
+	select {
+	case <-r.asleep:
+	case <-time.After(60 * time.Second):
+		r.t.Fatal("the first process did not reach the point where it sleeps within 60 s")
+	}
+	r.link.setCut(true)
+	r.t.Cleanup(func() { r.link.setCut(false) })
+}
+
+// waitTaken waits until b's manifest shows partition 0 taken over (an
+// epoch past epoch) and written up to next.
+func waitTaken(t *testing.T, b *Batch, epoch uint64, next int64) {
+	t.Helper()
+	testenv.CheckFor(t, 90*time.Second, 20*time.Millisecond, func() error {
+		ps := b.manifestOf("metrics").partition(0)
+		if ps.Epoch <= epoch || ps.Next < next {
+			return fmt.Errorf("partition 0 at %d under epoch %d; want %d under an epoch past %d", ps.Next, ps.Epoch, next, epoch)
+		}
+		return nil
+	})
+}
+
+// events returns events [from, from+n) of the stream the lapse tests
+// write.
+func events(prefix string, n int) []event.Event {
+	evs := make([]event.Event, n)
+	for i := range evs {
+		evs[i] = testEvent(prefix, i, t0, time.Second)
+	}
+	return evs
+}
+
+// TestLeaseLapseMidCommit: the first process owns the topic's partition,
+// writes a flush's file and sleeps just before its manifest record; its
+// link to NATS is cut. The second takes the partition over, recovers it
+// (removing the sleeper's file), reads the same offsets and commits them.
+// Then the sleeper wakes: its record is refused, and whatever it removes
+// must leave the new owner's files alone. Redone work is exact: the lake
+// holds every event of the log once, also after the link heals and more
+// events come.
+func TestLeaseLapseMidCommit(t *testing.T) { eachLake(t, testLeaseLapseMidCommit) }
+
+func testLeaseLapseMidCommit(t *testing.T, at lakeAt) {
+	r := newLapseRig(t, at, pipelines.Compact{})
+	b1 := r.first()
 	testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
 		if e := b1.manifestOf("metrics").partition(0).Epoch; e == 0 {
 			return errors.New("the first process has not taken the partition yet")
@@ -198,42 +274,17 @@ func testLeaseLapseMidCommit(t *testing.T, at lakeAt) {
 		return nil
 	})
 	epoch1 := b1.manifestOf("metrics").partition(0).Epoch
-
-	paused, release := make(chan string, 1), make(chan struct{})
-	var releaseOnce sync.Once
-	wake := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(wake)
-	ps.arm(func(key string) {
-		paused <- key
-		<-release
-	})
-	var evs []event.Event
-	for i := range 100 {
-		evs = append(evs, testEvent("a", i, t0, time.Second))
-	}
-	appendEvents(t, br2, "metrics", 1, evs)
-	select {
-	case <-paused:
-	case <-time.After(60 * time.Second):
-		t.Fatal("the first process did not reach its manifest record within 60 s")
-	}
-	link.setCut(true)
-	t.Cleanup(func() { link.setCut(false) })
-
-	b2 := open(&p2, br2, "w2", Options{Logger: testLogger(t)})
-	testenv.CheckFor(t, 90*time.Second, 20*time.Millisecond, func() error {
-		ps := b2.manifestOf("metrics").partition(0)
-		if ps.Epoch <= epoch1 || ps.Next < 100 {
-			return fmt.Errorf("partition 0 at %d under epoch %d; want 100 under an epoch past %d", ps.Next, ps.Epoch, epoch1)
-		}
-		return nil
-	})
+	r.ps.arm(func(string) { r.sleep() })
+	evs := events("a", 100)
+	appendEvents(t, r.br2, "metrics", 1, evs)
+	r.cut()
+	b2 := r.second()
+	waitTaken(t, b2, epoch1, 100)
 
 	// The sleeper wakes; its flush must fail (the partition moved).
-	refused := "lake: partitions taken by another process left out of the flush"
-	wake()
+	r.wake()
 	testenv.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
-		if logs1.count(refused) == 0 && logs1.count("lake: flush failed") == 0 {
+		if r.logs1.count("lake: partitions taken by another process left out of the flush") == 0 && r.logs1.count("lake: flush failed") == 0 {
 			return errors.New("the sleeper's flush has not ended yet")
 		}
 		return nil
@@ -242,12 +293,60 @@ func testLeaseLapseMidCommit(t *testing.T, at lakeAt) {
 
 	// The link heals; more events come, written by whichever process owns
 	// the partition now. Every event is in the lake once.
-	link.setCut(false)
-	for i := range 100 {
-		evs = append(evs, testEvent("b", i, t0, time.Second))
-	}
-	appendEvents(t, br2, "metrics", 1, evs[100:])
+	r.link.setCut(false)
+	evs = append(evs, events("b", 100)...)
+	appendEvents(t, r.br2, "metrics", 1, evs[100:])
 	waitLake(t, b2, nil, "metrics", map[int]int64{0: 200})
+	checkLakeHolds(t, b2, evs)
+}
+
+// TestLeaseLapseMidRecovery: the first process takes the partition and
+// sleeps in its recovery, between reading the manifest and removing the
+// files it lists nowhere; its link to NATS is cut. The second takes the
+// partition over, writes two flushes and merges them (hiding the inputs).
+// When the sleeper wakes, all of that is in its listing and none of it in
+// the manifest it read: it must remove none of it. (A process frozen as a
+// whole, its heartbeats too, resumes with its recovery's requests in hand
+// before its own fence stops them; the cut link only lets the other take
+// over, so the sleeper's requests are made to outlive its lease.)
+func TestLeaseLapseMidRecovery(t *testing.T) { eachLake(t, testLeaseLapseMidRecovery) }
+
+func testLeaseLapseMidRecovery(t *testing.T, at lakeAt) {
+	r := newLapseRig(t, at, pipelines.Compact{MinFiles: 2, Interval: pipelines.Duration(20 * time.Millisecond)})
+	evs := events("a", 100)
+	appendEvents(t, r.br2, "metrics", 1, evs[:50])
+	recovered := make(chan struct{})
+	r.ps.mu.Lock()
+	r.ps.pauseList = func() {
+		r.sleep()
+		r.ps.mu.Lock()
+		r.ps.detached = true
+		r.ps.onDelete = func() {
+			r.ps.detached = false
+			close(recovered)
+		}
+		r.ps.mu.Unlock()
+	}
+	r.ps.mu.Unlock()
+	r.first()
+	r.cut()
+	b2 := r.second()
+	// The sleeper's take-over is epoch 1 (the partition's first).
+	waitTaken(t, b2, 1, 50)
+	appendEvents(t, r.br2, "metrics", 1, evs[50:])
+	testenv.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+		m := b2.manifestOf("metrics")
+		if m.partition(0).Next < 100 || len(m.Files) != 1 || !m.Files[0].Compacted || len(m.Replaced) == 0 {
+			return fmt.Errorf("next %d, %d files, %d replaced; want 100 in one merged file", m.partition(0).Next, len(m.Files), len(m.Replaced))
+		}
+		return nil
+	})
+	r.wake()
+	select {
+	case <-recovered:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the sleeper's recovery did not finish within 60 s")
+	}
 	checkLakeHolds(t, b2, evs)
 }
 

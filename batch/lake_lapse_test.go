@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,17 +26,48 @@ import (
 
 // pausedStore runs pause (once, when set) just before a manifest record
 // write reaches the store, and pauseList (once, when set) just before a
-// listing of data files (recovery's) returns: the caller sleeps there while
-// they run.
+// listing of the topic's files (recovery's): the caller sleeps there while they
+// run. onDelete tells when a deletion is done.
 type pausedStore struct {
 	lakestore.Store
 	mu        sync.Mutex
 	pause     func(key string)
 	pauseList func()
+	onDelete  func() // once, after a deletion
+	// detached makes listings, renames and deletions ignore their
+	// context's end: a process frozen as a whole resumes with the calls
+	// it had in hand before its lease's end (a canceled context) reaches
+	// them.
+	detached bool
+}
+
+func (s *pausedStore) ctx(ctx context.Context) context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.detached {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
+
+func (s *pausedStore) Delete(ctx context.Context, keys ...string) error {
+	err := s.Store.Delete(s.ctx(ctx), keys...)
+	s.mu.Lock()
+	f := s.onDelete
+	s.onDelete = nil
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return err
+}
+
+func (s *pausedStore) Rename(ctx context.Context, from, to string) error {
+	return s.Store.Rename(s.ctx(ctx), from, to)
 }
 
 func (s *pausedStore) List(ctx context.Context, prefix, after string) ([]lakestore.Entry, error) {
-	if !strings.Contains(prefix, manifestDir) {
+	if prefix == "metrics/" {
 		s.mu.Lock()
 		f := s.pauseList
 		s.pauseList = nil
@@ -46,7 +76,7 @@ func (s *pausedStore) List(ctx context.Context, prefix, after string) ([]lakesto
 			f()
 		}
 	}
-	return s.Store.List(ctx, prefix, after)
+	return s.Store.List(s.ctx(ctx), prefix, after)
 }
 
 func (s *pausedStore) arm(f func(key string)) {
