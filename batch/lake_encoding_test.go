@@ -106,6 +106,34 @@ func TestLakeEncodingChoice(t *testing.T) {
 	}
 }
 
+// TestLakeFilesNameTheirColumns writes several files with one file
+// writer, as the lake writer does, and checks that every file's column
+// chunks name their column (path_in_schema, which the Parquet format
+// requires and parquet-mr based readers such as Spark and Trino look
+// columns up by) and list their encodings. parquet-go writers before
+// v0.32.1 cleared both in every file after the first.
+func TestLakeFilesNameTheirColumns(t *testing.T) {
+	tl, dir := testDirLake(t, encodingSchema)
+	hour := periodOf(1_767_225_600_000_000, hourMicros)
+	fw := newFileWriter(tl.ls, nil)
+	want := map[string]format.Encoding{
+		"ts": format.DeltaBinaryPacked, "host": format.RLEDictionary, "note": format.Plain,
+		event.ColID: format.Plain, event.ColOffset: format.DeltaBinaryPacked, event.ColEventTime: format.DeltaBinaryPacked,
+	}
+	for k := range 3 {
+		const rows = 900
+		evs := encodingEvents(rows, hour+int64(k)*hourMicros, true)
+		offs := make([]int64, rows)
+		for i := range offs {
+			offs[i] = int64(k*rows + i)
+		}
+		path := fmt.Sprintf("dt=2026-01-01/hour=%02d/w.parquet", k)
+		fe := writeTestFileWith(t, tl, fw, path, hour+int64(k)*hourMicros, 2, offs[0], offs[rows-1], evs, offs)
+		checkEncodings(t, filepath.Join(dir, filepath.FromSlash(tl.key(path))), want)
+		readBack(t, tl, fe, evs, offs)
+	}
+}
+
 // checkEncodings checks each column's data page encoding and that no
 // column has a page index.
 func checkEncodings(t *testing.T, file string, want map[string]format.Encoding) {
@@ -122,6 +150,9 @@ func checkEncodings(t *testing.T, file string, want map[string]format.Encoding) 
 	for i, leaf := range pf.Schema().Columns() {
 		name := leaf[0]
 		c := md.RowGroups[0].Columns[i]
+		if !slices.Equal(c.MetaData.PathInSchema, leaf) {
+			t.Errorf("column %d (%s): path_in_schema %q, want %q", i, name, c.MetaData.PathInSchema, leaf)
+		}
 		if c.ColumnIndexLength != 0 || c.OffsetIndexLength != 0 {
 			t.Errorf("%s: a page index (%d and %d bytes)", name, c.ColumnIndexLength, c.OffsetIndexLength)
 		}
