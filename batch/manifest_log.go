@@ -29,9 +29,11 @@ import (
 // with v written as 20 decimal digits, so that keys sort by version. A
 // commit writes one record, create-only: of several writers committing on
 // top of version v, exactly one creates <v+1>.json; the others read it and
-// try again on top of it. So a commit costs what it changes, not what the
-// lake holds; checkpoints, written now and then, keep the records a reader
-// replays few. docs/lake-format.md specifies the log.
+// try again on top of it; the one that created it confirms that the name
+// was not one a checkpoint had freed (confirm). So a commit costs what it
+// changes, not what the lake holds; checkpoints, written now and then,
+// keep the records a reader replays few. docs/lake-format.md specifies
+// the log.
 const (
 	manifestDir     = "_manifest"
 	lastCheckpoint  = "_last_checkpoint.json"
