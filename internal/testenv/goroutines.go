@@ -36,10 +36,10 @@ type goroutineWatch struct {
 
 // goroutineSeen is what the watch learned of one goroutine.
 type goroutineSeen struct {
-	creator string // the function that started it, e.g. "server.(*Server).Start"
-	parent  int64  // the goroutine that started it (0: unknown)
-	first   int    // the sample it first appeared in
-	test    string // the test it runs, if it is a test's goroutine
+	entry  string // the function it runs, e.g. "server.(*jetStream).monitorCluster"
+	parent int64  // the goroutine that started it (0: unknown)
+	first  int    // the sample it first appeared in
+	test   string // the test it runs, if it is a test's goroutine
 }
 
 // sample is one look at all goroutines.
@@ -57,16 +57,19 @@ func startGoroutineWatch(every time.Duration) *goroutineWatch {
 	}
 	go func() {
 		defer close(w.finished)
-		t := time.NewTicker(every)
-		defer t.Stop()
 		buf := make([]byte, 1<<20)
 		for {
+			start := time.Now()
 			buf = w.sample(buf)
+			// A dump stops the world: with many goroutines, sample less
+			// often, so that the watch never takes more than a twentieth
+			// of the time.
+			wait := max(every, 20*time.Since(start))
 			select {
 			case <-w.done:
 				w.sample(buf)
 				return
-			case <-t.C:
+			case <-time.After(wait):
 			}
 		}
 	}()
@@ -109,7 +112,7 @@ func (w *goroutineWatch) sample(buf []byte) []byte {
 			s.tests = append(s.tests, w.str(g.test))
 		}
 		if _, ok := w.seen[g.id]; !ok {
-			w.seen[g.id] = goroutineSeen{creator: w.str(g.creator), parent: g.parent, first: idx, test: w.str(g.test)}
+			w.seen[g.id] = goroutineSeen{entry: w.str(g.entry), parent: g.parent, first: idx, test: w.str(g.test)}
 		}
 	}
 	slices.Sort(s.tests)
@@ -140,22 +143,25 @@ func (w *goroutineWatch) str(s string) string {
 // created: those of the samples just before and at its first appearance,
 // or, for a goroutine no sample saw, of the samples whose highest
 // goroutine id brackets id (ids grow with time, give or take the small
-// batches the runtime hands each processor).
-func (w *goroutineWatch) createdDuring(id int64) []string {
+// batches the runtime hands each processor). after reports a goroutine
+// created after the last sample, when the tests had ended.
+func (w *goroutineWatch) createdDuring(id int64) (tests []string, after bool) {
 	at := -1
 	if g, ok := w.seen[id]; ok {
 		at = g.first
 	} else {
 		at = sampleAtID(w.samples, id)
 	}
-	var tests []string
+	if at == len(w.samples) {
+		return nil, true
+	}
 	for _, i := range []int{at - 1, at} {
 		if i >= 0 && i < len(w.samples) {
 			tests = append(tests, w.samples[i].tests...)
 		}
 	}
 	slices.Sort(tests)
-	return slices.Compact(tests)
+	return slices.Compact(tests), false
 }
 
 // sampleAtID returns the first sample whose highest goroutine id is at least
@@ -174,21 +180,21 @@ func sampleAtID(samples []sample, id int64) int {
 }
 
 // owner follows the chain of creators up from goroutine id to a test's
-// goroutine and returns the test's name and the creator functions passed
-// on the way, or "" when the chain leaves what the watch saw.
-func (w *goroutineWatch) owner(id int64) (test string, via []string) {
+// goroutine and returns the test's name and what the goroutines on the way
+// run (id's first), or "" when the chain leaves what the watch saw.
+func (w *goroutineWatch) owner(id int64) (test string, runs []string) {
 	for range 64 {
 		g, ok := w.seen[id]
 		if !ok {
-			return "", via
+			return "", runs
 		}
 		if g.test != "" {
-			return g.test, via
+			return g.test, runs
 		}
-		via = append(via, g.creator)
+		runs = append(runs, g.entry)
 		id = g.parent
 	}
-	return "", via
+	return "", runs
 }
 
 // summarize counts the leaked goroutines by top function and creator,
@@ -202,6 +208,7 @@ func (w *goroutineWatch) summarize(leaked []goroutineStack) string {
 		n            int
 		parents      []int64
 		during       []string
+		after        bool // some were created after the tests ended
 	}
 	var groups []*group
 	byKey := map[[2]string]*group{}
@@ -217,7 +224,9 @@ func (w *goroutineWatch) summarize(leaked []goroutineStack) string {
 		if !slices.Contains(gr.parents, g.parent) {
 			gr.parents = append(gr.parents, g.parent)
 		}
-		gr.during = append(gr.during, w.createdDuring(g.id)...)
+		during, after := w.createdDuring(g.id)
+		gr.during = append(gr.during, during...)
+		gr.after = gr.after || after
 	}
 	slices.SortStableFunc(groups, func(a, b *group) int { return b.n - a.n })
 	var sb strings.Builder
@@ -225,13 +234,15 @@ func (w *goroutineWatch) summarize(leaked []goroutineStack) string {
 	for _, gr := range groups {
 		fmt.Fprintf(&sb, "  %d × %s, created by %s\n", gr.n, short(gr.top), short(gr.creator))
 		for _, p := range gr.parents {
-			// via: the function that started goroutine p, the one
-			// that started that function's goroutine, and so on.
-			switch test, via := w.owner(p); {
+			// runs: what goroutine p runs, what the goroutine that
+			// started it runs, and so on up to the test.
+			switch test, runs := w.owner(p); {
+			case test != "" && len(runs) == 0:
+				fmt.Fprintf(&sb, "    creator goroutine %d is %s's own\n", p, test)
 			case test != "":
-				fmt.Fprintf(&sb, "    creator goroutine %d runs under %s (started by %s)\n", p, test, chain(via))
-			case len(via) > 0:
-				fmt.Fprintf(&sb, "    creator goroutine %d was started by %s, under no test\n", p, chain(via))
+				fmt.Fprintf(&sb, "    creator goroutine %d runs %s, under %s\n", p, chain(runs), test)
+			case len(runs) > 0:
+				fmt.Fprintf(&sb, "    creator goroutine %d runs %s, under no test\n", p, chain(runs))
 			default:
 				fmt.Fprintf(&sb, "    creator goroutine %d was never sampled\n", p)
 			}
@@ -239,8 +250,11 @@ func (w *goroutineWatch) summarize(leaked []goroutineStack) string {
 		slices.Sort(gr.during)
 		if during := slices.Compact(gr.during); len(during) > 0 {
 			fmt.Fprintf(&sb, "    created while running: %s\n", strings.Join(during, ", "))
-		} else {
-			fmt.Fprintf(&sb, "    created while no test was running (TestMain or after the tests)\n")
+		} else if !gr.after {
+			fmt.Fprintf(&sb, "    created while no test was running\n")
+		}
+		if gr.after {
+			fmt.Fprintf(&sb, "    created after the tests ended: a goroutine outlived its owner's shutdown\n")
 		}
 	}
 	return sb.String()
@@ -266,6 +280,7 @@ func short(fn string) string {
 type goroutineStack struct {
 	id      int64
 	top     string // the function on top of its stack
+	entry   string // the function at the bottom: what it runs
 	creator string // the function that started it
 	parent  int64  // the goroutine that started it
 	test    string // the test it runs ("TestFoo"), if any
@@ -310,6 +325,7 @@ func parseStacks(dump []byte) []goroutineStack {
 		if m := createdRE.FindSubmatch(line); m != nil {
 			g.creator = string(m[1])
 			g.parent, _ = strconv.ParseInt(string(m[2]), 10, 64)
+			g.entry = string(prevFunc)
 			g = nil // what follows belongs to no frame (goleak's own text)
 			continue
 		}

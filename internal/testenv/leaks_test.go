@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func TestLeakSummaryNamesTheTest(t *testing.T) {
 	for _, want := range []string{
 		"goleak: 1 goroutines leaked:\n",
 		"  1 × testenv.parkUntil, created by testenv.TestLeakSummaryNamesTheTest.func1\n",
-		" runs under TestLeakSummaryNamesTheTest (started by testenv.TestLeakSummaryNamesTheTest)\n",
+		" runs testenv.TestLeakSummaryNamesTheTest.func1, under TestLeakSummaryNamesTheTest\n",
 		"created while running: TestLeakSummaryNamesTheTest\n",
 	} {
 		if !strings.Contains(summary, want) {
@@ -86,7 +87,7 @@ func TestParseStacks(t *testing.T) {
 		t.Fatalf("parsed %d goroutines from one stack: %+v", len(stacks), stacks)
 	}
 	g := stacks[0]
-	if g.id <= 0 || g.top != "github.com/lambdaflow/lambdaflow/internal/testenv.runtimeStack" ||
+	if g.id <= 0 || g.top != "github.com/lambdaflow/lambdaflow/internal/testenv.runtimeStack" || g.entry != "testing.tRunner" ||
 		g.creator != "testing.(*T).Run" || g.parent <= 0 || g.test != "TestParseStacks" {
 		t.Fatalf("parsed %+v", g)
 	}
@@ -96,3 +97,28 @@ func TestParseStacks(t *testing.T) {
 //
 //go:noinline
 func runtimeStack(buf []byte) int { return runtime.Stack(buf, false) }
+
+// TestCreatedDuring dates goroutines by the samples: one a sample saw by
+// the sample it first appeared in, one none saw by its id, and one newer
+// than every sample as created after the tests.
+func TestCreatedDuring(t *testing.T) {
+	w := &goroutineWatch{
+		samples: []sample{{maxID: 10, tests: []string{"TestA"}}, {maxID: 20, tests: []string{"TestB"}}, {maxID: 30}},
+		seen:    map[int64]goroutineSeen{15: {first: 1}},
+	}
+	for _, c := range []struct {
+		id    int64
+		tests []string
+		after bool
+	}{
+		{15, []string{"TestA", "TestB"}, false}, // between samples 0 and 1
+		{25, []string{"TestB"}, false},          // between samples 1 and 2
+		{5, []string{"TestA"}, false},           // before the first sample
+		{31, nil, true},
+	} {
+		tests, after := w.createdDuring(c.id)
+		if !slices.Equal(tests, c.tests) || after != c.after {
+			t.Errorf("createdDuring(%d) = %v, %v; want %v, %v", c.id, tests, after, c.tests, c.after)
+		}
+	}
+}
