@@ -83,8 +83,7 @@ func (c *testCluster) urls() string {
 func (c *testCluster) stop(name string) {
 	for i, ns := range c.servers {
 		if ns.Name() == name && !c.stopped[i] {
-			ns.Shutdown()
-			ns.WaitForShutdown()
+			stopServer(ns, slog.New(slog.DiscardHandler))
 			c.stopped[i] = true
 		}
 	}
@@ -113,8 +112,7 @@ func (c *testCluster) restart(t testing.TB, name string) {
 func (c *testCluster) shutdown() {
 	for i, ns := range c.servers {
 		if !c.stopped[i] {
-			ns.Shutdown()
-			ns.WaitForShutdown()
+			stopServer(ns, slog.New(slog.DiscardHandler))
 			c.stopped[i] = true
 		}
 	}
