@@ -47,6 +47,7 @@ func startCluster(t testing.TB, n int) *testCluster {
 			NoLog:      true,
 			NoSigs:     true,
 		}
+		setLameDuck(o) // stopServer's shutdown, as for an embedded node
 		ns, err := server.NewServer(o.Clone())
 		if err != nil {
 			t.Fatal(err)

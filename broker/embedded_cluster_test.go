@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -131,71 +130,4 @@ func TestEmbeddedClusterWaitsForPeers(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "the cluster did not form") {
 		t.Fatalf("Open: %v, want the cluster did not form (deadline exceeded)", err)
 	}
-}
-
-// storeLoops counts the running stores of nats-servers in this process:
-// each file store (a stream's, or a raft group's log) runs one
-// flushStreamStateLoop until it is stopped.
-func storeLoops() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "server.(*fileStore).flushStreamStateLoop(")
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-}
-
-// TestEmbeddedClusterNodeClosedWhileRecovering closes a cluster node right
-// after it opened again, while its server still recreates the raft groups
-// of the log's streams from the meta layer. Close must stop every store
-// the server opened: nats-server's Shutdown alone leaves the log of each
-// raft group it creates after it dropped the system account running.
-func TestEmbeddedClusterNodeClosedWhileRecovering(t *testing.T) {
-	ports := freePorts(t, 3)
-	pipes := make([]*pipelines.Pipeline, 3)
-	for i := range pipes {
-		pipes[i] = clusterPipeline(t, ports, i)
-		// Many streams: more raft groups to recreate.
-		pipes[i].Topics = []pipelines.Topic{testTopic("metrics", 8)}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	open := func(i int) (*Broker, error) {
-		return Open(ctx, pipes[i], Options{Registerer: prometheus.NewRegistry()})
-	}
-	brokers := make([]*Broker, 3)
-	errs := make([]error, 3)
-	var wg sync.WaitGroup
-	for i := range brokers {
-		wg.Go(func() { brokers[i], errs[i] = open(i) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("Open node %d: %v", i, err)
-		}
-		t.Cleanup(func() { brokers[i].Close() })
-	}
-	if err := brokers[1].EnsureTopics(ctx); err != nil {
-		t.Fatalf("EnsureTopics: %v", err)
-	}
-	for round := range 4 {
-		brokers[0].Close()
-		b, err := open(0)
-		if err != nil {
-			t.Fatalf("round %d: Open node 0 again: %v", round, err)
-		}
-		brokers[0] = b
-	}
-	for _, b := range brokers {
-		b.Close()
-	}
-	testenv.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-		if n := storeLoops(); n > 0 {
-			return fmt.Errorf("%d stores still running after every node closed", n)
-		}
-		return nil
-	})
 }

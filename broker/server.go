@@ -269,6 +269,7 @@ func clusterOptions(so *server.Options, c pipelines.Cluster) error {
 		return fmt.Errorf("broker: cluster.listen %q: %w", c.Listen, err)
 	}
 	so.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+	setLameDuck(so)
 	if so.DontListen {
 		// nats-server starts routing only once its client listener is up:
 		// without broker.listen, one on a loopback port of its choosing.
@@ -513,19 +514,28 @@ const apiIdleWait = 10 * time.Second
 //     the meta layer, which goes on creating the raft groups of streams
 //     and consumers (a node that just started recreates all of them); the
 //     log of each one created in between fails to start and is never
-//     stopped. ShutdownJetStream stops the meta layer first, with the
-//     system account still there.
+//     stopped. A lame-duck shutdown stops JetStream and its raft groups
+//     first, with the system account still there, after handing the
+//     node's leaderships over (as Shutdown does), and then shuts down;
+//     setLameDuck bounds how long it waits for clients.
 func stopServer(ns *server.Server, log *slog.Logger) {
 	if err := waitAPIIdle(ns, apiIdleWait); err != nil {
 		log.Warn("broker: shutting the embedded nats-server down with JetStream requests in flight", "err", err)
 	}
 	if ns.JetStreamIsClustered() {
-		if err := ns.ShutdownJetStream(); err != nil {
-			log.Warn("broker: stopping JetStream before shutting the embedded nats-server down", "err", err)
-		}
+		ns.LameDuckShutdown() // a no-op without a client listener, which cluster nodes always have
 	}
 	ns.Shutdown()
 	ns.WaitForShutdown()
+}
+
+// setLameDuck makes a lame-duck shutdown (stopServer's, of a cluster node)
+// quick: it closes the clients still connected within a second, not
+// nats-server's default of two minutes after a grace period of ten
+// seconds.
+func setLameDuck(so *server.Options) {
+	so.LameDuckGracePeriod = 100 * time.Millisecond
+	so.LameDuckDuration = time.Second
 }
 
 // waitAPIIdle waits until ns serves no JetStream API request, for at most
