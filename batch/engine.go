@@ -27,7 +27,9 @@ import (
 //     updated a column at a time over the rows' states (UpdateColumns), or,
 //     for a tumbling view whose states are words alone, into flat slots
 //     per (window, group) merged into the states once per batch
-//     (tumblingSlots);
+//     (tumblingSlots; a batch whose rows are all kept takes
+//     Slots.UpdateAll, its loops free of selection vectors and, over
+//     columns without nulls, of validity tests);
 //   - each worker keeps partial states per window, in an array indexed by
 //     group id; at the end they are merged by key with the plan's Merge,
 //     which is exact for every aggregate (the result does not depend on how
@@ -485,11 +487,20 @@ func (w *worker) tumblingSlots(b *colBatch, rows []int32) {
 		w.slotOf = append(w.slotOf, -1)
 	}
 	slotOf, owners := w.slotOf, w.owners[:0]
-	n := 0
+	// The rows kept are rows itself until a run is skipped (a window
+	// outside the span); from then on they are copied into in.
+	n, skipped := 0, false
 	for k, to := 0, 0; k < len(rows); k = to {
 		var cur *winStates
 		if to, cur = w.windowRun(b.Time, rows, k); cur == nil {
+			if !skipped {
+				copy(in, rows[:n])
+				skipped = true
+			}
 			continue
+		}
+		if skipped {
+			copy(in[n:], rows[k:to])
 		}
 		first := len(owners)
 		for j := k; j < to; j++ {
@@ -500,7 +511,7 @@ func (w *worker) tumblingSlots(b *colBatch, rows []int32) {
 				slotOf[id] = sl
 				owners = append(owners, slotOwner{ws: cur, id: id})
 			}
-			in[n], slots[n] = rows[j], sl
+			slots[n] = sl
 			n++
 		}
 		// The next run (another window) starts with no slots.
@@ -509,7 +520,11 @@ func (w *worker) tumblingSlots(b *colBatch, rows []int32) {
 		}
 	}
 	w.in, w.rowSlot, w.owners = in, slots, owners
-	in, slots = in[:n], slots[:n]
+	kept := rows
+	if skipped {
+		kept = in[:n]
+	}
+	slots = slots[:n]
 	if 4*len(owners) > n {
 		byslot, states := resize(w.slotStates, len(owners)), resize(w.states, n)
 		for i, o := range owners {
@@ -518,12 +533,18 @@ func (w *worker) tumblingSlots(b *colBatch, rows []int32) {
 		for k, sl := range slots {
 			states[k] = byslot[sl]
 		}
-		w.aggs.UpdateColumns(states, in, &b.Columns)
+		w.aggs.UpdateColumns(states, kept, &b.Columns)
 		w.slotStates, w.states = byslot, states
 		return
 	}
 	w.slots.Reset(len(owners))
-	w.slots.Update(slots, in, &b.Columns)
+	if n == b.Len {
+		// Every row of the batch, in order (rows is a selection
+		// vector: increasing).
+		w.slots.UpdateAll(slots, &b.Columns)
+	} else {
+		w.slots.Update(slots, kept, &b.Columns)
+	}
 	for i, o := range owners {
 		w.slots.MergeInto(o.ws.get(g.pl, o.id), i)
 	}

@@ -535,11 +535,13 @@ func (c *pageCursor) fillStrings(col *event.Column, done, k int, defs []byte) er
 		// Dictionary indices without nulls: copied in bulk, checked in
 		// one pass.
 		idx := c.idx[c.val : c.val+k]
-		bad := false
+		// The largest index (as unsigned, so a negative one is large),
+		// without a branch per index.
+		var top uint32
 		for _, w := range idx {
-			bad = bad || uint32(w) >= uint32(words)
+			top = max(top, uint32(w))
 		}
-		if bad {
+		if len(idx) > 0 && top >= uint32(words) {
 			for _, w := range idx {
 				if w < 0 || w >= words {
 					return fmt.Errorf("dictionary index %d out of range", w)

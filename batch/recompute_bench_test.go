@@ -49,13 +49,19 @@ func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, 
 // answers for [first, last].
 func writeTestFile(tb testing.TB, tl *topicLake, path string, start int64, part int, first, last int64, rows []event.Event, offs []int64) fileEntry {
 	tb.Helper()
+	return writeTestFileWith(tb, tl, newFileWriter(tl.ls, nil), path, start, part, first, last, rows, offs)
+}
+
+// writeTestFileWith is writeTestFile with the file writer fw, which may
+// have written other files before (as the lake writer's do).
+func writeTestFileWith(tb testing.TB, tl *topicLake, fw *fileWriter, path string, start int64, part int, first, last int64, rows []event.Event, offs []int64) fileEntry {
+	tb.Helper()
 	fe := fileEntry{Path: path, Start: start, End: start + tl.period, Rows: int64(len(rows)),
 		Ranges: []offsetRange{{Partition: part, First: first, Last: last, Rows: int64(len(rows))}}}
 	w, err := tl.st.Create(context.Background(), tl.key(path))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	fw := newFileWriter(tl.ls, nil)
 	fw.observe(rows)
 	if err := fw.start(w, fe.Ranges); err != nil {
 		tb.Fatal(err)

@@ -26,6 +26,8 @@ type Slots struct {
 	nw int      // words per slot
 	w  []uint64 // slot i is w[i*nw : (i+1)*nw], laid out as a state's block
 	n  int
+	// iota is rows 0 … n-1, for UpdateAll's columns with nulls.
+	iota []int32
 	// view is the State MergeInto hands Merge: a slot seen as a state's
 	// block (the same words in the same places).
 	view State
@@ -47,7 +49,12 @@ func (p *Set) NewSlots() *Slots {
 	return &Slots{p: p, nw: l.nw}
 }
 
-// Reset makes n empty slots, 0 … n-1.
+// Reset makes n empty slots, 0 … n-1. The extremes of each slot start
+// at a sentinel no value can equal (a NaN's bits for doubles, which never
+// reach a state, the far end of the range for integers), so the loops over
+// columns without nulls compare without asking whether the slot has a
+// value yet; a slot's count says whether its extremes mean anything, as
+// Merge reads it.
 func (s *Slots) Reset(n int) {
 	size := n * s.nw
 	if cap(s.w) < size {
@@ -56,6 +63,31 @@ func (s *Slots) Reset(n int) {
 	s.w = s.w[:size]
 	clear(s.w)
 	s.n = n
+	for i := range s.p.upd {
+		op := &s.p.upd[i]
+		if op.upd == statNone || op.class == classString {
+			continue
+		}
+		lo, hi := sentinels(op.class)
+		for b := 0; b < size; b += s.nw {
+			if op.statMin >= 0 {
+				s.w[b+int(op.statMin)] = lo
+			}
+			if op.statMax >= 0 {
+				s.w[b+int(op.statMax)] = hi
+			}
+		}
+	}
+}
+
+// sentinels are the words a slot's minimum and maximum start at: above
+// and below every value of the class in the order the loops compare in.
+func sentinels(c valClass) (lo, hi uint64) {
+	if c == classFloat {
+		// floatKey of these NaNs is the largest and the smallest key.
+		return 0x7fff_ffff_ffff_ffff, 0xffff_ffff_ffff_ffff
+	}
+	return math.MaxInt64, 1 << 63 // math.MinInt64
 }
 
 // Len returns the number of slots.
@@ -64,8 +96,19 @@ func (s *Slots) Len() int { return s.n }
 // Update adds row rows[k] of c to slot slots[k], as UpdateColumns adds it
 // to a state (a slot may take many rows of a batch).
 func (s *Slots) Update(slots, rows []int32, c *event.Columns) {
+	s.update(slots[:len(rows)], rows, c)
+}
+
+// UpdateAll is Update of every row of c in order: row k to slot slots[k],
+// for k < len(slots). Its loops index the columns directly, and over a
+// column without nulls (Valid nil) test nothing per row but NaN.
+func (s *Slots) UpdateAll(slots []int32, c *event.Columns) {
+	s.update(slots, nil, c)
+}
+
+// update is Update, or UpdateAll when rows is nil.
+func (s *Slots) update(slots, rows []int32, c *event.Columns) {
 	p, nw, w := s.p, s.nw, s.w
-	slots = slots[:len(rows)]
 	for i := range p.upd {
 		op := &p.upd[i]
 		if op.kind == aggCount {
@@ -78,6 +121,14 @@ func (s *Slots) Update(slots, rows []int32, c *event.Columns) {
 		col := &c.Fields[op.field]
 		if !col.Read {
 			continue // null in every row
+		}
+		if rows == nil && col.Valid == nil {
+			s.updateDense(slots, col, op)
+			continue
+		}
+		rows := rows
+		if rows == nil {
+			rows = s.all(len(slots))
 		}
 		switch op.kind {
 		case aggSumInt, aggAvgInt:
@@ -95,6 +146,127 @@ func (s *Slots) Update(slots, rows []int32, c *event.Columns) {
 		}
 		if op.upd != statNone {
 			s.stats(slots, rows, col, op)
+		}
+	}
+}
+
+// all returns the rows 0 … n-1.
+func (s *Slots) all(n int) []int32 {
+	for len(s.iota) < n {
+		s.iota = append(s.iota, int32(len(s.iota)))
+	}
+	return s.iota[:n]
+}
+
+// updateDense is update's op over rows 0 … len(slots)-1 of a column
+// without nulls: a loop per kind and extreme, no test per row but NaN.
+func (s *Slots) updateDense(slots []int32, col *event.Column, op *aggOp) {
+	nw, w := s.nw, s.w
+	switch op.kind {
+	case aggSumInt, aggAvgInt:
+		o, vals := int(op.w), col.I[:len(slots)]
+		for k, sl := range slots {
+			x, j := vals[k], int(sl)*nw+o
+			lo, carry := bits.Add64(w[j], uint64(x), 0)
+			w[j] = lo
+			w[j+1] += uint64(x>>63) + carry
+		}
+	}
+	if op.upd == statNone {
+		return
+	}
+	cnt, lo, hi := int(op.n), int(op.statMin), int(op.statMax)
+	switch op.class {
+	case classInt:
+		vals := col.I[:len(slots)]
+		switch {
+		case lo >= 0 && hi >= 0:
+			for k, sl := range slots {
+				b, x := int(sl)*nw, vals[k]
+				if x < int64(w[b+lo]) {
+					w[b+lo] = uint64(x)
+				}
+				if x > int64(w[b+hi]) {
+					w[b+hi] = uint64(x)
+				}
+				w[b+cnt]++
+			}
+		case lo >= 0:
+			for k, sl := range slots {
+				b, x := int(sl)*nw, vals[k]
+				if x < int64(w[b+lo]) {
+					w[b+lo] = uint64(x)
+				}
+				w[b+cnt]++
+			}
+		case hi >= 0:
+			for k, sl := range slots {
+				b, x := int(sl)*nw, vals[k]
+				if x > int64(w[b+hi]) {
+					w[b+hi] = uint64(x)
+				}
+				w[b+cnt]++
+			}
+		default:
+			for _, sl := range slots {
+				w[int(sl)*nw+cnt]++
+			}
+		}
+	case classFloat:
+		// NaN counts as null (value): skipped.
+		vals := col.F[:len(slots)]
+		switch {
+		case lo >= 0 && hi >= 0:
+			for k, sl := range slots {
+				x := vals[k]
+				if x != x {
+					continue
+				}
+				b, bits := int(sl)*nw, math.Float64bits(x)
+				key := floatKey(bits)
+				if key < floatKey(w[b+lo]) {
+					w[b+lo] = bits
+				}
+				if key > floatKey(w[b+hi]) {
+					w[b+hi] = bits
+				}
+				w[b+cnt]++
+			}
+		case lo >= 0:
+			for k, sl := range slots {
+				x := vals[k]
+				if x != x {
+					continue
+				}
+				b, bits := int(sl)*nw, math.Float64bits(x)
+				if floatKey(bits) < floatKey(w[b+lo]) {
+					w[b+lo] = bits
+				}
+				w[b+cnt]++
+			}
+		case hi >= 0:
+			for k, sl := range slots {
+				x := vals[k]
+				if x != x {
+					continue
+				}
+				b, bits := int(sl)*nw, math.Float64bits(x)
+				if floatKey(bits) > floatKey(w[b+hi]) {
+					w[b+hi] = bits
+				}
+				w[b+cnt]++
+			}
+		default:
+			for k, sl := range slots {
+				if x := vals[k]; x == x {
+					w[int(sl)*nw+cnt]++
+				}
+			}
+		}
+	default:
+		// A string field's count.
+		for _, sl := range slots {
+			w[int(sl)*nw+cnt]++
 		}
 	}
 }

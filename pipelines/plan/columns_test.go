@@ -3,6 +3,7 @@ package plan
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -130,10 +131,11 @@ func TestColumnsEqualRows(t *testing.T) {
 // merged into states once per batch give every (window, group) the states
 // Update gives event by event: counts, 128-bit integer sums past int64,
 // averages, the extremes of integers and doubles with -0, +0 and NaN, over
-// nulls and several batches. A Set whose states need more than words has no
-// Slots.
+// several batches, with nulls and without (every field set, Valid nil: the
+// loops of UpdateAll that test nothing per row), for every row of a batch
+// (UpdateAll) and for a selection (Update). A Set whose states need more
+// than words has no Slots.
 func TestSlotsEqualRows(t *testing.T) {
-	rng := rand.New(rand.NewPCG(9, 10))
 	v := allAggsView()
 	if p := mustCompile(t, v); p.NewSlots() != nil {
 		t.Fatal("NewSlots of a view with sketches and exact double sums is not nil")
@@ -142,50 +144,82 @@ func TestSlotsEqualRows(t *testing.T) {
 	v.Window = pipelines.Window{Type: "tumbling", Size: pipelines.Duration(10 * time.Millisecond)}
 	v.Aggregates = pipelines.Aggregates{
 		{Name: "n", Func: "count"}, {Name: "n_load", Func: "count", Field: "load"}, {Name: "n_note", Func: "count", Field: "note"},
+		{Name: "n_cpu", Func: "count", Field: "cpu"},
 		{Name: "sum_bytes", Func: "sum", Field: "bytes"}, {Name: "sum_code", Func: "sum", Field: "code"},
 		{Name: "avg_bytes", Func: "avg", Field: "bytes"}, {Name: "avg_code", Func: "avg", Field: "code"},
 		{Name: "min_cpu", Func: "min", Field: "cpu"}, {Name: "max_cpu", Func: "max", Field: "cpu"},
 		{Name: "max_load", Func: "max", Field: "load"}, {Name: "min_bytes", Func: "min", Field: "bytes"},
 		{Name: "max_bytes", Func: "max", Field: "bytes"}, {Name: "min_ok", Func: "min", Field: "ok"},
-		{Name: "max_ts", Func: "max", Field: "ts"},
+		{Name: "min_code", Func: "min", Field: "code"}, {Name: "max_ts", Func: "max", Field: "ts"},
 	}
 	p := mustCompile(t, v)
 	if p.NewSlots() == nil {
 		t.Fatal("NewSlots of counts, integer sums and extremes is nil")
 	}
-	es := randomEvents(rng, 4000, 12)
-	for i, e := range es {
-		switch i % 7 {
-		case 0: // sums past int64 in both directions
-			e.Values[testtopic.Bytes].I = math.MaxInt64 - int64(rng.IntN(10))
-		case 1:
-			e.Values[testtopic.Bytes].I = math.MinInt64 + int64(rng.IntN(10))
-		case 2:
-			e.Values[testtopic.Load] = event.Value{F: math.NaN(), Valid: true}
-		}
+	for _, tc := range []struct {
+		name       string
+		full, skip bool // every field set; a selection of the rows
+	}{{"nulls", false, false}, {"nulls-selection", false, true}, {"full", true, false}, {"full-selection", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(9, 10))
+			es := randomEvents(rng, 4000, 12)
+			for i, e := range es {
+				if tc.full {
+					e.Values[testtopic.Note] = event.Value{S: "note-" + string(rune('a'+rng.IntN(5))), Valid: true}
+					e.Values[testtopic.Code] = event.Value{I: int64(rng.IntN(600)) - 300, Valid: true}
+					e.Values[testtopic.OK] = event.Value{I: int64(rng.IntN(2)), Valid: true}
+					e.Values[testtopic.Load] = event.Value{F: rng.NormFloat64(), Valid: true}
+				}
+				switch i % 7 {
+				case 0: // sums past int64 in both directions
+					e.Values[testtopic.Bytes].I = math.MaxInt64 - int64(rng.IntN(10))
+				case 1:
+					e.Values[testtopic.Bytes].I = math.MinInt64 + int64(rng.IntN(10))
+				case 2:
+					e.Values[testtopic.Load] = event.Value{F: math.NaN(), Valid: true}
+				case 3:
+					e.Values[testtopic.CPU] = event.Value{F: math.NaN(), Valid: true}
+				}
+			}
+			checkSlots(t, p, v, es, tc.skip)
+		})
 	}
+}
+
+// checkSlots updates es into Slots batch by batch, every row of a batch
+// (UpdateAll) or, with skip, a selection of them (Update), and compares the
+// states with Update's event by event over the same rows.
+func checkSlots(t *testing.T, p *Plan, v *pipelines.View, es []*event.Event, skip bool) {
+	t.Helper()
 	type wk struct {
 		start int64
 		key   string
 	}
 	want := map[wk]*aggregate.State{}
-	for _, e := range es {
-		key := string(p.Key(e, nil))
-		for _, w := range p.Windows(e.Time, nil) {
-			if want[wk{w.Start, key}] == nil {
-				want[wk{w.Start, key}] = p.NewState()
-			}
-			p.Update(want[wk{w.Start, key}], e)
-		}
-	}
 	_, slide, _ := p.WindowGrid()
-	c := testtopic.Columns(p.schema, es, true)
 	g, sl := p.NewGrouper(), p.NewSlots()
 	got := map[wk]*aggregate.State{}
 	for _, batch := range [][2]int{{0, 1}, {1, 1500}, {1500, 1501}, {1501, len(es)}} {
+		bes := es[batch[0]:batch[1]]
+		c := testtopic.Columns(p.schema, bes, true)
+		for f := range c.Fields {
+			if !slices.Contains(c.Fields[f].Valid, false) {
+				c.Fields[f].Valid = nil // no nulls, as the lake's reader leaves it
+			}
+		}
 		var rows []int32
-		for i := batch[0]; i < batch[1]; i++ {
+		for i, e := range bes {
+			if skip && i%3 == 1 {
+				continue
+			}
 			rows = append(rows, int32(i))
+			key := string(p.Key(e, nil))
+			for _, w := range p.Windows(e.Time, nil) {
+				if want[wk{w.Start, key}] == nil {
+					want[wk{w.Start, key}] = p.NewState()
+				}
+				p.Update(want[wk{w.Start, key}], e)
+			}
 		}
 		ids := g.Groups(c, rows, nil)
 		slotOf := map[wk]int32{}
@@ -202,7 +236,11 @@ func TestSlotsEqualRows(t *testing.T) {
 			slots[k] = s
 		}
 		sl.Reset(len(owners))
-		sl.Update(slots, rows, c)
+		if skip {
+			sl.Update(slots, rows, c)
+		} else {
+			sl.UpdateAll(slots, c)
+		}
 		for i, key := range owners {
 			if got[key] == nil {
 				got[key] = p.NewState()
