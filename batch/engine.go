@@ -29,7 +29,9 @@ import (
 //     per (window, group) merged into the states once per batch
 //     (tumblingSlots; a batch whose rows are all kept takes
 //     Slots.UpdateAll, its loops free of selection vectors and, over
-//     columns without nulls, of validity tests);
+//     columns without nulls, of validity tests, and when grouped by one
+//     dictionary-encoded string its slots are keyed by dictionary word,
+//     with no group id per row: Grouper.DictKeys);
 //   - each worker keeps partial states per window, in an array indexed by
 //     group id; at the end they are merged by key with the plan's Merge,
 //     which is exact for every aggregate (the result does not depend on how
