@@ -43,10 +43,14 @@ for i in sorted(ids): print(i)
 
 // checkIndependent checks the lake of one topic (a directory, or an s3://
 // URL on the development S3 server) with pyarrow and DuckDB: exactly the
-// ids of evs, each once. It skips when python3 lacks them, unless
-// LF_REQUIRE_SERVICES=1.
+// ids of evs, each once; and a directory with parquet-java too, every file
+// and value (checkParquetJavaLake). It skips when python3 lacks them or
+// parquet-java is missing, unless LF_REQUIRE_SERVICES=1.
 func checkIndependent(t *testing.T, dir string, evs []event.Event) {
 	t.Helper()
+	if !strings.HasPrefix(dir, "s3://") {
+		checkParquetJavaLake(t, dir, evs)
+	}
 	out, ok := runPython(t, "the independent reader check", "pyarrow, duckdb", pyReader, dir)
 	if !ok {
 		return

@@ -138,14 +138,7 @@ func TestLakeFilesNameTheirColumns(t *testing.T) {
 // column has a page index.
 func checkEncodings(t *testing.T, file string, want map[string]format.Encoding) {
 	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pf := openParquet(t, file)
 	md := pf.Metadata()
 	for i, leaf := range pf.Schema().Columns() {
 		name := leaf[0]
@@ -165,6 +158,20 @@ func checkEncodings(t *testing.T, file string, want map[string]format.Encoding) 
 			t.Errorf("%s: encodings %v, want data pages %v", name, encs, w)
 		}
 	}
+}
+
+// openParquet opens a lake file with parquet-go.
+func openParquet(t *testing.T, path string) *parquet.File {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return pf
 }
 
 // readBack reads the file of fe with the batch layer's reader and Apache
@@ -214,7 +221,9 @@ func sameValue(a, b event.Value) bool {
 
 // pyRows prints a lake file's rows as pyarrow and as DuckDB read them,
 // as JSON lists in file order, timestamps in microseconds and doubles as
-// their repr (infinities included).
+// their repr (infinities included); then the rows DuckDB counts where each
+// column IS NULL (a query it answers from the chunks' null counts where
+// they say 0).
 const pyRows = `
 import sys, json, pyarrow as pa, pyarrow.parquet as pq, duckdb
 cols = ["ts", "host", "note", "code", "level", "ratio", "ok", "_id", "_partition", "_offset", "_event_time", "_ingest_time"]
@@ -231,6 +240,7 @@ print(json.dumps([list(r) for r in zip(*data)]))
 con = duckdb.connect()
 q = "select " + ", ".join("epoch_us(%s)" % c if c in ("ts", "_event_time", "_ingest_time") else c for c in cols) + " from read_parquet(?)"
 print(json.dumps([[norm(v) for v in r] for r in con.execute(q, [sys.argv[1]]).fetchall()]))
+print(json.dumps([con.execute("select count(*) from read_parquet(?) where %s is null" % c, [sys.argv[1]]).fetchone()[0] for c in cols]))
 `
 
 // checkPyarrowDuckDB compares every value of a lake file as pyarrow and
@@ -244,24 +254,7 @@ func checkPyarrowDuckDB(t *testing.T, file string, evs []event.Event, offs []int
 	}
 	want := make([][]any, len(evs))
 	for i, e := range evs {
-		r := make([]any, 0, 12)
-		for k, v := range e.Values {
-			switch {
-			case !v.Valid:
-				r = append(r, nil)
-			case encodingSchema[k].Type == event.TypeString:
-				r = append(r, v.S)
-			case encodingSchema[k].Type == event.TypeDouble:
-				r = append(r, pyFloat(v.F))
-			case encodingSchema[k].Type == event.TypeBool:
-				r = append(r, v.I != 0)
-			default:
-				r = append(r, json.Number(strconv.FormatInt(v.I, 10)))
-			}
-		}
-		r = append(r, e.ID, json.Number("2"), json.Number(strconv.FormatInt(offs[i], 10)),
-			json.Number(strconv.FormatInt(e.Time, 10)), json.Number(strconv.FormatInt(e.Ingest, 10)))
-		want[i] = r
+		want[i] = wantRecord(encodingSchema, e, 2, offs[i], func(f float64) any { return pyFloat(f) })
 	}
 	wantJSON, _ := json.Marshal(want)
 	dec := json.NewDecoder(out)
@@ -281,6 +274,21 @@ func checkPyarrowDuckDB(t *testing.T, file string, evs []event.Event, offs []int
 				}
 			}
 			t.Fatalf("%s: %d rows, want %d", reader, len(got), len(want))
+		}
+	}
+	var nulls []int
+	if err := dec.Decode(&nulls); err != nil {
+		t.Fatalf("DuckDB's IS NULL counts: %v", err)
+	}
+	for k := range want[0] {
+		n := 0
+		for _, r := range want {
+			if r[k] == nil {
+				n++
+			}
+		}
+		if nulls[k] != n {
+			t.Errorf("DuckDB: column %d IS NULL in %d rows, want %d", k, nulls[k], n)
 		}
 	}
 }

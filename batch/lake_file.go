@@ -441,7 +441,13 @@ func trimFooter(tail []byte, dataEnd int64, stats []bool) ([]byte, error) {
 			// pages a chunk (0.2 B/row more in daily files).
 			c.MetaData.EncodingStats = nil
 			if j < len(stats) && !stats[j] {
-				c.MetaData.Statistics = format.Statistics{}
+				// The bounds go; the null count stays. The format has every
+				// writer write it (parquet-go always serialises the field),
+				// and readers that prune by it (parquet-java's filters in
+				// Spark and Hive, Trino) take a chunk that says 0 for a
+				// chunk without nulls: a zeroed count would hide the nulls
+				// of an optional column from `IS NULL`.
+				c.MetaData.Statistics = format.Statistics{NullCount: c.MetaData.Statistics.NullCount}
 			}
 		}
 	}

@@ -134,14 +134,7 @@ func byPosition(evs []event.Event, parts []int32, offs []int64) map[[2]int64]eve
 // their partitions and offsets, and its ranges.
 func readLakeRows(t *testing.T, path string) (event.Schema, []event.Event, []int32, []int64, []offsetRange) {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	pf := openParquet(t, path)
 	var schema event.Schema
 	var kinds []parquet.Kind
 	for _, f := range pf.Schema().Fields() {
@@ -167,6 +160,7 @@ func readLakeRows(t *testing.T, path string) (event.Schema, []event.Event, []int
 	}
 	var ranges []offsetRange
 	if v, ok := pf.Lookup(rangesKey); ok {
+		var err error
 		if ranges, err = parseRanges(v); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}

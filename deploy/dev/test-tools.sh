@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the tools the tests use besides the services: independent Parquet
-# readers (pyarrow, duckdb from PyPI) that check the lake from outside,
+# readers that check the lake from outside (pyarrow, duckdb from PyPI;
+# parquet-java, the reader of Spark and Hive, from Maven Central via
+# parquet-java.sh),
 # Debian's chromium and axe-core (npm) for the console's browser tests,
 # iproute2 and nftables for the tests that run hosts in network namespaces
 # (internal/netns), and the Kafka clients the Kafka listener is tested with
@@ -25,6 +27,7 @@ if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
 fi
 
 "$(dirname "${BASH_SOURCE[0]}")/kafka-clients.sh" || die "fetching the Kafka Java client failed"
+"$(dirname "${BASH_SOURCE[0]}")/parquet-java.sh" || die "fetching parquet-java failed"
 
 # apt_install PACKAGE...: install Debian packages (serialised with the other scripts' apt runs).
 apt_install() {

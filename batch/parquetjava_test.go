@@ -1,0 +1,500 @@
+package batch
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
+)
+
+// javaReader is batch/testdata/ParquetJavaRead.java: parquet-java
+// (parquet-mr), the Parquet reader of Spark, Hive and Trino's Hive
+// connector, which finds each column chunk by its path_in_schema where
+// the other readers the lake is tested with (our own, arrow-go, pyarrow,
+// DuckDB) go by position.
+const javaReader = "testdata/ParquetJavaRead.java"
+
+// javaFile is what parquet-java read from one file.
+type javaFile struct {
+	Path      string            `json:"path"`
+	Rows      int64             `json:"rows"`
+	CreatedBy string            `json:"created_by"`
+	KV        map[string]string `json:"kv"`
+	Columns   []javaColumn      `json:"-"`
+	Records   [][]any           `json:"-"` // values as ParquetJavaRead prints them
+}
+
+// javaColumn is one column chunk as parquet-java read it: its path, the
+// schema's column at that path, and the chunk's metadata.
+type javaColumn struct {
+	Path       string   `json:"path"`
+	Type       string   `json:"type"`
+	Logical    string   `json:"logical"`
+	Repetition string   `json:"repetition"`
+	Codec      string   `json:"codec"`
+	Encodings  []string `json:"encodings"`
+	Values     int64    `json:"values"`
+	Stats      *struct {
+		Nulls    int64 `json:"nulls"`
+		Min, Max any
+	} `json:"stats"`
+}
+
+// readParquetJava reads files with parquet-java, in one JVM. ok is false
+// when Java or parquet-java's jars (deploy/dev/parquet-java.sh) are
+// missing and the test skips (it fails instead under
+// LF_REQUIRE_SERVICES=1).
+func readParquetJava(t *testing.T, files ...string) (read []javaFile, ok bool) {
+	t.Helper()
+	java, err := exec.LookPath("java")
+	if err != nil {
+		testenv.Missing(t, "java not found: install Debian package openjdk-17-jdk-headless (deploy/dev/test-tools.sh)")
+		return nil, false
+	}
+	lib := parquetJavaLib()
+	if _, err := os.Stat(filepath.Join(lib, ".complete")); err != nil {
+		testenv.Missing(t, "parquet-java is not fetched: run deploy/dev/parquet-java.sh (or set LF_TEST_PARQUET_JAVA_LIB)")
+		return nil, false
+	}
+	classes := compileJavaReader(t, lib)
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(java, append([]string{"-XX:TieredStopAtLevel=1", "-Xshare:auto",
+		"-cp", filepath.Join(lib, "*") + string(os.PathListSeparator) + classes, "ParquetJavaRead"}, files...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("parquet-java: %v\n%s", err, stderr.String())
+	}
+	for n, line := range strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n") {
+		kind, body, _ := strings.Cut(line, "\t")
+		dec := json.NewDecoder(strings.NewReader(body))
+		dec.UseNumber()
+		switch {
+		case kind == "file":
+			read = append(read, javaFile{})
+			err = dec.Decode(&read[len(read)-1])
+		case kind == "column" && len(read) > 0:
+			var c javaColumn
+			err = dec.Decode(&c)
+			read[len(read)-1].Columns = append(read[len(read)-1].Columns, c)
+		case kind == "row" && len(read) > 0:
+			var r []any
+			err = dec.Decode(&r)
+			read[len(read)-1].Records = append(read[len(read)-1].Records, r)
+		default:
+			err = errors.New("unexpected line")
+		}
+		if err != nil {
+			t.Fatalf("parquet-java output line %d %.200q: %v", n+1, line, err)
+		}
+	}
+	if len(read) != len(files) {
+		t.Fatalf("parquet-java read %d files, want %d", len(read), len(files))
+	}
+	return read, true
+}
+
+// parquetJavaLib is where deploy/dev/parquet-java.sh put parquet-java's
+// jars: LF_TEST_PARQUET_JAVA_LIB, else under LF_SERVICES_DIR, else under
+// the repository's .services.
+func parquetJavaLib() string {
+	if lib := os.Getenv("LF_TEST_PARQUET_JAVA_LIB"); lib != "" {
+		return lib
+	}
+	if dir := os.Getenv("LF_SERVICES_DIR"); dir != "" {
+		return filepath.Join(dir, "parquet-java", "lib")
+	}
+	lib, _ := filepath.Abs("../.services/parquet-java/lib")
+	return lib
+}
+
+// compileJavaReader compiles javaReader once per version of its source
+// and of the jars, into a directory beside lib (javac takes longer than
+// the reading), and returns that directory. Test processes that race
+// compile each into a temporary directory and rename it into place.
+func compileJavaReader(t *testing.T, lib string) string {
+	t.Helper()
+	src, err := os.ReadFile(javaReader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	version, _ := os.ReadFile(filepath.Join(lib, ".complete"))
+	sum := sha256.Sum256(append(src, version...))
+	classes := filepath.Join(filepath.Dir(lib), "classes-"+hex.EncodeToString(sum[:6]))
+	if _, err := os.Stat(filepath.Join(classes, "ParquetJavaRead.class")); err == nil {
+		return classes
+	}
+	javac, err := exec.LookPath("javac")
+	if err != nil {
+		testenv.Missing(t, "javac not found: install Debian package openjdk-17-jdk-headless (deploy/dev/test-tools.sh)")
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(lib), ".classes-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	if out, err := exec.Command(javac, "-nowarn", "-d", tmp, "-cp", filepath.Join(lib, "*"), javaReader).CombinedOutput(); err != nil {
+		t.Fatalf("javac %s: %v\n%s", javaReader, err, out)
+	}
+	if err := os.Rename(tmp, classes); err != nil {
+		if _, serr := os.Stat(filepath.Join(classes, "ParquetJavaRead.class")); serr != nil {
+			t.Fatal(err)
+		}
+	}
+	return classes
+}
+
+// lakeColumns is what parquet-java must see of a lake file of schema:
+// each column's path, Parquet type, logical type and repetition, in
+// order.
+func lakeColumns(schema event.Schema) []javaColumn {
+	var cols []javaColumn
+	add := func(name string, typ event.FieldType, required bool) {
+		c := javaColumn{Path: name, Repetition: "REQUIRED"}
+		if !required {
+			c.Repetition = "OPTIONAL"
+		}
+		switch typ {
+		case event.TypeString:
+			c.Type, c.Logical = "BINARY", "STRING"
+		case event.TypeInt:
+			c.Type, c.Logical = "INT32", "INTEGER(32,true)"
+		case event.TypeLong:
+			c.Type, c.Logical = "INT64", "INTEGER(64,true)"
+		case event.TypeDouble:
+			c.Type = "DOUBLE"
+		case event.TypeBool:
+			c.Type = "BOOLEAN"
+		case event.TypeTimestamp:
+			c.Type, c.Logical = "INT64", "TIMESTAMP(MICROS,true)"
+		}
+		cols = append(cols, c)
+	}
+	for _, f := range schema {
+		add(f.Name, f.Type, f.Required)
+	}
+	add(event.ColID, event.TypeString, true)
+	add(event.ColPartition, event.TypeInt, true)
+	add(event.ColOffset, event.TypeLong, true)
+	add(event.ColEventTime, event.TypeTimestamp, true)
+	add(event.ColIngestTime, event.TypeTimestamp, true)
+	return cols
+}
+
+// hasStats reports whether the lake writes the minimum and maximum of
+// column c in its chunks' statistics (docs/lake-format.md, "What the
+// footer holds"); every chunk has its null count.
+func hasStats(c javaColumn) bool {
+	switch c.Path {
+	case event.ColPartition, event.ColOffset, event.ColEventTime, event.ColIngestTime:
+		return true
+	}
+	return strings.HasPrefix(c.Logical, "TIMESTAMP")
+}
+
+// checkJavaFile checks what parquet-java read of a lake file of schema
+// against the lake format: every column chunk found by its path, in
+// order, with its type, ZSTD, one value per row; as many records as the
+// footer says; the ranges key; every chunk's null count, and bounds where
+// the format puts them, matching the records (a reader that prunes by
+// them would otherwise skip rows).
+func checkJavaFile(t *testing.T, f javaFile, schema event.Schema) {
+	t.Helper()
+	want := lakeColumns(schema)
+	if len(f.Columns) != len(want) {
+		t.Fatalf("%s: parquet-java found %d column chunks, want %d", f.Path, len(f.Columns), len(want))
+	}
+	for i, c := range f.Columns {
+		w := want[i]
+		if c.Path != w.Path || c.Type != w.Type || c.Logical != w.Logical || c.Repetition != w.Repetition {
+			t.Errorf("%s: chunk %d is %s %s %s %s, want %s %s %s %s", f.Path, i, c.Path, c.Type, c.Logical, c.Repetition, w.Path, w.Type, w.Logical, w.Repetition)
+		}
+		if c.Codec != "ZSTD" || c.Values != f.Rows || len(c.Encodings) == 0 {
+			t.Errorf("%s: %s: codec %s, %d values, encodings %v; want ZSTD, %d values, the encodings", f.Path, c.Path, c.Codec, c.Values, c.Encodings, f.Rows)
+		}
+		if c.Stats == nil {
+			t.Errorf("%s: %s: no statistics, want at least the null count", f.Path, c.Path)
+			continue
+		}
+		var nulls int64
+		for _, r := range f.Records {
+			if r[i] == nil {
+				nulls++
+			}
+		}
+		if c.Stats.Nulls != nulls {
+			t.Errorf("%s: %s: statistics say %d nulls, the rows have %d", f.Path, c.Path, c.Stats.Nulls, nulls)
+		}
+		bounds := fmt.Sprintf("%v %v", c.Stats.Min, c.Stats.Max)
+		switch {
+		case !hasStats(c) || nulls == int64(len(f.Records)):
+			if bounds != "<nil> <nil>" {
+				t.Errorf("%s: %s: statistics with a minimum and maximum (%s), want none", f.Path, c.Path, bounds)
+			}
+		default:
+			lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+			for _, r := range f.Records {
+				if r[i] == nil {
+					continue
+				}
+				v, err := r[i].(json.Number).Int64()
+				if err != nil {
+					t.Fatalf("%s: %s: %v", f.Path, c.Path, err)
+				}
+				lo, hi = min(lo, v), max(hi, v)
+			}
+			if rows := fmt.Sprintf("%d %d", lo, hi); bounds != rows {
+				t.Errorf("%s: %s: statistics' minimum and maximum %s, the rows' %s", f.Path, c.Path, bounds, rows)
+			}
+		}
+	}
+	if int64(len(f.Records)) != f.Rows {
+		t.Errorf("%s: parquet-java read %d records, the footer says %d", f.Path, len(f.Records), f.Rows)
+	}
+	for i, r := range f.Records {
+		if len(r) != len(want) {
+			t.Fatalf("%s: record %d has %d values, want %d", f.Path, i, len(r), len(want))
+		}
+	}
+	if _, ok := f.KV[rangesKey]; !ok {
+		t.Errorf("%s: no %s in the footer (keys %v)", f.Path, rangesKey, f.KV)
+	}
+}
+
+// wantRecord is the record a reader must return for e (of schema) at
+// partition part and offset off, as encoding/json decodes its JSON with
+// UseNumber: null, a string, true or false, a number, and a double as
+// double formats it.
+func wantRecord(schema event.Schema, e event.Event, part int, off int64, double func(float64) any) []any {
+	num := func(v int64) any { return json.Number(strconv.FormatInt(v, 10)) }
+	r := make([]any, 0, len(schema)+5)
+	for k, v := range e.Values {
+		switch {
+		case !v.Valid:
+			r = append(r, nil)
+		case schema[k].Type == event.TypeString:
+			r = append(r, v.S)
+		case schema[k].Type == event.TypeDouble:
+			r = append(r, double(v.F))
+		case schema[k].Type == event.TypeBool:
+			r = append(r, v.I != 0)
+		default:
+			r = append(r, num(v.I))
+		}
+	}
+	return append(r, e.ID, num(int64(part)), num(off), num(e.Time), num(e.Ingest))
+}
+
+// javaRecord is wantRecord as ParquetJavaRead prints it: doubles as the
+// hexadecimal of their bits.
+func javaRecord(schema event.Schema, e event.Event, part int, off int64) []any {
+	return wantRecord(schema, e, part, off, func(f float64) any { return strconv.FormatUint(math.Float64bits(f), 16) })
+}
+
+// sameRecords compares records with want, every value, and fails t at the
+// first difference. skip lists columns not compared.
+func sameRecords(t *testing.T, path string, got, want [][]any, skip ...int) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: parquet-java read %d rows, want %d", path, len(got), len(want))
+	}
+	for i := range want {
+		g, w := slices.Clone(got[i]), slices.Clone(want[i])
+		for _, k := range skip {
+			g[k], w[k] = nil, nil
+		}
+		gj, _ := json.Marshal(g)
+		wj, _ := json.Marshal(w)
+		if !bytes.Equal(gj, wj) {
+			t.Fatalf("%s: parquet-java row %d: %s, want %s", path, i, gj, wj)
+		}
+	}
+}
+
+// lakeFiles lists the data files of a directory lake, as Hive-style
+// readers do: *.parquet, skipping names that start with . or _.
+func lakeFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != dir && (strings.HasPrefix(d.Name(), ".") || strings.HasPrefix(d.Name(), "_")) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.IsDir() && strings.HasSuffix(d.Name(), ".parquet") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// checkParquetJavaLake reads every file of the directory lake of one
+// topic of testSchema with parquet-java and checks each against the lake
+// format, and that the lake holds exactly evs (each id once, every field
+// and event time as appended).
+func checkParquetJavaLake(t *testing.T, dir string, evs []event.Event) {
+	t.Helper()
+	files := lakeFiles(t, dir)
+	read, ok := readParquetJava(t, files...)
+	if !ok {
+		return
+	}
+	schema := testSchema()
+	byID := make(map[string]event.Event, len(evs))
+	for _, e := range evs {
+		byID[e.ID] = e
+	}
+	seen := make(map[string]bool, len(evs))
+	idCol := len(schema)
+	for _, f := range read {
+		checkJavaFile(t, f, schema)
+		want := make([][]any, len(f.Records))
+		for i, r := range f.Records {
+			id, _ := r[idCol].(string)
+			e, ok := byID[id]
+			if !ok || seen[id] {
+				t.Fatalf("%s: row %d: id %q was not appended, or is in the lake twice", f.Path, i, id)
+			}
+			seen[id] = true
+			want[i] = javaRecord(schema, e, 0, 0)
+		}
+		// Partitions, offsets and ingest times are the log's, which evs
+		// do not hold.
+		sameRecords(t, f.Path, f.Records, want, idCol+1, idCol+2, idCol+4)
+	}
+	if len(seen) != len(evs) {
+		t.Fatalf("parquet-java read %d distinct ids from %d files, want %d", len(seen), len(files), len(evs))
+	}
+	t.Logf("parquet-java read the %d files of %s: %d rows, as appended", len(files), dir, len(seen))
+}
+
+// TestLakeParquetJava writes a lake file of each kind the writer makes,
+// all with one file writer (as the lake writer reuses its writers, which
+// once left every file but the first without path_in_schema), and reads
+// them with parquet-java in one run: every file found column by column
+// by path with its types, ZSTD, the ranges key and statistics that match
+// its rows, every value as written (odd strings, extreme integers, NaN,
+// -0 and infinities too), each chunk's encodings those the footer lists,
+// and every encoding the writer chooses among them.
+func TestLakeParquetJava(t *testing.T) {
+	tl, dir := testDirLake(t, encodingSchema)
+	daily := &topicLake{topic: tl.topic, st: tl.st, ls: tl.ls, period: dayMicros}
+	hour := periodOf(1_767_225_600_000_000, hourMicros)
+	fw := newFileWriter(tl.ls, nil)
+	cases := []struct {
+		name  string
+		tl    *topicLake
+		start int64
+		rows  int
+		few   bool // few distinct values: dictionaries
+		odd   bool // odd values (oddValues)
+	}{
+		{"hourly, under 256 rows: raw and fastest zstd frames", tl, hour, 120, true, true},
+		{"hourly, few values: dictionaries, zstd's best level", tl, hour + hourMicros, 2000, true, false},
+		{"hourly, distinct values: PLAIN, delta packing, byte stream split", tl, hour + 2*hourMicros, 2000, false, true},
+		{"daily, sparse topic", daily, periodOf(hour, dayMicros), 900, true, true},
+		{"daily, over 16,383 rows: zstd's default level", daily, periodOf(hour, dayMicros) + dayMicros, 20_000, false, false},
+	}
+	var files []string
+	var want [][][]any
+	for k, c := range cases {
+		evs := encodingEvents(c.rows, c.start, c.few)
+		if c.odd {
+			oddValues(evs)
+		}
+		offs := make([]int64, c.rows)
+		rows := make([][]any, c.rows)
+		for i := range offs {
+			offs[i] = int64(k*100_000 + i)
+			rows[i] = javaRecord(encodingSchema, evs[i], 2, offs[i])
+		}
+		path := fmt.Sprintf("%s/f%d.parquet", periodPath(c.start, c.tl.period), k)
+		writeTestFileWith(t, c.tl, fw, path, c.start, 2, offs[0], offs[c.rows-1], evs, offs)
+		files = append(files, filepath.Join(dir, filepath.FromSlash(c.tl.key(path))))
+		want = append(want, rows)
+	}
+	read, ok := readParquetJava(t, files...)
+	if !ok {
+		return
+	}
+	seen := map[string]bool{}
+	for k, f := range read {
+		t.Logf("%s: %s, %d rows", cases[k].name, filepath.Base(f.Path), f.Rows)
+		checkJavaFile(t, f, encodingSchema)
+		sameRecords(t, f.Path, f.Records, want[k])
+		footer := footerEncodings(t, f.Path)
+		for i, c := range f.Columns {
+			if !slices.Equal(c.Encodings, footer[i]) {
+				t.Errorf("%s: %s: parquet-java reads encodings %v, the footer lists %v", f.Path, c.Path, c.Encodings, footer[i])
+			}
+			for _, e := range c.Encodings {
+				seen[e] = true
+			}
+		}
+	}
+	for _, e := range []string{"RLE_DICTIONARY", "PLAIN", "DELTA_BINARY_PACKED", "BYTE_STREAM_SPLIT"} {
+		if !seen[e] {
+			t.Errorf("no file has a %s column: the test no longer covers that encoding", e)
+		}
+	}
+}
+
+// oddValues puts values readers get wrong into evs (of encodingSchema):
+// empty, non-ASCII and escaped strings, the extremes of int and long,
+// NaN, -0, infinities and the extremes of double.
+func oddValues(evs []event.Event) {
+	strs := []string{"", "naïve – 東京", "quote \" backslash \\ tab \t newline \n nul \x00", "\U0001F600"}
+	doubles := []float64{math.NaN(), math.Copysign(0, -1), math.Inf(-1), math.Inf(1), math.MaxFloat64, -math.SmallestNonzeroFloat64}
+	for i := range evs {
+		v := evs[i].Values
+		switch i % 7 {
+		case 1:
+			v[1].S = strs[i%len(strs)]
+			v[2] = event.Value{S: strs[(i+1)%len(strs)], Valid: true}
+		case 3:
+			v[3].I = []int64{math.MinInt32, math.MaxInt32}[i%2]
+			v[4] = event.Value{I: []int64{math.MinInt64, math.MaxInt64}[i%2], Valid: true}
+		case 5:
+			v[5] = event.Value{F: doubles[i%len(doubles)], Valid: true}
+		}
+	}
+}
+
+// footerEncodings lists each column chunk's encodings as the file's
+// footer has them (parquet-go's reading), sorted like ParquetJavaRead's.
+func footerEncodings(t *testing.T, file string) [][]string {
+	t.Helper()
+	pf := openParquet(t, file)
+	var encs [][]string
+	for _, c := range pf.Metadata().RowGroups[0].Columns {
+		var e []string
+		for _, x := range c.MetaData.Encoding {
+			e = append(e, x.String())
+		}
+		slices.Sort(e)
+		encs = append(encs, slices.Compact(e))
+	}
+	return encs
+}
