@@ -112,7 +112,7 @@ func (k *killLake) open(epoch uint64) (*topicWriter, *compactor, []*fakeLease) {
 		if err := tw.takeOver(ctx, part, l); err != nil {
 			t.Fatal(err)
 		}
-		if err := tl.recoverPartitions(ctx, testLogger(t), []int{part}); err != nil {
+		if err := tl.recoverPartitions(ctx, testLogger(t), map[int]Fence{part: l}); err != nil {
 			t.Fatal(err)
 		}
 		next := tl.ms.snapshot().partition(part).Next

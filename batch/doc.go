@@ -17,4 +17,9 @@
 // buffer of the topic, whose flushes commit only partitions it owns, each
 // fenced by its lease's epoch; the periods of shard p (period number mod
 // partitions) are compacted by the same process. Any number may read it.
+// A lapsed owner that wakes mid-commit cannot harm the new one: its
+// manifest record is refused (the new owner's take-over holds the version
+// it was for), a record that finds its name freed by checkpoints is not
+// taken for a commit (manifestStore.confirm), and the files it removes
+// carry its own epoch in their names.
 package batch

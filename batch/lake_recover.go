@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -17,14 +18,32 @@ import (
 // compaction files of the periods they compact), since other processes may
 // be writing the others; and it must run after the take-over is committed
 // (Fence), so that a previous owner can no longer commit what it wrote.
-func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, parts []int) error {
+//
+// fences are the partitions and the leases this process holds them under
+// (nil: the only writer). Recovery may itself be the stale party: paused
+// between reading the manifest and deleting, while the partitions moved on
+// to a later owner that wrote and committed files since. So it leaves
+// alone what may be a later writer's (later): a partition whose manifest
+// already records a higher epoch (it is refused with errLost), a flush's
+// file whose name carries a higher epoch, a merge's output named after a
+// version past the manifest it read.
+func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, fences map[int]Fence) error {
 	tl.work.Lock()
 	defer tl.work.Unlock()
-	owned := make(map[int]bool, len(parts))
-	for _, p := range parts {
+	m := tl.ms.snapshot()
+	owned := make(map[int]bool, len(fences))
+	var lost []error
+	for p, f := range fences {
+		if err := fenced(m.partition(p), f, tl.topic.Name); err != nil {
+			lost = append(lost, err)
+			continue
+		}
 		owned[p] = true
 	}
-	m := tl.ms.snapshot()
+	if len(owned) == 0 {
+		return errors.Join(lost...)
+	}
+	mine := func(path string) bool { return tl.owns(path, owned) && !tl.later(path, m, fences) }
 	live := make(map[string]bool, len(m.Files))
 	for _, f := range m.Files {
 		live[f.Path] = true
@@ -45,7 +64,7 @@ func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, pa
 			tl.ms.discardAt(p, v)
 			continue
 		}
-		if _, ok := logWrite(rel); ok || tl.owns(rel, owned) {
+		if _, ok := logWrite(rel); ok || mine(rel) {
 			log.Info("lake: discarding an unfinished write", "file", tl.st.String()+p.Key)
 			if err := tl.st.Discard(ctx, p); err != nil {
 				return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
@@ -70,10 +89,10 @@ func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, pa
 			// A replaced file whose grace is over but whose deletion was
 			// cut short: nothing refers to it any more.
 			orig := dir + strings.TrimSuffix(strings.TrimPrefix(name, "."), ".replaced")
-			if !replaced[orig] && tl.owns(orig, owned) {
+			if !replaced[orig] && !live[orig] && mine(orig) {
 				orphans = append(orphans, e.Key)
 			}
-		case !strings.HasSuffix(name, ".parquet") || live[rel] || !tl.owns(rel, owned):
+		case !strings.HasSuffix(name, ".parquet") || live[rel] || !mine(rel):
 		case replaced[rel]:
 			// Replaced by compaction, but the crash came before it was hidden.
 			log.Info("lake: hiding a file compaction replaced (written before a crash)", "file", tl.st.String()+e.Key)
@@ -88,7 +107,50 @@ func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, pa
 	if err := tl.st.Delete(ctx, orphans...); err != nil {
 		return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
 	}
-	return nil
+	return errors.Join(lost...)
+}
+
+// later tells whether the data file at path (relative to the topic) may
+// have been written after recovery read manifest m, by a process that
+// took its partition over since: a flush's file whose name carries an
+// epoch past the one fences hold for its first partition, or a merge's
+// output named after a version past m (merges are named after the
+// version they read, and this process does not merge while it recovers).
+func (tl *topicLake) later(path string, m *manifest, fences map[int]Fence) bool {
+	name := strings.TrimSuffix(path[strings.LastIndexByte(path, '/')+1:], ".parquet")
+	switch {
+	case name == "":
+		return false
+	case name[0] == 'p' || name[0] == 'w':
+		part, epoch, ok := flushName(name)
+		f := fences[part]
+		return ok && f != nil && epoch > f.Epoch()
+	case name[0] == 'c':
+		v, err := strconv.ParseInt(name[1:], 10, 64)
+		return err == nil && v > m.Version
+	}
+	return false
+}
+
+// flushName reads the partition and epoch from a flush file's name
+// without its extension: p<partition>-<first>-<last>[-e<epoch>] (or w…);
+// the epoch is 0 when the name has none.
+func flushName(name string) (part int, epoch uint64, ok bool) {
+	fields := strings.Split(name[1:], "-")
+	if len(fields) != 3 && len(fields) != 4 {
+		return 0, 0, false
+	}
+	part, err := strconv.Atoi(fields[0])
+	if err != nil {
+		return 0, 0, false
+	}
+	if len(fields) == 4 {
+		e, ok := strings.CutPrefix(fields[3], "e")
+		if epoch, err = strconv.ParseUint(e, 10, 64); !ok || err != nil {
+			return 0, 0, false
+		}
+	}
+	return part, epoch, true
 }
 
 // owns tells whether the data file at path (relative to the topic) is one

@@ -71,7 +71,9 @@ func (tw *topicWriter) writeFiles(ctx context.Context, buf *rowBuffer, ranges []
 // writePeriod writes one period's runs as one file, rows in event-time
 // order, and returns its manifest entry. The file is named after its first
 // partition's range: p<partition>-<first>-<last>.parquet when it holds one
-// partition, w<partition>-<first>-<last>.parquet when it holds more.
+// partition, w<partition>-<first>-<last>.parquet when it holds more; with
+// -e<epoch> before .parquet when that partition is written under a lease
+// (epochSuffix).
 func (tw *topicWriter) writePeriod(ctx context.Context, g lakestore.Group, period int64, runs map[int]*rowRun, byPart map[int]flushRange) (fileEntry, error) {
 	parts := make([]int, 0, len(runs))
 	for p := range runs {
@@ -96,7 +98,7 @@ func (tw *topicWriter) writePeriod(ctx context.Context, g lakestore.Group, perio
 	}
 	first := fe.Ranges[0]
 	fe.Path = periodPath(period, tw.tl.period) + "/" + kind + strconv.Itoa(first.Partition) + "-" +
-		strconv.FormatInt(first.First, 10) + "-" + strconv.FormatInt(first.Last, 10) + ".parquet"
+		strconv.FormatInt(first.First, 10) + "-" + strconv.FormatInt(first.Last, 10) + epochSuffix(byPart[first.Partition].fence) + ".parquet"
 	for attempt := 0; ; attempt++ {
 		err := tw.writeFile(ctx, g, &fe, runs)
 		if errors.Is(err, lakestore.ErrExists) && attempt == 0 {
@@ -118,6 +120,20 @@ func (tw *topicWriter) writePeriod(ctx context.Context, g lakestore.Group, perio
 		}
 		return fe, err
 	}
+}
+
+// epochSuffix is what a file written under fence f carries in its name
+// after its range: "-e<epoch>", or nothing for a process that is the only
+// writer. Two owners of a partition (the new one, and the previous one cut
+// off but not stopped yet) read the same offsets from the same next and
+// would otherwise name their files alike; with the epoch in the name, the
+// files a writer removes (after a refused commit, a failed write, or when
+// the name is in its way) are only ever its own.
+func epochSuffix(f Fence) string {
+	if f == nil || f.Epoch() == 0 {
+		return ""
+	}
+	return "-e" + strconv.FormatUint(f.Epoch(), 10)
 }
 
 // writeFile encodes a period's rows as the file of fe with one of the

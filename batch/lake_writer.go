@@ -365,7 +365,7 @@ func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) er
 		// removed, as recovery does on start.
 		cctx, cancel := context.WithTimeout(sctx, time.Minute)
 		defer cancel()
-		if cerr := tw.tl.recoverPartitions(cctx, tw.logger, []int{part}); cerr != nil {
+		if cerr := tw.tl.recoverPartitions(cctx, tw.logger, map[int]Fence{part: lease}); cerr != nil {
 			tw.logger.Warn("lake: tidying a partition given back; its next owner does it", "topic", topic, "partition", part, "err", cerr)
 		}
 	}

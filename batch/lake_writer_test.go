@@ -75,7 +75,12 @@ func testLakeWriter(t *testing.T, at lakeAt) {
 		if len(f.Ranges) > 1 {
 			kind = "w"
 		}
-		name := fmt.Sprintf("%s/%s%d-%d-%d.parquet", periodPath(f.Start, hourMicros), kind, f.Ranges[0].Partition, f.Ranges[0].First, f.Ranges[0].Last)
+		// Written under a lease: the name carries its epoch.
+		suffix := ""
+		if e := m.partition(f.Ranges[0].Partition).Epoch; e > 0 {
+			suffix = fmt.Sprintf("-e%d", e)
+		}
+		name := fmt.Sprintf("%s/%s%d-%d-%d%s.parquet", periodPath(f.Start, hourMicros), kind, f.Ranges[0].Partition, f.Ranges[0].First, f.Ranges[0].Last, suffix)
 		if f.Path != name || f.End != f.Start+hourMicros || f.MinTime < f.Start || f.MaxTime >= f.End {
 			t.Errorf("file %+v is not in its hour, or not named after its first range", f)
 		}
@@ -311,15 +316,7 @@ func TestLakeSharedByTwoProcesses(t *testing.T) {
 	}
 	appendEvents(t, br2, "metrics", 4, evs[2000:])
 	waitLake(t, b2, nil, "metrics", logEnds(t, br2, "metrics"))
-	got := readLake(t, b2, "metrics")
-	if len(got) != len(evs) {
-		t.Fatalf("lake holds %d events, want %d", len(got), len(evs))
-	}
-	for _, e := range evs {
-		if _, ok := got[e.ID]; !ok {
-			t.Fatalf("event %s missing", e.ID)
-		}
-	}
+	wantEvents(t, readLake(t, b2, "metrics"), evs)
 	// The partitions the stopped process wrote moved to the remaining one,
 	// which wrote them under a new epoch.
 	after := map[int]uint64{}

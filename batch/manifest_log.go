@@ -29,9 +29,11 @@ import (
 // with v written as 20 decimal digits, so that keys sort by version. A
 // commit writes one record, create-only: of several writers committing on
 // top of version v, exactly one creates <v+1>.json; the others read it and
-// try again on top of it. So a commit costs what it changes, not what the
-// lake holds; checkpoints, written now and then, keep the records a reader
-// replays few. docs/lake-format.md specifies the log.
+// try again on top of it; the one that created it confirms that the name
+// was not one a checkpoint had freed (confirm). So a commit costs what it
+// changes, not what the lake holds; checkpoints, written now and then,
+// keep the records a reader replays few. docs/lake-format.md specifies
+// the log.
 const (
 	manifestDir     = "_manifest"
 	lastCheckpoint  = "_last_checkpoint.json"
@@ -379,6 +381,13 @@ type change func(m *manifest) (*delta, error)
 func (s *manifestStore) commit(ctx context.Context, ch change) (*manifest, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
+	// Build on the newest version, not on the one this process last saw:
+	// records other processes committed since may have been deleted by
+	// their checkpoints, and a record written on a version that old could
+	// find its name free again (confirm).
+	if err := s.refresh(ctx); err != nil {
+		return nil, err
+	}
 	id := randomID()
 	for {
 		s.mu.Lock()
@@ -418,6 +427,9 @@ func (s *manifestStore) commit(ctx context.Context, ch change) (*manifest, error
 			}
 			continue
 		}
+		if err == nil {
+			err = s.confirm(ctx, d.Version)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -440,6 +452,37 @@ func (s *manifestStore) commit(ctx context.Context, ch change) (*manifest, error
 		}
 		return next, nil
 	}
+}
+
+// confirm checks that the record just created for version v is the
+// version's record, not a write into a freed name. Checkpoints delete the
+// records they make redundant, so a writer that slept between reading
+// version v-1 and writing <v>.json (a pause, a slow link, a manifest read
+// long ago) may find that name free again although version v was made and
+// deleted meanwhile: its create-only write succeeds, and readers never
+// see it (they start from a checkpoint past it). A checkpoint of version v
+// or later exists from then on, since checkpoints are written only on top
+// of a version whose record existed and the newest two are always kept;
+// while the record is the newest version, none does, because only the
+// committer of a version checkpoints it, and this one does so after
+// confirming. So no checkpoint at or past v means the commit holds; one
+// means either a freed name or a commit that others built on and
+// checkpointed within moments, which cannot be told apart cheaply: the
+// outcome is unknown (errCommitUnknown), and the caller leaves its files
+// for recovery and reads the manifest again.
+func (s *manifestStore) confirm(ctx context.Context, v int64) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	es, err := s.st.List(cctx, s.dir, s.dir+versionName(v-1)+recordExt)
+	if err != nil {
+		return fmt.Errorf("%w: confirming version %d of %s: %w", errCommitUnknown, v, s.topic, err)
+	}
+	for _, e := range es {
+		if cv, ckpt, ok := parseLogKey(e.Key); ok && ckpt && cv >= v {
+			return fmt.Errorf("%w: the record of version %d of %s was written after checkpoint %d", errCommitUnknown, v, s.topic, cv)
+		}
+	}
+	return nil
 }
 
 // errCommitUnknown marks a commit that may or may not have been written:
