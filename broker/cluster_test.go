@@ -47,6 +47,7 @@ func startCluster(t testing.TB, n int) *testCluster {
 			NoLog:      true,
 			NoSigs:     true,
 		}
+		setLameDuck(o) // stopServer's shutdown, as for an embedded node
 		ns, err := server.NewServer(o.Clone())
 		if err != nil {
 			t.Fatal(err)
@@ -83,8 +84,7 @@ func (c *testCluster) urls() string {
 func (c *testCluster) stop(name string) {
 	for i, ns := range c.servers {
 		if ns.Name() == name && !c.stopped[i] {
-			ns.Shutdown()
-			ns.WaitForShutdown()
+			stopServer(ns, slog.New(slog.DiscardHandler))
 			c.stopped[i] = true
 		}
 	}
@@ -113,8 +113,7 @@ func (c *testCluster) restart(t testing.TB, name string) {
 func (c *testCluster) shutdown() {
 	for i, ns := range c.servers {
 		if !c.stopped[i] {
-			ns.Shutdown()
-			ns.WaitForShutdown()
+			stopServer(ns, slog.New(slog.DiscardHandler))
 			c.stopped[i] = true
 		}
 	}

@@ -66,10 +66,7 @@ func extServer(t *testing.T, mod func(*server.Options)) *server.Server {
 		ns.Shutdown()
 		t.Fatal("nats-server not ready")
 	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
+	t.Cleanup(func() { stopServer(ns, slog.New(slog.DiscardHandler)) })
 	return ns
 }
 

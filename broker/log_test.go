@@ -415,10 +415,7 @@ func runServer(t testing.TB) *server.Server {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats-server not ready")
 	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
+	t.Cleanup(func() { stopServer(ns, slog.New(slog.DiscardHandler)) })
 	return ns
 }
 

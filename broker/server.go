@@ -244,16 +244,14 @@ func (b *Broker) startEmbedded() error {
 	ns.SetLoggerV2(serverLogger{b.log, b.disk}, false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
-		ns.Shutdown()
-		ns.WaitForShutdown()
+		stopServer(ns, b.log)
 		return fmt.Errorf("broker: embedded nats-server under %s did not start within 30s", so.StoreDir)
 	}
 	b.ns = ns
 	opts := append(b.connOptions(), nats.InProcessServer(ns))
 	b.nc, err = nats.Connect("", opts...)
 	if err != nil {
-		b.ns.Shutdown()
-		b.ns.WaitForShutdown()
+		stopServer(b.ns, b.log)
 		return fmt.Errorf("broker: connect to embedded nats-server: %w", err)
 	}
 	return nil
@@ -271,6 +269,7 @@ func clusterOptions(so *server.Options, c pipelines.Cluster) error {
 		return fmt.Errorf("broker: cluster.listen %q: %w", c.Listen, err)
 	}
 	so.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+	setLameDuck(so)
 	if so.DontListen {
 		// nats-server starts routing only once its client listener is up:
 		// without broker.listen, one on a loopback port of its choosing.
@@ -494,8 +493,64 @@ func (b *Broker) shutdown() {
 		}
 	}
 	if b.ns != nil {
-		b.ns.Shutdown()
-		b.ns.WaitForShutdown()
+		stopServer(b.ns, b.log)
+	}
+}
+
+// apiIdleWait bounds how long stopServer waits for the JetStream API
+// requests in flight: longer than any one takes on a loaded machine.
+const apiIdleWait = 10 * time.Second
+
+// stopServer shuts an in-process nats-server down so that none of its stores
+// outlives it. nats-server's Shutdown leaves a store running (and its
+// goroutines, and its files open) in two races of its own:
+//
+//   - A stream that a JetStream API request is creating while Shutdown
+//     stops the account's streams is registered after, and never stopped.
+//     So the requests in flight end first: those of the Broker's own
+//     connection, which is closed by now, were all read by the server
+//     (its drain ended with a round trip).
+//   - On a cluster node, Shutdown drops the system account before it stops
+//     the meta layer, which goes on creating the raft groups of streams
+//     and consumers (a node that just started recreates all of them); the
+//     log of each one created in between fails to start and is never
+//     stopped. A lame-duck shutdown stops JetStream and its raft groups
+//     first, with the system account still there, after handing the
+//     node's leaderships over (as Shutdown does), and then shuts down;
+//     setLameDuck bounds how long it waits for clients.
+func stopServer(ns *server.Server, log *slog.Logger) {
+	if err := waitAPIIdle(ns, apiIdleWait); err != nil {
+		log.Warn("broker: shutting the embedded nats-server down with JetStream requests in flight", "err", err)
+	}
+	if ns.JetStreamIsClustered() {
+		ns.LameDuckShutdown() // a no-op without a client listener, which cluster nodes always have
+	}
+	ns.Shutdown()
+	ns.WaitForShutdown()
+}
+
+// setLameDuck makes a lame-duck shutdown (stopServer's, of a cluster node)
+// quick: it closes the clients still connected within a second, not
+// nats-server's default of two minutes after a grace period of ten
+// seconds.
+func setLameDuck(so *server.Options) {
+	so.LameDuckGracePeriod = 100 * time.Millisecond
+	so.LameDuckDuration = time.Second
+}
+
+// waitAPIIdle waits until ns serves no JetStream API request, for at most
+// d.
+func waitAPIIdle(ns *server.Server, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		info, err := ns.Jsz(nil)
+		if err != nil || info.API.Inflight == 0 {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d JetStream API requests still in flight after %s", info.API.Inflight, d)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
