@@ -29,7 +29,9 @@ import (
 //     per (window, group) merged into the states once per batch
 //     (tumblingSlots; a batch whose rows are all kept takes
 //     Slots.UpdateAll, its loops free of selection vectors and, over
-//     columns without nulls, of validity tests);
+//     columns without nulls, of validity tests, and when grouped by one
+//     dictionary-encoded string its slots are keyed by dictionary word,
+//     with no group id per row: Grouper.DictKeys);
 //   - each worker keeps partial states per window, in an array indexed by
 //     group id; at the end they are merged by key with the plan's Merge,
 //     which is exact for every aggregate (the result does not depend on how
@@ -166,9 +168,11 @@ type worker struct {
 	// more than words); see tumblingSlots.
 	slots      *aggregate.Slots
 	slotOf     []int32     // per group id, its slot in the current run (-1: none)
+	wordSlot   []int32     // the same per dictionary word (tumblingSlots with DictKeys)
 	owners     []slotOwner // per slot, its window and group
 	rowSlot    []int32
 	slotStates []*aggregate.State
+	iota       []int32 // 0, 1, 2 …: the rows of a batch kept whole
 }
 
 // slotOwner is what a slot of a batch holds: rows of group id in the
@@ -358,11 +362,13 @@ func (w *worker) batch(b *colBatch) error {
 	g := w.g
 	w.read += int64(b.Len)
 	rows := w.rows[:0]
-	if b.TimeBounded && b.TimeLo >= g.evFrom && b.TimeHi < g.evTo {
-		// The whole row group is inside the range.
-		for i := range b.Len {
-			rows = append(rows, int32(i))
+	if b.TimeBounded && b.TimeLo >= g.evFrom && b.TimeHi < g.evTo || within(b.Time, g.evFrom, g.evTo) {
+		// The whole row group, or at least the batch, is inside the
+		// range: every row, copied from the rows 0, 1, 2 … kept.
+		for len(w.iota) < b.Len {
+			w.iota = append(w.iota, int32(len(w.iota)))
 		}
+		rows = append(rows, w.iota[:b.Len]...)
 	} else {
 		for i, t := range b.Time {
 			if t >= g.evFrom && t < g.evTo {
@@ -372,13 +378,20 @@ func (w *worker) batch(b *colBatch) error {
 	}
 	rows = w.match.Filter(&b.Columns, g.c.vj.topic.Schema, rows, rows[:0])
 	w.rows = rows
+	if g.size == g.slide && w.slots != nil {
+		// Every row of a batch grouped by one dictionary-encoded
+		// string: slots keyed by dictionary word, no group id per row.
+		keys, nkeys, dict := w.groups.DictKeys(&b.Columns)
+		if !dict || len(rows) != b.Len {
+			w.ids = w.groups.Groups(&b.Columns, rows, w.ids)
+			keys, nkeys, dict = w.ids, w.groups.Len(), false
+		}
+		w.tumblingSlots(b, rows, keys, nkeys, dict)
+		return nil
+	}
 	w.ids = w.groups.Groups(&b.Columns, rows, w.ids)
 	if g.size == g.slide {
-		if w.slots != nil {
-			w.tumblingSlots(b, rows)
-		} else {
-			w.tumbling(b, rows)
-		}
+		w.tumbling(b, rows)
 		return nil
 	}
 	// A row lies in the windows starting at its slot of the grid and at
@@ -421,6 +434,18 @@ func (w *worker) batch(b *colBatch) error {
 		w.in, w.states = in, states
 	}
 	return nil
+}
+
+// within reports whether every time is in [from, to): a loop without
+// stores, cheaper than building the selection row by row when (as mostly)
+// the answer is yes.
+func within(times []int64, from, to int64) bool {
+	for _, t := range times {
+		if t < from || t >= to {
+			return false
+		}
+	}
+	return true
 }
 
 // tumbling is batch's row loop for tumbling windows, where a row lies in
@@ -479,14 +504,23 @@ func (w *worker) windowRun(times []int64, rows []int32, k int) (int, *winStates)
 // per batch instead of a state pointer per row and aggregate. When most
 // rows have a slot of their own (many groups, few rows each) merging would
 // cost more than it saves, and the rows go to their states directly.
-func (w *worker) tumblingSlots(b *colBatch, rows []int32) {
+//
+// keys[k] names the group of row rows[k], below nkeys: its group id, or,
+// with dict, the word of the group-by field's dictionary (every row of
+// the batch, DictKeys), turned into a group id once per slot.
+func (w *worker) tumblingSlots(b *colBatch, rows, keys []int32, nkeys int, dict bool) {
 	g := w.g
-	ids := w.ids[:len(rows)]
+	keys = keys[:len(rows)]
 	in, slots := resize(w.in, len(rows)), resize(w.rowSlot, len(rows))
-	for len(w.slotOf) < w.groups.Len() {
-		w.slotOf = append(w.slotOf, -1)
+	slotOf := &w.slotOf
+	if dict {
+		slotOf = &w.wordSlot
 	}
-	slotOf, owners := w.slotOf, w.owners[:0]
+	for len(*slotOf) < nkeys {
+		*slotOf = append(*slotOf, -1)
+	}
+	// owners[i].id is the slot's key until the rows are placed.
+	slotOfKey, owners := *slotOf, w.owners[:0]
 	// The rows kept are rows itself until a run is skipped (a window
 	// outside the span); from then on they are copied into in.
 	n, skipped := 0, false
@@ -503,20 +537,23 @@ func (w *worker) tumblingSlots(b *colBatch, rows []int32) {
 			copy(in[n:], rows[k:to])
 		}
 		first := len(owners)
-		for j := k; j < to; j++ {
-			id := ids[j]
-			sl := slotOf[id]
-			if sl < 0 {
-				sl = int32(len(owners))
-				slotOf[id] = sl
-				owners = append(owners, slotOwner{ws: cur, id: id})
+		for j := k; j < to; {
+			j += placeRun(keys[j:to], slotOfKey, slots[n+j-k:])
+			if j < to {
+				// A key without a slot yet in this run.
+				slotOfKey[keys[j]] = int32(len(owners))
+				owners = append(owners, slotOwner{ws: cur, id: keys[j]})
 			}
-			slots[n] = sl
-			n++
 		}
+		n += to - k
 		// The next run (another window) starts with no slots.
 		for _, o := range owners[first:] {
-			slotOf[o.id] = -1
+			slotOfKey[o.id] = -1
+		}
+	}
+	if dict {
+		for i := range owners {
+			owners[i].id = w.groups.WordID(&b.Columns, owners[i].id)
 		}
 	}
 	w.in, w.rowSlot, w.owners = in, slots, owners
@@ -548,6 +585,21 @@ func (w *worker) tumblingSlots(b *colBatch, rows []int32) {
 	for i, o := range owners {
 		w.slots.MergeInto(o.ws.get(g.pl, o.id), i)
 	}
+}
+
+// placeRun sets out[j] to the slot of keys[j] up to the first key without
+// one, and returns how many it set: the loop of every row, in a function
+// of its own so that its few variables stay in registers.
+func placeRun(keys, slotOf, out []int32) int {
+	out = out[:len(keys)]
+	for j, key := range keys {
+		sl := slotOf[key]
+		if sl < 0 {
+			return j
+		}
+		out[j] = sl
+	}
+	return len(keys)
 }
 
 // window makes the window starting at start the current one.

@@ -726,8 +726,11 @@ func TestNoHorizonBeforeLake(t *testing.T) {
 // TestRecomputeWordStates: views whose states are words alone (counts,
 // integer sums and averages, extremes) are updated through flat slots
 // merged once per batch (aggregate.Slots); by region (many rows per slot)
-// and by host (so few rows per slot that they go to their states directly)
-// they give the windows the plan gives event by event.
+// with a where (a selection of the rows), by region without one (every
+// row of a batch: slots keyed by dictionary word, Slots.UpdateAll over
+// cpu without nulls and bytes with some, the batches past the horizon a
+// selection again) and by host (so few rows per slot that they go to their
+// states directly) they give the windows the plan gives event by event.
 func TestRecomputeWordStates(t *testing.T) {
 	lean := testView("lean", "metrics")
 	lean.Where = "cpu >= 1"
@@ -739,13 +742,15 @@ func TestRecomputeWordStates(t *testing.T) {
 	}
 	byHost := lean
 	byHost.Name, byHost.Where, byHost.GroupBy = "by_host", "", []string{"host"}
-	e := newEnv(t, lean, byHost)
+	all := lean
+	all.Name, all.Where = "lean_all", ""
+	e := newEnv(t, lean, byHost, all)
 	var evs []event.Event
 	for i := range 4000 {
 		evs = append(evs, testEvent("e", i, t0, 2*time.Second))
 	}
 	e.add(evs)
-	for _, view := range []string{"lean", "by_host"} {
+	for _, view := range []string{"lean", "by_host", "lean_all"} {
 		if s := e.run(view, time.Time{}, time.Time{}); s.State != api.JobSucceeded || s.Rows != int64(len(evs)) {
 			t.Fatalf("%s: job %+v", view, s)
 		}

@@ -305,6 +305,7 @@ func parseStacks(dump []byte) []goroutineStack {
 	var out []goroutineStack
 	var g *goroutineStack
 	var prevFunc []byte // the frame above the current line
+	var frames [][]byte // g's, top first
 	for len(dump) > 0 {
 		line := dump
 		if i := bytes.IndexByte(dump, '\n'); i >= 0 {
@@ -316,7 +317,7 @@ func parseStacks(dump []byte) []goroutineStack {
 			id, _ := strconv.ParseInt(string(m[1]), 10, 64)
 			out = append(out, goroutineStack{id: id})
 			g = &out[len(out)-1]
-			prevFunc = nil
+			prevFunc, frames = nil, frames[:0]
 			continue
 		}
 		if g == nil || len(line) == 0 || line[0] == '\t' {
@@ -325,7 +326,7 @@ func parseStacks(dump []byte) []goroutineStack {
 		if m := createdRE.FindSubmatch(line); m != nil {
 			g.creator = string(m[1])
 			g.parent, _ = strconv.ParseInt(string(m[2]), 10, 64)
-			g.entry = string(prevFunc)
+			g.entry = string(entryFunc(frames, m[1]))
 			g = nil // what follows belongs to no frame (goleak's own text)
 			continue
 		}
@@ -339,8 +340,24 @@ func parseStacks(dump []byte) []goroutineStack {
 			}
 		}
 		prevFunc = fn
+		frames = append(frames, fn)
 	}
 	return out
+}
+
+// entryFunc is what a goroutine runs: its bottom frame, unless that is a
+// launcher's wrapper (a closure of the creator, such as nats-server's
+// startGoRoutine.func1, or pprof.Do setting labels), then the frame the
+// wrapper calls.
+func entryFunc(frames [][]byte, creator []byte) []byte {
+	closure := append(slices.Clip(creator), ".func"...)
+	for i := len(frames) - 1; i >= 0; i-- {
+		f := frames[i]
+		if !bytes.HasPrefix(f, closure) && string(f) != "runtime/pprof.Do" || i == 0 {
+			return f
+		}
+	}
+	return nil
 }
 
 // funcName cuts a frame's arguments: "pkg.(*T).M(0xc000, ...)" is

@@ -122,3 +122,27 @@ func TestCreatedDuring(t *testing.T) {
 		}
 	}
 }
+
+// TestParseStacksEntry: what a goroutine runs is the function a launcher's
+// wrapper calls (nats-server starts its goroutines through a closure of
+// startGoRoutine), not the wrapper.
+func TestParseStacksEntry(t *testing.T) {
+	dump := "goroutine 7 [select]:\n" +
+		"github.com/nats-io/nats-server/v2/server.(*Server).processJSAPIRoutedRequests(0xc000010000)\n" +
+		"\t/go/server/jetstream_api.go:1080 +0x1a5\n" +
+		"github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1()\n" +
+		"\t/go/server/server.go:4005 +0x5c\n" +
+		"created by github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine in goroutine 5\n" +
+		"\t/go/server/server.go:3998 +0x16f\n"
+	got := parseStacks([]byte(dump))
+	want := goroutineStack{
+		id:      7,
+		top:     "github.com/nats-io/nats-server/v2/server.(*Server).processJSAPIRoutedRequests",
+		entry:   "github.com/nats-io/nats-server/v2/server.(*Server).processJSAPIRoutedRequests",
+		creator: "github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine",
+		parent:  5,
+	}
+	if len(got) != 1 || got[0] != want {
+		t.Fatalf("parsed %+v, want %+v", got, want)
+	}
+}

@@ -121,16 +121,7 @@ func (g *Grouper) Groups(c *event.Columns, rows []int32, out []int32) []int32 {
 
 // groupsDict is Groups for one dictionary-encoded string field.
 func (g *Grouper) groupsDict(col *event.Column, rows []int32, out []int32) {
-	if len(g.words) != len(col.Words) || len(col.Words) > 0 && &g.words[0] != &col.Words[0] {
-		g.words = col.Words
-		if cap(g.wordID) < len(col.Words) {
-			g.wordID = make([]int32, len(col.Words))
-		}
-		g.wordID = g.wordID[:len(col.Words)]
-		for i := range g.wordID {
-			g.wordID[i] = -1
-		}
-	}
+	g.useWords(col)
 	nullID := int32(-1)
 	for k, r := range rows {
 		if col.Valid != nil && !col.Valid[r] {
@@ -143,11 +134,61 @@ func (g *Grouper) groupsDict(col *event.Column, rows []int32, out []int32) {
 		w := col.Idx[r]
 		id := g.wordID[w]
 		if id < 0 {
-			v := event.Value{S: col.Words[w], Valid: true}
-			g.buf = appendKeyValue(g.buf[:0], event.TypeString, &v)
-			id = g.id(g.buf)
-			g.wordID[w] = id
+			id = g.wordGroup(col, w)
 		}
 		out[k] = id
 	}
+}
+
+// useWords makes col's dictionary the current one, its words' groups not
+// looked up yet when it is another than before.
+func (g *Grouper) useWords(col *event.Column) {
+	if len(g.words) != len(col.Words) || len(col.Words) > 0 && &g.words[0] != &col.Words[0] {
+		g.words = col.Words
+		if cap(g.wordID) < len(col.Words) {
+			g.wordID = make([]int32, len(col.Words))
+		}
+		g.wordID = g.wordID[:len(col.Words)]
+		for i := range g.wordID {
+			g.wordID[i] = -1
+		}
+	}
+}
+
+// wordGroup looks up the group of word w of the current dictionary.
+func (g *Grouper) wordGroup(col *event.Column, w int32) int32 {
+	v := event.Value{S: col.Words[w], Valid: true}
+	g.buf = appendKeyValue(g.buf[:0], event.TypeString, &v)
+	id := g.id(g.buf)
+	g.wordID[w] = id
+	return id
+}
+
+// DictKeys returns the group-by field's dictionary indices of c's rows,
+// and the number of its words, when the plan groups by that one string
+// field alone and c holds it as dictionary indices without nulls: rows
+// with the same index are in the same group, which WordID names. A batch
+// engine can then key its per-batch work by word instead of asking Groups
+// for every row. ok is false otherwise.
+func (g *Grouper) DictKeys(c *event.Columns) (idx []int32, words int, ok bool) {
+	group := g.p.group
+	if len(group) != 1 || group[0].typ != event.TypeString {
+		return nil, 0, false
+	}
+	col := &c.Fields[group[0].field]
+	if col.Idx == nil || col.Valid != nil || !col.Read {
+		return nil, 0, false
+	}
+	return col.Idx[:c.Len], len(col.Words), true
+}
+
+// WordID returns the group id of word w of the dictionary of c's group-by
+// field, for a batch DictKeys accepted.
+func (g *Grouper) WordID(c *event.Columns, w int32) int32 {
+	col := &c.Fields[g.p.group[0].field]
+	g.useWords(col)
+	if id := g.wordID[w]; id >= 0 {
+		return id
+	}
+	return g.wordGroup(col, w)
 }

@@ -263,3 +263,44 @@ func checkSlots(t *testing.T, p *Plan, v *pipelines.View, es []*event.Event, ski
 		}
 	}
 }
+
+// TestDictKeys: a batch grouped by one dictionary-encoded string field
+// without nulls gives its rows' dictionary indices, and WordID names each
+// word's group as Groups does; with a null in the field, strings instead
+// of indices, or two group-by fields, DictKeys declines.
+func TestDictKeys(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	es := randomEvents(rng, 500, 7)
+	v := allAggsView()
+	v.GroupBy = []string{"host"}
+	p := mustCompile(t, v)
+	c := testtopic.Columns(p.schema, es, true)
+	c.Fields[testtopic.Host].Valid = nil
+	g := p.NewGrouper()
+	idx, words, ok := g.DictKeys(c)
+	if !ok || len(idx) != len(es) || words != len(c.Fields[testtopic.Host].Words) {
+		t.Fatalf("DictKeys = %d indices, %d words, %v; want %d, %d, true", len(idx), words, ok, len(es), len(c.Fields[testtopic.Host].Words))
+	}
+	rows := make([]int32, len(es))
+	for i := range rows {
+		rows[i] = int32(i)
+	}
+	want := p.NewGrouper().Groups(c, rows, nil)
+	for k, w := range idx {
+		if id := g.WordID(c, w); g.Key(id) != string(p.Key(es[k], nil)) || id != want[k] {
+			t.Fatalf("row %d: WordID %d (key %q), Groups %d (key %q)", k, id, g.Key(id), want[k], p.Key(es[k], nil))
+		}
+	}
+	c.Fields[testtopic.Host].Valid = make([]bool, len(es))
+	if _, _, ok := g.DictKeys(c); ok {
+		t.Error("DictKeys of a field with nulls")
+	}
+	if _, _, ok := g.DictKeys(testtopic.Columns(p.schema, es, false)); ok {
+		t.Error("DictKeys of strings")
+	}
+	v.GroupBy = []string{"host", "region"}
+	p2 := mustCompile(t, v)
+	if _, _, ok := p2.NewGrouper().DictKeys(testtopic.Columns(p2.schema, es, true)); ok {
+		t.Error("DictKeys of two group-by fields")
+	}
+}
