@@ -1,12 +1,10 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"testing"
 	"time"
 
@@ -17,16 +15,7 @@ import (
 // subscriptions: each Messages iterator runs one pullMessages loop until it
 // is stopped.
 func pullGoroutines() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	return bytes.Count(buf, []byte("jetstream.(*pullSubscription).pullMessages("))
+	return goroutinesIn("jetstream.(*pullSubscription).pullMessages")
 }
 
 // streamConsumers returns the names of the consumers the server holds on
