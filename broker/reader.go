@@ -90,9 +90,17 @@ func (e Entry) End() int64 { return e.Offset + int64(len(e.Events)) }
 //
 // A Reader outlives the loss of the NATS server it reads through, or of the
 // partition's stream leader: when its JetStream consumer fails (an error,
-// or heartbeats missing for readerHeartbeat×2) it logs a warning and
-// creates a new one after the last entry it returned, with backoff, until
-// the log answers again or its ctx ends. Callers see a pause, not an error.
+// heartbeats missing for readerHeartbeat×2, or a message missing in its
+// delivery sequence) it logs a warning and creates a new one after the last
+// entry it returned, with backoff, until the log answers again or its ctx
+// ends. Callers see a pause, not an error.
+//
+// The consumer is a plain ephemeral pull consumer the Reader creates,
+// checks and deletes itself, not a JetStream ordered consumer: an ordered
+// consumer re-creates itself inside the client, and a Stop landing while
+// it does leaves the new subscription running for good (its goroutines,
+// and the server's consumer until its inactivity threshold). Owning every
+// re-creation, the Reader stops exactly what it created.
 type Reader struct {
 	b      *Broker
 	schema event.Schema
@@ -113,19 +121,25 @@ type Reader struct {
 	closeOnce sync.Once
 }
 
-// readerIt pairs an iterator with the stop of its subscription, and the
-// goroutine that drives it. nats.go notices missing heartbeats (a consumer
-// whose server died) only while one call of the iterator's Next lasts
-// twice the heartbeat interval: callers that poll Next with short
-// deadlines (the lake writer waits a poll interval at a time) would never
-// see a dead consumer, and would wait for good with no error. So pump
-// calls it without a deadline and hands what it gets to Reader.Next.
+// readerIt is one consumer of a Reader: its iterator, the stop of its
+// subscription, and the goroutine that drives it. nats.go notices missing
+// heartbeats (a consumer whose server died) only while one call of the
+// iterator's Next lasts twice the heartbeat interval: callers that poll
+// Next with short deadlines (the lake writer waits a poll interval at a
+// time) would never see a dead consumer, and would wait for good with no
+// error. So pump calls it without a deadline and hands what it gets to
+// Reader.Next.
 type readerIt struct {
+	name     string // the consumer's, on the partition's stream
 	it       jetstream.MessagesContext
 	got      chan pumped   // what pump read, in order
 	quit     chan struct{} // closed by stopIt: pump stops handing over
 	pumpDone chan struct{} // closed when pump returned
 	stopOnce sync.Once
+	// delivered is the consumer sequence of the last message Reader.Next
+	// took: the next one must follow it, or messages were lost on the way
+	// (a slow subscription drops them, a reconnect loses those in flight).
+	delivered uint64
 }
 
 // pumped is one result of the iterator's Next.
@@ -134,8 +148,8 @@ type pumped struct {
 	err error
 }
 
-func newReaderIt(it jetstream.MessagesContext) *readerIt {
-	ri := &readerIt{it: it, got: make(chan pumped), quit: make(chan struct{}), pumpDone: make(chan struct{})}
+func newReaderIt(name string, it jetstream.MessagesContext) *readerIt {
+	ri := &readerIt{name: name, it: it, got: make(chan pumped), quit: make(chan struct{}), pumpDone: make(chan struct{})}
 	go ri.pump()
 	return ri
 }
@@ -162,7 +176,14 @@ func (ri *readerIt) pump() {
 const (
 	readerHeartbeat = time.Second
 	readerExpiry    = 5 * time.Second
-	readerMaxBytes  = 16 << 20 // bound on one fetch, above the largest entry
+	// readerInactive is when the server removes a consumer no pull
+	// request was waiting on for that long: one whose Reader went away
+	// without deleting it (the delete failed, or the process died).
+	readerInactive = 5 * time.Minute
+	// readerDeleteWait bounds the deletion of a stopped consumer, which is
+	// best-effort: readerInactive removes it anyway.
+	readerDeleteWait = 2 * time.Second
+	readerMaxBytes   = 16 << 20 // bound on one fetch, above the largest entry
 	// readerAhead is Reader's bound on entries read ahead: entries batch
 	// events, so a few hundred keep a reader busy, and a count bound keeps
 	// the JetStream client from sizing its buffer for a million messages.
@@ -221,30 +242,39 @@ func (b *Broker) reader(ctx context.Context, topicName string, part int, from Po
 
 // open creates the JetStream consumer and its iterator from r.nextSeq.
 func (r *Reader) open(ctx context.Context) error {
-	cons, err := r.b.js.OrderedConsumer(ctx, r.p.stream, jetstream.OrderedConsumerConfig{
+	cons, err := r.b.js.CreateConsumer(ctx, r.p.stream, jetstream.ConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   r.nextSeq,
-		// The consumer's own resets retry silently and without end; one
-		// attempt, then the Reader re-creates it, logging why.
-		MaxResetAttempts: 1,
+		// What the Reader returned is its own business: nothing is acked,
+		// nothing redelivered, and the consumer is cheap (one replica, in
+		// memory) since the Reader creates it again when it is lost.
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: readerInactive,
+		Replicas:          1,
+		MemoryStorage:     true,
 	})
 	if err != nil {
 		return fmt.Errorf("broker: reader %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(r.ahead, readerMaxBytes), jetstream.PullHeartbeat(readerHeartbeat), jetstream.PullExpiry(readerExpiry))
+	name := cons.CachedInfo().Name
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(r.ahead, readerMaxBytes),
+		jetstream.PullHeartbeat(readerHeartbeat), jetstream.PullExpiry(readerExpiry),
+		jetstream.WithMessagesErrOnMissingHeartbeat(true))
 	if err != nil {
+		r.deleteConsumer(name)
 		return fmt.Errorf("broker: reader %q/%d: %w", r.p.topic, r.p.index, unavailable(err))
 	}
-	ri := newReaderIt(it)
+	ri := newReaderIt(name, it)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	select {
 	case <-r.done:
+		r.mu.Unlock()
 		r.stopIt(ri)
 		return ErrClosed
 	default:
 	}
 	r.cur = ri
+	r.mu.Unlock()
 	return nil
 }
 
@@ -274,26 +304,26 @@ func (r *Reader) Next(ctx context.Context) (Entry, error) {
 		}
 		msg, err := got.msg, got.err
 		if err != nil {
-			select {
-			case <-r.done:
+			if r.fail(cur, err) {
 				return Entry{}, ErrClosed
-			default:
 			}
-			r.b.log.Warn("broker: reader failed; creating it again", "topic", r.p.topic, "partition", r.p.index,
-				"from_seq", r.nextSeq, "err", err)
-			r.mu.Lock()
-			if r.cur == cur {
-				r.cur = nil
-			}
-			r.mu.Unlock()
-			r.stopIt(cur)
-			r.failures++
 			continue
 		}
 		md, err := msg.Metadata()
 		if err != nil {
 			return Entry{}, fmt.Errorf("broker: read %q/%d: %w", r.p.topic, r.p.index, err)
 		}
+		if md.Sequence.Consumer != cur.delivered+1 {
+			// Lost messages: the stream sequence after the last entry
+			// returned is where a new consumer starts, so nothing is
+			// skipped and nothing returned twice.
+			err := fmt.Errorf("%w: consumer sequence %d after %d", errReaderGap, md.Sequence.Consumer, cur.delivered)
+			if r.fail(cur, err) {
+				return Entry{}, ErrClosed
+			}
+			continue
+		}
+		cur.delivered = md.Sequence.Consumer
 		r.nextSeq = md.Sequence.Stream + 1
 		r.failures = 0
 		e, err := decodeMsg(r.p, r.schema, md.Sequence.Stream, md.Timestamp, msg.Headers(), msg.Data(), r.minOffset)
@@ -305,6 +335,30 @@ func (r *Reader) Next(ctx context.Context) (Entry, error) {
 			return e, nil
 		}
 	}
+}
+
+// errReaderGap is the failure of a consumer that skipped messages.
+var errReaderGap = errors.New("messages missing in the consumer's delivery")
+
+// fail stops cur, which failed with err, so that Next creates a consumer
+// again; it reports whether the Reader was closed (then err is of no
+// interest: stopping ends the iterator with an error).
+func (r *Reader) fail(cur *readerIt, err error) (closed bool) {
+	select {
+	case <-r.done:
+		return true
+	default:
+	}
+	r.b.log.Warn("broker: reader failed; creating it again", "topic", r.p.topic, "partition", r.p.index,
+		"from_seq", r.nextSeq, "err", err)
+	r.mu.Lock()
+	if r.cur == cur {
+		r.cur = nil
+	}
+	r.mu.Unlock()
+	r.stopIt(cur)
+	r.failures++
+	return false
 }
 
 // readerBackoff spaces the re-creations of a failed reader: 100 ms doubling
@@ -366,15 +420,16 @@ func (r *Reader) stop() {
 	})
 }
 
-// stopIt stops an iterator and waits for its subscription's goroutines,
-// so that nothing outlives the reader. nats.go closes the channel Closed
-// returns only if the subscription is already gone when Closed is called
-// (for Messages iterators), and a later call also releases earlier ones,
-// so ask again until it is.
+// stopIt stops an iterator, waits for its subscription's goroutines, so
+// that nothing outlives the reader, and deletes its consumer. nats.go
+// closes the channel Closed returns only if the subscription is already
+// gone when Closed is called (for Messages iterators), and a later call
+// also releases earlier ones, so ask again until it is.
 func (r *Reader) stopIt(ri *readerIt) {
 	ri.stopOnce.Do(func() {
 		close(ri.quit)
 		ri.it.Stop()
+		defer r.deleteConsumer(ri.name)
 		defer func() {
 			// The iterator's Next returns once it stopped.
 			t := time.NewTimer(5 * time.Second)
@@ -400,6 +455,23 @@ func (r *Reader) stopIt(ri *readerIt) {
 		}
 		r.b.log.Warn("broker: reader did not stop within 5s", "topic", r.p.topic, "partition", r.p.index)
 	})
+}
+
+// deleteConsumer removes a consumer the Reader no longer reads, within
+// readerDeleteWait. It is best-effort: a consumer left behind (the server
+// is gone, the connection is down) is removed by the server after
+// readerInactive, so a Reader does not wait for a connection to come back
+// to stop.
+func (r *Reader) deleteConsumer(name string) {
+	if r.b.nc.Status() != nats.CONNECTED {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readerDeleteWait)
+	defer cancel()
+	if err := r.b.js.DeleteConsumer(ctx, r.p.stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		r.b.log.Debug("broker: deleting a reader's consumer failed; the server removes it when idle",
+			"topic", r.p.topic, "partition", r.p.index, "consumer", name, "err", err)
+	}
 }
 
 // Fetch returns up to max events of topic's partition from from on, as

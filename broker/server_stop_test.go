@@ -19,11 +19,17 @@ import (
 // process: each file store (a stream's, or a raft group's log) runs one
 // flushStreamStateLoop until it is stopped.
 func storeLoops() int {
+	return goroutinesIn("server.(*fileStore).flushStreamStateLoop")
+}
+
+// goroutinesIn counts the goroutines of this process whose stack holds a
+// call of fn (package-qualified, as stack dumps print it).
+func goroutinesIn(fn string) int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
 		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "server.(*fileStore).flushStreamStateLoop(")
+			return strings.Count(string(buf[:n]), fn+"(")
 		}
 		buf = make([]byte, 2*len(buf))
 	}
