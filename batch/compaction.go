@@ -240,6 +240,9 @@ func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files [
 		}
 		return d, nil
 	})
+	if errors.Is(err, errCommitUnknown) && c.tl.ms.landed(out.Path) {
+		err = nil // the merged file is live: this commit listed it
+	}
 	if err != nil {
 		if !errors.Is(err, errCommitUnknown) {
 			c.deleteKeys(c.tl.key(out.Path))

@@ -33,7 +33,8 @@ type pausedStore struct {
 	mu        sync.Mutex
 	pause     func(key string)
 	pauseList func()
-	onDelete  func() // once, after a deletion
+	onDelete  func()           // once, after a deletion
+	landed    func(key string) // once, after a record write succeeded
 	// detached makes listings, renames and deletions ignore their
 	// context's end: a process frozen as a whole resumes with the calls
 	// it had in hand before its lease's end (a canceled context) reaches
@@ -95,7 +96,17 @@ func (s *pausedStore) WriteFile(ctx context.Context, key string, data []byte, ex
 			f(key)
 		}
 	}
-	return s.Store.WriteFile(ctx, key, data, exclusive)
+	err := s.Store.WriteFile(ctx, key, data, exclusive)
+	if _, ckpt, ok := parseLogKey(key); ok && !ckpt && err == nil {
+		s.mu.Lock()
+		f := s.landed
+		s.landed = nil
+		s.mu.Unlock()
+		if f != nil {
+			f(key)
+		}
+	}
+	return err
 }
 
 // lapseLake is a topic of parts partitions in a lake at at: its store, the
@@ -394,4 +405,81 @@ func testStaleRecoverySparesLaterOwner(t *testing.T, at lakeAt) {
 			t.Errorf("a merged input, hidden for its grace period: %v", err)
 		}
 	}
+}
+
+// checkpointOnTop is a pausedStore hook: once a record has landed, the
+// process of other (which owns partition 1 under epoch 1) commits on top
+// of it until it has checkpointed at or past its version.
+func checkpointOnTop(t *testing.T, other *topicWriter) func(key string) {
+	return func(key string) {
+		v, _, _ := parseLogKey(key)
+		for e := uint64(2); e < 3*checkpointEvery; e++ {
+			if err := other.takeOver(context.Background(), 1, &fakeFence{epoch: e}); err != nil {
+				t.Error(err)
+				return
+			}
+			if other.tl.ms.ckpt >= v {
+				return
+			}
+		}
+		t.Errorf("no checkpoint past version %d after %d commits", v, 3*checkpointEvery)
+	}
+}
+
+// TestFlushConfirmedByManifest: as TestMergeConfirmedByManifest, for a
+// flush: it goes on as committed (its position is committed through its
+// lease) when its files are live.
+func TestFlushConfirmedByManifest(t *testing.T) { eachLake(t, testFlushConfirmedByManifest) }
+
+func testFlushConfirmedByManifest(t *testing.T, at lakeAt) {
+	st, ps, open := lapseLake(t, at, 2)
+	w, other := open(ps), open(st)
+	l := own(t, w, 0, 1)
+	own(t, other, 1, 1)
+	feed(t, w, 0, 0, 100)
+	ps.mu.Lock()
+	ps.landed = checkpointOnTop(t, other)
+	ps.mu.Unlock()
+	if err := w.flush(context.Background()); err != nil {
+		t.Fatalf("the flush: %v", err)
+	}
+	if len(l.commits) != 1 || l.commits[0] != 100 {
+		t.Fatalf("positions committed through the lease: %v, want [100]", l.commits)
+	}
+	wantIDs(t, lakeIDs(t, st, open), 100, 0)
+}
+
+// TestMergeConfirmedByManifest: a merge's record lands, and before its
+// writer confirms it another process has committed on top of it and
+// checkpointed. Confirming cannot tell that from a freed name; the
+// manifest then settles it (the merged file is live), and the merge goes
+// on as committed: its inputs are hidden.
+func TestMergeConfirmedByManifest(t *testing.T) { eachLake(t, testMergeConfirmedByManifest) }
+
+func testMergeConfirmedByManifest(t *testing.T, at lakeAt) {
+	ctx := context.Background()
+	st, ps, open := lapseLake(t, at, 2)
+	merger, other := open(ps), open(st)
+	c := mergeDue(t, merger, 1)
+	own(t, other, 1, 1)
+	ps.mu.Lock()
+	ps.landed = checkpointOnTop(t, other)
+	ps.mu.Unlock()
+	if n, err := c.compact(ctx); n != 1 || err != nil {
+		t.Fatalf("the merge: %d merged, %v; want 1 and no error", n, err)
+	}
+	m := open(st).tl.ms.snapshot()
+	if len(m.Files) != 1 || !m.Files[0].Compacted || len(m.Replaced) != 2 {
+		t.Fatalf("%d files live, %d replaced; want the merged file and its 2 inputs", len(m.Files), len(m.Replaced))
+	}
+	for _, r := range m.Replaced {
+		key := "metrics/" + r.Path
+		if _, err := st.ReadFile(ctx, key); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is still in sight: %v", key, err)
+		}
+		if _, err := st.ReadFile(ctx, replacedName(key)); err != nil {
+			t.Errorf("%s is not hidden: %v", key, err)
+		}
+	}
+	wantIDs(t, lakeIDs(t, st, open), 100, 0)
 }

@@ -658,6 +658,15 @@ func (tw *topicWriter) commitBuffer(ctx context.Context, buf *rowBuffer, ranges 
 		}
 		return d, nil
 	})
+	if errors.Is(err, errCommitUnknown) {
+		paths := make([]string, len(entries))
+		for i, e := range entries {
+			paths[i] = e.Path
+		}
+		if tw.tl.ms.landed(paths...) {
+			err = nil // its files are live: this commit listed them
+		}
+	}
 	if err != nil {
 		if !errors.Is(err, errCommitUnknown) {
 			tw.remove(entries)

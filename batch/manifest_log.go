@@ -485,6 +485,25 @@ func (s *manifestStore) confirm(ctx context.Context, v int64) error {
 	return nil
 }
 
+// landed settles a commit whose outcome was unknown (errCommitUnknown) by
+// the newest manifest: it reports whether every one of paths, files only
+// that commit could list (a flush's, named with its epoch; a merge's
+// output), is live there. False leaves the outcome unknown: the commit did
+// not land, has not landed yet, or its files were replaced since.
+func (s *manifestStore) landed(paths ...string) bool {
+	m := s.snapshot()
+	live := make(map[string]bool, len(m.Files))
+	for _, f := range m.Files {
+		live[f.Path] = true
+	}
+	for _, p := range paths {
+		if !live[p] {
+			return false
+		}
+	}
+	return len(paths) > 0
+}
+
 // errCommitUnknown marks a commit that may or may not have been written:
 // its record write failed and asking the store again failed too. Whoever
 // made the commit's files must leave them: a record that did land lists

@@ -3,9 +3,11 @@
 // names what is missing and how to get it, or fail under `make test` and CI,
 // which set LF_REQUIRE_SERVICES=1 and must never skip silently. It also
 // holds the environment rules every test shares: waiting for a condition
-// with a deadline (CheckFor, CheckUntil, Poll) and picking a free loopback
-// port (FreePort, FreeAddr). It is test support only; nothing outside tests
-// imports it.
+// with a deadline (CheckFor, CheckUntil, Poll), picking a free loopback
+// port (FreePort, FreeAddr), and failing a package whose tests leave
+// goroutines running (VerifyNoLeaks, whose report names the test that
+// started them). It is test support only; nothing outside tests imports
+// it.
 package testenv
 
 import (
