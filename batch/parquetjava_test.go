@@ -2,168 +2,26 @@ package batch
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"math"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/lambdaflow/lambdaflow/internal/testenv"
+	"github.com/lambdaflow/lambdaflow/internal/parquetjava"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
-
-// javaReader is batch/testdata/ParquetJavaRead.java: parquet-java
-// (parquet-mr), the Parquet reader of Spark, Hive and Trino's Hive
-// connector, which finds each column chunk by its path_in_schema where
-// the other readers the lake is tested with (our own, arrow-go, pyarrow,
-// DuckDB) go by position.
-const javaReader = "testdata/ParquetJavaRead.java"
-
-// javaFile is what parquet-java read from one file.
-type javaFile struct {
-	Path      string            `json:"path"`
-	Rows      int64             `json:"rows"`
-	CreatedBy string            `json:"created_by"`
-	KV        map[string]string `json:"kv"`
-	Columns   []javaColumn      `json:"-"`
-	Records   [][]any           `json:"-"` // values as ParquetJavaRead prints them
-}
-
-// javaColumn is one column chunk as parquet-java read it: its path, the
-// schema's column at that path, and the chunk's metadata.
-type javaColumn struct {
-	Path       string   `json:"path"`
-	Type       string   `json:"type"`
-	Logical    string   `json:"logical"`
-	Repetition string   `json:"repetition"`
-	Codec      string   `json:"codec"`
-	Encodings  []string `json:"encodings"`
-	Values     int64    `json:"values"`
-	Stats      *struct {
-		Nulls    int64 `json:"nulls"`
-		Min, Max any
-	} `json:"stats"`
-}
-
-// readParquetJava reads files with parquet-java, in one JVM. ok is false
-// when Java or parquet-java's jars (deploy/dev/parquet-java.sh) are
-// missing and the test skips (it fails instead under
-// LF_REQUIRE_SERVICES=1).
-func readParquetJava(t *testing.T, files ...string) (read []javaFile, ok bool) {
-	t.Helper()
-	java, err := exec.LookPath("java")
-	if err != nil {
-		testenv.Missing(t, "java not found: install Debian package openjdk-17-jdk-headless (deploy/dev/test-tools.sh)")
-		return nil, false
-	}
-	lib := parquetJavaLib()
-	if _, err := os.Stat(filepath.Join(lib, ".complete")); err != nil {
-		testenv.Missing(t, "parquet-java is not fetched: run deploy/dev/parquet-java.sh (or set LF_TEST_PARQUET_JAVA_LIB)")
-		return nil, false
-	}
-	classes := compileJavaReader(t, lib)
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(java, append([]string{"-XX:TieredStopAtLevel=1", "-Xshare:auto",
-		"-cp", filepath.Join(lib, "*") + string(os.PathListSeparator) + classes, "ParquetJavaRead"}, files...)...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("parquet-java: %v\n%s", err, stderr.String())
-	}
-	for n, line := range strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n") {
-		kind, body, _ := strings.Cut(line, "\t")
-		dec := json.NewDecoder(strings.NewReader(body))
-		dec.UseNumber()
-		switch {
-		case kind == "file":
-			read = append(read, javaFile{})
-			err = dec.Decode(&read[len(read)-1])
-		case kind == "column" && len(read) > 0:
-			var c javaColumn
-			err = dec.Decode(&c)
-			read[len(read)-1].Columns = append(read[len(read)-1].Columns, c)
-		case kind == "row" && len(read) > 0:
-			var r []any
-			err = dec.Decode(&r)
-			read[len(read)-1].Records = append(read[len(read)-1].Records, r)
-		default:
-			err = errors.New("unexpected line")
-		}
-		if err != nil {
-			t.Fatalf("parquet-java output line %d %.200q: %v", n+1, line, err)
-		}
-	}
-	if len(read) != len(files) {
-		t.Fatalf("parquet-java read %d files, want %d", len(read), len(files))
-	}
-	return read, true
-}
-
-// parquetJavaLib is where deploy/dev/parquet-java.sh put parquet-java's
-// jars: LF_TEST_PARQUET_JAVA_LIB, else under LF_SERVICES_DIR, else under
-// the repository's .services.
-func parquetJavaLib() string {
-	if lib := os.Getenv("LF_TEST_PARQUET_JAVA_LIB"); lib != "" {
-		return lib
-	}
-	if dir := os.Getenv("LF_SERVICES_DIR"); dir != "" {
-		return filepath.Join(dir, "parquet-java", "lib")
-	}
-	lib, _ := filepath.Abs("../.services/parquet-java/lib")
-	return lib
-}
-
-// compileJavaReader compiles javaReader once per version of its source
-// and of the jars, into a directory beside lib (javac takes longer than
-// the reading), and returns that directory. Test processes that race
-// compile each into a temporary directory and rename it into place.
-func compileJavaReader(t *testing.T, lib string) string {
-	t.Helper()
-	src, err := os.ReadFile(javaReader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	version, _ := os.ReadFile(filepath.Join(lib, ".complete"))
-	sum := sha256.Sum256(append(src, version...))
-	classes := filepath.Join(filepath.Dir(lib), "classes-"+hex.EncodeToString(sum[:6]))
-	if _, err := os.Stat(filepath.Join(classes, "ParquetJavaRead.class")); err == nil {
-		return classes
-	}
-	javac, err := exec.LookPath("javac")
-	if err != nil {
-		testenv.Missing(t, "javac not found: install Debian package openjdk-17-jdk-headless (deploy/dev/test-tools.sh)")
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(lib), ".classes-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	if out, err := exec.Command(javac, "-nowarn", "-d", tmp, "-cp", filepath.Join(lib, "*"), javaReader).CombinedOutput(); err != nil {
-		t.Fatalf("javac %s: %v\n%s", javaReader, err, out)
-	}
-	if err := os.Rename(tmp, classes); err != nil {
-		if _, serr := os.Stat(filepath.Join(classes, "ParquetJavaRead.class")); serr != nil {
-			t.Fatal(err)
-		}
-	}
-	return classes
-}
 
 // lakeColumns is what parquet-java must see of a lake file of schema:
 // each column's path, Parquet type, logical type and repetition, in
 // order.
-func lakeColumns(schema event.Schema) []javaColumn {
-	var cols []javaColumn
+func lakeColumns(schema event.Schema) []parquetjava.Column {
+	var cols []parquetjava.Column
 	add := func(name string, typ event.FieldType, required bool) {
-		c := javaColumn{Path: name, Repetition: "REQUIRED"}
+		c := parquetjava.Column{Path: name, Repetition: "REQUIRED"}
 		if !required {
 			c.Repetition = "OPTIONAL"
 		}
@@ -197,7 +55,7 @@ func lakeColumns(schema event.Schema) []javaColumn {
 // hasStats reports whether the lake writes the minimum and maximum of
 // column c in its chunks' statistics (docs/lake-format.md, "What the
 // footer holds"); every chunk has its null count.
-func hasStats(c javaColumn) bool {
+func hasStats(c parquetjava.Column) bool {
 	switch c.Path {
 	case event.ColPartition, event.ColOffset, event.ColEventTime, event.ColIngestTime:
 		return true
@@ -211,7 +69,7 @@ func hasStats(c javaColumn) bool {
 // footer says; the ranges key; every chunk's null count, and bounds where
 // the format puts them, matching the records (a reader that prunes by
 // them would otherwise skip rows).
-func checkJavaFile(t *testing.T, f javaFile, schema event.Schema) {
+func checkJavaFile(t *testing.T, f parquetjava.File, schema event.Schema) {
 	t.Helper()
 	want := lakeColumns(schema)
 	if len(f.Columns) != len(want) {
@@ -225,40 +83,12 @@ func checkJavaFile(t *testing.T, f javaFile, schema event.Schema) {
 		if c.Codec != "ZSTD" || c.Values != f.Rows || len(c.Encodings) == 0 {
 			t.Errorf("%s: %s: codec %s, %d values, encodings %v; want ZSTD, %d values, the encodings", f.Path, c.Path, c.Codec, c.Values, c.Encodings, f.Rows)
 		}
-		if c.Stats == nil {
-			t.Errorf("%s: %s: no statistics, want at least the null count", f.Path, c.Path)
-			continue
-		}
-		var nulls int64
-		for _, r := range f.Records {
-			if r[i] == nil {
-				nulls++
-			}
-		}
-		if c.Stats.Nulls != nulls {
-			t.Errorf("%s: %s: statistics say %d nulls, the rows have %d", f.Path, c.Path, c.Stats.Nulls, nulls)
-		}
-		bounds := fmt.Sprintf("%v %v", c.Stats.Min, c.Stats.Max)
-		switch {
-		case !hasStats(c) || nulls == int64(len(f.Records)):
-			if bounds != "<nil> <nil>" {
-				t.Errorf("%s: %s: statistics with a minimum and maximum (%s), want none", f.Path, c.Path, bounds)
-			}
-		default:
-			lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
-			for _, r := range f.Records {
-				if r[i] == nil {
-					continue
-				}
-				v, err := r[i].(json.Number).Int64()
-				if err != nil {
-					t.Fatalf("%s: %s: %v", f.Path, c.Path, err)
-				}
-				lo, hi = min(lo, v), max(hi, v)
-			}
-			if rows := fmt.Sprintf("%d %d", lo, hi); bounds != rows {
-				t.Errorf("%s: %s: statistics' minimum and maximum %s, the rows' %s", f.Path, c.Path, bounds, rows)
-			}
+	}
+	bounds := parquetjava.CheckStats(t, f)
+	for i, c := range f.Columns {
+		allNull := c.Stats != nil && c.Stats.Nulls == f.Rows
+		if want := hasStats(c) && !allNull; bounds[i] != want {
+			t.Errorf("%s: %s: a minimum and maximum: %t, want %t", f.Path, c.Path, bounds[i], want)
 		}
 	}
 	if int64(len(f.Records)) != f.Rows {
@@ -298,10 +128,9 @@ func wantRecord(schema event.Schema, e event.Event, part int, off int64, double 
 	return append(r, e.ID, num(int64(part)), num(off), num(e.Time), num(e.Ingest))
 }
 
-// javaRecord is wantRecord as ParquetJavaRead prints it: doubles as the
-// hexadecimal of their bits.
+// javaRecord is wantRecord as parquet-java's records hold it.
 func javaRecord(schema event.Schema, e event.Event, part int, off int64) []any {
-	return wantRecord(schema, e, part, off, func(f float64) any { return strconv.FormatUint(math.Float64bits(f), 16) })
+	return wantRecord(schema, e, part, off, func(f float64) any { return parquetjava.Double(f) })
 }
 
 // sameRecords compares records with want, every value, and fails t at the
@@ -324,40 +153,17 @@ func sameRecords(t *testing.T, path string, got, want [][]any, skip ...int) {
 	}
 }
 
-// lakeFiles lists the data files of a directory lake, as Hive-style
-// readers do: *.parquet, skipping names that start with . or _.
-func lakeFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	var files []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != dir && (strings.HasPrefix(d.Name(), ".") || strings.HasPrefix(d.Name(), "_")) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !d.IsDir() && strings.HasSuffix(d.Name(), ".parquet") {
-			files = append(files, p)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
-}
-
 // checkParquetJavaLake reads every file of the directory lake of one
 // topic of testSchema with parquet-java and checks each against the lake
 // format, and that the lake holds exactly evs (each id once, every field
 // and event time as appended).
 func checkParquetJavaLake(t *testing.T, dir string, evs []event.Event) {
 	t.Helper()
-	files := lakeFiles(t, dir)
-	read, ok := readParquetJava(t, files...)
+	files, err := parquetjava.HiveFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, ok := parquetjava.Read(t, files...)
 	if !ok {
 		return
 	}
@@ -435,7 +241,7 @@ func TestLakeParquetJava(t *testing.T) {
 		files = append(files, filepath.Join(dir, filepath.FromSlash(c.tl.key(path))))
 		want = append(want, rows)
 	}
-	read, ok := readParquetJava(t, files...)
+	read, ok := parquetjava.Read(t, files...)
 	if !ok {
 		return
 	}

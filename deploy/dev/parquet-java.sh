@@ -2,7 +2,7 @@
 # Fetches parquet-java (parquet-mr: org.apache.parquet:parquet-hadoop, the
 # Parquet reader of Spark and Hive, with its dependencies) from Maven
 # Central into $LF_SERVICES_DIR/parquet-java/lib, for the tests that read
-# the lake with it (batch/parquetjava_test.go). parquet-java reads local
+# the lake with it (internal/parquetjava). parquet-java reads local
 # files without a Hadoop installation, but its codec factory loads Hadoop's
 # classes: Hadoop's two shaded client jars bring them without Hadoop's
 # dependency tree. Nothing here is committed. Idempotent: returns at once

@@ -63,12 +63,13 @@ var layers = map[string]int{
 	"client":    7,
 	// Test support, imported by tests and test harnesses only: it sits
 	// low so that any of them may use it.
-	"internal/testenv":    0,
-	"internal/fakeclock":  0,
-	"internal/netns":      1,
-	"internal/s3test":     1,
-	"internal/natstest":   2,
-	"internal/brokertest": 5,
+	"internal/testenv":     0,
+	"internal/fakeclock":   0,
+	"internal/netns":       1,
+	"internal/s3test":      1,
+	"internal/parquetjava": 1,
+	"internal/natstest":    2,
+	"internal/brokertest":  5,
 	// What the benchmark harnesses share (running programs, medians):
 	// it imports nothing of the module.
 	"bench/measure": 0,

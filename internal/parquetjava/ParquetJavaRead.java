@@ -1,5 +1,5 @@
 // ParquetJavaRead reads Parquet files with parquet-java (parquet-mr), the
-// reader of Spark, Hive and Trino's Hive connector, without Hadoop: its
+// reader of Spark and Hive, without a Hadoop installation: its
 // ParquetFileReader over a LocalInputFile with a plain configuration,
 // row groups assembled into records the way ParquetReader does.
 // ParquetFileReader finds each column's chunk by its path_in_schema, as
