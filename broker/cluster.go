@@ -113,12 +113,21 @@ type Node struct {
 	started time.Time
 	m       *clusterMetrics
 
+	// beatMu orders the heartbeats (the periodic one, and those after a
+	// consumer was added or stopped): a record built before another must
+	// not be stored after it, or the key would say the node does not run
+	// a consumer it runs, and others would take its partitions.
+	beatMu sync.Mutex
+
 	mu       sync.Mutex
 	id       string // a new one after the node fenced itself
 	groups   map[string]*group
 	lastBeat time.Time // start of the last heartbeat that was stored
-	fenced   bool      // fenced since the last heartbeat that was stored
-	closing  bool
+	// announced are the consumers named by the last heartbeat stored: a
+	// partition of one not yet named is not taken (see rebalanceLoop).
+	announced []string
+	fenced    bool // fenced since the last heartbeat that was stored
+	closing   bool
 
 	ctx    context.Context // cancelled by Close: ends every run
 	cancel context.CancelFunc
@@ -358,6 +367,8 @@ func (n *Node) heartbeatLoop() {
 
 // heartbeat writes the node's key with what it owns now.
 func (n *Node) heartbeat(ctx context.Context) error {
+	n.beatMu.Lock()
+	defer n.beatMu.Unlock()
 	start := time.Now()
 	n.mu.Lock()
 	rec := nodeRecord{ID: n.id, Name: n.opts.Name, Roles: n.opts.Roles, Owns: map[string][]int{}, Addr: n.opts.Addr,
@@ -380,7 +391,7 @@ func (n *Node) heartbeat(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	if n.id == id {
-		n.lastBeat, n.fenced = start, false
+		n.lastBeat, n.fenced, n.announced = start, false, rec.Consumers
 	}
 	n.mu.Unlock()
 	return nil
@@ -418,9 +429,12 @@ func (n *Node) rebalanceLoop() {
 	kicked := false
 	for {
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-		if kicked {
+		if kicked || n.unannounced() {
 			// A consumer was added or stopped: tell the others now, so
-			// that they count this node in (or out) at their next look.
+			// that they count this node in (or out) at their next look,
+			// and before taking any partition of it (others that see it
+			// own a partition of a consumer its key does not name take
+			// that partition from it).
 			if err := n.heartbeat(ctx); err != nil && n.ctx.Err() == nil {
 				n.log.Debug("cluster: heartbeat", "node", n.ID(), "err", err)
 			}
@@ -440,6 +454,19 @@ func (n *Node) rebalanceLoop() {
 	}
 }
 
+// unannounced reports whether this node runs a consumer that its last
+// stored heartbeat does not name.
+func (n *Node) unannounced() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for c := range n.groups {
+		if !slices.Contains(n.announced, c) {
+			return true
+		}
+	}
+	return false
+}
+
 // assign returns the index in members (sorted ids) of the owner of
 // partition p of consumer: partitions are dealt round-robin, starting at a
 // member that depends on the consumer, so that consumers of few partitions
@@ -453,11 +480,17 @@ func assign(members []string, consumer string, p int) int {
 // rebalance takes the partitions assigned to this node that are free, and
 // starts giving back those assigned elsewhere.
 func (n *Node) rebalance(ctx context.Context) error {
-	live, err := n.liveNodes(ctx)
+	// Ownership first, membership second: a node writes its key naming
+	// the consumer before it takes any partition of it, so every owner
+	// read here is in the membership read after. Read the other way round,
+	// a node that joined (or started a consumer) between the two reads
+	// showed as an owner that is gone or runs something else, and its
+	// partitions were taken from it at once, only to move back.
+	owners, err := n.owners(ctx)
 	if err != nil {
 		return err
 	}
-	owners, err := n.owners(ctx)
+	live, err := n.liveNodes(ctx)
 	if err != nil {
 		return err
 	}
@@ -487,11 +520,12 @@ func (n *Node) rebalance(ctx context.Context) error {
 			members = append(members, me) // its first heartbeat may not be stored yet
 		}
 		slices.Sort(members)
+		announced := slices.Contains(n.announced, g.consumer)
 		for p := range g.parts {
 			mine := members[assign(members, g.consumer, p)] == me
 			h := g.held[p]
 			switch {
-			case mine && h == nil && g.ending[p] == nil:
+			case mine && h == nil && g.ending[p] == nil && announced:
 				take = append(take, want{g, p})
 			case !mine && h != nil:
 				h.cancel() // its run stops softly, then the partition is given back

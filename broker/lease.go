@@ -117,6 +117,15 @@ func (l *Lease) fence(ctx context.Context, topic string) error {
 				return fmt.Errorf("fence %s: %w", key, err)
 			}
 		}
+		if rev != 0 && l.supersededBy(rec) {
+			// A newer lease fenced the record while this one was being
+			// taken (a slow take, retried after a conflict): writing this
+			// lease's lower epoch over it would make the newer owner's
+			// commits read as a stale replica forever. Epochs in a commit
+			// record only grow; this lease is lost.
+			return fmt.Errorf("fence %s: %w (the record names %q epoch %d at revision %d; this lease is %q epoch %d)",
+				key, ErrFenced, rec.Owner, rec.Epoch, rev, l.node, l.epoch)
+		}
 		found := rev != 0 && !rec.Registered
 		next := rec
 		next.Owner, next.Epoch = l.node, l.epoch
@@ -163,7 +172,9 @@ func (l *Lease) fence(ctx context.Context, topic string) error {
 // epoch under another node, is a new owner; this node and epoch are this
 // lease (commit again on that revision); a lower epoch is a stale read
 // (read again). Epochs only grow, and the lease wrote its own when it took
-// the partition.
+// the partition. A lower epoch that stays through commitAttempts reads is
+// no replica behind but a record written without this lease's fence (a
+// writer without an epoch): the own record decides then (see reclaim).
 func (l *Lease) Commit(ctx context.Context, topic string, offset, eventTime int64, checkpoint string) error {
 	if offset < 0 {
 		return fmt.Errorf("broker: commit %s %q/%d: negative offset %d", l.consumer, topic, l.part, offset)
@@ -182,39 +193,101 @@ func (l *Lease) Commit(ctx context.Context, topic string, offset, eventTime int6
 		Owner: l.node, Epoch: l.epoch, Checkpoint: checkpoint}
 	v, _ := json.Marshal(rec)
 	staleRead := retry.Backoff{Base: 20 * time.Millisecond, Cap: 500 * time.Millisecond}
-	for attempt := 0; ; attempt++ {
+	fail := func(err error) error {
+		return fmt.Errorf("broker: commit %s %q/%d: %w", l.consumer, topic, l.part, err)
+	}
+	stale, reclaimed, saw := 0, false, ""
+	// Every pass either ends, or adopts a newer revision of this lease's
+	// own, or counts a stale read: bounded by twice commitAttempts.
+	for pass := 0; pass < 2*commitAttempts; pass++ {
 		nrev, err := l.n.offs.Update(ctx, key, v, c.rev)
 		if err == nil {
 			c.rev, c.rec, c.found = nrev, rec, true
 			return nil
 		}
 		if !conflict(err) {
-			return fmt.Errorf("broker: commit %s %q/%d: %w", l.consumer, topic, l.part, unavailable(err))
-		}
-		if attempt >= commitAttempts {
-			return fmt.Errorf("broker: commit %s %q/%d: %w: the record kept changing under this lease's writes", l.consumer, topic, l.part, ErrUnavailable)
+			return fail(unavailable(err))
 		}
 		e, gerr := l.n.offs.Get(ctx, key)
 		if gerr != nil {
-			return fmt.Errorf("broker: commit %s %q/%d: %w", l.consumer, topic, l.part, unavailable(gerr))
+			return fail(unavailable(gerr))
 		}
 		var cur commitRecord
 		if err := json.Unmarshal(e.Value(), &cur); err != nil {
-			return fmt.Errorf("broker: commit %s %q/%d: reading the record: %w", l.consumer, topic, l.part, err)
+			return fail(fmt.Errorf("reading the record: %w", err))
 		}
+		saw = fmt.Sprintf("the record names %q epoch %d at revision %d; this lease is %q epoch %d, last wrote revision %d",
+			cur.Owner, cur.Epoch, e.Revision(), l.node, l.epoch, c.rev)
 		switch {
-		case cur.Epoch > l.epoch || (cur.Epoch == l.epoch && cur.Owner != l.node):
+		case l.supersededBy(cur):
 			l.markLost()
-			return fmt.Errorf("broker: commit %s %q/%d: %w (now %q, epoch %d)", l.consumer, topic, l.part, ErrFenced, cur.Owner, cur.Epoch)
+			return fail(fmt.Errorf("%w (%s)", ErrFenced, saw))
 		case cur.Epoch == l.epoch && e.Revision() > c.rev:
 			c.rev = e.Revision() // a commit of ours stored unanswered
 			continue
 		}
-		// A replica behind this lease's own writes: read again.
-		if err := staleRead.Wait(ctx, attempt+1); err != nil {
-			return fmt.Errorf("broker: commit %s %q/%d: %w", l.consumer, topic, l.part, unavailable(err))
+		stale++
+		if stale < commitAttempts {
+			// A replica behind this lease's own writes: read again.
+			if err := staleRead.Wait(ctx, stale); err != nil {
+				return fail(unavailable(err))
+			}
+			continue
+		}
+		if reclaimed {
+			break
+		}
+		// The same older record read after read: ask the own record.
+		if err := l.reclaim(ctx, saw); err != nil {
+			return fail(err)
+		}
+		reclaimed = true
+		c.rev = e.Revision() // commit over it: the write fences it again
+	}
+	return fail(fmt.Errorf("%w: the record kept changing under this lease's writes (last %s)", ErrUnavailable, saw))
+}
+
+// supersededBy reports whether rec, a commit record, was written by a
+// newer lease of the partition: a higher epoch, or this epoch under
+// another node.
+func (l *Lease) supersededBy(rec commitRecord) bool {
+	return rec.Epoch > l.epoch || (rec.Epoch == l.epoch && rec.Owner != l.node)
+}
+
+// reclaim decides a commit record of an older epoch that does not go away
+// (saw describes it): a replica behind would have caught up, so it was
+// written after this lease's fence by a writer that carries no epoch, or
+// by an older lease. The partition's own record says whether this lease
+// still holds: if it names this node and epoch, nil (the caller commits
+// over the record, which fences it again: no newer owner has fenced it,
+// or its epoch would show, and one that fences later still wins by its
+// compare-and-set); if it names a newer owner or none, the lease is lost
+// (ErrFenced); an older epoch there is a replica behind (ErrUnavailable,
+// the caller retries later).
+func (l *Lease) reclaim(ctx context.Context, saw string) error {
+	key := ownKey(l.consumer, l.part)
+	e, err := l.n.offs.Get(ctx, key)
+	var own ownRecord
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+	case err != nil:
+		return fmt.Errorf("%s: %w", key, unavailable(err))
+	default:
+		if err := json.Unmarshal(e.Value(), &own); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
 		}
 	}
+	switch {
+	case own.Node == l.node && own.Epoch == l.epoch:
+		l.n.log.Warn("cluster: a commit record of an older epoch stayed under this lease's writes; committing over it",
+			"consumer", l.consumer, "partition", l.part, "saw", saw)
+		return nil
+	case own.Epoch < l.epoch && e != nil:
+		return fmt.Errorf("%w: %s names %q epoch %d, older than this lease (a replica behind); %s",
+			ErrUnavailable, key, own.Node, own.Epoch, saw)
+	}
+	l.markLost()
+	return fmt.Errorf("%w (%s names %q epoch %d; %s)", ErrFenced, key, own.Node, own.Epoch, saw)
 }
 
 // commitAttempts bounds the compare-and-sets of one Commit or fence.
