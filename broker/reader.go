@@ -117,6 +117,10 @@ type Reader struct {
 	// re-creation).
 	minOffset int64
 	failures  int
+	// retryAt is when the consumer may be created again after the last
+	// failure: a deadline rather than a wait, so that callers polling
+	// Next with deadlines shorter than the backoff still get there.
+	retryAt   time.Time
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 }
@@ -183,6 +187,8 @@ const (
 	// readerDeleteWait bounds the deletion of a stopped consumer, which is
 	// best-effort: readerInactive removes it anyway.
 	readerDeleteWait = 2 * time.Second
+	// readerCreateWait bounds one creation of a consumer within Next.
+	readerCreateWait = 10 * time.Second
 	readerMaxBytes   = 16 << 20 // bound on one fetch, above the largest entry
 	// readerAhead is Reader's bound on entries read ahead: entries batch
 	// events, so a few hundred keep a reader busy, and a count bound keeps
@@ -357,19 +363,26 @@ func (r *Reader) fail(cur *readerIt, err error) (closed bool) {
 	}
 	r.mu.Unlock()
 	r.stopIt(cur)
-	r.failures++
+	r.backOff()
 	return false
+}
+
+// backOff counts one more consecutive failure and sets when the consumer
+// may be created again.
+func (r *Reader) backOff() {
+	r.failures++
+	r.retryAt = time.Now().Add(readerBackoff.Delay(r.failures))
 }
 
 // readerBackoff spaces the re-creations of a failed reader: 100 ms doubling
 // to 5 s, without jitter (the wait is for the log to come back).
 var readerBackoff = retry.Backoff{Base: 100 * time.Millisecond, Cap: 5 * time.Second}
 
-// reopen creates the consumer again after a failure, after a backoff that
-// grows with consecutive failures.
+// reopen creates the consumer again after a failure, once the backoff,
+// which grows with consecutive failures, has passed.
 func (r *Reader) reopen(ctx context.Context) error {
-	if r.failures > 0 {
-		t := time.NewTimer(readerBackoff.Delay(r.failures))
+	if wait := time.Until(r.retryAt); wait > 0 {
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -383,7 +396,9 @@ func (r *Reader) reopen(ctx context.Context) error {
 	if r.b.isClosed() {
 		return ErrClosed
 	}
-	err := r.open(ctx)
+	cctx, cancel := createContext(ctx)
+	err := r.open(cctx)
+	cancel()
 	switch {
 	case err == nil:
 		r.b.log.Info("broker: reader created again", "topic", r.p.topic, "partition", r.p.index, "from_seq", r.nextSeq)
@@ -394,8 +409,28 @@ func (r *Reader) reopen(ctx context.Context) error {
 		return ctx.Err()
 	}
 	r.b.log.Warn("broker: creating a reader failed; retrying", "topic", r.p.topic, "partition", r.p.index, "err", err)
-	r.failures++
+	r.backOff()
 	return nil
+}
+
+// createContext is the context of a re-creation within Next: it ends
+// when ctx is cancelled or after readerCreateWait, but not at ctx's
+// deadline. A caller polling Next with deadlines shorter than a creation
+// takes (the lake writer, while the cluster elects a new leader) would
+// otherwise abandon every attempt, and never read again. Close does not
+// end it either: a creation cut short may have created the consumer all
+// the same, out of the Reader's reach; open deletes one it finished.
+func createContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readerCreateWait)
+	stop := context.AfterFunc(ctx, func() {
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cancel()
+		}
+	})
+	return cctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // Close stops the reader; a blocked Next returns ErrClosed.

@@ -200,3 +200,47 @@ func TestReaderReplacesDeletedConsumer(t *testing.T) {
 		t.Fatalf("%d consumers on the stream, want the reader's one: %v", len(names), names)
 	}
 }
+
+// TestReaderRecreatesUnderShortPolls polls Next with deadlines far
+// shorter than creating a consumer takes, as a caller waiting a poll
+// interval at a time does while the cluster is slow: the re-creation of a
+// deleted consumer is not abandoned at each deadline, and the next entry
+// arrives.
+func TestReaderRecreatesUnderShortPolls(t *testing.T) {
+	p := testPipeline(t.TempDir(), testTopic("metrics", 1))
+	b := openBroker(t, p, Options{})
+	ctx := ctxT(t, 60*time.Second)
+	mustAppend(t, b, "metrics", 0, testEvents("e", 0, 1, base), 0)
+	_, part, err := b.partition("metrics", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.Reader(ctx, "metrics", 0, FromStart())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if e, err := r.Next(ctx); err != nil || e.Offset != 0 {
+		t.Fatalf("Next: offset %d, %v", e.Offset, err)
+	}
+	name := readerConsumer(ctx, t, b, part, map[string]bool{})
+	if err := b.js.DeleteConsumer(ctx, part.stream, name); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, b, "metrics", 0, testEvents("e", 1, 1, base), 1)
+	polls := 0
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 50*time.Microsecond)
+		e, err := r.Next(pctx)
+		cancel()
+		polls++
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			continue
+		}
+		if err != nil || e.Offset != 1 || e.Events[0].ID != "e-1" {
+			t.Fatalf("Next after %d polls: %+v, %v; want e-1 at offset 1", polls, e, err)
+		}
+		break
+	}
+	t.Logf("e-1 after %d polls", polls)
+}

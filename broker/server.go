@@ -467,9 +467,13 @@ func (b *Broker) Close() error {
 		readers = append(readers, r)
 	}
 	b.mu.Unlock()
+	// Side by side: closing a Reader deletes its consumer, a request that
+	// takes up to readerDeleteWait when JetStream does not answer.
+	var closing sync.WaitGroup
 	for _, r := range readers {
-		r.Close()
+		closing.Go(func() { r.Close() })
 	}
+	closing.Wait()
 	close(b.stop)
 	b.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
