@@ -228,16 +228,25 @@ func TestLeaseFencing(t *testing.T) {
 	// b takes the partition as if a were gone (what rebalance does once
 	// a's key expired).
 	b := joinT(t, bb, "b")
-	g := &group{consumer: "sink.test", topics: []string{"metrics"}, parts: 1, held: map[int]*holding{},
+	g := &group{consumer: "sink.test", topics: []string{"metrics"}, parts: 1, held: map[int]*holding{}, ending: map[int]*holding{},
 		run: func(ctx context.Context, l *Lease) error { leases <- l; <-ctx.Done(); return nil }}
-	// Not registered with b (Own): its rebalance would take part in the
-	// assignment, which this test does by hand. Close ends it with the
-	// node's context.
+	// Not run by b's rebalance (Own): it would take part in the
+	// assignment, which this test does by hand. Close ends it.
 	owners, err := b.owners(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := b.acquire(ctx, g, 0, owners[ownKey("sink.test", 0)]); err != nil {
+		t.Fatal(err)
+	}
+	// b's key must name the consumer, or a sees the partition owned by a
+	// node that does not run it and takes it back. Stopped, the group is
+	// in b's key and left alone by b's rebalance.
+	b.mu.Lock()
+	g.stopped = true
+	b.groups[g.consumer] = g
+	b.mu.Unlock()
+	if err := b.heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
 	lb := <-leases
