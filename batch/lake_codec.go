@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"bytes"
 	"encoding/binary"
 	"slices"
 
@@ -17,7 +18,8 @@ import (
 //     it costs building entropy tables for a few hundred bytes and saves a
 //     few of them; the other pages are compressed at zstd's fastest level
 //     without entropy coding: matches (repeated ids, strings, bytes) are
-//     found, the tables are not built.
+//     found, the tables are not built; a page that comes out larger is
+//     stored raw.
 //   - In a file of smallFileRows to bestFileRows rows (a daily file of a
 //     sparse topic), every page is compressed at zstd's best level, and
 //     kept raw when that is no smaller: such files are few, and their
@@ -38,6 +40,8 @@ type lakeCodec struct {
 	// rows is the row count of the file being written; its fileWriter
 	// sets it per file.
 	rows int64
+	// sized are the last two pages pageSize compressed, in a small file.
+	sized [2]struct{ in, out []byte }
 }
 
 const (
@@ -69,13 +73,38 @@ func newLakeCodec(best *bestEncoders) *lakeCodec {
 	return &lakeCodec{fast: fast, best: best}
 }
 
+// startFile tells the codec the row count of the next file.
+func (c *lakeCodec) startFile(rows int64) {
+	c.rows = rows
+	for i := range c.sized {
+		c.sized[i].in = c.sized[i].in[:0]
+	}
+}
+
 // Encode compresses src into dst (parquet-go's compress.Codec).
 func (c *lakeCodec) Encode(dst, src []byte) ([]byte, error) {
+	for i := range c.sized {
+		if s := &c.sized[i]; len(s.in) > 0 && bytes.Equal(s.in, src) {
+			// pageSize compressed this page already (a required column's
+			// page is its values alone).
+			return append(dst[:0], s.out...), nil
+		}
+	}
+	return c.encode(dst, src)
+}
+
+func (c *lakeCodec) encode(dst, src []byte) ([]byte, error) {
 	switch {
 	case c.rows < smallFileRows && len(src) < rawPageBytes:
 		return appendRawFrame(dst[:0], src), nil
 	case c.rows < smallFileRows:
-		return c.fast.EncodeAll(src, dst[:0]), nil
+		out := c.fast.EncodeAll(src, dst[:0])
+		if len(src) <= maxRawFrame && len(out) > rawFrameLen(len(src)) {
+			// Without entropy coding, bytes with no repeats (values
+			// packed at odd bit widths) come out larger than they went in.
+			return appendRawFrame(out[:0], src), nil
+		}
+		return out, nil
 	case c.rows >= bestFileRows:
 		return c.Codec.Encode(dst, src)
 	}
@@ -86,6 +115,25 @@ func (c *lakeCodec) Encode(dst, src []byte) ([]byte, error) {
 		return appendRawFrame(out[:0], src), nil
 	}
 	return out, nil
+}
+
+// pageSize is the stored size of a page body in the file being written,
+// for choosing between two encodings of it: in a small file, what Encode
+// stores (cheap there: a raw frame or zstd's fastest level); in a larger
+// one, trial's estimate at zstd's fastest level (the best level, which
+// the page gets, would cost as much again per candidate).
+// slot (0 or 1) keeps b and its compressed form until the next call with
+// the same slot or the next file, so that Encode does not compress the
+// chosen page again.
+func (c *lakeCodec) pageSize(b []byte, trial *encodingTrial, slot int) int64 {
+	if c.rows >= smallFileRows {
+		return trial.size(b)
+	}
+	s := &c.sized[slot]
+	s.in = s.in[:0] // encode, not a stale match
+	s.out, _ = c.encode(s.out[:0], b)
+	s.in = append(s.in, b...)
+	return int64(len(s.out))
 }
 
 // bestEncoders lends zstd encoders of the best level to the file writers

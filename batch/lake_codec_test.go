@@ -119,12 +119,53 @@ func TestLakeCodecChoice(t *testing.T) {
 					t.Errorf("%d rows: a page of %d bytes is stored in %d, want %d (raw)", rows, h.UncompressedPageSize, h.CompressedPageSize, want)
 				}
 				raw++
+			case h.CompressedPageSize > want:
+				t.Errorf("%d rows: a page of %d bytes is stored in %d, more than raw (%d)", rows, h.UncompressedPageSize, h.CompressedPageSize, want)
 			case h.CompressedPageSize < h.UncompressedPageSize:
 				compressed++
 			}
 		}
 		if rows >= smallFileRows && compressed == 0 || rows < smallFileRows && (raw == 0 || compressed == 0) {
 			t.Errorf("%d rows: %d raw pages, %d compressed pages of %d; want some of both", rows, raw, compressed, len(headers))
+		}
+	}
+}
+
+// TestSmallFileCodecStoresRaw: in a small file, a page zstd's fastest
+// level without entropy coding would store larger than it is (bytes with
+// no repeats, such as values packed at odd bit widths) is stored as a raw
+// frame instead; a page with repeats is compressed.
+func TestSmallFileCodecStoresRaw(t *testing.T) {
+	c := newLakeCodec(nil)
+	c.rows = smallFileRows - 1
+	noise := make([]byte, 1000)
+	x := uint64(0x9E3779B97F4A7C15)
+	for i := range noise {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		noise[i] = byte(x)
+	}
+	repeats := bytes.Repeat([]byte("0123456789abcdef"), 64)
+	dec, err := kzstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	for _, src := range [][]byte{noise, repeats} {
+		out, err := c.Encode(nil, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back, err := dec.DecodeAll(out, nil); err != nil || !bytes.Equal(back, src) {
+			t.Fatalf("a page of %d bytes does not decode back (%v)", len(src), err)
+		}
+		raw := rawFrameLen(len(src))
+		switch {
+		case bytes.Equal(src, noise) && len(out) != raw:
+			t.Errorf("noise: %d bytes stored in %d, want a raw frame of %d", len(src), len(out), raw)
+		case bytes.Equal(src, repeats) && len(out) >= raw:
+			t.Errorf("repeats: %d bytes stored in %d, want them compressed", len(src), len(out))
 		}
 	}
 }

@@ -140,6 +140,11 @@ func checkEncodings(t *testing.T, file string, want map[string]format.Encoding) 
 	t.Helper()
 	pf := openParquet(t, file)
 	md := pf.Metadata()
+	for _, e := range md.Schema {
+		if e.TypeLength.Valid && e.Type.V != format.FixedLenByteArray {
+			t.Errorf("schema element %s (%s) has a type length (%d)", e.Name, e.Type.V, e.TypeLength.V)
+		}
+	}
 	for i, leaf := range pf.Schema().Columns() {
 		name := leaf[0]
 		c := md.RowGroups[0].Columns[i]

@@ -6,7 +6,6 @@ import (
 	"math/bits"
 
 	"github.com/parquet-go/parquet-go/encoding/bytestreamsplit"
-	pqdelta "github.com/parquet-go/parquet-go/encoding/delta"
 	"github.com/parquet-go/parquet-go/encoding/plain"
 	"github.com/parquet-go/parquet-go/encoding/rle"
 
@@ -35,6 +34,7 @@ type encodingTrial struct {
 	f64   []float64
 	idx   []int32
 	enc   []byte
+	alt   []byte // the aligned delta packing
 	out   []byte
 	tried int // columns tried (tests)
 }
@@ -52,6 +52,17 @@ func (tr *encodingTrial) size(b []byte) int64 {
 	}
 	tr.out = tr.zstd.EncodeAll(b, tr.out[:0])
 	return int64(min(len(tr.out), rawFrameLen(len(b))))
+}
+
+// deltaSize is the compressed size of a page of delta-packed values as
+// deltaPacking writes it: the smaller of its two packings. It keeps
+// aligned's buffer for reuse.
+func (tr *encodingTrial) deltaSize(tight, aligned []byte) int64 {
+	tr.alt = aligned
+	if len(aligned) == len(tight) {
+		return tr.size(tight)
+	}
+	return min(tr.size(tight), tr.size(aligned))
 }
 
 // dictionaryPays reports whether the values (a column's, nulls left out,
@@ -90,9 +101,8 @@ func (tr *encodingTrial) dictionaryPays(typ event.FieldType, vals []uint64) bool
 		for _, v := range vals {
 			tr.i32 = append(tr.i32, int32(v))
 		}
-		var d pqdelta.BinaryPackedEncoding
-		own, _ = d.EncodeInt32(tr.enc[:0], tr.i32)
-		ownSize := tr.size(own)
+		own = appendDeltaPacked(tr.enc[:0], tr.i32, false)
+		ownSize := tr.deltaSize(own, appendDeltaPacked(tr.alt[:0], tr.i32, true))
 		tr.i32 = tr.i32[:0]
 		for _, v := range distinct {
 			tr.i32 = append(tr.i32, int32(v))
@@ -118,9 +128,8 @@ func (tr *encodingTrial) dictionaryPays(typ event.FieldType, vals []uint64) bool
 	for _, v := range vals {
 		tr.i64 = append(tr.i64, int64(v))
 	}
-	var d pqdelta.BinaryPackedEncoding
-	own, _ = d.EncodeInt64(tr.enc[:0], tr.i64)
-	ownSize := tr.size(own)
+	own = appendDeltaPacked(tr.enc[:0], tr.i64, false)
+	ownSize := tr.deltaSize(own, appendDeltaPacked(tr.alt[:0], tr.i64, true))
 	tr.i64 = tr.i64[:0]
 	for _, v := range distinct {
 		tr.i64 = append(tr.i64, int64(v))

@@ -3,9 +3,12 @@ package batch
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding"
+	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -42,7 +45,7 @@ func newLakeSchema(fields event.Schema) (*lakeSchema, error) {
 		ls.stats = append(ls.stats, m.name != event.ColID)
 	}
 	var err error
-	if ls.schema, err = ls.schemaFor(nil); err != nil {
+	if ls.schema, err = ls.schemaFor(nil, nil); err != nil {
 		return nil, err
 	}
 	return ls, nil
@@ -63,11 +66,12 @@ var metaColumnTypes = []struct {
 }
 
 // schemaFor builds the Parquet schema of a file encoded by plan (nil: the
-// fixed encodings). The schema is made from a Go struct type built at run
+// fixed encodings), its delta-packed columns packed by delta (nil:
+// parquet-go's encoder). The schema is made from a Go struct type built at run
 // time, because parquet.Group orders columns by name and the lake keeps
 // the pipeline file's order. Only encodings differ from plan to plan:
 // names, types and order are the lake's.
-func (ls *lakeSchema) schemaFor(plan encodingPlan) (*parquet.Schema, error) {
+func (ls *lakeSchema) schemaFor(plan encodingPlan, delta encoding.Encoding) (*parquet.Schema, error) {
 	sf := make([]reflect.StructField, 0, len(ls.fields)+metaColumns)
 	tag := func(col int, name, logical, enc string) reflect.StructTag {
 		if col < len(plan) {
@@ -114,8 +118,36 @@ func (ls *lakeSchema) schemaFor(plan encodingPlan) (*parquet.Schema, error) {
 		}()
 		schema = parquet.SchemaOf(reflect.New(reflect.StructOf(sf)).Elem().Interface())
 	}()
-	return schema, err
+	if err != nil || delta == nil {
+		return schema, err
+	}
+	// Struct tags name only parquet-go's own encodings: the lake's
+	// delta packing replaces them on the leaves they made delta-packed.
+	fields := slices.Clone(schema.Fields())
+	for i, f := range fields {
+		if e := f.Encoding(); e != nil && e.Encoding() == format.DeltaBinaryPacked {
+			fields[i] = encodedField{Field: f, enc: delta}
+		}
+	}
+	return parquet.NewSchema(schema.Name(), fieldGroup{Node: schema, fields: fields}), nil
 }
+
+// encodedField is a schema field with another encoding (parquet.Encoded
+// wraps a node, which a group's fields are not).
+type encodedField struct {
+	parquet.Field
+	enc encoding.Encoding
+}
+
+func (f encodedField) Encoding() encoding.Encoding { return f.enc }
+
+// fieldGroup is a group node with the given fields, in their order.
+type fieldGroup struct {
+	parquet.Node
+	fields []parquet.Field
+}
+
+func (g fieldGroup) Fields() []parquet.Field { return g.fields }
 
 // columnOf maps a field type to its Go carrier type, Parquet logical type
 // option and fixed encoding.

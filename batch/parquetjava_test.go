@@ -216,17 +216,24 @@ func TestLakeParquetJava(t *testing.T) {
 		rows  int
 		few   bool // few distinct values: dictionaries
 		odd   bool // odd values (oddValues)
+		// minutes: times on whole minutes (minuteEvents), whose delta
+		// packing is aligned to whole bytes in a daily-sized file
+		minutes bool
 	}{
-		{"hourly, under 256 rows: raw and fastest zstd frames", tl, hour, 120, true, true},
-		{"hourly, few values: dictionaries, zstd's best level", tl, hour + hourMicros, 2000, true, false},
-		{"hourly, distinct values: PLAIN, delta packing, byte stream split", tl, hour + 2*hourMicros, 2000, false, true},
-		{"daily, sparse topic", daily, periodOf(hour, dayMicros), 900, true, true},
-		{"daily, over 16,383 rows: zstd's default level", daily, periodOf(hour, dayMicros) + dayMicros, 20_000, false, false},
+		{"hourly, under 256 rows: raw and fastest zstd frames", tl, hour, 120, true, true, false},
+		{"hourly, few values: dictionaries, zstd's best level", tl, hour + hourMicros, 2000, true, false, false},
+		{"hourly, distinct values: PLAIN, delta packing, byte stream split", tl, hour + 2*hourMicros, 2000, false, true, false},
+		{"daily, sparse topic", daily, periodOf(hour, dayMicros), 900, true, true, false},
+		{"daily, over 16,383 rows: zstd's default level", daily, periodOf(hour, dayMicros) + dayMicros, 20_000, false, false, false},
+		{"daily, times on whole minutes: byte-aligned delta packing", daily, periodOf(hour, dayMicros) + 2*dayMicros, 450, false, true, true},
 	}
 	var files []string
 	var want [][][]any
 	for k, c := range cases {
 		evs := encodingEvents(c.rows, c.start, c.few)
+		if c.minutes {
+			evs = minuteEvents(c.rows, c.start)
+		}
 		if c.odd {
 			oddValues(evs)
 		}
@@ -239,6 +246,11 @@ func TestLakeParquetJava(t *testing.T) {
 		path := fmt.Sprintf("%s/f%d.parquet", periodPath(c.start, c.tl.period), k)
 		writeTestFileWith(t, c.tl, fw, path, c.start, 2, offs[0], offs[c.rows-1], evs, offs)
 		files = append(files, filepath.Join(dir, filepath.FromSlash(c.tl.key(path))))
+		if c.minutes {
+			if w := fileDeltaWidths(t, files[k], event.ColEventTime); slices.ContainsFunc(w, func(w int) bool { return w%8 != 0 }) {
+				t.Fatalf("%s: event times packed at widths %v: the case no longer covers aligned packing", c.name, w)
+			}
+		}
 		want = append(want, rows)
 	}
 	read, ok := parquetjava.Read(t, files...)
