@@ -33,10 +33,12 @@ type encodingTrial struct {
 	i64   []int64
 	f64   []float64
 	idx   []int32
-	enc   []byte
-	alt   []byte // the aligned delta packing
-	out   []byte
-	tried int // columns tried (tests)
+	// distinct are a column's distinct values, in dictionary order.
+	distinct []uint64
+	enc      []byte
+	alt      []byte // the aligned delta packing
+	out      []byte
+	tried    int // columns tried (tests)
 }
 
 // size is the compressed size of an encoded page body: zstd's, or the raw
@@ -76,16 +78,15 @@ func (tr *encodingTrial) dictionaryPays(typ event.FieldType, vals []uint64) bool
 	clear(tr.index)
 	tr.idx = tr.idx[:0]
 	tr.i32, tr.i64, tr.f64 = tr.i32[:0], tr.i64[:0], tr.f64[:0]
-	// The dictionary's values in first-seen order, and each value's index.
-	var distinct []uint64
+	// The dictionary's values in the order the writer seeds them
+	// (lake_dict_seed.go), and each row's index.
+	tr.distinct = sortedDistinct(tr.distinct, typ, vals)
+	distinct := tr.distinct
+	for k, v := range distinct {
+		tr.index[v] = int32(k)
+	}
 	for _, v := range vals {
-		k, ok := tr.index[v]
-		if !ok {
-			k = int32(len(tr.index))
-			tr.index[v] = k
-			distinct = append(distinct, v)
-		}
-		tr.idx = append(tr.idx, k)
+		tr.idx = append(tr.idx, tr.index[v])
 	}
 	width := max(1, bits.Len(uint(len(distinct)-1)))
 	enc := rle.Encoding{BitWidth: width}

@@ -60,6 +60,9 @@ type fileWriter struct {
 	codec *lakeCodec
 	// delta packs every plan's delta-packed columns (lake_delta.go).
 	delta *deltaPacking
+	// seeds start the current file's numeric dictionaries
+	// (lake_dict_seed.go).
+	seeds dictSeeds
 	// sorter puts a flush's rows of one period in event-time order.
 	sorter periodReader
 }
@@ -141,7 +144,7 @@ func (fw *fileWriter) writerFor(plan encodingPlan) (*parquet.GenericWriter[any],
 	if w, ok := fw.writers[key]; ok {
 		return w, nil
 	}
-	schema, err := fw.ls.schemaFor(plan, fw.delta)
+	schema, err := fw.ls.schemaFor(plan, fw.delta, &fw.seeds)
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +199,7 @@ func (fw *fileWriter) start(dst io.Writer, ranges []offsetRange) error {
 	}
 	fw.codec.startFile(rows)
 	plan := fw.survey.plan()
+	fw.survey.seedsFor(plan, &fw.seeds)
 	fw.survey.reset()
 	w, err := fw.writerFor(plan)
 	if err != nil {

@@ -45,7 +45,7 @@ func newLakeSchema(fields event.Schema) (*lakeSchema, error) {
 		ls.stats = append(ls.stats, m.name != event.ColID)
 	}
 	var err error
-	if ls.schema, err = ls.schemaFor(nil, nil); err != nil {
+	if ls.schema, err = ls.schemaFor(nil, nil, nil); err != nil {
 		return nil, err
 	}
 	return ls, nil
@@ -67,11 +67,12 @@ var metaColumnTypes = []struct {
 
 // schemaFor builds the Parquet schema of a file encoded by plan (nil: the
 // fixed encodings), its delta-packed columns packed by delta (nil:
-// parquet-go's encoder). The schema is made from a Go struct type built at run
+// parquet-go's encoder), the dictionaries of its numeric columns started
+// from seeds (nil: none). The schema is made from a Go struct type built at run
 // time, because parquet.Group orders columns by name and the lake keeps
 // the pipeline file's order. Only encodings differ from plan to plan:
 // names, types and order are the lake's.
-func (ls *lakeSchema) schemaFor(plan encodingPlan, delta encoding.Encoding) (*parquet.Schema, error) {
+func (ls *lakeSchema) schemaFor(plan encodingPlan, delta encoding.Encoding, seeds *dictSeeds) (*parquet.Schema, error) {
 	sf := make([]reflect.StructField, 0, len(ls.fields)+metaColumns)
 	tag := func(col int, name, logical, enc string) reflect.StructTag {
 		if col < len(plan) {
@@ -118,15 +119,23 @@ func (ls *lakeSchema) schemaFor(plan encodingPlan, delta encoding.Encoding) (*pa
 		}()
 		schema = parquet.SchemaOf(reflect.New(reflect.StructOf(sf)).Elem().Interface())
 	}()
-	if err != nil || delta == nil {
+	if err != nil || delta == nil && seeds == nil {
 		return schema, err
 	}
-	// Struct tags name only parquet-go's own encodings: the lake's
-	// delta packing replaces them on the leaves they made delta-packed.
+	// Struct tags name only parquet-go's own encodings and types: the
+	// lake's delta packing replaces parquet-go's on the leaves they made
+	// delta-packed, and numeric dictionaries are seeded (lake_dict_seed.go).
 	fields := slices.Clone(schema.Fields())
 	for i, f := range fields {
-		if e := f.Encoding(); e != nil && e.Encoding() == format.DeltaBinaryPacked {
+		e := f.Encoding()
+		if e == nil {
+			continue
+		}
+		switch kind := f.Type().Kind(); {
+		case delta != nil && e.Encoding() == format.DeltaBinaryPacked:
 			fields[i] = encodedField{Field: f, enc: delta}
+		case seeds != nil && e.Encoding() == format.RLEDictionary && kind != parquet.ByteArray && kind != parquet.Boolean:
+			fields[i] = typedField{Field: f, typ: seededType{Type: f.Type(), seeds: seeds, col: i}}
 		}
 	}
 	return parquet.NewSchema(schema.Name(), fieldGroup{Node: schema, fields: fields}), nil
