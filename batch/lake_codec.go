@@ -122,6 +122,7 @@ func (c *lakeCodec) encode(dst, src []byte) ([]byte, error) {
 // stores (cheap there: a raw frame or zstd's fastest level); in a larger
 // one, trial's estimate at zstd's fastest level (the best level, which
 // the page gets, would cost as much again per candidate).
+//
 // slot (0 or 1) keeps b and its compressed form until the next call with
 // the same slot or the next file, so that Encode does not compress the
 // chosen page again.

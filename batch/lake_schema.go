@@ -21,7 +21,6 @@ const metaColumns = 5
 // fields in pipeline order, then the metadata columns.
 type lakeSchema struct {
 	fields event.Schema
-	schema *parquet.Schema
 	// optional[i] says column i may hold nulls (definition level 1).
 	optional []bool
 	// stats[i] says column i keeps its chunks' statistics in the footer.
@@ -44,8 +43,9 @@ func newLakeSchema(fields event.Schema) (*lakeSchema, error) {
 		ls.optional = append(ls.optional, false)
 		ls.stats = append(ls.stats, m.name != event.ColID)
 	}
-	var err error
-	if ls.schema, err = ls.schemaFor(nil, nil, nil); err != nil {
+	// Every file's schema is built from the same fields: one built now
+	// reports a field the lake cannot store before any file is written.
+	if _, err := ls.schemaFor(nil, nil, nil); err != nil {
 		return nil, err
 	}
 	return ls, nil
