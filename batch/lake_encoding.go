@@ -39,10 +39,12 @@ func (p encodingPlan) key() string {
 	return string(b)
 }
 
-// maxTracked bounds the distinct values a survey tracks per column: past
-// it a column keeps its fixed encoding (a dictionary that large would not
-// pay in a lake file, and the survey's memory stays bounded).
-const maxTracked = 1 << 12
+// maxTracked bounds the distinct values a survey tracks per column (its
+// hash set stays under 256 KiB): past it a column keeps its fixed
+// encoding. A dictionary of more values than that seldom pays even in a
+// file of a million rows, and busy topics' measurements fit (a CPU share
+// to two decimals has 10,001 values).
+const maxTracked = 1 << 14
 
 // encodingSurvey gathers, over the rows of one file before it is written,
 // what choosing each column's encoding needs: the distinct values (by
@@ -251,7 +253,8 @@ func varintLen(v int64) int {
 //
 // A column with more distinct values than maxTracked keeps its encoding.
 // In a file of smallFileRows to bestFileRows rows the numeric columns are
-// not estimated but tried (encodingTrial): both ways, compressed.
+// not estimated but tried (encodingTrial): both ways, compressed; in a
+// larger file, tried on its first bestFileRows values and scaled.
 func (s *encodingSurvey) plan() encodingPlan {
 	if s.rows == 0 {
 		return nil
@@ -279,6 +282,16 @@ func (s *encodingSurvey) plan() encodingPlan {
 		if typ != event.TypeString && s.rows >= smallFileRows && s.rows < bestFileRows && c.values == int64(len(c.vals)) {
 			// Few enough rows to try both ways.
 			if s.trial.dictionaryPays(typ, c.vals) {
+				p[col] = encDict
+			}
+			continue
+		}
+		if typ != event.TypeString && s.rows >= bestFileRows && len(c.vals) == bestFileRows {
+			// Tried on the first rows, scaled to the file: a busy topic's
+			// measurements (a CPU share to two decimals: ~10,000 values,
+			// each a double with a full mantissa) are half the bytes as a
+			// dictionary, which no count predicts.
+			if s.trial.dictionaryPaysFor(typ, c.vals, c.values, d) {
 				p[col] = encDict
 			}
 			continue

@@ -71,6 +71,35 @@ func (tr *encodingTrial) deltaSize(tight, aligned []byte) int64 {
 // as bits: integers as themselves, doubles by math.Float64bits) take fewer
 // bytes dictionary-encoded than in their type's own encoding.
 func (tr *encodingTrial) dictionaryPays(typ event.FieldType, vals []uint64) bool {
+	t := tr.sizes(typ, vals)
+	return dictPageOverhead+t.indices+t.values < t.own
+}
+
+// dictionaryPaysFor is dictionaryPays for a column of values non-null
+// values and distinct distinct ones, of which sample are the first: the
+// sample's sizes scaled to the column (the indices by its rows and the
+// wider index of the whole dictionary, the dictionary's values by its
+// distinct values). A sample from the start of a file holds a larger
+// share of distinct values than the file, so this errs against the
+// dictionary.
+func (tr *encodingTrial) dictionaryPaysFor(typ event.FieldType, sample []uint64, values, distinct int64) bool {
+	t := tr.sizes(typ, sample)
+	rows := float64(values) / float64(len(sample))
+	wide := float64(max(1, bits.Len64(uint64(distinct-1)))) / float64(max(1, bits.Len(uint(t.distinct-1))))
+	dict := float64(dictPageOverhead) + float64(t.indices)*rows*wide + float64(t.values)*float64(distinct)/float64(t.distinct)
+	return dict < float64(t.own)*rows
+}
+
+// trialSizes are the compressed sizes of a column's values both ways.
+type trialSizes struct {
+	indices, values int64 // dictionary-encoded: the indices, the dictionary's values
+	own             int64 // in the type's own encoding
+	distinct        int
+}
+
+// sizes encodes vals (as dictionaryPays takes them) both ways and
+// compresses each.
+func (tr *encodingTrial) sizes(typ event.FieldType, vals []uint64) trialSizes {
 	tr.tried++
 	if tr.index == nil {
 		tr.index = map[uint64]int32{}
@@ -92,9 +121,10 @@ func (tr *encodingTrial) dictionaryPays(typ event.FieldType, vals []uint64) bool
 	enc := rle.Encoding{BitWidth: width}
 	var err error
 	if tr.enc, err = enc.EncodeInt32(tr.enc[:0], tr.idx); err != nil {
-		return false
+		// Only a width over 32 fails: never a dictionary.
+		return trialSizes{indices: math.MaxInt32, own: 0, distinct: len(distinct)}
 	}
-	dict := dictPageOverhead + tr.size(tr.enc)
+	t := trialSizes{indices: tr.size(tr.enc), distinct: len(distinct)}
 	var own, values []byte
 	var p plain.Encoding
 	switch typ {
@@ -110,7 +140,8 @@ func (tr *encodingTrial) dictionaryPays(typ event.FieldType, vals []uint64) bool
 		}
 		values, _ = p.EncodeInt32(own[:0], tr.i32)
 		tr.enc = values
-		return dict+tr.size(values) < ownSize
+		t.values, t.own = tr.size(values), ownSize
+		return t
 	case event.TypeDouble:
 		for _, v := range vals {
 			tr.f64 = append(tr.f64, math.Float64frombits(v))
@@ -124,7 +155,8 @@ func (tr *encodingTrial) dictionaryPays(typ event.FieldType, vals []uint64) bool
 		}
 		values, _ = p.EncodeDouble(own[:0], tr.f64)
 		tr.enc = values
-		return dict+tr.size(values) < ownSize
+		t.values, t.own = tr.size(values), ownSize
+		return t
 	}
 	for _, v := range vals {
 		tr.i64 = append(tr.i64, int64(v))
@@ -137,5 +169,6 @@ func (tr *encodingTrial) dictionaryPays(typ event.FieldType, vals []uint64) bool
 	}
 	values, _ = p.EncodeInt64(own[:0], tr.i64)
 	tr.enc = values
-	return dict+tr.size(values) < ownSize
+	t.values, t.own = tr.size(values), ownSize
+	return t
 }

@@ -12,7 +12,7 @@ import (
 // scattered ones (distances) take fewer bytes as a dictionary; distinct
 // increasing values (timestamps a second apart) and a handful of values in
 // long sorted runs take fewer delta packed. It also checks that a file of
-// bestFileRows rows or more is planned without the trial.
+// bestFileRows rows or more is planned by a trial of its first rows.
 func TestEncodingTrial(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 2))
 	pool := make([]uint64, 300)
@@ -46,7 +46,7 @@ func TestEncodingTrial(t *testing.T) {
 	// at almost every row, and their deltas pack in 13 bits against the
 	// dictionary's 9-bit indices plus 300 values of 8 bytes, most of
 	// them zero bytes zstd removes). Files of bestFileRows rows or more are
-	// planned by the estimate alone.
+	// tried on their first bestFileRows rows.
 	schema := event.Schema{{Name: "distance", Type: event.TypeLong, Required: true}}
 	ls, err := newLakeSchema(schema)
 	if err != nil {
@@ -63,12 +63,51 @@ func TestEncodingTrial(t *testing.T) {
 		if rows == 1000 && p[0] != encDict {
 			t.Errorf("%d rows: distance plan %d, want a dictionary", rows, p[0])
 		}
-		want := 0 // estimates alone
-		if rows < bestFileRows {
-			want = 2 // distance and _ingest_time
+		if s.trial.tried != 2 { // distance and _ingest_time
+			t.Errorf("%d rows: %d columns tried, want 2", rows, s.trial.tried)
 		}
-		if s.trial.tried != want {
-			t.Errorf("%d rows: %d columns tried, want %d", rows, s.trial.tried, want)
-		}
+	}
+}
+
+// TestEncodingTrialLargeFile plans files of more than bestFileRows rows:
+// a busy topic's CPU share to two decimals (10,001 possible values, each
+// a double with a full mantissa, which byte stream split cannot shrink)
+// gets a dictionary, tried on the file's first rows and scaled; a long
+// column of values in sorted runs keeps delta packing, and one with more
+// distinct values than maxTracked keeps its own encoding untried.
+func TestEncodingTrialLargeFile(t *testing.T) {
+	schema := event.Schema{
+		{Name: "cpu", Type: event.TypeDouble, Required: true},
+		{Name: "runs", Type: event.TypeLong, Required: true},
+		{Name: "unique", Type: event.TypeLong, Required: true},
+	}
+	ls, err := newLakeSchema(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	const rows = 200_000
+	evs := make([]event.Event, rows)
+	for i := range evs {
+		evs[i] = event.Event{Ingest: int64(i / 1000), Values: []event.Value{
+			{F: float64(rnd.IntN(10_001)) / 100, Valid: true},
+			{I: int64(i / 40), Valid: true},
+			{I: int64(rnd.Uint64() >> 20), Valid: true},
+		}}
+	}
+	s := newEncodingSurvey(ls)
+	s.observe(evs)
+	p := s.plan()
+	if p[0] != encDict {
+		t.Errorf("cpu: plan %d, want a dictionary", p[0])
+	}
+	if p[1] == encDict {
+		t.Error("runs: a dictionary, want delta packing")
+	}
+	if p[2] == encDict {
+		t.Error("unique: a dictionary, want delta packing")
+	}
+	if s.trial.tried != 3 { // cpu, runs and _ingest_time; unique has too many values to track
+		t.Errorf("%d columns tried, want 3", s.trial.tried)
 	}
 }
