@@ -81,10 +81,7 @@ func (s *encodingSurvey) seedsFor(plan encodingPlan, seeds *dictSeeds) {
 		seeds.cols[i] = seeds.cols[i][:0]
 	}
 	for i := range s.cols {
-		typ, col := event.TypeTimestamp, n+4 // _ingest_time
-		if i < n {
-			typ, col = s.ls.fields[i].Type, i
-		}
+		typ, col := s.column(i)
 		c := &s.cols[i]
 		if col >= len(plan) || plan[col] != encDict || c.values == 0 || c.values != int64(len(c.vals)) {
 			continue

@@ -271,14 +271,7 @@ func (s *encodingSurvey) plan() encodingPlan {
 		d := int64(c.seen.len())
 		width := int64(max(1, bits.Len64(uint64(d-1))))
 		indexBytes := (c.shortN*width+7)/8 + c.runEnds*(2+width/8)
-		typ := event.TypeTimestamp // _ingest_time
-		if i < n {
-			typ = s.ls.fields[i].Type
-		}
-		col := i
-		if i == n {
-			col = n + 4
-		}
+		typ, col := s.column(i)
 		if typ != event.TypeString && s.rows >= smallFileRows && s.rows < bestFileRows && c.values == int64(len(c.vals)) {
 			// Few enough rows to try both ways.
 			if s.trial.dictionaryPays(typ, c.vals) {
@@ -322,6 +315,15 @@ func (s *encodingSurvey) plan() encodingPlan {
 		}
 	}
 	return p
+}
+
+// column returns the type and the file's column index of survey column i:
+// the topic's fields, then _ingest_time.
+func (s *encodingSurvey) column(i int) (event.FieldType, int) {
+	if n := len(s.ls.fields); i == n {
+		return event.TypeTimestamp, n + 4
+	}
+	return s.ls.fields[i].Type, i
 }
 
 // hashSet is a set of 64-bit hashes (open addressing, linear probing);
