@@ -3,6 +3,7 @@ package batch
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,8 +24,10 @@ import (
 // build's writer, one file per input file (its rows, its ranges), into
 // LF_REWRITE_OUT (default: a temporary directory), and logs the bytes per
 // row: how a writer change measures on real files without a full run.
-// LF_REWRITE_PERIOD is the files' period (default 24h). Skipped without
-// LF_REWRITE_LAKE.
+// LF_REWRITE_PERIOD is the files' period (default 24h). LF_REWRITE_GROUP
+// (week, month or year) writes the rows of each group of input files, by
+// their dt= date, into one file instead: what larger partitions would
+// weigh. Skipped without LF_REWRITE_LAKE.
 func TestLakeRewrite(t *testing.T) {
 	in := os.Getenv("LF_REWRITE_LAKE")
 	if in == "" {
@@ -61,11 +64,20 @@ func TestLakeRewrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(files)
+	groups, err := rewriteGroups(files, os.Getenv("LF_REWRITE_GROUP"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var fw *fileWriter
 	var rows, size int64
 	var cpu time.Duration
-	for _, f := range files {
+	for _, group := range groups {
+		f := group[0]
 		schema, evs, parts, offs, ranges := readLakeRows(t, f)
+		for _, g := range group[1:] {
+			_, gEvs, gParts, gOffs, gRanges := readLakeRows(t, g)
+			evs, parts, offs, ranges = append(evs, gEvs...), append(parts, gParts...), append(offs, gOffs...), append(ranges, gRanges...)
+		}
 		if fw == nil {
 			ls, err := newLakeSchema(schema)
 			if err != nil {
@@ -76,7 +88,11 @@ func TestLakeRewrite(t *testing.T) {
 		}
 		buf := newRowBuffer(schema)
 		for i := range evs {
-			buf.add(periodOf(evs[i].Time, period.Microseconds()), int(parts[i]), offs[i], &evs[i])
+			p := periodOf(evs[i].Time, period.Microseconds())
+			if len(group) > 1 {
+				p = 0 // one file for the group
+			}
+			buf.add(p, int(parts[i]), offs[i], &evs[i])
 		}
 		if len(buf.periods) != 1 {
 			t.Fatalf("%s: rows of %d periods", f, len(buf.periods))
@@ -116,8 +132,48 @@ func TestLakeRewrite(t *testing.T) {
 		rows += int64(len(evs))
 		size += int64(dst.Len())
 	}
-	t.Logf("%d files, %d rows, %.2f B/row, %.0f µs CPU a file, into %s", len(files), rows, float64(size)/float64(max(rows, 1)),
-		float64(cpu.Microseconds())/float64(max(len(files), 1)), out)
+	t.Logf("%d files, %d rows, %.2f B/row, %.0f µs CPU a file, into %s", len(groups), rows, float64(size)/float64(max(rows, 1)),
+		float64(cpu.Microseconds())/float64(max(len(groups), 1)), out)
+}
+
+// rewriteGroups groups lake files (sorted paths) by the week (ISO), month
+// or year of their dt= directory; by ("") puts each file in a group of its
+// own.
+func rewriteGroups(files []string, by string) ([][]string, error) {
+	var groups [][]string
+	last := ""
+	for _, f := range files {
+		if by == "" {
+			groups = append(groups, []string{f})
+			continue
+		}
+		dir := filepath.Base(filepath.Dir(f))
+		if strings.HasPrefix(dir, "hour=") {
+			dir = filepath.Base(filepath.Dir(filepath.Dir(f)))
+		}
+		day, err := time.Parse("dt=2006-01-02", dir)
+		if err != nil {
+			return nil, fmt.Errorf("%s: no dt= directory to group by: %w", f, err)
+		}
+		var key string
+		switch by {
+		case "week":
+			y, w := day.ISOWeek()
+			key = fmt.Sprintf("%d-W%02d", y, w)
+		case "month":
+			key = day.Format("2006-01")
+		case "year":
+			key = day.Format("2006")
+		default:
+			return nil, fmt.Errorf("LF_REWRITE_GROUP %q: want week, month or year", by)
+		}
+		if key != last || len(groups) == 0 {
+			groups = append(groups, nil)
+			last = key
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], f)
+	}
+	return groups, nil
 }
 
 // byPosition lists rows by partition and offset.
