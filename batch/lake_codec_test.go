@@ -2,13 +2,19 @@ package batch
 
 import (
 	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 
 	kzstd "github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding/rle"
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
 
 // TestRawFrameDecodes: a raw zstd frame of every size class (empty, one
@@ -59,24 +65,9 @@ func TestLakeCodecChoice(t *testing.T) {
 	evs := exampleEvents(4000, 3)
 	fw := newFileWriter(ls, nil)
 	for _, rows := range []int{48, 4000} {
-		var buf bytes.Buffer
-		if err := fw.start(&buf, []offsetRange{{Partition: 0, First: 0, Last: int64(rows - 1), Rows: int64(rows)}}); err != nil {
-			t.Fatal(err)
-		}
+		buf, f := writeOneFile(t, fw, evs[:rows])
 		if fw.codec.rows != int64(rows) {
 			t.Errorf("%d rows: the codec was told %d", rows, fw.codec.rows)
-		}
-		for i := range rows {
-			if err := fw.add(&evs[i], 0, int64(i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := fw.finish(); err != nil {
-			t.Fatal(err)
-		}
-		f, err := parquet.OpenFile(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
-		if err != nil {
-			t.Fatal(err)
 		}
 		if f.NumRows() != int64(rows) {
 			t.Fatalf("%d rows: the file holds %d", rows, f.NumRows())
@@ -170,28 +161,60 @@ func TestSmallFileCodecStoresRaw(t *testing.T) {
 	}
 }
 
+// writeOneFile writes evs, offsets 0 on of partition 0, as one file with
+// fw (its survey as the caller left it) and opens it.
+func writeOneFile(t *testing.T, fw *fileWriter, evs []event.Event) (*bytes.Buffer, *parquet.File) {
+	t.Helper()
+	var buf bytes.Buffer
+	n := int64(len(evs))
+	if err := fw.start(&buf, []offsetRange{{Partition: 0, First: 0, Last: n - 1, Rows: n}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range evs {
+		if err := fw.add(&evs[i], 0, int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := fw.finish(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := parquet.OpenFile(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &buf, f
+}
+
 // pageHeaders reads the header of every page of f (whose bytes are b).
 func pageHeaders(t *testing.T, b []byte, f *parquet.File) []format.PageHeader {
 	t.Helper()
 	var out []format.PageHeader
 	for _, rg := range f.Metadata().RowGroups {
 		for _, cc := range rg.Columns {
-			md := cc.MetaData
-			off := md.DataPageOffset
-			if md.DictionaryPageOffset > 0 && md.DictionaryPageOffset < off {
-				off = md.DictionaryPageOffset
-			}
-			end := off + md.TotalCompressedSize
-			for off < end {
-				var h format.PageHeader
-				r := bytes.NewReader(b[off:end])
-				if err := thrift.NewDecoder(new(thrift.CompactProtocol).NewReader(r)).Decode(&h); err != nil {
-					t.Fatal(err)
-				}
-				off = end - int64(r.Len()) + int64(h.CompressedPageSize)
-				out = append(out, h)
-			}
+			out = append(out, chunkPageHeaders(t, b, cc.MetaData)...)
 		}
+	}
+	return out
+}
+
+// chunkPageHeaders reads the header of every page of the column chunk md
+// of the file whose bytes are b.
+func chunkPageHeaders(t *testing.T, b []byte, md format.ColumnMetaData) []format.PageHeader {
+	t.Helper()
+	var out []format.PageHeader
+	off := md.DataPageOffset
+	if md.DictionaryPageOffset > 0 && md.DictionaryPageOffset < off {
+		off = md.DictionaryPageOffset
+	}
+	end := off + md.TotalCompressedSize
+	for off < end {
+		var h format.PageHeader
+		r := bytes.NewReader(b[off:end])
+		if err := thrift.NewDecoder(new(thrift.CompactProtocol).NewReader(r)).Decode(&h); err != nil {
+			t.Fatal(err)
+		}
+		off = end - int64(r.Len()) + int64(h.CompressedPageSize)
+		out = append(out, h)
 	}
 	return out
 }
@@ -234,5 +257,93 @@ func TestBestEncodersShared(t *testing.T) {
 	}
 	if made == 0 || len(best.free) != 0 {
 		t.Errorf("%d encoders made, %d more lent out", made, len(best.free))
+	}
+}
+
+// TestLargeFileCodesLiterals: in a file of bestFileRows rows or more, a
+// page zstd finds no repeats in but whose bytes are skewed (the bit-packed
+// indices of a dictionary column whose values are not equally common, in
+// no order) is entropy coded, not stored raw; the encoding trial sizes
+// such a page the same way; the column reads back value for value.
+func TestLargeFileCodesLiterals(t *testing.T) {
+	schema := event.Schema{{Name: "carrier", Type: event.TypeString, Required: true}}
+	ls, err := newLakeSchema(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 16 carriers (4-bit indices) as common as the flights' are: ~3.2
+	// bits of information a row, in no order, so zstd finds (almost) no
+	// repeated bytes to match.
+	share := []int{1700, 1600, 1600, 1400, 1000, 800, 600, 500, 400, 200, 100, 50, 30, 10, 5, 5}
+	cum := make([]int, len(share)) // cum[k]: the shares of carriers 0 to k
+	for k, n := range share {
+		cum[k] = n
+		if k > 0 {
+			cum[k] += cum[k-1]
+		}
+	}
+	rnd := rand.New(rand.NewPCG(5, 6))
+	const rows = bestFileRows + 4000
+	evs := make([]event.Event, rows)
+	idx := make([]int32, rows)
+	for i := range evs {
+		k, _ := slices.BinarySearch(cum, rnd.IntN(cum[len(cum)-1])+1)
+		idx[i] = int32(k)
+		evs[i] = event.Event{ID: fmt.Sprint(i), Time: int64(i), Ingest: int64(i), Values: []event.Value{{S: fmt.Sprintf("C%02d", k), Valid: true}}}
+	}
+	fw := newFileWriter(ls, nil)
+	fw.observe(evs)
+	buf, f := writeOneFile(t, fw, evs)
+	cc := f.Metadata().RowGroups[0].Columns[0].MetaData
+	if !slices.Contains(cc.Encoding, format.RLEDictionary) {
+		t.Fatalf("carrier: encodings %v, want a dictionary", cc.Encoding)
+	}
+	var data int
+	for _, h := range chunkPageHeaders(t, buf.Bytes(), cc) {
+		if h.Type != format.DataPage && h.Type != format.DataPageV2 {
+			continue
+		}
+		data++
+		if float64(h.CompressedPageSize) > 0.9*float64(h.UncompressedPageSize) {
+			t.Errorf("carrier: a data page of %d bytes stored in %d, want it entropy coded (under 90%%)", h.UncompressedPageSize, h.CompressedPageSize)
+		}
+	}
+	if data == 0 {
+		t.Fatal("carrier: no data page")
+	}
+	col := f.Root().Column("carrier")
+	if col == nil {
+		t.Fatal("no carrier column")
+	}
+	got := make([]parquet.Value, 0, rows)
+	pages := col.Pages()
+	defer pages.Close()
+	for {
+		p, err := pages.ReadPage()
+		if err != nil {
+			break
+		}
+		vals := make([]parquet.Value, p.NumValues())
+		n, _ := p.Values().ReadValues(vals)
+		got = append(got, vals[:n]...)
+		parquet.Release(p)
+	}
+	if len(got) != rows {
+		t.Fatalf("carrier: %d values read back, want %d", len(got), rows)
+	}
+	for i, v := range got {
+		if want := fmt.Sprintf("C%02d", idx[i]); string(v.ByteArray()) != want {
+			t.Fatalf("carrier row %d: %q, want %q", i, v.ByteArray(), want)
+		}
+	}
+
+	// The trial sizes the same indices entropy coded too.
+	page, err := (&rle.Encoding{BitWidth: 4}).EncodeInt32(nil, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr encodingTrial
+	if got := tr.size(page); float64(got) > 0.9*float64(len(page)) {
+		t.Errorf("trial: %d bytes of indices sized %d, want them entropy coded (under 90%%)", len(page), got)
 	}
 }

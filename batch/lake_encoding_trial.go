@@ -45,12 +45,11 @@ type encodingTrial struct {
 // frame's when that is smaller (lakeCodec keeps the smaller).
 func (tr *encodingTrial) size(b []byte) int64 {
 	if tr.zstd == nil {
-		var err error
-		tr.zstd, err = kzstd.NewWriter(nil, kzstd.WithEncoderLevel(kzstd.SpeedFastest),
-			kzstd.WithEncoderConcurrency(1), kzstd.WithZeroFrames(true), kzstd.WithEncoderCRC(false))
-		if err != nil {
-			panic(err) // only invalid options fail, and these are fixed
-		}
+		// Literals entropy coded even where no match is found, as the
+		// file's levels do: at this level the library would leave such
+		// blocks (bit-packed dictionary indices) uncompressed and the
+		// trial would weigh dictionaries at their raw size.
+		tr.zstd = newZstdEncoder(kzstd.SpeedFastest, kzstd.WithAllLitEntropyCompression(true))
 	}
 	tr.out = tr.zstd.EncodeAll(b, tr.out[:0])
 	return int64(min(len(tr.out), rawFrameLen(len(b))))
