@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,6 +102,55 @@ func TestLakeEncodingChoice(t *testing.T) {
 			file := filepath.Join(dir, filepath.FromSlash(tl.key(path)))
 			checkEncodings(t, file, c.want)
 			readBack(t, tl, fe, evs, offs)
+			checkPyarrowDuckDB(t, file, evs, offs)
+		})
+	}
+}
+
+// TestLakeDeltaByteArray writes the same kind of rows into a file of
+// bestFileRows rows or more and into a daily-sized one: numbered ids and a
+// numbered string field in row order (each value shares all but its last
+// characters with the one before), and a field of random hex strings drawn
+// from a pool (nothing shared with the value before, too many distinct
+// values for a dictionary). In the large file the numbered columns are
+// DELTA_BYTE_ARRAY and the random one PLAIN; in the smaller file all are
+// PLAIN (zstd's best level finds the shared prefixes itself). Both files
+// read back exactly with the batch layer's readers, pyarrow and DuckDB.
+func TestLakeDeltaByteArray(t *testing.T) {
+	tl, dir := testDirLake(t, encodingSchema)
+	day := periodOf(1_767_225_600_000_000, dayMicros)
+	rnd := rand.New(rand.NewPCG(7, 8))
+	pool := make([]string, 12_000)
+	for i := range pool {
+		pool[i] = strconv.FormatUint(rnd.Uint64(), 16)
+	}
+	for k, c := range []struct {
+		rows int
+		want map[string]format.Encoding
+	}{
+		{bestFileRows + 4000, map[string]format.Encoding{
+			event.ColID: format.DeltaByteArray, "note": format.DeltaByteArray, "host": format.Plain}},
+		{2000, map[string]format.Encoding{
+			event.ColID: format.Plain, "note": format.Plain, "host": format.Plain}},
+	} {
+		t.Run(strconv.Itoa(c.rows), func(t *testing.T) {
+			start := day + int64(k)*dayMicros
+			evs := encodingEvents(c.rows, start, false)
+			offs := make([]int64, c.rows)
+			for i := range evs {
+				evs[i].ID = fmt.Sprintf("order-%09d", 1_000_000+i)
+				evs[i].Values[1].S = pool[rnd.IntN(len(pool))]
+				if evs[i].Values[2].Valid {
+					evs[i].Values[2].S = fmt.Sprintf("https://shop.example/items/%08d", 500_000+i)
+				}
+				offs[i] = int64(i)
+			}
+			path := fmt.Sprintf("%s/numbered.parquet", periodPath(start, dayMicros))
+			daily := &topicLake{topic: tl.topic, st: tl.st, ls: tl.ls, period: dayMicros}
+			fe := writeTestFile(t, daily, path, start, 2, 0, int64(c.rows-1), evs, offs)
+			file := filepath.Join(dir, filepath.FromSlash(daily.key(path)))
+			checkEncodings(t, file, c.want)
+			readBack(t, daily, fe, evs, offs)
 			checkPyarrowDuckDB(t, file, evs, offs)
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"math/bits"
 
 	"github.com/parquet-go/parquet-go/encoding/bytestreamsplit"
+	pqdelta "github.com/parquet-go/parquet-go/encoding/delta"
 	"github.com/parquet-go/parquet-go/encoding/plain"
 	"github.com/parquet-go/parquet-go/encoding/rle"
 
@@ -87,6 +88,27 @@ func (tr *encodingTrial) dictionaryPaysFor(typ event.FieldType, sample []uint64,
 	wide := float64(max(1, bits.Len64(uint64(distinct-1)))) / float64(max(1, bits.Len(uint(t.distinct-1))))
 	dict := float64(dictPageOverhead) + float64(t.indices)*rows*wide + float64(t.values)*float64(distinct)/float64(t.distinct)
 	return dict < float64(t.own)*rows
+}
+
+// deltaBytesPays reports whether the strings of sample take at least 5 %
+// fewer bytes compressed as DELTA_BYTE_ARRAY (each value without the
+// prefix it shares with the one before it) than PLAIN; the margin keeps
+// PLAIN, which every reader decodes fastest, where the two are close.
+func (tr *encodingTrial) deltaBytesPays(sample *stringSample) bool {
+	if sample.len() < 2 {
+		return false
+	}
+	var p plain.Encoding
+	var d pqdelta.ByteArrayEncoding
+	var err error
+	if tr.enc, err = p.EncodeByteArray(tr.enc[:0], sample.bytes, sample.ends); err != nil {
+		return false
+	}
+	whole := tr.size(tr.enc)
+	if tr.enc, err = d.EncodeByteArray(tr.enc[:0], sample.bytes, sample.ends); err != nil {
+		return false
+	}
+	return 20*tr.size(tr.enc) < 19*whole
 }
 
 // trialSizes are the compressed sizes of a column's values both ways.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"sync"
 	"unsafe"
 
@@ -75,6 +76,10 @@ func decodable(md *format.ColumnMetaData, maxRep, maxDef int) bool {
 		case format.Plain, format.PlainDictionary, format.RLE, format.RLEDictionary, format.DeltaBinaryPacked:
 		case format.ByteStreamSplit:
 			if md.Type == format.Boolean || md.Type == format.ByteArray {
+				return false
+			}
+		case format.DeltaByteArray:
+			if md.Type != format.ByteArray {
 				return false
 			}
 		default:
@@ -325,6 +330,57 @@ func plainByteArrays(offs []uint32, b []byte, n int) ([]uint32, string, error) {
 	return offs, unsafe.String(unsafe.SliceData(data), len(data)), nil
 }
 
+// deltaByteArrays decodes the n DELTA_BYTE_ARRAY strings of b into v: the
+// lengths of the prefixes each value shares with the one before it, then
+// the lengths of the suffixes after them (both delta packed), then the
+// suffixes.
+func (d *pageDecoder) deltaByteArrays(b []byte, n int, v *pageValues) error {
+	pre, k, err := d.delta.decode(d.i64[:0], b, n, true)
+	d.i64 = pre
+	if err != nil {
+		return fmt.Errorf("prefix lengths: %w", err)
+	}
+	suf, k2, err := d.delta.decode(d.scratch[:0], b[k:], n, true)
+	d.scratch = suf
+	if err != nil {
+		return fmt.Errorf("suffix lengths: %w", err)
+	}
+	if len(pre) != n || len(suf) != n {
+		return fmt.Errorf("%d prefix and %d suffix lengths for %d strings", len(pre), len(suf), n)
+	}
+	rest := b[k+k2:]
+	d.offs = append(d.offs[:0], 0)
+	total, sufTotal := int64(0), int64(0)
+	for i := range n {
+		p, l := pre[i], suf[i]
+		last := int64(0)
+		if i > 0 {
+			last = int64(d.offs[i] - d.offs[i-1])
+		}
+		if p < 0 || l < 0 || p > last {
+			return fmt.Errorf("string %d: prefix of %d bytes (the string before has %d), suffix of %d", i, p, last, l)
+		}
+		sufTotal += l
+		total += p + l
+		if sufTotal > int64(len(rest)) || total > math.MaxUint32 {
+			return fmt.Errorf("string %d: suffixes of %d bytes, %d left", i, sufTotal, len(rest))
+		}
+		d.offs = append(d.offs, uint32(total))
+	}
+	data := make([]byte, 0, total)
+	r := 0
+	for i := range n {
+		if p := int(pre[i]); p > 0 {
+			data = append(data, data[d.offs[i-1]:d.offs[i-1]+uint32(p)]...)
+		}
+		l := int(suf[i])
+		data = append(data, rest[r:r+l]...)
+		r += l
+	}
+	v.offs, v.data = d.offs, unsafe.String(unsafe.SliceData(data), len(data))
+	return nil
+}
+
 // data reads a data page into v.
 func (d *pageDecoder) data(h *pageHeader, body []byte, v *pageValues) error {
 	*v = pageValues{}
@@ -474,6 +530,11 @@ func (d *pageDecoder) values(enc int32, b []byte, n int, v *pageValues) error {
 			return fmt.Errorf("delta encoding of physical type %d", d.typ)
 		}
 		return err
+	case format.DeltaByteArray:
+		if d.typ != format.ByteArray {
+			return fmt.Errorf("delta byte arrays of physical type %d", d.typ)
+		}
+		return d.deltaByteArrays(b, n, v)
 	case format.ByteStreamSplit:
 		// parquet-go's byte stream split decoding (vectorised where the
 		// CPU allows) over exactly the page's n values.

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -165,7 +166,8 @@ func sameDecoded(t *testing.T, got, want []event.Event) {
 // writer (large and small, so every encoding plan and every way of
 // compressing pages) and from files parquet-go writes with the encodings
 // the lake writer does not pick (data pages v1 and v2), and it reads every
-// column chunk of the lake writer's files itself.
+// column chunk of the lake writer's files itself (DELTA_BYTE_ARRAY ids in
+// the largest).
 func TestPageDecoderMatchesParquet(t *testing.T) {
 	hour := periodOf(1_767_225_600_000_000, hourMicros)
 	t.Run("lake-writer", func(t *testing.T) {
@@ -174,6 +176,11 @@ func TestPageDecoderMatchesParquet(t *testing.T) {
 			evs := pageEvents(n, hour)
 			fe := writePageFile(t, tl, hour, evs)
 			got, own, pq := readBoth(t, tl, fe)
+			if n >= bestFileRows && !slices.ContainsFunc(fileEncodings(t, tl, fe), func(e []format.Encoding) bool {
+				return slices.Contains(e, format.DeltaByteArray)
+			}) {
+				t.Fatalf("%d rows: no DELTA_BYTE_ARRAY column: the case no longer covers its decoding", n)
+			}
 			// Every field, _id, _partition, _offset, _event_time and _ingest_time.
 			if cols := len(pageSchema) + metaColumns; own.ownChunks != cols || pq.ownChunks != 0 {
 				t.Fatalf("%d rows: the page decoder read %d column chunks (parquet-go's reader %d), want %d", n, own.ownChunks, pq.ownChunks, cols)
@@ -206,6 +213,23 @@ func TestPageDecoderMatchesParquet(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fileEncodings lists the encodings of each column chunk of fe.
+func fileEncodings(t *testing.T, tl *topicLake, fe fileEntry) [][]format.Encoding {
+	t.Helper()
+	lf, err := tl.openLakeFile(context.Background(), fe, scanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.close()
+	var out [][]format.Encoding
+	for _, rg := range lf.pf.Metadata().RowGroups {
+		for _, cc := range rg.Columns {
+			out = append(out, cc.MetaData.Encoding)
+		}
+	}
+	return out
 }
 
 // TestPageDecoderCorrupt: a lake file whose pages are damaged (the
@@ -303,7 +327,10 @@ var pageError = regexp.MustCompile(`^page [0-9]+ at byte [0-9]+: `)
 // page; it never panics. Seeded with the column chunks of lake files.
 func FuzzPageDecoder(f *testing.F) {
 	hour := periodOf(1_767_225_600_000_000, hourMicros)
-	for _, n := range []int{3, 300, 2000} {
+	// The chunks of small files; of a file of bestFileRows rows or more,
+	// only those DELTA_BYTE_ARRAY (numbered ids), which no smaller file has.
+	var deltaBytes int
+	for _, n := range []int{3, 300, 2000, bestFileRows + 100} {
 		tl, dir := testDirLake(f, pageSchema)
 		fe := writePageFile(f, tl, hour, pageEvents(n, hour))
 		b, err := os.ReadFile(dir + "/" + tl.key(fe.Path))
@@ -316,6 +343,12 @@ func FuzzPageDecoder(f *testing.F) {
 		}
 		for _, cc := range lf.pf.Metadata().RowGroups[0].Columns {
 			md := cc.MetaData
+			if n >= bestFileRows && !slices.Contains(md.Encoding, format.DeltaByteArray) {
+				continue
+			}
+			if slices.Contains(md.Encoding, format.DeltaByteArray) {
+				deltaBytes++
+			}
 			chunk, _, ok := pageChunk(b, &md)
 			if !ok {
 				f.Fatal("no chunk")
@@ -324,6 +357,9 @@ func FuzzPageDecoder(f *testing.F) {
 			f.Add(chunk, uint8(md.Type), leaf.MaxDefinitionLevel == 1, true)
 		}
 		lf.close()
+	}
+	if deltaBytes == 0 {
+		f.Fatal("no DELTA_BYTE_ARRAY chunk among the seeds")
 	}
 	zd := newPageZstd(1 << 22)
 	// Smaller bounds than a reader's, so that no input takes long.

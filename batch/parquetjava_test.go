@@ -219,13 +219,17 @@ func TestLakeParquetJava(t *testing.T) {
 		// minutes: times on whole minutes (minuteEvents), whose delta
 		// packing is aligned to whole bytes in a daily-sized file
 		minutes bool
+		// numbered: ids numbered in row order, which a file of 16,384
+		// rows or more stores as DELTA_BYTE_ARRAY
+		numbered bool
 	}{
-		{"hourly, under 256 rows: raw and fastest zstd frames", tl, hour, 120, true, true, false},
-		{"hourly, few values: dictionaries, zstd's best level", tl, hour + hourMicros, 2000, true, false, false},
-		{"hourly, distinct values: PLAIN, delta packing, byte stream split", tl, hour + 2*hourMicros, 2000, false, true, false},
-		{"daily, sparse topic", daily, periodOf(hour, dayMicros), 900, true, true, false},
-		{"daily, over 16,383 rows: zstd's default level", daily, periodOf(hour, dayMicros) + dayMicros, 20_000, false, false, false},
-		{"daily, times on whole minutes: byte-aligned delta packing", daily, periodOf(hour, dayMicros) + 2*dayMicros, 450, false, true, true},
+		{"hourly, under 256 rows: raw and fastest zstd frames", tl, hour, 120, true, true, false, false},
+		{"hourly, few values: dictionaries, zstd's best level", tl, hour + hourMicros, 2000, true, false, false, false},
+		{"hourly, distinct values: PLAIN, delta packing, byte stream split", tl, hour + 2*hourMicros, 2000, false, true, false, false},
+		{"daily, sparse topic", daily, periodOf(hour, dayMicros), 900, true, true, false, false},
+		{"daily, over 16,383 rows: zstd's default level", daily, periodOf(hour, dayMicros) + dayMicros, 20_000, false, false, false, false},
+		{"daily, times on whole minutes: byte-aligned delta packing", daily, periodOf(hour, dayMicros) + 2*dayMicros, 450, false, true, true, false},
+		{"daily, over 16,383 rows, numbered ids: DELTA_BYTE_ARRAY", daily, periodOf(hour, dayMicros) + 3*dayMicros, 20_000, false, true, false, true},
 	}
 	var files []string
 	var want [][][]any
@@ -236,6 +240,11 @@ func TestLakeParquetJava(t *testing.T) {
 		}
 		if c.odd {
 			oddValues(evs)
+		}
+		if c.numbered {
+			for i := range evs {
+				evs[i].ID = fmt.Sprintf("order-%09d", i)
+			}
 		}
 		offs := make([]int64, c.rows)
 		rows := make([][]any, c.rows)
@@ -272,7 +281,7 @@ func TestLakeParquetJava(t *testing.T) {
 			}
 		}
 	}
-	for _, e := range []string{"RLE_DICTIONARY", "PLAIN", "DELTA_BINARY_PACKED", "BYTE_STREAM_SPLIT"} {
+	for _, e := range []string{"RLE_DICTIONARY", "PLAIN", "DELTA_BINARY_PACKED", "BYTE_STREAM_SPLIT", "DELTA_BYTE_ARRAY"} {
 		if !seen[e] {
 			t.Errorf("no file has a %s column: the test no longer covers that encoding", e)
 		}
