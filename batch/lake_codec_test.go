@@ -161,6 +161,88 @@ func TestSmallFileCodecStoresRaw(t *testing.T) {
 	}
 }
 
+// TestLargeFileUniqueStrings: in a file of bestFileRows rows or more, a
+// string column that passed maxTracked distinct values with nearly every
+// value distinct (random ids) is PLAIN, not a dictionary of all of them,
+// and smaller for it; one that passed maxTracked with values repeating
+// (40,000 rows drawn from 20,000 values) keeps its dictionary. Both read
+// back value for value.
+func TestLargeFileUniqueStrings(t *testing.T) {
+	schema := event.Schema{
+		{Name: "unique", Type: event.TypeString, Required: true},
+		{Name: "repeated", Type: event.TypeString, Required: true},
+	}
+	ls, err := newLakeSchema(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(9, 10))
+	pool := make([]string, 20_000)
+	for i := range pool {
+		pool[i] = fmt.Sprintf("%016x", rnd.Uint64())
+	}
+	const rows = 40_000
+	evs := make([]event.Event, rows)
+	for i := range evs {
+		evs[i] = event.Event{ID: fmt.Sprint(i), Time: int64(i), Ingest: 1, Values: []event.Value{
+			{S: fmt.Sprintf("%016x", rnd.Uint64()), Valid: true},
+			{S: pool[rnd.IntN(len(pool))], Valid: true},
+		}}
+	}
+	fw := newFileWriter(ls, nil)
+	fw.observe(evs)
+	_, f := writeOneFile(t, fw, evs)
+	cols := f.Metadata().RowGroups[0].Columns
+	if e := cols[0].MetaData.Encoding; slices.Contains(e, format.RLEDictionary) {
+		t.Errorf("unique: encodings %v, want no dictionary", e)
+	}
+	if e := cols[1].MetaData.Encoding; !slices.Contains(e, format.RLEDictionary) {
+		t.Errorf("repeated: encodings %v, want a dictionary", e)
+	}
+	// 16 hex digits (8 bytes of information) a value: 8.4 B/row plain,
+	// 11.5 as a dictionary (every value once, then a 16-bit index a row).
+	if size := cols[0].MetaData.TotalCompressedSize; 2*size > 19*rows {
+		t.Errorf("unique: %d bytes for %d rows, want at most 9.5 a row", size, rows)
+	}
+	for k, name := range []string{"unique", "repeated"} {
+		got := stringColumn(t, f, name)
+		if len(got) != rows {
+			t.Fatalf("%s: %d values read back, want %d", name, len(got), rows)
+		}
+		for i, v := range got {
+			if v != evs[i].Values[k].S {
+				t.Fatalf("%s row %d: %q, want %q", name, i, v, evs[i].Values[k].S)
+			}
+		}
+	}
+}
+
+// stringColumn reads the values of string column name of f with
+// parquet-go's page reader.
+func stringColumn(t *testing.T, f *parquet.File, name string) []string {
+	t.Helper()
+	col := f.Root().Column(name)
+	if col == nil {
+		t.Fatalf("no column %s", name)
+	}
+	var got []string
+	pages := col.Pages()
+	defer pages.Close()
+	for {
+		p, err := pages.ReadPage()
+		if err != nil {
+			break
+		}
+		vals := make([]parquet.Value, p.NumValues())
+		n, _ := p.Values().ReadValues(vals)
+		for _, v := range vals[:n] {
+			got = append(got, string(v.ByteArray()))
+		}
+		parquet.Release(p)
+	}
+	return got
+}
+
 // writeOneFile writes evs, offsets 0 on of partition 0, as one file with
 // fw (its survey as the caller left it) and opens it.
 func writeOneFile(t *testing.T, fw *fileWriter, evs []event.Event) (*bytes.Buffer, *parquet.File) {
@@ -311,29 +393,13 @@ func TestLargeFileCodesLiterals(t *testing.T) {
 	if data == 0 {
 		t.Fatal("carrier: no data page")
 	}
-	col := f.Root().Column("carrier")
-	if col == nil {
-		t.Fatal("no carrier column")
-	}
-	got := make([]parquet.Value, 0, rows)
-	pages := col.Pages()
-	defer pages.Close()
-	for {
-		p, err := pages.ReadPage()
-		if err != nil {
-			break
-		}
-		vals := make([]parquet.Value, p.NumValues())
-		n, _ := p.Values().ReadValues(vals)
-		got = append(got, vals[:n]...)
-		parquet.Release(p)
-	}
+	got := stringColumn(t, f, "carrier")
 	if len(got) != rows {
 		t.Fatalf("carrier: %d values read back, want %d", len(got), rows)
 	}
 	for i, v := range got {
-		if want := fmt.Sprintf("C%02d", idx[i]); string(v.ByteArray()) != want {
-			t.Fatalf("carrier row %d: %q, want %q", i, v.ByteArray(), want)
+		if want := fmt.Sprintf("C%02d", idx[i]); v != want {
+			t.Fatalf("carrier row %d: %q, want %q", i, v, want)
 		}
 	}
 
