@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"math"
 	"sync"
 	"unsafe"
 
@@ -362,8 +361,13 @@ func (d *pageDecoder) deltaByteArrays(b []byte, n int, v *pageValues) error {
 		}
 		sufTotal += l
 		total += p + l
-		if sufTotal > int64(len(rest)) || total > math.MaxUint32 {
+		if sufTotal > int64(len(rest)) {
 			return fmt.Errorf("string %d: suffixes of %d bytes, %d left", i, sufTotal, len(rest))
+		}
+		// Prefixes repeat bytes already decoded, so the strings can be
+		// far larger than the page: bounded as a page is.
+		if total > int64(cmp.Or(d.maxBytes, maxPageBytes)) {
+			return fmt.Errorf("string %d: %d bytes of strings, over the limit of %d", i, total, cmp.Or(d.maxBytes, maxPageBytes))
 		}
 		d.offs = append(d.offs, uint32(total))
 	}

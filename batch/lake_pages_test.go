@@ -480,3 +480,33 @@ func BenchmarkPageDecoder(b *testing.B) {
 		}
 	}
 }
+
+// TestDeltaByteArraysBounded: DELTA_BYTE_ARRAY strings that repeat the
+// value before them decode to far more bytes than their page holds; past
+// the decoder's limit they are an error, not an allocation of that size,
+// and within it they decode to the strings.
+func TestDeltaByteArraysBounded(t *testing.T) {
+	const n, first = 1000, 4096
+	pre, suf := make([]int32, n), make([]int32, n)
+	suf[0] = first
+	for i := 1; i < n; i++ {
+		pre[i] = first // all of the value before
+	}
+	page := appendDeltaPacked(nil, pre, false)
+	page = appendDeltaPacked(page, suf, false)
+	page = append(page, strings.Repeat("x", first)...)
+
+	d := pageDecoder{maxBytes: 1 << 20, typ: format.ByteArray} // the strings are n*first = 4,096,000 bytes
+	var v pageValues
+	err := d.values(int32(format.DeltaByteArray), page, n, &v)
+	if err == nil || !strings.Contains(err.Error(), "over the limit") {
+		t.Fatalf("strings of %d bytes under a limit of %d: %v, want an error naming the limit", n*first, d.maxBytes, err)
+	}
+	d = pageDecoder{maxBytes: 8 << 20, typ: format.ByteArray}
+	if err := d.values(int32(format.DeltaByteArray), page, n, &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.offs) != n+1 || len(v.data) != n*first || strings.Trim(v.data, "x") != "" {
+		t.Fatalf("%d offsets and %d bytes, want %d and %d bytes of x", len(v.offs), len(v.data), n+1, n*first)
+	}
+}
