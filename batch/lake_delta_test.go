@@ -200,7 +200,7 @@ func TestDeltaPackingLastBlock(t *testing.T) {
 // by the batch layer, pyarrow and DuckDB.
 func TestDeltaPackingChoosesPerFile(t *testing.T) {
 	tl, dir := testDirLake(t, encodingSchema)
-	daily := &topicLake{topic: tl.topic, st: tl.st, ls: tl.ls, period: dayMicros}
+	daily := &topicLake{topic: tl.topic, st: tl.st, ls: tl.ls, layout: layout{size: dayMicros}}
 	day := periodOf(1_767_225_600_000_000, dayMicros)
 	for _, c := range []struct {
 		name    string

@@ -21,7 +21,7 @@ import (
 // TestLakeParquetJava's daily file.)
 func TestDictionariesInValueOrder(t *testing.T) {
 	tl, dir := testDirLake(t, encodingSchema)
-	daily := &topicLake{topic: tl.topic, st: tl.st, ls: tl.ls, period: dayMicros}
+	daily := &topicLake{topic: tl.topic, st: tl.st, ls: tl.ls, layout: layout{size: dayMicros}}
 	fw := newFileWriter(tl.ls, nil)
 	day := periodOf(1_767_225_600_000_000, dayMicros)
 	for k := range 3 {

@@ -146,7 +146,7 @@ func TestLakeDeltaByteArray(t *testing.T) {
 				offs[i] = int64(i)
 			}
 			path := fmt.Sprintf("%s/numbered.parquet", periodPath(start, dayMicros))
-			daily := &topicLake{topic: tl.topic, st: tl.st, ls: tl.ls, period: dayMicros}
+			daily := &topicLake{topic: tl.topic, st: tl.st, ls: tl.ls, layout: layout{size: dayMicros}}
 			fe := writeTestFile(t, daily, path, start, 2, 0, int64(c.rows-1), evs, offs)
 			file := filepath.Join(dir, filepath.FromSlash(daily.key(path)))
 			checkEncodings(t, file, c.want)

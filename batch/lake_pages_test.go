@@ -438,9 +438,9 @@ func BenchmarkPageDecoder(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tl := &topicLake{topic: &pipelines.Topic{Name: "t", Schema: exampleSchema}, st: st, ls: ls, period: 24 * hourMicros}
+	tl := &topicLake{topic: &pipelines.Topic{Name: "t", Schema: exampleSchema}, st: st, ls: ls, layout: layout{size: dayMicros}}
 	evs := exampleEvents(n, 2)
-	day := periodOf(evs[0].Time, tl.period)
+	day := tl.layout.start(evs[0].Time)
 	offs := make([]int64, n)
 	for i := range offs {
 		offs[i] = int64(i)

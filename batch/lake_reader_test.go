@@ -64,7 +64,7 @@ func TestLakeFileRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := &topicLake{topic: &pipelines.Topic{Name: "t", Schema: schema}, st: st, ls: ls, period: hourMicros}
+	tl := &topicLake{topic: &pipelines.Topic{Name: "t", Schema: schema}, st: st, ls: ls, layout: layout{size: hourMicros}}
 	offsets := make([]int64, rows)
 	for i := range offsets {
 		offsets[i] = 1000 + int64(i)

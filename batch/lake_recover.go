@@ -84,7 +84,7 @@ func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, fe
 			dir, name = rel[:i+1], rel[i+1:]
 		}
 		switch {
-		case strings.HasPrefix(rel, manifestDir+"/") || !strings.HasPrefix(rel, "dt="):
+		case strings.HasPrefix(rel, manifestDir+"/") || !strings.HasPrefix(rel, "dt=") && !strings.HasPrefix(rel, "month="):
 		case strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".replaced"):
 			// A replaced file whose grace is over but whose deletion was
 			// cut short: nothing refers to it any more.
@@ -168,7 +168,7 @@ func (tl *topicLake) owns(path string, owned map[int]bool) bool {
 		return i > 1 && err == nil && owned[p]
 	case name[0] == 'c':
 		start, ok := periodOfPath(path)
-		return ok && owned[tl.shard(periodOf(start, tl.period))]
+		return ok && owned[tl.shard(start)]
 	}
 	return false
 }

@@ -80,7 +80,7 @@ func (tw *topicWriter) writePeriod(ctx context.Context, g lakestore.Group, perio
 		parts = append(parts, p)
 	}
 	slices.Sort(parts)
-	fe := fileEntry{Start: period, End: period + tw.tl.period}
+	fe := fileEntry{Start: period, End: tw.tl.layout.end(period)}
 	for i, p := range parts {
 		r, run := byPart[p], runs[p]
 		fe.Ranges = append(fe.Ranges, offsetRange{Partition: p, First: r.first, Last: r.end - 1, Rows: int64(run.rows)})
@@ -97,7 +97,7 @@ func (tw *topicWriter) writePeriod(ctx context.Context, g lakestore.Group, perio
 		kind = "w"
 	}
 	first := fe.Ranges[0]
-	fe.Path = periodPath(period, tw.tl.period) + "/" + kind + strconv.Itoa(first.Partition) + "-" +
+	fe.Path = tw.tl.layout.path(period) + "/" + kind + strconv.Itoa(first.Partition) + "-" +
 		strconv.FormatInt(first.First, 10) + "-" + strconv.FormatInt(first.Last, 10) + epochSuffix(byPart[first.Partition].fence) + ".parquet"
 	for attempt := 0; ; attempt++ {
 		err := tw.writeFile(ctx, g, &fe, runs)

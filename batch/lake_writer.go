@@ -104,9 +104,9 @@ type topicLake struct {
 	st    lakestore.Store
 	ls    *lakeSchema
 	ms    *manifestStore
-	// period is the length of a file's event-time period: an hour, or a
-	// day for topics partitioned by day.
-	period int64
+	// layout cuts event time into the periods files hold: hours, days or
+	// months (topics[].lake.partitioning).
+	layout layout
 	// scan reads one lake file (scanParquet); benchmarks swap in another
 	// reader to compare them on the same workload.
 	scan func(ctx context.Context, o lakestore.Object, name string, schema event.Schema, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error
@@ -128,11 +128,7 @@ func openTopicLake(ctx context.Context, st lakestore.Store, t *pipelines.Topic, 
 	if err != nil {
 		return nil, err
 	}
-	period := hourMicros
-	if t.Lake.Partitioning == pipelines.LakeDaily {
-		period = dayMicros
-	}
-	return &topicLake{topic: t, st: st, ls: ls, ms: ms, period: period, scan: scanParquet}, nil
+	return &topicLake{topic: t, st: st, ls: ls, ms: ms, layout: layoutOf(t.Lake.Partitioning), scan: scanParquet}, nil
 }
 
 // mayReplace tells whether this process may delete the file at path
@@ -490,7 +486,7 @@ func (tw *topicWriter) add(part int, gen int64, e *broker.Entry) error {
 			continue // already in the lake or in the buffer
 		}
 		ev := &e.Events[i]
-		buf.add(periodOf(ev.Time, tw.tl.period), part, off, ev)
+		buf.add(tw.tl.layout.start(ev.Time), part, off, ev)
 		if pw.rows == 0 || ev.Time > pw.maxTime {
 			pw.maxTime = ev.Time
 		}

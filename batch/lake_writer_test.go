@@ -114,11 +114,12 @@ func testLakeWriter(t *testing.T, at lakeAt) {
 // with a lake buffer of 1 MiB (about a third of them). The lake catches up
 // without max_age passing (the clock stands still: the end of the burst
 // flushes), the buffer never holds much more than its bound, and once
-// compaction has run every hour (or day, partitioned by day) that the
-// events have moved past is one file, holding every partition's rows.
-// Every event is in the lake once, as pyarrow and DuckDB read it.
+// compaction has run every hour (or day, or month: the topic's
+// partitioning) that the events have moved past is one file, holding every
+// partition's rows. Every event is in the lake once, as pyarrow and DuckDB
+// read it.
 func TestLakeBackfill(t *testing.T) {
-	for _, layout := range []string{pipelines.LakeHourly, pipelines.LakeDaily} {
+	for _, layout := range []string{pipelines.LakeHourly, pipelines.LakeDaily, pipelines.LakeMonthly} {
 		t.Run(layout, func(t *testing.T) {
 			eachLake(t, func(t *testing.T, at lakeAt) { testLakeBackfill(t, at, layout) })
 		})
@@ -141,12 +142,17 @@ func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
 	}
 	startBatch(t, b)
 	const days, perDay = 10, 1200
+	// Months apart enough that the older ones are closed (four months).
+	gap := 24 * time.Hour
+	if layout == pipelines.LakeMonthly {
+		gap = 9 * 24 * time.Hour
+	}
 	var evs []event.Event
 	r := rand.New(rand.NewPCG(1, 2))
 	for d := range days {
 		day := make([]event.Event, perDay)
 		for i := range day {
-			day[i] = testEvent("b", d*perDay+i, t0.Add(time.Duration(d)*24*time.Hour), 72*time.Second-time.Duration(d))
+			day[i] = testEvent("b", d*perDay+i, t0.Add(time.Duration(d)*gap), 72*time.Second-time.Duration(d))
 		}
 		r.Shuffle(len(day), func(i, j int) { day[i], day[j] = day[j], day[i] })
 		evs = append(evs, day...)
@@ -159,9 +165,9 @@ func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
 	if peak, limit := tw.budget.peak, int64(p.Lake.Buffer); peak > limit+4*maxBlock {
 		t.Errorf("buffers held %d bytes at most, the bound is %d", peak, limit)
 	}
-	period, depth := hourMicros, 2
-	if layout == pipelines.LakeDaily {
-		period, depth = dayMicros, 1
+	lay, depth := layoutOf(layout), 2
+	if layout != pipelines.LakeHourly {
+		depth = 1
 	}
 	newest := evs[0].Time
 	for _, e := range evs {
@@ -179,7 +185,7 @@ func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
 		for start, n := range perPeriod {
 			// A closed period (the events have moved a whole period past
 			// it) is one file; an open one is merged at min_files.
-			if n > 1 && start+2*period <= newest || n >= p.Lake.Compact.MinFiles {
+			if n > 1 && lay.end(lay.end(start)) <= newest || n >= p.Lake.Compact.MinFiles {
 				return fmt.Errorf("period %s has %d files", time.UnixMicro(start).UTC(), n)
 			}
 		}
@@ -188,10 +194,13 @@ func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
 	periods := map[int64]bool{}
 	multi := 0
 	for _, e := range evs {
-		periods[periodOf(e.Time, period)] = true
+		periods[lay.start(e.Time)] = true
+	}
+	if layout == pipelines.LakeMonthly && len(periods) != 4 {
+		t.Fatalf("the events fall in %d months, want 4", len(periods))
 	}
 	for _, f := range m.Files {
-		if f.End-f.Start != period || !strings.HasPrefix(f.Path, periodPath(f.Start, period)+"/") || strings.Count(f.Path, "/") != depth {
+		if f.Start != lay.start(f.Start) || f.End != lay.end(f.Start) || !strings.HasPrefix(f.Path, lay.path(f.Start)+"/") || strings.Count(f.Path, "/") != depth {
 			t.Errorf("file %s of [%d, %d) is not laid out %s", f.Path, f.Start, f.End, layout)
 		}
 		if len(f.Ranges) > 1 {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 // manifestFormat is the version of the manifest's JSON layout (its
@@ -385,8 +387,8 @@ func (m *manifest) check() error {
 	return m.checkFiles(nil)
 }
 
-// Periods of the lake's layout: an event-time hour, or a day for topics
-// partitioned by day.
+// Fixed periods of the lake's layouts: an event-time hour, or a day for
+// topics partitioned by day.
 const (
 	hourMicros = int64(time.Hour / time.Microsecond)
 	dayMicros  = 24 * hourMicros
@@ -412,10 +414,74 @@ func periodPath(start, size int64) string {
 	return fmt.Sprintf("dt=%s/hour=%02d", t.Format("2006-01-02"), t.Hour())
 }
 
+// layout cuts a topic's event time into the periods its files hold and its
+// directories name: fixed hours or days, or calendar months (UTC), whose
+// lengths differ, so a period's end is computed from its start.
+type layout struct {
+	// size is the length of a fixed period (hourMicros or dayMicros); 0
+	// means calendar months.
+	size int64
+}
+
+// layoutOf returns the layout of a topic's lake.partitioning.
+func layoutOf(partitioning string) layout {
+	switch partitioning {
+	case pipelines.LakeDaily:
+		return layout{size: dayMicros}
+	case pipelines.LakeMonthly:
+		return layout{}
+	}
+	return layout{size: hourMicros}
+}
+
+// start returns the start of the period holding the event time t (UTC µs).
+func (l layout) start(t int64) int64 {
+	if l.size > 0 {
+		return periodOf(t, l.size)
+	}
+	y, m, _ := time.UnixMicro(t).UTC().Date()
+	return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+}
+
+// end returns the end of the period that starts at start: the next one's
+// start.
+func (l layout) end(start int64) int64 {
+	if l.size > 0 {
+		return start + l.size
+	}
+	y, m, _ := time.UnixMicro(start).UTC().Date()
+	return time.Date(y, m+1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+}
+
+// seq numbers the periods: consecutive periods, consecutive numbers.
+func (l layout) seq(start int64) int64 {
+	if l.size > 0 {
+		return periodOf(start, l.size) / l.size
+	}
+	y, m, _ := time.UnixMicro(start).UTC().Date()
+	return int64(y)*12 + int64(m) - 1
+}
+
+// path returns the directory of the period that starts at start, relative
+// to the topic directory.
+func (l layout) path(start int64) string {
+	if l.size > 0 {
+		return periodPath(start, l.size)
+	}
+	return "month=" + time.UnixMicro(start).UTC().Format("2006-01")
+}
+
 // periodOfPath reads the start of a file's period from its path
-// (dt=YYYY-MM-DD/hour=HH/… or dt=YYYY-MM-DD/…).
+// (dt=YYYY-MM-DD/hour=HH/…, dt=YYYY-MM-DD/… or month=YYYY-MM/…), whatever
+// the topic's layout is now.
 func periodOfPath(path string) (int64, bool) {
 	parts := strings.Split(path, "/")
+	if len(parts) >= 2 {
+		if m, ok := strings.CutPrefix(parts[0], "month="); ok {
+			t, err := time.Parse("2006-01", m)
+			return t.UnixMicro(), err == nil
+		}
+	}
 	if len(parts) < 2 || !strings.HasPrefix(parts[0], "dt=") {
 		return 0, false
 	}

@@ -466,3 +466,68 @@ func writeViewFile(dir string, v *pipelines.View, from *pipelines.Topic, st *vie
 	}
 	return writeViewData(dir, data)
 }
+
+// TestLayouts checks each partitioning's periods at their edges: a period
+// holds its start and not its end, consecutive periods are numbered
+// consecutively (compaction's shards take turns by the number), and a
+// file's directory gives its period back, for months of every length,
+// the turn of a year, times before 1970 and the first and last years an
+// event may have.
+func TestLayouts(t *testing.T) {
+	times := []time.Time{
+		time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 1, 31, 23, 59, 59, 999999000, time.UTC),
+		time.Date(2024, 2, 29, 12, 0, 0, 0, time.UTC),
+		time.Date(2026, 12, 31, 23, 0, 0, 0, time.UTC),
+		time.Date(1969, 12, 31, 23, 59, 59, 999999000, time.UTC),
+		time.Date(1969, 3, 15, 0, 0, 0, 0, time.UTC),
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+	}
+	cases := []struct {
+		partitioning string
+		period       func(time.Time) (time.Time, time.Time)
+		dir          func(time.Time) string
+	}{
+		{pipelines.LakeHourly, func(t time.Time) (time.Time, time.Time) {
+			s := t.Truncate(time.Hour)
+			return s, s.Add(time.Hour)
+		}, func(t time.Time) string { return t.Format("dt=2006-01-02/hour=15") }},
+		{pipelines.LakeDaily, func(t time.Time) (time.Time, time.Time) {
+			s := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+			return s, s.AddDate(0, 0, 1)
+		}, func(t time.Time) string { return t.Format("dt=2006-01-02") }},
+		{pipelines.LakeMonthly, func(t time.Time) (time.Time, time.Time) {
+			s := time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+			return s, s.AddDate(0, 1, 0)
+		}, func(t time.Time) string { return t.Format("month=2006-01") }},
+	}
+	for _, c := range cases {
+		l := layoutOf(c.partitioning)
+		for _, tm := range times {
+			wantStart, wantEnd := c.period(tm)
+			start := l.start(tm.UnixMicro())
+			if start != wantStart.UnixMicro() || l.end(start) != wantEnd.UnixMicro() {
+				t.Errorf("%s: %s is in [%s, %s), want [%s, %s)", c.partitioning, tm, time.UnixMicro(start).UTC(), time.UnixMicro(l.end(start)).UTC(), wantStart, wantEnd)
+			}
+			if l.start(l.end(start)) != l.end(start) || l.start(l.end(start)-1) != start {
+				t.Errorf("%s: the period of %s does not end where the next begins", c.partitioning, tm)
+			}
+			if l.seq(l.end(start)) != l.seq(start)+1 {
+				t.Errorf("%s: periods at %s numbered %d then %d", c.partitioning, tm, l.seq(start), l.seq(l.end(start)))
+			}
+			dir := l.path(start)
+			if dir != c.dir(wantStart) {
+				t.Errorf("%s: directory of %s is %s, want %s", c.partitioning, tm, dir, c.dir(wantStart))
+			}
+			if got, ok := periodOfPath(dir + "/c1.parquet"); !ok || got != start {
+				t.Errorf("%s: %s/c1.parquet gives %d %v, want %d", c.partitioning, dir, got, ok, start)
+			}
+		}
+	}
+	for _, bad := range []string{"month=2026-13/c1.parquet", "month=2026/c1.parquet", "month=2026-01", "dt=2026-01/c1.parquet", "hour=01/c1.parquet"} {
+		if _, ok := periodOfPath(bad); ok {
+			t.Errorf("%s read as a period's file", bad)
+		}
+	}
+}

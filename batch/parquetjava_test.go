@@ -206,7 +206,7 @@ func checkParquetJavaLake(t *testing.T, dir string, evs []event.Event) {
 // and every encoding the writer chooses among them.
 func TestLakeParquetJava(t *testing.T) {
 	tl, dir := testDirLake(t, encodingSchema)
-	daily := &topicLake{topic: tl.topic, st: tl.st, ls: tl.ls, period: dayMicros}
+	daily := &topicLake{topic: tl.topic, st: tl.st, ls: tl.ls, layout: layout{size: dayMicros}}
 	hour := periodOf(1_767_225_600_000_000, hourMicros)
 	fw := newFileWriter(tl.ls, nil)
 	cases := []struct {
@@ -252,7 +252,7 @@ func TestLakeParquetJava(t *testing.T) {
 			offs[i] = int64(k*100_000 + i)
 			rows[i] = javaRecord(encodingSchema, evs[i], 2, offs[i])
 		}
-		path := fmt.Sprintf("%s/f%d.parquet", periodPath(c.start, c.tl.period), k)
+		path := fmt.Sprintf("%s/f%d.parquet", c.tl.layout.path(c.start), k)
 		writeTestFileWith(t, c.tl, fw, path, c.start, 2, offs[0], offs[c.rows-1], evs, offs)
 		files = append(files, filepath.Join(dir, filepath.FromSlash(c.tl.key(path))))
 		if c.minutes {

@@ -21,7 +21,7 @@ func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, 
 	byPeriod := map[int64][]int{}
 	var ingest, maxTime int64
 	for i := range evs {
-		byPeriod[periodOf(evs[i].Time, tl.period)] = append(byPeriod[periodOf(evs[i].Time, tl.period)], i)
+		byPeriod[tl.layout.start(evs[i].Time)] = append(byPeriod[tl.layout.start(evs[i].Time)], i)
 		ingest, maxTime = max(ingest, evs[i].Ingest), max(maxTime, evs[i].Time)
 	}
 	var entries []fileEntry
@@ -31,7 +31,7 @@ func writeLakeDirect(tb testing.TB, tl *topicLake, part int, evs []event.Event, 
 		for k, i := range idx {
 			rows[k], offs[k] = evs[i], first+int64(i)
 		}
-		path := periodPath(start, tl.period) + "/p" + strconv.Itoa(part) + "-" + strconv.FormatInt(first, 10) + "-" + strconv.FormatInt(last, 10) + ".parquet"
+		path := tl.layout.path(start) + "/p" + strconv.Itoa(part) + "-" + strconv.FormatInt(first, 10) + "-" + strconv.FormatInt(last, 10) + ".parquet"
 		entries = append(entries, writeTestFile(tb, tl, path, start, part, first, last, rows, offs))
 	}
 	_, err := tl.ms.commit(context.Background(), func(m *manifest) (*delta, error) {
@@ -56,7 +56,7 @@ func writeTestFile(tb testing.TB, tl *topicLake, path string, start int64, part 
 // have written other files before (as the lake writer's do).
 func writeTestFileWith(tb testing.TB, tl *topicLake, fw *fileWriter, path string, start int64, part int, first, last int64, rows []event.Event, offs []int64) fileEntry {
 	tb.Helper()
-	fe := fileEntry{Path: path, Start: start, End: start + tl.period, Rows: int64(len(rows)),
+	fe := fileEntry{Path: path, Start: start, End: tl.layout.end(start), Rows: int64(len(rows)),
 		Ranges: []offsetRange{{Partition: part, First: first, Last: last, Rows: int64(len(rows))}}}
 	w, err := tl.st.Create(context.Background(), tl.key(path))
 	if err != nil {
@@ -144,11 +144,12 @@ func BenchmarkRecompute(b *testing.B) {
 // BenchmarkRecomputeYear recomputes a view over a year of history shaped
 // like the backfill benchmark's flights (336,776 events over 365 days,
 // departures between 05:00 and 23:00) in a lake compacted to one file per
-// period with data: with hourly partitioning 6,935 files, with daily 365.
+// period with data: with hourly partitioning 6,935 files, with daily 365,
+// with monthly 12.
 // What per-file work (open, checksum, footer, row groups) costs next to
 // the rows.
 func BenchmarkRecomputeYear(b *testing.B) {
-	for _, part := range []string{pipelines.LakeHourly, pipelines.LakeDaily} {
+	for _, part := range []string{pipelines.LakeHourly, pipelines.LakeDaily, pipelines.LakeMonthly} {
 		b.Run("partitioning="+part, func(b *testing.B) { benchmarkRecomputeYear(b, part) })
 	}
 }

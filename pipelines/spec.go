@@ -139,13 +139,14 @@ type Topic struct {
 
 // TopicLake configures one topic's part of the lake.
 type TopicLake struct {
-	Partitioning string `yaml:"partitioning" default:"hourly" enum:"hourly,daily" doc:"hourly: a directory per event-time hour (dt=YYYY-MM-DD/hour=HH), at most one file per hour once compacted; daily: a directory per day (dt=YYYY-MM-DD), at most one file per day, for topics with few events per hour."`
+	Partitioning string `yaml:"partitioning" default:"hourly" enum:"hourly,daily,monthly" doc:"hourly: a directory per event-time hour (dt=YYYY-MM-DD/hour=HH), at most one file per hour once compacted; daily: a directory per day (dt=YYYY-MM-DD), at most one file per day, for topics with few events per hour; monthly: a directory per calendar month (month=YYYY-MM), at most one file per month, for topics with a few thousand events a day or fewer."`
 }
 
 // Lake partitionings (TopicLake.Partitioning).
 const (
-	LakeHourly = "hourly"
-	LakeDaily  = "daily"
+	LakeHourly  = "hourly"
+	LakeDaily   = "daily"
+	LakeMonthly = "monthly"
 )
 
 // SiteField is the field a topic with sources gets after its own: the site

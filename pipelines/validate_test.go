@@ -542,6 +542,8 @@ func TestValidationErrors(t *testing.T) {
 		{name: "broker prefix empty", src: with(mini, "broker: {prefix: ''}"), want: []string{`p.yaml:6:18: broker.prefix: must not be empty`}},
 		{name: "replicas", src: with(mini, "broker: {replicas: 2}"), want: []string{`p.yaml:6:20: broker.replicas: must be one of 1, 3; got 2`}},
 		{name: "sync", src: with(mini, "broker: {sync: alwyas}"), want: []string{`p.yaml:6:16: broker.sync: must be one of always, interval; got "alwyas" (did you mean "always"?)`}},
+		{name: "lake partitioning monthly", src: with(mini, "    lake: {partitioning: monthly}")},
+		{name: "lake partitioning unknown", src: with(mini, "    lake: {partitioning: weekly}"), want: []string{`p.yaml:6:26: topics[0].lake.partitioning: must be one of hourly, daily, monthly; got "weekly"`}},
 		{
 			name: "ingest limits",
 			src:  with(mini, "ingest:", "  max_body_bytes: 0", "  max_in_flight: -1", "  dedup_window: 0s", "  dedup_max_ids: 0", "  linger: -1ms", "  max_batch: 0"),

