@@ -29,10 +29,12 @@ const mergeBatchRows = 1024
 // compactor merges the files of each period (hour, day or month: the
 // topic's lake.partitioning) of one topic's lake into one file: whatever the
 // partitions, flushes and processes that wrote them. A period is merged
-// once it holds lake.compact.min_files files, or two once the topic's
-// events have moved a whole period past it. The manifest commit is the
-// atomic step: a reader lists files from one manifest, so it reads either
-// the old files or the merged one, never both and never neither.
+// once it holds lake.compact.min_files files (not counting those much
+// larger than the rest while it still gets events: unsettled), or two
+// once the topic's events have moved a whole period past it. The manifest
+// commit is the atomic step: a reader lists files from one manifest, so it
+// reads either the old files or the merged one, never both and never
+// neither.
 // Replaced files are hidden at once (directory readers stop seeing them)
 // and deleted after a grace period, and never while a reader in this
 // process holds a manifest that lists them.
@@ -59,10 +61,18 @@ type compactor struct {
 	// unhidden are replaced files (paths relative to the topic) whose
 	// hiding failed, tried again by every pass.
 	unhidden map[string]bool
+	// settle is the rows under which a file never waits out an open
+	// period's merges (unsettled); settleRows but in tests.
+	settle int64
 }
 
+// settleRows is the size under which a file of an open period is always
+// merged: rewriting 16,384 rows costs milliseconds, so holding such files
+// back would only leave more files in the period.
+const settleRows = 1 << 14
+
 func newCompactor(tl *topicLake, logger *slog.Logger, now func() time.Time, cfg pipelines.Compact, grace time.Duration, m *metrics) *compactor {
-	return &compactor{tl: tl, logger: logger, now: now, cfg: cfg, grace: grace, metrics: m, nudge: make(chan struct{}, 1), fw: newFileWriter(tl.ls, tl.best), unhidden: map[string]bool{}}
+	return &compactor{tl: tl, logger: logger, now: now, cfg: cfg, grace: grace, metrics: m, nudge: make(chan struct{}, 1), fw: newFileWriter(tl.ls, tl.best), unhidden: map[string]bool{}, settle: settleRows}
 }
 
 // poke asks for a pass soon; it never blocks.
@@ -155,8 +165,14 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 	}
 	var due []int64
 	for start, fs := range groups {
-		closed := seen && c.tl.layout.end(c.tl.layout.end(start)) <= newest
-		if len(fs) >= c.cfg.MinFiles || (len(fs) >= 2 && closed) {
+		if seen && c.tl.layout.end(c.tl.layout.end(start)) <= newest {
+			if len(fs) >= 2 {
+				due = append(due, start)
+			}
+			continue
+		}
+		if fs = unsettled(fs, c.settle); len(fs) >= c.cfg.MinFiles {
+			groups[start] = fs
 			due = append(due, start)
 		}
 	}
@@ -182,6 +198,32 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, c.purge(ctx)
+}
+
+// unsettled returns the files of a period that still gets events that its
+// next merge takes: the smallest ones, up to the largest file that holds at
+// most twice the rows of the smaller ones together or fewer than minRows;
+// the larger files wait.
+// Merging every flush's file into the period's largest would rewrite the
+// whole period every min_files flushes, which is quadratic in the flushes
+// a period gets (a busy hour, or a month: 8,640 flushes at max_age 5m,
+// each row rewritten ~1,400 times); a file that waits until the smaller
+// ones add up to half its rows grows by half at least each time it is
+// rewritten, so each row is rewritten a few times (~11 for that month,
+// the merge at its close included). Once the period is closed all its
+// files merge.
+func unsettled(fs []fileEntry, minRows int64) []fileEntry {
+	by := slices.Clone(fs)
+	slices.SortFunc(by, func(a, b fileEntry) int { return cmp.Or(cmp.Compare(a.Rows, b.Rows), cmp.Compare(a.Path, b.Path)) })
+	n := 1
+	var rows int64
+	for i, f := range by {
+		if i > 0 && (f.Rows < minRows || f.Rows <= 2*rows) {
+			n = i + 1
+		}
+		rows += f.Rows
+	}
+	return by[:min(n, len(by))]
 }
 
 // errStale is what a merge whose inputs are no longer all live fails with.

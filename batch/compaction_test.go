@@ -369,11 +369,13 @@ func TestPartitioningChanges(t *testing.T) {
 		}
 	}
 
-	day := events("d", 1200, t0, 2*time.Minute) // 40 hours: two days
+	// 40 hours (two days), then a few events on the fifth: the first two
+	// days are closed, so merged whole.
+	day := slices.Concat(events("d", 1200, t0, 2*time.Minute), events("e", 10, t0.Add(4*24*time.Hour), time.Minute))
 	add(day[:600])
 	add(day[600:])
 	compact()
-	check("daily", "dt=2026-01-01/c", "dt=2026-01-02/c")
+	check("daily", "dt=2026-01-01/c", "dt=2026-01-02/c", "dt=2026-01-05/")
 
 	// Hourly: new files go to an hour of the second day; the day's file
 	// stays whole, the hour's files merge.
@@ -384,7 +386,7 @@ func TestPartitioningChanges(t *testing.T) {
 	if n := compact(); n != 1 {
 		t.Errorf("hourly: %d merges, want 1 (the hour's files)", n)
 	}
-	check("hourly", "dt=2026-01-01/c", "dt=2026-01-02/c", "dt=2026-01-02/hour=06/c")
+	check("hourly", "dt=2026-01-01/c", "dt=2026-01-02/c", "dt=2026-01-02/hour=06/c", "dt=2026-01-05/")
 
 	// Monthly: January's new files merge into one; the older files stay.
 	relayout(pipelines.LakeMonthly)
@@ -394,7 +396,7 @@ func TestPartitioningChanges(t *testing.T) {
 	if n := compact(); n != 1 {
 		t.Errorf("monthly: %d merges, want 1", n)
 	}
-	check("monthly", "dt=2026-01-01/c", "month=2026-01/c", "dt=2026-01-02/c", "dt=2026-01-02/hour=06/c")
+	check("monthly", "dt=2026-01-01/c", "month=2026-01/c", "dt=2026-01-02/c", "dt=2026-01-02/hour=06/c", "dt=2026-01-05/")
 	m := e.b.manifestOf("metrics")
 	if f := m.Files[1]; f.Start != t0.UnixMicro() || f.End != time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC).UnixMicro() || f.Rows != int64(len(month)) {
 		t.Errorf("monthly: %s holds [%d, %d) and %d rows, want January and %d", f.Path, f.Start, f.End, f.Rows, len(month))
@@ -414,4 +416,110 @@ func paths(fs []fileEntry) []string {
 		out = append(out, f.Path)
 	}
 	return out
+}
+
+// TestCompactionTiers feeds one hour 60 flushes while it still gets events
+// (a busy hour, or a month of a monthly topic; files of 50 rows stand for
+// large ones) and compacts after each.
+// Merging every flush's file into the hour's largest would rewrite each row
+// about eleven times here (and ~1,400 times over a month's 8,640 flushes);
+// leaving the much larger files out of the open hour's merges keeps it to a
+// few, with no more than a few files in the hour meanwhile. Once the hour
+// is closed it is one file, and every event is in the lake once.
+func TestCompactionTiers(t *testing.T) {
+	e := newEnvWith(t, func(p *pipelines.Pipeline) {
+		p.Lake.Roll.MaxRows = 1_000_000
+		p.Lake.Compact.MinFiles = 4
+		p.Lake.Compact.Interval = 0 // compaction below is driven by hand
+	})
+	tl := e.b.lakes["metrics"]
+	compact := func() {
+		t.Helper()
+		c := newCompactor(tl, testLogger(t), e.clk.Now, e.p.Lake.Compact, 0, e.b.metrics)
+		c.settle = 0 // files of 50 rows stand for large ones
+		if _, err := c.compact(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const flushes, per = 60, 50
+	var evs []event.Event
+	for i := range flushes * per {
+		evs = append(evs, testEvent("t", i, t0, time.Second)) // 50 minutes of hour 00
+	}
+	made := map[string]bool{}
+	var rewritten int64
+	most := 0
+	for k := range flushes {
+		e.add(evs[k*per : (k+1)*per])
+		compact()
+		m := e.b.manifestOf("metrics")
+		for _, f := range m.Files {
+			if f.Compacted && !made[f.Path] {
+				made[f.Path] = true
+				rewritten += f.Rows
+			}
+		}
+		if u := unsettled(m.Files, 0); len(u) >= e.p.Lake.Compact.MinFiles {
+			t.Fatalf("after flush %d: %d files the next merge would take, want fewer than %d", k+1, len(u), e.p.Lake.Compact.MinFiles)
+		}
+		most = max(most, len(m.Files))
+	}
+	if got := float64(rewritten) / float64(len(evs)); got > 6 {
+		t.Errorf("merges rewrote each row %.1f times on average, want at most 6", got)
+	}
+	if most > 8 {
+		t.Errorf("the open hour held %d files at once, want at most 8", most)
+	}
+	t.Logf("%d flushes: rows rewritten %.2f times on average, at most %d files", flushes, float64(rewritten)/float64(len(evs)), most)
+
+	// Closed (the events moved two hours on): all of it in one file.
+	late := testEvent("u", 0, t0.Add(2*time.Hour), 0)
+	e.add([]event.Event{late})
+	compact()
+	var hour []string
+	for _, f := range e.b.manifestOf("metrics").Files {
+		if f.Start == t0.UnixMicro() {
+			hour = append(hour, f.Path)
+		}
+	}
+	if len(hour) != 1 {
+		t.Fatalf("the closed hour holds %v, want one file", hour)
+	}
+	ids := map[string]bool{late.ID: true}
+	for _, ev := range evs {
+		ids[ev.ID] = true
+	}
+	if err := readSnapshot(tl, ids); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUnsettled: which files of an open period its next merge takes.
+func TestUnsettled(t *testing.T) {
+	cases := []struct {
+		rows    []int64
+		minRows int64
+		want    []int64
+	}{
+		{nil, 0, nil},
+		{[]int64{500}, 0, []int64{500}},
+		{[]int64{300, 10, 80, 25}, 0, []int64{10}},              // each more than twice the smaller ones
+		{[]int64{300, 10, 80, 25}, 100, []int64{10, 25, 80}},    // under 100 rows nothing waits
+		{[]int64{150, 10, 30, 60}, 0, []int64{10, 30, 60, 150}}, // 150 <= 2 × 100: all of them
+		{[]int64{70, 10, 10, 10}, 0, []int64{10, 10, 10}},       // 70 > 2 × 30 waits
+		{[]int64{20, 10, 10}, 0, []int64{10, 10, 20}},
+	}
+	for _, c := range cases {
+		var fs []fileEntry
+		for i, r := range c.rows {
+			fs = append(fs, fileEntry{Path: fmt.Sprintf("f%d", i), Rows: r})
+		}
+		var got []int64
+		for _, f := range unsettled(fs, c.minRows) {
+			got = append(got, f.Rows)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("unsettled(%v, %d) = %v, want %v", c.rows, c.minRows, got, c.want)
+		}
+	}
 }

@@ -269,7 +269,7 @@ type LakeRoll struct {
 
 // Compact configures compaction.
 type Compact struct {
-	MinFiles int      `yaml:"min_files" default:"4" doc:"Compact a period that still gets events once it holds this many files; a period the topic's events have moved past is compacted once it holds two."`
+	MinFiles int      `yaml:"min_files" default:"4" doc:"Compact a period that still gets events once it holds this many files, not counting files of 16,384 rows or more and more than twice the rows of the smaller files together (they wait, so that each row is rewritten a few times, not at every merge); a period the topic's events have moved past is compacted once it holds two."`
 	Interval Duration `yaml:"interval" default:"10m" doc:"How often to look for periods to compact (also soon after a flush adds files to a period that had some)."`
 }
 
