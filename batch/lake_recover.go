@@ -84,7 +84,7 @@ func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, fe
 			dir, name = rel[:i+1], rel[i+1:]
 		}
 		switch {
-		case strings.HasPrefix(rel, manifestDir+"/") || !strings.HasPrefix(rel, "dt=") && !strings.HasPrefix(rel, "month="):
+		case !inPeriodDir(rel):
 		case strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".replaced"):
 			// A replaced file whose grace is over but whose deletion was
 			// cut short: nothing refers to it any more.

@@ -471,6 +471,13 @@ func (l layout) path(start int64) string {
 	return "month=" + time.UnixMicro(start).UTC().Format("2006-01")
 }
 
+// inPeriodDir tells whether a path relative to the topic directory lies in
+// a period's directory of any layout (dt=… or month=…), where data files
+// are, rather than in the manifest's or elsewhere.
+func inPeriodDir(path string) bool {
+	return strings.HasPrefix(path, "dt=") || strings.HasPrefix(path, "month=")
+}
+
 // periodOfPath reads the start of a file's period from its path
 // (dt=YYYY-MM-DD/hour=HH/…, dt=YYYY-MM-DD/… or month=YYYY-MM/…), whatever
 // the topic's layout is now.
