@@ -3,12 +3,15 @@ package batch
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -28,8 +31,16 @@ import (
 // columnReader.
 type lakeFile struct {
 	fileScan
-	o  lakestore.Object
-	pf *parquet.File
+	o lakestore.Object
+	// meta is the file's footer, read by readFooter where the file is in
+	// memory, else from parquet-go's.
+	meta *fileMeta
+	// pf is the file opened by parquet-go, for the column chunks the
+	// lake's page decoder does not read: opened when the first such chunk
+	// is (by whichever goroutine), or at once when the footer needed it.
+	pfOnce sync.Once
+	pf     *parquet.File
+	pfErr  error
 	// positions: the scan wants every row's partition and offset. Without,
 	// they are checked against the column chunks' statistics where the
 	// file has them, and decoded only where it does not.
@@ -69,41 +80,52 @@ func openLakeObject(o lakestore.Object, name string, schema event.Schema, fe fil
 	defer lf.recoverCorrupt(&err)
 	// A mapped file's pages are read here: see lakestore's Map.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	pf, err := parquet.OpenFile(o, o.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
-	if err != nil {
-		return nil, lf.corrupt("%v", err)
+	if m, ok := o.(*memFile); ok {
+		lf.bytes = m.b
+		// An error here leaves the footer to parquet-go, below.
+		lf.meta, _ = readFooter(lf.bytes)
 	}
-	lf.pf = pf
-	if got := pf.NumRows(); got != fe.Rows {
+	if lf.meta == nil {
+		// Not in memory, or a footer readFooter does not take (it may
+		// still be a good file): parquet-go reads it, and names what is
+		// wrong if anything is.
+		pf, err := lf.parquetFile()
+		if err != nil {
+			return nil, lf.corrupt("%v", err)
+		}
+		if lf.meta, err = fileMetaOf(pf); err != nil {
+			return nil, lf.corrupt("%v", err)
+		}
+	}
+	if got := lf.meta.rows; got != fe.Rows {
 		return nil, lf.corrupt("holds %d rows, the manifest says %d", got, fe.Rows)
 	}
-	levels := map[int]int{}
 	err = lf.selectColumns(opts, func(name string) int {
-		if leaf, ok := pf.Schema().Lookup(name); ok {
-			levels[leaf.ColumnIndex] = leaf.MaxDefinitionLevel
-			if leaf.MaxRepetitionLevel != 0 {
-				levels[leaf.ColumnIndex] = -1
-			}
-			return leaf.ColumnIndex
-		}
-		return -1
+		c, _ := lf.meta.column(name)
+		return c
 	})
 	if err != nil {
 		return nil, err
 	}
 	for _, c := range lf.cols {
-		lf.maxDef = append(lf.maxDef, levels[c])
-	}
-	if m, ok := o.(*memFile); ok {
-		lf.bytes = m.b
+		lf.maxDef = append(lf.maxDef, lf.meta.columns[c].maxDef)
 	}
 	return lf, nil
+}
+
+// parquetFile returns the file opened by parquet-go, opening it the first
+// time.
+func (lf *lakeFile) parquetFile() (*parquet.File, error) {
+	lf.pfOnce.Do(func() {
+		lf.pf, lf.pfErr = parquet.OpenFile(lf.o, lf.o.Size(), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	})
+	return lf.pf, lf.pfErr
 }
 
 func (lf *lakeFile) close() { lf.o.Close() }
 
 // rowGroups returns the number of row groups.
-func (lf *lakeFile) rowGroups() int { return len(lf.pf.RowGroups()) }
+func (lf *lakeFile) rowGroups() int { return len(lf.meta.groups) }
 
 // colBatch is one batch of a columnar scan: the rows' columns and, when
 // decoded, their partitions and offsets.
@@ -142,23 +164,29 @@ type columnReader struct {
 // row group rg: read by the lake's page decoder when the file is in
 // memory and the decoder reads the chunk's column, codec and encodings,
 // else by parquet-go's page reader.
-func (r *columnReader) startChunk(cur *pageCursor, lf *lakeFile, rg, i, c int, chunk parquet.ColumnChunk) {
-	if !r.parquetPages && lf.bytes != nil && lf.maxDef[i] >= 0 {
-		cc := &lf.pf.Metadata().RowGroups[rg].Columns[c]
-		md := &cc.MetaData
-		if cc.FilePath == "" && decodable(md, 0, lf.maxDef[i]) {
-			if b, start, ok := pageChunk(lf.bytes, md); ok {
-				cur.resetOwn(b, start, md, lf.maxDef[i])
-				// Without a checksum of the whole file (checked when it
-				// was opened), the pages' own are checked, as parquet-go's
-				// reader does.
-				cur.dec.checkCRC = lf.fe.CRC32C == 0
-				r.ownChunks++
-				return
-			}
+func (r *columnReader) startChunk(cur *pageCursor, lf *lakeFile, rg, i, c int) error {
+	md := &lf.meta.groups[rg].chunks[c]
+	if !r.parquetPages && lf.bytes != nil && lf.maxDef[i] >= 0 && decodable(md, 0, lf.maxDef[i]) {
+		if b, start, ok := pageChunk(lf.bytes, md); ok {
+			cur.resetOwn(b, start, md, lf.maxDef[i])
+			// Without a checksum of the whole file (checked when it
+			// was opened), the pages' own are checked, as parquet-go's
+			// reader does.
+			cur.dec.checkCRC = lf.fe.CRC32C == 0
+			r.ownChunks++
+			return nil
 		}
 	}
-	cur.reset(chunk.Pages())
+	pf, err := lf.parquetFile()
+	if err != nil {
+		return err
+	}
+	groups := pf.RowGroups()
+	if rg >= len(groups) || c >= len(groups[rg].ColumnChunks()) {
+		return fmt.Errorf("parquet-go reads no column chunk %d of row group %d", c, rg)
+	}
+	cur.reset(groups[rg].ColumnChunks()[c].Pages())
+	return nil
 }
 
 // scanRowGroup reads row group rg of lf and calls fn for each batch. The
@@ -170,8 +198,7 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	group := lf.pf.RowGroups()[rg]
-	chunks := group.ColumnChunks()
+	group := &lf.meta.groups[rg]
 	if len(r.cursors) < len(lf.cols) {
 		r.cursors = append(r.cursors, make([]pageCursor, len(lf.cols)-len(r.cursors))...)
 	}
@@ -186,7 +213,7 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 	positions := lf.positions
 	for i := range lf.cols {
 		if t := lf.target[i]; !positions && (t == tPart || t == tOffset) {
-			if err := lf.checkBounds(chunks, t); errors.Is(err, errNoBounds) {
+			if err := lf.checkBounds(group, t); errors.Is(err, errNoBounds) {
 				positions = true
 			} else if err != nil {
 				return lf.corrupt("row group %d: %v", rg, err)
@@ -200,7 +227,7 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 	b.TimeBounded = false
 	for i, c := range lf.cols {
 		if lf.target[i] == tEventTime {
-			b.TimeLo, b.TimeHi, b.TimeBounded = lf.timeBounds(chunks[c])
+			b.TimeLo, b.TimeHi, b.TimeBounded = lf.timeBounds(&group.chunks[c])
 		}
 	}
 	decode := r.decode[:0]
@@ -208,7 +235,9 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 		t := lf.target[i]
 		decode = append(decode, positions || t != tPart && t != tOffset)
 		if decode[i] {
-			r.startChunk(&cursors[i], lf, rg, i, c, chunks[c])
+			if err := r.startChunk(&cursors[i], lf, rg, i, c); err != nil {
+				return lf.corrupt("row group %d, column %s: %v", rg, colName(lf.schema, t), err)
+			}
 		}
 	}
 	r.decode = decode
@@ -216,7 +245,7 @@ func (r *columnReader) scanRowGroup(ctx context.Context, lf *lakeFile, rg int, f
 	for i := range b.Fields {
 		b.Fields[i] = event.Column{}
 	}
-	for left := int(group.NumRows()); left > 0; {
+	for left := int(group.rows); left > 0; {
 		n := min(left, lf.batchRows)
 		left -= n
 		b.Len = n
@@ -270,8 +299,8 @@ var errNoBounds = errors.New("no statistics")
 // checked exactly against that partition's range; a chunk holding several
 // partitions (a file compaction made, or a flush of several partitions)
 // has bounds that say too little, and is decoded instead (errNoBounds).
-func (lf *lakeFile) checkBounds(chunks []parquet.ColumnChunk, t int) error {
-	part, off := chunks[lf.col(tPart)], chunks[lf.col(tOffset)]
+func (lf *lakeFile) checkBounds(group *groupMeta, t int) error {
+	part, off := &group.chunks[lf.col(tPart)], &group.chunks[lf.col(tOffset)]
 	plo, phi, err := bounds(part)
 	if err != nil {
 		return err
@@ -318,16 +347,26 @@ func (lf *lakeFile) col(t int) int {
 
 // bounds returns the smallest and largest value of an integer column chunk
 // by its statistics (errNoBounds without).
-func bounds(chunk parquet.ColumnChunk) (int64, int64, error) {
-	fc, ok := chunk.(*parquet.FileColumnChunk)
-	if !ok {
+// A bound of another width than the column's type says nothing usable.
+func bounds(chunk *chunkMeta) (int64, int64, error) {
+	lo, okLo := intStat(chunk.typ, chunk.min)
+	hi, okHi := intStat(chunk.typ, chunk.max)
+	if !okLo || !okHi {
 		return 0, 0, errNoBounds
 	}
-	lo, hi, ok := fc.Bounds()
-	if !ok || lo.IsNull() || hi.IsNull() {
-		return 0, 0, errNoBounds
+	return lo, hi, nil
+}
+
+// intStat decodes a statistic of an INT32 or INT64 column (PLAIN: little
+// endian).
+func intStat(typ format.Type, b []byte) (int64, bool) {
+	switch {
+	case typ == format.Int32 && len(b) == 4:
+		return int64(int32(binary.LittleEndian.Uint32(b))), true
+	case typ == format.Int64 && len(b) == 8:
+		return int64(binary.LittleEndian.Uint64(b)), true
 	}
-	return lo.Int64(), hi.Int64(), nil
+	return 0, false
 }
 
 func rangesString(rs []offsetRange) string {
@@ -343,16 +382,14 @@ func rangesString(rs []offsetRange) string {
 
 // timeBounds returns the bounds of an event-time column chunk when its
 // statistics hold them and they lie inside the file's period.
-func (lf *lakeFile) timeBounds(chunk parquet.ColumnChunk) (lo, hi int64, ok bool) {
-	fc, ok := chunk.(*parquet.FileColumnChunk)
-	if !ok {
+func (lf *lakeFile) timeBounds(chunk *chunkMeta) (lo, hi int64, ok bool) {
+	if chunk.typ != format.Int64 {
 		return 0, 0, false
 	}
-	l, h, ok := fc.Bounds()
-	if !ok || l.IsNull() || h.IsNull() || l.Kind() != parquet.Int64 || h.Kind() != parquet.Int64 {
+	lo, hi, err := bounds(chunk)
+	if err != nil {
 		return 0, 0, false
 	}
-	lo, hi = l.Int64(), h.Int64()
 	if lo < lf.fe.Start || hi >= lf.fe.End || lo > hi {
 		return 0, 0, false
 	}

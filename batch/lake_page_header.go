@@ -58,7 +58,7 @@ const (
 	thriftDepth = 32 // nesting limit of skipped structs and containers
 )
 
-var errShortHeader = errors.New("page header: truncated")
+var errShortHeader = errors.New("thrift: truncated")
 
 // thriftReader reads the Thrift compact protocol from a byte slice; every
 // read is bounds-checked (a corrupt header is an error, never a panic).
@@ -88,7 +88,7 @@ func (r *thriftReader) uvarint() (uint64, error) {
 			return v, nil
 		}
 	}
-	return 0, errors.New("page header: varint too long")
+	return 0, errors.New("thrift: varint too long")
 }
 
 func (r *thriftReader) varint() (int64, error) {
@@ -99,7 +99,7 @@ func (r *thriftReader) varint() (int64, error) {
 func (r *thriftReader) i32() (int32, error) {
 	v, err := r.varint()
 	if err == nil && (v < -1<<31 || v >= 1<<31) {
-		err = errors.New("page header: i32 out of range")
+		err = errors.New("thrift: i32 out of range")
 	}
 	return int32(v), err
 }
@@ -122,7 +122,7 @@ func (r *thriftReader) field(last int16) (int16, byte, error) {
 // skip skips a value of type typ.
 func (r *thriftReader) skip(typ byte, depth int) error {
 	if depth > thriftDepth {
-		return errors.New("page header: nested too deep")
+		return errors.New("thrift: nested too deep")
 	}
 	switch typ {
 	case tcTrue, tcFalse:
@@ -172,7 +172,7 @@ func (r *thriftReader) skip(typ byte, depth int) error {
 	case tcStruct:
 		return r.skipStruct(depth + 1)
 	}
-	return fmt.Errorf("page header: thrift type %d", typ)
+	return fmt.Errorf("thrift: type %d", typ)
 }
 
 func (r *thriftReader) skipBytes(n int) error {
@@ -216,41 +216,44 @@ func (r *thriftReader) skipList(depth int) error {
 }
 
 func (r *thriftReader) skipStruct(depth int) error {
+	return r.fields(func(_ int16, typ byte) error { return r.skip(typ, depth) })
+}
+
+// fields reads a struct's fields up to its end, calling fn with each
+// field's id and type: fn reads or skips the field's value.
+func (r *thriftReader) fields(fn func(id int16, typ byte) error) error {
 	var last int16
 	for {
 		id, typ, err := r.field(last)
 		if err != nil || typ == tcStop {
 			return err
 		}
-		if err := r.skip(typ, depth); err != nil {
+		last = id
+		if err := fn(id, typ); err != nil {
 			return err
 		}
-		last = id
 	}
 }
 
 // readPageHeader decodes the page header at the start of b and returns it
 // with its length in bytes.
 func readPageHeader(b []byte) (pageHeader, int, error) {
+	h, n, err := readPageHeaderFields(b)
+	if err != nil {
+		err = fmt.Errorf("page header: %w", err)
+	}
+	return h, n, err
+}
+
+func readPageHeaderFields(b []byte) (pageHeader, int, error) {
 	r := thriftReader{b: b}
 	var h pageHeader
-	var last int16
 	var seen uint8
-	for {
-		id, typ, err := r.field(last)
-		if err != nil {
-			return h, 0, err
-		}
-		if typ == tcStop {
-			break
-		}
-		last = id
+	err := r.fields(func(id int16, typ byte) (err error) {
 		switch {
 		case id >= 1 && id <= 3 && typ == tcI32:
-			v, err := r.i32()
-			if err != nil {
-				return h, 0, err
-			}
+			var v int32
+			v, err = r.i32()
 			switch id {
 			case 1:
 				h.typ = v
@@ -261,10 +264,8 @@ func readPageHeader(b []byte) (pageHeader, int, error) {
 			}
 			seen |= 1 << id
 		case id == 4 && typ == tcI32:
-			v, err := r.i32()
-			if err != nil {
-				return h, 0, err
-			}
+			var v int32
+			v, err = r.i32()
 			h.crc, h.hasCRC = uint32(v), true
 		case id == 5 && typ == tcStruct:
 			h.hasData = true
@@ -278,15 +279,16 @@ func readPageHeader(b []byte) (pageHeader, int, error) {
 		default:
 			err = r.skip(typ, 0)
 		}
-		if err != nil {
-			return h, 0, err
-		}
+		return err
+	})
+	if err != nil {
+		return h, 0, err
 	}
 	if seen != 0b1110 {
-		return h, 0, errors.New("page header: type or sizes missing")
+		return h, 0, errors.New("type or sizes missing")
 	}
 	if h.uncompressed < 0 || h.compressed < 0 {
-		return h, 0, fmt.Errorf("page header: negative size %d or %d", h.uncompressed, h.compressed)
+		return h, 0, fmt.Errorf("negative size %d or %d", h.uncompressed, h.compressed)
 	}
 	return h, r.pos, nil
 }
@@ -297,24 +299,15 @@ func map4(a, b, c, d *int32) []*int32 { return []*int32{a, b, c, d} }
 // element: skipped), field 7 (when off is set) the v2 header's
 // is_compressed, and skips the others (statistics).
 func (r *thriftReader) structI32s(dst []*int32, off *bool) error {
-	var last int16
-	for {
-		id, typ, err := r.field(last)
-		if err != nil || typ == tcStop {
-			return err
-		}
-		last = id
+	return r.fields(func(id int16, typ byte) (err error) {
 		switch {
 		case id >= 1 && int(id) <= len(dst) && dst[id-1] != nil && typ == tcI32:
-			if *dst[id-1], err = r.i32(); err != nil {
-				return err
-			}
+			*dst[id-1], err = r.i32()
 		case id == 7 && off != nil && (typ == tcTrue || typ == tcFalse):
 			*off = typ == tcFalse
 		default:
-			if err := r.skip(typ, 1); err != nil {
-				return err
-			}
+			err = r.skip(typ, 1)
 		}
-	}
+		return err
+	})
 }

@@ -22,7 +22,7 @@ import (
 // and values decoded from it without copies in between. It reads the flat
 // columns, codecs and encodings the lake's writer produces (and the other
 // plain ones of the same types); a chunk with anything else (a nested
-// column, another codec, a delta string encoding, an external file path) is
+// column, another codec, DELTA_LENGTH_BYTE_ARRAY, an external file path) is
 // read by parquet-go's page reader instead, so correctness never depends on
 // this decoder knowing every writer (pageChunk, decodable).
 
@@ -56,29 +56,29 @@ func newPageZstd(limit uint64) *kzstd.Decoder {
 
 // decodable reports whether the page decoder reads a column chunk of this
 // metadata, with the column's maximum repetition and definition levels.
-func decodable(md *format.ColumnMetaData, maxRep, maxDef int) bool {
-	if maxRep != 0 || maxDef > 1 {
+func decodable(md *chunkMeta, maxRep, maxDef int) bool {
+	if md.external || maxRep != 0 || maxDef > 1 {
 		return false
 	}
-	switch md.Codec {
+	switch md.codec {
 	case format.Uncompressed, format.Zstd:
 	default:
 		return false
 	}
-	switch md.Type {
+	switch md.typ {
 	case format.Boolean, format.Int32, format.Int64, format.Double, format.ByteArray:
 	default:
 		return false
 	}
-	for _, e := range md.Encoding {
+	for _, e := range md.encodings {
 		switch e {
 		case format.Plain, format.PlainDictionary, format.RLE, format.RLEDictionary, format.DeltaBinaryPacked:
 		case format.ByteStreamSplit:
-			if md.Type == format.Boolean || md.Type == format.ByteArray {
+			if md.typ == format.Boolean || md.typ == format.ByteArray {
 				return false
 			}
 		case format.DeltaByteArray:
-			if md.Type != format.ByteArray {
+			if md.typ != format.ByteArray {
 				return false
 			}
 		default:
@@ -91,13 +91,13 @@ func decodable(md *format.ColumnMetaData, maxRep, maxDef int) bool {
 // pageChunk returns the bytes of column chunk md in the file b and their
 // offset, or false when they are not where the metadata says
 // (parquet-go's reader then reports what is wrong).
-func pageChunk(b []byte, md *format.ColumnMetaData) ([]byte, int64, bool) {
-	start := md.DataPageOffset
-	if md.DictionaryPageOffset > 0 && md.DictionaryPageOffset < start {
-		start = md.DictionaryPageOffset
+func pageChunk(b []byte, md *chunkMeta) ([]byte, int64, bool) {
+	start := md.dataPage
+	if md.dictPage > 0 && md.dictPage < start {
+		start = md.dictPage
 	}
-	end := start + md.TotalCompressedSize
-	if start < 4 || md.TotalCompressedSize <= 0 || end > int64(len(b)) || end < start {
+	end := start + md.size
+	if start < 4 || md.size <= 0 || end > int64(len(b)) || end < start {
 		return nil, 0, false
 	}
 	return b[start:end:end], start, true

@@ -224,9 +224,9 @@ func fileEncodings(t *testing.T, tl *topicLake, fe fileEntry) [][]format.Encodin
 	}
 	defer lf.close()
 	var out [][]format.Encoding
-	for _, rg := range lf.pf.Metadata().RowGroups {
-		for _, cc := range rg.Columns {
-			out = append(out, cc.MetaData.Encoding)
+	for _, g := range lf.meta.groups {
+		for _, c := range g.chunks {
+			out = append(out, c.encodings)
 		}
 	}
 	return out
@@ -250,11 +250,15 @@ func TestPageDecoderCorrupt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	md := lf.pf.Metadata().RowGroups[0].Columns
+	md := lf.meta.groups[0].chunks
+	var names []string // copied: the footer's bytes go back to a pool at close
+	for _, c := range lf.meta.columns {
+		names = append(names, string(c.name))
+	}
 	lf.close()
 	var errs int
 	for c := range md {
-		chunk, start, ok := pageChunk(good, &md[c].MetaData)
+		chunk, start, ok := pageChunk(good, &md[c])
 		if !ok {
 			t.Fatalf("column %d: no chunk", c)
 		}
@@ -288,7 +292,7 @@ func TestPageDecoderCorrupt(t *testing.T) {
 					continue
 				}
 				errs++
-				name := md[c].MetaData.PathInSchema[0]
+				name := names[c]
 				if !errors.Is(err, ErrCorruptFile) || !strings.Contains(err.Error(), fe.Path) || !strings.Contains(err.Error(), "column "+name) {
 					t.Fatalf("column %s, byte %d damaged: %v", name, at, err)
 				}
@@ -341,20 +345,18 @@ func FuzzPageDecoder(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		for _, cc := range lf.pf.Metadata().RowGroups[0].Columns {
-			md := cc.MetaData
-			if n >= bestFileRows && !slices.Contains(md.Encoding, format.DeltaByteArray) {
+		for j, md := range lf.meta.groups[0].chunks {
+			if n >= bestFileRows && !slices.Contains(md.encodings, format.DeltaByteArray) {
 				continue
 			}
-			if slices.Contains(md.Encoding, format.DeltaByteArray) {
+			if slices.Contains(md.encodings, format.DeltaByteArray) {
 				deltaBytes++
 			}
 			chunk, _, ok := pageChunk(b, &md)
 			if !ok {
 				f.Fatal("no chunk")
 			}
-			leaf, _ := lf.pf.Schema().Lookup(md.PathInSchema[0])
-			f.Add(chunk, uint8(md.Type), leaf.MaxDefinitionLevel == 1, true)
+			f.Add(chunk, uint8(md.typ), lf.meta.columns[j].maxDef == 1, true)
 		}
 		lf.close()
 	}
@@ -451,23 +453,27 @@ func BenchmarkPageDecoder(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer lf.close()
-	for _, col := range []string{"region", "cpu", "bytes", event.ColEventTime} {
-		leaf, _ := lf.pf.Schema().Lookup(col)
+	pf, err := lf.parquetFile()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, name := range []string{"region", "cpu", "bytes", event.ColEventTime} {
+		col, maxDef := lf.meta.column(name)
 		for _, own := range []bool{true, false} {
-			name := col + "/parquet-go"
+			reader := "parquet-go"
 			if own {
-				name = col + "/own"
+				reader = "own"
 			}
-			b.Run(name, func(b *testing.B) {
+			b.Run(name+"/"+reader, func(b *testing.B) {
 				var c pageCursor
-				md := &lf.pf.Metadata().RowGroups[0].Columns[leaf.ColumnIndex].MetaData
+				md := &lf.meta.groups[0].chunks[col]
 				chunk, start, _ := pageChunk(lf.bytes, md)
 				b.SetBytes(n)
 				for b.Loop() {
 					if own {
-						c.resetOwn(chunk, start, md, leaf.MaxDefinitionLevel)
+						c.resetOwn(chunk, start, md, maxDef)
 					} else {
-						c.reset(lf.pf.RowGroups()[0].ColumnChunks()[leaf.ColumnIndex].Pages())
+						c.reset(pf.RowGroups()[0].ColumnChunks()[col].Pages())
 					}
 					for rows := 0; rows < n; rows += c.rows {
 						if err := c.next(); err != nil {

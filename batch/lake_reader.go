@@ -12,7 +12,6 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
-	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
@@ -504,13 +503,13 @@ func (c *pageCursor) reset(pages parquet.Pages) {
 // resetOwn starts on another column chunk, read by the lake's page
 // decoder from its bytes (at offset base of the file), keeping the
 // buffers.
-func (c *pageCursor) resetOwn(chunk []byte, base int64, md *format.ColumnMetaData, maxDef int) {
+func (c *pageCursor) resetOwn(chunk []byte, base int64, md *chunkMeta, maxDef int) {
 	c.reset(nil)
 	c.own = true
 	if c.dec == nil {
 		c.dec = pageDecoders.Get().(*pageDecoder)
 	}
-	c.dec.reset(chunk, base, md.Type, md.Codec, maxDef)
+	c.dec.reset(chunk, base, md.typ, md.codec, maxDef)
 }
 
 // nextOwn loads the next page of the lake's page decoder.
