@@ -362,3 +362,77 @@ func pyFloat(f float64) string {
 	}
 	return s
 }
+
+// TestSmallFileWideValues: a small file (under smallFileRows rows), which
+// is written with a page buffer smaller than its column chunks of wide
+// values, still has one page a chunk, as files of smallFileRows rows or
+// more (written with the large page buffer) do: its rows reach parquet-go
+// in one call a column. Every file reads back exactly with the batch
+// layer's reader, Apache Arrow's Go reader, pyarrow and DuckDB.
+func TestSmallFileWideValues(t *testing.T) {
+	if smallFileRows > chunkRows {
+		t.Fatalf("small files of up to %d rows reach parquet-go in calls of %d rows", smallFileRows-1, chunkRows)
+	}
+	tl, dir := testDirLake(t, encodingSchema)
+	hour := periodOf(1_767_225_600_000_000, hourMicros)
+	fw := newFileWriter(tl.ls, nil)
+	for _, c := range []struct{ rows, width int }{
+		{rows: smallFileRows - 1, width: 700},
+		{rows: smallFileRows, width: 700},
+		{rows: 200, width: 0},
+	} {
+		if c.width*c.rows > 0 && c.width*c.rows < 2*smallPageBuffer {
+			t.Fatalf("%d rows of %d bytes fit a small page buffer", c.rows, c.width)
+		}
+		evs := encodingEvents(c.rows, hour, false)
+		for i := range evs {
+			if c.width > 0 {
+				evs[i].Values[2] = event.Value{S: fmt.Sprintf("%0*d", c.width, i*7919), Valid: true}
+			}
+		}
+		offs := make([]int64, c.rows)
+		for i := range offs {
+			offs[i] = int64(i)
+		}
+		path := fmt.Sprintf("dt=2026-01-01/hour=00/w-%d-%d.parquet", c.rows, c.width)
+		fe := writeTestFileWith(t, tl, fw, path, hour, 2, 0, int64(c.rows-1), evs, offs)
+		file := filepath.Join(dir, filepath.FromSlash(tl.key(path)))
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dataPages(t, b, 2); got != 1 {
+			t.Errorf("%d rows of %d-byte notes: %d data pages, want 1", c.rows, c.width, got)
+		}
+		readBack(t, tl, fe, evs, offs)
+		checkPyarrowDuckDB(t, file, evs, offs)
+	}
+}
+
+// dataPages counts the data pages of column col in the Parquet file b.
+func dataPages(t *testing.T, b []byte, col int) int {
+	t.Helper()
+	m, err := readFooter(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range m.groups {
+		c := g.chunks[col]
+		at := c.dataPage
+		if c.dictPage > 0 && c.dictPage < at {
+			at = c.dictPage
+		}
+		for end := at + c.size; at < end; {
+			h, hn, err := readPageHeader(b[at:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.typ == pageData || h.typ == pageDataV2 {
+				n++
+			}
+			at += int64(hn) + int64(h.compressed)
+		}
+	}
+	return n
+}

@@ -2,7 +2,6 @@ package batch
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
 	"hash"
 	"hash/crc32"
@@ -11,8 +10,6 @@ import (
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/encoding/thrift"
-	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -54,7 +51,8 @@ type fileWriter struct {
 	rows    int64       // rows added to the current file
 	group   int64       // rows in the current row group
 	sum     hash.Hash32 // CRC-32C of the current file's bytes
-	tail    []byte      // the footer being rewritten (reused)
+	tail    []byte      // the page index and footer parquet-go wrote (reused)
+	footer  []byte      // the footer kept (reused)
 	// codec compresses the pages of every plan's writer; start tells it
 	// whether the file is small.
 	codec *lakeCodec
@@ -68,8 +66,25 @@ type fileWriter struct {
 }
 
 // maxPlans bounds the parquet-go writers a fileWriter keeps (one per
-// encoding plan): a topic's files mostly share a plan or two.
+// encoding plan and page buffer): a topic's files mostly share a plan or
+// two.
 const maxPlans = 4
+
+// A parquet-go writer flushes a column's page when its buffer reaches the
+// page buffer's size, and makes each column's buffer that large up front
+// (a dictionary column's indexes for a page of 4-byte values). Files are
+// written one page a column chunk up to pageBuffer bytes; small files
+// (under smallFileRows rows, a sparse topic's hourly files) get writers of
+// smallPageBuffer: their plans vary from file to file, and every writer
+// made for a plan allocated and cleared ~1 MiB a column for a file of a
+// few kilobytes (a backfill's peak memory: ~950 MiB with every role, ~700
+// without this). Their pages are the same: a small file's rows reach
+// parquet-go in one call a column (chunkRows), and a page is cut only
+// between calls.
+const (
+	pageBuffer      = 1 << 20
+	smallPageBuffer = 64 << 10
+)
 
 // switchWriter lets one parquet-go writer write file after file, buffered;
 // n counts the current file's bytes. While tail is set (the footer being
@@ -138,9 +153,10 @@ func newFileWriter(ls *lakeSchema, best *bestEncoders) *fileWriter {
 	return fw
 }
 
-// writerFor returns the parquet-go writer of files encoded by plan.
-func (fw *fileWriter) writerFor(plan encodingPlan) (*parquet.GenericWriter[any], error) {
-	key := plan.key()
+// writerFor returns the parquet-go writer of files encoded by plan, with
+// pages buffered up to pageBytes.
+func (fw *fileWriter) writerFor(plan encodingPlan, pageBytes int) (*parquet.GenericWriter[any], error) {
+	key := plan.key() + "/" + strconv.Itoa(pageBytes)
 	if w, ok := fw.writers[key]; ok {
 		return w, nil
 	}
@@ -162,7 +178,7 @@ func (fw *fileWriter) writerFor(plan encodingPlan) (*parquet.GenericWriter[any],
 		// Version 1 data pages are the ones every reader handles (older
 		// Spark and Hive readers choke on v2 with delta encodings).
 		parquet.DataPageVersion(1),
-		parquet.PageBufferSize(1<<20),
+		parquet.PageBufferSize(pageBytes),
 		// The switchWriter buffers, so that the footer's bytes can be told
 		// from the data's.
 		parquet.WriteBufferSize(0),
@@ -201,7 +217,11 @@ func (fw *fileWriter) start(dst io.Writer, ranges []offsetRange) error {
 	plan := fw.survey.plan()
 	fw.survey.seedsFor(plan, &fw.seeds)
 	fw.survey.reset()
-	w, err := fw.writerFor(plan)
+	pageBytes := pageBuffer
+	if rows < smallFileRows {
+		pageBytes = smallPageBuffer
+	}
+	w, err := fw.writerFor(plan, pageBytes)
 	if err != nil {
 		return err
 	}
@@ -392,10 +412,10 @@ func (fw *fileWriter) finish() (uint32, error) {
 	err := fw.w.Close()
 	fw.out.tail = nil
 	if err == nil {
-		tail, err = trimFooter(tail, fw.out.n, fw.ls.stats)
+		fw.footer, err = trimFooter(fw.footer[:0], tail, fw.out.n, fw.ls.stats)
 	}
 	if err == nil {
-		_, err = fw.out.Write(tail)
+		_, err = fw.out.Write(fw.footer)
 	}
 	if err == nil {
 		err = fw.out.bw.Flush()
@@ -406,70 +426,6 @@ func (fw *fileWriter) finish() (uint32, error) {
 		return 0, fmt.Errorf("lake: writing a file: %w", err)
 	}
 	return fw.sum.Sum32(), nil
-}
-
-// trimFooter rewrites the end of a file, which parquet-go wrote after the
-// row groups that end at offset dataEnd: the page index (column and offset
-// indexes) and the footer. It returns the footer alone, without the page
-// index, the size statistics and the page encoding counts. A lake file's
-// column chunks are mostly a single page, so the page index says again
-// what the chunk's statistics say (its page's bounds) plus where that page
-// starts; no reader of the lake needs any of them (the batch layer skips
-// the page index; DuckDB and pyarrow read files without them), and they
-// cost ~1.1 B/row in daily files of ~900 rows.
-func trimFooter(tail []byte, dataEnd int64, stats []bool) ([]byte, error) {
-	if dataEnd == 0 {
-		return tail, nil // no rows: the header and footer alone
-	}
-	if len(tail) < 8 || string(tail[len(tail)-4:]) != "PAR1" {
-		return nil, fmt.Errorf("footer: %d bytes without the PAR1 magic", len(tail))
-	}
-	size := int(binary.LittleEndian.Uint32(tail[len(tail)-8:]))
-	if size > len(tail)-8 {
-		return nil, fmt.Errorf("footer: %d bytes, but %d written", size, len(tail)-8)
-	}
-	var md format.FileMetaData
-	proto := &thrift.CompactProtocol{}
-	if err := thrift.Unmarshal(proto, tail[len(tail)-8-size:len(tail)-8], &md); err != nil {
-		return nil, fmt.Errorf("footer: %w", err)
-	}
-	for i := range md.Schema {
-		// The width of a fixed-length byte array only: parquet-go sets it
-		// on every column (64 on an INT64), ~40 bytes a footer that
-		// readers ignore (0.9 B/row in an hourly file of 48 rows).
-		if e := &md.Schema[i]; !e.Type.Valid || e.Type.V != format.FixedLenByteArray {
-			e.TypeLength = thrift.Null[int32]{}
-		}
-	}
-	for i := range md.RowGroups {
-		cols := md.RowGroups[i].Columns
-		for j := range cols {
-			c := &cols[j]
-			c.ColumnIndexOffset, c.ColumnIndexLength = 0, 0
-			c.OffsetIndexOffset, c.OffsetIndexLength = 0, 0
-			c.MetaData.SizeStatistics = format.SizeStatistics{}
-			// Which encodings a chunk's pages use is in its encodings
-			// list; the count of pages of each is for writers of many
-			// pages a chunk (0.2 B/row more in daily files).
-			c.MetaData.EncodingStats = nil
-			if j < len(stats) && !stats[j] {
-				// The bounds go; the null count stays. The format has every
-				// writer write it (parquet-go always serialises the field),
-				// and readers that prune by it (parquet-java's filters in
-				// Spark and Hive, Trino) take a chunk that says 0 for a
-				// chunk without nulls: a zeroed count would hide the nulls
-				// of an optional column from `IS NULL`.
-				c.MetaData.Statistics = format.Statistics{NullCount: c.MetaData.Statistics.NullCount}
-			}
-		}
-	}
-	b, err := thrift.Marshal(proto, &md)
-	if err != nil {
-		return nil, fmt.Errorf("footer: %w", err)
-	}
-	tail = append(tail[:0], b...)
-	tail = binary.LittleEndian.AppendUint32(tail, uint32(len(b)))
-	return append(tail, "PAR1"...), nil
 }
 
 // abandon drops what was gathered for the current file.

@@ -6,6 +6,12 @@ import (
 	"sync"
 )
 
+// groupSyncs is how many directory fsyncs a group's Sync has under way at
+// once. A backfill's flush leaves thousands of directories to sync; one
+// after another, each waits for the disk alone and the flush (the lake
+// writer's only one) waits for them all.
+const groupSyncs = 16
+
 // dirGroup is the Group of a Dir. A file committed through it is written,
 // fsynced and linked into place as by Dir's own writers, but the fsync of
 // the directory that makes its entry durable waits for Sync, which syncs
@@ -52,16 +58,53 @@ func (g *dirGroup) Sync(ctx context.Context) error {
 	clear(g.dirs)
 	g.made = nil
 	g.mu.Unlock()
-	for _, dir := range dirs {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := syncDir(dir); err != nil {
-			return fmt.Errorf("lakestore: syncing %s: %w", dir, err)
-		}
+	if err := syncDirsConcurrently(ctx, dirs); err != nil {
+		return err
 	}
 	for _, m := range made {
 		g.d.synced.Store(m, struct{}{})
 	}
 	return nil
+}
+
+// syncDirsConcurrently syncs dirs, groupSyncs at a time, and returns the
+// first error, after which no new sync starts (a failed Sync is retried
+// whole).
+func syncDirsConcurrently(ctx context.Context, dirs []string) error {
+	var (
+		mu    sync.Mutex
+		next  int
+		first error
+		wg    sync.WaitGroup
+	)
+	for range min(groupSyncs, len(dirs)) {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				if next == len(dirs) || first != nil {
+					mu.Unlock()
+					return
+				}
+				dir := dirs[next]
+				next++
+				mu.Unlock()
+				err := ctx.Err()
+				if err == nil {
+					if err = syncDir(dir); err != nil {
+						err = fmt.Errorf("lakestore: syncing %s: %w", dir, err)
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return first
 }
