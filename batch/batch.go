@@ -313,7 +313,7 @@ func (b *Batch) writeLake(ctx context.Context, lease *broker.Lease) error {
 		wg.Go(func() {
 			err := tw.takeOver(ctx, part, lease)
 			if err == nil {
-				err = tl.recoverPartitions(ctx, b.logger, map[int]Fence{part: lease})
+				err = tl.recoverPartition(ctx, b.logger, part, lease)
 			}
 			if err == nil {
 				err = tw.attach(ctx, part, lease)

@@ -2,7 +2,11 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -522,4 +526,131 @@ func TestUnsettled(t *testing.T) {
 			t.Errorf("unsettled(%v, %d) = %v, want %v", c.rows, c.minRows, got, c.want)
 		}
 	}
+}
+
+// listCounting is a lake store that counts its listings of the whole
+// topic (recovery's).
+type listCounting struct {
+	lakestore.Store
+	lists atomic.Int64
+}
+
+func (s *listCounting) List(ctx context.Context, prefix, delim string) ([]lakestore.Entry, error) {
+	if delim == "" {
+		s.lists.Add(1)
+	}
+	return s.Store.List(ctx, prefix, delim)
+}
+
+// TestRecoverPartitionsTogether: partitions whose recovery is asked for
+// while one runs are recovered together, in one listing of the lake, and
+// each gets its own outcome: a partition a later owner holds gets errLost
+// and keeps its files, the others are tidied; an ask whose context ends
+// while it waits returns at once with the context's error.
+func TestRecoverPartitionsTogether(t *testing.T) {
+	e := newEnvWith(t, func(p *pipelines.Pipeline) { p.Topics[0].Partitions = 4 })
+	e.add([]event.Event{testEvent("e", 0, t0, time.Second)})
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tl := e.b.lakes["metrics"]
+	st := &listCounting{Store: tl.st}
+	tl.st = st
+	hour := "metrics/" + periodPath(t0.UnixMicro(), hourMicros) + "/"
+	for p := range 4 {
+		if err := tl.st.WriteFile(ctx, hour+fmt.Sprintf("p%d-5-9.parquet", p), []byte("PAR1"), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first recovery waits for the lake (held by a compaction pass,
+	// say) while the others are asked for.
+	tl.work.Lock()
+	res := make([]chan error, 5)
+	ask := func(i, part int, ctx context.Context, fence Fence) {
+		res[i] = make(chan error, 1)
+		go func() { res[i] <- tl.recoverPartition(ctx, testLogger(t), part, fence) }()
+	}
+	queued := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			tl.recoveries.mu.Lock()
+			got, running := len(tl.recoveries.asks), tl.recoveries.running
+			tl.recoveries.mu.Unlock()
+			if running && got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d recoveries waiting (running %t), want %d", got, running, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	ask(0, 0, ctx, nil)
+	queued(0)
+	ask(1, 1, ctx, nil)
+	ask(2, 2, ctx, nil)
+	ask(3, 3, ctx, &fakeFence{lost: true})
+	gone, cancel := context.WithCancel(ctx)
+	ask(4, 0, gone, nil)
+	queued(4)
+	cancel()
+	outcome := func(i int) error {
+		t.Helper()
+		select {
+		case err := <-res[i]:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("recovery %d never returned", i)
+			return nil
+		}
+	}
+	// While the recovery under way still waits.
+	if err := outcome(4); !errors.Is(err, context.Canceled) {
+		t.Fatalf("ask with its context ended: %v, want context.Canceled", err)
+	}
+	tl.work.Unlock()
+	errs := make([]error, 4)
+	for i := range errs {
+		errs[i] = outcome(i)
+	}
+	for i, err := range errs[:3] {
+		if err != nil {
+			t.Fatalf("partition %d: %v", i, err)
+		}
+	}
+	if !errors.Is(errs[3], errLost) {
+		t.Fatalf("partition 3, held by a later owner: %v, want errLost", errs[3])
+	}
+	if n := st.lists.Load(); n != 2 {
+		t.Fatalf("%d listings of the lake for 4 partitions asked for while one ran, want 2", n)
+	}
+	es, err := tl.st.List(ctx, hour, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range es {
+		left = append(left, strings.TrimPrefix(e.Key, hour))
+	}
+	listed := map[string]bool{}
+	for _, fe := range tl.ms.snapshot().Files {
+		listed[path.Base(fe.Path)] = true
+	}
+	left = slices.DeleteFunc(left, func(name string) bool { return listed[name] })
+	if fmt.Sprint(left) != "[p3-5-9.parquet]" {
+		t.Fatalf("files no manifest lists after recovery: %v, want only partition 3's", left)
+	}
+}
+
+// recoverPartitions is recoverOwned with its outcomes joined: what failed
+// the recovery, then each partition found taken, in partition order.
+func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, fences map[int]Fence) error {
+	lost, err := tl.recoverOwned(ctx, log, fences)
+	errs := []error{err}
+	for _, p := range slices.Sorted(maps.Keys(lost)) {
+		errs = append(errs, lost[p])
+	}
+	return errors.Join(errs...)
 }

@@ -7,9 +7,10 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 )
 
-// recoverPartitions brings a topic's storage in line with its manifest for
+// recoverOwned brings a topic's storage in line with its manifest for
 // the partitions this process has just taken (after a crash, or from
 // another process): writes never finished are discarded, data files no
 // manifest lists are removed, and files compaction replaced but that are
@@ -27,21 +28,27 @@ import (
 // already records a higher epoch (it is refused with errLost), a flush's
 // file whose name carries a higher epoch, a merge's output named after a
 // version past the manifest it read.
-func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, fences map[int]Fence) error {
+//
+// It returns the partitions found taken by a later owner (lost: errLost,
+// by partition) apart from what failed the recovery of them all (err).
+// The lake writer asks for its partitions one by one (recoverPartition).
+func (tl *topicLake) recoverOwned(ctx context.Context, log *slog.Logger, fences map[int]Fence) (lost map[int]error, err error) {
 	tl.work.Lock()
 	defer tl.work.Unlock()
 	m := tl.ms.snapshot()
 	owned := make(map[int]bool, len(fences))
-	var lost []error
 	for p, f := range fences {
 		if err := fenced(m.partition(p), f, tl.topic.Name); err != nil {
-			lost = append(lost, err)
+			if lost == nil {
+				lost = map[int]error{}
+			}
+			lost[p] = err
 			continue
 		}
 		owned[p] = true
 	}
 	if len(owned) == 0 {
-		return errors.Join(lost...)
+		return lost, nil
 	}
 	mine := func(path string) bool { return tl.owns(path, owned) && !tl.later(path, m, fences) }
 	live := make(map[string]bool, len(m.Files))
@@ -55,7 +62,7 @@ func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, fe
 	prefix := tl.topic.Name + "/"
 	pending, err := tl.st.Unfinished(ctx, prefix)
 	if err != nil {
-		return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
+		return lost, fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
 	}
 	for _, p := range pending {
 		rel := strings.TrimPrefix(p.Key, prefix)
@@ -67,13 +74,13 @@ func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, fe
 		if _, ok := logWrite(rel); ok || mine(rel) {
 			log.Info("lake: discarding an unfinished write", "file", tl.st.String()+p.Key)
 			if err := tl.st.Discard(ctx, p); err != nil {
-				return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
+				return lost, fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
 			}
 		}
 	}
 	es, err := tl.st.List(ctx, prefix, "")
 	if err != nil {
-		return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
+		return lost, fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
 	}
 	log.Debug("lake: recovering", "topic", tl.topic.Name, "version", m.Version, "objects", len(es), "replaced", len(replaced), "unfinished", len(pending))
 	var orphans []string
@@ -97,7 +104,7 @@ func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, fe
 			// Replaced by compaction, but the crash came before it was hidden.
 			log.Info("lake: hiding a file compaction replaced (written before a crash)", "file", tl.st.String()+e.Key)
 			if err := tl.st.Rename(ctx, e.Key, replacedName(e.Key)); err != nil {
-				return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
+				return lost, fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
 			}
 		default:
 			log.Info("lake: removing a file no manifest lists (written before a crash)", "file", tl.st.String()+e.Key)
@@ -105,9 +112,9 @@ func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, fe
 		}
 	}
 	if err := tl.st.Delete(ctx, orphans...); err != nil {
-		return fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
+		return lost, fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
 	}
-	return errors.Join(lost...)
+	return lost, nil
 }
 
 // later tells whether the data file at path (relative to the topic) may
@@ -189,4 +196,111 @@ func logWrite(path string) (int64, bool) {
 	}
 	v, _, ok := parseLogKey(rest)
 	return v, ok
+}
+
+// recoveries coalesces the recoveries of a topic's partitions: a process
+// takes its partitions, and gives them back when it stops, all at once,
+// and each recovery lists the topic's whole lake (~7,000 objects for a
+// year of an hourly lake: a quarter of a second), so one recovery a
+// partition was eight listings where one does. A partition asked for
+// while a recovery runs waits for the next, which takes every partition
+// asked for meanwhile.
+type recoveries struct {
+	mu      sync.Mutex
+	running bool
+	asks    []*recoveryAsk
+}
+
+// recoveryAsk is one partition's recovery, asked for under ctx.
+type recoveryAsk struct {
+	ctx   context.Context
+	part  int
+	fence Fence
+	done  chan error // the outcome; buffered
+}
+
+// recoverPartition is recoverOwned for partition part alone, held
+// under fence, done together with the other partitions of the topic asked
+// for meanwhile. It returns the partition's outcome: errLost when a later
+// owner holds it, or what failed the recovery.
+func (tl *topicLake) recoverPartition(ctx context.Context, log *slog.Logger, part int, fence Fence) error {
+	a := &recoveryAsk{ctx: ctx, part: part, fence: fence, done: make(chan error, 1)}
+	q := &tl.recoveries
+	q.mu.Lock()
+	q.asks = append(q.asks, a)
+	if q.running {
+		q.mu.Unlock()
+		select {
+		case err := <-a.done:
+			return err
+		case <-ctx.Done():
+			// The recovery that takes it sees the context done.
+			return ctx.Err()
+		}
+	}
+	// This caller recovers what is asked for until nothing is: its own
+	// partition first, with whatever was asked for meanwhile.
+	q.running = true
+	for len(q.asks) > 0 {
+		round, next := recoveryRound(q.asks)
+		q.asks = next
+		q.mu.Unlock()
+		tl.recoverRound(log, round)
+		q.mu.Lock()
+	}
+	q.running = false
+	q.mu.Unlock()
+	return <-a.done
+}
+
+// recoveryRound splits asks into one recovery's (the first ask of each
+// partition) and the rest (a partition asked for again, under another
+// fence, is recovered after).
+func recoveryRound(asks []*recoveryAsk) (round, next []*recoveryAsk) {
+	seen := make(map[int]bool, len(asks))
+	for _, a := range asks {
+		if seen[a.part] {
+			next = append(next, a)
+			continue
+		}
+		seen[a.part] = true
+		round = append(round, a)
+	}
+	return round, next
+}
+
+// recoverRound recovers the partitions of asks in one recovery, under a
+// context that ends when every ask's has, and tells each ask its outcome.
+func (tl *topicLake) recoverRound(log *slog.Logger, asks []*recoveryAsk) {
+	fences := make(map[int]Fence, len(asks))
+	live := asks[:0:0]
+	for _, a := range asks {
+		if err := a.ctx.Err(); err != nil {
+			a.done <- err
+			continue
+		}
+		fences[a.part] = a.fence
+		live = append(live, a)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	left := len(live)
+	for _, a := range live {
+		stop := context.AfterFunc(a.ctx, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if left--; left == 0 {
+				cancel()
+			}
+		})
+		defer stop()
+	}
+	lost, err := tl.recoverOwned(ctx, log, fences)
+	for _, a := range live {
+		a.done <- errors.Join(err, lost[a.part])
+	}
 }

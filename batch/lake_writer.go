@@ -113,6 +113,9 @@ type topicLake struct {
 	// work keeps a compaction pass and the recovery of partitions taken
 	// over apart in this process.
 	work sync.Mutex
+	// recoveries coalesces the recoveries of partitions asked for at
+	// once.
+	recoveries recoveries
 	// best lends the topic's file writers zstd's best level: the batch
 	// layer shares one set among all its topics (nil: each writer makes
 	// its own).
@@ -300,7 +303,7 @@ func (tw *topicWriter) run(ctx context.Context) {
 // stop, or the partition moving to another process), then flushes what it
 // read and lets go of the partition. The caller has recorded the lease in
 // the manifest (takeOver) and recovered the partition's files
-// (recoverPartitions) first. Once the lease is lost, nothing this writer
+// (recoverPartition) first. Once the lease is lost, nothing this writer
 // read of the partition is committed: the new owner reads it again from
 // the manifest.
 func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) error {
@@ -361,7 +364,7 @@ func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) er
 		// removed, as recovery does on start.
 		cctx, cancel := context.WithTimeout(sctx, time.Minute)
 		defer cancel()
-		if cerr := tw.tl.recoverPartitions(cctx, tw.logger, map[int]Fence{part: lease}); cerr != nil {
+		if cerr := tw.tl.recoverPartition(cctx, tw.logger, part, lease); cerr != nil {
 			tw.logger.Warn("lake: tidying a partition given back; its next owner does it", "topic", topic, "partition", part, "err", cerr)
 		}
 	}
