@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // groupSyncs is how many directory fsyncs a group's Sync has under way at
@@ -71,40 +73,18 @@ func (g *dirGroup) Sync(ctx context.Context) error {
 // first error, after which no new sync starts (a failed Sync is retried
 // whole).
 func syncDirsConcurrently(ctx context.Context, dirs []string) error {
-	var (
-		mu    sync.Mutex
-		next  int
-		first error
-		wg    sync.WaitGroup
-	)
-	for range min(groupSyncs, len(dirs)) {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				if next == len(dirs) || first != nil {
-					mu.Unlock()
-					return
-				}
-				dir := dirs[next]
-				next++
-				mu.Unlock()
-				err := ctx.Err()
-				if err == nil {
-					if err = syncDir(dir); err != nil {
-						err = fmt.Errorf("lakestore: syncing %s: %w", dir, err)
-					}
-				}
-				if err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					return
-				}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(groupSyncs)
+	for _, dir := range dirs {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
 			}
+			if err := syncDir(dir); err != nil {
+				return fmt.Errorf("lakestore: syncing %s: %w", dir, err)
+			}
+			return nil
 		})
 	}
-	wg.Wait()
-	return first
+	return g.Wait()
 }
