@@ -5,12 +5,32 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 	"github.com/lambdaflow/lambdaflow/pipelines/viewrow"
 )
 
-// appendMax bounds the events of one append of rows.
+// appendMax bounds the events of one append of rows or partial states.
 const appendMax = 1000
+
+// appendBytes bounds the estimated size of one append of partial states,
+// half NATS' default max_payload (1 MiB, an external cluster's unless it
+// raised it): a state is as large as its aggregate's sketch, and the
+// batches of a busy run are appended together.
+const appendBytes = 512 << 10
+
+// entryLen is how many of events, from the first, go in one entry: at most
+// appendMax and appendBytes (estimated, broker.EventSize), at least one.
+func entryLen(events []event.Event) int {
+	size := 0
+	for i := range events {
+		size += broker.EventSize(&events[i])
+		if i == appendMax || (i > 0 && size > appendBytes) {
+			return i
+		}
+	}
+	return len(events)
+}
 
 // landed is one append of rows that is durable: the partition, the offset
 // after it, and the range of its final rows (from < 0: none).

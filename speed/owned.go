@@ -87,6 +87,15 @@ type partialBatch struct {
 	records [][]event.Event
 }
 
+// merge appends next's records after b's, partition by partition: next was
+// flushed after b, so each partition's records keep their order.
+func (b *partialBatch) merge(next partialBatch) {
+	for g, recs := range next.records {
+		b.records[g] = append(b.records[g], recs...)
+	}
+	b.seq = next.seq
+}
+
 // emitEvery is the shortest time between two flushes of stage 1 while
 // events arrive: the records of a window that changes often are sent once
 // per period, and the next stage sees them this much later at most.
@@ -421,7 +430,11 @@ func (r *partRun) flush1(ctx context.Context) {
 
 // appendLoop appends stage 1's batches in order, each view partition's
 // records of a batch in one or more entries, retrying while the log is
-// unavailable.
+// unavailable. The batches that queued while it appended go together, a
+// view partition's records of all of them in one entry (up to entryLen):
+// in a backfill stage 1 flushes faster than the log makes its entries
+// durable, and each entry is a write and an fsync however few records it
+// holds. Stage 2 reads the same records in the same order either way.
 func (r *partRun) appendLoop(ctx context.Context) error {
 	for {
 		var b partialBatch
@@ -430,9 +443,18 @@ func (r *partRun) appendLoop(ctx context.Context) error {
 			return nil
 		case b = <-r.appends:
 		}
+	merge:
+		for {
+			select {
+			case next := <-r.appends:
+				b.merge(next)
+			default:
+				break merge
+			}
+		}
 		for g, recs := range b.records {
 			for len(recs) > 0 {
-				n := min(len(recs), appendMax)
+				n := entryLen(recs)
 				// 100 ms doubling to 5 s, without jitter: the wait is for
 				// the log to come back.
 				backoff := retry.Backoff{Base: 100 * time.Millisecond, Cap: 5 * time.Second}

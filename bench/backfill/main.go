@@ -182,6 +182,8 @@ func formatReport(o options, rs []*roundResult) string {
 		func(x float64) string { return measure.Human(x) + " events/s" })
 	row("lake caught up, after the last answer", func(r *roundResult) float64 { return r.catchUp.Seconds() }, secs)
 	count := func(x float64) string { return fmt.Sprintf("%.0f", x) }
+	row("CPU, publish + catch-up (the process, all threads)", func(r *roundResult) float64 { return r.cpuCaughtUp }, secs)
+	row("log entries appended to other topics (the speed layer's), at catch-up", func(r *roundResult) float64 { return float64(r.otherAppends) }, count)
 	row("lake files, at catch-up", func(r *roundResult) float64 { return float64(r.files) }, count)
 	row("lake files, compaction done", func(r *roundResult) float64 { return float64(r.compacted.files) }, count)
 	row("compaction done, after catch-up", func(r *roundResult) float64 { return r.compactWait.Seconds() }, secs)

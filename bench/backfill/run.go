@@ -23,7 +23,9 @@ type roundResult struct {
 	lakeState                     // at catch-up
 	compacted           lakeState // once compaction is done
 	compactWait         time.Duration
-	rssCaughtUp, rssEnd int64 // bytes
+	rssCaughtUp, rssEnd int64   // bytes
+	cpuCaughtUp         float64 // the process's CPU seconds, publish + catch-up
+	otherAppends        int64   // log entries appended to topics other than the source's, at catch-up
 	recompute           []recomputeResult
 }
 
@@ -80,6 +82,41 @@ func waitLake(ctx context.Context, s *measure.Server, topic string, partitions i
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// appendsBeside sums lambdaflow_log_appends_total over every topic but
+// topic: the entries the speed layer appended (partial states and view
+// rows), each a write and an fsync of the log.
+func appendsBeside(ctx context.Context, s *measure.Server, topic string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	var n int64
+	for line := range strings.Lines(string(body)) {
+		if !strings.HasPrefix(line, "lambdaflow_log_appends_total{") || strings.Contains(line, `topic="`+topic+`"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("GET /metrics: %q: %w", strings.TrimSpace(line), err)
+		}
+		n += int64(v)
+	}
+	return n, nil
 }
 
 // lakeStats counts the lake's data files and bytes on disk (names starting
@@ -244,6 +281,12 @@ func runRound(ctx context.Context, o options, bin, pipeline, oracle, input strin
 	}
 	res.catchUp = time.Since(answered)
 	if res.rssCaughtUp, err = s.PeakRSS(); err != nil {
+		return nil, err
+	}
+	if res.cpuCaughtUp, err = s.CPUSeconds(); err != nil {
+		return nil, err
+	}
+	if res.otherAppends, err = appendsBeside(ctx, s, "flights"); err != nil {
 		return nil, err
 	}
 	lake := filepath.Join(dir, "data", "lake", "flights")
