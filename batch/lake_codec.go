@@ -143,7 +143,8 @@ func (c *lakeCodec) pageSize(b []byte, trial *encodingTrial, slot int) int64 {
 
 // bestEncoders lends zstd encoders of the best level to the file writers
 // of a process, a few at a time. Each holds about 34 MiB of match tables
-// (its own, whatever the size of the input), so they are not made per
+// (its own, whatever the size of the input) besides its history
+// (pageWindow), so they are not made per
 // file writer (four per topic, and a compactor's) nor pooled in a
 // sync.Pool, whose emptying at every garbage collection had them made
 // again and again (a daily backfill's peak RSS went from 370 MiB to over
@@ -172,12 +173,22 @@ func (b *bestEncoders) encode(dst, src []byte) []byte {
 	return e.EncodeAll(src, dst[:0])
 }
 
+// pageWindow is the window of the lake's zstd encoders. A page is cut at
+// pageBuffer bytes, so no match in it lies farther back, and a page up to
+// the window is compressed to the same bytes as with the library's default
+// window of 8 MiB (TestZstdEncoderWindow); an encoder's history is twice
+// its window, so the default held 12 MiB more per encoder (a file writer
+// has two or three, a process a few writers per topic).
+const pageWindow = 2 * pageBuffer
+
 // newZstdEncoder makes an encoder of pages at level, with opts: one
 // goroutine (pages are compressed whole, by EncodeAll), no frame checksum
-// (4 bytes a page), and a frame even for an empty page.
+// (4 bytes a page), a frame even for an empty page, and a window of
+// pageWindow.
 func newZstdEncoder(level kzstd.EncoderLevel, opts ...kzstd.EOption) *kzstd.Encoder {
 	e, err := kzstd.NewWriter(nil, append([]kzstd.EOption{kzstd.WithEncoderLevel(level),
-		kzstd.WithEncoderConcurrency(1), kzstd.WithZeroFrames(true), kzstd.WithEncoderCRC(false)}, opts...)...)
+		kzstd.WithEncoderConcurrency(1), kzstd.WithZeroFrames(true), kzstd.WithEncoderCRC(false),
+		kzstd.WithWindowSize(pageWindow)}, opts...)...)
 	if err != nil {
 		panic(err) // only invalid options fail, and callers' are fixed
 	}

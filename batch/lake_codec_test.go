@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -339,6 +340,83 @@ func TestBestEncodersShared(t *testing.T) {
 	}
 	if made == 0 || len(best.free) != 0 {
 		t.Errorf("%d encoders made, %d more lent out", made, len(best.free))
+	}
+}
+
+// TestZstdEncoderWindow: the lake's zstd encoders (each level and option
+// it uses), with their window of pageWindow, compress pages up to that
+// window (random bytes, skewed ones, repeats; sizes about the library's
+// block and window edges), one after another on the same encoder, to the
+// same bytes as encoders of the library's default window, so that the
+// smaller window changes no lake file; and the best level's encoder, having
+// compressed a page, holds at least 8 MiB less than one of the default
+// window.
+func TestZstdEncoderWindow(t *testing.T) {
+	encoders := []struct {
+		name  string
+		level kzstd.EncoderLevel
+		opts  []kzstd.EOption
+	}{
+		{"fastest, no entropy coding (small files)", kzstd.SpeedFastest, []kzstd.EOption{kzstd.WithNoEntropyCompression(true)}},
+		{"fastest, every literal coded (the trial)", kzstd.SpeedFastest, []kzstd.EOption{kzstd.WithAllLitEntropyCompression(true)}},
+		{"default, every literal coded (large files)", kzstd.SpeedDefault, []kzstd.EOption{kzstd.WithAllLitEntropyCompression(true)}},
+		{"best (daily files)", kzstd.SpeedBestCompression, nil},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var pages [][]byte
+	for _, n := range []int{0, 1, 255, 1024, 1025, 4096, 128 << 10, 128<<10 + 1, 500_000, pageBuffer, pageBuffer + 4096, pageWindow} {
+		for _, gen := range []func(i int) byte{
+			func(int) byte { return byte(rng.IntN(256)) },
+			func(int) byte { return byte(rng.IntN(4)) },
+			func(i int) byte { return byte(i / 7 % 251) },
+		} {
+			src := make([]byte, n)
+			for i := range src {
+				src[i] = gen(i)
+			}
+			pages = append(pages, src)
+		}
+	}
+	for _, c := range encoders {
+		ours := newZstdEncoder(c.level, c.opts...)
+		lib, err := kzstd.NewWriter(nil, append([]kzstd.EOption{kzstd.WithEncoderLevel(c.level),
+			kzstd.WithEncoderConcurrency(1), kzstd.WithZeroFrames(true), kzstd.WithEncoderCRC(false)}, c.opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, src := range pages {
+			if got, want := ours.EncodeAll(src, nil), lib.EncodeAll(src, nil); !bytes.Equal(got, want) {
+				t.Errorf("%s: page %d of %d bytes: %d bytes compressed, with the library's default window %d", c.name, i, len(src), len(got), len(want))
+			}
+		}
+	}
+	page := bytes.Repeat([]byte("lambdaflow"), 10_000)
+	held := func(encode func([]byte) any) (uint64, any) {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		e := encode(page)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		return after.HeapAlloc - min(before.HeapAlloc, after.HeapAlloc), e
+	}
+	small, e1 := held(func(p []byte) any {
+		b := newBestEncoders(1)
+		b.encode(nil, p)
+		return b
+	})
+	large, e2 := held(func(p []byte) any {
+		e, err := kzstd.NewWriter(nil, kzstd.WithEncoderLevel(kzstd.SpeedBestCompression), kzstd.WithEncoderConcurrency(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.EncodeAll(p, nil)
+		return e
+	})
+	runtime.KeepAlive(e1)
+	runtime.KeepAlive(e2)
+	if small+8<<20 > large {
+		t.Errorf("an encoder of the best level holds %d MiB, one of the default window %d MiB: want at least 8 MiB less", small>>20, large>>20)
 	}
 }
 
