@@ -124,3 +124,79 @@ func TestEntryLen(t *testing.T) {
 		}
 	}
 }
+
+// TestSpeedMergedPartialsShowTheSameRows: while the log holds a view's
+// partial states back, stage 1's flushes queue and are appended together
+// when it lets them go, and stage 2 shows exactly the rows of a run whose
+// every flush was appended on its own.
+func TestSpeedMergedPartialsShowTheSameRows(t *testing.T) {
+	const steps = 5
+	run := func(hold bool) (dump string, entries []int) {
+		p := testPipeline(t, pipelineOpts{partitions: 2, lateness: "0s"})
+		log := newMemLog(p)
+		store := newMemStore()
+		r := startSpeed(t, p, log, store)
+		defer r.stop(t)
+		pt := p.PartialsTopic(p.ViewByName("all"))
+		// fromSource0 counts each partials partition's entries of stage 1
+		// of source partition 0.
+		fromSource0 := func() []int {
+			log.mu.Lock()
+			defer log.mu.Unlock()
+			n := make([]int, len(log.parts[pt.Name]))
+			for g, part := range log.parts[pt.Name] {
+				for _, e := range part.entries {
+					if pr, ok := decodePartial(&e.Events[0]); ok && pr.source == 0 {
+						n[g]++
+					}
+				}
+			}
+			return n
+		}
+		// One event before, so that both stages run before the log is held.
+		publish := func(i int) {
+			t.Helper()
+			region := fmt.Sprintf("r%d", i)
+			e := ev(fmt.Sprintf("e%d", i), int64(i)*sec, "h1", region, float64(i)/4, int64(10*i))
+			if _, err := log.Append(t.Context(), "metrics", 0, []event.Event{e}); err != nil {
+				t.Fatal(err)
+			}
+			checkFor(t, 10*time.Second, fmt.Sprintf("stage 1 past event %d", i), func() bool {
+				return log.read("speed.all", "metrics", 0) == int64(i+1)
+			})
+		}
+		publish(0)
+		checkFor(t, 10*time.Second, "the first row", func() bool { return strings.Contains(store.dump("all"), "r0") })
+		before := fromSource0()
+		release := func() {}
+		if hold {
+			release = log.hold(pt.Name)
+		}
+		for i := 1; i <= steps; i++ {
+			publish(i)
+			time.Sleep(50 * time.Millisecond) // stage 1 flushes at most every 5 ms
+		}
+		release()
+		checkFor(t, 10*time.Second, "every row", func() bool {
+			return strings.Contains(store.dump("all"), fmt.Sprintf("r%d", steps))
+		})
+		after := fromSource0()
+		for g := range after {
+			after[g] -= before[g]
+		}
+		return store.dump("all"), after
+	}
+	held, heldEntries := run(true)
+	alone, aloneEntries := run(false)
+	if held != alone {
+		t.Errorf("rows with the partial states held and appended together:\n%s\nappended one flush at a time:\n%s", held, alone)
+	}
+	for g, n := range heldEntries {
+		// The first flush waits in the log; the others queue and go in
+		// one entry a partition (fewer if stage 1 flushed steps together).
+		if n < 1 || n > 2 {
+			t.Errorf("partials partition %d: %d entries of source partition 0 while held, want 1 or 2 (one at a time: %d)", g, n, aloneEntries[g])
+		}
+	}
+	t.Logf("entries per partials partition of source partition 0: held %v, one at a time %v", heldEntries, aloneEntries)
+}
