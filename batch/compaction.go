@@ -142,7 +142,8 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 	// the ownership its inputs were chosen under.
 	fences := map[int]Fence{}
 	groups := map[int64][]fileEntry{}
-	for _, f := range m.Files {
+	for fp := range m.all() {
+		f := *fp
 		start := c.tl.layout.start(f.Start)
 		if f.Start != start || f.End != c.tl.layout.end(start) {
 			// Written under another partitioning: its offset ranges speak
@@ -276,13 +277,9 @@ func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files [
 		if err := fenced(m.partition(shard), fence, c.tl.topic.Name); err != nil {
 			return nil, err
 		}
-		live := make(map[string]bool, len(m.Files))
-		for _, f := range m.Files {
-			live[f.Path] = true
-		}
 		d := &delta{Add: []fileEntry{out}}
 		for _, f := range files {
-			if !live[f.Path] {
+			if !m.isLive(f.Path) {
 				return nil, fmt.Errorf("%w: %s is no longer live", errStale, f.Path)
 			}
 			d.Remove = append(d.Remove, f.Path)

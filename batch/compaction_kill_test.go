@@ -154,7 +154,7 @@ func (k *killLake) check(tl *topicLake, files, rows int) *manifest {
 		t.Error(err)
 	}
 	got := 0
-	for _, fe := range m.Files {
+	for _, fe := range m.Files() {
 		if err := tl.scanFile(context.Background(), fe, scanOptions{}, func(b *scanBatch) error {
 			got += len(b.Events)
 			return nil
@@ -162,8 +162,8 @@ func (k *killLake) check(tl *topicLake, files, rows int) *manifest {
 			t.Errorf("reading %s: %v", fe.Path, err)
 		}
 	}
-	if len(m.Files) != files || got != rows {
-		t.Errorf("manifest version %d: %d files holding %d rows, want %d files, %d rows", m.Version, len(m.Files), got, files, rows)
+	if len(m.Files()) != files || got != rows {
+		t.Errorf("manifest version %d: %d files holding %d rows, want %d files, %d rows", m.Version, len(m.Files()), got, files, rows)
 	}
 	return m
 }
@@ -213,7 +213,7 @@ func TestMergeKilled(t *testing.T) {
 				t.Fatalf("compaction after the restart: %v", err)
 			}
 			m = k.check(tw.tl, 1, 34)
-			if f := m.Files[0]; f.Path != name || !f.Compacted {
+			if f := m.Files()[0]; f.Path != name || !f.Compacted {
 				t.Errorf("the lake's file is %s (compacted %v), want %s", f.Path, f.Compacted, name)
 			}
 		})

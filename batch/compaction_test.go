@@ -51,8 +51,8 @@ func testCompactionWhileReading(t *testing.T, at lakeAt) {
 	before := tl.ms.snapshot()
 	// How many files the flushes made depends on how the writer's reads
 	// met the adds; compaction has work as long as some hour has several.
-	if len(before.Files) <= 3 {
-		t.Fatalf("only %d files for 3 hours: nothing to compact", len(before.Files))
+	if len(before.Files()) <= 3 {
+		t.Fatalf("only %d files for 3 hours: nothing to compact", len(before.Files()))
 	}
 
 	// Readers read whole-lake snapshots in a loop until compaction is done.
@@ -91,13 +91,13 @@ func testCompactionWhileReading(t *testing.T, at lakeAt) {
 	t.Logf("%d merges, %d snapshot reads during compaction", n, reads.Load())
 	after := tl.ms.snapshot()
 	// One file per hour: the partitions and flushes merged.
-	if n == 0 || len(after.Files) != 3 {
-		t.Fatalf("%d merges: %d files before, %d after", n, len(before.Files), len(after.Files))
+	if n == 0 || len(after.Files()) != 3 {
+		t.Fatalf("%d merges: %d files before, %d after", n, len(before.Files()), len(after.Files()))
 	}
 	if err := readSnapshot(tl, ids); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range after.Files {
+	for _, f := range after.Files() {
 		if len(f.Ranges) != 2 || !f.Compacted {
 			t.Fatalf("merged file %s: ranges %+v", f.Path, f.Ranges)
 		}
@@ -156,7 +156,7 @@ func readSnapshot(tl *topicLake, ids map[string]bool) error {
 
 func readFiles(tl *topicLake, m *manifest, ids map[string]bool) error {
 	seen := make(map[string]bool, len(ids))
-	for _, fe := range m.Files {
+	for _, fe := range m.Files() {
 		err := tl.scanFile(context.Background(), fe, scanOptions{IDs: true, Fields: make([]bool, len(tl.topic.Schema))}, func(b *scanBatch) error {
 			for _, e := range b.Events {
 				if seen[e.ID] {
@@ -217,7 +217,7 @@ func testRecovery(t *testing.T, at lakeAt) {
 	}
 	es = slices.DeleteFunc(es, func(e lakestore.Entry) bool { return strings.HasPrefix(e.Key, "metrics/"+manifestDir+"/") })
 	listed := map[string]bool{}
-	for _, fe := range tl.ms.snapshot().Files {
+	for _, fe := range tl.ms.snapshot().Files() {
 		listed["metrics/"+fe.Path] = true
 	}
 	var left []string
@@ -363,7 +363,7 @@ func TestPartitioningChanges(t *testing.T) {
 	}
 	check := func(stage string, want ...string) {
 		t.Helper()
-		got := paths(e.b.manifestOf("metrics").Files)
+		got := paths(e.b.manifestOf("metrics").Files())
 		ok := len(got) == len(want)
 		for i := range want {
 			ok = ok && strings.HasPrefix(got[i], want[i])
@@ -402,7 +402,7 @@ func TestPartitioningChanges(t *testing.T) {
 	}
 	check("monthly", "dt=2026-01-01/c", "month=2026-01/c", "dt=2026-01-02/c", "dt=2026-01-02/hour=06/c", "dt=2026-01-05/")
 	m := e.b.manifestOf("metrics")
-	if f := m.Files[1]; f.Start != t0.UnixMicro() || f.End != time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC).UnixMicro() || f.Rows != int64(len(month)) {
+	if f := m.Files()[1]; f.Start != t0.UnixMicro() || f.End != time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC).UnixMicro() || f.Rows != int64(len(month)) {
 		t.Errorf("monthly: %s holds [%d, %d) and %d rows, want January and %d", f.Path, f.Start, f.End, f.Rows, len(month))
 	}
 	// A pass more merges nothing, and a recompute reads every layout.
@@ -457,16 +457,16 @@ func TestCompactionTiers(t *testing.T) {
 		e.add(evs[k*per : (k+1)*per])
 		compact()
 		m := e.b.manifestOf("metrics")
-		for _, f := range m.Files {
+		for _, f := range m.Files() {
 			if f.Compacted && !made[f.Path] {
 				made[f.Path] = true
 				rewritten += f.Rows
 			}
 		}
-		if u := unsettled(m.Files, 0); len(u) >= e.p.Lake.Compact.MinFiles {
+		if u := unsettled(m.Files(), 0); len(u) >= e.p.Lake.Compact.MinFiles {
 			t.Fatalf("after flush %d: %d files the next merge would take, want fewer than %d", k+1, len(u), e.p.Lake.Compact.MinFiles)
 		}
-		most = max(most, len(m.Files))
+		most = max(most, len(m.Files()))
 	}
 	if got := float64(rewritten) / float64(len(evs)); got > 6 {
 		t.Errorf("merges rewrote each row %.1f times on average, want at most 6", got)
@@ -481,7 +481,7 @@ func TestCompactionTiers(t *testing.T) {
 	e.add([]event.Event{late})
 	compact()
 	var hour []string
-	for _, f := range e.b.manifestOf("metrics").Files {
+	for _, f := range e.b.manifestOf("metrics").Files() {
 		if f.Start == t0.UnixMicro() {
 			hour = append(hour, f.Path)
 		}
@@ -635,7 +635,7 @@ func TestRecoverPartitionsTogether(t *testing.T) {
 		left = append(left, strings.TrimPrefix(e.Key, hour))
 	}
 	listed := map[string]bool{}
-	for _, fe := range tl.ms.snapshot().Files {
+	for _, fe := range tl.ms.snapshot().Files() {
 		listed[path.Base(fe.Path)] = true
 	}
 	left = slices.DeleteFunc(left, func(name string) bool { return listed[name] })

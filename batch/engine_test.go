@@ -48,11 +48,11 @@ func TestMislabelledFile(t *testing.T) {
 			writeLakeDirect(t, tl, 1, evs[600:], 0)
 			ctx := context.Background()
 			m := tl.ms.local()
-			if len(m.Files) != 3 {
-				t.Fatalf("%d files, want 3", len(m.Files))
+			if len(m.Files()) != 3 {
+				t.Fatalf("%d files, want 3", len(m.Files()))
 			}
 			files := map[string]fileEntry{}
-			for _, f := range m.Files {
+			for _, f := range m.Files() {
 				files[rangesString(f.Ranges)] = f
 			}
 			a, o := files["p0 [0, 299]"], files[[]string{"p0 [0, 299]", "p0 [300, 599]", "p1 [0, 299]"}[tc.other]]

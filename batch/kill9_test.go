@@ -228,7 +228,7 @@ func testLakeKill9(t *testing.T, at lakeAt) {
 	for _, err := range lakeLeftovers(st, m) {
 		t.Error(err)
 	}
-	t.Logf("manifest version %d: %d live files, %d replaced, %d compactions", m.Version, len(m.Files), len(m.Replaced), compacted(m))
+	t.Logf("manifest version %d: %d live files, %d replaced, %d compactions", m.Version, len(m.Files()), len(m.Replaced), compacted(m))
 	got := readLake(t, b, "metrics")
 	if len(got) != n {
 		t.Fatalf("lake holds %d events, want %d", len(got), n)
@@ -247,7 +247,7 @@ func testLakeKill9(t *testing.T, at lakeAt) {
 // sight of directory readers, unfinished writes.
 func lakeLeftovers(st lakestore.Store, m *manifest) []error {
 	listed, replaced := map[string]bool{}, map[string]bool{}
-	for _, f := range m.Files {
+	for _, f := range m.Files() {
 		listed["metrics/"+f.Path] = true
 	}
 	for _, r := range m.Replaced {
@@ -279,7 +279,7 @@ func lakeLeftovers(st lakestore.Store, m *manifest) []error {
 
 func compacted(m *manifest) int {
 	n := 0
-	for _, f := range m.Files {
+	for _, f := range m.Files() {
 		if f.Compacted {
 			n++
 		}

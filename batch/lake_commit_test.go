@@ -127,8 +127,8 @@ func TestCommitSettlesLostAnswers(t *testing.T) {
 		if err != nil {
 			t.Fatalf("commit whose answer was lost: %v", err)
 		}
-		if m.Version != 1 || len(m.Files) != 1 {
-			t.Fatalf("version %d with %d files, want 1 and 1", m.Version, len(m.Files))
+		if m.Version != 1 || len(m.Files()) != 1 {
+			t.Fatalf("version %d with %d files, want 1 and 1", m.Version, len(m.Files()))
 		}
 		if v := openMS(t, st).snapshot().Version; v != 1 {
 			t.Fatalf("a fresh reader sees version %d, want 1", v)

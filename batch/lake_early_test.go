@@ -65,11 +65,11 @@ func TestEarlyFlushOfSettledBurst(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := tw.tl.ms.snapshot()
-		if len(m.Files) != hours {
-			t.Errorf("%d files, want %d (one per hour)", len(m.Files), hours)
+		if len(m.Files()) != hours {
+			t.Errorf("%d files, want %d (one per hour)", len(m.Files()), hours)
 		}
 		var rows int64
-		for _, f := range m.Files {
+		for _, f := range m.Files() {
 			rows += f.Rows
 			if f.Rows != perHour {
 				t.Errorf("%s holds %d rows, want %d", f.Path, f.Rows, perHour)

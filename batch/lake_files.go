@@ -41,8 +41,8 @@ func LakeFiles(p *pipelines.Pipeline, topic string) ([]string, error) {
 		return nil, err
 	}
 	dir := filepath.Join(LakeDir(p), topic)
-	out := make([]string, 0, len(m.Files))
-	for _, f := range m.Files {
+	out := make([]string, 0, m.fileCount())
+	for f := range m.all() {
 		out = append(out, filepath.Join(dir, filepath.FromSlash(f.Path)))
 	}
 	return out, nil

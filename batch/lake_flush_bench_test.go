@@ -121,7 +121,7 @@ func BenchmarkLakeFlushSmallFiles(b *testing.B) {
 		}
 		b.StopTimer()
 		cpu += cpuTime() - cpu0
-		if files := len(tl.ms.snapshot().Files); files != hours {
+		if files := len(tl.ms.snapshot().Files()); files != hours {
 			b.Fatalf("%d files, want %d", files, hours)
 		}
 		b.StartTimer()

@@ -336,8 +336,8 @@ func testLeaseLapseMidRecovery(t *testing.T, at lakeAt) {
 	appendEvents(t, r.br2, "metrics", 1, evs[50:])
 	testenv.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
 		m := b2.manifestOf("metrics")
-		if m.partition(0).Next < 100 || len(m.Files) != 1 || !m.Files[0].Compacted || len(m.Replaced) == 0 {
-			return fmt.Errorf("next %d, %d files, %d replaced; want 100 in one merged file", m.partition(0).Next, len(m.Files), len(m.Replaced))
+		if m.partition(0).Next < 100 || len(m.Files()) != 1 || !m.Files()[0].Compacted || len(m.Replaced) == 0 {
+			return fmt.Errorf("next %d, %d files, %d replaced; want 100 in one merged file", m.partition(0).Next, len(m.Files()), len(m.Replaced))
 		}
 		return nil
 	})

@@ -172,7 +172,7 @@ func lakeIDs(t *testing.T, st lakestore.Store, open func(lakestore.Store) *topic
 	tl := open(st).tl
 	m := tl.ms.snapshot()
 	ids := map[string]bool{}
-	for _, fe := range m.Files {
+	for _, fe := range m.Files() {
 		err := tl.scanFile(context.Background(), fe, scanOptions{}, func(b *scanBatch) error {
 			for _, e := range b.Events {
 				if ids[e.ID] {
@@ -255,8 +255,8 @@ func testMergeRefusedAfterTakeOver(t *testing.T, at lakeAt) {
 		t.Fatalf("the sleeper's merge: %d merged, %v; want errLost", n, err)
 	}
 	m := open(st).tl.ms.snapshot()
-	if len(m.Files) != 2 || m.partition(0).Epoch != 2 {
-		t.Fatalf("after the refused merge: %d files under epoch %d, want the 2 inputs under epoch 2", len(m.Files), m.partition(0).Epoch)
+	if len(m.Files()) != 2 || m.partition(0).Epoch != 2 {
+		t.Fatalf("after the refused merge: %d files under epoch %d, want the 2 inputs under epoch 2", len(m.Files()), m.partition(0).Epoch)
 	}
 	wantIDs(t, lakeIDs(t, st, open), 100, 0)
 }
@@ -355,8 +355,8 @@ func testLateRecordInFreedSlot(t *testing.T, at lakeAt) {
 		t.Fatal(err)
 	}
 	m := open(st).tl.ms.snapshot()
-	if len(m.Files) != 2 {
-		t.Fatalf("after the sleeper's merge: %d files live, want its 2 inputs", len(m.Files))
+	if len(m.Files()) != 2 {
+		t.Fatalf("after the sleeper's merge: %d files live, want its 2 inputs", len(m.Files()))
 	}
 	wantIDs(t, lakeIDs(t, st, open), 100, 0)
 }
@@ -394,8 +394,8 @@ func testStaleRecoverySparesLaterOwner(t *testing.T, at lakeAt) {
 	if err := sleeper.tl.recoverPartitions(ctx, testLogger(t), map[int]Fence{0: l1}); err != nil {
 		t.Fatalf("the sleeper's recovery: %v", err)
 	}
-	if m := open(st).tl.ms.snapshot(); len(m.Files) != 2 || len(m.Replaced) != 2 {
-		t.Fatalf("%d files live and %d replaced, want the merged file and the last flush's, and the 2 merged", len(m.Files), len(m.Replaced))
+	if m := open(st).tl.ms.snapshot(); len(m.Files()) != 2 || len(m.Replaced) != 2 {
+		t.Fatalf("%d files live and %d replaced, want the merged file and the last flush's, and the 2 merged", len(m.Files()), len(m.Replaced))
 	}
 	wantIDs(t, lakeIDs(t, st, open), 150, 0)
 	// The merged inputs stay readable (hidden) for readers of the
@@ -469,8 +469,8 @@ func testMergeConfirmedByManifest(t *testing.T, at lakeAt) {
 		t.Fatalf("the merge: %d merged, %v; want 1 and no error", n, err)
 	}
 	m := open(st).tl.ms.snapshot()
-	if len(m.Files) != 1 || !m.Files[0].Compacted || len(m.Replaced) != 2 {
-		t.Fatalf("%d files live, %d replaced; want the merged file and its 2 inputs", len(m.Files), len(m.Replaced))
+	if len(m.Files()) != 1 || !m.Files()[0].Compacted || len(m.Replaced) != 2 {
+		t.Fatalf("%d files live, %d replaced; want the merged file and its 2 inputs", len(m.Files()), len(m.Replaced))
 	}
 	for _, r := range m.Replaced {
 		key := "metrics/" + r.Path

@@ -84,7 +84,7 @@ func TestFlushOfOwnedPartitions(t *testing.T) {
 		t.Errorf("partition 1 (lease lost): %+v, want next 0, rows 0, epoch 1", ps)
 	}
 	var rows int64
-	for _, f := range man.Files {
+	for _, f := range man.Files() {
 		for _, r := range f.Ranges {
 			if r.Partition != 0 {
 				t.Errorf("file %s holds a range of partition %d", f.Path, r.Partition)
@@ -129,7 +129,7 @@ func TestFlushOfOwnedPartitions(t *testing.T) {
 	for _, e := range es {
 		stored[e.Key] = true
 	}
-	for _, f := range man.Files {
+	for _, f := range man.Files() {
 		if !stored[tw.tl.key(f.Path)] {
 			t.Errorf("file %s is in the manifest but not in storage", f.Path)
 		}
@@ -189,7 +189,7 @@ func TestLakeSharedCompaction(t *testing.T) {
 	testenv.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
 		m := procs[0].manifestOf("metrics")
 		per := map[int64]int{}
-		for _, f := range m.Files {
+		for _, f := range m.Files() {
 			per[f.Start]++
 		}
 		for start, n := range per {
@@ -212,7 +212,7 @@ func TestLakeSharedCompaction(t *testing.T) {
 		}
 	}
 	multi := 0
-	for _, f := range procs[1].manifestOf("metrics").Files {
+	for _, f := range procs[1].manifestOf("metrics").Files() {
 		parts := map[int]bool{}
 		for _, r := range f.Ranges {
 			parts[r.Partition] = true

@@ -51,10 +51,6 @@ func (tl *topicLake) recoverOwned(ctx context.Context, log *slog.Logger, fences 
 		return lost, nil
 	}
 	mine := func(path string) bool { return tl.owns(path, owned) && !tl.later(path, m, fences) }
-	live := make(map[string]bool, len(m.Files))
-	for _, f := range m.Files {
-		live[f.Path] = true
-	}
 	replaced := make(map[string]bool, len(m.Replaced))
 	for _, r := range m.Replaced {
 		replaced[r.Path] = true
@@ -96,10 +92,10 @@ func (tl *topicLake) recoverOwned(ctx context.Context, log *slog.Logger, fences 
 			// A replaced file whose grace is over but whose deletion was
 			// cut short: nothing refers to it any more.
 			orig := dir + strings.TrimSuffix(strings.TrimPrefix(name, "."), ".replaced")
-			if !replaced[orig] && !live[orig] && mine(orig) {
+			if !replaced[orig] && !m.isLive(orig) && mine(orig) {
 				orphans = append(orphans, e.Key)
 			}
-		case !strings.HasSuffix(name, ".parquet") || live[rel] || !mine(rel):
+		case !strings.HasSuffix(name, ".parquet") || m.isLive(rel) || !mine(rel):
 		case replaced[rel]:
 			// Replaced by compaction, but the crash came before it was hidden.
 			log.Info("lake: hiding a file compaction replaced (written before a crash)", "file", tl.st.String()+e.Key)

@@ -142,10 +142,8 @@ func openTopicLake(ctx context.Context, st lakestore.Store, t *pipelines.Topic, 
 // away from (cut off, not stopped yet) never deletes the new owner's file.
 func (tl *topicLake) mayReplace(path string, fences map[int]Fence) error {
 	m := tl.ms.snapshot()
-	for _, f := range m.Files {
-		if f.Path == path {
-			return fmt.Errorf("%w: %s/%s is in the manifest already", errLost, tl.topic.Name, path)
-		}
+	if m.isLive(path) {
+		return fmt.Errorf("%w: %s/%s is in the manifest already", errLost, tl.topic.Name, path)
 	}
 	for p, f := range fences {
 		if err := fenced(m.partition(p), f, tl.topic.Name); err != nil {

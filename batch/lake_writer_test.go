@@ -70,7 +70,7 @@ func testLakeWriter(t *testing.T, at lakeAt) {
 		}
 	}
 	m := b.manifestOf("metrics")
-	for _, f := range m.Files {
+	for _, f := range m.Files() {
 		kind := "p"
 		if len(f.Ranges) > 1 {
 			kind = "w"
@@ -179,7 +179,7 @@ func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
 	testenv.CheckFor(t, 3*time.Minute, 10*time.Millisecond, func() error {
 		m = b.manifestOf("metrics")
 		perPeriod := map[int64][]fileEntry{}
-		for _, f := range m.Files {
+		for _, f := range m.Files() {
 			perPeriod[f.Start] = append(perPeriod[f.Start], f)
 		}
 		for start, fs := range perPeriod {
@@ -200,7 +200,7 @@ func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
 	if layout == pipelines.LakeMonthly && len(periods) != 4 {
 		t.Fatalf("the events fall in %d months, want 4", len(periods))
 	}
-	for _, f := range m.Files {
+	for _, f := range m.Files() {
 		if f.Start != lay.start(f.Start) || f.End != lay.end(f.Start) || !strings.HasPrefix(f.Path, lay.path(f.Start)+"/") || strings.Count(f.Path, "/") != depth {
 			t.Errorf("file %s of [%d, %d) is not laid out %s", f.Path, f.Start, f.End, layout)
 		}
@@ -208,10 +208,10 @@ func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
 			multi++
 		}
 	}
-	if multi < len(m.Files)/2 {
-		t.Errorf("%d files (%d with several partitions) for %d periods", len(m.Files), multi, len(periods))
+	if multi < len(m.Files())/2 {
+		t.Errorf("%d files (%d with several partitions) for %d periods", len(m.Files()), multi, len(periods))
 	}
-	t.Logf("%d events, %d periods, %d files, manifest version %d, peak buffer %d bytes", len(evs), len(periods), len(m.Files), m.Version, tw.budget.peak)
+	t.Logf("%d events, %d periods, %d files, manifest version %d, peak buffer %d bytes", len(evs), len(periods), len(m.Files()), m.Version, tw.budget.peak)
 	got := readLake(t, b, "metrics")
 	if len(got) != len(evs) {
 		t.Fatalf("lake holds %d events, want %d", len(got), len(evs))
@@ -219,7 +219,7 @@ func testLakeBackfill(t *testing.T, at lakeAt, layout string) {
 	// Every file, flushed or merged, holds its rows in event-time order,
 	// ties by partition then offset, although they arrived shuffled.
 	tl := b.lakes["metrics"]
-	for _, fe := range m.Files {
+	for _, fe := range m.Files() {
 		var last struct {
 			time int64
 			part int32

@@ -231,7 +231,7 @@ func readLake(t testing.TB, b *Batch, topic string) map[string]event.Event {
 	m, unpin := tl.ms.pin()
 	defer unpin()
 	out := map[string]event.Event{}
-	for _, fe := range m.Files {
+	for _, fe := range m.Files() {
 		err := tl.scanFile(context.Background(), fe, scanOptions{}, func(sb *scanBatch) error {
 			for _, e := range sb.Events {
 				if _, dup := out[e.ID]; dup {

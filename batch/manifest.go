@@ -28,8 +28,9 @@ type manifest struct {
 	Version int64  `json:"version"`
 	// Partitions records, per partition, what the lake holds of it.
 	Partitions []partitionState `json:"partitions"`
-	// Files are the live data files, ordered by period start, then path.
-	Files []fileEntry `json:"files"`
+	// The live data files, ordered by period start, then path ("files" in
+	// a checkpoint), and the paths of live and replaced files.
+	manifestFiles
 	// Replaced are files that compaction merged into others; they are out
 	// of the dataset but kept (hidden) for readers of older manifests until
 	// their grace period ends.
@@ -179,7 +180,7 @@ func (m *manifest) partition(p int) partitionState {
 // ascending.
 func (m *manifest) Periods() []int64 {
 	var ps []int64
-	for _, f := range m.Files {
+	for f := range m.all() {
 		if n := len(ps); n == 0 || ps[n-1] != f.Start {
 			ps = append(ps, f.Start)
 		}
@@ -191,25 +192,21 @@ func (m *manifest) Periods() []int64 {
 // in period order.
 func (m *manifest) FilesIn(from, to int64) []fileEntry {
 	var out []fileEntry
-	for _, f := range m.Files {
+	// No period is longer than a month: a file starting before that
+	// cannot reach from.
+	for f := range m.from(from - longestPeriod) {
 		if f.Start >= to {
 			break
 		}
 		if f.End > from {
-			out = append(out, f)
+			out = append(out, *f)
 		}
 	}
 	return out
 }
 
-func sortFiles(fs []fileEntry) {
-	slices.SortFunc(fs, func(a, b fileEntry) int {
-		if c := cmp.Compare(a.Start, b.Start); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Path, b.Path)
-	})
-}
+// longestPeriod bounds the periods of every layout (a calendar month).
+const longestPeriod = 31 * dayMicros
 
 // ErrCorruptManifest is returned (wrapped, naming the object) when a
 // manifest checkpoint or commit cannot be parsed or breaks the invariants.
@@ -244,74 +241,54 @@ func apply(m *manifest, d *delta) (*manifest, error) {
 		}
 		next.Partitions[i] = ps
 	}
-	removed := make(map[string]bool, len(d.Remove))
-	for _, p := range d.Remove {
-		removed[p] = true
-	}
-	next.Files = make([]fileEntry, 0, len(m.Files)+len(d.Add))
-	for _, f := range m.Files {
-		if removed[f.Path] {
-			delete(removed, f.Path)
-			continue
-		}
-		next.Files = append(next.Files, f)
-	}
-	if len(removed) > 0 {
-		return nil, fmt.Errorf("%w: removing %d files that are not live (e.g. %s)", errConflict, len(removed), anyKey(removed))
-	}
+	files, paths := m.clone()
+	next.manifestFiles = manifestFiles{files: files, paths: paths}
+	at := d.Time / 1e6
+	// Purges first: a file this delta removes is not replaced yet.
 	purged := make(map[string]bool, len(d.Purge))
 	for _, p := range d.Purge {
+		if r, ok := paths.Get(pathRef{path: p}); !ok || !r.replaced || purged[p] {
+			return nil, fmt.Errorf("%w: purging a file that was not replaced: %s", errConflict, p)
+		}
 		purged[p] = true
+		paths.Delete(pathRef{path: p})
 	}
-	at := d.Time / 1e6
+	for _, p := range d.Remove {
+		r, ok := paths.Get(pathRef{path: p})
+		if !ok || r.replaced {
+			return nil, fmt.Errorf("%w: removing a file that is not live: %s", errConflict, p)
+		}
+		files.Delete(&fileEntry{Start: r.start, Path: p})
+		paths.ReplaceOrInsert(pathRef{path: p, replaced: true})
+	}
+	// Replaced files are those of the grace period, few whatever the lake
+	// holds.
 	next.Replaced = make([]replacedEntry, 0, len(m.Replaced)+len(d.Remove))
 	for _, r := range m.Replaced {
-		if purged[r.Path] {
-			delete(purged, r.Path)
-			continue
+		if !purged[r.Path] {
+			next.Replaced = append(next.Replaced, r)
 		}
-		next.Replaced = append(next.Replaced, r)
-	}
-	if len(purged) > 0 {
-		return nil, fmt.Errorf("%w: purging %d files that were not replaced (e.g. %s)", errConflict, len(purged), anyKey(purged))
 	}
 	for _, p := range d.Remove {
 		next.Replaced = append(next.Replaced, replacedEntry{Path: p, Version: d.Version, At: at})
 	}
-	if len(d.Add) > 0 {
-		taken := make(map[string]bool, len(next.Files)+len(next.Replaced))
-		for _, f := range next.Files {
-			taken[f.Path] = true
+	for i := range d.Add {
+		f := d.Add[i]
+		if _, taken := paths.ReplaceOrInsert(pathRef{path: f.Path, start: f.Start}); taken {
+			return nil, fmt.Errorf("%w: file %s is already in the lake", errConflict, f.Path)
 		}
-		for _, r := range next.Replaced {
-			taken[r.Path] = true
+		// A compacted file keeps the newest Added of its inputs (its
+		// maker sets it), so that recomputation still sees late rows
+		// in it; any other file is added by this version.
+		if !f.Compacted || f.Added <= 0 || f.Added > d.Version {
+			f.Added = d.Version
 		}
-		for _, f := range d.Add {
-			if taken[f.Path] {
-				return nil, fmt.Errorf("%w: file %s is already in the lake", errConflict, f.Path)
-			}
-			taken[f.Path] = true
-			// A compacted file keeps the newest Added of its inputs (its
-			// maker sets it), so that recomputation still sees late rows
-			// in it; any other file is added by this version.
-			if !f.Compacted || f.Added <= 0 || f.Added > d.Version {
-				f.Added = d.Version
-			}
-			next.Files = append(next.Files, f)
-		}
-		sortFiles(next.Files)
+		files.ReplaceOrInsert(&f)
 	}
 	if err := next.checkFiles(d.Add); err != nil {
 		return nil, fmt.Errorf("%w: %w", errConflict, err)
 	}
 	return next, nil
-}
-
-func anyKey(m map[string]bool) string {
-	for k := range m {
-		return k
-	}
-	return ""
 }
 
 // checkFiles verifies the invariants for the files fs (all live files when
@@ -321,7 +298,7 @@ func anyKey(m map[string]bool) string {
 func (m *manifest) checkFiles(fs []fileEntry) error {
 	all := fs == nil
 	if all {
-		fs = m.Files
+		fs = m.Files()
 	}
 	for i := range fs {
 		f := &fs[i]
@@ -344,10 +321,11 @@ func (m *manifest) checkFiles(fs []fileEntry) error {
 		if rows != f.Rows {
 			return fmt.Errorf("file %s: its ranges hold %d rows, the file %d", f.Path, rows, f.Rows)
 		}
-		// Live files of the same period, found by binary search.
-		lo, _ := slices.BinarySearchFunc(m.Files, f.Start, func(x fileEntry, s int64) int { return cmp.Compare(x.Start, s) })
-		for k := lo; k < len(m.Files) && m.Files[k].Start == f.Start; k++ {
-			g := &m.Files[k]
+		// Live files of the same period.
+		for g := range m.from(f.Start) {
+			if g.Start != f.Start {
+				break
+			}
 			if g.Path == f.Path || g.End != f.End || (all && g.Path < f.Path) {
 				continue
 			}
@@ -375,14 +353,6 @@ func overlap(f, g *fileEntry) (offsetRange, offsetRange, bool) {
 func (m *manifest) check() error {
 	if !slices.IsSortedFunc(m.Partitions, func(a, b partitionState) int { return cmp.Compare(a.Partition, b.Partition) }) {
 		return errors.New("partitions out of order")
-	}
-	if !slices.IsSortedFunc(m.Files, func(a, b fileEntry) int {
-		if c := cmp.Compare(a.Start, b.Start); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Path, b.Path)
-	}) {
-		return errors.New("files out of order")
 	}
 	return m.checkFiles(nil)
 }

@@ -492,12 +492,8 @@ func (s *manifestStore) confirm(ctx context.Context, v int64) error {
 // not land, has not landed yet, or its files were replaced since.
 func (s *manifestStore) landed(paths ...string) bool {
 	m := s.snapshot()
-	live := make(map[string]bool, len(m.Files))
-	for _, f := range m.Files {
-		live[f.Path] = true
-	}
 	for _, p := range paths {
-		if !live[p] {
+		if !m.isLive(p) {
 			return false
 		}
 	}
@@ -541,7 +537,7 @@ func (s *manifestStore) settle(ctx context.Context, key string, b []byte, id str
 // the newest two checkpoints and the records after the older stay, so a
 // reader part way through reading the previous one can finish.
 func (s *manifestStore) checkpoint(ctx context.Context, m *manifest) error {
-	b, err := json.Marshal(m)
+	b, err := m.MarshalJSON() // not json.Marshal, which would scan it all again
 	if err != nil {
 		return fmt.Errorf("lake: %w", err)
 	}
@@ -606,7 +602,7 @@ func (s *manifestStore) migrate(ctx context.Context) (*manifest, error) {
 	if err := s.st.Delete(ctx, old, s.topic+"/"+legacyLock); err != nil {
 		return nil, err
 	}
-	s.logger.Info("lake: manifest taken over from format 1", "topic", s.topic, "version", m.Version, "files", len(m.Files))
+	s.logger.Info("lake: manifest taken over from format 1", "topic", s.topic, "version", m.Version, "files", m.fileCount())
 	return m, nil
 }
 
@@ -641,8 +637,9 @@ func fromFormat1(b []byte, topic string) (*manifest, error) {
 		return nil, fmt.Errorf("format %d topic %q, want format 1 of %q", v1.Format, v1.Topic, topic)
 	}
 	m := &manifest{Format: manifestFormat, Topic: topic, Version: v1.Version, Partitions: v1.Partitions, Replaced: v1.Replaced}
+	var files []*fileEntry
 	for _, f := range v1.Files {
-		m.Files = append(m.Files, fileEntry{
+		files = append(files, &fileEntry{
 			Path: f.Path, Start: f.Hour, End: f.Hour + hourMicros,
 			Ranges: []offsetRange{{Partition: f.Partition, First: f.First, Last: f.Last, Rows: f.Rows}},
 			Rows:   f.Rows, Bytes: f.Bytes, CRC32C: f.CRC32C, MinTime: f.MinTime, MaxTime: f.MaxTime,
@@ -658,7 +655,9 @@ func fromFormat1(b []byte, topic string) (*manifest, error) {
 		}
 	}
 	sortPartitions(m.Partitions)
-	sortFiles(m.Files)
+	if err := m.setFiles(files); err != nil {
+		return nil, err
+	}
 	if err := m.check(); err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ func TestManifestInvariants(t *testing.T) {
 				return &delta{Remove: []string{"dt=2026-01-01/hour=00/nothing.parquet"}}, nil
 			},
 			"the same path twice": func(m *manifest) (*delta, error) {
-				f := m.Files[0]
+				f := m.Files()[0]
 				f.Ranges = []offsetRange{{Partition: 1, First: 0, Last: 0, Rows: 1}}
 				return &delta{Add: []fileEntry{f}, Partitions: []partitionState{{Partition: 1, Next: 1}}}, nil
 			},
@@ -89,7 +89,7 @@ func TestManifestInvariants(t *testing.T) {
 			}
 		}
 		m, err := readManifest(ctx, st, "metrics")
-		if err != nil || m.Version != 1 || len(m.Files) != 1 || m.partition(0).Next != 10 {
+		if err != nil || m.Version != 1 || len(m.Files()) != 1 || m.partition(0).Next != 10 {
 			t.Fatalf("after refused commits: %+v %v", m, err)
 		}
 		// A damaged record is refused with its name.
@@ -196,8 +196,8 @@ func TestManifestWritersRace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Version != writers*commits || len(m.Files) != writers*commits {
-			t.Fatalf("version %d with %d files, want %d", m.Version, len(m.Files), writers*commits)
+		if m.Version != writers*commits || len(m.Files()) != writers*commits {
+			t.Fatalf("version %d with %d files, want %d", m.Version, len(m.Files()), writers*commits)
 		}
 		for w := range writers {
 			if n := m.partition(w).Next; n != 3*commits {
@@ -276,11 +276,11 @@ func TestManifestMigration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Version != 42 || len(m.Files) != 2 || len(m.Replaced) != 1 || m.partition(0).Next != 1800 ||
+		if m.Version != 42 || len(m.Files()) != 2 || len(m.Replaced) != 1 || m.partition(0).Next != 1800 ||
 			m.partition(0).Rows != 412 || m.partition(0).MaxTime != 1767229199000000 {
 			t.Fatalf("migrated: %+v", m)
 		}
-		f := m.Files[0]
+		f := m.Files()[0]
 		if f.Start != 1767225600000000 || f.End != f.Start+hourMicros || len(f.Ranges) != 1 || f.Ranges[0] != (offsetRange{Partition: 0, First: 1200, Last: 1799, Rows: 412}) {
 			t.Fatalf("migrated file: %+v", f)
 		}

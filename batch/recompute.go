@@ -209,7 +209,7 @@ func (vj *viewJob) spans(m *manifest, h int64, rng *span) []span {
 			// The windows closed since the last run.
 			out = append(out, span{st.horizon - reach, h})
 		}
-		for _, f := range m.Files {
+		for f := range m.all() {
 			if f.Added > st.lakeVersion && f.Start < h {
 				out = append(out, span{f.Start - reach, f.End})
 			}
@@ -265,7 +265,7 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 		// horizon at the epoch would only confuse readers. It stays unset.
 		j.progress(0, 0, 0)
 		note := "the lake holds no event of topic " + vj.topic.Name + " yet"
-		if len(m.Files) > 0 {
+		if m.fileCount() > 0 {
 			note = "no window of the lake's events is closed yet (a partition of topic " + vj.topic.Name + " still being written has nothing in the lake)"
 		}
 		j.update(func(s *api.JobStatus) { s.NothingToDo, s.Note = true, note })

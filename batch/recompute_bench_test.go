@@ -185,7 +185,7 @@ func benchmarkRecomputeYear(b *testing.B, partitioning string) {
 		evs[i].Time, evs[i].Values[0].I = t, t
 	}
 	writeLakeDirect(b, bt.lakes["metrics"], 0, evs, 0)
-	files := len(bt.manifestOf("metrics").Files)
+	files := len(bt.manifestOf("metrics").Files())
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	for b.Loop() {

@@ -418,8 +418,8 @@ func TestHorizonMerge(t *testing.T) {
 	// A partition the lake has not written to the end holds the watermark
 	// back to its newest event in the lake; an idle one does not.
 	m := e.b.manifestOf("metrics")
-	lag := *m
-	lag.Partitions = slices.Clone(m.Partitions)
+	lag := manifest{Format: m.Format, Topic: m.Topic, Version: m.Version, Partitions: slices.Clone(m.Partitions),
+		manifestFiles: manifestFiles{files: m.files, paths: m.paths}, Replaced: m.Replaced}
 	// As if 02:00 were not written yet.
 	newest0 := t0.Add(2*time.Hour - 7*time.Second).UnixMicro()
 	lag.Partitions[0].Next--
@@ -558,7 +558,7 @@ func TestCorruptFile(t *testing.T) {
 			e.add(evs)
 			e.run("cpu_by_region", time.Time{}, time.Time{})
 			before, h := e.batchRows("cpu_by_region")
-			fe := e.b.manifestOf("metrics").Files[0]
+			fe := e.b.manifestOf("metrics").Files()[0]
 			path := filepath.Join(lakeAt{}.topic(e.p, "metrics"), filepath.FromSlash(fe.Path))
 			if err := tc.harm(path); err != nil {
 				t.Fatal(err)

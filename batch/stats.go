@@ -23,8 +23,8 @@ func (b *Batch) AddStats(s *api.Stats) {
 			Compactions: promread.Count(m.compactions.WithLabelValues(t)),
 		}
 		if mf := b.manifestOf(t); mf != nil {
-			ls.FilesHeld = len(mf.Files)
-			for _, f := range mf.Files {
+			ls.FilesHeld = mf.fileCount()
+			for f := range mf.all() {
 				ls.RowsHeld += f.Rows
 			}
 		}

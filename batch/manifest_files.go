@@ -1,0 +1,245 @@
+package batch
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"strconv"
+	"sync"
+
+	"github.com/google/btree"
+)
+
+// manifestFiles holds what a manifest version knows of files: the live
+// ones ordered by period start, then path, and every path it names, live
+// or replaced. Both are copy-on-write B-trees shared with the versions
+// before and after: a commit clones them in constant time and copies only
+// the nodes its files touch, so applying it costs O(changes × log files)
+// whatever the lake holds (a copy of every entry, as before, took 17 ms a
+// commit at 100,000 files and grew with them).
+type manifestFiles struct {
+	files *btree.BTreeG[*fileEntry] // nil: none
+	paths *btree.BTreeG[pathRef]    // nil: none
+	// cloneMu guards Clone, which marks the shared nodes read-only by
+	// writing to the tree it clones: two versions made from one at once
+	// (a commit and a refresh) must not race on it.
+	cloneMu sync.Mutex
+}
+
+// pathRef is a path the manifest names: a live file's, with the period
+// start that orders it among files, or a replaced file's.
+type pathRef struct {
+	path     string
+	start    int64
+	replaced bool
+}
+
+// treeDegree: nodes of up to 31 entries. The files tree holds pointers,
+// so copying a node on write moves 248 bytes, not 31 entries.
+const treeDegree = 16
+
+func lessFile(a, b *fileEntry) bool {
+	return a.Start < b.Start || a.Start == b.Start && a.Path < b.Path
+}
+
+func lessPath(a, b pathRef) bool { return a.path < b.path }
+
+// all yields the live files in order. They are shared with other versions:
+// callers must not change them.
+func (m *manifest) all() iter.Seq[*fileEntry] {
+	return func(yield func(*fileEntry) bool) {
+		if m.files != nil {
+			m.files.Ascend(func(f *fileEntry) bool { return yield(f) })
+		}
+	}
+}
+
+// from yields the live files whose period starts at or after start, in
+// order.
+func (m *manifest) from(start int64) iter.Seq[*fileEntry] {
+	return func(yield func(*fileEntry) bool) {
+		if m.files != nil {
+			m.files.AscendGreaterOrEqual(&fileEntry{Start: start}, func(f *fileEntry) bool { return yield(f) })
+		}
+	}
+}
+
+// Files returns a copy of the live files, in order.
+func (m *manifest) Files() []fileEntry {
+	out := make([]fileEntry, 0, m.fileCount())
+	for f := range m.all() {
+		out = append(out, *f)
+	}
+	return out
+}
+
+func (m *manifest) fileCount() int {
+	if m.files == nil {
+		return 0
+	}
+	return m.files.Len()
+}
+
+// isLive tells whether a live file has path.
+func (m *manifest) isLive(path string) bool {
+	if m.paths == nil {
+		return false
+	}
+	r, ok := m.paths.Get(pathRef{path: path})
+	return ok && !r.replaced
+}
+
+// clone returns trees to build the next version on.
+func (m *manifest) clone() (*btree.BTreeG[*fileEntry], *btree.BTreeG[pathRef]) {
+	m.cloneMu.Lock()
+	defer m.cloneMu.Unlock()
+	files, paths := btree.NewG(treeDegree, lessFile), btree.NewG(treeDegree, lessPath)
+	if m.files != nil {
+		files = m.files.Clone()
+	}
+	if m.paths != nil {
+		paths = m.paths.Clone()
+	}
+	return files, paths
+}
+
+// setFiles makes fs (in any order) the live files and indexes them and
+// the replaced files' paths, refusing a path named twice.
+func (m *manifest) setFiles(fs []*fileEntry) error {
+	m.files, m.paths = btree.NewG(treeDegree, lessFile), btree.NewG(treeDegree, lessPath)
+	for _, f := range fs {
+		if _, dup := m.paths.ReplaceOrInsert(pathRef{path: f.Path, start: f.Start}); dup {
+			return fmt.Errorf("file %s listed twice", f.Path)
+		}
+		m.files.ReplaceOrInsert(f)
+	}
+	for _, r := range m.Replaced {
+		if _, dup := m.paths.ReplaceOrInsert(pathRef{path: r.Path, replaced: true}); dup {
+			return fmt.Errorf("file %s listed twice", r.Path)
+		}
+	}
+	return nil
+}
+
+// manifestJSON is a manifest as checkpoints hold it (docs/lake-format.md).
+type manifestJSON struct {
+	Format     int              `json:"format"`
+	Topic      string           `json:"topic"`
+	Version    int64            `json:"version"`
+	Partitions []partitionState `json:"partitions"`
+	Files      []*fileEntry     `json:"files"` // MarshalJSON appends them itself
+	Replaced   []replacedEntry  `json:"replaced,omitempty"`
+}
+
+// MarshalJSON encodes m as a checkpoint holds it: the bytes encoding/json
+// makes of manifestJSON, with the file entries, nearly all of a
+// checkpoint, appended by hand (encoding/json took 0.28 s for the 22 MiB
+// of a lake of 100,000 files, every 100 commits).
+func (m *manifest) MarshalJSON() ([]byte, error) {
+	head, err := json.Marshal(manifestJSON{Format: m.Format, Topic: m.Topic, Version: m.Version, Partitions: m.Partitions})
+	if err != nil {
+		return nil, err
+	}
+	// head ends with "files":null}: the files go in its place.
+	head = head[:len(head)-len("null}")]
+	b := make([]byte, 0, len(head)+m.fileCount()*256)
+	b = append(b, head...)
+	if m.fileCount() == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for f := range m.all() {
+			if b[len(b)-1] != '[' {
+				b = append(b, ',')
+			}
+			if b, err = f.appendJSON(b); err != nil {
+				return nil, err
+			}
+		}
+		b = append(b, ']')
+	}
+	if len(m.Replaced) > 0 {
+		r, err := json.Marshal(m.Replaced)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(append(b, `,"replaced":`...), r...), '}')
+		return b, nil
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSON appends f as encoding/json encodes it.
+func (f *fileEntry) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"path":`...)
+	if plainJSON(f.Path) {
+		b = append(append(append(b, '"'), f.Path...), '"')
+	} else {
+		q, err := json.Marshal(f.Path)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, q...)
+	}
+	b = strconv.AppendInt(append(b, `,"start":`...), f.Start, 10)
+	b = strconv.AppendInt(append(b, `,"end":`...), f.End, 10)
+	b = append(b, `,"ranges":`...)
+	if f.Ranges == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, r := range f.Ranges {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(append(b, `{"partition":`...), int64(r.Partition), 10)
+			b = strconv.AppendInt(append(b, `,"first":`...), r.First, 10)
+			b = strconv.AppendInt(append(b, `,"last":`...), r.Last, 10)
+			b = strconv.AppendInt(append(b, `,"rows":`...), r.Rows, 10)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = strconv.AppendInt(append(b, `,"rows":`...), f.Rows, 10)
+	b = strconv.AppendInt(append(b, `,"bytes":`...), f.Bytes, 10)
+	b = strconv.AppendUint(append(b, `,"crc32c":`...), uint64(f.CRC32C), 10)
+	b = strconv.AppendInt(append(b, `,"min_time":`...), f.MinTime, 10)
+	b = strconv.AppendInt(append(b, `,"max_time":`...), f.MaxTime, 10)
+	b = strconv.AppendInt(append(b, `,"added":`...), f.Added, 10)
+	if f.Compacted {
+		b = append(b, `,"compacted":true`...)
+	}
+	return append(b, '}'), nil
+}
+
+// plainJSON tells whether encoding/json writes s as it is between quotes
+// (it escapes control characters, quotes, backslashes, <, > and &, and
+// checks UTF-8).
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// UnmarshalJSON takes a checkpoint; its files must be listed in order
+// (period start, then path) and each path once.
+func (m *manifest) UnmarshalJSON(b []byte) error {
+	var j manifestJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	for i := range j.Files {
+		if j.Files[i] == nil {
+			return errors.New("a file listed as null")
+		}
+		if i > 0 && !lessFile(j.Files[i-1], j.Files[i]) {
+			return errors.New("files out of order")
+		}
+	}
+	m.Format, m.Topic, m.Version, m.Partitions, m.Replaced = j.Format, j.Topic, j.Version, j.Partitions, j.Replaced
+	return m.setFiles(j.Files)
+}
