@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -192,9 +193,13 @@ func (m *manifest) Periods() []int64 {
 // in period order.
 func (m *manifest) FilesIn(from, to int64) []fileEntry {
 	var out []fileEntry
-	// No period is longer than a month: a file starting before that
-	// cannot reach from.
-	for f := range m.from(from - longestPeriod) {
+	// No period is longer than a month (checkFiles): a file starting
+	// before that cannot reach from.
+	lo := from - longestPeriod
+	if lo > from {
+		lo = math.MinInt64 // from - longestPeriod overflowed
+	}
+	for f := range m.from(lo) {
 		if f.Start >= to {
 			break
 		}
@@ -242,7 +247,7 @@ func apply(m *manifest, d *delta) (*manifest, error) {
 		next.Partitions[i] = ps
 	}
 	files, paths := m.clone()
-	next.manifestFiles = manifestFiles{files: files, paths: paths}
+	next.manifestFiles = manifestFiles{files: files, paths: paths, rows: m.rows}
 	at := d.Time / 1e6
 	// Purges first: a file this delta removes is not replaced yet.
 	purged := make(map[string]bool, len(d.Purge))
@@ -258,7 +263,9 @@ func apply(m *manifest, d *delta) (*manifest, error) {
 		if !ok || r.replaced {
 			return nil, fmt.Errorf("%w: removing a file that is not live: %s", errConflict, p)
 		}
-		files.Delete(&fileEntry{Start: r.start, Path: p})
+		if gone, ok := files.Delete(&fileEntry{Start: r.start, Path: p}); ok {
+			next.rows -= gone.Rows
+		}
 		paths.ReplaceOrInsert(pathRef{path: p, replaced: true})
 	}
 	// Replaced files are those of the grace period, few whatever the lake
@@ -284,6 +291,7 @@ func apply(m *manifest, d *delta) (*manifest, error) {
 			f.Added = d.Version
 		}
 		files.ReplaceOrInsert(&f)
+		next.rows += f.Rows
 	}
 	if err := next.checkFiles(d.Add); err != nil {
 		return nil, fmt.Errorf("%w: %w", errConflict, err)
@@ -302,7 +310,8 @@ func (m *manifest) checkFiles(fs []fileEntry) error {
 	}
 	for i := range fs {
 		f := &fs[i]
-		if f.End <= f.Start || len(f.Ranges) == 0 || f.Path == "" || strings.Contains(f.Path, "..") || strings.HasPrefix(f.Path, "/") {
+		// No layout's period is longer than a month (FilesIn relies on it).
+		if f.End <= f.Start || uint64(f.End)-uint64(f.Start) > uint64(longestPeriod) || len(f.Ranges) == 0 || f.Path == "" || strings.Contains(f.Path, "..") || strings.HasPrefix(f.Path, "/") {
 			return fmt.Errorf("file %s: bad entry", f.Path)
 		}
 		var rows int64

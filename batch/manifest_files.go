@@ -21,6 +21,7 @@ import (
 type manifestFiles struct {
 	files *btree.BTreeG[*fileEntry] // nil: none
 	paths *btree.BTreeG[pathRef]    // nil: none
+	rows  int64                     // the live files' rows together
 	// cloneMu guards Clone, which marks the shared nodes read-only by
 	// writing to the tree it clones: two versions made from one at once
 	// (a commit and a refresh) must not race on it.
@@ -74,6 +75,9 @@ func (m *manifest) Files() []fileEntry {
 	return out
 }
 
+// rowsHeld is the rows of the live files together.
+func (m *manifest) rowsHeld() int64 { return m.rows }
+
 func (m *manifest) fileCount() int {
 	if m.files == nil {
 		return 0
@@ -113,6 +117,7 @@ func (m *manifest) setFiles(fs []*fileEntry) error {
 			return fmt.Errorf("file %s listed twice", f.Path)
 		}
 		m.files.ReplaceOrInsert(f)
+		m.rows += f.Rows
 	}
 	for _, r := range m.Replaced {
 		if _, dup := m.paths.ReplaceOrInsert(pathRef{path: r.Path, replaced: true}); dup {

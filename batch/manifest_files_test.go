@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -60,6 +61,8 @@ func TestApplyMatchesModel(t *testing.T) {
 				h := t0.UnixMicro() + int64(rng.IntN(300))*hourMicros
 				f := testFile(h, 0, next, next)
 				f.Path = fmt.Sprintf("%s/f%d.parquet", periodPath(h, hourMicros), next)
+				f.Rows = int64(1 + rng.IntN(50))
+				f.Ranges[0].Rows = f.Rows
 				next++
 				d.Add = append(d.Add, f)
 			}
@@ -139,6 +142,13 @@ func TestApplyMatchesModel(t *testing.T) {
 		if fs, want := got.Files(), mm.files(); !slices.EqualFunc(fs, want, sameFile) {
 			t.Fatalf("version %d: %d files, the model %d (first: %+v / %+v)", v, len(fs), len(want), first(fs), first(want))
 		}
+		var rows int64
+		for _, f := range mm.live {
+			rows += f.Rows
+		}
+		if got.rowsHeld() != rows {
+			t.Fatalf("version %d: %d rows held, the model's files hold %d", v, got.rowsHeld(), rows)
+		}
 		if !slices.Equal(got.Replaced, mm.replaced) {
 			t.Fatalf("version %d: replaced %v, the model %v", v, got.Replaced, mm.replaced)
 		}
@@ -160,6 +170,20 @@ func TestApplyMatchesModel(t *testing.T) {
 			versions = append(versions, seen{got, string(b)})
 		}
 		m = got
+	}
+	// FilesIn, from the tree, against the model's files.
+	all := mm.files()
+	for _, r := range [][2]int64{{math.MinInt64, math.MaxInt64}, {t0.UnixMicro() + 30*hourMicros, t0.UnixMicro() + 31*hourMicros},
+		{t0.UnixMicro() + 100*hourMicros + 1, t0.UnixMicro() + 180*hourMicros - 1}, {0, t0.UnixMicro()}} {
+		var want []fileEntry
+		for _, f := range all {
+			if f.Start < r[1] && f.End > r[0] {
+				want = append(want, f)
+			}
+		}
+		if got := m.FilesIn(r[0], r[1]); !slices.EqualFunc(got, want, sameFile) || (r[0] == math.MinInt64 && len(got) != len(all)) {
+			t.Errorf("FilesIn(%d, %d): %d files, the model %d", r[0], r[1], len(got), len(want))
+		}
 	}
 	if refused < 100 {
 		t.Fatalf("only %d refused deltas: the test does not try the rules", refused)

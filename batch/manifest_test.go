@@ -78,6 +78,11 @@ func TestManifestInvariants(t *testing.T) {
 			"removing a file that is not live": func(m *manifest) (*delta, error) {
 				return &delta{Remove: []string{"dt=2026-01-01/hour=00/nothing.parquet"}}, nil
 			},
+			"a period longer than a month": func(m *manifest) (*delta, error) {
+				f := testFile(h+hourMicros, 0, 10, 19)
+				f.End = f.Start + longestPeriod + 1
+				return &delta{Add: []fileEntry{f}, Partitions: []partitionState{{Partition: 0, Next: 20}}}, nil
+			},
 			"the same path twice": func(m *manifest) (*delta, error) {
 				f := m.Files()[0]
 				f.Ranges = []offsetRange{{Partition: 1, First: 0, Last: 0, Rows: 1}}

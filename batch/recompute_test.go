@@ -419,7 +419,7 @@ func TestHorizonMerge(t *testing.T) {
 	// back to its newest event in the lake; an idle one does not.
 	m := e.b.manifestOf("metrics")
 	lag := manifest{Format: m.Format, Topic: m.Topic, Version: m.Version, Partitions: slices.Clone(m.Partitions),
-		manifestFiles: manifestFiles{files: m.files, paths: m.paths}, Replaced: m.Replaced}
+		manifestFiles: manifestFiles{files: m.files, paths: m.paths, rows: m.rows}, Replaced: m.Replaced}
 	// As if 02:00 were not written yet.
 	newest0 := t0.Add(2*time.Hour - 7*time.Second).UnixMicro()
 	lag.Partitions[0].Next--

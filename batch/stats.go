@@ -23,10 +23,7 @@ func (b *Batch) AddStats(s *api.Stats) {
 			Compactions: promread.Count(m.compactions.WithLabelValues(t)),
 		}
 		if mf := b.manifestOf(t); mf != nil {
-			ls.FilesHeld = mf.fileCount()
-			for f := range mf.all() {
-				ls.RowsHeld += f.Rows
-			}
+			ls.FilesHeld, ls.RowsHeld = mf.fileCount(), mf.rowsHeld()
 		}
 		st.Lake = append(st.Lake, ls)
 	}
