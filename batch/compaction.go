@@ -141,9 +141,35 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 	// The shards' fences as the pass starts: a merge commits only under
 	// the ownership its inputs were chosen under.
 	fences := map[int]Fence{}
+	// The periods due and their files. The tree lists a period's files
+	// together, so each period is decided as the walk leaves it, with no
+	// copy of the files that are not due (most of a lake, closed periods of
+	// one file each).
 	groups := map[int64][]fileEntry{}
-	for fp := range m.all() {
-		f := *fp
+	var due []int64
+	var cur []fileEntry
+	decide := func() {
+		if len(cur) == 0 {
+			return
+		}
+		start, fs := cur[0].Start, cur
+		cur = cur[:0]
+		if seen && c.tl.layout.end(c.tl.layout.end(start)) <= newest {
+			if len(fs) < 2 {
+				return
+			}
+		} else if len(fs) < c.cfg.MinFiles {
+			return
+		} else if fs = unsettled(fs, c.settle); len(fs) < c.cfg.MinFiles {
+			return
+		}
+		groups[start] = slices.Clone(fs)
+		due = append(due, start)
+	}
+	for f := range m.all() {
+		if len(cur) > 0 && f.Start != cur[0].Start {
+			decide()
+		}
 		start := c.tl.layout.start(f.Start)
 		if f.Start != start || f.End != c.tl.layout.end(start) {
 			// Written under another partitioning: its offset ranges speak
@@ -162,21 +188,9 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 				continue // compacted by another process
 			}
 		}
-		groups[start] = append(groups[start], f)
+		cur = append(cur, *f)
 	}
-	var due []int64
-	for start, fs := range groups {
-		if seen && c.tl.layout.end(c.tl.layout.end(start)) <= newest {
-			if len(fs) >= 2 {
-				due = append(due, start)
-			}
-			continue
-		}
-		if fs = unsettled(fs, c.settle); len(fs) >= c.cfg.MinFiles {
-			groups[start] = fs
-			due = append(due, start)
-		}
-	}
+	decide()
 	slices.Sort(due)
 	n := 0
 	for _, start := range due {
