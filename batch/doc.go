@@ -22,4 +22,9 @@
 // it was for), a record that finds its name freed by checkpoints is not
 // taken for a commit (manifestStore.confirm), and the files it removes
 // carry its own epoch in their names.
+//
+// The manifest (manifest.go, manifest_log.go) is a log of commit records
+// with checkpoints; in memory each version shares copy-on-write trees of
+// its files with the version it was made from (manifest_files.go), so a
+// commit costs what it changes, not what the lake holds.
 package batch
