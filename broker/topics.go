@@ -74,6 +74,8 @@ type partition struct {
 
 	watch appendWatch // see Appended
 
+	decoded decodedCache // events its Readers decoded, shared between them
+
 	// Guarded by sem: what the partition holds of each other site's
 	// partition it mirrors (AppendFrom), keyed by Origin.Source.
 	sources map[string]Mark

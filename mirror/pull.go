@@ -254,14 +254,15 @@ func (p *pull) apply(ctx context.Context, batch []broker.Entry) error {
 	byPart := make([][]event.Event, l.parts)
 	offs := make([][]int64, l.parts)
 	for _, e := range batch {
+		var slab []event.Value // the entry's values given a site, in one allocation
 		for i := range e.Events {
-			ev := &e.Events[i]
 			off := e.Offset + int64(i)
-			if err := l.complete(ev, off, p.part); err != nil {
+			ev, err := l.complete(e.Events[i], off, p.part, &slab, len(e.Events)-i)
+			if err != nil {
 				return err
 			}
-			lp := event.EventPartition(ev, l.keyIdx, l.keyType, l.parts)
-			byPart[lp] = append(byPart[lp], *ev)
+			lp := event.EventPartition(&ev, l.keyIdx, l.keyType, l.parts)
+			byPart[lp] = append(byPart[lp], ev)
 			offs[lp] = append(offs[lp], off)
 		}
 	}
@@ -288,20 +289,29 @@ func (p *pull) apply(ctx context.Context, batch []broker.Entry) error {
 	return nil
 }
 
-// complete gives a pulled event its site, when the other site's topic has
-// none (its own events), and checks that it has every field the local topic
-// requires.
-func (l *link) complete(ev *event.Event, off int64, part int) error {
-	if v := &ev.Values[l.siteIdx]; !v.Valid || v.S == "" {
-		*v = event.Value{S: l.src.Site, Valid: true}
+// complete returns a pulled event with its site, when the other site's
+// topic has none (its own events), and checks that it has every field the
+// local topic requires. The Reader's events are shared with other Readers,
+// so an event given its site gets values of its own, taken from slab (grown
+// for the left events of the entry when it is full).
+func (l *link) complete(ev event.Event, off int64, part int, slab *[]event.Value, left int) (event.Event, error) {
+	if v := ev.Values[l.siteIdx]; !v.Valid || v.S == "" {
+		n := len(ev.Values)
+		if cap(*slab)-len(*slab) < n {
+			*slab = make([]event.Value, 0, n*left)
+		}
+		at := len(*slab)
+		*slab = append(*slab, ev.Values...)
+		ev.Values = (*slab)[at : at+n : at+n]
+		ev.Values[l.siteIdx] = event.Value{S: l.src.Site, Valid: true}
 	}
 	for _, i := range l.required {
 		if !ev.Values[i].Valid {
-			return fmt.Errorf("%w: event %q at site %q, partition %d offset %d, has no %q, which topic %q requires",
+			return ev, fmt.Errorf("%w: event %q at site %q, partition %d offset %d, has no %q, which topic %q requires",
 				ErrSchema, ev.ID, l.src.Site, part, off, l.topic.Schema[i].Name, l.topic.Name)
 		}
 	}
-	return nil
+	return ev, nil
 }
 
 // appendPart appends the events of one local partition (offs are their
