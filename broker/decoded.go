@@ -15,17 +15,17 @@ import (
 // ahead; an entry found here is one decoding saved per extra reader.
 const decodedSlots = 256
 
-// decodedCache lets the Readers of one partition share the events of the
-// entries they decode. It holds them weakly: an entry no Reader's consumer
-// still holds is left to the garbage collector, so the cache costs no memory
-// beyond its slots, and a hit needs a reader close enough behind another
-// that the entry was not yet collected.
+// decodedCache lets the Readers and fetches of one partition share the
+// events of the entries they decode. It holds them weakly: an entry no
+// consumer still holds is left to the garbage collector, so the cache costs
+// no memory beyond its slots, and a hit needs a reader close enough behind
+// another that the entry was not yet collected.
 //
 // Entries are found by stream sequence, store time and payload size
 // together, so that a stream created again under the same partition (its
 // sequences starting over) is never mistaken for the old one, and by the
-// schema they were decoded with. Events returned from here are shared
-// between Readers: consumers of Entry.Events read them, never write them.
+// schema they were decoded with. Events returned from here are shared:
+// consumers of Entry.Events read them, never write them.
 type decodedCache struct {
 	mu    sync.Mutex
 	slots []decodedSlot

@@ -27,9 +27,9 @@ func readN(t *testing.T, b *Broker, topic string, from Position, n int) []Entry 
 	return out
 }
 
-// TestReadersShareDecodedEvents checks that Readers of one partition decode
-// an entry once between them, a Reader starting inside an entry included,
-// and that every Reader gets the entry's exact events.
+// TestReadersShareDecodedEvents checks that Readers and fetches of one
+// partition decode an entry once between them, a Reader starting inside an
+// entry included, and that each gets the entry's exact events.
 func TestReadersShareDecodedEvents(t *testing.T) {
 	b := openBroker(t, testPipeline(t.TempDir(), testTopic("metrics", 1)), Options{})
 	all := testEvents("e", 0, 15, base)
@@ -58,6 +58,16 @@ func TestReadersShareDecodedEvents(t *testing.T) {
 	}
 	if want := first[1].Bytes * 3 / 5; inside[0].Bytes != want {
 		t.Fatalf("bytes of the cut entry %d, want %d", inside[0].Bytes, want)
+	}
+	fetched, err := b.Fetch(ctxT(t, 10*time.Second), "metrics", 0, FromOffset(6), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fetched) != 1 || fetched[0].Offset != 6 || !reflect.DeepEqual(fetched[0].Events, all[6:8]) {
+		t.Fatalf("fetched from offset 6: %v", fetched)
+	}
+	if &fetched[0].Events[0] != &first[1].Events[1] {
+		t.Fatal("a fetch decoded again an entry a Reader had decoded")
 	}
 	runtime.KeepAlive(first)
 }

@@ -8,11 +8,11 @@
 // they report between commits (Progress); and computes their lag, by the
 // log's append times, at both positions (lag.go, docs/log-format.md).
 //
-// Readers of one partition in one process (the lake writer, each view of
-// the speed layer, the sinks) share the events of the entries they decode:
-// an entry one Reader decoded and another Reader reaches before the
-// garbage collector takes it is not decoded again (decoded.go). Their
-// events are read-only.
+// Readers and fetches of one partition in one process (the lake writer,
+// each view of the speed layer, the sinks, Kafka and HTTP-group consumers)
+// share the events of the entries they decode: an entry one of them decoded
+// and another reaches before the garbage collector takes it is not decoded
+// again (decoded.go). Their events are read-only.
 //
 // Ingest appends, the speed layer, the lake writer and the sinks read and
 // commit, the CLI and the HTTP API show topics and lag. Those callers

@@ -75,9 +75,9 @@ type Entry struct {
 	// MinTime is the smallest event time of the whole entry (its
 	// Lf-Min-Time), UTC microseconds: what event-time lag counts from.
 	MinTime int64
-	// Events are in the topic's current schema. A Reader's entries may
-	// share their events with other Readers of the partition (see
-	// decodedCache): read them, never write them.
+	// Events are in the topic's current schema. An entry may share its
+	// events with the entries other Readers and fetches of the partition
+	// got (see decodedCache): read them, never write them.
 	Events []event.Event
 	// Bytes is the size of the entry as stored (its payload), in
 	// proportion to the events kept when it was cut.
@@ -334,7 +334,7 @@ func (r *Reader) Next(ctx context.Context) (Entry, error) {
 		cur.delivered = md.Sequence.Consumer
 		r.nextSeq = md.Sequence.Stream + 1
 		r.failures = 0
-		e, err := decodeShared(r.p, r.schema, md.Sequence.Stream, md.Timestamp, msg.Headers(), msg.Data(), r.minOffset)
+		e, err := decodeMsg(r.p, r.schema, md.Sequence.Stream, md.Timestamp, msg.Headers(), msg.Data(), r.minOffset)
 		if err != nil {
 			return Entry{}, err
 		}
@@ -571,19 +571,10 @@ func (b *Broker) FetchBudget(ctx context.Context, topicName string, part int, fr
 }
 
 // decodeMsg decodes one stored entry, stored at appended, dropping events
-// before minOffset.
+// before minOffset. The events of an entry decoded a moment before, by a
+// Reader or a fetch of the partition, are taken from the partition's
+// decodedCache instead of decoded again.
 func decodeMsg(p *partition, schema event.Schema, seq uint64, appended time.Time, h nats.Header, data []byte, minOffset int64) (Entry, error) {
-	return decodeEntryMsg(p, schema, seq, appended, h, data, minOffset, nil)
-}
-
-// decodeShared is decodeMsg for Readers: the events of an entry another
-// Reader of the partition decoded a moment before are taken from the
-// partition's decodedCache instead of decoded again.
-func decodeShared(p *partition, schema event.Schema, seq uint64, appended time.Time, h nats.Header, data []byte, minOffset int64) (Entry, error) {
-	return decodeEntryMsg(p, schema, seq, appended, h, data, minOffset, &p.decoded)
-}
-
-func decodeEntryMsg(p *partition, schema event.Schema, seq uint64, appended time.Time, h nats.Header, data []byte, minOffset int64, cache *decodedCache) (Entry, error) {
 	off, count, minTime, err := parseHeaders(h)
 	if err != nil {
 		return Entry{}, fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, seq, err)
@@ -591,16 +582,13 @@ func decodeEntryMsg(p *partition, schema event.Schema, seq uint64, appended time
 	if off+count <= minOffset {
 		return Entry{Topic: p.topic, Partition: p.index, Offset: off + count, Seq: seq}, nil
 	}
-	var events []event.Event
-	if cache != nil {
-		events = cache.get(seq, appended, len(data), schema)
-	}
+	events := p.decoded.get(seq, appended, len(data), schema)
 	if events == nil {
 		if events, err = DecodeEntry(data, schema, nil); err != nil {
 			return Entry{}, fmt.Errorf("broker: %q/%d entry %d: %w", p.topic, p.index, seq, err)
 		}
-		if cache != nil && int64(len(events)) == count {
-			cache.put(seq, appended, len(data), schema, events)
+		if int64(len(events)) == count {
+			p.decoded.put(seq, appended, len(data), schema, events)
 		}
 	}
 	if int64(len(events)) != count {
