@@ -141,41 +141,16 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 	// The shards' fences as the pass starts: a merge commits only under
 	// the ownership its inputs were chosen under.
 	fences := map[int]Fence{}
-	// The periods due and their files. The tree lists a period's files
-	// together, so each period is decided as the walk leaves it, with no
-	// copy of the files that are not due (most of a lake, closed periods of
-	// one file each).
+	// The periods due and their files. Only a period two live files or
+	// more share can be due (a closed one needs two, an open one
+	// min_files), so the pass looks at those alone: after a flush, a lake
+	// of years of hours merged into one file each has a handful.
 	groups := map[int64][]fileEntry{}
 	var due []int64
-	var cur []fileEntry
-	decide := func() {
-		if len(cur) == 0 {
-			return
-		}
-		start, fs := cur[0].Start, cur
-		cur = cur[:0]
-		if seen && c.tl.layout.end(c.tl.layout.end(start)) <= newest {
-			if len(fs) < 2 {
-				return
-			}
-		} else if len(fs) < c.cfg.MinFiles {
-			return
-		} else if fs = unsettled(fs, c.settle); len(fs) < c.cfg.MinFiles {
-			return
-		}
-		groups[start] = slices.Clone(fs)
-		due = append(due, start)
-	}
-	for f := range m.all() {
-		if len(cur) > 0 && f.Start != cur[0].Start {
-			decide()
-		}
-		start := c.tl.layout.start(f.Start)
-		if f.Start != start || f.End != c.tl.layout.end(start) {
-			// Written under another partitioning: its offset ranges speak
-			// of its own period, so merged with files of another, they
-			// could claim events held by files left out of the merge.
-			continue
+	var fs []fileEntry
+	for start := range m.crowdedStarts() {
+		if c.tl.layout.start(start) != start {
+			continue // written under another partitioning (below)
 		}
 		shard := c.tl.shard(start)
 		if c.fence != nil {
@@ -188,10 +163,32 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 				continue // compacted by another process
 			}
 		}
-		cur = append(cur, *f)
+		fs = fs[:0]
+		for f := range m.from(start) {
+			if f.Start != start {
+				break
+			}
+			if f.End != c.tl.layout.end(start) {
+				// Written under another partitioning: its offset ranges
+				// speak of its own period, so merged with files of
+				// another, they could claim events held by files left
+				// out of the merge.
+				continue
+			}
+			fs = append(fs, *f)
+		}
+		if seen && c.tl.layout.end(c.tl.layout.end(start)) <= newest {
+			if len(fs) < 2 {
+				continue
+			}
+		} else if len(fs) < c.cfg.MinFiles {
+			continue
+		} else if fs = unsettled(fs, c.settle); len(fs) < c.cfg.MinFiles {
+			continue
+		}
+		groups[start] = slices.Clone(fs)
+		due = append(due, start)
 	}
-	decide()
-	slices.Sort(due)
 	n := 0
 	for _, start := range due {
 		if err := ctx.Err(); err != nil {

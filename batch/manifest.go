@@ -246,8 +246,8 @@ func apply(m *manifest, d *delta) (*manifest, error) {
 		}
 		next.Partitions[i] = ps
 	}
-	files, paths := m.clone()
-	next.manifestFiles = manifestFiles{files: files, paths: paths, rows: m.rows}
+	m.cloneInto(&next.manifestFiles)
+	paths := next.paths
 	at := d.Time / 1e6
 	// Purges first: a file this delta removes is not replaced yet.
 	purged := make(map[string]bool, len(d.Purge))
@@ -263,9 +263,7 @@ func apply(m *manifest, d *delta) (*manifest, error) {
 		if !ok || r.replaced {
 			return nil, fmt.Errorf("%w: removing a file that is not live: %s", errConflict, p)
 		}
-		if gone, ok := files.Delete(&fileEntry{Start: r.start, Path: p}); ok {
-			next.rows -= gone.Rows
-		}
+		next.removeFile(r.start, p)
 		paths.ReplaceOrInsert(pathRef{path: p, replaced: true})
 	}
 	// Replaced files are those of the grace period, few whatever the lake
@@ -290,8 +288,7 @@ func apply(m *manifest, d *delta) (*manifest, error) {
 		if !f.Compacted || f.Added <= 0 || f.Added > d.Version {
 			f.Added = d.Version
 		}
-		files.ReplaceOrInsert(&f)
-		next.rows += f.Rows
+		next.addFile(&f)
 	}
 	if err := next.checkFiles(d.Add); err != nil {
 		return nil, fmt.Errorf("%w: %w", errConflict, err)

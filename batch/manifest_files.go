@@ -12,16 +12,21 @@ import (
 )
 
 // manifestFiles holds what a manifest version knows of files: the live
-// ones ordered by period start, then path, and every path it names, live
-// or replaced. Both are copy-on-write B-trees shared with the versions
-// before and after: a commit clones them in constant time and copies only
-// the nodes its files touch, so applying it costs O(changes × log files)
-// whatever the lake holds (a copy of every entry, as before, took 17 ms a
-// commit at 100,000 files and grew with them).
+// ones ordered by period start, then path, every path it names, live or
+// replaced, and the period starts that two live files or more share. All
+// are copy-on-write B-trees shared with the versions before and after: a
+// commit clones them in constant time and copies only the nodes its files
+// touch, so applying it costs O(changes × log files) whatever the lake
+// holds (a copy of every entry, as before, took 17 ms a commit at 100,000
+// files and grew with them).
 type manifestFiles struct {
 	files *btree.BTreeG[*fileEntry] // nil: none
 	paths *btree.BTreeG[pathRef]    // nil: none
-	rows  int64                     // the live files' rows together
+	// crowded are the starts of two live files or more: the only periods
+	// compaction can have work in. Its pass after every flush walks them
+	// alone, not a lake's thousands of closed periods of one file each.
+	crowded *btree.BTreeG[int64] // nil: none
+	rows    int64                // the live files' rows together
 	// cloneMu guards Clone, which marks the shared nodes read-only by
 	// writing to the tree it clones: two versions made from one at once
 	// (a commit and a refresh) must not race on it.
@@ -94,30 +99,77 @@ func (m *manifest) isLive(path string) bool {
 	return ok && !r.replaced
 }
 
-// clone returns trees to build the next version on.
-func (m *manifest) clone() (*btree.BTreeG[*fileEntry], *btree.BTreeG[pathRef]) {
+// crowdedStarts yields, in order, the period starts that two live files
+// or more share.
+func (m *manifest) crowdedStarts() iter.Seq[int64] {
+	return func(yield func(int64) bool) {
+		if m.crowded != nil {
+			m.crowded.Ascend(func(s int64) bool { return yield(s) })
+		}
+	}
+}
+
+// cloneInto gives c (the next version's, empty) the trees of m to build
+// on.
+func (m *manifest) cloneInto(c *manifestFiles) {
 	m.cloneMu.Lock()
 	defer m.cloneMu.Unlock()
-	files, paths := btree.NewG(treeDegree, lessFile), btree.NewG(treeDegree, lessPath)
+	c.rows = m.rows
+	c.files, c.paths, c.crowded = btree.NewG(treeDegree, lessFile), btree.NewG(treeDegree, lessPath), btree.NewOrderedG[int64](treeDegree)
 	if m.files != nil {
-		files = m.files.Clone()
+		c.files = m.files.Clone()
 	}
 	if m.paths != nil {
-		paths = m.paths.Clone()
+		c.paths = m.paths.Clone()
 	}
-	return files, paths
+	if m.crowded != nil {
+		c.crowded = m.crowded.Clone()
+	}
+}
+
+// addFile makes f live (its path already taken in paths).
+func (mf *manifestFiles) addFile(f *fileEntry) {
+	mf.files.ReplaceOrInsert(f)
+	mf.rows += f.Rows
+	if mf.sharing(f.Start) {
+		mf.crowded.ReplaceOrInsert(f.Start)
+	}
+}
+
+// removeFile drops the live file at start and path, if there is one.
+func (mf *manifestFiles) removeFile(start int64, path string) {
+	gone, ok := mf.files.Delete(&fileEntry{Start: start, Path: path})
+	if !ok {
+		return
+	}
+	mf.rows -= gone.Rows
+	if !mf.sharing(start) {
+		mf.crowded.Delete(start)
+	}
+}
+
+// sharing tells whether two live files or more start at start.
+func (mf *manifestFiles) sharing(start int64) bool {
+	n := 0
+	mf.files.AscendGreaterOrEqual(&fileEntry{Start: start}, func(f *fileEntry) bool {
+		if f.Start != start {
+			return false
+		}
+		n++
+		return n < 2
+	})
+	return n >= 2
 }
 
 // setFiles makes fs (in any order) the live files and indexes them and
 // the replaced files' paths, refusing a path named twice.
 func (m *manifest) setFiles(fs []*fileEntry) error {
-	m.files, m.paths = btree.NewG(treeDegree, lessFile), btree.NewG(treeDegree, lessPath)
+	m.files, m.paths, m.crowded = btree.NewG(treeDegree, lessFile), btree.NewG(treeDegree, lessPath), btree.NewOrderedG[int64](treeDegree)
 	for _, f := range fs {
 		if _, dup := m.paths.ReplaceOrInsert(pathRef{path: f.Path, start: f.Start}); dup {
 			return fmt.Errorf("file %s listed twice", f.Path)
 		}
-		m.files.ReplaceOrInsert(f)
-		m.rows += f.Rows
+		m.addFile(f)
 	}
 	for _, r := range m.Replaced {
 		if _, dup := m.paths.ReplaceOrInsert(pathRef{path: r.Path, replaced: true}); dup {

@@ -34,11 +34,28 @@ func (mm *manifestModel) files() []fileEntry {
 	return fs
 }
 
+// crowded is the period starts two live files or more share.
+func (mm *manifestModel) crowded() []int64 {
+	n := map[int64]int{}
+	for _, f := range mm.live {
+		n[f.Start]++
+	}
+	var out []int64
+	for s, k := range n {
+		if k >= 2 {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // TestApplyMatchesModel: 2,000 random commits (files added across 300
 // periods, live files removed, replaced ones purged, and deltas that break
 // a rule: a path taken, a file not live removed, one not replaced purged)
-// leave each version's files, replaced files and paths exactly as a plain
-// model of the same commits; a refused delta changes nothing. Versions
+// leave each version's files, replaced files, paths and crowded periods
+// exactly as a plain model of the same commits, and so does each kept
+// version read back from its checkpoint; a refused delta changes nothing. Versions
 // made on the way (every 25th is kept) still read as they did when made,
 // though later versions share their trees and changed them.
 func TestApplyMatchesModel(t *testing.T) {
@@ -47,8 +64,9 @@ func TestApplyMatchesModel(t *testing.T) {
 	mm := &manifestModel{live: map[string]fileEntry{}}
 	next := int64(0)
 	type seen struct {
-		m    *manifest
-		json string
+		m       *manifest
+		json    string
+		crowded []int64
 	}
 	var versions []seen
 	refused := 0
@@ -152,6 +170,10 @@ func TestApplyMatchesModel(t *testing.T) {
 		if !slices.Equal(got.Replaced, mm.replaced) {
 			t.Fatalf("version %d: replaced %v, the model %v", v, got.Replaced, mm.replaced)
 		}
+		crowded := mm.crowded()
+		if c := slices.Collect(got.crowdedStarts()); !slices.Equal(c, crowded) {
+			t.Fatalf("version %d: crowded periods %v, the model %v", v, c, crowded)
+		}
 		for p := range mm.live {
 			if !got.isLive(p) {
 				t.Fatalf("version %d: %s is live in the model, not in the manifest", v, p)
@@ -167,7 +189,14 @@ func TestApplyMatchesModel(t *testing.T) {
 				t.Fatalf("version %d: %v", v, err)
 			}
 			b, _ := json.Marshal(got)
-			versions = append(versions, seen{got, string(b)})
+			var read manifest
+			if err := json.Unmarshal(b, &read); err != nil {
+				t.Fatalf("version %d: its checkpoint: %v", v, err)
+			}
+			if c := slices.Collect(read.crowdedStarts()); !slices.Equal(c, crowded) {
+				t.Fatalf("version %d read from its checkpoint: crowded periods %v, the model %v", v, c, crowded)
+			}
+			versions = append(versions, seen{got, string(b), crowded})
 		}
 		m = got
 	}
@@ -191,6 +220,9 @@ func TestApplyMatchesModel(t *testing.T) {
 	for _, s := range versions {
 		if b, _ := json.Marshal(s.m); string(b) != s.json {
 			t.Fatalf("version %d changed after later commits", s.m.Version)
+		}
+		if c := slices.Collect(s.m.crowdedStarts()); !slices.Equal(c, s.crowded) {
+			t.Fatalf("version %d's crowded periods changed after later commits: %v, then %v", s.m.Version, s.crowded, c)
 		}
 	}
 	t.Logf("2,000 versions, %d deltas refused, %d files live at the end, %d replaced", refused, m.fileCount(), len(m.Replaced))
