@@ -90,8 +90,11 @@ type BatchStats struct {
 }
 
 // LakeStats is the lake writer's work on one topic: Rows, Files and
-// Compactions since the process started; RowsHeld and FilesHeld what the
-// lake holds, from its manifest (durable: a restart keeps them).
+// Compactions since the process started; RowsHeld, FilesHeld and
+// PeriodsHeld what the lake holds, from its manifest (durable: a restart
+// keeps them). PeriodsHeld is the periods (hours, days or months: the
+// topic's lake.partitioning) its files are in: FilesHeld once compaction
+// has merged every period.
 type LakeStats struct {
 	Topic       string `json:"topic"`
 	Rows        uint64 `json:"rows"`
@@ -99,6 +102,7 @@ type LakeStats struct {
 	Compactions uint64 `json:"compactions"`
 	RowsHeld    int64  `json:"rows_held"`
 	FilesHeld   int    `json:"files_held"`
+	PeriodsHeld int    `json:"periods_held"`
 }
 
 // BatchViewStats is the batch layer's recomputation of one view.

@@ -178,6 +178,11 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 		}
 		b.views[p.Views[i].Name] = vj
 	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(newHeldCollector(b)); err != nil {
+			return nil, fmt.Errorf("batch: metrics: %w", err)
+		}
+	}
 	return b, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/internal/testenv"
 	"github.com/lambdaflow/lambdaflow/pipelines"
@@ -54,6 +55,9 @@ func testCompactionWhileReading(t *testing.T, at lakeAt) {
 	// met the adds; compaction has work as long as some hour has several.
 	if len(before.Files()) <= 3 {
 		t.Fatalf("only %d files for 3 hours: nothing to compact", len(before.Files()))
+	}
+	if f, p, r := heldGauges(t, e.reg, "metrics"); f != float64(len(before.Files())) || p != 3 || r != 4000 {
+		t.Fatalf("before compaction, /metrics says %v files, %v periods, %v rows held; the manifest %d files in 3 hours, 4000 rows", f, p, r, len(before.Files()))
 	}
 
 	// Readers read whole-lake snapshots in a loop until compaction is done.
@@ -134,6 +138,14 @@ func testCompactionWhileReading(t *testing.T, at lakeAt) {
 	}
 	if got := counterValue(t, e.b.metrics.compactions.WithLabelValues("metrics")); got != float64(n) {
 		t.Errorf("lambdaflow_lake_compactions_total = %v, want %d", got, n)
+	}
+	if f, p, r := heldGauges(t, e.reg, "metrics"); f != 3 || p != 3 || r != 4000 {
+		t.Errorf("after compaction, /metrics says %v files, %v periods, %v rows held; want 3, 3, 4000", f, p, r)
+	}
+	st := &api.Stats{}
+	e.b.AddStats(st)
+	if l := st.Batch.Lake[0]; l.FilesHeld != 3 || l.PeriodsHeld != 3 || l.RowsHeld != 4000 {
+		t.Errorf("after compaction, /v1/stats says %+v; want 3 files in 3 periods, 4000 rows", l)
 	}
 
 	// A run over the compacted lake gives the same view, and compaction

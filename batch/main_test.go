@@ -264,6 +264,39 @@ func counterValue(t testing.TB, m prometheus.Metric) float64 {
 	return d.Gauge.GetValue()
 }
 
+// heldGauges returns the lake's held gauges of topic as reg's /metrics
+// gives them: files, periods and rows.
+func heldGauges(t testing.TB, reg prometheus.Gatherer, topic string) (files, periods, rows float64) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != topic {
+				continue
+			}
+			switch mf.GetName() {
+			case "lambdaflow_lake_files_held":
+				files = m.GetGauge().GetValue()
+			case "lambdaflow_lake_periods_held":
+				periods = m.GetGauge().GetValue()
+			case "lambdaflow_lake_rows_held":
+				rows = m.GetGauge().GetValue()
+			default:
+				continue
+			}
+			found++
+		}
+	}
+	if found != 3 {
+		t.Fatalf("%d of the 3 held gauges of %s gathered", found, topic)
+	}
+	return files, periods, rows
+}
+
 // lakeAt says where a test's lake lives: a local directory, or a fresh
 // prefix of the development S3 server.
 type lakeAt struct {

@@ -27,6 +27,7 @@ type manifestFiles struct {
 	// alone, not a lake's thousands of closed periods of one file each.
 	crowded *btree.BTreeG[int64] // nil: none
 	rows    int64                // the live files' rows together
+	periods int                  // the period starts of live files, each once
 	// cloneMu guards Clone, which marks the shared nodes read-only by
 	// writing to the tree it clones: two versions made from one at once
 	// (a commit and a refresh) must not race on it.
@@ -80,6 +81,10 @@ func (m *manifest) Files() []fileEntry {
 	return out
 }
 
+// periodsHeld is how many periods (hours, days or months) the live files
+// are in: the files a lake compacted whole holds.
+func (m *manifest) periodsHeld() int { return m.periods }
+
 // rowsHeld is the rows of the live files together.
 func (m *manifest) rowsHeld() int64 { return m.rows }
 
@@ -114,7 +119,7 @@ func (m *manifest) crowdedStarts() iter.Seq[int64] {
 func (m *manifest) cloneInto(c *manifestFiles) {
 	m.cloneMu.Lock()
 	defer m.cloneMu.Unlock()
-	c.rows = m.rows
+	c.rows, c.periods = m.rows, m.periods
 	c.files, c.paths, c.crowded = btree.NewG(treeDegree, lessFile), btree.NewG(treeDegree, lessPath), btree.NewOrderedG[int64](treeDegree)
 	if m.files != nil {
 		c.files = m.files.Clone()
@@ -131,7 +136,10 @@ func (m *manifest) cloneInto(c *manifestFiles) {
 func (mf *manifestFiles) addFile(f *fileEntry) {
 	mf.files.ReplaceOrInsert(f)
 	mf.rows += f.Rows
-	if mf.sharing(f.Start) {
+	switch mf.filesAt(f.Start) {
+	case 1:
+		mf.periods++
+	case 2:
 		mf.crowded.ReplaceOrInsert(f.Start)
 	}
 }
@@ -143,13 +151,17 @@ func (mf *manifestFiles) removeFile(start int64, path string) {
 		return
 	}
 	mf.rows -= gone.Rows
-	if !mf.sharing(start) {
+	switch mf.filesAt(start) {
+	case 0:
+		mf.periods--
+	case 1:
 		mf.crowded.Delete(start)
 	}
 }
 
-// sharing tells whether two live files or more start at start.
-func (mf *manifestFiles) sharing(start int64) bool {
+// filesAt returns how many live files start at start: 0, 1, or 2 for two
+// or more.
+func (mf *manifestFiles) filesAt(start int64) int {
 	n := 0
 	mf.files.AscendGreaterOrEqual(&fileEntry{Start: start}, func(f *fileEntry) bool {
 		if f.Start != start {
@@ -158,7 +170,7 @@ func (mf *manifestFiles) sharing(start int64) bool {
 		n++
 		return n < 2
 	})
-	return n >= 2
+	return n
 }
 
 // setFiles makes fs (in any order) the live files and indexes them and

@@ -34,27 +34,27 @@ func (mm *manifestModel) files() []fileEntry {
 	return fs
 }
 
-// crowded is the period starts two live files or more share.
-func (mm *manifestModel) crowded() []int64 {
+// crowded is the period starts two live files or more share, and periods
+// how many starts the live files have.
+func (mm *manifestModel) crowded() (crowded []int64, periods int) {
 	n := map[int64]int{}
 	for _, f := range mm.live {
 		n[f.Start]++
 	}
-	var out []int64
 	for s, k := range n {
 		if k >= 2 {
-			out = append(out, s)
+			crowded = append(crowded, s)
 		}
 	}
-	slices.Sort(out)
-	return out
+	slices.Sort(crowded)
+	return crowded, len(n)
 }
 
 // TestApplyMatchesModel: 2,000 random commits (files added across 300
 // periods, live files removed, replaced ones purged, and deltas that break
 // a rule: a path taken, a file not live removed, one not replaced purged)
-// leave each version's files, replaced files, paths and crowded periods
-// exactly as a plain model of the same commits, and so does each kept
+// leave each version's files, replaced files, paths, periods and crowded
+// periods exactly as a plain model of the same commits, and so does each kept
 // version read back from its checkpoint; a refused delta changes nothing. Versions
 // made on the way (every 25th is kept) still read as they did when made,
 // though later versions share their trees and changed them.
@@ -170,9 +170,12 @@ func TestApplyMatchesModel(t *testing.T) {
 		if !slices.Equal(got.Replaced, mm.replaced) {
 			t.Fatalf("version %d: replaced %v, the model %v", v, got.Replaced, mm.replaced)
 		}
-		crowded := mm.crowded()
+		crowded, periods := mm.crowded()
 		if c := slices.Collect(got.crowdedStarts()); !slices.Equal(c, crowded) {
 			t.Fatalf("version %d: crowded periods %v, the model %v", v, c, crowded)
+		}
+		if got.periodsHeld() != periods {
+			t.Fatalf("version %d: %d periods held, the model's files are in %d", v, got.periodsHeld(), periods)
 		}
 		for p := range mm.live {
 			if !got.isLive(p) {
@@ -193,8 +196,8 @@ func TestApplyMatchesModel(t *testing.T) {
 			if err := json.Unmarshal(b, &read); err != nil {
 				t.Fatalf("version %d: its checkpoint: %v", v, err)
 			}
-			if c := slices.Collect(read.crowdedStarts()); !slices.Equal(c, crowded) {
-				t.Fatalf("version %d read from its checkpoint: crowded periods %v, the model %v", v, c, crowded)
+			if c := slices.Collect(read.crowdedStarts()); !slices.Equal(c, crowded) || read.periodsHeld() != periods {
+				t.Fatalf("version %d read from its checkpoint: crowded periods %v and %d periods, the model %v and %d", v, c, read.periodsHeld(), crowded, periods)
 			}
 			versions = append(versions, seen{got, string(b), crowded})
 		}

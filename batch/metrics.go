@@ -80,3 +80,42 @@ func (m *metrics) init(topics, views []string) {
 		m.jobFailures.WithLabelValues(v)
 	}
 }
+
+// heldCollector exports what each topic's lake holds, read from its
+// manifest at scrape time: files, periods and rows. Files above periods
+// are merges compaction has still to make (or is holding back while a
+// period gets events).
+type heldCollector struct {
+	b                    *Batch
+	files, periods, rows *prometheus.Desc
+}
+
+func newHeldCollector(b *Batch) *heldCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, []string{"topic"}, nil)
+	}
+	return &heldCollector{b: b,
+		files:   d("lambdaflow_lake_files_held", "Files the lake holds (its manifest's live files), per topic."),
+		periods: d("lambdaflow_lake_periods_held", "Periods (hours, days or months: the topic's lake.partitioning) the lake's files are in, per topic; files held equal it once compaction has merged every period."),
+		rows:    d("lambdaflow_lake_rows_held", "Rows the lake holds (every event once), per topic."),
+	}
+}
+
+func (c *heldCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.files
+	ch <- c.periods
+	ch <- c.rows
+}
+
+func (c *heldCollector) Collect(ch chan<- prometheus.Metric) {
+	for i := range c.b.p.Topics {
+		t := c.b.p.Topics[i].Name
+		m := c.b.manifestOf(t)
+		if m == nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.files, prometheus.GaugeValue, float64(m.fileCount()), t)
+		ch <- prometheus.MustNewConstMetric(c.periods, prometheus.GaugeValue, float64(m.periodsHeld()), t)
+		ch <- prometheus.MustNewConstMetric(c.rows, prometheus.GaugeValue, float64(m.rowsHeld()), t)
+	}
+}

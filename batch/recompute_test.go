@@ -40,6 +40,8 @@ type env struct {
 	stop  func() error
 	evs   []event.Event
 	node  *broker.Node
+	// reg is the registry of the batch layer last opened.
+	reg *prometheus.Registry
 }
 
 // owner is the env's one node on the log, for every batch layer it opens
@@ -76,7 +78,8 @@ func newEnvWith(t *testing.T, tweak func(*pipelines.Pipeline), views ...pipeline
 // open (re)builds the batch layer on the same directories and runs it.
 func (e *env) open() {
 	e.t.Helper()
-	b, err := New(e.p, e.br, e.store, Options{Logger: testLogger(e.t), Now: e.clk.Now, Registerer: prometheus.NewRegistry(), Poll: 5 * time.Millisecond, Owner: e.owner()})
+	e.reg = prometheus.NewRegistry()
+	b, err := New(e.p, e.br, e.store, Options{Logger: testLogger(e.t), Now: e.clk.Now, Registerer: e.reg, Poll: 5 * time.Millisecond, Owner: e.owner()})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func (b *Batch) AddStats(s *api.Stats) {
 			Compactions: promread.Count(m.compactions.WithLabelValues(t)),
 		}
 		if mf := b.manifestOf(t); mf != nil {
-			ls.FilesHeld, ls.RowsHeld = mf.fileCount(), mf.rowsHeld()
+			ls.FilesHeld, ls.RowsHeld, ls.PeriodsHeld = mf.fileCount(), mf.rowsHeld(), mf.periodsHeld()
 		}
 		st.Lake = append(st.Lake, ls)
 	}

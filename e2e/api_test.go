@@ -581,11 +581,18 @@ func TestAPIStats(t *testing.T) {
 		if st.Batch == nil || !reflect.DeepEqual(st.Batch.Jobs, want) {
 			t.Errorf("batch %+v, want jobs %v", st.Batch, want)
 		}
+		// The seed's hours: the periods of the topic's (hourly) lake.
+		hours := map[time.Time]bool{}
+		for _, e := range f.events {
+			hours[e.TS.UTC().Truncate(time.Hour)] = true
+		}
 		for _, l := range st.Batch.Lake {
 			// Compaction merges files: the files held are at most those
-			// written; the rows held are every event, once.
-			if l.Topic == seedTopic && f.lake && (l.Rows != uint64(appended) || l.Files == 0 || l.RowsHeld != appended || l.FilesHeld < 1 || uint64(l.FilesHeld) > l.Files) {
-				t.Errorf("lake of %s: %+v, want %d rows written and held, in ≥ 1 file", seedTopic, l, appended)
+			// written, and at least one a period; the rows held are every
+			// event, once.
+			if l.Topic == seedTopic && f.lake && (l.Rows != uint64(appended) || l.Files == 0 || l.RowsHeld != appended ||
+				l.PeriodsHeld != len(hours) || l.FilesHeld < l.PeriodsHeld || uint64(l.FilesHeld) > l.Files) {
+				t.Errorf("lake of %s: %+v, want %d rows written and held, in %d periods", seedTopic, l, appended, len(hours))
 			}
 		}
 	}

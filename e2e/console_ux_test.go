@@ -116,6 +116,7 @@ func TestConsoleViewsLayout(t *testing.T) {
 		var shown struct {
 			Watermark, Horizon string
 			Late, RowsHeld     int64
+			FilesHeld, Periods int
 			Checkpoint         float64
 		}
 		b.waitFor(t, "the numbers", `document.querySelector("#layer-speed .watermark").dataset.value !== ""`)
@@ -123,7 +124,9 @@ func TestConsoleViewsLayout(t *testing.T) {
 			Late: Number(document.querySelector("#layer-speed .late").dataset.value),
 			Checkpoint: Number(document.querySelector("#layer-speed .checkpoint").dataset.value),
 			Horizon: (document.querySelector("#layer-batch .horizon") || {dataset: {value: "absent"}}).dataset.value,
-			RowsHeld: Number((document.querySelector("#layer-lake .rows-held") || {dataset: {value: -1}}).dataset.value)})`, &shown)
+			RowsHeld: Number((document.querySelector("#layer-lake .rows-held") || {dataset: {value: -1}}).dataset.value),
+			FilesHeld: Number((document.querySelector("#layer-lake .files-held") || {dataset: {value: -1}}).dataset.value),
+			Periods: Number((document.querySelector("#layer-lake .periods-held") || {dataset: {value: -1}}).dataset.value)})`, &shown)
 		vs := st.Views[0]
 		if vs.Watermark == nil || shown.Watermark != vs.Watermark.Format(time.RFC3339Nano) || shown.Late != int64(vs.LateEvents) {
 			t.Errorf("speed layer shows watermark %q, late %d; the API says %v, %d", shown.Watermark, shown.Late, vs.Watermark, vs.LateEvents)
@@ -141,8 +144,9 @@ func TestConsoleViewsLayout(t *testing.T) {
 				t.Errorf("batch layer shows horizon %q, the API says %q", shown.Horizon, want)
 			}
 			for _, l := range st.Batch.Lake {
-				if l.Topic == seedTopic && shown.RowsHeld != l.RowsHeld {
-					t.Errorf("lake shows %d rows held, the API says %d", shown.RowsHeld, l.RowsHeld)
+				if l.Topic == seedTopic && (shown.RowsHeld != l.RowsHeld || shown.FilesHeld != l.FilesHeld || shown.Periods != l.PeriodsHeld) {
+					t.Errorf("lake shows %d rows, %d files and %d periods held, the API says %d, %d and %d",
+						shown.RowsHeld, shown.FilesHeld, shown.Periods, l.RowsHeld, l.FilesHeld, l.PeriodsHeld)
 				}
 			}
 		}

@@ -173,7 +173,8 @@ export default {
         lake
           ? kv("layer-lake", [
               ["Rows held", int(lake.rows_held), { class: "rows-held", "data-value": lake.rows_held }],
-              ["Files held", int(lake.files_held)],
+              ["Files held", int(lake.files_held), { class: "files-held", "data-value": lake.files_held }],
+              ["Periods held", int(lake.periods_held), { class: "periods-held", "data-value": lake.periods_held }],
               ["Rows written" + since, int(lake.rows)],
               ["Compactions" + since, int(lake.compactions)],
             ])
