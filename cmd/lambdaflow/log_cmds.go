@@ -23,7 +23,14 @@ import (
 )
 
 func topicsCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
-	fs := newFlags("topics", "[--json]", std)
+	return showCmd(ctx, args, std, env, "topics", "/v1/topics", (*client.Client).Topics, writeTopics)
+}
+
+// showCmd runs a command that shows one API resource: a table for people,
+// or with --json the API's own bytes, so scripts see every field.
+func showCmd[T any](ctx context.Context, args []string, std stdio, env lookupEnv, name, path string,
+	get func(*client.Client, context.Context) (T, error), write func(io.Writer, T) error) error {
+	fs := newFlags(name, "[--json]", std)
 	conn := clientFlags(fs, env)
 	asJSON := fs.Bool("json", false, "print the API's JSON")
 	if _, err := parseFlags(fs, args); err != nil {
@@ -31,21 +38,20 @@ func topicsCmd(ctx context.Context, args []string, std stdio, env lookupEnv) err
 	}
 	c := conn()
 	if *asJSON {
-		return printRaw(ctx, c, std.out, "/v1/topics", nil)
+		return printRaw(ctx, c, std.out, path, nil)
 	}
-	topics, err := c.Topics(ctx)
+	v, err := get(c, ctx)
 	if err != nil {
 		return err
 	}
-	writeTopics(std.out, topics)
-	return nil
+	return write(std.out, v)
 }
 
 // writeTopics prints every partition of every topic, with the topic's kind:
 // "events" topics take publishing; a view's rows and a sink's dead letters
 // are written by the pipeline, and a note under the table says why they
 // refuse it.
-func writeTopics(w io.Writer, topics []api.Topic) {
+func writeTopics(w io.Writer, topics []api.Topic) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tKIND\tPARTITION\tFIRST-OFFSET\tLAST-OFFSET\tEVENTS\tBYTES")
 	for _, t := range topics {
@@ -57,7 +63,9 @@ func writeTopics(w io.Writer, topics []api.Topic) {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", t.Name, t.Kind, p.Partition, p.FirstOffset, p.LastOffset, n, p.Bytes)
 		}
 	}
-	tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	first := true
 	for _, t := range topics {
 		if t.Publishable {
@@ -69,25 +77,11 @@ func writeTopics(w io.Writer, topics []api.Topic) {
 		}
 		fmt.Fprintf(w, "  %s: %s\n", t.Name, t.Refusal)
 	}
+	return nil
 }
 
 func lagCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
-	fs := newFlags("lag", "[--json]", std)
-	conn := clientFlags(fs, env)
-	asJSON := fs.Bool("json", false, "print the API's JSON")
-	if _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cl := conn()
-	if *asJSON {
-		return printRaw(ctx, cl, std.out, "/v1/lag", nil)
-	}
-	lag, err := cl.Lag(ctx)
-	if err != nil {
-		return err
-	}
-	writeLag(std.out, lag)
-	return nil
+	return showCmd(ctx, args, std, env, "lag", "/v1/lag", (*client.Client).Lag, writeLag)
 }
 
 // writeLag prints lag rows as the API orders them (worst first), with
@@ -96,34 +90,25 @@ func lagCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error 
 // has read, ahead of its commits for the lake writer and the speed layer;
 // EVENT-TIME-LAG is the age of the oldest uncommitted event by its own
 // event time. --json has the exact seconds.
-func writeLag(w io.Writer, lag []api.Lag) {
+func writeLag(w io.Writer, lag []api.Lag) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONSUMER\tTOPIC\tPARTITION\tOFFSET\tEND-OFFSET\tLAG\tLAG-TIME\tREAD-OFFSET\tREAD-LAG\tREAD-LAG-TIME\tEVENT-TIME-LAG")
 	for _, c := range lag {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%s\t%s\n", c.Consumer, c.Topic, c.Partition, c.Offset, c.EndOffset,
 			c.Lag, humanSeconds(c.LagSeconds), c.ReadOffset, c.ReadLag, humanSeconds(c.ReadLagSeconds), humanSeconds(c.EventTimeLagSeconds))
 	}
-	tw.Flush()
+	return tw.Flush()
 }
 
-// clusterCmd lists the live processes: one line per process and consumer
-// it owns partitions of.
+// clusterCmd lists the live processes.
 func clusterCmd(ctx context.Context, args []string, std stdio, env lookupEnv) error {
-	fs := newFlags("cluster", "[--json]", std)
-	conn := clientFlags(fs, env)
-	asJSON := fs.Bool("json", false, "print the API's JSON")
-	if _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cl := conn()
-	if *asJSON {
-		return printRaw(ctx, cl, std.out, "/v1/cluster", nil)
-	}
-	c, err := cl.Cluster(ctx)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
+	return showCmd(ctx, args, std, env, "cluster", "/v1/cluster", (*client.Client).Cluster, writeCluster)
+}
+
+// writeCluster prints one line per process and consumer it owns
+// partitions of; SEEN is how long ago the process last said it was alive.
+func writeCluster(w io.Writer, c api.Cluster) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tROLES\tADDR\tSEEN\tCONSUMER\tPARTITIONS")
 	for _, n := range c.Nodes {
 		seen := time.Since(n.Seen).Round(100*time.Millisecond).String() + " ago"
