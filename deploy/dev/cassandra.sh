@@ -161,22 +161,10 @@ cql_ready() {
     ' 2>/dev/null
 }
 
-is_running() { pid_alive "$PIDFILE" "$MARKER"; }
-
 start() {
     lock_service "$HOME_DIR"
-    if is_running; then
-        if cql_ready; then
-            log "already running (pid $(cat "$PIDFILE")), CQL on 127.0.0.1:$PORT"
-            return 0
-        fi
-        log "already running (pid $(cat "$PIDFILE")) but not answering yet; waiting"
-        if wait_ready "$LF_SERVICES_WAIT" "$PIDFILE" "$MARKER" cql_ready; then
-            log "ready on 127.0.0.1:$PORT"
-            return 0
-        fi
-        tail_log "$LOG"
-        exit 1
+    if running_and_ready cql_ready "CQL on 127.0.0.1:$PORT"; then
+        return 0
     fi
     for p in "$PORT" "$STORAGE_PORT"; do
         if port_open "$p"; then
@@ -247,22 +235,7 @@ start() {
         -Dcassandra.native.epoll.enabled=true
     )
     log "starting Cassandra $(cat "$LIB/.complete") on 127.0.0.1:$PORT (storage $STORAGE_PORT, heap $HEAP)"
-    echo "=== $(date -Is) starting ===" >>"$LOG"
-    (
-        cd "$HOME_DIR"
-        exec setsid "$JAVA" "${opts[@]}" -cp "$CONF:$LIB/*" org.apache.cassandra.service.CassandraDaemon \
-            </dev/null >>"$LOG" 2>&1 8>&-
-    ) &
-    echo $! >"$PIDFILE"
-    trap 'log "interrupted"; tail_log "$LOG"; stop_pid "$PIDFILE" "$MARKER" 30; exit 1' INT TERM
-    if wait_ready "$LF_SERVICES_WAIT" "$PIDFILE" "$MARKER" cql_ready; then
-        trap - INT TERM
-        log "ready on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"), $((SECONDS - t0))s)"
-        return 0
-    fi
-    tail_log "$LOG"
-    stop_pid "$PIDFILE" "$MARKER" 30 || true
-    exit 1
+    launch cql_ready "CQL on 127.0.0.1:$PORT" "$t0" "$JAVA" "${opts[@]}" -cp "$CONF:$LIB/*" org.apache.cassandra.service.CassandraDaemon
 }
 
 stop() {
@@ -270,18 +243,7 @@ stop() {
     stop_pid "$PIDFILE" "$MARKER" 60
 }
 
-status() {
-    if is_running; then
-        if cql_ready; then
-            echo "cassandra: running (pid $(cat "$PIDFILE")), CQL ready on 127.0.0.1:$PORT"
-        else
-            echo "cassandra: running (pid $(cat "$PIDFILE")), CQL not answering on 127.0.0.1:$PORT"
-        fi
-        return 0
-    fi
-    echo "cassandra: stopped"
-    return 3
-}
+status() { service_status cassandra cql_ready "CQL on 127.0.0.1:$PORT"; }
 
 case "${1:-}" in
 start) start ;;

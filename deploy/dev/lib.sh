@@ -140,6 +140,69 @@ wait_ready() {
     done
 }
 
+# The daemon helpers below take the calling script's PIDFILE, MARKER, LOG
+# and HOME_DIR: every service script names its files so.
+
+# running_and_ready CHECKFN WHERE: in start(), when the service already runs,
+# waits until CHECKFN says it is ready (exit 1 with its log if it never is)
+# and returns 0; returns 1 when it does not run, so start() goes on to launch it.
+running_and_ready() {
+    local check="$1" where="$2"
+    pid_alive "$PIDFILE" "$MARKER" || return 1
+    if "$check"; then
+        log "already running (pid $(cat "$PIDFILE")), $where"
+        return 0
+    fi
+    log "already running (pid $(cat "$PIDFILE")) but not ready yet; waiting"
+    if wait_ready "$LF_SERVICES_WAIT" "$PIDFILE" "$MARKER" "$check"; then
+        log "ready, $where"
+        return 0
+    fi
+    tail_log "$LOG"
+    exit 1
+}
+
+# launch CHECKFN WHERE T0 COMMAND...: runs COMMAND in HOME_DIR in a session of
+# its own (it outlives the script; its output goes to LOG), records its pid
+# and waits until CHECKFN says it is ready. A service that dies or is not
+# ready in LF_SERVICES_WAIT seconds, or a start interrupted, is stopped with
+# its log shown and the script exits 1: nothing half-started stays behind.
+launch() {
+    local check="$1" where="$2" t0="$3"
+    shift 3
+    echo "=== $(date -Is) starting ===" >>"$LOG"
+    (
+        cd "$HOME_DIR"
+        exec setsid "$@" </dev/null >>"$LOG" 2>&1 8>&-
+    ) &
+    echo $! >"$PIDFILE"
+    trap 'log "interrupted"; tail_log "$LOG"; stop_pid "$PIDFILE" "$MARKER" 30; exit 1' INT TERM
+    if wait_ready "$LF_SERVICES_WAIT" "$PIDFILE" "$MARKER" "$check"; then
+        trap - INT TERM
+        log "ready, $where (pid $(cat "$PIDFILE"), $((SECONDS - t0))s)"
+        return 0
+    fi
+    tail_log "$LOG"
+    stop_pid "$PIDFILE" "$MARKER" 30 || true
+    exit 1
+}
+
+# service_status NAME CHECKFN WHERE: status's line, and its exit code: 0
+# while the service runs (ready or not), 3 when it is stopped.
+service_status() {
+    local name="$1" check="$2" where="$3"
+    if pid_alive "$PIDFILE" "$MARKER"; then
+        if "$check"; then
+            echo "$name: running (pid $(cat "$PIDFILE")), ready, $where"
+        else
+            echo "$name: running (pid $(cat "$PIDFILE")), not ready, $where"
+        fi
+        return 0
+    fi
+    echo "$name: stopped"
+    return 3
+}
+
 # maven_jars DIR VERSION GROUP:ARTIFACT:VERSION...: the jars of the given
 # artifacts and their runtime dependencies into DIR/lib, from Maven Central,
 # unless DIR/lib already holds them for VERSION (DIR/lib/.complete). Only

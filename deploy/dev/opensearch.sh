@@ -106,23 +106,11 @@ os_ready() {
     [[ "$(http_status '/_cluster/health?wait_for_status=yellow&timeout=5s')" == 200 ]]
 }
 
-is_running() { pid_alive "$PIDFILE" "$MARKER"; }
-
 start() {
     command -v curl >/dev/null || die "curl not found (apt-get install curl)"
     lock_service "$HOME_DIR"
-    if is_running; then
-        if os_ready; then
-            log "already running (pid $(cat "$PIDFILE")), http://127.0.0.1:$PORT"
-            return 0
-        fi
-        log "already running (pid $(cat "$PIDFILE")) but not ready yet; waiting"
-        if wait_ready "$LF_SERVICES_WAIT" "$PIDFILE" "$MARKER" os_ready; then
-            log "ready on http://127.0.0.1:$PORT"
-            return 0
-        fi
-        tail_log "$LOG"
-        exit 1
+    if running_and_ready os_ready "http://127.0.0.1:$PORT"; then
+        return 0
     fi
     for p in "$PORT" "$TRANSPORT_PORT"; do
         if port_open "$p"; then
@@ -168,21 +156,7 @@ start() {
         "logger.level=INFO"
     )
     log "starting OpenSearch $VERSION on http://127.0.0.1:$PORT (transport $TRANSPORT_PORT, heap $HEAP_MIN-$HEAP_MAX)"
-    echo "=== $(date -Is) starting ===" >>"$LOG"
-    (
-        cd "$HOME_DIR"
-        exec setsid "$JAVA" "${jvm[@]}" -cp "$LIB/*" "$LAUNCHER" "${settings[@]}" </dev/null >>"$LOG" 2>&1 8>&-
-    ) &
-    echo $! >"$PIDFILE"
-    trap 'log "interrupted"; tail_log "$LOG"; stop_pid "$PIDFILE" "$MARKER" 30; exit 1' INT TERM
-    if wait_ready "$LF_SERVICES_WAIT" "$PIDFILE" "$MARKER" os_ready; then
-        trap - INT TERM
-        log "ready on http://127.0.0.1:$PORT (pid $(cat "$PIDFILE"), $((SECONDS - t0))s)"
-        return 0
-    fi
-    tail_log "$LOG"
-    stop_pid "$PIDFILE" "$MARKER" 30 || true
-    exit 1
+    launch os_ready "http://127.0.0.1:$PORT" "$t0" "$JAVA" "${jvm[@]}" -cp "$LIB/*" "$LAUNCHER" "${settings[@]}"
 }
 
 stop() {
@@ -190,18 +164,7 @@ stop() {
     stop_pid "$PIDFILE" "$MARKER" 60
 }
 
-status() {
-    if is_running; then
-        if os_ready; then
-            echo "opensearch: running (pid $(cat "$PIDFILE")), ready on http://127.0.0.1:$PORT"
-        else
-            echo "opensearch: running (pid $(cat "$PIDFILE")), not ready on http://127.0.0.1:$PORT"
-        fi
-        return 0
-    fi
-    echo "opensearch: stopped"
-    return 3
-}
+status() { service_status opensearch os_ready "http://127.0.0.1:$PORT"; }
 
 case "${1:-}" in
 start) start ;;

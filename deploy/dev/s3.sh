@@ -118,18 +118,7 @@ stop() {
     stop_pid "$PIDFILE" "$MARKER" 30
 }
 
-status() {
-    if pid_alive "$PIDFILE" "$MARKER"; then
-        if s3_ready; then
-            echo "s3: running (pid $(cat "$PIDFILE")), ready on $ENDPOINT"
-        else
-            echo "s3: running (pid $(cat "$PIDFILE")), not answering on $ENDPOINT"
-        fi
-        return 0
-    fi
-    echo "s3: stopped"
-    return 3
-}
+status() { service_status s3 s3_ready "$ENDPOINT"; }
 
 case "${1:-}" in
 start) start ;;
