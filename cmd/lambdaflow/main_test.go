@@ -429,11 +429,16 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// --json prints the API's own answer: what a script reads.
-	out, _, code = runCLI(t, "", "topics", "--json", "--addr", s.addr)
-	var topics api.Topics
-	if err := json.Unmarshal([]byte(out), &topics); code != 0 || err != nil {
-		t.Fatalf("topics --json: exit %d, %v:\n%s", code, err, out)
+	cliJSON := func(cmd string, v any) string {
+		t.Helper()
+		out, _, code := runCLI(t, "", cmd, "--json", "--addr", s.addr)
+		if err := json.Unmarshal([]byte(out), v); code != 0 || err != nil {
+			t.Fatalf("%s --json: exit %d, %v:\n%s", cmd, code, err, out)
+		}
+		return out
 	}
+	var topics api.Topics
+	out = cliJSON("topics", &topics)
 	total = 0
 	for _, tp := range topics.Topics {
 		for _, p := range tp.Partitions {
@@ -445,11 +450,8 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	if total != 25 {
 		t.Errorf("topics --json holds %d events of orders, want 25:\n%s", total, out)
 	}
-	out, _, code = runCLI(t, "", "lag", "--json", "--addr", s.addr)
 	var lag api.LagAnswer
-	if err := json.Unmarshal([]byte(out), &lag); code != 0 || err != nil {
-		t.Fatalf("lag --json: exit %d, %v:\n%s", code, err, out)
-	}
+	out = cliJSON("lag", &lag)
 	lakeRows := 0
 	for _, l := range lag.Consumers {
 		if l.Consumer == "lake" && l.Topic == "orders" {
@@ -459,12 +461,8 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	if lakeRows != 3 {
 		t.Errorf("lag --json has %d rows of the lake writer on orders, want one a partition (3):\n%s", lakeRows, out)
 	}
-	out, _, code = runCLI(t, "", "cluster", "--json", "--addr", s.addr)
 	var cluster api.Cluster
-	if err := json.Unmarshal([]byte(out), &cluster); code != 0 || err != nil {
-		t.Fatalf("cluster --json: exit %d, %v:\n%s", code, err, out)
-	}
-	if len(cluster.Nodes) != 1 || !slices.Equal(cluster.Nodes[0].Owns["lake"], []int{0, 1, 2}) {
+	if out = cliJSON("cluster", &cluster); len(cluster.Nodes) != 1 || !slices.Equal(cluster.Nodes[0].Owns["lake"], []int{0, 1, 2}) {
 		t.Errorf("cluster --json: want one process owning the lake's partitions 0,1,2:\n%s", out)
 	}
 	for _, c := range []struct {
