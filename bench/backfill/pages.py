@@ -120,7 +120,7 @@ for f in sorted(files):
                 h = r.struct()
                 body = data[r.pos:r.pos + h[3]]
                 pos = r.pos + h[3]
-                if h[1] == 7:  # an index page: not data
+                if h[1] == 1:  # an INDEX_PAGE: not data
                     continue
                 levels, packed, size = b"", body, h[2]
                 v2 = h.get(8)
