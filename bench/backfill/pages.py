@@ -69,8 +69,8 @@ class Thrift:
             n, et = h >> 4, h & 0x0F
             if n == 15:
                 n = self.varint()
-            # Bools in a list are a byte each (1 true, 2 false, as types).
-            return [self.value(self.byte()) if et in (1, 2) else self.value(et) for _ in range(n)]
+            # Bools in a list are a byte each: 1 is true (writers differ on false).
+            return [self.byte() == 1 if et in (1, 2) else self.value(et) for _ in range(n)]
         if typ == 11:
             n = self.varint()
             if n:
