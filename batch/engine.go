@@ -50,7 +50,8 @@ type gridSpan struct {
 	size, slide  int64
 	opts         scanOptions
 	files        []fileEntry
-	hourOf       []int // per file, its index in hours
+	pf           *prefetch // opens files, fetching ahead from object storage
+	hourOf       []int     // per file, its index in hours
 	mu           sync.Mutex
 	// more is signalled (under mu) when row groups are offered, a file's
 	// opening ends or the run fails: what a worker with nothing to take
@@ -203,6 +204,8 @@ func (c *computer) gridSpan(ctx context.Context, files []fileEntry, hourOf []int
 	}
 	ctx, g.cancel = context.WithCancel(ctx)
 	defer g.cancel()
+	g.pf = c.vj.tl.prefetchFiles(ctx, files)
+	defer g.pf.stop()
 	// One worker per CPU, also for fewer files than CPUs: a file's further
 	// row groups go to the workers waiting while it is opened (take).
 	n := max(1, runtime.GOMAXPROCS(0))
@@ -308,7 +311,7 @@ func (g *gridSpan) finish(f *openFile, rows int64) {
 // open opens file i of the span and offers its further row groups to the
 // other workers.
 func (g *gridSpan) open(ctx context.Context, i int) (*openFile, error) {
-	lf, err := g.c.vj.tl.openLakeFile(ctx, g.files[i], g.opts)
+	lf, err := g.pf.openLakeFile(ctx, i, g.opts)
 	if err != nil {
 		return nil, err
 	}

@@ -244,6 +244,7 @@ func (b *Batch) Jobs() []api.JobStatus { return b.jobs.list() }
 // way out; Close is for a Batch used without Run (the CLI's batch run).
 func (b *Batch) Close() error {
 	b.jobs.stop()
+	b.releaseStore()
 	return nil
 }
 

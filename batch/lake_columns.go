@@ -60,16 +60,7 @@ type lakeFile struct {
 // name, the checksum is checked first). A file the manifest lists but that
 // is gone, or one that does not match fe, is ErrCorruptFile.
 func (tl *topicLake) openLakeFile(ctx context.Context, fe fileEntry, opts scanOptions) (*lakeFile, error) {
-	o, name, err := tl.openFile(ctx, fe)
-	if err != nil {
-		return nil, err
-	}
-	lf, err := openLakeObject(o, name, tl.topic.Schema, fe, opts)
-	if err != nil {
-		o.Close()
-		return nil, err
-	}
-	return lf, nil
+	return tl.prefetchFiles(ctx, []fileEntry{fe}).openLakeFile(ctx, 0, opts)
 }
 
 // openLakeObject reads the footer of o, the lake file of manifest entry fe

@@ -64,12 +64,7 @@ type scanOptions struct {
 // The file must hold exactly fe.Rows rows, each of one of fe's ranges and
 // of its period; anything else is ErrCorruptFile.
 func (tl *topicLake) scanFile(ctx context.Context, fe fileEntry, opts scanOptions, fn func(*scanBatch) error) error {
-	o, name, err := tl.openFile(ctx, fe)
-	if err != nil {
-		return err
-	}
-	defer o.Close()
-	return tl.scan(ctx, o, name, tl.topic.Schema, fe, opts, fn)
+	return tl.prefetchFiles(ctx, []fileEntry{fe}).scanFile(ctx, 0, opts, fn)
 }
 
 // openFile opens the lake file fe for reading, after checking its

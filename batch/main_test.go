@@ -345,6 +345,7 @@ func openStore(t testing.TB, p *pipelines.Pipeline) lakestore.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { lakestore.CloseIdle(st) })
 	return st
 }
 

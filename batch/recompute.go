@@ -438,9 +438,16 @@ func (c *computer) sessionSpan(ctx context.Context, sp span, h int64, periods []
 	evFrom, evTo := c.vj.eventRange(sp, h)
 	sessions := map[string]*plan.Sessions{}
 	opts := scanOptions{Fields: c.vj.fields, IDs: c.vj.ids}
+	var all []fileEntry
 	for _, files := range periods {
-		for _, fe := range files {
-			err := c.vj.tl.scanFile(ctx, fe, opts, func(b *scanBatch) error {
+		all = append(all, files...)
+	}
+	pf := c.vj.tl.prefetchFiles(ctx, all)
+	defer pf.stop()
+	next := 0
+	for _, files := range periods {
+		for range files {
+			err := pf.scanFile(ctx, next, opts, func(b *scanBatch) error {
 				for i := range b.Events {
 					e := &b.Events[i]
 					if e.Time < evFrom || e.Time >= evTo {
@@ -460,6 +467,7 @@ func (c *computer) sessionSpan(ctx context.Context, sp span, h int64, periods []
 				c.rows += int64(len(b.Events))
 				return nil
 			})
+			next++
 			if err != nil {
 				return nil, fmt.Errorf("batch: view %s: %w", c.vj.v.Name, err)
 			}

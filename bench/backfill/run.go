@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/bench/measure"
 )
 
@@ -119,86 +118,24 @@ func appendsBeside(ctx context.Context, s *measure.Server, topic string) (int64,
 	return n, nil
 }
 
-// lakeStats counts the lake's data files and bytes on disk (names starting
-// with "." or "_" are not data) and the manifest log's size (its records
-// and checkpoints under _manifest/) and version (its newest record).
-func lakeStats(dir string, res *lakeState) error {
-	*res = lakeState{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // compaction removed it meanwhile
-			}
-			return err
-		}
-		name := d.Name()
-		if d.IsDir() && name == "_manifest" {
-			return manifestStats(path, res)
-		}
-		if d.IsDir() || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") || !strings.HasSuffix(name, ".parquet") {
-			return nil
-		}
-		info, err := d.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		res.files++
-		res.lakeBytes += info.Size()
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if res.manifestVersion == 0 {
-		return fmt.Errorf("%s: no manifest log", filepath.Join(dir, "_manifest"))
-	}
-	return nil
-}
-
-// manifestStats reads the manifest log directory: its bytes, and its
-// newest version (records are <20 digits>.json).
-func manifestStats(dir string, res *lakeState) error {
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range es {
-		name := e.Name()
-		info, err := e.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // a record a checkpoint made redundant
-		}
-		if err != nil {
-			return err
-		}
-		if strings.HasPrefix(name, ".") {
-			continue
-		}
-		res.manifestBytes += info.Size()
-		if v, err := strconv.ParseInt(strings.TrimSuffix(name, ".json"), 10, 64); err == nil && len(name) == 25 {
-			res.manifestVersion = max(res.manifestVersion, v)
-		}
-	}
-	return filepath.SkipDir
-}
-
 // waitCompaction polls the lake until compaction is done: the files stay
 // the same for settle (or timeout passes), and returns that state and how
 // long it took.
-func waitCompaction(ctx context.Context, dir string, settle, timeout time.Duration) (lakeState, time.Duration, error) {
+func waitCompaction(ctx context.Context, st lakestore.Store, settle, timeout time.Duration) (lakeState, time.Duration, error) {
 	start := time.Now()
 	var last lakeState
 	stable := time.Now()
 	for {
-		var st lakeState
-		if err := lakeStats(dir, &st); err != nil {
-			return st, 0, err
+		var now lakeState
+		listed := time.Now()
+		if err := lakeStats(ctx, st, "flights", &now); err != nil {
+			return now, 0, err
 		}
-		if st.files != last.files || st.lakeBytes != last.lakeBytes {
-			last, stable = st, time.Now()
+		// Listing a large lake on object storage takes the server's CPU
+		// from compaction: poll no more than a fifth of the time.
+		wait := max(250*time.Millisecond, 4*time.Since(listed))
+		if now.files != last.files || now.lakeBytes != last.lakeBytes {
+			last, stable = now, time.Now()
 		}
 		if time.Since(stable) >= settle || time.Since(start) >= timeout {
 			return last, stable.Sub(start), nil
@@ -206,7 +143,7 @@ func waitCompaction(ctx context.Context, dir string, settle, timeout time.Durati
 		select {
 		case <-ctx.Done():
 			return last, 0, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -256,9 +193,10 @@ func recompute(ctx context.Context, s *measure.Server, view string, from, to tim
 }
 
 // runRound is one backfill into a fresh data directory.
-func runRound(ctx context.Context, o options, bin, pipeline, oracle, input string, lines []string, want map[string]*oracleView, dir string) (*roundResult, error) {
+func runRound(ctx context.Context, o options, bin, pipeline, oracle, input string, lines []string, want map[string]*oracleView, dir string, lake lakeAt, round int) (*roundResult, error) {
+	dataDir := filepath.Join(dir, "data")
 	s, err := measure.StartServer(ctx, measure.ServerConfig{Bin: bin, Pipeline: pipeline, Dir: dir, Roles: o.roles,
-		Env: []string{"BACKFILL_DATA=" + filepath.Join(dir, "data")}})
+		Env: append([]string{"BACKFILL_DATA=" + dataDir}, lake.roundEnv(round)...)})
 	if err != nil {
 		return nil, err
 	}
@@ -289,15 +227,18 @@ func runRound(ctx context.Context, o options, bin, pipeline, oracle, input strin
 	if res.otherAppends, err = appendsBeside(ctx, s, "flights"); err != nil {
 		return nil, err
 	}
-	lake := filepath.Join(dir, "data", "lake", "flights")
-	if err := lakeStats(lake, &res.lakeState); err != nil {
+	st, err := lake.open(ctx, dataDir, round)
+	if err != nil {
+		return nil, err
+	}
+	if err := lakeStats(ctx, st, "flights", &res.lakeState); err != nil {
 		return nil, err
 	}
 	measure.Logf(os.Stderr, "lake caught up %.1f s after the last answer: %d files, %.1f B/row, manifest log %.2f MiB (version %d), peak RSS %d MiB",
 		res.catchUp.Seconds(), res.files, float64(res.lakeBytes)/float64(len(lines)), float64(res.manifestBytes)/(1<<20),
 		res.manifestVersion, res.rssCaughtUp>>20)
 	// Compaction goes on after the catch-up (closed periods merged).
-	if res.compacted, res.compactWait, err = waitCompaction(ctx, lake, 5*time.Second, 5*time.Minute); err != nil {
+	if res.compacted, res.compactWait, err = waitCompaction(ctx, st, 5*time.Second, 5*time.Minute); err != nil {
 		return nil, err
 	}
 	measure.Logf(os.Stderr, "compaction done %.1f s after catch-up: %d files, %.1f B/row",
@@ -337,7 +278,11 @@ func runRound(ctx context.Context, o options, bin, pipeline, oracle, input strin
 	if err := s.Stop(); err != nil {
 		return nil, err
 	}
-	if err := checkLake(ctx, oracle, input, lake, len(lines)); err != nil {
+	files, err := localLake(ctx, st, "flights", filepath.Join(dir, "lake-copy"))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLake(ctx, oracle, input, files, len(lines)); err != nil {
 		return nil, err
 	}
 	measure.Logf(os.Stderr, "checks passed: the lake holds every event once with its values; every batch row of %d views equals the oracle", len(want))
