@@ -249,6 +249,7 @@ func TestLakeOnS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer lakestore.CloseIdle(st)
 	files := map[string]string{
 		"flights/dt=2013-01-01/a.parquet": "first file",
 		"flights/dt=2013-01-02/b.parquet": "the second file",

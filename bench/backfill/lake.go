@@ -105,6 +105,7 @@ func (l lakeAt) remove(ctx context.Context, round int) error {
 	if err != nil {
 		return err
 	}
+	defer lakestore.CloseIdle(st)
 	pending, err := st.Unfinished(ctx, "")
 	if err != nil {
 		return err

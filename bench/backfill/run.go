@@ -231,6 +231,7 @@ func runRound(ctx context.Context, o options, bin, pipeline, oracle, input strin
 	if err != nil {
 		return nil, err
 	}
+	defer lakestore.CloseIdle(st)
 	if err := lakeStats(ctx, st, "flights", &res.lakeState); err != nil {
 		return nil, err
 	}
