@@ -8,7 +8,9 @@
 //
 // It knows nothing of Parquet, manifests or topics (package batch does),
 // and never holds more than one object's bytes in memory: uploads larger
-// than a few MiB are staged in an unlinked temporary file.
+// than a few MiB are staged in an unlinked temporary file. On object
+// storage it keeps up to 64 connections open between requests, for
+// readers that fetch many objects at once; CloseIdle releases them.
 package lakestore
 
 import (
