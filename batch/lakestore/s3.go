@@ -288,8 +288,7 @@ func (s *S3) Open(ctx context.Context, key string) (Object, error) {
 	defer out.Body.Close()
 	size := aws.ToInt64(out.ContentLength)
 	if size <= memLimit {
-		b := make([]byte, 0, size)
-		b, err = readAll(out.Body, b)
+		b, err := readAll(out.Body, size)
 		if err != nil {
 			return nil, classify(err, s.String()+key)
 		}
@@ -308,10 +307,38 @@ func (s *S3) Open(ctx context.Context, key string) (Object, error) {
 	return &s3Object{r: f, f: f, size: n}, nil
 }
 
-func readAll(r io.Reader, b []byte) ([]byte, error) {
-	buf := bytes.NewBuffer(b)
-	_, err := buf.ReadFrom(r)
-	return buf.Bytes(), err
+// readAll reads a response body of size bytes (as announced; 0 when not)
+// into a slice of that size. Reading into a bytes.Buffer of exactly that
+// capacity, as before, cost twice over: ReadFrom wants 512 bytes of room
+// before it sees the end, so at the end it moved the whole object into an
+// array twice as large, which the object then kept (files fetched ahead
+// held double their size).
+func readAll(r io.Reader, size int64) ([]byte, error) {
+	if size <= 0 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, size)
+	if n, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("body ended after %d of %d bytes: %w", n, size, err)
+		}
+		return nil, err
+	}
+	// The end (net/http reports it with the last bytes), or bytes past the
+	// announced size, kept rather than dropped.
+	var probe [1]byte
+	n, err := r.Read(probe[:])
+	if n == 0 && errors.Is(err, io.EOF) {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	rest, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(b, probe[:n]...), rest...), nil
 }
 
 func (s *S3) ReadFile(ctx context.Context, key string) ([]byte, error) {
@@ -324,7 +351,7 @@ func (s *S3) ReadFile(ctx context.Context, key string) ([]byte, error) {
 		return nil, classify(err, s.String()+key)
 	}
 	defer out.Body.Close()
-	b, err := readAll(out.Body, make([]byte, 0, max(aws.ToInt64(out.ContentLength), 0)))
+	b, err := readAll(out.Body, aws.ToInt64(out.ContentLength))
 	if err != nil {
 		return nil, classify(err, s.String()+key)
 	}
