@@ -161,12 +161,16 @@ func New(p *pipelines.Pipeline, log Log, store Store, opts Options) (*Batch, err
 	// Two encoders of zstd's best level (~34 MiB each) serve every topic:
 	// daily-sized files are few, and two cores' worth of them is plenty.
 	best := newBestEncoders(2)
+	var cache *fileCache
+	if _, local := b.lakeStore.(*lakestore.Dir); !local {
+		cache = newFileCache(int64(p.Lake.Cache), m)
+	}
 	for i := range p.Topics {
 		tl, err := openTopicLake(ctx, b.lakeStore, &p.Topics[i], b.now, b.logger)
 		if err != nil {
 			return nil, err
 		}
-		tl.best = best
+		tl.best, tl.cache = best, cache
 		b.lakes[p.Topics[i].Name] = tl
 	}
 	b.budget = newMemBudget(int64(b.lakeBuffer()))

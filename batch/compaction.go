@@ -314,6 +314,8 @@ func (c *compactor) merge(ctx context.Context, m *manifest, start int64, files [
 	defer cancel()
 	for _, f := range files {
 		c.hide(hctx, f.Path)
+		// The merge's second pass read it from the cache; no one else will.
+		c.tl.cache.drop(c.tl.key(f.Path), f)
 	}
 	c.metrics.compactions.WithLabelValues(c.tl.topic.Name).Inc()
 	c.logger.Debug("lake: compacted", "topic", c.tl.topic.Name, "file", out.Path, "inputs", len(files), "rows", out.Rows)

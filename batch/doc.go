@@ -9,7 +9,8 @@
 // (engine.go: typed vectors, dense group ids, aggregates a column at a
 // time, one worker per CPU); session views event by event. Reads of a
 // lake on object storage (jobs and compaction's merges) fetch their files
-// ahead of their readers, up to 64 at once (prefetch.go).
+// ahead of their readers, up to 64 at once (prefetch.go), and keep the
+// files they fetched for later reads in lake.cache (lake_cache.go).
 //
 // It reads the log and appends to it through the small Log interface and
 // writes results through the Store interface; it never serves queries nor

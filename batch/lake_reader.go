@@ -72,9 +72,14 @@ func (tl *topicLake) scanFile(ctx context.Context, fe fileEntry, opts scanOption
 // messages. A file compaction replaced after the caller's manifest was read
 // is read from where it waits out its grace period. This is the way in for
 // any reader of lake files (parquet.OpenFile takes the object: it is an
-// io.ReaderAt with a size).
+// io.ReaderAt with a size). A file fetched from object storage whole is
+// added to tl's cache.
 func (tl *topicLake) openFile(ctx context.Context, fe fileEntry) (lakestore.Object, string, error) {
 	key := tl.key(fe.Path)
+	if b, ok := tl.cache.get(key, fe); ok {
+		// Checked when it was fetched, and no one writes to it.
+		return &memFile{b: b}, tl.st.String() + key, nil
+	}
 	o, err := tl.st.Open(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
 		key = replacedName(key)
@@ -86,6 +91,18 @@ func (tl *topicLake) openFile(ctx context.Context, fe fileEntry) (lakestore.Obje
 	name := tl.st.String() + key
 	if err != nil {
 		return nil, "", fmt.Errorf("%w %s: %w", ErrCorruptFile, name, err)
+	}
+	if h, ok := o.(heldObject); ok {
+		if b, ok := h.Held(); ok {
+			// Fetched whole already: checked and decoded in place.
+			m := &memFile{b: b, obj: o}
+			if err := checkBytes(b, name, fe); err != nil {
+				m.Close()
+				return nil, "", err
+			}
+			tl.cache.put(tl.key(fe.Path), fe, b)
+			return m, name, nil
+		}
 	}
 	if o.Size() <= memFileBytes {
 		// Read once: the checksum and the decoding share the bytes.
@@ -134,6 +151,13 @@ func mapChecked(o lakestore.Object, name string, fe fileEntry) (*memFile, error)
 // valid until it is closed.
 type mappable interface {
 	Map() ([]byte, error)
+}
+
+// heldObject is a lake object its store read into memory whole (an object
+// fetched from object storage): reading it into a buffer of its own, as
+// files in a directory are, would copy every byte once more.
+type heldObject interface {
+	Held() ([]byte, bool)
 }
 
 // memFileBytes is the largest lake file openFile reads into memory whole;

@@ -120,6 +120,9 @@ type topicLake struct {
 	// layer shares one set among all its topics (nil: each writer makes
 	// its own).
 	best *bestEncoders
+	// cache keeps files read from object storage for later reads (nil:
+	// none; see fileCache).
+	cache *fileCache
 }
 
 func openTopicLake(ctx context.Context, st lakestore.Store, t *pipelines.Topic, now func() time.Time, logger *slog.Logger) (*topicLake, error) {

@@ -15,6 +15,9 @@ type metrics struct {
 	lastSuccess   *prometheus.GaugeVec
 	horizonAge    *prometheus.GaugeVec
 	jobFailures   *prometheus.CounterVec
+	cacheReads    *prometheus.CounterVec
+	cacheBytes    prometheus.Gauge
+	cacheFiles    prometheus.Gauge
 }
 
 // newMetrics creates the metrics and registers them with reg (nil: not
@@ -50,12 +53,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		jobFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambdaflow_batch_job_failures_total", Help: "Failed batch jobs, per view.",
 		}, []string{"view"}),
+		cacheReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambdaflow_lake_cache_reads_total", Help: "Reads of lake files on object storage, by whether lake.cache held the file (hit) or it was fetched (miss).",
+		}, []string{"result"}),
+		cacheBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lambdaflow_lake_cache_bytes", Help: "Bytes of lake files lake.cache holds.",
+		}),
+		cacheFiles: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lambdaflow_lake_cache_files", Help: "Lake files lake.cache holds.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.lakeRows, m.lakeFiles, m.compactions, m.skipped, m.jobSeconds,
-		m.rowsPerSecond, m.lastSuccess, m.horizonAge, m.jobFailures} {
+		m.rowsPerSecond, m.lastSuccess, m.horizonAge, m.jobFailures, m.cacheReads, m.cacheBytes, m.cacheFiles} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -67,6 +79,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // never wrote or a view that never ran shows as such (and can be alerted on:
 // a last-success time of 0 means never) instead of being absent.
 func (m *metrics) init(topics, views []string) {
+	m.cacheReads.WithLabelValues("hit")
+	m.cacheReads.WithLabelValues("miss")
 	for _, t := range topics {
 		m.lakeRows.WithLabelValues(t)
 		m.lakeFiles.WithLabelValues(t)
@@ -118,4 +132,25 @@ func (c *heldCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.periods, prometheus.GaugeValue, float64(m.periodsHeld()), t)
 		ch <- prometheus.MustNewConstMetric(c.rows, prometheus.GaugeValue, float64(m.rowsHeld()), t)
 	}
+}
+
+// lakeCacheRead counts a read of a lake file through the cache.
+func (m *metrics) lakeCacheRead(hit bool) {
+	if m == nil {
+		return
+	}
+	if hit {
+		m.cacheReads.WithLabelValues("hit").Inc()
+	} else {
+		m.cacheReads.WithLabelValues("miss").Inc()
+	}
+}
+
+// lakeCacheHeld records what the cache holds.
+func (m *metrics) lakeCacheHeld(bytes int64, files int) {
+	if m == nil {
+		return
+	}
+	m.cacheBytes.Set(float64(bytes))
+	m.cacheFiles.Set(float64(files))
 }

@@ -32,9 +32,13 @@ func TestMetricsExistBeforeAnyWork(t *testing.T) {
 		"lambdaflow_lake_skipped_entries_total", "lambdaflow_batch_job_seconds", "lambdaflow_batch_rows_per_second",
 		"lambdaflow_batch_last_success_timestamp_seconds", "lambdaflow_batch_job_failures_total",
 		"lambdaflow_lake_files_held", "lambdaflow_lake_periods_held", "lambdaflow_lake_rows_held",
+		"lambdaflow_lake_cache_bytes", "lambdaflow_lake_cache_files",
 	} {
 		if series[name] != 1 {
 			t.Errorf("%s: %d series before any work, want 1", name, series[name])
 		}
+	}
+	if series["lambdaflow_lake_cache_reads_total"] != 2 {
+		t.Errorf("lambdaflow_lake_cache_reads_total: %d series before any work, want 2 (hit, miss)", series["lambdaflow_lake_cache_reads_total"])
 	}
 }

@@ -763,6 +763,21 @@ func TestRecomputeWordStates(t *testing.T) {
 	}
 }
 
+// flipBit flips one bit a quarter into the lake object key of p's lake.
+func flipBit(t *testing.T, p *pipelines.Pipeline, key string) {
+	t.Helper()
+	ctx := context.Background()
+	st := openStore(t, p)
+	b, err := st.ReadFile(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/4] ^= 0x01
+	if err := st.WriteFile(ctx, key, b, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRecomputeManyFiles: a recompute over many more files than are
 // fetched ahead at once gives every window type's exact rows, with the
 // lake in a directory and on object storage (where the files are fetched
@@ -779,6 +794,7 @@ func testRecomputeManyFiles(t *testing.T, at lakeAt) {
 		at.apply(p)
 		p.Lake.Roll.MaxRows = 20
 		p.Lake.Compact.Interval = 0 // the files as the writer made them
+		p.Lake.Cache = 0            // every run fetches its files (TestRecomputeCachedFiles keeps them)
 	}, testView("cpu_by_region", "metrics"), hop, sess)
 	var evs []event.Event
 	for i := range 1600 {
@@ -806,16 +822,7 @@ func testRecomputeManyFiles(t *testing.T, at lakeAt) {
 	// One bit of a file in the middle: only its checksum tells.
 	ctx := context.Background()
 	fe := files[len(files)/2]
-	st := openStore(t, e.p)
-	key := "metrics/" + fe.Path
-	b, err := st.ReadFile(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/4] ^= 0x01
-	if err := st.WriteFile(ctx, key, b, false); err != nil {
-		t.Fatal(err)
-	}
+	flipBit(t, e.p, "metrics/"+fe.Path)
 	for _, view := range views {
 		s, err := e.b.recomputeWait(ctx, view, t0, t0.Add(3*time.Hour), nil)
 		if err == nil || s.State != api.JobFailed || !strings.Contains(err.Error(), "corrupt file") || !strings.Contains(err.Error(), path.Base(fe.Path)) {

@@ -70,7 +70,7 @@ func TestDefaultsApplied(t *testing.T) {
 			Pos:       pipelines.Pos{Line: 7, Col: 5},
 		}},
 		Lake: pipelines.Lake{
-			Region: "us-east-1", Buffer: 128 << 20,
+			Region: "us-east-1", Cache: 64 << 20, Buffer: 128 << 20,
 			Roll:    pipelines.LakeRoll{MaxRows: 1000000, MaxAge: pipelines.Duration(5 * time.Minute)},
 			Compact: pipelines.Compact{MinFiles: 4, Interval: pipelines.Duration(10 * time.Minute)},
 		},

@@ -256,6 +256,7 @@ type Lake struct {
 	AccessKeyID     string   `yaml:"access_key_id" doc:"Object storage: access key, e.g. ${AWS_ACCESS_KEY_ID}. Empty together with secret_access_key: the AWS SDK's default credentials (environment, shared files, web identity, instance role)."`
 	SecretAccessKey string   `yaml:"secret_access_key" doc:"Object storage: secret key, e.g. ${AWS_SECRET_ACCESS_KEY}."`
 	PathStyle       bool     `yaml:"path_style" doc:"Object storage: address the bucket as endpoint/bucket/key rather than bucket.endpoint/key (most servers other than AWS need it)."`
+	Cache           ByteSize `yaml:"cache" default:"64MiB" doc:"Object storage: memory for lake files fetched, kept for later reads (the views over a topic recompute the same spans, and each scheduled run much of the last one's); the least recently read go first, a file over an eighth of it is not kept; 0 keeps none. A lake in a directory is read through the operating system's page cache instead."`
 	Buffer          ByteSize `yaml:"buffer" default:"128MiB" doc:"Memory for events read from the log and not yet in lake files, for all topics of the process: past half of it the largest buffer is written out, at it the lake writer waits for room."`
 	Roll            LakeRoll `yaml:"roll" doc:"When the events read are written to lake files."`
 	Compact         Compact  `yaml:"compact" doc:"Compaction: the files of one period (hour or day) merged into one."`

@@ -263,9 +263,15 @@ func (w *s3Writer) Abort() {
 // readers check a file's checksum over all of its bytes anyway.
 type s3Object struct {
 	r    io.ReaderAt
+	b    []byte // the object, when held in memory
 	f    *os.File
 	size int64
 }
+
+// Held returns the object's bytes when it holds them in memory (ok false
+// when it was staged in a file), for readers that read them in place
+// instead of copying them out again. They must not be written to.
+func (o *s3Object) Held() (b []byte, ok bool) { return o.b, o.f == nil }
 
 func (o *s3Object) ReadAt(p []byte, off int64) (int, error) { return o.r.ReadAt(p, off) }
 func (o *s3Object) Size() int64                             { return o.size }
@@ -292,7 +298,7 @@ func (s *S3) Open(ctx context.Context, key string) (Object, error) {
 		if err != nil {
 			return nil, classify(err, s.String()+key)
 		}
-		return &s3Object{r: bytes.NewReader(b), size: int64(len(b))}, nil
+		return &s3Object{r: bytes.NewReader(b), b: b, size: int64(len(b))}, nil
 	}
 	f, err := os.CreateTemp(s.spill, "lakestore-*")
 	if err != nil {

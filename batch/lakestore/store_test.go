@@ -53,6 +53,9 @@ func OpenS3(t *testing.T) lakestore.Store {
 	return s
 }
 
+// held is the batch layer's view of an object read into memory whole.
+type held interface{ Held() ([]byte, bool) }
+
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -103,6 +106,14 @@ func TestWriteReadList(t *testing.T) {
 		buf := make([]byte, 5)
 		if _, err := o.ReadAt(buf, 6); err != nil || string(buf) != "world" || o.Size() != 11 {
 			t.Fatalf("ReadAt: %q %v size %d", buf, err, o.Size())
+		}
+		// An object fetched from S3 holds its bytes for readers in place.
+		if h, ok := o.(held); ok {
+			if b, ok := h.Held(); !ok || string(b) != "hello world" {
+				t.Fatalf("Held: %q %v", b, ok)
+			}
+		} else if _, isDir := s.(*lakestore.Dir); !isDir {
+			t.Fatalf("%T holds nothing in memory", o)
 		}
 		for _, k := range []string{"t/_manifest/00000000000000000002.json", "t/_manifest/00000000000000000001.json", "t/dt=2026-01-01/hour=04/p1-0-9.parquet", "u/x"} {
 			if err := s.WriteFile(ctx, k, []byte(k), true); err != nil {
@@ -238,6 +249,12 @@ func TestLargeObjects(t *testing.T) {
 			got := make([]byte, 1000)
 			if _, err := o.ReadAt(got, int64(n-1000)); err != nil || !bytes.Equal(got, body[n-1000:]) || o.Size() != int64(n) {
 				t.Fatalf("%d bytes: tail differs (%v, size %d)", n, err, o.Size())
+			}
+			// Staged in a file, not in memory.
+			if h, ok := o.(held); ok {
+				if _, ok := h.Held(); ok {
+					t.Fatalf("%d bytes held in memory", n)
+				}
 			}
 			o.Close()
 			// Create-only holds for large objects too.
