@@ -106,7 +106,6 @@ func TestRecomputeCachedFiles(t *testing.T) {
 			at := lakeAt{s3: &srv, url: srv.URL(srv.Prefix(t, "lake"))}
 			hop := testView("hop", "metrics")
 			hop.Window = pipelines.Window{Type: "hopping", Size: pipelines.Duration(10 * time.Minute), Slide: pipelines.Duration(5 * time.Minute)}
-			var files []fileEntry
 			e := newEnvWith(t, func(p *pipelines.Pipeline) {
 				at.apply(p)
 				p.Lake.Roll.MaxRows = 20
@@ -120,7 +119,7 @@ func TestRecomputeCachedFiles(t *testing.T) {
 			for off := 0; off < len(evs); off += 40 {
 				e.add(evs[off : off+40])
 			}
-			files = e.b.manifestOf("metrics").Files()
+			files := e.b.manifestOf("metrics").Files()
 			var total int64
 			for _, fe := range files {
 				total += fe.Bytes

@@ -325,8 +325,8 @@ func readAll(r io.Reader, size int64) ([]byte, error) {
 	}
 	b := make([]byte, size)
 	if n, err := io.ReadFull(r, b); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("body ended after %d of %d bytes: %w", n, size, err)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("body ended after %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
 		}
 		return nil, err
 	}

@@ -35,9 +35,11 @@ func TestReadAll(t *testing.T) {
 			}
 		})
 	}
-	_, err := readAll(bytes.NewReader(body[:3]), 10)
-	if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), "ended after 3 of 10 bytes") {
-		t.Fatalf("short body: %v", err)
+	for _, n := range []int{3, 0} {
+		_, err := readAll(bytes.NewReader(body[:n]), 10)
+		if want := fmt.Sprintf("ended after %d of 10 bytes", n); !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("body of %d bytes announced as 10: %v", n, err)
+		}
 	}
 	cut := errors.New("connection reset")
 	if _, err := readAll(io.MultiReader(bytes.NewReader(body), iotest.ErrReader(cut)), int64(len(body))); !errors.Is(err, cut) {
