@@ -321,6 +321,9 @@ func (at lakeAt) apply(p *pipelines.Pipeline) {
 	}
 	p.Lake.URL, p.Lake.Endpoint, p.Lake.Region = at.url, at.s3.Endpoint, at.s3.Region
 	p.Lake.AccessKeyID, p.Lake.SecretAccessKey, p.Lake.PathStyle = at.s3.AccessKey, at.s3.SecretKey, true
+	// Files read are kept, as with the default lake.cache: takeovers,
+	// recoveries and compactions run with it.
+	p.Lake.Cache = 64 << 20
 }
 
 // topic returns where a topic's lake is, for independent readers: a
