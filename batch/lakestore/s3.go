@@ -19,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 const (
@@ -453,7 +455,8 @@ func (s *S3) Delete(ctx context.Context, keys ...string) error {
 			}
 			ids = append(ids, types.ObjectIdentifier{Key: k})
 		}
-		out, err := s.c.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: &s.bucket, Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}})
+		out, err := s.c.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: &s.bucket, Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}},
+			s3.WithAPIOptions(contentMD5Instead))
 		if err != nil {
 			return classify(err, "deleting from "+s.String())
 		}
@@ -481,4 +484,17 @@ func (s *S3) Rename(ctx context.Context, from, to string) error {
 		return classify(err, "copying "+s.String()+from)
 	}
 	return s.Delete(ctx, from)
+}
+
+// contentMD5Instead makes a request that must carry a checksum of its body
+// (DeleteObjects) carry Content-MD5, as S3 has always taken, instead of
+// the CRC-32 header the SDK sends since 2025, which many S3-compatible
+// servers refuse (older MinIO, Ceph, R2, B2: "unsupported header" or
+// "missing Content-MD5"). The SDK's checksum steps are taken out by their
+// names; if a later SDK renames them, its CRC-32 goes out again beside the
+// MD5 (TestS3WithoutFlexibleChecksums fails then).
+func contentMD5Instead(stack *middleware.Stack) error {
+	stack.Initialize.Remove("AWSChecksum:SetupInputContext")
+	stack.Finalize.Remove("AWSChecksum:ComputeInputPayloadChecksum")
+	return smithyhttp.AddContentChecksumMiddleware(stack)
 }

@@ -25,17 +25,8 @@ import (
 // stores do.
 func TestS3KeepsConnections(t *testing.T) {
 	srv := s3test.Env(t)
-	target, err := url.Parse(srv.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var dialled, open atomic.Int64
-	rp := httputil.NewSingleHostReverseProxy(target)
-	// The proxy's own connections to the server are its business: close
-	// them with it.
-	rt := &http.Transport{DisableKeepAlives: true}
-	rp.Transport = rt
-	proxy := httptest.NewUnstartedServer(rp)
+	proxy := httptest.NewUnstartedServer(devProxy(t, srv))
 	proxy.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		switch s {
 		case http.StateNew:
@@ -96,5 +87,20 @@ func TestS3KeepsConnections(t *testing.T) {
 	if o := open.Load(); o != 0 {
 		t.Fatalf("%d connections open after CloseIdle", o)
 	}
-	rt.CloseIdleConnections()
+}
+
+// devProxy is a reverse proxy to the dev S3 server. Its own connections
+// to the server are its business: each closes after its request, and
+// any left idle when the test ends.
+func devProxy(t *testing.T, srv s3test.Server) *httputil.ReverseProxy {
+	t.Helper()
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rt := &http.Transport{DisableKeepAlives: true}
+	rp.Transport = rt
+	t.Cleanup(rt.CloseIdleConnections)
+	return rp
 }
