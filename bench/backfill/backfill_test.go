@@ -197,6 +197,16 @@ func TestPipelineCopy(t *testing.T) {
 	}
 }
 
+// writeObjects writes each body under its key in st, create-only.
+func writeObjects(t *testing.T, st lakestore.Store, objects map[string]string) {
+	t.Helper()
+	for key, body := range objects {
+		if err := st.WriteFile(context.Background(), key, []byte(body), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestLakeStats checks what the harness counts in a lake: data files and
 // their bytes, not hidden files; the manifest log's bytes and newest
 // version; and that the copy for readers of files holds the data files.
@@ -206,19 +216,15 @@ func TestLakeStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for key, size := range map[string]int{
-		"flights/dt=2013-01-01/a.parquet":             100,
-		"flights/dt=2013-01-02/b.parquet":             250,
-		"flights/dt=2013-01-02/_hidden.parquet":       7,
-		"flights/_manifest/00000000000000000007.json": 30,
-		"flights/_manifest/00000000000000000012.json": 40,
-		"flights/_manifest/checkpoint.json":           500,
-		"other/dt=2013-01-01/c.parquet":               1000,
-	} {
-		if err := st.WriteFile(ctx, key, make([]byte, size), true); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeObjects(t, st, map[string]string{
+		"flights/dt=2013-01-01/a.parquet":             strings.Repeat("a", 100),
+		"flights/dt=2013-01-02/b.parquet":             strings.Repeat("b", 250),
+		"flights/dt=2013-01-02/_hidden.parquet":       strings.Repeat("h", 7),
+		"flights/_manifest/00000000000000000007.json": strings.Repeat("m", 30),
+		"flights/_manifest/00000000000000000012.json": strings.Repeat("m", 40),
+		"flights/_manifest/checkpoint.json":           strings.Repeat("c", 500),
+		"other/dt=2013-01-01/c.parquet":               strings.Repeat("c", 1000),
+	})
 	var got lakeState
 	if err := lakeStats(ctx, st, "flights", &got); err != nil {
 		t.Fatal(err)
@@ -254,19 +260,11 @@ func TestLakeOnS3(t *testing.T) {
 		"flights/dt=2013-01-01/a.parquet": "first file",
 		"flights/dt=2013-01-02/b.parquet": "the second file",
 	}
-	for key, body := range files {
-		if err := st.WriteFile(ctx, key, []byte(body), true); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for key, body := range map[string]string{
+	writeObjects(t, st, files)
+	writeObjects(t, st, map[string]string{
 		"flights/_manifest/00000000000000000003.json": "{}",
 		"flights/.a.parquet.tmp":                      "x",
-	} {
-		if err := st.WriteFile(ctx, key, []byte(body), true); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	var got lakeState
 	if err := lakeStats(ctx, st, "flights", &got); err != nil {
 		t.Fatal(err)
