@@ -29,5 +29,7 @@
 // The manifest (manifest.go, manifest_log.go) is a log of commit records
 // with checkpoints; in memory each version shares copy-on-write trees of
 // its files with the version it was made from (manifest_files.go), so a
-// commit costs what it changes, not what the lake holds.
+// commit costs what it changes, not what the lake holds, and a large
+// lake's checkpoint is written in parts, those in which nothing changed
+// copied from the previous checkpoint (manifest_parts.go).
 package batch

@@ -87,7 +87,7 @@ func (s *pausedStore) arm(f func(key string)) {
 }
 
 func (s *pausedStore) WriteFile(ctx context.Context, key string, data []byte, exclusive bool) error {
-	if _, ckpt, ok := parseLogKey(key); ok && !ckpt {
+	if _, kind, ok := parseLogKey(key); ok && kind == logRecord {
 		s.mu.Lock()
 		f := s.pause
 		s.pause = nil
@@ -97,7 +97,7 @@ func (s *pausedStore) WriteFile(ctx context.Context, key string, data []byte, ex
 		}
 	}
 	err := s.Store.WriteFile(ctx, key, data, exclusive)
-	if _, ckpt, ok := parseLogKey(key); ok && !ckpt && err == nil {
+	if _, kind, ok := parseLogKey(key); ok && kind == logRecord && err == nil {
 		s.mu.Lock()
 		f := s.landed
 		s.landed = nil

@@ -301,14 +301,20 @@ func (m *manifest) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	for i := range j.Files {
-		if j.Files[i] == nil {
+	m.Format, m.Topic, m.Version, m.Partitions, m.Replaced = j.Format, j.Topic, j.Version, j.Partitions, j.Replaced
+	return m.setOrderedFiles(j.Files)
+}
+
+// setOrderedFiles is setFiles for files as a checkpoint lists them,
+// refusing them out of order (period start, then path).
+func (m *manifest) setOrderedFiles(files []*fileEntry) error {
+	for i := range files {
+		if files[i] == nil {
 			return errors.New("a file listed as null")
 		}
-		if i > 0 && !lessFile(j.Files[i-1], j.Files[i]) {
+		if i > 0 && !lessFile(files[i-1], files[i]) {
 			return errors.New("files out of order")
 		}
 	}
-	m.Format, m.Topic, m.Version, m.Partitions, m.Replaced = j.Format, j.Topic, j.Version, j.Partitions, j.Replaced
-	return m.setFiles(j.Files)
+	return m.setFiles(files)
 }

@@ -53,23 +53,39 @@ func versionName(v int64) string {
 	return strings.Repeat("0", max(0, versionDigits-len(s))) + s
 }
 
+// logKind is what an object of the manifest log is.
+type logKind int
+
+const (
+	logRecord     logKind = iota // <v>.json
+	logCheckpoint                // <v>.checkpoint.json
+	logPart                      // <v>.checkpoint.<k>.json, a part of one
+)
+
 // parseLogKey reads a key's file name in the manifest log: its version and
-// whether it is a checkpoint. ok is false for anything else.
-func parseLogKey(key string) (v int64, checkpoint, ok bool) {
+// kind. ok is false for anything else.
+func parseLogKey(key string) (v int64, kind logKind, ok bool) {
 	name := key[strings.LastIndexByte(key, '/')+1:]
 	switch {
 	case strings.HasSuffix(name, checkpointExt):
-		name, checkpoint = strings.TrimSuffix(name, checkpointExt), true
+		name, kind = strings.TrimSuffix(name, checkpointExt), logCheckpoint
 	case strings.HasSuffix(name, recordExt):
 		name = strings.TrimSuffix(name, recordExt)
+		if i := strings.IndexByte(name, '.'); i >= 0 {
+			k, err := strconv.Atoi(strings.TrimPrefix(name[i:], ".checkpoint."))
+			if len(name[i:]) != len(".checkpoint.")+partDigits || err != nil || k < 0 {
+				return 0, 0, false
+			}
+			name, kind = name[:i], logPart
+		}
 	default:
-		return 0, false, false
+		return 0, 0, false
 	}
 	if len(name) != versionDigits {
-		return 0, false, false
+		return 0, 0, false
 	}
 	v, err := strconv.ParseInt(name, 10, 64)
-	return v, checkpoint, err == nil && v >= 0
+	return v, kind, err == nil && v >= 0
 }
 
 // manifestStore keeps one topic's manifest: it reads the log, follows what
@@ -91,6 +107,12 @@ type manifestStore struct {
 	// The newest checkpoint known, its size, and the size of the records
 	// after it: a checkpoint is due when they outgrow it.
 	ckpt, ckptBytes, recBytes int64
+	// written is the checkpoint this process last wrote or read whole,
+	// whose unchanged parts the next checkpoint copies (nil: none).
+	written *writtenCheckpoint
+	// partFiles is the file entries of a checkpoint part; lakes of fewer
+	// than twice as many files are checkpointed in one object.
+	partFiles int
 	// stale are unfinished writes of the log that recovery found for
 	// versions the log did not hold yet: discarded once it does.
 	stale map[lakestore.Pending]int64
@@ -126,7 +148,7 @@ func (s *manifestStore) discardStale(ctx context.Context, v int64) {
 }
 
 func openManifestStore(ctx context.Context, st lakestore.Store, topic string, now func() time.Time, logger *slog.Logger) (*manifestStore, error) {
-	s := &manifestStore{st: st, topic: topic, dir: topic + "/" + manifestDir + "/", now: now, logger: logger, pins: map[int64]int{}}
+	s := &manifestStore{st: st, topic: topic, dir: topic + "/" + manifestDir + "/", now: now, logger: logger, pins: map[int64]int{}, partFiles: defaultPartFiles}
 	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
@@ -192,16 +214,20 @@ func (s *manifestStore) loadOnce(ctx context.Context) error {
 	// The newest checkpoint, if any, then every record after it.
 	base := &manifest{Format: manifestFormat, Topic: s.topic}
 	var ckptBytes int64
+	var written *writtenCheckpoint
 	for i := len(es) - 1; i >= 0; i-- {
-		v, isCkpt, ok := parseLogKey(es[i].Key)
-		if !ok || !isCkpt {
+		v, kind, ok := parseLogKey(es[i].Key)
+		if !ok || kind != logCheckpoint {
 			continue
 		}
-		m, err := s.readCheckpoint(ctx, es[i].Key, v)
+		m, parts, err := s.readCheckpoint(ctx, es[i].Key, v)
 		if err != nil {
 			return err
 		}
-		base, ckptBytes = m, es[i].Size
+		base, ckptBytes, written = m, es[i].Size, &writtenCheckpoint{m: m, parts: parts}
+		for _, p := range parts {
+			ckptBytes += p.Bytes
+		}
 		break
 	}
 	m, recBytes, err := s.replay(ctx, base, es)
@@ -214,34 +240,57 @@ func (s *manifestStore) loadOnce(ctx context.Context) error {
 		s.cur = m
 	}
 	s.ckpt, s.ckptBytes, s.recBytes = base.Version, ckptBytes, recBytes
+	if written != nil && (s.written == nil || written.m.Version >= s.written.m.Version) {
+		s.written = written
+	}
 	return nil
 }
 
 func hasCheckpoint(es []lakestore.Entry) bool {
 	for _, e := range es {
-		if _, ck, ok := parseLogKey(e.Key); ok && ck {
+		if _, kind, ok := parseLogKey(e.Key); ok && kind == logCheckpoint {
 			return true
 		}
 	}
 	return false
 }
 
-func (s *manifestStore) readCheckpoint(ctx context.Context, key string, v int64) (*manifest, error) {
+// readCheckpoint reads the checkpoint of version v at key, in format 2
+// (the whole manifest) or 3 (a head and its parts, returned too).
+func (s *manifestStore) readCheckpoint(ctx context.Context, key string, v int64) (*manifest, []checkpointPart, error) {
 	b, err := s.st.ReadFile(ctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("lake: reading the manifest of %s: %w", s.topic, err)
+		return nil, nil, fmt.Errorf("lake: reading the manifest of %s: %w", s.topic, err)
 	}
-	m := new(manifest)
-	if err := json.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("%w %s%s: %w", ErrCorruptManifest, s.st, key, err)
+	// Either format in one pass: a head is a manifest with parts instead
+	// of files.
+	var j struct {
+		manifestJSON
+		Parts []checkpointPart `json:"parts"`
 	}
-	if m.Format != manifestFormat || m.Version != v || m.Topic != s.topic {
-		return nil, fmt.Errorf("%w %s%s: format %d, version %d, topic %q", ErrCorruptManifest, s.st, key, m.Format, m.Version, m.Topic)
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, nil, fmt.Errorf("%w %s%s: %w", ErrCorruptManifest, s.st, key, err)
+	}
+	whole := j.Format == manifestFormat && j.Parts == nil
+	inParts := j.Format == checkpointPartsFormat && j.Files == nil
+	if !whole && !inParts || j.Version != v || j.Topic != s.topic {
+		return nil, nil, fmt.Errorf("%w %s%s: format %d, version %d, topic %q, %d files, %d parts",
+			ErrCorruptManifest, s.st, key, j.Format, j.Version, j.Topic, len(j.Files), len(j.Parts))
+	}
+	files := j.Files
+	if inParts {
+		if files, err = s.readParts(ctx, v, j.Parts); err != nil {
+			return nil, nil, err
+		}
+	}
+	m := &manifest{Format: manifestFormat, Topic: j.Topic, Version: j.Version, Partitions: j.Partitions, Replaced: j.Replaced}
+	if err := m.setOrderedFiles(files); err != nil {
+		return nil, nil, fmt.Errorf("%w %s%s: %w", ErrCorruptManifest, s.st, key, err)
 	}
 	if err := m.check(); err != nil {
-		return nil, fmt.Errorf("%w %s%s: %w", ErrCorruptManifest, s.st, key, err)
+		return nil, nil, fmt.Errorf("%w %s%s: %w", ErrCorruptManifest, s.st, key, err)
 	}
-	return m, nil
+	return m, j.Parts, nil
 }
 
 // replay applies the records among es that follow m, in order, and
@@ -250,8 +299,8 @@ func (s *manifestStore) readCheckpoint(ctx context.Context, key string, v int64)
 func (s *manifestStore) replay(ctx context.Context, m *manifest, es []lakestore.Entry) (*manifest, int64, error) {
 	var bytes int64
 	for _, e := range es {
-		v, isCkpt, ok := parseLogKey(e.Key)
-		if !ok || isCkpt || v <= m.Version {
+		v, kind, ok := parseLogKey(e.Key)
+		if !ok || kind != logRecord || v <= m.Version {
 			continue
 		}
 		if v != m.Version+1 {
@@ -478,7 +527,7 @@ func (s *manifestStore) confirm(ctx context.Context, v int64) error {
 		return fmt.Errorf("%w: confirming version %d of %s: %w", errCommitUnknown, v, s.topic, err)
 	}
 	for _, e := range es {
-		if cv, ckpt, ok := parseLogKey(e.Key); ok && ckpt && cv >= v {
+		if cv, kind, ok := parseLogKey(e.Key); ok && kind == logCheckpoint && cv >= v {
 			return fmt.Errorf("%w: the record of version %d of %s was written after checkpoint %d", errCommitUnknown, v, s.topic, cv)
 		}
 	}
@@ -532,17 +581,42 @@ func (s *manifestStore) settle(ctx context.Context, key string, b []byte, id str
 	}
 }
 
-// checkpoint writes m whole, points the hint at it and deletes the records
-// and checkpoints that the previous checkpoint already made redundant:
-// the newest two checkpoints and the records after the older stay, so a
-// reader part way through reading the previous one can finish.
+// checkpoint writes m, points the hint at it and deletes the records and
+// checkpoints that the previous checkpoint already made redundant: the
+// newest two checkpoints (with their parts) and the records after the
+// older stay, so a reader part way through reading the previous one can
+// finish. A lake of 2 × partFiles files or more is written in parts, the
+// previous checkpoint's unchanged ones copied (manifest_parts.go).
 func (s *manifestStore) checkpoint(ctx context.Context, m *manifest) error {
-	b, err := m.MarshalJSON() // not json.Marshal, which would scan it all again
+	s.mu.Lock()
+	prevWritten, partFiles := s.written, s.partFiles
+	s.mu.Unlock()
+	var b []byte
+	var parts []checkpointPart
+	var err error
+	size := int64(0)
+	if partFiles > 0 && m.fileCount() >= 2*partFiles {
+		if parts, err = s.writeParts(ctx, m, prevWritten, planParts(m, prevWritten, partFiles)); err != nil {
+			return err
+		}
+		b, err = headJSON(m, parts)
+		for _, p := range parts {
+			size += p.Bytes
+		}
+	} else {
+		b, err = m.MarshalJSON() // not json.Marshal, which would scan it all again
+	}
 	if err != nil {
 		return fmt.Errorf("lake: %w", err)
 	}
+	size += int64(len(b))
 	key := s.dir + versionName(m.Version) + checkpointExt
-	if err := s.st.WriteFile(ctx, key, b, true); err != nil && !errors.Is(err, lakestore.ErrExists) {
+	err = s.st.WriteFile(ctx, key, b, true)
+	// Exists: another process took the same format-1 manifest over at
+	// once. Its checkpoint holds the same files, but its parts are not
+	// known to be these: the next checkpoint does not copy them.
+	created := err == nil
+	if err != nil && !errors.Is(err, lakestore.ErrExists) {
 		return err
 	}
 	hint, _ := json.Marshal(map[string]int64{"version": m.Version})
@@ -552,7 +626,10 @@ func (s *manifestStore) checkpoint(ctx context.Context, m *manifest) error {
 	s.mu.Lock()
 	prev := s.ckpt
 	if m.Version > s.ckpt {
-		s.ckpt, s.ckptBytes, s.recBytes = m.Version, int64(len(b)), 0
+		s.ckpt, s.ckptBytes, s.recBytes = m.Version, size, 0
+	}
+	if created && (s.written == nil || m.Version > s.written.m.Version) {
+		s.written = &writtenCheckpoint{m: m, parts: parts}
 	}
 	s.mu.Unlock()
 	if prev <= 0 {
@@ -564,7 +641,7 @@ func (s *manifestStore) checkpoint(ctx context.Context, m *manifest) error {
 	}
 	var old []string
 	for _, e := range es {
-		if v, isCkpt, ok := parseLogKey(e.Key); ok && (v < prev || (v == prev && !isCkpt)) {
+		if v, kind, ok := parseLogKey(e.Key); ok && (v < prev || (v == prev && kind == logRecord)) {
 			old = append(old, e.Key)
 		}
 	}

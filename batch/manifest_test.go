@@ -139,9 +139,9 @@ func TestManifestLog(t *testing.T) {
 		var ckpts []int64
 		records := 0
 		for _, e := range es {
-			v, ck, ok := parseLogKey(e.Key)
+			v, kind, ok := parseLogKey(e.Key)
 			switch {
-			case ok && ck:
+			case ok && kind == logCheckpoint:
 				ckpts = append(ckpts, v)
 			case ok:
 				records++

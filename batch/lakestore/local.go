@@ -340,8 +340,11 @@ func (d *Dir) List(ctx context.Context, prefix, after string) ([]Entry, error) {
 		}
 		key := filepath.ToSlash(rel)
 		if de.IsDir() {
-			// Skip directories that cannot hold a key with the prefix.
-			if path != base && !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
+			// Skip directories that cannot hold a key with the prefix,
+			// and those whose keys all sort before after (it is past
+			// key/ and does not start with it).
+			if path != base && (!strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") ||
+				after > key+"/" && !strings.HasPrefix(after, key+"/")) {
 				return filepath.SkipDir
 			}
 			return nil
@@ -446,17 +449,24 @@ func (d *Dir) Delete(_ context.Context, keys ...string) error {
 	return nil
 }
 
-func (d *Dir) Rename(_ context.Context, from, to string) error {
-	pf, err := d.path(from)
-	if err != nil {
-		return err
+// fromTo returns the paths of from and to, with to's directory made.
+func (d *Dir) fromTo(from, to string) (pf, pt string, err error) {
+	if pf, err = d.path(from); err != nil {
+		return "", "", err
 	}
-	pt, err := d.path(to)
-	if err != nil {
-		return err
+	if pt, err = d.path(to); err != nil {
+		return "", "", err
 	}
 	if err := os.MkdirAll(filepath.Dir(pt), 0o755); err != nil {
-		return fmt.Errorf("lakestore: %w", err)
+		return "", "", fmt.Errorf("lakestore: %w", err)
+	}
+	return pf, pt, nil
+}
+
+func (d *Dir) Rename(_ context.Context, from, to string) error {
+	pf, pt, err := d.fromTo(from, to)
+	if err != nil {
+		return err
 	}
 	if err := os.Rename(pf, pt); err != nil {
 		return fmt.Errorf("lakestore: %w", err)
@@ -468,6 +478,36 @@ func (d *Dir) Rename(_ context.Context, from, to string) error {
 		if err := syncDir(filepath.Dir(pf)); err != nil {
 			return fmt.Errorf("lakestore: %w", err)
 		}
+	}
+	return nil
+}
+
+func (d *Dir) Copy(ctx context.Context, from, to string) error {
+	pf, pt, err := d.fromTo(from, to)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(pt)
+	// A link under a temporary name, renamed over to: what was at to is
+	// replaced at once, never missing.
+	tmp := filepath.Join(dir, TempName(filepath.Base(pt)))
+	if err := os.Link(pf, tmp); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("lakestore: copying %s: %w", from, err)
+		}
+		// A file system without hard links: copy the bytes.
+		b, rerr := d.ReadFile(ctx, from)
+		if rerr != nil {
+			return rerr
+		}
+		return d.WriteFile(ctx, to, b, false)
+	}
+	if err := os.Rename(tmp, pt); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("lakestore: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("lakestore: %w", err)
 	}
 	return nil
 }

@@ -471,6 +471,14 @@ func (s *S3) Delete(ctx context.Context, keys ...string) error {
 }
 
 func (s *S3) Rename(ctx context.Context, from, to string) error {
+	if err := s.Copy(ctx, from, to); err != nil {
+		return err
+	}
+	return s.Delete(ctx, from)
+}
+
+// Copy copies the object server-side.
+func (s *S3) Copy(ctx context.Context, from, to string) error {
 	kf, err := s.key(from)
 	if err != nil {
 		return err
@@ -483,7 +491,7 @@ func (s *S3) Rename(ctx context.Context, from, to string) error {
 	if _, err := s.c.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &s.bucket, Key: kt, CopySource: &src}); err != nil {
 		return classify(err, "copying "+s.String()+from)
 	}
-	return s.Delete(ctx, from)
+	return nil
 }
 
 // contentMD5Instead makes a request that must carry a checksum of its body

@@ -99,7 +99,10 @@ func TestS3WithoutFlexibleChecksums(t *testing.T) {
 	if err := st.Rename(ctx, "t/b", "t/c"); err != nil {
 		t.Fatalf("Rename: %v", err)
 	}
-	if err := st.Delete(ctx, "t/a", "t/c", "t/big"); err != nil {
+	if err := st.Copy(ctx, "t/c", "t/d"); err != nil {
+		t.Fatalf("Copy: %v", err)
+	}
+	if err := st.Delete(ctx, "t/a", "t/c", "t/d", "t/big"); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	if es, err := st.List(ctx, "t/", ""); err != nil || len(es) != 0 {

@@ -4,7 +4,7 @@
 // two ways of providing it: writes that become visible whole and at once,
 // create-only writes (the commit point of the lake's manifest: of several
 // writers racing to create one key, exactly one succeeds), reads at any
-// offset, listing by prefix, deletion and renaming.
+// offset, listing by prefix, deletion, renaming and copying.
 //
 // It knows nothing of Parquet, manifests or topics (package batch does),
 // and never holds more than one object's bytes in memory: uploads larger
@@ -51,6 +51,12 @@ type Store interface {
 	// local directory it is atomic; on object storage it is a copy then a
 	// delete, so after a crash both keys may exist.
 	Rename(ctx context.Context, from, to string) error
+	// Copy makes the object at from readable at to as well, replacing what
+	// is there, and keeps from. Objects are never changed in place, so a
+	// local directory links the file (no bytes copied) and object storage
+	// copies it server-side: either way the bytes do not pass through
+	// this process.
+	Copy(ctx context.Context, from, to string) error
 	// Unfinished lists the writes under prefix that were begun and never
 	// committed nor aborted: left by a crash, or still going on in another
 	// process (the caller tells which by the key). Committed objects are

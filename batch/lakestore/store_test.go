@@ -300,6 +300,69 @@ func TestAbortDeleteRename(t *testing.T) {
 	})
 }
 
+// TestListAfterSubdirectory: keys in a subdirectory sort among the others
+// by their whole key: listed after a key past them, they are left out;
+// after a key within the subdirectory, its later keys are listed.
+func TestListAfterSubdirectory(t *testing.T) {
+	stores(t, func(t *testing.T, s lakestore.Store) {
+		ctx := ctxT(t)
+		for _, k := range []string{"m/.p/1", "m/.p/2", "m/1", "m/2", "m/z/1"} {
+			if err := s.WriteFile(ctx, k, []byte(k), true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for after, want := range map[string]string{
+			"":       "[m/.p/1 m/.p/2 m/1 m/2 m/z/1]",
+			"m/.p/1": "[m/.p/2 m/1 m/2 m/z/1]",
+			"m/.p":   "[m/.p/1 m/.p/2 m/1 m/2 m/z/1]",
+			"m/.p/9": "[m/1 m/2 m/z/1]",
+			"m/1":    "[m/2 m/z/1]",
+			"m/z/1":  "[]",
+		} {
+			es, err := s.List(ctx, "m/", after)
+			if err != nil || fmt.Sprint(keys(es)) != want {
+				t.Errorf("after %q: %v %v, want %s", after, keys(es), err, want)
+			}
+		}
+	})
+}
+
+// TestCopy: a copy reads as its source, replaces what was at its key,
+// keeps the source, and outlives it; a missing source is fs.ErrNotExist
+// and writes nothing.
+func TestCopy(t *testing.T) {
+	stores(t, func(t *testing.T, s lakestore.Store) {
+		ctx := ctxT(t)
+		if err := s.WriteFile(ctx, "m/1.part.json", []byte("first"), true); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteFile(ctx, "m/2.part.json", []byte("older"), true); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Copy(ctx, "m/1.part.json", "m/2.part.json"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Copy(ctx, "m/1.part.json", "n/3.part.json"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(ctx, "m/1.part.json"); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"m/2.part.json", "n/3.part.json"} {
+			if b, err := s.ReadFile(ctx, k); err != nil || string(b) != "first" {
+				t.Errorf("%s: %q %v", k, b, err)
+			}
+		}
+		err := s.Copy(ctx, "m/never-was.json", "m/4.part.json")
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("copying a missing object: %v", err)
+		}
+		if es, _ := s.List(ctx, "", ""); fmt.Sprint(keys(es)) != "[m/2.part.json n/3.part.json]" {
+			t.Errorf("after copies: %v", keys(es))
+		}
+	})
+}
+
 func TestBadKeys(t *testing.T) {
 	stores(t, func(t *testing.T, s lakestore.Store) {
 		ctx := ctxT(t)

@@ -128,7 +128,8 @@ func (l lakeAt) remove(ctx context.Context, round int) error {
 
 // lakeStats counts topic's data files and their bytes in the lake (keys
 // with a part starting with "." or "_" are not data) and its manifest
-// log's size (its records and checkpoints under _manifest/) and version
+// log's size (its records and checkpoints under _manifest/, parts
+// included) and version
 // (its newest record, <20 digits>.json).
 func lakeStats(ctx context.Context, st lakestore.Store, topic string, res *lakeState) error {
 	*res = lakeState{}
@@ -139,8 +140,8 @@ func lakeStats(ctx context.Context, st lakestore.Store, topic string, res *lakeS
 	for _, e := range es {
 		rel := strings.TrimPrefix(e.Key, topic+"/")
 		if name, ok := strings.CutPrefix(rel, "_manifest/"); ok {
-			if strings.Contains(name, "/") || strings.HasPrefix(name, ".") {
-				continue
+			if strings.HasPrefix(name[strings.LastIndexByte(name, '/')+1:], ".") {
+				continue // being written
 			}
 			res.manifestBytes += e.Size
 			if v, err := strconv.ParseInt(strings.TrimSuffix(name, ".json"), 10, 64); err == nil && len(name) == 25 {
