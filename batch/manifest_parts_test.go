@@ -15,17 +15,25 @@ import (
 )
 
 // logWrites records the names of the manifest log objects written and
-// copied (source > target).
+// copied (source > target); with failHeads set, writes of checkpoints'
+// heads fail (as a crash after the parts would leave them).
 type logWrites struct {
 	lakestore.Store
 	mu             sync.Mutex
 	writes, copies []string
+	failHeads      bool
 }
+
+var errHeadRefused = errors.New("test: the head's write refused")
 
 func (s *logWrites) WriteFile(ctx context.Context, key string, data []byte, exclusive bool) error {
 	s.mu.Lock()
 	s.writes = append(s.writes, key[strings.LastIndexByte(key, '/')+1:])
+	fail := s.failHeads && strings.HasSuffix(key, checkpointExt)
 	s.mu.Unlock()
+	if fail {
+		return errHeadRefused
+	}
 	return s.Store.WriteFile(ctx, key, data, exclusive)
 }
 
@@ -291,4 +299,77 @@ func TestPlanParts(t *testing.T) {
 	if m.fileCount() < 1000 {
 		t.Fatalf("only %d files after the rounds", m.fileCount())
 	}
+}
+
+// TestCheckpointPartsWithoutHead: a checkpoint whose parts were written
+// but not its head (a crash, a refused write) changes nothing readers
+// see; its parts are deleted by the clean-up after the next checkpoints,
+// and the next checkpoint copies nothing of them.
+func TestCheckpointPartsWithoutHead(t *testing.T) {
+	eachStore(t, func(t *testing.T, st lakestore.Store) {
+		ctx := context.Background()
+		lw := &logWrites{Store: st}
+		ms := openMS(t, lw)
+		ms.partFiles = 4
+		h := t0.UnixMicro()
+		commit := func(i int) *manifest {
+			t.Helper()
+			m, err := ms.commit(ctx, addFile(h+int64(i)*hourMicros, 0, 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		}
+		for i := range 12 {
+			commit(i)
+		}
+		v1 := ms.local().Version
+		if err := ms.checkpoint(ctx, ms.local()); err != nil {
+			t.Fatal(err)
+		}
+		lw.failHeads = true
+		m := commit(12)
+		if err := ms.checkpoint(ctx, m); !errors.Is(err, errHeadRefused) {
+			t.Fatalf("checkpoint with its head refused: %v", err)
+		}
+		lw.failHeads = false
+		orphans := []string{ms.partKey(m.Version, 0), ms.partKey(m.Version, 1), ms.partKey(m.Version, 2)}
+		for _, k := range orphans {
+			if _, err := st.ReadFile(ctx, k); err != nil {
+				t.Fatalf("part %s of the checkpoint without head: %v", k, err)
+			}
+		}
+		fresh, err := readManifest(ctx, st, "metrics")
+		if err != nil || fresh.Version != m.Version || fresh.fileCount() != 13 {
+			t.Fatalf("read with a checkpoint's parts and no head: %v files, %v", fresh, err)
+		}
+		// The next checkpoint copies from the last one written (v1).
+		m = commit(13)
+		lw.take()
+		if err := ms.checkpoint(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		_, copies := lw.take()
+		for _, c := range copies {
+			if !strings.HasPrefix(c, versionName(v1)) {
+				t.Errorf("copied %s, not from the checkpoint of version %d", c, v1)
+			}
+		}
+		if len(copies) != 2 {
+			t.Errorf("copied %v, want parts 0 and 1 of version %d", copies, v1)
+		}
+		// Two checkpoints on, the clean-up has deleted the orphans.
+		if err := ms.checkpoint(ctx, commit(14)); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range orphans {
+			if _, err := st.ReadFile(ctx, k); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("part %s of the checkpoint without head still there: %v", k, err)
+			}
+		}
+		fresh, err = readManifest(ctx, st, "metrics")
+		if err != nil || fresh.Version != ms.local().Version || fresh.fileCount() != 15 {
+			t.Fatalf("read after the clean-up: %v, %v", fresh, err)
+		}
+	})
 }
