@@ -79,9 +79,9 @@ func (s *manifestStore) partKey(v int64, k int) string {
 	return s.dir + partsDir + partName(v, k)
 }
 
-// writtenCheckpoint is a checkpoint as the process wrote or read it: the version
-// and the parts its files are in (nil for format 2), so that the next
-// checkpoint can copy the parts in which nothing changed.
+// writtenCheckpoint is a checkpoint as the process wrote or read it: the
+// manifest version and the parts its files are in (nil for format 2), so
+// that the next checkpoint can copy the parts in which nothing changed.
 type writtenCheckpoint struct {
 	m     *manifest
 	parts []checkpointPart
