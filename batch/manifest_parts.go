@@ -170,8 +170,8 @@ func planParts(m *manifest, prev *writtenCheckpoint, size int) []partPlan {
 }
 
 // writeParts writes the parts of the checkpoint of m: copies of prev's
-// where plan says so (written anew when the copy's source is gone), the
-// others encoded.
+// where plan says so (written anew when the copy fails), the others
+// encoded.
 func (s *manifestStore) writeParts(ctx context.Context, m *manifest, prev *writtenCheckpoint, plan []partPlan) ([]checkpointPart, error) {
 	parts := make([]checkpointPart, len(plan))
 	g, gctx := errgroup.WithContext(ctx)
@@ -185,8 +185,13 @@ func (s *manifestStore) writeParts(ctx context.Context, m *manifest, prev *writt
 					parts[k] = prev.parts[p.from]
 					return nil
 				}
-				if !errors.Is(err, fs.ErrNotExist) {
+				if gctx.Err() != nil {
 					return err
+				}
+				// A copy is a shortcut: a source deleted meanwhile, or a
+				// store that refuses copies, gets the part written.
+				if !errors.Is(err, fs.ErrNotExist) {
+					s.logger.Debug("lake: copying a checkpoint part; writing it instead", "topic", s.topic, "key", key, "err", err)
 				}
 			}
 			b, err := appendPart(nil, s.topic, p.files)

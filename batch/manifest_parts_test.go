@@ -22,6 +22,7 @@ type logWrites struct {
 	mu             sync.Mutex
 	writes, copies []string
 	failHeads      bool
+	failCopies     bool
 }
 
 var errHeadRefused = errors.New("test: the head's write refused")
@@ -40,7 +41,11 @@ func (s *logWrites) WriteFile(ctx context.Context, key string, data []byte, excl
 func (s *logWrites) Copy(ctx context.Context, from, to string) error {
 	s.mu.Lock()
 	s.copies = append(s.copies, from[strings.LastIndexByte(from, '/')+1:]+">"+to[strings.LastIndexByte(to, '/')+1:])
+	fail := s.failCopies
 	s.mu.Unlock()
+	if fail {
+		return errors.New("test: NotImplemented: copies refused")
+	}
 	return s.Store.Copy(ctx, from, to)
 }
 
@@ -58,8 +63,8 @@ func (s *logWrites) take() (writes, copies []string) {
 // TestCheckpointParts: a checkpoint of a large lake is written in parts,
 // and the next one writes only the parts in which a file changed (or was
 // added), copying the others; a copy whose source is gone is written
-// anew, also by a process that read the checkpoint rather than wrote
-// it. Each checkpoint read back gives the writer's manifest exactly;
+// anew, as is every part when the store refuses copies, also by a
+// process that read the checkpoint rather than wrote it. Each checkpoint read back gives the writer's manifest exactly;
 // the clean-up takes old checkpoints' parts with them; a damaged or
 // missing part fails the read, naming it.
 func TestCheckpointParts(t *testing.T) {
@@ -203,6 +208,29 @@ func TestCheckpointParts(t *testing.T) {
 			t.Errorf("part 0, its source gone, not written: %v", w)
 		}
 		same("a part's source gone")
+
+		// A store that refuses copies gets every part written.
+		lw.failCopies = true
+		if m, err = ms.commit(ctx, addFile(h+33*hourMicros, 0, 1)); err != nil {
+			t.Fatal(err)
+		}
+		v5 := m.Version
+		lw.take()
+		if err := ms.checkpoint(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		lw.failCopies = false
+		w, c := lw.take()
+		if len(c) < 4 {
+			t.Errorf("copies refused: tried %v, want the unchanged parts", c)
+		}
+		for _, x := range c {
+			if _, to, _ := strings.Cut(x, ">"); !strings.HasPrefix(to, versionName(v5)) || !slices.Contains(w, to) {
+				t.Errorf("copies refused: %s not written instead (wrote %v)", x, w)
+			}
+		}
+		same("copies refused")
+		v4 = v5
 
 		// A damaged part fails the read, naming it; so does a missing one.
 		key := ms.partKey(v4, 1)
