@@ -60,19 +60,28 @@ func (s *logWrites) take() (writes, copies []string) {
 	return writes, copies
 }
 
+// openParted opens the manifest of st through a logWrites, with parts of
+// 4 files (a lake of 8 files or more is checkpointed in parts).
+func openParted(t *testing.T, st lakestore.Store) (*logWrites, *manifestStore) {
+	t.Helper()
+	lw := &logWrites{Store: st}
+	ms := openMS(t, lw)
+	ms.partFiles = 4
+	return lw, ms
+}
+
 // TestCheckpointParts: a checkpoint of a large lake is written in parts,
 // and the next one writes only the parts in which a file changed (or was
-// added), copying the others; a copy whose source is gone is written
-// anew, as is every part when the store refuses copies, also by a
-// process that read the checkpoint rather than wrote it. Each checkpoint read back gives the writer's manifest exactly;
-// the clean-up takes old checkpoints' parts with them; a damaged or
-// missing part fails the read, naming it.
+// added), copying the others, also in a process that read the checkpoint
+// rather than wrote it; a copy whose source is gone is written anew, as
+// is every part when the store refuses copies. Each checkpoint read back
+// gives the writer's manifest exactly; the clean-up takes old
+// checkpoints' parts with them; a damaged or missing part fails the
+// read, naming it.
 func TestCheckpointParts(t *testing.T) {
 	eachStore(t, func(t *testing.T, st lakestore.Store) {
 		ctx := context.Background()
-		lw := &logWrites{Store: st}
-		ms := openMS(t, lw)
-		ms.partFiles = 4
+		lw, ms := openParted(t, st)
 		h := t0.UnixMicro()
 		for i := range 20 {
 			if _, err := ms.commit(ctx, addFile(h+int64(i)*hourMicros, 0, 1)); err != nil {
@@ -173,8 +182,7 @@ func TestCheckpointParts(t *testing.T) {
 
 		// Another process, which read the checkpoint in parts, copies
 		// them in its own.
-		other := openMS(t, lw)
-		other.partFiles = 4
+		_, other := openParted(t, lw)
 		om, err := other.commit(ctx, addFile(h+40*hourMicros, 0, 1))
 		if err != nil {
 			t.Fatal(err)
@@ -336,9 +344,7 @@ func TestPlanParts(t *testing.T) {
 func TestCheckpointPartsWithoutHead(t *testing.T) {
 	eachStore(t, func(t *testing.T, st lakestore.Store) {
 		ctx := context.Background()
-		lw := &logWrites{Store: st}
-		ms := openMS(t, lw)
-		ms.partFiles = 4
+		lw, ms := openParted(t, st)
 		h := t0.UnixMicro()
 		commit := func(i int) *manifest {
 			t.Helper()
