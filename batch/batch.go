@@ -316,9 +316,9 @@ func BatchConsumer(view string) string { return "batch." + view }
 // writeLake reads partition lease.Partition() of every topic that has it
 // into the topic's buffer, while the lease holds. The lease is the
 // partition's Fence: it is first recorded in the manifest (no commit of a
-// previous owner is accepted after that), then what a previous writer of
-// the partition left unfinished is removed, then the partition is read
-// from the manifest's Next on.
+// previous owner is accepted after that), then the partition is read from
+// the manifest's Next on while what a previous writer of it left
+// unfinished is removed (attach).
 func (b *Batch) writeLake(ctx context.Context, lease *broker.Lease) error {
 	part := lease.Partition()
 	var wg sync.WaitGroup
@@ -331,9 +331,6 @@ func (b *Batch) writeLake(ctx context.Context, lease *broker.Lease) error {
 		tw := b.writers[name]
 		wg.Go(func() {
 			err := tw.takeOver(ctx, part, lease)
-			if err == nil {
-				err = tl.recoverPartition(ctx, b.logger, part, lease)
-			}
 			if err == nil {
 				err = tw.attach(ctx, part, lease)
 			}

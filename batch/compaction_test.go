@@ -582,7 +582,7 @@ func TestRecoverPartitionsTogether(t *testing.T) {
 	res := make([]chan error, 5)
 	ask := func(i, part int, ctx context.Context, fence Fence) {
 		res[i] = make(chan error, 1)
-		go func() { res[i] <- tl.recoverPartition(ctx, testLogger(t), part, fence) }()
+		go func() { res[i] <- tl.recoverPartition(ctx, testLogger(t), part, fence, false) }()
 	}
 	queued := func(n int) {
 		t.Helper()
@@ -660,7 +660,7 @@ func TestRecoverPartitionsTogether(t *testing.T) {
 // recoverPartitions is recoverOwned with its outcomes joined: what failed
 // the recovery, then each partition found taken, in partition order.
 func (tl *topicLake) recoverPartitions(ctx context.Context, log *slog.Logger, fences map[int]Fence) error {
-	lost, err := tl.recoverOwned(ctx, log, fences)
+	lost, err := tl.recoverOwned(ctx, log, fences, nil)
 	errs := []error{err}
 	for _, p := range slices.Sorted(maps.Keys(lost)) {
 		errs = append(errs, lost[p])

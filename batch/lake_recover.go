@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -29,10 +30,17 @@ import (
 // file whose name carries a higher epoch, a merge's output named after a
 // version past the manifest it read.
 //
+// writing are the partitions whose reader already fills this process's
+// buffer while they are recovered (a take-over: see topicWriter.attach).
+// Their writer flushes nothing of them before the recovery ends, and a
+// file named with the very epoch it holds them under is its own, never a
+// predecessor's (an epoch is one take of the partition); so such files are
+// left alone too, whatever happens to run before the recovery.
+//
 // It returns the partitions found taken by a later owner (lost: errLost,
 // by partition) apart from what failed the recovery of them all (err).
 // The lake writer asks for its partitions one by one (recoverPartition).
-func (tl *topicLake) recoverOwned(ctx context.Context, log *slog.Logger, fences map[int]Fence) (lost map[int]error, err error) {
+func (tl *topicLake) recoverOwned(ctx context.Context, log *slog.Logger, fences map[int]Fence, writing map[int]bool) (lost map[int]error, err error) {
 	tl.work.Lock()
 	defer tl.work.Unlock()
 	m := tl.ms.snapshot()
@@ -50,7 +58,7 @@ func (tl *topicLake) recoverOwned(ctx context.Context, log *slog.Logger, fences 
 	if len(owned) == 0 {
 		return lost, nil
 	}
-	mine := func(path string) bool { return tl.owns(path, owned) && !tl.later(path, m, fences) }
+	mine := func(path string) bool { return tl.owns(path, owned) && !tl.later(path, m, fences, writing) }
 	replaced := make(map[string]bool, len(m.Replaced))
 	for _, r := range m.Replaced {
 		replaced[r.Path] = true
@@ -99,7 +107,7 @@ func (tl *topicLake) recoverOwned(ctx context.Context, log *slog.Logger, fences 
 		case replaced[rel]:
 			// Replaced by compaction, but the crash came before it was hidden.
 			log.Info("lake: hiding a file compaction replaced (written before a crash)", "file", tl.st.String()+e.Key)
-			if err := tl.st.Rename(ctx, e.Key, replacedName(e.Key)); err != nil {
+			if err := tl.st.Rename(ctx, e.Key, replacedName(e.Key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return lost, fmt.Errorf("lake: recovering %s: %w", tl.topic.Name, err)
 			}
 		default:
@@ -116,10 +124,11 @@ func (tl *topicLake) recoverOwned(ctx context.Context, log *slog.Logger, fences 
 // later tells whether the data file at path (relative to the topic) may
 // have been written after recovery read manifest m, by a process that
 // took its partition over since: a flush's file whose name carries an
-// epoch past the one fences hold for its first partition, or a merge's
+// epoch past the one fences hold for its first partition (or that epoch,
+// for a partition among writing: this process's own), or a merge's
 // output named after a version past m (merges are named after the
 // version they read, and this process does not merge while it recovers).
-func (tl *topicLake) later(path string, m *manifest, fences map[int]Fence) bool {
+func (tl *topicLake) later(path string, m *manifest, fences map[int]Fence, writing map[int]bool) bool {
 	name := strings.TrimSuffix(path[strings.LastIndexByte(path, '/')+1:], ".parquet")
 	switch {
 	case name == "":
@@ -127,7 +136,7 @@ func (tl *topicLake) later(path string, m *manifest, fences map[int]Fence) bool 
 	case name[0] == 'p' || name[0] == 'w':
 		part, epoch, ok := flushName(name)
 		f := fences[part]
-		return ok && f != nil && epoch > f.Epoch()
+		return ok && f != nil && (epoch > f.Epoch() || writing[part] && epoch == f.Epoch() && epoch > 0)
 	case name[0] == 'c':
 		v, err := strconv.ParseInt(name[1:], 10, 64)
 		return err == nil && v > m.Version
@@ -209,18 +218,20 @@ type recoveries struct {
 
 // recoveryAsk is one partition's recovery, asked for under ctx.
 type recoveryAsk struct {
-	ctx   context.Context
-	part  int
-	fence Fence
-	done  chan error // the outcome; buffered
+	ctx     context.Context
+	part    int
+	fence   Fence
+	writing bool       // the partition's reader runs meanwhile (recoverOwned)
+	done    chan error // the outcome; buffered
 }
 
 // recoverPartition is recoverOwned for partition part alone, held
-// under fence, done together with the other partitions of the topic asked
-// for meanwhile. It returns the partition's outcome: errLost when a later
-// owner holds it, or what failed the recovery.
-func (tl *topicLake) recoverPartition(ctx context.Context, log *slog.Logger, part int, fence Fence) error {
-	a := &recoveryAsk{ctx: ctx, part: part, fence: fence, done: make(chan error, 1)}
+// under fence (writing: while its reader runs), done together with the
+// other partitions of the topic asked for meanwhile. It returns the
+// partition's outcome: errLost when a later owner holds it, or what failed
+// the recovery.
+func (tl *topicLake) recoverPartition(ctx context.Context, log *slog.Logger, part int, fence Fence, writing bool) error {
+	a := &recoveryAsk{ctx: ctx, part: part, fence: fence, writing: writing, done: make(chan error, 1)}
 	q := &tl.recoveries
 	q.mu.Lock()
 	q.asks = append(q.asks, a)
@@ -269,6 +280,7 @@ func recoveryRound(asks []*recoveryAsk) (round, next []*recoveryAsk) {
 // context that ends when every ask's has, and tells each ask its outcome.
 func (tl *topicLake) recoverRound(log *slog.Logger, asks []*recoveryAsk) {
 	fences := make(map[int]Fence, len(asks))
+	writing := map[int]bool{}
 	live := asks[:0:0]
 	for _, a := range asks {
 		if err := a.ctx.Err(); err != nil {
@@ -276,6 +288,9 @@ func (tl *topicLake) recoverRound(log *slog.Logger, asks []*recoveryAsk) {
 			continue
 		}
 		fences[a.part] = a.fence
+		if a.writing {
+			writing[a.part] = true
+		}
 		live = append(live, a)
 	}
 	if len(live) == 0 {
@@ -295,7 +310,7 @@ func (tl *topicLake) recoverRound(log *slog.Logger, asks []*recoveryAsk) {
 		})
 		defer stop()
 	}
-	lost, err := tl.recoverOwned(ctx, log, fences)
+	lost, err := tl.recoverOwned(ctx, log, fences, writing)
 	for _, a := range live {
 		a.done <- errors.Join(err, lost[a.part])
 	}

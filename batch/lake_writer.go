@@ -174,6 +174,45 @@ type partWriter struct {
 	rows       int64 // rows in the buffer
 	maxTime    int64 // newest event time in the buffer
 	committed  int64 // the offset last committed to the log
+	// tidy is the recovery of the partition's files that runs while its
+	// reader starts (nil: done before); none of its rows is flushed
+	// before it ends.
+	tidy *tidying
+}
+
+// tidying is a recovery of a partition's files under way beside its
+// reader. Recovery lists the topic's whole lake (a second or more for a
+// lake of 100,000 files on object storage), so a partition taken over is
+// read from the log meanwhile instead of after; its rows wait for the
+// recovery before they are flushed, because until then the directory may
+// still show a previous owner's files of the same offsets (readers of the
+// directory would count those events twice), and they are dropped if the
+// recovery fails (the partition is then taken again and read from the
+// manifest).
+type tidying struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// pending tells whether the recovery is still under way.
+func (td *tidying) pending() bool {
+	if td == nil {
+		return false
+	}
+	select {
+	case <-td.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// failed is the recovery's error once it is over (nil while it runs).
+func (td *tidying) failed() error {
+	if td == nil || td.pending() {
+		return nil
+	}
+	return td.err
 }
 
 // topicWriter copies the partitions of one topic that this process owns
@@ -303,16 +342,18 @@ func (tw *topicWriter) run(ctx context.Context) {
 // attach reads partition part into the buffer until ctx is done (a soft
 // stop, or the partition moving to another process), then flushes what it
 // read and lets go of the partition. The caller has recorded the lease in
-// the manifest (takeOver) and recovered the partition's files
-// (recoverPartition) first. Once the lease is lost, nothing this writer
-// read of the partition is committed: the new owner reads it again from
-// the manifest.
+// the manifest (takeOver) first. The partition's files are recovered
+// (recoverPartition) while its reader starts: nothing of it is flushed
+// before that ends, and if it fails the reader stops and attach returns
+// its error. Once the lease is lost, nothing this writer read of the
+// partition is committed: the new owner reads it again from the manifest.
 func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) error {
 	topic := tw.tl.topic.Name
 	next := tw.tl.ms.snapshot().partition(part).Next
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	mine := &partWriter{lease: lease, stop: stop, first: next, end: next, committed: -1}
+	td := &tidying{done: make(chan struct{})}
+	mine := &partWriter{lease: lease, stop: stop, first: next, end: next, committed: -1, tidy: td}
 	tw.mu.Lock()
 	if tw.parts[part] != nil {
 		tw.mu.Unlock()
@@ -320,6 +361,13 @@ func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) er
 	}
 	tw.parts[part] = mine
 	tw.mu.Unlock()
+	go func() {
+		defer close(td.done)
+		if td.err = tw.tl.recoverPartition(ctx, tw.logger, part, lease, true); td.err != nil {
+			stop()
+		}
+	}()
+	defer func() { <-td.done }()
 	// The manifest, not the committed offset, says what the lake holds;
 	// the commit can lag it by one flush after a crash.
 	if committed, _, ok := lease.Committed(topic); !ok || committed != next {
@@ -336,11 +384,12 @@ func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) er
 	// What was read goes into the lake before the partition is let go.
 	sctx := context.WithoutCancel(ctx)
 	ferr := tw.flush(sctx)
+	<-td.done
 	tw.mu.Lock()
 	pw := mine
 	gone := pw.gone
 	tw.mu.Unlock()
-	if ferr == nil && !gone && pw.committed != pw.first && lease.Valid() {
+	if ferr == nil && !gone && td.err == nil && pw.committed != pw.first && lease.Valid() {
 		tw.report(sctx, part, pw.first, pw.eventTime)
 	}
 	tw.mu.Lock()
@@ -349,6 +398,11 @@ func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) er
 		tw.buf.drop(part) // rows a failed flush could not commit
 	}
 	tw.mu.Unlock()
+	if td.err != nil {
+		// Nothing of the partition was flushed: its next run reads it
+		// again from the manifest.
+		return errors.Join(err, ferr, fmt.Errorf("lake: recovering %s/%d: %w", topic, part, td.err))
+	}
 	if gone {
 		err = errors.Join(err, &partLost{part: part, msg: fmt.Sprintf("%v: %s/%d: a flush found the partition taken", errLost, topic, part)})
 	}
@@ -365,7 +419,7 @@ func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) er
 		// removed, as recovery does on start.
 		cctx, cancel := context.WithTimeout(sctx, time.Minute)
 		defer cancel()
-		if cerr := tw.tl.recoverPartition(cctx, tw.logger, part, lease); cerr != nil {
+		if cerr := tw.tl.recoverPartition(cctx, tw.logger, part, lease, false); cerr != nil {
 			tw.logger.Warn("lake: tidying a partition given back; its next owner does it", "topic", topic, "partition", part, "err", cerr)
 		}
 	}
@@ -377,7 +431,7 @@ func (tw *topicWriter) attach(ctx context.Context, part int, lease partLease) er
 func (tw *topicWriter) fenceOf(part int) Fence {
 	tw.mu.Lock()
 	defer tw.mu.Unlock()
-	if pw := tw.parts[part]; pw != nil && pw.lease != nil {
+	if pw := tw.parts[part]; pw != nil && pw.lease != nil && !pw.tidy.pending() && pw.tidy.failed() == nil {
 		return pw.lease
 	}
 	return nil
@@ -578,14 +632,35 @@ func (tw *topicWriter) flush(ctx context.Context) error {
 	tw.flushMu.Lock()
 	defer tw.flushMu.Unlock()
 	tw.mu.Lock()
+	for {
+		var wait *tidying
+		for _, pw := range tw.parts {
+			if pw.end > pw.first && pw.tidy.pending() {
+				wait = pw.tidy
+				break
+			}
+		}
+		if wait == nil {
+			break
+		}
+		tw.mu.Unlock()
+		select {
+		case <-wait.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		tw.mu.Lock()
+	}
 	buf := tw.buf
 	var ranges []flushRange
 	lost := false
 	for p, pw := range tw.parts {
-		if pw.end > pw.first && (pw.gone || pw.lease != nil && !pw.lease.Valid()) {
+		if pw.end > pw.first && (pw.gone || pw.lease != nil && !pw.lease.Valid() || pw.tidy.failed() != nil) {
 			// The partition moved to another process: what this one read
 			// of it is not committed (the new owner reads it again from
-			// the manifest), and the rest of the flush goes ahead.
+			// the manifest), and the rest of the flush goes ahead. So too
+			// when its recovery failed: attach then stops and is run
+			// again.
 			buf.drop(p)
 			pw.first, pw.rows = pw.end, 0
 			lost = true
