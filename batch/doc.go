@@ -19,7 +19,10 @@
 // process that owns partition p of consumer "lake" (Options.Owner) into its
 // buffer of the topic, whose flushes commit only partitions it owns, each
 // fenced by its lease's epoch; the periods of shard p (period number mod
-// partitions) are compacted by the same process. Any number may read it.
+// partitions) are compacted by the same process. A partition taken over is
+// read from the log while what its predecessor left is removed (a listing
+// of the topic's lake, lake_recover.go); its first flush waits for that.
+// Any number may read it.
 // A lapsed owner that wakes mid-commit cannot harm the new one: its
 // manifest record is refused (the new owner's take-over holds the version
 // it was for), a record that finds its name freed by checkpoints is not

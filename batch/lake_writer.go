@@ -181,8 +181,8 @@ type partWriter struct {
 }
 
 // tidying is a recovery of a partition's files under way beside its
-// reader. Recovery lists the topic's whole lake (a second or more for a
-// lake of 100,000 files on object storage), so a partition taken over is
+// reader. Recovery lists the topic's whole lake (seconds for a lake of
+// 100,000 files on object storage), so a partition taken over is
 // read from the log meanwhile instead of after; its rows wait for the
 // recovery before they are flushed, because until then the directory may
 // still show a previous owner's files of the same offsets (readers of the
