@@ -92,7 +92,7 @@ func TestS3KeepsConnections(t *testing.T) {
 // devProxy is a reverse proxy to the dev S3 server. Its own connections
 // to the server are its business: each closes after its request, and
 // any left idle when the test ends.
-func devProxy(t *testing.T, srv s3test.Server) *httputil.ReverseProxy {
+func devProxy(t testing.TB, srv s3test.Server) *httputil.ReverseProxy {
 	t.Helper()
 	target, err := url.Parse(srv.Endpoint)
 	if err != nil {

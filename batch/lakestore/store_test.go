@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -323,6 +324,37 @@ func TestListAfterSubdirectory(t *testing.T) {
 			if err != nil || fmt.Sprint(keys(es)) != want {
 				t.Errorf("after %q: %v %v, want %s", after, keys(es), err, want)
 			}
+		}
+	})
+}
+
+// TestListWide: a listing of a prefix with many directories, objects
+// beside them and directories within them returns every object once, in
+// key order (object storage lists the directories side by side).
+func TestListWide(t *testing.T) {
+	stores(t, func(t *testing.T, s lakestore.Store) {
+		ctx := ctxT(t)
+		want := []string{"w/0", "w/a.b", "w/a/1", "w/a/b/2", "w/ab", "w/z"}
+		for d := range 40 {
+			want = append(want, fmt.Sprintf("w/dt=%02d/hour=00/p0.parquet", d), fmt.Sprintf("w/dt=%02d/hour=01/p0.parquet", d))
+		}
+		for _, k := range append(slices.Clone(want), "v/1", "x/1") {
+			if err := s.WriteFile(ctx, k, []byte(k), true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		slices.Sort(want)
+		es, err := s.List(ctx, "w/", "")
+		if err != nil || !slices.Equal(keys(es), want) {
+			t.Fatalf("List: %v %v, want %v", keys(es), err, want)
+		}
+		for _, e := range es {
+			if e.Size != int64(len(e.Key)) || e.Modified.IsZero() {
+				t.Errorf("%s: size %d, modified %v", e.Key, e.Size, e.Modified)
+			}
+		}
+		if es, err := s.List(ctx, "none/", ""); err != nil || len(es) != 0 {
+			t.Errorf("an empty prefix: %v %v", keys(es), err)
 		}
 	})
 }
