@@ -187,3 +187,46 @@ func testTakeOverRecoveryFails(t *testing.T, at lakeAt) {
 		t.Fatalf("the later owner's file: %v", err)
 	}
 }
+
+// TestRecoveryBesideReader: a recovery that runs beside its partition's
+// reader leaves alone a file named with the reader's own epoch (one the
+// reader may be about to commit) and removes a predecessor's; the
+// recovery of a partition given back, with no reader left, removes both.
+func TestRecoveryBesideReader(t *testing.T) { eachLake(t, testRecoveryBesideReader) }
+
+func testRecoveryBesideReader(t *testing.T, at lakeAt) {
+	ctx := context.Background()
+	st, _, open := lapseLake(t, at, 1)
+	tw := open(st)
+	l := &fakeLease{fakeFence: fakeFence{epoch: 3}}
+	if err := tw.takeOver(ctx, 0, l); err != nil {
+		t.Fatal(err)
+	}
+	hour := "metrics/" + periodPath(t0.UnixMicro(), hourMicros) + "/"
+	own, old := hour+"p0-0-9-e3.parquet", hour+"p0-0-9-e2.parquet"
+	for _, k := range []string{own, old} {
+		if err := st.WriteFile(ctx, k, []byte("PAR1"), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func(k string) bool {
+		_, err := st.ReadFile(ctx, k)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	fences := map[int]Fence{0: l}
+	if lost, err := tw.tl.recoverOwned(ctx, testLogger(t), fences, map[int]bool{0: true}); err != nil || len(lost) != 0 {
+		t.Fatalf("recovery beside the reader: lost %v, %v", lost, err)
+	}
+	if !exists(own) || exists(old) {
+		t.Fatalf("beside the reader: own file kept %v (want true), predecessor's kept %v (want false)", exists(own), exists(old))
+	}
+	if lost, err := tw.tl.recoverOwned(ctx, testLogger(t), fences, nil); err != nil || len(lost) != 0 {
+		t.Fatalf("recovery of the partition given back: lost %v, %v", lost, err)
+	}
+	if exists(own) {
+		t.Fatal("given back: the file no manifest lists is still there")
+	}
+}
