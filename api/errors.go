@@ -11,6 +11,6 @@ type Error struct {
 	// Column is, with Line, where in a POST /v1/sql query the error is.
 	Column int `json:"column,omitempty"`
 	// Limit names the limit a POST /v1/sql query exceeded (sql.timeout,
-	// sql.max_rows, sql.max_bytes, sql.memory_limit).
+	// sql.max_rows, sql.max_bytes, sql.memory_limit, sql.lake_cache).
 	Limit string `json:"limit,omitempty"`
 }

@@ -80,7 +80,7 @@ func TestDefaultsApplied(t *testing.T) {
 			Batch: pipelines.SinkBatch{MaxRows: 5000, MaxWait: pipelines.Duration(500 * time.Millisecond), MaxRetries: 10},
 			Pos:   pipelines.Pos{Line: 12, Col: 5},
 		}},
-		SQL:  pipelines.SQL{Timeout: pipelines.Duration(30 * time.Second), MaxRows: 10000, MaxBytes: 16 << 20, MemoryLimit: 1 << 30},
+		SQL:  pipelines.SQL{Timeout: pipelines.Duration(30 * time.Second), MaxRows: 10000, MaxBytes: 16 << 20, MemoryLimit: 1 << 30, LakeCache: 4 << 30},
 		File: "p.yaml",
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -50,6 +50,7 @@ type SQL struct {
 	MaxRows     int      `yaml:"max_rows" default:"10000" doc:"Most rows in an answer; a query that returns more is answered 422 naming the limit (add a LIMIT)."`
 	MaxBytes    ByteSize `yaml:"max_bytes" default:"16MiB" doc:"Largest answer (its JSON encoding); a larger one is answered 422 naming the limit."`
 	MemoryLimit ByteSize `yaml:"memory_limit" default:"1GiB" doc:"Memory the SQL engine may use for one query (DuckDB's memory_limit); past it the query fails."`
+	LakeCache   ByteSize `yaml:"lake_cache" default:"4GiB" doc:"A lake on object storage only: disk under data_dir/sql-lake for local copies of the lake files queries read, kept for later queries (least recently read go first). A query whose lake tables need more is answered 422 naming it."`
 }
 
 // Broker configures the log.

@@ -7,16 +7,17 @@
 //
 // Every query gets its own in-memory DuckDB: the tables it names are
 // attached there (lake files as read_parquet views over the committed
-// manifest's files, view rows and sink rows copied in), then file access is
-// switched off (enable_external_access=false, only the lake files named
-// stay readable) and the configuration locked, and only then does the
-// query run. The DuckDB sink keeps its file locked while the pipeline runs;
+// manifest's files, view rows and sink rows copied in; a lake on object
+// storage is read from local copies of its files, batch.LakeCopies, held
+// until the query ends), then file access is switched off
+// (enable_external_access=false, only the lake files named stay readable)
+// and the configuration locked, and only then does the query run. The DuckDB sink keeps its file locked while the pipeline runs;
 // its rows are read on its own database handle, beside its writer, so a
 // query sees the sink's last committed state and can never write to it.
 //
 // It must not write anything: a statement other than one SELECT is refused
 // before anything is attached. Limits (sql.timeout, sql.max_rows,
-// sql.max_bytes, sql.memory_limit) bound each query; a request may ask for
-// less. A binary built with -tags noduckdb has no engine: Query returns an
+// sql.max_bytes, sql.memory_limit, and sql.lake_cache for a lake on object
+// storage) bound each query; a request may ask for less. A binary built with -tags noduckdb has no engine: Query returns an
 // Error of kind NotCompiled, which the HTTP API answers 501.
 package sqlquery

@@ -80,6 +80,12 @@ func (e *Engine) query(ctx context.Context, req Request, lim Limits) (*Result, e
 		return nil, &Error{Kind: Internal, Msg: "sql engine: " + err.Error()}
 	}
 	var allowed []string
+	var releases []func()
+	defer func() {
+		for _, release := range releases {
+			release()
+		}
+	}()
 	for _, ref := range refs {
 		if ref.catalog == "" && catalogSchema(ref.schema) {
 			continue // the query's own database describing itself
@@ -98,10 +104,17 @@ func (e *Engine) query(ctx context.Context, req Request, lim Limits) (*Result, e
 			seen[t.schema] = true
 		}
 		seen[t.key()] = true
-		files, err := e.attach(ctx, conn, t)
+		files, release, err := e.attach(ctx, conn, t)
+		if release != nil {
+			releases = append(releases, release)
+		}
 		if err != nil {
 			var qe *Error
-			if errors.As(err, &qe) {
+			var bound interface{ Limit() string }
+			if errors.As(err, &bound) {
+				qe = &Error{Kind: LimitExceeded, Limit: bound.Limit(), Msg: err.Error()}
+			}
+			if qe != nil || errors.As(err, &qe) {
 				qe.Table = t.key()
 				if ref.at >= 0 {
 					qe.Line, qe.Column = lineCol(req.SQL, ref.at)
@@ -211,24 +224,30 @@ func failedErr(q string, err error) error {
 }
 
 // attach makes t a table of the query's database and returns the files it
-// reads.
-func (e *Engine) attach(ctx context.Context, conn *sql.Conn, t table) ([]string, error) {
+// reads, and what releases them once the query is done (or nil).
+func (e *Engine) attach(ctx context.Context, conn *sql.Conn, t table) ([]string, func(), error) {
 	switch t.kind {
 	case lakeTable:
 		return e.attachLake(ctx, conn, t)
 	case viewTable:
-		return nil, e.attachView(ctx, conn, t)
+		return nil, nil, e.attachView(ctx, conn, t)
 	case sinkTable:
-		return nil, e.attachSink(ctx, conn, t)
+		return nil, nil, e.attachSink(ctx, conn, t)
 	}
-	return nil, fmt.Errorf("unknown kind of table")
+	return nil, nil, fmt.Errorf("unknown kind of table")
 }
 
-func (e *Engine) attachLake(ctx context.Context, conn *sql.Conn, t table) ([]string, error) {
-	files, err := e.opts.Lake(t.name)
+func (e *Engine) attachLake(ctx context.Context, conn *sql.Conn, t table) ([]string, func(), error) {
+	files, release, err := e.opts.Lake(ctx, t.name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	files, err = e.attachLakeFiles(ctx, conn, t, files)
+	return files, release, err
+}
+
+// attachLakeFiles makes the lake table t read files.
+func (e *Engine) attachLakeFiles(ctx context.Context, conn *sql.Conn, t table, files []string) ([]string, error) {
 	name := quote(t.schema) + "." + quote(t.name)
 	if len(files) == 0 {
 		// No file yet: an empty table with the lake's columns.

@@ -1,6 +1,7 @@
 package sqlquery
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"log/slog"
@@ -29,8 +30,12 @@ type SinkDB struct {
 // Options are the engine's dependencies. A nil source leaves its tables
 // out: a query naming them gets an error saying which role serves them.
 type Options struct {
-	// Lake lists a topic's committed lake files (batch.LakeFiles).
-	Lake func(topic string) ([]string, error)
+	// Lake lists the local paths of a topic's committed lake files
+	// (batch.LakeFiles, or batch.LakeCopies for a lake on object storage),
+	// which stay readable until release is called; release may be nil. An
+	// error with a Limit() string method is a bound the query hit (422
+	// naming it).
+	Lake func(ctx context.Context, topic string) (files []string, release func(), err error)
 	// Views gives view rows (the serving store).
 	Views Views
 	// Sinks are the DuckDB sinks of this process.
@@ -85,8 +90,9 @@ const (
 	UnknownTable
 	// Forbidden is a table the caller's token may not read (403).
 	Forbidden
-	// LimitExceeded is a query past sql.timeout, sql.max_rows or
-	// sql.max_bytes (422, Limit names which).
+	// LimitExceeded is a query past sql.timeout, sql.max_rows,
+	// sql.max_bytes, sql.memory_limit or sql.lake_cache (422, Limit names
+	// which).
 	LimitExceeded
 	// Unavailable is a table this process does not serve (503 naming the
 	// role that does).
@@ -104,7 +110,8 @@ type Error struct {
 	// Line and Column locate the error in the SQL, 1-based; 0 when unknown.
 	Line, Column int
 	// Limit names the limit a LimitExceeded error hit: "sql.timeout",
-	// "sql.max_rows" or "sql.max_bytes".
+	// "sql.max_rows", "sql.max_bytes", "sql.memory_limit" or
+	// "sql.lake_cache".
 	Limit string
 	// Table is the table an UnknownTable or Forbidden error names.
 	Table string

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -307,8 +308,22 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		routes = append(routes, console.NewAPI(p, b).Routes()...)
 		routes = append(routes, serving.NewHandler(p, store, serving.NewMetrics(preg("serving"), store)).Routes()...)
 		routes = append(routes, console.UIRoutes()...)
+		lakeFiles := func(_ context.Context, topic string) ([]string, func(), error) {
+			files, err := batch.LakeFiles(p, topic)
+			return files, nil, err
+		}
+		if p.Lake.URL != "" {
+			// DuckDB opens files by path: a lake on object storage is
+			// read from local copies.
+			copies, err := batch.OpenLakeCopies(p, filepath.Join(p.DataDir, "sql-lake"), int64(p.SQL.LakeCache), logger.With("component", "sql"))
+			if err != nil {
+				return err
+			}
+			defer copies.Close()
+			lakeFiles = copies.Files
+		}
 		engine := sqlquery.New(p, sqlquery.Options{
-			Lake:   func(topic string) ([]string, error) { return batch.LakeFiles(p, topic) },
+			Lake:   lakeFiles,
 			Views:  storeViews{store},
 			Sinks:  duckSinks,
 			Logger: logger.With("component", "sql"),

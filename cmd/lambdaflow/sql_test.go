@@ -11,6 +11,7 @@ import (
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/s3test"
 )
 
 // sqlRows runs q and renders its rows one per line, values separated by
@@ -244,6 +245,73 @@ func TestSQLWhileRunning(t *testing.T) {
 		}
 	})
 	s.stop()
+}
+
+// TestSQLOnObjectStorage: with the lake on object storage, SQL reads the
+// lake's files from local copies under data_dir/sql-lake, with exactly the
+// rows published; a lake larger than sql.lake_cache is answered 422 naming
+// it, and nothing is copied.
+func TestSQLOnObjectStorage(t *testing.T) {
+	srv := s3test.Env(t)
+	env := []string{"LF_LAKE_URL=" + srv.URL(srv.Prefix(t, "lake")), "LF_TEST_S3_REGION=" + srv.Region}
+	dataDir := t.TempDir()
+	s := startServer(t, "testdata/sql-s3.yaml", dataDir, append(env, "LF_SQL_LAKE_CACHE=64MiB")...)
+	post(t, s, "clicks", `{"id":"1","ts":"2026-03-01T10:00:05Z","page":"a","ms":10}
+{"id":"2","ts":"2026-03-01T10:00:15Z","page":"a","ms":30}
+{"id":"3","ts":"2026-03-01T10:00:25Z","page":"b","ms":5}
+{"id":"4","ts":"2026-03-01T11:02:00Z","page":"a","ms":7}
+{"id":"5","ts":"2026-03-02T09:00:00Z","page":"c","ms":1}
+`)
+	const all = "SELECT _id, page, ms, ts FROM lake.clicks ORDER BY _id"
+	const want = "1 | a | 10 | 2026-03-01T10:00:05Z\n2 | a | 30 | 2026-03-01T10:00:15Z\n3 | b | 5 | 2026-03-01T10:00:25Z\n" +
+		"4 | a | 7 | 2026-03-01T11:02:00Z\n5 | c | 1 | 2026-03-02T09:00:00Z\n"
+	waitFor(t, "the lake to hold the events", func() error {
+		got, err := sqlRows(t, s, all)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("rows:\n%s", got)
+		}
+		return nil
+	})
+	got, err := sqlRows(t, s, "SELECT page, count(*), sum(ms) FROM clicks GROUP BY page ORDER BY page")
+	if err != nil || got != "a | 3 | 47\nb | 1 | 5\nc | 1 | 1\n" {
+		t.Fatalf("by page: %q, %v", got, err)
+	}
+	copies := parquetUnder(t, filepath.Join(dataDir, "sql-lake", "clicks"))
+	if len(copies) < 3 {
+		t.Fatalf("local copies: %v", copies)
+	}
+	s.stop()
+
+	// Too small a bound for the lake: refused, naming it; the directory
+	// left by the previous process is emptied, nothing copied.
+	s = startServer(t, "testdata/sql-s3.yaml", dataDir, append(env, "LF_SQL_LAKE_CACHE=100")...)
+	status, body := sqlError(t, s, api.SQLRequest{SQL: all})
+	if status != 422 || body.Limit != "sql.lake_cache" || !strings.Contains(body.Error, "the lake of topic clicks is") {
+		t.Fatalf("over sql.lake_cache: %d %+v", status, body)
+	}
+	if left := parquetUnder(t, filepath.Join(dataDir, "sql-lake")); len(left) != 0 {
+		t.Fatalf("copies left: %v", left)
+	}
+	s.stop()
+}
+
+// parquetUnder lists the Parquet files under dir.
+func parquetUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".parquet") {
+			out = append(out, p)
+		}
+		return err
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestSQLReadScope: a token of topics[].read_tokens reads its topic's

@@ -1,0 +1,326 @@
+package batch
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/lambdaflow/lambdaflow/batch/lakestore"
+	"github.com/lambdaflow/lambdaflow/pipelines"
+)
+
+// LakeCopies keeps local copies of the files of a lake on object storage
+// for readers that open files by path (SQL's DuckDB, which reads no
+// object storage here). A reader asks for a topic's live files, reads
+// their copies while it holds them, and releases them; a copy no reader
+// holds stays for the next one (lake files are never rewritten in place,
+// and a copy is found by key, size and CRC-32C together, so it is never
+// served for another file) until the bytes kept pass the bound, the least
+// recently asked for going first.
+//
+// The bound holds on disk at every moment: a reader asking for more than
+// it gets ErrLakeCopiesFull at once, and one asking while what others hold
+// leaves too little room gets it too rather than wait. Fetches run on the
+// copies' own context, 8 at a time: a reader that gives up (its query
+// timed out) leaves them running, so that asking again finds them done.
+// Copies are checked against the manifest's size and checksum before any
+// reader sees them. The directory is emptied when the copies are opened:
+// what a previous process left there is not trusted.
+type LakeCopies struct {
+	p   *pipelines.Pipeline
+	dir string
+	max int64
+	log *slog.Logger
+
+	ctx  context.Context // the fetches'; cancelled by Close
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	slot chan struct{} // fetches running
+
+	mu      sync.Mutex
+	st      lakestore.Store // opened at the first request
+	bytes   int64           // of every entry, fetched or being fetched
+	entries map[cacheKey]*lakeCopy
+	order   list.List // of *lakeCopy, most recently asked for first
+}
+
+// lakeCopy is one file's local copy.
+type lakeCopy struct {
+	k    cacheKey
+	path string
+	pins int           // readers holding it
+	done chan struct{} // closed once fetched or failed
+	err  error         // why the fetch failed, set before done closes
+	elem *list.Element
+}
+
+// ErrLakeCopiesFull is the error of a request whose files do not fit in
+// the copies' bound; it names the bound as Limit.
+var ErrLakeCopiesFull = errors.New("lake files do not fit in the local copies' bound")
+
+// copiesFull is an ErrLakeCopiesFull with what was asked for.
+type copiesFull struct{ msg string }
+
+func (e copiesFull) Error() string { return e.msg }
+func (e copiesFull) Unwrap() error { return ErrLakeCopiesFull }
+
+// Limit names the pipeline key of the bound (SQL's errors name it).
+func (e copiesFull) Limit() string { return "sql.lake_cache" }
+
+// mib shows a size in MiB for messages.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// fetchesAtOnce bounds the fetches of all readers together.
+const fetchesAtOnce = 8
+
+// OpenLakeCopies returns the copies of p's lake (which must be on object
+// storage) kept in dir, at most max bytes, emptying dir first.
+func OpenLakeCopies(p *pipelines.Pipeline, dir string, max int64, log *slog.Logger) (*LakeCopies, error) {
+	if p.Lake.URL == "" {
+		return nil, fmt.Errorf("lake: local copies of a lake in a directory: read its files where they are")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("lake: emptying the local copies' directory: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lake: the local copies' directory: %w", err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &LakeCopies{p: p, dir: dir, max: max, log: log, ctx: ctx, stop: stop,
+		slot: make(chan struct{}, fetchesAtOnce), entries: map[cacheKey]*lakeCopy{}}, nil
+}
+
+// Close stops the fetches and waits for them. The copies stay on disk
+// until the next OpenLakeCopies of the directory.
+func (c *LakeCopies) Close() {
+	c.stop()
+	c.wg.Wait()
+	c.mu.Lock()
+	if c.st != nil {
+		lakestore.CloseIdle(c.st)
+	}
+	c.mu.Unlock()
+}
+
+// store opens the lake at the first request, so that object storage out
+// of reach at start fails queries, not the process.
+func (c *LakeCopies) store(ctx context.Context) (lakestore.Store, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.st == nil {
+		st, err := OpenStore(ctx, c.p)
+		if err != nil {
+			return nil, err
+		}
+		c.st = st
+	}
+	return c.st, nil
+}
+
+// Files returns the local paths of copies of topic's live lake files
+// (those of its committed manifest: together they hold every event of the
+// lake once), fetching those not held. The copies stay until release is
+// called, which must be, once.
+func (c *LakeCopies) Files(ctx context.Context, topic string) (paths []string, release func(), err error) {
+	st, err := c.store(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := readManifest(ctx, st, topic)
+	if err != nil {
+		return nil, nil, err
+	}
+	var want []*fileEntry
+	var total int64
+	for f := range m.all() {
+		if !filepath.IsLocal(filepath.FromSlash(f.Path)) {
+			return nil, nil, fmt.Errorf("%w: the manifest of topic %s lists %q, a path outside the topic", ErrCorruptManifest, topic, f.Path)
+		}
+		want = append(want, f)
+		total += f.Bytes
+	}
+	if total > c.max {
+		return nil, nil, copiesFull{fmt.Sprintf("the lake of topic %s is %s in %d files, more than sql.lake_cache (%s) may hold on disk: raise it",
+			topic, mib(total), len(want), mib(c.max))}
+	}
+	held, err := c.pin(topic, want)
+	if err != nil {
+		return nil, nil, err
+	}
+	release = func() { c.unpin(held) }
+	for _, lc := range held {
+		select {
+		case <-lc.done:
+		case <-ctx.Done():
+			release()
+			return nil, nil, ctx.Err()
+		}
+		if lc.err != nil {
+			release()
+			return nil, nil, lc.err
+		}
+		paths = append(paths, lc.path)
+	}
+	return paths, release, nil
+}
+
+// pin takes the entries of files, starting the fetch of those not held,
+// and makes room for them by dropping copies no reader holds.
+func (c *LakeCopies) pin(topic string, files []*fileEntry) ([]*lakeCopy, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	held := make([]*lakeCopy, 0, len(files))
+	var fetch []*lakeCopy
+	for _, f := range files {
+		k := cacheKey{topic + "/" + f.Path, f.Bytes, f.CRC32C}
+		lc := c.entries[k]
+		if lc == nil {
+			lc = &lakeCopy{k: k, path: c.localPath(k), done: make(chan struct{})}
+			lc.elem = c.order.PushFront(lc)
+			c.entries[k] = lc
+			c.bytes += f.Bytes
+			fetch = append(fetch, lc)
+		} else {
+			c.order.MoveToFront(lc.elem)
+		}
+		lc.pins++
+		held = append(held, lc)
+	}
+	for e := c.order.Back(); e != nil && c.bytes > c.max; {
+		lc := e.Value.(*lakeCopy)
+		e = e.Prev()
+		if lc.pins == 0 && isClosed(lc.done) {
+			c.drop(lc)
+		}
+	}
+	if c.bytes > c.max {
+		for _, lc := range held {
+			lc.pins--
+		}
+		for _, lc := range fetch {
+			c.forget(lc)
+		}
+		return nil, copiesFull{fmt.Sprintf("the lake files other queries are reading leave too little of sql.lake_cache (%s) for those of topic %s: retry, or raise it",
+			mib(c.max), topic)}
+	}
+	for _, lc := range fetch {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.fetch(lc)
+		}()
+	}
+	return held, nil
+}
+
+func (c *LakeCopies) unpin(held []*lakeCopy) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, lc := range held {
+		lc.pins--
+	}
+}
+
+// drop removes a fetched copy no reader holds.
+func (c *LakeCopies) drop(lc *lakeCopy) {
+	if err := os.Remove(lc.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Warn("lake: removing a local copy", "file", lc.path, "err", err)
+	}
+	c.forget(lc)
+}
+
+// forget takes lc out of the entries; its bytes no longer count.
+func (c *LakeCopies) forget(lc *lakeCopy) {
+	if c.entries[lc.k] != lc {
+		return
+	}
+	delete(c.entries, lc.k)
+	c.order.Remove(lc.elem)
+	c.bytes -= lc.k.size
+}
+
+// fetch copies lc's file from the store, checked, and publishes the
+// outcome; a failed copy is forgotten, so the next reader tries again.
+func (c *LakeCopies) fetch(lc *lakeCopy) {
+	err := c.fetchSlot(lc)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		lc.err = fmt.Errorf("lake: fetching %s%s: %w", c.st.String(), lc.k.key, err)
+		c.forget(lc)
+	}
+	close(lc.done)
+}
+
+func (c *LakeCopies) fetchSlot(lc *lakeCopy) error {
+	select {
+	case c.slot <- struct{}{}:
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
+	defer func() { <-c.slot }()
+	c.mu.Lock()
+	st := c.st
+	c.mu.Unlock()
+	o, err := st.Open(c.ctx, lc.k.key)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	fe := fileEntry{Path: lc.k.key, Bytes: lc.k.size, CRC32C: lc.k.crc32}
+	if fe.CRC32C != 0 && o.Size() != fe.Bytes {
+		return fmt.Errorf("%w %s: %d bytes, the manifest says %d", ErrCorruptFile, lc.k.key, o.Size(), fe.Bytes)
+	}
+	if err := os.MkdirAll(filepath.Dir(lc.path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(lc.path), "."+filepath.Base(lc.path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // gone already once renamed
+	h := crc32.New(castagnoli)
+	_, err = io.Copy(io.MultiWriter(f, h), io.NewSectionReader(o, 0, o.Size()))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if fe.CRC32C != 0 && h.Sum32() != fe.CRC32C {
+		return fmt.Errorf("%w %s: checksum %08x, the manifest says %08x", ErrCorruptFile, lc.k.key, h.Sum32(), fe.CRC32C)
+	}
+	return os.Rename(f.Name(), lc.path)
+}
+
+// localPath is where the copy of k lives: its key's directories under the
+// copies' directory, its name followed by its size and checksum (a file
+// that ever came back under a name with other bytes would not collide).
+func (c *LakeCopies) localPath(k cacheKey) string {
+	dir, name := "", k.key
+	if i := strings.LastIndexByte(k.key, '/'); i >= 0 {
+		dir, name = k.key[:i], k.key[i+1:]
+	}
+	name = fmt.Sprintf("%s-%d-%08x.parquet", strings.TrimSuffix(name, ".parquet"), k.size, k.crc32)
+	return filepath.Join(c.dir, filepath.FromSlash(dir), name)
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
