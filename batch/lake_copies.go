@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lambdaflow/lambdaflow/batch/lakestore"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
@@ -45,11 +47,14 @@ type LakeCopies struct {
 	wg   sync.WaitGroup
 	slot chan struct{} // fetches running
 
-	mu      sync.Mutex
-	st      lakestore.Store // opened at the first request
-	bytes   int64           // of every entry, fetched or being fetched
-	entries map[cacheKey]*lakeCopy
-	order   list.List // of *lakeCopy, most recently asked for first
+	reads     *prometheus.CounterVec
+	bytesHeld prometheus.Gauge
+	filesHeld prometheus.Gauge
+	mu        sync.Mutex
+	st        lakestore.Store // opened at the first request
+	bytes     int64           // of every entry, fetched or being fetched
+	entries   map[cacheKey]*lakeCopy
+	order     list.List // of *lakeCopy, most recently asked for first
 }
 
 // lakeCopy is one file's local copy.
@@ -82,8 +87,9 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 const fetchesAtOnce = 8
 
 // OpenLakeCopies returns the copies of p's lake (which must be on object
-// storage) kept in dir, at most max bytes, emptying dir first.
-func OpenLakeCopies(p *pipelines.Pipeline, dir string, max int64, log *slog.Logger) (*LakeCopies, error) {
+// storage) kept in dir, at most max bytes, emptying dir first. Their
+// metrics go to reg (none when nil).
+func OpenLakeCopies(p *pipelines.Pipeline, dir string, max int64, log *slog.Logger, reg prometheus.Registerer) (*LakeCopies, error) {
 	if p.Lake.URL == "" {
 		return nil, fmt.Errorf("lake: local copies of a lake in a directory: read its files where they are")
 	}
@@ -96,9 +102,27 @@ func OpenLakeCopies(p *pipelines.Pipeline, dir string, max int64, log *slog.Logg
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("lake: the local copies' directory: %w", err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	return &LakeCopies{p: p, dir: dir, max: max, log: log, ctx: ctx, stop: stop,
-		slot: make(chan struct{}, fetchesAtOnce), entries: map[cacheKey]*lakeCopy{}}, nil
+	c := &LakeCopies{p: p, dir: dir, max: max, log: log,
+		slot: make(chan struct{}, fetchesAtOnce), entries: map[cacheKey]*lakeCopy{},
+		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambdaflow_sql_lake_copies_reads_total", Help: "Lake files on object storage SQL queries read, by whether a local copy was held (hit) or fetched (miss).",
+		}, []string{"result"}),
+		bytesHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lambdaflow_sql_lake_copies_bytes", Help: "Bytes of the local copies of lake files SQL holds on disk (sql.lake_cache bounds them), those being fetched included.",
+		}),
+		filesHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lambdaflow_sql_lake_copies_files", Help: "Local copies of lake files SQL holds on disk, those being fetched included.",
+		}),
+	}
+	if reg != nil {
+		for _, col := range []prometheus.Collector{c.reads, c.bytesHeld, c.filesHeld} {
+			if err := reg.Register(col); err != nil {
+				return nil, fmt.Errorf("lake: registering the local copies' metrics: %w", err)
+			}
+		}
+	}
+	c.ctx, c.stop = context.WithCancel(context.Background())
+	return c, nil
 }
 
 // Close stops the fetches and waits for them. The copies stay on disk
@@ -185,7 +209,9 @@ func (c *LakeCopies) pin(topic string, files []*fileEntry) ([]*lakeCopy, error) 
 	for _, f := range files {
 		k := cacheKey{topic + "/" + f.Path, f.Bytes, f.CRC32C}
 		lc := c.entries[k]
+		result := "hit"
 		if lc == nil {
+			result = "miss"
 			lc = &lakeCopy{k: k, path: c.localPath(k), done: make(chan struct{})}
 			lc.elem = c.order.PushFront(lc)
 			c.entries[k] = lc
@@ -194,6 +220,7 @@ func (c *LakeCopies) pin(topic string, files []*fileEntry) ([]*lakeCopy, error) 
 		} else {
 			c.order.MoveToFront(lc.elem)
 		}
+		c.reads.WithLabelValues(result).Inc()
 		lc.pins++
 		held = append(held, lc)
 	}
@@ -214,6 +241,7 @@ func (c *LakeCopies) pin(topic string, files []*fileEntry) ([]*lakeCopy, error) 
 		return nil, copiesFull{fmt.Sprintf("the lake files other queries are reading leave too little of sql.lake_cache (%s) for those of topic %s: retry, or raise it",
 			mib(c.max), topic)}
 	}
+	c.gauge()
 	for _, lc := range fetch {
 		c.wg.Add(1)
 		go func() {
@@ -248,6 +276,13 @@ func (c *LakeCopies) forget(lc *lakeCopy) {
 	delete(c.entries, lc.k)
 	c.order.Remove(lc.elem)
 	c.bytes -= lc.k.size
+	c.gauge()
+}
+
+// gauge shows what is held; c.mu is held.
+func (c *LakeCopies) gauge() {
+	c.bytesHeld.Set(float64(c.bytes))
+	c.filesHeld.Set(float64(len(c.entries)))
 }
 
 // fetch copies lc's file from the store, checked, and publishes the

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lambdaflow/lambdaflow/batch/lakestore"
@@ -87,7 +89,8 @@ func TestLakeCopies(t *testing.T) {
 	}
 
 	t.Run("fetched once", func(t *testing.T) {
-		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t))
+		reg := prometheus.NewRegistry()
+		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), reg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,6 +104,14 @@ func TestLakeCopies(t *testing.T) {
 		}
 		checkCopies(t, "metrics", paths)
 		release()
+		n := float64(len(paths))
+		metrics := func() [4]float64 {
+			return [4]float64{testutil.ToFloat64(c.reads.WithLabelValues("hit")), testutil.ToFloat64(c.reads.WithLabelValues("miss")),
+				testutil.ToFloat64(c.bytesHeld), testutil.ToFloat64(c.filesHeld)}
+		}
+		if got, want := metrics(), [4]float64{0, n, float64(sizes["metrics"]), n}; got != want {
+			t.Fatalf("metrics after the first read: %v, want %v", got, want)
+		}
 		// Damaged in storage: the copy checked before is served.
 		files := e.b.manifestOf("metrics").Files()
 		flipBit(t, e.p, "metrics/"+files[1].Path)
@@ -110,13 +121,19 @@ func TestLakeCopies(t *testing.T) {
 			t.Fatalf("asked again: %v, %v (before: %v)", again, err, paths)
 		}
 		release()
+		if got, want := metrics(), [4]float64{n, n, float64(sizes["metrics"]), n}; got != want {
+			t.Fatalf("metrics after the second read: %v, want %v", got, want)
+		}
+		if count, err := testutil.GatherAndCount(reg); err != nil || count != 4 {
+			t.Fatalf("registered series: %d, %v", count, err)
+		}
 		if got := filesUnder(t, dir); !slices.Equal(got, sortedCopy(paths)) {
 			t.Fatalf("the directory holds %v, want %v", got, paths)
 		}
 	})
 
 	t.Run("bound", func(t *testing.T) {
-		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"]-1, testLogger(t))
+		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"]-1, testLogger(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +150,7 @@ func TestLakeCopies(t *testing.T) {
 	})
 
 	t.Run("held copies stay", func(t *testing.T) {
-		c, err := OpenLakeCopies(e.p, dir, max(sizes["metrics"], sizes["other"]), testLogger(t))
+		c, err := OpenLakeCopies(e.p, dir, max(sizes["metrics"], sizes["other"]), testLogger(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +192,7 @@ func TestLakeCopies(t *testing.T) {
 	})
 
 	t.Run("concurrent readers", func(t *testing.T) {
-		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t))
+		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +231,7 @@ func TestLakeCopies(t *testing.T) {
 	})
 
 	t.Run("damaged", func(t *testing.T) {
-		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t))
+		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

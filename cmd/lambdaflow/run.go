@@ -315,7 +315,7 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		if p.Lake.URL != "" {
 			// DuckDB opens files by path: a lake on object storage is
 			// read from local copies.
-			copies, err := batch.OpenLakeCopies(p, filepath.Join(p.DataDir, "sql-lake"), int64(p.SQL.LakeCache), logger.With("component", "sql"))
+			copies, err := batch.OpenLakeCopies(p, filepath.Join(p.DataDir, "sql-lake"), int64(p.SQL.LakeCache), logger.With("component", "sql"), preg("sql"))
 			if err != nil {
 				return err
 			}
