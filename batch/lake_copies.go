@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -154,9 +155,10 @@ func (c *LakeCopies) store(ctx context.Context) (lakestore.Store, error) {
 
 // Files returns the local paths of copies of topic's live lake files
 // (those of its committed manifest: together they hold every event of the
-// lake once), fetching those not held. The copies stay until release is
-// called, which must be, once.
-func (c *LakeCopies) Files(ctx context.Context, topic string) (paths []string, release func(), err error) {
+// lake once) whose period overlaps [from, to) (a zero bound is open),
+// fetching those not held. The copies stay until release is called, which
+// must be, once.
+func (c *LakeCopies) Files(ctx context.Context, topic string, from, to time.Time) (paths []string, release func(), err error) {
 	st, err := c.store(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -165,18 +167,21 @@ func (c *LakeCopies) Files(ctx context.Context, topic string) (paths []string, r
 	if err != nil {
 		return nil, nil, err
 	}
-	var want []*fileEntry
+	want := filesBetween(m, from, to)
 	var total int64
-	for f := range m.all() {
+	for _, f := range want {
 		if !filepath.IsLocal(filepath.FromSlash(f.Path)) {
 			return nil, nil, fmt.Errorf("%w: the manifest of topic %s lists %q, a path outside the topic", ErrCorruptManifest, topic, f.Path)
 		}
-		want = append(want, f)
 		total += f.Bytes
 	}
 	if total > c.max {
-		return nil, nil, copiesFull{fmt.Sprintf("the lake of topic %s is %s in %d files, more than sql.lake_cache (%s) may hold on disk: raise it",
-			topic, mib(total), len(want), mib(c.max))}
+		what := "the lake of topic " + topic
+		if !from.IsZero() || !to.IsZero() {
+			what = "the part of the lake of topic " + topic + " the query's time bounds leave"
+		}
+		return nil, nil, copiesFull{fmt.Sprintf("%s is %s in %d files, more than sql.lake_cache (%s) may hold on disk: raise it, or bound _event_time in the query's WHERE",
+			what, mib(total), len(want), mib(c.max))}
 	}
 	held, err := c.pin(topic, want)
 	if err != nil {
@@ -201,7 +206,7 @@ func (c *LakeCopies) Files(ctx context.Context, topic string) (paths []string, r
 
 // pin takes the entries of files, starting the fetch of those not held,
 // and makes room for them by dropping copies no reader holds.
-func (c *LakeCopies) pin(topic string, files []*fileEntry) ([]*lakeCopy, error) {
+func (c *LakeCopies) pin(topic string, files []fileEntry) ([]*lakeCopy, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	held := make([]*lakeCopy, 0, len(files))

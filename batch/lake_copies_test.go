@@ -98,7 +98,7 @@ func TestLakeCopies(t *testing.T) {
 		if got := filesUnder(t, dir); len(got) != 0 {
 			t.Fatalf("left from before: %v", got)
 		}
-		paths, release, err := c.Files(ctx, "metrics")
+		paths, release, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func TestLakeCopies(t *testing.T) {
 		files := e.b.manifestOf("metrics").Files()
 		flipBit(t, e.p, "metrics/"+files[1].Path)
 		defer flipBit(t, e.p, "metrics/"+files[1].Path)
-		again, release, err := c.Files(ctx, "metrics")
+		again, release, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
 		if err != nil || !slices.Equal(again, paths) {
 			t.Fatalf("asked again: %v, %v (before: %v)", again, err, paths)
 		}
@@ -130,6 +130,17 @@ func TestLakeCopies(t *testing.T) {
 		if got := filesUnder(t, dir); !slices.Equal(got, sortedCopy(paths)) {
 			t.Fatalf("the directory holds %v, want %v", got, paths)
 		}
+		// Bounded by event time: the files of the hour, or none.
+		hour, release, err := c.Files(ctx, "metrics", t0.Add(-time.Minute), t0.Add(time.Minute))
+		if err != nil || !slices.Equal(hour, paths) {
+			t.Fatalf("the files of the hour: %v, %v", hour, err)
+		}
+		release()
+		later, release, err := c.Files(ctx, "metrics", t0.Add(time.Hour), time.Time{})
+		if err != nil || len(later) != 0 {
+			t.Fatalf("the files of an hour after: %v, %v", later, err)
+		}
+		release()
 	})
 
 	t.Run("bound", func(t *testing.T) {
@@ -138,7 +149,7 @@ func TestLakeCopies(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		_, _, err = c.Files(ctx, "metrics")
+		_, _, err = c.Files(ctx, "metrics", time.Time{}, time.Time{})
 		var bound interface{ Limit() string }
 		if !errors.Is(err, ErrLakeCopiesFull) || !errors.As(err, &bound) || bound.Limit() != "sql.lake_cache" ||
 			!strings.Contains(err.Error(), "the lake of topic metrics is") || !strings.Contains(err.Error(), "more than sql.lake_cache") {
@@ -155,16 +166,16 @@ func TestLakeCopies(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		metrics, release, err := c.Files(ctx, "metrics")
+		metrics, release, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := c.Files(ctx, "other"); !errors.Is(err, ErrLakeCopiesFull) || !strings.Contains(err.Error(), "other queries are reading") {
+		if _, _, err := c.Files(ctx, "other", time.Time{}, time.Time{}); !errors.Is(err, ErrLakeCopiesFull) || !strings.Contains(err.Error(), "other queries are reading") {
 			t.Fatalf("other while metrics is held: %v", err)
 		}
 		checkCopies(t, "metrics", metrics)
 		release()
-		other, release, err := c.Files(ctx, "other")
+		other, release, err := c.Files(ctx, "other", time.Time{}, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +215,7 @@ func TestLakeCopies(t *testing.T) {
 		var g errgroup.Group
 		for i := range readers {
 			g.Go(func() error {
-				paths, release, err := c.Files(ctx, "metrics")
+				paths, release, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
 				if err != nil {
 					return err
 				}
@@ -238,7 +249,7 @@ func TestLakeCopies(t *testing.T) {
 		defer c.Close()
 		files := e.b.manifestOf("metrics").Files()
 		flipBit(t, e.p, "metrics/"+files[2].Path)
-		_, _, err = c.Files(ctx, "metrics")
+		_, _, err = c.Files(ctx, "metrics", time.Time{}, time.Time{})
 		if !errors.Is(err, ErrCorruptFile) || !strings.Contains(err.Error(), files[2].Path) || !strings.Contains(err.Error(), "checksum") {
 			t.Fatalf("a damaged file: %v", err)
 		}
@@ -248,7 +259,7 @@ func TestLakeCopies(t *testing.T) {
 			}
 		}
 		flipBit(t, e.p, "metrics/"+files[2].Path)
-		paths, release, err := c.Files(ctx, "metrics")
+		paths, release, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"time"
 
@@ -25,8 +26,10 @@ func LakeDir(p *pipelines.Pipeline) string {
 // the batch layer writes. Files that compaction replaces afterwards stay
 // on disk for the grace period (ten minutes), long enough for a reader
 // that lists and then reads at once. An empty lake lists no file. A lake
-// on object storage (lake.url) has no local paths: it is an error.
-func LakeFiles(p *pipelines.Pipeline, topic string) ([]string, error) {
+// on object storage (lake.url) has no local paths: it is an error (see
+// LakeCopies). Only files whose period overlaps [from, to) are listed (a
+// zero bound is open).
+func LakeFiles(p *pipelines.Pipeline, topic string, from, to time.Time) ([]string, error) {
 	if p.Lake.URL != "" {
 		return nil, fmt.Errorf("lake: topic %s: the lake is on object storage (lake.url %s); its files are read through the batch layer only", topic, p.Lake.URL)
 	}
@@ -41,9 +44,23 @@ func LakeFiles(p *pipelines.Pipeline, topic string) ([]string, error) {
 		return nil, err
 	}
 	dir := filepath.Join(LakeDir(p), topic)
-	out := make([]string, 0, m.fileCount())
-	for f := range m.all() {
+	files := filesBetween(m, from, to)
+	out := make([]string, 0, len(files))
+	for _, f := range files {
 		out = append(out, filepath.Join(dir, filepath.FromSlash(f.Path)))
 	}
 	return out, nil
+}
+
+// filesBetween returns m's live files whose period overlaps [from, to), a
+// zero bound being open.
+func filesBetween(m *manifest, from, to time.Time) []fileEntry {
+	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+	if !from.IsZero() {
+		lo = from.UnixMicro()
+	}
+	if !to.IsZero() {
+		hi = to.UnixMicro()
+	}
+	return m.FilesIn(lo, hi)
 }

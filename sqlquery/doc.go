@@ -11,7 +11,11 @@
 // storage is read from local copies of its files, batch.LakeCopies, held
 // until the query ends), then file access is switched off
 // (enable_external_access=false, only the lake files named stay readable)
-// and the configuration locked, and only then does the query run. The DuckDB sink keeps its file locked while the pipeline runs;
+// and the configuration locked, and only then does the query run. A lake
+// table named once is attached with only the files whose period its
+// SELECT's WHERE leaves (tableBounds): bounds on the event time read from
+// DuckDB's own parse of the query, widened by a day, so that the answer
+// is the one every file would give. The DuckDB sink keeps its file locked while the pipeline runs;
 // its rows are read on its own database handle, beside its writer, so a
 // query sees the sink's last committed state and can never write to it.
 //

@@ -69,7 +69,7 @@ func (e *Engine) query(ctx context.Context, req Request, lim Limits) (*Result, e
 	if err := conn.QueryRowContext(ctx, "SELECT CAST(json_serialize_sql("+literal(req.SQL)+") AS VARCHAR)").Scan(&js); err != nil {
 		return nil, &Error{Kind: Internal, Msg: "sql engine: parsing the query: " + err.Error()}
 	}
-	refs, perr := checkParsed(req.SQL, []byte(js))
+	refs, perr := checkParsed(req.SQL, []byte(js), e.now())
 	if perr != nil {
 		return nil, perr
 	}
@@ -78,6 +78,15 @@ func (e *Engine) query(ctx context.Context, req Request, lim Limits) (*Result, e
 	seen := map[string]bool{SchemaLake: true, SchemaViews: true}
 	if _, err := conn.ExecContext(ctx, "CREATE SCHEMA lake; CREATE SCHEMA views"); err != nil {
 		return nil, &Error{Kind: Internal, Msg: "sql engine: " + err.Error()}
+	}
+	// A lake table named once is read only where its WHERE bounds the
+	// event time; named twice, both readings share one table, which must
+	// then hold every file.
+	named := map[string]int{}
+	for _, ref := range refs {
+		if t, err := e.lookup(ref); err == nil {
+			named[t.key()]++
+		}
 	}
 	var allowed []string
 	var releases []func()
@@ -104,7 +113,11 @@ func (e *Engine) query(ctx context.Context, req Request, lim Limits) (*Result, e
 			seen[t.schema] = true
 		}
 		seen[t.key()] = true
-		files, release, err := e.attach(ctx, conn, t)
+		var span Span
+		if t.kind == lakeTable && named[t.key()] == 1 {
+			span = ref.bounds.span(event.ColEventTime, e.p.TopicByName(t.name).Time)
+		}
+		files, release, err := e.attach(ctx, conn, t, span)
 		if release != nil {
 			releases = append(releases, release)
 		}
@@ -225,10 +238,10 @@ func failedErr(q string, err error) error {
 
 // attach makes t a table of the query's database and returns the files it
 // reads, and what releases them once the query is done (or nil).
-func (e *Engine) attach(ctx context.Context, conn *sql.Conn, t table) ([]string, func(), error) {
+func (e *Engine) attach(ctx context.Context, conn *sql.Conn, t table, span Span) ([]string, func(), error) {
 	switch t.kind {
 	case lakeTable:
-		return e.attachLake(ctx, conn, t)
+		return e.attachLake(ctx, conn, t, span)
 	case viewTable:
 		return nil, nil, e.attachView(ctx, conn, t)
 	case sinkTable:
@@ -237,8 +250,8 @@ func (e *Engine) attach(ctx context.Context, conn *sql.Conn, t table) ([]string,
 	return nil, nil, fmt.Errorf("unknown kind of table")
 }
 
-func (e *Engine) attachLake(ctx context.Context, conn *sql.Conn, t table) ([]string, func(), error) {
-	files, release, err := e.opts.Lake(ctx, t.name)
+func (e *Engine) attachLake(ctx context.Context, conn *sql.Conn, t table, span Span) ([]string, func(), error) {
+	files, release, err := e.opts.Lake(ctx, t.name, span)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -246,22 +259,28 @@ func (e *Engine) attachLake(ctx context.Context, conn *sql.Conn, t table) ([]str
 	return files, release, err
 }
 
-// attachLakeFiles makes the lake table t read files.
+// attachLakeFiles makes the lake table t read files, with every column of
+// the topic's schema beside theirs: files written before a field was
+// added lack its column, which reads as null, and the files a query's
+// bounds leave may all be such files.
 func (e *Engine) attachLakeFiles(ctx context.Context, conn *sql.Conn, t table, files []string) ([]string, error) {
 	name := quote(t.schema) + "." + quote(t.name)
+	tp := e.p.TopicByName(t.name)
+	cols := columnDefs(tp.Schema)
+	cols = append(cols,
+		[2]string{event.ColID, "VARCHAR"}, [2]string{event.ColPartition, "INTEGER"}, [2]string{event.ColOffset, "BIGINT"},
+		[2]string{event.ColEventTime, "TIMESTAMPTZ"}, [2]string{event.ColIngestTime, "TIMESTAMPTZ"})
 	if len(files) == 0 {
 		// No file yet: an empty table with the lake's columns.
-		tp := e.p.TopicByName(t.name)
-		cols := columnDefs(tp.Schema)
-		cols = append(cols,
-			quote(event.ColID)+" VARCHAR", quote(event.ColPartition)+" INTEGER", quote(event.ColOffset)+" BIGINT",
-			quote(event.ColEventTime)+" TIMESTAMPTZ", quote(event.ColIngestTime)+" TIMESTAMPTZ")
-		_, err := conn.ExecContext(ctx, "CREATE TABLE "+name+" ("+strings.Join(cols, ", ")+")")
+		_, err := conn.ExecContext(ctx, "CREATE TABLE "+name+" ("+tableDefs(cols)+")")
 		return nil, err
 	}
-	// union_by_name: files written before a field was added lack its
-	// column, which reads as null.
-	q := fmt.Sprintf("CREATE VIEW %s AS SELECT * FROM read_parquet(%s, union_by_name = true, hive_partitioning = false)", name, stringList(files))
+	nulls := make([]string, len(cols))
+	for i, c := range cols {
+		nulls[i] = "CAST(NULL AS " + c[1] + ") AS " + quote(c[0])
+	}
+	q := fmt.Sprintf("CREATE VIEW %s AS SELECT * FROM read_parquet(%s, union_by_name = true, hive_partitioning = false) UNION ALL BY NAME SELECT %s WHERE false",
+		name, stringList(files), strings.Join(nulls, ", "))
 	if _, err := conn.ExecContext(ctx, q); err != nil {
 		return nil, err
 	}
@@ -276,9 +295,9 @@ func (e *Engine) attachView(ctx context.Context, conn *sql.Conn, t table) error 
 	}
 	schema := pipelines.ViewSchema(v, from)
 	cols := columnDefs(schema)
-	cols = append(cols, quote(viewrow.ColLayer)+" VARCHAR", quote("final")+" BOOLEAN")
+	cols = append(cols, [2]string{viewrow.ColLayer, "VARCHAR"}, [2]string{"final", "BOOLEAN"})
 	name := quote(t.schema) + "." + quote(t.name)
-	if _, err := conn.ExecContext(ctx, "CREATE TABLE "+name+" ("+strings.Join(cols, ", ")+")"); err != nil {
+	if _, err := conn.ExecContext(ctx, "CREATE TABLE "+name+" ("+tableDefs(cols)+")"); err != nil {
 		return err
 	}
 	rows, ok := e.opts.Views.Rows(t.name)
@@ -410,10 +429,20 @@ func appendRows(conn *sql.Conn, t table, fill func(add func(args ...driver.Value
 	})
 }
 
-func columnDefs(s event.Schema) []string {
-	out := make([]string, 0, len(s)+5)
+// tableDefs writes columns (name, type) as CREATE TABLE lists them.
+func tableDefs(cols [][2]string) string {
+	defs := make([]string, len(cols))
+	for i, c := range cols {
+		defs[i] = quote(c[0]) + " " + c[1]
+	}
+	return strings.Join(defs, ", ")
+}
+
+// columnDefs are the names and DuckDB types of s's columns.
+func columnDefs(s event.Schema) [][2]string {
+	out := make([][2]string, 0, len(s)+5)
 	for _, f := range s {
-		out = append(out, quote(f.Name)+" "+warehouse.DuckDBType(f.Type))
+		out = append(out, [2]string{f.Name, warehouse.DuckDBType(f.Type)})
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -12,6 +13,9 @@ import (
 type tableRef struct {
 	catalog, schema, name string
 	at                    int // byte offset in the SQL; -1 unknown
+	// bounds are what the WHERE of its SELECT says of its columns' times
+	// (tableBounds).
+	bounds bounds
 }
 
 func (r tableRef) String() string {
@@ -32,8 +36,9 @@ type parsed struct {
 
 // checkParsed turns DuckDB's parse of q into the tables it names, or an
 // Error: syntax errors with their position, anything but one SELECT refused.
+// now is the time the query is read, for the bounds of its tables.
 // json_serialize_sql serializes SELECT statements only, which is the rule.
-func checkParsed(q string, js []byte) ([]tableRef, *Error) {
+func checkParsed(q string, js []byte, now time.Time) ([]tableRef, *Error) {
 	var p parsed
 	if err := json.Unmarshal(js, &p); err != nil {
 		return nil, &Error{Kind: Internal, Msg: "reading the parse of the query: " + err.Error()}
@@ -61,6 +66,7 @@ func checkParsed(q string, js []byte) ([]tableRef, *Error) {
 	}
 	ctes := map[string]bool{}
 	var refs []tableRef
+	tb := tableBounds(tree, now)
 	walk(tree, func(m map[string]any) {
 		if cm, ok := m["cte_map"].(map[string]any); ok {
 			if entries, ok := cm["map"].([]any); ok {
@@ -82,6 +88,7 @@ func checkParsed(q string, js []byte) ([]tableRef, *Error) {
 		r.name, _ = m["table_name"].(string)
 		if loc, ok := m["query_location"].(float64); ok && loc >= 0 && loc < float64(len(q)) {
 			r.at = int(loc)
+			r.bounds = tb[r.at]
 		}
 		refs = append(refs, r)
 	})

@@ -1,6 +1,9 @@
 package sqlquery
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestLineCol(t *testing.T) {
 	f := func(q string, off, line, col int) {
@@ -37,7 +40,7 @@ func TestCheckParsed(t *testing.T) {
 	refs, err := checkParsed("WITH a AS (SELECT 1) SELECT * FROM a, lake.m",
 		[]byte(`{"error":false,"statements":[{"node":{"cte_map":{"map":[{"key":"a","value":{}}]},
 		"from_table":{"type":"JOIN","left":{"type":"BASE_TABLE","schema_name":"","table_name":"a","query_location":35},
-		"right":{"type":"BASE_TABLE","schema_name":"lake","table_name":"m","query_location":38}}}}]}`))
+		"right":{"type":"BASE_TABLE","schema_name":"lake","table_name":"m","query_location":38}}}}]}`), time.Now())
 	if err != nil || len(refs) != 1 || refs[0].String() != "lake.m" || refs[0].at != 38 {
 		t.Fatalf("refs %+v, err %v; want lake.m at 38 (the CTE is no table)", refs, err)
 	}
@@ -53,7 +56,7 @@ func TestCheckParsed(t *testing.T) {
 			Invalid, `line 1, column 15: syntax error: at or near "x"`},
 	}
 	for _, c := range cases {
-		_, err := checkParsed(c.q, []byte(c.js))
+		_, err := checkParsed(c.q, []byte(c.js), time.Now())
 		if err == nil || err.Kind != c.kind || err.Error() != c.msg {
 			t.Errorf("%q: %v, want kind %d %q", c.q, err, c.kind, c.msg)
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 	"github.com/lambdaflow/lambdaflow/pipelines"
@@ -21,6 +22,7 @@ type Engine struct {
 	sinks map[string]*sql.DB // DuckDB sinks of this process, by name
 	// duckSinks are the pipeline's DuckDB sinks, run here or not.
 	duckSinks []string
+	now       func() time.Time
 }
 
 // New returns the engine of pipeline p.
@@ -31,6 +33,10 @@ func New(p *pipelines.Pipeline, opts Options) *Engine {
 	}
 	for _, s := range opts.Sinks {
 		e.sinks[s.Name] = s.DB
+	}
+	e.now = opts.Now
+	if e.now == nil {
+		e.now = time.Now
 	}
 	for i := range p.Sinks {
 		if p.Sinks[i].Type == "duckdb" {

@@ -30,18 +30,21 @@ type SinkDB struct {
 // Options are the engine's dependencies. A nil source leaves its tables
 // out: a query naming them gets an error saying which role serves them.
 type Options struct {
-	// Lake lists the local paths of a topic's committed lake files
-	// (batch.LakeFiles, or batch.LakeCopies for a lake on object storage),
-	// which stay readable until release is called; release may be nil. An
-	// error with a Limit() string method is a bound the query hit (422
-	// naming it).
-	Lake func(ctx context.Context, topic string) (files []string, release func(), err error)
+	// Lake lists the local paths of a topic's committed lake files whose
+	// period overlaps span (batch.LakeFiles, or batch.LakeCopies for a lake
+	// on object storage), which stay readable until release is called;
+	// release may be nil. An error with a Limit() string method is a bound
+	// the query hit (422 naming it).
+	Lake func(ctx context.Context, topic string, span Span) (files []string, release func(), err error)
 	// Views gives view rows (the serving store).
 	Views Views
 	// Sinks are the DuckDB sinks of this process.
 	Sinks []SinkDB
 	// Logger gets the engine's messages; nil discards them.
 	Logger *slog.Logger
+	// Now is the clock a query's now() is read with to bound its lake
+	// tables; nil is time.Now.
+	Now func() time.Time
 }
 
 // Limits bound one query. Zero fields take the pipeline's sql limits.

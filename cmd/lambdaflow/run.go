@@ -308,8 +308,8 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		routes = append(routes, console.NewAPI(p, b).Routes()...)
 		routes = append(routes, serving.NewHandler(p, store, serving.NewMetrics(preg("serving"), store)).Routes()...)
 		routes = append(routes, console.UIRoutes()...)
-		lakeFiles := func(_ context.Context, topic string) ([]string, func(), error) {
-			files, err := batch.LakeFiles(p, topic)
+		lakeFiles := func(_ context.Context, topic string, span sqlquery.Span) ([]string, func(), error) {
+			files, err := batch.LakeFiles(p, topic, span.From, span.To)
 			return files, nil, err
 		}
 		if p.Lake.URL != "" {
@@ -320,7 +320,9 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 				return err
 			}
 			defer copies.Close()
-			lakeFiles = copies.Files
+			lakeFiles = func(ctx context.Context, topic string, span sqlquery.Span) ([]string, func(), error) {
+				return copies.Files(ctx, topic, span.From, span.To)
+			}
 		}
 		engine := sqlquery.New(p, sqlquery.Options{
 			Lake:   lakeFiles,

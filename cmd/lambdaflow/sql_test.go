@@ -94,6 +94,25 @@ func TestSQLWhileRunning(t *testing.T) {
 		if got != want {
 			t.Fatalf("lake rows:\n%s\nwant:\n%s", got, want)
 		}
+		// Bounds on the event time read only the files of their span (a
+		// day either side): none at all is an empty table.
+		for q, want := range map[string]string{
+			"SELECT count(*), min(_id) FROM clicks WHERE _event_time > '2026-03-05'":                                "0 | NULL\n",
+			"SELECT _id FROM clicks WHERE ts >= '2026-03-01T10:00:10Z' AND _event_time < '2026-03-02' ORDER BY _id": "2\n3\n4\n",
+		} {
+			if got, err := sqlRows(t, s, q); err != nil || got != want {
+				t.Fatalf("%s: %q, %v; want %q", q, got, err, want)
+			}
+		}
+		// A bounded table has the types of the whole lake's.
+		const types = "SELECT typeof(page), typeof(ms), typeof(ts), typeof(_id), typeof(_partition), typeof(_offset), typeof(_event_time), typeof(_ingest_time) FROM clicks"
+		whole, err := sqlRows(t, s, types+" LIMIT 1")
+		if err != nil || whole != "VARCHAR | BIGINT | TIMESTAMP WITH TIME ZONE | VARCHAR | INTEGER | BIGINT | TIMESTAMP WITH TIME ZONE | TIMESTAMP WITH TIME ZONE\n" {
+			t.Fatalf("types: %q, %v", whole, err)
+		}
+		if got, err := sqlRows(t, s, types+" WHERE _event_time < '2026-03-02' LIMIT 1"); err != nil || got != whole {
+			t.Fatalf("types, bounded: %q, %v", got, err)
+		}
 		// The query's database describes only the tables it named.
 		if got, err := sqlRows(t, s, "SELECT table_schema || '.' || table_name FROM information_schema.tables, (SELECT count(*) FROM clicks) ORDER BY 1"); err != nil || got != "lake.clicks\n" {
 			t.Fatalf("information_schema: %q %v", got, err)
@@ -249,22 +268,26 @@ func TestSQLWhileRunning(t *testing.T) {
 
 // TestSQLOnObjectStorage: with the lake on object storage, SQL reads the
 // lake's files from local copies under data_dir/sql-lake, with exactly the
-// rows published; a lake larger than sql.lake_cache is answered 422 naming
-// it, and nothing is copied.
+// rows published; a query whose WHERE bounds the event time copies only
+// the files of its span (a day either side), so it runs where the whole
+// lake is more than sql.lake_cache holds, and the whole lake is answered
+// 422 naming it. The directory a previous process left is emptied.
 func TestSQLOnObjectStorage(t *testing.T) {
 	srv := s3test.Env(t)
 	env := []string{"LF_LAKE_URL=" + srv.URL(srv.Prefix(t, "lake")), "LF_TEST_S3_REGION=" + srv.Region}
 	dataDir := t.TempDir()
 	s := startServer(t, "testdata/sql-s3.yaml", dataDir, append(env, "LF_SQL_LAKE_CACHE=64MiB")...)
 	post(t, s, "clicks", `{"id":"1","ts":"2026-03-01T10:00:05Z","page":"a","ms":10}
-{"id":"2","ts":"2026-03-01T10:00:15Z","page":"a","ms":30}
-{"id":"3","ts":"2026-03-01T10:00:25Z","page":"b","ms":5}
-{"id":"4","ts":"2026-03-01T11:02:00Z","page":"a","ms":7}
-{"id":"5","ts":"2026-03-02T09:00:00Z","page":"c","ms":1}
+{"id":"2","ts":"2026-03-01T11:00:15Z","page":"a","ms":30}
+{"id":"3","ts":"2026-03-01T12:00:25Z","page":"b","ms":5}
+{"id":"4","ts":"2026-03-01T13:02:00Z","page":"a","ms":7}
+{"id":"5","ts":"2026-03-05T09:00:00Z","page":"c","ms":1}
+{"id":"6","ts":"2026-03-10T08:00:00Z","page":"c","ms":2}
+{"id":"7","ts":"2026-03-10T09:30:00Z","page":"a","ms":3}
 `)
 	const all = "SELECT _id, page, ms, ts FROM lake.clicks ORDER BY _id"
-	const want = "1 | a | 10 | 2026-03-01T10:00:05Z\n2 | a | 30 | 2026-03-01T10:00:15Z\n3 | b | 5 | 2026-03-01T10:00:25Z\n" +
-		"4 | a | 7 | 2026-03-01T11:02:00Z\n5 | c | 1 | 2026-03-02T09:00:00Z\n"
+	const want = "1 | a | 10 | 2026-03-01T10:00:05Z\n2 | a | 30 | 2026-03-01T11:00:15Z\n3 | b | 5 | 2026-03-01T12:00:25Z\n" +
+		"4 | a | 7 | 2026-03-01T13:02:00Z\n5 | c | 1 | 2026-03-05T09:00:00Z\n6 | c | 2 | 2026-03-10T08:00:00Z\n7 | a | 3 | 2026-03-10T09:30:00Z\n"
 	waitFor(t, "the lake to hold the events", func() error {
 		got, err := sqlRows(t, s, all)
 		if err != nil {
@@ -276,24 +299,73 @@ func TestSQLOnObjectStorage(t *testing.T) {
 		return nil
 	})
 	got, err := sqlRows(t, s, "SELECT page, count(*), sum(ms) FROM clicks GROUP BY page ORDER BY page")
-	if err != nil || got != "a | 3 | 47\nb | 1 | 5\nc | 1 | 1\n" {
+	if err != nil || got != "a | 4 | 50\nb | 1 | 5\nc | 2 | 3\n" {
 		t.Fatalf("by page: %q, %v", got, err)
 	}
-	copies := parquetUnder(t, filepath.Join(dataDir, "sql-lake", "clicks"))
-	if len(copies) < 3 {
-		t.Fatalf("local copies: %v", copies)
+	// Copies of files replaced while the test waited stay until dropped:
+	// a new process copies the live ones only.
+	s.stop()
+	s = startServer(t, "testdata/sql-s3.yaml", dataDir, append(env, "LF_SQL_LAKE_CACHE=64MiB")...)
+	if got, err := sqlRows(t, s, all); err != nil || got != want {
+		t.Fatalf("after a restart: %q, %v", got, err)
+	}
+	var total, tenth int64
+	for _, f := range parquetUnder(t, filepath.Join(dataDir, "sql-lake", "clicks")) {
+		info, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += info.Size()
+		if strings.Contains(f, "dt=2026-03-10") {
+			tenth += info.Size()
+		}
+	}
+	if tenth == 0 || tenth >= total {
+		t.Fatalf("local copies: %d bytes, %d of them of 2026-03-10", total, tenth)
 	}
 	s.stop()
 
-	// Too small a bound for the lake: refused, naming it; the directory
-	// left by the previous process is emptied, nothing copied.
-	s = startServer(t, "testdata/sql-s3.yaml", dataDir, append(env, "LF_SQL_LAKE_CACHE=100")...)
+	s = startServer(t, "testdata/sql-s3.yaml", dataDir, append(env, fmt.Sprintf("LF_SQL_LAKE_CACHE=%d", total-1))...)
+	if left := parquetUnder(t, filepath.Join(dataDir, "sql-lake")); len(left) != 0 {
+		t.Fatalf("copies left by the previous process: %v", left)
+	}
 	status, body := sqlError(t, s, api.SQLRequest{SQL: all})
 	if status != 422 || body.Limit != "sql.lake_cache" || !strings.Contains(body.Error, "the lake of topic clicks is") {
-		t.Fatalf("over sql.lake_cache: %d %+v", status, body)
+		t.Fatalf("the whole lake, over sql.lake_cache: %d %+v", status, body)
 	}
-	if left := parquetUnder(t, filepath.Join(dataDir, "sql-lake")); len(left) != 0 {
-		t.Fatalf("copies left: %v", left)
+	status, body = sqlError(t, s, api.SQLRequest{SQL: "SELECT count(*) FROM clicks WHERE _event_time > '2026-02-01'"})
+	if status != 422 || body.Limit != "sql.lake_cache" || !strings.Contains(body.Error, "the query's time bounds leave") {
+		t.Fatalf("bounds that leave the whole lake: %d %+v", status, body)
+	}
+	got, err = sqlRows(t, s, "SELECT _id, ts FROM clicks WHERE ts >= '2026-03-10' ORDER BY _id")
+	if err != nil || got != "6 | 2026-03-10T08:00:00Z\n7 | 2026-03-10T09:30:00Z\n" {
+		t.Fatalf("the 10th: %q, %v", got, err)
+	}
+	got, err = sqlRows(t, s, "SELECT count(*) FROM clicks WHERE _event_time < '2026-03-01T12:00:00Z' AND _event_time > '2026-02-27'")
+	if err != nil || got != "2\n" {
+		t.Fatalf("the 1st before 12:00: %q, %v", got, err)
+	}
+	for _, f := range parquetUnder(t, filepath.Join(dataDir, "sql-lake")) {
+		if strings.Contains(f, "dt=2026-03-05") {
+			t.Fatalf("copied for neither query: %s", f)
+		}
+	}
+	s.stop()
+
+	// A field added since: the files a query's bounds leave all lack it,
+	// and it reads as null.
+	b, err := os.ReadFile("testdata/sql-s3.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := filepath.Join(t.TempDir(), "added.yaml")
+	if err := os.WriteFile(added, []byte(strings.Replace(string(b), "ms: long }", "ms: long, ref: string }", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, added, dataDir, append(env, fmt.Sprintf("LF_SQL_LAKE_CACHE=%d", total-1))...)
+	got, err = sqlRows(t, s, "SELECT _id, ref, typeof(ref) FROM clicks WHERE ts >= '2026-03-10' ORDER BY _id")
+	if err != nil || got != "6 | NULL | VARCHAR\n7 | NULL | VARCHAR\n" {
+		t.Fatalf("a field added since: %q, %v", got, err)
 	}
 	s.stop()
 }
