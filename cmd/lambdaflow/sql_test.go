@@ -12,6 +12,7 @@ import (
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
 	"github.com/lambdaflow/lambdaflow/internal/s3test"
+	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
 // sqlRows runs q and renders its rows one per line, values separated by
@@ -358,16 +359,67 @@ func TestSQLOnObjectStorage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	added := filepath.Join(t.TempDir(), "added.yaml")
-	if err := os.WriteFile(added, []byte(strings.Replace(string(b), "ms: long }", "ms: long, ref: string }", 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	added := writeFile(t, strings.Replace(string(b), "ms: long }", "ms: long, ref: string }", 1))
 	s = startServer(t, added, dataDir, append(env, fmt.Sprintf("LF_SQL_LAKE_CACHE=%d", total-1))...)
 	got, err = sqlRows(t, s, "SELECT _id, ref, typeof(ref) FROM clicks WHERE ts >= '2026-03-10' ORDER BY _id")
 	if err != nil || got != "6 | NULL | VARCHAR\n7 | NULL | VARCHAR\n" {
 		t.Fatalf("a field added since: %q, %v", got, err)
 	}
 	s.stop()
+}
+
+// TestSQLServeOnlyOnObjectStorage: a process of the serve role alone,
+// with a data directory of its own (another machine), answers SQL over the
+// lake another process writes to object storage.
+func TestSQLServeOnlyOnObjectStorage(t *testing.T) {
+	srv := s3test.Env(t)
+	env := []string{"LF_LAKE_URL=" + srv.URL(srv.Prefix(t, "lake")), "LF_TEST_S3_REGION=" + srv.Region, "LF_SQL_LAKE_CACHE=64MiB"}
+	// The roles share the log through the writer's embedded server.
+	listen := testenv.FreeAddr(t)
+	writer := launchArgs(t, []string{"--role", "ingest,batch"}, withLine(t, "testdata/sql-s3.yaml", "broker: { listen: "+listen+" }"), t.TempDir(), env...)
+	waitReady(t, writer)
+	serveDir := t.TempDir()
+	serve := launchArgs(t, []string{"--role", "serve"}, withLine(t, "testdata/sql-s3.yaml", "broker: { url: nats://"+listen+" }"), serveDir, env...)
+	waitReady(t, serve)
+	post(t, writer, "clicks", `{"id":"1","ts":"2026-03-01T10:00:05Z","page":"a","ms":10}
+{"id":"2","ts":"2026-03-02T11:00:15Z","page":"b","ms":30}
+`)
+	waitFor(t, "the serving process to read the lake", func() error {
+		got, err := sqlRows(t, serve, "SELECT _id, page, ms, ts FROM lake.clicks ORDER BY _id")
+		if err != nil {
+			return err
+		}
+		if want := "1 | a | 10 | 2026-03-01T10:00:05Z\n2 | b | 30 | 2026-03-02T11:00:15Z\n"; got != want {
+			return fmt.Errorf("rows:\n%s", got)
+		}
+		return nil
+	})
+	if copies := parquetUnder(t, filepath.Join(serveDir, "sql-lake", "clicks")); len(copies) == 0 {
+		t.Fatal("no local copies in the serving process's data directory")
+	}
+	serve.stop()
+	writer.stop()
+}
+
+// withLine writes a copy of the pipeline file with line added at its end
+// and returns its path.
+func withLine(t *testing.T, file, line string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, string(b)+line+"\n")
+}
+
+// writeFile writes a pipeline file of the test's own and returns its path.
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // parquetUnder lists the Parquet files under dir.
