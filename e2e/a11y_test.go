@@ -47,6 +47,7 @@ var consolePages = []struct{ route, loaded string }{
 	{"views?view=cpu_by_region", `#view-table tr.view-row`},
 	{"jobs", `#recompute-view option`},
 	{"sinks", `.sink[data-sink]`},
+	{"sql?q=SELECT+region%2C+count(*)+AS+n+FROM+lake.metrics+GROUP+BY+region", `#sql-answer tr.sql-row`},
 }
 
 // signIn loads the console and gives it the read token, as a user would

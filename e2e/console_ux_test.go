@@ -258,3 +258,70 @@ func TestConsoleCountersLabelled(t *testing.T) {
 		t.Errorf("dead letters shown %v, the dead-letter topics hold %v", dead, wantDead)
 	}
 }
+
+// TestConsoleSQL: the SQL page runs the query in its address and shows
+// exactly what POST /v1/sql answers, column names and types included; a
+// table's button writes a first query for it; Ctrl+Enter runs what is
+// typed, and an error shows the API's message with a caret under the
+// place it names.
+func TestConsoleSQL(t *testing.T) {
+	p, f := sharedPipeline(t)
+	if !f.lake {
+		t.Skip("no lake writer in this process")
+	}
+	b := newBrowser(t)
+	b.signIn(t, p)
+	const q = "SELECT region, count(*) AS n, sum(bytes) AS bytes, NULL AS nothing FROM lake.metrics GROUP BY region ORDER BY region"
+	b.open(t, p, "sql?"+url.Values{"q": {q}}.Encode())
+	b.waitFor(t, "the answer", `document.querySelector("#sql-answer tr.sql-row")`)
+	ans, err := p.api.SQL(bg, api.SQLRequest{SQL: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, c := range ans.Columns {
+		want = append(want, c.Name+" "+c.Type)
+	}
+	for _, r := range ans.Rows {
+		var cells []string
+		for _, v := range r {
+			if v == nil {
+				cells = append(cells, "NULL")
+			} else {
+				cells = append(cells, fmt.Sprint(v))
+			}
+		}
+		want = append(want, strings.Join(cells, " | "))
+	}
+	var shown []string
+	b.eval(t, `[...document.querySelectorAll("#sql-answer th span[title]")].map(s => s.firstChild.textContent + " " + s.title).concat(
+		[...document.querySelectorAll("#sql-answer tr.sql-row")].map(r => [...r.cells].map(c => c.textContent).join(" | ")))`, &shown)
+	if !reflect.DeepEqual(shown, want) || len(ans.Rows) != 2 {
+		t.Fatalf("the page shows\n%s\nPOST /v1/sql answers\n%s", strings.Join(shown, "\n"), strings.Join(want, "\n"))
+	}
+	var count int
+	b.eval(t, `Number(document.getElementById("sql-count").dataset.value)`, &count)
+	if count != len(ans.Rows) {
+		t.Fatalf("the page counts %d rows, the answer has %d", count, len(ans.Rows))
+	}
+	b.screenshot(t, "sql")
+
+	b.waitFor(t, "the table buttons", `document.querySelector('button.sql-table[data-table="lake.metrics"]')`)
+	var written string
+	b.eval(t, `(document.querySelector('button.sql-table[data-table="lake.metrics"]').click(), document.getElementById("sql-query").value)`, &written)
+	if written != "SELECT * FROM lake.metrics LIMIT 100" {
+		t.Fatalf("the table's button wrote %q", written)
+	}
+
+	b.eval(t, `(() => { const q = document.getElementById("sql-query"); q.value = "SELECT *\nFORM metrics";
+		q.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", ctrlKey: true, bubbles: true})); return true; })()`, new(bool))
+	b.waitFor(t, "the error", `document.getElementById("sql-error")`)
+	var failed struct{ Message, Where, Address, Status string }
+	b.eval(t, `({Message: document.getElementById("sql-error").textContent, Status: document.getElementById("sql-error").dataset.status,
+		Where: document.getElementById("sql-where").textContent, Address: decodeURIComponent(location.hash)})`, &failed)
+	if failed.Status != "400" || !strings.HasPrefix(failed.Message, "line 2, column 6: syntax error") || failed.Where != "FORM metrics\n     ^" ||
+		failed.Address != "#/sql?q=SELECT+*\nFORM+metrics" {
+		t.Fatalf("a query with a syntax error shows %+v", failed)
+	}
+	b.screenshot(t, "sql-error")
+}

@@ -16,9 +16,12 @@ export function setToken(t) {
 // ApiError carries the status, so callers can tell "not wired" (404) from
 // "needs a token" (401) from a failure.
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, body = null) {
     super(message);
     this.status = status;
+    // The error's JSON body, when it had one: POST /v1/sql adds where in
+    // the query the error is (line, column) and the limit it hit.
+    this.body = body;
   }
 }
 
@@ -30,26 +33,32 @@ export function whenUnauthorized(fn) {
   onUnauthorized = fn;
 }
 
-export async function request(method, path, { accept = "application/json" } = {}) {
+export async function request(method, path, { accept = "application/json", json } = {}) {
   const headers = { Accept: accept };
   const t = token();
   if (t) headers.Authorization = "Bearer " + t;
+  const init = { method, headers, cache: "no-store" };
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  }
   let resp;
   try {
-    resp = await fetch(path, { method, headers, cache: "no-store" });
+    resp = await fetch(path, init);
   } catch (e) {
     throw new ApiError(0, "lambdaflow is not reachable: " + e.message);
   }
   if (resp.status === 401) onUnauthorized();
   if (!resp.ok) {
     let msg = resp.statusText;
+    let body = null;
     try {
-      const body = await resp.json();
+      body = await resp.json();
       if (body && body.error) msg = body.error;
     } catch (_) {
       // not JSON: keep the status text
     }
-    throw new ApiError(resp.status, msg);
+    throw new ApiError(resp.status, msg, body);
   }
   return resp;
 }
@@ -58,8 +67,8 @@ export async function getJSON(path) {
   return (await request("GET", path)).json();
 }
 
-export async function postJSON(path) {
-  return (await request("POST", path)).json();
+export async function postJSON(path, json) {
+  return (await request("POST", path, { json })).json();
 }
 
 // optional turns "this layer does not run here" (404) into null, so pages

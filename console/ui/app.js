@@ -14,9 +14,10 @@ import views from "./pages/views.js";
 import jobs from "./pages/jobs.js";
 import sinks from "./pages/sinks.js";
 import cluster from "./pages/cluster.js";
+import sql from "./pages/sql.js";
 
 const REFRESH_MS = 2000;
-const PAGES = [overview, topics, consumers, messages, views, jobs, sinks, cluster];
+const PAGES = [overview, topics, consumers, messages, views, jobs, sinks, sql, cluster];
 
 const model = new Model();
 const ui = {

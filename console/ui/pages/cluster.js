@@ -8,7 +8,7 @@ import { h, replace, int, time, badge, table, empty } from "../dom.js";
 export default {
   id: "cluster",
   title: "Cluster",
-  icon: "⧉",
+  icon: "▣",
   mount(root) {
     root.append(
       h("div", { class: "page-head" }, h("h1", {}, "Cluster"), h("p", {}, "The processes of the pipeline, their roles and the partitions each one owns.")),
