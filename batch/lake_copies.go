@@ -313,15 +313,6 @@ func (c *LakeCopies) fetchSlot(lc *lakeCopy) error {
 	c.mu.Lock()
 	st := c.st
 	c.mu.Unlock()
-	o, err := st.Open(c.ctx, lc.k.key)
-	if err != nil {
-		return err
-	}
-	defer o.Close()
-	fe := fileEntry{Path: lc.k.key, Bytes: lc.k.size, CRC32C: lc.k.crc32}
-	if fe.CRC32C != 0 && o.Size() != fe.Bytes {
-		return fmt.Errorf("%w %s: %d bytes, the manifest says %d", ErrCorruptFile, lc.k.key, o.Size(), fe.Bytes)
-	}
 	if err := os.MkdirAll(filepath.Dir(lc.path), 0o755); err != nil {
 		return err
 	}
@@ -331,17 +322,40 @@ func (c *LakeCopies) fetchSlot(lc *lakeCopy) error {
 	}
 	defer os.Remove(f.Name()) // gone already once renamed
 	h := crc32.New(castagnoli)
-	_, err = io.Copy(io.MultiWriter(f, h), io.NewSectionReader(o, 0, o.Size()))
+	n, err := download(c.ctx, st, lc.k.key, io.MultiWriter(f, h))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return err
 	}
-	if fe.CRC32C != 0 && h.Sum32() != fe.CRC32C {
-		return fmt.Errorf("%w %s: checksum %08x, the manifest says %08x", ErrCorruptFile, lc.k.key, h.Sum32(), fe.CRC32C)
+	if lc.k.crc32 != 0 && n != lc.k.size {
+		return fmt.Errorf("%w %s: %d bytes, the manifest says %d", ErrCorruptFile, lc.k.key, n, lc.k.size)
+	}
+	if lc.k.crc32 != 0 && h.Sum32() != lc.k.crc32 {
+		return fmt.Errorf("%w %s: checksum %08x, the manifest says %08x", ErrCorruptFile, lc.k.key, h.Sum32(), lc.k.crc32)
 	}
 	return os.Rename(f.Name(), lc.path)
+}
+
+// downloader is a store that streams an object out without holding it
+// whole (object storage): a copy of a large file then passes through
+// neither memory nor a spill file.
+type downloader interface {
+	Download(ctx context.Context, key string, w io.Writer) (int64, error)
+}
+
+// download writes the object at key to w.
+func download(ctx context.Context, st lakestore.Store, key string, w io.Writer) (int64, error) {
+	if d, ok := st.(downloader); ok {
+		return d.Download(ctx, key, w)
+	}
+	o, err := st.Open(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	defer o.Close()
+	return io.Copy(w, io.NewSectionReader(o, 0, o.Size()))
 }
 
 // localPath is where the copy of k lives: its key's directories under the

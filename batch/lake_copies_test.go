@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -241,6 +242,21 @@ func TestLakeCopies(t *testing.T) {
 		}
 	})
 
+	t.Run("a store read through Open", func(t *testing.T) {
+		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.st = struct{ lakestore.Store }{st} // no Download
+		paths, release, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer release()
+		checkCopies(t, "metrics", paths)
+	})
+
 	t.Run("damaged", func(t *testing.T) {
 		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), nil)
 		if err != nil {
@@ -268,7 +284,7 @@ func TestLakeCopies(t *testing.T) {
 	})
 }
 
-// openCounter counts the objects opened, by key.
+// openCounter counts the objects opened or downloaded, by key.
 type openCounter struct {
 	lakestore.Store
 	mu sync.Mutex
@@ -280,6 +296,13 @@ func (s *openCounter) Open(ctx context.Context, key string) (lakestore.Object, e
 	s.n[key]++
 	s.mu.Unlock()
 	return s.Store.Open(ctx, key)
+}
+
+func (s *openCounter) Download(ctx context.Context, key string, w io.Writer) (int64, error) {
+	s.mu.Lock()
+	s.n[key]++
+	s.mu.Unlock()
+	return s.Store.(downloader).Download(ctx, key, w)
 }
 
 func (s *openCounter) count(key string) int {

@@ -317,6 +317,30 @@ func (s *S3) Open(ctx context.Context, key string) (Object, error) {
 	return &s3Object{r: f, f: f, size: n}, nil
 }
 
+// Download writes the object at key to w as it arrives, holding none of it
+// (Open holds an object whole, in memory or in a spill file). It returns
+// the bytes written; a body that ends before the size the server announced
+// is an error.
+func (s *S3) Download(ctx context.Context, key string, w io.Writer) (int64, error) {
+	k, err := s.key(key)
+	if err != nil {
+		return 0, err
+	}
+	out, err := s.c.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: k})
+	if err != nil {
+		return 0, classify(err, s.String()+key)
+	}
+	defer out.Body.Close()
+	n, err := io.Copy(w, out.Body)
+	if err != nil {
+		return n, classify(err, s.String()+key)
+	}
+	if size := aws.ToInt64(out.ContentLength); size > 0 && n != size {
+		return n, fmt.Errorf("lakestore: %s%s: body ended after %d of %d bytes: %w", s.String(), key, n, size, io.ErrUnexpectedEOF)
+	}
+	return n, nil
+}
+
 // readAll reads a response body of size bytes (as announced; 0 when not)
 // into a slice of that size. Reading into a bytes.Buffer of exactly that
 // capacity, as before, cost twice over: ReadFrom wants 512 bytes of room

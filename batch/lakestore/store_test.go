@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -266,6 +267,27 @@ func TestLargeObjects(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestS3Download: an object streamed out is the object, small or past the
+// in-memory limit; a missing one is fs.ErrNotExist.
+func TestS3Download(t *testing.T) {
+	s := OpenS3(t).(*lakestore.S3)
+	ctx := ctxT(t)
+	for _, n := range []int{0, 1000, 9 << 20} {
+		key := fmt.Sprintf("download/%d", n)
+		body := pattern(n)
+		if err := s.WriteFile(ctx, key, body, true); err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		if m, err := s.Download(ctx, key, &got); err != nil || m != int64(n) || !bytes.Equal(got.Bytes(), body) {
+			t.Fatalf("%d bytes: downloaded %d (%d in the buffer), equal %v: %v", n, m, got.Len(), bytes.Equal(got.Bytes(), body), err)
+		}
+	}
+	if _, err := s.Download(ctx, "download/none", io.Discard); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a missing object: %v", err)
+	}
 }
 
 func TestAbortDeleteRename(t *testing.T) {
