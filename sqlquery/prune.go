@@ -330,12 +330,12 @@ func constInterval(e any) (time.Duration, bool) {
 		for i := 0; i < len(f); i += 2 {
 			n, err := strconv.ParseInt(f[i], 10, 32)
 			unit, ok := intervalUnits[strings.TrimSuffix(f[i+1], "s")]
-			if err != nil || !ok {
+			if err != nil || !ok || !within(float64(n), unit) {
 				return 0, false
 			}
 			d += time.Duration(n) * unit
 		}
-		return d, true
+		return d, within(float64(d), 1)
 	case "FUNCTION":
 		name, _ := m["function_name"].(string)
 		unit, ok := intervalUnits[strings.TrimSuffix(strings.TrimPrefix(strings.ToLower(name), "to_"), "s")]
@@ -344,12 +344,21 @@ func constInterval(e any) (time.Duration, bool) {
 			return 0, false
 		}
 		n, ok := constNumber(args[0])
-		if !ok || n != math.Trunc(n) || math.Abs(n) > 1<<31 {
+		if !ok || n != math.Trunc(n) || !within(n, unit) {
 			return 0, false
 		}
 		return time.Duration(n) * unit, true
 	}
 	return 0, false
+}
+
+// longestInterval bounds the intervals read: longer ones (and the
+// overflow they could cause) bound nothing.
+const longestInterval = 100 * 366 * 24 * time.Hour
+
+// within tells whether n units are no longer than longestInterval.
+func within(n float64, unit time.Duration) bool {
+	return math.Abs(n) <= float64(longestInterval/unit)
 }
 
 // constNumber reads an integer constant through the casts and trunc

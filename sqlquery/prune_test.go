@@ -80,6 +80,8 @@ func TestTableBounds(t *testing.T) {
 		{"not a time", `SELECT * FROM clicks WHERE _event_time > 'yesterday'`, Span{}},
 		{"another column", `SELECT * FROM clicks WHERE _ingest_time > '2026-03-01'`, Span{}},
 		{"a month is no fixed length", `SELECT * FROM clicks WHERE _event_time > now() - INTERVAL 1 MONTH`, Span{}},
+		{"an interval past any time", `SELECT * FROM clicks WHERE _event_time > now() - INTERVAL 2000000000 WEEK`, Span{}},
+		{"a string interval past any time", `SELECT * FROM clicks WHERE _event_time > now() - INTERVAL '2000000000 weeks'`, Span{}},
 		{"a column", `SELECT * FROM clicks WHERE _event_time > ts`, Span{}},
 		{"in the ON", `SELECT * FROM views.per_page v JOIN clicks c ON c._event_time > '2026-03-01'`, Span{}},
 	}
