@@ -307,6 +307,11 @@ func TestConsoleSQL(t *testing.T) {
 	b.screenshot(t, "sql")
 
 	b.waitFor(t, "the table buttons", `document.querySelector('button.sql-table[data-table="lake.metrics"]')`)
+	var tables []string
+	b.eval(t, `[...document.querySelectorAll("button.sql-table")].map(b => b.dataset.table)`, &tables)
+	if want := []string{"lake.metrics", "views.cpu_by_region", "warehouse.metrics"}; !reflect.DeepEqual(tables, want) {
+		t.Fatalf("the table buttons: %v, want %v", tables, want)
+	}
 	var written string
 	b.eval(t, `(document.querySelector('button.sql-table[data-table="lake.metrics"]').click(), document.getElementById("sql-query").value)`, &written)
 	if written != "SELECT * FROM lake.metrics LIMIT 100" {

@@ -73,7 +73,9 @@ export default {
     if (!out) return;
     const topics = (model.latest.topics || []).filter((t) => t.kind === "events").map((t) => "lake." + t.name);
     const views = (model.views || []).map((v) => "views." + v.name);
-    const names = [...topics, ...views];
+    // A DuckDB sink's tables are named after what it reads.
+    const sinkTables = (model.sinks || []).filter((s) => s.type === "duckdb").flatMap((s) => (s.sources || []).map((src) => s.name + "." + src));
+    const names = [...topics, ...views, ...sinkTables];
     replace(
       out,
       names.length ? h("span", { class: "note" }, "Tables:") : null,
