@@ -32,7 +32,7 @@ import (
 // The bound holds on disk at every moment: a reader asking for more than
 // it gets ErrLakeCopiesFull at once, and one asking while what others hold
 // leaves too little room gets it too rather than wait. Fetches run on the
-// copies' own context, 8 at a time: a reader that gives up (its query
+// copies' own context, 32 at a time: a reader that gives up (its query
 // timed out) leaves them running, so that asking again finds them done.
 // Copies are checked against the manifest's size and checksum before any
 // reader sees them. The directory is emptied when the copies are opened:
@@ -85,7 +85,7 @@ func (e copiesFull) Limit() string { return "sql.lake_cache" }
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // fetchesAtOnce bounds the fetches of all readers together.
-const fetchesAtOnce = 8
+const fetchesAtOnce = 32
 
 // OpenLakeCopies returns the copies of p's lake (which must be on object
 // storage) kept in dir, at most max bytes, emptying dir first. Their
