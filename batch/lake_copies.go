@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,8 +38,10 @@ import (
 // copies' own context, 32 at a time: a reader that gives up (its query
 // timed out) leaves them running, so that asking again finds them done.
 // Copies are checked against the manifest's size and checksum before any
-// reader sees them. The directory is emptied when the copies are opened:
-// what a previous process left there is not trusted.
+// reader sees them. Copies a previous process left in the directory are
+// kept (their key, size and checksum are in their paths) and checked again
+// before a reader first gets one: a copy is renamed into place without an
+// fsync, so a crash may have damaged it, and a damaged one is fetched anew.
 type LakeCopies struct {
 	p   *pipelines.Pipeline
 	dir string
@@ -46,7 +51,7 @@ type LakeCopies struct {
 	ctx  context.Context // the fetches'; cancelled by Close
 	stop context.CancelFunc
 	wg   sync.WaitGroup
-	slot chan struct{} // fetches running
+	slot chan struct{} // fetches and checks running
 
 	reads     *prometheus.CounterVec
 	bytesHeld prometheus.Gauge
@@ -66,6 +71,9 @@ type lakeCopy struct {
 	done chan struct{} // closed once fetched or failed
 	err  error         // why the fetch failed, set before done closes
 	elem *list.Element
+	// check is set on a copy a previous process left, until a reader asks
+	// for it and it is checked (or fetched again).
+	check bool
 }
 
 // ErrLakeCopiesFull is the error of a request whose files do not fit in
@@ -88,17 +96,14 @@ func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 const fetchesAtOnce = 32
 
 // OpenLakeCopies returns the copies of p's lake (which must be on object
-// storage) kept in dir, at most max bytes, emptying dir first. Their
-// metrics go to reg (none when nil).
+// storage) kept in dir, at most max bytes, with the copies a previous
+// process left there. Their metrics go to reg (none when nil).
 func OpenLakeCopies(p *pipelines.Pipeline, dir string, max int64, log *slog.Logger, reg prometheus.Registerer) (*LakeCopies, error) {
 	if p.Lake.URL == "" {
 		return nil, fmt.Errorf("lake: local copies of a lake in a directory: read its files where they are")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("lake: emptying the local copies' directory: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("lake: the local copies' directory: %w", err)
@@ -122,8 +127,80 @@ func OpenLakeCopies(p *pipelines.Pipeline, dir string, max int64, log *slog.Logg
 			}
 		}
 	}
+	if err := c.load(); err != nil {
+		return nil, fmt.Errorf("lake: the local copies in %s: %w", dir, err)
+	}
 	c.ctx, c.stop = context.WithCancel(context.Background())
 	return c, nil
+}
+
+// load takes the copies a previous process left in the directory, the
+// most recently written first in line, and drops the oldest past the
+// bound; temporary files and anything that is not a copy are removed.
+func (c *LakeCopies) load() error {
+	type left struct {
+		lc       *lakeCopy
+		modified time.Time
+	}
+	var found []left
+	err := filepath.WalkDir(c.dir, func(path string, de fs.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		k, ok := c.keyOf(path)
+		info, ierr := de.Info()
+		if !ok || ierr != nil || !de.Type().IsRegular() || info.Size() != k.size {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			return nil
+		}
+		found = append(found, left{&lakeCopy{k: k, path: path, done: make(chan struct{}), check: true}, info.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(found, func(a, b left) int { return a.modified.Compare(b.modified) })
+	for _, f := range found {
+		f.lc.elem = c.order.PushFront(f.lc)
+		c.entries[f.lc.k] = f.lc
+		c.bytes += f.lc.k.size
+	}
+	for e := c.order.Back(); e != nil && c.bytes > c.max; {
+		lc := e.Value.(*lakeCopy)
+		e = e.Prev()
+		c.drop(lc)
+	}
+	c.gauge()
+	return nil
+}
+
+// keyOf reads the key, size and checksum of the copy at path (the inverse
+// of localPath); false for anything else, and for copies of files without
+// a checksum, which could not be checked again.
+func (c *LakeCopies) keyOf(path string) (cacheKey, bool) {
+	rel, err := filepath.Rel(c.dir, path)
+	if err != nil {
+		return cacheKey{}, false
+	}
+	rel = filepath.ToSlash(rel)
+	dir, name := "", rel
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		dir, name = rel[:i+1], rel[i+1:]
+	}
+	base, ok := strings.CutSuffix(name, ".parquet")
+	parts := strings.Split(base, "-")
+	if !ok || len(parts) < 3 || dir == "" {
+		return cacheKey{}, false
+	}
+	size, err := strconv.ParseInt(parts[len(parts)-2], 10, 64)
+	sum, serr := strconv.ParseUint(parts[len(parts)-1], 16, 32)
+	if err != nil || serr != nil || sum == 0 {
+		return cacheKey{}, false
+	}
+	k := cacheKey{dir + strings.Join(parts[:len(parts)-2], "-") + ".parquet", size, uint32(sum)}
+	return k, c.localPath(k) == path
 }
 
 // Close stops the fetches and waits for them. The copies stay on disk
@@ -210,7 +287,7 @@ func (c *LakeCopies) pin(topic string, files []fileEntry) ([]*lakeCopy, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	held := make([]*lakeCopy, 0, len(files))
-	var fetch []*lakeCopy
+	var fetch, check []*lakeCopy
 	for _, f := range files {
 		k := cacheKey{topic + "/" + f.Path, f.Bytes, f.CRC32C}
 		lc := c.entries[k]
@@ -224,6 +301,9 @@ func (c *LakeCopies) pin(topic string, files []fileEntry) ([]*lakeCopy, error) {
 			fetch = append(fetch, lc)
 		} else {
 			c.order.MoveToFront(lc.elem)
+			if lc.check {
+				check = append(check, lc)
+			}
 		}
 		c.reads.WithLabelValues(result).Inc()
 		lc.pins++
@@ -232,7 +312,7 @@ func (c *LakeCopies) pin(topic string, files []fileEntry) ([]*lakeCopy, error) {
 	for e := c.order.Back(); e != nil && c.bytes > c.max; {
 		lc := e.Value.(*lakeCopy)
 		e = e.Prev()
-		if lc.pins == 0 && isClosed(lc.done) {
+		if lc.pins == 0 && (isClosed(lc.done) || lc.check) {
 			c.drop(lc)
 		}
 	}
@@ -251,7 +331,20 @@ func (c *LakeCopies) pin(topic string, files []fileEntry) ([]*lakeCopy, error) {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			c.fetch(lc)
+			c.done(lc, c.fetchSlot(lc))
+		}()
+	}
+	for _, lc := range check {
+		lc.check = false
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			err := c.checkSlot(lc)
+			if err != nil {
+				c.log.Info("lake: a local copy left by a previous process fails its check; fetching it again", "file", lc.path, "err", err)
+				err = c.fetchSlot(lc)
+			}
+			c.done(lc, err)
 		}()
 	}
 	return held, nil
@@ -290,10 +383,9 @@ func (c *LakeCopies) gauge() {
 	c.filesHeld.Set(float64(len(c.entries)))
 }
 
-// fetch copies lc's file from the store, checked, and publishes the
-// outcome; a failed copy is forgotten, so the next reader tries again.
-func (c *LakeCopies) fetch(lc *lakeCopy) {
-	err := c.fetchSlot(lc)
+// done publishes the outcome of lc's fetch or check; a failed copy is
+// forgotten, so the next reader tries again.
+func (c *LakeCopies) done(lc *lakeCopy, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -303,11 +395,44 @@ func (c *LakeCopies) fetch(lc *lakeCopy) {
 	close(lc.done)
 }
 
-func (c *LakeCopies) fetchSlot(lc *lakeCopy) error {
+// acquire takes one of the slots of fetches and checks running (given
+// back by receiving from c.slot).
+func (c *LakeCopies) acquire() error {
 	select {
 	case c.slot <- struct{}{}:
+		return nil
 	case <-c.ctx.Done():
 		return c.ctx.Err()
+	}
+}
+
+// checkSlot checks a copy a previous process left against its size and
+// checksum.
+func (c *LakeCopies) checkSlot(lc *lakeCopy) error {
+	if err := c.acquire(); err != nil {
+		return err
+	}
+	defer func() { <-c.slot }()
+	f, err := os.Open(lc.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := crc32.New(castagnoli)
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	if n != lc.k.size || h.Sum32() != lc.k.crc32 {
+		return fmt.Errorf("%w %s: %d bytes with checksum %08x, the manifest says %d and %08x", ErrCorruptFile, lc.path, n, h.Sum32(), lc.k.size, lc.k.crc32)
+	}
+	return nil
+}
+
+// fetchSlot copies lc's file from the store, checked.
+func (c *LakeCopies) fetchSlot(lc *lakeCopy) error {
+	if err := c.acquire(); err != nil {
+		return err
 	}
 	defer func() { <-c.slot }()
 	c.mu.Lock()

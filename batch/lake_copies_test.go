@@ -145,6 +145,7 @@ func TestLakeCopies(t *testing.T) {
 	})
 
 	t.Run("bound", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "sql-lake")
 		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"]-1, testLogger(t), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -162,6 +163,7 @@ func TestLakeCopies(t *testing.T) {
 	})
 
 	t.Run("held copies stay", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "sql-lake")
 		c, err := OpenLakeCopies(e.p, dir, max(sizes["metrics"], sizes["other"]), testLogger(t), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -204,6 +206,7 @@ func TestLakeCopies(t *testing.T) {
 	})
 
 	t.Run("concurrent readers", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "sql-lake")
 		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -243,6 +246,7 @@ func TestLakeCopies(t *testing.T) {
 	})
 
 	t.Run("a store read through Open", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "sql-lake")
 		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -257,7 +261,84 @@ func TestLakeCopies(t *testing.T) {
 		checkCopies(t, "metrics", paths)
 	})
 
+	t.Run("kept across a restart", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "sql-lake")
+		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths, release, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		c.Close()
+		// Left besides: a write cut short, something else, and a copy
+		// damaged on disk (its size unchanged).
+		stray := []string{filepath.Join(filepath.Dir(paths[0]), ".x.parquet.123.tmp"), filepath.Join(dir, "metrics", "other.parquet")}
+		for _, f := range stray {
+			if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := os.ReadFile(paths[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 1
+		if err := os.WriteFile(paths[1], b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+
+		reg := prometheus.NewRegistry()
+		c, err = OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := filesUnder(t, dir); !slices.Equal(got, sortedCopy(paths)) {
+			t.Fatalf("after a restart the directory holds %v, want the copies %v", got, paths)
+		}
+		if held := testutil.ToFloat64(c.bytesHeld); held != float64(sizes["metrics"]) {
+			t.Fatalf("held %v bytes after a restart, want %d", held, sizes["metrics"])
+		}
+		opens := &openCounter{Store: st, n: map[string]int{}}
+		c.st = opens
+		again, release, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
+		if err != nil || !slices.Equal(again, paths) {
+			t.Fatalf("asked after a restart: %v, %v", again, err)
+		}
+		checkCopies(t, "metrics", again)
+		release()
+		files := e.b.manifestOf("metrics").Files()
+		for i, fe := range files {
+			if n, want := opens.count("metrics/"+fe.Path), map[bool]int{true: 1, false: 0}[i == 1]; n != want {
+				t.Fatalf("%s fetched %d times after a restart, want %d", fe.Path, n, want)
+			}
+		}
+		c.Close()
+
+		// A smaller bound drops the oldest at start.
+		c, err = OpenLakeCopies(e.p, dir, sizes["metrics"]-1, testLogger(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var held int64
+		left := filesUnder(t, dir)
+		for _, f := range left {
+			info, err := os.Stat(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held += info.Size()
+		}
+		if len(left) >= len(paths) || held > sizes["metrics"]-1 || c.bytes != held {
+			t.Fatalf("under a smaller bound: %d of %d copies, %d bytes (%d counted), bound %d", len(left), len(paths), held, c.bytes, sizes["metrics"]-1)
+		}
+	})
+
 	t.Run("damaged", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "sql-lake")
 		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), nil)
 		if err != nil {
 			t.Fatal(err)

@@ -272,7 +272,7 @@ func TestSQLWhileRunning(t *testing.T) {
 // rows published; a query whose WHERE bounds the event time copies only
 // the files of its span (a day either side), so it runs where the whole
 // lake is more than sql.lake_cache holds, and the whole lake is answered
-// 422 naming it. The directory a previous process left is emptied.
+// 422 naming it. A restart keeps the copies.
 func TestSQLOnObjectStorage(t *testing.T) {
 	srv := s3test.Env(t)
 	env := []string{"LF_LAKE_URL=" + srv.URL(srv.Prefix(t, "lake")), "LF_TEST_S3_REGION=" + srv.Region}
@@ -304,14 +304,20 @@ func TestSQLOnObjectStorage(t *testing.T) {
 		t.Fatalf("by page: %q, %v", got, err)
 	}
 	// Copies of files replaced while the test waited stay until dropped:
-	// a new process copies the live ones only.
+	// a process with no copies yet (another machine's) copies the live
+	// ones only.
 	s.stop()
+	copiesDir := filepath.Join(dataDir, "sql-lake")
+	if err := os.RemoveAll(copiesDir); err != nil {
+		t.Fatal(err)
+	}
 	s = startServer(t, "testdata/sql-s3.yaml", dataDir, append(env, "LF_SQL_LAKE_CACHE=64MiB")...)
 	if got, err := sqlRows(t, s, all); err != nil || got != want {
-		t.Fatalf("after a restart: %q, %v", got, err)
+		t.Fatalf("on another machine: %q, %v", got, err)
 	}
+	copies := parquetUnder(t, filepath.Join(copiesDir, "clicks"))
 	var total, tenth int64
-	for _, f := range parquetUnder(t, filepath.Join(dataDir, "sql-lake", "clicks")) {
+	for _, f := range copies {
 		info, err := os.Stat(f)
 		if err != nil {
 			t.Fatal(err)
@@ -326,10 +332,21 @@ func TestSQLOnObjectStorage(t *testing.T) {
 	}
 	s.stop()
 
-	s = startServer(t, "testdata/sql-s3.yaml", dataDir, append(env, fmt.Sprintf("LF_SQL_LAKE_CACHE=%d", total-1))...)
-	if left := parquetUnder(t, filepath.Join(dataDir, "sql-lake")); len(left) != 0 {
-		t.Fatalf("copies left by the previous process: %v", left)
+	// A restart keeps the copies: the same query fetches none.
+	s = startServer(t, "testdata/sql-s3.yaml", dataDir, append(env, "LF_SQL_LAKE_CACHE=64MiB")...)
+	if got, err := sqlRows(t, s, all); err != nil || got != want {
+		t.Fatalf("after a restart: %q, %v", got, err)
 	}
+	const reads = `lambdaflow_sql_lake_copies_reads_total{component="sql",pipeline="sql-s3",result="%s"}`
+	if hits, misses := metricValue(t, s, fmt.Sprintf(reads, "hit")), metricValue(t, s, fmt.Sprintf(reads, "miss")); hits != fmt.Sprint(len(copies)) || misses != "" {
+		t.Fatalf("after a restart: %s hits and %q misses, want %d hits and none", hits, misses, len(copies))
+	}
+	s.stop()
+	if err := os.RemoveAll(copiesDir); err != nil {
+		t.Fatal(err)
+	}
+
+	s = startServer(t, "testdata/sql-s3.yaml", dataDir, append(env, fmt.Sprintf("LF_SQL_LAKE_CACHE=%d", total-1))...)
 	status, body := sqlError(t, s, api.SQLRequest{SQL: all})
 	if status != 422 || body.Limit != "sql.lake_cache" || !strings.Contains(body.Error, "the lake of topic clicks is") {
 		t.Fatalf("the whole lake, over sql.lake_cache: %d %+v", status, body)
