@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -39,7 +40,7 @@ func startCluster(t testing.TB, n int) *testCluster {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i),
 			Host:       "127.0.0.1",
-			Port:       freePorts(t, 1)[0],
+			Port:       server.RANDOM_PORT, // kept for restarts once known
 			JetStream:  true,
 			StoreDir:   t.TempDir(),
 			Cluster:    server.ClusterOpts{Name: "lf", Host: "127.0.0.1", Port: ports[i]},
@@ -57,10 +58,13 @@ func startCluster(t testing.TB, n int) *testCluster {
 		c.opts = append(c.opts, o)
 	}
 	t.Cleanup(c.shutdown)
-	for _, ns := range c.servers {
+	for i, ns := range c.servers {
 		if !ns.ReadyForConnections(10 * time.Second) {
 			t.Fatalf("%s not ready", ns.Name())
 		}
+		// A client port chosen by the server itself can be taken by no
+		// one between its choice and its use.
+		c.opts[i].Port = ns.Addr().(*net.TCPAddr).Port
 	}
 	testenv.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		for _, ns := range c.servers {

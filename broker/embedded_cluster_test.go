@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -15,12 +16,19 @@ import (
 	"github.com/lambdaflow/lambdaflow/pipelines"
 )
 
-// freePorts returns n loopback ports that were free a moment ago.
+// freePorts returns n different loopback ports that were free a moment
+// ago.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
+	// Held together until all are chosen, so that they differ.
 	ports := make([]int, n)
 	for i := range ports {
-		ports[i] = testenv.FreePort(t)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
 	}
 	return ports
 }
