@@ -33,6 +33,9 @@ type cacheKey struct {
 	crc32 uint32
 }
 
+// entry is what k says of its file, as a manifest entry says it.
+func (k cacheKey) entry() fileEntry { return fileEntry{Bytes: k.size, CRC32C: k.crc32} }
+
 type cacheEntry struct {
 	k cacheKey
 	b []byte

@@ -423,10 +423,10 @@ func (c *LakeCopies) checkSlot(lc *lakeCopy) error {
 	if err != nil {
 		return err
 	}
-	if n != lc.k.size || h.Sum32() != lc.k.crc32 {
-		return fmt.Errorf("%w %s: %d bytes with checksum %08x, the manifest says %d and %08x", ErrCorruptFile, lc.path, n, h.Sum32(), lc.k.size, lc.k.crc32)
+	if err := wrongSize(lc.path, lc.k.entry(), n); err != nil {
+		return err
 	}
-	return nil
+	return wrongSum(lc.path, lc.k.entry(), h.Sum32())
 }
 
 // fetchSlot copies lc's file from the store, checked.
@@ -454,11 +454,11 @@ func (c *LakeCopies) fetchSlot(lc *lakeCopy) error {
 	if err != nil {
 		return err
 	}
-	if lc.k.crc32 != 0 && n != lc.k.size {
-		return fmt.Errorf("%w %s: %d bytes, the manifest says %d", ErrCorruptFile, lc.k.key, n, lc.k.size)
+	if err := wrongSize(lc.k.key, lc.k.entry(), n); err != nil {
+		return err
 	}
-	if lc.k.crc32 != 0 && h.Sum32() != lc.k.crc32 {
-		return fmt.Errorf("%w %s: checksum %08x, the manifest says %08x", ErrCorruptFile, lc.k.key, h.Sum32(), lc.k.crc32)
+	if err := wrongSum(lc.k.key, lc.k.entry(), h.Sum32()); err != nil {
+		return err
 	}
 	return os.Rename(f.Name(), lc.path)
 }

@@ -81,6 +81,14 @@ func TestLakeCopies(t *testing.T) {
 			}
 		}
 	}
+	openCopies := func(t *testing.T, dir string, max int64, reg prometheus.Registerer) *LakeCopies {
+		t.Helper()
+		c, err := OpenLakeCopies(e.p, dir, max, testLogger(t), reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
 	dir := filepath.Join(t.TempDir(), "sql-lake")
 	if err := os.MkdirAll(filepath.Join(dir, "metrics"), 0o755); err != nil {
 		t.Fatal(err)
@@ -91,10 +99,7 @@ func TestLakeCopies(t *testing.T) {
 
 	t.Run("fetched once", func(t *testing.T) {
 		reg := prometheus.NewRegistry()
-		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), reg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := openCopies(t, dir, sizes["metrics"], reg)
 		defer c.Close()
 		if got := filesUnder(t, dir); len(got) != 0 {
 			t.Fatalf("left from before: %v", got)
@@ -146,12 +151,9 @@ func TestLakeCopies(t *testing.T) {
 
 	t.Run("bound", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "sql-lake")
-		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"]-1, testLogger(t), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := openCopies(t, dir, sizes["metrics"]-1, nil)
 		defer c.Close()
-		_, _, err = c.Files(ctx, "metrics", time.Time{}, time.Time{})
+		_, _, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
 		var bound interface{ Limit() string }
 		if !errors.Is(err, ErrLakeCopiesFull) || !errors.As(err, &bound) || bound.Limit() != "sql.lake_cache" ||
 			!strings.Contains(err.Error(), "the lake of topic metrics is") || !strings.Contains(err.Error(), "more than sql.lake_cache") {
@@ -164,10 +166,7 @@ func TestLakeCopies(t *testing.T) {
 
 	t.Run("held copies stay", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "sql-lake")
-		c, err := OpenLakeCopies(e.p, dir, max(sizes["metrics"], sizes["other"]), testLogger(t), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := openCopies(t, dir, max(sizes["metrics"], sizes["other"]), nil)
 		defer c.Close()
 		metrics, release, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
 		if err != nil {
@@ -207,10 +206,7 @@ func TestLakeCopies(t *testing.T) {
 
 	t.Run("concurrent readers", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "sql-lake")
-		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := openCopies(t, dir, sizes["metrics"], nil)
 		defer c.Close()
 		opens := &openCounter{Store: st, n: map[string]int{}}
 		c.st = opens
@@ -247,10 +243,7 @@ func TestLakeCopies(t *testing.T) {
 
 	t.Run("a store read through Open", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "sql-lake")
-		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := openCopies(t, dir, sizes["metrics"], nil)
 		defer c.Close()
 		c.st = struct{ lakestore.Store }{st} // no Download
 		paths, release, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
@@ -263,10 +256,7 @@ func TestLakeCopies(t *testing.T) {
 
 	t.Run("kept across a restart", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "sql-lake")
-		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := openCopies(t, dir, sizes["metrics"], nil)
 		paths, release, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
 		if err != nil {
 			t.Fatal(err)
@@ -291,10 +281,7 @@ func TestLakeCopies(t *testing.T) {
 		}
 
 		reg := prometheus.NewRegistry()
-		c, err = OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), reg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c = openCopies(t, dir, sizes["metrics"], reg)
 		if got := filesUnder(t, dir); !slices.Equal(got, sortedCopy(paths)) {
 			t.Fatalf("after a restart the directory holds %v, want the copies %v", got, paths)
 		}
@@ -318,10 +305,7 @@ func TestLakeCopies(t *testing.T) {
 		c.Close()
 
 		// A smaller bound drops the oldest at start.
-		c, err = OpenLakeCopies(e.p, dir, sizes["metrics"]-1, testLogger(t), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c = openCopies(t, dir, sizes["metrics"]-1, nil)
 		defer c.Close()
 		var held int64
 		left := filesUnder(t, dir)
@@ -339,14 +323,11 @@ func TestLakeCopies(t *testing.T) {
 
 	t.Run("damaged", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "sql-lake")
-		c, err := OpenLakeCopies(e.p, dir, sizes["metrics"], testLogger(t), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := openCopies(t, dir, sizes["metrics"], nil)
 		defer c.Close()
 		files := e.b.manifestOf("metrics").Files()
 		flipBit(t, e.p, "metrics/"+files[2].Path)
-		_, _, err = c.Files(ctx, "metrics", time.Time{}, time.Time{})
+		_, _, err := c.Files(ctx, "metrics", time.Time{}, time.Time{})
 		if !errors.Is(err, ErrCorruptFile) || !strings.Contains(err.Error(), files[2].Path) || !strings.Contains(err.Error(), "checksum") {
 			t.Fatalf("a damaged file: %v", err)
 		}

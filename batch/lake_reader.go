@@ -213,8 +213,8 @@ func (m *memFile) Close() error {
 // manifest entry fe, as checkSum does.
 func readChecked(o lakestore.Object, name string, fe fileEntry) (*memFile, error) {
 	size := o.Size()
-	if fe.CRC32C != 0 && fe.Bytes > 0 && size != fe.Bytes {
-		return nil, fmt.Errorf("%w %s: %d bytes, the manifest says %d", ErrCorruptFile, name, size, fe.Bytes)
+	if err := wrongSize(name, fe, size); err != nil {
+		return nil, err
 	}
 	buf := fileBufs.Get().(*[]byte)
 	if int64(cap(*buf)) < size {
@@ -239,8 +239,8 @@ func checkBytes(b []byte, name string, fe fileEntry) (err error) {
 	if fe.CRC32C == 0 {
 		return nil
 	}
-	if fe.Bytes > 0 && int64(len(b)) != fe.Bytes {
-		return fmt.Errorf("%w %s: %d bytes, the manifest says %d", ErrCorruptFile, name, len(b), fe.Bytes)
+	if err := wrongSize(name, fe, int64(len(b))); err != nil {
+		return err
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -248,10 +248,7 @@ func checkBytes(b []byte, name string, fe fileEntry) (err error) {
 			err = fmt.Errorf("%w %s: %v", ErrCorruptFile, name, r)
 		}
 	}()
-	if sum := crc32.Checksum(b, castagnoli); sum != fe.CRC32C {
-		return fmt.Errorf("%w %s: checksum %08x, the manifest says %08x", ErrCorruptFile, name, sum, fe.CRC32C)
-	}
-	return nil
+	return wrongSum(name, fe, crc32.Checksum(b, castagnoli))
 }
 
 // checkSum compares the whole file's CRC-32C with the manifest's before
@@ -264,17 +261,35 @@ func checkSum(o lakestore.Object, name string, fe fileEntry) error {
 	if fe.CRC32C == 0 {
 		return nil
 	}
-	if o.Size() != fe.Bytes && fe.Bytes > 0 {
-		return fmt.Errorf("%w %s: %d bytes, the manifest says %d", ErrCorruptFile, name, o.Size(), fe.Bytes)
+	if err := wrongSize(name, fe, o.Size()); err != nil {
+		return err
 	}
 	h := crc32.New(castagnoli)
 	if _, err := io.Copy(h, io.NewSectionReader(o, 0, o.Size())); err != nil {
 		return fmt.Errorf("%w %s: %w", ErrCorruptFile, name, err)
 	}
-	if sum := h.Sum32(); sum != fe.CRC32C {
-		return fmt.Errorf("%w %s: checksum %08x, the manifest says %08x", ErrCorruptFile, name, sum, fe.CRC32C)
+	return wrongSum(name, fe, h.Sum32())
+}
+
+// wrongSize is the error of the file name of size bytes when the manifest
+// entry fe says otherwise; nil when they agree, or fe has no checksum (a
+// file from before the manifest had them, whose size it does not vouch
+// for either).
+func wrongSize(name string, fe fileEntry, size int64) error {
+	if fe.CRC32C == 0 || fe.Bytes <= 0 || size == fe.Bytes {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%w %s: %d bytes, the manifest says %d", ErrCorruptFile, name, size, fe.Bytes)
+}
+
+// wrongSum is the error of the file name whose bytes have the CRC-32C sum
+// when the manifest entry fe says otherwise; nil when they agree, or fe
+// has no checksum.
+func wrongSum(name string, fe fileEntry, sum uint32) error {
+	if fe.CRC32C == 0 || sum == fe.CRC32C {
+		return nil
+	}
+	return fmt.Errorf("%w %s: checksum %08x, the manifest says %08x", ErrCorruptFile, name, sum, fe.CRC32C)
 }
 
 // Targets of the metadata columns in a scan; schema fields are 0..n-1.
