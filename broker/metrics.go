@@ -62,6 +62,10 @@ func newMetrics(reg prometheus.Registerer, b *Broker) (*metrics, error) {
 			Help: "Times the embedded log's disk was found full, by cause: reserve (free space below the reserve) or write (a write failed for space).",
 		}, []string{"cause"}),
 	}
+	// Both causes are exported from the start, at zero: a rate over a
+	// series that appears at its first increment misses that one.
+	m.diskFulls.WithLabelValues("reserve")
+	m.diskFulls.WithLabelValues("write")
 	labels = []string{"consumer", "topic", "partition"}
 	lag := &lagCollector{
 		b: b,

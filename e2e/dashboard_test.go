@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -16,7 +17,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/s3test"
 	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
 
@@ -173,16 +176,17 @@ func checkPanels(t *testing.T, panels []panel) {
 }
 
 // TestDashboardMetricsExist runs a pipeline with data flowing through every
-// layer and checks that every metric the dashboard queries is at /metrics
-// (histograms through their _bucket, _sum and _count series).
+// layer and checks that every metric the dashboard queries of the layers it
+// runs is at /metrics (histograms through their _bucket, _sum and _count
+// series). The Kafka listener's, the links' and a lake on object storage's
+// are checked by the tests that run them (checkDashboardMetrics).
 func TestDashboardMetricsExist(t *testing.T) {
-	used := dashboardMetrics(t)
 	p := startT(t, "dashboard", "pipeline.yaml", "e2e-dashboard-token")
 
 	layers := probeLayers(t, p)
 	// Data through every path: accepted events (two rounds, so the lake
 	// writes two files per partition and compacts them), a duplicate, a
-	// rejected request, a late event, a query, a batch run.
+	// rejected request, a late event, a query, a batch run, a SQL query.
 	_, evs := newEvents(time.Now())
 	var first, second []map[string]any
 	for i, e := range evs {
@@ -215,18 +219,88 @@ func TestDashboardMetricsExist(t *testing.T) {
 			t.Fatalf("recompute: %v", err)
 		}
 	}
+	if res := got(p.api.SQL(bg, api.SQLRequest{SQL: "SELECT count(*) FROM views." + seedView}))(t); len(res.Rows) != 1 {
+		t.Fatalf("SQL: %+v, want one row", res)
+	}
+	var run []string
+	for _, layer := range []string{"ingest", "log", "speed", "batch", "serving", "sinks", "sql", "http"} {
+		if layers[layer] {
+			run = append(run, layer)
+		} else {
+			t.Run(layer, func(t *testing.T) {
+				t.Skipf("the %s layer is not wired into `lambdaflow run` yet; its dashboard metrics are not checked", layer)
+			})
+		}
+	}
+	checkDashboardMetrics(t, func() (map[string]*dto.MetricFamily, error) { return scrape(p.api) }, run...)
+}
 
-	// Wait until the metrics of every running layer are there.
+// TestDashboardMetricsOnObjectStorage runs a pipeline whose lake is on
+// object storage: a batch run reads it through lake.cache, a SQL query
+// through local copies, and the dashboard's metrics of both are there.
+func TestDashboardMetricsOnObjectStorage(t *testing.T) {
+	requireBinary(t)
+	srv := s3test.Env(t)
+	path, err := filepath.Abs(filepath.Join("testdata", "s3.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := startProcessWith("s3", path, "", "", []string{"LF_LAKE_URL=" + srv.URL(srv.Prefix(t, "lake")), "LF_TEST_S3_REGION=" + srv.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.stop)
+	_, evs := newEvents(time.Now())
+	var rows []map[string]any
+	for _, e := range evs {
+		rows = append(rows, e.json())
+	}
+	p.post(t, seedTopic, rows)
+	waitLake(t, p)
+	job := got(p.api.Recompute(bg, seedView, time.Time{}, time.Time{}))(t)
+	testenv.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+		if st := got(p.api.Job(bg, job))(t); st.State != "succeeded" {
+			return fmt.Errorf("job %s: %s %s", job, st.State, st.Error)
+		}
+		return nil
+	})
+	res := got(p.api.SQL(bg, api.SQLRequest{SQL: "SELECT count(*) FROM lake." + seedTopic}))(t)
+	if len(res.Rows) != 1 || fmt.Sprint(res.Rows[0][0]) != fmt.Sprint(len(evs)) {
+		t.Fatalf("SQL over the lake: %v, want %d events", res.Rows, len(evs))
+	}
+	checkDashboardMetrics(t, func() (map[string]*dto.MetricFamily, error) { return scrape(p.api) }, "object storage")
+}
+
+// TestDashboardMetricsHaveLayers checks that every metric the dashboard
+// queries belongs to a layer some test checks.
+func TestDashboardMetricsHaveLayers(t *testing.T) {
+	for name, panels := range dashboardMetrics(t) {
+		if layerOf(name) == "" {
+			t.Errorf("%s (used by %q) is of no layer dashboardLayers knows", name, panels)
+		}
+	}
+}
+
+// checkDashboardMetrics waits until every metric the dashboard queries of
+// the given layers is at /metrics as read reads it (histograms through
+// their _bucket, _sum and _count series), then reports per layer what is
+// not.
+func checkDashboardMetrics(t *testing.T, read func() (map[string]*dto.MetricFamily, error), layers ...string) {
+	t.Helper()
+	used := dashboardMetrics(t)
+	want := map[string]bool{}
+	for _, l := range layers {
+		want[l] = true
+	}
 	var missing map[string][]string
-	var mfs map[string]*dto.MetricFamily
 	err := testenv.Poll(t.Context(), 60*time.Second, 500*time.Millisecond, func() error {
-		var err error
-		if mfs, err = scrape(p); err != nil {
+		mfs, err := read()
+		if err != nil {
 			return err
 		}
 		missing = map[string][]string{}
 		for name := range used {
-			if layer := layerOf(name); layers[layer] && !exported(mfs, name) {
+			if layer := layerOf(name); want[layer] && !exported(mfs, name) {
 				missing[layer] = append(missing[layer], name)
 			}
 		}
@@ -235,11 +309,8 @@ func TestDashboardMetricsExist(t *testing.T) {
 		}
 		return nil
 	})
-	for _, layer := range []string{"ingest", "log", "speed", "batch", "serving", "sinks"} {
+	for _, layer := range layers {
 		t.Run(layer, func(t *testing.T) {
-			if !layers[layer] {
-				t.Skipf("the %s layer is not wired into `lambdaflow run` yet; its dashboard metrics are not checked", layer)
-			}
 			names := missing[layer]
 			sort.Strings(names)
 			for _, n := range names {
@@ -270,7 +341,7 @@ func waitLake(t *testing.T, p *process) {
 // consumers.
 func probeLayers(t *testing.T, p *process) map[string]bool {
 	t.Helper()
-	layers := map[string]bool{"ingest": true, "log": true, "serving": true}
+	layers := map[string]bool{"ingest": true, "log": true, "serving": true, "sql": true, "http": true}
 	if _, err := p.api.Jobs(bg); err == nil {
 		layers["batch"] = true
 	} else if !client.IsNotFound(err) {
@@ -300,24 +371,36 @@ func probeLayers(t *testing.T, p *process) map[string]bool {
 	return layers
 }
 
-// layerOf names the layer that exports a metric, by its prefix.
+// dashboardLayers are the parts of a process the dashboard's metrics come
+// from, by name prefix, the first that matches: each is checked by a test
+// that runs it (checkDashboardMetrics).
+var dashboardLayers = []struct{ prefix, layer string }{
+	{"lambdaflow_sql_lake_copies_", "object storage"},
+	{"lambdaflow_lake_cache_", "object storage"},
+	{"lambdaflow_ingest_", "ingest"},
+	{"lambdaflow_log_", "log"},
+	{"lambdaflow_consumer_", "log"},
+	{"lambdaflow_cluster_", "log"},
+	{"lambdaflow_speed_", "speed"},
+	{"lambdaflow_lake_", "batch"},
+	{"lambdaflow_batch_", "batch"},
+	{"lambdaflow_serving_", "serving"},
+	{"lambdaflow_view_", "serving"},
+	{"lambdaflow_sink_", "sinks"},
+	{"lambdaflow_sql_", "sql"},
+	{"lambdaflow_http_", "http"},
+	{"lambdaflow_kafka_", "kafka"},
+	{"lambdaflow_mirror_", "mirror"},
+}
+
+// layerOf names the layer that exports a metric; "" for none.
 func layerOf(name string) string {
-	for prefix, layer := range map[string]string{
-		"lambdaflow_ingest_":   "ingest",
-		"lambdaflow_log_":      "log",
-		"lambdaflow_consumer_": "log",
-		"lambdaflow_speed_":    "speed",
-		"lambdaflow_lake_":     "batch",
-		"lambdaflow_batch_":    "batch",
-		"lambdaflow_serving_":  "serving",
-		"lambdaflow_view_":     "serving",
-		"lambdaflow_sink_":     "sinks",
-	} {
-		if strings.HasPrefix(name, prefix) {
-			return layer
+	for _, l := range dashboardLayers {
+		if strings.HasPrefix(name, l.prefix) {
+			return l.layer
 		}
 	}
-	return "unknown"
+	return ""
 }
 
 // exported reports whether name is a family at /metrics, or a series of a
@@ -336,8 +419,8 @@ func exported(mfs map[string]*dto.MetricFamily, name string) bool {
 	return false
 }
 
-func scrape(p *process) (map[string]*dto.MetricFamily, error) {
-	body, err := p.api.Metrics(bg)
+func scrape(c *client.Client) (map[string]*dto.MetricFamily, error) {
+	body, err := c.Metrics(bg)
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +432,7 @@ func scrape(p *process) (map[string]*dto.MetricFamily, error) {
 // metrics with the pipeline label, which the dashboard filters on.
 func TestMetricsLabelledByPipeline(t *testing.T) {
 	p, _ := sharedPipeline(t)
-	mfs, err := scrape(p)
+	mfs, err := scrape(p.api)
 	if err != nil {
 		t.Fatal(err)
 	}

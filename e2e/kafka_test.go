@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/lambdaflow/lambdaflow/client"
@@ -105,4 +108,11 @@ func TestKafkaEventsReachEveryLayer(t *testing.T) {
 	if !lake || !sink {
 		t.Errorf("stats show the lake of metrics: %v, the sink warehouse: %v", lake, sink)
 	}
+
+	// A record that is no event of the topic is refused, and counted.
+	bad := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "metrics", Value: []byte("not json")})
+	if err := bad.FirstErr(); !errors.Is(err, kerr.InvalidRecord) {
+		t.Fatalf("producing a record that is not JSON: %v, want %v", err, kerr.InvalidRecord)
+	}
+	checkDashboardMetrics(t, func() (map[string]*dto.MetricFamily, error) { return scrape(p.api) }, "kafka")
 }

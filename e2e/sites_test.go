@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
@@ -335,6 +336,7 @@ func TestSitesAcrossHosts(t *testing.T) {
 	})
 	testenv.CheckFor(t, time.Minute, time.Second, func() error { return viewEquals(hq, o) })
 	testenv.CheckFor(t, time.Minute, time.Second, func() error { return lakeHolds(hq, o) })
+	checkDashboardMetrics(t, func() (map[string]*dto.MetricFamily, error) { return scrape(hq.api) }, "mirror")
 
 	// The console draws the links as inputs of the topic, caught up.
 	b.openURL(t, hq.url, "overview")

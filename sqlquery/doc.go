@@ -23,5 +23,7 @@
 // before anything is attached. Limits (sql.timeout, sql.max_rows,
 // sql.max_bytes, sql.memory_limit, and sql.lake_cache for a lake on object
 // storage) bound each query; a request may ask for less. A binary built with -tags noduckdb has no engine: Query returns an
-// Error of kind NotCompiled, which the HTTP API answers 501.
+// Error of kind NotCompiled, which the HTTP API answers 501. The HTTP
+// handler counts each request by the result its status says (metrics.go),
+// refusals before the engine ran included.
 package sqlquery

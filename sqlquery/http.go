@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/internal/httpapi"
 )
@@ -22,14 +24,23 @@ const maxQueryBytes = 1 << 20
 
 // Handler serves POST /v1/sql.
 type Handler struct {
-	engine *Engine
-	auth   *httpapi.Auth
+	engine  *Engine
+	auth    *httpapi.Auth
+	metrics *metrics
 }
 
 // NewHandler returns the SQL API over engine; auth gives each request's
-// read scope, checked per table.
-func NewHandler(engine *Engine, auth *httpapi.Auth) *Handler {
-	return &Handler{engine: engine, auth: auth}
+// read scope, checked per table. reg gets the queries' metrics (nil: not
+// exported).
+func NewHandler(engine *Engine, auth *httpapi.Auth, reg prometheus.Registerer) (*Handler, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{engine: engine, auth: auth, metrics: m}, nil
 }
 
 // Routes returns POST /v1/sql. It is a read, checked here rather than at
@@ -79,24 +90,35 @@ func format(r *http.Request) (string, error) {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
+	start := h.engine.now()
+	result, limit, rows := resultError, "", 0
+	defer func() { h.metrics.observe(result, limit, rows, h.engine.now().Sub(start)) }()
 	mayRead, d := h.auth.ReadScope(r)
 	if d != nil {
+		result = resultForbidden
 		httpapi.Deny(w, d)
 		return
 	}
 	f, err := format(r)
 	if err != nil {
+		result = resultInvalid
 		httpapi.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	req, err := readRequest(r)
 	if err != nil {
+		result = resultInvalid
 		httpapi.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	req.MayRead = mayRead
 	res, err := h.engine.Query(r.Context(), req)
 	if err != nil {
+		result, limit = outcomeOf(err)
+		if r.Context().Err() != nil {
+			// Whatever the engine made of it, the caller left first.
+			result, limit = resultCanceled, ""
+		}
 		writeQueryError(w, err)
 		return
 	}
@@ -105,6 +127,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, http.StatusInternalServerError, "encoding the answer: "+err.Error())
 		return
 	}
+	result, rows = resultOK, len(res.Rows)
 	w.Header().Set("Content-Type", formatTypes[f])
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)

@@ -330,7 +330,11 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 			Sinks:  duckSinks,
 			Logger: logger.With("component", "sql"),
 		})
-		routes = append(routes, sqlquery.NewHandler(engine, auth).Routes()...)
+		sqlAPI, err := sqlquery.NewHandler(engine, auth, preg("sql"))
+		if err != nil {
+			return err
+		}
+		routes = append(routes, sqlAPI.Routes()...)
 	}
 
 	srv := httpapi.NewServer(httpapi.Handler(auth, routes), httpLimits(p.HTTP), preg("http"), logger.With("component", "http"))

@@ -368,6 +368,25 @@ func TestSQLOnObjectStorage(t *testing.T) {
 			t.Fatalf("copied for neither query: %s", f)
 		}
 	}
+	if status, body := sqlError(t, s, api.SQLRequest{SQL: "SELECT nope FROM clicks WHERE ts >= '2026-03-10'"}); status != 400 {
+		t.Fatalf("an unknown column: %d %+v", status, body)
+	}
+	// This process answered exactly these: two queries stopped by
+	// sql.lake_cache, two answered (3 rows), one invalid.
+	for series, want := range map[string]string{
+		`lambdaflow_sql_queries_total{component="sql",pipeline="sql-s3",result="ok"}`:           "2",
+		`lambdaflow_sql_queries_total{component="sql",pipeline="sql-s3",result="limit"}`:        "2",
+		`lambdaflow_sql_queries_total{component="sql",pipeline="sql-s3",result="invalid"}`:      "1",
+		`lambdaflow_sql_queries_total{component="sql",pipeline="sql-s3",result="error"}`:        "0",
+		`lambdaflow_sql_limits_total{component="sql",limit="sql.lake_cache",pipeline="sql-s3"}`: "2",
+		`lambdaflow_sql_limits_total{component="sql",limit="sql.timeout",pipeline="sql-s3"}`:    "0",
+		`lambdaflow_sql_result_rows_total{component="sql",pipeline="sql-s3"}`:                   "3",
+		`lambdaflow_sql_query_seconds_count{component="sql",pipeline="sql-s3"}`:                 "5",
+	} {
+		if got := metricValue(t, s, series); got != want {
+			t.Errorf("%s = %q, want %s", series, got, want)
+		}
+	}
 	s.stop()
 
 	// A field added since: the files a query's bounds leave all lack it,

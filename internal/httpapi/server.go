@@ -99,6 +99,10 @@ func NewServer(h http.Handler, lim Limits, reg prometheus.Registerer, logger *sl
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lambdaflow_http_shed_connections_total",
 			Help: "Connections closed to make room for a new one at http.max_connections, by state: idle (between requests or sending headers) or slow (stalled sending a body)."}, []string{"state"}),
 	}
+	// Both states are exported from the start, at zero: a rate over a
+	// series that appears at its first increment misses that one.
+	s.shed.WithLabelValues("idle")
+	s.shed.WithLabelValues("slow")
 	if reg != nil {
 		reg.MustRegister(s.open, s.refused, s.shed)
 	}
