@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -282,9 +283,10 @@ func TestHelmChart(t *testing.T) {
 		}
 	})
 
-	t.Run("keda and service monitor", func(t *testing.T) {
+	t.Run("keda, service monitor and alerting rules", func(t *testing.T) {
 		out, err := helm(t, append([]string{"template", "lf", chart,
 			"--set", "metrics.serviceMonitor.enabled=true",
+			"--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.prometheusRule.labels.release=kube-prometheus",
 			"--set", "deployments.sinks.autoscaling.enabled=true",
 			"--set", `deployments.sinks.autoscaling.consumer=sink\\..*`, // --set unescapes one backslash
 			"--set", "deployments.speed.roles={speed}", "--set", "deployments.speed.autoscaling.enabled=true"}, base...)...)
@@ -293,10 +295,17 @@ func TestHelmChart(t *testing.T) {
 		}
 		kubeconform(t, schemaDir, out)
 		objs := decodeAll(t, out)
-		if k := kinds(objs); k["ScaledObject"] != 2 || k["ServiceMonitor"] != 1 || k["Deployment"] != 5 {
-			t.Fatalf("rendered kinds %v, want 5 Deployments, 2 ScaledObjects and a ServiceMonitor", k)
+		if k := kinds(objs); k["ScaledObject"] != 2 || k["ServiceMonitor"] != 1 || k["Deployment"] != 5 || k["PrometheusRule"] != 1 {
+			t.Fatalf("rendered kinds %v, want 5 Deployments, 2 ScaledObjects, a ServiceMonitor and a PrometheusRule", k)
 		}
+		var rules map[string]any
+		readYAML(t, alertsFile, &rules)
 		for _, o := range objs {
+			// The rules as the file has them, Prometheus's templates
+			// untouched by Helm's.
+			if o.Kind == "PrometheusRule" && !reflect.DeepEqual(o.Spec, rules) {
+				t.Fatalf("PrometheusRule spec:\n%v\nwant %s:\n%v", o.Spec, alertsFile, rules)
+			}
 			if o.Kind == "ScaledObject" && o.Metadata.Name == "lf-lambdaflow-sinks" {
 				q := o.Spec["triggers"].([]any)[0].(map[string]any)["metadata"].(map[string]any)["query"].(string)
 				if want := `lambdaflow_consumer_lag_events{pipeline="ops-metrics", consumer=~"sink\\..*"}`; !strings.Contains(q, want) {

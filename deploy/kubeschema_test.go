@@ -18,7 +18,7 @@ import (
 // module proxy like any dependency (into the module cache, not go.mod):
 //   - Kubernetes' kinds from the OpenAPI v2 document of k8s.io/kubernetes
 //     (api/openapi-spec/swagger.json), the spec the API server serves;
-//   - the KEDA ScaledObject and the Prometheus Operator ServiceMonitor from
+//   - the KEDA ScaledObject and the Prometheus Operator ServiceMonitor and PrometheusRule from
 //     the CRDs in their modules (config/crd/bases, example/prometheus-operator-crd).
 //
 // Each schema is standalone (every definition it needs inlined under
@@ -84,6 +84,7 @@ func writeKubeSchemas(t *testing.T, dir string) {
 	crds := []string{
 		filepath.Join(moduleDir(t, kedaModule), "config", "crd", "bases", "keda.sh_scaledobjects.yaml"),
 		filepath.Join(moduleDir(t, promOpModule), "example", "prometheus-operator-crd", "monitoring.coreos.com_servicemonitors.yaml"),
+		filepath.Join(moduleDir(t, promOpModule), "example", "prometheus-operator-crd", "monitoring.coreos.com_prometheusrules.yaml"),
 	}
 	for _, f := range crds {
 		writeCRDSchemas(t, dir, f)

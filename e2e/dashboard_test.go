@@ -16,9 +16,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/client"
+	"github.com/lambdaflow/lambdaflow/internal/promtest"
 	"github.com/lambdaflow/lambdaflow/internal/s3test"
 	"github.com/lambdaflow/lambdaflow/internal/testenv"
 )
@@ -28,6 +30,8 @@ import (
 const (
 	dashboardFile      = "../deploy/grafana/lambdaflow.json"
 	viewsDashboardFile = "../deploy/grafana/views-postgres.json"
+	// alertsFile holds the Prometheus alerting rules over the same metrics.
+	alertsFile = "../deploy/prometheus/lambdaflow-alerts.yaml"
 )
 
 // metricName finds the metric names a PromQL expression uses; parsing
@@ -89,8 +93,8 @@ func loadDashboard(t *testing.T, file string) (dashboard, []panel) {
 	return d, all
 }
 
-// dashboardMetrics maps every metric name the dashboard's expressions use to
-// the panels that use it.
+// dashboardMetrics maps every metric name the dashboard's expressions and
+// the alerting rules use to the panels and alerts that use it.
 func dashboardMetrics(t *testing.T) map[string][]string {
 	t.Helper()
 	d, panels := loadDashboard(t, dashboardFile)
@@ -106,6 +110,42 @@ func dashboardMetrics(t *testing.T) map[string][]string {
 		for _, n := range metricName.FindAllString(string(v.Query), -1) {
 			out[n] = append(out[n], "variable "+v.Name)
 		}
+	}
+	for _, r := range loadAlerts(t) {
+		for _, n := range metricName.FindAllString(r.Expr, -1) {
+			out[n] = append(out[n], "alert "+r.Alert)
+		}
+	}
+	return out
+}
+
+// alertRule is the part of an alerting rule the tests look at.
+type alertRule struct {
+	Alert string `yaml:"alert"`
+	Expr  string `yaml:"expr"`
+}
+
+// loadAlerts reads the alerting rules.
+func loadAlerts(t *testing.T) []alertRule {
+	t.Helper()
+	b, err := os.ReadFile(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Groups []struct {
+			Rules []alertRule `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatalf("%s: %v", alertsFile, err)
+	}
+	var out []alertRule
+	for _, g := range f.Groups {
+		out = append(out, g.Rules...)
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s holds no rule", alertsFile)
 	}
 	return out
 }
@@ -233,6 +273,87 @@ func TestDashboardMetricsExist(t *testing.T) {
 		}
 	}
 	checkDashboardMetrics(t, func() (map[string]*dto.MetricFamily, error) { return scrape(p.api) }, run...)
+	t.Run("on Prometheus", func(t *testing.T) { dashboardOnPrometheus(t, p, run) })
+}
+
+// dashboardOnPrometheus has a real Prometheus scrape the process and
+// evaluate the alerting rules, then sends every query of the dashboard as
+// Grafana does (its variables set): each must be accepted, and each over
+// metrics of the layers the process runs must answer series. Every rule
+// must evaluate without error, and the sink that can never deliver
+// (archive) must raise its alert.
+func dashboardOnPrometheus(t *testing.T, p *process, layers []string) {
+	running := map[string]bool{}
+	for _, l := range layers {
+		running[l] = true
+	}
+	srv := promtest.Start(t, promtest.Config{Targets: []promtest.Target{{URL: p.url, Token: p.token}}, RuleFiles: []string{alertsFile}})
+	ctx := t.Context()
+	// A rate needs two scrapes, and the dashboard's increases a little more.
+	testenv.CheckFor(t, 60*time.Second, 250*time.Millisecond, func() error {
+		got, err := srv.Query(ctx, `count_over_time(lambdaflow_cluster_nodes{pipeline="e2e"}[1m])`)
+		if err != nil {
+			return err
+		}
+		if len(got) != 1 || got[0].Value < 3 {
+			return fmt.Errorf("scrapes: %+v, want 3 at least", got)
+		}
+		return nil
+	})
+	_, panels := loadDashboard(t, dashboardFile)
+	queries := 0
+	for _, pn := range panels {
+		for _, tg := range pn.Targets {
+			if tg.Expr == "" {
+				continue
+			}
+			queries++
+			expr := strings.NewReplacer(`$pipeline`, "e2e", `$__rate_interval`, "15s").Replace(tg.Expr)
+			got, err := srv.Query(ctx, expr)
+			if err != nil {
+				t.Errorf("panel %q: %v", pn.Title, err)
+				continue
+			}
+			ours := true
+			for _, n := range metricName.FindAllString(expr, -1) {
+				ours = ours && running[layerOf(n)]
+			}
+			if ours && len(got) == 0 {
+				t.Errorf("panel %q: %s answered no series", pn.Title, expr)
+			}
+		}
+	}
+	if queries == 0 {
+		t.Fatal("the dashboard has no query")
+	}
+	testenv.CheckFor(t, 30*time.Second, 250*time.Millisecond, func() error {
+		rules, err := srv.Rules(ctx)
+		if err != nil {
+			return err
+		}
+		if len(rules) != len(loadAlerts(t)) {
+			return fmt.Errorf("prometheus has %d rules, the file %d", len(rules), len(loadAlerts(t)))
+		}
+		for _, r := range rules {
+			if r.Health != "ok" {
+				return fmt.Errorf("rule %s: %s %s", r.Name, r.Health, r.LastError)
+			}
+		}
+		return nil
+	})
+	testenv.CheckFor(t, 30*time.Second, 250*time.Millisecond, func() error {
+		alerts, err := srv.Alerts(ctx)
+		if err != nil {
+			return err
+		}
+		for _, a := range alerts {
+			if a.Labels["alertname"] == "LambdaflowSinkDown" && a.Labels["sink"] == "archive" && a.Labels["pipeline"] == "e2e" &&
+				a.Annotations["summary"] == "Sink archive of pipeline e2e cannot write" {
+				return nil
+			}
+		}
+		return fmt.Errorf("alerts %+v: want LambdaflowSinkDown for sink archive", alerts)
+	})
 }
 
 // TestDashboardMetricsOnObjectStorage runs a pipeline whose lake is on

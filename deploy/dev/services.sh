@@ -96,6 +96,8 @@ env_lines() {
     echo "export LF_TEST_S3_SECRET_KEY='${LF_S3_SECRET_KEY:-lambdaflow-secret}'"
     # The Kafka Java client's jars (deploy/dev/kafka-clients.sh, from test-tools.sh).
     echo "export LF_TEST_KAFKA_CLIENTS_LIB='$LF_SERVICES_DIR/kafka-clients/lib'"
+    # Prometheus and promtool (deploy/dev/prometheus.sh, from test-tools.sh).
+    echo "export LF_TEST_PROMETHEUS_BIN='$LF_SERVICES_DIR/prometheus/bin'"
 }
 
 cmd="${1:-}"

@@ -7,7 +7,9 @@
 # iproute2 and nftables for the tests that run hosts in network namespaces
 # (internal/netns), and the Kafka clients the Kafka listener is tested with
 # (Debian's kcat, confluent-kafka from PyPI, the Java client from Maven
-# Central via kafka-clients.sh).
+# Central via kafka-clients.sh), and Prometheus with promtool (Debian's
+# package, unpacked by prometheus.sh) for the alerting rules and the
+# Grafana dashboard's queries.
 # Idempotent and quick when everything is there.
 set -euo pipefail
 SVC_NAME=tools
@@ -28,6 +30,7 @@ fi
 
 "$(dirname "${BASH_SOURCE[0]}")/kafka-clients.sh" || die "fetching the Kafka Java client failed"
 "$(dirname "${BASH_SOURCE[0]}")/parquet-java.sh" || die "fetching parquet-java failed"
+"$(dirname "${BASH_SOURCE[0]}")/prometheus.sh" || die "fetching Prometheus failed"
 
 # apt_install PACKAGE...: install Debian packages (serialised with the other scripts' apt runs).
 apt_install() {

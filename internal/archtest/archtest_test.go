@@ -68,6 +68,7 @@ var layers = map[string]int{
 	"internal/netns":       1,
 	"internal/s3test":      1,
 	"internal/parquetjava": 1,
+	"internal/promtest":    1,
 	"internal/natstest":    2,
 	"internal/brokertest":  5,
 	// What the benchmark harnesses share (running programs, medians):
