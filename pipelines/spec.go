@@ -41,6 +41,7 @@ type HTTP struct {
 	WriteTimeout      Duration `yaml:"write_timeout" default:"1m" doc:"Longest the server may take to answer a request, from the end of its headers to the last byte of the answer."`
 	IdleTimeout       Duration `yaml:"idle_timeout" default:"2m" doc:"How long a keep-alive connection may wait for its next request."`
 	MaxConnections    int      `yaml:"max_connections" default:"10000" doc:"Most open client connections. At the limit a new connection closes the one idle (or stalled sending its request) the longest, or is answered 503 when every connection is busy."`
+	AccessLog         bool     `yaml:"access_log" doc:"Log every request once answered (message \"http request\": method, path with query, status, bytes, duration_ms, remote, user_agent; never a header, so never a token); 5xx answers as warnings. Successful /healthz, /readyz and /metrics answers are left out, their refusals logged as information."`
 }
 
 // SQL bounds the read-only SQL queries. A request may ask for less, never

@@ -337,7 +337,11 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		routes = append(routes, sqlAPI.Routes()...)
 	}
 
-	srv := httpapi.NewServer(httpapi.Handler(auth, routes), httpLimits(p.HTTP), preg("http"), logger.With("component", "http"))
+	handler := httpapi.Handler(auth, routes)
+	if p.HTTP.AccessLog {
+		handler = httpapi.AccessLog(handler, logger.With("component", "http"), time.Now)
+	}
+	srv := httpapi.NewServer(handler, httpLimits(p.HTTP), preg("http"), logger.With("component", "http"))
 	modCtx, stopModules := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopModules()
 	g, gctx := errgroup.WithContext(modCtx)
