@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/lambdaflow/lambdaflow/internal/promtest"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/sinks/all"
 )
@@ -154,5 +156,108 @@ func TestComposeFile(t *testing.T) {
 		if sk.Type == "duckdb" {
 			t.Errorf("compose pipeline: sink %s is a DuckDB file, which one process holds; the sinks run in several containers", sk.Name)
 		}
+	}
+}
+
+// TestComposeMonitoring checks the compose file's Prometheus and Grafana:
+// promtool accepts the Prometheus configuration and the alerting rules it
+// names, which are mounted where it looks for them; it scrapes every
+// Lambdaflow service at the pipeline's HTTP port; Grafana's data source is
+// that Prometheus, and its dashboard provider reads the mounted dashboard.
+func TestComposeMonitoring(t *testing.T) {
+	promtool := promtest.Bin(t, "promtool")
+	conf := filepath.Join("compose", "monitoring", "prometheus.yml")
+	if out, err := exec.Command(promtool, "check", "config", conf).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check config: %v\n%s", err, out)
+	}
+	var file struct{ Services map[string]composeService }
+	readYAML(t, filepath.Join("compose", "compose.yaml"), &file)
+	mounts := func(svc string) map[string]string { // target → source
+		out := map[string]string{}
+		for _, v := range file.Services[svc].Volumes {
+			parts := strings.Split(v, ":")
+			if len(parts) >= 2 {
+				out[parts[1]] = parts[0]
+			}
+		}
+		return out
+	}
+
+	var prom struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			DNSSD []struct {
+				Names []string
+				Type  string
+				Port  int
+			} `yaml:"dns_sd_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML(t, conf, &prom)
+	pm := mounts("prometheus")
+	if pm["/etc/prometheus/prometheus.yml"] != "./monitoring/prometheus.yml" {
+		t.Errorf("prometheus mounts %v: want ./monitoring/prometheus.yml at /etc/prometheus/prometheus.yml", pm)
+	}
+	for _, r := range prom.RuleFiles {
+		if src := pm["/etc/prometheus/"+r]; src != "./monitoring/"+r {
+			t.Errorf("rule file %s is mounted from %q, want ./monitoring/%s", r, src, r)
+		}
+	}
+	if len(prom.RuleFiles) == 0 {
+		t.Error("prometheus.yml names no rule file")
+	}
+	var ours []string
+	for name, s := range file.Services {
+		if s.Image == "lambdaflow/lambdaflow:dev" {
+			ours = append(ours, name)
+		}
+	}
+	slices.Sort(ours)
+	if len(prom.ScrapeConfigs) != 1 || len(prom.ScrapeConfigs[0].DNSSD) != 1 {
+		t.Fatalf("scrape configs %+v: want one, by DNS", prom.ScrapeConfigs)
+	}
+	sd := prom.ScrapeConfigs[0].DNSSD[0]
+	names := slices.Sorted(slices.Values(sd.Names))
+	env := map[string]string{}
+	p, err := pipelines.Load(filepath.Join("compose", "pipeline.yaml"), func(k string) (string, bool) { v, ok := env[k]; return v, ok }, all.Types())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := strings.Cut(p.HTTP.Listen, ":")
+	if !slices.Equal(names, ours) || sd.Type != "A" || strconv.Itoa(sd.Port) != port {
+		t.Errorf("prometheus scrapes %v (%s) on port %d; want every Lambdaflow service %v on the pipeline's port %s", names, sd.Type, sd.Port, ours, port)
+	}
+
+	var ds struct {
+		Datasources []struct{ Type, URL string }
+	}
+	readYAML(t, filepath.Join("compose", "monitoring", "grafana-datasources.yaml"), &ds)
+	if len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" || ds.Datasources[0].URL != "http://prometheus:9090" ||
+		!slices.Contains(file.Services["prometheus"].Ports, "9090:9090") {
+		t.Errorf("grafana data sources %+v: want the prometheus service on 9090", ds.Datasources)
+	}
+	var dp struct {
+		Providers []struct {
+			Type    string
+			Options struct{ Path string }
+		}
+	}
+	readYAML(t, filepath.Join("compose", "monitoring", "grafana-dashboards.yaml"), &dp)
+	gm := mounts("grafana")
+	want := map[string]string{
+		"/etc/grafana/provisioning/datasources/lambdaflow.yaml": "./monitoring/grafana-datasources.yaml",
+		"/etc/grafana/provisioning/dashboards/lambdaflow.yaml":  "./monitoring/grafana-dashboards.yaml",
+	}
+	for target, src := range want {
+		if gm[target] != src {
+			t.Errorf("grafana mounts %q at %s, want %s", gm[target], target, src)
+		}
+	}
+	if len(dp.Providers) != 1 || dp.Providers[0].Type != "file" {
+		t.Fatalf("dashboard providers %+v: want one, of files", dp.Providers)
+	}
+	home := file.Services["grafana"].Env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+	if gm[home] != "../grafana/lambdaflow.json" || filepath.Dir(home) != dp.Providers[0].Options.Path {
+		t.Errorf("grafana's home dashboard %s (mounted from %q) is not deploy/grafana/lambdaflow.json in the provider's directory %s", home, gm[home], dp.Providers[0].Options.Path)
 	}
 }
