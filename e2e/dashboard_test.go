@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -300,7 +301,26 @@ func dashboardOnPrometheus(t *testing.T, p *process, layers []string) {
 		}
 		return nil
 	})
-	_, panels := loadDashboard(t, dashboardFile)
+	d, panels := loadDashboard(t, dashboardFile)
+	// The pipeline variable lists this pipeline: label_values(metric, label).
+	labelValues := regexp.MustCompile(`^label_values\(\s*([a-zA-Z0-9_:]+)\s*,\s*([a-zA-Z0-9_]+)\s*\)$`)
+	for _, v := range d.Templating.List {
+		if v.Type != "query" {
+			continue
+		}
+		var q struct{ Query string }
+		if err := json.Unmarshal(v.Query, &q); err != nil {
+			t.Fatalf("variable %s: query %s: %v", v.Name, v.Query, err)
+		}
+		m := labelValues.FindStringSubmatch(q.Query)
+		if m == nil {
+			t.Fatalf("variable %s: query %q is not label_values(metric, label)", v.Name, q.Query)
+		}
+		got, err := srv.LabelValues(ctx, m[2], m[1])
+		if err != nil || !slices.Contains(got, "e2e") {
+			t.Errorf("variable %s: %s lists %v (%v), want e2e among them", v.Name, q.Query, got, err)
+		}
+	}
 	queries := 0
 	for _, pn := range panels {
 		for _, tg := range pn.Targets {

@@ -253,6 +253,14 @@ func value(v any) (float64, error) {
 	return strconv.ParseFloat(s, 64)
 }
 
+// LabelValues lists the values label takes in the series match selects
+// (what Grafana's label_values(match, label) lists).
+func (s *Server) LabelValues(ctx context.Context, label, match string) ([]string, error) {
+	var out []string
+	err := s.get(ctx, "/api/v1/label/"+url.PathEscape(label)+"/values?match[]="+url.QueryEscape(match), &out)
+	return out, err
+}
+
 // Alert is an alert Prometheus holds: pending (its expression is true, for
 // less than its `for`) or firing.
 type Alert struct {
