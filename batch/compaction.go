@@ -120,9 +120,24 @@ func (c *compactor) run(ctx context.Context, poll time.Duration) {
 	}
 }
 
+// mine tells whether this process compacts the periods of shard, looking
+// its fence up once a pass (fences).
+func (c *compactor) mine(fences map[int]Fence, shard int) bool {
+	if c.fence == nil {
+		return true
+	}
+	fc, ok := fences[shard]
+	if !ok {
+		fc = c.fence(shard)
+		fences[shard] = fc
+	}
+	return fc != nil
+}
+
 // compact does one pass: merges every period due (up to maxMergeInputs
-// files of each), then deletes replaced files whose grace is over. It
-// returns how many merges it committed.
+// files of each), takes out the periods past the topic's lake.retention
+// (expire), then deletes replaced files whose grace is over. It returns how
+// many merges it committed.
 func (c *compactor) compact(ctx context.Context) (int, error) {
 	// Not while this process recovers a partition it takes over: recovery
 	// removes files no manifest lists yet, such as a merge's output.
@@ -152,16 +167,8 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 		if c.tl.layout.start(start) != start {
 			continue // written under another partitioning (below)
 		}
-		shard := c.tl.shard(start)
-		if c.fence != nil {
-			fc, ok := fences[shard]
-			if !ok {
-				fc = c.fence(shard)
-				fences[shard] = fc
-			}
-			if fc == nil {
-				continue // compacted by another process
-			}
+		if !c.mine(fences, c.tl.shard(start)) {
+			continue // compacted by another process
 		}
 		fs = fs[:0]
 		for f := range m.from(start) {
@@ -208,6 +215,9 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 			return n, err
 		}
 		n++
+	}
+	if _, err := c.expire(ctx, fences); err != nil {
+		return n, err
 	}
 	return n, c.purge(ctx)
 }

@@ -1,6 +1,8 @@
 // Package batch is the batch layer: the lake writer, which copies every
 // topic from the log into an immutable Parquet lake exactly once
-// (docs/lake-format.md), compaction of the lake's small files, and the
+// (docs/lake-format.md), compaction of the lake's small files (whose
+// passes also take out the periods past a topic's lake.retention,
+// lake_retention.go), and the
 // jobs, scheduled by cron or requested over HTTP, that recompute each view
 // from the lake with the view's compiled plan — the same code as the speed
 // layer — and hand the result to the serving store, advancing the view's

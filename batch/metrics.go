@@ -9,6 +9,7 @@ type metrics struct {
 	lakeRows      *prometheus.CounterVec
 	lakeFiles     *prometheus.CounterVec
 	compactions   *prometheus.CounterVec
+	expired       *prometheus.CounterVec
 	skipped       *prometheus.CounterVec
 	jobSeconds    *prometheus.HistogramVec
 	rowsPerSecond *prometheus.GaugeVec
@@ -33,6 +34,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"topic"}),
 		compactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambdaflow_lake_compactions_total", Help: "Compactions (files of one period merged into one), per topic.",
+		}, []string{"topic"}),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambdaflow_lake_expired_files_total", Help: "Lake files taken out of the lake because their period ended topics[].lake.retention ago or longer, per topic.",
 		}, []string{"topic"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambdaflow_lake_skipped_entries_total", Help: "Log entries the lake writer skipped because they could not be decoded, per topic.",
@@ -67,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.lakeRows, m.lakeFiles, m.compactions, m.skipped, m.jobSeconds,
-		m.rowsPerSecond, m.lastSuccess, m.horizonAge, m.jobFailures, m.cacheReads, m.cacheBytes, m.cacheFiles} {
+		m.rowsPerSecond, m.lastSuccess, m.horizonAge, m.jobFailures, m.expired, m.cacheReads, m.cacheBytes, m.cacheFiles} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -86,6 +90,7 @@ func (m *metrics) init(topics, views []string) {
 		m.lakeFiles.WithLabelValues(t)
 		m.compactions.WithLabelValues(t)
 		m.skipped.WithLabelValues(t)
+		m.expired.WithLabelValues(t)
 	}
 	for _, v := range views {
 		m.jobSeconds.WithLabelValues(v)

@@ -221,6 +221,21 @@ func (vj *viewJob) spans(m *manifest, h int64, rng *span) []span {
 	return mergeSpans(out)
 }
 
+// clipSpans leaves out of spans the window starts before from; clipped
+// says whether any was left out.
+func clipSpans(spans []span, from int64) (out []span, clipped bool) {
+	for _, sp := range spans {
+		if sp.from < from {
+			clipped = true
+			sp.from = from
+		}
+		if sp.from < sp.to {
+			out = append(out, sp)
+		}
+	}
+	return out, clipped
+}
+
 func mergeSpans(in []span) []span {
 	slices.SortFunc(in, func(a, b span) int { return cmp.Compare(a.from, b.from) })
 	var out []span
@@ -272,11 +287,24 @@ func (b *Batch) recompute(ctx context.Context, vj *viewJob, j *job, rng *span) e
 		return nil
 	}
 	spans := vj.spans(m, h, rng)
+	var retained string // why a requested range was cut short
+	if keep := vj.topic.Lake.Retention.D(); keep > 0 {
+		// Windows whose events may be in periods the lake has let go keep
+		// the rows last computed: recomputing them from what is left
+		// would shrink or drop them.
+		var clipped bool
+		from := b.now().Add(-keep).UnixMicro() + vj.reach()
+		if spans, clipped = clipSpans(spans, from); clipped && rng != nil && rng.from < from {
+			retained = "windows starting before " + event.FormatTime(from) + " keep the rows last computed: the lake keeps topic " +
+				vj.topic.Name + "'s events for " + vj.topic.Lake.Retention.String() + " (topics[].lake.retention)"
+			j.update(func(s *api.JobStatus) { s.Note = retained })
+		}
+	}
 	if len(spans) == 0 && vj.st.hasHorizon && h == vj.st.horizon {
 		hz := time.UnixMicro(h).UTC()
 		j.update(func(s *api.JobStatus) {
 			s.NothingToDo, s.Horizon = true, &hz
-			s.Note = "no window closed and no late event reached the lake since the last run; the horizon stays at " + event.FormatTime(h)
+			s.Note = cmp.Or(retained, "no window closed and no late event reached the lake since the last run; the horizon stays at "+event.FormatTime(h))
 		})
 	}
 	// Files to read, per span, grouped by period (the unit of progress).

@@ -141,7 +141,8 @@ type Topic struct {
 
 // TopicLake configures one topic's part of the lake.
 type TopicLake struct {
-	Partitioning string `yaml:"partitioning" default:"hourly" enum:"hourly,daily,monthly" doc:"hourly: a directory per event-time hour (dt=YYYY-MM-DD/hour=HH), at most one file per hour once compacted; daily: a directory per day (dt=YYYY-MM-DD), at most one file per day, for topics with few events per hour; monthly: a directory per calendar month (month=YYYY-MM), at most one file per month, for topics with a few thousand events a day or fewer."`
+	Partitioning string   `yaml:"partitioning" default:"hourly" enum:"hourly,daily,monthly" doc:"hourly: a directory per event-time hour (dt=YYYY-MM-DD/hour=HH), at most one file per hour once compacted; daily: a directory per day (dt=YYYY-MM-DD), at most one file per day, for topics with few events per hour; monthly: a directory per calendar month (month=YYYY-MM), at most one file per month, for topics with a few thousand events a day or fewer."`
+	Retention    Duration `yaml:"retention" doc:"How long the lake keeps the topic's events, by event time: a period (hour, day or month) whose end is this long ago or longer leaves the lake at the next compaction pass (its files are deleted 10 minutes later, as replaced files are), and batch runs then recompute only the windows that start later (older windows keep their rows). Unset or 0: the lake keeps every event. At least 1h."`
 }
 
 // Lake partitionings (TopicLake.Partitioning).

@@ -451,6 +451,9 @@ func (v *validator) checkTopics(p *Pipeline) {
 			v.errorf(path+".time_unit", "must be s, ms or us (or unset: milliseconds, refusing ones before 1973); got %s%s", quote(t.TimeUnit), didYouMean(t.TimeUnit, []string{"s", "ms", "us"}))
 		}
 		v.atLeastDuration(path+".max_future", t.MaxFuture, time.Second)
+		if t.Lake.Retention != 0 {
+			v.atLeastDuration(path+".lake.retention", t.Lake.Retention, time.Hour)
+		}
 		v.notBlank(path+".write_tokens", t.WriteTokens)
 		v.notBlank(path+".read_tokens", t.ReadTokens)
 	}

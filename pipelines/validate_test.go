@@ -544,6 +544,9 @@ func TestValidationErrors(t *testing.T) {
 		{name: "sync", src: with(mini, "broker: {sync: alwyas}"), want: []string{`p.yaml:6:16: broker.sync: must be one of always, interval; got "alwyas" (did you mean "always"?)`}},
 		{name: "lake partitioning monthly", src: with(mini, "    lake: {partitioning: monthly}")},
 		{name: "lake partitioning unknown", src: with(mini, "    lake: {partitioning: weekly}"), want: []string{`p.yaml:6:26: topics[0].lake.partitioning: must be one of hourly, daily, monthly; got "weekly"`}},
+		{name: "lake retention", src: with(mini, "    lake: {partitioning: daily, retention: 8760h}")},
+		{name: "lake retention too short", src: with(mini, "    lake: {retention: 30m}"), want: []string{`p.yaml:6:23: topics[0].lake.retention: must be at least 1h, got 30m`}},
+		{name: "lake retention negative", src: with(mini, "    lake: {retention: -1h}"), want: []string{`p.yaml:6:23: topics[0].lake.retention: must be at least 1h, got -1h`}},
 		{
 			name: "ingest limits",
 			src:  with(mini, "ingest:", "  max_body_bytes: 0", "  max_in_flight: -1", "  dedup_window: 0s", "  dedup_max_ids: 0", "  linger: -1ms", "  max_batch: 0"),
