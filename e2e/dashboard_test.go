@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -263,8 +264,10 @@ func TestDashboardMetricsExist(t *testing.T) {
 	if res := got(p.api.SQL(bg, api.SQLRequest{SQL: "SELECT count(*) FROM views." + seedView}))(t); len(res.Rows) != 1 {
 		t.Fatalf("SQL: %+v, want one row", res)
 	}
+	// A member of an HTTP consumer group joins and reads.
+	groupRead(t, p)
 	var run []string
-	for _, layer := range []string{"ingest", "log", "speed", "batch", "serving", "sinks", "sql", "http"} {
+	for _, layer := range []string{"ingest", "log", "speed", "batch", "serving", "sinks", "sql", "http", "groups"} {
 		if layers[layer] {
 			run = append(run, layer)
 		} else {
@@ -376,6 +379,51 @@ func dashboardOnPrometheus(t *testing.T, p *process, layers []string) {
 	})
 }
 
+// groupRead has a member join an HTTP consumer group from the earliest
+// event and read every event of the seed topic, exactly.
+func groupRead(t *testing.T, p *process) {
+	t.Helper()
+	var held int64
+	for _, tp := range got(p.api.Topics(bg))(t) {
+		if tp.Name == seedTopic {
+			held = tp.Events
+		}
+	}
+	do := func(method, path, body string) []byte {
+		t.Helper()
+		req, err := http.NewRequest(method, p.url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+p.token)
+		resp, err := p.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode/100 != 2 {
+			t.Fatalf("%s %s: %d %s %v", method, path, resp.StatusCode, b, err)
+		}
+		return b
+	}
+	var m api.Membership
+	if err := json.Unmarshal(do("POST", "/v1/groups/dashboard/members", `{"topics":["`+seedTopic+`"],"reset":"earliest"}`), &m); err != nil {
+		t.Fatal(err)
+	}
+	n := int64(0)
+	for n < held {
+		lines := bytes.Count(do("GET", "/v1/groups/dashboard/members/"+m.Member+"/events?max=1000&wait=2s", ""), []byte("\n"))
+		if lines == 0 {
+			t.Fatalf("the group's member read %d of %d events, then nothing", n, held)
+		}
+		n += int64(lines)
+	}
+	if n != held {
+		t.Fatalf("the group's member read %d events, the topic holds %d", n, held)
+	}
+}
+
 // TestDashboardMetricsOnObjectStorage runs a pipeline whose lake is on
 // object storage: a batch run reads it through lake.cache, a SQL query
 // through local copies, and the dashboard's metrics of both are there.
@@ -482,7 +530,7 @@ func waitLake(t *testing.T, p *process) {
 // consumers.
 func probeLayers(t *testing.T, p *process) map[string]bool {
 	t.Helper()
-	layers := map[string]bool{"ingest": true, "log": true, "serving": true, "sql": true, "http": true}
+	layers := map[string]bool{"ingest": true, "log": true, "serving": true, "sql": true, "http": true, "groups": true}
 	if _, err := p.api.Jobs(bg); err == nil {
 		layers["batch"] = true
 	} else if !client.IsNotFound(err) {
@@ -532,6 +580,7 @@ var dashboardLayers = []struct{ prefix, layer string }{
 	{"lambdaflow_http_", "http"},
 	{"lambdaflow_kafka_", "kafka"},
 	{"lambdaflow_mirror_", "mirror"},
+	{"lambdaflow_groups_", "groups"},
 }
 
 // layerOf names the layer that exports a metric; "" for none.

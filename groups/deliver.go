@@ -78,6 +78,9 @@ func (g *Groups) poll(ctx context.Context, group, id string, limit int, wait tim
 		m.Seen = now
 		return true, nil
 	})
+	if err == nil {
+		g.metrics.delivered.WithLabelValues(group).Add(float64(len(out)))
+	}
 	return out, s, err
 }
 

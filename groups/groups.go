@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/broker"
 	"github.com/lambdaflow/lambdaflow/pipelines"
@@ -40,6 +42,8 @@ type Options struct {
 	Now func() time.Time
 	// Others, when set, adds their groups to the listings.
 	Others Others
+	// Registerer gets the groups' metrics. Nil means a private registry.
+	Registerer prometheus.Registerer
 }
 
 // bucket holds the HTTP groups' records.
@@ -57,20 +61,29 @@ func ConsumerName(group string) string { return "http." + group }
 
 // Groups serves the HTTP API's consumer groups. Safe for concurrent use.
 type Groups struct {
-	p      *pipelines.Pipeline
-	log    Log
-	logger *slog.Logger
-	now    func() time.Time
-	others Others
-	topics map[string]*pipelines.Topic
+	p       *pipelines.Pipeline
+	log     Log
+	logger  *slog.Logger
+	now     func() time.Time
+	others  Others
+	topics  map[string]*pipelines.Topic
+	metrics *metrics
 
 	mu sync.Mutex
 	st *broker.States
 }
 
 // New returns the groups of pipeline p on log.
-func New(p *pipelines.Pipeline, log Log, opts Options) *Groups {
-	g := &Groups{p: p, log: log, logger: opts.Logger, now: opts.Now, others: opts.Others, topics: map[string]*pipelines.Topic{}}
+func New(p *pipelines.Pipeline, log Log, opts Options) (*Groups, error) {
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	g := &Groups{p: p, log: log, logger: opts.Logger, now: opts.Now, others: opts.Others, topics: map[string]*pipelines.Topic{}, metrics: m}
 	if g.logger == nil {
 		g.logger = slog.New(slog.DiscardHandler)
 	}
@@ -80,7 +93,7 @@ func New(p *pipelines.Pipeline, log Log, opts Options) *Groups {
 	for i := range p.Topics {
 		g.topics[p.Topics[i].Name] = &p.Topics[i]
 	}
-	return g
+	return g, nil
 }
 
 func (g *Groups) store(ctx context.Context) (*broker.States, error) {
@@ -116,6 +129,7 @@ func (g *Groups) update(ctx context.Context, group string, fn func(s *state, now
 		return nil, err
 	}
 	var s *state
+	var before int64 // the generation the last attempt started from
 	_, _, err = st.Update(ctx, key(group), func(old []byte) ([]byte, bool, error) {
 		s = &state{}
 		if old != nil {
@@ -123,6 +137,7 @@ func (g *Groups) update(ctx context.Context, group string, fn func(s *state, now
 				return nil, false, fmt.Errorf("groups: %q: stored state: %w", group, err)
 			}
 		}
+		before = s.Generation
 		now := g.now().UnixMicro()
 		changed := s.expire(now, g.partitions)
 		fchanged, ferr := fn(s, now)
@@ -134,6 +149,9 @@ func (g *Groups) update(ctx context.Context, group string, fn func(s *state, now
 	})
 	if s == nil {
 		return nil, err
+	}
+	if err == nil && s.Generation > before {
+		g.metrics.rebalances.WithLabelValues(group).Add(float64(s.Generation - before))
 	}
 	return s, err
 }

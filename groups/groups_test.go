@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/lambdaflow/lambdaflow/api"
@@ -43,6 +44,7 @@ type env struct {
 	srv   *httptest.Server
 	clock *clock
 	n     int
+	g     *Groups
 }
 
 func start(t *testing.T) *env {
@@ -67,10 +69,14 @@ topics:
 		t.Fatal(err)
 	}
 	c := &clock{t: time.Now()}
-	g := New(p, b, Options{Now: c.Now})
+	reg := prometheus.NewRegistry()
+	g, err := New(p, b, Options{Now: c.Now, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(httpapi.Handler(httpapi.NewAuth(p), g.Routes()))
 	t.Cleanup(srv.Close)
-	return &env{t: t, b: b, srv: srv, clock: c}
+	return &env{t: t, b: b, srv: srv, clock: c, g: g}
 }
 
 // append writes n events to a partition, ids e-<k> counting up.
@@ -250,6 +256,14 @@ func TestHTTPGroup(t *testing.T) {
 	// Bad input is refused with the reason.
 	if status, out := e.do("POST", "/v1/groups/g/members", `{"topics":["nope"]}`); status != 400 || !strings.Contains(out, `unknown topic \"nope\"`) {
 		t.Errorf("join of an unknown topic: %d %s", status, out)
+	}
+	// Four generations (two joins, an expiry, a leave); seven events
+	// delivered (five, b's one, and a's reading of it again).
+	if got := testutil.ToFloat64(e.g.metrics.rebalances.WithLabelValues("g")); got != 4 {
+		t.Errorf("lambdaflow_groups_rebalances_total %v, want 4", got)
+	}
+	if got := testutil.ToFloat64(e.g.metrics.delivered.WithLabelValues("g")); got != 7 {
+		t.Errorf("lambdaflow_groups_delivered_events_total %v, want 7", got)
 	}
 }
 

@@ -238,7 +238,11 @@ func serve(ctx context.Context, p *pipelines.Pipeline, roles map[string]bool, lo
 		}
 		// Consumer groups over HTTP are served where events come in: a
 		// load balancer in front of ingest processes serves them too.
-		routes = append(routes, groups.New(p, b, groups.Options{Logger: logger.With("component", "groups"), Others: kafkaGroups}).Routes()...)
+		gs, err := groups.New(p, b, groups.Options{Logger: logger.With("component", "groups"), Others: kafkaGroups, Registerer: preg("groups")})
+		if err != nil {
+			return err
+		}
+		routes = append(routes, gs.Routes()...)
 	}
 	if roles["sinks"] {
 		var runners []*sinks.Runner
