@@ -163,9 +163,13 @@ func (c *compactor) compact(ctx context.Context) (int, error) {
 	groups := map[int64][]fileEntry{}
 	var due []int64
 	var fs []fileEntry
+	cutoff, retained := c.retainedFrom()
 	for start := range m.crowdedStarts() {
 		if c.tl.layout.start(start) != start {
 			continue // written under another partitioning (below)
+		}
+		if retained && c.tl.layout.end(start) <= cutoff {
+			continue // past the topic's lake.retention: expire takes it out
 		}
 		if !c.mine(fences, c.tl.shard(start)) {
 			continue // compacted by another process

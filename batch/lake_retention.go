@@ -13,6 +13,17 @@ import (
 // retention is first set would be one record of ~0.5 MB).
 const maxExpireFiles = 1000
 
+// retainedFrom is the time (UTC µs) before which a period that ends is
+// past the topic's lake.retention; ok is false when the lake keeps every
+// event.
+func (c *compactor) retainedFrom() (cutoff int64, ok bool) {
+	keep := c.tl.topic.Lake.Retention.D()
+	if keep <= 0 {
+		return 0, false
+	}
+	return c.now().Add(-keep).UnixMicro(), true
+}
+
 // expire takes out of the dataset the files of the periods that ended the
 // topic's lake.retention or longer ago (the injected clock), as a merge
 // takes out its inputs: committed under the fence of the period's shard
@@ -22,11 +33,10 @@ const maxExpireFiles = 1000
 // A file a commit finds no longer live (merged meanwhile) leaves the
 // period for the next pass. It returns how many files it took out.
 func (c *compactor) expire(ctx context.Context, fences map[int]Fence) (int, error) {
-	keep := c.tl.topic.Lake.Retention.D()
-	if keep <= 0 {
+	cutoff, retained := c.retainedFrom()
+	if !retained {
 		return 0, nil
 	}
-	cutoff := c.now().Add(-keep).UnixMicro()
 	m := c.tl.ms.snapshot()
 	byShard := map[int][]fileEntry{}
 	var shards []int

@@ -60,8 +60,9 @@ func testLakeRetention(t *testing.T, at lakeAt) {
 			oldFiles = append(oldFiles, f.Path)
 		}
 	}
-	if len(oldFiles) != 10 {
-		t.Fatalf("%d files of the first day (%v), want one an hour", len(oldFiles), oldFiles)
+	if len(oldFiles) < 10 {
+		// One an hour at least (a flush may write each partition's apart).
+		t.Fatalf("%d files of the first day (%v), want one an hour at least", len(oldFiles), oldFiles)
 	}
 
 	// A week on, day 5 at 00:00 is three days ago: the first day's periods
