@@ -64,6 +64,9 @@ func batchCmd(ctx context.Context, args []string, std stdio, env lookupEnv) erro
 				return nil
 			}
 			fmt.Fprintf(std.out, "job %s succeeded: %d rows read, %d windows written\n", st.ID, st.Rows, st.Windows)
+			if st.Note != "" {
+				fmt.Fprintf(std.out, "note: %s\n", st.Note)
+			}
 			return nil
 		}
 		select {
