@@ -89,20 +89,24 @@ type BatchStats struct {
 	Jobs map[JobState]int `json:"jobs"`
 }
 
-// LakeStats is the lake writer's work on one topic: Rows, Files and
-// Compactions since the process started; RowsHeld, FilesHeld and
-// PeriodsHeld what the lake holds, from its manifest (durable: a restart
-// keeps them). PeriodsHeld is the periods (hours, days or months: the
-// topic's lake.partitioning) its files are in: FilesHeld once compaction
-// has merged every period.
+// LakeStats is the lake writer's work on one topic: Rows, Files,
+// Compactions and ExpiredFiles (taken out by lake.retention) since the
+// process started; RowsHeld, FilesHeld, PeriodsHeld and OldestPeriod what
+// the lake holds, from its manifest (durable: a restart keeps them).
+// PeriodsHeld is the periods (hours, days or months: the topic's
+// lake.partitioning) its files are in: FilesHeld once compaction has
+// merged every period. OldestPeriod is the start of the earliest of them
+// (nil for an empty lake): how far back the lake goes.
 type LakeStats struct {
-	Topic       string `json:"topic"`
-	Rows        uint64 `json:"rows"`
-	Files       uint64 `json:"files"`
-	Compactions uint64 `json:"compactions"`
-	RowsHeld    int64  `json:"rows_held"`
-	FilesHeld   int    `json:"files_held"`
-	PeriodsHeld int    `json:"periods_held"`
+	Topic        string     `json:"topic"`
+	Rows         uint64     `json:"rows"`
+	Files        uint64     `json:"files"`
+	Compactions  uint64     `json:"compactions"`
+	ExpiredFiles uint64     `json:"expired_files"`
+	RowsHeld     int64      `json:"rows_held"`
+	FilesHeld    int        `json:"files_held"`
+	PeriodsHeld  int        `json:"periods_held"`
+	OldestPeriod *time.Time `json:"oldest_period,omitempty"`
 }
 
 // BatchViewStats is the batch layer's recomputation of one view.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/lambdaflow/lambdaflow/api"
 	"github.com/lambdaflow/lambdaflow/pipelines"
 	"github.com/lambdaflow/lambdaflow/pipelines/event"
 )
@@ -60,6 +61,11 @@ func testLakeRetention(t *testing.T, at lakeAt) {
 			oldFiles = append(oldFiles, f.Path)
 		}
 	}
+	var before api.Stats
+	e.b.AddStats(&before)
+	if ls := before.Batch.Lake[0]; ls.OldestPeriod == nil || !ls.OldestPeriod.Equal(t0) || ls.ExpiredFiles != 0 {
+		t.Errorf("stats before %+v: want the oldest period day 1, nothing expired", ls)
+	}
 	if len(oldFiles) < 10 {
 		// One an hour at least (a flush may write each partition's apart).
 		t.Fatalf("%d files of the first day (%v), want one an hour at least", len(oldFiles), oldFiles)
@@ -84,6 +90,11 @@ func testLakeRetention(t *testing.T, at lakeAt) {
 	}
 	if got := testutil.ToFloat64(e.b.metrics.expired.WithLabelValues("metrics")); got != float64(len(oldFiles)) {
 		t.Errorf("lambdaflow_lake_expired_files_total %v, want %d", got, len(oldFiles))
+	}
+	var stats api.Stats
+	e.b.AddStats(&stats)
+	if ls := stats.Batch.Lake[0]; ls.ExpiredFiles != uint64(len(oldFiles)) || ls.OldestPeriod == nil || !ls.OldestPeriod.Equal(t0.Add(4*24*time.Hour)) {
+		t.Errorf("stats %+v (oldest %v): want %d files expired, the oldest period day 5", ls, ls.OldestPeriod, len(oldFiles))
 	}
 	keys := func() []string {
 		t.Helper()

@@ -28,7 +28,7 @@ func TestMetricsExistBeforeAnyWork(t *testing.T) {
 		series[mf.GetName()] = len(mf.GetMetric())
 	}
 	for _, name := range []string{
-		"lambdaflow_lake_rows_total", "lambdaflow_lake_files_total", "lambdaflow_lake_compactions_total",
+		"lambdaflow_lake_rows_total", "lambdaflow_lake_files_total", "lambdaflow_lake_compactions_total", "lambdaflow_lake_expired_files_total",
 		"lambdaflow_lake_skipped_entries_total", "lambdaflow_batch_job_seconds", "lambdaflow_batch_rows_per_second",
 		"lambdaflow_batch_last_success_timestamp_seconds", "lambdaflow_batch_job_failures_total",
 		"lambdaflow_lake_files_held", "lambdaflow_lake_periods_held", "lambdaflow_lake_rows_held",

@@ -18,12 +18,18 @@ func (b *Batch) AddStats(s *api.Stats) {
 	for i := range b.p.Topics {
 		t := b.p.Topics[i].Name
 		ls := api.LakeStats{Topic: t,
-			Rows:        promread.Count(m.lakeRows.WithLabelValues(t)),
-			Files:       promread.Count(m.lakeFiles.WithLabelValues(t)),
-			Compactions: promread.Count(m.compactions.WithLabelValues(t)),
+			Rows:         promread.Count(m.lakeRows.WithLabelValues(t)),
+			Files:        promread.Count(m.lakeFiles.WithLabelValues(t)),
+			Compactions:  promread.Count(m.compactions.WithLabelValues(t)),
+			ExpiredFiles: promread.Count(m.expired.WithLabelValues(t)),
 		}
 		if mf := b.manifestOf(t); mf != nil {
 			ls.FilesHeld, ls.RowsHeld, ls.PeriodsHeld = mf.fileCount(), mf.rowsHeld(), mf.periodsHeld()
+			for f := range mf.all() {
+				oldest := event.Time(f.Start)
+				ls.OldestPeriod = &oldest
+				break
+			}
 		}
 		st.Lake = append(st.Lake, ls)
 	}

@@ -594,6 +594,11 @@ func TestAPIStats(t *testing.T) {
 				l.PeriodsHeld != len(hours) || l.FilesHeld < l.PeriodsHeld || uint64(l.FilesHeld) > l.Files) {
 				t.Errorf("lake of %s: %+v, want %d rows written and held, in %d periods", seedTopic, l, appended, len(hours))
 			}
+			// The lake keeps every event (no lake.retention): its oldest
+			// period is the seed's first hour.
+			if l.Topic == seedTopic && f.lake && (l.ExpiredFiles != 0 || l.OldestPeriod == nil || !l.OldestPeriod.Equal(earliest(hours))) {
+				t.Errorf("lake of %s: %d files expired, oldest period %v; want none and %v", seedTopic, l.ExpiredFiles, l.OldestPeriod, earliest(hours))
+			}
 		}
 	}
 	if f.sinks {
@@ -610,4 +615,15 @@ func TestAPIStats(t *testing.T) {
 			t.Errorf("archive %+v, want failing with no rows", a)
 		}
 	}
+}
+
+// earliest is the first of a set of times.
+func earliest(ts map[time.Time]bool) time.Time {
+	var out time.Time
+	for t := range ts {
+		if out.IsZero() || t.Before(out) {
+			out = t
+		}
+	}
+	return out
 }
