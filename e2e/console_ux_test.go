@@ -115,6 +115,7 @@ func TestConsoleViewsLayout(t *testing.T) {
 		st := got(p.api.Stats(bg))(t)
 		var shown struct {
 			Watermark, Horizon string
+			Oldest             string
 			Late, RowsHeld     int64
 			FilesHeld, Periods int
 			Checkpoint         float64
@@ -126,7 +127,8 @@ func TestConsoleViewsLayout(t *testing.T) {
 			Horizon: (document.querySelector("#layer-batch .horizon") || {dataset: {value: "absent"}}).dataset.value,
 			RowsHeld: Number((document.querySelector("#layer-lake .rows-held") || {dataset: {value: -1}}).dataset.value),
 			FilesHeld: Number((document.querySelector("#layer-lake .files-held") || {dataset: {value: -1}}).dataset.value),
-			Periods: Number((document.querySelector("#layer-lake .periods-held") || {dataset: {value: -1}}).dataset.value)})`, &shown)
+			Periods: Number((document.querySelector("#layer-lake .periods-held") || {dataset: {value: -1}}).dataset.value),
+			Oldest: (document.querySelector("#layer-lake .oldest-period") || {dataset: {value: "absent"}}).dataset.value})`, &shown)
 		vs := st.Views[0]
 		if vs.Watermark == nil || shown.Watermark != vs.Watermark.Format(time.RFC3339Nano) || shown.Late != int64(vs.LateEvents) {
 			t.Errorf("speed layer shows watermark %q, late %d; the API says %v, %d", shown.Watermark, shown.Late, vs.Watermark, vs.LateEvents)
@@ -147,6 +149,9 @@ func TestConsoleViewsLayout(t *testing.T) {
 				if l.Topic == seedTopic && (shown.RowsHeld != l.RowsHeld || shown.FilesHeld != l.FilesHeld || shown.Periods != l.PeriodsHeld) {
 					t.Errorf("lake shows %d rows, %d files and %d periods held, the API says %d, %d and %d",
 						shown.RowsHeld, shown.FilesHeld, shown.Periods, l.RowsHeld, l.FilesHeld, l.PeriodsHeld)
+				}
+				if l.Topic == seedTopic && (l.OldestPeriod == nil || shown.Oldest != l.OldestPeriod.Format(time.RFC3339Nano)) {
+					t.Errorf("lake shows its oldest period %q, the API says %v", shown.Oldest, l.OldestPeriod)
 				}
 			}
 		}

@@ -175,8 +175,10 @@ export default {
               ["Rows held", int(lake.rows_held), { class: "rows-held", "data-value": lake.rows_held }],
               ["Files held", int(lake.files_held), { class: "files-held", "data-value": lake.files_held }],
               ["Periods held", int(lake.periods_held), { class: "periods-held", "data-value": lake.periods_held }],
+              ["Oldest period", time(lake.oldest_period), { class: "oldest-period", "data-value": lake.oldest_period || "" }],
               ["Rows written" + since, int(lake.rows)],
               ["Compactions" + since, int(lake.compactions)],
+              ["Expired files" + since, int(lake.expired_files)],
             ])
           : h("p", { class: "note" }, "The lake writer does not run in this process."),
       ),
